@@ -1,0 +1,123 @@
+"""The invoice the ``enrich`` stage produces and the ``deliver`` stage sends.
+
+An :class:`Invoice` is billing-system neutral: connectors map it to their own payload. All
+amounts are :class:`~decimal.Decimal` in ``currency``; ``net``, ``tax`` and ``total`` of each line
+are already rounded half-up to the currency's minor unit (see :mod:`broker.money`), and document
+totals are sums of the rounded lines, so ``net_total + tax_total == total`` always holds.
+
+On ``billing.invoices`` a :class:`PricingOutcome` is published: either an invoice or a
+"not billable" record explaining why no invoice was made.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+LineKind = Literal["labour", "travel", "call_out", "part", "expense", "quote", "discount"]
+
+
+class InvoiceLine(BaseModel):
+    """One invoice line.
+
+    ``quantity`` is hours for labour/travel lines, units for parts; ``unit_price`` is per that unit,
+    net of tax unless the tenant prices tax-inclusive (then see ``tax_inclusive`` on the invoice).
+    ``tax_rate`` is a percentage (``Decimal("23")``). ``source`` names where the line came from
+    (``time_entry:TE-1``) and ``rule`` the pricing rule applied (``rate:skill:hvac``).
+    ``cost`` is our cost for the line (never sent to the billing system).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: LineKind
+    description: str
+    quantity: Decimal
+    unit: str = "un"
+    unit_price: Decimal
+    discount_percent: Decimal = Decimal("0")
+    net: Decimal
+    tax_rate: Decimal
+    tax: Decimal
+    total: Decimal
+    source: str
+    rule: str
+    cost: Decimal = Decimal("0")
+    account_code: str | None = None
+    tax_type: str | None = Field(default=None, description="Billing-system tax code, when the tenant maps one.")
+
+
+class Invoice(BaseModel):
+    """A priced invoice for one billable event (one invoice version per revision)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["invoice"] = "invoice"
+    invoice_key: str = Field(description="tenant:doc:id:rN; unique per invoice version.")
+    invoice_number: str = Field(description="Our deterministic number sent to the billing system.")
+    order_key: str = Field(description="tenant:doc:id; the Kafka key, same for all revisions.")
+    tenant: str
+    billing_system: str
+    event_id: str
+    event_type: str
+    event_time: AwareDatetime
+    document: Literal["wo", "sj", "qt"]
+    document_id: str
+    revision: int
+    client_id: str
+    client_name: str
+    contact_id: str | None = None
+    site_id: str
+    currency: str
+    issue_date: date
+    due_date: date
+    reference: str = Field(description="Human reference shown on the invoice (work order / job / quote id).")
+    tax_inclusive: bool = False
+    lines: list[InvoiceLine]
+    net_total: Decimal
+    tax_total: Decimal
+    total: Decimal
+    cost_total: Decimal = Field(description="Our cost; never sent to the billing system.")
+    margin: Decimal = Field(description="net_total - cost_total; never sent to the billing system.")
+    notes: list[str] = Field(default_factory=list)
+    priced_at: datetime | None = None
+
+
+class NotBillable(BaseModel):
+    """Record emitted instead of an invoice (zero total, covered by contract, ...)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["not_billable"] = "not_billable"
+    invoice_key: str
+    order_key: str
+    tenant: str
+    event_id: str
+    event_type: str
+    event_time: AwareDatetime
+    client_id: str
+    reason: str
+    cost_total: Decimal = Decimal("0")
+
+
+class DeliveryOutcome(BaseModel):
+    """One record per delivery on ``billing.deliveries``.
+
+    ``outcome``: ``created`` (new invoice in the billing system), ``already_delivered`` (ledger or
+    billing system already had it: nothing created), ``not_billable``, ``dead_lettered``.
+    """
+
+    invoice_key: str
+    tenant: str
+    billing_system: str | None
+    outcome: Literal["created", "already_delivered", "not_billable", "dead_lettered"]
+    external_id: str | None = None
+    external_number: str | None = None
+    total: Decimal | None = None
+    currency: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    latency_seconds: float | None = Field(default=None, description="Event time to confirmed invoice, seconds.")
+    at: AwareDatetime
