@@ -110,6 +110,7 @@ class DeliveryOutcome(BaseModel):
     """
 
     invoice_key: str
+    event_id: str | None = None
     tenant: str
     billing_system: str | None
     outcome: Literal["created", "already_delivered", "not_billable", "dead_lettered"]

@@ -1,0 +1,41 @@
+# maintenance-billing-broker — the two commands of the README: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: demo test test-slow install dev schemas bench clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found; set PYTHON=...)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed   ## runtime install into .venv
+dev: $(STAMP)                 ## runtime + dev extras
+
+demo: $(VENV)/.installed      ## run the whole pipeline on the bundled examples
+	$(PY) -m broker demo
+
+test: $(STAMP)                ## the whole default suite (slow tests excluded)
+	$(PY) -m pytest
+
+test-slow: $(STAMP)           ## only the long chaos/soak tests
+	$(PY) -m pytest -m slow
+
+schemas: $(VENV)/.installed   ## regenerate schemas/*.schema.json
+	$(PY) -m broker schemas export
+
+bench: $(VENV)/.installed     ## pricing throughput benchmark (prints events/s)
+	$(PY) tools/bench_pricing.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .broker-data *.egg-info

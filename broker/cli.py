@@ -1,0 +1,206 @@
+"""The ``broker`` command line (click). Every command is documented in README.md.
+
+Exit status: 0 success, 1 failure (e.g. stale schemas, demo mismatch), 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from broker import __version__
+from broker.config import ConfigError, load_config
+from broker.settings import TOPIC_EVENTS, Settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail_config(exc: Exception) -> None:
+    err_console.print(f"[bold red]configuration error:[/] {exc}", markup=True, highlight=False)
+    sys.exit(2)
+
+
+def _load(path: str):
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _fail_config(exc)
+
+
+def check_secrets(config) -> None:
+    """Resolve every ``*_env`` secret named in the tenants' billing settings; raises ConfigError naming the variable."""
+    from broker.config import resolve_secret
+
+    for tenant_id, tenant in config.tenants.items():
+        for key, value in tenant.billing.settings.items():
+            if key.endswith("_env") and isinstance(value, str):
+                resolve_secret(value, field=f"tenants.{tenant_id}.billing.settings.{key}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="broker")
+def main() -> None:
+    """maintenance-billing-broker: maintenance events in, invoices out."""
+
+
+# --------------------------------------------------------------------------- run
+@main.command()
+@click.option("--config", "config_path", envvar="BROKER_CONFIG", required=True, type=click.Path(dir_okay=False),
+              help="Tenant configuration YAML (or $BROKER_CONFIG).")
+def run(config_path: str) -> None:
+    """Run the worker (enrich + deliver agents) until Ctrl-C.
+
+    Uses the Kafka cluster in $KAFKA_BOOTSTRAP_SERVERS; without it, starts an embedded in-memory
+    Tansu broker on a free loopback port and prints its address.
+    """
+    from broker.delivery import build_connector
+
+    settings = Settings.from_env()
+    config = _load(config_path)
+    try:
+        for tenant_id in config.tenants:
+            build_connector(config, tenant_id)
+        check_secrets(config)
+    except ConfigError as exc:
+        _fail_config(exc)
+    logging.basicConfig(level=settings.log_level)
+
+    from broker.embedded import kafka_bootstrap
+
+    with kafka_bootstrap(settings.bootstrap_servers, echo=lambda m: console.print(f"[yellow]{m}[/]")) as bootstrap:
+        run_worker(settings, config, bootstrap)
+
+
+def run_worker(settings: Settings, config, bootstrap: str) -> None:
+    """Create the topics, start /metrics and run the Faust worker in this process until stopped."""
+    import faust
+
+    from broker import metrics
+    from broker.app import create_app
+    from broker.kafka import ensure_topics
+
+    ensure_topics(bootstrap, settings.topic_partitions)
+    metrics.serve(settings.metrics_host, settings.metrics_port)
+    app = create_app(settings, config, bootstrap)
+    console.print(f"worker {settings.app_id}: Kafka {bootstrap}, "
+                  f"metrics http://{settings.metrics_host}:{settings.metrics_port}/metrics", highlight=False)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+
+
+# --------------------------------------------------------------------------- publish
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", required=True,
+              help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS); `broker run` prints the embedded one's.")
+@click.option("--topic", default=TOPIC_EVENTS, show_default=True)
+def publish(path: str, bootstrap_servers: str, topic: str) -> None:
+    """Publish events from PATH (NDJSON or a JSON array) with acks=all, keyed tenant:doc:id."""
+    from rich.progress import Progress
+
+    from broker.kafka import publish as send, read_events_file
+
+    records = read_events_file(path)
+    with Progress(console=console, transient=False) as progress:
+        task = progress.add_task(f"publishing to {topic}", total=len(records))
+        sent = send(bootstrap_servers, topic, records, on_sent=lambda: progress.advance(task))
+    console.print(f"published {sent} events to {topic} on {bootstrap_servers}")
+
+
+# --------------------------------------------------------------------------- invoice preview
+@main.group()
+def invoice() -> None:
+    """Inspect pricing without Kafka."""
+
+
+@invoice.command("preview")
+@click.option("--config", "config_path", envvar="BROKER_CONFIG", required=True, type=click.Path(dir_okay=False))
+@click.argument("event_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
+def invoice_preview(config_path: str, event_path: str, fmt: str) -> None:
+    """Price EVENT_PATH (one CloudEvent as JSON) with the tenant's rate card and print the invoice."""
+    from broker.events import EventDecodeError, parse_event
+    from broker.preview import preview_json, preview_table
+    from broker.pricing import PricingError, price_event
+
+    config = _load(config_path)
+    try:
+        event = parse_event(Path(event_path).read_bytes())
+        tenant = config.tenant(event.tenant)
+        priced = price_event(event, event.tenant, tenant)
+    except (EventDecodeError, PricingError, KeyError) as exc:
+        err_console.print(f"[bold red]cannot price {event_path}:[/] {exc}", highlight=False)
+        sys.exit(1)
+    if fmt == "json":
+        click.echo(json.dumps(preview_json(priced), indent=2))
+    else:
+        preview_table(priced, console)
+
+
+# --------------------------------------------------------------------------- schemas
+@main.group()
+def schemas() -> None:
+    """JSON Schema contracts of the events and the invoice."""
+
+
+@schemas.command("export")
+@click.option("--check", is_flag=True, help="Do not write; exit 1 if the files in --dir are stale.")
+@click.option("--dir", "directory", default="schemas", show_default=True, type=click.Path(file_okay=False))
+def schemas_export(check: bool, directory: str) -> None:
+    """Write schemas/*.schema.json from the pydantic models (or check they are up to date)."""
+    from broker.schemas import export
+
+    stale = export(Path(directory), check=check)
+    if check:
+        if stale:
+            err_console.print(f"stale schemas (run `broker schemas export`): {', '.join(stale)}")
+            sys.exit(1)
+        console.print(f"schemas in {directory}/ are up to date")
+    else:
+        console.print(f"wrote {len(stale)} changed schema file(s) to {directory}/")
+
+
+# --------------------------------------------------------------------------- sandbox
+@main.group()
+def sandbox() -> None:
+    """Local emulators of billing systems (loopback HTTP servers)."""
+
+
+@sandbox.command("xero")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--tenant-id", "tenant_ids", multiple=True,
+              default=("00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"),
+              show_default=True, help="Xero organisation ids to accept (repeatable).")
+@click.option("--rate-limit", default=60, show_default=True, type=int, help="Calls per minute per organisation.")
+def sandbox_xero(host: str, port: int, tenant_ids: tuple[str, ...], rate_limit: int) -> None:
+    """Run the Xero Accounting API emulator in the foreground until Ctrl-C."""
+    from connectors.xero.emulator import serve
+
+    serve(host, port, tenant_ids=tenant_ids, rate_limit_per_minute=rate_limit)
+
+
+# --------------------------------------------------------------------------- demo
+@main.command()
+@click.option("--events", "events_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Events to publish (default: the bundled examples).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Tenant configuration (default: the bundled example).")
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for the pipeline.")
+@click.option("--keep-running", is_flag=True, help="Leave everything running until Ctrl-C (to curl /metrics).")
+def demo(events_path: str | None, config_path: str | None, timeout: float, keep_running: bool) -> None:
+    """Run the whole pipeline on bundled example data against the Xero emulator."""
+    from broker.demo import run_demo
+
+    sys.exit(run_demo(events_path=events_path, config_path=config_path, timeout=timeout,
+                      keep_running=keep_running, console=console))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,53 @@
+"""Prometheus metrics of the worker, served at ``http://BROKER_METRICS_HOST:BROKER_METRICS_PORT/metrics``.
+
+Names follow Prometheus conventions (``_total`` counters, ``_seconds`` units); every label has a
+bounded set of values (event types, outcomes, stages, error classes, billing-system names).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+EVENTS_CONSUMED = Counter(
+    "broker_events_consumed_total",
+    "Records consumed from maintenance.events, by CloudEvent type ('invalid' when undecodable).",
+    ["type"],
+)
+INVOICES_BUILT = Counter(
+    "broker_invoices_built_total",
+    "Pricing results published on billing.invoices, by result (invoice, not_billable).",
+    ["result"],
+)
+INVOICES_DELIVERED = Counter(
+    "broker_invoices_delivered_total",
+    "Delivery outcomes recorded on billing.deliveries, by billing system and outcome "
+    "(created, already_delivered, not_billable, dead_lettered).",
+    ["billing_system", "outcome"],
+)
+DELIVERY_ATTEMPTS = Counter(
+    "broker_delivery_attempts_total",
+    "Calls to a connector's deliver(), by billing system and result (ok or the error class).",
+    ["billing_system", "result"],
+)
+DELIVERY_LATENCY = Histogram(
+    "broker_delivery_latency_seconds",
+    "Seconds from the event's CloudEvent time to the confirmed invoice in the billing system.",
+    ["billing_system"],
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, float("inf")),
+)
+RATE_LIMIT_WAIT = Counter(
+    "broker_rate_limit_wait_seconds_total",
+    "Seconds delivery waited for the per-tenant rate limiter or a server Retry-After.",
+    ["billing_system"],
+)
+DEAD_LETTERS = Counter(
+    "broker_dead_letters_total",
+    "Records written to billing.dlq, by stage (decode, enrich, deliver) and error class.",
+    ["stage", "error_class"],
+)
+
+
+def serve(host: str, port: int) -> None:
+    """Start the ``/metrics`` HTTP endpoint in a background thread (``port`` 0 disables it)."""
+    if port:
+        start_http_server(port, addr=host)
