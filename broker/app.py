@@ -71,8 +71,8 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
     invoices_topic = app.topic(TOPIC_INVOICES, partitions=n, key_type=bytes, value_type=bytes)
     deliveries_topic = app.topic(TOPIC_DELIVERIES, partitions=n, key_type=bytes, value_type=bytes)
     dlq_topic = app.topic(TOPIC_DLQ, partitions=n, key_type=bytes, value_type=bytes)
-    ledger = app.Table("delivery-ledger", partitions=n, key_type=str, value_type=dict,
-                       key_serializer="json", value_serializer="json")
+    ledger = app.Table("delivery-ledger", partitions=n,
+                       schema=faust.Schema(key_serializer="json", value_serializer="json"))
     deliverer = Deliverer(config)
     app.deliverer = deliverer  # for tests and shutdown
 

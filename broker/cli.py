@@ -17,7 +17,7 @@ from broker import __version__
 from broker.config import ConfigError, load_config
 from broker.settings import TOPIC_EVENTS, Settings
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True)
 
 
@@ -138,7 +138,7 @@ def invoice_preview(config_path: str, event_path: str, fmt: str) -> None:
         err_console.print(f"[bold red]cannot price {event_path}:[/] {exc}", highlight=False)
         sys.exit(1)
     if fmt == "json":
-        click.echo(json.dumps(preview_json(priced), indent=2))
+        click.echo(json.dumps(preview_json(priced), indent=2, ensure_ascii=False))
     else:
         preview_table(priced, console)
 

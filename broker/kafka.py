@@ -20,14 +20,14 @@ def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[str] = ALL_T
     Raises ``RuntimeError`` when the cluster cannot be reached within ``timeout`` seconds.
     """
     from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     deadline = time.monotonic() + timeout
     while True:
         try:
             admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="broker-admin")
             break
-        except NoBrokersAvailable:
+        except KafkaError:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no Kafka broker reachable at {bootstrap}") from None
             time.sleep(0.5)

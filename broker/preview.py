@@ -49,13 +49,14 @@ def preview_table(priced: Invoice | NotBillable, console: Console) -> None:
         console.print(f"{priced.invoice_key}: [bold]not billable[/] – {priced.reason}")
         return
     table = Table(title=f"{priced.invoice_number} · {priced.client_name} · {priced.currency}", show_lines=False)
-    for col in ("Description", "Qty", "Unit price", "Net", "VAT %", "VAT", "Total", "Source", "Rule"):
-        table.add_column(col, justify="right" if col in ("Qty", "Unit price", "Net", "VAT %", "VAT", "Total") else "left")
+    table.add_column("Line (source · rule)", ratio=1, overflow="fold")
+    for col in ("Qty", "Unit price", "Net", "VAT %", "VAT", "Total", "Cost"):
+        table.add_column(col, justify="right", no_wrap=True)
     for ln in priced.lines:
-        table.add_row(ln.description, f"{ln.quantity} {ln.unit}", str(ln.unit_price), str(ln.net),
-                      str(ln.tax_rate), str(ln.tax), str(ln.total), ln.source, ln.rule)
+        table.add_row(f"{ln.description}\n[dim]{ln.source} · {ln.rule}[/]", f"{ln.quantity} {ln.unit}",
+                      str(ln.unit_price), str(ln.net), str(ln.tax_rate), str(ln.tax), str(ln.total), str(ln.cost))
     table.add_section()
     table.add_row("[bold]Totals[/]", "", "", f"[bold]{priced.net_total}[/]", "", f"[bold]{priced.tax_total}[/]",
-                  f"[bold]{priced.total}[/]", "", "")
+                  f"[bold]{priced.total}[/]", str(priced.cost_total))
     console.print(table)
     console.print(f"cost {priced.cost_total} · margin {priced.margin} {priced.currency} (not sent to the billing system)")

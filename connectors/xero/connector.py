@@ -170,13 +170,20 @@ class XeroConnector(Connector):
         self._access_token: SecretStr | None = None
         self._access_expires_at: float = 0.0
         self._token_lock: asyncio.Lock | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"XeroConnector(tenant={self.tenant!r}, xero_tenant_id={self.settings.xero_tenant_id!r})"
 
     # ------------------------------------------------------------------ plumbing
     def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._client_loop is not loop:
+            # Used from a new event loop (e.g. successive asyncio.run calls): the old client's
+            # connections belong to a closed loop, so start afresh.
+            self._client, self._token_lock = None, None
         if self._client is None:
+            self._client_loop = loop
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.settings.timeout_seconds),
                 headers={"User-Agent": "maintenance-billing-broker/0.1 (xero connector)"},
@@ -227,6 +234,7 @@ class XeroConnector(Connector):
         secret's environment variable is missing, :class:`RetryableError`/:class:`RateLimitedError`
         for 5xx/429.
         """
+        self._http()  # binds the client and the lock to the running loop
         if self._token_lock is None:
             self._token_lock = asyncio.Lock()
         async with self._token_lock:
@@ -265,7 +273,7 @@ class XeroConnector(Connector):
             try:
                 body = resp.json()
                 access = str(body["access_token"])
-                expires_in = float(body.get("expires_in") or 1800)
+                expires_in = float(body.get("expires_in", 1800))
                 new_refresh = body.get("refresh_token")
             except (ValueError, KeyError, TypeError):
                 raise AuthError("Xero token refresh: malformed token response", http_status=resp.status_code) from None
@@ -488,8 +496,12 @@ class XeroConnector(Connector):
     async def aclose(self) -> None:
         """Close the HTTP client (idempotent)."""
         if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+            client, self._client = self._client, None
+            try:
+                if self._client_loop is asyncio.get_running_loop():
+                    await client.aclose()
+            except RuntimeError:  # no running loop / loop mismatch: nothing to close cleanly
+                pass
 
 
 __all__ = ["XeroConnector", "XeroSettings", "idempotency_key", "DUPLICATE_NUMBER_MESSAGE"]
