@@ -17,7 +17,7 @@ from broker import __version__
 from broker.config import ConfigError, load_config
 from broker.settings import TOPIC_EVENTS, Settings
 
-console = Console(width=None if sys.stdout.isatty() else 120)
+console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
 
 

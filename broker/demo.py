@@ -110,7 +110,7 @@ def run_demo(*, events_path: str | None = None, config_path: str | None = None, 
     from broker.kafka import ensure_topics, publish, read_events_file
     from connectors.xero.emulator import XeroEmulator
 
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 140)
     events_file = Path(events_path) if events_path else EXAMPLES / "events.ndjson"
     config_file = Path(config_path) if config_path else EXAMPLES / "config.yaml"
     records = read_events_file(events_file)
@@ -197,41 +197,63 @@ def run_demo(*, events_path: str | None = None, config_path: str | None = None, 
 
 
 def _print_results(console: Console, tally: Tally, held: list[dict]) -> bool:
-    """Print the invoice table and the dead letters; return True when Xero's totals equal ours."""
+    """Print the invoice table, the not-billable events and the dead letters.
+
+    Returns True when every invoice the billing system holds has exactly our net, VAT and total.
+    """
     by_number = {inv["InvoiceNumber"]: inv for inv in held}
     table = Table(title="Invoices in the billing system (Xero emulator)")
-    for col in ("Document", "Client", "Invoice number", "Net", "VAT", "Total", "Cur", "Status"):
-        table.add_column(col, justify="right" if col in ("Net", "VAT", "Total") else "left")
+    table.add_column("Document", overflow="ellipsis", no_wrap=True, ratio=1)
+    table.add_column("Client", overflow="ellipsis", no_wrap=True, ratio=1)
+    table.add_column("Invoice number", no_wrap=True, min_width=15)
+    for col in ("Net", "VAT", "Total"):
+        table.add_column(col, justify="right", no_wrap=True, min_width=8)
+    table.add_column("Cur", min_width=3, no_wrap=True)
+    table.add_column("Status", no_wrap=True, min_width=10)
     ok = True
     counts: Counter = Counter()
-    for outcome in sorted(tally.outcomes, key=lambda o: o["invoice_key"]):
+    per_system: Counter = Counter()
+    not_billable = []
+    outcomes = sorted(tally.outcomes, key=lambda o: (o["tenant"], tally.priced.get(o["invoice_key"], {}).get(
+        "invoice_number", o["invoice_key"])))
+    for outcome in outcomes:
         counts[outcome["outcome"]] += 1
         priced = tally.priced.get(outcome["invoice_key"], {})
-        doc = priced.get("reference") or outcome["invoice_key"]
-        client = priced.get("client_name") or priced.get("client_id", "")
         if outcome["outcome"] == "not_billable":
-            table.add_row(doc, client, "-", "-", "-", "-", "", f"not billable: {outcome.get('error')}")
+            not_billable.append(outcome)
             continue
         if outcome["outcome"] == "dead_lettered":
-            table.add_row(doc, client, "-", "-", "-", "-", "", "[red]dead-lettered[/]")
+            table.add_row(priced.get("reference", outcome["invoice_key"]), priced.get("client_name", ""), "-", "-",
+                          "-", "-", "", "[red]dead-lettered[/]")
             continue
+        per_system[outcome["billing_system"]] += 1
         inv = by_number.get(outcome.get("external_number") or priced.get("invoice_number"), {})
         net, tax, total = (Decimal(str(inv.get(k, "0"))) for k in ("SubTotal", "TotalTax", "Total"))
-        matches = priced and (net, tax, total) == (Decimal(priced["net_total"]), Decimal(priced["tax_total"]),
-                                                   Decimal(priced["total"]))
-        ok = ok and bool(matches)
-        status = f"{inv.get('Status', '?')} ({outcome['outcome']})" + ("" if matches else " [red]TOTAL MISMATCH[/]")
-        table.add_row(doc, client, inv.get("InvoiceNumber", "?"), f"{net}", f"{tax}", f"{total}",
-                      inv.get("CurrencyCode", ""), status)
+        matches = bool(priced) and (net, tax, total) == (
+            Decimal(priced["net_total"]), Decimal(priced["tax_total"]), Decimal(priced["total"]))
+        ok = ok and matches
+        status = inv.get("Status", "?") + ("" if matches else " [red]TOTAL MISMATCH[/]")
+        table.add_row(priced.get("reference", ""), priced.get("client_name", ""), inv.get("InvoiceNumber", "?"),
+                      f"{net}", f"{tax}", f"{total}", inv.get("CurrencyCode", ""), status)
     console.print(table)
-    console.print(f"outcomes: {dict(counts)}; invoices held by Xero: {len(held)}")
+    if not_billable:
+        console.print("[bold]Not billable (no invoice):[/]")
+        for outcome in not_billable:
+            console.print(f"  {outcome['invoice_key']}: {outcome.get('error')}", highlight=False)
     if tally.dead:
         dlq = Table(title="Dead-lettered events (billing.dlq)")
-        for col in ("Stage", "Error class", "Original", "Reason"):
-            dlq.add_column(col)
+        dlq.add_column("Stage")
+        dlq.add_column("Error class")
+        dlq.add_column("Original record", no_wrap=True)
+        dlq.add_column("Reason", overflow="fold")
         for rec in tally.dead:
             h = rec["headers"]
             dlq.add_row(h.get("dlq.stage", ""), h.get("dlq.error.class", ""),
                         f"{h.get('dlq.topic')}:{h.get('dlq.partition')}:{h.get('dlq.offset')}", h.get("dlq.message", ""))
         console.print(dlq)
+    console.print(f"events: {sum(counts.values()) + len(tally.dead)} -> " + ", ".join(
+        f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items())) + f", {len(tally.dead)} dead-lettered")
+    for system, n in sorted(per_system.items()):
+        console.print(f"  {system}: {n} invoices delivered; billing system holds {len(held)}; "
+                      f"totals {'all equal ours to the cent' if ok else '[red]DIFFER[/]'}")
     return ok
