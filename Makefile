@@ -15,8 +15,9 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	@touch $@
 
-$(STAMP): $(PY) pyproject.toml
+$(STAMP): $(PY) pyproject.toml tests/plugins/example_connector/pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps -e tests/plugins/example_connector   # the example connector plugin (tests/test_plugin_model.py)
 	@touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed   ## runtime install into .venv

@@ -2,18 +2,27 @@
 
 ::
 
-    maintenance.events ──► enrich ──► billing.invoices ──► deliver ──► billing system (connector)
-                             │                               │
-                             └──────────► billing.dlq ◄──────┴──► billing.deliveries
+    maintenance.events ──► enrich ──► <app id>-events-by-client ──► price ──► billing.invoices ──► deliver ──► connector
+                             │                                         │                              │
+                             └──────────────────────► billing.dlq ◄────┴──────────────────────────────┴──► billing.deliveries
 
 * ``maintenance.events``  key ``tenant:doc:id`` (a document's events stay ordered), value a CloudEvent.
+* ``<app id>-events-by-client`` (internal) key ``tenant:client``, value the original event; ``enrich``
+                          forwards valid events there (origin topic/partition/offset/key in headers)
+                          so the ``price`` agent sees all of a client's events in one partition,
+                          next to that client's pricing state: tables ``corrective-allowance``
+                          (``tenant:client:YYYY-MM``) and ``approved-quotes`` (``tenant:qt:id``),
+                          both changelog-backed (:mod:`broker.pricing.state`).
 * ``billing.invoices``    key ``tenant:doc:id``, value an :class:`~broker.invoice.Invoice` or
                           :class:`~broker.invoice.NotBillable` (JSON).
 * ``billing.deliveries``  key invoice key, value a :class:`~broker.invoice.DeliveryOutcome`.
 * ``billing.dlq``         original key and value, failure context in headers (:mod:`broker.dlq`).
+* ``billing.invoices.retry.N`` (one per ``BROKER_PARK_DELAYS`` entry) invoices parked by ``deliver``
+                          (tenant unreachable or rate-limited for long), due time in headers; see
+                          :mod:`broker.deliver_stage` and ``docs/delivery.md``.
 
 The agents stay thin: decoding is :func:`broker.events.parse_event`, pricing is the pure
-:func:`broker.pricing.price_event`, delivery policy is :class:`broker.delivery.Deliverer`.
+:func:`broker.pricing.price_event` (via :func:`broker.pricing.price_with_state`), delivery policy is :class:`broker.delivery.Deliverer`.
 The delivery ledger (table ``delivery-ledger``, changelog-backed, keyed by invoice key) remembers
 what was delivered so that a re-published event creates nothing new.
 """
@@ -25,17 +34,16 @@ import logging
 from datetime import datetime, timezone
 
 import faust
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from broker import metrics
 from broker.config import BrokerConfig
-from broker.delivery import Deliverer
-from broker.dlq import dlq_headers
+from broker.deliver_stage import install_deliver_stage
+from broker.dlq import dlq_headers, replay_count
 from broker.events import EventDecodeError, parse_event
 from broker.invoice import DeliveryOutcome, Invoice, NotBillable
-from broker.pricing import PricingError, price_event
+from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, PricingError, price_with_state, pricing_key
 from broker.settings import TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES, Settings
-from connectors.base import ConnectorError
 
 log = logging.getLogger("broker.app")
 
@@ -46,12 +54,15 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, rebalance_timeout: float = 5.0) -> faust.App:
+def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, rebalance_timeout: float | None = None) -> faust.App:
     """Build the Faust app for ``config`` against the Kafka cluster at ``bootstrap`` (``host:port``).
 
     Topics are declared with ``settings.topic_partitions`` partitions; create them beforehand with
     :func:`broker.kafka.ensure_topics` so the changelog and source partition counts agree.
+    ``rebalance_timeout`` defaults to ``settings.rebalance_timeout``; the group session timeout
+    (how soon a crashed worker's partitions move) is ``settings.session_timeout``.
     """
+    rebalance_timeout = settings.rebalance_timeout if rebalance_timeout is None else rebalance_timeout
     app = faust.App(
         settings.app_id,
         broker=",".join(f"kafka://{b.strip()}" for b in bootstrap.split(",")),
@@ -62,9 +73,10 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
         key_serializer="raw",
         value_serializer="raw",
         broker_rebalance_timeout=rebalance_timeout,
-        broker_session_timeout=max(10.0, rebalance_timeout * 2),
-        broker_heartbeat_interval=1.0,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(1.0, settings.session_timeout / 3),
         producer_acks=-1,
+        producer_max_batch_size=settings.producer_max_batch_size,
     )
     n = settings.topic_partitions
     events_topic = app.topic(TOPIC_EVENTS, partitions=n, key_type=bytes, value_type=bytes)
@@ -73,11 +85,10 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
     dlq_topic = app.topic(TOPIC_DLQ, partitions=n, key_type=bytes, value_type=bytes)
     ledger = app.Table("delivery-ledger", partitions=n,
                        schema=faust.Schema(key_serializer="json", value_serializer="json"))
-    deliverer = Deliverer(config)
-    app.deliverer = deliverer  # for tests and shutdown
 
     async def dead_letter(event: faust.types.EventT, stage: str, error_class: str, exc: BaseException, **extra) -> None:
         msg = event.message
+        extra.setdefault("replay_count", replay_count(event.headers))  # a replayed record failing again keeps its count
         headers = dlq_headers(topic=msg.topic, partition=msg.partition, offset=msg.offset, stage=stage,
                               error_class=error_class, exc=exc, **extra)
         await dlq_topic.send(key=event.key, value=event.value, headers=headers)
@@ -87,6 +98,41 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
     async def record(outcome: DeliveryOutcome) -> None:
         await deliveries_topic.send(key=outcome.invoice_key.encode(), value=outcome.model_dump_json().encode())
         metrics.INVOICES_DELIVERED.labels(outcome.billing_system or "none", outcome.outcome).inc()
+
+    # -- enrich/pricing side: events re-keyed by tenant:client so a client's pricing state
+    # (monthly allowance, approved quotes) lives in the partition that sees all of its events.
+    by_client_topic = app.topic(f"{settings.app_id}-events-by-client", partitions=n, internal=True,
+                                key_type=bytes, value_type=bytes)
+    table_schema = faust.Schema(key_serializer="json", value_serializer="json")
+    pricing_tables = {
+        ALLOWANCE_TABLE: app.Table(ALLOWANCE_TABLE, partitions=n, schema=table_schema),
+        QUOTES_TABLE: app.Table(QUOTES_TABLE, partitions=n, schema=table_schema),
+    }
+
+    def _origin(event: faust.types.EventT) -> list[tuple[str, bytes]]:
+        msg = event.message
+        headers = [("origin.topic", msg.topic.encode()), ("origin.partition", str(msg.partition).encode()),
+                   ("origin.offset", str(msg.offset).encode())]
+        if event.key is not None:
+            headers.append(("origin.key", event.key))
+        count = replay_count(event.headers)
+        if count:  # keep the DLQ replay count of a replayed event (broker dlq replay's loop guard)
+            headers.append(("dlq.replay.count", str(count).encode()))
+        return headers
+
+    async def dead_letter_forwarded(event: faust.types.EventT, error_class: str, exc: BaseException, **extra) -> None:
+        """Dead-letter a record of the by-client topic as the original maintenance.events record."""
+        origin = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in (event.headers or {}).items()}
+        topic = origin.get("origin.topic", event.message.topic)
+        partition = int(origin.get("origin.partition", event.message.partition))
+        offset = int(origin.get("origin.offset", event.message.offset))
+        key = (event.headers or {}).get("origin.key")
+        extra.setdefault("replay_count", replay_count(event.headers))
+        headers = dlq_headers(topic=topic, partition=partition, offset=offset, stage="enrich",
+                              error_class=error_class, exc=exc, **extra)
+        await dlq_topic.send(key=key, value=event.value, headers=headers)
+        metrics.DEAD_LETTERS.labels("enrich", error_class).inc()
+        log.warning("dead-lettered %s:%s:%s at enrich: %s", topic, partition, offset, exc)
 
     @app.agent(events_topic)
     async def enrich(stream):
@@ -106,83 +152,46 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
                 await dead_letter(event, "enrich", "unknown_tenant", ValueError(f"field 'tenant': {exc.args[0]}"),
                                   tenant=ce.tenant)
                 continue
+            # valid event: price it in the partition of its client (order per work order is kept:
+            # all of a document's events have the same client and come from one source partition)
+            await by_client_topic.send(key=pricing_key(ce).encode(), value=event.value, headers=_origin(event))
+
+    @app.agent(by_client_topic)
+    async def price(stream):
+        """events by client -> billing.invoices (or billing.dlq); keeps the allowance and quote tables."""
+        async for event in stream.events():
             try:
-                priced = price_event(ce, ce.tenant, tenant, priced_at=_now())
+                ce = parse_event(event.value)
+                tenant = config.tenant(ce.tenant)
+                result = price_with_state(ce, ce.tenant, tenant, allowances=pricing_tables[ALLOWANCE_TABLE],
+                                          quotes=pricing_tables[QUOTES_TABLE], priced_at=_now())
             except PricingError as exc:
-                await dead_letter(event, "enrich", "pricing", exc, tenant=ce.tenant)
+                await dead_letter_forwarded(event, "pricing", exc, tenant=ce.tenant)
                 continue
             except Exception as exc:  # a bug must not stop the stream; keep the event
-                log.exception("pricing crashed on %s", ce.id)
-                await dead_letter(event, "enrich", "internal", exc, tenant=ce.tenant)
+                log.exception("pricing crashed on %s", event.key)
+                await dead_letter_forwarded(event, "internal", exc)
                 continue
+            for table_name, key, value in result.writes:  # only real changes: a redelivery writes nothing
+                pricing_tables[table_name][key] = value
+            priced = result.priced
             metrics.INVOICES_BUILT.labels(priced.status).inc()
             await invoices_topic.send(key=ce.partition_key.encode(), value=priced.model_dump_json().encode())
 
-    @app.agent(invoices_topic)
-    async def deliver(stream):
-        """billing.invoices -> billing system; outcome on billing.deliveries (or billing.dlq)."""
-        async for event in stream.events():
-            try:
-                priced = _PRICED.validate_json(event.value)
-            except ValidationError as exc:
-                await dead_letter(event, "deliver", "invalid", exc)
-                continue
-            if isinstance(priced, NotBillable):
-                ledger[priced.invoice_key] = {"state": "not_billable", "reason": priced.reason, "at": _now().isoformat()}
-                await record(DeliveryOutcome(invoice_key=priced.invoice_key, event_id=priced.event_id,
-                                             tenant=priced.tenant, billing_system=None, outcome="not_billable",
-                                             error=priced.reason, at=_now()))
-                continue
-            await deliver_one(event, priced)
-
-    async def deliver_one(event, invoice: Invoice) -> None:
-        system = invoice.billing_system
-        entry = ledger.get(invoice.invoice_key)
-        if entry and entry.get("state") == "delivered":
-            await record(DeliveryOutcome(
-                invoice_key=invoice.invoice_key, event_id=invoice.event_id, tenant=invoice.tenant,
-                billing_system=system, outcome="already_delivered", external_id=entry.get("external_id"),
-                external_number=entry.get("external_number"), total=invoice.total, currency=invoice.currency,
-                attempts=0, at=_now()))
-            return
-        first_failure = None
-        try:
-            result = await deliverer.deliver(
-                invoice, on_attempt=lambda r: metrics.DELIVERY_ATTEMPTS.labels(system, r).inc())
-        except (ConnectorError, Exception) as exc:  # noqa: B014 - keep the stream alive on any failure
-            first_failure = first_failure or _now()
-            error_class = exc.error_class if isinstance(exc, ConnectorError) else (
-                "config" if type(exc).__name__ == "ConfigError" else "internal")
-            attempts = (entry or {}).get("attempts", 0) + 1
-            ledger[invoice.invoice_key] = {"state": "failed", "attempts": attempts, "last_error": str(exc)[:500],
-                                           "at": _now().isoformat()}
-            await dead_letter(event, "deliver", error_class, exc, tenant=invoice.tenant, connector=system,
-                              http_status=getattr(exc, "http_status", None), attempts=attempts,
-                              first_failure=first_failure)
-            await record(DeliveryOutcome(
-                invoice_key=invoice.invoice_key, event_id=invoice.event_id, tenant=invoice.tenant,
-                billing_system=system, outcome="dead_lettered", error=f"{error_class}: {exc}"[:500],
-                attempts=attempts, at=_now()))
-            return
-        now = _now()
-        ledger[invoice.invoice_key] = {
-            "state": "delivered", "external_id": result.external_id, "external_number": result.external_number,
-            "attempts": result.attempts, "at": now.isoformat(),
-        }
-        latency = (now - invoice.event_time).total_seconds()
-        if result.created:
-            metrics.DELIVERY_LATENCY.labels(system).observe(max(0.0, latency))
-        await record(DeliveryOutcome(
-            invoice_key=invoice.invoice_key, event_id=invoice.event_id, tenant=invoice.tenant, billing_system=system,
-            outcome="created" if result.created else "already_delivered", external_id=result.external_id,
-            external_number=result.external_number, total=invoice.total, currency=invoice.currency,
-            attempts=result.attempts, latency_seconds=latency, at=now))
+    # -- deliver side (broker/deliver_stage.py): tenant lanes, in-order acks, retry topics, amendments.
+    stage = install_deliver_stage(app, settings, config, invoices_topic=invoices_topic,
+                                  deliveries_topic=deliveries_topic, dlq_topic=dlq_topic, ledger_table=ledger)
+    deliver = stage.deliver_agent
+    app.deliverer = stage.deliverer  # for tests and shutdown
+    app.deliver_stage = stage
 
     @app.on_before_shutdown.connect
     async def _close(app_, **kwargs):  # noqa: ANN001
-        await deliverer.aclose()
+        await stage.aclose()
 
     app.enrich_agent = enrich
+    app.price_agent = price
+    app.pricing_tables = pricing_tables
     app.deliver_agent = deliver
     app.ledger = ledger
     return app

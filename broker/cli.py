@@ -73,6 +73,10 @@ def run(config_path: str) -> None:
 
     from broker.embedded import kafka_bootstrap
 
+    if not settings.bootstrap_servers:  # embedded Tansu: one record per batch (see BROKER_PRODUCER_MAX_BATCH_SIZE)
+        import dataclasses
+
+        settings = dataclasses.replace(settings, producer_max_batch_size=1)
     with kafka_bootstrap(settings.bootstrap_servers, echo=lambda m: console.print(f"[yellow]{m}[/]")) as bootstrap:
         run_worker(settings, config, bootstrap)
 
@@ -85,7 +89,7 @@ def run_worker(settings: Settings, config, bootstrap: str) -> None:
     from broker.app import create_app
     from broker.kafka import ensure_topics
 
-    ensure_topics(bootstrap, settings.topic_partitions)
+    ensure_topics(bootstrap, settings.topic_partitions, settings.all_topics)  # incl. the retry topics
     metrics.serve(settings.metrics_host, settings.metrics_port)
     app = create_app(settings, config, bootstrap)
     console.print(f"worker {settings.app_id}: Kafka {bootstrap}, "
@@ -123,8 +127,15 @@ def invoice() -> None:
 @click.option("--config", "config_path", envvar="BROKER_CONFIG", required=True, type=click.Path(dir_okay=False))
 @click.argument("event_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
-def invoice_preview(config_path: str, event_path: str, fmt: str) -> None:
-    """Price EVENT_PATH (one CloudEvent as JSON) with the tenant's rate card and print the invoice."""
+@click.option("--quote", "quote_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The approved quote (CloudEvent JSON) a work order executes, when its lines are needed.")
+@click.option("--allowance-used", "allowance_used", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Minutes of the contract's corrective allowance other work orders used this month.")
+def invoice_preview(config_path: str, event_path: str, fmt: str, quote_path: str | None, allowance_used: int) -> None:
+    """Price EVENT_PATH (one CloudEvent as JSON) with the tenant's rate card and print the invoice.
+
+    Every line shows its source and the rule that priced it; cost and margin are shown too.
+    """
     from broker.events import EventDecodeError, parse_event
     from broker.preview import preview_json, preview_table
     from broker.pricing import PricingError, price_event
@@ -133,7 +144,9 @@ def invoice_preview(config_path: str, event_path: str, fmt: str) -> None:
     try:
         event = parse_event(Path(event_path).read_bytes())
         tenant = config.tenant(event.tenant)
-        priced = price_event(event, event.tenant, tenant)
+        quote = parse_event(Path(quote_path).read_bytes()) if quote_path else None
+        used = {"(other work orders this month)": allowance_used} if allowance_used else None
+        priced = price_event(event, event.tenant, tenant, allowance_used=used, quote=quote)  # type: ignore[arg-type]
     except (EventDecodeError, PricingError, KeyError) as exc:
         err_console.print(f"[bold red]cannot price {event_path}:[/] {exc}", highlight=False)
         sys.exit(1)
@@ -201,6 +214,11 @@ def demo(events_path: str | None, config_path: str | None, timeout: float, keep_
     sys.exit(run_demo(events_path=events_path, config_path=config_path, timeout=timeout,
                       keep_running=keep_running, console=console))
 
+
+from broker.commands_connectors import connectors as _connectors_group  # noqa: E402 - the `connectors` command group
+main.add_command(_connectors_group)
+from broker.dlq_cli import dlq as _dlq_group  # noqa: E402 - the `dlq` command group (list, show, replay)
+main.add_command(_dlq_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

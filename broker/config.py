@@ -11,8 +11,13 @@ Shape (see ``broker/examples/config.yaml`` for a complete file)::
         invoice_prefix: str         # our deterministic invoice numbers start with it
         payment_terms_days: int
         billing: {system: xero, settings: {...connector settings...}}
-        clients: {<client id>: {name, contact_id, email, tax_number}}
-        rate_card: {...}            # see RateCard
+        clients: {<client id>: {...}}   # see Client: rates, discount, tax treatment, contracts
+        rate_card: {...}            # see RateCard: skills, technicians, time bands, parts, travel
+        holidays: [YYYY-MM-DD, ...] # public holidays (the "holiday" time band)
+        tax: {...}                  # see TaxSettings: VAT per line type, tax-inclusive prices
+        quotes: {...}               # see QuoteBilling: invoice at approval/completion, deposit
+
+The pricing rules these settings drive are described in ``docs/pricing.md``.
 
 Secrets are never written in the file: settings name the environment variable that holds them
 (``client_secret_env: XERO_CLIENT_SECRET``); :func:`resolve_secret` reads it and raises
@@ -25,9 +30,11 @@ Every validation error names the field path and the bad value, e.g.
 from __future__ import annotations
 
 import os
+import re
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -35,6 +42,16 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 Money = Annotated[Decimal, Field(ge=0)]
 Percent = Annotated[Decimal, Field(ge=0, le=1000)]
+DiscountPercent = Annotated[Decimal, Field(ge=0, le=100)]
+Weekday = Literal["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
+WEEKDAYS: tuple[str, ...] = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+#: Line types whose VAT rate can be set separately (``tax.rates``).
+TaxLineType = Literal["labour", "travel", "call_out", "part", "expense", "quote"]
+DEFAULT_REVERSE_CHARGE_NOTE = (
+    "Reverse charge: VAT to be accounted for by the recipient "
+    "(Article 196 of Council Directive 2006/112/EC)."
+)
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
 class ConfigError(Exception):
@@ -61,26 +78,122 @@ class Technician(_Model):
     cost_rate: Money | None = None
 
 
-class RateCard(_Model):
-    """How labour, parts and expenses are priced.
+def _parse_hhmm(value: Any, *, allow_24: bool) -> str:
+    if not isinstance(value, str):
+        # YAML 1.1 reads an unquoted 20:00 as the base-60 integer 1200: refuse instead of guessing.
+        raise ValueError("time must be a quoted 'HH:MM' string (an unquoted 20:00 is read by YAML as a number)")
+    if allow_24 and value == "24:00":
+        return value
+    if not _HHMM.match(value):
+        raise ValueError(f"invalid time {value!r}: expected 'HH:MM' from 00:00 to 23:59" + (" (or 24:00)" if allow_24 else ""))
+    return value
 
-    * Labour: per technician per visit, worked minutes are rounded **up** to
-      ``billing_increment_minutes`` (an exact multiple stays as is), then raised to
-      ``minimum_billable_minutes``. Rate: technician's own rate, else their skill's rate.
-    * Call-out fee: once per corrective visit (not for preventive work).
-    * Parts: catalogue ``unit_price`` when the event has one, else ``unit_cost × (1 + parts_markup_percent/100)``,
-      unit price rounded half-up to the currency minor unit.
+
+def hhmm_minutes(value: str) -> int:
+    """``"HH:MM"`` -> minutes after midnight (``"24:00"`` -> 1440)."""
+    hours, minutes = value.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+class TimeBand(_Model):
+    """A labour time band: when all its conditions hold, labour is billed at ``factor`` × the rate.
+
+    Conditions (at least one; all given ones must hold), evaluated on the tenant's local wall
+    clock (DST-correct): ``days`` (weekdays), ``start``/``end`` (a daily window, ``"HH:MM"``;
+    ``end`` before ``start`` wraps past midnight, e.g. ``20:00``-``07:00``), ``holiday`` (the
+    tenant's ``holidays``), ``overtime_after_hours`` (time a technician worked that local day,
+    within the event, beyond N hours). Bands are listed in priority order: the **first** band
+    that matches a moment wins; factors never stack. ``call_out_fee`` is the call-out amount
+    when a visit starts in this band (overtime bands never decide the call-out).
+    """
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_ -]{0,39}$")]
+    factor: Annotated[Decimal, Field(gt=0, le=10)]
+    days: list[Weekday] | None = None
+    start: str | None = Field(default=None, description="Daily window start, local 'HH:MM'.")
+    end: str | None = Field(default=None, description="Daily window end, local 'HH:MM' (exclusive; '24:00' = midnight).")
+    holiday: bool = False
+    overtime_after_hours: Annotated[Decimal, Field(gt=0, le=24)] | None = None
+    call_out_fee: Money | None = None
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start_time(cls, value: Any) -> Any:
+        return None if value is None else _parse_hhmm(value, allow_24=False)
+
+    @field_validator("end", mode="before")
+    @classmethod
+    def _end_time(cls, value: Any) -> Any:
+        return None if value is None else _parse_hhmm(value, allow_24=True)
+
+    @field_validator("days")
+    @classmethod
+    def _days_not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("days must name at least one weekday (omit it for every day)")
+        return value
+
+    @model_validator(mode="after")
+    def _conditions(self) -> "TimeBand":
+        if (self.start is None) != (self.end is None):
+            raise ValueError(f"band {self.name!r}: give both start and end, or neither")
+        if self.start is not None and hhmm_minutes(self.start) == hhmm_minutes(self.end) % 1440:
+            raise ValueError(f"band {self.name!r}: start and end are the same time ({self.start}); omit both for all day")
+        if self.days is None and self.start is None and not self.holiday and self.overtime_after_hours is None:
+            raise ValueError(f"band {self.name!r} has no condition (days, start/end, holiday or overtime_after_hours)")
+        return self
+
+
+class CatalogueItem(_Model):
+    """A part in the tenant's catalogue (keyed by SKU): sell price and/or cost, and category."""
+
+    unit_price: Money | None = Field(default=None, description="Catalogue sell price per unit.")
+    unit_cost: Money | None = Field(default=None, description="Our purchase cost per unit.")
+    category: str | None = None
+
+    @model_validator(mode="after")
+    def _price_or_cost(self) -> "CatalogueItem":
+        if self.unit_price is None and self.unit_cost is None:
+            raise ValueError("catalogue item needs unit_price or unit_cost")
+        return self
+
+
+class RateCard(_Model):
+    """How labour, parts and expenses are priced (full rules: ``docs/pricing.md``).
+
+    * Labour: per technician per visit (``rounding_per: visit``) or per time entry
+      (``rounding_per: entry``), worked minutes are rounded **up** to ``billing_increment_minutes``
+      (an exact multiple stays as is); each technician's visit is then raised to
+      ``minimum_billable_minutes``. Rate, most specific first: client+skill, client, technician,
+      skill. ``time_bands`` multiply the rate (first matching band wins).
+    * Travel: ``travel_billing: time`` bills travel time at ``travel_hourly_rate`` (unset: cost
+      only); ``mileage`` bills ``distance_km`` × ``mileage_rate_per_km`` instead.
+    * Call-out fee: once per corrective visit (``call_out_per``), not for preventive work; a
+      visit starting in a time band costs the band's ``call_out_fee``, else
+      ``call_out_fee_out_of_hours``, else ``call_out_fee``.
+    * Parts: the event's catalogue ``unit_price``, else the tenant ``catalogue`` price, else
+      ``unit_cost × (1 + markup/100)`` with the markup of the part's category
+      (``parts_markup_by_category``) or ``parts_markup_percent``; unit price rounded half-up.
     * Expenses: billable ones at cost plus ``expenses_handling_percent``.
     """
 
     billing_increment_minutes: Annotated[int, Field(ge=1, le=240)] = 15
     minimum_billable_minutes: Annotated[int, Field(ge=0, le=1440)] = 60
+    rounding_per: Literal["visit", "entry"] = "visit"
     skills: dict[str, SkillRate]
     default_skill: str
     technicians: dict[str, Technician] = Field(default_factory=dict)
+    time_bands: list[TimeBand] = Field(default_factory=list)
+    travel_billing: Literal["time", "mileage"] = "time"
     travel_hourly_rate: Money | None = None
+    mileage_rate_per_km: Money | None = None
+    mileage_cost_per_km: Money | None = None
     call_out_fee: Money | None = None
+    call_out_fee_out_of_hours: Money | None = None
+    call_out_per: Literal["visit", "work_order"] = "visit"
     parts_markup_percent: Percent = Decimal("0")
+    parts_markup_by_category: dict[str, Percent] = Field(default_factory=dict)
+    catalogue: dict[str, CatalogueItem] = Field(default_factory=dict)
     expenses_handling_percent: Percent = Decimal("0")
 
     @model_validator(mode="after")
@@ -90,16 +203,166 @@ class RateCard(_Model):
         for tech_id, tech in self.technicians.items():
             if tech.skill not in self.skills:
                 raise ValueError(f"technicians.{tech_id}.skill {tech.skill!r} is not in skills ({', '.join(self.skills)})")
+        names = [band.name for band in self.time_bands]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"time_bands: band name {name!r} is used twice")
+        if self.travel_billing == "mileage" and self.mileage_rate_per_km is None:
+            raise ValueError("travel_billing 'mileage' needs mileage_rate_per_km")
         return self
 
 
+class ContractCovers(_Model):
+    """What a client contract ("abono") includes.
+
+    ``preventive_labour`` / ``preventive_parts``: labour (and travel) / parts of scheduled jobs and
+    preventive work orders are covered (zero-priced lines; nothing billable left -> no invoice,
+    only a "covered" record). ``corrective_hours_per_month``: that many hours of corrective labour
+    per calendar month (tenant time zone) are covered, consumed in processing order; only the
+    excess is billed. ``call_out_fee``: call-out fees are covered.
+    """
+
+    preventive_labour: bool = False
+    preventive_parts: bool = False
+    corrective_hours_per_month: Annotated[Decimal, Field(ge=0, le=744)] = Decimal("0")
+    call_out_fee: bool = False
+
+    @field_validator("corrective_hours_per_month")
+    @classmethod
+    def _whole_minutes(cls, value: Decimal) -> Decimal:
+        if (value * 60) != (value * 60).to_integral_value():
+            raise ValueError(f"corrective_hours_per_month must be a whole number of minutes (got {value} h)")
+        return value
+
+    @property
+    def corrective_minutes(self) -> int:
+        """The monthly corrective allowance in minutes."""
+        return int(self.corrective_hours_per_month * 60)
+
+
+class Contract(_Model):
+    """A client contract valid from ``valid_from`` to ``valid_to`` (inclusive; open-ended when unset), at ``sites`` (empty: all)."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^:]+$")]
+    valid_from: date
+    valid_to: date | None = None
+    sites: list[str] = Field(default_factory=list, description="Site ids covered; empty = every site of the client.")
+    covers: ContractCovers
+
+    @model_validator(mode="after")
+    def _dates(self) -> "Contract":
+        if self.valid_to is not None and self.valid_to < self.valid_from:
+            raise ValueError(f"contract {self.id!r}: valid_to {self.valid_to} is before valid_from {self.valid_from}")
+        return self
+
+    def applies(self, site_id: str, day: date) -> bool:
+        """Whether the contract covers ``site_id`` on local date ``day``."""
+        if day < self.valid_from or (self.valid_to is not None and day > self.valid_to):
+            return False
+        return not self.sites or site_id in self.sites
+
+
+class Discount(_Model):
+    """Client discount, a percentage of the line amount shown on the line (``discount_percent``)."""
+
+    labour_percent: DiscountPercent = Decimal("0")
+    parts_percent: DiscountPercent = Decimal("0")
+
+
 class Client(_Model):
-    """A client company of the tenant and how it is known in the billing system."""
+    """A client company of the tenant, how it is known in the billing system, and its prices and tax treatment.
+
+    * ``hourly_rate`` (any skill) and ``skill_rates`` (per skill) override the rate card for this
+      client; client+skill beats client beats technician beats skill.
+    * ``discount``: percentage on labour and/or parts lines.
+    * ``tax_exempt`` (with ``tax_exemption_note``, the legal ground printed on the invoice) or
+      ``reverse_charge`` (EU B2B: rate 0 and the tenant's ``tax.reverse_charge_note``; needs
+      ``tax_number``).
+    * ``contracts``: see :class:`Contract`; contracts of one client must not overlap (same
+      day and a common site).
+    """
 
     name: str
     contact_id: str | None = Field(default=None, description="Contact/customer id in the billing system.")
     email: str | None = None
     tax_number: str | None = None
+    hourly_rate: Money | None = Field(default=None, description="Client rate for every skill.")
+    skill_rates: dict[str, Money] = Field(default_factory=dict, description="Client rate per skill.")
+    discount: Discount = Field(default_factory=Discount)
+    tax_exempt: bool = False
+    tax_exemption_note: str | None = Field(default=None, max_length=500)
+    reverse_charge: bool = False
+    contracts: list[Contract] = Field(default_factory=list)
+
+    @field_validator("contracts")
+    @classmethod
+    def _no_overlap(cls, contracts: list[Contract]) -> list[Contract]:
+        for j, later in enumerate(contracts):
+            for i, earlier in enumerate(contracts[:j]):
+                if later.id == earlier.id:
+                    raise ValueError(f"contracts.{j}: contract id {later.id!r} is also contracts.{i}")
+                days_overlap = (earlier.valid_to is None or later.valid_from <= earlier.valid_to) and (
+                    later.valid_to is None or earlier.valid_from <= later.valid_to)
+                common = (not earlier.sites or not later.sites or set(earlier.sites) & set(later.sites))
+                if days_overlap and common:
+                    where = "every site" if common is True else ", ".join(sorted(common))
+                    raise ValueError(
+                        f"contracts.{j} {later.id!r} ({later.valid_from}..{later.valid_to or 'open'}) overlaps "
+                        f"contracts.{i} {earlier.id!r} ({earlier.valid_from}..{earlier.valid_to or 'open'}) at {where}")
+        return contracts
+
+    @model_validator(mode="after")
+    def _tax_treatment(self) -> "Client":
+        if self.tax_exempt and self.reverse_charge:
+            raise ValueError("a client is either tax_exempt or reverse_charge, not both")
+        if self.tax_exempt and not self.tax_exemption_note:
+            raise ValueError("tax_exempt needs tax_exemption_note (the legal ground printed on the invoice)")
+        if self.reverse_charge and not self.tax_number:
+            raise ValueError("reverse_charge needs the client's tax_number (EU VAT id)")
+        return self
+
+    def contract_for(self, site_id: str, day: date) -> Contract | None:
+        """The contract covering ``site_id`` on ``day`` (at most one: overlaps are refused at load)."""
+        for contract in self.contracts:
+            if contract.applies(site_id, day):
+                return contract
+        return None
+
+
+class TaxSettings(_Model):
+    """VAT per line type, tax-inclusive prices and the reverse-charge legal text.
+
+    ``rates``: percentage per line type (``labour``, ``travel``, ``call_out``, ``part``,
+    ``expense``, ``quote``); a type not listed uses the tenant's ``vat_percent``.
+    ``prices_include_tax``: configured prices (hourly rates, fees, catalogue and quote prices) are
+    gross; lines then carry gross amounts and the net is derived per line (costs are always net).
+    ``exempt_tax_type`` / ``reverse_charge_tax_type``: optional billing-system tax codes for those lines.
+    """
+
+    rates: dict[TaxLineType, Percent] = Field(default_factory=dict)
+    prices_include_tax: bool = False
+    reverse_charge_note: str = Field(default=DEFAULT_REVERSE_CHARGE_NOTE, min_length=1, max_length=500)
+    exempt_tax_type: str | None = None
+    reverse_charge_tax_type: str | None = None
+
+
+class QuoteBilling(_Model):
+    """How approved quotes are invoiced.
+
+    ``invoice_at: approval`` (default): the quote is invoiced in full when approved; its work order
+    then bills only the extras outside the quote. ``deposit_percent`` (with ``approval``): that
+    percentage of each quote line is invoiced at approval and the balance with the work order.
+    ``invoice_at: completion``: nothing at approval; the work order bills the quote's lines plus extras.
+    """
+
+    invoice_at: Literal["approval", "completion"] = "approval"
+    deposit_percent: Annotated[Decimal, Field(gt=0, lt=100)] | None = None
+
+    @model_validator(mode="after")
+    def _deposit_at_approval(self) -> "QuoteBilling":
+        if self.deposit_percent is not None and self.invoice_at != "approval":
+            raise ValueError("deposit_percent is invoiced at approval: use it with invoice_at 'approval'")
+        return self
 
 
 class Billing(_Model):
@@ -121,6 +384,22 @@ class Tenant(_Model):
     billing: Billing
     clients: dict[str, Client] = Field(default_factory=dict)
     rate_card: RateCard
+    holidays: list[date] = Field(default_factory=list, description="Public holidays (local dates) for the 'holiday' time band.")
+    tax: TaxSettings = Field(default_factory=TaxSettings)
+    quotes: QuoteBilling = Field(default_factory=QuoteBilling)
+
+    @model_validator(mode="after")
+    def _client_skills_exist(self) -> "Tenant":
+        for client_id, client in self.clients.items():
+            for skill in client.skill_rates:
+                if skill not in self.rate_card.skills:
+                    raise ValueError(f"clients.{client_id}.skill_rates: skill {skill!r} is not in rate_card.skills "
+                                     f"({', '.join(self.rate_card.skills)})")
+        return self
+
+    def tax_rate(self, line_type: str) -> Decimal:
+        """VAT percentage for a line type (``tax.rates``, else ``vat_percent``)."""
+        return self.tax.rates.get(line_type, self.vat_percent)  # type: ignore[call-overload]
 
     @field_validator("timezone")
     @classmethod

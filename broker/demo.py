@@ -1,14 +1,17 @@
 """``broker demo``: the whole pipeline on bundled example data, on this machine only.
 
-Starts (1) the embedded Kafka unless ``KAFKA_BOOTSTRAP_SERVERS`` is set, (2) the Xero emulator on a
-free loopback port, (3) a worker process (``python -m broker run``), publishes
-``broker/examples/events.ndjson``, waits until every event is invoiced, not billable or
-dead-lettered, prints the invoices as the billing system holds them, then publishes the same
-events again (as a platform retrying its webhooks would) and shows that nothing new was created.
+Starts (1) the embedded Kafka unless ``KAFKA_BOOTSTRAP_SERVERS`` is set, (2) the Xero emulator and,
+for every other billing system of the config's tenants, that system's emulator through its harness
+(:mod:`broker.sandboxes`), each on a free loopback port, (3) a worker process (``python -m broker
+run``), publishes ``broker/examples/events.ndjson``, waits until every event is invoiced, not
+billable or dead-lettered, prints every invoice next to the total its billing system holds and a
+summary line per system, then publishes the same events again (as a platform retrying its webhooks
+would) and shows, per system, that nothing new was created.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -18,17 +21,22 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import yaml
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from broker.dlq import headers_to_dict
 from broker.embedded import MEMORY_NOTICE, EmbeddedKafka, free_port
+from broker.sandboxes import SANDBOXES, Sandbox, start_sandbox
 from broker.settings import TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES
+from connectors.testing.harness import HeldInvoice
 
 EXAMPLES = Path(__file__).parent / "examples"
 DEMO_SECRETS = {"XERO_CLIENT_SECRET": "demo-secret", "XERO_REFRESH_TOKEN": "demo-refresh-token"}
@@ -71,14 +79,41 @@ class Tally:
         self.consumer.close()
 
 
-def _demo_config(config_path: Path, emulator_url: str) -> dict:
-    raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+def _demo_config(raw: dict, emulator_url: str, sandboxes: dict[str, Sandbox]) -> dict:
+    """The configuration the demo's worker runs: Xero tenants on the Xero emulator, the others on their
+    system's sandbox (settings merged over the tenant's, customer creation on)."""
+    raw = copy.deepcopy(raw)
     for tenant in raw["tenants"].values():
-        settings = tenant["billing"]["settings"]
-        if tenant["billing"]["system"] == "xero":
+        billing = tenant["billing"]
+        settings = billing.setdefault("settings", {})
+        if billing["system"] == "xero":
             settings["api_url"] = emulator_url
             settings["identity_url"] = emulator_url
+        else:
+            settings.update(copy.deepcopy(sandboxes[billing["system"]].settings))
     return raw
+
+
+def _xero_held(emulator) -> list[HeldInvoice]:
+    return [HeldInvoice(external_id=inv["InvoiceID"], number=inv["InvoiceNumber"], total=Decimal(str(inv["Total"])),
+                        currency=inv.get("CurrencyCode"), line_count=len(inv.get("LineItems") or []), raw=inv)
+            for inv in emulator.invoices()]
+
+
+def _document(invoice_key: str) -> str:
+    """``acme-fm:wo:1001:r1`` -> ``WO 1001 r1`` (the platform document and its revision)."""
+    parts = invoice_key.split(":")
+    if len(parts) < 4:
+        return invoice_key
+    return f"{parts[1].upper()} {':'.join(parts[2:-1])} {parts[-1]}"
+
+
+def _held_status(held: HeldInvoice) -> str:
+    raw = held.raw if isinstance(held.raw, dict) else {}
+    status = raw.get("Status") or raw.get("status")
+    if status is None and raw.get("Balance") is not None:  # QuickBooks: no status field; open while a balance is due
+        status = "open" if Decimal(str(raw["Balance"])) > 0 else "paid"
+    return {0: "draft", 1: "closed"}.get(status, str(status)) if status is not None else ""
 
 
 def _wait(tally: Tally, target: int, timeout: float, console: Console, label: str) -> bool:
@@ -121,24 +156,47 @@ def run_demo(*, events_path: str | None = None, config_path: str | None = None, 
     worker = None
     tally = None
     raw_config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    systems = {tid: t["billing"]["system"] for tid, t in raw_config["tenants"].items()}
+    unknown = sorted({s for s in systems.values() if s != "xero" and s not in SANDBOXES})
+    if unknown:
+        console.print(f"[red]no emulator for billing system(s) {', '.join(unknown)}; the demo can run "
+                      f"xero, {', '.join(sorted(SANDBOXES))}[/]")
+        return 2
     xero_tenant_ids = sorted({t["billing"]["settings"].get("xero_tenant_id") for t in raw_config["tenants"].values()
                               if t["billing"]["system"] == "xero"})
     emulator = XeroEmulator(tenant_ids=tuple(xero_tenant_ids)).start()
+    sandboxes: dict[str, Sandbox] = {}
     try:
+        for tid, system in systems.items():  # one emulator per billing system (its tenants share it)
+            if system != "xero" and system not in sandboxes:
+                sandboxes[system] = start_sandbox(system, raw_config["tenants"][tid]["billing"].get("settings"))
+        readers: dict[str, Callable[[], list[HeldInvoice]]] = {"xero": lambda: _xero_held(emulator)}
+        readers.update({system: sandbox.invoices for system, sandbox in sandboxes.items()})
         if not bootstrap:
             kafka = EmbeddedKafka().start()
             bootstrap = kafka.bootstrap
             console.print(f"[yellow]{MEMORY_NOTICE.format(bootstrap=bootstrap)}[/]")
-        console.print(f"Xero emulator: {emulator.url}")
+        console.print(f"emulators: xero {emulator.url}" + "".join(
+            f", {system} {sandbox.url}" for system, sandbox in sorted(sandboxes.items())), highlight=False)
+        for system, sandbox in sorted(sandboxes.items()):
+            for note in sandbox.notes:
+                console.print(f"  [yellow]{system} emulator: {escape(note)}[/]", highlight=False)
+        for tid, system in systems.items():
+            console.print(f"  tenant {tid}: {raw_config['tenants'][tid]['name']} -> {system}", highlight=False)
         demo_config = workdir / "config.yaml"
-        demo_config.write_text(yaml.safe_dump(_demo_config(config_file, emulator.url), sort_keys=False))
+        demo_config.write_text(yaml.safe_dump(_demo_config(raw_config, emulator.url, sandboxes), sort_keys=False,
+                                              allow_unicode=True), encoding="utf-8")
         metrics_port = free_port()
         partitions = 4
         ensure_topics(bootstrap, partitions)
-        env = {**os.environ, **DEMO_SECRETS, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        secrets = dict(DEMO_SECRETS)
+        for sandbox in sandboxes.values():
+            secrets.update(sandbox.env)
+        env = {**os.environ, **secrets, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                "BROKER_METRICS_PORT": str(metrics_port), "BROKER_METRICS_HOST": "127.0.0.1",
                "BROKER_TOPIC_PARTITIONS": str(partitions), "BROKER_DATA_DIR": str(workdir / "data"),
-               "BROKER_APP_ID": f"broker-demo-{os.getpid()}"}
+               "BROKER_APP_ID": f"broker-demo-{os.getpid()}",
+               "BROKER_PRODUCER_MAX_BATCH_SIZE": os.environ.get("BROKER_PRODUCER_MAX_BATCH_SIZE", "1")}
         worker_log = open(workdir / "worker.log", "wb")
         worker = subprocess.Popen([sys.executable, "-m", "broker", "run", "--config", str(demo_config)],
                                   env=env, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -153,8 +211,8 @@ def run_demo(*, events_path: str | None = None, config_path: str | None = None, 
             console.print(f"[red]timed out: {tally.terminal}/{len(records)} events finished; see {workdir / 'worker.log'}[/]")
             return 1
         first_pass = list(tally.outcomes)
-        held = emulator.invoices()
-        ok = _print_results(console, tally, held)
+        held = {system: read() for system, read in readers.items()}
+        ok = _print_results(console, tally, held, systems)
 
         console.print(f"\nPublishing the same {len(records)} events again, as a platform retrying its webhooks would ...")
         with Progress(console=console) as progress:
@@ -164,11 +222,18 @@ def run_demo(*, events_path: str | None = None, config_path: str | None = None, 
             console.print("[red]timed out waiting for the second pass[/]")
             return 1
         second = Counter(o["outcome"] for o in tally.outcomes[len(first_pass):])
-        after = emulator.invoices()
-        new = len(after) - len(held)
-        console.print(f"second pass: {dict(second)}; invoices in Xero before {len(held)}, after {len(after)}: "
-                      f"[bold]{'no second invoice was created' if new == 0 else f'{new} NEW INVOICES'}[/]")
-        ok = ok and new == 0 and second.get("created", 0) == 0
+        console.print(f"second pass: {dict(sorted(second.items()))}")
+        ok = ok and second.get("created", 0) == 0
+        for system in sorted(readers, key=lambda s: (s != "xero", s)):
+            before, after = len(held[system]), len(readers[system]())
+            new = after - before
+            ok = ok and new == 0
+            verdict = "[bold]no second invoice[/]" if new == 0 else f"[bold red]{new} NEW INVOICES[/]"
+            console.print(f"  {system}: invoices held before {before}, after {after}: {verdict}", highlight=False)
+        for system, sandbox in sorted(sandboxes.items()):
+            for problem in sandbox.problems():
+                ok = False
+                console.print(f"[red]{system} emulator: {escape(problem)}[/]", highlight=False)
 
         snap = _metrics_snapshot(metrics_port)
         console.print(f"\nmetrics (http://127.0.0.1:{metrics_port}/metrics):")
@@ -181,6 +246,7 @@ def run_demo(*, events_path: str | None = None, config_path: str | None = None, 
                     time.sleep(1)
             except KeyboardInterrupt:
                 pass
+        console.print("[bold green]demo OK[/]" if ok else "[bold red]demo FAILED: see above[/]")
         return 0 if ok else 1
     finally:
         if tally:
@@ -192,49 +258,83 @@ def run_demo(*, events_path: str | None = None, config_path: str | None = None, 
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, signal.SIGKILL)
         emulator.stop()
+        for sandbox in sandboxes.values():
+            sandbox.stop()
         if kafka:
             kafka.stop()
 
 
-def _print_results(console: Console, tally: Tally, held: list[dict]) -> bool:
-    """Print the invoice table, the not-billable events and the dead letters.
+def _print_results(console: Console, tally: Tally, held: dict[str, list[HeldInvoice]], systems: dict[str, str]) -> bool:
+    """Print the invoice table (ours next to what each billing system holds), the not-billable
+    events, the dead letters and one summary line per billing system.
 
-    Returns True when every invoice the billing system holds has exactly our net, VAT and total.
+    ``held``: billing system -> the invoices its emulator holds; ``systems``: tenant -> billing system.
+    Returns True when every delivered invoice is held by its billing system with exactly our total.
     """
-    by_number = {inv["InvoiceNumber"]: inv for inv in held}
-    table = Table(title="Invoices in the billing system (Xero emulator)")
-    table.add_column("Document", overflow="ellipsis", no_wrap=True, ratio=1)
-    table.add_column("Client", overflow="ellipsis", no_wrap=True, ratio=1)
-    table.add_column("Invoice number", no_wrap=True, min_width=15)
+    index: dict[str, dict[str, HeldInvoice]] = {}
+    for system, invoices in held.items():
+        by_key = index.setdefault(system, {})
+        for inv in invoices:
+            by_key.setdefault(inv.number, inv)
+            by_key.setdefault(f"id:{inv.external_id}", inv)
+    table = Table(title="Invoices: ours, and the total each billing system (emulator) holds", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
+    table.add_column("System", no_wrap=True, min_width=6)
+    table.add_column("Document", overflow="ellipsis", no_wrap=True, min_width=7, max_width=19)
+    table.add_column("Client", overflow="ellipsis", no_wrap=True, min_width=10, max_width=22)
+    table.add_column("Invoice number", no_wrap=True, min_width=14)
     for col in ("Net", "VAT", "Total"):
-        table.add_column(col, justify="right", no_wrap=True, min_width=8)
-    table.add_column("Cur", min_width=3, no_wrap=True)
-    table.add_column("Status", no_wrap=True, min_width=10)
+        table.add_column(col, justify="right", no_wrap=True, min_width=7)
+    table.add_column("Held total", justify="right", no_wrap=True, min_width=11)
+    table.add_column("Status", no_wrap=True, min_width=6)
     ok = True
     counts: Counter = Counter()
     per_system: Counter = Counter()
+    mismatches: Counter = Counter()
+    rejected: Counter = Counter()  # invoices the billing system refused (dead-lettered at delivery)
     not_billable = []
-    outcomes = sorted(tally.outcomes, key=lambda o: (o["tenant"], tally.priced.get(o["invoice_key"], {}).get(
-        "invoice_number", o["invoice_key"])))
-    for outcome in outcomes:
+
+    def sort_key(o: dict) -> tuple:
+        system = o.get("billing_system") or systems.get(o["tenant"], "")
+        return (system != "xero", system, o["tenant"],
+                tally.priced.get(o["invoice_key"], {}).get("invoice_number", o["invoice_key"]))
+
+    for outcome in sorted(tally.outcomes, key=sort_key):
         counts[outcome["outcome"]] += 1
         priced = tally.priced.get(outcome["invoice_key"], {})
+        system = outcome.get("billing_system") or systems.get(outcome["tenant"], "?")
         if outcome["outcome"] == "not_billable":
             not_billable.append(outcome)
             continue
         if outcome["outcome"] == "dead_lettered":
-            table.add_row(priced.get("reference", outcome["invoice_key"]), priced.get("client_name", ""), "-", "-",
-                          "-", "-", "", "[red]dead-lettered[/]")
+            ok = False
+            rejected[system] += 1
+            table.add_row(system, _document(outcome["invoice_key"]), priced.get("client_name", ""), "-",
+                          "-", "-", "-", "-", "[red]dead-lettered[/]")
             continue
-        per_system[outcome["billing_system"]] += 1
-        inv = by_number.get(outcome.get("external_number") or priced.get("invoice_number"), {})
-        net, tax, total = (Decimal(str(inv.get(k, "0"))) for k in ("SubTotal", "TotalTax", "Total"))
-        matches = bool(priced) and (net, tax, total) == (
-            Decimal(priced["net_total"]), Decimal(priced["tax_total"]), Decimal(priced["total"]))
-        ok = ok and matches
-        status = inv.get("Status", "?") + ("" if matches else " [red]TOTAL MISMATCH[/]")
-        table.add_row(priced.get("reference", ""), priced.get("client_name", ""), inv.get("InvoiceNumber", "?"),
-                      f"{net}", f"{tax}", f"{total}", inv.get("CurrencyCode", ""), status)
+        if outcome["outcome"] == "superseded":  # a newer revision was billed first: nothing created for this one
+            table.add_row(system, _document(outcome["invoice_key"]), priced.get("client_name", ""),
+                          priced.get("invoice_number", "?"), "-", "-", "-", "-", "superseded")
+            continue
+        per_system[system] += 1
+        found = index.get(system, {})
+        inv = (found.get(f"id:{outcome.get('external_id')}") or found.get(priced.get("invoice_number", ""))
+               or found.get(outcome.get("external_number") or ""))
+        ours = Decimal(priced["total"]) if priced else None
+        matches = inv is not None and ours is not None and Decimal(inv.total) == ours
+        raw = inv.raw if inv is not None and isinstance(inv.raw, dict) else {}
+        if matches and "SubTotal" in raw and "TotalTax" in raw:  # Xero shows its net and VAT too: compare them as well
+            matches = (Decimal(str(raw["SubTotal"])), Decimal(str(raw["TotalTax"]))) == (
+                Decimal(priced["net_total"]), Decimal(priced["tax_total"]))
+        if not matches:
+            ok = False
+            mismatches[system] += 1
+        status = (_held_status(inv) if inv else "") + ("" if matches else
+                                                       " [red]MISSING[/]" if inv is None else " [red]TOTAL MISMATCH[/]")
+        table.add_row(system, _document(outcome["invoice_key"]), priced.get("client_name", ""),
+                      priced.get("invoice_number", "?"), priced.get("net_total", "?"), priced.get("tax_total", "?"),
+                      priced.get("total", "?"),
+                      f"{inv.total} {(inv.currency or priced.get('currency', '')).upper()}" if inv else "-", status.strip())
     console.print(table)
     if not_billable:
         console.print("[bold]Not billable (no invoice):[/]")
@@ -253,7 +353,13 @@ def _print_results(console: Console, tally: Tally, held: list[dict]) -> bool:
         console.print(dlq)
     console.print(f"events: {sum(counts.values()) + len(tally.dead)} -> " + ", ".join(
         f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items())) + f", {len(tally.dead)} dead-lettered")
-    for system, n in sorted(per_system.items()):
-        console.print(f"  {system}: {n} invoices delivered; billing system holds {len(held)}; "
-                      f"totals {'all equal ours to the cent' if ok else '[red]DIFFER[/]'}")
+    for system in sorted(set(systems.values()) | set(per_system), key=lambda s: (s != "xero", s)):
+        n, bad = per_system[system], mismatches[system]
+        verdict = "totals equal ours to the cent" if not bad else f"[red]{bad} MISSING OR DIFFERENT[/]"
+        if rejected[system]:
+            verdict += f", [red]{rejected[system]} dead-lettered at delivery[/]"
+        if n == 0:
+            ok, verdict = False, "[red]nothing delivered[/]"
+        console.print(f"  {system}: {n} invoices, {verdict} (the billing system holds {len(held.get(system, []))})",
+                      highlight=False)
     return ok

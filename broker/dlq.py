@@ -21,13 +21,34 @@ header                  value
 ``dlq.idempotency.key`` idempotency key used, when any
 ``dlq.replay.count``    times this record was replayed (0 on first failure)
 ======================  =====================================================
+
+Operators inspect and replay it with ``broker dlq list | show | replay`` (:mod:`broker.dlq_cli`);
+the functions below do the work. A replayed record goes back to its stage's input topic
+(``decode``/``enrich`` -> ``maintenance.events``, ``deliver`` -> ``billing.invoices``; any other
+stage -> ``dlq.topic``) with its original key and value, the original partition when it still
+exists, and two headers: ``dlq.replay.count`` (previous count + 1, so a record that fails again is
+dead-lettered with it, and :func:`replay` refuses it past the limit) and ``dlq.replay.source``
+(the DLQ record's ``topic:partition:offset``).
+
+:func:`replay` commits its progress in a consumer group of its own (one per filter set, see
+:func:`replay_group`): before publishing a record it commits that record's offset with metadata
+naming the target partition and its end offset, after the broker acknowledged the copy it commits
+the next offset. An interrupted replay therefore resumes exactly: a record marked "publishing" is
+looked for (by ``dlq.replay.source``) in its target partition and re-published only when missing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
+
+from broker.settings import TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _SECRET_ENV_HINT = re.compile(r"(?i)(secret|token|password|api_key|apikey)")
@@ -79,7 +100,388 @@ def dlq_headers(
     return [(k, v.encode()) for k, v in values.items() if v is not None]
 
 
+def replay_count(headers) -> int:
+    """``dlq.replay.count`` of a record's headers (0 when absent or unreadable)."""
+    try:
+        return max(0, int(headers_to_dict(headers).get("dlq.replay.count") or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 def headers_to_dict(headers) -> dict[str, str]:
     """Decode Kafka headers (list of ``(str, bytes)`` or a dict) into ``{name: str}``."""
     items = headers.items() if isinstance(headers, dict) else (headers or [])
     return {k: (v.decode() if isinstance(v, (bytes, bytearray)) else str(v)) for k, v in items}
+
+
+# =========================================================================== reading the DLQ
+#: Where a stage's dead letters are replayed to.
+STAGE_INPUT_TOPICS = {"decode": TOPIC_EVENTS, "enrich": TOPIC_EVENTS, "deliver": TOPIC_INVOICES}
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class DeadLetter:
+    """One ``billing.dlq`` record (decoded headers)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+    timestamp_ms: int
+
+    @property
+    def id(self) -> str:
+        """``topic:partition:offset`` of the DLQ record (what ``broker dlq show`` takes)."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+    @property
+    def stage(self) -> str:
+        return self.headers.get("dlq.stage", "")
+
+    @property
+    def error_class(self) -> str:
+        return self.headers.get("dlq.error.class", "")
+
+    @property
+    def tenant(self) -> str:
+        return self.headers.get("dlq.tenant", "")
+
+    @property
+    def connector(self) -> str:
+        return self.headers.get("dlq.connector", "")
+
+    @property
+    def message(self) -> str:
+        return self.headers.get("dlq.message", "")
+
+    @property
+    def replay_count(self) -> int:
+        return replay_count(self.headers)
+
+    @property
+    def original(self) -> str:
+        """``topic:partition:offset`` of the record that failed."""
+        h = self.headers
+        return f"{h.get('dlq.topic', '?')}:{h.get('dlq.partition', '?')}:{h.get('dlq.offset', '?')}"
+
+    @property
+    def dead_lettered_at(self) -> datetime:
+        return datetime.fromtimestamp(self.timestamp_ms / 1000.0, timezone.utc)
+
+    @property
+    def first_failure(self) -> datetime | None:
+        return _parse_time(self.headers.get("dlq.first.failure"))
+
+    @property
+    def target_topic(self) -> str:
+        """The stage's input topic, where :func:`replay` re-publishes the record."""
+        return STAGE_INPUT_TOPICS.get(self.stage) or self.headers.get("dlq.topic") or TOPIC_EVENTS
+
+    def original_json(self) -> Any | None:
+        """The original value parsed as JSON (``None`` when it is not JSON)."""
+        try:
+            return json.loads(self.value)
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+
+@dataclass(frozen=True)
+class DlqFilter:
+    """Which dead letters a command looks at; empty fields match everything.
+
+    ``since``/``until`` compare with the time the record was dead-lettered (its Kafka timestamp).
+    """
+
+    tenant: str | None = None
+    connector: str | None = None
+    error_class: str | None = None
+    stage: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, record: DeadLetter) -> bool:
+        if self.tenant and record.tenant != self.tenant:
+            return False
+        if self.connector and record.connector != self.connector:
+            return False
+        if self.error_class and record.error_class != self.error_class:
+            return False
+        if self.stage and record.stage != self.stage:
+            return False
+        at = record.dead_lettered_at
+        if self.since and at < self.since:
+            return False
+        if self.until and at > self.until:
+            return False
+        return True
+
+    def describe(self) -> str:
+        parts = [f"{k}={getattr(self, k)}" for k in ("tenant", "connector", "error_class", "stage") if getattr(self, k)]
+        parts += [f"{k}={getattr(self, k).isoformat()}" for k in ("since", "until") if getattr(self, k)]
+        return ",".join(parts)
+
+
+def _decode_headers(raw) -> dict[str, str]:
+    return {k: (v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v)) for k, v in (raw or [])}
+
+
+def _to_dead_letter(msg) -> DeadLetter:
+    return DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, _decode_headers(msg.headers),
+                      msg.timestamp)
+
+
+def _consumer(bootstrap: str, group_id: str | None = None):
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
+                         auto_offset_reset="earliest", consumer_timeout_ms=1000)
+
+
+def _partitions(consumer, topic: str) -> list:
+    from kafka import TopicPartition
+
+    parts = consumer.partitions_for_topic(topic)
+    if parts is None:  # metadata not loaded yet
+        consumer.topics()
+        parts = consumer.partitions_for_topic(topic)
+    return [TopicPartition(topic, p) for p in sorted(parts or ())]
+
+
+def _read_range(consumer, tp, start: int, end: int) -> Iterable:
+    """Messages of ``tp`` from ``start`` to at least ``end`` (exclusive), then whatever a last short poll returns.
+
+    The extra poll matters with the embedded Tansu, whose reported end offset can be lower than the
+    real one after a multi-record batch (see ``BROKER_PRODUCER_MAX_BATCH_SIZE``).
+    """
+    consumer.assign([tp])
+    consumer.seek(tp, start)
+    while True:
+        reached = consumer.position(tp) >= end
+        batch = consumer.poll(timeout_ms=200 if reached else 1000, max_records=500)
+        msgs = batch.get(tp, [])
+        if msgs:
+            yield from msgs
+            continue
+        if reached:
+            return
+        if consumer.position(tp) >= consumer.end_offsets([tp])[tp]:
+            end = consumer.position(tp)  # asked for more than exists: one short poll more, then stop
+
+
+def read_dlq(bootstrap: str, flt: DlqFilter | None = None, *, topic: str = TOPIC_DLQ) -> list[DeadLetter]:
+    """Every record of ``topic`` (up to its current end) matching ``flt``, by partition then offset."""
+    flt = flt or DlqFilter()
+    consumer = _consumer(bootstrap)
+    try:
+        out = []
+        tps = _partitions(consumer, topic)
+        if not tps:
+            return []
+        begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+        for tp in tps:
+            for msg in _read_range(consumer, tp, begin[tp], end[tp]):
+                record = _to_dead_letter(msg)
+                if flt.matches(record):
+                    out.append(record)
+        return out
+    finally:
+        consumer.close()
+
+
+def parse_record_id(record_id: str) -> tuple[str, int, int]:
+    """``topic:partition:offset`` -> parts; ``ValueError`` naming the expected form otherwise."""
+    parts = record_id.rsplit(":", 2)
+    if len(parts) != 3 or not parts[0]:
+        raise ValueError(f"record id {record_id!r}: expected TOPIC:PARTITION:OFFSET, e.g. {TOPIC_DLQ}:0:12")
+    try:
+        return parts[0], int(parts[1]), int(parts[2])
+    except ValueError:
+        raise ValueError(f"record id {record_id!r}: partition and offset must be integers") from None
+
+
+def fetch_dead_letter(bootstrap: str, record_id: str) -> DeadLetter | None:
+    """The record at ``topic:partition:offset`` (``None`` when there is none)."""
+    from kafka import TopicPartition
+
+    topic, partition, offset = parse_record_id(record_id)
+    consumer = _consumer(bootstrap)
+    try:
+        tp = TopicPartition(topic, partition)
+        if tp not in _partitions(consumer, topic):
+            return None
+        for msg in _read_range(consumer, tp, offset, offset + 1):
+            if msg.offset == offset:
+                return _to_dead_letter(msg)
+            if msg.offset > offset:
+                break
+        return None
+    finally:
+        consumer.close()
+
+
+# =========================================================================== replay
+@dataclass
+class ReplayItem:
+    record: DeadLetter
+    action: str  # "replayed", "would replay", "refused", "resumed" (found already published), "skipped"
+    target: str = ""
+    reason: str = ""
+
+
+@dataclass
+class ReplayReport:
+    group: str
+    items: list[ReplayItem] = field(default_factory=list)
+    scanned: int = 0
+    dry_run: bool = False
+
+    def count(self, action: str) -> int:
+        return sum(1 for item in self.items if item.action == action)
+
+
+def replay_group(app_id: str, flt: DlqFilter | str) -> str:
+    """Consumer group that holds replay progress for this filter set (``<app id>-dlq-replay[-<digest>]``).
+
+    ``flt`` may be the filter options as typed (``"tenant=acme,since=2h"``): a relative time then
+    names the same group on every run.
+    """
+    described = flt if isinstance(flt, str) else flt.describe()
+    if not described:
+        return f"{app_id}-dlq-replay"
+    return f"{app_id}-dlq-replay-{hashlib.sha256(described.encode()).hexdigest()[:12]}"
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as in Java, aiokafka and kafka-python) gives ``key``."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def _replay_headers(record: DeadLetter) -> list[tuple[str, bytes]]:
+    return [("dlq.replay.count", str(record.replay_count + 1).encode()), ("dlq.replay.source", record.id.encode())]
+
+
+def _already_published(consumer, tp, start: int, source_id: str) -> bool:
+    end = consumer.end_offsets([tp])[tp]
+    for msg in _read_range(consumer, tp, start, end):
+        if _decode_headers(msg.headers).get("dlq.replay.source") == source_id:
+            return True
+    return False
+
+
+def replay(
+    bootstrap: str,
+    flt: DlqFilter | None = None,
+    *,
+    group: str,
+    limit: int = 3,
+    dry_run: bool = False,
+    topic: str = TOPIC_DLQ,
+    on_total: Callable[[int], None] | None = None,
+    on_record: Callable[[ReplayItem | None], None] | None = None,
+) -> ReplayReport:
+    """Re-publish dead letters matching ``flt`` to their stage's input topic (module docstring).
+
+    Records whose ``dlq.replay.count`` is ``limit`` or more are refused (progress moves past them).
+    ``dry_run`` publishes and commits nothing. ``on_total(n)`` gets the number of records to scan,
+    ``on_record(item | None)`` is called once per scanned record (``None`` for non-matching ones).
+    """
+    from kafka import KafkaProducer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    flt = flt or DlqFilter()
+    report = ReplayReport(group=group, dry_run=dry_run)
+    consumer = _consumer(bootstrap, group_id=group)
+    checker = _consumer(bootstrap)
+    producer = None if dry_run else KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5)
+    target_partitions: dict[str, int] = {}
+
+    def partitions_of(name: str) -> int:
+        if name not in target_partitions:
+            target_partitions[name] = len(_partitions(checker, name))
+        return target_partitions[name]
+
+    try:
+        tps = _partitions(consumer, topic)
+        if not tps:
+            return report
+        begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+        starts: dict = {}
+        pending: dict = {}
+        for tp in tps:
+            committed = consumer.committed(tp, metadata=True)
+            start = begin[tp]
+            if committed is not None and committed.offset is not None and committed.offset >= 0:
+                start = max(start, committed.offset)
+                try:
+                    meta = json.loads(committed.metadata or "{}")
+                except ValueError:
+                    meta = {}
+                if meta.get("state") == "publishing":
+                    pending[tp] = meta
+            starts[tp] = start
+        if on_total:
+            on_total(sum(max(0, end[tp] - starts[tp]) for tp in tps))
+        for tp in tps:
+            for msg in _read_range(consumer, tp, starts[tp], end[tp]):
+                record = _to_dead_letter(msg)
+                report.scanned += 1
+                if not flt.matches(record):
+                    if not dry_run:
+                        consumer.commit({tp: OffsetAndMetadata(msg.offset + 1, "", -1)})
+                    if on_record:
+                        on_record(None)
+                    continue
+                target = record.target_topic
+                if record.replay_count >= limit:
+                    item = ReplayItem(record, "refused", target, f"replayed {record.replay_count} times (limit {limit})")
+                    if not dry_run:
+                        consumer.commit({tp: OffsetAndMetadata(msg.offset + 1, "", -1)})
+                elif dry_run:
+                    item = ReplayItem(record, "would replay", target)
+                else:
+                    n = partitions_of(target)
+                    try:
+                        original = int(record.headers.get("dlq.partition", ""))
+                    except ValueError:
+                        original = -1
+                    partition = original if 0 <= original < n else None
+                    marker = pending.pop(tp, None)
+                    if (marker and marker.get("id") == record.id and marker.get("partition") is not None
+                            and _already_published(checker, TopicPartition(target, int(marker["partition"])),
+                                                   int(marker.get("from", 0)), record.id)):
+                        item = ReplayItem(record, "resumed", target, "already re-published before the interruption")
+                    else:
+                        if partition is None:
+                            partition = key_partition(record.key, n) if record.key is not None else 0
+                        target_tp = TopicPartition(target, partition)
+                        before = checker.end_offsets([target_tp])[target_tp]
+                        consumer.commit({tp: OffsetAndMetadata(msg.offset, json.dumps(
+                            {"state": "publishing", "id": record.id, "target": target, "partition": partition,
+                             "from": before}), -1)})
+                        producer.send(target, key=record.key, value=record.value, headers=_replay_headers(record),
+                                      partition=partition).get(timeout=30)
+                        item = ReplayItem(record, "replayed", target)
+                    consumer.commit({tp: OffsetAndMetadata(msg.offset + 1, "", -1)})
+                report.items.append(item)
+                if on_record:
+                    on_record(item)
+        return report
+    finally:
+        if producer is not None:
+            producer.close()
+        consumer.close()
+        checker.close()

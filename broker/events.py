@@ -43,9 +43,11 @@ class _Strict(BaseModel):
 class TimeEntry(_Strict):
     """Time a technician clocked on the job.
 
-    Either ``start`` and ``end`` (both with UTC offset) or ``duration_seconds`` must be given.
-    ``break_minutes`` is unpaid break time inside the entry and is subtracted. ``kind`` ``travel``
-    is time on the road, billed at the travel rate.
+    Either ``start`` and ``end`` (both with UTC offset) or ``duration_seconds`` must be given
+    (``start`` + ``duration_seconds`` is accepted too). ``break_minutes`` is unpaid break time
+    inside the entry and is subtracted (for time bands, from the end of the entry). ``kind``
+    ``travel`` is time on the road, billed at the travel rate (or by ``distance_km`` when the
+    tenant bills mileage). ``outside_quote`` marks extra work on a work order that executes a quote.
     """
 
     id: Id
@@ -57,9 +59,15 @@ class TimeEntry(_Strict):
     break_minutes: Annotated[int, Field(ge=0)] = 0
     kind: Literal["work", "travel"] = "work"
     visit_id: str | None = Field(default=None, description="Groups entries into one visit; defaults to the event.")
+    distance_km: NonNegativeDecimal | None = Field(
+        default=None, description="Distance driven (travel entries only); billed when the tenant bills travel by mileage.")
+    outside_quote: bool = Field(
+        default=False, description="On a work order executing a quote: this time is an extra, billed on top of the quote.")
 
     @model_validator(mode="after")
     def _start_end_or_duration(self) -> "TimeEntry":
+        if self.distance_km is not None and self.kind != "travel":
+            raise ValueError("distance_km is only allowed on travel entries (kind 'travel')")
         if self.start is None and self.duration_seconds is None:
             raise ValueError("time entry needs start and end, or duration_seconds")
         if self.start is not None and self.end is None and self.duration_seconds is None:
@@ -79,7 +87,11 @@ class TimeEntry(_Strict):
 
 
 class PartUsage(_Strict):
-    """A part (or consumable) used on the job. ``quantity`` may be fractional (``"2.5"`` kg)."""
+    """A part (or consumable) used on the job. ``quantity`` may be fractional (``"2.5"`` kg).
+
+    ``category`` selects the tenant's markup for that category; ``client_supplied`` parts are
+    neither billed nor costed; ``outside_quote`` marks an extra on a work order executing a quote.
+    """
 
     id: Id
     sku: Id
@@ -88,8 +100,10 @@ class PartUsage(_Strict):
     unit: str = "un"
     unit_cost: NonNegativeDecimal | None = Field(default=None, description="Our purchase cost per unit, when known.")
     unit_price: NonNegativeDecimal | None = Field(default=None, description="Sell price per unit from the platform's catalogue, when known.")
-    category: str | None = None
-    client_supplied: bool = False
+    category: str | None = Field(default=None, description="Part category (selects the markup); default the tenant catalogue's.")
+    client_supplied: bool = Field(default=False, description="The client supplied the part: not billed, not costed.")
+    outside_quote: bool = Field(
+        default=False, description="On a work order executing a quote: this part is an extra, billed on top of the quote.")
 
 
 class Expense(_Strict):
@@ -99,6 +113,8 @@ class Expense(_Strict):
     description: str = Field(min_length=1, max_length=500)
     amount: NonNegativeDecimal
     billable: bool = True
+    outside_quote: bool = Field(
+        default=False, description="On a work order executing a quote: this expense is billed on top of the quote.")
 
 
 class QuoteLine(_Strict):

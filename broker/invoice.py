@@ -6,7 +6,8 @@ are already rounded half-up to the currency's minor unit (see :mod:`broker.money
 totals are sums of the rounded lines, so ``net_total + tax_total == total`` always holds.
 
 On ``billing.invoices`` a :class:`PricingOutcome` is published: either an invoice or a
-"not billable" record explaining why no invoice was made.
+"not billable" record explaining why no invoice was made. Both carry ``allowance`` when the
+event consumed (or re-used) part of a client contract's monthly corrective-hours allowance.
 """
 
 from __future__ import annotations
@@ -47,6 +48,34 @@ class InvoiceLine(BaseModel):
     cost: Decimal = Decimal("0")
     account_code: str | None = None
     tax_type: str | None = Field(default=None, description="Billing-system tax code, when the tenant maps one.")
+    covered_by: str | None = Field(default=None, description="Contract id when the line is covered (zero-priced).")
+
+
+class AllowanceUse(BaseModel):
+    """What one event did to a contract's monthly corrective-hours allowance (all in minutes).
+
+    ``key`` is the allowance table key ``tenant:client:YYYY-MM`` (month in the tenant's zone);
+    ``used_before_minutes`` is what other work orders had consumed this month when the event was
+    priced; ``consumed_minutes`` is this invoice version's consumption (when the same invoice key
+    had already been priced — a redelivery — its recorded consumption is re-used, so the record
+    is identical).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    contract_id: str
+    month: str = Field(description="YYYY-MM in the tenant's time zone.")
+    invoice_key: str
+    allowance_minutes: int
+    used_before_minutes: int
+    needed_minutes: int = Field(description="Corrective labour minutes the event would bill without the allowance.")
+    consumed_minutes: int
+
+    @property
+    def remaining_minutes(self) -> int:
+        """Allowance left this month after this invoice (never below 0)."""
+        return max(0, self.allowance_minutes - self.used_before_minutes - self.consumed_minutes)
 
 
 class Invoice(BaseModel):
@@ -82,11 +111,19 @@ class Invoice(BaseModel):
     cost_total: Decimal = Field(description="Our cost; never sent to the billing system.")
     margin: Decimal = Field(description="net_total - cost_total; never sent to the billing system.")
     notes: list[str] = Field(default_factory=list)
+    legal_notes: list[str] = Field(default_factory=list, description="Legal text to print on the invoice (reverse charge, exemption).")
+    contract_id: str | None = Field(default=None, description="Client contract that applied, if any.")
+    allowance: AllowanceUse | None = None
     priced_at: datetime | None = None
 
 
 class NotBillable(BaseModel):
-    """Record emitted instead of an invoice (zero total, covered by contract, ...)."""
+    """Record emitted instead of an invoice.
+
+    ``reason_code``: ``zero_total`` (nothing billable), ``covered_by_contract`` (everything was
+    covered by ``contract_id``; ``lines`` lists the zero-priced covered lines) or
+    ``billed_on_completion`` (an approved quote invoiced later with its work order).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -99,21 +136,29 @@ class NotBillable(BaseModel):
     event_time: AwareDatetime
     client_id: str
     reason: str
+    reason_code: Literal["zero_total", "covered_by_contract", "billed_on_completion"] = "zero_total"
+    contract_id: str | None = None
+    lines: list[InvoiceLine] = Field(default_factory=list, description="Zero-priced (covered) lines, for traceability.")
     cost_total: Decimal = Decimal("0")
+    allowance: AllowanceUse | None = None
 
 
 class DeliveryOutcome(BaseModel):
     """One record per delivery on ``billing.deliveries``.
 
     ``outcome``: ``created`` (new invoice in the billing system), ``already_delivered`` (ledger or
-    billing system already had it: nothing created), ``not_billable``, ``dead_lettered``.
+    billing system already had it: nothing created), ``not_billable``, ``dead_lettered``,
+    ``superseded`` (a newer revision of the work order is already billed: nothing created).
+    ``reconciled``: an earlier attempt's outcome was unknown and the invoice was found by lookup.
+    ``amendment``: what happened to the previous revision (``credited``, ``deleted``, ``voided``),
+    ``replaced`` its invoice key and ``credit_note_number`` the credit note issued for it.
     """
 
     invoice_key: str
     event_id: str | None = None
     tenant: str
     billing_system: str | None
-    outcome: Literal["created", "already_delivered", "not_billable", "dead_lettered"]
+    outcome: Literal["created", "already_delivered", "not_billable", "dead_lettered", "superseded"]
     external_id: str | None = None
     external_number: str | None = None
     total: Decimal | None = None
@@ -121,4 +166,8 @@ class DeliveryOutcome(BaseModel):
     attempts: int = 0
     error: str | None = None
     latency_seconds: float | None = Field(default=None, description="Event time to confirmed invoice, seconds.")
+    reconciled: bool = False
+    amendment: str | None = None
+    replaced: str | None = None
+    credit_note_number: str | None = None
     at: AwareDatetime

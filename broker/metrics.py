@@ -6,7 +6,7 @@ bounded set of values (event types, outcomes, stages, error classes, billing-sys
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS_CONSUMED = Counter(
     "broker_events_consumed_total",
@@ -44,6 +44,43 @@ DEAD_LETTERS = Counter(
     "broker_dead_letters_total",
     "Records written to billing.dlq, by stage (decode, enrich, deliver) and error class.",
     ["stage", "error_class"],
+)
+
+# --------------------------------------------------------------------------- delivery (docs/delivery.md)
+DELIVERY_RETRIES = Counter(
+    "broker_delivery_retries_total",
+    "In-line retries of a billing-system call, by billing system and reason (retryable, rate_limited, uncertain).",
+    ["billing_system", "reason"],
+)
+LOOKUPS = Counter(
+    "broker_delivery_lookups_total",
+    "Look-ups of an invoice by our number before re-creating it (uncertain outcome or crash), by result (found, absent).",
+    ["billing_system", "result"],
+)
+PARKED = Counter(
+    "broker_invoices_parked_total",
+    "Invoices parked on a retry topic (or queued behind a parked revision), by billing system and reason.",
+    ["billing_system", "reason"],
+)
+IN_FLIGHT = Gauge(
+    "broker_delivery_in_flight",
+    "Invoices this worker holds in memory waiting for their tenant's rate limit, concurrency slot or an earlier revision.",
+    ["billing_system"],
+)
+LEDGER_TRANSITIONS = Counter(
+    "broker_ledger_transitions_total",
+    "Delivery-ledger entries written with a new state (pending, delivered, not_billable, failed, parked, queued, superseded).",
+    ["state"],
+)
+LEDGER_ENTRIES = Gauge(
+    "broker_ledger_entries",
+    "Delivery-ledger entries held by this worker's partitions, by state (refreshed every few seconds).",
+    ["state"],
+)
+AMENDMENTS = Counter(
+    "broker_amendments_total",
+    "Invoices replaced by a new revision, by billing system and action (credited, deleted, voided, replaced).",
+    ["billing_system", "action"],
 )
 
 

@@ -12,7 +12,36 @@ Variable                       Meaning                                          
 ``BROKER_METRICS_PORT``        Port of the ``/metrics`` endpoint (0 = disabled).            ``9108``
 ``BROKER_DATA_DIR``            Faust data directory (table state).                          ``.broker-data``
 ``BROKER_LOG_LEVEL``           Python log level.                                            ``WARNING``
+``BROKER_REBALANCE_TIMEOUT``   Seconds the group waits for members to rejoin a rebalance.   ``5``
+``BROKER_SESSION_TIMEOUT``     Seconds without heartbeat before a member (a crashed         ``10``
+                               worker) is removed from the consumer group.
+``BROKER_PRODUCER_MAX_BATCH_SIZE`` Producer batch size in bytes; ``1`` sends one record per     ``16384``
+                               batch, which the embedded Tansu needs (it reports a wrong
+                               end offset after multi-record batches, so table recovery
+                               after a crash would miss records). ``broker run`` without
+                               ``KAFKA_BOOTSTRAP_SERVERS`` and ``broker demo`` use ``1``.
 =============================  ===========================================================  ==================
+
+Delivery (see ``docs/delivery.md``):
+
+================================  ========================================================  ====================
+Variable                          Meaning                                                   Default
+================================  ========================================================  ====================
+``BROKER_RETRY_BUDGET``           Seconds of in-line retrying (backoff + jitter) per        ``15``
+                                  attempt cycle before an invoice is parked.
+``BROKER_RETRY_INITIAL``          First backoff wait in seconds (doubles, with jitter).     ``0.5``
+``BROKER_RETRY_MAX``              Longest backoff wait in seconds.                          ``5``
+``BROKER_RETRY_AFTER_INLINE``     A ``Retry-After`` up to this many seconds is waited        ``10``
+                                  in line; a longer one parks the tenant's invoices.
+``BROKER_PARK_DELAYS``            Comma-separated delays (seconds) of the retry topics      ``10,60,300,1800``
+                                  ``billing.invoices.retry.1`` .. ``.N``.
+``BROKER_PARK_MAX_SECONDS``       A parked invoice still failing this long after its first  ``86400``
+                                  failure is dead-lettered.
+``BROKER_LANE_MAX_QUEUED``        Invoices of one tenant waiting in memory (rate limit)     ``1000``
+                                  before further ones are parked on a retry topic.
+``BROKER_DLQ_REPLAY_LIMIT``       ``broker dlq replay`` refuses records already replayed    ``3``
+                                  this many times.
+================================  ========================================================  ====================
 """
 
 from __future__ import annotations
@@ -25,6 +54,32 @@ TOPIC_INVOICES = "billing.invoices"
 TOPIC_DELIVERIES = "billing.deliveries"
 TOPIC_DLQ = "billing.dlq"
 ALL_TOPICS = (TOPIC_EVENTS, TOPIC_INVOICES, TOPIC_DELIVERIES, TOPIC_DLQ)
+#: Retry (parking) topics are ``billing.invoices.retry.<level>``, level 1..len(park_delays).
+TOPIC_RETRY_PREFIX = TOPIC_INVOICES + ".retry."
+
+
+def retry_topic(level: int) -> str:
+    """Name of the retry topic of ``level`` (1-based): ``billing.invoices.retry.1``."""
+    return f"{TOPIC_RETRY_PREFIX}{level}"
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Retry, parking and replay policy of the ``deliver`` stage (variables in the module docstring)."""
+
+    retry_budget: float = 15.0
+    retry_initial: float = 0.5
+    retry_max: float = 5.0
+    retry_after_inline: float = 10.0
+    park_delays: tuple[float, ...] = (10.0, 60.0, 300.0, 1800.0)
+    park_max_seconds: float = 86400.0
+    lane_max_queued: int = 1000
+    dlq_replay_limit: int = 3
+
+    @property
+    def retry_topics(self) -> tuple[str, ...]:
+        """``billing.invoices.retry.1`` .. ``.N``, one per park delay."""
+        return tuple(retry_topic(i) for i in range(1, len(self.park_delays) + 1))
 
 
 @dataclass(frozen=True)
@@ -39,6 +94,15 @@ class Settings:
     metrics_port: int = 9108
     data_dir: str = ".broker-data"
     log_level: str = "WARNING"
+    rebalance_timeout: float = 5.0
+    session_timeout: float = 10.0
+    producer_max_batch_size: int = 16384
+    delivery: DeliverySettings = DeliverySettings()
+
+    @property
+    def all_topics(self) -> tuple[str, ...]:
+        """Every topic the worker uses: :data:`ALL_TOPICS` plus the retry topics."""
+        return ALL_TOPICS + self.delivery.retry_topics
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -54,6 +118,41 @@ class Settings:
             except ValueError:
                 raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
 
+        def _float(name: str, default: float, minimum: float = 0.0) -> float:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
+            if not value >= minimum or value == float("inf"):
+                raise ValueError(f"environment variable {name}={raw!r} must be a finite number >= {minimum:g}")
+            return value
+
+        def _delays(name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return default
+            try:
+                values = tuple(float(part) for part in raw.split(",") if part.strip())
+            except ValueError:
+                raise ValueError(f"environment variable {name}={raw!r} is not a comma-separated list of seconds") from None
+            if not values or any(not v > 0 or v == float("inf") for v in values):
+                raise ValueError(f"environment variable {name}={raw!r}: every delay must be a positive number of seconds")
+            return values
+
+        d = DeliverySettings
+        delivery = DeliverySettings(
+            retry_budget=_float("BROKER_RETRY_BUDGET", d.retry_budget),
+            retry_initial=_float("BROKER_RETRY_INITIAL", d.retry_initial),
+            retry_max=_float("BROKER_RETRY_MAX", d.retry_max),
+            retry_after_inline=_float("BROKER_RETRY_AFTER_INLINE", d.retry_after_inline),
+            park_delays=_delays("BROKER_PARK_DELAYS", d.park_delays),
+            park_max_seconds=_float("BROKER_PARK_MAX_SECONDS", d.park_max_seconds),
+            lane_max_queued=max(1, _int("BROKER_LANE_MAX_QUEUED", d.lane_max_queued)),
+            dlq_replay_limit=_int("BROKER_DLQ_REPLAY_LIMIT", d.dlq_replay_limit),
+        )
         return cls(
             bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             config_path=env.get("BROKER_CONFIG") or None,
@@ -63,4 +162,8 @@ class Settings:
             metrics_port=_int("BROKER_METRICS_PORT", cls.metrics_port),
             data_dir=env.get("BROKER_DATA_DIR") or cls.data_dir,
             log_level=env.get("BROKER_LOG_LEVEL") or cls.log_level,
+            rebalance_timeout=_float("BROKER_REBALANCE_TIMEOUT", cls.rebalance_timeout, 0.1),
+            session_timeout=_float("BROKER_SESSION_TIMEOUT", cls.session_timeout, 0.5),
+            producer_max_batch_size=max(1, _int("BROKER_PRODUCER_MAX_BATCH_SIZE", cls.producer_max_batch_size)),
+            delivery=delivery,
         )

@@ -4,10 +4,18 @@ Built-in connectors are registered in ``pyproject.toml`` exactly like third-part
 
     [project.entry-points."broker.connectors"]
     xero = "connectors.xero:XeroConnector"
+
+A plugin that fails to import (missing dependency, syntax error, wrong target) does not break
+the others: :func:`discover` keeps it with its error, ``broker connectors list`` shows the reason
+and :func:`load` (used by the worker for each tenant) raises ``LookupError`` naming it.
+
+:func:`register` adds a class in-process (tests, the conformance kit, notebooks); it wins over an
+entry point of the same name until :func:`unregister`.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
@@ -15,28 +23,65 @@ from connectors.base import Connector
 
 GROUP = "broker.connectors"
 
+_overrides: dict[str, type[Connector]] = {}
+_lock = threading.Lock()
+
 
 @dataclass
 class ConnectorEntry:
-    """A discovered connector: ``cls`` is None and ``error`` says why when the import failed."""
+    """A discovered connector: ``cls`` is None and ``error`` says why when the import failed.
+
+    ``package`` / ``package_version``: the distribution that registered it (``None`` for
+    :func:`register`-ed classes).
+    """
 
     name: str
     target: str
     package: str | None
     cls: type[Connector] | None
     error: str | None
+    package_version: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.cls is not None
+
+    @property
+    def version(self) -> str | None:
+        return getattr(self.cls, "version", None) if self.cls is not None else None
+
+
+def _check_class(name: str, cls: object) -> str | None:
+    """Why ``cls`` is not a usable connector class (``None`` when it is)."""
+    if not isinstance(cls, type) or not issubclass(cls, Connector):
+        return f"TypeError: {cls!r} is not a connectors.base.Connector subclass"
+    missing = [attr for attr in ("name", "Settings") if not hasattr(cls, attr)]
+    if missing:
+        return f"TypeError: {cls.__name__} does not set {', '.join(missing)}"
+    if cls.name != name:
+        return f"ValueError: entry point {name!r} loads {cls.__name__} whose name is {cls.name!r}"
+    return None
 
 
 def discover() -> dict[str, ConnectorEntry]:
     """All connectors of the ``broker.connectors`` group, keyed by name; import errors are kept, not raised."""
     found: dict[str, ConnectorEntry] = {}
     for ep in entry_points(group=GROUP):
-        package = ep.dist.name if ep.dist is not None else None
+        dist = getattr(ep, "dist", None)
+        package = dist.name if dist is not None else None
+        package_version = dist.version if dist is not None else None
         try:
             cls = ep.load()
-            found[ep.name] = ConnectorEntry(ep.name, ep.value, package, cls, None)
-        except Exception as exc:  # a broken plugin must not break the others
-            found[ep.name] = ConnectorEntry(ep.name, ep.value, package, None, f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:  # a broken plugin must not break the others (even SystemExit)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            found[ep.name] = ConnectorEntry(ep.name, ep.value, package, None, f"{type(exc).__name__}: {exc}", package_version)
+            continue
+        problem = _check_class(ep.name, cls)
+        found[ep.name] = ConnectorEntry(ep.name, ep.value, package, None if problem else cls, problem, package_version)
+    with _lock:
+        for name, cls in _overrides.items():
+            found[name] = ConnectorEntry(name, f"{cls.__module__}:{cls.__qualname__}", None, cls, None, None)
     return found
 
 
@@ -45,9 +90,28 @@ def load(name: str) -> type[Connector]:
 
     Raises ``LookupError`` naming the connector when it is not installed or failed to import.
     """
+    with _lock:
+        if name in _overrides:
+            return _overrides[name]
     entry = discover().get(name)
     if entry is None:
         raise LookupError(f"billing system {name!r}: no connector installed under entry-point group {GROUP!r}")
     if entry.cls is None:
         raise LookupError(f"billing system {name!r}: connector {entry.target} failed to import: {entry.error}")
     return entry.cls
+
+
+def register(cls: type[Connector], name: str | None = None) -> None:
+    """Make ``cls`` loadable as ``name`` (default ``cls.name``) in this process."""
+    name = name or cls.name
+    with _lock:
+        _overrides[name] = cls
+
+
+def unregister(name: str) -> None:
+    """Undo :func:`register` (no error when absent)."""
+    with _lock:
+        _overrides.pop(name, None)
+
+
+__all__ = ["GROUP", "ConnectorEntry", "discover", "load", "register", "unregister"]

@@ -52,10 +52,20 @@ def xero(xero_validator):
     assert not emulator.validation_failures, emulator.validation_failures
 
 
-def write_config(tmp_path: Path, emulator_url: str, source: Path = EXAMPLES / "config.yaml") -> Path:
-    """Copy a tenant config with the Xero URLs pointed at the emulator; return its path."""
+def write_config(tmp_path: Path, emulator_url: str, source: Path = EXAMPLES / "config.yaml", *,
+                 all_tenants: bool = False) -> Path:
+    """Copy a tenant config with the Xero URLs pointed at the emulator; return its path.
+
+    Only the tenants billed in Xero are kept (the example config also has tenants on Stripe,
+    QuickBooks, InvoiceXpress and Moloni, which need their own emulators: ``broker.sandboxes``);
+    ``all_tenants=True`` keeps every tenant (their settings other than the Xero ones untouched).
+    """
     raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    if not all_tenants:
+        raw["tenants"] = {tid: t for tid, t in raw["tenants"].items() if t["billing"]["system"] == "xero"}
     for tenant in raw["tenants"].values():
+        if tenant["billing"]["system"] != "xero":
+            continue
         tenant["billing"]["settings"]["api_url"] = emulator_url
         tenant["billing"]["settings"]["identity_url"] = emulator_url
     path = tmp_path / "config.yaml"

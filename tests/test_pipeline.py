@@ -60,8 +60,10 @@ def test_events_become_exact_invoices_once(kafka, xero, tmp_path, worker_factory
             "ACME-WO-1001-R1": ("310.20", "71.36", "381.56", "EUR"),
             "NHV-SJ-SJ-2026-0311-R1": ("175.20", "35.04", "210.24", "GBP"),
             "ACME-QT-Q-2026-012-R1": ("1455.00", "330.40", "1785.40", "EUR"),
-            "ACME-WO-1007-R1": ("114.00", "26.22", "140.22", "EUR"),
-            "NHV-WO-5003-R2": ("252.72", "50.54", "303.26", "GBP"),
+            # Saturday night: weekend band (first match) 1.5 h × 54.00 = 81.00 + weekend call-out 75.00 + 15.00 parts
+            "ACME-WO-1007-R1": ("171.00", "39.33", "210.33", "EUR"),
+            # one call-out per corrective visit: 2 × 60.00 (+ 70.00 + 87.50 + 18.72 + 16.50); tax 62.54
+            "NHV-WO-5003-R2": ("312.72", "62.54", "375.26", "GBP"),
         }
         for number, (net, tax, total, cur) in expected.items():
             inv = held[number]

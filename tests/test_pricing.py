@@ -478,10 +478,10 @@ def _demo():
 
 def test_demo_config_and_events_price():
     config, raw_lines = _demo()
-    assert set(config.tenants) == {"acme-fm", "nordic-hvac"}
-    assert sum(len(t.clients) for t in config.tenants.values()) >= 3
-    for tenant in config.tenants.values():
-        assert tenant.billing.system == "xero"
+    xero = {tid: t for tid, t in config.tenants.items() if t.billing.system == "xero"}
+    assert set(xero) == {"acme-fm", "nordic-hvac"}
+    assert sum(len(t.clients) for t in xero.values()) >= 3
+    for tenant in xero.values():
         assert set(tenant.billing.settings) == {"api_url", "identity_url", "xero_tenant_id", "client_id",
                                                 "client_secret_env", "refresh_token_env"}
     assert len(raw_lines) >= 50
@@ -511,6 +511,50 @@ def test_demo_config_and_events_price():
     assert isinstance(priced["erpnext:qt:Q-2026-019:r1"], NotBillable)
     # the weekend call-out happens on a Saturday in Lisbon
     assert priced["maintainx:wo:1007:r1"].event_time.astimezone(config.tenant("acme-fm").zone).weekday() == 5
+
+
+#: The small tenants billed in other systems (broker/examples/config.yaml, tools/make_demo_events.py).
+SMALL_TENANTS = {"liffey-fs": "stripe", "invicta-mt": "quickbooks", "mondego-clima": "invoicexpress",
+                 "sotavento-tec": "moloni"}
+
+
+def test_demo_small_tenants_on_other_billing_systems_price():
+    """The demo reaches >= 4 billing systems; each small tenant's events are valid and price to invoices."""
+    config, raw_lines = _demo()
+    systems = {t.billing.system for t in config.tenants.values()}
+    assert len(systems) >= 4 and systems >= {"xero", *SMALL_TENANTS.values()}
+    assert {tid: config.tenant(tid).billing.system for tid in SMALL_TENANTS} == SMALL_TENANTS
+    events = [json.loads(line) for line in raw_lines]
+    # the small tenants' events come after the Xero tenants' (the older lines stay byte-identical)
+    tenants_in_order = [e["tenant"] for e in events]
+    first_small = min(i for i, t in enumerate(tenants_in_order) if t in SMALL_TENANTS)
+    assert all(t in SMALL_TENANTS for t in tenants_in_order[first_small:])
+    assert first_small >= 50
+    scheduled_jobs = 0
+    for tenant_id in SMALL_TENANTS:
+        tenant = config.tenant(tenant_id)
+        assert (tenant.currency, tenant.vat_percent, tenant.rate_card.time_bands) == ("EUR", D("23"), [])
+        assert len(tenant.clients) == 2
+        assert all(client.contact_id is None for client in tenant.clients.values())  # created by name
+        mine = [e for e in events if e["tenant"] == tenant_id]
+        assert 3 <= len(mine) <= 4, tenant_id
+        assert {e["data"]["client_id"] for e in mine} == set(tenant.clients)
+        for raw in mine:
+            event = parse_event(json.dumps(raw))  # valid: the one invalid event is acme-fm's
+            inv = price_event(event, tenant_id, tenant)  # must not raise
+            assert isinstance(inv, Invoice) and inv.total > 0 and inv.currency == "EUR", event.id
+            assert {line.tax_rate for line in inv.lines} == {D("23")}
+            data = raw["data"]
+            if raw["type"] == "maintenance.scheduled_job.closed":
+                scheduled_jobs += 1
+                assert data["kind"] == "preventive"
+                continue
+            assert data["kind"] == "corrective"
+            assert len({te["technician_id"] for te in data["time_entries"]}) == 2, event.id
+            assert any(D(p["quantity"]) != D(p["quantity"]).to_integral_value() for p in data["parts"]), event.id
+            assert any(x.get("billable", True) for x in data["expenses"]), event.id
+            assert [line.kind for line in inv.lines].count("labour") == 2
+    assert scheduled_jobs >= 1
 
 
 def _priced(event_id: str):
@@ -568,21 +612,46 @@ def test_demo_quote_by_hand():
 
 def test_demo_weekend_call_out_and_revision_2_by_hand():
     inv = _priced("maintainx:wo:1007:r1")
-    # call-out 45.00 (tax 10.35); T33 plumbing 85 min -> 90 min = 1.5 h × 36.00 = 54.00 (tax 12.42);
-    # 4 fittings × 3.75 = 15.00 (tax 3.45); copper pipe client-supplied: not billed
-    # net 114.00, tax 26.22, total 140.22
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("114.00"), D("26.22"), D("140.22"))
+    # Saturday 2026-03-14 21:40-23:05 in Lisbon (WET = UTC+0). acme-fm bands in priority order:
+    # holiday, weekend, night, overtime -> "weekend" wins over "night" (first match wins).
+    #   call-out: the visit starts Saturday 21:40 -> weekend band's call_out_fee 75.00      tax 17.25
+    #   T33 plumbing 36.00 × 1.50 = 54.00/h; 85 min -> 90 min = 1.5 h × 54.00 = 81.00       tax 18.63
+    #   4 fittings × 3.75 (catalogue price) = 15.00                                         tax  3.45
+    #   copper pipe client-supplied: not billed
+    # net 75.00 + 81.00 + 15.00 = 171.00; tax 17.25 + 18.63 + 3.45 = 39.33; total 210.33
+    assert [(ln.kind, ln.net) for ln in inv.lines] == [("call_out", D("75.00")), ("labour", D("81.00")), ("part", D("15.00"))]
+    assert inv.lines[1].unit_price == D("54.00") and inv.lines[1].quantity == D("1.5")
+    assert "band weekend 1.5" in inv.lines[1].rule and inv.lines[0].rule.startswith("call_out_fee:band weekend")
+    assert (inv.net_total, inv.tax_total, inv.total) == (D("171.00"), D("39.33"), D("210.33"))
 
     inv = _priced("limble:wo:5003:r2")
-    # nordic-hvac, NH-101 personal 70.00/h, cost 38.00/h, VAT 20 %, no travel rate:
-    #   call-out 60.00                                          tax 12.00
+    # nordic-hvac, NH-101 personal 70.00/h, cost 38.00/h, VAT 20 %, no travel rate; all times are
+    # weekdays between 08:00 and 18:00 in London, so no band applies:
+    #   call-out visit 5003 (Thu 13:00)                          60.00   tax 12.00
+    #   call-out visit V2 (Fri 09:00): once per corrective visit  60.00   tax 12.00
     #   visit 5003: 50 min -> 60 min (minimum) = 1 h × 70.00 = 70.00   tax 14.00
     #   visit V2: 70 min -> 75 min = 1.25 h × 70.00 = 87.50            tax 17.50
     #   travel V2 40 min -> 45 min: not billed, cost 0.75 × 38.00 = 28.50
     #   2 belts × (7.80 × 1.20 = 9.36) = 18.72                         tax 3.744 -> 3.74
     #   congestion charge 15.00 × 1.10 = 16.50                          tax 3.30
-    # net 252.72, tax 50.54, total 303.26
-    # cost 38.00 + 47.50 + 28.50 + 15.60 + 15.00 = 144.60
+    # net 60.00 + 60.00 + 70.00 + 87.50 + 18.72 + 16.50 = 312.72
+    # tax 12.00 + 12.00 + 14.00 + 17.50 + 3.74 + 3.30 = 62.54; total 375.26
+    # cost 38.00 + 47.50 + 28.50 + 15.60 + 15.00 = 144.60 (call-outs cost nothing)
     assert inv.invoice_number == "NHV-WO-5003-R2" and inv.invoice_key == "nordic-hvac:wo:5003:r2"
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("252.72"), D("50.54"), D("303.26"))
+    assert [ln.source for ln in inv.lines if ln.kind == "call_out"] == ["work_order:5003", "visit:V2"]
+    assert (inv.net_total, inv.tax_total, inv.total) == (D("312.72"), D("62.54"), D("375.26"))
     assert inv.cost_total == D("144.60")
+
+
+def test_demo_work_order_executing_a_quote_bills_only_its_extra():
+    inv = _priced("maintainx:wo:1012:r1")
+    # Quote Q-2026-012 was invoiced in full on approval (acme-fm quotes.invoice_at: approval), so WO 1012
+    # bills only what is outside the quote: 4.2 kg R410A × (24.00 × 1.20 = 28.80) = 120.96, tax 27.8208 -> 27.82.
+    # No call-out (priced by its quote). Its time is inside the quote: cost only
+    #   T31 08:00-12:30 less 30 min break = 240 min, + 13:30-17:00 = 210 min -> 450 min = 7.5 h × 24.00 = 180.00
+    #   T34 08:00-12:00 less 30 min = 210 min = 3.5 h × 16.00 = 56.00
+    # cost 180.00 + 56.00 + 4.2 × 24.00 = 100.80 -> 336.80; margin 120.96 - 336.80 = -215.84
+    assert [(ln.kind, ln.quantity, ln.unit_price, ln.net, ln.tax) for ln in inv.lines] == [
+        ("part", D("4.2"), D("28.80"), D("120.96"), D("27.82"))]
+    assert (inv.net_total, inv.tax_total, inv.total) == (D("120.96"), D("27.82"), D("148.78"))
+    assert (inv.cost_total, inv.margin) == (D("336.80"), D("-215.84"))

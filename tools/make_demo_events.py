@@ -15,10 +15,17 @@ say what they are. Special cases (their totals are checked by hand in ``tests/te
 * ``maintainx:wo:1007:r1``   – acme-fm weekend call-out (Saturday 2026-03-14 night leak);
 * ``limble:sj:SJ-2026-0311:r1`` – nordic-hvac scheduled job (``maintenance.scheduled_job.closed``);
 * ``erpnext:qt:Q-2026-012:r1`` – acme-fm approved quote, one line at reduced 6 % VAT;
-* ``maintainx:wo:1012:r1``   – acme-fm work order executing quote Q-2026-012;
+* ``maintainx:wo:1012:r1``   – acme-fm work order executing quote Q-2026-012 (bills only its extra);
 * ``limble:wo:5003:r1`` / ``limble:wo:5003:r2`` – nordic-hvac work order and its revision 2;
 * ``erpnext:qt:Q-2026-019:r1`` – acme-fm warranty quote at 0.00 (prices to NotBillable);
 * ``maintainx:wo:1042:r1``   – the ONE invalid event: a part with quantity ``"-2"``.
+
+Then, **after** those (so the lines above stay byte-identical), 13 hand-written events of four small
+EUR tenants on other billing systems (:data:`SMALL_TENANTS`: ``liffey-fs`` Stripe, ``invicta-mt``
+QuickBooks, ``mondego-clima`` InvoiceXpress, ``sotavento-tec`` Moloni): per tenant, corrective work
+orders with two technicians, parts with a fractional quantity and a billable expense, for two clients;
+``upkeep:sj:PPM-0319:r1``, ``fiix:sj:PPM-0325:r1`` and ``fracttal:sj:PPM-0326:r1`` are preventive
+scheduled jobs. All are valid.
 """
 
 from __future__ import annotations
@@ -208,7 +215,8 @@ def special_events() -> list[dict]:
         ],
     }))
 
-    # acme-fm WO 1012 executes quote Q-2026-012 (priced as an ordinary work order in issue 2).
+    # acme-fm WO 1012 executes quote Q-2026-012, invoiced in full on approval: the work order bills
+    # only its extra outside the quote (the refrigerant top-up); its time is inside the quote (cost only).
     events.append(envelope("acme-fm", "maintainx", WO, "wo", "1012", 1, local("acme-fm", 20, 17, 10), {
         "work_order_id": "1012",
         "kind": "corrective",
@@ -222,7 +230,8 @@ def special_events() -> list[dict]:
             entry("TE-1012-3", "T31", local("acme-fm", 20, 13, 30), 210),
         ],
         "parts": [
-            {"id": "P-1012-1", "sku": "REF-R410A", "description": "Refrigerant R410A", "quantity": "4.2", "unit": "kg", "unit_cost": "24.00"},
+            {"id": "P-1012-1", "sku": "REF-R410A", "description": "Refrigerant R410A", "quantity": "4.2", "unit": "kg", "unit_cost": "24.00",
+             "outside_quote": True},
         ],
     }))
 
@@ -268,6 +277,140 @@ def special_events() -> list[dict]:
         "parts": [{"id": "P-1042-1", "sku": "VLV-BALL-22", "description": "Ball valve 22 mm", "quantity": "-2", "unit": "un",
                    "unit_cost": "9.35"}],
     }))
+    return events
+
+
+# --------------------------------------------------------------------------- small tenants (other billing systems)
+#: tenant -> (zone, platform); clients, technicians and rates are in broker/examples/config.yaml.
+SMALL_TENANTS = {
+    "liffey-fs": (ZoneInfo("Europe/Dublin"), "upkeep"),         # Stripe
+    "invicta-mt": (ZoneInfo("Europe/Lisbon"), "fiix"),          # QuickBooks Online
+    "mondego-clima": (ZoneInfo("Europe/Lisbon"), "infraspeak"),  # InvoiceXpress
+    "sotavento-tec": (ZoneInfo("Europe/Lisbon"), "fracttal"),    # Moloni
+}
+
+
+def _part(pid: str, sku: str, description: str, quantity: str, unit: str, unit_cost: str, unit_price: str | None = None) -> dict:
+    out = {"id": pid, "sku": sku, "description": description, "quantity": quantity, "unit": unit, "unit_cost": unit_cost}
+    if unit_price is not None:
+        out["unit_price"] = unit_price
+    return out
+
+
+def _expense(eid: str, description: str, amount: str, billable: bool = True) -> dict:
+    out = {"id": eid, "description": description, "amount": amount}
+    if not billable:
+        out["billable"] = False
+    return out
+
+
+def _small_job(tenant: str, doc: str, doc_id: str, day: int, client: str, site: str, summary: str,
+               crew: list[tuple[str, int, int, int]], parts: list[dict], expenses: list[dict], done_after: int = 15) -> dict:
+    """One completed job of a small tenant. ``crew``: ``(technician, start hour, start minute, minutes)``;
+    the event is sent ``done_after`` minutes after the last technician finishes."""
+    zone, platform = SMALL_TENANTS[tenant]
+    entries, end = [], None
+    for n, (tech, hour, minute, minutes) in enumerate(crew, start=1):
+        start = datetime(2026, 3, day, hour, minute, tzinfo=zone)
+        entries.append(entry(f"TE-{doc_id}-{n}", tech, start, minutes))
+        end = max(end or start, start + timedelta(minutes=minutes))
+    data = {"client_id": client, "site_id": site, "summary": summary, "time_entries": entries, "parts": parts,
+            "expenses": expenses}
+    if doc == "wo":
+        data = {"work_order_id": doc_id, "kind": "corrective", **data}
+        etype = WO
+    else:
+        data = {"scheduled_job_id": doc_id, "kind": "preventive", **data}
+        etype = SJ
+    return envelope(tenant, platform, etype, doc, doc_id, 1, end + timedelta(minutes=done_after), data)
+
+
+def small_tenant_events() -> list[dict]:
+    """The four small tenants' events (no randomness), in time order."""
+    events = [
+        # liffey-fs (Stripe), Dublin
+        _small_job("liffey-fs", "wo", "3101", 4, "CLI-GCD", "DUB-GCD-PLANT",
+                   "Rooftop condensing unit C1 low on refrigerant – leak brazed, contactor replaced",
+                   [("LF-01", 9, 10, 135), ("LF-02", 9, 20, 50)],
+                   [_part("P-3101-1", "REF-R32", "Refrigerant R32", "1.8", "kg", "19.50"),
+                    _part("P-3101-2", "CTR-25A", "Contactor 25A 3P", "1", "un", "31.00")],
+                   [_expense("E-3101-1", "Parking", "9.00"), _expense("E-3101-2", "Technician lunch", "14.50", billable=False)]),
+        _small_job("liffey-fs", "wo", "3102", 12, "CLI-SBN", "DUB-SBN-PLANT",
+                   "Boiler room distribution board tripping – RCBOs and sub-main cable replaced",
+                   [("LF-02", 13, 5, 95), ("LF-03", 13, 5, 70)],
+                   [_part("P-3102-1", "CBL-NYY-4", "Cable NYY-J 4 mm²", "12.5", "m", "1.35"),
+                    _part("P-3102-2", "RCBO-32", "RCBO 32A type A", "2", "un", "27.80", "42.00")],
+                   [_expense("E-3102-1", "Toll M50", "3.10")]),
+        _small_job("liffey-fs", "sj", "PPM-0319", 19, "CLI-SBN", "DUB-SBN-AHU",
+                   "Quarterly PPM – AHU-2 filters, belts and dampers",
+                   [("LF-01", 8, 30, 110), ("LF-03", 8, 30, 80)],
+                   [_part("P-0319-1", "FLT-G4-592", "Air filter G4 592x592", "4", "un", "5.60"),
+                    _part("P-0319-2", "GRS-LITH", "Bearing grease (lithium)", "0.25", "kg", "16.00")],
+                   [_expense("E-0319-1", "Parking", "7.50")]),
+        # invicta-mt (QuickBooks Online), Porto
+        _small_job("invicta-mt", "wo", "4101", 5, "CLI-HRD", "PRT-HRD-KITCHEN",
+                   "Cozinha: câmara frigorífica sem frio – válvula de expansão substituída",
+                   [("IM-11", 8, 45, 100), ("IM-13", 8, 50, 55)],
+                   [_part("P-4101-1", "REF-R290", "Refrigerante R290", "0.45", "kg", "38.00"),
+                    _part("P-4101-2", "VLV-EXP-TX3", "Válvula de expansão TX3", "1", "un", "64.00")],
+                   [_expense("E-4101-1", "Portagem A1", "2.35"), _expense("E-4101-2", "Almoço", "11.50", billable=False)]),
+        _small_job("invicta-mt", "wo", "4102", 10, "CLI-CSB", "PRT-CSB-GYM",
+                   "Balneários do pavilhão: fuga na coluna de água quente",
+                   [("IM-12", 14, 0, 80), ("IM-13", 14, 0, 80)],
+                   [_part("P-4102-1", "TUB-PPR-25", "Tubo PPR 25 mm", "3.5", "m", "2.40"),
+                    _part("P-4102-2", "VLV-ESF-20", "Torneira de esfera 3/4\"", "2", "un", "8.90")],
+                   [_expense("E-4102-1", "Estacionamento", "4.80")]),
+        _small_job("invicta-mt", "sj", "PPM-0325", 25, "CLI-CSB", "PRT-CSB-MAIN",
+                   "Manutenção preventiva trimestral – UTAs e caldeira",
+                   [("IM-11", 9, 0, 150), ("IM-13", 9, 0, 150)],
+                   [_part("P-0325-1", "FLT-G4-592", "Filtro G4 592x592", "6", "un", "5.20", "8.90"),
+                    _part("P-0325-2", "QUIM-DESC", "Desincrustante para permutador", "2.5", "l", "7.40")],
+                   []),
+        # mondego-clima (InvoiceXpress), Coimbra
+        _small_job("mondego-clima", "wo", "6101", 3, "CLI-QLG", "COI-QLG-BOILER",
+                   "Caldeira em bloqueio – sondas NTC substituídas, circuito atestado com glicol",
+                   [("MC-21", 10, 0, 145), ("MC-22", 10, 15, 60)],
+                   [_part("P-6101-1", "SENS-NTC-10K", "Sonda NTC 10k", "2", "un", "12.40"),
+                    _part("P-6101-2", "GLIC-MPG", "Monopropilenoglicol", "2.5", "l", "6.80")],
+                   [_expense("E-6101-1", "Estacionamento", "3.60")]),
+        _small_job("mondego-clima", "wo", "6102", 11, "CLI-CAA", "COI-CAA-ROOF",
+                   "Rooftop RT-3 parado – condensador de arranque e carga de refrigerante",
+                   [("MC-21", 8, 30, 200), ("MC-23", 8, 30, 200)],
+                   [_part("P-6102-1", "REF-R410A", "Refrigerante R410A", "3.2", "kg", "24.00"),
+                    _part("P-6102-2", "CAP-45-5", "Condensador 45+5 uF", "1", "un", "14.50")],
+                   [_expense("E-6102-1", "Aluguer de plataforma elevatória", "85.00"), _expense("E-6102-2", "Portagem A1", "4.75")]),
+        _small_job("mondego-clima", "wo", "6103", 20, "CLI-QLG", "COI-QLG-WING-B",
+                   "Ala B: iluminação do corredor – balastros e tubos substituídos por LED",
+                   [("MC-22", 15, 0, 65), ("MC-23", 15, 10, 40)],
+                   [_part("P-6103-1", "LED-T8-18W", "Tubo LED T8 18 W", "6", "un", "4.90"),
+                    _part("P-6103-2", "CBL-H07-1.5", "Cabo H07V-K 1,5 mm²", "7.5", "m", "0.48", "0.85")],
+                   [_expense("E-6103-1", "Estacionamento", "2.40")]),
+        # sotavento-tec (Moloni), Faro
+        _small_job("sotavento-tec", "wo", "7101", 6, "CLI-PFL", "FAO-PFL-CHILLER",
+                   "Chiller da piscina em alarme de baixa pressão – fuga reparada, filtro desidratador substituído",
+                   [("SV-31", 9, 0, 170), ("SV-32", 9, 0, 120)],
+                   [_part("P-7101-1", "REF-R134A", "Refrigerante R134a", "4.25", "kg", "21.00"),
+                    _part("P-7101-2", "FLT-DRY-164", "Filtro desidratador 164", "1", "un", "18.60")],
+                   [_expense("E-7101-1", "Portagem Via do Infante", "6.45"), _expense("E-7101-2", "Almoço", "12.00", billable=False)]),
+        _small_job("sotavento-tec", "wo", "7102", 16, "CLI-SRF", "FAO-SRF-COLDROOM",
+                   "Câmara de congelados a -12 °C – ventilador do evaporador substituído",
+                   [("SV-31", 7, 30, 95), ("SV-33", 7, 30, 95)],
+                   [_part("P-7102-1", "VNT-EC-250", "Ventilador EC 250 mm", "1", "un", "142.00"),
+                    _part("P-7102-2", "CBL-H07-1.5", "Cabo H07V-K 1,5 mm²", "6.5", "m", "0.52")],
+                   [_expense("E-7102-1", "Estacionamento", "1.80")]),
+        _small_job("sotavento-tec", "sj", "PPM-0326", 26, "CLI-SRF", "FAO-SRF-COLDROOM",
+                   "Manutenção preventiva mensal – câmaras frigoríficas",
+                   [("SV-31", 8, 0, 130), ("SV-33", 8, 0, 75)],
+                   [_part("P-0326-1", "LIMP-SERP", "Limpa-serpentinas", "1.5", "l", "9.80")],
+                   []),
+        _small_job("sotavento-tec", "wo", "7103", 30, "CLI-PFL", "FAO-PFL-SPA",
+                   "Spa: bomba de calor sem arranque – condensador substituído",
+                   [("SV-32", 11, 0, 60), ("SV-33", 11, 0, 45)],
+                   [_part("P-7103-1", "CAP-35-5", "Condensador 35+5 uF", "1", "un", "12.00"),
+                    _part("P-7103-2", "TUB-ISOL-19", "Isolamento tubular 19 mm", "2.5", "m", "3.10")],
+                   [_expense("E-7103-1", "Portagem Via do Infante", "3.25")]),
+    ]
+    events.sort(key=lambda e: (datetime.fromisoformat(e["time"]), e["id"]))
     return events
 
 
@@ -374,6 +517,7 @@ def build() -> list[dict]:
         day = 1 + (seq * 31 // (ROUTINE_EVENTS + 1)) % 31
         events.append(routine_event(rng, tenant, day, seq, next_wo))
     events.sort(key=lambda e: (datetime.fromisoformat(e["time"]), e["id"]))
+    events += small_tenant_events()  # after the two Xero tenants' events, which stay as they were
     ids = [e["id"] for e in events]
     assert len(ids) == len(set(ids)), "duplicate event ids"
     return events

@@ -9,8 +9,18 @@ https://developer.xero.com/documentation/api-guides/rounding-in-xero):
   fields). Refresh tokens rotate on every use; the previous one stays valid for a 30-minute grace
   period. Access tokens expire after ``access_token_ttl`` seconds. Errors: 400 ``invalid_client``,
   ``invalid_grant``, ``unsupported_grant_type``.
+* ``GET /identity/connect/authorize`` (login.xero.com) – consents at once and redirects (302) to the
+  loopback ``redirect_uri`` with ``code`` and ``state``; ``POST /connect/token`` with
+  ``grant_type=authorization_code`` exchanges it (single-use, same ``redirect_uri``, PKCE S256
+  verifier checked). Tokens carry ``scopes`` (settable, to emulate a connection missing a scope).
 * ``GET /connections`` – the organisations (``tenant_ids``) the token can reach.
 * ``PUT``/``GET /api.xro/2.0/Invoices``, ``GET /api.xro/2.0/Invoices/{InvoiceID|InvoiceNumber}``,
+  ``POST /api.xro/2.0/Invoices/{InvoiceID}`` (``updateInvoice``: status changes only — ``DRAFT``/
+  ``SUBMITTED`` -> ``DELETED``, ``AUTHORISED`` without payments -> ``VOIDED``, ``DRAFT`` -> ``SUBMITTED``
+  -> ``AUTHORISED``; anything else is Xero's validation error),
+  ``PUT``/``GET /api.xro/2.0/CreditNotes``, ``GET /api.xro/2.0/CreditNotes/{CreditNoteID}`` (``ACCRECCREDIT``/
+  ``ACCPAYCREDIT``, totals computed like invoices, ``CreditNoteNumber`` unique per organisation, not
+  allocated: ``RemainingCredit`` = ``Total``),
   ``PUT``/``GET /api.xro/2.0/Contacts``, ``GET /api.xro/2.0/Contacts/{ContactID}``.
   Bearer token required (401 ``TokenExpired``/``AuthenticationUnsuccessful``), ``xero-tenant-id``
   required and known (403 ``AuthorizationUnsuccessful``).
@@ -41,7 +51,11 @@ Test hooks: ``request_validator`` (see :mod:`connectors.xero.spec_check`), :meth
     GET  /_emulator/stats      -> {"calls": [[method, path, status], ...], "call_count", "count_429",
                                    "validation_failures": [...], "server_errors": [...], "invoice_count",
                                    "refresh_token_uses"}
-    POST /_emulator/faults     {"kind": "503", "times": 3}
+    POST /_emulator/faults     {"kind": "503", "times": 3}   (kinds: FAULT_KINDS; "429" answers Retry-After: fault_retry_after)
+    POST /_emulator/outage     {"seconds": 120, "tenant_id": "...", "status": 503}   (all calls of that
+                               organisation, or of all when tenant_id is omitted, answer 503 until then)
+    GET  /_emulator/credit-notes -> [credit note, ...]
+    GET  /_emulator/history    -> [[seconds since start, kind, tenant, number, detail], ...]
     POST /_emulator/reset
     POST /_emulator/expire-tokens
 """
@@ -95,7 +109,7 @@ DEFAULT_TAX_RATES: dict[str, Decimal] = {
 }
 #: Revenue account codes of Xero's demo chart of accounts (200 Sales, 260 Other Revenue, 270 Interest Income).
 DEFAULT_ACCOUNT_CODES: tuple[str, ...] = ("200", "260", "270")
-FAULT_KINDS = ("503", "500", "timeout_after_commit", "drop_after_commit", "reset")
+FAULT_KINDS = ("503", "500", "429", "timeout_after_commit", "drop_after_commit", "reset")
 
 _CENT = Decimal("0.01")
 _Q4 = Decimal("0.0001")
@@ -207,7 +221,10 @@ class XeroEmulator:
     ("EUR"), ``hang_seconds`` (how long a ``timeout_after_commit`` fault keeps the socket open, 30 s),
     ``response_delay`` (seconds each Accounting call holds its concurrency slot, 0),
     ``contacts`` (``{tenant_id: {ContactID: Name}}`` created at start and after :meth:`reset_state`;
-    ``None`` = :func:`demo_contacts`, the clients of the bundled demo config; ``{}`` = none).
+    ``None`` = :func:`demo_contacts`, the clients of the bundled demo config; ``{}`` = none),
+    ``rate_limit_window_seconds`` (60), ``enforce_unique_numbers`` (True), ``on_invoice_created``
+    (test hook). ``history`` lists what changed, in order: ``(seconds since start, kind, tenant,
+    number, detail)`` with kinds ``invoice.created``, ``invoice.status``, ``creditnote.created``.
     """
 
     def __init__(
@@ -233,6 +250,9 @@ class XeroEmulator:
         hang_seconds: float = 30.0,
         response_delay: float = 0.0,
         contacts: Mapping[str, Mapping[str, str]] | None = None,
+        rate_limit_window_seconds: float = 60.0,
+        enforce_unique_numbers: bool = True,
+        on_invoice_created: Callable[[str, dict], Any] | None = None,
     ):
         self.host = host
         self.port = port
@@ -253,6 +273,21 @@ class XeroEmulator:
         self.base_currency = base_currency
         self.hang_seconds = hang_seconds
         self.response_delay = response_delay
+        #: Length of the sliding window ``rate_limit_per_minute`` counts over (60 s as in Xero;
+        #: scaled-down throttling tests use e.g. 20 calls per 10 s).
+        self.rate_limit_window_seconds = float(rate_limit_window_seconds)
+        #: ``False`` accepts a second ACCREC invoice / credit note with a number already used
+        #: (tests that prove the broker never relies on Xero's uniqueness check).
+        self.enforce_unique_numbers = enforce_unique_numbers
+        #: Test hook called (with the lock held) after an invoice is stored and before the response
+        #: is written: ``on_invoice_created(tenant_id, invoice)`` (e.g. to kill a worker right there).
+        self.on_invoice_created = on_invoice_created
+        self._started_at = time.monotonic()
+        #: Scopes granted to every token (tests narrow it to simulate a connection missing a scope).
+        self.scopes = "offline_access accounting.transactions accounting.contacts"
+        #: ``Retry-After`` seconds of an injected ``"429"`` fault.
+        self.fault_retry_after = 1
+        self._auth_codes: dict[str, dict] = {}
         self.seed_contacts = demo_contacts() if contacts is None else {t: dict(c) for t, c in contacts.items()}
 
         self._lock = threading.RLock()
@@ -274,6 +309,10 @@ class XeroEmulator:
         self._app_minute: deque[float] = deque()
         self._faults: deque[str] = deque()
         self._number_seq: dict[str, int] = {t: 0 for t in self.tenant_ids}
+        self._credit_notes: dict[str, dict[str, dict]] = {t: {} for t in self.tenant_ids}
+        self._cn_seq: dict[str, int] = {t: 0 for t in self.tenant_ids}
+        self._outages: dict[str, tuple[float, int]] = {}
+        self.history: list[tuple[float, str, str, str, str]] = []
         for tenant, seeded in self.seed_contacts.items():
             if tenant in self._contacts:
                 for contact_id, name in seeded.items():
@@ -330,16 +369,32 @@ class XeroEmulator:
             tenants = [tenant_id] if tenant_id is not None else list(self._contacts)
             return [copy.deepcopy(c) for t in tenants for c in self._contacts.get(t, {}).values()]
 
-    def add_contact(self, name: str, tenant_id: str | None = None, **fields: Any) -> str:
-        """Create a contact directly (no HTTP) and return its ``ContactID``."""
+    def add_contact(self, name: str, tenant_id: str | None = None, contact_id: str | None = None, **fields: Any) -> str:
+        """Create a contact directly (no HTTP) and return its ``ContactID`` (``contact_id`` to choose it)."""
         tenant = tenant_id or self.tenant_ids[0]
         with self._lock:
-            return self._new_contact(tenant, {"Name": name, **fields})["ContactID"]
+            return self._new_contact(tenant, {"Name": name, **fields}, contact_id=contact_id)["ContactID"]
+
+    def credit_notes(self, tenant_id: str | None = None) -> list[dict]:
+        """Deep copies of the stored credit notes of one or all organisations."""
+        with self._lock:
+            tenants = [tenant_id] if tenant_id is not None else list(self._credit_notes)
+            return [copy.deepcopy(cn) for t in tenants for cn in self._credit_notes.get(t, {}).values()]
+
+    def outage(self, seconds: float, tenant_id: str | None = None, status: int = 503) -> None:
+        """Every Accounting call of ``tenant_id`` (all organisations when ``None``) answers ``status``
+        for the next ``seconds`` (nothing is processed or counted against the limits)."""
+        with self._lock:
+            self._outages[tenant_id or "*"] = (time.monotonic() + float(seconds), int(status))
+
+    def _log(self, kind: str, tenant: str, number: str, detail: str = "") -> None:
+        self.history.append((round(time.monotonic() - self._started_at, 4), kind, tenant, number, detail))
 
     def inject_fault(self, kind: str, times: int = 1) -> None:
         """Make the next ``times`` Accounting API calls (``/api.xro/2.0/...``) fail with ``kind``.
 
-        Kinds: ``"503"``/``"500"`` answer that status without processing; ``"reset"`` resets the
+        Kinds: ``"503"``/``"500"`` answer that status without processing; ``"429"`` answers a rate
+        limit with ``Retry-After: fault_retry_after`` (1 s); ``"reset"`` resets the
         TCP connection before processing; ``"timeout_after_commit"`` processes (stores) the request,
         then keeps the socket open ``hang_seconds`` without answering and closes it;
         ``"drop_after_commit"`` processes, then closes the connection without answering.
@@ -395,6 +450,8 @@ class XeroEmulator:
                 with self._lock:
                     self.validation_failures.append(message)
                 return _json(400, {"ErrorNumber": 14, "Type": "PostDataInvalidException", "Message": message})
+        if lower == "/identity/connect/authorize":
+            return self._authorize(req)
         if lower == "/connect/token":
             if req.method != "POST":
                 return _json(405, {"error": "method_not_allowed"}, {"Allow": "POST"})
@@ -423,6 +480,8 @@ class XeroEmulator:
                 return _json(400, {"error": "invalid_client"})
         if client_id != self.client_id or client_secret is None or not secrets.compare_digest(client_secret, self.client_secret):
             return _json(400, {"error": "invalid_client"})
+        if form.get("grant_type") == "authorization_code":
+            return self._code_grant(form)
         if form.get("grant_type") != "refresh_token":
             return _json(400, {"error": "unsupported_grant_type"})
         presented = form.get("refresh_token", "")
@@ -447,10 +506,48 @@ class XeroEmulator:
                 "expires_in": int(math.ceil(self.access_token_ttl)),
                 "token_type": "Bearer",
                 "refresh_token": new_refresh,
-                "scope": "offline_access accounting.transactions accounting.contacts",
+                "scope": self.scopes,
             },
             {"Cache-Control": "no-store"},
         )
+
+    def _authorize(self, req: _Request) -> _Response:
+        """``GET /identity/connect/authorize`` (login.xero.com): the user consents at once; 302 to the
+        loopback ``redirect_uri`` with ``code`` and ``state``. PKCE ``code_challenge`` (S256) is kept."""
+        q = req.query
+        if q.get("client_id") != self.client_id:
+            return _json(400, {"error": "unauthorized_client"})
+        redirect = q.get("redirect_uri", "")
+        if q.get("response_type") != "code" or not re.match(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect):
+            return _json(400, {"error": "invalid_request", "error_description": "response_type=code and a loopback redirect_uri are required"})
+        code = "emu-code-" + secrets.token_hex(12)
+        with self._lock:
+            self._auth_codes[code] = {"redirect_uri": redirect, "challenge": q.get("code_challenge"),
+                                      "expires": time.monotonic() + 300}
+        sep = "&" if "?" in redirect else "?"
+        state = q.get("state", "")
+        from urllib.parse import urlencode
+
+        return _Response(302, b"", {"Location": f"{redirect}{sep}{urlencode({'code': code, 'state': state})}"})
+
+    def _code_grant(self, form: dict[str, str]) -> _Response:
+        """``grant_type=authorization_code``: single-use code, same ``redirect_uri``, PKCE verifier checked."""
+        with self._lock:
+            entry = self._auth_codes.pop(form.get("code", ""), None)
+            if entry is None or time.monotonic() > entry["expires"] or entry["redirect_uri"] != form.get("redirect_uri"):
+                return _json(400, {"error": "invalid_grant"})
+            if entry["challenge"]:
+                verifier = form.get("code_verifier", "")
+                digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+                if not secrets.compare_digest(digest, entry["challenge"]):
+                    return _json(400, {"error": "invalid_grant", "error_description": "code_verifier does not match"})
+            now = time.monotonic()
+            new_refresh = "emu-rt-" + secrets.token_hex(16)
+            self._refresh_tokens[new_refresh] = None
+            access = "emu-at-" + secrets.token_hex(20)
+            self._access_tokens[access] = now + self.access_token_ttl
+        return _json(200, {"access_token": access, "expires_in": int(math.ceil(self.access_token_ttl)), "token_type": "Bearer",
+                           "refresh_token": new_refresh, "scope": self.scopes}, {"Cache-Control": "no-store"})
 
     def _authenticate(self, req: _Request) -> _Response | None:
         auth = req.headers.get("authorization", "")
@@ -503,14 +600,14 @@ class XeroEmulator:
         """Count the call against the limits or return the 429. Caller holds the lock."""
         now = time.monotonic()
         lim = self._limits[tenant]
-        for window, span in ((lim.minute, 60.0), (lim.day, 86400.0), (self._app_minute, 60.0)):
+        for window, span in ((lim.minute, self.rate_limit_window_seconds), (lim.day, 86400.0), (self._app_minute, 60.0)):
             while window and now - window[0] >= span:
                 window.popleft()
         problem, retry = None, 0.0
         if len(lim.day) >= self.daily_limit:
             problem, retry = "day", 86400.0 - (now - lim.day[0])
         elif len(lim.minute) >= self.rate_limit_per_minute:
-            problem, retry = "minute", 60.0 - (now - lim.minute[0])
+            problem, retry = "minute", self.rate_limit_window_seconds - (now - lim.minute[0])
         elif len(self._app_minute) >= self.app_rate_limit_per_minute:
             problem, retry = "appminute", 60.0 - (now - self._app_minute[0])
         elif lim.inflight >= self.max_concurrency:
@@ -534,11 +631,22 @@ class XeroEmulator:
         if tenant not in self._invoices:
             return _problem(403, "Forbidden", "AuthorizationUnsuccessful")
         with self._lock:
+            down = self._outages.get(tenant) or self._outages.get("*")
+            if down is not None and time.monotonic() < down[0]:
+                status = down[1]
+                return _json(status, {"Title": "Service Unavailable" if status == 503 else "Error", "Status": status,
+                                      "Detail": "emulated outage"}, {"Retry-After": str(max(1, math.ceil(down[0] - time.monotonic())))} if status == 503 else None)
             limited = self._admit(tenant)
             if limited is not None:
                 return limited
             fault = self._faults.popleft() if self._faults else None
         try:
+            if fault == "429":
+                with self._lock:
+                    self.count_429 += 1
+                    headers = self._limit_headers(tenant)
+                headers.update({"Retry-After": str(self.fault_retry_after), "X-Rate-Limit-Problem": "minute"})
+                return _json(429, {"Title": "Too Many Requests", "Status": 429, "Detail": "rate limit exceeded: minute"}, headers)
             if fault in ("503", "500"):
                 status = int(fault)
                 return _json(status, {"Title": "Service Unavailable" if status == 503 else "Internal Server Error", "Status": status})
@@ -600,6 +708,19 @@ class XeroEmulator:
                 return self._get_invoices(req, tenant)
         elif name == "invoices" and len(parts) == 2 and req.method == "GET":
             return self._get_invoice(req, tenant, unquote(req.path.rstrip("/").split("/")[-1]))
+        elif name == "invoices" and len(parts) == 2 and req.method == "POST":
+            return self._update_invoice(req, tenant, unquote(req.path.rstrip("/").split("/")[-1]))
+        elif name == "creditnotes" and len(parts) == 1:
+            if req.method == "PUT":
+                return self._put_credit_notes(req, tenant)
+            if req.method == "GET":
+                return self._get_credit_notes(req, tenant)
+        elif name == "creditnotes" and len(parts) == 2 and req.method == "GET":
+            ident = unquote(req.path.rstrip("/").split("/")[-1]).lower()
+            note = self._credit_notes[tenant].get(ident)
+            if note is None:
+                return self._not_found()
+            return self._envelope({"CreditNotes": [self._render(note, self._unitdp(req))]})
         elif name == "contacts" and len(parts) == 1:
             if req.method == "PUT":
                 return self._put_contacts(req, tenant)
@@ -757,6 +878,8 @@ class XeroEmulator:
                 return candidate
 
     def _taken_numbers(self, tenant: str) -> set[str]:
+        if not self.enforce_unique_numbers:
+            return set()
         return {inv["InvoiceNumber"].lower() for inv in self._invoices[tenant].values() if inv["Type"] == "ACCREC" and inv.get("InvoiceNumber")}
 
     def _build_invoice(self, tenant: str, el: Any, unitdp: int, taken: set[str]) -> tuple[dict | None, list[str], Callable[[], None] | None]:
@@ -994,6 +1117,9 @@ class XeroEmulator:
                 out.append(self._error_element(el, errs))
             else:
                 commit()
+                self._log("invoice.created", tenant, invoice["InvoiceNumber"], invoice["Status"])
+                if self.on_invoice_created is not None:
+                    self.on_invoice_created(tenant, copy.deepcopy(invoice))
                 out.append(self._render(invoice, unitdp))
         return self._envelope({"Invoices": out})
 
@@ -1053,6 +1179,138 @@ class XeroEmulator:
             return self._not_found()
         return self._envelope({"Invoices": [self._render(invoice, self._unitdp(req))]})
 
+    # ------------------------------------------------------------------ invoice updates (updateInvoice)
+    _STATUS_CHANGES = {
+        "DRAFT": {"SUBMITTED", "AUTHORISED", "DELETED"},
+        "SUBMITTED": {"DRAFT", "AUTHORISED", "DELETED"},
+        "AUTHORISED": {"VOIDED"},
+    }
+
+    def _update_invoice(self, req: _Request, tenant: str, ident: str) -> _Response:
+        """``POST /Invoices/{InvoiceID}``: change the status (caller holds the lock)."""
+        invoice = self._invoices[tenant].get(ident.lower())
+        if invoice is None:
+            invoice = next((i for i in self._invoices[tenant].values() if i["InvoiceNumber"] == ident), None)
+        if invoice is None:
+            return self._not_found()
+        elements = self._parse_body(req, "Invoices")
+        if isinstance(elements, _Response):
+            return elements
+        if len(elements) != 1 or not isinstance(elements[0], dict):
+            return _validation_exception([], "Exactly one invoice must be sent to update an invoice by its InvoiceID")
+        el = elements[0]
+        if el.get("InvoiceID") and str(el["InvoiceID"]).lower() != invoice["InvoiceID"]:
+            return _validation_exception([self._error_element(el, ["InvoiceID in the body does not match the URL"])])
+        unsupported = sorted(k for k in el if k not in ("InvoiceID", "Status"))
+        if unsupported:
+            return _json(400, {"ErrorNumber": 14, "Type": "PostDataInvalidException",
+                               "Message": f"the emulator only changes Status with updateInvoice (got {', '.join(unsupported)})"})
+        new_status = el.get("Status") or invoice["Status"]
+        old_status = invoice["Status"]
+        if new_status != old_status:
+            allowed = self._STATUS_CHANGES.get(old_status, set())
+            errors = []
+            if new_status not in allowed:
+                errors.append(f"Invoice of status {old_status} cannot be changed to {new_status}")
+            elif new_status == "VOIDED" and (invoice["AmountPaid"] != 0 or invoice["AmountCredited"] != 0):
+                errors.append("This document cannot be edited as it has a payment or credit note allocated to it.")
+            if errors:
+                return _validation_exception([self._error_element(el, errors)])
+            invoice["Status"] = new_status
+            if new_status in ("DELETED", "VOIDED"):
+                invoice["AmountDue"] = Decimal("0.00")
+            now = _now_utc()
+            invoice["UpdatedDateUTC"] = _ms_date(now)
+            invoice["UpdatedDateUTCString"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            self._log("invoice.status", tenant, invoice["InvoiceNumber"], f"{old_status}->{new_status}")
+        return self._envelope({"Invoices": [self._render(invoice, self._unitdp(req))]})
+
+    # ------------------------------------------------------------------ credit notes
+    def _put_credit_notes(self, req: _Request, tenant: str) -> _Response:
+        """``PUT /CreditNotes`` (``createCreditNotes``): validated and totalled like invoices (caller holds the lock)."""
+        elements = self._parse_body(req, "CreditNotes")
+        if isinstance(elements, _Response):
+            return elements
+        unitdp = self._unitdp(req)
+        taken = ({cn["CreditNoteNumber"].lower() for cn in self._credit_notes[tenant].values() if cn.get("CreditNoteNumber")}
+                 if self.enforce_unique_numbers else set())
+        built: list[tuple[Any, dict | None, list[str], Callable[[], None] | None]] = []
+        for el in elements:
+            if not isinstance(el, dict):
+                built.append((el, None, ["Credit note must be an object"], None))
+                continue
+            cn_type = el.get("Type")
+            errs: list[str] = []
+            if cn_type not in ("ACCRECCREDIT", "ACCPAYCREDIT"):
+                errs.append(f"Credit note Type {cn_type!r} is not valid (ACCRECCREDIT, ACCPAYCREDIT)")
+            number = el.get("CreditNoteNumber")
+            if cn_type == "ACCRECCREDIT" and not number:
+                self._cn_seq[tenant] += 1
+                number = f"CN-{self._cn_seq[tenant]:04d}"
+            as_invoice = {k: v for k, v in el.items() if k not in ("CreditNoteNumber", "Type", "Allocations")}
+            as_invoice.update({"Type": "ACCREC" if cn_type != "ACCPAYCREDIT" else "ACCPAY", "InvoiceNumber": number})
+            as_invoice.setdefault("DueDate", el.get("Date"))  # credit notes have no due date requirement
+            invoice, inv_errs, commit = self._build_invoice(tenant, as_invoice, unitdp, taken)
+            errs += [("Credit Note # must be unique." if m == "Invoice # must be unique." else m) for m in inv_errs]
+            if errs:
+                built.append((el, None, errs, None))
+                continue
+            if number:
+                taken.add(str(number).lower())
+            built.append((el, invoice, [], commit))
+        if self._summarize(req) and any(errs for _, _, errs, _ in built):
+            return _validation_exception([self._error_element(el, errs) for el, _, errs, _ in built if errs])
+        out = []
+        for el, invoice, errs, commit in built:
+            if errs or invoice is None or commit is None:
+                out.append(self._error_element(el, errs))
+                continue
+            commit()  # resolves the contact; the "invoice" it stores is moved to the credit notes
+            self._invoices[tenant].pop(invoice["InvoiceID"], None)
+            note = {
+                "CreditNoteID": invoice["InvoiceID"],
+                "ID": invoice["InvoiceID"],
+                "CreditNoteNumber": invoice["InvoiceNumber"],
+                "Type": el.get("Type"),
+                "Reference": invoice["Reference"],
+                "Payments": [],
+                "Allocations": [],
+                "CurrencyRate": invoice["CurrencyRate"],
+                "RemainingCredit": invoice["Total"],
+                "HasAttachments": False,
+                "HasErrors": False,
+                "Contact": invoice["Contact"],
+                "DateString": invoice["DateString"],
+                "Date": invoice["Date"],
+                "Status": invoice["Status"],
+                "LineAmountTypes": invoice["LineAmountTypes"],
+                "LineItems": invoice["LineItems"],
+                "SubTotal": invoice["SubTotal"],
+                "TotalTax": invoice["TotalTax"],
+                "Total": invoice["Total"],
+                "UpdatedDateUTC": invoice["UpdatedDateUTC"],
+                "UpdatedDateUTCString": invoice["UpdatedDateUTCString"],
+                "CurrencyCode": invoice["CurrencyCode"],
+                "StatusAttributeString": "OK",
+            }
+            self._credit_notes[tenant][note["CreditNoteID"]] = note
+            self._log("creditnote.created", tenant, note["CreditNoteNumber"], str(note["Total"]))
+            out.append(self._render(note, unitdp))
+        return self._envelope({"CreditNotes": out})
+
+    def _get_credit_notes(self, req: _Request, tenant: str) -> _Response:
+        notes = list(self._credit_notes[tenant].values())
+        where = req.query.get("where", "").strip()
+        if where:
+            for term in re.split(r"\s+AND\s+", where, flags=re.IGNORECASE):
+                m = _WHERE_TERM.match(term)
+                if not m or m.group(1) not in ("CreditNoteNumber", "Reference", "Status", "Type", "CreditNoteID"):
+                    return _json(400, {"ErrorNumber": 16, "Type": "QueryParseException", "Message": f"where clause not supported by the emulator: {term!r}"})
+                field_name, value = m.group(1), re.sub(r"\\(.)", r"\1", m.group(2))
+                notes = [n for n in notes if str(n.get(field_name, "")) == value]
+        unitdp = self._unitdp(req)
+        return self._envelope({"CreditNotes": [self._render(n, unitdp) for n in notes]})
+
     # ------------------------------------------------------------------ control API
     def _control(self, req: _Request, lower: str) -> _Response:
         route = (req.method, lower)
@@ -1064,6 +1322,20 @@ class XeroEmulator:
             with self._lock:
                 listing = [dict(copy.deepcopy(c), TenantID=t) for t, cs in self._contacts.items() for c in cs.values()]
             return _json(200, listing)
+        if route == ("GET", "/_emulator/credit-notes"):
+            with self._lock:
+                listing = [dict(copy.deepcopy(cn), TenantID=t) for t, cns in self._credit_notes.items() for cn in cns.values()]
+            return _json(200, listing)
+        if route == ("GET", "/_emulator/history"):
+            with self._lock:
+                return _json(200, [list(h) for h in self.history])
+        if route == ("POST", "/_emulator/outage"):
+            try:
+                doc = loads(req.body or b"{}")
+                self.outage(float(doc["seconds"]), doc.get("tenant_id"), int(doc.get("status", 503)))
+            except (ValueError, KeyError, TypeError) as exc:
+                return _json(400, {"error": f"bad outage request: {exc}"})
+            return _json(200, {"ok": True})
         if route == ("GET", "/_emulator/stats"):
             return _json(200, self.stats())
         if route == ("POST", "/_emulator/faults"):
@@ -1090,6 +1362,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that died mid-request (crash tests kill workers with SIGKILL) is not an emulator error
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
     def __init__(self, *args: Any, **kwargs: Any):
         self.reset_sockets: set[socket.socket] = set()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -47,7 +48,23 @@ VALIDATED_OPERATIONS: dict[tuple[str, str], str] = {
     ("POST", "/api.xro/2.0/invoices"): "Invoices",  # updateOrCreateInvoices
     ("PUT", "/api.xro/2.0/contacts"): "Contacts",  # createContacts
     ("POST", "/api.xro/2.0/contacts"): "Contacts",  # updateOrCreateContacts
+    ("PUT", "/api.xro/2.0/creditnotes"): "CreditNotes",  # createCreditNotes
+    ("POST", "/api.xro/2.0/creditnotes"): "CreditNotes",  # updateOrCreateCreditNotes
 }
+#: (method, lower-cased path pattern) -> schema name, for operations on one resource
+VALIDATED_PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("POST", re.compile(r"^/api\.xro/2\.0/invoices/[^/]+$"), "Invoices"),  # updateInvoice
+)
+
+
+def _schema_for(method: str, path: str) -> str | None:
+    lower = path.rstrip("/").lower()
+    name = VALIDATED_OPERATIONS.get((method.upper(), lower))
+    if name is None:
+        for m, pattern, schema in VALIDATED_PATTERNS:
+            if m == method.upper() and pattern.match(lower):
+                return schema
+    return name
 
 
 class SpecValidationError(ValueError):
@@ -98,7 +115,7 @@ def _schema_validators(spec_path: str, strict_properties: bool) -> dict[str, Any
         _forbid_unknown_properties(components.get("schemas", {}))
     checker = _format_checker()
     validators = {}
-    for name in sorted(set(VALIDATED_OPERATIONS.values())):
+    for name in sorted(set(VALIDATED_OPERATIONS.values()) | {schema for _, _, schema in VALIDATED_PATTERNS}):
         if name not in components.get("schemas", {}):
             raise ValueError(f"{spec_path}: components/schemas/{name} not found")
         root = {"components": components, "$ref": f"#/components/schemas/{name}"}
@@ -123,7 +140,7 @@ def make_request_validator(spec_path: str | Path, *, strict_properties: bool = T
     validators = _schema_validators(spec_path, strict_properties)
 
     def validate(method: str, path: str, query: dict, headers: dict, body: bytes) -> None:
-        schema_name = VALIDATED_OPERATIONS.get((method.upper(), path.rstrip("/").lower()))
+        schema_name = _schema_for(method, path)
         if schema_name is None:
             return
         lower = {str(k).lower(): v for k, v in (headers or {}).items()}

@@ -1,0 +1,556 @@
+"""The ``deliver`` stage on Faust: per-tenant lanes, in-order acknowledgements and retry topics.
+
+::
+
+    billing.invoices ──► deliver ──► lane per tenant ──► Deliverer.process ──► connector
+                            ▲            │ (ordered per work order,          │
+                            │            │  rate limit + concurrency cap)    ├─► billing.deliveries
+    billing.invoices.retry.N ◄───────────┴── parked (outage, long Retry-After)└─► billing.dlq
+         (deliver-retry-N: waits until each record is due, then the same lanes)
+
+* **Lanes.** The agents never wait for a billing system themselves: each record is handed to a
+  task of its tenant's lane, so a slow, throttled or failing tenant does not hold up the others on
+  the same partitions. Within a lane, records of one work order run one after the other (revision
+  order); different work orders run concurrently up to the tenant's concurrency cap.
+* **Offsets.** The agents consume without automatic acknowledgement. A record is acknowledged
+  only when it is finished — delivered (or found already delivered / superseded / not billable),
+  dead-lettered, or parked on a retry topic — and only in offset order per partition, so the
+  committed offset never passes a record that is still in a lane. (Faust commits the run of
+  acknowledged offsets after the committed one; acknowledging in order keeps that exact.)
+* **Rebalance and shutdown.** When Faust suspends the flow (partitions about to be revoked, worker
+  stopping) every waiting task stops at its next safe point without acknowledging; the records are
+  consumed again from the committed offset by whoever owns the partition next, and the ledger says
+  what was already done. A call already sent is allowed to finish.
+* **Parking.** A parked invoice goes to ``billing.invoices.retry.<level>`` with its due time in
+  headers and heads its work order's queue in the ledger; later revisions of that work order are
+  kept in the ledger behind it (``queued``) and delivered in order once it is resolved.
+
+Details and the knobs: ``docs/delivery.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections import Counter, deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import faust
+from pydantic import TypeAdapter, ValidationError
+
+from broker import metrics
+from broker.config import BrokerConfig
+from broker.delivery import (
+    Abandoned,
+    AlreadyDelivered,
+    Dead,
+    Deliverer,
+    Delivered,
+    Interrupt,
+    InvoiceLedger,
+    Park,
+    RecordMeta,
+    Superseded,
+)
+from broker.dlq import dlq_headers, headers_to_dict
+from broker.invoice import DeliveryOutcome, Invoice, NotBillable
+from broker.settings import Settings
+
+log = logging.getLogger("broker.deliver")
+
+_PRICED: TypeAdapter[Invoice | NotBillable] = TypeAdapter(Invoice | NotBillable)
+
+try:  # the context variable Faust tables read to pick the changelog partition
+    from faust.streams import _current_event
+except ImportError:  # pragma: no cover - very old/new Faust: rely on context copying
+    _current_event = None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --------------------------------------------------------------------------- ledger store on a Faust table
+class TableStore:
+    """:class:`broker.delivery.LedgerStore` over the ``delivery-ledger`` table."""
+
+    def __init__(self, table: Any, app: faust.App):
+        self.table = table
+        self.app = app
+
+    def get(self, key: str) -> dict | None:
+        return self.table.get(key)
+
+    def put(self, key: str, value: dict) -> None:
+        self.table[key] = value
+
+    async def put_durable(self, key: str, value: dict) -> None:
+        """Set ``key`` and wait for the broker's acknowledgement of its changelog record (only that one)."""
+        table = self.table
+        sent: list = []
+        original = table.send_changelog
+
+        def capture(*args, **kwargs):
+            fut = original(*args, **kwargs)
+            sent.append(fut)
+            return fut
+
+        table.send_changelog = capture  # synchronous section: no other task can interleave
+        try:
+            table[key] = value
+        finally:
+            del table.send_changelog
+        if sent:
+            await sent[0]
+        else:  # pragma: no cover - a Faust without send_changelog on set
+            await self.app.producer.flush()
+
+
+# --------------------------------------------------------------------------- in-order acknowledgement
+class _Entry:
+    __slots__ = ("event", "stream", "done", "abandoned")
+
+    def __init__(self, event: Any, stream: Any):
+        self.event = event
+        self.stream = stream
+        self.done = False
+        self.abandoned = False
+
+
+class _Partition:
+    """Records of one topic-partition in consumption order; acknowledged strictly in that order."""
+
+    def __init__(self) -> None:
+        self.entries: deque[_Entry] = deque()
+        self.blocked = False  # an entry was abandoned: nothing after it may be acknowledged
+
+
+@dataclass
+class _Ctx:
+    event: Any
+    record: Invoice | NotBillable
+    payload: bytes
+    order_key: str
+    meta: RecordMeta
+    level: int  # 0 = billing.invoices, N = retry topic N, -1 = released from the ledger
+
+
+class DeliverStage:
+    """Installs the ``deliver`` agent, one ``deliver-retry-N`` agent per retry topic and a gauge timer."""
+
+    def __init__(self, app: faust.App, settings: Settings, config: BrokerConfig, *, invoices_topic: Any,
+                 deliveries_topic: Any, dlq_topic: Any, ledger_table: Any):
+        self.app = app
+        self.settings = settings
+        self.policy = settings.delivery
+        self.interrupt = Interrupt()
+        self.deliverer = Deliverer(config, self.policy, interrupt=self.interrupt)
+        self.ledger = InvoiceLedger(TableStore(ledger_table, app))
+        self.ledger_table = ledger_table
+        self.deliveries_topic = deliveries_topic
+        self.dlq_topic = dlq_topic
+        n = settings.topic_partitions
+        self.retry_topics = [app.topic(name, partitions=n, key_type=bytes, value_type=bytes)
+                             for name in self.policy.retry_topics]
+        self._partitions: dict[Any, _Partition] = {}
+        self._order_tails: dict[str, asyncio.Future] = {}
+        self._lanes: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task] = set()
+        self._suspended = False
+        self._hook_flow_control()
+
+        stage = self
+
+        async def deliver(stream):
+            """billing.invoices -> tenant lanes -> billing system (billing.deliveries, retry topics, billing.dlq)."""
+            manual = stream.noack()
+            async for event in manual.events():
+                await stage.submit(manual, event, 0)
+
+        self.deliver_agent = app.agent(invoices_topic, name="deliver")(deliver)
+        self.retry_agents = []
+        for level, topic in enumerate(self.retry_topics, start=1):
+            self.retry_agents.append(app.agent(topic, name=f"deliver-retry-{level}")(self._retry_agent(level)))
+        app.timer(5.0)(self._refresh_gauges)
+
+    def _retry_agent(self, level: int):
+        stage = self
+
+        async def deliver_retry(stream):
+            """billing.invoices.retry.N -> (when due) tenant lanes, like ``deliver``."""
+            manual = stream.noack()
+            async for event in manual.events():
+                await stage.submit(manual, event, level)
+
+        deliver_retry.__name__ = f"deliver_retry_{level}"
+        return deliver_retry
+
+    # ------------------------------------------------------------------ flow control (rebalance / stop)
+    def _hook_flow_control(self) -> None:
+        fc = self.app.flow_control
+        original_suspend, original_resume = fc.suspend, fc.resume
+
+        def suspend() -> None:
+            original_suspend()
+            self._on_suspend()
+
+        def resume() -> None:
+            self._on_resume()
+            original_resume()
+
+        fc.suspend = suspend
+        fc.resume = resume
+
+    def _on_suspend(self) -> None:
+        self._suspended = True
+        self.interrupt.set()
+        for part in list(self._partitions.values()):
+            self._drain(part)
+
+    def _on_resume(self) -> None:
+        # Faust resumes (possibly more than once) after a rebalance, before stream records flow
+        # again from the committed offsets: start fresh bookkeeping once per suspension.
+        if not self._suspended:
+            return
+        self._suspended = False
+        self._partitions = {}
+        self._order_tails = {}
+        self.interrupt.clear()
+
+    # ------------------------------------------------------------------ acknowledgement
+    def _partition(self, tp: Any) -> _Partition:
+        part = self._partitions.get(tp)
+        if part is None:
+            part = self._partitions[tp] = _Partition()
+        return part
+
+    def _discard(self, event: Any) -> None:
+        try:
+            self.app.consumer._unacked_messages.discard(event.message)
+        except Exception:  # noqa: BLE001 - private Faust detail; only shortens wait_empty
+            pass
+
+    def _drain(self, part: _Partition) -> None:
+        while part.entries:
+            head = part.entries[0]
+            if head.abandoned:
+                part.blocked = True
+                part.entries.popleft()
+                self._discard(head.event)
+                continue
+            if not head.done:
+                if part.blocked or self.interrupt.is_set:
+                    # behind an abandoned record, or stopping: do not ack later ones
+                    pass
+                break
+            part.entries.popleft()
+            if part.blocked or self._partitions.get(head.event.message.tp) is not part:
+                self._discard(head.event)
+            else:
+                self._ack(head)
+        if self.interrupt.is_set:
+            # everything not yet finished will stop at its next safe point; finished ones behind an
+            # unfinished head cannot be acknowledged before it: let go of them too
+            for entry in list(part.entries)[1:] if part.entries else []:
+                if entry.done:
+                    self._discard(entry.event)
+
+    @staticmethod
+    def _ack(entry: _Entry) -> None:
+        """What ``Stream.ack`` does, synchronously (so acknowledgements keep their order)."""
+        event, stream = entry.event, entry.stream
+        last = event.ack()
+        msg = event.message
+        try:
+            stream._on_stream_event_out(msg.tp, msg.offset, stream, event)
+            if last:
+                stream._on_message_out(msg.tp, msg.offset, msg)
+        except Exception:  # noqa: BLE001 - sensors only
+            pass
+
+    def _complete(self, part: _Partition, entry: _Entry) -> None:
+        entry.done = True
+        self._drain(part)
+
+    def _abandon(self, part: _Partition, entry: _Entry) -> None:
+        entry.abandoned = True
+        entry.done = True
+        self._drain(part)
+
+    # ------------------------------------------------------------------ intake
+    async def submit(self, stream: Any, event: Any, level: int) -> None:
+        """Take one consumed record: finish it inline or hand it to its tenant's lane."""
+        part = self._partition(event.message.tp)
+        entry = _Entry(event, stream)
+        part.entries.append(entry)
+        try:
+            self.interrupt.check()
+            if level and not await self._until_due(event, level):
+                self._complete(part, entry)
+                return
+            ctx = await self._context(event, level)
+            if ctx is None:
+                self._complete(part, entry)
+                return
+            if await self._overflow(ctx):
+                self._complete(part, entry)
+                return
+        except Abandoned:
+            self._abandon(part, entry)
+            return
+        tenant = ctx.record.tenant
+        self._lanes[tenant] += 1
+        system = getattr(ctx.record, "billing_system", None) or "none"
+        metrics.IN_FLIGHT.labels(system).inc()
+        task = asyncio.ensure_future(self._run(part, entry, ctx, system))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _context(self, event: Any, level: int) -> _Ctx | None:
+        headers = headers_to_dict(event.headers)
+        msg = event.message
+        meta = RecordMeta.from_headers(headers, topic=msg.topic, partition=msg.partition, offset=msg.offset)
+        try:
+            record = _PRICED.validate_json(event.value)
+        except ValidationError as exc:
+            await self._dead_letter_raw(event, meta, "invalid", exc)
+            return None
+        order_key = record.order_key
+        return _Ctx(event, record, bytes(event.value), order_key, meta, level)
+
+    async def _until_due(self, event: Any, level: int) -> bool:
+        """Wait until a retry record is due; False when it was re-parked for later instead."""
+        headers = headers_to_dict(event.headers)
+        try:
+            due = float(headers.get("retry.due") or 0.0)
+        except ValueError:
+            due = 0.0
+        delay = self.policy.park_delays[min(level, len(self.policy.park_delays)) - 1]
+        published = event.message.timestamp
+        deadline = min(due, published + delay + 1.0) if published else due
+        while True:
+            now = time.time()
+            if now >= deadline:
+                break
+            await self.interrupt.sleep(min(deadline - now, 1.0))
+        if time.time() < due - 0.05:  # due later than this level holds records: go round again
+            await self.retry_topics[level - 1].send(key=event.key, value=event.value,
+                                                    headers=[(k, v.encode()) for k, v in headers.items()])
+            return False
+        return True
+
+    async def _overflow(self, ctx: _Ctx) -> bool:
+        """A tenant with too many invoices in memory: park new work orders' invoices durably instead."""
+        record = ctx.record
+        if ctx.level != 0 or not isinstance(record, Invoice):
+            return False
+        if self._lanes[record.tenant] < self.policy.lane_max_queued or ctx.order_key in self._order_tails:
+            return False
+        if self.ledger.parked(ctx.order_key) or self.ledger.entry(record.invoice_key).get("state") == "delivered":
+            return False
+        wait = self.deliverer.backlog_delay(record.tenant, self._lanes[record.tenant])
+        decision = self.deliverer.park_decision(None, ctx.meta, "backlog", attempted=False, min_wait=wait)
+        await self._apply(ctx, decision)
+        return True
+
+    # ------------------------------------------------------------------ lanes
+    async def _run(self, part: _Partition, entry: _Entry, ctx: _Ctx, system: str) -> None:
+        key = ctx.order_key
+        previous = self._order_tails.get(key)
+        mine: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._order_tails[key] = mine
+        try:
+            if previous is not None and not previous.done():
+                await self.interrupt.wait_for(previous)
+            self.interrupt.check()
+            if _current_event is not None:
+                _current_event.set(weakref.ref(ctx.event))
+            await self._handle(ctx)
+            self._complete(part, entry)
+        except Abandoned:
+            self._abandon(part, entry)
+        except Exception as exc:  # a bug: dead-letter the record rather than stall the partition
+            log.exception("deliver stage crashed on %s", getattr(ctx.record, "invoice_key", ctx.order_key))
+            try:
+                await self._dead_letter(ctx, Dead("internal", exc, ctx.meta.attempts, ctx.meta))
+                self._complete(part, entry)
+            except Exception:  # noqa: BLE001 - cannot even dead-letter: let the worker restart
+                self._abandon(part, entry)
+                await self.app.crash(exc)
+        finally:
+            mine.set_result(None)
+            if self._order_tails.get(key) is mine:
+                del self._order_tails[key]
+            self._lanes[ctx.record.tenant] -= 1
+            metrics.IN_FLIGHT.labels(system).dec()
+
+    async def _handle(self, ctx: _Ctx) -> None:
+        record = ctx.record
+        if isinstance(record, NotBillable):
+            self.ledger.not_billable(record)
+            await self._record(DeliveryOutcome(invoice_key=record.invoice_key, event_id=record.event_id,
+                                               tenant=record.tenant, billing_system=None, outcome="not_billable",
+                                               error=record.reason, at=_now()))
+            return
+        key = record.invoice_key
+        parked = self.ledger.parked(ctx.order_key)
+        if ctx.level == 0:
+            if key in parked:
+                return  # parked or queued by an earlier run that was not acknowledged; the queue owns it
+            if parked and self.ledger.entry(key).get("state") != "delivered":
+                self.ledger.queue_behind(record, ctx.payload, ctx.meta)
+                metrics.PARKED.labels(record.billing_system, "behind_revision").inc()
+                log.info("%s waits behind parked %s", key, parked[0])
+                return
+            await self._attempt(ctx)
+            return
+        if key not in parked or parked[0] != key:
+            return  # resolved already, or a later revision: the head releases it
+        if await self._attempt(ctx):
+            await self._release(ctx)
+
+    async def _attempt(self, ctx: _Ctx) -> bool:
+        outcome = await self.deliverer.process(ctx.record, self.ledger, ctx.meta)
+        return await self._apply(ctx, outcome)
+
+    async def _release(self, ctx: _Ctx) -> None:
+        """The head of a work order's queue is resolved: deliver the revisions waiting behind it, in order."""
+        while True:
+            self.interrupt.check()
+            parked = self.ledger.parked(ctx.order_key)
+            if not parked:
+                return
+            entry = self.ledger.entry(parked[0])
+            payload = entry.get("payload")
+            try:
+                record = _PRICED.validate_json(payload) if payload else None
+            except ValidationError:
+                record = None
+            if not isinstance(record, Invoice):
+                log.error("queued %s has no readable payload; dropping it from the queue", parked[0])
+                order = self.ledger.order(ctx.order_key)
+                order["parked"] = [k for k in order["parked"] if k != parked[0]]
+                self.ledger._put_order(ctx.order_key, order)
+                continue
+            follower = _Ctx(ctx.event, record, payload.encode(), ctx.order_key,
+                            RecordMeta.from_dict(entry.get("meta") or {}), -1)
+            if not await self._attempt(follower):
+                return
+
+    # ------------------------------------------------------------------ outcomes
+    async def _apply(self, ctx: _Ctx, outcome: Any) -> bool:
+        """Record ``outcome``; True when the invoice is resolved (not parked)."""
+        inv: Invoice = ctx.record  # type: ignore[assignment]
+        system = inv.billing_system
+        if isinstance(outcome, Delivered):
+            result = outcome.result
+            self.ledger.delivered(inv, result, outcome.attempts, reconciled=outcome.reconciled,
+                                  amendment=outcome.amendment)
+            now = _now()
+            latency = (now - inv.event_time).total_seconds()
+            if result.created:
+                metrics.DELIVERY_LATENCY.labels(system).observe(max(0.0, latency))
+            amendment = outcome.amendment or {}
+            await self._record(DeliveryOutcome(
+                invoice_key=inv.invoice_key, event_id=inv.event_id, tenant=inv.tenant, billing_system=system,
+                outcome="created" if result.created else "already_delivered", external_id=result.external_id,
+                external_number=result.external_number, total=inv.total, currency=inv.currency,
+                attempts=outcome.attempts, latency_seconds=latency, reconciled=outcome.reconciled,
+                amendment=amendment.get("action"), replaced=amendment.get("previous_invoice_key"),
+                credit_note_number=amendment.get("credit_note_number"), at=now))
+            return True
+        if isinstance(outcome, AlreadyDelivered):
+            entry = outcome.entry
+            if inv.invoice_key in self.ledger.parked(ctx.order_key):
+                self.ledger._drop_from_order(inv)
+            await self._record(DeliveryOutcome(
+                invoice_key=inv.invoice_key, event_id=inv.event_id, tenant=inv.tenant, billing_system=system,
+                outcome="already_delivered", external_id=entry.get("external_id"),
+                external_number=entry.get("external_number"), total=inv.total, currency=inv.currency,
+                attempts=0, at=_now()))
+            return True
+        if isinstance(outcome, Superseded):
+            self.ledger.superseded(inv, outcome.by)
+            await self._record(DeliveryOutcome(
+                invoice_key=inv.invoice_key, event_id=inv.event_id, tenant=inv.tenant, billing_system=system,
+                outcome="superseded", error=f"revision {outcome.by.get('revision')} is already billed",
+                external_number=outcome.by.get("external_number"), at=_now()))
+            return True
+        if isinstance(outcome, Dead):
+            await self._dead_letter(ctx, outcome)
+            return True
+        if isinstance(outcome, Park):
+            await self._park(ctx, outcome)
+            return False
+        raise TypeError(f"unknown delivery outcome {outcome!r}")
+
+    async def _park(self, ctx: _Ctx, park: Park) -> None:
+        inv: Invoice = ctx.record  # type: ignore[assignment]
+        topic = self.retry_topics[park.level - 1]
+        headers = park.meta.to_headers() + [
+            ("retry.due", repr(park.due).encode()), ("retry.level", str(park.level).encode()),
+            ("retry.reason", park.reason.encode()),
+        ]
+        await topic.send(key=ctx.order_key.encode(), value=ctx.payload, headers=headers)
+        self.ledger.parked_at(inv, ctx.payload, park.meta, due=park.due, reason=park.reason, level=park.level)
+        metrics.PARKED.labels(inv.billing_system, park.reason).inc()
+        log.info("parked %s on %s for %.1f s (%s)", inv.invoice_key, topic.get_topic_name(), park.due - time.time(),
+                 park.reason)
+
+    async def _dead_letter(self, ctx: _Ctx, dead: Dead) -> None:
+        inv = ctx.record
+        meta = dead.meta
+        system = getattr(inv, "billing_system", None)
+        first = datetime.fromtimestamp(meta.first_failure, timezone.utc) if meta.first_failure else _now()
+        key = self.deliverer.key_for(inv, replay_count=meta.replay_count) if isinstance(inv, Invoice) else None
+        headers = dlq_headers(topic=meta.origin_topic, partition=meta.origin_partition, offset=meta.origin_offset,
+                              stage="deliver", error_class=dead.error_class, exc=dead.error, tenant=inv.tenant,
+                              connector=system, http_status=dead.http_status, attempts=dead.attempts,
+                              first_failure=first, idempotency_key=key, replay_count=meta.replay_count)
+        await self.dlq_topic.send(key=ctx.order_key.encode(), value=ctx.payload, headers=headers)
+        metrics.DEAD_LETTERS.labels("deliver", dead.error_class).inc()
+        log.warning("dead-lettered %s (%s:%s:%s) at deliver: %s: %s", inv.invoice_key, meta.origin_topic,
+                    meta.origin_partition, meta.origin_offset, dead.error_class, dead.error)
+        if isinstance(inv, Invoice):
+            self.ledger.failed(inv, dead.error_class, dead.error, dead.attempts)
+        await self._record(DeliveryOutcome(
+            invoice_key=inv.invoice_key, event_id=inv.event_id, tenant=inv.tenant, billing_system=system,
+            outcome="dead_lettered", error=f"{dead.error_class}: {dead.error}"[:500], attempts=dead.attempts,
+            at=_now()))
+
+    async def _dead_letter_raw(self, event: Any, meta: RecordMeta, error_class: str, exc: BaseException) -> None:
+        headers = dlq_headers(topic=meta.origin_topic, partition=meta.origin_partition, offset=meta.origin_offset,
+                              stage="deliver", error_class=error_class, exc=exc, replay_count=meta.replay_count)
+        await self.dlq_topic.send(key=event.key, value=event.value, headers=headers)
+        metrics.DEAD_LETTERS.labels("deliver", error_class).inc()
+
+    async def _record(self, outcome: DeliveryOutcome) -> None:
+        await self.deliveries_topic.send(key=outcome.invoice_key.encode(), value=outcome.model_dump_json().encode())
+        metrics.INVOICES_DELIVERED.labels(outcome.billing_system or "none", outcome.outcome).inc()
+
+    # ------------------------------------------------------------------ gauges, shutdown
+    async def _refresh_gauges(self) -> None:
+        counts: Counter[str] = Counter()
+        try:
+            for key, value in list(self.ledger_table.items()):
+                if isinstance(key, str) and not key.startswith("order:") and isinstance(value, dict):
+                    counts[str(value.get("state", "unknown"))] += 1
+        except RuntimeError:  # table changed while iterating; next tick
+            return
+        for state in InvoiceLedger.STATES:
+            metrics.LEDGER_ENTRIES.labels(state).set(counts.get(state, 0))
+
+    async def aclose(self) -> None:
+        await self.deliverer.aclose()
+
+
+def install_deliver_stage(app: faust.App, settings: Settings, config: BrokerConfig, **topics: Any) -> DeliverStage:
+    """Create the stage on ``app`` (see :class:`DeliverStage` for the keyword arguments)."""
+    return DeliverStage(app, settings, config, **topics)
+
+
+__all__ = ["DeliverStage", "TableStore", "install_deliver_stage"]

@@ -1,0 +1,261 @@
+"""Shared pricing building blocks: the error type, line drafts, time and money helpers, tax and totals.
+
+Everything here is pure and works on :class:`~decimal.Decimal`; money is rounded half-up to the
+currency's ISO 4217 minor unit with :func:`broker.money.round_money`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from broker.events import QuoteApproved, ScheduledJobClosed, WorkOrderCompleted
+from broker.invoice import InvoiceLine, LineKind
+from broker.money import quantum, round_money
+
+Event = WorkOrderCompleted | ScheduledJobClosed | QuoteApproved
+
+#: Longest invoice number :func:`invoice_number` produces (longer ones are shortened with a hash).
+INVOICE_NUMBER_MAX = 32
+
+HOURS_DP = Decimal("0.0001")
+HUNDRED = Decimal(100)
+SIXTY = Decimal(60)
+ZERO = Decimal(0)
+
+
+class PricingError(ValueError):
+    """The event holds data that cannot be priced (the pipeline dead-letters it).
+
+    ``field`` is the dotted path inside the event (``data.parts.2.unit_cost``), ``value`` the
+    offending value; the message is ``"<field>: <reason> (got <value!r>)"``.
+    """
+
+    def __init__(self, field: str, value: object, reason: str):
+        super().__init__(f"{field}: {reason} (got {value!r})")
+        self.field = field
+        self.value = value
+        self.reason = reason
+
+
+_QUANTA: dict[str, Decimal] = {}
+
+
+def money_rounder(currency: str):
+    """A fast ``round_money`` for one currency: ``amount -> amount rounded half-up to the minor unit``.
+
+    Same result as :func:`broker.money.round_money` (the quantum is looked up once).
+    """
+    q = _QUANTA.get(currency)
+    if q is None:
+        q = _QUANTA[currency] = quantum(currency)
+
+    def rnd(amount: Decimal, _q=q, _mode=ROUND_HALF_UP) -> Decimal:
+        return amount.quantize(_q, rounding=_mode)
+
+    return rnd
+
+
+@dataclass(slots=True)
+class LineDraft:
+    """A priced line before tax.
+
+    ``unit_price`` is per ``unit`` in the *price basis* given by ``gross``: ``gross=True`` means
+    the price includes tax at the line type's standard rate (tenant prices configured
+    tax-inclusive), ``False`` that it is net. The final line amount is
+    ``round(quantity × unit_price × (100 − discount_percent) / 100)`` (see :func:`finish_line`),
+    exactly how billing systems such as Xero recompute it. ``tax_key`` selects the VAT rate
+    (``labour``, ``part`` ...; see ``TaxSettings.rates``) unless ``tax_rate`` is given.
+    ``billable=False`` marks a cost-only item (never an invoice line, its cost counts in
+    ``cost_total``). ``covered_by`` names the contract of a zero-priced covered line.
+    """
+
+    kind: LineKind
+    description: str
+    quantity: Decimal
+    unit: str
+    unit_price: Decimal
+    source: str
+    rule: str
+    cost: Decimal = ZERO
+    tax_key: str = "labour"
+    tax_rate: Decimal | None = None
+    gross: bool = False
+    discount_percent: Decimal = ZERO
+    billable: bool = True
+    covered_by: str | None = None
+
+
+# --------------------------------------------------------------------------- time helpers
+def billable_minutes(seconds: int, increment: int, minimum: int) -> int:
+    """Worked ``seconds`` -> billable minutes: rounded up to ``increment`` minutes, then at least ``minimum``.
+
+    ``0`` seconds give ``0`` (nothing worked, nothing billed). An exact multiple is not rounded:
+    ``billable_minutes(7200, 15, 60) == 120``; ``billable_minutes(7201, 15, 60) == 135``;
+    ``billable_minutes(600, 15, 60) == 60``.
+    """
+    if seconds <= 0:
+        return 0
+    step = increment * 60
+    blocks = -(-seconds // step)  # ceil division on ints: no float anywhere
+    return max(blocks * increment, minimum)
+
+
+@lru_cache(maxsize=8192)
+def hours_quantity(minutes: int) -> Decimal:
+    """``minutes`` as hours: exact when it fits in 4 decimals (195 -> ``3.25``), else rounded half-up to 4 dp (10 -> ``0.1667``).
+
+    The line amount is computed from this quantity (``quantity × rate``), as the client and the
+    billing system read it.
+    """
+    hours = Decimal(minutes) / SIXTY
+    rounded = hours.quantize(HOURS_DP)
+    return hours if hours == rounded else rounded
+
+
+def minutes_amount(minutes: int, hourly_rate: Decimal, currency: str) -> Decimal:
+    """``minutes × hourly_rate / 60`` rounded half-up to the currency minor unit (used for costs)."""
+    return money_rounder(currency)(Decimal(minutes) * hourly_rate / SIXTY)
+
+
+def fmt_hours(minutes: int) -> str:
+    """``"2.25 h"`` for 135 minutes."""
+    return f"{hours_quantity(minutes)} h"
+
+
+def fmt_percent(value: Decimal) -> str:
+    """``Decimal("20.00")`` -> ``"20"``, ``Decimal("12.5")`` -> ``"12.5"`` (for rule texts)."""
+    text = format(value.normalize(), "f")
+    return text
+
+
+_ZONES: dict[str, ZoneInfo] = {}
+
+
+def zone_of(tenant) -> ZoneInfo:
+    """The tenant's :class:`~zoneinfo.ZoneInfo` (looked up once per zone name)."""
+    zone = _ZONES.get(tenant.timezone)
+    if zone is None:
+        zone = _ZONES[tenant.timezone] = tenant.zone
+    return zone
+
+
+# --------------------------------------------------------------------------- identity
+def _sanitise(value: str) -> str:
+    cleaned = re.sub(r"[^A-Z0-9-]+", "-", value.upper())
+    return re.sub(r"-{2,}", "-", cleaned).strip("-")
+
+
+@lru_cache(maxsize=4096)
+def invoice_number(prefix: str, document: str, document_id: str, revision: int) -> str:
+    """Deterministic invoice number ``PREFIX-DOC-ID-RN``, e.g. ``invoice_number("ACME", "wo", "1001", 1) == "ACME-WO-1001-R1"``.
+
+    Everything is upper-cased and every run of characters outside ``[A-Z0-9-]`` becomes one ``-``.
+    The number is shortened when it would exceed :data:`INVOICE_NUMBER_MAX` (32) characters, or
+    when sanitising replaced characters of the id (so ``"A/B"`` and ``"A_B"`` stay distinct): the
+    id is cut and followed by ``-`` and the first 8 hex digits (upper case) of
+    ``sha256(document_id)``, keeping prefix, document and revision readable and the result unique.
+    """
+    head = f"{_sanitise(prefix)}-{_sanitise(document)}-"
+    tail = f"-R{int(revision)}"
+    clean_id = _sanitise(document_id)
+    plain = f"{head}{clean_id}{tail}"
+    lossy = clean_id != document_id.upper()
+    if not lossy and clean_id and len(plain) <= INVOICE_NUMBER_MAX:
+        return plain
+    digest = hashlib.sha256(document_id.encode("utf-8")).hexdigest()[:8].upper()
+    room = INVOICE_NUMBER_MAX - len(head) - len(tail) - len(digest) - 1
+    kept = clean_id[: max(room, 0)].strip("-")
+    middle = f"{kept}-{digest}" if kept else digest
+    return f"{head}{middle}{tail}"
+
+
+def document_reference(event: Event) -> str:
+    """Human reference: ``"WO 1001"``, ``"Scheduled job SJ-7"`` or ``"Quote Q-12"``."""
+    if isinstance(event, WorkOrderCompleted):
+        return f"WO {event.data.work_order_id}"
+    if isinstance(event, ScheduledJobClosed):
+        return f"Scheduled job {event.data.scheduled_job_id}"
+    return f"Quote {event.data.quote_id}"
+
+
+# --------------------------------------------------------------------------- tax and totals
+def trusted(model: type, values: dict):
+    """A pydantic model instance from values the engine computed and typed itself (every field given).
+
+    Equivalent to ``model.model_construct(**values)`` (pydantic's documented way to build a model
+    from trusted data) without its per-field Python loop: the engine builds several lines per
+    event. The property tests check that every priced document equals its re-validated copy.
+    """
+    obj = model.__new__(model)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
+def finish_line(
+    draft: LineDraft,
+    *,
+    standard_rate: Decimal,
+    line_rate: Decimal,
+    inclusive: bool,
+    currency: str,
+    tax_type: str | None = None,
+) -> InvoiceLine:
+    """Turn a draft into an :class:`InvoiceLine` with its tax, every amount rounded half-up to ``currency``.
+
+    ``standard_rate`` is the VAT percentage the draft's price basis refers to (the line type's
+    rate, or the quote line's own); ``line_rate`` the percentage actually charged (0 for an
+    exempt or reverse-charge client). ``inclusive`` says whether the invoice is tax-inclusive.
+
+    * Exclusive invoice: unit price net (a gross price becomes ``round(price × 100 / (100 +
+      standard_rate))``); ``net = round(qty × unit × (100 − discount) / 100)``;
+      ``tax = round(net × line_rate / 100)``; ``total = net + tax``.
+    * Inclusive invoice: unit price gross (a net price becomes ``round(price × (100 +
+      standard_rate) / 100)``); ``total = round(qty × unit × (100 − discount) / 100)``;
+      ``tax = round(total × line_rate / (100 + line_rate))``; ``net = total − tax``.
+
+    So ``net + tax == total`` on every line and the amount equals quantity × unit price (less the
+    discount) as the billing system recomputes it.
+    """
+    return finish(draft, standard_rate, line_rate, inclusive, money_rounder(currency), tax_type)
+
+
+def finish(draft: LineDraft, standard_rate: Decimal, line_rate: Decimal, inclusive: bool, rnd, tax_type: str | None) -> InvoiceLine:
+    """:func:`finish_line` with positional arguments and a :func:`money_rounder` (the engine's hot path)."""
+    unit = draft.unit_price
+    if inclusive:
+        if not draft.gross:
+            unit = rnd(unit * (HUNDRED + standard_rate) / HUNDRED)
+    elif draft.gross:
+        unit = rnd(unit * HUNDRED / (HUNDRED + standard_rate))
+    discount = draft.discount_percent
+    amount = rnd(draft.quantity * unit * (HUNDRED - discount) / HUNDRED if discount else draft.quantity * unit)
+    if inclusive:
+        total = amount
+        tax = rnd(total * line_rate / (HUNDRED + line_rate))
+        net = total - tax
+    else:
+        net = amount
+        tax = rnd(net * line_rate / HUNDRED)
+        total = net + tax
+    return trusted(InvoiceLine, {
+        "kind": draft.kind, "description": draft.description, "quantity": draft.quantity, "unit": draft.unit,
+        "unit_price": unit, "discount_percent": discount, "net": net, "tax_rate": line_rate, "tax": tax,
+        "total": total, "source": draft.source, "rule": draft.rule, "cost": rnd(draft.cost), "account_code": None,
+        "tax_type": tax_type, "covered_by": draft.covered_by,
+    })
+
+
+def totals(lines: list[InvoiceLine], currency: str) -> tuple[Decimal, Decimal, Decimal]:
+    """``(net_total, tax_total, total)`` as sums of the rounded lines (so ``net + tax == total``)."""
+    zero = money_rounder(currency)(ZERO)
+    net = sum((line.net for line in lines), zero)
+    tax = sum((line.tax for line in lines), zero)
+    return net, tax, net + tax

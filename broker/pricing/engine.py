@@ -1,0 +1,445 @@
+"""The pure pricing function :func:`price_event` (rules: ``docs/pricing.md``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from broker.config import Client, Contract, Tenant
+from broker.events import QuoteApproved, WorkOrderCompleted
+from broker.invoice import AllowanceUse, Invoice, InvoiceLine, NotBillable
+from broker.pricing.bands import CompiledBands
+from broker.pricing.contracts import allowance_key, allowance_month, applicable_contract, consume_allowance
+from broker.pricing.core import (
+    ZERO,
+    Event,
+    LineDraft,
+    PricingError,
+    document_reference,
+    finish,
+    fmt_hours,
+    fmt_percent,
+    hours_quantity,
+    invoice_number,
+    minutes_amount,
+    money_rounder,
+    trusted,
+    zone_of,
+)
+from broker.pricing.items import expense_drafts, part_drafts, quote_line_drafts
+from broker.pricing.labour import (
+    LabourLine,
+    call_outs,
+    discount_rule,
+    labour_description,
+    labour_lines,
+    labour_rule,
+    labour_unit_price,
+    travel_description,
+    travel_groups,
+)
+
+
+_BANDS: dict[int, tuple[Tenant, CompiledBands]] = {}
+
+
+def _compiled(tenant: Tenant) -> CompiledBands:
+    """The tenant's bands compiled once per tenant object (the tenant is kept alive with its entry)."""
+    hit = _BANDS.get(id(tenant))
+    if hit is not None and hit[0] is tenant:
+        return hit[1]
+    if len(_BANDS) > 256:
+        _BANDS.clear()
+    compiled = CompiledBands(tenant.rate_card.time_bands, tenant.holidays)
+    _BANDS[id(tenant)] = (tenant, compiled)
+    return compiled
+
+
+def _covered_what(rule: str) -> str:
+    """``"contract:ABONO:corrective_allowance 4 h/month; ..."`` -> ``"corrective_allowance"``."""
+    head = rule.split(";", 1)[0]
+    return head.split(":", 2)[-1].split(" ", 1)[0]
+
+
+def quote_needed(event: Event, tenant: Tenant) -> str | None:
+    """The quote id whose approved lines pricing ``event`` needs, or ``None``.
+
+    A work order executing a quote needs it when the quote is billed on completion or as
+    deposit + balance (``tenant.quotes``); when quotes are invoiced in full at approval the work
+    order bills only its extras and needs nothing.
+    """
+    if not isinstance(event, WorkOrderCompleted) or not event.data.quote_id:
+        return None
+    mode = tenant.quotes
+    if mode.invoice_at == "completion" or mode.deposit_percent is not None:
+        return event.data.quote_id
+    return None
+
+
+def price_event(
+    event: Event,
+    tenant_id: str,
+    tenant: Tenant,
+    *,
+    allowance_used: Mapping[str, int] | None = None,
+    quote: QuoteApproved | None = None,
+    priced_at: datetime | None = None,
+) -> Invoice | NotBillable:
+    """Price one parsed event for ``tenant`` (configured as ``tenant_id``). Pure: no I/O, no clock.
+
+    Inputs:
+
+    * ``allowance_used`` – the corrective-hours allowance already consumed this month under the
+      client contract that applies to the event: ``{invoice key: minutes}`` as recorded in the
+      allowance table (see :mod:`broker.pricing.contracts`). ``None`` = nothing consumed yet.
+    * ``quote`` – the approved quote a work order executes, when :func:`quote_needed` says its
+      lines are needed (quotes billed on completion or as deposit + balance).
+    * ``priced_at`` – copied to the invoice (the caller's clock).
+
+    Returns an :class:`~broker.invoice.Invoice` (amounts in ``tenant.currency``, every line rounded
+    half-up to its minor unit, totals = sums of the lines, ``issue_date`` = the event's local date,
+    ``due_date`` = issue date + ``payment_terms_days``) or a :class:`~broker.invoice.NotBillable`
+    (``zero_total``, ``covered_by_contract`` or ``billed_on_completion``). Both carry
+    ``allowance`` (:class:`~broker.invoice.AllowanceUse`) when a contract allowance applied: the
+    consumption this call made, which the caller records (:func:`~broker.pricing.contracts.apply_allowance`).
+
+    Raises :class:`PricingError` naming the field and value: ``tenant`` (event of another tenant),
+    ``data.client_id`` (unknown client), ``data.time_entries.N.skill`` (unknown skill),
+    ``data.time_entries.N.distance_km`` (mileage billing without distance),
+    ``data.parts.N.unit_cost`` (no price, no cost, SKU not in the catalogue), ``data.quote_id``
+    (approved quote needed but not given, or of another client).
+    """
+    if event.tenant != tenant_id:
+        raise PricingError("tenant", event.tenant, f"event belongs to another tenant than {tenant_id!r}")
+    data = event.data
+    client = tenant.clients.get(data.client_id)
+    if client is None:
+        configured = ", ".join(sorted(tenant.clients)) or "none"
+        raise PricingError("data.client_id", data.client_id, f"unknown client for tenant {tenant_id!r} (configured: {configured})")
+
+    ctx = _Pricing(event, tenant_id, tenant, client)
+    if isinstance(event, QuoteApproved):
+        outcome = ctx.quote_approval()
+        if outcome is not None:
+            return outcome
+    else:
+        ctx.work(allowance_used, quote)
+    return ctx.result(priced_at)
+
+
+class _Pricing:
+    """One pricing run: collects drafts and notes, then finishes lines and totals."""
+
+    def __init__(self, event: Event, tenant_id: str, tenant: Tenant, client: Client):
+        self.event = event
+        self.tenant_id = tenant_id
+        self.tenant = tenant
+        self.client = client
+        self.currency = tenant.currency
+        self.drafts: list[LineDraft] = []
+        self.notes: list[str] = []
+        self.allowance: AllowanceUse | None = None
+        data = event.data
+        if data.summary:
+            self.notes.append(data.summary)
+        self.notes.append(f"Site: {data.site_id}")
+        if data.contract_ref:
+            self.notes.append(f"Contract: {data.contract_ref}")
+        self.contract: Contract | None = None if isinstance(event, QuoteApproved) else applicable_contract(event, tenant, client)
+
+    # ------------------------------------------------------------------ quotes
+    def quote_approval(self) -> NotBillable | None:
+        event: QuoteApproved = self.event  # type: ignore[assignment]
+        mode = self.tenant.quotes
+        if event.data.work_order_id:
+            self.notes.append(f"Work order: {event.data.work_order_id}")
+        if mode.invoice_at == "completion":
+            return NotBillable(
+                invoice_key=event.invoice_key, order_key=event.partition_key, tenant=self.tenant_id, event_id=event.id,
+                event_type=event.type, event_time=event.time, client_id=event.data.client_id,
+                reason=f"quote {event.data.quote_id} r{event.revision} approved; invoiced with the work order that "
+                       f"executes it (quotes.invoice_at: completion)",
+                reason_code="billed_on_completion")
+        if mode.deposit_percent is not None:
+            self.drafts += quote_line_drafts(event, self.tenant, part="deposit", deposit_percent=mode.deposit_percent)
+            self.notes.append(f"Deposit of {fmt_percent(mode.deposit_percent)} % on approval of quote "
+                              f"{event.data.quote_id}; the balance is invoiced when the work is completed")
+        else:
+            self.drafts += quote_line_drafts(event, self.tenant, part="full")
+        return None
+
+    # ------------------------------------------------------------------ work orders and scheduled jobs
+    def work(self, allowance_used: Mapping[str, int] | None, quote: QuoteApproved | None) -> None:
+        event = self.event
+        tenant = self.tenant
+        card = tenant.rate_card
+        data = event.data
+        contract = self.contract
+        bands = _compiled(tenant)
+        quote_id = data.quote_id if isinstance(event, WorkOrderCompleted) else None
+        quoted = bool(quote_id)
+        corrective = isinstance(event, WorkOrderCompleted) and data.kind == "corrective"
+        preventive = not corrective
+        cover_labour = contract is not None and preventive and contract.covers.preventive_labour
+        cover_parts = contract is not None and preventive and contract.covers.preventive_parts
+        allowance_applies = contract is not None and corrective and contract.covers.corrective_minutes > 0
+        if contract is not None:
+            self.notes.append(f"Client contract {contract.id} applies")
+
+        def inside(item) -> bool:  # billed on this invoice (not inside a quote)
+            return not quoted or item.outside_quote
+
+        # quote lines this work order bills
+        if quoted:
+            if quote_needed(event, tenant):
+                if quote is None:
+                    raise PricingError("data.quote_id", quote_id, "the approved quote this work order executes has not been "
+                                       "received (its approval must be priced before the work order)")
+                if not isinstance(quote, QuoteApproved):
+                    raise PricingError("data.quote_id", quote_id, f"the quote given is a {quote.type} event")
+                if quote.tenant != event.tenant or quote.data.quote_id != quote_id:
+                    raise PricingError("data.quote_id", quote_id, f"the quote given is {quote.tenant}:{quote.data.quote_id}")
+                if quote.data.client_id != data.client_id:
+                    raise PricingError("data.quote_id", quote_id,
+                                       f"quote belongs to client {quote.data.client_id!r}, the work order to {data.client_id!r}")
+                if tenant.quotes.deposit_percent is not None:
+                    self.drafts += quote_line_drafts(quote, tenant, part="balance", deposit_percent=tenant.quotes.deposit_percent)
+                    self.notes.append(f"Balance of quote {quote_id} r{quote.revision} "
+                                      f"(deposit of {fmt_percent(tenant.quotes.deposit_percent)} % invoiced on approval)")
+                else:
+                    self.drafts += quote_line_drafts(quote, tenant, part="full")
+                    self.notes.append(f"Quote {quote_id} r{quote.revision} at its approved prices")
+            else:
+                self.notes.append(f"Executes quote {quote_id}, invoiced on approval: only extras outside the quote are billed")
+
+        # call-out fees (corrective visits; a quoted job is priced by its quote)
+        if corrective and not quoted:
+            for fee in call_outs(event, tenant, bands):  # type: ignore[arg-type]
+                if contract is not None and contract.covers.call_out_fee:
+                    self.drafts.append(LineDraft(
+                        kind="call_out", description=f"Call-out fee – covered by contract {contract.id}", quantity=Decimal(1),
+                        unit="un", unit_price=ZERO, source=fee.source, rule=f"contract:{contract.id}:call_out_fee",
+                        tax_key="call_out", covered_by=contract.id))
+                else:
+                    band = f" ({fee.band.name})" if fee.band is not None else ""
+                    self.drafts.append(LineDraft(
+                        kind="call_out", description=f"Call-out fee{band}", quantity=Decimal(1), unit="un",
+                        unit_price=fee.fee, source=fee.source, rule=fee.rule, tax_key="call_out",
+                        gross=tenant.tax.prices_include_tax))
+
+        # labour (corrective labour first consumes the contract's monthly allowance, in time order)
+        billed_lines = labour_lines(event, tenant, self.client, bands, include=inside)
+        covered_minutes: dict[int, int] = {}
+        if allowance_applies:
+            needed = sum(line.minutes for line in billed_lines)
+            month = allowance_month(event, tenant)
+            self.allowance = consume_allowance(
+                key=allowance_key(self.tenant_id, data.client_id, month), contract=contract, month=month,
+                invoice_key=event.invoice_key, order_key=event.partition_key, needed=needed, used=allowance_used)
+            left = self.allowance.consumed_minutes
+            for i, line in sorted(enumerate(billed_lines), key=lambda p: (p[1].order, p[1].technician_id)):
+                take = min(left, line.minutes)
+                if take:
+                    covered_minutes[i] = take
+                    left -= take
+            a = self.allowance
+            self.notes.append(
+                f"Corrective allowance of contract {contract.id} for {a.month}: {fmt_hours(a.allowance_minutes)} a month; "
+                f"used before this invoice {fmt_hours(a.used_before_minutes)}; covered here {fmt_hours(a.consumed_minutes)}; "
+                f"left {fmt_hours(a.remaining_minutes)}")
+        for i, line in enumerate(billed_lines):
+            if cover_labour:
+                self._labour(line, line.minutes, covered=(contract.id, f"contract:{contract.id}:preventive_labour"))
+                continue
+            covered = covered_minutes.get(i, 0)
+            if covered:
+                rule = (f"contract:{contract.id}:corrective_allowance "
+                        f"{fmt_percent(contract.covers.corrective_hours_per_month)} h/month")
+                self._labour(line, covered, covered=(contract.id, rule))
+            if line.minutes - covered:
+                self._labour(line, line.minutes - covered)
+        if quoted:  # time inside the quote: our cost only
+            for line in labour_lines(event, tenant, self.client, bands, include=lambda e: not e.outside_quote):
+                self._labour(line, line.minutes, billable=False)
+
+        # travel
+        for group in travel_groups(event, tenant, self.client, include=inside):
+            self._travel(group, covered_by=contract.id if cover_labour else None)
+        if quoted:
+            for group in travel_groups(event, tenant, self.client, include=lambda e: not e.outside_quote):
+                self._travel(group, billable=False)
+
+        # parts and expenses
+        parts, supplied = part_drafts(event, tenant, self.client, billable=inside,
+                                      covered_by=contract.id if cover_parts else None)
+        self.drafts += parts
+        if supplied:
+            self.notes.append("Supplied by the client (not billed): " + ", ".join(supplied))
+        self.drafts += expense_drafts(event, tenant, billable=inside)
+        skipped = [d.source for d in self.drafts if not d.billable]
+        if skipped:
+            self.notes.append("Not billed (cost only): " + ", ".join(dict.fromkeys(skipped)))
+
+    def _labour(self, line: LabourLine, minutes: int, *, covered: tuple[str, str] | None = None, billable: bool = True) -> None:
+        card = self.tenant.rate_card
+        default_visit = self.event.business_id
+        source = "time_entry:" + ",".join(line.entry_ids)
+        cost = minutes_amount(minutes, line.rate.cost, self.currency)
+        if covered is not None:
+            contract_id, rule = covered
+            self.drafts.append(LineDraft(
+                kind="labour", description=labour_description(line, default_visit, minutes, f" – covered by contract {contract_id}"),
+                quantity=hours_quantity(minutes), unit="h", unit_price=ZERO, source=source,
+                rule=f"{rule}; {labour_rule(line, card)}", cost=cost, tax_key="labour", covered_by=contract_id))
+            return
+        discount = self.client.discount.labour_percent if billable else ZERO
+        self.drafts.append(LineDraft(
+            kind="labour", description=labour_description(line, default_visit, minutes),
+            quantity=hours_quantity(minutes), unit="h",
+            unit_price=labour_unit_price(line, self.currency) if billable else ZERO,
+            source=source, rule=(labour_rule(line, card) + discount_rule(discount)) if billable else "labour inside quote; cost only",
+            cost=cost, tax_key="labour", gross=self.tenant.tax.prices_include_tax, discount_percent=discount,
+            billable=billable))
+
+    def _travel(self, group, *, covered_by: str | None = None, billable: bool = True) -> None:
+        card = self.tenant.rate_card
+        currency = self.currency
+        default_visit = self.event.business_id
+        source = "time_entry:" + ",".join(group.entry_ids)
+        time_cost = minutes_amount(group.minutes, group.rate.cost, currency)
+        gross = self.tenant.tax.prices_include_tax
+        if card.travel_billing == "mileage":
+            km = group.km or ZERO
+            if group.minutes:
+                self.drafts.append(LineDraft(
+                    kind="travel", description=travel_description(group, default_visit, fmt_hours(group.minutes)),
+                    quantity=hours_quantity(group.minutes), unit="h", unit_price=ZERO, source=source,
+                    rule="travel time not billed (mileage billing); cost only", cost=time_cost, tax_key="travel",
+                    billable=False))
+            if km:
+                km_cost = money_rounder(currency)(km * card.mileage_cost_per_km) if card.mileage_cost_per_km is not None else ZERO
+                what = f"{km} km"
+                if covered_by is not None and billable:
+                    self.drafts.append(LineDraft(
+                        kind="travel", description=travel_description(group, default_visit, what) + f" – covered by contract {covered_by}",
+                        quantity=km, unit="km", unit_price=ZERO, source=source, rule=f"contract:{covered_by}:preventive_labour; mileage",
+                        cost=km_cost, tax_key="travel", covered_by=covered_by))
+                else:
+                    self.drafts.append(LineDraft(
+                        kind="travel", description=travel_description(group, default_visit, what), quantity=km, unit="km",
+                        unit_price=card.mileage_rate_per_km if billable else ZERO, source=source,
+                        rule="rate:mileage per km" if billable else "mileage inside quote; cost only", cost=km_cost,
+                        tax_key="travel", gross=gross, billable=billable))
+            return
+        if not group.minutes:
+            return
+        rate = card.travel_hourly_rate
+        billed = rate is not None and billable
+        what = fmt_hours(group.minutes)
+        if covered_by is not None and billed:
+            self.drafts.append(LineDraft(
+                kind="travel", description=travel_description(group, default_visit, what) + f" – covered by contract {covered_by}",
+                quantity=hours_quantity(group.minutes), unit="h", unit_price=ZERO, source=source,
+                rule=f"contract:{covered_by}:preventive_labour; rate:travel; increment {card.billing_increment_minutes} min",
+                cost=time_cost, tax_key="travel", covered_by=covered_by))
+            return
+        if billed:
+            rule = f"rate:travel; increment {card.billing_increment_minutes} min"
+        elif not billable:
+            rule = "travel inside quote; cost only"
+        else:
+            rule = "travel not billed (no travel_hourly_rate); cost only"
+        self.drafts.append(LineDraft(
+            kind="travel", description=travel_description(group, default_visit, what), quantity=hours_quantity(group.minutes),
+            unit="h", unit_price=rate if billed else ZERO, source=source, rule=rule, cost=time_cost, tax_key="travel",
+            gross=gross, billable=billed))
+
+    # ------------------------------------------------------------------ finishing
+    def result(self, priced_at: datetime | None) -> Invoice | NotBillable:
+        event, tenant, client, currency = self.event, self.tenant, self.client, self.currency
+        inclusive = tenant.tax.prices_include_tax and not (client.tax_exempt or client.reverse_charge)
+        legal: list[str] = []
+        if client.reverse_charge:
+            legal = [tenant.tax.reverse_charge_note, f"Customer VAT number: {client.tax_number}"]
+            tax_type = tenant.tax.reverse_charge_tax_type
+        elif client.tax_exempt:
+            legal = [client.tax_exemption_note or "Exempt from VAT"]
+            tax_type = tenant.tax.exempt_tax_type
+        else:
+            tax_type = None
+        zero_rated = client.reverse_charge or client.tax_exempt
+        rnd = money_rounder(currency)
+        lines: list[InvoiceLine] = []
+        rates: dict[str, Decimal] = {}
+        for draft in self.drafts:
+            if not draft.billable:
+                continue
+            if draft.tax_rate is not None:
+                standard = draft.tax_rate
+            else:
+                standard = rates.get(draft.tax_key)
+                if standard is None:
+                    standard = rates[draft.tax_key] = tenant.tax_rate(draft.tax_key)
+            lines.append(finish(draft, standard, ZERO if zero_rated else standard, inclusive, rnd, tax_type))
+        net_total = tax_total = rnd(ZERO)
+        for line in lines:  # totals are sums of the rounded lines
+            net_total += line.net
+            tax_total += line.tax
+        total = net_total + tax_total
+        cost_total = rnd(ZERO)
+        for draft in self.drafts:  # every draft cost is already rounded to the currency
+            cost_total += draft.cost
+        cost_total = rnd(cost_total)
+        data = event.data
+        contract_id = self.contract.id if self.contract is not None else None
+
+        if total == 0:
+            covered = [line for line in lines if line.covered_by]
+            common = dict(invoice_key=event.invoice_key, order_key=event.partition_key, tenant=self.tenant_id,
+                          event_id=event.id, event_type=event.type, event_time=event.time, client_id=data.client_id,
+                          cost_total=cost_total, allowance=self.allowance, contract_id=contract_id)
+            if covered:
+                what = ", ".join(dict.fromkeys(_covered_what(line.rule) for line in covered))
+                return NotBillable(**common, reason_code="covered_by_contract", lines=covered,
+                                   reason=f"covered by contract {covered[0].covered_by}: {what} "
+                                          f"({len(covered)} line(s)) for {document_reference(event)} r{event.revision}")
+            what = "no billable lines" if not lines else f"{len(lines)} line(s) summing to 0"
+            return NotBillable(**common, reason=f"zero total: {what} for {document_reference(event)} r{event.revision}")
+
+        issue_date = event.time.astimezone(zone_of(tenant)).date()
+        values = dict(
+            status="invoice",
+            invoice_key=event.invoice_key,
+            invoice_number=invoice_number(tenant.invoice_prefix, event.document, event.business_id, event.revision),
+            order_key=event.partition_key,
+            tenant=self.tenant_id,
+            billing_system=tenant.billing.system,
+            event_id=event.id,
+            event_type=event.type,
+            event_time=event.time,
+            document=event.document,
+            document_id=event.business_id,
+            revision=event.revision,
+            client_id=data.client_id,
+            client_name=client.name,
+            contact_id=client.contact_id,
+            site_id=data.site_id,
+            currency=currency,
+            issue_date=issue_date,
+            due_date=issue_date + timedelta(days=tenant.payment_terms_days),
+            reference=document_reference(event),
+            tax_inclusive=inclusive,
+            lines=lines,
+            net_total=net_total,
+            tax_total=tax_total,
+            total=total,
+            cost_total=cost_total,
+            margin=net_total - cost_total,
+            notes=self.notes + legal,
+            legal_notes=legal,
+            contract_id=contract_id,
+            allowance=self.allowance,
+            priced_at=priced_at,
+        )
+        return trusted(Invoice, values)  # every field is given, typed by this module

@@ -1,0 +1,167 @@
+"""From a billing system's HTTP answer to the shared error taxonomy (:mod:`connectors.base`).
+
+Every connector maps what its API answers onto the same classes, so the ``deliver`` stage can
+decide by class alone:
+
+=================  ==========================================  =================================================
+class              when                                         what the ``deliver`` stage does
+=================  ==========================================  =================================================
+``retryable``      5xx, connection refused, timeout before       retry with exponential backoff + jitter, then park
+                   the request was sent
+``rate_limited``   429 (``Retry-After``)                         wait ``Retry-After`` (short) or park the tenant
+``uncertain``      the request may have landed (read timeout,    look the invoice up by our reference before any
+                   connection dropped after sending)             retry; found = success
+``auth``           credentials refused after one token refresh   dead-letter; fatal for that tenant until fixed
+``permanent``      4xx validation: the data is wrong             dead-letter at once, no retry
+``duplicate``      the billing system already has it (409)       success with the existing id
+``config``         settings / missing secret                     dead-letter; fatal for that tenant
+=================  ==========================================  =================================================
+
+:data:`DEFAULT_STATUS_ERRORS` is the default status-code table (after Airbyte's
+``default_error_mapping`` and the Singer SDK's ``validate_response``); :func:`error_for_status`
+applies it with per-connector overrides, :func:`retry_after_seconds` parses ``Retry-After``
+(seconds or an HTTP date) and :class:`Quota` carries the remaining-quota headers a connector
+reports to the broker's rate limiter (``connector.on_quota``, see ``docs/delivery.md``).
+
+Example (a connector's ``_raise_for_status``)::
+
+    exc = error_for_status(resp.status_code, f"Acme PUT /invoices: {detail}", method="PUT",
+                           retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
+                           overrides={422: PermanentError})
+    if exc is not None:
+        raise exc
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from connectors.base import (
+    AuthError,
+    ConnectorError,
+    DuplicateError,
+    PermanentError,
+    RateLimitedError,
+    RetryableError,
+    UncertainOutcomeError,
+)
+
+#: Default ``Retry-After`` (seconds) for a 429 that does not say.
+DEFAULT_RETRY_AFTER = 60.0
+
+#: Status code -> error class. Codes not listed: other 4xx are permanent, other 5xx retryable.
+DEFAULT_STATUS_ERRORS: dict[int, type[ConnectorError]] = {
+    400: PermanentError,
+    401: AuthError,  # the connector has already refreshed its token once
+    402: PermanentError,
+    403: AuthError,
+    404: PermanentError,
+    405: PermanentError,
+    408: UncertainOutcomeError,  # the server gave up reading/processing: the request may have landed
+    409: DuplicateError,
+    410: PermanentError,
+    412: PermanentError,
+    413: PermanentError,
+    415: PermanentError,
+    422: PermanentError,
+    425: RetryableError,
+    429: RateLimitedError,
+    500: RetryableError,  # UncertainOutcomeError for writes, see error_for_status
+    502: RetryableError,
+    503: RetryableError,
+    504: UncertainOutcomeError,  # a gateway timed out waiting for the origin, which may have processed it
+}
+
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def retry_after_seconds(value: str | None, default: float = DEFAULT_RETRY_AFTER, *, now: float | None = None) -> float:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds (``"30"``) or an HTTP date.
+
+    ``None``/unparseable -> ``default``; a date in the past -> ``0``; never negative.
+    """
+    if value is None:
+        return default
+    text = str(value).strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return default
+    if when is None:
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = datetime.fromtimestamp(time.time() if now is None else now, tz=timezone.utc)
+    return max(0.0, (when - current).total_seconds())
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    method: str = "GET",
+    retry_after: float | None = None,
+    overrides: Mapping[int, type[ConnectorError] | None] | None = None,
+) -> ConnectorError | None:
+    """The :class:`ConnectorError` for an HTTP ``status`` (``None`` for 1xx-3xx).
+
+    ``overrides`` win over :data:`DEFAULT_STATUS_ERRORS` (map a code to ``None`` to treat it as
+    success). A 500 answering a write (``POST``/``PUT``/``PATCH``/``DELETE``) is
+    :class:`UncertainOutcomeError`: the server may have stored it before failing. A 429 gets
+    ``retry_after`` (default :data:`DEFAULT_RETRY_AFTER`). ``message`` must not contain secrets.
+    """
+    if status < 400:
+        return None
+    table = dict(DEFAULT_STATUS_ERRORS)
+    if overrides:
+        table.update(overrides)
+    if status in table:
+        cls = table[status]
+        if cls is None:
+            return None
+    else:
+        cls = RetryableError if status >= 500 else PermanentError
+    if status == 500 and cls is RetryableError and method.upper() in _WRITE_METHODS and not (overrides and 500 in overrides):
+        cls = UncertainOutcomeError
+    if issubclass(cls, RateLimitedError):
+        return cls(message, retry_after=DEFAULT_RETRY_AFTER if retry_after is None else retry_after, http_status=status)
+    return cls(message, http_status=status)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Remaining calls the billing system reported with a response (``None`` = not reported).
+
+    Xero: ``X-MinLimit-Remaining``, ``X-DayLimit-Remaining``. A connector that sees such headers
+    calls ``self.on_quota(Quota(...))`` when the attribute is set; the broker's per-tenant rate
+    limiter uses it to count calls it did not make itself (another worker, another app).
+    """
+
+    minute_remaining: int | None = None
+    day_remaining: int | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], *, minute: str = "X-MinLimit-Remaining",
+                     day: str = "X-DayLimit-Remaining") -> "Quota | None":
+        """Parse the two headers (case-insensitive mapping such as ``httpx.Headers``); ``None`` when neither is there."""
+
+        def _int(name: str) -> int | None:
+            raw = headers.get(name)
+            try:
+                return int(str(raw).strip()) if raw is not None else None
+            except ValueError:
+                return None
+
+        quota = cls(_int(minute), _int(day))
+        return None if quota.minute_remaining is None and quota.day_remaining is None else quota
+
+
+__all__ = ["DEFAULT_RETRY_AFTER", "DEFAULT_STATUS_ERRORS", "Quota", "error_for_status", "retry_after_seconds"]

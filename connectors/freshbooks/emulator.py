@@ -1,0 +1,857 @@
+"""A loopback emulator of FreshBooks (OAuth2 token endpoint, identity, Accounting API subset).
+
+Behaves like the real service where the broker depends on it. Sources: ``/work/shared/billing-apis.md``
+§5, the official SDK (``freshbooks-python-sdk``: examples, ``making_calls`` guide, test fixtures),
+FreshBooks support pages, and the community field reference ``tests/specs/freshbooks/openapi.yaml``.
+Where FreshBooks documents nothing, the emulator picks the *harsher* plausible behaviour and says so.
+
+* ``GET /oauth/authorize`` (auth.freshbooks.com) – consents at once and redirects (302) to a loopback
+  ``redirect_uri`` with ``code``; ``grant_type=authorization_code`` exchanges it (single use).
+  Tokens carry ``scopes`` (:data:`DEFAULT_SCOPES`); a call without the scope it needs
+  (``user:invoices:write`` to create...) is refused 403 ``insufficient_scope``.
+* ``POST /auth/oauth/token`` – ``grant_type=refresh_token`` with ``client_id``/``client_secret`` in the
+  body (form or JSON, as the SDK posts them). Access tokens last ``access_token_ttl`` (12 h);
+  refresh tokens are **single-use**: the rotated one is invalid at once (billing-apis.md §5), so
+  two workers spending the same token lose one tenant's access — refreshes must be single-flight
+  (``refresh_grace_seconds`` > 0 keeps a spent token usable that long, for test set-ups whose
+  connectors do not share a token store).
+  Errors (Doorkeeper): 401 ``invalid_client``, 400 ``invalid_grant`` / ``unsupported_grant_type``.
+* ``GET /auth/api/v1/users/me`` – the identity with ``business_memberships[].business.account_id``.
+* ``/accounting/account/{accountId}/invoices/invoices`` ``GET`` (list: ``search[invoice_number]``,
+  ``search[invoiceids][]``, ``search[customerid]``, ``page``, ``per_page`` ≤ 100, ``include[]=lines``;
+  unknown ``search[...]`` keys are ignored, as list filters usually are, so a misspelt filter
+  returns everything) and ``POST`` (create, always a **draft**); ``GET``/``PUT .../invoices/{id}``
+  (update: ``action_mark_as_sent``, ``action_email`` + ``email_recipients``, ``vis_state``).
+  ``/accounting/account/{accountId}/users/clients`` ``GET`` (``search[email]``,
+  ``search[organization_like]``) and ``POST``.
+* Bearer token required: 401 ``{"error": "unauthenticated", ...}`` (SDK fixture). An account the
+  token cannot reach: 403. Errors otherwise: ``{"response": {"errors": [{"errno", "field",
+  "message", "object", "value"}]}}`` — 404 ``errno`` 1012 "Client not found." (SDK docs), 422 for
+  validation (``errno`` values other than 1012 are the emulator's own: FreshBooks publishes no table).
+* **Invoice numbers are unique in the account, including deleted invoices** (FreshBooks support:
+  "you can not use the same invoice # more than once ... active, archived, and deleted"): 422 on
+  ``invoice_number``. No idempotency key exists.
+* Totals: line ``amount`` = ``qty × unit_cost`` rounded half-up to the cent; ``unit_cost.amount`` is
+  kept to 2 decimals (more are rounded half-up — the spec says "to two decimal places"); tax per
+  line = ``amount × taxAmountN / 100`` rounded half-up; invoice ``amount`` = Σ amounts + Σ taxes.
+* Field limits (assumed, as in :data:`connectors.freshbooks.mapper.FIELD_LIMITS`) -> 422.
+* No published rate limit: ``rate_limit_per_minute`` (default ``None`` = unlimited) emulates one,
+  answering 429 with ``Retry-After``.
+
+Test hooks: ``request_validator`` (:mod:`connectors.freshbooks.spec_check`), :meth:`FreshBooksEmulator.inject_fault`,
+:meth:`FreshBooksEmulator.expire_access_tokens`, and the control API::
+
+    GET  /_emulator/invoices   -> [invoice, ...] (every account, with "lines" and "account_id")
+    GET  /_emulator/clients    -> [client, ...]
+    GET  /_emulator/stats      -> {"calls", "call_count", "count_429", "validation_failures", "server_errors",
+                                   "invoice_count", "refresh_token_uses", "emails", "pending_faults"}
+    POST /_emulator/faults     {"kind": "503", "times": 3}
+    POST /_emulator/reset
+    POST /_emulator/expire-tokens
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import math
+import re
+import secrets
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode
+
+from connectors.freshbooks._loopback import Request, Response, json_response, loads_decimal, start_server, stop_server
+from connectors.freshbooks.mapper import FIELD_LIMITS
+
+DEFAULT_ACCOUNT_ID = "ZkR9mQ"
+DEFAULT_BUSINESS_ID = 4390001
+FAULT_KINDS = ("503", "500", "429", "reset", "timeout_after_commit", "drop_after_commit")
+#: Scopes granted to new tokens (FreshBooks OAuth scopes used by the connector).
+DEFAULT_SCOPES = ("user:profile:read", "user:invoices:read", "user:invoices:write", "user:clients:read", "user:clients:write")
+#: Seed clients of every account: userid -> fields.
+DEFAULT_CLIENTS: dict[int, dict[str, Any]] = {
+    31007: {"organization": "Hotel Atlântico Lisboa, S.A.", "email": "contas@hotel-atlantico.example",
+            "vat_number": "PT500100200"},
+    31008: {"organization": "Clínica do Parque, Lda.", "email": None},
+}
+
+_CREATE_FIELDS = frozenset({
+    "customerid", "create_date", "due_offset_days", "invoice_number", "po_number", "currency_code", "language", "terms",
+    "notes", "address", "street", "street2", "city", "province", "code", "country", "organization", "fname", "lname",
+    "vat_name", "vat_number", "lines", "discount_value", "discount_description", "status", "ownerid", "estimateid",
+    "template", "presentation", "deposit_percentage", "gmail", "show_attachments", "generation_date", "parent",
+    "sentid", "display_status", "autobill_status", "payment_status", "last_order_status", "dispute_status",
+    "deposit_status", "auto_bill", "v3_status", "deposit_amount", "vis_state", "attachments",
+})
+_LINE_FIELDS = frozenset({"type", "expenseid", "qty", "unit_cost", "description", "name", "taxName1", "taxAmount1",
+                          "taxName2", "taxAmount2"})
+_UPDATE_ACTIONS = frozenset({"action_mark_as_sent", "action_email", "email_recipients", "email_include_pdf",
+                             "invoice_customized_email", "vis_state"})
+_CENT = Decimal("0.01")
+
+
+def _q2(value: Decimal) -> Decimal:
+    return value.quantize(_CENT, rounding=ROUND_HALF_UP)
+
+
+def _money(amount: Decimal, code: str) -> dict[str, str]:
+    return {"amount": format(_q2(amount), "f"), "code": code}
+
+
+def _eastern_now() -> str:
+    """FreshBooks accounting timestamps: zone-naive ``YYYY-MM-DD HH:MM:SS`` in US/Eastern (SDK docs)."""
+    return (datetime.now(timezone.utc) - timedelta(hours=5)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class FbError(Exception):
+    """One FreshBooks error element; answered as ``{"response": {"errors": [...]}}``."""
+
+    def __init__(self, errno: int, field: str, message: str, value: Any = "", obj: str = "invoice", status: int = 422):
+        super().__init__(message)
+        self.errno, self.field, self.message, self.value, self.obj, self.status = errno, field, message, value, obj, status
+
+    def element(self) -> dict[str, Any]:
+        value = self.value if isinstance(self.value, (str, int)) else json.dumps(self.value, default=str)
+        return {"errno": self.errno, "field": self.field, "message": self.message, "object": self.obj, "value": value}
+
+
+class _Errors(Exception):
+    def __init__(self, errors: list[FbError]):
+        super().__init__("; ".join(e.message for e in errors))
+        self.errors = errors
+
+
+def _errors_response(errors: list[FbError]) -> Response:
+    status = errors[0].status if errors else 422
+    return json_response(status, {"response": {"errors": [e.element() for e in errors]}})
+
+
+def _required(field: str) -> FbError:
+    return FbError(2001, field, f"Field {field} is required.")
+
+
+def _invalid(field: str, value: Any, why: str = "Invalid value.") -> FbError:
+    return FbError(2002, field, why, value)
+
+
+def _too_long(field: str, value: str, limit: int) -> FbError:
+    return FbError(2003, field, f"{field} must be at most {limit} characters (got {len(value)}).", value[:40])
+
+
+@dataclass
+class _Account:
+    clients: dict[int, dict]
+    invoices: dict[int, dict]
+    next_invoice_id: int
+    next_client_id: int
+    minute: deque
+    inflight: int = 0
+
+
+class FreshBooksEmulator:
+    """Local FreshBooks on ``host:port`` (``port=0`` picks a free port); ``start()`` or ``with``.
+
+    Public attributes for tests: ``calls`` (``(method, path, status)``; 0 = closed unanswered),
+    ``count_429``, ``validation_failures``, ``server_errors``, ``refresh_token_uses`` (refresh tokens
+    presented, in order), ``emails`` (``(account, invoiceid, [recipients])``).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        client_id: str = "demo-client",
+        client_secret: str = "demo-secret",
+        refresh_token: str = "demo-refresh-token",
+        account_ids: Iterable[str] = (DEFAULT_ACCOUNT_ID,),
+        rate_limit_per_minute: int | None = None,
+        max_concurrency: int | None = None,
+        access_token_ttl: float = 43200,
+        refresh_grace_seconds: float = 0.0,
+        scopes: Iterable[str] = DEFAULT_SCOPES,
+        request_validator: Callable[[str, str, dict, dict, bytes], Any] | None = None,
+        clients: Mapping[int, Mapping[str, Any]] | None = None,
+        hang_seconds: float = 30.0,
+        response_delay: float = 0.0,
+    ):
+        self.host, self.port = host, port
+        self.client_id, self.client_secret = client_id, client_secret
+        self.initial_refresh_token = refresh_token
+        self.account_ids = tuple(account_ids)
+        self.rate_limit_per_minute = rate_limit_per_minute
+        self.max_concurrency = max_concurrency
+        self.access_token_ttl = access_token_ttl
+        self.refresh_grace_seconds = refresh_grace_seconds
+        self.scopes = " ".join(scopes)
+        self.request_validator = request_validator
+        self.seed_clients = {int(k): dict(v) for k, v in (clients if clients is not None else DEFAULT_CLIENTS).items()}
+        self.hang_seconds = hang_seconds
+        #: ``Retry-After`` (seconds) of an injected ``"429"`` fault.
+        self.fault_retry_after: int = 60
+        self.response_delay = response_delay
+
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._access_tokens: dict[str, float] = {}
+        self._token_scopes: dict[str, frozenset[str]] = {}
+        self._refresh_tokens: dict[str, float | None] = {refresh_token: None}  # token -> usable until (None = current)
+        self._current_refresh = refresh_token
+        self.refresh_token_uses: list[str] = []
+        self._auth_codes: dict[str, dict] = {}
+        self._init_state()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _init_state(self) -> None:
+        self._accounts: dict[str, _Account] = {}
+        for index, acct in enumerate(self.account_ids):
+            clients = {cid: self._client_entity(acct, cid, seed) for cid, seed in self.seed_clients.items()}
+            self._accounts[acct] = _Account(clients=clients, invoices={}, next_invoice_id=880001 + index * 100000,
+                                            next_client_id=40001, minute=deque())
+        self._faults: deque[str] = deque()
+        self.calls: list[tuple[str, str, int]] = []
+        self.count_429 = 0
+        self.validation_failures: list[str] = []
+        self.server_errors: list[str] = []
+        self.emails: list[tuple[str, int, list[str]]] = []
+
+    def start(self) -> "FreshBooksEmulator":
+        if self._server is None:
+            self._stop.clear()
+            self._server, self._thread = start_server(self, self.host, self.port, "freshbooks-emulator")
+            self.port = self._server.server_address[1]
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        server, thread, self._server, self._thread = self._server, self._thread, None, None
+        stop_server(server, thread)
+
+    def __enter__(self) -> "FreshBooksEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL (the connector's ``api_url``; the token endpoint is ``{url}/auth/oauth/token``)."""
+        return f"http://{self.host}:{self.port}"
+
+    # ------------------------------------------------------------------ test helpers
+    def invoices(self, account_id: str | None = None, *, include_deleted: bool = True) -> list[dict]:
+        """Deep copies of the stored invoices, each with its ``lines``."""
+        with self._lock:
+            accounts = [account_id] if account_id is not None else list(self._accounts)
+            return [copy.deepcopy(inv) for a in accounts for inv in self._accounts[a].invoices.values()
+                    if include_deleted or inv["vis_state"] == 0]
+
+    def clients(self, account_id: str | None = None) -> list[dict]:
+        with self._lock:
+            accounts = [account_id] if account_id is not None else list(self._accounts)
+            return [copy.deepcopy(c) for a in accounts for c in self._accounts[a].clients.values()]
+
+    def inject_fault(self, kind: str, times: int = 1) -> None:
+        """Make the next ``times`` accounting calls fail with ``kind`` (see :data:`FAULT_KINDS`).
+
+        ``"503"``/``"500"`` answer that status without processing; ``"429"`` answers 429 with
+        ``Retry-After: fault_retry_after``; ``"reset"`` resets the TCP connection before processing;
+        ``"timeout_after_commit"`` processes (stores) the request, then holds the socket
+        ``hang_seconds`` and closes it unanswered; ``"drop_after_commit"`` processes, then closes
+        unanswered. The after-commit kinds wait for the next write (``POST``/``PUT``), so the lookup the
+        connector makes before creating does not consume them.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        with self._lock:
+            self._faults.extend([kind] * int(times))
+
+    def expire_access_tokens(self) -> None:
+        with self._lock:
+            past = time.monotonic() - 1
+            for token in self._access_tokens:
+                self._access_tokens[token] = past
+
+    @property
+    def current_refresh_token(self) -> str:
+        with self._lock:
+            return self._current_refresh
+
+    def reset_state(self) -> None:
+        """Forget invoices, added clients, rate windows, faults and records (tokens are kept)."""
+        with self._lock:
+            self._init_state()
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "calls": [list(c) for c in self.calls],
+                "call_count": len(self.calls),
+                "count_429": self.count_429,
+                "validation_failures": list(self.validation_failures),
+                "server_errors": list(self.server_errors),
+                "invoice_count": sum(len(a.invoices) for a in self._accounts.values()),
+                "refresh_token_uses": len(self.refresh_token_uses),
+                "emails": [[a, i, r] for a, i, r in self.emails],
+                "pending_faults": list(self._faults),
+            }
+
+    # ------------------------------------------------------------------ dispatch
+    def _next_fault(self, req: Request) -> str | None:
+        """Pop the next pending fault for ``req`` (caller holds the lock). After-commit faults wait for
+        the next write (``POST``/``PUT``): a lookup before the create must not consume them."""
+        if not self._faults:
+            return None
+        if self._faults[0] in ("timeout_after_commit", "drop_after_commit") and req.method not in ("POST", "PUT"):
+            return None
+        return self._faults.popleft()
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.calls.append((method, path, status))
+
+    def _handle(self, req: Request) -> Response:
+        path = req.path.rstrip("/") or "/"
+        if path.lower().startswith("/_emulator"):
+            return self._control(req, path.lower())
+        if self.request_validator is not None:
+            try:
+                self.request_validator(req.method, req.path, dict(req.query), dict(req.headers), req.body)
+            except Exception as exc:
+                message = f"{req.method} {req.path}: {type(exc).__name__}: {exc}"
+                with self._lock:
+                    self.validation_failures.append(message)
+                return _errors_response([FbError(2002, "<body>", message, status=400)])
+        if path == "/oauth/authorize" and req.method == "GET":
+            return self._authorize(req)
+        if path == "/auth/oauth/token":
+            if req.method != "POST":
+                return json_response(405, {"error": "method_not_allowed"})
+            return self._token(req)
+        if path == "/auth/api/v1/users/me" and req.method == "GET":
+            denied = self._authenticate(req, "user:profile:read")
+            return denied if denied is not None else self._me()
+        m = re.fullmatch(r"/accounting/account/([^/]+)/(.+)", path)
+        if m:
+            return self._accounting(req, unquote(m.group(1)), m.group(2))
+        return json_response(404, {"error": f"no emulated resource at {req.path}"})
+
+    # ------------------------------------------------------------------ OAuth2
+    def _token(self, req: Request) -> Response:
+        content_type = req.headers.get("content-type", "")
+        if "json" in content_type:
+            try:
+                form = {k: str(v) for k, v in json.loads(req.body or b"{}").items()}
+            except (ValueError, AttributeError):
+                return json_response(400, {"error": "invalid_request"})
+        else:
+            form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        if client_id != self.client_id or client_secret is None or not secrets.compare_digest(client_secret, self.client_secret):
+            return json_response(401, {"error": "invalid_client", "error_description": (
+                "Client authentication failed due to unknown client, no client authentication included, "
+                "or unsupported authentication method.")})
+        if form.get("grant_type") == "authorization_code":
+            return self._code_grant(form)
+        if form.get("grant_type") != "refresh_token":
+            return json_response(400, {"error": "unsupported_grant_type"})
+        presented = form.get("refresh_token", "")
+        with self._lock:
+            self.refresh_token_uses.append(presented)
+            now = time.monotonic()
+            valid_until = self._refresh_tokens.get(presented, now - 1)
+            if presented not in self._refresh_tokens or (valid_until is not None and now >= valid_until):
+                return json_response(400, {"error": "invalid_grant", "error_description": (
+                    "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI "
+                    "used in the authorization request, or was issued to another client.")})
+            # single use: the presented token dies now (or after refresh_grace_seconds, when configured)
+            self._refresh_tokens[presented] = now + self.refresh_grace_seconds if valid_until is None else valid_until
+            new_refresh = secrets.token_hex(32)
+            self._refresh_tokens[new_refresh] = None
+            self._current_refresh = new_refresh
+        return self._issue(new_refresh)
+
+    def _issue(self, refresh: str) -> Response:
+        access = secrets.token_hex(32)
+        with self._lock:
+            self._access_tokens[access] = time.monotonic() + self.access_token_ttl
+            self._token_scopes[access] = frozenset(self.scopes.split())
+        return json_response(200, {
+            "access_token": access, "token_type": "Bearer", "expires_in": int(math.ceil(self.access_token_ttl)),
+            "refresh_token": refresh, "scope": self.scopes, "created_at": int(time.time()),
+        }, {"Cache-Control": "no-store"})
+
+    def _authorize(self, req: Request) -> Response:
+        """``GET /oauth/authorize`` (auth.freshbooks.com): the user consents at once; 302 to the loopback
+        ``redirect_uri`` with ``code`` and ``state``."""
+        q = req.query
+        redirect = q.get("redirect_uri", "")
+        if q.get("client_id") != self.client_id:
+            return json_response(400, {"error": "invalid_client"})
+        if q.get("response_type") != "code" or not re.match(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect):
+            return json_response(400, {"error": "invalid_request"})
+        code = secrets.token_hex(16)
+        with self._lock:
+            self._auth_codes[code] = {"redirect_uri": redirect, "challenge": q.get("code_challenge"),
+                                      "expires": time.monotonic() + 300}
+        params = urlencode({"code": code, "state": q.get("state", "")})
+        return Response(302, b"", {"Location": f"{redirect}{'&' if '?' in redirect else '?'}{params}"})
+
+    def _code_grant(self, form: dict[str, str]) -> Response:
+        """``grant_type=authorization_code``: single-use code, same ``redirect_uri``, PKCE verifier when a challenge was sent."""
+        with self._lock:
+            entry = self._auth_codes.pop(form.get("code", ""), None)
+            if entry is None or time.monotonic() > entry["expires"] or entry["redirect_uri"] != form.get("redirect_uri"):
+                return json_response(400, {"error": "invalid_grant"})
+            if entry["challenge"]:
+                verifier = form.get("code_verifier", "")
+                digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+                if not secrets.compare_digest(digest, entry["challenge"]):
+                    return json_response(400, {"error": "invalid_grant"})
+            new_refresh = secrets.token_hex(32)
+            self._refresh_tokens[new_refresh] = None
+            self._current_refresh = new_refresh
+        return self._issue(new_refresh)
+
+    def _authenticate(self, req: Request, scope: str | None = None) -> Response | None:
+        auth = req.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        with self._lock:
+            expires = self._access_tokens.get(token)
+            granted = self._token_scopes.get(token, frozenset())
+        if expires is None or time.monotonic() >= expires:
+            return json_response(401, {"error": "unauthenticated",
+                                       "error_description": "This action requires authentication to continue."},
+                                 {"WWW-Authenticate": 'Bearer realm="Doorkeeper", error="invalid_token"'})
+        if scope is not None and scope not in granted:
+            return json_response(403, {"error": "insufficient_scope",
+                                       "error_description": f"The access token lacks the scope {scope}."},
+                                 {"WWW-Authenticate": f'Bearer realm="Doorkeeper", error="insufficient_scope", scope="{scope}"'})
+        return None
+
+    @staticmethod
+    def _scope_for(method: str, resource: str) -> str | None:
+        kind = "invoices" if resource.startswith("invoices/") else "clients" if resource.startswith("users/clients") else None
+        if kind is None:
+            return None
+        return f"user:{kind}:{'read' if method in ('GET', 'HEAD') else 'write'}"
+
+    def _me(self) -> Response:
+        memberships = [
+            {"id": 140130 + i, "role": "owner", "unacknowledged_change": False,
+             "business": {"id": DEFAULT_BUSINESS_ID + i, "business_uuid": f"emu-business-{i}", "name": f"Emulated Business {i + 1}",
+                          "account_id": acct, "date_format": "dd/mm/yyyy"}}
+            for i, acct in enumerate(self.account_ids)
+        ]
+        return json_response(200, {"response": {
+            "id": 12345, "identity_id": 12345, "first_name": "Emu", "last_name": "Lator", "email": "owner@example.invalid",
+            "business_memberships": memberships,
+            "roles": [{"id": 61270 + i, "role": "admin", "accountid": acct} for i, acct in enumerate(self.account_ids)],
+        }})
+
+    # ------------------------------------------------------------------ accounting gate
+    def _admit(self, account: _Account) -> Response | None:
+        now = time.monotonic()
+        while account.minute and now - account.minute[0] >= 60.0:
+            account.minute.popleft()
+        problem, retry = None, 0.0
+        if self.rate_limit_per_minute is not None and len(account.minute) >= self.rate_limit_per_minute:
+            problem, retry = "minute", 60.0 - (now - account.minute[0])
+        elif self.max_concurrency is not None and account.inflight >= self.max_concurrency:
+            problem, retry = "concurrent", 1.0
+        if problem is not None:
+            self.count_429 += 1
+            return self._throttled(retry)
+        account.minute.append(now)
+        account.inflight += 1
+        return None
+
+    @staticmethod
+    def _throttled(retry: float) -> Response:
+        return json_response(429, {"response": {"errors": [{"errno": 429, "field": "", "message": "Too Many Requests",
+                                                            "object": "", "value": ""}]}},
+                             {"Retry-After": str(max(1, math.ceil(retry)))})
+
+    def _accounting(self, req: Request, account_id: str, resource: str) -> Response:
+        denied = self._authenticate(req, self._scope_for(req.method, resource))
+        if denied is not None:
+            return denied
+        account = self._accounts.get(account_id)
+        if account is None:
+            return _errors_response([FbError(1003, "accountid", "The server could not verify that you are authorized to "
+                                                                "access the URL requested.", account_id, "account", 403)])
+        with self._lock:
+            limited = self._admit(account)
+            if limited is not None:
+                return limited
+            fault = self._next_fault(req)
+        try:
+            if fault in ("503", "500"):
+                if fault == "503":
+                    return Response(503, b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
+                                    {"Content-Type": "text/html"})
+                return json_response(500, {"response": {"errors": [{"errno": 500, "field": "", "message": "Internal Server Error",
+                                                                    "object": "", "value": ""}]}})
+            if fault == "429":
+                with self._lock:
+                    self.count_429 += 1
+                return self._throttled(float(self.fault_retry_after))
+            if fault == "reset":
+                return Response(0, action="reset")
+            if self.response_delay > 0:
+                self._stop.wait(self.response_delay)
+            with self._lock:
+                try:
+                    resp = self._route(req, account_id, account, resource)
+                except FbError as err:
+                    resp = _errors_response([err])
+                except _Errors as errs:
+                    resp = _errors_response(errs.errors)
+            if fault == "timeout_after_commit":
+                resp.action = "hang"
+            elif fault == "drop_after_commit":
+                resp.action = "drop"
+            return resp
+        finally:
+            with self._lock:
+                account.inflight -= 1
+
+    def _route(self, req: Request, account_id: str, account: _Account, resource: str) -> Response:
+        parts = [unquote(p) for p in resource.split("/")]
+        includes_lines = "lines" in self._multi(req, "include[]")
+        if parts[:2] == ["invoices", "invoices"]:
+            if len(parts) == 2 and req.method == "GET":
+                return self._list_invoices(req, account, includes_lines)
+            if len(parts) == 2 and req.method == "POST":
+                entity = self._create_invoice(account_id, account, self._body(req, "invoice"))
+                return self._result("invoice", self._render(entity, includes_lines))
+            if len(parts) == 3:
+                invoice = self._invoice(account, parts[2])
+                if req.method == "GET":
+                    return self._result("invoice", self._render(invoice, includes_lines))
+                if req.method == "PUT":
+                    self._update_invoice(account_id, account, invoice, self._body(req, "invoice"))
+                    return self._result("invoice", self._render(invoice, includes_lines))
+        if parts[:2] == ["users", "clients"]:
+            if len(parts) == 2 and req.method == "GET":
+                return self._list_clients(req, account)
+            if len(parts) == 2 and req.method == "POST":
+                return self._result("client", self._create_client(account_id, account, self._body(req, "client")))
+            if len(parts) == 3 and req.method == "GET":
+                client = account.clients.get(int(parts[2])) if parts[2].isdigit() else None
+                if client is None:
+                    raise FbError(1012, "userid", "Client not found.", parts[2], "client", 404)
+                return self._result("client", copy.deepcopy(client))
+        return json_response(404, {"response": {"errors": [{"errno": 1001, "field": "", "message": "Not Found",
+                                                            "object": "", "value": resource}]}})
+
+    @staticmethod
+    def _result(name: str, entity: dict) -> Response:
+        return json_response(200, {"response": {"result": {name: entity}}})
+
+    @staticmethod
+    def _multi(req: Request, key: str) -> list[str]:
+        return parse_qs(req.raw_target.partition("?")[2], keep_blank_values=True).get(key, [])
+
+    @staticmethod
+    def _body(req: Request, name: str) -> dict:
+        try:
+            doc = loads_decimal(req.body or b"")
+        except ValueError as exc:
+            raise FbError(2002, "<body>", f"Malformed JSON: {exc}", status=400) from None
+        if not isinstance(doc, dict) or not isinstance(doc.get(name), dict):
+            raise FbError(2001, name, f"Body must be an object with a {name} object.", status=400)
+        return doc[name]
+
+    # ------------------------------------------------------------------ clients
+    def _client_entity(self, account_id: str, cid: int, seed: Mapping[str, Any]) -> dict:
+        return {"id": cid, "userid": cid, "accounting_systemid": account_id, "organization": seed.get("organization") or "",
+                "fname": seed.get("fname") or "", "lname": seed.get("lname") or "", "email": seed.get("email") or "",
+                "vat_number": seed.get("vat_number") or "", "vat_name": seed.get("vat_name") or "",
+                "currency_code": seed.get("currency_code") or "EUR", "vis_state": 0, "updated": _eastern_now()}
+
+    def _create_client(self, account_id: str, account: _Account, doc: dict) -> dict:
+        if not any(doc.get(k) for k in ("organization", "fname", "lname", "email")):
+            raise _required("organization")
+        cid = account.next_client_id
+        account.next_client_id += 1
+        account.clients[cid] = self._client_entity(account_id, cid, doc)
+        return copy.deepcopy(account.clients[cid])
+
+    def _list_clients(self, req: Request, account: _Account) -> Response:
+        rows = [c for c in account.clients.values() if c["vis_state"] == 0]
+        email = req.query.get("search[email]")
+        if email is not None:
+            rows = [c for c in rows if c["email"].casefold() == email.casefold()]
+        like = req.query.get("search[organization_like]")
+        if like is not None:
+            rows = [c for c in rows if like.casefold() in c["organization"].casefold()]
+        return self._page(req, "clients", [copy.deepcopy(c) for c in rows])
+
+    # ------------------------------------------------------------------ invoices
+    def _invoice(self, account: _Account, ident: str) -> dict:
+        invoice = account.invoices.get(int(ident)) if ident.isdigit() else None
+        if invoice is None:
+            raise FbError(1012, "invoiceid", "Invoice not found.", ident, "invoice", 404)
+        return invoice
+
+    @staticmethod
+    def _render(invoice: dict, include_lines: bool) -> dict:
+        out = copy.deepcopy(invoice)
+        if not include_lines:
+            out.pop("lines", None)
+        return out
+
+    def _page(self, req: Request, name: str, rows: list[dict]) -> Response:
+        try:
+            page = max(1, int(req.query.get("page", "1") or 1))
+            per_page = max(1, min(100, int(req.query.get("per_page", "30") or 30)))
+        except ValueError:
+            raise FbError(2002, "page", "page must be a number", req.query.get("page"), "", 400) from None
+        total = len(rows)
+        pages = math.ceil(total / per_page) if total else 0
+        chunk = rows[(page - 1) * per_page: page * per_page]
+        return json_response(200, {"response": {"result": {name: chunk, "page": page, "pages": pages,
+                                                           "per_page": per_page, "total": total}}})
+
+    def _list_invoices(self, req: Request, account: _Account, include_lines: bool) -> Response:
+        rows = [i for i in account.invoices.values() if i["vis_state"] == 0]
+        number = req.query.get("search[invoice_number]")
+        if number is not None:
+            rows = [i for i in rows if i["invoice_number"] == number]
+        ids = self._multi(req, "search[invoiceids][]")
+        if ids:
+            rows = [i for i in rows if str(i["invoiceid"]) in ids]
+        customer = req.query.get("search[customerid]")
+        if customer is not None:
+            rows = [i for i in rows if str(i["customerid"]) == customer]
+        rows.sort(key=lambda i: -i["invoiceid"])  # newest first
+        return self._page(req, "invoices", [self._render(i, include_lines) for i in rows])
+
+    @staticmethod
+    def _number(value: Any, field: str, errors: list[FbError]) -> Decimal | None:
+        if isinstance(value, bool) or value is None:
+            errors.append(_invalid(field, value))
+            return None
+        try:
+            result = Decimal(str(value).strip())
+        except InvalidOperation:
+            result = None
+        if result is None or not result.is_finite():
+            errors.append(_invalid(field, value))
+            return None
+        return result
+
+    def _create_invoice(self, account_id: str, account: _Account, doc: dict) -> dict:
+        errors: list[FbError] = []
+        for key in doc:
+            if key not in _CREATE_FIELDS:
+                errors.append(FbError(2002, key, f"Unknown field {key}.", key))
+        customer_raw = doc.get("customerid")
+        client = None
+        if customer_raw in (None, ""):
+            errors.append(_required("customerid"))
+        elif not str(customer_raw).isdigit():
+            errors.append(_invalid("customerid", customer_raw))
+        else:
+            client = account.clients.get(int(customer_raw))
+            if client is None or client["vis_state"] != 0:
+                errors.append(FbError(1012, "customerid", "Client not found.", str(customer_raw), "client", 422))
+        create_date = None
+        if not doc.get("create_date"):
+            errors.append(_required("create_date"))
+        else:
+            try:
+                create_date = date.fromisoformat(str(doc["create_date"]))
+            except ValueError:
+                errors.append(_invalid("create_date", doc["create_date"], "create_date must be YYYY-MM-DD."))
+        offset = doc.get("due_offset_days", 0)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            errors.append(_invalid("due_offset_days", offset, "due_offset_days must be a non-negative integer."))
+            offset = 0
+        currency = doc.get("currency_code") or (client or {}).get("currency_code") or "EUR"
+        if not (isinstance(currency, str) and re.fullmatch(r"[A-Z]{3}", currency)):
+            errors.append(_invalid("currency_code", currency))
+        if doc.get("discount_value") not in (None, "", "0", 0, Decimal(0)):
+            errors.append(_invalid("discount_value", doc.get("discount_value"), "discount_value is not emulated."))
+        number = doc.get("invoice_number")
+        if number is not None and not isinstance(number, str):
+            errors.append(_invalid("invoice_number", number))
+            number = None
+        for field_name, key in (("invoice_number", "invoice_number"), ("po_number", "po_number")):
+            value = doc.get(field_name)
+            if isinstance(value, str) and len(value) > FIELD_LIMITS[key]:
+                errors.append(_too_long(field_name, value, FIELD_LIMITS[key]))
+        if number and any(i["invoice_number"] == number for i in account.invoices.values()):
+            errors.append(FbError(2004, "invoice_number", "Invoice number already exists.", number))
+
+        raw_lines = doc.get("lines")
+        if raw_lines is None:
+            raw_lines = []
+        if not isinstance(raw_lines, list):
+            errors.append(_invalid("lines", "<not a list>"))
+            raw_lines = []
+        lines_out: list[dict] = []
+        subtotal = tax_total = Decimal("0")
+        for index, raw in enumerate(raw_lines):
+            where = f"lines[{index}]"
+            if not isinstance(raw, dict):
+                errors.append(_invalid(where, raw))
+                continue
+            for key in raw:
+                if key not in _LINE_FIELDS:
+                    errors.append(FbError(2002, f"{where}.{key}", f"Unknown field {key}.", key, "line"))
+            if raw.get("type", 0) not in (0, "0"):
+                errors.append(_invalid(f"{where}.type", raw.get("type"), "Only normal lines (type 0) are emulated."))
+            for key, limit_key in (("name", "line.name"), ("description", "line.description")):
+                value = raw.get(key)
+                if isinstance(value, str) and len(value) > FIELD_LIMITS[limit_key]:
+                    errors.append(_too_long(f"{where}.{key}", value, FIELD_LIMITS[limit_key]))
+            qty = self._number(raw.get("qty", 1), f"{where}.qty", errors)
+            unit = raw.get("unit_cost")
+            cost = self._number(unit.get("amount") if isinstance(unit, dict) else None, f"{where}.unit_cost.amount", errors)
+            if isinstance(unit, dict) and unit.get("code") not in (None, currency):
+                errors.append(_invalid(f"{where}.unit_cost.code", unit.get("code"), f"unit_cost.code must be the invoice currency {currency}."))
+            taxes = []
+            for n in ("1", "2"):
+                percent_raw = raw.get(f"taxAmount{n}")
+                name = raw.get(f"taxName{n}")
+                if percent_raw in (None, ""):
+                    continue
+                percent = self._number(percent_raw, f"{where}.taxAmount{n}", errors)
+                if percent is None:
+                    continue
+                if percent < 0 or percent > 100 or -percent.as_tuple().exponent > 3:
+                    errors.append(_invalid(f"{where}.taxAmount{n}", percent_raw, "Tax must be a percentage with at most 3 decimals."))
+                    continue
+                if isinstance(name, str) and len(name) > FIELD_LIMITS["taxName"]:
+                    errors.append(_too_long(f"{where}.taxName{n}", name, FIELD_LIMITS["taxName"]))
+                taxes.append((str(name or ""), percent))
+            if qty is None or cost is None:
+                continue
+            cost = _q2(cost)  # unit_cost is "to two decimal places"
+            amount = _q2(qty * cost)
+            line_tax = sum((_q2(amount * p / Decimal(100)) for _, p in taxes), Decimal("0"))
+            subtotal += amount
+            tax_total += line_tax
+            line = {"lineid": index + 1, "type": 0, "name": raw.get("name") or "", "description": raw.get("description") or "",
+                    "qty": qty, "unit_cost": _money(cost, currency), "amount": _money(amount, currency),
+                    "updated": _eastern_now()}
+            for n, (name, percent) in enumerate(taxes, start=1):
+                line[f"taxName{n}"] = name
+                line[f"taxAmount{n}"] = format(percent.normalize(), "f") if percent else "0"
+            lines_out.append(line)
+        if errors:
+            raise _Errors(errors)
+
+        invoice_id = account.next_invoice_id
+        account.next_invoice_id += 1
+        if not number:
+            number = f"{len(account.invoices) + 1:07d}"
+        total = subtotal + tax_total
+        due = create_date + timedelta(days=offset)
+        entity = {
+            "invoiceid": invoice_id, "id": invoice_id, "accountid": account_id, "accounting_systemid": account_id,
+            "customerid": int(customer_raw), "invoice_number": number, "po_number": doc.get("po_number") or "",
+            "create_date": create_date.isoformat(), "due_offset_days": offset, "due_date": due.isoformat(),
+            "currency_code": currency, "language": doc.get("language") or "en",
+            "status": 1, "v3_status": "draft", "display_status": "draft", "payment_status": "unpaid",
+            "amount": _money(total, currency), "outstanding": _money(total, currency), "paid": _money(Decimal(0), currency),
+            "discount_value": "0", "discount_total": _money(Decimal(0), currency),
+            "organization": (client or {}).get("organization", ""), "current_organization": (client or {}).get("organization", ""),
+            "vis_state": 0, "created_at": _eastern_now(), "updated": _eastern_now(),
+            "lines": lines_out,
+        }
+        account.invoices[invoice_id] = entity
+        return entity
+
+    def _update_invoice(self, account_id: str, account: _Account, invoice: dict, doc: dict) -> None:
+        unknown = [k for k in doc if k not in _UPDATE_ACTIONS]
+        if unknown:
+            raise _Errors([FbError(2002, k, f"Updating {k} is not emulated.", k) for k in unknown])
+        if "vis_state" in doc:
+            if doc["vis_state"] not in (0, 1, 2):
+                raise _invalid("vis_state", doc["vis_state"])
+            invoice["vis_state"] = int(doc["vis_state"])
+        if doc.get("action_email"):
+            recipients = doc.get("email_recipients")
+            if recipients is None:
+                client = account.clients.get(invoice["customerid"]) or {}
+                recipients = [client["email"]] if client.get("email") else []
+            if not isinstance(recipients, list) or not recipients or not all(isinstance(r, str) and "@" in r for r in recipients):
+                raise FbError(2001, "email_recipients", "An email address is required to send this invoice.", recipients or "")
+            self.emails.append((account_id, invoice["invoiceid"], list(recipients)))
+            self._mark_sent(invoice)
+        elif doc.get("action_mark_as_sent"):
+            self._mark_sent(invoice)
+        invoice["updated"] = _eastern_now()
+
+    @staticmethod
+    def _mark_sent(invoice: dict) -> None:
+        if invoice["status"] == 1:
+            invoice.update(status=2, v3_status="sent", display_status="sent")
+
+    # ------------------------------------------------------------------ control API
+    def _control(self, req: Request, lower: str) -> Response:
+        route = (req.method, lower)
+        if route == ("GET", "/_emulator/invoices"):
+            with self._lock:
+                listing = [dict(copy.deepcopy(inv), account_id=a) for a, acc in self._accounts.items() for inv in acc.invoices.values()]
+            return json_response(200, listing)
+        if route == ("GET", "/_emulator/clients"):
+            with self._lock:
+                listing = [dict(copy.deepcopy(c), account_id=a) for a, acc in self._accounts.items() for c in acc.clients.values()]
+            return json_response(200, listing)
+        if route == ("GET", "/_emulator/stats"):
+            return json_response(200, self.stats())
+        if route == ("POST", "/_emulator/faults"):
+            try:
+                doc = loads_decimal(req.body or b"{}")
+                self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)))
+            except (ValueError, KeyError, TypeError) as exc:
+                return json_response(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
+            return json_response(200, {"ok": True, "pending_faults": list(self._faults)})
+        if route == ("POST", "/_emulator/reset"):
+            self.reset_state()
+            return json_response(200, {"ok": True})
+        if route == ("POST", "/_emulator/expire-tokens"):
+            self.expire_access_tokens()
+            return json_response(200, {"ok": True})
+        return json_response(404, {"error": f"unknown control route {req.method} {req.path}"})
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
+    """Run an emulator in the foreground until Ctrl-C, printing its URL and the demo credentials."""
+    emulator = FreshBooksEmulator(host=host, port=port, **kwargs).start()
+    print(f"FreshBooks emulator listening on {emulator.url}")
+    print(f"  api_url    : {emulator.url}")
+    print(f"  account_id : {', '.join(emulator.account_ids)}")
+    print(f"  client_id  : {emulator.client_id}  (FRESHBOOKS_CLIENT_SECRET={emulator.client_secret}, "
+          f"FRESHBOOKS_REFRESH_TOKEN={emulator.initial_refresh_token})")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping", file=sys.stderr)
+    finally:
+        emulator.stop()
+
+
+__all__ = ["FreshBooksEmulator", "FbError", "serve", "DEFAULT_ACCOUNT_ID", "DEFAULT_CLIENTS", "FAULT_KINDS"]
+
+
+if __name__ == "__main__":  # python -m connectors.freshbooks.emulator [PORT]
+    serve(port=int(sys.argv[1]) if len(sys.argv) > 1 else 8767)

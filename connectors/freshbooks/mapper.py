@@ -1,0 +1,255 @@
+"""Pure mapping between :class:`broker.invoice.Invoice` and FreshBooks Accounting API JSON.
+
+Nothing here does I/O. :func:`invoice_to_freshbooks` builds the body of
+``POST /accounting/account/{accountId}/invoices/invoices`` — ``{"invoice": {...}}`` with
+``customerid``, ``create_date``, ``due_offset_days``, ``invoice_number``, ``po_number``,
+``currency_code`` and ``lines`` (``name``, ``description``, ``qty``, ``unit_cost {amount, code}``,
+``taxName1``/``taxAmount1``) — field reference: the community spec ``tests/specs/freshbooks/openapi.yaml``
+(``InvoiceCreate``/``InvoiceLinesWritable``) and the official SDK examples
+(``freshbooks-python-sdk/examples/create_invoice_extended.py``). :func:`invoice_from_freshbooks`
+reads an invoice of a response.
+
+How FreshBooks computes an invoice, and what the mapper does so it equals ours to the cent:
+
+* line ``amount`` = ``qty × unit_cost`` rounded half-up to the cent, where ``unit_cost.amount``
+  is a money string "to two decimal places" (the spec): a unit cost with more decimals does not
+  survive; line tax = ``amount × taxAmount1 / 100`` (+ ``taxAmount2``) rounded per line; invoice
+  ``amount`` = Σ line amounts + Σ line taxes. That is our own rule (tax per line, rounded half-up,
+  totals as sums), *provided every line amount equals our net*.
+* :func:`line_layout` guarantees that: our ``qty`` × ``unit_price`` when they multiply to the net
+  with a 2-decimal unit price; else our ``qty`` with ``unit_cost = net / qty`` when a 2-decimal unit
+  cost multiplies back exactly; else ``qty 1 × net`` (discounted lines, quantities with more than
+  :data:`QTY_MAX_DP` decimals such as ``0.8333`` h). The description keeps the real quantity.
+  Tax-inclusive invoices are sent with their net amounts (FreshBooks lines are tax-exclusive).
+* ``taxAmount1`` is the rate as a percentage string with at most 3 decimals (spec); a 0 % line
+  carries no tax fields.
+
+Field limits (characters, checked before sending -> :class:`~connectors.base.PermanentError`
+naming the field): FreshBooks documents none in the material available, so :data:`FIELD_LIMITS`
+holds conservative assumptions that the emulator enforces too.
+
+Money goes out as strings (``{"amount": "136.50", "code": "EUR"}``), quantities as exact JSON numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from broker.invoice import Invoice, InvoiceLine
+from broker.money import minor_units, round_money
+from connectors.base import ExternalInvoice, PermanentError
+from connectors.xero.mapper import dumps, loads  # exact-decimal JSON, shared by all connectors
+
+if TYPE_CHECKING:  # pragma: no cover - typing only (connector.py imports this module)
+    from connectors.freshbooks.connector import FreshBooksSettings
+
+#: Assumed limits in characters (FreshBooks publishes none in the available material; see module docstring).
+FIELD_LIMITS: dict[str, int] = {
+    "invoice_number": 100,
+    "po_number": 255,
+    "line.name": 255,
+    "line.description": 4000,
+    "taxName": 50,
+}
+#: Most decimals of a quantity the mapper sends as is (FreshBooks' precision is undocumented).
+QTY_MAX_DP = 2
+#: ``taxAmount1`` is "in percentage, up to 3 decimal places" (spec ``InvoiceLinesWritable``).
+TAX_PERCENT_MAX_DP = 3
+
+#: Default line ``name`` per line kind (``settings.line_names`` overrides).
+DEFAULT_LINE_NAMES: dict[str, str] = {
+    "labour": "Labour",
+    "travel": "Travel",
+    "call_out": "Call-out fee",
+    "part": "Parts",
+    "expense": "Expenses",
+    "quote": "Quoted work",
+    "discount": "Discount",
+}
+
+__all__ = [
+    "DEFAULT_LINE_NAMES", "FIELD_LIMITS", "LineLayout", "QTY_MAX_DP", "check_limits", "dumps", "invoice_from_freshbooks",
+    "invoice_to_freshbooks", "line_layout", "line_name", "loads", "money", "rate_text", "tax_name",
+]
+
+
+def rate_text(rate: Decimal) -> str:
+    """Percentage text of a tax rate: ``Decimal("23.00")`` -> ``"23"``, ``6.50`` -> ``"6.5"``."""
+    if rate == 0:
+        return "0"
+    return format(rate.normalize(), "f")
+
+
+def _dp(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def money(amount: Decimal, currency: str) -> dict[str, str]:
+    """A FreshBooks money object: ``{"amount": "136.50", "code": "EUR"}`` (string at the currency's minor unit)."""
+    q = round_money(amount, currency)
+    return {"amount": format(q, "f"), "code": currency}
+
+
+# --------------------------------------------------------------------------- names and limits
+def line_name(line: InvoiceLine, settings: "FreshBooksSettings") -> str:
+    return (settings.line_names or {}).get(line.kind) or DEFAULT_LINE_NAMES.get(line.kind, line.kind)
+
+
+def tax_name(rate: Decimal, settings: "FreshBooksSettings") -> str:
+    """``taxName1`` for ``rate``: ``settings.tax_names["23"]`` or ``settings.default_tax_name``."""
+    wanted = rate_text(rate)
+    for key, name in (settings.tax_names or {}).items():
+        try:
+            if rate_text(Decimal(str(key).strip().rstrip("%"))) == wanted:
+                return name
+        except ArithmeticError:
+            continue
+    return settings.default_tax_name
+
+
+def _too_long(field: str, value: str | None, key: str) -> str | None:
+    limit = FIELD_LIMITS[key]
+    if value is not None and len(value) > limit:
+        return f"{field} is {len(value)} characters, FreshBooks allows {limit}"
+    return None
+
+
+def check_limits(invoice: Invoice, settings: "FreshBooksSettings") -> None:
+    """Raise :class:`PermanentError` naming every field over its limit (characters) or otherwise unsendable."""
+    problems = [
+        _too_long("invoice_number (FreshBooks invoice_number)", invoice.invoice_number, "invoice_number"),
+        _too_long("reference (FreshBooks po_number)", invoice.reference, "po_number"),
+    ]
+    for index, line in enumerate(invoice.lines):
+        problems.append(_too_long(f"lines[{index}].description (FreshBooks line description)", line.description, "line.description"))
+        problems.append(_too_long(f"lines[{index}] name (billing.settings.line_names.{line.kind})", line_name(line, settings), "line.name"))
+        if line.tax_rate != 0:
+            problems.append(_too_long(f"lines[{index}] tax name (billing.settings.tax_names)", tax_name(line.tax_rate, settings), "taxName"))
+            if _dp(line.tax_rate) > TAX_PERCENT_MAX_DP:
+                problems.append(f"lines[{index}].tax_rate {line.tax_rate} has more than {TAX_PERCENT_MAX_DP} decimals (FreshBooks taxAmount1)")
+    if invoice.due_date < invoice.issue_date:
+        problems.append(f"due_date {invoice.due_date} is before issue_date {invoice.issue_date} (FreshBooks due_offset_days must be ≥ 0)")
+    found = [p for p in problems if p]
+    if found:
+        raise PermanentError(f"invoice {invoice.invoice_number}: " + "; ".join(found))
+
+
+# --------------------------------------------------------------------------- lines
+@dataclass(frozen=True)
+class LineLayout:
+    """``qty`` and ``unit_cost`` of one FreshBooks line; ``amount`` (= round(qty × unit_cost)) always equals our net."""
+
+    qty: Decimal
+    unit_cost: Decimal
+    amount: Decimal
+    exact: bool  # True when (qty, unit_cost) are ours unchanged
+
+
+def line_layout(line: InvoiceLine, invoice: Invoice) -> LineLayout:
+    """The layout that makes FreshBooks' line amount equal ``line.net`` (see the module docstring)."""
+    currency = invoice.currency
+    places = Decimal(1).scaleb(-minor_units(currency))
+    net = line.net
+    qty = line.quantity
+
+    def fits(q: Decimal, cost: Decimal) -> bool:
+        return round_money(q * cost, currency) == net
+
+    qty_ok = _dp(qty) <= QTY_MAX_DP
+    if (qty_ok and not invoice.tax_inclusive and line.discount_percent == 0
+            and _dp(line.unit_price) <= minor_units(currency) and fits(qty, line.unit_price)):
+        return LineLayout(qty, line.unit_price, net, True)
+    if qty_ok and qty != 0:
+        cost = (net / qty).quantize(places, rounding=ROUND_HALF_UP)
+        if fits(qty, cost):
+            return LineLayout(qty, cost, net, False)
+    return LineLayout(Decimal(1), net, net, False)
+
+
+def line_to_freshbooks(line: InvoiceLine, invoice: Invoice, settings: "FreshBooksSettings") -> dict[str, Any]:
+    """One line: ``type`` 0, ``name``, ``description``, ``qty``, ``unit_cost``, and ``taxName1``/``taxAmount1`` when taxed."""
+    layout = line_layout(line, invoice)
+    out: dict[str, Any] = {
+        "type": 0,
+        "name": line_name(line, settings),
+        "description": line.description,
+        "qty": layout.qty,
+        "unit_cost": money(layout.unit_cost, invoice.currency),
+    }
+    if line.tax_rate != 0:
+        out["taxName1"] = tax_name(line.tax_rate, settings)
+        out["taxAmount1"] = rate_text(line.tax_rate)
+    return out
+
+
+# --------------------------------------------------------------------------- Invoice -> FreshBooks
+def customer_id_of(invoice: Invoice, customer_id: str | None = None) -> int:
+    """The FreshBooks client id (an integer ``userid``) of the invoice; :class:`PermanentError` when absent or not numeric."""
+    value = customer_id or invoice.contact_id
+    if not value:
+        raise PermanentError(
+            f"invoice {invoice.invoice_number}: client {invoice.client_id} ({invoice.client_name}) has no FreshBooks "
+            f"client id (clients.{invoice.client_id}.contact_id)"
+        )
+    text = str(value).strip()
+    if not text.isdigit():
+        raise PermanentError(
+            f"invoice {invoice.invoice_number}: clients.{invoice.client_id}.contact_id {text!r} is not a FreshBooks client id "
+            "(a number)"
+        )
+    return int(text)
+
+
+def invoice_to_freshbooks(invoice: Invoice, settings: "FreshBooksSettings", *, customer_id: str | None = None) -> dict[str, Any]:
+    """Body of ``POST .../invoices/invoices``: ``{"invoice": {...}}`` (see the module docstring).
+
+    Always created as a draft (FreshBooks' behaviour); the connector marks it sent or e-mails it in
+    a second, separately retry-safe step. Raises :class:`PermanentError` for a field over its limit,
+    a missing/non-numeric client id, a due date before the issue date or an empty invoice.
+    """
+    check_limits(invoice, settings)
+    if not invoice.lines:
+        raise PermanentError(f"invoice {invoice.invoice_number}: FreshBooks needs at least one line")
+    body: dict[str, Any] = {
+        "customerid": customer_id_of(invoice, customer_id),
+        "create_date": invoice.issue_date.isoformat(),
+        "due_offset_days": (invoice.due_date - invoice.issue_date).days,
+        "invoice_number": invoice.invoice_number,
+        "po_number": invoice.reference,
+        "currency_code": invoice.currency,
+        "lines": [line_to_freshbooks(line, invoice, settings) for line in invoice.lines],
+    }
+    if settings.language:
+        body["language"] = settings.language
+    return {"invoice": body}
+
+
+# --------------------------------------------------------------------------- FreshBooks -> ours
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, Mapping):
+        value = value.get("amount")
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return None
+
+
+def invoice_from_freshbooks(entity: Mapping[str, Any]) -> ExternalInvoice:
+    """:class:`ExternalInvoice` from a FreshBooks invoice: ``invoiceid`` (or ``id``), ``invoice_number``,
+    ``amount.amount`` as Decimal, status = ``v3_status`` (``draft``, ``sent``, ``viewed``, ``paid``...).
+    Raises ``KeyError`` when neither id is present."""
+    ident = entity.get("invoiceid", entity.get("id"))
+    if ident is None:
+        raise KeyError("invoiceid")
+    return ExternalInvoice(
+        external_id=str(ident),
+        number=str(entity.get("invoice_number") or ""),
+        total=_decimal(entity.get("amount")),
+        status=entity.get("v3_status") or entity.get("display_status"),
+    )

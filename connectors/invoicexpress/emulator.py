@@ -1,0 +1,737 @@
+"""A loopback emulator of the InvoiceXpress API v2 (Portugal), the parts the connector uses.
+
+Sources: https://invoicexpress.com/api-v2/invoices/create, …/change-state, …/invoices/send-by-email,
+…/documentation/authentication, …/documentation/error-codes-responses,
+https://developers.invoicexpress.com/docs/versions/2.0.0 (rate limit), https://docs.invoicexpress.com/taxes,
+and, as secondary sources, the community Go client ``voluzi/go-invoicexpress`` (response and error
+shapes, pagination block). Where none says, the choice is stated here.
+
+* Accounts are virtual hosts in reality (``https://{account}.app.invoicexpress.com``); here the
+  account is the **first path segment** (``http://127.0.0.1:PORT/{account}/invoices.json``), so the
+  connector's ``api_url`` template ``…/{account}`` reaches the same paths. An unknown account -> 404.
+* Auth: ``api_key`` query parameter, per account; missing or wrong -> 401 ``{"errors": [{"error": …}]}``.
+* Limit: ``rate_limit_per_minute`` (100, per account, sliding minute) then 429 with ``Retry-After``.
+* ``POST /invoices.json`` creates a **draft** (201 ``{"invoice": {...}}``). Validation failures ->
+  422 ``{"errors": [{"error": "…"}, …]}`` and nothing stored: date/due date ``dd/mm/yyyy``, client
+  name, items, item name, ``unit_price`` a number, "Quantity must be a number greater than 0",
+  discount 0–100, ``tax_exemption`` required (and an ``M``-code) when an item's tax is 0 %,
+  SAF-T-sized field limits, a known ``sequence_id``. Clients are matched by ``code`` then ``name``
+  and created when unknown; items are matched by name and **updated** with the values sent; an
+  unknown tax name silently becomes the account's default tax (as documented).
+* ``GET /clients/find-by-code.json?client_code=…`` / ``find-by-name.json?client_name=…`` -> 200
+  ``{"client": {...}}`` or 404 (exact match).
+* ``GET /invoices/{id}.json``; ``GET /invoices.json`` with ``text`` (case-insensitive substring of
+  reference, observations, client name or number — the exact official filter semantics were not
+  retrieved), ``status[]``, ``page``, ``per_page`` (default 10, max 100) and a ``pagination`` block.
+* ``PUT /invoices/{id}/change-state.json`` ``{"invoice": {"state": …}}``: draft -> ``finalized``
+  (status ``final``, numbered in its sequence, ATCUD), draft -> ``deleted`` (gone from listings),
+  final -> ``canceled`` (needs ``message``), final -> ``settled``, settled -> ``unsettled``; any other
+  transition (e.g. finalising a final invoice) -> 422.
+* ``PUT /invoices/{id}/email-document.json`` ``{"message": {"client": {"email", "save"}, "subject", "body"}}``:
+  only for final/settled documents; recorded in ``emails``.
+* Totals (``rounding_method``): per item ``subtotal`` = round(qty × price), ``discount_amount`` =
+  round(subtotal × discount %), VAT per item rounded (``"line"``) or on the document sum per rate
+  set (``"document"``). InvoiceXpress does not document it; both are modelled.
+* No idempotency key (none documented).
+
+Test hooks: :meth:`InvoiceXpressEmulator.inject_fault` (``"503"``, ``"500"``, ``"reset"``,
+``"429"``, ``"timeout_after_commit"``, ``"drop_after_commit"``; ``only=`` an operation: ``create``,
+``get``, ``list``, ``change_state``, ``email``, ``sequences``, ``clients``), ``calls``, ``emails``, ``server_errors``, and the control API::
+
+    GET  /_emulator/invoices   -> [invoice, ...] (with "account")
+    GET  /_emulator/emails     -> [{"invoice_id", "email", "subject", "body"}, ...]
+    GET  /_emulator/stats
+    POST /_emulator/faults     {"kind": "503", "times": 2, "only": "create"}
+    POST /_emulator/reset
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import secrets
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from connectors.invoicexpress.mapper import LIMITS, q2
+
+FAULT_KINDS = ("503", "500", "429", "reset", "timeout_after_commit", "drop_after_commit")
+OPERATIONS = ("create", "get", "list", "change_state", "email", "sequences", "clients")
+DEFAULT_ACCOUNT = "acme-demo"
+DEFAULT_API_KEY = "demo-api-key"
+
+
+def default_accounts() -> dict[str, dict[str, Any]]:
+    """One demo account: mainland PT taxes (default IVA23), one sequence, one client."""
+    return {
+        DEFAULT_ACCOUNT: {
+            "api_key": DEFAULT_API_KEY,
+            "taxes": {"IVA23": Decimal("23"), "IVA13": Decimal("13"), "IVA6": Decimal("6"), "IVA0": Decimal("0")},
+            "default_tax": "IVA23",
+            "sequences": {"1115355": "2026"},
+            "default_sequence": "1115355",
+            "clients": [{"name": "Hotel Atlântico Lisboa, S.A.", "code": "CLI-HAL", "email": "contas@hotel-atlantico.example",
+                         "fiscal_id": "500000000"}],
+        }
+    }
+
+
+def _json_bytes(obj: Any) -> bytes:
+    """Compact JSON; Decimal amounts written with their exact text."""
+    out: list[str] = []
+
+    def enc(value: Any) -> None:
+        if value is None:
+            out.append("null")
+        elif value is True:
+            out.append("true")
+        elif value is False:
+            out.append("false")
+        elif isinstance(value, Decimal):
+            out.append(format(value, "f"))
+        elif isinstance(value, int):
+            out.append(str(value))
+        elif isinstance(value, str):
+            out.append(json.dumps(value, ensure_ascii=False))
+        elif isinstance(value, Mapping):
+            out.append("{")
+            for i, (k, v) in enumerate(value.items()):
+                if i:
+                    out.append(",")
+                out.append(json.dumps(str(k), ensure_ascii=False) + ":")
+                enc(v)
+            out.append("}")
+        elif isinstance(value, (list, tuple)):
+            out.append("[")
+            for i, v in enumerate(value):
+                if i:
+                    out.append(",")
+                enc(v)
+            out.append("]")
+        else:
+            raise TypeError(f"cannot serialise {type(value).__name__}")
+
+    enc(obj)
+    return "".join(out).encode("utf-8")
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    action: str | None = None
+
+
+def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Response:
+    h = {"Content-Type": "application/json; charset=utf-8"}
+    h.update(headers or {})
+    return _Response(status, _json_bytes(obj), h)
+
+
+def _errors(status: int, messages: list[str]) -> _Response:
+    return _json(status, {"errors": [{"error": m} for m in messages]})
+
+
+def _dec(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        result = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return result if result.is_finite() else None
+
+
+def _ix_date(text: Any) -> date | None:
+    m = re.fullmatch(r"(\d{2})/(\d{2})/(\d{4})", str(text or ""))
+    if not m:
+        return None
+    try:
+        return date(int(m.group(3)), int(m.group(2)), int(m.group(1)))
+    except ValueError:
+        return None
+
+
+class InvoiceXpressEmulator:
+    """Local InvoiceXpress on ``host:port`` (``port=0``: a free port); ``start()`` or ``with``.
+
+    ``accounts``: ``{name: {"api_key", "taxes": {name: rate}, "default_tax", "sequences": {id: serie},
+    "default_sequence", "clients": [...]}}`` (default :func:`default_accounts`).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        accounts: Mapping[str, Mapping[str, Any]] | None = None,
+        rounding_method: str = "line",
+        rate_limit_per_minute: int = 100,
+        hang_seconds: float = 30.0,
+        response_delay: float = 0.0,
+    ):
+        if rounding_method not in ("line", "document"):
+            raise ValueError("rounding_method must be 'line' or 'document'")
+        self.host = host
+        self.port = port
+        self.seed_accounts = copy.deepcopy(dict(accounts)) if accounts is not None else default_accounts()
+        self.rounding_method = rounding_method
+        self.rate_limit_per_minute = rate_limit_per_minute
+        self.hang_seconds = hang_seconds
+        self.response_delay = response_delay
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.accounts: dict[str, dict[str, Any]] = copy.deepcopy(self.seed_accounts)
+        for account in self.accounts.values():
+            account.setdefault("items", {})
+            for i, client in enumerate(account.setdefault("clients", [])):
+                client.setdefault("id", 5001 + i)
+        self._invoices: dict[int, dict[str, Any]] = {}
+        self._next_id = 9001
+        self._next_client_id = 6001
+        self._counters: dict[tuple[str, str], int] = {}
+        self._windows: dict[str, deque[float]] = {}
+        self._faults: deque[tuple[str, str | None, int]] = deque()
+        self.calls: list[tuple[str, str, int]] = []
+        self.emails: list[dict[str, Any]] = []
+        self.count_429 = 0
+        self.server_errors: list[str] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "InvoiceXpressEmulator":
+        if self._server is not None:
+            return self
+        self._stop.clear()
+        handler = type("InvoiceXpressEmulatorHandler", (_Handler,), {"emulator": self})
+        self._server = _Server((self.host, self.port), handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"invoicexpress-emulator:{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "InvoiceXpressEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``; the connector's ``api_url`` is ``f"{url}/{{account}}"``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """The ``api_url`` setting template for this emulator (``…/{account}``)."""
+        return self.url + "/{account}"
+
+    # ------------------------------------------------------------------ test helpers
+    def invoices(self, account: str | None = None, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(d) for d in self._invoices.values()
+                    if (account is None or d["account"] == account) and (include_deleted or d["status"] != "deleted")]
+
+    def clients(self, account: str = DEFAULT_ACCOUNT) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(self.accounts[account]["clients"])
+
+    def items(self, account: str = DEFAULT_ACCOUNT) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(self.accounts[account]["items"])
+
+    def inject_fault(self, kind: str, times: int = 1, *, only: str | None = None, retry_after: int = 1) -> None:
+        """The next ``times`` API calls (of operation ``only`` when given) fail with ``kind``.
+
+        ``"503"``/``"500"``: that status, nothing processed; ``"429"``: rate limited with
+        ``Retry-After: retry_after``; ``"reset"``: TCP reset before processing;
+        ``"timeout_after_commit"``: processed, then no answer for ``hang_seconds``; ``"drop_after_commit"``:
+        processed, then the connection closes without an answer.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        if only is not None and only not in OPERATIONS:
+            raise ValueError(f"unknown operation {only!r}; known: {', '.join(OPERATIONS)}")
+        with self._lock:
+            self._faults.extend([(kind, only, int(retry_after))] * int(times))
+
+    def reset_state(self) -> None:
+        with self._lock:
+            self._init_state()
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"calls": [list(c) for c in self.calls], "call_count": len(self.calls), "count_429": self.count_429,
+                    "invoice_count": len(self.invoices()), "emails": len(self.emails),
+                    "server_errors": list(self.server_errors), "pending_faults": [list(f) for f in self._faults]}
+
+    # ------------------------------------------------------------------ dispatch
+    @staticmethod
+    def _operation(method: str, rest: str) -> str | None:
+        if rest == "/invoices.json":
+            return {"POST": "create", "GET": "list"}.get(method)
+        if re.fullmatch(r"/invoices/\d+\.json", rest):
+            return "get" if method == "GET" else None
+        if re.fullmatch(r"/invoices/\d+/change-state\.json", rest):
+            return "change_state" if method == "PUT" else None
+        if re.fullmatch(r"/invoices/\d+/email-document\.json", rest):
+            return "email" if method == "PUT" else None
+        if rest == "/sequences.json":
+            return "sequences" if method == "GET" else None
+        if rest in ("/clients/find-by-code.json", "/clients/find-by-name.json"):
+            return "clients" if method == "GET" else None
+        return None
+
+    def _take_fault(self, operation: str) -> tuple[str | None, int]:
+        for i, (kind, only, retry_after) in enumerate(self._faults):
+            if only is None or only == operation:
+                del self._faults[i]
+                return kind, retry_after
+        return None, 0
+
+    def _handle(self, req: _Request) -> _Response:
+        if req.path.startswith("/_emulator"):
+            return self._control(req)
+        m = re.fullmatch(r"/([a-z0-9][a-z0-9-]*)(/.*)", req.path)
+        if m is None or m.group(1) not in self.accounts:
+            return _errors(404, ["Not found"])
+        name, rest = m.group(1), m.group(2)
+        account = self.accounts[name]
+        key = (req.query.get("api_key") or [""])[-1]
+        if not key or not secrets.compare_digest(key, account["api_key"]):
+            return _errors(401, ["Access denied: invalid API key"])
+        operation = self._operation(req.method, rest)
+        if operation is None:
+            return _errors(404, ["Not found"])
+        with self._lock:
+            window = self._windows.setdefault(name, deque())
+            now = time.monotonic()
+            while window and now - window[0] >= 60.0:
+                window.popleft()
+            if len(window) >= self.rate_limit_per_minute:
+                self.count_429 += 1
+                retry = max(1, math.ceil(60.0 - (now - window[0])))
+                return _json(429, {"errors": [{"error": "Too many requests"}]}, {"Retry-After": str(retry)})
+            window.append(now)
+            fault, fault_retry_after = self._take_fault(operation)
+            if fault == "429":
+                self.count_429 += 1
+        if fault == "429":
+            return _json(429, {"errors": [{"error": "Too many requests"}]}, {"Retry-After": str(fault_retry_after)})
+        if fault in ("503", "500"):
+            return _errors(int(fault), ["Service Unavailable" if fault == "503" else "Internal Server Error"])
+        if fault == "reset":
+            return _Response(0, action="reset")
+        if self.response_delay > 0:
+            self._stop.wait(self.response_delay)
+        body: Any = None
+        if req.method in ("POST", "PUT"):
+            if "json" not in req.headers.get("content-type", ""):
+                return _errors(415, ["Content-Type must be application/json"])
+            try:
+                body = json.loads(req.body or b"null")
+            except ValueError:
+                return _errors(400, ["Malformed JSON"])
+        with self._lock:
+            resp = self._route(name, account, operation, rest, req, body)
+        if fault == "timeout_after_commit":
+            resp.action = "hang"
+        elif fault == "drop_after_commit":
+            resp.action = "drop"
+        return resp
+
+    def _route(self, name: str, account: dict[str, Any], operation: str, rest: str, req: _Request, body: Any) -> _Response:
+        if operation == "sequences":
+            return _json(200, {"sequences": [{"id": int(sid), "serie": serie, "default_sequence": int(sid == account["default_sequence"])}
+                                             for sid, serie in account["sequences"].items()]})
+        if operation == "create":
+            return self._create(name, account, body)
+        if operation == "clients":
+            by_code = rest.endswith("find-by-code.json")
+            wanted = (req.query.get("client_code" if by_code else "client_name") or [""])[-1]
+            match = next((c for c in account["clients"] if wanted and c.get("code" if by_code else "name") == wanted), None)
+            if match is None:
+                return _errors(404, ["Client not found"])
+            return _json(200, {"client": {k: match.get(k, "") for k in ("id", "name", "code", "email", "fiscal_id")}})
+        if operation == "list":
+            return self._list(name, req.query)
+        document_id = int(re.search(r"/invoices/(\d+)", rest).group(1))  # type: ignore[union-attr]
+        doc = self._invoices.get(document_id)
+        if doc is None or doc["account"] != name or doc["status"] == "deleted":
+            return _errors(404, ["Document not found"])
+        if operation == "get":
+            return _json(200, {"invoice": self._render(doc)})
+        if operation == "change_state":
+            return self._change_state(doc, account, body)
+        return self._email(doc, body)
+
+    # ------------------------------------------------------------------ create
+    def _client(self, account: dict[str, Any], raw: Mapping[str, Any]) -> dict[str, Any]:
+        code = str(raw.get("code") or "").strip()
+        name = str(raw.get("name") or "").strip()
+        match = None
+        if code:
+            match = next((c for c in account["clients"] if c.get("code") == code), None)
+        if match is None:
+            match = next((c for c in account["clients"] if c["name"] == name), None)
+        if match is None:
+            match = {"id": self._next_client_id, "name": name, "code": code, "email": raw.get("email") or "",
+                     "fiscal_id": raw.get("fiscal_id") or ""}
+            self._next_client_id += 1
+            account["clients"].append(match)
+        else:
+            for key in ("email", "fiscal_id"):
+                if raw.get(key):
+                    match[key] = raw[key]
+        return match
+
+    def _create(self, name: str, account: dict[str, Any], body: Any) -> _Response:
+        doc = body.get("invoice") if isinstance(body, dict) else None
+        if not isinstance(doc, dict):
+            return _errors(422, ["Invoice can't be blank"])
+        problems: list[str] = []
+        issued = _ix_date(doc.get("date"))
+        if issued is None:
+            problems.append("Date is invalid (dd/mm/yyyy)")
+        due = _ix_date(doc.get("due_date"))
+        if due is None:
+            problems.append("Due date is invalid (dd/mm/yyyy)")
+        elif issued is not None and due < issued:
+            problems.append("Due date must be on or after the date")
+        client = doc.get("client")
+        if not isinstance(client, dict) or not str(client.get("name") or "").strip():
+            problems.append("Client name can't be blank")
+            client = {}
+        for key, limit_key in (("reference", "reference"), ("observations", "observations")):
+            value = doc.get(key)
+            if isinstance(value, str) and len(value) > LIMITS[limit_key]:
+                problems.append(f"{key.capitalize()} is too long (maximum is {LIMITS[limit_key]} characters)")
+        for key in ("name", "code", "fiscal_id"):
+            value = client.get(key)
+            if isinstance(value, str) and len(value) > LIMITS[f"client.{key}"]:
+                problems.append(f"Client {key} is too long (maximum is {LIMITS[f'client.{key}']} characters)")
+        sequence_id = str(doc.get("sequence_id") or account["default_sequence"])
+        if sequence_id not in account["sequences"]:
+            problems.append("Sequence not found")
+        raw_items = doc.get("items")
+        if not isinstance(raw_items, list) or not raw_items:
+            problems.append("Items can't be blank")
+            raw_items = []
+        items = []
+        any_exempt = False
+        for i, raw in enumerate(raw_items):
+            where = f"Item {i + 1}"
+            if not isinstance(raw, dict):
+                problems.append(f"{where}: invalid item")
+                continue
+            item_name = str(raw.get("name") or "").strip()
+            if not item_name:
+                problems.append(f"{where}: Name can't be blank")
+            description = str(raw.get("description") or "")
+            if len(item_name) > LIMITS["items[].name"]:
+                problems.append(f"{where}: Name is too long (maximum is {LIMITS['items[].name']} characters)")
+            if len(description) > LIMITS["items[].description"]:
+                problems.append(f"{where}: Description is too long (maximum is {LIMITS['items[].description']} characters)")
+            price = _dec(raw.get("unit_price"))
+            if price is None:
+                problems.append(f"{where}: Unit price must be a number")
+            qty = _dec(raw.get("quantity"))
+            if qty is None or qty <= 0:
+                problems.append(f"{where}: Quantity must be a number greater than 0")
+            discount = _dec(raw.get("discount")) if raw.get("discount") not in (None, "") else Decimal(0)
+            if discount is None or not (0 <= discount <= 100):
+                problems.append(f"{where}: Discount must be between 0 and 100")
+            tax_raw = raw.get("tax") if isinstance(raw.get("tax"), dict) else {}
+            tax_name = str(tax_raw.get("name") or account["default_tax"])
+            if tax_name not in account["taxes"]:
+                tax_name = account["default_tax"]  # documented: unknown names fall back to the default tax
+            rate = account["taxes"][tax_name]
+            if rate == 0:
+                any_exempt = True
+            if price is None or qty is None or qty <= 0 or discount is None:
+                continue
+            items.append({"name": item_name, "description": description, "unit_price": price, "unit": raw.get("unit") or "",
+                          "quantity": qty, "discount": discount, "tax": {"name": tax_name, "value": rate}})
+        exemption = str(doc.get("tax_exemption") or "").strip()
+        if any_exempt and not exemption:
+            problems.append("Tax exemption can't be blank when an item is exempt from VAT")
+        elif exemption and not re.fullmatch(r"M\d{2}", exemption):
+            problems.append("Tax exemption is not valid")
+        if problems:
+            return _errors(422, problems)
+        for item in items:
+            account["items"][item["name"]] = {"description": item["description"], "unit_price": item["unit_price"],
+                                              "tax": item["tax"]["name"]}
+        self._compute(items)
+        document_id = self._next_id
+        self._next_id += 1
+        holder = self._client(account, client)
+        stored = {
+            "id": document_id, "account": name, "status": "draft", "archived": False, "type": "Invoice",
+            "sequence_number": "draft", "inverted_sequence_number": "draft", "atcud": None, "sequence_id": sequence_id,
+            "date": issued.strftime("%d/%m/%Y"), "due_date": due.strftime("%d/%m/%Y"),  # type: ignore[union-attr]
+            "reference": str(doc.get("reference") or ""), "observations": str(doc.get("observations") or ""),
+            "retention": None, "tax_exemption": exemption or None, "currency": "Euro",
+            "permalink": f"https://{name}.app.invoicexpress.com/documents/{document_id}",
+            "client": holder, "items": items,
+        }
+        stored.update(self._totals(items))
+        self._invoices[document_id] = stored
+        return _json(201, {"invoice": self._render(stored)})
+
+    def _compute(self, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            subtotal = q2(item["quantity"] * item["unit_price"])
+            discount_amount = q2(subtotal * item["discount"] / Decimal(100))
+            net = subtotal - discount_amount
+            tax_amount = q2(net * item["tax"]["value"] / Decimal(100))
+            item.update(subtotal=subtotal, discount_amount=discount_amount, tax_amount=tax_amount, total=net + tax_amount)
+
+    def _totals(self, items: list[dict[str, Any]]) -> dict[str, Decimal]:
+        total_sum = sum((i["subtotal"] for i in items), Decimal("0.00"))
+        discount = sum((i["discount_amount"] for i in items), Decimal("0.00"))
+        before = total_sum - discount
+        if self.rounding_method == "line":
+            taxes = sum((i["tax_amount"] for i in items), Decimal("0.00"))
+        else:
+            taxes = q2(sum(((i["subtotal"] - i["discount_amount"]) * i["tax"]["value"] / Decimal(100) for i in items), Decimal(0)))
+        return {"sum": total_sum, "discount": discount, "before_taxes": before, "taxes": taxes, "total": before + taxes}
+
+    @staticmethod
+    def _render(doc: Mapping[str, Any]) -> dict[str, Any]:
+        out = {k: copy.deepcopy(v) for k, v in doc.items() if k != "account"}
+        client = out["client"]
+        out["client"] = {"id": client["id"], "name": client["name"], "code": client.get("code", ""),
+                         "email": client.get("email", ""), "country": "Portugal"}
+        return out
+
+    # ------------------------------------------------------------------ list
+    def _list(self, name: str, query: Mapping[str, list[str]]) -> _Response:
+        docs = [d for d in self._invoices.values() if d["account"] == name and d["status"] != "deleted"]
+        text = (query.get("text") or [""])[-1].strip().casefold()
+        if text:
+            docs = [d for d in docs if any(text in str(v).casefold() for v in
+                                           (d["reference"], d["observations"], d["client"]["name"], d["sequence_number"]))]
+        statuses = query.get("status[]") or []
+        if statuses:
+            docs = [d for d in docs if d["status"] in statuses]
+        docs.sort(key=lambda d: d["id"], reverse=True)
+        try:
+            page = max(1, int((query.get("page") or ["1"])[-1]))
+            per_page = max(1, min(100, int((query.get("per_page") or ["10"])[-1])))
+        except ValueError:
+            return _errors(422, ["page and per_page must be integers"])
+        total = len(docs)
+        pages = max(1, math.ceil(total / per_page))
+        window = docs[(page - 1) * per_page: page * per_page]
+        return _json(200, {"invoices": [self._render(d) for d in window],
+                           "pagination": {"total_entries": total, "current_page": page, "total_pages": pages, "per_page": per_page}})
+
+    # ------------------------------------------------------------------ state and e-mail
+    def _change_state(self, doc: dict[str, Any], account: dict[str, Any], body: Any) -> _Response:
+        request = body.get("invoice") if isinstance(body, dict) else None
+        state = str(request.get("state") or "") if isinstance(request, dict) else ""
+        current = doc["status"]
+        transitions = {("draft", "finalized"): "final", ("draft", "deleted"): "deleted", ("final", "canceled"): "canceled",
+                       ("final", "settled"): "settled", ("settled", "unsettled"): "final"}
+        target = transitions.get((current, state))
+        if target is None:
+            if current == "settled":
+                return _errors(422, ["Invoice has been settled so can't be changed anymore"])
+            return _errors(422, [f"Invalid state transition: the document is {current} and can't be changed to {state or '(none)'}"])
+        if state == "canceled" and not str(request.get("message") or "").strip():  # type: ignore[union-attr]
+            return _errors(422, ["Message can't be blank when canceling a document"])
+        if state == "finalized":
+            key = (doc["account"], doc["sequence_id"])
+            self._counters[key] = self._counters.get(key, 0) + 1
+            number = self._counters[key]
+            serie = account["sequences"][doc["sequence_id"]]
+            doc["sequence_number"] = f"{number}/{serie}"
+            doc["inverted_sequence_number"] = f"{serie}/{number}"
+            doc["atcud"] = f"JFK{doc['sequence_id'][-5:]}-{number}"
+            doc["saft_hash"] = secrets.token_hex(2).upper()
+        doc["status"] = target
+        return _json(200, {"invoice": self._render(doc)})
+
+    def _email(self, doc: dict[str, Any], body: Any) -> _Response:
+        message = body.get("message") if isinstance(body, dict) else None
+        client = message.get("client") if isinstance(message, dict) else None
+        email = str(client.get("email") or "").strip() if isinstance(client, dict) else ""
+        if doc["status"] not in ("final", "settled"):
+            return _errors(422, ["Only finalized documents can be sent by email"])
+        if not email or "@" not in email:
+            return _errors(422, ["Email is invalid"])
+        self.emails.append({"invoice_id": doc["id"], "email": email, "subject": message.get("subject", ""),  # type: ignore[union-attr]
+                            "body": message.get("body", "")})  # type: ignore[union-attr]
+        return _Response(200, b"", {"Content-Type": "application/json; charset=utf-8"})
+
+    # ------------------------------------------------------------------ control API
+    def _control(self, req: _Request) -> _Response:
+        route = (req.method, req.path.rstrip("/"))
+        if route == ("GET", "/_emulator/invoices"):
+            return _json(200, [dict(self._render(d), account=d["account"]) for d in self.invoices()])
+        if route == ("GET", "/_emulator/emails"):
+            with self._lock:
+                return _json(200, copy.deepcopy(self.emails))
+        if route == ("GET", "/_emulator/stats"):
+            return _json(200, self.stats())
+        if route == ("POST", "/_emulator/faults"):
+            try:
+                doc = json.loads(req.body or b"{}")
+                self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), only=doc.get("only"))
+            except (ValueError, KeyError, TypeError) as exc:
+                return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS), "operations": list(OPERATIONS)})
+            return _json(200, {"ok": True})
+        if route == ("POST", "/_emulator/reset"):
+            self.reset_state()
+            return _json(200, {"ok": True})
+        return _json(404, {"error": f"unknown control route {req.method} {req.path}"})
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.calls.append((method, path, status))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.reset_sockets: set[socket.socket] = set()
+        self._reset_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), port
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._reset_lock:
+            reset = request in self.reset_sockets
+            self.reset_sockets.discard(request)
+        if reset:
+            self.close_request(request)
+            return
+        super().shutdown_request(request)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: InvoiceXpressEmulator
+    protocol_version = "HTTP/1.1"
+    server_version = "InvoiceXpressEmulator/1.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+    def _serve(self) -> None:
+        emu = self.emulator
+        split = urlsplit(self.path)
+        query = parse_qs(split.query, keep_blank_values=True)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        body = self.rfile.read(length) if length > 0 else b""
+        req = _Request(self.command, split.path, query, headers, body)
+        try:
+            resp = emu._handle(req)
+        except Exception:
+            with emu._lock:
+                emu.server_errors.append(traceback.format_exc())
+            resp = _errors(500, ["emulator error"])
+        if resp.action is not None:
+            emu._record(req.method, req.path, 0)
+            self.close_connection = True
+            if resp.action == "reset":
+                try:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                except OSError:
+                    pass
+                with self.server._reset_lock:  # type: ignore[attr-defined]
+                    self.server.reset_sockets.add(self.connection)  # type: ignore[attr-defined]
+            elif resp.action == "hang":
+                emu._stop.wait(emu.hang_seconds)
+            return
+        emu._record(req.method, req.path, resp.status)
+        self.send_response(resp.status)
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(resp.body)))
+        if self.command != "HEAD" and resp.body:
+            self._headers_buffer.append(b"\r\n" + resp.body)  # type: ignore[attr-defined]
+            self.flush_headers()
+        else:
+            self.end_headers()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
+    """Run an emulator in the foreground until Ctrl-C, printing its URL and the demo credentials."""
+    emulator = InvoiceXpressEmulator(host=host, port=port, **kwargs).start()
+    print(f"InvoiceXpress emulator listening on {emulator.url}")
+    print(f"  api_url      : {emulator.api_url}")
+    for name, account in emulator.accounts.items():
+        print(f"  account_name : {name}   (export INVOICEXPRESS_API_KEY={account['api_key']})")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping", file=sys.stderr)
+    finally:
+        emulator.stop()
+
+
+__all__ = ["InvoiceXpressEmulator", "serve", "default_accounts", "DEFAULT_ACCOUNT", "DEFAULT_API_KEY", "FAULT_KINDS", "OPERATIONS"]

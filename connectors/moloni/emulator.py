@@ -1,0 +1,980 @@
+"""A loopback emulator of the Moloni (Portugal) REST API v1, the parts the connector uses.
+
+Behaviour follows the public documentation (https://moloni.pt/dev/, https://moloni.pt/dev/autenticacao)
+and the official WooCommerce plugin (``moloni-pt/woocommerce``: ``src/Curl.php``,
+``src/Controllers/Documents.php``, ``OrderProduct.php``, ``src/Error.php``); where neither says,
+the choice is stated here and kept conservative.
+
+* ``GET``/``POST /v1/grant/`` — ``grant_type=password`` (``client_id``, ``client_secret``,
+  ``username``, ``password``), ``refresh_token`` and ``authorization_code``, parameters in the query
+  string (as the plugin sends them) or the form body. Access tokens live ``access_token_ttl``
+  (3,600 s: the plugin refreshes after 3,000 s). Each refresh returns a **new refresh token** (the
+  plugin stores the ``refresh_token`` of every refresh answer, ``src/Model.php``); the presented one
+  stays usable for ``refresh_grace_seconds`` (30 min) — Moloni documents neither rotation nor a
+  grace, so this is the assumption a single-flight token store must cope with. Refresh tokens expire
+  after ``refresh_token_ttl`` (14 days, the usual OAuth2 server default; not documented).
+  Errors: 400 ``{"error": "invalid_client"|"invalid_grant"|"unsupported_grant_type", "error_description"}``.
+* Every API call is ``POST /v1/<resource>/<action>/?access_token=…`` with a form-encoded body
+  (PHP bracket notation). A missing, unknown or expired token -> 401
+  ``{"error": "invalid_token", "error_description": …}``.
+* ``companies/getAll``, ``customers/getOne``, ``customers/getByVat|getByEmail|getByName|getByNumber``
+  (substring match, like a search), ``customers/insert`` (required fields of the insert page, NIF
+  check digit and postal code for Portugal, unique ``number`` ≤ 20), ``taxes/getAll``, ``invoices/insert``,
+  ``invoices/getAll`` (filters ``your_reference``, ``our_reference``, ``number``, ``customer_id``,
+  ``document_set_id``, ``status``; ``qty`` default and max 50, ``offset``), ``invoices/getOne``,
+  ``invoices/update`` (``status=1`` closes the draft, numbers it in its series and sends
+  ``send_email[]``; a closed invoice cannot be updated or deleted — insert/update pages),
+  ``invoices/delete``.
+* Validation errors: a JSON **array** of ``{"code": "<n> <field>", "field", "description"}``
+  ("devolvido via JSON o objeto com os erros indexado pela ordem dos campos"), with HTTP 200 —
+  the plugin detects failures by the body, not the status (``Curl::simple``); nothing is stored.
+  ``exemption_reason`` is required on a line without a non-zero VAT tax; ``product_id``,
+  ``tax_id``, ``customer_id``, ``document_set_id`` must exist; ``discount`` 0–100; ``qty`` > 0;
+  ``price`` ≥ 0; text fields within :data:`connectors.moloni.mapper.LIMITS`.
+* Totals by the company's *método de cálculo* (``rounding_method``): ``"line"`` rounds each line
+  (net and VAT to cents) and sums; ``"document"`` keeps every value unrounded and rounds the
+  document totals (https://www.moloni.pt/suporte/como-funciona-o-metodo-de-calculo-nos-valores-dos-documentos).
+  ``net_value`` is the amount payable (the plugin compares it with the order total before closing).
+* No idempotency key (none documented). Rate limit: undocumented; the plugin retries a 429 up to 5
+  times 2 s apart. ``rate_limit_per_minute`` (default off) answers 429 over a sliding minute, with
+  ``Retry-After`` unless ``send_retry_after=False``.
+
+Test hooks: :meth:`MoloniEmulator.inject_fault` (``"503"``, ``"500"``, ``"reset"``,
+``"timeout_after_commit"``, ``"drop_after_commit"``, for API calls), :meth:`expire_access_tokens`,
+``calls``, ``emails``, ``server_errors``, and the control API::
+
+    GET  /_emulator/invoices   -> [document, ...] (with "company_id")
+    GET  /_emulator/emails     -> [{"document_id", "email", "name", "msg"}, ...]
+    GET  /_emulator/stats      -> {"calls", "call_count", "count_429", "invoice_count", "grant_count", ...}
+    POST /_emulator/faults     {"kind": "503", "times": 2, "only": "invoices/insert", "retry_after": 1}
+    POST /_emulator/reset
+    POST /_emulator/expire-tokens
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import secrets
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from connectors.moloni.mapper import LIMITS, moloni_totals, parse_form, q2
+
+FAULT_KINDS = ("503", "500", "429", "reset", "timeout_after_commit", "drop_after_commit")
+DEFAULT_COMPANY_ID = 5
+
+
+def default_companies() -> dict[int, dict[str, Any]]:
+    """One demo company: series, VAT taxes (mainland PT rates), products per line kind, one customer."""
+    return {
+        DEFAULT_COMPANY_ID: {
+            "name": "Acme Manutenção, Lda.",
+            "vat": "509999999",
+            "currency": "EUR",
+            "document_sets": {7: "2026"},
+            "taxes": {
+                1: {"name": "IVA Normal", "value": Decimal("23"), "saft_type": 1},
+                2: {"name": "IVA Intermédio", "value": Decimal("13"), "saft_type": 1},
+                3: {"name": "IVA Reduzido", "value": Decimal("6"), "saft_type": 1},
+            },
+            "products": {
+                101: "Mão de obra", 102: "Deslocação", 103: "Taxa de deslocação", 104: "Material",
+                105: "Despesas", 106: "Serviços orçamentados", 107: "Desconto",
+            },
+            "customers": {
+                201: {"name": "Hotel Atlântico Lisboa, S.A.", "vat": "500000000", "number": "CLI-HAL",
+                      "email": "contas@hotel-atlantico.example"},
+                202: {"name": "Clínica do Parque, Lda.", "vat": "500000018", "number": "CLI-CLP",
+                      "email": "faturas@clinica-parque.example"},
+            },
+            "languages": {1: "Português", 2: "English"},
+            "countries": {1: "Portugal", 2: "Espanha"},
+            "maturity_dates": {11: "30 dias"},
+            "payment_methods": {21: "Transferência bancária"},
+        }
+    }
+
+
+def valid_pt_vat(vat: str) -> bool:
+    """Portuguese NIF check digit (mod 11, weights 9..2; 10 -> 0)."""
+    if not re.fullmatch(r"\d{9}", vat or ""):
+        return False
+    total = sum(int(d) * w for d, w in zip(vat[:8], range(9, 1, -1)))
+    check = 11 - total % 11
+    return (0 if check >= 10 else check) == int(vat[8])
+
+
+def _now_text() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+def _json_bytes(obj: Any) -> bytes:
+    """Compact JSON with Decimal amounts written with their exact text (``136.50``)."""
+    out: list[str] = []
+
+    def enc(value: Any) -> None:
+        if value is None:
+            out.append("null")
+        elif value is True:
+            out.append("true")
+        elif value is False:
+            out.append("false")
+        elif isinstance(value, Decimal):
+            out.append(format(value, "f"))
+        elif isinstance(value, int):
+            out.append(str(value))
+        elif isinstance(value, float):
+            out.append(repr(value))
+        elif isinstance(value, str):
+            out.append(json.dumps(value, ensure_ascii=False))
+        elif isinstance(value, Mapping):
+            out.append("{")
+            for i, (k, v) in enumerate(value.items()):
+                if i:
+                    out.append(",")
+                out.append(json.dumps(str(k), ensure_ascii=False))
+                out.append(":")
+                enc(v)
+            out.append("}")
+        elif isinstance(value, (list, tuple)):
+            out.append("[")
+            for i, v in enumerate(value):
+                if i:
+                    out.append(",")
+                enc(v)
+            out.append("]")
+        else:
+            raise TypeError(f"cannot serialise {type(value).__name__}")
+
+    enc(obj)
+    return "".join(out).encode("utf-8")
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    action: str | None = None  # None | "reset" | "drop" | "hang"
+
+
+def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Response:
+    h = {"Content-Type": "application/json; charset=utf-8"}
+    h.update(headers or {})
+    return _Response(status, _json_bytes(obj), h)
+
+
+class _Errors:
+    """Collects Moloni validation errors (``{"code": "<n> <field>", "field", "description"}``)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, str]] = []
+
+    def add(self, code: int, field_name: str, description: str) -> None:
+        self.items.append({"code": f"{code} {field_name}", "field": field_name, "description": description})
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _dec(value: Any) -> Decimal | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        result = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return result if result.is_finite() else None
+
+
+def _date(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_list(value: Any) -> list:
+    if isinstance(value, list):
+        return [v for v in value if v is not None]
+    if isinstance(value, dict):  # a[5][x]=.. parsed with sparse numeric keys
+        return [value[k] for k in sorted(value, key=lambda k: int(k) if str(k).isdigit() else 0)]
+    return []
+
+
+class MoloniEmulator:
+    """Local Moloni on ``host:port`` (``port=0``: a free port). Start with :meth:`start` or ``with``.
+
+    ``companies``: ``{company_id: {"name", "vat", "currency", "document_sets": {id: name},
+    "taxes": {id: {"name", "value", "saft_type"}}, "products": {id: name}, "customers": {id: {"name",
+    "vat", "email"}}}}`` (default :func:`default_companies`). ``rounding_method``: the companies'
+    *método de cálculo* (``"line"`` or ``"document"``).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        client_id: str = "demo-client",
+        client_secret: str = "demo-secret",
+        username: str = "demo@acme.example",
+        password: str = "demo-password",
+        refresh_token: str = "demo-refresh-token",
+        companies: Mapping[int, Mapping[str, Any]] | None = None,
+        rounding_method: str = "line",
+        access_token_ttl: float = 3600,
+        refresh_token_ttl: float = 14 * 86400,
+        refresh_grace_seconds: float = 1800,
+        rate_limit_per_minute: int | None = None,
+        send_retry_after: bool = True,
+        hang_seconds: float = 30.0,
+        response_delay: float = 0.0,
+    ):
+        if rounding_method not in ("line", "document"):
+            raise ValueError("rounding_method must be 'line' or 'document'")
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.username = username
+        self.password = password
+        self.initial_refresh_token = refresh_token
+        self.seed_companies = copy.deepcopy(dict(companies)) if companies is not None else default_companies()
+        self.rounding_method = rounding_method
+        self.access_token_ttl = access_token_ttl
+        self.refresh_token_ttl = refresh_token_ttl
+        self.refresh_grace_seconds = refresh_grace_seconds
+        self.rate_limit_per_minute = rate_limit_per_minute
+        self.send_retry_after = send_retry_after
+        self.hang_seconds = hang_seconds
+        self.response_delay = response_delay
+
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        # auth state survives reset_state()
+        self._access_tokens: dict[str, float] = {}
+        self._refresh_tokens: dict[str, float] = {refresh_token: time.monotonic() + refresh_token_ttl}
+        self.grant_requests: list[str] = []  # grant types requested, in order
+        self.grants_served = 0  # successful grants (token refreshes)
+        self.issued_tokens: list[str] = []  # every access/refresh token issued (for leak checks)
+        self.refresh_token_uses: list[str] = []
+        self._init_state()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _init_state(self) -> None:
+        self.companies: dict[int, dict[str, Any]] = copy.deepcopy(self.seed_companies)
+        self._documents: dict[int, dict[str, Any]] = {}  # document_id -> document (with company_id)
+        self._next_document_id = 1001
+        self._series_counters: dict[tuple[int, int], int] = {}
+        self._window: deque[float] = deque()
+        self._faults: deque[tuple[str, str | None, int]] = deque()
+        self.calls: list[tuple[str, str, int]] = []
+        self.emails: list[dict[str, Any]] = []
+        self.count_429 = 0
+        self.server_errors: list[str] = []
+
+    def start(self) -> "MoloniEmulator":
+        """Bind and serve in a daemon thread; returns ``self``. Idempotent."""
+        if self._server is not None:
+            return self
+        self._stop.clear()
+        handler = type("MoloniEmulatorHandler", (_Handler,), {"emulator": self})
+        self._server = _Server((self.host, self.port), handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"moloni-emulator:{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (hanging fault handlers are woken up)."""
+        self._stop.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "MoloniEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL (``api_url`` setting), e.g. ``http://127.0.0.1:54321``."""
+        return f"http://{self.host}:{self.port}"
+
+    # ------------------------------------------------------------------ test helpers
+    def invoices(self, company_id: int | None = None) -> list[dict[str, Any]]:
+        """Deep copies of the stored invoices (drafts and closed), oldest first."""
+        with self._lock:
+            return [copy.deepcopy(d) for d in self._documents.values() if company_id is None or d["company_id"] == company_id]
+
+    def add_customer(self, name: str, *, company_id: int = DEFAULT_COMPANY_ID, vat: str = "999999990", email: str = "") -> int:
+        """Create a customer directly and return its ``customer_id``."""
+        with self._lock:
+            customers = self.companies[company_id]["customers"]
+            new_id = max(customers, default=200) + 1
+            customers[new_id] = {"name": name, "vat": vat, "number": f"C{new_id}", "email": email}
+            return new_id
+
+    def inject_fault(self, kind: str, times: int = 1, *, only: str | None = None, retry_after: int = 1) -> None:
+        """Make the next ``times`` API calls (not grants) — of method ``only`` (``"invoices/update"``) when
+        given — fail with ``kind``.
+
+        ``"503"``/``"500"``: that status, nothing processed; ``"429"``: rate limited with
+        ``Retry-After: retry_after``; ``"reset"``: TCP reset before processing;
+        ``"timeout_after_commit"``: processed (stored), then no answer for ``hang_seconds``;
+        ``"drop_after_commit"``: processed, then the connection is closed without an answer.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        with self._lock:
+            self._faults.extend([(kind, only.lower().strip("/") if only else None, int(retry_after))] * int(times))
+
+    def expire_access_tokens(self) -> None:
+        """Expire every issued access token now (the next call gets 401 ``invalid_token``)."""
+        with self._lock:
+            past = time.monotonic() - 1
+            for token in self._access_tokens:
+                self._access_tokens[token] = past
+
+    @property
+    def current_refresh_token(self) -> str:
+        """The newest refresh token issued (the initial one before any refresh)."""
+        with self._lock:
+            return next(reversed(self._refresh_tokens))
+
+    def reset_state(self) -> None:
+        """Forget documents, emails, calls, faults and rate windows (tokens and users are kept)."""
+        with self._lock:
+            self._init_state()
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "calls": [list(c) for c in self.calls],
+                "call_count": len(self.calls),
+                "count_429": self.count_429,
+                "invoice_count": len(self._documents),
+                "grant_count": len(self.grant_requests),
+                "emails": len(self.emails),
+                "server_errors": list(self.server_errors),
+                "grants_served": self.grants_served,
+                "pending_faults": [list(f) for f in self._faults],
+            }
+
+    # ------------------------------------------------------------------ dispatch
+    def _handle(self, req: _Request) -> _Response:
+        path = req.path.rstrip("/").lower() or "/"
+        if path.startswith("/_emulator"):
+            return self._control(req, path)
+        if re.fullmatch(r"/v[12]/grant", path):
+            return self._grant(req)
+        m = re.fullmatch(r"/(v1|v2)/([a-z]+)/([a-z]+)", path, flags=re.IGNORECASE)
+        if m is None:
+            return _json(404, {"error": "not_found", "error_description": f"no endpoint at {req.path}"})
+        resource, action = m.group(2).lower(), m.group(3).lower()
+        denied = self._authenticate(req)
+        if denied is not None:
+            return denied
+        with self._lock:
+            limited = self._admit()
+            if limited is not None:
+                return limited
+            fault, fault_retry_after = self._take_fault(f"{resource}/{action}")
+        if fault == "429":
+            with self._lock:
+                self.count_429 += 1
+            return _json(429, {"error": "too_many_requests", "error_description": "Too many requests"},
+                         {"Retry-After": str(fault_retry_after)} if self.send_retry_after else {})
+        if fault in ("503", "500"):
+            status = int(fault)
+            return _json(status, {"error": "server_error", "error_description": "Service Unavailable" if status == 503 else "Internal Server Error"})
+        if fault == "reset":
+            return _Response(0, action="reset")
+        if self.response_delay > 0:
+            self._stop.wait(self.response_delay)
+        if req.method != "POST":
+            return _json(405, {"error": "method_not_allowed", "error_description": "API methods are called with POST"}, {"Allow": "POST"})
+        form = parse_form(req.body) if req.body else {}
+        with self._lock:
+            resp = self._api(resource, action, form)
+        if fault == "timeout_after_commit":
+            resp.action = "hang"
+        elif fault == "drop_after_commit":
+            resp.action = "drop"
+        return resp
+
+    def _take_fault(self, operation: str) -> tuple[str | None, int]:
+        for i, (kind, only, retry_after) in enumerate(self._faults):
+            if only is None or only == operation:
+                del self._faults[i]
+                return kind, retry_after
+        return None, 0
+
+    # ------------------------------------------------------------------ auth
+    def _grant(self, req: _Request) -> _Response:
+        params = dict(req.query)
+        if req.body:
+            params.update({k: v for k, v in parse_form(req.body).items() if isinstance(v, str)})
+        grant_type = params.get("grant_type", "")
+        with self._lock:
+            self.grant_requests.append(grant_type)
+        if params.get("client_id") != self.client_id or not secrets.compare_digest(
+            str(params.get("client_secret", "")), self.client_secret
+        ):
+            return _json(400, {"error": "invalid_client", "error_description": "The client credentials are invalid"})
+        now = time.monotonic()
+        with self._lock:
+            if grant_type == "password":
+                if params.get("username") != self.username or not secrets.compare_digest(str(params.get("password", "")), self.password):
+                    return _json(400, {"error": "invalid_grant", "error_description": "Invalid username and password combination"})
+            elif grant_type == "refresh_token":
+                presented = str(params.get("refresh_token", ""))
+                self.refresh_token_uses.append(presented)
+                expires = self._refresh_tokens.get(presented)
+                if expires is None:
+                    return _json(400, {"error": "invalid_grant", "error_description": "Invalid refresh token"})
+                if now >= expires:
+                    return _json(400, {"error": "invalid_grant", "error_description": "Refresh token has expired"})
+                # rotated: the presented token stays usable for the grace period only
+                self._refresh_tokens[presented] = min(expires, now + self.refresh_grace_seconds)
+            elif grant_type == "authorization_code":
+                if params.get("code") != "demo-authorization-code":
+                    return _json(400, {"error": "invalid_grant", "error_description": "Authorization code doesn't exist or is invalid for the client"})
+            else:
+                return _json(400, {"error": "unsupported_grant_type", "error_description": f"Grant type \"{grant_type}\" not supported"})
+            access = "mol-at-" + secrets.token_hex(20)
+            refresh = "mol-rt-" + secrets.token_hex(20)
+            self._access_tokens[access] = now + self.access_token_ttl
+            self._refresh_tokens[refresh] = now + self.refresh_token_ttl
+            self.grants_served += 1
+            self.issued_tokens += [access, refresh]
+        return _json(200, {"access_token": access, "expires_in": int(math.ceil(self.access_token_ttl)), "token_type": "bearer",
+                           "scope": None, "refresh_token": refresh}, {"Cache-Control": "no-store"})
+
+    def _authenticate(self, req: _Request) -> _Response | None:
+        token = req.query.get("access_token", "")
+        with self._lock:
+            expires = self._access_tokens.get(token)
+        if not token or expires is None:
+            return _json(401, {"error": "invalid_token", "error_description": "The access token provided is invalid"},
+                         {"WWW-Authenticate": 'Bearer realm="Service", error="invalid_token"'})
+        if time.monotonic() >= expires:
+            return _json(401, {"error": "invalid_token", "error_description": "The access token provided has expired"},
+                         {"WWW-Authenticate": 'Bearer realm="Service", error="invalid_token"'})
+        return None
+
+    def _admit(self) -> _Response | None:
+        if not self.rate_limit_per_minute:
+            return None
+        now = time.monotonic()
+        while self._window and now - self._window[0] >= 60.0:
+            self._window.popleft()
+        if len(self._window) >= self.rate_limit_per_minute:
+            self.count_429 += 1
+            headers = {}
+            if self.send_retry_after:
+                headers["Retry-After"] = str(max(1, math.ceil(60.0 - (now - self._window[0]))))
+            return _json(429, {"error": "too_many_requests", "error_description": "Too many requests"}, headers)
+        self._window.append(now)
+        return None
+
+    # ------------------------------------------------------------------ API
+    def _company(self, form: Mapping[str, Any], errors: _Errors) -> dict[str, Any] | None:
+        company_id = _int(form.get("company_id"))
+        if company_id is None:
+            errors.add(1, "company_id", "Field 'company_id' is required")
+            return None
+        company = self.companies.get(company_id)
+        if company is None:
+            errors.add(2, "company_id", "Field 'company_id' must be valid")
+            return None
+        return company
+
+    def _api(self, resource: str, action: str, form: dict[str, Any]) -> _Response:
+        route = (resource, action)
+        if route == ("companies", "getall"):
+            return _json(200, [
+                {"company_id": cid, "name": c["name"], "vat": c["vat"], "currency": {"iso4217": c.get("currency", "EUR")}}
+                for cid, c in self.companies.items()
+            ])
+        errors = _Errors()
+        company = self._company(form, errors)
+        if company is None:
+            return _json(200, errors.items)
+        company_id = _int(form["company_id"])
+        if route == ("customers", "getone"):
+            customer = company["customers"].get(_int(form.get("customer_id")) or -1)
+            if customer is None:
+                return _json(200, [])
+            return _json(200, {"customer_id": _int(form["customer_id"]), **customer})
+        if route == ("customers", "insert"):
+            return self._insert_customer(company, form)
+        if resource == "customers" and action in ("getbyvat", "getbyemail", "getbyname", "getbynumber"):
+            key = {"getbyvat": "vat", "getbyemail": "email", "getbyname": "name", "getbynumber": "number"}[action]
+            wanted = str(form.get(key) or "").strip().casefold()
+            rows = [{"customer_id": cid, **c} for cid, c in company["customers"].items()
+                    if wanted and wanted in str(c.get(key) or "").casefold()]
+            return _json(200, rows[:50])
+        if route == ("taxes", "getall"):
+            return _json(200, [{"tax_id": tid, "name": t["name"], "value": t["value"], "saft_type": t["saft_type"]}
+                               for tid, t in company["taxes"].items()])
+        if resource != "invoices":
+            return _json(404, {"error": "not_found", "error_description": f"no emulated method {resource}/{action}"})
+        if action == "insert":
+            return self._insert(company_id, company, form)
+        if action == "getall":
+            return self._get_all(company_id, form)
+        if action == "getone":
+            return self._get_one(company_id, form)
+        if action == "update":
+            return self._update(company_id, company, form)
+        if action == "delete":
+            return self._delete(company_id, form)
+        return _json(404, {"error": "not_found", "error_description": f"no emulated method invoices/{action}"})
+
+    def _build(self, company_id: int, company: dict[str, Any], form: Mapping[str, Any], errors: _Errors) -> tuple[dict[str, Any], int] | None:
+        """Validate an insert (or a full update) and return the document (not stored)."""
+        issued = _date(form.get("date"))
+        if issued is None:
+            errors.add(1 if not form.get("date") else 2, "date", "Field 'date' must be a valid date (YYYY-MM-DD)")
+        due = _date(form.get("expiration_date"))
+        if due is None:
+            errors.add(1 if not form.get("expiration_date") else 2, "expiration_date", "Field 'expiration_date' must be a valid date (YYYY-MM-DD)")
+        elif issued is not None and due < issued:
+            errors.add(2, "expiration_date", "Field 'expiration_date' must be equal or after 'date'")
+        set_id = _int(form.get("document_set_id"))
+        if set_id is None or set_id not in company["document_sets"]:
+            errors.add(2, "document_set_id", "Field 'document_set_id' must be valid")
+        customer_id = _int(form.get("customer_id"))
+        if customer_id is None or customer_id not in company["customers"]:
+            errors.add(2, "customer_id", "Field 'customer_id' must be valid")
+        for name in ("your_reference", "our_reference", "notes"):
+            value = form.get(name)
+            if isinstance(value, str) and len(value) > LIMITS[name]:
+                errors.add(2, name, f"Field '{name}' must have at most {LIMITS[name]} characters")
+        for name in ("financial_discount",):
+            value = _dec(form.get(name)) if form.get(name) not in (None, "") else Decimal(0)
+            if value is None or not (0 <= value <= 100):
+                errors.add(2, name, f"Field '{name}' must be a percentage between 0 and 100")
+        status = _int(form.get("status", "0"))
+        if status not in (0, 1):
+            errors.add(2, "status", "Field 'status' must be 0 or 1")
+        raw_products = _as_list(form.get("products"))
+        if not raw_products:
+            errors.add(1, "products", "Field 'products' is required")
+        products = []
+        rows = []
+        for i, raw in enumerate(raw_products):
+            if not isinstance(raw, dict):
+                errors.add(2, f"products[{i}]", "Invalid product")
+                continue
+            pid = _int(raw.get("product_id"))
+            if pid is None or pid not in company["products"]:
+                errors.add(2, f"products[{i}][product_id]", "Field 'product_id' must be valid")
+            name = raw.get("name") or (company["products"].get(pid) if pid else None) or ""
+            if len(name) > LIMITS["products[].name"]:
+                errors.add(2, f"products[{i}][name]", f"Field 'name' must have at most {LIMITS['products[].name']} characters")
+            summary = raw.get("summary") or ""
+            if len(summary) > LIMITS["products[].summary"]:
+                errors.add(2, f"products[{i}][summary]", f"Field 'summary' must have at most {LIMITS['products[].summary']} characters")
+            qty = _dec(raw.get("qty"))
+            if qty is None or qty <= 0:
+                errors.add(2, f"products[{i}][qty]", "Field 'qty' must be numeric, greater than 0")
+            price = _dec(raw.get("price"))
+            if price is None or price < 0:
+                errors.add(2, f"products[{i}][price]", "Field 'price' must be numeric, equal or greater than 0")
+            discount = _dec(raw.get("discount")) if raw.get("discount") not in (None, "") else Decimal(0)
+            if discount is None or not (0 <= discount <= 100):
+                errors.add(2, f"products[{i}][discount]", "Field 'discount' must be a percentage between 0 and 100")
+            taxes_out = []
+            vat_rate = Decimal(0)
+            has_vat = False
+            for j, tax in enumerate(_as_list(raw.get("taxes"))):
+                tid = _int(tax.get("tax_id")) if isinstance(tax, dict) else None
+                known = company["taxes"].get(tid) if tid is not None else None
+                if known is None:
+                    errors.add(2, f"products[{i}][taxes][{j}][tax_id]", "Field 'tax_id' must be valid")
+                    continue
+                taxes_out.append({"tax_id": tid, "name": known["name"], "value": known["value"],
+                                  "order": _int(tax.get("order")) or 0, "cumulative": _int(tax.get("cumulative")) or 0})
+                vat_rate += known["value"]
+                if known["saft_type"] == 1 and known["value"] > 0:
+                    has_vat = True
+            exemption = (raw.get("exemption_reason") or "").strip()
+            if not has_vat and not exemption:
+                errors.add(1, f"products[{i}][exemption_reason]", "Field 'exemption_reason' is required")
+            elif exemption and not re.fullmatch(r"M\d{2}", exemption):
+                errors.add(2, f"products[{i}][exemption_reason]", "Field 'exemption_reason' must be valid")
+            if qty is None or price is None or discount is None:
+                continue
+            rows.append((qty, price, discount, vat_rate))
+            products.append({
+                "product_id": pid, "name": name, "summary": summary, "qty": qty, "price": price, "discount": discount,
+                "order": _int(raw.get("order")) if raw.get("order") not in (None, "") else i,
+                "exemption_reason": exemption, "taxes": taxes_out,
+            })
+        if errors:
+            return None
+        totals = moloni_totals(rows, self.rounding_method)
+        for product, (qty, price, discount, rate) in zip(products, rows):
+            net = qty * price * (Decimal(100) - discount) / Decimal(100)
+            if self.rounding_method == "line":
+                net = q2(net)
+            for tax in product["taxes"]:
+                value = net * tax["value"] / Decimal(100)
+                tax["incidence_value"] = q2(net)
+                tax["total_value"] = q2(value) if self.rounding_method == "line" else value.quantize(Decimal("0.0001"))
+        customer = company["customers"][customer_id]
+        return {
+            "company_id": company_id,
+            "document_type_id": 1,
+            "document_set_id": set_id,
+            "document_set_name": company["document_sets"][set_id],
+            "number": 0,
+            "status": 0,
+            "date": issued.isoformat(),
+            "expiration_date": due.isoformat(),
+            "customer_id": customer_id,
+            "entity_name": customer["name"],
+            "entity_vat": customer["vat"],
+            "your_reference": form.get("your_reference") or "",
+            "our_reference": form.get("our_reference") or "",
+            "notes": form.get("notes") or "",
+            "gross_value": totals.gross_value,
+            "comercial_discount_value": totals.comercial_discount_value,
+            "financial_discount_value": Decimal("0.00"),
+            "taxes_value": totals.taxes_value,
+            "deduction_value": Decimal("0.00"),
+            "net_value": totals.net_value,
+            "rounding_method": self.rounding_method,
+            "products": products,
+            "lastmodified": _now_text(),
+        }, status
+
+    def _insert(self, company_id: int, company: dict[str, Any], form: dict[str, Any]) -> _Response:
+        errors = _Errors()
+        built = self._build(company_id, company, form, errors)
+        if built is None:
+            return _json(200, errors.items)
+        document, status = built
+        document_id = self._next_document_id
+        self._next_document_id += 1
+        document["document_id"] = document_id
+        self._documents[document_id] = document
+        if status == 1:
+            self._close(document, [])
+        return _json(200, {"valid": 1, "document_id": document_id})
+
+    def _close(self, document: dict[str, Any], send_email: list) -> None:
+        key = (document["company_id"], document["document_set_id"])
+        self._series_counters[key] = self._series_counters.get(key, 0) + 1
+        document["number"] = self._series_counters[key]
+        document["status"] = 1
+        document["lastmodified"] = _now_text()
+        for item in send_email:
+            if isinstance(item, dict) and item.get("email"):
+                self.emails.append({"document_id": document["document_id"], "email": item["email"],
+                                    "name": item.get("name", ""), "msg": item.get("msg", "")})
+
+    def _insert_customer(self, company: dict[str, Any], form: Mapping[str, Any]) -> _Response:
+        """``customers/insert`` (https://moloni.pt/dev/entities/customers/insert): required vat, number (≤20),
+        name, language_id, address, city, country_id, maturity_date_id, payment_method_id; a Portuguese
+        customer (country_id 1) needs a valid NIF and, when given, a ``NNNN-NNN`` postal code."""
+        errors = _Errors()
+        for name in ("vat", "number", "name", "address", "city"):
+            if not str(form.get(name) or "").strip():
+                errors.add(1, name, f"Field '{name}' is required")
+        for name, table in (("language_id", "languages"), ("country_id", "countries"),
+                            ("maturity_date_id", "maturity_dates"), ("payment_method_id", "payment_methods")):
+            if _int(form.get(name)) not in company.get(table, {}):
+                errors.add(2, name, f"Field '{name}' must be valid")
+        number = str(form.get("number") or "")
+        if len(number) > 20:
+            errors.add(2, "number", "Field 'number' must have at most 20 characters")
+        elif number and any(c.get("number") == number for c in company["customers"].values()):
+            errors.add(2, "number", "Field 'number' already exists")
+        if _int(form.get("country_id")) == 1:
+            if form.get("vat") and not valid_pt_vat(str(form["vat"])):
+                errors.add(2, "vat", "Field 'vat' must be a valid Portuguese VAT number")
+            zip_code = str(form.get("zip_code") or "")
+            if zip_code and not re.fullmatch(r"\d{4}-\d{3}", zip_code):
+                errors.add(2, "zip_code", "Field 'zip_code' must be valid (NNNN-NNN)")
+        if errors:
+            return _json(200, errors.items)
+        customer_id = max(company["customers"], default=200) + 1
+        company["customers"][customer_id] = {k: str(form.get(k) or "") for k in
+                                             ("name", "vat", "number", "email", "address", "zip_code", "city")}
+        return _json(200, {"valid": 1, "customer_id": customer_id})
+
+    @staticmethod
+    def _summary(doc: dict[str, Any]) -> dict[str, Any]:
+        return {k: copy.deepcopy(v) for k, v in doc.items() if k not in ("products", "company_id", "rounding_method")}
+
+    def _get_all(self, company_id: int, form: Mapping[str, Any]) -> _Response:
+        docs = [d for d in self._documents.values() if d["company_id"] == company_id]
+        for name in ("your_reference", "our_reference"):
+            if form.get(name) not in (None, ""):
+                docs = [d for d in docs if d[name] == form[name]]
+        for name in ("number", "customer_id", "document_set_id", "status"):
+            if form.get(name) not in (None, ""):
+                wanted = _int(form[name])
+                docs = [d for d in docs if d[name] == wanted]
+        docs.sort(key=lambda d: d["document_id"], reverse=True)
+        qty = _int(form.get("qty")) or 50
+        qty = max(1, min(50, qty))
+        offset = max(0, _int(form.get("offset")) or 0)
+        return _json(200, [self._summary(d) for d in docs[offset : offset + qty]])
+
+    def _find_one(self, company_id: int, form: Mapping[str, Any]) -> dict[str, Any] | None:
+        document_id = _int(form.get("document_id"))
+        if document_id is not None:
+            doc = self._documents.get(document_id)
+            return doc if doc is not None and doc["company_id"] == company_id else None
+        docs = [d for d in self._documents.values() if d["company_id"] == company_id]
+        filtered = False
+        for name in ("your_reference", "our_reference"):
+            if form.get(name) not in (None, ""):
+                docs, filtered = [d for d in docs if d[name] == form[name]], True
+        if form.get("number") not in (None, ""):
+            docs, filtered = [d for d in docs if d["number"] == _int(form["number"])], True
+        return docs[0] if filtered and docs else None
+
+    def _get_one(self, company_id: int, form: Mapping[str, Any]) -> _Response:
+        doc = self._find_one(company_id, form)
+        if doc is None:
+            return _json(200, [])
+        return _json(200, {k: copy.deepcopy(v) for k, v in doc.items() if k not in ("company_id", "rounding_method")})
+
+    def _update(self, company_id: int, company: dict[str, Any], form: dict[str, Any]) -> _Response:
+        errors = _Errors()
+        document_id = _int(form.get("document_id"))
+        doc = self._documents.get(document_id) if document_id is not None else None
+        if doc is None or doc["company_id"] != company_id:
+            errors.add(2, "document_id", "Field 'document_id' must be valid")
+            return _json(200, errors.items)
+        if doc["status"] == 1:
+            errors.add(2, "document_id", "Document is closed and can't be updated")
+            return _json(200, errors.items)
+        content_fields = {k for k in form if k not in ("company_id", "document_id", "status", "send_email")}
+        if content_fields:
+            merged = {**self._as_form(doc), **form}
+            built = self._build(company_id, company, merged, errors)
+            if built is None:
+                return _json(200, errors.items)
+            new_doc, _ = built
+            new_doc["document_id"] = document_id
+            doc.clear()
+            doc.update(new_doc)
+        status = _int(form.get("status")) if form.get("status") not in (None, "") else 0
+        if status not in (0, 1):
+            errors.add(2, "status", "Field 'status' must be 0 or 1")
+            return _json(200, errors.items)
+        if status == 1:
+            self._close(doc, _as_list(form.get("send_email")))
+        return _json(200, {"valid": 1, "document_id": document_id})
+
+    @staticmethod
+    def _as_form(doc: dict[str, Any]) -> dict[str, Any]:
+        """A stored document back in insert-form shape (strings), for partial updates."""
+        form: dict[str, Any] = {k: str(doc[k]) for k in ("company_id", "date", "expiration_date", "document_set_id",
+                                                      "customer_id", "your_reference", "our_reference", "notes")}
+        form["products"] = [
+            {"product_id": str(p["product_id"]), "name": p["name"], "summary": p["summary"], "qty": str(p["qty"]),
+             "price": str(p["price"]), "discount": str(p["discount"]), "order": str(p["order"]),
+             "exemption_reason": p["exemption_reason"],
+             "taxes": [{"tax_id": str(t["tax_id"]), "value": str(t["value"]), "order": str(t["order"]),
+                        "cumulative": str(t["cumulative"])} for t in p["taxes"]]}
+            for p in doc["products"]
+        ]
+        return form
+
+    def _delete(self, company_id: int, form: Mapping[str, Any]) -> _Response:
+        errors = _Errors()
+        document_id = _int(form.get("document_id"))
+        doc = self._documents.get(document_id) if document_id is not None else None
+        if doc is None or doc["company_id"] != company_id:
+            errors.add(2, "document_id", "Field 'document_id' must be valid")
+            return _json(200, errors.items)
+        if doc["status"] == 1:
+            errors.add(2, "document_id", "Document is closed and can't be deleted")
+            return _json(200, errors.items)
+        del self._documents[document_id]
+        return _json(200, {"valid": 1})
+
+    # ------------------------------------------------------------------ control API
+    def _control(self, req: _Request, path: str) -> _Response:
+        route = (req.method, path)
+        if route == ("GET", "/_emulator/invoices"):
+            return _json(200, self.invoices())
+        if route == ("GET", "/_emulator/emails"):
+            with self._lock:
+                return _json(200, copy.deepcopy(self.emails))
+        if route == ("GET", "/_emulator/stats"):
+            return _json(200, self.stats())
+        if route == ("POST", "/_emulator/faults"):
+            try:
+                doc = json.loads(req.body or b"{}")
+                self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), only=doc.get("only"),
+                                  retry_after=int(doc.get("retry_after", 1)))
+            except (ValueError, KeyError, TypeError) as exc:
+                return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
+            return _json(200, {"ok": True, "pending_faults": list(self._faults)})
+        if route == ("POST", "/_emulator/reset"):
+            self.reset_state()
+            return _json(200, {"ok": True})
+        if route == ("POST", "/_emulator/expire-tokens"):
+            self.expire_access_tokens()
+            return _json(200, {"ok": True})
+        return _json(404, {"error": f"unknown control route {req.method} {req.path}"})
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.calls.append((method, path, status))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.reset_sockets: set[socket.socket] = set()
+        self._reset_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:  # skip the reverse-DNS lookup of HTTPServer.server_bind
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), port
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._reset_lock:
+            reset = request in self.reset_sockets
+            self.reset_sockets.discard(request)
+        if reset:
+            self.close_request(request)  # SO_LINGER(1, 0) set: RST instead of FIN
+            return
+        super().shutdown_request(request)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: MoloniEmulator
+    protocol_version = "HTTP/1.1"
+    server_version = "MoloniEmulator/1.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+    def _serve(self) -> None:
+        emu = self.emulator
+        split = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        body = self.rfile.read(length) if length > 0 else b""
+        req = _Request(self.command, split.path, query, headers, body)
+        try:
+            resp = emu._handle(req)
+        except Exception:  # an emulator bug: answer 500 and keep the traceback for tests
+            with emu._lock:
+                emu.server_errors.append(traceback.format_exc())
+            resp = _json(500, {"error": "server_error", "error_description": "emulator error"})
+        if resp.action is not None:
+            emu._record(req.method, req.path, 0)
+            self.close_connection = True
+            if resp.action == "reset":
+                try:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                except OSError:
+                    pass
+                with self.server._reset_lock:  # type: ignore[attr-defined]
+                    self.server.reset_sockets.add(self.connection)  # type: ignore[attr-defined]
+            elif resp.action == "hang":
+                emu._stop.wait(emu.hang_seconds)
+            return
+        emu._record(req.method, req.path, resp.status)
+        self.send_response(resp.status)
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(resp.body)))
+        if self.command != "HEAD" and resp.body:
+            self._headers_buffer.append(b"\r\n" + resp.body)  # type: ignore[attr-defined]
+            self.flush_headers()
+        else:
+            self.end_headers()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
+    """Run an emulator in the foreground until Ctrl-C, printing its URL and the demo credentials."""
+    emulator = MoloniEmulator(host=host, port=port, **kwargs).start()
+    print(f"Moloni emulator listening on {emulator.url}")
+    print(f"  api_url        : {emulator.url}")
+    print(f"  client_id      : {emulator.client_id}   (export MOLONI_CLIENT_SECRET={emulator.client_secret})")
+    print(f"  refresh token  : export MOLONI_REFRESH_TOKEN={emulator.initial_refresh_token}")
+    print(f"  company_id     : {', '.join(str(c) for c in emulator.companies)}")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping", file=sys.stderr)
+    finally:
+        emulator.stop()
+
+
+__all__ = ["MoloniEmulator", "serve", "default_companies", "DEFAULT_COMPANY_ID", "FAULT_KINDS"]

@@ -1,0 +1,134 @@
+"""Conformance harness of the Moloni connector (see :mod:`connectors.testing`).
+
+``tests/test_moloni_conformance.py`` is one line: ``TestMoloniConformance = make_conformance_tests(MoloniHarness)``.
+
+Moloni has no official OpenAPI spec; the emulator itself validates requests the way the
+documentation describes (required fields, existing ids, exemption reasons, limits) and answers
+Moloni's error arrays. The "timeout after commit" fault hits ``invoices/update`` — the call that
+closes the draft, i.e. the commit that makes the invoice legally exist; a lost ``invoices/insert``
+(a draft left behind, resumed by the next delivery) is covered by ``tests/test_moloni_connector.py``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from broker.invoice import Invoice
+from connectors.moloni.connector import MoloniConnector
+from connectors.moloni.emulator import DEFAULT_COMPANY_ID, MoloniEmulator, default_companies
+from connectors.testing import ConnectorHarness, HeldInvoice
+
+CUSTOMER_ID = "201"
+CUSTOMER_NAME = "Conformance Client, Lda"
+UNKNOWN_COMPANY = 999
+
+
+class MoloniHarness(ConnectorHarness):
+    connector_cls = MoloniConnector
+    skip: dict[str, str] = {}
+    hostile = {
+        "long_description": "reject",  # product names are limited to 200 characters (SAF-T Line/Description)
+        "non_ascii": "deliver",
+        "many_lines": "deliver",
+        "zero_amount_line": "deliver",
+        "negative_line": "reject",  # Moloni prices are >= 0; PT invoices reduce with discounts or credit notes
+        "odd_number": "deliver",
+    }
+    fast_timeout = 0.5
+
+    def __init__(self) -> None:
+        self.client_secret = "conf-moloni-secret-" + secrets.token_hex(8)
+        self.refresh_token = "conf-moloni-refresh-" + secrets.token_hex(8)
+        self.emu: MoloniEmulator | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        companies = default_companies()
+        companies[DEFAULT_COMPANY_ID]["customers"][int(CUSTOMER_ID)]["name"] = CUSTOMER_NAME
+        self.emu = MoloniEmulator(client_secret=self.client_secret, refresh_token=self.refresh_token, companies=companies,
+                                  hang_seconds=2.0).start()
+
+    def stop(self) -> None:
+        if self.emu is not None:
+            self.emu.stop()
+
+    def reset(self) -> None:
+        assert self.emu is not None
+        self.emu.reset_state()
+
+    # ------------------------------------------------------------------ configuration
+    def settings(self) -> dict[str, Any]:
+        assert self.emu is not None
+        return {
+            "api_url": self.emu.url, "authorize_url": f"{self.emu.url}/v1/authorize/", "client_id": self.emu.client_id,
+            "client_secret_env": "MOLONI_CLIENT_SECRET", "refresh_token_env": "MOLONI_REFRESH_TOKEN",
+            "company_id": DEFAULT_COMPANY_ID, "document_set_id": 7,
+            "product_ids": {"labour": 101, "travel": 102, "call_out": 103, "part": 104, "expense": 105, "quote": 106,
+                            "discount": 107},
+            "tax_ids": {"23": 1, "13": 2, "6": 3}, "exemption_reason": "M07",
+        }
+
+    def env(self) -> dict[str, str]:
+        return {"MOLONI_CLIENT_SECRET": self.client_secret, "MOLONI_REFRESH_TOKEN": self.refresh_token}
+
+    def contact(self) -> tuple[str | None, str]:
+        return CUSTOMER_ID, CUSTOMER_NAME
+
+    # ------------------------------------------------------------------ read back
+    def invoices(self) -> list[HeldInvoice]:
+        """Every Moloni invoice of the company (drafts too); ``number`` is ``your_reference`` (our number)."""
+        assert self.emu is not None
+        return [HeldInvoice(external_id=str(d["document_id"]), number=d["your_reference"], total=Decimal(d["net_value"]),
+                            currency="EUR", line_count=len(d["products"]), contact=str(d["customer_id"]), raw=d)
+                for d in self.emu.invoices(DEFAULT_COMPANY_ID)]
+
+    # ------------------------------------------------------------------ faults
+    def inject_rate_limit(self, retry_after: int = 1) -> None:
+        assert self.emu is not None
+        self.emu.inject_fault("429", retry_after=retry_after)
+
+    def inject_server_error(self, status: int = 503, times: int = 1) -> None:
+        assert self.emu is not None
+        self.emu.inject_fault(str(status), times)
+
+    def inject_timeout_after_commit(self) -> None:
+        assert self.emu is not None
+        self.emu.inject_fault("timeout_after_commit", only="invoices/update")
+
+    def expire_tokens(self) -> None:
+        assert self.emu is not None
+        self.emu.expire_access_tokens()
+
+    def refresh_count(self) -> int:
+        assert self.emu is not None
+        return self.emu.grants_served
+
+    # ------------------------------------------------------------------ data
+    def invalid_invoice(self, invoice: Invoice) -> Invoice:
+        """Due date before the invoice date: Moloni's ``expiration_date`` validation error."""
+        return invoice.model_copy(update={"due_date": invoice.issue_date - timedelta(days=1)})
+
+    def unknown_account_settings(self) -> dict[str, Any]:
+        return {"company_id": UNKNOWN_COMPANY}
+
+    def contact_creation_settings(self, allow: bool) -> dict[str, Any]:
+        if not allow:
+            return {"create_customers": False}
+        return {"create_customers": True, "customer_defaults": {"maturity_date_id": 11, "payment_method_id": 21,
+                                                                "address": "Morada por indicar", "city": "Lisboa"}}
+
+    # ------------------------------------------------------------------ checks
+    def issued_secrets(self) -> list[str]:
+        assert self.emu is not None
+        with self.emu._lock:
+            return list(self.emu.issued_tokens)
+
+    def assert_healthy(self) -> None:
+        assert self.emu is not None
+        assert not self.emu.server_errors, f"emulator errors: {self.emu.server_errors[:1]}"
+
+
+__all__ = ["MoloniHarness"]

@@ -1,0 +1,1201 @@
+"""A loopback emulator of the Stripe API subset the Stripe Invoicing connector uses.
+
+Behaves like Stripe where the broker depends on it (sources: official spec ``spec3.yaml``,
+API version 2023-08-16; https://docs.stripe.com/idempotency, https://docs.stripe.com/rate-limits,
+https://docs.stripe.com/search, https://docs.stripe.com/currencies, https://docs.stripe.com/api/errors,
+``shared/billing-apis.md`` § 8):
+
+* Auth: ``Authorization: Bearer <secret key>`` (or HTTP Basic with the key as user). Missing,
+  unknown or expired keys -> 401 ``invalid_request_error`` (``api_key_expired`` for expired ones).
+  A ``Stripe-Account`` header (Connect) naming an account outside ``connected_accounts`` -> 403
+  ``account_invalid`` (objects are not partitioned per connected account).
+* Form-encoded bodies with bracket notation; unknown parameters, bad types and missing required
+  parameters are refused with 400 ``invalid_request_error`` naming ``param`` (``request_validator``
+  from :mod:`connectors.stripe.spec_check` checks every body and query against the official spec).
+* ``POST/GET /v1/customers``, ``GET /v1/customers/search``, ``GET /v1/customers/{id}``;
+  ``POST/GET /v1/tax_rates``; ``POST/GET /v1/invoiceitems``; ``POST/GET /v1/invoices``,
+  ``GET /v1/invoices/search``, ``GET/POST/DELETE /v1/invoices/{id}``, ``POST .../finalize``,
+  ``POST .../send``; ``GET /v1/balance``.
+* Invoices are drafts until finalised; ``pending_invoice_items_behavior`` ``exclude`` (the default
+  since API 2022-08-01) leaves the customer's pending invoice items alone, ``include`` sweeps them in.
+  Items can only be added to drafts, in the invoice's currency, at most 250 per invoice.
+* Money in integer minor units. Tax per line item and Tax Rate, rounded half up to the minor unit:
+  exclusive ``amount × p / 100`` added on top, inclusive ``amount × p / (100 + p)`` taken out;
+  ``subtotal`` = Σ line amounts, ``tax`` = Σ line taxes, ``total`` = subtotal + exclusive taxes,
+  ``amount_due`` = max(0, total + customer balance). ``unit_amount_decimal × quantity`` is rounded
+  half up to an integer amount. Finalising assigns ``number`` (customer ``invoice_prefix``-NNNN) and
+  ``due_date``; an invoice with nothing due is ``paid`` at once.
+* ``Idempotency-Key`` (≤ 255 characters) on POST, kept ``idempotency_ttl`` (24 h): the same key
+  replays the saved status and body with ``Idempotent-Replayed: true``; with another endpoint or
+  other parameters it is 400 ``idempotency_error``. Parameter-validation failures (400) and 429s are
+  not saved; executed requests are, including a ``500_saved`` fault (answered with
+  ``Stripe-Should-Retry: false``).
+* Search (``query`` with ``field:'value'`` / ``metadata['key']:'value'`` clauses joined by ``AND`` or
+  ``OR``) only sees objects ``search_delay`` seconds after they were written (Stripe search is
+  eventually consistent); lists are strongly consistent.
+* Rate limits: ``rate_limit_per_second`` requests (25, Stripe's test mode) in any one-second window
+  and ``search_rate_limit_per_second`` (20) for search; over -> 429 ``rate_limit`` with ``Retry-After``.
+
+Test hooks: ``request_validator``, :meth:`StripeEmulator.inject_fault` (``429``, ``503``, ``500``,
+``500_saved``, ``reset``, ``timeout_after_commit``, ``drop_after_commit``; optionally only for a
+method and a path glob), :meth:`StripeEmulator.expire_api_key`, :meth:`StripeEmulator.add_customer`,
+and the control API::
+
+    GET  /_emulator/invoices   -> [invoice (all lines), ...]
+    GET  /_emulator/customers | /_emulator/tax_rates | /_emulator/invoiceitems | /_emulator/emails
+    GET  /_emulator/stats      -> {"calls", "call_count", "count_429", "validation_failures", "server_errors", "invoice_count", ...}
+    POST /_emulator/faults     {"kind": "503", "times": 1, "method": "POST", "path": "/v1/invoices/*/finalize"}
+    POST /_emulator/reset
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import fnmatch
+import json
+import re
+import secrets
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from connectors.stripe.mapper import MAX_AMOUNT_MINOR, MAX_INVOICE_ITEMS, THREE_DECIMAL, decode_form
+
+DEFAULT_API_KEY = "sk_test_emulator_0000000000000000"
+FAULT_KINDS = ("429", "503", "500", "500_saved", "reset", "timeout_after_commit", "drop_after_commit")
+DEFAULT_CONNECTED_ACCOUNT = "acct_1EmulatorConnected"
+ACCOUNT_NAME = "Stripe Emulator (maintenance-billing-broker)"
+
+_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_CLAUSE = re.compile(
+    r"""\s*(?:metadata\[\s*(?P<mq>['"])(?P<mkey>(?:\\.|(?!(?P=mq)).)*)(?P=mq)\s*\]|(?P<field>[a-z_]+))\s*:\s*"""
+    r"""(?P<vq>['"])(?P<value>(?:\\.|(?!(?P=vq)).)*)(?P=vq)\s*"""
+)
+
+
+def _new_id(prefix: str, n: int = 24) -> str:
+    return prefix + "".join(secrets.choice(_ID_CHARS) for _ in range(n))
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+class StripeError(Exception):
+    """An error response: ``status`` and Stripe's ``{"error": {...}}`` fields."""
+
+    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error", code: str | None = None,
+                 param: str | None = None, saved: bool = False):
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param, self.saved = status, message, type_, code, param, saved
+
+    def body(self) -> dict:
+        err: dict[str, Any] = {"message": self.message, "type": self.type}
+        if self.code:
+            err["code"] = self.code
+            err["doc_url"] = f"https://stripe.com/docs/error-codes/{self.code.replace('_', '-')}"
+        if self.param:
+            err["param"] = self.param
+        return {"error": err}
+
+
+def _missing(kind: str, ident: str, param: str) -> StripeError:
+    return StripeError(400 if param else 404, f"No such {kind}: '{ident}'", code="resource_missing", param=param or None)
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    raw_query: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    action: str | None = None  # None = send; "reset"; "drop"; "hang"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        return int(obj) if obj == obj.to_integral_value() else float(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Response:
+    h = {"Content-Type": "application/json", "Request-Id": _new_id("req_", 14)}
+    h.update(headers or {})
+    return _Response(status, json.dumps(obj, default=_json_default, ensure_ascii=False).encode("utf-8"), h)
+
+
+def _int(value: Any, param: str, *, minimum: int | None = None) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        number = int(value)
+    else:
+        raise StripeError(400, f"Invalid integer: {value}", param=param)
+    if minimum is not None and number < minimum:
+        raise StripeError(400, f"Invalid {'non-negative ' if minimum == 0 else ''}integer: {value}", param=param)
+    return number
+
+
+def _bool(value: Any, param: str) -> bool:
+    if value in ("true", True):
+        return True
+    if value in ("false", False):
+        return False
+    raise StripeError(400, f"Invalid boolean: {value}", param=param)
+
+
+def _str(value: Any, param: str, limit: int = 5000) -> str:
+    if not isinstance(value, str):
+        raise StripeError(400, f"Invalid string: {value!r}", param=param)
+    if len(value) > limit:
+        raise StripeError(400, f"Invalid string: {value[:20]}...; must be at most {limit} characters", param=param)
+    return value
+
+
+def _metadata(raw: Any, current: dict[str, str] | None = None) -> dict[str, str]:
+    """Merge ``raw`` metadata into ``current`` (empty value deletes a key; ``""`` clears all)."""
+    result = dict(current or {})
+    if raw == "":
+        return {}
+    if not isinstance(raw, dict):
+        raise StripeError(400, "Invalid metadata: must be a hash", param="metadata")
+    for key, value in raw.items():
+        if not isinstance(value, str):
+            raise StripeError(400, f"Invalid metadata[{key}]: must be a string", param=f"metadata[{key}]")
+        if len(key) > 40:
+            raise StripeError(400, f"Metadata keys can have up to 40 characters; {key[:45]!r} has {len(key)}.", param=f"metadata[{key}]")
+        if len(value) > 500:
+            raise StripeError(400, f"Metadata values can have up to 500 characters, but you passed in a value that is {len(value)} characters.", param=f"metadata[{key}]")
+        if value == "":
+            result.pop(key, None)
+        else:
+            result[key] = value
+    if len(result) > 50:
+        raise StripeError(400, "You can specify up to 50 keys, with key names up to 40 characters long and values up to 500 characters long.", param="metadata")
+    return result
+
+
+def _round(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.reset_sockets: set[socket.socket] = set()
+        self._reset_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # no reverse-DNS getfqdn()
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), port
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._reset_lock:
+            reset = request in self.reset_sockets
+            self.reset_sockets.discard(request)
+        if reset:
+            self.close_request(request)
+            return
+        super().shutdown_request(request)
+
+
+class StripeEmulator:
+    """Local Stripe on ``host:port`` (``port=0`` picks a free one); ``start()``/``stop()`` or ``with``.
+
+    Keyword arguments: ``api_keys`` (accepted secret keys, default :data:`DEFAULT_API_KEY`),
+    ``livemode`` (False), ``rate_limit_per_second`` (25), ``search_rate_limit_per_second`` (20),
+    ``idempotency_ttl`` (86,400 s), ``search_delay`` (0 s: how long a write stays invisible to
+    search), ``request_validator``, ``hang_seconds`` (how long ``timeout_after_commit`` holds the
+    socket, 30 s), ``default_currency`` ("eur"), ``customers`` (``{id: {"name", "email", ...}}``
+    created at start and after :meth:`reset_state`).
+
+    Public attributes for tests: ``calls`` (``(method, path, status)``, status 0 = closed without a
+    response), ``count_429``, ``validation_failures``, ``server_errors``, ``emails`` (invoices sent
+    with ``/send``), ``requests`` (``(method, path, idempotency key, decoded params)``).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_keys: tuple[str, ...] | list[str] = (DEFAULT_API_KEY,),
+        livemode: bool = False,
+        rate_limit_per_second: int = 25,
+        search_rate_limit_per_second: int = 20,
+        idempotency_ttl: float = 86400.0,
+        search_delay: float = 0.0,
+        request_validator: Callable[[str, str, dict, dict, bytes], Any] | None = None,
+        hang_seconds: float = 30.0,
+        default_currency: str = "eur",
+        customers: dict[str, dict[str, Any]] | None = None,
+        connected_accounts: tuple[str, ...] | list[str] = (DEFAULT_CONNECTED_ACCOUNT,),
+    ):
+        self.host, self.port = host, port
+        self.api_keys: dict[str, dict[str, Any]] = {k: {"expired": False} for k in api_keys}
+        self.livemode = livemode
+        self.rate_limit_per_second = rate_limit_per_second
+        self.search_rate_limit_per_second = search_rate_limit_per_second
+        self.idempotency_ttl = idempotency_ttl
+        self.search_delay = search_delay
+        self.request_validator = request_validator
+        self.hang_seconds = hang_seconds
+        self.default_currency = default_currency
+        self.seed_customers = {k: dict(v) for k, v in (customers or {}).items()}
+        self.connected_accounts = frozenset(connected_accounts)
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._init_state()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _init_state(self) -> None:
+        self._customers: dict[str, dict] = {}
+        self._tax_rates: dict[str, dict] = {}
+        self._items: dict[str, dict] = {}
+        self._invoices: dict[str, dict] = {}
+        self._seq = 0  # creation order, for list ordering
+        self._idempotency: dict[str, dict] = {}
+        self._window: deque[float] = deque()
+        self._search_window: deque[float] = deque()
+        self._faults: deque[dict] = deque()
+        self._number_seq: dict[str, int] = {}
+        self.calls: list[tuple[str, str, int]] = []
+        self.requests: list[tuple[str, str, str | None, dict]] = []
+        self.count_429 = 0
+        self.validation_failures: list[str] = []
+        self.server_errors: list[str] = []
+        self.emails: list[dict] = []
+        for cid, fields in self.seed_customers.items():
+            self._create_customer(dict(fields), cid)
+
+    def start(self) -> "StripeEmulator":
+        if self._server is not None:
+            return self
+        self._stop.clear()
+        handler = type("StripeEmulatorHandler", (_Handler,), {"emulator": self})
+        self._server = _Server((self.host, self.port), handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"stripe-emulator:{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "StripeEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL (``api_url`` of the connector settings)."""
+        return f"http://{self.host}:{self.port}"
+
+    # ------------------------------------------------------------------ test helpers
+    def invoices(self) -> list[dict]:
+        """Every invoice as ``GET /v1/invoices/{id}`` renders it, with all lines, oldest first."""
+        with self._lock:
+            return [self._render_invoice(inv, all_lines=True) for inv in sorted(self._invoices.values(), key=lambda i: i["_seq"])]
+
+    def customers(self) -> list[dict]:
+        with self._lock:
+            return [self._public(c) for c in sorted(self._customers.values(), key=lambda c: c["_seq"])]
+
+    def tax_rates(self) -> list[dict]:
+        with self._lock:
+            return [self._public(t) for t in sorted(self._tax_rates.values(), key=lambda t: t["_seq"])]
+
+    def invoice_items(self) -> list[dict]:
+        with self._lock:
+            return [self._render_item(i) for i in sorted(self._items.values(), key=lambda i: i["_seq"])]
+
+    def add_customer(self, name: str, *, email: str | None = None, customer_id: str | None = None, **fields: Any) -> str:
+        """Create a customer directly (no HTTP); returns its id."""
+        with self._lock:
+            return self._create_customer({"name": name, "email": email, **fields}, customer_id)["id"]
+
+    def add_pending_item(self, customer: str, amount: int, currency: str = "eur", description: str = "pending item") -> str:
+        """A pending invoice item (not on any invoice) for ``customer``: the kind ``exclude`` must not sweep in."""
+        with self._lock:
+            item = self._new_item(customer, None, amount, currency, description, [], {}, None, None, 1)
+            return item["id"]
+
+    def inject_fault(self, kind: str, times: int = 1, *, method: str | None = None, path: str | None = None, after: int = 0) -> None:
+        """Make the next ``times`` matching ``/v1`` requests fail with ``kind``.
+
+        ``429``: answered 429 ``rate_limit`` with ``Retry-After: 1`` before executing;
+        ``503``/``500``: answered before executing, not saved for the idempotency key
+        (``Stripe-Should-Retry: true``); ``500_saved``: a 500 saved for the key, so retries with it replay
+        the failure (``Stripe-Should-Retry: false``); ``reset``: TCP reset before executing;
+        ``timeout_after_commit``: executed, then the socket is held ``hang_seconds`` and closed;
+        ``drop_after_commit``: executed, then closed without an answer. ``method``/``path`` (a glob such
+        as ``/v1/invoices/*/finalize``) restrict which requests the fault hits; ``after`` lets that many
+        matching requests through first.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        with self._lock:
+            for _ in range(int(times)):
+                self._faults.append({"kind": kind, "method": method.upper() if method else None, "path": path, "after": int(after)})
+
+    def forget_idempotency_keys(self) -> None:
+        """Drop every saved idempotency key (as Stripe may once keys are 24 hours old)."""
+        with self._lock:
+            self._idempotency.clear()
+
+    def expire_api_key(self, key: str = DEFAULT_API_KEY) -> None:
+        """Mark ``key`` expired: requests with it get 401 ``api_key_expired``."""
+        with self._lock:
+            self.api_keys.setdefault(key, {})["expired"] = True
+
+    def expire_access_tokens(self) -> None:
+        """Stripe has no access tokens (static API keys): nothing to expire. Kept for harness symmetry."""
+
+    def reset_state(self) -> None:
+        """Forget all objects, idempotency keys, windows, faults and records (API keys are kept)."""
+        with self._lock:
+            self._init_state()
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "calls": [list(c) for c in self.calls],
+                "call_count": len(self.calls),
+                "count_429": self.count_429,
+                "validation_failures": list(self.validation_failures),
+                "server_errors": list(self.server_errors),
+                "invoice_count": len(self._invoices),
+                "customer_count": len(self._customers),
+                "email_count": len(self.emails),
+                "pending_faults": [f["kind"] for f in self._faults],
+            }
+
+    # ------------------------------------------------------------------ dispatch
+    def _handle(self, req: _Request) -> _Response:
+        path = req.path.rstrip("/") or "/"
+        if path.startswith("/_emulator"):
+            return self._control(req, path)
+        if not path.startswith("/v1/"):
+            return _json(404, StripeError(404, f"Unrecognized request URL ({req.method}: {path}).").body())
+        denied = self._authenticate(req)
+        if denied is not None:
+            return denied
+        now = time.monotonic()
+        with self._lock:
+            limited = self._admit(path, now)
+            if limited is not None:
+                return limited
+            fault = self._take_fault(req.method, path)
+        if fault == "429":
+            with self._lock:
+                self.count_429 += 1
+            err = StripeError(429, "Request rate limit exceeded. You can learn more about rate limits here "
+                                   "https://stripe.com/docs/rate-limits.", code="rate_limit")
+            return _json(429, err.body(), {"Retry-After": "1", "Stripe-Should-Retry": "true"})
+        if fault in ("503", "500"):
+            status = int(fault)
+            err = StripeError(status, "An unknown error occurred" if status == 500 else "Stripe is temporarily unavailable.", type_="api_error")
+            return _json(status, err.body(), {"Stripe-Should-Retry": "true"})
+        if fault == "reset":
+            return _Response(0, action="reset")
+        if self.request_validator is not None:
+            try:
+                self.request_validator(req.method, path, {}, dict(req.headers, **{"x-raw-query": req.raw_query}), req.body)
+            except Exception as exc:  # any exception = the request does not conform
+                with self._lock:
+                    self.validation_failures.append(f"{req.method} {path}: {exc}")
+                return _json(400, StripeError(400, str(exc), param=getattr(exc, "param", None)).body())
+        with self._lock:
+            resp = self._idempotent(req, path, fault)
+        if fault == "timeout_after_commit":
+            resp.action = "hang"
+        elif fault == "drop_after_commit":
+            resp.action = "drop"
+        return resp
+
+    def _take_fault(self, method: str, path: str) -> str | None:
+        for i, fault in enumerate(self._faults):
+            if fault["method"] and fault["method"] != method:
+                continue
+            if fault["path"] and not fnmatch.fnmatchcase(path, fault["path"]):
+                continue
+            if fault.get("after", 0) > 0:
+                fault["after"] -= 1
+                return None
+            del self._faults[i]
+            return fault["kind"]
+        return None
+
+    def _authenticate(self, req: _Request) -> _Response | None:
+        auth = req.headers.get("authorization", "")
+        key = None
+        if auth.lower().startswith("bearer "):
+            key = auth[7:].strip()
+        elif auth.lower().startswith("basic "):
+            try:
+                key = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8").partition(":")[0]
+            except (binascii.Error, UnicodeDecodeError):
+                key = ""
+        if not key:
+            err = StripeError(401, "You did not provide an API key. You need to provide your API key in the Authorization header, "
+                                   "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').")
+            return _json(401, err.body(), {"WWW-Authenticate": 'Bearer realm="Stripe"'})
+        masked = key[:8] + "*" * max(0, len(key) - 12) + key[-4:] if len(key) > 12 else "****"
+        with self._lock:
+            info = self.api_keys.get(key)
+        if info is None:
+            return _json(401, StripeError(401, f"Invalid API Key provided: {masked}").body(), {"WWW-Authenticate": 'Bearer realm="Stripe"'})
+        if info.get("expired"):
+            return _json(401, StripeError(401, f"Expired API Key provided: {masked}", code="api_key_expired").body())
+        account = req.headers.get("stripe-account")
+        if account is not None and account not in self.connected_accounts:
+            err = StripeError(403, f"The provided key '{masked}' does not have access to account '{account}' (or that account "
+                                   "does not exist). Application access may have been revoked.", code="account_invalid")
+            return _json(403, err.body())
+        return None
+
+    def _admit(self, path: str, now: float) -> _Response | None:
+        windows = [(self._window, self.rate_limit_per_second)]
+        if path.endswith("/search"):
+            windows.append((self._search_window, self.search_rate_limit_per_second))
+        for window, _ in windows:
+            while window and now - window[0] >= 1.0:
+                window.popleft()
+        for window, limit in windows:
+            if len(window) >= limit:
+                self.count_429 += 1
+                err = StripeError(429, "Request rate limit exceeded. You can learn more about rate limits here "
+                                       "https://stripe.com/docs/rate-limits.", code="rate_limit")
+                retry = max(1, int(1.0 - (now - window[0]) + 0.999))
+                return _json(429, err.body(), {"Retry-After": str(retry), "Stripe-Should-Retry": "true"})
+        for window, _ in windows:
+            window.append(now)
+        return None
+
+    def _idempotent(self, req: _Request, path: str, fault: str | None) -> _Response:
+        key = req.headers.get("idempotency-key") if req.method == "POST" else None
+        try:
+            params = decode_form(req.body or b"") if req.method in ("POST", "DELETE") else decode_form(req.raw_query)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _json(400, StripeError(400, f"Invalid request body: {exc}").body())
+        self.requests.append((req.method, path, key, params))
+        if key is not None:
+            if len(key) > 255:
+                return _json(400, StripeError(400, f"Idempotency-Key must be at most 255 characters (got {len(key)})",
+                                              param="Idempotency-Key").body())
+            now = time.monotonic()
+            for stale in [k for k, v in self._idempotency.items() if now - v["at"] >= self.idempotency_ttl]:
+                del self._idempotency[stale]
+            entry = self._idempotency.get(key)
+            if entry is not None:
+                if entry["endpoint"] != (req.method, path):
+                    err = StripeError(400, f"Keys for idempotent requests can only be used for the same endpoint they were first used for "
+                                           f"('{entry['endpoint'][0]} {entry['endpoint'][1]}' vs '{req.method} {path}'). Try using a key "
+                                           f"other than '{key}' if you meant to execute a different request.", type_="idempotency_error")
+                    return _json(400, err.body())
+                if entry["params"] != params:
+                    err = StripeError(400, "Keys for idempotent requests can only be used with the same parameters they were first used "
+                                           f"with. Try using a key other than '{key}' if you meant to execute a different request.",
+                                      type_="idempotency_error")
+                    return _json(400, err.body())
+                headers = dict(entry["headers"], **{"Idempotent-Replayed": "true"})
+                return _Response(entry["status"], entry["body"], headers)
+        if fault == "500_saved":
+            err = StripeError(500, "An unknown error occurred", type_="api_error")
+            resp = _json(500, err.body(), {"Stripe-Should-Retry": "false"})
+        else:
+            try:
+                status, obj = self._route(req, path, params)
+                resp = _json(status, obj)
+            except StripeError as exc:
+                resp = _json(exc.status, exc.body())
+        resp.headers["Stripe-Version"] = req.headers.get("stripe-version", "2023-08-16")
+        if key is not None and resp.status not in (400, 429):
+            self._idempotency[key] = {"at": time.monotonic(), "endpoint": (req.method, path), "params": params,
+                                      "status": resp.status, "body": resp.body, "headers": dict(resp.headers)}
+        return resp
+
+    # ------------------------------------------------------------------ routing
+    def _route(self, req: _Request, path: str, params: dict) -> tuple[int, Any]:
+        parts = [unquote(p) for p in path.split("/")[2:]]  # after "/v1"
+        m = req.method
+        head = parts[0] if parts else ""
+        if head == "balance" and len(parts) == 1 and m == "GET":
+            return 200, {"object": "balance", "livemode": self.livemode,
+                         "available": [{"amount": 0, "currency": self.default_currency, "source_types": {"card": 0}}],
+                         "pending": [{"amount": 0, "currency": self.default_currency, "source_types": {"card": 0}}]}
+        if head == "customers":
+            if len(parts) == 1 and m == "POST":
+                return 200, self._public(self._create_customer(params))
+            if len(parts) == 1 and m == "GET":
+                rows = list(self._customers.values())
+                if "email" in params:
+                    rows = [c for c in rows if c.get("email") == params["email"]]
+                return 200, self._list(rows, params, "/v1/customers", self._public)
+            if parts[1:] == ["search"] and m == "GET":
+                return 200, self._search(self._customers.values(), params, "/v1/customers/search", self._public, ("email", "name", "phone"))
+            if len(parts) == 2 and m == "GET":
+                cust = self._customers.get(parts[1])
+                if cust is None:
+                    raise _missing("customer", parts[1], "")
+                return 200, self._public(cust)
+        if head == "tax_rates":
+            if len(parts) == 1 and m == "POST":
+                return 200, self._public(self._create_tax_rate(params))
+            if len(parts) == 1 and m == "GET":
+                rows = list(self._tax_rates.values())
+                for flag in ("active", "inclusive"):
+                    if flag in params:
+                        wanted = _bool(params[flag], flag)
+                        rows = [t for t in rows if t[flag] == wanted]
+                return 200, self._list(rows, params, "/v1/tax_rates", self._public)
+        if head == "invoiceitems":
+            if len(parts) == 1 and m == "POST":
+                return 200, self._render_item(self._create_item(params))
+            if len(parts) == 1 and m == "GET":
+                rows = list(self._items.values())
+                if "invoice" in params:
+                    rows = [i for i in rows if i["invoice"] == params["invoice"]]
+                if "customer" in params:
+                    rows = [i for i in rows if i["customer"] == params["customer"]]
+                if "pending" in params:
+                    pending = _bool(params["pending"], "pending")
+                    rows = [i for i in rows if (i["invoice"] is None) == pending]
+                return 200, self._list(rows, params, "/v1/invoiceitems", self._render_item)
+        if head == "invoices":
+            if len(parts) == 1 and m == "POST":
+                return 200, self._render_invoice(self._create_invoice(params))
+            if len(parts) == 1 and m == "GET":
+                return 200, self._list_invoices(params)
+            if parts[1:] == ["search"] and m == "GET":
+                return 200, self._search(self._invoices.values(), params, "/v1/invoices/search", self._render_invoice,
+                                         ("customer", "status", "number", "currency"))
+            if len(parts) >= 2:
+                inv = self._invoices.get(parts[1])
+                if inv is None:
+                    raise _missing("invoice", parts[1], "")
+                if len(parts) == 2 and m == "GET":
+                    return 200, self._render_invoice(inv)
+                if len(parts) == 2 and m == "POST":
+                    return 200, self._render_invoice(self._update_invoice(inv, params))
+                if len(parts) == 2 and m == "DELETE":
+                    return 200, self._delete_invoice(inv)
+                if parts[2:] == ["finalize"] and m == "POST":
+                    return 200, self._render_invoice(self._finalize(inv, params))
+                if parts[2:] == ["send"] and m == "POST":
+                    return 200, self._render_invoice(self._send(inv))
+        raise StripeError(404, f"Unrecognized request URL ({m}: {path}). Please see https://stripe.com/docs or we can help at "
+                               "https://support.stripe.com/.")
+
+    # ------------------------------------------------------------------ lists and search
+    def _touch(self, obj: dict) -> None:
+        obj["_written"] = time.monotonic()
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _list(self, rows: list[dict], params: dict, url: str, render: Callable[[dict], dict]) -> dict:
+        limit = _int(params.get("limit", "10"), "limit", minimum=1)
+        if limit > 100:
+            raise StripeError(400, "This value must be less than or equal to 100 (it currently is '%d')" % limit, param="limit")
+        rows = sorted(rows, key=lambda r: -r["_seq"])  # newest first
+        if "starting_after" in params:
+            ids = [r["id"] for r in rows]
+            if params["starting_after"] not in ids:
+                raise _missing("object", params["starting_after"], "starting_after")
+            rows = rows[ids.index(params["starting_after"]) + 1 :]
+        elif "ending_before" in params:
+            ids = [r["id"] for r in rows]
+            if params["ending_before"] not in ids:
+                raise _missing("object", params["ending_before"], "ending_before")
+            rows = rows[: ids.index(params["ending_before"])][-limit:]
+        page = rows[:limit]
+        return {"object": "list", "data": [render(r) for r in page], "has_more": len(rows) > limit, "url": url}
+
+    def _list_invoices(self, params: dict) -> dict:
+        if "customer" in params and params["customer"] not in self._customers:
+            raise _missing("customer", params["customer"], "customer")
+        rows = list(self._invoices.values())
+        for name in ("customer", "status", "collection_method"):
+            if name in params:
+                rows = [i for i in rows if i[name] == params[name]]
+        created = params.get("created")
+        if isinstance(created, dict):
+            ops = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
+            for op, raw in created.items():
+                if op not in ops:
+                    raise StripeError(400, f"Received unknown parameter: created[{op}]", param=f"created[{op}]")
+                bound = _int(raw, f"created[{op}]")
+                rows = [i for i in rows if ops[op](i["created"], bound)]
+        elif created is not None:
+            rows = [i for i in rows if i["created"] == _int(created, "created")]
+        return self._list(rows, params, "/v1/invoices", self._render_invoice)
+
+    def _search(self, rows: Any, params: dict, url: str, render: Callable[[dict], dict], fields: tuple[str, ...]) -> dict:
+        query = params.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise StripeError(400, "Missing required param: query.", code="parameter_missing", param="query")
+        clauses, joiner = self._parse_query(query, fields)
+        limit = _int(params.get("limit", "10"), "limit", minimum=1)
+        if limit > 100:
+            raise StripeError(400, "This value must be less than or equal to 100", param="limit")
+        now = time.monotonic()
+        visible = [r for r in rows if now - r["_written"] >= self.search_delay]
+
+        def matches(obj: dict) -> bool:
+            results = []
+            for kind, name, value in clauses:
+                actual = (obj.get("metadata") or {}).get(name) if kind == "metadata" else obj.get(name)
+                results.append(actual is not None and str(actual) == value)
+            return all(results) if joiner == "AND" else any(results)
+
+        hits = sorted((r for r in visible if matches(r)), key=lambda r: -r["_seq"])
+        try:
+            offset = int(params.get("page") or 0)
+        except ValueError:
+            raise StripeError(400, "Invalid page token", param="page") from None
+        page = hits[offset : offset + limit]
+        more = len(hits) > offset + limit
+        return {"object": "search_result", "data": [render(r) for r in page], "has_more": more,
+                "next_page": str(offset + limit) if more else None, "url": url}
+
+    @staticmethod
+    def _parse_query(query: str, fields: tuple[str, ...]) -> tuple[list[tuple[str, str, str]], str]:
+        clauses: list[tuple[str, str, str]] = []
+        joiners: set[str] = set()
+        pos = 0
+        while True:
+            m = _CLAUSE.match(query, pos)
+            if not m:
+                raise StripeError(400, f"Invalid query: could not parse the search query at position {pos}: {query[pos:pos + 30]!r}",
+                                  param="query")
+            if m.group("field"):
+                if m.group("field") not in fields:
+                    raise StripeError(400, f"Invalid query: field '{m.group('field')}' is not supported here (supported: "
+                                           f"{', '.join(fields)}, metadata)", param="query")
+                clauses.append(("field", m.group("field"), _unescape(m.group("value"))))
+            else:
+                clauses.append(("metadata", _unescape(m.group("mkey")), _unescape(m.group("value"))))
+            pos = m.end()
+            if pos >= len(query):
+                break
+            j = re.match(r"(AND|OR)\s+", query[pos:])
+            if not j:
+                raise StripeError(400, f"Invalid query: expected AND or OR at position {pos}", param="query")
+            joiners.add(j.group(1))
+            pos += j.end()
+        if len(joiners) > 1:
+            raise StripeError(400, "Invalid query: AND and OR cannot be combined in one query", param="query")
+        return clauses, (joiners.pop() if joiners else "AND")
+
+    # ------------------------------------------------------------------ customers / tax rates
+    @staticmethod
+    def _public(obj: dict) -> dict:
+        return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
+
+    def _create_customer(self, params: dict, customer_id: str | None = None) -> dict:
+        known = {"name", "email", "description", "metadata", "invoice_prefix", "balance", "phone", "expand"}
+        for key in params:
+            if key not in known:
+                raise StripeError(400, f"Received unknown parameter: {key}", param=key)
+        name = params.get("name")
+        email = params.get("email")
+        prefix = params.get("invoice_prefix") or "".join(secrets.choice("ABCDEF0123456789") for _ in range(8))
+        if not re.fullmatch(r"[A-Z0-9]{3,12}", prefix):
+            raise StripeError(400, "Invoice prefix must be 3-12 uppercase letters or numbers", param="invoice_prefix")
+        cust = {
+            "id": customer_id or _new_id("cus_", 14), "object": "customer", "address": None,
+            "balance": _int(params.get("balance", 0), "balance"), "created": int(time.time()),
+            "currency": None, "description": params.get("description"), "email": email if email else None,
+            "invoice_prefix": prefix, "livemode": self.livemode, "metadata": _metadata(params.get("metadata") or {}),
+            "name": _str(name, "name", 256) if name is not None else None, "phone": params.get("phone"),
+            "tax_exempt": "none", "_seq": self._next_seq(),
+        }
+        self._touch(cust)
+        self._customers[cust["id"]] = cust
+        self._number_seq[cust["id"]] = 0
+        return cust
+
+    def _create_tax_rate(self, params: dict) -> dict:
+        for required in ("display_name", "inclusive", "percentage"):
+            if required not in params:
+                raise StripeError(400, f"Missing required param: {required}.", code="parameter_missing", param=required)
+        try:
+            pct = Decimal(str(params["percentage"]))
+        except InvalidOperation:
+            raise StripeError(400, f"Invalid decimal: {params['percentage']}", param="percentage") from None
+        if not pct.is_finite() or pct < 0 or pct > 100:
+            raise StripeError(400, "Tax rate percentage must be between 0 and 100", param="percentage")
+        if pct != pct.quantize(Decimal("0.0001")):
+            raise StripeError(400, "Tax rate percentage can have at most 4 decimal places", param="percentage")
+        rate = {
+            "id": _new_id("txr_"), "object": "tax_rate", "active": _bool(params.get("active", "true"), "active"),
+            "country": params.get("country"), "created": int(time.time()), "description": params.get("description"),
+            "display_name": _str(params["display_name"], "display_name", 50), "effective_percentage": pct.normalize(),
+            "inclusive": _bool(params["inclusive"], "inclusive"), "jurisdiction": params.get("jurisdiction"),
+            "livemode": self.livemode, "metadata": _metadata(params.get("metadata") or {}),
+            "percentage": pct.normalize(), "state": params.get("state"), "tax_type": params.get("tax_type"),
+            "_seq": self._next_seq(),
+        }
+        self._touch(rate)
+        self._tax_rates[rate["id"]] = rate
+        return rate
+
+    # ------------------------------------------------------------------ invoice items
+    def _new_item(self, customer: str, invoice: dict | None, amount: int, currency: str, description: str | None,
+                  rates: list[str], metadata: dict, unit_amount: int | None, unit_amount_decimal: str | None, quantity: int) -> dict:
+        item = {
+            "id": _new_id("ii_"), "object": "invoiceitem", "amount": amount, "currency": currency, "customer": customer,
+            "date": int(time.time()), "description": description, "discountable": True, "discounts": [],
+            "invoice": invoice["id"] if invoice else None, "livemode": self.livemode, "metadata": metadata,
+            "period": {"start": int(time.time()), "end": int(time.time())}, "price": None, "proration": False,
+            "quantity": quantity, "subscription": None, "tax_rates": list(rates), "test_clock": None,
+            "unit_amount": unit_amount, "unit_amount_decimal": unit_amount_decimal, "_seq": self._next_seq(),
+        }
+        self._touch(item)
+        self._items[item["id"]] = item
+        if invoice is not None:
+            invoice["_items"].append(item["id"])
+            self._touch(invoice)
+        return item
+
+    def _create_item(self, params: dict) -> dict:
+        if "customer" not in params:
+            raise StripeError(400, "Missing required param: customer.", code="parameter_missing", param="customer")
+        customer = self._customers.get(params["customer"])
+        if customer is None:
+            raise _missing("customer", params["customer"], "customer")
+        for unsupported in ("price", "price_data", "subscription", "discounts", "tax_code", "tax_behavior"):
+            if unsupported in params:
+                raise StripeError(400, f"The emulator does not support {unsupported} on invoice items", param=unsupported)
+        invoice = None
+        if params.get("invoice"):
+            invoice = self._invoices.get(params["invoice"])
+            if invoice is None:
+                raise _missing("invoice", params["invoice"], "invoice")
+            if invoice["customer"] != customer["id"]:
+                raise StripeError(400, f"The invoice {invoice['id']} belongs to a different customer than {customer['id']}.", param="invoice")
+            if invoice["status"] != "draft":
+                raise StripeError(400, f"You can only add invoice items to draft invoices; invoice {invoice['id']} is {invoice['status']}.",
+                                  code="invoice_not_editable", param="invoice")
+            if len(invoice["_items"]) >= MAX_INVOICE_ITEMS:
+                raise StripeError(400, f"An invoice cannot have more than {MAX_INVOICE_ITEMS} invoice items.", param="invoice")
+        given = [p for p in ("amount", "unit_amount", "unit_amount_decimal") if p in params]
+        if not given:
+            raise StripeError(400, "You must specify either `amount`, `price`, `price_data`, `unit_amount`, or `unit_amount_decimal`.",
+                              code="parameter_missing", param="amount")
+        if len(given) > 1:
+            raise StripeError(400, f"You may only specify one of these parameters: {', '.join(given)}.", param=given[1])
+        if "amount" in params and "quantity" in params:
+            raise StripeError(400, "You may only specify one of these parameters: amount, quantity.", param="quantity")
+        currency = params.get("currency")
+        if not currency:
+            raise StripeError(400, "Missing required param: currency.", code="parameter_missing", param="currency")
+        if not re.fullmatch(r"[a-z]{3}", currency):
+            raise StripeError(400, f"Invalid currency: {currency}. Stripe currencies are three lower-case letters.", param="currency")
+        if invoice is not None and currency != invoice["currency"]:
+            raise StripeError(400, f"The currency of the invoice item ({currency}) must match the currency of the invoice "
+                                   f"({invoice['currency']}).", param="currency")
+        quantity = _int(params.get("quantity", 1), "quantity", minimum=0)
+        unit_amount = unit_dec = None
+        if "amount" in params:
+            amount = _int(params["amount"], "amount")
+        elif "unit_amount" in params:
+            unit_amount = _int(params["unit_amount"], "unit_amount")
+            unit_dec = str(unit_amount)
+            amount = unit_amount * quantity
+        else:
+            try:
+                dec = Decimal(str(params["unit_amount_decimal"]))
+            except InvalidOperation:
+                raise StripeError(400, f"Invalid decimal: {params['unit_amount_decimal']}", param="unit_amount_decimal") from None
+            if not dec.is_finite() or -dec.as_tuple().exponent > 12:
+                raise StripeError(400, "unit_amount_decimal can have at most 12 decimal places", param="unit_amount_decimal")
+            unit_dec = params["unit_amount_decimal"]
+            amount = _round(dec * quantity)
+            unit_amount = int(dec) if dec == dec.to_integral_value() else None
+        if abs(amount) > MAX_AMOUNT_MINOR:
+            raise StripeError(400, f"Invalid integer: amount must be no more than {MAX_AMOUNT_MINOR}", code="amount_too_large", param="amount")
+        if currency.upper() in THREE_DECIMAL and amount % 10:
+            raise StripeError(400, f"Amounts in {currency} must be a multiple of 10 (the last digit must be 0).", param="amount")
+        rates = params.get("tax_rates") or []
+        if rates == "":
+            rates = []
+        if not isinstance(rates, list):
+            raise StripeError(400, "Invalid array", param="tax_rates")
+        if len(rates) > 10:
+            raise StripeError(400, "You can add up to 10 tax rates per invoice item.", param="tax_rates")
+        for i, rid in enumerate(rates):
+            rate = self._tax_rates.get(rid)
+            if rate is None:
+                raise _missing("tax_rate", rid, f"tax_rates[{i}]")
+            if not rate["active"]:
+                raise StripeError(400, f"Tax rate {rid} is archived and cannot be applied.", param=f"tax_rates[{i}]")
+        description = params.get("description")
+        if description is not None:
+            _str(description, "description")
+        return self._new_item(customer["id"], invoice, amount, currency, description, rates,
+                              _metadata(params.get("metadata") or {}), unit_amount, unit_dec, quantity)
+
+    def _render_item(self, item: dict) -> dict:
+        out = self._public(item)
+        out["tax_rates"] = [self._public(self._tax_rates[r]) for r in item["tax_rates"]]
+        return out
+
+    # ------------------------------------------------------------------ invoices
+    def _create_invoice(self, params: dict) -> dict:
+        if "customer" not in params:
+            raise StripeError(400, "Missing required param: customer.", code="parameter_missing", param="customer")
+        customer = self._customers.get(params["customer"])
+        if customer is None:
+            raise _missing("customer", params["customer"], "customer")
+        for unsupported in ("subscription", "from_invoice", "discounts", "automatic_tax", "transfer_data", "on_behalf_of",
+                            "shipping_cost", "application_fee_amount"):
+            if unsupported in params:
+                raise StripeError(400, f"The emulator does not support {unsupported}", param=unsupported)
+        method = params.get("collection_method", "charge_automatically")
+        if method not in ("charge_automatically", "send_invoice"):
+            raise StripeError(400, f"Invalid collection_method: {method}", param="collection_method")
+        days = params.get("days_until_due")
+        due_date = params.get("due_date")
+        if method == "send_invoice" and days is None and due_date is None:
+            raise StripeError(400, "Invoices with `collection_method=send_invoice` must have either `days_until_due` or `due_date` set.",
+                              param="days_until_due")
+        if method == "charge_automatically" and (days is not None or due_date is not None):
+            raise StripeError(400, "`days_until_due` and `due_date` can only be set when `collection_method=send_invoice`.",
+                              param="days_until_due" if days is not None else "due_date")
+        currency = params.get("currency") or customer.get("currency") or self.default_currency
+        if not re.fullmatch(r"[a-z]{3}", currency):
+            raise StripeError(400, f"Invalid currency: {currency}", param="currency")
+        behavior = params.get("pending_invoice_items_behavior", "exclude")
+        if behavior not in ("exclude", "include", "include_and_require"):
+            raise StripeError(400, f"Invalid pending_invoice_items_behavior: {behavior}", param="pending_invoice_items_behavior")
+        custom_fields = params.get("custom_fields") or []
+        if custom_fields == "":
+            custom_fields = []
+        if len(custom_fields) > 4:
+            raise StripeError(400, "You can have at most 4 custom fields", param="custom_fields")
+        now = int(time.time())
+        inv = {
+            "id": _new_id("in_"), "object": "invoice", "account_country": "PT", "account_name": ACCOUNT_NAME,
+            "amount_paid": 0, "attempt_count": 0, "attempted": False,
+            "auto_advance": _bool(params.get("auto_advance", "false"), "auto_advance"), "billing_reason": "manual",
+            "collection_method": method, "created": now, "currency": currency, "custom_fields": custom_fields or None,
+            "customer": customer["id"], "customer_email": customer.get("email"), "customer_name": customer.get("name"),
+            "default_tax_rates": [], "description": params.get("description"), "discount": None, "discounts": [],
+            "due_date": _int(due_date, "due_date") if due_date is not None else None,
+            "effective_at": _int(params["effective_at"], "effective_at") if "effective_at" in params else None,
+            "ending_balance": None, "footer": params.get("footer"), "hosted_invoice_url": None, "invoice_pdf": None,
+            "livemode": self.livemode, "metadata": _metadata(params.get("metadata") or {}), "number": None, "paid": False,
+            "paid_out_of_band": False, "period_end": now, "period_start": now, "status": "draft",
+            "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None, "voided_at": None},
+            "subscription": None, "test_clock": None, "webhooks_delivered_at": None,
+            "_days_until_due": _int(days, "days_until_due", minimum=0) if days is not None else None,
+            "_items": [], "_seq": self._next_seq(), "_frozen": None,
+        }
+        if behavior != "exclude":
+            pending = sorted((i for i in self._items.values() if i["customer"] == customer["id"] and i["invoice"] is None
+                              and i["currency"] == currency), key=lambda i: i["_seq"])
+            if behavior == "include_and_require" and not pending:
+                raise StripeError(400, "Nothing to invoice for customer", code="invoice_no_customer_line_items", param="customer")
+            for item in pending:
+                item["invoice"] = inv["id"]
+                inv["_items"].append(item["id"])
+        self._touch(inv)
+        self._invoices[inv["id"]] = inv
+        return inv
+
+    def _update_invoice(self, inv: dict, params: dict) -> dict:
+        for key in params:
+            if key == "metadata":
+                continue
+            if inv["status"] != "draft":
+                raise StripeError(400, f"Finalized invoices can't be updated in this way: {key} can only be changed on drafts",
+                                  code="invoice_not_editable", param=key)
+            if key not in ("description", "footer", "custom_fields", "auto_advance", "days_until_due", "expand"):
+                raise StripeError(400, f"The emulator does not support updating {key}", param=key)
+        if "metadata" in params:
+            inv["metadata"] = _metadata(params["metadata"], inv["metadata"])
+        if "description" in params:
+            inv["description"] = params["description"]
+        if "auto_advance" in params:
+            inv["auto_advance"] = _bool(params["auto_advance"], "auto_advance")
+        self._touch(inv)
+        return inv
+
+    def _delete_invoice(self, inv: dict) -> dict:
+        if inv["status"] != "draft":
+            raise StripeError(400, "You can only delete draft invoices.", code="invoice_not_editable")
+        for item_id in inv["_items"]:
+            self._items.pop(item_id, None)
+        del self._invoices[inv["id"]]
+        return {"id": inv["id"], "object": "invoice", "deleted": True}
+
+    def _finalize(self, inv: dict, params: dict) -> dict:
+        if inv["status"] != "draft":
+            raise StripeError(400, "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+                              code="invoice_not_editable")
+        if "auto_advance" in params:
+            inv["auto_advance"] = _bool(params["auto_advance"], "auto_advance")
+        totals = self._totals(inv)
+        now = int(time.time())
+        customer = self._customers[inv["customer"]]
+        self._number_seq[customer["id"]] = self._number_seq.get(customer["id"], 0) + 1
+        inv["number"] = f"{customer['invoice_prefix']}-{self._number_seq[customer['id']]:04d}"
+        inv["status"] = "open"
+        inv["status_transitions"]["finalized_at"] = now
+        inv["effective_at"] = inv["effective_at"] or now
+        if inv["collection_method"] == "send_invoice" and inv["due_date"] is None:
+            inv["due_date"] = now + 86400 * int(inv["_days_until_due"] or 0)
+        inv["hosted_invoice_url"] = f"{self.url}/i/{inv['id']}"
+        inv["invoice_pdf"] = f"{self.url}/i/{inv['id']}/pdf"
+        inv["_frozen"] = {"starting_balance": customer["balance"], "amount_due": totals["amount_due"]}
+        inv["ending_balance"] = min(0, totals["total"] + customer["balance"])  # a credit left over stays on the customer
+        customer["balance"] = inv["ending_balance"]
+        if totals["amount_due"] == 0:
+            inv["status"] = "paid"
+            inv["paid"] = True
+            inv["status_transitions"]["paid_at"] = now
+        self._touch(inv)
+        return inv
+
+    def _send(self, inv: dict) -> dict:
+        if inv["collection_method"] != "send_invoice":
+            raise StripeError(400, "You can only manually send an invoice if its collection method is 'send_invoice'.")
+        if inv["status"] != "open":
+            raise StripeError(400, f"You can only send open invoices; this invoice is {inv['status']}.", code="invoice_not_editable")
+        customer = self._customers[inv["customer"]]
+        if not customer.get("email"):
+            raise StripeError(400, f"Customer {customer['id']} has no email address, so the invoice cannot be sent.",
+                              code="email_invalid", param="customer")
+        self.emails.append({"invoice": inv["id"], "number": inv["number"], "to": customer["email"],
+                            "amount_due": self._totals(inv)["amount_due"], "currency": inv["currency"]})
+        self._touch(inv)
+        return inv
+
+    def _line(self, item: dict) -> tuple[dict, list[tuple[str, bool, int]]]:
+        taxes = []
+        exclusive = inclusive = 0
+        for rid in item["tax_rates"]:
+            rate = self._tax_rates[rid]
+            pct = rate["percentage"]
+            base = Decimal(item["amount"]) * pct
+            if rate["inclusive"]:
+                tax = _round(base / (Decimal(100) + pct))
+                inclusive += tax
+            else:
+                tax = _round(base / Decimal(100))
+                exclusive += tax
+            taxes.append((rid, rate["inclusive"], tax))
+        line = {
+            "id": "il_" + item["id"][3:], "object": "line_item", "amount": item["amount"],
+            "amount_excluding_tax": item["amount"] - inclusive, "currency": item["currency"], "description": item["description"],
+            "discount_amounts": [], "discountable": True, "discounts": [], "invoice_item": item["id"], "livemode": self.livemode,
+            "metadata": copy.deepcopy(item["metadata"]), "period": copy.deepcopy(item["period"]), "price": None,
+            "proration": False, "proration_details": {"credited_items": None}, "quantity": item["quantity"],
+            "subscription": None, "tax_amounts": [
+                {"amount": tax, "inclusive": incl, "tax_rate": rid, "taxability_reason": None,
+                 "taxable_amount": item["amount"] - inclusive}
+                for rid, incl, tax in taxes
+            ],
+            "tax_rates": [self._public(self._tax_rates[r]) for r in item["tax_rates"]], "type": "invoiceitem",
+            "unit_amount_excluding_tax": str(Decimal(item["amount"] - inclusive) / item["quantity"]) if item["quantity"] else "0",
+        }
+        return line, taxes
+
+    def _totals(self, inv: dict) -> dict:
+        lines, per_rate = [], {}
+        subtotal = tax = exclusive = inclusive = 0
+        for item_id in inv["_items"]:
+            line, taxes = self._line(self._items[item_id])
+            lines.append(line)
+            subtotal += line["amount"]
+            for rid, incl, amount in taxes:
+                tax += amount
+                if incl:
+                    inclusive += amount
+                else:
+                    exclusive += amount
+                per_rate[(rid, incl)] = per_rate.get((rid, incl), 0) + amount
+        total = subtotal + exclusive
+        if inv["_frozen"] is not None:
+            starting, amount_due = inv["_frozen"]["starting_balance"], inv["_frozen"]["amount_due"]
+        else:
+            starting = self._customers[inv["customer"]]["balance"]
+            amount_due = max(0, total + starting)
+        return {"lines": lines, "subtotal": subtotal, "tax": tax, "total": total, "excl": subtotal - inclusive,
+                "starting_balance": starting, "amount_due": amount_due,
+                "total_tax_amounts": [{"amount": a, "inclusive": i, "tax_rate": r, "taxability_reason": None,
+                                       "taxable_amount": None} for (r, i), a in per_rate.items()]}
+
+    def _render_invoice(self, inv: dict, all_lines: bool = False) -> dict:
+        t = self._totals(inv)
+        out = self._public(inv)
+        paid = inv["status"] == "paid"
+        out.update({
+            "subtotal": t["subtotal"], "subtotal_excluding_tax": t["excl"], "tax": t["tax"] if inv["_items"] else None,
+            "total": t["total"], "total_excluding_tax": t["excl"], "total_tax_amounts": t["total_tax_amounts"],
+            "total_discount_amounts": [], "starting_balance": t["starting_balance"], "amount_due": t["amount_due"],
+            "amount_paid": t["amount_due"] if paid else 0, "amount_remaining": 0 if paid else t["amount_due"],
+            "lines": {"object": "list", "data": t["lines"] if all_lines else t["lines"][:10],
+                      "has_more": False if all_lines else len(t["lines"]) > 10, "total_count": len(t["lines"]),
+                      "url": f"/v1/invoices/{inv['id']}/lines"},
+        })
+        return out
+
+    # ------------------------------------------------------------------ control API
+    def _control(self, req: _Request, path: str) -> _Response:
+        route = (req.method, path)
+        if route == ("GET", "/_emulator/invoices"):
+            return _json(200, self.invoices())
+        if route == ("GET", "/_emulator/customers"):
+            return _json(200, self.customers())
+        if route == ("GET", "/_emulator/tax_rates"):
+            return _json(200, self.tax_rates())
+        if route == ("GET", "/_emulator/invoiceitems"):
+            return _json(200, self.invoice_items())
+        if route == ("GET", "/_emulator/emails"):
+            with self._lock:
+                return _json(200, list(self.emails))
+        if route == ("GET", "/_emulator/stats"):
+            return _json(200, self.stats())
+        if route == ("POST", "/_emulator/faults"):
+            try:
+                doc = json.loads(req.body or b"{}")
+                self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), method=doc.get("method"), path=doc.get("path"))
+            except (ValueError, KeyError, TypeError) as exc:
+                return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
+            return _json(200, {"ok": True, "pending_faults": [f["kind"] for f in self._faults]})
+        if route == ("POST", "/_emulator/reset"):
+            self.reset_state()
+            return _json(200, {"ok": True})
+        if route == ("POST", "/_emulator/expire-tokens"):
+            self.expire_access_tokens()
+            return _json(200, {"ok": True, "note": "Stripe uses static API keys; nothing to expire"})
+        return _json(404, {"error": f"unknown control route {req.method} {req.path}"})
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.calls.append((method, path, status))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: StripeEmulator
+    protocol_version = "HTTP/1.1"
+    server_version = "StripeEmulator/1.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+    def _serve(self) -> None:
+        emu = self.emulator
+        split = urlsplit(self.path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        body = self.rfile.read(length) if length > 0 else b""
+        req = _Request(self.command, split.path, split.query, headers, body)
+        try:
+            resp = emu._handle(req)
+        except Exception:
+            text = traceback.format_exc()
+            with emu._lock:
+                emu.server_errors.append(text)
+            resp = _json(500, StripeError(500, "emulator error", type_="api_error").body())
+        if resp.action is not None:
+            emu._record(req.method, req.path, 0)
+            self.close_connection = True
+            if resp.action == "reset":
+                try:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                except OSError:
+                    pass
+                with self.server._reset_lock:  # type: ignore[attr-defined]
+                    self.server.reset_sockets.add(self.connection)  # type: ignore[attr-defined]
+            elif resp.action == "hang":
+                emu._stop.wait(emu.hang_seconds)
+            return
+        emu._record(req.method, req.path, resp.status)
+        self.send_response(resp.status)
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(resp.body)))
+        if resp.body:
+            self._headers_buffer.append(b"\r\n" + resp.body)  # type: ignore[attr-defined]
+            self.flush_headers()
+        else:
+            self.end_headers()
+
+    do_GET = do_POST = do_DELETE = _serve
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, *, spec_path: str | None = None, **kwargs: Any) -> None:
+    """Run an emulator in the foreground until Ctrl-C, printing its URL and the demo API key."""
+    if spec_path:
+        from connectors.stripe.spec_check import make_request_validator
+
+        kwargs["request_validator"] = make_request_validator(spec_path)
+    emulator = StripeEmulator(host=host, port=port, **kwargs).start()
+    print(f"Stripe emulator listening on {emulator.url}")
+    print(f"  api_url    : {emulator.url}")
+    print(f"  secret key : {next(iter(emulator.api_keys))}   (export STRIPE_SECRET_KEY=...)")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping", file=sys.stderr)
+    finally:
+        emulator.stop()
+
+
+__all__ = ["StripeEmulator", "StripeError", "serve", "DEFAULT_API_KEY", "FAULT_KINDS"]

@@ -1,0 +1,760 @@
+"""A loopback emulator of Zoho Invoice API v3 (and the Zoho accounts token endpoint) on one port.
+
+Behaves like Zoho where the broker depends on it (``shared/billing-apis.md`` § 4,
+https://www.zoho.com/invoice/api/v3/, https://www.zoho.com/invoice/api/v3/oauth/,
+https://www.zoho.com/invoice/api/v3/errors/):
+
+* ``GET /oauth/v2/auth`` – consents at once and redirects (302) to the loopback ``redirect_uri`` with
+  ``code`` and ``state``; ``grant_type=authorization_code`` exchanges the code (single use, PKCE
+  checked) and issues a refresh token only with ``access_type=offline`` (as Zoho does).
+* ``POST /oauth/v2/token`` – ``grant_type=refresh_token`` with ``client_id``/``client_secret``/
+  ``refresh_token`` form fields; answers ``access_token``, ``expires_in`` (``access_token_ttl``),
+  ``api_domain``, ``token_type`` and no new refresh token (Zoho refresh tokens do not rotate).
+  Refusals are HTTP 200 with ``{"error": "invalid_client"}`` / ``{"error": "invalid_code"}``;
+  more than ``token_limit`` grants per refresh token in ``token_window`` seconds -> 400
+  ``{"error": "Access Denied", ...}`` (off unless ``token_limit`` is set).
+* ``/invoice/v3/...`` needs ``Authorization: Zoho-oauthtoken <token>`` (401 ``code 14`` invalid or
+  expired token; 401 ``code 57`` when a ``scope_denied`` path is hit) and the organisation in
+  ``X-com-zoho-invoice-organizationid`` or ``?organization_id=`` (400 ``code 6041`` when unknown).
+* ``GET /organizations``; ``GET /settings/taxes``; ``GET/POST /contacts``, ``GET /contacts/{id}``;
+  ``POST/GET /invoices``, ``GET /invoices/{id}``, ``POST /invoices/{id}/status/sent``,
+  ``POST /invoices/{id}/email``.
+* Envelope ``{"code": 0, "message": ..., <object>}``; errors ``{"code": n, "message": ...}``.
+  ``invoice_number`` unique per organisation -> 400 ``{"code": 1001, "message": "Invoice Number already exist"}``;
+  a custom number without ``ignore_auto_number_generation=true`` while auto-numbering is on -> 400
+  code 4; unknown ``customer_id`` / ``tax_id`` -> 400; ``contact_name`` unique -> 400 code 3062.
+  (Codes other than 0, 1001, 14, 57 are the emulator's choice.)
+* Totals: ``item_total = rate × quantity`` rounded half up to the currency's decimals; tax per tax
+  on the sum of its lines' item totals, rounded once (exclusive ``Σ × p / 100``; inclusive
+  ``Σ × p / (100 + p)`` contained); ``total = sub_total + tax_total + adjustment``.
+* 100 requests per minute per organisation (``rate_limit_per_minute``) -> 429 with ``Retry-After``,
+  ``X-Rate-Limit-Limit``, ``X-Rate-Limit-Remaining`` and ``X-Rate-Limit-Reset``.
+
+Test hooks: :meth:`ZohoEmulator.inject_fault` (``429``, ``503``, ``500``, ``reset``,
+``timeout_after_commit``, ``drop_after_commit``; optionally for one method and path glob),
+:meth:`ZohoEmulator.expire_access_tokens`, ``refresh_count``, and the control API
+(``GET /_emulator/invoices|contacts|emails|stats``, ``POST /_emulator/faults|reset|expire-tokens``).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import fnmatch
+import hashlib
+import json
+import math
+import re
+import secrets
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+from broker.money import minor_units
+from connectors.zoho.mapper import dumps, loads
+
+DEFAULT_ORG = "10234695"
+FAULT_KINDS = ("429", "503", "500", "reset", "timeout_after_commit", "drop_after_commit")
+DEFAULT_TAXES: dict[str, Decimal] = {"VAT 23%": Decimal("23"), "VAT 13%": Decimal("13"), "VAT 6%": Decimal("6")}
+
+
+class ZohoError(Exception):
+    def __init__(self, status: int, code: int, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    action: str | None = None
+
+
+def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Response:
+    h = {"Content-Type": "application/json;charset=UTF-8"}
+    h.update(headers or {})
+    return _Response(status, dumps(obj), h)
+
+
+def _err(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> _Response:
+    return _json(status, {"code": code, "message": message}, headers)
+
+
+def _q(value: Decimal, currency: str) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
+
+
+def _num(value: Any, name: str) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise ZohoError(400, 4, f"Invalid value passed for {name}")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise ZohoError(400, 4, f"Invalid value passed for {name}") from None
+    if not number.is_finite():
+        raise ZohoError(400, 4, f"Invalid value passed for {name}")
+    return number
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.reset_sockets: set[socket.socket] = set()
+        self._reset_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), port
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._reset_lock:
+            reset = request in self.reset_sockets
+            self.reset_sockets.discard(request)
+        if reset:
+            self.close_request(request)
+            return
+        super().shutdown_request(request)
+
+
+class ZohoEmulator:
+    """Local Zoho Invoice on ``host:port`` (``port=0``: a free port). Use :attr:`url` as both
+    ``api_url`` and ``accounts_url``.
+
+    Keyword arguments: ``client_id``/``client_secret``/``refresh_token`` (accepted credentials),
+    ``organizations`` (``{organization_id: currency}``), ``taxes`` (``{name: percent}`` per
+    organisation), ``contacts`` (``{contact_id: {"contact_name", "email"}}`` seeded in every
+    organisation), ``rate_limit_per_minute`` (100), ``access_token_ttl`` (3600 s), ``token_limit``
+    / ``token_window`` (off / 600 s), ``auto_number`` (True: the organisation auto-numbers invoices),
+    ``hang_seconds`` (30), ``scope_denied`` (path globs answered 401 code 57).
+
+    Public attributes: ``calls`` (``(method, path, status)``), ``count_429``, ``refresh_count``
+    (token grants served), ``refresh_token_uses``, ``server_errors``, ``emails``.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        client_id: str = "1000.DEMOCLIENT",
+        client_secret: str = "demo-zoho-secret",
+        refresh_token: str = "1000.demo.refresh",
+        organizations: Mapping[str, str] | None = None,
+        taxes: Mapping[str, Decimal] | None = None,
+        contacts: Mapping[str, Mapping[str, Any]] | None = None,
+        rate_limit_per_minute: int = 100,
+        access_token_ttl: float = 3600.0,
+        token_limit: int | None = None,
+        token_window: float = 600.0,
+        auto_number: bool = True,
+        hang_seconds: float = 30.0,
+        scope_denied: tuple[str, ...] = (),
+    ):
+        self.host, self.port = host, port
+        self.client_id, self.client_secret = client_id, client_secret
+        self.refresh_tokens = {refresh_token}
+        self.organizations = dict(organizations or {DEFAULT_ORG: "EUR"})
+        self.tax_table = {k: Decimal(v) for k, v in (taxes or DEFAULT_TAXES).items()}
+        self.seed_contacts = {k: dict(v) for k, v in (contacts or {}).items()}
+        self.rate_limit_per_minute = rate_limit_per_minute
+        self.access_token_ttl = access_token_ttl
+        self.token_limit, self.token_window = token_limit, token_window
+        self.auto_number = auto_number
+        self.hang_seconds = hang_seconds
+        self.scope_denied = tuple(scope_denied)
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._access: dict[str, float] = {}
+        self._grants: dict[str, deque[float]] = {}
+        self._codes: dict[str, dict] = {}
+        self.refresh_count = 0
+        self.refresh_token_uses: list[str] = []
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._taxes: dict[str, dict[str, dict]] = {}
+        self._contacts: dict[str, dict[str, dict]] = {}
+        self._invoices: dict[str, dict[str, dict]] = {}
+        self._seq = 0
+        for org in self.organizations:
+            self._taxes[org] = {}
+            for name, pct in self.tax_table.items():
+                tid = self._id()
+                self._taxes[org][tid] = {"tax_id": tid, "tax_name": name, "tax_percentage": pct, "tax_type": "tax", "is_editable": True}
+            self._contacts[org] = {}
+            for cid, fields in self.seed_contacts.items():
+                self._contacts[org][cid] = self._contact(cid, fields)
+            self._invoices[org] = {}
+        self._windows: dict[str, deque[float]] = {org: deque() for org in self.organizations}
+        self._faults: deque[dict] = deque()
+        self._auto_seq: dict[str, int] = {org: 0 for org in self.organizations}
+        self.calls: list[tuple[str, str, int]] = []
+        self.count_429 = 0
+        self.server_errors: list[str] = []
+        self.emails: list[dict] = []
+
+    def _id(self) -> str:
+        self._seq += 1
+        return f"4600000{self._seq:06d}"
+
+    @staticmethod
+    def _contact(cid: str, fields: Mapping[str, Any]) -> dict:
+        return {"contact_id": cid, "contact_name": fields["contact_name"], "company_name": fields.get("company_name", ""),
+                "contact_type": "customer", "status": "active", "email": fields.get("email") or "",
+                "currency_code": fields.get("currency_code", "EUR")}
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "ZohoEmulator":
+        if self._server is not None:
+            return self
+        self._stop.clear()
+        handler = type("ZohoEmulatorHandler", (_Handler,), {"emulator": self})
+        self._server = _Server((self.host, self.port), handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"zoho-emulator:{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "ZohoEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # ------------------------------------------------------------------ test helpers
+    def invoices(self, organization_id: str | None = None) -> list[dict]:
+        with self._lock:
+            orgs = [organization_id] if organization_id else list(self._invoices)
+            return [copy.deepcopy(i) for o in orgs for i in self._invoices.get(o, {}).values()]
+
+    def contacts(self, organization_id: str | None = None) -> list[dict]:
+        with self._lock:
+            orgs = [organization_id] if organization_id else list(self._contacts)
+            return [copy.deepcopy(c) for o in orgs for c in self._contacts.get(o, {}).values()]
+
+    def taxes(self, organization_id: str = DEFAULT_ORG) -> list[dict]:
+        with self._lock:
+            return [copy.deepcopy(t) for t in self._taxes.get(organization_id, {}).values()]
+
+    def tax_id(self, percent: str | Decimal, organization_id: str = DEFAULT_ORG) -> str:
+        for tax in self.taxes(organization_id):
+            if tax["tax_percentage"] == Decimal(str(percent)):
+                return tax["tax_id"]
+        raise KeyError(percent)
+
+    def inject_fault(self, kind: str, times: int = 1, *, method: str | None = None, path: str | None = None) -> None:
+        """The next ``times`` matching ``/invoice/v3`` calls fail with ``kind`` (see the module docstring).
+
+        ``429``/``503``/``500``/``reset`` happen before processing; ``timeout_after_commit`` processes,
+        then holds the socket ``hang_seconds``; ``drop_after_commit`` processes, then closes it.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        with self._lock:
+            for _ in range(int(times)):
+                self._faults.append({"kind": kind, "method": method.upper() if method else None, "path": path})
+
+    def expire_access_tokens(self) -> None:
+        """Every issued access token is expired now (next call: 401 code 14)."""
+        with self._lock:
+            for token in self._access:
+                self._access[token] = 0.0
+
+    def issued_tokens(self) -> list[str]:
+        with self._lock:
+            return list(self._access)
+
+    def reset_state(self) -> None:
+        """Forget invoices, created contacts, windows, faults and records; tokens survive."""
+        with self._lock:
+            self._init_state()
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"calls": [list(c) for c in self.calls], "call_count": len(self.calls), "count_429": self.count_429,
+                    "refresh_count": self.refresh_count, "server_errors": list(self.server_errors),
+                    "invoice_count": sum(len(v) for v in self._invoices.values()), "email_count": len(self.emails)}
+
+    # ------------------------------------------------------------------ dispatch
+    def _handle(self, req: _Request) -> _Response:
+        path = req.path.rstrip("/") or "/"
+        if path.startswith("/_emulator"):
+            return self._control(req, path)
+        if path == "/oauth/v2/auth" and req.method == "GET":
+            return self._authorize(req)
+        if path == "/oauth/v2/token":
+            return self._token(req) if req.method == "POST" else _json(405, {"error": "method not allowed"})
+        if not path.startswith("/invoice/v3/"):
+            return _err(404, 5, "Invalid URL Passed")
+        resource = path[len("/invoice/v3"):]
+        auth = req.headers.get("authorization", "")
+        token = auth[len("Zoho-oauthtoken "):].strip() if auth.startswith("Zoho-oauthtoken ") else ""
+        with self._lock:
+            expires = self._access.get(token)
+        if not token or expires is None or time.monotonic() >= expires:
+            return _err(401, 14, "Invalid OAuth access token.")
+        if any(fnmatch.fnmatchcase(resource, pattern) for pattern in self.scope_denied):
+            return _err(401, 57, "You are not authorized to perform this operation")
+        if resource == "/organizations" and req.method == "GET":
+            return _json(200, {"code": 0, "message": "success", "organizations": [
+                {"organization_id": org, "name": f"Demo Organisation {i + 1}", "currency_code": cur, "is_default_org": i == 0}
+                for i, (org, cur) in enumerate(self.organizations.items())]})
+        org = req.headers.get("x-com-zoho-invoice-organizationid") or req.query.get("organization_id") or ""
+        if org not in self.organizations:
+            return _err(400, 6041, f"This user is not associated with the organization ID {org or '(none)'}.")
+        with self._lock:
+            limited = self._admit(org)
+            if limited is not None:
+                return limited
+            fault = self._take_fault(req.method, resource)
+        if fault == "429":
+            with self._lock:
+                self.count_429 += 1
+            return _err(429, 45, "You have made too many requests. Please try again after some time.",
+                        {"Retry-After": "1", "X-Rate-Limit-Limit": str(self.rate_limit_per_minute), "X-Rate-Limit-Remaining": "0",
+                         "X-Rate-Limit-Reset": "1"})
+        if fault in ("503", "500"):
+            return _err(int(fault), 9999 if fault == "500" else 503, "Internal error" if fault == "500" else "Service temporarily unavailable")
+        if fault == "reset":
+            return _Response(0, action="reset")
+        with self._lock:
+            try:
+                resp = self._route(req, org, resource)
+            except ZohoError as exc:
+                resp = _err(exc.status, exc.code, exc.message)
+            resp.headers.update(self._limit_headers(org))
+        if fault == "timeout_after_commit":
+            resp.action = "hang"
+        elif fault == "drop_after_commit":
+            resp.action = "drop"
+        return resp
+
+    def _take_fault(self, method: str, path: str) -> str | None:
+        for i, fault in enumerate(self._faults):
+            if fault["method"] and fault["method"] != method:
+                continue
+            if fault["path"] and not fnmatch.fnmatchcase(path, fault["path"]):
+                continue
+            del self._faults[i]
+            return fault["kind"]
+        return None
+
+    def _limit_headers(self, org: str) -> dict[str, str]:
+        window = self._windows[org]
+        reset = 60 - int(time.monotonic() - window[0]) if window else 60
+        return {"X-Rate-Limit-Limit": str(self.rate_limit_per_minute),
+                "X-Rate-Limit-Remaining": str(max(0, self.rate_limit_per_minute - len(window))), "X-Rate-Limit-Reset": str(max(1, reset))}
+
+    def _admit(self, org: str) -> _Response | None:
+        now = time.monotonic()
+        window = self._windows[org]
+        while window and now - window[0] >= 60.0:
+            window.popleft()
+        if len(window) >= self.rate_limit_per_minute:
+            self.count_429 += 1
+            retry = max(1, math.ceil(60.0 - (now - window[0])))
+            return _err(429, 45, "You have made too many requests. Please try again after some time.",
+                        {"Retry-After": str(retry), "X-Rate-Limit-Limit": str(self.rate_limit_per_minute),
+                         "X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(retry)})
+        window.append(now)
+        return None
+
+    # ------------------------------------------------------------------ accounts
+    def _token(self, req: _Request) -> _Response:
+        form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+        form.update({k: v for k, v in req.query.items() if k not in form})
+        if form.get("client_id") != self.client_id or not secrets.compare_digest(form.get("client_secret", ""), self.client_secret):
+            return _json(200, {"error": "invalid_client"})
+        if form.get("grant_type") == "authorization_code":
+            return self._code_grant(form)
+        if form.get("grant_type") != "refresh_token":
+            return _json(200, {"error": "unsupported_grant_type"})
+        presented = form.get("refresh_token", "")
+        now = time.monotonic()
+        with self._lock:
+            self.refresh_token_uses.append(presented)
+            if presented not in self.refresh_tokens:
+                return _json(200, {"error": "invalid_code"})
+            grants = self._grants.setdefault(presented, deque())
+            while grants and now - grants[0] >= self.token_window:
+                grants.popleft()
+            if self.token_limit is not None and len(grants) >= self.token_limit:
+                return _json(400, {"error_description": "You have made too many requests continuously. Please try again after some time.",
+                                   "error": "Access Denied", "status": "failure"})
+            grants.append(now)
+            access = "1000." + secrets.token_hex(16) + "." + secrets.token_hex(16)
+            self._access[access] = now + self.access_token_ttl
+            self.refresh_count += 1
+        return _json(200, {"access_token": access, "api_domain": self.url, "token_type": "Bearer",
+                           "expires_in": int(self.access_token_ttl)})
+
+    def _authorize(self, req: _Request) -> _Response:
+        """``GET /oauth/v2/auth``: the user consents at once; 302 to the loopback ``redirect_uri`` with
+        ``code``, ``state`` and ``accounts-server``. A refresh token is only issued for ``access_type=offline``."""
+        q = req.query
+        redirect = q.get("redirect_uri", "")
+        if q.get("client_id") != self.client_id:
+            return _json(400, {"error": "invalid_client"})
+        if q.get("response_type") != "code" or not re.match(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect):
+            return _json(400, {"error": "invalid_redirect_uri"})
+        code = "1000." + secrets.token_hex(16)
+        with self._lock:
+            self._codes[code] = {"redirect_uri": redirect, "challenge": q.get("code_challenge"),
+                                 "offline": q.get("access_type") == "offline", "expires": time.monotonic() + 120}
+        sep = "&" if "?" in redirect else "?"
+        query = urlencode({"code": code, "state": q.get("state", ""), "location": "eu", "accounts-server": self.url})
+        return _Response(302, b"", {"Location": f"{redirect}{sep}{query}"})
+
+    def _code_grant(self, form: dict[str, str]) -> _Response:
+        """``grant_type=authorization_code``: single-use code (2 minutes), same ``redirect_uri``, PKCE checked."""
+        with self._lock:
+            entry = self._codes.pop(form.get("code", ""), None)
+            if entry is None or time.monotonic() > entry["expires"] or entry["redirect_uri"] != form.get("redirect_uri"):
+                return _json(200, {"error": "invalid_code"})
+            if entry["challenge"]:
+                verifier = form.get("code_verifier", "")
+                digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+                if not secrets.compare_digest(digest, entry["challenge"]):
+                    return _json(200, {"error": "invalid_code"})
+            access = "1000." + secrets.token_hex(16) + "." + secrets.token_hex(16)
+            self._access[access] = time.monotonic() + self.access_token_ttl
+            body = {"access_token": access, "api_domain": self.url, "token_type": "Bearer", "expires_in": int(self.access_token_ttl)}
+            if entry["offline"]:
+                refresh = "1000." + secrets.token_hex(16) + "." + secrets.token_hex(16)
+                self.refresh_tokens.add(refresh)
+                body["refresh_token"] = refresh
+        return _json(200, body)
+
+    # ------------------------------------------------------------------ API
+    def _route(self, req: _Request, org: str, resource: str) -> _Response:
+        parts = [unquote(p) for p in resource.strip("/").split("/")]
+        m = req.method
+        if parts == ["settings", "taxes"] and m == "GET":
+            return _json(200, {"code": 0, "message": "success", "taxes": list(copy.deepcopy(list(self._taxes[org].values())))})
+        if parts[0] == "contacts":
+            if len(parts) == 1 and m == "GET":
+                rows = list(self._contacts[org].values())
+                if "contact_name" in req.query:
+                    rows = [c for c in rows if c["contact_name"].casefold() == req.query["contact_name"].casefold()]
+                if "email" in req.query:
+                    rows = [c for c in rows if c["email"].casefold() == req.query["email"].casefold()]
+                return _json(200, {"code": 0, "message": "success", "contacts": copy.deepcopy(rows),
+                                   "page_context": {"page": 1, "per_page": 200, "has_more_page": False}})
+            if len(parts) == 1 and m == "POST":
+                return self._create_contact(org, self._body(req))
+            if len(parts) == 2 and m == "GET":
+                contact = self._contacts[org].get(parts[1])
+                if contact is None:
+                    raise ZohoError(404, 1002, "Contact does not exist.")
+                return _json(200, {"code": 0, "message": "success", "contact": copy.deepcopy(contact)})
+        if parts[0] == "invoices":
+            if len(parts) == 1 and m == "POST":
+                return self._create_invoice(org, req, self._body(req))
+            if len(parts) == 1 and m == "GET":
+                return self._list_invoices(org, req.query)
+            inv = self._invoices[org].get(parts[1]) if len(parts) >= 2 else None
+            if inv is None:
+                raise ZohoError(404, 1002, "Invoice does not exist.")
+            if len(parts) == 2 and m == "GET":
+                return _json(200, {"code": 0, "message": "success", "invoice": copy.deepcopy(inv)})
+            if parts[2:] == ["status", "sent"] and m == "POST":
+                if inv["status"] != "draft":
+                    raise ZohoError(400, 1007, "Only draft invoices can be marked as sent.")
+                inv["status"] = "sent"
+                return _json(200, {"code": 0, "message": "Invoice status has been changed to Sent."})
+            if parts[2:] == ["email"] and m == "POST":
+                body = self._body(req)
+                to = body.get("to_mail_ids") if isinstance(body, dict) else None
+                if not isinstance(to, list) or not to or not all(isinstance(t, str) and "@" in t for t in to):
+                    raise ZohoError(400, 4, "Invalid value passed for to_mail_ids")
+                self.emails.append({"invoice_id": inv["invoice_id"], "invoice_number": inv["invoice_number"], "to": list(to),
+                                    "subject": body.get("subject")})
+                inv["is_emailed"] = True
+                if inv["status"] == "draft":
+                    inv["status"] = "sent"
+                return _json(200, {"code": 0, "message": "Your invoice has been sent."})
+        raise ZohoError(404, 5, "Invalid URL Passed")
+
+    @staticmethod
+    def _body(req: _Request) -> Any:
+        if not req.body:
+            return {}
+        try:
+            if "json" in req.headers.get("content-type", "") or req.body.lstrip()[:1] in (b"{", b"["):
+                return loads(req.body)
+            form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8"), keep_blank_values=True).items()}
+            return loads(form.get("JSONString", "{}"))
+        except (ValueError, UnicodeDecodeError):
+            raise ZohoError(400, 2, "Invalid JSON input") from None
+
+    def _create_contact(self, org: str, body: Any) -> _Response:
+        if not isinstance(body, dict) or not isinstance(body.get("contact_name"), str) or not body["contact_name"].strip():
+            raise ZohoError(400, 4, "Invalid value passed for contact_name")
+        name = body["contact_name"].strip()
+        if len(name) > 200:
+            raise ZohoError(400, 4, "contact_name must be at most 200 characters")
+        if any(c["contact_name"].casefold() == name.casefold() for c in self._contacts[org].values()):
+            raise ZohoError(400, 3062, f'The customer "{name}" already exists. Please specify a different name.')
+        email = ""
+        for person in body.get("contact_persons") or []:
+            if isinstance(person, dict) and person.get("email"):
+                email = str(person["email"])
+                break
+        cid = self._id()
+        self._contacts[org][cid] = self._contact(cid, {"contact_name": name, "email": email, "currency_code": self.organizations[org]})
+        return _json(201, {"code": 0, "message": "The contact has been added.", "contact": copy.deepcopy(self._contacts[org][cid])})
+
+    def _create_invoice(self, org: str, req: _Request, body: Any) -> _Response:
+        if not isinstance(body, dict):
+            raise ZohoError(400, 2, "Invalid JSON input")
+        customer = self._contacts[org].get(str(body.get("customer_id") or ""))
+        if customer is None:
+            raise ZohoError(400, 1002, "Contact does not exist." if body.get("customer_id") else "Invalid value passed for customer_id")
+        currency = customer.get("currency_code") or self.organizations[org]
+        number = body.get("invoice_number")
+        ignore_auto = req.query.get("ignore_auto_number_generation", "false").lower() == "true"
+        if number is not None:
+            if not isinstance(number, str) or not number.strip():
+                raise ZohoError(400, 4, "Invalid value passed for invoice_number")
+            if len(number) > 100:
+                raise ZohoError(400, 4, "invoice_number must be at most 100 characters")
+            if self.auto_number and not ignore_auto:
+                raise ZohoError(400, 4, "Invalid value passed for invoice_number: auto-numbering is enabled for invoices; pass "
+                                        "ignore_auto_number_generation=true to use your own number")
+            if any(i["invoice_number"] == number for i in self._invoices[org].values()):
+                raise ZohoError(400, 1001, "Invoice Number already exist")
+        else:
+            self._auto_seq[org] += 1
+            number = f"INV-{self._auto_seq[org]:06d}"
+        reference = body.get("reference_number") or ""
+        if len(str(reference)) > 50:
+            raise ZohoError(400, 4, "reference_number must be at most 50 characters")
+        for name in ("date", "due_date"):
+            if body.get(name) is not None:
+                try:
+                    date.fromisoformat(str(body[name]))
+                except ValueError:
+                    raise ZohoError(400, 4, f"Invalid value passed for {name}") from None
+        inclusive = bool(body.get("is_inclusive_tax", False))
+        raw_lines = body.get("line_items")
+        if not isinstance(raw_lines, list) or not raw_lines:
+            raise ZohoError(400, 4, "Invalid value passed for line_items")
+        lines, groups = [], {}
+        gross = Decimal(0)
+        for n, raw in enumerate(raw_lines, start=1):
+            if not isinstance(raw, dict) or not (raw.get("name") or raw.get("item_id")):
+                raise ZohoError(400, 4, f"Line {n}: an item_id or name is required")
+            if len(str(raw.get("name") or "")) > 100:
+                raise ZohoError(400, 4, f"Line {n}: name must be at most 100 characters")
+            if len(str(raw.get("description") or "")) > 2000:
+                raise ZohoError(400, 4, f"Line {n}: description must be at most 2000 characters")
+            rate = _num(raw.get("rate", 0), "rate")
+            quantity = _num(raw.get("quantity", 1), "quantity")
+            amount = _q(rate * quantity, currency)
+            tax = None
+            if raw.get("tax_id"):
+                tax = self._taxes[org].get(str(raw["tax_id"]))
+                if tax is None:
+                    raise ZohoError(400, 1008, f"Line {n}: the tax {raw['tax_id']} does not exist.")
+                groups.setdefault(tax["tax_id"], [tax, Decimal(0)])[1] += amount
+            gross += amount
+            lines.append({"line_item_id": self._id(), "name": raw.get("name"), "description": raw.get("description", ""),
+                          "rate": rate, "quantity": quantity, "unit": raw.get("unit", ""), "item_order": raw.get("item_order", n),
+                          "tax_id": tax["tax_id"] if tax else "", "tax_name": tax["tax_name"] if tax else "",
+                          "tax_percentage": tax["tax_percentage"] if tax else Decimal(0), "item_total": amount})
+        taxes, tax_total = [], Decimal(0)
+        for tax, base in groups.values():
+            pct = tax["tax_percentage"]
+            amount = _q(base * pct / (Decimal(100) + pct) if inclusive else base * pct / Decimal(100), currency)
+            tax_total += amount
+            taxes.append({"tax_name": tax["tax_name"], "tax_amount": amount})
+        adjustment = _num(body.get("adjustment", 0), "adjustment")
+        sub_total = _q(gross - tax_total if inclusive else gross, currency)
+        total = _q(gross + adjustment if inclusive else gross + tax_total + adjustment, currency)
+        inv_id = self._id()
+        inv = {
+            "invoice_id": inv_id, "invoice_number": number, "status": "draft", "date": body.get("date") or date.today().isoformat(),
+            "due_date": body.get("due_date") or body.get("date") or date.today().isoformat(), "customer_id": customer["contact_id"],
+            "customer_name": customer["contact_name"], "currency_code": currency, "reference_number": reference,
+            "is_inclusive_tax": inclusive, "line_items": lines, "sub_total": sub_total, "tax_total": _q(tax_total, currency),
+            "taxes": taxes, "adjustment": _q(adjustment, currency), "adjustment_description": body.get("adjustment_description", ""),
+            "total": total, "balance": total, "is_emailed": False, "notes": body.get("notes", ""),
+        }
+        self._invoices[org][inv_id] = inv
+        if req.query.get("send", "false").lower() == "true":
+            if not customer.get("email"):
+                raise ZohoError(400, 4, "The customer has no email address")
+            self.emails.append({"invoice_id": inv_id, "invoice_number": number, "to": [customer["email"]], "subject": None})
+            inv["status"], inv["is_emailed"] = "sent", True
+        return _json(201, {"code": 0, "message": "The invoice has been created.", "invoice": copy.deepcopy(inv)})
+
+    def _list_invoices(self, org: str, query: dict[str, str]) -> _Response:
+        rows = list(self._invoices[org].values())
+        for name in ("invoice_number", "reference_number", "customer_id", "status"):
+            if name in query:
+                rows = [i for i in rows if str(i[name]) == query[name]]
+        if "invoice_number_startswith" in query:
+            rows = [i for i in rows if i["invoice_number"].startswith(query["invoice_number_startswith"])]
+        try:
+            page, per_page = max(1, int(query.get("page", "1"))), max(1, min(200, int(query.get("per_page", "200"))))
+        except ValueError:
+            raise ZohoError(400, 4, "Invalid value passed for page") from None
+        chunk = rows[(page - 1) * per_page: page * per_page]
+        keys = ("invoice_id", "invoice_number", "status", "date", "due_date", "customer_id", "customer_name", "currency_code",
+                "reference_number", "total", "balance", "is_emailed")
+        return _json(200, {"code": 0, "message": "success", "invoices": [{k: copy.deepcopy(i[k]) for k in keys} for i in chunk],
+                           "page_context": {"page": page, "per_page": per_page, "has_more_page": len(rows) > page * per_page}})
+
+    # ------------------------------------------------------------------ control
+    def _control(self, req: _Request, path: str) -> _Response:
+        route = (req.method, path)
+        if route == ("GET", "/_emulator/invoices"):
+            return _json(200, self.invoices())
+        if route == ("GET", "/_emulator/contacts"):
+            return _json(200, self.contacts())
+        if route == ("GET", "/_emulator/emails"):
+            with self._lock:
+                return _json(200, list(self.emails))
+        if route == ("GET", "/_emulator/stats"):
+            return _json(200, self.stats())
+        if route == ("POST", "/_emulator/faults"):
+            try:
+                doc = json.loads(req.body or b"{}")
+                self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), method=doc.get("method"), path=doc.get("path"))
+            except (ValueError, KeyError, TypeError) as exc:
+                return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
+            return _json(200, {"ok": True})
+        if route == ("POST", "/_emulator/reset"):
+            self.reset_state()
+            return _json(200, {"ok": True})
+        if route == ("POST", "/_emulator/expire-tokens"):
+            self.expire_access_tokens()
+            return _json(200, {"ok": True})
+        return _json(404, {"error": f"unknown control route {req.method} {req.path}"})
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.calls.append((method, path, status))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: ZohoEmulator
+    protocol_version = "HTTP/1.1"
+    server_version = "ZohoEmulator/1.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+    def _serve(self) -> None:
+        emu = self.emulator
+        split = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        body = self.rfile.read(length) if length > 0 else b""
+        req = _Request(self.command, split.path, query, headers, body)
+        try:
+            resp = emu._handle(req)
+        except Exception:
+            with emu._lock:
+                emu.server_errors.append(traceback.format_exc())
+            resp = _err(500, 9999, "emulator error")
+        if resp.action is not None:
+            emu._record(req.method, req.path, 0)
+            self.close_connection = True
+            if resp.action == "reset":
+                try:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                except OSError:
+                    pass
+                with self.server._reset_lock:  # type: ignore[attr-defined]
+                    self.server.reset_sockets.add(self.connection)  # type: ignore[attr-defined]
+            elif resp.action == "hang":
+                emu._stop.wait(emu.hang_seconds)
+            return
+        emu._record(req.method, req.path, resp.status)
+        self.send_response(resp.status)
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(resp.body)))
+        if resp.body:
+            self._headers_buffer.append(b"\r\n" + resp.body)  # type: ignore[attr-defined]
+            self.flush_headers()
+        else:
+            self.end_headers()
+
+    do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
+    """Run an emulator in the foreground until Ctrl-C, printing its URL and demo credentials."""
+    emulator = ZohoEmulator(host=host, port=port, **kwargs).start()
+    print(f"Zoho Invoice emulator listening on {emulator.url} (api_url and accounts_url)")
+    print(f"  organization_id: {', '.join(emulator.organizations)}   client_id: {emulator.client_id}")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping", file=sys.stderr)
+    finally:
+        emulator.stop()
+
+
+__all__ = ["ZohoEmulator", "serve", "DEFAULT_ORG", "DEFAULT_TAXES", "FAULT_KINDS"]

@@ -1,0 +1,262 @@
+"""Pure mapping from :class:`broker.invoice.Invoice` to a Zoho Invoice API v3 ``POST /invoices`` body.
+
+Nothing here does I/O. :func:`invoice_to_zoho` builds the JSON body (``customer_id``,
+``invoice_number``, ``reference_number``, ``date``, ``due_date``, ``is_inclusive_tax``,
+``line_items`` of ``name``/``description``/``rate``/``quantity``/``unit``/``tax_id``/``item_order``,
+``adjustment``), https://www.zoho.com/invoice/api/v3/invoices/ (``shared/billing-apis.md`` § 4).
+Zoho publishes no OpenAPI file we could keep, so the shapes come from the API reference and the
+field limits below are checked here, counted in characters.
+
+Rounding. Zoho Invoice computes each line's ``item_total`` (``rate × quantity`` rounded half up to
+the currency's decimals) and then the tax **per tax, on the sum of the lines carrying it**,
+rounded once ("the total tax liable is calculated on the final invoice amount ... split up with
+respect to the different tax groups ... rather than the tax calculated on each item", a Zoho
+Invoice partner's description; Zoho's own docs do not state the rule — see
+``shared/billing-apis.md`` § 10). We round per line, so the two can differ by a few cents: the
+mapper computes Zoho's total with Zoho's rule (:func:`zoho_totals`) and, when it differs from
+ours, sends the difference as the invoice ``adjustment`` ("Rounding (tax per line)"), which Zoho
+adds after tax — Zoho's ``total`` then equals ours to the cent. The connector re-checks Zoho's
+``total`` before marking the invoice sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from broker.invoice import Invoice, InvoiceLine
+from broker.money import minor_units
+
+if TYPE_CHECKING:  # pragma: no cover
+    from connectors.zoho.connector import ZohoSettings
+
+#: ``invoice_number`` maximum length (https://www.zoho.com/invoice/api/v3/invoices/: "Max-length [100]").
+INVOICE_NUMBER_MAX = 100
+#: ``reference_number`` maximum length (50, as Zoho Books documents it for the same field; Zoho Invoice's page is silent).
+REFERENCE_MAX = 50
+#: Line item ``name`` maximum length (Zoho items: 100 characters).
+LINE_NAME_MAX = 100
+#: Line item ``description`` maximum length (Zoho: 2000 characters).
+LINE_DESCRIPTION_MAX = 2000
+#: ``adjustment_description`` maximum length.
+ADJUSTMENT_DESCRIPTION = "Rounding (tax per line)"
+#: Invoice ``notes`` maximum length.
+NOTES_MAX = 5000
+
+
+class MappingError(ValueError):
+    """The invoice cannot be sent to Zoho; ``field`` names the Zoho field or ours."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class ZohoPlan:
+    """The create body plus what Zoho will compute for it."""
+
+    body: dict[str, Any]
+    zoho_sub_total: Decimal
+    zoho_tax_total: Decimal
+    adjustment: Decimal
+    total: Decimal  # = ours = Zoho's total including the adjustment
+
+
+def rate_text(rate: Decimal) -> str:
+    """``Decimal("23.00")`` -> ``"23"``, ``6.50`` -> ``"6.5"``, ``0`` -> ``"0"`` (``tax_ids`` keys)."""
+    return "0" if rate == 0 else format(rate.normalize(), "f")
+
+
+def _q(value: Decimal, currency: str) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
+
+
+def _check_len(field_name: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise MappingError(field_name, f"{len(value)} characters, Zoho Invoice allows at most {limit}")
+
+
+def item_total(rate: Decimal, quantity: Decimal, currency: str) -> Decimal:
+    """Zoho's line ``item_total``: ``rate × quantity`` rounded half up to the currency's decimals."""
+    return _q(rate * quantity, currency)
+
+
+def zoho_totals(lines: list[tuple[Decimal, Decimal, Decimal]], currency: str, inclusive: bool) -> tuple[Decimal, Decimal, Decimal]:
+    """``(sub_total, tax_total, total_before_adjustment)`` Zoho computes for ``(rate, quantity, tax %)`` lines.
+
+    Tax per tax percentage on the sum of its lines' ``item_total``, rounded once: exclusive
+    ``Σ × p / 100`` added; inclusive ``Σ × p / (100 + p)`` contained (``sub_total`` is then net of tax).
+    """
+    groups: dict[Decimal, Decimal] = {}
+    gross = Decimal(0)
+    for rate, quantity, pct in lines:
+        amount = item_total(rate, quantity, currency)
+        gross += amount
+        groups[pct] = groups.get(pct, Decimal(0)) + amount
+    tax = Decimal(0)
+    for pct, base in groups.items():
+        if pct:
+            tax += _q(base * pct / (Decimal(100) + pct) if inclusive else base * pct / Decimal(100), currency)
+    zero = _q(Decimal(0), currency)
+    if inclusive:
+        return _q(gross - tax, currency) + zero, tax + zero, _q(gross, currency)
+    return _q(gross, currency), tax + zero, _q(gross + tax, currency)
+
+
+def _fmt_qty(value: Decimal) -> str:
+    return format(value.normalize(), "f") if value == value.to_integral_value() else format(value, "f")
+
+
+def line_to_zoho(n: int, line: InvoiceLine, invoice: Invoice, tax_id: str | None) -> tuple[dict[str, Any], Decimal, Decimal]:
+    """One ``line_items`` element and the ``(rate, quantity)`` Zoho will multiply.
+
+    ``rate``/``quantity`` are our unit price and quantity when Zoho's ``item_total`` of them equals
+    our line amount (net, or gross for tax-inclusive invoices); otherwise (discounts, unit prices
+    with more decimals than the currency) the line is sent as quantity 1 at the line amount with the
+    original quantity × price in the description.
+    """
+    amount = line.total if invoice.tax_inclusive else line.net
+    name = (line.description.strip() or line.kind).splitlines()[0]
+    if len(name) > LINE_NAME_MAX:
+        name = name[: LINE_NAME_MAX - 1] + "…"
+    description = line.description
+    if line.discount_percent == 0 and item_total(line.unit_price, line.quantity, invoice.currency) == amount:
+        rate, quantity = line.unit_price, line.quantity
+    else:
+        rate, quantity = amount, Decimal(1)
+        note = f"{_fmt_qty(line.quantity)} {line.unit} x {format(line.unit_price, 'f')}"
+        if line.discount_percent:
+            note += f" less {rate_text(line.discount_percent)}%"
+        description = f"{line.description} ({note})"
+    _check_len(f"lines[{n}].description", description, LINE_DESCRIPTION_MAX)
+    item: dict[str, Any] = {
+        "name": name,
+        "description": description,
+        "rate": rate,
+        "quantity": quantity,
+        "unit": line.unit,
+        "item_order": n,
+    }
+    if tax_id:
+        item["tax_id"] = tax_id
+    return item, rate, quantity
+
+
+def tax_id_for(line: InvoiceLine, tax_ids: Mapping[str, str]) -> str | None:
+    """The Zoho ``tax_id`` for the line's rate (``tax_ids`` keyed by :func:`rate_text`); ``None`` for 0 %.
+
+    ``line.tax_type`` (a tenant-mapped code) wins. Raises :class:`MappingError` for a non-zero rate
+    with no tax.
+    """
+    if line.tax_type:
+        return line.tax_type
+    if line.tax_rate == 0:
+        return tax_ids.get("0")
+    wanted = rate_text(line.tax_rate)
+    for key, value in tax_ids.items():
+        try:
+            if rate_text(Decimal(str(key).strip().rstrip("%"))) == wanted:
+                return value
+        except ArithmeticError:
+            continue
+    raise MappingError("tax_rate", f"no Zoho tax for {wanted}% (map it in billing.settings.tax_ids or create the tax in Zoho)")
+
+
+def invoice_to_zoho(invoice: Invoice, settings: "ZohoSettings", *, customer_id: str, tax_ids: Mapping[str, str]) -> ZohoPlan:
+    """The ``POST /invoice/v3/invoices`` body for ``invoice`` (pure; :class:`MappingError` names the field).
+
+    ``tax_ids`` maps rate texts to the organisation's Zoho ``tax_id`` (from settings or
+    ``GET /settings/taxes``). Shape::
+
+        {"customer_id", "invoice_number", "reference_number", "date": "YYYY-MM-DD", "due_date",
+         "is_inclusive_tax": bool, "line_items": [...], ["adjustment", "adjustment_description"], ["notes"]}
+    """
+    if not invoice.lines:
+        raise MappingError("lines", "an invoice needs at least one line")
+    if not re.fullmatch(r"[A-Z]{3}", invoice.currency):
+        raise MappingError("currency", f"{invoice.currency!r} is not an ISO 4217 code")
+    if not invoice.invoice_number.strip():
+        raise MappingError("invoice_number", "empty")
+    _check_len("invoice_number", invoice.invoice_number, INVOICE_NUMBER_MAX)
+    reference = invoice.reference or ""
+    _check_len("reference_number", reference, REFERENCE_MAX)
+    items: list[dict[str, Any]] = []
+    zoho_lines: list[tuple[Decimal, Decimal, Decimal]] = []
+    for n, line in enumerate(invoice.lines, start=1):
+        try:
+            tax_id = tax_id_for(line, tax_ids)
+        except MappingError as exc:
+            raise MappingError(f"lines[{n}].tax_rate", str(exc).split(": ", 1)[1]) from None
+        item, rate, quantity = line_to_zoho(n, line, invoice, tax_id)
+        items.append(item)
+        zoho_lines.append((rate, quantity, line.tax_rate if tax_id else Decimal(0)))
+    sub_total, tax_total, zoho_total = zoho_totals(zoho_lines, invoice.currency, invoice.tax_inclusive)
+    adjustment = invoice.total - zoho_total
+    body: dict[str, Any] = {
+        "customer_id": customer_id,
+        "invoice_number": invoice.invoice_number,
+        "reference_number": reference,
+        "date": invoice.issue_date.isoformat(),
+        "due_date": invoice.due_date.isoformat(),
+        "is_inclusive_tax": invoice.tax_inclusive,
+        "line_items": items,
+    }
+    if adjustment:
+        body["adjustment"] = adjustment
+        body["adjustment_description"] = ADJUSTMENT_DESCRIPTION
+    notes = "\n".join(invoice.legal_notes) if getattr(invoice, "legal_notes", None) else ""
+    if notes:
+        _check_len("notes", notes, NOTES_MAX)
+        body["notes"] = notes
+    return ZohoPlan(body=body, zoho_sub_total=sub_total, zoho_tax_total=tax_total, adjustment=adjustment, total=invoice.total)
+
+
+def _encode(obj: Any, out: list[str]) -> None:
+    if obj is None or isinstance(obj, (bool, str)):
+        out.append(json.dumps(obj, ensure_ascii=False))
+    elif isinstance(obj, Decimal):
+        if not obj.is_finite():
+            raise ValueError(f"cannot serialise {obj!r}")
+        out.append(format(obj, "f"))
+    elif isinstance(obj, int):
+        out.append(str(obj))
+    elif isinstance(obj, float):
+        raise TypeError(f"float {obj!r} in a money payload; use Decimal")
+    elif isinstance(obj, Mapping):
+        out.append("{")
+        for i, (k, v) in enumerate(obj.items()):
+            if i:
+                out.append(",")
+            out.append(json.dumps(str(k), ensure_ascii=False) + ":")
+            _encode(v, out)
+        out.append("}")
+    elif isinstance(obj, (list, tuple)):
+        out.append("[")
+        for i, v in enumerate(obj):
+            if i:
+                out.append(",")
+            _encode(v, out)
+        out.append("]")
+    else:
+        raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact UTF-8 JSON with :class:`Decimal` written as exact JSON numbers (never through float)."""
+    out: list[str] = []
+    _encode(obj, out)
+    return "".join(out).encode("utf-8")
+
+
+def loads(data: bytes | str) -> Any:
+    """JSON with non-integer numbers as :class:`Decimal`."""
+    return json.loads(data, parse_float=Decimal)
+
+
+__all__ = ["dumps", "loads", "MappingError", "ZohoPlan", "invoice_to_zoho", "item_total", "line_to_zoho", "rate_text", "tax_id_for", "zoho_totals",
+           "INVOICE_NUMBER_MAX", "REFERENCE_MAX", "LINE_NAME_MAX", "LINE_DESCRIPTION_MAX", "ADJUSTMENT_DESCRIPTION"]

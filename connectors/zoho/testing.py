@@ -1,0 +1,107 @@
+"""Conformance-kit harness for the Zoho Invoice connector (:mod:`connectors.testing`)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from connectors.testing.harness import ConnectorHarness, HeldInvoice
+from connectors.zoho.connector import ZohoConnector
+from connectors.zoho.emulator import DEFAULT_ORG, ZohoEmulator
+
+CLIENT_ID = "1000.CONFORMANCEAPP"
+CLIENT_SECRET = "zoho-conformance-secret-4f1d"
+REFRESH_TOKEN = "1000.conformance0refresh.token77"
+CONTACT_ID = "460000099000001"
+CONTACT_NAME = "Conformance Client, Lda"
+
+
+class ZohoHarness(ConnectorHarness):
+    """Zoho Invoice: our number is Zoho's ``invoice_number`` (unique per organisation)."""
+
+    connector_cls = ZohoConnector
+    skip: dict[str, str] = {}
+    hostile = {
+        "long_description": "reject",  # line description > 2000 characters (Zoho's limit), refused before sending
+        "non_ascii": "deliver",
+        "many_lines": "deliver",  # no documented line limit
+        "zero_amount_line": "deliver",
+        "negative_line": "deliver",
+        "odd_number": "deliver",
+    }
+
+    def __init__(self) -> None:
+        self.emulator: ZohoEmulator | None = None
+
+    def start(self) -> None:
+        self.emulator = ZohoEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=REFRESH_TOKEN, hang_seconds=1,
+                                     rate_limit_per_minute=1000,
+                                     contacts={CONTACT_ID: {"contact_name": CONTACT_NAME, "email": "billing@conformance.example"}}).start()
+
+    def stop(self) -> None:
+        if self.emulator is not None:
+            self.emulator.stop()
+
+    def reset(self) -> None:
+        assert self.emulator is not None
+        self.emulator.reset_state()
+
+    def settings(self) -> dict[str, Any]:
+        assert self.emulator is not None
+        return {"data_center": "eu", "api_url": self.emulator.url, "accounts_url": self.emulator.url, "organization_id": DEFAULT_ORG,
+                "client_id": CLIENT_ID, "client_secret_env": "CONFORMANCE_ZOHO_CLIENT_SECRET",
+                "refresh_token_env": "CONFORMANCE_ZOHO_REFRESH_TOKEN", "max_requests_per_minute": 1000}
+
+    def env(self) -> dict[str, str]:
+        return {"CONFORMANCE_ZOHO_CLIENT_SECRET": CLIENT_SECRET, "CONFORMANCE_ZOHO_REFRESH_TOKEN": REFRESH_TOKEN}
+
+    def contact(self) -> tuple[str | None, str]:
+        return CONTACT_ID, CONTACT_NAME
+
+    def invoices(self) -> list[HeldInvoice]:
+        assert self.emulator is not None
+        return [HeldInvoice(external_id=i["invoice_id"], number=i["invoice_number"], total=Decimal(i["total"]),
+                            currency=i["currency_code"], line_count=len(i["line_items"]), contact=i["customer_id"], raw=i)
+                for i in self.emulator.invoices()]
+
+    def inject_rate_limit(self, retry_after: int = 1) -> None:
+        assert self.emulator is not None
+        self.emulator.inject_fault("429")
+
+    def inject_server_error(self, status: int = 503, times: int = 1) -> None:
+        assert self.emulator is not None
+        self.emulator.inject_fault(str(status), times)
+
+    def inject_timeout_after_commit(self) -> None:
+        # The invoice becomes what the tenant configured (sent) with the mark-as-sent call; a lost
+        # answer to the create itself is covered by tests/test_zoho_connector.py.
+        assert self.emulator is not None
+        self.emulator.inject_fault("timeout_after_commit", method="POST", path="/invoices/*/status/sent")
+
+    def expire_tokens(self) -> None:
+        assert self.emulator is not None
+        self.emulator.expire_access_tokens()
+
+    def refresh_count(self) -> int:
+        assert self.emulator is not None
+        return self.emulator.refresh_count
+
+    def invalid_invoice(self, invoice: Any) -> Any:
+        return invoice.model_copy(update={"contact_id": "460000000000404"})  # Zoho: "Contact does not exist." (400)
+
+    def unknown_account_settings(self) -> dict[str, Any]:
+        return {"organization_id": "99999999"}
+
+    def contact_creation_settings(self, allow: bool) -> dict[str, Any]:
+        return {"create_contacts": allow}
+
+    def issued_secrets(self) -> list[str]:
+        assert self.emulator is not None
+        return self.emulator.issued_tokens()
+
+    def assert_healthy(self) -> None:
+        assert self.emulator is not None
+        assert self.emulator.server_errors == [], self.emulator.server_errors
+
+
+__all__ = ["ZohoHarness", "CLIENT_ID", "CLIENT_SECRET", "REFRESH_TOKEN", "CONTACT_ID", "CONTACT_NAME"]

@@ -1,0 +1,558 @@
+"""PayPalConnector against the PayPal emulator on loopback (real HTTP, no mocks).
+
+Every emulator validates each request against the official spec (tests/specs/paypal/invoicing_v2.json) and
+the tests assert it saw no invalid request and had no internal error. Money values are computed by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import date, datetime, timezone
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from broker.invoice import Invoice, InvoiceLine
+from connectors.base import (
+    AuthError,
+    ConfigError,
+    MissingScopeError,
+    PermanentError,
+    RateLimitedError,
+    RetryableError,
+    UncertainOutcomeError,
+)
+from connectors.auth import FileTokenStore, MemoryTokenStore
+from connectors.paypal import PayPalConnector
+from connectors.paypal.emulator import SCOPE_READ, PayPalEmulator
+from connectors.paypal.spec_check import make_request_validator, validate_document
+
+SPEC = Path(__file__).resolve().parent / "specs" / "paypal" / "invoicing_v2.json"
+SECRET = "pp-s3cr3t-CLIENT-value-42"
+ACCOUNT = "billing@acme-fm.example"
+CUSTOMER = "contas@hotel-atlantico.example"
+
+
+# --------------------------------------------------------------------------- helpers
+@pytest.fixture(scope="module")
+def validator():
+    return make_request_validator(SPEC)
+
+
+@pytest.fixture
+def emulators(validator):
+    started: list[PayPalEmulator] = []
+
+    def make(**kwargs) -> PayPalEmulator:
+        kwargs.setdefault("client_secret", SECRET)
+        kwargs.setdefault("account_email", ACCOUNT)
+        kwargs.setdefault("hang_seconds", 1.5)
+        emu = PayPalEmulator(request_validator=validator, **kwargs).start()
+        started.append(emu)
+        return emu
+
+    yield make
+    for emu in started:
+        emu.stop()
+    for emu in started:
+        assert emu.validation_failures == []
+        assert emu.server_errors == []
+
+
+@pytest.fixture(autouse=True)
+def secret_env(monkeypatch):
+    monkeypatch.setenv("PAYPAL_CLIENT_SECRET", SECRET)
+
+
+def settings_for(emu: PayPalEmulator, **overrides) -> dict:
+    base = {"api_url": emu.url, "client_id": "demo-client", "client_secret_env": "PAYPAL_CLIENT_SECRET",
+            "client_emails": {"CLI-HAL": CUSTOMER}}
+    base.update(overrides)
+    return base
+
+
+def line(description, qty, unit_price, net, rate, tax, total, *, kind="labour", unit="un", discount="0") -> InvoiceLine:
+    return InvoiceLine(kind=kind, description=description, quantity=D(qty), unit=unit, unit_price=D(unit_price),
+                       discount_percent=D(discount), net=D(net), tax_rate=D(rate), tax=D(tax), total=D(total),
+                       source="test", rule="test")
+
+
+def standard_lines() -> list[InvoiceLine]:
+    return [
+        # 3.25 h x 42.00 = 136.50; 23 % = 31.395 -> 31.40
+        line("HVAC labour (Ana Costa)", "3.25", "42.00", "136.50", "23", "31.40", "167.90", unit="h"),
+        # 2 x 18.75 = 37.50 less 10 % = 33.75; 23 % = 7.7625 -> 7.76
+        line("Contactor 25A", "2", "18.75", "33.75", "23", "7.76", "41.51", kind="part", discount="10"),
+    ]
+
+
+def make_invoice(number="ACME-WO-1-R1", *, lines=None, currency="EUR", issue=date(2026, 3, 2), due=date(2026, 4, 1)) -> Invoice:
+    lines = standard_lines() if lines is None else lines
+    net = sum((ln.net for ln in lines), D(0))
+    tax = sum((ln.tax for ln in lines), D(0))
+    return Invoice(
+        invoice_key=f"acme:wo:{number}:r1", invoice_number=number, order_key=f"acme:wo:{number}", tenant="acme",
+        billing_system="paypal", event_id="evt-1", event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc), document="wo", document_id=number, revision=1,
+        client_id="CLI-HAL", client_name="Hotel Atlântico Lisboa, S.A.", contact_id=None, site_id="S1", currency=currency,
+        issue_date=issue, due_date=due, reference=f"WO {number}", lines=lines, net_total=net, tax_total=tax,
+        total=net + tax, cost_total=D(0), margin=net,
+    )
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def with_connector(settings, fn, store=None):
+    connector = PayPalConnector(settings, tenant="acme", token_store=store if store is not None else MemoryTokenStore())
+    try:
+        return await fn(connector)
+    finally:
+        await connector.aclose()
+
+
+async def _raises(exc_type, coro):
+    with pytest.raises(exc_type) as info:
+        await coro
+    return info.value
+
+
+def api_calls(emu: PayPalEmulator) -> list[tuple[str, str, int]]:
+    return [(m, p.replace(p.split("/")[4], "{id}") if p.count("/") >= 5 and p.startswith("/v2/invoicing/invoices/") else p, s)
+            for m, p, s in emu.calls if p.startswith("/v2/")]
+
+
+# --------------------------------------------------------------------------- happy path
+def test_deliver_creates_sends_and_totals_match_to_the_cent(emulators):
+    emu = emulators()
+
+    async def go(c: PayPalConnector):
+        await c.check()
+        return await c.deliver(make_invoice())
+
+    result = run(with_connector(settings_for(emu), go))
+    assert result.created is True and result.external_number == "ACME-WO-1-R1"
+    assert result.details["status"] == "SENT" and result.details["sent"] is True
+    # net 136.50 + 33.75 = 170.25; tax 31.40 + 7.76 = 39.16; total 209.41
+    assert result.details["total"] == "209.41" and result.details["total_matches"] is True
+    assert result.details["emailed_to"] == CUSTOMER
+
+    [stored] = emu.invoices()
+    assert stored["id"] == result.external_id and stored["status"] == "SENT"
+    assert stored["amount"]["value"] == "209.41"
+    breakdown = stored["amount"]["breakdown"]
+    assert breakdown["item_total"]["value"] == "174.00"  # 136.50 + 37.50 before the discount
+    assert breakdown["discount"]["item_discount"]["value"] == "-3.75"
+    assert breakdown["tax_total"]["value"] == "39.16"
+    assert [i["tax"]["amount"]["value"] for i in stored["items"]] == ["31.40", "7.76"]
+    assert stored["detail"]["payment_term"] == {"term_type": "NET_30", "due_date": "2026-04-01"}
+    assert stored["detail"]["memo"] == "broker invoice acme:wo:ACME-WO-1-R1:r1"
+    assert stored["primary_recipients"][0]["billing_info"] == {"business_name": "Hotel Atlântico Lisboa, S.A.", "email_address": CUSTOMER}
+    assert emu.emails == [{"invoice_id": stored["id"], "invoice_number": "ACME-WO-1-R1", "to": CUSTOMER, "subject": None, "note": None}]
+    # the stored invoice is a valid spec "invoice" as a response
+    assert validate_document(SPEC, "invoice", emu._render(emu.invoice(stored["id"])), mode="read") == []
+    assert api_calls(emu) == [
+        ("GET", "/v2/invoicing/invoices", 200),            # check()
+        ("POST", "/v2/invoicing/search-invoices", 200),    # lookup before create
+        ("POST", "/v2/invoicing/invoices", 201),
+        ("POST", "/v2/invoicing/invoices/{id}/send", 200),
+    ]
+    assert emu.token_requests == 1
+
+
+def test_jpy_invoice_has_no_decimals_and_matches(emulators):
+    emu = emulators()
+    lines = [
+        # 2.5 h x 4,800 = 12,000; 10 % = 1,200
+        line("Technician labour", "2.5", "4800", "12000", "10", "1200", "13200", unit="h"),
+        # 3 x 1,333 = 3,999; 10 % = 399.9 -> 400
+        line("Filter cartridge", "3", "1333", "3999", "10", "400", "4399", kind="part"),
+        # 1.5 x 1,999 = 2,998.5 -> our net 2,999 (collapsed to 1 x 2,999); 10 % = 299.9 -> 300
+        line("Pump hire", "1.5", "1999", "2999", "10", "300", "3299", kind="expense"),
+    ]
+    result = run(with_connector(settings_for(emu), lambda c: c.deliver(make_invoice("NIP-WO-7-R1", lines=lines, currency="JPY"))))
+    # net 18,998 + tax 1,900 = 20,898
+    assert result.details["total"] == "20898" and result.details["total_matches"] is True
+    [stored] = emu.invoices()
+    assert [i["unit_amount"]["value"] for i in stored["items"]] == ["4800", "1333", "2999"]
+    assert [i["tax"]["amount"]["value"] for i in stored["items"]] == ["1200", "400", "300"]
+    assert stored["amount"]["breakdown"]["tax_total"]["value"] == "1900"
+
+
+def test_draft_setting_leaves_the_invoice_unsent_and_unmailed(emulators):
+    emu = emulators()
+    result = run(with_connector(settings_for(emu, invoice_status="DRAFT"), lambda c: c.deliver(make_invoice())))
+    assert result.details["status"] == "DRAFT" and result.details["sent"] is False
+    assert emu.invoices()[0]["status"] == "DRAFT" and emu.emails == []
+    # later the tenant switches to SENT: the same invoice is found and sent, not created again
+    again = run(with_connector(settings_for(emu), lambda c: c.deliver(make_invoice())))
+    assert again.created is False and again.details["sent"] is True and again.details["status"] == "SENT"
+    assert len(emu.invoices()) == 1 and [e["to"] for e in emu.emails] == [CUSTOMER]
+
+
+def test_sent_without_email_to_recipient_and_with_options(emulators):
+    emu = emulators()
+    settings = settings_for(emu, email_to_recipient=False, email_copy_to_invoicer=True, email_subject="Fatura", email_note="Obrigado")
+    result = run(with_connector(settings, lambda c: c.deliver(make_invoice())))
+    assert result.details["status"] == "SENT" and "emailed_to" not in result.details
+    assert emu.emails == [{"invoice_id": result.external_id, "invoice_number": "ACME-WO-1-R1", "to": ACCOUNT,
+                           "subject": "Fatura", "note": "Obrigado"}]
+
+
+def test_future_invoice_date_is_scheduled(emulators):
+    emu = emulators(today=lambda: date(2026, 3, 1))
+    result = run(with_connector(settings_for(emu), lambda c: c.deliver(make_invoice(issue=date(2026, 3, 2)))))
+    assert result.details["status"] == "SCHEDULED"
+    assert emu.invoices()[0]["status"] == "SCHEDULED" and emu.emails == []
+
+
+def test_recipient_from_the_tenant_clients(emulators):
+    emu = emulators()
+
+    class Client:
+        name, email, tax_number, contact_id = "Hotel Atlântico Lisboa, S.A.", "faturas@hotel.example", "PT500000101", None
+
+    async def go(c: PayPalConnector):
+        c.clients = {"CLI-HAL": Client()}
+        return await c.deliver(make_invoice())
+
+    result = run(with_connector(settings_for(emu, client_emails={}), go))
+    assert result.details["emailed_to"] == "faturas@hotel.example"
+    assert emu.invoices()[0]["primary_recipients"][0]["billing_info"]["additional_info"] == "VAT PT500000101"
+
+
+# --------------------------------------------------------------------------- idempotency
+def test_second_delivery_is_found_by_lookup_not_created(emulators):
+    emu = emulators()
+
+    async def go(c: PayPalConnector):
+        return await c.deliver(make_invoice()), await c.deliver(make_invoice())
+
+    first, second = run(with_connector(settings_for(emu), go))
+    assert first.created is True and second.created is False
+    assert second.external_id == first.external_id and second.details["found_by"] == "lookup"
+    assert second.details["sent"] is False and second.details["total_matches"] is True
+    assert len(emu.invoices()) == 1 and len(emu.emails) == 1
+    assert api_calls(emu)[-1] == ("POST", "/v2/invoicing/search-invoices", 200)
+
+
+def test_duplicate_invoice_number_is_looked_up_and_recorded_as_success(emulators):
+    emu = emulators()
+
+    async def go(c: PayPalConnector):
+        first = await c.deliver(make_invoice())
+        emu.inject_fault("stale_search")  # the lookup before create misses it (search not yet consistent)
+        second = await c.deliver(make_invoice())
+        return first, second
+
+    first, second = run(with_connector(settings_for(emu), go))
+    assert second.created is False and second.external_id == first.external_id
+    assert second.details["found_by"] == "DUPLICATE_INVOICE_NUMBER"
+    assert len(emu.invoices()) == 1
+    assert api_calls(emu)[-3:] == [
+        ("POST", "/v2/invoicing/search-invoices", 200),
+        ("POST", "/v2/invoicing/invoices", 422),
+        ("POST", "/v2/invoicing/search-invoices", 200),
+    ]
+
+
+def test_duplicate_number_not_yet_searchable_is_retryable(emulators):
+    emu = emulators()
+
+    async def go(c: PayPalConnector):
+        await c.deliver(make_invoice())
+        emu.inject_fault("stale_search", times=2)
+        exc = await _raises(RetryableError, c.deliver(make_invoice()))
+        again = await c.deliver(make_invoice())  # search caught up
+        return exc, again
+
+    exc, again = run(with_connector(settings_for(emu), go))
+    assert exc.http_status == 422 and "not return it yet" in str(exc)
+    assert again.created is False and len(emu.invoices()) == 1
+
+
+def test_find_matches_the_number_exactly(emulators):
+    emu = emulators()
+
+    async def go(c: PayPalConnector):
+        await c.deliver(make_invoice("ACME-WO-1-R10"))
+        await c.deliver(make_invoice("ACME-WO-1-R1"))
+        await c.deliver(make_invoice("X-ACME-WO-1-R1"))
+        return await c.find("ACME-WO-1-R1"), await c.find("ACME-WO-1"), await c.find("Z" * 26)
+
+    found, partial, too_long = run(with_connector(settings_for(emu), go))
+    assert found is not None and found.number == "ACME-WO-1-R1" and found.total == D("209.41") and found.status == "SENT"
+    assert partial is None and too_long is None
+    assert len(emu.invoices()) == 3
+
+
+def test_cancelled_invoice_with_our_number_counts_as_delivered(emulators):
+    emu = emulators()
+    first = run(with_connector(settings_for(emu), lambda c: c.deliver(make_invoice())))
+    emu.set_status(first.external_id, "CANCELLED")
+    again = run(with_connector(settings_for(emu), lambda c: c.deliver(make_invoice())))
+    assert again.created is False and again.details["status"] == "CANCELLED" and len(emu.invoices()) == 1
+
+
+def test_existing_draft_with_another_total_is_not_sent(emulators):
+    emu = emulators()
+    other = make_invoice(lines=[line("Other work", "1", "50.00", "50.00", "23", "11.50", "61.50")])
+    run(with_connector(settings_for(emu, invoice_status="DRAFT"), lambda c: c.deliver(other)))
+    exc = run(with_connector(settings_for(emu), lambda c: _raises(PermanentError, c.deliver(make_invoice()))))
+    assert "61.50" in str(exc) and "209.41" in str(exc) and "not sent" in str(exc)
+    assert emu.invoices()[0]["status"] == "DRAFT" and emu.emails == []
+
+
+# --------------------------------------------------------------------------- field limits and rejections
+def test_field_limit_fails_before_any_http_call(emulators):
+    emu = emulators()
+    exc = run(with_connector(settings_for(emu), lambda c: _raises(PermanentError, c.deliver(make_invoice("ACME-WO-1234567890123-R123")))))
+    assert "detail.invoice_number" in str(exc) and "26 characters" in str(exc)
+    assert emu.calls == []
+    many = make_invoice(lines=[line(f"Bolt {i}", "1", "1.05", "1.05", "23", "0.24", "1.29") for i in range(500)])
+    exc = run(with_connector(settings_for(emu), lambda c: _raises(PermanentError, c.deliver(many))))
+    assert "items" in str(exc) and "500 lines" in str(exc) and emu.calls == []
+
+
+def test_paypal_validation_error_is_permanent_with_the_issue(emulators):
+    emu = emulators()
+    exc = run(with_connector(settings_for(emu, invoicer_email="someone-else@example.com"),
+                             lambda c: _raises(PermanentError, c.deliver(make_invoice()))))
+    assert exc.http_status == 422
+    assert "UNPROCESSABLE_ENTITY" in str(exc) and "USER_NOT_FOUND /invoicer/email_address" in str(exc) and "debug_id" in str(exc)
+    assert emu.invoices() == []
+
+
+# --------------------------------------------------------------------------- limits and faults
+def test_rate_limit_429_with_retry_after(emulators):
+    emu = emulators(rate_limit_per_minute=3)
+
+    async def go(c: PayPalConnector):
+        await c.deliver(make_invoice("A-1"))  # search, create, send = 3 calls
+        return await _raises(RateLimitedError, c.deliver(make_invoice("A-2")))
+
+    exc = run(with_connector(settings_for(emu), go))
+    assert exc.http_status == 429 and 1 <= exc.retry_after <= 60 and "RATE_LIMIT_REACHED" in str(exc)
+    assert len(emu.invoices()) == 1 and emu.count_429 == 1
+
+
+def test_injected_429_carries_retry_after(emulators):
+    emu = emulators(retry_after=7)
+    emu.inject_fault("429")
+    exc = run(with_connector(settings_for(emu), lambda c: _raises(RateLimitedError, c.deliver(make_invoice()))))
+    assert exc.retry_after == 7.0
+
+
+def test_503_is_retryable_then_success(emulators):
+    emu = emulators()
+    emu.inject_fault("503")
+
+    async def go(c: PayPalConnector):
+        exc = await _raises(RetryableError, c.deliver(make_invoice()))
+        return exc, await c.deliver(make_invoice())
+
+    exc, result = run(with_connector(settings_for(emu), go))
+    assert exc.http_status == 503 and not isinstance(exc, UncertainOutcomeError) and "SERVICE_UNAVAILABLE" in str(exc)
+    assert result.created is True and len(emu.invoices()) == 1
+
+
+def test_timeout_after_create_is_uncertain_then_found_and_completed(emulators):
+    emu = emulators()
+
+    async def go(c: PayPalConnector):
+        emu.inject_fault("timeout_after_commit", after=1)  # the lookup passes; the create is stored, its answer lost
+        exc = await _raises(UncertainOutcomeError, c.deliver(make_invoice()))
+        found = await c.find("ACME-WO-1-R1")
+        again = await c.deliver(make_invoice())  # lookup first: the draft is found and sent, not created again
+        return exc, found, again
+
+    exc, found, again = run(with_connector(settings_for(emu, timeout_seconds=0.4), go))
+    assert "reconcile" in str(exc)
+    assert found is not None and found.status == "DRAFT" and found.total == D("209.41")
+    assert again.created is False and again.external_id == found.external_id and again.details["sent"] is True
+    assert again.details["status"] == "SENT" and len(emu.invoices()) == 1 and len(emu.emails) == 1
+
+
+def test_connection_reset_before_create_is_uncertain_and_nothing_stored(emulators):
+    emu = emulators()
+
+    async def go(c: PayPalConnector):
+        emu.inject_fault("reset", after=1)
+        exc = await _raises(UncertainOutcomeError, c.deliver(make_invoice()))
+        return exc, await c.deliver(make_invoice())
+
+    exc, result = run(with_connector(settings_for(emu), go))
+    assert "reconcile" in str(exc) and result.created is True and len(emu.invoices()) == 1
+
+
+def test_lost_send_answer_is_checked_by_reading_the_invoice(emulators):
+    emu = emulators()
+
+    async def go(c: PayPalConnector):
+        emu.inject_fault("timeout_after_commit", after=2)  # search and create pass; the send's answer is lost
+        return await c.deliver(make_invoice())
+
+    result = run(with_connector(settings_for(emu, timeout_seconds=0.4), go))
+    assert result.details["status"] == "SENT" and len(emu.emails) == 1
+
+
+def test_lost_search_answer_is_plain_retryable(emulators):
+    emu = emulators()
+    emu.inject_fault("timeout_after_commit", on="search")
+    exc = run(with_connector(settings_for(emu, timeout_seconds=0.4), lambda c: _raises(RetryableError, c.deliver(make_invoice()))))
+    assert not isinstance(exc, UncertainOutcomeError) and "a read: retry it" in str(exc)
+    assert emu.invoices() == []
+
+
+def test_500_on_create_is_uncertain_on_search_retryable_on_send_checked(emulators):
+    emu = emulators()
+
+    async def go(c: PayPalConnector):
+        emu.inject_fault("500", on="create")
+        on_create = await _raises(UncertainOutcomeError, c.deliver(make_invoice()))  # PayPal may have stored it
+        emu.inject_fault("500", on="search")
+        on_search = await _raises(RetryableError, c.deliver(make_invoice()))
+        emu.inject_fault("500", on="send")  # not applied: the invoice stays a draft
+        on_send = await _raises(RetryableError, c.deliver(make_invoice()))
+        return on_create, on_search, on_send, await c.deliver(make_invoice())
+
+    on_create, on_search, on_send, result = run(with_connector(settings_for(emu), go))
+    assert on_create.http_status == 500 and "INTERNAL_SERVER_ERROR" in str(on_create)
+    assert not isinstance(on_search, UncertainOutcomeError) and on_search.http_status == 500
+    assert not isinstance(on_send, UncertainOutcomeError) and "still a draft" in str(on_send)
+    assert result.created is False and result.details["sent"] is True and result.details["status"] == "SENT"
+    assert len(emu.invoices()) == 1 and len(emu.emails) == 1
+
+
+def test_send_rejected_as_already_sent_counts_as_done(emulators):
+    emu = emulators()
+    first = run(with_connector(settings_for(emu, invoice_status="DRAFT"), lambda c: c.deliver(make_invoice())))
+    invoice_id = first.external_id
+
+    async def go(c: PayPalConnector):
+        # someone sends it on paypal.com between our lookup and our send
+        status = await c._send_invoice(invoice_id, make_invoice())
+        return status, await c._send_invoice(invoice_id, make_invoice())
+
+    status1, status2 = run(with_connector(settings_for(emu), go))
+    assert (status1, status2) == ("SENT", "SENT")
+    assert ("POST", "/v2/invoicing/invoices/{id}/send", 422) in api_calls(emu)
+
+
+# --------------------------------------------------------------------------- auth
+def test_expired_token_is_replaced_exactly_once_for_concurrent_calls(emulators):
+    emu = emulators()
+
+    async def go(c: PayPalConnector):
+        await c.deliver(make_invoice("B-0"))
+        emu.expire_access_tokens()
+        results = await asyncio.gather(*(c.deliver(make_invoice(f"B-{n}")) for n in range(1, 6)))
+        return results
+
+    results = run(with_connector(settings_for(emu), go))
+    assert all(r.created for r in results) and len(emu.invoices()) == 6
+    assert emu.token_requests == 2  # the first token, then one new token shared by the 5 deliveries
+
+
+def test_token_refused_twice_is_auth_error_after_exactly_one_new_token(emulators):
+    emu = emulators(access_token_ttl=0)  # every token is expired at once
+    exc = run(with_connector(settings_for(emu), lambda c: _raises(AuthError, c.deliver(make_invoice()))))
+    assert exc.http_status == 401 and "after a new access token" in str(exc) and "AUTHENTICATION_FAILURE" in str(exc)
+    assert emu.token_requests == 2 and emu.invoices() == []
+
+
+def test_workers_share_one_token_through_the_token_store(emulators, tmp_path):
+    emu = emulators()
+    store_dir = tmp_path / "tokens"
+
+    async def go():
+        a = PayPalConnector(settings_for(emu), tenant="acme", token_store=FileTokenStore(store_dir))
+        b = PayPalConnector(settings_for(emu), tenant="acme", token_store=FileTokenStore(store_dir))
+        try:
+            await a.deliver(make_invoice("W-1"))
+            await b.deliver(make_invoice("W-2"))  # adopts the stored token
+            emu.expire_access_tokens()
+            await asyncio.gather(a.deliver(make_invoice("W-3")), b.deliver(make_invoice("W-4")))
+            return a.token_requests + b.token_requests
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+    assert run(go()) == 2 == emu.token_requests  # one token, then one replacement shared by both workers
+    [token_file] = list(store_dir.glob("*.json"))
+    assert (token_file.stat().st_mode & 0o777) == 0o600 and len(emu.invoices()) == 4
+
+
+def test_wrong_secret_is_auth_error_without_the_secret(emulators, monkeypatch, caplog):
+    emu = emulators()
+    wrong = "WRONG-paypal-secret-123456"
+    monkeypatch.setenv("PAYPAL_CLIENT_SECRET", wrong)
+    caplog.set_level(logging.DEBUG)
+    holder = {}
+
+    async def go(c: PayPalConnector):
+        exc = await _raises(AuthError, c.deliver(make_invoice()))
+        holder["state"] = repr(c) + repr(c.__dict__)
+        return exc
+
+    exc = run(with_connector(settings_for(emu), go))
+    assert "invalid_client" in str(exc) and "PAYPAL_CLIENT_SECRET" in str(exc) and exc.http_status == 401
+    for text in (str(exc), repr(exc), holder["state"], caplog.text):
+        assert wrong not in text and SECRET not in text
+    assert emu.invoices() == []
+
+
+def test_missing_secret_variable_is_config_error(emulators, monkeypatch):
+    emu = emulators()
+    monkeypatch.delenv("PAYPAL_CLIENT_SECRET")
+    exc = run(with_connector(settings_for(emu), lambda c: _raises(ConfigError, c.check())))
+    assert "PAYPAL_CLIENT_SECRET" in str(exc) and "billing.settings.client_secret_env" in str(exc)
+
+
+def test_missing_invoicing_scope(emulators):
+    emu = emulators(scopes=("openid", "https://uri.paypal.com/services/payments/payment/authcapture"))
+    exc = run(with_connector(settings_for(emu), lambda c: _raises(MissingScopeError, c.check())))
+    assert "missing scope" in str(exc) and exc.missing == ("https://uri.paypal.com/services/invoicing",)
+    exc2 = run(with_connector(settings_for(emu), lambda c: _raises(AuthError, c.deliver(make_invoice()))))
+    assert exc2.http_status == 403 and "NOT_AUTHORIZED" in str(exc2)
+
+
+def test_read_only_scope_can_check_but_not_create(emulators):
+    emu = emulators(scopes=(SCOPE_READ,))
+    run(with_connector(settings_for(emu), lambda c: c.check()))
+    exc = run(with_connector(settings_for(emu), lambda c: _raises(AuthError, c.deliver(make_invoice()))))
+    assert exc.http_status == 403 and "PERMISSION_DENIED" in str(exc)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ConfigError) as info:
+        PayPalConnector({"client_id": "c", "client_secret_env": "E", "invoice_status": "PAID", "surprise": 1}, tenant="t")
+    text = str(info.value)
+    assert "billing.settings.invoice_status" in text and "billing.settings.surprise" in text
+    with pytest.raises(ConfigError):
+        PayPalConnector({"client_id": "c", "client_secret_env": "E", "client_emails": {"CLI": "not-an-email"}}, tenant="t")
+
+
+def test_unreachable_api_is_retryable():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = {"api_url": f"http://127.0.0.1:{port}", "client_id": "c", "client_secret_env": "PAYPAL_CLIENT_SECRET", "timeout_seconds": 1}
+    exc = run(with_connector(settings, lambda c: _raises(RetryableError, c.check())))
+    assert "request not sent" in str(exc) and not isinstance(exc, UncertainOutcomeError)
+
+
+def test_registered_entry_point():
+    from connectors import registry
+
+    assert registry.load("paypal") is PayPalConnector
+    caps = PayPalConnector.capabilities
+    assert caps.native_idempotency is False and caps.lookup_by_reference is True and caps.batch_size == 1
+    assert caps.rate_limit_per_minute is None  # PayPal publishes none; a tenant may set its own:
+    tuned = PayPalConnector({"client_id": "c", "client_secret_env": "E", "rate_limit_per_minute": 30, "max_concurrency": 4}, tenant="t")
+    assert (tuned.settings.rate_limit_per_minute, tuned.settings.max_concurrency) == (30, 4)
