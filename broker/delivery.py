@@ -813,9 +813,20 @@ class Deliverer:
                 if uncertain:
                     found = await self._io(state, lambda: connector.find(invoice.invoice_number))
                     metrics.LOOKUPS.labels(system, "found" if found else "absent").inc()
-                    if found is not None:
+                    if found is not None and (caps.native_idempotency or previous is not None):
                         details = {"reconciled_by_lookup": True, "Total": str(found.total), "Status": found.status}
                         return Delivered(DeliveryResult(key, found.external_id, found.number, created=True,
+                                                        attempts=attempts, details=details), attempts, reconciled=True)
+                    if found is not None:
+                        # Multi-step systems without an idempotency key (draft -> finalise/send): the lost
+                        # request may have left the document half done. Their deliver() looks up by our
+                        # reference first and only completes the missing steps, so call it once more.
+                        await ledger.begin_attempt(invoice)
+                        attempts += 1
+                        result = await self._io(state, lambda: connector.deliver(invoice))
+                        metrics.DELIVERY_ATTEMPTS.labels(system, "ok").inc()
+                        details = {**result.details, "reconciled_by_lookup": True}
+                        return Delivered(DeliveryResult(key, result.external_id, result.external_number, created=True,
                                                         attempts=attempts, details=details), attempts, reconciled=True)
                     uncertain = False
                 await ledger.begin_attempt(invoice)
