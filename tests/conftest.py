@@ -83,7 +83,9 @@ class WorkerProcess:
         self.log_path = tmp_path / f"worker-{app_id}.log"
         self.env = {**os.environ, **DEMO_SECRETS, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                     "BROKER_METRICS_PORT": str(self.metrics_port), "BROKER_APP_ID": app_id,
-                    "BROKER_DATA_DIR": str(tmp_path / "data"), "BROKER_TOPIC_PARTITIONS": "4", **env}
+                    "BROKER_DATA_DIR": str(tmp_path / "data"), "BROKER_TOPIC_PARTITIONS": "4",
+                    # Tansu reports a wrong end offset after multi-record batches (docs/delivery.md)
+                    "BROKER_PRODUCER_MAX_BATCH_SIZE": "1", **env}
         self.args = [sys.executable, "-m", "broker", "run", "--config", str(config_path)]
         self.proc = None
 

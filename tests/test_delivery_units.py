@@ -152,7 +152,7 @@ class ScriptedConnector:
     """Answers ``deliver`` with the scripted results/exceptions in turn; records calls and ledger states."""
 
     name = "fake"
-    capabilities = Capabilities(amendments=True)
+    capabilities = Capabilities(amendments=True, native_idempotency=True)
 
     def __init__(self, script, ledger=None, existing=None):
         self.script = list(script)
