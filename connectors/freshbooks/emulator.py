@@ -70,7 +70,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
 
-from connectors.freshbooks._loopback import Request, Response, json_response, loads_decimal, start_server, stop_server
+from connectors._loopback import Request, Response, json_response, loads_decimal, start_server, stop_server
 from connectors.freshbooks.mapper import FIELD_LIMITS
 
 DEFAULT_ACCOUNT_ID = "ZkR9mQ"

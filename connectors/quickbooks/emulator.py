@@ -72,7 +72,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
 
-from connectors.quickbooks._loopback import Request, Response, json_response, loads_decimal, start_server, stop_server
+from connectors._loopback import Request, Response, json_response, loads_decimal, start_server, stop_server
 
 DEFAULT_REALM_ID = "9341452000000001"
 FAULT_KINDS = ("503", "500", "429", "reset", "timeout_after_commit", "drop_after_commit")

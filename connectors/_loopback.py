@@ -1,4 +1,4 @@
-"""Loopback HTTP plumbing for the FreshBooks emulator (stdlib ``ThreadingHTTPServer``).
+"""Loopback HTTP plumbing shared by billing-system emulators (stdlib ``ThreadingHTTPServer``).
 
 Kept separate from the emulator logic: a request becomes a :class:`Request`, the emulator's
 ``_handle(request) -> Response`` answers it, and :class:`Handler` writes the answer — or performs a
