@@ -29,7 +29,6 @@ what was delivered so that a re-published event creates nothing new.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 
@@ -147,7 +146,7 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
                 continue
             metrics.EVENTS_CONSUMED.labels(ce.type).inc()
             try:
-                tenant = config.tenant(ce.tenant)
+                config.tenant(ce.tenant)  # unknown tenant: KeyError, dead-lettered below
             except KeyError as exc:
                 await dead_letter(event, "enrich", "unknown_tenant", ValueError(f"field 'tenant': {exc.args[0]}"),
                                   tenant=ce.tenant)
@@ -195,13 +194,3 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
     app.deliver_agent = deliver
     app.ledger = ledger
     return app
-
-
-def decode_outcome(raw: bytes) -> DeliveryOutcome:
-    """Parse a ``billing.deliveries`` record value."""
-    return DeliveryOutcome.model_validate_json(raw)
-
-
-def encode_json(obj) -> bytes:
-    """Compact JSON bytes (Decimals as strings)."""
-    return json.dumps(obj, separators=(",", ":"), default=str).encode()
