@@ -38,6 +38,7 @@ from pydantic import TypeAdapter
 from broker import metrics
 from broker.config import BrokerConfig
 from broker.deliver_stage import install_deliver_stage
+from broker.faust_compat import create_faust_app
 from broker.dlq import dlq_headers, replay_count
 from broker.events import EventDecodeError, parse_event
 from broker.invoice import DeliveryOutcome, Invoice, NotBillable
@@ -62,7 +63,7 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
     (how soon a crashed worker's partitions move) is ``settings.session_timeout``.
     """
     rebalance_timeout = settings.rebalance_timeout if rebalance_timeout is None else rebalance_timeout
-    app = faust.App(
+    app = create_faust_app(
         settings.app_id,
         broker=",".join(f"kafka://{b.strip()}" for b in bootstrap.split(",")),
         store="memory://",
