@@ -33,22 +33,17 @@ import logging
 from datetime import datetime, timezone
 
 import faust
-from pydantic import TypeAdapter
 
 from broker import metrics
 from broker.config import BrokerConfig
 from broker.deliver_stage import install_deliver_stage
 from broker.faust_compat import create_faust_app
-from broker.dlq import dlq_headers, replay_count
+from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict, replay_count, tenant_hint
 from broker.events import EventDecodeError, parse_event
-from broker.invoice import DeliveryOutcome, Invoice, NotBillable
 from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, PricingError, price_with_state, pricing_key
 from broker.settings import TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES, Settings
 
 log = logging.getLogger("broker.app")
-
-_PRICED: TypeAdapter[Invoice | NotBillable] = TypeAdapter(Invoice | NotBillable)
-
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
@@ -86,18 +81,21 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
     ledger = app.Table("delivery-ledger", partitions=n,
                        schema=faust.Schema(key_serializer="json", value_serializer="json"))
 
+    async def send_dead_letter(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]],
+                               where: str, stage: str, error_class: str, exc: BaseException) -> None:
+        key, value, extra = bounded_copy(key, value)
+        await dlq_topic.send(key=key, value=value, headers=headers + extra)
+        metrics.DEAD_LETTERS.labels(stage, error_class).inc()
+        log.warning("dead-lettered %s at %s: %s: %s", where, stage, error_class, clip(exc))
+
     async def dead_letter(event: faust.types.EventT, stage: str, error_class: str, exc: BaseException, **extra) -> None:
         msg = event.message
         extra.setdefault("replay_count", replay_count(event.headers))  # a replayed record failing again keeps its count
+        extra.setdefault("tenant", tenant_hint(event.value))
         headers = dlq_headers(topic=msg.topic, partition=msg.partition, offset=msg.offset, stage=stage,
                               error_class=error_class, exc=exc, **extra)
-        await dlq_topic.send(key=event.key, value=event.value, headers=headers)
-        metrics.DEAD_LETTERS.labels(stage, error_class).inc()
-        log.warning("dead-lettered %s:%s:%s at %s: %s", msg.topic, msg.partition, msg.offset, stage, exc)
-
-    async def record(outcome: DeliveryOutcome) -> None:
-        await deliveries_topic.send(key=outcome.invoice_key.encode(), value=outcome.model_dump_json().encode())
-        metrics.INVOICES_DELIVERED.labels(outcome.billing_system or "none", outcome.outcome).inc()
+        await send_dead_letter(event.key, event.value, headers, f"{msg.topic}:{msg.partition}:{msg.offset}", stage,
+                               error_class, exc)
 
     # -- enrich/pricing side: events re-keyed by tenant:client so a client's pricing state
     # (monthly allowance, approved quotes) lives in the partition that sees all of its events.
@@ -122,61 +120,82 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
 
     async def dead_letter_forwarded(event: faust.types.EventT, error_class: str, exc: BaseException, **extra) -> None:
         """Dead-letter a record of the by-client topic as the original maintenance.events record."""
-        origin = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in (event.headers or {}).items()}
+        origin = headers_to_dict(event.headers)
         topic = origin.get("origin.topic", event.message.topic)
-        partition = int(origin.get("origin.partition", event.message.partition))
-        offset = int(origin.get("origin.offset", event.message.offset))
+        try:
+            partition = int(origin.get("origin.partition", event.message.partition))
+            offset = int(origin.get("origin.offset", event.message.offset))
+        except ValueError:
+            partition, offset = event.message.partition, event.message.offset
         key = (event.headers or {}).get("origin.key")
         extra.setdefault("replay_count", replay_count(event.headers))
+        extra.setdefault("tenant", tenant_hint(event.value))
         headers = dlq_headers(topic=topic, partition=partition, offset=offset, stage="enrich",
                               error_class=error_class, exc=exc, **extra)
-        await dlq_topic.send(key=key, value=event.value, headers=headers)
-        metrics.DEAD_LETTERS.labels("enrich", error_class).inc()
-        log.warning("dead-lettered %s:%s:%s at enrich: %s", topic, partition, offset, exc)
+        await send_dead_letter(key, event.value, headers, f"{topic}:{partition}:{offset}", "enrich", error_class, exc)
+
+    async def enrich_one(event: faust.types.EventT) -> None:
+        try:
+            ce = parse_event(event.value)
+        except EventDecodeError as exc:
+            metrics.EVENTS_CONSUMED.labels("invalid").inc()
+            stage = "decode" if exc.error_class in ("not_json", "not_cloudevent", "too_large") else "enrich"
+            await dead_letter(event, stage, exc.error_class, exc)
+            return
+        metrics.EVENTS_CONSUMED.labels(ce.type).inc()
+        try:
+            config.tenant(ce.tenant)  # unknown tenant: KeyError, dead-lettered below
+        except KeyError as exc:
+            await dead_letter(event, "enrich", "unknown_tenant", ValueError(f"field 'tenant': {exc.args[0]}"),
+                              tenant=ce.tenant)
+            return
+        # valid event: price it in the partition of its client (order per work order is kept:
+        # all of a document's events have the same client and come from one source partition)
+        await by_client_topic.send(key=pricing_key(ce).encode(), value=event.value, headers=_origin(event))
 
     @app.agent(events_topic)
     async def enrich(stream):
-        """maintenance.events -> billing.invoices (or billing.dlq)."""
+        """maintenance.events -> events by client (or billing.dlq)."""
         async for event in stream.events():
             try:
-                ce = parse_event(event.value)
-            except EventDecodeError as exc:
-                metrics.EVENTS_CONSUMED.labels("invalid").inc()
-                stage = "decode" if exc.error_class in ("not_json", "not_cloudevent") else "enrich"
-                await dead_letter(event, stage, exc.error_class, exc)
-                continue
-            metrics.EVENTS_CONSUMED.labels(ce.type).inc()
-            try:
-                config.tenant(ce.tenant)  # unknown tenant: KeyError, dead-lettered below
-            except KeyError as exc:
-                await dead_letter(event, "enrich", "unknown_tenant", ValueError(f"field 'tenant': {exc.args[0]}"),
-                                  tenant=ce.tenant)
-                continue
-            # valid event: price it in the partition of its client (order per work order is kept:
-            # all of a document's events have the same client and come from one source partition)
-            await by_client_topic.send(key=pricing_key(ce).encode(), value=event.value, headers=_origin(event))
+                await enrich_one(event)
+            except Exception as exc:  # a bug must not stop the stream: keep the record in the DLQ
+                log.error("enrich crashed on %s:%s:%s: %s", event.message.topic, event.message.partition,
+                          event.message.offset, clip(repr(exc)))
+                await dead_letter(event, "enrich", "internal", exc)
+
+    async def price_one(event: faust.types.EventT) -> None:
+        try:
+            ce = parse_event(event.value)
+        except EventDecodeError as exc:  # cannot happen for what enrich forwarded, unless the rules changed
+            await dead_letter_forwarded(event, exc.error_class, exc)
+            return
+        try:
+            tenant = config.tenant(ce.tenant)
+            result = price_with_state(ce, ce.tenant, tenant, allowances=pricing_tables[ALLOWANCE_TABLE],
+                                      quotes=pricing_tables[QUOTES_TABLE], priced_at=_now())
+        except PricingError as exc:
+            await dead_letter_forwarded(event, "pricing", exc, tenant=ce.tenant)
+            return
+        except Exception as exc:  # a bug must not stop the stream; keep the event
+            log.error("pricing crashed on %s: %s", clip(event.key, 200), clip(repr(exc)))
+            await dead_letter_forwarded(event, "internal", exc, tenant=ce.tenant)
+            return
+        for table_name, key, value in result.writes:  # only real changes: a redelivery writes nothing
+            pricing_tables[table_name][key] = value
+        priced = result.priced
+        metrics.INVOICES_BUILT.labels(priced.status).inc()
+        await invoices_topic.send(key=ce.partition_key.encode(), value=priced.model_dump_json().encode())
 
     @app.agent(by_client_topic)
     async def price(stream):
         """events by client -> billing.invoices (or billing.dlq); keeps the allowance and quote tables."""
         async for event in stream.events():
             try:
-                ce = parse_event(event.value)
-                tenant = config.tenant(ce.tenant)
-                result = price_with_state(ce, ce.tenant, tenant, allowances=pricing_tables[ALLOWANCE_TABLE],
-                                          quotes=pricing_tables[QUOTES_TABLE], priced_at=_now())
-            except PricingError as exc:
-                await dead_letter_forwarded(event, "pricing", exc, tenant=ce.tenant)
-                continue
-            except Exception as exc:  # a bug must not stop the stream; keep the event
-                log.exception("pricing crashed on %s", event.key)
+                await price_one(event)
+            except Exception as exc:  # a bug must not stop the stream: keep the record in the DLQ
+                log.error("price crashed on %s: %s", clip(event.key, 200), clip(repr(exc)))
                 await dead_letter_forwarded(event, "internal", exc)
-                continue
-            for table_name, key, value in result.writes:  # only real changes: a redelivery writes nothing
-                pricing_tables[table_name][key] = value
-            priced = result.priced
-            metrics.INVOICES_BUILT.labels(priced.status).inc()
-            await invoices_topic.send(key=ce.partition_key.encode(), value=priced.model_dump_json().encode())
 
     # -- deliver side (broker/deliver_stage.py): tenant lanes, in-order acks, retry topics, amendments.
     stage = install_deliver_stage(app, settings, config, invoices_topic=invoices_topic,

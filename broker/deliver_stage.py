@@ -31,6 +31,7 @@ Details and the knobs: ``docs/delivery.md``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import weakref
@@ -58,6 +59,7 @@ from broker.delivery import (
 )
 from broker.dlq import dlq_headers, headers_to_dict
 from broker.invoice import DeliveryOutcome, Invoice, NotBillable
+from broker.outcomes import OutcomeLog, bootstrap_of
 from broker.settings import Settings
 
 log = logging.getLogger("broker.deliver")
@@ -152,6 +154,7 @@ class DeliverStage:
         self.ledger = InvoiceLedger(TableStore(ledger_table, app))
         self.ledger_table = ledger_table
         self.deliveries_topic = deliveries_topic
+        self.outcomes = OutcomeLog(deliveries_topic, bootstrap_of(app))
         self.dlq_topic = dlq_topic
         n = settings.topic_partitions
         self.retry_topics = [app.topic(name, partitions=n, key_type=bytes, value_type=bytes)
@@ -174,7 +177,8 @@ class DeliverStage:
         self.deliver_agent = app.agent(invoices_topic, name="deliver")(deliver)
         self.retry_agents = []
         for level, topic in enumerate(self.retry_topics, start=1):
-            self.retry_agents.append(app.agent(topic, name=f"deliver-retry-{level}")(self._retry_agent(level)))
+            agent = app.agent(topic, name=f"deliver-retry-{level}")
+            self.retry_agents.append(agent(self._retry_agent(level)))
         app.timer(5.0)(self._refresh_gauges)
 
     def _retry_agent(self, level: int):
@@ -447,26 +451,14 @@ class DeliverStage:
         inv: Invoice = ctx.record  # type: ignore[assignment]
         system = inv.billing_system
         if isinstance(outcome, Delivered):
-            result = outcome.result
-            self.ledger.delivered(inv, result, outcome.attempts, reconciled=outcome.reconciled,
-                                  amendment=outcome.amendment)
-            now = _now()
-            latency = (now - inv.event_time).total_seconds()
-            if result.created:
-                metrics.DELIVERY_LATENCY.labels(system).observe(max(0.0, latency))
-            amendment = outcome.amendment or {}
-            await self._record(DeliveryOutcome(
-                invoice_key=inv.invoice_key, event_id=inv.event_id, tenant=inv.tenant, billing_system=system,
-                outcome="created" if result.created else "already_delivered", external_id=result.external_id,
-                external_number=result.external_number, total=inv.total, currency=inv.currency,
-                attempts=outcome.attempts, latency_seconds=latency, reconciled=outcome.reconciled,
-                amendment=amendment.get("action"), replaced=amendment.get("previous_invoice_key"),
-                credit_note_number=amendment.get("credit_note_number"), at=now))
+            await self._delivered(ctx, outcome)
             return True
         if isinstance(outcome, AlreadyDelivered):
             entry = outcome.entry
             if inv.invoice_key in self.ledger.parked(ctx.order_key):
                 self.ledger._drop_from_order(inv)
+            if not await self._settle_outcome(ctx, entry):
+                return True  # this very record was consumed before a crash: its outcome is out already
             await self._record(DeliveryOutcome(
                 invoice_key=inv.invoice_key, event_id=inv.event_id, tenant=inv.tenant, billing_system=system,
                 outcome="already_delivered", external_id=entry.get("external_id"),
@@ -487,6 +479,65 @@ class DeliverStage:
             await self._park(ctx, outcome)
             return False
         raise TypeError(f"unknown delivery outcome {outcome!r}")
+
+    @staticmethod
+    def _source(ctx: _Ctx) -> str | None:
+        """``topic:partition:offset`` of the consumed record behind ``ctx`` (None when released from the ledger)."""
+        if ctx.level < 0:
+            return None
+        msg = ctx.event.message
+        return f"{msg.topic}:{msg.partition}:{msg.offset}"
+
+    async def _delivered(self, ctx: _Ctx, outcome: Delivered) -> None:
+        """Ledger ``delivered`` durably (with the outcome to publish), then the outcome, exactly once."""
+        inv: Invoice = ctx.record  # type: ignore[assignment]
+        result = outcome.result
+        now = _now()
+        latency = (now - inv.event_time).total_seconds()
+        amendment = outcome.amendment or {}
+        record = DeliveryOutcome(
+            invoice_key=inv.invoice_key, event_id=inv.event_id, tenant=inv.tenant, billing_system=inv.billing_system,
+            outcome="created" if result.created else "already_delivered", external_id=result.external_id,
+            external_number=result.external_number, total=inv.total, currency=inv.currency,
+            attempts=outcome.attempts, latency_seconds=latency, reconciled=outcome.reconciled,
+            amendment=amendment.get("action"), replaced=amendment.get("previous_invoice_key"),
+            credit_note_number=amendment.get("credit_note_number"), at=now)
+        key = inv.invoice_key.encode()
+        value = record.model_dump_json().encode()
+        partition = await self.outcomes.partition_for(key)
+        pending = {"published": False, "partition": partition, "scan_from": await self.outcomes.low_water(partition),
+                   "value": value.decode(), "source": self._source(ctx)}
+        await self.ledger.delivered_durably(inv, result, outcome.attempts, reconciled=outcome.reconciled,
+                                            amendment=outcome.amendment, outcome=pending)
+        if result.created:
+            metrics.DELIVERY_LATENCY.labels(inv.billing_system).observe(max(0.0, latency))
+        await self.outcomes.publish(key, value, partition)
+        metrics.INVOICES_DELIVERED.labels(inv.billing_system, record.outcome).inc()
+        self.ledger.outcome_published(inv.invoice_key)
+
+    async def _settle_outcome(self, ctx: _Ctx, entry: dict) -> bool:
+        """A delivered invoice's record is consumed again: publish its kept outcome if a crash lost it.
+
+        Returns False when this is the record that delivered it (nothing more to tell), True when it
+        is another record of the same invoice (a re-published event: ``already_delivered`` follows)."""
+        inv: Invoice = ctx.record  # type: ignore[assignment]
+        pending = entry.get("outcome")
+        if not isinstance(pending, dict):
+            return True
+        if not pending.get("published"):
+            key = inv.invoice_key.encode()
+            value = str(pending["value"]).encode()
+            partition = int(pending["partition"])
+            if await self.outcomes.contains(partition, int(pending.get("scan_from") or 0), key, value):
+                metrics.DUPLICATES_SUPPRESSED.labels("outcome").inc()
+                log.info("%s: its outcome was published before a crash; not publishing it again", inv.invoice_key)
+            else:
+                await self.outcomes.publish(key, value, partition)
+                metrics.INVOICES_DELIVERED.labels(inv.billing_system, json.loads(value)["outcome"]).inc()
+                log.info("%s: published the outcome a crash kept from going out", inv.invoice_key)
+            self.ledger.outcome_published(inv.invoice_key)
+        source = pending.get("source")
+        return source is None or source != self._source(ctx)
 
     async def _park(self, ctx: _Ctx, park: Park) -> None:
         inv: Invoice = ctx.record  # type: ignore[assignment]
@@ -546,6 +597,7 @@ class DeliverStage:
 
     async def aclose(self) -> None:
         await self.deliverer.aclose()
+        await self.outcomes.aclose()
 
 
 def install_deliver_stage(app: faust.App, settings: Settings, config: BrokerConfig, **topics: Any) -> DeliverStage:

@@ -486,8 +486,9 @@ class InvoiceLedger:
                 order["delivered"] = delivered
         self._put_order(invoice.order_key, order)
 
-    def delivered(self, invoice: Invoice, result: DeliveryResult, attempts: int, *,
-                  reconciled: bool = False, amendment: dict | None = None) -> dict:
+    def _delivered_entry(self, invoice: Invoice, result: DeliveryResult, attempts: int, *, reconciled: bool,
+                         amendment: dict | None, outcome: dict | None) -> dict:
+        """The ``delivered`` entry of ``invoice``; writes the work-order and replaced-revision entries."""
         entry = self._base(invoice)
         for k in ("payload", "meta", "due"):
             entry.pop(k, None)
@@ -496,7 +497,8 @@ class InvoiceLedger:
                       "reconciled": reconciled, "delivered_at": _utcnow()})
         if amendment:
             entry["amendment"] = amendment
-        self._put(invoice.invoice_key, entry)
+        if outcome is not None:
+            entry["outcome"] = outcome
         self._drop_from_order(invoice, delivered={"invoice_key": invoice.invoice_key, "revision": invoice.revision,
                                                   "external_id": result.external_id,
                                                   "external_number": result.external_number})
@@ -507,6 +509,38 @@ class InvoiceLedger:
                 prev.update({"superseded_by": invoice.invoice_key, "amended": amendment.get("action")})
                 self._put(prev_key, prev)
         return entry
+
+    def delivered(self, invoice: Invoice, result: DeliveryResult, attempts: int, *,
+                  reconciled: bool = False, amendment: dict | None = None, outcome: dict | None = None) -> dict:
+        """Mark ``invoice`` delivered (not waiting for the changelog); returns the entry."""
+        entry = self._delivered_entry(invoice, result, attempts, reconciled=reconciled, amendment=amendment,
+                                      outcome=outcome)
+        self._put(invoice.invoice_key, entry)
+        return entry
+
+    async def delivered_durably(self, invoice: Invoice, result: DeliveryResult, attempts: int, *,
+                                reconciled: bool = False, amendment: dict | None = None,
+                                outcome: dict | None = None) -> dict:
+        """Like :meth:`delivered`, and wait until the broker acknowledged the entry's changelog record.
+
+        ``outcome`` (the outcome record still to publish, see ``docs/delivery.md``) is kept in the
+        entry, so that after a crash the outcome is published exactly once."""
+        entry = self._delivered_entry(invoice, result, attempts, reconciled=reconciled, amendment=amendment,
+                                      outcome=outcome)
+        entry.setdefault("created_at", _utcnow())
+        entry["updated_at"] = _utcnow()
+        if self.entry(invoice.invoice_key).get("state") != "delivered":
+            metrics.LEDGER_TRANSITIONS.labels("delivered").inc()
+        await self.store.put_durable(invoice.invoice_key, entry)
+        return entry
+
+    def outcome_published(self, key: str) -> None:
+        """The outcome kept in ``key``'s entry is on ``billing.deliveries``: forget its copy."""
+        entry = self.entry(key)
+        pending = entry.get("outcome")
+        if isinstance(pending, dict) and not pending.get("published"):
+            entry["outcome"] = {"published": True, "source": pending.get("source")}
+            self._put(key, entry)
 
     def failed(self, invoice: Invoice, error_class: str, error: BaseException, attempts: int) -> None:
         entry = self._base(invoice)

@@ -20,7 +20,17 @@ header                  value
 ``dlq.first.failure``   ISO 8601 UTC time of the first failure
 ``dlq.idempotency.key`` idempotency key used, when any
 ``dlq.replay.count``    times this record was replayed (0 on first failure)
+``dlq.value.truncated`` ``true`` when the value is a bounded copy (below)
+``dlq.value.size``      size in bytes of the original value (bounded copies)
+``dlq.value.sha256``    SHA-256 (hex) of the original value (bounded copies)
+``dlq.key.truncated``   ``true`` when the key is cut (likewise ``dlq.key.size``, ``dlq.key.sha256``)
 ======================  =====================================================
+
+**Bounded copies.** A value over :data:`DLQ_MAX_VALUE_BYTES` (a record that is itself too large to
+process) would not fit on ``billing.dlq`` next to its headers; it is dead-lettered as its first
+:data:`DLQ_HEAD_BYTES` bytes with the three ``dlq.value.*`` headers, and a key over
+:data:`DLQ_MAX_KEY_BYTES` likewise. The original stays findable on its topic at ``dlq.topic``,
+``dlq.partition``, ``dlq.offset`` (until its retention ends); :func:`replay` refuses bounded copies.
 
 Operators inspect and replay it with ``broker dlq list | show | replay`` (:mod:`broker.dlq_cli`);
 the functions below do the work. A replayed record goes back to its stage's input topic
@@ -52,6 +62,54 @@ from broker.settings import TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _SECRET_ENV_HINT = re.compile(r"(?i)(secret|token|password|api_key|apikey)")
+
+
+#: Largest value dead-lettered whole; larger ones become a bounded copy (module docstring).
+DLQ_MAX_VALUE_BYTES = 512 * 1024
+#: Bytes of the value a bounded copy keeps.
+DLQ_HEAD_BYTES = 64 * 1024
+#: Largest key dead-lettered whole.
+DLQ_MAX_KEY_BYTES = 1024
+
+
+def clip(text: object, limit: int = 300) -> str:
+    """``str(text)`` cut to ``limit`` characters (an ellipsis and the full length mark a cut): for log lines,
+    which must never carry a whole record value."""
+    value = str(text)
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}… ({len(value)} chars)"
+
+
+def bounded_copy(key: bytes | None, value: bytes | None) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """``(key, value, extra_headers)`` to dead-letter: unchanged when small enough, else the head of an
+    oversized value (:data:`DLQ_HEAD_BYTES`) or key (:data:`DLQ_MAX_KEY_BYTES`) with ``dlq.value.*`` /
+    ``dlq.key.*`` headers giving the original size and SHA-256."""
+    extra: list[tuple[str, bytes]] = []
+    if value is not None and len(value) > DLQ_MAX_VALUE_BYTES:
+        extra += [("dlq.value.truncated", b"true"), ("dlq.value.size", str(len(value)).encode()),
+                  ("dlq.value.sha256", hashlib.sha256(value).hexdigest().encode())]
+        value = bytes(value[:DLQ_HEAD_BYTES])
+    if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
+        extra += [("dlq.key.truncated", b"true"), ("dlq.key.size", str(len(key)).encode()),
+                  ("dlq.key.sha256", hashlib.sha256(key).hexdigest().encode())]
+        key = bytes(key[:DLQ_MAX_KEY_BYTES])
+    return key, value, extra
+
+
+_TENANT_HINT = re.compile(rb'"tenant"\s*:\s*"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})"')
+
+
+def tenant_hint(raw: bytes | str | None) -> str | None:
+    """The tenant a raw record names (``"tenant": "<id>"`` with a valid tenant id), even when the record
+    is invalid; ``None`` when it names none. Looks at the first 64 KiB only; never raises.
+
+    Fills ``dlq.tenant`` so that ``broker dlq list --tenant`` finds a tenant's bad records too."""
+    if raw is None:
+        return None
+    data = raw.encode("utf-8", "replace") if isinstance(raw, str) else bytes(raw[:65536])
+    match = _TENANT_HINT.search(data[:65536])
+    return match.group(1).decode("ascii") if match else None
 
 
 def redact(message: str) -> str:
@@ -169,6 +227,11 @@ class DeadLetter:
     @property
     def replay_count(self) -> int:
         return replay_count(self.headers)
+
+    @property
+    def truncated(self) -> bool:
+        """True when the value is a bounded copy of an oversized original (module docstring)."""
+        return self.headers.get("dlq.value.truncated") == "true"
 
     @property
     def original(self) -> str:
@@ -446,7 +509,13 @@ def replay(
                         on_record(None)
                     continue
                 target = record.target_topic
-                if record.replay_count >= limit:
+                if record.truncated:
+                    item = ReplayItem(record, "refused", target,
+                                      f"a bounded copy of a {record.headers.get('dlq.value.size', '?')}-byte value: "
+                                      f"the original is at {record.original}")
+                    if not dry_run:
+                        consumer.commit({tp: OffsetAndMetadata(msg.offset + 1, "", -1)})
+                elif record.replay_count >= limit:
                     item = ReplayItem(record, "refused", target, f"replayed {record.replay_count} times (limit {limit})")
                     if not dry_run:
                         consumer.commit({tp: OffsetAndMetadata(msg.offset + 1, "", -1)})

@@ -28,6 +28,12 @@ assigned **stream** partition without a committed offset (``None`` or ``<= 0``) 
 its log-start offset, so the first record an agent sees is the partition's first record.
 Changelog partitions are left alone (table recovery positions those itself).
 :func:`create_faust_app` builds the app on a transport that uses it.
+
+Agent crashes
+-------------
+Faust passes every exception that escapes an agent to the private ``App._on_agent_error`` (whatever
+``on_error`` an agent is given) and restarts the agent. :class:`BrokerApp` counts them first: the
+agents catch every per-record error themselves, so the counter must stay 0.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from broker.metrics import agent_crashed
 
 __all__ = ["BrokerApp", "SeekingConsumer", "SeekingConsumerThread", "SeekingTransport", "create_faust_app",
            "seek_to_committed_or_beginning", "uncommitted_stream_partitions"]
@@ -106,10 +114,15 @@ class SeekingTransport(faust_aiokafka.Transport):
 
 
 class BrokerApp(faust.App):
-    """``faust.App`` whose consumer transport is :class:`SeekingTransport` (any ``kafka://`` URL)."""
+    """``faust.App`` whose consumer transport is :class:`SeekingTransport` (any ``kafka://`` URL) and
+    whose agent crashes are counted (``broker_agent_crashes_total``, :func:`broker.metrics.agent_crashed`)."""
 
     def _new_transport(self) -> Any:
         return SeekingTransport(self.conf.broker_consumer, self)
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        await agent_crashed(agent, exc)
+        await super()._on_agent_error(agent, exc)
 
 
 def create_faust_app(app_id: str, **settings: Any) -> faust.App:

@@ -6,6 +6,9 @@ bounded set of values (event types, outcomes, stages, error classes, billing-sys
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS_CONSUMED = Counter(
@@ -82,6 +85,24 @@ AMENDMENTS = Counter(
     "Invoices replaced by a new revision, by billing system and action (credited, deleted, voided, replaced).",
     ["billing_system", "action"],
 )
+
+DUPLICATES_SUPPRESSED = Counter(
+    "broker_duplicates_suppressed_total",
+    "Records not published a second time after a crash, by kind (outcome: a delivery outcome found "
+    "already on billing.deliveries).",
+    ["kind"],
+)
+AGENT_CRASHES = Counter(
+    "broker_agent_crashes_total",
+    "Exceptions that escaped an agent's per-record handling (the agent restarts; should stay 0), by agent.",
+    ["agent"],
+)
+
+
+async def agent_crashed(agent: Any, exc: BaseException) -> None:
+    """Faust ``on_error`` hook of every agent: count the crash (the agent restarts after it)."""
+    AGENT_CRASHES.labels(str(getattr(agent, "name", "?")).rsplit(".", 1)[-1]).inc()
+    logging.getLogger("broker.app").error("agent %s crashed: %s", getattr(agent, "name", "?"), repr(exc)[:300])
 
 
 def serve(host: str, port: int) -> None:

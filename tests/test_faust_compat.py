@@ -111,3 +111,25 @@ def test_app_consumer_runs_the_seeking_thread():
     for name in ("call_thread", "_ensure_consumer", "seek_to_committed"):
         assert callable(getattr(faust_aiokafka.AIOKafkaConsumerThread, name)), name
     assert app.tables.changelog_topics == {"compat-app-table-changelog"}
+
+
+def test_agent_errors_reach_the_app_hook_and_are_counted():
+    """``App._on_agent_error`` is what Faust calls when an agent raises (faust/app/base.py ``agent()``)."""
+    import inspect
+
+    import faust
+
+    from broker import metrics
+
+    assert "on_error=self._on_agent_error" in inspect.getsource(faust.App.agent)
+    app = faust_compat.create_faust_app("compat-crash", broker="kafka://127.0.0.1:1", store="memory://",
+                                        web_enabled=False)
+
+    @app.agent(name="compat-crashing")
+    async def crashing(stream):  # pragma: no cover - only its name is used
+        async for _ in stream:
+            pass
+
+    before = metrics.AGENT_CRASHES.labels("compat-crashing")._value.get()
+    asyncio.run(app._on_agent_error(crashing, RuntimeError("boom")))
+    assert metrics.AGENT_CRASHES.labels("compat-crashing")._value.get() == before + 1
