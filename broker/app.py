@@ -38,8 +38,8 @@ from broker import metrics
 from broker.config import BrokerConfig
 from broker.deliver_stage import install_deliver_stage
 from broker.faust_compat import create_faust_app
-from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict, replay_count, tenant_hint
-from broker.events import EventDecodeError, parse_event
+from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict, replay_count
+from broker.events import EventDecodeError, parse_event, tenant_hint
 from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, PricingError, price_with_state, pricing_key
 from broker.settings import TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES, Settings
 

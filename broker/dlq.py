@@ -97,21 +97,6 @@ def bounded_copy(key: bytes | None, value: bytes | None) -> tuple[bytes | None, 
     return key, value, extra
 
 
-_TENANT_HINT = re.compile(rb'"tenant"\s*:\s*"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})"')
-
-
-def tenant_hint(raw: bytes | str | None) -> str | None:
-    """The tenant a raw record names (``"tenant": "<id>"`` with a valid tenant id), even when the record
-    is invalid; ``None`` when it names none. Looks at the first 64 KiB only; never raises.
-
-    Fills ``dlq.tenant`` so that ``broker dlq list --tenant`` finds a tenant's bad records too."""
-    if raw is None:
-        return None
-    data = raw.encode("utf-8", "replace") if isinstance(raw, str) else bytes(raw[:65536])
-    match = _TENANT_HINT.search(data[:65536])
-    return match.group(1).decode("ascii") if match else None
-
-
 def redact(message: str) -> str:
     """Remove bearer tokens and the values of secret-looking environment variables from ``message``."""
     message = _BEARER.sub(r"\1[REDACTED]", message)

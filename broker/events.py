@@ -1,4 +1,4 @@
-"""Canonical maintenance events: CloudEvents 1.0, structured JSON mode.
+"""Canonical maintenance events: CloudEvents 1.0, structured JSON mode, validated strictly.
 
 A maintenance platform (or its adapter) publishes one of these on the ``maintenance.events``
 topic. The envelope follows the CloudEvents 1.0 spec (https://github.com/cloudevents/spec,
@@ -14,66 +14,425 @@ Types:
   (data: :class:`ScheduledJobClosedData`).
 * ``maintenance.quote.approved`` – a quote was approved by the client (data: :class:`QuoteApprovedData`).
 
-Money and quantities are :class:`decimal.Decimal`; in JSON write them as strings (``"24.00"``).
-Times must carry a UTC offset (``2026-03-14T09:05:00+00:00``); naive times are refused.
+Validation rules (:func:`parse_event`; every failure is an :class:`EventDecodeError`):
+
+* **Size first.** A record above :data:`MAX_EVENT_BYTES` (512 KiB) is refused unread
+  (``too_large``). The bytes must be UTF-8 JSON (a leading UTF-8 BOM is ignored); ``NaN`` and
+  ``Infinity`` are not JSON; nesting deeper than :data:`MAX_JSON_DEPTH` (32) levels is refused
+  (``not_json``); a key given twice in one JSON object is refused, naming the key (``invalid``).
+* **No coercion.** Integers (``revision``, ``duration_seconds``, ``break_minutes``) must be JSON
+  integers (not ``true``, ``"2"`` or ``1.0``); booleans only ``true``/``false``; strings only
+  strings. Unknown fields are refused.
+* **Money and quantities are decimal strings** (``"24.00"``): digits, an optional ``.`` and
+  1–6 decimals; no JSON numbers, exponents (``1e400``), signs other than a leading ``-`` (then
+  refused as negative), spaces, ``NaN`` or ``Infinity``. At most :data:`MONEY_INTEGER_DIGITS` (12)
+  integer digits for money (``unit_cost``, ``unit_price``, ``amount``) and
+  :data:`QUANTITY_INTEGER_DIGITS` (6) for ``quantity`` and ``distance_km``; ``tax_rate`` is a
+  percentage from 0 to 100. So every amount pricing computes stays below 10^22 and exact in
+  :mod:`decimal`'s default 28-digit context.
+* **Times** (``time``, ``start``, ``end``) are RFC 3339 strings with a UTC offset
+  (``2026-03-03T11:30:00+00:00`` or ``...Z``; up to 9 fractional digits, cut to microseconds);
+  no numbers, no naive times, no dates alone; the instant must lie in years 2000–2100 (UTC). A
+  clocked time entry lasts at most 7 days (``end - start``, or ``duration_seconds`` ≤ 604800);
+  ``break_minutes`` ≤ 10080; ``revision`` from 1 to 2^31 − 1.
+* **Characters.** Identifiers (``id``, ``tenant``, ``work_order_id``, ``scheduled_job_id``,
+  ``quote_id``, ``client_id``, ``site_id``, ``technician_id``, ``visit_id``, ``sku``,
+  ``contract_ref``, entry/line ids), labels (``skill``, ``unit``, ``category``) and
+  ``source``/``subject`` refuse control characters (Unicode Cc), format characters (Cf: bidi
+  overrides and isolates, zero-width characters, ...), lone surrogates and line/paragraph
+  separators. Free text (``description``, ``summary``) allows tab, CR and LF but refuses the
+  other control characters, lone surrogates and the bidi controls U+202A–U+202E, U+2066–U+2069.
+* **Lengths.** Identifiers 1–128 characters, labels 1–64, ``source``/``subject`` 1–1024,
+  ``description`` 1–500, ``summary`` 0–500, ``tenant`` 1–64 (``[A-Za-z0-9][A-Za-z0-9_.-]*``).
+  Lists: ``time_entries``, ``parts``, ``expenses`` and quote ``lines`` at most
+  :data:`MAX_LIST_ITEMS` (500) each.
+* **Consistency.** Ids are unique within each list; clocked time entries of one technician in
+  one visit (``visit_id``, default the document's own visit) must not overlap (entries given
+  only as ``duration_seconds`` are not checked).
+
+Errors name the field path and the offending value; values are cut to about 80 characters
+(``…``) and the whole message to at most :data:`MAX_MESSAGE_CHARS` (1000) characters (the first
+errors, then ``and N more``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+import re
+import reprlib
+import unicodedata
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 WORK_ORDER_COMPLETED = "maintenance.work_order.completed"
 SCHEDULED_JOB_CLOSED = "maintenance.scheduled_job.closed"
 QUOTE_APPROVED = "maintenance.quote.approved"
 EVENT_TYPES = (WORK_ORDER_COMPLETED, SCHEDULED_JOB_CLOSED, QUOTE_APPROVED)
 
-Id = Annotated[str, Field(min_length=1, max_length=128)]
-PositiveDecimal = Annotated[Decimal, Field(gt=0)]
-NonNegativeDecimal = Annotated[Decimal, Field(ge=0)]
+# --------------------------------------------------------------------------- bounds
+#: Largest raw record (bytes of UTF-8 JSON) :func:`parse_event` reads; larger ones are ``too_large``.
+MAX_EVENT_BYTES = 512 * 1024
+#: Deepest JSON nesting accepted (objects and arrays; a valid event needs 4).
+MAX_JSON_DEPTH = 32
+#: Longest identifier / label / source-subject / free text (characters).
+MAX_ID_CHARS = 128
+MAX_LABEL_CHARS = 64
+MAX_URI_CHARS = 1024
+MAX_TEXT_CHARS = 500
+#: Most items in each of ``time_entries``, ``parts``, ``expenses`` and quote ``lines``.
+MAX_LIST_ITEMS = 500
+#: Integer digits allowed in money strings and in quantities; decimals allowed in both.
+MONEY_INTEGER_DIGITS = 12
+QUANTITY_INTEGER_DIGITS = 6
+DECIMAL_PLACES = 6
+#: Instants accepted for ``time``, ``start`` and ``end``: years 2000–2100 (UTC).
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST_TIME = datetime(2101, 1, 1, tzinfo=timezone.utc) - timedelta(microseconds=1)
+#: Longest clocked time entry (``end - start`` or ``duration_seconds``).
+MAX_ENTRY_SECONDS = 7 * 24 * 3600
+MAX_BREAK_MINUTES = MAX_ENTRY_SECONDS // 60
+MAX_REVISION = 2**31 - 1
+#: Longest :class:`EventDecodeError` message; offending values are cut to :data:`VALUE_CHARS`.
+MAX_MESSAGE_CHARS = 1000
+VALUE_CHARS = 80
 
 
+# --------------------------------------------------------------------------- error helpers
+def _error(code: str, text: str, *, at: str | None = None, names_value: bool = False) -> PydanticCustomError:
+    """A validation error with a fixed message (values go through the context, never the template).
+
+    ``at`` appends a field to the error's location (model-level checks about one list);
+    ``names_value`` says the text already names the offending values (no ``(got ...)``). Both
+    travel in the error type (``event_overlap__named__at_time_entries``): pydantic substitutes
+    every context key into the message, so the context holds the text alone.
+    """
+    kind = f"event_{code}" + ("__named" if names_value else "") + (f"__at_{at}" if at else "")
+    return PydanticCustomError(kind, "{text}", {"text": text})
+
+
+def _error_flags(kind: str) -> tuple[bool, str | None]:
+    """``(names_value, at)`` from an error type made by :func:`_error`."""
+    if not kind.startswith("event_"):
+        return False, None
+    flags = kind.split("__")[1:]
+    at = next((flag[3:] for flag in flags if flag.startswith("at_")), None)
+    return "named" in flags, at
+
+
+class _JsonFloat(float):
+    """A JSON number with a fraction or exponent, keeping its text (``1e400``, not ``inf``) for messages."""
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text: str) -> "_JsonFloat":
+        obj = super().__new__(cls, text)
+        obj.text = text
+        return obj
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 2
+_REPR.maxstring = 40
+_REPR.maxother = 40
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = _REPR.maxset = 3
+_REPR.maxlong = 40
+
+
+def show_value(value: object, limit: int = VALUE_CHARS) -> str:
+    """Readable, bounded ``repr`` of an offending value: at most ``limit`` characters plus ``…``.
+
+    Strings are cut and followed by their length (``'/sss'… (100001 chars)``); containers are
+    shown a few items and levels deep; JSON numbers as written (``1e400``). Never raises.
+    """
+    try:
+        if isinstance(value, str):
+            if len(value) <= limit:
+                return repr(value)
+            return f"{value[:limit]!r}… ({len(value)} chars)"
+        if isinstance(value, _JsonFloat):
+            text = value.text
+        elif isinstance(value, (bool, int, float)) or value is None:
+            text = repr(value)
+        else:
+            text = _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - a value we cannot show (e.g. an int too long to print)
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _path(loc: list[Any]) -> str:
+    parts = []
+    for item in loc:
+        text = str(item)
+        parts.append(text if _PLAIN_KEY.fullmatch(text) else show_value(text, 40))
+    return ".".join(parts) or "(root)"
+
+
+def _join(parts: list[str]) -> str:
+    """``"; "``-joined parts, each at most 600 characters, all at most :data:`MAX_MESSAGE_CHARS`."""
+    out: list[str] = []
+    used = 0
+    for i, part in enumerate(parts):
+        if len(part) > 600:
+            part = part[:599] + "…"
+        if out and used + len(part) + 2 > MAX_MESSAGE_CHARS - 20:
+            out.append(f"and {len(parts) - i} more")
+            break
+        out.append(part)
+        used += len(part) + 2
+    return "; ".join(out)
+
+
+# --------------------------------------------------------------------------- characters
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ASCII_CONTROL_NOT_WS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ID_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _char_name(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}" + (f" ({name})" if name else "")
+
+
+def _bad_char(value: str, *, text: bool) -> tuple[int, str] | None:
+    """First refused character of ``value`` and its index: for identifiers (``text=False``) any
+    Cc, Cf, Cs, Zl or Zp character; for free text (``text=True``) Cc except tab/CR/LF, Cs and
+    the bidi controls."""
+    pattern = _ASCII_CONTROL_NOT_WS if text else _ASCII_CONTROL
+    match = pattern.search(value)
+    first = (match.start(), match.group()) if match else None
+    if not value.isascii():
+        limit = first[0] if first else len(value)
+        for index in range(limit):
+            ch = value[index]
+            if ch < "\x80":
+                continue
+            category = unicodedata.category(ch)
+            if text:
+                if category in ("Cc", "Cs") or ch in _BIDI_CONTROLS:
+                    return index, ch
+            elif category in _ID_BAD_CATEGORIES:
+                return index, ch
+    return first
+
+
+def _char_message(value: object, *, text: bool) -> str:
+    """Why ``value`` failed the character rule (names the first refused character and its position)."""
+    bad = _bad_char(value, text=text) if isinstance(value, str) else None
+    what = f"{_char_name(bad[1])} at position {bad[0]} " if bad else ""
+    if text:
+        return f"control character {what}is not allowed (free text allows tab, CR and LF)"
+    return f"control or format character {what}is not allowed"
+
+
+# Checked by pydantic-core's regex engine (fast); the message comes from _char_message. The JSON
+# Schema carries an equivalent pattern for the Basic Multilingual Plane (ECMA 262 has no \p{Cf}).
+_ID_PATTERN = r"^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$"
+_TEXT_PATTERN = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\u{202A}-\u{202E}\u{2066}-\u{2069}]*$"
+_CHAR_PATTERNS = {_ID_PATTERN: False, _TEXT_PATTERN: True}
+_ID_SCHEMA_PATTERN = ("^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890\\u0891"
+                      "\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb]*$")
+_TEXT_SCHEMA_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069]*$"
+
+
+def _string(min_length: int, max_length: int, *, text: bool = False) -> Any:
+    """A bounded string type refusing control/format characters (identifier rule, or the free-text rule)."""
+    schema: dict[str, Any] = {"type": "string", "maxLength": max_length,
+                              "pattern": _TEXT_SCHEMA_PATTERN if text else _ID_SCHEMA_PATTERN}
+    if min_length:
+        schema["minLength"] = min_length
+    return Annotated[str, Field(min_length=min_length, max_length=max_length,
+                                pattern=_TEXT_PATTERN if text else _ID_PATTERN), WithJsonSchema(schema)]
+
+
+Id = _string(1, MAX_ID_CHARS)
+Label = _string(1, MAX_LABEL_CHARS)
+UriRef = _string(1, MAX_URI_CHARS)
+Text = _string(1, MAX_TEXT_CHARS, text=True)
+Summary = _string(0, MAX_TEXT_CHARS, text=True)
+TenantId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+# --------------------------------------------------------------------------- decimals
+_DECIMAL = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, (int, float)):
+        return "a JSON number"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, list):
+        return "a JSON array"
+    return f"a {type(value).__name__}"
+
+
+def _decimal_string(integer_digits: int, *, positive: bool, maximum: Decimal | None = None):
+    """A before-validator: a decimal string -> :class:`Decimal` within the bounds (see the module doc)."""
+    limit = f"at most {integer_digits} integer digits and {DECIMAL_PLACES} decimals"
+
+    def check(value: object) -> Decimal:
+        if not isinstance(value, str):
+            raise _error("decimal_type", f'must be a decimal string like "24.00", not {_json_kind(value)}')
+        match = _DECIMAL.fullmatch(value)
+        if match is None:
+            raise _error("decimal_format", f'must be a plain decimal string like "24.00" ({limit}; '
+                                           "no exponent, spaces or other signs)")
+        sign, whole, fraction = match.groups()
+        if len(whole) > integer_digits:
+            raise _error("decimal_range", f"has too many integer digits ({limit})")
+        if fraction is not None and len(fraction) > DECIMAL_PLACES:
+            raise _error("decimal_range", f"has too many decimals ({limit})")
+        number = Decimal(value)
+        if sign or (positive and number == 0):
+            raise _error("decimal_range", "must be greater than 0" if positive else "must not be negative")
+        if maximum is not None and number > maximum:
+            raise _error("decimal_range", f"must be at most {maximum}")
+        return number
+
+    return check
+
+
+def _decimal_type(integer_digits: int, *, positive: bool, maximum: Decimal | None = None, what: str) -> Any:
+    low = "greater than 0" if positive else "0 or more"
+    pattern = rf"^[0-9]{{1,{integer_digits}}}(\.[0-9]{{1,{DECIMAL_PLACES}}})?$"
+    schema: dict[str, Any] = {
+        "type": "string", "pattern": pattern,
+        "description": f"{what}: decimal string, {low}"
+                       + (f", at most {maximum}" if maximum is not None else "")
+                       + f"; at most {integer_digits} integer digits and {DECIMAL_PLACES} decimals.",
+    }
+    return Annotated[Decimal, BeforeValidator(_decimal_string(integer_digits, positive=positive, maximum=maximum)),
+                     WithJsonSchema(schema)]
+
+
+Money = _decimal_type(MONEY_INTEGER_DIGITS, positive=False, what="Money")
+Quantity = _decimal_type(QUANTITY_INTEGER_DIGITS, positive=True, what="Quantity")
+Distance = _decimal_type(QUANTITY_INTEGER_DIGITS, positive=False, what="Distance (km)")
+TaxRate = _decimal_type(3, positive=False, maximum=Decimal(100), what="Percentage")
+
+
+# --------------------------------------------------------------------------- times
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))?")
+_TIME_EXAMPLE = "an RFC 3339 date-time with a UTC offset, like '2026-03-03T11:30:00+00:00' or '2026-03-03T11:30:00Z'"
+
+
+def _rfc3339(value: object) -> datetime:
+    """A before-validator: an RFC 3339 string with offset -> aware :class:`datetime` in years 2000–2100 (UTC)."""
+    if not isinstance(value, str):
+        raise _error("datetime_type", f"must be {_TIME_EXAMPLE}, not {_json_kind(value)}")
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise _error("datetime_format", f"must be {_TIME_EXAMPLE}")
+    zulu, sign, off_h, off_m = match.group(8, 9, 10, 11)
+    if zulu is None and sign is None:
+        raise _error("datetime_naive", f"has no UTC offset (naive times are refused): must be {_TIME_EXAMPLE}")
+    if not 1999 <= int(match.group(1)) <= 2101:  # before any arithmetic: year 9999 - 01:00 would overflow
+        raise _error("datetime_range", f"must lie in years {EARLIEST_TIME.year}–{LATEST_TIME.year} (UTC)")
+    if sign is not None and (int(off_h) > 23 or int(off_m) > 59):
+        raise _error("datetime_format", f"has an invalid UTC offset: must be {_TIME_EXAMPLE}")
+    try:  # the shape is checked: Python 3.11 reads it (Z, offsets, fractions cut to microseconds)
+        moment = datetime.fromisoformat(value.upper())
+    except ValueError as exc:
+        raise _error("datetime_format", f"is not a valid date-time ({exc})") from None
+    if not EARLIEST_TIME <= moment <= LATEST_TIME:
+        raise _error("datetime_range", f"must lie in years {EARLIEST_TIME.year}–{LATEST_TIME.year} (UTC)")
+    return moment
+
+
+Time = Annotated[datetime, BeforeValidator(_rfc3339), WithJsonSchema({
+    "type": "string", "format": "date-time",
+    "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$",
+    "description": "RFC 3339 date-time with a UTC offset, years 2000-2100 (UTC).",
+})]
+
+
+def _unique_ids(items: list, what: str) -> list:
+    """Refuse an id given twice in one list (``field 'data.parts': part id 'P-1' is given twice``)."""
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first = seen.setdefault(item.id, index)
+        if first != index:
+            raise _error("duplicate_id",
+                         f"{what} id {show_value(item.id, 40)} is given twice (items {first} and {index})",
+                         names_value=True)
+    return items
+
+
+# --------------------------------------------------------------------------- models
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class TimeEntry(_Strict):
     """Time a technician clocked on the job.
 
     Either ``start`` and ``end`` (both with UTC offset) or ``duration_seconds`` must be given
-    (``start`` + ``duration_seconds`` is accepted too). ``break_minutes`` is unpaid break time
-    inside the entry and is subtracted (for time bands, from the end of the entry). ``kind``
-    ``travel`` is time on the road, billed at the travel rate (or by ``distance_km`` when the
-    tenant bills mileage). ``outside_quote`` marks extra work on a work order that executes a quote.
+    (``start`` + ``duration_seconds`` is accepted too); at most 7 days. ``break_minutes`` is unpaid
+    break time inside the entry and is subtracted (for time bands, from the end of the entry).
+    ``kind`` ``travel`` is time on the road, billed at the travel rate (or by ``distance_km`` when
+    the tenant bills mileage). ``outside_quote`` marks extra work on a work order that executes a quote.
     """
 
     id: Id
     technician_id: Id
-    skill: str | None = Field(default=None, description="Overrides the technician's skill for this entry.")
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
-    duration_seconds: Annotated[int, Field(gt=0)] | None = None
-    break_minutes: Annotated[int, Field(ge=0)] = 0
+    skill: Label | None = Field(default=None, description="Overrides the technician's skill for this entry.")
+    start: Time | None = None
+    end: Time | None = None
+    duration_seconds: Annotated[int, Field(gt=0, le=MAX_ENTRY_SECONDS)] | None = None
+    break_minutes: Annotated[int, Field(ge=0, le=MAX_BREAK_MINUTES)] = 0
     kind: Literal["work", "travel"] = "work"
-    visit_id: str | None = Field(default=None, description="Groups entries into one visit; defaults to the event.")
-    distance_km: NonNegativeDecimal | None = Field(
-        default=None, description="Distance driven (travel entries only); billed when the tenant bills travel by mileage.")
+    visit_id: Id | None = Field(default=None, description="Groups entries into one visit; defaults to the event.")
+    distance_km: Distance | None = Field(
+        default=None,
+        description="Distance driven (travel entries only); billed when the tenant bills travel by mileage.")
     outside_quote: bool = Field(
-        default=False, description="On a work order executing a quote: this time is an extra, billed on top of the quote.")
+        default=False,
+        description="On a work order executing a quote: this time is an extra, billed on top of the quote.")
 
     @model_validator(mode="after")
     def _start_end_or_duration(self) -> "TimeEntry":
         if self.distance_km is not None and self.kind != "travel":
-            raise ValueError("distance_km is only allowed on travel entries (kind 'travel')")
+            raise _error("entry", "distance_km is only allowed on travel entries (kind 'travel'), "
+                                  f"not on kind {self.kind!r}", names_value=True)
         if self.start is None and self.duration_seconds is None:
-            raise ValueError("time entry needs start and end, or duration_seconds")
+            raise _error("entry", "time entry needs start and end, or duration_seconds")
         if self.start is not None and self.end is None and self.duration_seconds is None:
-            raise ValueError("time entry has start but neither end nor duration_seconds")
-        if self.start is not None and self.end is not None and self.end <= self.start:
-            raise ValueError(f"end {self.end.isoformat()} is not after start {self.start.isoformat()}")
+            raise _error("entry", "time entry has start but neither end nor duration_seconds")
+        if self.start is not None and self.end is not None:
+            if self.end <= self.start:
+                raise _error("entry", f"end {self.end.isoformat()} is not after start {self.start.isoformat()}",
+                             names_value=True)
+            if (self.end - self.start).total_seconds() > MAX_ENTRY_SECONDS:
+                raise _error("entry", f"entry from {self.start.isoformat()} to {self.end.isoformat()} is longer than "
+                                      f"{MAX_ENTRY_SECONDS // 86400} days", names_value=True)
         return self
 
     @property
@@ -85,6 +444,14 @@ class TimeEntry(_Strict):
             total = int(self.duration_seconds or 0)
         return max(0, total - self.break_minutes * 60)
 
+    @property
+    def interval(self) -> tuple[datetime, datetime] | None:
+        """Clocked ``(start, end)`` (end = ``start + duration_seconds`` when no end); ``None`` when unclocked."""
+        if self.start is None:
+            return None
+        end = self.end if self.end is not None else self.start + timedelta(seconds=int(self.duration_seconds or 0))
+        return self.start, end
+
 
 class PartUsage(_Strict):
     """A part (or consumable) used on the job. ``quantity`` may be fractional (``"2.5"`` kg).
@@ -95,48 +462,96 @@ class PartUsage(_Strict):
 
     id: Id
     sku: Id
-    description: str = Field(min_length=1, max_length=500)
-    quantity: PositiveDecimal
-    unit: str = "un"
-    unit_cost: NonNegativeDecimal | None = Field(default=None, description="Our purchase cost per unit, when known.")
-    unit_price: NonNegativeDecimal | None = Field(default=None, description="Sell price per unit from the platform's catalogue, when known.")
-    category: str | None = Field(default=None, description="Part category (selects the markup); default the tenant catalogue's.")
+    description: Text
+    quantity: Quantity
+    unit: Label = "un"
+    unit_cost: Money | None = Field(default=None, description="Our purchase cost per unit, when known.")
+    unit_price: Money | None = Field(default=None,
+                                     description="Sell price per unit from the platform's catalogue, when known.")
+    category: Label | None = Field(default=None,
+                                   description="Part category (selects the markup); default the tenant catalogue's.")
     client_supplied: bool = Field(default=False, description="The client supplied the part: not billed, not costed.")
     outside_quote: bool = Field(
-        default=False, description="On a work order executing a quote: this part is an extra, billed on top of the quote.")
+        default=False,
+        description="On a work order executing a quote: this part is an extra, billed on top of the quote.")
 
 
 class Expense(_Strict):
     """An expense incurred on the job (parking, tolls, ...). ``amount`` is net of VAT, in the tenant currency."""
 
     id: Id
-    description: str = Field(min_length=1, max_length=500)
-    amount: NonNegativeDecimal
+    description: Text
+    amount: Money
     billable: bool = True
     outside_quote: bool = Field(
         default=False, description="On a work order executing a quote: this expense is billed on top of the quote.")
 
 
 class QuoteLine(_Strict):
-    """An approved quote line: fixed price. ``tax_rate`` is a percentage (``"23"``); default the tenant's VAT."""
+    """An approved quote line: fixed price. ``tax_rate`` is a percentage (``"23"``, 0–100); default the tenant's VAT."""
 
     id: Id
-    description: str = Field(min_length=1, max_length=500)
-    quantity: PositiveDecimal
-    unit_price: NonNegativeDecimal
-    tax_rate: NonNegativeDecimal | None = None
-    sku: str | None = None
+    description: Text
+    quantity: Quantity
+    unit_price: Money
+    tax_rate: TaxRate | None = None
+    sku: Id | None = None
 
 
 class _WorkData(_Strict):
-    revision: Annotated[int, Field(ge=1)] = 1
+    revision: Annotated[int, Field(ge=1, le=MAX_REVISION)] = 1
     client_id: Id
     site_id: Id
-    contract_ref: str | None = None
-    time_entries: list[TimeEntry] = Field(default_factory=list)
-    parts: list[PartUsage] = Field(default_factory=list)
-    expenses: list[Expense] = Field(default_factory=list)
-    summary: str | None = Field(default=None, max_length=500, description="Short description shown on the invoice.")
+    contract_ref: Id | None = None
+    time_entries: list[TimeEntry] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    parts: list[PartUsage] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    expenses: list[Expense] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    summary: Summary | None = Field(default=None, description="Short description shown on the invoice.")
+
+    @field_validator("time_entries")
+    @classmethod
+    def _unique_entries(cls, entries: list[TimeEntry]) -> list[TimeEntry]:
+        return _unique_ids(entries, "entry")
+
+    @field_validator("parts")
+    @classmethod
+    def _unique_parts(cls, parts: list[PartUsage]) -> list[PartUsage]:
+        return _unique_ids(parts, "part")
+
+    @field_validator("expenses")
+    @classmethod
+    def _unique_expenses(cls, expenses: list[Expense]) -> list[Expense]:
+        return _unique_ids(expenses, "expense")
+
+    def _own_visit(self) -> str:
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> "_WorkData":
+        """Clocked entries of one technician in one visit must not overlap (``[start, end)`` intervals)."""
+        spans: dict[tuple[str, str], list[tuple[datetime, datetime, str]]] = {}
+        own = self._own_visit()
+        for entry in self.time_entries:
+            interval = entry.interval
+            if interval is not None:
+                spans.setdefault((entry.technician_id, entry.visit_id or own), []).append((*interval, entry.id))
+        problems: list[str] = []
+        for (tech, visit), group in spans.items():
+            group.sort(key=lambda span: (span[0], span[1]))
+            current = group[0]
+            for nxt in group[1:]:
+                if nxt[0] < current[1]:
+                    problems.append(
+                        f"entries {show_value(current[2], 40)} and {show_value(nxt[2], 40)} of technician "
+                        f"{show_value(tech, 40)} overlap in visit {show_value(visit, 40)} "
+                        f"({current[0].isoformat()}–{current[1].isoformat()} and "
+                        f"{nxt[0].isoformat()}–{nxt[1].isoformat()})")
+                if nxt[1] > current[1]:
+                    current = nxt
+        if problems:
+            more = f"; and {len(problems) - 2} more overlaps" if len(problems) > 2 else ""
+            raise _error("overlap", "; ".join(problems[:2]) + more, at="time_entries", names_value=True)
+        return self
 
 
 class WorkOrderCompletedData(_WorkData):
@@ -144,7 +559,10 @@ class WorkOrderCompletedData(_WorkData):
 
     work_order_id: Id
     kind: Literal["corrective", "preventive"] = "corrective"
-    quote_id: str | None = Field(default=None, description="Approved quote this work order executes, if any.")
+    quote_id: Id | None = Field(default=None, description="Approved quote this work order executes, if any.")
+
+    def _own_visit(self) -> str:
+        return self.work_order_id
 
 
 class ScheduledJobClosedData(_WorkData):
@@ -153,30 +571,38 @@ class ScheduledJobClosedData(_WorkData):
     scheduled_job_id: Id
     kind: Literal["preventive"] = "preventive"
 
+    def _own_visit(self) -> str:
+        return self.scheduled_job_id
+
 
 class QuoteApprovedData(_Strict):
     """Data of ``maintenance.quote.approved``."""
 
     quote_id: Id
-    revision: Annotated[int, Field(ge=1)] = 1
+    revision: Annotated[int, Field(ge=1, le=MAX_REVISION)] = 1
     client_id: Id
     site_id: Id
-    work_order_id: str | None = None
-    contract_ref: str | None = None
-    lines: list[QuoteLine] = Field(min_length=1)
-    summary: str | None = Field(default=None, max_length=500)
+    work_order_id: Id | None = None
+    contract_ref: Id | None = None
+    lines: list[QuoteLine] = Field(min_length=1, max_length=MAX_LIST_ITEMS)
+    summary: Summary | None = None
+
+    @field_validator("lines")
+    @classmethod
+    def _unique_lines(cls, lines: list[QuoteLine]) -> list[QuoteLine]:
+        return _unique_ids(lines, "line")
 
 
 class _CloudEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     specversion: Literal["1.0"]
     id: Id
-    source: str = Field(min_length=1, description="URI-reference of the publishing platform.")
-    time: AwareDatetime
-    subject: str | None = None
+    source: UriRef = Field(description="URI-reference of the publishing platform.")
+    time: Time
+    subject: UriRef | None = None
     datacontenttype: Literal["application/json"] = "application/json"
-    tenant: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    tenant: TenantId
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -240,11 +666,15 @@ MaintenanceEvent = Annotated[
 _ADAPTER: TypeAdapter[MaintenanceEvent] = TypeAdapter(MaintenanceEvent)
 
 
+# --------------------------------------------------------------------------- decoding
 class EventDecodeError(ValueError):
-    """Raised when bytes are not a valid maintenance CloudEvent.
+    """Raised when a record is not a valid maintenance CloudEvent.
 
-    ``error_class`` is one of ``not_json``, ``not_cloudevent``, ``unknown_type``, ``invalid``;
-    the message names the offending field path and value.
+    ``error_class`` is one of ``too_large`` (over :data:`MAX_EVENT_BYTES`), ``not_json`` (not
+    UTF-8 JSON, ``NaN``/``Infinity``, nested too deeply), ``not_cloudevent`` (not an object with
+    ``specversion`` and ``type``), ``unknown_type`` or ``invalid`` (fails validation, including
+    duplicate keys); the message names the offending field path and value, at most
+    :data:`MAX_MESSAGE_CHARS` characters.
     """
 
     def __init__(self, error_class: str, message: str):
@@ -252,53 +682,227 @@ class EventDecodeError(ValueError):
         self.error_class = error_class
 
 
-def parse_event(raw: bytes | str | dict) -> WorkOrderCompleted | ScheduledJobClosed | QuoteApproved:
-    """Decode and validate one event.
+class _Object(dict):
+    """A decoded JSON object in which some key was given more than once (``duplicates``: key, first, last value)."""
 
-    ``raw`` is JSON bytes/str or an already-decoded dict. Raises :class:`EventDecodeError`
-    with an ``error_class`` and a message naming the field path and the bad value.
+    __slots__ = ("duplicates",)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed (JSON has no NaN or Infinity)")
+
+
+def _loads(text: str) -> tuple[Any, bool]:
+    """``json.loads`` keeping duplicate keys visible and JSON numbers with a fraction as written."""
+    found: list[bool] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict:
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        marked = _Object(obj)
+        first: dict[str, Any] = {}
+        duplicates = []
+        for key, value in pairs:
+            if key in first:
+                duplicates.append((key, first[key], value))
+            else:
+                first[key] = value
+        marked.duplicates = duplicates
+        found.append(True)
+        return marked
+
+    obj = json.loads(text, object_pairs_hook=pairs_hook, parse_float=_JsonFloat, parse_constant=_refuse_constant)
+    return obj, bool(found)
+
+
+def _structure_problems(obj: Any, want_duplicates: bool) -> tuple[bool, list[str]]:
+    """Walk the decoded value once: ``(deeper than MAX_JSON_DEPTH, duplicate-key messages)``."""
+    duplicates: list[str] = []
+    stack: list[tuple[Any, int, tuple]] = [(obj, 1, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True, duplicates
+        if isinstance(node, dict):
+            if want_duplicates and isinstance(node, _Object):
+                for key, first, last in node.duplicates:
+                    duplicates.append(f"field '{_path([*path, key])}': key given more than once in one JSON object "
+                                      f"(first {show_value(first, 40)}, then {show_value(last, 40)})")
+            children = node.items()
+        elif isinstance(node, list):
+            children = enumerate(node)
+        else:
+            continue
+        for key, child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1, (*path, key) if want_duplicates else path))
+    return False, duplicates
+
+
+def parse_event(
+    raw: bytes | bytearray | memoryview | str | dict,
+) -> WorkOrderCompleted | ScheduledJobClosed | QuoteApproved:
+    """Decode and validate one event (rules and bounds: the module docstring).
+
+    ``raw`` is UTF-8 JSON (bytes or str) or an already-decoded JSON object (a dict of JSON types:
+    money as strings, times as strings). Returns the typed event. Raises :class:`EventDecodeError`
+    for every failure, whatever the input, with an ``error_class`` (checked in this order:
+    ``too_large``, ``not_json``, ``not_cloudevent``, ``unknown_type``, ``invalid``) and a message
+    naming the field path and the bad value.
     """
-    import json
-
-    if isinstance(raw, (bytes, str)):
-        try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise EventDecodeError("not_json", f"value is not JSON: {exc}") from None
+    if isinstance(raw, dict):
+        obj, has_duplicates = raw, False
+    elif isinstance(raw, (bytes, bytearray, memoryview, str)):
+        obj, has_duplicates = _decode(raw)
     else:
-        obj = raw
+        raise EventDecodeError("not_json", f"value is not JSON text: got {type(raw).__name__}")
     if not isinstance(obj, dict) or "specversion" not in obj or "type" not in obj:
-        missing = "specversion" if not isinstance(obj, dict) or "specversion" not in obj else "type"
+        if not isinstance(obj, dict):
+            raise EventDecodeError("not_cloudevent", f"not a CloudEvent: field 'specversion' is missing (the value is "
+                                                     f"{_json_kind(obj)}, not a JSON object)")
+        missing = "specversion" if "specversion" not in obj else "type"
         raise EventDecodeError("not_cloudevent", f"not a CloudEvent: field '{missing}' is missing")
-    if obj["type"] not in EVENT_TYPES:
-        raise EventDecodeError(
-            "unknown_type", f"field 'type': unknown event type {obj['type']!r}; expected one of {', '.join(EVENT_TYPES)}"
-        )
-    from pydantic import ValidationError
-
+    kind = obj["type"]
+    if not isinstance(kind, str) or kind not in EVENT_TYPES:
+        raise EventDecodeError("unknown_type", f"field 'type': unknown event type {show_value(kind)}; "
+                                               f"expected one of {', '.join(EVENT_TYPES)}")
+    if has_duplicates:
+        _, duplicates = _structure_problems(obj, want_duplicates=True)
+        raise EventDecodeError("invalid", _join(duplicates))
     try:
         return _ADAPTER.validate_python(obj)
     except ValidationError as exc:
         raise EventDecodeError("invalid", describe_validation_error(exc, strip_first=True)) from None
+    except RecursionError:  # pragma: no cover - dict input nested deeper than the interpreter allows
+        raise EventDecodeError("invalid", "value nested too deeply") from None
 
 
-def describe_validation_error(exc: "ValidationError", strip_first: bool = False) -> str:  # noqa: F821
-    """One line per error: ``field.path: message (got 'value')``.
+def _decode(raw: bytes | bytearray | memoryview | str) -> tuple[Any, bool]:
+    """Size check, UTF-8 and JSON decoding, depth check: ``(value, has duplicate keys)``."""
+    if isinstance(raw, str):
+        size = len(raw) if len(raw) > MAX_EVENT_BYTES else len(raw.encode("utf-8", "surrogatepass"))
+        text = raw
+    else:
+        size = len(raw) if not isinstance(raw, memoryview) else raw.nbytes
+        text = None
+    if size > MAX_EVENT_BYTES:
+        what = f"{size} bytes" if not isinstance(raw, str) or size != len(raw) else f"at least {size} bytes"
+        raise EventDecodeError("too_large", f"event is {what}; the limit is {MAX_EVENT_BYTES} bytes "
+                                            f"({MAX_EVENT_BYTES // 1024} KiB)")
+    if text is None:
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EventDecodeError("not_json",
+                                   f"value is not JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise EventDecodeError("not_json", "value is not JSON: it is empty")
+    try:
+        obj, has_duplicates = _loads(text)
+    except RecursionError:
+        raise EventDecodeError("not_json", f"value is not JSON we accept: nested more than {MAX_JSON_DEPTH} levels "
+                                           "deep") from None
+    except ValueError as exc:  # json.JSONDecodeError, NaN/Infinity, integers over 4300 digits
+        raise EventDecodeError("not_json", f"value is not JSON: {str(exc)[:200]}") from None
+    # more nesting than brackets is impossible: walk the value only when the text has enough of them
+    too_deep = (text.count("[") + text.count("{") > MAX_JSON_DEPTH
+                and _structure_problems(obj, want_duplicates=False)[0])
+    if too_deep:
+        raise EventDecodeError("not_json", f"value is not JSON we accept: nested more than {MAX_JSON_DEPTH} levels "
+                                           "deep")
+    return obj, has_duplicates
 
-    ``strip_first`` drops the union tag pydantic puts first in discriminated unions.
+
+def describe_validation_error(exc: ValidationError, strip_first: bool = False) -> str:
+    """``field 'path': message (got <value>)`` per error, joined with ``"; "``, at most :data:`MAX_MESSAGE_CHARS`.
+
+    ``strip_first`` drops the union tag pydantic puts first in discriminated unions. Values are
+    cut to :data:`VALUE_CHARS` characters (:func:`show_value`); errors past the limit are
+    summarised as ``and N more``.
     """
     parts = []
-    for err in exc.errors():
+    for err in exc.errors(include_url=False):
         loc = list(err["loc"])
         if strip_first and loc:
             loc = loc[1:]
-        path = ".".join(str(p) for p in loc) or "(root)"
-        msg = err["msg"]
+        ctx = err.get("ctx") or {}
+        names_value, at = _error_flags(err["type"])
+        if at:
+            loc.append(at)
+        path = _path(loc)
         if err["type"] == "missing":
             parts.append(f"field '{path}': is required")
+        elif err["type"] == "string_pattern_mismatch" and ctx.get("pattern") in _CHAR_PATTERNS:
+            message = _char_message(err.get("input"), text=_CHAR_PATTERNS[ctx["pattern"]])
+            parts.append(f"field '{path}': {message} (got {show_value(err.get('input'))})")
+        elif names_value:
+            parts.append(f"field '{path}': {err['msg']}")
         else:
-            parts.append(f"field '{path}': {msg} (got {err.get('input')!r})")
-    return "; ".join(parts)
+            parts.append(f"field '{path}': {err['msg']} (got {show_value(err.get('input'))})")
+    return _join(parts)
+
+
+# --------------------------------------------------------------------------- tenant hint
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TENANT_IN_TEXT = re.compile(r'"tenant"\s*:\s*"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})"')
+_HINT_BYTES = 1024 * 1024
+_HINT_FALLBACK_CHARS = 64 * 1024
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def tenant_hint(raw: bytes | bytearray | memoryview | str | None) -> str | None:
+    """The tenant a raw record names, even when the record is not a valid event; ``None`` when it names none.
+
+    Reads the top-level members of a JSON object in order and returns the first ``"tenant"``
+    whose value is a string matching the tenant pattern (``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}``);
+    a first ``"tenant"`` with any other value gives ``None``. When the object cannot be read up to
+    its ``"tenant"`` member (cut short, nested too deeply, not JSON after it), falls back to the
+    first ``"tenant": "<id>"`` in its first 64 KiB. Only the first 1 MiB is looked at; bytes are
+    read as UTF-8 (invalid bytes replaced). Never raises. Fills the ``dlq.tenant`` header.
+    """
+    try:
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            text = raw[:_HINT_BYTES]
+        else:
+            text = bytes(raw[:_HINT_BYTES]).decode("utf-8", "replace")
+        return _top_level_tenant(text.lstrip("\ufeff"))
+    except Exception:  # noqa: BLE001 - a hint: never fail the caller
+        return None
+
+
+def _top_level_tenant(text: str) -> str | None:
+    decoder = json.JSONDecoder()
+    pos = _WS.match(text, 0).end()
+    if not text.startswith("{", pos):
+        return None
+    pos += 1
+    try:
+        while True:
+            pos = _WS.match(text, pos).end()
+            if text.startswith("}", pos):
+                return None
+            key, pos = decoder.raw_decode(text, pos)
+            pos = _WS.match(text, pos).end()
+            if not isinstance(key, str) or not text.startswith(":", pos):
+                break
+            pos = _WS.match(text, pos + 1).end()
+            value, pos = decoder.raw_decode(text, pos)
+            if key == "tenant":
+                return value if isinstance(value, str) and _TENANT.fullmatch(value) else None
+            pos = _WS.match(text, pos).end()
+            if text.startswith("}", pos):
+                return None  # read the whole object: it names no tenant
+            if not text.startswith(",", pos):
+                break
+            pos += 1
+    except (ValueError, RecursionError):
+        pass
+    match = _TENANT_IN_TEXT.search(text, 0, _HINT_FALLBACK_CHARS)
+    return match.group(1) if match else None
 
 
 def event_json_schema() -> dict:

@@ -95,8 +95,11 @@ class SeekingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = self._ensure_consumer()
         committed, fresh = await seek_to_committed_or_beginning(consumer, set(self.consumer.app.tables.changelog_topics))
         if fresh:
-            self.log.info("No committed offset for %s: starting at the beginning %s",
-                          ", ".join(f"{tp.topic}[{tp.partition}]" for tp in fresh), fresh)
+            by_topic: dict[str, list[str]] = {}
+            for tp, offset in sorted(fresh.items()):
+                by_topic.setdefault(tp.topic, []).append(f"{tp.partition}@{offset}")
+            self.log.info("No committed offset, starting at the log start (partition@offset): %s",
+                          "; ".join(f"{topic} {' '.join(parts)}" for topic, parts in by_topic.items()))
         return committed
 
 

@@ -37,19 +37,6 @@ def test_clip_bounds_log_text():
     assert dlq.clip(b"ab", 10) == "b'ab'"
 
 
-@pytest.mark.parametrize(("raw", "tenant"), [
-    (b'{"specversion": "1.0", "tenant": "acme-fm", "data": {"x": [[[[', "acme-fm"),
-    ('{"tenant":"nordic-hvac"}', "nordic-hvac"),
-    (b'{"tenant": "bad tenant"}', None),
-    (b'{"tenant": "\\u0000x"}', None),
-    (b"\xff\xfe\x00", None),
-    (b"", None),
-    (None, None),
-])
-def test_tenant_hint(raw, tenant):
-    assert dlq.tenant_hint(raw) == tenant
-
-
 @pytest.mark.integration
 def test_replay_refuses_a_bounded_copy_and_names_the_original(kafka):
     ensure_topics(kafka, 1, [TOPIC_DLQ, TOPIC_EVENTS])

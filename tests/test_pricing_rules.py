@@ -234,14 +234,18 @@ def scenario(draw):
     )
     base = datetime(2026, 3, 27, tzinfo=timezone.utc) + timedelta(minutes=draw(st.sampled_from([0, 2 * 1440 + 1, 211 * 1440])))
     entries = []
+    busy_until: dict[tuple, datetime] = {}  # clocked entries of one technician in one visit must not overlap
     for i in range(draw(st.integers(0, 4))):
         kind = draw(st.sampled_from(["work", "work", "travel"]))
         entry = {"id": f"TE-{i}", "technician_id": draw(st.sampled_from(["T1", "T2", "T3"])), "kind": kind,
                  "visit_id": draw(st.sampled_from([None, "V2"]))}
         if kind == "work" and draw(st.booleans()):
             start = base + timedelta(minutes=draw(st.integers(0, 3 * 1440)))
-            entry.update(start=start.isoformat(), end=(start + timedelta(minutes=draw(st.integers(1, 14 * 60)))).isoformat(),
-                         break_minutes=draw(st.sampled_from([0, 0, 30])))
+            slot = (entry["technician_id"], entry["visit_id"])
+            start = max(start, busy_until.get(slot, start))
+            end = start + timedelta(minutes=draw(st.integers(1, 14 * 60)))
+            busy_until[slot] = end
+            entry.update(start=start.isoformat(), end=end.isoformat(), break_minutes=draw(st.sampled_from([0, 0, 30])))
         else:
             entry["duration_seconds"] = draw(st.integers(1, 10 * 3600))
         entries.append({k: v for k, v in entry.items() if v is not None})

@@ -14,13 +14,17 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from broker.events import QuoteApproved, ScheduledJobClosed, WorkOrderCompleted
-from broker.invoice import InvoiceLine, LineKind
+from broker.invoice import Invoice, InvoiceLine, LineKind, NotBillable
 from broker.money import quantum, round_money
 
 Event = WorkOrderCompleted | ScheduledJobClosed | QuoteApproved
 
 #: Longest invoice number :func:`invoice_number` produces (longer ones are shortened with a hash).
 INVOICE_NUMBER_MAX = 32
+
+#: Largest JSON (bytes) of a priced result (:func:`check_priced_size`): it is published as one Kafka
+#: record, which holds 1 MiB with its key and headers.
+MAX_PRICED_JSON_BYTES = 900 * 1024
 
 HOURS_DP = Decimal("0.0001")
 HUNDRED = Decimal(100)
@@ -251,6 +255,27 @@ def finish(draft: LineDraft, standard_rate: Decimal, line_rate: Decimal, inclusi
         "total": total, "source": draft.source, "rule": draft.rule, "cost": rnd(draft.cost), "account_code": None,
         "tax_type": tax_type, "covered_by": draft.covered_by,
     })
+
+
+def check_priced_size(priced: Invoice | NotBillable) -> None:
+    """Raise :class:`PricingError` (field ``data``) when ``priced`` would serialise to more than
+    :data:`MAX_PRICED_JSON_BYTES` of JSON (an event with very many visits, entries or items).
+
+    A cheap bound on the text it carries (lines and notes) decides first; only a document near the
+    limit is serialised to measure it exactly.
+    """
+    lines = priced.lines
+    notes = getattr(priced, "notes", ())
+    chars = sum(len(line.description) + len(line.source) + len(line.rule) for line in lines)
+    chars += sum(len(note) for note in notes)
+    if 6 * chars + 1024 * (len(lines) + len(notes) + 8) < MAX_PRICED_JSON_BYTES // 2:
+        return
+    size = len(priced.model_dump_json())
+    if size > MAX_PRICED_JSON_BYTES:
+        what = priced.status.replace("_", " ")
+        raise PricingError("data", f"{len(lines)} lines",
+                           f"the priced {what} would be {size} bytes of JSON, more than the {MAX_PRICED_JSON_BYTES} "
+                           "one Kafka record can carry (too many visits, time entries or items in one event)")
 
 
 def totals(lines: list[InvoiceLine], currency: str) -> tuple[Decimal, Decimal, Decimal]:

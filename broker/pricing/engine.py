@@ -16,6 +16,7 @@ from broker.pricing.core import (
     Event,
     LineDraft,
     PricingError,
+    check_priced_size,
     document_reference,
     finish,
     fmt_hours,
@@ -108,7 +109,8 @@ def price_event(
     ``data.client_id`` (unknown client), ``data.time_entries.N.skill`` (unknown skill),
     ``data.time_entries.N.distance_km`` (mileage billing without distance),
     ``data.parts.N.unit_cost`` (no price, no cost, SKU not in the catalogue), ``data.quote_id``
-    (approved quote needed but not given, or of another client).
+    (approved quote needed but not given, or of another client), ``data`` (the result would be
+    more than :data:`~broker.pricing.core.MAX_PRICED_JSON_BYTES` of JSON: too many visits or items).
     """
     if event.tenant != tenant_id:
         raise PricingError("tenant", event.tenant, f"event belongs to another tenant than {tenant_id!r}")
@@ -125,7 +127,9 @@ def price_event(
             return outcome
     else:
         ctx.work(allowance_used, quote)
-    return ctx.result(priced_at)
+    priced = ctx.result(priced_at)
+    check_priced_size(priced)
+    return priced
 
 
 class _Pricing:
