@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test test-slow install dev schemas bench clean
+.PHONY: demo test test-slow install dev schemas bench bench-dlq clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found; set PYTHON=...)"; exit 2; }
@@ -37,6 +37,9 @@ schemas: $(VENV)/.installed   ## regenerate schemas/*.schema.json
 
 bench: $(VENV)/.installed     ## pricing throughput benchmark (prints events/s)
 	$(PY) tools/bench_pricing.py
+
+bench-dlq: $(STAMP)    ## dead-letter path: does a burst of bad records hold good ones back? (prints ratios)
+	$(PY) tools/bench_dlq.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .broker-data *.egg-info
