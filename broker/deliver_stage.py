@@ -57,7 +57,8 @@ from broker.delivery import (
     RecordMeta,
     Superseded,
 )
-from broker.dlq import dlq_headers, headers_to_dict
+from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict
+from broker.events import describe_validation_error, tenant_hint
 from broker.invoice import DeliveryOutcome, Invoice, NotBillable
 from broker.outcomes import OutcomeLog, bootstrap_of
 from broker.settings import Settings
@@ -321,7 +322,7 @@ class DeliverStage:
         try:
             record = _PRICED.validate_json(event.value)
         except ValidationError as exc:
-            await self._dead_letter_raw(event, meta, "invalid", exc)
+            await self._dead_letter_raw(event, meta, "invalid", ValueError(describe_validation_error(exc)))
             return None
         order_key = record.order_key
         return _Ctx(event, record, bytes(event.value), order_key, meta, level)
@@ -565,7 +566,7 @@ class DeliverStage:
         await self.dlq_topic.send(key=ctx.order_key.encode(), value=ctx.payload, headers=headers)
         metrics.DEAD_LETTERS.labels("deliver", dead.error_class).inc()
         log.warning("dead-lettered %s (%s:%s:%s) at deliver: %s: %s", inv.invoice_key, meta.origin_topic,
-                    meta.origin_partition, meta.origin_offset, dead.error_class, dead.error)
+                    meta.origin_partition, meta.origin_offset, dead.error_class, clip(dead.error))
         if isinstance(inv, Invoice):
             self.ledger.failed(inv, dead.error_class, dead.error, dead.attempts)
         await self._record(DeliveryOutcome(
@@ -575,9 +576,13 @@ class DeliverStage:
 
     async def _dead_letter_raw(self, event: Any, meta: RecordMeta, error_class: str, exc: BaseException) -> None:
         headers = dlq_headers(topic=meta.origin_topic, partition=meta.origin_partition, offset=meta.origin_offset,
-                              stage="deliver", error_class=error_class, exc=exc, replay_count=meta.replay_count)
-        await self.dlq_topic.send(key=event.key, value=event.value, headers=headers)
+                              stage="deliver", error_class=error_class, exc=exc, replay_count=meta.replay_count,
+                              tenant=tenant_hint(event.value))
+        key, value, extra = bounded_copy(event.key, event.value)
+        await self.dlq_topic.send(key=key, value=value, headers=headers + extra)
         metrics.DEAD_LETTERS.labels("deliver", error_class).inc()
+        log.warning("dead-lettered %s:%s:%s at deliver: %s: %s", meta.origin_topic, meta.origin_partition,
+                    meta.origin_offset, error_class, clip(exc))
 
     async def _record(self, outcome: DeliveryOutcome) -> None:
         await self.deliveries_topic.send(key=outcome.invoice_key.encode(), value=outcome.model_dump_json().encode())
