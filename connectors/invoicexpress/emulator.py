@@ -36,7 +36,9 @@ shapes, pagination block). Where none says, the choice is stated here.
 
 Test hooks: :meth:`InvoiceXpressEmulator.inject_fault` (``"503"``, ``"500"``, ``"reset"``,
 ``"429"``, ``"timeout_after_commit"``, ``"drop_after_commit"``; ``only=`` an operation: ``create``,
-``get``, ``list``, ``change_state``, ``email``, ``sequences``, ``clients``), ``calls``, ``emails``, ``server_errors``, and the control API::
+``get``, ``list``, ``change_state``, ``email``, ``sequences``, ``clients``), ``on_step(operation,
+invoice)`` (called after each successful write is stored and before its answer is written: crash
+tests kill a worker there), ``calls``, ``emails``, ``server_errors``, and the control API::
 
     GET  /_emulator/invoices   -> [invoice, ...] (with "account")
     GET  /_emulator/emails     -> [{"invoice_id", "email", "subject", "body"}, ...]
@@ -60,7 +62,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -72,6 +74,8 @@ from connectors.invoicexpress.mapper import LIMITS, q2
 
 FAULT_KINDS = ("503", "500", "429", "reset", "timeout_after_commit", "drop_after_commit")
 OPERATIONS = ("create", "get", "list", "change_state", "email", "sequences", "clients")
+#: Operations that change the account's state (reported to ``on_step``).
+WRITE_OPERATIONS = ("create", "change_state", "email")
 DEFAULT_ACCOUNT = "acme-demo"
 DEFAULT_API_KEY = "demo-api-key"
 
@@ -194,9 +198,15 @@ class InvoiceXpressEmulator:
         rate_limit_per_minute: int = 100,
         hang_seconds: float = 30.0,
         response_delay: float = 0.0,
+        on_step: Callable[[str, dict], Any] | None = None,
     ):
         if rounding_method not in ("line", "document"):
             raise ValueError("rounding_method must be 'line' or 'document'")
+        #: Test hook ``on_step(operation, invoice)``: called after a write (``create``,
+        #: ``change_state``, ``email``) succeeded and was stored, before its answer is written (e.g. to
+        #: kill a worker right there); ``invoice`` is a copy of the stored invoice (with ``account``
+        #: and ``status``). Not called for refused requests. May be set after :meth:`start`.
+        self.on_step = on_step
         self.host = host
         self.port = port
         self.seed_accounts = copy.deepcopy(dict(accounts)) if accounts is not None else default_accounts()
@@ -374,11 +384,27 @@ class InvoiceXpressEmulator:
                 return _errors(400, ["Malformed JSON"])
         with self._lock:
             resp = self._route(name, account, operation, rest, req, body)
+            stored = None
+            if self.on_step is not None and operation in WRITE_OPERATIONS and 200 <= resp.status < 300:
+                found = re.search(r"/invoices/(\d+)", rest)
+                document_id = int(found.group(1)) if found else self._created_id(resp)
+                stored = copy.deepcopy(self._invoices.get(document_id or -1)) or {"id": document_id}
+        if stored is not None:
+            self.on_step(operation, stored)  # committed, not answered yet
         if fault == "timeout_after_commit":
             resp.action = "hang"
         elif fault == "drop_after_commit":
             resp.action = "drop"
         return resp
+
+    @staticmethod
+    def _created_id(resp: _Response) -> int | None:
+        try:
+            answer = json.loads(resp.body or b"null")
+        except ValueError:
+            return None
+        doc = answer.get("invoice") if isinstance(answer, dict) else None
+        return int(doc["id"]) if isinstance(doc, dict) and str(doc.get("id", "")).isdigit() else None
 
     def _route(self, name: str, account: dict[str, Any], operation: str, rest: str, req: _Request, body: Any) -> _Response:
         if operation == "sequences":
@@ -683,6 +709,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = 0
         body = self.rfile.read(length) if length > 0 else b""
+        if len(body) < length:
+            # the client went away in the middle of its request (e.g. a killed worker): like a real
+            # server, never act on a request whose body did not arrive whole
+            self.close_connection = True
+            return
         req = _Request(self.command, split.path, query, headers, body)
         try:
             resp = emu._handle(req)

@@ -41,7 +41,8 @@ the choice is stated here and kept conservative.
 
 Test hooks: :meth:`MoloniEmulator.inject_fault` (``"503"``, ``"500"``, ``"reset"``,
 ``"timeout_after_commit"``, ``"drop_after_commit"``, for API calls), :meth:`expire_access_tokens`,
-``calls``, ``emails``, ``server_errors``, and the control API::
+``on_step(method, obj)`` (called after each accepted write is stored and before its answer is
+written: crash tests kill a worker there), ``calls``, ``emails``, ``server_errors``, and the control API::
 
     GET  /_emulator/invoices   -> [document, ...] (with "company_id")
     GET  /_emulator/emails     -> [{"document_id", "email", "name", "msg"}, ...]
@@ -66,7 +67,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -262,9 +263,16 @@ class MoloniEmulator:
         send_retry_after: bool = True,
         hang_seconds: float = 30.0,
         response_delay: float = 0.0,
+        on_step: Callable[[str, dict], Any] | None = None,
     ):
         if rounding_method not in ("line", "document"):
             raise ValueError("rounding_method must be 'line' or 'document'")
+        #: Test hook ``on_step(method, obj)``: called after a write (``customers/insert``,
+        #: ``invoices/insert``, ``invoices/update``, ``invoices/delete``) was accepted and stored, before
+        #: its answer is written (e.g. to kill a worker right there); ``obj`` is a copy of the stored
+        #: document or customer (with ``document_id`` / ``customer_id``; ``{"document_id"}`` once
+        #: deleted). Not called for refused requests (Moloni's error arrays). May be set after :meth:`start`.
+        self.on_step = on_step
         self.host = host
         self.port = port
         self.client_id = client_id
@@ -439,11 +447,33 @@ class MoloniEmulator:
         form = parse_form(req.body) if req.body else {}
         with self._lock:
             resp = self._api(resource, action, form)
+            stored = self._stored(resource, action, resp) if self.on_step is not None else None
+        if stored is not None:
+            self.on_step(f"{resource}/{action}", stored)  # committed, not answered yet
         if fault == "timeout_after_commit":
             resp.action = "hang"
         elif fault == "drop_after_commit":
             resp.action = "drop"
         return resp
+
+    def _stored(self, resource: str, action: str, resp: _Response) -> dict[str, Any] | None:
+        """For :attr:`on_step`: what an accepted write stored (``None`` for reads and refusals)."""
+        if action not in ("insert", "update", "delete") or resp.status != 200:
+            return None
+        try:
+            answer = json.loads(resp.body or b"null")
+        except ValueError:
+            return None
+        if not isinstance(answer, dict) or not answer.get("valid"):
+            return None
+        if resource == "customers":
+            for company in self.companies.values():
+                customer = company["customers"].get(_int(answer.get("customer_id")) or -1)
+                if customer is not None:
+                    return {"customer_id": answer["customer_id"], **copy.deepcopy(customer)}
+            return dict(answer)
+        document = self._documents.get(_int(answer.get("document_id")) or -1)
+        return copy.deepcopy(document) if document is not None else dict(answer)
 
     def _take_fault(self, operation: str) -> tuple[str | None, int]:
         for i, (kind, only, retry_after) in enumerate(self._faults):
@@ -925,6 +955,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = 0
         body = self.rfile.read(length) if length > 0 else b""
+        if len(body) < length:
+            # the client went away in the middle of its request (e.g. a killed worker): like a real
+            # server, never act on a request whose body did not arrive whole
+            self.close_connection = True
+            return
         req = _Request(self.command, split.path, query, headers, body)
         try:
             resp = emu._handle(req)

@@ -50,7 +50,9 @@ lists and the ``invoice_draft`` example — plus ``billing-apis.md`` §9, PayPal
   calls per account -> 429 ``RATE_LIMIT_REACHED`` with ``Retry-After``.
 
 Test hooks: ``request_validator`` (see :mod:`connectors.paypal.spec_check`), :meth:`inject_fault`,
-:meth:`expire_access_tokens`, and the control API::
+:meth:`expire_access_tokens`, ``enforce_unique_numbers=False`` (accept a taken number),
+``on_step(operation, invoice)`` (called after each write is stored and before its answer is
+written: crash tests kill a worker there), and the control API::
 
     GET  /_emulator/invoices   -> [invoice, ...]
     GET  /_emulator/emails     -> [{"invoice_id", "invoice_number", "to", "subject", "note"}, ...]
@@ -360,6 +362,7 @@ class PayPalEmulator:
     (300 Invoicing calls; PayPal publishes none), ``token_rate_limit_per_minute`` (60),
     ``retry_after`` (seconds announced with a fault-injected 429, 1), ``search_lag_seconds`` (0),
     ``hang_seconds`` (how long ``timeout_after_commit`` holds the socket, 30 s), ``response_delay`` (0),
+    ``enforce_unique_numbers`` (True), ``on_step`` (test hook, see the attribute),
     ``today`` (a callable giving the account's current date, for ``SCHEDULED`` invoices; UTC today).
     """
 
@@ -382,6 +385,8 @@ class PayPalEmulator:
         hang_seconds: float = 30.0,
         response_delay: float = 0.0,
         today: Callable[[], date] | None = None,
+        enforce_unique_numbers: bool = True,
+        on_step: Callable[[str, dict], Any] | None = None,
     ):
         self.host = host
         self.port = port
@@ -400,6 +405,14 @@ class PayPalEmulator:
         self.response_delay = response_delay
         self.today = today or (lambda: datetime.now(timezone.utc).date())
         self.app_id = "APP-80W284485P519543T"
+        #: ``False`` accepts a number already taken (tests that prove the broker never relies on
+        #: PayPal's ``DUPLICATE_INVOICE_NUMBER`` check to avoid a second invoice).
+        self.enforce_unique_numbers = enforce_unique_numbers
+        #: Test hook ``on_step(operation, invoice)``: called after a write (``create``, ``send``,
+        #: ``cancel``, ``delete``) succeeded and before its answer is written (e.g. to kill a worker
+        #: right there); ``invoice`` is a copy of the stored invoice (``{"id": ...}`` once deleted).
+        #: May be set after :meth:`start`.
+        self.on_step = on_step
 
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -649,11 +662,31 @@ class PayPalEmulator:
             self._stop.wait(self.response_delay)
         with self._lock:
             resp = handler(req, ident) if ident is not None else handler(req)
+            stored = None
+            if self.on_step is not None and write and 200 <= resp.status < 300:
+                invoice_id = ident or self._id_of(resp)
+                stored = copy.deepcopy(self._invoices.get(invoice_id or "")) or {"id": invoice_id}
+        if stored is not None:
+            self.on_step(operation, stored)  # committed, not answered yet
         if fault == "timeout_after_commit":
             resp.action = "hang"
         elif fault == "drop_after_commit":
             resp.action = "drop"
         return resp
+
+    @staticmethod
+    def _id_of(resp: _Response) -> str | None:
+        """The invoice id of a create's answer (the representation's ``id`` or the ``self`` link)."""
+        try:
+            body = json.loads(resp.body or b"null")
+        except ValueError:
+            return None
+        if isinstance(body, dict):
+            if body.get("id"):
+                return str(body["id"])
+            if body.get("href"):
+                return str(body["href"]).rstrip("/").rsplit("/", 1)[-1]
+        return None
 
     def _route_for(self, method: str, path: str) -> tuple[Callable[..., _Response], bool, str | None] | None:
         parts = path.split("/")[3:]  # after /v2/invoicing
@@ -915,7 +948,7 @@ class PayPalEmulator:
         number = detail.get("invoice_number")
         if isinstance(number, str) and number:
             owner = self._taken().get(number.lower())
-            if owner is not None and owner != existing_id:
+            if owner is not None and owner != existing_id and self.enforce_unique_numbers:
                 p.business("DUPLICATE_INVOICE_NUMBER", "Invoice number already exists.", "/detail/invoice_number", number)
         return currency
 
@@ -1316,6 +1349,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = 0
         body = self.rfile.read(length) if length > 0 else b""
+        if len(body) < length:
+            # the client went away in the middle of its request (e.g. a killed worker): like a real
+            # server, never act on a request whose body did not arrive whole
+            self.close_connection = True
+            return
         req = _Request(self.command, split.path, self.path, query, headers, body)
         try:
             resp = emu._handle(req)

@@ -39,7 +39,8 @@ https://docs.stripe.com/search, https://docs.stripe.com/currencies, https://docs
 Test hooks: ``request_validator``, :meth:`StripeEmulator.inject_fault` (``429``, ``503``, ``500``,
 ``500_saved``, ``reset``, ``timeout_after_commit``, ``drop_after_commit``; optionally only for a
 method and a path glob), :meth:`StripeEmulator.expire_api_key`, :meth:`StripeEmulator.add_customer`,
-and the control API::
+``on_step(step, obj)`` (called after each write is stored and before its answer is written: crash
+tests kill a worker there), and the control API::
 
     GET  /_emulator/invoices   -> [invoice (all lines), ...]
     GET  /_emulator/customers | /_emulator/tax_rates | /_emulator/invoiceitems | /_emulator/emails
@@ -110,6 +111,29 @@ class StripeError(Exception):
         if self.param:
             err["param"] = self.param
         return {"error": err}
+
+
+#: ``on_step`` step names: ``(method, path pattern)`` of the writes that change Stripe's state.
+STEPS: tuple[tuple[str, str, str], ...] = (
+    ("customer", "POST", "/v1/customers"),
+    ("tax_rate", "POST", "/v1/tax_rates"),
+    ("invoiceitem", "POST", "/v1/invoiceitems"),
+    ("invoice", "POST", "/v1/invoices"),
+    ("finalize", "POST", "/v1/invoices/*/finalize"),
+    ("send", "POST", "/v1/invoices/*/send"),
+    ("update", "POST", "/v1/invoices/*"),
+    ("delete", "DELETE", "/v1/invoices/*"),
+)
+
+
+def _step_name(method: str, path: str) -> str | None:
+    """The :data:`STEPS` name of a request (``None``: a read or a call outside the invoicing flow)."""
+    if path.endswith("/search"):
+        return None
+    for name, step_method, pattern in STEPS:
+        if method == step_method and fnmatch.fnmatchcase(path, pattern) and path.count("/") == pattern.count("/"):
+            return name
+    return None
 
 
 def _missing(kind: str, ident: str, param: str) -> StripeError:
@@ -256,6 +280,7 @@ class StripeEmulator:
         default_currency: str = "eur",
         customers: dict[str, dict[str, Any]] | None = None,
         connected_accounts: tuple[str, ...] | list[str] = (DEFAULT_CONNECTED_ACCOUNT,),
+        on_step: Callable[[str, dict], Any] | None = None,
     ):
         self.host, self.port = host, port
         self.api_keys: dict[str, dict[str, Any]] = {k: {"expired": False} for k in api_keys}
@@ -269,6 +294,12 @@ class StripeEmulator:
         self.default_currency = default_currency
         self.seed_customers = {k: dict(v) for k, v in (customers or {}).items()}
         self.connected_accounts = frozenset(connected_accounts)
+        #: Test hook ``on_step(step, obj)``: called after a write was executed and stored, before its
+        #: answer is written (e.g. to kill a worker right there). ``step`` is a :data:`STEPS` name
+        #: (``customer``, ``tax_rate``, ``invoice`` = the draft, ``invoiceitem``, ``finalize``,
+        #: ``send``, ``update``, ``delete``), ``obj`` the object answered. Not called for replays of
+        #: an idempotency key nor for refused requests. May be set after :meth:`start`.
+        self.on_step = on_step
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._server: _Server | None = None
@@ -445,6 +476,11 @@ class StripeEmulator:
                 return _json(400, StripeError(400, str(exc), param=getattr(exc, "param", None)).body())
         with self._lock:
             resp = self._idempotent(req, path, fault)
+        if self.on_step is not None:
+            step = _step_name(req.method, path)
+            if step is not None and 200 <= resp.status < 300 and resp.headers.get("Idempotent-Replayed") != "true":
+                # executed and stored (not a replay, not refused); the answer is not written yet
+                self.on_step(step, json.loads(resp.body))
         if fault == "timeout_after_commit":
             resp.action = "hang"
         elif fault == "drop_after_commit":
@@ -1143,6 +1179,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = 0
         body = self.rfile.read(length) if length > 0 else b""
+        if len(body) < length:
+            # the client went away in the middle of its request (e.g. a killed worker): like a real
+            # server, never act on a request whose body did not arrive whole
+            self.close_connection = True
+            return
         req = _Request(self.command, split.path, split.query, headers, body)
         try:
             resp = emu._handle(req)
