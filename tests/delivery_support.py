@@ -145,3 +145,115 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in head for k, v in labels.items()):
             total += float(value)
     return total
+
+
+# ---------------------------------------------------------------- whole-group crash tests (tests/test_group_crash.py)
+
+def group_worker(config_path: Path, bootstrap: str, tmp_path: Path, name: str, *, app_id: str, **env):
+    """A worker of consumer group ``app_id`` (not started) with its own log ``worker-<name>.log`` and data
+    directory ``data-<name>``: several members of one group in one test need distinct files
+    (:class:`tests.conftest.WorkerProcess` names its log after the app id)."""
+    from tests.conftest import WorkerProcess
+
+    worker = WorkerProcess(config_path, bootstrap, tmp_path, app_id=app_id,
+                           **{"BROKER_DATA_DIR": str(tmp_path / f"data-{name}"), **env})
+    worker.log_path = tmp_path / f"worker-{name}.log"
+    return worker
+
+
+def publish_unbatched(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    """Like :func:`publish_records`, one record per produce batch (``batch_size=0``): Tansu reports a wrong
+    end offset after a multi-record batch, and tests that compare committed offsets with end offsets
+    need the right one."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, batch_size=0)
+    try:
+        futures = [producer.send(topic, key=k, value=v) for k, v in records]
+        producer.flush()
+        for f in futures:
+            f.get(timeout=30)
+    finally:
+        producer.close()
+
+
+class GroupOffsets:
+    """Committed offsets of consumer group ``group`` and end offsets of ``topics`` (each with
+    ``partitions`` partitions, all existing), read with kafka-python without joining the group."""
+
+    def __init__(self, bootstrap: str, group: str, topics: list[str], partitions: int = 4):
+        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+        self.bootstrap = bootstrap
+        self.group = group
+        self.tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="group-offsets")
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+
+    def committed(self) -> dict[Any, int]:
+        """``{TopicPartition: committed offset}`` of the partitions of ``topics`` that have one."""
+        offsets = self.admin.list_group_offsets(self.group).get(self.group, {})
+        wanted = set(self.tps)
+        return {tp: om.offset for tp, om in offsets.items() if tp in wanted and om.offset is not None and om.offset >= 0}
+
+    def ends(self, tps: list | None = None) -> dict[Any, int]:
+        """End offsets of ``tps`` (default: all); retried a few times (kafka-python 3 can raise ``KeyError``
+        when a ListOffsets answer leaves a partition out)."""
+        for attempt in range(10):
+            try:
+                return self.consumer.end_offsets(tps or self.tps)
+            except Exception:  # noqa: BLE001 - KeyError or any client error: try again
+                if attempt == 9:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
+
+    def lag(self) -> dict[Any, int]:
+        """``{TopicPartition: end - committed}`` of the partitions not committed up to their end."""
+        committed, ends = self.committed(), self.ends()
+        return {tp: end - committed.get(tp, 0) for tp, end in ends.items() if end > committed.get(tp, 0)}
+
+    def keys(self, topic: str) -> list[bytes]:
+        """The keys of every record on ``topic`` (read from its beginning up to its end offsets)."""
+        return [key for _partition, _offset, key in self.records(topic)]
+
+    def records(self, topic: str) -> list[tuple[int, int, bytes | None]]:
+        """``(partition, offset, key)`` of every record on ``topic`` (from its beginning up to its end offsets)."""
+        from kafka import KafkaConsumer
+
+        tps = [tp for tp in self.tps if tp.topic == topic]
+        ends = self.ends(tps)
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+        try:
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            out: list[tuple[int, int, bytes | None]] = []
+            deadline = time.monotonic() + 30
+            while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+                for msgs in consumer.poll(timeout_ms=500).values():
+                    out.extend((m.partition, m.offset, m.key) for m in msgs)
+            return out
+        finally:
+            consumer.close()
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.admin.close()
+
+
+def read_to_end(tally: Tally, timeout: float = 30.0) -> None:
+    """Poll ``tally`` until it has read every partition it follows up to the end offsets taken now."""
+    deadline = time.monotonic() + timeout
+    consumer = tally.consumer
+    while not consumer.assignment():
+        tally.poll(0.2)
+        if time.monotonic() > deadline:
+            raise AssertionError("the tally consumer got no partitions")
+    tps = sorted(consumer.assignment())
+    ends = consumer.end_offsets(tps)
+    while any(consumer.position(tp) < ends[tp] for tp in tps):
+        tally.poll(0.2)
+        if time.monotonic() > deadline:
+            behind = {f"{tp.topic}[{tp.partition}]": (consumer.position(tp), ends[tp]) for tp in tps
+                      if consumer.position(tp) < ends[tp]}
+            raise AssertionError(f"the tally did not reach the end offsets within {timeout:.0f} s: {behind}")
