@@ -30,26 +30,29 @@ what was delivered so that a re-published event creates nothing new.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import faust
 
 from broker import metrics
 from broker.config import BrokerConfig
 from broker.deliver_stage import install_deliver_stage
-from broker.faust_compat import create_faust_app
 from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict, replay_count
 from broker.events import EventDecodeError, parse_event, tenant_hint
+from broker.faust_compat import create_faust_app
 from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, PricingError, price_with_state, pricing_key
 from broker.settings import TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES, Settings
 
 log = logging.getLogger("broker.app")
 
+
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, rebalance_timeout: float | None = None) -> faust.App:
+def create_app(
+    settings: Settings, config: BrokerConfig, bootstrap: str, *, rebalance_timeout: float | None = None
+) -> faust.App:
     """Build the Faust app for ``config`` against the Kafka cluster at ``bootstrap`` (``host:port``).
 
     Topics are declared with ``settings.topic_partitions`` partitions; create them beforehand with
@@ -78,11 +81,19 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
     invoices_topic = app.topic(TOPIC_INVOICES, partitions=n, key_type=bytes, value_type=bytes)
     deliveries_topic = app.topic(TOPIC_DELIVERIES, partitions=n, key_type=bytes, value_type=bytes)
     dlq_topic = app.topic(TOPIC_DLQ, partitions=n, key_type=bytes, value_type=bytes)
-    ledger = app.Table("delivery-ledger", partitions=n,
-                       schema=faust.Schema(key_serializer="json", value_serializer="json"))
+    ledger = app.Table(
+        "delivery-ledger", partitions=n, schema=faust.Schema(key_serializer="json", value_serializer="json")
+    )
 
-    async def send_dead_letter(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]],
-                               where: str, stage: str, error_class: str, exc: BaseException) -> None:
+    async def send_dead_letter(
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        where: str,
+        stage: str,
+        error_class: str,
+        exc: BaseException,
+    ) -> None:
         key, value, extra = bounded_copy(key, value)
         await dlq_topic.send(key=key, value=value, headers=headers + extra)
         metrics.DEAD_LETTERS.labels(stage, error_class).inc()
@@ -92,15 +103,24 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
         msg = event.message
         extra.setdefault("replay_count", replay_count(event.headers))  # a replayed record failing again keeps its count
         extra.setdefault("tenant", tenant_hint(event.value))
-        headers = dlq_headers(topic=msg.topic, partition=msg.partition, offset=msg.offset, stage=stage,
-                              error_class=error_class, exc=exc, **extra)
-        await send_dead_letter(event.key, event.value, headers, f"{msg.topic}:{msg.partition}:{msg.offset}", stage,
-                               error_class, exc)
+        headers = dlq_headers(
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            stage=stage,
+            error_class=error_class,
+            exc=exc,
+            **extra,
+        )
+        await send_dead_letter(
+            event.key, event.value, headers, f"{msg.topic}:{msg.partition}:{msg.offset}", stage, error_class, exc
+        )
 
     # -- enrich/pricing side: events re-keyed by tenant:client so a client's pricing state
     # (monthly allowance, approved quotes) lives in the partition that sees all of its events.
-    by_client_topic = app.topic(f"{settings.app_id}-events-by-client", partitions=n, internal=True,
-                                key_type=bytes, value_type=bytes)
+    by_client_topic = app.topic(
+        f"{settings.app_id}-events-by-client", partitions=n, internal=True, key_type=bytes, value_type=bytes
+    )
     table_schema = faust.Schema(key_serializer="json", value_serializer="json")
     pricing_tables = {
         ALLOWANCE_TABLE: app.Table(ALLOWANCE_TABLE, partitions=n, schema=table_schema),
@@ -109,8 +129,11 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
 
     def _origin(event: faust.types.EventT) -> list[tuple[str, bytes]]:
         msg = event.message
-        headers = [("origin.topic", msg.topic.encode()), ("origin.partition", str(msg.partition).encode()),
-                   ("origin.offset", str(msg.offset).encode())]
+        headers = [
+            ("origin.topic", msg.topic.encode()),
+            ("origin.partition", str(msg.partition).encode()),
+            ("origin.offset", str(msg.offset).encode()),
+        ]
         if event.key is not None:
             headers.append(("origin.key", event.key))
         count = replay_count(event.headers)
@@ -130,8 +153,9 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
         key = (event.headers or {}).get("origin.key")
         extra.setdefault("replay_count", replay_count(event.headers))
         extra.setdefault("tenant", tenant_hint(event.value))
-        headers = dlq_headers(topic=topic, partition=partition, offset=offset, stage="enrich",
-                              error_class=error_class, exc=exc, **extra)
+        headers = dlq_headers(
+            topic=topic, partition=partition, offset=offset, stage="enrich", error_class=error_class, exc=exc, **extra
+        )
         await send_dead_letter(key, event.value, headers, f"{topic}:{partition}:{offset}", "enrich", error_class, exc)
 
     async def enrich_one(event: faust.types.EventT) -> None:
@@ -146,8 +170,9 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
         try:
             config.tenant(ce.tenant)  # unknown tenant: KeyError, dead-lettered below
         except KeyError as exc:
-            await dead_letter(event, "enrich", "unknown_tenant", ValueError(f"field 'tenant': {exc.args[0]}"),
-                              tenant=ce.tenant)
+            await dead_letter(
+                event, "enrich", "unknown_tenant", ValueError(f"field 'tenant': {exc.args[0]}"), tenant=ce.tenant
+            )
             return
         # valid event: price it in the partition of its client (order per work order is kept:
         # all of a document's events have the same client and come from one source partition)
@@ -160,8 +185,13 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
             try:
                 await enrich_one(event)
             except Exception as exc:  # a bug must not stop the stream: keep the record in the DLQ
-                log.error("enrich crashed on %s:%s:%s: %s", event.message.topic, event.message.partition,
-                          event.message.offset, clip(repr(exc)))
+                log.error(
+                    "enrich crashed on %s:%s:%s: %s",
+                    event.message.topic,
+                    event.message.partition,
+                    event.message.offset,
+                    clip(repr(exc)),
+                )
                 await dead_letter(event, "enrich", "internal", exc)
 
     async def price_one(event: faust.types.EventT) -> None:
@@ -172,8 +202,14 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
             return
         try:
             tenant = config.tenant(ce.tenant)
-            result = price_with_state(ce, ce.tenant, tenant, allowances=pricing_tables[ALLOWANCE_TABLE],
-                                      quotes=pricing_tables[QUOTES_TABLE], priced_at=_now())
+            result = price_with_state(
+                ce,
+                ce.tenant,
+                tenant,
+                allowances=pricing_tables[ALLOWANCE_TABLE],
+                quotes=pricing_tables[QUOTES_TABLE],
+                priced_at=_now(),
+            )
         except PricingError as exc:
             await dead_letter_forwarded(event, "pricing", exc, tenant=ce.tenant)
             return
@@ -198,14 +234,21 @@ def create_app(settings: Settings, config: BrokerConfig, bootstrap: str, *, reba
                 await dead_letter_forwarded(event, "internal", exc)
 
     # -- deliver side (broker/deliver_stage.py): tenant lanes, in-order acks, retry topics, amendments.
-    stage = install_deliver_stage(app, settings, config, invoices_topic=invoices_topic,
-                                  deliveries_topic=deliveries_topic, dlq_topic=dlq_topic, ledger_table=ledger)
+    stage = install_deliver_stage(
+        app,
+        settings,
+        config,
+        invoices_topic=invoices_topic,
+        deliveries_topic=deliveries_topic,
+        dlq_topic=dlq_topic,
+        ledger_table=ledger,
+    )
     deliver = stage.deliver_agent
     app.deliverer = stage.deliverer  # for tests and shutdown
     app.deliver_stage = stage
 
     @app.on_before_shutdown.connect
-    async def _close(app_, **kwargs):  # noqa: ANN001
+    async def _close(app_, **kwargs):
         await stage.aclose()
 
     app.enrich_agent = enrich

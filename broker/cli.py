@@ -51,8 +51,14 @@ def main() -> None:
 
 # --------------------------------------------------------------------------- run
 @main.command()
-@click.option("--config", "config_path", envvar="BROKER_CONFIG", required=True, type=click.Path(dir_okay=False),
-              help="Tenant configuration YAML (or $BROKER_CONFIG).")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="BROKER_CONFIG",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Tenant configuration YAML (or $BROKER_CONFIG).",
+)
 def run(config_path: str) -> None:
     """Run the worker (enrich + deliver agents) until Ctrl-C.
 
@@ -92,8 +98,11 @@ def run_worker(settings: Settings, config, bootstrap: str) -> None:
     ensure_topics(bootstrap, settings.topic_partitions, settings.all_topics)  # incl. the retry topics
     metrics.serve(settings.metrics_host, settings.metrics_port)
     app = create_app(settings, config, bootstrap)
-    console.print(f"worker {settings.app_id}: Kafka {bootstrap}, "
-                  f"metrics http://{settings.metrics_host}:{settings.metrics_port}/metrics", highlight=False)
+    console.print(
+        f"worker {settings.app_id}: Kafka {bootstrap}, "
+        f"metrics http://{settings.metrics_host}:{settings.metrics_port}/metrics",
+        highlight=False,
+    )
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
 
@@ -101,14 +110,19 @@ def run_worker(settings: Settings, config, bootstrap: str) -> None:
 # --------------------------------------------------------------------------- publish
 @main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", required=True,
-              help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS); `broker run` prints the embedded one's.")
+@click.option(
+    "--bootstrap-servers",
+    envvar="KAFKA_BOOTSTRAP_SERVERS",
+    required=True,
+    help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS); `broker run` prints the embedded one's.",
+)
 @click.option("--topic", default=TOPIC_EVENTS, show_default=True)
 def publish(path: str, bootstrap_servers: str, topic: str) -> None:
     """Publish events from PATH (NDJSON or a JSON array) with acks=all, keyed tenant:doc:id."""
     from rich.progress import Progress
 
-    from broker.kafka import publish as send, read_events_file
+    from broker.kafka import publish as send
+    from broker.kafka import read_events_file
 
     records = read_events_file(path)
     with Progress(console=console, transient=False) as progress:
@@ -127,10 +141,21 @@ def invoice() -> None:
 @click.option("--config", "config_path", envvar="BROKER_CONFIG", required=True, type=click.Path(dir_okay=False))
 @click.argument("event_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
-@click.option("--quote", "quote_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="The approved quote (CloudEvent JSON) a work order executes, when its lines are needed.")
-@click.option("--allowance-used", "allowance_used", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Minutes of the contract's corrective allowance other work orders used this month.")
+@click.option(
+    "--quote",
+    "quote_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The approved quote (CloudEvent JSON) a work order executes, when its lines are needed.",
+)
+@click.option(
+    "--allowance-used",
+    "allowance_used",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Minutes of the contract's corrective allowance other work orders used this month.",
+)
 def invoice_preview(config_path: str, event_path: str, fmt: str, quote_path: str | None, allowance_used: int) -> None:
     """Price EVENT_PATH (one CloudEvent as JSON) with the tenant's rate card and print the invoice.
 
@@ -188,9 +213,14 @@ def sandbox() -> None:
 @sandbox.command("xero")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=int)
-@click.option("--tenant-id", "tenant_ids", multiple=True,
-              default=("00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"),
-              show_default=True, help="Xero organisation ids to accept (repeatable).")
+@click.option(
+    "--tenant-id",
+    "tenant_ids",
+    multiple=True,
+    default=("00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"),
+    show_default=True,
+    help="Xero organisation ids to accept (repeatable).",
+)
 @click.option("--rate-limit", default=60, show_default=True, type=int, help="Calls per minute per organisation.")
 def sandbox_xero(host: str, port: int, tenant_ids: tuple[str, ...], rate_limit: int) -> None:
     """Run the Xero Accounting API emulator in the foreground until Ctrl-C."""
@@ -201,23 +231,42 @@ def sandbox_xero(host: str, port: int, tenant_ids: tuple[str, ...], rate_limit: 
 
 # --------------------------------------------------------------------------- demo
 @main.command()
-@click.option("--events", "events_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Events to publish (default: the bundled examples).")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Tenant configuration (default: the bundled example).")
+@click.option(
+    "--events",
+    "events_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Events to publish (default: the bundled examples).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Tenant configuration (default: the bundled example).",
+)
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for the pipeline.")
 @click.option("--keep-running", is_flag=True, help="Leave everything running until Ctrl-C (to curl /metrics).")
 def demo(events_path: str | None, config_path: str | None, timeout: float, keep_running: bool) -> None:
     """Run the whole pipeline on bundled example data against the Xero emulator."""
     from broker.demo import run_demo
 
-    sys.exit(run_demo(events_path=events_path, config_path=config_path, timeout=timeout,
-                      keep_running=keep_running, console=console))
+    sys.exit(
+        run_demo(
+            events_path=events_path,
+            config_path=config_path,
+            timeout=timeout,
+            keep_running=keep_running,
+            console=console,
+        )
+    )
 
 
 from broker.commands_connectors import connectors as _connectors_group  # noqa: E402 - the `connectors` command group
+
 main.add_command(_connectors_group)
 from broker.dlq_cli import dlq as _dlq_group  # noqa: E402 - the `dlq` command group (list, show, replay)
+
 main.add_command(_dlq_group)
 
 if __name__ == "__main__":  # pragma: no cover

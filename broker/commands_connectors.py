@@ -35,8 +35,15 @@ def _capabilities_text(caps) -> str:
         parts.append("amendments")
     if caps.oauth2:
         parts.append("oauth2")
-    limits = [f"{v}{unit}" for v, unit in ((caps.rate_limit_per_minute, "/min"), (caps.max_concurrency, " concurrent"),
-                                           (caps.daily_limit, "/day")) if v]
+    limits = [
+        f"{v}{unit}"
+        for v, unit in (
+            (caps.rate_limit_per_minute, "/min"),
+            (caps.max_concurrency, " concurrent"),
+            (caps.daily_limit, "/day"),
+        )
+        if v
+    ]
     if limits:
         parts.append("limits: " + ", ".join(limits))
     return "; ".join(parts)
@@ -61,11 +68,18 @@ def list_connectors(fmt: str) -> None:
     if fmt == "json":
         out = []
         for e in entries:
-            out.append({
-                "name": e.name, "target": e.target, "ok": e.ok, "error": e.error, "version": e.version,
-                "package": e.package, "package_version": e.package_version,
-                "capabilities": e.cls.capabilities.as_dict() if e.cls is not None else None,
-            })
+            out.append(
+                {
+                    "name": e.name,
+                    "target": e.target,
+                    "ok": e.ok,
+                    "error": e.error,
+                    "version": e.version,
+                    "package": e.package,
+                    "package_version": e.package_version,
+                    "capabilities": e.cls.capabilities.as_dict() if e.cls is not None else None,
+                }
+            )
         click.echo(json.dumps(out, indent=2))
         return
     table = Table(title="billing-system connectors", show_lines=False)
@@ -80,8 +94,11 @@ def list_connectors(fmt: str) -> None:
     console.print(table)
     broken = [e.name for e in entries if not e.ok]
     if broken:
-        err_console.print(f"[yellow]{len(broken)} connector(s) failed to import: {', '.join(broken)}[/] "
-                          "(tenants using them cannot start)", highlight=False)
+        err_console.print(
+            f"[yellow]{len(broken)} connector(s) failed to import: {', '.join(broken)}[/] "
+            "(tenants using them cannot start)",
+            highlight=False,
+        )
 
 
 # --------------------------------------------------------------------------- check
@@ -97,10 +114,16 @@ def _classify(exc: BaseException) -> str:
         UnknownAccountError,
     )
 
-    for cls, label in ((MissingScopeError, "missing scope"), (AuthError, "bad credentials"),
-                       (UnknownAccountError, "unknown organisation"), (ConfigError, "configuration"),
-                       (BrokerConfigError, "configuration"), (RateLimitedError, "rate limited"),
-                       (RetryableError, "unreachable"), (PermanentError, "rejected")):
+    for cls, label in (
+        (MissingScopeError, "missing scope"),
+        (AuthError, "bad credentials"),
+        (UnknownAccountError, "unknown organisation"),
+        (ConfigError, "configuration"),
+        (BrokerConfigError, "configuration"),
+        (RateLimitedError, "rate limited"),
+        (RetryableError, "unreachable"),
+        (PermanentError, "rejected"),
+    ):
         if isinstance(exc, cls):
             return label
     return "error"
@@ -124,8 +147,14 @@ async def _check_one(config, tenant_id: str) -> tuple[str, str, str]:
 
 
 @connectors.command("check")
-@click.option("--config", "config_path", envvar="BROKER_CONFIG", required=True, type=click.Path(dir_okay=False),
-              help="Tenant configuration YAML (or $BROKER_CONFIG).")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="BROKER_CONFIG",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Tenant configuration YAML (or $BROKER_CONFIG).",
+)
 @click.option("--tenant", "tenants", multiple=True, help="Tenant to check (repeatable; default: every tenant).")
 def check(config_path: str, tenants: tuple[str, ...]) -> None:
     """Call each tenant's billing system with its credentials and say what is wrong.
@@ -138,8 +167,10 @@ def check(config_path: str, tenants: tuple[str, ...]) -> None:
     chosen = list(tenants) or list(config.tenants)
     unknown = [t for t in chosen if t not in config.tenants]
     if unknown:
-        err_console.print(f"[bold red]unknown tenant(s):[/] {', '.join(unknown)}; configured: {', '.join(sorted(config.tenants))}",
-                          highlight=False)
+        err_console.print(
+            f"[bold red]unknown tenant(s):[/] {', '.join(unknown)}; configured: {', '.join(sorted(config.tenants))}",
+            highlight=False,
+        )
         sys.exit(2)
 
     async def run_all():
@@ -159,10 +190,21 @@ def check(config_path: str, tenants: tuple[str, ...]) -> None:
 @connectors.command("authorize")
 @click.argument("system")
 @click.option("--tenant", required=True, help="Tenant whose billing system to authorise.")
-@click.option("--config", "config_path", envvar="BROKER_CONFIG", required=True, type=click.Path(dir_okay=False),
-              help="Tenant configuration YAML (or $BROKER_CONFIG).")
-@click.option("--port", default=0, show_default=True, type=int,
-              help="Loopback port of the redirect (0 = any free port; use the port registered with the provider).")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="BROKER_CONFIG",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Tenant configuration YAML (or $BROKER_CONFIG).",
+)
+@click.option(
+    "--port",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Loopback port of the redirect (0 = any free port; use the port registered with the provider).",
+)
 @click.option("--no-browser", is_flag=True, help="Only print the authorization URL.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for the redirect.")
 def authorize(system: str, tenant: str, config_path: str, port: int, no_browser: bool, timeout: float) -> None:
@@ -179,7 +221,9 @@ def authorize(system: str, tenant: str, config_path: str, port: int, no_browser:
 
     config = _load_config(config_path)
     if tenant not in config.tenants:
-        err_console.print(f"[bold red]unknown tenant {tenant!r}[/]; configured: {', '.join(sorted(config.tenants))}", highlight=False)
+        err_console.print(
+            f"[bold red]unknown tenant {tenant!r}[/]; configured: {', '.join(sorted(config.tenants))}", highlight=False
+        )
         sys.exit(2)
     configured = config.tenant(tenant).billing.system
     if configured != system:
@@ -192,8 +236,10 @@ def authorize(system: str, tenant: str, config_path: str, port: int, no_browser:
         err_console.print(f"[bold red]configuration error:[/] {exc}", highlight=False)
         sys.exit(2)
     if oauth is None:
-        err_console.print(f"[bold red]{system} does not use OAuth2[/]: nothing to authorise (its settings name the secrets)",
-                          highlight=False)
+        err_console.print(
+            f"[bold red]{system} does not use OAuth2[/]: nothing to authorise (its settings name the secrets)",
+            highlight=False,
+        )
         sys.exit(2)
     store = connector.token_store if connector.token_store is not None else default_token_store()
 
@@ -203,14 +249,20 @@ def authorize(system: str, tenant: str, config_path: str, port: int, no_browser:
         sys.stdout.flush()
 
     try:
-        result = asyncio.run(authorization_code_flow(oauth, store, port=port, timeout=timeout, show_url=show,
-                                                     open_browser=not no_browser))
+        result = asyncio.run(
+            authorization_code_flow(
+                oauth, store, port=port, timeout=timeout, show_url=show, open_browser=not no_browser
+            )
+        )
     except (ConnectorError, TimeoutError, OSError) as exc:
         err_console.print(f"[bold red]authorization failed:[/] {exc}", highlight=False)
         sys.exit(1)
     scopes = result.tokens.scope or "(not reported)"
-    console.print(f"[green]authorised[/] {system} for tenant {tenant}: tokens stored in {result.store_location}; "
-                  f"scopes: {scopes}", highlight=False)
+    console.print(
+        f"[green]authorised[/] {system} for tenant {tenant}: tokens stored in {result.store_location}; "
+        f"scopes: {scopes}",
+        highlight=False,
+    )
 
 
 # --------------------------------------------------------------------------- schema

@@ -48,8 +48,7 @@ WEEKDAYS: tuple[str, ...] = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 #: Line types whose VAT rate can be set separately (``tax.rates``).
 TaxLineType = Literal["labour", "travel", "call_out", "part", "expense", "quote"]
 DEFAULT_REVERSE_CHARGE_NOTE = (
-    "Reverse charge: VAT to be accounted for by the recipient "
-    "(Article 196 of Council Directive 2006/112/EC)."
+    "Reverse charge: VAT to be accounted for by the recipient (Article 196 of Council Directive 2006/112/EC)."
 )
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
@@ -85,7 +84,9 @@ def _parse_hhmm(value: Any, *, allow_24: bool) -> str:
     if allow_24 and value == "24:00":
         return value
     if not _HHMM.match(value):
-        raise ValueError(f"invalid time {value!r}: expected 'HH:MM' from 00:00 to 23:59" + (" (or 24:00)" if allow_24 else ""))
+        raise ValueError(
+            f"invalid time {value!r}: expected 'HH:MM' from 00:00 to 23:59" + (" (or 24:00)" if allow_24 else "")
+        )
     return value
 
 
@@ -111,7 +112,9 @@ class TimeBand(_Model):
     factor: Annotated[Decimal, Field(gt=0, le=10)]
     days: list[Weekday] | None = None
     start: str | None = Field(default=None, description="Daily window start, local 'HH:MM'.")
-    end: str | None = Field(default=None, description="Daily window end, local 'HH:MM' (exclusive; '24:00' = midnight).")
+    end: str | None = Field(
+        default=None, description="Daily window end, local 'HH:MM' (exclusive; '24:00' = midnight)."
+    )
     holiday: bool = False
     overtime_after_hours: Annotated[Decimal, Field(gt=0, le=24)] | None = None
     call_out_fee: Money | None = None
@@ -134,11 +137,13 @@ class TimeBand(_Model):
         return value
 
     @model_validator(mode="after")
-    def _conditions(self) -> "TimeBand":
+    def _conditions(self) -> TimeBand:
         if (self.start is None) != (self.end is None):
             raise ValueError(f"band {self.name!r}: give both start and end, or neither")
         if self.start is not None and hhmm_minutes(self.start) == hhmm_minutes(self.end) % 1440:
-            raise ValueError(f"band {self.name!r}: start and end are the same time ({self.start}); omit both for all day")
+            raise ValueError(
+                f"band {self.name!r}: start and end are the same time ({self.start}); omit both for all day"
+            )
         if self.days is None and self.start is None and not self.holiday and self.overtime_after_hours is None:
             raise ValueError(f"band {self.name!r} has no condition (days, start/end, holiday or overtime_after_hours)")
         return self
@@ -152,7 +157,7 @@ class CatalogueItem(_Model):
     category: str | None = None
 
     @model_validator(mode="after")
-    def _price_or_cost(self) -> "CatalogueItem":
+    def _price_or_cost(self) -> CatalogueItem:
         if self.unit_price is None and self.unit_cost is None:
             raise ValueError("catalogue item needs unit_price or unit_cost")
         return self
@@ -197,12 +202,14 @@ class RateCard(_Model):
     expenses_handling_percent: Percent = Decimal("0")
 
     @model_validator(mode="after")
-    def _skills_exist(self) -> "RateCard":
+    def _skills_exist(self) -> RateCard:
         if self.default_skill not in self.skills:
             raise ValueError(f"default_skill {self.default_skill!r} is not in skills ({', '.join(self.skills)})")
         for tech_id, tech in self.technicians.items():
             if tech.skill not in self.skills:
-                raise ValueError(f"technicians.{tech_id}.skill {tech.skill!r} is not in skills ({', '.join(self.skills)})")
+                raise ValueError(
+                    f"technicians.{tech_id}.skill {tech.skill!r} is not in skills ({', '.join(self.skills)})"
+                )
         names = [band.name for band in self.time_bands]
         for name in names:
             if names.count(name) > 1:
@@ -250,7 +257,7 @@ class Contract(_Model):
     covers: ContractCovers
 
     @model_validator(mode="after")
-    def _dates(self) -> "Contract":
+    def _dates(self) -> Contract:
         if self.valid_to is not None and self.valid_to < self.valid_from:
             raise ValueError(f"contract {self.id!r}: valid_to {self.valid_to} is before valid_from {self.valid_from}")
         return self
@@ -302,17 +309,19 @@ class Client(_Model):
                 if later.id == earlier.id:
                     raise ValueError(f"contracts.{j}: contract id {later.id!r} is also contracts.{i}")
                 days_overlap = (earlier.valid_to is None or later.valid_from <= earlier.valid_to) and (
-                    later.valid_to is None or earlier.valid_from <= later.valid_to)
-                common = (not earlier.sites or not later.sites or set(earlier.sites) & set(later.sites))
+                    later.valid_to is None or earlier.valid_from <= later.valid_to
+                )
+                common = not earlier.sites or not later.sites or set(earlier.sites) & set(later.sites)
                 if days_overlap and common:
                     where = "every site" if common is True else ", ".join(sorted(common))
                     raise ValueError(
                         f"contracts.{j} {later.id!r} ({later.valid_from}..{later.valid_to or 'open'}) overlaps "
-                        f"contracts.{i} {earlier.id!r} ({earlier.valid_from}..{earlier.valid_to or 'open'}) at {where}")
+                        f"contracts.{i} {earlier.id!r} ({earlier.valid_from}..{earlier.valid_to or 'open'}) at {where}"
+                    )
         return contracts
 
     @model_validator(mode="after")
-    def _tax_treatment(self) -> "Client":
+    def _tax_treatment(self) -> Client:
         if self.tax_exempt and self.reverse_charge:
             raise ValueError("a client is either tax_exempt or reverse_charge, not both")
         if self.tax_exempt and not self.tax_exemption_note:
@@ -359,7 +368,7 @@ class QuoteBilling(_Model):
     deposit_percent: Annotated[Decimal, Field(gt=0, lt=100)] | None = None
 
     @model_validator(mode="after")
-    def _deposit_at_approval(self) -> "QuoteBilling":
+    def _deposit_at_approval(self) -> QuoteBilling:
         if self.deposit_percent is not None and self.invoice_at != "approval":
             raise ValueError("deposit_percent is invoiced at approval: use it with invoice_at 'approval'")
         return self
@@ -384,17 +393,21 @@ class Tenant(_Model):
     billing: Billing
     clients: dict[str, Client] = Field(default_factory=dict)
     rate_card: RateCard
-    holidays: list[date] = Field(default_factory=list, description="Public holidays (local dates) for the 'holiday' time band.")
+    holidays: list[date] = Field(
+        default_factory=list, description="Public holidays (local dates) for the 'holiday' time band."
+    )
     tax: TaxSettings = Field(default_factory=TaxSettings)
     quotes: QuoteBilling = Field(default_factory=QuoteBilling)
 
     @model_validator(mode="after")
-    def _client_skills_exist(self) -> "Tenant":
+    def _client_skills_exist(self) -> Tenant:
         for client_id, client in self.clients.items():
             for skill in client.skill_rates:
                 if skill not in self.rate_card.skills:
-                    raise ValueError(f"clients.{client_id}.skill_rates: skill {skill!r} is not in rate_card.skills "
-                                     f"({', '.join(self.rate_card.skills)})")
+                    raise ValueError(
+                        f"clients.{client_id}.skill_rates: skill {skill!r} is not in rate_card.skills "
+                        f"({', '.join(self.rate_card.skills)})"
+                    )
         return self
 
     def tax_rate(self, line_type: str) -> Decimal:

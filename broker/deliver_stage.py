@@ -37,7 +37,7 @@ import time
 import weakref
 from collections import Counter, deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -49,8 +49,8 @@ from broker.delivery import (
     Abandoned,
     AlreadyDelivered,
     Dead,
-    Deliverer,
     Delivered,
+    Deliverer,
     Interrupt,
     InvoiceLedger,
     Park,
@@ -74,7 +74,7 @@ except ImportError:  # pragma: no cover - very old/new Faust: rely on context co
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --------------------------------------------------------------------------- ledger store on a Faust table
@@ -115,7 +115,7 @@ class TableStore:
 
 # --------------------------------------------------------------------------- in-order acknowledgement
 class _Entry:
-    __slots__ = ("event", "stream", "done", "abandoned")
+    __slots__ = ("abandoned", "done", "event", "stream")
 
     def __init__(self, event: Any, stream: Any):
         self.event = event
@@ -145,8 +145,17 @@ class _Ctx:
 class DeliverStage:
     """Installs the ``deliver`` agent, one ``deliver-retry-N`` agent per retry topic and a gauge timer."""
 
-    def __init__(self, app: faust.App, settings: Settings, config: BrokerConfig, *, invoices_topic: Any,
-                 deliveries_topic: Any, dlq_topic: Any, ledger_table: Any):
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        config: BrokerConfig,
+        *,
+        invoices_topic: Any,
+        deliveries_topic: Any,
+        dlq_topic: Any,
+        ledger_table: Any,
+    ):
         self.app = app
         self.settings = settings
         self.policy = settings.delivery
@@ -158,8 +167,9 @@ class DeliverStage:
         self.outcomes = OutcomeLog(deliveries_topic, bootstrap_of(app))
         self.dlq_topic = dlq_topic
         n = settings.topic_partitions
-        self.retry_topics = [app.topic(name, partitions=n, key_type=bytes, value_type=bytes)
-                             for name in self.policy.retry_topics]
+        self.retry_topics = [
+            app.topic(name, partitions=n, key_type=bytes, value_type=bytes) for name in self.policy.retry_topics
+        ]
         self._partitions: dict[Any, _Partition] = {}
         self._order_tails: dict[str, asyncio.Future] = {}
         self._lanes: Counter[str] = Counter()
@@ -343,8 +353,9 @@ class DeliverStage:
                 break
             await self.interrupt.sleep(min(deadline - now, 1.0))
         if time.time() < due - 0.05:  # due later than this level holds records: go round again
-            await self.retry_topics[level - 1].send(key=event.key, value=event.value,
-                                                    headers=[(k, v.encode()) for k, v in headers.items()])
+            await self.retry_topics[level - 1].send(
+                key=event.key, value=event.value, headers=[(k, v.encode()) for k, v in headers.items()]
+            )
             return False
         return True
 
@@ -397,9 +408,17 @@ class DeliverStage:
         record = ctx.record
         if isinstance(record, NotBillable):
             self.ledger.not_billable(record)
-            await self._record(DeliveryOutcome(invoice_key=record.invoice_key, event_id=record.event_id,
-                                               tenant=record.tenant, billing_system=None, outcome="not_billable",
-                                               error=record.reason, at=_now()))
+            await self._record(
+                DeliveryOutcome(
+                    invoice_key=record.invoice_key,
+                    event_id=record.event_id,
+                    tenant=record.tenant,
+                    billing_system=None,
+                    outcome="not_billable",
+                    error=record.reason,
+                    at=_now(),
+                )
+            )
             return
         key = record.invoice_key
         parked = self.ledger.parked(ctx.order_key)
@@ -441,8 +460,9 @@ class DeliverStage:
                 order["parked"] = [k for k in order["parked"] if k != parked[0]]
                 self.ledger._put_order(ctx.order_key, order)
                 continue
-            follower = _Ctx(ctx.event, record, payload.encode(), ctx.order_key,
-                            RecordMeta.from_dict(entry.get("meta") or {}), -1)
+            follower = _Ctx(
+                ctx.event, record, payload.encode(), ctx.order_key, RecordMeta.from_dict(entry.get("meta") or {}), -1
+            )
             if not await self._attempt(follower):
                 return
 
@@ -460,18 +480,36 @@ class DeliverStage:
                 self.ledger._drop_from_order(inv)
             if not await self._settle_outcome(ctx, entry):
                 return True  # this very record was consumed before a crash: its outcome is out already
-            await self._record(DeliveryOutcome(
-                invoice_key=inv.invoice_key, event_id=inv.event_id, tenant=inv.tenant, billing_system=system,
-                outcome="already_delivered", external_id=entry.get("external_id"),
-                external_number=entry.get("external_number"), total=inv.total, currency=inv.currency,
-                attempts=0, at=_now()))
+            await self._record(
+                DeliveryOutcome(
+                    invoice_key=inv.invoice_key,
+                    event_id=inv.event_id,
+                    tenant=inv.tenant,
+                    billing_system=system,
+                    outcome="already_delivered",
+                    external_id=entry.get("external_id"),
+                    external_number=entry.get("external_number"),
+                    total=inv.total,
+                    currency=inv.currency,
+                    attempts=0,
+                    at=_now(),
+                )
+            )
             return True
         if isinstance(outcome, Superseded):
             self.ledger.superseded(inv, outcome.by)
-            await self._record(DeliveryOutcome(
-                invoice_key=inv.invoice_key, event_id=inv.event_id, tenant=inv.tenant, billing_system=system,
-                outcome="superseded", error=f"revision {outcome.by.get('revision')} is already billed",
-                external_number=outcome.by.get("external_number"), at=_now()))
+            await self._record(
+                DeliveryOutcome(
+                    invoice_key=inv.invoice_key,
+                    event_id=inv.event_id,
+                    tenant=inv.tenant,
+                    billing_system=system,
+                    outcome="superseded",
+                    error=f"revision {outcome.by.get('revision')} is already billed",
+                    external_number=outcome.by.get("external_number"),
+                    at=_now(),
+                )
+            )
             return True
         if isinstance(outcome, Dead):
             await self._dead_letter(ctx, outcome)
@@ -497,19 +535,36 @@ class DeliverStage:
         latency = (now - inv.event_time).total_seconds()
         amendment = outcome.amendment or {}
         record = DeliveryOutcome(
-            invoice_key=inv.invoice_key, event_id=inv.event_id, tenant=inv.tenant, billing_system=inv.billing_system,
-            outcome="created" if result.created else "already_delivered", external_id=result.external_id,
-            external_number=result.external_number, total=inv.total, currency=inv.currency,
-            attempts=outcome.attempts, latency_seconds=latency, reconciled=outcome.reconciled,
-            amendment=amendment.get("action"), replaced=amendment.get("previous_invoice_key"),
-            credit_note_number=amendment.get("credit_note_number"), at=now)
+            invoice_key=inv.invoice_key,
+            event_id=inv.event_id,
+            tenant=inv.tenant,
+            billing_system=inv.billing_system,
+            outcome="created" if result.created else "already_delivered",
+            external_id=result.external_id,
+            external_number=result.external_number,
+            total=inv.total,
+            currency=inv.currency,
+            attempts=outcome.attempts,
+            latency_seconds=latency,
+            reconciled=outcome.reconciled,
+            amendment=amendment.get("action"),
+            replaced=amendment.get("previous_invoice_key"),
+            credit_note_number=amendment.get("credit_note_number"),
+            at=now,
+        )
         key = inv.invoice_key.encode()
         value = record.model_dump_json().encode()
         partition = await self.outcomes.partition_for(key)
-        pending = {"published": False, "partition": partition, "scan_from": await self.outcomes.low_water(partition),
-                   "value": value.decode(), "source": self._source(ctx)}
-        await self.ledger.delivered_durably(inv, result, outcome.attempts, reconciled=outcome.reconciled,
-                                            amendment=outcome.amendment, outcome=pending)
+        pending = {
+            "published": False,
+            "partition": partition,
+            "scan_from": await self.outcomes.low_water(partition),
+            "value": value.decode(),
+            "source": self._source(ctx),
+        }
+        await self.ledger.delivered_durably(
+            inv, result, outcome.attempts, reconciled=outcome.reconciled, amendment=outcome.amendment, outcome=pending
+        )
         if result.created:
             metrics.DELIVERY_LATENCY.labels(inv.billing_system).observe(max(0.0, latency))
         await self.outcomes.publish(key, value, partition)
@@ -544,45 +599,90 @@ class DeliverStage:
         inv: Invoice = ctx.record  # type: ignore[assignment]
         topic = self.retry_topics[park.level - 1]
         headers = park.meta.to_headers() + [
-            ("retry.due", repr(park.due).encode()), ("retry.level", str(park.level).encode()),
+            ("retry.due", repr(park.due).encode()),
+            ("retry.level", str(park.level).encode()),
             ("retry.reason", park.reason.encode()),
         ]
         await topic.send(key=ctx.order_key.encode(), value=ctx.payload, headers=headers)
         self.ledger.parked_at(inv, ctx.payload, park.meta, due=park.due, reason=park.reason, level=park.level)
         metrics.PARKED.labels(inv.billing_system, park.reason).inc()
-        log.info("parked %s on %s for %.1f s (%s)", inv.invoice_key, topic.get_topic_name(), park.due - time.time(),
-                 park.reason)
+        log.info(
+            "parked %s on %s for %.1f s (%s)",
+            inv.invoice_key,
+            topic.get_topic_name(),
+            park.due - time.time(),
+            park.reason,
+        )
 
     async def _dead_letter(self, ctx: _Ctx, dead: Dead) -> None:
         inv = ctx.record
         meta = dead.meta
         system = getattr(inv, "billing_system", None)
-        first = datetime.fromtimestamp(meta.first_failure, timezone.utc) if meta.first_failure else _now()
+        first = datetime.fromtimestamp(meta.first_failure, UTC) if meta.first_failure else _now()
         key = self.deliverer.key_for(inv, replay_count=meta.replay_count) if isinstance(inv, Invoice) else None
-        headers = dlq_headers(topic=meta.origin_topic, partition=meta.origin_partition, offset=meta.origin_offset,
-                              stage="deliver", error_class=dead.error_class, exc=dead.error, tenant=inv.tenant,
-                              connector=system, http_status=dead.http_status, attempts=dead.attempts,
-                              first_failure=first, idempotency_key=key, replay_count=meta.replay_count)
+        headers = dlq_headers(
+            topic=meta.origin_topic,
+            partition=meta.origin_partition,
+            offset=meta.origin_offset,
+            stage="deliver",
+            error_class=dead.error_class,
+            exc=dead.error,
+            tenant=inv.tenant,
+            connector=system,
+            http_status=dead.http_status,
+            attempts=dead.attempts,
+            first_failure=first,
+            idempotency_key=key,
+            replay_count=meta.replay_count,
+        )
         await self.dlq_topic.send(key=ctx.order_key.encode(), value=ctx.payload, headers=headers)
         metrics.DEAD_LETTERS.labels("deliver", dead.error_class).inc()
-        log.warning("dead-lettered %s (%s:%s:%s) at deliver: %s: %s", inv.invoice_key, meta.origin_topic,
-                    meta.origin_partition, meta.origin_offset, dead.error_class, clip(dead.error))
+        log.warning(
+            "dead-lettered %s (%s:%s:%s) at deliver: %s: %s",
+            inv.invoice_key,
+            meta.origin_topic,
+            meta.origin_partition,
+            meta.origin_offset,
+            dead.error_class,
+            clip(dead.error),
+        )
         if isinstance(inv, Invoice):
             self.ledger.failed(inv, dead.error_class, dead.error, dead.attempts)
-        await self._record(DeliveryOutcome(
-            invoice_key=inv.invoice_key, event_id=inv.event_id, tenant=inv.tenant, billing_system=system,
-            outcome="dead_lettered", error=f"{dead.error_class}: {dead.error}"[:500], attempts=dead.attempts,
-            at=_now()))
+        await self._record(
+            DeliveryOutcome(
+                invoice_key=inv.invoice_key,
+                event_id=inv.event_id,
+                tenant=inv.tenant,
+                billing_system=system,
+                outcome="dead_lettered",
+                error=f"{dead.error_class}: {dead.error}"[:500],
+                attempts=dead.attempts,
+                at=_now(),
+            )
+        )
 
     async def _dead_letter_raw(self, event: Any, meta: RecordMeta, error_class: str, exc: BaseException) -> None:
-        headers = dlq_headers(topic=meta.origin_topic, partition=meta.origin_partition, offset=meta.origin_offset,
-                              stage="deliver", error_class=error_class, exc=exc, replay_count=meta.replay_count,
-                              tenant=tenant_hint(event.value))
+        headers = dlq_headers(
+            topic=meta.origin_topic,
+            partition=meta.origin_partition,
+            offset=meta.origin_offset,
+            stage="deliver",
+            error_class=error_class,
+            exc=exc,
+            replay_count=meta.replay_count,
+            tenant=tenant_hint(event.value),
+        )
         key, value, extra = bounded_copy(event.key, event.value)
         await self.dlq_topic.send(key=key, value=value, headers=headers + extra)
         metrics.DEAD_LETTERS.labels("deliver", error_class).inc()
-        log.warning("dead-lettered %s:%s:%s at deliver: %s: %s", meta.origin_topic, meta.origin_partition,
-                    meta.origin_offset, error_class, clip(exc))
+        log.warning(
+            "dead-lettered %s:%s:%s at deliver: %s: %s",
+            meta.origin_topic,
+            meta.origin_partition,
+            meta.origin_offset,
+            error_class,
+            clip(exc),
+        )
 
     async def _record(self, outcome: DeliveryOutcome) -> None:
         await self.deliveries_topic.send(key=outcome.invoice_key.encode(), value=outcome.model_dump_json().encode())

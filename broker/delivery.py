@@ -35,7 +35,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -68,7 +68,7 @@ DAY = 86400.0
 
 
 def _utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 # =========================================================================== interruption
@@ -98,7 +98,7 @@ class Interrupt:
 
     def check(self) -> None:
         if self._event.is_set():
-            raise Abandoned()
+            raise Abandoned
 
     async def sleep(self, seconds: float) -> None:
         """Sleep ``seconds`` unless interrupted (then :class:`Abandoned`)."""
@@ -108,9 +108,9 @@ class Interrupt:
             return
         try:
             await asyncio.wait_for(self._event.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
-        raise Abandoned()
+        raise Abandoned
 
     async def wait_for(self, future: Awaitable[Any]) -> None:
         """Wait until ``future`` is done (it is not cancelled on interruption)."""
@@ -124,7 +124,7 @@ class Interrupt:
         finally:
             stopper.cancel()
         if not fut.done():
-            raise Abandoned()
+            raise Abandoned
 
 
 # =========================================================================== rate limiting
@@ -141,8 +141,15 @@ class RateLimiter:
     :class:`Slot` (FIFO among callers); pass it to :meth:`release` when the call is over.
     """
 
-    def __init__(self, limit: int | None, window: float = 60.0, *, daily: int | None = None,
-                 margin: float | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        limit: int | None,
+        window: float = 60.0,
+        *,
+        daily: int | None = None,
+        margin: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.limit = limit
         self.window = window
         self.daily = daily
@@ -194,7 +201,7 @@ class RateLimiter:
     def backlog_seconds_per_call(self) -> float:
         return self.window / self.limit if self.limit else 0.0
 
-    async def acquire(self, interrupt: Interrupt | None = None) -> "Slot":
+    async def acquire(self, interrupt: Interrupt | None = None) -> Slot:
         waited = 0.0
         async with self._lock:
             while True:
@@ -212,7 +219,7 @@ class RateLimiter:
                     await asyncio.sleep(wait)
                 waited += wait
 
-    def release(self, slot: "Slot") -> None:
+    def release(self, slot: Slot) -> None:
         """The call of ``slot`` is over: re-stamp it with the current (finish) time."""
         now = self.clock()
         for stamps, on in ((self._stamps, self.limit), (self._day, self.daily)):
@@ -276,7 +283,8 @@ def build_connector(config: BrokerConfig, tenant_id: str) -> Connector:
         settings = cls.Settings.model_validate(tenant.billing.settings)
     except ValidationError as exc:
         raise ConfigError(
-            "invalid connector settings:\n" + format_validation_error(exc, prefix=f"tenants.{tenant_id}.billing.settings")
+            "invalid connector settings:\n"
+            + format_validation_error(exc, prefix=f"tenants.{tenant_id}.billing.settings")
         ) from None
     connector = cls(settings, tenant=tenant_id)
     clients = getattr(tenant, "clients", None)
@@ -331,20 +339,37 @@ class RecordMeta:
     HEADER_PREFIX = "retry."
 
     def to_dict(self) -> dict:
-        return {"origin_topic": self.origin_topic, "origin_partition": self.origin_partition,
-                "origin_offset": self.origin_offset, "parks": self.parks, "first_failure": self.first_failure,
-                "attempts": self.attempts, "replay_count": self.replay_count, "last_error": self.last_error}
+        return {
+            "origin_topic": self.origin_topic,
+            "origin_partition": self.origin_partition,
+            "origin_offset": self.origin_offset,
+            "parks": self.parks,
+            "first_failure": self.first_failure,
+            "attempts": self.attempts,
+            "replay_count": self.replay_count,
+            "last_error": self.last_error,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RecordMeta":
-        return cls(str(d.get("origin_topic") or ""), int(d.get("origin_partition") or 0), int(d.get("origin_offset") or 0),
-                   int(d.get("parks") or 0), d.get("first_failure"), int(d.get("attempts") or 0),
-                   int(d.get("replay_count") or 0), d.get("last_error"))
+    def from_dict(cls, d: dict) -> RecordMeta:
+        return cls(
+            str(d.get("origin_topic") or ""),
+            int(d.get("origin_partition") or 0),
+            int(d.get("origin_offset") or 0),
+            int(d.get("parks") or 0),
+            d.get("first_failure"),
+            int(d.get("attempts") or 0),
+            int(d.get("replay_count") or 0),
+            d.get("last_error"),
+        )
 
     def to_headers(self) -> list[tuple[str, bytes]]:
-        out = [("retry.origin", f"{self.origin_topic}:{self.origin_partition}:{self.origin_offset}".encode()),
-               ("retry.parks", str(self.parks).encode()), ("retry.attempts", str(self.attempts).encode()),
-               ("dlq.replay.count", str(self.replay_count).encode())]
+        out = [
+            ("retry.origin", f"{self.origin_topic}:{self.origin_partition}:{self.origin_offset}".encode()),
+            ("retry.parks", str(self.parks).encode()),
+            ("retry.attempts", str(self.attempts).encode()),
+            ("dlq.replay.count", str(self.replay_count).encode()),
+        ]
         if self.first_failure is not None:
             out.append(("retry.first.failure", repr(float(self.first_failure)).encode()))
         if self.last_error:
@@ -352,7 +377,7 @@ class RecordMeta:
         return out
 
     @classmethod
-    def from_headers(cls, headers: dict[str, str], *, topic: str, partition: int, offset: int) -> "RecordMeta":
+    def from_headers(cls, headers: dict[str, str], *, topic: str, partition: int, offset: int) -> RecordMeta:
         """Meta of a consumed record: a retry record carries its origin; any record may carry a replay count."""
         origin = headers.get("retry.origin")
         if origin and origin.count(":") >= 2:
@@ -365,9 +390,16 @@ class RecordMeta:
             except ValueError:
                 return None
 
-        return cls(topic, partition, offset, parks=_num("retry.parks", int) or 0,
-                   first_failure=_num("retry.first.failure", float), attempts=_num("retry.attempts", int) or 0,
-                   replay_count=_num("dlq.replay.count", int) or 0, last_error=headers.get("retry.last.error"))
+        return cls(
+            topic,
+            partition,
+            offset,
+            parks=_num("retry.parks", int) or 0,
+            first_failure=_num("retry.first.failure", float),
+            attempts=_num("retry.attempts", int) or 0,
+            replay_count=_num("dlq.replay.count", int) or 0,
+            last_error=headers.get("retry.last.error"),
+        )
 
 
 ORDER_PREFIX = "order:"
@@ -423,8 +455,12 @@ class InvoiceLedger:
             key = f"{invoice.order_key}:r{rev}"
             entry = self.entry(key)
             if entry.get("state") == "delivered":
-                return {"invoice_key": key, "revision": rev, "external_id": entry.get("external_id"),
-                        "external_number": entry.get("external_number")}
+                return {
+                    "invoice_key": key,
+                    "revision": rev,
+                    "external_id": entry.get("external_id"),
+                    "external_number": entry.get("external_number"),
+                }
         return None
 
     # -------------------------------------------------------------- writing
@@ -444,8 +480,13 @@ class InvoiceLedger:
         entry = self.entry(invoice.invoice_key)
         entry.update({"invoice_key": invoice.invoice_key, "order_key": invoice.order_key})
         if isinstance(invoice, Invoice):
-            entry.update({"revision": invoice.revision, "number": invoice.invoice_number,
-                          "billing_system": invoice.billing_system})
+            entry.update(
+                {
+                    "revision": invoice.revision,
+                    "number": invoice.invoice_number,
+                    "billing_system": invoice.billing_system,
+                }
+            )
         return entry
 
     async def begin_attempt(self, invoice: Invoice) -> None:
@@ -465,8 +506,9 @@ class InvoiceLedger:
     def settle(self, invoice: Invoice, attempts: int, error: ConnectorError) -> None:
         """The last call answered definitively (nothing stored): no lookup needed next time."""
         entry = self._base(invoice)
-        entry.update({"uncertain": False, "attempts": attempts, "last_error": str(error)[:500],
-                      "error_class": error.error_class})
+        entry.update(
+            {"uncertain": False, "attempts": attempts, "last_error": str(error)[:500], "error_class": error.error_class}
+        )
         self._put(invoice.invoice_key, entry)
 
     def note_attempts(self, invoice: Invoice, attempts: int, error: BaseException | None = None) -> None:
@@ -486,22 +528,44 @@ class InvoiceLedger:
                 order["delivered"] = delivered
         self._put_order(invoice.order_key, order)
 
-    def _delivered_entry(self, invoice: Invoice, result: DeliveryResult, attempts: int, *, reconciled: bool,
-                         amendment: dict | None, outcome: dict | None) -> dict:
+    def _delivered_entry(
+        self,
+        invoice: Invoice,
+        result: DeliveryResult,
+        attempts: int,
+        *,
+        reconciled: bool,
+        amendment: dict | None,
+        outcome: dict | None,
+    ) -> dict:
         """The ``delivered`` entry of ``invoice``; writes the work-order and replaced-revision entries."""
         entry = self._base(invoice)
         for k in ("payload", "meta", "due"):
             entry.pop(k, None)
-        entry.update({"state": "delivered", "uncertain": False, "external_id": result.external_id,
-                      "external_number": result.external_number, "attempts": attempts,
-                      "reconciled": reconciled, "delivered_at": _utcnow()})
+        entry.update(
+            {
+                "state": "delivered",
+                "uncertain": False,
+                "external_id": result.external_id,
+                "external_number": result.external_number,
+                "attempts": attempts,
+                "reconciled": reconciled,
+                "delivered_at": _utcnow(),
+            }
+        )
         if amendment:
             entry["amendment"] = amendment
         if outcome is not None:
             entry["outcome"] = outcome
-        self._drop_from_order(invoice, delivered={"invoice_key": invoice.invoice_key, "revision": invoice.revision,
-                                                  "external_id": result.external_id,
-                                                  "external_number": result.external_number})
+        self._drop_from_order(
+            invoice,
+            delivered={
+                "invoice_key": invoice.invoice_key,
+                "revision": invoice.revision,
+                "external_id": result.external_id,
+                "external_number": result.external_number,
+            },
+        )
         if amendment and amendment.get("previous_invoice_key"):
             prev_key = amendment["previous_invoice_key"]
             prev = self.entry(prev_key)
@@ -510,23 +574,40 @@ class InvoiceLedger:
                 self._put(prev_key, prev)
         return entry
 
-    def delivered(self, invoice: Invoice, result: DeliveryResult, attempts: int, *,
-                  reconciled: bool = False, amendment: dict | None = None, outcome: dict | None = None) -> dict:
+    def delivered(
+        self,
+        invoice: Invoice,
+        result: DeliveryResult,
+        attempts: int,
+        *,
+        reconciled: bool = False,
+        amendment: dict | None = None,
+        outcome: dict | None = None,
+    ) -> dict:
         """Mark ``invoice`` delivered (not waiting for the changelog); returns the entry."""
-        entry = self._delivered_entry(invoice, result, attempts, reconciled=reconciled, amendment=amendment,
-                                      outcome=outcome)
+        entry = self._delivered_entry(
+            invoice, result, attempts, reconciled=reconciled, amendment=amendment, outcome=outcome
+        )
         self._put(invoice.invoice_key, entry)
         return entry
 
-    async def delivered_durably(self, invoice: Invoice, result: DeliveryResult, attempts: int, *,
-                                reconciled: bool = False, amendment: dict | None = None,
-                                outcome: dict | None = None) -> dict:
+    async def delivered_durably(
+        self,
+        invoice: Invoice,
+        result: DeliveryResult,
+        attempts: int,
+        *,
+        reconciled: bool = False,
+        amendment: dict | None = None,
+        outcome: dict | None = None,
+    ) -> dict:
         """Like :meth:`delivered`, and wait until the broker acknowledged the entry's changelog record.
 
         ``outcome`` (the outcome record still to publish, see ``docs/delivery.md``) is kept in the
         entry, so that after a crash the outcome is published exactly once."""
-        entry = self._delivered_entry(invoice, result, attempts, reconciled=reconciled, amendment=amendment,
-                                      outcome=outcome)
+        entry = self._delivered_entry(
+            invoice, result, attempts, reconciled=reconciled, amendment=amendment, outcome=outcome
+        )
         entry.setdefault("created_at", _utcnow())
         entry["updated_at"] = _utcnow()
         if self.entry(invoice.invoice_key).get("state") != "delivered":
@@ -546,8 +627,9 @@ class InvoiceLedger:
         entry = self._base(invoice)
         for k in ("payload", "due"):
             entry.pop(k, None)
-        entry.update({"state": "failed", "error_class": error_class, "last_error": str(error)[:500],
-                      "attempts": attempts})
+        entry.update(
+            {"state": "failed", "error_class": error_class, "last_error": str(error)[:500], "attempts": attempts}
+        )
         self._put(invoice.invoice_key, entry)
         self._drop_from_order(invoice)
 
@@ -559,12 +641,22 @@ class InvoiceLedger:
         self._put(invoice.invoice_key, entry)
         self._drop_from_order(invoice)
 
-    def parked_at(self, invoice: Invoice, payload: bytes, meta: RecordMeta, *, due: float, reason: str,
-                  level: int) -> None:
+    def parked_at(
+        self, invoice: Invoice, payload: bytes, meta: RecordMeta, *, due: float, reason: str, level: int
+    ) -> None:
         """Parked on a retry topic; it heads its work order's queue (later revisions wait behind it)."""
         entry = self._base(invoice)
-        entry.update({"state": "parked", "payload": payload.decode("utf-8"), "meta": meta.to_dict(), "due": due,
-                      "park_reason": reason, "park_level": level, "attempts": meta.attempts})
+        entry.update(
+            {
+                "state": "parked",
+                "payload": payload.decode("utf-8"),
+                "meta": meta.to_dict(),
+                "due": due,
+                "park_reason": reason,
+                "park_level": level,
+                "attempts": meta.attempts,
+            }
+        )
         self._put(invoice.invoice_key, entry)
         order = self.order(invoice.order_key)
         if invoice.invoice_key not in order["parked"]:
@@ -641,8 +733,14 @@ Outcome = Delivered | AlreadyDelivered | Superseded | Park | Dead
 class Deliverer:
     """Delivers invoices of any configured tenant through that tenant's connector (module docstring)."""
 
-    def __init__(self, config: BrokerConfig, policy: DeliverySettings | None = None, *,
-                 interrupt: Interrupt | None = None, max_retry_seconds: float | None = None):
+    def __init__(
+        self,
+        config: BrokerConfig,
+        policy: DeliverySettings | None = None,
+        *,
+        interrupt: Interrupt | None = None,
+        max_retry_seconds: float | None = None,
+    ):
         self.config = config
         self.policy = policy or DeliverySettings()
         if max_retry_seconds is not None:  # backwards-compatible keyword
@@ -663,7 +761,10 @@ class Deliverer:
             concurrency = _limit(connector, "max_concurrency", caps.max_concurrency)
             limiter = RateLimiter(per_minute, window, daily=daily) if (per_minute or daily) else None
             state = TenantState(
-                tenant=tenant_id, system=connector.name, connector=connector, limiter=limiter,
+                tenant=tenant_id,
+                system=connector.name,
+                connector=connector,
+                limiter=limiter,
                 semaphore=asyncio.Semaphore(concurrency) if concurrency else None,
             )
             if limiter is not None:
@@ -704,9 +805,17 @@ class Deliverer:
         return limiter.delay() + queued * limiter.backlog_seconds_per_call
 
     # -------------------------------------------------------------- parking policy
-    def park_decision(self, state: TenantState | None, meta: RecordMeta, reason: str, *,
-                      retry_after: float | None = None, error: BaseException | None = None,
-                      attempted: bool = True, min_wait: float = 0.0) -> Park | Dead:
+    def park_decision(
+        self,
+        state: TenantState | None,
+        meta: RecordMeta,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        error: BaseException | None = None,
+        attempted: bool = True,
+        min_wait: float = 0.0,
+    ) -> Park | Dead:
         """Where and until when to park (or :class:`Dead` once ``park_max_seconds`` is exceeded)."""
         now = time.time()
         delays = self.policy.park_delays
@@ -718,9 +827,16 @@ class Deliverer:
         while level < len(delays) and delays[level - 1] < wait:
             level += 1
         first = meta.first_failure if meta.first_failure is not None else now
-        new_meta = RecordMeta(meta.origin_topic, meta.origin_partition, meta.origin_offset, parks=parks,
-                              first_failure=first, attempts=meta.attempts, replay_count=meta.replay_count,
-                              last_error=str(error)[:500] if error is not None else meta.last_error)
+        new_meta = RecordMeta(
+            meta.origin_topic,
+            meta.origin_partition,
+            meta.origin_offset,
+            parks=parks,
+            first_failure=first,
+            attempts=meta.attempts,
+            replay_count=meta.replay_count,
+            last_error=str(error)[:500] if error is not None else meta.last_error,
+        )
         if now + wait - first > self.policy.park_max_seconds:
             exc = error or RetryableError(f"still {reason} after {now - first:.0f} s of parking")
             return Dead(reason, exc, meta.attempts, new_meta)
@@ -734,7 +850,9 @@ class Deliverer:
         if until > state.circuit_until:
             state.circuit_until = until
             state.circuit_reason = reason
-            log.warning("tenant %s (%s): parking its invoices for %.0f s (%s)", state.tenant, state.system, length, reason)
+            log.warning(
+                "tenant %s (%s): parking its invoices for %.0f s (%s)", state.tenant, state.system, length, reason
+            )
 
     # -------------------------------------------------------------- calls
     @contextlib.asynccontextmanager
@@ -783,8 +901,12 @@ class Deliverer:
         try:
             state = self.state(invoice.tenant)
         except (ConfigError, ConnectorConfigError, KeyError) as exc:
-            return Dead("config", ConfigError(f"tenant {invoice.tenant}: {exc}") if isinstance(exc, KeyError) else exc,
-                        meta.attempts, meta)
+            return Dead(
+                "config",
+                ConfigError(f"tenant {invoice.tenant}: {exc}") if isinstance(exc, KeyError) else exc,
+                meta.attempts,
+                meta,
+            )
         if state.fatal is not None:
             return Dead(state.fatal.error_class, state.fatal, meta.attempts, meta)
         if state.circuit_open():
@@ -794,13 +916,20 @@ class Deliverer:
             if state.connector.capabilities.amendments:
                 amend_from = previous
             else:
-                log.warning("%s: revision %s of %s while revision %s is billed; %s cannot amend, creating alongside",
-                            invoice.tenant, invoice.revision, invoice.order_key, previous.get("revision"), state.system)
+                log.warning(
+                    "%s: revision %s of %s while revision %s is billed; %s cannot amend, creating alongside",
+                    invoice.tenant,
+                    invoice.revision,
+                    invoice.order_key,
+                    previous.get("revision"),
+                    state.system,
+                )
         with generation(meta.replay_count):  # a replay must not get the cached answer of the failed try
             return await self._cycle(state, invoice, ledger, meta, amend_from)
 
-    async def _cycle(self, state: TenantState, invoice: Invoice, ledger: InvoiceLedger, meta: RecordMeta,
-                     previous: dict | None) -> Outcome:
+    async def _cycle(
+        self, state: TenantState, invoice: Invoice, ledger: InvoiceLedger, meta: RecordMeta, previous: dict | None
+    ) -> Outcome:
         policy = self.policy
         connector = state.connector
         system = state.system
@@ -808,7 +937,9 @@ class Deliverer:
         attempts = meta.attempts
         uncertain = ledger.is_uncertain(key)
         first_failure: float | None = None
-        backoff = wait_exponential_jitter(multiplier=policy.retry_initial, max=policy.retry_max, jitter=policy.retry_initial)
+        backoff = wait_exponential_jitter(
+            multiplier=policy.retry_initial, max=policy.retry_max, jitter=policy.retry_initial
+        )
 
         def long_wait(exc: BaseException) -> bool:
             return isinstance(exc, RateLimitedError) and exc.retry_after > policy.retry_after_inline
@@ -842,15 +973,21 @@ class Deliverer:
                     if not caps.native_idempotency:
                         raise CannotReconcile(
                             f"{invoice.invoice_number}: an earlier request may have created it and {system} offers "
-                            "neither a look-up by our number nor an idempotency key: check the billing system, then replay")
+                            "neither a look-up by our number nor an idempotency key: check the billing system, then replay"
+                        )
                     uncertain = False  # the same idempotency key makes the repeat a replay of the first request
                 if uncertain:
                     found = await self._io(state, lambda: connector.find(invoice.invoice_number))
                     metrics.LOOKUPS.labels(system, "found" if found else "absent").inc()
                     if found is not None and (caps.native_idempotency or previous is not None):
                         details = {"reconciled_by_lookup": True, "Total": str(found.total), "Status": found.status}
-                        return Delivered(DeliveryResult(key, found.external_id, found.number, created=True,
-                                                        attempts=attempts, details=details), attempts, reconciled=True)
+                        return Delivered(
+                            DeliveryResult(
+                                key, found.external_id, found.number, created=True, attempts=attempts, details=details
+                            ),
+                            attempts,
+                            reconciled=True,
+                        )
                     if found is not None:
                         # Multi-step systems without an idempotency key (draft -> finalise/send): the lost
                         # request may have left the document half done. Their deliver() looks up by our
@@ -860,8 +997,18 @@ class Deliverer:
                         result = await self._io(state, lambda: connector.deliver(invoice))
                         metrics.DELIVERY_ATTEMPTS.labels(system, "ok").inc()
                         details = {**result.details, "reconciled_by_lookup": True}
-                        return Delivered(DeliveryResult(key, result.external_id, result.external_number, created=True,
-                                                        attempts=attempts, details=details), attempts, reconciled=True)
+                        return Delivered(
+                            DeliveryResult(
+                                key,
+                                result.external_id,
+                                result.external_number,
+                                created=True,
+                                attempts=attempts,
+                                details=details,
+                            ),
+                            attempts,
+                            reconciled=True,
+                        )
                     uncertain = False
                 await ledger.begin_attempt(invoice)
                 uncertain = True
@@ -879,9 +1026,20 @@ class Deliverer:
                     metrics.DELIVERY_ATTEMPTS.labels(system, "duplicate").inc()
                     found = exc.existing or await self._io(state, lambda: connector.find(invoice.invoice_number))
                     if found is None:
-                        raise UncertainOutcomeError(f"{exc} (but looking {invoice.invoice_number} up found nothing yet)") from None
-                    return Delivered(DeliveryResult(key, found.external_id, found.number, created=False,
-                                                    attempts=attempts, details={"duplicate": True}), attempts)
+                        raise UncertainOutcomeError(
+                            f"{exc} (but looking {invoice.invoice_number} up found nothing yet)"
+                        ) from None
+                    return Delivered(
+                        DeliveryResult(
+                            key,
+                            found.external_id,
+                            found.number,
+                            created=False,
+                            attempts=attempts,
+                            details={"duplicate": True},
+                        ),
+                        attempts,
+                    )
                 except ConnectorError as exc:
                     uncertain = False
                     ledger.settle(invoice, attempts, exc)
@@ -901,8 +1059,9 @@ class Deliverer:
                 raise
 
         try:
-            async for attempt in AsyncRetrying(retry=retry_if_exception(should_retry), wait=wait, sleep=sleep,
-                                               reraise=True):
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(should_retry), wait=wait, sleep=sleep, reraise=True
+            ):
                 with attempt:
                     delivered = await one()
         except Abandoned:
@@ -918,8 +1077,12 @@ class Deliverer:
             return self.park_decision(state, meta, exc.error_class, error=exc)
         except (AuthError, ConnectorConfigError) as exc:
             state.fatal = exc
-            log.error("tenant %s (%s): %s; its invoices are dead-lettered until this is fixed and the worker restarted",
-                      state.tenant, system, exc.error_class)
+            log.error(
+                "tenant %s (%s): %s; its invoices are dead-lettered until this is fixed and the worker restarted",
+                state.tenant,
+                system,
+                exc.error_class,
+            )
             return Dead(exc.error_class, exc, attempts, replace(meta, attempts=attempts))
         except ConnectorError as exc:
             return Dead(exc.error_class, exc, attempts, replace(meta, attempts=attempts))
@@ -927,11 +1090,13 @@ class Deliverer:
         amendment = None
         details = delivered.result.details or {}
         if previous is not None:
-            amendment = {"previous_invoice_key": previous.get("invoice_key"),
-                         "previous_number": previous.get("external_number"),
-                         "action": details.get("amendment", "replaced"),
-                         "credit_note_number": details.get("credit_note_number"),
-                         "credit_note_id": details.get("credit_note_id")}
+            amendment = {
+                "previous_invoice_key": previous.get("invoice_key"),
+                "previous_number": previous.get("external_number"),
+                "action": details.get("amendment", "replaced"),
+                "credit_note_number": details.get("credit_note_number"),
+                "credit_note_id": details.get("credit_note_id"),
+            }
             metrics.AMENDMENTS.labels(system, str(amendment["action"])).inc()
         delivered.amendment = amendment
         return delivered
@@ -946,7 +1111,20 @@ class Deliverer:
 
 
 __all__ = [
-    "Abandoned", "AlreadyDelivered", "Dead", "Deliverer", "Delivered", "DictLedgerStore", "Interrupt",
-    "InvoiceLedger", "LedgerStore", "Park", "RateLimiter", "RecordMeta", "Slot", "Superseded", "TenantState",
+    "Abandoned",
+    "AlreadyDelivered",
+    "Dead",
+    "Delivered",
+    "Deliverer",
+    "DictLedgerStore",
+    "Interrupt",
+    "InvoiceLedger",
+    "LedgerStore",
+    "Park",
+    "RateLimiter",
+    "RecordMeta",
+    "Slot",
+    "Superseded",
+    "TenantState",
     "build_connector",
 ]

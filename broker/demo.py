@@ -51,8 +51,15 @@ class Tally:
     def __init__(self, bootstrap: str):
         from kafka import KafkaConsumer
 
-        self.consumer = KafkaConsumer(TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_INVOICES, bootstrap_servers=bootstrap,
-                                      group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+        self.consumer = KafkaConsumer(
+            TOPIC_DELIVERIES,
+            TOPIC_DLQ,
+            TOPIC_INVOICES,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         self.outcomes: list[dict] = []
         self.dead: list[dict] = []
         self.priced: dict[str, dict] = {}
@@ -95,9 +102,17 @@ def _demo_config(raw: dict, emulator_url: str, sandboxes: dict[str, Sandbox]) ->
 
 
 def _xero_held(emulator) -> list[HeldInvoice]:
-    return [HeldInvoice(external_id=inv["InvoiceID"], number=inv["InvoiceNumber"], total=Decimal(str(inv["Total"])),
-                        currency=inv.get("CurrencyCode"), line_count=len(inv.get("LineItems") or []), raw=inv)
-            for inv in emulator.invoices()]
+    return [
+        HeldInvoice(
+            external_id=inv["InvoiceID"],
+            number=inv["InvoiceNumber"],
+            total=Decimal(str(inv["Total"])),
+            currency=inv.get("CurrencyCode"),
+            line_count=len(inv.get("LineItems") or []),
+            raw=inv,
+        )
+        for inv in emulator.invoices()
+    ]
 
 
 def _document(invoice_key: str) -> str:
@@ -117,8 +132,9 @@ def _held_status(held: HeldInvoice) -> str:
 
 
 def _wait(tally: Tally, target: int, timeout: float, console: Console, label: str) -> bool:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
         task = progress.add_task(label, total=target, completed=min(tally.terminal, target))
         deadline = time.monotonic() + timeout
         while tally.terminal < target and time.monotonic() < deadline:
@@ -139,8 +155,14 @@ def _metrics_snapshot(port: int) -> dict[str, float]:
     return dict(totals)
 
 
-def run_demo(*, events_path: str | None = None, config_path: str | None = None, timeout: float = 180.0,
-             keep_running: bool = False, console: Console | None = None) -> int:
+def run_demo(
+    *,
+    events_path: str | None = None,
+    config_path: str | None = None,
+    timeout: float = 180.0,
+    keep_running: bool = False,
+    console: Console | None = None,
+) -> int:
     """Run the demo; return the process exit status (0 when every check held)."""
     from broker.kafka import ensure_topics, publish, read_events_file
     from connectors.xero.emulator import XeroEmulator
@@ -159,11 +181,18 @@ def run_demo(*, events_path: str | None = None, config_path: str | None = None, 
     systems = {tid: t["billing"]["system"] for tid, t in raw_config["tenants"].items()}
     unknown = sorted({s for s in systems.values() if s != "xero" and s not in SANDBOXES})
     if unknown:
-        console.print(f"[red]no emulator for billing system(s) {', '.join(unknown)}; the demo can run "
-                      f"xero, {', '.join(sorted(SANDBOXES))}[/]")
+        console.print(
+            f"[red]no emulator for billing system(s) {', '.join(unknown)}; the demo can run "
+            f"xero, {', '.join(sorted(SANDBOXES))}[/]"
+        )
         return 2
-    xero_tenant_ids = sorted({t["billing"]["settings"].get("xero_tenant_id") for t in raw_config["tenants"].values()
-                              if t["billing"]["system"] == "xero"})
+    xero_tenant_ids = sorted(
+        {
+            t["billing"]["settings"].get("xero_tenant_id")
+            for t in raw_config["tenants"].values()
+            if t["billing"]["system"] == "xero"
+        }
+    )
     emulator = XeroEmulator(tenant_ids=tuple(xero_tenant_ids)).start()
     sandboxes: dict[str, Sandbox] = {}
     try:
@@ -176,52 +205,74 @@ def run_demo(*, events_path: str | None = None, config_path: str | None = None, 
             kafka = EmbeddedKafka().start()
             bootstrap = kafka.bootstrap
             console.print(f"[yellow]{MEMORY_NOTICE.format(bootstrap=bootstrap)}[/]")
-        console.print(f"emulators: xero {emulator.url}" + "".join(
-            f", {system} {sandbox.url}" for system, sandbox in sorted(sandboxes.items())), highlight=False)
+        console.print(
+            f"emulators: xero {emulator.url}"
+            + "".join(f", {system} {sandbox.url}" for system, sandbox in sorted(sandboxes.items())),
+            highlight=False,
+        )
         for system, sandbox in sorted(sandboxes.items()):
             for note in sandbox.notes:
                 console.print(f"  [yellow]{system} emulator: {escape(note)}[/]", highlight=False)
         for tid, system in systems.items():
             console.print(f"  tenant {tid}: {raw_config['tenants'][tid]['name']} -> {system}", highlight=False)
         demo_config = workdir / "config.yaml"
-        demo_config.write_text(yaml.safe_dump(_demo_config(raw_config, emulator.url, sandboxes), sort_keys=False,
-                                              allow_unicode=True), encoding="utf-8")
+        demo_config.write_text(
+            yaml.safe_dump(_demo_config(raw_config, emulator.url, sandboxes), sort_keys=False, allow_unicode=True),
+            encoding="utf-8",
+        )
         metrics_port = free_port()
         partitions = 4
         ensure_topics(bootstrap, partitions)
         secrets = dict(DEMO_SECRETS)
         for sandbox in sandboxes.values():
             secrets.update(sandbox.env)
-        env = {**os.environ, **secrets, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-               "BROKER_METRICS_PORT": str(metrics_port), "BROKER_METRICS_HOST": "127.0.0.1",
-               "BROKER_TOPIC_PARTITIONS": str(partitions), "BROKER_DATA_DIR": str(workdir / "data"),
-               "BROKER_APP_ID": f"broker-demo-{os.getpid()}",
-               "BROKER_PRODUCER_MAX_BATCH_SIZE": os.environ.get("BROKER_PRODUCER_MAX_BATCH_SIZE", "1")}
+        env = {
+            **os.environ,
+            **secrets,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "BROKER_METRICS_PORT": str(metrics_port),
+            "BROKER_METRICS_HOST": "127.0.0.1",
+            "BROKER_TOPIC_PARTITIONS": str(partitions),
+            "BROKER_DATA_DIR": str(workdir / "data"),
+            "BROKER_APP_ID": f"broker-demo-{os.getpid()}",
+            "BROKER_PRODUCER_MAX_BATCH_SIZE": os.environ.get("BROKER_PRODUCER_MAX_BATCH_SIZE", "1"),
+        }
         worker_log = open(workdir / "worker.log", "wb")
-        worker = subprocess.Popen([sys.executable, "-m", "broker", "run", "--config", str(demo_config)],
-                                  env=env, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True)
-        console.print(f"worker pid {worker.pid} (log {workdir / 'worker.log'}); "
-                      f"metrics at http://127.0.0.1:{metrics_port}/metrics")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "broker", "run", "--config", str(demo_config)],
+            env=env,
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        console.print(
+            f"worker pid {worker.pid} (log {workdir / 'worker.log'}); "
+            f"metrics at http://127.0.0.1:{metrics_port}/metrics"
+        )
 
         tally = Tally(bootstrap)
         with Progress(console=console) as progress:
             task = progress.add_task(f"publishing {len(records)} events to {TOPIC_EVENTS}", total=len(records))
             publish(bootstrap, TOPIC_EVENTS, records, on_sent=lambda: progress.advance(task))
         if not _wait(tally, len(records), timeout, console, "invoicing"):
-            console.print(f"[red]timed out: {tally.terminal}/{len(records)} events finished; see {workdir / 'worker.log'}[/]")
+            console.print(
+                f"[red]timed out: {tally.terminal}/{len(records)} events finished; see {workdir / 'worker.log'}[/]"
+            )
             return 1
         first_pass = list(tally.outcomes)
         held = {system: read() for system, read in readers.items()}
         ok = _print_results(console, tally, held, systems)
 
-        console.print(f"\nPublishing the same {len(records)} events again, as a platform retrying its webhooks would ...")
+        console.print(
+            f"\nPublishing the same {len(records)} events again, as a platform retrying its webhooks would ..."
+        )
         with Progress(console=console) as progress:
             task = progress.add_task("re-publishing", total=len(records))
             publish(bootstrap, TOPIC_EVENTS, records, on_sent=lambda: progress.advance(task))
         if not _wait(tally, 2 * len(records), timeout, console, "re-processing"):
             console.print("[red]timed out waiting for the second pass[/]")
             return 1
-        second = Counter(o["outcome"] for o in tally.outcomes[len(first_pass):])
+        second = Counter(o["outcome"] for o in tally.outcomes[len(first_pass) :])
         console.print(f"second pass: {dict(sorted(second.items()))}")
         ok = ok and second.get("created", 0) == 0
         for system in sorted(readers, key=lambda s: (s != "xero", s)):
@@ -277,8 +328,12 @@ def _print_results(console: Console, tally: Tally, held: dict[str, list[HeldInvo
         for inv in invoices:
             by_key.setdefault(inv.number, inv)
             by_key.setdefault(f"id:{inv.external_id}", inv)
-    table = Table(title="Invoices: ours, and the total each billing system (emulator) holds", box=box.SIMPLE_HEAD,
-                  pad_edge=False, collapse_padding=True)
+    table = Table(
+        title="Invoices: ours, and the total each billing system (emulator) holds",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     table.add_column("System", no_wrap=True, min_width=6)
     table.add_column("Document", overflow="ellipsis", no_wrap=True, min_width=7, max_width=19)
     table.add_column("Client", overflow="ellipsis", no_wrap=True, min_width=10, max_width=22)
@@ -296,8 +351,12 @@ def _print_results(console: Console, tally: Tally, held: dict[str, list[HeldInvo
 
     def sort_key(o: dict) -> tuple:
         system = o.get("billing_system") or systems.get(o["tenant"], "")
-        return (system != "xero", system, o["tenant"],
-                tally.priced.get(o["invoice_key"], {}).get("invoice_number", o["invoice_key"]))
+        return (
+            system != "xero",
+            system,
+            o["tenant"],
+            tally.priced.get(o["invoice_key"], {}).get("invoice_number", o["invoice_key"]),
+        )
 
     for outcome in sorted(tally.outcomes, key=sort_key):
         counts[outcome["outcome"]] += 1
@@ -309,32 +368,63 @@ def _print_results(console: Console, tally: Tally, held: dict[str, list[HeldInvo
         if outcome["outcome"] == "dead_lettered":
             ok = False
             rejected[system] += 1
-            table.add_row(system, _document(outcome["invoice_key"]), priced.get("client_name", ""), "-",
-                          "-", "-", "-", "-", "[red]dead-lettered[/]")
+            table.add_row(
+                system,
+                _document(outcome["invoice_key"]),
+                priced.get("client_name", ""),
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "[red]dead-lettered[/]",
+            )
             continue
         if outcome["outcome"] == "superseded":  # a newer revision was billed first: nothing created for this one
-            table.add_row(system, _document(outcome["invoice_key"]), priced.get("client_name", ""),
-                          priced.get("invoice_number", "?"), "-", "-", "-", "-", "superseded")
+            table.add_row(
+                system,
+                _document(outcome["invoice_key"]),
+                priced.get("client_name", ""),
+                priced.get("invoice_number", "?"),
+                "-",
+                "-",
+                "-",
+                "-",
+                "superseded",
+            )
             continue
         per_system[system] += 1
         found = index.get(system, {})
-        inv = (found.get(f"id:{outcome.get('external_id')}") or found.get(priced.get("invoice_number", ""))
-               or found.get(outcome.get("external_number") or ""))
+        inv = (
+            found.get(f"id:{outcome.get('external_id')}")
+            or found.get(priced.get("invoice_number", ""))
+            or found.get(outcome.get("external_number") or "")
+        )
         ours = Decimal(priced["total"]) if priced else None
         matches = inv is not None and ours is not None and Decimal(inv.total) == ours
         raw = inv.raw if inv is not None and isinstance(inv.raw, dict) else {}
         if matches and "SubTotal" in raw and "TotalTax" in raw:  # Xero shows its net and VAT too: compare them as well
             matches = (Decimal(str(raw["SubTotal"])), Decimal(str(raw["TotalTax"]))) == (
-                Decimal(priced["net_total"]), Decimal(priced["tax_total"]))
+                Decimal(priced["net_total"]),
+                Decimal(priced["tax_total"]),
+            )
         if not matches:
             ok = False
             mismatches[system] += 1
-        status = (_held_status(inv) if inv else "") + ("" if matches else
-                                                       " [red]MISSING[/]" if inv is None else " [red]TOTAL MISMATCH[/]")
-        table.add_row(system, _document(outcome["invoice_key"]), priced.get("client_name", ""),
-                      priced.get("invoice_number", "?"), priced.get("net_total", "?"), priced.get("tax_total", "?"),
-                      priced.get("total", "?"),
-                      f"{inv.total} {(inv.currency or priced.get('currency', '')).upper()}" if inv else "-", status.strip())
+        status = (_held_status(inv) if inv else "") + (
+            "" if matches else " [red]MISSING[/]" if inv is None else " [red]TOTAL MISMATCH[/]"
+        )
+        table.add_row(
+            system,
+            _document(outcome["invoice_key"]),
+            priced.get("client_name", ""),
+            priced.get("invoice_number", "?"),
+            priced.get("net_total", "?"),
+            priced.get("tax_total", "?"),
+            priced.get("total", "?"),
+            f"{inv.total} {(inv.currency or priced.get('currency', '')).upper()}" if inv else "-",
+            status.strip(),
+        )
     console.print(table)
     if not_billable:
         console.print("[bold]Not billable (no invoice):[/]")
@@ -348,11 +438,18 @@ def _print_results(console: Console, tally: Tally, held: dict[str, list[HeldInvo
         dlq.add_column("Reason", overflow="fold")
         for rec in tally.dead:
             h = rec["headers"]
-            dlq.add_row(h.get("dlq.stage", ""), h.get("dlq.error.class", ""),
-                        f"{h.get('dlq.topic')}:{h.get('dlq.partition')}:{h.get('dlq.offset')}", h.get("dlq.message", ""))
+            dlq.add_row(
+                h.get("dlq.stage", ""),
+                h.get("dlq.error.class", ""),
+                f"{h.get('dlq.topic')}:{h.get('dlq.partition')}:{h.get('dlq.offset')}",
+                h.get("dlq.message", ""),
+            )
         console.print(dlq)
-    console.print(f"events: {sum(counts.values()) + len(tally.dead)} -> " + ", ".join(
-        f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items())) + f", {len(tally.dead)} dead-lettered")
+    console.print(
+        f"events: {sum(counts.values()) + len(tally.dead)} -> "
+        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items()))
+        + f", {len(tally.dead)} dead-lettered"
+    )
     for system in sorted(set(systems.values()) | set(per_system), key=lambda s: (s != "xero", s)):
         n, bad = per_system[system], mismatches[system]
         verdict = "totals equal ours to the cent" if not bad else f"[red]{bad} MISSING OR DIFFERENT[/]"
@@ -360,6 +457,8 @@ def _print_results(console: Console, tally: Tally, held: dict[str, list[HeldInvo
             verdict += f", [red]{rejected[system]} dead-lettered at delivery[/]"
         if n == 0:
             ok, verdict = False, "[red]nothing delivered[/]"
-        console.print(f"  {system}: {n} invoices, {verdict} (the billing system holds {len(held.get(system, []))})",
-                      highlight=False)
+        console.print(
+            f"  {system}: {n} invoices, {verdict} (the billing system holds {len(held.get(system, []))})",
+            highlight=False,
+        )
     return ok

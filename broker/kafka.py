@@ -77,8 +77,13 @@ def event_key(raw: bytes) -> bytes | None:
         return None
 
 
-def publish(bootstrap: str, topic: str, records: list[bytes], on_sent: Callable[[], None] | None = None,
-            keyer: Callable[[bytes], bytes | None] = event_key) -> int:
+def publish(
+    bootstrap: str,
+    topic: str,
+    records: list[bytes],
+    on_sent: Callable[[], None] | None = None,
+    keyer: Callable[[bytes], bytes | None] = event_key,
+) -> int:
     """Send ``records`` to ``topic`` with acks=all, keyed by ``keyer``; block until all are acknowledged.
 
     Returns the number of records sent. Raises ``kafka.errors.KafkaError`` if a send fails.
@@ -122,19 +127,30 @@ class Record:
         return json.loads(self.value)
 
 
-def iter_topic(bootstrap: str, topic: str, *, timeout: float = 2.0, group_id: str | None = None,
-               from_beginning: bool = True) -> Iterator[Record]:
+def iter_topic(
+    bootstrap: str, topic: str, *, timeout: float = 2.0, group_id: str | None = None, from_beginning: bool = True
+) -> Iterator[Record]:
     """Yield the records of ``topic`` until no new record arrived for ``timeout`` seconds."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=group_id,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
         auto_offset_reset="earliest" if from_beginning else "latest",
-        enable_auto_commit=False, consumer_timeout_ms=int(timeout * 1000),
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout * 1000),
     )
     try:
         for msg in consumer:
-            yield Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
-                         {k: v.decode(errors="replace") for k, v in (msg.headers or [])}, msg.timestamp)
+            yield Record(
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                msg.key,
+                msg.value,
+                {k: v.decode(errors="replace") for k, v in (msg.headers or [])},
+                msg.timestamp,
+            )
     finally:
         consumer.close()

@@ -57,8 +57,12 @@ class OutcomeLog:
     async def _consumer(self) -> AIOKafkaConsumer:
         async with self._start_lock:
             if self._reader is None:
-                reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                          auto_offset_reset="earliest")
+                reader = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap,
+                    group_id=None,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                )
                 await reader.start()
                 self._reader = reader
         return self._reader

@@ -10,19 +10,34 @@ from broker.invoice import AllowanceUse, Invoice, InvoiceLine, NotBillable
 
 def _line_json(ln: InvoiceLine) -> dict:
     return {
-        "kind": ln.kind, "description": ln.description, "quantity": str(ln.quantity), "unit": ln.unit,
-        "unit_price": str(ln.unit_price), "discount_percent": str(ln.discount_percent), "net": str(ln.net),
-        "tax_rate": str(ln.tax_rate), "tax": str(ln.tax), "total": str(ln.total), "source": ln.source, "rule": ln.rule,
-        "cost": str(ln.cost), "covered_by": ln.covered_by,
+        "kind": ln.kind,
+        "description": ln.description,
+        "quantity": str(ln.quantity),
+        "unit": ln.unit,
+        "unit_price": str(ln.unit_price),
+        "discount_percent": str(ln.discount_percent),
+        "net": str(ln.net),
+        "tax_rate": str(ln.tax_rate),
+        "tax": str(ln.tax),
+        "total": str(ln.total),
+        "source": ln.source,
+        "rule": ln.rule,
+        "cost": str(ln.cost),
+        "covered_by": ln.covered_by,
     }
 
 
 def _allowance_json(a: AllowanceUse | None) -> dict | None:
     if a is None:
         return None
-    return {"contract_id": a.contract_id, "month": a.month, "allowance_minutes": a.allowance_minutes,
-            "used_before_minutes": a.used_before_minutes, "consumed_minutes": a.consumed_minutes,
-            "remaining_minutes": a.remaining_minutes}
+    return {
+        "contract_id": a.contract_id,
+        "month": a.month,
+        "allowance_minutes": a.allowance_minutes,
+        "used_before_minutes": a.used_before_minutes,
+        "consumed_minutes": a.consumed_minutes,
+        "remaining_minutes": a.remaining_minutes,
+    }
 
 
 def preview_json(priced: Invoice | NotBillable) -> dict:
@@ -38,10 +53,17 @@ def preview_json(priced: Invoice | NotBillable) -> dict:
     ``reason``, ``cost_total``, ``contract_id``, ``lines`` (covered lines), ``allowance``.
     """
     if isinstance(priced, NotBillable):
-        return {"tenant": priced.tenant, "invoice_key": priced.invoice_key, "status": "not_billable",
-                "reason_code": priced.reason_code, "reason": priced.reason, "cost_total": str(priced.cost_total),
-                "contract_id": priced.contract_id, "lines": [_line_json(ln) for ln in priced.lines],
-                "allowance": _allowance_json(priced.allowance)}
+        return {
+            "tenant": priced.tenant,
+            "invoice_key": priced.invoice_key,
+            "status": "not_billable",
+            "reason_code": priced.reason_code,
+            "reason": priced.reason,
+            "cost_total": str(priced.cost_total),
+            "contract_id": priced.contract_id,
+            "lines": [_line_json(ln) for ln in priced.lines],
+            "allowance": _allowance_json(priced.allowance),
+        }
     return {
         "tenant": priced.tenant,
         "invoice_key": priced.invoice_key,
@@ -65,13 +87,30 @@ def preview_json(priced: Invoice | NotBillable) -> dict:
 def _lines_table(title: str, lines: list[InvoiceLine], inclusive: bool) -> Table:
     table = Table(title=title, show_lines=False)
     table.add_column("Line (source · rule)", ratio=1, overflow="fold")
-    for col in ("Qty", "Unit price" + (" (gross)" if inclusive else ""), "Disc %", "Net", "VAT %", "VAT", "Total", "Cost"):
+    for col in (
+        "Qty",
+        "Unit price" + (" (gross)" if inclusive else ""),
+        "Disc %",
+        "Net",
+        "VAT %",
+        "VAT",
+        "Total",
+        "Cost",
+    ):
         table.add_column(col, justify="right", no_wrap=True)
     for ln in lines:
         covered = f" [green](covered by {ln.covered_by})[/]" if ln.covered_by else ""
-        table.add_row(f"{ln.description}{covered}\n[dim]{ln.source} · {ln.rule}[/]", f"{ln.quantity} {ln.unit}",
-                      str(ln.unit_price), str(ln.discount_percent) if ln.discount_percent else "", str(ln.net),
-                      str(ln.tax_rate), str(ln.tax), str(ln.total), str(ln.cost))
+        table.add_row(
+            f"{ln.description}{covered}\n[dim]{ln.source} · {ln.rule}[/]",
+            f"{ln.quantity} {ln.unit}",
+            str(ln.unit_price),
+            str(ln.discount_percent) if ln.discount_percent else "",
+            str(ln.net),
+            str(ln.tax_rate),
+            str(ln.tax),
+            str(ln.total),
+            str(ln.cost),
+        )
     return table
 
 
@@ -89,20 +128,34 @@ def preview_table(priced: Invoice | NotBillable, console: Console) -> None:
             _print_allowance(priced.allowance, console)
         console.print(f"cost {priced.cost_total}")
         return
-    table = _lines_table(f"{priced.invoice_number} · {priced.client_name} · {priced.currency}", priced.lines,
-                         priced.tax_inclusive)
+    table = _lines_table(
+        f"{priced.invoice_number} · {priced.client_name} · {priced.currency}", priced.lines, priced.tax_inclusive
+    )
     table.add_section()
-    table.add_row("[bold]Totals[/]", "", "", "", f"[bold]{priced.net_total}[/]", "", f"[bold]{priced.tax_total}[/]",
-                  f"[bold]{priced.total}[/]", str(priced.cost_total))
+    table.add_row(
+        "[bold]Totals[/]",
+        "",
+        "",
+        "",
+        f"[bold]{priced.net_total}[/]",
+        "",
+        f"[bold]{priced.tax_total}[/]",
+        f"[bold]{priced.total}[/]",
+        str(priced.cost_total),
+    )
     console.print(table)
     if priced.allowance is not None:
         _print_allowance(priced.allowance, console)
     for note in priced.legal_notes:
         console.print(f"[bold]{note}[/]")
-    console.print(f"cost {priced.cost_total} · margin {priced.margin} {priced.currency} (not sent to the billing system)")
+    console.print(
+        f"cost {priced.cost_total} · margin {priced.margin} {priced.currency} (not sent to the billing system)"
+    )
 
 
 def _print_allowance(a: AllowanceUse, console: Console) -> None:
-    console.print(f"contract {a.contract_id} allowance {a.month}: {a.allowance_minutes} min/month, "
-                  f"used before {a.used_before_minutes} min, covered here {a.consumed_minutes} min, "
-                  f"left {a.remaining_minutes} min")
+    console.print(
+        f"contract {a.contract_id} allowance {a.month}: {a.allowance_minutes} min/month, "
+        f"used before {a.used_before_minutes} min, covered here {a.consumed_minutes} min, "
+        f"left {a.remaining_minutes} min"
+    )

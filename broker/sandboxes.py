@@ -37,8 +37,9 @@ def harness_class(system: str) -> type[ConnectorHarness]:
     try:
         path = SANDBOXES[system]
     except KeyError:
-        raise LookupError(f"no sandbox (emulator harness) for billing system {system!r}; "
-                          f"known: {', '.join(sorted(SANDBOXES))}") from None
+        raise LookupError(
+            f"no sandbox (emulator harness) for billing system {system!r}; known: {', '.join(sorted(SANDBOXES))}"
+        ) from None
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -92,8 +93,15 @@ def start_sandbox(system: str, tenant_settings: Mapping[str, Any] | None = None)
         env = dict(harness.env())
         for key, name in list(settings.items()):
             wanted = (tenant_settings or {}).get(key)
-            if (key.endswith("_env") and isinstance(name, str) and name in env and isinstance(wanted, str)
-                    and wanted and wanted != name and wanted not in env):
+            if (
+                key.endswith("_env")
+                and isinstance(name, str)
+                and name in env
+                and isinstance(wanted, str)
+                and wanted
+                and wanted != name
+                and wanted not in env
+            ):
                 env[wanted] = env.pop(name)
                 settings[key] = wanted
     except BaseException:

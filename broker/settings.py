@@ -105,7 +105,7 @@ class Settings:
         return ALL_TOPICS + self.delivery.retry_topics
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         """Read the variables in the module docstring. Raises ``ValueError`` naming a bad variable."""
         env = os.environ if environ is None else environ
 
@@ -137,9 +137,13 @@ class Settings:
             try:
                 values = tuple(float(part) for part in raw.split(",") if part.strip())
             except ValueError:
-                raise ValueError(f"environment variable {name}={raw!r} is not a comma-separated list of seconds") from None
+                raise ValueError(
+                    f"environment variable {name}={raw!r} is not a comma-separated list of seconds"
+                ) from None
             if not values or any(not v > 0 or v == float("inf") for v in values):
-                raise ValueError(f"environment variable {name}={raw!r}: every delay must be a positive number of seconds")
+                raise ValueError(
+                    f"environment variable {name}={raw!r}: every delay must be a positive number of seconds"
+                )
             return values
 
         d = DeliverySettings

@@ -154,8 +154,12 @@ def start_server(emulator: EmulatorCore, host: str, port: int, name: str) -> tup
     """Bind ``host:port`` (0 = free port) and serve ``emulator`` in a daemon thread."""
     handler = type(f"{name}Handler", (Handler,), {"emulator": emulator})
     server = Server((host, port), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name=f"{name}:{server.server_address[1]}", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name=f"{name}:{server.server_address[1]}",
+        daemon=True,
+    )
     thread.start()
     return server, thread
 

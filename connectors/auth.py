@@ -108,7 +108,7 @@ class TokenSet:
         }
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> "TokenSet":
+    def from_json(cls, doc: dict[str, Any]) -> TokenSet:
         def secret(name: str) -> SecretStr | None:
             value = doc.get(name)
             return SecretStr(str(value)) if value else None
@@ -124,7 +124,7 @@ class TokenSet:
         )
 
     @classmethod
-    def from_token_response(cls, body: dict[str, Any], *, previous_refresh: SecretStr | None = None) -> "TokenSet":
+    def from_token_response(cls, body: dict[str, Any], *, previous_refresh: SecretStr | None = None) -> TokenSet:
         """From an RFC 6749 §5.1 token response; a response without ``refresh_token`` keeps ``previous_refresh``."""
         access = body.get("access_token")
         if not access:
@@ -285,7 +285,9 @@ def default_token_store() -> TokenStore:
     """The store used when a connector is given none (see the module docstring for the location)."""
     if os.environ.get("BROKER_TOKEN_STORE", "").lower() == "memory":
         return MemoryTokenStore()
-    directory = os.environ.get("BROKER_TOKEN_DIR") or str(Path(os.environ.get("BROKER_DATA_DIR") or ".broker-data") / "tokens")
+    directory = os.environ.get("BROKER_TOKEN_DIR") or str(
+        Path(os.environ.get("BROKER_DATA_DIR") or ".broker-data") / "tokens"
+    )
     return FileTokenStore(directory)
 
 
@@ -335,8 +337,10 @@ async def _token_request(
         raise RetryableError(f"{what}: HTTP {resp.status_code}", http_status=resp.status_code)
     if resp.status_code != 200:
         code = _error_code(resp) or "no error code"
-        raise AuthError(f"{what} refused (HTTP {resp.status_code} {code}) for client_id {client_id}{hint}",
-                        http_status=resp.status_code)
+        raise AuthError(
+            f"{what} refused (HTTP {resp.status_code} {code}) for client_id {client_id}{hint}",
+            http_status=resp.status_code,
+        )
     try:
         body = resp.json()
     except ValueError:
@@ -362,8 +366,14 @@ async def refresh_grant(
     ``invalid_grant``, ``invalid_client``...), :class:`RateLimitedError`, :class:`RetryableError`.
     A response without a new refresh token keeps the old one."""
     return await _token_request(
-        http, token_url, {"grant_type": "refresh_token", "refresh_token": refresh_token.get_secret_value()},
-        client_id=client_id, client_secret=client_secret, auth_method=auth_method, what=what, hint=hint,
+        http,
+        token_url,
+        {"grant_type": "refresh_token", "refresh_token": refresh_token.get_secret_value()},
+        client_id=client_id,
+        client_secret=client_secret,
+        auth_method=auth_method,
+        what=what,
+        hint=hint,
         previous_refresh=refresh_token,
     )
 
@@ -383,8 +393,15 @@ async def exchange_code(
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
     if code_verifier:
         form["code_verifier"] = code_verifier
-    return await _token_request(http, token_url, form, client_id=client_id, client_secret=client_secret,
-                                auth_method=auth_method, what="authorization code exchange")
+    return await _token_request(
+        http,
+        token_url,
+        form,
+        client_id=client_id,
+        client_secret=client_secret,
+        auth_method=auth_method,
+        what="authorization code exchange",
+    )
 
 
 # --------------------------------------------------------------------------- single-flight manager
@@ -474,12 +491,17 @@ class OAuth2TokenManager:
             except asyncio.CancelledError:
                 # release the cross-process lock as soon as the thread gets it
                 acquiring.add_done_callback(
-                    lambda f: None if f.cancelled() or f.exception() else lock_cm.__exit__(None, None, None))
+                    lambda f: None if f.cancelled() or f.exception() else lock_cm.__exit__(None, None, None)
+                )
                 raise
             try:
                 stored = await asyncio.to_thread(self.store.load, self.key)
                 self._remember(stored)
-                if stored is not None and stored.access_valid(self.margin) and not self._same(stored.access_token, stale):
+                if (
+                    stored is not None
+                    and stored.access_valid(self.margin)
+                    and not self._same(stored.access_token, stale)
+                ):
                     # another process or connector refreshed while we waited (or before we started): adopt it
                     self._tokens = stored
                     return stored.access_token  # type: ignore[return-value]
@@ -514,7 +536,9 @@ class OAuth2TokenManager:
             candidates.append(previous.refresh_token)
         if seed is not None and not any(self._same(seed, c) for c in candidates):
             # A stored set saved by `broker connectors authorize` has no seed fingerprint: it wins.
-            seed_is_new = previous is None or (previous.seed_fingerprint is not None and previous.seed_fingerprint != seed_fp)
+            seed_is_new = previous is None or (
+                previous.seed_fingerprint is not None and previous.seed_fingerprint != seed_fp
+            )
             if seed_is_new:
                 candidates.insert(0, seed)
             else:
@@ -530,14 +554,21 @@ class OAuth2TokenManager:
                 new = await self._refresh_fn(refresh_token)
             except AuthError as exc:
                 last = exc
-                log.info("token %s: refresh refused (%s)%s", self.key, exc.http_status,
-                         "; trying the other refresh token" if refresh_token is not candidates[-1] else "")
+                log.info(
+                    "token %s: refresh refused (%s)%s",
+                    self.key,
+                    exc.http_status,
+                    "; trying the other refresh token" if refresh_token is not candidates[-1] else "",
+                )
                 continue
             self.refreshes += 1
             if new.refresh_token is None and refresh_token is not None:
                 new = replace(new, refresh_token=refresh_token)
-            inherited = seed_fp if (seed is not None and self._same(refresh_token, seed)) else (
-                previous.seed_fingerprint if previous is not None else seed_fp)
+            inherited = (
+                seed_fp
+                if (seed is not None and self._same(refresh_token, seed))
+                else (previous.seed_fingerprint if previous is not None else seed_fp)
+            )
             return replace(new, seed_fingerprint=inherited or seed_fp)
         assert last is not None
         raise last
@@ -573,8 +604,10 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
-_DONE_PAGE = (b"<!doctype html><meta charset=utf-8><title>broker</title>"
-              b"<p>Authorization received. You can close this window and return to the terminal.</p>")
+_DONE_PAGE = (
+    b"<!doctype html><meta charset=utf-8><title>broker</title>"
+    b"<p>Authorization received. You can close this window and return to the terminal.</p>"
+)
 
 
 async def authorization_code_flow(
@@ -611,11 +644,15 @@ async def authorization_code_flow(
                 writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 return
             params = {k: v for k, v in url.params.items()}
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: "
-                         + str(len(_DONE_PAGE)).encode() + b"\r\nConnection: close\r\n\r\n" + _DONE_PAGE)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: "
+                + str(len(_DONE_PAGE)).encode()
+                + b"\r\nConnection: close\r\n\r\n"
+                + _DONE_PAGE
+            )
             if not received.done():
                 received.set_result(params)
-        except (asyncio.TimeoutError, ConnectionError, ValueError):
+        except (TimeoutError, ConnectionError, ValueError):
             pass
         finally:
             with contextlib.suppress(Exception):
@@ -627,8 +664,14 @@ async def authorization_code_flow(
         bound_port = server.sockets[0].getsockname()[1]
         redirect_uri = f"http://{host}:{bound_port}/callback"
         state = secrets.token_urlsafe(24)
-        params = {"response_type": "code", "client_id": config.client_id, "redirect_uri": redirect_uri,
-                  "scope": " ".join(config.scopes), "state": state, **config.extra_params}
+        params = {
+            "response_type": "code",
+            "client_id": config.client_id,
+            "redirect_uri": redirect_uri,
+            "scope": " ".join(config.scopes),
+            "state": state,
+            **config.extra_params,
+        }
         verifier = None
         if config.use_pkce:
             verifier, challenge = pkce_pair()
@@ -643,7 +686,7 @@ async def authorization_code_flow(
                 webbrowser.open(url)
         try:
             answer = await asyncio.wait_for(received, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"no authorization redirect to {redirect_uri} within {timeout:g}s") from None
     finally:
         server.close()
@@ -657,18 +700,39 @@ async def authorization_code_flow(
     if not code:
         raise AuthError("authorization redirect carries no code")
     async with httpx.AsyncClient(timeout=30) as http:
-        tokens = await exchange_code(http, config.token_url, client_id=config.client_id, client_secret=config.client_secret,
-                                     code=code, redirect_uri=redirect_uri, code_verifier=verifier,
-                                     auth_method=config.auth_method)
+        tokens = await exchange_code(
+            http,
+            config.token_url,
+            client_id=config.client_id,
+            client_secret=config.client_secret,
+            code=code,
+            redirect_uri=redirect_uri,
+            code_verifier=verifier,
+            auth_method=config.auth_method,
+        )
     if tokens.refresh_token is None:
         raise AuthError("the token endpoint returned no refresh_token (is the offline_access scope requested?)")
     with store.lock(config.store_key):
         store.save(config.store_key, tokens)
-    return AuthorizationResult(tokens=tokens, store_location=store.describe(config.store_key), redirect_uri=redirect_uri)
+    return AuthorizationResult(
+        tokens=tokens, store_location=store.describe(config.store_key), redirect_uri=redirect_uri
+    )
 
 
 __all__ = [
-    "AuthorizationResult", "FileTokenStore", "MemoryTokenStore", "OAuth2Config", "OAuth2TokenManager", "TokenSet",
-    "TokenStore", "authorization_code_flow", "default_token_store", "exchange_code", "fingerprint", "pkce_pair",
-    "refresh_grant", "token_key", "ConnectorError",
+    "AuthorizationResult",
+    "ConnectorError",
+    "FileTokenStore",
+    "MemoryTokenStore",
+    "OAuth2Config",
+    "OAuth2TokenManager",
+    "TokenSet",
+    "TokenStore",
+    "authorization_code_flow",
+    "default_token_store",
+    "exchange_code",
+    "fingerprint",
+    "pkce_pair",
+    "refresh_grant",
+    "token_key",
 ]

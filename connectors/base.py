@@ -81,7 +81,7 @@ class DuplicateError(ConnectorError):
 
     error_class = "duplicate"
 
-    def __init__(self, message: str, *, existing: "ExternalInvoice | None" = None, http_status: int | None = None):
+    def __init__(self, message: str, *, existing: ExternalInvoice | None = None, http_status: int | None = None):
         super().__init__(message, http_status=http_status)
         self.existing = existing
 
@@ -224,7 +224,7 @@ def secret_str_fields(settings_cls: type[BaseModel]) -> list[str]:
     return out
 
 
-def settings_json_schema(connector_cls: type["Connector"]) -> dict[str, Any]:
+def settings_json_schema(connector_cls: type[Connector]) -> dict[str, Any]:
     """JSON Schema of ``connector_cls.Settings`` for docs (``broker connectors schema NAME``).
 
     ``*_env`` fields are marked ``"x-secret-env": true`` (the value is an environment variable
@@ -233,8 +233,11 @@ def settings_json_schema(connector_cls: type["Connector"]) -> dict[str, Any]:
     schema = connector_cls.Settings.model_json_schema()
     schema["$id"] = f"broker.connectors/{connector_cls.name}/settings"
     schema.setdefault("title", f"{connector_cls.__name__} settings")
-    schema["x-connector"] = {"name": connector_cls.name, "version": connector_cls.version,
-                             "capabilities": connector_cls.capabilities.as_dict()}
+    schema["x-connector"] = {
+        "name": connector_cls.name,
+        "version": connector_cls.version,
+        "capabilities": connector_cls.capabilities.as_dict(),
+    }
     props = schema.get("properties", {})
     for name in secret_env_fields(connector_cls.Settings):
         if name in props:
@@ -261,7 +264,9 @@ class Connector(abc.ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
     Settings: ClassVar[type[BaseModel]]
 
-    def __init__(self, settings: BaseModel | Mapping[str, Any], *, tenant: str, token_store: "TokenStore | None" = None):
+    def __init__(
+        self, settings: BaseModel | Mapping[str, Any], *, tenant: str, token_store: TokenStore | None = None
+    ):
         """``settings``: a ``Settings`` instance or a raw mapping (validated; :class:`ConfigError`
         naming ``billing.settings.<field>`` when invalid). ``token_store``: where OAuth2 tokens are
         kept (``None`` = :func:`connectors.auth.default_token_store`, used lazily)."""
@@ -381,14 +386,14 @@ class Connector(abc.ABC):
         """
         raise PermanentError(f"{self.name} connector does not support amendments (invoice {invoice.invoice_number})")
 
-    def oauth2_config(self) -> "OAuth2Config | None":
+    def oauth2_config(self) -> OAuth2Config | None:
         """Authorization-code flow parameters for ``broker connectors authorize`` (``None``: not OAuth2)."""
         return None
 
     async def aclose(self) -> None:
         """Release HTTP connections (idempotent)."""
 
-    async def __aenter__(self) -> "Connector":
+    async def __aenter__(self) -> Connector:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -396,7 +401,23 @@ class Connector(abc.ABC):
 
 
 __all__ = [
-    "AuthError", "BatchItem", "Capabilities", "ConfigError", "Connector", "ConnectorError", "ConnectorSettings",
-    "DeliveryResult", "DuplicateError", "ExternalInvoice", "MissingScopeError", "PermanentError", "RateLimitedError", "RetryableError",
-    "UncertainOutcomeError", "UnknownAccountError", "secret_env_fields", "secret_str_fields", "settings_json_schema",
+    "AuthError",
+    "BatchItem",
+    "Capabilities",
+    "ConfigError",
+    "Connector",
+    "ConnectorError",
+    "ConnectorSettings",
+    "DeliveryResult",
+    "DuplicateError",
+    "ExternalInvoice",
+    "MissingScopeError",
+    "PermanentError",
+    "RateLimitedError",
+    "RetryableError",
+    "UncertainOutcomeError",
+    "UnknownAccountError",
+    "secret_env_fields",
+    "secret_str_fields",
+    "settings_json_schema",
 ]

@@ -40,7 +40,7 @@ class ContactQuery:
     contact_id: str | None = None
 
     @classmethod
-    def from_invoice(cls, invoice: Invoice, client: Any | None = None) -> "ContactQuery":
+    def from_invoice(cls, invoice: Invoice, client: Any | None = None) -> ContactQuery:
         """From the invoice, completed by the tenant's client entry (``broker.config.Client``) when known."""
         return cls(
             client_id=invoice.client_id,
@@ -84,8 +84,15 @@ class ContactResolver:
     ``name``, ``email``, ``tax_number``, ``contact_id``), optional.
     """
 
-    def __init__(self, directory: ContactDirectory, *, allow_create: bool, native_name_match: bool = False,
-                 clients: Mapping[str, Any] | None = None, setting_name: str = "create_contacts"):
+    def __init__(
+        self,
+        directory: ContactDirectory,
+        *,
+        allow_create: bool,
+        native_name_match: bool = False,
+        clients: Mapping[str, Any] | None = None,
+        setting_name: str = "create_contacts",
+    ):
         self.directory = directory
         self.allow_create = allow_create
         self.native_name_match = native_name_match
@@ -132,4 +139,4 @@ class ContactResolver:
             return contact_id
 
 
-__all__ = ["ContactDirectory", "ContactQuery", "ContactResolver", "LOOKUP_ORDER", "same_value"]
+__all__ = ["LOOKUP_ORDER", "ContactDirectory", "ContactQuery", "ContactResolver", "same_value"]

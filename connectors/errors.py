@@ -38,7 +38,7 @@ import email.utils
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from connectors.base import (
     AuthError,
@@ -98,8 +98,8 @@ def retry_after_seconds(value: str | None, default: float = DEFAULT_RETRY_AFTER,
     if when is None:
         return default
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    current = datetime.fromtimestamp(time.time() if now is None else now, tz=timezone.utc)
+        when = when.replace(tzinfo=UTC)
+    current = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
     return max(0.0, (when - current).total_seconds())
 
 
@@ -129,7 +129,12 @@ def error_for_status(
             return None
     else:
         cls = RetryableError if status >= 500 else PermanentError
-    if status == 500 and cls is RetryableError and method.upper() in _WRITE_METHODS and not (overrides and 500 in overrides):
+    if (
+        status == 500
+        and cls is RetryableError
+        and method.upper() in _WRITE_METHODS
+        and not (overrides and 500 in overrides)
+    ):
         cls = UncertainOutcomeError
     if issubclass(cls, RateLimitedError):
         return cls(message, retry_after=DEFAULT_RETRY_AFTER if retry_after is None else retry_after, http_status=status)
@@ -149,8 +154,9 @@ class Quota:
     day_remaining: int | None = None
 
     @classmethod
-    def from_headers(cls, headers: Mapping[str, str], *, minute: str = "X-MinLimit-Remaining",
-                     day: str = "X-DayLimit-Remaining") -> "Quota | None":
+    def from_headers(
+        cls, headers: Mapping[str, str], *, minute: str = "X-MinLimit-Remaining", day: str = "X-DayLimit-Remaining"
+    ) -> Quota | None:
         """Parse the two headers (case-insensitive mapping such as ``httpx.Headers``); ``None`` when neither is there."""
 
         def _int(name: str) -> int | None:

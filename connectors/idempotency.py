@@ -99,5 +99,16 @@ def idempotency_key(tenant: str, connector: str, invoice_key: str, operation: st
     return make_key(f"{tenant}:{connector}:{invoice_key}:{operation}", rules)
 
 
-__all__ = ["DEFAULT", "PAYPAL", "QUICKBOOKS", "QUICKBOOKS_BATCH", "STRIPE", "XERO", "KeyRules", "current_generation",
-           "generation", "idempotency_key", "make_key"]
+__all__ = [
+    "DEFAULT",
+    "PAYPAL",
+    "QUICKBOOKS",
+    "QUICKBOOKS_BATCH",
+    "STRIPE",
+    "XERO",
+    "KeyRules",
+    "current_generation",
+    "generation",
+    "idempotency_key",
+    "make_key",
+]

@@ -75,7 +75,9 @@ def discover() -> dict[str, ConnectorEntry]:
         except BaseException as exc:  # a broken plugin must not break the others (even SystemExit)
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            found[ep.name] = ConnectorEntry(ep.name, ep.value, package, None, f"{type(exc).__name__}: {exc}", package_version)
+            found[ep.name] = ConnectorEntry(
+                ep.name, ep.value, package, None, f"{type(exc).__name__}: {exc}", package_version
+            )
             continue
         problem = _check_class(ep.name, cls)
         found[ep.name] = ConnectorEntry(ep.name, ep.value, package, None if problem else cls, problem, package_version)

@@ -52,8 +52,9 @@ def xero(xero_validator):
     assert not emulator.validation_failures, emulator.validation_failures
 
 
-def write_config(tmp_path: Path, emulator_url: str, source: Path = EXAMPLES / "config.yaml", *,
-                 all_tenants: bool = False) -> Path:
+def write_config(
+    tmp_path: Path, emulator_url: str, source: Path = EXAMPLES / "config.yaml", *, all_tenants: bool = False
+) -> Path:
     """Copy a tenant config with the Xero URLs pointed at the emulator; return its path.
 
     Only the tenants billed in Xero are kept (the example config also has tenants on Stripe,
@@ -81,17 +82,25 @@ class WorkerProcess:
 
         self.metrics_port = free_port()
         self.log_path = tmp_path / f"worker-{app_id}.log"
-        self.env = {**os.environ, **DEMO_SECRETS, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                    "BROKER_METRICS_PORT": str(self.metrics_port), "BROKER_APP_ID": app_id,
-                    "BROKER_DATA_DIR": str(tmp_path / "data"), "BROKER_TOPIC_PARTITIONS": "4",
-                    # Tansu reports a wrong end offset after multi-record batches (docs/delivery.md)
-                    "BROKER_PRODUCER_MAX_BATCH_SIZE": "1", **env}
+        self.env = {
+            **os.environ,
+            **DEMO_SECRETS,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "BROKER_METRICS_PORT": str(self.metrics_port),
+            "BROKER_APP_ID": app_id,
+            "BROKER_DATA_DIR": str(tmp_path / "data"),
+            "BROKER_TOPIC_PARTITIONS": "4",
+            # Tansu reports a wrong end offset after multi-record batches (docs/delivery.md)
+            "BROKER_PRODUCER_MAX_BATCH_SIZE": "1",
+            **env,
+        }
         self.args = [sys.executable, "-m", "broker", "run", "--config", str(config_path)]
         self.proc = None
 
-    def start(self) -> "WorkerProcess":
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=open(self.log_path, "ab"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+    def start(self) -> WorkerProcess:
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         return self
 
     def stop(self) -> None:

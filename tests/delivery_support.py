@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -38,30 +39,69 @@ FAST_ENV = {
 }
 
 
-def work_order(tenant: str, wo_id: str, revision: int = 1, *, minutes: int = 60, parts: int = 0,
-               when: datetime | None = None, client: str | None = None) -> bytes:
+def work_order(
+    tenant: str,
+    wo_id: str,
+    revision: int = 1,
+    *,
+    minutes: int = 60,
+    parts: int = 0,
+    when: datetime | None = None,
+    client: str | None = None,
+) -> bytes:
     """A ``maintenance.work_order.completed`` CloudEvent (JSON bytes) with event time ``when`` (default now)."""
     client_id, technician = CLIENTS[tenant]
     client_id = client or client_id
-    when = when or datetime.now(timezone.utc)
+    when = when or datetime.now(UTC)
     start = when - timedelta(minutes=minutes + 10)
     data: dict[str, Any] = {
-        "work_order_id": wo_id, "revision": revision, "kind": "preventive", "client_id": client_id,
+        "work_order_id": wo_id,
+        "revision": revision,
+        "kind": "preventive",
+        "client_id": client_id,
         "site_id": "SITE-1",
-        "time_entries": [{"id": f"TE-{wo_id}-1", "technician_id": technician, "start": start.isoformat(),
-                          "end": (start + timedelta(minutes=minutes)).isoformat()}],
-        "parts": [{"id": f"P-{wo_id}-{i}", "sku": f"SKU-{i}", "description": f"Part {i}", "quantity": str(i + 1),
-                   "unit": "un", "unit_cost": "10.00"} for i in range(parts)],
+        "time_entries": [
+            {
+                "id": f"TE-{wo_id}-1",
+                "technician_id": technician,
+                "start": start.isoformat(),
+                "end": (start + timedelta(minutes=minutes)).isoformat(),
+            }
+        ],
+        "parts": [
+            {
+                "id": f"P-{wo_id}-{i}",
+                "sku": f"SKU-{i}",
+                "description": f"Part {i}",
+                "quantity": str(i + 1),
+                "unit": "un",
+                "unit_cost": "10.00",
+            }
+            for i in range(parts)
+        ],
         "expenses": [],
     }
-    event = {"specversion": "1.0", "id": f"test:wo:{wo_id}:r{revision}", "source": "/platforms/test",
-             "type": "maintenance.work_order.completed", "time": when.isoformat(),
-             "subject": f"work-orders/{wo_id}", "tenant": tenant, "data": data}
+    event = {
+        "specversion": "1.0",
+        "id": f"test:wo:{wo_id}:r{revision}",
+        "source": "/platforms/test",
+        "type": "maintenance.work_order.completed",
+        "time": when.isoformat(),
+        "subject": f"work-orders/{wo_id}",
+        "tenant": tenant,
+        "data": data,
+    }
     return json.dumps(event).encode()
 
 
-def delivery_config(tmp_path: Path, emulator_url: str, *, settings: dict[str, dict] | None = None,
-                    clients: dict[str, dict] | None = None, name: str = "config.yaml") -> Path:
+def delivery_config(
+    tmp_path: Path,
+    emulator_url: str,
+    *,
+    settings: dict[str, dict] | None = None,
+    clients: dict[str, dict] | None = None,
+    name: str = "config.yaml",
+) -> Path:
     """The example config's Xero tenants pointed at the emulator; ``settings[tenant]`` overrides connector
     settings, ``clients[tenant]`` adds clients."""
     raw = yaml.safe_load((EXAMPLES / "config.yaml").read_text(encoding="utf-8"))
@@ -86,13 +126,17 @@ def priced(events: list[bytes], config_path: Path) -> list[tuple[bytes, bytes]]:
     out = []
     for raw in events:
         ce = parse_event(raw)
-        result = price_event(ce, ce.tenant, config.tenant(ce.tenant), priced_at=datetime.now(timezone.utc))
+        result = price_event(ce, ce.tenant, config.tenant(ce.tenant), priced_at=datetime.now(UTC))
         out.append((ce.partition_key.encode(), result.model_dump_json().encode()))
     return out
 
 
-def publish_records(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]],
-                    headers: list[tuple[str, bytes]] | None = None) -> None:
+def publish_records(
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[bytes | None, bytes]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
@@ -105,8 +149,15 @@ def publish_records(bootstrap: str, topic: str, records: list[tuple[bytes | None
         producer.close()
 
 
-def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str, tally: Tally | None = None,
-             workers: list | None = None, poll: float = 0.2) -> None:
+def wait_for(
+    predicate: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    tally: Tally | None = None,
+    workers: list | None = None,
+    poll: float = 0.2,
+) -> None:
     """Poll ``tally`` (when given) until ``predicate()``; fail naming ``what`` and the workers' log tails."""
     deadline = time.monotonic() + timeout
     while True:
@@ -149,14 +200,16 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 # ---------------------------------------------------------------- whole-group crash tests (tests/test_group_crash.py)
 
+
 def group_worker(config_path: Path, bootstrap: str, tmp_path: Path, name: str, *, app_id: str, **env):
     """A worker of consumer group ``app_id`` (not started) with its own log ``worker-<name>.log`` and data
     directory ``data-<name>``: several members of one group in one test need distinct files
     (:class:`tests.conftest.WorkerProcess` names its log after the app id)."""
     from tests.conftest import WorkerProcess
 
-    worker = WorkerProcess(config_path, bootstrap, tmp_path, app_id=app_id,
-                           **{"BROKER_DATA_DIR": str(tmp_path / f"data-{name}"), **env})
+    worker = WorkerProcess(
+        config_path, bootstrap, tmp_path, app_id=app_id, **{"BROKER_DATA_DIR": str(tmp_path / f"data-{name}"), **env}
+    )
     worker.log_path = tmp_path / f"worker-{name}.log"
     return worker
 
@@ -194,7 +247,9 @@ class GroupOffsets:
         """``{TopicPartition: committed offset}`` of the partitions of ``topics`` that have one."""
         offsets = self.admin.list_group_offsets(self.group).get(self.group, {})
         wanted = set(self.tps)
-        return {tp: om.offset for tp, om in offsets.items() if tp in wanted and om.offset is not None and om.offset >= 0}
+        return {
+            tp: om.offset for tp, om in offsets.items() if tp in wanted and om.offset is not None and om.offset >= 0
+        }
 
     def ends(self, tps: list | None = None) -> dict[Any, int]:
         """End offsets of ``tps`` (default: all); retried a few times (kafka-python 3 can raise ``KeyError``
@@ -202,7 +257,7 @@ class GroupOffsets:
         for attempt in range(10):
             try:
                 return self.consumer.end_offsets(tps or self.tps)
-            except Exception:  # noqa: BLE001 - KeyError or any client error: try again
+            except Exception:
                 if attempt == 9:
                     raise
                 time.sleep(0.5)
@@ -254,6 +309,9 @@ def read_to_end(tally: Tally, timeout: float = 30.0) -> None:
     while any(consumer.position(tp) < ends[tp] for tp in tps):
         tally.poll(0.2)
         if time.monotonic() > deadline:
-            behind = {f"{tp.topic}[{tp.partition}]": (consumer.position(tp), ends[tp]) for tp in tps
-                      if consumer.position(tp) < ends[tp]}
+            behind = {
+                f"{tp.topic}[{tp.partition}]": (consumer.position(tp), ends[tp])
+                for tp in tps
+                if consumer.position(tp) < ends[tp]
+            }
             raise AssertionError(f"the tally did not reach the end offsets within {timeout:.0f} s: {behind}")

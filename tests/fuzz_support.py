@@ -72,8 +72,9 @@ def _deep(rng: random.Random, i: int) -> Bad:
 
 
 def _not_json(rng: random.Random, i: int) -> Bad:
-    return Bad("", b"junk", rng.choice([b"\xff\xfe", b"{\"specversion\": \"1.0\", ", b"nope", b""]),
-               ("not_json",), ("JSON",), None)
+    return Bad(
+        "", b"junk", rng.choice([b"\xff\xfe", b'{"specversion": "1.0", ', b"nope", b""]), ("not_json",), ("JSON",), None
+    )
 
 
 def _not_cloudevent(rng: random.Random, i: int) -> Bad:
@@ -96,8 +97,17 @@ def _duplicate_key(rng: random.Random, i: int) -> Bad:
 
 def _control_char(rng: random.Random, i: int) -> Bad:
     tenant, ev = _event(rng, i)
-    path = rng.choice(["data.work_order_id", "data.client_id", "data.site_id", "id", "data.time_entries.0.id",
-                       "data.time_entries.0.technician_id", "data.parts.0.sku"])
+    path = rng.choice(
+        [
+            "data.work_order_id",
+            "data.client_id",
+            "data.site_id",
+            "id",
+            "data.time_entries.0.id",
+            "data.time_entries.0.technician_id",
+            "data.parts.0.sku",
+        ]
+    )
     char = rng.choice(["\u0000", "\u001b", "\u202e", "\u2066", "\u007f"])
     node: Any = ev
     parts = path.split(".")
@@ -138,8 +148,7 @@ def _many_entries(rng: random.Random, i: int) -> Bad:
     tenant, ev = _event(rng, i)
     entry = ev["data"]["time_entries"][0]
     n = rng.randint(1_000, 2_000)
-    ev["data"]["time_entries"] = [{"id": f"TE-{k}", "technician_id": f"T{k}", "duration_seconds": 60}
-                                  for k in range(n)]
+    ev["data"]["time_entries"] = [{"id": f"TE-{k}", "technician_id": f"T{k}", "duration_seconds": 60} for k in range(n)]
     del entry
     return Bad("", b"many", _dump(ev), ("invalid", "too_large"), ("time_entries",), tenant)
 

@@ -27,21 +27,44 @@ ALLOWANCE_KEY = "acme-fm:CLI-CDP:2026-04"
 
 def _event(wo_id: str, day: int, start: str, end: str) -> bytes:
     """A corrective work order of CLI-CDP in April 2026 (Lisbon summer time, +01:00), T31 alone."""
-    return json.dumps({
-        "specversion": "1.0", "id": f"test:wo:{wo_id}:r1", "source": "/platforms/test",
-        "type": "maintenance.work_order.completed", "time": f"2026-04-{day:02d}T13:00:00+01:00", "tenant": "acme-fm",
-        "data": {"work_order_id": wo_id, "kind": "corrective", "client_id": "CLI-CDP", "site_id": "LIS-CDP-PLANT",
-                 "time_entries": [{"id": f"TE-{wo_id}", "technician_id": "T31", "start": f"2026-04-{day:02d}T{start}:00+01:00",
-                                   "end": f"2026-04-{day:02d}T{end}:00+01:00"}]},
-    }).encode()
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": f"test:wo:{wo_id}:r1",
+            "source": "/platforms/test",
+            "type": "maintenance.work_order.completed",
+            "time": f"2026-04-{day:02d}T13:00:00+01:00",
+            "tenant": "acme-fm",
+            "data": {
+                "work_order_id": wo_id,
+                "kind": "corrective",
+                "client_id": "CLI-CDP",
+                "site_id": "LIS-CDP-PLANT",
+                "time_entries": [
+                    {
+                        "id": f"TE-{wo_id}",
+                        "technician_id": "T31",
+                        "start": f"2026-04-{day:02d}T{start}:00+01:00",
+                        "end": f"2026-04-{day:02d}T{end}:00+01:00",
+                    }
+                ],
+            },
+        }
+    ).encode()
 
 
 def _read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
     """Every record of ``topic`` (all partitions), read from the beginning until it is idle for 0.8 s."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=800)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=800,
+    )
     try:
         return [(m.key, m.value) for m in consumer]
     finally:
@@ -65,19 +88,23 @@ def _invoices(bootstrap: str, invoice_key: str) -> list[dict]:
 def _wait_outcomes(tally: Tally, invoice_key: str, n: int, worker, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while sum(o["invoice_key"] == invoice_key for o in tally.outcomes) < n:
-        assert time.monotonic() < deadline, f"waiting for {n} outcomes of {invoice_key}; worker log:\n{worker.log()[-4000:]}"
+        assert time.monotonic() < deadline, (
+            f"waiting for {n} outcomes of {invoice_key}; worker log:\n{worker.log()[-4000:]}"
+        )
         assert worker.proc.poll() is None, f"worker exited:\n{worker.log()[-4000:]}"
         tally.poll()
 
 
-def test_redelivered_event_leaves_the_allowance_unchanged_and_gives_the_same_invoice(kafka, xero, tmp_path, worker_factory):
+def test_redelivered_event_leaves_the_allowance_unchanged_and_gives_the_same_invoice(
+    kafka, xero, tmp_path, worker_factory
+):
     config = write_config(tmp_path, xero.url)
     ensure_topics(kafka, 4)
     env = {"BROKER_SESSION_TIMEOUT": "3", "BROKER_REBALANCE_TIMEOUT": "2"}
     worker = worker_factory(config, kafka, app_id=APP_ID, **env)
     tally = Tally(kafka)
     a_key, b_key = "acme-fm:wo:7001:r1", "acme-fm:wo:7002:r1"
-    event_a = _event("7001", 7, "09:00", "12:00")   # Tuesday 09:00-12:00: 180 min, all inside the 240 min allowance
+    event_a = _event("7001", 7, "09:00", "12:00")  # Tuesday 09:00-12:00: 180 min, all inside the 240 min allowance
     event_b = _event("7002", 14, "09:00", "11:00")  # Tuesday a week later: 120 min, only 60 min left
     try:
         # 1. first delivery: consumes 180 min of April's allowance
@@ -129,8 +156,14 @@ def test_redelivered_event_leaves_the_allowance_unchanged_and_gives_the_same_inv
         (dead,) = tally.dead
         headers = dead["headers"]
         assert (dead["key"], dead["value"]) == (b"acme-fm:wo:7003", raw_bad)
-        assert (headers["dlq.topic"], headers["dlq.stage"], headers["dlq.error.class"]) == (TOPIC_EVENTS, "enrich", "pricing")
+        assert (headers["dlq.topic"], headers["dlq.stage"], headers["dlq.error.class"]) == (
+            TOPIC_EVENTS,
+            "enrich",
+            "pricing",
+        )
         assert int(headers["dlq.partition"]) in range(4) and int(headers["dlq.offset"]) >= 0
-        assert headers["dlq.message"].startswith("data.client_id: unknown client") and "CLI-NOPE" in headers["dlq.message"]
+        assert (
+            headers["dlq.message"].startswith("data.client_id: unknown client") and "CLI-NOPE" in headers["dlq.message"]
+        )
     finally:
         tally.close()

@@ -31,7 +31,9 @@ from connectors.xero.emulator import XeroEmulator
 
 
 def tokens(access: str, refresh: str, ttl: float = 1800, **kw) -> TokenSet:
-    return TokenSet(access_token=SecretStr(access), refresh_token=SecretStr(refresh), expires_at=time.time() + ttl, **kw)
+    return TokenSet(
+        access_token=SecretStr(access), refresh_token=SecretStr(refresh), expires_at=time.time() + ttl, **kw
+    )
 
 
 # --------------------------------------------------------------------------- stores
@@ -57,8 +59,13 @@ def test_file_store_is_private_atomic_and_round_trips(tmp_path):
 
 
 def test_token_keys_separate_tenants_issuers_and_apps():
-    keys = {token_key("xero", "t1"), token_key("xero", "t2"), token_key("xero", "t1", issuer="http://127.0.0.1:9"),
-            token_key("xero", "t1", client_id="other"), token_key("quickbooks", "t1")}
+    keys = {
+        token_key("xero", "t1"),
+        token_key("xero", "t2"),
+        token_key("xero", "t1", issuer="http://127.0.0.1:9"),
+        token_key("xero", "t1", client_id="other"),
+        token_key("quickbooks", "t1"),
+    }
     assert len(keys) == 5
 
 
@@ -93,7 +100,9 @@ class FakeIdentity:
 
 
 def manager(store, identity: FakeIdentity, seed: str = "seed-token", **kw) -> OAuth2TokenManager:
-    return OAuth2TokenManager(key="sys-t1-00000000", store=store, refresh=identity.refresh, seed=lambda: SecretStr(seed), **kw)
+    return OAuth2TokenManager(
+        key="sys-t1-00000000", store=store, refresh=identity.refresh, seed=lambda: SecretStr(seed), **kw
+    )
 
 
 def test_concurrent_callers_share_one_refresh_and_a_401_refreshes_once():
@@ -152,7 +161,9 @@ def test_stored_token_wins_then_seed_is_the_fallback(tmp_path):
 
 def test_no_token_anywhere_is_a_config_error_naming_the_variable():
     def seed():
-        raise ConfigError("missing secret: environment variable XERO_REFRESH_TOKEN (named by billing.settings.refresh_token_env) is not set")
+        raise ConfigError(
+            "missing secret: environment variable XERO_REFRESH_TOKEN (named by billing.settings.refresh_token_env) is not set"
+        )
 
     m = OAuth2TokenManager(key="k", store=MemoryTokenStore(), refresh=FakeIdentity("x").refresh, seed=seed)
     with pytest.raises(ConfigError, match="XERO_REFRESH_TOKEN"):
@@ -161,7 +172,9 @@ def test_no_token_anywhere_is_a_config_error_naming_the_variable():
 
 def test_both_tokens_refused_is_auth_error():
     store = MemoryTokenStore()
-    store.save("sys-t1-00000000", TokenSet(refresh_token=SecretStr("revoked"), seed_fingerprint=fingerprint("also-revoked")))
+    store.save(
+        "sys-t1-00000000", TokenSet(refresh_token=SecretStr("revoked"), seed_fingerprint=fingerprint("also-revoked"))
+    )
     with pytest.raises(AuthError, match="invalid_grant"):
         asyncio.run(manager(store, FakeIdentity("something-else"), seed="also-revoked").access_token())
 
@@ -176,8 +189,9 @@ def _process_worker(store_dir: str, counter: str, start_at: float) -> None:
         n = len(Path(counter).read_text().splitlines())
         return tokens(f"at-p{n}", f"rt-p{n}")
 
-    m = OAuth2TokenManager(key="sys-t1-00000000", store=FileTokenStore(store_dir), refresh=refresh,
-                           seed=lambda: SecretStr("seed-token"))
+    m = OAuth2TokenManager(
+        key="sys-t1-00000000", store=FileTokenStore(store_dir), refresh=refresh, seed=lambda: SecretStr("seed-token")
+    )
     time.sleep(max(0.0, start_at - time.time()))
     token = asyncio.run(m.access_token())
     Path(counter + f".{os.getpid()}").write_text(token.get_secret_value())
@@ -210,9 +224,15 @@ def emulator():
 
 
 def _config(emu: XeroEmulator, **kw) -> OAuth2Config:
-    return OAuth2Config(authorize_url=f"{emu.url}/identity/connect/authorize", token_url=f"{emu.url}/connect/token",
-                        client_id=emu.client_id, client_secret=SecretStr("flow-secret-123456"),
-                        scopes=("offline_access", "accounting.transactions"), store_key="xero-t1-abcdef01", **kw)
+    return OAuth2Config(
+        authorize_url=f"{emu.url}/identity/connect/authorize",
+        token_url=f"{emu.url}/connect/token",
+        client_id=emu.client_id,
+        client_secret=SecretStr("flow-secret-123456"),
+        scopes=("offline_access", "accounting.transactions"),
+        store_key="xero-t1-abcdef01",
+        **kw,
+    )
 
 
 def _browser(url: str) -> None:
@@ -228,7 +248,9 @@ def test_authorization_code_flow_with_loopback_redirect_and_pkce(emulator, tmp_p
         shown.append(url)
         _browser(url)
 
-    result = asyncio.run(authorization_code_flow(_config(emulator), store, show_url=show, open_browser=False, timeout=20))
+    result = asyncio.run(
+        authorization_code_flow(_config(emulator), store, show_url=show, open_browser=False, timeout=20)
+    )
     url = httpx.URL(shown[0])
     assert url.path == "/identity/connect/authorize"
     assert url.params["code_challenge_method"] == "S256" and url.params["redirect_uri"].startswith("http://127.0.0.1:")
@@ -260,11 +282,17 @@ def test_authorization_denied_by_the_user(emulator, tmp_path):
         threading.Thread(target=lambda: httpx.get(target, timeout=10), daemon=True).start()
 
     with pytest.raises(AuthError, match="access_denied"):
-        asyncio.run(authorization_code_flow(_config(emulator), FileTokenStore(tmp_path), show_url=deny, open_browser=False,
-                                            timeout=20))
+        asyncio.run(
+            authorization_code_flow(
+                _config(emulator), FileTokenStore(tmp_path), show_url=deny, open_browser=False, timeout=20
+            )
+        )
 
 
 def test_authorization_times_out(emulator, tmp_path):
     with pytest.raises(TimeoutError):
-        asyncio.run(authorization_code_flow(_config(emulator), FileTokenStore(tmp_path), show_url=lambda u: None,
-                                            open_browser=False, timeout=0.3))
+        asyncio.run(
+            authorization_code_flow(
+                _config(emulator), FileTokenStore(tmp_path), show_url=lambda u: None, open_browser=False, timeout=0.3
+            )
+        )

@@ -26,8 +26,9 @@ def _event(event_id: str, tmp_path: Path) -> Path:
 
 def test_schemas_are_up_to_date():
     # Runs the real command, as CI would after a model change.
-    proc = subprocess.run([sys.executable, "-m", "broker", "schemas", "export", "--check"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "broker", "schemas", "export", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
 
@@ -41,8 +42,16 @@ def test_schemas_check_fails_when_stale(tmp_path):
 
 
 def test_preview_json_of_an_example_event(tmp_path):
-    result = CliRunner().invoke(main, ["invoice", "preview", "--config", str(EXAMPLES / "config.yaml"),
-                                       str(_event("maintainx:wo:1001:r1", tmp_path))])
+    result = CliRunner().invoke(
+        main,
+        [
+            "invoice",
+            "preview",
+            "--config",
+            str(EXAMPLES / "config.yaml"),
+            str(_event("maintainx:wo:1001:r1", tmp_path)),
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert (doc["tenant"], doc["invoice_key"], doc["currency"]) == ("acme-fm", "acme-fm:wo:1001:r1", "EUR")
@@ -53,20 +62,43 @@ def test_preview_json_of_an_example_event(tmp_path):
     assert (doc["cost_total"], doc["margin"]) == ("204.00", "106.20")
     first = doc["lines"][1]
     assert set(first) >= {"description", "quantity", "unit_price", "net", "tax_rate", "tax", "total", "source", "rule"}
-    assert (first["quantity"], first["unit_price"], first["tax"], first["total"]) == ("2.25", "42.00", "21.74", "116.24")
+    assert (first["quantity"], first["unit_price"], first["tax"], first["total"]) == (
+        "2.25",
+        "42.00",
+        "21.74",
+        "116.24",
+    )
     assert first["source"] == "time_entry:TE-1001-1"
 
 
 def test_preview_quote_with_its_own_tax_rate(tmp_path):
-    result = CliRunner().invoke(main, ["invoice", "preview", "--config", str(EXAMPLES / "config.yaml"),
-                                       str(_event("erpnext:qt:Q-2026-012:r1", tmp_path))])
+    result = CliRunner().invoke(
+        main,
+        [
+            "invoice",
+            "preview",
+            "--config",
+            str(EXAMPLES / "config.yaml"),
+            str(_event("erpnext:qt:Q-2026-012:r1", tmp_path)),
+        ],
+    )
     doc = json.loads(result.output)
     assert (doc["net_total"], doc["tax_total"], doc["total"]) == ("1455.00", "330.40", "1785.40")
 
 
 def test_preview_table_shows_source_rule_cost_and_margin(tmp_path):
-    result = CliRunner().invoke(main, ["invoice", "preview", "--config", str(EXAMPLES / "config.yaml"),
-                                       str(_event("maintainx:wo:1001:r1", tmp_path)), "--format", "table"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "invoice",
+            "preview",
+            "--config",
+            str(EXAMPLES / "config.yaml"),
+            str(_event("maintainx:wo:1001:r1", tmp_path)),
+            "--format",
+            "table",
+        ],
+    )
     assert result.exit_code == 0
     assert "ACME-WO-1001-R1" in result.output and "381.56" in result.output
     assert "time_entry:TE-1001-1" in result.output and "rate:technician:T32" in result.output
@@ -74,8 +106,16 @@ def test_preview_table_shows_source_rule_cost_and_margin(tmp_path):
 
 
 def test_preview_of_invalid_event_names_the_field(tmp_path):
-    result = CliRunner().invoke(main, ["invoice", "preview", "--config", str(EXAMPLES / "config.yaml"),
-                                       str(_event("maintainx:wo:1042:r1", tmp_path))])
+    result = CliRunner().invoke(
+        main,
+        [
+            "invoice",
+            "preview",
+            "--config",
+            str(EXAMPLES / "config.yaml"),
+            str(_event("maintainx:wo:1042:r1", tmp_path)),
+        ],
+    )
     assert result.exit_code == 1
     assert "data.parts.0.quantity" in result.output
 
@@ -93,8 +133,13 @@ def test_config_error_exits_2_naming_path_and_value(tmp_path):
         raw["tenants"]["acme-fm"]["rate_card"]["skills"]["hvac"]["hourly_rate"] = "-5"
 
     path = _bad_config(tmp_path, negative_rate)
-    proc = subprocess.run([sys.executable, "-m", "broker", "run", "--config", str(path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "broker", "run", "--config", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "tenants.acme-fm.rate_card.skills.hvac.hourly_rate" in proc.stderr and "'-5'" in proc.stderr
 
@@ -110,8 +155,14 @@ def test_bad_connector_setting_exits_2(tmp_path):
 
 def test_missing_secret_names_the_variable(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("XERO_CLIENT_SECRET", "XERO_REFRESH_TOKEN")}
-    proc = subprocess.run([sys.executable, "-m", "broker", "run", "--config", str(EXAMPLES / "config.yaml")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "broker", "run", "--config", str(EXAMPLES / "config.yaml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert proc.returncode == 2
     assert "XERO_CLIENT_SECRET" in proc.stderr and "tenants.acme-fm.billing.settings.client_secret_env" in proc.stderr
 
@@ -121,13 +172,21 @@ def test_secret_values_are_never_printed(tmp_path):
         raw["tenants"]["acme-fm"]["rate_card"]["minimum_billable_minutes"] = -1
 
     env = {**os.environ, "XERO_CLIENT_SECRET": "s3cr3t-value-123", "XERO_REFRESH_TOKEN": "rt-value-456"}
-    proc = subprocess.run([sys.executable, "-m", "broker", "run", "--config", str(_bad_config(tmp_path, bad_rate))],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "broker", "run", "--config", str(_bad_config(tmp_path, bad_rate))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert proc.returncode == 2
     assert "s3cr3t-value-123" not in proc.stderr + proc.stdout and "rt-value-456" not in proc.stderr + proc.stdout
 
 
 def test_publish_requires_a_cluster(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    result = CliRunner(env=env).invoke(main, ["publish", str(EXAMPLES / "events.ndjson")], env={"KAFKA_BOOTSTRAP_SERVERS": None})
+    result = CliRunner(env=env).invoke(
+        main, ["publish", str(EXAMPLES / "events.ndjson")], env={"KAFKA_BOOTSTRAP_SERVERS": None}
+    )
     assert result.exit_code == 2 and "bootstrap-servers" in result.output

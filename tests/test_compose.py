@@ -17,9 +17,10 @@ import json
 import re
 import shlex
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -239,7 +240,7 @@ def split_flags(args: str) -> tuple[dict[str, str], list[str]]:
 def final_stage(instructions: list[Instruction]) -> list[Instruction]:
     """Instructions of the last build stage (what the image runs)."""
     starts = [i for i, ins in enumerate(instructions) if ins.keyword == "FROM"]
-    return instructions[starts[-1]:] if starts else instructions
+    return instructions[starts[-1] :] if starts else instructions
 
 
 def dockerignore_excludes(patterns: list[str], path: str) -> bool:
@@ -594,8 +595,7 @@ def check_kraft(inp: Inputs) -> list[str]:
     if not node_id:
         problems.append("kafka: KAFKA_NODE_ID not set")
     listeners = dict(
-        (m.group(1), int(m.group(2)))
-        for m in re.finditer(r"([A-Z_]+)://[^:,]*:(\d+)", env.get("KAFKA_LISTENERS", ""))
+        (m.group(1), int(m.group(2))) for m in re.finditer(r"([A-Z_]+)://[^:,]*:(\d+)", env.get("KAFKA_LISTENERS", ""))
     )
     controller_names = [n.strip() for n in env.get("KAFKA_CONTROLLER_LISTENER_NAMES", "").split(",") if n.strip()]
     if not controller_names:
@@ -658,9 +658,13 @@ def check_emulator(inp: Inputs) -> list[str]:
         for key in ("api_url", "identity_url"):
             url = urlsplit(str(s.get(key, "")))
             if url.hostname != EMULATOR or url.port != port or url.scheme != "http":
-                problems.append(f"{rel}: tenants.{tid}.billing.settings.{key}={s.get(key)!r}, want http://{EMULATOR}:{port}/...")
+                problems.append(
+                    f"{rel}: tenants.{tid}.billing.settings.{key}={s.get(key)!r}, want http://{EMULATOR}:{port}/..."
+                )
         if s.get("client_id") != "demo-client":
-            problems.append(f"{rel}: tenants.{tid}.billing.settings.client_id={s.get('client_id')!r}, the emulator's is demo-client")
+            problems.append(
+                f"{rel}: tenants.{tid}.billing.settings.client_id={s.get('client_id')!r}, the emulator's is demo-client"
+            )
     return problems
 
 
@@ -859,7 +863,9 @@ def test_broker_compose_settings(inputs: Inputs):
 def test_prometheus_service_mounts_scrape_config(inputs: Inputs):
     mounts = service_mounts(service(inputs.compose, PROMETHEUS))
     assert any(
-        m.type == "bind" and _relative(m.source) == "deploy/prometheus.yml" and m.target == "/etc/prometheus/prometheus.yml"
+        m.type == "bind"
+        and _relative(m.source) == "deploy/prometheus.yml"
+        and m.target == "/etc/prometheus/prometheus.yml"
         for m in mounts
     ), mounts
     assert 9090 in {p.target for p in service_ports(service(inputs.compose, PROMETHEUS))}
@@ -878,9 +884,14 @@ def test_interpolate():
 
 def test_parsers():
     assert service_ports({"ports": ["127.0.0.1:1:2", "3:4/udp", "5", {"target": 6, "published": "7"}]}) == [
-        Port(1, 2), Port(3, 4), Port(None, 5), Port(7, 6)
+        Port(1, 2),
+        Port(3, 4),
+        Port(None, 5),
+        Port(7, 6),
     ]
-    assert service_mounts({"volumes": ["./a:/b:ro", "v:/c", "/d", {"type": "bind", "source": "./e", "target": "/f"}]}) == [
+    assert service_mounts(
+        {"volumes": ["./a:/b:ro", "v:/c", "/d", {"type": "bind", "source": "./e", "target": "/f"}]}
+    ) == [
         Mount("bind", "./a", "/b", True),
         Mount("volume", "v", "/c", False),
         Mount("volume", None, "/d", False),
@@ -959,13 +970,25 @@ MUTATIONS: list[tuple[str, str, Callable[[Inputs], None]]] = [
     ("builds", "missing context", _set(BROKER, "build", "./no-such-dir")),
     ("builds", "missing dockerfile", _set(EMULATOR, "build", {"context": ".", "dockerfile": "Nope.Dockerfile"})),
     ("builds", "broker not built", _pop(BROKER, "build")),
-    ("mounts", "missing host file", _set(PROMETHEUS, "volumes", ["./deploy/nope.yml:/etc/prometheus/prometheus.yml:ro"])),
+    (
+        "mounts",
+        "missing host file",
+        _set(PROMETHEUS, "volumes", ["./deploy/nope.yml:/etc/prometheus/prometheus.yml:ro"]),
+    ),
     ("mounts", "undeclared volume", lambda inp: inp.compose["volumes"].pop("kafka-data")),
     ("mounts", "kafka without volume", _pop(KAFKA, "volumes")),
-    ("config_mount", "not read-only", _set(BROKER, "volumes", ["./deploy/config.compose.yaml:/etc/broker/config.yaml"])),
+    (
+        "config_mount",
+        "not read-only",
+        _set(BROKER, "volumes", ["./deploy/config.compose.yaml:/etc/broker/config.yaml"]),
+    ),
     ("config_mount", "mounted elsewhere", _set(BROKER, "volumes", ["./deploy/config.compose.yaml:/config.yaml:ro"])),
     ("config_mount", "BROKER_CONFIG disagrees", _set_env(BROKER, "BROKER_CONFIG", "/other.yaml")),
-    ("config_mount", "other source file", _set(BROKER, "volumes", ["./deploy/prometheus.yml:/etc/broker/config.yaml:ro"])),
+    (
+        "config_mount",
+        "other source file",
+        _set(BROKER, "volumes", ["./deploy/prometheus.yml:/etc/broker/config.yaml:ro"]),
+    ),
     ("broker_env_known", "unknown variable", _set_env(BROKER, "BROKER_METRICS_ADDR", "0.0.0.0")),
     ("broker_env_known", "typo KAFKA_ variable", _set_env(BROKER, "KAFKA_BOOTSTRAP_SERVER", "kafka:9092")),
     ("broker_env_known", "metrics on loopback", _set_env(BROKER, "BROKER_METRICS_HOST", "127.0.0.1")),
@@ -975,24 +998,56 @@ MUTATIONS: list[tuple[str, str, Callable[[Inputs], None]]] = [
     ("metrics_port", "env port differs", _set_env(BROKER, "BROKER_METRICS_PORT", "9200")),
     ("metrics_port", "not published", _set(BROKER, "ports", ["9109:9109"])),
     ("metrics_port", "not exposed", _replace_instruction("EXPOSE", "8000")),
-    ("metrics_port", "prometheus target", lambda inp: inp.prometheus["scrape_configs"][0]["static_configs"][0].__setitem__("targets", ["broker:9000"])),
-    ("metrics_port", "prometheus host", lambda inp: inp.prometheus["scrape_configs"][0]["static_configs"][0].__setitem__("targets", ["localhost:9108"])),
+    (
+        "metrics_port",
+        "prometheus target",
+        lambda inp: inp.prometheus["scrape_configs"][0]["static_configs"][0].__setitem__("targets", ["broker:9000"]),
+    ),
+    (
+        "metrics_port",
+        "prometheus host",
+        lambda inp: inp.prometheus["scrape_configs"][0]["static_configs"][0].__setitem__("targets", ["localhost:9108"]),
+    ),
     ("metrics_port", "disabled", _set_env(BROKER, "BROKER_METRICS_PORT", "0")),
     ("healthcheck", "none", _replace_instruction("HEALTHCHECK", None)),
     ("healthcheck", "curl", _replace_instruction("HEALTHCHECK", "CMD curl -f http://127.0.0.1:9108/metrics")),
     ("healthcheck", "not metrics", _replace_instruction("HEALTHCHECK", 'CMD ["python", "-c", "print(1)"]')),
-    ("healthcheck", "syntax error", _replace_instruction("HEALTHCHECK", '--interval=5s CMD ["python", "-c", "import os; os.environ[\'BROKER_METRICS_PORT\'] + \'/metrics\' +"]')),
-    ("healthcheck", "shell form", _replace_instruction("HEALTHCHECK", "CMD python -c 'print(\"/metrics BROKER_METRICS_PORT\")'")),
+    (
+        "healthcheck",
+        "syntax error",
+        _replace_instruction(
+            "HEALTHCHECK",
+            '--interval=5s CMD ["python", "-c", "import os; os.environ[\'BROKER_METRICS_PORT\'] + \'/metrics\' +"]',
+        ),
+    ),
+    (
+        "healthcheck",
+        "shell form",
+        _replace_instruction("HEALTHCHECK", "CMD python -c 'print(\"/metrics BROKER_METRICS_PORT\")'"),
+    ),
     ("healthcheck", "NONE", _replace_instruction("HEALTHCHECK", "NONE")),
-    ("healthcheck", "emulator syntax", lambda inp: _svc(inp, EMULATOR)["healthcheck"].__setitem__("test", ["CMD", "python", "-c", "import socket;("])),
+    (
+        "healthcheck",
+        "emulator syntax",
+        lambda inp: _svc(inp, EMULATOR)["healthcheck"].__setitem__("test", ["CMD", "python", "-c", "import socket;("]),
+    ),
     ("secrets_provided", "secret not set", _set_env(BROKER, "XERO_REFRESH_TOKEN", None)),
     ("secrets_provided", "secret empty", _set_env(BROKER, "XERO_CLIENT_SECRET", "${XERO_CLIENT_SECRET}")),
     ("secrets_provided", "new secret in config", _set_config(XERO + ("api_key_env",), "XERO_API_KEY")),
-    ("secrets_provided", "no secrets named", lambda inp: [
-        t["billing"]["settings"].pop(k) for t in inp.config_for_broker()[1]["tenants"].values()
-        for k in ("client_secret_env", "refresh_token_env")
-    ]),
-    ("kraft", "zookeeper service", lambda inp: inp.compose["services"].__setitem__("zookeeper", {"image": "zookeeper:3.9"})),
+    (
+        "secrets_provided",
+        "no secrets named",
+        lambda inp: [
+            t["billing"]["settings"].pop(k)
+            for t in inp.config_for_broker()[1]["tenants"].values()
+            for k in ("client_secret_env", "refresh_token_env")
+        ],
+    ),
+    (
+        "kraft",
+        "zookeeper service",
+        lambda inp: inp.compose["services"].__setitem__("zookeeper", {"image": "zookeeper:3.9"}),
+    ),
     ("kraft", "zookeeper connect", _set_env(KAFKA, "KAFKA_ZOOKEEPER_CONNECT", "zk:2181")),
     ("kraft", "broker only", _set_env(KAFKA, "KAFKA_PROCESS_ROLES", "broker")),
     ("kraft", "voters port", _set_env(KAFKA, "KAFKA_CONTROLLER_QUORUM_VOTERS", "1@kafka:9092")),
@@ -1003,24 +1058,52 @@ MUTATIONS: list[tuple[str, str, Callable[[Inputs], None]]] = [
     ("kraft", "protocol map", _set_env(KAFKA, "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "PLAINTEXT:PLAINTEXT")),
     ("kraft", "no healthcheck", _pop(KAFKA, "healthcheck")),
     ("kraft", "old image", _set(KAFKA, "image", "bitnami/kafka:3.5")),
-    ("kraft", "broker not waiting", lambda inp: _svc(inp, BROKER)["depends_on"].__setitem__(KAFKA, {"condition": "service_started"})),
-    ("emulator", "port mismatch", _set(EMULATOR, "command", ["sandbox", "xero", "--host", "0.0.0.0", "--port", "9999"])),
-    ("emulator", "loopback host", _set(EMULATOR, "command", ["sandbox", "xero", "--host", "127.0.0.1", "--port", "8765"])),
+    (
+        "kraft",
+        "broker not waiting",
+        lambda inp: _svc(inp, BROKER)["depends_on"].__setitem__(KAFKA, {"condition": "service_started"}),
+    ),
+    (
+        "emulator",
+        "port mismatch",
+        _set(EMULATOR, "command", ["sandbox", "xero", "--host", "0.0.0.0", "--port", "9999"]),
+    ),
+    (
+        "emulator",
+        "loopback host",
+        _set(EMULATOR, "command", ["sandbox", "xero", "--host", "127.0.0.1", "--port", "8765"]),
+    ),
     ("emulator", "not published", _set(EMULATOR, "ports", ["8766:8766"])),
     ("emulator", "api_url host", _set_config(XERO + ("api_url",), "http://127.0.0.1:8765")),
     ("emulator", "identity_url port", _set_config(XERO + ("identity_url",), "http://xero-emulator:9000")),
     ("emulator", "not the demo client", _set_config(XERO + ("client_id",), "someone")),
     ("entrypoint", "python entrypoint", _replace_instruction("ENTRYPOINT", '["python", "-m", "broker"]')),
     ("entrypoint", "shell form", _replace_instruction("ENTRYPOINT", "broker")),
-    ("entrypoint", "script renamed", lambda inp: inp.pyproject["project"].__setitem__("scripts", {"mbb": "broker.cli:main"})),
+    (
+        "entrypoint",
+        "script renamed",
+        lambda inp: inp.pyproject["project"].__setitem__("scripts", {"mbb": "broker.cli:main"}),
+    ),
     ("entrypoint", "cmd config path", _replace_instruction("CMD", '["run", "--config", "/config.yaml"]')),
     ("dockerfile_image", "root user", _replace_instruction("USER", "root")),
     ("dockerfile_image", "no user", _replace_instruction("USER", None)),
     ("dockerfile_image", "other base", _replace_instruction("FROM", "python:3.12 AS x")),
-    ("dockerfile_copies", "missing source", lambda inp: inp.dockerfile.append(Instruction("COPY", "no-such-dir/ ./no-such-dir/"))),
+    (
+        "dockerfile_copies",
+        "missing source",
+        lambda inp: inp.dockerfile.append(Instruction("COPY", "no-such-dir/ ./no-such-dir/")),
+    ),
     ("dockerfile_copies", "ignored source", lambda inp: inp.dockerignore.append("README.md")),
-    ("dockerfile_copies", "readme not copied", lambda inp: inp.pyproject["project"].__setitem__("readme", "CHANGES.rst")),
-    ("dockerfile_copies", "no pip install", lambda inp: setattr(inp, "dockerfile", [i for i in inp.dockerfile if "pip install" not in i.args])),
+    (
+        "dockerfile_copies",
+        "readme not copied",
+        lambda inp: inp.pyproject["project"].__setitem__("readme", "CHANGES.rst"),
+    ),
+    (
+        "dockerfile_copies",
+        "no pip install",
+        lambda inp: setattr(inp, "dockerfile", [i for i in inp.dockerfile if "pip install" not in i.args]),
+    ),
 ]
 
 
@@ -1028,7 +1111,9 @@ def test_every_check_has_a_mutation():
     assert {name for name, _, _ in MUTATIONS} == set(CHECKS)
 
 
-@pytest.mark.parametrize(("check", "mutation"), [(c, m) for c, m, _ in MUTATIONS], ids=[f"{c}-{m}" for c, m, _ in MUTATIONS])
+@pytest.mark.parametrize(
+    ("check", "mutation"), [(c, m) for c, m, _ in MUTATIONS], ids=[f"{c}-{m}" for c, m, _ in MUTATIONS]
+)
 def test_each_check_can_fail(inputs: Inputs, check: str, mutation: str):
     broken = copy.deepcopy(inputs)
     broken.config_for_broker()  # load the mounted config so mutations can edit it

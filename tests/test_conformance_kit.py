@@ -26,13 +26,16 @@ from connectors.testing.invoices import (
 from connectors.xero.testing import XeroHarness
 
 
-@pytest.mark.parametrize("lines, net, tax, total", [
-    (standard_lines(), "174.00", "40.03", "214.03"),
-    (mixed_rate_lines(), "75.47", "14.48", "89.95"),
-    (many_lines(500), "512.50", "60.00", "572.50"),
-    (zero_line(), "60.00", "13.80", "73.80"),
-    (negative_line(), "90.00", "20.70", "110.70"),
-])
+@pytest.mark.parametrize(
+    "lines, net, tax, total",
+    [
+        (standard_lines(), "174.00", "40.03", "214.03"),
+        (mixed_rate_lines(), "75.47", "14.48", "89.95"),
+        (many_lines(500), "512.50", "60.00", "572.50"),
+        (zero_line(), "60.00", "13.80", "73.80"),
+        (negative_line(), "90.00", "20.70", "110.70"),
+    ],
+)
 def test_kit_invoices_have_the_hand_checked_totals(lines, net, tax, total):
     inv = make_invoice("CF-X-1-R1", lines)
     assert (inv.net_total, inv.tax_total, inv.total) == (D(net), D(tax), D(total))
@@ -137,17 +140,37 @@ TestWrongTotals = make_conformance_tests(harness(WrongTotals), name="TestWrongTo
 def test_the_kit_fails_connectors_that_break_the_contract(tmp_path):
     (tmp_path / "test_broken.py").write_text(textwrap.dedent(BROKEN))
     report = tmp_path / "report.xml"
-    selection = ("(TestLeaky and (test_secrets or test_happy_path)) or (TestPermanentOn5xx and test_server_error) "
-                 "or (TestNoSingleFlight and test_token_refresh and not processes) or (TestWrongTotals and test_happy_path)")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", selection,
-                           f"--junitxml={report}", "test_broken.py"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    selection = (
+        "(TestLeaky and (test_secrets or test_happy_path)) or (TestPermanentOn5xx and test_server_error) "
+        "or (TestNoSingleFlight and test_token_refresh and not processes) or (TestWrongTotals and test_happy_path)"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            selection,
+            f"--junitxml={report}",
+            "test_broken.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
     assert report.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     outcomes = {}
     for case in ET.parse(report).iter("testcase"):
         failure = case.find("failure")
         outcomes[f"{case.get('classname').split('.')[-1]}::{case.get('name')}"] = (
-            "failed" if failure is not None else "passed", (failure.get("message") or "") if failure is not None else "")
+            "failed" if failure is not None else "passed",
+            (failure.get("message") or "") if failure is not None else "",
+        )
     assert outcomes["TestLeaky::test_happy_path"][0] == "passed"  # the leak is only in errors
     assert outcomes["TestLeaky::test_secrets"][0] == "failed"
     assert "secrets leaked" in outcomes["TestLeaky::test_secrets"][1]
@@ -164,14 +187,48 @@ def test_scenario_selection_option(tmp_path):
     (tmp_path / "test_xero_kit.py").write_text(
         "from connectors.testing import make_conformance_tests\n"
         "from connectors.xero.testing import XeroHarness\n"
-        "TestX = make_conformance_tests(XeroHarness)\n")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--conformance-scenario", "find_absent",
-                           "--conformance-scenario", "check", "-m", "conformance", "test_xero_kit.py"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        "TestX = make_conformance_tests(XeroHarness)\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--conformance-scenario",
+            "find_absent",
+            "--conformance-scenario",
+            "check",
+            "-m",
+            "conformance",
+            "test_xero_kit.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "2 passed" in proc.stdout and "deselected" in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--conformance-scenario", "nope",
-                          "test_xero_kit.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--conformance-scenario",
+            "nope",
+            "test_xero_kit.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode != 0 and "unknown nope" in bad.stdout + bad.stderr
 
 

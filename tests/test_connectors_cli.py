@@ -26,8 +26,9 @@ def config_for(tmp_path: Path, emu, **overrides) -> Path:
     raw = yaml.safe_load((EXAMPLES / "config.yaml").read_text(encoding="utf-8"))
     raw["tenants"] = {tid: t for tid, t in raw["tenants"].items() if t["billing"]["system"] == "xero"}  # emu is Xero
     for tenant in raw["tenants"].values():
-        tenant["billing"]["settings"].update({"api_url": emu.url, "identity_url": emu.url,
-                                              "authorize_url": f"{emu.url}/identity/connect/authorize"})
+        tenant["billing"]["settings"].update(
+            {"api_url": emu.url, "identity_url": emu.url, "authorize_url": f"{emu.url}/identity/connect/authorize"}
+        )
     raw["tenants"]["acme-fm"]["billing"]["settings"].update(overrides)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
@@ -58,7 +59,9 @@ def test_check_reports_bad_credentials_without_the_secret(xero, tmp_path):
 def test_check_reports_unknown_organisation(xero, tmp_path):
     result = check(config_for(tmp_path, xero, xero_tenant_id="99999999-0000-0000-0000-000000000009"), "acme-fm")
     assert result.exit_code == 1
-    assert "unknown organisation acme-fm (xero): unknown organisation 99999999-0000-0000-0000-000000000009" in " ".join(result.output.split())
+    assert "unknown organisation acme-fm (xero): unknown organisation 99999999-0000-0000-0000-000000000009" in " ".join(
+        result.output.split()
+    )
 
 
 def test_check_reports_missing_scope(xero, tmp_path):
@@ -71,8 +74,11 @@ def test_check_reports_missing_scope(xero, tmp_path):
 
 
 def test_check_reports_a_missing_secret_variable(xero, tmp_path):
-    result = CliRunner().invoke(main, ["connectors", "check", "--config", str(config_for(tmp_path, xero)), "--tenant", "acme-fm"],
-                                env={"XERO_CLIENT_SECRET": None, "XERO_REFRESH_TOKEN": "demo-refresh-token"})
+    result = CliRunner().invoke(
+        main,
+        ["connectors", "check", "--config", str(config_for(tmp_path, xero)), "--tenant", "acme-fm"],
+        env={"XERO_CLIENT_SECRET": None, "XERO_REFRESH_TOKEN": "demo-refresh-token"},
+    )
     assert result.exit_code == 1
     assert "configuration acme-fm (xero)" in result.output and "XERO_CLIENT_SECRET" in result.output
 
@@ -89,9 +95,28 @@ def test_authorize_runs_the_code_flow_and_stores_the_tokens(xero, tmp_path):
     token_dir = tmp_path / "tokens"
     env = {**os.environ, "XERO_CLIENT_SECRET": "demo-secret", "BROKER_TOKEN_DIR": str(token_dir)}
     env.pop("XERO_REFRESH_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-m", "broker", "connectors", "authorize", "xero", "--tenant", "acme-fm",
-                             "--config", str(config), "--no-browser", "--timeout", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "broker",
+            "connectors",
+            "authorize",
+            "xero",
+            "--tenant",
+            "acme-fm",
+            "--config",
+            str(config),
+            "--no-browser",
+            "--timeout",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     try:
         url = None
         lines = []
@@ -118,21 +143,28 @@ def test_authorize_runs_the_code_flow_and_stores_the_tokens(xero, tmp_path):
     assert stored["access_token"] not in out + err
 
     # the worker's connector now uses the stored token; no refresh token in the environment
-    result = CliRunner().invoke(main, ["connectors", "check", "--config", str(config), "--tenant", "acme-fm"],
-                                env={"XERO_CLIENT_SECRET": "demo-secret", "XERO_REFRESH_TOKEN": None,
-                                     "BROKER_TOKEN_DIR": str(token_dir)})
+    result = CliRunner().invoke(
+        main,
+        ["connectors", "check", "--config", str(config), "--tenant", "acme-fm"],
+        env={"XERO_CLIENT_SECRET": "demo-secret", "XERO_REFRESH_TOKEN": None, "BROKER_TOKEN_DIR": str(token_dir)},
+    )
     assert result.exit_code == 0, result.output
 
 
 def test_authorize_refuses_a_system_the_tenant_does_not_use(xero, tmp_path):
-    result = CliRunner().invoke(main, ["connectors", "authorize", "quickbooks", "--tenant", "acme-fm",
-                                       "--config", str(config_for(tmp_path, xero))], env=DEMO_SECRETS)
+    result = CliRunner().invoke(
+        main,
+        ["connectors", "authorize", "quickbooks", "--tenant", "acme-fm", "--config", str(config_for(tmp_path, xero))],
+        env=DEMO_SECRETS,
+    )
     assert result.exit_code == 2 and "bills in 'xero', not 'quickbooks'" in " ".join(result.output.split())
 
 
 def test_settings_schema_doc_is_current():
     result = CliRunner().invoke(main, ["connectors", "schema", "xero", "--output", str(SCHEMA_DOC), "--check"])
-    assert result.exit_code == 0, f"{result.output} (regenerate: broker connectors schema xero --output {SCHEMA_DOC.relative_to(ROOT)})"
+    assert result.exit_code == 0, (
+        f"{result.output} (regenerate: broker connectors schema xero --output {SCHEMA_DOC.relative_to(ROOT)})"
+    )
     schema = json.loads(SCHEMA_DOC.read_text())
     assert schema["properties"]["client_secret_env"]["x-secret-env"] is True
     assert schema["x-connector"]["name"] == "xero" and schema["x-connector"]["capabilities"]["batch_size"] == 50
@@ -144,8 +176,16 @@ def test_schema_of_unknown_connector():
     assert result.exit_code == 2 and "no connector installed" in result.output
 
 
-@pytest.mark.parametrize("args", [["connectors", "--help"], ["connectors", "list", "--help"], ["connectors", "check", "--help"],
-                                  ["connectors", "authorize", "--help"], ["connectors", "schema", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["connectors", "--help"],
+        ["connectors", "list", "--help"],
+        ["connectors", "check", "--help"],
+        ["connectors", "authorize", "--help"],
+        ["connectors", "schema", "--help"],
+    ],
+)
 def test_help(args):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0 and "Usage" in result.output

@@ -53,17 +53,22 @@ def test_mapping_wins_without_any_call():
 
 
 def test_lookup_order_tax_number_then_email_then_name_and_cache():
-    directory = FakeDirectory([{"id": "by-name", "name": "hotel atlântico"},
-                               {"id": "by-email", "email": "ACCOUNTS@hotel.example"},
-                               {"id": "by-tax", "tax_number": "PT 500100200"}])
+    directory = FakeDirectory(
+        [
+            {"id": "by-name", "name": "hotel atlântico"},
+            {"id": "by-email", "email": "ACCOUNTS@hotel.example"},
+            {"id": "by-tax", "tax_number": "PT 500100200"},
+        ]
+    )
     clients = {"CLI-1": Client(name="Hotel Atlântico", email="accounts@hotel.example", tax_number="PT500100200")}
     resolver = ContactResolver(directory, allow_create=False, clients=clients)
     assert resolve(resolver, invoice()) == "by-tax"
     assert resolve(resolver, invoice()) == "by-tax"  # cached
     assert directory.calls == [("find", "tax_number", "PT500100200")]
 
-    only_email = ContactResolver(FakeDirectory([{"id": "by-email", "email": "accounts@hotel.example"}]), allow_create=False,
-                                 clients=clients)
+    only_email = ContactResolver(
+        FakeDirectory([{"id": "by-email", "email": "accounts@hotel.example"}]), allow_create=False, clients=clients
+    )
     assert resolve(only_email, invoice()) == "by-email"
     only_name = ContactResolver(FakeDirectory([{"id": "by-name", "name": "HOTEL ATLÂNTICO "}]), allow_create=False)
     assert resolve(only_name, invoice()) == "by-name"
@@ -103,15 +108,26 @@ def test_native_name_match_sends_the_name_when_creation_is_allowed():
 def emu(monkeypatch):
     monkeypatch.setenv("XERO_CLIENT_SECRET", "contacts-secret-1")
     monkeypatch.setenv("XERO_REFRESH_TOKEN", "contacts-refresh-1")
-    e = XeroEmulator(client_secret="contacts-secret-1", refresh_token="contacts-refresh-1", tenant_ids=(ORG,), contacts={}).start()
+    e = XeroEmulator(
+        client_secret="contacts-secret-1", refresh_token="contacts-refresh-1", tenant_ids=(ORG,), contacts={}
+    ).start()
     yield e
     e.stop()
 
 
 def xero(emu, **settings) -> XeroConnector:
-    return XeroConnector({"api_url": emu.url, "identity_url": emu.url, "xero_tenant_id": ORG, "client_id": emu.client_id,
-                          "client_secret_env": "XERO_CLIENT_SECRET", "refresh_token_env": "XERO_REFRESH_TOKEN", **settings},
-                         tenant="acme")
+    return XeroConnector(
+        {
+            "api_url": emu.url,
+            "identity_url": emu.url,
+            "xero_tenant_id": ORG,
+            "client_id": emu.client_id,
+            "client_secret_env": "XERO_CLIENT_SECRET",
+            "refresh_token_env": "XERO_REFRESH_TOKEN",
+            **settings,
+        },
+        tenant="acme",
+    )
 
 
 def deliver(connector, inv):
@@ -145,5 +161,9 @@ def test_xero_creates_the_contact_with_email_and_tax_number_when_allowed(emu):
     connector.clients = {"CLI-1": Client(name="Clínica do Parque", email="f@parque.example", tax_number="PT509999999")}
     deliver(connector, invoice(name="Clínica do Parque"))
     [contact] = emu.contacts(ORG)
-    assert (contact["Name"], contact["EmailAddress"], contact["TaxNumber"]) == ("Clínica do Parque", "f@parque.example", "PT509999999")
+    assert (contact["Name"], contact["EmailAddress"], contact["TaxNumber"]) == (
+        "Clínica do Parque",
+        "f@parque.example",
+        "PT509999999",
+    )
     assert emu.invoices(ORG)[0]["Contact"]["ContactID"] == contact["ContactID"]

@@ -66,8 +66,14 @@ def _trials(kafka, xero_validator, tmp_path, trials: int, seed: int) -> None:
             state["killed"].append(invoice["InvoiceNumber"])
             state["kill_at"] = None
 
-    xero = XeroEmulator(tenant_ids=(ORG_ACME, ORG_NORDIC), request_validator=xero_validator, idempotency_ttl=0,
-                        enforce_unique_numbers=False, rate_limit_per_minute=100000, on_invoice_created=on_created).start()
+    xero = XeroEmulator(
+        tenant_ids=(ORG_ACME, ORG_NORDIC),
+        request_validator=xero_validator,
+        idempotency_ttl=0,
+        enforce_unique_numbers=False,
+        rate_limit_per_minute=100000,
+        on_invoice_created=on_created,
+    ).start()
     config = delivery_config(tmp_path, xero.url, settings={"acme-fm": FAST, "nordic-hvac": FAST})
     ensure_topics(kafka, 4)
     env = {**FAST_ENV, "BROKER_LOG_LEVEL": os.environ.get("CRASH_LOG_LEVEL", "WARNING")}
@@ -90,29 +96,54 @@ def _trials(kafka, xero_validator, tmp_path, trials: int, seed: int) -> None:
                 # milliseconds: anywhere between a response, the ledger write, the ack and the commit
                 target = rng.randint(1, N - 1)
                 prefix = f"-C{trial:02d}-"
-                wait_for(lambda: sum(1 for h in xero.history if prefix in h[3]) >= target, timeout=120,
-                         what=f"{target} creates before the kill", workers=[worker], poll=0.01)
+                wait_for(
+                    lambda: sum(1 for h in xero.history if prefix in h[3]) >= target,
+                    timeout=120,
+                    what=f"{target} creates before the kill",
+                    workers=[worker],
+                    poll=0.01,
+                )
                 time.sleep(rng.uniform(0.0, 0.05))
                 worker.kill()
             else:
-                wait_for(lambda: worker.proc.poll() is not None or keys <= outcomes_by_key(tally).keys(),
-                         timeout=120, what="the kill after the k-th create", tally=tally, workers=[worker])
+                wait_for(
+                    lambda: worker.proc.poll() is not None or keys <= outcomes_by_key(tally).keys(),
+                    timeout=120,
+                    what="the kill after the k-th create",
+                    tally=tally,
+                    workers=[worker],
+                )
                 worker.proc.wait(10)
             t_kill = time.monotonic()
             done_before = len({k for k, os_ in outcomes_by_key(tally).items() if k in keys})
             worker = WorkerProcess(config, kafka, tmp_path, **env).start()  # same consumer group: resume
             state["worker"] = worker
-            wait_for(lambda: keys <= {k for k, os_ in outcomes_by_key(tally).items()
-                                      if any(o["outcome"] in ("created", "already_delivered") for o in os_)},
-                     timeout=180, what=f"trial {trial} ({mode}): all {N} delivered", tally=tally, workers=[worker])
-            numbers = Counter(inv["InvoiceNumber"] for inv in xero.invoices() if f"-C{trial:02d}-" in inv["InvoiceNumber"])
+            wait_for(
+                lambda: (
+                    keys
+                    <= {
+                        k
+                        for k, os_ in outcomes_by_key(tally).items()
+                        if any(o["outcome"] in ("created", "already_delivered") for o in os_)
+                    }
+                ),
+                timeout=180,
+                what=f"trial {trial} ({mode}): all {N} delivered",
+                tally=tally,
+                workers=[worker],
+            )
+            numbers = Counter(
+                inv["InvoiceNumber"] for inv in xero.invoices() if f"-C{trial:02d}-" in inv["InvoiceNumber"]
+            )
             duplicated = {n: c for n, c in numbers.items() if c > 1}
             assert not duplicated, f"trial {trial} ({mode}): duplicates {duplicated}"
             assert len(numbers) == N, f"trial {trial} ({mode}): {N - len(numbers)} missing"
             assert not tally.dead, tally.dead[:3]
-            print(f"trial {trial} ({mode}): ok in {time.monotonic() - t0:.1f} s (killed at {t_kill - t0:.1f} s with "
-                  f"{done_before} done, then {time.monotonic() - t_kill:.1f} s), killed "
-                  f"{'after creating ' + state['killed'][-1] if mode == 'after-create' else 'mid-run from the test'}")
+            print(
+                f"trial {trial} ({mode}): ok in {time.monotonic() - t0:.1f} s (killed at {t_kill - t0:.1f} s with "
+                f"{done_before} done, then {time.monotonic() - t_kill:.1f} s), killed "
+                f"{'after creating ' + state['killed'][-1] if mode == 'after-create' else 'mid-run from the test'}"
+            )
         assert state["killed"], "no worker was killed right after a create"
         # a worker killed in the middle of sending a request leaves a truncated body: not a broker bug
         assert all("not JSON" in f for f in xero.validation_failures), xero.validation_failures

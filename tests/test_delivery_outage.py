@@ -45,7 +45,11 @@ def _run_outage(kafka, xero, tmp_path, worker_factory, outage: float) -> None:
     worker = worker_factory(config, kafka, **FAST_ENV)
     tally = Tally(kafka)
     try:
-        publish_records(kafka, TOPIC_INVOICES, priced([work_order("acme-fm", "WARM-A"), work_order("nordic-hvac", "WARM-N")], config))
+        publish_records(
+            kafka,
+            TOPIC_INVOICES,
+            priced([work_order("acme-fm", "WARM-A"), work_order("nordic-hvac", "WARM-N")], config),
+        )
         wait_for(lambda: len(tally.outcomes) >= 2, timeout=60, what="warm-up invoices", tally=tally, workers=[worker])
 
         xero.outage(outage, tenant_id=ORG_ACME)
@@ -62,8 +66,13 @@ def _run_outage(kafka, xero, tmp_path, worker_factory, outage: float) -> None:
             while time.monotonic() < deadline:
                 tally.poll(0.1)
         expected = 2 + len(acme) + nordic_sent
-        wait_for(lambda: len({o["invoice_key"] for o in tally.outcomes}) >= expected, timeout=outage + 90,
-                 what="every invoice after the outage", tally=tally, workers=[worker])
+        wait_for(
+            lambda: len({o["invoice_key"] for o in tally.outcomes}) >= expected,
+            timeout=outage + 90,
+            what="every invoice after the outage",
+            tally=tally,
+            workers=[worker],
+        )
 
         # delivered once each
         numbers = [h[3] for h in xero.history if h[1] == "invoice.created"]
@@ -73,7 +82,9 @@ def _run_outage(kafka, xero, tmp_path, worker_factory, outage: float) -> None:
         assert len(created) == expected and all(o["outcome"] == "created" for os_ in by_key.values() for o in os_)
 
         # in the order of each work order's revisions; each later revision credits the one before
-        acme_events = [h for h in xero.history if h[2] == ORG_ACME and h[1] in ("invoice.created", "creditnote.created")]
+        acme_events = [
+            h for h in xero.history if h[2] == ORG_ACME and h[1] in ("invoice.created", "creditnote.created")
+        ]
         for wo, revs in ACME.items():
             seq = [h[3] for h in acme_events if f"-{wo}-" in h[3]]
             want = []
@@ -86,10 +97,14 @@ def _run_outage(kafka, xero, tmp_path, worker_factory, outage: float) -> None:
         assert first_acme >= min(h[0] for h in xero.history if h[3] == "ACME-WO-WARM-A-R1") + outage * 0.9
 
         # the other tenant was not delayed: its latency (event time -> confirmed) stayed low
-        nordic = [o for o in tally.outcomes if o["tenant"] == "nordic-hvac" and o["invoice_key"] != "nordic-hvac:wo:WARM-N:r1"]
+        nordic = [
+            o for o in tally.outcomes if o["tenant"] == "nordic-hvac" and o["invoice_key"] != "nordic-hvac:wo:WARM-N:r1"
+        ]
         assert len(nordic) == nordic_sent >= 3
         latencies = sorted(o["latency_seconds"] for o in nordic)
-        assert latencies[-1] < 3.0, [(o["invoice_key"], o["latency_seconds"]) for o in nordic if o["latency_seconds"] >= 3]
+        assert latencies[-1] < 3.0, [
+            (o["invoice_key"], o["latency_seconds"]) for o in nordic if o["latency_seconds"] >= 3
+        ]
         acme_latency = max(o["latency_seconds"] for o in tally.outcomes if o["invoice_key"].startswith("acme-fm:wo:O-"))
         assert acme_latency >= outage * 0.9
         assert not [h for h in xero.history if h[2] == ORG_NORDIC and h[1] != "invoice.created"]

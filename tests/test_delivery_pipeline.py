@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -51,8 +51,13 @@ class Env:
         publish(self.kafka, TOPIC_EVENTS, list(events))
 
     def wait_outcomes(self, key: str, n: int = 1, timeout: float = 60) -> list[dict]:
-        wait_for(lambda: len(outcomes_by_key(self.tally).get(key, [])) >= n, timeout=timeout,
-                 what=f"{n} outcome(s) of {key}", tally=self.tally, workers=[self.worker])
+        wait_for(
+            lambda: len(outcomes_by_key(self.tally).get(key, [])) >= n,
+            timeout=timeout,
+            what=f"{n} outcome(s) of {key}",
+            tally=self.tally,
+            workers=[self.worker],
+        )
         return outcomes_by_key(self.tally)[key]
 
     def invoices(self, number: str) -> list[dict]:
@@ -64,13 +69,20 @@ def env(xero_validator, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("delivery-pipeline")
     kafka = EmbeddedKafka().start()
     xero = XeroEmulator(tenant_ids=(ORG_ACME, ORG_NORDIC), request_validator=xero_validator, hang_seconds=4).start()
-    config = delivery_config(tmp, xero.url, settings={
-        "acme-fm": {"timeout_seconds": 1.5},
-        "nordic-hvac": {"invoice_status": "DRAFT"},
-    }, clients={"acme-fm": {
-        "CLI-BAD": {"name": "Cliente Sem Contacto, Lda", "contact_id": BAD_CONTACT},
-        "CLI-BAD2": {"name": "Outro Cliente, Lda", "contact_id": BAD_CONTACT_2},
-    }})
+    config = delivery_config(
+        tmp,
+        xero.url,
+        settings={
+            "acme-fm": {"timeout_seconds": 1.5},
+            "nordic-hvac": {"invoice_status": "DRAFT"},
+        },
+        clients={
+            "acme-fm": {
+                "CLI-BAD": {"name": "Cliente Sem Contacto, Lda", "contact_id": BAD_CONTACT},
+                "CLI-BAD2": {"name": "Outro Cliente, Lda", "contact_id": BAD_CONTACT_2},
+            }
+        },
+    )
     ensure_topics(kafka.bootstrap, PARTITIONS)
     worker = WorkerProcess(config, kafka.bootstrap, tmp, **FAST_ENV).start()
     tally = Tally(kafka.bootstrap)
@@ -154,7 +166,7 @@ def test_validation_error_goes_to_the_dlq_once_and_the_partition_keeps_flowing(e
 
 # --------------------------------------------------------------------------- replay
 def test_replay_after_fixing_the_cause_delivers_once_and_again_does_nothing(env):
-    since = datetime.now(timezone.utc).isoformat()
+    since = datetime.now(UTC).isoformat()
     key = "acme-fm:wo:POISON-2:r1"
     env.publish(work_order("acme-fm", "POISON-2", client="CLI-BAD2"))
     [first] = env.wait_outcomes(key)
@@ -191,15 +203,19 @@ def test_replay_after_fixing_the_cause_delivers_once_and_again_does_nothing(env)
 
 def test_replay_refuses_records_over_the_limit(env):
     """A record that keeps failing is refused once it was replayed ``--limit`` times."""
-    since = datetime.now(timezone.utc).isoformat()
+    since = datetime.now(UTC).isoformat()
     env.publish(work_order("acme-fm", "POISON-3", client="CLI-BAD"))
     env.wait_outcomes("acme-fm:wo:POISON-3:r1")
     runner = CliRunner()
     args = ["--bootstrap-servers", env.kafka, "--tenant", "acme-fm", "--since", since, "--limit", "1"]
     assert "1 replayed" in runner.invoke(main, ["dlq", "replay", *args]).output
     env.wait_outcomes("acme-fm:wo:POISON-3:r1", 2)  # dead-lettered again, now with dlq.replay.count 1
-    wait_for(lambda: any(r["headers"].get("dlq.replay.count") == "1" for r in env.tally.dead), timeout=30,
-             what="the second dead letter", tally=env.tally)
+    wait_for(
+        lambda: any(r["headers"].get("dlq.replay.count") == "1" for r in env.tally.dead),
+        timeout=30,
+        what="the second dead letter",
+        tally=env.tally,
+    )
     out = runner.invoke(main, ["dlq", "replay", *args]).output
     assert "0 replayed, 1 refused" in out, out
 
@@ -225,17 +241,23 @@ def test_revision_2_of_an_authorised_invoice_gets_a_credit_note_and_a_new_invoic
     priced_r2 = env.tally.priced["acme-fm:wo:AMEND-1:r2"]
     # the credit note cancels revision 1 exactly, line by line
     assert note["Type"] == "ACCRECCREDIT" and note["Status"] == "AUTHORISED"
-    assert _amounts(note) == _amounts(old) == (D(priced_r1["net_total"]), D(priced_r1["tax_total"]), D(priced_r1["total"]))
-    assert [(D(str(a["LineAmount"])), D(str(a["TaxAmount"])), a["Description"]) for a in note["LineItems"]] == \
-           [(D(str(b["LineAmount"])), D(str(b["TaxAmount"])), b["Description"]) for b in old["LineItems"]]
+    assert (
+        _amounts(note) == _amounts(old) == (D(priced_r1["net_total"]), D(priced_r1["tax_total"]), D(priced_r1["total"]))
+    )
+    assert [(D(str(a["LineAmount"])), D(str(a["TaxAmount"])), a["Description"]) for a in note["LineItems"]] == [
+        (D(str(b["LineAmount"])), D(str(b["TaxAmount"])), b["Description"]) for b in old["LineItems"]
+    ]
     assert note["Contact"]["ContactID"] == old["Contact"]["ContactID"]
     assert note["RemainingCredit"] == note["Total"] and note["Allocations"] == []
     # and revision 2 is a new invoice with exactly its priced amounts
     assert _amounts(new) == (D(priced_r2["net_total"]), D(priced_r2["tax_total"]), D(priced_r2["total"]))
     assert _amounts(new) != _amounts(old)
     order = [(h[1], h[3]) for h in env.xero.history if "AMEND-1" in h[3]]
-    assert order == [("invoice.created", "ACME-WO-AMEND-1-R1"), ("creditnote.created", "ACME-WO-AMEND-1-R1-CN"),
-                     ("invoice.created", "ACME-WO-AMEND-1-R2")]
+    assert order == [
+        ("invoice.created", "ACME-WO-AMEND-1-R1"),
+        ("creditnote.created", "ACME-WO-AMEND-1-R1-CN"),
+        ("invoice.created", "ACME-WO-AMEND-1-R2"),
+    ]
     assert old["Status"] == "AUTHORISED"  # a credit note does not change it; nothing was deleted
 
     # the same revision 2 again creates nothing (no second credit note, no second invoice)
@@ -269,6 +291,9 @@ def test_metrics_cover_delivery(env):
     assert metric(text, "broker_amendments_total", billing_system="xero", action="deleted") >= 1
     assert metric(text, "broker_ledger_transitions_total", state="delivered") >= 5
     assert metric(text, "broker_delivery_latency_seconds_count", billing_system="xero") >= 5
-    wait_for(lambda: metric(metrics_text(env.worker), "broker_ledger_entries", state="delivered") >= 5, timeout=15,
-             what="the ledger gauge")
+    wait_for(
+        lambda: metric(metrics_text(env.worker), "broker_ledger_entries", state="delivered") >= 5,
+        timeout=15,
+        what="the ledger gauge",
+    )
     assert "broker_delivery_in_flight" in text and "broker_invoices_parked_total" in text

@@ -4,8 +4,6 @@ draft behind: the deliver stage finds the draft by our number and lets deliver()
 from __future__ import annotations
 
 import asyncio
-import os
-from decimal import Decimal as D
 
 from broker import delivery
 from broker.config import parse_config
@@ -19,11 +17,20 @@ def test_lost_create_answer_is_completed_not_left_as_a_draft(monkeypatch):
     try:
         for k, v in harness.env().items():
             monkeypatch.setenv(k, v)
-        config = parse_config({"tenants": {"conformance": {
-            "name": "T", "currency": "EUR", "vat_percent": "23", "invoice_prefix": "CF",
-            "billing": {"system": "paypal", "settings": {**harness.settings(), "timeout_seconds": 0.5}},
-            "rate_card": {"skills": {"general": {"hourly_rate": "40"}}, "default_skill": "general"},
-        }}})
+        config = parse_config(
+            {
+                "tenants": {
+                    "conformance": {
+                        "name": "T",
+                        "currency": "EUR",
+                        "vat_percent": "23",
+                        "invoice_prefix": "CF",
+                        "billing": {"system": "paypal", "settings": {**harness.settings(), "timeout_seconds": 0.5}},
+                        "rate_card": {"skills": {"general": {"hourly_rate": "40"}}, "default_skill": "general"},
+                    }
+                }
+            }
+        )
         invoice = make_invoice("CF-RECON-1-R1", standard_lines())
         harness.emu.inject_fault("timeout_after_commit", on="create")  # draft stored, its answer lost
 
@@ -39,8 +46,8 @@ def test_lost_create_answer_is_completed_not_left_as_a_draft(monkeypatch):
         assert isinstance(outcome, delivery.Delivered), outcome
         assert outcome.reconciled is True and outcome.result.created is True
         held = harness.invoices()
-        assert len(held) == 1                      # one invoice, not two
-        assert held[0].raw["status"] == "SENT"     # and it was sent, not left as a draft
+        assert len(held) == 1  # one invoice, not two
+        assert held[0].raw["status"] == "SENT"  # and it was sent, not left as a draft
         assert held[0].total == invoice.total
     finally:
         harness.stop()

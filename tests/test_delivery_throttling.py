@@ -37,20 +37,28 @@ pytestmark = pytest.mark.integration
 def _run_backlog(kafka, xero, tmp_path, worker_factory, *, n: int, limit: int, window: float) -> None:
     xero.rate_limit_per_minute = limit
     xero.rate_limit_window_seconds = window
-    config = delivery_config(tmp_path, xero.url, settings={
-        "acme-fm": {"rate_limit_per_minute": limit, "rate_limit_window_seconds": window}})
+    config = delivery_config(
+        tmp_path, xero.url, settings={"acme-fm": {"rate_limit_per_minute": limit, "rate_limit_window_seconds": window}}
+    )
     ensure_topics(kafka, 4)
     worker = worker_factory(config, kafka, **FAST_ENV)
     tally = Tally(kafka)
     try:
         # warm up (worker joined, token fetched) with one invoice of the other tenant
         publish_records(kafka, TOPIC_INVOICES, priced([work_order("nordic-hvac", "WARM-1")], config))
-        wait_for(lambda: len(tally.outcomes) >= 1, timeout=60, what="the warm-up invoice", tally=tally, workers=[worker])
+        wait_for(
+            lambda: len(tally.outcomes) >= 1, timeout=60, what="the warm-up invoice", tally=tally, workers=[worker]
+        )
         backlog = priced([work_order("acme-fm", f"T-{i:04d}") for i in range(n)], config)
         publish_records(kafka, TOPIC_INVOICES, backlog)
         fastest = (math.ceil(n / limit) - 1) * window
-        wait_for(lambda: len(tally.outcomes) >= n + 1, timeout=fastest * 1.1 + 60, what=f"{n} invoices",
-                 tally=tally, workers=[worker])
+        wait_for(
+            lambda: len(tally.outcomes) >= n + 1,
+            timeout=fastest * 1.1 + 60,
+            what=f"{n} invoices",
+            tally=tally,
+            workers=[worker],
+        )
         created = [h for h in xero.history if h[1] == "invoice.created" and h[2] == ORG_ACME]
         assert len(created) == n and len({h[3] for h in created}) == n
         elapsed = created[-1][0] - created[0][0]

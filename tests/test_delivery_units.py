@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -14,8 +14,8 @@ import pytest
 from broker.delivery import (
     AlreadyDelivered,
     Dead,
-    Deliverer,
     Delivered,
+    Deliverer,
     DictLedgerStore,
     InvoiceLedger,
     Park,
@@ -96,7 +96,8 @@ def test_idempotency_keys_from_business_identity_within_limits():
     assert len(long_key) <= 128 and long_key.endswith(long_key[-64:]) and ":sha256:" in long_key
     assert len(idempotency_key("acme", "qbo", "acme:wo:WO-2026-000123:r1", "create", QUICKBOOKS_BATCH)) == 36
     assert idempotency_key("açme", "stripe", "açme:wo:1:r1", "create", STRIPE) != idempotency_key(
-        "acme", "stripe", "acme:wo:1:r1", "create", STRIPE)
+        "acme", "stripe", "acme:wo:1:r1", "create", STRIPE
+    )
     assert make_key("a b", STRIPE).startswith("a_b:sha256:")
     with generation(2):
         assert idempotency_key("acme", "xero", "acme:wo:1:r2", "create") == "acme:xero:acme:wo:1:r2:create.r2"
@@ -120,8 +121,10 @@ def test_default_status_table_and_retry_after():
     assert error_for_status(200, "x") is None
     assert error_for_status(409, "x", overrides={409: None}) is None
     assert isinstance(error_for_status(422, "x", overrides={422: RetryableError}), RetryableError)
-    assert retry_after_seconds("30") == 30 and retry_after_seconds(None, 60) == 60 and retry_after_seconds("soon", 5) == 5
-    later = datetime.now(timezone.utc) + timedelta(seconds=90)
+    assert (
+        retry_after_seconds("30") == 30 and retry_after_seconds(None, 60) == 60 and retry_after_seconds("soon", 5) == 5
+    )
+    later = datetime.now(UTC) + timedelta(seconds=90)
     assert 85 <= retry_after_seconds(format_datetime(later, usegmt=True)) <= 91
     assert Quota.from_headers({"X-MinLimit-Remaining": "59", "X-DayLimit-Remaining": "4999"}) == Quota(59, 4999)
     assert Quota.from_headers({}) is None
@@ -138,7 +141,7 @@ def test_ledger_pending_is_durable_before_the_call_and_orders_queue():
     assert store.flushes == 1
     ledger.parked_at(inv, b"{}", META, due=time.time() + 5, reason="retryable", level=1)
     r2 = make_invoice("ACME-WO-1-R2", key="acme:wo:1:r2").model_copy(update={"revision": 2, "order_key": inv.order_key})
-    ledger.queue_behind(r2, b"{\"x\":1}", META)
+    ledger.queue_behind(r2, b'{"x":1}', META)
     assert ledger.parked(inv.order_key) == ["acme:wo:1:r1", "acme:wo:1:r2"]
     assert ledger.entry("acme:wo:1:r2")["state"] == "queued" and ledger.entry("acme:wo:1:r2")["payload"] == '{"x":1}'
     ledger.delivered(inv, DeliveryResult(inv.invoice_key, "id-1", "ACME-WO-1-R1", True), 2)
@@ -169,8 +172,13 @@ class ScriptedConnector:
     async def amend(self, invoice, previous: ExternalInvoice):
         self.calls.append(("amend", invoice.invoice_number, previous.number))
         result = self._next(invoice)
-        return DeliveryResult(result.invoice_key, result.external_id, result.external_number, True,
-                              details={"amendment": "credited", "credit_note_number": previous.number + "-CN"})
+        return DeliveryResult(
+            result.invoice_key,
+            result.external_id,
+            result.external_number,
+            True,
+            details={"amendment": "credited", "credit_note_number": previous.number + "-CN"},
+        )
 
     def _next(self, invoice):
         step = self.script.pop(0)
@@ -187,8 +195,12 @@ class ScriptedConnector:
 
 
 def deliverer_with(connector, **policy) -> Deliverer:
-    d = Deliverer(config=None, policy=DeliverySettings(**{"retry_budget": 0.5, "retry_initial": 0.01, "retry_max": 0.02,
-                                                          "park_delays": (1.0, 5.0), **policy}))
+    d = Deliverer(
+        config=None,
+        policy=DeliverySettings(
+            **{"retry_budget": 0.5, "retry_initial": 0.01, "retry_max": 0.02, "park_delays": (1.0, 5.0), **policy}
+        ),
+    )
     d._tenants["acme"] = TenantState("acme", "fake", connector, RateLimiter(1000, 60.0), asyncio.Semaphore(5))
     return d
 
@@ -204,8 +216,9 @@ def test_success_writes_pending_durably_before_calling():
 
 def test_uncertain_outcome_is_reconciled_by_lookup_before_any_retry():
     ledger = InvoiceLedger(DictLedgerStore())
-    conn = ScriptedConnector([UncertainOutcomeError("read timeout")], ledger,
-                             existing=ExternalInvoice("ext-9", "ACME-WO-1-R1"))
+    conn = ScriptedConnector(
+        [UncertainOutcomeError("read timeout")], ledger, existing=ExternalInvoice("ext-9", "ACME-WO-1-R1")
+    )
     out = run(deliverer_with(conn).process(make_invoice(), ledger, META))
     assert isinstance(out, Delivered) and out.reconciled and out.result.external_id == "ext-9"
     assert [c[0] for c in conn.calls] == ["deliver", "find"]
@@ -291,25 +304,55 @@ def test_parking_stops_after_park_max_seconds():
 # =========================================================================== DLQ helpers
 def test_dlq_headers_filters_and_replay_group(monkeypatch):
     monkeypatch.setenv("XERO_CLIENT_SECRET", "very-secret-value")
-    headers = dict(dlq_headers(topic="billing.invoices", partition=2, offset=9, stage="deliver", error_class="permanent",
-                               exc=PermanentError("Bearer abc.def failed with very-secret-value"), tenant="acme",
-                               connector="xero", http_status=400, attempts=1, idempotency_key="k", replay_count=2))
-    assert set(headers) == {"dlq.topic", "dlq.partition", "dlq.offset", "dlq.stage", "dlq.error.class",
-                            "dlq.exception.type", "dlq.message", "dlq.tenant", "dlq.connector", "dlq.http.status",
-                            "dlq.attempts", "dlq.first.failure", "dlq.idempotency.key", "dlq.replay.count"}
+    headers = dict(
+        dlq_headers(
+            topic="billing.invoices",
+            partition=2,
+            offset=9,
+            stage="deliver",
+            error_class="permanent",
+            exc=PermanentError("Bearer abc.def failed with very-secret-value"),
+            tenant="acme",
+            connector="xero",
+            http_status=400,
+            attempts=1,
+            idempotency_key="k",
+            replay_count=2,
+        )
+    )
+    assert set(headers) == {
+        "dlq.topic",
+        "dlq.partition",
+        "dlq.offset",
+        "dlq.stage",
+        "dlq.error.class",
+        "dlq.exception.type",
+        "dlq.message",
+        "dlq.tenant",
+        "dlq.connector",
+        "dlq.http.status",
+        "dlq.attempts",
+        "dlq.first.failure",
+        "dlq.idempotency.key",
+        "dlq.replay.count",
+    }
     assert b"very-secret-value" not in headers["dlq.message"] and b"abc.def" not in headers["dlq.message"]
     assert redact("token Bearer xyz") == "token Bearer [REDACTED]"
-    record = DeadLetter("billing.dlq", 0, 3, b"acme:wo:1", b"{}", {k: v.decode() for k, v in headers.items()},
-                        int(time.time() * 1000))
+    record = DeadLetter(
+        "billing.dlq", 0, 3, b"acme:wo:1", b"{}", {k: v.decode() for k, v in headers.items()}, int(time.time() * 1000)
+    )
     assert record.target_topic == "billing.invoices" and record.replay_count == 2 and record.id == "billing.dlq:0:3"
     assert DlqFilter(tenant="acme", error_class="permanent").matches(record)
     assert not DlqFilter(connector="quickbooks").matches(record)
-    assert not DlqFilter(since=datetime.now(timezone.utc) + timedelta(minutes=1)).matches(record)
+    assert not DlqFilter(since=datetime.now(UTC) + timedelta(minutes=1)).matches(record)
     enrich = DeadLetter("billing.dlq", 0, 4, None, b"x", {"dlq.stage": "enrich"}, 0)
     assert enrich.target_topic == "maintenance.events"
     assert replay_group("app", DlqFilter()) == "app-dlq-replay"
-    assert replay_group("app", DlqFilter(tenant="a")) == replay_group("app", DlqFilter(tenant="a")) != replay_group(
-        "app", DlqFilter(tenant="b"))
+    assert (
+        replay_group("app", DlqFilter(tenant="a"))
+        == replay_group("app", DlqFilter(tenant="a"))
+        != replay_group("app", DlqFilter(tenant="b"))
+    )
 
 
 def test_delivery_settings_from_env():
@@ -330,8 +373,12 @@ def xero_emu(xero_validator, monkeypatch):
     monkeypatch.setenv("XERO_CLIENT_SECRET", SECRET)
     monkeypatch.setenv("XERO_REFRESH_TOKEN", REFRESH)
     monkeypatch.setenv("BROKER_TOKEN_STORE", "memory")
-    emu = XeroEmulator(request_validator=xero_validator, client_secret=SECRET, refresh_token=REFRESH,
-                       contacts={ORG: {CONTACT: "Hotel"}}).start()
+    emu = XeroEmulator(
+        request_validator=xero_validator,
+        client_secret=SECRET,
+        refresh_token=REFRESH,
+        contacts={ORG: {CONTACT: "Hotel"}},
+    ).start()
     yield emu
     emu.stop()
     assert emu.validation_failures == [] and emu.server_errors == []
@@ -387,20 +434,34 @@ def test_emulator_status_rules_credit_note_uniqueness_and_outage(xero_emu):
             url = f"{xero_emu.url}/api.xro/2.0/Invoices/{inv.external_id}"
             body = json.dumps({"Invoices": [{"InvoiceID": inv.external_id, "Status": "DELETED"}]}).encode()
             resp = await c._call("POST", url, content=body, headers={"Content-Type": "application/json"})
-            assert resp.status_code == 400 and "cannot be changed to DELETED" in resp.text  # AUTHORISED: void, not delete
+            assert (
+                resp.status_code == 400 and "cannot be changed to DELETED" in resp.text
+            )  # AUTHORISED: void, not delete
             body = json.dumps({"Invoices": [{"InvoiceID": inv.external_id, "Status": "VOIDED"}]}).encode()
             resp = await c._call("POST", url, content=body, headers={"Content-Type": "application/json"})
             assert resp.status_code == 200 and resp.json()["Invoices"][0]["Status"] == "VOIDED"
-            note = {"Type": "ACCRECCREDIT", "Contact": {"ContactID": CONTACT}, "Date": "2026-03-02",
-                    "CreditNoteNumber": "CN-X", "LineItems": [{"Description": "x", "Quantity": 1, "UnitAmount": 10,
-                                                              "AccountCode": "200", "TaxType": "OUTPUT2"}]}
-            ok = await c._call("PUT", f"{xero_emu.url}/api.xro/2.0/CreditNotes",
-                               content=json.dumps({"CreditNotes": [note]}).encode(),
-                               headers={"Content-Type": "application/json"})
+            note = {
+                "Type": "ACCRECCREDIT",
+                "Contact": {"ContactID": CONTACT},
+                "Date": "2026-03-02",
+                "CreditNoteNumber": "CN-X",
+                "LineItems": [
+                    {"Description": "x", "Quantity": 1, "UnitAmount": 10, "AccountCode": "200", "TaxType": "OUTPUT2"}
+                ],
+            }
+            ok = await c._call(
+                "PUT",
+                f"{xero_emu.url}/api.xro/2.0/CreditNotes",
+                content=json.dumps({"CreditNotes": [note]}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             assert ok.status_code == 200 and str(ok.json()["CreditNotes"][0]["Total"]) == "12.3"
-            dup = await c._call("PUT", f"{xero_emu.url}/api.xro/2.0/CreditNotes",
-                                content=json.dumps({"CreditNotes": [note]}).encode(),
-                                headers={"Content-Type": "application/json"})
+            dup = await c._call(
+                "PUT",
+                f"{xero_emu.url}/api.xro/2.0/CreditNotes",
+                content=json.dumps({"CreditNotes": [note]}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             assert dup.status_code == 400 and "Credit Note # must be unique." in dup.text
             xero_emu.outage(0.5, tenant_id=ORG)
             with pytest.raises(RetryableError):

@@ -30,7 +30,9 @@ def test_every_non_xero_tenant_of_the_example_has_a_sandbox_its_connector_accept
         try:
             merged = {**configured, **sandbox.settings}
             settings = registry.load(tenant["billing"]["system"]).Settings.model_validate(merged)
-            assert any(getattr(settings, key, False) for key in ("create_customers", "create_contacts", "create_clients")), tid
+            assert any(
+                getattr(settings, key, False) for key in ("create_customers", "create_contacts", "create_clients")
+            ), tid
             for key, name in merged.items():
                 if key.endswith("_env"):
                     assert name == configured.get(key, name), (tid, key)  # the config's variable names are kept
@@ -81,8 +83,9 @@ def test_unknown_system_has_no_sandbox():
 def test_broker_demo_delivers_to_five_billing_systems_once():
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}  # the demo's own embedded Tansu
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "broker", "demo"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=400)
+    proc = subprocess.run(
+        [sys.executable, "-m", "broker", "demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400
+    )
     elapsed = time.monotonic() - started
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]

@@ -25,10 +25,14 @@ def test_an_oversized_value_becomes_its_head_with_size_and_sha256():
     new_key, new_value, headers = dlq.bounded_copy(key, value)
     assert new_value == value[:65536] and len(new_value) == 65536
     assert new_key == b"K" * 1024
-    assert headers == [("dlq.value.truncated", b"true"), ("dlq.value.size", b"1024000"),
-                       ("dlq.value.sha256", hashlib.sha256(value).hexdigest().encode()),
-                       ("dlq.key.truncated", b"true"), ("dlq.key.size", b"5000"),
-                       ("dlq.key.sha256", hashlib.sha256(key).hexdigest().encode())]
+    assert headers == [
+        ("dlq.value.truncated", b"true"),
+        ("dlq.value.size", b"1024000"),
+        ("dlq.value.sha256", hashlib.sha256(value).hexdigest().encode()),
+        ("dlq.key.truncated", b"true"),
+        ("dlq.key.size", b"5000"),
+        ("dlq.key.sha256", hashlib.sha256(key).hexdigest().encode()),
+    ]
 
 
 def test_clip_bounds_log_text():
@@ -42,14 +46,25 @@ def test_replay_refuses_a_bounded_copy_and_names_the_original(kafka):
     ensure_topics(kafka, 1, [TOPIC_DLQ, TOPIC_EVENTS])
     value = b"{" + b" " * 700_000 + b"}"
     key, head, extra = dlq.bounded_copy(b"acme-fm:wo:1", value)
-    headers = dlq.dlq_headers(topic=TOPIC_EVENTS, partition=0, offset=41, stage="decode", error_class="too_large",
-                              exc=ValueError("event is 700002 bytes"), tenant="acme-fm") + extra
+    headers = (
+        dlq.dlq_headers(
+            topic=TOPIC_EVENTS,
+            partition=0,
+            offset=41,
+            stage="decode",
+            error_class="too_large",
+            exc=ValueError("event is 700002 bytes"),
+            tenant="acme-fm",
+        )
+        + extra
+    )
     publish_records(kafka, TOPIC_DLQ, [(key, head)], headers=headers)
     [record] = dlq.read_dlq(kafka)
     assert record.truncated and len(record.value) == 65536 and record.tenant == "acme-fm"
     report = dlq.replay(kafka, group="bounded-replay")
     assert [(i.action, i.reason) for i in report.items] == [
-        ("refused", f"a bounded copy of a 700002-byte value: the original is at {TOPIC_EVENTS}:0:41")]
+        ("refused", f"a bounded copy of a 700002-byte value: the original is at {TOPIC_EVENTS}:0:41")
+    ]
 
 
 @pytest.mark.integration

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -38,24 +38,56 @@ from tests.conftest import EXAMPLES
 
 #: The README's example event (README.md, "Events").
 README_EVENT: dict[str, Any] = {
-    "specversion": "1.0", "id": "maintainx:wo:1001:r1", "source": "/platforms/maintainx",
-    "type": "maintenance.work_order.completed", "time": "2026-03-03T11:30:00+00:00",
-    "subject": "work-orders/1001", "tenant": "acme-fm",
-    "data": {"work_order_id": "1001", "revision": 1, "kind": "corrective", "client_id": "CLI-HAL",
-             "site_id": "LIS-HAL-ROOF",
-             "time_entries": [{"id": "TE-1", "technician_id": "T31",
-                               "start": "2026-03-03T09:05:00+00:00", "end": "2026-03-03T11:12:00+00:00"}],
-             "parts": [{"id": "P-1", "sku": "REF-R410A", "description": "Refrigerant R410A",
-                        "quantity": "2.5", "unit": "kg", "unit_cost": "24.00"}],
-             "expenses": [{"id": "E-1", "description": "Parking", "amount": "6.50", "billable": True}]},
+    "specversion": "1.0",
+    "id": "maintainx:wo:1001:r1",
+    "source": "/platforms/maintainx",
+    "type": "maintenance.work_order.completed",
+    "time": "2026-03-03T11:30:00+00:00",
+    "subject": "work-orders/1001",
+    "tenant": "acme-fm",
+    "data": {
+        "work_order_id": "1001",
+        "revision": 1,
+        "kind": "corrective",
+        "client_id": "CLI-HAL",
+        "site_id": "LIS-HAL-ROOF",
+        "time_entries": [
+            {
+                "id": "TE-1",
+                "technician_id": "T31",
+                "start": "2026-03-03T09:05:00+00:00",
+                "end": "2026-03-03T11:12:00+00:00",
+            }
+        ],
+        "parts": [
+            {
+                "id": "P-1",
+                "sku": "REF-R410A",
+                "description": "Refrigerant R410A",
+                "quantity": "2.5",
+                "unit": "kg",
+                "unit_cost": "24.00",
+            }
+        ],
+        "expenses": [{"id": "E-1", "description": "Parking", "amount": "6.50", "billable": True}],
+    },
 }
 
 QUOTE_EVENT: dict[str, Any] = {
-    "specversion": "1.0", "id": "erp:qt:Q-12:r1", "source": "/platforms/erp", "type": "maintenance.quote.approved",
-    "time": "2026-03-02T10:00:00Z", "tenant": "acme-fm",
-    "data": {"quote_id": "Q-12", "client_id": "CLI-HAL", "site_id": "LIS-HAL-ROOF",
-             "lines": [{"id": "QL-1", "description": "Compressor", "quantity": "1", "unit_price": "980.00",
-                        "tax_rate": "23"}]},
+    "specversion": "1.0",
+    "id": "erp:qt:Q-12:r1",
+    "source": "/platforms/erp",
+    "type": "maintenance.quote.approved",
+    "time": "2026-03-02T10:00:00Z",
+    "tenant": "acme-fm",
+    "data": {
+        "quote_id": "Q-12",
+        "client_id": "CLI-HAL",
+        "site_id": "LIS-HAL-ROOF",
+        "lines": [
+            {"id": "QL-1", "description": "Compressor", "quantity": "1", "unit_price": "980.00", "tax_rate": "23"}
+        ],
+    },
 }
 
 
@@ -120,40 +152,78 @@ def test_the_readme_event_and_the_examples_still_parse():
         except EventDecodeError as exc:
             failures.append((json.loads(line)["id"], exc.error_class, str(exc)))
     # the one invalid example event: a negative part quantity
-    assert failures == [("maintainx:wo:1042:r1", "invalid",
-                         "field 'data.parts.0.quantity': must be greater than 0 (got '-2')")]
+    assert failures == [
+        ("maintainx:wo:1042:r1", "invalid", "field 'data.parts.0.quantity': must be greater than 0 (got '-2')")
+    ]
 
 
-@pytest.mark.parametrize(("text", "utc"), [
-    ("2026-03-03T11:30:00Z", datetime(2026, 3, 3, 11, 30, tzinfo=timezone.utc)),
-    ("2026-03-03t11:30:00z", datetime(2026, 3, 3, 11, 30, tzinfo=timezone.utc)),
-    ("2026-03-03T11:30:00+05:30", datetime(2026, 3, 3, 6, 0, tzinfo=timezone.utc)),
-    ("2026-03-03T11:30:00.123456789-01:00", datetime(2026, 3, 3, 12, 30, 0, 123456, tzinfo=timezone.utc)),
-    ("2000-01-01T00:00:00Z", datetime(2000, 1, 1, tzinfo=timezone.utc)),
-    ("2100-12-31T23:59:59.999999Z", datetime(2100, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)),
-    ("2000-01-01T01:00:00+01:00", datetime(2000, 1, 1, tzinfo=timezone.utc)),
-])
+@pytest.mark.parametrize(
+    ("text", "utc"),
+    [
+        ("2026-03-03T11:30:00Z", datetime(2026, 3, 3, 11, 30, tzinfo=UTC)),
+        ("2026-03-03t11:30:00z", datetime(2026, 3, 3, 11, 30, tzinfo=UTC)),
+        ("2026-03-03T11:30:00+05:30", datetime(2026, 3, 3, 6, 0, tzinfo=UTC)),
+        ("2026-03-03T11:30:00.123456789-01:00", datetime(2026, 3, 3, 12, 30, 0, 123456, tzinfo=UTC)),
+        ("2000-01-01T00:00:00Z", datetime(2000, 1, 1, tzinfo=UTC)),
+        ("2100-12-31T23:59:59.999999Z", datetime(2100, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("2000-01-01T01:00:00+01:00", datetime(2000, 1, 1, tzinfo=UTC)),
+    ],
+)
 def test_rfc3339_times_with_an_offset_are_accepted(text, utc):
     ev = parse_event(with_value("time", text))
     assert ev.time == utc and ev.time.utcoffset() is not None
 
 
 def test_values_exactly_at_the_bounds_are_accepted():
-    ev = parse_event(dump(event(
-        revision=2**31 - 1,
-        parts=[{"id": "P" * 128, "sku": "S" * 128, "description": "d" * 500, "quantity": "999999.999999",
-                "unit": "u" * 64, "unit_cost": "999999999999.999999", "unit_price": "0"}],
-        expenses=[{"id": "E-1", "description": "Parking\tlevel 2\r\nrow 3", "amount": "0.000001"}],
-        time_entries=[entry("TE-1", "T31", "2026-03-01T00:00:00Z", "2026-03-08T00:00:00Z"),
-                      entry("TE-2", "T31", None, duration_seconds=604800, break_minutes=10080),
-                      entry("TE-3", "T31", "2026-03-08T00:00:00Z", None, duration_seconds=60)],
-        summary="") | {"source": "/" + "s" * 1023, "subject": "w" * 1024}))
+    ev = parse_event(
+        dump(
+            event(
+                revision=2**31 - 1,
+                parts=[
+                    {
+                        "id": "P" * 128,
+                        "sku": "S" * 128,
+                        "description": "d" * 500,
+                        "quantity": "999999.999999",
+                        "unit": "u" * 64,
+                        "unit_cost": "999999999999.999999",
+                        "unit_price": "0",
+                    }
+                ],
+                expenses=[{"id": "E-1", "description": "Parking\tlevel 2\r\nrow 3", "amount": "0.000001"}],
+                time_entries=[
+                    entry("TE-1", "T31", "2026-03-01T00:00:00Z", "2026-03-08T00:00:00Z"),
+                    entry("TE-2", "T31", None, duration_seconds=604800, break_minutes=10080),
+                    entry("TE-3", "T31", "2026-03-08T00:00:00Z", None, duration_seconds=60),
+                ],
+                summary="",
+            )
+            | {"source": "/" + "s" * 1023, "subject": "w" * 1024}
+        )
+    )
     assert ev.revision == 2**31 - 1 and len(ev.source) == 1024
     assert ev.data.parts[0].unit_cost == Decimal("999999999999.999999")
     assert ev.data.expenses[0].amount == Decimal("0.000001")
-    quote = parse_event(dump(QUOTE_EVENT | {"data": QUOTE_EVENT["data"] | {"lines": [
-        {"id": "QL-1", "description": "x", "quantity": "0.000001", "unit_price": "1", "tax_rate": "100"},
-        {"id": "QL-2", "description": "y", "quantity": "1", "unit_price": "1", "tax_rate": "0"}]}}))
+    quote = parse_event(
+        dump(
+            QUOTE_EVENT
+            | {
+                "data": QUOTE_EVENT["data"]
+                | {
+                    "lines": [
+                        {
+                            "id": "QL-1",
+                            "description": "x",
+                            "quantity": "0.000001",
+                            "unit_price": "1",
+                            "tax_rate": "100",
+                        },
+                        {"id": "QL-2", "description": "y", "quantity": "1", "unit_price": "1", "tax_rate": "0"},
+                    ]
+                }
+            }
+        )
+    )
     assert isinstance(quote, QuoteApproved) and quote.data.lines[0].tax_rate == Decimal(100)
 
 
@@ -164,13 +234,21 @@ def test_max_items_and_a_utf8_bom_are_accepted():
 
 
 def test_entries_that_touch_or_differ_in_technician_or_visit_do_not_overlap():
-    ev = parse_event(dump(event(time_entries=[
-        entry("TE-1", "T31", "2026-03-03T09:00:00Z", "2026-03-03T10:00:00Z"),
-        entry("TE-2", "T31", "2026-03-03T10:00:00Z", "2026-03-03T11:00:00Z"),  # touches TE-1
-        entry("TE-3", "T32", "2026-03-03T09:30:00Z", "2026-03-03T10:30:00Z"),  # another technician
-        entry("TE-4", "T31", "2026-03-03T09:30:00Z", "2026-03-03T10:30:00Z", visit_id="V2"),  # another visit
-        entry("TE-5", "T31", None, duration_seconds=3600),  # unclocked: not checked
-    ])))
+    ev = parse_event(
+        dump(
+            event(
+                time_entries=[
+                    entry("TE-1", "T31", "2026-03-03T09:00:00Z", "2026-03-03T10:00:00Z"),
+                    entry("TE-2", "T31", "2026-03-03T10:00:00Z", "2026-03-03T11:00:00Z"),  # touches TE-1
+                    entry("TE-3", "T32", "2026-03-03T09:30:00Z", "2026-03-03T10:30:00Z"),  # another technician
+                    entry(
+                        "TE-4", "T31", "2026-03-03T09:30:00Z", "2026-03-03T10:30:00Z", visit_id="V2"
+                    ),  # another visit
+                    entry("TE-5", "T31", None, duration_seconds=3600),  # unclocked: not checked
+                ]
+            )
+        )
+    )
     assert [e.id for e in ev.data.time_entries] == ["TE-1", "TE-2", "TE-3", "TE-4", "TE-5"]
 
 
@@ -189,23 +267,31 @@ def test_deep_nesting_is_not_json_instead_of_a_recursion_error(depth):
     assert tenant_hint(value) == "acme-fm"
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    (b"", "value is not JSON: it is empty"),
-    (b"\xff\xfe{}", "value is not JSON: not UTF-8 (invalid start byte at byte 0)"),
-    (b"nope", "value is not JSON: Expecting value: line 1 column 1 (char 0)"),
-    (b'{"specversion": "1.0", "x": NaN}', "value is not JSON: NaN is not allowed (JSON has no NaN or Infinity)"),
-    (b'{"specversion": "1.0", "x": -Infinity}',
-     "value is not JSON: -Infinity is not allowed (JSON has no NaN or Infinity)"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"", "value is not JSON: it is empty"),
+        (b"\xff\xfe{}", "value is not JSON: not UTF-8 (invalid start byte at byte 0)"),
+        (b"nope", "value is not JSON: Expecting value: line 1 column 1 (char 0)"),
+        (b'{"specversion": "1.0", "x": NaN}', "value is not JSON: NaN is not allowed (JSON has no NaN or Infinity)"),
+        (
+            b'{"specversion": "1.0", "x": -Infinity}',
+            "value is not JSON: -Infinity is not allowed (JSON has no NaN or Infinity)",
+        ),
+    ],
+)
 def test_not_json(raw, message):
     assert refused(raw, "not_json") == message
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    (b"[1, 2]", "not a CloudEvent: field 'specversion' is missing (the value is a JSON array, not a JSON object)"),
-    (b"42", "not a CloudEvent: field 'specversion' is missing (the value is a JSON number, not a JSON object)"),
-    (b'{"specversion": "1.0"}', "not a CloudEvent: field 'type' is missing"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"[1, 2]", "not a CloudEvent: field 'specversion' is missing (the value is a JSON array, not a JSON object)"),
+        (b"42", "not a CloudEvent: field 'specversion' is missing (the value is a JSON number, not a JSON object)"),
+        (b'{"specversion": "1.0"}', "not a CloudEvent: field 'type' is missing"),
+    ],
+)
 def test_not_a_cloudevent(raw, message):
     assert refused(raw, "not_cloudevent") == message
 
@@ -213,15 +299,17 @@ def test_not_a_cloudevent(raw, message):
 def test_unknown_type_names_the_value_cut_short():
     assert refused(with_value("type", "maintenance.work_order.completed\u0000"), "unknown_type") == (
         "field 'type': unknown event type 'maintenance.work_order.completed\\x00'; expected one of "
-        "maintenance.work_order.completed, maintenance.scheduled_job.closed, maintenance.quote.approved")
+        "maintenance.work_order.completed, maintenance.scheduled_job.closed, maintenance.quote.approved"
+    )
     message = refused(with_value("type", "t" * 10_000), "unknown_type")
     assert f"unknown event type {'t' * 80!r}… (10000 chars);" in message and len(message) < 300
 
 
 def test_a_key_given_twice_is_refused_naming_the_key():
     raw = dump(README_EVENT).replace(b'"tenant": ', b'"tenant": "ghost", "tenant": ', 1)
-    assert refused(raw) == ("field 'tenant': key given more than once in one JSON object "
-                            "(first 'ghost', then 'acme-fm')")
+    assert refused(raw) == (
+        "field 'tenant': key given more than once in one JSON object (first 'ghost', then 'acme-fm')"
+    )
     raw = dump(README_EVENT).replace(b'"sku": "REF-R410A"', b'"sku": "A", "sku": "B"', 1)
     assert refused(raw) == "field 'data.parts.0.sku': key given more than once in one JSON object (first 'A', then 'B')"
     assert tenant_hint(dump(README_EVENT).replace(b'"tenant": ', b'"tenant": "ghost", "tenant": ', 1)) == "ghost"
@@ -234,14 +322,16 @@ def test_a_record_over_512_kib_is_too_large_with_its_size():
     text = raw.decode()
     assert refused(text, "too_large") == f"event is at least {len(text)} bytes; the limit is 524288 bytes (512 KiB)"
     multibyte = with_value("data.summary", "€" * 200_000).decode()  # 200k characters, 600k bytes
-    assert refused(multibyte, "too_large") == (f"event is {len(multibyte.encode())} bytes; the limit is "
-                                               f"{MAX_EVENT_BYTES} bytes (512 KiB)")
+    assert refused(multibyte, "too_large") == (
+        f"event is {len(multibyte.encode())} bytes; the limit is {MAX_EVENT_BYTES} bytes (512 KiB)"
+    )
 
 
 @pytest.mark.parametrize("field", ["source", "subject"])
 def test_a_source_or_subject_over_1024_characters_is_refused(field):
     assert refused(with_value(field, "/" + "s" * 1024)) == (
-        f"field '{field}': String should have at most 1024 characters (got {'/' + 's' * 79!r}… (1025 chars))")
+        f"field '{field}': String should have at most 1024 characters (got {'/' + 's' * 79!r}… (1025 chars))"
+    )
 
 
 def test_ten_thousand_time_entries_are_too_large_and_501_are_too_many():
@@ -249,51 +339,71 @@ def test_ten_thousand_time_entries_are_too_large_and_501_are_too_many():
     raw = dump(event(time_entries=entries))
     assert refused(raw, "too_large") == f"event is {len(raw)} bytes; the limit is 524288 bytes (512 KiB)"
     message = refused(dump(event(time_entries=entries[:501])))
-    assert message.startswith("field 'data.time_entries': List should have at most 500 items after validation, "
-                              "not 501 (got [{")
+    assert message.startswith(
+        "field 'data.time_entries': List should have at most 500 items after validation, not 501 (got [{"
+    )
     for field, item in (("parts", README_EVENT["data"]["parts"][0]), ("expenses", README_EVENT["data"]["expenses"][0])):
         items = [item | {"id": f"X-{i}"} for i in range(501)]
         assert refused(dump(event(**{field: items}))).startswith(
-            f"field 'data.{field}': List should have at most 500 items after validation, not 501")
+            f"field 'data.{field}': List should have at most 500 items after validation, not 501"
+        )
 
 
 # --------------------------------------------------------------------------- coercion
-@pytest.mark.parametrize(("value", "shown", "kind"), [
-    (12345, "12345", "a JSON number"),
-    (1.7e9, "1700000000.0", "a JSON number"),
-    (True, "True", "a JSON boolean"),
-])
+@pytest.mark.parametrize(
+    ("value", "shown", "kind"),
+    [
+        (12345, "12345", "a JSON number"),
+        (1.7e9, "1700000000.0", "a JSON number"),
+        (True, "True", "a JSON boolean"),
+    ],
+)
 def test_time_as_a_number_is_refused(value, shown, kind):
     assert refused(with_value("time", value)) == (
         "field 'time': must be an RFC 3339 date-time with a UTC offset, like '2026-03-03T11:30:00+00:00' or "
-        f"'2026-03-03T11:30:00Z', not {kind} (got {shown})")
+        f"'2026-03-03T11:30:00Z', not {kind} (got {shown})"
+    )
 
 
 def test_naive_and_malformed_times_are_refused():
     assert refused(with_value("data.time_entries.0.start", "2026-03-03T09:05:00")) == (
         "field 'data.time_entries.0.start': has no UTC offset (naive times are refused): must be an RFC 3339 "
         "date-time with a UTC offset, like '2026-03-03T11:30:00+00:00' or '2026-03-03T11:30:00Z' "
-        "(got '2026-03-03T09:05:00')")
+        "(got '2026-03-03T09:05:00')"
+    )
     for bad in ("2026-03-03", "2026-03-03 11:30:00Z", "yesterday", "2026-03-03T11:30:00+0000", "2026-03-03T11:30Z"):
         assert refused(with_value("time", bad)).startswith("field 'time': must be an RFC 3339 date-time"), bad
     assert refused(with_value("time", "2026-02-30T11:30:00Z")) == (
-        "field 'time': is not a valid date-time (day is out of range for month) (got '2026-02-30T11:30:00Z')")
+        "field 'time': is not a valid date-time (day is out of range for month) (got '2026-02-30T11:30:00Z')"
+    )
     assert refused(with_value("time", "2026-03-03T11:30:00+24:00")).startswith(
-        "field 'time': has an invalid UTC offset")
+        "field 'time': has an invalid UTC offset"
+    )
 
 
-@pytest.mark.parametrize("value", ["1999-12-31T23:59:59Z", "1970-01-01T00:00:00Z", "2101-01-01T00:00:00Z",
-                                   "9999-12-31T23:59:59+00:00", "2100-12-31T23:30:00-01:00"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1999-12-31T23:59:59Z",
+        "1970-01-01T00:00:00Z",
+        "2101-01-01T00:00:00Z",
+        "9999-12-31T23:59:59+00:00",
+        "2100-12-31T23:30:00-01:00",
+    ],
+)
 def test_times_outside_2000_to_2100_are_refused(value):
     assert refused(with_value("time", value)) == f"field 'time': must lie in years 2000–2100 (UTC) (got {value!r})"
 
 
-@pytest.mark.parametrize(("path", "value", "shown"), [
-    ("data.revision", True, "True"),
-    ("data.revision", "2", "'2'"),
-    ("data.revision", 1.0, "1.0"),
-    ("data.time_entries.0.break_minutes", False, "False"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "shown"),
+    [
+        ("data.revision", True, "True"),
+        ("data.revision", "2", "'2'"),
+        ("data.revision", 1.0, "1.0"),
+        ("data.time_entries.0.break_minutes", False, "False"),
+    ],
+)
 def test_integers_must_be_json_integers(path, value, shown):
     assert refused(with_value(path, value)) == f"field '{path}': Input should be a valid integer (got {shown})"
 
@@ -301,18 +411,22 @@ def test_integers_must_be_json_integers(path, value, shown):
 def test_duration_seconds_must_be_an_integer_within_7_days():
     unclocked = {"id": "TE-1", "technician_id": "T31", "duration_seconds": "60"}
     assert refused(with_value("data.time_entries.0", unclocked)) == (
-        "field 'data.time_entries.0.duration_seconds': Input should be a valid integer (got '60')")
+        "field 'data.time_entries.0.duration_seconds': Input should be a valid integer (got '60')"
+    )
     assert refused(with_value("data.time_entries.0", unclocked | {"duration_seconds": 604801})) == (
-        "field 'data.time_entries.0.duration_seconds': Input should be less than or equal to 604800 (got 604801)")
+        "field 'data.time_entries.0.duration_seconds': Input should be less than or equal to 604800 (got 604801)"
+    )
     assert refused(with_value("data.time_entries.0.end", "2026-03-10T09:05:00.000001+00:00")) == (
         "field 'data.time_entries.0': entry from 2026-03-03T09:05:00+00:00 to 2026-03-10T09:05:00.000001+00:00 "
-        "is longer than 7 days")
+        "is longer than 7 days"
+    )
 
 
 @pytest.mark.parametrize(("value", "shown"), [(1, "1"), (0, "0"), ("true", "'true'"), ("yes", "'yes'"), (None, "None")])
 def test_booleans_only_true_or_false(value, shown):
     assert refused(with_value("data.expenses.0.billable", value)) == (
-        f"field 'data.expenses.0.billable': Input should be a valid boolean (got {shown})")
+        f"field 'data.expenses.0.billable': Input should be a valid boolean (got {shown})"
+    )
 
 
 # --------------------------------------------------------------------------- time entries
@@ -320,26 +434,34 @@ def test_duplicate_time_entry_ids_are_refused():
     first = README_EVENT["data"]["time_entries"][0]
     later = first | {"start": "2026-03-04T09:00:00+00:00", "end": "2026-03-04T10:00:00+00:00"}
     assert refused(dump(event(time_entries=[first, later]))) == (
-        "field 'data.time_entries': entry id 'TE-1' is given twice (items 0 and 1)")
+        "field 'data.time_entries': entry id 'TE-1' is given twice (items 0 and 1)"
+    )
 
 
 def test_overlapping_entries_of_one_technician_in_one_visit_are_refused_naming_both():
-    entries = [entry("TE-1", "T31", "2026-03-03T09:05:00+00:00", "2026-03-03T11:12:00+00:00"),
-               entry("TE-2", "T31", "2026-03-03T11:00:00+00:00", None, duration_seconds=3600, kind="travel")]
+    entries = [
+        entry("TE-1", "T31", "2026-03-03T09:05:00+00:00", "2026-03-03T11:12:00+00:00"),
+        entry("TE-2", "T31", "2026-03-03T11:00:00+00:00", None, duration_seconds=3600, kind="travel"),
+    ]
     assert refused(dump(event(time_entries=entries))) == (
         "field 'data.time_entries': entries 'TE-1' and 'TE-2' of technician 'T31' overlap in visit '1001' "
-        "(2026-03-03T09:05:00+00:00–2026-03-03T11:12:00+00:00 and 2026-03-03T11:00:00+00:00–2026-03-03T12:00:00+00:00)")
+        "(2026-03-03T09:05:00+00:00–2026-03-03T11:12:00+00:00 and 2026-03-03T11:00:00+00:00–2026-03-03T12:00:00+00:00)"
+    )
     # the same interval twice under two ids, in a named visit, written with other offsets
-    same = [entry("TE-1", "T31", "2026-03-03T10:00:00+01:00", "2026-03-03T11:00:00+01:00", visit_id="V2"),
-            entry("TE-9", "T31", "2026-03-03T09:00:00Z", "2026-03-03T10:00:00Z", visit_id="V2")]
+    same = [
+        entry("TE-1", "T31", "2026-03-03T10:00:00+01:00", "2026-03-03T11:00:00+01:00", visit_id="V2"),
+        entry("TE-9", "T31", "2026-03-03T09:00:00Z", "2026-03-03T10:00:00Z", visit_id="V2"),
+    ]
     assert refused(dump(event(time_entries=same))) == (
         "field 'data.time_entries': entries 'TE-1' and 'TE-9' of technician 'T31' overlap in visit 'V2' "
-        "(2026-03-03T10:00:00+01:00–2026-03-03T11:00:00+01:00 and 2026-03-03T09:00:00+00:00–2026-03-03T10:00:00+00:00)")
+        "(2026-03-03T10:00:00+01:00–2026-03-03T11:00:00+01:00 and 2026-03-03T09:00:00+00:00–2026-03-03T10:00:00+00:00)"
+    )
 
 
 def test_a_long_entry_containing_two_others_reports_both_and_counts_the_rest():
     entries = [entry("TE-A", "T31", "2026-03-03T08:00:00Z", "2026-03-03T18:00:00Z")] + [
-        entry(f"TE-{i}", "T31", f"2026-03-03T{9 + i:02d}:00:00Z", f"2026-03-03T{9 + i:02d}:30:00Z") for i in range(4)]
+        entry(f"TE-{i}", "T31", f"2026-03-03T{9 + i:02d}:00:00Z", f"2026-03-03T{9 + i:02d}:30:00Z") for i in range(4)
+    ]
     message = refused(dump(event(time_entries=entries)))
     assert message.startswith("field 'data.time_entries': entries 'TE-A' and 'TE-0' of technician 'T31' overlap")
     assert "; entries 'TE-A' and 'TE-1' of technician 'T31' overlap" in message
@@ -347,19 +469,24 @@ def test_a_long_entry_containing_two_others_reports_both_and_counts_the_rest():
 
 
 def test_braces_in_values_are_copied_verbatim_into_messages():
-    entries = [entry("{text}", "{at}", "2026-03-03T09:00:00Z", "2026-03-03T10:00:00Z"),
-               entry("B{names_value}", "{at}", "2026-03-03T09:30:00Z", "2026-03-03T10:00:00Z")]
+    entries = [
+        entry("{text}", "{at}", "2026-03-03T09:00:00Z", "2026-03-03T10:00:00Z"),
+        entry("B{names_value}", "{at}", "2026-03-03T09:30:00Z", "2026-03-03T10:00:00Z"),
+    ]
     assert refused(dump(event(time_entries=entries))).startswith(
-        "field 'data.time_entries': entries '{text}' and 'B{names_value}' of technician '{at}' overlap in visit '1001'")
+        "field 'data.time_entries': entries '{text}' and 'B{names_value}' of technician '{at}' overlap in visit '1001'"
+    )
 
 
 def test_duplicate_part_expense_and_quote_line_ids_are_refused():
     part = README_EVENT["data"]["parts"][0]
     assert refused(dump(event(parts=[part, part | {"sku": "X"}]))) == (
-        "field 'data.parts': part id 'P-1' is given twice (items 0 and 1)")
+        "field 'data.parts': part id 'P-1' is given twice (items 0 and 1)"
+    )
     expense = README_EVENT["data"]["expenses"][0]
     assert refused(dump(event(expenses=[expense, expense]))) == (
-        "field 'data.expenses': expense id 'E-1' is given twice (items 0 and 1)")
+        "field 'data.expenses': expense id 'E-1' is given twice (items 0 and 1)"
+    )
     line = QUOTE_EVENT["data"]["lines"][0]
     quote = copy.deepcopy(QUOTE_EVENT)
     quote["data"]["lines"] = [line, line | {"id": "QL-2"}, line]
@@ -368,35 +495,55 @@ def test_duplicate_part_expense_and_quote_line_ids_are_refused():
 
 def test_distance_on_a_work_entry_and_end_before_start_name_the_values():
     assert refused(with_value("data.time_entries.0.distance_km", "12.5")) == (
-        "field 'data.time_entries.0': distance_km is only allowed on travel entries (kind 'travel'), "
-        "not on kind 'work'")
+        "field 'data.time_entries.0': distance_km is only allowed on travel entries (kind 'travel'), not on kind 'work'"
+    )
     assert refused(with_value("data.time_entries.0.end", "2026-03-03T09:05:00Z")) == (
-        "field 'data.time_entries.0': end 2026-03-03T09:05:00+00:00 is not after start 2026-03-03T09:05:00+00:00")
+        "field 'data.time_entries.0': end 2026-03-03T09:05:00+00:00 is not after start 2026-03-03T09:05:00+00:00"
+    )
 
 
 # --------------------------------------------------------------------------- characters
-@pytest.mark.parametrize("path", ["id", "data.work_order_id", "data.client_id", "data.site_id",
-                                  "data.time_entries.0.id", "data.time_entries.0.technician_id", "data.parts.0.sku",
-                                  "data.parts.0.id", "data.expenses.0.id", "source", "subject", "data.parts.0.unit"])
-@pytest.mark.parametrize(("char", "name", "shown"), [
-    ("\u0000", "U+0000", "\\x00"),
-    ("\u001b", "U+001B", "\\x1b"),
-    ("\u007f", "U+007F", "\\x7f"),
-    ("\u202e", "U+202E (RIGHT-TO-LEFT OVERRIDE)", "\\u202e"),
-    ("\u2066", "U+2066 (LEFT-TO-RIGHT ISOLATE)", "\\u2066"),
-    ("\u200b", "U+200B (ZERO WIDTH SPACE)", "\\u200b"),
-    ("\u2028", "U+2028 (LINE SEPARATOR)", "\\u2028"),
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "id",
+        "data.work_order_id",
+        "data.client_id",
+        "data.site_id",
+        "data.time_entries.0.id",
+        "data.time_entries.0.technician_id",
+        "data.parts.0.sku",
+        "data.parts.0.id",
+        "data.expenses.0.id",
+        "source",
+        "subject",
+        "data.parts.0.unit",
+    ],
+)
+@pytest.mark.parametrize(
+    ("char", "name", "shown"),
+    [
+        ("\u0000", "U+0000", "\\x00"),
+        ("\u001b", "U+001B", "\\x1b"),
+        ("\u007f", "U+007F", "\\x7f"),
+        ("\u202e", "U+202E (RIGHT-TO-LEFT OVERRIDE)", "\\u202e"),
+        ("\u2066", "U+2066 (LEFT-TO-RIGHT ISOLATE)", "\\u2066"),
+        ("\u200b", "U+200B (ZERO WIDTH SPACE)", "\\u200b"),
+        ("\u2028", "U+2028 (LINE SEPARATOR)", "\\u2028"),
+    ],
+)
 def test_control_and_format_characters_are_refused_in_identifiers(path, char, name, shown):
     assert refused(with_value(path, f"AB{char}x")) == (
-        f"field '{path}': control or format character {name} at position 2 is not allowed (got 'AB{shown}x')")
+        f"field '{path}': control or format character {name} at position 2 is not allowed (got 'AB{shown}x')"
+    )
 
 
 @pytest.mark.parametrize("path", ["data.client_id", "data.parts.0.description", "source"])
 def test_a_lone_surrogate_is_refused_anywhere(path):
     assert refused(with_value(path, "AB\ud800x")) == (
         f"field '{path}': Input should be a valid string, unable to parse raw data as a unicode string "
-        "(got 'AB\\ud800x')")
+        "(got 'AB\\ud800x')"
+    )
 
 
 def test_free_text_allows_newlines_but_not_other_controls_or_bidi_overrides():
@@ -404,10 +551,12 @@ def test_free_text_allows_newlines_but_not_other_controls_or_bidi_overrides():
     assert ev.data.parts[0].description.startswith("Valve\n22 mm")
     assert refused(with_value("data.summary", "ok\u0000")) == (
         "field 'data.summary': control character U+0000 at position 2 is not allowed (free text allows tab, CR and "
-        "LF) (got 'ok\\x00')")
+        "LF) (got 'ok\\x00')"
+    )
     assert refused(with_value("data.expenses.0.description", "Parking \u202egpj.exe")) == (
         "field 'data.expenses.0.description': control character U+202E (RIGHT-TO-LEFT OVERRIDE) at position 8 is "
-        "not allowed (free text allows tab, CR and LF) (got 'Parking \\u202egpj.exe')")
+        "not allowed (free text allows tab, CR and LF) (got 'Parking \\u202egpj.exe')"
+    )
 
 
 def test_an_unknown_field_with_a_hostile_name_is_shown_escaped():
@@ -416,39 +565,51 @@ def test_an_unknown_field_with_a_hostile_name_is_shown_escaped():
 
 
 # --------------------------------------------------------------------------- decimals
-PLAIN_12 = ('must be a plain decimal string like "24.00" (at most 12 integer digits and 6 decimals; '
-            "no exponent, spaces or other signs)")
+PLAIN_12 = (
+    'must be a plain decimal string like "24.00" (at most 12 integer digits and 6 decimals; '
+    "no exponent, spaces or other signs)"
+)
 DIGITS_12 = "has too many integer digits (at most 12 integer digits and 6 decimals)"
 
 
-@pytest.mark.parametrize(("path", "value", "reason"), [
-    ("data.expenses.0.amount", "1e-400", PLAIN_12),
-    ("data.expenses.0.amount", "1e400", PLAIN_12),
-    ("data.expenses.0.amount", "Infinity", PLAIN_12),
-    ("data.expenses.0.amount", " 6.50", PLAIN_12),
-    ("data.expenses.0.amount", "+6.50", PLAIN_12),
-    ("data.expenses.0.amount", "9" * 30, DIGITS_12),
-    ("data.expenses.0.amount", "1000000000000", DIGITS_12),
-    ("data.expenses.0.amount", "0.0000001", "has too many decimals (at most 12 integer digits and 6 decimals)"),
-    ("data.expenses.0.amount", "-0.01", "must not be negative"),
-    ("data.parts.0.unit_cost", "10\u0000", PLAIN_12),
-    ("data.parts.0.unit_cost", "1\u202e0", PLAIN_12),
-    ("data.parts.0.quantity", "1000000", "has too many integer digits (at most 6 integer digits and 6 decimals)"),
-    ("data.parts.0.quantity", "0", "must be greater than 0"),
-    ("data.parts.0.quantity", "-2", "must be greater than 0"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "reason"),
+    [
+        ("data.expenses.0.amount", "1e-400", PLAIN_12),
+        ("data.expenses.0.amount", "1e400", PLAIN_12),
+        ("data.expenses.0.amount", "Infinity", PLAIN_12),
+        ("data.expenses.0.amount", " 6.50", PLAIN_12),
+        ("data.expenses.0.amount", "+6.50", PLAIN_12),
+        ("data.expenses.0.amount", "9" * 30, DIGITS_12),
+        ("data.expenses.0.amount", "1000000000000", DIGITS_12),
+        ("data.expenses.0.amount", "0.0000001", "has too many decimals (at most 12 integer digits and 6 decimals)"),
+        ("data.expenses.0.amount", "-0.01", "must not be negative"),
+        ("data.parts.0.unit_cost", "10\u0000", PLAIN_12),
+        ("data.parts.0.unit_cost", "1\u202e0", PLAIN_12),
+        ("data.parts.0.quantity", "1000000", "has too many integer digits (at most 6 integer digits and 6 decimals)"),
+        ("data.parts.0.quantity", "0", "must be greater than 0"),
+        ("data.parts.0.quantity", "-2", "must be greater than 0"),
+    ],
+)
 def test_bad_decimal_strings_are_refused(path, value, reason):
     assert refused(with_value(path, value)) == f"field '{path}': {reason} (got {value!r})"
 
 
-@pytest.mark.parametrize(("literal", "shown", "kind"), [
-    (b"6.5", "6.5", "a JSON number"), (b"6", "6", "a JSON number"), (b"1e400", "1e400", "a JSON number"),
-    (b"true", "True", "a JSON boolean"), (b"null", "None", "null"),
-])
+@pytest.mark.parametrize(
+    ("literal", "shown", "kind"),
+    [
+        (b"6.5", "6.5", "a JSON number"),
+        (b"6", "6", "a JSON number"),
+        (b"1e400", "1e400", "a JSON number"),
+        (b"true", "True", "a JSON boolean"),
+        (b"null", "None", "null"),
+    ],
+)
 def test_money_as_a_json_number_is_refused(literal, shown, kind):
     raw = dump(README_EVENT).replace(b'"amount": "6.50"', b'"amount": ' + literal, 1)
-    assert refused(raw) == (f"field 'data.expenses.0.amount': must be a decimal string like \"24.00\", not {kind} "
-                            f"(got {shown})")
+    assert refused(raw) == (
+        f"field 'data.expenses.0.amount': must be a decimal string like \"24.00\", not {kind} (got {shown})"
+    )
 
 
 def test_a_quote_tax_rate_above_100_is_refused():
@@ -464,8 +625,10 @@ def test_the_message_shows_the_first_errors_then_how_many_more():
     shown = message.count("field 'data.parts.")
     more = int(re.fullmatch(r".*; and (\d+) more", message).group(1))
     assert shown + more == 400 and shown >= 5
-    assert message.startswith("field 'data.parts.0.quantity': must be greater than 0 (got '-1'); "
-                              "field 'data.parts.0.unit_cost': must be a plain decimal string")
+    assert message.startswith(
+        "field 'data.parts.0.quantity': must be greater than 0 (got '-1'); "
+        "field 'data.parts.0.unit_cost': must be a plain decimal string"
+    )
 
 
 def test_show_value_cuts_values():
@@ -479,24 +642,27 @@ def test_show_value_cuts_values():
 
 
 # --------------------------------------------------------------------------- tenant hint
-@pytest.mark.parametrize(("raw", "tenant"), [
-    (dump(README_EVENT), "acme-fm"),
-    (dump(README_EVENT).decode(), "acme-fm"),
-    (b'{"specversion": "1.0", "tenant": "acme-fm", "data": {"x": [[[[', "acme-fm"),  # cut short after the tenant
-    (b'{"data": {"tenant": "inner"}, "tenant": "outer"}', "outer"),  # top-level member, not a nested one
-    (b'{"data": {"tenant": "inner"}}', None),
-    (b'{"data": [[[[[, "tenant": "late"}', "late"),  # unreadable before the tenant: first "tenant" in the text
-    (b'{"tenant": "bad tenant"}', None),
-    (b'{"tenant": "\\u0000x"}', None),
-    (b'{"tenant": 42}', None),
-    (b'{"tenant": "' + b"t" * 65 + b'"}', None),
-    (b'["tenant", "acme-fm"]', None),
-    (b"\xef\xbb\xbf" + dump(README_EVENT), "acme-fm"),
-    (b"\xff\xfe\x00", None),
-    (b"", None),
-    (None, None),
-    (bytearray(b'{"tenant":"nordic-hvac"}'), "nordic-hvac"),
-])
+@pytest.mark.parametrize(
+    ("raw", "tenant"),
+    [
+        (dump(README_EVENT), "acme-fm"),
+        (dump(README_EVENT).decode(), "acme-fm"),
+        (b'{"specversion": "1.0", "tenant": "acme-fm", "data": {"x": [[[[', "acme-fm"),  # cut short after the tenant
+        (b'{"data": {"tenant": "inner"}, "tenant": "outer"}', "outer"),  # top-level member, not a nested one
+        (b'{"data": {"tenant": "inner"}}', None),
+        (b'{"data": [[[[[, "tenant": "late"}', "late"),  # unreadable before the tenant: first "tenant" in the text
+        (b'{"tenant": "bad tenant"}', None),
+        (b'{"tenant": "\\u0000x"}', None),
+        (b'{"tenant": 42}', None),
+        (b'{"tenant": "' + b"t" * 65 + b'"}', None),
+        (b'["tenant", "acme-fm"]', None),
+        (b"\xef\xbb\xbf" + dump(README_EVENT), "acme-fm"),
+        (b"\xff\xfe\x00", None),
+        (b"", None),
+        (None, None),
+        (bytearray(b'{"tenant":"nordic-hvac"}'), "nordic-hvac"),
+    ],
+)
 def test_tenant_hint(raw, tenant):
     assert tenant_hint(raw) == tenant
 
@@ -564,8 +730,14 @@ def _tenants() -> dict[str, Tenant]:
     tenants = dict(config.tenants)
     raw = yaml.safe_load((EXAMPLES / "config.yaml").read_text(encoding="utf-8"))["tenants"]["acme-fm"]
     variants = {
-        "mileage": {"rate_card": {"travel_billing": "mileage", "mileage_rate_per_km": "0.45",
-                                  "mileage_cost_per_km": "0.21", "rounding_per": "entry"}},
+        "mileage": {
+            "rate_card": {
+                "travel_billing": "mileage",
+                "mileage_rate_per_km": "0.45",
+                "mileage_cost_per_km": "0.21",
+                "rounding_per": "entry",
+            }
+        },
         "completion": {"quotes": {"invoice_at": "completion"}, "currency": "JPY"},
         "deposit": {"quotes": {"deposit_percent": "30"}, "currency": "BHD", "tax": {"prices_include_tax": True}},
     }
@@ -584,8 +756,9 @@ _EDGE_QTY = ["0.000001", "1", "2.5", "999999.999999", "123456.654321"]
 
 def _decimal_text(top: int, edges: list[str], positive: bool) -> st.SearchStrategy[str]:
     low = Decimal("0.000001") if positive else Decimal(0)
-    numbers = st.decimals(min_value=low, max_value=Decimal(10**top) - Decimal("0.000001"), places=6,
-                          allow_nan=False, allow_infinity=False).map(lambda d: format(d, "f"))
+    numbers = st.decimals(
+        min_value=low, max_value=Decimal(10**top) - Decimal("0.000001"), places=6, allow_nan=False, allow_infinity=False
+    ).map(lambda d: format(d, "f"))
     return st.sampled_from(edges) | numbers
 
 
@@ -604,12 +777,13 @@ def _valid_events(draw) -> tuple[str, dict[str, Any], dict[str, Any]]:
         base = draw(st.datetimes(min_value=datetime(2026, 1, 1, 12), max_value=datetime(2026, 12, 1)))
     else:
         base = draw(st.datetimes(min_value=datetime(2000, 1, 2), max_value=datetime(2100, 6, 1)))
-    offset = draw(st.sampled_from([timedelta(0), timedelta(hours=1), timedelta(hours=-5, minutes=-30),
-                                   timedelta(hours=14)]))
+    offset = draw(
+        st.sampled_from([timedelta(0), timedelta(hours=1), timedelta(hours=-5, minutes=-30), timedelta(hours=14)])
+    )
     zone = timezone(offset)
 
     def stamp(moment: datetime) -> str:
-        return moment.replace(tzinfo=timezone.utc).astimezone(zone).isoformat().replace("+00:00", "Z")
+        return moment.replace(tzinfo=UTC).astimezone(zone).isoformat().replace("+00:00", "Z")
 
     technicians = sorted(card.technicians) + ["T-UNKNOWN"]
     cursor: dict[str, datetime] = {}
@@ -642,8 +816,12 @@ def _valid_events(draw) -> tuple[str, dict[str, Any], dict[str, Any]]:
         entries.append(item)
     parts = []
     for i in range(draw(st.integers(0, 4))):
-        part: dict[str, Any] = {"id": f"P-{i}", "sku": draw(st.sampled_from(sorted(card.catalogue) + ["SKU-X"])),
-                                "description": draw(_ids), "quantity": draw(_qty)}
+        part: dict[str, Any] = {
+            "id": f"P-{i}",
+            "sku": draw(st.sampled_from(sorted(card.catalogue) + ["SKU-X"])),
+            "description": draw(_ids),
+            "quantity": draw(_qty),
+        }
         for key in ("unit_cost", "unit_price"):
             if draw(st.booleans()):
                 part[key] = draw(_money)
@@ -652,18 +830,50 @@ def _valid_events(draw) -> tuple[str, dict[str, Any], dict[str, Any]]:
         if draw(st.booleans()):
             part["category"] = draw(st.sampled_from(["consumables", "spares", "other"]))
         parts.append(part)
-    expenses = [{"id": f"E-{i}", "description": "Parking", "amount": draw(_money), "billable": draw(st.booleans()),
-                 "outside_quote": draw(st.booleans())} for i in range(draw(st.integers(0, 3)))]
+    expenses = [
+        {
+            "id": f"E-{i}",
+            "description": "Parking",
+            "amount": draw(_money),
+            "billable": draw(st.booleans()),
+            "outside_quote": draw(st.booleans()),
+        }
+        for i in range(draw(st.integers(0, 3)))
+    ]
     envelope = {"specversion": "1.0", "source": "/platforms/prop", "time": stamp(base), "tenant": tenant_id}
-    quote = envelope | {"id": "prop:qt", "type": "maintenance.quote.approved", "data": {
-        "quote_id": "Q-1", "revision": draw(st.integers(1, 2**31 - 1)), "client_id": client, "site_id": "S-1",
-        "lines": [{"id": f"QL-{i}", "description": "Line", "quantity": draw(_qty), "unit_price": draw(_money),
-                   **({"tax_rate": draw(_decimal_text(2, ["0", "100", "23"], positive=False))} if draw(st.booleans())
-                      else {})} for i in range(draw(st.integers(1, 3)))]}}
+    quote = envelope | {
+        "id": "prop:qt",
+        "type": "maintenance.quote.approved",
+        "data": {
+            "quote_id": "Q-1",
+            "revision": draw(st.integers(1, 2**31 - 1)),
+            "client_id": client,
+            "site_id": "S-1",
+            "lines": [
+                {
+                    "id": f"QL-{i}",
+                    "description": "Line",
+                    "quantity": draw(_qty),
+                    "unit_price": draw(_money),
+                    **(
+                        {"tax_rate": draw(_decimal_text(2, ["0", "100", "23"], positive=False))}
+                        if draw(st.booleans())
+                        else {}
+                    ),
+                }
+                for i in range(draw(st.integers(1, 3)))
+            ],
+        },
+    }
     doc = draw(st.sampled_from(["wo", "sj"]))
-    data: dict[str, Any] = {"revision": draw(st.integers(1, 2**31 - 1)), "client_id": client,
-                            "site_id": draw(st.sampled_from(["LIS-HAL-ROOF", "LIS-CDP-WARD2", "S-1"])),
-                            "time_entries": entries, "parts": parts, "expenses": expenses}
+    data: dict[str, Any] = {
+        "revision": draw(st.integers(1, 2**31 - 1)),
+        "client_id": client,
+        "site_id": draw(st.sampled_from(["LIS-HAL-ROOF", "LIS-CDP-WARD2", "S-1"])),
+        "time_entries": entries,
+        "parts": parts,
+        "expenses": expenses,
+    }
     if doc == "wo":
         data |= {"work_order_id": draw(_ids), "kind": draw(st.sampled_from(["corrective", "preventive"]))}
         if draw(st.booleans()):
@@ -696,17 +906,35 @@ def test_valid_events_price_or_raise_only_pricing_errors(case, with_quote):
 
 def test_an_event_whose_invoice_cannot_fit_a_kafka_record_is_a_pricing_error():
     """500 visits of 6.5 h across bands, each with a call-out, plus long parts: more than 900 KiB of invoice."""
-    entries = [entry(f"{i:04d}" + "E" * 124, f"T3{i % 2 + 1}", f"2026-03-{1 + i % 28:02d}T17:00:00Z",
-                     f"2026-03-{1 + i % 28:02d}T23:30:00Z", visit_id=f"{i:04d}" + "V" * 124) for i in range(500)]
-    parts = [{"id": f"{i:04d}" + "P" * 124, "sku": f"{i:04d}" + "K" * 124, "description": "d" * 500,
-              "quantity": "1", "unit_cost": "10"} for i in range(200)]
+    entries = [
+        entry(
+            f"{i:04d}" + "E" * 124,
+            f"T3{i % 2 + 1}",
+            f"2026-03-{1 + i % 28:02d}T17:00:00Z",
+            f"2026-03-{1 + i % 28:02d}T23:30:00Z",
+            visit_id=f"{i:04d}" + "V" * 124,
+        )
+        for i in range(500)
+    ]
+    parts = [
+        {
+            "id": f"{i:04d}" + "P" * 124,
+            "sku": f"{i:04d}" + "K" * 124,
+            "description": "d" * 500,
+            "quantity": "1",
+            "unit_cost": "10",
+        }
+        for i in range(200)
+    ]
     ev = parse_event(dump(event(time_entries=entries, parts=parts, expenses=[])))
     tenant = TENANTS["acme-fm"]
     with pytest.raises(PricingError) as info:
         price_event(ev, "acme-fm", tenant)
     assert info.value.field == "data" and info.value.value == "1577 lines"
-    assert re.fullmatch(r"data: the priced invoice would be \d+ bytes of JSON, more than the 921600 one Kafka record "
-                        r"can carry \(too many visits, time entries or items in one event\) \(got '1577 lines'\)",
-                        str(info.value))
+    assert re.fullmatch(
+        r"data: the priced invoice would be \d+ bytes of JSON, more than the 921600 one Kafka record "
+        r"can carry \(too many visits, time entries or items in one event\) \(got '1577 lines'\)",
+        str(info.value),
+    )
     fewer = parse_event(dump(event(time_entries=entries[:100], parts=parts[:50], expenses=[])))
     assert len(price_event(fewer, "acme-fm", tenant).model_dump_json()) < MAX_PRICED_JSON_BYTES

@@ -32,8 +32,9 @@ async def _fill(bootstrap: str, topic: str, n: int) -> None:
 
 async def _drained_consumer(bootstrap: str, group: str, tps: list[TopicPartition]) -> AIOKafkaConsumer:
     """A group consumer that has read every record of ``tps`` (as Faust's fetcher does during recovery)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     consumer.assign(tps)
     ends = await consumer.end_offsets(tps)
@@ -84,8 +85,11 @@ def test_seek_to_committed_or_beginning(kafka):
             await consumer.stop()
 
     committed, started, positions = asyncio.run(go())
-    assert committed == {TopicPartition(STREAM, 0): None, TopicPartition(OTHER, 0): 3,
-                         TopicPartition(CHANGELOG, 0): None}
+    assert committed == {
+        TopicPartition(STREAM, 0): None,
+        TopicPartition(OTHER, 0): 3,
+        TopicPartition(CHANGELOG, 0): None,
+    }
     assert started == {TopicPartition(STREAM, 0): 0}
     assert positions == {STREAM: 0, OTHER: 3, CHANGELOG: 4}
 
@@ -93,16 +97,20 @@ def test_seek_to_committed_or_beginning(kafka):
 def test_uncommitted_stream_partitions_rule():
     tp = faust_compat.TopicPartition
     committed = {tp("a", 0): None, tp("a", 1): 0, tp("a", 2): -1, tp("a", 3): 7, tp("a-changelog", 0): None}
-    assert faust_compat.uncommitted_stream_partitions(committed, {"a-changelog"}) == [tp("a", 0), tp("a", 1),
-                                                                                      tp("a", 2)]
+    assert faust_compat.uncommitted_stream_partitions(committed, {"a-changelog"}) == [
+        tp("a", 0),
+        tp("a", 1),
+        tp("a", 2),
+    ]
 
 
 def test_app_consumer_runs_the_seeking_thread():
     """The private Faust hooks used: ``App._new_transport``, ``Transport.Consumer``,
     ``Consumer._new_consumer_thread``, ``ConsumerThread.call_thread`` / ``_ensure_consumer``, and
     ``app.tables.changelog_topics``."""
-    app = faust_compat.create_faust_app("compat-app", broker="kafka://127.0.0.1:1", store="memory://",
-                                        web_enabled=False)
+    app = faust_compat.create_faust_app(
+        "compat-app", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False
+    )
     app.Table("table", partitions=1)
     assert type(app.transport) is faust_compat.SeekingTransport
     assert type(app.consumer) is faust_compat.SeekingConsumer
@@ -122,8 +130,9 @@ def test_agent_errors_reach_the_app_hook_and_are_counted():
     from broker import metrics
 
     assert "on_error=self._on_agent_error" in inspect.getsource(faust.App.agent)
-    app = faust_compat.create_faust_app("compat-crash", broker="kafka://127.0.0.1:1", store="memory://",
-                                        web_enabled=False)
+    app = faust_compat.create_faust_app(
+        "compat-crash", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False
+    )
 
     @app.agent(name="compat-crashing")
     async def crashing(stream):  # pragma: no cover - only its name is used

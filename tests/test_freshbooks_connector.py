@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -70,15 +70,32 @@ def secrets_env(monkeypatch):
 
 
 def settings_for(emu: FreshBooksEmulator, **overrides) -> dict:
-    base = {"api_url": emu.url, "account_id": ACCOUNT, "client_id": "demo-client", "client_secret_env": "FRESHBOOKS_CLIENT_SECRET",
-            "refresh_token_env": "FRESHBOOKS_REFRESH_TOKEN", "tax_names": {"23": "IVA"}}
+    base = {
+        "api_url": emu.url,
+        "account_id": ACCOUNT,
+        "client_id": "demo-client",
+        "client_secret_env": "FRESHBOOKS_CLIENT_SECRET",
+        "refresh_token_env": "FRESHBOOKS_REFRESH_TOKEN",
+        "tax_names": {"23": "IVA"},
+    }
     base.update(overrides)
     return base
 
 
 def line(desc, qty, price, net, rate, tax, *, kind="labour", discount="0") -> InvoiceLine:
-    return InvoiceLine(kind=kind, description=desc, quantity=D(qty), unit_price=D(price), discount_percent=D(discount),
-                       net=D(net), tax_rate=D(rate), tax=D(tax), total=D(net) + D(tax), source="t", rule="t")
+    return InvoiceLine(
+        kind=kind,
+        description=desc,
+        quantity=D(qty),
+        unit_price=D(price),
+        discount_percent=D(discount),
+        net=D(net),
+        tax_rate=D(rate),
+        tax=D(tax),
+        total=D(net) + D(tax),
+        source="t",
+        rule="t",
+    )
 
 
 def make_invoice(number="ACME-WO-1-R1", *, lines=None, contact_id="31007") -> Invoice:
@@ -90,13 +107,31 @@ def make_invoice(number="ACME-WO-1-R1", *, lines=None, contact_id="31007") -> In
             line("Contactor 25A", "2", "18.75", "33.75", "23", "7.76", kind="part", discount="10"),
         ]
     return Invoice(
-        invoice_key=f"acme:wo:{number}:r1", invoice_number=number, order_key=f"acme:wo:{number}", tenant="acme",
-        billing_system="freshbooks", event_id="evt-1", event_type="maintenance.work_order.completed",
-        event_time=datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc), document="wo", document_id=number, revision=1,
-        client_id="CLI-HAL", client_name="Hotel Atlântico Lisboa, S.A.", contact_id=contact_id, site_id="S1", currency="EUR",
-        issue_date=date(2026, 3, 2), due_date=date(2026, 4, 1), reference=f"WO {number}", lines=lines,
-        net_total=sum((ln.net for ln in lines), D(0)), tax_total=sum((ln.tax for ln in lines), D(0)),
-        total=sum((ln.total for ln in lines), D(0)), cost_total=D(0), margin=D(0),
+        invoice_key=f"acme:wo:{number}:r1",
+        invoice_number=number,
+        order_key=f"acme:wo:{number}",
+        tenant="acme",
+        billing_system="freshbooks",
+        event_id="evt-1",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
+        document="wo",
+        document_id=number,
+        revision=1,
+        client_id="CLI-HAL",
+        client_name="Hotel Atlântico Lisboa, S.A.",
+        contact_id=contact_id,
+        site_id="S1",
+        currency="EUR",
+        issue_date=date(2026, 3, 2),
+        due_date=date(2026, 4, 1),
+        reference=f"WO {number}",
+        lines=lines,
+        net_total=sum((ln.net for ln in lines), D(0)),
+        tax_total=sum((ln.tax for ln in lines), D(0)),
+        total=sum((ln.total for ln in lines), D(0)),
+        cost_total=D(0),
+        margin=D(0),
     )
 
 
@@ -130,9 +165,10 @@ def test_deliver_looks_up_creates_and_marks_sent_with_our_totals(emulators, secr
     assert result.details["v3_status"] == "sent"
     [stored] = emu.invoices(ACCOUNT)
     assert str(stored["invoiceid"]) == result.external_id and stored["amount"] == {"amount": "209.41", "code": "EUR"}
-    assert [(ln["name"], ln["qty"], ln["unit_cost"]["amount"], ln["amount"]["amount"], ln["taxName1"], ln["taxAmount1"])
-            for ln in stored["lines"]] == [("Labour", D("3.25"), "42.00", "136.50", "IVA", "23"),
-                                           ("Parts", D("1"), "33.75", "33.75", "IVA", "23")]
+    assert [
+        (ln["name"], ln["qty"], ln["unit_cost"]["amount"], ln["amount"]["amount"], ln["taxName1"], ln["taxAmount1"])
+        for ln in stored["lines"]
+    ] == [("Labour", D("3.25"), "42.00", "136.50", "IVA", "23"), ("Parts", D("1"), "33.75", "33.75", "IVA", "23")]
     assert (stored["po_number"], stored["due_date"], stored["status"]) == ("WO ACME-WO-1-R1", "2026-04-01", 2)
     # lookup, create (a draft), mark as sent
     assert [(m, s) for m, _, s in api_calls(emu)] == [("GET", 200), ("POST", 200), ("PUT", 200)]
@@ -140,9 +176,15 @@ def test_deliver_looks_up_creates_and_marks_sent_with_our_totals(emulators, secr
 
 def test_draft_setting_leaves_a_draft_and_email_sends_it(emulators, secrets_env):
     emu = emulators()
-    draft = run(with_connector(settings_for(emu, invoice_status="draft"), lambda c: c.deliver(make_invoice("ACME-WO-1-R1"))))
-    emailed = run(with_connector(settings_for(emu, email_invoice=True), lambda c: c.deliver(make_invoice("ACME-WO-2-R1"))))
-    assert draft.details["v3_status"] == "draft" and emailed.details["v3_status"] == "sent" and emailed.details["emailed"]
+    draft = run(
+        with_connector(settings_for(emu, invoice_status="draft"), lambda c: c.deliver(make_invoice("ACME-WO-1-R1")))
+    )
+    emailed = run(
+        with_connector(settings_for(emu, email_invoice=True), lambda c: c.deliver(make_invoice("ACME-WO-2-R1")))
+    )
+    assert (
+        draft.details["v3_status"] == "draft" and emailed.details["v3_status"] == "sent" and emailed.details["emailed"]
+    )
     assert emu.emails == [(ACCOUNT, int(emailed.external_id), ["contas@hotel-atlantico.example"])]
 
 
@@ -245,13 +287,21 @@ def test_failed_second_step_is_completed_by_the_retry(emulators, secrets_env):
     [stored] = emu.invoices()
     # the retry finds the draft (no second create) and marks it sent
     assert result.created is False and result.details["v3_status"] == "sent" and stored["status"] == 2
-    assert [(m, s) for m, _, s in api_calls(emu)] == [("GET", 200), ("POST", 200), ("PUT", 503), ("GET", 200), ("PUT", 200)]
+    assert [(m, s) for m, _, s in api_calls(emu)] == [
+        ("GET", 200),
+        ("POST", 200),
+        ("PUT", 503),
+        ("GET", 200),
+        ("PUT", 200),
+    ]
 
 
 # --------------------------------------------------------------------------- errors
 def test_unknown_client_is_permanent_with_the_freshbooks_error(emulators, secrets_env):
     emu = emulators()
-    exc = run(with_connector(settings_for(emu), lambda c: _raises(PermanentError, c.deliver(make_invoice(contact_id="999")))))
+    exc = run(
+        with_connector(settings_for(emu), lambda c: _raises(PermanentError, c.deliver(make_invoice(contact_id="999"))))
+    )
     assert exc.http_status == 422 and "errno 1012 customerid: Client not found." in str(exc)
     assert emu.invoices() == []
 
@@ -323,7 +373,9 @@ def test_unknown_account(emulators, secrets_env):
 def test_missing_client_is_found_by_name_or_created_when_allowed(emulators, secrets_env):
     emu = emulators()
     known = make_invoice("ACME-WO-K-R1", contact_id=None)
-    stranger = make_invoice("ACME-WO-S-R1", contact_id=None).model_copy(update={"client_id": "CLI-NEW", "client_name": "Condomínio Novo"})
+    stranger = make_invoice("ACME-WO-S-R1", contact_id=None).model_copy(
+        update={"client_id": "CLI-NEW", "client_name": "Condomínio Novo"}
+    )
     run(with_connector(settings_for(emu), lambda c: c.deliver(known)))
     assert emu.invoices()[0]["customerid"] == 31007
     exc = run(with_connector(settings_for(emu), lambda c: _raises(PermanentError, c.deliver(stranger))))

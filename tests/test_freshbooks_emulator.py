@@ -26,8 +26,16 @@ def body(resp: httpx.Response):
 
 
 def token(emu: FreshBooksEmulator, refresh: str = "demo-refresh-token", secret: str = "demo-secret") -> httpx.Response:
-    return httpx.post(f"{emu.url}/auth/oauth/token", data={"grant_type": "refresh_token", "refresh_token": refresh,
-                                                           "client_id": "demo-client", "client_secret": secret}, timeout=5)
+    return httpx.post(
+        f"{emu.url}/auth/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh,
+            "client_id": "demo-client",
+            "client_secret": secret,
+        },
+        timeout=5,
+    )
 
 
 class Api:
@@ -38,10 +46,16 @@ class Api:
         self.http = httpx.Client(base_url=emu.url, timeout=5, headers={"Authorization": f"Bearer {self.token}"})
 
     def create(self, invoice: dict, **params):
-        return self.http.post(INVOICES, params=params, content=dumps({"invoice": invoice}), headers={"Content-Type": "application/json"})
+        return self.http.post(
+            INVOICES, params=params, content=dumps({"invoice": invoice}), headers={"Content-Type": "application/json"}
+        )
 
     def update(self, invoice_id, changes: dict):
-        return self.http.put(f"{INVOICES}/{invoice_id}", content=dumps({"invoice": changes}), headers={"Content-Type": "application/json"})
+        return self.http.put(
+            f"{INVOICES}/{invoice_id}",
+            content=dumps({"invoice": changes}),
+            headers={"Content-Type": "application/json"},
+        )
 
     def close(self):
         self.http.close()
@@ -64,15 +78,27 @@ def api(emu):
 
 
 def fb_line(qty, cost, tax=None, *, name="Labour", description="Work"):
-    out = {"type": 0, "name": name, "description": description, "qty": D(qty), "unit_cost": {"amount": cost, "code": "EUR"}}
+    out = {
+        "type": 0,
+        "name": name,
+        "description": description,
+        "qty": D(qty),
+        "unit_cost": {"amount": cost, "code": "EUR"},
+    }
     if tax is not None:
         out.update(taxName1="IVA", taxAmount1=tax)
     return out
 
 
 def fb_invoice(number="INV-T-1", lines=None, **extra):
-    doc = {"customerid": 31007, "create_date": "2026-03-02", "due_offset_days": 30, "invoice_number": number,
-           "currency_code": "EUR", "lines": lines if lines is not None else [fb_line("3.25", "42.00", "23")]}
+    doc = {
+        "customerid": 31007,
+        "create_date": "2026-03-02",
+        "due_offset_days": 30,
+        "invoice_number": number,
+        "currency_code": "EUR",
+        "lines": lines if lines is not None else [fb_line("3.25", "42.00", "23")],
+    }
     doc.update(extra)
     return doc
 
@@ -106,8 +132,11 @@ def test_identity_and_auth_errors(emu, api):
 
 # --------------------------------------------------------------------------- arithmetic and validation
 def test_create_is_a_draft_with_freshbooks_totals(emu, api):
-    lines = [fb_line("3.25", "42.00", "23"), *[fb_line("1", "0.99", "23", name="Parts") for _ in range(3)],
-             fb_line("1", "12.50", name="Expenses")]
+    lines = [
+        fb_line("3.25", "42.00", "23"),
+        *[fb_line("1", "0.99", "23", name="Parts") for _ in range(3)],
+        fb_line("1", "12.50", name="Expenses"),
+    ]
     created = body(api.create(fb_invoice(lines=lines), **{"include[]": "lines"}))["response"]["result"]["invoice"]
     # 136.50 + 3 × 0.99 + 12.50 = 151.97; tax per line: 31.395 -> 31.40, 3 × (0.2277 -> 0.23) = 0.69; total 184.06
     assert created["amount"] == {"amount": "184.06", "code": "EUR"} and created["outstanding"]["amount"] == "184.06"
@@ -119,7 +148,9 @@ def test_create_is_a_draft_with_freshbooks_totals(emu, api):
 
 def test_unit_cost_keeps_two_decimals(emu, api):
     # 2 × 16.875: the unit cost becomes 16.88, the line 33.76 — one cent more than 33.75
-    created = body(api.create(fb_invoice(lines=[fb_line("2", "16.875")]), **{"include[]": "lines"}))["response"]["result"]["invoice"]
+    created = body(api.create(fb_invoice(lines=[fb_line("2", "16.875")]), **{"include[]": "lines"}))["response"][
+        "result"
+    ]["invoice"]
     assert created["lines"][0]["unit_cost"]["amount"] == "16.88" and created["amount"]["amount"] == "33.76"
 
 
@@ -128,19 +159,28 @@ def test_invoice_numbers_are_unique_even_against_deleted_invoices(emu, api):
     dup = api.create(fb_invoice())
     assert dup.status_code == 422 and errors(dup) == [(2004, "invoice_number", "Invoice number already exists.")]
     assert body(api.update(created["invoiceid"], {"vis_state": 1}))["response"]["result"]["invoice"]["vis_state"] == 1
-    assert body(api.http.get(INVOICES, params={"search[invoice_number]": "INV-T-1"}))["response"]["result"]["invoices"] == []
+    assert (
+        body(api.http.get(INVOICES, params={"search[invoice_number]": "INV-T-1"}))["response"]["result"]["invoices"]
+        == []
+    )
     assert api.create(fb_invoice()).status_code == 422  # deleted, still taken
 
 
-@pytest.mark.parametrize("doc, expected", [
-    (fb_invoice(customerid=None), (2001, "customerid")),
-    (fb_invoice(customerid=4242), (1012, "customerid")),
-    (fb_invoice(create_date=None), (2001, "create_date")),
-    (fb_invoice(due_offset_days=-1), (2002, "due_offset_days")),
-    (fb_invoice("N" * 101), (2003, "invoice_number")),
-    (fb_invoice(lines=[fb_line("1", "1.00", "23.4567")]), (2002, "lines[0].taxAmount1")),
-    (fb_invoice(lines=[{**fb_line("1", "1.00"), "unit_cost": {"amount": "1.00", "code": "USD"}}]), (2002, "lines[0].unit_cost.code")),
-])
+@pytest.mark.parametrize(
+    "doc, expected",
+    [
+        (fb_invoice(customerid=None), (2001, "customerid")),
+        (fb_invoice(customerid=4242), (1012, "customerid")),
+        (fb_invoice(create_date=None), (2001, "create_date")),
+        (fb_invoice(due_offset_days=-1), (2002, "due_offset_days")),
+        (fb_invoice("N" * 101), (2003, "invoice_number")),
+        (fb_invoice(lines=[fb_line("1", "1.00", "23.4567")]), (2002, "lines[0].taxAmount1")),
+        (
+            fb_invoice(lines=[{**fb_line("1", "1.00"), "unit_cost": {"amount": "1.00", "code": "USD"}}]),
+            (2002, "lines[0].unit_cost.code"),
+        ),
+    ],
+)
 def test_validation_errors(emu, api, doc, expected):
     emu.request_validator = None  # the emulator's own checks
     resp = api.create({k: v for k, v in doc.items() if v is not None})
@@ -149,9 +189,15 @@ def test_validation_errors(emu, api, doc, expected):
 
 
 def test_spec_validator_refuses_unknown_and_mistyped_fields(emu, api):
-    assert body_problems(SPEC, "InvoiceCreateObject", {"invoice": fb_invoice(lines=[{**fb_line("1", "1.00"), "taxamount1": "23"}])})
-    assert body_problems(SPEC, "InvoiceCreateObject", {"invoice": fb_invoice(customerid="31007")})  # a string, not an integer
-    assert body_problems(SPEC, "InvoiceCreateObject", {"invoice": fb_invoice(lines=[fb_line("1.5", "1.00")])}) == []  # fractional qty
+    assert body_problems(
+        SPEC, "InvoiceCreateObject", {"invoice": fb_invoice(lines=[{**fb_line("1", "1.00"), "taxamount1": "23"}])}
+    )
+    assert body_problems(
+        SPEC, "InvoiceCreateObject", {"invoice": fb_invoice(customerid="31007")}
+    )  # a string, not an integer
+    assert (
+        body_problems(SPEC, "InvoiceCreateObject", {"invoice": fb_invoice(lines=[fb_line("1.5", "1.00")])}) == []
+    )  # fractional qty
     resp = api.create(fb_invoice(discount_valu="5"))
     assert resp.status_code == 400 and "discount_valu" in emu.validation_failures[0]
     emu.validation_failures.clear()
@@ -163,13 +209,17 @@ def test_list_filters_pagination_and_actions(emu, api):
     page = body(api.http.get(INVOICES, params={"per_page": "2", "page": "2"}))["response"]["result"]
     assert (page["page"], page["pages"], page["per_page"], page["total"]) == (2, 2, 2, 3)
     assert [i["invoiceid"] for i in page["invoices"]] == [ids[0]]  # newest first
-    by_number = body(api.http.get(INVOICES, params={"search[invoice_number]": "INV-1"}))["response"]["result"]["invoices"]
+    by_number = body(api.http.get(INVOICES, params={"search[invoice_number]": "INV-1"}))["response"]["result"][
+        "invoices"
+    ]
     assert [i["invoiceid"] for i in by_number] == [ids[1]]
     # an unknown filter is ignored, as list filters are: everything comes back
     assert body(api.http.get(INVOICES, params={"search[invoice_numbr]": "INV-1"}))["response"]["result"]["total"] == 3
     sent = body(api.update(ids[0], {"action_mark_as_sent": True}))["response"]["result"]["invoice"]
     assert (sent["status"], sent["v3_status"]) == (2, "sent") and emu.emails == []
-    mailed = body(api.update(ids[1], {"action_email": True, "email_recipients": ["ops@example.com"]}))["response"]["result"]["invoice"]
+    mailed = body(api.update(ids[1], {"action_email": True, "email_recipients": ["ops@example.com"]}))["response"][
+        "result"
+    ]["invoice"]
     assert mailed["v3_status"] == "sent" and emu.emails == [(ACCOUNT, ids[1], ["ops@example.com"])]
     no_mail = body(api.create(fb_invoice("INV-9", customerid=31008)))["response"]["result"]["invoice"]
     refused = api.update(no_mail["invoiceid"], {"action_email": True})
@@ -178,13 +228,21 @@ def test_list_filters_pagination_and_actions(emu, api):
 
 
 def test_clients_search_and_create(emu, api):
-    by_mail = body(api.http.get(f"/accounting/account/{ACCOUNT}/users/clients",
-                                params={"search[email]": "contas@hotel-atlantico.example"}))["response"]["result"]["clients"]
+    by_mail = body(
+        api.http.get(
+            f"/accounting/account/{ACCOUNT}/users/clients", params={"search[email]": "contas@hotel-atlantico.example"}
+        )
+    )["response"]["result"]["clients"]
     assert [c["userid"] for c in by_mail] == [31007]
-    like = body(api.http.get(f"/accounting/account/{ACCOUNT}/users/clients", params={"search[organization_like]": "Parque"}))
+    like = body(
+        api.http.get(f"/accounting/account/{ACCOUNT}/users/clients", params={"search[organization_like]": "Parque"})
+    )
     assert [c["userid"] for c in like["response"]["result"]["clients"]] == [31008]
-    created = api.http.post(f"/accounting/account/{ACCOUNT}/users/clients", content=dumps({"client": {"organization": "Novo"}}),
-                            headers={"Content-Type": "application/json"})
+    created = api.http.post(
+        f"/accounting/account/{ACCOUNT}/users/clients",
+        content=dumps({"client": {"organization": "Novo"}}),
+        headers={"Content-Type": "application/json"},
+    )
     assert body(created)["response"]["result"]["client"]["userid"] == 40001
 
 

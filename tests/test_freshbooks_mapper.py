@@ -6,7 +6,7 @@ Each file in tests/golden/freshbooks/ holds the settings, an Invoice (amounts co
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP
 from decimal import Decimal as D
 from pathlib import Path
@@ -22,8 +22,9 @@ from connectors.freshbooks.spec_check import body_problems
 ROOT = Path(__file__).resolve().parent
 SPEC = ROOT / "specs" / "freshbooks" / "openapi.yaml"
 GOLDEN = sorted((ROOT / "golden" / "freshbooks").glob("*.json"))
-SETTINGS = FreshBooksSettings(account_id="ZkR9mQ", client_id="c", client_secret_env="S", refresh_token_env="R",
-                              tax_names={"23": "IVA"})
+SETTINGS = FreshBooksSettings(
+    account_id="ZkR9mQ", client_id="c", client_secret_env="S", refresh_token_env="R", tax_names={"23": "IVA"}
+)
 
 
 def q2(value: D) -> D:
@@ -31,19 +32,48 @@ def q2(value: D) -> D:
 
 
 def line(desc, qty, price, net, rate, tax, *, kind="labour", discount="0") -> InvoiceLine:
-    return InvoiceLine(kind=kind, description=desc, quantity=D(qty), unit_price=D(price), discount_percent=D(discount),
-                       net=D(net), tax_rate=D(rate), tax=D(tax), total=D(net) + D(tax), source="t", rule="t")
+    return InvoiceLine(
+        kind=kind,
+        description=desc,
+        quantity=D(qty),
+        unit_price=D(price),
+        discount_percent=D(discount),
+        net=D(net),
+        tax_rate=D(rate),
+        tax=D(tax),
+        total=D(net) + D(tax),
+        source="t",
+        rule="t",
+    )
 
 
 def invoice(lines, *, number="ACME-WO-1-R1", contact_id="31007", due=date(2026, 4, 1), reference="WO 1") -> Invoice:
     return Invoice(
-        invoice_key=f"acme:wo:{number}:r1", invoice_number=number, order_key=f"acme:wo:{number}", tenant="acme",
-        billing_system="freshbooks", event_id="e1", event_type="maintenance.work_order.completed",
-        event_time=datetime(2026, 3, 2, tzinfo=timezone.utc), document="wo", document_id="1", revision=1, client_id="CLI-HAL",
-        client_name="Hotel Atlântico Lisboa, S.A.", contact_id=contact_id, site_id="S1", currency="EUR",
-        issue_date=date(2026, 3, 2), due_date=due, reference=reference, lines=lines,
-        net_total=sum((ln.net for ln in lines), D(0)), tax_total=sum((ln.tax for ln in lines), D(0)),
-        total=sum((ln.total for ln in lines), D(0)), cost_total=D(0), margin=D(0),
+        invoice_key=f"acme:wo:{number}:r1",
+        invoice_number=number,
+        order_key=f"acme:wo:{number}",
+        tenant="acme",
+        billing_system="freshbooks",
+        event_id="e1",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 2, tzinfo=UTC),
+        document="wo",
+        document_id="1",
+        revision=1,
+        client_id="CLI-HAL",
+        client_name="Hotel Atlântico Lisboa, S.A.",
+        contact_id=contact_id,
+        site_id="S1",
+        currency="EUR",
+        issue_date=date(2026, 3, 2),
+        due_date=due,
+        reference=reference,
+        lines=lines,
+        net_total=sum((ln.net for ln in lines), D(0)),
+        tax_total=sum((ln.tax for ln in lines), D(0)),
+        total=sum((ln.total for ln in lines), D(0)),
+        cost_total=D(0),
+        margin=D(0),
     )
 
 
@@ -103,8 +133,14 @@ def test_limits_and_unsendable_invoices_are_permanent_and_named():
     with pytest.raises(PermanentError) as info:
         invoice_to_freshbooks(invoice(ok, number="N" * 101), SETTINGS)
     assert "invoice_number" in str(info.value) and "101 characters" in str(info.value)
-    assert len(invoice_to_freshbooks(invoice([line("ç" * 4000, "1", "10.00", "10.00", "23", "2.30")]), SETTINGS)
-               ["invoice"]["lines"][0]["description"]) == 4000
+    assert (
+        len(
+            invoice_to_freshbooks(invoice([line("ç" * 4000, "1", "10.00", "10.00", "23", "2.30")]), SETTINGS)[
+                "invoice"
+            ]["lines"][0]["description"]
+        )
+        == 4000
+    )
     with pytest.raises(PermanentError) as info:
         invoice_to_freshbooks(invoice([line("x" * 4001, "1", "10.00", "10.00", "23", "2.30")]), SETTINGS)
     assert "lines[0].description" in str(info.value)
@@ -120,13 +156,27 @@ def test_limits_and_unsendable_invoices_are_permanent_and_named():
 
 
 def test_invoice_from_freshbooks():
-    found = invoice_from_freshbooks({"invoiceid": 880001, "invoice_number": "ACME-WO-1-R1",
-                                     "amount": {"amount": "209.41", "code": "EUR"}, "v3_status": "sent"})
-    assert (found.external_id, found.number, found.total, found.status) == ("880001", "ACME-WO-1-R1", D("209.41"), "sent")
+    found = invoice_from_freshbooks(
+        {
+            "invoiceid": 880001,
+            "invoice_number": "ACME-WO-1-R1",
+            "amount": {"amount": "209.41", "code": "EUR"},
+            "v3_status": "sent",
+        }
+    )
+    assert (found.external_id, found.number, found.total, found.status) == (
+        "880001",
+        "ACME-WO-1-R1",
+        D("209.41"),
+        "sent",
+    )
 
 
 def test_field_reference_is_the_recorded_copy():
     import hashlib
 
     # tests/specs/README.md: copied byte-for-byte from ballerina-platform/openapi-connectors
-    assert hashlib.sha256(SPEC.read_bytes()).hexdigest() == "48af073b17d87b65eb846c0e6026e8fa85ff48f0f771797c2b6f13f72a5d351e"
+    assert (
+        hashlib.sha256(SPEC.read_bytes()).hexdigest()
+        == "48af073b17d87b65eb846c0e6026e8fa85ff48f0f771797c2b6f13f72a5d351e"
+    )

@@ -35,8 +35,9 @@ def _rss_kib(pid: int) -> int:
 
 def _publish(bootstrap: str, records: list[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
     """Publish to maintenance.events; returns each record's (partition, offset)."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024,
-                             batch_size=1)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024, batch_size=1
+    )
     try:
         futures = [producer.send(TOPIC_EVENTS, key=k, value=v) for k, v in records]
         producer.flush()
@@ -47,8 +48,9 @@ def _publish(bootstrap: str, records: list[tuple[bytes, bytes]]) -> list[tuple[i
 
 def _batch(rng: random.Random, n_bad: int, n_good: int, start: int) -> tuple[list[Bad], list[tuple[str, bytes, bytes]]]:
     kinds = sorted(KINDS)
-    bad = [bad_record(kinds[i % len(kinds)] if i < len(kinds) else rng.choice(kinds), rng, start + i)
-           for i in range(n_bad)]
+    bad = [
+        bad_record(kinds[i % len(kinds)] if i < len(kinds) else rng.choice(kinds), rng, start + i) for i in range(n_bad)
+    ]
     good = [good_record(rng, start + n_bad + i) for i in range(n_good)]
     return bad, good
 
@@ -64,6 +66,7 @@ def _run(kafka, tmp_path, n_bad: int, seed: int) -> None:
     expected_bad: dict[tuple[int, int], Bad] = {}
     good_keys: set[str] = set()
     try:
+
         def send(bad: list[Bad], good: list[tuple[str, bytes, bytes]]) -> None:
             records = [(b.key, b.value) for b in bad] + [(k, v) for _, k, v in good]
             order = list(range(len(records)))
@@ -91,16 +94,18 @@ def _run(kafka, tmp_path, n_bad: int, seed: int) -> None:
             size = min(1000, n_bad - chunk)
             bad, good = _batch(rng, size, max(1, size // 5), 100_000 + chunk * 2)
             send(bad, good)
-        wait_for(settled, timeout=120 + n_bad * 0.1, what=f"{n_bad} bad + good records", tally=tally,
-                 workers=[worker])
+        wait_for(settled, timeout=120 + n_bad * 0.1, what=f"{n_bad} bad + good records", tally=tally, workers=[worker])
         elapsed = time.monotonic() - t0
         time.sleep(1.0)
         rss_after = _rss_kib(worker.proc.pid)
         log_grown = len(worker.log().encode()) - log_warm
 
         # every bad record dead-lettered exactly once, at its position, naming the field
-        seen = Counter((int(d["headers"]["dlq.partition"]), int(d["headers"]["dlq.offset"])) for d in tally.dead
-                       if d["headers"].get("dlq.topic") == TOPIC_EVENTS)
+        seen = Counter(
+            (int(d["headers"]["dlq.partition"]), int(d["headers"]["dlq.offset"]))
+            for d in tally.dead
+            if d["headers"].get("dlq.topic") == TOPIC_EVENTS
+        )
         assert {pos: c for pos, c in seen.items() if c != 1} == {}
         assert set(seen) == set(expected_bad), (len(seen), len(expected_bad))
         problems = []
@@ -117,8 +122,11 @@ def _run(kafka, tmp_path, n_bad: int, seed: int) -> None:
             if len(h["dlq.message"]) > 2000:
                 problems.append((bad.kind, "message length", len(h["dlq.message"])))
             if bad.kind == "huge_record":
-                if not (h.get("dlq.value.truncated") == "true" and int(h["dlq.value.size"]) == len(bad.value)
-                        and d["value"] == bad.value[:65536]):
+                if not (
+                    h.get("dlq.value.truncated") == "true"
+                    and int(h["dlq.value.size"]) == len(bad.value)
+                    and d["value"] == bad.value[:65536]
+                ):
                     problems.append((bad.kind, "bounded copy", h.get("dlq.value.size")))
             elif d["value"] != bad.value:
                 problems.append((bad.kind, "value changed"))
@@ -140,8 +148,10 @@ def _run(kafka, tmp_path, n_bad: int, seed: int) -> None:
         assert max(len(line) for line in lines) <= 2000
         assert log_grown < 2000 * (n_bad + n_bad // 5), log_grown
         # memory flat
-        print(f"{n_bad} bad records in {elapsed:.1f} s ({n_bad / elapsed:.0f}/s); RSS {rss_warm} KiB after warm-up, "
-              f"{rss_after} KiB after ({rss_after / rss_warm:.2f}); log +{log_grown} bytes")
+        print(
+            f"{n_bad} bad records in {elapsed:.1f} s ({n_bad / elapsed:.0f}/s); RSS {rss_warm} KiB after warm-up, "
+            f"{rss_after} KiB after ({rss_after / rss_warm:.2f}); log +{log_grown} bytes"
+        )
         assert rss_after <= rss_warm * 1.2, (rss_warm, rss_after)
     finally:
         tally.close()

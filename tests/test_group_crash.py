@@ -81,8 +81,11 @@ FAST = {"rate_limit_per_minute": 100000}
 #: kill the group before that topic's first commit
 PARK_DELAYS = (10, 20, 40)
 RETRY_TOPICS = [retry_topic(i) for i in range(1, len(PARK_DELAYS) + 1)]
-ENV = {**FAST_ENV, "BROKER_PARK_DELAYS": ",".join(map(str, PARK_DELAYS)),
-       "BROKER_LOG_LEVEL": os.environ.get("GROUP_CRASH_LOG_LEVEL", "INFO")}
+ENV = {
+    **FAST_ENV,
+    "BROKER_PARK_DELAYS": ",".join(map(str, PARK_DELAYS)),
+    "BROKER_LOG_LEVEL": os.environ.get("GROUP_CRASH_LOG_LEVEL", "INFO"),
+}
 DELIVERED = ("created", "already_delivered")
 #: trials of each ``slow`` test
 SLOW_TRIALS = int(os.environ.get("GROUP_CRASH_TRIALS", "20"))
@@ -114,8 +117,10 @@ class Trial:
 
     def start_pair(self, generation: int) -> list:
         """Two members of the group, started together."""
-        pair = [group_worker(self.config, self.bootstrap, self.tmp, f"g{generation}-{m}", app_id=self.app_id, **ENV)
-                for m in "ab"]
+        pair = [
+            group_worker(self.config, self.bootstrap, self.tmp, f"g{generation}-{m}", app_id=self.app_id, **ENV)
+            for m in "ab"
+        ]
         for w in pair:
             w.start()
         self.workers.extend(pair)
@@ -137,8 +142,11 @@ class Trial:
         Faust's offset tables."""
         out = []
         for w in self.workers:
-            kept = [line for line in w.log().splitlines()
-                    if line.strip() and "HTTP Request:" not in line and not line.startswith(("|", "+", "\u3003"))]
+            kept = [
+                line
+                for line in w.log().splitlines()
+                if line.strip() and "HTTP Request:" not in line and not line.startswith(("|", "+", "\u3003"))
+            ]
             out.append(f"--- {w.log_path} (exit {w.proc.poll()})\n" + "\n".join(kept[-lines:]))
         return "\n".join(out)
 
@@ -179,32 +187,45 @@ class Trial:
             now = time.monotonic()
             dead = [w for w in self.workers[-2:] if w.proc.poll() is not None]
             if dead:
-                self.fail(f"worker {dead[0].log_path.name} exited ({dead[0].proc.poll()}) with {len(missing)} invoices missing")
+                self.fail(
+                    f"worker {dead[0].log_path.name} exited ({dead[0].proc.poll()}) with {len(missing)} invoices missing"
+                )
             if now >= next_check:
                 next_check = now + 1.0
                 mark = (len(self.tally.outcomes), sum(self.offsets.committed().values()))
                 if mark != progress:
                     progress, progress_at = mark, now
                 elif now - progress_at >= stalled_for:
-                    self.fail(f"stalled: no new outcome and no commit for {stalled_for:.0f} s with {len(missing)} of "
-                              f"{N} invoices not delivered ({self.where(missing)}); lag {self.lag_text()}")
+                    self.fail(
+                        f"stalled: no new outcome and no commit for {stalled_for:.0f} s with {len(missing)} of "
+                        f"{N} invoices not delivered ({self.where(missing)}); lag {self.lag_text()}"
+                    )
                 if self.offsets.lag():
                     settled_since = None
                 elif settled_since is None:
                     settled_since = now
                 elif now - settled_since >= settled_for:
-                    self.fail(f"the group settled (committed offsets at the end of every input topic) with "
-                              f"{len(missing)} of {N} invoices never delivered: {self.where(missing)}")
+                    self.fail(
+                        f"the group settled (committed offsets at the end of every input topic) with "
+                        f"{len(missing)} of {N} invoices never delivered: {self.where(missing)}"
+                    )
             if now > deadline:
-                self.fail(f"timed out after {timeout:.0f} s: {len(missing)} of {N} invoices not delivered "
-                          f"({self.where(missing)}); lag {self.lag_text()}")
+                self.fail(
+                    f"timed out after {timeout:.0f} s: {len(missing)} of {N} invoices not delivered "
+                    f"({self.where(missing)}); lag {self.lag_text()}"
+                )
 
     def lag_text(self) -> str:
         """``topic[partition] records behind`` of the partitions not committed to their end; ``(no commit)``
         when the group never committed that partition."""
         committed = self.offsets.committed()
-        return ", ".join(f"{tp.topic}[{tp.partition}] {n}{'' if tp in committed else ' (no commit)'}"
-                         for tp, n in sorted(self.offsets.lag().items())) or "none"
+        return (
+            ", ".join(
+                f"{tp.topic}[{tp.partition}] {n}{'' if tp in committed else ' (no commit)'}"
+                for tp, n in sorted(self.offsets.lag().items())
+            )
+            or "none"
+        )
 
     def uncommitted_records(self) -> str:
         """The records after the committed offset of each lagging partition (offsets and keys)."""
@@ -223,10 +244,14 @@ class Trial:
         parked = {k.decode() for t in RETRY_TOPICS for k in self.offsets.keys(t) if k}
         never_priced = sorted(k for k in missing if k not in priced_keys)
         on_retry = sorted(k for k in missing if k.rsplit(":", 1)[0] in parked)
-        in_emulator = sorted(k for k in missing if self.numbers[k] in {i["InvoiceNumber"] for i in self.xero.invoices()})
-        return (f"{len(never_priced)} never priced (no record on billing.invoices), {len(on_retry)} parked on a retry "
-                f"topic, {len(in_emulator)} created in the emulator without an outcome; committed "
-                f"{self.committed_summary()}; e.g. {sorted(missing)[:5]}")
+        in_emulator = sorted(
+            k for k in missing if self.numbers[k] in {i["InvoiceNumber"] for i in self.xero.invoices()}
+        )
+        return (
+            f"{len(never_priced)} never priced (no record on billing.invoices), {len(on_retry)} parked on a retry "
+            f"topic, {len(in_emulator)} created in the emulator without an outcome; committed "
+            f"{self.committed_summary()}; e.g. {sorted(missing)[:5]}"
+        )
 
     def verify(self) -> dict:
         """Wait until the group has settled, read billing.deliveries to its end and assert exactly-once."""
@@ -235,25 +260,31 @@ class Trial:
         while self.offsets.lag():
             self.tally.poll(0.5)
             if time.monotonic() > deadline:
-                self.fail(f"all delivered but the group did not settle within 60 s: lag {self.lag_text()}; "
-                          f"{self.uncommitted_records()}")
+                self.fail(
+                    f"all delivered but the group did not settle within 60 s: lag {self.lag_text()}; "
+                    f"{self.uncommitted_records()}"
+                )
         self.figures["settle_s"] = round(time.monotonic() - started, 1)  # all delivered -> all committed
         read_to_end(self.tally)
         problems = []
         held = Counter(inv["InvoiceNumber"] for inv in self.xero.invoices())
         expected = Counter(self.numbers.values())
         if held != expected:
-            problems.append(f"emulator: {sum(1 for n in expected if n not in held)} missing, duplicated "
-                            f"{ {n: c for n, c in held.items() if c > 1} }, unexpected "
-                            f"{sorted(n for n in held if n not in expected)[:5]}")
+            problems.append(
+                f"emulator: {sum(1 for n in expected if n not in held)} missing, duplicated "
+                f"{ {n: c for n, c in held.items() if c > 1} }, unexpected "
+                f"{sorted(n for n in held if n not in expected)[:5]}"
+            )
         by_key = outcomes_by_key(self.tally)
         created = {k: sum(1 for o in by_key.get(k, []) if o["outcome"] == "created") for k in self.keys}
-        if created != {k: 1 for k in self.keys}:
+        if created != dict.fromkeys(self.keys, 1):
             wrong = {k: c for k, c in created.items() if c != 1}
-            problems.append(f"{len(wrong)} invoice keys without exactly one `created` outcome "
-                            f"({sum(1 for c in wrong.values() if c == 0)} with none, "
-                            f"{sum(c - 1 for c in wrong.values() if c > 1)} extra `created` records): "
-                            f"{dict(sorted(wrong.items())[:8])}")
+            problems.append(
+                f"{len(wrong)} invoice keys without exactly one `created` outcome "
+                f"({sum(1 for c in wrong.values() if c == 0)} with none, "
+                f"{sum(c - 1 for c in wrong.values() if c > 1)} extra `created` records): "
+                f"{dict(sorted(wrong.items())[:8])}"
+            )
         if set(by_key) - self.keys:
             problems.append(f"outcomes for unknown keys {sorted(set(by_key) - self.keys)[:5]}")
         if self.tally.dead:
@@ -261,11 +292,13 @@ class Trial:
         # a worker killed while sending a request leaves a truncated body: not a broker bug
         bad_requests = [f for f in self.xero.validation_failures if "not JSON" not in f]
         if bad_requests or self.xero.server_errors:
-            problems.append(f"emulator: invalid requests {bad_requests[:3]}, server errors {self.xero.server_errors[:3]}")
+            problems.append(
+                f"emulator: invalid requests {bad_requests[:3]}, server errors {self.xero.server_errors[:3]}"
+            )
         if problems:
             self.fail("; ".join(problems))
         assert held == expected
-        assert created == {k: 1 for k in self.keys}
+        assert created == dict.fromkeys(self.keys, 1)
         assert not self.tally.dead
         kinds = Counter(o["outcome"] for o in self.tally.outcomes)
         suppressed = 0.0
@@ -300,8 +333,13 @@ def _run(scenario, xero_validator, tmp_path: Path, trials: int, seed: int) -> No
         tmp = tmp_path / f"trial-{i:02d}"
         tmp.mkdir()
         with EmbeddedKafka() as kafka:
-            trial = _setup(f"{scenario.__name__.lstrip('_')} trial {i}", tmp, kafka.bootstrap, xero_validator,
-                           app_id=f"group-crash-{i:02d}")
+            trial = _setup(
+                f"{scenario.__name__.lstrip('_')} trial {i}",
+                tmp,
+                kafka.bootstrap,
+                xero_validator,
+                app_id=f"group-crash-{i:02d}",
+            )
             try:
                 scenario(trial, rng, i)
                 trial.figures.update(trial.verify())
@@ -325,13 +363,27 @@ def _setup(name: str, tmp: Path, bootstrap: str, xero_validator, *, app_id: str)
             for w in trial.live:
                 os.killpg(w.proc.pid, signal.SIGKILL)
 
-    xero = XeroEmulator(tenant_ids=(ORG_ACME, ORG_NORDIC), request_validator=xero_validator, idempotency_ttl=0,
-                        enforce_unique_numbers=False, rate_limit_per_minute=100000, on_invoice_created=on_created).start()
+    xero = XeroEmulator(
+        tenant_ids=(ORG_ACME, ORG_NORDIC),
+        request_validator=xero_validator,
+        idempotency_ttl=0,
+        enforce_unique_numbers=False,
+        rate_limit_per_minute=100000,
+        on_invoice_created=on_created,
+    ).start()
     config = delivery_config(tmp, xero.url, settings={"acme-fm": FAST, "nordic-hvac": FAST})
     # the internal topic too (Faust would create it at its first start), so its offsets can be read at once
     ensure_topics(bootstrap, PARTITIONS, [*ALL_TOPICS, *RETRY_TOPICS, f"{app_id}-events-by-client"])
-    trial = Trial(name=name, tmp=tmp, bootstrap=bootstrap, xero=xero, config=config, app_id=app_id,
-                  tally=Tally(bootstrap), offsets=GroupOffsets(bootstrap, app_id, input_topics(app_id), PARTITIONS))
+    trial = Trial(
+        name=name,
+        tmp=tmp,
+        bootstrap=bootstrap,
+        xero=xero,
+        config=config,
+        app_id=app_id,
+        tally=Tally(bootstrap),
+        offsets=GroupOffsets(bootstrap, app_id, input_topics(app_id), PARTITIONS),
+    )
     holder["trial"] = trial
     return trial
 
@@ -386,7 +438,9 @@ def _retry_first_use(trial: Trial, rng: random.Random, i: int) -> None:
     def parked() -> int:
         return sum(trial.offsets.ends(retry1).values())
 
-    trial.wait(lambda: parked() >= target, timeout=120, what=f"{target} invoices parked on {RETRY_TOPICS[0]}", poll=0.05)
+    trial.wait(
+        lambda: parked() >= target, timeout=120, what=f"{target} invoices parked on {RETRY_TOPICS[0]}", poll=0.05
+    )
     time.sleep(rng.uniform(0.0, 0.5))
     trial.kill_all()
     on_retry = parked()
@@ -402,8 +456,13 @@ def _restart(trial: Trial, target: int) -> None:
     """After the kill: note the figures, start two fresh members together, wait until all delivered."""
     t_kill = time.monotonic()
     trial.tally.poll(0.2)
-    trial.figures.update(kill_at_s=round(t_kill - trial.t0, 1), target=target, created_at_kill=trial.created,
-                         outcomes_at_kill=len(trial.delivered() & trial.keys), committed_at_kill=trial.committed_summary())
+    trial.figures.update(
+        kill_at_s=round(t_kill - trial.t0, 1),
+        target=target,
+        created_at_kill=trial.created,
+        outcomes_at_kill=len(trial.delivered() & trial.keys),
+        committed_at_kill=trial.committed_summary(),
+    )
     trial.kill_at_create = None
     trial.start_pair(1)
     trial.wait_all_delivered()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from types import SimpleNamespace
 
@@ -58,17 +58,39 @@ def key_env(monkeypatch):
 
 
 def settings_for(emu, **overrides) -> dict:
-    return {"api_url": emu.api_url, "account_name": "acme-demo", "api_key_env": "INVOICEXPRESS_API_KEY",
-            "tax_exemption": "M07", **overrides}
+    return {
+        "api_url": emu.api_url,
+        "account_name": "acme-demo",
+        "api_key_env": "INVOICEXPRESS_API_KEY",
+        "tax_exemption": "M07",
+        **overrides,
+    }
 
 
 def line(desc, qty, price, net, rate, tax, total, *, kind="labour", discount="0") -> InvoiceLine:
-    return InvoiceLine(kind=kind, description=desc, quantity=D(qty), unit_price=D(price), discount_percent=D(discount),
-                       net=D(net), tax_rate=D(rate), tax=D(tax), total=D(total), source="test", rule="test")
+    return InvoiceLine(
+        kind=kind,
+        description=desc,
+        quantity=D(qty),
+        unit_price=D(price),
+        discount_percent=D(discount),
+        net=D(net),
+        tax_rate=D(rate),
+        tax=D(tax),
+        total=D(total),
+        source="test",
+        rule="test",
+    )
 
 
-def make_invoice(number="ACME-WO-1-R1", lines=None, *, client_id="CLI-HAL", client_name="Hotel Atlântico Lisboa, S.A.",
-                 contact_id=None) -> Invoice:
+def make_invoice(
+    number="ACME-WO-1-R1",
+    lines=None,
+    *,
+    client_id="CLI-HAL",
+    client_name="Hotel Atlântico Lisboa, S.A.",
+    contact_id=None,
+) -> Invoice:
     if lines is None:
         lines = [
             # 3.25 h x 42.00 = 136.50, VAT 31.395 -> 31.40
@@ -77,13 +99,31 @@ def make_invoice(number="ACME-WO-1-R1", lines=None, *, client_id="CLI-HAL", clie
             line("Contactor 25A", "2", "18.75", "33.75", "23", "7.76", "41.51", kind="part", discount="10"),
         ]
     return Invoice(
-        invoice_key=f"acme:wo:{number}:r1", invoice_number=number, order_key=f"acme:wo:{number}", tenant="acme",
-        billing_system="invoicexpress", event_id="e1", event_type="maintenance.work_order.completed",
-        event_time=datetime(2026, 3, 2, 10, tzinfo=timezone.utc), document="wo", document_id=number, revision=1,
-        client_id=client_id, client_name=client_name, contact_id=contact_id, site_id="S1", currency="EUR",
-        issue_date=date(2026, 3, 2), due_date=date(2026, 4, 1), reference=f"WO {number}", lines=lines,
-        net_total=sum((ln.net for ln in lines), D("0.00")), tax_total=sum((ln.tax for ln in lines), D("0.00")),
-        total=sum((ln.total for ln in lines), D("0.00")), cost_total=D("0"), margin=D("0"),
+        invoice_key=f"acme:wo:{number}:r1",
+        invoice_number=number,
+        order_key=f"acme:wo:{number}",
+        tenant="acme",
+        billing_system="invoicexpress",
+        event_id="e1",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 2, 10, tzinfo=UTC),
+        document="wo",
+        document_id=number,
+        revision=1,
+        client_id=client_id,
+        client_name=client_name,
+        contact_id=contact_id,
+        site_id="S1",
+        currency="EUR",
+        issue_date=date(2026, 3, 2),
+        due_date=date(2026, 4, 1),
+        reference=f"WO {number}",
+        lines=lines,
+        net_total=sum((ln.net for ln in lines), D("0.00")),
+        tax_total=sum((ln.tax for ln in lines), D("0.00")),
+        total=sum((ln.total for ln in lines), D("0.00")),
+        cost_total=D("0"),
+        margin=D("0"),
     )
 
 
@@ -122,16 +162,35 @@ def test_deliver_creates_verifies_finalizes_and_emails(emulators):
 
     result = run(emu, go, send_email=True)
     assert result.created and result.external_number == "1/2026" and result.details["atcud"] == "JFK15355-1"
-    assert result.details["steps"] == ["created draft", "finalized"] and result.details["email"] == "sent to contas@hotel-atlantico.example"
+    assert (
+        result.details["steps"] == ["created draft", "finalized"]
+        and result.details["email"] == "sent to contas@hotel-atlantico.example"
+    )
     [doc] = emu.invoices()
     # sum 136.50 + 37.50 = 174.00, discount 3.75, before taxes 170.25, VAT 39.16, total 209.41
     assert (doc["sum"], doc["discount"], doc["before_taxes"], doc["taxes"], doc["total"]) == (
-        D("174.00"), D("3.75"), D("170.25"), D("39.16"), D("209.41"))
+        D("174.00"),
+        D("3.75"),
+        D("170.25"),
+        D("39.16"),
+        D("209.41"),
+    )
     assert doc["status"] == "final" and doc["reference"] == "ACME-WO-1-R1" and doc["client"]["code"] == "CLI-HAL"
-    assert emu.emails == [{"invoice_id": doc["id"], "email": "contas@hotel-atlantico.example", "subject": "Fatura 1/2026",
-                           "body": "Segue em anexo a fatura 1/2026 (ACME-WO-1-R1)."}]
-    assert ops(emu) == ["GET sequences.json", "GET invoices.json", "POST invoices.json",
-                        f"PUT invoices/{doc['id']}/change-state.json", f"PUT invoices/{doc['id']}/email-document.json"]
+    assert emu.emails == [
+        {
+            "invoice_id": doc["id"],
+            "email": "contas@hotel-atlantico.example",
+            "subject": "Fatura 1/2026",
+            "body": "Segue em anexo a fatura 1/2026 (ACME-WO-1-R1).",
+        }
+    ]
+    assert ops(emu) == [
+        "GET sequences.json",
+        "GET invoices.json",
+        "POST invoices.json",
+        f"PUT invoices/{doc['id']}/change-state.json",
+        f"PUT invoices/{doc['id']}/email-document.json",
+    ]
 
 
 def test_redelivery_finds_the_final_invoice_and_sends_no_second_email(emulators):
@@ -142,7 +201,11 @@ def test_redelivery_finds_the_final_invoice_and_sends_no_second_email(emulators)
         return first, await c.deliver(make_invoice()), await c.find("ACME-WO-1-R1")
 
     first, second, found = run(emu, go, send_email=True)
-    assert second.created is False and second.external_id == first.external_id and second.details["steps"] == ["found final"]
+    assert (
+        second.created is False
+        and second.external_id == first.external_id
+        and second.details["steps"] == ["found final"]
+    )
     assert found.status == "final" and found.total == D("209.41") and found.number == "1/2026"
     assert len(emu.invoices()) == 1 and len(emu.emails) == 1
 
@@ -169,7 +232,11 @@ def test_lost_create_leaves_a_draft_that_the_next_delivery_finalizes(emulators):
 
     held, found, again = run(emu, go, timeout_seconds=0.3)
     assert [d["status"] for d in held] == ["draft"] and found is None
-    assert again.created is False and again.external_id == str(held[0]["id"]) and again.details["steps"] == ["found draft", "finalized"]
+    assert (
+        again.created is False
+        and again.external_id == str(held[0]["id"])
+        and again.details["steps"] == ["found draft", "finalized"]
+    )
     assert [d["status"] for d in emu.invoices()] == ["final"]
 
 
@@ -204,7 +271,11 @@ def test_draft_with_another_total_is_deleted_vat_per_document(emulators):
     exc = run(emu, lambda c: raises(PermanentError, c.deliver(make_invoice(lines=THREE))))
     assert "computed a total of 8.75" in str(exc) and "ours is 8.76" in str(exc) and "deleted" in str(exc)
     assert emu.invoices() == [] and len(emu.invoices(include_deleted=True)) == 1
-    refused = run(emu, lambda c: raises(PermanentError, c.deliver(make_invoice("ACME-WO-2-R1", THREE))), rounding_method="document")
+    refused = run(
+        emu,
+        lambda c: raises(PermanentError, c.deliver(make_invoice("ACME-WO-2-R1", THREE))),
+        rounding_method="document",
+    )
     assert "would compute a total of 8.75" in str(refused) and "nothing was sent" in str(refused)
 
 
@@ -256,10 +327,18 @@ def test_clients_must_exist_when_creation_is_off(emulators):
     found, exc = run(emu, go, create_clients=False)
     assert emu.invoices()[0]["client"]["code"] == "CLI-HAL"
     assert "client CLI-NEW (Oficina Nova, Lda.)" in str(exc) and "create_clients" in str(exc)
-    created = run(emu, lambda c: c.deliver(stranger), clients={"CLI-NEW": SimpleNamespace(email="geral@oficina.example",
-                                                                                           tax_number="500000018")})
-    assert created.created and emu.clients()[-1] | {"id": 0} == {"id": 0, "name": "Oficina Nova, Lda.", "code": "CLI-NEW",
-                                                                 "email": "geral@oficina.example", "fiscal_id": "500000018"}
+    created = run(
+        emu,
+        lambda c: c.deliver(stranger),
+        clients={"CLI-NEW": SimpleNamespace(email="geral@oficina.example", tax_number="500000018")},
+    )
+    assert created.created and emu.clients()[-1] | {"id": 0} == {
+        "id": 0,
+        "name": "Oficina Nova, Lda.",
+        "code": "CLI-NEW",
+        "email": "geral@oficina.example",
+        "fiscal_id": "500000018",
+    }
 
 
 # --------------------------------------------------------------------------- e-mail
@@ -271,7 +350,11 @@ def test_email_failure_never_undoes_the_issued_invoice(emulators):
     emu.inject_fault("503", 2, only="email")
     twice = run(emu, lambda c: c.deliver(make_invoice("ACME-WO-2-R1")), send_email=True)
     assert twice.details["email"].startswith("failed: ") and twice.details["status"] == "final"
-    nobody = run(emu, lambda c: c.deliver(make_invoice("ACME-WO-3-R1", client_id="CLI-Z", client_name="Sem Email")), send_email=True)
+    nobody = run(
+        emu,
+        lambda c: c.deliver(make_invoice("ACME-WO-3-R1", client_id="CLI-Z", client_name="Sem Email")),
+        send_email=True,
+    )
     assert nobody.details["email"] == "skipped: no e-mail address for the client"
     assert len(emu.emails) == 1 and [d["status"] for d in emu.invoices()] == ["final"] * 3
 

@@ -62,10 +62,21 @@ def api(emu):
 
 
 def body(**overrides) -> dict:
-    doc = {"date": "03/03/2026", "due_date": "02/04/2026", "reference": "ACME-WO-1-R1",
-           "client": {"name": "Hotel Atlântico Lisboa, S.A.", "code": "CLI-HAL"},
-           "items": [{"name": "Mão de obra", "description": "Labour", "unit_price": "42.00", "quantity": "3.25",
-                      "tax": {"name": "IVA23"}}]}
+    doc = {
+        "date": "03/03/2026",
+        "due_date": "02/04/2026",
+        "reference": "ACME-WO-1-R1",
+        "client": {"name": "Hotel Atlântico Lisboa, S.A.", "code": "CLI-HAL"},
+        "items": [
+            {
+                "name": "Mão de obra",
+                "description": "Labour",
+                "unit_price": "42.00",
+                "quantity": "3.25",
+                "tax": {"name": "IVA23"},
+            }
+        ],
+    }
     doc.update(overrides)
     return {"invoice": doc}
 
@@ -89,15 +100,32 @@ def test_api_key_and_account(emulators):
 
 
 def test_validation_errors_are_422_with_the_errors_shape(api, emu):
-    bad = body(date="2026-03-03", client={"name": ""}, items=[
-        {"name": "", "unit_price": "abc", "quantity": "0", "discount": "150", "tax": {"name": "IVA0"}}], reference="R" * 51)
+    bad = body(
+        date="2026-03-03",
+        client={"name": ""},
+        items=[{"name": "", "unit_price": "abc", "quantity": "0", "discount": "150", "tax": {"name": "IVA0"}}],
+        reference="R" * 51,
+    )
     resp = api.req("POST", "/invoices.json", bad)
     assert resp.status_code == 422
-    assert resp.json() == {"errors": [{"error": m} for m in [
-        "Date is invalid (dd/mm/yyyy)", "Client name can't be blank", "Reference is too long (maximum is 50 characters)",
-        "Item 1: Name can't be blank", "Item 1: Unit price must be a number", "Item 1: Quantity must be a number greater than 0",
-        "Item 1: Discount must be between 0 and 100", "Tax exemption can't be blank when an item is exempt from VAT"]]}
-    assert api.req("POST", "/invoices.json", body(tax_exemption="isento")).json()["errors"] == [{"error": "Tax exemption is not valid"}]
+    assert resp.json() == {
+        "errors": [
+            {"error": m}
+            for m in [
+                "Date is invalid (dd/mm/yyyy)",
+                "Client name can't be blank",
+                "Reference is too long (maximum is 50 characters)",
+                "Item 1: Name can't be blank",
+                "Item 1: Unit price must be a number",
+                "Item 1: Quantity must be a number greater than 0",
+                "Item 1: Discount must be between 0 and 100",
+                "Tax exemption can't be blank when an item is exempt from VAT",
+            ]
+        ]
+    }
+    assert api.req("POST", "/invoices.json", body(tax_exemption="isento")).json()["errors"] == [
+        {"error": "Tax exemption is not valid"}
+    ]
     assert emu.invoices() == []
 
 
@@ -110,14 +138,40 @@ def test_golden_bodies_are_accepted_as_drafts_with_our_totals(api, path):
 
 
 def test_items_clients_and_the_default_tax(api, emu):
-    doc = created(api.req("POST", "/invoices.json", body(client={"name": "Nova Oficina, Lda.", "code": "CLI-NEW"}, items=[
-        {"name": "Material", "description": "Contactor", "unit_price": "18.75", "quantity": "2", "discount": "10",
-         "tax": {"name": "IVA23"}},
-        {"name": "Material", "description": "Unknown tax", "unit_price": "10.00", "quantity": "1", "tax": {"name": "IVA99"}},
-    ])))
+    doc = created(
+        api.req(
+            "POST",
+            "/invoices.json",
+            body(
+                client={"name": "Nova Oficina, Lda.", "code": "CLI-NEW"},
+                items=[
+                    {
+                        "name": "Material",
+                        "description": "Contactor",
+                        "unit_price": "18.75",
+                        "quantity": "2",
+                        "discount": "10",
+                        "tax": {"name": "IVA23"},
+                    },
+                    {
+                        "name": "Material",
+                        "description": "Unknown tax",
+                        "unit_price": "10.00",
+                        "quantity": "1",
+                        "tax": {"name": "IVA99"},
+                    },
+                ],
+            ),
+        )
+    )
     # 2 x 18.75 = 37.50, 10 % = 3.75 -> 33.75 (7.7625 -> 7.76); IVA99 unknown -> default IVA23: 10.00 (2.30)
     assert (doc["sum"], doc["discount"], doc["before_taxes"], doc["taxes"], doc["total"]) == (
-        D("47.50"), D("3.75"), D("43.75"), D("10.06"), D("53.81"))
+        D("47.50"),
+        D("3.75"),
+        D("43.75"),
+        D("10.06"),
+        D("53.81"),
+    )
     assert doc["items"][1]["tax"] == {"name": "IVA23", "value": D("23")}
     assert emu.items()["Material"]["unit_price"] == D("10.00")  # the item was updated by the last line sent
     assert [c["code"] for c in emu.clients()] == ["CLI-HAL", "CLI-NEW"]
@@ -127,8 +181,18 @@ def test_items_clients_and_the_default_tax(api, emu):
 
 
 def test_vat_per_item_or_per_document(emulators):
-    three = body(items=[{"name": "Material", "description": f"A{n}", "unit_price": "2.37", "quantity": "1",
-                         "tax": {"name": "IVA23"}} for n in range(3)])
+    three = body(
+        items=[
+            {
+                "name": "Material",
+                "description": f"A{n}",
+                "unit_price": "2.37",
+                "quantity": "1",
+                "tax": {"name": "IVA23"},
+            }
+            for n in range(3)
+        ]
+    )
     totals = {}
     for method in ("line", "document"):
         api = Api(emulators(rounding_method=method))
@@ -144,16 +208,24 @@ def test_vat_per_item_or_per_document(emulators):
 def test_state_changes_and_email(api, emu):
     doc = created(api.req("POST", "/invoices.json", body()))
     path = f"/invoices/{doc['id']}"
-    assert api.req("PUT", f"{path}/email-document.json", {"message": {"client": {"email": "a@b.pt"}}}).status_code == 422
+    assert (
+        api.req("PUT", f"{path}/email-document.json", {"message": {"client": {"email": "a@b.pt"}}}).status_code == 422
+    )
     final = loads(api.req("PUT", f"{path}/change-state.json", {"invoice": {"state": "finalized"}}).content)["invoice"]
     assert final["status"] == "final" and final["sequence_number"] == "1/2026" and final["atcud"] == "JFK15355-1"
     again = api.req("PUT", f"{path}/change-state.json", {"invoice": {"state": "finalized"}})
     assert again.status_code == 422 and "is final" in again.json()["errors"][0]["error"]
-    assert api.req("PUT", f"{path}/change-state.json", {"invoice": {"state": "canceled"}}).status_code == 422  # needs a message
-    sent = api.req("PUT", f"{path}/email-document.json", {"message": {"client": {"email": "contas@example.pt", "save": "0"},
-                                                                      "subject": "Fatura", "body": "Obrigado"}})
-    assert sent.status_code == 200 and emu.emails == [{"invoice_id": doc["id"], "email": "contas@example.pt",
-                                                       "subject": "Fatura", "body": "Obrigado"}]
+    assert (
+        api.req("PUT", f"{path}/change-state.json", {"invoice": {"state": "canceled"}}).status_code == 422
+    )  # needs a message
+    sent = api.req(
+        "PUT",
+        f"{path}/email-document.json",
+        {"message": {"client": {"email": "contas@example.pt", "save": "0"}, "subject": "Fatura", "body": "Obrigado"}},
+    )
+    assert sent.status_code == 200 and emu.emails == [
+        {"invoice_id": doc["id"], "email": "contas@example.pt", "subject": "Fatura", "body": "Obrigado"}
+    ]
     api.req("PUT", f"{path}/change-state.json", {"invoice": {"state": "settled"}})
     settled = api.req("PUT", f"{path}/change-state.json", {"invoice": {"state": "finalized"}})
     assert settled.json()["errors"][0]["error"] == "Invoice has been settled so can't be changed anymore"
@@ -181,7 +253,9 @@ def test_rate_limit_per_account(emulators):
         statuses = [api.req("GET", "/sequences.json").status_code for _ in range(4)]
         assert statuses == [200, 200, 200, 429]
         limited = api.req("GET", "/sequences.json")
-        assert 1 <= int(limited.headers["Retry-After"]) <= 60 and limited.json() == {"errors": [{"error": "Too many requests"}]}
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60 and limited.json() == {
+            "errors": [{"error": "Too many requests"}]
+        }
         assert emu.count_429 == 2
     finally:
         api.close()

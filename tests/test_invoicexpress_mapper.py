@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -38,20 +38,60 @@ TAX_RATES = {"IVA23": D("23"), "IVA13": D("13"), "IVA6": D("6"), "IVA0": D("0")}
 
 
 def line(desc, qty, price, net, rate, tax, total, *, kind="labour", unit="h", discount="0") -> InvoiceLine:
-    return InvoiceLine(kind=kind, description=desc, quantity=D(qty), unit=unit, unit_price=D(price), discount_percent=D(discount),
-                       net=D(net), tax_rate=D(rate), tax=D(tax), total=D(total), source="test", rule="test")
+    return InvoiceLine(
+        kind=kind,
+        description=desc,
+        quantity=D(qty),
+        unit=unit,
+        unit_price=D(price),
+        discount_percent=D(discount),
+        net=D(net),
+        tax_rate=D(rate),
+        tax=D(tax),
+        total=D(total),
+        source="test",
+        rule="test",
+    )
 
 
-def invoice(lines, *, number="ACME-WO-1001-R1", inclusive=False, currency="EUR", reference="WO 1001", contact_id=None,
-            legal_notes=()) -> Invoice:
+def invoice(
+    lines,
+    *,
+    number="ACME-WO-1001-R1",
+    inclusive=False,
+    currency="EUR",
+    reference="WO 1001",
+    contact_id=None,
+    legal_notes=(),
+) -> Invoice:
     return Invoice(
-        invoice_key=f"acme-fm:wo:{number}:r1", invoice_number=number, order_key=f"acme-fm:wo:{number}", tenant="acme-fm",
-        billing_system="invoicexpress", event_id="maintainx:wo:1001:r1", event_type="maintenance.work_order.completed",
-        event_time=datetime(2026, 3, 3, 11, 30, tzinfo=timezone.utc), document="wo", document_id="1001", revision=1,
-        client_id="CLI-HAL", client_name="Hotel Atlântico Lisboa, S.A.", contact_id=contact_id, site_id="LIS-HAL-ROOF",
-        currency=currency, issue_date=date(2026, 3, 3), due_date=date(2026, 4, 2), reference=reference, tax_inclusive=inclusive,
-        lines=lines, net_total=sum((ln.net for ln in lines), D("0.00")), tax_total=sum((ln.tax for ln in lines), D("0.00")),
-        total=sum((ln.total for ln in lines), D("0.00")), cost_total=D("0.00"), margin=D("0.00"), legal_notes=list(legal_notes),
+        invoice_key=f"acme-fm:wo:{number}:r1",
+        invoice_number=number,
+        order_key=f"acme-fm:wo:{number}",
+        tenant="acme-fm",
+        billing_system="invoicexpress",
+        event_id="maintainx:wo:1001:r1",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 3, 11, 30, tzinfo=UTC),
+        document="wo",
+        document_id="1001",
+        revision=1,
+        client_id="CLI-HAL",
+        client_name="Hotel Atlântico Lisboa, S.A.",
+        contact_id=contact_id,
+        site_id="LIS-HAL-ROOF",
+        currency=currency,
+        issue_date=date(2026, 3, 3),
+        due_date=date(2026, 4, 2),
+        reference=reference,
+        tax_inclusive=inclusive,
+        lines=lines,
+        net_total=sum((ln.net for ln in lines), D("0.00")),
+        tax_total=sum((ln.tax for ln in lines), D("0.00")),
+        total=sum((ln.total for ln in lines), D("0.00")),
+        cost_total=D("0.00"),
+        margin=D("0.00"),
+        legal_notes=list(legal_notes),
     )
 
 
@@ -60,31 +100,86 @@ def cases() -> dict[str, tuple[dict, dict, Invoice]]:
     return {
         # 3.25 h x 42.00 = 136.50 (31.395 -> 31.40); 2 x 18.75 = 37.50 less 10 % = 3.75 -> 33.75 (7.7625 -> 7.76);
         # net 170.25, VAT 39.16, total 209.41
-        "standard_eur": ({}, {"client_email": "contas@hotel-atlantico.example", "client_fiscal_id": "500000000"}, invoice([
-            line("HVAC corrective labour (Ana Costa)", "3.25", "42.00", "136.50", "23", "31.40", "167.90"),
-            line("Contactor 25A", "2", "18.75", "33.75", "23", "7.76", "41.51", kind="part", unit="un", discount="10"),
-        ], contact_id="C-0042")),
+        "standard_eur": (
+            {},
+            {"client_email": "contas@hotel-atlantico.example", "client_fiscal_id": "500000000"},
+            invoice(
+                [
+                    line("HVAC corrective labour (Ana Costa)", "3.25", "42.00", "136.50", "23", "31.40", "167.90"),
+                    line(
+                        "Contactor 25A",
+                        "2",
+                        "18.75",
+                        "33.75",
+                        "23",
+                        "7.76",
+                        "41.51",
+                        kind="part",
+                        unit="un",
+                        discount="10",
+                    ),
+                ],
+                contact_id="C-0042",
+            ),
+        ),
         # 60.00 (13.80) + exempt 12.50 (M40) + 3 x 0.99 = 2.97 (0.68) + 0.75 h x 30.00 = 22.50 at 13 % (2.93);
         # net 97.97, VAT 17.41, total 115.38
-        "mixed_rates_exempt": ({"tax_exemption": "M40", "sequence_id": "1115355",
-                                "item_names": {"expense": "Taxas"}}, {}, invoice([
-            line("Preventive visit", "1.5", "40.00", "60.00", "23", "13.80", "73.80"),
-            line("Waste disposal fee (exempt)", "1", "12.50", "12.50", "0", "0.00", "12.50", kind="expense", unit="un"),
-            line("Washers M8", "3", "0.99", "2.97", "23", "0.68", "3.65", kind="part", unit="un"),
-            line("Travel", "0.75", "30.00", "22.50", "13", "2.93", "25.43", kind="travel"),
-        ], number="ACME-WO-1002-R1", reference="WO 1002")),
+        "mixed_rates_exempt": (
+            {"tax_exemption": "M40", "sequence_id": "1115355", "item_names": {"expense": "Taxas"}},
+            {},
+            invoice(
+                [
+                    line("Preventive visit", "1.5", "40.00", "60.00", "23", "13.80", "73.80"),
+                    line(
+                        "Waste disposal fee (exempt)",
+                        "1",
+                        "12.50",
+                        "12.50",
+                        "0",
+                        "0.00",
+                        "12.50",
+                        kind="expense",
+                        unit="un",
+                    ),
+                    line("Washers M8", "3", "0.99", "2.97", "23", "0.68", "3.65", kind="part", unit="un"),
+                    line("Travel", "0.75", "30.00", "22.50", "13", "2.93", "25.43", kind="travel"),
+                ],
+                number="ACME-WO-1002-R1",
+                reference="WO 1002",
+            ),
+        ),
         # folded: 3.3333 x 42.00 = 139.9986 -> 140.00 (32.20); 2.5 x 24.0150 = 60.0375 -> 60.04 (13.81);
         # 7 x 1.125 = 7.875 (a price with 3 decimals) -> 7.88 (1.8124 -> 1.81); net 207.92, VAT 47.82, total 255.74
-        "folded_lines": ({}, {}, invoice([
-            line("Labour, night shift", "3.3333", "42.00", "140.00", "23", "32.20", "172.20"),
-            line("Refrigerant R410A", "2.5", "24.0150", "60.04", "23", "13.81", "73.85", kind="part", unit="kg"),
-            line("Cable ties", "7", "1.125", "7.88", "23", "1.81", "9.69", kind="part", unit="un"),
-        ], number="ACME-WO-1003-R1", reference="WO 1003", legal_notes=["Trabalhos ao abrigo do contrato CT-2026-01"])),
+        "folded_lines": (
+            {},
+            {},
+            invoice(
+                [
+                    line("Labour, night shift", "3.3333", "42.00", "140.00", "23", "32.20", "172.20"),
+                    line(
+                        "Refrigerant R410A", "2.5", "24.0150", "60.04", "23", "13.81", "73.85", kind="part", unit="kg"
+                    ),
+                    line("Cable ties", "7", "1.125", "7.88", "23", "1.81", "9.69", kind="part", unit="un"),
+                ],
+                number="ACME-WO-1003-R1",
+                reference="WO 1003",
+                legal_notes=["Trabalhos ao abrigo do contrato CT-2026-01"],
+            ),
+        ),
         # tax-inclusive, folded: 123.00 -> net 100.00 (23.00); 22.50 -> net 18.29 (4.21); net 118.29, VAT 27.21, total 145.50
-        "tax_inclusive": ({}, {}, invoice([
-            line("Boiler service (fixed price)", "1", "123.00", "100.00", "23", "23.00", "123.00"),
-            line("Travel", "0.5", "45.00", "18.29", "23", "4.21", "22.50", kind="travel"),
-        ], number="ACME-SJ-77-R2", inclusive=True, reference="SJ 77")),
+        "tax_inclusive": (
+            {},
+            {},
+            invoice(
+                [
+                    line("Boiler service (fixed price)", "1", "123.00", "100.00", "23", "23.00", "123.00"),
+                    line("Travel", "0.5", "45.00", "18.29", "23", "4.21", "22.50", kind="travel"),
+                ],
+                number="ACME-SJ-77-R2",
+                inclusive=True,
+                reference="SJ 77",
+            ),
+        ),
     }
 
 
@@ -120,28 +215,51 @@ def test_standard_body_by_hand():
     body = build("standard_eur")["body"]["invoice"]
     assert body["date"] == "03/03/2026" and body["due_date"] == "02/04/2026"
     assert body["reference"] == "ACME-WO-1001-R1" and body["observations"] == "WO 1001"
-    assert body["client"] == {"name": "Hotel Atlântico Lisboa, S.A.", "code": "C-0042", "email": "contas@hotel-atlantico.example",
-                              "fiscal_id": "500000000"}
-    assert body["items"][1] == {"name": "Material", "description": "Contactor 25A", "unit_price": "18.75", "quantity": "2",
-                                "discount": "10", "tax": {"name": "IVA23"}}
+    assert body["client"] == {
+        "name": "Hotel Atlântico Lisboa, S.A.",
+        "code": "C-0042",
+        "email": "contas@hotel-atlantico.example",
+        "fiscal_id": "500000000",
+    }
+    assert body["items"][1] == {
+        "name": "Material",
+        "description": "Contactor 25A",
+        "unit_price": "18.75",
+        "quantity": "2",
+        "discount": "10",
+        "tax": {"name": "IVA23"},
+    }
     assert "tax_exemption" not in body and "sequence_id" not in body
 
 
 def test_exempt_and_folded_items():
     mixed = build("mixed_rates_exempt")["body"]["invoice"]
     assert mixed["tax_exemption"] == "M40" and mixed["sequence_id"] == "1115355"
-    assert mixed["items"][1] == {"name": "Taxas", "description": "Waste disposal fee (exempt)", "unit_price": "12.50",
-                                 "quantity": "1", "tax": {"name": "IVA0"}}
-    assert mixed["items"][3]["tax"] == {"name": "IVA13"} and mixed["client"] == {"name": "Hotel Atlântico Lisboa, S.A.", "code": "CLI-HAL"}
+    assert mixed["items"][1] == {
+        "name": "Taxas",
+        "description": "Waste disposal fee (exempt)",
+        "unit_price": "12.50",
+        "quantity": "1",
+        "tax": {"name": "IVA0"},
+    }
+    assert mixed["items"][3]["tax"] == {"name": "IVA13"} and mixed["client"] == {
+        "name": "Hotel Atlântico Lisboa, S.A.",
+        "code": "CLI-HAL",
+    }
     folded = build("folded_lines")["body"]["invoice"]["items"]
     assert [(i["quantity"], i["unit_price"], i["description"]) for i in folded] == [
         ("1", "140.00", "Labour, night shift (3.3333 h × 42.00)"),
         ("1", "60.04", "Refrigerant R410A (2.5 kg × 24.0150)"),
         ("1", "7.88", "Cable ties (7 un × 1.125)"),
     ]
-    assert build("folded_lines")["body"]["invoice"]["observations"] == "WO 1003\nTrabalhos ao abrigo do contrato CT-2026-01"
+    assert (
+        build("folded_lines")["body"]["invoice"]["observations"]
+        == "WO 1003\nTrabalhos ao abrigo do contrato CT-2026-01"
+    )
     inclusive = build("tax_inclusive")["body"]["invoice"]["items"]
-    assert [i["unit_price"] for i in inclusive] == ["100.00", "18.29"] and inclusive[1]["description"] == "Travel (0.5 h × 45.00 IVA incl.)"
+    assert [i["unit_price"] for i in inclusive] == ["100.00", "18.29"] and inclusive[1][
+        "description"
+    ] == "Travel (0.5 h × 45.00 IVA incl.)"
 
 
 def test_line_layout_requires_whole_cents_at_every_step():
@@ -161,14 +279,26 @@ def test_vat_per_item_versus_per_document_by_hand():
     assert ix_totals(rows, "line").total == D("8.76") and ix_totals(rows, "document").total == D("8.75")
     # 2 x 18.75 = 37.50 (sum), 10 % = 3.75 (discount), before taxes 33.75, VAT 7.76, total 41.51
     t = ix_totals([(D("2"), D("18.75"), D("10"), D("23"))], "line")
-    assert (t.sum, t.discount, t.before_taxes, t.taxes, t.total) == (D("37.50"), D("3.75"), D("33.75"), D("7.76"), D("41.51"))
+    assert (t.sum, t.discount, t.before_taxes, t.taxes, t.total) == (
+        D("37.50"),
+        D("3.75"),
+        D("33.75"),
+        D("7.76"),
+        D("41.51"),
+    )
 
 
 def test_refusals_name_the_field_or_line():
     settings = InvoiceXpressSettings.model_validate(BASE_SETTINGS)
-    no_exemption = InvoiceXpressSettings.model_validate({k: v for k, v in BASE_SETTINGS.items() if k != "tax_exemption"})
-    exempt = invoice([line("Paid 20", "1", "20.00", "20.00", "23", "4.60", "24.60"),
-                      line("Waste fee", "1", "12.50", "12.50", "0", "0.00", "12.50", kind="expense")])
+    no_exemption = InvoiceXpressSettings.model_validate(
+        {k: v for k, v in BASE_SETTINGS.items() if k != "tax_exemption"}
+    )
+    exempt = invoice(
+        [
+            line("Paid 20", "1", "20.00", "20.00", "23", "4.60", "24.60"),
+            line("Waste fee", "1", "12.50", "12.50", "0", "0.00", "12.50", kind="expense"),
+        ]
+    )
     with pytest.raises(PermanentError) as info:
         invoice_to_invoicexpress(exempt, no_exemption)
     assert "line 2 ('Waste fee')" in str(info.value) and "tax_exemption" in str(info.value)
@@ -176,12 +306,16 @@ def test_refusals_name_the_field_or_line():
         invoice_to_invoicexpress(invoice([line("ç" * 201, "1", "1.00", "1.00", "23", "0.23", "1.23")]), settings)
     assert "items[].description is 201 characters, 200 max" in str(info.value)
     with pytest.raises(PermanentError) as info:
-        invoice_to_invoicexpress(invoice([line("x", "1", "1.00", "1.00", "23", "0.23", "1.23")], number="R" * 51), settings)
+        invoice_to_invoicexpress(
+            invoice([line("x", "1", "1.00", "1.00", "23", "0.23", "1.23")], number="R" * 51), settings
+        )
     assert "reference is 51 characters, 50 max" in str(info.value)
     with pytest.raises(PermanentError) as info:
         invoice_to_invoicexpress(invoice([line("x", "1", "1.00", "1.00", "21", "0.21", "1.21")]), settings)
     assert "VAT 21%" in str(info.value) and "tax_names" in str(info.value)
-    long_client = invoice([line("x", "1", "1.00", "1.00", "23", "0.23", "1.23")]).model_copy(update={"client_name": "N" * 101})
+    long_client = invoice([line("x", "1", "1.00", "1.00", "23", "0.23", "1.23")]).model_copy(
+        update={"client_name": "N" * 101}
+    )
     with pytest.raises(PermanentError) as info:
         invoice_to_invoicexpress(long_client, settings)
     assert "client.name is 101 characters, 100 max" in str(info.value)
@@ -189,6 +323,10 @@ def test_refusals_name_the_field_or_line():
 
 def test_dates_and_reading_back():
     assert ix_date(date(2026, 3, 3)) == "03/03/2026" and parse_ix_date("02/04/2026") == date(2026, 4, 2)
-    final = invoice_from_invoicexpress({"id": 9001, "status": "final", "sequence_number": "1/2026", "total": D("209.41")})
+    final = invoice_from_invoicexpress(
+        {"id": 9001, "status": "final", "sequence_number": "1/2026", "total": D("209.41")}
+    )
     assert (final.external_id, final.number, final.total, final.status) == ("9001", "1/2026", D("209.41"), "final")
-    assert invoice_from_invoicexpress({"id": 9002, "status": "draft", "sequence_number": "draft", "total": 1}).number == ""
+    assert (
+        invoice_from_invoicexpress({"id": 9002, "status": "draft", "sequence_number": "draft", "total": 1}).number == ""
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from types import SimpleNamespace
 
@@ -62,17 +62,35 @@ def secrets_env(monkeypatch):
 
 
 def settings_for(emu: MoloniEmulator, **overrides) -> dict:
-    base = {"api_url": emu.url, "client_id": "demo-client", "client_secret_env": "MOLONI_CLIENT_SECRET",
-            "refresh_token_env": "MOLONI_REFRESH_TOKEN", "company_id": 5, "document_set_id": 7,
-            "product_ids": {"labour": 101, "travel": 102, "part": 104, "expense": 105}, "tax_ids": {"23": 1, "13": 2},
-            "exemption_reason": "M07"}
+    base = {
+        "api_url": emu.url,
+        "client_id": "demo-client",
+        "client_secret_env": "MOLONI_CLIENT_SECRET",
+        "refresh_token_env": "MOLONI_REFRESH_TOKEN",
+        "company_id": 5,
+        "document_set_id": 7,
+        "product_ids": {"labour": 101, "travel": 102, "part": 104, "expense": 105},
+        "tax_ids": {"23": 1, "13": 2},
+        "exemption_reason": "M07",
+    }
     base.update(overrides)
     return base
 
 
 def line(desc, qty, price, net, rate, tax, total, *, kind="labour", discount="0") -> InvoiceLine:
-    return InvoiceLine(kind=kind, description=desc, quantity=D(qty), unit_price=D(price), discount_percent=D(discount),
-                       net=D(net), tax_rate=D(rate), tax=D(tax), total=D(total), source="test", rule="test")
+    return InvoiceLine(
+        kind=kind,
+        description=desc,
+        quantity=D(qty),
+        unit_price=D(price),
+        discount_percent=D(discount),
+        net=D(net),
+        tax_rate=D(rate),
+        tax=D(tax),
+        total=D(total),
+        source="test",
+        rule="test",
+    )
 
 
 def make_invoice(number="ACME-WO-1-R1", lines=None, *, contact_id="201", client_id="CLI-HAL") -> Invoice:
@@ -84,13 +102,31 @@ def make_invoice(number="ACME-WO-1-R1", lines=None, *, contact_id="201", client_
             line("Contactor 25A", "2", "18.75", "33.75", "23", "7.76", "41.51", kind="part", discount="10"),
         ]
     return Invoice(
-        invoice_key=f"acme:wo:{number}:r1", invoice_number=number, order_key=f"acme:wo:{number}", tenant="acme",
-        billing_system="moloni", event_id="e1", event_type="maintenance.work_order.completed",
-        event_time=datetime(2026, 3, 2, 10, tzinfo=timezone.utc), document="wo", document_id=number, revision=1,
-        client_id=client_id, client_name="Hotel Atlântico Lisboa, S.A.", contact_id=contact_id, site_id="S1", currency="EUR",
-        issue_date=date(2026, 3, 2), due_date=date(2026, 4, 1), reference=f"WO {number}", lines=lines,
-        net_total=sum((ln.net for ln in lines), D("0.00")), tax_total=sum((ln.tax for ln in lines), D("0.00")),
-        total=sum((ln.total for ln in lines), D("0.00")), cost_total=D("0"), margin=D("0"),
+        invoice_key=f"acme:wo:{number}:r1",
+        invoice_number=number,
+        order_key=f"acme:wo:{number}",
+        tenant="acme",
+        billing_system="moloni",
+        event_id="e1",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 2, 10, tzinfo=UTC),
+        document="wo",
+        document_id=number,
+        revision=1,
+        client_id=client_id,
+        client_name="Hotel Atlântico Lisboa, S.A.",
+        contact_id=contact_id,
+        site_id="S1",
+        currency="EUR",
+        issue_date=date(2026, 3, 2),
+        due_date=date(2026, 4, 1),
+        reference=f"WO {number}",
+        lines=lines,
+        net_total=sum((ln.net for ln in lines), D("0.00")),
+        tax_total=sum((ln.tax for ln in lines), D("0.00")),
+        total=sum((ln.total for ln in lines), D("0.00")),
+        cost_total=D("0"),
+        margin=D("0"),
     )
 
 
@@ -116,7 +152,11 @@ async def raises(exc_type, coro):
 
 
 def api_calls(emu) -> list[str]:
-    return [path.split("/")[2] + "/" + path.split("/")[3] for _, path, _ in emu.calls if path.startswith("/v1/") and "grant" not in path]
+    return [
+        path.split("/")[2] + "/" + path.split("/")[3]
+        for _, path, _ in emu.calls
+        if path.startswith("/v1/") and "grant" not in path
+    ]
 
 
 # --------------------------------------------------------------------------- the flow
@@ -134,12 +174,33 @@ def test_deliver_creates_verifies_closes_and_emails_with_our_totals(emulators):
     assert str(doc["document_id"]) == result.external_id and doc["status"] == 1 and doc["number"] == 1
     # gross 136.50 + 37.50 = 174.00, discount 3.75, VAT 31.40 + 7.76 = 39.16, payable 209.41
     assert (doc["gross_value"], doc["comercial_discount_value"], doc["taxes_value"], doc["net_value"]) == (
-        D("174.00"), D("3.75"), D("39.16"), D("209.41"))
-    assert doc["your_reference"] == "ACME-WO-1-R1" and doc["our_reference"] == "WO ACME-WO-1-R1" and doc["customer_id"] == 201
-    assert emu.emails == [{"document_id": doc["document_id"], "email": "contas@hotel-atlantico.example",
-                           "name": "Hotel Atlântico Lisboa, S.A.", "msg": "Segue a fatura."}]
-    assert api_calls(emu) == ["companies/getAll", "invoices/getAll", "invoices/insert", "invoices/getOne",
-                              "customers/getOne", "invoices/update", "invoices/getOne"]
+        D("174.00"),
+        D("3.75"),
+        D("39.16"),
+        D("209.41"),
+    )
+    assert (
+        doc["your_reference"] == "ACME-WO-1-R1"
+        and doc["our_reference"] == "WO ACME-WO-1-R1"
+        and doc["customer_id"] == 201
+    )
+    assert emu.emails == [
+        {
+            "document_id": doc["document_id"],
+            "email": "contas@hotel-atlantico.example",
+            "name": "Hotel Atlântico Lisboa, S.A.",
+            "msg": "Segue a fatura.",
+        }
+    ]
+    assert api_calls(emu) == [
+        "companies/getAll",
+        "invoices/getAll",
+        "invoices/insert",
+        "invoices/getOne",
+        "customers/getOne",
+        "invoices/update",
+        "invoices/getOne",
+    ]
 
 
 def test_a_second_delivery_finds_the_closed_invoice_and_does_not_email_again(emulators):
@@ -210,7 +271,9 @@ def test_closing_an_invoice_closed_meanwhile_counts_as_done(emulators):
     async def go(c):
         draft = await c.deliver(make_invoice())
         stale = await c._get_one(int(draft.external_id))
-        await c._api("invoices/update", {"company_id": 5, "document_id": int(draft.external_id), "status": 1}, idempotent=False)
+        await c._api(
+            "invoices/update", {"company_id": 5, "document_id": int(draft.external_id), "status": 1}, idempotent=False
+        )
         return await c._close(make_invoice(), stale)
 
     assert run(emu, go, invoice_status="draft") is None
@@ -220,7 +283,11 @@ def test_closing_an_invoice_closed_meanwhile_counts_as_done(emulators):
 # --------------------------------------------------------------------------- totals and rounding
 def test_company_rounding_on_the_document_refuses_an_invoice_it_would_total_differently(emulators):
     emu = emulators(rounding_method="document")
-    exc = run(emu, lambda c: raises(PermanentError, c.deliver(make_invoice("ACME-WO-3-R1", THREE))), rounding_method="document")
+    exc = run(
+        emu,
+        lambda c: raises(PermanentError, c.deliver(make_invoice("ACME-WO-3-R1", THREE))),
+        rounding_method="document",
+    )
     assert "total of 8.75" in str(exc) and "ours is 8.76" in str(exc) and "Arredondamento à linha" in str(exc)
     assert emu.invoices() == [] and "invoices/insert" not in api_calls(emu)
     # a single line has the same total under both methods: 100.00 + 23.00
@@ -306,7 +373,9 @@ def test_bad_credentials_missing_secrets_and_unknown_company(emulators, monkeypa
     emu = emulators()
     monkeypatch.setenv("MOLONI_CLIENT_SECRET", "WRONG-secret-value-123")
     exc = run(emu, lambda c: raises(AuthError, c.check()))
-    assert "invalid_client" in str(exc) and "WRONG-secret-value-123" not in str(exc) and "MOLONI_CLIENT_SECRET" in str(exc)
+    assert (
+        "invalid_client" in str(exc) and "WRONG-secret-value-123" not in str(exc) and "MOLONI_CLIENT_SECRET" in str(exc)
+    )
     monkeypatch.delenv("MOLONI_CLIENT_SECRET")
     exc = run(emu, lambda c: raises(ConfigError, c.check()))
     assert "MOLONI_CLIENT_SECRET" in str(exc) and "billing.settings.client_secret_env" in str(exc)
@@ -345,8 +414,10 @@ def test_customer_found_by_vat_number_or_created(emulators):
     defaults = {"maturity_date_id": 11, "payment_method_id": 21, "address": "Rua do Cliente 1", "city": "Porto"}
 
     async def go(c):
-        c.clients = {"CLI-HAL": SimpleNamespace(name="Hotel (renamed)", email=None, tax_number="500000000"),
-                     "CLI-NEW": SimpleNamespace(name="Oficina Nova, Lda.", email="geral@oficina.example", tax_number=None)}
+        c.clients = {
+            "CLI-HAL": SimpleNamespace(name="Hotel (renamed)", email=None, tax_number="500000000"),
+            "CLI-NEW": SimpleNamespace(name="Oficina Nova, Lda.", email="geral@oficina.example", tax_number=None),
+        }
         first = await c.deliver(mapped)
         second = await c.deliver(new)
         return first, second
@@ -355,8 +426,17 @@ def test_customer_found_by_vat_number_or_created(emulators):
     docs = {d["your_reference"]: d for d in emu.invoices()}
     assert docs["ACME-WO-5-R1"]["customer_id"] == 201  # found by NIF
     created = emu.companies[5]["customers"][docs["ACME-WO-6-R1"]["customer_id"]]
-    assert created == {"name": "Oficina Nova, Lda.", "vat": "999999990", "number": "CLI-NEW", "email": "geral@oficina.example",
-                       "address": "Rua do Cliente 1", "zip_code": "", "city": "Porto"}
-    stranger = make_invoice("ACME-WO-7-R1", contact_id=None, client_id="CLI-X").model_copy(update={"client_name": "Desconhecido, Lda."})
+    assert created == {
+        "name": "Oficina Nova, Lda.",
+        "vat": "999999990",
+        "number": "CLI-NEW",
+        "email": "geral@oficina.example",
+        "address": "Rua do Cliente 1",
+        "zip_code": "",
+        "city": "Porto",
+    }
+    stranger = make_invoice("ACME-WO-7-R1", contact_id=None, client_id="CLI-X").model_copy(
+        update={"client_name": "Desconhecido, Lda."}
+    )
     refused = run(emu, lambda c: raises(PermanentError, c.deliver(stranger)))
     assert "client CLI-X" in str(refused) and "create_customers" in str(refused)

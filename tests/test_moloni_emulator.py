@@ -38,15 +38,21 @@ def emulators():
 class Api:
     def __init__(self, emu: MoloniEmulator):
         self.http = httpx.Client(base_url=emu.url, timeout=5)
-        self.token = self.grant(grant_type="refresh_token", refresh_token=emu.initial_refresh_token).json()["access_token"]
+        self.token = self.grant(grant_type="refresh_token", refresh_token=emu.initial_refresh_token).json()[
+            "access_token"
+        ]
 
     def grant(self, **params) -> httpx.Response:
         params = {"client_id": "demo-client", "client_secret": "demo-secret", **params}
         return self.http.get("/v1/grant/", params=params)
 
     def call(self, action: str, fields: dict, token: str | None = None) -> httpx.Response:
-        return self.http.post(f"/v1/{action}/", params={"access_token": token or self.token}, content=form_body(fields),
-                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+        return self.http.post(
+            f"/v1/{action}/",
+            params={"access_token": token or self.token},
+            content=form_body(fields),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
 
     def ok(self, action: str, fields: dict):
         resp = self.call(action, fields)
@@ -65,10 +71,26 @@ def api(emulators):
 
 
 def draft(**overrides) -> dict:
-    fields = {"company_id": 5, "date": "2026-03-03", "expiration_date": "2026-04-02", "document_set_id": 7, "customer_id": 201,
-              "your_reference": "ACME-WO-1-R1", "our_reference": "WO 1", "status": 0,
-              "products": [{"product_id": 101, "name": "Labour", "qty": D("3.25"), "price": D("42.00"), "discount": D("0"),
-                            "taxes": [{"tax_id": 1, "value": D("23"), "order": 0, "cumulative": 0}]}]}
+    fields = {
+        "company_id": 5,
+        "date": "2026-03-03",
+        "expiration_date": "2026-04-02",
+        "document_set_id": 7,
+        "customer_id": 201,
+        "your_reference": "ACME-WO-1-R1",
+        "our_reference": "WO 1",
+        "status": 0,
+        "products": [
+            {
+                "product_id": 101,
+                "name": "Labour",
+                "qty": D("3.25"),
+                "price": D("42.00"),
+                "discount": D("0"),
+                "taxes": [{"tax_id": 1, "value": D("23"), "order": 0, "cumulative": 0}],
+            }
+        ],
+    }
     fields.update(overrides)
     return fields
 
@@ -79,15 +101,24 @@ def test_grants_rotate_refresh_tokens_with_a_grace_period(emulators):
     api = Api(emu)  # first refresh done: the initial token is now in its grace period
     try:
         body = api.grant(grant_type="password", username="demo@acme.example", password="demo-password").json()
-        assert body["token_type"] == "bearer" and body["expires_in"] == 3600 and body["refresh_token"].startswith("mol-rt-")
+        assert (
+            body["token_type"] == "bearer"
+            and body["expires_in"] == 3600
+            and body["refresh_token"].startswith("mol-rt-")
+        )
         assert api.grant(grant_type="password", username="demo@acme.example", password="nope").json() == {
-            "error": "invalid_grant", "error_description": "Invalid username and password combination"}
-        bad_client = api.http.get("/v1/grant/", params={"grant_type": "password", "client_id": "demo-client", "client_secret": "x"})
+            "error": "invalid_grant",
+            "error_description": "Invalid username and password combination",
+        }
+        bad_client = api.http.get(
+            "/v1/grant/", params={"grant_type": "password", "client_id": "demo-client", "client_secret": "x"}
+        )
         assert bad_client.status_code == 400 and bad_client.json()["error"] == "invalid_client"
         assert api.grant(grant_type="client_credentials").json()["error"] == "unsupported_grant_type"
         again = api.grant(grant_type="refresh_token", refresh_token=emu.initial_refresh_token)
         assert again.status_code == 200  # still inside the grace period
         import time
+
         time.sleep(0.25)
         late = api.grant(grant_type="refresh_token", refresh_token=emu.initial_refresh_token)
         assert late.status_code == 400 and late.json()["error"] == "invalid_grant"
@@ -116,21 +147,42 @@ def test_expired_token_is_401_invalid_token(emulators):
 
 # --------------------------------------------------------------------------- insert and validation
 def test_validation_errors_are_an_array_with_http_200_and_nothing_is_stored(api, emulators):
-    bad = draft(customer_id=999, date="03/03/2026", products=[
-        {"product_id": 101, "name": "Exempt without reason", "qty": D("1"), "price": D("5"), "discount": D("0")},
-        {"product_id": 555, "name": "x", "qty": D("0"), "price": D("-1"), "discount": D("120"),
-         "taxes": [{"tax_id": 77, "value": D("23")}]},
-    ])
+    bad = draft(
+        customer_id=999,
+        date="03/03/2026",
+        products=[
+            {"product_id": 101, "name": "Exempt without reason", "qty": D("1"), "price": D("5"), "discount": D("0")},
+            {
+                "product_id": 555,
+                "name": "x",
+                "qty": D("0"),
+                "price": D("-1"),
+                "discount": D("120"),
+                "taxes": [{"tax_id": 77, "value": D("23")}],
+            },
+        ],
+    )
     resp = api.call("invoices/insert", bad)
     assert resp.status_code == 200
     errors = resp.json()
     assert isinstance(errors, list) and all(set(e) == {"code", "field", "description"} for e in errors)
     fields = [e["field"] for e in errors]
-    assert fields == ["date", "customer_id", "products[0][exemption_reason]", "products[1][product_id]", "products[1][qty]",
-                      "products[1][price]", "products[1][discount]", "products[1][taxes][0][tax_id]",
-                      "products[1][exemption_reason]"]
-    assert errors[2] == {"code": "1 products[0][exemption_reason]", "field": "products[0][exemption_reason]",
-                         "description": "Field 'exemption_reason' is required"}
+    assert fields == [
+        "date",
+        "customer_id",
+        "products[0][exemption_reason]",
+        "products[1][product_id]",
+        "products[1][qty]",
+        "products[1][price]",
+        "products[1][discount]",
+        "products[1][taxes][0][tax_id]",
+        "products[1][exemption_reason]",
+    ]
+    assert errors[2] == {
+        "code": "1 products[0][exemption_reason]",
+        "field": "products[0][exemption_reason]",
+        "description": "Field 'exemption_reason' is required",
+    }
     assert api.ok("invoices/getAll", {"company_id": 5}) == []
 
 
@@ -146,8 +198,19 @@ def test_golden_payloads_are_accepted_with_our_totals(api, path):
 
 
 def test_totals_by_the_companys_rounding_method(emulators):
-    three = draft(products=[{"product_id": 104, "name": f"Article {n}", "qty": D("1"), "price": D("2.37"), "discount": D("0"),
-                             "taxes": [{"tax_id": 1, "value": D("23")}]} for n in range(3)])
+    three = draft(
+        products=[
+            {
+                "product_id": 104,
+                "name": f"Article {n}",
+                "qty": D("1"),
+                "price": D("2.37"),
+                "discount": D("0"),
+                "taxes": [{"tax_id": 1, "value": D("23")}],
+            }
+            for n in range(3)
+        ]
+    )
     totals = {}
     for method in ("line", "document"):
         api = Api(emulators(rounding_method=method))
@@ -162,33 +225,70 @@ def test_totals_by_the_companys_rounding_method(emulators):
 
 
 def test_discount_and_exemption(api):
-    doc_id = api.ok("invoices/insert", draft(products=[
-        {"product_id": 104, "name": "Contactor", "qty": D("2"), "price": D("18.75"), "discount": D("10"),
-         "taxes": [{"tax_id": 1, "value": D("23")}]},
-        {"product_id": 105, "name": "Waste fee", "qty": D("1"), "price": D("12.50"), "discount": D("0"), "exemption_reason": "M07"},
-    ]))["document_id"]
+    doc_id = api.ok(
+        "invoices/insert",
+        draft(
+            products=[
+                {
+                    "product_id": 104,
+                    "name": "Contactor",
+                    "qty": D("2"),
+                    "price": D("18.75"),
+                    "discount": D("10"),
+                    "taxes": [{"tax_id": 1, "value": D("23")}],
+                },
+                {
+                    "product_id": 105,
+                    "name": "Waste fee",
+                    "qty": D("1"),
+                    "price": D("12.50"),
+                    "discount": D("0"),
+                    "exemption_reason": "M07",
+                },
+            ]
+        ),
+    )["document_id"]
     doc = api.ok("invoices/getOne", {"company_id": 5, "document_id": doc_id})
     # 2 x 18.75 = 37.50 - 3.75 = 33.75 (VAT 7.7625 -> 7.76) + 12.50 exempt: gross 50.00, discount 3.75, VAT 7.76, total 54.01
     assert (doc["gross_value"], doc["comercial_discount_value"], doc["taxes_value"], doc["net_value"]) == (
-        D("50.00"), D("3.75"), D("7.76"), D("54.01"))
+        D("50.00"),
+        D("3.75"),
+        D("7.76"),
+        D("54.01"),
+    )
     assert doc["products"][0]["taxes"][0]["incidence_value"] == D("33.75")
-    assert api.call("invoices/insert", draft(products=[{"product_id": 105, "name": "x", "qty": "1", "price": "1",
-                                                        "exemption_reason": "X99"}])).json()[0]["field"] == "products[0][exemption_reason]"
+    assert (
+        api.call(
+            "invoices/insert",
+            draft(products=[{"product_id": 105, "name": "x", "qty": "1", "price": "1", "exemption_reason": "X99"}]),
+        ).json()[0]["field"]
+        == "products[0][exemption_reason]"
+    )
 
 
 # --------------------------------------------------------------------------- closing, lookups
 def test_update_closes_numbers_and_emails_then_the_invoice_is_frozen(api):
     first = api.ok("invoices/insert", draft())["document_id"]
     second = api.ok("invoices/insert", draft(your_reference="ACME-WO-2-R1"))["document_id"]
-    closed = api.ok("invoices/update", {"company_id": 5, "document_id": second, "status": 1,
-                                        "send_email": [{"email": "contas@example.pt", "name": "Hotel", "msg": "Obrigado"}]})
+    closed = api.ok(
+        "invoices/update",
+        {
+            "company_id": 5,
+            "document_id": second,
+            "status": 1,
+            "send_email": [{"email": "contas@example.pt", "name": "Hotel", "msg": "Obrigado"}],
+        },
+    )
     assert closed == {"valid": 1, "document_id": second}
     api.ok("invoices/update", {"company_id": 5, "document_id": first, "status": 1})
     docs = {d["document_id"]: d for d in api.ok("invoices/getAll", {"company_id": 5})}
     assert (docs[second]["number"], docs[first]["number"]) == (1, 2) and docs[first]["status"] == 1
     again = api.ok("invoices/update", {"company_id": 5, "document_id": second, "status": 1})
     assert again[0]["field"] == "document_id" and "closed" in again[0]["description"]
-    assert api.ok("invoices/delete", {"company_id": 5, "document_id": second})[0]["description"] == "Document is closed and can't be deleted"
+    assert (
+        api.ok("invoices/delete", {"company_id": 5, "document_id": second})[0]["description"]
+        == "Document is closed and can't be deleted"
+    )
     third = api.ok("invoices/insert", draft(your_reference="ACME-WO-3-R1"))["document_id"]
     assert api.ok("invoices/delete", {"company_id": 5, "document_id": third}) == {"valid": 1}
     stats = httpx.get(str(api.http.base_url).rstrip("/") + "/_emulator/emails").json()
@@ -213,14 +313,27 @@ def test_get_all_filters_and_pages(api):
 def test_customers(api):
     found = api.ok("customers/getByVat", {"company_id": 5, "vat": "500000000"})
     assert [c["customer_id"] for c in found] == [201]
-    base = {"company_id": 5, "vat": "999999990", "number": "CLI-NEW", "name": "Novo Cliente", "language_id": 1,
-            "address": "Rua A", "city": "Lisboa", "country_id": 1, "maturity_date_id": 11, "payment_method_id": 21}
+    base = {
+        "company_id": 5,
+        "vat": "999999990",
+        "number": "CLI-NEW",
+        "name": "Novo Cliente",
+        "language_id": 1,
+        "address": "Rua A",
+        "city": "Lisboa",
+        "country_id": 1,
+        "maturity_date_id": 11,
+        "payment_method_id": 21,
+    }
     bad = api.ok("customers/insert", {**base, "vat": "123456780", "zip_code": "1000", "number": "X" * 21})
     assert [e["field"] for e in bad] == ["number", "vat", "zip_code"]
     created = api.ok("customers/insert", base)
     assert created["valid"] == 1
     assert api.ok("customers/insert", base)[0]["description"] == "Field 'number' already exists"
-    assert api.ok("customers/getByNumber", {"company_id": 5, "number": "CLI-NEW"})[0]["customer_id"] == created["customer_id"]
+    assert (
+        api.ok("customers/getByNumber", {"company_id": 5, "number": "CLI-NEW"})[0]["customer_id"]
+        == created["customer_id"]
+    )
 
 
 # --------------------------------------------------------------------------- limits and faults
@@ -246,8 +359,13 @@ def test_faults_and_control_api(api):
         control.post("/_emulator/faults", json={"kind": "timeout_after_commit", "only": "invoices/insert"})
         assert api.call("companies/getAll", {}).status_code == 200  # not the targeted method
         with pytest.raises(httpx.ReadTimeout):
-            api.http.post("/v1/invoices/insert/", params={"access_token": api.token}, content=form_body(draft()),
-                          headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=0.3)
+            api.http.post(
+                "/v1/invoices/insert/",
+                params={"access_token": api.token},
+                content=form_body(draft()),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                timeout=0.3,
+            )
         listing = control.get("/_emulator/invoices").json()
         assert len(listing) == 1 and listing[0]["company_id"] == 5  # stored before the answer was lost
         control.post("/_emulator/faults", json={"kind": "429", "times": 1})

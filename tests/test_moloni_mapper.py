@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -35,27 +35,65 @@ from connectors.moloni.mapper import (
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "moloni"
 BASE_SETTINGS = {
-    "client_id": "demo-client", "client_secret_env": "MOLONI_CLIENT_SECRET", "refresh_token_env": "MOLONI_REFRESH_TOKEN",
-    "company_id": 5, "document_set_id": 7,
+    "client_id": "demo-client",
+    "client_secret_env": "MOLONI_CLIENT_SECRET",
+    "refresh_token_env": "MOLONI_REFRESH_TOKEN",
+    "company_id": 5,
+    "document_set_id": 7,
     "product_ids": {"labour": 101, "travel": 102, "call_out": 103, "part": 104, "expense": 105},
-    "tax_ids": {"23": 1, "13": 2, "6": 3}, "exemption_reason": "M07",
+    "tax_ids": {"23": 1, "13": 2, "6": 3},
+    "exemption_reason": "M07",
 }
 
 
 def line(desc, qty, price, net, rate, tax, total, *, kind="labour", unit="h", discount="0") -> InvoiceLine:
-    return InvoiceLine(kind=kind, description=desc, quantity=D(qty), unit=unit, unit_price=D(price), discount_percent=D(discount),
-                       net=D(net), tax_rate=D(rate), tax=D(tax), total=D(total), source="test", rule="test")
+    return InvoiceLine(
+        kind=kind,
+        description=desc,
+        quantity=D(qty),
+        unit=unit,
+        unit_price=D(price),
+        discount_percent=D(discount),
+        net=D(net),
+        tax_rate=D(rate),
+        tax=D(tax),
+        total=D(total),
+        source="test",
+        rule="test",
+    )
 
 
-def invoice(lines, *, number="ACME-WO-1001-R1", inclusive=False, currency="EUR", reference="WO 1001", legal_notes=()) -> Invoice:
+def invoice(
+    lines, *, number="ACME-WO-1001-R1", inclusive=False, currency="EUR", reference="WO 1001", legal_notes=()
+) -> Invoice:
     return Invoice(
-        invoice_key=f"acme-fm:wo:{number}:r1", invoice_number=number, order_key=f"acme-fm:wo:{number}", tenant="acme-fm",
-        billing_system="moloni", event_id="maintainx:wo:1001:r1", event_type="maintenance.work_order.completed",
-        event_time=datetime(2026, 3, 3, 11, 30, tzinfo=timezone.utc), document="wo", document_id="1001", revision=1,
-        client_id="CLI-HAL", client_name="Hotel Atlântico Lisboa, S.A.", contact_id="201", site_id="LIS-HAL-ROOF",
-        currency=currency, issue_date=date(2026, 3, 3), due_date=date(2026, 4, 2), reference=reference, tax_inclusive=inclusive,
-        lines=lines, net_total=sum((ln.net for ln in lines), D("0.00")), tax_total=sum((ln.tax for ln in lines), D("0.00")),
-        total=sum((ln.total for ln in lines), D("0.00")), cost_total=D("0.00"), margin=D("0.00"), legal_notes=list(legal_notes),
+        invoice_key=f"acme-fm:wo:{number}:r1",
+        invoice_number=number,
+        order_key=f"acme-fm:wo:{number}",
+        tenant="acme-fm",
+        billing_system="moloni",
+        event_id="maintainx:wo:1001:r1",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 3, 11, 30, tzinfo=UTC),
+        document="wo",
+        document_id="1001",
+        revision=1,
+        client_id="CLI-HAL",
+        client_name="Hotel Atlântico Lisboa, S.A.",
+        contact_id="201",
+        site_id="LIS-HAL-ROOF",
+        currency=currency,
+        issue_date=date(2026, 3, 3),
+        due_date=date(2026, 4, 2),
+        reference=reference,
+        tax_inclusive=inclusive,
+        lines=lines,
+        net_total=sum((ln.net for ln in lines), D("0.00")),
+        tax_total=sum((ln.tax for ln in lines), D("0.00")),
+        total=sum((ln.total for ln in lines), D("0.00")),
+        cost_total=D("0.00"),
+        margin=D("0.00"),
+        legal_notes=list(legal_notes),
     )
 
 
@@ -64,30 +102,85 @@ def cases() -> dict[str, tuple[dict, int, Invoice]]:
     return {
         # 3.25 h x 42.00 = 136.50, VAT 23 % 31.395 -> 31.40; 2 x 18.75 = 37.50 less 10 % = 33.75, VAT 7.7625 -> 7.76;
         # net 170.25, VAT 39.16, total 209.41
-        "standard_eur": ({}, 201, invoice([
-            line("HVAC corrective labour (Ana Costa)", "3.25", "42.00", "136.50", "23", "31.40", "167.90"),
-            line("Contactor 25A", "2", "18.75", "33.75", "23", "7.76", "41.51", kind="part", unit="un", discount="10"),
-        ])),
+        "standard_eur": (
+            {},
+            201,
+            invoice(
+                [
+                    line("HVAC corrective labour (Ana Costa)", "3.25", "42.00", "136.50", "23", "31.40", "167.90"),
+                    line(
+                        "Contactor 25A",
+                        "2",
+                        "18.75",
+                        "33.75",
+                        "23",
+                        "7.76",
+                        "41.51",
+                        kind="part",
+                        unit="un",
+                        discount="10",
+                    ),
+                ]
+            ),
+        ),
         # 1.5 x 40.00 = 60.00 (13.80); exempt fee 12.50 (0, M07); 3 x 0.99 = 2.97 (0.6831 -> 0.68);
         # travel 0.75 h x 30.00 = 22.50 at 13 % (2.925 -> 2.93); net 97.97, VAT 17.41, total 115.38
-        "mixed_rates_exempt": ({"exemption_reason": "M40"}, 202, invoice([
-            line("Preventive visit", "1.5", "40.00", "60.00", "23", "13.80", "73.80"),
-            line("Waste disposal fee (exempt)", "1", "12.50", "12.50", "0", "0.00", "12.50", kind="expense", unit="un"),
-            line("Washers M8", "3", "0.99", "2.97", "23", "0.68", "3.65", kind="part", unit="un"),
-            line("Travel", "0.75", "30.00", "22.50", "13", "2.93", "25.43", kind="travel"),
-        ], number="ACME-WO-1002-R1", reference="WO 1002")),
+        "mixed_rates_exempt": (
+            {"exemption_reason": "M40"},
+            202,
+            invoice(
+                [
+                    line("Preventive visit", "1.5", "40.00", "60.00", "23", "13.80", "73.80"),
+                    line(
+                        "Waste disposal fee (exempt)",
+                        "1",
+                        "12.50",
+                        "12.50",
+                        "0",
+                        "0.00",
+                        "12.50",
+                        kind="expense",
+                        unit="un",
+                    ),
+                    line("Washers M8", "3", "0.99", "2.97", "23", "0.68", "3.65", kind="part", unit="un"),
+                    line("Travel", "0.75", "30.00", "22.50", "13", "2.93", "25.43", kind="travel"),
+                ],
+                number="ACME-WO-1002-R1",
+                reference="WO 1002",
+            ),
+        ),
         # folded: 3.3333 h x 42.00 = 139.9986 -> net 140.00 (VAT 32.20) sent as 1 x 140.00;
         # 2.5 kg x 24.0150 = 60.0375 -> 60.04 (VAT 13.8092 -> 13.81) sent as 1 x 60.04; net 200.04, VAT 46.01, total 246.05
-        "folded_lines": ({"maturity_date_id": 11, "eac_id": 3}, 201, invoice([
-            line("Labour, night shift", "3.3333", "42.00", "140.00", "23", "32.20", "172.20"),
-            line("Refrigerant R410A", "2.5", "24.0150", "60.04", "23", "13.81", "73.85", kind="part", unit="kg"),
-        ], number="ACME-WO-1003-R1", reference="WO 1003", legal_notes=["Trabalhos ao abrigo do contrato CT-2026-01"])),
+        "folded_lines": (
+            {"maturity_date_id": 11, "eac_id": 3},
+            201,
+            invoice(
+                [
+                    line("Labour, night shift", "3.3333", "42.00", "140.00", "23", "32.20", "172.20"),
+                    line(
+                        "Refrigerant R410A", "2.5", "24.0150", "60.04", "23", "13.81", "73.85", kind="part", unit="kg"
+                    ),
+                ],
+                number="ACME-WO-1003-R1",
+                reference="WO 1003",
+                legal_notes=["Trabalhos ao abrigo do contrato CT-2026-01"],
+            ),
+        ),
         # tax-inclusive: gross 123.00 -> VAT 23.00, net 100.00; gross 0.5 x 45.00 = 22.50 -> VAT 4.2073 -> 4.21, net 18.29;
         # both folded (Moloni prices are net): net 118.29, VAT 27.21, total 145.50
-        "tax_inclusive": ({}, 201, invoice([
-            line("Boiler service (fixed price)", "1", "123.00", "100.00", "23", "23.00", "123.00"),
-            line("Travel", "0.5", "45.00", "18.29", "23", "4.21", "22.50", kind="travel"),
-        ], number="ACME-SJ-77-R2", inclusive=True, reference="SJ 77")),
+        "tax_inclusive": (
+            {},
+            201,
+            invoice(
+                [
+                    line("Boiler service (fixed price)", "1", "123.00", "100.00", "23", "23.00", "123.00"),
+                    line("Travel", "0.5", "45.00", "18.29", "23", "4.21", "22.50", kind="travel"),
+                ],
+                number="ACME-SJ-77-R2",
+                inclusive=True,
+                reference="SJ 77",
+            ),
+        ),
     }
 
 
@@ -105,8 +198,13 @@ def build(name: str) -> dict:
     overrides, customer_id, inv = cases()[name]
     settings = {**BASE_SETTINGS, **overrides}
     payload = invoice_to_moloni(inv, MoloniSettings.model_validate(settings), customer_id=customer_id)
-    return {"settings": settings, "customer_id": customer_id, "invoice": json.loads(inv.model_dump_json()),
-            "payload": jsonable(payload), "form_body": form_body(payload)}
+    return {
+        "settings": settings,
+        "customer_id": customer_id,
+        "invoice": json.loads(inv.model_dump_json()),
+        "payload": jsonable(payload),
+        "form_body": form_body(payload),
+    }
 
 
 @pytest.mark.parametrize("name", sorted(cases()))
@@ -127,7 +225,9 @@ def test_golden_payloads(name):
 
 def test_golden_totals_match_ours_by_moloni_line_method():
     for name, (_, _, inv) in cases().items():
-        payload = invoice_to_moloni(inv, MoloniSettings.model_validate(BASE_SETTINGS | cases()[name][0]), customer_id=201)
+        payload = invoice_to_moloni(
+            inv, MoloniSettings.model_validate(BASE_SETTINGS | cases()[name][0]), customer_id=201
+        )
         totals = predicted_totals(payload, {1: D("23"), 2: D("13"), 3: D("6")}, "line")
         assert totals.net_value == inv.total, name
         assert totals.taxes_value == inv.tax_total, name
@@ -137,11 +237,21 @@ def test_standard_payload_by_hand():
     got = build("standard_eur")["payload"]
     assert got["your_reference"] == "ACME-WO-1001-R1" and got["our_reference"] == "WO 1001"
     assert got["status"] == 0 and got["date"] == "2026-03-03" and got["expiration_date"] == "2026-04-02"
-    assert got["products"][1] == {"product_id": 104, "name": "Contactor 25A", "summary": "", "qty": "2", "price": "18.75",
-                                  "discount": "10", "order": 1,
-                                  "taxes": [{"tax_id": 1, "value": "23", "order": 0, "cumulative": 0}]}
-    fields = dict(form_fields(invoice_to_moloni(cases()["standard_eur"][2], MoloniSettings.model_validate(BASE_SETTINGS),
-                                                customer_id=201)))
+    assert got["products"][1] == {
+        "product_id": 104,
+        "name": "Contactor 25A",
+        "summary": "",
+        "qty": "2",
+        "price": "18.75",
+        "discount": "10",
+        "order": 1,
+        "taxes": [{"tax_id": 1, "value": "23", "order": 0, "cumulative": 0}],
+    }
+    fields = dict(
+        form_fields(
+            invoice_to_moloni(cases()["standard_eur"][2], MoloniSettings.model_validate(BASE_SETTINGS), customer_id=201)
+        )
+    )
     assert fields["products[1][taxes][0][tax_id]"] == "1" and fields["products[0][qty]"] == "3.25"
 
 
@@ -166,7 +276,10 @@ def test_line_layout_rules():
     zero_qty = line_layout(line("x", "0", "10.00", "0.00", "23", "0.00", "0.00"), tax_inclusive=False)
     assert zero_qty.folded and zero_qty.qty == 1 and zero_qty.price == D("0.00")
     with pytest.raises(PermanentError) as info:
-        line_layout(line("Loyalty discount", "1", "-10.00", "-10.00", "23", "-2.30", "-12.30", kind="discount"), tax_inclusive=False)
+        line_layout(
+            line("Loyalty discount", "1", "-10.00", "-10.00", "23", "-2.30", "-12.30", kind="discount"),
+            tax_inclusive=False,
+        )
     assert "Loyalty discount" in str(info.value) and "negative" in str(info.value)
 
 
@@ -175,7 +288,11 @@ def test_moloni_rounding_methods_by_hand():
     rows = [(D("1"), D("2.37"), D("0"), D("23"))] * 3
     # à linha: 2.37 x 0.23 = 0.5451 -> 0.55 per line, x3 = 1.65; total 7.11 + 1.65 = 8.76
     line_totals = moloni_totals(rows, "line")
-    assert (line_totals.gross_value, line_totals.taxes_value, line_totals.net_value) == (D("7.11"), D("1.65"), D("8.76"))
+    assert (line_totals.gross_value, line_totals.taxes_value, line_totals.net_value) == (
+        D("7.11"),
+        D("1.65"),
+        D("8.76"),
+    )
     # ao documento: 7.11 x 0.23 = 1.6353 -> 1.64; total 8.75
     doc_totals = moloni_totals(rows, "document")
     assert (doc_totals.taxes_value, doc_totals.net_value) == (D("1.64"), D("8.75"))
@@ -208,21 +325,34 @@ def test_refusals_name_the_field_or_line():
         invoice_to_moloni(invoice([line("x", "1", "10.00", "10.00", "21", "2.10", "12.10")]), settings, customer_id=201)
     assert "VAT 21%" in str(info.value) and "tax_ids" in str(info.value)
     with pytest.raises(PermanentError) as info:
-        invoice_to_moloni(invoice([line("x", "1", "10.00", "10.00", "23", "2.30", "12.30", kind="quote")]), settings, customer_id=201)
+        invoice_to_moloni(
+            invoice([line("x", "1", "10.00", "10.00", "23", "2.30", "12.30", kind="quote")]), settings, customer_id=201
+        )
     assert "'quote'" in str(info.value) and "product_ids" in str(info.value)
     with pytest.raises(PermanentError) as info:
-        invoice_to_moloni(invoice([line("x", "1", "10.00", "10.00", "23", "2.30", "12.30")], currency="USD"), settings, customer_id=201)
+        invoice_to_moloni(
+            invoice([line("x", "1", "10.00", "10.00", "23", "2.30", "12.30")], currency="USD"),
+            settings,
+            customer_id=201,
+        )
     assert "currency USD" in str(info.value)
 
 
 def test_form_encoding_round_trip():
-    payload = {"company_id": 5, "products": [{"name": "Peça nº 7 & ½\"", "qty": D("2.50"), "taxes": [{"tax_id": 1}]},
-                                            {"name": "b", "qty": D("1"), "taxes": []}],
-               "send_email": [{"email": "a+b@example.pt", "msg": ""}], "skip": None, "flag": True}
+    payload = {
+        "company_id": 5,
+        "products": [
+            {"name": 'Peça nº 7 & ½"', "qty": D("2.50"), "taxes": [{"tax_id": 1}]},
+            {"name": "b", "qty": D("1"), "taxes": []},
+        ],
+        "send_email": [{"email": "a+b@example.pt", "msg": ""}],
+        "skip": None,
+        "flag": True,
+    }
     body = form_body(payload)
     assert "products[0][qty]=2.50" in body and "skip" not in body and "flag=1" in body
     parsed = parse_form(body)
-    assert parsed["products"][0] == {"name": "Peça nº 7 & ½\"", "qty": "2.50", "taxes": [{"tax_id": "1"}]}
+    assert parsed["products"][0] == {"name": 'Peça nº 7 & ½"', "qty": "2.50", "taxes": [{"tax_id": "1"}]}
     assert parsed["send_email"][0]["email"] == "a+b@example.pt" and parsed["company_id"] == "5"
     with pytest.raises(TypeError):
         form_fields({"price": 1.5})

@@ -100,26 +100,55 @@ SPEED_ENV = {"BROKER_SESSION_TIMEOUT": "3"}
 
 # --------------------------------------------------------------------------------------------- events
 
-def maintenance_event(tenant: str, client_id: str, technician: str, wo_id: str, *, minutes: int, parts: int,
-                      when: datetime | None = None) -> bytes:
+
+def maintenance_event(
+    tenant: str, client_id: str, technician: str, wo_id: str, *, minutes: int, parts: int, when: datetime | None = None
+) -> bytes:
     """A ``maintenance.work_order.completed`` CloudEvent: one time entry and ``parts`` parts (1 + parts lines)."""
     when = when or datetime.now(UTC)
     start = when - timedelta(minutes=minutes + 10)
     data = {
-        "work_order_id": wo_id, "revision": 1, "kind": "preventive", "client_id": client_id, "site_id": "SITE-1",
-        "time_entries": [{"id": f"TE-{wo_id}", "technician_id": technician, "start": start.isoformat(),
-                          "end": (start + timedelta(minutes=minutes)).isoformat()}],
-        "parts": [{"id": f"P-{wo_id}-{i}", "sku": f"SKU-{i}", "description": f"Part {i}", "quantity": str(i + 1),
-                   "unit": "un", "unit_cost": f"{7 + 3 * i}.{35 + i * 11:02d}"} for i in range(parts)],
+        "work_order_id": wo_id,
+        "revision": 1,
+        "kind": "preventive",
+        "client_id": client_id,
+        "site_id": "SITE-1",
+        "time_entries": [
+            {
+                "id": f"TE-{wo_id}",
+                "technician_id": technician,
+                "start": start.isoformat(),
+                "end": (start + timedelta(minutes=minutes)).isoformat(),
+            }
+        ],
+        "parts": [
+            {
+                "id": f"P-{wo_id}-{i}",
+                "sku": f"SKU-{i}",
+                "description": f"Part {i}",
+                "quantity": str(i + 1),
+                "unit": "un",
+                "unit_cost": f"{7 + 3 * i}.{35 + i * 11:02d}",
+            }
+            for i in range(parts)
+        ],
         "expenses": [],
     }
-    event = {"specversion": "1.0", "id": f"crash:wo:{wo_id}:r1", "source": "/platforms/test",
-             "type": "maintenance.work_order.completed", "time": when.isoformat(), "subject": f"work-orders/{wo_id}",
-             "tenant": tenant, "data": data}
+    event = {
+        "specversion": "1.0",
+        "id": f"crash:wo:{wo_id}:r1",
+        "source": "/platforms/test",
+        "type": "maintenance.work_order.completed",
+        "time": when.isoformat(),
+        "subject": f"work-orders/{wo_id}",
+        "tenant": tenant,
+        "data": data,
+    }
     return json.dumps(event).encode()
 
 
 # --------------------------------------------------------------------------------------------- systems
+
 
 @dataclass(frozen=True)
 class Step:
@@ -182,9 +211,12 @@ def _stripe_extra(run: Run) -> None:
     emu = run.harness.emulator
     mine = run.by_number()
     # one customer per client, one tax rate per rate, no invoice item outside an invoice
-    customers = Counter((c.get("metadata") or {}).get("broker_client_id") for c in emu.customers()
-                        if (c.get("metadata") or {}).get("broker_tenant") == run.system.tenant)
-    assert customers == Counter({c: 1 for c in run.clients_used}), f"customers per client: {dict(customers)}"
+    customers = Counter(
+        (c.get("metadata") or {}).get("broker_client_id")
+        for c in emu.customers()
+        if (c.get("metadata") or {}).get("broker_tenant") == run.system.tenant
+    )
+    assert customers == Counter(dict.fromkeys(run.clients_used, 1)), f"customers per client: {dict(customers)}"
     rates = Counter((str(t["percentage"]), t["inclusive"]) for t in emu.tax_rates())
     assert len(rates) == 1, f"tax rates: {dict(rates)}"
     created_by = [worker for step, worker in run.writes if step == "tax_rate"]
@@ -194,8 +226,9 @@ def _stripe_extra(run: Run) -> None:
         # Without Stripe's idempotency cache, the first invoices' concurrent flows may each create the
         # (same) new rate before any exists (with Stripe the shared key makes them one); but a worker
         # started after a crash must find it, never create it again.
-        assert len(set(created_by)) == 1 and sum(rates.values()) == len(created_by), \
+        assert len(set(created_by)) == 1 and sum(rates.values()) == len(created_by), (
             f"tax rates {dict(rates)} created by workers {created_by}"
+        )
     loose = [i["id"] for i in emu.invoice_items() if not i.get("invoice")]
     assert loose == [], f"invoice items outside any invoice: {loose}"
     for number, inv in mine.items():
@@ -218,8 +251,11 @@ def _stripe_between(run: Run) -> set[str]:
         return set()
     emu = run.harness.emulator
     emailed = {e["invoice"] for e in emu.emails}
-    return {n for n, inv in run.by_number().items()
-            if inv["id"] in emailed and (inv.get("metadata") or {}).get("broker_emailed") != "true"}
+    return {
+        n
+        for n, inv in run.by_number().items()
+        if inv["id"] in emailed and (inv.get("metadata") or {}).get("broker_emailed") != "true"
+    }
 
 
 def _invoicexpress_between(run: Run) -> set[str]:
@@ -230,7 +266,7 @@ def _invoicexpress_between(run: Run) -> set[str]:
 
 def _paypal_extra(run: Run) -> None:
     emails = Counter(e["invoice_number"] for e in run.harness.emu.emails)
-    assert emails == Counter({n: 1 for n in run.ours}), f"e-mails per invoice: {dict(emails)}"
+    assert emails == Counter(dict.fromkeys(run.ours, 1)), f"e-mails per invoice: {dict(emails)}"
 
 
 def _moloni_extra(run: Run) -> None:
@@ -242,7 +278,7 @@ def _moloni_extra(run: Run) -> None:
         assert customers[client] == 1, f"Moloni customers numbered {client}: {customers[client]}"
     by_id = {str(d["document_id"]): n for n, d in run.by_number().items()}
     emails = Counter(by_id.get(str(e["document_id"])) for e in emu.emails)
-    assert emails == Counter({n: 1 for n in run.ours}), f"e-mails per invoice: {dict(emails)}"
+    assert emails == Counter(dict.fromkeys(run.ours, 1)), f"e-mails per invoice: {dict(emails)}"
 
 
 def _invoicexpress_extra(run: Run) -> None:
@@ -263,26 +299,50 @@ def _invoicexpress_extra(run: Run) -> None:
 
 SYSTEMS: dict[str, System] = {
     "stripe": System(
-        name="stripe", tenant="liffey-fs", source_tenant="liffey-fs", harness="connectors.stripe.testing:StripeHarness",
-        technician="LF-03", settings={"invoice_status": "open", "send_email": True},
-        steps=[Step("tax_rate", 1, ("CLI-GCD",), tagged=False), Step("customer", 1, ("CLI-SBN",), tagged=False),
-               Step("invoice", 2), Step("invoiceitem", 2, line="2"), Step("finalize", 3), Step("send", 2),
-               Step("update", 3)],
-        slow_steps=[Step("invoice", 4), Step("invoiceitem", 1, line="1"), Step("invoiceitem", 3, line="3"),
-                    Step("finalize", 1), Step("send", 4), Step("update", 1)],
-        strict=_stripe_strict, realistic=_stripe_realistic, emulator=lambda h: h.emulator,
+        name="stripe",
+        tenant="liffey-fs",
+        source_tenant="liffey-fs",
+        harness="connectors.stripe.testing:StripeHarness",
+        technician="LF-03",
+        settings={"invoice_status": "open", "send_email": True},
+        steps=[
+            Step("tax_rate", 1, ("CLI-GCD",), tagged=False),
+            Step("customer", 1, ("CLI-SBN",), tagged=False),
+            Step("invoice", 2),
+            Step("invoiceitem", 2, line="2"),
+            Step("finalize", 3),
+            Step("send", 2),
+            Step("update", 3),
+        ],
+        slow_steps=[
+            Step("invoice", 4),
+            Step("invoiceitem", 1, line="1"),
+            Step("invoiceitem", 3, line="3"),
+            Step("finalize", 1),
+            Step("send", 4),
+            Step("update", 1),
+        ],
+        strict=_stripe_strict,
+        realistic=_stripe_realistic,
+        emulator=lambda h: h.emulator,
         documents=lambda h: h.emulator.invoices(),
         number=lambda d: (d.get("metadata") or {}).get("broker_invoice_number", ""),
         total=lambda d: Decimal(int(d["total"])) / 100,
         finished=lambda d: d["status"] == "open",
-        extra=_stripe_extra, between=_stripe_between,
+        extra=_stripe_extra,
+        between=_stripe_between,
     ),
     "paypal": System(
-        name="paypal", tenant="liffey-pp", source_tenant="liffey-fs", harness="connectors.paypal.testing:PayPalHarness",
-        technician="LF-03", settings={"invoice_status": "SENT", "email_to_recipient": True},
+        name="paypal",
+        tenant="liffey-pp",
+        source_tenant="liffey-fs",
+        harness="connectors.paypal.testing:PayPalHarness",
+        technician="LF-03",
+        settings={"invoice_status": "SENT", "email_to_recipient": True},
         steps=[Step("create", 2), Step("send", 3)],
         slow_steps=[Step("create", 1), Step("create", 4), Step("send", 1), Step("send", 4)],
-        strict=_paypal_strict, realistic=_paypal_realistic,
+        strict=_paypal_strict,
+        realistic=_paypal_realistic,
         documents=lambda h: h.emu.invoices(),
         number=lambda d: d["detail"]["invoice_number"],
         total=lambda d: Decimal(d["amount"]["value"]),
@@ -290,12 +350,21 @@ SYSTEMS: dict[str, System] = {
         extra=_paypal_extra,
     ),
     "moloni": System(
-        name="moloni", tenant="sotavento-tec", source_tenant="sotavento-tec", harness="connectors.moloni.testing:MoloniHarness",
-        technician="SV-33", settings={"invoice_status": "closed", "send_email": True},
+        name="moloni",
+        tenant="sotavento-tec",
+        source_tenant="sotavento-tec",
+        harness="connectors.moloni.testing:MoloniHarness",
+        technician="SV-33",
+        settings={"invoice_status": "closed", "send_email": True},
         steps=[Step("customers/insert", 1, tagged=False), Step("invoices/insert", 2), Step("invoices/update", 3)],
-        slow_steps=[Step("invoices/insert", 1), Step("invoices/insert", 4), Step("invoices/update", 1),
-                    Step("invoices/update", 4)],
-        strict=_nothing, realistic=_nothing,
+        slow_steps=[
+            Step("invoices/insert", 1),
+            Step("invoices/insert", 4),
+            Step("invoices/update", 1),
+            Step("invoices/update", 4),
+        ],
+        strict=_nothing,
+        realistic=_nothing,
         documents=lambda h: h.emu.invoices(),
         number=lambda d: d["your_reference"],
         total=lambda d: Decimal(str(d["net_value"])),
@@ -303,17 +372,22 @@ SYSTEMS: dict[str, System] = {
         extra=_moloni_extra,
     ),
     "invoicexpress": System(
-        name="invoicexpress", tenant="mondego-clima", source_tenant="mondego-clima",
-        harness="connectors.invoicexpress.testing:InvoiceXpressHarness", technician="MC-23",
+        name="invoicexpress",
+        tenant="mondego-clima",
+        source_tenant="mondego-clima",
+        harness="connectors.invoicexpress.testing:InvoiceXpressHarness",
+        technician="MC-23",
         settings={"invoice_status": "finalized", "send_email": True},
         steps=[Step("create", 2), Step("change_state", 3), Step("email", 2)],
         slow_steps=[Step("create", 1), Step("create", 4), Step("change_state", 1), Step("email", 4)],
-        strict=_nothing, realistic=_nothing,
+        strict=_nothing,
+        realistic=_nothing,
         documents=lambda h: h.emu.invoices(),
         number=lambda d: d["reference"],
         total=lambda d: Decimal(str(d["total"])),
         finished=lambda d: d["status"] == "final",
-        extra=_invoicexpress_extra, between=_invoicexpress_between,
+        extra=_invoicexpress_extra,
+        between=_invoicexpress_between,
     ),
 }
 
@@ -348,6 +422,7 @@ def crash_config(tmp_path: Path, system: System, harness: Any) -> Path:
 
 # --------------------------------------------------------------------------------------------- the run
 
+
 @dataclass
 class Run:
     system: System
@@ -362,7 +437,9 @@ class Run:
     writes: list[tuple[str, int]] = field(default_factory=list)  # (on_step name, worker_no) of every write
 
     def by_number(self) -> dict[str, dict]:
-        return {self.system.number(d): d for d in self.system.documents(self.harness) if self.system.number(d) in self.ours}
+        return {
+            self.system.number(d): d for d in self.system.documents(self.harness) if self.system.number(d) in self.ours
+        }
 
 
 class Killer:
@@ -408,8 +485,14 @@ class Killer:
         if number:
             return number
         meta = obj.get("metadata") or {}
-        return str(meta.get("broker_invoice_key") or meta.get("broker_client_id") or obj.get("number")
-                   or obj.get("id") or obj.get("customer_id") or "?")
+        return str(
+            meta.get("broker_invoice_key")
+            or meta.get("broker_client_id")
+            or obj.get("number")
+            or obj.get("id")
+            or obj.get("customer_id")
+            or "?"
+        )
 
 
 def _trials(kafka: str, tmp_path: Path, system: System, steps: list[Step], *, realistic: bool) -> None:
@@ -437,8 +520,11 @@ def _trials(kafka: str, tmp_path: Path, system: System, steps: list[Step], *, re
             for i in range(BATCH):
                 client = batch_clients[i % len(batch_clients)]
                 run.clients_used.add(client)
-                events.append(maintenance_event(system.tenant, client, system.technician, f"{tag}{i}",
-                                                minutes=45 + 20 * i + trial, parts=2))
+                events.append(
+                    maintenance_event(
+                        system.tenant, client, system.technician, f"{tag}{i}", minutes=45 + 20 * i + trial, parts=2
+                    )
+                )
             records = priced(events, config)
             batch = {}
             for key, value in records:
@@ -452,25 +538,43 @@ def _trials(kafka: str, tmp_path: Path, system: System, steps: list[Step], *, re
             publish_records(kafka, TOPIC_INVOICES, records)
 
             def delivered() -> set[str]:
-                return {k for k, os_ in outcomes_by_key(tally).items()
-                        if any(o["outcome"] in ("created", "already_delivered") for o in os_)}
+                return {
+                    k
+                    for k, os_ in outcomes_by_key(tally).items()
+                    if any(o["outcome"] in ("created", "already_delivered") for o in os_)
+                }
 
-            _wait(run, tally, worker, lambda w=worker, ks=keys: w.proc.poll() is not None or ks <= delivered(), timeout=90,
-                  what=f"{system.name} trial {trial}: the kill after {step.name} #{step.k}")
+            _wait(
+                run,
+                tally,
+                worker,
+                lambda w=worker, ks=keys: w.proc.poll() is not None or ks <= delivered(),
+                timeout=90,
+                what=f"{system.name} trial {trial}: the kill after {step.name} #{step.k}",
+            )
             assert worker.proc.poll() is not None, (
                 f"{system.name} trial {trial}: every invoice was delivered but the worker was never killed after "
-                f"{step.name} #{step.k} (the step did not happen {step.k} times)")
+                f"{step.name} #{step.k} (the step did not happen {step.k} times)"
+            )
             t_kill = time.monotonic()
             time.sleep(0.3)  # requests the dead worker had already sent are executed by now
             run.between |= system.between(run)
             run.worker_no += 1
             worker = WorkerProcess(config, kafka, tmp_path, app_id=app_id, **env).start()
             killer.worker = worker
-            _wait(run, tally, worker, lambda: run.keys <= delivered(), timeout=120,
-                  what=f"{system.name} trial {trial} ({step.name} #{step.k}): all delivered")
+            _wait(
+                run,
+                tally,
+                worker,
+                lambda: run.keys <= delivered(),
+                timeout=120,
+                what=f"{system.name} trial {trial} ({step.name} #{step.k}): all delivered",
+            )
             _check(run, tally, f"{system.name} trial {trial} (killed after {step.name} of {run.killed[-1][1]})")
-            print(f"{system.name} trial {trial}: killed after {step.name} #{step.k} ({run.killed[-1][1]}) "
-                  f"{t_kill - t0:.1f} s in, all delivered {time.monotonic() - t_kill:.1f} s after the restart")
+            print(
+                f"{system.name} trial {trial}: killed after {step.name} #{step.k} ({run.killed[-1][1]}) "
+                f"{t_kill - t0:.1f} s in, all delivered {time.monotonic() - t_kill:.1f} s after the restart"
+            )
         assert len(run.killed) == len(steps)
         print(f"{system.name}: {len(steps)} trials, {len(run.ours)} invoices in {time.monotonic() - t_start:.1f} s")
     finally:
@@ -481,26 +585,34 @@ def _trials(kafka: str, tmp_path: Path, system: System, steps: list[Step], *, re
     assert not problems, problems
 
 
-def _wait(run: Run, tally: Tally, worker: WorkerProcess, predicate: Callable[[], bool], *, timeout: float,
-          what: str) -> None:
+def _wait(
+    run: Run, tally: Tally, worker: WorkerProcess, predicate: Callable[[], bool], *, timeout: float, what: str
+) -> None:
     """:func:`wait_for`, failing with the worker's log tail, the outcomes so far and the emulator's last calls."""
     try:
         wait_for(predicate, timeout=timeout, what=what, tally=tally, workers=[worker])
     except AssertionError as exc:
         outcomes = {k: [o["outcome"] for o in v] for k, v in outcomes_by_key(tally).items() if k in run.keys}
         calls = list(getattr(run.system.emulator(run.harness), "calls", []))[-40:]
-        raise AssertionError(f"{exc}\noutcomes: {outcomes}\nwaiting: {sorted(run.keys - set(outcomes))}\n"
-                             f"dead letters: {len(tally.dead)}\nlast emulator calls: {calls}\n"
-                             f"worker alive: {worker.proc.poll() is None}, log: {worker.log_path}") from None
+        raise AssertionError(
+            f"{exc}\noutcomes: {outcomes}\nwaiting: {sorted(run.keys - set(outcomes))}\n"
+            f"dead letters: {len(tally.dead)}\nlast emulator calls: {calls}\n"
+            f"worker alive: {worker.proc.poll() is None}, log: {worker.log_path}"
+        ) from None
 
 
 def _check(run: Run, tally: Tally, what: str) -> None:
     system = run.system
     # nothing dead-lettered; exactly one outcome per invoice version
-    assert not tally.dead, f"{what}: dead-lettered {[(d['key'], d['headers'].get('dlq.message')) for d in tally.dead[:3]]}"
+    assert not tally.dead, (
+        f"{what}: dead-lettered {[(d['key'], d['headers'].get('dlq.message')) for d in tally.dead[:3]]}"
+    )
     outcomes = outcomes_by_key(tally)
-    wrong = {k: [o["outcome"] for o in outcomes.get(k, [])] for k in run.keys
-             if [o["outcome"] for o in outcomes.get(k, [])] not in (["created"], ["already_delivered"])}
+    wrong = {
+        k: [o["outcome"] for o in outcomes.get(k, [])]
+        for k in run.keys
+        if [o["outcome"] for o in outcomes.get(k, [])] not in (["created"], ["already_delivered"])
+    }
     assert not wrong, f"{what}: outcomes {wrong}"
     # each invoice exactly once, none missing, no document that is not one of ours
     docs = system.documents(run.harness)
@@ -514,8 +626,9 @@ def _check(run: Run, tally: Tally, what: str) -> None:
     # totals to the cent, nothing left half done
     for doc in docs:
         number = system.number(doc)
-        assert system.total(doc) == Decimal(run.ours[number]["total"]), \
+        assert system.total(doc) == Decimal(run.ours[number]["total"]), (
             f"{what}: {number} totals {system.total(doc)} in {system.name}, ours {run.ours[number]['total']}"
+        )
         assert system.finished(doc), f"{what}: {number} left unfinished: status {doc.get('status')!r}"
     system.extra(run)
 
@@ -524,11 +637,13 @@ def _emulator_problems(harness: Any) -> list[str]:
     """What the emulator saw wrong: its own errors and requests its spec validator refused (a request
     cut off by a kill is never processed: the emulators drop a body shorter than its Content-Length)."""
     emu = getattr(harness, "emulator", None) or harness.emu
-    return ([f"server error: {e[-800:]}" for e in getattr(emu, "server_errors", [])]
-            + [f"spec validation: {f}" for f in getattr(emu, "validation_failures", [])])
+    return [f"server error: {e[-800:]}" for e in getattr(emu, "server_errors", [])] + [
+        f"spec validation: {f}" for f in getattr(emu, "validation_failures", [])
+    ]
 
 
 # --------------------------------------------------------------------------------------------- tests
+
 
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("system", list(SYSTEMS))

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 
 from broker.invoice import Invoice, InvoiceLine
+from connectors.auth import FileTokenStore, MemoryTokenStore
 from connectors.base import (
     AuthError,
     ConfigError,
@@ -24,7 +25,6 @@ from connectors.base import (
     RetryableError,
     UncertainOutcomeError,
 )
-from connectors.auth import FileTokenStore, MemoryTokenStore
 from connectors.paypal import PayPalConnector
 from connectors.paypal.emulator import SCOPE_READ, PayPalEmulator
 from connectors.paypal.spec_check import make_request_validator, validate_document
@@ -67,16 +67,31 @@ def secret_env(monkeypatch):
 
 
 def settings_for(emu: PayPalEmulator, **overrides) -> dict:
-    base = {"api_url": emu.url, "client_id": "demo-client", "client_secret_env": "PAYPAL_CLIENT_SECRET",
-            "client_emails": {"CLI-HAL": CUSTOMER}}
+    base = {
+        "api_url": emu.url,
+        "client_id": "demo-client",
+        "client_secret_env": "PAYPAL_CLIENT_SECRET",
+        "client_emails": {"CLI-HAL": CUSTOMER},
+    }
     base.update(overrides)
     return base
 
 
 def line(description, qty, unit_price, net, rate, tax, total, *, kind="labour", unit="un", discount="0") -> InvoiceLine:
-    return InvoiceLine(kind=kind, description=description, quantity=D(qty), unit=unit, unit_price=D(unit_price),
-                       discount_percent=D(discount), net=D(net), tax_rate=D(rate), tax=D(tax), total=D(total),
-                       source="test", rule="test")
+    return InvoiceLine(
+        kind=kind,
+        description=description,
+        quantity=D(qty),
+        unit=unit,
+        unit_price=D(unit_price),
+        discount_percent=D(discount),
+        net=D(net),
+        tax_rate=D(rate),
+        tax=D(tax),
+        total=D(total),
+        source="test",
+        rule="test",
+    )
 
 
 def standard_lines() -> list[InvoiceLine]:
@@ -88,17 +103,38 @@ def standard_lines() -> list[InvoiceLine]:
     ]
 
 
-def make_invoice(number="ACME-WO-1-R1", *, lines=None, currency="EUR", issue=date(2026, 3, 2), due=date(2026, 4, 1)) -> Invoice:
+def make_invoice(
+    number="ACME-WO-1-R1", *, lines=None, currency="EUR", issue=date(2026, 3, 2), due=date(2026, 4, 1)
+) -> Invoice:
     lines = standard_lines() if lines is None else lines
     net = sum((ln.net for ln in lines), D(0))
     tax = sum((ln.tax for ln in lines), D(0))
     return Invoice(
-        invoice_key=f"acme:wo:{number}:r1", invoice_number=number, order_key=f"acme:wo:{number}", tenant="acme",
-        billing_system="paypal", event_id="evt-1", event_type="maintenance.work_order.completed",
-        event_time=datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc), document="wo", document_id=number, revision=1,
-        client_id="CLI-HAL", client_name="Hotel Atlântico Lisboa, S.A.", contact_id=None, site_id="S1", currency=currency,
-        issue_date=issue, due_date=due, reference=f"WO {number}", lines=lines, net_total=net, tax_total=tax,
-        total=net + tax, cost_total=D(0), margin=net,
+        invoice_key=f"acme:wo:{number}:r1",
+        invoice_number=number,
+        order_key=f"acme:wo:{number}",
+        tenant="acme",
+        billing_system="paypal",
+        event_id="evt-1",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
+        document="wo",
+        document_id=number,
+        revision=1,
+        client_id="CLI-HAL",
+        client_name="Hotel Atlântico Lisboa, S.A.",
+        contact_id=None,
+        site_id="S1",
+        currency=currency,
+        issue_date=issue,
+        due_date=due,
+        reference=f"WO {number}",
+        lines=lines,
+        net_total=net,
+        tax_total=tax,
+        total=net + tax,
+        cost_total=D(0),
+        margin=net,
     )
 
 
@@ -121,8 +157,15 @@ async def _raises(exc_type, coro):
 
 
 def api_calls(emu: PayPalEmulator) -> list[tuple[str, str, int]]:
-    return [(m, p.replace(p.split("/")[4], "{id}") if p.count("/") >= 5 and p.startswith("/v2/invoicing/invoices/") else p, s)
-            for m, p, s in emu.calls if p.startswith("/v2/")]
+    return [
+        (
+            m,
+            p.replace(p.split("/")[4], "{id}") if p.count("/") >= 5 and p.startswith("/v2/invoicing/invoices/") else p,
+            s,
+        )
+        for m, p, s in emu.calls
+        if p.startswith("/v2/")
+    ]
 
 
 # --------------------------------------------------------------------------- happy path
@@ -150,13 +193,18 @@ def test_deliver_creates_sends_and_totals_match_to_the_cent(emulators):
     assert [i["tax"]["amount"]["value"] for i in stored["items"]] == ["31.40", "7.76"]
     assert stored["detail"]["payment_term"] == {"term_type": "NET_30", "due_date": "2026-04-01"}
     assert stored["detail"]["memo"] == "broker invoice acme:wo:ACME-WO-1-R1:r1"
-    assert stored["primary_recipients"][0]["billing_info"] == {"business_name": "Hotel Atlântico Lisboa, S.A.", "email_address": CUSTOMER}
-    assert emu.emails == [{"invoice_id": stored["id"], "invoice_number": "ACME-WO-1-R1", "to": CUSTOMER, "subject": None, "note": None}]
+    assert stored["primary_recipients"][0]["billing_info"] == {
+        "business_name": "Hotel Atlântico Lisboa, S.A.",
+        "email_address": CUSTOMER,
+    }
+    assert emu.emails == [
+        {"invoice_id": stored["id"], "invoice_number": "ACME-WO-1-R1", "to": CUSTOMER, "subject": None, "note": None}
+    ]
     # the stored invoice is a valid spec "invoice" as a response
     assert validate_document(SPEC, "invoice", emu._render(emu.invoice(stored["id"])), mode="read") == []
     assert api_calls(emu) == [
-        ("GET", "/v2/invoicing/invoices", 200),            # check()
-        ("POST", "/v2/invoicing/search-invoices", 200),    # lookup before create
+        ("GET", "/v2/invoicing/invoices", 200),  # check()
+        ("POST", "/v2/invoicing/search-invoices", 200),  # lookup before create
         ("POST", "/v2/invoicing/invoices", 201),
         ("POST", "/v2/invoicing/invoices/{id}/send", 200),
     ]
@@ -173,7 +221,9 @@ def test_jpy_invoice_has_no_decimals_and_matches(emulators):
         # 1.5 x 1,999 = 2,998.5 -> our net 2,999 (collapsed to 1 x 2,999); 10 % = 299.9 -> 300
         line("Pump hire", "1.5", "1999", "2999", "10", "300", "3299", kind="expense"),
     ]
-    result = run(with_connector(settings_for(emu), lambda c: c.deliver(make_invoice("NIP-WO-7-R1", lines=lines, currency="JPY"))))
+    result = run(
+        with_connector(settings_for(emu), lambda c: c.deliver(make_invoice("NIP-WO-7-R1", lines=lines, currency="JPY")))
+    )
     # net 18,998 + tax 1,900 = 20,898
     assert result.details["total"] == "20898" and result.details["total_matches"] is True
     [stored] = emu.invoices()
@@ -195,11 +245,20 @@ def test_draft_setting_leaves_the_invoice_unsent_and_unmailed(emulators):
 
 def test_sent_without_email_to_recipient_and_with_options(emulators):
     emu = emulators()
-    settings = settings_for(emu, email_to_recipient=False, email_copy_to_invoicer=True, email_subject="Fatura", email_note="Obrigado")
+    settings = settings_for(
+        emu, email_to_recipient=False, email_copy_to_invoicer=True, email_subject="Fatura", email_note="Obrigado"
+    )
     result = run(with_connector(settings, lambda c: c.deliver(make_invoice())))
     assert result.details["status"] == "SENT" and "emailed_to" not in result.details
-    assert emu.emails == [{"invoice_id": result.external_id, "invoice_number": "ACME-WO-1-R1", "to": ACCOUNT,
-                           "subject": "Fatura", "note": "Obrigado"}]
+    assert emu.emails == [
+        {
+            "invoice_id": result.external_id,
+            "invoice_number": "ACME-WO-1-R1",
+            "to": ACCOUNT,
+            "subject": "Fatura",
+            "note": "Obrigado",
+        }
+    ]
 
 
 def test_future_invoice_date_is_scheduled(emulators):
@@ -213,7 +272,12 @@ def test_recipient_from_the_tenant_clients(emulators):
     emu = emulators()
 
     class Client:
-        name, email, tax_number, contact_id = "Hotel Atlântico Lisboa, S.A.", "faturas@hotel.example", "PT500000101", None
+        name, email, tax_number, contact_id = (
+            "Hotel Atlântico Lisboa, S.A.",
+            "faturas@hotel.example",
+            "PT500000101",
+            None,
+        )
 
     async def go(c: PayPalConnector):
         c.clients = {"CLI-HAL": Client()}
@@ -284,7 +348,9 @@ def test_find_matches_the_number_exactly(emulators):
         return await c.find("ACME-WO-1-R1"), await c.find("ACME-WO-1"), await c.find("Z" * 26)
 
     found, partial, too_long = run(with_connector(settings_for(emu), go))
-    assert found is not None and found.number == "ACME-WO-1-R1" and found.total == D("209.41") and found.status == "SENT"
+    assert (
+        found is not None and found.number == "ACME-WO-1-R1" and found.total == D("209.41") and found.status == "SENT"
+    )
     assert partial is None and too_long is None
     assert len(emu.invoices()) == 3
 
@@ -309,7 +375,11 @@ def test_existing_draft_with_another_total_is_not_sent(emulators):
 # --------------------------------------------------------------------------- field limits and rejections
 def test_field_limit_fails_before_any_http_call(emulators):
     emu = emulators()
-    exc = run(with_connector(settings_for(emu), lambda c: _raises(PermanentError, c.deliver(make_invoice("ACME-WO-1234567890123-R123")))))
+    exc = run(
+        with_connector(
+            settings_for(emu), lambda c: _raises(PermanentError, c.deliver(make_invoice("ACME-WO-1234567890123-R123")))
+        )
+    )
     assert "detail.invoice_number" in str(exc) and "26 characters" in str(exc)
     assert emu.calls == []
     many = make_invoice(lines=[line(f"Bolt {i}", "1", "1.05", "1.05", "23", "0.24", "1.29") for i in range(500)])
@@ -319,10 +389,18 @@ def test_field_limit_fails_before_any_http_call(emulators):
 
 def test_paypal_validation_error_is_permanent_with_the_issue(emulators):
     emu = emulators()
-    exc = run(with_connector(settings_for(emu, invoicer_email="someone-else@example.com"),
-                             lambda c: _raises(PermanentError, c.deliver(make_invoice()))))
+    exc = run(
+        with_connector(
+            settings_for(emu, invoicer_email="someone-else@example.com"),
+            lambda c: _raises(PermanentError, c.deliver(make_invoice())),
+        )
+    )
     assert exc.http_status == 422
-    assert "UNPROCESSABLE_ENTITY" in str(exc) and "USER_NOT_FOUND /invoicer/email_address" in str(exc) and "debug_id" in str(exc)
+    assert (
+        "UNPROCESSABLE_ENTITY" in str(exc)
+        and "USER_NOT_FOUND /invoicer/email_address" in str(exc)
+        and "debug_id" in str(exc)
+    )
     assert emu.invoices() == []
 
 
@@ -402,7 +480,11 @@ def test_lost_send_answer_is_checked_by_reading_the_invoice(emulators):
 def test_lost_search_answer_is_plain_retryable(emulators):
     emu = emulators()
     emu.inject_fault("timeout_after_commit", on="search")
-    exc = run(with_connector(settings_for(emu, timeout_seconds=0.4), lambda c: _raises(RetryableError, c.deliver(make_invoice()))))
+    exc = run(
+        with_connector(
+            settings_for(emu, timeout_seconds=0.4), lambda c: _raises(RetryableError, c.deliver(make_invoice()))
+        )
+    )
     assert not isinstance(exc, UncertainOutcomeError) and "a read: retry it" in str(exc)
     assert emu.invoices() == []
 
@@ -529,11 +611,15 @@ def test_read_only_scope_can_check_but_not_create(emulators):
 
 def test_bad_settings_are_refused():
     with pytest.raises(ConfigError) as info:
-        PayPalConnector({"client_id": "c", "client_secret_env": "E", "invoice_status": "PAID", "surprise": 1}, tenant="t")
+        PayPalConnector(
+            {"client_id": "c", "client_secret_env": "E", "invoice_status": "PAID", "surprise": 1}, tenant="t"
+        )
     text = str(info.value)
     assert "billing.settings.invoice_status" in text and "billing.settings.surprise" in text
     with pytest.raises(ConfigError):
-        PayPalConnector({"client_id": "c", "client_secret_env": "E", "client_emails": {"CLI": "not-an-email"}}, tenant="t")
+        PayPalConnector(
+            {"client_id": "c", "client_secret_env": "E", "client_emails": {"CLI": "not-an-email"}}, tenant="t"
+        )
 
 
 def test_unreachable_api_is_retryable():
@@ -542,7 +628,12 @@ def test_unreachable_api_is_retryable():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = {"api_url": f"http://127.0.0.1:{port}", "client_id": "c", "client_secret_env": "PAYPAL_CLIENT_SECRET", "timeout_seconds": 1}
+    settings = {
+        "api_url": f"http://127.0.0.1:{port}",
+        "client_id": "c",
+        "client_secret_env": "PAYPAL_CLIENT_SECRET",
+        "timeout_seconds": 1,
+    }
     exc = run(with_connector(settings, lambda c: _raises(RetryableError, c.check())))
     assert "request not sent" in str(exc) and not isinstance(exc, UncertainOutcomeError)
 
@@ -554,5 +645,7 @@ def test_registered_entry_point():
     caps = PayPalConnector.capabilities
     assert caps.native_idempotency is False and caps.lookup_by_reference is True and caps.batch_size == 1
     assert caps.rate_limit_per_minute is None  # PayPal publishes none; a tenant may set its own:
-    tuned = PayPalConnector({"client_id": "c", "client_secret_env": "E", "rate_limit_per_minute": 30, "max_concurrency": 4}, tenant="t")
+    tuned = PayPalConnector(
+        {"client_id": "c", "client_secret_env": "E", "rate_limit_per_minute": 30, "max_concurrency": 4}, tenant="t"
+    )
     assert (tuned.settings.rate_limit_per_minute, tuned.settings.max_concurrency) == (30, 4)

@@ -44,11 +44,19 @@ def invoice_body(number: str | None = "N-1", **overrides) -> dict:
         "primary_recipients": [{"billing_info": {"business_name": "Hotel A", "email_address": "ap@hotel.example"}}],
         "items": [
             # 3.25 x 42.00 = 136.50, 23 % = 31.395 -> 31.40
-            {"name": "Labour", "quantity": "3.25", "unit_amount": {"currency_code": "EUR", "value": "42.00"},
-             "tax": {"name": "VAT 23%", "percent": "23"}},
+            {
+                "name": "Labour",
+                "quantity": "3.25",
+                "unit_amount": {"currency_code": "EUR", "value": "42.00"},
+                "tax": {"name": "VAT 23%", "percent": "23"},
+            },
             # 3 x 0.99 = 2.97, 23 % = 0.6831 -> 0.68
-            {"name": "Washers", "quantity": "3", "unit_amount": {"currency_code": "EUR", "value": "0.99"},
-             "tax": {"name": "VAT 23%", "percent": "23"}},
+            {
+                "name": "Washers",
+                "quantity": "3",
+                "unit_amount": {"currency_code": "EUR", "value": "0.99"},
+                "tax": {"name": "VAT 23%", "percent": "23"},
+            },
         ],
     }
     if number is not None:
@@ -69,15 +77,26 @@ def issues(resp: httpx.Response) -> list[tuple[str, str | None]]:
 
 # --------------------------------------------------------------------------- OAuth2
 def test_token_endpoint(emu):
-    ok = httpx.post(f"{emu.url}/v1/oauth2/token", auth=("demo-client", "demo-secret"), data={"grant_type": "client_credentials"})
+    ok = httpx.post(
+        f"{emu.url}/v1/oauth2/token", auth=("demo-client", "demo-secret"), data={"grant_type": "client_credentials"}
+    )
     body = ok.json()
     assert ok.status_code == 200 and body["token_type"] == "Bearer" and body["expires_in"] == 32400
-    assert "https://uri.paypal.com/services/invoicing" in body["scope"].split() and body["access_token"].startswith("A21AA")
-    bad = httpx.post(f"{emu.url}/v1/oauth2/token", auth=("demo-client", "nope"), data={"grant_type": "client_credentials"})
-    assert bad.status_code == 401 and bad.json() == {"error": "invalid_client", "error_description": "Client Authentication failed"}
+    assert "https://uri.paypal.com/services/invoicing" in body["scope"].split() and body["access_token"].startswith(
+        "A21AA"
+    )
+    bad = httpx.post(
+        f"{emu.url}/v1/oauth2/token", auth=("demo-client", "nope"), data={"grant_type": "client_credentials"}
+    )
+    assert bad.status_code == 401 and bad.json() == {
+        "error": "invalid_client",
+        "error_description": "Client Authentication failed",
+    }
     no_grant = httpx.post(f"{emu.url}/v1/oauth2/token", auth=("demo-client", "demo-secret"), data={})
     assert no_grant.status_code == 400 and no_grant.json()["error"] == "unsupported_grant_type"
-    refresh = httpx.post(f"{emu.url}/v1/oauth2/token", auth=("demo-client", "demo-secret"), data={"grant_type": "refresh_token"})
+    refresh = httpx.post(
+        f"{emu.url}/v1/oauth2/token", auth=("demo-client", "demo-secret"), data={"grant_type": "refresh_token"}
+    )
     assert refresh.status_code == 400
     assert emu.token_requests == 4
 
@@ -86,8 +105,16 @@ def test_token_requests_are_rate_limited():
     emulator = PayPalEmulator(token_rate_limit_per_minute=2).start()
     try:
         token(emulator), token(emulator)
-        resp = httpx.post(f"{emulator.url}/v1/oauth2/token", auth=("demo-client", "demo-secret"), data={"grant_type": "client_credentials"})
-        assert resp.status_code == 429 and resp.json()["name"] == "RATE_LIMIT_REACHED" and int(resp.headers["Retry-After"]) >= 1
+        resp = httpx.post(
+            f"{emulator.url}/v1/oauth2/token",
+            auth=("demo-client", "demo-secret"),
+            data={"grant_type": "client_credentials"},
+        )
+        assert (
+            resp.status_code == 429
+            and resp.json()["name"] == "RATE_LIMIT_REACHED"
+            and int(resp.headers["Retry-After"]) >= 1
+        )
     finally:
         emulator.stop()
 
@@ -110,7 +137,11 @@ def test_scopes(emu):
         assert api.get("/v2/invoicing/invoices").status_code == 200
         assert api.post("/v2/invoicing/search-invoices", json={}).status_code == 200
         denied = create(api, invoice_body())
-        assert denied.status_code == 403 and denied.json()["name"] == "NOT_AUTHORIZED" and issues(denied) == [("PERMISSION_DENIED", None)]
+        assert (
+            denied.status_code == 403
+            and denied.json()["name"] == "NOT_AUTHORIZED"
+            and issues(denied) == [("PERMISSION_DENIED", None)]
+        )
         assert validate_document(SPEC, "error_403", denied.json(), mode="read") == []
     finally:
         emulator.stop()
@@ -127,7 +158,11 @@ def test_create_minimal_and_representation(emu):
     minimal = create(api, invoice_body("N-1"), representation=False)
     assert minimal.status_code == 201
     link = minimal.json()
-    assert link["rel"] == "self" and link["method"] == "GET" and link["href"].startswith(f"{emu.url}/v2/invoicing/invoices/INV2-")
+    assert (
+        link["rel"] == "self"
+        and link["method"] == "GET"
+        and link["href"].startswith(f"{emu.url}/v2/invoicing/invoices/INV2-")
+    )
     assert validate_document(SPEC, "link_description", link, mode="read") == []
     got = api.get(link["href"].replace(emu.url, ""))
     assert got.status_code == 200 and got.json()["status"] == "DRAFT"
@@ -162,7 +197,10 @@ def test_validation_errors_list_every_problem(emu):
     resp = create(api, body)
     assert resp.status_code == 400
     doc = resp.json()
-    assert doc["name"] == "INVALID_REQUEST" and doc["message"] == "Request is not well-formed, syntactically incorrect, or violates schema."
+    assert (
+        doc["name"] == "INVALID_REQUEST"
+        and doc["message"] == "Request is not well-formed, syntactically incorrect, or violates schema."
+    )
     assert doc["debug_id"] and doc["links"][0]["rel"] == "information_link"
     assert issues(resp) == [
         ("INVALID_STRING_MAX_LENGTH", "/detail/invoice_number"),
@@ -172,7 +210,10 @@ def test_validation_errors_list_every_problem(emu):
         ("MISSING_REQUIRED_PARAMETER", "/items/1/unit_amount"),
     ]
     first = doc["details"][0]
-    assert first["description"] == "Invoice number length should be less than 25 characters." and first["location"] == "body"
+    assert (
+        first["description"] == "Invoice number length should be less than 25 characters."
+        and first["location"] == "body"
+    )
     assert validate_document(SPEC, "error_400", doc, mode="read") == []
     no_items = create(api, {"detail": {"currency_code": "EUR"}})
     assert issues(no_items) == [("MISSING_REQUIRED_PARAMETER", "/items")]
@@ -236,8 +277,15 @@ def test_invoice_number_uniqueness(emu):
     for number in ("ACME-1", "acme-1"):
         dup = create(api, invoice_body(number))
         assert dup.status_code == 422 and dup.json()["name"] == "UNPROCESSABLE_ENTITY"
-        assert dup.json()["details"] == [{"field": "/detail/invoice_number", "value": number, "location": "body",
-                                          "issue": "DUPLICATE_INVOICE_NUMBER", "description": "Invoice number already exists."}]
+        assert dup.json()["details"] == [
+            {
+                "field": "/detail/invoice_number",
+                "value": number,
+                "location": "body",
+                "issue": "DUPLICATE_INVOICE_NUMBER",
+                "description": "Invoice number already exists.",
+            }
+        ]
     # the idempotency header of other PayPal APIs is not honoured by Invoicing: still a duplicate
     again = api.post("/v2/invoicing/invoices", json=invoice_body("ACME-1"), headers={"PayPal-Request-Id": "same"})
     assert again.status_code == 422
@@ -265,9 +313,19 @@ def test_send_cancel_and_their_errors(emu):
     inv = create(api, invoice_body("S-1")).json()
     cancel_draft = api.post(f"/v2/invoicing/invoices/{inv['id']}/cancel", json={})
     assert cancel_draft.status_code == 422 and issues(cancel_draft) == [("CANNOT_CANCEL_DRAFT_INVOICE", "invoice_id")]
-    sent = api.post(f"/v2/invoicing/invoices/{inv['id']}/send", json={"send_to_recipient": True, "subject": "Invoice S-1"})
+    sent = api.post(
+        f"/v2/invoicing/invoices/{inv['id']}/send", json={"send_to_recipient": True, "subject": "Invoice S-1"}
+    )
     assert sent.status_code == 200 and sent.json()["rel"] == "payer-view"
-    assert emu.emails == [{"invoice_id": inv["id"], "invoice_number": "S-1", "to": "ap@hotel.example", "subject": "Invoice S-1", "note": None}]
+    assert emu.emails == [
+        {
+            "invoice_id": inv["id"],
+            "invoice_number": "S-1",
+            "to": "ap@hotel.example",
+            "subject": "Invoice S-1",
+            "note": None,
+        }
+    ]
     again = api.post(f"/v2/invoicing/invoices/{inv['id']}/send", json={})
     assert again.status_code == 422 and issues(again) == [("INVOICE_ALREADY_SENT", "invoice_id")]
     shown = api.get(f"/v2/invoicing/invoices/{inv['id']}").json()
@@ -306,12 +364,22 @@ def test_search_semantics(emu):
     paged = api.post("/v2/invoicing/search-invoices?page=2&page_size=2&total_required=true", json={}).json()
     assert (paged["total_items"], paged["total_pages"], len(paged["items"])) == (3, 2, 1)
     assert api.post("/v2/invoicing/search-invoices", json={"status": ["SENT"]}).json()["items"] == []
-    by_amount = {"total_amount_range": {"lower_amount": {"currency_code": "EUR", "value": "171.55"},
-                                        "upper_amount": {"currency_code": "EUR", "value": "171.55"}}}
+    by_amount = {
+        "total_amount_range": {
+            "lower_amount": {"currency_code": "EUR", "value": "171.55"},
+            "upper_amount": {"currency_code": "EUR", "value": "171.55"},
+        }
+    }
     assert len(api.post("/v2/invoicing/search-invoices", json=by_amount).json()["items"]) == 3
-    assert len(api.post("/v2/invoicing/search-invoices", json={"recipient_email": "AP@hotel.example"}).json()["items"]) == 3
+    assert (
+        len(api.post("/v2/invoicing/search-invoices", json={"recipient_email": "AP@hotel.example"}).json()["items"])
+        == 3
+    )
     bad = api.post("/v2/invoicing/search-invoices?page_size=101", json={"invoice_number": "X" * 26})
-    assert bad.status_code == 400 and issues(bad) == [("INVALID_INTEGER_MAX_VALUE", "page_size"), ("INVALID_STRING_MAX_LENGTH", "/invoice_number")]
+    assert bad.status_code == 400 and issues(bad) == [
+        ("INVALID_INTEGER_MAX_VALUE", "page_size"),
+        ("INVALID_STRING_MAX_LENGTH", "/invoice_number"),
+    ]
 
 
 def test_search_lag_and_stale_search_fault():
@@ -369,8 +437,14 @@ def test_control_api(emu):
     try:
         assert [i["detail"]["invoice_number"] for i in control.get("/_emulator/invoices").json()] == ["C-1"]
         stats = control.get("/_emulator/stats").json()
-        assert stats["invoice_count"] == 1 and stats["token_requests"] == 1 and stats["calls"][-1] == ["POST", "/v2/invoicing/invoices", 201]
-        assert control.post("/_emulator/faults", json={"kind": "503", "times": 2, "after": 1}).json()["pending_faults"] == [None, "503", "503"]
+        assert (
+            stats["invoice_count"] == 1
+            and stats["token_requests"] == 1
+            and stats["calls"][-1] == ["POST", "/v2/invoicing/invoices", 201]
+        )
+        assert control.post("/_emulator/faults", json={"kind": "503", "times": 2, "after": 1}).json()[
+            "pending_faults"
+        ] == [None, "503", "503"]
         assert control.post("/_emulator/faults", json={"kind": "meteor"}).status_code == 400
         assert control.post("/_emulator/expire-tokens").status_code == 200
         assert api.get("/v2/invoicing/invoices").status_code == 401
@@ -406,7 +480,13 @@ def test_request_validator_rejects_what_the_spec_does_not_allow():
     with pytest.raises(SpecValidationError, match="no such operation"):
         validate("PATCH", "/v2/invoicing/invoices/INV2-X", {}, headers, b"{}")
     with pytest.raises(SpecValidationError, match="grant_type"):
-        validate("POST", "/v1/oauth2/token", {}, {"Authorization": "Basic eDp5", "Content-Type": "application/x-www-form-urlencoded"}, b"grant_type=password")
+        validate(
+            "POST",
+            "/v1/oauth2/token",
+            {},
+            {"Authorization": "Basic eDp5", "Content-Type": "application/x-www-form-urlencoded"},
+            b"grant_type=password",
+        )
     # the emulator answers a non-conforming request 400 and records it
     emulator = PayPalEmulator(request_validator=validate).start()
     try:

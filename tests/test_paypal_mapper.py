@@ -7,7 +7,7 @@ The golden files in tests/golden/paypal/ hold an Invoice, the settings and the r
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -37,26 +37,72 @@ SETTINGS = PayPalSettings(client_id="demo-client", client_secret_env="PAYPAL_CLI
 
 
 def line(desc, qty, price, net, rate, tax, total, *, kind="labour", unit="un", discount="0") -> InvoiceLine:
-    return InvoiceLine(kind=kind, description=desc, quantity=D(qty), unit=unit, unit_price=D(price), discount_percent=D(discount),
-                       net=D(net), tax_rate=D(rate), tax=D(tax), total=D(total), source="test", rule="test")
+    return InvoiceLine(
+        kind=kind,
+        description=desc,
+        quantity=D(qty),
+        unit=unit,
+        unit_price=D(price),
+        discount_percent=D(discount),
+        net=D(net),
+        tax_rate=D(rate),
+        tax=D(tax),
+        total=D(total),
+        source="test",
+        rule="test",
+    )
 
 
-def invoice(lines, *, number="ACME-WO-1-R1", currency="EUR", issue=date(2026, 3, 2), due=date(2026, 4, 1), inclusive=False,
-            contact_id=None, reference=None) -> Invoice:
+def invoice(
+    lines,
+    *,
+    number="ACME-WO-1-R1",
+    currency="EUR",
+    issue=date(2026, 3, 2),
+    due=date(2026, 4, 1),
+    inclusive=False,
+    contact_id=None,
+    reference=None,
+) -> Invoice:
     return Invoice(
-        invoice_key=f"acme:wo:{number}:r1", invoice_number=number, order_key=f"acme:wo:{number}", tenant="acme",
-        billing_system="paypal", event_id="e1", event_type="maintenance.work_order.completed",
-        event_time=datetime(2026, 3, 2, tzinfo=timezone.utc), document="wo", document_id="1", revision=1, client_id="CLI-HAL",
-        client_name="Hotel Atlântico Lisboa, S.A.", contact_id=contact_id, site_id="S1", currency=currency, issue_date=issue,
-        due_date=due, reference=reference if reference is not None else f"WO {number}", tax_inclusive=inclusive, lines=lines,
-        net_total=sum((ln.net for ln in lines), D(0)), tax_total=sum((ln.tax for ln in lines), D(0)),
-        total=sum((ln.total for ln in lines), D(0)), cost_total=D(0), margin=D(0),
+        invoice_key=f"acme:wo:{number}:r1",
+        invoice_number=number,
+        order_key=f"acme:wo:{number}",
+        tenant="acme",
+        billing_system="paypal",
+        event_id="e1",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 2, tzinfo=UTC),
+        document="wo",
+        document_id="1",
+        revision=1,
+        client_id="CLI-HAL",
+        client_name="Hotel Atlântico Lisboa, S.A.",
+        contact_id=contact_id,
+        site_id="S1",
+        currency=currency,
+        issue_date=issue,
+        due_date=due,
+        reference=reference if reference is not None else f"WO {number}",
+        tax_inclusive=inclusive,
+        lines=lines,
+        net_total=sum((ln.net for ln in lines), D(0)),
+        tax_total=sum((ln.tax for ln in lines), D(0)),
+        total=sum((ln.total for ln in lines), D(0)),
+        cost_total=D(0),
+        margin=D(0),
     )
 
 
 # --------------------------------------------------------------------------- golden files
 def test_there_are_golden_files():
-    assert {p.stem for p in GOLDEN} >= {"standard_eur", "mixed_layouts_eur", "jpy_zero_decimals", "tax_inclusive_eur", "long_description_eur"}
+    assert {p.stem for p in GOLDEN} >= {
+        "standard_eur",
+        "mixed_layouts_eur",
+        "jpy_zero_decimals",
+        "tax_inclusive_eur",
+        "long_description_eur",
+    }
 
 
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
@@ -91,7 +137,11 @@ def test_golden_values_by_hand():
     mixed = by_name["mixed_layouts_eur"]
     labour, part = mixed["payload"]["items"][:2]
     # 20 min at 45.00/h = 15.00, but 0.3333 x 45.00 = 14.9985: sent as 1 x 15.00
-    assert (labour["quantity"], labour["unit_amount"]["value"], labour["description"]) == ("1", "15.00", "0.3333 h × 45.00 EUR")
+    assert (labour["quantity"], labour["unit_amount"]["value"], labour["description"]) == (
+        "1",
+        "15.00",
+        "0.3333 h × 45.00 EUR",
+    )
     # 2 x 18.75 = 37.50 less 10 % = 33.75: explicit discount amount 3.75, tax 33.75 x 23 % = 7.7625 -> 7.76
     assert part["discount"] == {"amount": {"currency_code": "EUR", "value": "3.75"}}
     assert mixed["invoice"]["total"] == "66.31"
@@ -102,9 +152,13 @@ def test_golden_values_by_hand():
 
 # --------------------------------------------------------------------------- field limits
 def test_invoice_number_over_25_characters_is_permanent_and_names_the_field():
-    inv = invoice([line("Labour", "1", "10.00", "10.00", "23", "2.30", "12.30")], number="ACME-WO-123456789012-R123")  # 25: ok
+    inv = invoice(
+        [line("Labour", "1", "10.00", "10.00", "23", "2.30", "12.30")], number="ACME-WO-123456789012-R123"
+    )  # 25: ok
     invoice_to_paypal(inv, SETTINGS)
-    too_long = invoice([line("Labour", "1", "10.00", "10.00", "23", "2.30", "12.30")], number="ACME-WO-123456789012-R1234")
+    too_long = invoice(
+        [line("Labour", "1", "10.00", "10.00", "23", "2.30", "12.30")], number="ACME-WO-123456789012-R1234"
+    )
     with pytest.raises(FieldLimitError) as info:
         invoice_to_paypal(too_long, SETTINGS)
     assert isinstance(info.value, PermanentError)
@@ -158,20 +212,25 @@ def test_a_line_whose_tax_does_not_follow_paypals_rule_is_refused_before_sending
 @pytest.mark.parametrize(
     ("qty", "price", "net", "discount", "expected"),
     [
-        ("3.25", "42.00", "136.50", "0", ("3.25", "42.00", "0", False)),       # exact product
-        ("0.3333", "45.00", "15.00", "0", ("1", "15.00", "0", True)),          # 14.9985: collapsed
-        ("2", "18.75", "33.75", "10", ("2", "18.75", "3.75", False)),          # discount as an amount
-        ("1.5", "0.125", "0.19", "0", ("1", "0.19", "0", True)),               # unit price with 3 decimals
-        ("1", "-10.00", "-10.00", "0", ("1", "-10.00", "0", False)),           # negative line, exact
-        ("0", "5.00", "0.00", "0", ("1", "0.00", "0", True)),                  # zero quantity
-        ("1.234567", "10.00", "12.35", "0", ("1", "12.35", "0", True)),        # 6 decimals in quantity
+        ("3.25", "42.00", "136.50", "0", ("3.25", "42.00", "0", False)),  # exact product
+        ("0.3333", "45.00", "15.00", "0", ("1", "15.00", "0", True)),  # 14.9985: collapsed
+        ("2", "18.75", "33.75", "10", ("2", "18.75", "3.75", False)),  # discount as an amount
+        ("1.5", "0.125", "0.19", "0", ("1", "0.19", "0", True)),  # unit price with 3 decimals
+        ("1", "-10.00", "-10.00", "0", ("1", "-10.00", "0", False)),  # negative line, exact
+        ("0", "5.00", "0.00", "0", ("1", "0.00", "0", True)),  # zero quantity
+        ("1.234567", "10.00", "12.35", "0", ("1", "12.35", "0", True)),  # 6 decimals in quantity
     ],
 )
 def test_item_layout(qty, price, net, discount, expected):
     ln = line("x", qty, price, net, "23", "0", net, discount=discount)
     layout = item_layout(ln, "EUR", False)
     quantity, unit_amount, disc, collapsed = expected
-    assert (layout.quantity, layout.unit_amount, layout.discount, layout.collapsed) == (D(quantity), D(unit_amount), D(disc), collapsed)
+    assert (layout.quantity, layout.unit_amount, layout.discount, layout.collapsed) == (
+        D(quantity),
+        D(unit_amount),
+        D(disc),
+        collapsed,
+    )
 
 
 def test_jpy_layout_and_totals():
@@ -187,10 +246,23 @@ def test_jpy_layout_and_totals():
 
 def test_expected_totals_rounds_tax_per_item_half_up():
     # the community report: 44.28 and 42.75 at 19 %: 8.4132 -> 8.41 and 8.1225 -> 8.12 = 16.53 (not 16.54)
-    payload = {"detail": {"currency_code": "EUR"}, "items": [
-        {"name": "a", "quantity": "1", "unit_amount": {"currency_code": "EUR", "value": "44.28"}, "tax": {"name": "T", "percent": "19"}},
-        {"name": "b", "quantity": "1", "unit_amount": {"currency_code": "EUR", "value": "42.75"}, "tax": {"name": "T", "percent": "19"}},
-    ]}
+    payload = {
+        "detail": {"currency_code": "EUR"},
+        "items": [
+            {
+                "name": "a",
+                "quantity": "1",
+                "unit_amount": {"currency_code": "EUR", "value": "44.28"},
+                "tax": {"name": "T", "percent": "19"},
+            },
+            {
+                "name": "b",
+                "quantity": "1",
+                "unit_amount": {"currency_code": "EUR", "value": "42.75"},
+                "tax": {"name": "T", "percent": "19"},
+            },
+        ],
+    }
     totals = expected_totals(payload)
     assert (totals.tax_total, totals.total) == (D("16.53"), D("103.56"))
     assert compute_amounts(payload, "EUR").total == D("103.56")
@@ -203,7 +275,11 @@ def test_emulator_arithmetic_reproduces_the_spec_example():
     amounts = compute_amounts(example, "USD")
     assert amounts.item_taxes == [D("3.27"), D("0.34")] and amounts.shipping_tax == D("0.73")
     assert (amounts.item_discount_total, amounts.invoice_discount, amounts.tax_total, amounts.total) == (
-        D("7.50"), D("2.63"), D("4.34"), D("74.21"))
+        D("7.50"),
+        D("2.63"),
+        D("4.34"),
+        D("74.21"),
+    )
     draft = load_spec(str(SPEC))["components"]["examples"]["invoice_draft"]["value"]
     assert draft["amount"]["value"] == "74.21"
     assert draft["amount"]["breakdown"]["tax_total"]["value"] == "4.34"
@@ -219,7 +295,9 @@ def test_payment_terms():
 
 
 def test_tax_names_and_recipient():
-    settings = PayPalSettings(client_id="c", client_secret_env="E", tax_names={"23.0": "IVA normal"}, client_emails={"CLI-HAL": "a@b.example"})
+    settings = PayPalSettings(
+        client_id="c", client_secret_env="E", tax_names={"23.0": "IVA normal"}, client_emails={"CLI-HAL": "a@b.example"}
+    )
     assert tax_name_for(D("23.00"), settings) == "IVA normal"
     assert tax_name_for(D("6"), settings) == "VAT 6%"
     inv = invoice([line("x", "1", "1.00", "1.00", "0", "0.00", "1.00")], contact_id="other@c.example")
@@ -230,12 +308,26 @@ def test_tax_names_and_recipient():
 
     assert recipient_for(inv, SETTINGS, Client()) == Recipient("Hotel A", "ap@hotel.example", "PT500000101")
     assert recipient_for(inv, SETTINGS).email == "other@c.example"  # contact_id that is an e-mail
-    assert recipient_for(invoice([line("x", "1", "1.00", "1.00", "0", "0.00", "1.00")], contact_id="C-1"), SETTINGS).email is None
+    assert (
+        recipient_for(invoice([line("x", "1", "1.00", "1.00", "0", "0.00", "1.00")], contact_id="C-1"), SETTINGS).email
+        is None
+    )
 
 
 def test_invoice_from_paypal():
-    found = invoice_from_paypal({"id": "INV2-AAAA-BBBB-CCCC-DDDD", "status": "SENT", "detail": {"invoice_number": "N-1"},
-                                 "amount": {"currency_code": "EUR", "value": "214.03"}})
-    assert (found.external_id, found.number, found.total, found.status) == ("INV2-AAAA-BBBB-CCCC-DDDD", "N-1", D("214.03"), "SENT")
+    found = invoice_from_paypal(
+        {
+            "id": "INV2-AAAA-BBBB-CCCC-DDDD",
+            "status": "SENT",
+            "detail": {"invoice_number": "N-1"},
+            "amount": {"currency_code": "EUR", "value": "214.03"},
+        }
+    )
+    assert (found.external_id, found.number, found.total, found.status) == (
+        "INV2-AAAA-BBBB-CCCC-DDDD",
+        "N-1",
+        D("214.03"),
+        "SENT",
+    )
     with pytest.raises(KeyError):
         invoice_from_paypal({"status": "DRAFT"})

@@ -17,14 +17,14 @@ from tests.conftest import EXAMPLES, write_config
 pytestmark = pytest.mark.integration
 
 PICK = [
-    "maintainx:wo:1001:r1",       # two technicians, travel, 2.5 kg refrigerant, billable + non-billable expense
-    "maintainx:wo:1007:r1",       # Saturday call-out
+    "maintainx:wo:1001:r1",  # two technicians, travel, 2.5 kg refrigerant, billable + non-billable expense
+    "maintainx:wo:1007:r1",  # Saturday call-out
     "limble:sj:SJ-2026-0311:r1",  # scheduled job (GBP tenant)
-    "erpnext:qt:Q-2026-012:r1",   # approved quote, one line at 6 % VAT
+    "erpnext:qt:Q-2026-012:r1",  # approved quote, one line at 6 % VAT
     "limble:wo:5003:r1",
-    "limble:wo:5003:r2",          # revision 2: a new invoice version
-    "erpnext:qt:Q-2026-019:r1",   # zero-price warranty quote -> not billable
-    "maintainx:wo:1042:r1",       # invalid: part quantity "-2"
+    "limble:wo:5003:r2",  # revision 2: a new invoice version
+    "erpnext:qt:Q-2026-019:r1",  # zero-price warranty quote -> not billable
+    "maintainx:wo:1042:r1",  # invalid: part quantity "-2"
 ]
 
 
@@ -51,10 +51,16 @@ def test_events_become_exact_invoices_once(kafka, xero, tmp_path, worker_factory
     try:
         _wait(tally, len(events), worker)
         held = {inv["InvoiceNumber"]: inv for inv in xero.invoices()}
-        assert sorted(held) == sorted([
-            "ACME-WO-1001-R1", "ACME-WO-1007-R1", "NHV-SJ-SJ-2026-0311-R1", "ACME-QT-Q-2026-012-R1",
-            "NHV-WO-5003-R1", "NHV-WO-5003-R2",
-        ])
+        assert sorted(held) == sorted(
+            [
+                "ACME-WO-1001-R1",
+                "ACME-WO-1007-R1",
+                "NHV-SJ-SJ-2026-0311-R1",
+                "ACME-QT-Q-2026-012-R1",
+                "NHV-WO-5003-R1",
+                "NHV-WO-5003-R2",
+            ]
+        )
         # Totals as Xero computed them (tax per line, 2 dp), hand-computed in tests/test_pricing.py.
         expected = {
             "ACME-WO-1001-R1": ("310.20", "71.36", "381.56", "EUR"),
@@ -67,23 +73,32 @@ def test_events_become_exact_invoices_once(kafka, xero, tmp_path, worker_factory
         }
         for number, (net, tax, total, cur) in expected.items():
             inv = held[number]
-            assert (D(str(inv["SubTotal"])), D(str(inv["TotalTax"])), D(str(inv["Total"]))) == (D(net), D(tax), D(total)), number
+            assert (D(str(inv["SubTotal"])), D(str(inv["TotalTax"])), D(str(inv["Total"]))) == (
+                D(net),
+                D(tax),
+                D(total),
+            ), number
             assert inv["CurrencyCode"] == cur
             assert inv["Type"] == "ACCREC"
         # WO 1001 line by line: call-out, T31 2.25 h, T32 1 h, travel 0.5 h, contactor, 2.5 kg R410A, parking
         lines = held["ACME-WO-1001-R1"]["LineItems"]
-        assert [D(str(li["LineAmount"])) for li in lines] == [D(x) for x in
-                                                            ("45.00", "94.50", "36.00", "10.00", "46.20", "72.00", "6.50")]
-        assert [D(str(li["TaxAmount"])) for li in lines] == [D(x) for x in
-                                                           ("10.35", "21.74", "8.28", "2.30", "10.63", "16.56", "1.50")]
+        assert [D(str(li["LineAmount"])) for li in lines] == [
+            D(x) for x in ("45.00", "94.50", "36.00", "10.00", "46.20", "72.00", "6.50")
+        ]
+        assert [D(str(li["TaxAmount"])) for li in lines] == [
+            D(x) for x in ("10.35", "21.74", "8.28", "2.30", "10.63", "16.56", "1.50")
+        ]
         assert [D(str(li["Quantity"])) for li in lines] == [D(x) for x in ("1", "2.25", "1", "0.5", "1", "2.5", "1")]
         assert held["ACME-WO-1001-R1"]["Reference"] == "WO 1001"
 
         outcomes = {o["invoice_key"]: o["outcome"] for o in tally.outcomes}
         assert outcomes == {
-            "acme-fm:wo:1001:r1": "created", "acme-fm:wo:1007:r1": "created",
-            "nordic-hvac:sj:SJ-2026-0311:r1": "created", "acme-fm:qt:Q-2026-012:r1": "created",
-            "nordic-hvac:wo:5003:r1": "created", "nordic-hvac:wo:5003:r2": "created",
+            "acme-fm:wo:1001:r1": "created",
+            "acme-fm:wo:1007:r1": "created",
+            "nordic-hvac:sj:SJ-2026-0311:r1": "created",
+            "acme-fm:qt:Q-2026-012:r1": "created",
+            "nordic-hvac:wo:5003:r1": "created",
+            "nordic-hvac:wo:5003:r2": "created",
             "acme-fm:qt:Q-2026-019:r1": "not_billable",
         }
         # Two dead letters: the invalid event (enrich) and the non-JSON record (decode).
@@ -93,7 +108,9 @@ def test_events_become_exact_invoices_once(kafka, xero, tmp_path, worker_factory
         invalid = dead[1]
         assert invalid["headers"]["dlq.topic"] == TOPIC_EVENTS
         assert int(invalid["headers"]["dlq.partition"]) in range(4) and int(invalid["headers"]["dlq.offset"]) >= 0
-        assert "data.parts.0.quantity" in invalid["headers"]["dlq.message"] and "'-2'" in invalid["headers"]["dlq.message"]
+        assert (
+            "data.parts.0.quantity" in invalid["headers"]["dlq.message"] and "'-2'" in invalid["headers"]["dlq.message"]
+        )
         assert json.loads(invalid["value"])["id"] == "maintainx:wo:1042:r1"  # the original event, unchanged
         assert dead[0]["value"] == b"{this is not json"
 

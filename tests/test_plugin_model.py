@@ -25,8 +25,11 @@ def _example_installed() -> bool:
         installed = version("broker-connector-example")
     except PackageNotFoundError:
         return False
-    wanted = next(line.split('"')[1] for line in (EXAMPLE / "pyproject.toml").read_text().splitlines()
-                  if line.startswith("version"))
+    wanted = next(
+        line.split('"')[1]
+        for line in (EXAMPLE / "pyproject.toml").read_text().splitlines()
+        if line.startswith("version")
+    )
     return installed == wanted
 
 
@@ -34,15 +37,25 @@ def _example_installed() -> bool:
 def example_plugin() -> Path:
     """The example package installed in this interpreter's environment (``make dev`` does it; else pip here)."""
     if not _example_installed():
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(EXAMPLE)],
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(EXAMPLE)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return EXAMPLE
 
 
 def broker(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "broker", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "broker", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
 
 
 def make_broken_plugin(tmp_path: Path) -> Path:
@@ -51,7 +64,7 @@ def make_broken_plugin(tmp_path: Path) -> Path:
     dist = site / "broker_connector_broken-1.0.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broker-connector-broken\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text('[broker.connectors]\nbroken = broker_connector_broken:BrokenConnector\n')
+    (dist / "entry_points.txt").write_text("[broker.connectors]\nbroken = broker_connector_broken:BrokenConnector\n")
     (site / "broker_connector_broken.py").write_text("import ledgerly_sdk_that_is_not_installed  # noqa\n")
     return site
 
@@ -75,8 +88,14 @@ def test_example_plugin_is_discovered_by_connectors_list(example_plugin):
 
 def test_example_plugin_passes_the_conformance_kit(example_plugin):
     """The plugin's own test file (one call to the kit) run from its directory, as its author would."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"], cwd=example_plugin,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"],
+        cwd=example_plugin,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     tail = proc.stdout[-3000:]
     assert proc.returncode == 0, tail + proc.stderr[-2000:]
     assert " failed" not in tail and " passed" in tail
@@ -104,9 +123,19 @@ def test_worker_refuses_a_tenant_whose_connector_failed_to_import(tmp_path):
     raw["tenants"]["nordic-hvac"]["billing"] = {"system": "broken", "settings": {}}
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    proc = broker("run", "--config", str(config), timeout=60,
-                  env={"PYTHONPATH": str(site), "XERO_CLIENT_SECRET": "x", "XERO_REFRESH_TOKEN": "y",
-                       "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "BROKER_METRICS_PORT": "0"})
+    proc = broker(
+        "run",
+        "--config",
+        str(config),
+        timeout=60,
+        env={
+            "PYTHONPATH": str(site),
+            "XERO_CLIENT_SECRET": "x",
+            "XERO_REFRESH_TOKEN": "y",
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "BROKER_METRICS_PORT": "0",
+        },
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     message = " ".join((proc.stdout + proc.stderr).split())
     assert "tenants.nordic-hvac.billing.system" in message
@@ -135,11 +164,13 @@ def test_entry_point_must_load_a_connector_with_the_same_name(tmp_path, monkeypa
     dist = site / "broker_connector_wrong-1.0.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broker-connector-wrong\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(textwrap.dedent("""\
+    (dist / "entry_points.txt").write_text(
+        textwrap.dedent("""\
         [broker.connectors]
         notaconnector = broker_connector_wrong:NotAConnector
         misnamed = connectors.xero:XeroConnector
-        """))
+        """)
+    )
     (site / "broker_connector_wrong.py").write_text("class NotAConnector:\n    pass\n")
     monkeypatch.syspath_prepend(str(site))
     entries = registry.discover()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from copy import deepcopy
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -63,22 +63,56 @@ def make_tenant(**overrides) -> Tenant:
     return Tenant.model_validate(raw)
 
 
-def work_order(*, kind="corrective", entries=(), parts=(), expenses=(), tenant="acme", client="CLI-1",
-               wo_id="1001", revision=1, time="2026-03-03T11:30:00+00:00", etype="maintenance.work_order.completed"):
-    data = {"client_id": client, "site_id": "SITE-1", "revision": revision, "time_entries": list(entries),
-            "parts": list(parts), "expenses": list(expenses)}
+def work_order(
+    *,
+    kind="corrective",
+    entries=(),
+    parts=(),
+    expenses=(),
+    tenant="acme",
+    client="CLI-1",
+    wo_id="1001",
+    revision=1,
+    time="2026-03-03T11:30:00+00:00",
+    etype="maintenance.work_order.completed",
+):
+    data = {
+        "client_id": client,
+        "site_id": "SITE-1",
+        "revision": revision,
+        "time_entries": list(entries),
+        "parts": list(parts),
+        "expenses": list(expenses),
+    }
     if etype == "maintenance.work_order.completed":
         data.update(work_order_id=wo_id, kind=kind)
     else:
         data.update(scheduled_job_id=wo_id)
-    return parse_event({"specversion": "1.0", "id": f"evt-{wo_id}-{revision}", "source": "/platforms/test",
-                        "type": etype, "time": time, "tenant": tenant, "data": data})
+    return parse_event(
+        {
+            "specversion": "1.0",
+            "id": f"evt-{wo_id}-{revision}",
+            "source": "/platforms/test",
+            "type": etype,
+            "time": time,
+            "tenant": tenant,
+            "data": data,
+        }
+    )
 
 
 def quote(lines, *, tenant="acme", client="CLI-1"):
-    return parse_event({"specversion": "1.0", "id": "evt-q", "source": "/platforms/test",
-                        "type": "maintenance.quote.approved", "time": "2026-03-10T16:45:00+00:00", "tenant": tenant,
-                        "data": {"quote_id": "Q-12", "client_id": client, "site_id": "SITE-1", "lines": lines}})
+    return parse_event(
+        {
+            "specversion": "1.0",
+            "id": "evt-q",
+            "source": "/platforms/test",
+            "type": "maintenance.quote.approved",
+            "time": "2026-03-10T16:45:00+00:00",
+            "tenant": tenant,
+            "data": {"quote_id": "Q-12", "client_id": client, "site_id": "SITE-1", "lines": lines},
+        }
+    )
 
 
 def te(eid, tech, minutes, **kw):
@@ -95,7 +129,7 @@ def part(pid, qty, *, cost=None, price=None, sku="SKU-1", **kw):
 
 
 def price(event, tenant=None, tenant_id="acme"):
-    return price_event(event, tenant_id, tenant or make_tenant(), priced_at=datetime(2026, 4, 1, tzinfo=timezone.utc))
+    return price_event(event, tenant_id, tenant or make_tenant(), priced_at=datetime(2026, 4, 1, tzinfo=UTC))
 
 
 def lines_of(inv, kind):
@@ -149,7 +183,9 @@ def test_two_technicians_and_personal_rate_vs_skill_rate():
     # T31 (hvac skill rate 42.00) 127 min -> 135 min = 2.25 h -> 94.50
     # T32 (personal 36.00, not electrical 38.00) 40 min -> 60 min = 1 h -> 36.00; cost 1 × 21.00
     # unknown T99 -> default skill general 30.00, 90 min -> 1.5 h -> 45.00; cost 1.5 × 16.00 = 24.00
-    inv = price(work_order(kind="preventive", entries=[te("TE-1", "T31", 127), te("TE-2", "T32", 40), te("TE-3", "T99", 90)]))
+    inv = price(
+        work_order(kind="preventive", entries=[te("TE-1", "T31", 127), te("TE-2", "T32", 40), te("TE-3", "T99", 90)])
+    )
     labour = lines_of(inv, "labour")
     assert [(line.unit_price, line.quantity, line.net) for line in labour] == [
         (D("42.00"), D("2.25"), D("94.50")),
@@ -168,7 +204,11 @@ def test_two_technicians_and_personal_rate_vs_skill_rate():
 def test_entry_skill_overrides_technician_skill_but_not_personal_rate():
     # T31 is hvac, entry says electrical -> 38.00 × 1 h = 38.00
     # T32 has a personal rate: entry skill "hvac" does not change it -> 36.00
-    inv = price(work_order(kind="preventive", entries=[te("TE-1", "T31", 60, skill="electrical"), te("TE-2", "T32", 60, skill="hvac")]))
+    inv = price(
+        work_order(
+            kind="preventive", entries=[te("TE-1", "T31", 60, skill="electrical"), te("TE-2", "T32", 60, skill="hvac")]
+        )
+    )
     assert [line.net for line in inv.lines] == [D("38.00"), D("36.00")]
     assert inv.lines[0].rule.startswith("rate:skill:electrical")
 
@@ -270,7 +310,13 @@ def test_billable_and_non_billable_expenses():
     inv = price(work_order(kind="preventive", expenses=expenses), tenant)
     (line,) = inv.lines
     # 6.55 × 1.10 = 7.205 -> 7.21; tax 7.21 × 0.23 = 1.6583 -> 1.66; total 8.87
-    assert (line.kind, line.net, line.tax, line.total, line.cost) == ("expense", D("7.21"), D("1.66"), D("8.87"), D("6.55"))
+    assert (line.kind, line.net, line.tax, line.total, line.cost) == (
+        "expense",
+        D("7.21"),
+        D("1.66"),
+        D("8.87"),
+        D("6.55"),
+    )
     # cost keeps the non-billable lunch: 6.55 + 12.00 = 18.55; margin 7.21 - 18.55 = -11.34
     assert inv.cost_total == D("18.55")
     assert inv.margin == D("-11.34")
@@ -301,7 +347,10 @@ def test_quote_lines_with_own_tax_rate():
 def test_tax_rounded_half_up_per_line():
     # two expenses of 6.50: each 6.50 × 0.23 = 1.495 -> 1.50 per line -> tax_total 3.00
     # (document-level rounding would give 13.00 × 0.23 = 2.99: we must NOT do that)
-    expenses = [{"id": "E-1", "description": "Parking", "amount": "6.50"}, {"id": "E-2", "description": "Parking", "amount": "6.50"}]
+    expenses = [
+        {"id": "E-1", "description": "Parking", "amount": "6.50"},
+        {"id": "E-2", "description": "Parking", "amount": "6.50"},
+    ]
     inv = price(work_order(kind="preventive", expenses=expenses))
     assert [line.tax for line in inv.lines] == [D("1.50"), D("1.50")]
     assert (inv.net_total, inv.tax_total, inv.total) == (D("13.00"), D("3.00"), D("16.00"))
@@ -311,15 +360,22 @@ def test_jpy_has_no_decimals():
     tenant = make_tenant(
         currency="JPY",
         vat_percent="10",
-        rate_card={"skills": {"general": {"hourly_rate": "4250", "cost_rate": "2500"}}, "technicians": {},
-                   "call_out_fee": "3000"},
+        rate_card={
+            "skills": {"general": {"hourly_rate": "4250", "cost_rate": "2500"}},
+            "technicians": {},
+            "call_out_fee": "3000",
+        },
     )
     parts = [part("P-1", "2.5", cost="333", sku="GAS")]
     inv = price(work_order(entries=[te("TE-1", "X1", 70)], parts=parts), tenant)
     # call-out 3000, tax 300
     # labour 70 -> 75 min = 1.25 h × 4250 = 5312.5 -> 5313 (half-up); tax 531.3 -> 531; cost 1.25 × 2500 = 3125
     # part 333 × 1.2 = 399.6 -> 400 per unit; 2.5 × 400 = 1000; tax 100; cost 2.5 × 333 = 832.5 -> 833
-    assert [(line.net, line.tax) for line in inv.lines] == [(D("3000"), D("300")), (D("5313"), D("531")), (D("1000"), D("100"))]
+    assert [(line.net, line.tax) for line in inv.lines] == [
+        (D("3000"), D("300")),
+        (D("5313"), D("531")),
+        (D("1000"), D("100")),
+    ]
     assert inv.lines[2].unit_price == D("400")
     # net 9313, tax 931, total 10244, cost 3125 + 833 = 3958
     assert (inv.net_total, inv.tax_total, inv.total, inv.cost_total) == (D("9313"), D("931"), D("10244"), D("3958"))
@@ -330,15 +386,20 @@ def test_jpy_has_no_decimals():
 # --------------------------------------------------------------------------- not billable / errors
 def test_zero_total_is_not_billable():
     # only a client-supplied part and a non-billable expense -> nothing to bill; cost 8.00 kept
-    event = work_order(kind="preventive", parts=[part("P-1", "1", cost="5.00", client_supplied=True)],
-                       expenses=[{"id": "E-1", "description": "Fuel", "amount": "8.00", "billable": False}])
+    event = work_order(
+        kind="preventive",
+        parts=[part("P-1", "1", cost="5.00", client_supplied=True)],
+        expenses=[{"id": "E-1", "description": "Fuel", "amount": "8.00", "billable": False}],
+    )
     result = price(event)
     assert isinstance(result, NotBillable)
     assert result.reason.startswith("zero total: ")
     assert result.cost_total == D("8.00")
     assert result.invoice_key == "acme:wo:1001:r1" and result.order_key == "acme:wo:1001"
     # a quote at 0.00 (warranty) too
-    assert isinstance(price(quote([{"id": "QL-1", "description": "Warranty seal", "quantity": "1", "unit_price": "0"}])), NotBillable)
+    assert isinstance(
+        price(quote([{"id": "QL-1", "description": "Warranty seal", "quantity": "1", "unit_price": "0"}])), NotBillable
+    )
 
 
 def test_unknown_client_is_a_pricing_error_naming_the_field():
@@ -365,7 +426,7 @@ def test_invoice_fields_dates_and_keys():
     assert inv.invoice_number == "ACME-WO-1001-R2"
     assert inv.reference == "WO 1001"
     assert (inv.client_name, inv.contact_id, inv.billing_system) == ("Hotel Atlântico Lisboa, S.A.", "c-1", "xero")
-    assert inv.priced_at == datetime(2026, 4, 1, tzinfo=timezone.utc)
+    assert inv.priced_at == datetime(2026, 4, 1, tzinfo=UTC)
     assert any("SITE-1" in note for note in inv.notes)
 
 
@@ -412,34 +473,61 @@ def priced_case(draw):
         },
     )
     entries = [
-        te(f"TE-{i}", draw(st.sampled_from(["T1", "T2"])), 1, kind=draw(st.sampled_from(["work", "travel"])),
-           visit_id=draw(st.sampled_from([None, "V1", "V2"])))
+        te(
+            f"TE-{i}",
+            draw(st.sampled_from(["T1", "T2"])),
+            1,
+            kind=draw(st.sampled_from(["work", "travel"])),
+            visit_id=draw(st.sampled_from([None, "V1", "V2"])),
+        )
         | {"duration_seconds": draw(st.integers(min_value=1, max_value=36000))}
         for i in range(draw(st.integers(0, 4)))
     ]
     parts = []
     for i in range(draw(st.integers(0, 4))):
         cost = draw(st.one_of(st.none(), st.decimals(min_value=0, max_value=999, places=4)))
-        unit_price = draw(st.decimals(min_value=0, max_value=999, places=4)) if cost is None else draw(
-            st.one_of(st.none(), st.decimals(min_value=0, max_value=999, places=4)))
+        unit_price = (
+            draw(st.decimals(min_value=0, max_value=999, places=4))
+            if cost is None
+            else draw(st.one_of(st.none(), st.decimals(min_value=0, max_value=999, places=4)))
+        )
         qty = draw(st.decimals(min_value=D("0.001"), max_value=D("500"), places=3))
-        parts.append(part(f"P-{i}", str(qty), cost=None if cost is None else str(cost),
-                          price=None if unit_price is None else str(unit_price), client_supplied=draw(st.booleans())))
+        parts.append(
+            part(
+                f"P-{i}",
+                str(qty),
+                cost=None if cost is None else str(cost),
+                price=None if unit_price is None else str(unit_price),
+                client_supplied=draw(st.booleans()),
+            )
+        )
     expenses = [
-        {"id": f"E-{i}", "description": "x", "amount": str(draw(st.decimals(min_value=0, max_value=999, places=4))),
-         "billable": draw(st.booleans())}
+        {
+            "id": f"E-{i}",
+            "description": "x",
+            "amount": str(draw(st.decimals(min_value=0, max_value=999, places=4))),
+            "billable": draw(st.booleans()),
+        }
         for i in range(draw(st.integers(0, 3)))
     ]
     if draw(st.booleans()):
         lines = [
-            {"id": f"QL-{i}", "description": "x", "quantity": str(draw(st.decimals(min_value=D("0.01"), max_value=100, places=2))),
-             "unit_price": str(draw(st.decimals(min_value=0, max_value=9999, places=4))),
-             **({"tax_rate": str(draw(st.sampled_from([D("0"), D("6"), D("13.5")])))} if draw(st.booleans()) else {})}
+            {
+                "id": f"QL-{i}",
+                "description": "x",
+                "quantity": str(draw(st.decimals(min_value=D("0.01"), max_value=100, places=2))),
+                "unit_price": str(draw(st.decimals(min_value=0, max_value=9999, places=4))),
+                **(
+                    {"tax_rate": str(draw(st.sampled_from([D("0"), D("6"), D("13.5")])))} if draw(st.booleans()) else {}
+                ),
+            }
             for i in range(draw(st.integers(1, 4)))
         ]
         event = quote(lines)
     else:
-        event = work_order(kind=draw(st.sampled_from(["corrective", "preventive"])), entries=entries, parts=parts, expenses=expenses)
+        event = work_order(
+            kind=draw(st.sampled_from(["corrective", "preventive"])), entries=entries, parts=parts, expenses=expenses
+        )
     return tenant, event
 
 
@@ -482,8 +570,14 @@ def test_demo_config_and_events_price():
     assert set(xero) == {"acme-fm", "nordic-hvac"}
     assert sum(len(t.clients) for t in xero.values()) >= 3
     for tenant in xero.values():
-        assert set(tenant.billing.settings) == {"api_url", "identity_url", "xero_tenant_id", "client_id",
-                                                "client_secret_env", "refresh_token_env"}
+        assert set(tenant.billing.settings) == {
+            "api_url",
+            "identity_url",
+            "xero_tenant_id",
+            "client_id",
+            "client_secret_env",
+            "refresh_token_env",
+        }
     assert len(raw_lines) >= 50
     ids = [json.loads(line)["id"] for line in raw_lines]
     assert len(ids) == len(set(ids))
@@ -502,7 +596,11 @@ def test_demo_config_and_events_price():
     assert failures[0][0] == "maintainx:wo:1042:r1" and "data.parts.0.quantity" in failures[0][1]
 
     types = {json.loads(line)["type"] for line in raw_lines}
-    assert types == {"maintenance.work_order.completed", "maintenance.scheduled_job.closed", "maintenance.quote.approved"}
+    assert types == {
+        "maintenance.work_order.completed",
+        "maintenance.scheduled_job.closed",
+        "maintenance.quote.approved",
+    }
     # the revision-2 invoice is a new version of the same order
     r1, r2 = priced["limble:wo:5003:r1"], priced["limble:wo:5003:r2"]
     assert r1.order_key == r2.order_key == "nordic-hvac:wo:5003"
@@ -514,8 +612,12 @@ def test_demo_config_and_events_price():
 
 
 #: The small tenants billed in other systems (broker/examples/config.yaml, tools/make_demo_events.py).
-SMALL_TENANTS = {"liffey-fs": "stripe", "invicta-mt": "quickbooks", "mondego-clima": "invoicexpress",
-                 "sotavento-tec": "moloni"}
+SMALL_TENANTS = {
+    "liffey-fs": "stripe",
+    "invicta-mt": "quickbooks",
+    "mondego-clima": "invoicexpress",
+    "sotavento-tec": "moloni",
+}
 
 
 def test_demo_small_tenants_on_other_billing_systems_price():
@@ -581,7 +683,15 @@ def test_demo_wo_1001_two_technicians_by_hand():
     # tax 10.35+21.74+8.28+2.30+10.63+16.56+1.50 = 71.36; total 381.56
     # cost 2.25×24.00=54.00 + 1×21.00 + 0.5×24.00=12.00 + 38.50 + 2.5×24.00=60.00 + 6.50 + 12.00 = 204.00
     assert inv.invoice_number == "ACME-WO-1001-R1"
-    assert [line.net for line in inv.lines] == [D("45.00"), D("94.50"), D("36.00"), D("10.00"), D("46.20"), D("72.00"), D("6.50")]
+    assert [line.net for line in inv.lines] == [
+        D("45.00"),
+        D("94.50"),
+        D("36.00"),
+        D("10.00"),
+        D("46.20"),
+        D("72.00"),
+        D("6.50"),
+    ]
     assert (inv.net_total, inv.tax_total, inv.total) == (D("310.20"), D("71.36"), D("381.56"))
     assert (inv.cost_total, inv.margin) == (D("204.00"), D("106.20"))
     assert inv.client_name == "Hotel Atlântico Lisboa, S.A." and inv.currency == "EUR"
@@ -619,7 +729,11 @@ def test_demo_weekend_call_out_and_revision_2_by_hand():
     #   4 fittings × 3.75 (catalogue price) = 15.00                                         tax  3.45
     #   copper pipe client-supplied: not billed
     # net 75.00 + 81.00 + 15.00 = 171.00; tax 17.25 + 18.63 + 3.45 = 39.33; total 210.33
-    assert [(ln.kind, ln.net) for ln in inv.lines] == [("call_out", D("75.00")), ("labour", D("81.00")), ("part", D("15.00"))]
+    assert [(ln.kind, ln.net) for ln in inv.lines] == [
+        ("call_out", D("75.00")),
+        ("labour", D("81.00")),
+        ("part", D("15.00")),
+    ]
     assert inv.lines[1].unit_price == D("54.00") and inv.lines[1].quantity == D("1.5")
     assert "band weekend 1.5" in inv.lines[1].rule and inv.lines[0].rule.startswith("call_out_fee:band weekend")
     assert (inv.net_total, inv.tax_total, inv.total) == (D("171.00"), D("39.33"), D("210.33"))
@@ -652,6 +766,7 @@ def test_demo_work_order_executing_a_quote_bills_only_its_extra():
     #   T34 08:00-12:00 less 30 min = 210 min = 3.5 h × 16.00 = 56.00
     # cost 180.00 + 56.00 + 4.2 × 24.00 = 100.80 -> 336.80; margin 120.96 - 336.80 = -215.84
     assert [(ln.kind, ln.quantity, ln.unit_price, ln.net, ln.tax) for ln in inv.lines] == [
-        ("part", D("4.2"), D("28.80"), D("120.96"), D("27.82"))]
+        ("part", D("4.2"), D("28.80"), D("120.96"), D("27.82"))
+    ]
     assert (inv.net_total, inv.tax_total, inv.total) == (D("120.96"), D("27.82"), D("148.78"))
     assert (inv.cost_total, inv.margin) == (D("336.80"), D("-215.84"))

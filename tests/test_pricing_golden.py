@@ -7,7 +7,7 @@ as text (exact decimals of the currency), quantities and unit prices as Decimal 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal as D
 
 import pytest
@@ -18,7 +18,7 @@ from broker.invoice import Invoice, InvoiceLine, NotBillable
 from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, PricingError, price_event, price_with_state
 from tests.golden.pricing_cases import CASES, SEQUENCES, L
 
-PRICED_AT = datetime(2026, 11, 1, tzinfo=timezone.utc)
+PRICED_AT = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _check_line(got: InvoiceLine, want: L, where: str) -> None:
@@ -47,9 +47,29 @@ def _check_lines(lines: list[InvoiceLine], wanted: tuple[L, ...], case_id: str) 
 def test_golden_table_is_big_enough_and_covers_every_rule():
     assert len(CASES) + sum(len(s.steps) for s in SEQUENCES) >= 40
     covered = Counter(rule for case in [*CASES, *SEQUENCES] for rule in case.rules)
-    for rule in ("labour", "rates", "travel", "bands", "dst", "call_out", "parts", "expenses", "contracts", "allowance",
-                 "quotes", "tax", "reverse_charge", "tax_inclusive", "currency", "discounts", "cost", "traceability",
-                 "revisions", "not_billable", "errors"):
+    for rule in (
+        "labour",
+        "rates",
+        "travel",
+        "bands",
+        "dst",
+        "call_out",
+        "parts",
+        "expenses",
+        "contracts",
+        "allowance",
+        "quotes",
+        "tax",
+        "reverse_charge",
+        "tax_inclusive",
+        "currency",
+        "discounts",
+        "cost",
+        "traceability",
+        "revisions",
+        "not_billable",
+        "errors",
+    ):
         assert covered[rule] >= 1, rule
     assert len({case.id for case in CASES}) == len(CASES)
 
@@ -99,8 +119,14 @@ def test_golden_sequence(sequence):
     tables: dict[str, dict] = {ALLOWANCE_TABLE: {}, QUOTES_TABLE: {}}
     for n, step in enumerate(sequence.steps):
         where = f"{sequence.id} step {n}"
-        result = price_with_state(parse_event(step.event), "acme", tenant, allowances=tables[ALLOWANCE_TABLE],
-                                  quotes=tables[QUOTES_TABLE], priced_at=PRICED_AT)
+        result = price_with_state(
+            parse_event(step.event),
+            "acme",
+            tenant,
+            allowances=tables[ALLOWANCE_TABLE],
+            quotes=tables[QUOTES_TABLE],
+            priced_at=PRICED_AT,
+        )
         invoice = result.priced
         assert isinstance(invoice, Invoice), (where, invoice)
         _check_lines(invoice.lines, step.lines, where)

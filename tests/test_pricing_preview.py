@@ -22,33 +22,61 @@ def _write(tmp_path: Path, name: str, doc: dict) -> str:
 
 def _cdp_event(tmp_path: Path) -> str:
     # acme-fm CLI-CDP (contract ABONO-2026-CDP: 4 h/month; labour discount 5 %), Tuesday 2026-03-03 09:00-12:00
-    event = wo(entries=[{"id": "TE-1", "technician_id": "T31", "start": "2026-03-03T09:00:00+00:00",
-                         "end": "2026-03-03T12:00:00+00:00"}], client="CLI-CDP", site="LIS-CDP-PLANT")
+    event = wo(
+        entries=[
+            {
+                "id": "TE-1",
+                "technician_id": "T31",
+                "start": "2026-03-03T09:00:00+00:00",
+                "end": "2026-03-03T12:00:00+00:00",
+            }
+        ],
+        client="CLI-CDP",
+        site="LIS-CDP-PLANT",
+    )
     event["tenant"] = "acme-fm"
     return _write(tmp_path, "event.json", event)
 
 
 def test_preview_json_shows_covered_lines_allowance_and_discount(tmp_path):
-    result = CliRunner().invoke(main, ["invoice", "preview", "--config", CONFIG, _cdp_event(tmp_path),
-                                       "--allowance-used", "120"])
+    result = CliRunner().invoke(
+        main, ["invoice", "preview", "--config", CONFIG, _cdp_event(tmp_path), "--allowance-used", "120"]
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     # 180 min worked; 240 - 120 = 120 min left: 2 h covered, 1 h billed at 42.00 less 5 % = 39.90 (VAT 9.177 -> 9.18)
     # call-out 45.00 (VAT 10.35): net 84.90, VAT 19.53, total 104.43; cost 3 h × 24.00 = 72.00; margin 12.90
-    assert [(ln["kind"], ln["quantity"], ln["net"], ln["discount_percent"], ln["covered_by"]) for ln in doc["lines"]] == [
-        ("call_out", "1", "45.00", "0", None), ("labour", "2", "0.00", "0", "ABONO-2026-CDP"),
-        ("labour", "1", "39.90", "5", None)]
+    assert [
+        (ln["kind"], ln["quantity"], ln["net"], ln["discount_percent"], ln["covered_by"]) for ln in doc["lines"]
+    ] == [
+        ("call_out", "1", "45.00", "0", None),
+        ("labour", "2", "0.00", "0", "ABONO-2026-CDP"),
+        ("labour", "1", "39.90", "5", None),
+    ]
     assert (doc["net_total"], doc["tax_total"], doc["total"], doc["cost_total"], doc["margin"]) == (
-        "84.90", "19.53", "104.43", "72.00", "12.90")
-    assert doc["allowance"] == {"contract_id": "ABONO-2026-CDP", "month": "2026-03", "allowance_minutes": 240,
-                                "used_before_minutes": 120, "consumed_minutes": 120, "remaining_minutes": 0}
+        "84.90",
+        "19.53",
+        "104.43",
+        "72.00",
+        "12.90",
+    )
+    assert doc["allowance"] == {
+        "contract_id": "ABONO-2026-CDP",
+        "month": "2026-03",
+        "allowance_minutes": 240,
+        "used_before_minutes": 120,
+        "consumed_minutes": 120,
+        "remaining_minutes": 0,
+    }
     assert all(ln["source"] == "time_entry:TE-1" and ln["rule"] for ln in doc["lines"][1:])
     assert doc["lines"][1]["rule"].startswith("contract:ABONO-2026-CDP:corrective_allowance 4 h/month")
     assert doc["lines"][2]["rule"].endswith("discount:client 5%")
 
 
 def test_preview_table_shows_every_line_source_rule_cost_and_margin(tmp_path):
-    result = CliRunner().invoke(main, ["invoice", "preview", "--config", CONFIG, _cdp_event(tmp_path), "--format", "table"])
+    result = CliRunner().invoke(
+        main, ["invoice", "preview", "--config", CONFIG, _cdp_event(tmp_path), "--format", "table"]
+    )
     assert result.exit_code == 0, result.output
     out = result.output
     # nothing used before: the 3 h are covered, only the call-out is billed: 45.00 + 10.35 = 55.35; cost 72.00
@@ -59,24 +87,38 @@ def test_preview_table_shows_every_line_source_rule_cost_and_margin(tmp_path):
 
 
 def test_preview_of_a_reverse_charge_client_prints_the_legal_note(tmp_path):
-    event = wo(entries=[{"id": "TE-1", "technician_id": "T31", "duration_seconds": 3600}], client="CLI-EBV", site="VGO-1")
+    event = wo(
+        entries=[{"id": "TE-1", "technician_id": "T31", "duration_seconds": 3600}], client="CLI-EBV", site="VGO-1"
+    )
     event["tenant"] = "acme-fm"
-    result = CliRunner().invoke(main, ["invoice", "preview", "--config", CONFIG, _write(tmp_path, "e.json", event),
-                                       "--format", "table"])
+    result = CliRunner().invoke(
+        main, ["invoice", "preview", "--config", CONFIG, _write(tmp_path, "e.json", event), "--format", "table"]
+    )
     assert result.exit_code == 0, result.output
     assert "autoliquidação" in result.output and "Customer VAT number: ESB00000104" in result.output
-    doc = json.loads(CliRunner().invoke(main, ["invoice", "preview", "--config", CONFIG,
-                                               _write(tmp_path, "e.json", event)]).output)
+    doc = json.loads(
+        CliRunner().invoke(main, ["invoice", "preview", "--config", CONFIG, _write(tmp_path, "e.json", event)]).output
+    )
     # call-out 45.00 + 1 h × 42.00 = 87.00 at 0 %
     assert (doc["net_total"], doc["tax_total"], doc["total"]) == ("87.00", "0.00", "87.00")
     assert doc["legal_notes"][0].startswith("IVA - autoliquidação")
 
 
 def test_preview_of_a_covered_scheduled_job_and_of_a_quote_balance(tmp_path):
-    sj = {"specversion": "1.0", "id": "t:sj:1", "source": "/t", "type": "maintenance.scheduled_job.closed",
-          "time": "2026-03-03T12:00:00+00:00", "tenant": "acme-fm",
-          "data": {"scheduled_job_id": "SJ-1", "client_id": "CLI-CDP", "site_id": "LIS-CDP-WARD2",
-                   "time_entries": [{"id": "TE-1", "technician_id": "T31", "duration_seconds": 5400}]}}
+    sj = {
+        "specversion": "1.0",
+        "id": "t:sj:1",
+        "source": "/t",
+        "type": "maintenance.scheduled_job.closed",
+        "time": "2026-03-03T12:00:00+00:00",
+        "tenant": "acme-fm",
+        "data": {
+            "scheduled_job_id": "SJ-1",
+            "client_id": "CLI-CDP",
+            "site_id": "LIS-CDP-WARD2",
+            "time_entries": [{"id": "TE-1", "technician_id": "T31", "duration_seconds": 5400}],
+        },
+    }
     result = CliRunner().invoke(main, ["invoice", "preview", "--config", CONFIG, _write(tmp_path, "sj.json", sj)])
     doc = json.loads(result.output)
     assert (doc["status"], doc["reason_code"], doc["cost_total"]) == ("not_billable", "covered_by_contract", "36.00")
@@ -89,12 +131,16 @@ def test_preview_of_a_covered_scheduled_job_and_of_a_quote_balance(tmp_path):
     raw["tenants"]["acme"] = tenant(quotes={"deposit_percent": "30"})
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    work = _write(tmp_path, "wo.json", wo(entries=[{"id": "TE-1", "technician_id": "T31", "duration_seconds": 3600}],
-                                          quote_id="Q-12"))
+    work = _write(
+        tmp_path,
+        "wo.json",
+        wo(entries=[{"id": "TE-1", "technician_id": "T31", "duration_seconds": 3600}], quote_id="Q-12"),
+    )
     missing = CliRunner().invoke(main, ["invoice", "preview", "--config", str(config), work])
     assert missing.exit_code == 1 and "data.quote_id" in missing.output
-    ok = CliRunner().invoke(main, ["invoice", "preview", "--config", str(config), work, "--quote",
-                                   _write(tmp_path, "q.json", qt())])
+    ok = CliRunner().invoke(
+        main, ["invoice", "preview", "--config", str(config), work, "--quote", _write(tmp_path, "q.json", qt())]
+    )
     assert ok.exit_code == 0, ok.output
     # balance 686.00 + 315.00 + 17.50 (6 %) = 1018.50; VAT 157.78 + 72.45 + 1.05 = 231.28; total 1249.78
     doc = json.loads(ok.output)

@@ -7,8 +7,9 @@ invariants over generated inputs and that bad configuration is refused with its 
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal as D
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP
+from decimal import Decimal as D
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -44,14 +45,19 @@ def test_overlapping_contracts_are_refused_with_the_path():
     assert "every site" in _refused(tenant(client={"contracts": [CONTRACT, dict(other, sites=[])]}))
     parse_config(_config(tenant(client={"contracts": [CONTRACT, dict(other, valid_from="2027-01-01")]})))
     parse_config(_config(tenant(client={"contracts": [CONTRACT, dict(other, sites=["SITE-2"])]})))
-    assert "valid_to 2025-01-01 is before valid_from" in _refused(tenant(client={"contracts": [dict(CONTRACT, valid_to="2025-01-01")]}))
+    assert "valid_to 2025-01-01 is before valid_from" in _refused(
+        tenant(client={"contracts": [dict(CONTRACT, valid_to="2025-01-01")]})
+    )
 
 
-@pytest.mark.parametrize("field,value,expected", [
-    ("start", "25:00", "invalid time '25:00'"),
-    ("end", "7:00", "invalid time '7:00'"),
-    ("start", 1200, "quoted 'HH:MM' string"),      # YAML reads an unquoted 20:00 as 1200
-])
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("start", "25:00", "invalid time '25:00'"),
+        ("end", "7:00", "invalid time '7:00'"),
+        ("start", 1200, "quoted 'HH:MM' string"),  # YAML reads an unquoted 20:00 as 1200
+    ],
+)
 def test_band_with_an_invalid_time_is_refused_with_the_path(field, value, expected):
     band = {"name": "night", "start": "20:00", "end": "07:00", "factor": "1.25", field: value}
     message = _refused(tenant(rate_card={"time_bands": [{"name": "weekend", "days": ["SAT"], "factor": "1.5"}, band]}))
@@ -60,20 +66,37 @@ def test_band_with_an_invalid_time_is_refused_with_the_path(field, value, expect
 
 def test_band_without_condition_or_with_equal_times_is_refused():
     assert "has no condition" in _refused(tenant(rate_card={"time_bands": [{"name": "x", "factor": "2"}]}))
-    assert "same time" in _refused(tenant(rate_card={"time_bands": [{"name": "x", "start": "08:00", "end": "08:00", "factor": "2"}]}))
+    assert "same time" in _refused(
+        tenant(rate_card={"time_bands": [{"name": "x", "start": "08:00", "end": "08:00", "factor": "2"}]})
+    )
     assert "tenants.acme.rate_card.time_bands.0.days.0" in _refused(
-        tenant(rate_card={"time_bands": [{"name": "x", "days": ["SATURDAY"], "factor": "2"}]}))
+        tenant(rate_card={"time_bands": [{"name": "x", "days": ["SATURDAY"], "factor": "2"}]})
+    )
 
 
-@pytest.mark.parametrize("mutate,path", [
-    (lambda t: t["rate_card"]["skills"]["hvac"].update(hourly_rate="-5"), "tenants.acme.rate_card.skills.hvac.hourly_rate"),
-    (lambda t: t["clients"]["CLI-1"].update(skill_rates={"hvac": "-1"}), "tenants.acme.clients.CLI-1.skill_rates.hvac"),
-    (lambda t: t["clients"]["CLI-1"].update(hourly_rate="-0.01"), "tenants.acme.clients.CLI-1.hourly_rate"),
-    (lambda t: t["rate_card"].update(time_bands=[{"name": "n", "holiday": True, "factor": "-1"}]),
-     "tenants.acme.rate_card.time_bands.0.factor"),
-    (lambda t: t["rate_card"].update(mileage_rate_per_km="-0.4"), "tenants.acme.rate_card.mileage_rate_per_km"),
-    (lambda t: t["rate_card"]["technicians"]["T32"].update(cost_rate="-21"), "tenants.acme.rate_card.technicians.T32.cost_rate"),
-])
+@pytest.mark.parametrize(
+    "mutate,path",
+    [
+        (
+            lambda t: t["rate_card"]["skills"]["hvac"].update(hourly_rate="-5"),
+            "tenants.acme.rate_card.skills.hvac.hourly_rate",
+        ),
+        (
+            lambda t: t["clients"]["CLI-1"].update(skill_rates={"hvac": "-1"}),
+            "tenants.acme.clients.CLI-1.skill_rates.hvac",
+        ),
+        (lambda t: t["clients"]["CLI-1"].update(hourly_rate="-0.01"), "tenants.acme.clients.CLI-1.hourly_rate"),
+        (
+            lambda t: t["rate_card"].update(time_bands=[{"name": "n", "holiday": True, "factor": "-1"}]),
+            "tenants.acme.rate_card.time_bands.0.factor",
+        ),
+        (lambda t: t["rate_card"].update(mileage_rate_per_km="-0.4"), "tenants.acme.rate_card.mileage_rate_per_km"),
+        (
+            lambda t: t["rate_card"]["technicians"]["T32"].update(cost_rate="-21"),
+            "tenants.acme.rate_card.technicians.T32.cost_rate",
+        ),
+    ],
+)
 def test_negative_rates_are_refused_with_the_path(mutate, path):
     raw = copy.deepcopy(BASE_TENANT)
     mutate(raw)
@@ -82,13 +105,19 @@ def test_negative_rates_are_refused_with_the_path(mutate, path):
 
 
 def test_other_pricing_settings_are_checked():
-    assert "tenants.acme.clients.CLI-1: Value error, reverse_charge needs" in _refused(tenant(client={"reverse_charge": True}))
+    assert "tenants.acme.clients.CLI-1: Value error, reverse_charge needs" in _refused(
+        tenant(client={"reverse_charge": True})
+    )
     assert "tax_exempt needs tax_exemption_note" in _refused(tenant(client={"tax_exempt": True}))
     assert "skill 'welding' is not in rate_card.skills" in _refused(tenant(client={"skill_rates": {"welding": "50"}}))
     assert "needs mileage_rate_per_km" in _refused(tenant(rate_card={"travel_billing": "mileage"}))
-    assert "deposit_percent is invoiced at approval" in _refused(tenant(quotes={"invoice_at": "completion", "deposit_percent": "30"}))
+    assert "deposit_percent is invoiced at approval" in _refused(
+        tenant(quotes={"invoice_at": "completion", "deposit_percent": "30"})
+    )
     assert "tenants.acme.tax.rates.labor" in _refused(tenant(tax={"rates": {"labor": "6"}}))
-    assert "whole number of minutes" in _refused(tenant(client={"contracts": [dict(CONTRACT, covers={"corrective_hours_per_month": "0.001"})]}))
+    assert "whole number of minutes" in _refused(
+        tenant(client={"contracts": [dict(CONTRACT, covers={"corrective_hours_per_month": "0.001"})]})
+    )
 
 
 def test_example_configs_still_load_and_use_the_new_keys():
@@ -104,8 +133,13 @@ def test_example_configs_still_load_and_use_the_new_keys():
 
 # --------------------------------------------------------------------------- state: allowance and quotes tables
 def _state_price(event: dict, tenant_raw: dict, tables: dict):
-    return price_with_state(parse_event(event), "acme", Tenant.model_validate(tenant_raw), allowances=tables[ALLOWANCE_TABLE],
-                            quotes=tables[QUOTES_TABLE])
+    return price_with_state(
+        parse_event(event),
+        "acme",
+        Tenant.model_validate(tenant_raw),
+        allowances=tables[ALLOWANCE_TABLE],
+        quotes=tables[QUOTES_TABLE],
+    )
 
 
 def test_quote_table_feeds_the_balance_and_ignores_older_revisions():
@@ -115,7 +149,9 @@ def test_quote_table_feeds_the_balance_and_ignores_older_revisions():
     assert [w[:2] for w in first.writes] == [(QUOTES_TABLE, "acme:qt:Q-12")]
     tables[QUOTES_TABLE]["acme:qt:Q-12"] = first.writes[0][2]
     assert _state_price(qt(), raw, tables).writes == []  # the same quote again: nothing to write
-    newer = qt(lines=[{"id": "QL-9", "description": "Compressor", "quantity": "1", "unit_price": "1000.00"}], revision=2)
+    newer = qt(
+        lines=[{"id": "QL-9", "description": "Compressor", "quantity": "1", "unit_price": "1000.00"}], revision=2
+    )
     second = _state_price(newer, raw, tables)
     tables[QUOTES_TABLE]["acme:qt:Q-12"] = second.writes[0][2]
     assert _state_price(qt(), raw, tables).writes == []  # r1 after r2: kept r2
@@ -129,16 +165,24 @@ def test_quote_of_another_client_is_an_error():
     other = qt()
     other["data"]["client_id"] = "CLI-2"
     with pytest.raises(PricingError) as exc:
-        price_event(parse_event(wo(entries=[dur("TE-1", "T31", 60)], quote_id="Q-12")), "acme", Tenant.model_validate(raw),
-                    quote=parse_event(other))
+        price_event(
+            parse_event(wo(entries=[dur("TE-1", "T31", 60)], quote_id="Q-12")),
+            "acme",
+            Tenant.model_validate(raw),
+            quote=parse_event(other),
+        )
     assert exc.value.field == "data.quote_id" and "CLI-2" in str(exc.value)
 
 
 def test_apply_allowance_does_not_modify_its_input():
     record = {"ABONO-1": {"acme:wo:1:r1": 60}}
     snapshot = copy.deepcopy(record)
-    priced = price_event(parse_event(wo(entries=[dur("TE-1", "T31", 60)])), "acme",
-                         Tenant.model_validate(tenant(client={"contracts": [CONTRACT]})), allowance_used=record["ABONO-1"])
+    priced = price_event(
+        parse_event(wo(entries=[dur("TE-1", "T31", 60)])),
+        "acme",
+        Tenant.model_validate(tenant(client={"contracts": [CONTRACT]})),
+        allowance_used=record["ABONO-1"],
+    )
     new = apply_allowance(record, priced.allowance)
     assert record == snapshot and new == {"ABONO-1": {"acme:wo:1:r1": 60, "acme:wo:1001:r1": 60}}
 
@@ -148,11 +192,13 @@ LISBON = ZoneInfo("Europe/Lisbon")
 
 
 @settings(max_examples=100, deadline=None)
-@given(start=st.datetimes(min_value=datetime(2026, 3, 27), max_value=datetime(2026, 10, 27)),
-       minutes=st.integers(min_value=1, max_value=36 * 60),
-       cuts=st.sets(st.integers(min_value=0, max_value=1439), max_size=4))
+@given(
+    start=st.datetimes(min_value=datetime(2026, 3, 27), max_value=datetime(2026, 10, 27)),
+    minutes=st.integers(min_value=1, max_value=36 * 60),
+    cuts=st.sets(st.integers(min_value=0, max_value=1439), max_size=4),
+)
 def test_split_keeps_real_elapsed_time(start, minutes, cuts):
-    start = start.replace(tzinfo=timezone.utc)
+    start = start.replace(tzinfo=UTC)
     end = start + timedelta(minutes=minutes)
     pieces = split_interval(start, end, LISBON, tuple(sorted(cuts | {0})))
     assert pieces[0][0] == start and pieces[-1][1] == end
@@ -197,17 +243,27 @@ def scenario(draw):
     places = minor_units(currency)
     client: dict = {}
     if draw(st.booleans()):
-        client["discount"] = {"labour_percent": str(draw(st.sampled_from([D("0"), D("5"), D("12.5")]))),
-                              "parts_percent": str(draw(st.sampled_from([D("0"), D("3")])))}
+        client["discount"] = {
+            "labour_percent": str(draw(st.sampled_from([D("0"), D("5"), D("12.5")]))),
+            "parts_percent": str(draw(st.sampled_from([D("0"), D("3")]))),
+        }
     treatment = draw(st.sampled_from(["normal", "normal", "exempt", "reverse"]))
     if treatment == "exempt":
         client.update(tax_exempt=True, tax_exemption_note="Exempt")
     elif treatment == "reverse":
         client.update(reverse_charge=True, tax_number="ES123")
     if draw(st.booleans()):
-        client["contracts"] = [dict(CONTRACT, covers={
-            "preventive_labour": draw(st.booleans()), "preventive_parts": draw(st.booleans()),
-            "corrective_hours_per_month": str(draw(st.sampled_from([0, 1, 4]))), "call_out_fee": draw(st.booleans())})]
+        client["contracts"] = [
+            dict(
+                CONTRACT,
+                covers={
+                    "preventive_labour": draw(st.booleans()),
+                    "preventive_parts": draw(st.booleans()),
+                    "corrective_hours_per_month": str(draw(st.sampled_from([0, 1, 4]))),
+                    "call_out_fee": draw(st.booleans()),
+                },
+            )
+        ]
     if draw(st.booleans()):
         client["skill_rates"] = {"hvac": str(draw(_money(places)))}
     raw = tenant(
@@ -215,14 +271,18 @@ def scenario(draw):
         vat_percent=str(draw(st.sampled_from([D("0"), D("5.5"), D("10"), D("23")]))),
         holidays=["2026-03-03", "2026-10-25"],
         client=client,
-        tax={"prices_include_tax": draw(st.booleans()),
-             "rates": draw(st.sampled_from([{}, {"labour": "6"}, {"part": "13", "expense": "0"}]))},
+        tax={
+            "prices_include_tax": draw(st.booleans()),
+            "rates": draw(st.sampled_from([{}, {"labour": "6"}, {"part": "13", "expense": "0"}])),
+        },
         rate_card={
             "billing_increment_minutes": draw(st.sampled_from([1, 5, 10, 15, 30])),
             "minimum_billable_minutes": draw(st.sampled_from([0, 30, 60])),
             "rounding_per": draw(st.sampled_from(["visit", "entry"])),
-            "skills": {"hvac": {"hourly_rate": str(draw(_money(places))), "cost_rate": str(draw(_money(places)))},
-                       "general": {"hourly_rate": str(draw(_money(places))), "cost_rate": "10"}},
+            "skills": {
+                "hvac": {"hourly_rate": str(draw(_money(places))), "cost_rate": str(draw(_money(places)))},
+                "general": {"hourly_rate": str(draw(_money(places))), "cost_rate": "10"},
+            },
             "technicians": {"T1": {"skill": "hvac", "hourly_rate": str(draw(_money(places)))}},
             "time_bands": [draw(band(i)) for i in range(draw(st.integers(0, 3)))],
             "travel_hourly_rate": draw(st.one_of(st.none(), _money(places).map(str))),
@@ -232,13 +292,19 @@ def scenario(draw):
             "expenses_handling_percent": str(draw(st.decimals(min_value=0, max_value=25, places=2))),
         },
     )
-    base = datetime(2026, 3, 27, tzinfo=timezone.utc) + timedelta(minutes=draw(st.sampled_from([0, 2 * 1440 + 1, 211 * 1440])))
+    base = datetime(2026, 3, 27, tzinfo=UTC) + timedelta(
+        minutes=draw(st.sampled_from([0, 2 * 1440 + 1, 211 * 1440]))
+    )
     entries = []
     busy_until: dict[tuple, datetime] = {}  # clocked entries of one technician in one visit must not overlap
     for i in range(draw(st.integers(0, 4))):
         kind = draw(st.sampled_from(["work", "work", "travel"]))
-        entry = {"id": f"TE-{i}", "technician_id": draw(st.sampled_from(["T1", "T2", "T3"])), "kind": kind,
-                 "visit_id": draw(st.sampled_from([None, "V2"]))}
+        entry = {
+            "id": f"TE-{i}",
+            "technician_id": draw(st.sampled_from(["T1", "T2", "T3"])),
+            "kind": kind,
+            "visit_id": draw(st.sampled_from([None, "V2"])),
+        }
         if kind == "work" and draw(st.booleans()):
             start = base + timedelta(minutes=draw(st.integers(0, 3 * 1440)))
             slot = (entry["technician_id"], entry["visit_id"])
@@ -251,16 +317,34 @@ def scenario(draw):
         entries.append({k: v for k, v in entry.items() if v is not None})
     parts = []
     for i in range(draw(st.integers(0, 3))):
-        p = {"id": f"P-{i}", "sku": f"S{i}", "description": "x", "quantity": str(draw(st.decimals(min_value=D("0.001"), max_value=50, places=3))),
-             "unit_cost": str(draw(st.decimals(min_value=0, max_value=999, places=2))),
-             "client_supplied": draw(st.booleans()), "category": draw(st.sampled_from([None, "gas"]))}
+        p = {
+            "id": f"P-{i}",
+            "sku": f"S{i}",
+            "description": "x",
+            "quantity": str(draw(st.decimals(min_value=D("0.001"), max_value=50, places=3))),
+            "unit_cost": str(draw(st.decimals(min_value=0, max_value=999, places=2))),
+            "client_supplied": draw(st.booleans()),
+            "category": draw(st.sampled_from([None, "gas"])),
+        }
         if draw(st.booleans()):
             p["unit_price"] = str(draw(st.decimals(min_value=0, max_value=999, places=2)))
         parts.append({k: v for k, v in p.items() if v is not None})
-    expenses = [{"id": f"E-{i}", "description": "x", "amount": str(draw(st.decimals(min_value=0, max_value=300, places=2))),
-                 "billable": draw(st.booleans())} for i in range(draw(st.integers(0, 2)))]
-    event = wo(kind=draw(st.sampled_from(["corrective", "preventive"])), entries=entries, parts=parts, expenses=expenses,
-               time=(base + timedelta(days=3)).isoformat())
+    expenses = [
+        {
+            "id": f"E-{i}",
+            "description": "x",
+            "amount": str(draw(st.decimals(min_value=0, max_value=300, places=2))),
+            "billable": draw(st.booleans()),
+        }
+        for i in range(draw(st.integers(0, 2)))
+    ]
+    event = wo(
+        kind=draw(st.sampled_from(["corrective", "preventive"])),
+        entries=entries,
+        parts=parts,
+        expenses=expenses,
+        time=(base + timedelta(days=3)).isoformat(),
+    )
     if draw(st.integers(0, 5)) == 0:
         event = qt(lines=[{"id": "QL-1", "description": "x", "quantity": "2", "unit_price": str(draw(_money(places)))}])
     used = {"acme:wo:0001:r1": draw(st.integers(0, 300))} if draw(st.booleans()) else None
@@ -312,7 +396,9 @@ def test_property_invoices_add_up_exactly(case):
     if result.allowance is not None:
         a = result.allowance
         assert 0 <= a.consumed_minutes <= a.needed_minutes
-        assert a.used_before_minutes + a.consumed_minutes <= max(a.allowance_minutes, a.used_before_minutes) or a.invoice_key in (used or {})
+        assert a.used_before_minutes + a.consumed_minutes <= max(
+            a.allowance_minutes, a.used_before_minutes
+        ) or a.invoice_key in (used or {})
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -333,10 +419,14 @@ def test_property_labour_never_bills_less_than_worked(case):
 def test_property_redelivery_is_idempotent(case):
     tenant_model, event, used = case
     tables = {ALLOWANCE_TABLE: {}, QUOTES_TABLE: {}}
-    first = price_with_state(event, "acme", tenant_model, allowances=tables[ALLOWANCE_TABLE], quotes=tables[QUOTES_TABLE])
+    first = price_with_state(
+        event, "acme", tenant_model, allowances=tables[ALLOWANCE_TABLE], quotes=tables[QUOTES_TABLE]
+    )
     for table, key, value in first.writes:
         tables[table][key] = value
     snapshot = copy.deepcopy(tables)
-    second = price_with_state(event, "acme", tenant_model, allowances=tables[ALLOWANCE_TABLE], quotes=tables[QUOTES_TABLE])
+    second = price_with_state(
+        event, "acme", tenant_model, allowances=tables[ALLOWANCE_TABLE], quotes=tables[QUOTES_TABLE]
+    )
     assert second.writes == [] and tables == snapshot
     assert second.priced == first.priced

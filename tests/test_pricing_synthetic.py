@@ -40,24 +40,39 @@ def test_translation_matches_the_sample_data():
     assert tenant.vat_percent == D(card["vat_percent"])
     assert tenant.rate_card.billing_increment_minutes == card["billing_increment_minutes"]
     assert tenant.rate_card.minimum_billable_minutes == card["minimum_billable_minutes"]
-    assert {k: v.hourly_rate for k, v in tenant.rate_card.skills.items()} == {k: D(v["hourly_rate"]) for k, v in card["skills"].items()}
-    assert [(b.name, b.factor) for b in tenant.rate_card.time_bands] == [(m["name"], D(m["factor"])) for m in card["multipliers"]]
+    assert {k: v.hourly_rate for k, v in tenant.rate_card.skills.items()} == {
+        k: D(v["hourly_rate"]) for k, v in card["skills"].items()
+    }
+    assert [(b.name, b.factor) for b in tenant.rate_card.time_bands] == [
+        (m["name"], D(m["factor"])) for m in card["multipliers"]
+    ]
     assert tenant.rate_card.call_out_fee == D(card["call_out_fee"]["default"])
     assert tenant.rate_card.time_bands[1].call_out_fee == D(card["call_out_fee"]["weekend"])
     assert tenant.rate_card.parts_markup_percent == D(card["parts"]["markup_percent"])
     for tech in card["technicians"]:
         mine = tenant.rate_card.technicians[str(tech["ids"]["maintainx"])]
-        assert mine.skill == tech["skill"] and mine.hourly_rate == (D(tech["hourly_rate"]) if "hourly_rate" in tech else None)
+        assert mine.skill == tech["skill"] and mine.hourly_rate == (
+            D(tech["hourly_rate"]) if "hourly_rate" in tech else None
+        )
     client = card["clients"][0]
     contract = tenant.clients[client["key"]].contracts[0]
     assert tenant.clients[client["key"]].skill_rates == {k: D(v) for k, v in client["rate_overrides"].items()}
     assert contract.id == client["contract"]["id"] and contract.sites == client["contract"]["sites"]
-    assert contract.covers.corrective_hours_per_month == client["contract"]["covers"]["corrective_labour_hours_per_month"]
+    assert (
+        contract.covers.corrective_hours_per_month == client["contract"]["covers"]["corrective_labour_hours_per_month"]
+    )
     # event
-    assert event.data.client_id == canonical["client"]["external_id"] and event.data.contract_ref == canonical["contract_ref"]
+    assert (
+        event.data.client_id == canonical["client"]["external_id"]
+        and event.data.contract_ref == canonical["contract_ref"]
+    )
     assert [(e.technician_id, e.start.isoformat(), e.duration_seconds) for e in event.data.time_entries] == [
-        (lab["technician_external_id"], lab["start"].replace("Z", "+00:00"), lab["duration_seconds"]) for lab in canonical["labour"]]
-    assert [(p.sku, p.unit_cost) for p in event.data.parts] == [(p["sku"], D(p["unit_cost"])) for p in canonical["parts"]]
+        (lab["technician_external_id"], lab["start"].replace("Z", "+00:00"), lab["duration_seconds"])
+        for lab in canonical["labour"]
+    ]
+    assert [(p.sku, p.unit_cost) for p in event.data.parts] == [
+        (p["sku"], D(p["unit_cost"])) for p in canonical["parts"]
+    ]
     assert [e.amount for e in event.data.expenses] == [D(e["amount"]) for e in canonical["expenses"]]
     assert event.data.parts[1].quantity == D("2.5")  # the issue's scenario (the canonical file says 3 kg)
 
@@ -104,7 +119,13 @@ def test_synthetic_scenario_by_hand():
     assert invoice.lines[0].rule.startswith("call_out_fee:band weekend")
     a = invoice.allowance
     assert (a.key, a.month, a.used_before_minutes, a.needed_minutes, a.consumed_minutes, a.remaining_minutes) == (
-        "synthetic-fm:CLI-HAD:2025-03", "2025-03", 0, 390, 240, 0)
+        "synthetic-fm:CLI-HAD:2025-03",
+        "2025-03",
+        0,
+        390,
+        240,
+        0,
+    )
     assert invoice.issue_date.isoformat() == "2025-03-15" and invoice.contract_id == "ABONO-2025-HAD"
 
 
@@ -124,8 +145,12 @@ def test_synthetic_scenario_later_in_the_month_bills_everything():
     # no allowance left: tech 31 3.25 h × 60.00 = 195.00 (VAT 44.85) and tech 32 3.25 h × 54.00 = 175.50
     # (VAT 40.365 -> 40.37) replace the 135.00 line (VAT 31.05):
     # net 334.70 - 135.00 + 195.00 + 175.50 = 570.20; VAT 76.99 - 31.05 + 44.85 + 40.37 = 131.16; total 701.36
-    invoice = price_event(parse_event(_event_raw()), "synthetic-fm", _tenant(),
-                          allowance_used={"synthetic-fm:wo:5550001:r1": 240})
-    assert [(ln.quantity, ln.net) for ln in invoice.lines if ln.kind == "labour"] == [(D("3.25"), D("195.00")), (D("3.25"), D("175.50"))]
+    invoice = price_event(
+        parse_event(_event_raw()), "synthetic-fm", _tenant(), allowance_used={"synthetic-fm:wo:5550001:r1": 240}
+    )
+    assert [(ln.quantity, ln.net) for ln in invoice.lines if ln.kind == "labour"] == [
+        (D("3.25"), D("195.00")),
+        (D("3.25"), D("175.50")),
+    ]
     assert (str(invoice.net_total), str(invoice.tax_total), str(invoice.total)) == ("570.20", "131.16", "701.36")
     assert (invoice.allowance.used_before_minutes, invoice.allowance.consumed_minutes) == (240, 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -68,16 +68,34 @@ def secrets_env(monkeypatch):
 
 
 def settings_for(emu: QuickBooksEmulator, **overrides) -> dict:
-    base = {"api_url": emu.url, "token_url": emu.token_url, "realm_id": REALM, "client_id": "demo-client",
-            "client_secret_env": "QBO_CLIENT_SECRET", "refresh_token_env": "QBO_REFRESH_TOKEN", "tax_codes": DEMO_TAX_CODES,
-            "item_ids": {"labour": "2", "part": "3"}}
+    base = {
+        "api_url": emu.url,
+        "token_url": emu.token_url,
+        "realm_id": REALM,
+        "client_id": "demo-client",
+        "client_secret_env": "QBO_CLIENT_SECRET",
+        "refresh_token_env": "QBO_REFRESH_TOKEN",
+        "tax_codes": DEMO_TAX_CODES,
+        "item_ids": {"labour": "2", "part": "3"},
+    }
     base.update(overrides)
     return base
 
 
 def line(desc, qty, price, net, rate, tax, *, kind="labour", discount="0") -> InvoiceLine:
-    return InvoiceLine(kind=kind, description=desc, quantity=D(qty), unit_price=D(price), discount_percent=D(discount),
-                       net=D(net), tax_rate=D(rate), tax=D(tax), total=D(net) + D(tax), source="t", rule="t")
+    return InvoiceLine(
+        kind=kind,
+        description=desc,
+        quantity=D(qty),
+        unit_price=D(price),
+        discount_percent=D(discount),
+        net=D(net),
+        tax_rate=D(rate),
+        tax=D(tax),
+        total=D(net) + D(tax),
+        source="t",
+        rule="t",
+    )
 
 
 def make_invoice(number="ACME-WO-1-R1", *, lines=None, contact_id="58", tenant="acme") -> Invoice:
@@ -89,13 +107,31 @@ def make_invoice(number="ACME-WO-1-R1", *, lines=None, contact_id="58", tenant="
             line("Contactor 25A", "2", "18.75", "33.75", "23", "7.76", kind="part", discount="10"),
         ]
     return Invoice(
-        invoice_key=f"{tenant}:wo:{number}:r1", invoice_number=number, order_key=f"{tenant}:wo:{number}", tenant=tenant,
-        billing_system="quickbooks", event_id="evt-1", event_type="maintenance.work_order.completed",
-        event_time=datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc), document="wo", document_id=number, revision=1,
-        client_id="CLI-HAL", client_name="Hotel Atlântico Lisboa, S.A.", contact_id=contact_id, site_id="S1", currency="EUR",
-        issue_date=date(2026, 3, 2), due_date=date(2026, 4, 1), reference=f"WO {number}", lines=lines,
-        net_total=sum((ln.net for ln in lines), D(0)), tax_total=sum((ln.tax for ln in lines), D(0)),
-        total=sum((ln.total for ln in lines), D(0)), cost_total=D(0), margin=D(0),
+        invoice_key=f"{tenant}:wo:{number}:r1",
+        invoice_number=number,
+        order_key=f"{tenant}:wo:{number}",
+        tenant=tenant,
+        billing_system="quickbooks",
+        event_id="evt-1",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
+        document="wo",
+        document_id=number,
+        revision=1,
+        client_id="CLI-HAL",
+        client_name="Hotel Atlântico Lisboa, S.A.",
+        contact_id=contact_id,
+        site_id="S1",
+        currency="EUR",
+        issue_date=date(2026, 3, 2),
+        due_date=date(2026, 4, 1),
+        reference=f"WO {number}",
+        lines=lines,
+        net_total=sum((ln.net for ln in lines), D(0)),
+        tax_total=sum((ln.tax for ln in lines), D(0)),
+        total=sum((ln.total for ln in lines), D(0)),
+        cost_total=D(0),
+        margin=D(0),
     )
 
 
@@ -113,7 +149,7 @@ async def with_connector(settings, fn, *, store=None, **kw):
 
 def company_calls(emu: QuickBooksEmulator) -> list[tuple[str, str, int]]:
     prefix = f"/v3/company/{REALM}/"
-    return [(m, p[len(prefix):], s) for m, p, s in emu.calls if p.startswith(prefix)]
+    return [(m, p[len(prefix) :], s) for m, p, s in emu.calls if p.startswith(prefix)]
 
 
 # --------------------------------------------------------------------------- happy path and totals
@@ -128,13 +164,17 @@ def test_deliver_creates_invoice_whose_totals_equal_ours(emulators, secrets_env)
     # net 136.50 + 33.75 = 170.25; tax 31.40 + 7.76 = 39.16; total 209.41
     assert result.created is True and result.external_number == "ACME-WO-1-R1"
     assert result.details["TotalAmt"] == "209.41" and result.details["TotalTax"] == "39.16"
-    assert result.details["total_matches"] is True and result.details["requestid"] == "acme:quickbooks:acme:wo:ACME-WO-1-R1:r1:create"
+    assert (
+        result.details["total_matches"] is True
+        and result.details["requestid"] == "acme:quickbooks:acme:wo:ACME-WO-1-R1:r1:create"
+    )
     [stored] = emu.invoices(REALM)
     assert stored["Id"] == result.external_id
     assert (stored["TotalAmt"], stored["TxnTaxDetail"]["TotalTax"]) == (D("209.41"), D("39.16"))
     sales = [ln for ln in stored["Line"] if ln["DetailType"] == "SalesItemLineDetail"]
-    assert [(ln["SalesItemLineDetail"]["Qty"], ln["SalesItemLineDetail"]["UnitPrice"], ln["Amount"]) for ln in sales] == [
-        (D("3.25"), D("42.00"), D("136.50")), (D("2"), D("16.875"), D("33.75"))]  # 2 × 16.875 = 33.75
+    assert [
+        (ln["SalesItemLineDetail"]["Qty"], ln["SalesItemLineDetail"]["UnitPrice"], ln["Amount"]) for ln in sales
+    ] == [(D("3.25"), D("42.00"), D("136.50")), (D("2"), D("16.875"), D("33.75"))]  # 2 × 16.875 = 33.75
     assert [ln["SalesItemLineDetail"]["ItemRef"]["value"] for ln in sales] == ["2", "3"]
     assert stored["Line"][-1] == {"Amount": D("170.25"), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}
     assert stored["CustomerRef"] == {"value": "58", "name": "Hotel Atlântico Lisboa, S.A."}
@@ -197,7 +237,11 @@ def test_duplicate_doc_number_after_the_requestid_window_is_the_existing_invoice
     assert first.created is True and second.created is False and second.details["duplicate"] is True
     assert second.external_id == first.external_id and second.details["total_matches"] is True
     assert len(emu.invoices()) == 1
-    assert [(m, p, s) for m, p, s in company_calls(emu)] == [("POST", "invoice", 200), ("POST", "invoice", 400), ("GET", "query", 200)]
+    assert [(m, p, s) for m, p, s in company_calls(emu)] == [
+        ("POST", "invoice", 200),
+        ("POST", "invoice", 400),
+        ("GET", "query", 200),
+    ]
 
 
 def test_request_ids_are_deterministic_per_step_and_bounded():
@@ -205,7 +249,9 @@ def test_request_ids_are_deterministic_per_step_and_bounded():
     assert request_id(inv, "create") == "acme:quickbooks:acme:wo:ACME-WO-1-R1:r1:create"
     assert request_id(inv, "send") != request_id(inv, "create")
     long_key = make_invoice(tenant="a-very-long-tenant-name")
-    assert len(request_id(long_key, "create")) == 50 and request_id(long_key, "create") == request_id(long_key, "create")
+    assert len(request_id(long_key, "create")) == 50 and request_id(long_key, "create") == request_id(
+        long_key, "create"
+    )
     odd = make_invoice("CF-Ç/1,a b-R1")
     assert len(request_id(odd, "create")) <= 50 and request_id(odd, "create").isalnum()
     keys = ["acme:wo:2:r1", "acme:wo:1:r1"]
@@ -347,13 +393,17 @@ def test_email_is_sent_once_with_its_own_requestid(emulators, secrets_env):
     first, second = run(with_connector(settings_for(emu, email_invoice=True), go))
     assert first.details["EmailStatus"] == "EmailSent" and first.details["send_requestid"].endswith(":send")
     assert second.external_id == first.external_id
-    assert emu.emails == [(REALM, first.external_id, "contas@hotel-atlantico.example")]  # the replayed send sent nothing
+    assert emu.emails == [
+        (REALM, first.external_id, "contas@hotel-atlantico.example")
+    ]  # the replayed send sent nothing
     assert emu.invoices()[0]["EmailStatus"] == "EmailSent"
 
 
 def test_email_failure_keeps_the_created_invoice(emulators, secrets_env):
     emu = emulators()  # customer 59 has no e-mail address
-    result = run(with_connector(settings_for(emu, email_invoice=True), lambda c: c.deliver(make_invoice(contact_id="59"))))
+    result = run(
+        with_connector(settings_for(emu, email_invoice=True), lambda c: c.deliver(make_invoice(contact_id="59")))
+    )
     assert result.created is True and "email address is required" in result.details["email_error"]
     assert len(emu.invoices()) == 1 and emu.emails == []
 
@@ -361,7 +411,11 @@ def test_email_failure_keeps_the_created_invoice(emulators, secrets_env):
 # --------------------------------------------------------------------------- batch
 def test_deliver_many_uses_the_batch_endpoint_with_per_item_results(emulators, secrets_env):
     emu = emulators()
-    a, b, bad = make_invoice("ACME-WO-A-R1"), make_invoice("ACME-WO-B-R1"), make_invoice("ACME-WO-C-R1", contact_id="999")
+    a, b, bad = (
+        make_invoice("ACME-WO-A-R1"),
+        make_invoice("ACME-WO-B-R1"),
+        make_invoice("ACME-WO-C-R1", contact_id="999"),
+    )
 
     async def go(c: QuickBooksConnector):
         existing = await c.deliver(a)
@@ -391,7 +445,9 @@ def test_deliver_many_splits_at_batch_size_and_stops_after_a_429(emulators, secr
 def test_missing_customer_is_found_by_name_or_created_when_allowed(emulators, secrets_env):
     emu = emulators()
     known = make_invoice("ACME-WO-K-R1", contact_id=None)
-    stranger = make_invoice("ACME-WO-S-R1", contact_id=None).model_copy(update={"client_id": "CLI-NEW", "client_name": "Condomínio Novo"})
+    stranger = make_invoice("ACME-WO-S-R1", contact_id=None).model_copy(
+        update={"client_id": "CLI-NEW", "client_name": "Condomínio Novo"}
+    )
 
     async def go(c: QuickBooksConnector):
         found = await c.deliver(known)

@@ -32,8 +32,11 @@ class Api:
         self.emu = emu
         self.http = httpx.Client(base_url=emu.url, timeout=5)
         basic = base64.b64encode(b"demo-client:demo-secret").decode()
-        resp = self.http.post("/oauth2/v1/tokens/bearer", data={"grant_type": "refresh_token", "refresh_token": "demo-refresh-token"},
-                              headers={"Authorization": f"Basic {basic}"})
+        resp = self.http.post(
+            "/oauth2/v1/tokens/bearer",
+            data={"grant_type": "refresh_token", "refresh_token": "demo-refresh-token"},
+            headers={"Authorization": f"Basic {basic}"},
+        )
         assert resp.status_code == 200, resp.text
         self.token = resp.json()["access_token"]
 
@@ -41,8 +44,12 @@ class Api:
         return {"Authorization": f"Bearer {self.token}", "Accept": "application/json", **extra}
 
     def post(self, resource, doc, **params):
-        return self.http.post(f"{BASE}/{resource}", params={"minorversion": "75", **params}, content=dumps(doc),
-                              headers=self.headers(**{"Content-Type": "application/json"}))
+        return self.http.post(
+            f"{BASE}/{resource}",
+            params={"minorversion": "75", **params},
+            content=dumps(doc),
+            headers=self.headers(**{"Content-Type": "application/json"}),
+        )
 
     def get(self, resource, **params):
         return self.http.get(f"{BASE}/{resource}", params={"minorversion": "75", **params}, headers=self.headers())
@@ -76,12 +83,22 @@ def sales_line(amount, qty=None, price=None, *, item="1", tax_code="3", descript
         detail["Qty"] = D(qty)
     if price is not None:
         detail["UnitPrice"] = D(price)
-    return {"Description": description, "Amount": D(amount), "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": detail}
+    return {
+        "Description": description,
+        "Amount": D(amount),
+        "DetailType": "SalesItemLineDetail",
+        "SalesItemLineDetail": detail,
+    }
 
 
 def invoice(number="INV-T-1", lines=None, **extra):
-    doc = {"DocNumber": number, "TxnDate": "2026-03-02", "DueDate": "2026-04-01", "CustomerRef": {"value": "58"},
-           "Line": lines if lines is not None else [sales_line("136.50", "3.25", "42.00")]}
+    doc = {
+        "DocNumber": number,
+        "TxnDate": "2026-03-02",
+        "DueDate": "2026-04-01",
+        "CustomerRef": {"value": "58"},
+        "Line": lines if lines is not None else [sales_line("136.50", "3.25", "42.00")],
+    }
     doc.update(extra)
     return doc
 
@@ -97,15 +114,27 @@ def test_token_endpoint_rotates_refresh_tokens_with_grace(emu):
     good = {"Authorization": "Basic " + base64.b64encode(b"demo-client:demo-secret").decode()}
     bad = {"Authorization": "Basic " + base64.b64encode(b"demo-client:nope").decode()}
     try:
-        assert http.post("/oauth2/v1/tokens/bearer", data={"grant_type": "refresh_token", "refresh_token": "x"}, headers=bad).json() == {"error": "invalid_client"}
-        first = http.post("/oauth2/v1/tokens/bearer", data={"grant_type": "refresh_token", "refresh_token": "demo-refresh-token"}, headers=good)
+        assert http.post(
+            "/oauth2/v1/tokens/bearer", data={"grant_type": "refresh_token", "refresh_token": "x"}, headers=bad
+        ).json() == {"error": "invalid_client"}
+        first = http.post(
+            "/oauth2/v1/tokens/bearer",
+            data={"grant_type": "refresh_token", "refresh_token": "demo-refresh-token"},
+            headers=good,
+        )
         doc = first.json()
         assert first.status_code == 200 and doc["token_type"] == "bearer" and doc["expires_in"] == 3600
         assert doc["refresh_token"] != "demo-refresh-token" and doc["x_refresh_token_expires_in"] == 8726400
         # the previous refresh token still works during the grace period; an unknown one does not
-        again = http.post("/oauth2/v1/tokens/bearer", data={"grant_type": "refresh_token", "refresh_token": "demo-refresh-token"}, headers=good)
+        again = http.post(
+            "/oauth2/v1/tokens/bearer",
+            data={"grant_type": "refresh_token", "refresh_token": "demo-refresh-token"},
+            headers=good,
+        )
         assert again.status_code == 200
-        unknown = http.post("/oauth2/v1/tokens/bearer", data={"grant_type": "refresh_token", "refresh_token": "forged"}, headers=good)
+        unknown = http.post(
+            "/oauth2/v1/tokens/bearer", data={"grant_type": "refresh_token", "refresh_token": "forged"}, headers=good
+        )
         assert unknown.status_code == 400 and unknown.json()["error"] == "invalid_grant"
     finally:
         http.close()
@@ -113,7 +142,10 @@ def test_token_endpoint_rotates_refresh_tokens_with_grace(emu):
 
 def test_auth_faults(emu, api):
     resp = api.http.get(f"{BASE}/companyinfo/{REALM}", headers={"Authorization": "Bearer nope"})
-    assert resp.status_code == 401 and fault(resp) == ("AuthenticationFault", [("3200", "message=AuthenticationFailed; errorCode=003200; statusCode=401")])
+    assert resp.status_code == 401 and fault(resp) == (
+        "AuthenticationFault",
+        [("3200", "message=AuthenticationFailed; errorCode=003200; statusCode=401")],
+    )
     emu.expire_access_tokens()
     assert api.get(f"companyinfo/{REALM}").status_code == 401
     api.__init__(emu)  # new token
@@ -129,34 +161,53 @@ def test_create_computes_totals_per_tax_rate_on_the_sum_of_lines(emu, api):
     created = body(api.post("invoice", invoice(lines=lines)))["Invoice"]
     # QBO: round(3 × 0.99 × 23 %) = round(0.6831) = 0.68 (not 3 × 0.23 = 0.69); the 0 % line adds 0.00
     assert created["TxnTaxDetail"]["TotalTax"] == D("0.68")
-    assert [(t["TaxLineDetail"]["TaxRateRef"]["value"], t["Amount"], t["TaxLineDetail"]["NetAmountTaxable"])
-            for t in created["TxnTaxDetail"]["TaxLine"]] == [("5", D("0.68"), D("2.97")), ("8", D("0.00"), D("12.50"))]
+    assert [
+        (t["TaxLineDetail"]["TaxRateRef"]["value"], t["Amount"], t["TaxLineDetail"]["NetAmountTaxable"])
+        for t in created["TxnTaxDetail"]["TaxLine"]
+    ] == [("5", D("0.68"), D("2.97")), ("8", D("0.00"), D("12.50"))]
     assert created["TotalAmt"] == D("16.15") and created["Balance"] == D("16.15")  # 2.97 + 12.50 + 0.68
-    assert created["Line"][-1]["Amount"] == D("15.47") and created["BillEmail"] == {"Address": "contas@hotel-atlantico.example"}
+    assert created["Line"][-1]["Amount"] == D("15.47") and created["BillEmail"] == {
+        "Address": "contas@hotel-atlantico.example"
+    }
 
 
 def test_supplied_tax_lines_override_the_computed_amount(emu, api):
     lines = [sales_line("0.99", "1", "0.99") for _ in range(3)]
-    tax = {"TotalTax": D("0.69"), "TaxLine": [{"Amount": D("0.69"), "DetailType": "TaxLineDetail",
-                                               "TaxLineDetail": {"TaxRateRef": {"value": "5"}, "PercentBased": True,
-                                                                 "TaxPercent": D("23"), "NetAmountTaxable": D("2.97")}}]}
+    tax = {
+        "TotalTax": D("0.69"),
+        "TaxLine": [
+            {
+                "Amount": D("0.69"),
+                "DetailType": "TaxLineDetail",
+                "TaxLineDetail": {
+                    "TaxRateRef": {"value": "5"},
+                    "PercentBased": True,
+                    "TaxPercent": D("23"),
+                    "NetAmountTaxable": D("2.97"),
+                },
+            }
+        ],
+    }
     created = body(api.post("invoice", invoice(lines=lines, TxnTaxDetail=tax)))["Invoice"]
     assert created["TxnTaxDetail"]["TotalTax"] == D("0.69") and created["TotalAmt"] == D("3.66")
     unused = dict(tax, TaxLine=[dict(tax["TaxLine"][0], TaxLineDetail={"TaxRateRef": {"value": "6"}})])
     assert fault(api.post("invoice", invoice("INV-T-2", lines=lines, TxnTaxDetail=unused)))[1][0][0] == "6000"
 
 
-@pytest.mark.parametrize("doc, code, words", [
-    (invoice(CustomerRef=None), "2020", "Required param missing"),
-    (invoice(lines=[]), "2020", "Required param missing"),
-    (invoice("X" * 22), "2050", "String length"),
-    (invoice(lines=[sales_line("136.51", "3.25", "42.00")]), "6070", "Amount is not equal to UnitPrice * Qty"),
-    (invoice(lines=[sales_line("1.00", "1", "1.00", item="77")]), "2500", "Invalid Reference Id"),
-    (invoice(CustomerRef={"value": "404"}), "2500", "Invalid Reference Id"),
-    (invoice(lines=[sales_line("1.00", "1", "1.00", tax_code="99")]), "2500", "Invalid Reference Id"),
-    (invoice(CurrencyRef={"value": "USD"}), "6000", "business validation"),
-    (invoice(lines=[sales_line("-5.00", "1", "-5.00")]), "6000", "business validation"),
-])
+@pytest.mark.parametrize(
+    "doc, code, words",
+    [
+        (invoice(CustomerRef=None), "2020", "Required param missing"),
+        (invoice(lines=[]), "2020", "Required param missing"),
+        (invoice("X" * 22), "2050", "String length"),
+        (invoice(lines=[sales_line("136.51", "3.25", "42.00")]), "6070", "Amount is not equal to UnitPrice * Qty"),
+        (invoice(lines=[sales_line("1.00", "1", "1.00", item="77")]), "2500", "Invalid Reference Id"),
+        (invoice(CustomerRef={"value": "404"}), "2500", "Invalid Reference Id"),
+        (invoice(lines=[sales_line("1.00", "1", "1.00", tax_code="99")]), "2500", "Invalid Reference Id"),
+        (invoice(CurrencyRef={"value": "USD"}), "6000", "business validation"),
+        (invoice(lines=[sales_line("-5.00", "1", "-5.00")]), "6000", "business validation"),
+    ],
+)
 def test_validation_faults(emu, api, doc, code, words):
     emu.request_validator = None  # the emulator's own checks (the field reference would refuse some first)
     doc = {k: v for k, v in doc.items() if v is not None}
@@ -178,7 +229,11 @@ def test_duplicate_doc_number_and_allowduplicatedocnum(emu, api):
     dup = api.post("invoice", invoice())
     assert dup.status_code == 400
     [error] = body(dup)["Fault"]["Error"]
-    assert error["code"] == "6140" and error["Message"] == "Duplicate Document Number Error" and error["element"] == "DocNumber"
+    assert (
+        error["code"] == "6140"
+        and error["Message"] == "Duplicate Document Number Error"
+        and error["element"] == "DocNumber"
+    )
     assert f"DocNumber=INV-T-1 is assigned to TxnType=Invoice with TxnId={first['Id']}" in error["Detail"]
     assert api.post("invoice", invoice(), include="allowduplicatedocnum").status_code == 200
     assert len(emu.invoices()) == 2
@@ -210,10 +265,14 @@ def test_query_language_subset(emu, api):
     for number in ("INV-1", "INV-2", "O'BRIEN-3"):
         api.post("invoice", invoice(number))
     one = body(api.query("select * from Invoice where DocNumber = 'INV-2'"))["QueryResponse"]
-    assert [i["DocNumber"] for i in one["Invoice"]] == ["INV-2"] and one["startPosition"] == 1 and one["maxResults"] == 1
+    assert (
+        [i["DocNumber"] for i in one["Invoice"]] == ["INV-2"] and one["startPosition"] == 1 and one["maxResults"] == 1
+    )
     quoted = body(api.query("select * from Invoice where DocNumber = 'O\\'BRIEN-3'"))["QueryResponse"]
     assert [i["DocNumber"] for i in quoted["Invoice"]] == ["O'BRIEN-3"]
-    listed = body(api.query("SELECT * FROM Invoice WHERE DocNumber IN ('INV-1', 'O\\'BRIEN-3') MAXRESULTS 10"))["QueryResponse"]
+    listed = body(api.query("SELECT * FROM Invoice WHERE DocNumber IN ('INV-1', 'O\\'BRIEN-3') MAXRESULTS 10"))[
+        "QueryResponse"
+    ]
     assert sorted(i["DocNumber"] for i in listed["Invoice"]) == ["INV-1", "O'BRIEN-3"]
     assert body(api.query("select * from Invoice where DocNumber = 'NOPE'"))["QueryResponse"] == {}
     assert body(api.query("select count(*) from Invoice"))["QueryResponse"] == {"totalCount": 3}
@@ -226,17 +285,25 @@ def test_query_language_subset(emu, api):
 # --------------------------------------------------------------------------- batch
 def test_batch_per_item_results(emu, api):
     api.post("invoice", invoice("INV-OLD"))
-    resp = api.post("batch", {"BatchItemRequest": [
-        {"bId": "b0", "operation": "create", "Invoice": invoice("INV-NEW")},
-        {"bId": "b1", "operation": "create", "Invoice": invoice("INV-OLD")},
-        {"bId": "b2", "Query": "select * from Invoice where DocNumber = 'INV-OLD'"},
-    ]}, requestid="batch-1")
+    resp = api.post(
+        "batch",
+        {
+            "BatchItemRequest": [
+                {"bId": "b0", "operation": "create", "Invoice": invoice("INV-NEW")},
+                {"bId": "b1", "operation": "create", "Invoice": invoice("INV-OLD")},
+                {"bId": "b2", "Query": "select * from Invoice where DocNumber = 'INV-OLD'"},
+            ]
+        },
+        requestid="batch-1",
+    )
     assert resp.status_code == 200
     answers = {a["bId"]: a for a in body(resp)["BatchItemResponse"]}
     assert answers["b0"]["Invoice"]["DocNumber"] == "INV-NEW"
     assert answers["b1"]["Fault"]["Error"][0]["code"] == "6140"
     assert answers["b2"]["QueryResponse"]["Invoice"][0]["DocNumber"] == "INV-OLD"
-    too_many = api.post("batch", {"BatchItemRequest": [{"bId": f"b{n}", "Query": "select * from Invoice"} for n in range(31)]})
+    too_many = api.post(
+        "batch", {"BatchItemRequest": [{"bId": f"b{n}", "Query": "select * from Invoice"} for n in range(31)]}
+    )
     assert too_many.status_code == 400
     assert sorted(i["DocNumber"] for i in emu.invoices()) == ["INV-NEW", "INV-OLD"]
 
@@ -249,7 +316,10 @@ def test_minute_second_and_concurrency_limits():
         assert [api.get(f"companyinfo/{REALM}").status_code for _ in range(3)] == [200, 200, 200]
         limited = api.get(f"companyinfo/{REALM}")
         assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 60
-        assert fault(limited) == ("ThrottlingFault", [("3001", "message=ThrottleExceeded; errorCode=003001; statusCode=429")])
+        assert fault(limited) == (
+            "ThrottlingFault",
+            [("3001", "message=ThrottleExceeded; errorCode=003001; statusCode=429")],
+        )
     finally:
         api.close()
         emu.stop()
@@ -264,8 +334,14 @@ def test_minute_second_and_concurrency_limits():
     api = Api(emu)
     statuses: list[int] = []
     try:
-        threads = [threading.Thread(target=lambda: statuses.append(
-            httpx.get(f"{emu.url}{BASE}/companyinfo/{REALM}", headers=api.headers(), timeout=5).status_code)) for _ in range(3)]
+        threads = [
+            threading.Thread(
+                target=lambda: statuses.append(
+                    httpx.get(f"{emu.url}{BASE}/companyinfo/{REALM}", headers=api.headers(), timeout=5).status_code
+                )
+            )
+            for _ in range(3)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -288,8 +364,14 @@ def test_faults_send_and_control_api(emu, api):
         with pytest.raises(httpx.TransportError):
             api.post("invoice", invoice())
         [stored] = emu.invoices()
-        sent = api.http.post(f"{BASE}/invoice/{stored['Id']}/send", params={"sendTo": "ops@example.com"}, headers=api.headers(**{"Content-Type": "application/octet-stream"}))
-        assert body(sent)["Invoice"]["EmailStatus"] == "EmailSent" and body(sent)["Invoice"]["BillEmail"] == {"Address": "ops@example.com"}
+        sent = api.http.post(
+            f"{BASE}/invoice/{stored['Id']}/send",
+            params={"sendTo": "ops@example.com"},
+            headers=api.headers(**{"Content-Type": "application/octet-stream"}),
+        )
+        assert body(sent)["Invoice"]["EmailStatus"] == "EmailSent" and body(sent)["Invoice"]["BillEmail"] == {
+            "Address": "ops@example.com"
+        }
         stats = control.get("/_emulator/stats").json()
         assert stats["invoice_count"] == 1 and stats["emails"] == [[REALM, stored["Id"], "ops@example.com"]]
         assert ["POST", f"{BASE}/invoice", 0] in stats["calls"]

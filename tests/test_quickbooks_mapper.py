@@ -7,7 +7,7 @@ Each file in tests/golden/quickbooks/ holds the settings, an Invoice (amounts co
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -22,24 +22,61 @@ from connectors.quickbooks.spec_check import invoice_problems
 ROOT = Path(__file__).resolve().parent
 SPEC = ROOT / "specs" / "quickbooks" / "openapi.yaml"
 GOLDEN = sorted((ROOT / "golden" / "quickbooks").glob("*.json"))
-SETTINGS = QuickBooksSettings(realm_id="1", client_id="c", client_secret_env="S", refresh_token_env="R",
-                              tax_codes={"23": {"tax_code_id": "3", "tax_rate_id": "5"}, "0": {"tax_code_id": "6", "tax_rate_id": "8"}})
+SETTINGS = QuickBooksSettings(
+    realm_id="1",
+    client_id="c",
+    client_secret_env="S",
+    refresh_token_env="R",
+    tax_codes={"23": {"tax_code_id": "3", "tax_rate_id": "5"}, "0": {"tax_code_id": "6", "tax_rate_id": "8"}},
+)
 
 
 def line(desc, qty, price, net, rate, tax, *, kind="labour", discount="0") -> InvoiceLine:
-    return InvoiceLine(kind=kind, description=desc, quantity=D(qty), unit_price=D(price), discount_percent=D(discount),
-                       net=D(net), tax_rate=D(rate), tax=D(tax), total=D(net) + D(tax), source="t", rule="t")
+    return InvoiceLine(
+        kind=kind,
+        description=desc,
+        quantity=D(qty),
+        unit_price=D(price),
+        discount_percent=D(discount),
+        net=D(net),
+        tax_rate=D(rate),
+        tax=D(tax),
+        total=D(net) + D(tax),
+        source="t",
+        rule="t",
+    )
 
 
-def invoice(lines, *, number="ACME-WO-1-R1", inclusive=False, contact_id="58", reference="WO 1", currency="EUR") -> Invoice:
+def invoice(
+    lines, *, number="ACME-WO-1-R1", inclusive=False, contact_id="58", reference="WO 1", currency="EUR"
+) -> Invoice:
     return Invoice(
-        invoice_key=f"acme:wo:{number}:r1", invoice_number=number, order_key=f"acme:wo:{number}", tenant="acme",
-        billing_system="quickbooks", event_id="e1", event_type="maintenance.work_order.completed",
-        event_time=datetime(2026, 3, 2, tzinfo=timezone.utc), document="wo", document_id="1", revision=1, client_id="CLI-HAL",
-        client_name="Hotel Atlântico Lisboa, S.A.", contact_id=contact_id, site_id="S1", currency=currency,
-        issue_date=date(2026, 3, 2), due_date=date(2026, 4, 1), reference=reference, tax_inclusive=inclusive, lines=lines,
-        net_total=sum((ln.net for ln in lines), D(0)), tax_total=sum((ln.tax for ln in lines), D(0)),
-        total=sum((ln.total for ln in lines), D(0)), cost_total=D(0), margin=D(0),
+        invoice_key=f"acme:wo:{number}:r1",
+        invoice_number=number,
+        order_key=f"acme:wo:{number}",
+        tenant="acme",
+        billing_system="quickbooks",
+        event_id="e1",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 2, tzinfo=UTC),
+        document="wo",
+        document_id="1",
+        revision=1,
+        client_id="CLI-HAL",
+        client_name="Hotel Atlântico Lisboa, S.A.",
+        contact_id=contact_id,
+        site_id="S1",
+        currency=currency,
+        issue_date=date(2026, 3, 2),
+        due_date=date(2026, 4, 1),
+        reference=reference,
+        tax_inclusive=inclusive,
+        lines=lines,
+        net_total=sum((ln.net for ln in lines), D(0)),
+        tax_total=sum((ln.tax for ln in lines), D(0)),
+        total=sum((ln.total for ln in lines), D(0)),
+        cost_total=D(0),
+        margin=D(0),
     )
 
 
@@ -101,10 +138,17 @@ def test_layout_falls_back_to_one_times_the_net():
 
 
 def test_tax_lines_group_by_rate_with_our_rounded_taxes():
-    inv = invoice([line("A", "1", "0.99", "0.99", "23", "0.23"), line("B", "1", "0.99", "0.99", "23", "0.23"),
-                   line("C", "1", "5.00", "5.00", "0", "0.00")])
-    assert [(t["Amount"], t["TaxLineDetail"]["TaxRateRef"]["value"], t["TaxLineDetail"]["NetAmountTaxable"])
-            for t in tax_lines(inv, SETTINGS)] == [(D("0.46"), "5", D("1.98")), (D("0.00"), "8", D("5.00"))]
+    inv = invoice(
+        [
+            line("A", "1", "0.99", "0.99", "23", "0.23"),
+            line("B", "1", "0.99", "0.99", "23", "0.23"),
+            line("C", "1", "5.00", "5.00", "0", "0.00"),
+        ]
+    )
+    assert [
+        (t["Amount"], t["TaxLineDetail"]["TaxRateRef"]["value"], t["TaxLineDetail"]["NetAmountTaxable"])
+        for t in tax_lines(inv, SETTINGS)
+    ] == [(D("0.46"), "5", D("1.98")), (D("0.00"), "8", D("5.00"))]
 
 
 # --------------------------------------------------------------------------- limits and errors
@@ -138,8 +182,15 @@ def test_unmapped_tax_rate_and_missing_customer_are_permanent():
 
 
 def test_invoice_from_qbo():
-    found = invoice_from_qbo({"Id": "130", "DocNumber": "ACME-WO-1-R1", "TotalAmt": D("209.41"), "EmailStatus": "EmailSent"})
-    assert (found.external_id, found.number, found.total, found.status) == ("130", "ACME-WO-1-R1", D("209.41"), "EmailSent")
+    found = invoice_from_qbo(
+        {"Id": "130", "DocNumber": "ACME-WO-1-R1", "TotalAmt": D("209.41"), "EmailStatus": "EmailSent"}
+    )
+    assert (found.external_id, found.number, found.total, found.status) == (
+        "130",
+        "ACME-WO-1-R1",
+        D("209.41"),
+        "EmailSent",
+    )
     assert json.loads(dumps({"a": D("1.50")})) == {"a": 1.5}
 
 
@@ -147,4 +198,7 @@ def test_field_reference_is_the_recorded_copy():
     import hashlib
 
     # tests/specs/README.md: copied byte-for-byte from ballerina-platform/openapi-connectors
-    assert hashlib.sha256(SPEC.read_bytes()).hexdigest() == "b626c71778ffa456183a4290d9b0820136fcaf8746baaf7c88072c0edb768b26"
+    assert (
+        hashlib.sha256(SPEC.read_bytes()).hexdigest()
+        == "b626c71778ffa456183a4290d9b0820136fcaf8746baaf7c88072c0edb768b26"
+    )

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 
 from broker.invoice import Invoice, InvoiceLine
-from connectors.base import AuthError, ConfigError, PermanentError, RetryableError, UncertainOutcomeError, UnknownAccountError
+from connectors.base import (
+    AuthError,
+    ConfigError,
+    PermanentError,
+    RetryableError,
+    UncertainOutcomeError,
+    UnknownAccountError,
+)
 from connectors.stripe import StripeConnector
 from connectors.stripe.emulator import StripeEmulator
 from connectors.stripe.spec_check import make_request_validator
@@ -36,7 +43,9 @@ def emulators(validator, monkeypatch):
     started: list[StripeEmulator] = []
 
     def make(**kwargs) -> StripeEmulator:
-        kwargs.setdefault("customers", {CUSTOMER: {"name": "Hotel Atlântico Lisboa, S.A.", "email": "contas@hotel.example"}})
+        kwargs.setdefault(
+            "customers", {CUSTOMER: {"name": "Hotel Atlântico Lisboa, S.A.", "email": "contas@hotel.example"}}
+        )
         kwargs.setdefault("rate_limit_per_second", 1000)  # several connectors in one test each pace at 20/s
         emu = StripeEmulator(api_keys=(KEY,), request_validator=validator, hang_seconds=1, **kwargs).start()
         started.append(emu)
@@ -55,12 +64,34 @@ def settings(emu: StripeEmulator, **overrides) -> dict:
 
 
 def line(description, qty, unit_price, net, rate, tax, total, *, discount="0", kind="labour", unit="h") -> InvoiceLine:
-    return InvoiceLine(kind=kind, description=description, quantity=D(qty), unit=unit, unit_price=D(unit_price),
-                       discount_percent=D(discount), net=D(net), tax_rate=D(rate), tax=D(tax), total=D(total), source="t", rule="t")
+    return InvoiceLine(
+        kind=kind,
+        description=description,
+        quantity=D(qty),
+        unit=unit,
+        unit_price=D(unit_price),
+        discount_percent=D(discount),
+        net=D(net),
+        tax_rate=D(rate),
+        tax=D(tax),
+        total=D(total),
+        source="t",
+        rule="t",
+    )
 
 
-def make_invoice(number="ACME-WO-1-R1", *, lines=None, contact_id=CUSTOMER, client_id="CLI-HAL", inclusive=False,
-                 net="190.25", tax="43.76", total="234.01", currency="EUR") -> Invoice:
+def make_invoice(
+    number="ACME-WO-1-R1",
+    *,
+    lines=None,
+    contact_id=CUSTOMER,
+    client_id="CLI-HAL",
+    inclusive=False,
+    net="190.25",
+    tax="43.76",
+    total="234.01",
+    currency="EUR",
+) -> Invoice:
     if lines is None:
         lines = [
             # 3.25 h x 42.00 = 136.50; 23 % = 31.395 -> 31.40
@@ -71,12 +102,32 @@ def make_invoice(number="ACME-WO-1-R1", *, lines=None, contact_id=CUSTOMER, clie
             line("Filter G4", "2", "10.00", "20.00", "23", "4.60", "24.60", kind="part", unit="un"),
         ]
     return Invoice(
-        invoice_key=f"acme:wo:{number}:r1", invoice_number=number, order_key=f"acme:wo:{number}", tenant="acme",
-        billing_system="stripe", event_id="e", event_type="maintenance.work_order.completed",
-        event_time=datetime(2026, 3, 2, 10, tzinfo=timezone.utc), document="wo", document_id=number, revision=1,
-        client_id=client_id, client_name="Hotel Atlântico Lisboa, S.A.", contact_id=contact_id, site_id="S1", currency=currency,
-        issue_date=date(2026, 3, 2), due_date=date(2026, 4, 1), reference=f"WO {number}", tax_inclusive=inclusive, lines=lines,
-        net_total=D(net), tax_total=D(tax), total=D(total), cost_total=D(0), margin=D(net),
+        invoice_key=f"acme:wo:{number}:r1",
+        invoice_number=number,
+        order_key=f"acme:wo:{number}",
+        tenant="acme",
+        billing_system="stripe",
+        event_id="e",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 2, 10, tzinfo=UTC),
+        document="wo",
+        document_id=number,
+        revision=1,
+        client_id=client_id,
+        client_name="Hotel Atlântico Lisboa, S.A.",
+        contact_id=contact_id,
+        site_id="S1",
+        currency=currency,
+        issue_date=date(2026, 3, 2),
+        due_date=date(2026, 4, 1),
+        reference=f"WO {number}",
+        tax_inclusive=inclusive,
+        lines=lines,
+        net_total=D(net),
+        tax_total=D(tax),
+        total=D(total),
+        cost_total=D(0),
+        margin=D(net),
     )
 
 
@@ -106,7 +157,9 @@ def test_deliver_builds_the_invoice_step_by_step_with_exact_totals(emulators):
 
     result = run(settings(emu), go)
     assert result.created is True
-    assert result.details["total"] == "234.01" and result.details["tax"] == "43.76" and result.details["status"] == "open"
+    assert (
+        result.details["total"] == "234.01" and result.details["tax"] == "43.76" and result.details["status"] == "open"
+    )
     [inv] = emu.invoices()
     assert inv["id"] == result.external_id and result.external_number == inv["number"]
     # Stripe's own computation: lines 13650 + 3375 + 2000; tax per line 3140 + 776 + 460 = 4376
@@ -114,7 +167,10 @@ def test_deliver_builds_the_invoice_step_by_step_with_exact_totals(emulators):
     assert [ln["tax_amounts"][0]["amount"] for ln in inv["lines"]["data"]] == [3140, 776, 460]
     assert (inv["subtotal"], inv["tax"], inv["total"], inv["amount_due"]) == (19025, 4376, 23401, 23401)
     assert inv["status"] == "open" and inv["collection_method"] == "send_invoice" and inv["auto_advance"] is False
-    assert inv["metadata"]["broker_invoice_number"] == "ACME-WO-1-R1" and inv["custom_fields"][0]["value"] == "ACME-WO-1-R1"
+    assert (
+        inv["metadata"]["broker_invoice_number"] == "ACME-WO-1-R1"
+        and inv["custom_fields"][0]["value"] == "ACME-WO-1-R1"
+    )
     # the pending item of the customer was not swept into our invoice
     assert [i["invoice"] for i in emu.invoice_items() if i["id"] == pending] == [None]
     # every POST carries its own key, derived from the invoice identity
@@ -139,8 +195,10 @@ def test_tax_inclusive_invoice_and_draft_status(emulators):
         # gross 0.5 x 45.00 = 22.50: 2250 x 23 / 123 = 420.73 -> 421
         line("Travel", "0.5", "45.00", "18.29", "23", "4.21", "22.50", kind="travel"),
     ]
-    result = run(settings(emu, invoice_status="draft"), lambda c: c.deliver(
-        make_invoice(lines=lines, inclusive=True, net="118.29", tax="27.21", total="145.50")))
+    result = run(
+        settings(emu, invoice_status="draft"),
+        lambda c: c.deliver(make_invoice(lines=lines, inclusive=True, net="118.29", tax="27.21", total="145.50")),
+    )
     [inv] = emu.invoices()
     assert inv["status"] == "draft" and inv["number"] is None and result.external_number == "ACME-WO-1-R1"
     assert (inv["subtotal"], inv["tax"], inv["total"], inv["total_excluding_tax"]) == (14550, 2721, 14550, 11829)
@@ -149,9 +207,14 @@ def test_tax_inclusive_invoice_and_draft_status(emulators):
 
 def test_zero_decimal_currency(emulators):
     emu = emulators()
-    lines = [line("点検作業", "1.5", "8000", "12000", "10", "1200", "13200"),  # 12000 JPY, 10 % = 1200
-             line("Discount", "1", "-1000", "-1000", "10", "-100", "-1100", kind="discount", unit="un")]
-    run(settings(emu), lambda c: c.deliver(make_invoice(lines=lines, currency="JPY", net="11000", tax="1100", total="12100")))
+    lines = [
+        line("点検作業", "1.5", "8000", "12000", "10", "1200", "13200"),  # 12000 JPY, 10 % = 1200
+        line("Discount", "1", "-1000", "-1000", "10", "-100", "-1100", kind="discount", unit="un"),
+    ]
+    run(
+        settings(emu),
+        lambda c: c.deliver(make_invoice(lines=lines, currency="JPY", net="11000", tax="1100", total="12100")),
+    )
     [inv] = emu.invoices()
     assert inv["currency"] == "jpy" and (inv["total"], inv["tax"]) == (12100, 1100)
 
@@ -159,7 +222,12 @@ def test_zero_decimal_currency(emulators):
 # --------------------------------------------------------------------------- verification before finalising
 def test_total_mismatch_is_permanent_and_the_draft_is_not_finalised(emulators):
     emu = emulators()
-    c = run(settings(emu), lambda c: c._tax_rate(__import__("connectors.stripe.mapper", fromlist=["TaxRateSpec"]).TaxRateSpec(D("20"), False, "VAT")))
+    c = run(
+        settings(emu),
+        lambda c: c._tax_rate(
+            __import__("connectors.stripe.mapper", fromlist=["TaxRateSpec"]).TaxRateSpec(D("20"), False, "VAT")
+        ),
+    )
     # the tenant maps 23 % to a Stripe rate that is really 20 %: Stripe computes 3805 tax instead of 4376
     with pytest.raises(PermanentError) as info:
         run(settings(emu, tax_rate_ids={"23": c}), lambda c: c.deliver(make_invoice()))
@@ -223,7 +291,11 @@ def test_a_saved_500_is_uncertain_and_the_retry_uses_a_fresh_key(emulators):
 
     result = run(settings(emu), go)
     keys = [k for p, k in posts(emu) if p == "/v1/invoices"]
-    assert keys[0] == "acme:stripe:acme:wo:ACME-WO-1-R1:r1:invoice" and keys[1].startswith(keys[0] + ":r") and len(keys) == 2
+    assert (
+        keys[0] == "acme:stripe:acme:wo:ACME-WO-1-R1:r1:invoice"
+        and keys[1].startswith(keys[0] + ":r")
+        and len(keys) == 2
+    )
     assert [i["id"] for i in emu.invoices()] == [result.external_id]
 
 
@@ -245,13 +317,26 @@ def test_customer_created_once_per_client_and_reused(emulators):
     created = [c for c in emu.customers() if c["metadata"].get("broker_client_id") == "CLI-NEW"]
     # the seeded customer has the same name: found by name and used, no new customer
     assert created == [] and {i["customer"] for i in emu.invoices()} == {CUSTOMER}
-    other = make_invoice("ACME-WO-3-R1", contact_id=None, client_id="CLI-X").model_copy(update={"client_name": "Clínica do Parque"})
+    other = make_invoice("ACME-WO-3-R1", contact_id=None, client_id="CLI-X").model_copy(
+        update={"client_name": "Clínica do Parque"}
+    )
     run(settings(emu), lambda c: c.deliver(other))
-    run(settings(emu), lambda c: c.deliver(other.model_copy(update={"invoice_number": "ACME-WO-4-R1", "invoice_key": "acme:wo:4:r1"})))
-    assert [c["name"] for c in emu.customers() if c["metadata"].get("broker_client_id") == "CLI-X"] == ["Clínica do Parque"]
+    run(
+        settings(emu),
+        lambda c: c.deliver(other.model_copy(update={"invoice_number": "ACME-WO-4-R1", "invoice_key": "acme:wo:4:r1"})),
+    )
+    assert [c["name"] for c in emu.customers() if c["metadata"].get("broker_client_id") == "CLI-X"] == [
+        "Clínica do Parque"
+    ]
     with pytest.raises(PermanentError) as info:
-        run(settings(emu, create_customers=False), lambda c: c.deliver(
-            make_invoice("ACME-WO-5-R1", contact_id=None, client_id="CLI-Z").model_copy(update={"client_name": "Nobody"})))
+        run(
+            settings(emu, create_customers=False),
+            lambda c: c.deliver(
+                make_invoice("ACME-WO-5-R1", contact_id=None, client_id="CLI-Z").model_copy(
+                    update={"client_name": "Nobody"}
+                )
+            ),
+        )
     assert "CLI-Z" in str(info.value) and "create_customers" in str(info.value)
 
 

@@ -24,8 +24,12 @@ def validator():
 
 @pytest.fixture
 def emu(validator):
-    emulator = StripeEmulator(api_keys=(KEY,), request_validator=validator, rate_limit_per_second=1000,
-                              customers={"cus_A": {"name": "A, Lda", "email": "a@example.com"}}).start()
+    emulator = StripeEmulator(
+        api_keys=(KEY,),
+        request_validator=validator,
+        rate_limit_per_second=1000,
+        customers={"cus_A": {"name": "A, Lda", "email": "a@example.com"}},
+    ).start()
     yield emulator
     emulator.stop()
     assert emulator.server_errors == []
@@ -52,15 +56,29 @@ def test_tax_per_line_rounded_half_up_exclusive_and_inclusive(api):
     inv = post(api, "/v1/invoices", {"customer": "cus_A", "currency": "usd"}).json()
     excl, incl = rate(api, "15", False), rate(api, "23", True)
     for amount, txr in ((43, excl), (484, excl), (2250, incl)):
-        assert post(api, "/v1/invoiceitems", {"customer": "cus_A", "invoice": inv["id"], "currency": "usd", "amount": amount,
-                                             "tax_rates": [txr]}).status_code == 200
+        assert (
+            post(
+                api,
+                "/v1/invoiceitems",
+                {"customer": "cus_A", "invoice": inv["id"], "currency": "usd", "amount": amount, "tax_rates": [txr]},
+            ).status_code
+            == 200
+        )
     # unit_amount_decimal x quantity is rounded half up: 33.5 x 3 = 100.5 -> 101
-    post(api, "/v1/invoiceitems", {"customer": "cus_A", "invoice": inv["id"], "currency": "usd", "unit_amount_decimal": "33.5",
-                                   "quantity": 3})
+    post(
+        api,
+        "/v1/invoiceitems",
+        {"customer": "cus_A", "invoice": inv["id"], "currency": "usd", "unit_amount_decimal": "33.5", "quantity": 3},
+    )
     got = api.get(f"/v1/invoices/{inv['id']}").json()
     # 43 x 15 % = 6.45 -> 6; 484 x 15 % = 72.6 -> 73 (Stripe's rounding table: per line, not 527 x 15 % = 79.05 -> 79);
     # inclusive 2250 x 23 / 123 = 420.73 -> 421 inside the amount
-    assert [ln["tax_amounts"][0]["amount"] if ln["tax_amounts"] else None for ln in got["lines"]["data"]] == [6, 73, 421, None]
+    assert [ln["tax_amounts"][0]["amount"] if ln["tax_amounts"] else None for ln in got["lines"]["data"]] == [
+        6,
+        73,
+        421,
+        None,
+    ]
     assert got["subtotal"] == 43 + 484 + 2250 + 101 == 2878
     assert got["tax"] == 6 + 73 + 421 == 500
     assert got["total"] == 2878 + 6 + 73 == 2957  # inclusive tax is already in the subtotal
@@ -98,25 +116,39 @@ def test_spec_validation_and_error_shape(api, emu):
     emu.validation_failures.clear()
     missing = post(api, "/v1/invoices", {"customer": "cus_missing"})
     assert missing.status_code == 400 and missing.json()["error"] == {
-        "message": "No such customer: 'cus_missing'", "type": "invalid_request_error", "code": "resource_missing",
-        "doc_url": "https://stripe.com/docs/error-codes/resource-missing", "param": "customer"}
+        "message": "No such customer: 'cus_missing'",
+        "type": "invalid_request_error",
+        "code": "resource_missing",
+        "doc_url": "https://stripe.com/docs/error-codes/resource-missing",
+        "param": "customer",
+    }
 
 
 def test_draft_rules_pending_items_and_item_limit(api, emu):
     pending = post(api, "/v1/invoiceitems", {"customer": "cus_A", "currency": "eur", "amount": 500}).json()
-    excluded = post(api, "/v1/invoices", {"customer": "cus_A", "currency": "eur", "pending_invoice_items_behavior": "exclude"}).json()
+    excluded = post(
+        api, "/v1/invoices", {"customer": "cus_A", "currency": "eur", "pending_invoice_items_behavior": "exclude"}
+    ).json()
     assert excluded["lines"]["total_count"] == 0
-    swept = post(api, "/v1/invoices", {"customer": "cus_A", "currency": "eur", "pending_invoice_items_behavior": "include"}).json()
+    swept = post(
+        api, "/v1/invoices", {"customer": "cus_A", "currency": "eur", "pending_invoice_items_behavior": "include"}
+    ).json()
     assert swept["lines"]["total_count"] == 1 and swept["lines"]["data"][0]["invoice_item"] == pending["id"]
-    wrong = post(api, "/v1/invoiceitems", {"customer": "cus_A", "invoice": excluded["id"], "currency": "usd", "amount": 1})
+    wrong = post(
+        api, "/v1/invoiceitems", {"customer": "cus_A", "invoice": excluded["id"], "currency": "usd", "amount": 1}
+    )
     assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "currency"
     for _ in range(250):
         post(api, "/v1/invoiceitems", {"customer": "cus_A", "invoice": excluded["id"], "currency": "eur", "amount": 1})
-    over = post(api, "/v1/invoiceitems", {"customer": "cus_A", "invoice": excluded["id"], "currency": "eur", "amount": 1})
+    over = post(
+        api, "/v1/invoiceitems", {"customer": "cus_A", "invoice": excluded["id"], "currency": "eur", "amount": 1}
+    )
     assert over.status_code == 400 and "250" in over.json()["error"]["message"]
     fin = post(api, f"/v1/invoices/{excluded['id']}/finalize", {"auto_advance": False}).json()
     assert fin["status"] == "open" and fin["number"].endswith("-0001") and fin["amount_due"] == 250
-    late = post(api, "/v1/invoiceitems", {"customer": "cus_A", "invoice": excluded["id"], "currency": "eur", "amount": 1})
+    late = post(
+        api, "/v1/invoiceitems", {"customer": "cus_A", "invoice": excluded["id"], "currency": "eur", "amount": 1}
+    )
     assert late.status_code == 400 and late.json()["error"]["code"] == "invoice_not_editable"
     again = post(api, f"/v1/invoices/{excluded['id']}/finalize", {})
     assert again.status_code == 400 and "already finalized" in again.json()["error"]["message"]
@@ -133,9 +165,13 @@ def test_search_is_eventually_consistent_and_lists_are_not(validator):
             inv = post(api, "/v1/invoices", {"customer": "cus_A", "metadata": {"broker_invoice_number": "N-1"}}).json()
             found = api.get("/v1/invoices/search", params={"query": "metadata['broker_invoice_number']:'N-1'"}).json()
             assert found["object"] == "search_result" and found["data"] == []
-            assert [i["id"] for i in api.get("/v1/invoices", params={"customer": "cus_A"}).json()["data"]] == [inv["id"]]
+            assert [i["id"] for i in api.get("/v1/invoices", params={"customer": "cus_A"}).json()["data"]] == [
+                inv["id"]
+            ]
             emu.search_delay = 0
-            found = api.get("/v1/invoices/search", params={"query": "metadata['broker_invoice_number']:'N-1' AND customer:'cus_A'"}).json()
+            found = api.get(
+                "/v1/invoices/search", params={"query": "metadata['broker_invoice_number']:'N-1' AND customer:'cus_A'"}
+            ).json()
             assert [i["id"] for i in found["data"]] == [inv["id"]]
             bad = api.get("/v1/invoices/search", params={"query": "metadata['x']:'1' AND y:'2' OR z:'3'"})
             assert bad.status_code == 400 and bad.json()["error"]["param"] == "query"
@@ -147,7 +183,9 @@ def test_auth_rate_limit_faults_and_control_api(emu, api):
     assert httpx.get(f"{emu.url}/v1/balance").status_code == 401
     bad = httpx.get(f"{emu.url}/v1/balance", headers={"Authorization": "Bearer sk_test_51WrongWrongWrong0000"})
     assert bad.status_code == 401 and "sk_test_51WrongWrongWrong0000" not in bad.text
-    assert api.get("/v1/balance", headers={"Stripe-Account": "acct_1Unknown"}).json()["error"]["code"] == "account_invalid"
+    assert (
+        api.get("/v1/balance", headers={"Stripe-Account": "acct_1Unknown"}).json()["error"]["code"] == "account_invalid"
+    )
     emu.rate_limit_per_second = 2
     statuses = [api.get("/v1/balance").status_code for _ in range(3)]
     assert statuses[:2] == [200, 200] and statuses[2] == 429

@@ -101,15 +101,37 @@ def test_inclusive_layout_and_fallback():
     assert stripe_line_tax(2250, D("23"), True) == 421
     assert plan.total_minor == 14550
     # a line whose tax only the exclusive flavour reproduces flips the whole invoice to net + exclusive rates
-    odd = golden("inclusive").model_copy(update={"lines": [
-        InvoiceLine(kind="labour", description="x", quantity=D(1), unit_price=D("0.49"), net=D("0.43"), tax_rate=D("15"),
-                    tax=D("0.06"), total=D("0.49"), source="t", rule="t"),
-    ], "net_total": D("0.43"), "tax_total": D("0.06"), "total": D("0.49")})
+    odd = golden("inclusive").model_copy(
+        update={
+            "lines": [
+                InvoiceLine(
+                    kind="labour",
+                    description="x",
+                    quantity=D(1),
+                    unit_price=D("0.49"),
+                    net=D("0.43"),
+                    tax_rate=D("15"),
+                    tax=D("0.06"),
+                    total=D("0.49"),
+                    source="t",
+                    rule="t",
+                ),
+            ],
+            "net_total": D("0.43"),
+            "tax_total": D("0.06"),
+            "total": D("0.49"),
+        }
+    )
     # inclusive: 49 x 15 / 115 = 6.39 -> 6 = ours as well, so inclusive holds here
     assert choose_layout(odd) is True
     # tax 0.08 on net 0.43 / gross 0.51: Stripe gives 43 x 15 % = 6.45 -> 6 or 51 x 15 / 115 = 6.65 -> 7, never 8
-    bad = odd.model_copy(update={"lines": [odd.lines[0].model_copy(update={"tax": D("0.08"), "total": D("0.51")})],
-                                 "tax_total": D("0.08"), "total": D("0.51")})
+    bad = odd.model_copy(
+        update={
+            "lines": [odd.lines[0].model_copy(update={"tax": D("0.08"), "total": D("0.51")})],
+            "tax_total": D("0.08"),
+            "total": D("0.51"),
+        }
+    )
     with pytest.raises(MappingError) as info:
         choose_layout(bad)
     assert info.value.field == "lines[1].tax"
@@ -140,7 +162,9 @@ def test_field_limits_name_the_field():
         invoice_to_stripe(inv.model_copy(update={"invoice_number": "N" * 31}), SETTINGS)
     assert "custom_fields[0][value]" in str(info.value) and "31 characters" in str(info.value)
     line = inv.lines[2]
-    many = inv.model_copy(update={"lines": [line] * 251, "net_total": D("5020.00"), "tax_total": D("1154.60"), "total": D("6174.60")})
+    many = inv.model_copy(
+        update={"lines": [line] * 251, "net_total": D("5020.00"), "tax_total": D("1154.60"), "total": D("6174.60")}
+    )
     with pytest.raises(MappingError) as info:
         invoice_to_stripe(many, SETTINGS)
     assert info.value.field == "lines" and "250" in str(info.value)
@@ -154,16 +178,27 @@ def test_field_limits_name_the_field():
 
 
 def test_form_encoding_round_trip():
-    params = {"metadata": {"a b": "ç/&="}, "tax_rates": ["txr_1", "txr_2"], "custom_fields": [{"name": "n", "value": "v"}],
-              "auto_advance": False, "amount": -5, "unit_amount_decimal": D("1234.5")}
+    params = {
+        "metadata": {"a b": "ç/&="},
+        "tax_rates": ["txr_1", "txr_2"],
+        "custom_fields": [{"name": "n", "value": "v"}],
+        "auto_advance": False,
+        "amount": -5,
+        "unit_amount_decimal": D("1234.5"),
+    }
     pairs = form_pairs(params)
     assert pairs[:3] == [("metadata[a b]", "ç/&="), ("tax_rates[0]", "txr_1"), ("tax_rates[1]", "txr_2")]
     assert ("auto_advance", "false") in pairs and ("unit_amount_decimal", "1234.5") in pairs
     from urllib.parse import urlencode
 
-    assert decode_form(urlencode(pairs)) == {"metadata": {"a b": "ç/&="}, "tax_rates": ["txr_1", "txr_2"],
-                                             "custom_fields": [{"name": "n", "value": "v"}], "auto_advance": "false",
-                                             "amount": "-5", "unit_amount_decimal": "1234.5"}
+    assert decode_form(urlencode(pairs)) == {
+        "metadata": {"a b": "ç/&="},
+        "tax_rates": ["txr_1", "txr_2"],
+        "custom_fields": [{"name": "n", "value": "v"}],
+        "auto_advance": "false",
+        "amount": "-5",
+        "unit_amount_decimal": "1234.5",
+    }
     assert decode_form("expand[]=a&expand[]=b") == {"expand": ["a", "b"]}
     with pytest.raises(ValueError):
         decode_form("a[b=1")
@@ -177,4 +212,6 @@ def test_idempotency_keys_per_step_and_bounded():
     key = idempotency_key(odd, "invoice")
     assert len(key) <= 255 and key == idempotency_key(odd, "invoice")
     assert all(c.isascii() and (c.isalnum() or c in ":._-") for c in key)
-    assert key != idempotency_key(odd.model_copy(update={"invoice_key": odd.invoice_key.replace(":r1", ":r2")}), "invoice")
+    assert key != idempotency_key(
+        odd.model_copy(update={"invoice_key": odd.invoice_key.replace(":r1", ":r2")}), "invoice"
+    )

@@ -21,8 +21,17 @@ def secrets_env(monkeypatch):
 
 
 def connector(emu) -> XeroConnector:
-    return XeroConnector({"api_url": emu.url, "identity_url": emu.url, "xero_tenant_id": ORG, "client_id": "demo-client",
-                          "client_secret_env": "XERO_CLIENT_SECRET", "refresh_token_env": "XERO_REFRESH_TOKEN"}, tenant="acme")
+    return XeroConnector(
+        {
+            "api_url": emu.url,
+            "identity_url": emu.url,
+            "xero_tenant_id": ORG,
+            "client_id": "demo-client",
+            "client_secret_env": "XERO_CLIENT_SECRET",
+            "refresh_token_env": "XERO_REFRESH_TOKEN",
+        },
+        tenant="acme",
+    )
 
 
 def inv(n: int, lines=None, **kw):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -84,13 +84,33 @@ def settings_for(emu: XeroEmulator, **overrides) -> dict:
 
 def line(description, qty, unit_price, net, rate, tax, total, *, discount="0", kind="labour", **kw) -> InvoiceLine:
     return InvoiceLine(
-        kind=kind, description=description, quantity=D(qty), unit_price=D(unit_price), discount_percent=D(discount),
-        net=D(net), tax_rate=D(rate), tax=D(tax), total=D(total), source="test", rule="test", **kw,
+        kind=kind,
+        description=description,
+        quantity=D(qty),
+        unit_price=D(unit_price),
+        discount_percent=D(discount),
+        net=D(net),
+        tax_rate=D(rate),
+        tax=D(tax),
+        total=D(total),
+        source="test",
+        rule="test",
+        **kw,
     )
 
 
-def make_invoice(number="ACME-WO-1-R1", *, lines=None, tenant="acme", key=None, contact_id=CONTACT, inclusive=False,
-                 net="170.25", tax="39.16", total="209.41") -> Invoice:
+def make_invoice(
+    number="ACME-WO-1-R1",
+    *,
+    lines=None,
+    tenant="acme",
+    key=None,
+    contact_id=CONTACT,
+    inclusive=False,
+    net="170.25",
+    tax="39.16",
+    total="209.41",
+) -> Invoice:
     if lines is None:
         lines = [
             # 3.25 h x 42.00 = 136.50; 23 % of 136.50 = 31.395 -> 31.40
@@ -99,13 +119,32 @@ def make_invoice(number="ACME-WO-1-R1", *, lines=None, tenant="acme", key=None, 
             line("Contactor 25A", "2", "18.75", "33.75", "23", "7.76", "41.51", discount="10", kind="part"),
         ]
     return Invoice(
-        invoice_key=key or f"{tenant}:wo:{number}:r1", invoice_number=number, order_key=f"{tenant}:wo:{number}",
-        tenant=tenant, billing_system="xero", event_id="evt-1", event_type="maintenance.work_order.completed",
-        event_time=datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc), document="wo", document_id=number, revision=1,
-        client_id="CLI-HAL", client_name="Hotel Atlântico Lisboa, S.A.", contact_id=contact_id, site_id="S1",
-        currency="EUR", issue_date=date(2026, 3, 2), due_date=date(2026, 4, 1), reference=f"WO {number}",
-        tax_inclusive=inclusive, lines=lines, net_total=D(net), tax_total=D(tax), total=D(total),
-        cost_total=D("0"), margin=D(net),
+        invoice_key=key or f"{tenant}:wo:{number}:r1",
+        invoice_number=number,
+        order_key=f"{tenant}:wo:{number}",
+        tenant=tenant,
+        billing_system="xero",
+        event_id="evt-1",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
+        document="wo",
+        document_id=number,
+        revision=1,
+        client_id="CLI-HAL",
+        client_name="Hotel Atlântico Lisboa, S.A.",
+        contact_id=contact_id,
+        site_id="S1",
+        currency="EUR",
+        issue_date=date(2026, 3, 2),
+        due_date=date(2026, 4, 1),
+        reference=f"WO {number}",
+        tax_inclusive=inclusive,
+        lines=lines,
+        net_total=D(net),
+        tax_total=D(tax),
+        total=D(total),
+        cost_total=D("0"),
+        margin=D(net),
     )
 
 
@@ -161,8 +200,9 @@ def test_tax_inclusive_invoice_and_contact_by_name(emulators, secrets_env):
         # gross 0.5 x 45.00 = 22.50; tax = 22.50 x 23/123 = 4.2073 -> 4.21; net 18.29
         line("Travel", "0.5", "45.00", "18.29", "23", "4.21", "22.50", kind="travel"),
     ]
-    invoice = make_invoice("ACME-WO-2-R1", lines=lines, inclusive=True, contact_id=None,
-                           net="118.29", tax="27.21", total="145.50")
+    invoice = make_invoice(
+        "ACME-WO-2-R1", lines=lines, inclusive=True, contact_id=None, net="118.29", tax="27.21", total="145.50"
+    )
     result = run(with_connector(settings_for(emu), lambda c: c.deliver(invoice)))
     assert result.created and result.details["Total"] == "145.50"
     [stored] = emu.invoices()
@@ -189,7 +229,9 @@ def test_duplicate_invoice_number_is_success_with_the_existing_id(emulators, sec
     assert len(emu.invoices()) == 1
     # PUT (created), PUT (200 with "Invoice # must be unique."), GET lookup
     assert [c for c in emu.calls if c[1].startswith("/api.xro")] == [
-        ("PUT", "/api.xro/2.0/Invoices", 200), ("PUT", "/api.xro/2.0/Invoices", 200), ("GET", "/api.xro/2.0/Invoices", 200),
+        ("PUT", "/api.xro/2.0/Invoices", 200),
+        ("PUT", "/api.xro/2.0/Invoices", 200),
+        ("GET", "/api.xro/2.0/Invoices", 200),
     ]
 
 
@@ -334,7 +376,9 @@ def test_check_unknown_organisation(emulators, secrets_env):
     exc = run(with_connector(settings_for(emu, xero_tenant_id=other), lambda c: _raises(ConfigError, c.check())))
     assert f"unknown organisation {other}" in str(exc)
     # and a call for that organisation is refused by Xero with 403 -> AuthError
-    exc2 = run(with_connector(settings_for(emu, xero_tenant_id=other), lambda c: _raises(AuthError, c.deliver(make_invoice()))))
+    exc2 = run(
+        with_connector(settings_for(emu, xero_tenant_id=other), lambda c: _raises(AuthError, c.deliver(make_invoice())))
+    )
     assert exc2.http_status == 403
 
 
@@ -372,8 +416,14 @@ def test_connection_refused_is_retryable(secrets_env):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    settings = {"api_url": url, "identity_url": url, "xero_tenant_id": ORG, "client_id": "demo-client",
-                "client_secret_env": "XERO_CLIENT_SECRET", "refresh_token_env": "XERO_REFRESH_TOKEN"}
+    settings = {
+        "api_url": url,
+        "identity_url": url,
+        "xero_tenant_id": ORG,
+        "client_id": "demo-client",
+        "client_secret_env": "XERO_CLIENT_SECRET",
+        "refresh_token_env": "XERO_REFRESH_TOKEN",
+    }
     exc = run(with_connector(settings, lambda c: _raises(RetryableError, c.deliver(make_invoice()))))
     assert not isinstance(exc, UncertainOutcomeError)
 
@@ -381,9 +431,14 @@ def test_connection_refused_is_retryable(secrets_env):
 # --------------------------------------------------------------------------- validation
 def test_validation_error_is_permanent_with_xero_messages(emulators, secrets_env):
     emu = emulators()
-    bad_account = make_invoice(lines=[
-        line("Labour", "1", "30.00", "30.00", "23", "6.90", "36.90", account_code="999"),
-    ], net="30.00", tax="6.90", total="36.90")
+    bad_account = make_invoice(
+        lines=[
+            line("Labour", "1", "30.00", "30.00", "23", "6.90", "36.90", account_code="999"),
+        ],
+        net="30.00",
+        tax="6.90",
+        total="36.90",
+    )
     exc = run(with_connector(settings_for(emu), lambda c: _raises(PermanentError, c.deliver(bad_account))))
     assert exc.http_status == 400
     assert "Account code '999' is not a valid code for this document." in str(exc)
@@ -396,27 +451,64 @@ def test_validation_error_is_permanent_with_xero_messages(emulators, secrets_env
 
 def test_invalid_settings_are_config_errors():
     with pytest.raises(ConfigError) as info:
-        XeroConnector({"xero_tenant_id": ORG, "client_id": "x", "client_secret_env": "A", "refresh_token_env": "B",
-                       "colour": "red"}, tenant="acme")
+        XeroConnector(
+            {
+                "xero_tenant_id": ORG,
+                "client_id": "x",
+                "client_secret_env": "A",
+                "refresh_token_env": "B",
+                "colour": "red",
+            },
+            tenant="acme",
+        )
     assert "billing.settings.colour" in str(info.value)
     with pytest.raises(ConfigError) as info:
-        XeroConnector({"xero_tenant_id": ORG, "client_id": "x", "client_secret_env": "A", "refresh_token_env": "B",
-                       "invoice_status": "PAID"}, tenant="acme")
+        XeroConnector(
+            {
+                "xero_tenant_id": ORG,
+                "client_id": "x",
+                "client_secret_env": "A",
+                "refresh_token_env": "B",
+                "invoice_status": "PAID",
+            },
+            tenant="acme",
+        )
     assert "billing.settings.invoice_status" in str(info.value)
 
 
 # --------------------------------------------------------------------------- mapper
 def test_mapper_output_validates_against_the_official_spec():
-    settings = XeroSettings(xero_tenant_id=ORG, client_id="x", client_secret_env="A", refresh_token_env="B",
-                            tax_types={"13": "OUTPUT3", "0": "EXEMPTOUTPUT"}, invoice_status="DRAFT")
+    settings = XeroSettings(
+        xero_tenant_id=ORG,
+        client_id="x",
+        client_secret_env="A",
+        refresh_token_env="B",
+        tax_types={"13": "OUTPUT3", "0": "EXEMPTOUTPUT"},
+        invoice_status="DRAFT",
+    )
     invoices = [
         make_invoice(),
         make_invoice(contact_id=None, inclusive=True),
-        make_invoice(lines=[
-            line("Reduced-rate part", "4", "2.5", "10.00", "13.00", "1.30", "11.30", kind="part"),
-            line("Exempt fee", "1", "5", "5.00", "0", "0.00", "5.00", kind="expense"),
-            line("Mapped by tenant", "1", "1.0000", "1.00", "23", "0.23", "1.23", tax_type="TAX001", account_code="260"),
-        ], net="16.00", tax="1.53", total="17.53"),
+        make_invoice(
+            lines=[
+                line("Reduced-rate part", "4", "2.5", "10.00", "13.00", "1.30", "11.30", kind="part"),
+                line("Exempt fee", "1", "5", "5.00", "0", "0.00", "5.00", kind="expense"),
+                line(
+                    "Mapped by tenant",
+                    "1",
+                    "1.0000",
+                    "1.00",
+                    "23",
+                    "0.23",
+                    "1.23",
+                    tax_type="TAX001",
+                    account_code="260",
+                ),
+            ],
+            net="16.00",
+            tax="1.53",
+            total="17.53",
+        ),
     ]
     elements = [invoice_to_xero(inv, settings) for inv in invoices]
     assert validate_invoices_body(SPEC, {"Invoices": elements}) == []

@@ -68,8 +68,11 @@ class Api:
 
     def token(self, refresh_token: str | None = None, *, secret: str = "demo-secret") -> dict:
         basic = base64.b64encode(f"demo-client:{secret}".encode()).decode()
-        resp = self.http.post("/connect/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token or self.refresh_token},
-                              headers={"Authorization": f"Basic {basic}"})
+        resp = self.http.post(
+            "/connect/token",
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token or self.refresh_token},
+            headers={"Authorization": f"Basic {basic}"},
+        )
         body = resp.json()
         if resp.status_code == 200:
             self.refresh_token = body["refresh_token"]
@@ -83,7 +86,9 @@ class Api:
         h.update(extra)
         return h
 
-    def put_invoices(self, elements: list[dict], *, summarize: bool | None = False, key: str | None = None, unitdp=None) -> httpx.Response:
+    def put_invoices(
+        self, elements: list[dict], *, summarize: bool | None = False, key: str | None = None, unitdp=None
+    ) -> httpx.Response:
         params = {}
         if summarize is not None:
             params["summarizeErrors"] = str(summarize).lower()
@@ -92,7 +97,9 @@ class Api:
         extra = {"Content-Type": "application/json"}
         if key:
             extra["Idempotency-Key"] = key
-        return self.http.put(INVOICES, params=params, content=dumps({"Invoices": elements}), headers=self.headers(**extra))
+        return self.http.put(
+            INVOICES, params=params, content=dumps({"Invoices": elements}), headers=self.headers(**extra)
+        )
 
     def get(self, path: str, **params) -> httpx.Response:
         return self.http.get(path, params=params, headers=self.headers())
@@ -117,7 +124,13 @@ def element(number="INV-T-1", **overrides) -> dict:
         "CurrencyCode": "EUR",
         "Status": "AUTHORISED",
         "LineItems": [
-            {"Description": "Labour", "Quantity": D("3.25"), "UnitAmount": D("42.00"), "AccountCode": "200", "TaxType": "OUTPUT2"},
+            {
+                "Description": "Labour",
+                "Quantity": D("3.25"),
+                "UnitAmount": D("42.00"),
+                "AccountCode": "200",
+                "TaxType": "OUTPUT2",
+            },
         ],
     }
     el.update(overrides)
@@ -147,8 +160,11 @@ def test_token_endpoint_checks_client_and_rotates_refresh_tokens(emulators):
         # ... and not after it
         assert api.token(refresh_token=emu.initial_refresh_token)["error"] == "invalid_grant"
         assert api.token()["_status"] == 200  # the newest one is fine
-        resp = api.http.post("/connect/token", data={"grant_type": "password", "refresh_token": api.refresh_token},
-                             auth=("demo-client", "demo-secret"))
+        resp = api.http.post(
+            "/connect/token",
+            data={"grant_type": "password", "refresh_token": api.refresh_token},
+            auth=("demo-client", "demo-secret"),
+        )
         assert resp.status_code == 400 and resp.json()["error"] == "unsupported_grant_type"
     finally:
         api.close()
@@ -184,14 +200,34 @@ def test_bearer_and_tenant_are_required(emu, api):
 def test_totals_computed_like_xero(emu, api):
     lines = [
         # 3.25 x 42.00 = 136.50; OUTPUT2 23 % -> 31.395 -> 31.40
-        {"Description": "Labour", "Quantity": D("3.25"), "UnitAmount": D("42.00"), "AccountCode": "200", "TaxType": "OUTPUT2"},
+        {
+            "Description": "Labour",
+            "Quantity": D("3.25"),
+            "UnitAmount": D("42.00"),
+            "AccountCode": "200",
+            "TaxType": "OUTPUT2",
+        },
         # 1 x 10.00 = 10.00; OUTPUT 20 % -> 2.00
         {"Description": "Fee", "Quantity": D("1"), "UnitAmount": D("10.00"), "AccountCode": "200", "TaxType": "OUTPUT"},
         # UnitAmount 0.333 kept to 2 dp without unitdp=4 -> 0.33; 3 x 0.33 = 0.99; no tax
-        {"Description": "Washers", "Quantity": D("3"), "UnitAmount": D("0.333"), "AccountCode": "200", "TaxType": "NONE"},
+        {
+            "Description": "Washers",
+            "Quantity": D("3"),
+            "UnitAmount": D("0.333"),
+            "AccountCode": "200",
+            "TaxType": "NONE",
+        },
         # 2 x 18.75 = 37.50, 10 % discount -> 33.75; our TaxAmount 7.76 is kept (23 % = 7.7625)
-        {"Description": "Contactor", "Quantity": D("2"), "UnitAmount": D("18.75"), "DiscountRate": D("10"), "LineAmount": D("33.75"),
-         "AccountCode": "200", "TaxType": "OUTPUT2", "TaxAmount": D("7.76")},
+        {
+            "Description": "Contactor",
+            "Quantity": D("2"),
+            "UnitAmount": D("18.75"),
+            "DiscountRate": D("10"),
+            "LineAmount": D("33.75"),
+            "AccountCode": "200",
+            "TaxType": "OUTPUT2",
+            "TaxAmount": D("7.76"),
+        },
     ]
     resp = api.put_invoices([element(LineItems=lines)])
     assert resp.status_code == 200
@@ -210,8 +246,23 @@ def test_totals_computed_like_xero(emu, api):
     assert emu.invoices(ORG)[0]["Total"] == D("222.40") and emu.invoices(ORG2) == []
 
     # with unitdp=4 the unit amount keeps 4 decimals: 3 x 0.3333 = 0.9999 -> 1.00
-    resp = api.put_invoices([element("INV-T-2", LineItems=[
-        {"Description": "Washers", "Quantity": D("3"), "UnitAmount": D("0.3333"), "AccountCode": "200", "TaxType": "NONE"}])], unitdp=4)
+    resp = api.put_invoices(
+        [
+            element(
+                "INV-T-2",
+                LineItems=[
+                    {
+                        "Description": "Washers",
+                        "Quantity": D("3"),
+                        "UnitAmount": D("0.3333"),
+                        "AccountCode": "200",
+                        "TaxType": "NONE",
+                    }
+                ],
+            )
+        ],
+        unitdp=4,
+    )
     [inv2] = body(resp)["Invoices"]
     assert inv2["LineItems"][0]["UnitAmount"] == D("0.3333") and inv2["Total"] == D("1.00")
 
@@ -219,9 +270,21 @@ def test_totals_computed_like_xero(emu, api):
 def test_inclusive_amounts_derive_tax_from_the_gross(emu, api):
     lines = [
         # gross 123.00 at 23 % -> tax 123 x 23/123 = 23.00
-        {"Description": "Service", "Quantity": D("1"), "UnitAmount": D("123.00"), "AccountCode": "200", "TaxType": "OUTPUT2"},
+        {
+            "Description": "Service",
+            "Quantity": D("1"),
+            "UnitAmount": D("123.00"),
+            "AccountCode": "200",
+            "TaxType": "OUTPUT2",
+        },
         # gross 22.50 -> tax 22.50 x 23/123 = 4.2073 -> 4.21
-        {"Description": "Travel", "Quantity": D("0.5"), "UnitAmount": D("45.00"), "AccountCode": "200", "TaxType": "OUTPUT2"},
+        {
+            "Description": "Travel",
+            "Quantity": D("0.5"),
+            "UnitAmount": D("45.00"),
+            "AccountCode": "200",
+            "TaxType": "OUTPUT2",
+        },
     ]
     [inv] = body(api.put_invoices([element(LineAmountTypes="Inclusive", LineItems=lines)]))["Invoices"]
     assert (inv["SubTotal"], inv["TotalTax"], inv["Total"]) == (D("118.29"), D("27.21"), D("145.50"))
@@ -246,7 +309,11 @@ def test_duplicate_number_per_element_and_summarized(emu, api):
     resp = api.put_invoices([element("INV-T-NEW"), element()], summarize=None)
     assert resp.status_code == 400
     err = body(resp)
-    assert (err["ErrorNumber"], err["Type"], err["Message"]) == (10, "ValidationException", "A validation exception occurred")
+    assert (err["ErrorNumber"], err["Type"], err["Message"]) == (
+        10,
+        "ValidationException",
+        "A validation exception occurred",
+    )
     assert [e["ValidationErrors"] for e in err["Elements"]] == [[{"Message": "Invoice # must be unique."}]]
     assert [i["InvoiceNumber"] for i in emu.invoices(ORG)] == ["INV-T-1"]
 
@@ -256,18 +323,60 @@ def test_duplicate_number_per_element_and_summarized(emu, api):
     assert sorted(i["InvoiceNumber"] for i in emu.invoices(ORG)) == ["INV-T-1", "INV-T-NEW"]
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"Contact": {}}, "A Contact must be specified for this type of transaction"),
-    ({"Contact": {"ContactID": "12345678-1234-1234-1234-123456789abc"}}, "ContactID (12345678-1234-1234-1234-123456789abc) does not exist"),
-    ({"LineItems": []}, "At least one line item must be specified"),
-    ({"LineItems": [{"Description": "x", "Quantity": D("1"), "UnitAmount": D("5"), "AccountCode": "200", "TaxType": "BOGUS"}]},
-     "The TaxType code 'BOGUS' does not exist or cannot be used for this type of transaction."),
-    ({"LineItems": [{"Description": "x", "Quantity": D("1"), "UnitAmount": D("5"), "AccountCode": "999", "TaxType": "NONE"}]},
-     "Account code '999' is not a valid code for this document."),
-    ({"LineItems": [{"Description": "x", "Quantity": D("2"), "UnitAmount": D("5"), "LineAmount": D("10.01"), "AccountCode": "200"}]},
-     "The line total 10.01 does not match the expected line total 10.00"),
-    ({"DueDate": None}, "Due Date is required for an approved invoice"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"Contact": {}}, "A Contact must be specified for this type of transaction"),
+        (
+            {"Contact": {"ContactID": "12345678-1234-1234-1234-123456789abc"}},
+            "ContactID (12345678-1234-1234-1234-123456789abc) does not exist",
+        ),
+        ({"LineItems": []}, "At least one line item must be specified"),
+        (
+            {
+                "LineItems": [
+                    {
+                        "Description": "x",
+                        "Quantity": D("1"),
+                        "UnitAmount": D("5"),
+                        "AccountCode": "200",
+                        "TaxType": "BOGUS",
+                    }
+                ]
+            },
+            "The TaxType code 'BOGUS' does not exist or cannot be used for this type of transaction.",
+        ),
+        (
+            {
+                "LineItems": [
+                    {
+                        "Description": "x",
+                        "Quantity": D("1"),
+                        "UnitAmount": D("5"),
+                        "AccountCode": "999",
+                        "TaxType": "NONE",
+                    }
+                ]
+            },
+            "Account code '999' is not a valid code for this document.",
+        ),
+        (
+            {
+                "LineItems": [
+                    {
+                        "Description": "x",
+                        "Quantity": D("2"),
+                        "UnitAmount": D("5"),
+                        "LineAmount": D("10.01"),
+                        "AccountCode": "200",
+                    }
+                ]
+            },
+            "The line total 10.01 does not match the expected line total 10.00",
+        ),
+        ({"DueDate": None}, "Due Date is required for an approved invoice"),
+    ],
+)
 def test_validation_errors(emu, api, overrides, message):
     el = {k: v for k, v in element(**overrides).items() if v is not None}
     resp = api.put_invoices([el], summarize=None)
@@ -402,14 +511,20 @@ def test_get_invoices_filters_and_single_invoice(emu, api):
 
 
 def test_contacts(emu, api):
-    resp = api.http.put("/api.xro/2.0/Contacts", params={"summarizeErrors": "false"},
-                        content=dumps({"Contacts": [{"Name": "Clínica do Parque, S.A.", "EmailAddress": "f@example.com"}]}),
-                        headers=api.headers(**{"Content-Type": "application/json"}))
+    resp = api.http.put(
+        "/api.xro/2.0/Contacts",
+        params={"summarizeErrors": "false"},
+        content=dumps({"Contacts": [{"Name": "Clínica do Parque, S.A.", "EmailAddress": "f@example.com"}]}),
+        headers=api.headers(**{"Content-Type": "application/json"}),
+    )
     assert resp.status_code == 200
     [contact] = body(resp)["Contacts"]
     assert contact["ContactStatus"] == "ACTIVE" and contact["ContactID"]
-    dup = api.http.put("/api.xro/2.0/Contacts", content=dumps({"Contacts": [{"Name": "Clínica do Parque, S.A."}]}),
-                       headers=api.headers(**{"Content-Type": "application/json"}))
+    dup = api.http.put(
+        "/api.xro/2.0/Contacts",
+        content=dumps({"Contacts": [{"Name": "Clínica do Parque, S.A."}]}),
+        headers=api.headers(**{"Content-Type": "application/json"}),
+    )
     assert dup.status_code == 400
     assert "must be unique across all active contacts" in body(dup)["Elements"][0]["ValidationErrors"][0]["Message"]
     listed = body(api.get("/api.xro/2.0/Contacts"))["Contacts"]
@@ -437,7 +552,10 @@ def test_faults_and_control_api(emu, api):
         emu.inject_fault("drop_after_commit")
         with pytest.raises(httpx.RemoteProtocolError):
             api.put_invoices([element("INV-T-3")])
-        assert sorted(i["InvoiceNumber"] for i in emu.invoices()) == ["INV-T-1", "INV-T-3"]  # reset: before; drop: after
+        assert sorted(i["InvoiceNumber"] for i in emu.invoices()) == [
+            "INV-T-1",
+            "INV-T-3",
+        ]  # reset: before; drop: after
 
         listing = json.loads(control.get("/_emulator/invoices").content, parse_float=D)
         assert sorted(i["InvoiceNumber"] for i in listing) == ["INV-T-1", "INV-T-3"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 
 import pytest
@@ -35,8 +35,12 @@ def emulators(monkeypatch):
     started: list[ZohoEmulator] = []
 
     def make(**kwargs) -> ZohoEmulator:
-        kwargs.setdefault("contacts", {CUSTOMER: {"contact_name": "Hotel Atlântico Lisboa, S.A.", "email": "contas@hotel.example"}})
-        emu = ZohoEmulator(client_id="1000.UNIT", client_secret=SECRET, refresh_token=REFRESH, hang_seconds=1, **kwargs).start()
+        kwargs.setdefault(
+            "contacts", {CUSTOMER: {"contact_name": "Hotel Atlântico Lisboa, S.A.", "email": "contas@hotel.example"}}
+        )
+        emu = ZohoEmulator(
+            client_id="1000.UNIT", client_secret=SECRET, refresh_token=REFRESH, hang_seconds=1, **kwargs
+        ).start()
         started.append(emu)
         return emu
 
@@ -47,30 +51,80 @@ def emulators(monkeypatch):
 
 
 def settings(emu: ZohoEmulator, **overrides) -> dict:
-    return {"data_center": "eu", "api_url": emu.url, "accounts_url": emu.url, "organization_id": DEFAULT_ORG, "client_id": "1000.UNIT",
-            "client_secret_env": "ZOHO_CLIENT_SECRET", "refresh_token_env": "ZOHO_REFRESH_TOKEN", **overrides}
+    return {
+        "data_center": "eu",
+        "api_url": emu.url,
+        "accounts_url": emu.url,
+        "organization_id": DEFAULT_ORG,
+        "client_id": "1000.UNIT",
+        "client_secret_env": "ZOHO_CLIENT_SECRET",
+        "refresh_token_env": "ZOHO_REFRESH_TOKEN",
+        **overrides,
+    }
 
 
 def line(description, qty, unit_price, net, rate, tax, total, *, discount="0", kind="labour", unit="h") -> InvoiceLine:
-    return InvoiceLine(kind=kind, description=description, quantity=D(qty), unit=unit, unit_price=D(unit_price),
-                       discount_percent=D(discount), net=D(net), tax_rate=D(rate), tax=D(tax), total=D(total), source="t", rule="t")
+    return InvoiceLine(
+        kind=kind,
+        description=description,
+        quantity=D(qty),
+        unit=unit,
+        unit_price=D(unit_price),
+        discount_percent=D(discount),
+        net=D(net),
+        tax_rate=D(rate),
+        tax=D(tax),
+        total=D(total),
+        source="t",
+        rule="t",
+    )
 
 
-def make_invoice(number="ACME-WO-1-R1", *, lines=None, contact_id=CUSTOMER, net="190.25", tax="43.76", total="234.01",
-                 inclusive=False) -> Invoice:
+def make_invoice(
+    number="ACME-WO-1-R1",
+    *,
+    lines=None,
+    contact_id=CUSTOMER,
+    net="190.25",
+    tax="43.76",
+    total="234.01",
+    inclusive=False,
+) -> Invoice:
     if lines is None:
         lines = [
-            line("HVAC labour (Ana Costa)", "3.25", "42.00", "136.50", "23", "31.40", "167.90"),  # 23 % = 31.395 -> 31.40
+            line(
+                "HVAC labour (Ana Costa)", "3.25", "42.00", "136.50", "23", "31.40", "167.90"
+            ),  # 23 % = 31.395 -> 31.40
             line("Contactor 25A", "2", "18.75", "33.75", "23", "7.76", "41.51", discount="10", kind="part", unit="un"),
             line("Filter G4", "2", "10.00", "20.00", "23", "4.60", "24.60", kind="part", unit="un"),
         ]
     return Invoice(
-        invoice_key=f"acme:wo:{number}:r1", invoice_number=number, order_key=f"acme:wo:{number}", tenant="acme", billing_system="zoho",
-        event_id="e", event_type="maintenance.work_order.completed", event_time=datetime(2026, 3, 2, 10, tzinfo=timezone.utc),
-        document="wo", document_id=number, revision=1, client_id="CLI-HAL", client_name="Hotel Atlântico Lisboa, S.A.",
-        contact_id=contact_id, site_id="S1", currency="EUR", issue_date=date(2026, 3, 2), due_date=date(2026, 4, 1),
-        reference=f"WO {number}", tax_inclusive=inclusive, lines=lines, net_total=D(net), tax_total=D(tax), total=D(total),
-        cost_total=D(0), margin=D(net),
+        invoice_key=f"acme:wo:{number}:r1",
+        invoice_number=number,
+        order_key=f"acme:wo:{number}",
+        tenant="acme",
+        billing_system="zoho",
+        event_id="e",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 2, 10, tzinfo=UTC),
+        document="wo",
+        document_id=number,
+        revision=1,
+        client_id="CLI-HAL",
+        client_name="Hotel Atlântico Lisboa, S.A.",
+        contact_id=contact_id,
+        site_id="S1",
+        currency="EUR",
+        issue_date=date(2026, 3, 2),
+        due_date=date(2026, 4, 1),
+        reference=f"WO {number}",
+        tax_inclusive=inclusive,
+        lines=lines,
+        net_total=D(net),
+        tax_total=D(tax),
+        total=D(total),
+        cost_total=D(0),
+        margin=D(net),
     )
 
 
@@ -91,16 +145,38 @@ def api_calls(emu):
 
 # --------------------------------------------------------------------------- settings
 def test_data_centre_urls_and_validation():
-    s = ZohoSettings(data_center="com.au", organization_id="1", client_id="c", client_secret_env="A", refresh_token_env="B")
+    s = ZohoSettings(
+        data_center="com.au", organization_id="1", client_id="c", client_secret_env="A", refresh_token_env="B"
+    )
     assert (s.api_base, s.accounts_base) == ("https://www.zohoapis.com.au", "https://accounts.zoho.com.au")
-    assert ZohoSettings(organization_id="1", client_id="c", client_secret_env="A", refresh_token_env="B").api_base == "https://www.zohoapis.com"
+    assert (
+        ZohoSettings(organization_id="1", client_id="c", client_secret_env="A", refresh_token_env="B").api_base
+        == "https://www.zohoapis.com"
+    )
     with pytest.raises(ConfigError) as info:
-        ZohoConnector({"data_center": "fr", "organization_id": "1", "client_id": "c", "client_secret_env": "A",
-                       "refresh_token_env": "B"}, tenant="t")
+        ZohoConnector(
+            {
+                "data_center": "fr",
+                "organization_id": "1",
+                "client_id": "c",
+                "client_secret_env": "A",
+                "refresh_token_env": "B",
+            },
+            tenant="t",
+        )
     assert "billing.settings.data_center" in str(info.value) and "'fr'" in str(info.value)
     with pytest.raises(ConfigError):
-        ZohoConnector({"organization_id": "1", "client_id": "c", "client_secret_env": "A", "refresh_token_env": "B",
-                       "send_email": True, "invoice_status": "draft"}, tenant="t")
+        ZohoConnector(
+            {
+                "organization_id": "1",
+                "client_id": "c",
+                "client_secret_env": "A",
+                "refresh_token_env": "B",
+                "send_email": True,
+                "invoice_status": "draft",
+            },
+            tenant="t",
+        )
 
 
 # --------------------------------------------------------------------------- happy path
@@ -115,17 +191,32 @@ def test_deliver_creates_checks_and_marks_sent(emulators):
     [inv] = emu.invoices()
     assert result.created and result.external_id == inv["invoice_id"] and result.external_number == "ACME-WO-1-R1"
     # Zoho: item totals 136.50 + 33.75 + 20.00 = 190.25; one 23 % tax on 190.25 = 43.7575 -> 43.76; total 234.01
-    assert (inv["sub_total"], inv["tax_total"], inv["total"], inv["adjustment"]) == (D("190.25"), D("43.76"), D("234.01"), D("0.00"))
+    assert (inv["sub_total"], inv["tax_total"], inv["total"], inv["adjustment"]) == (
+        D("190.25"),
+        D("43.76"),
+        D("234.01"),
+        D("0.00"),
+    )
     assert inv["status"] == "sent" and inv["reference_number"] == "WO ACME-WO-1-R1" and inv["customer_id"] == CUSTOMER
-    assert [(li["rate"], li["quantity"]) for li in inv["line_items"]] == [(D("42.00"), D("3.25")), (D("33.75"), D(1)), (D("10.00"), D(2))]
-    assert api_calls(emu) == [("GET", "/invoice/v3/organizations", 200), ("GET", "/invoice/v3/settings/taxes", 200),
-                              ("POST", "/invoice/v3/invoices", 201), ("POST", f"/invoice/v3/invoices/{inv['invoice_id']}/status/sent", 200)]
+    assert [(li["rate"], li["quantity"]) for li in inv["line_items"]] == [
+        (D("42.00"), D("3.25")),
+        (D("33.75"), D(1)),
+        (D("10.00"), D(2)),
+    ]
+    assert api_calls(emu) == [
+        ("GET", "/invoice/v3/organizations", 200),
+        ("GET", "/invoice/v3/settings/taxes", 200),
+        ("POST", "/invoice/v3/invoices", 201),
+        ("POST", f"/invoice/v3/invoices/{inv['invoice_id']}/status/sent", 200),
+    ]
     assert emu.refresh_count == 1
 
 
 def test_per_tax_rounding_is_balanced_by_an_adjustment(emulators):
     emu = emulators()
-    lines = [line(f"Washer kit {n}", "1", "1.05", "1.05", "23", "0.24", "1.29", kind="part", unit="un") for n in range(5)]
+    lines = [
+        line(f"Washer kit {n}", "1", "1.05", "1.05", "23", "0.24", "1.29", kind="part", unit="un") for n in range(5)
+    ]
     # ours 5 x 0.24 = 1.20 tax, total 6.45; Zoho: 5.25 x 23 % = 1.2075 -> 1.21, so adjustment -0.01
     result = run(settings(emu), lambda c: c.deliver(make_invoice(lines=lines, net="5.25", tax="1.20", total="6.45")))
     [inv] = emu.invoices()
@@ -135,13 +226,21 @@ def test_per_tax_rounding_is_balanced_by_an_adjustment(emulators):
 
 def test_inclusive_invoice(emulators):
     emu = emulators()
-    lines = [line("Boiler service", "1", "123.00", "100.00", "23", "23.00", "123.00"),
-             line("Travel", "0.5", "45.00", "18.29", "23", "4.21", "22.50", kind="travel")]
-    run(settings(emu, invoice_status="draft"), lambda c: c.deliver(make_invoice(lines=lines, inclusive=True, net="118.29",
-                                                                                tax="27.21", total="145.50")))
+    lines = [
+        line("Boiler service", "1", "123.00", "100.00", "23", "23.00", "123.00"),
+        line("Travel", "0.5", "45.00", "18.29", "23", "4.21", "22.50", kind="travel"),
+    ]
+    run(
+        settings(emu, invoice_status="draft"),
+        lambda c: c.deliver(make_invoice(lines=lines, inclusive=True, net="118.29", tax="27.21", total="145.50")),
+    )
     [inv] = emu.invoices()
     # Zoho: gross 145.50 with one inclusive 23 % tax: 145.50 x 23 / 123 = 27.2073 -> 27.21; total 145.50
-    assert inv["is_inclusive_tax"] is True and (inv["tax_total"], inv["total"], inv["status"]) == (D("27.21"), D("145.50"), "draft")
+    assert inv["is_inclusive_tax"] is True and (inv["tax_total"], inv["total"], inv["status"]) == (
+        D("27.21"),
+        D("145.50"),
+        "draft",
+    )
 
 
 # --------------------------------------------------------------------------- uniqueness = idempotency
@@ -192,7 +291,9 @@ def test_expired_token_is_refreshed_once_and_stored(emulators):
     emu = emulators()
     store = MemoryTokenStore()
     run(settings(emu), lambda c: c.deliver(make_invoice("ACME-WO-1-R1")), store=store)
-    run(settings(emu), lambda c: c.deliver(make_invoice("ACME-WO-2-R1")), store=store)  # a new connector reuses the stored token
+    run(
+        settings(emu), lambda c: c.deliver(make_invoice("ACME-WO-2-R1")), store=store
+    )  # a new connector reuses the stored token
     assert emu.refresh_count == 1
     emu.expire_access_tokens()
     run(settings(emu), lambda c: c.deliver(make_invoice("ACME-WO-3-R1")), store=store)
@@ -246,8 +347,17 @@ def test_validation_errors_are_permanent(emulators):
         run(settings(emu), lambda c: c.deliver(make_invoice(contact_id="460000000000404")))
     assert info.value.http_status == 400 and "Contact does not exist" in str(info.value)
     with pytest.raises(PermanentError) as info:  # no 5 % tax in the organisation: refused before sending
-        run(settings(emu), lambda c: c.deliver(make_invoice(lines=[line("x", "1", "10.00", "10.00", "5", "0.50", "10.50")],
-                                                            net="10.00", tax="0.50", total="10.50")))
+        run(
+            settings(emu),
+            lambda c: c.deliver(
+                make_invoice(
+                    lines=[line("x", "1", "10.00", "10.00", "5", "0.50", "10.50")],
+                    net="10.00",
+                    tax="0.50",
+                    total="10.50",
+                )
+            ),
+        )
     assert "lines[1].tax_rate" in str(info.value) and "5%" in str(info.value)
     assert emu.invoices() == []
 
@@ -257,7 +367,9 @@ def test_contacts_found_by_name_or_created(emulators):
     known = make_invoice("ACME-WO-1-R1", contact_id=None)
     run(settings(emu, create_contacts=False), lambda c: c.deliver(known))
     assert emu.invoices()[0]["customer_id"] == CUSTOMER
-    new = make_invoice("ACME-WO-2-R1", contact_id=None).model_copy(update={"client_id": "CLI-NEW", "client_name": "Clínica do Parque"})
+    new = make_invoice("ACME-WO-2-R1", contact_id=None).model_copy(
+        update={"client_id": "CLI-NEW", "client_name": "Clínica do Parque"}
+    )
     with pytest.raises(PermanentError) as info:
         run(settings(emu, create_contacts=False), lambda c: c.deliver(new))
     assert "CLI-NEW" in str(info.value)
@@ -275,7 +387,10 @@ def test_authorize_flow_stores_a_refresh_token_the_connector_then_uses(emulators
     emu = emulators()
     store = FileTokenStore(tmp_path / "tokens")
     config = ZohoConnector(settings(emu), tenant="acme", token_store=store).oauth2_config()
-    assert config.extra_params == {"access_type": "offline", "prompt": "consent"} and "ZohoInvoice.invoices.CREATE" in config.scopes
+    assert (
+        config.extra_params == {"access_type": "offline", "prompt": "consent"}
+        and "ZohoInvoice.invoices.CREATE" in config.scopes
+    )
 
     def browser(url: str) -> None:
         assert httpx.URL(url).path == "/oauth/v2/auth"

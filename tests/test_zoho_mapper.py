@@ -19,8 +19,18 @@ from connectors.zoho.mapper import MappingError, dumps, invoice_to_zoho, loads, 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "zoho"
 SETTINGS = ZohoSettings(organization_id="10234695", client_id="1000.X", client_secret_env="A", refresh_token_env="B")
 TAX_IDS = {"23": "460000000000023", "10": "460000000000010"}
-ALLOWED = {"customer_id", "invoice_number", "reference_number", "date", "due_date", "is_inclusive_tax", "line_items",
-           "adjustment", "adjustment_description", "notes"}
+ALLOWED = {
+    "customer_id",
+    "invoice_number",
+    "reference_number",
+    "date",
+    "due_date",
+    "is_inclusive_tax",
+    "line_items",
+    "adjustment",
+    "adjustment_description",
+    "notes",
+}
 LINE_ALLOWED = {"name", "description", "rate", "quantity", "unit", "item_order", "tax_id"}
 
 
@@ -35,8 +45,14 @@ def test_golden_bodies(path: Path):
     invoice = Invoice.model_validate(doc["invoice"])
     body = body_of(invoice)
     if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text('{\n  "invoice": ' + json.dumps(doc["invoice"], indent=2, ensure_ascii=False).replace("\n", "\n  ")
-                        + ',\n  "payload": ' + _pretty(body, "  ") + "\n}\n", encoding="utf-8")
+        path.write_text(
+            '{\n  "invoice": '
+            + json.dumps(doc["invoice"], indent=2, ensure_ascii=False).replace("\n", "\n  ")
+            + ',\n  "payload": '
+            + _pretty(body, "  ")
+            + "\n}\n",
+            encoding="utf-8",
+        )
     expected = _payload(path)
     assert dumps(body) == dumps(expected)  # exact decimal text, key order included
     assert set(body) <= ALLOWED and all(set(li) <= LINE_ALLOWED for li in body["line_items"])
@@ -49,7 +65,11 @@ def _pretty(obj, pad: str) -> str:
     if isinstance(obj, dict):
         if not obj:
             return "{}"
-        return "{\n" + ",\n".join(f"{inner}{json.dumps(k, ensure_ascii=False)}: {_pretty(v, inner)}" for k, v in obj.items()) + f"\n{pad}}}"
+        return (
+            "{\n"
+            + ",\n".join(f"{inner}{json.dumps(k, ensure_ascii=False)}: {_pretty(v, inner)}" for k, v in obj.items())
+            + f"\n{pad}}}"
+        )
     if isinstance(obj, list):
         if not obj:
             return "[]"
@@ -80,12 +100,15 @@ def test_standard_lines_by_hand():
     body = body_of(golden("standard"))
     labour, part, filt = body["line_items"]
     assert (labour["rate"], labour["quantity"]) == (D("42.00"), D("3.25"))  # 42.00 x 3.25 = 136.50 exactly
-    assert (part["rate"], part["quantity"]) == (D("33.75"), D(1)) and part["description"].endswith("(2 un x 18.75 less 10%)")
+    assert (part["rate"], part["quantity"]) == (D("33.75"), D(1)) and part["description"].endswith(
+        "(2 un x 18.75 less 10%)"
+    )
     assert (filt["rate"], filt["quantity"]) == (D("10.00"), D("2"))
     # Zoho: 190.25 x 23 % = 43.7575 -> 43.76 = ours (31.40 + 7.76 + 4.60): no adjustment
     assert "adjustment" not in body and body["invoice_number"] == "ACME-WO-1001-R1"
-    assert zoho_totals([(D("42.00"), D("3.25"), D(23)), (D("33.75"), D(1), D(23)), (D("10.00"), D(2), D(23))], "EUR", False) == (
-        D("190.25"), D("43.76"), D("234.01"))
+    assert zoho_totals(
+        [(D("42.00"), D("3.25"), D(23)), (D("33.75"), D(1), D(23)), (D("10.00"), D(2), D(23))], "EUR", False
+    ) == (D("190.25"), D("43.76"), D("234.01"))
 
 
 def test_inclusive_and_zero_decimal():
@@ -100,7 +123,9 @@ def test_inclusive_and_zero_decimal():
 def test_limits_and_missing_tax_name_the_field():
     inv = golden("standard")
     with pytest.raises(MappingError) as info:
-        invoice_to_zoho(inv.model_copy(update={"invoice_number": "N" * 101}), SETTINGS, customer_id="c", tax_ids=TAX_IDS)
+        invoice_to_zoho(
+            inv.model_copy(update={"invoice_number": "N" * 101}), SETTINGS, customer_id="c", tax_ids=TAX_IDS
+        )
     assert info.value.field == "invoice_number" and "101 characters" in str(info.value)
     with pytest.raises(MappingError) as info:
         invoice_to_zoho(inv.model_copy(update={"reference": "r" * 51}), SETTINGS, customer_id="c", tax_ids=TAX_IDS)

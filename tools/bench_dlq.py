@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         tally = Tally(kafka.bootstrap)
         counter = iter(range(10**9))
         try:
+
             def run(n_bad: int) -> tuple[float, float]:
                 bad = [bad_record(rng.choice(kinds), rng, next(counter)) for _ in range(n_bad)]
                 good = [good_record(rng, next(counter)) for _ in range(args.good)]

@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tables: dict[str, dict] = {ALLOWANCE_TABLE: {}, QUOTES_TABLE: {}}
             for event, tenant in events:
-                result = price_with_state(event, event.tenant, tenant, allowances=tables[ALLOWANCE_TABLE],
-                                          quotes=tables[QUOTES_TABLE])
+                result = price_with_state(
+                    event, event.tenant, tenant, allowances=tables[ALLOWANCE_TABLE], quotes=tables[QUOTES_TABLE]
+                )
                 for table, key, value in result.writes:
                     tables[table][key] = value
 
@@ -82,10 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - wall_started
     rates.sort()
     lines = sum(len(getattr(price_event(e, e.tenant, t), "lines", [])) for e, t in events)
-    print(f"{rates[-1]:,.0f} events/s on one core (best of {len(rates)} rounds; median {rates[len(rates) // 2]:,.0f}; "
-          f"{priced} events in {cpu:.2f} s CPU / {wall:.2f} s wall); {len(events)} distinct demo events, "
-          f"{lines / len(events):.1f} lines per event on average"
-          f"{'; price_event only' if args.pure else '; with allowance/quote state lookups'}")
+    print(
+        f"{rates[-1]:,.0f} events/s on one core (best of {len(rates)} rounds; median {rates[len(rates) // 2]:,.0f}; "
+        f"{priced} events in {cpu:.2f} s CPU / {wall:.2f} s wall); {len(events)} distinct demo events, "
+        f"{lines / len(events):.1f} lines per event on average"
+        f"{'; price_event only' if args.pure else '; with allowance/quote state lookups'}"
+    )
     return 0
 
 

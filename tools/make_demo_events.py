@@ -120,7 +120,9 @@ def local(tenant: str, day: int, hour: int, minute: int) -> datetime:
     return datetime(2026, 3, day, hour, minute, tzinfo=TENANTS[tenant]["zone"])
 
 
-def envelope(tenant: str, platform: str, etype: str, doc: str, doc_id: str, revision: int, time: datetime, data: dict) -> dict:
+def envelope(
+    tenant: str, platform: str, etype: str, doc: str, doc_id: str, revision: int, time: datetime, data: dict
+) -> dict:
     subject = {"wo": "work-orders", "sj": "scheduled-jobs", "qt": "quotes"}[doc]
     return {
         "specversion": "1.0",
@@ -148,92 +150,212 @@ def special_events() -> list[dict]:
     # acme-fm WO 1001: corrective, two technicians (T31 127 min -> 135 min; T32 40 min -> 60 min minimum),
     # 25 min travel, contactor + 2.5 kg refrigerant at cost + 20 %, parking (billable) + lunch (not).
     start = local("acme-fm", 3, 9, 5)
-    events.append(envelope("acme-fm", "maintainx", WO, "wo", "1001", 1, local("acme-fm", 3, 11, 30), {
-        "work_order_id": "1001",
-        "kind": "corrective",
-        "client_id": "CLI-HAL",
-        "site_id": "LIS-HAL-ROOF",
-        "summary": "Rooftop chiller C2 tripping – contactor replaced, refrigerant topped up",
-        "time_entries": [
-            entry("TE-1001-1", "T31", start, 127),
-            entry("TE-1001-2", "T32", local("acme-fm", 3, 9, 10), 40),
-            {"id": "TE-1001-3", "technician_id": "T31", "kind": "travel", "duration_seconds": 1500},
-        ],
-        "parts": [
-            {"id": "P-1001-1", "sku": "CTR-40A", "description": "Contactor 40A 3P", "quantity": "1", "unit": "un", "unit_cost": "38.50"},
-            {"id": "P-1001-2", "sku": "REF-R410A", "description": "Refrigerant R410A", "quantity": "2.5", "unit": "kg", "unit_cost": "24.00"},
-        ],
-        "expenses": [
-            {"id": "E-1001-1", "description": "Parking", "amount": "6.50"},
-            {"id": "E-1001-2", "description": "Technician lunch", "amount": "12.00", "billable": False},
-        ],
-    }))
+    events.append(
+        envelope(
+            "acme-fm",
+            "maintainx",
+            WO,
+            "wo",
+            "1001",
+            1,
+            local("acme-fm", 3, 11, 30),
+            {
+                "work_order_id": "1001",
+                "kind": "corrective",
+                "client_id": "CLI-HAL",
+                "site_id": "LIS-HAL-ROOF",
+                "summary": "Rooftop chiller C2 tripping – contactor replaced, refrigerant topped up",
+                "time_entries": [
+                    entry("TE-1001-1", "T31", start, 127),
+                    entry("TE-1001-2", "T32", local("acme-fm", 3, 9, 10), 40),
+                    {"id": "TE-1001-3", "technician_id": "T31", "kind": "travel", "duration_seconds": 1500},
+                ],
+                "parts": [
+                    {
+                        "id": "P-1001-1",
+                        "sku": "CTR-40A",
+                        "description": "Contactor 40A 3P",
+                        "quantity": "1",
+                        "unit": "un",
+                        "unit_cost": "38.50",
+                    },
+                    {
+                        "id": "P-1001-2",
+                        "sku": "REF-R410A",
+                        "description": "Refrigerant R410A",
+                        "quantity": "2.5",
+                        "unit": "kg",
+                        "unit_cost": "24.00",
+                    },
+                ],
+                "expenses": [
+                    {"id": "E-1001-1", "description": "Parking", "amount": "6.50"},
+                    {"id": "E-1001-2", "description": "Technician lunch", "amount": "12.00", "billable": False},
+                ],
+            },
+        )
+    )
 
     # acme-fm WO 1007: Saturday night call-out, plumber 85 min -> 90 min, 4 fittings at catalogue price.
-    events.append(envelope("acme-fm", "maintainx", WO, "wo", "1007", 1, local("acme-fm", 14, 23, 20), {
-        "work_order_id": "1007",
-        "kind": "corrective",
-        "client_id": "CLI-MRN",
-        "site_id": "LIS-MRN-HALL",
-        "summary": "Weekend call-out: burst pipe in market hall toilets",
-        "time_entries": [entry("TE-1007-1", "T33", local("acme-fm", 14, 21, 40), 85)],
-        "parts": [
-            {"id": "P-1007-1", "sku": "FIT-COMP-15", "description": "Compression fitting 15 mm", "quantity": "4", "unit": "un",
-             "unit_cost": "1.90", "unit_price": "3.75"},
-            {"id": "P-1007-2", "sku": "CU-PIPE-15", "description": "Copper pipe 15 mm (client stock)", "quantity": "1.5", "unit": "m",
-             "client_supplied": True},
-        ],
-    }))
+    events.append(
+        envelope(
+            "acme-fm",
+            "maintainx",
+            WO,
+            "wo",
+            "1007",
+            1,
+            local("acme-fm", 14, 23, 20),
+            {
+                "work_order_id": "1007",
+                "kind": "corrective",
+                "client_id": "CLI-MRN",
+                "site_id": "LIS-MRN-HALL",
+                "summary": "Weekend call-out: burst pipe in market hall toilets",
+                "time_entries": [entry("TE-1007-1", "T33", local("acme-fm", 14, 21, 40), 85)],
+                "parts": [
+                    {
+                        "id": "P-1007-1",
+                        "sku": "FIT-COMP-15",
+                        "description": "Compression fitting 15 mm",
+                        "quantity": "4",
+                        "unit": "un",
+                        "unit_cost": "1.90",
+                        "unit_price": "3.75",
+                    },
+                    {
+                        "id": "P-1007-2",
+                        "sku": "CU-PIPE-15",
+                        "description": "Copper pipe 15 mm (client stock)",
+                        "quantity": "1.5",
+                        "unit": "m",
+                        "client_supplied": True,
+                    },
+                ],
+            },
+        )
+    )
 
     # nordic-hvac SJ-2026-0311: scheduled PPM, NH-102 115 min (6900 s) -> 120 min, 6 filters, parking + 10 % handling.
-    events.append(envelope("nordic-hvac", "limble", SJ, "sj", "SJ-2026-0311", 1, local("nordic-hvac", 11, 10, 5), {
-        "scheduled_job_id": "SJ-2026-0311",
-        "kind": "preventive",
-        "client_id": "CLI-TGO",
-        "site_id": "LDN-TGO-B1",
-        "contract_ref": "PPM-TGO-2026",
-        "summary": "Quarterly PPM – AHU-1 filters and controls",
-        "time_entries": [{"id": "TE-0311-1", "technician_id": "NH-102", "start": iso(local("nordic-hvac", 11, 8, 10)),
-                          "duration_seconds": 6900}],
-        "parts": [
-            {"id": "P-0311-1", "sku": "FLT-F7-592", "description": "Bag filter F7 592x592", "quantity": "6", "unit": "un",
-             "unit_cost": "5.10", "unit_price": "8.40"},
-        ],
-        "expenses": [{"id": "E-0311-1", "description": "Parking", "amount": "8.00"}],
-    }))
+    events.append(
+        envelope(
+            "nordic-hvac",
+            "limble",
+            SJ,
+            "sj",
+            "SJ-2026-0311",
+            1,
+            local("nordic-hvac", 11, 10, 5),
+            {
+                "scheduled_job_id": "SJ-2026-0311",
+                "kind": "preventive",
+                "client_id": "CLI-TGO",
+                "site_id": "LDN-TGO-B1",
+                "contract_ref": "PPM-TGO-2026",
+                "summary": "Quarterly PPM – AHU-1 filters and controls",
+                "time_entries": [
+                    {
+                        "id": "TE-0311-1",
+                        "technician_id": "NH-102",
+                        "start": iso(local("nordic-hvac", 11, 8, 10)),
+                        "duration_seconds": 6900,
+                    }
+                ],
+                "parts": [
+                    {
+                        "id": "P-0311-1",
+                        "sku": "FLT-F7-592",
+                        "description": "Bag filter F7 592x592",
+                        "quantity": "6",
+                        "unit": "un",
+                        "unit_cost": "5.10",
+                        "unit_price": "8.40",
+                    },
+                ],
+                "expenses": [{"id": "E-0311-1", "description": "Parking", "amount": "8.00"}],
+            },
+        )
+    )
 
     # acme-fm quote Q-2026-012: compressor replacement, 10 h labour, documentation at reduced 6 % VAT.
-    events.append(envelope("acme-fm", "erpnext", QT, "qt", "Q-2026-012", 1, local("acme-fm", 10, 16, 45), {
-        "quote_id": "Q-2026-012",
-        "client_id": "CLI-HAL",
-        "site_id": "LIS-HAL-ROOF",
-        "summary": "Replace scroll compressor on rooftop chiller C2",
-        "lines": [
-            {"id": "QL-012-1", "sku": "CMP-SCROLL-10", "description": "Scroll compressor 10 kW", "quantity": "1", "unit_price": "980.00"},
-            {"id": "QL-012-2", "sku": "SRV-LAB-H", "description": "Technician labour (hour)", "quantity": "10", "unit_price": "45.00"},
-            {"id": "QL-012-3", "description": "Technical documentation booklet", "quantity": "1", "unit_price": "25.00", "tax_rate": "6"},
-        ],
-    }))
+    events.append(
+        envelope(
+            "acme-fm",
+            "erpnext",
+            QT,
+            "qt",
+            "Q-2026-012",
+            1,
+            local("acme-fm", 10, 16, 45),
+            {
+                "quote_id": "Q-2026-012",
+                "client_id": "CLI-HAL",
+                "site_id": "LIS-HAL-ROOF",
+                "summary": "Replace scroll compressor on rooftop chiller C2",
+                "lines": [
+                    {
+                        "id": "QL-012-1",
+                        "sku": "CMP-SCROLL-10",
+                        "description": "Scroll compressor 10 kW",
+                        "quantity": "1",
+                        "unit_price": "980.00",
+                    },
+                    {
+                        "id": "QL-012-2",
+                        "sku": "SRV-LAB-H",
+                        "description": "Technician labour (hour)",
+                        "quantity": "10",
+                        "unit_price": "45.00",
+                    },
+                    {
+                        "id": "QL-012-3",
+                        "description": "Technical documentation booklet",
+                        "quantity": "1",
+                        "unit_price": "25.00",
+                        "tax_rate": "6",
+                    },
+                ],
+            },
+        )
+    )
 
     # acme-fm WO 1012 executes quote Q-2026-012, invoiced in full on approval: the work order bills
     # only its extra outside the quote (the refrigerant top-up); its time is inside the quote (cost only).
-    events.append(envelope("acme-fm", "maintainx", WO, "wo", "1012", 1, local("acme-fm", 20, 17, 10), {
-        "work_order_id": "1012",
-        "kind": "corrective",
-        "quote_id": "Q-2026-012",
-        "client_id": "CLI-HAL",
-        "site_id": "LIS-HAL-ROOF",
-        "summary": "Compressor replacement on chiller C2 (quote Q-2026-012)",
-        "time_entries": [
-            entry("TE-1012-1", "T31", local("acme-fm", 20, 8, 0), 270, break_minutes=30),
-            entry("TE-1012-2", "T34", local("acme-fm", 20, 8, 0), 240, break_minutes=30),
-            entry("TE-1012-3", "T31", local("acme-fm", 20, 13, 30), 210),
-        ],
-        "parts": [
-            {"id": "P-1012-1", "sku": "REF-R410A", "description": "Refrigerant R410A", "quantity": "4.2", "unit": "kg", "unit_cost": "24.00",
-             "outside_quote": True},
-        ],
-    }))
+    events.append(
+        envelope(
+            "acme-fm",
+            "maintainx",
+            WO,
+            "wo",
+            "1012",
+            1,
+            local("acme-fm", 20, 17, 10),
+            {
+                "work_order_id": "1012",
+                "kind": "corrective",
+                "quote_id": "Q-2026-012",
+                "client_id": "CLI-HAL",
+                "site_id": "LIS-HAL-ROOF",
+                "summary": "Compressor replacement on chiller C2 (quote Q-2026-012)",
+                "time_entries": [
+                    entry("TE-1012-1", "T31", local("acme-fm", 20, 8, 0), 270, break_minutes=30),
+                    entry("TE-1012-2", "T34", local("acme-fm", 20, 8, 0), 240, break_minutes=30),
+                    entry("TE-1012-3", "T31", local("acme-fm", 20, 13, 30), 210),
+                ],
+                "parts": [
+                    {
+                        "id": "P-1012-1",
+                        "sku": "REF-R410A",
+                        "description": "Refrigerant R410A",
+                        "quantity": "4.2",
+                        "unit": "kg",
+                        "unit_cost": "24.00",
+                        "outside_quote": True,
+                    },
+                ],
+            },
+        )
+    )
 
     # nordic-hvac WO 5003 r1 and its revision 2 (the technician forgot a second visit and a belt).
     r1 = {
@@ -252,46 +374,100 @@ def special_events() -> list[dict]:
         entry("TE-5003-2", "NH-101", local("nordic-hvac", 6, 9, 0), 70, visit_id="V2"),
         {"id": "TE-5003-3", "technician_id": "NH-101", "kind": "travel", "duration_seconds": 2400, "visit_id": "V2"},
     ]
-    r2["parts"] = [{"id": "P-5003-1", "sku": "BELT-SPA-1250", "description": "V-belt SPA 1250", "quantity": "2", "unit": "un",
-                    "unit_cost": "7.80"}]
+    r2["parts"] = [
+        {
+            "id": "P-5003-1",
+            "sku": "BELT-SPA-1250",
+            "description": "V-belt SPA 1250",
+            "quantity": "2",
+            "unit": "un",
+            "unit_cost": "7.80",
+        }
+    ]
     events.append(envelope("nordic-hvac", "limble", WO, "wo", "5003", 2, local("nordic-hvac", 9, 11, 30), r2))
 
     # acme-fm warranty quote at zero price -> NotBillable (valid event, no invoice).
-    events.append(envelope("acme-fm", "erpnext", QT, "qt", "Q-2026-019", 1, local("acme-fm", 18, 12, 0), {
-        "quote_id": "Q-2026-019",
-        "client_id": "CLI-CDP",
-        "site_id": "LIS-CDP-PLANT",
-        "summary": "Warranty replacement of pump seal – no charge",
-        "lines": [{"id": "QL-019-1", "sku": "SEAL-PMP-32", "description": "Pump mechanical seal (warranty)", "quantity": "1",
-                   "unit_price": "0.00"}],
-    }))
+    events.append(
+        envelope(
+            "acme-fm",
+            "erpnext",
+            QT,
+            "qt",
+            "Q-2026-019",
+            1,
+            local("acme-fm", 18, 12, 0),
+            {
+                "quote_id": "Q-2026-019",
+                "client_id": "CLI-CDP",
+                "site_id": "LIS-CDP-PLANT",
+                "summary": "Warranty replacement of pump seal – no charge",
+                "lines": [
+                    {
+                        "id": "QL-019-1",
+                        "sku": "SEAL-PMP-32",
+                        "description": "Pump mechanical seal (warranty)",
+                        "quantity": "1",
+                        "unit_price": "0.00",
+                    }
+                ],
+            },
+        )
+    )
 
     # THE invalid event: negative part quantity (fails broker.events.parse_event).
-    events.append(envelope("acme-fm", "maintainx", WO, "wo", "1042", 1, local("acme-fm", 24, 15, 0), {
-        "work_order_id": "1042",
-        "kind": "corrective",
-        "client_id": "CLI-CDP",
-        "site_id": "LIS-CDP-WARD2",
-        "summary": "Ward 2 radiator valve replaced",
-        "time_entries": [entry("TE-1042-1", "T33", local("acme-fm", 24, 13, 30), 75)],
-        "parts": [{"id": "P-1042-1", "sku": "VLV-BALL-22", "description": "Ball valve 22 mm", "quantity": "-2", "unit": "un",
-                   "unit_cost": "9.35"}],
-    }))
+    events.append(
+        envelope(
+            "acme-fm",
+            "maintainx",
+            WO,
+            "wo",
+            "1042",
+            1,
+            local("acme-fm", 24, 15, 0),
+            {
+                "work_order_id": "1042",
+                "kind": "corrective",
+                "client_id": "CLI-CDP",
+                "site_id": "LIS-CDP-WARD2",
+                "summary": "Ward 2 radiator valve replaced",
+                "time_entries": [entry("TE-1042-1", "T33", local("acme-fm", 24, 13, 30), 75)],
+                "parts": [
+                    {
+                        "id": "P-1042-1",
+                        "sku": "VLV-BALL-22",
+                        "description": "Ball valve 22 mm",
+                        "quantity": "-2",
+                        "unit": "un",
+                        "unit_cost": "9.35",
+                    }
+                ],
+            },
+        )
+    )
     return events
 
 
 # --------------------------------------------------------------------------- small tenants (other billing systems)
 #: tenant -> (zone, platform); clients, technicians and rates are in broker/examples/config.yaml.
 SMALL_TENANTS = {
-    "liffey-fs": (ZoneInfo("Europe/Dublin"), "upkeep"),         # Stripe
-    "invicta-mt": (ZoneInfo("Europe/Lisbon"), "fiix"),          # QuickBooks Online
+    "liffey-fs": (ZoneInfo("Europe/Dublin"), "upkeep"),  # Stripe
+    "invicta-mt": (ZoneInfo("Europe/Lisbon"), "fiix"),  # QuickBooks Online
     "mondego-clima": (ZoneInfo("Europe/Lisbon"), "infraspeak"),  # InvoiceXpress
-    "sotavento-tec": (ZoneInfo("Europe/Lisbon"), "fracttal"),    # Moloni
+    "sotavento-tec": (ZoneInfo("Europe/Lisbon"), "fracttal"),  # Moloni
 }
 
 
-def _part(pid: str, sku: str, description: str, quantity: str, unit: str, unit_cost: str, unit_price: str | None = None) -> dict:
-    out = {"id": pid, "sku": sku, "description": description, "quantity": quantity, "unit": unit, "unit_cost": unit_cost}
+def _part(
+    pid: str, sku: str, description: str, quantity: str, unit: str, unit_cost: str, unit_price: str | None = None
+) -> dict:
+    out = {
+        "id": pid,
+        "sku": sku,
+        "description": description,
+        "quantity": quantity,
+        "unit": unit,
+        "unit_cost": unit_cost,
+    }
     if unit_price is not None:
         out["unit_price"] = unit_price
     return out
@@ -304,8 +480,19 @@ def _expense(eid: str, description: str, amount: str, billable: bool = True) -> 
     return out
 
 
-def _small_job(tenant: str, doc: str, doc_id: str, day: int, client: str, site: str, summary: str,
-               crew: list[tuple[str, int, int, int]], parts: list[dict], expenses: list[dict], done_after: int = 15) -> dict:
+def _small_job(
+    tenant: str,
+    doc: str,
+    doc_id: str,
+    day: int,
+    client: str,
+    site: str,
+    summary: str,
+    crew: list[tuple[str, int, int, int]],
+    parts: list[dict],
+    expenses: list[dict],
+    done_after: int = 15,
+) -> dict:
     """One completed job of a small tenant. ``crew``: ``(technician, start hour, start minute, minutes)``;
     the event is sent ``done_after`` minutes after the last technician finishes."""
     zone, platform = SMALL_TENANTS[tenant]
@@ -314,8 +501,14 @@ def _small_job(tenant: str, doc: str, doc_id: str, day: int, client: str, site: 
         start = datetime(2026, 3, day, hour, minute, tzinfo=zone)
         entries.append(entry(f"TE-{doc_id}-{n}", tech, start, minutes))
         end = max(end or start, start + timedelta(minutes=minutes))
-    data = {"client_id": client, "site_id": site, "summary": summary, "time_entries": entries, "parts": parts,
-            "expenses": expenses}
+    data = {
+        "client_id": client,
+        "site_id": site,
+        "summary": summary,
+        "time_entries": entries,
+        "parts": parts,
+        "expenses": expenses,
+    }
     if doc == "wo":
         data = {"work_order_id": doc_id, "kind": "corrective", **data}
         etype = WO
@@ -329,86 +522,210 @@ def small_tenant_events() -> list[dict]:
     """The four small tenants' events (no randomness), in time order."""
     events = [
         # liffey-fs (Stripe), Dublin
-        _small_job("liffey-fs", "wo", "3101", 4, "CLI-GCD", "DUB-GCD-PLANT",
-                   "Rooftop condensing unit C1 low on refrigerant – leak brazed, contactor replaced",
-                   [("LF-01", 9, 10, 135), ("LF-02", 9, 20, 50)],
-                   [_part("P-3101-1", "REF-R32", "Refrigerant R32", "1.8", "kg", "19.50"),
-                    _part("P-3101-2", "CTR-25A", "Contactor 25A 3P", "1", "un", "31.00")],
-                   [_expense("E-3101-1", "Parking", "9.00"), _expense("E-3101-2", "Technician lunch", "14.50", billable=False)]),
-        _small_job("liffey-fs", "wo", "3102", 12, "CLI-SBN", "DUB-SBN-PLANT",
-                   "Boiler room distribution board tripping – RCBOs and sub-main cable replaced",
-                   [("LF-02", 13, 5, 95), ("LF-03", 13, 5, 70)],
-                   [_part("P-3102-1", "CBL-NYY-4", "Cable NYY-J 4 mm²", "12.5", "m", "1.35"),
-                    _part("P-3102-2", "RCBO-32", "RCBO 32A type A", "2", "un", "27.80", "42.00")],
-                   [_expense("E-3102-1", "Toll M50", "3.10")]),
-        _small_job("liffey-fs", "sj", "PPM-0319", 19, "CLI-SBN", "DUB-SBN-AHU",
-                   "Quarterly PPM – AHU-2 filters, belts and dampers",
-                   [("LF-01", 8, 30, 110), ("LF-03", 8, 30, 80)],
-                   [_part("P-0319-1", "FLT-G4-592", "Air filter G4 592x592", "4", "un", "5.60"),
-                    _part("P-0319-2", "GRS-LITH", "Bearing grease (lithium)", "0.25", "kg", "16.00")],
-                   [_expense("E-0319-1", "Parking", "7.50")]),
+        _small_job(
+            "liffey-fs",
+            "wo",
+            "3101",
+            4,
+            "CLI-GCD",
+            "DUB-GCD-PLANT",
+            "Rooftop condensing unit C1 low on refrigerant – leak brazed, contactor replaced",
+            [("LF-01", 9, 10, 135), ("LF-02", 9, 20, 50)],
+            [
+                _part("P-3101-1", "REF-R32", "Refrigerant R32", "1.8", "kg", "19.50"),
+                _part("P-3101-2", "CTR-25A", "Contactor 25A 3P", "1", "un", "31.00"),
+            ],
+            [
+                _expense("E-3101-1", "Parking", "9.00"),
+                _expense("E-3101-2", "Technician lunch", "14.50", billable=False),
+            ],
+        ),
+        _small_job(
+            "liffey-fs",
+            "wo",
+            "3102",
+            12,
+            "CLI-SBN",
+            "DUB-SBN-PLANT",
+            "Boiler room distribution board tripping – RCBOs and sub-main cable replaced",
+            [("LF-02", 13, 5, 95), ("LF-03", 13, 5, 70)],
+            [
+                _part("P-3102-1", "CBL-NYY-4", "Cable NYY-J 4 mm²", "12.5", "m", "1.35"),
+                _part("P-3102-2", "RCBO-32", "RCBO 32A type A", "2", "un", "27.80", "42.00"),
+            ],
+            [_expense("E-3102-1", "Toll M50", "3.10")],
+        ),
+        _small_job(
+            "liffey-fs",
+            "sj",
+            "PPM-0319",
+            19,
+            "CLI-SBN",
+            "DUB-SBN-AHU",
+            "Quarterly PPM – AHU-2 filters, belts and dampers",
+            [("LF-01", 8, 30, 110), ("LF-03", 8, 30, 80)],
+            [
+                _part("P-0319-1", "FLT-G4-592", "Air filter G4 592x592", "4", "un", "5.60"),
+                _part("P-0319-2", "GRS-LITH", "Bearing grease (lithium)", "0.25", "kg", "16.00"),
+            ],
+            [_expense("E-0319-1", "Parking", "7.50")],
+        ),
         # invicta-mt (QuickBooks Online), Porto
-        _small_job("invicta-mt", "wo", "4101", 5, "CLI-HRD", "PRT-HRD-KITCHEN",
-                   "Cozinha: câmara frigorífica sem frio – válvula de expansão substituída",
-                   [("IM-11", 8, 45, 100), ("IM-13", 8, 50, 55)],
-                   [_part("P-4101-1", "REF-R290", "Refrigerante R290", "0.45", "kg", "38.00"),
-                    _part("P-4101-2", "VLV-EXP-TX3", "Válvula de expansão TX3", "1", "un", "64.00")],
-                   [_expense("E-4101-1", "Portagem A1", "2.35"), _expense("E-4101-2", "Almoço", "11.50", billable=False)]),
-        _small_job("invicta-mt", "wo", "4102", 10, "CLI-CSB", "PRT-CSB-GYM",
-                   "Balneários do pavilhão: fuga na coluna de água quente",
-                   [("IM-12", 14, 0, 80), ("IM-13", 14, 0, 80)],
-                   [_part("P-4102-1", "TUB-PPR-25", "Tubo PPR 25 mm", "3.5", "m", "2.40"),
-                    _part("P-4102-2", "VLV-ESF-20", "Torneira de esfera 3/4\"", "2", "un", "8.90")],
-                   [_expense("E-4102-1", "Estacionamento", "4.80")]),
-        _small_job("invicta-mt", "sj", "PPM-0325", 25, "CLI-CSB", "PRT-CSB-MAIN",
-                   "Manutenção preventiva trimestral – UTAs e caldeira",
-                   [("IM-11", 9, 0, 150), ("IM-13", 9, 0, 150)],
-                   [_part("P-0325-1", "FLT-G4-592", "Filtro G4 592x592", "6", "un", "5.20", "8.90"),
-                    _part("P-0325-2", "QUIM-DESC", "Desincrustante para permutador", "2.5", "l", "7.40")],
-                   []),
+        _small_job(
+            "invicta-mt",
+            "wo",
+            "4101",
+            5,
+            "CLI-HRD",
+            "PRT-HRD-KITCHEN",
+            "Cozinha: câmara frigorífica sem frio – válvula de expansão substituída",
+            [("IM-11", 8, 45, 100), ("IM-13", 8, 50, 55)],
+            [
+                _part("P-4101-1", "REF-R290", "Refrigerante R290", "0.45", "kg", "38.00"),
+                _part("P-4101-2", "VLV-EXP-TX3", "Válvula de expansão TX3", "1", "un", "64.00"),
+            ],
+            [_expense("E-4101-1", "Portagem A1", "2.35"), _expense("E-4101-2", "Almoço", "11.50", billable=False)],
+        ),
+        _small_job(
+            "invicta-mt",
+            "wo",
+            "4102",
+            10,
+            "CLI-CSB",
+            "PRT-CSB-GYM",
+            "Balneários do pavilhão: fuga na coluna de água quente",
+            [("IM-12", 14, 0, 80), ("IM-13", 14, 0, 80)],
+            [
+                _part("P-4102-1", "TUB-PPR-25", "Tubo PPR 25 mm", "3.5", "m", "2.40"),
+                _part("P-4102-2", "VLV-ESF-20", 'Torneira de esfera 3/4"', "2", "un", "8.90"),
+            ],
+            [_expense("E-4102-1", "Estacionamento", "4.80")],
+        ),
+        _small_job(
+            "invicta-mt",
+            "sj",
+            "PPM-0325",
+            25,
+            "CLI-CSB",
+            "PRT-CSB-MAIN",
+            "Manutenção preventiva trimestral – UTAs e caldeira",
+            [("IM-11", 9, 0, 150), ("IM-13", 9, 0, 150)],
+            [
+                _part("P-0325-1", "FLT-G4-592", "Filtro G4 592x592", "6", "un", "5.20", "8.90"),
+                _part("P-0325-2", "QUIM-DESC", "Desincrustante para permutador", "2.5", "l", "7.40"),
+            ],
+            [],
+        ),
         # mondego-clima (InvoiceXpress), Coimbra
-        _small_job("mondego-clima", "wo", "6101", 3, "CLI-QLG", "COI-QLG-BOILER",
-                   "Caldeira em bloqueio – sondas NTC substituídas, circuito atestado com glicol",
-                   [("MC-21", 10, 0, 145), ("MC-22", 10, 15, 60)],
-                   [_part("P-6101-1", "SENS-NTC-10K", "Sonda NTC 10k", "2", "un", "12.40"),
-                    _part("P-6101-2", "GLIC-MPG", "Monopropilenoglicol", "2.5", "l", "6.80")],
-                   [_expense("E-6101-1", "Estacionamento", "3.60")]),
-        _small_job("mondego-clima", "wo", "6102", 11, "CLI-CAA", "COI-CAA-ROOF",
-                   "Rooftop RT-3 parado – condensador de arranque e carga de refrigerante",
-                   [("MC-21", 8, 30, 200), ("MC-23", 8, 30, 200)],
-                   [_part("P-6102-1", "REF-R410A", "Refrigerante R410A", "3.2", "kg", "24.00"),
-                    _part("P-6102-2", "CAP-45-5", "Condensador 45+5 uF", "1", "un", "14.50")],
-                   [_expense("E-6102-1", "Aluguer de plataforma elevatória", "85.00"), _expense("E-6102-2", "Portagem A1", "4.75")]),
-        _small_job("mondego-clima", "wo", "6103", 20, "CLI-QLG", "COI-QLG-WING-B",
-                   "Ala B: iluminação do corredor – balastros e tubos substituídos por LED",
-                   [("MC-22", 15, 0, 65), ("MC-23", 15, 10, 40)],
-                   [_part("P-6103-1", "LED-T8-18W", "Tubo LED T8 18 W", "6", "un", "4.90"),
-                    _part("P-6103-2", "CBL-H07-1.5", "Cabo H07V-K 1,5 mm²", "7.5", "m", "0.48", "0.85")],
-                   [_expense("E-6103-1", "Estacionamento", "2.40")]),
+        _small_job(
+            "mondego-clima",
+            "wo",
+            "6101",
+            3,
+            "CLI-QLG",
+            "COI-QLG-BOILER",
+            "Caldeira em bloqueio – sondas NTC substituídas, circuito atestado com glicol",
+            [("MC-21", 10, 0, 145), ("MC-22", 10, 15, 60)],
+            [
+                _part("P-6101-1", "SENS-NTC-10K", "Sonda NTC 10k", "2", "un", "12.40"),
+                _part("P-6101-2", "GLIC-MPG", "Monopropilenoglicol", "2.5", "l", "6.80"),
+            ],
+            [_expense("E-6101-1", "Estacionamento", "3.60")],
+        ),
+        _small_job(
+            "mondego-clima",
+            "wo",
+            "6102",
+            11,
+            "CLI-CAA",
+            "COI-CAA-ROOF",
+            "Rooftop RT-3 parado – condensador de arranque e carga de refrigerante",
+            [("MC-21", 8, 30, 200), ("MC-23", 8, 30, 200)],
+            [
+                _part("P-6102-1", "REF-R410A", "Refrigerante R410A", "3.2", "kg", "24.00"),
+                _part("P-6102-2", "CAP-45-5", "Condensador 45+5 uF", "1", "un", "14.50"),
+            ],
+            [
+                _expense("E-6102-1", "Aluguer de plataforma elevatória", "85.00"),
+                _expense("E-6102-2", "Portagem A1", "4.75"),
+            ],
+        ),
+        _small_job(
+            "mondego-clima",
+            "wo",
+            "6103",
+            20,
+            "CLI-QLG",
+            "COI-QLG-WING-B",
+            "Ala B: iluminação do corredor – balastros e tubos substituídos por LED",
+            [("MC-22", 15, 0, 65), ("MC-23", 15, 10, 40)],
+            [
+                _part("P-6103-1", "LED-T8-18W", "Tubo LED T8 18 W", "6", "un", "4.90"),
+                _part("P-6103-2", "CBL-H07-1.5", "Cabo H07V-K 1,5 mm²", "7.5", "m", "0.48", "0.85"),
+            ],
+            [_expense("E-6103-1", "Estacionamento", "2.40")],
+        ),
         # sotavento-tec (Moloni), Faro
-        _small_job("sotavento-tec", "wo", "7101", 6, "CLI-PFL", "FAO-PFL-CHILLER",
-                   "Chiller da piscina em alarme de baixa pressão – fuga reparada, filtro desidratador substituído",
-                   [("SV-31", 9, 0, 170), ("SV-32", 9, 0, 120)],
-                   [_part("P-7101-1", "REF-R134A", "Refrigerante R134a", "4.25", "kg", "21.00"),
-                    _part("P-7101-2", "FLT-DRY-164", "Filtro desidratador 164", "1", "un", "18.60")],
-                   [_expense("E-7101-1", "Portagem Via do Infante", "6.45"), _expense("E-7101-2", "Almoço", "12.00", billable=False)]),
-        _small_job("sotavento-tec", "wo", "7102", 16, "CLI-SRF", "FAO-SRF-COLDROOM",
-                   "Câmara de congelados a -12 °C – ventilador do evaporador substituído",
-                   [("SV-31", 7, 30, 95), ("SV-33", 7, 30, 95)],
-                   [_part("P-7102-1", "VNT-EC-250", "Ventilador EC 250 mm", "1", "un", "142.00"),
-                    _part("P-7102-2", "CBL-H07-1.5", "Cabo H07V-K 1,5 mm²", "6.5", "m", "0.52")],
-                   [_expense("E-7102-1", "Estacionamento", "1.80")]),
-        _small_job("sotavento-tec", "sj", "PPM-0326", 26, "CLI-SRF", "FAO-SRF-COLDROOM",
-                   "Manutenção preventiva mensal – câmaras frigoríficas",
-                   [("SV-31", 8, 0, 130), ("SV-33", 8, 0, 75)],
-                   [_part("P-0326-1", "LIMP-SERP", "Limpa-serpentinas", "1.5", "l", "9.80")],
-                   []),
-        _small_job("sotavento-tec", "wo", "7103", 30, "CLI-PFL", "FAO-PFL-SPA",
-                   "Spa: bomba de calor sem arranque – condensador substituído",
-                   [("SV-32", 11, 0, 60), ("SV-33", 11, 0, 45)],
-                   [_part("P-7103-1", "CAP-35-5", "Condensador 35+5 uF", "1", "un", "12.00"),
-                    _part("P-7103-2", "TUB-ISOL-19", "Isolamento tubular 19 mm", "2.5", "m", "3.10")],
-                   [_expense("E-7103-1", "Portagem Via do Infante", "3.25")]),
+        _small_job(
+            "sotavento-tec",
+            "wo",
+            "7101",
+            6,
+            "CLI-PFL",
+            "FAO-PFL-CHILLER",
+            "Chiller da piscina em alarme de baixa pressão – fuga reparada, filtro desidratador substituído",
+            [("SV-31", 9, 0, 170), ("SV-32", 9, 0, 120)],
+            [
+                _part("P-7101-1", "REF-R134A", "Refrigerante R134a", "4.25", "kg", "21.00"),
+                _part("P-7101-2", "FLT-DRY-164", "Filtro desidratador 164", "1", "un", "18.60"),
+            ],
+            [
+                _expense("E-7101-1", "Portagem Via do Infante", "6.45"),
+                _expense("E-7101-2", "Almoço", "12.00", billable=False),
+            ],
+        ),
+        _small_job(
+            "sotavento-tec",
+            "wo",
+            "7102",
+            16,
+            "CLI-SRF",
+            "FAO-SRF-COLDROOM",
+            "Câmara de congelados a -12 °C – ventilador do evaporador substituído",
+            [("SV-31", 7, 30, 95), ("SV-33", 7, 30, 95)],
+            [
+                _part("P-7102-1", "VNT-EC-250", "Ventilador EC 250 mm", "1", "un", "142.00"),
+                _part("P-7102-2", "CBL-H07-1.5", "Cabo H07V-K 1,5 mm²", "6.5", "m", "0.52"),
+            ],
+            [_expense("E-7102-1", "Estacionamento", "1.80")],
+        ),
+        _small_job(
+            "sotavento-tec",
+            "sj",
+            "PPM-0326",
+            26,
+            "CLI-SRF",
+            "FAO-SRF-COLDROOM",
+            "Manutenção preventiva mensal – câmaras frigoríficas",
+            [("SV-31", 8, 0, 130), ("SV-33", 8, 0, 75)],
+            [_part("P-0326-1", "LIMP-SERP", "Limpa-serpentinas", "1.5", "l", "9.80")],
+            [],
+        ),
+        _small_job(
+            "sotavento-tec",
+            "wo",
+            "7103",
+            30,
+            "CLI-PFL",
+            "FAO-PFL-SPA",
+            "Spa: bomba de calor sem arranque – condensador substituído",
+            [("SV-32", 11, 0, 60), ("SV-33", 11, 0, 45)],
+            [
+                _part("P-7103-1", "CAP-35-5", "Condensador 35+5 uF", "1", "un", "12.00"),
+                _part("P-7103-2", "TUB-ISOL-19", "Isolamento tubular 19 mm", "2.5", "m", "3.10"),
+            ],
+            [_expense("E-7103-1", "Portagem Via do Infante", "3.25")],
+        ),
     ]
     events.sort(key=lambda e: (datetime.fromisoformat(e["time"]), e["id"]))
     return events
@@ -424,8 +741,14 @@ def _quantity(rng: random.Random, unit: str) -> str:
 def _parts(rng: random.Random, cfg: dict, prefix: str, count: int) -> list[dict]:
     out = []
     for n, (sku, desc, unit, cost, price) in enumerate(rng.sample(cfg["parts"], count), start=1):
-        part = {"id": f"P-{prefix}-{n}", "sku": sku, "description": desc, "quantity": _quantity(rng, unit), "unit": unit,
-                "unit_cost": cost}
+        part = {
+            "id": f"P-{prefix}-{n}",
+            "sku": sku,
+            "description": desc,
+            "quantity": _quantity(rng, unit),
+            "unit": unit,
+            "unit_cost": cost,
+        }
         if price is not None:
             part["unit_price"] = price
         if rng.random() < 0.08:
@@ -456,15 +779,41 @@ def routine_event(rng: random.Random, tenant: str, day: int, seq: int, next_wo: 
         lines = []
         for n, (sku, desc, unit, cost, price) in enumerate(rng.sample(cfg["parts"], rng.randint(1, 2)), start=1):
             unit_price = price or f"{Decimal(cost) * Decimal('1.35'):.2f}"
-            lines.append({"id": f"QL-{seq}-{n}", "sku": sku, "description": desc, "quantity": _quantity(rng, unit),
-                          "unit_price": unit_price})
-        lines.append({"id": f"QL-{seq}-{len(lines) + 1}", "sku": "SRV-LAB-H", "description": "Technician labour (hour)",
-                      "quantity": str(rng.randint(2, 8)), "unit_price": "45.00" if tenant == "acme-fm" else "65.00"})
+            lines.append(
+                {
+                    "id": f"QL-{seq}-{n}",
+                    "sku": sku,
+                    "description": desc,
+                    "quantity": _quantity(rng, unit),
+                    "unit_price": unit_price,
+                }
+            )
+        lines.append(
+            {
+                "id": f"QL-{seq}-{len(lines) + 1}",
+                "sku": "SRV-LAB-H",
+                "description": "Technician labour (hour)",
+                "quantity": str(rng.randint(2, 8)),
+                "unit_price": "45.00" if tenant == "acme-fm" else "65.00",
+            }
+        )
         time = local(tenant, day, rng.randint(9, 17), rng.choice([0, 15, 30, 45]))
-        return envelope(tenant, cfg["qt_platform"], QT, "qt", quote_id, 1, time, {
-            "quote_id": quote_id, "client_id": client, "site_id": site, "lines": lines,
-            "summary": "Proposal: " + rng.choice(CORRECTIVE_SUMMARIES).split(" – ")[0].lower(),
-        })
+        return envelope(
+            tenant,
+            cfg["qt_platform"],
+            QT,
+            "qt",
+            quote_id,
+            1,
+            time,
+            {
+                "quote_id": quote_id,
+                "client_id": client,
+                "site_id": site,
+                "lines": lines,
+                "summary": "Proposal: " + rng.choice(CORRECTIVE_SUMMARIES).split(" – ")[0].lower(),
+            },
+        )
 
     scheduled = roll < 0.32
     preventive_wo = not scheduled and roll < 0.40
@@ -485,8 +834,14 @@ def routine_event(rng: random.Random, tenant: str, day: int, seq: int, next_wo: 
         entries.append(e)
         end = max(end, start + timedelta(minutes=5 * (n - 1) + minutes))
     if rng.random() < 0.3:
-        entries.append({"id": f"TE-{prefix}-T", "technician_id": crew[0], "kind": "travel",
-                        "duration_seconds": rng.randint(10, 50) * 60})
+        entries.append(
+            {
+                "id": f"TE-{prefix}-T",
+                "technician_id": crew[0],
+                "kind": "travel",
+                "duration_seconds": rng.randint(10, 50) * 60,
+            }
+        )
     data = {
         "client_id": client,
         "site_id": site,

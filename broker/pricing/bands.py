@@ -16,21 +16,21 @@ bills the hours actually worked (one less in spring, one more in autumn).
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from broker.config import TimeBand, hhmm_minutes
 
-UTC = timezone.utc
+UTC = UTC
 _WEEKDAY_INDEX = {"MON": 0, "TUE": 1, "WED": 2, "THU": 3, "FRI": 4, "SAT": 5, "SUN": 6}
 
 
 class CompiledBands:
     """A rate card's bands prepared for fast classification (weekday sets, windows in seconds)."""
 
-    __slots__ = ("bands", "cuts", "holidays", "overtime_thresholds", "_compiled")
+    __slots__ = ("_compiled", "bands", "cuts", "holidays", "overtime_thresholds")
 
     def __init__(self, bands: list[TimeBand], holidays: list[date]):
         self.bands = bands
@@ -94,15 +94,18 @@ def _transition(lo: datetime, hi: datetime, zone: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(hi_s, UTC)
 
 
-def split_interval(start: datetime, end: datetime, zone: ZoneInfo, cuts: tuple[int, ...]) -> list[tuple[datetime, datetime]]:
+def split_interval(
+    start: datetime, end: datetime, zone: ZoneInfo, cuts: tuple[int, ...]
+) -> list[tuple[datetime, datetime]]:
     """Cut ``[start, end)`` (aware datetimes) at each local wall time in ``cuts`` (minutes after
     midnight) on every local day it touches, and at UTC-offset changes. Returns UTC pieces in order.
     """
     return [(a, b) for a, b, _local in split_local(start, end, zone, cuts)]
 
 
-def split_local(start: datetime, end: datetime, zone: ZoneInfo,
-                cuts: tuple[int, ...]) -> list[tuple[datetime, datetime, datetime]]:
+def split_local(
+    start: datetime, end: datetime, zone: ZoneInfo, cuts: tuple[int, ...]
+) -> list[tuple[datetime, datetime, datetime]]:
     """Like :func:`split_interval`, with each piece's local wall-clock start (naive) as a third item."""
     start = start.astimezone(UTC)
     end = end.astimezone(UTC)
@@ -126,8 +129,11 @@ def split_local(start: datetime, end: datetime, zone: ZoneInfo,
         if len(points) == 2:
             return [(start, end, local_start)]
         points.sort()
-        return [((a - offset).replace(tzinfo=UTC), (b - offset).replace(tzinfo=UTC), a)
-                for a, b in zip(points, points[1:]) if b > a]
+        return [
+            ((a - offset).replace(tzinfo=UTC), (b - offset).replace(tzinfo=UTC), a)
+            for a, b in zip(points, points[1:])
+            if b > a
+        ]
     return [(a, b, a.astimezone(zone).replace(tzinfo=None)) for a, b in _split_slow(start, end, zone, cuts)]
 
 
@@ -140,10 +146,14 @@ def _cut_steps(cuts: tuple[int, ...]) -> tuple[timedelta, ...]:
     if steps is None:
         steps = _STEPS[cuts] = tuple(timedelta(minutes=m) for m in cuts)
     return steps
+
+
 _DAY = timedelta(days=1)
 
 
-def _split_slow(start: datetime, end: datetime, zone: ZoneInfo, cuts: tuple[int, ...]) -> list[tuple[datetime, datetime]]:
+def _split_slow(
+    start: datetime, end: datetime, zone: ZoneInfo, cuts: tuple[int, ...]
+) -> list[tuple[datetime, datetime]]:
     """General case (the interval spans a UTC-offset change): both folds of every wall time, plus the transitions."""
     first_day = start.astimezone(zone).date() - timedelta(days=1)
     last_day = end.astimezone(zone).date() + timedelta(days=1)

@@ -67,7 +67,13 @@ def used_by_others(used: Mapping[str, int], order_key: str) -> int:
 
 
 def consume_allowance(
-    *, key: str, contract: Contract, month: str, invoice_key: str, order_key: str, needed: int,
+    *,
+    key: str,
+    contract: Contract,
+    month: str,
+    invoice_key: str,
+    order_key: str,
+    needed: int,
     used: Mapping[str, int] | None,
 ) -> AllowanceUse:
     """How many of ``needed`` corrective minutes the allowance covers for ``invoice_key``.
@@ -83,9 +89,16 @@ def consume_allowance(
         consumed = min(int(used[invoice_key]), needed)
     else:
         consumed = max(0, min(needed, allowance - before))
-    return AllowanceUse(key=key, contract_id=contract.id, month=month, invoice_key=invoice_key,
-                        allowance_minutes=allowance, used_before_minutes=before, needed_minutes=needed,
-                        consumed_minutes=consumed)
+    return AllowanceUse(
+        key=key,
+        contract_id=contract.id,
+        month=month,
+        invoice_key=invoice_key,
+        allowance_minutes=allowance,
+        used_before_minutes=before,
+        needed_minutes=needed,
+        consumed_minutes=consumed,
+    )
 
 
 def apply_allowance(record: Mapping[str, Mapping[str, int]] | None, use: AllowanceUse) -> dict[str, dict[str, int]]:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from broker.events import QuoteApproved, ScheduledJobClosed, WorkOrderCompleted
 from broker.invoice import Invoice, InvoiceLine, LineKind, NotBillable
-from broker.money import quantum, round_money
+from broker.money import quantum
 
 Event = WorkOrderCompleted | ScheduledJobClosed | QuoteApproved
 
@@ -231,7 +231,9 @@ def finish_line(
     return finish(draft, standard_rate, line_rate, inclusive, money_rounder(currency), tax_type)
 
 
-def finish(draft: LineDraft, standard_rate: Decimal, line_rate: Decimal, inclusive: bool, rnd, tax_type: str | None) -> InvoiceLine:
+def finish(
+    draft: LineDraft, standard_rate: Decimal, line_rate: Decimal, inclusive: bool, rnd, tax_type: str | None
+) -> InvoiceLine:
     """:func:`finish_line` with positional arguments and a :func:`money_rounder` (the engine's hot path)."""
     unit = draft.unit_price
     if inclusive:
@@ -249,12 +251,27 @@ def finish(draft: LineDraft, standard_rate: Decimal, line_rate: Decimal, inclusi
         net = amount
         tax = rnd(net * line_rate / HUNDRED)
         total = net + tax
-    return trusted(InvoiceLine, {
-        "kind": draft.kind, "description": draft.description, "quantity": draft.quantity, "unit": draft.unit,
-        "unit_price": unit, "discount_percent": discount, "net": net, "tax_rate": line_rate, "tax": tax,
-        "total": total, "source": draft.source, "rule": draft.rule, "cost": rnd(draft.cost), "account_code": None,
-        "tax_type": tax_type, "covered_by": draft.covered_by,
-    })
+    return trusted(
+        InvoiceLine,
+        {
+            "kind": draft.kind,
+            "description": draft.description,
+            "quantity": draft.quantity,
+            "unit": draft.unit,
+            "unit_price": unit,
+            "discount_percent": discount,
+            "net": net,
+            "tax_rate": line_rate,
+            "tax": tax,
+            "total": total,
+            "source": draft.source,
+            "rule": draft.rule,
+            "cost": rnd(draft.cost),
+            "account_code": None,
+            "tax_type": tax_type,
+            "covered_by": draft.covered_by,
+        },
+    )
 
 
 def check_priced_size(priced: Invoice | NotBillable) -> None:
@@ -273,9 +290,12 @@ def check_priced_size(priced: Invoice | NotBillable) -> None:
     size = len(priced.model_dump_json())
     if size > MAX_PRICED_JSON_BYTES:
         what = priced.status.replace("_", " ")
-        raise PricingError("data", f"{len(lines)} lines",
-                           f"the priced {what} would be {size} bytes of JSON, more than the {MAX_PRICED_JSON_BYTES} "
-                           "one Kafka record can carry (too many visits, time entries or items in one event)")
+        raise PricingError(
+            "data",
+            f"{len(lines)} lines",
+            f"the priced {what} would be {size} bytes of JSON, more than the {MAX_PRICED_JSON_BYTES} "
+            "one Kafka record can carry (too many visits, time entries or items in one event)",
+        )
 
 
 def totals(lines: list[InvoiceLine], currency: str) -> tuple[Decimal, Decimal, Decimal]:

@@ -41,7 +41,6 @@ from broker.pricing.labour import (
     travel_groups,
 )
 
-
 _BANDS: dict[int, tuple[Tenant, CompiledBands]] = {}
 
 
@@ -118,7 +117,9 @@ def price_event(
     client = tenant.clients.get(data.client_id)
     if client is None:
         configured = ", ".join(sorted(tenant.clients)) or "none"
-        raise PricingError("data.client_id", data.client_id, f"unknown client for tenant {tenant_id!r} (configured: {configured})")
+        raise PricingError(
+            "data.client_id", data.client_id, f"unknown client for tenant {tenant_id!r} (configured: {configured})"
+        )
 
     ctx = _Pricing(event, tenant_id, tenant, client)
     if isinstance(event, QuoteApproved):
@@ -150,7 +151,9 @@ class _Pricing:
         self.notes.append(f"Site: {data.site_id}")
         if data.contract_ref:
             self.notes.append(f"Contract: {data.contract_ref}")
-        self.contract: Contract | None = None if isinstance(event, QuoteApproved) else applicable_contract(event, tenant, client)
+        self.contract: Contract | None = (
+            None if isinstance(event, QuoteApproved) else applicable_contract(event, tenant, client)
+        )
 
     # ------------------------------------------------------------------ quotes
     def quote_approval(self) -> NotBillable | None:
@@ -160,15 +163,23 @@ class _Pricing:
             self.notes.append(f"Work order: {event.data.work_order_id}")
         if mode.invoice_at == "completion":
             return NotBillable(
-                invoice_key=event.invoice_key, order_key=event.partition_key, tenant=self.tenant_id, event_id=event.id,
-                event_type=event.type, event_time=event.time, client_id=event.data.client_id,
+                invoice_key=event.invoice_key,
+                order_key=event.partition_key,
+                tenant=self.tenant_id,
+                event_id=event.id,
+                event_type=event.type,
+                event_time=event.time,
+                client_id=event.data.client_id,
                 reason=f"quote {event.data.quote_id} r{event.revision} approved; invoiced with the work order that "
-                       f"executes it (quotes.invoice_at: completion)",
-                reason_code="billed_on_completion")
+                f"executes it (quotes.invoice_at: completion)",
+                reason_code="billed_on_completion",
+            )
         if mode.deposit_percent is not None:
             self.drafts += quote_line_drafts(event, self.tenant, part="deposit", deposit_percent=mode.deposit_percent)
-            self.notes.append(f"Deposit of {fmt_percent(mode.deposit_percent)} % on approval of quote "
-                              f"{event.data.quote_id}; the balance is invoiced when the work is completed")
+            self.notes.append(
+                f"Deposit of {fmt_percent(mode.deposit_percent)} % on approval of quote "
+                f"{event.data.quote_id}; the balance is invoiced when the work is completed"
+            )
         else:
             self.drafts += quote_line_drafts(event, self.tenant, part="full")
         return None
@@ -198,39 +209,72 @@ class _Pricing:
         if quoted:
             if quote_needed(event, tenant):
                 if quote is None:
-                    raise PricingError("data.quote_id", quote_id, "the approved quote this work order executes has not been "
-                                       "received (its approval must be priced before the work order)")
+                    raise PricingError(
+                        "data.quote_id",
+                        quote_id,
+                        "the approved quote this work order executes has not been "
+                        "received (its approval must be priced before the work order)",
+                    )
                 if not isinstance(quote, QuoteApproved):
                     raise PricingError("data.quote_id", quote_id, f"the quote given is a {quote.type} event")
                 if quote.tenant != event.tenant or quote.data.quote_id != quote_id:
-                    raise PricingError("data.quote_id", quote_id, f"the quote given is {quote.tenant}:{quote.data.quote_id}")
+                    raise PricingError(
+                        "data.quote_id", quote_id, f"the quote given is {quote.tenant}:{quote.data.quote_id}"
+                    )
                 if quote.data.client_id != data.client_id:
-                    raise PricingError("data.quote_id", quote_id,
-                                       f"quote belongs to client {quote.data.client_id!r}, the work order to {data.client_id!r}")
+                    raise PricingError(
+                        "data.quote_id",
+                        quote_id,
+                        f"quote belongs to client {quote.data.client_id!r}, the work order to {data.client_id!r}",
+                    )
                 if tenant.quotes.deposit_percent is not None:
-                    self.drafts += quote_line_drafts(quote, tenant, part="balance", deposit_percent=tenant.quotes.deposit_percent)
-                    self.notes.append(f"Balance of quote {quote_id} r{quote.revision} "
-                                      f"(deposit of {fmt_percent(tenant.quotes.deposit_percent)} % invoiced on approval)")
+                    self.drafts += quote_line_drafts(
+                        quote, tenant, part="balance", deposit_percent=tenant.quotes.deposit_percent
+                    )
+                    self.notes.append(
+                        f"Balance of quote {quote_id} r{quote.revision} "
+                        f"(deposit of {fmt_percent(tenant.quotes.deposit_percent)} % invoiced on approval)"
+                    )
                 else:
                     self.drafts += quote_line_drafts(quote, tenant, part="full")
                     self.notes.append(f"Quote {quote_id} r{quote.revision} at its approved prices")
             else:
-                self.notes.append(f"Executes quote {quote_id}, invoiced on approval: only extras outside the quote are billed")
+                self.notes.append(
+                    f"Executes quote {quote_id}, invoiced on approval: only extras outside the quote are billed"
+                )
 
         # call-out fees (corrective visits; a quoted job is priced by its quote)
         if corrective and not quoted:
             for fee in call_outs(event, tenant, bands):  # type: ignore[arg-type]
                 if contract is not None and contract.covers.call_out_fee:
-                    self.drafts.append(LineDraft(
-                        kind="call_out", description=f"Call-out fee – covered by contract {contract.id}", quantity=Decimal(1),
-                        unit="un", unit_price=ZERO, source=fee.source, rule=f"contract:{contract.id}:call_out_fee",
-                        tax_key="call_out", covered_by=contract.id))
+                    self.drafts.append(
+                        LineDraft(
+                            kind="call_out",
+                            description=f"Call-out fee – covered by contract {contract.id}",
+                            quantity=Decimal(1),
+                            unit="un",
+                            unit_price=ZERO,
+                            source=fee.source,
+                            rule=f"contract:{contract.id}:call_out_fee",
+                            tax_key="call_out",
+                            covered_by=contract.id,
+                        )
+                    )
                 else:
                     band = f" ({fee.band.name})" if fee.band is not None else ""
-                    self.drafts.append(LineDraft(
-                        kind="call_out", description=f"Call-out fee{band}", quantity=Decimal(1), unit="un",
-                        unit_price=fee.fee, source=fee.source, rule=fee.rule, tax_key="call_out",
-                        gross=tenant.tax.prices_include_tax))
+                    self.drafts.append(
+                        LineDraft(
+                            kind="call_out",
+                            description=f"Call-out fee{band}",
+                            quantity=Decimal(1),
+                            unit="un",
+                            unit_price=fee.fee,
+                            source=fee.source,
+                            rule=fee.rule,
+                            tax_key="call_out",
+                            gross=tenant.tax.prices_include_tax,
+                        )
+                    )
 
         # labour (corrective labour first consumes the contract's monthly allowance, in time order)
         billed_lines = labour_lines(event, tenant, self.client, bands, include=inside)
@@ -239,8 +283,14 @@ class _Pricing:
             needed = sum(line.minutes for line in billed_lines)
             month = allowance_month(event, tenant)
             self.allowance = consume_allowance(
-                key=allowance_key(self.tenant_id, data.client_id, month), contract=contract, month=month,
-                invoice_key=event.invoice_key, order_key=event.partition_key, needed=needed, used=allowance_used)
+                key=allowance_key(self.tenant_id, data.client_id, month),
+                contract=contract,
+                month=month,
+                invoice_key=event.invoice_key,
+                order_key=event.partition_key,
+                needed=needed,
+                used=allowance_used,
+            )
             left = self.allowance.consumed_minutes
             for i, line in sorted(enumerate(billed_lines), key=lambda p: (p[1].order, p[1].technician_id)):
                 take = min(left, line.minutes)
@@ -251,15 +301,18 @@ class _Pricing:
             self.notes.append(
                 f"Corrective allowance of contract {contract.id} for {a.month}: {fmt_hours(a.allowance_minutes)} a month; "
                 f"used before this invoice {fmt_hours(a.used_before_minutes)}; covered here {fmt_hours(a.consumed_minutes)}; "
-                f"left {fmt_hours(a.remaining_minutes)}")
+                f"left {fmt_hours(a.remaining_minutes)}"
+            )
         for i, line in enumerate(billed_lines):
             if cover_labour:
                 self._labour(line, line.minutes, covered=(contract.id, f"contract:{contract.id}:preventive_labour"))
                 continue
             covered = covered_minutes.get(i, 0)
             if covered:
-                rule = (f"contract:{contract.id}:corrective_allowance "
-                        f"{fmt_percent(contract.covers.corrective_hours_per_month)} h/month")
+                rule = (
+                    f"contract:{contract.id}:corrective_allowance "
+                    f"{fmt_percent(contract.covers.corrective_hours_per_month)} h/month"
+                )
                 self._labour(line, covered, covered=(contract.id, rule))
             if line.minutes - covered:
                 self._labour(line, line.minutes - covered)
@@ -275,8 +328,9 @@ class _Pricing:
                 self._travel(group, billable=False)
 
         # parts and expenses
-        parts, supplied = part_drafts(event, tenant, self.client, billable=inside,
-                                      covered_by=contract.id if cover_parts else None)
+        parts, supplied = part_drafts(
+            event, tenant, self.client, billable=inside, covered_by=contract.id if cover_parts else None
+        )
         self.drafts += parts
         if supplied:
             self.notes.append("Supplied by the client (not billed): " + ", ".join(supplied))
@@ -285,26 +339,51 @@ class _Pricing:
         if skipped:
             self.notes.append("Not billed (cost only): " + ", ".join(dict.fromkeys(skipped)))
 
-    def _labour(self, line: LabourLine, minutes: int, *, covered: tuple[str, str] | None = None, billable: bool = True) -> None:
+    def _labour(
+        self, line: LabourLine, minutes: int, *, covered: tuple[str, str] | None = None, billable: bool = True
+    ) -> None:
         card = self.tenant.rate_card
         default_visit = self.event.business_id
         source = "time_entry:" + ",".join(line.entry_ids)
         cost = minutes_amount(minutes, line.rate.cost, self.currency)
         if covered is not None:
             contract_id, rule = covered
-            self.drafts.append(LineDraft(
-                kind="labour", description=labour_description(line, default_visit, minutes, f" – covered by contract {contract_id}"),
-                quantity=hours_quantity(minutes), unit="h", unit_price=ZERO, source=source,
-                rule=f"{rule}; {labour_rule(line, card)}", cost=cost, tax_key="labour", covered_by=contract_id))
+            self.drafts.append(
+                LineDraft(
+                    kind="labour",
+                    description=labour_description(
+                        line, default_visit, minutes, f" – covered by contract {contract_id}"
+                    ),
+                    quantity=hours_quantity(minutes),
+                    unit="h",
+                    unit_price=ZERO,
+                    source=source,
+                    rule=f"{rule}; {labour_rule(line, card)}",
+                    cost=cost,
+                    tax_key="labour",
+                    covered_by=contract_id,
+                )
+            )
             return
         discount = self.client.discount.labour_percent if billable else ZERO
-        self.drafts.append(LineDraft(
-            kind="labour", description=labour_description(line, default_visit, minutes),
-            quantity=hours_quantity(minutes), unit="h",
-            unit_price=labour_unit_price(line, self.currency) if billable else ZERO,
-            source=source, rule=(labour_rule(line, card) + discount_rule(discount)) if billable else "labour inside quote; cost only",
-            cost=cost, tax_key="labour", gross=self.tenant.tax.prices_include_tax, discount_percent=discount,
-            billable=billable))
+        self.drafts.append(
+            LineDraft(
+                kind="labour",
+                description=labour_description(line, default_visit, minutes),
+                quantity=hours_quantity(minutes),
+                unit="h",
+                unit_price=labour_unit_price(line, self.currency) if billable else ZERO,
+                source=source,
+                rule=(labour_rule(line, card) + discount_rule(discount))
+                if billable
+                else "labour inside quote; cost only",
+                cost=cost,
+                tax_key="labour",
+                gross=self.tenant.tax.prices_include_tax,
+                discount_percent=discount,
+                billable=billable,
+            )
+        )
 
     def _travel(self, group, *, covered_by: str | None = None, billable: bool = True) -> None:
         card = self.tenant.rate_card
@@ -316,25 +395,59 @@ class _Pricing:
         if card.travel_billing == "mileage":
             km = group.km or ZERO
             if group.minutes:
-                self.drafts.append(LineDraft(
-                    kind="travel", description=travel_description(group, default_visit, fmt_hours(group.minutes)),
-                    quantity=hours_quantity(group.minutes), unit="h", unit_price=ZERO, source=source,
-                    rule="travel time not billed (mileage billing); cost only", cost=time_cost, tax_key="travel",
-                    billable=False))
+                self.drafts.append(
+                    LineDraft(
+                        kind="travel",
+                        description=travel_description(group, default_visit, fmt_hours(group.minutes)),
+                        quantity=hours_quantity(group.minutes),
+                        unit="h",
+                        unit_price=ZERO,
+                        source=source,
+                        rule="travel time not billed (mileage billing); cost only",
+                        cost=time_cost,
+                        tax_key="travel",
+                        billable=False,
+                    )
+                )
             if km:
-                km_cost = money_rounder(currency)(km * card.mileage_cost_per_km) if card.mileage_cost_per_km is not None else ZERO
+                km_cost = (
+                    money_rounder(currency)(km * card.mileage_cost_per_km)
+                    if card.mileage_cost_per_km is not None
+                    else ZERO
+                )
                 what = f"{km} km"
                 if covered_by is not None and billable:
-                    self.drafts.append(LineDraft(
-                        kind="travel", description=travel_description(group, default_visit, what) + f" – covered by contract {covered_by}",
-                        quantity=km, unit="km", unit_price=ZERO, source=source, rule=f"contract:{covered_by}:preventive_labour; mileage",
-                        cost=km_cost, tax_key="travel", covered_by=covered_by))
+                    self.drafts.append(
+                        LineDraft(
+                            kind="travel",
+                            description=travel_description(group, default_visit, what)
+                            + f" – covered by contract {covered_by}",
+                            quantity=km,
+                            unit="km",
+                            unit_price=ZERO,
+                            source=source,
+                            rule=f"contract:{covered_by}:preventive_labour; mileage",
+                            cost=km_cost,
+                            tax_key="travel",
+                            covered_by=covered_by,
+                        )
+                    )
                 else:
-                    self.drafts.append(LineDraft(
-                        kind="travel", description=travel_description(group, default_visit, what), quantity=km, unit="km",
-                        unit_price=card.mileage_rate_per_km if billable else ZERO, source=source,
-                        rule="rate:mileage per km" if billable else "mileage inside quote; cost only", cost=km_cost,
-                        tax_key="travel", gross=gross, billable=billable))
+                    self.drafts.append(
+                        LineDraft(
+                            kind="travel",
+                            description=travel_description(group, default_visit, what),
+                            quantity=km,
+                            unit="km",
+                            unit_price=card.mileage_rate_per_km if billable else ZERO,
+                            source=source,
+                            rule="rate:mileage per km" if billable else "mileage inside quote; cost only",
+                            cost=km_cost,
+                            tax_key="travel",
+                            gross=gross,
+                            billable=billable,
+                        )
+                    )
             return
         if not group.minutes:
             return
@@ -342,11 +455,20 @@ class _Pricing:
         billed = rate is not None and billable
         what = fmt_hours(group.minutes)
         if covered_by is not None and billed:
-            self.drafts.append(LineDraft(
-                kind="travel", description=travel_description(group, default_visit, what) + f" – covered by contract {covered_by}",
-                quantity=hours_quantity(group.minutes), unit="h", unit_price=ZERO, source=source,
-                rule=f"contract:{covered_by}:preventive_labour; rate:travel; increment {card.billing_increment_minutes} min",
-                cost=time_cost, tax_key="travel", covered_by=covered_by))
+            self.drafts.append(
+                LineDraft(
+                    kind="travel",
+                    description=travel_description(group, default_visit, what) + f" – covered by contract {covered_by}",
+                    quantity=hours_quantity(group.minutes),
+                    unit="h",
+                    unit_price=ZERO,
+                    source=source,
+                    rule=f"contract:{covered_by}:preventive_labour; rate:travel; increment {card.billing_increment_minutes} min",
+                    cost=time_cost,
+                    tax_key="travel",
+                    covered_by=covered_by,
+                )
+            )
             return
         if billed:
             rule = f"rate:travel; increment {card.billing_increment_minutes} min"
@@ -354,10 +476,21 @@ class _Pricing:
             rule = "travel inside quote; cost only"
         else:
             rule = "travel not billed (no travel_hourly_rate); cost only"
-        self.drafts.append(LineDraft(
-            kind="travel", description=travel_description(group, default_visit, what), quantity=hours_quantity(group.minutes),
-            unit="h", unit_price=rate if billed else ZERO, source=source, rule=rule, cost=time_cost, tax_key="travel",
-            gross=gross, billable=billed))
+        self.drafts.append(
+            LineDraft(
+                kind="travel",
+                description=travel_description(group, default_visit, what),
+                quantity=hours_quantity(group.minutes),
+                unit="h",
+                unit_price=rate if billed else ZERO,
+                source=source,
+                rule=rule,
+                cost=time_cost,
+                tax_key="travel",
+                gross=gross,
+                billable=billed,
+            )
+        )
 
     # ------------------------------------------------------------------ finishing
     def result(self, priced_at: datetime | None) -> Invoice | NotBillable:
@@ -400,14 +533,27 @@ class _Pricing:
 
         if total == 0:
             covered = [line for line in lines if line.covered_by]
-            common = dict(invoice_key=event.invoice_key, order_key=event.partition_key, tenant=self.tenant_id,
-                          event_id=event.id, event_type=event.type, event_time=event.time, client_id=data.client_id,
-                          cost_total=cost_total, allowance=self.allowance, contract_id=contract_id)
+            common = dict(
+                invoice_key=event.invoice_key,
+                order_key=event.partition_key,
+                tenant=self.tenant_id,
+                event_id=event.id,
+                event_type=event.type,
+                event_time=event.time,
+                client_id=data.client_id,
+                cost_total=cost_total,
+                allowance=self.allowance,
+                contract_id=contract_id,
+            )
             if covered:
                 what = ", ".join(dict.fromkeys(_covered_what(line.rule) for line in covered))
-                return NotBillable(**common, reason_code="covered_by_contract", lines=covered,
-                                   reason=f"covered by contract {covered[0].covered_by}: {what} "
-                                          f"({len(covered)} line(s)) for {document_reference(event)} r{event.revision}")
+                return NotBillable(
+                    **common,
+                    reason_code="covered_by_contract",
+                    lines=covered,
+                    reason=f"covered by contract {covered[0].covered_by}: {what} "
+                    f"({len(covered)} line(s)) for {document_reference(event)} r{event.revision}",
+                )
             what = "no billable lines" if not lines else f"{len(lines)} line(s) summing to 0"
             return NotBillable(**common, reason=f"zero total: {what} for {document_reference(event)} r{event.revision}")
 

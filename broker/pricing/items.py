@@ -53,32 +53,64 @@ def part_drafts(
         elif item is not None and item.unit_price is not None:
             unit_price, rule = item.unit_price, "part:tenant_catalogue_price"
         elif unit_cost is not None:
-            markup = card.parts_markup_by_category.get(category, card.parts_markup_percent) if category else card.parts_markup_percent
+            markup = (
+                card.parts_markup_by_category.get(category, card.parts_markup_percent)
+                if category
+                else card.parts_markup_percent
+            )
             unit_price = rnd(unit_cost * (1 + markup / HUNDRED))
             rule = f"part:cost_plus_markup {fmt_percent(markup)}%" + (
-                f" (category {category})" if category and category in card.parts_markup_by_category else "")
+                f" (category {category})" if category and category in card.parts_markup_by_category else ""
+            )
             gross = False
         else:
             known = "unknown to the tenant catalogue" if item is None else "in the catalogue without price or cost"
-            raise PricingError(f"data.parts.{index}.unit_cost", part.unit_cost,
-                               f"part {part.sku!r} has neither unit_price nor unit_cost and is {known}")
+            raise PricingError(
+                f"data.parts.{index}.unit_cost",
+                part.unit_cost,
+                f"part {part.sku!r} has neither unit_price nor unit_cost and is {known}",
+            )
         cost = rnd(part.quantity * unit_cost) if unit_cost is not None else ZERO
         description = f"{part.description} ({part.sku})"
         billed = billable(part)
         if covered_by is not None and billed:
-            drafts.append(LineDraft(kind="part", description=f"{description} – covered by contract {covered_by}",
-                                    quantity=part.quantity, unit=part.unit, unit_price=ZERO, source=f"part:{part.id}",
-                                    rule=f"contract:{covered_by}:preventive_parts", cost=cost, tax_key="part",
-                                    covered_by=covered_by))
+            drafts.append(
+                LineDraft(
+                    kind="part",
+                    description=f"{description} – covered by contract {covered_by}",
+                    quantity=part.quantity,
+                    unit=part.unit,
+                    unit_price=ZERO,
+                    source=f"part:{part.id}",
+                    rule=f"contract:{covered_by}:preventive_parts",
+                    cost=cost,
+                    tax_key="part",
+                    covered_by=covered_by,
+                )
+            )
             continue
-        drafts.append(LineDraft(kind="part", description=description, quantity=part.quantity, unit=part.unit,
-                                unit_price=unit_price, source=f"part:{part.id}", rule=rule + discount_rule(discount),
-                                cost=cost, tax_key="part", gross=gross, discount_percent=discount,
-                                billable=billed))
+        drafts.append(
+            LineDraft(
+                kind="part",
+                description=description,
+                quantity=part.quantity,
+                unit=part.unit,
+                unit_price=unit_price,
+                source=f"part:{part.id}",
+                rule=rule + discount_rule(discount),
+                cost=cost,
+                tax_key="part",
+                gross=gross,
+                discount_percent=discount,
+                billable=billed,
+            )
+        )
     return drafts, supplied
 
 
-def expense_drafts(event: WorkEvent, tenant: Tenant, *, billable: Callable[[Expense], bool] = lambda e: True) -> list[LineDraft]:
+def expense_drafts(
+    event: WorkEvent, tenant: Tenant, *, billable: Callable[[Expense], bool] = lambda e: True
+) -> list[LineDraft]:
     """Expense drafts: billable ones at ``round(amount × (1 + handling/100))`` (net), others cost-only.
 
     Every draft has quantity 1 and ``cost`` = the expense amount (rounded). Expenses the event
@@ -96,9 +128,20 @@ def expense_drafts(event: WorkEvent, tenant: Tenant, *, billable: Callable[[Expe
         else:
             price = ZERO
             rule = "expense:not billable; cost only" if not expense.billable else "expense:inside quote; cost only"
-        drafts.append(LineDraft(kind="expense", description=expense.description, quantity=Decimal(1), unit="un",
-                                unit_price=price, source=f"expense:{expense.id}", rule=rule, cost=cost,
-                                tax_key="expense", billable=billed))
+        drafts.append(
+            LineDraft(
+                kind="expense",
+                description=expense.description,
+                quantity=Decimal(1),
+                unit="un",
+                unit_price=price,
+                source=f"expense:{expense.id}",
+                rule=rule,
+                cost=cost,
+                tax_key="expense",
+                billable=billed,
+            )
+        )
     return drafts
 
 
@@ -106,8 +149,9 @@ def _quote_amount(quantity: Decimal, unit_price: Decimal, currency: str) -> Deci
     return money_rounder(currency)(quantity * unit_price)
 
 
-def quote_line_drafts(quote: QuoteApproved, tenant: Tenant, *, part: str = "full",
-                      deposit_percent: Decimal | None = None) -> list[LineDraft]:
+def quote_line_drafts(
+    quote: QuoteApproved, tenant: Tenant, *, part: str = "full", deposit_percent: Decimal | None = None
+) -> list[LineDraft]:
     """Drafts for an approved quote's lines.
 
     ``part``: ``full`` (fixed price: quantity × unit price, rule ``quote:fixed_price``),
@@ -124,19 +168,44 @@ def quote_line_drafts(quote: QuoteApproved, tenant: Tenant, *, part: str = "full
     for line in quote.data.lines:
         description = f"{line.description} ({line.sku})" if line.sku else line.description
         own = "; own tax rate" if line.tax_rate is not None else ""
-        common = dict(kind="quote", source=f"quote_line:{line.id}", tax_key="quote", tax_rate=line.tax_rate, gross=gross)
+        common = dict(
+            kind="quote", source=f"quote_line:{line.id}", tax_key="quote", tax_rate=line.tax_rate, gross=gross
+        )
         if part == "full":
-            drafts.append(LineDraft(description=description, quantity=line.quantity, unit="un", unit_price=line.unit_price,
-                                    rule="quote:fixed_price" + own, **common))
+            drafts.append(
+                LineDraft(
+                    description=description,
+                    quantity=line.quantity,
+                    unit="un",
+                    unit_price=line.unit_price,
+                    rule="quote:fixed_price" + own,
+                    **common,
+                )
+            )
             continue
         amount = _quote_amount(line.quantity, line.unit_price, currency)
         deposit = money_rounder(currency)(amount * (deposit_percent or ZERO) / HUNDRED)
         pct = fmt_percent(deposit_percent or ZERO)
         if part == "deposit":
-            drafts.append(LineDraft(description=f"Deposit {pct} % – {description} (quote {qid})", quantity=Decimal(1),
-                                    unit="un", unit_price=deposit, rule=f"quote:deposit {pct}%{own}", **common))
+            drafts.append(
+                LineDraft(
+                    description=f"Deposit {pct} % – {description} (quote {qid})",
+                    quantity=Decimal(1),
+                    unit="un",
+                    unit_price=deposit,
+                    rule=f"quote:deposit {pct}%{own}",
+                    **common,
+                )
+            )
         else:
-            drafts.append(LineDraft(description=f"Balance – {description} (quote {qid}, less {pct} % deposit)",
-                                    quantity=Decimal(1), unit="un", unit_price=amount - deposit,
-                                    rule=f"quote:balance after {pct}% deposit{own}", **common))
+            drafts.append(
+                LineDraft(
+                    description=f"Balance – {description} (quote {qid}, less {pct} % deposit)",
+                    quantity=Decimal(1),
+                    unit="un",
+                    unit_price=amount - deposit,
+                    rule=f"quote:balance after {pct}% deposit{own}",
+                    **common,
+                )
+            )
     return drafts

@@ -33,8 +33,9 @@ class Rate:
     who: str
 
 
-def labour_rate(card: RateCard, client_id: str, client: Client, technician_id: str, entry_skill: str | None,
-                field_path: str) -> Rate:
+def labour_rate(
+    card: RateCard, client_id: str, client: Client, technician_id: str, entry_skill: str | None, field_path: str
+) -> Rate:
     """Rate for ``technician_id`` working as ``entry_skill`` (or their skill, or the default skill) for ``client``.
 
     Precedence (most specific wins): client+skill (``client.skill_rates``), client
@@ -97,7 +98,7 @@ def labour_lines(
     client: Client,
     bands: CompiledBands,
     *,
-    include: "callable[[TimeEntry], bool]" = lambda entry: True,  # noqa: F821
+    include: callable[[TimeEntry], bool] = lambda entry: True,
 ) -> list[LabourLine]:
     """Billable labour lines from the event's ``work`` entries accepted by ``include``.
 
@@ -129,8 +130,17 @@ def labour_lines(
     unit_order: dict[tuple[str, str], None] = {}  # (tech, visit) in order of first appearance
     rates: dict[tuple[str, str | None], Rate] = {}
 
-    def add(tech: str, visit: str, index: int, entry_id: str, rate: Rate, band: TimeBand | None, seconds: int,
-            first: tuple[datetime, int], last: tuple[datetime, int]) -> None:
+    def add(
+        tech: str,
+        visit: str,
+        index: int,
+        entry_id: str,
+        rate: Rate,
+        band: TimeBand | None,
+        seconds: int,
+        first: tuple[datetime, int],
+        last: tuple[datetime, int],
+    ) -> None:
         unit = units.setdefault((tech, visit, index) if per_entry else (tech, visit), {})
         key = (rate.rule, band.name if band is not None else "")
         acc = unit.get(key)
@@ -140,10 +150,8 @@ def labour_lines(
         acc[0] += seconds
         if entry_id not in acc[1]:
             acc[1].append(entry_id)
-        if first < acc[2]:
-            acc[2] = first
-        if last > acc[3]:
-            acc[3] = last
+        acc[2] = min(acc[2], first)
+        acc[3] = max(acc[3], last)
 
     overtime_pieces: dict[str, list] = {}
     for index, entry in enumerate(data.time_entries):
@@ -152,8 +160,9 @@ def labour_lines(
         tech = entry.technician_id
         rate = rates.get((tech, entry.skill))
         if rate is None:
-            rate = rates[(tech, entry.skill)] = labour_rate(card, data.client_id, client, tech, entry.skill,
-                                                            f"data.time_entries.{index}.skill")
+            rate = rates[(tech, entry.skill)] = labour_rate(
+                card, data.client_id, client, tech, entry.skill, f"data.time_entries.{index}.skill"
+            )
         visit = entry.visit_id or default_visit
         unit_order.setdefault((tech, visit), None)
         interval = _entry_interval(entry)
@@ -167,15 +176,36 @@ def labour_lines(
         if end <= start:
             continue
         if not has_bands:
-            add(tech, visit, index, entry.id, rate, None, int((end - start).total_seconds()), (start, index), (end, index))
+            add(
+                tech,
+                visit,
+                index,
+                entry.id,
+                rate,
+                None,
+                int((end - start).total_seconds()),
+                (start, index),
+                (end, index),
+            )
             continue
         parts = split_local(start, end, zone, bands.cuts)
         if thresholds:
-            overtime_pieces.setdefault(tech, []).extend((a, b, local, index, entry, rate, visit) for a, b, local in parts)
+            overtime_pieces.setdefault(tech, []).extend(
+                (a, b, local, index, entry, rate, visit) for a, b, local in parts
+            )
             continue
         for a, b, local in parts:
-            add(tech, visit, index, entry.id, rate, bands.classify(local, 0), int((b - a).total_seconds()),
-                (a, index), (b, index))
+            add(
+                tech,
+                visit,
+                index,
+                entry.id,
+                rate,
+                bands.classify(local, 0),
+                int((b - a).total_seconds()),
+                (a, index),
+                (b, index),
+            )
 
     for tech, tech_pieces in overtime_pieces.items():
         tech_pieces.sort(key=lambda p: (p[0], p[3]))
@@ -184,8 +214,17 @@ def labour_lines(
             for pa, pb, plocal, before in split_overtime([(a, b, local)], thresholds, worked):
                 seconds = int((pb - pa).total_seconds())
                 if seconds > 0:
-                    add(tech, visit, index, entry.id, rate, bands.classify(plocal, before), seconds,
-                        (pa, index), (pb, index))
+                    add(
+                        tech,
+                        visit,
+                        index,
+                        entry.id,
+                        rate,
+                        bands.classify(plocal, before),
+                        seconds,
+                        (pa, index),
+                        (pb, index),
+                    )
 
     # round each unit once and share its increments among its lines
     increment = card.billing_increment_minutes
@@ -193,7 +232,7 @@ def labour_lines(
     for unit_key, accs in units.items():
         tech, visit = unit_key[0], unit_key[1]
         if len(accs) == 1:
-            (key, acc), = accs.items()
+            ((key, acc),) = accs.items()
             alloc = {key: -(-acc[0] // inc_s)}
         else:
             total = sum(a[0] for a in accs.values())
@@ -259,8 +298,10 @@ def labour_rule(line: LabourLine, card: RateCard) -> str:
     band = f" × band {line.band.name} {factor_text(line.band.factor)}" if line.band else ""
     applied = " (applied)" if line.minimum_applied else ""
     per = "; per entry" if card.rounding_per == "entry" else ""
-    return (f"{line.rate.rule}{band}; increment {card.billing_increment_minutes} min{per}; "
-            f"minimum {card.minimum_billable_minutes} min{applied}")
+    return (
+        f"{line.rate.rule}{band}; increment {card.billing_increment_minutes} min{per}; "
+        f"minimum {card.minimum_billable_minutes} min{applied}"
+    )
 
 
 def labour_description(line: LabourLine, default_visit: str, minutes: int, suffix: str = "") -> str:
@@ -284,8 +325,9 @@ class TravelGroup:
     first_index: int
 
 
-def travel_groups(event: WorkEvent, tenant: Tenant, client: Client, *,
-                  include: "callable[[TimeEntry], bool]" = lambda entry: True) -> list[TravelGroup]:  # noqa: F821
+def travel_groups(
+    event: WorkEvent, tenant: Tenant, client: Client, *, include: callable[[TimeEntry], bool] = lambda entry: True
+) -> list[TravelGroup]:
     """Travel entries grouped per technician and visit (per entry with ``rounding_per: entry``).
 
     Minutes are rounded up to the increment (no minimum). With ``travel_billing: mileage``
@@ -301,10 +343,14 @@ def travel_groups(event: WorkEvent, tenant: Tenant, client: Client, *,
         if entry.kind != "travel" or not include(entry):
             continue
         if mileage and entry.distance_km is None:
-            raise PricingError(f"data.time_entries.{index}.distance_km", None,
-                               "travel is billed by mileage but the entry has no distance_km")
-        rate = labour_rate(card, data.client_id, client, entry.technician_id, entry.skill,
-                           f"data.time_entries.{index}.skill")
+            raise PricingError(
+                f"data.time_entries.{index}.distance_km",
+                None,
+                "travel is billed by mileage but the entry has no distance_km",
+            )
+        rate = labour_rate(
+            card, data.client_id, client, entry.technician_id, entry.skill, f"data.time_entries.{index}.skill"
+        )
         visit = entry.visit_id or default_visit
         key = (entry.technician_id, visit, index) if card.rounding_per == "entry" else (entry.technician_id, visit)
         if key in groups:
@@ -377,8 +423,15 @@ def call_outs(event: WorkOrderCompleted, tenant: Tenant, bands: CompiledBands) -
         if fee is None:
             continue
         source = f"work_order:{default_visit}" if visit == default_visit else f"visit:{visit}"
-        out.append(CallOut(visit, source, fee, f"{rule}; corrective {'visit' if card.call_out_per == 'visit' else 'work order'}",
-                           band))
+        out.append(
+            CallOut(
+                visit,
+                source,
+                fee,
+                f"{rule}; corrective {'visit' if card.call_out_per == 'visit' else 'work order'}",
+                band,
+            )
+        )
     return out
 
 
@@ -388,6 +441,18 @@ def discount_rule(percent: Decimal) -> str:
 
 
 __all__ = [
-    "CallOut", "LabourLine", "Rate", "TravelGroup", "call_outs", "discount_rule", "hours_quantity", "labour_description",
-    "labour_lines", "labour_rate", "labour_rule", "labour_unit_price", "travel_description", "travel_groups",
+    "CallOut",
+    "LabourLine",
+    "Rate",
+    "TravelGroup",
+    "call_outs",
+    "discount_rule",
+    "hours_quantity",
+    "labour_description",
+    "labour_lines",
+    "labour_rate",
+    "labour_rule",
+    "labour_unit_price",
+    "travel_description",
+    "travel_groups",
 ]

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any, Awaitable, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 import httpx
 from pydantic import Field, SecretStr
@@ -46,23 +46,38 @@ from connectors.base import (
     Connector,
     ConnectorSettings,
     DeliveryResult,
-    MissingScopeError,
     ExternalInvoice,
+    MissingScopeError,
     PermanentError,
     RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.errors import retry_after_seconds
 from connectors.contacts import ContactQuery, ContactResolver, LookupField
+from connectors.errors import retry_after_seconds
 from connectors.freshbooks.mapper import check_limits, dumps, invoice_from_freshbooks, invoice_to_freshbooks, loads
 
 log = logging.getLogger("connectors.freshbooks")
 
 #: ``v3_status`` values of an invoice that is no longer a draft.
-NOT_DRAFT = frozenset({"sent", "viewed", "paid", "partial", "autopaid", "failed", "retry", "success", "disputed",
-                       "resolved", "overdue", "outstanding", "created"})
+NOT_DRAFT = frozenset(
+    {
+        "sent",
+        "viewed",
+        "paid",
+        "partial",
+        "autopaid",
+        "failed",
+        "retry",
+        "success",
+        "disputed",
+        "resolved",
+        "overdue",
+        "outstanding",
+        "created",
+    }
+)
 SCOPES = ("user:profile:read", "user:invoices:read", "user:invoices:write", "user:clients:read", "user:clients:write")
 
 
@@ -118,7 +133,9 @@ def is_duplicate_number(errors: list[dict]) -> bool:
     """True when the errors say the ``invoice_number`` is already used."""
     for e in errors:
         message = str(e.get("message", "")).lower()
-        if e.get("field") == "invoice_number" and any(w in message for w in ("exist", "unique", "already", "taken", "used")):
+        if e.get("field") == "invoice_number" and any(
+            w in message for w in ("exist", "unique", "already", "taken", "used")
+        ):
             return True
     return False
 
@@ -146,8 +163,14 @@ class FreshBooksConnector(Connector):
     )
     Settings = FreshBooksSettings
 
-    def __init__(self, settings: FreshBooksSettings | dict, *, tenant: str, token_store=None,
-                 on_refresh_token: Callable[[str], Any | Awaitable[Any]] | None = None):
+    def __init__(
+        self,
+        settings: FreshBooksSettings | dict,
+        *,
+        tenant: str,
+        token_store=None,
+        on_refresh_token: Callable[[str], Any | Awaitable[Any]] | None = None,
+    ):
         super().__init__(settings, tenant=tenant, token_store=token_store)
         self.settings: FreshBooksSettings
         self.on_refresh_token = on_refresh_token
@@ -161,8 +184,9 @@ class FreshBooksConnector(Connector):
     def contacts(self) -> ContactResolver:
         """The tenant's contact resolver, built on first use (the host may set ``self.clients`` after construction)."""
         if self._contacts is None:
-            self._contacts = ContactResolver(self, allow_create=self.settings.create_contacts, clients=self.clients,
-                                             setting_name="create_contacts")
+            self._contacts = ContactResolver(
+                self, allow_create=self.settings.create_contacts, clients=self.clients, setting_name="create_contacts"
+            )
         return self._contacts
 
     def __repr__(self) -> str:
@@ -188,8 +212,12 @@ class FreshBooksConnector(Connector):
     async def _refresh(self, refresh_token: SecretStr | None) -> TokenSet:
         """``grant_type=refresh_token`` with the client credentials in the form body (as the FreshBooks SDK posts them)."""
         what = "FreshBooks token refresh"
-        form = {"grant_type": "refresh_token", "refresh_token": refresh_token.get_secret_value() if refresh_token else "",
-                "client_id": self.settings.client_id, "client_secret": self._secret_client().get_secret_value()}
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token.get_secret_value() if refresh_token else "",
+            "client_id": self.settings.client_id,
+            "client_secret": self._secret_client().get_secret_value(),
+        }
         if self.settings.redirect_uri:
             form["redirect_uri"] = self.settings.redirect_uri
         try:
@@ -216,7 +244,9 @@ class FreshBooksConnector(Connector):
             if self.token_store is None:
                 self.token_store = default_token_store()
             self._tokens = OAuth2TokenManager(
-                key=self.store_key(), store=self.token_store, refresh=self._refresh,
+                key=self.store_key(),
+                store=self.token_store,
+                refresh=self._refresh,
                 seed=lambda: self.secret("refresh_token_env"),
                 on_rotate=self.on_refresh_token,
             )
@@ -228,8 +258,13 @@ class FreshBooksConnector(Connector):
 
     def oauth2_config(self) -> OAuth2Config:
         return OAuth2Config(
-            authorize_url=self.settings.authorize_url, token_url=self.settings.token_url, client_id=self.settings.client_id,
-            client_secret=self._secret_client(), scopes=SCOPES, store_key=self.store_key(), auth_method="post",
+            authorize_url=self.settings.authorize_url,
+            token_url=self.settings.token_url,
+            client_id=self.settings.client_id,
+            client_secret=self._secret_client(),
+            scopes=SCOPES,
+            store_key=self.store_key(),
+            auth_method="post",
             use_pkce=False,
         )
 
@@ -258,7 +293,13 @@ class FreshBooksConnector(Connector):
             return await self._http().request(method, url, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise RetryableError(f"{what}: request not sent ({type(exc).__name__})") from None
-        except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.WriteTimeout) as exc:
+        except (
+            httpx.ReadTimeout,
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+            httpx.WriteTimeout,
+        ) as exc:
             raise UncertainOutcomeError(
                 f"{what}: request sent but no response ({type(exc).__name__}); outcome unknown, reconcile with find()"
             ) from None
@@ -267,7 +308,9 @@ class FreshBooksConnector(Connector):
         except httpx.TransportError as exc:
             raise UncertainOutcomeError(f"{what}: transport error ({type(exc).__name__})") from None
 
-    async def _call(self, method: str, url: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+    async def _call(
+        self, method: str, url: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         """Authenticated call; on 401 refresh exactly once and retry; a second 401 is :class:`AuthError`."""
         manager = self._token_manager()
         token = await manager.access_token()
@@ -278,11 +321,20 @@ class FreshBooksConnector(Connector):
             if resp.status_code != 401:
                 return resp
             if attempt == 1:
-                log.info("freshbooks tenant=%s: 401 from %s, refreshing the access token once", self.tenant, httpx.URL(url).path)
+                log.info(
+                    "freshbooks tenant=%s: 401 from %s, refreshing the access token once",
+                    self.tenant,
+                    httpx.URL(url).path,
+                )
                 token = await manager.access_token(stale=token)
         body = self._json(resp)
-        raise AuthError(self.scrub(f"FreshBooks {method} {httpx.URL(url).path}: 401 after a token refresh "
-                                   f"({_describe(_errors(body), body)})"), http_status=401)
+        raise AuthError(
+            self.scrub(
+                f"FreshBooks {method} {httpx.URL(url).path}: 401 after a token refresh "
+                f"({_describe(_errors(body), body)})"
+            ),
+            http_status=401,
+        )
 
     @staticmethod
     def _json(resp: httpx.Response) -> Any:
@@ -309,8 +361,11 @@ class FreshBooksConnector(Connector):
         if status >= 500:
             raise RetryableError(f"{what}: HTTP {status} ({detail})", http_status=status)
         if status == 403 and isinstance(body, dict) and body.get("error") == "insufficient_scope":
-            raise MissingScopeError(f"{what}: HTTP 403 ({detail}); re-run `broker connectors authorize freshbooks "
-                                    f"--tenant {self.tenant}`", missing=[], http_status=status)
+            raise MissingScopeError(
+                f"{what}: HTTP 403 ({detail}); re-run `broker connectors authorize freshbooks --tenant {self.tenant}`",
+                missing=[],
+                http_status=status,
+            )
         if status in (401, 403):
             raise AuthError(f"{what}: HTTP {status} ({detail})", http_status=status)
         raise PermanentError(f"{what}: FreshBooks rejected it (HTTP {status}): {detail}", http_status=status)
@@ -376,24 +431,41 @@ class FreshBooksConnector(Connector):
                 parsed = self._raise_for_status(resp, what)
                 entity = parsed.get("invoice") if isinstance(parsed, dict) else None
                 if not isinstance(entity, dict) or entity.get("invoiceid", entity.get("id")) is None:
-                    raise UncertainOutcomeError(f"{what}: HTTP {resp.status_code} without an invoice", http_status=resp.status_code)
+                    raise UncertainOutcomeError(
+                        f"{what}: HTTP {resp.status_code} without an invoice", http_status=resp.status_code
+                    )
                 result = self._result(invoice, entity, created=True)
         return await self._finish(invoice, result)
 
-    def _result(self, invoice: Invoice, entity: dict, *, created: bool, looked_up: bool = False,
-                duplicate: bool = False) -> DeliveryResult:
+    def _result(
+        self, invoice: Invoice, entity: dict, *, created: bool, looked_up: bool = False, duplicate: bool = False
+    ) -> DeliveryResult:
         external = invoice_from_freshbooks(entity)
         matches = external.total is not None and external.total == invoice.total
         if not matches:
-            log.warning("freshbooks tenant=%s invoice=%s: FreshBooks amount %s differs from our total %s",
-                        self.tenant, invoice.invoice_number, external.total, invoice.total)
-        details: dict[str, Any] = {"amount": str(external.total), "total_matches": matches, "v3_status": external.status}
+            log.warning(
+                "freshbooks tenant=%s invoice=%s: FreshBooks amount %s differs from our total %s",
+                self.tenant,
+                invoice.invoice_number,
+                external.total,
+                invoice.total,
+            )
+        details: dict[str, Any] = {
+            "amount": str(external.total),
+            "total_matches": matches,
+            "v3_status": external.status,
+        }
         if looked_up:
             details["looked_up"] = True
         if duplicate:
             details["duplicate"] = True
-        return DeliveryResult(invoice_key=invoice.invoice_key, external_id=external.external_id,
-                              external_number=external.number or invoice.invoice_number, created=created, details=details)
+        return DeliveryResult(
+            invoice_key=invoice.invoice_key,
+            external_id=external.external_id,
+            external_number=external.number or invoice.invoice_number,
+            created=created,
+            details=details,
+        )
 
     async def _finish(self, invoice: Invoice, result: DeliveryResult) -> DeliveryResult:
         """Second step: mark sent or e-mail, only while the invoice is still a draft."""
@@ -403,22 +475,38 @@ class FreshBooksConnector(Connector):
         url = self._account_url(f"invoices/invoices/{result.external_id}")
         details = dict(result.details)
         if self.settings.email_invoice:
-            resp = await self._call("PUT", url, content=dumps({"invoice": {"action_email": True, "email_include_pdf": False}}),
-                                    headers={"Content-Type": "application/json"})
+            resp = await self._call(
+                "PUT",
+                url,
+                content=dumps({"invoice": {"action_email": True, "email_include_pdf": False}}),
+                headers={"Content-Type": "application/json"},
+            )
             try:
                 parsed = self._raise_for_status(resp, f"FreshBooks e-mail invoice {invoice.invoice_number}")
             except PermanentError as exc:
-                log.warning("freshbooks tenant=%s invoice=%s: e-mail not sent: %s", self.tenant, invoice.invoice_number, exc)
+                log.warning(
+                    "freshbooks tenant=%s invoice=%s: e-mail not sent: %s", self.tenant, invoice.invoice_number, exc
+                )
                 details["email_error"] = str(exc)
                 parsed = None
             if parsed is not None:
                 details["emailed"] = True
                 return self._with_status(result, details, parsed)
             if self.settings.invoice_status != "sent":
-                return DeliveryResult(result.invoice_key, result.external_id, result.external_number, result.created,
-                                      result.attempts, details)
-        resp = await self._call("PUT", url, content=dumps({"invoice": {"action_mark_as_sent": True}}),
-                                headers={"Content-Type": "application/json"})
+                return DeliveryResult(
+                    result.invoice_key,
+                    result.external_id,
+                    result.external_number,
+                    result.created,
+                    result.attempts,
+                    details,
+                )
+        resp = await self._call(
+            "PUT",
+            url,
+            content=dumps({"invoice": {"action_mark_as_sent": True}}),
+            headers={"Content-Type": "application/json"},
+        )
         parsed = self._raise_for_status(resp, f"FreshBooks mark invoice {invoice.invoice_number} as sent")
         return self._with_status(result, details, parsed)
 
@@ -427,8 +515,9 @@ class FreshBooksConnector(Connector):
         entity = parsed.get("invoice") if isinstance(parsed, dict) else None
         if isinstance(entity, dict):
             details["v3_status"] = entity.get("v3_status") or entity.get("display_status")
-        return DeliveryResult(result.invoice_key, result.external_id, result.external_number, result.created,
-                              result.attempts, details)
+        return DeliveryResult(
+            result.invoice_key, result.external_id, result.external_number, result.created, result.attempts, details
+        )
 
     async def _find_entity(self, invoice_number: str) -> dict | None:
         url = self._account_url("invoices/invoices")
@@ -438,8 +527,12 @@ class FreshBooksConnector(Connector):
         if not isinstance(invoices, list):
             raise RetryableError("FreshBooks GET invoices: unreadable body", http_status=resp.status_code)
         for entity in invoices:  # the filter is trusted for nothing: exact match, active only
-            if (isinstance(entity, dict) and str(entity.get("invoice_number", "")) == invoice_number
-                    and entity.get("vis_state", 0) == 0 and entity.get("invoiceid", entity.get("id")) is not None):
+            if (
+                isinstance(entity, dict)
+                and str(entity.get("invoice_number", "")) == invoice_number
+                and entity.get("vis_state", 0) == 0
+                and entity.get("invoiceid", entity.get("id")) is not None
+            ):
                 return entity
         return None
 
@@ -461,7 +554,10 @@ class FreshBooksConnector(Connector):
         resp = await self._call("GET", self._account_url("users/clients"), params={**params, "per_page": "100"})
         result = self._raise_for_status(resp, f"FreshBooks GET clients by {field}")
         for client in (result.get("clients") if isinstance(result, dict) else None) or []:
-            if isinstance(client, dict) and str(client.get(column) or "").strip().casefold() == value.strip().casefold():
+            if (
+                isinstance(client, dict)
+                and str(client.get(column) or "").strip().casefold() == value.strip().casefold()
+            ):
                 return str(client.get("userid", client.get("id")))
         return None
 
@@ -472,8 +568,12 @@ class FreshBooksConnector(Connector):
             client["email"] = query.email
         if query.tax_number:
             client["vat_number"] = query.tax_number
-        resp = await self._call("POST", self._account_url("users/clients"), content=dumps({"client": client}),
-                                headers={"Content-Type": "application/json"})
+        resp = await self._call(
+            "POST",
+            self._account_url("users/clients"),
+            content=dumps({"client": client}),
+            headers={"Content-Type": "application/json"},
+        )
         result = self._raise_for_status(resp, f"FreshBooks POST client for {query.client_id}")
         created = result.get("client") if isinstance(result, dict) else None
         if not isinstance(created, dict) or created.get("userid", created.get("id")) is None:

@@ -65,7 +65,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
@@ -77,26 +77,86 @@ DEFAULT_ACCOUNT_ID = "ZkR9mQ"
 DEFAULT_BUSINESS_ID = 4390001
 FAULT_KINDS = ("503", "500", "429", "reset", "timeout_after_commit", "drop_after_commit")
 #: Scopes granted to new tokens (FreshBooks OAuth scopes used by the connector).
-DEFAULT_SCOPES = ("user:profile:read", "user:invoices:read", "user:invoices:write", "user:clients:read", "user:clients:write")
+DEFAULT_SCOPES = (
+    "user:profile:read",
+    "user:invoices:read",
+    "user:invoices:write",
+    "user:clients:read",
+    "user:clients:write",
+)
 #: Seed clients of every account: userid -> fields.
 DEFAULT_CLIENTS: dict[int, dict[str, Any]] = {
-    31007: {"organization": "Hotel Atlântico Lisboa, S.A.", "email": "contas@hotel-atlantico.example",
-            "vat_number": "PT500100200"},
+    31007: {
+        "organization": "Hotel Atlântico Lisboa, S.A.",
+        "email": "contas@hotel-atlantico.example",
+        "vat_number": "PT500100200",
+    },
     31008: {"organization": "Clínica do Parque, Lda.", "email": None},
 }
 
-_CREATE_FIELDS = frozenset({
-    "customerid", "create_date", "due_offset_days", "invoice_number", "po_number", "currency_code", "language", "terms",
-    "notes", "address", "street", "street2", "city", "province", "code", "country", "organization", "fname", "lname",
-    "vat_name", "vat_number", "lines", "discount_value", "discount_description", "status", "ownerid", "estimateid",
-    "template", "presentation", "deposit_percentage", "gmail", "show_attachments", "generation_date", "parent",
-    "sentid", "display_status", "autobill_status", "payment_status", "last_order_status", "dispute_status",
-    "deposit_status", "auto_bill", "v3_status", "deposit_amount", "vis_state", "attachments",
-})
-_LINE_FIELDS = frozenset({"type", "expenseid", "qty", "unit_cost", "description", "name", "taxName1", "taxAmount1",
-                          "taxName2", "taxAmount2"})
-_UPDATE_ACTIONS = frozenset({"action_mark_as_sent", "action_email", "email_recipients", "email_include_pdf",
-                             "invoice_customized_email", "vis_state"})
+_CREATE_FIELDS = frozenset(
+    {
+        "customerid",
+        "create_date",
+        "due_offset_days",
+        "invoice_number",
+        "po_number",
+        "currency_code",
+        "language",
+        "terms",
+        "notes",
+        "address",
+        "street",
+        "street2",
+        "city",
+        "province",
+        "code",
+        "country",
+        "organization",
+        "fname",
+        "lname",
+        "vat_name",
+        "vat_number",
+        "lines",
+        "discount_value",
+        "discount_description",
+        "status",
+        "ownerid",
+        "estimateid",
+        "template",
+        "presentation",
+        "deposit_percentage",
+        "gmail",
+        "show_attachments",
+        "generation_date",
+        "parent",
+        "sentid",
+        "display_status",
+        "autobill_status",
+        "payment_status",
+        "last_order_status",
+        "dispute_status",
+        "deposit_status",
+        "auto_bill",
+        "v3_status",
+        "deposit_amount",
+        "vis_state",
+        "attachments",
+    }
+)
+_LINE_FIELDS = frozenset(
+    {"type", "expenseid", "qty", "unit_cost", "description", "name", "taxName1", "taxAmount1", "taxName2", "taxAmount2"}
+)
+_UPDATE_ACTIONS = frozenset(
+    {
+        "action_mark_as_sent",
+        "action_email",
+        "email_recipients",
+        "email_include_pdf",
+        "invoice_customized_email",
+        "vis_state",
+    }
+)
 _CENT = Decimal("0.01")
 
 
@@ -110,7 +170,7 @@ def _money(amount: Decimal, code: str) -> dict[str, str]:
 
 def _eastern_now() -> str:
     """FreshBooks accounting timestamps: zone-naive ``YYYY-MM-DD HH:MM:SS`` in US/Eastern (SDK docs)."""
-    return (datetime.now(timezone.utc) - timedelta(hours=5)).strftime("%Y-%m-%d %H:%M:%S")
+    return (datetime.now(UTC) - timedelta(hours=5)).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class FbError(Exception):
@@ -118,7 +178,14 @@ class FbError(Exception):
 
     def __init__(self, errno: int, field: str, message: str, value: Any = "", obj: str = "invoice", status: int = 422):
         super().__init__(message)
-        self.errno, self.field, self.message, self.value, self.obj, self.status = errno, field, message, value, obj, status
+        self.errno, self.field, self.message, self.value, self.obj, self.status = (
+            errno,
+            field,
+            message,
+            value,
+            obj,
+            status,
+        )
 
     def element(self) -> dict[str, Any]:
         value = self.value if isinstance(self.value, (str, int)) else json.dumps(self.value, default=str)
@@ -218,8 +285,13 @@ class FreshBooksEmulator:
         self._accounts: dict[str, _Account] = {}
         for index, acct in enumerate(self.account_ids):
             clients = {cid: self._client_entity(acct, cid, seed) for cid, seed in self.seed_clients.items()}
-            self._accounts[acct] = _Account(clients=clients, invoices={}, next_invoice_id=880001 + index * 100000,
-                                            next_client_id=40001, minute=deque())
+            self._accounts[acct] = _Account(
+                clients=clients,
+                invoices={},
+                next_invoice_id=880001 + index * 100000,
+                next_client_id=40001,
+                minute=deque(),
+            )
         self._faults: deque[str] = deque()
         self.calls: list[tuple[str, str, int]] = []
         self.count_429 = 0
@@ -227,7 +299,7 @@ class FreshBooksEmulator:
         self.server_errors: list[str] = []
         self.emails: list[tuple[str, int, list[str]]] = []
 
-    def start(self) -> "FreshBooksEmulator":
+    def start(self) -> FreshBooksEmulator:
         if self._server is None:
             self._stop.clear()
             self._server, self._thread = start_server(self, self.host, self.port, "freshbooks-emulator")
@@ -239,7 +311,7 @@ class FreshBooksEmulator:
         server, thread, self._server, self._thread = self._server, self._thread, None, None
         stop_server(server, thread)
 
-    def __enter__(self) -> "FreshBooksEmulator":
+    def __enter__(self) -> FreshBooksEmulator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -255,8 +327,12 @@ class FreshBooksEmulator:
         """Deep copies of the stored invoices, each with its ``lines``."""
         with self._lock:
             accounts = [account_id] if account_id is not None else list(self._accounts)
-            return [copy.deepcopy(inv) for a in accounts for inv in self._accounts[a].invoices.values()
-                    if include_deleted or inv["vis_state"] == 0]
+            return [
+                copy.deepcopy(inv)
+                for a in accounts
+                for inv in self._accounts[a].invoices.values()
+                if include_deleted or inv["vis_state"] == 0
+            ]
 
     def clients(self, account_id: str | None = None) -> list[dict]:
         with self._lock:
@@ -359,10 +435,21 @@ class FreshBooksEmulator:
         else:
             form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True).items()}
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        if client_id != self.client_id or client_secret is None or not secrets.compare_digest(client_secret, self.client_secret):
-            return json_response(401, {"error": "invalid_client", "error_description": (
-                "Client authentication failed due to unknown client, no client authentication included, "
-                "or unsupported authentication method.")})
+        if (
+            client_id != self.client_id
+            or client_secret is None
+            or not secrets.compare_digest(client_secret, self.client_secret)
+        ):
+            return json_response(
+                401,
+                {
+                    "error": "invalid_client",
+                    "error_description": (
+                        "Client authentication failed due to unknown client, no client authentication included, "
+                        "or unsupported authentication method."
+                    ),
+                },
+            )
         if form.get("grant_type") == "authorization_code":
             return self._code_grant(form)
         if form.get("grant_type") != "refresh_token":
@@ -373,9 +460,16 @@ class FreshBooksEmulator:
             now = time.monotonic()
             valid_until = self._refresh_tokens.get(presented, now - 1)
             if presented not in self._refresh_tokens or (valid_until is not None and now >= valid_until):
-                return json_response(400, {"error": "invalid_grant", "error_description": (
-                    "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI "
-                    "used in the authorization request, or was issued to another client.")})
+                return json_response(
+                    400,
+                    {
+                        "error": "invalid_grant",
+                        "error_description": (
+                            "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI "
+                            "used in the authorization request, or was issued to another client."
+                        ),
+                    },
+                )
             # single use: the presented token dies now (or after refresh_grace_seconds, when configured)
             self._refresh_tokens[presented] = now + self.refresh_grace_seconds if valid_until is None else valid_until
             new_refresh = secrets.token_hex(32)
@@ -388,10 +482,18 @@ class FreshBooksEmulator:
         with self._lock:
             self._access_tokens[access] = time.monotonic() + self.access_token_ttl
             self._token_scopes[access] = frozenset(self.scopes.split())
-        return json_response(200, {
-            "access_token": access, "token_type": "Bearer", "expires_in": int(math.ceil(self.access_token_ttl)),
-            "refresh_token": refresh, "scope": self.scopes, "created_at": int(time.time()),
-        }, {"Cache-Control": "no-store"})
+        return json_response(
+            200,
+            {
+                "access_token": access,
+                "token_type": "Bearer",
+                "expires_in": int(math.ceil(self.access_token_ttl)),
+                "refresh_token": refresh,
+                "scope": self.scopes,
+                "created_at": int(time.time()),
+            },
+            {"Cache-Control": "no-store"},
+        )
 
     def _authorize(self, req: Request) -> Response:
         """``GET /oauth/authorize`` (auth.freshbooks.com): the user consents at once; 302 to the loopback
@@ -400,12 +502,17 @@ class FreshBooksEmulator:
         redirect = q.get("redirect_uri", "")
         if q.get("client_id") != self.client_id:
             return json_response(400, {"error": "invalid_client"})
-        if q.get("response_type") != "code" or not re.match(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect):
+        if q.get("response_type") != "code" or not re.match(
+            r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect
+        ):
             return json_response(400, {"error": "invalid_request"})
         code = secrets.token_hex(16)
         with self._lock:
-            self._auth_codes[code] = {"redirect_uri": redirect, "challenge": q.get("code_challenge"),
-                                      "expires": time.monotonic() + 300}
+            self._auth_codes[code] = {
+                "redirect_uri": redirect,
+                "challenge": q.get("code_challenge"),
+                "expires": time.monotonic() + 300,
+            }
         params = urlencode({"code": code, "state": q.get("state", "")})
         return Response(302, b"", {"Location": f"{redirect}{'&' if '?' in redirect else '?'}{params}"})
 
@@ -413,7 +520,11 @@ class FreshBooksEmulator:
         """``grant_type=authorization_code``: single-use code, same ``redirect_uri``, PKCE verifier when a challenge was sent."""
         with self._lock:
             entry = self._auth_codes.pop(form.get("code", ""), None)
-            if entry is None or time.monotonic() > entry["expires"] or entry["redirect_uri"] != form.get("redirect_uri"):
+            if (
+                entry is None
+                or time.monotonic() > entry["expires"]
+                or entry["redirect_uri"] != form.get("redirect_uri")
+            ):
                 return json_response(400, {"error": "invalid_grant"})
             if entry["challenge"]:
                 verifier = form.get("code_verifier", "")
@@ -432,34 +543,64 @@ class FreshBooksEmulator:
             expires = self._access_tokens.get(token)
             granted = self._token_scopes.get(token, frozenset())
         if expires is None or time.monotonic() >= expires:
-            return json_response(401, {"error": "unauthenticated",
-                                       "error_description": "This action requires authentication to continue."},
-                                 {"WWW-Authenticate": 'Bearer realm="Doorkeeper", error="invalid_token"'})
+            return json_response(
+                401,
+                {"error": "unauthenticated", "error_description": "This action requires authentication to continue."},
+                {"WWW-Authenticate": 'Bearer realm="Doorkeeper", error="invalid_token"'},
+            )
         if scope is not None and scope not in granted:
-            return json_response(403, {"error": "insufficient_scope",
-                                       "error_description": f"The access token lacks the scope {scope}."},
-                                 {"WWW-Authenticate": f'Bearer realm="Doorkeeper", error="insufficient_scope", scope="{scope}"'})
+            return json_response(
+                403,
+                {"error": "insufficient_scope", "error_description": f"The access token lacks the scope {scope}."},
+                {"WWW-Authenticate": f'Bearer realm="Doorkeeper", error="insufficient_scope", scope="{scope}"'},
+            )
         return None
 
     @staticmethod
     def _scope_for(method: str, resource: str) -> str | None:
-        kind = "invoices" if resource.startswith("invoices/") else "clients" if resource.startswith("users/clients") else None
+        kind = (
+            "invoices"
+            if resource.startswith("invoices/")
+            else "clients"
+            if resource.startswith("users/clients")
+            else None
+        )
         if kind is None:
             return None
         return f"user:{kind}:{'read' if method in ('GET', 'HEAD') else 'write'}"
 
     def _me(self) -> Response:
         memberships = [
-            {"id": 140130 + i, "role": "owner", "unacknowledged_change": False,
-             "business": {"id": DEFAULT_BUSINESS_ID + i, "business_uuid": f"emu-business-{i}", "name": f"Emulated Business {i + 1}",
-                          "account_id": acct, "date_format": "dd/mm/yyyy"}}
+            {
+                "id": 140130 + i,
+                "role": "owner",
+                "unacknowledged_change": False,
+                "business": {
+                    "id": DEFAULT_BUSINESS_ID + i,
+                    "business_uuid": f"emu-business-{i}",
+                    "name": f"Emulated Business {i + 1}",
+                    "account_id": acct,
+                    "date_format": "dd/mm/yyyy",
+                },
+            }
             for i, acct in enumerate(self.account_ids)
         ]
-        return json_response(200, {"response": {
-            "id": 12345, "identity_id": 12345, "first_name": "Emu", "last_name": "Lator", "email": "owner@example.invalid",
-            "business_memberships": memberships,
-            "roles": [{"id": 61270 + i, "role": "admin", "accountid": acct} for i, acct in enumerate(self.account_ids)],
-        }})
+        return json_response(
+            200,
+            {
+                "response": {
+                    "id": 12345,
+                    "identity_id": 12345,
+                    "first_name": "Emu",
+                    "last_name": "Lator",
+                    "email": "owner@example.invalid",
+                    "business_memberships": memberships,
+                    "roles": [
+                        {"id": 61270 + i, "role": "admin", "accountid": acct} for i, acct in enumerate(self.account_ids)
+                    ],
+                }
+            },
+        )
 
     # ------------------------------------------------------------------ accounting gate
     def _admit(self, account: _Account) -> Response | None:
@@ -480,9 +621,15 @@ class FreshBooksEmulator:
 
     @staticmethod
     def _throttled(retry: float) -> Response:
-        return json_response(429, {"response": {"errors": [{"errno": 429, "field": "", "message": "Too Many Requests",
-                                                            "object": "", "value": ""}]}},
-                             {"Retry-After": str(max(1, math.ceil(retry)))})
+        return json_response(
+            429,
+            {
+                "response": {
+                    "errors": [{"errno": 429, "field": "", "message": "Too Many Requests", "object": "", "value": ""}]
+                }
+            },
+            {"Retry-After": str(max(1, math.ceil(retry)))},
+        )
 
     def _accounting(self, req: Request, account_id: str, resource: str) -> Response:
         denied = self._authenticate(req, self._scope_for(req.method, resource))
@@ -490,8 +637,18 @@ class FreshBooksEmulator:
             return denied
         account = self._accounts.get(account_id)
         if account is None:
-            return _errors_response([FbError(1003, "accountid", "The server could not verify that you are authorized to "
-                                                                "access the URL requested.", account_id, "account", 403)])
+            return _errors_response(
+                [
+                    FbError(
+                        1003,
+                        "accountid",
+                        "The server could not verify that you are authorized to access the URL requested.",
+                        account_id,
+                        "account",
+                        403,
+                    )
+                ]
+            )
         with self._lock:
             limited = self._admit(account)
             if limited is not None:
@@ -500,10 +657,27 @@ class FreshBooksEmulator:
         try:
             if fault in ("503", "500"):
                 if fault == "503":
-                    return Response(503, b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
-                                    {"Content-Type": "text/html"})
-                return json_response(500, {"response": {"errors": [{"errno": 500, "field": "", "message": "Internal Server Error",
-                                                                    "object": "", "value": ""}]}})
+                    return Response(
+                        503,
+                        b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
+                        {"Content-Type": "text/html"},
+                    )
+                return json_response(
+                    500,
+                    {
+                        "response": {
+                            "errors": [
+                                {
+                                    "errno": 500,
+                                    "field": "",
+                                    "message": "Internal Server Error",
+                                    "object": "",
+                                    "value": "",
+                                }
+                            ]
+                        }
+                    },
+                )
             if fault == "429":
                 with self._lock:
                     self.count_429 += 1
@@ -554,8 +728,14 @@ class FreshBooksEmulator:
                 if client is None:
                     raise FbError(1012, "userid", "Client not found.", parts[2], "client", 404)
                 return self._result("client", copy.deepcopy(client))
-        return json_response(404, {"response": {"errors": [{"errno": 1001, "field": "", "message": "Not Found",
-                                                            "object": "", "value": resource}]}})
+        return json_response(
+            404,
+            {
+                "response": {
+                    "errors": [{"errno": 1001, "field": "", "message": "Not Found", "object": "", "value": resource}]
+                }
+            },
+        )
 
     @staticmethod
     def _result(name: str, entity: dict) -> Response:
@@ -577,10 +757,20 @@ class FreshBooksEmulator:
 
     # ------------------------------------------------------------------ clients
     def _client_entity(self, account_id: str, cid: int, seed: Mapping[str, Any]) -> dict:
-        return {"id": cid, "userid": cid, "accounting_systemid": account_id, "organization": seed.get("organization") or "",
-                "fname": seed.get("fname") or "", "lname": seed.get("lname") or "", "email": seed.get("email") or "",
-                "vat_number": seed.get("vat_number") or "", "vat_name": seed.get("vat_name") or "",
-                "currency_code": seed.get("currency_code") or "EUR", "vis_state": 0, "updated": _eastern_now()}
+        return {
+            "id": cid,
+            "userid": cid,
+            "accounting_systemid": account_id,
+            "organization": seed.get("organization") or "",
+            "fname": seed.get("fname") or "",
+            "lname": seed.get("lname") or "",
+            "email": seed.get("email") or "",
+            "vat_number": seed.get("vat_number") or "",
+            "vat_name": seed.get("vat_name") or "",
+            "currency_code": seed.get("currency_code") or "EUR",
+            "vis_state": 0,
+            "updated": _eastern_now(),
+        }
 
     def _create_client(self, account_id: str, account: _Account, doc: dict) -> dict:
         if not any(doc.get(k) for k in ("organization", "fname", "lname", "email")):
@@ -622,9 +812,11 @@ class FreshBooksEmulator:
             raise FbError(2002, "page", "page must be a number", req.query.get("page"), "", 400) from None
         total = len(rows)
         pages = math.ceil(total / per_page) if total else 0
-        chunk = rows[(page - 1) * per_page: page * per_page]
-        return json_response(200, {"response": {"result": {name: chunk, "page": page, "pages": pages,
-                                                           "per_page": per_page, "total": total}}})
+        chunk = rows[(page - 1) * per_page : page * per_page]
+        return json_response(
+            200,
+            {"response": {"result": {name: chunk, "page": page, "pages": pages, "per_page": per_page, "total": total}}},
+        )
 
     def _list_invoices(self, req: Request, account: _Account, include_lines: bool) -> Response:
         rows = [i for i in account.invoices.values() if i["vis_state"] == 0]
@@ -721,9 +913,17 @@ class FreshBooksEmulator:
                     errors.append(_too_long(f"{where}.{key}", value, FIELD_LIMITS[limit_key]))
             qty = self._number(raw.get("qty", 1), f"{where}.qty", errors)
             unit = raw.get("unit_cost")
-            cost = self._number(unit.get("amount") if isinstance(unit, dict) else None, f"{where}.unit_cost.amount", errors)
+            cost = self._number(
+                unit.get("amount") if isinstance(unit, dict) else None, f"{where}.unit_cost.amount", errors
+            )
             if isinstance(unit, dict) and unit.get("code") not in (None, currency):
-                errors.append(_invalid(f"{where}.unit_cost.code", unit.get("code"), f"unit_cost.code must be the invoice currency {currency}."))
+                errors.append(
+                    _invalid(
+                        f"{where}.unit_cost.code",
+                        unit.get("code"),
+                        f"unit_cost.code must be the invoice currency {currency}.",
+                    )
+                )
             taxes = []
             for n in ("1", "2"):
                 percent_raw = raw.get(f"taxAmount{n}")
@@ -734,7 +934,11 @@ class FreshBooksEmulator:
                 if percent is None:
                     continue
                 if percent < 0 or percent > 100 or -percent.as_tuple().exponent > 3:
-                    errors.append(_invalid(f"{where}.taxAmount{n}", percent_raw, "Tax must be a percentage with at most 3 decimals."))
+                    errors.append(
+                        _invalid(
+                            f"{where}.taxAmount{n}", percent_raw, "Tax must be a percentage with at most 3 decimals."
+                        )
+                    )
                     continue
                 if isinstance(name, str) and len(name) > FIELD_LIMITS["taxName"]:
                     errors.append(_too_long(f"{where}.taxName{n}", name, FIELD_LIMITS["taxName"]))
@@ -746,9 +950,16 @@ class FreshBooksEmulator:
             line_tax = sum((_q2(amount * p / Decimal(100)) for _, p in taxes), Decimal("0"))
             subtotal += amount
             tax_total += line_tax
-            line = {"lineid": index + 1, "type": 0, "name": raw.get("name") or "", "description": raw.get("description") or "",
-                    "qty": qty, "unit_cost": _money(cost, currency), "amount": _money(amount, currency),
-                    "updated": _eastern_now()}
+            line = {
+                "lineid": index + 1,
+                "type": 0,
+                "name": raw.get("name") or "",
+                "description": raw.get("description") or "",
+                "qty": qty,
+                "unit_cost": _money(cost, currency),
+                "amount": _money(amount, currency),
+                "updated": _eastern_now(),
+            }
             for n, (name, percent) in enumerate(taxes, start=1):
                 line[f"taxName{n}"] = name
                 line[f"taxAmount{n}"] = format(percent.normalize(), "f") if percent else "0"
@@ -763,15 +974,32 @@ class FreshBooksEmulator:
         total = subtotal + tax_total
         due = create_date + timedelta(days=offset)
         entity = {
-            "invoiceid": invoice_id, "id": invoice_id, "accountid": account_id, "accounting_systemid": account_id,
-            "customerid": int(customer_raw), "invoice_number": number, "po_number": doc.get("po_number") or "",
-            "create_date": create_date.isoformat(), "due_offset_days": offset, "due_date": due.isoformat(),
-            "currency_code": currency, "language": doc.get("language") or "en",
-            "status": 1, "v3_status": "draft", "display_status": "draft", "payment_status": "unpaid",
-            "amount": _money(total, currency), "outstanding": _money(total, currency), "paid": _money(Decimal(0), currency),
-            "discount_value": "0", "discount_total": _money(Decimal(0), currency),
-            "organization": (client or {}).get("organization", ""), "current_organization": (client or {}).get("organization", ""),
-            "vis_state": 0, "created_at": _eastern_now(), "updated": _eastern_now(),
+            "invoiceid": invoice_id,
+            "id": invoice_id,
+            "accountid": account_id,
+            "accounting_systemid": account_id,
+            "customerid": int(customer_raw),
+            "invoice_number": number,
+            "po_number": doc.get("po_number") or "",
+            "create_date": create_date.isoformat(),
+            "due_offset_days": offset,
+            "due_date": due.isoformat(),
+            "currency_code": currency,
+            "language": doc.get("language") or "en",
+            "status": 1,
+            "v3_status": "draft",
+            "display_status": "draft",
+            "payment_status": "unpaid",
+            "amount": _money(total, currency),
+            "outstanding": _money(total, currency),
+            "paid": _money(Decimal(0), currency),
+            "discount_value": "0",
+            "discount_total": _money(Decimal(0), currency),
+            "organization": (client or {}).get("organization", ""),
+            "current_organization": (client or {}).get("organization", ""),
+            "vis_state": 0,
+            "created_at": _eastern_now(),
+            "updated": _eastern_now(),
             "lines": lines_out,
         }
         account.invoices[invoice_id] = entity
@@ -790,8 +1018,14 @@ class FreshBooksEmulator:
             if recipients is None:
                 client = account.clients.get(invoice["customerid"]) or {}
                 recipients = [client["email"]] if client.get("email") else []
-            if not isinstance(recipients, list) or not recipients or not all(isinstance(r, str) and "@" in r for r in recipients):
-                raise FbError(2001, "email_recipients", "An email address is required to send this invoice.", recipients or "")
+            if (
+                not isinstance(recipients, list)
+                or not recipients
+                or not all(isinstance(r, str) and "@" in r for r in recipients)
+            ):
+                raise FbError(
+                    2001, "email_recipients", "An email address is required to send this invoice.", recipients or ""
+                )
             self.emails.append((account_id, invoice["invoiceid"], list(recipients)))
             self._mark_sent(invoice)
         elif doc.get("action_mark_as_sent"):
@@ -808,11 +1042,19 @@ class FreshBooksEmulator:
         route = (req.method, lower)
         if route == ("GET", "/_emulator/invoices"):
             with self._lock:
-                listing = [dict(copy.deepcopy(inv), account_id=a) for a, acc in self._accounts.items() for inv in acc.invoices.values()]
+                listing = [
+                    dict(copy.deepcopy(inv), account_id=a)
+                    for a, acc in self._accounts.items()
+                    for inv in acc.invoices.values()
+                ]
             return json_response(200, listing)
         if route == ("GET", "/_emulator/clients"):
             with self._lock:
-                listing = [dict(copy.deepcopy(c), account_id=a) for a, acc in self._accounts.items() for c in acc.clients.values()]
+                listing = [
+                    dict(copy.deepcopy(c), account_id=a)
+                    for a, acc in self._accounts.items()
+                    for c in acc.clients.values()
+                ]
             return json_response(200, listing)
         if route == ("GET", "/_emulator/stats"):
             return json_response(200, self.stats())
@@ -838,8 +1080,10 @@ def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
     print(f"FreshBooks emulator listening on {emulator.url}")
     print(f"  api_url    : {emulator.url}")
     print(f"  account_id : {', '.join(emulator.account_ids)}")
-    print(f"  client_id  : {emulator.client_id}  (FRESHBOOKS_CLIENT_SECRET={emulator.client_secret}, "
-          f"FRESHBOOKS_REFRESH_TOKEN={emulator.initial_refresh_token})")
+    print(
+        f"  client_id  : {emulator.client_id}  (FRESHBOOKS_CLIENT_SECRET={emulator.client_secret}, "
+        f"FRESHBOOKS_REFRESH_TOKEN={emulator.initial_refresh_token})"
+    )
     print("Press Ctrl-C to stop.", flush=True)
     try:
         while True:
@@ -850,7 +1094,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
         emulator.stop()
 
 
-__all__ = ["FreshBooksEmulator", "FbError", "serve", "DEFAULT_ACCOUNT_ID", "DEFAULT_CLIENTS", "FAULT_KINDS"]
+__all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_CLIENTS", "FAULT_KINDS", "FbError", "FreshBooksEmulator", "serve"]
 
 
 if __name__ == "__main__":  # python -m connectors.freshbooks.emulator [PORT]

@@ -71,8 +71,20 @@ DEFAULT_LINE_NAMES: dict[str, str] = {
 }
 
 __all__ = [
-    "DEFAULT_LINE_NAMES", "FIELD_LIMITS", "LineLayout", "QTY_MAX_DP", "check_limits", "dumps", "invoice_from_freshbooks",
-    "invoice_to_freshbooks", "line_layout", "line_name", "loads", "money", "rate_text", "tax_name",
+    "DEFAULT_LINE_NAMES",
+    "FIELD_LIMITS",
+    "QTY_MAX_DP",
+    "LineLayout",
+    "check_limits",
+    "dumps",
+    "invoice_from_freshbooks",
+    "invoice_to_freshbooks",
+    "line_layout",
+    "line_name",
+    "loads",
+    "money",
+    "rate_text",
+    "tax_name",
 ]
 
 
@@ -95,11 +107,11 @@ def money(amount: Decimal, currency: str) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- names and limits
-def line_name(line: InvoiceLine, settings: "FreshBooksSettings") -> str:
+def line_name(line: InvoiceLine, settings: FreshBooksSettings) -> str:
     return (settings.line_names or {}).get(line.kind) or DEFAULT_LINE_NAMES.get(line.kind, line.kind)
 
 
-def tax_name(rate: Decimal, settings: "FreshBooksSettings") -> str:
+def tax_name(rate: Decimal, settings: FreshBooksSettings) -> str:
     """``taxName1`` for ``rate``: ``settings.tax_names["23"]`` or ``settings.default_tax_name``."""
     wanted = rate_text(rate)
     for key, name in (settings.tax_names or {}).items():
@@ -118,21 +130,37 @@ def _too_long(field: str, value: str | None, key: str) -> str | None:
     return None
 
 
-def check_limits(invoice: Invoice, settings: "FreshBooksSettings") -> None:
+def check_limits(invoice: Invoice, settings: FreshBooksSettings) -> None:
     """Raise :class:`PermanentError` naming every field over its limit (characters) or otherwise unsendable."""
     problems = [
         _too_long("invoice_number (FreshBooks invoice_number)", invoice.invoice_number, "invoice_number"),
         _too_long("reference (FreshBooks po_number)", invoice.reference, "po_number"),
     ]
     for index, line in enumerate(invoice.lines):
-        problems.append(_too_long(f"lines[{index}].description (FreshBooks line description)", line.description, "line.description"))
-        problems.append(_too_long(f"lines[{index}] name (billing.settings.line_names.{line.kind})", line_name(line, settings), "line.name"))
+        problems.append(
+            _too_long(f"lines[{index}].description (FreshBooks line description)", line.description, "line.description")
+        )
+        problems.append(
+            _too_long(
+                f"lines[{index}] name (billing.settings.line_names.{line.kind})", line_name(line, settings), "line.name"
+            )
+        )
         if line.tax_rate != 0:
-            problems.append(_too_long(f"lines[{index}] tax name (billing.settings.tax_names)", tax_name(line.tax_rate, settings), "taxName"))
+            problems.append(
+                _too_long(
+                    f"lines[{index}] tax name (billing.settings.tax_names)",
+                    tax_name(line.tax_rate, settings),
+                    "taxName",
+                )
+            )
             if _dp(line.tax_rate) > TAX_PERCENT_MAX_DP:
-                problems.append(f"lines[{index}].tax_rate {line.tax_rate} has more than {TAX_PERCENT_MAX_DP} decimals (FreshBooks taxAmount1)")
+                problems.append(
+                    f"lines[{index}].tax_rate {line.tax_rate} has more than {TAX_PERCENT_MAX_DP} decimals (FreshBooks taxAmount1)"
+                )
     if invoice.due_date < invoice.issue_date:
-        problems.append(f"due_date {invoice.due_date} is before issue_date {invoice.issue_date} (FreshBooks due_offset_days must be ≥ 0)")
+        problems.append(
+            f"due_date {invoice.due_date} is before issue_date {invoice.issue_date} (FreshBooks due_offset_days must be ≥ 0)"
+        )
     found = [p for p in problems if p]
     if found:
         raise PermanentError(f"invoice {invoice.invoice_number}: " + "; ".join(found))
@@ -160,8 +188,13 @@ def line_layout(line: InvoiceLine, invoice: Invoice) -> LineLayout:
         return round_money(q * cost, currency) == net
 
     qty_ok = _dp(qty) <= QTY_MAX_DP
-    if (qty_ok and not invoice.tax_inclusive and line.discount_percent == 0
-            and _dp(line.unit_price) <= minor_units(currency) and fits(qty, line.unit_price)):
+    if (
+        qty_ok
+        and not invoice.tax_inclusive
+        and line.discount_percent == 0
+        and _dp(line.unit_price) <= minor_units(currency)
+        and fits(qty, line.unit_price)
+    ):
         return LineLayout(qty, line.unit_price, net, True)
     if qty_ok and qty != 0:
         cost = (net / qty).quantize(places, rounding=ROUND_HALF_UP)
@@ -170,7 +203,7 @@ def line_layout(line: InvoiceLine, invoice: Invoice) -> LineLayout:
     return LineLayout(Decimal(1), net, net, False)
 
 
-def line_to_freshbooks(line: InvoiceLine, invoice: Invoice, settings: "FreshBooksSettings") -> dict[str, Any]:
+def line_to_freshbooks(line: InvoiceLine, invoice: Invoice, settings: FreshBooksSettings) -> dict[str, Any]:
     """One line: ``type`` 0, ``name``, ``description``, ``qty``, ``unit_cost``, and ``taxName1``/``taxAmount1`` when taxed."""
     layout = line_layout(line, invoice)
     out: dict[str, Any] = {
@@ -204,7 +237,9 @@ def customer_id_of(invoice: Invoice, customer_id: str | None = None) -> int:
     return int(text)
 
 
-def invoice_to_freshbooks(invoice: Invoice, settings: "FreshBooksSettings", *, customer_id: str | None = None) -> dict[str, Any]:
+def invoice_to_freshbooks(
+    invoice: Invoice, settings: FreshBooksSettings, *, customer_id: str | None = None
+) -> dict[str, Any]:
     """Body of ``POST .../invoices/invoices``: ``{"invoice": {...}}`` (see the module docstring).
 
     Always created as a draft (FreshBooks' behaviour); the connector marks it sent or e-mails it in

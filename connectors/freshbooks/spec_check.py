@@ -41,8 +41,11 @@ UPDATE_ACTIONS: dict[str, Any] = {
     "action_mark_as_sent": {"type": "boolean"},
     "email_recipients": {"type": "array", "items": {"type": "string"}},
     "email_include_pdf": {"type": "boolean"},
-    "invoice_customized_email": {"type": "object", "properties": {"subject": {"type": "string"}, "body": {"type": "string"}},
-                                 "additionalProperties": False},
+    "invoice_customized_email": {
+        "type": "object",
+        "properties": {"subject": {"type": "string"}, "body": {"type": "string"}},
+        "additionalProperties": False,
+    },
 }
 
 
@@ -70,12 +73,16 @@ def _validators(spec_path: str) -> dict[str, Draft4Validator]:
             raise ValueError(f"{spec_path}: components/schemas/{name} not found")
     schemas["InvoiceLinesWritable"]["properties"]["qty"] = {"type": "number"}
     for money_field in ("amount",):
-        schemas["InvoiceLinesWritable"]["properties"]["unit_cost"]["properties"][money_field]["pattern"] = r"^-?\d+(\.\d+)?$"
+        schemas["InvoiceLinesWritable"]["properties"]["unit_cost"]["properties"][money_field]["pattern"] = (
+            r"^-?\d+(\.\d+)?$"
+        )
     schemas["InvoiceUpdate"]["properties"].update(copy.deepcopy(UPDATE_ACTIONS))
     _forbid_unknown(schemas)
     root = {"schemas": schemas}
-    return {name: Draft4Validator({"components": root, "$ref": f"#/components/schemas/{name}"})
-            for name in ("InvoiceCreateObject", "InvoiceUpdateObject", "ClientCreateObject")}
+    return {
+        name: Draft4Validator({"components": root, "$ref": f"#/components/schemas/{name}"})
+        for name in ("InvoiceCreateObject", "InvoiceUpdateObject", "ClientCreateObject")
+    }
 
 
 def _describe(error: Any) -> str:
@@ -87,7 +94,9 @@ def _describe(error: Any) -> str:
 def body_problems(spec_path: str | Path, schema: str, document: Any) -> list[str]:
     """Problems of a parsed body against ``InvoiceCreateObject``/``InvoiceUpdateObject``/``ClientCreateObject``."""
     validator = _validators(str(Path(spec_path).resolve()))[schema]
-    return [_describe(e) for e in sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])]
+    return [
+        _describe(e) for e in sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
+    ]
 
 
 _ROUTES = [
@@ -115,15 +124,20 @@ def make_request_validator(spec_path: str | Path) -> RequestValidator:
         except ValueError as exc:
             problems.append(f"<body>: not JSON ({exc})")
         else:
-            problems.extend(_describe(e) for e in sorted(validators[schema].iter_errors(document),
-                                                         key=lambda e: [str(p) for p in e.absolute_path]))
+            problems.extend(
+                _describe(e)
+                for e in sorted(
+                    validators[schema].iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path]
+                )
+            )
         if problems:
             shown = problems[:5]
             more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
-            raise SpecValidationError(f"{method.upper()} {path} does not match components/schemas/{schema}: "
-                                      + "; ".join(shown) + more)
+            raise SpecValidationError(
+                f"{method.upper()} {path} does not match components/schemas/{schema}: " + "; ".join(shown) + more
+            )
 
     return validate
 
 
-__all__ = ["SpecValidationError", "UPDATE_ACTIONS", "body_problems", "make_request_validator"]
+__all__ = ["UPDATE_ACTIONS", "SpecValidationError", "body_problems", "make_request_validator"]

@@ -36,8 +36,7 @@ SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "freshbooks" / 
 class FreshBooksHarness(ConnectorHarness):
     connector_cls = FreshBooksConnector
     skip: dict[str, str] = {}
-    hostile = {case: "deliver" for case in
-               ("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number")}
+    hostile = dict.fromkeys(("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver")
     fast_timeout = 0.5
 
     def __init__(self) -> None:
@@ -53,9 +52,13 @@ class FreshBooksHarness(ConnectorHarness):
 
             validator = make_request_validator(SPEC)
         self.emu = FreshBooksEmulator(
-            client_secret=self.client_secret, refresh_token=self.refresh_token, account_ids=(ACCOUNT,),
+            client_secret=self.client_secret,
+            refresh_token=self.refresh_token,
+            account_ids=(ACCOUNT,),
             clients={CONTACT_ID: {"organization": CONTACT_NAME, "email": "ap@conformance.example"}},
-            refresh_grace_seconds=3600, hang_seconds=2.0, request_validator=validator,
+            refresh_grace_seconds=3600,
+            hang_seconds=2.0,
+            request_validator=validator,
         ).start()
 
     def stop(self) -> None:
@@ -70,9 +73,15 @@ class FreshBooksHarness(ConnectorHarness):
     # ------------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:
         assert self.emu is not None
-        return {"api_url": self.emu.url, "authorize_url": f"{self.emu.url}/oauth/authorize", "account_id": ACCOUNT,
-                "client_id": self.emu.client_id, "client_secret_env": "FRESHBOOKS_CLIENT_SECRET",
-                "refresh_token_env": "FRESHBOOKS_REFRESH_TOKEN", "tax_names": {"23": "IVA"}}
+        return {
+            "api_url": self.emu.url,
+            "authorize_url": f"{self.emu.url}/oauth/authorize",
+            "account_id": ACCOUNT,
+            "client_id": self.emu.client_id,
+            "client_secret_env": "FRESHBOOKS_CLIENT_SECRET",
+            "refresh_token_env": "FRESHBOOKS_REFRESH_TOKEN",
+            "tax_names": {"23": "IVA"},
+        }
 
     def env(self) -> dict[str, str]:
         return {"FRESHBOOKS_CLIENT_SECRET": self.client_secret, "FRESHBOOKS_REFRESH_TOKEN": self.refresh_token}
@@ -83,10 +92,18 @@ class FreshBooksHarness(ConnectorHarness):
     # ------------------------------------------------------------------ read back
     def invoices(self) -> list[HeldInvoice]:
         assert self.emu is not None
-        return [HeldInvoice(external_id=str(inv["invoiceid"]), number=inv["invoice_number"],
-                            total=Decimal(inv["amount"]["amount"]), currency=inv.get("currency_code"),
-                            line_count=len(inv.get("lines") or []), contact=str(inv["customerid"]), raw=inv)
-                for inv in self.emu.invoices(ACCOUNT, include_deleted=False)]
+        return [
+            HeldInvoice(
+                external_id=str(inv["invoiceid"]),
+                number=inv["invoice_number"],
+                total=Decimal(inv["amount"]["amount"]),
+                currency=inv.get("currency_code"),
+                line_count=len(inv.get("lines") or []),
+                contact=str(inv["customerid"]),
+                raw=inv,
+            )
+            for inv in self.emu.invoices(ACCOUNT, include_deleted=False)
+        ]
 
     # ------------------------------------------------------------------ faults
     def inject_rate_limit(self, retry_after: int = 1) -> None:

@@ -135,8 +135,11 @@ class InvoiceXpressSettings(ConnectorSettings):
     currency: str = Field(default="EUR", min_length=3, max_length=3)
     create_clients: bool = True
     rate_limit_per_minute: int | None = Field(
-        default=None, gt=0, le=100,
-        description="Lower than the account's 100 requests/minute when other integrations share the account.")
+        default=None,
+        gt=0,
+        le=100,
+        description="Lower than the account's 100 requests/minute when other integrations share the account.",
+    )
 
 
 class InvoiceXpressConnector(Connector):
@@ -184,7 +187,10 @@ class InvoiceXpressConnector(Connector):
             self._client_loop = loop
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.settings.timeout_seconds),
-                headers={"User-Agent": "maintenance-billing-broker/0.1 (invoicexpress connector)", "Accept": "application/json"},
+                headers={
+                    "User-Agent": "maintenance-billing-broker/0.1 (invoicexpress connector)",
+                    "Accept": "application/json",
+                },
             )
         return self._client
 
@@ -206,8 +212,16 @@ class InvoiceXpressConnector(Connector):
                 raise ConfigError(str(exc)) from None
         return self._api_key
 
-    async def _request(self, method: str, path: str, *, idempotent: bool, what: str, params: Mapping[str, Any] | None = None,
-                       body: Any = None) -> httpx.Response:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        what: str,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> httpx.Response:
         """One API call with ``api_key``; transport failures and 401/403/404/429/5xx mapped onto the taxonomy."""
         query: dict[str, Any] = dict(params or {})
         query["api_key"] = self._key().get_secret_value()
@@ -219,11 +233,18 @@ class InvoiceXpressConnector(Connector):
             resp = await self._http().request(method, self.base_url + path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise RetryableError(f"{what}: request not sent ({type(exc).__name__})") from None
-        except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.WriteTimeout) as exc:
+        except (
+            httpx.ReadTimeout,
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+            httpx.WriteTimeout,
+        ) as exc:
             if idempotent:
                 raise RetryableError(f"{what}: no response ({type(exc).__name__}); a read, safe to retry") from None
-            raise UncertainOutcomeError(f"{what}: request sent but no response ({type(exc).__name__}); "
-                                        "outcome unknown, reconcile with find()") from None
+            raise UncertainOutcomeError(
+                f"{what}: request sent but no response ({type(exc).__name__}); outcome unknown, reconcile with find()"
+            ) from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL):
             raise ConfigError(f"{what}: bad api_url/account_name in settings ({self.settings.api_url})") from None
         except httpx.TransportError as exc:
@@ -237,13 +258,18 @@ class InvoiceXpressConnector(Connector):
                 retry_after = float(raw) if raw is not None else DEFAULT_RETRY_AFTER
             except ValueError:
                 retry_after = DEFAULT_RETRY_AFTER
-            raise RateLimitedError(f"{what}: 429 rate limited (100 requests/minute per account), retry after {retry_after:g}s",
-                                   retry_after=retry_after)
+            raise RateLimitedError(
+                f"{what}: 429 rate limited (100 requests/minute per account), retry after {retry_after:g}s",
+                retry_after=retry_after,
+            )
         if status >= 500:
             raise RetryableError(f"{what}: HTTP {status} ({self._detail(resp)})", http_status=status)
         if status in (401, 403):
-            raise AuthError(f"{what}: HTTP {status} ({self._detail(resp)}): check {self.settings.api_key_env} "
-                            f"for account {self.settings.account_name}", http_status=status)
+            raise AuthError(
+                f"{what}: HTTP {status} ({self._detail(resp)}): check {self.settings.api_key_env} "
+                f"for account {self.settings.account_name}",
+                http_status=status,
+            )
         return resp
 
     @staticmethod
@@ -281,8 +307,10 @@ class InvoiceXpressConnector(Connector):
         return self.scrub(resp.text[:200]) if resp.text else "no body"
 
     def _fail(self, resp: httpx.Response, what: str) -> PermanentError:
-        return PermanentError(f"{what}: InvoiceXpress refused (HTTP {resp.status_code}): {self._detail(resp)}",
-                              http_status=resp.status_code)
+        return PermanentError(
+            f"{what}: InvoiceXpress refused (HTTP {resp.status_code}): {self._detail(resp)}",
+            http_status=resp.status_code,
+        )
 
     # ------------------------------------------------------------------ documents
     async def _lookup(self, invoice_number: str) -> dict[str, Any] | None:
@@ -292,8 +320,13 @@ class InvoiceXpressConnector(Connector):
         page = 1
         what = f"InvoiceXpress GET /invoices.json?text={reference}"
         while True:
-            resp = await self._request("GET", "/invoices.json", idempotent=True, what=what,
-                                       params={"text": reference, "page": page, "per_page": PAGE_SIZE})
+            resp = await self._request(
+                "GET",
+                "/invoices.json",
+                idempotent=True,
+                what=what,
+                params={"text": reference, "page": page, "per_page": PAGE_SIZE},
+            )
             if resp.status_code == 404:
                 raise UnknownAccountError(f"unknown InvoiceXpress account {self.settings.account_name} (HTTP 404)")
             if resp.status_code >= 400:
@@ -302,15 +335,26 @@ class InvoiceXpressConnector(Connector):
             docs = body.get("invoices") if isinstance(body, dict) else None
             if not isinstance(docs, list):
                 raise RetryableError(f"{what}: answer without an 'invoices' list")
-            matches += [d for d in docs if isinstance(d, dict) and str(d.get("reference") or "") == reference
-                        and d.get("id") and d.get("status") != "deleted"]
+            matches += [
+                d
+                for d in docs
+                if isinstance(d, dict)
+                and str(d.get("reference") or "") == reference
+                and d.get("id")
+                and d.get("status") != "deleted"
+            ]
             pagination = body.get("pagination") if isinstance(body.get("pagination"), dict) else {}
             total_pages = int(pagination.get("total_pages") or 1)
             if page >= total_pages or not docs:
                 break
             page += 1
         if len(matches) > 1:
-            log.warning("invoicexpress tenant=%s: %d invoices carry reference %s; using the oldest", self.tenant, len(matches), reference)
+            log.warning(
+                "invoicexpress tenant=%s: %d invoices carry reference %s; using the oldest",
+                self.tenant,
+                len(matches),
+                reference,
+            )
         return min(matches, key=lambda d: int(d["id"])) if matches else None
 
     async def _get(self, document_id: int) -> dict[str, Any]:
@@ -325,8 +369,13 @@ class InvoiceXpressConnector(Connector):
         return doc
 
     async def _change_state(self, document_id: int, state: str, what: str) -> dict[str, Any]:
-        resp = await self._request("PUT", f"/invoices/{document_id}/change-state.json", idempotent=False, what=what,
-                                   body={"invoice": {"state": state}})
+        resp = await self._request(
+            "PUT",
+            f"/invoices/{document_id}/change-state.json",
+            idempotent=False,
+            what=what,
+            body={"invoice": {"state": state}},
+        )
         if resp.status_code >= 400:
             raise self._fail(resp, what)
         body = self._json(resp)
@@ -341,7 +390,9 @@ class InvoiceXpressConnector(Connector):
         """``GET /clients/find-by-code.json?client_code=`` or ``find-by-name.json?client_name=``; None on 404."""
         param = "client_code" if kind == "code" else "client_name"
         what = f"InvoiceXpress GET /clients/find-by-{kind}.json"
-        resp = await self._request("GET", f"/clients/find-by-{kind}.json", idempotent=True, what=what, params={param: value})
+        resp = await self._request(
+            "GET", f"/clients/find-by-{kind}.json", idempotent=True, what=what, params={param: value}
+        )
         if resp.status_code == 404:
             return None
         if resp.status_code >= 400:
@@ -369,8 +420,10 @@ class InvoiceXpressConnector(Connector):
         return invoice
 
     def _expected_total(self, invoice: Invoice, body: Mapping[str, Any]) -> Decimal:
-        rows = [(Decimal(item["quantity"]), Decimal(item["unit_price"]), Decimal(item.get("discount") or 0), line.tax_rate)
-                for item, line in zip(body["invoice"]["items"], invoice.lines)]
+        rows = [
+            (Decimal(item["quantity"]), Decimal(item["unit_price"]), Decimal(item.get("discount") or 0), line.tax_rate)
+            for item, line in zip(body["invoice"]["items"], invoice.lines)
+        ]
         return ix_totals(rows, self.settings.rounding_method).total
 
     async def deliver(self, invoice: Invoice) -> DeliveryResult:
@@ -394,7 +447,9 @@ class InvoiceXpressConnector(Connector):
         existing = await self._lookup(invoice.invoice_number)
         created = False
         if existing is None:
-            resp = await self._request("POST", "/invoices.json", idempotent=False, what=f"{what}: POST /invoices.json", body=body)
+            resp = await self._request(
+                "POST", "/invoices.json", idempotent=False, what=f"{what}: POST /invoices.json", body=body
+            )
             if resp.status_code == 404:
                 raise UnknownAccountError(f"unknown InvoiceXpress account {self.settings.account_name} (HTTP 404)")
             if resp.status_code >= 400:
@@ -418,7 +473,11 @@ class InvoiceXpressConnector(Connector):
                     steps.append("deleted draft")
                 raise PermanentError(
                     f"{what}: InvoiceXpress computed a total of {total} for draft {document_id} but ours is {invoice.total}; "
-                    + ("the draft was deleted and nothing was issued" if created else "the existing draft was left unissued")
+                    + (
+                        "the draft was deleted and nothing was issued"
+                        if created
+                        else "the existing draft was left unissued"
+                    )
                 )
             if self.settings.invoice_status == "finalized":
                 doc = await self._finalize(document_id, what)
@@ -463,20 +522,28 @@ class InvoiceXpressConnector(Connector):
         client = doc.get("client") if isinstance(doc.get("client"), dict) else {}
         address = email or str(client.get("email") or "").strip() or None
         if not address:
-            log.warning("invoicexpress tenant=%s invoice=%s: send_email is on but the client has no e-mail address",
-                        self.tenant, invoice.invoice_number)
+            log.warning(
+                "invoicexpress tenant=%s invoice=%s: send_email is on but the client has no e-mail address",
+                self.tenant,
+                invoice.invoice_number,
+            )
             return "skipped: no e-mail address for the client"
         number = invoice_from_invoicexpress(doc).number or invoice.invoice_number
         fill = {"number": number, "reference": invoice.invoice_number}
-        message = {"message": {"client": {"email": address, "save": "0"},
-                               "subject": self.settings.email_subject.format_map(fill),
-                               "body": self.settings.email_body.format_map(fill)}}
+        message = {
+            "message": {
+                "client": {"email": address, "save": "0"},
+                "subject": self.settings.email_subject.format_map(fill),
+                "body": self.settings.email_body.format_map(fill),
+            }
+        }
         what = f"InvoiceXpress invoice {invoice.invoice_number}: e-mail"
         last: Exception | None = None
         for attempt in (1, 2):
             try:
-                resp = await self._request("PUT", f"/invoices/{doc['id']}/email-document.json", idempotent=False, what=what,
-                                           body=message)
+                resp = await self._request(
+                    "PUT", f"/invoices/{doc['id']}/email-document.json", idempotent=False, what=what, body=message
+                )
                 if resp.status_code >= 400:
                     raise self._fail(resp, what)
                 return f"sent to {address}"
@@ -496,8 +563,12 @@ class InvoiceXpressConnector(Connector):
             except PermanentError as exc:
                 last = exc
                 break
-        log.warning("invoicexpress tenant=%s invoice=%s: invoice issued but e-mail failed: %s", self.tenant,
-                    invoice.invoice_number, last)
+        log.warning(
+            "invoicexpress tenant=%s invoice=%s: invoice issued but e-mail failed: %s",
+            self.tenant,
+            invoice.invoice_number,
+            last,
+        )
         return f"failed: {last}"
 
     async def find(self, invoice_number: str) -> ExternalInvoice | None:
@@ -520,15 +591,23 @@ class InvoiceXpressConnector(Connector):
         what = "InvoiceXpress GET /sequences.json"
         resp = await self._request("GET", "/sequences.json", idempotent=True, what=what)
         if resp.status_code == 404:
-            raise UnknownAccountError(f"unknown InvoiceXpress account {self.settings.account_name} (HTTP 404 at {self.base_url})")
+            raise UnknownAccountError(
+                f"unknown InvoiceXpress account {self.settings.account_name} (HTTP 404 at {self.base_url})"
+            )
         if resp.status_code >= 400:
             raise self._fail(resp, what)
         if self.settings.sequence_id:
             body = self._json(resp)
-            ids = [str(s.get("id")) for s in (body.get("sequences") or []) if isinstance(s, dict)] if isinstance(body, dict) else []
+            ids = (
+                [str(s.get("id")) for s in (body.get("sequences") or []) if isinstance(s, dict)]
+                if isinstance(body, dict)
+                else []
+            )
             if self.settings.sequence_id not in ids:
-                raise ConfigError(f"billing.settings.sequence_id {self.settings.sequence_id} is not a sequence of account "
-                                  f"{self.settings.account_name} (known: {', '.join(ids) or 'none'})")
+                raise ConfigError(
+                    f"billing.settings.sequence_id {self.settings.sequence_id} is not a sequence of account "
+                    f"{self.settings.account_name} (known: {', '.join(ids) or 'none'})"
+                )
 
     async def aclose(self) -> None:
         if self._client is not None:

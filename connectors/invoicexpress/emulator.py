@@ -89,8 +89,14 @@ def default_accounts() -> dict[str, dict[str, Any]]:
             "default_tax": "IVA23",
             "sequences": {"1115355": "2026"},
             "default_sequence": "1115355",
-            "clients": [{"name": "Hotel Atlântico Lisboa, S.A.", "code": "CLI-HAL", "email": "contas@hotel-atlantico.example",
-                         "fiscal_id": "500000000"}],
+            "clients": [
+                {
+                    "name": "Hotel Atlântico Lisboa, S.A.",
+                    "code": "CLI-HAL",
+                    "email": "contas@hotel-atlantico.example",
+                    "fiscal_id": "500000000",
+                }
+            ],
         }
     }
 
@@ -238,15 +244,19 @@ class InvoiceXpressEmulator:
         self.server_errors: list[str] = []
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "InvoiceXpressEmulator":
+    def start(self) -> InvoiceXpressEmulator:
         if self._server is not None:
             return self
         self._stop.clear()
         handler = type("InvoiceXpressEmulatorHandler", (_Handler,), {"emulator": self})
         self._server = _Server((self.host, self.port), handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"invoicexpress-emulator:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"invoicexpress-emulator:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -260,7 +270,7 @@ class InvoiceXpressEmulator:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "InvoiceXpressEmulator":
+    def __enter__(self) -> InvoiceXpressEmulator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -279,8 +289,11 @@ class InvoiceXpressEmulator:
     # ------------------------------------------------------------------ test helpers
     def invoices(self, account: str | None = None, *, include_deleted: bool = False) -> list[dict[str, Any]]:
         with self._lock:
-            return [copy.deepcopy(d) for d in self._invoices.values()
-                    if (account is None or d["account"] == account) and (include_deleted or d["status"] != "deleted")]
+            return [
+                copy.deepcopy(d)
+                for d in self._invoices.values()
+                if (account is None or d["account"] == account) and (include_deleted or d["status"] != "deleted")
+            ]
 
     def clients(self, account: str = DEFAULT_ACCOUNT) -> list[dict[str, Any]]:
         with self._lock:
@@ -311,9 +324,15 @@ class InvoiceXpressEmulator:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"calls": [list(c) for c in self.calls], "call_count": len(self.calls), "count_429": self.count_429,
-                    "invoice_count": len(self.invoices()), "emails": len(self.emails),
-                    "server_errors": list(self.server_errors), "pending_faults": [list(f) for f in self._faults]}
+            return {
+                "calls": [list(c) for c in self.calls],
+                "call_count": len(self.calls),
+                "count_429": self.count_429,
+                "invoice_count": len(self.invoices()),
+                "emails": len(self.emails),
+                "server_errors": list(self.server_errors),
+                "pending_faults": [list(f) for f in self._faults],
+            }
 
     # ------------------------------------------------------------------ dispatch
     @staticmethod
@@ -406,16 +425,27 @@ class InvoiceXpressEmulator:
         doc = answer.get("invoice") if isinstance(answer, dict) else None
         return int(doc["id"]) if isinstance(doc, dict) and str(doc.get("id", "")).isdigit() else None
 
-    def _route(self, name: str, account: dict[str, Any], operation: str, rest: str, req: _Request, body: Any) -> _Response:
+    def _route(
+        self, name: str, account: dict[str, Any], operation: str, rest: str, req: _Request, body: Any
+    ) -> _Response:
         if operation == "sequences":
-            return _json(200, {"sequences": [{"id": int(sid), "serie": serie, "default_sequence": int(sid == account["default_sequence"])}
-                                             for sid, serie in account["sequences"].items()]})
+            return _json(
+                200,
+                {
+                    "sequences": [
+                        {"id": int(sid), "serie": serie, "default_sequence": int(sid == account["default_sequence"])}
+                        for sid, serie in account["sequences"].items()
+                    ]
+                },
+            )
         if operation == "create":
             return self._create(name, account, body)
         if operation == "clients":
             by_code = rest.endswith("find-by-code.json")
             wanted = (req.query.get("client_code" if by_code else "client_name") or [""])[-1]
-            match = next((c for c in account["clients"] if wanted and c.get("code" if by_code else "name") == wanted), None)
+            match = next(
+                (c for c in account["clients"] if wanted and c.get("code" if by_code else "name") == wanted), None
+            )
             if match is None:
                 return _errors(404, ["Client not found"])
             return _json(200, {"client": {k: match.get(k, "") for k in ("id", "name", "code", "email", "fiscal_id")}})
@@ -441,8 +471,13 @@ class InvoiceXpressEmulator:
         if match is None:
             match = next((c for c in account["clients"] if c["name"] == name), None)
         if match is None:
-            match = {"id": self._next_client_id, "name": name, "code": code, "email": raw.get("email") or "",
-                     "fiscal_id": raw.get("fiscal_id") or ""}
+            match = {
+                "id": self._next_client_id,
+                "name": name,
+                "code": code,
+                "email": raw.get("email") or "",
+                "fiscal_id": raw.get("fiscal_id") or "",
+            }
             self._next_client_id += 1
             account["clients"].append(match)
         else:
@@ -497,7 +532,9 @@ class InvoiceXpressEmulator:
             if len(item_name) > LIMITS["items[].name"]:
                 problems.append(f"{where}: Name is too long (maximum is {LIMITS['items[].name']} characters)")
             if len(description) > LIMITS["items[].description"]:
-                problems.append(f"{where}: Description is too long (maximum is {LIMITS['items[].description']} characters)")
+                problems.append(
+                    f"{where}: Description is too long (maximum is {LIMITS['items[].description']} characters)"
+                )
             price = _dec(raw.get("unit_price"))
             if price is None:
                 problems.append(f"{where}: Unit price must be a number")
@@ -516,8 +553,17 @@ class InvoiceXpressEmulator:
                 any_exempt = True
             if price is None or qty is None or qty <= 0 or discount is None:
                 continue
-            items.append({"name": item_name, "description": description, "unit_price": price, "unit": raw.get("unit") or "",
-                          "quantity": qty, "discount": discount, "tax": {"name": tax_name, "value": rate}})
+            items.append(
+                {
+                    "name": item_name,
+                    "description": description,
+                    "unit_price": price,
+                    "unit": raw.get("unit") or "",
+                    "quantity": qty,
+                    "discount": discount,
+                    "tax": {"name": tax_name, "value": rate},
+                }
+            )
         exemption = str(doc.get("tax_exemption") or "").strip()
         if any_exempt and not exemption:
             problems.append("Tax exemption can't be blank when an item is exempt from VAT")
@@ -526,20 +572,35 @@ class InvoiceXpressEmulator:
         if problems:
             return _errors(422, problems)
         for item in items:
-            account["items"][item["name"]] = {"description": item["description"], "unit_price": item["unit_price"],
-                                              "tax": item["tax"]["name"]}
+            account["items"][item["name"]] = {
+                "description": item["description"],
+                "unit_price": item["unit_price"],
+                "tax": item["tax"]["name"],
+            }
         self._compute(items)
         document_id = self._next_id
         self._next_id += 1
         holder = self._client(account, client)
         stored = {
-            "id": document_id, "account": name, "status": "draft", "archived": False, "type": "Invoice",
-            "sequence_number": "draft", "inverted_sequence_number": "draft", "atcud": None, "sequence_id": sequence_id,
-            "date": issued.strftime("%d/%m/%Y"), "due_date": due.strftime("%d/%m/%Y"),  # type: ignore[union-attr]
-            "reference": str(doc.get("reference") or ""), "observations": str(doc.get("observations") or ""),
-            "retention": None, "tax_exemption": exemption or None, "currency": "Euro",
+            "id": document_id,
+            "account": name,
+            "status": "draft",
+            "archived": False,
+            "type": "Invoice",
+            "sequence_number": "draft",
+            "inverted_sequence_number": "draft",
+            "atcud": None,
+            "sequence_id": sequence_id,
+            "date": issued.strftime("%d/%m/%Y"),
+            "due_date": due.strftime("%d/%m/%Y"),  # type: ignore[union-attr]
+            "reference": str(doc.get("reference") or ""),
+            "observations": str(doc.get("observations") or ""),
+            "retention": None,
+            "tax_exemption": exemption or None,
+            "currency": "Euro",
             "permalink": f"https://{name}.app.invoicexpress.com/documents/{document_id}",
-            "client": holder, "items": items,
+            "client": holder,
+            "items": items,
         }
         stored.update(self._totals(items))
         self._invoices[document_id] = stored
@@ -551,7 +612,9 @@ class InvoiceXpressEmulator:
             discount_amount = q2(subtotal * item["discount"] / Decimal(100))
             net = subtotal - discount_amount
             tax_amount = q2(net * item["tax"]["value"] / Decimal(100))
-            item.update(subtotal=subtotal, discount_amount=discount_amount, tax_amount=tax_amount, total=net + tax_amount)
+            item.update(
+                subtotal=subtotal, discount_amount=discount_amount, tax_amount=tax_amount, total=net + tax_amount
+            )
 
     def _totals(self, items: list[dict[str, Any]]) -> dict[str, Decimal]:
         total_sum = sum((i["subtotal"] for i in items), Decimal("0.00"))
@@ -560,15 +623,25 @@ class InvoiceXpressEmulator:
         if self.rounding_method == "line":
             taxes = sum((i["tax_amount"] for i in items), Decimal("0.00"))
         else:
-            taxes = q2(sum(((i["subtotal"] - i["discount_amount"]) * i["tax"]["value"] / Decimal(100) for i in items), Decimal(0)))
+            taxes = q2(
+                sum(
+                    ((i["subtotal"] - i["discount_amount"]) * i["tax"]["value"] / Decimal(100) for i in items),
+                    Decimal(0),
+                )
+            )
         return {"sum": total_sum, "discount": discount, "before_taxes": before, "taxes": taxes, "total": before + taxes}
 
     @staticmethod
     def _render(doc: Mapping[str, Any]) -> dict[str, Any]:
         out = {k: copy.deepcopy(v) for k, v in doc.items() if k != "account"}
         client = out["client"]
-        out["client"] = {"id": client["id"], "name": client["name"], "code": client.get("code", ""),
-                         "email": client.get("email", ""), "country": "Portugal"}
+        out["client"] = {
+            "id": client["id"],
+            "name": client["name"],
+            "code": client.get("code", ""),
+            "email": client.get("email", ""),
+            "country": "Portugal",
+        }
         return out
 
     # ------------------------------------------------------------------ list
@@ -576,8 +649,14 @@ class InvoiceXpressEmulator:
         docs = [d for d in self._invoices.values() if d["account"] == name and d["status"] != "deleted"]
         text = (query.get("text") or [""])[-1].strip().casefold()
         if text:
-            docs = [d for d in docs if any(text in str(v).casefold() for v in
-                                           (d["reference"], d["observations"], d["client"]["name"], d["sequence_number"]))]
+            docs = [
+                d
+                for d in docs
+                if any(
+                    text in str(v).casefold()
+                    for v in (d["reference"], d["observations"], d["client"]["name"], d["sequence_number"])
+                )
+            ]
         statuses = query.get("status[]") or []
         if statuses:
             docs = [d for d in docs if d["status"] in statuses]
@@ -589,22 +668,40 @@ class InvoiceXpressEmulator:
             return _errors(422, ["page and per_page must be integers"])
         total = len(docs)
         pages = max(1, math.ceil(total / per_page))
-        window = docs[(page - 1) * per_page: page * per_page]
-        return _json(200, {"invoices": [self._render(d) for d in window],
-                           "pagination": {"total_entries": total, "current_page": page, "total_pages": pages, "per_page": per_page}})
+        window = docs[(page - 1) * per_page : page * per_page]
+        return _json(
+            200,
+            {
+                "invoices": [self._render(d) for d in window],
+                "pagination": {
+                    "total_entries": total,
+                    "current_page": page,
+                    "total_pages": pages,
+                    "per_page": per_page,
+                },
+            },
+        )
 
     # ------------------------------------------------------------------ state and e-mail
     def _change_state(self, doc: dict[str, Any], account: dict[str, Any], body: Any) -> _Response:
         request = body.get("invoice") if isinstance(body, dict) else None
         state = str(request.get("state") or "") if isinstance(request, dict) else ""
         current = doc["status"]
-        transitions = {("draft", "finalized"): "final", ("draft", "deleted"): "deleted", ("final", "canceled"): "canceled",
-                       ("final", "settled"): "settled", ("settled", "unsettled"): "final"}
+        transitions = {
+            ("draft", "finalized"): "final",
+            ("draft", "deleted"): "deleted",
+            ("final", "canceled"): "canceled",
+            ("final", "settled"): "settled",
+            ("settled", "unsettled"): "final",
+        }
         target = transitions.get((current, state))
         if target is None:
             if current == "settled":
                 return _errors(422, ["Invoice has been settled so can't be changed anymore"])
-            return _errors(422, [f"Invalid state transition: the document is {current} and can't be changed to {state or '(none)'}"])
+            return _errors(
+                422,
+                [f"Invalid state transition: the document is {current} and can't be changed to {state or '(none)'}"],
+            )
         if state == "canceled" and not str(request.get("message") or "").strip():  # type: ignore[union-attr]
             return _errors(422, ["Message can't be blank when canceling a document"])
         if state == "finalized":
@@ -627,8 +724,14 @@ class InvoiceXpressEmulator:
             return _errors(422, ["Only finalized documents can be sent by email"])
         if not email or "@" not in email:
             return _errors(422, ["Email is invalid"])
-        self.emails.append({"invoice_id": doc["id"], "email": email, "subject": message.get("subject", ""),  # type: ignore[union-attr]
-                            "body": message.get("body", "")})  # type: ignore[union-attr]
+        self.emails.append(
+            {
+                "invoice_id": doc["id"],
+                "email": email,
+                "subject": message.get("subject", ""),  # type: ignore[union-attr]
+                "body": message.get("body", ""),
+            }
+        )  # type: ignore[union-attr]
         return _Response(200, b"", {"Content-Type": "application/json; charset=utf-8"})
 
     # ------------------------------------------------------------------ control API
@@ -646,7 +749,10 @@ class InvoiceXpressEmulator:
                 doc = json.loads(req.body or b"{}")
                 self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), only=doc.get("only"))
             except (ValueError, KeyError, TypeError) as exc:
-                return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS), "operations": list(OPERATIONS)})
+                return _json(
+                    400,
+                    {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS), "operations": list(OPERATIONS)},
+                )
             return _json(200, {"ok": True})
         if route == ("POST", "/_emulator/reset"):
             self.reset_state()
@@ -765,4 +871,12 @@ def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
         emulator.stop()
 
 
-__all__ = ["InvoiceXpressEmulator", "serve", "default_accounts", "DEFAULT_ACCOUNT", "DEFAULT_API_KEY", "FAULT_KINDS", "OPERATIONS"]
+__all__ = [
+    "DEFAULT_ACCOUNT",
+    "DEFAULT_API_KEY",
+    "FAULT_KINDS",
+    "OPERATIONS",
+    "InvoiceXpressEmulator",
+    "default_accounts",
+    "serve",
+]

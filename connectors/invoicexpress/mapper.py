@@ -154,8 +154,12 @@ def line_layout(line: InvoiceLine, *, tax_inclusive: bool) -> LineLayout:
             f"line {line.description!r}: negative amount {line.net} cannot be sent to InvoiceXpress "
             "(use a discount percentage or a credit note)"
         )
-    if (not tax_inclusive and line.quantity > 0 and 0 <= line.discount_percent <= 100
-            and line.unit_price == line.unit_price.quantize(_CENT)):
+    if (
+        not tax_inclusive
+        and line.quantity > 0
+        and 0 <= line.discount_percent <= 100
+        and line.unit_price == line.unit_price.quantize(_CENT)
+    ):
         gross = line.quantity * line.unit_price
         discount = gross * line.discount_percent / Decimal(100)
         if gross == q2(gross) and discount == q2(discount) and gross - discount == line.net:
@@ -214,7 +218,7 @@ def expected_total(body: Mapping[str, Any], tax_rates: Mapping[str, Decimal], me
 
 
 # --------------------------------------------------------------------------- Invoice -> InvoiceXpress
-def tax_name_for(line: InvoiceLine, settings: "InvoiceXpressSettings") -> str:
+def tax_name_for(line: InvoiceLine, settings: InvoiceXpressSettings) -> str:
     """The account tax name for the line's rate: ``line.tax_type`` when set, else ``settings.tax_names[rate]``."""
     if line.tax_type:
         return line.tax_type
@@ -229,7 +233,7 @@ def tax_name_for(line: InvoiceLine, settings: "InvoiceXpressSettings") -> str:
 
 def invoice_to_invoicexpress(
     invoice: Invoice,
-    settings: "InvoiceXpressSettings",
+    settings: InvoiceXpressSettings,
     *,
     client_email: str | None = None,
     client_fiscal_id: str | None = None,
@@ -243,7 +247,9 @@ def invoice_to_invoicexpress(
     """
     what = f"invoice {invoice.invoice_number}"
     if invoice.currency.upper() != settings.currency.upper():
-        raise PermanentError(f"{what}: currency {invoice.currency} differs from the account currency {settings.currency}")
+        raise PermanentError(
+            f"{what}: currency {invoice.currency} differs from the account currency {settings.currency}"
+        )
     if not invoice.lines:
         raise PermanentError(f"{what}: no lines")
     reference = reference_of(invoice.invoice_number)
@@ -332,7 +338,22 @@ def loads(data: bytes | str) -> Any:
 
 
 __all__ = [
-    "DEFAULT_ITEM_NAMES", "DEFAULT_TAX_NAMES", "IxTotals", "LIMITS", "LineLayout", "check_length", "dumps",
-    "expected_total", "fold_note", "invoice_from_invoicexpress", "invoice_to_invoicexpress", "ix_date", "ix_totals",
-    "line_layout", "loads", "parse_ix_date", "q2", "reference_of",
+    "DEFAULT_ITEM_NAMES",
+    "DEFAULT_TAX_NAMES",
+    "LIMITS",
+    "IxTotals",
+    "LineLayout",
+    "check_length",
+    "dumps",
+    "expected_total",
+    "fold_note",
+    "invoice_from_invoicexpress",
+    "invoice_to_invoicexpress",
+    "ix_date",
+    "ix_totals",
+    "line_layout",
+    "loads",
+    "parse_ix_date",
+    "q2",
+    "reference_of",
 ]

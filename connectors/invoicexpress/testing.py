@@ -48,8 +48,9 @@ class InvoiceXpressHarness(ConnectorHarness):
     def start(self) -> None:
         accounts = default_accounts()
         accounts[DEFAULT_ACCOUNT]["api_key"] = self.api_key
-        accounts[DEFAULT_ACCOUNT]["clients"].append({"name": CLIENT_NAME, "code": CLIENT_CODE, "email": "conf@example.pt",
-                                                     "fiscal_id": "500000000"})
+        accounts[DEFAULT_ACCOUNT]["clients"].append(
+            {"name": CLIENT_NAME, "code": CLIENT_CODE, "email": "conf@example.pt", "fiscal_id": "500000000"}
+        )
         self.emu = InvoiceXpressEmulator(accounts=accounts, hang_seconds=2.0, rate_limit_per_minute=10_000).start()
 
     def stop(self) -> None:
@@ -63,8 +64,12 @@ class InvoiceXpressHarness(ConnectorHarness):
     # ------------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:
         assert self.emu is not None
-        return {"api_url": self.emu.api_url, "account_name": DEFAULT_ACCOUNT, "api_key_env": "INVOICEXPRESS_API_KEY",
-                "tax_exemption": "M07"}
+        return {
+            "api_url": self.emu.api_url,
+            "account_name": DEFAULT_ACCOUNT,
+            "api_key_env": "INVOICEXPRESS_API_KEY",
+            "tax_exemption": "M07",
+        }
 
     def env(self) -> dict[str, str]:
         return {"INVOICEXPRESS_API_KEY": self.api_key}
@@ -76,9 +81,18 @@ class InvoiceXpressHarness(ConnectorHarness):
     def invoices(self) -> list[HeldInvoice]:
         """Every invoice of the account (drafts too, not deleted ones); ``number`` is ``reference`` (our number)."""
         assert self.emu is not None
-        return [HeldInvoice(external_id=str(d["id"]), number=d["reference"], total=Decimal(d["total"]), currency="EUR",
-                            line_count=len(d["items"]), contact=d["client"].get("code") or None, raw=d)
-                for d in self.emu.invoices(DEFAULT_ACCOUNT)]
+        return [
+            HeldInvoice(
+                external_id=str(d["id"]),
+                number=d["reference"],
+                total=Decimal(d["total"]),
+                currency="EUR",
+                line_count=len(d["items"]),
+                contact=d["client"].get("code") or None,
+                raw=d,
+            )
+            for d in self.emu.invoices(DEFAULT_ACCOUNT)
+        ]
 
     # ------------------------------------------------------------------ faults
     def inject_rate_limit(self, retry_after: int = 1) -> None:

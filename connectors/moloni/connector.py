@@ -185,17 +185,20 @@ class MoloniSettings(ConnectorSettings):
     create_customers: bool = False
     customer_defaults: MoloniCustomerDefaults | None = None
     rate_limit_per_minute: int | None = Field(
-        default=None, gt=0, description="Moloni publishes no rate limit; set one to throttle this tenant proactively.")
+        default=None, gt=0, description="Moloni publishes no rate limit; set one to throttle this tenant proactively."
+    )
     max_concurrency: int | None = Field(default=None, gt=0, description="Calls in flight at most (none published).")
 
     @model_validator(mode="after")
-    def _one_grant(self) -> "MoloniSettings":
+    def _one_grant(self) -> MoloniSettings:
         if not self.refresh_token_env and not (self.username and self.password_env):
             raise ValueError("set refresh_token_env, or username and password_env (password grant)")
         if self.password_env and not self.username:
             raise ValueError("password_env needs username")
         if self.create_customers and self.customer_defaults is None:
-            raise ValueError("create_customers needs customer_defaults (maturity_date_id, payment_method_id, address, city)")
+            raise ValueError(
+                "create_customers needs customer_defaults (maturity_date_id, payment_method_id, address, city)"
+            )
         return self
 
 
@@ -246,7 +249,9 @@ class MoloniConnector(Connector):
     )
     Settings = MoloniSettings
 
-    def __init__(self, settings: MoloniSettings | Mapping[str, Any], *, tenant: str, token_store: TokenStore | None = None):
+    def __init__(
+        self, settings: MoloniSettings | Mapping[str, Any], *, tenant: str, token_store: TokenStore | None = None
+    ):
         super().__init__(settings, tenant=tenant, token_store=token_store)
         self.settings: MoloniSettings = self.settings  # type: ignore[assignment]
         self._client: httpx.AsyncClient | None = None
@@ -269,7 +274,10 @@ class MoloniConnector(Connector):
             self._client_loop = loop
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.settings.timeout_seconds),
-                headers={"User-Agent": "maintenance-billing-broker/0.1 (moloni connector)", "Accept": "application/json"},
+                headers={
+                    "User-Agent": "maintenance-billing-broker/0.1 (moloni connector)",
+                    "Accept": "application/json",
+                },
             )
         return self._client
 
@@ -298,7 +306,13 @@ class MoloniConnector(Connector):
             return await self._http().request(method, url, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise RetryableError(f"{what}: request not sent ({type(exc).__name__})") from None
-        except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.WriteTimeout) as exc:
+        except (
+            httpx.ReadTimeout,
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+            httpx.WriteTimeout,
+        ) as exc:
             if idempotent:
                 raise RetryableError(f"{what}: no response ({type(exc).__name__}); a read, safe to retry") from None
             raise UncertainOutcomeError(
@@ -342,7 +356,9 @@ class MoloniConnector(Connector):
         else:
             if self._password is None:
                 self._password = self._secret(self.settings.password_env or "", "billing.settings.password_env")
-            params.update(grant_type="password", username=self.settings.username or "", password=self._password.get_secret_value())
+            params.update(
+                grant_type="password", username=self.settings.username or "", password=self._password.get_secret_value()
+            )
             hint = f"check {self.settings.client_secret_env}, username {self.settings.username} and {self.settings.password_env}"
         what = f"Moloni grant ({params['grant_type']})"
         resp = await self._send("GET", self._url("grant"), idempotent=True, params=params)
@@ -354,8 +370,13 @@ class MoloniConnector(Connector):
         if resp.status_code != 200 or not isinstance(body, dict) or body.get("error") or not body.get("access_token"):
             code = str(body.get("error") or "no error code") if isinstance(body, dict) else "unreadable answer"
             description = str(body.get("error_description") or "") if isinstance(body, dict) else ""
-            raise AuthError(self.scrub(f"{what} refused (HTTP {resp.status_code} {code}: {description}) for client_id "
-                                       f"{self.settings.client_id}: {hint}"), http_status=resp.status_code)
+            raise AuthError(
+                self.scrub(
+                    f"{what} refused (HTTP {resp.status_code} {code}: {description}) for client_id "
+                    f"{self.settings.client_id}: {hint}"
+                ),
+                http_status=resp.status_code,
+            )
         return TokenSet.from_token_response(body, previous_refresh=refresh_token)
 
     async def _token(self, stale: SecretStr | None = None) -> SecretStr:
@@ -408,8 +429,12 @@ class MoloniConnector(Connector):
         token = await self._token()
         for attempt in (1, 2):
             resp = await self._send(
-                "POST", self._url(action), idempotent=idempotent, params={"access_token": token.get_secret_value()},
-                content=body.encode("utf-8"), headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+                "POST",
+                self._url(action),
+                idempotent=idempotent,
+                params={"access_token": token.get_secret_value()},
+                content=body.encode("utf-8"),
+                headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
             )
             if resp.status_code != 401:
                 break
@@ -429,8 +454,10 @@ class MoloniConnector(Connector):
         if _is_error_list(parsed):
             messages = _error_messages(parsed)
             # Moloni answers validation errors in the body (HTTP 200 in our emulator): no 4xx to report then
-            exc = PermanentError(self.scrub(f"{what}: Moloni refused: {'; '.join(messages)}"),
-                                 http_status=status if status >= 400 else None)
+            exc = PermanentError(
+                self.scrub(f"{what}: Moloni refused: {'; '.join(messages)}"),
+                http_status=status if status >= 400 else None,
+            )
             exc.moloni_errors = messages  # type: ignore[attr-defined]
             raise exc
         if status >= 400:
@@ -456,27 +483,50 @@ class MoloniConnector(Connector):
         matches: list[dict[str, Any]] = []
         offset = 0
         while True:
-            page = await self._api("invoices/getAll", {"company_id": self.settings.company_id, "your_reference": reference,
-                                                       "qty": PAGE_SIZE, "offset": offset},
-                                   idempotent=True, what=f"Moloni invoices/getAll your_reference={reference}")
+            page = await self._api(
+                "invoices/getAll",
+                {
+                    "company_id": self.settings.company_id,
+                    "your_reference": reference,
+                    "qty": PAGE_SIZE,
+                    "offset": offset,
+                },
+                idempotent=True,
+                what=f"Moloni invoices/getAll your_reference={reference}",
+            )
             if not isinstance(page, list):
                 raise RetryableError(f"Moloni invoices/getAll: unexpected answer {type(page).__name__}")
-            matches += [d for d in page if isinstance(d, dict) and str(d.get("your_reference", "")) == reference and d.get("document_id")]
+            matches += [
+                d
+                for d in page
+                if isinstance(d, dict) and str(d.get("your_reference", "")) == reference and d.get("document_id")
+            ]
             if len(page) < PAGE_SIZE:
                 break
             offset += PAGE_SIZE
         if len(matches) > 1:
-            log.warning("moloni tenant=%s: %d invoices carry your_reference %s; using the oldest", self.tenant, len(matches), reference)
+            log.warning(
+                "moloni tenant=%s: %d invoices carry your_reference %s; using the oldest",
+                self.tenant,
+                len(matches),
+                reference,
+            )
         return min(matches, key=lambda d: int(d["document_id"])) if matches else None
 
     async def _get_one(self, document_id: int) -> dict[str, Any] | None:
-        doc = await self._api("invoices/getOne", {"company_id": self.settings.company_id, "document_id": document_id},
-                              idempotent=True, what=f"Moloni invoices/getOne {document_id}")
+        doc = await self._api(
+            "invoices/getOne",
+            {"company_id": self.settings.company_id, "document_id": document_id},
+            idempotent=True,
+            what=f"Moloni invoices/getOne {document_id}",
+        )
         return doc if isinstance(doc, dict) and doc.get("document_id") else None
 
     def _expected_total(self, payload: Mapping[str, Any]) -> Decimal:
-        rows = [(p["qty"], p["price"], p["discount"], sum((t["value"] for t in p.get("taxes") or []), Decimal(0)))
-                for p in payload["products"]]
+        rows = [
+            (p["qty"], p["price"], p["discount"], sum((t["value"] for t in p.get("taxes") or []), Decimal(0)))
+            for p in payload["products"]
+        ]
         return moloni_totals(rows, self.settings.rounding_method).net_value
 
     async def deliver(self, invoice: Invoice) -> DeliveryResult:
@@ -502,7 +552,9 @@ class MoloniConnector(Connector):
         if existing is None:
             answer = await self._api("invoices/insert", payload, idempotent=False, what=f"{what}: invoices/insert")
             if not isinstance(answer, dict) or not answer.get("document_id"):
-                raise UncertainOutcomeError(f"{what}: invoices/insert answered without a document_id; reconcile with find()")
+                raise UncertainOutcomeError(
+                    f"{what}: invoices/insert answered without a document_id; reconcile with find()"
+                )
             document_id = int(answer["document_id"])
             created = True
             steps.append("inserted draft")
@@ -517,12 +569,20 @@ class MoloniConnector(Connector):
         if str(doc.get("status")) != "1":
             if total != invoice.total:
                 if created:
-                    await self._api("invoices/delete", {"company_id": self.settings.company_id, "document_id": document_id},
-                                    idempotent=False, what=f"{what}: invoices/delete (total mismatch)")
+                    await self._api(
+                        "invoices/delete",
+                        {"company_id": self.settings.company_id, "document_id": document_id},
+                        idempotent=False,
+                        what=f"{what}: invoices/delete (total mismatch)",
+                    )
                     steps.append("deleted draft")
                 raise PermanentError(
                     f"{what}: Moloni computed a total of {total} for draft {document_id} but ours is {invoice.total}; "
-                    + ("the draft was deleted and nothing was issued" if created else "the existing draft was left unissued")
+                    + (
+                        "the draft was deleted and nothing was issued"
+                        if created
+                        else "the existing draft was left unissued"
+                    )
                 )
             if self.settings.invoice_status == "closed":
                 email_note = await self._close(invoice, doc)
@@ -553,15 +613,25 @@ class MoloniConnector(Connector):
         if self.settings.send_email:
             email = await self._email_for(invoice, int(doc.get("customer_id") or 0))
             if email:
-                fields["send_email"] = [{"email": email, "name": str(doc.get("entity_name") or invoice.client_name),
-                                         "msg": self.settings.email_message}]
+                fields["send_email"] = [
+                    {
+                        "email": email,
+                        "name": str(doc.get("entity_name") or invoice.client_name),
+                        "msg": self.settings.email_message,
+                    }
+                ]
                 note = f"sent to {email}"
             else:
                 note = "skipped: no e-mail address for the customer"
-                log.warning("moloni tenant=%s invoice=%s: send_email is on but the customer has no e-mail address",
-                            self.tenant, invoice.invoice_number)
+                log.warning(
+                    "moloni tenant=%s invoice=%s: send_email is on but the customer has no e-mail address",
+                    self.tenant,
+                    invoice.invoice_number,
+                )
         try:
-            await self._api("invoices/update", fields, idempotent=False, what=f"Moloni invoice {invoice.invoice_number}: close")
+            await self._api(
+                "invoices/update", fields, idempotent=False, what=f"Moloni invoice {invoice.invoice_number}: close"
+            )
         except PermanentError:
             again = await self._get_one(document_id)
             if again is not None and str(again.get("status")) == "1":
@@ -574,8 +644,11 @@ class MoloniConnector(Connector):
         if client is not None and getattr(client, "email", None):
             return str(client.email)
         if customer_id:
-            customer = await self._api("customers/getOne", {"company_id": self.settings.company_id, "customer_id": customer_id},
-                                       idempotent=True)
+            customer = await self._api(
+                "customers/getOne",
+                {"company_id": self.settings.company_id, "customer_id": customer_id},
+                idempotent=True,
+            )
             if isinstance(customer, dict) and customer.get("email"):
                 return str(customer["email"])
         return None
@@ -601,23 +674,35 @@ class MoloniConnector(Connector):
         """The Moloni ``customer_id``: the mapped ``contact_id``, else a customer found by VAT number / e-mail / name."""
         if invoice.contact_id:
             if not str(invoice.contact_id).strip().isdigit():
-                raise PermanentError(f"client {invoice.client_id}: contact_id {invoice.contact_id!r} is not a Moloni customer_id (an integer)")
+                raise PermanentError(
+                    f"client {invoice.client_id}: contact_id {invoice.contact_id!r} is not a Moloni customer_id (an integer)"
+                )
             return int(invoice.contact_id)
         if self._contacts is None:
-            self._contacts = ContactResolver(self, allow_create=self.settings.create_customers, clients=self.clients,
-                                             setting_name="create_customers")
+            self._contacts = ContactResolver(
+                self, allow_create=self.settings.create_customers, clients=self.clients, setting_name="create_customers"
+            )
         return int(await self._contacts.resolve(invoice) or 0)
 
     async def find_contact(self, field: LookupField, value: str) -> str | None:
         """``customers/getByVat`` / ``getByEmail`` / ``getByName``; the exact match is checked here."""
-        action, param, key = {"number": ("customers/getByNumber", "number", "number"),
-                              "tax_number": ("customers/getByVat", "vat", "vat"),
-                              "email": ("customers/getByEmail", "email", "email"),
-                              "name": ("customers/getByName", "name", "name")}[field]
-        found = await self._api(action, {"company_id": self.settings.company_id, param: value, "qty": PAGE_SIZE, "offset": 0},
-                                idempotent=True)
+        action, param, key = {
+            "number": ("customers/getByNumber", "number", "number"),
+            "tax_number": ("customers/getByVat", "vat", "vat"),
+            "email": ("customers/getByEmail", "email", "email"),
+            "name": ("customers/getByName", "name", "name"),
+        }[field]
+        found = await self._api(
+            action,
+            {"company_id": self.settings.company_id, param: value, "qty": PAGE_SIZE, "offset": 0},
+            idempotent=True,
+        )
         for customer in found if isinstance(found, list) else []:
-            if isinstance(customer, dict) and customer.get("customer_id") and same_value(field, str(customer.get(key) or ""), value):
+            if (
+                isinstance(customer, dict)
+                and customer.get("customer_id")
+                and same_value(field, str(customer.get(key) or ""), value)
+            ):
                 return str(customer["customer_id"])
         return None
 
@@ -626,18 +711,35 @@ class MoloniConnector(Connector):
         A number already taken (a creation whose answer was lost) is looked up with ``getByNumber``."""
         defaults = self.settings.customer_defaults
         if defaults is None:  # pragma: no cover - the settings validator requires it with create_customers
-            raise PermanentError(f"client {query.client_id}: customer creation needs billing.settings.customer_defaults")
+            raise PermanentError(
+                f"client {query.client_id}: customer creation needs billing.settings.customer_defaults"
+            )
         number = query.client_id
         if len(number) > 20:
-            raise PermanentError(f"client {query.client_id}: Moloni customer field number is {len(number)} characters, 20 max")
+            raise PermanentError(
+                f"client {query.client_id}: Moloni customer field number is {len(number)} characters, 20 max"
+            )
         fields = {
-            "company_id": self.settings.company_id, "vat": (query.tax_number or FINAL_CONSUMER_VAT).replace(" ", ""),
-            "number": number, "name": query.name, "email": query.email or "", "language_id": defaults.language_id,
-            "address": defaults.address, "zip_code": defaults.zip_code, "city": defaults.city, "country_id": defaults.country_id,
-            "maturity_date_id": defaults.maturity_date_id, "payment_method_id": defaults.payment_method_id,
+            "company_id": self.settings.company_id,
+            "vat": (query.tax_number or FINAL_CONSUMER_VAT).replace(" ", ""),
+            "number": number,
+            "name": query.name,
+            "email": query.email or "",
+            "language_id": defaults.language_id,
+            "address": defaults.address,
+            "zip_code": defaults.zip_code,
+            "city": defaults.city,
+            "country_id": defaults.country_id,
+            "maturity_date_id": defaults.maturity_date_id,
+            "payment_method_id": defaults.payment_method_id,
         }
         try:
-            answer = await self._api("customers/insert", fields, idempotent=False, what=f"Moloni customers/insert for client {query.client_id}")
+            answer = await self._api(
+                "customers/insert",
+                fields,
+                idempotent=False,
+                what=f"Moloni customers/insert for client {query.client_id}",
+            )
         except PermanentError as exc:
             if any("number" in m and "exist" in m for m in getattr(exc, "moloni_errors", [])):
                 found = await self.find_contact("number", number)  # type: ignore[arg-type]
@@ -645,15 +747,20 @@ class MoloniConnector(Connector):
                     return found
             raise
         if not isinstance(answer, dict) or not answer.get("customer_id"):
-            raise UncertainOutcomeError(f"Moloni customers/insert for client {query.client_id}: no customer_id in the answer")
+            raise UncertainOutcomeError(
+                f"Moloni customers/insert for client {query.client_id}: no customer_id in the answer"
+            )
         return str(answer["customer_id"])
 
     # ------------------------------------------------------------------ check
     async def check(self) -> None:
         """``companies/getAll`` (the cheapest authenticated call): credentials work and ``company_id`` is reachable."""
         companies = await self._api("companies/getAll", {}, idempotent=True)
-        ids = [int(c["company_id"]) for c in companies if isinstance(c, dict) and str(c.get("company_id", "")).isdigit()] \
-            if isinstance(companies, list) else []
+        ids = (
+            [int(c["company_id"]) for c in companies if isinstance(c, dict) and str(c.get("company_id", "")).isdigit()]
+            if isinstance(companies, list)
+            else []
+        )
         if self.settings.company_id not in ids:
             raise UnknownAccountError(
                 f"unknown company {self.settings.company_id}: these Moloni credentials reach "

@@ -69,7 +69,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -95,14 +95,27 @@ def default_companies() -> dict[int, dict[str, Any]]:
                 3: {"name": "IVA Reduzido", "value": Decimal("6"), "saft_type": 1},
             },
             "products": {
-                101: "Mão de obra", 102: "Deslocação", 103: "Taxa de deslocação", 104: "Material",
-                105: "Despesas", 106: "Serviços orçamentados", 107: "Desconto",
+                101: "Mão de obra",
+                102: "Deslocação",
+                103: "Taxa de deslocação",
+                104: "Material",
+                105: "Despesas",
+                106: "Serviços orçamentados",
+                107: "Desconto",
             },
             "customers": {
-                201: {"name": "Hotel Atlântico Lisboa, S.A.", "vat": "500000000", "number": "CLI-HAL",
-                      "email": "contas@hotel-atlantico.example"},
-                202: {"name": "Clínica do Parque, Lda.", "vat": "500000018", "number": "CLI-CLP",
-                      "email": "faturas@clinica-parque.example"},
+                201: {
+                    "name": "Hotel Atlântico Lisboa, S.A.",
+                    "vat": "500000000",
+                    "number": "CLI-HAL",
+                    "email": "contas@hotel-atlantico.example",
+                },
+                202: {
+                    "name": "Clínica do Parque, Lda.",
+                    "vat": "500000018",
+                    "number": "CLI-CLP",
+                    "email": "faturas@clinica-parque.example",
+                },
             },
             "languages": {1: "Português", 2: "English"},
             "countries": {1: "Portugal", 2: "Espanha"},
@@ -122,7 +135,7 @@ def valid_pt_vat(vat: str) -> bool:
 
 
 def _now_text() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -316,7 +329,7 @@ class MoloniEmulator:
         self.count_429 = 0
         self.server_errors: list[str] = []
 
-    def start(self) -> "MoloniEmulator":
+    def start(self) -> MoloniEmulator:
         """Bind and serve in a daemon thread; returns ``self``. Idempotent."""
         if self._server is not None:
             return self
@@ -324,8 +337,12 @@ class MoloniEmulator:
         handler = type("MoloniEmulatorHandler", (_Handler,), {"emulator": self})
         self._server = _Server((self.host, self.port), handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"moloni-emulator:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"moloni-emulator:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -340,7 +357,7 @@ class MoloniEmulator:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "MoloniEmulator":
+    def __enter__(self) -> MoloniEmulator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -355,9 +372,15 @@ class MoloniEmulator:
     def invoices(self, company_id: int | None = None) -> list[dict[str, Any]]:
         """Deep copies of the stored invoices (drafts and closed), oldest first."""
         with self._lock:
-            return [copy.deepcopy(d) for d in self._documents.values() if company_id is None or d["company_id"] == company_id]
+            return [
+                copy.deepcopy(d)
+                for d in self._documents.values()
+                if company_id is None or d["company_id"] == company_id
+            ]
 
-    def add_customer(self, name: str, *, company_id: int = DEFAULT_COMPANY_ID, vat: str = "999999990", email: str = "") -> int:
+    def add_customer(
+        self, name: str, *, company_id: int = DEFAULT_COMPANY_ID, vat: str = "999999990", email: str = ""
+    ) -> int:
         """Create a customer directly and return its ``customer_id``."""
         with self._lock:
             customers = self.companies[company_id]["customers"]
@@ -433,17 +456,30 @@ class MoloniEmulator:
         if fault == "429":
             with self._lock:
                 self.count_429 += 1
-            return _json(429, {"error": "too_many_requests", "error_description": "Too many requests"},
-                         {"Retry-After": str(fault_retry_after)} if self.send_retry_after else {})
+            return _json(
+                429,
+                {"error": "too_many_requests", "error_description": "Too many requests"},
+                {"Retry-After": str(fault_retry_after)} if self.send_retry_after else {},
+            )
         if fault in ("503", "500"):
             status = int(fault)
-            return _json(status, {"error": "server_error", "error_description": "Service Unavailable" if status == 503 else "Internal Server Error"})
+            return _json(
+                status,
+                {
+                    "error": "server_error",
+                    "error_description": "Service Unavailable" if status == 503 else "Internal Server Error",
+                },
+            )
         if fault == "reset":
             return _Response(0, action="reset")
         if self.response_delay > 0:
             self._stop.wait(self.response_delay)
         if req.method != "POST":
-            return _json(405, {"error": "method_not_allowed", "error_description": "API methods are called with POST"}, {"Allow": "POST"})
+            return _json(
+                405,
+                {"error": "method_not_allowed", "error_description": "API methods are called with POST"},
+                {"Allow": "POST"},
+            )
         form = parse_form(req.body) if req.body else {}
         with self._lock:
             resp = self._api(resource, action, form)
@@ -497,8 +533,13 @@ class MoloniEmulator:
         now = time.monotonic()
         with self._lock:
             if grant_type == "password":
-                if params.get("username") != self.username or not secrets.compare_digest(str(params.get("password", "")), self.password):
-                    return _json(400, {"error": "invalid_grant", "error_description": "Invalid username and password combination"})
+                if params.get("username") != self.username or not secrets.compare_digest(
+                    str(params.get("password", "")), self.password
+                ):
+                    return _json(
+                        400,
+                        {"error": "invalid_grant", "error_description": "Invalid username and password combination"},
+                    )
             elif grant_type == "refresh_token":
                 presented = str(params.get("refresh_token", ""))
                 self.refresh_token_uses.append(presented)
@@ -511,28 +552,55 @@ class MoloniEmulator:
                 self._refresh_tokens[presented] = min(expires, now + self.refresh_grace_seconds)
             elif grant_type == "authorization_code":
                 if params.get("code") != "demo-authorization-code":
-                    return _json(400, {"error": "invalid_grant", "error_description": "Authorization code doesn't exist or is invalid for the client"})
+                    return _json(
+                        400,
+                        {
+                            "error": "invalid_grant",
+                            "error_description": "Authorization code doesn't exist or is invalid for the client",
+                        },
+                    )
             else:
-                return _json(400, {"error": "unsupported_grant_type", "error_description": f"Grant type \"{grant_type}\" not supported"})
+                return _json(
+                    400,
+                    {
+                        "error": "unsupported_grant_type",
+                        "error_description": f'Grant type "{grant_type}" not supported',
+                    },
+                )
             access = "mol-at-" + secrets.token_hex(20)
             refresh = "mol-rt-" + secrets.token_hex(20)
             self._access_tokens[access] = now + self.access_token_ttl
             self._refresh_tokens[refresh] = now + self.refresh_token_ttl
             self.grants_served += 1
             self.issued_tokens += [access, refresh]
-        return _json(200, {"access_token": access, "expires_in": int(math.ceil(self.access_token_ttl)), "token_type": "bearer",
-                           "scope": None, "refresh_token": refresh}, {"Cache-Control": "no-store"})
+        return _json(
+            200,
+            {
+                "access_token": access,
+                "expires_in": int(math.ceil(self.access_token_ttl)),
+                "token_type": "bearer",
+                "scope": None,
+                "refresh_token": refresh,
+            },
+            {"Cache-Control": "no-store"},
+        )
 
     def _authenticate(self, req: _Request) -> _Response | None:
         token = req.query.get("access_token", "")
         with self._lock:
             expires = self._access_tokens.get(token)
         if not token or expires is None:
-            return _json(401, {"error": "invalid_token", "error_description": "The access token provided is invalid"},
-                         {"WWW-Authenticate": 'Bearer realm="Service", error="invalid_token"'})
+            return _json(
+                401,
+                {"error": "invalid_token", "error_description": "The access token provided is invalid"},
+                {"WWW-Authenticate": 'Bearer realm="Service", error="invalid_token"'},
+            )
         if time.monotonic() >= expires:
-            return _json(401, {"error": "invalid_token", "error_description": "The access token provided has expired"},
-                         {"WWW-Authenticate": 'Bearer realm="Service", error="invalid_token"'})
+            return _json(
+                401,
+                {"error": "invalid_token", "error_description": "The access token provided has expired"},
+                {"WWW-Authenticate": 'Bearer realm="Service", error="invalid_token"'},
+            )
         return None
 
     def _admit(self) -> _Response | None:
@@ -565,10 +633,18 @@ class MoloniEmulator:
     def _api(self, resource: str, action: str, form: dict[str, Any]) -> _Response:
         route = (resource, action)
         if route == ("companies", "getall"):
-            return _json(200, [
-                {"company_id": cid, "name": c["name"], "vat": c["vat"], "currency": {"iso4217": c.get("currency", "EUR")}}
-                for cid, c in self.companies.items()
-            ])
+            return _json(
+                200,
+                [
+                    {
+                        "company_id": cid,
+                        "name": c["name"],
+                        "vat": c["vat"],
+                        "currency": {"iso4217": c.get("currency", "EUR")},
+                    }
+                    for cid, c in self.companies.items()
+                ],
+            )
         errors = _Errors()
         company = self._company(form, errors)
         if company is None:
@@ -584,12 +660,20 @@ class MoloniEmulator:
         if resource == "customers" and action in ("getbyvat", "getbyemail", "getbyname", "getbynumber"):
             key = {"getbyvat": "vat", "getbyemail": "email", "getbyname": "name", "getbynumber": "number"}[action]
             wanted = str(form.get(key) or "").strip().casefold()
-            rows = [{"customer_id": cid, **c} for cid, c in company["customers"].items()
-                    if wanted and wanted in str(c.get(key) or "").casefold()]
+            rows = [
+                {"customer_id": cid, **c}
+                for cid, c in company["customers"].items()
+                if wanted and wanted in str(c.get(key) or "").casefold()
+            ]
             return _json(200, rows[:50])
         if route == ("taxes", "getall"):
-            return _json(200, [{"tax_id": tid, "name": t["name"], "value": t["value"], "saft_type": t["saft_type"]}
-                               for tid, t in company["taxes"].items()])
+            return _json(
+                200,
+                [
+                    {"tax_id": tid, "name": t["name"], "value": t["value"], "saft_type": t["saft_type"]}
+                    for tid, t in company["taxes"].items()
+                ],
+            )
         if resource != "invoices":
             return _json(404, {"error": "not_found", "error_description": f"no emulated method {resource}/{action}"})
         if action == "insert":
@@ -604,14 +688,20 @@ class MoloniEmulator:
             return self._delete(company_id, form)
         return _json(404, {"error": "not_found", "error_description": f"no emulated method invoices/{action}"})
 
-    def _build(self, company_id: int, company: dict[str, Any], form: Mapping[str, Any], errors: _Errors) -> tuple[dict[str, Any], int] | None:
+    def _build(
+        self, company_id: int, company: dict[str, Any], form: Mapping[str, Any], errors: _Errors
+    ) -> tuple[dict[str, Any], int] | None:
         """Validate an insert (or a full update) and return the document (not stored)."""
         issued = _date(form.get("date"))
         if issued is None:
             errors.add(1 if not form.get("date") else 2, "date", "Field 'date' must be a valid date (YYYY-MM-DD)")
         due = _date(form.get("expiration_date"))
         if due is None:
-            errors.add(1 if not form.get("expiration_date") else 2, "expiration_date", "Field 'expiration_date' must be a valid date (YYYY-MM-DD)")
+            errors.add(
+                1 if not form.get("expiration_date") else 2,
+                "expiration_date",
+                "Field 'expiration_date' must be a valid date (YYYY-MM-DD)",
+            )
         elif issued is not None and due < issued:
             errors.add(2, "expiration_date", "Field 'expiration_date' must be equal or after 'date'")
         set_id = _int(form.get("document_set_id"))
@@ -645,10 +735,16 @@ class MoloniEmulator:
                 errors.add(2, f"products[{i}][product_id]", "Field 'product_id' must be valid")
             name = raw.get("name") or (company["products"].get(pid) if pid else None) or ""
             if len(name) > LIMITS["products[].name"]:
-                errors.add(2, f"products[{i}][name]", f"Field 'name' must have at most {LIMITS['products[].name']} characters")
+                errors.add(
+                    2, f"products[{i}][name]", f"Field 'name' must have at most {LIMITS['products[].name']} characters"
+                )
             summary = raw.get("summary") or ""
             if len(summary) > LIMITS["products[].summary"]:
-                errors.add(2, f"products[{i}][summary]", f"Field 'summary' must have at most {LIMITS['products[].summary']} characters")
+                errors.add(
+                    2,
+                    f"products[{i}][summary]",
+                    f"Field 'summary' must have at most {LIMITS['products[].summary']} characters",
+                )
             qty = _dec(raw.get("qty"))
             if qty is None or qty <= 0:
                 errors.add(2, f"products[{i}][qty]", "Field 'qty' must be numeric, greater than 0")
@@ -667,8 +763,15 @@ class MoloniEmulator:
                 if known is None:
                     errors.add(2, f"products[{i}][taxes][{j}][tax_id]", "Field 'tax_id' must be valid")
                     continue
-                taxes_out.append({"tax_id": tid, "name": known["name"], "value": known["value"],
-                                  "order": _int(tax.get("order")) or 0, "cumulative": _int(tax.get("cumulative")) or 0})
+                taxes_out.append(
+                    {
+                        "tax_id": tid,
+                        "name": known["name"],
+                        "value": known["value"],
+                        "order": _int(tax.get("order")) or 0,
+                        "cumulative": _int(tax.get("cumulative")) or 0,
+                    }
+                )
                 vat_rate += known["value"]
                 if known["saft_type"] == 1 and known["value"] > 0:
                     has_vat = True
@@ -680,11 +783,19 @@ class MoloniEmulator:
             if qty is None or price is None or discount is None:
                 continue
             rows.append((qty, price, discount, vat_rate))
-            products.append({
-                "product_id": pid, "name": name, "summary": summary, "qty": qty, "price": price, "discount": discount,
-                "order": _int(raw.get("order")) if raw.get("order") not in (None, "") else i,
-                "exemption_reason": exemption, "taxes": taxes_out,
-            })
+            products.append(
+                {
+                    "product_id": pid,
+                    "name": name,
+                    "summary": summary,
+                    "qty": qty,
+                    "price": price,
+                    "discount": discount,
+                    "order": _int(raw.get("order")) if raw.get("order") not in (None, "") else i,
+                    "exemption_reason": exemption,
+                    "taxes": taxes_out,
+                }
+            )
         if errors:
             return None
         totals = moloni_totals(rows, self.rounding_method)
@@ -745,8 +856,14 @@ class MoloniEmulator:
         document["lastmodified"] = _now_text()
         for item in send_email:
             if isinstance(item, dict) and item.get("email"):
-                self.emails.append({"document_id": document["document_id"], "email": item["email"],
-                                    "name": item.get("name", ""), "msg": item.get("msg", "")})
+                self.emails.append(
+                    {
+                        "document_id": document["document_id"],
+                        "email": item["email"],
+                        "name": item.get("name", ""),
+                        "msg": item.get("msg", ""),
+                    }
+                )
 
     def _insert_customer(self, company: dict[str, Any], form: Mapping[str, Any]) -> _Response:
         """``customers/insert`` (https://moloni.pt/dev/entities/customers/insert): required vat, number (≤20),
@@ -756,8 +873,12 @@ class MoloniEmulator:
         for name in ("vat", "number", "name", "address", "city"):
             if not str(form.get(name) or "").strip():
                 errors.add(1, name, f"Field '{name}' is required")
-        for name, table in (("language_id", "languages"), ("country_id", "countries"),
-                            ("maturity_date_id", "maturity_dates"), ("payment_method_id", "payment_methods")):
+        for name, table in (
+            ("language_id", "languages"),
+            ("country_id", "countries"),
+            ("maturity_date_id", "maturity_dates"),
+            ("payment_method_id", "payment_methods"),
+        ):
             if _int(form.get(name)) not in company.get(table, {}):
                 errors.add(2, name, f"Field '{name}' must be valid")
         number = str(form.get("number") or "")
@@ -774,8 +895,9 @@ class MoloniEmulator:
         if errors:
             return _json(200, errors.items)
         customer_id = max(company["customers"], default=200) + 1
-        company["customers"][customer_id] = {k: str(form.get(k) or "") for k in
-                                             ("name", "vat", "number", "email", "address", "zip_code", "city")}
+        company["customers"][customer_id] = {
+            k: str(form.get(k) or "") for k in ("name", "vat", "number", "email", "address", "zip_code", "city")
+        }
         return _json(200, {"valid": 1, "customer_id": customer_id})
 
     @staticmethod
@@ -848,14 +970,39 @@ class MoloniEmulator:
     @staticmethod
     def _as_form(doc: dict[str, Any]) -> dict[str, Any]:
         """A stored document back in insert-form shape (strings), for partial updates."""
-        form: dict[str, Any] = {k: str(doc[k]) for k in ("company_id", "date", "expiration_date", "document_set_id",
-                                                      "customer_id", "your_reference", "our_reference", "notes")}
+        form: dict[str, Any] = {
+            k: str(doc[k])
+            for k in (
+                "company_id",
+                "date",
+                "expiration_date",
+                "document_set_id",
+                "customer_id",
+                "your_reference",
+                "our_reference",
+                "notes",
+            )
+        }
         form["products"] = [
-            {"product_id": str(p["product_id"]), "name": p["name"], "summary": p["summary"], "qty": str(p["qty"]),
-             "price": str(p["price"]), "discount": str(p["discount"]), "order": str(p["order"]),
-             "exemption_reason": p["exemption_reason"],
-             "taxes": [{"tax_id": str(t["tax_id"]), "value": str(t["value"]), "order": str(t["order"]),
-                        "cumulative": str(t["cumulative"])} for t in p["taxes"]]}
+            {
+                "product_id": str(p["product_id"]),
+                "name": p["name"],
+                "summary": p["summary"],
+                "qty": str(p["qty"]),
+                "price": str(p["price"]),
+                "discount": str(p["discount"]),
+                "order": str(p["order"]),
+                "exemption_reason": p["exemption_reason"],
+                "taxes": [
+                    {
+                        "tax_id": str(t["tax_id"]),
+                        "value": str(t["value"]),
+                        "order": str(t["order"]),
+                        "cumulative": str(t["cumulative"]),
+                    }
+                    for t in p["taxes"]
+                ],
+            }
             for p in doc["products"]
         ]
         return form
@@ -886,8 +1033,12 @@ class MoloniEmulator:
         if route == ("POST", "/_emulator/faults"):
             try:
                 doc = json.loads(req.body or b"{}")
-                self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), only=doc.get("only"),
-                                  retry_after=int(doc.get("retry_after", 1)))
+                self.inject_fault(
+                    str(doc["kind"]),
+                    int(doc.get("times", 1)),
+                    only=doc.get("only"),
+                    retry_after=int(doc.get("retry_after", 1)),
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
             return _json(200, {"ok": True, "pending_faults": list(self._faults)})
@@ -1012,4 +1163,4 @@ def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
         emulator.stop()
 
 
-__all__ = ["MoloniEmulator", "serve", "default_companies", "DEFAULT_COMPANY_ID", "FAULT_KINDS"]
+__all__ = ["DEFAULT_COMPANY_ID", "FAULT_KINDS", "MoloniEmulator", "default_companies", "serve"]

@@ -212,7 +212,7 @@ def predicted_totals(payload: Mapping[str, Any], tax_rates: Mapping[int, Decimal
 
 
 # --------------------------------------------------------------------------- Invoice -> Moloni
-def tax_id_for(line: InvoiceLine, settings: "MoloniSettings") -> int | None:
+def tax_id_for(line: InvoiceLine, settings: MoloniSettings) -> int | None:
     """Moloni ``tax_id`` of a line's VAT rate: ``line.tax_type`` when it is a number, else
     ``settings.tax_ids[rate]``; ``None`` for a 0 % line. :class:`PermanentError` when a non-zero rate
     has no mapping."""
@@ -229,7 +229,7 @@ def tax_id_for(line: InvoiceLine, settings: "MoloniSettings") -> int | None:
     return int(tax_id)
 
 
-def product_id_for(line: InvoiceLine, settings: "MoloniSettings") -> int:
+def product_id_for(line: InvoiceLine, settings: MoloniSettings) -> int:
     """The Moloni ``product_id`` the line is billed as: ``settings.product_ids[line.kind]`` or ``default_product_id``."""
     product_id = settings.product_ids.get(line.kind, settings.default_product_id)
     if product_id is None:
@@ -240,7 +240,7 @@ def product_id_for(line: InvoiceLine, settings: "MoloniSettings") -> int:
     return int(product_id)
 
 
-def invoice_to_moloni(invoice: Invoice, settings: "MoloniSettings", *, customer_id: int) -> dict[str, Any]:
+def invoice_to_moloni(invoice: Invoice, settings: MoloniSettings, *, customer_id: int) -> dict[str, Any]:
     """The fields of ``invoices/insert`` for ``invoice`` (always ``status`` 0 = draft; closing is a separate step).
 
     Shape (amounts as :class:`~decimal.Decimal`, encode with :func:`form_fields`)::
@@ -425,7 +425,24 @@ def loads(data: bytes | str) -> Any:
 
 
 __all__ = [
-    "LIMITS", "LineLayout", "MoloniTotals", "check_length", "dec_text", "document_label", "form_body", "form_fields",
-    "fold_summary", "invoice_from_moloni", "invoice_to_moloni", "line_layout", "loads", "lookup_rate", "moloni_totals",
-    "parse_form", "predicted_totals", "q2", "rate_key", "reference_of",
+    "LIMITS",
+    "LineLayout",
+    "MoloniTotals",
+    "check_length",
+    "dec_text",
+    "document_label",
+    "fold_summary",
+    "form_body",
+    "form_fields",
+    "invoice_from_moloni",
+    "invoice_to_moloni",
+    "line_layout",
+    "loads",
+    "lookup_rate",
+    "moloni_totals",
+    "parse_form",
+    "predicted_totals",
+    "q2",
+    "rate_key",
+    "reference_of",
 ]

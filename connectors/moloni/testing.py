@@ -48,8 +48,9 @@ class MoloniHarness(ConnectorHarness):
     def start(self) -> None:
         companies = default_companies()
         companies[DEFAULT_COMPANY_ID]["customers"][int(CUSTOMER_ID)]["name"] = CUSTOMER_NAME
-        self.emu = MoloniEmulator(client_secret=self.client_secret, refresh_token=self.refresh_token, companies=companies,
-                                  hang_seconds=2.0).start()
+        self.emu = MoloniEmulator(
+            client_secret=self.client_secret, refresh_token=self.refresh_token, companies=companies, hang_seconds=2.0
+        ).start()
 
     def stop(self) -> None:
         if self.emu is not None:
@@ -63,12 +64,24 @@ class MoloniHarness(ConnectorHarness):
     def settings(self) -> dict[str, Any]:
         assert self.emu is not None
         return {
-            "api_url": self.emu.url, "authorize_url": f"{self.emu.url}/v1/authorize/", "client_id": self.emu.client_id,
-            "client_secret_env": "MOLONI_CLIENT_SECRET", "refresh_token_env": "MOLONI_REFRESH_TOKEN",
-            "company_id": DEFAULT_COMPANY_ID, "document_set_id": 7,
-            "product_ids": {"labour": 101, "travel": 102, "call_out": 103, "part": 104, "expense": 105, "quote": 106,
-                            "discount": 107},
-            "tax_ids": {"23": 1, "13": 2, "6": 3}, "exemption_reason": "M07",
+            "api_url": self.emu.url,
+            "authorize_url": f"{self.emu.url}/v1/authorize/",
+            "client_id": self.emu.client_id,
+            "client_secret_env": "MOLONI_CLIENT_SECRET",
+            "refresh_token_env": "MOLONI_REFRESH_TOKEN",
+            "company_id": DEFAULT_COMPANY_ID,
+            "document_set_id": 7,
+            "product_ids": {
+                "labour": 101,
+                "travel": 102,
+                "call_out": 103,
+                "part": 104,
+                "expense": 105,
+                "quote": 106,
+                "discount": 107,
+            },
+            "tax_ids": {"23": 1, "13": 2, "6": 3},
+            "exemption_reason": "M07",
         }
 
     def env(self) -> dict[str, str]:
@@ -81,9 +94,18 @@ class MoloniHarness(ConnectorHarness):
     def invoices(self) -> list[HeldInvoice]:
         """Every Moloni invoice of the company (drafts too); ``number`` is ``your_reference`` (our number)."""
         assert self.emu is not None
-        return [HeldInvoice(external_id=str(d["document_id"]), number=d["your_reference"], total=Decimal(d["net_value"]),
-                            currency="EUR", line_count=len(d["products"]), contact=str(d["customer_id"]), raw=d)
-                for d in self.emu.invoices(DEFAULT_COMPANY_ID)]
+        return [
+            HeldInvoice(
+                external_id=str(d["document_id"]),
+                number=d["your_reference"],
+                total=Decimal(d["net_value"]),
+                currency="EUR",
+                line_count=len(d["products"]),
+                contact=str(d["customer_id"]),
+                raw=d,
+            )
+            for d in self.emu.invoices(DEFAULT_COMPANY_ID)
+        ]
 
     # ------------------------------------------------------------------ faults
     def inject_rate_limit(self, retry_after: int = 1) -> None:
@@ -117,8 +139,15 @@ class MoloniHarness(ConnectorHarness):
     def contact_creation_settings(self, allow: bool) -> dict[str, Any]:
         if not allow:
             return {"create_customers": False}
-        return {"create_customers": True, "customer_defaults": {"maturity_date_id": 11, "payment_method_id": 21,
-                                                                "address": "Morada por indicar", "city": "Lisboa"}}
+        return {
+            "create_customers": True,
+            "customer_defaults": {
+                "maturity_date_id": 11,
+                "payment_method_id": 21,
+                "address": "Morada por indicar",
+                "city": "Lisboa",
+            },
+        }
 
     # ------------------------------------------------------------------ checks
     def issued_secrets(self) -> list[str]:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any, Literal
 from urllib.parse import quote, urljoin
 
@@ -244,7 +243,13 @@ class PayPalConnector(Connector):
             return await self._http().request(method, url, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise RetryableError(f"{what}: request not sent ({type(exc).__name__}: {self._scrub(str(exc))})") from None
-        except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.WriteTimeout) as exc:
+        except (
+            httpx.ReadTimeout,
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+            httpx.WriteTimeout,
+        ) as exc:
             raise UncertainOutcomeError(
                 f"{what}: request sent but no response ({type(exc).__name__}); outcome unknown, reconcile with find()"
             ) from None
@@ -331,8 +336,16 @@ class PayPalConnector(Connector):
         tokens = self._oauth.tokens if self._oauth is not None else None
         return tokens.scopes if tokens is not None else frozenset()
 
-    async def _call(self, method: str, path: str, *, json_body: Any = None, params: dict | None = None,
-                    headers: dict[str, str] | None = None, read_only: bool = False) -> httpx.Response:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict | None = None,
+        headers: dict[str, str] | None = None,
+        read_only: bool = False,
+    ) -> httpx.Response:
         """Authenticated call; a 401 gets exactly one new token and one retry, a second 401 -> :class:`AuthError`.
 
         ``read_only``: a lost answer is a :class:`RetryableError` (not uncertain: a read changes nothing).
@@ -341,7 +354,9 @@ class PayPalConnector(Connector):
             try:
                 return await self._call(method, path, json_body=json_body, params=params, headers=headers)
             except UncertainOutcomeError as exc:
-                raise RetryableError(str(exc).replace("outcome unknown, reconcile with find()", "a read: retry it")) from None
+                raise RetryableError(
+                    str(exc).replace("outcome unknown, reconcile with find()", "a read: retry it")
+                ) from None
         url = self._url(path)
         token = await self._token()
         resp: httpx.Response | None = None
@@ -351,7 +366,10 @@ class PayPalConnector(Connector):
                 all_headers["Content-Type"] = "application/json"
             all_headers.update(headers or {})
             resp = await self._send(
-                method, url, params=params, headers=all_headers,
+                method,
+                url,
+                params=params,
+                headers=all_headers,
                 content=dumps(json_body) if json_body is not None else None,
             )
             if resp.status_code != 401:
@@ -360,7 +378,9 @@ class PayPalConnector(Connector):
                 log.info("paypal tenant=%s: 401 from %s, requesting a new access token once", self.tenant, path)
                 token = await self._token(stale=token)
         assert resp is not None
-        raise AuthError(f"PayPal {method} {path}: 401 after a new access token ({self._error_text(resp)})", http_status=401)
+        raise AuthError(
+            f"PayPal {method} {path}: 401 after a new access token ({self._error_text(resp)})", http_status=401
+        )
 
     # ------------------------------------------------------------------ responses
     @staticmethod
@@ -395,7 +415,9 @@ class PayPalConnector(Connector):
     @staticmethod
     def _rate_limited(resp: httpx.Response, what: str) -> RateLimitedError:
         retry_after = retry_after_seconds(resp.headers.get("Retry-After"), DEFAULT_RETRY_AFTER)
-        return RateLimitedError(f"{what}: 429 RATE_LIMIT_REACHED, retry after {retry_after:g}s", retry_after=retry_after)
+        return RateLimitedError(
+            f"{what}: 429 RATE_LIMIT_REACHED, retry after {retry_after:g}s", retry_after=retry_after
+        )
 
     def _raise_for_status(self, resp: httpx.Response, what: str, *, write: bool = False) -> None:
         """Map a non-2xx answer onto the taxonomy (:func:`connectors.errors.error_for_status`).
@@ -414,8 +436,12 @@ class PayPalConnector(Connector):
         overrides: dict[int, type] = {409: PermanentError}
         if not write:
             overrides.update({500: RetryableError, 504: RetryableError, 408: RetryableError})
-        exc = error_for_status(status, f"{what}: HTTP {status} ({self._error_text(resp)}){hint}",
-                               method="POST" if write else "GET", overrides=overrides)
+        exc = error_for_status(
+            status,
+            f"{what}: HTTP {status} ({self._error_text(resp)}){hint}",
+            method="POST" if write else "GET",
+            overrides=overrides,
+        )
         if exc is not None:
             raise exc
 
@@ -433,11 +459,15 @@ class PayPalConnector(Connector):
                 "enable Invoicing for the app in the PayPal developer dashboard",
                 missing=(INVOICING_SCOPE,),
             )
-        resp = await self._call("GET", INVOICES_PATH, params={"page": "1", "page_size": "1", "total_required": "false"},
-                                read_only=True)
+        resp = await self._call(
+            "GET", INVOICES_PATH, params={"page": "1", "page_size": "1", "total_required": "false"}, read_only=True
+        )
         if resp.status_code == 403:
-            raise MissingScopeError(f"missing scope: PayPal refused the invoicing read ({self._error_text(resp)})",
-                                    missing=(INVOICING_SCOPE,), http_status=403)
+            raise MissingScopeError(
+                f"missing scope: PayPal refused the invoicing read ({self._error_text(resp)})",
+                missing=(INVOICING_SCOPE,),
+                http_status=403,
+            )
         self._raise_for_status(resp, "PayPal GET /v2/invoicing/invoices")
 
     async def deliver(self, invoice: Invoice) -> DeliveryResult:
@@ -459,12 +489,18 @@ class PayPalConnector(Connector):
         recipient = recipient_for(invoice, self.settings, self.clients.get(invoice.client_id))
         payload = invoice_to_paypal(invoice, self.settings, recipient)
         if self.settings.invoice_status == "SENT" and self.settings.email_to_recipient and not recipient.email:
-            log.warning("paypal tenant=%s invoice=%s: no e-mail for client %s; PayPal will mark it sent without e-mailing it",
-                        self.tenant, invoice.invoice_number, invoice.client_id)
+            log.warning(
+                "paypal tenant=%s invoice=%s: no e-mail for client %s; PayPal will mark it sent without e-mailing it",
+                self.tenant,
+                invoice.invoice_number,
+                invoice.client_id,
+            )
         number = invoice.invoice_number
         existing = await self._lookup(number)
         if existing is not None:
-            return await self._complete(invoice, existing, created=False, extra={"duplicate": True, "found_by": "lookup"})
+            return await self._complete(
+                invoice, existing, created=False, extra={"duplicate": True, "found_by": "lookup"}
+            )
         what = f"PayPal POST /v2/invoicing/invoices {number}"
         # A lost answer raises UncertainOutcomeError: the caller reconciles with find(); the next
         # deliver() finds the draft by lookup and completes the send step.
@@ -473,14 +509,22 @@ class PayPalConnector(Connector):
         if resp.status_code in (400, 409, 422) and _has_issue(body, {DUPLICATE_ISSUE}):
             found = await self._lookup(number)
             if found is None:
-                raise RetryableError(f"{what}: PayPal reports the number as taken but search-invoices does not return it yet",
-                                     http_status=resp.status_code)
-            return await self._complete(invoice, found, created=False, extra={"duplicate": True, "found_by": DUPLICATE_ISSUE})
+                raise RetryableError(
+                    f"{what}: PayPal reports the number as taken but search-invoices does not return it yet",
+                    http_status=resp.status_code,
+                )
+            return await self._complete(
+                invoice, found, created=False, extra={"duplicate": True, "found_by": DUPLICATE_ISSUE}
+            )
         self._raise_for_status(resp, what, write=True)
         invoice_id = self._created_id(body, resp)
         if invoice_id is None:
-            raise UncertainOutcomeError(f"{what}: HTTP {resp.status_code} without an invoice id or link", http_status=resp.status_code)
-        if not (isinstance(body, dict) and body.get("id") and isinstance(body.get("amount"), dict) and body.get("status")):
+            raise UncertainOutcomeError(
+                f"{what}: HTTP {resp.status_code} without an invoice id or link", http_status=resp.status_code
+            )
+        if not (
+            isinstance(body, dict) and body.get("id") and isinstance(body.get("amount"), dict) and body.get("status")
+        ):
             body = await self._get(invoice_id)  # minimal representation (a link): read the draft
         return await self._complete(invoice, body, created=True, extra={})
 
@@ -516,7 +560,13 @@ class PayPalConnector(Connector):
         status = found.status
         sent = False
         if not matches:
-            log.warning("paypal tenant=%s invoice=%s: PayPal total %s differs from ours %s", self.tenant, invoice.invoice_number, total, invoice.total)
+            log.warning(
+                "paypal tenant=%s invoice=%s: PayPal total %s differs from ours %s",
+                self.tenant,
+                invoice.invoice_number,
+                total,
+                invoice.total,
+            )
         if status == "DRAFT" and self.settings.invoice_status == "SENT":
             if not matches:
                 raise PermanentError(
@@ -526,11 +576,25 @@ class PayPalConnector(Connector):
             status = await self._send_invoice(found.external_id, invoice)
             sent = True
             if self.settings.email_to_recipient:
-                recipients = [((r or {}).get("billing_info") or {}).get("email_address") for r in element.get("primary_recipients") or []]
+                recipients = [
+                    ((r or {}).get("billing_info") or {}).get("email_address")
+                    for r in element.get("primary_recipients") or []
+                ]
                 extra = {**extra, "emailed_to": next((e for e in recipients if e), None)}
         elif status == "CANCELLED":
-            log.warning("paypal tenant=%s invoice=%s: existing PayPal invoice %s is CANCELLED", self.tenant, invoice.invoice_number, found.external_id)
-        details = {"status": status, "total": None if total is None else str(total), "total_matches": matches, "sent": sent, **extra}
+            log.warning(
+                "paypal tenant=%s invoice=%s: existing PayPal invoice %s is CANCELLED",
+                self.tenant,
+                invoice.invoice_number,
+                found.external_id,
+            )
+        details = {
+            "status": status,
+            "total": None if total is None else str(total),
+            "total_matches": matches,
+            "sent": sent,
+            **extra,
+        }
         return DeliveryResult(
             invoice_key=invoice.invoice_key,
             external_id=found.external_id,
@@ -586,7 +650,9 @@ class PayPalConnector(Connector):
         try:
             current = await self._get(invoice_id)
         except ConnectorError:
-            raise RetryableError(f"{what}: answer lost and the draft could not be re-read; the next attempt finds it and sends it") from None
+            raise RetryableError(
+                f"{what}: answer lost and the draft could not be re-read; the next attempt finds it and sends it"
+            ) from None
         if current.get("status") != "DRAFT":
             return str(current.get("status"))
         raise RetryableError(f"{what}: answer lost and the invoice is still a draft; the next attempt sends it")
@@ -597,7 +663,9 @@ class PayPalConnector(Connector):
             return None  # PayPal cannot hold it
         for page in range(1, SEARCH_MAX_PAGES + 1):
             resp = await self._call(
-                "POST", SEARCH_PATH, json_body={"invoice_number": invoice_number},
+                "POST",
+                SEARCH_PATH,
+                json_body={"invoice_number": invoice_number},
                 params={"page": str(page), "page_size": str(SEARCH_PAGE_SIZE), "total_required": "false"},
                 read_only=True,
             )
@@ -606,7 +674,9 @@ class PayPalConnector(Connector):
             if not isinstance(body, dict):
                 raise RetryableError(f"PayPal POST {SEARCH_PATH}: unreadable body", http_status=resp.status_code)
             items = [i for i in body.get("items") or [] if isinstance(i, dict)]
-            exact = [i for i in items if i.get("id") and (i.get("detail") or {}).get("invoice_number") == invoice_number]
+            exact = [
+                i for i in items if i.get("id") and (i.get("detail") or {}).get("invoice_number") == invoice_number
+            ]
             if exact:
                 # prefer a live invoice over a cancelled one
                 exact.sort(key=lambda i: i.get("status") == "CANCELLED")
@@ -635,4 +705,4 @@ class PayPalConnector(Connector):
                 pass
 
 
-__all__ = ["PayPalConnector", "PayPalSettings", "INVOICING_SCOPE"]
+__all__ = ["INVOICING_SCOPE", "PayPalConnector", "PayPalSettings"]

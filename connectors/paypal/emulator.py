@@ -83,7 +83,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -101,14 +101,49 @@ DEFAULT_SCOPES: tuple[str, ...] = (
 FAULT_KINDS = ("503", "500", "429", "reset", "timeout_after_commit", "drop_after_commit", "stale_search")
 #: Currencies PayPal accepts (REST "Currency codes" reference) with their decimals.
 CURRENCIES: dict[str, int] = {
-    "AUD": 2, "BRL": 2, "CAD": 2, "CNY": 2, "CZK": 2, "DKK": 2, "EUR": 2, "HKD": 2, "HUF": 0, "ILS": 2,
-    "JPY": 0, "MYR": 2, "MXN": 2, "TWD": 0, "NZD": 2, "NOK": 2, "PHP": 2, "PLN": 2, "GBP": 2, "SGD": 2,
-    "SEK": 2, "CHF": 2, "THB": 2, "USD": 2,
+    "AUD": 2,
+    "BRL": 2,
+    "CAD": 2,
+    "CNY": 2,
+    "CZK": 2,
+    "DKK": 2,
+    "EUR": 2,
+    "HKD": 2,
+    "HUF": 0,
+    "ILS": 2,
+    "JPY": 0,
+    "MYR": 2,
+    "MXN": 2,
+    "TWD": 0,
+    "NZD": 2,
+    "NOK": 2,
+    "PHP": 2,
+    "PLN": 2,
+    "GBP": 2,
+    "SGD": 2,
+    "SEK": 2,
+    "CHF": 2,
+    "THB": 2,
+    "USD": 2,
 }
 TERM_DAYS = {"NET_10": 10, "NET_15": 15, "NET_30": 30, "NET_45": 45, "NET_60": 60, "NET_90": 90}
 TERM_TYPES = frozenset({"DUE_ON_RECEIPT", "DUE_ON_DATE_SPECIFIED", "NO_DUE_DATE", *TERM_DAYS})
-STATUSES = frozenset({"DRAFT", "SENT", "SCHEDULED", "PAID", "MARKED_AS_PAID", "CANCELLED", "REFUNDED", "PARTIALLY_PAID",
-                      "PARTIALLY_REFUNDED", "MARKED_AS_REFUNDED", "UNPAID", "PAYMENT_PENDING"})
+STATUSES = frozenset(
+    {
+        "DRAFT",
+        "SENT",
+        "SCHEDULED",
+        "PAID",
+        "MARKED_AS_PAID",
+        "CANCELLED",
+        "REFUNDED",
+        "PARTIALLY_PAID",
+        "PARTIALLY_REFUNDED",
+        "MARKED_AS_REFUNDED",
+        "UNPAID",
+        "PAYMENT_PENDING",
+    }
+)
 UNITS = frozenset({"QUANTITY", "HOURS", "AMOUNT"})
 _NUMBER = re.compile(r"^((-?[0-9]+)|(-?([0-9]+)?[.][0-9]+))$")
 _DATE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])$")
@@ -126,12 +161,28 @@ MESSAGES = {
     "METHOD_NOT_SUPPORTED": "The server does not implement the requested HTTP method.",
 }
 #: Operation names for targeted faults, by handler method.
-ROUTE_NAMES_BY_HANDLER = {"_create": "create", "_send": "send", "_search": "search", "_get": "get", "_list": "list",
-                          "_delete": "delete", "_cancel": "cancel", "_next_number": "next_number"}
+ROUTE_NAMES_BY_HANDLER = {
+    "_create": "create",
+    "_send": "send",
+    "_search": "search",
+    "_get": "get",
+    "_list": "list",
+    "_delete": "delete",
+    "_cancel": "cancel",
+    "_next_number": "next_number",
+}
 ROUTE_NAMES = tuple(ROUTE_NAMES_BY_HANDLER.values())
-STATUS_OF = {"INVALID_REQUEST": 400, "AUTHENTICATION_FAILURE": 401, "NOT_AUTHORIZED": 403, "RESOURCE_NOT_FOUND": 404,
-             "METHOD_NOT_SUPPORTED": 405, "UNPROCESSABLE_ENTITY": 422, "RATE_LIMIT_REACHED": 429,
-             "INTERNAL_SERVER_ERROR": 500, "SERVICE_UNAVAILABLE": 503}
+STATUS_OF = {
+    "INVALID_REQUEST": 400,
+    "AUTHENTICATION_FAILURE": 401,
+    "NOT_AUTHORIZED": 403,
+    "RESOURCE_NOT_FOUND": 404,
+    "METHOD_NOT_SUPPORTED": 405,
+    "UNPROCESSABLE_ENTITY": 422,
+    "RATE_LIMIT_REACHED": 429,
+    "INTERNAL_SERVER_ERROR": 500,
+    "SERVICE_UNAVAILABLE": 503,
+}
 
 
 # --------------------------------------------------------------------------- money
@@ -158,7 +209,7 @@ def _places(value: Decimal) -> int:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _stamp(dt: datetime) -> str:
@@ -251,9 +302,27 @@ def compute_amounts(doc: dict, currency: str) -> Amounts:
     item_total = sum(amounts, Decimal(0))
     item_discount_total = sum(discounts, Decimal(0))
     tax_total = sum(taxes, Decimal(0)) + shipping_tax
-    total = item_total - item_discount_total - invoice_discount + shipping + custom + (Decimal(0) if inclusive else tax_total)
-    return Amounts(amounts, discounts, taxes, rnd(item_total), rnd(item_discount_total), invoice_discount, shipping,
-                   shipping_tax, custom, rnd(tax_total), rnd(total))
+    total = (
+        item_total
+        - item_discount_total
+        - invoice_discount
+        + shipping
+        + custom
+        + (Decimal(0) if inclusive else tax_total)
+    )
+    return Amounts(
+        amounts,
+        discounts,
+        taxes,
+        rnd(item_total),
+        rnd(item_discount_total),
+        invoice_discount,
+        shipping,
+        shipping_tax,
+        custom,
+        rnd(tax_total),
+        rnd(total),
+    )
 
 
 # --------------------------------------------------------------------------- HTTP plumbing
@@ -294,14 +363,22 @@ def _detail(issue: str, description: str, field_: str | None = None, value: Any 
     return d
 
 
-def _error(name: str, details: list[dict] | None = None, headers: dict[str, str] | None = None, message: str | None = None) -> _Response:
+def _error(
+    name: str, details: list[dict] | None = None, headers: dict[str, str] | None = None, message: str | None = None
+) -> _Response:
     """PayPal's error body ``{name, message, debug_id, details, links}`` (spec ``error_4xx``/``error_5xx``)."""
     debug_id = _debug_id()
     body: dict[str, Any] = {"name": name, "message": message or MESSAGES[name], "debug_id": debug_id}
     if details:
         body["details"] = details
-    anchor = (details[0]["issue"] if details else name)
-    body["links"] = [{"href": f"https://developer.paypal.com/docs/api/invoicing/v2/#error-{anchor}", "rel": "information_link", "method": "GET"}]
+    anchor = details[0]["issue"] if details else name
+    body["links"] = [
+        {
+            "href": f"https://developer.paypal.com/docs/api/invoicing/v2/#error-{anchor}",
+            "rel": "information_link",
+            "method": "GET",
+        }
+    ]
     h = {"Paypal-Debug-Id": debug_id}
     h.update(headers or {})
     return _json(STATUS_OF[name], body, h)
@@ -334,7 +411,9 @@ def _length(p: _Problems, value: Any, field_: str, limit: int, description: str,
     if not isinstance(value, str):
         p.bad("INVALID_PARAMETER_SYNTAX", f"{field_} must be a string.", field_, value)
     elif not (minimum <= len(value) <= limit):
-        p.bad("INVALID_STRING_MAX_LENGTH" if len(value) > limit else "INVALID_STRING_LENGTH", description, field_, value)
+        p.bad(
+            "INVALID_STRING_MAX_LENGTH" if len(value) > limit else "INVALID_STRING_LENGTH", description, field_, value
+        )
 
 
 def _date_value(p: _Problems, value: Any, field_: str, description: str) -> date | None:
@@ -403,7 +482,7 @@ class PayPalEmulator:
         self.request_validator = request_validator
         self.hang_seconds = hang_seconds
         self.response_delay = response_delay
-        self.today = today or (lambda: datetime.now(timezone.utc).date())
+        self.today = today or (lambda: datetime.now(UTC).date())
         self.app_id = "APP-80W284485P519543T"
         #: ``False`` accepts a number already taken (tests that prove the broker never relies on
         #: PayPal's ``DUPLICATE_INVOICE_NUMBER`` check to avoid a second invoice).
@@ -439,7 +518,7 @@ class PayPalEmulator:
         self.server_errors: list[str] = []
         self.emails: list[dict] = []
 
-    def start(self) -> "PayPalEmulator":
+    def start(self) -> PayPalEmulator:
         """Bind and serve in a daemon thread; returns ``self``. Idempotent."""
         if self._server is not None:
             return self
@@ -447,8 +526,12 @@ class PayPalEmulator:
         handler = type("PayPalEmulatorHandler", (_Handler,), {"emulator": self})
         self._server = _Server((self.host, self.port), handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"paypal-emulator:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"paypal-emulator:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -463,7 +546,7 @@ class PayPalEmulator:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "PayPalEmulator":
+    def __enter__(self) -> PayPalEmulator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -540,7 +623,8 @@ class PayPalEmulator:
                 "invoice_count": len(self._invoices),
                 "token_requests": self.token_requests,
                 "emails": len(self.emails),
-                "pending_faults": list(self._faults) + ["stale_search"] * self._stale_searches
+                "pending_faults": list(self._faults)
+                + ["stale_search"] * self._stale_searches
                 + [f"{kind}@{op}" for op, kinds in self._targeted.items() for kind in kinds if kind],
             }
 
@@ -563,7 +647,10 @@ class PayPalEmulator:
             return self._token(req)
         if path.startswith("/v2/invoicing"):
             return self._invoicing(req, path)
-        return _error("RESOURCE_NOT_FOUND", [_detail("INVALID_RESOURCE_ID", f"No emulated resource at {path}.", "path", path, "path")])
+        return _error(
+            "RESOURCE_NOT_FOUND",
+            [_detail("INVALID_RESOURCE_ID", f"No emulated resource at {path}.", "path", path, "path")],
+        )
 
     # ------------------------------------------------------------------ OAuth2
     def _token(self, req: _Request) -> _Response:
@@ -581,41 +668,58 @@ class PayPalEmulator:
         client_id = client_secret = None
         if auth.lower().startswith("basic "):
             try:
-                client_id, _, client_secret = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8").partition(":")
+                client_id, _, client_secret = (
+                    base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8").partition(":")
+                )
             except (binascii.Error, UnicodeDecodeError):
                 client_id = None
-        if client_id != self.client_id or client_secret is None or not secrets.compare_digest(client_secret, self.client_secret):
+        if (
+            client_id != self.client_id
+            or client_secret is None
+            or not secrets.compare_digest(client_secret, self.client_secret)
+        ):
             return _json(401, {"error": "invalid_client", "error_description": "Client Authentication failed"})
         form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True).items()}
         grant = form.get("grant_type")
         if not grant:
             return _json(400, {"error": "unsupported_grant_type", "error_description": "Grant Type is NULL"})
         if grant != "client_credentials":
-            return _json(400, {"error": "unsupported_grant_type", "error_description": f"unsupported grant_type {grant}"})
+            return _json(
+                400, {"error": "unsupported_grant_type", "error_description": f"unsupported grant_type {grant}"}
+            )
         access = "A21AA" + "".join(secrets.choice(string.ascii_letters + string.digits + "-_") for _ in range(90))
         with self._lock:
             self._tokens[access] = (now + self.access_token_ttl, frozenset(self.scopes))
-        return _json(200, {
-            "scope": " ".join(self.scopes),
-            "access_token": access,
-            "token_type": "Bearer",
-            "app_id": self.app_id,
-            "expires_in": int(math.ceil(self.access_token_ttl)),
-            "nonce": f"{_stamp(_now())}{secrets.token_urlsafe(24)}",
-        })
+        return _json(
+            200,
+            {
+                "scope": " ".join(self.scopes),
+                "access_token": access,
+                "token_type": "Bearer",
+                "app_id": self.app_id,
+                "expires_in": int(math.ceil(self.access_token_ttl)),
+                "nonce": f"{_stamp(_now())}{secrets.token_urlsafe(24)}",
+            },
+        )
 
     def _authenticate(self, req: _Request) -> tuple[_Response | None, frozenset[str]]:
         auth = req.headers.get("authorization", "")
         if not auth.startswith("Bearer "):
-            return _error("AUTHENTICATION_FAILURE", [_detail("MISSING_AUTHORIZATION_HEADER", "Authorization header is missing.")]), frozenset()
+            return _error(
+                "AUTHENTICATION_FAILURE", [_detail("MISSING_AUTHORIZATION_HEADER", "Authorization header is missing.")]
+            ), frozenset()
         token = auth[7:].strip()
         with self._lock:
             entry = self._tokens.get(token)
         if entry is None:
-            return _error("AUTHENTICATION_FAILURE", [_detail("INVALID_TOKEN", "The access token is not valid.")]), frozenset()
+            return _error(
+                "AUTHENTICATION_FAILURE", [_detail("INVALID_TOKEN", "The access token is not valid.")]
+            ), frozenset()
         expires, scopes = entry
         if time.monotonic() >= expires:
-            return _error("AUTHENTICATION_FAILURE", [_detail("TOKEN_EXPIRED", "The access token has expired.")]), frozenset()
+            return _error(
+                "AUTHENTICATION_FAILURE", [_detail("TOKEN_EXPIRED", "The access token has expired.")]
+            ), frozenset()
         return None, scopes
 
     @staticmethod
@@ -631,11 +735,22 @@ class PayPalEmulator:
             return denied
         route = self._route_for(req.method, path)
         if route is None:
-            return _error("RESOURCE_NOT_FOUND", [_detail("INVALID_RESOURCE_ID", f"No such resource {req.method} {path}.", "path", path, "path")])
+            return _error(
+                "RESOURCE_NOT_FOUND",
+                [_detail("INVALID_RESOURCE_ID", f"No such resource {req.method} {path}.", "path", path, "path")],
+            )
         handler, write, ident = route
         operation = ROUTE_NAMES_BY_HANDLER.get(handler.__name__, "")
         if not self._allowed(scopes, write):
-            return _error("NOT_AUTHORIZED", [_detail("PERMISSION_DENIED", "You do not have permission to access or perform operations on this resource.")])
+            return _error(
+                "NOT_AUTHORIZED",
+                [
+                    _detail(
+                        "PERMISSION_DENIED",
+                        "You do not have permission to access or perform operations on this resource.",
+                    )
+                ],
+            )
         now = time.monotonic()
         with self._lock:
             while self._minute and now - self._minute[0] >= 60:
@@ -721,9 +836,11 @@ class PayPalEmulator:
         href = self._href(inv["id"])
         links = [{"href": href, "rel": "self", "method": "GET"}]
         if inv["status"] == "DRAFT":
-            links += [{"href": f"{href}/send", "rel": "send", "method": "POST"},
-                      {"href": href, "rel": "replace", "method": "PUT"},
-                      {"href": href, "rel": "delete", "method": "DELETE"}]
+            links += [
+                {"href": f"{href}/send", "rel": "send", "method": "POST"},
+                {"href": href, "rel": "replace", "method": "PUT"},
+                {"href": href, "rel": "delete", "method": "DELETE"},
+            ]
         elif inv["status"] in ("SENT", "UNPAID", "SCHEDULED"):
             links += [{"href": f"{href}/cancel", "rel": "cancel", "method": "POST"}]
         links.append({"href": f"{href}/generate-qr-code", "rel": "qr-code", "method": "POST"})
@@ -760,10 +877,21 @@ class PayPalEmulator:
         try:
             return json.loads(req.body or b"null")
         except ValueError:
-            return _error("INVALID_REQUEST", [_detail("MALFORMED_REQUEST_JSON", "The request JSON is not well formed.")])
+            return _error(
+                "INVALID_REQUEST", [_detail("MALFORMED_REQUEST_JSON", "The request JSON is not well formed.")]
+            )
 
-    def _money_field(self, p: _Problems, m: Any, field_: str, currency: str | None, *, lo: Decimal = -_LIMIT,
-                     hi: Decimal = _LIMIT, required: bool = True) -> Decimal | None:
+    def _money_field(
+        self,
+        p: _Problems,
+        m: Any,
+        field_: str,
+        currency: str | None,
+        *,
+        lo: Decimal = -_LIMIT,
+        hi: Decimal = _LIMIT,
+        required: bool = True,
+    ) -> Decimal | None:
         if m is None:
             if required:
                 p.bad("MISSING_REQUIRED_PARAMETER", f"{field_} is missing.", field_)
@@ -775,18 +903,35 @@ class PayPalEmulator:
         if code is None:
             p.bad("MISSING_REQUIRED_PARAMETER", "Currency code is missing.", f"{field_}/currency_code")
         elif not isinstance(code, str) or len(code) != 3:
-            p.bad("INVALID_STRING_LENGTH", "Currency code length should be 3 characters.", f"{field_}/currency_code", code)
+            p.bad(
+                "INVALID_STRING_LENGTH", "Currency code length should be 3 characters.", f"{field_}/currency_code", code
+            )
         elif currency is not None and code != currency:
-            p.business("CURRENCY_MISMATCH", f"Currency code {code} does not match the invoice currency {currency}.", f"{field_}/currency_code", code)
+            p.business(
+                "CURRENCY_MISMATCH",
+                f"Currency code {code} does not match the invoice currency {currency}.",
+                f"{field_}/currency_code",
+                code,
+            )
         if value is None:
             p.bad("MISSING_REQUIRED_PARAMETER", "Amount value is missing.", f"{field_}/value")
             return None
         if not isinstance(value, str) or len(value) > 32 or not _NUMBER.match(value):
-            p.bad("INVALID_PARAMETER_SYNTAX", "Amount value is invalid. Should be a numeric value.", f"{field_}/value", value)
+            p.bad(
+                "INVALID_PARAMETER_SYNTAX",
+                "Amount value is invalid. Should be a numeric value.",
+                f"{field_}/value",
+                value,
+            )
             return None
         amount = Decimal(value)
         if currency is not None and _places(amount) > decimals_of(currency):
-            p.bad("DECIMAL_PRECISION", f"The value of the field should not have more than {decimals_of(currency)} decimal places for {currency}.", f"{field_}/value", value)
+            p.bad(
+                "DECIMAL_PRECISION",
+                f"The value of the field should not have more than {decimals_of(currency)} decimal places for {currency}.",
+                f"{field_}/value",
+                value,
+            )
         if not (lo <= amount <= hi):
             p.bad("INVALID_PARAMETER_SYNTAX", f"Value must be between {lo} and {hi}.", f"{field_}/value", value)
         return amount
@@ -800,7 +945,12 @@ class PayPalEmulator:
             return None
         pct = Decimal(value)
         if not (0 <= pct <= 100) or _places(pct) > 5:
-            p.bad("INVALID_PARAMETER_SYNTAX", "Percent must be from 0 to 100 with up to five decimal places.", field_, value)
+            p.bad(
+                "INVALID_PARAMETER_SYNTAX",
+                "Percent must be from 0 to 100 with up to five decimal places.",
+                field_,
+                value,
+            )
             return None
         return pct
 
@@ -818,14 +968,42 @@ class PayPalEmulator:
             p.bad("MISSING_REQUIRED_PARAMETER", "Currency code is missing.", "/detail/currency_code")
             currency = None
         elif not isinstance(currency, str) or len(currency) != 3:
-            p.bad("INVALID_STRING_LENGTH", "Currency code length should be 3 characters.", "/detail/currency_code", currency)
+            p.bad(
+                "INVALID_STRING_LENGTH",
+                "Currency code length should be 3 characters.",
+                "/detail/currency_code",
+                currency,
+            )
             currency = None
         elif currency not in CURRENCIES:
-            p.business("CURRENCY_NOT_SUPPORTED", f"Currency code {currency} is not supported.", "/detail/currency_code", currency)
-        _length(p, detail.get("invoice_number"), "/detail/invoice_number", 25, "Invoice number length should be less than 25 characters.")
-        _length(p, detail.get("reference"), "/detail/reference", 120, "Reference field length should be less than 120 characters.")
+            p.business(
+                "CURRENCY_NOT_SUPPORTED",
+                f"Currency code {currency} is not supported.",
+                "/detail/currency_code",
+                currency,
+            )
+        _length(
+            p,
+            detail.get("invoice_number"),
+            "/detail/invoice_number",
+            25,
+            "Invoice number length should be less than 25 characters.",
+        )
+        _length(
+            p,
+            detail.get("reference"),
+            "/detail/reference",
+            120,
+            "Reference field length should be less than 120 characters.",
+        )
         _length(p, detail.get("note"), "/detail/note", 4000, "Invoice note length should be less than 4000 characters.")
-        _length(p, detail.get("terms_and_conditions"), "/detail/terms_and_conditions", 4000, "Terms and Conditions length should be less than 4000 characters.")
+        _length(
+            p,
+            detail.get("terms_and_conditions"),
+            "/detail/terms_and_conditions",
+            4000,
+            "Terms and Conditions length should be less than 4000 characters.",
+        )
         _length(p, detail.get("memo"), "/detail/memo", 500, "Memo length should be less than 500 characters.")
         invoice_date = _date_value(p, detail.get("invoice_date"), "/detail/invoice_date", "Invoice date is invalid.")
         term = detail.get("payment_term")
@@ -834,23 +1012,50 @@ class PayPalEmulator:
                 p.bad("INVALID_PARAMETER_SYNTAX", "Payment term must be an object.", "/detail/payment_term", term)
             else:
                 if term.get("term_type") is not None and term["term_type"] not in TERM_TYPES:
-                    p.bad("INVALID_PARAMETER_SYNTAX", "Payment term type is invalid.", "/detail/payment_term/term_type", term["term_type"])
+                    p.bad(
+                        "INVALID_PARAMETER_SYNTAX",
+                        "Payment term type is invalid.",
+                        "/detail/payment_term/term_type",
+                        term["term_type"],
+                    )
                 due = _date_value(p, term.get("due_date"), "/detail/payment_term/due_date", "Due date is invalid.")
                 if due is not None and due < (invoice_date or self.today()):
-                    p.business("DUE_DATE_BEFORE_INVOICE_DATE", "The due date cannot be earlier than the invoice date.", "/detail/payment_term/due_date", term.get("due_date"))
+                    p.business(
+                        "DUE_DATE_BEFORE_INVOICE_DATE",
+                        "The due date cannot be earlier than the invoice date.",
+                        "/detail/payment_term/due_date",
+                        term.get("due_date"),
+                    )
         # invoicer
         invoicer = doc.get("invoicer")
         if isinstance(invoicer, dict):
             email = invoicer.get("email_address")
-            _length(p, email, "/invoicer/email_address", 254, "Email address length should be between 3 and 254.", minimum=3)
+            _length(
+                p, email, "/invoicer/email_address", 254, "Email address length should be between 3 and 254.", minimum=3
+            )
             if isinstance(email, str) and email.lower() != self.account_email.lower():
-                p.business("USER_NOT_FOUND", "User is not associated with paypal based on invoicer email.", "/invoicer/email_address", email)
-            _length(p, invoicer.get("business_name"), "/invoicer/business_name", 300, "Business name length should be less than 300 characters.")
+                p.business(
+                    "USER_NOT_FOUND",
+                    "User is not associated with paypal based on invoicer email.",
+                    "/invoicer/email_address",
+                    email,
+                )
+            _length(
+                p,
+                invoicer.get("business_name"),
+                "/invoicer/business_name",
+                300,
+                "Business name length should be less than 300 characters.",
+            )
         # recipients
         recipients = doc.get("primary_recipients")
         if recipients is not None:
             if not isinstance(recipients, list) or len(recipients) > 100:
-                p.bad("INVALID_ARRAY_MAX_ITEMS", "The number of items in an array parameter is too large.", "/primary_recipients")
+                p.bad(
+                    "INVALID_ARRAY_MAX_ITEMS",
+                    "The number of items in an array parameter is too large.",
+                    "/primary_recipients",
+                )
             else:
                 for i, rec in enumerate(recipients):
                     billing = (rec or {}).get("billing_info") if isinstance(rec, dict) else None
@@ -858,19 +1063,42 @@ class PayPalEmulator:
                         continue
                     base = f"/primary_recipients/{i}/billing_info"
                     email = billing.get("email_address")
-                    _length(p, email, f"{base}/email_address", 254, "Email address length should be between 3 and 254.", minimum=3)
+                    _length(
+                        p,
+                        email,
+                        f"{base}/email_address",
+                        254,
+                        "Email address length should be between 3 and 254.",
+                        minimum=3,
+                    )
                     if isinstance(email, str) and not _EMAIL.match(email):
                         p.bad("INVALID_PARAMETER_SYNTAX", "Email address is invalid.", f"{base}/email_address", email)
                     if isinstance(email, str) and email.lower() == self.account_email.lower():
-                        p.business("CANNOT_INVOICE_SELF", "The recipient cannot be the invoicer.", f"{base}/email_address", email)
-                    _length(p, billing.get("business_name"), f"{base}/business_name", 300, "Business name length should be less than 300 characters.")
+                        p.business(
+                            "CANNOT_INVOICE_SELF",
+                            "The recipient cannot be the invoicer.",
+                            f"{base}/email_address",
+                            email,
+                        )
+                    _length(
+                        p,
+                        billing.get("business_name"),
+                        f"{base}/business_name",
+                        300,
+                        "Business name length should be less than 300 characters.",
+                    )
         # items
         items = doc.get("items")
         if not isinstance(items, list) or not items:
             p.bad("MISSING_REQUIRED_PARAMETER", "The invoice must include at least one item.", "/items")
             items = []
         elif len(items) > 100:
-            p.bad("INVALID_ARRAY_MAX_ITEMS", "The number of items in an array parameter is too large (maximum 100).", "/items", len(items))
+            p.bad(
+                "INVALID_ARRAY_MAX_ITEMS",
+                "The number of items in an array parameter is too large (maximum 100).",
+                "/items",
+                len(items),
+            )
         tax_rates: dict[str, tuple[Decimal, int]] = {}
         for i, item in enumerate(items):
             base = f"/items/{i}"
@@ -881,14 +1109,25 @@ class PayPalEmulator:
             if name is None or (isinstance(name, str) and not name.strip()):
                 p.bad("MISSING_REQUIRED_PARAMETER", "Item name is missing.", f"{base}/name")
             _length(p, name, f"{base}/name", 200, "Item name length should be less than 200 characters.")
-            _length(p, item.get("description"), f"{base}/description", 1000, "Item description length should be less than 1000 characters.")
+            _length(
+                p,
+                item.get("description"),
+                f"{base}/description",
+                1000,
+                "Item description length should be less than 1000 characters.",
+            )
             qty = item.get("quantity")
             if qty is None:
                 p.bad("MISSING_REQUIRED_PARAMETER", "Item quantity is missing.", f"{base}/quantity")
             elif not isinstance(qty, str) or not (1 <= len(qty) <= 14):
                 p.bad("INVALID_STRING_LENGTH", "Item quantity length should be 1 and 14.", f"{base}/quantity", qty)
             elif not _NUMBER.match(qty) or not (-_LIMIT <= Decimal(qty) <= _LIMIT) or _places(Decimal(qty)) > 5:
-                p.bad("INVALID_PARAMETER_SYNTAX", "Item quantity must be a number from -1000000 to 1000000 with up to five decimal places.", f"{base}/quantity", qty)
+                p.bad(
+                    "INVALID_PARAMETER_SYNTAX",
+                    "Item quantity must be a number from -1000000 to 1000000 with up to five decimal places.",
+                    f"{base}/quantity",
+                    qty,
+                )
             self._money_field(p, item.get("unit_amount"), f"{base}/unit_amount", currency)
             tax = item.get("tax")
             if tax is not None:
@@ -903,7 +1142,12 @@ class PayPalEmulator:
                     if isinstance(tname, str) and pct is not None:
                         seen = tax_rates.setdefault(tname.lower(), (pct, i))
                         if seen[0] != pct:
-                            p.business("TAX_NAME_RATE_MISMATCH", f"Tax name {tname!r} is used with the rates {seen[0]} and {pct}; a tax name can have only one rate on an invoice.", f"{base}/tax/percent", tax.get("percent"))
+                            p.business(
+                                "TAX_NAME_RATE_MISMATCH",
+                                f"Tax name {tname!r} is used with the rates {seen[0]} and {pct}; a tax name can have only one rate on an invoice.",
+                                f"{base}/tax/percent",
+                                tax.get("percent"),
+                            )
             disc = item.get("discount")
             if disc is not None:
                 if not isinstance(disc, dict):
@@ -920,36 +1164,71 @@ class PayPalEmulator:
         if config is not None and isinstance(config, dict):
             for flag in ("tax_inclusive", "tax_calculated_after_discount", "allow_tip"):
                 if config.get(flag) is not None and not isinstance(config[flag], bool):
-                    p.bad("INVALID_PARAMETER_SYNTAX", f"{flag} must be a boolean.", f"/configuration/{flag}", config[flag])
+                    p.bad(
+                        "INVALID_PARAMETER_SYNTAX", f"{flag} must be a boolean.", f"/configuration/{flag}", config[flag]
+                    )
         amount = doc.get("amount")
         if isinstance(amount, dict):
             breakdown = amount.get("breakdown") or {}
             if isinstance(breakdown, dict):
                 shipping = breakdown.get("shipping") or {}
                 if isinstance(shipping, dict) and shipping.get("amount") is not None:
-                    self._money_field(p, shipping.get("amount"), "/amount/breakdown/shipping/amount", currency, lo=Decimal(0))
+                    self._money_field(
+                        p, shipping.get("amount"), "/amount/breakdown/shipping/amount", currency, lo=Decimal(0)
+                    )
                     if shipping.get("tax") is not None:
-                        _length(p, shipping["tax"].get("name"), "/amount/breakdown/shipping/tax/name", 100, "Shipping Tax name length should be less than 100 characters.")
+                        _length(
+                            p,
+                            shipping["tax"].get("name"),
+                            "/amount/breakdown/shipping/tax/name",
+                            100,
+                            "Shipping Tax name length should be less than 100 characters.",
+                        )
                         self._percent_field(p, shipping["tax"].get("percent"), "/amount/breakdown/shipping/tax/percent")
                 custom = breakdown.get("custom") or {}
                 if isinstance(custom, dict) and custom:
-                    _length(p, custom.get("label"), "/amount/breakdown/custom/label", 50, "Custom label length should be less than 50 characters.")
+                    _length(
+                        p,
+                        custom.get("label"),
+                        "/amount/breakdown/custom/label",
+                        50,
+                        "Custom label length should be less than 50 characters.",
+                    )
                     self._money_field(p, custom.get("amount"), "/amount/breakdown/custom/amount", currency)
-                inv_disc = ((breakdown.get("discount") or {}).get("invoice_discount")) if isinstance(breakdown.get("discount"), dict) else None
+                inv_disc = (
+                    ((breakdown.get("discount") or {}).get("invoice_discount"))
+                    if isinstance(breakdown.get("discount"), dict)
+                    else None
+                )
                 if isinstance(inv_disc, dict):
                     if inv_disc.get("percent") is not None:
-                        self._percent_field(p, inv_disc["percent"], "/amount/breakdown/discount/invoice_discount/percent")
+                        self._percent_field(
+                            p, inv_disc["percent"], "/amount/breakdown/discount/invoice_discount/percent"
+                        )
                     elif inv_disc.get("amount") is not None:
-                        self._money_field(p, inv_disc["amount"], "/amount/breakdown/discount/invoice_discount/amount", currency, lo=Decimal(0))
+                        self._money_field(
+                            p,
+                            inv_disc["amount"],
+                            "/amount/breakdown/discount/invoice_discount/amount",
+                            currency,
+                            lo=Decimal(0),
+                        )
             if amount.get("value") is not None:
                 if not isinstance(amount["value"], str) or not _NUMBER.match(amount["value"]):
-                    p.bad("INVALID_PARAMETER_SYNTAX", "Amount value is invalid. Should be a numeric value.", "/amount/value", amount["value"])
+                    p.bad(
+                        "INVALID_PARAMETER_SYNTAX",
+                        "Amount value is invalid. Should be a numeric value.",
+                        "/amount/value",
+                        amount["value"],
+                    )
         # uniqueness (case-insensitive, over every stored invoice incl. cancelled)
         number = detail.get("invoice_number")
         if isinstance(number, str) and number:
             owner = self._taken().get(number.lower())
             if owner is not None and owner != existing_id and self.enforce_unique_numbers:
-                p.business("DUPLICATE_INVOICE_NUMBER", "Invoice number already exists.", "/detail/invoice_number", number)
+                p.business(
+                    "DUPLICATE_INVOICE_NUMBER", "Invoice number already exists.", "/detail/invoice_number", number
+                )
         return currency
 
     def _create(self, req: _Request) -> _Response:
@@ -965,13 +1244,35 @@ class PayPalEmulator:
         amounts = compute_amounts(doc, currency)
         sent_total = (doc.get("amount") or {}).get("value")
         if sent_total is not None and round_money(Decimal(sent_total), currency) != amounts.total:
-            return _error("INVALID_REQUEST", [_detail("INVALID_PARAMETER_VALUE", f"The amount {sent_total} does not match the calculated invoice amount {amounts.total}.", "/amount/value", sent_total)])
+            return _error(
+                "INVALID_REQUEST",
+                [
+                    _detail(
+                        "INVALID_PARAMETER_VALUE",
+                        f"The amount {sent_total} does not match the calculated invoice amount {amounts.total}.",
+                        "/amount/value",
+                        sent_total,
+                    )
+                ],
+            )
         if amounts.total < 0:
-            return _error("UNPROCESSABLE_ENTITY", [_detail("NEGATIVE_INVOICE_AMOUNT", "The total amount of the invoice cannot be negative.", "/amount/value", str(amounts.total))])
+            return _error(
+                "UNPROCESSABLE_ENTITY",
+                [
+                    _detail(
+                        "NEGATIVE_INVOICE_AMOUNT",
+                        "The total amount of the invoice cannot be negative.",
+                        "/amount/value",
+                        str(amounts.total),
+                    )
+                ],
+            )
         inv = self._store(doc, currency, amounts)
         if "return=representation" in req.headers.get("prefer", "").replace(" ", "").lower():
             return _json(201, self._render(inv))
-        return _json(201, {"rel": "self", "href": self._href(inv["id"]), "method": "GET"}, {"Location": self._href(inv["id"])})
+        return _json(
+            201, {"rel": "self", "href": self._href(inv["id"]), "method": "GET"}, {"Location": self._href(inv["id"])}
+        )
 
     def _store(self, doc: dict, currency: str, amounts: Amounts) -> dict:
         now = _now()
@@ -1012,8 +1313,13 @@ class PayPalEmulator:
             if out.get("discount"):
                 out["discount"]["amount"] = _money(amounts.item_discounts[i], currency)
             items_out.append(out)
-        config = {"tax_calculated_after_discount": True, "tax_inclusive": False, "allow_tip": False,
-                  "partial_payment": {"allow_partial_payment": False}, "template_id": "TEMP-PAYPAL-SYSTEM"}
+        config = {
+            "tax_calculated_after_discount": True,
+            "tax_inclusive": False,
+            "allow_tip": False,
+            "partial_payment": {"allow_partial_payment": False},
+            "template_id": "TEMP-PAYPAL-SYSTEM",
+        }
         config.update(copy.deepcopy(doc.get("configuration") or {}))
         sent_breakdown = (doc.get("amount") or {}).get("breakdown") or {}
         breakdown: dict[str, Any] = {"item_total": _money(amounts.item_total, currency)}
@@ -1060,7 +1366,10 @@ class PayPalEmulator:
 
     @staticmethod
     def _not_found(ident: str) -> _Response:
-        return _error("RESOURCE_NOT_FOUND", [_detail("INVALID_RESOURCE_ID", "Requested resource ID was not found.", "invoice_id", ident, "path")])
+        return _error(
+            "RESOURCE_NOT_FOUND",
+            [_detail("INVALID_RESOURCE_ID", "Requested resource ID was not found.", "invoice_id", ident, "path")],
+        )
 
     def _paging(self, req: _Request, p: _Problems) -> tuple[int, int, bool]:
         """``page`` (1–1000, default 1), ``page_size`` (1–100, default 20), ``total_required``; problems go to ``p``."""
@@ -1070,7 +1379,12 @@ class PayPalEmulator:
             try:
                 value = int(raw)
             except ValueError:
-                p.bad("INVALID_PARAMETER_SYNTAX", "The value of a field does not conform to the expected format.", name, raw)
+                p.bad(
+                    "INVALID_PARAMETER_SYNTAX",
+                    "The value of a field does not conform to the expected format.",
+                    name,
+                    raw,
+                )
                 continue
             if value < lo:
                 p.bad("INVALID_INTEGER_MIN_VALUE", "Value less than minimum value.", name, raw)
@@ -1082,7 +1396,9 @@ class PayPalEmulator:
             issue["location"] = "query"
         return values["page"], values["page_size"], req.query.get("total_required", "false").lower() == "true"
 
-    def _page(self, req: _Request, matches: list[dict], page: int, page_size: int, total_required: bool, method: str) -> _Response:
+    def _page(
+        self, req: _Request, matches: list[dict], page: int, page_size: int, total_required: bool, method: str
+    ) -> _Response:
         start = (page - 1) * page_size
         chunk = matches[start : start + page_size]
         base = f"{self.url}{req.path}"
@@ -1091,9 +1407,21 @@ class PayPalEmulator:
             body["total_items"] = len(matches)
             body["total_pages"] = max(1, math.ceil(len(matches) / page_size)) if matches else 0
         body["items"] = [self._render(inv, summary=True) for inv in chunk]
-        links = [{"href": f"{base}?page={page}&page_size={page_size}&total_required={str(total_required).lower()}", "rel": "self", "method": method}]
+        links = [
+            {
+                "href": f"{base}?page={page}&page_size={page_size}&total_required={str(total_required).lower()}",
+                "rel": "self",
+                "method": method,
+            }
+        ]
         if start + page_size < len(matches):
-            links.append({"href": f"{base}?page={page + 1}&page_size={page_size}&total_required={str(total_required).lower()}", "rel": "next", "method": method})
+            links.append(
+                {
+                    "href": f"{base}?page={page + 1}&page_size={page_size}&total_required={str(total_required).lower()}",
+                    "rel": "next",
+                    "method": method,
+                }
+            )
         body["links"] = links
         return _json(200, body)
 
@@ -1115,17 +1443,36 @@ class PayPalEmulator:
         if doc is None:
             doc = {}
         if not isinstance(doc, dict):
-            return _error("INVALID_REQUEST", [_detail("INVALID_PARAMETER_SYNTAX", "The search body must be an object.")])
-        for name, limit in (("recipient_email", 254), ("recipient_first_name", 140), ("recipient_last_name", 140),
-                            ("recipient_business_name", 300), ("invoice_number", 25), ("reference", 120), ("memo", 500)):
+            return _error(
+                "INVALID_REQUEST", [_detail("INVALID_PARAMETER_SYNTAX", "The search body must be an object.")]
+            )
+        for name, limit in (
+            ("recipient_email", 254),
+            ("recipient_first_name", 140),
+            ("recipient_last_name", 140),
+            ("recipient_business_name", 300),
+            ("invoice_number", 25),
+            ("reference", 120),
+            ("memo", 500),
+        ):
             if doc.get(name) is not None and (not isinstance(doc[name], str) or len(doc[name]) > limit):
                 p.bad("INVALID_STRING_MAX_LENGTH", "the value of a field is too long.", f"/{name}", doc[name])
         statuses = doc.get("status")
         if statuses is not None:
             if not isinstance(statuses, list) or len(statuses) > 5:
-                p.bad("INVALID_ARRAY_MAX_ITEMS", "the number of items in an array parameter is too large.", "/status", statuses)
+                p.bad(
+                    "INVALID_ARRAY_MAX_ITEMS",
+                    "the number of items in an array parameter is too large.",
+                    "/status",
+                    statuses,
+                )
             elif any(s not in STATUSES for s in statuses):
-                p.bad("INVALID_PARAMETER_SYNTAX", "the value of a field does not conform to the expected format.", "/status", statuses)
+                p.bad(
+                    "INVALID_PARAMETER_SYNTAX",
+                    "the value of a field does not conform to the expected format.",
+                    "/status",
+                    statuses,
+                )
         bad = p.response()
         if bad is not None:
             return bad
@@ -1156,9 +1503,13 @@ class PayPalEmulator:
                 continue
             if not contains(detail.get("memo"), doc.get("memo")):
                 continue
-            if doc.get("recipient_email") and not any(str(b.get("email_address", "")).lower() == doc["recipient_email"].lower() for b in billing):
+            if doc.get("recipient_email") and not any(
+                str(b.get("email_address", "")).lower() == doc["recipient_email"].lower() for b in billing
+            ):
                 continue
-            if doc.get("recipient_business_name") and not any(contains(b.get("business_name"), doc["recipient_business_name"]) for b in billing):
+            if doc.get("recipient_business_name") and not any(
+                contains(b.get("business_name"), doc["recipient_business_name"]) for b in billing
+            ):
                 continue
             if doc.get("currency_code") and inv["amount"]["currency_code"] != doc["currency_code"]:
                 continue
@@ -1170,7 +1521,16 @@ class PayPalEmulator:
                 try:
                     lo, hi = Decimal(rng["lower_amount"]["value"]), Decimal(rng["upper_amount"]["value"])
                 except (KeyError, TypeError, InvalidOperation):
-                    return _error("INVALID_REQUEST", [_detail("INVALID_PARAMETER_SYNTAX", "the value of a field does not conform to the expected format.", "/total_amount_range")])
+                    return _error(
+                        "INVALID_REQUEST",
+                        [
+                            _detail(
+                                "INVALID_PARAMETER_SYNTAX",
+                                "the value of a field does not conform to the expected format.",
+                                "/total_amount_range",
+                            )
+                        ],
+                    )
                 if not (lo <= total <= hi):
                     continue
             if not in_range(detail.get("invoice_date"), doc.get("invoice_date_range")):
@@ -1213,7 +1573,18 @@ class PayPalEmulator:
                 return bad
         if inv["status"] != "DRAFT":
             issue = "CANNOT_SEND_CANCELLED_INVOICE" if inv["status"] == "CANCELLED" else "INVOICE_ALREADY_SENT"
-            return _error("UNPROCESSABLE_ENTITY", [_detail(issue, f"The invoice is {inv['status']}; only a DRAFT invoice can be sent.", "invoice_id", ident, "path")])
+            return _error(
+                "UNPROCESSABLE_ENTITY",
+                [
+                    _detail(
+                        issue,
+                        f"The invoice is {inv['status']}; only a DRAFT invoice can be sent.",
+                        "invoice_id",
+                        ident,
+                        "path",
+                    )
+                ],
+            )
         now = _now()
         meta = inv["detail"]["metadata"]
         scheduled = date.fromisoformat(inv["detail"]["invoice_date"]) > self.today()
@@ -1223,14 +1594,23 @@ class PayPalEmulator:
             meta["first_sent_time"] = meta.get("first_sent_time") or _stamp(now)
             meta["last_sent_time"] = _stamp(now)
             meta["last_sent_by"] = self.account_email
-            recipients = [((r or {}).get("billing_info") or {}).get("email_address") for r in inv.get("primary_recipients") or []]
+            recipients = [
+                ((r or {}).get("billing_info") or {}).get("email_address") for r in inv.get("primary_recipients") or []
+            ]
             to = [e for e in recipients if e] if note.get("send_to_recipient", True) else []
             to += list(note.get("additional_recipients") or []) if note.get("send_to_recipient", True) else []
             if note.get("send_to_invoicer", False):
                 to.append(inv["invoicer"].get("email_address", self.account_email))
             for address in to:
-                self.emails.append({"invoice_id": ident, "invoice_number": inv["detail"]["invoice_number"], "to": address,
-                                    "subject": note.get("subject"), "note": note.get("note")})
+                self.emails.append(
+                    {
+                        "invoice_id": ident,
+                        "invoice_number": inv["detail"]["invoice_number"],
+                        "to": address,
+                        "subject": note.get("subject"),
+                        "note": note.get("note"),
+                    }
+                )
         if scheduled:
             return _json(202, {"links": [{"href": self._href(ident), "rel": "self", "method": "GET"}]})
         return _json(200, {"href": meta["recipient_view_url"], "rel": "payer-view", "method": "GET"})
@@ -1248,7 +1628,10 @@ class PayPalEmulator:
             "PARTIALLY_PAID": ("CANNOT_CANCEL_PAID_INVOICE", "Cannot cancel a paid or partially paid invoice."),
             "MARKED_AS_PAID": ("CANNOT_CANCEL_PAID_INVOICE", "Cannot cancel a paid or partially paid invoice."),
             "REFUNDED": ("CANNOT_CANCEL_REFUNDED_INVOICE", "Cannot cancel a refunded or partially refunded invoice."),
-            "PARTIALLY_REFUNDED": ("CANNOT_CANCEL_REFUNDED_INVOICE", "Cannot cancel a refunded or partially refunded invoice."),
+            "PARTIALLY_REFUNDED": (
+                "CANNOT_CANCEL_REFUNDED_INVOICE",
+                "Cannot cancel a refunded or partially refunded invoice.",
+            ),
         }.get(status)
         if issue is not None:
             return _error("UNPROCESSABLE_ENTITY", [_detail(issue[0], issue[1], "invoice_id", ident, "path")])
@@ -1262,7 +1645,18 @@ class PayPalEmulator:
         if inv is None:
             return self._not_found(ident)
         if inv["status"] not in ("DRAFT", "SCHEDULED"):
-            return _error("UNPROCESSABLE_ENTITY", [_detail("CANNOT_DELETE_INVOICE", f"Only draft or scheduled invoices can be deleted (status {inv['status']}).", "invoice_id", ident, "path")])
+            return _error(
+                "UNPROCESSABLE_ENTITY",
+                [
+                    _detail(
+                        "CANNOT_DELETE_INVOICE",
+                        f"Only draft or scheduled invoices can be deleted (status {inv['status']}).",
+                        "invoice_id",
+                        ident,
+                        "path",
+                    )
+                ],
+            )
         del self._invoices[ident]
         self._created_at.pop(ident, None)
         return _Response(204)
@@ -1280,7 +1674,9 @@ class PayPalEmulator:
         if route == ("POST", "/_emulator/faults"):
             try:
                 doc = json.loads(req.body or b"{}")
-                self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), after=int(doc.get("after", 0)), on=doc.get("on"))
+                self.inject_fault(
+                    str(doc["kind"]), int(doc.get("times", 1)), after=int(doc.get("after", 0)), on=doc.get("on")
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
             return _json(200, {"ok": True, "pending_faults": list(self._faults)})
@@ -1405,7 +1801,9 @@ def serve(host: str = "127.0.0.1", port: int = 8766, *, spec_path: str | None = 
     print(f"  client_id      : {emulator.client_id}")
     print(f"  client secret  : {emulator.client_secret}   (export PAYPAL_CLIENT_SECRET={emulator.client_secret})")
     print(f"  account e-mail : {emulator.account_email}")
-    print(f"  control API    : {emulator.url}/_emulator/stats | /_emulator/invoices | /_emulator/emails | POST /_emulator/faults | POST /_emulator/reset")
+    print(
+        f"  control API    : {emulator.url}/_emulator/stats | /_emulator/invoices | /_emulator/emails | POST /_emulator/faults | POST /_emulator/reset"
+    )
     print("Press Ctrl-C to stop.", flush=True)
     try:
         while True:
@@ -1420,5 +1818,14 @@ if __name__ == "__main__":  # python -m connectors.paypal.emulator [port] [spec]
     serve(port=int(sys.argv[1]) if len(sys.argv) > 1 else 8766, spec_path=sys.argv[2] if len(sys.argv) > 2 else None)
 
 
-__all__ = ["PayPalEmulator", "compute_amounts", "serve", "FAULT_KINDS", "DEFAULT_SCOPES", "SCOPE_INVOICING",
-           "SCOPE_READ", "SCOPE_READWRITE", "CURRENCIES"]
+__all__ = [
+    "CURRENCIES",
+    "DEFAULT_SCOPES",
+    "FAULT_KINDS",
+    "SCOPE_INVOICING",
+    "SCOPE_READ",
+    "SCOPE_READWRITE",
+    "PayPalEmulator",
+    "compute_amounts",
+    "serve",
+]

@@ -123,7 +123,7 @@ def rate_key(rate: Decimal) -> str:
     return decimal_text(rate)
 
 
-def tax_name_for(rate: Decimal, settings: "PayPalSettings") -> str:
+def tax_name_for(rate: Decimal, settings: PayPalSettings) -> str:
     """``settings.tax_names[rate]`` (keys like ``"23"``/``"23.0"``) or ``f"{settings.tax_name} {rate}%"``."""
     wanted = rate_key(rate)
     for key, name in (settings.tax_names or {}).items():
@@ -161,7 +161,7 @@ class Recipient:
     tax_number: str | None = None
 
 
-def recipient_for(invoice: Invoice, settings: "PayPalSettings", client: Any | None = None) -> Recipient:
+def recipient_for(invoice: Invoice, settings: PayPalSettings, client: Any | None = None) -> Recipient:
     """The recipient of ``invoice``: name from the tenant's client entry or the invoice; e-mail from
     ``settings.client_emails[client_id]``, else the client entry's ``email``, else ``contact_id`` when it
     is an e-mail address; tax number from the client entry."""
@@ -203,12 +203,7 @@ def item_layout(line: InvoiceLine, currency: str, tax_inclusive: bool) -> ItemLa
     """
     amount = line.total if tax_inclusive else line.net
     qty, unit = line.quantity, line.unit_price
-    if (
-        _quantity_ok(qty)
-        and _is_exact(unit, currency)
-        and abs(unit) <= AMOUNT_LIMIT
-        and qty != 0
-    ):
+    if _quantity_ok(qty) and _is_exact(unit, currency) and abs(unit) <= AMOUNT_LIMIT and qty != 0:
         gross = qty * unit
         if _is_exact(gross, currency):
             discount = gross - amount
@@ -223,7 +218,7 @@ def _fit_name(text: str) -> str:
     return text if len(text) <= ITEM_NAME_MAX else text[: ITEM_NAME_MAX - 1] + _ELLIPSIS
 
 
-def line_to_item(index: int, line: InvoiceLine, invoice: Invoice, settings: "PayPalSettings") -> dict[str, Any]:
+def line_to_item(index: int, line: InvoiceLine, invoice: Invoice, settings: PayPalSettings) -> dict[str, Any]:
     """One ``item``: name, [description], quantity, unit_amount, tax {name, percent}, [discount {amount}], unit_of_measure.
 
     ``name`` is the line description; an over-long one is cut to 200 characters with "…" and sent
@@ -318,13 +313,18 @@ def expected_totals(payload: Mapping[str, Any]) -> Totals:
         rows.append((amount - discount, tax))
     total = item_total - discount_total + (Decimal(0) if inclusive else tax_total)
     q = quantum(currency)
-    return Totals(item_total.quantize(q), discount_total.quantize(q), tax_total.quantize(q), total.quantize(q), tuple(rows))
+    return Totals(
+        item_total.quantize(q), discount_total.quantize(q), tax_total.quantize(q), total.quantize(q), tuple(rows)
+    )
 
 
 # --------------------------------------------------------------------------- Invoice -> PayPal
 def _check_len(field: str, value: str | None, limit: int) -> None:
     if value is not None and len(value) > limit:
-        raise FieldLimitError(field, f"{value[:40]!r}{'…' if len(value) > 40 else ''} is {len(value)} characters, PayPal allows at most {limit}")
+        raise FieldLimitError(
+            field,
+            f"{value[:40]!r}{'…' if len(value) > 40 else ''} is {len(value)} characters, PayPal allows at most {limit}",
+        )
 
 
 def memo_for(invoice: Invoice) -> str:
@@ -332,7 +332,9 @@ def memo_for(invoice: Invoice) -> str:
     return f"broker invoice {invoice.invoice_key}"[:MEMO_MAX]
 
 
-def invoice_to_paypal(invoice: Invoice, settings: "PayPalSettings", recipient: Recipient | None = None) -> dict[str, Any]:
+def invoice_to_paypal(
+    invoice: Invoice, settings: PayPalSettings, recipient: Recipient | None = None
+) -> dict[str, Any]:
     """The body of ``POST /v2/invoicing/invoices`` (spec schema ``invoice``) for ``invoice``.
 
     Shape::
@@ -356,7 +358,9 @@ def invoice_to_paypal(invoice: Invoice, settings: "PayPalSettings", recipient: R
     if not invoice.lines:
         raise FieldLimitError("items", "an invoice needs at least one item")
     if len(invoice.lines) > ITEMS_MAX:
-        raise FieldLimitError("items", f"{len(invoice.lines)} lines, PayPal allows at most {ITEMS_MAX} items per invoice")
+        raise FieldLimitError(
+            "items", f"{len(invoice.lines)} lines, PayPal allows at most {ITEMS_MAX} items per invoice"
+        )
     detail: dict[str, Any] = {
         "invoice_number": invoice.invoice_number,
         "reference": invoice.reference,
@@ -385,7 +389,10 @@ def invoice_to_paypal(invoice: Invoice, settings: "PayPalSettings", recipient: R
     if recipient.email:
         email = recipient.email
         if not (EMAIL_MIN <= len(email) <= EMAIL_MAX) or "@" not in email:
-            raise FieldLimitError("primary_recipients[0].billing_info.email_address", f"{email!r} is not an e-mail address PayPal accepts (3–254 characters)")
+            raise FieldLimitError(
+                "primary_recipients[0].billing_info.email_address",
+                f"{email!r} is not an e-mail address PayPal accepts (3–254 characters)",
+            )
         billing["email_address"] = email
     if recipient.tax_number:
         info = f"{settings.tax_number_label} {recipient.tax_number}".strip()
@@ -451,9 +458,10 @@ def invoice_from_paypal(element: Mapping[str, Any]) -> ExternalInvoice:
 
 
 __all__ = [
-    "FieldLimitError",
     "INVOICE_NUMBER_MAX",
+    "FieldLimitError",
     "ItemLayout",
+    "Recipient",
     "Totals",
     "dumps",
     "expected_totals",
@@ -464,7 +472,6 @@ __all__ = [
     "loads",
     "money",
     "payment_term",
-    "Recipient",
     "recipient_for",
     "tax_name_for",
 ]

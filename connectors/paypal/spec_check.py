@@ -46,14 +46,42 @@ _ID = r"[^/]+"
 #: (method, path regex) -> (operationId, request schema or None, body required, query parameter names)
 OPERATIONS: list[tuple[str, re.Pattern[str], str, str | None, bool, tuple[str, ...]]] = [
     ("POST", re.compile(r"^/v2/invoicing/invoices$"), "invoices.create", "invoice", True, ()),
-    ("GET", re.compile(r"^/v2/invoicing/invoices$"), "invoices.list", None, False, ("page", "page_size", "total_required", "fields")),
+    (
+        "GET",
+        re.compile(r"^/v2/invoicing/invoices$"),
+        "invoices.list",
+        None,
+        False,
+        ("page", "page_size", "total_required", "fields"),
+    ),
     ("GET", re.compile(rf"^/v2/invoicing/invoices/{_ID}$"), "invoices.get", None, False, ()),
-    ("PUT", re.compile(rf"^/v2/invoicing/invoices/{_ID}$"), "invoices.update", "invoice", True, ("send_to_recipient", "send_to_invoicer")),
+    (
+        "PUT",
+        re.compile(rf"^/v2/invoicing/invoices/{_ID}$"),
+        "invoices.update",
+        "invoice",
+        True,
+        ("send_to_recipient", "send_to_invoicer"),
+    ),
     ("DELETE", re.compile(rf"^/v2/invoicing/invoices/{_ID}$"), "invoices.delete", None, False, ()),
     ("POST", re.compile(rf"^/v2/invoicing/invoices/{_ID}/send$"), "invoices.send", "notification", False, ()),
     ("POST", re.compile(rf"^/v2/invoicing/invoices/{_ID}/cancel$"), "invoices.cancel", "notification", False, ()),
-    ("POST", re.compile(r"^/v2/invoicing/search-invoices$"), "invoices.search-invoices", "search_data", False, ("page", "page_size", "total_required")),
-    ("POST", re.compile(r"^/v2/invoicing/generate-next-invoice-number$"), "invoicing.generate-next-invoice-number", None, False, ()),
+    (
+        "POST",
+        re.compile(r"^/v2/invoicing/search-invoices$"),
+        "invoices.search-invoices",
+        "search_data",
+        False,
+        ("page", "page_size", "total_required"),
+    ),
+    (
+        "POST",
+        re.compile(r"^/v2/invoicing/generate-next-invoice-number$"),
+        "invoicing.generate-next-invoice-number",
+        None,
+        False,
+        (),
+    ),
 ]
 
 
@@ -152,15 +180,18 @@ def _describe(error: Any) -> str:
     return f"{where}: {message}"
 
 
-def validate_document(spec_path: str | Path, schema_name: str, document: Any, *, mode: str = "write",
-                      strict_properties: bool = True) -> list[str]:
+def validate_document(
+    spec_path: str | Path, schema_name: str, document: Any, *, mode: str = "write", strict_properties: bool = True
+) -> list[str]:
     """Problems of ``document`` against ``components/schemas/<schema_name>`` (empty list when valid).
 
     ``mode="write"`` for request bodies (readOnly rejected), ``"read"`` for responses (writeOnly rejected).
     """
     spec_path = str(Path(spec_path).resolve())
     validator = _validator(spec_path, schema_name, mode)
-    problems = [_describe(e) for e in sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])]
+    problems = [
+        _describe(e) for e in sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
+    ]
     if strict_properties:
         spec = load_spec(spec_path)
         problems.extend(unknown_properties(spec, {"$ref": f"#/components/schemas/{schema_name}"}, document))
@@ -169,9 +200,15 @@ def validate_document(spec_path: str | Path, schema_name: str, document: Any, *,
 
 def _check_query(name: str, value: str) -> str | None:
     if name == "page":
-        return None if value.isdigit() and 1 <= int(value) <= 1000 else f"query page: {value!r} must be an integer 1–1000"
+        return (
+            None if value.isdigit() and 1 <= int(value) <= 1000 else f"query page: {value!r} must be an integer 1–1000"
+        )
     if name == "page_size":
-        return None if value.isdigit() and 1 <= int(value) <= 100 else f"query page_size: {value!r} must be an integer 1–100"
+        return (
+            None
+            if value.isdigit() and 1 <= int(value) <= 100
+            else f"query page_size: {value!r} must be an integer 1–100"
+        )
     if name in ("total_required", "send_to_recipient", "send_to_invoicer"):
         return None if value.lower() in ("true", "false") else f"query {name}: {value!r} is not a boolean"
     if name == "fields":
@@ -228,19 +265,25 @@ def make_request_validator(spec_path: str | Path, *, strict_properties: bool = T
                 else:
                     content_type = lower.get("content-type", "")
                     if "application/json" not in content_type:
-                        problems.append(f"header Content-Type: {content_type!r}, the spec's request media type is application/json")
+                        problems.append(
+                            f"header Content-Type: {content_type!r}, the spec's request media type is application/json"
+                        )
                     try:
                         document = json.loads(body)
                     except ValueError as exc:
                         problems.append(f"<body>: not JSON ({exc})")
                     else:
-                        problems.extend(validate_document(spec_path, schema_name, document, strict_properties=strict_properties))
+                        problems.extend(
+                            validate_document(spec_path, schema_name, document, strict_properties=strict_properties)
+                        )
         if problems:
             shown = problems[:5]
             more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
-            raise SpecValidationError(f"{method} {path} does not match the PayPal Invoicing v2 spec: " + "; ".join(shown) + more)
+            raise SpecValidationError(
+                f"{method} {path} does not match the PayPal Invoicing v2 spec: " + "; ".join(shown) + more
+            )
 
     return validate
 
 
-__all__ = ["SpecValidationError", "make_request_validator", "validate_document", "unknown_properties", "load_spec"]
+__all__ = ["SpecValidationError", "load_spec", "make_request_validator", "unknown_properties", "validate_document"]

@@ -60,8 +60,11 @@ class PayPalHarness(ConnectorHarness):
 
             validator = make_request_validator(spec)
         self.emu = PayPalEmulator(
-            client_secret=self.client_secret, rate_limit_per_minute=100_000, token_rate_limit_per_minute=10_000,
-            hang_seconds=2.0, request_validator=validator,
+            client_secret=self.client_secret,
+            rate_limit_per_minute=100_000,
+            token_rate_limit_per_minute=10_000,
+            hang_seconds=2.0,
+            request_validator=validator,
         ).start()
 
     def stop(self) -> None:
@@ -90,11 +93,17 @@ class PayPalHarness(ConnectorHarness):
         held = []
         for inv in self.emu.invoices():
             billing = ((inv.get("primary_recipients") or [{}])[0] or {}).get("billing_info") or {}
-            held.append(HeldInvoice(
-                external_id=inv["id"], number=inv["detail"]["invoice_number"], total=Decimal(inv["amount"]["value"]),
-                currency=inv["amount"]["currency_code"], line_count=len(inv.get("items") or []),
-                contact=billing.get("email_address") or billing.get("business_name"), raw=inv,
-            ))
+            held.append(
+                HeldInvoice(
+                    external_id=inv["id"],
+                    number=inv["detail"]["invoice_number"],
+                    total=Decimal(inv["amount"]["value"]),
+                    currency=inv["amount"]["currency_code"],
+                    line_count=len(inv.get("items") or []),
+                    contact=billing.get("email_address") or billing.get("business_name"),
+                    raw=inv,
+                )
+            )
         return held
 
     # ------------------------------------------------------------------ faults

@@ -39,9 +39,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Any, Awaitable
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
@@ -65,9 +65,9 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
+from connectors.contacts import ContactQuery, ContactResolver, LookupField
 from connectors.errors import retry_after_seconds
 from connectors.idempotency import QUICKBOOKS, QUICKBOOKS_BATCH, idempotency_key, make_key
-from connectors.contacts import ContactQuery, ContactResolver, LookupField
 from connectors.quickbooks.mapper import check_limits, dumps, invoice_from_qbo, invoice_to_qbo, loads, tax_lines
 
 log = logging.getLogger("connectors.quickbooks")
@@ -205,8 +205,14 @@ class QuickBooksConnector(Connector):
     )
     Settings = QuickBooksSettings
 
-    def __init__(self, settings: QuickBooksSettings | dict, *, tenant: str, token_store=None,
-                 on_refresh_token: Callable[[str], Any | Awaitable[Any]] | None = None):
+    def __init__(
+        self,
+        settings: QuickBooksSettings | dict,
+        *,
+        tenant: str,
+        token_store=None,
+        on_refresh_token: Callable[[str], Any | Awaitable[Any]] | None = None,
+    ):
         super().__init__(settings, tenant=tenant, token_store=token_store)
         self.settings: QuickBooksSettings
         self.on_refresh_token = on_refresh_token
@@ -220,8 +226,9 @@ class QuickBooksConnector(Connector):
     def contacts(self) -> ContactResolver:
         """The tenant's contact resolver, built on first use (the host may set ``self.clients`` after construction)."""
         if self._contacts is None:
-            self._contacts = ContactResolver(self, allow_create=self.settings.create_contacts, clients=self.clients,
-                                             setting_name="create_contacts")
+            self._contacts = ContactResolver(
+                self, allow_create=self.settings.create_contacts, clients=self.clients, setting_name="create_contacts"
+            )
         return self._contacts
 
     def __repr__(self) -> str:
@@ -251,14 +258,20 @@ class QuickBooksConnector(Connector):
 
             async def refresh(refresh_token: SecretStr | None):
                 return await refresh_grant(
-                    self._http(), self.settings.token_url, client_id=self.settings.client_id,
-                    client_secret=self._secret_client(), refresh_token=refresh_token, auth_method="basic",
+                    self._http(),
+                    self.settings.token_url,
+                    client_id=self.settings.client_id,
+                    client_secret=self._secret_client(),
+                    refresh_token=refresh_token,
+                    auth_method="basic",
                     what="QuickBooks token refresh",
                     hint=f": check {self.settings.client_secret_env} and {self.settings.refresh_token_env}",
                 )
 
             self._tokens = OAuth2TokenManager(
-                key=self.store_key(), store=self.token_store, refresh=refresh,
+                key=self.store_key(),
+                store=self.token_store,
+                refresh=refresh,
                 seed=lambda: self.secret("refresh_token_env"),
                 on_rotate=self.on_refresh_token,
             )
@@ -271,9 +284,14 @@ class QuickBooksConnector(Connector):
 
     def oauth2_config(self) -> OAuth2Config:
         return OAuth2Config(
-            authorize_url=self.settings.authorize_url, token_url=self.settings.token_url,
-            client_id=self.settings.client_id, client_secret=self._secret_client(), scopes=(SCOPE,),
-            store_key=self.store_key(), auth_method="basic", use_pkce=False,
+            authorize_url=self.settings.authorize_url,
+            token_url=self.settings.token_url,
+            client_id=self.settings.client_id,
+            client_secret=self._secret_client(),
+            scopes=(SCOPE,),
+            store_key=self.store_key(),
+            auth_method="basic",
+            use_pkce=False,
         )
 
     # ------------------------------------------------------------------ HTTP plumbing
@@ -299,7 +317,13 @@ class QuickBooksConnector(Connector):
             return await self._http().request(method, url, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise RetryableError(f"{what}: request not sent ({type(exc).__name__})") from None
-        except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.WriteTimeout) as exc:
+        except (
+            httpx.ReadTimeout,
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+            httpx.WriteTimeout,
+        ) as exc:
             raise UncertainOutcomeError(
                 f"{what}: request sent but no response ({type(exc).__name__}); outcome unknown, reconcile with find()"
             ) from None
@@ -308,8 +332,15 @@ class QuickBooksConnector(Connector):
         except httpx.TransportError as exc:
             raise UncertainOutcomeError(f"{what}: transport error ({type(exc).__name__})") from None
 
-    async def _call(self, method: str, resource: str, *, params: dict[str, str] | None = None,
-                    headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+    async def _call(
+        self,
+        method: str,
+        resource: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
         """Authenticated company call with ``minorversion``; on 401 refresh exactly once and retry."""
         url = self._company_url(resource)
         query = {"minorversion": str(self.settings.minor_version), **(params or {})}
@@ -322,11 +353,18 @@ class QuickBooksConnector(Connector):
             if resp.status_code != 401:
                 return resp
             if attempt == 1:
-                log.info("quickbooks tenant=%s: 401 from %s, refreshing the access token once", self.tenant, httpx.URL(url).path)
+                log.info(
+                    "quickbooks tenant=%s: 401 from %s, refreshing the access token once",
+                    self.tenant,
+                    httpx.URL(url).path,
+                )
                 token = await manager.access_token(stale=token)
-        raise AuthError(self.scrub(
-            f"QuickBooks {method} {httpx.URL(url).path}: 401 after a token refresh ({_describe_errors(_fault_errors(self._json(resp)))})"
-        ), http_status=401)
+        raise AuthError(
+            self.scrub(
+                f"QuickBooks {method} {httpx.URL(url).path}: 401 after a token refresh ({_describe_errors(_fault_errors(self._json(resp)))})"
+            ),
+            http_status=401,
+        )
 
     @staticmethod
     def _json(resp: httpx.Response) -> Any:
@@ -390,8 +428,13 @@ class QuickBooksConnector(Connector):
         body = invoice_to_qbo(invoice, self.settings, customer_id=customer_id)
         key = request_id(invoice, "create")
         what = f"QuickBooks POST invoice {invoice.invoice_number}"
-        resp = await self._call("POST", "invoice", params={"requestid": key}, content=dumps(body),
-                                headers={"Content-Type": "application/json"})
+        resp = await self._call(
+            "POST",
+            "invoice",
+            params={"requestid": key},
+            content=dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
         parsed = self._json(resp)
         errors = _fault_errors(parsed)
         if errors and resp.status_code == 400 and is_duplicate_doc_number(errors):
@@ -400,7 +443,9 @@ class QuickBooksConnector(Connector):
             parsed = self._raise_for_status(resp, what)
             entity = parsed.get("Invoice") if isinstance(parsed, dict) else None
             if not isinstance(entity, dict) or not entity.get("Id"):
-                raise UncertainOutcomeError(f"{what}: HTTP {resp.status_code} without an Invoice", http_status=resp.status_code)
+                raise UncertainOutcomeError(
+                    f"{what}: HTTP {resp.status_code} without an Invoice", http_status=resp.status_code
+                )
             result = self._result(invoice, entity, created=True, key=key)
         return await self._maybe_email(invoice, result)
 
@@ -411,20 +456,34 @@ class QuickBooksConnector(Connector):
 
     def _result(self, invoice: Invoice, entity: dict, *, created: bool, key: str) -> DeliveryResult:
         total = entity.get("TotalAmt")
-        tax = (entity.get("TxnTaxDetail") or {}).get("TotalTax") if isinstance(entity.get("TxnTaxDetail"), dict) else None
+        tax = (
+            (entity.get("TxnTaxDetail") or {}).get("TotalTax") if isinstance(entity.get("TxnTaxDetail"), dict) else None
+        )
         matches = isinstance(total, (Decimal, int)) and Decimal(total) == invoice.total
         if not matches:
-            log.warning("quickbooks tenant=%s invoice=%s: QuickBooks total %s differs from ours %s",
-                        self.tenant, invoice.invoice_number, total, invoice.total)
+            log.warning(
+                "quickbooks tenant=%s invoice=%s: QuickBooks total %s differs from ours %s",
+                self.tenant,
+                invoice.invoice_number,
+                total,
+                invoice.total,
+            )
         details = {
-            "TotalAmt": str(total), "TotalTax": str(tax), "total_matches": matches,
-            "EmailStatus": entity.get("EmailStatus"), "requestid": key,
+            "TotalAmt": str(total),
+            "TotalTax": str(tax),
+            "total_matches": matches,
+            "EmailStatus": entity.get("EmailStatus"),
+            "requestid": key,
         }
         if not created:
             details["duplicate"] = True
-        return DeliveryResult(invoice_key=invoice.invoice_key, external_id=str(entity["Id"]),
-                              external_number=str(entity.get("DocNumber") or invoice.invoice_number),
-                              created=created, details=details)
+        return DeliveryResult(
+            invoice_key=invoice.invoice_key,
+            external_id=str(entity["Id"]),
+            external_number=str(entity.get("DocNumber") or invoice.invoice_number),
+            created=created,
+            details=details,
+        )
 
     async def _existing(self, invoice: Invoice, key: str) -> DeliveryResult:
         entity = await self._find_entity(invoice.invoice_number)
@@ -439,22 +498,31 @@ class QuickBooksConnector(Connector):
             return result
         key = request_id(invoice, "send")
         what = f"QuickBooks POST invoice/{result.external_id}/send ({invoice.invoice_number})"
-        resp = await self._call("POST", f"invoice/{result.external_id}/send", params={"requestid": key},
-                                content=b"", headers={"Content-Type": "application/octet-stream"})
+        resp = await self._call(
+            "POST",
+            f"invoice/{result.external_id}/send",
+            params={"requestid": key},
+            content=b"",
+            headers={"Content-Type": "application/octet-stream"},
+        )
         details = dict(result.details)
         try:
             parsed = self._raise_for_status(resp, what)
         except PermanentError as exc:
             # The invoice exists: report the e-mail failure instead of dead-lettering a delivered invoice.
-            log.warning("quickbooks tenant=%s invoice=%s: e-mail not sent: %s", self.tenant, invoice.invoice_number, exc)
+            log.warning(
+                "quickbooks tenant=%s invoice=%s: e-mail not sent: %s", self.tenant, invoice.invoice_number, exc
+            )
             details["email_error"] = str(exc)
-            return DeliveryResult(result.invoice_key, result.external_id, result.external_number, result.created,
-                                  result.attempts, details)
+            return DeliveryResult(
+                result.invoice_key, result.external_id, result.external_number, result.created, result.attempts, details
+            )
         entity = parsed.get("Invoice") if isinstance(parsed, dict) else None
         details["EmailStatus"] = entity.get("EmailStatus") if isinstance(entity, dict) else "EmailSent"
         details["send_requestid"] = key
-        return DeliveryResult(result.invoice_key, result.external_id, result.external_number, result.created,
-                              result.attempts, details)
+        return DeliveryResult(
+            result.invoice_key, result.external_id, result.external_number, result.created, result.attempts, details
+        )
 
     async def _query(self, text: str, what: str) -> dict:
         resp = await self._call("GET", "query", params={"query": text})
@@ -465,8 +533,10 @@ class QuickBooksConnector(Connector):
         return response
 
     async def _find_entity(self, invoice_number: str) -> dict | None:
-        response = await self._query(f"select * from Invoice where DocNumber = {quote(invoice_number)}",
-                                     f"QuickBooks query Invoice DocNumber={invoice_number}")
+        response = await self._query(
+            f"select * from Invoice where DocNumber = {quote(invoice_number)}",
+            f"QuickBooks query Invoice DocNumber={invoice_number}",
+        )
         for entity in response.get("Invoice") or []:
             if isinstance(entity, dict) and str(entity.get("DocNumber", "")) == invoice_number and entity.get("Id"):
                 return entity
@@ -480,10 +550,12 @@ class QuickBooksConnector(Connector):
     async def _find_many(self, numbers: Sequence[str]) -> dict[str, dict]:
         found: dict[str, dict] = {}
         for start in range(0, len(numbers), 30):
-            chunk = list(numbers[start:start + 30])
+            chunk = list(numbers[start : start + 30])
             listed = ", ".join(quote(n) for n in chunk)
-            response = await self._query(f"select * from Invoice where DocNumber in ({listed}) maxresults 1000",
-                                         f"QuickBooks query Invoice DocNumber in ({len(chunk)})")
+            response = await self._query(
+                f"select * from Invoice where DocNumber in ({listed}) maxresults 1000",
+                f"QuickBooks query Invoice DocNumber in ({len(chunk)})",
+            )
             for entity in response.get("Invoice") or []:
                 if isinstance(entity, dict) and entity.get("DocNumber") in chunk and entity.get("Id"):
                     found.setdefault(str(entity["DocNumber"]), entity)
@@ -504,7 +576,7 @@ class QuickBooksConnector(Connector):
         stop: ConnectorError | None = None
         size = self.settings.batch_size
         for start in range(0, len(invoices), size):
-            chunk = list(invoices[start:start + size])
+            chunk = list(invoices[start : start + size])
             if stop is not None:
                 for invoice in chunk:
                     results[invoice.invoice_key] = BatchItem(invoice.invoice_key, error=stop)
@@ -535,15 +607,25 @@ class QuickBooksConnector(Connector):
         if not ready:
             return out
         bids = {f"b{i}": invoice for i, (invoice, _) in enumerate(ready)}
-        request = {"BatchItemRequest": [{"bId": f"b{i}", "operation": "create", "Invoice": body}
-                                        for i, (_, body) in enumerate(ready)]}
+        request = {
+            "BatchItemRequest": [
+                {"bId": f"b{i}", "operation": "create", "Invoice": body} for i, (_, body) in enumerate(ready)
+            ]
+        }
         key = batch_request_id(self.tenant, [invoice.invoice_key for invoice, _ in ready])
-        resp = await self._call("POST", "batch", params={"requestid": key}, content=dumps(request),
-                                headers={"Content-Type": "application/json"})
+        resp = await self._call(
+            "POST",
+            "batch",
+            params={"requestid": key},
+            content=dumps(request),
+            headers={"Content-Type": "application/json"},
+        )
         body = self._raise_for_status(resp, f"QuickBooks POST batch ({len(ready)} invoices)")
         answers = body.get("BatchItemResponse") if isinstance(body, dict) else None
         if not isinstance(answers, list):
-            raise UncertainOutcomeError("QuickBooks POST batch: response without BatchItemResponse", http_status=resp.status_code)
+            raise UncertainOutcomeError(
+                "QuickBooks POST batch: response without BatchItemResponse", http_status=resp.status_code
+            )
         by_bid = {str(a.get("bId")): a for a in answers if isinstance(a, dict)}
         duplicates: list[Invoice] = []
         created: list[tuple[Invoice, DeliveryResult]] = []
@@ -551,8 +633,10 @@ class QuickBooksConnector(Connector):
             answer = by_bid.get(bid)
             what = f"QuickBooks batch item {bid} ({invoice.invoice_number})"
             if answer is None:
-                out[invoice.invoice_key] = BatchItem(invoice.invoice_key, error=UncertainOutcomeError(
-                    f"{what}: missing from the batch response; reconcile with find()"))
+                out[invoice.invoice_key] = BatchItem(
+                    invoice.invoice_key,
+                    error=UncertainOutcomeError(f"{what}: missing from the batch response; reconcile with find()"),
+                )
                 continue
             errors = _fault_errors(answer)
             if errors:
@@ -563,8 +647,10 @@ class QuickBooksConnector(Connector):
                 continue
             entity = answer.get("Invoice")
             if not isinstance(entity, dict) or not entity.get("Id"):
-                out[invoice.invoice_key] = BatchItem(invoice.invoice_key, error=UncertainOutcomeError(
-                    f"{what}: no Invoice in the answer; reconcile with find()"))
+                out[invoice.invoice_key] = BatchItem(
+                    invoice.invoice_key,
+                    error=UncertainOutcomeError(f"{what}: no Invoice in the answer; reconcile with find()"),
+                )
                 continue
             created.append((invoice, self._result(invoice, entity, created=True, key=key)))
         if duplicates:
@@ -572,13 +658,19 @@ class QuickBooksConnector(Connector):
             for invoice in duplicates:
                 entity = existing.get(invoice.invoice_number)
                 if entity is None:
-                    out[invoice.invoice_key] = BatchItem(invoice.invoice_key, error=RetryableError(
-                        f"QuickBooks reported DocNumber {invoice.invoice_number} as taken but the query does not return it yet"))
+                    out[invoice.invoice_key] = BatchItem(
+                        invoice.invoice_key,
+                        error=RetryableError(
+                            f"QuickBooks reported DocNumber {invoice.invoice_number} as taken but the query does not return it yet"
+                        ),
+                    )
                 else:
                     created.append((invoice, self._result(invoice, entity, created=False, key=key)))
         for invoice, result in created:
             try:
-                out[invoice.invoice_key] = BatchItem(invoice.invoice_key, result=await self._maybe_email(invoice, result))
+                out[invoice.invoice_key] = BatchItem(
+                    invoice.invoice_key, result=await self._maybe_email(invoice, result)
+                )
             except (RateLimitedError, AuthError, ConfigError):
                 raise
             except ConnectorError as exc:
@@ -604,8 +696,9 @@ class QuickBooksConnector(Connector):
         column = {"name": "DisplayName", "email": "PrimaryEmailAddr"}.get(field)
         if column is None:
             return None
-        response = await self._query(f"select * from Customer where {column} = {quote(value)}",
-                                     f"QuickBooks query Customer {column}")
+        response = await self._query(
+            f"select * from Customer where {column} = {quote(value)}", f"QuickBooks query Customer {column}"
+        )
         for customer in response.get("Customer") or []:
             if not isinstance(customer, dict):
                 continue
@@ -622,8 +715,13 @@ class QuickBooksConnector(Connector):
             body["PrimaryEmailAddr"] = {"Address": query.email}
         if query.tax_number:
             body["PrimaryTaxIdentifier"] = query.tax_number
-        resp = await self._call("POST", "customer", params={"requestid": customer_request_id(self.tenant, query.client_id)},
-                                content=dumps(body), headers={"Content-Type": "application/json"})
+        resp = await self._call(
+            "POST",
+            "customer",
+            params={"requestid": customer_request_id(self.tenant, query.client_id)},
+            content=dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
         errors = _fault_errors(self._json(resp))
         if errors and any(str(e.get("code")) == DUPLICATE_NAME_CODE for e in errors):
             found = await self.find_contact("name", query.name)
@@ -645,5 +743,12 @@ class QuickBooksConnector(Connector):
                 pass
 
 
-__all__ = ["QuickBooksConnector", "QuickBooksSettings", "QboTaxCode", "request_id", "batch_request_id", "quote",
-           "is_duplicate_doc_number"]
+__all__ = [
+    "QboTaxCode",
+    "QuickBooksConnector",
+    "QuickBooksSettings",
+    "batch_request_id",
+    "is_duplicate_doc_number",
+    "quote",
+    "request_id",
+]

@@ -67,7 +67,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
@@ -82,7 +82,14 @@ DEFAULT_CUSTOMERS: dict[str, dict[str, Any]] = {
     "58": {"DisplayName": "Hotel Atlântico Lisboa, S.A.", "PrimaryEmailAddr": "contas@hotel-atlantico.example"},
     "59": {"DisplayName": "Clínica do Parque, Lda."},
 }
-DEFAULT_ITEMS: dict[str, str] = {"1": "Services", "2": "Labour", "3": "Parts", "4": "Travel", "5": "Call-out", "6": "Expenses"}
+DEFAULT_ITEMS: dict[str, str] = {
+    "1": "Services",
+    "2": "Labour",
+    "3": "Parts",
+    "4": "Travel",
+    "5": "Call-out",
+    "6": "Expenses",
+}
 #: TaxRate Id -> (name, percent)
 DEFAULT_TAX_RATES: dict[str, tuple[str, Decimal]] = {
     "5": ("IVA 23%", Decimal("23")),
@@ -105,20 +112,74 @@ DEMO_TAX_CODES: dict[str, dict[str, str]] = {
     "0": {"tax_code_id": "6", "tax_rate_id": "8"},
 }
 
-_INVOICE_FIELDS = frozenset({
-    "Id", "SyncToken", "DocNumber", "TxnDate", "DueDate", "CustomerRef", "CurrencyRef", "ExchangeRate", "Line",
-    "TxnTaxDetail", "GlobalTaxCalculation", "PrivateNote", "CustomerMemo", "BillEmail", "BillEmailCc", "BillEmailBcc",
-    "EmailStatus", "PrintStatus", "SalesTermRef", "ClassRef", "DepartmentRef", "BillAddr", "ShipAddr", "ShipFromAddr",
-    "ShipDate", "TrackingNum", "ShipMethodRef", "LinkedTxn", "DepositToAccountRef", "AllowOnlineACHPayment",
-    "AllowOnlineCreditCardPayment", "TransactionLocationType", "MetaData", "Deposit", "CustomField", "ApplyTaxAfterDiscount",
-    "FreeFormAddress", "TxnSource", "TotalAmt", "Balance", "HomeBalance", "HomeTotalAmt", "DeliveryInfo", "InvoiceLink",
-    "RecurDataRef", "TaxExemptionRef", "domain", "sparse",
-})
+_INVOICE_FIELDS = frozenset(
+    {
+        "Id",
+        "SyncToken",
+        "DocNumber",
+        "TxnDate",
+        "DueDate",
+        "CustomerRef",
+        "CurrencyRef",
+        "ExchangeRate",
+        "Line",
+        "TxnTaxDetail",
+        "GlobalTaxCalculation",
+        "PrivateNote",
+        "CustomerMemo",
+        "BillEmail",
+        "BillEmailCc",
+        "BillEmailBcc",
+        "EmailStatus",
+        "PrintStatus",
+        "SalesTermRef",
+        "ClassRef",
+        "DepartmentRef",
+        "BillAddr",
+        "ShipAddr",
+        "ShipFromAddr",
+        "ShipDate",
+        "TrackingNum",
+        "ShipMethodRef",
+        "LinkedTxn",
+        "DepositToAccountRef",
+        "AllowOnlineACHPayment",
+        "AllowOnlineCreditCardPayment",
+        "TransactionLocationType",
+        "MetaData",
+        "Deposit",
+        "CustomField",
+        "ApplyTaxAfterDiscount",
+        "FreeFormAddress",
+        "TxnSource",
+        "TotalAmt",
+        "Balance",
+        "HomeBalance",
+        "HomeTotalAmt",
+        "DeliveryInfo",
+        "InvoiceLink",
+        "RecurDataRef",
+        "TaxExemptionRef",
+        "domain",
+        "sparse",
+    }
+)
 _LINE_FIELDS = frozenset({"Id", "LineNum", "Description", "Amount", "DetailType", "SalesItemLineDetail", "LinkedTxn"})
-_SALES_DETAIL_FIELDS = frozenset({
-    "ItemRef", "Qty", "UnitPrice", "TaxCodeRef", "ClassRef", "ServiceDate", "ItemAccountRef", "TaxInclusiveAmt",
-    "DiscountRate", "DiscountAmt", "MarkupInfo",
-})
+_SALES_DETAIL_FIELDS = frozenset(
+    {
+        "ItemRef",
+        "Qty",
+        "UnitPrice",
+        "TaxCodeRef",
+        "ClassRef",
+        "ServiceDate",
+        "ItemAccountRef",
+        "TaxInclusiveAmt",
+        "DiscountRate",
+        "DiscountAmt",
+        "MarkupInfo",
+    }
+)
 _CENT = Decimal("0.01")
 
 
@@ -129,7 +190,7 @@ def _q2(value: Decimal) -> Decimal:
 def _qbo_time(now: datetime | None = None) -> str:
     """Intuit's ``time`` stamp: ISO 8601 in Pacific time with milliseconds (``2026-03-02T02:00:00.000-08:00``)."""
     pacific = timezone(timedelta(hours=-8))
-    now = (now or datetime.now(timezone.utc)).astimezone(pacific)
+    now = (now or datetime.now(UTC)).astimezone(pacific)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}-08:00"
 
 
@@ -158,33 +219,53 @@ def _fault_response(status: int, errors: list[QboFault], headers: dict[str, str]
 
 
 def _required(name: str) -> QboFault:
-    return QboFault("2020", "Required param missing, need to supply the required value for the API",
-                    f"Required parameter {name} is missing in the request", name)
+    return QboFault(
+        "2020",
+        "Required param missing, need to supply the required value for the API",
+        f"Required parameter {name} is missing in the request",
+        name,
+    )
 
 
 def _too_long(element: str, value: str, limit: int) -> QboFault:
-    return QboFault("2050", "String length is either shorter or longer than supported by specification",
-                    f"String length specified does not match the supported length. Min:0 Max:{limit} supplied length:{len(value)}",
-                    element)
+    return QboFault(
+        "2050",
+        "String length is either shorter or longer than supported by specification",
+        f"String length specified does not match the supported length. Min:0 Max:{limit} supplied length:{len(value)}",
+        element,
+    )
 
 
 def _unsupported(name: str) -> QboFault:
-    return QboFault("2010", "Request has invalid or unsupported property",
-                    f"Property Name:Unrecognized field \"{name}\" specified is unsupported or invalid", name)
+    return QboFault(
+        "2010",
+        "Request has invalid or unsupported property",
+        f'Property Name:Unrecognized field "{name}" specified is unsupported or invalid',
+        name,
+    )
 
 
 def _business(detail: str, element: str = "") -> QboFault:
-    return QboFault("6000", "A business validation error has occurred while processing your request",
-                    f"Business Validation Error: {detail}", element)
+    return QboFault(
+        "6000",
+        "A business validation error has occurred while processing your request",
+        f"Business Validation Error: {detail}",
+        element,
+    )
 
 
 def _invalid_ref(kind: str, value: Any, element: str) -> QboFault:
-    return QboFault("2500", "Invalid Reference Id", f"Invalid Reference Id : {kind} elements id {value} not found", element)
+    return QboFault(
+        "2500", "Invalid Reference Id", f"Invalid Reference Id : {kind} elements id {value} not found", element
+    )
 
 
 def _not_found(kind: str, ident: str) -> QboFault:
-    return QboFault("610", "Object Not Found",
-                    f"Object Not Found : Something you're trying to use has been made inactive. Check the fields with accounts. ({kind} {ident})")
+    return QboFault(
+        "610",
+        "Object Not Found",
+        f"Object Not Found : Something you're trying to use has been made inactive. Check the fields with accounts. ({kind} {ident})",
+    )
 
 
 @dataclass
@@ -251,7 +332,9 @@ class QuickBooksEmulator:
         self.refresh_grace_seconds = refresh_grace_seconds
         self.requestid_ttl = requestid_ttl
         self.request_validator = request_validator
-        self.seed_customers = {str(k): dict(v) for k, v in (customers if customers is not None else DEFAULT_CUSTOMERS).items()}
+        self.seed_customers = {
+            str(k): dict(v) for k, v in (customers if customers is not None else DEFAULT_CUSTOMERS).items()
+        }
         self.seed_items = dict(items if items is not None else DEFAULT_ITEMS)
         self.seed_tax_rates = {k: (n, Decimal(p)) for k, (n, p) in (tax_rates or DEFAULT_TAX_RATES).items()}
         self.seed_tax_codes = {k: (n, list(r)) for k, (n, r) in (tax_codes or DEFAULT_TAX_CODES).items()}
@@ -280,9 +363,16 @@ class QuickBooksEmulator:
             for cid, c in self.seed_customers.items():
                 customers[cid] = self._customer_entity(cid, c)
             self._realms[realm] = _Realm(
-                customers=customers, items=dict(self.seed_items), tax_rates=dict(self.seed_tax_rates),
-                tax_codes={k: (n, list(r)) for k, (n, r) in self.seed_tax_codes.items()}, invoices={}, next_id=130,
-                request_ids={}, minute=deque(), second=deque(), batch_minute=deque(),
+                customers=customers,
+                items=dict(self.seed_items),
+                tax_rates=dict(self.seed_tax_rates),
+                tax_codes={k: (n, list(r)) for k, (n, r) in self.seed_tax_codes.items()},
+                invoices={},
+                next_id=130,
+                request_ids={},
+                minute=deque(),
+                second=deque(),
+                batch_minute=deque(),
             )
         self._faults: deque[str] = deque()
         self.calls: list[tuple[str, str, int]] = []
@@ -293,7 +383,7 @@ class QuickBooksEmulator:
         self.emails: list[tuple[str, str, str]] = []
         self.minor_versions: list[str] = []
 
-    def start(self) -> "QuickBooksEmulator":
+    def start(self) -> QuickBooksEmulator:
         """Bind and serve in a daemon thread; returns ``self``. Idempotent."""
         if self._server is None:
             self._stop.clear()
@@ -307,7 +397,7 @@ class QuickBooksEmulator:
         server, thread, self._server, self._thread = self._server, self._thread, None, None
         stop_server(server, thread)
 
-    def __enter__(self) -> "QuickBooksEmulator":
+    def __enter__(self) -> QuickBooksEmulator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -426,10 +516,16 @@ class QuickBooksEmulator:
         auth = req.headers.get("authorization", "")
         if auth.lower().startswith("basic "):
             try:
-                client_id, _, client_secret = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8").partition(":")
+                client_id, _, client_secret = (
+                    base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8").partition(":")
+                )
             except (binascii.Error, UnicodeDecodeError):
                 return json_response(401, {"error": "invalid_client"})
-        if client_id != self.client_id or client_secret is None or not secrets.compare_digest(client_secret, self.client_secret):
+        if (
+            client_id != self.client_id
+            or client_secret is None
+            or not secrets.compare_digest(client_secret, self.client_secret)
+        ):
             return json_response(401, {"error": "invalid_client"})
         if form.get("grant_type") == "authorization_code":
             return self._code_grant(form)
@@ -449,13 +545,17 @@ class QuickBooksEmulator:
             self._refresh_tokens[new_refresh] = None
             access = "eyJ.emu." + secrets.token_hex(24)
             self._access_tokens[access] = now + self.access_token_ttl
-        return json_response(200, {
-            "token_type": "bearer",
-            "expires_in": int(math.ceil(self.access_token_ttl)),
-            "refresh_token": new_refresh,
-            "x_refresh_token_expires_in": 8726400,
-            "access_token": access,
-        }, {"Cache-Control": "no-store"})
+        return json_response(
+            200,
+            {
+                "token_type": "bearer",
+                "expires_in": int(math.ceil(self.access_token_ttl)),
+                "refresh_token": new_refresh,
+                "x_refresh_token_expires_in": 8726400,
+                "access_token": access,
+            },
+            {"Cache-Control": "no-store"},
+        )
 
     def _authorize(self, req: Request) -> Response:
         """``GET /connect/oauth2`` (appcenter.intuit.com): the user consents at once; 302 to the loopback
@@ -464,12 +564,17 @@ class QuickBooksEmulator:
         redirect = q.get("redirect_uri", "")
         if q.get("client_id") != self.client_id:
             return json_response(400, {"error": "invalid_client"})
-        if q.get("response_type") != "code" or not re.match(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect):
+        if q.get("response_type") != "code" or not re.match(
+            r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect
+        ):
             return json_response(400, {"error": "invalid_request"})
         code = "AB11emu" + secrets.token_hex(12)
         with self._lock:
-            self._auth_codes[code] = {"redirect_uri": redirect, "challenge": q.get("code_challenge"),
-                                      "expires": time.monotonic() + 300}
+            self._auth_codes[code] = {
+                "redirect_uri": redirect,
+                "challenge": q.get("code_challenge"),
+                "expires": time.monotonic() + 300,
+            }
         params = urlencode({"code": code, "state": q.get("state", ""), "realmId": self.realm_ids[0]})
         return Response(302, b"", {"Location": f"{redirect}{'&' if '?' in redirect else '?'}{params}"})
 
@@ -477,7 +582,11 @@ class QuickBooksEmulator:
         """``grant_type=authorization_code``: single-use code, same ``redirect_uri``, PKCE verifier when a challenge was sent."""
         with self._lock:
             entry = self._auth_codes.pop(form.get("code", ""), None)
-            if entry is None or time.monotonic() > entry["expires"] or entry["redirect_uri"] != form.get("redirect_uri"):
+            if (
+                entry is None
+                or time.monotonic() > entry["expires"]
+                or entry["redirect_uri"] != form.get("redirect_uri")
+            ):
                 return json_response(400, {"error": "invalid_grant"})
             if entry["challenge"] and not _pkce_ok(form.get("code_verifier", ""), entry["challenge"]):
                 return json_response(400, {"error": "invalid_grant"})
@@ -485,9 +594,17 @@ class QuickBooksEmulator:
             self._refresh_tokens[new_refresh] = None
             access = "eyJ.emu." + secrets.token_hex(24)
             self._access_tokens[access] = time.monotonic() + self.access_token_ttl
-        return json_response(200, {"token_type": "bearer", "expires_in": int(math.ceil(self.access_token_ttl)),
-                                   "refresh_token": new_refresh, "x_refresh_token_expires_in": 8726400, "access_token": access},
-                             {"Cache-Control": "no-store"})
+        return json_response(
+            200,
+            {
+                "token_type": "bearer",
+                "expires_in": int(math.ceil(self.access_token_ttl)),
+                "refresh_token": new_refresh,
+                "x_refresh_token_expires_in": 8726400,
+                "access_token": access,
+            },
+            {"Cache-Control": "no-store"},
+        )
 
     def _authenticate(self, req: Request) -> Response | None:
         auth = req.headers.get("authorization", "")
@@ -496,8 +613,12 @@ class QuickBooksEmulator:
             expires = self._access_tokens.get(token)
         if expires is None or time.monotonic() >= expires:
             detail = "Token expired" if expires is not None else "Token invalid"
-            fault = QboFault("3200", "message=AuthenticationFailed; errorCode=003200; statusCode=401", detail,
-                             fault_type="AuthenticationFault")
+            fault = QboFault(
+                "3200",
+                "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+                detail,
+                fault_type="AuthenticationFault",
+            )
             return _fault_response(401, [fault], {"WWW-Authenticate": 'Bearer realm="Intuit", error="invalid_token"'})
         return None
 
@@ -529,8 +650,12 @@ class QuickBooksEmulator:
 
     @staticmethod
     def _throttled(problem: str, retry: float) -> Response:
-        fault = QboFault("3001", "message=ThrottleExceeded; errorCode=003001; statusCode=429",
-                         f"The request limit was reached ({problem}).", fault_type="ThrottlingFault")
+        fault = QboFault(
+            "3001",
+            "message=ThrottleExceeded; errorCode=003001; statusCode=429",
+            f"The request limit was reached ({problem}).",
+            fault_type="ThrottlingFault",
+        )
         return _fault_response(429, [fault], {"Retry-After": str(max(1, math.ceil(retry)))})
 
     def _company(self, req: Request, realm_id: str, resource: str) -> Response:
@@ -539,8 +664,12 @@ class QuickBooksEmulator:
             return denied
         realm = self._realms.get(realm_id)
         if realm is None:
-            fault = QboFault("3100", "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403", "",
-                             fault_type="AuthorizationFault")
+            fault = QboFault(
+                "3100",
+                "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403",
+                "",
+                fault_type="AuthorizationFault",
+            )
             return _fault_response(403, [fault])
         if "minorversion" in req.query:
             with self._lock:
@@ -554,10 +683,22 @@ class QuickBooksEmulator:
         try:
             if fault in ("503", "500"):
                 if fault == "503":
-                    return Response(503, b"<html><body><h1>503 Service Unavailable</h1></body></html>",
-                                    {"Content-Type": "text/html"})
-                return _fault_response(500, [QboFault("10000", "An application error has occurred while processing your request",
-                                                      "System Failure Error: An unexpected error occurred", fault_type="SystemFault")])
+                    return Response(
+                        503,
+                        b"<html><body><h1>503 Service Unavailable</h1></body></html>",
+                        {"Content-Type": "text/html"},
+                    )
+                return _fault_response(
+                    500,
+                    [
+                        QboFault(
+                            "10000",
+                            "An application error has occurred while processing your request",
+                            "System Failure Error: An unexpected error occurred",
+                            fault_type="SystemFault",
+                        )
+                    ],
+                )
             if fault == "429":
                 with self._lock:
                     self.count_429 += 1
@@ -607,7 +748,9 @@ class QuickBooksEmulator:
                 entity = self._create_invoice(realm, doc, allow_duplicate=self._allow_dup(req))
                 return json_response(200, {"Invoice": entity, "time": _qbo_time()})
             if name == "invoice" and len(parts) == 2 and req.method == "GET":
-                return json_response(200, {"Invoice": copy.deepcopy(self._invoice(realm, parts[1])), "time": _qbo_time()})
+                return json_response(
+                    200, {"Invoice": copy.deepcopy(self._invoice(realm, parts[1])), "time": _qbo_time()}
+                )
             if name == "invoice" and len(parts) == 3 and parts[2].lower() == "send" and req.method == "POST":
                 entity = self._send(realm_id, realm, parts[1], req.query.get("sendTo"))
                 return json_response(200, {"Invoice": entity, "time": _qbo_time()})
@@ -621,7 +764,9 @@ class QuickBooksEmulator:
             if name == "batch" and len(parts) == 1 and req.method == "POST":
                 return self._batch(realm, self._parse(req), self._allow_dup(req))
             if name == "customer" and len(parts) == 1 and req.method == "POST":
-                return json_response(200, {"Customer": self._create_customer(realm, self._parse(req)), "time": _qbo_time()})
+                return json_response(
+                    200, {"Customer": self._create_customer(realm, self._parse(req)), "time": _qbo_time()}
+                )
             if name == "customer" and len(parts) == 2 and req.method == "GET":
                 customer = realm.customers.get(parts[1])
                 if customer is None:
@@ -642,24 +787,48 @@ class QuickBooksEmulator:
         try:
             return loads_decimal(req.body or b"")
         except ValueError as exc:
-            raise QboFault("2010", "Request has invalid or unsupported property",
-                           f"Property Name:Failed to parse json object ; nested exception is {exc}") from None
+            raise QboFault(
+                "2010",
+                "Request has invalid or unsupported property",
+                f"Property Name:Failed to parse json object ; nested exception is {exc}",
+            ) from None
 
     def _company_info(self, realm_id: str, ident: str) -> Response:
         if ident != realm_id:
             raise _not_found("CompanyInfo", ident)
-        return json_response(200, {"CompanyInfo": {
-            "Id": "1", "SyncToken": "4", "CompanyName": f"Emulated Company {realm_id}", "LegalName": "Emulated Company, Lda.",
-            "Country": "PT", "SupportedLanguages": "en", "DefaultTimeZone": "Europe/Lisbon",
-            "NameValue": [{"Name": "HomeCurrency", "Value": self.home_currency},
-                          {"Name": "MultiCurrencyEnabled", "Value": str(self.multicurrency).lower()}],
-            "domain": "QBO", "sparse": False,
-        }, "time": _qbo_time()})
+        return json_response(
+            200,
+            {
+                "CompanyInfo": {
+                    "Id": "1",
+                    "SyncToken": "4",
+                    "CompanyName": f"Emulated Company {realm_id}",
+                    "LegalName": "Emulated Company, Lda.",
+                    "Country": "PT",
+                    "SupportedLanguages": "en",
+                    "DefaultTimeZone": "Europe/Lisbon",
+                    "NameValue": [
+                        {"Name": "HomeCurrency", "Value": self.home_currency},
+                        {"Name": "MultiCurrencyEnabled", "Value": str(self.multicurrency).lower()},
+                    ],
+                    "domain": "QBO",
+                    "sparse": False,
+                },
+                "time": _qbo_time(),
+            },
+        )
 
     # ------------------------------------------------------------------ entities
     def _customer_entity(self, cid: str, seed: Mapping[str, Any]) -> dict:
-        entity = {"Id": cid, "SyncToken": "0", "DisplayName": str(seed["DisplayName"]), "Active": True,
-                  "CurrencyRef": {"value": self.home_currency}, "domain": "QBO", "sparse": False}
+        entity = {
+            "Id": cid,
+            "SyncToken": "0",
+            "DisplayName": str(seed["DisplayName"]),
+            "Active": True,
+            "CurrencyRef": {"value": self.home_currency},
+            "domain": "QBO",
+            "sparse": False,
+        }
         if seed.get("PrimaryEmailAddr"):
             email = seed["PrimaryEmailAddr"]
             entity["PrimaryEmailAddr"] = {"Address": email["Address"] if isinstance(email, Mapping) else str(email)}
@@ -674,9 +843,12 @@ class QuickBooksEmulator:
         if not name:
             raise _required("DisplayName")
         if any(c["DisplayName"].casefold() == name.casefold() for c in realm.customers.values()):
-            raise QboFault("6240", "Duplicate Name Exists Error",
-                           "The name supplied already exists. : Another customer is already using this name. Please use a different name.",
-                           "DisplayName")
+            raise QboFault(
+                "6240",
+                "Duplicate Name Exists Error",
+                "The name supplied already exists. : Another customer is already using this name. Please use a different name.",
+                "DisplayName",
+            )
         cid = str(realm.next_id)
         realm.next_id += 1
         realm.customers[cid] = self._customer_entity(cid, doc)
@@ -693,16 +865,28 @@ class QuickBooksEmulator:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
-            errors.append(QboFault("2010", "Request has invalid or unsupported property",
-                                   f"Property Name:Can not construct instance of java.math.BigDecimal from {value!r}", element))
+            errors.append(
+                QboFault(
+                    "2010",
+                    "Request has invalid or unsupported property",
+                    f"Property Name:Can not construct instance of java.math.BigDecimal from {value!r}",
+                    element,
+                )
+            )
             return None
         try:
             result = Decimal(str(value).strip())
         except InvalidOperation:
             result = None
         if result is None or not result.is_finite():
-            errors.append(QboFault("2010", "Request has invalid or unsupported property",
-                                   f"Property Name:Can not construct instance of java.math.BigDecimal from String value '{value}'", element))
+            errors.append(
+                QboFault(
+                    "2010",
+                    "Request has invalid or unsupported property",
+                    f"Property Name:Can not construct instance of java.math.BigDecimal from String value '{value}'",
+                    element,
+                )
+            )
             return None
         return result
 
@@ -737,7 +921,9 @@ class QuickBooksEmulator:
                 errors.append(_invalid_ref("Names", customer_id, "CustomerRef"))
         currency = self._ref(doc.get("CurrencyRef")) or self.home_currency
         if currency != self.home_currency and not self.multicurrency:
-            errors.append(_business(f"Multicurrency is not enabled: this company only uses {self.home_currency}", "CurrencyRef"))
+            errors.append(
+                _business(f"Multicurrency is not enabled: this company only uses {self.home_currency}", "CurrencyRef")
+            )
         number = doc.get("DocNumber")
         if number is not None and not isinstance(number, str):
             errors.append(_unsupported("DocNumber"))
@@ -753,9 +939,13 @@ class QuickBooksEmulator:
             errors.append(_too_long("CustomerMemo", memo_text, 1000))
         calc = doc.get("GlobalTaxCalculation") or "TaxExcluded"
         if calc not in ("TaxExcluded", "TaxInclusive", "NotApplicable"):
-            errors.append(QboFault("2170", "Invalid Enumeration", f"Invalid Enumeration : {calc}", "GlobalTaxCalculation"))
+            errors.append(
+                QboFault("2170", "Invalid Enumeration", f"Invalid Enumeration : {calc}", "GlobalTaxCalculation")
+            )
         if calc == "TaxInclusive":
-            errors.append(_business("TaxInclusive is not emulated (send net amounts with TaxExcluded)", "GlobalTaxCalculation"))
+            errors.append(
+                _business("TaxInclusive is not emulated (send net amounts with TaxExcluded)", "GlobalTaxCalculation")
+            )
         dates = {}
         for field_name in ("TxnDate", "DueDate"):
             raw = doc.get(field_name)
@@ -765,8 +955,14 @@ class QuickBooksEmulator:
             try:
                 dates[field_name] = date.fromisoformat(str(raw)[:10].replace("/", "-"))
             except ValueError:
-                errors.append(QboFault("2010", "Request has invalid or unsupported property",
-                                       f"Property Name:Can not parse date {raw!r}", field_name))
+                errors.append(
+                    QboFault(
+                        "2010",
+                        "Request has invalid or unsupported property",
+                        f"Property Name:Can not parse date {raw!r}",
+                        field_name,
+                    )
+                )
                 dates[field_name] = None
 
         raw_lines = doc.get("Line")
@@ -785,8 +981,12 @@ class QuickBooksEmulator:
                 if key not in _LINE_FIELDS:
                     errors.append(_unsupported(f"{where}.{key}"))
             if raw.get("DetailType") != "SalesItemLineDetail":
-                errors.append(_business(f"{where}.DetailType {raw.get('DetailType')!r} is not emulated (SalesItemLineDetail only)",
-                                        "DetailType"))
+                errors.append(
+                    _business(
+                        f"{where}.DetailType {raw.get('DetailType')!r} is not emulated (SalesItemLineDetail only)",
+                        "DetailType",
+                    )
+                )
                 continue
             detail = raw.get("SalesItemLineDetail")
             if not isinstance(detail, dict):
@@ -806,8 +1006,14 @@ class QuickBooksEmulator:
                     errors.append(_required(f"{where}.Amount"))
                 continue
             if qty is not None and price is not None and _q2(qty * price) != _q2(amount):
-                errors.append(QboFault("6070", "Amount is not equal to UnitPrice * Qty",
-                                       f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}", f"{where}.Amount"))
+                errors.append(
+                    QboFault(
+                        "6070",
+                        "Amount is not equal to UnitPrice * Qty",
+                        f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}",
+                        f"{where}.Amount",
+                    )
+                )
                 continue
             item_id = self._ref(detail.get("ItemRef"))
             if item_id is None:
@@ -818,8 +1024,12 @@ class QuickBooksEmulator:
                 continue
             code_id = self._ref(detail.get("TaxCodeRef"))
             if code_id is None:
-                errors.append(_business("Make sure all your transactions have a VAT rate before you save.",
-                                        f"{where}.SalesItemLineDetail.TaxCodeRef"))
+                errors.append(
+                    _business(
+                        "Make sure all your transactions have a VAT rate before you save.",
+                        f"{where}.SalesItemLineDetail.TaxCodeRef",
+                    )
+                )
                 continue
             if code_id not in realm.tax_codes:
                 errors.append(_invalid_ref("TaxCode", code_id, f"{where}.SalesItemLineDetail.TaxCodeRef"))
@@ -836,10 +1046,16 @@ class QuickBooksEmulator:
                 out_detail["Qty"] = qty
             if price is not None:
                 out_detail["UnitPrice"] = price
-            lines_out.append({
-                "Id": str(len(lines_out) + 1), "LineNum": len(lines_out) + 1, "Description": description or "",
-                "Amount": amount, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": out_detail,
-            })
+            lines_out.append(
+                {
+                    "Id": str(len(lines_out) + 1),
+                    "LineNum": len(lines_out) + 1,
+                    "Description": description or "",
+                    "Amount": amount,
+                    "DetailType": "SalesItemLineDetail",
+                    "SalesItemLineDetail": out_detail,
+                }
+            )
 
         # tax: per rate on the sum of the lines, unless a TaxLine supplies the amount
         tax_by_rate = {rid: _q2(base * realm.tax_rates[rid][1] / Decimal(100)) for rid, base in base_by_rate.items()}
@@ -867,15 +1083,26 @@ class QuickBooksEmulator:
         if not errors and total < 0:
             errors.append(_business("The transaction total cannot be negative.", "TotalAmt"))
 
-        taken_numbers = taken if taken is not None else {
-            str(i.get("DocNumber", "")).casefold() for i in realm.invoices.values() if i.get("DocNumber")
-        }
+        taken_numbers = (
+            taken
+            if taken is not None
+            else {str(i.get("DocNumber", "")).casefold() for i in realm.invoices.values() if i.get("DocNumber")}
+        )
         if isinstance(number, str) and number and not allow_duplicate and number.casefold() in taken_numbers:
-            holder = next((i for i in realm.invoices.values() if str(i.get("DocNumber", "")).casefold() == number.casefold()), None)
+            holder = next(
+                (i for i in realm.invoices.values() if str(i.get("DocNumber", "")).casefold() == number.casefold()),
+                None,
+            )
             txn = f" with TxnId={holder['Id']}" if holder else ""
-            errors.append(QboFault("6140", "Duplicate Document Number Error",
-                                   "Duplicate Document Number Error : You must specify a different number. This number has already "
-                                   f"been used. DocNumber={number} is assigned to TxnType=Invoice{txn}", "DocNumber"))
+            errors.append(
+                QboFault(
+                    "6140",
+                    "Duplicate Document Number Error",
+                    "Duplicate Document Number Error : You must specify a different number. This number has already "
+                    f"been used. DocNumber={number} is assigned to TxnType=Invoice{txn}",
+                    "DocNumber",
+                )
+            )
         if errors:
             raise _Faults(errors)
 
@@ -894,13 +1121,21 @@ class QuickBooksEmulator:
             "CurrencyRef": {"value": currency},
             "CustomerRef": {"value": customer_id, "name": customer["DisplayName"] if customer else ""},
             "GlobalTaxCalculation": calc,
-            "Line": lines_out + [{"Amount": _q2(subtotal), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}],
+            "Line": lines_out
+            + [{"Amount": _q2(subtotal), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}],
             "TxnTaxDetail": {
                 "TotalTax": total_tax,
                 "TaxLine": [
-                    {"Amount": amount, "DetailType": "TaxLineDetail", "TaxLineDetail": {
-                        "TaxRateRef": {"value": rid, "name": realm.tax_rates[rid][0]}, "PercentBased": True,
-                        "TaxPercent": realm.tax_rates[rid][1], "NetAmountTaxable": _q2(base_by_rate[rid])}}
+                    {
+                        "Amount": amount,
+                        "DetailType": "TaxLineDetail",
+                        "TaxLineDetail": {
+                            "TaxRateRef": {"value": rid, "name": realm.tax_rates[rid][0]},
+                            "PercentBased": True,
+                            "TaxPercent": realm.tax_rates[rid][1],
+                            "NetAmountTaxable": _q2(base_by_rate[rid]),
+                        },
+                    }
                     for rid, amount in tax_by_rate.items()
                 ],
             },
@@ -928,8 +1163,10 @@ class QuickBooksEmulator:
         invoice = self._invoice(realm, ident)
         address = send_to or (invoice.get("BillEmail") or {}).get("Address")
         if not address or "@" not in address:
-            raise _business("An email address is required to send this invoice (BillEmail is empty and no sendTo was given).",
-                            "BillEmail")
+            raise _business(
+                "An email address is required to send this invoice (BillEmail is empty and no sendTo was given).",
+                "BillEmail",
+            )
         if send_to:
             invoice["BillEmail"] = {"Address": send_to}
         invoice["EmailStatus"] = "EmailSent"
@@ -949,9 +1186,19 @@ class QuickBooksEmulator:
         re.IGNORECASE | re.DOTALL,
     )
     _FIELDS = {
-        "invoice": {"id": "Id", "docnumber": "DocNumber", "txndate": "TxnDate", "customerref": "CustomerRef",
-                    "emailstatus": "EmailStatus"},
-        "customer": {"id": "Id", "displayname": "DisplayName", "primaryemailaddr": "PrimaryEmailAddr", "active": "Active"},
+        "invoice": {
+            "id": "Id",
+            "docnumber": "DocNumber",
+            "txndate": "TxnDate",
+            "customerref": "CustomerRef",
+            "emailstatus": "EmailStatus",
+        },
+        "customer": {
+            "id": "Id",
+            "displayname": "DisplayName",
+            "primaryemailaddr": "PrimaryEmailAddr",
+            "active": "Active",
+        },
     }
 
     @staticmethod
@@ -971,7 +1218,7 @@ class QuickBooksEmulator:
             if pos >= len(inner):
                 break
             if inner[pos] != "'":
-                raise cls._parse_error(source, f"Encountered \"{inner[pos:pos + 10]}\", expected a quoted value")
+                raise cls._parse_error(source, f'Encountered "{inner[pos : pos + 10]}", expected a quoted value')
             pos += 1
             buf = []
             while pos < len(inner) and inner[pos] != "'":
@@ -993,12 +1240,12 @@ class QuickBooksEmulator:
         while i < len(where):
             ch = where[i]
             if ch == "\\" and quoted and i + 1 < len(where):
-                buf.append(where[i:i + 2])
+                buf.append(where[i : i + 2])
                 i += 2
                 continue
             if ch == "'":
                 quoted = not quoted
-            if not quoted and where[i:i + 5].lower() == " and ":
+            if not quoted and where[i : i + 5].lower() == " and ":
                 parts.append("".join(buf))
                 buf = []
                 i += 5
@@ -1009,7 +1256,7 @@ class QuickBooksEmulator:
         for part in parts:
             m = re.match(r"^\s*(\w+)\s*(=|in|like)\s*(.+?)\s*$", part, re.IGNORECASE | re.DOTALL)
             if not m:
-                raise cls._parse_error(source, f"Encountered \"{part.strip()[:30]}\"")
+                raise cls._parse_error(source, f'Encountered "{part.strip()[:30]}"')
             conditions.append((m.group(1), m.group(2).lower(), cls._literals(m.group(3), source)))
         return conditions
 
@@ -1025,7 +1272,9 @@ class QuickBooksEmulator:
             for field_name, op, values in self._conditions(m.group("where"), text):
                 attr = self._FIELDS[entity].get(field_name.lower())
                 if attr is None:
-                    raise QboFault("4001", "Invalid query", f"QueryValidationError: property '{field_name}' is not queryable")
+                    raise QboFault(
+                        "4001", "Invalid query", f"QueryValidationError: property '{field_name}' is not queryable"
+                    )
 
                 def value_of(row: dict, attr: str = attr) -> str:
                     v = row.get(attr)
@@ -1046,7 +1295,7 @@ class QuickBooksEmulator:
             return {"totalCount": len(rows)}
         start = max(1, int(m.group("start") or 1))
         maximum = min(1000, int(m.group("max") or 100))
-        page = rows[start - 1:start - 1 + maximum]
+        page = rows[start - 1 : start - 1 + maximum]
         if not page:
             return {}
         key = "Invoice" if entity == "invoice" else "Customer"
@@ -1058,8 +1307,12 @@ class QuickBooksEmulator:
         if not isinstance(items, list) or not items:
             raise _required("BatchItemRequest")
         if len(items) > self.batch_max_items:
-            raise QboFault("2010", "Request has invalid or unsupported property",
-                           f"The batch has {len(items)} items; the maximum is {self.batch_max_items}", "BatchItemRequest")
+            raise QboFault(
+                "2010",
+                "Request has invalid or unsupported property",
+                f"The batch has {len(items)} items; the maximum is {self.batch_max_items}",
+                "BatchItemRequest",
+            )
         seen: set[str] = set()
         for item in items:
             bid = item.get("bId") if isinstance(item, dict) else None
@@ -1075,15 +1328,24 @@ class QuickBooksEmulator:
                 if "Query" in item:
                     out.append({"bId": bid, "QueryResponse": self._query(realm, str(item["Query"]))})
                 elif str(item.get("operation", "")).lower() == "create" and "Invoice" in item:
-                    out.append({"bId": bid, "Invoice": self._create_invoice(realm, item["Invoice"], allow_duplicate=allow_duplicate)})
+                    out.append(
+                        {
+                            "bId": bid,
+                            "Invoice": self._create_invoice(realm, item["Invoice"], allow_duplicate=allow_duplicate),
+                        }
+                    )
                 elif str(item.get("operation", "")).lower() == "create" and "Customer" in item:
                     out.append({"bId": bid, "Customer": self._create_customer(realm, item["Customer"])})
                 else:
-                    raise _business("only create Invoice/Customer and Query batch items are emulated", "BatchItemRequest")
+                    raise _business(
+                        "only create Invoice/Customer and Query batch items are emulated", "BatchItemRequest"
+                    )
             except QboFault as fault:
                 out.append({"bId": bid, "Fault": {"Error": [fault.error()], "type": fault.fault_type}})
             except _Faults as faults:
-                out.append({"bId": bid, "Fault": {"Error": [e.error() for e in faults.errors], "type": "ValidationFault"}})
+                out.append(
+                    {"bId": bid, "Fault": {"Error": [e.error() for e in faults.errors], "type": "ValidationFault"}}
+                )
         return json_response(200, {"BatchItemResponse": out, "time": _qbo_time()})
 
     # ------------------------------------------------------------------ control API
@@ -1091,11 +1353,19 @@ class QuickBooksEmulator:
         route = (req.method, lower)
         if route == ("GET", "/_emulator/invoices"):
             with self._lock:
-                listing = [dict(copy.deepcopy(inv), RealmId=r) for r, realm in self._realms.items() for inv in realm.invoices.values()]
+                listing = [
+                    dict(copy.deepcopy(inv), RealmId=r)
+                    for r, realm in self._realms.items()
+                    for inv in realm.invoices.values()
+                ]
             return json_response(200, listing)
         if route == ("GET", "/_emulator/customers"):
             with self._lock:
-                listing = [dict(copy.deepcopy(c), RealmId=r) for r, realm in self._realms.items() for c in realm.customers.values()]
+                listing = [
+                    dict(copy.deepcopy(c), RealmId=r)
+                    for r, realm in self._realms.items()
+                    for c in realm.customers.values()
+                ]
             return json_response(200, listing)
         if route == ("GET", "/_emulator/stats"):
             return json_response(200, self.stats())
@@ -1130,7 +1400,9 @@ def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
     print(f"  api_url   : {emulator.url}")
     print(f"  token_url : {emulator.token_url}")
     print(f"  realm_id  : {', '.join(emulator.realm_ids)}")
-    print(f"  client_id : {emulator.client_id}  (QBO_CLIENT_SECRET={emulator.client_secret}, QBO_REFRESH_TOKEN={emulator.initial_refresh_token})")
+    print(
+        f"  client_id : {emulator.client_id}  (QBO_CLIENT_SECRET={emulator.client_secret}, QBO_REFRESH_TOKEN={emulator.initial_refresh_token})"
+    )
     print("Press Ctrl-C to stop.", flush=True)
     try:
         while True:
@@ -1141,8 +1413,18 @@ def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
         emulator.stop()
 
 
-__all__ = ["QuickBooksEmulator", "QboFault", "serve", "DEFAULT_REALM_ID", "DEMO_TAX_CODES", "FAULT_KINDS",
-           "DEFAULT_CUSTOMERS", "DEFAULT_ITEMS", "DEFAULT_TAX_CODES", "DEFAULT_TAX_RATES"]
+__all__ = [
+    "DEFAULT_CUSTOMERS",
+    "DEFAULT_ITEMS",
+    "DEFAULT_REALM_ID",
+    "DEFAULT_TAX_CODES",
+    "DEFAULT_TAX_RATES",
+    "DEMO_TAX_CODES",
+    "FAULT_KINDS",
+    "QboFault",
+    "QuickBooksEmulator",
+    "serve",
+]
 
 
 if __name__ == "__main__":  # python -m connectors.quickbooks.emulator [PORT]

@@ -63,8 +63,20 @@ CUSTOMER_MEMO_MAX = 1000
 UNIT_PRICE_MAX_DP = 5
 
 __all__ = [
-    "CUSTOMER_MEMO_MAX", "DESCRIPTION_MAX", "DOC_NUMBER_MAX", "PRIVATE_NOTE_MAX", "LineLayout", "check_limits",
-    "dumps", "invoice_from_qbo", "invoice_to_qbo", "line_layout", "loads", "qbo_amount", "rate_key", "tax_lines",
+    "CUSTOMER_MEMO_MAX",
+    "DESCRIPTION_MAX",
+    "DOC_NUMBER_MAX",
+    "PRIVATE_NOTE_MAX",
+    "LineLayout",
+    "check_limits",
+    "dumps",
+    "invoice_from_qbo",
+    "invoice_to_qbo",
+    "line_layout",
+    "loads",
+    "qbo_amount",
+    "rate_key",
+    "tax_lines",
 ]
 
 
@@ -95,7 +107,9 @@ def check_limits(invoice: Invoice) -> None:
         _too_long("invoice_key (QuickBooks PrivateNote)", _private_note(invoice), PRIVATE_NOTE_MAX),
     ]
     for index, line in enumerate(invoice.lines):
-        problems.append(_too_long(f"lines[{index}].description (QuickBooks Line.Description)", line.description, DESCRIPTION_MAX))
+        problems.append(
+            _too_long(f"lines[{index}].description (QuickBooks Line.Description)", line.description, DESCRIPTION_MAX)
+        )
     found = [p for p in problems if p]
     if found:
         raise PermanentError(f"invoice {invoice.invoice_number}: " + "; ".join(found))
@@ -140,7 +154,7 @@ def line_layout(line: InvoiceLine, invoice: Invoice) -> LineLayout:
     return LineLayout(Decimal(1), net, net, False)
 
 
-def _tax_mapping(line: InvoiceLine, settings: "QuickBooksSettings", index: int):
+def _tax_mapping(line: InvoiceLine, settings: QuickBooksSettings, index: int):
     wanted = rate_key(line.tax_rate)
     for key, mapping in (settings.tax_codes or {}).items():
         try:
@@ -149,12 +163,12 @@ def _tax_mapping(line: InvoiceLine, settings: "QuickBooksSettings", index: int):
         except ArithmeticError:
             continue
     raise PermanentError(
-        f"lines[{index}]: tax rate {wanted}% has no QuickBooks tax code: add billing.settings.tax_codes[\"{wanted}\"] "
+        f'lines[{index}]: tax rate {wanted}% has no QuickBooks tax code: add billing.settings.tax_codes["{wanted}"] '
         "with the company's tax_code_id (TaxCodeRef) and tax_rate_id (TaxRateRef)"
     )
 
 
-def tax_lines(invoice: Invoice, settings: "QuickBooksSettings") -> list[dict[str, Any]]:
+def tax_lines(invoice: Invoice, settings: QuickBooksSettings) -> list[dict[str, Any]]:
     """``TxnTaxDetail.TaxLine`` entries: one per tax rate, in order of first appearance.
 
     ``Amount`` = Σ of our rounded per-line taxes at that rate, ``NetAmountTaxable`` = Σ nets.
@@ -183,7 +197,7 @@ def tax_lines(invoice: Invoice, settings: "QuickBooksSettings") -> list[dict[str
     ]
 
 
-def line_to_qbo(line: InvoiceLine, index: int, invoice: Invoice, settings: "QuickBooksSettings") -> dict[str, Any]:
+def line_to_qbo(line: InvoiceLine, index: int, invoice: Invoice, settings: QuickBooksSettings) -> dict[str, Any]:
     """One ``SalesItemLine``: ``LineNum``, ``Description``, ``Amount``, ``DetailType``, ``SalesItemLineDetail``
     (``ItemRef`` from ``settings.item_ids[line.kind]`` or ``default_item_id``, ``Qty``, ``UnitPrice``, ``TaxCodeRef``)."""
     layout = line_layout(line, invoice)
@@ -203,7 +217,9 @@ def line_to_qbo(line: InvoiceLine, index: int, invoice: Invoice, settings: "Quic
 
 
 # --------------------------------------------------------------------------- Invoice -> QBO
-def invoice_to_qbo(invoice: Invoice, settings: "QuickBooksSettings", *, customer_id: str | None = None) -> dict[str, Any]:
+def invoice_to_qbo(
+    invoice: Invoice, settings: QuickBooksSettings, *, customer_id: str | None = None
+) -> dict[str, Any]:
     """Body of ``POST /v3/company/{realmId}/invoice`` for ``invoice``.
 
     Shape::

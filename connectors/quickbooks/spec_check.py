@@ -36,8 +36,12 @@ from jsonschema import Draft4Validator
 
 RequestValidator = Callable[[str, str, dict, dict, bytes], None]
 
-_REF = {"type": "object", "properties": {"value": {"type": "string", "minLength": 1}, "name": {"type": "string"}},
-        "required": ["value"], "additionalProperties": False}
+_REF = {
+    "type": "object",
+    "properties": {"value": {"type": "string", "minLength": 1}, "name": {"type": "string"}},
+    "required": ["value"],
+    "additionalProperties": False,
+}
 _NUMBER = {"type": "number"}
 
 #: Shapes the community file leaves open, from Intuit's Invoice entity reference.
@@ -145,7 +149,9 @@ def _describe(error: Any) -> str:
 def invoice_problems(spec_path: str | Path, document: Any) -> list[str]:
     """Problems of one parsed invoice body (empty list when it matches the field reference)."""
     validator = _validators(str(Path(spec_path).resolve()))["InvoiceCreateObject"]
-    return [_describe(e) for e in sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])]
+    return [
+        _describe(e) for e in sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
+    ]
 
 
 _COMPANY = re.compile(r"^/v3/company/[^/]+/(?P<resource>[^?]+?)/?$")
@@ -200,8 +206,9 @@ def make_request_validator(spec_path: str | Path) -> RequestValidator:
         if problems:
             shown = problems[:5]
             more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
-            raise SpecValidationError(f"{method.upper()} {path} does not match the QuickBooks field reference: "
-                                      + "; ".join(shown) + more)
+            raise SpecValidationError(
+                f"{method.upper()} {path} does not match the QuickBooks field reference: " + "; ".join(shown) + more
+            )
 
     return validate
 

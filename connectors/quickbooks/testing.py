@@ -30,8 +30,7 @@ SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "quickbooks" / 
 class QuickBooksHarness(ConnectorHarness):
     connector_cls = QuickBooksConnector
     skip: dict[str, str] = {}
-    hostile = {case: "deliver" for case in
-               ("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number")}
+    hostile = dict.fromkeys(("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver")
     fast_timeout = 0.5
 
     def __init__(self) -> None:
@@ -47,9 +46,14 @@ class QuickBooksHarness(ConnectorHarness):
 
             validator = make_request_validator(SPEC)
         self.emu = QuickBooksEmulator(
-            client_secret=self.client_secret, refresh_token=self.refresh_token, realm_ids=(REALM,),
+            client_secret=self.client_secret,
+            refresh_token=self.refresh_token,
+            realm_ids=(REALM,),
             customers={CONTACT_ID: {"DisplayName": CONTACT_NAME, "PrimaryEmailAddr": "ap@conformance.example"}},
-            rate_limit_per_minute=10_000, batch_limit_per_minute=1_000, hang_seconds=2.0, request_validator=validator,
+            rate_limit_per_minute=10_000,
+            batch_limit_per_minute=1_000,
+            hang_seconds=2.0,
+            request_validator=validator,
         ).start()
 
     def stop(self) -> None:
@@ -65,9 +69,16 @@ class QuickBooksHarness(ConnectorHarness):
     # ------------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:
         assert self.emu is not None
-        return {"api_url": self.emu.url, "token_url": self.emu.token_url, "authorize_url": f"{self.emu.url}/connect/oauth2",
-                "realm_id": REALM, "client_id": self.emu.client_id, "client_secret_env": "QBO_CLIENT_SECRET",
-                "refresh_token_env": "QBO_REFRESH_TOKEN", "tax_codes": DEMO_TAX_CODES}
+        return {
+            "api_url": self.emu.url,
+            "token_url": self.emu.token_url,
+            "authorize_url": f"{self.emu.url}/connect/oauth2",
+            "realm_id": REALM,
+            "client_id": self.emu.client_id,
+            "client_secret_env": "QBO_CLIENT_SECRET",
+            "refresh_token_env": "QBO_REFRESH_TOKEN",
+            "tax_codes": DEMO_TAX_CODES,
+        }
 
     def env(self) -> dict[str, str]:
         return {"QBO_CLIENT_SECRET": self.client_secret, "QBO_REFRESH_TOKEN": self.refresh_token}
@@ -78,11 +89,18 @@ class QuickBooksHarness(ConnectorHarness):
     # ------------------------------------------------------------------ read back
     def invoices(self) -> list[HeldInvoice]:
         assert self.emu is not None
-        return [HeldInvoice(external_id=inv["Id"], number=inv["DocNumber"], total=Decimal(inv["TotalAmt"]),
-                            currency=(inv.get("CurrencyRef") or {}).get("value"),
-                            line_count=sum(1 for ln in inv["Line"] if ln.get("DetailType") == "SalesItemLineDetail"),
-                            contact=(inv.get("CustomerRef") or {}).get("value"), raw=inv)
-                for inv in self.emu.invoices(REALM)]
+        return [
+            HeldInvoice(
+                external_id=inv["Id"],
+                number=inv["DocNumber"],
+                total=Decimal(inv["TotalAmt"]),
+                currency=(inv.get("CurrencyRef") or {}).get("value"),
+                line_count=sum(1 for ln in inv["Line"] if ln.get("DetailType") == "SalesItemLineDetail"),
+                contact=(inv.get("CustomerRef") or {}).get("value"),
+                raw=inv,
+            )
+            for inv in self.emu.invoices(REALM)
+        ]
 
     # ------------------------------------------------------------------ faults
     def inject_rate_limit(self, retry_after: int = 1) -> None:

@@ -123,7 +123,7 @@ class StripeSettings(ConnectorSettings):
     timeout_seconds: float = Field(default=20.0, gt=0)
 
     @model_validator(mode="after")
-    def _email_needs_open_send_invoice(self) -> "StripeSettings":
+    def _email_needs_open_send_invoice(self) -> StripeSettings:
         if self.send_email and self.invoice_status != "open":
             raise ValueError("send_email requires invoice_status 'open' (Stripe only sends finalised invoices)")
         if self.send_email and self.collection_method != "send_invoice":
@@ -258,7 +258,13 @@ class StripeConnector(Connector):
             return await client.request(method, url, params=query, content=content, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise RetryableError(f"{what}: request not sent ({type(exc).__name__})") from None
-        except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.WriteTimeout) as exc:
+        except (
+            httpx.ReadTimeout,
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+            httpx.WriteTimeout,
+        ) as exc:
             if method == "GET":
                 raise RetryableError(f"{what}: no response ({type(exc).__name__})") from None
             raise UncertainOutcomeError(
@@ -306,7 +312,9 @@ class StripeConnector(Connector):
                 retry_after = max(0.0, float(raw)) if raw is not None else 1.0
             except ValueError:
                 retry_after = 1.0
-            raise RateLimitedError(f"{what}: 429 rate limited ({detail}), retry after {retry_after:g}s", retry_after=retry_after)
+            raise RateLimitedError(
+                f"{what}: 429 rate limited ({detail}), retry after {retry_after:g}s", retry_after=retry_after
+            )
         if status >= 500:
             saved = resp.headers.get("Stripe-Should-Retry", "").lower() == "false"
             if saved and key and resp.request.method == "POST":
@@ -315,18 +323,27 @@ class StripeConnector(Connector):
                 request_id = resp.headers.get("Request-Id", "") or hashlib.sha256(resp.content).hexdigest()
                 base = self._rekeyed.get(key, key)
                 self._rekeyed[key] = base[:200] + ":r" + hashlib.sha256(request_id.encode()).hexdigest()[:16]
-                raise UncertainOutcomeError(f"{what}: HTTP {status} saved for its idempotency key ({detail}); reconcile, then retry", http_status=status)
+                raise UncertainOutcomeError(
+                    f"{what}: HTTP {status} saved for its idempotency key ({detail}); reconcile, then retry",
+                    http_status=status,
+                )
             raise RetryableError(f"{what}: HTTP {status} ({detail})", http_status=status)
         if status == 401:
-            raise AuthError(f"{what}: 401 API key refused ({detail}); check {self.settings.secret_key_env}", http_status=401)
+            raise AuthError(
+                f"{what}: 401 API key refused ({detail}); check {self.settings.secret_key_env}", http_status=401
+            )
         body = self._body(resp)
         err = body.get("error") if isinstance(body, dict) else None
         if status == 403:
-            if isinstance(err, dict) and (err.get("code") == "account_invalid" or "does not have access to account" in str(err.get("message"))):
+            if isinstance(err, dict) and (
+                err.get("code") == "account_invalid" or "does not have access to account" in str(err.get("message"))
+            ):
                 raise UnknownAccountError(f"{what}: unknown account {self.settings.stripe_account}: {detail}")
             raise MissingScopeError(f"{what}: 403 the API key lacks a permission ({detail})", http_status=403)
         if status == 409 and isinstance(err, dict) and err.get("type") == "idempotency_error":
-            raise RetryableError(f"{what}: 409 a request with the same idempotency key is in progress ({detail})", http_status=409)
+            raise RetryableError(
+                f"{what}: 409 a request with the same idempotency key is in progress ({detail})", http_status=409
+            )
         if isinstance(err, dict) and err.get("type") == "idempotency_error":
             raise PermanentError(
                 f"{what}: idempotency key {key!r} was already used with other parameters ({detail}); "
@@ -338,7 +355,9 @@ class StripeConnector(Connector):
     async def _get(self, path: str, query: list[tuple[str, str]] | dict[str, str] | None = None) -> dict:
         return self._check(await self._request("GET", path, query=query), f"Stripe GET {path}")
 
-    async def _post(self, path: str, data: dict[str, Any], key: str | None, what: str | None = None) -> tuple[dict, bool]:
+    async def _post(
+        self, path: str, data: dict[str, Any], key: str | None, what: str | None = None
+    ) -> tuple[dict, bool]:
         """POST with ``key``; returns (object, replayed) where replayed = ``Idempotent-Replayed: true``."""
         resp = await self._request("POST", path, data=data, key=key)
         body = self._check(resp, what or f"Stripe POST {path}", key)
@@ -362,7 +381,11 @@ class StripeConnector(Connector):
     async def check(self) -> None:
         """``GET /v1/balance``: the cheapest authenticated read; also checks ``livemode`` when configured."""
         body = await self._get("/v1/balance")
-        if self.settings.livemode is not None and body.get("livemode") is not None and bool(body["livemode"]) != self.settings.livemode:
+        if (
+            self.settings.livemode is not None
+            and body.get("livemode") is not None
+            and bool(body["livemode"]) != self.settings.livemode
+        ):
             mode = "live" if body["livemode"] else "test"
             raise ConfigError(
                 f"Stripe key in {self.settings.secret_key_env} is a {mode}-mode key but settings.livemode is {self.settings.livemode}"
@@ -392,7 +415,10 @@ class StripeConnector(Connector):
         resumed = existing is not None
         if existing is None:
             draft, replayed = await self._post(
-                "/v1/invoices", resolve(plan.invoice, ids), idempotency_key(invoice, "invoice"), f"{what}: POST /v1/invoices"
+                "/v1/invoices",
+                resolve(plan.invoice, ids),
+                idempotency_key(invoice, "invoice"),
+                f"{what}: POST /v1/invoices",
             )
             resumed = replayed
         else:
@@ -409,7 +435,11 @@ class StripeConnector(Connector):
             if self.settings.invoice_status == "open":
                 draft = await self._finalize(invoice, inv_id)
         emailed = False
-        if self.settings.send_email and draft.get("status") == "open" and (draft.get("metadata") or {}).get("broker_emailed") != "true":
+        if (
+            self.settings.send_email
+            and draft.get("status") == "open"
+            and (draft.get("metadata") or {}).get("broker_emailed") != "true"
+        ):
             draft = await self._send(invoice, inv_id)
             emailed = True
         return self._result(invoice, draft, plan, created=True, resumed=resumed, emailed=emailed)
@@ -427,13 +457,21 @@ class StripeConnector(Connector):
             f"metadata['broker_invoice_number']:{search_literal(invoice_number)} "
             f"AND metadata['broker_tenant']:{search_literal(self.tenant)}"
         )
-        found = [o for o in (await self._get("/v1/invoices/search", {"query": query, "limit": "10"})).get("data") or [] if isinstance(o, dict)]
+        found = [
+            o
+            for o in (await self._get("/v1/invoices/search", {"query": query, "limit": "10"})).get("data") or []
+            if isinstance(o, dict)
+        ]
         if not found:
             customer = self._number_customer.get(invoice_number)
             base = [("customer", customer)] if customer else []
             listing = await self._list("/v1/invoices", base, self.settings.lookup_max_pages)
-            found = [o for o in listing if (o.get("metadata") or {}).get("broker_invoice_number") == invoice_number
-                     and (o.get("metadata") or {}).get("broker_tenant") == self.tenant]
+            found = [
+                o
+                for o in listing
+                if (o.get("metadata") or {}).get("broker_invoice_number") == invoice_number
+                and (o.get("metadata") or {}).get("broker_tenant") == self.tenant
+            ]
         for inv in found:
             if self._complete(inv):
                 return self._external(inv, invoice_number)
@@ -460,11 +498,14 @@ class StripeConnector(Connector):
         if invoice.contact_id:
             return invoice.contact_id
         if self._contacts is None:
-            self._contacts = ContactResolver(self, allow_create=self.settings.create_customers, clients=self.clients,
-                                             setting_name="create_customers")
+            self._contacts = ContactResolver(
+                self, allow_create=self.settings.create_customers, clients=self.clients, setting_name="create_customers"
+            )
         if invoice.client_id not in self._contacts._cache:
-            query = (f"metadata['broker_client_id']:{search_literal(invoice.client_id)} "
-                     f"AND metadata['broker_tenant']:{search_literal(self.tenant)}")
+            query = (
+                f"metadata['broker_client_id']:{search_literal(invoice.client_id)} "
+                f"AND metadata['broker_tenant']:{search_literal(self.tenant)}"
+            )
             hits = await self._search_customers(query)
             if hits:
                 self._contacts._cache[invoice.client_id] = str(hits[0]["id"])
@@ -474,8 +515,11 @@ class StripeConnector(Connector):
         return customer_id
 
     async def _search_customers(self, query: str) -> list[dict]:
-        hits = [o for o in (await self._get("/v1/customers/search", {"query": query, "limit": "10"})).get("data") or []
-                if isinstance(o, dict) and not o.get("deleted")]
+        hits = [
+            o
+            for o in (await self._get("/v1/customers/search", {"query": query, "limit": "10"})).get("data") or []
+            if isinstance(o, dict) and not o.get("deleted")
+        ]
         hits.sort(key=lambda c: (c.get("created") or 0, str(c.get("id"))))
         return hits
 
@@ -503,10 +547,16 @@ class StripeConnector(Connector):
             metadata["broker_tax_number"] = query.tax_number
         params["metadata"] = metadata
         if len(query.name) > CUSTOMER_NAME_MAX:
-            raise PermanentError(f"Stripe customer for client {query.client_id}: name has {len(query.name)} characters, "
-                                 f"Stripe allows {CUSTOMER_NAME_MAX}")
-        body, _ = await self._post("/v1/customers", params, customer_idempotency_key(self.tenant, query.client_id),
-                                   f"Stripe POST /v1/customers (client {query.client_id})")
+            raise PermanentError(
+                f"Stripe customer for client {query.client_id}: name has {len(query.name)} characters, "
+                f"Stripe allows {CUSTOMER_NAME_MAX}"
+            )
+        body, _ = await self._post(
+            "/v1/customers",
+            params,
+            customer_idempotency_key(self.tenant, query.client_id),
+            f"Stripe POST /v1/customers (client {query.client_id})",
+        )
         customer_id = str(body.get("id") or "")
         if not customer_id.startswith("cus_"):
             raise UncertainOutcomeError("Stripe POST /v1/customers answered without a customer id")
@@ -523,7 +573,9 @@ class StripeConnector(Connector):
         if name in self._tax_rates:
             return self._tax_rates[name]
         rates = await self._list(
-            "/v1/tax_rates", [("active", "true"), ("inclusive", "true" if spec.inclusive else "false")], self.settings.lookup_max_pages
+            "/v1/tax_rates",
+            [("active", "true"), ("inclusive", "true" if spec.inclusive else "false")],
+            self.settings.lookup_max_pages,
         )
         candidates = []
         for rate in rates:
@@ -537,8 +589,12 @@ class StripeConnector(Connector):
         if candidates:
             rate_id = min(candidates)[2]
         else:
-            body, _ = await self._post("/v1/tax_rates", spec.params(self.tenant), tax_rate_idempotency_key(self.tenant, spec),
-                                       f"Stripe POST /v1/tax_rates ({rate_text(spec.percentage)}%)")
+            body, _ = await self._post(
+                "/v1/tax_rates",
+                spec.params(self.tenant),
+                tax_rate_idempotency_key(self.tenant, spec),
+                f"Stripe POST /v1/tax_rates ({rate_text(spec.percentage)}%)",
+            )
             rate_id = str(body.get("id") or "")
             if not rate_id.startswith("txr_"):
                 raise UncertainOutcomeError("Stripe POST /v1/tax_rates answered without a tax rate id")
@@ -548,7 +604,9 @@ class StripeConnector(Connector):
     async def _lookup(self, invoice: Invoice, customer: str) -> dict | None:
         """The customer's invoice carrying our ``broker_invoice_key`` (strongly consistent list), or ``None``."""
         since = int((invoice.event_time - timedelta(days=self.settings.lookup_window_days)).timestamp())
-        listing = await self._list("/v1/invoices", [("customer", customer), ("created[gte]", str(since))], self.settings.lookup_max_pages)
+        listing = await self._list(
+            "/v1/invoices", [("customer", customer), ("created[gte]", str(since))], self.settings.lookup_max_pages
+        )
         mine = [o for o in listing if (o.get("metadata") or {}).get("broker_invoice_key") == invoice.invoice_key]
         if not mine:
             return None
@@ -557,17 +615,26 @@ class StripeConnector(Connector):
         mine.sort(key=lambda o: (rank.get(str(o.get("status")), 3), o.get("created") or 0))
         return mine[0]
 
-    async def _attach_items(self, invoice: Invoice, plan: StripePlan, ids: dict[str, str], *, check_existing: bool) -> None:
+    async def _attach_items(
+        self, invoice: Invoice, plan: StripePlan, ids: dict[str, str], *, check_existing: bool
+    ) -> None:
         present: set[str] = set()
         if check_existing:
             items = await self._list("/v1/invoiceitems", [("invoice", ids["invoice"])], max_pages=3)
-            present = {str((i.get("metadata") or {}).get("broker_line")) for i in items
-                       if (i.get("metadata") or {}).get("broker_invoice_key") == invoice.invoice_key}
+            present = {
+                str((i.get("metadata") or {}).get("broker_line"))
+                for i in items
+                if (i.get("metadata") or {}).get("broker_invoice_key") == invoice.invoice_key
+            }
         for n, item in enumerate(plan.items, start=1):
             if str(n) in present:
                 continue
-            await self._post("/v1/invoiceitems", resolve(item, ids), idempotency_key(invoice, f"item-{n}"),
-                             f"Stripe invoice {invoice.invoice_number}: POST /v1/invoiceitems (line {n})")
+            await self._post(
+                "/v1/invoiceitems",
+                resolve(item, ids),
+                idempotency_key(invoice, f"item-{n}"),
+                f"Stripe invoice {invoice.invoice_number}: POST /v1/invoiceitems (line {n})",
+            )
 
     def _verify(self, invoice: Invoice, plan: StripePlan, inv: dict) -> None:
         """Stripe's computed draft must equal ours before it is finalised (else :class:`PermanentError`)."""
@@ -595,21 +662,35 @@ class StripeConnector(Connector):
             )
 
     async def _finalize(self, invoice: Invoice, inv_id: str) -> dict:
-        resp = await self._request("POST", f"/v1/invoices/{inv_id}/finalize", data={"auto_advance": False},
-                                   key=idempotency_key(invoice, "finalize"))
+        resp = await self._request(
+            "POST",
+            f"/v1/invoices/{inv_id}/finalize",
+            data={"auto_advance": False},
+            key=idempotency_key(invoice, "finalize"),
+        )
         if resp.status_code == 400:
             # e.g. already finalised by an earlier attempt whose key has expired: look at the real state
             current = await self._get(f"/v1/invoices/{inv_id}")
             if current.get("status") not in (None, "draft"):
                 return current
-        body = self._check(resp, f"Stripe invoice {invoice.invoice_number}: finalize {inv_id}", idempotency_key(invoice, "finalize"))
+        body = self._check(
+            resp, f"Stripe invoice {invoice.invoice_number}: finalize {inv_id}", idempotency_key(invoice, "finalize")
+        )
         return body
 
     async def _send(self, invoice: Invoice, inv_id: str) -> dict:
-        await self._post(f"/v1/invoices/{inv_id}/send", {}, idempotency_key(invoice, "send"),
-                         f"Stripe invoice {invoice.invoice_number}: send {inv_id}")
-        body, _ = await self._post(f"/v1/invoices/{inv_id}", {"metadata": {"broker_emailed": "true"}},
-                                   idempotency_key(invoice, "emailed"), f"Stripe invoice {invoice.invoice_number}: mark emailed")
+        await self._post(
+            f"/v1/invoices/{inv_id}/send",
+            {},
+            idempotency_key(invoice, "send"),
+            f"Stripe invoice {invoice.invoice_number}: send {inv_id}",
+        )
+        body, _ = await self._post(
+            f"/v1/invoices/{inv_id}",
+            {"metadata": {"broker_emailed": "true"}},
+            idempotency_key(invoice, "emailed"),
+            f"Stripe invoice {invoice.invoice_number}: mark emailed",
+        )
         return body
 
     # ------------------------------------------------------------------ results
@@ -622,7 +703,9 @@ class StripeConnector(Connector):
                 return False
             lines = inv.get("lines") or {}
             count = lines.get("total_count", len(lines.get("data") or []))
-            return str(count) == str(meta.get("broker_lines")) and str(inv.get("total")) == str(meta.get("broker_total"))
+            return str(count) == str(meta.get("broker_lines")) and str(inv.get("total")) == str(
+                meta.get("broker_total")
+            )
         if status == "open" and self.settings.send_email and meta.get("broker_emailed") != "true":
             return False
         return True
@@ -637,7 +720,9 @@ class StripeConnector(Connector):
             status=inv.get("status"),
         )
 
-    def _result(self, invoice: Invoice, inv: dict, plan: StripePlan, *, created: bool, resumed: bool, emailed: bool = False) -> DeliveryResult:
+    def _result(
+        self, invoice: Invoice, inv: dict, plan: StripePlan, *, created: bool, resumed: bool, emailed: bool = False
+    ) -> DeliveryResult:
         currency = str(inv.get("currency") or plan.currency)
         total = inv.get("total")
         details = {
@@ -668,4 +753,4 @@ def _dec(value: Any) -> Decimal:
     return Decimal(str(value))
 
 
-__all__ = ["StripeConnector", "StripeSettings", "API_VERSION"]
+__all__ = ["API_VERSION", "StripeConnector", "StripeSettings"]

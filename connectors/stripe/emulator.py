@@ -98,10 +98,25 @@ def _unescape(text: str) -> str:
 class StripeError(Exception):
     """An error response: ``status`` and Stripe's ``{"error": {...}}`` fields."""
 
-    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error", code: str | None = None,
-                 param: str | None = None, saved: bool = False):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        saved: bool = False,
+    ):
         super().__init__(message)
-        self.status, self.message, self.type, self.code, self.param, self.saved = status, message, type_, code, param, saved
+        self.status, self.message, self.type, self.code, self.param, self.saved = (
+            status,
+            message,
+            type_,
+            code,
+            param,
+            saved,
+        )
 
     def body(self) -> dict:
         err: dict[str, Any] = {"message": self.message, "type": self.type}
@@ -137,7 +152,9 @@ def _step_name(method: str, path: str) -> str | None:
 
 
 def _missing(kind: str, ident: str, param: str) -> StripeError:
-    return StripeError(400 if param else 404, f"No such {kind}: '{ident}'", code="resource_missing", param=param or None)
+    return StripeError(
+        400 if param else 404, f"No such {kind}: '{ident}'", code="resource_missing", param=param or None
+    )
 
 
 @dataclass
@@ -208,15 +225,27 @@ def _metadata(raw: Any, current: dict[str, str] | None = None) -> dict[str, str]
         if not isinstance(value, str):
             raise StripeError(400, f"Invalid metadata[{key}]: must be a string", param=f"metadata[{key}]")
         if len(key) > 40:
-            raise StripeError(400, f"Metadata keys can have up to 40 characters; {key[:45]!r} has {len(key)}.", param=f"metadata[{key}]")
+            raise StripeError(
+                400,
+                f"Metadata keys can have up to 40 characters; {key[:45]!r} has {len(key)}.",
+                param=f"metadata[{key}]",
+            )
         if len(value) > 500:
-            raise StripeError(400, f"Metadata values can have up to 500 characters, but you passed in a value that is {len(value)} characters.", param=f"metadata[{key}]")
+            raise StripeError(
+                400,
+                f"Metadata values can have up to 500 characters, but you passed in a value that is {len(value)} characters.",
+                param=f"metadata[{key}]",
+            )
         if value == "":
             result.pop(key, None)
         else:
             result[key] = value
     if len(result) > 50:
-        raise StripeError(400, "You can specify up to 50 keys, with key names up to 40 characters long and values up to 500 characters long.", param="metadata")
+        raise StripeError(
+            400,
+            "You can specify up to 50 keys, with key names up to 40 characters long and values up to 500 characters long.",
+            param="metadata",
+        )
     return result
 
 
@@ -327,15 +356,19 @@ class StripeEmulator:
         for cid, fields in self.seed_customers.items():
             self._create_customer(dict(fields), cid)
 
-    def start(self) -> "StripeEmulator":
+    def start(self) -> StripeEmulator:
         if self._server is not None:
             return self
         self._stop.clear()
         handler = type("StripeEmulatorHandler", (_Handler,), {"emulator": self})
         self._server = _Server((self.host, self.port), handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"stripe-emulator:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"stripe-emulator:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -349,7 +382,7 @@ class StripeEmulator:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "StripeEmulator":
+    def __enter__(self) -> StripeEmulator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -364,7 +397,10 @@ class StripeEmulator:
     def invoices(self) -> list[dict]:
         """Every invoice as ``GET /v1/invoices/{id}`` renders it, with all lines, oldest first."""
         with self._lock:
-            return [self._render_invoice(inv, all_lines=True) for inv in sorted(self._invoices.values(), key=lambda i: i["_seq"])]
+            return [
+                self._render_invoice(inv, all_lines=True)
+                for inv in sorted(self._invoices.values(), key=lambda i: i["_seq"])
+            ]
 
     def customers(self) -> list[dict]:
         with self._lock:
@@ -378,18 +414,24 @@ class StripeEmulator:
         with self._lock:
             return [self._render_item(i) for i in sorted(self._items.values(), key=lambda i: i["_seq"])]
 
-    def add_customer(self, name: str, *, email: str | None = None, customer_id: str | None = None, **fields: Any) -> str:
+    def add_customer(
+        self, name: str, *, email: str | None = None, customer_id: str | None = None, **fields: Any
+    ) -> str:
         """Create a customer directly (no HTTP); returns its id."""
         with self._lock:
             return self._create_customer({"name": name, "email": email, **fields}, customer_id)["id"]
 
-    def add_pending_item(self, customer: str, amount: int, currency: str = "eur", description: str = "pending item") -> str:
+    def add_pending_item(
+        self, customer: str, amount: int, currency: str = "eur", description: str = "pending item"
+    ) -> str:
         """A pending invoice item (not on any invoice) for ``customer``: the kind ``exclude`` must not sweep in."""
         with self._lock:
             item = self._new_item(customer, None, amount, currency, description, [], {}, None, None, 1)
             return item["id"]
 
-    def inject_fault(self, kind: str, times: int = 1, *, method: str | None = None, path: str | None = None, after: int = 0) -> None:
+    def inject_fault(
+        self, kind: str, times: int = 1, *, method: str | None = None, path: str | None = None, after: int = 0
+    ) -> None:
         """Make the next ``times`` matching ``/v1`` requests fail with ``kind``.
 
         ``429``: answered 429 ``rate_limit`` with ``Retry-After: 1`` before executing;
@@ -405,7 +447,9 @@ class StripeEmulator:
             raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
         with self._lock:
             for _ in range(int(times)):
-                self._faults.append({"kind": kind, "method": method.upper() if method else None, "path": path, "after": int(after)})
+                self._faults.append(
+                    {"kind": kind, "method": method.upper() if method else None, "path": path, "after": int(after)}
+                )
 
     def forget_idempotency_keys(self) -> None:
         """Drop every saved idempotency key (as Stripe may once keys are 24 hours old)."""
@@ -458,18 +502,28 @@ class StripeEmulator:
         if fault == "429":
             with self._lock:
                 self.count_429 += 1
-            err = StripeError(429, "Request rate limit exceeded. You can learn more about rate limits here "
-                                   "https://stripe.com/docs/rate-limits.", code="rate_limit")
+            err = StripeError(
+                429,
+                "Request rate limit exceeded. You can learn more about rate limits here "
+                "https://stripe.com/docs/rate-limits.",
+                code="rate_limit",
+            )
             return _json(429, err.body(), {"Retry-After": "1", "Stripe-Should-Retry": "true"})
         if fault in ("503", "500"):
             status = int(fault)
-            err = StripeError(status, "An unknown error occurred" if status == 500 else "Stripe is temporarily unavailable.", type_="api_error")
+            err = StripeError(
+                status,
+                "An unknown error occurred" if status == 500 else "Stripe is temporarily unavailable.",
+                type_="api_error",
+            )
             return _json(status, err.body(), {"Stripe-Should-Retry": "true"})
         if fault == "reset":
             return _Response(0, action="reset")
         if self.request_validator is not None:
             try:
-                self.request_validator(req.method, path, {}, dict(req.headers, **{"x-raw-query": req.raw_query}), req.body)
+                self.request_validator(
+                    req.method, path, {}, dict(req.headers, **{"x-raw-query": req.raw_query}), req.body
+                )
             except Exception as exc:  # any exception = the request does not conform
                 with self._lock:
                     self.validation_failures.append(f"{req.method} {path}: {exc}")
@@ -511,20 +565,31 @@ class StripeEmulator:
             except (binascii.Error, UnicodeDecodeError):
                 key = ""
         if not key:
-            err = StripeError(401, "You did not provide an API key. You need to provide your API key in the Authorization header, "
-                                   "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').")
+            err = StripeError(
+                401,
+                "You did not provide an API key. You need to provide your API key in the Authorization header, "
+                "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+            )
             return _json(401, err.body(), {"WWW-Authenticate": 'Bearer realm="Stripe"'})
         masked = key[:8] + "*" * max(0, len(key) - 12) + key[-4:] if len(key) > 12 else "****"
         with self._lock:
             info = self.api_keys.get(key)
         if info is None:
-            return _json(401, StripeError(401, f"Invalid API Key provided: {masked}").body(), {"WWW-Authenticate": 'Bearer realm="Stripe"'})
+            return _json(
+                401,
+                StripeError(401, f"Invalid API Key provided: {masked}").body(),
+                {"WWW-Authenticate": 'Bearer realm="Stripe"'},
+            )
         if info.get("expired"):
             return _json(401, StripeError(401, f"Expired API Key provided: {masked}", code="api_key_expired").body())
         account = req.headers.get("stripe-account")
         if account is not None and account not in self.connected_accounts:
-            err = StripeError(403, f"The provided key '{masked}' does not have access to account '{account}' (or that account "
-                                   "does not exist). Application access may have been revoked.", code="account_invalid")
+            err = StripeError(
+                403,
+                f"The provided key '{masked}' does not have access to account '{account}' (or that account "
+                "does not exist). Application access may have been revoked.",
+                code="account_invalid",
+            )
             return _json(403, err.body())
         return None
 
@@ -538,8 +603,12 @@ class StripeEmulator:
         for window, limit in windows:
             if len(window) >= limit:
                 self.count_429 += 1
-                err = StripeError(429, "Request rate limit exceeded. You can learn more about rate limits here "
-                                       "https://stripe.com/docs/rate-limits.", code="rate_limit")
+                err = StripeError(
+                    429,
+                    "Request rate limit exceeded. You can learn more about rate limits here "
+                    "https://stripe.com/docs/rate-limits.",
+                    code="rate_limit",
+                )
                 retry = max(1, int(1.0 - (now - window[0]) + 0.999))
                 return _json(429, err.body(), {"Retry-After": str(retry), "Stripe-Should-Retry": "true"})
         for window, _ in windows:
@@ -555,22 +624,33 @@ class StripeEmulator:
         self.requests.append((req.method, path, key, params))
         if key is not None:
             if len(key) > 255:
-                return _json(400, StripeError(400, f"Idempotency-Key must be at most 255 characters (got {len(key)})",
-                                              param="Idempotency-Key").body())
+                return _json(
+                    400,
+                    StripeError(
+                        400, f"Idempotency-Key must be at most 255 characters (got {len(key)})", param="Idempotency-Key"
+                    ).body(),
+                )
             now = time.monotonic()
             for stale in [k for k, v in self._idempotency.items() if now - v["at"] >= self.idempotency_ttl]:
                 del self._idempotency[stale]
             entry = self._idempotency.get(key)
             if entry is not None:
                 if entry["endpoint"] != (req.method, path):
-                    err = StripeError(400, f"Keys for idempotent requests can only be used for the same endpoint they were first used for "
-                                           f"('{entry['endpoint'][0]} {entry['endpoint'][1]}' vs '{req.method} {path}'). Try using a key "
-                                           f"other than '{key}' if you meant to execute a different request.", type_="idempotency_error")
+                    err = StripeError(
+                        400,
+                        f"Keys for idempotent requests can only be used for the same endpoint they were first used for "
+                        f"('{entry['endpoint'][0]} {entry['endpoint'][1]}' vs '{req.method} {path}'). Try using a key "
+                        f"other than '{key}' if you meant to execute a different request.",
+                        type_="idempotency_error",
+                    )
                     return _json(400, err.body())
                 if entry["params"] != params:
-                    err = StripeError(400, "Keys for idempotent requests can only be used with the same parameters they were first used "
-                                           f"with. Try using a key other than '{key}' if you meant to execute a different request.",
-                                      type_="idempotency_error")
+                    err = StripeError(
+                        400,
+                        "Keys for idempotent requests can only be used with the same parameters they were first used "
+                        f"with. Try using a key other than '{key}' if you meant to execute a different request.",
+                        type_="idempotency_error",
+                    )
                     return _json(400, err.body())
                 headers = dict(entry["headers"], **{"Idempotent-Replayed": "true"})
                 return _Response(entry["status"], entry["body"], headers)
@@ -585,8 +665,14 @@ class StripeEmulator:
                 resp = _json(exc.status, exc.body())
         resp.headers["Stripe-Version"] = req.headers.get("stripe-version", "2023-08-16")
         if key is not None and resp.status not in (400, 429):
-            self._idempotency[key] = {"at": time.monotonic(), "endpoint": (req.method, path), "params": params,
-                                      "status": resp.status, "body": resp.body, "headers": dict(resp.headers)}
+            self._idempotency[key] = {
+                "at": time.monotonic(),
+                "endpoint": (req.method, path),
+                "params": params,
+                "status": resp.status,
+                "body": resp.body,
+                "headers": dict(resp.headers),
+            }
         return resp
 
     # ------------------------------------------------------------------ routing
@@ -595,9 +681,12 @@ class StripeEmulator:
         m = req.method
         head = parts[0] if parts else ""
         if head == "balance" and len(parts) == 1 and m == "GET":
-            return 200, {"object": "balance", "livemode": self.livemode,
-                         "available": [{"amount": 0, "currency": self.default_currency, "source_types": {"card": 0}}],
-                         "pending": [{"amount": 0, "currency": self.default_currency, "source_types": {"card": 0}}]}
+            return 200, {
+                "object": "balance",
+                "livemode": self.livemode,
+                "available": [{"amount": 0, "currency": self.default_currency, "source_types": {"card": 0}}],
+                "pending": [{"amount": 0, "currency": self.default_currency, "source_types": {"card": 0}}],
+            }
         if head == "customers":
             if len(parts) == 1 and m == "POST":
                 return 200, self._public(self._create_customer(params))
@@ -607,7 +696,9 @@ class StripeEmulator:
                     rows = [c for c in rows if c.get("email") == params["email"]]
                 return 200, self._list(rows, params, "/v1/customers", self._public)
             if parts[1:] == ["search"] and m == "GET":
-                return 200, self._search(self._customers.values(), params, "/v1/customers/search", self._public, ("email", "name", "phone"))
+                return 200, self._search(
+                    self._customers.values(), params, "/v1/customers/search", self._public, ("email", "name", "phone")
+                )
             if len(parts) == 2 and m == "GET":
                 cust = self._customers.get(parts[1])
                 if cust is None:
@@ -642,8 +733,13 @@ class StripeEmulator:
             if len(parts) == 1 and m == "GET":
                 return 200, self._list_invoices(params)
             if parts[1:] == ["search"] and m == "GET":
-                return 200, self._search(self._invoices.values(), params, "/v1/invoices/search", self._render_invoice,
-                                         ("customer", "status", "number", "currency"))
+                return 200, self._search(
+                    self._invoices.values(),
+                    params,
+                    "/v1/invoices/search",
+                    self._render_invoice,
+                    ("customer", "status", "number", "currency"),
+                )
             if len(parts) >= 2:
                 inv = self._invoices.get(parts[1])
                 if inv is None:
@@ -658,8 +754,11 @@ class StripeEmulator:
                     return 200, self._render_invoice(self._finalize(inv, params))
                 if parts[2:] == ["send"] and m == "POST":
                     return 200, self._render_invoice(self._send(inv))
-        raise StripeError(404, f"Unrecognized request URL ({m}: {path}). Please see https://stripe.com/docs or we can help at "
-                               "https://support.stripe.com/.")
+        raise StripeError(
+            404,
+            f"Unrecognized request URL ({m}: {path}). Please see https://stripe.com/docs or we can help at "
+            "https://support.stripe.com/.",
+        )
 
     # ------------------------------------------------------------------ lists and search
     def _touch(self, obj: dict) -> None:
@@ -672,7 +771,9 @@ class StripeEmulator:
     def _list(self, rows: list[dict], params: dict, url: str, render: Callable[[dict], dict]) -> dict:
         limit = _int(params.get("limit", "10"), "limit", minimum=1)
         if limit > 100:
-            raise StripeError(400, "This value must be less than or equal to 100 (it currently is '%d')" % limit, param="limit")
+            raise StripeError(
+                400, "This value must be less than or equal to 100 (it currently is '%d')" % limit, param="limit"
+            )
         rows = sorted(rows, key=lambda r: -r["_seq"])  # newest first
         if "starting_after" in params:
             ids = [r["id"] for r in rows]
@@ -696,7 +797,12 @@ class StripeEmulator:
                 rows = [i for i in rows if i[name] == params[name]]
         created = params.get("created")
         if isinstance(created, dict):
-            ops = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
+            ops = {
+                "gt": lambda a, b: a > b,
+                "gte": lambda a, b: a >= b,
+                "lt": lambda a, b: a < b,
+                "lte": lambda a, b: a <= b,
+            }
             for op, raw in created.items():
                 if op not in ops:
                     raise StripeError(400, f"Received unknown parameter: created[{op}]", param=f"created[{op}]")
@@ -706,7 +812,9 @@ class StripeEmulator:
             rows = [i for i in rows if i["created"] == _int(created, "created")]
         return self._list(rows, params, "/v1/invoices", self._render_invoice)
 
-    def _search(self, rows: Any, params: dict, url: str, render: Callable[[dict], dict], fields: tuple[str, ...]) -> dict:
+    def _search(
+        self, rows: Any, params: dict, url: str, render: Callable[[dict], dict], fields: tuple[str, ...]
+    ) -> dict:
         query = params.get("query")
         if not isinstance(query, str) or not query.strip():
             raise StripeError(400, "Missing required param: query.", code="parameter_missing", param="query")
@@ -731,8 +839,13 @@ class StripeEmulator:
             raise StripeError(400, "Invalid page token", param="page") from None
         page = hits[offset : offset + limit]
         more = len(hits) > offset + limit
-        return {"object": "search_result", "data": [render(r) for r in page], "has_more": more,
-                "next_page": str(offset + limit) if more else None, "url": url}
+        return {
+            "object": "search_result",
+            "data": [render(r) for r in page],
+            "has_more": more,
+            "next_page": str(offset + limit) if more else None,
+            "url": url,
+        }
 
     @staticmethod
     def _parse_query(query: str, fields: tuple[str, ...]) -> tuple[list[tuple[str, str, str]], str]:
@@ -742,12 +855,19 @@ class StripeEmulator:
         while True:
             m = _CLAUSE.match(query, pos)
             if not m:
-                raise StripeError(400, f"Invalid query: could not parse the search query at position {pos}: {query[pos:pos + 30]!r}",
-                                  param="query")
+                raise StripeError(
+                    400,
+                    f"Invalid query: could not parse the search query at position {pos}: {query[pos : pos + 30]!r}",
+                    param="query",
+                )
             if m.group("field"):
                 if m.group("field") not in fields:
-                    raise StripeError(400, f"Invalid query: field '{m.group('field')}' is not supported here (supported: "
-                                           f"{', '.join(fields)}, metadata)", param="query")
+                    raise StripeError(
+                        400,
+                        f"Invalid query: field '{m.group('field')}' is not supported here (supported: "
+                        f"{', '.join(fields)}, metadata)",
+                        param="query",
+                    )
                 clauses.append(("field", m.group("field"), _unescape(m.group("value"))))
             else:
                 clauses.append(("metadata", _unescape(m.group("mkey")), _unescape(m.group("value"))))
@@ -779,12 +899,21 @@ class StripeEmulator:
         if not re.fullmatch(r"[A-Z0-9]{3,12}", prefix):
             raise StripeError(400, "Invoice prefix must be 3-12 uppercase letters or numbers", param="invoice_prefix")
         cust = {
-            "id": customer_id or _new_id("cus_", 14), "object": "customer", "address": None,
-            "balance": _int(params.get("balance", 0), "balance"), "created": int(time.time()),
-            "currency": None, "description": params.get("description"), "email": email if email else None,
-            "invoice_prefix": prefix, "livemode": self.livemode, "metadata": _metadata(params.get("metadata") or {}),
-            "name": _str(name, "name", 256) if name is not None else None, "phone": params.get("phone"),
-            "tax_exempt": "none", "_seq": self._next_seq(),
+            "id": customer_id or _new_id("cus_", 14),
+            "object": "customer",
+            "address": None,
+            "balance": _int(params.get("balance", 0), "balance"),
+            "created": int(time.time()),
+            "currency": None,
+            "description": params.get("description"),
+            "email": email if email else None,
+            "invoice_prefix": prefix,
+            "livemode": self.livemode,
+            "metadata": _metadata(params.get("metadata") or {}),
+            "name": _str(name, "name", 256) if name is not None else None,
+            "phone": params.get("phone"),
+            "tax_exempt": "none",
+            "_seq": self._next_seq(),
         }
         self._touch(cust)
         self._customers[cust["id"]] = cust
@@ -804,12 +933,21 @@ class StripeEmulator:
         if pct != pct.quantize(Decimal("0.0001")):
             raise StripeError(400, "Tax rate percentage can have at most 4 decimal places", param="percentage")
         rate = {
-            "id": _new_id("txr_"), "object": "tax_rate", "active": _bool(params.get("active", "true"), "active"),
-            "country": params.get("country"), "created": int(time.time()), "description": params.get("description"),
-            "display_name": _str(params["display_name"], "display_name", 50), "effective_percentage": pct.normalize(),
-            "inclusive": _bool(params["inclusive"], "inclusive"), "jurisdiction": params.get("jurisdiction"),
-            "livemode": self.livemode, "metadata": _metadata(params.get("metadata") or {}),
-            "percentage": pct.normalize(), "state": params.get("state"), "tax_type": params.get("tax_type"),
+            "id": _new_id("txr_"),
+            "object": "tax_rate",
+            "active": _bool(params.get("active", "true"), "active"),
+            "country": params.get("country"),
+            "created": int(time.time()),
+            "description": params.get("description"),
+            "display_name": _str(params["display_name"], "display_name", 50),
+            "effective_percentage": pct.normalize(),
+            "inclusive": _bool(params["inclusive"], "inclusive"),
+            "jurisdiction": params.get("jurisdiction"),
+            "livemode": self.livemode,
+            "metadata": _metadata(params.get("metadata") or {}),
+            "percentage": pct.normalize(),
+            "state": params.get("state"),
+            "tax_type": params.get("tax_type"),
             "_seq": self._next_seq(),
         }
         self._touch(rate)
@@ -817,15 +955,42 @@ class StripeEmulator:
         return rate
 
     # ------------------------------------------------------------------ invoice items
-    def _new_item(self, customer: str, invoice: dict | None, amount: int, currency: str, description: str | None,
-                  rates: list[str], metadata: dict, unit_amount: int | None, unit_amount_decimal: str | None, quantity: int) -> dict:
+    def _new_item(
+        self,
+        customer: str,
+        invoice: dict | None,
+        amount: int,
+        currency: str,
+        description: str | None,
+        rates: list[str],
+        metadata: dict,
+        unit_amount: int | None,
+        unit_amount_decimal: str | None,
+        quantity: int,
+    ) -> dict:
         item = {
-            "id": _new_id("ii_"), "object": "invoiceitem", "amount": amount, "currency": currency, "customer": customer,
-            "date": int(time.time()), "description": description, "discountable": True, "discounts": [],
-            "invoice": invoice["id"] if invoice else None, "livemode": self.livemode, "metadata": metadata,
-            "period": {"start": int(time.time()), "end": int(time.time())}, "price": None, "proration": False,
-            "quantity": quantity, "subscription": None, "tax_rates": list(rates), "test_clock": None,
-            "unit_amount": unit_amount, "unit_amount_decimal": unit_amount_decimal, "_seq": self._next_seq(),
+            "id": _new_id("ii_"),
+            "object": "invoiceitem",
+            "amount": amount,
+            "currency": currency,
+            "customer": customer,
+            "date": int(time.time()),
+            "description": description,
+            "discountable": True,
+            "discounts": [],
+            "invoice": invoice["id"] if invoice else None,
+            "livemode": self.livemode,
+            "metadata": metadata,
+            "period": {"start": int(time.time()), "end": int(time.time())},
+            "price": None,
+            "proration": False,
+            "quantity": quantity,
+            "subscription": None,
+            "tax_rates": list(rates),
+            "test_clock": None,
+            "unit_amount": unit_amount,
+            "unit_amount_decimal": unit_amount_decimal,
+            "_seq": self._next_seq(),
         }
         self._touch(item)
         self._items[item["id"]] = item
@@ -842,23 +1007,39 @@ class StripeEmulator:
             raise _missing("customer", params["customer"], "customer")
         for unsupported in ("price", "price_data", "subscription", "discounts", "tax_code", "tax_behavior"):
             if unsupported in params:
-                raise StripeError(400, f"The emulator does not support {unsupported} on invoice items", param=unsupported)
+                raise StripeError(
+                    400, f"The emulator does not support {unsupported} on invoice items", param=unsupported
+                )
         invoice = None
         if params.get("invoice"):
             invoice = self._invoices.get(params["invoice"])
             if invoice is None:
                 raise _missing("invoice", params["invoice"], "invoice")
             if invoice["customer"] != customer["id"]:
-                raise StripeError(400, f"The invoice {invoice['id']} belongs to a different customer than {customer['id']}.", param="invoice")
+                raise StripeError(
+                    400,
+                    f"The invoice {invoice['id']} belongs to a different customer than {customer['id']}.",
+                    param="invoice",
+                )
             if invoice["status"] != "draft":
-                raise StripeError(400, f"You can only add invoice items to draft invoices; invoice {invoice['id']} is {invoice['status']}.",
-                                  code="invoice_not_editable", param="invoice")
+                raise StripeError(
+                    400,
+                    f"You can only add invoice items to draft invoices; invoice {invoice['id']} is {invoice['status']}.",
+                    code="invoice_not_editable",
+                    param="invoice",
+                )
             if len(invoice["_items"]) >= MAX_INVOICE_ITEMS:
-                raise StripeError(400, f"An invoice cannot have more than {MAX_INVOICE_ITEMS} invoice items.", param="invoice")
+                raise StripeError(
+                    400, f"An invoice cannot have more than {MAX_INVOICE_ITEMS} invoice items.", param="invoice"
+                )
         given = [p for p in ("amount", "unit_amount", "unit_amount_decimal") if p in params]
         if not given:
-            raise StripeError(400, "You must specify either `amount`, `price`, `price_data`, `unit_amount`, or `unit_amount_decimal`.",
-                              code="parameter_missing", param="amount")
+            raise StripeError(
+                400,
+                "You must specify either `amount`, `price`, `price_data`, `unit_amount`, or `unit_amount_decimal`.",
+                code="parameter_missing",
+                param="amount",
+            )
         if len(given) > 1:
             raise StripeError(400, f"You may only specify one of these parameters: {', '.join(given)}.", param=given[1])
         if "amount" in params and "quantity" in params:
@@ -867,10 +1048,16 @@ class StripeEmulator:
         if not currency:
             raise StripeError(400, "Missing required param: currency.", code="parameter_missing", param="currency")
         if not re.fullmatch(r"[a-z]{3}", currency):
-            raise StripeError(400, f"Invalid currency: {currency}. Stripe currencies are three lower-case letters.", param="currency")
+            raise StripeError(
+                400, f"Invalid currency: {currency}. Stripe currencies are three lower-case letters.", param="currency"
+            )
         if invoice is not None and currency != invoice["currency"]:
-            raise StripeError(400, f"The currency of the invoice item ({currency}) must match the currency of the invoice "
-                                   f"({invoice['currency']}).", param="currency")
+            raise StripeError(
+                400,
+                f"The currency of the invoice item ({currency}) must match the currency of the invoice "
+                f"({invoice['currency']}).",
+                param="currency",
+            )
         quantity = _int(params.get("quantity", 1), "quantity", minimum=0)
         unit_amount = unit_dec = None
         if "amount" in params:
@@ -883,16 +1070,27 @@ class StripeEmulator:
             try:
                 dec = Decimal(str(params["unit_amount_decimal"]))
             except InvalidOperation:
-                raise StripeError(400, f"Invalid decimal: {params['unit_amount_decimal']}", param="unit_amount_decimal") from None
+                raise StripeError(
+                    400, f"Invalid decimal: {params['unit_amount_decimal']}", param="unit_amount_decimal"
+                ) from None
             if not dec.is_finite() or -dec.as_tuple().exponent > 12:
-                raise StripeError(400, "unit_amount_decimal can have at most 12 decimal places", param="unit_amount_decimal")
+                raise StripeError(
+                    400, "unit_amount_decimal can have at most 12 decimal places", param="unit_amount_decimal"
+                )
             unit_dec = params["unit_amount_decimal"]
             amount = _round(dec * quantity)
             unit_amount = int(dec) if dec == dec.to_integral_value() else None
         if abs(amount) > MAX_AMOUNT_MINOR:
-            raise StripeError(400, f"Invalid integer: amount must be no more than {MAX_AMOUNT_MINOR}", code="amount_too_large", param="amount")
+            raise StripeError(
+                400,
+                f"Invalid integer: amount must be no more than {MAX_AMOUNT_MINOR}",
+                code="amount_too_large",
+                param="amount",
+            )
         if currency.upper() in THREE_DECIMAL and amount % 10:
-            raise StripeError(400, f"Amounts in {currency} must be a multiple of 10 (the last digit must be 0).", param="amount")
+            raise StripeError(
+                400, f"Amounts in {currency} must be a multiple of 10 (the last digit must be 0).", param="amount"
+            )
         rates = params.get("tax_rates") or []
         if rates == "":
             rates = []
@@ -909,8 +1107,18 @@ class StripeEmulator:
         description = params.get("description")
         if description is not None:
             _str(description, "description")
-        return self._new_item(customer["id"], invoice, amount, currency, description, rates,
-                              _metadata(params.get("metadata") or {}), unit_amount, unit_dec, quantity)
+        return self._new_item(
+            customer["id"],
+            invoice,
+            amount,
+            currency,
+            description,
+            rates,
+            _metadata(params.get("metadata") or {}),
+            unit_amount,
+            unit_dec,
+            quantity,
+        )
 
     def _render_item(self, item: dict) -> dict:
         out = self._public(item)
@@ -924,8 +1132,16 @@ class StripeEmulator:
         customer = self._customers.get(params["customer"])
         if customer is None:
             raise _missing("customer", params["customer"], "customer")
-        for unsupported in ("subscription", "from_invoice", "discounts", "automatic_tax", "transfer_data", "on_behalf_of",
-                            "shipping_cost", "application_fee_amount"):
+        for unsupported in (
+            "subscription",
+            "from_invoice",
+            "discounts",
+            "automatic_tax",
+            "transfer_data",
+            "on_behalf_of",
+            "shipping_cost",
+            "application_fee_amount",
+        ):
             if unsupported in params:
                 raise StripeError(400, f"The emulator does not support {unsupported}", param=unsupported)
         method = params.get("collection_method", "charge_automatically")
@@ -934,17 +1150,25 @@ class StripeEmulator:
         days = params.get("days_until_due")
         due_date = params.get("due_date")
         if method == "send_invoice" and days is None and due_date is None:
-            raise StripeError(400, "Invoices with `collection_method=send_invoice` must have either `days_until_due` or `due_date` set.",
-                              param="days_until_due")
+            raise StripeError(
+                400,
+                "Invoices with `collection_method=send_invoice` must have either `days_until_due` or `due_date` set.",
+                param="days_until_due",
+            )
         if method == "charge_automatically" and (days is not None or due_date is not None):
-            raise StripeError(400, "`days_until_due` and `due_date` can only be set when `collection_method=send_invoice`.",
-                              param="days_until_due" if days is not None else "due_date")
+            raise StripeError(
+                400,
+                "`days_until_due` and `due_date` can only be set when `collection_method=send_invoice`.",
+                param="days_until_due" if days is not None else "due_date",
+            )
         currency = params.get("currency") or customer.get("currency") or self.default_currency
         if not re.fullmatch(r"[a-z]{3}", currency):
             raise StripeError(400, f"Invalid currency: {currency}", param="currency")
         behavior = params.get("pending_invoice_items_behavior", "exclude")
         if behavior not in ("exclude", "include", "include_and_require"):
-            raise StripeError(400, f"Invalid pending_invoice_items_behavior: {behavior}", param="pending_invoice_items_behavior")
+            raise StripeError(
+                400, f"Invalid pending_invoice_items_behavior: {behavior}", param="pending_invoice_items_behavior"
+            )
         custom_fields = params.get("custom_fields") or []
         if custom_fields == "":
             custom_fields = []
@@ -952,27 +1176,67 @@ class StripeEmulator:
             raise StripeError(400, "You can have at most 4 custom fields", param="custom_fields")
         now = int(time.time())
         inv = {
-            "id": _new_id("in_"), "object": "invoice", "account_country": "PT", "account_name": ACCOUNT_NAME,
-            "amount_paid": 0, "attempt_count": 0, "attempted": False,
-            "auto_advance": _bool(params.get("auto_advance", "false"), "auto_advance"), "billing_reason": "manual",
-            "collection_method": method, "created": now, "currency": currency, "custom_fields": custom_fields or None,
-            "customer": customer["id"], "customer_email": customer.get("email"), "customer_name": customer.get("name"),
-            "default_tax_rates": [], "description": params.get("description"), "discount": None, "discounts": [],
+            "id": _new_id("in_"),
+            "object": "invoice",
+            "account_country": "PT",
+            "account_name": ACCOUNT_NAME,
+            "amount_paid": 0,
+            "attempt_count": 0,
+            "attempted": False,
+            "auto_advance": _bool(params.get("auto_advance", "false"), "auto_advance"),
+            "billing_reason": "manual",
+            "collection_method": method,
+            "created": now,
+            "currency": currency,
+            "custom_fields": custom_fields or None,
+            "customer": customer["id"],
+            "customer_email": customer.get("email"),
+            "customer_name": customer.get("name"),
+            "default_tax_rates": [],
+            "description": params.get("description"),
+            "discount": None,
+            "discounts": [],
             "due_date": _int(due_date, "due_date") if due_date is not None else None,
             "effective_at": _int(params["effective_at"], "effective_at") if "effective_at" in params else None,
-            "ending_balance": None, "footer": params.get("footer"), "hosted_invoice_url": None, "invoice_pdf": None,
-            "livemode": self.livemode, "metadata": _metadata(params.get("metadata") or {}), "number": None, "paid": False,
-            "paid_out_of_band": False, "period_end": now, "period_start": now, "status": "draft",
-            "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None, "voided_at": None},
-            "subscription": None, "test_clock": None, "webhooks_delivered_at": None,
+            "ending_balance": None,
+            "footer": params.get("footer"),
+            "hosted_invoice_url": None,
+            "invoice_pdf": None,
+            "livemode": self.livemode,
+            "metadata": _metadata(params.get("metadata") or {}),
+            "number": None,
+            "paid": False,
+            "paid_out_of_band": False,
+            "period_end": now,
+            "period_start": now,
+            "status": "draft",
+            "status_transitions": {
+                "finalized_at": None,
+                "marked_uncollectible_at": None,
+                "paid_at": None,
+                "voided_at": None,
+            },
+            "subscription": None,
+            "test_clock": None,
+            "webhooks_delivered_at": None,
             "_days_until_due": _int(days, "days_until_due", minimum=0) if days is not None else None,
-            "_items": [], "_seq": self._next_seq(), "_frozen": None,
+            "_items": [],
+            "_seq": self._next_seq(),
+            "_frozen": None,
         }
         if behavior != "exclude":
-            pending = sorted((i for i in self._items.values() if i["customer"] == customer["id"] and i["invoice"] is None
-                              and i["currency"] == currency), key=lambda i: i["_seq"])
+            pending = sorted(
+                (
+                    i
+                    for i in self._items.values()
+                    if i["customer"] == customer["id"] and i["invoice"] is None and i["currency"] == currency
+                ),
+                key=lambda i: i["_seq"],
+            )
             if behavior == "include_and_require" and not pending:
-                raise StripeError(400, "Nothing to invoice for customer", code="invoice_no_customer_line_items", param="customer")
+                raise StripeError(
+                    400, "Nothing to invoice for customer", code="invoice_no_customer_line_items", param="customer"
+                )
             for item in pending:
                 item["invoice"] = inv["id"]
                 inv["_items"].append(item["id"])
@@ -985,8 +1249,12 @@ class StripeEmulator:
             if key == "metadata":
                 continue
             if inv["status"] != "draft":
-                raise StripeError(400, f"Finalized invoices can't be updated in this way: {key} can only be changed on drafts",
-                                  code="invoice_not_editable", param=key)
+                raise StripeError(
+                    400,
+                    f"Finalized invoices can't be updated in this way: {key} can only be changed on drafts",
+                    code="invoice_not_editable",
+                    param=key,
+                )
             if key not in ("description", "footer", "custom_fields", "auto_advance", "days_until_due", "expand"):
                 raise StripeError(400, f"The emulator does not support updating {key}", param=key)
         if "metadata" in params:
@@ -1008,8 +1276,11 @@ class StripeEmulator:
 
     def _finalize(self, inv: dict, params: dict) -> dict:
         if inv["status"] != "draft":
-            raise StripeError(400, "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
-                              code="invoice_not_editable")
+            raise StripeError(
+                400,
+                "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+                code="invoice_not_editable",
+            )
         if "auto_advance" in params:
             inv["auto_advance"] = _bool(params["auto_advance"], "auto_advance")
         totals = self._totals(inv)
@@ -1025,7 +1296,9 @@ class StripeEmulator:
         inv["hosted_invoice_url"] = f"{self.url}/i/{inv['id']}"
         inv["invoice_pdf"] = f"{self.url}/i/{inv['id']}/pdf"
         inv["_frozen"] = {"starting_balance": customer["balance"], "amount_due": totals["amount_due"]}
-        inv["ending_balance"] = min(0, totals["total"] + customer["balance"])  # a credit left over stays on the customer
+        inv["ending_balance"] = min(
+            0, totals["total"] + customer["balance"]
+        )  # a credit left over stays on the customer
         customer["balance"] = inv["ending_balance"]
         if totals["amount_due"] == 0:
             inv["status"] = "paid"
@@ -1038,13 +1311,26 @@ class StripeEmulator:
         if inv["collection_method"] != "send_invoice":
             raise StripeError(400, "You can only manually send an invoice if its collection method is 'send_invoice'.")
         if inv["status"] != "open":
-            raise StripeError(400, f"You can only send open invoices; this invoice is {inv['status']}.", code="invoice_not_editable")
+            raise StripeError(
+                400, f"You can only send open invoices; this invoice is {inv['status']}.", code="invoice_not_editable"
+            )
         customer = self._customers[inv["customer"]]
         if not customer.get("email"):
-            raise StripeError(400, f"Customer {customer['id']} has no email address, so the invoice cannot be sent.",
-                              code="email_invalid", param="customer")
-        self.emails.append({"invoice": inv["id"], "number": inv["number"], "to": customer["email"],
-                            "amount_due": self._totals(inv)["amount_due"], "currency": inv["currency"]})
+            raise StripeError(
+                400,
+                f"Customer {customer['id']} has no email address, so the invoice cannot be sent.",
+                code="email_invalid",
+                param="customer",
+            )
+        self.emails.append(
+            {
+                "invoice": inv["id"],
+                "number": inv["number"],
+                "to": customer["email"],
+                "amount_due": self._totals(inv)["amount_due"],
+                "currency": inv["currency"],
+            }
+        )
         self._touch(inv)
         return inv
 
@@ -1063,18 +1349,39 @@ class StripeEmulator:
                 exclusive += tax
             taxes.append((rid, rate["inclusive"], tax))
         line = {
-            "id": "il_" + item["id"][3:], "object": "line_item", "amount": item["amount"],
-            "amount_excluding_tax": item["amount"] - inclusive, "currency": item["currency"], "description": item["description"],
-            "discount_amounts": [], "discountable": True, "discounts": [], "invoice_item": item["id"], "livemode": self.livemode,
-            "metadata": copy.deepcopy(item["metadata"]), "period": copy.deepcopy(item["period"]), "price": None,
-            "proration": False, "proration_details": {"credited_items": None}, "quantity": item["quantity"],
-            "subscription": None, "tax_amounts": [
-                {"amount": tax, "inclusive": incl, "tax_rate": rid, "taxability_reason": None,
-                 "taxable_amount": item["amount"] - inclusive}
+            "id": "il_" + item["id"][3:],
+            "object": "line_item",
+            "amount": item["amount"],
+            "amount_excluding_tax": item["amount"] - inclusive,
+            "currency": item["currency"],
+            "description": item["description"],
+            "discount_amounts": [],
+            "discountable": True,
+            "discounts": [],
+            "invoice_item": item["id"],
+            "livemode": self.livemode,
+            "metadata": copy.deepcopy(item["metadata"]),
+            "period": copy.deepcopy(item["period"]),
+            "price": None,
+            "proration": False,
+            "proration_details": {"credited_items": None},
+            "quantity": item["quantity"],
+            "subscription": None,
+            "tax_amounts": [
+                {
+                    "amount": tax,
+                    "inclusive": incl,
+                    "tax_rate": rid,
+                    "taxability_reason": None,
+                    "taxable_amount": item["amount"] - inclusive,
+                }
                 for rid, incl, tax in taxes
             ],
-            "tax_rates": [self._public(self._tax_rates[r]) for r in item["tax_rates"]], "type": "invoiceitem",
-            "unit_amount_excluding_tax": str(Decimal(item["amount"] - inclusive) / item["quantity"]) if item["quantity"] else "0",
+            "tax_rates": [self._public(self._tax_rates[r]) for r in item["tax_rates"]],
+            "type": "invoiceitem",
+            "unit_amount_excluding_tax": str(Decimal(item["amount"] - inclusive) / item["quantity"])
+            if item["quantity"]
+            else "0",
         }
         return line, taxes
 
@@ -1098,24 +1405,46 @@ class StripeEmulator:
         else:
             starting = self._customers[inv["customer"]]["balance"]
             amount_due = max(0, total + starting)
-        return {"lines": lines, "subtotal": subtotal, "tax": tax, "total": total, "excl": subtotal - inclusive,
-                "starting_balance": starting, "amount_due": amount_due,
-                "total_tax_amounts": [{"amount": a, "inclusive": i, "tax_rate": r, "taxability_reason": None,
-                                       "taxable_amount": None} for (r, i), a in per_rate.items()]}
+        return {
+            "lines": lines,
+            "subtotal": subtotal,
+            "tax": tax,
+            "total": total,
+            "excl": subtotal - inclusive,
+            "starting_balance": starting,
+            "amount_due": amount_due,
+            "total_tax_amounts": [
+                {"amount": a, "inclusive": i, "tax_rate": r, "taxability_reason": None, "taxable_amount": None}
+                for (r, i), a in per_rate.items()
+            ],
+        }
 
     def _render_invoice(self, inv: dict, all_lines: bool = False) -> dict:
         t = self._totals(inv)
         out = self._public(inv)
         paid = inv["status"] == "paid"
-        out.update({
-            "subtotal": t["subtotal"], "subtotal_excluding_tax": t["excl"], "tax": t["tax"] if inv["_items"] else None,
-            "total": t["total"], "total_excluding_tax": t["excl"], "total_tax_amounts": t["total_tax_amounts"],
-            "total_discount_amounts": [], "starting_balance": t["starting_balance"], "amount_due": t["amount_due"],
-            "amount_paid": t["amount_due"] if paid else 0, "amount_remaining": 0 if paid else t["amount_due"],
-            "lines": {"object": "list", "data": t["lines"] if all_lines else t["lines"][:10],
-                      "has_more": False if all_lines else len(t["lines"]) > 10, "total_count": len(t["lines"]),
-                      "url": f"/v1/invoices/{inv['id']}/lines"},
-        })
+        out.update(
+            {
+                "subtotal": t["subtotal"],
+                "subtotal_excluding_tax": t["excl"],
+                "tax": t["tax"] if inv["_items"] else None,
+                "total": t["total"],
+                "total_excluding_tax": t["excl"],
+                "total_tax_amounts": t["total_tax_amounts"],
+                "total_discount_amounts": [],
+                "starting_balance": t["starting_balance"],
+                "amount_due": t["amount_due"],
+                "amount_paid": t["amount_due"] if paid else 0,
+                "amount_remaining": 0 if paid else t["amount_due"],
+                "lines": {
+                    "object": "list",
+                    "data": t["lines"] if all_lines else t["lines"][:10],
+                    "has_more": False if all_lines else len(t["lines"]) > 10,
+                    "total_count": len(t["lines"]),
+                    "url": f"/v1/invoices/{inv['id']}/lines",
+                },
+            }
+        )
         return out
 
     # ------------------------------------------------------------------ control API
@@ -1137,7 +1466,9 @@ class StripeEmulator:
         if route == ("POST", "/_emulator/faults"):
             try:
                 doc = json.loads(req.body or b"{}")
-                self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), method=doc.get("method"), path=doc.get("path"))
+                self.inject_fault(
+                    str(doc["kind"]), int(doc.get("times", 1)), method=doc.get("method"), path=doc.get("path")
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
             return _json(200, {"ok": True, "pending_faults": [f["kind"] for f in self._faults]})
@@ -1239,4 +1570,4 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, spec_path: str | None = Non
         emulator.stop()
 
 
-__all__ = ["StripeEmulator", "StripeError", "serve", "DEFAULT_API_KEY", "FAULT_KINDS"]
+__all__ = ["DEFAULT_API_KEY", "FAULT_KINDS", "StripeEmulator", "StripeError", "serve"]

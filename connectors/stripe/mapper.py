@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
@@ -68,10 +68,9 @@ TAX_PERCENT_DECIMALS = 4
 MAX_AMOUNT_MINOR = 99_999_999
 
 #: Stripe's zero-decimal currencies (https://docs.stripe.com/currencies#zero-decimal).
-ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
+ZERO_DECIMAL = frozenset(["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"])
 #: Stripe's three-decimal currencies: amounts in thousandths, last digit 0 (https://docs.stripe.com/currencies#three-decimal).
-THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
-
+THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 
 
 class MappingError(ValueError):
@@ -154,10 +153,14 @@ def to_minor(amount: Decimal, currency: str, field_name: str) -> int:
     exp = stripe_exponent(currency)
     scaled = amount.scaleb(exp)
     if scaled != scaled.to_integral_value():
-        raise MappingError(field_name, f"{amount} {currency.upper()} has more decimals than Stripe's {exp} for {currency.upper()}")
+        raise MappingError(
+            field_name, f"{amount} {currency.upper()} has more decimals than Stripe's {exp} for {currency.upper()}"
+        )
     minor = int(scaled)
     if exp == 3 and minor % 10:
-        raise MappingError(field_name, f"{amount} {currency.upper()}: Stripe requires three-decimal amounts to end in 0")
+        raise MappingError(
+            field_name, f"{amount} {currency.upper()}: Stripe requires three-decimal amounts to end in 0"
+        )
     return minor
 
 
@@ -309,6 +312,7 @@ def _listify(node: Any) -> Any:
     converted = {k: _listify(v) for k, v in node.items()}
     keys = list(converted)
     if keys and all(k.startswith("\x00") or k.isdigit() for k in keys):
+
         def order(k: str) -> int:
             return int(k[1:]) if k.startswith("\x00") else int(k)
 
@@ -323,7 +327,11 @@ def _check_len(field_name: str, value: str, limit: int) -> None:
 
 
 def _quantity_text(line: InvoiceLine) -> str:
-    qty = format(line.quantity.normalize(), "f") if line.quantity == line.quantity.to_integral_value() else format(line.quantity, "f")
+    qty = (
+        format(line.quantity.normalize(), "f")
+        if line.quantity == line.quantity.to_integral_value()
+        else format(line.quantity, "f")
+    )
     text = f"{qty} {line.unit} x {format(line.unit_price, 'f')}"
     if line.discount_percent:
         text += f" less {rate_text(line.discount_percent)}%"
@@ -368,10 +376,10 @@ def _metadata(values: dict[str, str], where: str) -> dict[str, str]:
 
 
 def _unix(d: date) -> int:
-    return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp())
+    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
 
 
-def invoice_to_stripe(invoice: Invoice, settings: "StripeSettings") -> StripePlan:
+def invoice_to_stripe(invoice: Invoice, settings: StripeSettings) -> StripePlan:
     """The :class:`StripePlan` for ``invoice`` (pure; raises :class:`MappingError` naming the field).
 
     Draft invoice params (``PostInvoices``)::
@@ -398,12 +406,16 @@ def invoice_to_stripe(invoice: Invoice, settings: "StripeSettings") -> StripePla
     if not invoice.lines:
         raise MappingError("lines", "an invoice needs at least one line")
     if len(invoice.lines) > MAX_INVOICE_ITEMS:
-        raise MappingError("lines", f"{len(invoice.lines)} lines, Stripe allows at most {MAX_INVOICE_ITEMS} invoice items per invoice")
+        raise MappingError(
+            "lines", f"{len(invoice.lines)} lines, Stripe allows at most {MAX_INVOICE_ITEMS} invoice items per invoice"
+        )
     inclusive = choose_layout(invoice)
     total_minor = to_minor(invoice.total, currency, "total")
     tax_minor = to_minor(invoice.tax_total, currency, "tax_total")
     if abs(total_minor) > MAX_AMOUNT_MINOR:
-        raise MappingError("total", f"{invoice.total} {currency} exceeds Stripe's maximum amount ({MAX_AMOUNT_MINOR} minor units)")
+        raise MappingError(
+            "total", f"{invoice.total} {currency} exceeds Stripe's maximum amount ({MAX_AMOUNT_MINOR} minor units)"
+        )
 
     days = (invoice.due_date - invoice.issue_date).days
     if days < 0:
@@ -415,18 +427,27 @@ def invoice_to_stripe(invoice: Invoice, settings: "StripeSettings") -> StripePla
         rate = line.tax_rate
         if rate < 0 or rate > 100:
             raise MappingError(f"lines[{n}].tax_rate", f"{rate}% is outside Stripe's 0-100")
-        if -rate.as_tuple().exponent > TAX_PERCENT_DECIMALS and rate != rate.quantize(Decimal(1).scaleb(-TAX_PERCENT_DECIMALS)):
+        if -rate.as_tuple().exponent > TAX_PERCENT_DECIMALS and rate != rate.quantize(
+            Decimal(1).scaleb(-TAX_PERCENT_DECIMALS)
+        ):
             raise MappingError(f"lines[{n}].tax_rate", f"{rate}% has more than {TAX_PERCENT_DECIMALS} decimals")
         spec = TaxRateSpec(rate.normalize() if rate else Decimal(0), inclusive, settings.tax_display_name)
         tax_specs.setdefault((spec.percentage, inclusive), spec)
         amount = to_minor(line.total if inclusive else line.net, currency, f"lines[{n}].amount")
         if abs(amount) > MAX_AMOUNT_MINOR:
-            raise MappingError(f"lines[{n}].amount", f"{from_minor(amount, currency)} {currency} exceeds Stripe's maximum amount")
+            raise MappingError(
+                f"lines[{n}].amount", f"{from_minor(amount, currency)} {currency} exceeds Stripe's maximum amount"
+            )
         description = line.description.strip() or line.kind
         item: dict[str, Any] = {"customer": Ref("customer"), "invoice": Ref("invoice"), "currency": currency.lower()}
         unit_minor = line.unit_price.scaleb(stripe_exponent(currency))
         integral_qty = line.quantity > 0 and line.quantity == line.quantity.to_integral_value()
-        if integral_qty and line.discount_percent == 0 and unit_minor * line.quantity == amount and -unit_minor.normalize().as_tuple().exponent <= 12:
+        if (
+            integral_qty
+            and line.discount_percent == 0
+            and unit_minor * line.quantity == amount
+            and -unit_minor.normalize().as_tuple().exponent <= 12
+        ):
             item["description"] = description
             item["unit_amount_decimal"] = format(unit_minor.normalize(), "f") if unit_minor else "0"
             item["quantity"] = int(line.quantity)
@@ -436,7 +457,11 @@ def invoice_to_stripe(invoice: Invoice, settings: "StripeSettings") -> StripePla
         _check_len(f"lines[{n}].description", item["description"], ITEM_DESCRIPTION_MAX)
         item["tax_rates"] = [spec.ref]
         item["metadata"] = _metadata(
-            {"broker_invoice_key": invoice.invoice_key, "broker_line": str(n), "broker_source": line.source[:METADATA_VALUE_MAX]},
+            {
+                "broker_invoice_key": invoice.invoice_key,
+                "broker_line": str(n),
+                "broker_source": line.source[:METADATA_VALUE_MAX],
+            },
             f"lines[{n}]",
         )
         items.append(item)

@@ -97,8 +97,14 @@ def _extract(spec: dict) -> dict[str, Any]:
         op = spec["paths"][template][method.lower()]
         if op.get("operationId") != op_id:
             raise ValueError(f"spec: {method} {template} is {op.get('operationId')!r}, expected {op_id!r}")
-        body = (((op.get("requestBody") or {}).get("content") or {}).get("application/x-www-form-urlencoded") or {}).get("schema")
-        query = {p["name"]: {"required": bool(p.get("required")), "schema": p.get("schema", {})} for p in op.get("parameters", []) if p.get("in") == "query"}
+        body = (
+            ((op.get("requestBody") or {}).get("content") or {}).get("application/x-www-form-urlencoded") or {}
+        ).get("schema")
+        query = {
+            p["name"]: {"required": bool(p.get("required")), "schema": p.get("schema", {})}
+            for p in op.get("parameters", [])
+            if p.get("in") == "query"
+        }
         ops[f"{method} {template}"] = {"operationId": op_id, "body": body, "query": query}
     return {"version": _CACHE_VERSION, "info": spec.get("info", {}).get("version"), "ops": ops}
 
@@ -194,14 +200,16 @@ def _param_name(path: Any) -> str:
 def _describe(error: Any) -> tuple[str, str]:
     param = _param_name(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = set((error.schema.get("properties") or {}))
+        allowed = set(error.schema.get("properties") or {})
         unknown = sorted(k for k in error.instance if k not in allowed)
         if unknown:
             name = _param_name(list(error.absolute_path) + [unknown[0]])
             return name, f"Received unknown parameter: {name}"
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return _param_name(list(error.absolute_path) + [missing]), f"Missing required param: {_param_name(list(error.absolute_path) + [missing])}."
+        return _param_name(
+            list(error.absolute_path) + [missing]
+        ), f"Missing required param: {_param_name(list(error.absolute_path) + [missing])}."
     message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
     return param, f"Invalid {param or 'request'}: {message}"
 
@@ -253,7 +261,11 @@ def make_request_validator(spec_path: str | Path) -> RequestValidator:
             problems.append(("Idempotency-Key", f"Idempotency-Key is {len(key)} characters, 255 max"))
         raw_query = lower.get("x-raw-query")
         try:
-            q = decode_form(parse_qsl(raw_query, keep_blank_values=True)) if raw_query is not None else dict(query or {})
+            q = (
+                decode_form(parse_qsl(raw_query, keep_blank_values=True))
+                if raw_query is not None
+                else dict(query or {})
+            )
         except ValueError as exc:
             problems.append(("query", str(exc)))
             q = {}
@@ -261,7 +273,9 @@ def make_request_validator(spec_path: str | Path) -> RequestValidator:
         if matched[0] == "POST":
             content_type = str(lower.get("content-type", ""))
             if body and "application/x-www-form-urlencoded" not in content_type:
-                problems.append(("Content-Type", f"Content-Type {content_type!r}: Stripe expects application/x-www-form-urlencoded"))
+                problems.append(
+                    ("Content-Type", f"Content-Type {content_type!r}: Stripe expects application/x-www-form-urlencoded")
+                )
             else:
                 try:
                     params = decode_form(body or b"")
@@ -272,12 +286,16 @@ def make_request_validator(spec_path: str | Path) -> RequestValidator:
         if problems:
             shown = "; ".join(m for _, m in problems[:5])
             more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
-            raise SpecValidationError(f"{method.upper()} {path} ({operation['operationId']}): {shown}{more}", param=problems[0][0])
+            raise SpecValidationError(
+                f"{method.upper()} {path} ({operation['operationId']}): {shown}{more}", param=problems[0][0]
+            )
 
     return validate
 
 
-def validate_form(spec_path: str | Path, method: str, template: str, params: dict[str, Any] | list[tuple[str, str]]) -> list[str]:
+def validate_form(
+    spec_path: str | Path, method: str, template: str, params: dict[str, Any] | list[tuple[str, str]]
+) -> list[str]:
     """Problems of one request body (nested params or form pairs) for ``method template``; empty when valid."""
     data = load_operations(str(Path(spec_path).resolve()))
     operation = data["ops"][f"{method.upper()} {template}"]

@@ -45,8 +45,13 @@ class StripeHarness(ConnectorHarness):
             from connectors.stripe.spec_check import make_request_validator
 
             validator = make_request_validator(SPEC)
-        self.emulator = StripeEmulator(api_keys=(SECRET_KEY,), request_validator=validator, hang_seconds=1, rate_limit_per_second=1000,
-                                       customers={CUSTOMER_ID: {"name": CUSTOMER_NAME, "email": "billing@conformance.example"}}).start()
+        self.emulator = StripeEmulator(
+            api_keys=(SECRET_KEY,),
+            request_validator=validator,
+            hang_seconds=1,
+            rate_limit_per_second=1000,
+            customers={CUSTOMER_ID: {"name": CUSTOMER_NAME, "email": "billing@conformance.example"}},
+        ).start()
 
     def stop(self) -> None:
         if self.emulator is not None:
@@ -59,7 +64,11 @@ class StripeHarness(ConnectorHarness):
     # ------------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:
         assert self.emulator is not None
-        return {"api_url": self.emulator.url, "secret_key_env": "CONFORMANCE_STRIPE_SECRET_KEY", "max_requests_per_second": 25}
+        return {
+            "api_url": self.emulator.url,
+            "secret_key_env": "CONFORMANCE_STRIPE_SECRET_KEY",
+            "max_requests_per_second": 25,
+        }
 
     def env(self) -> dict[str, str]:
         return {"CONFORMANCE_STRIPE_SECRET_KEY": SECRET_KEY}
@@ -73,11 +82,17 @@ class StripeHarness(ConnectorHarness):
         held = []
         for inv in self.emulator.invoices():
             meta = inv.get("metadata") or {}
-            held.append(HeldInvoice(
-                external_id=inv["id"], number=meta.get("broker_invoice_number", inv.get("number") or ""),
-                total=from_minor(int(inv["total"]), inv["currency"]), currency=inv["currency"].upper(),
-                line_count=inv["lines"]["total_count"], contact=inv["customer"], raw=inv,
-            ))
+            held.append(
+                HeldInvoice(
+                    external_id=inv["id"],
+                    number=meta.get("broker_invoice_number", inv.get("number") or ""),
+                    total=from_minor(int(inv["total"]), inv["currency"]),
+                    currency=inv["currency"].upper(),
+                    line_count=inv["lines"]["total_count"],
+                    contact=inv["customer"],
+                    raw=inv,
+                )
+            )
         return held
 
     # ------------------------------------------------------------------ faults
@@ -116,4 +131,4 @@ class StripeHarness(ConnectorHarness):
         assert self.emulator.server_errors == [], self.emulator.server_errors
 
 
-__all__ = ["StripeHarness", "SECRET_KEY", "CUSTOMER_ID", "CUSTOMER_NAME"]
+__all__ = ["CUSTOMER_ID", "CUSTOMER_NAME", "SECRET_KEY", "StripeHarness"]

@@ -21,8 +21,17 @@ from connectors.testing.invoices import make_invoice, make_line
 
 #: Names of :mod:`connectors.testing.suite`, imported on first use: the suite needs pytest (a dev
 #: extra), the harnesses do not — ``broker demo`` starts the emulators through them without pytest.
-_SUITE_NAMES = frozenset({"HOSTILE_CASES", "SCENARIOS", "ConnectorConformance", "Kit", "KitSetupError",
-                          "make_conformance_tests", "validate_harness"})
+_SUITE_NAMES = frozenset(
+    {
+        "HOSTILE_CASES",
+        "SCENARIOS",
+        "ConnectorConformance",
+        "Kit",
+        "KitSetupError",
+        "make_conformance_tests",
+        "validate_harness",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -34,6 +43,15 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ConnectorConformance", "ConnectorHarness", "HOSTILE_CASES", "HeldInvoice", "Kit", "KitSetupError", "SCENARIOS",
-    "make_conformance_tests", "make_invoice", "make_line", "validate_harness",
+    "HOSTILE_CASES",
+    "SCENARIOS",
+    "ConnectorConformance",
+    "ConnectorHarness",
+    "HeldInvoice",
+    "Kit",
+    "KitSetupError",
+    "make_conformance_tests",
+    "make_invoice",
+    "make_line",
+    "validate_harness",
 ]

@@ -9,7 +9,7 @@ computes another total is caught to the cent.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -23,30 +23,77 @@ def q2(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def make_line(description: str, quantity: str | Decimal, unit_price: str | Decimal, rate: str | Decimal, *,
-              kind: str = "labour", **extra: Any) -> InvoiceLine:
+def make_line(
+    description: str,
+    quantity: str | Decimal,
+    unit_price: str | Decimal,
+    rate: str | Decimal,
+    *,
+    kind: str = "labour",
+    **extra: Any,
+) -> InvoiceLine:
     """One line with ``net``, ``tax`` and ``total`` computed and rounded like the pricing engine."""
     qty, price, rate_d = D(str(quantity)), D(str(unit_price)), D(str(rate))
     net = q2(qty * price)
     tax = q2(net * rate_d / 100)
-    return InvoiceLine(kind=kind, description=description, quantity=qty, unit_price=price, net=net, tax_rate=rate_d,
-                       tax=tax, total=net + tax, source=f"conformance:{kind}", rule="conformance", **extra)
+    return InvoiceLine(
+        kind=kind,
+        description=description,
+        quantity=qty,
+        unit_price=price,
+        net=net,
+        tax_rate=rate_d,
+        tax=tax,
+        total=net + tax,
+        source=f"conformance:{kind}",
+        rule="conformance",
+        **extra,
+    )
 
 
-def make_invoice(number: str, lines: list[InvoiceLine], *, tenant: str = "conformance", currency: str = "EUR",
-                 contact_id: str | None = None, client_name: str = "Conformance Client, Lda", client_id: str = "CLI-CONF",
-                 document_id: str | None = None, reference: str | None = None, billing_system: str = "conformance") -> Invoice:
+def make_invoice(
+    number: str,
+    lines: list[InvoiceLine],
+    *,
+    tenant: str = "conformance",
+    currency: str = "EUR",
+    contact_id: str | None = None,
+    client_name: str = "Conformance Client, Lda",
+    client_id: str = "CLI-CONF",
+    document_id: str | None = None,
+    reference: str | None = None,
+    billing_system: str = "conformance",
+) -> Invoice:
     """An invoice whose totals are the sums of its rounded lines (``net_total + tax_total == total``)."""
     doc = document_id or number
     net = sum((ln.net for ln in lines), D("0.00"))
     tax = sum((ln.tax for ln in lines), D("0.00"))
     return Invoice(
-        invoice_key=f"{tenant}:wo:{doc}:r1", invoice_number=number, order_key=f"{tenant}:wo:{doc}", tenant=tenant,
-        billing_system=billing_system, event_id=f"conformance:{doc}", event_type="maintenance.work_order.completed",
-        event_time=datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc), document="wo", document_id=doc, revision=1,
-        client_id=client_id, client_name=client_name, contact_id=contact_id, site_id="SITE-CONF", currency=currency,
-        issue_date=date(2026, 3, 2), due_date=date(2026, 4, 1), reference=reference or f"WO {doc}",
-        lines=lines, net_total=net, tax_total=tax, total=net + tax, cost_total=D("0.00"), margin=net,
+        invoice_key=f"{tenant}:wo:{doc}:r1",
+        invoice_number=number,
+        order_key=f"{tenant}:wo:{doc}",
+        tenant=tenant,
+        billing_system=billing_system,
+        event_id=f"conformance:{doc}",
+        event_type="maintenance.work_order.completed",
+        event_time=datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
+        document="wo",
+        document_id=doc,
+        revision=1,
+        client_id=client_id,
+        client_name=client_name,
+        contact_id=contact_id,
+        site_id="SITE-CONF",
+        currency=currency,
+        issue_date=date(2026, 3, 2),
+        due_date=date(2026, 4, 1),
+        reference=reference or f"WO {doc}",
+        lines=lines,
+        net_total=net,
+        tax_total=tax,
+        total=net + tax,
+        cost_total=D("0.00"),
+        margin=net,
     )
 
 
@@ -108,8 +155,8 @@ def negative_line(rate: Decimal = D("23")) -> list[InvoiceLine]:
 
 
 #: Descriptions and names the hostile-content cases use.
-NON_ASCII_NAME = "Ærøskøbing Ålesund — Ōsaka 株式会社 «Ünïcødé» & Sons <Ltd> \"Q\" O'Brien"
-NON_ASCII_DESCRIPTION = "Réparação do ar condicionado — 冷却水ポンプ交換 🔧 עברית ‹tab›\t\\ backslash \"quotes\""
+NON_ASCII_NAME = 'Ærøskøbing Ålesund — Ōsaka 株式会社 «Ünïcødé» & Sons <Ltd> "Q" O\'Brien'
+NON_ASCII_DESCRIPTION = 'Réparação do ar condicionado — 冷却水ポンプ交換 🔧 עברית ‹tab›\t\\ backslash "quotes"'
 
 
 def long_description(length: int = 4000) -> str:
@@ -120,5 +167,16 @@ def long_description(length: int = 4000) -> str:
     return text
 
 
-__all__ = ["make_line", "make_invoice", "standard_lines", "mixed_rate_lines", "many_lines", "zero_line", "negative_line",
-           "long_description", "NON_ASCII_NAME", "NON_ASCII_DESCRIPTION", "q2"]
+__all__ = [
+    "NON_ASCII_DESCRIPTION",
+    "NON_ASCII_NAME",
+    "long_description",
+    "make_invoice",
+    "make_line",
+    "many_lines",
+    "mixed_rate_lines",
+    "negative_line",
+    "q2",
+    "standard_lines",
+    "zero_line",
+]

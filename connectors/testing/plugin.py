@@ -22,8 +22,13 @@ _PRESET_TOKEN_DIR = "BROKER_TOKEN_DIR" in os.environ
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("broker-connectors", "billing-system connector conformance kit")
-    group.addoption("--conformance-scenario", action="append", default=[], metavar="NAME",
-                    help="run only these conformance scenarios (repeatable), e.g. --conformance-scenario batch")
+    group.addoption(
+        "--conformance-scenario",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only these conformance scenarios (repeatable), e.g. --conformance-scenario batch",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -37,7 +42,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
         unknown = wanted - set(SCENARIOS)
         if unknown:
-            raise pytest.UsageError(f"--conformance-scenario: unknown {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}")
+            raise pytest.UsageError(
+                f"--conformance-scenario: unknown {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}"
+            )
     keep, drop = [], []
     for item in items:
         name = getattr(getattr(item, "function", None), "_conformance_scenario", None)

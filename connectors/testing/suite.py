@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import stat
 import subprocess
 import sys
@@ -102,7 +101,14 @@ SCENARIOS: dict[str, str] = {
     "contacts": "a client without contact mapping is found, created when allowed, else a PermanentError naming it",
 }
 
-HOSTILE_CASES: tuple[str, ...] = ("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number")
+HOSTILE_CASES: tuple[str, ...] = (
+    "long_description",
+    "non_ascii",
+    "many_lines",
+    "zero_amount_line",
+    "negative_line",
+    "odd_number",
+)
 ODD_NUMBER = "CF-Ç/1,a b-R1"
 
 
@@ -120,12 +126,18 @@ def validate_harness(harness_cls: type[ConnectorHarness]) -> None:
         raise KitSetupError(f"{harness_cls.__name__}.connector_cls must be a Connector subclass (got {cls!r})")
     for scenario, reason in dict(harness_cls.skip).items():
         if scenario not in SCENARIOS:
-            raise KitSetupError(f"{harness_cls.__name__}.skip: unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+            raise KitSetupError(
+                f"{harness_cls.__name__}.skip: unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}"
+            )
         if not isinstance(reason, str) or not reason.strip():
-            raise KitSetupError(f"{harness_cls.__name__}.skip[{scenario!r}]: skipping a scenario requires a stated reason")
+            raise KitSetupError(
+                f"{harness_cls.__name__}.skip[{scenario!r}]: skipping a scenario requires a stated reason"
+            )
     for case, expectation in dict(harness_cls.hostile).items():
         if case not in HOSTILE_CASES:
-            raise KitSetupError(f"{harness_cls.__name__}.hostile: unknown case {case!r}; known: {', '.join(HOSTILE_CASES)}")
+            raise KitSetupError(
+                f"{harness_cls.__name__}.hostile: unknown case {case!r}; known: {', '.join(HOSTILE_CASES)}"
+            )
         if expectation not in ("deliver", "reject", "either"):
             raise KitSetupError(f"{harness_cls.__name__}.hostile[{case!r}] must be 'deliver', 'reject' or 'either'")
 
@@ -137,7 +149,7 @@ def scenario(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
-        def wrapper(self: "ConnectorConformance", *args: Any, **kwargs: Any) -> Any:
+        def wrapper(self: ConnectorConformance, *args: Any, **kwargs: Any) -> Any:
             reason = dict(self.harness_class.skip).get(name)
             if reason:
                 pytest.skip(f"{self.harness_class.__name__} skips {name!r}: {reason}")
@@ -196,8 +208,11 @@ class Kit:
         try:
             return getattr(self.h, method)(*args, **kwargs)
         except NotImplementedError:
-            pytest.fail(f"{type(self.h).__name__}.{method}() is not implemented; implement it or declare "
-                        f"skip = {{{scenario_name!r}: '<reason>'}} on the harness", pytrace=False)
+            pytest.fail(
+                f"{type(self.h).__name__}.{method}() is not implemented; implement it or declare "
+                f"skip = {{{scenario_name!r}: '<reason>'}} on the harness",
+                pytrace=False,
+            )
 
     def optional(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call an optional hook; ``None`` when not implemented."""
@@ -212,8 +227,11 @@ class Kit:
 
     def connector(self, *, token_store: Any = None, **overrides: Any) -> Connector:
         """A new connector on the harness settings (+ ``overrides``) with its own in-memory token store."""
-        connector = self.cls(self.settings(**overrides), tenant=self.h.tenant,
-                             token_store=token_store if token_store is not None else MemoryTokenStore())
+        connector = self.cls(
+            self.settings(**overrides),
+            tenant=self.h.tenant,
+            token_store=token_store if token_store is not None else MemoryTokenStore(),
+        )
         self._connectors.append(connector)
         return connector
 
@@ -223,11 +241,18 @@ class Kit:
         from broker.delivery import Deliverer
 
         registry.register(self.cls, self.alias)
-        raw = {"tenants": {self.h.tenant: {
-            "name": "Conformance tenant", "currency": self.h.currency, "vat_percent": str(self.h.tax_rate),
-            "invoice_prefix": "CF", "billing": {"system": self.alias, "settings": self.settings(**overrides)},
-            "rate_card": {"skills": {"general": {"hourly_rate": "40"}}, "default_skill": "general"},
-        }}}
+        raw = {
+            "tenants": {
+                self.h.tenant: {
+                    "name": "Conformance tenant",
+                    "currency": self.h.currency,
+                    "vat_percent": str(self.h.tax_rate),
+                    "invoice_prefix": "CF",
+                    "billing": {"system": self.alias, "settings": self.settings(**overrides)},
+                    "rate_card": {"skills": {"general": {"hourly_rate": "40"}}, "default_skill": "general"},
+                }
+            }
+        }
         deliverer = Deliverer(parse_config(raw, source="<conformance>"), max_retry_seconds=30)
         self._deliverers.append(deliverer)
         return deliverer
@@ -238,12 +263,20 @@ class Kit:
         self._n += 1
         return f"CF-{tag[:8].upper()}-{self._n}-R1"
 
-    def invoice(self, tag: str = "STD", lines: list | None = None, *, number: str | None = None, **kwargs: Any) -> Invoice:
+    def invoice(
+        self, tag: str = "STD", lines: list | None = None, *, number: str | None = None, **kwargs: Any
+    ) -> Invoice:
         contact_id, client_name = self.h.contact()
         kwargs.setdefault("contact_id", contact_id)
         kwargs.setdefault("client_name", client_name)
-        return make_invoice(number or self.number(tag), lines if lines is not None else standard_lines(self.h.tax_rate),
-                            tenant=self.h.tenant, currency=self.h.currency, billing_system=self.cls.name, **kwargs)
+        return make_invoice(
+            number or self.number(tag),
+            lines if lines is not None else standard_lines(self.h.tax_rate),
+            tenant=self.h.tenant,
+            currency=self.h.currency,
+            billing_system=self.cls.name,
+            **kwargs,
+        )
 
     def held(self) -> list[HeldInvoice]:
         return list(self.h.invoices())
@@ -253,14 +286,19 @@ class Kit:
 
     def assert_held_once(self, invoice: Invoice, external_id: str | None = None) -> HeldInvoice:
         found = self.held_for(invoice.invoice_number)
-        assert len(found) == 1, f"{invoice.invoice_number}: the billing system holds {len(found)} invoices, expected exactly 1"
+        assert len(found) == 1, (
+            f"{invoice.invoice_number}: the billing system holds {len(found)} invoices, expected exactly 1"
+        )
         held = found[0]
         assert isinstance(held.total, Decimal), f"HeldInvoice.total must be a Decimal, got {type(held.total).__name__}"
         assert held.total == invoice.total, (
             f"{invoice.invoice_number}: billing system total {held.total} != ours {invoice.total} "
-            f"(net {invoice.net_total}, tax {invoice.tax_total})")
+            f"(net {invoice.net_total}, tax {invoice.tax_total})"
+        )
         if external_id is not None:
-            assert held.external_id == external_id, f"{invoice.invoice_number}: held id {held.external_id} != returned {external_id}"
+            assert held.external_id == external_id, (
+                f"{invoice.invoice_number}: held id {held.external_id} != returned {external_id}"
+            )
         if held.currency is not None:
             assert held.currency.upper() == invoice.currency
         if held.line_count is not None:
@@ -268,9 +306,11 @@ class Kit:
         return held
 
     def assert_not_held(self, invoice: Invoice) -> None:
-        assert self.held_for(invoice.invoice_number) == [], f"{invoice.invoice_number} must not exist in the billing system"
+        assert self.held_for(invoice.invoice_number) == [], (
+            f"{invoice.invoice_number} must not exist in the billing system"
+        )
 
-    async def through_policy(self, deliverer: Any, invoice: Invoice) -> "PolicyOutcome":
+    async def through_policy(self, deliverer: Any, invoice: Invoice) -> PolicyOutcome:
         """Deliver ``invoice`` with the deliver stage's retry policy (:meth:`broker.delivery.Deliverer.process`
         on an in-memory ledger). A parked outcome fails the test: the kit's faults are short."""
         from broker import delivery
@@ -298,8 +338,13 @@ class Kit:
         except DuplicateError as exc:
             existing = exc.existing or await connector.find(invoice.invoice_number)
             assert existing is not None, f"DuplicateError for {invoice.invoice_number} but find() does not return it"
-            return DeliveryResult(invoice.invoice_key, existing.external_id, existing.number, created=False,
-                                  details={"duplicate_error": True})
+            return DeliveryResult(
+                invoice.invoice_key,
+                existing.external_id,
+                existing.number,
+                created=False,
+                details={"duplicate_error": True},
+            )
 
     # ------------------------------------------------------------------ running
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -357,13 +402,15 @@ class ConnectorConformance:
     def test_metadata(self, kit: Kit) -> None:
         cls = kit.cls
         assert isinstance(getattr(cls, "name", None), str) and re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", cls.name), (
-            f"{cls.__name__}.name must be a lower-case identifier, got {getattr(cls, 'name', None)!r}")
+            f"{cls.__name__}.name must be a lower-case identifier, got {getattr(cls, 'name', None)!r}"
+        )
         assert isinstance(cls.version, str) and cls.version, "version must be a non-empty string"
         caps = cls.capabilities
         assert isinstance(caps, Capabilities), "capabilities must be a connectors.base.Capabilities"
         assert caps.batch_size >= 1
         assert caps.native_idempotency or caps.lookup_by_reference, (
-            "a connector needs an idempotency mechanism: a native key or a lookup by our reference")
+            "a connector needs an idempotency mechanism: a native key or a lookup by our reference"
+        )
         if caps.batch_size > 1:
             assert cls.deliver_many is not Connector.deliver_many, "batch_size > 1 requires deliver_many()"
         if caps.amendments:
@@ -373,11 +420,15 @@ class ConnectorConformance:
         settings_cls = cls.Settings
         assert isinstance(settings_cls, type) and issubclass(settings_cls, BaseModel)
         assert settings_cls.model_config.get("extra") == "forbid", "Settings must refuse unknown keys (extra='forbid')"
-        assert "timeout_seconds" in settings_cls.model_fields, "Settings needs timeout_seconds (subclass ConnectorSettings)"
+        assert "timeout_seconds" in settings_cls.model_fields, (
+            "Settings needs timeout_seconds (subclass ConnectorSettings)"
+        )
         entry = registry.discover().get(cls.name)
         if entry is not None and entry.package is not None:
             assert entry.error is None, f"entry point {cls.name!r} fails to load: {entry.error}"
-            assert entry.cls is cls, f"entry point {cls.name!r} loads {entry.target}, not {cls.__module__}:{cls.__qualname__}"
+            assert entry.cls is cls, (
+                f"entry point {cls.name!r} loads {entry.target}, not {cls.__module__}:{cls.__qualname__}"
+            )
 
     @scenario("settings_schema")
     def test_settings_schema(self, kit: Kit) -> None:
@@ -391,7 +442,9 @@ class ConnectorConformance:
         env = kit.h.env()
         for value in env.values():
             assert value not in text, "a secret value appears in the settings schema"
-            assert value not in json.dumps(settings, default=str), "harness.settings() must name secrets, not contain them"
+            assert value not in json.dumps(settings, default=str), (
+                "harness.settings() must name secrets, not contain them"
+            )
         for name in secret_env_fields(kit.cls.Settings):
             var = settings.get(name, kit.cls.Settings.model_fields[name].default)
             if isinstance(var, str) and var:
@@ -461,7 +514,10 @@ class ConnectorConformance:
     # ------------------------------------------------------------------ delivery
     @scenario("happy_path")
     def test_happy_path(self, kit: Kit) -> None:
-        invoices = [kit.invoice("HAPPY", standard_lines(kit.h.tax_rate)), kit.invoice("MIXED", mixed_rate_lines(kit.h.tax_rate))]
+        invoices = [
+            kit.invoice("HAPPY", standard_lines(kit.h.tax_rate)),
+            kit.invoice("MIXED", mixed_rate_lines(kit.h.tax_rate)),
+        ]
 
         async def go() -> list:
             connector = kit.connector()
@@ -559,7 +615,9 @@ class ConnectorConformance:
 
         errors, result = kit.run(go())
         for status, exc in errors:
-            assert not isinstance(exc, PermanentError) and exc.http_status == status, f"{status}: {type(exc).__name__} {exc}"
+            assert not isinstance(exc, PermanentError) and exc.http_status == status, (
+                f"{status}: {type(exc).__name__} {exc}"
+            )
         kit.assert_not_held(direct)
         assert result.attempts >= 2, f"expected a retry after the 503, got {result.attempts} attempt(s)"
         kit.assert_held_once(via_policy, result.ok().external_id)
@@ -584,7 +642,9 @@ class ConnectorConformance:
 
         held, found, again, result = kit.run(go())
         assert len(held) == 1, "the emulator must have created the invoice before the response was lost"
-        assert found is not None and found.external_id == held[0].external_id, "find() must reconcile the uncertain create"
+        assert found is not None and found.external_id == held[0].external_id, (
+            "find() must reconcile the uncertain create"
+        )
         assert again.external_id == held[0].external_id
         kit.assert_held_once(direct, held[0].external_id)
         kit.assert_held_once(via_policy, result.ok().external_id)
@@ -629,7 +689,9 @@ class ConnectorConformance:
         existing = items[2].result.external_id if items[2].ok else getattr(items[2].error, "existing", None)
         if isinstance(items[2].error, DuplicateError) and existing is not None:
             existing = existing.external_id
-        assert existing == first.external_id, f"an invoice already created, sent again in a batch, must resolve to its id: {items[2]}"
+        assert existing == first.external_id, (
+            f"an invoice already created, sent again in a batch, must resolve to its id: {items[2]}"
+        )
         kit.assert_held_once(a, first.external_id)
         kit.assert_held_once(b, items[0].result.external_id)
         kit.assert_held_once(d, items[3].result.external_id)
@@ -640,7 +702,10 @@ class ConnectorConformance:
         size = kit.cls.capabilities.batch_size
         if size <= 1:
             pytest.skip("capabilities.batch_size is 1: deliver_many loops over deliver()")
-        invoices = [kit.invoice("SPLIT", [make_line(f"Visit {n}", "1", f"{10 + n}.00", kit.h.tax_rate)]) for n in range(size + 1)]
+        invoices = [
+            kit.invoice("SPLIT", [make_line(f"Visit {n}", "1", f"{10 + n}.00", kit.h.tax_rate)])
+            for n in range(size + 1)
+        ]
         items = kit.run(kit.connector().deliver_many(invoices))
         assert len(items) == len(invoices) and all(i.ok for i in items), [i.error for i in items if not i.ok][:3]
         assert len({i.result.external_id for i in items}) == len(invoices)
@@ -673,7 +738,9 @@ class ConnectorConformance:
             return results, coroutines, kit.hook("token_refresh", "refresh_count") - before
 
         results, coroutines, connectors = kit.run(go())
-        assert coroutines == 1, f"{len(burst)} concurrent calls with an expired token made {coroutines} refreshes, expected 1"
+        assert coroutines == 1, (
+            f"{len(burst)} concurrent calls with an expired token made {coroutines} refreshes, expected 1"
+        )
         assert connectors == 1, f"two connectors sharing a token store made {connectors} refreshes, expected 1"
         for inv in [first, *burst, x, y, z]:
             kit.assert_held_once(inv)
@@ -691,12 +758,26 @@ class ConnectorConformance:
         kit.run(kit.connector(token_store=FileTokenStore(store_dir)).deliver(seed))
         before = kit.hook("token_refresh_processes", "refresh_count")
         kit.hook("token_refresh_processes", "expire_tokens")
-        procs = [subprocess.Popen([sys.executable, "-c", _WORKER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, env=dict(os.environ), text=True) for _ in (p1, p2)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _WORKER_SCRIPT],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(os.environ),
+                text=True,
+            )
+            for _ in (p1, p2)
+        ]
         outputs = []
         for proc, inv in zip(procs, (p1, p2)):
-            spec = {"cls": f"{kit.cls.__module__}:{kit.cls.__qualname__}", "settings": kit.settings(), "tenant": kit.h.tenant,
-                    "store": str(store_dir), "invoice": inv.model_dump_json()}
+            spec = {
+                "cls": f"{kit.cls.__module__}:{kit.cls.__qualname__}",
+                "settings": kit.settings(),
+                "tenant": kit.h.tenant,
+                "store": str(store_dir),
+                "invoice": inv.model_dump_json(),
+            }
             proc.stdin.write(json.dumps(spec, default=str))
             proc.stdin.close()
         for proc in procs:
@@ -766,13 +847,26 @@ class ConnectorConformance:
         for label, exc in caught:
             for n, text in enumerate(_texts_of(exc)):
                 texts[f"{label} exception text #{n}"] = text
-            headers = dlq_headers(topic="billing.invoices", partition=0, offset=0, stage="deliver",
-                                  error_class=getattr(exc, "error_class", "internal"), exc=exc, tenant=kit.h.tenant,
-                                  connector=kit.cls.name, http_status=getattr(exc, "http_status", None), attempts=1)
+            headers = dlq_headers(
+                topic="billing.invoices",
+                partition=0,
+                offset=0,
+                stage="deliver",
+                error_class=getattr(exc, "error_class", "internal"),
+                exc=exc,
+                tenant=kit.h.tenant,
+                connector=kit.cls.name,
+                http_status=getattr(exc, "http_status", None),
+                attempts=1,
+            )
             texts[f"{label} DLQ headers"] = repr(headers)
         texts["logs"] = caplog.text
-        leaks = [f"secret #{i} ({len(s)} chars) in {where}" for i, s in enumerate(secret_values)
-                 for where, text in texts.items() if s in text]
+        leaks = [
+            f"secret #{i} ({len(s)} chars) in {where}"
+            for i, s in enumerate(secret_values)
+            for where, text in texts.items()
+            if s in text
+        ]
         assert not leaks, "secrets leaked: " + "; ".join(leaks[:10])
 
     # ------------------------------------------------------------------ hostile content
@@ -785,7 +879,10 @@ class ConnectorConformance:
         if case == "long_description":
             lines = [make_line(long_description(4000), "1", "10.00", rate), *standard_lines(rate)]
         elif case == "non_ascii":
-            lines = [make_line(NON_ASCII_DESCRIPTION, "1.25", "40.00", rate), make_line("Peça nº 7 — ½\" válvula", "2", "3.10", rate, kind="part")]
+            lines = [
+                make_line(NON_ASCII_DESCRIPTION, "1.25", "40.00", rate),
+                make_line('Peça nº 7 — ½" válvula', "2", "3.10", rate, kind="part"),
+            ]
             kwargs["client_name"] = NON_ASCII_NAME
         elif case == "many_lines":
             lines = many_lines(500, rate)
@@ -806,11 +903,17 @@ class ConnectorConformance:
             except PermanentError as exc:
                 return "reject", exc, None
             except ConnectorError as exc:
-                pytest.fail(f"{case}: {type(exc).__name__} is not an outcome for hostile content "
-                            f"(deliver it or raise PermanentError): {exc}", pytrace=False)
+                pytest.fail(
+                    f"{case}: {type(exc).__name__} is not an outcome for hostile content "
+                    f"(deliver it or raise PermanentError): {exc}",
+                    pytrace=False,
+                )
             except Exception as exc:  # noqa: BLE001 - the point is to catch connector bugs
-                pytest.fail(f"{case}: the connector raised {type(exc).__name__}, not a ConnectorError: {exc}\n"
-                            + "".join(traceback.format_exception(exc))[-3000:], pytrace=False)
+                pytest.fail(
+                    f"{case}: the connector raised {type(exc).__name__}, not a ConnectorError: {exc}\n"
+                    + "".join(traceback.format_exception(exc))[-3000:],
+                    pytrace=False,
+                )
             again = await kit.deliver(connector, invoice) if case == "odd_number" else None
             return "deliver", result, again
 
@@ -832,7 +935,9 @@ class ConnectorConformance:
         allow = kit.hook("contacts", "contact_creation_settings", True)
         known_id, known_name = kit.h.contact()
         unique = uuid.uuid4().hex[:8]
-        unknown = kit.invoice("CONTU", contact_id=None, client_name=f"Unmapped Client {unique}", client_id=f"CLI-NEW-{unique}")
+        unknown = kit.invoice(
+            "CONTU", contact_id=None, client_name=f"Unmapped Client {unique}", client_id=f"CLI-NEW-{unique}"
+        )
         known = kit.invoice("CONTK", contact_id=None, client_name=known_name)
 
         async def go() -> tuple:
@@ -871,7 +976,9 @@ asyncio.run(main())
 """
 
 
-def make_conformance_tests(harness_cls: type[ConnectorHarness], *, name: str | None = None) -> type[ConnectorConformance]:
+def make_conformance_tests(
+    harness_cls: type[ConnectorHarness], *, name: str | None = None
+) -> type[ConnectorConformance]:
     """The pytest test class for ``harness_cls`` (assign it to a ``Test*`` name in a test module).
 
     Raises :class:`KitSetupError` at import time when the harness declaration is invalid (a skip
@@ -880,8 +987,18 @@ def make_conformance_tests(harness_cls: type[ConnectorHarness], *, name: str | N
     validate_harness(harness_cls)
     cls_name = name or f"Test{harness_cls.connector_cls.__name__}Conformance"
     caller = sys._getframe(1).f_globals.get("__name__", ConnectorConformance.__module__)
-    return type(cls_name, (ConnectorConformance,), {"__test__": True, "harness_class": harness_cls, "__module__": caller})
+    return type(
+        cls_name, (ConnectorConformance,), {"__test__": True, "harness_class": harness_cls, "__module__": caller}
+    )
 
 
-__all__ = ["ConnectorConformance", "HOSTILE_CASES", "Kit", "KitSetupError", "SCENARIOS", "make_conformance_tests",
-           "scenario", "validate_harness"]
+__all__ = [
+    "HOSTILE_CASES",
+    "SCENARIOS",
+    "ConnectorConformance",
+    "Kit",
+    "KitSetupError",
+    "make_conformance_tests",
+    "scenario",
+    "validate_harness",
+]

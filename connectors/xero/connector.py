@@ -27,19 +27,26 @@ import hashlib
 import inspect
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import urljoin
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import ConfigDict, Field, SecretStr, ValidationError
 
 from broker.config import ConfigError as BrokerConfigError
 from broker.config import format_validation_error, resolve_secret
 from broker.invoice import Invoice
-from connectors.auth import OAuth2Config, OAuth2TokenManager, TokenSet, TokenStore, default_token_store, refresh_grant, token_key
+from connectors.auth import (
+    OAuth2Config,
+    OAuth2TokenManager,
+    TokenSet,
+    TokenStore,
+    default_token_store,
+    refresh_grant,
+    token_key,
+)
 from connectors.base import (
     AuthError,
     BatchItem,
@@ -74,8 +81,19 @@ DUPLICATE_NUMBER_MESSAGE = "Invoice # must be unique."
 INVOICES_PATH = "/api.xro/2.0/Invoices"
 CREDIT_NOTES_PATH = "/api.xro/2.0/CreditNotes"
 #: Line fields copied from an invoice to the credit note that cancels it (spec schema ``LineItem``).
-_CREDIT_LINE_FIELDS = ("Description", "Quantity", "UnitAmount", "ItemCode", "AccountCode", "TaxType", "TaxAmount",
-                       "LineAmount", "DiscountRate", "DiscountAmount", "Tracking")
+_CREDIT_LINE_FIELDS = (
+    "Description",
+    "Quantity",
+    "UnitAmount",
+    "ItemCode",
+    "AccountCode",
+    "TaxType",
+    "TaxAmount",
+    "LineAmount",
+    "DiscountRate",
+    "DiscountAmount",
+    "Tracking",
+)
 CONTACTS_PATH = "/api.xro/2.0/Contacts"
 #: OAuth2 scopes the connector needs (``check`` reports the missing ones) and requests when authorising.
 REQUIRED_SCOPES = ("accounting.transactions", "accounting.contacts")
@@ -148,7 +166,9 @@ def credit_note_for(invoice: dict, number: str, *, issued: str, reason: str) -> 
     contact = invoice.get("Contact") or {}
     element: dict[str, Any] = {
         "Type": "ACCRECCREDIT",
-        "Contact": {"ContactID": contact["ContactID"]} if contact.get("ContactID") else {"Name": contact.get("Name", "")},
+        "Contact": {"ContactID": contact["ContactID"]}
+        if contact.get("ContactID")
+        else {"Name": contact.get("Name", "")},
         "Date": issued,
         "LineAmountTypes": invoice.get("LineAmountTypes") or "Exclusive",
         "CreditNoteNumber": number,
@@ -285,7 +305,13 @@ class XeroConnector(Connector):
             return await self._http().request(method, url, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise RetryableError(f"{what}: request not sent ({type(exc).__name__}: {self._scrub(str(exc))})") from None
-        except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.WriteTimeout) as exc:
+        except (
+            httpx.ReadTimeout,
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+            httpx.WriteTimeout,
+        ) as exc:
             raise UncertainOutcomeError(
                 f"{what}: request sent but no response ({type(exc).__name__}); outcome unknown, reconcile with find()"
             ) from None
@@ -300,7 +326,9 @@ class XeroConnector(Connector):
             store = self.token_store if self.token_store is not None else default_token_store()
             self.token_store = store
             self._oauth = OAuth2TokenManager(
-                key=token_key("xero", self.tenant, issuer=self.settings.identity_url, client_id=self.settings.client_id),
+                key=token_key(
+                    "xero", self.tenant, issuer=self.settings.identity_url, client_id=self.settings.client_id
+                ),
                 store=store,
                 refresh=self._refresh_grant,
                 seed=lambda: self._secret(self.settings.refresh_token_env, "billing.settings.refresh_token_env"),
@@ -322,7 +350,7 @@ class XeroConnector(Connector):
                 refresh_token=refresh_token,
                 what="Xero token refresh",
                 hint=f": check {self.settings.client_secret_env} and {self.settings.refresh_token_env}"
-                     " (or run `broker connectors authorize xero`)",
+                " (or run `broker connectors authorize xero`)",
             )
         except ConnectorError as exc:
             exc.args = (self._scrub(str(exc)),)
@@ -382,7 +410,9 @@ class XeroConnector(Connector):
             if resp.status_code != 401:
                 return resp
             if attempt == 1:
-                log.info("xero tenant=%s: 401 from %s, refreshing the access token once", self.tenant, httpx.URL(url).path)
+                log.info(
+                    "xero tenant=%s: 401 from %s, refreshing the access token once", self.tenant, httpx.URL(url).path
+                )
                 token = await self._refresh(stale=token)
         raise AuthError(
             f"Xero {method} {httpx.URL(url).path}: 401 Unauthorized after a token refresh ({self._problem_detail(resp)})",
@@ -397,7 +427,7 @@ class XeroConnector(Connector):
         if quota is not None:
             try:
                 self.on_quota(quota)
-            except Exception:  # noqa: BLE001 - advisory only
+            except Exception:
                 log.debug("on_quota callback failed", exc_info=True)
 
     def idempotency_key(self, invoice: Invoice, operation: str) -> str:
@@ -424,7 +454,9 @@ class XeroConnector(Connector):
     def _rate_limited(resp: httpx.Response, what: str) -> RateLimitedError:
         retry_after = retry_after_seconds(resp.headers.get("Retry-After"), 60.0)
         problem = resp.headers.get("X-Rate-Limit-Problem", "unknown")
-        return RateLimitedError(f"{what}: 429 rate limited ({problem} limit), retry after {retry_after:g}s", retry_after=retry_after)
+        return RateLimitedError(
+            f"{what}: 429 rate limited ({problem} limit), retry after {retry_after:g}s", retry_after=retry_after
+        )
 
     def _raise_for_status(self, resp: httpx.Response, what: str) -> None:
         """Map a non-2xx response onto the taxonomy (see the class docstring)."""
@@ -464,7 +496,9 @@ class XeroConnector(Connector):
             raise UnknownAccountError(
                 f"unknown organisation {self.settings.xero_tenant_id}: this connection can reach {', '.join(tenants) or 'no organisation'}"
             )
-        granted = self._oauth.tokens.scopes if self._oauth is not None and self._oauth.tokens is not None else frozenset()
+        granted = (
+            self._oauth.tokens.scopes if self._oauth is not None and self._oauth.tokens is not None else frozenset()
+        )
         missing = [scope for scope in REQUIRED_SCOPES if granted and scope not in granted]
         if missing:
             raise MissingScopeError(
@@ -505,7 +539,9 @@ class XeroConnector(Connector):
         self._raise_for_status(resp, what)
         if not isinstance(body, dict) or not isinstance(body.get("Invoices"), list) or not body["Invoices"]:
             # 2xx but unreadable: the invoice may exist, the caller reconciles with find().
-            raise UncertainOutcomeError(f"{what}: HTTP {resp.status_code} with an unreadable body", http_status=resp.status_code)
+            raise UncertainOutcomeError(
+                f"{what}: HTTP {resp.status_code} with an unreadable body", http_status=resp.status_code
+            )
         result = body["Invoices"][0]
         messages = _validation_messages(result)
         if result.get("HasErrors") or messages:
@@ -527,7 +563,13 @@ class XeroConnector(Connector):
             "idempotency_key": key,
         }
         if not details["total_matches"]:
-            log.warning("xero tenant=%s invoice=%s: Xero total %s differs from ours %s", self.tenant, invoice.invoice_number, total, invoice.total)
+            log.warning(
+                "xero tenant=%s invoice=%s: Xero total %s differs from ours %s",
+                self.tenant,
+                invoice.invoice_number,
+                total,
+                invoice.total,
+            )
         return DeliveryResult(
             invoice_key=invoice.invoice_key,
             external_id=str(result["InvoiceID"]),
@@ -575,7 +617,11 @@ class XeroConnector(Connector):
         if not isinstance(body, dict):
             raise RetryableError("Xero GET Invoices: unreadable body", http_status=resp.status_code)
         for element in body.get("Invoices") or []:
-            if isinstance(element, dict) and str(element.get("InvoiceNumber", "")) == invoice_number and element.get("InvoiceID"):
+            if (
+                isinstance(element, dict)
+                and str(element.get("InvoiceNumber", "")) == invoice_number
+                and element.get("InvoiceID")
+            ):
                 return invoice_from_xero(element)
         return None
 
@@ -611,8 +657,14 @@ class XeroConnector(Connector):
         merged = dict(result.details or {})
         merged.update(details)
         merged.update({"amendment": action, "previous_number": previous.number, "previous_status": status or None})
-        return DeliveryResult(result.invoice_key, result.external_id, result.external_number, result.created,
-                              attempts=result.attempts, details=merged)
+        return DeliveryResult(
+            result.invoice_key,
+            result.external_id,
+            result.external_number,
+            result.created,
+            attempts=result.attempts,
+            details=merged,
+        )
 
     async def _previous(self, previous: ExternalInvoice) -> dict | None:
         """The previous invoice with its lines (``GET /Invoices/{InvoiceID}``), or ``None`` when Xero has none."""
@@ -637,7 +689,9 @@ class XeroConnector(Connector):
         ident = str(current["InvoiceID"])
         key = idempotency_key(invoice, "delete")
         resp = await self._call(
-            "POST", self._url(self.settings.api_url, f"{INVOICES_PATH}/{ident}"), params={"unitdp": "4"},
+            "POST",
+            self._url(self.settings.api_url, f"{INVOICES_PATH}/{ident}"),
+            params={"unitdp": "4"},
             content=dumps({"Invoices": [{"InvoiceID": ident, "Status": "DELETED"}]}),
             headers={"Idempotency-Key": key, "Content-Type": "application/json"},
         )
@@ -646,12 +700,19 @@ class XeroConnector(Connector):
     async def find_credit_note(self, number: str) -> dict | None:
         """``GET /api.xro/2.0/CreditNotes?where=CreditNoteNumber=="<n>"`` (spec ``getCreditNotes``): the exact match or None."""
         escaped = number.replace("\\", "\\\\").replace('"', '\\"')
-        resp = await self._call("GET", self._url(self.settings.api_url, CREDIT_NOTES_PATH),
-                                params={"where": f'CreditNoteNumber=="{escaped}"'})
+        resp = await self._call(
+            "GET",
+            self._url(self.settings.api_url, CREDIT_NOTES_PATH),
+            params={"where": f'CreditNoteNumber=="{escaped}"'},
+        )
         self._raise_for_status(resp, f"Xero GET CreditNotes {number}")
         body = self._json(resp)
         for element in (body.get("CreditNotes") or []) if isinstance(body, dict) else []:
-            if isinstance(element, dict) and str(element.get("CreditNoteNumber", "")) == number and element.get("CreditNoteID"):
+            if (
+                isinstance(element, dict)
+                and str(element.get("CreditNoteNumber", "")) == number
+                and element.get("CreditNoteID")
+            ):
                 return element
         return None
 
@@ -661,11 +722,13 @@ class XeroConnector(Connector):
         number = credit_note_number(prev_number)
         existing = await self.find_credit_note(number)
         if existing is None:
-            element = credit_note_for(current, number, issued=invoice.issue_date.isoformat(),
-                                      reason=f"replaced by {invoice.invoice_number}")
+            element = credit_note_for(
+                current, number, issued=invoice.issue_date.isoformat(), reason=f"replaced by {invoice.invoice_number}"
+            )
             what = f"Xero PUT CreditNotes {number}"
             resp = await self._call(
-                "PUT", self._url(self.settings.api_url, CREDIT_NOTES_PATH),
+                "PUT",
+                self._url(self.settings.api_url, CREDIT_NOTES_PATH),
                 params={"summarizeErrors": "false", "unitdp": "4"},
                 content=dumps({"CreditNotes": [element]}),
                 headers={"Idempotency-Key": idempotency_key(invoice, "credit"), "Content-Type": "application/json"},
@@ -674,7 +737,9 @@ class XeroConnector(Connector):
             body = self._json(resp)
             notes = body.get("CreditNotes") if isinstance(body, dict) else None
             if not isinstance(notes, list) or not notes or not isinstance(notes[0], dict):
-                raise UncertainOutcomeError(f"{what}: HTTP {resp.status_code} with an unreadable body", http_status=resp.status_code)
+                raise UncertainOutcomeError(
+                    f"{what}: HTTP {resp.status_code} with an unreadable body", http_status=resp.status_code
+                )
             existing = notes[0]
             messages = _validation_messages(existing)
             if existing.get("HasErrors") or messages:
@@ -684,15 +749,32 @@ class XeroConnector(Connector):
                         raise RetryableError(f"{what}: number reported taken but not found yet")
                     existing = found
                 else:
-                    raise PermanentError(self._scrub(f"{what}: Xero validation failed: {'; '.join(messages)}"), http_status=400)
+                    raise PermanentError(
+                        self._scrub(f"{what}: Xero validation failed: {'; '.join(messages)}"), http_status=400
+                    )
             if not existing.get("CreditNoteID"):
-                raise UncertainOutcomeError(f"{what}: response element has no CreditNoteID", http_status=resp.status_code)
+                raise UncertainOutcomeError(
+                    f"{what}: response element has no CreditNoteID", http_status=resp.status_code
+                )
         total = existing.get("Total")
-        if total is not None and current.get("Total") is not None and Decimal(str(total)) != Decimal(str(current["Total"])):
-            log.warning("xero tenant=%s credit note %s total %s differs from invoice %s total %s",
-                        self.tenant, number, total, prev_number, current.get("Total"))
-        return {"credit_note_number": number, "credit_note_id": str(existing["CreditNoteID"]),
-                "credit_note_total": str(total)}
+        if (
+            total is not None
+            and current.get("Total") is not None
+            and Decimal(str(total)) != Decimal(str(current["Total"]))
+        ):
+            log.warning(
+                "xero tenant=%s credit note %s total %s differs from invoice %s total %s",
+                self.tenant,
+                number,
+                total,
+                prev_number,
+                current.get("Total"),
+            )
+        return {
+            "credit_note_number": number,
+            "credit_note_id": str(existing["CreditNoteID"]),
+            "credit_note_total": str(total),
+        }
 
     # ------------------------------------------------------------------ batch create
     async def deliver_many(self, invoices: Sequence[Invoice]) -> list[BatchItem]:
@@ -711,7 +793,7 @@ class XeroConnector(Connector):
         size = max(1, self.capabilities.batch_size)
         indexed = list(enumerate(invoices))
         for start in range(0, len(indexed), size):
-            chunk = indexed[start:start + size]
+            chunk = indexed[start : start + size]
             if stop is None:
                 try:
                     for index, item in await self._put_chunk(chunk):
@@ -759,10 +841,14 @@ class XeroConnector(Connector):
         body = self._json(resp)
         elements = body.get("Invoices") if isinstance(body, dict) else None
         if not isinstance(elements, list) or len(elements) != len(sendable):
-            raise UncertainOutcomeError(f"{what}: HTTP {resp.status_code} without one result per invoice", http_status=resp.status_code)
+            raise UncertainOutcomeError(
+                f"{what}: HTTP {resp.status_code} without one result per invoice", http_status=resp.status_code
+            )
         for (index, invoice, _), element in zip(sendable, elements):
             try:
-                out.append((index, BatchItem(invoice.invoice_key, result=await self._element_result(invoice, element, key))))
+                out.append(
+                    (index, BatchItem(invoice.invoice_key, result=await self._element_result(invoice, element, key)))
+                )
             except ConnectorError as exc:
                 out.append((index, BatchItem(invoice.invoice_key, error=exc)))
         return out
@@ -776,23 +862,40 @@ class XeroConnector(Connector):
         if element.get("HasErrors") or messages:
             if _is_duplicate_number(messages):
                 return await self._existing(invoice, key)
-            raise PermanentError(self._scrub(f"{what}: Xero validation failed: {'; '.join(messages) or 'HasErrors without messages'}"),
-                                 http_status=400)
+            raise PermanentError(
+                self._scrub(f"{what}: Xero validation failed: {'; '.join(messages) or 'HasErrors without messages'}"),
+                http_status=400,
+            )
         if not element.get("InvoiceID"):
             raise UncertainOutcomeError(f"{what}: response element has no InvoiceID")
         if str(element.get("InvoiceNumber") or invoice.invoice_number) != invoice.invoice_number:
-            raise UncertainOutcomeError(f"{what}: response element is for {element.get('InvoiceNumber')}; reconcile with find()")
+            raise UncertainOutcomeError(
+                f"{what}: response element is for {element.get('InvoiceNumber')}; reconcile with find()"
+            )
         total = element.get("Total")
         matches = isinstance(total, Decimal | int) and Decimal(total) == invoice.total
         if not matches:
-            log.warning("xero tenant=%s invoice=%s: Xero total %s differs from ours %s", self.tenant, invoice.invoice_number, total, invoice.total)
+            log.warning(
+                "xero tenant=%s invoice=%s: Xero total %s differs from ours %s",
+                self.tenant,
+                invoice.invoice_number,
+                total,
+                invoice.total,
+            )
         return DeliveryResult(
             invoice_key=invoice.invoice_key,
             external_id=str(element["InvoiceID"]),
             external_number=str(element.get("InvoiceNumber") or invoice.invoice_number),
             created=True,
-            details={"SubTotal": str(element.get("SubTotal")), "TotalTax": str(element.get("TotalTax")), "Total": str(total),
-                     "Status": element.get("Status"), "total_matches": matches, "idempotency_key": key, "batch": True},
+            details={
+                "SubTotal": str(element.get("SubTotal")),
+                "TotalTax": str(element.get("TotalTax")),
+                "Total": str(total),
+                "Status": element.get("Status"),
+                "total_matches": matches,
+                "idempotency_key": key,
+                "batch": True,
+            },
         )
 
     # ------------------------------------------------------------------ contacts (connectors.contacts)
@@ -803,8 +906,9 @@ class XeroConnector(Connector):
         if invoice.contact_id:
             return invoice
         if self._contacts is None:
-            self._contacts = ContactResolver(self, allow_create=self.settings.create_contacts, native_name_match=True,
-                                             clients=self.clients)
+            self._contacts = ContactResolver(
+                self, allow_create=self.settings.create_contacts, native_name_match=True, clients=self.clients
+            )
         contact_id = await self._contacts.resolve(invoice)
         return invoice if contact_id is None else invoice.model_copy(update={"contact_id": contact_id})
 
@@ -820,8 +924,12 @@ class XeroConnector(Connector):
         self._raise_for_status(resp, f"Xero GET Contacts by {xero_field}")
         body = self._json(resp)
         for contact in (body.get("Contacts") or []) if isinstance(body, dict) else []:
-            if (isinstance(contact, dict) and contact.get("ContactID") and contact.get("ContactStatus", "ACTIVE") == "ACTIVE"
-                    and same_value(field, str(contact.get(xero_field) or ""), value)):
+            if (
+                isinstance(contact, dict)
+                and contact.get("ContactID")
+                and contact.get("ContactStatus", "ACTIVE") == "ACTIVE"
+                and same_value(field, str(contact.get(xero_field) or ""), value)
+            ):
                 return str(contact["ContactID"])
         return None
 
@@ -833,10 +941,15 @@ class XeroConnector(Connector):
         if query.tax_number:
             element["TaxNumber"] = query.tax_number
         raw_key = f"{self.tenant}:xero:contact:{query.client_id}:create"
-        key = raw_key if len(raw_key) <= IDEMPOTENCY_KEY_MAX and _KEY_CHARS.match(raw_key) else (
-            f"contact:{hashlib.sha256(raw_key.encode()).hexdigest()}:create")
+        key = (
+            raw_key
+            if len(raw_key) <= IDEMPOTENCY_KEY_MAX and _KEY_CHARS.match(raw_key)
+            else (f"contact:{hashlib.sha256(raw_key.encode()).hexdigest()}:create")
+        )
         resp = await self._call(
-            "PUT", self._url(self.settings.api_url, CONTACTS_PATH), params={"summarizeErrors": "false"},
+            "PUT",
+            self._url(self.settings.api_url, CONTACTS_PATH),
+            params={"summarizeErrors": "false"},
             content=dumps({"Contacts": [element]}),
             headers={"Idempotency-Key": key, "Content-Type": "application/json"},
         )
@@ -850,8 +963,13 @@ class XeroConnector(Connector):
             if found:
                 return found
         if messages or not first.get("ContactID"):
-            raise PermanentError(self._scrub(f"Xero could not create the contact of client {query.client_id} ({query.name}): "
-                                             f"{'; '.join(messages) or 'no ContactID in the response'}"), http_status=400)
+            raise PermanentError(
+                self._scrub(
+                    f"Xero could not create the contact of client {query.client_id} ({query.name}): "
+                    f"{'; '.join(messages) or 'no ContactID in the response'}"
+                ),
+                http_status=400,
+            )
         return str(first["ContactID"])
 
     # ------------------------------------------------------------------ OAuth2 authorization (broker connectors authorize)
@@ -867,7 +985,9 @@ class XeroConnector(Connector):
             client_id=self.settings.client_id,
             client_secret=secret,
             scopes=AUTHORIZE_SCOPES,
-            store_key=token_key("xero", self.tenant, issuer=self.settings.identity_url, client_id=self.settings.client_id),
+            store_key=token_key(
+                "xero", self.tenant, issuer=self.settings.identity_url, client_id=self.settings.client_id
+            ),
         )
 
     async def aclose(self) -> None:
@@ -881,4 +1001,4 @@ class XeroConnector(Connector):
                 pass
 
 
-__all__ = ["XeroConnector", "XeroSettings", "idempotency_key", "DUPLICATE_NUMBER_MESSAGE"]
+__all__ = ["DUPLICATE_NUMBER_MESSAGE", "XeroConnector", "XeroSettings", "idempotency_key"]

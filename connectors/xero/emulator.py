@@ -80,7 +80,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -140,7 +140,9 @@ def demo_contacts(config_path: str | Path | None = None) -> dict[str, dict[str, 
                 continue
             for client in (tenant.get("clients") or {}).values():
                 if client.get("contact_id"):
-                    seeded.setdefault(str(org), {})[str(client["contact_id"])] = str(client.get("name") or client["contact_id"])
+                    seeded.setdefault(str(org), {})[str(client["contact_id"])] = str(
+                        client.get("name") or client["contact_id"]
+                    )
         return seeded
     except Exception:  # the seed is a convenience; never fail construction over it
         return {}
@@ -153,12 +155,12 @@ def _q2(value: Decimal) -> Decimal:
 def _ms_date(d: date | datetime) -> str:
     """Xero's JSON date format ``/Date(1552262400000+0000)/`` (milliseconds since the epoch, UTC)."""
     if not isinstance(d, datetime):
-        d = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+        d = datetime(d.year, d.month, d.day, tzinfo=UTC)
     return f"/Date({int(d.timestamp() * 1000)}+0000)/"
 
 
 def _now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -190,7 +192,14 @@ def _problem(status: int, title: str, detail: str) -> _Response:
     """Xero's problem-details body for 401/403 (``{"Type": null, "Title", "Status", "Detail", ...}``)."""
     return _json(
         status,
-        {"Type": None, "Title": title, "Status": status, "Detail": detail, "Instance": str(uuid.uuid4()), "Extensions": {}},
+        {
+            "Type": None,
+            "Title": title,
+            "Status": status,
+            "Detail": detail,
+            "Instance": str(uuid.uuid4()),
+            "Extensions": {},
+        },
     )
 
 
@@ -308,9 +317,9 @@ class XeroEmulator:
         self._limits: dict[str, _TenantLimits] = {t: _TenantLimits() for t in self.tenant_ids}
         self._app_minute: deque[float] = deque()
         self._faults: deque[str] = deque()
-        self._number_seq: dict[str, int] = {t: 0 for t in self.tenant_ids}
+        self._number_seq: dict[str, int] = dict.fromkeys(self.tenant_ids, 0)
         self._credit_notes: dict[str, dict[str, dict]] = {t: {} for t in self.tenant_ids}
-        self._cn_seq: dict[str, int] = {t: 0 for t in self.tenant_ids}
+        self._cn_seq: dict[str, int] = dict.fromkeys(self.tenant_ids, 0)
         self._outages: dict[str, tuple[float, int]] = {}
         self.history: list[tuple[float, str, str, str, str]] = []
         for tenant, seeded in self.seed_contacts.items():
@@ -322,7 +331,7 @@ class XeroEmulator:
         self.validation_failures: list[str] = []
         self.server_errors: list[str] = []
 
-    def start(self) -> "XeroEmulator":
+    def start(self) -> XeroEmulator:
         """Bind and serve in a daemon thread; returns ``self``. Idempotent."""
         if self._server is not None:
             return self
@@ -330,7 +339,12 @@ class XeroEmulator:
         handler = type("XeroEmulatorHandler", (_Handler,), {"emulator": self})
         self._server = _Server((self.host, self.port), handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"xero-emulator:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"xero-emulator:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -345,7 +359,7 @@ class XeroEmulator:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "XeroEmulator":
+    def __enter__(self) -> XeroEmulator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -478,7 +492,11 @@ class XeroEmulator:
                 client_id, _, client_secret = decoded.partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 return _json(400, {"error": "invalid_client"})
-        if client_id != self.client_id or client_secret is None or not secrets.compare_digest(client_secret, self.client_secret):
+        if (
+            client_id != self.client_id
+            or client_secret is None
+            or not secrets.compare_digest(client_secret, self.client_secret)
+        ):
             return _json(400, {"error": "invalid_client"})
         if form.get("grant_type") == "authorization_code":
             return self._code_grant(form)
@@ -518,12 +536,23 @@ class XeroEmulator:
         if q.get("client_id") != self.client_id:
             return _json(400, {"error": "unauthorized_client"})
         redirect = q.get("redirect_uri", "")
-        if q.get("response_type") != "code" or not re.match(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect):
-            return _json(400, {"error": "invalid_request", "error_description": "response_type=code and a loopback redirect_uri are required"})
+        if q.get("response_type") != "code" or not re.match(
+            r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect
+        ):
+            return _json(
+                400,
+                {
+                    "error": "invalid_request",
+                    "error_description": "response_type=code and a loopback redirect_uri are required",
+                },
+            )
         code = "emu-code-" + secrets.token_hex(12)
         with self._lock:
-            self._auth_codes[code] = {"redirect_uri": redirect, "challenge": q.get("code_challenge"),
-                                      "expires": time.monotonic() + 300}
+            self._auth_codes[code] = {
+                "redirect_uri": redirect,
+                "challenge": q.get("code_challenge"),
+                "expires": time.monotonic() + 300,
+            }
         sep = "&" if "?" in redirect else "?"
         state = q.get("state", "")
         from urllib.parse import urlencode
@@ -534,7 +563,11 @@ class XeroEmulator:
         """``grant_type=authorization_code``: single-use code, same ``redirect_uri``, PKCE verifier checked."""
         with self._lock:
             entry = self._auth_codes.pop(form.get("code", ""), None)
-            if entry is None or time.monotonic() > entry["expires"] or entry["redirect_uri"] != form.get("redirect_uri"):
+            if (
+                entry is None
+                or time.monotonic() > entry["expires"]
+                or entry["redirect_uri"] != form.get("redirect_uri")
+            ):
                 return _json(400, {"error": "invalid_grant"})
             if entry["challenge"]:
                 verifier = form.get("code_verifier", "")
@@ -546,8 +579,17 @@ class XeroEmulator:
             self._refresh_tokens[new_refresh] = None
             access = "emu-at-" + secrets.token_hex(20)
             self._access_tokens[access] = now + self.access_token_ttl
-        return _json(200, {"access_token": access, "expires_in": int(math.ceil(self.access_token_ttl)), "token_type": "Bearer",
-                           "refresh_token": new_refresh, "scope": self.scopes}, {"Cache-Control": "no-store"})
+        return _json(
+            200,
+            {
+                "access_token": access,
+                "expires_in": int(math.ceil(self.access_token_ttl)),
+                "token_type": "Bearer",
+                "refresh_token": new_refresh,
+                "scope": self.scopes,
+            },
+            {"Cache-Control": "no-store"},
+        )
 
     def _authenticate(self, req: _Request) -> _Response | None:
         auth = req.headers.get("authorization", "")
@@ -600,7 +642,11 @@ class XeroEmulator:
         """Count the call against the limits or return the 429. Caller holds the lock."""
         now = time.monotonic()
         lim = self._limits[tenant]
-        for window, span in ((lim.minute, self.rate_limit_window_seconds), (lim.day, 86400.0), (self._app_minute, 60.0)):
+        for window, span in (
+            (lim.minute, self.rate_limit_window_seconds),
+            (lim.day, 86400.0),
+            (self._app_minute, 60.0),
+        ):
             while window and now - window[0] >= span:
                 window.popleft()
         problem, retry = None, 0.0
@@ -616,7 +662,9 @@ class XeroEmulator:
             self.count_429 += 1
             headers = self._limit_headers(tenant)
             headers.update({"Retry-After": str(max(1, math.ceil(retry))), "X-Rate-Limit-Problem": problem})
-            return _json(429, {"Title": "Too Many Requests", "Status": 429, "Detail": f"rate limit exceeded: {problem}"}, headers)
+            return _json(
+                429, {"Title": "Too Many Requests", "Status": 429, "Detail": f"rate limit exceeded: {problem}"}, headers
+            )
         lim.minute.append(now)
         lim.day.append(now)
         self._app_minute.append(now)
@@ -634,8 +682,15 @@ class XeroEmulator:
             down = self._outages.get(tenant) or self._outages.get("*")
             if down is not None and time.monotonic() < down[0]:
                 status = down[1]
-                return _json(status, {"Title": "Service Unavailable" if status == 503 else "Error", "Status": status,
-                                      "Detail": "emulated outage"}, {"Retry-After": str(max(1, math.ceil(down[0] - time.monotonic())))} if status == 503 else None)
+                return _json(
+                    status,
+                    {
+                        "Title": "Service Unavailable" if status == 503 else "Error",
+                        "Status": status,
+                        "Detail": "emulated outage",
+                    },
+                    {"Retry-After": str(max(1, math.ceil(down[0] - time.monotonic())))} if status == 503 else None,
+                )
             limited = self._admit(tenant)
             if limited is not None:
                 return limited
@@ -646,10 +701,15 @@ class XeroEmulator:
                     self.count_429 += 1
                     headers = self._limit_headers(tenant)
                 headers.update({"Retry-After": str(self.fault_retry_after), "X-Rate-Limit-Problem": "minute"})
-                return _json(429, {"Title": "Too Many Requests", "Status": 429, "Detail": "rate limit exceeded: minute"}, headers)
+                return _json(
+                    429, {"Title": "Too Many Requests", "Status": 429, "Detail": "rate limit exceeded: minute"}, headers
+                )
             if fault in ("503", "500"):
                 status = int(fault)
-                return _json(status, {"Title": "Service Unavailable" if status == 503 else "Internal Server Error", "Status": status})
+                return _json(
+                    status,
+                    {"Title": "Service Unavailable" if status == 503 else "Internal Server Error", "Status": status},
+                )
             if fault == "reset":
                 return _Response(0, action="reset")
             if self.response_delay > 0:
@@ -671,7 +731,9 @@ class XeroEmulator:
         if req.method not in ("PUT", "POST", "PATCH") or not key:
             return self._with_limits(self._route(req, tenant, resource), tenant)
         if len(key) > 128:
-            return self._with_limits(_validation_exception([], f"Idempotency-Key must be 128 characters or fewer (got {len(key)})"), tenant)
+            return self._with_limits(
+                _validation_exception([], f"Idempotency-Key must be 128 characters or fewer (got {len(key)})"), tenant
+            )
         now = time.monotonic()
         for cached_key in [k for k, v in self._idempotency.items() if now - v["at"] >= self.idempotency_ttl]:
             del self._idempotency[cached_key]
@@ -691,7 +753,13 @@ class XeroEmulator:
             return self._with_limits(replay, tenant)
         resp = self._route(req, tenant, resource)
         if resp.status < 500:
-            self._idempotency[(tenant, key)] = {"at": now, "fingerprint": fingerprint, "status": resp.status, "body": resp.body, "headers": dict(resp.headers)}
+            self._idempotency[(tenant, key)] = {
+                "at": now,
+                "fingerprint": fingerprint,
+                "status": resp.status,
+                "body": resp.body,
+                "headers": dict(resp.headers),
+            }
         return self._with_limits(resp, tenant)
 
     def _with_limits(self, resp: _Response, tenant: str) -> _Response:
@@ -733,15 +801,25 @@ class XeroEmulator:
             return self._envelope({"Contacts": [copy.deepcopy(contact)]})
         else:
             return self._not_found()
-        return _json(405, {"Title": "Method Not Allowed", "Status": 405, "Detail": f"{req.method} is not emulated on this resource"})
+        return _json(
+            405,
+            {"Title": "Method Not Allowed", "Status": 405, "Detail": f"{req.method} is not emulated on this resource"},
+        )
 
     @staticmethod
     def _not_found() -> _Response:
-        return _Response(404, b"The resource you're looking for cannot be found", {"Content-Type": "text/plain; charset=utf-8"})
+        return _Response(
+            404, b"The resource you're looking for cannot be found", {"Content-Type": "text/plain; charset=utf-8"}
+        )
 
     @staticmethod
     def _envelope(payload: dict) -> _Response:
-        body = {"Id": str(uuid.uuid4()), "Status": "OK", "ProviderName": PROVIDER_NAME, "DateTimeUTC": f"/Date({int(time.time() * 1000)})/"}
+        body = {
+            "Id": str(uuid.uuid4()),
+            "Status": "OK",
+            "ProviderName": PROVIDER_NAME,
+            "DateTimeUTC": f"/Date({int(time.time() * 1000)})/",
+        }
         body.update(payload)
         return _json(200, body)
 
@@ -750,12 +828,26 @@ class XeroEmulator:
         try:
             doc = loads(req.body or b"")
         except ValueError as exc:
-            return _json(400, {"ErrorNumber": 14, "Type": "PostDataInvalidException", "Message": f"JSON for post data was invalid: {exc}"})
+            return _json(
+                400,
+                {
+                    "ErrorNumber": 14,
+                    "Type": "PostDataInvalidException",
+                    "Message": f"JSON for post data was invalid: {exc}",
+                },
+            )
         if isinstance(doc, dict) and isinstance(doc.get(collection), list):
             return doc[collection]
         if isinstance(doc, dict) and collection not in doc:
             return [doc]  # a single object is accepted too
-        return _json(400, {"ErrorNumber": 14, "Type": "PostDataInvalidException", "Message": f"Expected an object with a {collection} array"})
+        return _json(
+            400,
+            {
+                "ErrorNumber": 14,
+                "Type": "PostDataInvalidException",
+                "Message": f"Expected an object with a {collection} array",
+            },
+        )
 
     @staticmethod
     def _summarize(req: _Request) -> bool:
@@ -778,7 +870,15 @@ class XeroEmulator:
             "ContactPersons": [],
             "HasValidationErrors": False,
         }
-        for key in ("ContactNumber", "AccountNumber", "FirstName", "LastName", "EmailAddress", "TaxNumber", "DefaultCurrency"):
+        for key in (
+            "ContactNumber",
+            "AccountNumber",
+            "FirstName",
+            "LastName",
+            "EmailAddress",
+            "TaxNumber",
+            "DefaultCurrency",
+        ):
             if element.get(key) is not None:
                 contact[key] = element[key]
         self._contacts[tenant][contact_id] = contact
@@ -812,12 +912,23 @@ class XeroEmulator:
             errors.append(errs)
         if self._summarize(req) and any(errors):
             return _validation_exception(
-                [dict(el if isinstance(el, dict) else {}, ValidationErrors=[{"Message": m} for m in errs]) for el, errs in zip(elements, errors) if errs]
+                [
+                    dict(el if isinstance(el, dict) else {}, ValidationErrors=[{"Message": m} for m in errs])
+                    for el, errs in zip(elements, errors)
+                    if errs
+                ]
             )
         out = []
         for el, errs in zip(elements, errors):
             if errs:
-                out.append(dict(el if isinstance(el, dict) else {}, HasValidationErrors=True, StatusAttributeString="ERROR", ValidationErrors=[{"Message": m} for m in errs]))
+                out.append(
+                    dict(
+                        el if isinstance(el, dict) else {},
+                        HasValidationErrors=True,
+                        StatusAttributeString="ERROR",
+                        ValidationErrors=[{"Message": m} for m in errs],
+                    )
+                )
             else:
                 out.append(copy.deepcopy(self._new_contact(tenant, el)))
         return self._envelope({"Contacts": out})
@@ -862,7 +973,7 @@ class XeroEmulator:
             text = value.strip()
             m = re.fullmatch(r"/Date\((-?\d+)([+-]\d{4})?\)/", text)
             if m:
-                return datetime.fromtimestamp(int(m.group(1)) / 1000, tz=timezone.utc).date()
+                return datetime.fromtimestamp(int(m.group(1)) / 1000, tz=UTC).date()
             try:
                 return date.fromisoformat(text[:10]) if len(text) >= 10 else date.fromisoformat(text)
             except ValueError:
@@ -880,9 +991,15 @@ class XeroEmulator:
     def _taken_numbers(self, tenant: str) -> set[str]:
         if not self.enforce_unique_numbers:
             return set()
-        return {inv["InvoiceNumber"].lower() for inv in self._invoices[tenant].values() if inv["Type"] == "ACCREC" and inv.get("InvoiceNumber")}
+        return {
+            inv["InvoiceNumber"].lower()
+            for inv in self._invoices[tenant].values()
+            if inv["Type"] == "ACCREC" and inv.get("InvoiceNumber")
+        }
 
-    def _build_invoice(self, tenant: str, el: Any, unitdp: int, taken: set[str]) -> tuple[dict | None, list[str], Callable[[], None] | None]:
+    def _build_invoice(
+        self, tenant: str, el: Any, unitdp: int, taken: set[str]
+    ) -> tuple[dict | None, list[str], Callable[[], None] | None]:
         """Validate and compute one invoice; returns (invoice, errors, commit-contact callback)."""
         errors: list[str] = []
         if not isinstance(el, dict):
@@ -985,7 +1102,9 @@ class XeroEmulator:
             tax_type = raw.get("TaxType") or ("NONE" if amount_types == "NoTax" else "OUTPUT2")
             rate = self.tax_rates.get(str(tax_type).upper())
             if rate is None:
-                errors.append(f"The TaxType code '{tax_type}' does not exist or cannot be used for this type of transaction.")
+                errors.append(
+                    f"The TaxType code '{tax_type}' does not exist or cannot be used for this type of transaction."
+                )
                 continue
             if amount_types == "NoTax":
                 tax = Decimal("0.00")
@@ -1073,7 +1192,19 @@ class XeroEmulator:
             if inv_type == "ACCREC":
                 target["IsCustomer"] = True
             invoice["Contact"] = {
-                k: copy.deepcopy(v) for k, v in target.items() if k in ("ContactID", "ContactStatus", "Name", "Addresses", "Phones", "ContactGroups", "ContactPersons", "HasValidationErrors")
+                k: copy.deepcopy(v)
+                for k, v in target.items()
+                if k
+                in (
+                    "ContactID",
+                    "ContactStatus",
+                    "Name",
+                    "Addresses",
+                    "Phones",
+                    "ContactGroups",
+                    "ContactPersons",
+                    "HasValidationErrors",
+                )
             }
             self._invoices[tenant][invoice_id] = invoice
 
@@ -1108,9 +1239,7 @@ class XeroEmulator:
                 taken.add(invoice["InvoiceNumber"].lower())
             built.append((el, invoice, errs, commit))
         if self._summarize(req) and any(errs for _, _, errs, _ in built):
-            return _validation_exception(
-                [self._error_element(el, errs) for el, _, errs, _ in built if errs]
-            )
+            return _validation_exception([self._error_element(el, errs) for el, _, errs, _ in built if errs])
         out = []
         for el, invoice, errs, commit in built:
             if errs:
@@ -1126,7 +1255,9 @@ class XeroEmulator:
     @staticmethod
     def _error_element(el: Any, errs: list[str]) -> dict:
         element = copy.deepcopy(el) if isinstance(el, dict) else {}
-        element.update({"HasErrors": True, "StatusAttributeString": "ERROR", "ValidationErrors": [{"Message": m} for m in errs]})
+        element.update(
+            {"HasErrors": True, "StatusAttributeString": "ERROR", "ValidationErrors": [{"Message": m} for m in errs]}
+        )
         return element
 
     def _get_invoices(self, req: _Request, tenant: str) -> _Response:
@@ -1153,7 +1284,14 @@ class XeroEmulator:
             for term in re.split(r"\s+AND\s+", where, flags=re.IGNORECASE):
                 m = _WHERE_TERM.match(term)
                 if not m or m.group(1) not in ("InvoiceNumber", "Reference", "Status", "Type", "InvoiceID"):
-                    return _json(400, {"ErrorNumber": 16, "Type": "QueryParseException", "Message": f"where clause not supported by the emulator: {term!r}"})
+                    return _json(
+                        400,
+                        {
+                            "ErrorNumber": 16,
+                            "Type": "QueryParseException",
+                            "Message": f"where clause not supported by the emulator: {term!r}",
+                        },
+                    )
                 field_name, value = m.group(1), re.sub(r"\\(.)", r"\1", m.group(2))
                 invoices = [i for i in invoices if str(i.get(field_name, "")) == value]
         unitdp = self._unitdp(req)
@@ -1167,7 +1305,12 @@ class XeroEmulator:
                 page, size = 1, 100
             item_count = len(invoices)
             invoices = invoices[(page - 1) * size : page * size]
-            payload["pagination"] = {"page": page, "pageSize": size, "pageCount": max(1, math.ceil(item_count / size)), "itemCount": item_count}
+            payload["pagination"] = {
+                "page": page,
+                "pageSize": size,
+                "pageCount": max(1, math.ceil(item_count / size)),
+                "itemCount": item_count,
+            }
         payload["Invoices"] = [self._render(i, unitdp, summary_only) for i in invoices]
         return self._envelope(payload)
 
@@ -1203,8 +1346,14 @@ class XeroEmulator:
             return _validation_exception([self._error_element(el, ["InvoiceID in the body does not match the URL"])])
         unsupported = sorted(k for k in el if k not in ("InvoiceID", "Status"))
         if unsupported:
-            return _json(400, {"ErrorNumber": 14, "Type": "PostDataInvalidException",
-                               "Message": f"the emulator only changes Status with updateInvoice (got {', '.join(unsupported)})"})
+            return _json(
+                400,
+                {
+                    "ErrorNumber": 14,
+                    "Type": "PostDataInvalidException",
+                    "Message": f"the emulator only changes Status with updateInvoice (got {', '.join(unsupported)})",
+                },
+            )
         new_status = el.get("Status") or invoice["Status"]
         old_status = invoice["Status"]
         if new_status != old_status:
@@ -1232,8 +1381,11 @@ class XeroEmulator:
         if isinstance(elements, _Response):
             return elements
         unitdp = self._unitdp(req)
-        taken = ({cn["CreditNoteNumber"].lower() for cn in self._credit_notes[tenant].values() if cn.get("CreditNoteNumber")}
-                 if self.enforce_unique_numbers else set())
+        taken = (
+            {cn["CreditNoteNumber"].lower() for cn in self._credit_notes[tenant].values() if cn.get("CreditNoteNumber")}
+            if self.enforce_unique_numbers
+            else set()
+        )
         built: list[tuple[Any, dict | None, list[str], Callable[[], None] | None]] = []
         for el in elements:
             if not isinstance(el, dict):
@@ -1305,7 +1457,14 @@ class XeroEmulator:
             for term in re.split(r"\s+AND\s+", where, flags=re.IGNORECASE):
                 m = _WHERE_TERM.match(term)
                 if not m or m.group(1) not in ("CreditNoteNumber", "Reference", "Status", "Type", "CreditNoteID"):
-                    return _json(400, {"ErrorNumber": 16, "Type": "QueryParseException", "Message": f"where clause not supported by the emulator: {term!r}"})
+                    return _json(
+                        400,
+                        {
+                            "ErrorNumber": 16,
+                            "Type": "QueryParseException",
+                            "Message": f"where clause not supported by the emulator: {term!r}",
+                        },
+                    )
                 field_name, value = m.group(1), re.sub(r"\\(.)", r"\1", m.group(2))
                 notes = [n for n in notes if str(n.get(field_name, "")) == value]
         unitdp = self._unitdp(req)
@@ -1316,7 +1475,9 @@ class XeroEmulator:
         route = (req.method, lower)
         if route == ("GET", "/_emulator/invoices"):
             with self._lock:
-                listing = [dict(copy.deepcopy(inv), TenantID=t) for t, invs in self._invoices.items() for inv in invs.values()]
+                listing = [
+                    dict(copy.deepcopy(inv), TenantID=t) for t, invs in self._invoices.items() for inv in invs.values()
+                ]
             return _json(200, listing)
         if route == ("GET", "/_emulator/contacts"):
             with self._lock:
@@ -1324,7 +1485,9 @@ class XeroEmulator:
             return _json(200, listing)
         if route == ("GET", "/_emulator/credit-notes"):
             with self._lock:
-                listing = [dict(copy.deepcopy(cn), TenantID=t) for t, cns in self._credit_notes.items() for cn in cns.values()]
+                listing = [
+                    dict(copy.deepcopy(cn), TenantID=t) for t, cns in self._credit_notes.items() for cn in cns.values()
+                ]
             return _json(200, listing)
         if route == ("GET", "/_emulator/history"):
             with self._lock:
@@ -1469,8 +1632,12 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, spec_path: str | None = Non
     print(f"  xero_tenant_id         : {', '.join(emulator.tenant_ids)}")
     print(f"  client_id              : {emulator.client_id}")
     print(f"  client secret          : {emulator.client_secret}   (export XERO_CLIENT_SECRET={emulator.client_secret})")
-    print(f"  refresh token          : {emulator.initial_refresh_token}   (export XERO_REFRESH_TOKEN={emulator.initial_refresh_token})")
-    print(f"  control API            : {emulator.url}/_emulator/stats | /_emulator/invoices | POST /_emulator/faults | POST /_emulator/reset")
+    print(
+        f"  refresh token          : {emulator.initial_refresh_token}   (export XERO_REFRESH_TOKEN={emulator.initial_refresh_token})"
+    )
+    print(
+        f"  control API            : {emulator.url}/_emulator/stats | /_emulator/invoices | POST /_emulator/faults | POST /_emulator/reset"
+    )
     print("Press Ctrl-C to stop.", flush=True)
     try:
         while True:
@@ -1481,4 +1648,4 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, spec_path: str | None = Non
         emulator.stop()
 
 
-__all__ = ["XeroEmulator", "serve", "demo_contacts", "DEFAULT_TENANT_ID", "DEFAULT_TAX_RATES", "FAULT_KINDS"]
+__all__ = ["DEFAULT_TAX_RATES", "DEFAULT_TENANT_ID", "FAULT_KINDS", "XeroEmulator", "demo_contacts", "serve"]

@@ -98,7 +98,7 @@ def rate_key(rate: Decimal) -> str:
     return text
 
 
-def tax_type_for(line: InvoiceLine, settings: "XeroSettings") -> str:
+def tax_type_for(line: InvoiceLine, settings: XeroSettings) -> str:
     """Xero ``TaxType`` code for ``line``.
 
     Order: ``line.tax_type`` (tenant-mapped code) -> ``settings.tax_types[rate]`` where the key is
@@ -119,7 +119,7 @@ def tax_type_for(line: InvoiceLine, settings: "XeroSettings") -> str:
     return ZERO_TAX_TYPE if line.tax_rate == 0 else DEFAULT_TAX_TYPE
 
 
-def line_to_xero(line: InvoiceLine, invoice: Invoice, settings: "XeroSettings") -> dict[str, Any]:
+def line_to_xero(line: InvoiceLine, invoice: Invoice, settings: XeroSettings) -> dict[str, Any]:
     """One ``LineItem``: Description, Quantity, UnitAmount, LineAmount, AccountCode, TaxType, TaxAmount[, DiscountRate].
 
     ``LineAmount`` is our rounded line amount as Xero defines it (``Quantity × UnitAmount ×
@@ -142,7 +142,7 @@ def line_to_xero(line: InvoiceLine, invoice: Invoice, settings: "XeroSettings") 
     return item
 
 
-def invoice_to_xero(invoice: Invoice, settings: "XeroSettings") -> dict[str, Any]:
+def invoice_to_xero(invoice: Invoice, settings: XeroSettings) -> dict[str, Any]:
     """One element of the ``Invoices`` array of ``PUT /api.xro/2.0/Invoices`` (spec schema ``Invoice``).
 
     Shape::

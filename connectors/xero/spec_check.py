@@ -164,7 +164,9 @@ def make_request_validator(spec_path: str | Path, *, strict_properties: bool = T
             except ValueError as exc:
                 problems.append(f"<body>: not JSON ({exc})")
             else:
-                errors = sorted(validators[schema_name].iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
+                errors = sorted(
+                    validators[schema_name].iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path]
+                )
                 problems.extend(_describe(e) for e in errors)
         if problems:
             shown = problems[:5]

@@ -28,8 +28,7 @@ SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "xero" / "xero_
 class XeroHarness(ConnectorHarness):
     connector_cls = XeroConnector
     skip: dict[str, str] = {}
-    hostile = {case: "deliver" for case in
-               ("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number")}
+    hostile = dict.fromkeys(("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver")
     fast_timeout = 0.5
 
     def __init__(self) -> None:
@@ -46,9 +45,14 @@ class XeroHarness(ConnectorHarness):
 
             validator = make_request_validator(spec)
         self.emu = XeroEmulator(
-            client_secret=self.client_secret, refresh_token=self.refresh_token, tenant_ids=(ORG,),
-            contacts={ORG: {CONTACT_ID: CONTACT_NAME}}, rate_limit_per_minute=10_000, daily_limit=100_000,
-            hang_seconds=2.0, request_validator=validator,
+            client_secret=self.client_secret,
+            refresh_token=self.refresh_token,
+            tenant_ids=(ORG,),
+            contacts={ORG: {CONTACT_ID: CONTACT_NAME}},
+            rate_limit_per_minute=10_000,
+            daily_limit=100_000,
+            hang_seconds=2.0,
+            request_validator=validator,
         ).start()
 
     def stop(self) -> None:
@@ -64,9 +68,15 @@ class XeroHarness(ConnectorHarness):
     # ------------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:
         assert self.emu is not None
-        return {"api_url": self.emu.url, "identity_url": self.emu.url, "authorize_url": f"{self.emu.url}/identity/connect/authorize",
-                "xero_tenant_id": ORG, "client_id": self.emu.client_id,
-                "client_secret_env": "XERO_CLIENT_SECRET", "refresh_token_env": "XERO_REFRESH_TOKEN"}
+        return {
+            "api_url": self.emu.url,
+            "identity_url": self.emu.url,
+            "authorize_url": f"{self.emu.url}/identity/connect/authorize",
+            "xero_tenant_id": ORG,
+            "client_id": self.emu.client_id,
+            "client_secret_env": "XERO_CLIENT_SECRET",
+            "refresh_token_env": "XERO_REFRESH_TOKEN",
+        }
 
     def env(self) -> dict[str, str]:
         return {"XERO_CLIENT_SECRET": self.client_secret, "XERO_REFRESH_TOKEN": self.refresh_token}
@@ -77,10 +87,18 @@ class XeroHarness(ConnectorHarness):
     # ------------------------------------------------------------------ read back
     def invoices(self) -> list[HeldInvoice]:
         assert self.emu is not None
-        return [HeldInvoice(external_id=inv["InvoiceID"], number=inv["InvoiceNumber"], total=inv["Total"],
-                            currency=inv.get("CurrencyCode"), line_count=len(inv.get("LineItems") or []),
-                            contact=(inv.get("Contact") or {}).get("ContactID"), raw=inv)
-                for inv in self.emu.invoices(ORG)]
+        return [
+            HeldInvoice(
+                external_id=inv["InvoiceID"],
+                number=inv["InvoiceNumber"],
+                total=inv["Total"],
+                currency=inv.get("CurrencyCode"),
+                line_count=len(inv.get("LineItems") or []),
+                contact=(inv.get("Contact") or {}).get("ContactID"),
+                raw=inv,
+            )
+            for inv in self.emu.invoices(ORG)
+        ]
 
     # ------------------------------------------------------------------ faults
     def inject_rate_limit(self, retry_after: int = 1) -> None:

@@ -8,4 +8,4 @@
 
 from connectors.zoho.connector import DATA_CENTERS, ZohoConnector, ZohoSettings
 
-__all__ = ["ZohoConnector", "ZohoSettings", "DATA_CENTERS"]
+__all__ = ["DATA_CENTERS", "ZohoConnector", "ZohoSettings"]

@@ -66,7 +66,15 @@ log = logging.getLogger("connectors.zoho")
 
 #: Zoho data centres: setting value -> domain suffix.
 DATA_CENTERS: dict[str, str] = {
-    "com": "com", "eu": "eu", "in": "in", "com.au": "com.au", "jp": "jp", "ca": "ca", "com.cn": "com.cn", "sa": "sa", "uk": "uk",
+    "com": "com",
+    "eu": "eu",
+    "in": "in",
+    "com.au": "com.au",
+    "jp": "jp",
+    "ca": "ca",
+    "com.cn": "com.cn",
+    "sa": "sa",
+    "uk": "uk",
 }
 DataCenter = Literal["com", "eu", "in", "com.au", "jp", "ca", "com.cn", "sa", "uk"]
 ORG_HEADER = "X-com-zoho-invoice-organizationid"
@@ -77,8 +85,14 @@ INVALID_TOKEN_CODE = 14
 NOT_AUTHORISED_CODE = 57
 UNKNOWN_ORG_CODE = 6041
 CONTACT_EXISTS_CODE = 3062
-SCOPES = ("ZohoInvoice.invoices.CREATE", "ZohoInvoice.invoices.READ", "ZohoInvoice.invoices.UPDATE",
-          "ZohoInvoice.contacts.CREATE", "ZohoInvoice.contacts.READ", "ZohoInvoice.settings.READ")
+SCOPES = (
+    "ZohoInvoice.invoices.CREATE",
+    "ZohoInvoice.invoices.READ",
+    "ZohoInvoice.invoices.UPDATE",
+    "ZohoInvoice.contacts.CREATE",
+    "ZohoInvoice.contacts.READ",
+    "ZohoInvoice.settings.READ",
+)
 
 
 class ZohoSettings(ConnectorSettings):
@@ -109,7 +123,7 @@ class ZohoSettings(ConnectorSettings):
     timeout_seconds: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
-    def _email_needs_sent(self) -> "ZohoSettings":
+    def _email_needs_sent(self) -> ZohoSettings:
         if self.send_email and self.invoice_status != "sent":
             raise ValueError("send_email requires invoice_status 'sent' (emailing marks the invoice sent)")
         return self
@@ -199,8 +213,10 @@ class ZohoConnector(Connector):
         if self._client is None:
             self._client_loop = loop
             self._pacer = _Pacer(self.settings.max_requests_per_minute)
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.settings.timeout_seconds),
-                                             headers={"User-Agent": "maintenance-billing-broker/0.1 (zoho connector)"})
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.settings.timeout_seconds),
+                headers={"User-Agent": "maintenance-billing-broker/0.1 (zoho connector)"},
+            )
         return self._client
 
     def secret_values(self) -> list[str]:
@@ -223,7 +239,9 @@ class ZohoConnector(Connector):
             store = self.token_store if self.token_store is not None else default_token_store()
             self.token_store = store
             self._oauth = OAuth2TokenManager(
-                key=token_key("zoho", self.tenant, issuer=self.settings.accounts_base, client_id=self.settings.client_id),
+                key=token_key(
+                    "zoho", self.tenant, issuer=self.settings.accounts_base, client_id=self.settings.client_id
+                ),
                 store=store,
                 refresh=self._refresh_grant,
                 seed=lambda: self._secret(self.settings.refresh_token_env, "billing.settings.refresh_token_env"),
@@ -236,25 +254,38 @@ class ZohoConnector(Connector):
             self._client_secret = self._secret(self.settings.client_secret_env, "billing.settings.client_secret_env")
         assert refresh_token is not None
         url = self.settings.accounts_base + "/oauth/v2/token"
-        form = {"grant_type": "refresh_token", "client_id": self.settings.client_id,
-                "client_secret": self._client_secret.get_secret_value(), "refresh_token": refresh_token.get_secret_value()}
+        form = {
+            "grant_type": "refresh_token",
+            "client_id": self.settings.client_id,
+            "client_secret": self._client_secret.get_secret_value(),
+            "refresh_token": refresh_token.get_secret_value(),
+        }
         try:
             resp = await self._http().post(url, data=form, headers={"Accept": "application/json"})
         except (httpx.TimeoutException, httpx.TransportError) as exc:
-            raise RetryableError(f"Zoho token refresh: no response from {self.settings.accounts_base} ({type(exc).__name__})") from None
+            raise RetryableError(
+                f"Zoho token refresh: no response from {self.settings.accounts_base} ({type(exc).__name__})"
+            ) from None
         body = self._json(resp)
         error = str(body.get("error") or "") if isinstance(body, dict) else ""
-        hint = (f" for client_id {self.settings.client_id}: check {self.settings.client_secret_env} and "
-                f"{self.settings.refresh_token_env} (or run `broker connectors authorize zoho`), and data_center "
-                f"{self.settings.data_center!r}")
+        hint = (
+            f" for client_id {self.settings.client_id}: check {self.settings.client_secret_env} and "
+            f"{self.settings.refresh_token_env} (or run `broker connectors authorize zoho`), and data_center "
+            f"{self.settings.data_center!r}"
+        )
         if resp.status_code == 429 or error.lower() == "access denied":
-            raise RateLimitedError("Zoho token refresh: too many token requests (Access Denied)",
-                                   retry_after=retry_after_seconds(resp.headers.get("Retry-After"), 60.0), http_status=resp.status_code)
+            raise RateLimitedError(
+                "Zoho token refresh: too many token requests (Access Denied)",
+                retry_after=retry_after_seconds(resp.headers.get("Retry-After"), 60.0),
+                http_status=resp.status_code,
+            )
         if resp.status_code >= 500:
             raise RetryableError(f"Zoho token refresh: HTTP {resp.status_code}", http_status=resp.status_code)
         if resp.status_code != 200 or error or not isinstance(body, dict) or not body.get("access_token"):
-            raise AuthError(self.scrub(f"Zoho token refresh refused (HTTP {resp.status_code} {error or 'no access_token'}){hint}"),
-                            http_status=resp.status_code if resp.status_code != 200 else 401)
+            raise AuthError(
+                self.scrub(f"Zoho token refresh refused (HTTP {resp.status_code} {error or 'no access_token'}){hint}"),
+                http_status=resp.status_code if resp.status_code != 200 else 401,
+            )
         return TokenSet.from_token_response(body, previous_refresh=refresh_token)
 
     def oauth2_config(self) -> OAuth2Config:
@@ -282,11 +313,14 @@ class ZohoConnector(Connector):
         body = self._json(resp)
         if isinstance(body, dict) and ("code" in body or "message" in body):
             code = body.get("code")
-            return (int(code) if isinstance(code, int) else None), self.scrub(f"code {code}: {body.get('message')}")[:400]
+            return (int(code) if isinstance(code, int) else None), self.scrub(f"code {code}: {body.get('message')}")[
+                :400
+            ]
         return None, self.scrub(resp.text[:200]) if resp.text else "no body"
 
-    async def _call(self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None,
-                    org: bool = True) -> httpx.Response:
+    async def _call(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None, org: bool = True
+    ) -> httpx.Response:
         """Authenticated call under ``/invoice/v3``; a 401 with an invalid token refreshes once and retries."""
         client = self._http()
         manager = self._token_manager()
@@ -307,11 +341,19 @@ class ZohoConnector(Connector):
                 resp = await client.request(method, url, params=params, content=content, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 raise RetryableError(f"{what}: request not sent ({type(exc).__name__})") from None
-            except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.WriteTimeout) as exc:
+            except (
+                httpx.ReadTimeout,
+                httpx.RemoteProtocolError,
+                httpx.ReadError,
+                httpx.WriteError,
+                httpx.WriteTimeout,
+            ) as exc:
                 if method == "GET":
                     raise RetryableError(f"{what}: no response ({type(exc).__name__})") from None
-                raise UncertainOutcomeError(f"{what}: request sent but no response ({type(exc).__name__}); "
-                                            "outcome unknown, reconcile with find()") from None
+                raise UncertainOutcomeError(
+                    f"{what}: request sent but no response ({type(exc).__name__}); "
+                    "outcome unknown, reconcile with find()"
+                ) from None
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise ConfigError(f"{what}: bad api_url in settings ({exc})") from None
             except httpx.TransportError as exc:
@@ -320,8 +362,11 @@ class ZohoConnector(Connector):
                 return resp
             code, detail = self._detail(resp)
             if code == NOT_AUTHORISED_CODE:
-                raise MissingScopeError(f"{what}: not authorised ({detail}); the token lacks a scope among {', '.join(SCOPES)} - "
-                                        f"run `broker connectors authorize zoho --tenant {self.tenant}`", http_status=401)
+                raise MissingScopeError(
+                    f"{what}: not authorised ({detail}); the token lacks a scope among {', '.join(SCOPES)} - "
+                    f"run `broker connectors authorize zoho --tenant {self.tenant}`",
+                    http_status=401,
+                )
             if attempt == 1:
                 log.info("zoho tenant=%s: 401 from %s, refreshing the access token once", self.tenant, path)
                 token = await manager.access_token(stale=token)
@@ -338,8 +383,10 @@ class ZohoConnector(Connector):
             raise RateLimitedError(f"{what}: 429 rate limited ({detail}), retry after {retry:g}s", retry_after=retry)
         if status >= 500:
             if resp.request.method == "POST":
-                raise UncertainOutcomeError(f"{what}: HTTP {status} ({detail}); the write may have landed, reconcile with find()",
-                                            http_status=status)
+                raise UncertainOutcomeError(
+                    f"{what}: HTTP {status} ({detail}); the write may have landed, reconcile with find()",
+                    http_status=status,
+                )
             raise RetryableError(f"{what}: HTTP {status} ({detail})", http_status=status)
         if code == UNKNOWN_ORG_CODE:
             raise UnknownAccountError(f"{what}: unknown organisation {self.settings.organization_id} ({detail})")
@@ -387,21 +434,29 @@ class ZohoConnector(Connector):
             created = False
             existing = await self._find_raw(invoice.invoice_number)
             if existing is None:
-                raise RetryableError(f"{what}: Zoho reports the number as taken (1001) but GET /invoices does not return it yet")
+                raise RetryableError(
+                    f"{what}: Zoho reports the number as taken (1001) but GET /invoices does not return it yet"
+                )
             inv = await self._invoice(str(existing["invoice_id"]))
             if str(inv.get("customer_id")) != str(customer_id):
-                raise PermanentError(f"{what}: the number is already used by another customer's invoice "
-                                     f"{inv.get('invoice_id')} (customer {inv.get('customer_id')}, ours {customer_id})")
+                raise PermanentError(
+                    f"{what}: the number is already used by another customer's invoice "
+                    f"{inv.get('invoice_id')} (customer {inv.get('customer_id')}, ours {customer_id})"
+                )
         else:
             self._raise(resp, f"{what}: POST /invoices")
             body = self._json(resp)
             inv = body.get("invoice") if isinstance(body, dict) else None
             if not isinstance(inv, dict) or not inv.get("invoice_id"):
-                raise UncertainOutcomeError(f"{what}: HTTP {resp.status_code} without an invoice in the answer", http_status=resp.status_code)
+                raise UncertainOutcomeError(
+                    f"{what}: HTTP {resp.status_code} without an invoice in the answer", http_status=resp.status_code
+                )
         total = _dec(inv.get("total"))
         if total != invoice.total:
-            raise PermanentError(f"{what}: Zoho's total {inv.get('total')} differs from ours {invoice.total} "
-                                 f"(invoice {inv.get('invoice_id')} left as {inv.get('status')}, not marked sent)")
+            raise PermanentError(
+                f"{what}: Zoho's total {inv.get('total')} differs from ours {invoice.total} "
+                f"(invoice {inv.get('invoice_id')} left as {inv.get('status')}, not marked sent)"
+            )
         inv_id = str(inv["invoice_id"])
         emailed = bool(inv.get("is_emailed"))
         if self.settings.send_email and not emailed:
@@ -418,13 +473,22 @@ class ZohoConnector(Connector):
                 self._raise(resp, f"{what}: mark as sent")
             inv = dict(inv, status="sent")
         details = {
-            "total": str(total), "tax_total": str(inv.get("tax_total")), "adjustment": str(plan.adjustment),
-            "status": inv.get("status"), "total_matches": True, "emailed": emailed,
+            "total": str(total),
+            "tax_total": str(inv.get("tax_total")),
+            "adjustment": str(plan.adjustment),
+            "status": inv.get("status"),
+            "total_matches": True,
+            "emailed": emailed,
         }
         if not created:
             details["duplicate"] = True
-        return DeliveryResult(invoice_key=invoice.invoice_key, external_id=inv_id,
-                              external_number=str(inv.get("invoice_number") or invoice.invoice_number), created=created, details=details)
+        return DeliveryResult(
+            invoice_key=invoice.invoice_key,
+            external_id=inv_id,
+            external_number=str(inv.get("invoice_number") or invoice.invoice_number),
+            created=created,
+            details=details,
+        )
 
     async def find(self, invoice_number: str) -> ExternalInvoice | None:
         """``GET /invoices?invoice_number=<n>``: the invoice with exactly our number, when complete.
@@ -439,8 +503,12 @@ class ZohoConnector(Connector):
             return None
         if self.settings.send_email and not raw.get("is_emailed"):
             return None
-        return ExternalInvoice(external_id=str(raw["invoice_id"]), number=str(raw.get("invoice_number")),
-                               total=_dec(raw.get("total")), status=raw.get("status"))
+        return ExternalInvoice(
+            external_id=str(raw["invoice_id"]),
+            number=str(raw.get("invoice_number")),
+            total=_dec(raw.get("total")),
+            status=raw.get("status"),
+        )
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -493,8 +561,9 @@ class ZohoConnector(Connector):
         if invoice.contact_id:
             return invoice.contact_id
         if self._contacts is None:
-            self._contacts = ContactResolver(self, allow_create=self.settings.create_contacts, clients=self.clients,
-                                             setting_name="create_contacts")
+            self._contacts = ContactResolver(
+                self, allow_create=self.settings.create_contacts, clients=self.clients, setting_name="create_contacts"
+            )
         contact_id = await self._contacts.resolve(invoice)
         assert contact_id
         return contact_id
@@ -536,11 +605,16 @@ class ZohoConnector(Connector):
             contact = (await self._get(f"/contacts/{customer_id}")).get("contact") or {}
             email = contact.get("email")
         if not email:
-            raise PermanentError(f"Zoho invoice {invoice.invoice_number}: customer {customer_id} has no e-mail address to send it to")
-        body = {"to_mail_ids": [email], "subject": self.settings.email_subject or f"Invoice {invoice.invoice_number}",
-                "body": f"Please find attached invoice {invoice.invoice_number} ({invoice.reference})."}
+            raise PermanentError(
+                f"Zoho invoice {invoice.invoice_number}: customer {customer_id} has no e-mail address to send it to"
+            )
+        body = {
+            "to_mail_ids": [email],
+            "subject": self.settings.email_subject or f"Invoice {invoice.invoice_number}",
+            "body": f"Please find attached invoice {invoice.invoice_number} ({invoice.reference}).",
+        }
         resp = await self._call("POST", f"/invoices/{inv_id}/email", body=body)
         self._raise(resp, f"Zoho invoice {invoice.invoice_number}: email")
 
 
-__all__ = ["ZohoConnector", "ZohoSettings", "DATA_CENTERS", "SCOPES"]
+__all__ = ["DATA_CENTERS", "SCOPES", "ZohoConnector", "ZohoSettings"]

@@ -210,14 +210,20 @@ class ZohoEmulator:
             self._taxes[org] = {}
             for name, pct in self.tax_table.items():
                 tid = self._id()
-                self._taxes[org][tid] = {"tax_id": tid, "tax_name": name, "tax_percentage": pct, "tax_type": "tax", "is_editable": True}
+                self._taxes[org][tid] = {
+                    "tax_id": tid,
+                    "tax_name": name,
+                    "tax_percentage": pct,
+                    "tax_type": "tax",
+                    "is_editable": True,
+                }
             self._contacts[org] = {}
             for cid, fields in self.seed_contacts.items():
                 self._contacts[org][cid] = self._contact(cid, fields)
             self._invoices[org] = {}
         self._windows: dict[str, deque[float]] = {org: deque() for org in self.organizations}
         self._faults: deque[dict] = deque()
-        self._auto_seq: dict[str, int] = {org: 0 for org in self.organizations}
+        self._auto_seq: dict[str, int] = dict.fromkeys(self.organizations, 0)
         self.calls: list[tuple[str, str, int]] = []
         self.count_429 = 0
         self.server_errors: list[str] = []
@@ -229,20 +235,30 @@ class ZohoEmulator:
 
     @staticmethod
     def _contact(cid: str, fields: Mapping[str, Any]) -> dict:
-        return {"contact_id": cid, "contact_name": fields["contact_name"], "company_name": fields.get("company_name", ""),
-                "contact_type": "customer", "status": "active", "email": fields.get("email") or "",
-                "currency_code": fields.get("currency_code", "EUR")}
+        return {
+            "contact_id": cid,
+            "contact_name": fields["contact_name"],
+            "company_name": fields.get("company_name", ""),
+            "contact_type": "customer",
+            "status": "active",
+            "email": fields.get("email") or "",
+            "currency_code": fields.get("currency_code", "EUR"),
+        }
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "ZohoEmulator":
+    def start(self) -> ZohoEmulator:
         if self._server is not None:
             return self
         self._stop.clear()
         handler = type("ZohoEmulatorHandler", (_Handler,), {"emulator": self})
         self._server = _Server((self.host, self.port), handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"zoho-emulator:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"zoho-emulator:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -256,7 +272,7 @@ class ZohoEmulator:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "ZohoEmulator":
+    def __enter__(self) -> ZohoEmulator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -316,9 +332,15 @@ class ZohoEmulator:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"calls": [list(c) for c in self.calls], "call_count": len(self.calls), "count_429": self.count_429,
-                    "refresh_count": self.refresh_count, "server_errors": list(self.server_errors),
-                    "invoice_count": sum(len(v) for v in self._invoices.values()), "email_count": len(self.emails)}
+            return {
+                "calls": [list(c) for c in self.calls],
+                "call_count": len(self.calls),
+                "count_429": self.count_429,
+                "refresh_count": self.refresh_count,
+                "server_errors": list(self.server_errors),
+                "invoice_count": sum(len(v) for v in self._invoices.values()),
+                "email_count": len(self.emails),
+            }
 
     # ------------------------------------------------------------------ dispatch
     def _handle(self, req: _Request) -> _Response:
@@ -331,9 +353,9 @@ class ZohoEmulator:
             return self._token(req) if req.method == "POST" else _json(405, {"error": "method not allowed"})
         if not path.startswith("/invoice/v3/"):
             return _err(404, 5, "Invalid URL Passed")
-        resource = path[len("/invoice/v3"):]
+        resource = path[len("/invoice/v3") :]
         auth = req.headers.get("authorization", "")
-        token = auth[len("Zoho-oauthtoken "):].strip() if auth.startswith("Zoho-oauthtoken ") else ""
+        token = auth[len("Zoho-oauthtoken ") :].strip() if auth.startswith("Zoho-oauthtoken ") else ""
         with self._lock:
             expires = self._access.get(token)
         if not token or expires is None or time.monotonic() >= expires:
@@ -341,9 +363,22 @@ class ZohoEmulator:
         if any(fnmatch.fnmatchcase(resource, pattern) for pattern in self.scope_denied):
             return _err(401, 57, "You are not authorized to perform this operation")
         if resource == "/organizations" and req.method == "GET":
-            return _json(200, {"code": 0, "message": "success", "organizations": [
-                {"organization_id": org, "name": f"Demo Organisation {i + 1}", "currency_code": cur, "is_default_org": i == 0}
-                for i, (org, cur) in enumerate(self.organizations.items())]})
+            return _json(
+                200,
+                {
+                    "code": 0,
+                    "message": "success",
+                    "organizations": [
+                        {
+                            "organization_id": org,
+                            "name": f"Demo Organisation {i + 1}",
+                            "currency_code": cur,
+                            "is_default_org": i == 0,
+                        }
+                        for i, (org, cur) in enumerate(self.organizations.items())
+                    ],
+                },
+            )
         org = req.headers.get("x-com-zoho-invoice-organizationid") or req.query.get("organization_id") or ""
         if org not in self.organizations:
             return _err(400, 6041, f"This user is not associated with the organization ID {org or '(none)'}.")
@@ -355,11 +390,23 @@ class ZohoEmulator:
         if fault == "429":
             with self._lock:
                 self.count_429 += 1
-            return _err(429, 45, "You have made too many requests. Please try again after some time.",
-                        {"Retry-After": "1", "X-Rate-Limit-Limit": str(self.rate_limit_per_minute), "X-Rate-Limit-Remaining": "0",
-                         "X-Rate-Limit-Reset": "1"})
+            return _err(
+                429,
+                45,
+                "You have made too many requests. Please try again after some time.",
+                {
+                    "Retry-After": "1",
+                    "X-Rate-Limit-Limit": str(self.rate_limit_per_minute),
+                    "X-Rate-Limit-Remaining": "0",
+                    "X-Rate-Limit-Reset": "1",
+                },
+            )
         if fault in ("503", "500"):
-            return _err(int(fault), 9999 if fault == "500" else 503, "Internal error" if fault == "500" else "Service temporarily unavailable")
+            return _err(
+                int(fault),
+                9999 if fault == "500" else 503,
+                "Internal error" if fault == "500" else "Service temporarily unavailable",
+            )
         if fault == "reset":
             return _Response(0, action="reset")
         with self._lock:
@@ -387,8 +434,11 @@ class ZohoEmulator:
     def _limit_headers(self, org: str) -> dict[str, str]:
         window = self._windows[org]
         reset = 60 - int(time.monotonic() - window[0]) if window else 60
-        return {"X-Rate-Limit-Limit": str(self.rate_limit_per_minute),
-                "X-Rate-Limit-Remaining": str(max(0, self.rate_limit_per_minute - len(window))), "X-Rate-Limit-Reset": str(max(1, reset))}
+        return {
+            "X-Rate-Limit-Limit": str(self.rate_limit_per_minute),
+            "X-Rate-Limit-Remaining": str(max(0, self.rate_limit_per_minute - len(window))),
+            "X-Rate-Limit-Reset": str(max(1, reset)),
+        }
 
     def _admit(self, org: str) -> _Response | None:
         now = time.monotonic()
@@ -398,9 +448,17 @@ class ZohoEmulator:
         if len(window) >= self.rate_limit_per_minute:
             self.count_429 += 1
             retry = max(1, math.ceil(60.0 - (now - window[0])))
-            return _err(429, 45, "You have made too many requests. Please try again after some time.",
-                        {"Retry-After": str(retry), "X-Rate-Limit-Limit": str(self.rate_limit_per_minute),
-                         "X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(retry)})
+            return _err(
+                429,
+                45,
+                "You have made too many requests. Please try again after some time.",
+                {
+                    "Retry-After": str(retry),
+                    "X-Rate-Limit-Limit": str(self.rate_limit_per_minute),
+                    "X-Rate-Limit-Remaining": "0",
+                    "X-Rate-Limit-Reset": str(retry),
+                },
+            )
         window.append(now)
         return None
 
@@ -408,7 +466,9 @@ class ZohoEmulator:
     def _token(self, req: _Request) -> _Response:
         form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True).items()}
         form.update({k: v for k, v in req.query.items() if k not in form})
-        if form.get("client_id") != self.client_id or not secrets.compare_digest(form.get("client_secret", ""), self.client_secret):
+        if form.get("client_id") != self.client_id or not secrets.compare_digest(
+            form.get("client_secret", ""), self.client_secret
+        ):
             return _json(200, {"error": "invalid_client"})
         if form.get("grant_type") == "authorization_code":
             return self._code_grant(form)
@@ -424,14 +484,27 @@ class ZohoEmulator:
             while grants and now - grants[0] >= self.token_window:
                 grants.popleft()
             if self.token_limit is not None and len(grants) >= self.token_limit:
-                return _json(400, {"error_description": "You have made too many requests continuously. Please try again after some time.",
-                                   "error": "Access Denied", "status": "failure"})
+                return _json(
+                    400,
+                    {
+                        "error_description": "You have made too many requests continuously. Please try again after some time.",
+                        "error": "Access Denied",
+                        "status": "failure",
+                    },
+                )
             grants.append(now)
             access = "1000." + secrets.token_hex(16) + "." + secrets.token_hex(16)
             self._access[access] = now + self.access_token_ttl
             self.refresh_count += 1
-        return _json(200, {"access_token": access, "api_domain": self.url, "token_type": "Bearer",
-                           "expires_in": int(self.access_token_ttl)})
+        return _json(
+            200,
+            {
+                "access_token": access,
+                "api_domain": self.url,
+                "token_type": "Bearer",
+                "expires_in": int(self.access_token_ttl),
+            },
+        )
 
     def _authorize(self, req: _Request) -> _Response:
         """``GET /oauth/v2/auth``: the user consents at once; 302 to the loopback ``redirect_uri`` with
@@ -440,12 +513,18 @@ class ZohoEmulator:
         redirect = q.get("redirect_uri", "")
         if q.get("client_id") != self.client_id:
             return _json(400, {"error": "invalid_client"})
-        if q.get("response_type") != "code" or not re.match(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect):
+        if q.get("response_type") != "code" or not re.match(
+            r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect
+        ):
             return _json(400, {"error": "invalid_redirect_uri"})
         code = "1000." + secrets.token_hex(16)
         with self._lock:
-            self._codes[code] = {"redirect_uri": redirect, "challenge": q.get("code_challenge"),
-                                 "offline": q.get("access_type") == "offline", "expires": time.monotonic() + 120}
+            self._codes[code] = {
+                "redirect_uri": redirect,
+                "challenge": q.get("code_challenge"),
+                "offline": q.get("access_type") == "offline",
+                "expires": time.monotonic() + 120,
+            }
         sep = "&" if "?" in redirect else "?"
         query = urlencode({"code": code, "state": q.get("state", ""), "location": "eu", "accounts-server": self.url})
         return _Response(302, b"", {"Location": f"{redirect}{sep}{query}"})
@@ -454,7 +533,11 @@ class ZohoEmulator:
         """``grant_type=authorization_code``: single-use code (2 minutes), same ``redirect_uri``, PKCE checked."""
         with self._lock:
             entry = self._codes.pop(form.get("code", ""), None)
-            if entry is None or time.monotonic() > entry["expires"] or entry["redirect_uri"] != form.get("redirect_uri"):
+            if (
+                entry is None
+                or time.monotonic() > entry["expires"]
+                or entry["redirect_uri"] != form.get("redirect_uri")
+            ):
                 return _json(200, {"error": "invalid_code"})
             if entry["challenge"]:
                 verifier = form.get("code_verifier", "")
@@ -463,7 +546,12 @@ class ZohoEmulator:
                     return _json(200, {"error": "invalid_code"})
             access = "1000." + secrets.token_hex(16) + "." + secrets.token_hex(16)
             self._access[access] = time.monotonic() + self.access_token_ttl
-            body = {"access_token": access, "api_domain": self.url, "token_type": "Bearer", "expires_in": int(self.access_token_ttl)}
+            body = {
+                "access_token": access,
+                "api_domain": self.url,
+                "token_type": "Bearer",
+                "expires_in": int(self.access_token_ttl),
+            }
             if entry["offline"]:
                 refresh = "1000." + secrets.token_hex(16) + "." + secrets.token_hex(16)
                 self.refresh_tokens.add(refresh)
@@ -475,7 +563,9 @@ class ZohoEmulator:
         parts = [unquote(p) for p in resource.strip("/").split("/")]
         m = req.method
         if parts == ["settings", "taxes"] and m == "GET":
-            return _json(200, {"code": 0, "message": "success", "taxes": list(copy.deepcopy(list(self._taxes[org].values())))})
+            return _json(
+                200, {"code": 0, "message": "success", "taxes": list(copy.deepcopy(list(self._taxes[org].values())))}
+            )
         if parts[0] == "contacts":
             if len(parts) == 1 and m == "GET":
                 rows = list(self._contacts[org].values())
@@ -483,8 +573,15 @@ class ZohoEmulator:
                     rows = [c for c in rows if c["contact_name"].casefold() == req.query["contact_name"].casefold()]
                 if "email" in req.query:
                     rows = [c for c in rows if c["email"].casefold() == req.query["email"].casefold()]
-                return _json(200, {"code": 0, "message": "success", "contacts": copy.deepcopy(rows),
-                                   "page_context": {"page": 1, "per_page": 200, "has_more_page": False}})
+                return _json(
+                    200,
+                    {
+                        "code": 0,
+                        "message": "success",
+                        "contacts": copy.deepcopy(rows),
+                        "page_context": {"page": 1, "per_page": 200, "has_more_page": False},
+                    },
+                )
             if len(parts) == 1 and m == "POST":
                 return self._create_contact(org, self._body(req))
             if len(parts) == 2 and m == "GET":
@@ -512,8 +609,14 @@ class ZohoEmulator:
                 to = body.get("to_mail_ids") if isinstance(body, dict) else None
                 if not isinstance(to, list) or not to or not all(isinstance(t, str) and "@" in t for t in to):
                     raise ZohoError(400, 4, "Invalid value passed for to_mail_ids")
-                self.emails.append({"invoice_id": inv["invoice_id"], "invoice_number": inv["invoice_number"], "to": list(to),
-                                    "subject": body.get("subject")})
+                self.emails.append(
+                    {
+                        "invoice_id": inv["invoice_id"],
+                        "invoice_number": inv["invoice_number"],
+                        "to": list(to),
+                        "subject": body.get("subject"),
+                    }
+                )
                 inv["is_emailed"] = True
                 if inv["status"] == "draft":
                     inv["status"] = "sent"
@@ -533,7 +636,11 @@ class ZohoEmulator:
             raise ZohoError(400, 2, "Invalid JSON input") from None
 
     def _create_contact(self, org: str, body: Any) -> _Response:
-        if not isinstance(body, dict) or not isinstance(body.get("contact_name"), str) or not body["contact_name"].strip():
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("contact_name"), str)
+            or not body["contact_name"].strip()
+        ):
             raise ZohoError(400, 4, "Invalid value passed for contact_name")
         name = body["contact_name"].strip()
         if len(name) > 200:
@@ -546,15 +653,24 @@ class ZohoEmulator:
                 email = str(person["email"])
                 break
         cid = self._id()
-        self._contacts[org][cid] = self._contact(cid, {"contact_name": name, "email": email, "currency_code": self.organizations[org]})
-        return _json(201, {"code": 0, "message": "The contact has been added.", "contact": copy.deepcopy(self._contacts[org][cid])})
+        self._contacts[org][cid] = self._contact(
+            cid, {"contact_name": name, "email": email, "currency_code": self.organizations[org]}
+        )
+        return _json(
+            201,
+            {"code": 0, "message": "The contact has been added.", "contact": copy.deepcopy(self._contacts[org][cid])},
+        )
 
     def _create_invoice(self, org: str, req: _Request, body: Any) -> _Response:
         if not isinstance(body, dict):
             raise ZohoError(400, 2, "Invalid JSON input")
         customer = self._contacts[org].get(str(body.get("customer_id") or ""))
         if customer is None:
-            raise ZohoError(400, 1002, "Contact does not exist." if body.get("customer_id") else "Invalid value passed for customer_id")
+            raise ZohoError(
+                400,
+                1002,
+                "Contact does not exist." if body.get("customer_id") else "Invalid value passed for customer_id",
+            )
         currency = customer.get("currency_code") or self.organizations[org]
         number = body.get("invoice_number")
         ignore_auto = req.query.get("ignore_auto_number_generation", "false").lower() == "true"
@@ -564,8 +680,12 @@ class ZohoEmulator:
             if len(number) > 100:
                 raise ZohoError(400, 4, "invoice_number must be at most 100 characters")
             if self.auto_number and not ignore_auto:
-                raise ZohoError(400, 4, "Invalid value passed for invoice_number: auto-numbering is enabled for invoices; pass "
-                                        "ignore_auto_number_generation=true to use your own number")
+                raise ZohoError(
+                    400,
+                    4,
+                    "Invalid value passed for invoice_number: auto-numbering is enabled for invoices; pass "
+                    "ignore_auto_number_generation=true to use your own number",
+                )
             if any(i["invoice_number"] == number for i in self._invoices[org].values()):
                 raise ZohoError(400, 1001, "Invoice Number already exist")
         else:
@@ -603,10 +723,21 @@ class ZohoEmulator:
                     raise ZohoError(400, 1008, f"Line {n}: the tax {raw['tax_id']} does not exist.")
                 groups.setdefault(tax["tax_id"], [tax, Decimal(0)])[1] += amount
             gross += amount
-            lines.append({"line_item_id": self._id(), "name": raw.get("name"), "description": raw.get("description", ""),
-                          "rate": rate, "quantity": quantity, "unit": raw.get("unit", ""), "item_order": raw.get("item_order", n),
-                          "tax_id": tax["tax_id"] if tax else "", "tax_name": tax["tax_name"] if tax else "",
-                          "tax_percentage": tax["tax_percentage"] if tax else Decimal(0), "item_total": amount})
+            lines.append(
+                {
+                    "line_item_id": self._id(),
+                    "name": raw.get("name"),
+                    "description": raw.get("description", ""),
+                    "rate": rate,
+                    "quantity": quantity,
+                    "unit": raw.get("unit", ""),
+                    "item_order": raw.get("item_order", n),
+                    "tax_id": tax["tax_id"] if tax else "",
+                    "tax_name": tax["tax_name"] if tax else "",
+                    "tax_percentage": tax["tax_percentage"] if tax else Decimal(0),
+                    "item_total": amount,
+                }
+            )
         taxes, tax_total = [], Decimal(0)
         for tax, base in groups.values():
             pct = tax["tax_percentage"]
@@ -618,18 +749,34 @@ class ZohoEmulator:
         total = _q(gross + adjustment if inclusive else gross + tax_total + adjustment, currency)
         inv_id = self._id()
         inv = {
-            "invoice_id": inv_id, "invoice_number": number, "status": "draft", "date": body.get("date") or date.today().isoformat(),
-            "due_date": body.get("due_date") or body.get("date") or date.today().isoformat(), "customer_id": customer["contact_id"],
-            "customer_name": customer["contact_name"], "currency_code": currency, "reference_number": reference,
-            "is_inclusive_tax": inclusive, "line_items": lines, "sub_total": sub_total, "tax_total": _q(tax_total, currency),
-            "taxes": taxes, "adjustment": _q(adjustment, currency), "adjustment_description": body.get("adjustment_description", ""),
-            "total": total, "balance": total, "is_emailed": False, "notes": body.get("notes", ""),
+            "invoice_id": inv_id,
+            "invoice_number": number,
+            "status": "draft",
+            "date": body.get("date") or date.today().isoformat(),
+            "due_date": body.get("due_date") or body.get("date") or date.today().isoformat(),
+            "customer_id": customer["contact_id"],
+            "customer_name": customer["contact_name"],
+            "currency_code": currency,
+            "reference_number": reference,
+            "is_inclusive_tax": inclusive,
+            "line_items": lines,
+            "sub_total": sub_total,
+            "tax_total": _q(tax_total, currency),
+            "taxes": taxes,
+            "adjustment": _q(adjustment, currency),
+            "adjustment_description": body.get("adjustment_description", ""),
+            "total": total,
+            "balance": total,
+            "is_emailed": False,
+            "notes": body.get("notes", ""),
         }
         self._invoices[org][inv_id] = inv
         if req.query.get("send", "false").lower() == "true":
             if not customer.get("email"):
                 raise ZohoError(400, 4, "The customer has no email address")
-            self.emails.append({"invoice_id": inv_id, "invoice_number": number, "to": [customer["email"]], "subject": None})
+            self.emails.append(
+                {"invoice_id": inv_id, "invoice_number": number, "to": [customer["email"]], "subject": None}
+            )
             inv["status"], inv["is_emailed"] = "sent", True
         return _json(201, {"code": 0, "message": "The invoice has been created.", "invoice": copy.deepcopy(inv)})
 
@@ -644,11 +791,30 @@ class ZohoEmulator:
             page, per_page = max(1, int(query.get("page", "1"))), max(1, min(200, int(query.get("per_page", "200"))))
         except ValueError:
             raise ZohoError(400, 4, "Invalid value passed for page") from None
-        chunk = rows[(page - 1) * per_page: page * per_page]
-        keys = ("invoice_id", "invoice_number", "status", "date", "due_date", "customer_id", "customer_name", "currency_code",
-                "reference_number", "total", "balance", "is_emailed")
-        return _json(200, {"code": 0, "message": "success", "invoices": [{k: copy.deepcopy(i[k]) for k in keys} for i in chunk],
-                           "page_context": {"page": page, "per_page": per_page, "has_more_page": len(rows) > page * per_page}})
+        chunk = rows[(page - 1) * per_page : page * per_page]
+        keys = (
+            "invoice_id",
+            "invoice_number",
+            "status",
+            "date",
+            "due_date",
+            "customer_id",
+            "customer_name",
+            "currency_code",
+            "reference_number",
+            "total",
+            "balance",
+            "is_emailed",
+        )
+        return _json(
+            200,
+            {
+                "code": 0,
+                "message": "success",
+                "invoices": [{k: copy.deepcopy(i[k]) for k in keys} for i in chunk],
+                "page_context": {"page": page, "per_page": per_page, "has_more_page": len(rows) > page * per_page},
+            },
+        )
 
     # ------------------------------------------------------------------ control
     def _control(self, req: _Request, path: str) -> _Response:
@@ -665,7 +831,9 @@ class ZohoEmulator:
         if route == ("POST", "/_emulator/faults"):
             try:
                 doc = json.loads(req.body or b"{}")
-                self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), method=doc.get("method"), path=doc.get("path"))
+                self.inject_fault(
+                    str(doc["kind"]), int(doc.get("times", 1)), method=doc.get("method"), path=doc.get("path")
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
             return _json(200, {"ok": True})
@@ -757,4 +925,4 @@ def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
         emulator.stop()
 
 
-__all__ = ["ZohoEmulator", "serve", "DEFAULT_ORG", "DEFAULT_TAXES", "FAULT_KINDS"]
+__all__ = ["DEFAULT_ORG", "DEFAULT_TAXES", "FAULT_KINDS", "ZohoEmulator", "serve"]

@@ -86,7 +86,9 @@ def item_total(rate: Decimal, quantity: Decimal, currency: str) -> Decimal:
     return _q(rate * quantity, currency)
 
 
-def zoho_totals(lines: list[tuple[Decimal, Decimal, Decimal]], currency: str, inclusive: bool) -> tuple[Decimal, Decimal, Decimal]:
+def zoho_totals(
+    lines: list[tuple[Decimal, Decimal, Decimal]], currency: str, inclusive: bool
+) -> tuple[Decimal, Decimal, Decimal]:
     """``(sub_total, tax_total, total_before_adjustment)`` Zoho computes for ``(rate, quantity, tax %)`` lines.
 
     Tax per tax percentage on the sum of its lines' ``item_total``, rounded once: exclusive
@@ -112,7 +114,9 @@ def _fmt_qty(value: Decimal) -> str:
     return format(value.normalize(), "f") if value == value.to_integral_value() else format(value, "f")
 
 
-def line_to_zoho(n: int, line: InvoiceLine, invoice: Invoice, tax_id: str | None) -> tuple[dict[str, Any], Decimal, Decimal]:
+def line_to_zoho(
+    n: int, line: InvoiceLine, invoice: Invoice, tax_id: str | None
+) -> tuple[dict[str, Any], Decimal, Decimal]:
     """One ``line_items`` element and the ``(rate, quantity)`` Zoho will multiply.
 
     ``rate``/``quantity`` are our unit price and quantity when Zoho's ``item_total`` of them equals
@@ -164,10 +168,14 @@ def tax_id_for(line: InvoiceLine, tax_ids: Mapping[str, str]) -> str | None:
                 return value
         except ArithmeticError:
             continue
-    raise MappingError("tax_rate", f"no Zoho tax for {wanted}% (map it in billing.settings.tax_ids or create the tax in Zoho)")
+    raise MappingError(
+        "tax_rate", f"no Zoho tax for {wanted}% (map it in billing.settings.tax_ids or create the tax in Zoho)"
+    )
 
 
-def invoice_to_zoho(invoice: Invoice, settings: "ZohoSettings", *, customer_id: str, tax_ids: Mapping[str, str]) -> ZohoPlan:
+def invoice_to_zoho(
+    invoice: Invoice, settings: ZohoSettings, *, customer_id: str, tax_ids: Mapping[str, str]
+) -> ZohoPlan:
     """The ``POST /invoice/v3/invoices`` body for ``invoice`` (pure; :class:`MappingError` names the field).
 
     ``tax_ids`` maps rate texts to the organisation's Zoho ``tax_id`` (from settings or
@@ -213,7 +221,9 @@ def invoice_to_zoho(invoice: Invoice, settings: "ZohoSettings", *, customer_id: 
     if notes:
         _check_len("notes", notes, NOTES_MAX)
         body["notes"] = notes
-    return ZohoPlan(body=body, zoho_sub_total=sub_total, zoho_tax_total=tax_total, adjustment=adjustment, total=invoice.total)
+    return ZohoPlan(
+        body=body, zoho_sub_total=sub_total, zoho_tax_total=tax_total, adjustment=adjustment, total=invoice.total
+    )
 
 
 def _encode(obj: Any, out: list[str]) -> None:
@@ -258,5 +268,20 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data, parse_float=Decimal)
 
 
-__all__ = ["dumps", "loads", "MappingError", "ZohoPlan", "invoice_to_zoho", "item_total", "line_to_zoho", "rate_text", "tax_id_for", "zoho_totals",
-           "INVOICE_NUMBER_MAX", "REFERENCE_MAX", "LINE_NAME_MAX", "LINE_DESCRIPTION_MAX", "ADJUSTMENT_DESCRIPTION"]
+__all__ = [
+    "ADJUSTMENT_DESCRIPTION",
+    "INVOICE_NUMBER_MAX",
+    "LINE_DESCRIPTION_MAX",
+    "LINE_NAME_MAX",
+    "REFERENCE_MAX",
+    "MappingError",
+    "ZohoPlan",
+    "dumps",
+    "invoice_to_zoho",
+    "item_total",
+    "line_to_zoho",
+    "loads",
+    "rate_text",
+    "tax_id_for",
+    "zoho_totals",
+]

@@ -34,9 +34,14 @@ class ZohoHarness(ConnectorHarness):
         self.emulator: ZohoEmulator | None = None
 
     def start(self) -> None:
-        self.emulator = ZohoEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=REFRESH_TOKEN, hang_seconds=1,
-                                     rate_limit_per_minute=1000,
-                                     contacts={CONTACT_ID: {"contact_name": CONTACT_NAME, "email": "billing@conformance.example"}}).start()
+        self.emulator = ZohoEmulator(
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            refresh_token=REFRESH_TOKEN,
+            hang_seconds=1,
+            rate_limit_per_minute=1000,
+            contacts={CONTACT_ID: {"contact_name": CONTACT_NAME, "email": "billing@conformance.example"}},
+        ).start()
 
     def stop(self) -> None:
         if self.emulator is not None:
@@ -48,9 +53,16 @@ class ZohoHarness(ConnectorHarness):
 
     def settings(self) -> dict[str, Any]:
         assert self.emulator is not None
-        return {"data_center": "eu", "api_url": self.emulator.url, "accounts_url": self.emulator.url, "organization_id": DEFAULT_ORG,
-                "client_id": CLIENT_ID, "client_secret_env": "CONFORMANCE_ZOHO_CLIENT_SECRET",
-                "refresh_token_env": "CONFORMANCE_ZOHO_REFRESH_TOKEN", "max_requests_per_minute": 1000}
+        return {
+            "data_center": "eu",
+            "api_url": self.emulator.url,
+            "accounts_url": self.emulator.url,
+            "organization_id": DEFAULT_ORG,
+            "client_id": CLIENT_ID,
+            "client_secret_env": "CONFORMANCE_ZOHO_CLIENT_SECRET",
+            "refresh_token_env": "CONFORMANCE_ZOHO_REFRESH_TOKEN",
+            "max_requests_per_minute": 1000,
+        }
 
     def env(self) -> dict[str, str]:
         return {"CONFORMANCE_ZOHO_CLIENT_SECRET": CLIENT_SECRET, "CONFORMANCE_ZOHO_REFRESH_TOKEN": REFRESH_TOKEN}
@@ -60,9 +72,18 @@ class ZohoHarness(ConnectorHarness):
 
     def invoices(self) -> list[HeldInvoice]:
         assert self.emulator is not None
-        return [HeldInvoice(external_id=i["invoice_id"], number=i["invoice_number"], total=Decimal(i["total"]),
-                            currency=i["currency_code"], line_count=len(i["line_items"]), contact=i["customer_id"], raw=i)
-                for i in self.emulator.invoices()]
+        return [
+            HeldInvoice(
+                external_id=i["invoice_id"],
+                number=i["invoice_number"],
+                total=Decimal(i["total"]),
+                currency=i["currency_code"],
+                line_count=len(i["line_items"]),
+                contact=i["customer_id"],
+                raw=i,
+            )
+            for i in self.emulator.invoices()
+        ]
 
     def inject_rate_limit(self, retry_after: int = 1) -> None:
         assert self.emulator is not None
@@ -104,4 +125,4 @@ class ZohoHarness(ConnectorHarness):
         assert self.emulator.server_errors == [], self.emulator.server_errors
 
 
-__all__ = ["ZohoHarness", "CLIENT_ID", "CLIENT_SECRET", "REFRESH_TOKEN", "CONTACT_ID", "CONTACT_NAME"]
+__all__ = ["CLIENT_ID", "CLIENT_SECRET", "CONTACT_ID", "CONTACT_NAME", "REFRESH_TOKEN", "ZohoHarness"]

@@ -61,8 +61,9 @@ def _money(value: Decimal) -> str:
 class LedgerlyConnector(Connector):
     name = "example"
     version = "0.2.0"
-    capabilities = Capabilities(native_idempotency=True, lookup_by_reference=True, batch_size=1,
-                                rate_limit_per_minute=120, max_concurrency=4)
+    capabilities = Capabilities(
+        native_idempotency=True, lookup_by_reference=True, batch_size=1, rate_limit_per_minute=120, max_concurrency=4
+    )
     Settings = LedgerlySettings
 
     def __init__(self, settings: Any, *, tenant: str, token_store: Any = None):
@@ -90,7 +91,11 @@ class LedgerlyConnector(Connector):
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One call: transport errors and non-2xx statuses mapped onto the taxonomy."""
-        headers = {"Authorization": f"Bearer {self._api_key()}", "Accept": "application/json", **kwargs.pop("headers", {})}
+        headers = {
+            "Authorization": f"Bearer {self._api_key()}",
+            "Accept": "application/json",
+            **kwargs.pop("headers", {}),
+        }
         what = f"Ledgerly {method} {httpx.URL(url).path}"
         try:
             resp = await self._http().request(method, url, headers=headers, **kwargs)
@@ -100,9 +105,13 @@ class LedgerlyConnector(Connector):
             raise UncertainOutcomeError(f"{what}: no response ({type(exc).__name__}); reconcile with find()") from None
         if resp.status_code >= 400 and resp.status_code != 409:
             error = self._error_body(resp)
-            exc = error_for_status(resp.status_code, self.scrub(f"{what}: HTTP {resp.status_code} {error}"), method=method,
-                                   retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
-                                   overrides={404: UnknownAccountError} if "account_not_found" in error else None)
+            exc = error_for_status(
+                resp.status_code,
+                self.scrub(f"{what}: HTTP {resp.status_code} {error}"),
+                method=method,
+                retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
+                overrides={404: UnknownAccountError} if "account_not_found" in error else None,
+            )
             if exc is not None:
                 raise exc
         return resp
@@ -123,14 +132,26 @@ class LedgerlyConnector(Connector):
     async def deliver(self, invoice: Invoice) -> DeliveryResult:
         self._check_limits(invoice)
         if self._contacts is None:
-            self._contacts = ContactResolver(self, allow_create=self.settings.create_customers, clients=self.clients,
-                                             setting_name="create_customers")
+            self._contacts = ContactResolver(
+                self, allow_create=self.settings.create_customers, clients=self.clients, setting_name="create_customers"
+            )
         contact_id = await self._contacts.resolve(invoice)
         body = {
-            "number": invoice.invoice_number, "reference": invoice.reference, "customer_id": contact_id,
-            "currency": invoice.currency, "issue_date": invoice.issue_date.isoformat(), "due_date": invoice.due_date.isoformat(),
-            "lines": [{"description": ln.description, "quantity": _money(ln.quantity), "unit_price": _money(ln.unit_price),
-                       "tax_rate": _money(ln.tax_rate)} for ln in invoice.lines],
+            "number": invoice.invoice_number,
+            "reference": invoice.reference,
+            "customer_id": contact_id,
+            "currency": invoice.currency,
+            "issue_date": invoice.issue_date.isoformat(),
+            "due_date": invoice.due_date.isoformat(),
+            "lines": [
+                {
+                    "description": ln.description,
+                    "quantity": _money(ln.quantity),
+                    "unit_price": _money(ln.unit_price),
+                    "tax_rate": _money(ln.tax_rate),
+                }
+                for ln in invoice.lines
+            ],
         }
         key = idempotency_key(invoice.tenant, self.name, invoice.invoice_key, "create", KEY_RULES)
         resp = await self._request("POST", self._path("/invoices"), json=body, headers={"Idempotency-Key": key})
@@ -138,12 +159,22 @@ class LedgerlyConnector(Connector):
             found = await self.find(invoice.invoice_number)
             if found is None:
                 raise RetryableError(f"Ledgerly reports {invoice.invoice_number} as taken but the lookup misses it")
-            return DeliveryResult(invoice.invoice_key, found.external_id, found.number, created=False,
-                                  details={"total": str(found.total), "duplicate": True})
+            return DeliveryResult(
+                invoice.invoice_key,
+                found.external_id,
+                found.number,
+                created=False,
+                details={"total": str(found.total), "duplicate": True},
+            )
         data = resp.json()
         total = Decimal(str(data["total"]))
-        return DeliveryResult(invoice.invoice_key, str(data["id"]), str(data["number"]), created=True,
-                              details={"total": str(total), "total_matches": total == invoice.total})
+        return DeliveryResult(
+            invoice.invoice_key,
+            str(data["id"]),
+            str(data["number"]),
+            created=True,
+            details={"total": str(total), "total_matches": total == invoice.total},
+        )
 
     def _check_limits(self, invoice: Invoice) -> None:
         """Field limits checked before sending: a PermanentError naming the field, never a truncation."""
@@ -151,8 +182,10 @@ class LedgerlyConnector(Connector):
             raise PermanentError(f"{invoice.invoice_number}: {len(invoice.lines)} lines, Ledgerly accepts {MAX_LINES}")
         for n, line in enumerate(invoice.lines, 1):
             if len(line.description) > MAX_DESCRIPTION:
-                raise PermanentError(f"{invoice.invoice_number} line {n}: description of {len(line.description)} "
-                                     f"characters, Ledgerly accepts {MAX_DESCRIPTION}")
+                raise PermanentError(
+                    f"{invoice.invoice_number} line {n}: description of {len(line.description)} "
+                    f"characters, Ledgerly accepts {MAX_DESCRIPTION}"
+                )
 
     async def find(self, invoice_number: str) -> ExternalInvoice | None:
         resp = await self._request("GET", self._path("/invoices"), params={"number": invoice_number})
@@ -175,7 +208,12 @@ class LedgerlyConnector(Connector):
         return None
 
     async def create_contact(self, query: ContactQuery) -> str:
-        resp = await self._request("POST", self._path("/customers"),
-                                   json={"name": query.name, "email": query.email, "tax_number": query.tax_number},
-                                   headers={"Idempotency-Key": make_key(f"{self.tenant}:{self.name}:customer:{query.client_id}:create", KEY_RULES)})
+        resp = await self._request(
+            "POST",
+            self._path("/customers"),
+            json={"name": query.name, "email": query.email, "tax_number": query.tax_number},
+            headers={
+                "Idempotency-Key": make_key(f"{self.tenant}:{self.name}:customer:{query.client_id}:create", KEY_RULES)
+            },
+        )
         return str(resp.json()["id"])

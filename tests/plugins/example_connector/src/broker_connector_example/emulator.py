@@ -31,9 +31,17 @@ FAULTS = ("429", "503", "500", "timeout_after_commit")
 class LedgerlyEmulator:
     """``LedgerlyEmulator(api_key=..., account_id=...).start()``; ``url`` is its base URL."""
 
-    def __init__(self, *, api_key: str, account_id: str = "acc-1", host: str = "127.0.0.1", port: int = 0,
-                 rate_limit_per_minute: int = 120, hang_seconds: float = 2.0,
-                 customers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        account_id: str = "acc-1",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rate_limit_per_minute: int = 120,
+        hang_seconds: float = 2.0,
+        customers: dict[str, str] | None = None,
+    ):
         self.api_key, self.account_id, self.host, self.port = api_key, account_id, host, port
         self.rate_limit_per_minute, self.hang_seconds = rate_limit_per_minute, hang_seconds
         self.seed_customers = dict(customers or {})
@@ -48,8 +56,10 @@ class LedgerlyEmulator:
     def reset(self) -> None:
         with self._lock:
             self.invoices: dict[str, dict] = {}
-            self.customers: dict[str, dict] = {cid: {"id": cid, "name": name, "email": None, "tax_number": None}
-                                               for cid, name in self.seed_customers.items()}
+            self.customers: dict[str, dict] = {
+                cid: {"id": cid, "name": name, "email": None, "tax_number": None}
+                for cid, name in self.seed_customers.items()
+            }
             self._keys: dict[str, tuple[float, str, int, bytes]] = {}
             self._faults: deque[str] = deque()
             self._window: deque[float] = deque()
@@ -62,7 +72,7 @@ class LedgerlyEmulator:
         with self._lock:
             self._faults.extend([kind] * times)
 
-    def start(self) -> "LedgerlyEmulator":
+    def start(self) -> LedgerlyEmulator:
         handler = type("Handler", (_Handler,), {"emulator": self})
         self._server = ThreadingHTTPServer((self.host, self.port), handler)
         self._server.daemon_threads = True
@@ -82,8 +92,9 @@ class LedgerlyEmulator:
         return f"http://{self.host}:{self.port}"
 
     # ------------------------------------------------------------------ request handling
-    def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
-               ) -> tuple[int, dict, dict[str, str], str | None]:
+    def handle(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict, dict[str, str], str | None]:
         """``(status, json body, headers, action)``; action ``"hang"`` = do not answer."""
         if headers.get("authorization") != f"Bearer {self.api_key}":
             return 401, _err("unauthorized", "invalid API key"), {}, None
@@ -97,7 +108,12 @@ class LedgerlyEmulator:
             while self._window and now - self._window[0] >= 60:
                 self._window.popleft()
             if len(self._window) >= self.rate_limit_per_minute:
-                return 429, _err("rate_limited", "too many requests"), {"Retry-After": str(int(60 - (now - self._window[0])) + 1)}, None
+                return (
+                    429,
+                    _err("rate_limited", "too many requests"),
+                    {"Retry-After": str(int(60 - (now - self._window[0])) + 1)},
+                    None,
+                )
             self._window.append(now)
             fault = self._faults.popleft() if self._faults else None
         if fault == "429":
@@ -123,10 +139,18 @@ class LedgerlyEmulator:
 
     def _route(self, method: str, resource: str, query: dict[str, str], body: bytes) -> tuple[int, dict]:
         if resource == "/invoices" and method == "GET":
-            return 200, {"data": [inv for inv in self.invoices.values() if not query.get("number") or inv["number"] == query["number"]]}
+            return 200, {
+                "data": [
+                    inv for inv in self.invoices.values() if not query.get("number") or inv["number"] == query["number"]
+                ]
+            }
         if resource == "/customers" and method == "GET":
             field, value = next(((f, query[f]) for f in ("tax_number", "email", "name") if f in query), (None, None))
-            return 200, {"data": [c for c in self.customers.values() if field is None or (c.get(field) or "").lower() == value.lower()]}
+            return 200, {
+                "data": [
+                    c for c in self.customers.values() if field is None or (c.get(field) or "").lower() == value.lower()
+                ]
+            }
         try:
             doc = json.loads(body, parse_float=Decimal)
         except ValueError:
@@ -135,7 +159,12 @@ class LedgerlyEmulator:
             if not doc.get("name"):
                 return 422, _err("validation", "name is required", "name")
             cid = "cus_" + uuid.uuid4().hex[:12]
-            self.customers[cid] = {"id": cid, "name": doc["name"], "email": doc.get("email"), "tax_number": doc.get("tax_number")}
+            self.customers[cid] = {
+                "id": cid,
+                "name": doc["name"],
+                "email": doc.get("email"),
+                "tax_number": doc.get("tax_number"),
+            }
             return 201, self.customers[cid]
         if resource == "/invoices" and method == "POST":
             return self._create_invoice(doc)
@@ -157,7 +186,9 @@ class LedgerlyEmulator:
             try:
                 qty, price, rate = (Decimal(str(line[k])) for k in ("quantity", "unit_price", "tax_rate"))
             except (KeyError, InvalidOperation):
-                return 422, _err("validation", f"line {n}: quantity, unit_price and tax_rate must be decimal strings", "lines")
+                return 422, _err(
+                    "validation", f"line {n}: quantity, unit_price and tax_rate must be decimal strings", "lines"
+                )
             if rate not in (Decimal("0"), Decimal("6"), Decimal("13"), Decimal("23")):
                 return 422, _err("validation", f"line {n}: unknown tax rate {rate}", "tax_rate")
             if len(str(line.get("description") or "")) > 5000:
@@ -166,9 +197,17 @@ class LedgerlyEmulator:
             net_total += net
             tax_total += (net * rate / 100).quantize(CENT, rounding=ROUND_HALF_UP)
         inv_id = "inv_" + uuid.uuid4().hex[:12]
-        self.invoices[inv_id] = {"id": inv_id, "number": number, "customer_id": doc["customer_id"], "currency": doc.get("currency"),
-                                 "net_total": str(net_total), "tax_total": str(tax_total), "total": str(net_total + tax_total),
-                                 "lines": len(lines), "status": "issued"}
+        self.invoices[inv_id] = {
+            "id": inv_id,
+            "number": number,
+            "customer_id": doc["customer_id"],
+            "currency": doc.get("currency"),
+            "net_total": str(net_total),
+            "tax_total": str(tax_total),
+            "total": str(net_total + tax_total),
+            "lines": len(lines),
+            "status": "issued",
+        }
         return 201, self.invoices[inv_id]
 
 

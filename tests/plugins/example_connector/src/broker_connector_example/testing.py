@@ -18,8 +18,14 @@ CUSTOMER_NAME = "Conformance Client, Lda"
 class LedgerlyHarness(ConnectorHarness):
     connector_cls = LedgerlyConnector
     # Ledgerly caps descriptions at 5000 characters and 1000 lines: the kit's 4000 / 500 fit.
-    hostile = {"long_description": "deliver", "non_ascii": "deliver", "many_lines": "deliver",
-               "zero_amount_line": "deliver", "negative_line": "deliver", "odd_number": "deliver"}
+    hostile = {
+        "long_description": "deliver",
+        "non_ascii": "deliver",
+        "many_lines": "deliver",
+        "zero_amount_line": "deliver",
+        "negative_line": "deliver",
+        "odd_number": "deliver",
+    }
     # No OAuth2 (an API key): the kit skips the token scenarios by itself, stating why.
 
     def __init__(self) -> None:
@@ -27,8 +33,12 @@ class LedgerlyHarness(ConnectorHarness):
         self.emu: LedgerlyEmulator | None = None
 
     def start(self) -> None:
-        self.emu = LedgerlyEmulator(api_key=self.api_key, account_id="acc-conformance", rate_limit_per_minute=10_000,
-                                    customers={CUSTOMER_ID: CUSTOMER_NAME}).start()
+        self.emu = LedgerlyEmulator(
+            api_key=self.api_key,
+            account_id="acc-conformance",
+            rate_limit_per_minute=10_000,
+            customers={CUSTOMER_ID: CUSTOMER_NAME},
+        ).start()
 
     def stop(self) -> None:
         if self.emu is not None:
@@ -50,8 +60,12 @@ class LedgerlyHarness(ConnectorHarness):
 
     def invoices(self) -> list[HeldInvoice]:
         assert self.emu is not None
-        return [HeldInvoice(inv["id"], inv["number"], Decimal(inv["total"]), inv["currency"], inv["lines"], inv["customer_id"], inv)
-                for inv in self.emu.invoices.values()]
+        return [
+            HeldInvoice(
+                inv["id"], inv["number"], Decimal(inv["total"]), inv["currency"], inv["lines"], inv["customer_id"], inv
+            )
+            for inv in self.emu.invoices.values()
+        ]
 
     def inject_rate_limit(self, retry_after: int = 1) -> None:
         assert self.emu is not None
