@@ -6,7 +6,7 @@ An event's path through the code:
 2. ``broker.app``         – the Faust app: the ``enrich`` agent decodes, prices and emits an invoice
                             on ``billing.invoices``; the ``deliver`` agent hands it to a connector
                             and records the outcome on ``billing.deliveries``.
-3. ``broker.pricing``     – the pure pricing function (event + tenant config -> ``broker.invoice.Invoice``).
+3. ``broker.pricing``     – the pure pricing function (event + tenant config -> ``connectors.sdk.invoice.Invoice``).
 4. ``connectors.<system>`` – the billing-system client that creates the invoice.
 """
 

@@ -13,9 +13,9 @@
                           next to that client's pricing state: tables ``corrective-allowance``
                           (``tenant:client:YYYY-MM``) and ``approved-quotes`` (``tenant:qt:id``),
                           both changelog-backed (:mod:`broker.pricing.state`).
-* ``billing.invoices``    key ``tenant:doc:id``, value an :class:`~broker.invoice.Invoice` or
-                          :class:`~broker.invoice.NotBillable` (JSON).
-* ``billing.deliveries``  key invoice key, value a :class:`~broker.invoice.DeliveryOutcome`.
+* ``billing.invoices``    key ``tenant:doc:id``, value an :class:`~connectors.sdk.invoice.Invoice` or
+                          :class:`~connectors.sdk.invoice.NotBillable` (JSON).
+* ``billing.deliveries``  key invoice key, value a :class:`~connectors.sdk.invoice.DeliveryOutcome`.
 * ``billing.dlq``         original key and value, failure context in headers (:mod:`broker.dlq`).
 * ``billing.invoices.retry.N`` (one per ``BROKER_PARK_DELAYS`` entry) invoices parked by ``deliver``
                           (tenant unreachable or rate-limited for long), due time in headers; see

@@ -216,7 +216,7 @@ def authorize(system: str, tenant: str, config_path: str, port: int, no_browser:
     """
     from broker.config import ConfigError as BrokerConfigError
     from broker.delivery import build_connector
-    from connectors.auth import authorization_code_flow, default_token_store
+    from connectors.sdk.oauth2 import authorization_code_flow, default_token_store
     from connectors.base import ConnectorError
 
     config = _load_config(config_path)

@@ -40,6 +40,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from connectors.sdk.errors import ConfigError
+from connectors.sdk.settings import format_validation_error, resolve_secret
+
 Money = Annotated[Decimal, Field(ge=0)]
 Percent = Annotated[Decimal, Field(ge=0, le=1000)]
 DiscountPercent = Annotated[Decimal, Field(ge=0, le=100)]
@@ -52,9 +55,6 @@ DEFAULT_REVERSE_CHARGE_NOTE = (
 )
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
-
-class ConfigError(Exception):
-    """Invalid configuration. The message names the field path (or environment variable) and the bad value."""
 
 
 class _Model(BaseModel):
@@ -441,21 +441,6 @@ class BrokerConfig(_Model):
             raise KeyError(f"unknown tenant {tenant_id!r}; configured: {', '.join(sorted(self.tenants))}") from None
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """Render pydantic errors as ``path.to.field: message (got value)``, one per line."""
-    lines = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"])
-        if prefix:
-            path = f"{prefix}.{path}" if path else prefix
-        if err["type"] == "missing":
-            lines.append(f"{path}: field required")
-        else:
-            got = err.get("input")
-            shown = "" if isinstance(got, dict) else f" (got {got!r})"
-            lines.append(f"{path}: {err['msg']}{shown}")
-    return "\n".join(lines)
-
 
 def load_config(path: str | os.PathLike) -> BrokerConfig:
     """Read and validate the YAML file at ``path``. Raises :class:`ConfigError` naming the field path."""
@@ -477,13 +462,3 @@ def parse_config(raw: Any, source: str = "<config>") -> BrokerConfig:
         raise ConfigError(f"{source}: invalid configuration:\n{format_validation_error(exc)}") from None
 
 
-def resolve_secret(env_name: str, *, field: str) -> SecretStr:
-    """Read the secret held in environment variable ``env_name`` (named by config field ``field``).
-
-    Raises :class:`ConfigError` naming the variable and the field when it is unset or empty.
-    The value is returned as ``SecretStr`` so it never shows in reprs or logs.
-    """
-    value = os.environ.get(env_name)
-    if not value:
-        raise ConfigError(f"missing secret: environment variable {env_name} (named by {field}) is not set")
-    return SecretStr(value)

@@ -59,7 +59,7 @@ from broker.delivery import (
 )
 from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict
 from broker.events import describe_validation_error, tenant_hint
-from broker.invoice import DeliveryOutcome, Invoice, NotBillable
+from connectors.sdk.invoice import DeliveryOutcome, Invoice, NotBillable
 from broker.outcomes import OutcomeLog, bootstrap_of
 from broker.settings import Settings
 

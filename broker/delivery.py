@@ -43,7 +43,7 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
 from broker import metrics
 from broker.config import BrokerConfig, ConfigError, format_validation_error
-from broker.invoice import Invoice, NotBillable
+from connectors.sdk.invoice import Invoice, NotBillable
 from broker.settings import DeliverySettings
 from connectors import registry
 from connectors.base import (
@@ -60,7 +60,7 @@ from connectors.base import (
 )
 from connectors.base import ConfigError as ConnectorConfigError
 from connectors.errors import Quota
-from connectors.idempotency import generation, idempotency_key
+from connectors.sdk.idempotency import generation, idempotency_key
 
 log = logging.getLogger("broker.delivery")
 

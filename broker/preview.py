@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from broker.invoice import AllowanceUse, Invoice, InvoiceLine, NotBillable
+from connectors.sdk.invoice import AllowanceUse, Invoice, InvoiceLine, NotBillable
 
 
 def _line_json(ln: InvoiceLine) -> dict:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 def _schemas() -> dict[str, dict]:
     from broker.config import BrokerConfig
     from broker.events import QuoteApproved, ScheduledJobClosed, WorkOrderCompleted, event_json_schema
-    from broker.invoice import DeliveryOutcome, Invoice, NotBillable
+    from connectors.sdk.invoice import DeliveryOutcome, Invoice, NotBillable
 
     def model(m: type[BaseModel], title: str) -> dict:
         s = m.model_json_schema()

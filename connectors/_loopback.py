@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from connectors.xero.mapper import dumps
+from connectors.sdk.money import dumps
 
 
 @dataclass

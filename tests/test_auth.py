@@ -1,4 +1,4 @@
-"""connectors.auth: token stores, single-flight refresh (coroutines and processes), the authorization-code flow."""
+"""connectors.sdk.oauth2: token stores, single-flight refresh (coroutines and processes), the authorization-code flow."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from connectors.auth import (
+from connectors.base import AuthError, ConfigError
+from connectors.sdk.oauth2 import (
     FileTokenStore,
     MemoryTokenStore,
     OAuth2Config,
@@ -26,7 +27,6 @@ from connectors.auth import (
     fingerprint,
     token_key,
 )
-from connectors.base import AuthError, ConfigError
 from connectors.xero.emulator import XeroEmulator
 
 

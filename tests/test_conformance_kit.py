@@ -79,7 +79,7 @@ def test_skipping_requires_a_reason_and_a_known_scenario():
 
 BROKEN = '''
 from decimal import Decimal
-from connectors.auth import refresh_grant
+from connectors.sdk.oauth2 import refresh_grant
 from connectors.base import PermanentError, RetryableError
 from connectors.testing import make_conformance_tests
 from connectors.xero import XeroConnector

@@ -1,4 +1,4 @@
-"""connectors.contacts: mapping, lookup by tax number / e-mail / name, creation policy; applied to Xero."""
+"""connectors.sdk.contacts: mapping, lookup by tax number / e-mail / name, creation policy; applied to Xero."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from broker.config import Client
 from connectors.base import PermanentError
-from connectors.contacts import ContactQuery, ContactResolver, same_value
+from connectors.sdk.contacts import ContactQuery, ContactResolver, same_value
 from connectors.testing.invoices import make_invoice, standard_lines
 from connectors.xero import XeroConnector
 from connectors.xero.emulator import XeroEmulator

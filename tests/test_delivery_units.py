@@ -38,7 +38,7 @@ from connectors.base import (
     UncertainOutcomeError,
 )
 from connectors.errors import Quota, error_for_status, retry_after_seconds
-from connectors.idempotency import QUICKBOOKS_BATCH, STRIPE, generation, idempotency_key, make_key
+from connectors.sdk.idempotency import QUICKBOOKS_BATCH, STRIPE, generation, idempotency_key, make_key
 from tests.test_xero_connector import CONTACT, ORG, REFRESH, SECRET, make_invoice, settings_for
 
 META = RecordMeta("billing.invoices", 0, 7)

@@ -31,9 +31,9 @@ from broker.events import (
     show_value,
     tenant_hint,
 )
-from broker.invoice import Invoice, NotBillable
 from broker.pricing import PricingError, price_event
 from broker.pricing.core import MAX_PRICED_JSON_BYTES
+from connectors.sdk.invoice import Invoice, NotBillable
 from tests.conftest import EXAMPLES
 
 #: The README's example event (README.md, "Events").

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.invoice import Invoice, InvoiceLine
-from connectors.auth import MemoryTokenStore
 from connectors.base import (
     AuthError,
     PermanentError,
@@ -27,6 +25,8 @@ from connectors.base import (
 from connectors.freshbooks import FreshBooksConnector
 from connectors.freshbooks.emulator import DEFAULT_ACCOUNT_ID, FreshBooksEmulator
 from connectors.freshbooks.spec_check import make_request_validator
+from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.oauth2 import MemoryTokenStore
 
 SPEC = Path(__file__).resolve().parent / "specs" / "freshbooks" / "openapi.yaml"
 ACCOUNT = DEFAULT_ACCOUNT_ID
@@ -416,7 +416,7 @@ def test_authorize_flow_stores_tokens_the_connector_then_uses(emulators, monkeyp
 
     import httpx
 
-    from connectors.auth import authorization_code_flow
+    from connectors.sdk.oauth2 import authorization_code_flow
 
     emu = emulators()
     monkeypatch.setenv("FRESHBOOKS_CLIENT_SECRET", SECRET)

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.freshbooks.emulator import DEFAULT_ACCOUNT_ID, FreshBooksEmulator
 from connectors.freshbooks.spec_check import body_problems, make_request_validator
-from connectors.xero.mapper import dumps
+from connectors.sdk.money import dumps
 
 SPEC = Path(__file__).resolve().parent / "specs" / "freshbooks" / "openapi.yaml"
 ACCOUNT = DEFAULT_ACCOUNT_ID

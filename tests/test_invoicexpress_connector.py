@@ -17,7 +17,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from broker.invoice import Invoice, InvoiceLine
 from connectors.base import (
     AuthError,
     ConfigError,
@@ -29,6 +28,7 @@ from connectors.base import (
 )
 from connectors.invoicexpress import InvoiceXpressConnector
 from connectors.invoicexpress.emulator import InvoiceXpressEmulator, default_accounts
+from connectors.sdk.invoice import Invoice, InvoiceLine
 
 KEY = "ix-api-KEY-0123456789abcdef"
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.invoice import Invoice, InvoiceLine
 from connectors.base import PermanentError
 from connectors.invoicexpress.connector import InvoiceXpressSettings
 from connectors.invoicexpress.mapper import (
@@ -31,6 +30,7 @@ from connectors.invoicexpress.mapper import (
     line_layout,
     parse_ix_date,
 )
+from connectors.sdk.invoice import Invoice, InvoiceLine
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "invoicexpress"
 BASE_SETTINGS = {"account_name": "acme-demo", "api_key_env": "INVOICEXPRESS_API_KEY", "tax_exemption": "M07"}

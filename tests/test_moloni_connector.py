@@ -16,8 +16,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from broker.invoice import Invoice, InvoiceLine
-from connectors.auth import MemoryTokenStore
 from connectors.base import (
     AuthError,
     ConfigError,
@@ -29,6 +27,8 @@ from connectors.base import (
 )
 from connectors.moloni import MoloniConnector
 from connectors.moloni.emulator import MoloniEmulator
+from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.oauth2 import MemoryTokenStore
 
 SECRET = "moloni-client-SECRET-41"
 REFRESH = "moloni-refresh-TOKEN-77"

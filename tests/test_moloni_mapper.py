@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.invoice import Invoice, InvoiceLine
 from connectors.base import PermanentError
 from connectors.moloni.connector import MoloniSettings
 from connectors.moloni.mapper import (
@@ -32,6 +31,7 @@ from connectors.moloni.mapper import (
     parse_form,
     predicted_totals,
 )
+from connectors.sdk.invoice import Invoice, InvoiceLine
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "moloni"
 BASE_SETTINGS = {

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.invoice import Invoice, InvoiceLine
-from connectors.auth import FileTokenStore, MemoryTokenStore
 from connectors.base import (
     AuthError,
     ConfigError,
@@ -28,6 +26,8 @@ from connectors.base import (
 from connectors.paypal import PayPalConnector
 from connectors.paypal.emulator import SCOPE_READ, PayPalEmulator
 from connectors.paypal.spec_check import make_request_validator, validate_document
+from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.oauth2 import FileTokenStore, MemoryTokenStore
 
 SPEC = Path(__file__).resolve().parent / "specs" / "paypal" / "invoicing_v2.json"
 SECRET = "pp-s3cr3t-CLIENT-value-42"

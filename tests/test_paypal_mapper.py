@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.invoice import Invoice, InvoiceLine
 from connectors.base import PermanentError
 from connectors.paypal.connector import PayPalSettings
 from connectors.paypal.emulator import compute_amounts
@@ -29,6 +28,7 @@ from connectors.paypal.mapper import (
     tax_name_for,
 )
 from connectors.paypal.spec_check import load_spec, validate_document
+from connectors.sdk.invoice import Invoice, InvoiceLine
 
 ROOT = Path(__file__).resolve().parent
 SPEC = ROOT / "specs" / "paypal" / "invoicing_v2.json"

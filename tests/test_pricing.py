@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from broker.config import Tenant, load_config
 from broker.events import EventDecodeError, parse_event
-from broker.invoice import Invoice, NotBillable
-from broker.money import minor_units
 from broker.pricing import PricingError, billable_minutes, invoice_number, price_event
+from connectors.sdk.invoice import Invoice, NotBillable
+from connectors.sdk.money import minor_units
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "broker" / "examples"

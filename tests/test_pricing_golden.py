@@ -14,8 +14,8 @@ import pytest
 
 from broker.config import Tenant
 from broker.events import parse_event
-from broker.invoice import Invoice, InvoiceLine, NotBillable
 from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, PricingError, price_event, price_with_state
+from connectors.sdk.invoice import Invoice, InvoiceLine, NotBillable
 from tests.golden.pricing_cases import CASES, SEQUENCES, L
 
 PRICED_AT = datetime(2026, 11, 1, tzinfo=UTC)

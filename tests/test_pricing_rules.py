@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 from broker.config import ConfigError, Tenant, parse_config
 from broker.events import parse_event
-from broker.invoice import Invoice, InvoiceLine, NotBillable
-from broker.money import minor_units
 from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, PricingError, apply_allowance, price_event, price_with_state
 from broker.pricing.bands import split_interval
+from connectors.sdk.invoice import Invoice, InvoiceLine, NotBillable
+from connectors.sdk.money import minor_units
 from tests.golden.pricing_cases import BASE_TENANT, CONTRACT, dur, qt, tenant, wo
 
 
@@ -292,9 +292,7 @@ def scenario(draw):
             "expenses_handling_percent": str(draw(st.decimals(min_value=0, max_value=25, places=2))),
         },
     )
-    base = datetime(2026, 3, 27, tzinfo=UTC) + timedelta(
-        minutes=draw(st.sampled_from([0, 2 * 1440 + 1, 211 * 1440]))
-    )
+    base = datetime(2026, 3, 27, tzinfo=UTC) + timedelta(minutes=draw(st.sampled_from([0, 2 * 1440 + 1, 211 * 1440])))
     entries = []
     busy_until: dict[tuple, datetime] = {}  # clocked entries of one technician in one visit must not overlap
     for i in range(draw(st.integers(0, 4))):

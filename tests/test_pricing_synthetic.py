@@ -16,8 +16,8 @@ import yaml
 
 from broker.config import Tenant
 from broker.events import parse_event
-from broker.invoice import Invoice
 from broker.pricing import price_event
+from connectors.sdk.invoice import Invoice
 
 DATA = Path(__file__).parent / "golden" / "synthetic"
 

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.invoice import Invoice, InvoiceLine
-from connectors.auth import MemoryTokenStore
 from connectors.base import (
     AuthError,
     ConfigError,
@@ -29,6 +27,8 @@ from connectors.quickbooks import QuickBooksConnector, request_id
 from connectors.quickbooks.connector import batch_request_id, quote
 from connectors.quickbooks.emulator import DEMO_TAX_CODES, QuickBooksEmulator
 from connectors.quickbooks.spec_check import make_request_validator
+from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.oauth2 import MemoryTokenStore
 
 SPEC = Path(__file__).resolve().parent / "specs" / "quickbooks" / "openapi.yaml"
 REALM = "9341452000000001"
@@ -475,7 +475,7 @@ def test_authorize_flow_stores_tokens_the_connector_then_uses(emulators, monkeyp
 
     import httpx
 
-    from connectors.auth import authorization_code_flow
+    from connectors.sdk.oauth2 import authorization_code_flow
 
     emu = emulators()
     monkeypatch.setenv("QBO_CLIENT_SECRET", SECRET)

@@ -16,7 +16,7 @@ import pytest
 
 from connectors.quickbooks.emulator import QuickBooksEmulator
 from connectors.quickbooks.spec_check import make_request_validator
-from connectors.xero.mapper import dumps
+from connectors.sdk.money import dumps
 
 SPEC = Path(__file__).resolve().parent / "specs" / "quickbooks" / "openapi.yaml"
 REALM = "9341452000000001"

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.invoice import Invoice, InvoiceLine
 from connectors.base import (
     AuthError,
     ConfigError,
@@ -23,6 +22,7 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
+from connectors.sdk.invoice import Invoice, InvoiceLine
 from connectors.stripe import StripeConnector
 from connectors.stripe.emulator import StripeEmulator
 from connectors.stripe.spec_check import make_request_validator

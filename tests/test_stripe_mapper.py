@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.invoice import Invoice, InvoiceLine
+from connectors.sdk.invoice import Invoice, InvoiceLine
 from connectors.stripe import StripeSettings
 from connectors.stripe.mapper import (
     MappingError,

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.invoice import Invoice, InvoiceLine
 from connectors.base import (
     AuthError,
     ConfigError,
@@ -24,9 +23,11 @@ from connectors.base import (
     RetryableError,
     UncertainOutcomeError,
 )
+from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.money import dumps
 from connectors.xero import XeroConnector, XeroSettings, idempotency_key
 from connectors.xero.emulator import XeroEmulator
-from connectors.xero.mapper import dumps, invoice_to_xero
+from connectors.xero.mapper import invoice_to_xero
 from connectors.xero.spec_check import make_request_validator, validate_invoices_body
 
 SPEC = Path(__file__).resolve().parent / "specs" / "xero" / "xero_accounting.yaml"

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from connectors.sdk.money import dumps, loads
 from connectors.xero.emulator import XeroEmulator
-from connectors.xero.mapper import dumps, loads
 from connectors.xero.spec_check import make_request_validator
 
 SPEC = Path(__file__).resolve().parent / "specs" / "xero" / "xero_accounting.yaml"

@@ -9,8 +9,6 @@ from decimal import Decimal as D
 
 import pytest
 
-from broker.invoice import Invoice, InvoiceLine
-from connectors.auth import MemoryTokenStore
 from connectors.base import (
     AuthError,
     ConfigError,
@@ -20,6 +18,8 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
+from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.oauth2 import MemoryTokenStore
 from connectors.zoho import ZohoConnector, ZohoSettings
 from connectors.zoho.emulator import DEFAULT_ORG, ZohoEmulator
 
@@ -382,7 +382,7 @@ def test_authorize_flow_stores_a_refresh_token_the_connector_then_uses(emulators
 
     import httpx
 
-    from connectors.auth import FileTokenStore, authorization_code_flow
+    from connectors.sdk.oauth2 import FileTokenStore, authorization_code_flow
 
     emu = emulators()
     store = FileTokenStore(tmp_path / "tokens")

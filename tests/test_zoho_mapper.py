@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.invoice import Invoice
+from connectors.sdk.invoice import Invoice
 from connectors.zoho import ZohoSettings
 from connectors.zoho.mapper import MappingError, dumps, invoice_to_zoho, loads, zoho_totals
 

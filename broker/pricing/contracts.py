@@ -18,7 +18,7 @@ from datetime import date
 
 from broker.config import Client, Contract, Tenant
 from broker.events import QuoteApproved, ScheduledJobClosed, WorkOrderCompleted
-from broker.invoice import AllowanceUse
+from connectors.sdk.invoice import AllowanceUse
 from broker.pricing.core import zone_of
 
 Event = WorkOrderCompleted | ScheduledJobClosed | QuoteApproved

@@ -1,7 +1,7 @@
 """Shared pricing building blocks: the error type, line drafts, time and money helpers, tax and totals.
 
 Everything here is pure and works on :class:`~decimal.Decimal`; money is rounded half-up to the
-currency's ISO 4217 minor unit with :func:`broker.money.round_money`.
+currency's ISO 4217 minor unit with :func:`connectors.sdk.money.round_money`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from broker.events import QuoteApproved, ScheduledJobClosed, WorkOrderCompleted
-from broker.invoice import Invoice, InvoiceLine, LineKind, NotBillable
-from broker.money import quantum
+from connectors.sdk.invoice import Invoice, InvoiceLine, LineKind, NotBillable
+from connectors.sdk.money import quantum
 
 Event = WorkOrderCompleted | ScheduledJobClosed | QuoteApproved
 
@@ -52,7 +52,7 @@ _QUANTA: dict[str, Decimal] = {}
 def money_rounder(currency: str):
     """A fast ``round_money`` for one currency: ``amount -> amount rounded half-up to the minor unit``.
 
-    Same result as :func:`broker.money.round_money` (the quantum is looked up once).
+    Same result as :func:`connectors.sdk.money.round_money` (the quantum is looked up once).
     """
     q = _QUANTA.get(currency)
     if q is None:

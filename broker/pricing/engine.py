@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from broker.config import Client, Contract, Tenant
 from broker.events import QuoteApproved, WorkOrderCompleted
-from broker.invoice import AllowanceUse, Invoice, InvoiceLine, NotBillable
+from connectors.sdk.invoice import AllowanceUse, Invoice, InvoiceLine, NotBillable
 from broker.pricing.bands import CompiledBands
 from broker.pricing.contracts import allowance_key, allowance_month, applicable_contract, consume_allowance
 from broker.pricing.core import (
@@ -97,11 +97,11 @@ def price_event(
       lines are needed (quotes billed on completion or as deposit + balance).
     * ``priced_at`` – copied to the invoice (the caller's clock).
 
-    Returns an :class:`~broker.invoice.Invoice` (amounts in ``tenant.currency``, every line rounded
+    Returns an :class:`~connectors.sdk.invoice.Invoice` (amounts in ``tenant.currency``, every line rounded
     half-up to its minor unit, totals = sums of the lines, ``issue_date`` = the event's local date,
-    ``due_date`` = issue date + ``payment_terms_days``) or a :class:`~broker.invoice.NotBillable`
+    ``due_date`` = issue date + ``payment_terms_days``) or a :class:`~connectors.sdk.invoice.NotBillable`
     (``zero_total``, ``covered_by_contract`` or ``billed_on_completion``). Both carry
-    ``allowance`` (:class:`~broker.invoice.AllowanceUse`) when a contract allowance applied: the
+    ``allowance`` (:class:`~connectors.sdk.invoice.AllowanceUse`) when a contract allowance applied: the
     consumption this call made, which the caller records (:func:`~broker.pricing.contracts.apply_allowance`).
 
     Raises :class:`PricingError` naming the field and value: ``tenant`` (event of another tenant),

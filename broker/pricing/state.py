@@ -26,7 +26,7 @@ from typing import Any
 
 from broker.config import Tenant
 from broker.events import EventDecodeError, QuoteApproved, parse_event
-from broker.invoice import Invoice, NotBillable
+from connectors.sdk.invoice import Invoice, NotBillable
 from broker.pricing.contracts import allowance_key, allowance_month, applicable_contract, apply_allowance
 from broker.pricing.core import Event, PricingError
 from broker.pricing.engine import price_event, quote_needed

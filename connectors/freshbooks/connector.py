@@ -7,7 +7,7 @@ Creates invoices with ``POST {api_url}/accounting/account/{accountId}/invoices/i
 * **Auth** — OAuth 2.0: ``POST {api_url}/auth/oauth/token`` with ``grant_type=refresh_token`` and
   ``client_id``/``client_secret`` (and ``redirect_uri`` when configured) in the form body, as the SDK
   does. Access tokens last 12 h; **refresh tokens are single-use** — the token manager
-  (:class:`~connectors.auth.OAuth2TokenManager`) refreshes single-flight per tenant across coroutines
+  (:class:`~connectors.sdk.oauth2.OAuth2TokenManager`) refreshes single-flight per tenant across coroutines
   and processes and persists the new token before anyone else may refresh. A 401 refreshes exactly
   once; a second 401 is :class:`AuthError`.
 * **Idempotency** — FreshBooks has no idempotency key. Our invoice number goes in
@@ -37,8 +37,6 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, SecretStr
 
-from broker.invoice import Invoice, LineKind
-from connectors.auth import OAuth2Config, OAuth2TokenManager, TokenSet, default_token_store, token_key
 from connectors.base import (
     AuthError,
     Capabilities,
@@ -54,9 +52,11 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.contacts import ContactQuery, ContactResolver, LookupField
 from connectors.errors import retry_after_seconds
 from connectors.freshbooks.mapper import check_limits, dumps, invoice_from_freshbooks, invoice_to_freshbooks, loads
+from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField
+from connectors.sdk.invoice import Invoice, LineKind
+from connectors.sdk.oauth2 import OAuth2Config, OAuth2TokenManager, TokenSet, default_token_store, token_key
 
 log = logging.getLogger("connectors.freshbooks")
 

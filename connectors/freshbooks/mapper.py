@@ -1,4 +1,4 @@
-"""Pure mapping between :class:`broker.invoice.Invoice` and FreshBooks Accounting API JSON.
+"""Pure mapping between :class:`connectors.sdk.invoice.Invoice` and FreshBooks Accounting API JSON.
 
 Nothing here does I/O. :func:`invoice_to_freshbooks` builds the body of
 ``POST /accounting/account/{accountId}/invoices/invoices`` — ``{"invoice": {...}}`` with
@@ -38,10 +38,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from broker.invoice import Invoice, InvoiceLine
-from broker.money import minor_units, round_money
 from connectors.base import ExternalInvoice, PermanentError
-from connectors.xero.mapper import dumps, loads  # exact-decimal JSON, shared by all connectors
+from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.money import dumps, loads, minor_units, round_money
 
 if TYPE_CHECKING:  # pragma: no cover - typing only (connector.py imports this module)
     from connectors.freshbooks.connector import FreshBooksSettings

@@ -19,9 +19,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from broker.invoice import Invoice
 from connectors.freshbooks.connector import FreshBooksConnector
 from connectors.freshbooks.emulator import FreshBooksEmulator
+from connectors.sdk.invoice import Invoice
 from connectors.testing import ConnectorHarness, HeldInvoice
 
 ACCOUNT = "CfAcct7"
@@ -36,7 +36,9 @@ SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "freshbooks" / 
 class FreshBooksHarness(ConnectorHarness):
     connector_cls = FreshBooksConnector
     skip: dict[str, str] = {}
-    hostile = dict.fromkeys(("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver")
+    hostile = dict.fromkeys(
+        ("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver"
+    )
     fast_timeout = 0.5
 
     def __init__(self) -> None:

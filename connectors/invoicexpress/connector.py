@@ -39,7 +39,6 @@ from pydantic import Field, SecretStr
 
 from broker.config import ConfigError as BrokerConfigError
 from broker.config import resolve_secret
-from broker.invoice import Invoice, LineKind
 from connectors.base import (
     AuthError,
     Capabilities,
@@ -64,6 +63,7 @@ from connectors.invoicexpress.mapper import (
     loads,
     reference_of,
 )
+from connectors.sdk.invoice import Invoice, LineKind
 
 log = logging.getLogger("connectors.invoicexpress")
 

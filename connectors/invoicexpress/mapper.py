@@ -1,4 +1,4 @@
-"""Pure mapping between :class:`broker.invoice.Invoice` and the InvoiceXpress API v2 (Portugal).
+"""Pure mapping between :class:`connectors.sdk.invoice.Invoice` and the InvoiceXpress API v2 (Portugal).
 
 Nothing here does I/O. :func:`invoice_to_invoicexpress` builds the body of
 ``POST https://{account}.app.invoicexpress.com/invoices.json`` (docs
@@ -43,8 +43,8 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from broker.invoice import Invoice, InvoiceLine
 from connectors.base import ExternalInvoice, PermanentError
+from connectors.sdk.invoice import Invoice, InvoiceLine
 
 if TYPE_CHECKING:  # pragma: no cover
     from connectors.invoicexpress.connector import InvoiceXpressSettings

@@ -18,9 +18,9 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from broker.invoice import Invoice
 from connectors.invoicexpress.connector import InvoiceXpressConnector
 from connectors.invoicexpress.emulator import DEFAULT_ACCOUNT, InvoiceXpressEmulator, default_accounts
+from connectors.sdk.invoice import Invoice
 from connectors.testing import ConnectorHarness, HeldInvoice
 
 CLIENT_CODE = "CLI-CONF-EXISTING"

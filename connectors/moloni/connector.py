@@ -25,7 +25,7 @@ Auth (https://moloni.pt/dev/autenticacao; plugin ``src/Curl.php``): OAuth2 at
 (``username`` + ``password_env``, the plugin's native flow); the access token travels as the
 ``access_token`` query parameter of every call (so URLs are never logged unredacted: see
 :func:`install_log_redaction`). Tokens live in the connector's token store and are refreshed
-single-flight (:class:`connectors.auth.OAuth2TokenManager`); a 401 triggers exactly one refresh.
+single-flight (:class:`connectors.sdk.oauth2.OAuth2TokenManager`); a 401 triggers exactly one refresh.
 
 Limits: none published. The plugin retries HTTP 429 up to 5 times with a 2 s pause; we map 429 to
 :class:`RateLimitedError` with ``Retry-After`` when present, else 2 s.
@@ -45,8 +45,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from broker.config import ConfigError as BrokerConfigError
 from broker.config import resolve_secret
-from broker.invoice import Invoice, LineKind
-from connectors.auth import OAuth2Config, OAuth2TokenManager, TokenSet, TokenStore, default_token_store, token_key
 from connectors.base import (
     AuthError,
     Capabilities,
@@ -61,7 +59,6 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.contacts import ContactQuery, ContactResolver, LookupField, same_value
 from connectors.moloni.mapper import (
     EXEMPTION_CODE_PATTERN,
     document_label,
@@ -72,6 +69,9 @@ from connectors.moloni.mapper import (
     moloni_totals,
     reference_of,
 )
+from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField, same_value
+from connectors.sdk.invoice import Invoice, LineKind
+from connectors.sdk.oauth2 import OAuth2Config, OAuth2TokenManager, TokenSet, TokenStore, default_token_store, token_key
 
 log = logging.getLogger("connectors.moloni")
 
@@ -669,7 +669,7 @@ class MoloniConnector(Connector):
             return None
         return found
 
-    # ------------------------------------------------------------------ customers (connectors.contacts)
+    # ------------------------------------------------------------------ customers (connectors.sdk.contacts)
     async def _customer_id(self, invoice: Invoice) -> int:
         """The Moloni ``customer_id``: the mapped ``contact_id``, else a customer found by VAT number / e-mail / name."""
         if invoice.contact_id:

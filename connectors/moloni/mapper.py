@@ -1,4 +1,4 @@
-"""Pure mapping between :class:`broker.invoice.Invoice` and the Moloni (Portugal) REST API v1.
+"""Pure mapping between :class:`connectors.sdk.invoice.Invoice` and the Moloni (Portugal) REST API v1.
 
 Nothing here does I/O. :func:`invoice_to_moloni` builds the fields of
 ``POST https://api.moloni.pt/v1/invoices/insert/`` (docs https://moloni.pt/dev/documents/invoices/insert,
@@ -41,8 +41,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
-from broker.invoice import Invoice, InvoiceLine
 from connectors.base import ExternalInvoice, PermanentError
+from connectors.sdk.invoice import Invoice, InvoiceLine
 
 if TYPE_CHECKING:  # pragma: no cover - typing only (connector.py imports this module)
     from connectors.moloni.connector import MoloniSettings

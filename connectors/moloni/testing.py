@@ -16,9 +16,9 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from broker.invoice import Invoice
 from connectors.moloni.connector import MoloniConnector
 from connectors.moloni.emulator import DEFAULT_COMPANY_ID, MoloniEmulator, default_companies
+from connectors.sdk.invoice import Invoice
 from connectors.testing import ConnectorHarness, HeldInvoice
 
 CUSTOMER_ID = "201"

@@ -9,7 +9,7 @@ tenant wants issued invoices, sends them with ``POST /v2/invoicing/invoices/{id}
   ``grant_type=client_credentials``; tokens live about 9 hours (``expires_in``) and must be cached
   (re-requesting per call triggers rate limiting). There is no refresh token: an expired token is
   replaced by requesting a new one, single-flight across coroutines *and* processes through the
-  tenant's token store (:class:`connectors.auth.OAuth2TokenManager` with a client-credentials grant),
+  tenant's token store (:class:`connectors.sdk.oauth2.OAuth2TokenManager` with a client-credentials grant),
   so all workers of a tenant share one token. A 401 gets exactly one new token and one retry. Scope
   needed: ``https://uri.paypal.com/services/invoicing`` (spec scopes ``.../invoicing/invoices/read``
   and ``.../readwrite``).
@@ -42,8 +42,6 @@ from urllib.parse import quote, urljoin
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from broker.invoice import Invoice
-from connectors.auth import OAuth2TokenManager, TokenSet, TokenStore, default_token_store, token_key
 from connectors.base import (
     AuthError,
     Capabilities,
@@ -68,6 +66,8 @@ from connectors.paypal.mapper import (
     loads,
     recipient_for,
 )
+from connectors.sdk.invoice import Invoice
+from connectors.sdk.oauth2 import OAuth2TokenManager, TokenSet, TokenStore, default_token_store, token_key
 
 log = logging.getLogger("connectors.paypal")
 
@@ -168,7 +168,7 @@ class PayPalConnector(Connector):
     ``PayPalConnector(settings, *, tenant, token_store=None)``: ``settings`` is a :class:`PayPalSettings`
     or a dict validated into one (:class:`ConfigError` naming the field). The client secret is read
     lazily from the environment variable named by ``client_secret_env`` and kept as ``SecretStr``;
-    access tokens live in ``token_store`` (default :func:`connectors.auth.default_token_store`).
+    access tokens live in ``token_store`` (default :func:`connectors.sdk.oauth2.default_token_store`).
 
     Errors: :class:`RateLimitedError` (429), :class:`RetryableError` (5xx, connection not established,
     a send whose answer is lost while the draft exists), :class:`UncertainOutcomeError` (create sent,

@@ -1,4 +1,4 @@
-"""Pure mapping between :class:`broker.invoice.Invoice` and PayPal Invoicing v2 JSON.
+"""Pure mapping between :class:`connectors.sdk.invoice.Invoice` and PayPal Invoicing v2 JSON.
 
 Nothing here does I/O. :func:`invoice_to_paypal` builds the body of ``POST /v2/invoicing/invoices``
 (operation ``invoices.create``, schema ``invoice`` of the official spec ``invoicing_v2.json``, API
@@ -50,9 +50,9 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from broker.invoice import Invoice, InvoiceLine
-from broker.money import minor_units
 from connectors.base import ExternalInvoice, PermanentError
+from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.money import minor_units
 
 if TYPE_CHECKING:  # pragma: no cover - typing only (connector.py imports this module)
     from connectors.paypal.connector import PayPalSettings
@@ -332,9 +332,7 @@ def memo_for(invoice: Invoice) -> str:
     return f"broker invoice {invoice.invoice_key}"[:MEMO_MAX]
 
 
-def invoice_to_paypal(
-    invoice: Invoice, settings: PayPalSettings, recipient: Recipient | None = None
-) -> dict[str, Any]:
+def invoice_to_paypal(invoice: Invoice, settings: PayPalSettings, recipient: Recipient | None = None) -> dict[str, Any]:
     """The body of ``POST /v2/invoicing/invoices`` (spec schema ``invoice``) for ``invoice``.
 
     Shape::

@@ -14,9 +14,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from broker.invoice import Invoice
 from connectors.paypal.connector import PayPalConnector
 from connectors.paypal.emulator import PayPalEmulator
+from connectors.sdk.invoice import Invoice
 from connectors.testing import ConnectorHarness, HeldInvoice
 
 SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "paypal" / "invoicing_v2.json"

@@ -6,8 +6,8 @@ Creates invoices with ``POST {api_url}/v3/company/{realmId}/invoice?minorversion
 * **Auth** — OAuth 2.0: ``POST https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer`` with
   ``grant_type=refresh_token`` and HTTP Basic ``client_id:client_secret``; access tokens last 1 h,
   the refresh token changes on refresh (always keep the latest). Tokens live in a
-  :class:`~connectors.auth.TokenStore`; refreshes are single-flight per tenant across coroutines and
-  processes (:class:`~connectors.auth.OAuth2TokenManager`). A 401 refreshes exactly once; a second
+  :class:`~connectors.sdk.oauth2.TokenStore`; refreshes are single-flight per tenant across coroutines and
+  processes (:class:`~connectors.sdk.oauth2.OAuth2TokenManager`). A 401 refreshes exactly once; a second
   401 is :class:`AuthError`.
 * **Idempotency** — QBO's ``requestid`` query parameter (≤ 50 characters, ≤ 36 on ``/batch``,
   unique per company): a repeat returns the original response instead of executing again.
@@ -47,8 +47,6 @@ from urllib.parse import urljoin
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from broker.invoice import Invoice, LineKind
-from connectors.auth import OAuth2Config, OAuth2TokenManager, default_token_store, refresh_grant, token_key
 from connectors.base import (
     AuthError,
     BatchItem,
@@ -65,10 +63,12 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.contacts import ContactQuery, ContactResolver, LookupField
 from connectors.errors import retry_after_seconds
-from connectors.idempotency import QUICKBOOKS, QUICKBOOKS_BATCH, idempotency_key, make_key
 from connectors.quickbooks.mapper import check_limits, dumps, invoice_from_qbo, invoice_to_qbo, loads, tax_lines
+from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField
+from connectors.sdk.idempotency import QUICKBOOKS, QUICKBOOKS_BATCH, idempotency_key, make_key
+from connectors.sdk.invoice import Invoice, LineKind
+from connectors.sdk.oauth2 import OAuth2Config, OAuth2TokenManager, default_token_store, refresh_grant, token_key
 
 log = logging.getLogger("connectors.quickbooks")
 
@@ -118,7 +118,7 @@ class QuickBooksSettings(ConnectorSettings):
 def request_id(invoice: Invoice, operation: str) -> str:
     """Deterministic ``requestid`` for ``operation`` (``"create"``, ``"send"``) on ``invoice``.
 
-    :func:`connectors.idempotency.idempotency_key` with QuickBooks' rules: the readable
+    :func:`connectors.sdk.idempotency.idempotency_key` with QuickBooks' rules: the readable
     ``f"{tenant}:quickbooks:{invoice_key}:{operation}"`` when it is ≤ 50 characters of
     ``[A-Za-z0-9:._-]``, else the first 50 hex digits of its SHA-256. Only business identity goes
     in, so a retry of the same step — from any worker — sends the same key, and each step has its own.

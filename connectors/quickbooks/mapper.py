@@ -1,4 +1,4 @@
-"""Pure mapping between :class:`broker.invoice.Invoice` and QuickBooks Online (QBO) Accounting API v3 JSON.
+"""Pure mapping between :class:`connectors.sdk.invoice.Invoice` and QuickBooks Online (QBO) Accounting API v3 JSON.
 
 Nothing here does I/O. :func:`invoice_to_qbo` builds the body of
 ``POST /v3/company/{realmId}/invoice`` (entity ``Invoice``: ``CustomerRef``, ``Line`` with
@@ -45,10 +45,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from broker.invoice import Invoice, InvoiceLine
-from broker.money import minor_units, round_money
 from connectors.base import ExternalInvoice, PermanentError
-from connectors.xero.mapper import dumps, loads  # exact-decimal JSON, shared by all connectors
+from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.money import dumps, loads, minor_units, round_money
 
 if TYPE_CHECKING:  # pragma: no cover - typing only (connector.py imports this module)
     from connectors.quickbooks.connector import QuickBooksSettings
@@ -217,9 +216,7 @@ def line_to_qbo(line: InvoiceLine, index: int, invoice: Invoice, settings: Quick
 
 
 # --------------------------------------------------------------------------- Invoice -> QBO
-def invoice_to_qbo(
-    invoice: Invoice, settings: QuickBooksSettings, *, customer_id: str | None = None
-) -> dict[str, Any]:
+def invoice_to_qbo(invoice: Invoice, settings: QuickBooksSettings, *, customer_id: str | None = None) -> dict[str, Any]:
     """Body of ``POST /v3/company/{realmId}/invoice`` for ``invoice``.
 
     Shape::

@@ -13,9 +13,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from broker.invoice import Invoice
 from connectors.quickbooks.connector import QuickBooksConnector
 from connectors.quickbooks.emulator import DEMO_TAX_CODES, QuickBooksEmulator
+from connectors.sdk.invoice import Invoice
 from connectors.testing import ConnectorHarness, HeldInvoice
 
 REALM = "9341452000000777"
@@ -30,7 +30,9 @@ SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "quickbooks" / 
 class QuickBooksHarness(ConnectorHarness):
     connector_cls = QuickBooksConnector
     skip: dict[str, str] = {}
-    hostile = dict.fromkeys(("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver")
+    hostile = dict.fromkeys(
+        ("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver"
+    )
     fast_timeout = 0.5
 
     def __init__(self) -> None:

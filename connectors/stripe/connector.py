@@ -47,7 +47,6 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from broker.config import ConfigError as BrokerConfigError
 from broker.config import resolve_secret
-from broker.invoice import Invoice
 from connectors.base import (
     AuthError,
     Capabilities,
@@ -63,7 +62,8 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.contacts import ContactQuery, ContactResolver, LookupField, same_value
+from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField, same_value
+from connectors.sdk.invoice import Invoice
 from connectors.stripe.mapper import (
     CUSTOMER_NAME_MAX,
     MappingError,
@@ -488,7 +488,7 @@ class StripeConnector(Connector):
 
     # ------------------------------------------------------------------ steps
     async def _customer(self, invoice: Invoice) -> str:
-        """Stripe customer id of the invoice's client (:mod:`connectors.contacts` order).
+        """Stripe customer id of the invoice's client (:mod:`connectors.sdk.contacts` order).
 
         The mapped ``contact_id``; else a customer we created earlier (``metadata['broker_client_id']``);
         else one found by e-mail (``GET /v1/customers?email=``, strongly consistent) or exact name
@@ -524,7 +524,7 @@ class StripeConnector(Connector):
         return hits
 
     async def find_contact(self, field: LookupField, value: str) -> str | None:
-        """:class:`connectors.contacts.ContactDirectory`: e-mail via the (consistent) list filter, name via
+        """:class:`connectors.sdk.contacts.ContactDirectory`: e-mail via the (consistent) list filter, name via
         search; tax numbers are not searchable in Stripe (customer tax IDs have no search field)."""
         if field == "email":
             rows = (await self._get("/v1/customers", [("email", value), ("limit", "10")])).get("data") or []

@@ -1,4 +1,4 @@
-"""Pure mapping from :class:`broker.invoice.Invoice` to Stripe Invoicing API requests.
+"""Pure mapping from :class:`connectors.sdk.invoice.Invoice` to Stripe Invoicing API requests.
 
 Nothing here does I/O. :func:`invoice_to_stripe` turns one invoice into a :class:`StripePlan`:
 the tax rates it needs (``POST /v1/tax_rates``), the draft invoice (``POST /v1/invoices``) and one
@@ -34,11 +34,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
-from broker.invoice import Invoice, InvoiceLine
-from broker.money import minor_units as iso_minor_units
-from connectors.idempotency import STRIPE as STRIPE_KEYS
-from connectors.idempotency import idempotency_key as _shared_key
-from connectors.idempotency import make_key
+from connectors.sdk.idempotency import STRIPE as STRIPE_KEYS
+from connectors.sdk.idempotency import idempotency_key as _shared_key
+from connectors.sdk.idempotency import make_key
+from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.money import minor_units as iso_minor_units
 
 if TYPE_CHECKING:  # pragma: no cover
     from connectors.stripe.connector import StripeSettings
@@ -68,7 +68,9 @@ TAX_PERCENT_DECIMALS = 4
 MAX_AMOUNT_MINOR = 99_999_999
 
 #: Stripe's zero-decimal currencies (https://docs.stripe.com/currencies#zero-decimal).
-ZERO_DECIMAL = frozenset(["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"])
+ZERO_DECIMAL = frozenset(
+    ["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]
+)
 #: Stripe's three-decimal currencies: amounts in thousandths, last digit 0 (https://docs.stripe.com/currencies#three-decimal).
 THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 
@@ -193,7 +195,7 @@ def idempotency_key(invoice: Invoice, step: str) -> str:
     """``Idempotency-Key`` of one step of delivering ``invoice``: ``{tenant}:stripe:{invoice_key}:{step}``.
 
     Steps: ``invoice`` (the draft), ``item-<n>`` (line n, 1-based), ``finalize``, ``send``,
-    ``emailed``. Derived only from business identity (:mod:`connectors.idempotency`); at most 255
+    ``emailed``. Derived only from business identity (:mod:`connectors.sdk.idempotency`); at most 255
     characters of ``[A-Za-z0-9:._-]``, otherwise ``<sanitised prefix>:sha256:<hex of the full text>``.
     """
     return _shared_key(invoice.tenant, "stripe", invoice.invoice_key, step, STRIPE_KEYS)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
-from broker.invoice import Invoice
 from connectors.base import Connector
+from connectors.sdk.invoice import Invoice
 
 HostileExpectation = Literal["deliver", "reject", "either"]
 

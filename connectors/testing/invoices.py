@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from broker.invoice import Invoice, InvoiceLine
+from connectors.sdk.invoice import Invoice, InvoiceLine
 
 CENT = Decimal("0.01")
 D = Decimal

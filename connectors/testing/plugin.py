@@ -60,6 +60,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _broker_isolated_token_store(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Every test gets an empty OAuth2 token store directory (see connectors.auth.default_token_store)."""
+    """Every test gets an empty OAuth2 token store directory (see connectors.sdk.oauth2.default_token_store)."""
     if not _PRESET_TOKEN_DIR:
         monkeypatch.setenv("BROKER_TOKEN_DIR", str(tmp_path_factory.mktemp("broker-tokens")))

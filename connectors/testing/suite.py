@@ -41,9 +41,7 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import BaseModel
 
-from broker.invoice import Invoice
 from connectors import registry
-from connectors.auth import FileTokenStore, MemoryTokenStore
 from connectors.base import (
     AuthError,
     BatchItem,
@@ -61,6 +59,8 @@ from connectors.base import (
     secret_env_fields,
     settings_json_schema,
 )
+from connectors.sdk.invoice import Invoice
+from connectors.sdk.oauth2 import FileTokenStore, MemoryTokenStore
 from connectors.testing.harness import ConnectorHarness, HeldInvoice
 from connectors.testing.invoices import (
     NON_ASCII_DESCRIPTION,
@@ -958,8 +958,8 @@ class ConnectorConformance:
 
 _WORKER_SCRIPT = """
 import asyncio, importlib, json, sys
-from broker.invoice import Invoice
-from connectors.auth import FileTokenStore
+from connectors.sdk.invoice import Invoice
+from connectors.sdk.oauth2 import FileTokenStore
 spec = json.loads(sys.stdin.read())
 module, _, qualname = spec["cls"].partition(":")
 cls = importlib.import_module(module)

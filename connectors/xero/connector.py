@@ -37,16 +37,6 @@ from pydantic import ConfigDict, Field, SecretStr, ValidationError
 
 from broker.config import ConfigError as BrokerConfigError
 from broker.config import format_validation_error, resolve_secret
-from broker.invoice import Invoice
-from connectors.auth import (
-    OAuth2Config,
-    OAuth2TokenManager,
-    TokenSet,
-    TokenStore,
-    default_token_store,
-    refresh_grant,
-    token_key,
-)
 from connectors.base import (
     AuthError,
     BatchItem,
@@ -64,11 +54,22 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.contacts import ContactQuery, ContactResolver, LookupField, same_value
 from connectors.errors import Quota, retry_after_seconds
-from connectors.idempotency import XERO as XERO_KEY_RULES
-from connectors.idempotency import idempotency_key as shared_idempotency_key
-from connectors.xero.mapper import dumps, invoice_from_xero, invoice_to_xero, loads
+from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField, same_value
+from connectors.sdk.idempotency import XERO as XERO_KEY_RULES
+from connectors.sdk.idempotency import idempotency_key as shared_idempotency_key
+from connectors.sdk.invoice import Invoice
+from connectors.sdk.money import dumps, loads
+from connectors.sdk.oauth2 import (
+    OAuth2Config,
+    OAuth2TokenManager,
+    TokenSet,
+    TokenStore,
+    default_token_store,
+    refresh_grant,
+    token_key,
+)
+from connectors.xero.mapper import invoice_from_xero, invoice_to_xero
 
 log = logging.getLogger("connectors.xero")
 
@@ -202,7 +203,7 @@ class XeroConnector(Connector):
     ``XeroConnector(settings, *, tenant, token_store=None, on_refresh_token=None)``: ``settings`` is a
     :class:`XeroSettings` or a dict validated into one (:class:`ConfigError` naming the field on
     error). Secrets are read lazily from the environment on the first token refresh and kept as
-    ``SecretStr``. Tokens live in ``token_store`` (default :func:`connectors.auth.default_token_store`,
+    ``SecretStr``. Tokens live in ``token_store`` (default :func:`connectors.sdk.oauth2.default_token_store`,
     a 0600 file per tenant): refreshes are single-flight across coroutines and processes and each
     rotated refresh token is saved before it is used. ``on_refresh_token(new_token)`` (sync or
     async) is also called after each rotation.
@@ -370,7 +371,7 @@ class XeroConnector(Connector):
     async def _refresh(self, stale: SecretStr | None = None) -> SecretStr:
         """A fresh access token; ``stale`` is the token that just failed (401).
 
-        Single-flight across coroutines and processes (:class:`connectors.auth.OAuth2TokenManager`):
+        Single-flight across coroutines and processes (:class:`connectors.sdk.oauth2.OAuth2TokenManager`):
         when another task or worker already replaced ``stale``, its token is used without another
         refresh. Raises :class:`AuthError` when the identity service refuses (400
         ``invalid_grant``/``invalid_client``, 401), :class:`ConfigError` when a secret's environment
@@ -898,7 +899,7 @@ class XeroConnector(Connector):
             },
         )
 
-    # ------------------------------------------------------------------ contacts (connectors.contacts)
+    # ------------------------------------------------------------------ contacts (connectors.sdk.contacts)
     async def _with_contact(self, invoice: Invoice) -> Invoice:
         """``invoice`` with its contact resolved: a mapped ``contact_id`` is kept; without one the contact is
         found by tax number / e-mail / name or created (``create_contacts``), or left to Xero's own

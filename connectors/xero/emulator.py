@@ -87,7 +87,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from connectors.xero.mapper import dumps, loads
+from connectors.sdk.money import dumps, loads
 
 DEFAULT_TENANT_ID = "00000000-0000-0000-0000-000000000001"
 PROVIDER_NAME = "Xero Emulator (maintenance-billing-broker)"

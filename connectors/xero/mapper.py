@@ -1,4 +1,4 @@
-"""Pure mapping between :class:`broker.invoice.Invoice` and Xero Accounting API 2.0 JSON.
+"""Pure mapping between :class:`connectors.sdk.invoice.Invoice` and Xero Accounting API 2.0 JSON.
 
 Nothing here does I/O. :func:`invoice_to_xero` builds one element of the ``Invoices`` array of
 ``PUT /api.xro/2.0/Invoices`` (schema ``Invoice`` / ``LineItem`` in the official OpenAPI spec
@@ -10,14 +10,12 @@ never through ``float``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from broker.invoice import Invoice, InvoiceLine
 from connectors.base import ExternalInvoice
+from connectors.sdk.invoice import Invoice, InvoiceLine
 
 if TYPE_CHECKING:  # pragma: no cover - typing only (connector.py imports this module)
     from connectors.xero.connector import XeroSettings
@@ -26,67 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only (connector.py imports this m
 DEFAULT_TAX_TYPE = "OUTPUT2"
 #: Tax type used for a zero rate when ``settings.tax_types`` has no entry for ``"0"``.
 ZERO_TAX_TYPE = "NONE"
-
-
-# --------------------------------------------------------------------------- JSON with exact decimals
-def _encode(obj: Any, out: list[str]) -> None:
-    if obj is None:
-        out.append("null")
-    elif obj is True:
-        out.append("true")
-    elif obj is False:
-        out.append("false")
-    elif isinstance(obj, str):
-        out.append(json.dumps(obj, ensure_ascii=False))
-    elif isinstance(obj, Decimal):
-        if not obj.is_finite():
-            raise ValueError(f"cannot serialise non-finite Decimal {obj!r} as JSON")
-        out.append(format(obj, "f"))
-    elif isinstance(obj, int):
-        out.append(str(int(obj)))
-    elif isinstance(obj, float):
-        raise TypeError(f"float {obj!r} in a money payload; use decimal.Decimal")
-    elif isinstance(obj, Mapping):
-        out.append("{")
-        first = True
-        for key, value in obj.items():
-            if not isinstance(key, str):
-                raise TypeError(f"JSON object keys must be str, got {type(key).__name__}: {key!r}")
-            if not first:
-                out.append(",")
-            first = False
-            out.append(json.dumps(key, ensure_ascii=False))
-            out.append(":")
-            _encode(value, out)
-        out.append("}")
-    elif isinstance(obj, (list, tuple)):
-        out.append("[")
-        for i, value in enumerate(obj):
-            if i:
-                out.append(",")
-            _encode(value, out)
-        out.append("]")
-    elif isinstance(obj, (date, datetime)):
-        out.append(json.dumps(obj.isoformat()))
-    else:
-        raise TypeError(f"cannot serialise {type(obj).__name__} as JSON: {obj!r}")
-
-
-def dumps(obj: Any) -> bytes:
-    """Serialise ``obj`` as compact UTF-8 JSON; :class:`Decimal` values become JSON numbers with their exact text.
-
-    ``{"a": Decimal("136.50")}`` -> ``b'{"a":136.50}'``. Accepts dict/list/tuple/str/int/bool/None/Decimal
-    and ``date``/``datetime`` (ISO 8601 strings). Raises ``TypeError`` for floats (money is never
-    float) and other types, ``ValueError`` for NaN/Infinity.
-    """
-    out: list[str] = []
-    _encode(obj, out)
-    return "".join(out).encode("utf-8")
-
-
-def loads(data: bytes | str) -> Any:
-    """Parse JSON with every non-integer number as :class:`Decimal` (``parse_float=Decimal``)."""
-    return json.loads(data, parse_float=Decimal)
 
 
 # --------------------------------------------------------------------------- Invoice -> Xero

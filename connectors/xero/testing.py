@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from broker.invoice import Invoice
+from connectors.sdk.invoice import Invoice
 from connectors.testing import ConnectorHarness, HeldInvoice
 from connectors.xero.connector import XeroConnector
 from connectors.xero.emulator import XeroEmulator
@@ -28,7 +28,9 @@ SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "xero" / "xero_
 class XeroHarness(ConnectorHarness):
     connector_cls = XeroConnector
     skip: dict[str, str] = {}
-    hostile = dict.fromkeys(("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver")
+    hostile = dict.fromkeys(
+        ("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver"
+    )
     fast_timeout = 0.5
 
     def __init__(self) -> None:

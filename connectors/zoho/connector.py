@@ -12,7 +12,7 @@ https://www.zoho.com/invoice/api/v3/). Facts it relies on:
   ``invalid_client``); too many refreshes answer 400 ``{"error": "Access Denied"}``. Calls carry
   ``Authorization: Zoho-oauthtoken <token>`` and ``X-com-zoho-invoice-organizationid``.
   Tokens are kept in the tenant's token store; refreshes are single-flight across coroutines and
-  processes (:class:`connectors.auth.OAuth2TokenManager`).
+  processes (:class:`connectors.sdk.oauth2.OAuth2TokenManager`).
 * Envelope ``{"code": 0, "message": "success", "invoice": {...}}``; errors ``{"code": <non-zero>,
   "message": ...}`` with HTTP 4xx/5xx. ``invoice_number`` is unique per organisation: reusing one is
   HTTP 400 ``{"code": 1001, "message": "Invoice Number already exist"}`` -> the invoice is looked up
@@ -41,8 +41,6 @@ from pydantic import Field, SecretStr, model_validator
 
 from broker.config import ConfigError as BrokerConfigError
 from broker.config import resolve_secret
-from broker.invoice import Invoice
-from connectors.auth import OAuth2Config, OAuth2TokenManager, TokenSet, default_token_store, token_key
 from connectors.base import (
     AuthError,
     Capabilities,
@@ -58,8 +56,10 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.contacts import ContactQuery, ContactResolver, LookupField, same_value
 from connectors.errors import retry_after_seconds
+from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField, same_value
+from connectors.sdk.invoice import Invoice
+from connectors.sdk.oauth2 import OAuth2Config, OAuth2TokenManager, TokenSet, default_token_store, token_key
 from connectors.zoho.mapper import MappingError, dumps, invoice_to_zoho, loads, rate_text
 
 log = logging.getLogger("connectors.zoho")
@@ -569,7 +569,7 @@ class ZohoConnector(Connector):
         return contact_id
 
     async def find_contact(self, field: LookupField, value: str) -> str | None:
-        """:class:`connectors.contacts.ContactDirectory`: ``GET /contacts?email=`` or ``?contact_name=`` (exact)."""
+        """:class:`connectors.sdk.contacts.ContactDirectory`: ``GET /contacts?email=`` or ``?contact_name=`` (exact)."""
         if field == "tax_number":
             return None  # not a filter of Zoho Invoice's contact list
         param = {"email": "email", "name": "contact_name"}[field]

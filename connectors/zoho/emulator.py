@@ -62,7 +62,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-from broker.money import minor_units
+from connectors.sdk.money import minor_units
 from connectors.zoho.mapper import dumps, loads
 
 DEFAULT_ORG = "10234695"

@@ -1,4 +1,4 @@
-"""Pure mapping from :class:`broker.invoice.Invoice` to a Zoho Invoice API v3 ``POST /invoices`` body.
+"""Pure mapping from :class:`connectors.sdk.invoice.Invoice` to a Zoho Invoice API v3 ``POST /invoices`` body.
 
 Nothing here does I/O. :func:`invoice_to_zoho` builds the JSON body (``customer_id``,
 ``invoice_number``, ``reference_number``, ``date``, ``due_date``, ``is_inclusive_tax``,
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from broker.invoice import Invoice, InvoiceLine
-from broker.money import minor_units
+from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.money import minor_units
 
 if TYPE_CHECKING:  # pragma: no cover
     from connectors.zoho.connector import ZohoSettings

@@ -7,11 +7,11 @@ What each part shows (see ``docs/connectors.md``):
 * ``capabilities`` declares a native idempotency key *and* lookup by number, no batch endpoint
   (``deliver_many`` is the default loop), no OAuth2, the documented rate limit.
 * ``deliver`` sends ``Idempotency-Key`` derived from the invoice identity only
-  (``connectors.idempotency``); a ``409
+  (``connectors.sdk.idempotency``); a ``409
   duplicate_number`` is looked up and returned with ``created=False``.
 * Transport failures become ``RetryableError`` (not sent) or ``UncertainOutcomeError`` (sent, no
   answer); statuses go through the shared table ``connectors.errors.error_for_status``.
-* Contacts go through ``connectors.contacts.ContactResolver`` (mapping, lookup, creation policy).
+* Contacts go through ``connectors.sdk.contacts.ContactResolver`` (mapping, lookup, creation policy).
 * Every message is passed through ``self.scrub`` so no secret can leak.
 """
 
@@ -24,7 +24,6 @@ from typing import Any
 import httpx
 from pydantic import Field
 
-from broker.invoice import Invoice
 from connectors.base import (
     Capabilities,
     Connector,
@@ -36,9 +35,10 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.contacts import ContactQuery, ContactResolver, LookupField, same_value
 from connectors.errors import error_for_status, retry_after_seconds
-from connectors.idempotency import KeyRules, idempotency_key, make_key
+from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField, same_value
+from connectors.sdk.idempotency import KeyRules, idempotency_key, make_key
+from connectors.sdk.invoice import Invoice
 
 MAX_DESCRIPTION = 5000  # Ledgerly's documented field limit, checked before sending
 MAX_LINES = 1000
@@ -199,7 +199,7 @@ class LedgerlyConnector(Connector):
         if client is not None and self._loop is asyncio.get_running_loop():
             await client.aclose()
 
-    # ------------------------------------------------------------------ contacts (connectors.contacts.ContactDirectory)
+    # ------------------------------------------------------------------ contacts (connectors.sdk.contacts.ContactDirectory)
     async def find_contact(self, field: LookupField, value: str) -> str | None:
         resp = await self._request("GET", self._path("/customers"), params={field: value})
         for customer in resp.json().get("data", []):

@@ -6,9 +6,9 @@ import secrets
 from decimal import Decimal
 from typing import Any
 
-from broker.invoice import Invoice
 from broker_connector_example.connector import LedgerlyConnector
 from broker_connector_example.emulator import LedgerlyEmulator
+from connectors.sdk.invoice import Invoice
 from connectors.testing import ConnectorHarness, HeldInvoice
 
 CUSTOMER_ID = "cus_conformance"

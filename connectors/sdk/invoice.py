@@ -2,7 +2,7 @@
 
 An :class:`Invoice` is billing-system neutral: connectors map it to their own payload. All
 amounts are :class:`~decimal.Decimal` in ``currency``; ``net``, ``tax`` and ``total`` of each line
-are already rounded half-up to the currency's minor unit (see :mod:`broker.money`), and document
+are already rounded half-up to the currency's minor unit (see :mod:`connectors.sdk.money`), and document
 totals are sums of the rounded lines, so ``net_total + tax_total == total`` always holds.
 
 On ``billing.invoices`` a :class:`PricingOutcome` is published: either an invoice or a
@@ -12,6 +12,7 @@ event consumed (or re-used) part of a client contract's monthly corrective-hours
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
@@ -173,3 +174,13 @@ class DeliveryOutcome(BaseModel):
     replaced: str | None = None
     credit_note_number: str | None = None
     at: AwareDatetime
+
+
+@dataclass(frozen=True)
+class ExternalInvoice:
+    """An invoice as it exists in the billing system (``total`` as :class:`~decimal.Decimal`)."""
+
+    external_id: str
+    number: str
+    total: Decimal | None = None
+    status: str | None = None

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from broker.invoice import Invoice
-from connectors.base import PermanentError
+from connectors.sdk.errors import PermanentError
+from connectors.sdk.invoice import Invoice
 
 LookupField = Literal["tax_number", "email", "name"]
 LOOKUP_ORDER: tuple[LookupField, ...] = ("tax_number", "email", "name")

@@ -45,14 +45,14 @@ from urllib.parse import urlencode
 import httpx
 from pydantic import SecretStr
 
-from connectors.base import AuthError, ConfigError, ConnectorError, RateLimitedError, RetryableError
+from connectors.sdk.errors import AuthError, ConfigError, ConnectorError, RateLimitedError, RetryableError
 
 try:  # POSIX only; elsewhere the file store's lock is process-local
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-log = logging.getLogger("connectors.auth")
+log = logging.getLogger("connectors.sdk.oauth2")
 
 
 # --------------------------------------------------------------------------- tokens
@@ -313,9 +313,9 @@ async def _token_request(
     previous_refresh: SecretStr | None = None,
 ) -> TokenSet:
     data = dict(form)
-    auth = None
+    auth: httpx.Auth | httpx._client.UseClientDefault = httpx.USE_CLIENT_DEFAULT
     if client_secret is not None and auth_method == "basic":
-        auth = (client_id, client_secret.get_secret_value())
+        auth = httpx.BasicAuth(client_id, client_secret.get_secret_value())
     else:
         data["client_id"] = client_id
         if client_secret is not None:
@@ -518,7 +518,7 @@ class OAuth2TokenManager:
                 result = self.on_rotate(new.refresh_token.get_secret_value())
                 if inspect.isawaitable(result):
                     await result
-            except Exception as exc:  # the token is already saved; a callback failure must not lose it
+            except Exception as exc:  # noqa: BLE001 - the token is already saved; a callback failure must not lose it
                 log.error("token %s: on_rotate callback failed: %s", self.key, type(exc).__name__)
         return new.access_token  # type: ignore[return-value]
 
@@ -643,7 +643,7 @@ async def authorization_code_flow(
             if url.path != "/callback":
                 writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 return
-            params = {k: v for k, v in url.params.items()}
+            params = dict(url.params.items())
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: "
                 + str(len(_DONE_PAGE)).encode()

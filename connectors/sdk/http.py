@@ -1,0 +1,500 @@
+"""The HTTP base every REST connector builds on: one client, one error mapping, one auth loop.
+
+A connector subclasses :class:`HttpConnector` and keeps only what is its billing system's own:
+its settings model, its pure mapper and its endpoints (``check``, ``deliver``, ``find``, ...).
+This module owns, once for all connectors (in the spirit of Singer SDK's ``RESTStream`` and
+Airbyte's ``HttpStream``):
+
+* the pooled :class:`httpx.AsyncClient` (timeouts from ``settings.timeout_seconds``; a new client
+  when the connector is used from another event loop);
+* transport failures mapped onto the taxonomy (:meth:`HttpConnector.send`): not sent ->
+  :class:`RetryableError`; sent without an answer -> :class:`UncertainOutcomeError` (or
+  :class:`RetryableError` for a call marked ``idempotent``); a bad URL -> :class:`ConfigError`;
+* authentication (:class:`Auth`: :class:`ApiKeyAuth`, :class:`BasicAuth`, :class:`OAuth2Auth`)
+  with **exactly one** renewal and retry after a 401 (:meth:`HttpConnector.request`);
+* HTTP statuses mapped through the shared table :data:`connectors.sdk.errors.DEFAULT_STATUS_ERRORS`
+  with per-connector ``status_overrides`` and a :meth:`HttpConnector.classify` hook for errors a
+  system reports in its body; ``Retry-After`` parsed once; remaining-quota headers reported to
+  ``on_quota`` (:meth:`HttpConnector.quota`);
+* secret scrubbing of every message (:meth:`Connector.scrub` over the settings' secrets and the
+  auth's tokens) and one logging filter that redacts credentials in query strings of the
+  ``httpx``/``httpcore`` request logs (:func:`install_log_redaction`).
+
+Example (a connector with an API key in a header)::
+
+    class AcmeConnector(HttpConnector):
+        name, label = "acme", "Acme"
+        Settings = AcmeSettings
+
+        def make_auth(self) -> Auth:
+            return ApiKeyAuth(lambda: self.secret("api_key_env"), header="X-Api-Key", scheme=None)
+
+        async def find(self, number: str) -> ExternalInvoice | None:
+            resp = await self.request("GET", self.url(self.settings.api_url, "/invoices"), params={"number": number})
+            self.raise_for_status(resp, f"Acme GET /invoices {number}")
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar
+from urllib.parse import urljoin
+
+import httpx
+from pydantic import BaseModel, SecretStr
+
+from connectors.sdk.errors import (
+    AuthError,
+    ConfigError,
+    ConnectorError,
+    Quota,
+    RetryableError,
+    UncertainOutcomeError,
+    error_for_status,
+    retry_after_seconds,
+)
+from connectors.sdk.interface import Connector
+from connectors.sdk.money import loads
+from connectors.sdk.oauth2 import OAuth2TokenManager, TokenStore
+
+log = logging.getLogger("connectors.sdk.http")
+
+#: Query parameters whose values are credentials (redacted in log lines by :class:`QuerySecretsFilter`).
+SECRET_QUERY_PARAMS = (
+    "access_token",
+    "api_key",
+    "apikey",
+    "client_secret",
+    "password",
+    "refresh_token",
+    "code",
+    "token",
+)
+_SECRET_QUERY = re.compile(r"(?i)\b(" + "|".join(SECRET_QUERY_PARAMS) + r")=([^&\s\"']+)")
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NO_ANSWER = (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.WriteTimeout)
+
+
+def redact_query(text: str) -> str:
+    """``text`` with the value of every credential query parameter replaced by ``***``.
+
+    ``"GET /x?api_key=abc&a=1"`` -> ``"GET /x?api_key=***&a=1"`` (names in :data:`SECRET_QUERY_PARAMS`).
+    """
+    return _SECRET_QUERY.sub(r"\1=***", text)
+
+
+class QuerySecretsFilter(logging.Filter):
+    """Rewrites a log record so credentials in query strings read ``***`` (httpx logs request URLs at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Always keeps the record; only its message is rewritten."""
+        message = record.getMessage()
+        redacted = redact_query(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+_FILTER = QuerySecretsFilter()
+
+
+def install_log_redaction() -> None:
+    """Attach the one :class:`QuerySecretsFilter` to the ``httpx`` and ``httpcore`` loggers (idempotent)."""
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+# --------------------------------------------------------------------------- authentication
+class Auth:
+    """How a request is authenticated; the base class sends no credentials.
+
+    :meth:`apply` adds credentials to a request's ``headers``/``params`` and returns what it used
+    (handed back to :meth:`renew`); :meth:`renew` runs after a 401 and says whether one retry may
+    follow; :meth:`secrets` lists the values to scrub from messages.
+    """
+
+    async def apply(self, headers: dict[str, str], params: dict[str, str]) -> SecretStr | None:
+        """Add credentials in place; return the credential used (``None``: none)."""
+        del headers, params
+        return None
+
+    async def renew(self, used: SecretStr | None) -> bool:
+        """After a 401 with ``used``: get new credentials; ``True`` when a retry can succeed."""
+        del used
+        return False
+
+    def secrets(self) -> list[str]:
+        """Secret values this auth holds (for scrubbing)."""
+        return []
+
+
+def _place(
+    value: str,
+    headers: dict[str, str],
+    params: dict[str, str],
+    *,
+    header: str | None,
+    scheme: str | None,
+    query: str | None,
+) -> None:
+    if query is not None:
+        params[query] = value
+    if header is not None:
+        headers[header] = f"{scheme} {value}" if scheme else value
+
+
+class ApiKeyAuth(Auth):
+    """A static key from ``key()`` in a header (``Authorization: Bearer <key>`` by default) or a query parameter.
+
+    ``header=None`` with ``query="api_key"`` sends ``?api_key=<key>`` (the log filter redacts it).
+    Keys do not renew: a 401 is final (:class:`AuthError`).
+    """
+
+    def __init__(
+        self,
+        key: Callable[[], SecretStr],
+        *,
+        header: str | None = "Authorization",
+        scheme: str | None = "Bearer",
+        query: str | None = None,
+    ) -> None:
+        self._key_source = key
+        self._key: SecretStr | None = None
+        self._where = {"header": header, "scheme": scheme, "query": query}
+
+    def key(self) -> SecretStr:
+        """The key, read once from its source (:class:`ConfigError` when its variable is missing)."""
+        if self._key is None:
+            self._key = self._key_source()
+        return self._key
+
+    async def apply(self, headers: dict[str, str], params: dict[str, str]) -> SecretStr | None:
+        """Puts the key where configured."""
+        key = self.key()
+        _place(key.get_secret_value(), headers, params, **self._where)
+        return key
+
+    def secrets(self) -> list[str]:
+        """The key once it has been read."""
+        return [self._key.get_secret_value()] if self._key is not None else []
+
+
+class BasicAuth(Auth):
+    """HTTP Basic (RFC 7617) with ``username`` and the secret from ``password()``; no renewal."""
+
+    def __init__(self, username: str, password: Callable[[], SecretStr]) -> None:
+        self.username = username
+        self._password_source = password
+        self._password: SecretStr | None = None
+
+    async def apply(self, headers: dict[str, str], params: dict[str, str]) -> SecretStr | None:
+        """Sets ``Authorization: Basic base64(username:password)``."""
+        del params
+        if self._password is None:
+            self._password = self._password_source()
+        basic = httpx.BasicAuth(self.username, self._password.get_secret_value())
+        request = next(basic.auth_flow(httpx.Request("GET", "http://localhost/")))
+        headers["Authorization"] = request.headers["Authorization"]
+        return self._password
+
+    def secrets(self) -> list[str]:
+        """The password once it has been read."""
+        return [self._password.get_secret_value()] if self._password is not None else []
+
+
+class OAuth2Auth(Auth):
+    """An OAuth2 access token from a :class:`~connectors.sdk.oauth2.OAuth2TokenManager`.
+
+    ``manager()`` builds the manager when first needed (it reads secrets lazily). The token goes in
+    ``Authorization: Bearer <token>`` by default (``scheme="Zoho-oauthtoken"``, or ``header=None,
+    query="access_token"``, for systems that want it elsewhere). After a 401 the token that failed
+    is reported stale: the manager refreshes once, single-flight across coroutines and processes,
+    or hands out the token another task already got.
+    """
+
+    def __init__(
+        self,
+        manager: Callable[[], OAuth2TokenManager],
+        *,
+        header: str | None = "Authorization",
+        scheme: str | None = "Bearer",
+        query: str | None = None,
+    ) -> None:
+        self._manager_source = manager
+        self._manager: OAuth2TokenManager | None = None
+        self._where = {"header": header, "scheme": scheme, "query": query}
+
+    @property
+    def manager(self) -> OAuth2TokenManager:
+        """The token manager (built on first use)."""
+        if self._manager is None:
+            self._manager = self._manager_source()
+        return self._manager
+
+    async def token(self, *, stale: SecretStr | None = None) -> SecretStr:
+        """A valid access token (refreshed when ``stale`` is the current one or it expires)."""
+        return await self.manager.access_token(stale=stale)
+
+    async def apply(self, headers: dict[str, str], params: dict[str, str]) -> SecretStr | None:
+        """Puts the current access token where configured."""
+        token = await self.token()
+        _place(token.get_secret_value(), headers, params, **self._where)
+        return token
+
+    async def renew(self, used: SecretStr | None) -> bool:
+        """Marks ``used`` stale and gets a new token (raises :class:`AuthError` when the grant is refused)."""
+        await self.token(stale=used)
+        return True
+
+    def secrets(self) -> list[str]:
+        """Every access and refresh token the manager has seen."""
+        return self._manager.known_secrets() if self._manager is not None else []
+
+
+# --------------------------------------------------------------------------- the base
+class HttpConnector(Connector):
+    """A connector talking JSON (or form) over HTTP through one pooled client.
+
+    Class attributes a subclass sets besides the :class:`Connector` ones: ``label`` (the system's
+    name in messages, ``"Xero"``), ``status_overrides`` (status -> error class, or ``None`` for
+    success, over :data:`~connectors.sdk.errors.DEFAULT_STATUS_ERRORS`), ``default_headers``.
+    Methods it may override: :meth:`make_auth`, :meth:`problem_detail`, :meth:`classify`,
+    :meth:`unauthorized_hint`, :meth:`quota`, :meth:`decode`.
+
+    ``on_quota`` (set by the broker) is called with a :class:`~connectors.sdk.errors.Quota` after
+    every response that reports remaining calls.
+    """
+
+    label: ClassVar[str] = ""
+    status_overrides: ClassVar[Mapping[int, type[ConnectorError] | None]] = {}
+    default_headers: ClassVar[Mapping[str, str]] = {"Accept": "application/json"}
+    on_quota: Callable[[Quota], Any] | None = None
+
+    def __init__(
+        self, settings: BaseModel | Mapping[str, Any], *, tenant: str, token_store: TokenStore | None = None
+    ) -> None:
+        super().__init__(settings, tenant=tenant, token_store=token_store)
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._auth: Auth | None = None
+        install_log_redaction()
+
+    @property
+    def system(self) -> str:
+        """The system's name in messages (``label``, else ``name``)."""
+        return self.label or self.name
+
+    # ------------------------------------------------------------------ client
+    def http(self) -> httpx.AsyncClient:
+        """The pooled client of the running event loop (created on first use, renewed on a new loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._client_loop is not loop:
+            # Used from a new event loop (successive asyncio.run calls): the old client's connections
+            # belong to a closed loop, so start afresh.
+            self._client = None
+        if self._client is None:
+            self._client_loop = loop
+            timeout = float(getattr(self.settings, "timeout_seconds", 10.0))
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout),
+                headers={"User-Agent": f"maintenance-billing-broker/0.1 ({self.name} connector)"},
+            )
+        return self._client
+
+    @staticmethod
+    def url(base: str, path: str) -> str:
+        """``base`` joined with ``path`` (``("https://a/api/", "/x")`` -> ``"https://a/api/x"``)."""
+        return urljoin(base.rstrip("/") + "/", path.lstrip("/"))
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (idempotent; a client of a closed loop is dropped)."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            try:
+                if self._client_loop is asyncio.get_running_loop():
+                    await client.aclose()
+            except RuntimeError:  # no running loop: nothing to close cleanly
+                pass
+
+    # ------------------------------------------------------------------ auth
+    def make_auth(self) -> Auth:
+        """The connector's :class:`Auth` (built once, on first use); default: no credentials."""
+        return Auth()
+
+    @property
+    def auth(self) -> Auth:
+        """The connector's :class:`Auth`."""
+        if self._auth is None:
+            self._auth = self.make_auth()
+        return self._auth
+
+    def secret_values(self) -> list[str]:
+        """The settings' secrets and every credential the auth holds (for :meth:`scrub`)."""
+        return [*super().secret_values(), *(self._auth.secrets() if self._auth is not None else [])]
+
+    def unauthorized_hint(self) -> str:
+        """Text appended to the :class:`AuthError` after a second 401 (what to check)."""
+        return ""
+
+    # ------------------------------------------------------------------ exchanges
+    async def send(self, method: str, url: str, *, idempotent: bool = False, **kwargs: Any) -> httpx.Response:
+        """One unauthenticated HTTP exchange (``kwargs`` as for :meth:`httpx.AsyncClient.request`).
+
+        Raises :class:`RetryableError` when the request was not sent (connection refused, connect or
+        pool timeout), :class:`UncertainOutcomeError` when it was sent without an answer (read
+        timeout, connection dropped; :class:`RetryableError` instead when ``idempotent``),
+        :class:`ConfigError` for a malformed URL. Messages carry the path, never the query.
+        """
+        what = f"{self.system} {method} {httpx.URL(url).path}"
+        try:
+            return await self.http().request(method, url, **kwargs)
+        except _NOT_SENT as exc:
+            raise RetryableError(f"{what}: request not sent ({type(exc).__name__})") from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise ConfigError(f"{what}: bad URL in settings ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            kind = "no response" if isinstance(exc, _NO_ANSWER) else "transport error"
+            if idempotent:
+                raise RetryableError(f"{what}: {kind} ({type(exc).__name__}); a read, safe to retry") from None
+            raise UncertainOutcomeError(
+                f"{what}: request sent but {kind} ({type(exc).__name__}); outcome unknown, reconcile with find()"
+            ) from None
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """An authenticated exchange: on a 401 the auth renews exactly once and the call is repeated.
+
+        ``idempotent`` defaults to ``method == "GET"`` (see :meth:`send`). A second 401 (or a 401
+        the auth cannot renew) raises :class:`AuthError` with :meth:`problem_detail` and
+        :meth:`unauthorized_hint`. Any other status is returned: call :meth:`raise_for_status`.
+        Remaining-quota headers are reported to ``on_quota``.
+        """
+        safe = method.upper() == "GET" if idempotent is None else idempotent
+        used: SecretStr | None = None
+        for attempt in (1, 2):
+            all_headers = {**self.default_headers, **(headers or {})}
+            all_params = dict(params or {})
+            used = await self.auth.apply(all_headers, all_params)
+            resp = await self.send(
+                method, url, headers=all_headers, params=all_params or None, idempotent=safe, **kwargs
+            )
+            self.report_quota(resp)
+            if resp.status_code != 401:
+                return resp
+            if attempt == 1:
+                log.info("%s tenant=%s: 401 from %s, renewing credentials once", self.name, self.tenant, resp.url.path)
+                if not await self.auth.renew(used):
+                    break
+        path = httpx.URL(url).path
+        after = " after a token refresh" if attempt == 2 else ""
+        raise AuthError(
+            self.scrub(
+                f"{self.system} {method} {path}: 401 Unauthorized{after}"
+                f" ({self.problem_detail(resp)}){self.unauthorized_hint()}"
+            ),
+            http_status=401,
+        )
+
+    # ------------------------------------------------------------------ responses
+    def decode(self, resp: httpx.Response) -> Any:
+        """The response body as JSON with exact decimals (``None`` when empty or not JSON)."""
+        if not resp.content:
+            return None
+        try:
+            return loads(resp.content)
+        except ValueError:
+            return None
+
+    def problem_detail(self, resp: httpx.Response) -> str:
+        """Short, scrubbed text of an error body: common message fields of a JSON body, else the text's start."""
+        body = self.decode(resp)
+        if isinstance(body, dict):
+            parts = [
+                str(body[k])
+                for k in ("error", "error_description", "message", "Message", "Title", "Detail", "detail")
+                if body.get(k) and not isinstance(body[k], dict | list)
+            ]
+            if parts:
+                return self.scrub(": ".join(parts))[:300]
+        return self.scrub(resp.text[:200]) if resp.text else "no body"
+
+    def classify(self, resp: httpx.Response, what: str) -> ConnectorError | None:
+        """A system-specific error for a non-2xx ``resp`` (errors reported in the body); ``None``: use the table."""
+        del resp, what
+        return None
+
+    def raise_for_status(self, resp: httpx.Response, what: str) -> None:
+        """Raise the taxonomy error of a non-2xx ``resp``: :meth:`classify`, else the status table.
+
+        ``what`` names the call (``"Xero PUT Invoices ACME-1"``); the message adds the status and
+        :meth:`problem_detail`, scrubbed. A 429 carries ``retry_after`` from ``Retry-After``.
+        """
+        if resp.status_code < 400:
+            return
+        exc = self.classify(resp, what)
+        if exc is None:
+            retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
+            detail = self.problem_detail(resp)
+            if resp.status_code == 429:
+                message = f"{what}: 429 rate limited, retry after {retry_after:g}s ({detail})"
+            else:
+                message = f"{what}: HTTP {resp.status_code} ({detail})"
+            exc = error_for_status(
+                resp.status_code,
+                self.scrub(message),
+                method=resp.request.method if resp.request is not None else "GET",
+                retry_after=retry_after,
+                overrides=self.status_overrides,
+            )
+        if exc is not None:
+            raise exc
+
+    def quota(self, resp: httpx.Response) -> Quota | None:
+        """Remaining calls reported by ``resp`` (default: ``X-MinLimit-Remaining``/``X-DayLimit-Remaining``)."""
+        return Quota.from_headers(resp.headers)
+
+    def report_quota(self, resp: httpx.Response) -> None:
+        """Pass :meth:`quota` of ``resp`` to ``on_quota`` when both are there (advisory: failures are logged)."""
+        if self.on_quota is None:
+            return
+        quota = self.quota(resp)
+        if quota is not None:
+            try:
+                self.on_quota(quota)
+            except Exception:
+                log.debug("on_quota callback failed", exc_info=True)
+
+
+async def call_maybe_async(callback: Callable[..., Any | Awaitable[Any]], *args: Any) -> None:
+    """Call ``callback(*args)`` and await the result when it is awaitable (for user hooks)."""
+    result = callback(*args)
+    if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+        await result
+
+
+__all__ = [
+    "SECRET_QUERY_PARAMS",
+    "ApiKeyAuth",
+    "Auth",
+    "BasicAuth",
+    "HttpConnector",
+    "OAuth2Auth",
+    "QuerySecretsFilter",
+    "call_maybe_async",
+    "install_log_redaction",
+    "redact_query",
+]

@@ -1,0 +1,106 @@
+"""Connector settings and secrets: the base settings model, secret resolution, readable validation errors.
+
+A connector's settings are a pydantic model (``billing.settings`` of a tenant) built on
+:class:`ConnectorSettings`. Secrets are never values in the file: a field ending in ``_env`` names
+the environment variable that holds the secret, read with :func:`resolve_secret` when first needed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from connectors.sdk.errors import ConfigError
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+class ConnectorSettings(BaseModel):
+    """Base of every connector's settings model (``billing.settings`` of a tenant).
+
+    Conventions the conformance kit checks:
+
+    * unknown keys are refused (``extra="forbid"``) and the model is immutable;
+    * **secrets are never values in the file**: a field ending in ``_env`` names the environment
+      variable that holds the secret (``client_secret_env: XERO_CLIENT_SECRET``), read with
+      :func:`broker.config.resolve_secret` when first needed; a secret that must be passed in
+      code is a :class:`~pydantic.SecretStr` field (shown as ``**********``);
+    * ``timeout_seconds`` is the per-request HTTP timeout (the kit shortens it).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request HTTP timeout in seconds.")
+
+
+def secret_env_fields(settings_cls: type[BaseModel]) -> list[str]:
+    """Names of the settings fields that name a secret's environment variable (``*_env``)."""
+    return [name for name in settings_cls.model_fields if name.endswith("_env")]
+
+
+def secret_str_fields(settings_cls: type[BaseModel]) -> list[str]:
+    """Names of the settings fields typed :class:`~pydantic.SecretStr` (optional or not)."""
+    out = []
+    for name, info in settings_cls.model_fields.items():
+        ann = info.annotation
+        if ann is SecretStr or SecretStr in getattr(ann, "__args__", ()):
+            out.append(name)
+    return out
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """Render pydantic errors as ``path.to.field: message (got value)``, one per line."""
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"])
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        if err["type"] == "missing":
+            lines.append(f"{path}: field required")
+        else:
+            got = err.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{path}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def resolve_secret(env_name: str, *, field: str) -> SecretStr:
+    """Read the secret held in environment variable ``env_name`` (named by config field ``field``).
+
+    Raises :class:`~connectors.sdk.errors.ConfigError` naming the variable and the field when it is
+    unset or empty. The value is returned as ``SecretStr`` so it never shows in reprs or logs.
+    """
+    value = os.environ.get(env_name)
+    if not value:
+        raise ConfigError(f"missing secret: environment variable {env_name} (named by {field}) is not set")
+    return SecretStr(value)
+
+
+def validate_settings(
+    model: type[SettingsT], raw: BaseModel | Mapping[str, Any], *, label: str, prefix: str = "billing.settings"
+) -> SettingsT:
+    """``raw`` as a ``model`` instance; :class:`~connectors.sdk.errors.ConfigError` naming each bad field and value.
+
+    ``label`` names the connector in the message (``"invalid xero settings: ..."``).
+    """
+    if isinstance(raw, model):
+        return raw
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump()
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {label} settings:\n" + format_validation_error(exc, prefix=prefix)) from None
+
+
+__all__ = [
+    "ConnectorSettings",
+    "format_validation_error",
+    "resolve_secret",
+    "secret_env_fields",
+    "secret_str_fields",
+    "validate_settings",
+]
