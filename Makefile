@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test test-slow install dev schemas bench bench-dlq clean
+.PHONY: demo test test-slow lint install dev schemas bench bench-dlq clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found; set PYTHON=...)"; exit 2; }
@@ -12,7 +12,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[sandbox]'   # the demo runs the emulators
 	@touch $@
 
 $(STAMP): $(PY) pyproject.toml tests/plugins/example_connector/pyproject.toml
@@ -20,7 +20,7 @@ $(STAMP): $(PY) pyproject.toml tests/plugins/example_connector/pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e tests/plugins/example_connector   # the example connector plugin (tests/test_plugin_model.py)
 	@touch $(VENV)/.installed $@
 
-install: $(VENV)/.installed   ## runtime install into .venv
+install: $(VENV)/.installed   ## runtime + sandbox (emulators) install into .venv
 dev: $(STAMP)                 ## runtime + dev extras
 
 demo: $(VENV)/.installed      ## run the whole pipeline on the bundled examples
@@ -28,6 +28,11 @@ demo: $(VENV)/.installed      ## run the whole pipeline on the bundled examples
 
 test: $(STAMP)                ## the whole default suite (slow tests excluded)
 	$(PY) -m pytest
+
+lint: $(STAMP)                ## the quality gates CI runs before the tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test-slow: $(STAMP)           ## only the long chaos/soak tests
 	$(PY) -m pytest -m slow

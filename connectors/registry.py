@@ -9,6 +9,11 @@ A plugin that fails to import (missing dependency, syntax error, wrong target) d
 the others: :func:`discover` keeps it with its error, ``broker connectors list`` shows the reason
 and :func:`load` (used by the worker for each tenant) raises ``LookupError`` naming it.
 
+Lazy and metadata-first: :func:`available` reads only the installed distributions' metadata (no
+import), and :func:`load` imports only the connector it is asked for, so a worker whose tenants
+all use Xero imports the Xero connector and no other. :func:`discover` imports every connector
+(for listings and the conformance kit).
+
 :func:`register` adds a class in-process (tests, the conformance kit, notebooks); it wins over an
 entry point of the same name until :func:`unregister`.
 """
@@ -17,9 +22,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
-from connectors.base import Connector
+from connectors.sdk.interface import Connector
 
 GROUP = "broker.connectors"
 
@@ -54,7 +59,7 @@ class ConnectorEntry:
 def _check_class(name: str, cls: object) -> str | None:
     """Why ``cls`` is not a usable connector class (``None`` when it is)."""
     if not isinstance(cls, type) or not issubclass(cls, Connector):
-        return f"TypeError: {cls!r} is not a connectors.base.Connector subclass"
+        return f"TypeError: {cls!r} is not a connectors.sdk.interface.Connector subclass"
     missing = [attr for attr in ("name", "Settings") if not hasattr(cls, attr)]
     if missing:
         return f"TypeError: {cls.__name__} does not set {', '.join(missing)}"
@@ -63,24 +68,35 @@ def _check_class(name: str, cls: object) -> str | None:
     return None
 
 
+def available() -> dict[str, str]:
+    """Installed connectors, name -> entry-point target (``"connectors.xero:XeroConnector"``), importing nothing.
+
+    :func:`register`-ed classes are included; an entry point of the same name is shadowed by them.
+    """
+    found = {ep.name: ep.value for ep in entry_points(group=GROUP)}
+    with _lock:
+        found.update({name: f"{cls.__module__}:{cls.__qualname__}" for name, cls in _overrides.items()})
+    return found
+
+
+def _entry(ep: EntryPoint) -> ConnectorEntry:
+    """Import one entry point; an import failure is kept as the entry's ``error``, not raised."""
+    dist = getattr(ep, "dist", None)
+    package = dist.name if dist is not None else None
+    package_version = dist.version if dist is not None else None
+    try:
+        cls = ep.load()
+    except BaseException as exc:  # a broken plugin must not break the others (even SystemExit)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return ConnectorEntry(ep.name, ep.value, package, None, f"{type(exc).__name__}: {exc}", package_version)
+    problem = _check_class(ep.name, cls)
+    return ConnectorEntry(ep.name, ep.value, package, None if problem else cls, problem, package_version)
+
+
 def discover() -> dict[str, ConnectorEntry]:
-    """All connectors of the ``broker.connectors`` group, keyed by name; import errors are kept, not raised."""
-    found: dict[str, ConnectorEntry] = {}
-    for ep in entry_points(group=GROUP):
-        dist = getattr(ep, "dist", None)
-        package = dist.name if dist is not None else None
-        package_version = dist.version if dist is not None else None
-        try:
-            cls = ep.load()
-        except BaseException as exc:  # a broken plugin must not break the others (even SystemExit)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            found[ep.name] = ConnectorEntry(
-                ep.name, ep.value, package, None, f"{type(exc).__name__}: {exc}", package_version
-            )
-            continue
-        problem = _check_class(ep.name, cls)
-        found[ep.name] = ConnectorEntry(ep.name, ep.value, package, None if problem else cls, problem, package_version)
+    """All connectors of the ``broker.connectors`` group, keyed by name, each imported; import errors are kept."""
+    found = {ep.name: _entry(ep) for ep in entry_points(group=GROUP)}
     with _lock:
         for name, cls in _overrides.items():
             found[name] = ConnectorEntry(name, f"{cls.__module__}:{cls.__qualname__}", None, cls, None, None)
@@ -88,16 +104,17 @@ def discover() -> dict[str, ConnectorEntry]:
 
 
 def load(name: str) -> type[Connector]:
-    """The connector class registered as ``name``.
+    """The connector class registered as ``name``, importing that connector only.
 
     Raises ``LookupError`` naming the connector when it is not installed or failed to import.
     """
     with _lock:
         if name in _overrides:
             return _overrides[name]
-    entry = discover().get(name)
-    if entry is None:
+    matches = entry_points(group=GROUP, name=name)
+    if not matches:
         raise LookupError(f"billing system {name!r}: no connector installed under entry-point group {GROUP!r}")
+    entry = _entry(next(iter(matches)))
     if entry.cls is None:
         raise LookupError(f"billing system {name!r}: connector {entry.target} failed to import: {entry.error}")
     return entry.cls
@@ -116,4 +133,4 @@ def unregister(name: str) -> None:
         _overrides.pop(name, None)
 
 
-__all__ = ["GROUP", "ConnectorEntry", "discover", "load", "register", "unregister"]
+__all__ = ["GROUP", "ConnectorEntry", "available", "discover", "load", "register", "unregister"]

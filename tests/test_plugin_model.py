@@ -75,15 +75,15 @@ def test_example_plugin_is_discovered_by_connectors_list(example_plugin):
     entries = {e["name"]: e for e in json.loads(proc.stdout)}
     example = entries["example"]
     assert example["ok"] is True and example["error"] is None
-    assert example["package"] == "broker-connector-example" and example["package_version"] == "0.2.0"
-    assert example["version"] == "0.2.0" and example["target"] == "broker_connector_example:LedgerlyConnector"
+    assert example["package"] == "broker-connector-example" and example["package_version"] == "0.3.0"
+    assert example["version"] == "0.3.0" and example["target"] == "broker_connector_example:LedgerlyConnector"
     assert example["capabilities"]["native_idempotency"] is True and example["capabilities"]["batch_size"] == 1
     assert entries["xero"]["ok"] and entries["xero"]["package"] == "maintenance-billing-broker"
     assert entries["xero"]["capabilities"]["batch_size"] == 50 and entries["xero"]["capabilities"]["oauth2"] is True
 
     table = broker("connectors", "list")
     assert table.returncode == 0
-    assert "example" in table.stdout and "broker-connector-example 0.2.0" in table.stdout
+    assert "example" in table.stdout and "broker-connector-example 0.3.0" in table.stdout
 
 
 def test_example_plugin_passes_the_conformance_kit(example_plugin):
@@ -174,5 +174,24 @@ def test_entry_point_must_load_a_connector_with_the_same_name(tmp_path, monkeypa
     (site / "broker_connector_wrong.py").write_text("class NotAConnector:\n    pass\n")
     monkeypatch.syspath_prepend(str(site))
     entries = registry.discover()
-    assert "not a connectors.base.Connector subclass" in entries["notaconnector"].error
+    assert "not a connectors.sdk.interface.Connector subclass" in entries["notaconnector"].error
     assert "whose name is 'xero'" in entries["misnamed"].error
+
+
+def test_registry_is_lazy_and_metadata_first():
+    """``available`` imports no connector; ``load("xero")`` imports the Xero connector and no other."""
+    script = textwrap.dedent("""\
+        import json, sys
+        from connectors import registry
+        def packages():
+            return sorted({m.split(".")[1] for m in sys.modules if m.startswith("connectors.")})
+        names = sorted(registry.available())
+        before = packages()
+        registry.load("xero")
+        print(json.dumps([names, before, packages()]))
+        """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    names, before, after = json.loads(done.stdout)
+    assert {"xero", "quickbooks", "zoho", "freshbooks", "moloni", "invoicexpress", "stripe", "paypal"} <= set(names)
+    assert before == ["registry", "sdk"]
+    assert after == ["registry", "sdk", "xero"]

@@ -4,6 +4,7 @@ The entry point ``broker.connectors: example = "broker_connector_example:Ledgerl
 discoverable; nothing else in the broker needs to change.
 """
 
-from broker_connector_example.connector import LedgerlyConnector, LedgerlySettings
+from broker_connector_example.connector import LedgerlyConnector
+from broker_connector_example.settings import LedgerlySettings
 
 __all__ = ["LedgerlyConnector", "LedgerlySettings"]
