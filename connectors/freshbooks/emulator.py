@@ -52,26 +52,37 @@ Test hooks: ``request_validator`` (:mod:`connectors.freshbooks.spec_check`), :me
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
 import json
 import math
 import re
-import secrets
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode
+from urllib.parse import parse_qs, unquote
 
-from connectors._loopback import Request, Response, json_response, loads_decimal, start_server, stop_server
 from connectors.freshbooks.mapper import FIELD_LIMITS
+from connectors.sandbox import (
+    AdminRoute,
+    Concurrency,
+    Emulator,
+    Fault,
+    FaultQueue,
+    Request,
+    Response,
+    TokenHolder,
+    Tokens,
+    Window,
+    after_commit,
+    json_response,
+    loads_decimal,
+    serve_until_interrupted,
+)
+from connectors.sandbox.oauth import LOOPBACK_REDIRECT, bearer, form_of, redirect_to, secret_ok
 
 DEFAULT_ACCOUNT_ID = "ZkR9mQ"
 DEFAULT_BUSINESS_ID = 4390001
@@ -221,17 +232,21 @@ class _Account:
     invoices: dict[int, dict]
     next_invoice_id: int
     next_client_id: int
-    minute: deque
-    inflight: int = 0
+    minute: Window
+    inflight: Concurrency
 
 
-class FreshBooksEmulator:
+class FreshBooksEmulator(TokenHolder, Emulator):
     """Local FreshBooks on ``host:port`` (``port=0`` picks a free port); ``start()`` or ``with``.
 
     Public attributes for tests: ``calls`` (``(method, path, status)``; 0 = closed unanswered),
     ``count_429``, ``validation_failures``, ``server_errors``, ``refresh_token_uses`` (refresh tokens
     presented, in order), ``emails`` (``(account, invoiceid, [recipients])``).
     """
+
+    name = "freshbooks-emulator"
+    fault_kinds = FAULT_KINDS
+    drop_incomplete_bodies = False
 
     def __init__(
         self,
@@ -252,32 +267,30 @@ class FreshBooksEmulator:
         hang_seconds: float = 30.0,
         response_delay: float = 0.0,
     ):
-        self.host, self.port = host, port
+        self._init_sandbox(
+            host, port, hang_seconds=hang_seconds, response_delay=response_delay, request_validator=request_validator
+        )
         self.client_id, self.client_secret = client_id, client_secret
-        self.initial_refresh_token = refresh_token
         self.account_ids = tuple(account_ids)
         self.rate_limit_per_minute = rate_limit_per_minute
         self.max_concurrency = max_concurrency
-        self.access_token_ttl = access_token_ttl
-        self.refresh_grace_seconds = refresh_grace_seconds
         self.scopes = " ".join(scopes)
-        self.request_validator = request_validator
         self.seed_clients = {int(k): dict(v) for k, v in (clients if clients is not None else DEFAULT_CLIENTS).items()}
-        self.hang_seconds = hang_seconds
         #: ``Retry-After`` (seconds) of an injected ``"429"`` fault.
         self.fault_retry_after: int = 60
-        self.response_delay = response_delay
-
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._server = None
-        self._thread: threading.Thread | None = None
-        self._access_tokens: dict[str, float] = {}
+        # opaque 64-hex tokens; a spent refresh token dies at once (or after refresh_grace_seconds)
+        self.tokens = Tokens(
+            refresh_token,
+            access_token_ttl,
+            refresh_grace_seconds,
+            access_prefix="",
+            access_bytes=32,
+            refresh_prefix="",
+            refresh_bytes=32,
+            code_prefix="",
+            code_bytes=16,
+        )
         self._token_scopes: dict[str, frozenset[str]] = {}
-        self._refresh_tokens: dict[str, float | None] = {refresh_token: None}  # token -> usable until (None = current)
-        self._current_refresh = refresh_token
-        self.refresh_token_uses: list[str] = []
-        self._auth_codes: dict[str, dict] = {}
         self._init_state()
 
     # ------------------------------------------------------------------ lifecycle
@@ -290,37 +303,14 @@ class FreshBooksEmulator:
                 invoices={},
                 next_invoice_id=880001 + index * 100000,
                 next_client_id=40001,
-                minute=deque(),
+                minute=Window(self.rate_limit_per_minute, 60.0),
+                inflight=Concurrency(self.max_concurrency),
             )
-        self._faults: deque[str] = deque()
-        self.calls: list[tuple[str, str, int]] = []
-        self.count_429 = 0
-        self.validation_failures: list[str] = []
-        self.server_errors: list[str] = []
+        self._init_records()
         self.emails: list[tuple[str, int, list[str]]] = []
 
-    def start(self) -> FreshBooksEmulator:
-        if self._server is None:
-            self._stop.clear()
-            self._server, self._thread = start_server(self, self.host, self.port, "freshbooks-emulator")
-            self.port = self._server.server_address[1]
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        server, thread, self._server, self._thread = self._server, self._thread, None, None
-        stop_server(server, thread)
-
-    def __enter__(self) -> FreshBooksEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL (the connector's ``api_url``; the token endpoint is ``{url}/auth/oauth/token``)."""
-        return f"http://{self.host}:{self.port}"
+    def _new_fault_queue(self) -> FaultQueue:
+        return FaultQueue(self.fault_kinds, in_order=True, after_commit_on_writes=True)
 
     # ------------------------------------------------------------------ test helpers
     def invoices(self, account_id: str | None = None, *, include_deleted: bool = True) -> list[dict]:
@@ -349,67 +339,25 @@ class FreshBooksEmulator:
         unanswered. The after-commit kinds wait for the next write (``POST``/``PUT``), so the lookup the
         connector makes before creating does not consume them.
         """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
-        with self._lock:
-            self._faults.extend([kind] * int(times))
-
-    def expire_access_tokens(self) -> None:
-        with self._lock:
-            past = time.monotonic() - 1
-            for token in self._access_tokens:
-                self._access_tokens[token] = past
-
-    @property
-    def current_refresh_token(self) -> str:
-        with self._lock:
-            return self._current_refresh
-
-    def reset_state(self) -> None:
-        """Forget invoices, added clients, rate windows, faults and records (tokens are kept)."""
-        with self._lock:
-            self._init_state()
+        self._add_fault(Fault(kind), times)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
-                "calls": [list(c) for c in self.calls],
-                "call_count": len(self.calls),
-                "count_429": self.count_429,
-                "validation_failures": list(self.validation_failures),
-                "server_errors": list(self.server_errors),
+                **super().stats(),
                 "invoice_count": sum(len(a.invoices) for a in self._accounts.values()),
                 "refresh_token_uses": len(self.refresh_token_uses),
                 "emails": [[a, i, r] for a, i, r in self.emails],
-                "pending_faults": list(self._faults),
             }
 
     # ------------------------------------------------------------------ dispatch
-    def _next_fault(self, req: Request) -> str | None:
-        """Pop the next pending fault for ``req`` (caller holds the lock). After-commit faults wait for
-        the next write (``POST``/``PUT``): a lookup before the create must not consume them."""
-        if not self._faults:
-            return None
-        if self._faults[0] in ("timeout_after_commit", "drop_after_commit") and req.method not in ("POST", "PUT"):
-            return None
-        return self._faults.popleft()
-
-    def _record(self, method: str, path: str, status: int) -> None:
-        with self._lock:
-            self.calls.append((method, path, status))
-
     def _handle(self, req: Request) -> Response:
         path = req.path.rstrip("/") or "/"
         if path.lower().startswith("/_emulator"):
-            return self._control(req, path.lower())
-        if self.request_validator is not None:
-            try:
-                self.request_validator(req.method, req.path, dict(req.query), dict(req.headers), req.body)
-            except Exception as exc:
-                message = f"{req.method} {req.path}: {type(exc).__name__}: {exc}"
-                with self._lock:
-                    self.validation_failures.append(message)
-                return _errors_response([FbError(2002, "<body>", message, status=400)])
+            return self._admin(req, path.lower())
+        message = self._invalid(req)
+        if message is not None:
+            return _errors_response([FbError(2002, "<body>", message, status=400)])
         if path == "/oauth/authorize" and req.method == "GET":
             return self._authorize(req)
         if path == "/auth/oauth/token":
@@ -433,13 +381,8 @@ class FreshBooksEmulator:
             except (ValueError, AttributeError):
                 return json_response(400, {"error": "invalid_request"})
         else:
-            form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True).items()}
-        client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        if (
-            client_id != self.client_id
-            or client_secret is None
-            or not secrets.compare_digest(client_secret, self.client_secret)
-        ):
+            form = form_of(req.body)
+        if not secret_ok(self.client_id, self.client_secret, form.get("client_id"), form.get("client_secret")):
             return json_response(
                 401,
                 {
@@ -454,12 +397,8 @@ class FreshBooksEmulator:
             return self._code_grant(form)
         if form.get("grant_type") != "refresh_token":
             return json_response(400, {"error": "unsupported_grant_type"})
-        presented = form.get("refresh_token", "")
         with self._lock:
-            self.refresh_token_uses.append(presented)
-            now = time.monotonic()
-            valid_until = self._refresh_tokens.get(presented, now - 1)
-            if presented not in self._refresh_tokens or (valid_until is not None and now >= valid_until):
+            if not self.tokens.spend_refresh(form.get("refresh_token", "")):
                 return json_response(
                     400,
                     {
@@ -471,16 +410,12 @@ class FreshBooksEmulator:
                     },
                 )
             # single use: the presented token dies now (or after refresh_grace_seconds, when configured)
-            self._refresh_tokens[presented] = now + self.refresh_grace_seconds if valid_until is None else valid_until
-            new_refresh = secrets.token_hex(32)
-            self._refresh_tokens[new_refresh] = None
-            self._current_refresh = new_refresh
+            new_refresh = self.tokens.new_refresh()
         return self._issue(new_refresh)
 
     def _issue(self, refresh: str) -> Response:
-        access = secrets.token_hex(32)
         with self._lock:
-            self._access_tokens[access] = time.monotonic() + self.access_token_ttl
+            access = self.tokens.new_access()
             self._token_scopes[access] = frozenset(self.scopes.split())
         return json_response(
             200,
@@ -502,45 +437,25 @@ class FreshBooksEmulator:
         redirect = q.get("redirect_uri", "")
         if q.get("client_id") != self.client_id:
             return json_response(400, {"error": "invalid_client"})
-        if q.get("response_type") != "code" or not re.match(
-            r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect
-        ):
+        if q.get("response_type") != "code" or not LOOPBACK_REDIRECT.match(redirect):
             return json_response(400, {"error": "invalid_request"})
-        code = secrets.token_hex(16)
         with self._lock:
-            self._auth_codes[code] = {
-                "redirect_uri": redirect,
-                "challenge": q.get("code_challenge"),
-                "expires": time.monotonic() + 300,
-            }
-        params = urlencode({"code": code, "state": q.get("state", "")})
-        return Response(302, b"", {"Location": f"{redirect}{'&' if '?' in redirect else '?'}{params}"})
+            code = self.tokens.issue_code(redirect, q.get("code_challenge"))
+        return redirect_to(redirect, code=code, state=q.get("state", ""))
 
     def _code_grant(self, form: dict[str, str]) -> Response:
-        """``grant_type=authorization_code``: single-use code, same ``redirect_uri``, PKCE verifier when a challenge was sent."""
+        """``grant_type=authorization_code``: single-use code, same ``redirect_uri``, PKCE verifier when a
+        challenge was sent."""
         with self._lock:
-            entry = self._auth_codes.pop(form.get("code", ""), None)
-            if (
-                entry is None
-                or time.monotonic() > entry["expires"]
-                or entry["redirect_uri"] != form.get("redirect_uri")
-            ):
+            if self.tokens.redeem_code(form) is not None:
                 return json_response(400, {"error": "invalid_grant"})
-            if entry["challenge"]:
-                verifier = form.get("code_verifier", "")
-                digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-                if not secrets.compare_digest(digest, entry["challenge"]):
-                    return json_response(400, {"error": "invalid_grant"})
-            new_refresh = secrets.token_hex(32)
-            self._refresh_tokens[new_refresh] = None
-            self._current_refresh = new_refresh
+            new_refresh = self.tokens.new_refresh()
         return self._issue(new_refresh)
 
     def _authenticate(self, req: Request, scope: str | None = None) -> Response | None:
-        auth = req.headers.get("authorization", "")
-        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        token = bearer(req)
         with self._lock:
-            expires = self._access_tokens.get(token)
+            expires = self.tokens.expiry(token)
             granted = self._token_scopes.get(token, frozenset())
         if expires is None or time.monotonic() >= expires:
             return json_response(
@@ -605,18 +520,17 @@ class FreshBooksEmulator:
     # ------------------------------------------------------------------ accounting gate
     def _admit(self, account: _Account) -> Response | None:
         now = time.monotonic()
-        while account.minute and now - account.minute[0] >= 60.0:
-            account.minute.popleft()
+        account.minute.limit, account.inflight.limit = self.rate_limit_per_minute, self.max_concurrency
         problem, retry = None, 0.0
-        if self.rate_limit_per_minute is not None and len(account.minute) >= self.rate_limit_per_minute:
-            problem, retry = "minute", 60.0 - (now - account.minute[0])
-        elif self.max_concurrency is not None and account.inflight >= self.max_concurrency:
+        if account.minute.full(now):
+            problem, retry = "minute", account.minute.retry_after(now)
+        elif account.inflight.full():
             problem, retry = "concurrent", 1.0
         if problem is not None:
             self.count_429 += 1
             return self._throttled(retry)
-        account.minute.append(now)
-        account.inflight += 1
+        account.minute.add(now)
+        account.inflight.enter()
         return None
 
     @staticmethod
@@ -653,10 +567,11 @@ class FreshBooksEmulator:
             limited = self._admit(account)
             if limited is not None:
                 return limited
-            fault = self._next_fault(req)
+            taken = self._take_fault(req.method, req.path)
+            injected = taken.kind if taken is not None else None
         try:
-            if fault in ("503", "500"):
-                if fault == "503":
+            if injected in ("503", "500"):
+                if injected == "503":
                     return Response(
                         503,
                         b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
@@ -678,14 +593,13 @@ class FreshBooksEmulator:
                         }
                     },
                 )
-            if fault == "429":
+            if injected == "429":
                 with self._lock:
                     self.count_429 += 1
                 return self._throttled(float(self.fault_retry_after))
-            if fault == "reset":
+            if injected == "reset":
                 return Response(0, action="reset")
-            if self.response_delay > 0:
-                self._stop.wait(self.response_delay)
+            self._delay()
             with self._lock:
                 try:
                     resp = self._route(req, account_id, account, resource)
@@ -693,14 +607,10 @@ class FreshBooksEmulator:
                     resp = _errors_response([err])
                 except _Errors as errs:
                     resp = _errors_response(errs.errors)
-            if fault == "timeout_after_commit":
-                resp.action = "hang"
-            elif fault == "drop_after_commit":
-                resp.action = "drop"
-            return resp
+            return after_commit(resp, injected)
         finally:
             with self._lock:
-                account.inflight -= 1
+                account.inflight.leave()
 
     def _route(self, req: Request, account_id: str, account: _Account, resource: str) -> Response:
         parts = [unquote(p) for p in resource.split("/")]
@@ -1038,60 +948,38 @@ class FreshBooksEmulator:
             invoice.update(status=2, v3_status="sent", display_status="sent")
 
     # ------------------------------------------------------------------ control API
-    def _control(self, req: Request, lower: str) -> Response:
-        route = (req.method, lower)
-        if route == ("GET", "/_emulator/invoices"):
-            with self._lock:
-                listing = [
-                    dict(copy.deepcopy(inv), account_id=a)
-                    for a, acc in self._accounts.items()
-                    for inv in acc.invoices.values()
-                ]
-            return json_response(200, listing)
-        if route == ("GET", "/_emulator/clients"):
-            with self._lock:
-                listing = [
-                    dict(copy.deepcopy(c), account_id=a)
-                    for a, acc in self._accounts.items()
-                    for c in acc.clients.values()
-                ]
-            return json_response(200, listing)
-        if route == ("GET", "/_emulator/stats"):
-            return json_response(200, self.stats())
-        if route == ("POST", "/_emulator/faults"):
-            try:
-                doc = loads_decimal(req.body or b"{}")
-                self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)))
-            except (ValueError, KeyError, TypeError) as exc:
-                return json_response(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
-            return json_response(200, {"ok": True, "pending_faults": list(self._faults)})
-        if route == ("POST", "/_emulator/reset"):
-            self.reset_state()
-            return json_response(200, {"ok": True})
-        if route == ("POST", "/_emulator/expire-tokens"):
-            self.expire_access_tokens()
-            return json_response(200, {"ok": True})
-        return json_response(404, {"error": f"unknown control route {req.method} {req.path}"})
+    def _admin_routes(self) -> dict[tuple[str, str], AdminRoute]:
+        return {
+            **super()._admin_routes(),
+            ("GET", "/_emulator/invoices"): lambda _req: self._listing("invoices"),
+            ("GET", "/_emulator/clients"): lambda _req: self._listing("clients"),
+        }
+
+    def _listing(self, what: str) -> Response:
+        with self._lock:
+            listing = [
+                dict(copy.deepcopy(row), account_id=a)
+                for a, acc in self._accounts.items()
+                for row in getattr(acc, what).values()
+            ]
+        return json_response(200, listing)
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
     """Run an emulator in the foreground until Ctrl-C, printing its URL and the demo credentials."""
     emulator = FreshBooksEmulator(host=host, port=port, **kwargs).start()
-    print(f"FreshBooks emulator listening on {emulator.url}")
-    print(f"  api_url    : {emulator.url}")
-    print(f"  account_id : {', '.join(emulator.account_ids)}")
-    print(
-        f"  client_id  : {emulator.client_id}  (FRESHBOOKS_CLIENT_SECRET={emulator.client_secret}, "
-        f"FRESHBOOKS_REFRESH_TOKEN={emulator.initial_refresh_token})"
+    serve_until_interrupted(
+        emulator,
+        [
+            f"FreshBooks emulator listening on {emulator.url}",
+            f"  api_url    : {emulator.url}",
+            f"  account_id : {', '.join(emulator.account_ids)}",
+            (
+                f"  client_id  : {emulator.client_id}  (FRESHBOOKS_CLIENT_SECRET={emulator.client_secret}, "
+                f"FRESHBOOKS_REFRESH_TOKEN={emulator.initial_refresh_token})"
+            ),
+        ],
     )
-    print("Press Ctrl-C to stop.", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopping", file=sys.stderr)
-    finally:
-        emulator.stop()
 
 
 __all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_CLIENTS", "FAULT_KINDS", "FbError", "FreshBooksEmulator", "serve"]

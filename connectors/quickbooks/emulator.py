@@ -55,24 +55,38 @@ control API::
 from __future__ import annotations
 
 import base64
-import binascii
 import copy
 import hashlib
 import math
 import re
 import secrets
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode
+from urllib.parse import unquote
 
-from connectors._loopback import Request, Response, json_response, loads_decimal, start_server, stop_server
+from connectors.sandbox import (
+    AdminRoute,
+    Concurrency,
+    Emulator,
+    Fault,
+    FaultQueue,
+    ReplayCache,
+    Request,
+    Response,
+    TokenHolder,
+    Tokens,
+    Window,
+    after_commit,
+    json_response,
+    loads_decimal,
+    serve_until_interrupted,
+)
+from connectors.sandbox.oauth import LOOPBACK_REDIRECT, bearer, client_credentials, form_of, redirect_to, secret_ok
 
 DEFAULT_REALM_ID = "9341452000000001"
 FAULT_KINDS = ("503", "500", "429", "reset", "timeout_after_commit", "drop_after_commit")
@@ -276,14 +290,14 @@ class _Realm:
     tax_codes: dict[str, tuple[str, list[str]]]
     invoices: dict[str, dict]
     next_id: int
-    request_ids: dict[str, tuple[float, int, bytes, dict[str, str]]]
-    minute: deque
-    second: deque
-    batch_minute: deque
-    inflight: int = 0
+    request_ids: ReplayCache
+    minute: Window
+    second: Window
+    batch_minute: Window
+    inflight: Concurrency
 
 
-class QuickBooksEmulator:
+class QuickBooksEmulator(TokenHolder, Emulator):
     """Local QuickBooks Online on ``host:port`` (``port=0`` picks a free port); ``start()`` or ``with``.
 
     Public attributes for tests: ``calls`` (``(method, path, status)``; 0 = closed without a
@@ -291,6 +305,10 @@ class QuickBooksEmulator:
     answered 500), ``refresh_token_uses``, ``request_ids_seen`` (``(realm, requestid, replayed)``),
     ``emails`` (``(realm, invoice Id, address)`` of every ``/send``), ``minor_versions`` seen.
     """
+
+    name = "quickbooks-emulator"
+    fault_kinds = FAULT_KINDS
+    drop_incomplete_bodies = False
 
     def __init__(
         self,
@@ -319,19 +337,17 @@ class QuickBooksEmulator:
         hang_seconds: float = 30.0,
         response_delay: float = 0.0,
     ):
-        self.host, self.port = host, port
+        self._init_sandbox(
+            host, port, hang_seconds=hang_seconds, response_delay=response_delay, request_validator=request_validator
+        )
         self.client_id, self.client_secret = client_id, client_secret
-        self.initial_refresh_token = refresh_token
         self.realm_ids = tuple(str(r) for r in realm_ids)
         self.rate_limit_per_minute = rate_limit_per_minute
         self.per_second_limit = per_second_limit
         self.max_concurrency = max_concurrency
         self.batch_limit_per_minute = batch_limit_per_minute
         self.batch_max_items = batch_max_items
-        self.access_token_ttl = access_token_ttl
-        self.refresh_grace_seconds = refresh_grace_seconds
         self.requestid_ttl = requestid_ttl
-        self.request_validator = request_validator
         self.seed_customers = {
             str(k): dict(v) for k, v in (customers if customers is not None else DEFAULT_CUSTOMERS).items()
         }
@@ -340,22 +356,24 @@ class QuickBooksEmulator:
         self.seed_tax_codes = {k: (n, list(r)) for k, (n, r) in (tax_codes or DEFAULT_TAX_CODES).items()}
         self.home_currency = home_currency
         self.multicurrency = multicurrency
-        self.hang_seconds = hang_seconds
         #: ``Retry-After`` (seconds) of an injected ``"429"`` fault.
         self.fault_retry_after: int = 60
-        self.response_delay = response_delay
-
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._server = None
-        self._thread: threading.Thread | None = None
-        self._access_tokens: dict[str, float] = {}
-        self._refresh_tokens: dict[str, float | None] = {refresh_token: None}
-        self.refresh_token_uses: list[str] = []
-        self._auth_codes: dict[str, dict] = {}
+        self.tokens = Tokens(
+            refresh_token,
+            access_token_ttl,
+            refresh_grace_seconds,
+            access_prefix="eyJ.emu.",
+            access_bytes=24,
+            refresh_prefix="AB11",
+            refresh_bytes=20,
+            code_prefix="AB11emu",
+        )
         self._init_state()
 
     # ------------------------------------------------------------------ lifecycle
+    def _new_fault_queue(self) -> FaultQueue:
+        return FaultQueue(self.fault_kinds, in_order=True, after_commit_on_writes=True)
+
     def _init_state(self) -> None:
         self._realms: dict[str, _Realm] = {}
         for realm in self.realm_ids:
@@ -369,44 +387,16 @@ class QuickBooksEmulator:
                 tax_codes={k: (n, list(r)) for k, (n, r) in self.seed_tax_codes.items()},
                 invoices={},
                 next_id=130,
-                request_ids={},
-                minute=deque(),
-                second=deque(),
-                batch_minute=deque(),
+                request_ids=ReplayCache(self.requestid_ttl),
+                minute=Window(self.rate_limit_per_minute, 60.0),
+                second=Window(self.per_second_limit, 1.0),
+                batch_minute=Window(self.batch_limit_per_minute, 60.0),
+                inflight=Concurrency(self.max_concurrency),
             )
-        self._faults: deque[str] = deque()
-        self.calls: list[tuple[str, str, int]] = []
-        self.count_429 = 0
-        self.validation_failures: list[str] = []
-        self.server_errors: list[str] = []
+        self._init_records()
         self.request_ids_seen: list[tuple[str, str, bool]] = []
         self.emails: list[tuple[str, str, str]] = []
         self.minor_versions: list[str] = []
-
-    def start(self) -> QuickBooksEmulator:
-        """Bind and serve in a daemon thread; returns ``self``. Idempotent."""
-        if self._server is None:
-            self._stop.clear()
-            self._server, self._thread = start_server(self, self.host, self.port, "quickbooks-emulator")
-            self.port = self._server.server_address[1]
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (hanging fault handlers are woken up)."""
-        self._stop.set()
-        server, thread, self._server, self._thread = self._server, self._thread, None, None
-        stop_server(server, thread)
-
-    def __enter__(self) -> QuickBooksEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321`` (the connector's ``api_url``)."""
-        return f"http://{self.host}:{self.port}"
 
     @property
     def token_url(self) -> str:
@@ -434,70 +424,27 @@ class QuickBooksEmulator:
         ``"drop_after_commit"`` processes, then closes the connection unanswered. The two after-commit
         kinds wait for the next write (``POST``): reads before it pass untouched.
         """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
-        with self._lock:
-            self._faults.extend([kind] * int(times))
-
-    def expire_access_tokens(self) -> None:
-        """Expire every issued access token now (next call gets 401 ``AuthenticationFault``)."""
-        with self._lock:
-            past = time.monotonic() - 1
-            for token in self._access_tokens:
-                self._access_tokens[token] = past
-
-    @property
-    def current_refresh_token(self) -> str:
-        with self._lock:
-            return next(reversed(self._refresh_tokens))
-
-    def reset_state(self) -> None:
-        """Forget invoices, added customers, requestid cache, rate windows, faults and records (tokens are kept)."""
-        with self._lock:
-            self._init_state()
+        self._add_fault(Fault(kind), times)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
-                "calls": [list(c) for c in self.calls],
-                "call_count": len(self.calls),
-                "count_429": self.count_429,
-                "validation_failures": list(self.validation_failures),
-                "server_errors": list(self.server_errors),
+                **super().stats(),
                 "invoice_count": sum(len(r.invoices) for r in self._realms.values()),
                 "refresh_token_uses": len(self.refresh_token_uses),
                 "request_ids": [list(x) for x in self.request_ids_seen],
                 "emails": [list(x) for x in self.emails],
-                "pending_faults": list(self._faults),
             }
 
     # ------------------------------------------------------------------ dispatch
-    def _next_fault(self, req: Request) -> str | None:
-        """Pop the next pending fault for ``req`` (caller holds the lock). After-commit faults wait for
-        the next write (``POST``/``PUT``): a lookup before the create must not consume them."""
-        if not self._faults:
-            return None
-        if self._faults[0] in ("timeout_after_commit", "drop_after_commit") and req.method not in ("POST", "PUT"):
-            return None
-        return self._faults.popleft()
-
-    def _record(self, method: str, path: str, status: int) -> None:
-        with self._lock:
-            self.calls.append((method, path, status))
-
     def _handle(self, req: Request) -> Response:
         path = req.path
         lower = path.rstrip("/").lower() or "/"
         if lower.startswith("/_emulator"):
-            return self._control(req, lower)
-        if self.request_validator is not None:
-            try:
-                self.request_validator(req.method, path, dict(req.query), dict(req.headers), req.body)
-            except Exception as exc:  # the request does not conform to the field reference
-                message = f"{req.method} {path}: {type(exc).__name__}: {exc}"
-                with self._lock:
-                    self.validation_failures.append(message)
-                return _fault_response(400, [QboFault("2010", "Request has invalid or unsupported property", message)])
+            return self._admin(req, lower)
+        message = self._invalid(req)
+        if message is not None:  # the request does not conform to the field reference
+            return _fault_response(400, [QboFault("2010", "Request has invalid or unsupported property", message)])
         if lower == "/connect/oauth2":
             return self._authorize(req)
         if lower == "/oauth2/v1/tokens/bearer":
@@ -511,40 +458,21 @@ class QuickBooksEmulator:
 
     # ------------------------------------------------------------------ OAuth2
     def _token(self, req: Request) -> Response:
-        form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True).items()}
-        client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        auth = req.headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                client_id, _, client_secret = (
-                    base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8").partition(":")
-                )
-            except (binascii.Error, UnicodeDecodeError):
-                return json_response(401, {"error": "invalid_client"})
-        if (
-            client_id != self.client_id
-            or client_secret is None
-            or not secrets.compare_digest(client_secret, self.client_secret)
-        ):
+        form = form_of(req.body)
+        credentials = client_credentials(req, form)
+        if credentials is None or not secret_ok(self.client_id, self.client_secret, *credentials):
             return json_response(401, {"error": "invalid_client"})
         if form.get("grant_type") == "authorization_code":
             return self._code_grant(form)
         if form.get("grant_type") != "refresh_token":
             return json_response(400, {"error": "unsupported_grant_type"})
-        presented = form.get("refresh_token", "")
-        now = time.monotonic()
         with self._lock:
-            self.refresh_token_uses.append(presented)
-            if presented not in self._refresh_tokens:
-                return json_response(400, {"error": "invalid_grant"})
-            valid_until = self._refresh_tokens[presented]
-            if valid_until is not None and now >= valid_until:
-                return json_response(400, {"error": "invalid_grant"})
-            self._refresh_tokens[presented] = now + self.refresh_grace_seconds if valid_until is None else valid_until
-            new_refresh = "AB11" + secrets.token_hex(20)
-            self._refresh_tokens[new_refresh] = None
-            access = "eyJ.emu." + secrets.token_hex(24)
-            self._access_tokens[access] = now + self.access_token_ttl
+            issued = self.tokens.rotate(form.get("refresh_token", ""))
+        if issued is None:
+            return json_response(400, {"error": "invalid_grant"})
+        return self._issued(*issued)
+
+    def _issued(self, access: str, new_refresh: str) -> Response:
         return json_response(
             200,
             {
@@ -564,53 +492,24 @@ class QuickBooksEmulator:
         redirect = q.get("redirect_uri", "")
         if q.get("client_id") != self.client_id:
             return json_response(400, {"error": "invalid_client"})
-        if q.get("response_type") != "code" or not re.match(
-            r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect
-        ):
+        if q.get("response_type") != "code" or not LOOPBACK_REDIRECT.match(redirect):
             return json_response(400, {"error": "invalid_request"})
-        code = "AB11emu" + secrets.token_hex(12)
         with self._lock:
-            self._auth_codes[code] = {
-                "redirect_uri": redirect,
-                "challenge": q.get("code_challenge"),
-                "expires": time.monotonic() + 300,
-            }
-        params = urlencode({"code": code, "state": q.get("state", ""), "realmId": self.realm_ids[0]})
-        return Response(302, b"", {"Location": f"{redirect}{'&' if '?' in redirect else '?'}{params}"})
+            code = self.tokens.issue_code(redirect, q.get("code_challenge"))
+        return redirect_to(redirect, code=code, state=q.get("state", ""), realmId=self.realm_ids[0])
 
     def _code_grant(self, form: dict[str, str]) -> Response:
         """``grant_type=authorization_code``: single-use code, same ``redirect_uri``, PKCE verifier when a challenge was sent."""
         with self._lock:
-            entry = self._auth_codes.pop(form.get("code", ""), None)
-            if (
-                entry is None
-                or time.monotonic() > entry["expires"]
-                or entry["redirect_uri"] != form.get("redirect_uri")
-            ):
+            if self.tokens.redeem_code(form) is not None:
                 return json_response(400, {"error": "invalid_grant"})
-            if entry["challenge"] and not _pkce_ok(form.get("code_verifier", ""), entry["challenge"]):
-                return json_response(400, {"error": "invalid_grant"})
-            new_refresh = "AB11" + secrets.token_hex(20)
-            self._refresh_tokens[new_refresh] = None
-            access = "eyJ.emu." + secrets.token_hex(24)
-            self._access_tokens[access] = time.monotonic() + self.access_token_ttl
-        return json_response(
-            200,
-            {
-                "token_type": "bearer",
-                "expires_in": int(math.ceil(self.access_token_ttl)),
-                "refresh_token": new_refresh,
-                "x_refresh_token_expires_in": 8726400,
-                "access_token": access,
-            },
-            {"Cache-Control": "no-store"},
-        )
+            new_refresh = self.tokens.new_refresh()
+            access = self.tokens.new_access()
+        return self._issued(access, new_refresh)
 
     def _authenticate(self, req: Request) -> Response | None:
-        auth = req.headers.get("authorization", "")
-        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         with self._lock:
-            expires = self._access_tokens.get(token)
+            expires = self.tokens.expiry(bearer(req))
         if expires is None or time.monotonic() >= expires:
             detail = "Token expired" if expires is not None else "Token invalid"
             fault = QboFault(
@@ -626,26 +525,27 @@ class QuickBooksEmulator:
     def _admit(self, realm: _Realm, batch: bool) -> Response | None:
         """Count the call against the realm's limits or return the 429. Caller holds the lock."""
         now = time.monotonic()
-        for window, span in ((realm.minute, 60.0), (realm.second, 1.0), (realm.batch_minute, 60.0)):
-            while window and now - window[0] >= span:
-                window.popleft()
+        realm.minute.limit, realm.second.limit = self.rate_limit_per_minute, self.per_second_limit
+        realm.batch_minute.limit, realm.inflight.limit = self.batch_limit_per_minute, self.max_concurrency
+        for window in (realm.minute, realm.second, realm.batch_minute):
+            window.prune(now)
         problem, retry = None, 0.0
-        if len(realm.minute) >= self.rate_limit_per_minute:
-            problem, retry = "minute", 60.0 - (now - realm.minute[0])
-        elif self.per_second_limit is not None and len(realm.second) >= self.per_second_limit:
-            problem, retry = "second", 1.0 - (now - realm.second[0])
-        elif batch and len(realm.batch_minute) >= self.batch_limit_per_minute:
-            problem, retry = "batch", 60.0 - (now - realm.batch_minute[0])
-        elif realm.inflight >= self.max_concurrency:
+        if realm.minute.full(now):
+            problem, retry = "minute", realm.minute.retry_after(now)
+        elif realm.second.full(now):
+            problem, retry = "second", realm.second.retry_after(now)
+        elif batch and realm.batch_minute.full(now):
+            problem, retry = "batch", realm.batch_minute.retry_after(now)
+        elif realm.inflight.full():
             problem, retry = "concurrent", 1.0
         if problem is not None:
             self.count_429 += 1
             return self._throttled(problem, retry)
-        realm.minute.append(now)
-        realm.second.append(now)
+        realm.minute.add(now)
+        realm.second.add(now)
         if batch:
-            realm.batch_minute.append(now)
-        realm.inflight += 1
+            realm.batch_minute.add(now)
+        realm.inflight.enter()
         return None
 
     @staticmethod
@@ -679,10 +579,11 @@ class QuickBooksEmulator:
             limited = self._admit(realm, is_batch)
             if limited is not None:
                 return limited
-            fault = self._next_fault(req)
+            taken = self._take_fault(req.method, req.path)
+            injected = taken.kind if taken is not None else None
         try:
-            if fault in ("503", "500"):
-                if fault == "503":
+            if injected in ("503", "500"):
+                if injected == "503":
                     return Response(
                         503,
                         b"<html><body><h1>503 Service Unavailable</h1></body></html>",
@@ -699,24 +600,19 @@ class QuickBooksEmulator:
                         )
                     ],
                 )
-            if fault == "429":
+            if injected == "429":
                 with self._lock:
                     self.count_429 += 1
                 return self._throttled("injected", float(self.fault_retry_after))
-            if fault == "reset":
+            if injected == "reset":
                 return Response(0, action="reset")
-            if self.response_delay > 0:
-                self._stop.wait(self.response_delay)
+            self._delay()
             with self._lock:
                 resp = self._with_request_id(req, realm_id, realm, resource, is_batch)
-            if fault == "timeout_after_commit":
-                resp.action = "hang"
-            elif fault == "drop_after_commit":
-                resp.action = "drop"
-            return resp
+            return after_commit(resp, injected)
         finally:
             with self._lock:
-                realm.inflight -= 1
+                realm.inflight.leave()
 
     def _with_request_id(self, req: Request, realm_id: str, realm: _Realm, resource: str, is_batch: bool) -> Response:
         """``requestid`` replay around :meth:`_route` (caller holds the lock)."""
@@ -727,14 +623,15 @@ class QuickBooksEmulator:
         if len(rid) > limit:
             return _fault_response(400, [_too_long("requestid", rid, limit)])
         now = time.monotonic()
-        cached = realm.request_ids.get(rid)
-        if cached is not None and (self.requestid_ttl is None or now - cached[0] < self.requestid_ttl):
+        realm.request_ids.ttl = self.requestid_ttl
+        cached = realm.request_ids.get(rid, now)
+        if cached is not None:
             self.request_ids_seen.append((realm_id, rid, True))
-            return Response(cached[1], cached[2], dict(cached[3]))
+            return cached.response()
         self.request_ids_seen.append((realm_id, rid, False))
         resp = self._route(req, realm_id, realm, resource)
         if resp.status < 500:
-            realm.request_ids[rid] = (now, resp.status, resp.body, dict(resp.headers))
+            realm.request_ids.save(rid, resp, now=now)
         return resp
 
     def _route(self, req: Request, realm_id: str, realm: _Realm, resource: str) -> Response:
@@ -1349,40 +1246,21 @@ class QuickBooksEmulator:
         return json_response(200, {"BatchItemResponse": out, "time": _qbo_time()})
 
     # ------------------------------------------------------------------ control API
-    def _control(self, req: Request, lower: str) -> Response:
-        route = (req.method, lower)
-        if route == ("GET", "/_emulator/invoices"):
-            with self._lock:
-                listing = [
-                    dict(copy.deepcopy(inv), RealmId=r)
-                    for r, realm in self._realms.items()
-                    for inv in realm.invoices.values()
-                ]
-            return json_response(200, listing)
-        if route == ("GET", "/_emulator/customers"):
-            with self._lock:
-                listing = [
-                    dict(copy.deepcopy(c), RealmId=r)
-                    for r, realm in self._realms.items()
-                    for c in realm.customers.values()
-                ]
-            return json_response(200, listing)
-        if route == ("GET", "/_emulator/stats"):
-            return json_response(200, self.stats())
-        if route == ("POST", "/_emulator/faults"):
-            try:
-                doc = loads_decimal(req.body or b"{}")
-                self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)))
-            except (ValueError, KeyError, TypeError) as exc:
-                return json_response(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
-            return json_response(200, {"ok": True, "pending_faults": list(self._faults)})
-        if route == ("POST", "/_emulator/reset"):
-            self.reset_state()
-            return json_response(200, {"ok": True})
-        if route == ("POST", "/_emulator/expire-tokens"):
-            self.expire_access_tokens()
-            return json_response(200, {"ok": True})
-        return json_response(404, {"error": f"unknown control route {req.method} {req.path}"})
+    def _admin_routes(self) -> dict[tuple[str, str], AdminRoute]:
+        return {
+            **super()._admin_routes(),
+            ("GET", "/_emulator/invoices"): lambda _req: self._listing("invoices"),
+            ("GET", "/_emulator/customers"): lambda _req: self._listing("customers"),
+        }
+
+    def _listing(self, what: str) -> Response:
+        with self._lock:
+            listing = [
+                dict(copy.deepcopy(row), RealmId=r)
+                for r, realm in self._realms.items()
+                for row in getattr(realm, what).values()
+            ]
+        return json_response(200, listing)
 
 
 class _Faults(Exception):
@@ -1396,21 +1274,17 @@ class _Faults(Exception):
 def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
     """Run an emulator in the foreground until Ctrl-C, printing its URLs and the demo credentials."""
     emulator = QuickBooksEmulator(host=host, port=port, **kwargs).start()
-    print(f"QuickBooks Online emulator listening on {emulator.url}")
-    print(f"  api_url   : {emulator.url}")
-    print(f"  token_url : {emulator.token_url}")
-    print(f"  realm_id  : {', '.join(emulator.realm_ids)}")
-    print(
-        f"  client_id : {emulator.client_id}  (QBO_CLIENT_SECRET={emulator.client_secret}, QBO_REFRESH_TOKEN={emulator.initial_refresh_token})"
+    serve_until_interrupted(
+        emulator,
+        [
+            f"QuickBooks Online emulator listening on {emulator.url}",
+            f"  api_url   : {emulator.url}",
+            f"  token_url : {emulator.token_url}",
+            f"  realm_id  : {', '.join(emulator.realm_ids)}",
+            f"  client_id : {emulator.client_id}  (QBO_CLIENT_SECRET={emulator.client_secret},"
+            f" QBO_REFRESH_TOKEN={emulator.initial_refresh_token})",
+        ],
     )
-    print("Press Ctrl-C to stop.", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopping", file=sys.stderr)
-    finally:
-        emulator.stop()
 
 
 __all__ = [

@@ -1,17 +1,19 @@
-"""Loopback HTTP plumbing shared by billing-system emulators (stdlib ``ThreadingHTTPServer``).
+"""Loopback HTTP plumbing of the emulators (stdlib ``ThreadingHTTPServer``), written once.
 
-Kept separate from the emulator logic: a request becomes a :class:`Request`, the emulator's
-``_handle(request) -> Response`` answers it, and :class:`Handler` writes the answer — or performs a
-fault action instead: ``"reset"`` (TCP RST without a response), ``"drop"`` (close without a
-response), ``"hang"`` (keep the socket open ``hang_seconds``, then close without a response).
+A request becomes a :class:`Request`, the emulator's ``_handle(request) -> Response`` answers it and
+:class:`Handler` writes the answer in one write — or performs the response's fault action instead:
+``"reset"`` (TCP RST without a response), ``"drop"`` (close without a response), ``"hang"`` (keep the
+socket open ``hang_seconds``, then close without a response).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import socketserver
 import struct
+import sys
 import threading
 import traceback
 from dataclasses import dataclass, field
@@ -22,15 +24,24 @@ from urllib.parse import parse_qs, urlsplit
 
 from connectors.sdk.money import dumps
 
+JSON_UTF8 = "application/json; charset=utf-8"
+
 
 @dataclass
 class Request:
     method: str
     path: str
+    #: the request target as sent (path and query)
     raw_target: str
+    #: query parameters, last value of each
     query: dict[str, str]
+    #: lower-case header names
     headers: dict[str, str]
     body: bytes
+    #: the raw query string (bracket notation, repeated names)
+    raw_query: str = ""
+    #: every value of each query parameter
+    query_lists: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,24 +53,39 @@ class Response:
     action: str | None = None
 
 
-def json_response(status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    status: int, obj: Any, headers: dict[str, str] | None = None, *, content_type: str = JSON_UTF8
+) -> Response:
     """JSON body with exact decimals (``dumps`` writes Decimal as JSON numbers)."""
-    h = {"Content-Type": "application/json;charset=UTF-8"}
+    h = {"Content-Type": content_type}
     h.update(headers or {})
     return Response(status, dumps(obj), h)
 
 
 def loads_decimal(data: bytes | str) -> Any:
+    """JSON with every fraction as :class:`~decimal.Decimal`."""
     return json.loads(data, parse_float=Decimal)
 
 
-class EmulatorCore(Protocol):
+class Served(Protocol):
+    """What :class:`Handler` needs from an emulator (see :class:`connectors.sandbox.Emulator`)."""
+
     _lock: threading.RLock
     _stop: threading.Event
     hang_seconds: float
     server_errors: list[str]
 
+    @property
+    def drop_incomplete_bodies(self) -> bool:
+        """Close without acting when the body arrives cut off (a killed client)."""
+
+    @property
+    def http_methods(self) -> frozenset[str]:
+        """HTTP methods served; others get 501 like a handler without ``do_<METHOD>``."""
+
     def _handle(self, req: Request) -> Response: ...
+
+    def _internal_error(self) -> Response: ...
 
     def _record(self, method: str, path: str, status: int) -> None: ...
 
@@ -69,10 +95,16 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.reset_sockets: set[socket.socket] = set()
-        self._reset_lock = threading.Lock()
+        self.reset_lock = threading.Lock()
         super().__init__(*args, **kwargs)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that died mid-request (crash tests kill workers with SIGKILL) is not an emulator error
+        if isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            return
+        super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), which can block on reverse DNS.
@@ -81,7 +113,7 @@ class Server(ThreadingHTTPServer):
         self.server_name, self.server_port = str(host), port
 
     def shutdown_request(self, request: Any) -> None:
-        with self._reset_lock:
+        with self.reset_lock:
             reset = request in self.reset_sockets
             self.reset_sockets.discard(request)
         if reset:  # SO_LINGER(1, 0) + close = TCP RST instead of an orderly FIN
@@ -91,7 +123,8 @@ class Server(ThreadingHTTPServer):
 
 
 class Handler(BaseHTTPRequestHandler):
-    emulator: EmulatorCore
+    emulator: Served
+    server: Server
     protocol_version = "HTTP/1.1"
     server_version = "Emulator/1.0"
     sys_version = ""
@@ -101,38 +134,48 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        try:
+        with contextlib.suppress(OSError):  # headers and body go out in one write; avoid Nagle/delayed-ACK stalls
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
 
-    def _serve(self) -> None:
-        emu = self.emulator
+    def _read(self) -> Request | None:
         split = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        lists = parse_qs(split.query, keep_blank_values=True)
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = 0
         body = self.rfile.read(length) if length > 0 else b""
-        req = Request(self.command, split.path, self.path, query, headers, body)
+        if len(body) < length and self.emulator.drop_incomplete_bodies:
+            # the client went away in the middle of its request (e.g. a killed worker): like a real
+            # server, never act on a request whose body did not arrive whole
+            self.close_connection = True
+            return None
+        query = {k: v[-1] for k, v in lists.items()}
+        return Request(self.command, split.path, self.path, query, headers, body, split.query, lists)
+
+    def _serve(self) -> None:
+        emu = self.emulator
+        if self.command not in emu.http_methods:
+            self.send_error(501, f"Unsupported method ({self.command!r})")
+            return
+        req = self._read()
+        if req is None:
+            return
         try:
             resp = emu._handle(req)
-        except Exception:  # an emulator bug: answer 500 and keep the traceback for tests
+        except Exception:  # noqa: BLE001 - an emulator bug: answer 500 and keep the traceback for tests
             with emu._lock:
                 emu.server_errors.append(traceback.format_exc())
-            resp = json_response(500, {"error": "emulator error"})
+            resp = emu._internal_error()
         if resp.action is not None:
             emu._record(req.method, req.path, 0)
             self.close_connection = True
             if resp.action == "reset":
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except OSError:
-                    pass
-                with self.server._reset_lock:  # type: ignore[attr-defined]
-                    self.server.reset_sockets.add(self.connection)  # type: ignore[attr-defined]
+                with self.server.reset_lock:
+                    self.server.reset_sockets.add(self.connection)
             elif resp.action == "hang":
                 emu._stop.wait(emu.hang_seconds)
             return
@@ -141,18 +184,20 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in resp.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(resp.body)))
-        if self.command != "HEAD" and resp.body:
+        if self.command != "HEAD" and resp.body:  # one write for status line, headers and body
             self._headers_buffer.append(b"\r\n" + resp.body)  # type: ignore[attr-defined]
             self.flush_headers()
         else:
             self.end_headers()
 
-    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _serve
+    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _serve  # noqa: N815 - http.server's names
 
 
-def start_server(emulator: EmulatorCore, host: str, port: int, name: str) -> tuple[Server, threading.Thread]:
+def start_server(
+    emulator: Served, host: str, port: int, name: str, *, server_version: str = "Emulator/1.0"
+) -> tuple[Server, threading.Thread]:
     """Bind ``host:port`` (0 = free port) and serve ``emulator`` in a daemon thread."""
-    handler = type(f"{name}Handler", (Handler,), {"emulator": emulator})
+    handler = type(f"{name}Handler", (Handler,), {"emulator": emulator, "server_version": server_version})
     server = Server((host, port), handler)
     thread = threading.Thread(
         target=server.serve_forever,

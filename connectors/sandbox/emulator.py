@@ -1,0 +1,237 @@
+"""The part every emulator shares: lifecycle, records, fault queue, request validation hook, admin API.
+
+A subclass calls :meth:`Emulator._init_sandbox` in its constructor, implements ``_init_state`` (which
+calls :meth:`Emulator._init_records`), ``_handle`` (its system's rules) and, when it wants, more admin
+routes (:meth:`Emulator._admin_routes`) and its own internal-error body (:meth:`Emulator._internal_error`).
+The standard admin API (under ``/_emulator``)::
+
+    GET  /_emulator/stats          -> stats()
+    POST /_emulator/faults         {"kind": "503", "times": 3}
+    POST /_emulator/reset          -> reset_state()
+    POST /_emulator/expire-tokens  -> expire_access_tokens()
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar, Self
+
+from connectors.sandbox.faults import FAULT_KINDS, Fault, FaultQueue
+from connectors.sandbox.http import Request, Response, Server, json_response, loads_decimal, start_server, stop_server
+
+RequestValidator = Callable[[str, str, dict[str, Any], dict[str, Any], bytes], Any]
+AdminRoute = Callable[[Request], Response]
+ADMIN_PREFIX = "/_emulator"
+
+
+class Emulator:
+    """Base of the loopback emulators (``start()``/``stop()`` or ``with``; ``port=0`` picks a free port)."""
+
+    #: thread name prefix and ``Server`` header
+    name: ClassVar[str] = "emulator"
+    server_version: ClassVar[str] = "Emulator/1.0"
+    fault_kinds: ClassVar[tuple[str, ...]] = FAULT_KINDS
+    #: close without acting when a request body arrives cut off (a killed client)
+    drop_incomplete_bodies: ClassVar[bool] = True
+    http_methods: ClassVar[frozenset[str]] = frozenset({"GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"})
+    #: whether ``/_emulator`` calls are recorded in ``calls``
+    record_admin_calls: ClassVar[bool] = True
+
+    host: str
+    port: int
+    hang_seconds: float
+    response_delay: float
+    request_validator: RequestValidator | None
+    calls: list[tuple[str, str, int]]
+    count_429: int
+    validation_failures: list[str]
+    server_errors: list[str]
+    faults: FaultQueue
+
+    def _init_sandbox(
+        self,
+        host: str,
+        port: int,
+        *,
+        hang_seconds: float = 30.0,
+        response_delay: float = 0.0,
+        request_validator: RequestValidator | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.hang_seconds = hang_seconds
+        self.response_delay = response_delay
+        self.request_validator = request_validator
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def _new_fault_queue(self) -> FaultQueue:
+        return FaultQueue(self.fault_kinds)
+
+    def _init_records(self) -> None:
+        """Records and pending faults (part of ``_init_state``: ``reset_state()`` forgets them)."""
+        self.faults = self._new_fault_queue()
+        self.calls = []
+        self.count_429 = 0
+        self.validation_failures = []
+        self.server_errors = []
+
+    def _init_state(self) -> None:
+        self._init_records()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> Self:
+        """Bind and serve in a daemon thread; returns ``self``. Idempotent."""
+        if self._server is None:
+            self._stop.clear()
+            self._server, self._thread = start_server(
+                self, self.host, self.port, self.name, server_version=self.server_version
+            )
+            self.port = self._server.server_address[1]
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket (hanging fault handlers are woken up)."""
+        self._stop.set()
+        server, thread, self._server, self._thread = self._server, self._thread, None, None
+        stop_server(server, thread)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321``."""
+        return f"http://{self.host}:{self.port}"
+
+    def reset_state(self) -> None:
+        """Forget the stored objects, windows, faults and records (issued tokens are kept)."""
+        with self._lock:
+            self._init_state()
+
+    def expire_access_tokens(self) -> None:
+        """Expire every issued access token now (systems without tokens: nothing to do)."""
+
+    # ------------------------------------------------------------------ faults
+    def _add_fault(self, fault: Fault, times: int = 1, *, after_each: bool = True) -> None:
+        with self._lock:
+            self.faults.add(fault, times, after_each=after_each)
+
+    def _take_fault(self, method: str = "", path: str = "", operation: str | None = None) -> Fault | None:
+        """The injected fault that hits this call (caller holds the lock)."""
+        return self.faults.take(method, path, operation)
+
+    def _delay(self) -> None:
+        """Hold the call ``response_delay`` seconds (woken up by :meth:`stop`)."""
+        if self.response_delay > 0:
+            self._stop.wait(self.response_delay)
+
+    # ------------------------------------------------------------------ request handling
+    def _handle(self, req: Request) -> Response:
+        raise NotImplementedError
+
+    def _internal_error(self) -> Response:
+        """The answer to an emulator bug (the traceback is kept in ``server_errors``)."""
+        return json_response(500, {"error": "emulator error"})
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        if not self.record_admin_calls and path.startswith(ADMIN_PREFIX):
+            return
+        with self._lock:
+            self.calls.append((method, path, status))
+
+    def _invalid(self, req: Request, path: str | None = None, **headers: str) -> str | None:
+        """Run ``request_validator``; the failure message (also kept in ``validation_failures``) or ``None``.
+
+        ``path`` is what is validated and named in the message (``req.path`` by default); ``headers`` are
+        added to the request's for the validator (e.g. the raw query).
+        """
+        if self.request_validator is None:
+            return None
+        path = req.path if path is None else path
+        try:
+            self.request_validator(req.method, path, dict(req.query), dict(req.headers, **headers), req.body)
+        except Exception as exc:  # noqa: BLE001 - any exception = the request does not conform
+            message = f"{req.method} {path}: {type(exc).__name__}: {exc}"
+            with self._lock:
+                self.validation_failures.append(message)
+            return message
+        return None
+
+    # ------------------------------------------------------------------ admin API
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "calls": [list(c) for c in self.calls],
+                "call_count": len(self.calls),
+                "count_429": self.count_429,
+                "validation_failures": list(self.validation_failures),
+                "server_errors": list(self.server_errors),
+                "pending_faults": self._pending_faults(),
+            }
+
+    def _pending_faults(self) -> list[Any]:
+        return self.faults.kinds_pending()
+
+    def _inject_from_admin(self, doc: dict[str, Any]) -> None:
+        """``POST /_emulator/faults``: ``{"kind", "times"}`` by default."""
+        self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)))
+
+    def inject_fault(self, kind: str, times: int = 1) -> None:
+        """Make the next ``times`` API calls fail with ``kind`` (see :mod:`connectors.sandbox.faults`)."""
+        self._add_fault(Fault(kind), times)
+
+    def _admin_fault(self, req: Request) -> Response:
+        try:
+            doc = loads_decimal(req.body or b"{}")
+            self._inject_from_admin(doc)
+        except (ValueError, KeyError, TypeError) as exc:
+            return json_response(400, {"error": f"bad fault request: {exc}", "kinds": list(self.fault_kinds)})
+        with self._lock:
+            return json_response(200, {"ok": True, "pending_faults": self._pending_faults()})
+
+    def _admin_routes(self) -> dict[tuple[str, str], AdminRoute]:
+        """``(method, lower-case path)`` -> handler of the admin API; subclasses add their listings."""
+
+        def ok(action: Callable[[], None]) -> AdminRoute:
+            def run(_req: Request) -> Response:
+                action()
+                return json_response(200, {"ok": True})
+
+            return run
+
+        return {
+            ("GET", f"{ADMIN_PREFIX}/stats"): lambda _req: json_response(200, self.stats()),
+            ("POST", f"{ADMIN_PREFIX}/faults"): self._admin_fault,
+            ("POST", f"{ADMIN_PREFIX}/reset"): ok(self.reset_state),
+            ("POST", f"{ADMIN_PREFIX}/expire-tokens"): ok(self.expire_access_tokens),
+        }
+
+    def _admin(self, req: Request, path: str | None = None) -> Response:
+        """Answer an ``/_emulator`` call."""
+        lower = (req.path if path is None else path).rstrip("/").lower()
+        route = self._admin_routes().get((req.method, lower))
+        if route is None:
+            return json_response(404, {"error": f"unknown control route {req.method} {req.path}"})
+        return route(req)
+
+
+def serve_until_interrupted(emulator: Emulator, lines: list[str]) -> None:
+    """Print ``lines`` (URLs, credentials), serve until Ctrl-C, then stop."""
+    for line in lines:
+        print(line)
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping", file=sys.stderr)
+    finally:
+        emulator.stop()
