@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import venv
@@ -38,21 +39,33 @@ main()
 SANDBOX_PARTS = ("emulator", "spec_check", "sandbox", "testing", "openapi_core", "jsonschema", "pytest")
 
 
+#: Not copied with the sources: the development environment, caches, build output, data.
+SKIP_COPY = {".venv", ".git", "build", "dist", "__pycache__", ".pytest_cache", ".hypothesis", ".broker-data", "tests"}
+
+
 @pytest.fixture(scope="module")
 def production_python(tmp_path_factory) -> Path:
     """A virtual environment with ``pip install <repo>`` (runtime dependencies only); its interpreter."""
     home = tmp_path_factory.mktemp("prod-venv")
+    source = tmp_path_factory.mktemp("source") / "src"  # a copy: pip builds in the source tree (build/)
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=lambda folder, names: [n for n in names if n in SKIP_COPY or n.endswith(".egg-info")],
+    )
     venv.EnvBuilder(with_pip=True, clear=True).create(home)
     python = home / "bin" / "python"
     done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(ROOT)],
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(source)],
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
     )
     if done.returncode != 0:
-        pytest.fail(f"pip install . failed (needs the package index for the runtime dependencies):\n{done.stderr[-3000:]}")
+        pytest.fail(
+            f"pip install . failed (needs the package index for the runtime dependencies):\n{done.stderr[-3000:]}"
+        )
     return python
 
 
