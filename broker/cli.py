@@ -9,31 +9,32 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
 
 from broker import __version__
-from broker.config import ConfigError, load_config
+from broker.config import BrokerConfig, ConfigError, load_config
 from broker.settings import TOPIC_EVENTS, Settings
 
 console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
 
 
-def _fail_config(exc: Exception) -> None:
+def _fail_config(exc: Exception) -> NoReturn:
     err_console.print(f"[bold red]configuration error:[/] {exc}", markup=True, highlight=False)
     sys.exit(2)
 
 
-def _load(path: str):
+def _load(path: str) -> BrokerConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
         _fail_config(exc)
 
 
-def check_secrets(config) -> None:
+def check_secrets(config: BrokerConfig) -> None:
     """Resolve every ``*_env`` secret named in the tenants' billing settings; raises ConfigError naming the variable."""
     from broker.config import resolve_secret
 
@@ -87,7 +88,7 @@ def run(config_path: str) -> None:
         run_worker(settings, config, bootstrap)
 
 
-def run_worker(settings: Settings, config, bootstrap: str) -> None:
+def run_worker(settings: Settings, config: BrokerConfig, bootstrap: str) -> None:
     """Create the topics, start /metrics and run the Faust worker in this process until stopped."""
     import faust
 
@@ -171,7 +172,7 @@ def invoice_preview(config_path: str, event_path: str, fmt: str, quote_path: str
         tenant = config.tenant(event.tenant)
         quote = parse_event(Path(quote_path).read_bytes()) if quote_path else None
         used = {"(other work orders this month)": allowance_used} if allowance_used else None
-        priced = price_event(event, event.tenant, tenant, allowance_used=used, quote=quote)  # type: ignore[arg-type]
+        priced = price_event(event, event.tenant, tenant, allowance_used=used, quote=quote)
     except (EventDecodeError, PricingError, KeyError) as exc:
         err_console.print(f"[bold red]cannot price {event_path}:[/] {exc}", highlight=False)
         sys.exit(1)

@@ -10,16 +10,21 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from broker.config import BrokerConfig
+    from connectors.sdk.interface import Capabilities
+
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
-def _load_config(path: str):
+def _load_config(path: str) -> BrokerConfig:
     from broker.config import ConfigError, load_config
 
     try:
@@ -29,7 +34,7 @@ def _load_config(path: str):
         sys.exit(2)
 
 
-def _capabilities_text(caps) -> str:
+def _capabilities_text(caps: Capabilities) -> str:
     parts = [f"idempotency: {caps.idempotency}", f"batch: {caps.batch_size}"]
     if caps.amendments:
         parts.append("amendments")
@@ -66,20 +71,19 @@ def list_connectors(fmt: str) -> None:
 
     entries = sorted(discover().values(), key=lambda e: e.name)
     if fmt == "json":
-        out = []
-        for e in entries:
-            out.append(
-                {
-                    "name": e.name,
-                    "target": e.target,
-                    "ok": e.ok,
-                    "error": e.error,
-                    "version": e.version,
-                    "package": e.package,
-                    "package_version": e.package_version,
-                    "capabilities": e.cls.capabilities.as_dict() if e.cls is not None else None,
-                }
-            )
+        out = [
+            {
+                "name": e.name,
+                "target": e.target,
+                "ok": e.ok,
+                "error": e.error,
+                "version": e.version,
+                "package": e.package,
+                "package_version": e.package_version,
+                "capabilities": e.cls.capabilities.as_dict() if e.cls is not None else None,
+            }
+            for e in entries
+        ]
         click.echo(json.dumps(out, indent=2))
         return
     table = Table(title="billing-system connectors", show_lines=False)
@@ -104,7 +108,7 @@ def list_connectors(fmt: str) -> None:
 # --------------------------------------------------------------------------- check
 def _classify(exc: BaseException) -> str:
     from broker.config import ConfigError as BrokerConfigError
-    from connectors.base import (
+    from connectors.sdk.errors import (
         AuthError,
         ConfigError,
         MissingScopeError,
@@ -129,7 +133,7 @@ def _classify(exc: BaseException) -> str:
     return "error"
 
 
-async def _check_one(config, tenant_id: str) -> tuple[str, str, str]:
+async def _check_one(config: BrokerConfig, tenant_id: str) -> tuple[str, str, str]:
     from broker.delivery import build_connector
 
     system = config.tenant(tenant_id).billing.system
@@ -139,7 +143,7 @@ async def _check_one(config, tenant_id: str) -> tuple[str, str, str]:
         return system, _classify(exc), str(exc)
     try:
         await connector.check()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - likewise: any failure of the check is reported
         return system, _classify(exc), str(exc)
     finally:
         await connector.aclose()
@@ -173,7 +177,7 @@ def check(config_path: str, tenants: tuple[str, ...]) -> None:
         )
         sys.exit(2)
 
-    async def run_all():
+    async def run_all() -> list[tuple[str, str, str, str]]:
         return [(t, *(await _check_one(config, t))) for t in chosen]
 
     failed = 0
@@ -207,7 +211,7 @@ def check(config_path: str, tenants: tuple[str, ...]) -> None:
 )
 @click.option("--no-browser", is_flag=True, help="Only print the authorization URL.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for the redirect.")
-def authorize(system: str, tenant: str, config_path: str, port: int, no_browser: bool, timeout: float) -> None:
+def authorize(*, system: str, tenant: str, config_path: str, port: int, no_browser: bool, timeout: float) -> None:
     """Run the OAuth2 authorization-code flow for SYSTEM with a loopback redirect.
 
     Opens (or prints) the provider's consent page; after you approve, the redirect to
@@ -216,8 +220,8 @@ def authorize(system: str, tenant: str, config_path: str, port: int, no_browser:
     """
     from broker.config import ConfigError as BrokerConfigError
     from broker.delivery import build_connector
+    from connectors.sdk.errors import ConnectorError
     from connectors.sdk.oauth2 import authorization_code_flow, default_token_store
-    from connectors.base import ConnectorError
 
     config = _load_config(config_path)
     if tenant not in config.tenants:
@@ -272,8 +276,8 @@ def authorize(system: str, tenant: str, config_path: str, port: int, no_browser:
 @click.option("--check", "check_only", is_flag=True, help="With --output: exit 1 when the file is stale.")
 def schema(name: str, output: str | None, check_only: bool) -> None:
     """Print the JSON Schema of connector NAME's settings (``billing.settings``), for docs."""
-    from connectors.base import settings_json_schema
     from connectors.registry import load
+    from connectors.sdk.interface import settings_json_schema
 
     try:
         cls = load(name)

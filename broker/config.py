@@ -38,7 +38,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.sdk.errors import ConfigError
 from connectors.sdk.settings import format_validation_error, resolve_secret
@@ -47,14 +47,12 @@ Money = Annotated[Decimal, Field(ge=0)]
 Percent = Annotated[Decimal, Field(ge=0, le=1000)]
 DiscountPercent = Annotated[Decimal, Field(ge=0, le=100)]
 Weekday = Literal["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
-WEEKDAYS: tuple[str, ...] = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 #: Line types whose VAT rate can be set separately (``tax.rates``).
 TaxLineType = Literal["labour", "travel", "call_out", "part", "expense", "quote"]
 DEFAULT_REVERSE_CHARGE_NOTE = (
     "Reverse charge: VAT to be accounted for by the recipient (Article 196 of Council Directive 2006/112/EC)."
 )
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
-
 
 
 class _Model(BaseModel):
@@ -140,7 +138,11 @@ class TimeBand(_Model):
     def _conditions(self) -> TimeBand:
         if (self.start is None) != (self.end is None):
             raise ValueError(f"band {self.name!r}: give both start and end, or neither")
-        if self.start is not None and hhmm_minutes(self.start) == hhmm_minutes(self.end) % 1440:
+        if (
+            self.start is not None
+            and self.end is not None
+            and hhmm_minutes(self.start) == hhmm_minutes(self.end) % 1440
+        ):
             raise ValueError(
                 f"band {self.name!r}: start and end are the same time ({self.start}); omit both for all day"
             )
@@ -248,7 +250,7 @@ class ContractCovers(_Model):
 
 
 class Contract(_Model):
-    """A client contract valid from ``valid_from`` to ``valid_to`` (inclusive; open-ended when unset), at ``sites`` (empty: all)."""
+    """A client contract valid from ``valid_from`` to ``valid_to`` (inclusive; open-ended when unset), at ``sites`` (empty: all)."""  # noqa: E501 - one line: it is the JSON Schema description (schemas/tenant-config)
 
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^:]+$")]
     valid_from: date
@@ -410,9 +412,9 @@ class Tenant(_Model):
                     )
         return self
 
-    def tax_rate(self, line_type: str) -> Decimal:
+    def tax_rate(self, line_type: TaxLineType) -> Decimal:
         """VAT percentage for a line type (``tax.rates``, else ``vat_percent``)."""
-        return self.tax.rates.get(line_type, self.vat_percent)  # type: ignore[call-overload]
+        return self.tax.rates.get(line_type, self.vat_percent)
 
     @field_validator("timezone")
     @classmethod
@@ -441,8 +443,7 @@ class BrokerConfig(_Model):
             raise KeyError(f"unknown tenant {tenant_id!r}; configured: {', '.join(sorted(self.tenants))}") from None
 
 
-
-def load_config(path: str | os.PathLike) -> BrokerConfig:
+def load_config(path: str | os.PathLike[str]) -> BrokerConfig:
     """Read and validate the YAML file at ``path``. Raises :class:`ConfigError` naming the field path."""
     p = Path(path)
     try:
@@ -462,3 +463,32 @@ def parse_config(raw: Any, source: str = "<config>") -> BrokerConfig:
         raise ConfigError(f"{source}: invalid configuration:\n{format_validation_error(exc)}") from None
 
 
+__all__ = [
+    "DEFAULT_REVERSE_CHARGE_NOTE",
+    "Billing",
+    "BrokerConfig",
+    "CatalogueItem",
+    "Client",
+    # ConfigError, format_validation_error and resolve_secret live in the connector SDK; re-exported here
+    "ConfigError",
+    "Contract",
+    "ContractCovers",
+    "Discount",
+    "DiscountPercent",
+    "Money",
+    "Percent",
+    "QuoteBilling",
+    "RateCard",
+    "SkillRate",
+    "TaxLineType",
+    "TaxSettings",
+    "Technician",
+    "Tenant",
+    "TimeBand",
+    "Weekday",
+    "format_validation_error",
+    "hhmm_minutes",
+    "load_config",
+    "parse_config",
+    "resolve_secret",
+]

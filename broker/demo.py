@@ -20,10 +20,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from rich import box
@@ -37,6 +38,9 @@ from broker.embedded import MEMORY_NOTICE, EmbeddedKafka, free_port
 from broker.sandboxes import SANDBOXES, Sandbox, start_sandbox
 from broker.settings import TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES
 from connectors.testing.harness import HeldInvoice
+
+if TYPE_CHECKING:
+    from connectors.xero.emulator import XeroEmulator
 
 EXAMPLES = Path(__file__).parent / "examples"
 DEMO_SECRETS = {"XERO_CLIENT_SECRET": "demo-secret", "XERO_REFRESH_TOKEN": "demo-refresh-token"}
@@ -60,18 +64,19 @@ class Tally:
             auto_offset_reset="earliest",
             enable_auto_commit=False,
         )
-        self.outcomes: list[dict] = []
-        self.dead: list[dict] = []
-        self.priced: dict[str, dict] = {}
+        self.outcomes: list[dict[str, Any]] = []
+        self.dead: list[dict[str, Any]] = []
+        self.priced: dict[str, dict[str, Any]] = {}
 
     @property
     def terminal(self) -> int:
+        """Records read so far that end an event's journey (delivery outcomes and dead letters)."""
         return len(self.outcomes) + len(self.dead)
 
     def poll(self, timeout: float = 0.5) -> int:
         """Read what is available; return how many terminal records arrived."""
         before = self.terminal
-        for _tp, msgs in self.consumer.poll(timeout_ms=int(timeout * 1000)).items():
+        for msgs in self.consumer.poll(timeout_ms=int(timeout * 1000)).values():
             for m in msgs:
                 if m.topic == TOPIC_DELIVERIES:
                     self.outcomes.append(json.loads(m.value))
@@ -83,10 +88,11 @@ class Tally:
         return self.terminal - before
 
     def close(self) -> None:
+        """Close the consumer."""
         self.consumer.close()
 
 
-def _demo_config(raw: dict, emulator_url: str, sandboxes: dict[str, Sandbox]) -> dict:
+def _demo_config(raw: dict[str, Any], emulator_url: str, sandboxes: dict[str, Sandbox]) -> dict[str, Any]:
     """The configuration the demo's worker runs: Xero tenants on the Xero emulator, the others on their
     system's sandbox (settings merged over the tenant's, customer creation on)."""
     raw = copy.deepcopy(raw)
@@ -101,7 +107,7 @@ def _demo_config(raw: dict, emulator_url: str, sandboxes: dict[str, Sandbox]) ->
     return raw
 
 
-def _xero_held(emulator) -> list[HeldInvoice]:
+def _xero_held(emulator: XeroEmulator) -> list[HeldInvoice]:
     return [
         HeldInvoice(
             external_id=inv["InvoiceID"],
@@ -145,7 +151,7 @@ def _wait(tally: Tally, target: int, timeout: float, console: Console, label: st
 
 def _metrics_snapshot(port: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    totals: Counter = Counter()
+    totals: defaultdict[str, float] = defaultdict(float)
     for line in text.splitlines():
         if line.startswith("broker_") and not line.startswith("#"):
             name_labels, value = line.rsplit(" ", 1)
@@ -237,14 +243,14 @@ def run_demo(
             "BROKER_APP_ID": f"broker-demo-{os.getpid()}",
             "BROKER_PRODUCER_MAX_BATCH_SIZE": os.environ.get("BROKER_PRODUCER_MAX_BATCH_SIZE", "1"),
         }
-        worker_log = open(workdir / "worker.log", "wb")
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "broker", "run", "--config", str(demo_config)],
-            env=env,
-            stdout=worker_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(workdir / "worker.log", "wb") as worker_log:  # the worker writes to its own copy
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "broker", "run", "--config", str(demo_config)],
+                env=env,
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         console.print(
             f"worker pid {worker.pid} (log {workdir / 'worker.log'}); "
             f"metrics at http://127.0.0.1:{metrics_port}/metrics"
@@ -325,9 +331,9 @@ def _print_results(console: Console, tally: Tally, held: dict[str, list[HeldInvo
     index: dict[str, dict[str, HeldInvoice]] = {}
     for system, invoices in held.items():
         by_key = index.setdefault(system, {})
-        for inv in invoices:
-            by_key.setdefault(inv.number, inv)
-            by_key.setdefault(f"id:{inv.external_id}", inv)
+        for invoice in invoices:
+            by_key.setdefault(invoice.number, invoice)
+            by_key.setdefault(f"id:{invoice.external_id}", invoice)
     table = Table(
         title="Invoices: ours, and the total each billing system (emulator) holds",
         box=box.SIMPLE_HEAD,
@@ -343,13 +349,13 @@ def _print_results(console: Console, tally: Tally, held: dict[str, list[HeldInvo
     table.add_column("Held total", justify="right", no_wrap=True, min_width=11)
     table.add_column("Status", no_wrap=True, min_width=6)
     ok = True
-    counts: Counter = Counter()
-    per_system: Counter = Counter()
-    mismatches: Counter = Counter()
-    rejected: Counter = Counter()  # invoices the billing system refused (dead-lettered at delivery)
-    not_billable = []
+    counts: Counter[str] = Counter()
+    per_system: Counter[str] = Counter()
+    mismatches: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()  # invoices the billing system refused (dead-lettered at delivery)
+    not_billable: list[dict[str, Any]] = []
 
-    def sort_key(o: dict) -> tuple:
+    def sort_key(o: dict[str, Any]) -> tuple[bool, str, str, str]:
         system = o.get("billing_system") or systems.get(o["tenant"], "")
         return (
             system != "xero",

@@ -53,12 +53,38 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.settings import TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES
+
+if TYPE_CHECKING:  # kafka-python has no type information: these are Any to the type checker
+    from kafka import KafkaConsumer, TopicPartition
+
+#: Kafka headers as clients give them: ``[(name, bytes)]`` (or a ``{name: value}`` mapping); ``None`` = none.
+Headers = Mapping[str, object] | Iterable[tuple[str, object]] | None
+
+
+class ConsumedRecord(Protocol):
+    """What this module reads of a consumed Kafka record (kafka-python's ``ConsumerRecord``)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes: ...
+    @property
+    def headers(self) -> Iterable[tuple[str, object]] | None: ...
+    @property
+    def timestamp(self) -> int: ...
+
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _SECRET_ENV_HINT = re.compile(r"(?i)(secret|token|password|api_key|apikey)")
@@ -149,7 +175,7 @@ def dlq_headers(
     return [(k, v.encode()) for k, v in values.items() if v is not None]
 
 
-def replay_count(headers) -> int:
+def replay_count(headers: Headers) -> int:
     """``dlq.replay.count`` of a record's headers (0 when absent or unreadable)."""
     try:
         return max(0, int(headers_to_dict(headers).get("dlq.replay.count") or 0))
@@ -157,9 +183,9 @@ def replay_count(headers) -> int:
         return 0
 
 
-def headers_to_dict(headers) -> dict[str, str]:
+def headers_to_dict(headers: Headers) -> dict[str, str]:
     """Decode Kafka headers (list of ``(str, bytes)`` or a dict) into ``{name: str}``."""
-    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    items = headers.items() if isinstance(headers, Mapping) else (headers or [])
     return {k: (v.decode() if isinstance(v, (bytes, bytearray)) else str(v)) for k, v in items}
 
 
@@ -266,6 +292,7 @@ class DlqFilter:
     until: datetime | None = None
 
     def matches(self, record: DeadLetter) -> bool:
+        """Whether ``record`` passes every filter that is set."""
         if self.tenant and record.tenant != self.tenant:
             return False
         if self.connector and record.connector != self.connector:
@@ -277,27 +304,26 @@ class DlqFilter:
         at = record.dead_lettered_at
         if self.since and at < self.since:
             return False
-        if self.until and at > self.until:
-            return False
-        return True
+        return not (self.until and at > self.until)
 
     def describe(self) -> str:
+        """The filters that are set, as ``name=value`` joined with commas (empty when none)."""
         parts = [f"{k}={getattr(self, k)}" for k in ("tenant", "connector", "error_class", "stage") if getattr(self, k)]
         parts += [f"{k}={getattr(self, k).isoformat()}" for k in ("since", "until") if getattr(self, k)]
         return ",".join(parts)
 
 
-def _decode_headers(raw) -> dict[str, str]:
+def _decode_headers(raw: Iterable[tuple[str, object]] | None) -> dict[str, str]:
     return {k: (v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v)) for k, v in (raw or [])}
 
 
-def _to_dead_letter(msg) -> DeadLetter:
+def _to_dead_letter(msg: ConsumedRecord) -> DeadLetter:
     return DeadLetter(
         msg.topic, msg.partition, msg.offset, msg.key, msg.value, _decode_headers(msg.headers), msg.timestamp
     )
 
 
-def _consumer(bootstrap: str, group_id: str | None = None):
+def _consumer(bootstrap: str, group_id: str | None = None) -> KafkaConsumer:
     from kafka import KafkaConsumer
 
     return KafkaConsumer(
@@ -309,7 +335,7 @@ def _consumer(bootstrap: str, group_id: str | None = None):
     )
 
 
-def _partitions(consumer, topic: str) -> list:
+def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
     from kafka import TopicPartition
 
     parts = consumer.partitions_for_topic(topic)
@@ -319,7 +345,7 @@ def _partitions(consumer, topic: str) -> list:
     return [TopicPartition(topic, p) for p in sorted(parts or ())]
 
 
-def _read_range(consumer, tp, start: int, end: int) -> Iterable:
+def _read_range(consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int) -> Iterator[ConsumedRecord]:
     """Messages of ``tp`` from ``start`` to at least ``end`` (exclusive), then whatever a last short poll returns.
 
     The extra poll matters with the embedded Tansu, whose reported end offset can be lower than the
@@ -345,7 +371,7 @@ def read_dlq(bootstrap: str, flt: DlqFilter | None = None, *, topic: str = TOPIC
     flt = flt or DlqFilter()
     consumer = _consumer(bootstrap)
     try:
-        out = []
+        out: list[DeadLetter] = []
         tps = _partitions(consumer, topic)
         if not tps:
             return []
@@ -394,6 +420,8 @@ def fetch_dead_letter(bootstrap: str, record_id: str) -> DeadLetter | None:
 # =========================================================================== replay
 @dataclass
 class ReplayItem:
+    """What :func:`replay` did with one matching dead letter (``target``: the topic it goes back to)."""
+
     record: DeadLetter
     action: str  # "replayed", "would replay", "refused", "resumed" (found already published), "skipped"
     target: str = ""
@@ -402,12 +430,15 @@ class ReplayItem:
 
 @dataclass
 class ReplayReport:
+    """The outcome of one :func:`replay` run: the consumer group, each matching record, records scanned."""
+
     group: str
     items: list[ReplayItem] = field(default_factory=list)
     scanned: int = 0
     dry_run: bool = False
 
     def count(self, action: str) -> int:
+        """How many items got ``action``."""
         return sum(1 for item in self.items if item.action == action)
 
 
@@ -427,15 +458,16 @@ def key_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, as in Java, aiokafka and kafka-python) gives ``key``."""
     from kafka.partitioner.default import murmur2
 
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def _replay_headers(record: DeadLetter) -> list[tuple[str, bytes]]:
     return [("dlq.replay.count", str(record.replay_count + 1).encode()), ("dlq.replay.source", record.id.encode())]
 
 
-def _already_published(consumer, tp, start: int, source_id: str) -> bool:
-    end = consumer.end_offsets([tp])[tp]
+def _already_published(consumer: KafkaConsumer, tp: TopicPartition, start: int, source_id: str) -> bool:
+    end: int = consumer.end_offsets([tp])[tp]
     for msg in _read_range(consumer, tp, start, end):
         if _decode_headers(msg.headers).get("dlq.replay.source") == source_id:
             return True
@@ -479,8 +511,8 @@ def replay(
         if not tps:
             return report
         begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
-        starts: dict = {}
-        pending: dict = {}
+        starts: dict[TopicPartition, int] = {}
+        pending: dict[TopicPartition, dict[str, Any]] = {}
         for tp in tps:
             committed = consumer.committed(tp, metadata=True)
             start = begin[tp]
@@ -525,6 +557,7 @@ def replay(
                 elif dry_run:
                     item = ReplayItem(record, "would replay", target)
                 else:
+                    assert producer is not None  # not a dry run
                     n = partitions_of(target)
                     try:
                         original = int(record.headers.get("dlq.partition", ""))

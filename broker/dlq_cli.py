@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -31,6 +33,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_CommandT = TypeVar("_CommandT", bound=Callable[..., Any])
 
 
 def parse_when(text: str | None) -> datetime | None:
@@ -44,11 +47,14 @@ def parse_when(text: str | None) -> datetime | None:
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise click.BadParameter(f"{text!r} is neither ISO 8601 (2026-03-01T12:00:00+00:00) nor relative (30m, 2h, 7d)")
+        raise click.BadParameter(
+            f"{text!r} is neither ISO 8601 (2026-03-01T12:00:00+00:00) nor relative (30m, 2h, 7d)"
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _filters(func):
+def _filters(func: _CommandT) -> _CommandT:
+    """Add the ``--bootstrap-servers`` option and the filter options (``--tenant`` ... ``--until``)."""
     options = [
         click.option(
             "--bootstrap-servers",
@@ -70,7 +76,15 @@ def _filters(func):
     return func
 
 
-def _make_filter(tenant, connector, error_class, stage, since, until) -> DlqFilter:
+def _make_filter(
+    *,
+    tenant: str | None,
+    connector: str | None,
+    error_class: str | None,
+    stage: str | None,
+    since: str | None,
+    until: str | None,
+) -> DlqFilter:
     return DlqFilter(
         tenant=tenant,
         connector=connector,
@@ -89,9 +103,21 @@ def dlq() -> None:
 @dlq.command("list")
 @_filters
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def dlq_list(bootstrap_servers, tenant, connector, error_class, stage, since, until, fmt) -> None:
+def dlq_list(
+    *,
+    bootstrap_servers: str,
+    tenant: str | None,
+    connector: str | None,
+    error_class: str | None,
+    stage: str | None,
+    since: str | None,
+    until: str | None,
+    fmt: str,
+) -> None:
     """List dead-lettered records (oldest first) with their failure context."""
-    flt = _make_filter(tenant, connector, error_class, stage, since, until)
+    flt = _make_filter(
+        tenant=tenant, connector=connector, error_class=error_class, stage=stage, since=since, until=until
+    )
     records = read_dlq(bootstrap_servers, flt)
     records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
     if fmt == "json":
@@ -157,7 +183,7 @@ def dlq_show(record_id: str, bootstrap_servers: str) -> None:
     try:
         parse_record_id(record_id)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="RECORD_ID")
+        raise click.BadParameter(str(exc), param_hint="RECORD_ID") from None
     record = fetch_dead_letter(bootstrap_servers, record_id)
     if record is None:
         err_console.print(f"[red]no record at {record_id}[/]")
@@ -191,7 +217,19 @@ def dlq_show(record_id: str, bootstrap_servers: str) -> None:
     default=None,
     help="Consumer group holding the replay progress (default: <app id>-dlq-replay[-<filter digest>]).",
 )
-def dlq_replay(bootstrap_servers, tenant, connector, error_class, stage, since, until, dry_run, limit, group) -> None:
+def dlq_replay(
+    *,
+    bootstrap_servers: str,
+    tenant: str | None,
+    connector: str | None,
+    error_class: str | None,
+    stage: str | None,
+    since: str | None,
+    until: str | None,
+    dry_run: bool,
+    limit: int | None,
+    group: str | None,
+) -> None:
     """Re-publish dead-lettered records to their stage's input topic (resumable, at most once each).
 
     decode/enrich records go to maintenance.events, deliver records to billing.invoices, with
@@ -199,7 +237,9 @@ def dlq_replay(bootstrap_servers, tenant, connector, error_class, stage, since, 
     the same command again (or after an interruption) replays nothing twice.
     """
     settings = Settings.from_env()
-    flt = _make_filter(tenant, connector, error_class, stage, since, until)
+    flt = _make_filter(
+        tenant=tenant, connector=connector, error_class=error_class, stage=stage, since=since, until=until
+    )
     typed = ",".join(
         f"{k}={v}"
         for k, v in (
@@ -224,7 +264,7 @@ def dlq_replay(bootstrap_servers, tenant, connector, error_class, stage, since, 
             limit=limit,
             dry_run=dry_run,
             on_total=lambda n: progress.update(task, total=n),
-            on_record=lambda item: progress.advance(task),
+            on_record=lambda _item: progress.advance(task),
         )
     table = Table(title=f"{'dry run: ' if dry_run else ''}replay of {TOPIC_DLQ} (group {report.group}, limit {limit})")
     for col in ("DLQ record", "Stage", "Error class", "Tenant", "Replays", "Action", "To", "Note"):

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 MEMORY_NOTICE = (
     "Embedded Kafka (Tansu) on {bootstrap}: data is kept in memory only and is lost when the broker stops. "
@@ -27,7 +27,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def wait_for_port(host: str, port: int, timeout: float = 20.0) -> None:
@@ -54,15 +55,18 @@ class EmbeddedKafka:
     def __init__(self, port: int | None = None, host: str = "127.0.0.1"):
         self.host = host
         self.port = port or free_port(host)
-        self.proc: subprocess.Popen | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
+        self.proc: subprocess.Popen[bytes] | None = None
+        # open for the broker's whole life (it is its stdout); delete=False keeps the log for a post-mortem
+        self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)  # noqa: SIM115 - see above
 
     @property
     def bootstrap(self) -> str:
+        """``host:port`` for Kafka clients."""
         return f"{self.host}:{self.port}"
 
     @property
     def log_path(self) -> str:
+        """The file that receives the broker's output."""
         return self._log.name
 
     def start(self, timeout: float = 20.0) -> EmbeddedKafka:
@@ -112,12 +116,12 @@ class EmbeddedKafka:
     def __enter__(self) -> EmbeddedKafka:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
 @contextlib.contextmanager
-def kafka_bootstrap(bootstrap_servers: str | None, echo=print) -> Iterator[str]:
+def kafka_bootstrap(bootstrap_servers: str | None, echo: Callable[[str], object] = print) -> Iterator[str]:
     """Yield the bootstrap servers to use: ``bootstrap_servers`` when given (nothing is started),
     else an embedded Tansu that is stopped on exit (also on Ctrl-C / exceptions)."""
     if bootstrap_servers:

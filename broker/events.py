@@ -61,15 +61,17 @@ import json
 import re
 import reprlib
 import unicodedata
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Protocol, TypeVar
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     TypeAdapter,
     ValidationError,
     WithJsonSchema,
@@ -137,6 +139,7 @@ class _JsonFloat(float):
     """A JSON number with a fraction or exponent, keeping its text (``1e400``, not ``inf``) for messages."""
 
     __slots__ = ("text",)
+    text: str
 
     def __new__(cls, text: str) -> _JsonFloat:
         obj = super().__new__(cls, text)
@@ -180,7 +183,7 @@ def show_value(value: object, limit: int = VALUE_CHARS) -> str:
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
-def _path(loc: list[Any]) -> str:
+def _path(loc: Iterable[object]) -> str:
     parts = []
     for item in loc:
         text = str(item)
@@ -192,9 +195,8 @@ def _join(parts: list[str]) -> str:
     """``"; "``-joined parts, each at most 600 characters, all at most :data:`MAX_MESSAGE_CHARS`."""
     out: list[str] = []
     used = 0
-    for i, part in enumerate(parts):
-        if len(part) > 600:
-            part = part[:599] + "…"
+    for i, whole in enumerate(parts):
+        part = whole[:599] + "…" if len(whole) > 600 else whole
         if out and used + len(part) + 2 > MAX_MESSAGE_CHARS - 20:
             out.append(f"and {len(parts) - i} more")
             break
@@ -258,8 +260,15 @@ _ID_SCHEMA_PATTERN = (
 _TEXT_SCHEMA_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069]*$"
 
 
-def _string(min_length: int, max_length: int, *, text: bool = False) -> Any:
-    """A bounded string type refusing control/format characters (identifier rule, or the free-text rule)."""
+def _string_rule(min_length: int, max_length: int, *, text: bool = False) -> StringConstraints:
+    """Bounds and character rule of a string type (identifier rule, or the free-text rule)."""
+    return StringConstraints(
+        min_length=min_length, max_length=max_length, pattern=_TEXT_PATTERN if text else _ID_PATTERN
+    )
+
+
+def _string_schema(min_length: int, max_length: int, *, text: bool = False) -> WithJsonSchema:
+    """JSON Schema of a string type made with :func:`_string_rule` (an ECMA 262 pattern)."""
     schema: dict[str, Any] = {
         "type": "string",
         "maxLength": max_length,
@@ -267,18 +276,15 @@ def _string(min_length: int, max_length: int, *, text: bool = False) -> Any:
     }
     if min_length:
         schema["minLength"] = min_length
-    return Annotated[
-        str,
-        Field(min_length=min_length, max_length=max_length, pattern=_TEXT_PATTERN if text else _ID_PATTERN),
-        WithJsonSchema(schema),
-    ]
+    return WithJsonSchema(schema)
 
 
-Id = _string(1, MAX_ID_CHARS)
-Label = _string(1, MAX_LABEL_CHARS)
-UriRef = _string(1, MAX_URI_CHARS)
-Text = _string(1, MAX_TEXT_CHARS, text=True)
-Summary = _string(0, MAX_TEXT_CHARS, text=True)
+# Bounded string types refusing control/format characters (module docstring).
+Id = Annotated[str, _string_rule(1, MAX_ID_CHARS), _string_schema(1, MAX_ID_CHARS)]
+Label = Annotated[str, _string_rule(1, MAX_LABEL_CHARS), _string_schema(1, MAX_LABEL_CHARS)]
+UriRef = Annotated[str, _string_rule(1, MAX_URI_CHARS), _string_schema(1, MAX_URI_CHARS)]
+Text = Annotated[str, _string_rule(1, MAX_TEXT_CHARS, text=True), _string_schema(1, MAX_TEXT_CHARS, text=True)]
+Summary = Annotated[str, _string_rule(0, MAX_TEXT_CHARS, text=True), _string_schema(0, MAX_TEXT_CHARS, text=True)]
 TenantId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
@@ -300,7 +306,9 @@ def _json_kind(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-def _decimal_string(integer_digits: int, *, positive: bool, maximum: Decimal | None = None):
+def _decimal_string(
+    integer_digits: int, *, positive: bool, maximum: Decimal | None = None
+) -> Callable[[object], Decimal]:
     """A before-validator: a decimal string -> :class:`Decimal` within the bounds (see the module doc)."""
     limit = f"at most {integer_digits} integer digits and {DECIMAL_PLACES} decimals"
 
@@ -328,7 +336,10 @@ def _decimal_string(integer_digits: int, *, positive: bool, maximum: Decimal | N
     return check
 
 
-def _decimal_type(integer_digits: int, *, positive: bool, maximum: Decimal | None = None, what: str) -> Any:
+def _decimal_schema(
+    integer_digits: int, *, positive: bool, maximum: Decimal | None = None, what: str
+) -> WithJsonSchema:
+    """JSON Schema of a decimal-string type checked by :func:`_decimal_string` with the same bounds."""
     low = "greater than 0" if positive else "0 or more"
     pattern = rf"^[0-9]{{1,{integer_digits}}}(\.[0-9]{{1,{DECIMAL_PLACES}}})?$"
     schema: dict[str, Any] = {
@@ -338,17 +349,30 @@ def _decimal_type(integer_digits: int, *, positive: bool, maximum: Decimal | Non
         + (f", at most {maximum}" if maximum is not None else "")
         + f"; at most {integer_digits} integer digits and {DECIMAL_PLACES} decimals.",
     }
-    return Annotated[
-        Decimal,
-        BeforeValidator(_decimal_string(integer_digits, positive=positive, maximum=maximum)),
-        WithJsonSchema(schema),
-    ]
+    return WithJsonSchema(schema)
 
 
-Money = _decimal_type(MONEY_INTEGER_DIGITS, positive=False, what="Money")
-Quantity = _decimal_type(QUANTITY_INTEGER_DIGITS, positive=True, what="Quantity")
-Distance = _decimal_type(QUANTITY_INTEGER_DIGITS, positive=False, what="Distance (km)")
-TaxRate = _decimal_type(3, positive=False, maximum=Decimal(100), what="Percentage")
+# Decimal strings -> Decimal within bounds (module docstring).
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_string(MONEY_INTEGER_DIGITS, positive=False)),
+    _decimal_schema(MONEY_INTEGER_DIGITS, positive=False, what="Money"),
+]
+Quantity = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_string(QUANTITY_INTEGER_DIGITS, positive=True)),
+    _decimal_schema(QUANTITY_INTEGER_DIGITS, positive=True, what="Quantity"),
+]
+Distance = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_string(QUANTITY_INTEGER_DIGITS, positive=False)),
+    _decimal_schema(QUANTITY_INTEGER_DIGITS, positive=False, what="Distance (km)"),
+]
+TaxRate = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_string(3, positive=False, maximum=Decimal(100))),
+    _decimal_schema(3, positive=False, maximum=Decimal(100), what="Percentage"),
+]
 
 
 # --------------------------------------------------------------------------- times
@@ -389,14 +413,25 @@ Time = Annotated[
         {
             "type": "string",
             "format": "date-time",
-            "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$",
+            "pattern": (
+                r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+                r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+            ),
             "description": "RFC 3339 date-time with a UTC offset, years 2000-2100 (UTC).",
         }
     ),
 ]
 
 
-def _unique_ids(items: list, what: str) -> list:
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+_ItemT = TypeVar("_ItemT", bound=_HasId)
+
+
+def _unique_ids(items: list[_ItemT], what: str) -> list[_ItemT]:
     """Refuse an id given twice in one list (``field 'data.parts': part id 'P-1' is given twice``)."""
     seen: dict[str, int] = {}
     for index, item in enumerate(items):
@@ -642,6 +677,8 @@ class _CloudEvent(BaseModel):
     subject: UriRef | None = None
     datacontenttype: Literal["application/json"] = "application/json"
     tenant: TenantId
+    if TYPE_CHECKING:  # each event type declares its own ``data`` field (kept last in the field order)
+        data: WorkOrderCompletedData | ScheduledJobClosedData | QuoteApprovedData
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -656,7 +693,8 @@ class _CloudEvent(BaseModel):
 
     @property
     def revision(self) -> int:
-        return self.data.revision  # type: ignore[attr-defined]
+        """The document's revision (``data.revision``)."""
+        return self.data.revision
 
     @property
     def partition_key(self) -> str:
@@ -675,8 +713,15 @@ class WorkOrderCompleted(_CloudEvent):
     type: Literal["maintenance.work_order.completed"]
     data: WorkOrderCompletedData
 
-    document = property(lambda self: "wo")  # type: ignore[assignment]
-    business_id = property(lambda self: self.data.work_order_id)  # type: ignore[assignment]
+    @property
+    def document(self) -> str:
+        """``wo``."""
+        return "wo"
+
+    @property
+    def business_id(self) -> str:
+        """``data.work_order_id``."""
+        return self.data.work_order_id
 
 
 class ScheduledJobClosed(_CloudEvent):
@@ -685,8 +730,15 @@ class ScheduledJobClosed(_CloudEvent):
     type: Literal["maintenance.scheduled_job.closed"]
     data: ScheduledJobClosedData
 
-    document = property(lambda self: "sj")  # type: ignore[assignment]
-    business_id = property(lambda self: self.data.scheduled_job_id)  # type: ignore[assignment]
+    @property
+    def document(self) -> str:
+        """``sj``."""
+        return "sj"
+
+    @property
+    def business_id(self) -> str:
+        """``data.scheduled_job_id``."""
+        return self.data.scheduled_job_id
 
 
 class QuoteApproved(_CloudEvent):
@@ -695,8 +747,15 @@ class QuoteApproved(_CloudEvent):
     type: Literal["maintenance.quote.approved"]
     data: QuoteApprovedData
 
-    document = property(lambda self: "qt")  # type: ignore[assignment]
-    business_id = property(lambda self: self.data.quote_id)  # type: ignore[assignment]
+    @property
+    def document(self) -> str:
+        """``qt``."""
+        return "qt"
+
+    @property
+    def business_id(self) -> str:
+        """``data.quote_id``."""
+        return self.data.quote_id
 
 
 MaintenanceEvent = Annotated[WorkOrderCompleted | ScheduledJobClosed | QuoteApproved, Field(discriminator="type")]
@@ -719,13 +778,14 @@ class EventDecodeError(ValueError):
         self.error_class = error_class
 
 
-class _Object(dict):
+class _Object(dict[str, Any]):
     """A decoded JSON object in which some key was given more than once (``duplicates``: key, first, last value)."""
 
     __slots__ = ("duplicates",)
+    duplicates: list[tuple[str, Any, Any]]
 
 
-def _refuse_constant(name: str) -> Any:
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not allowed (JSON has no NaN or Infinity)")
 
 
@@ -733,13 +793,13 @@ def _loads(text: str) -> tuple[Any, bool]:
     """``json.loads`` keeping duplicate keys visible and JSON numbers with a fraction as written."""
     found: list[bool] = []
 
-    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict:
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         obj = dict(pairs)
         if len(obj) == len(pairs):
             return obj
         marked = _Object(obj)
         first: dict[str, Any] = {}
-        duplicates = []
+        duplicates: list[tuple[str, Any, Any]] = []
         for key, value in pairs:
             if key in first:
                 duplicates.append((key, first[key], value))
@@ -756,16 +816,17 @@ def _loads(text: str) -> tuple[Any, bool]:
 def _structure_problems(obj: Any, want_duplicates: bool) -> tuple[bool, list[str]]:
     """Walk the decoded value once: ``(deeper than MAX_JSON_DEPTH, duplicate-key messages)``."""
     duplicates: list[str] = []
-    stack: list[tuple[Any, int, tuple]] = [(obj, 1, ())]
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(obj, 1, ())]
     while stack:
         node, depth, path = stack.pop()
         if depth > MAX_JSON_DEPTH:
             return True, duplicates
+        children: Iterable[tuple[str | int, Any]]
         if isinstance(node, dict):
             if want_duplicates and isinstance(node, _Object):
-                for key, first, last in node.duplicates:
+                for dup_key, first, last in node.duplicates:
                     duplicates.append(
-                        f"field '{_path([*path, key])}': key given more than once in one JSON object "
+                        f"field '{_path([*path, dup_key])}': key given more than once in one JSON object "
                         f"(first {show_value(first, 40)}, then {show_value(last, 40)})"
                     )
             children = node.items()
@@ -780,7 +841,7 @@ def _structure_problems(obj: Any, want_duplicates: bool) -> tuple[bool, list[str
 
 
 def parse_event(
-    raw: bytes | bytearray | memoryview | str | dict,
+    raw: bytes | bytearray | memoryview | str | dict[str, Any],
 ) -> WorkOrderCompleted | ScheduledJobClosed | QuoteApproved:
     """Decode and validate one event (rules and bounds: the module docstring).
 
@@ -825,16 +886,16 @@ def _decode(raw: bytes | bytearray | memoryview | str) -> tuple[Any, bool]:
     """Size check, UTF-8 and JSON decoding, depth check: ``(value, has duplicate keys)``."""
     if isinstance(raw, str):
         size = len(raw) if len(raw) > MAX_EVENT_BYTES else len(raw.encode("utf-8", "surrogatepass"))
-        text = raw
     else:
         size = len(raw) if not isinstance(raw, memoryview) else raw.nbytes
-        text = None
     if size > MAX_EVENT_BYTES:
         what = f"{size} bytes" if not isinstance(raw, str) or size != len(raw) else f"at least {size} bytes"
         raise EventDecodeError(
             "too_large", f"event is {what}; the limit is {MAX_EVENT_BYTES} bytes ({MAX_EVENT_BYTES // 1024} KiB)"
         )
-    if text is None:
+    if isinstance(raw, str):
+        text = raw
+    else:
         try:
             text = bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -911,35 +972,38 @@ def tenant_hint(raw: bytes | bytearray | memoryview | str | None) -> str | None:
     try:
         if raw is None:
             return None
-        if isinstance(raw, str):
-            text = raw[:_HINT_BYTES]
-        else:
-            text = bytes(raw[:_HINT_BYTES]).decode("utf-8", "replace")
+        text = raw[:_HINT_BYTES] if isinstance(raw, str) else bytes(raw[:_HINT_BYTES]).decode("utf-8", "replace")
         return _top_level_tenant(text.lstrip("\ufeff"))
     except Exception:  # noqa: BLE001 - a hint: never fail the caller
         return None
 
 
+def _skip_ws(text: str, pos: int) -> int:
+    """Index of the first non-whitespace character of ``text`` at or after ``pos``."""
+    match = _WS.match(text, pos)  # always matches (possibly empty)
+    return match.end() if match is not None else pos
+
+
 def _top_level_tenant(text: str) -> str | None:
     decoder = json.JSONDecoder()
-    pos = _WS.match(text, 0).end()
+    pos = _skip_ws(text, 0)
     if not text.startswith("{", pos):
         return None
     pos += 1
     try:
         while True:
-            pos = _WS.match(text, pos).end()
+            pos = _skip_ws(text, pos)
             if text.startswith("}", pos):
                 return None
             key, pos = decoder.raw_decode(text, pos)
-            pos = _WS.match(text, pos).end()
+            pos = _skip_ws(text, pos)
             if not isinstance(key, str) or not text.startswith(":", pos):
                 break
-            pos = _WS.match(text, pos + 1).end()
+            pos = _skip_ws(text, pos + 1)
             value, pos = decoder.raw_decode(text, pos)
             if key == "tenant":
                 return value if isinstance(value, str) and _TENANT.fullmatch(value) else None
-            pos = _WS.match(text, pos).end()
+            pos = _skip_ws(text, pos)
             if text.startswith("}", pos):
                 return None  # read the whole object: it names no tenant
             if not text.startswith(",", pos):
@@ -951,7 +1015,7 @@ def _top_level_tenant(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def event_json_schema() -> dict:
+def event_json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of any maintenance event (the discriminated union)."""
     return _ADAPTER.json_schema()
 

@@ -1,14 +1,14 @@
-"""Plain Kafka client helpers (kafka-python): topic creation, publishing and reading topics.
+"""Plain Kafka client helpers (kafka-python): topic creation, reading events files and publishing.
 
 The Faust worker has its own (aiokafka) clients; these helpers serve the CLI, the demo and tests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from broker.settings import ALL_TOPICS
@@ -35,10 +35,8 @@ def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[str] = ALL_T
         existing = set(admin.list_topics())
         missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 
@@ -104,53 +102,3 @@ def publish(
         return len(futures)
     finally:
         producer.close()
-
-
-@dataclass
-class Record:
-    """A consumed Kafka record with decoded headers."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: dict[str, str]
-    timestamp_ms: int
-
-    @property
-    def id(self) -> str:
-        """``topic:partition:offset``, the record's address."""
-        return f"{self.topic}:{self.partition}:{self.offset}"
-
-    def json(self):
-        return json.loads(self.value)
-
-
-def iter_topic(
-    bootstrap: str, topic: str, *, timeout: float = 2.0, group_id: str | None = None, from_beginning: bool = True
-) -> Iterator[Record]:
-    """Yield the records of ``topic`` until no new record arrived for ``timeout`` seconds."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(timeout * 1000),
-    )
-    try:
-        for msg in consumer:
-            yield Record(
-                msg.topic,
-                msg.partition,
-                msg.offset,
-                msg.key,
-                msg.value,
-                {k: v.decode(errors="replace") for k, v in (msg.headers or [])},
-                msg.timestamp,
-            )
-    finally:
-        consumer.close()

@@ -7,7 +7,6 @@ bounded set of values (event types, outcomes, stages, error classes, billing-sys
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -57,7 +56,8 @@ DELIVERY_RETRIES = Counter(
 )
 LOOKUPS = Counter(
     "broker_delivery_lookups_total",
-    "Look-ups of an invoice by our number before re-creating it (uncertain outcome or crash), by result (found, absent).",
+    "Look-ups of an invoice by our number before re-creating it (uncertain outcome or crash), "
+    "by result (found, absent).",
     ["billing_system", "result"],
 )
 PARKED = Counter(
@@ -67,12 +67,14 @@ PARKED = Counter(
 )
 IN_FLIGHT = Gauge(
     "broker_delivery_in_flight",
-    "Invoices this worker holds in memory waiting for their tenant's rate limit, concurrency slot or an earlier revision.",
+    "Invoices this worker holds in memory waiting for their tenant's rate limit, concurrency slot "
+    "or an earlier revision.",
     ["billing_system"],
 )
 LEDGER_TRANSITIONS = Counter(
     "broker_ledger_transitions_total",
-    "Delivery-ledger entries written with a new state (pending, delivered, not_billable, failed, parked, queued, superseded).",
+    "Delivery-ledger entries written with a new state "
+    "(pending, delivered, not_billable, failed, parked, queued, superseded).",
     ["state"],
 )
 LEDGER_ENTRIES = Gauge(
@@ -99,7 +101,7 @@ AGENT_CRASHES = Counter(
 )
 
 
-async def agent_crashed(agent: Any, exc: BaseException) -> None:
+async def agent_crashed(agent: object, exc: BaseException) -> None:
     """Faust ``on_error`` hook of every agent: count the crash (the agent restarts after it)."""
     AGENT_CRASHES.labels(str(getattr(agent, "name", "?")).rsplit(".", 1)[-1]).inc()
     logging.getLogger("broker.app").error("agent %s crashed: %s", getattr(agent, "name", "?"), repr(exc)[:300])

@@ -8,7 +8,7 @@ from rich.table import Table
 from connectors.sdk.invoice import AllowanceUse, Invoice, InvoiceLine, NotBillable
 
 
-def _line_json(ln: InvoiceLine) -> dict:
+def _line_json(ln: InvoiceLine) -> dict[str, str | None]:
     return {
         "kind": ln.kind,
         "description": ln.description,
@@ -27,7 +27,7 @@ def _line_json(ln: InvoiceLine) -> dict:
     }
 
 
-def _allowance_json(a: AllowanceUse | None) -> dict | None:
+def _allowance_json(a: AllowanceUse | None) -> dict[str, str | int] | None:
     if a is None:
         return None
     return {
@@ -40,7 +40,7 @@ def _allowance_json(a: AllowanceUse | None) -> dict | None:
     }
 
 
-def preview_json(priced: Invoice | NotBillable) -> dict:
+def preview_json(priced: Invoice | NotBillable) -> dict[str, object]:
     """The preview document; amounts are decimal strings.
 
     Invoice shape: ``tenant``, ``invoice_key``, ``invoice_number``, ``client``, ``currency``,

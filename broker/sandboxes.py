@@ -41,7 +41,8 @@ def harness_class(system: str) -> type[ConnectorHarness]:
             f"no sandbox (emulator harness) for billing system {system!r}; known: {', '.join(sorted(SANDBOXES))}"
         ) from None
     module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+    harness: type[ConnectorHarness] = getattr(importlib.import_module(module), name)  # SANDBOXES names harnesses
+    return harness
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Sandbox:
 
     @property
     def url(self) -> str:
+        """The emulator's base URL (its ``api_url`` setting without an ``{account}`` placeholder)."""
         return str(self.settings.get("api_url", "")).replace("/{account}", "")
 
     def invoices(self) -> list[HeldInvoice]:
@@ -76,6 +78,7 @@ class Sandbox:
         return []
 
     def stop(self) -> None:
+        """Stop the emulator."""
         self.harness.stop()
 
 
@@ -120,13 +123,13 @@ def _start(harness: ConnectorHarness) -> list[str]:
     except ModuleNotFoundError as exc:
         module = sys.modules.get(type(harness).__module__)
         spec = getattr(module, "SPEC", None)
-        if not isinstance(spec, Path) or not spec.exists():
+        if module is None or not isinstance(spec, Path) or not spec.exists():
             raise
-        module.SPEC = spec.with_name(spec.name + ".not-loaded")  # the harness then starts without a validator
+        vars(module)["SPEC"] = spec.with_name(spec.name + ".not-loaded")  # the harness then starts unvalidated
         try:
             harness.start()
         finally:
-            module.SPEC = spec
+            vars(module)["SPEC"] = spec
         missing = exc.name or str(exc)
         return [f"requests not validated against {spec.name} ({missing} is not installed: pip install -e '.[dev]')"]
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
 
-def _schemas() -> dict[str, dict]:
+def _schemas() -> dict[str, dict[str, Any]]:
     from broker.config import BrokerConfig
     from broker.events import QuoteApproved, ScheduledJobClosed, WorkOrderCompleted, event_json_schema
     from connectors.sdk.invoice import DeliveryOutcome, Invoice, NotBillable
 
-    def model(m: type[BaseModel], title: str) -> dict:
+    def model(m: type[BaseModel], title: str) -> dict[str, Any]:
         s = m.model_json_schema()
         s["title"] = title
         return s

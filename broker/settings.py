@@ -1,26 +1,31 @@
 """Process settings read from the environment (the tenant configuration is a separate YAML file).
 
-=============================  ===========================================================  ==================
-Variable                       Meaning                                                      Default
-=============================  ===========================================================  ==================
-``KAFKA_BOOTSTRAP_SERVERS``    ``host:port[,host:port]`` of the Kafka cluster. Unset: the    (embedded Tansu)
-                               CLI starts an embedded, in-memory Tansu broker.
-``BROKER_CONFIG``              Path of the tenant configuration YAML (``--config``).        (none)
-``BROKER_APP_ID``              Faust app id = Kafka consumer group id.                      ``maintenance-billing-broker``
-``BROKER_TOPIC_PARTITIONS``    Partitions of the topics the broker creates.                 ``4``
-``BROKER_METRICS_HOST``        Address of the Prometheus ``/metrics`` endpoint.             ``127.0.0.1``
-``BROKER_METRICS_PORT``        Port of the ``/metrics`` endpoint (0 = disabled).            ``9108``
-``BROKER_DATA_DIR``            Faust data directory (table state).                          ``.broker-data``
-``BROKER_LOG_LEVEL``           Python log level.                                            ``WARNING``
-``BROKER_REBALANCE_TIMEOUT``   Seconds the group waits for members to rejoin a rebalance.   ``5``
-``BROKER_SESSION_TIMEOUT``     Seconds without heartbeat before a member (a crashed         ``10``
-                               worker) is removed from the consumer group.
-``BROKER_PRODUCER_MAX_BATCH_SIZE`` Producer batch size in bytes; ``1`` sends one record per     ``16384``
-                               batch, which the embedded Tansu needs (it reports a wrong
-                               end offset after multi-record batches, so table recovery
-                               after a crash would miss records). ``broker run`` without
-                               ``KAFKA_BOOTSTRAP_SERVERS`` and ``broker demo`` use ``1``.
-=============================  ===========================================================  ==================
+==================================  ====================================================  ==============================
+Variable                            Meaning                                               Default
+==================================  ====================================================  ==============================
+``KAFKA_BOOTSTRAP_SERVERS``         ``host:port[,host:port]`` of the Kafka cluster.       (embedded Tansu)
+                                    Unset: the CLI starts an embedded, in-memory Tansu
+                                    broker.
+``BROKER_CONFIG``                   Path of the tenant configuration YAML                 (none)
+                                    (``--config``).
+``BROKER_APP_ID``                   Faust app id = Kafka consumer group id.               ``maintenance-billing-broker``
+``BROKER_TOPIC_PARTITIONS``         Partitions of the topics the broker creates.          ``4``
+``BROKER_METRICS_HOST``             Address of the Prometheus ``/metrics`` endpoint.      ``127.0.0.1``
+``BROKER_METRICS_PORT``             Port of the ``/metrics`` endpoint (0 = disabled).     ``9108``
+``BROKER_DATA_DIR``                 Faust data directory (table state).                   ``.broker-data``
+``BROKER_LOG_LEVEL``                Python log level.                                     ``WARNING``
+``BROKER_REBALANCE_TIMEOUT``        Seconds the group waits for members to rejoin a       ``5``
+                                    rebalance.
+``BROKER_SESSION_TIMEOUT``          Seconds without heartbeat before a member (a crashed  ``10``
+                                    worker) is removed from the consumer group.
+``BROKER_PRODUCER_MAX_BATCH_SIZE``  Producer batch size in bytes; ``1`` sends one record  ``16384``
+                                    per batch, which the embedded Tansu needs (it
+                                    reports a wrong end offset after multi-record
+                                    batches, so table recovery after a crash would miss
+                                    records). ``broker run`` without
+                                    ``KAFKA_BOOTSTRAP_SERVERS`` and ``broker demo`` use
+                                    ``1``.
+==================================  ====================================================  ==============================
 
 Delivery (see ``docs/delivery.md``):
 

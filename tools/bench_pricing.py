@@ -22,6 +22,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             for event, tenant in events:
                 price_event(event, event.tenant, tenant)
         else:
-            tables: dict[str, dict] = {ALLOWANCE_TABLE: {}, QUOTES_TABLE: {}}
+            tables: dict[str, dict[str, Any]] = {ALLOWANCE_TABLE: {}, QUOTES_TABLE: {}}
             for event, tenant in events:
                 result = price_with_state(
                     event, event.tenant, tenant, allowances=tables[ALLOWANCE_TABLE], quotes=tables[QUOTES_TABLE]

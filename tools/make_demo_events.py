@@ -36,6 +36,7 @@ import random
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
 SEED = 20260301
@@ -47,7 +48,24 @@ WO = "maintenance.work_order.completed"
 SJ = "maintenance.scheduled_job.closed"
 QT = "maintenance.quote.approved"
 
-TENANTS = {
+#: A JSON object of an event (envelope, data, time entry, part, ...).
+Json = dict[str, Any]
+
+
+class TenantCfg(TypedDict):
+    """What the routine events of a tenant are drawn from."""
+
+    zone: ZoneInfo
+    wo_platform: str
+    sj_platform: str
+    qt_platform: str
+    clients: dict[str, list[str]]  # client -> sites
+    technicians: dict[str, str]  # technician -> skill
+    parts: list[tuple[str, str, str, str, str | None]]  # sku, description, unit, unit_cost, unit_price
+    expenses: list[tuple[str, bool]]  # description, billable
+
+
+TENANTS: dict[str, TenantCfg] = {
     "acme-fm": {
         "zone": ZoneInfo("Europe/Lisbon"),
         "wo_platform": "maintainx",
@@ -113,16 +131,19 @@ PREVENTIVE_SUMMARIES = [
 
 
 def iso(dt: datetime) -> str:
+    """RFC 3339 with the offset, to the second."""
     return dt.isoformat(timespec="seconds")
 
 
 def local(tenant: str, day: int, hour: int, minute: int) -> datetime:
+    """A wall-clock time in March 2026 in the tenant's zone."""
     return datetime(2026, 3, day, hour, minute, tzinfo=TENANTS[tenant]["zone"])
 
 
-def envelope(
-    tenant: str, platform: str, etype: str, doc: str, doc_id: str, revision: int, time: datetime, data: dict
-) -> dict:
+def envelope(  # noqa: PLR0917 - the demo's event table reads best positionally
+    tenant: str, platform: str, etype: str, doc: str, doc_id: str, revision: int, time: datetime, data: Json
+) -> Json:
+    """The CloudEvent around ``data`` (id ``<platform>:<doc>:<doc id>:r<revision>``)."""
     subject = {"wo": "work-orders", "sj": "scheduled-jobs", "qt": "quotes"}[doc]
     return {
         "specversion": "1.0",
@@ -137,15 +158,17 @@ def envelope(
     }
 
 
-def entry(eid: str, tech: str, start: datetime, minutes: int, **extra) -> dict:
-    out = {"id": eid, "technician_id": tech, "start": iso(start), "end": iso(start + timedelta(minutes=minutes))}
+def entry(eid: str, tech: str, start: datetime, minutes: int, **extra: object) -> Json:
+    """A clocked time entry of ``minutes`` from ``start`` (``extra``: more fields)."""
+    out: Json = {"id": eid, "technician_id": tech, "start": iso(start), "end": iso(start + timedelta(minutes=minutes))}
     out.update(extra)
     return out
 
 
 # --------------------------------------------------------------------------- special cases
-def special_events() -> list[dict]:
-    events: list[dict] = []
+def special_events() -> list[Json]:
+    """The hand-written special cases (module docstring), in a fixed order."""
+    events: list[Json] = []
 
     # acme-fm WO 1001: corrective, two technicians (T31 127 min -> 135 min; T32 40 min -> 60 min minimum),
     # 25 min travel, contactor + 2.5 kg refrigerant at cost + 20 %, parking (billable) + lunch (not).
@@ -358,7 +381,7 @@ def special_events() -> list[dict]:
     )
 
     # nordic-hvac WO 5003 r1 and its revision 2 (the technician forgot a second visit and a belt).
-    r1 = {
+    r1: Json = {
         "work_order_id": "5003",
         "kind": "corrective",
         "client_id": "CLI-NCS",
@@ -457,10 +480,10 @@ SMALL_TENANTS = {
 }
 
 
-def _part(
+def _part(  # noqa: PLR0917 - the small tenants' part lists read best positionally
     pid: str, sku: str, description: str, quantity: str, unit: str, unit_cost: str, unit_price: str | None = None
-) -> dict:
-    out = {
+) -> Json:
+    out: Json = {
         "id": pid,
         "sku": sku,
         "description": description,
@@ -473,14 +496,14 @@ def _part(
     return out
 
 
-def _expense(eid: str, description: str, amount: str, billable: bool = True) -> dict:
-    out = {"id": eid, "description": description, "amount": amount}
+def _expense(eid: str, description: str, amount: str, billable: bool = True) -> Json:
+    out: Json = {"id": eid, "description": description, "amount": amount}
     if not billable:
         out["billable"] = False
     return out
 
 
-def _small_job(
+def _small_job(  # noqa: PLR0917 - the small tenants' job table reads best positionally
     tenant: str,
     doc: str,
     doc_id: str,
@@ -489,19 +512,22 @@ def _small_job(
     site: str,
     summary: str,
     crew: list[tuple[str, int, int, int]],
-    parts: list[dict],
-    expenses: list[dict],
+    parts: list[Json],
+    expenses: list[Json],
     done_after: int = 15,
-) -> dict:
+) -> Json:
     """One completed job of a small tenant. ``crew``: ``(technician, start hour, start minute, minutes)``;
     the event is sent ``done_after`` minutes after the last technician finishes."""
     zone, platform = SMALL_TENANTS[tenant]
-    entries, end = [], None
+    entries: list[Json] = []
+    end: datetime | None = None
     for n, (tech, hour, minute, minutes) in enumerate(crew, start=1):
         start = datetime(2026, 3, day, hour, minute, tzinfo=zone)
         entries.append(entry(f"TE-{doc_id}-{n}", tech, start, minutes))
         end = max(end or start, start + timedelta(minutes=minutes))
-    data = {
+    if end is None:
+        raise ValueError(f"{doc_id}: a job needs at least one technician in its crew")
+    data: Json = {
         "client_id": client,
         "site_id": site,
         "summary": summary,
@@ -518,7 +544,7 @@ def _small_job(
     return envelope(tenant, platform, etype, doc, doc_id, 1, end + timedelta(minutes=done_after), data)
 
 
-def small_tenant_events() -> list[dict]:
+def small_tenant_events() -> list[Json]:
     """The four small tenants' events (no randomness), in time order."""
     events = [
         # liffey-fs (Stripe), Dublin
@@ -733,15 +759,17 @@ def small_tenant_events() -> list[dict]:
 
 # --------------------------------------------------------------------------- routine events
 def _quantity(rng: random.Random, unit: str) -> str:
+    """A random quantity: whole units for ``un``, else one decimal."""
     if unit == "un":
         return str(rng.randint(1, 4))
     return str(Decimal(rng.randint(3, 60)) / 10)  # 0.3 .. 6.0 kg / m / l
 
 
-def _parts(rng: random.Random, cfg: dict, prefix: str, count: int) -> list[dict]:
-    out = []
+def _parts(rng: random.Random, cfg: TenantCfg, prefix: str, count: int) -> list[Json]:
+    """``count`` random parts of the tenant's catalogue (some client-supplied)."""
+    out: list[Json] = []
     for n, (sku, desc, unit, cost, price) in enumerate(rng.sample(cfg["parts"], count), start=1):
-        part = {
+        part: Json = {
             "id": f"P-{prefix}-{n}",
             "sku": sku,
             "description": desc,
@@ -757,18 +785,24 @@ def _parts(rng: random.Random, cfg: dict, prefix: str, count: int) -> list[dict]
     return out
 
 
-def _expenses(rng: random.Random, cfg: dict, prefix: str) -> list[dict]:
-    out = []
+def _expenses(rng: random.Random, cfg: TenantCfg, prefix: str) -> list[Json]:
+    """Zero to two random expenses of the tenant's kinds."""
+    out: list[Json] = []
     for n in range(1, rng.choice([0, 0, 1, 1, 2]) + 1):
         desc, billable = rng.choice(cfg["expenses"])
-        item = {"id": f"E-{prefix}-{n}", "description": desc, "amount": f"{Decimal(rng.randint(150, 2500)) / 100:.2f}"}
+        item: Json = {
+            "id": f"E-{prefix}-{n}",
+            "description": desc,
+            "amount": f"{Decimal(rng.randint(150, 2500)) / 100:.2f}",
+        }
         if not billable:
             item["billable"] = False
         out.append(item)
     return out
 
 
-def routine_event(rng: random.Random, tenant: str, day: int, seq: int, next_wo: dict[str, int]) -> dict:
+def routine_event(rng: random.Random, tenant: str, day: int, seq: int, next_wo: dict[str, int]) -> Json:
+    """One random event of ``tenant`` on ``day``: a quote, a scheduled job or a work order."""
     cfg = TENANTS[tenant]
     client = rng.choice(sorted(cfg["clients"]))
     site = rng.choice(cfg["clients"][client])
@@ -776,7 +810,7 @@ def routine_event(rng: random.Random, tenant: str, day: int, seq: int, next_wo: 
     techs = sorted(cfg["technicians"])
     if roll < 0.12:
         quote_id = f"Q-2026-{100 + seq:03d}" if tenant == "acme-fm" else f"NQ-{700 + seq}"
-        lines = []
+        lines: list[Json] = []
         for n, (sku, desc, unit, cost, price) in enumerate(rng.sample(cfg["parts"], rng.randint(1, 2)), start=1):
             unit_price = price or f"{Decimal(cost) * Decimal('1.35'):.2f}"
             lines.append(
@@ -819,12 +853,12 @@ def routine_event(rng: random.Random, tenant: str, day: int, seq: int, next_wo: 
     preventive_wo = not scheduled and roll < 0.40
     prefix = f"{seq:03d}"
     start = local(tenant, day, rng.randint(7, 14), rng.choice([0, 5, 10, 20, 30, 40, 45, 50]))
-    entries = []
+    entries: list[Json] = []
     crew = rng.sample(techs, 2 if rng.random() < 0.3 else 1)
     end = start
     for n, tech in enumerate(crew, start=1):
         minutes = rng.randint(25, 300)
-        extra = {}
+        extra: Json = {}
         if minutes > 240:
             extra["break_minutes"] = 30
         if rng.random() < 0.25:
@@ -842,7 +876,7 @@ def routine_event(rng: random.Random, tenant: str, day: int, seq: int, next_wo: 
                 "duration_seconds": rng.randint(10, 50) * 60,
             }
         )
-    data = {
+    data: Json = {
         "client_id": client,
         "site_id": site,
         "time_entries": entries,
@@ -863,7 +897,8 @@ def routine_event(rng: random.Random, tenant: str, day: int, seq: int, next_wo: 
     return envelope(tenant, cfg["wo_platform"], WO, "wo", wo_id, 1, time, data)
 
 
-def build() -> list[dict]:
+def build() -> list[Json]:
+    """Every demo event, in file order."""
     rng = random.Random(SEED)
     events = special_events()
     next_wo = {"acme-fm": 1101, "nordic-hvac": 5101}  # routine work order ids (specials use lower ids)
@@ -879,6 +914,7 @@ def build() -> list[dict]:
 
 
 def main() -> None:
+    """Write the events file (``--out``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()

@@ -19,11 +19,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from broker.config import TimeBand, hhmm_minutes
 
-UTC = UTC
 _WEEKDAY_INDEX = {"MON": 0, "TUE": 1, "WED": 2, "THU": 3, "FRI": 4, "SAT": 5, "SUN": 6}
 
 
@@ -36,11 +36,11 @@ class CompiledBands:
         self.bands = bands
         self.holidays = frozenset(holidays)
         cuts = {0}
-        compiled = []
-        thresholds = set()
+        compiled: list[tuple[TimeBand, frozenset[int] | None, tuple[int, int] | None, bool, int | None]] = []
+        thresholds: set[int] = set()
         for band in bands:
             days = frozenset(_WEEKDAY_INDEX[d] for d in band.days) if band.days else None
-            window = None
+            window: tuple[int, int] | None = None
             if band.start is not None and band.end is not None:
                 start_s, end_s = hhmm_minutes(band.start) * 60, hhmm_minutes(band.end) * 60
                 window = (start_s, end_s % 86400)
@@ -78,7 +78,11 @@ class CompiledBands:
 
 
 def _offset(moment: datetime, zone: ZoneInfo) -> timedelta:
-    return moment.astimezone(zone).utcoffset()  # type: ignore[return-value]
+    """The zone's UTC offset at ``moment`` (an aware datetime)."""
+    offset = moment.astimezone(zone).utcoffset()
+    if offset is None:  # pragma: no cover - a ZoneInfo always gives an aware time an offset
+        raise ValueError(f"{zone} gives no UTC offset at {moment.isoformat()}")
+    return offset
 
 
 def _transition(lo: datetime, hi: datetime, zone: ZoneInfo) -> datetime:
@@ -111,8 +115,8 @@ def split_local(
     end = end.astimezone(UTC)
     if end <= start:
         return []
-    offset = start.astimezone(zone).utcoffset()
-    if offset == end.astimezone(zone).utcoffset() and end - start <= _FAST_SPAN:
+    offset = _offset(start, zone)
+    if offset == _offset(end, zone) and end - start <= _FAST_SPAN:
         # one UTC offset over the whole interval (transitions are months apart): plain arithmetic
         local_start = start.replace(tzinfo=None) + offset
         local_end = end.replace(tzinfo=None) + offset
@@ -131,7 +135,7 @@ def split_local(
         points.sort()
         return [
             ((a - offset).replace(tzinfo=UTC), (b - offset).replace(tzinfo=UTC), a)
-            for a, b in zip(points, points[1:])
+            for a, b in pairwise(points)
             if b > a
         ]
     return [(a, b, a.astimezone(zone).replace(tzinfo=None)) for a, b in _split_slow(start, end, zone, cuts)]
@@ -169,7 +173,7 @@ def _split_slow(
         day += timedelta(days=1)
     ordered = sorted(points)
     # add offset transitions (at most one between two consecutive cut points: cuts include midnight)
-    extra = []
+    extra: list[datetime] = []
     previous = ordered[0]
     previous_offset = _offset(previous, zone)
     for moment in ordered[1:]:
@@ -179,7 +183,7 @@ def _split_slow(
         previous, previous_offset = moment, offset
     if extra:
         ordered = sorted(set(ordered) | set(extra))
-    return [(a, b) for a, b in zip(ordered, ordered[1:]) if b > a]
+    return [(a, b) for a, b in pairwise(ordered) if b > a]
 
 
 def split_overtime(
@@ -191,7 +195,7 @@ def split_overtime(
     ``worked`` maps local date -> seconds already worked (updated in place). Returns
     ``(start, end, local start, worked_before_seconds)``.
     """
-    out = []
+    out: list[tuple[datetime, datetime, datetime, int]] = []
     for a, b, local in pieces:
         local_day = local.date()
         before = worked.get(local_day, 0)

@@ -18,8 +18,8 @@ from datetime import date
 
 from broker.config import Client, Contract, Tenant
 from broker.events import QuoteApproved, ScheduledJobClosed, WorkOrderCompleted
-from connectors.sdk.invoice import AllowanceUse
 from broker.pricing.core import zone_of
+from connectors.sdk.invoice import AllowanceUse
 
 Event = WorkOrderCompleted | ScheduledJobClosed | QuoteApproved
 
@@ -85,10 +85,7 @@ def consume_allowance(
     used = used or {}
     allowance = contract.covers.corrective_minutes
     before = used_by_others(used, order_key)
-    if invoice_key in used:
-        consumed = min(int(used[invoice_key]), needed)
-    else:
-        consumed = max(0, min(needed, allowance - before))
+    consumed = min(int(used[invoice_key]), needed) if invoice_key in used else max(0, min(needed, allowance - before))
     return AllowanceUse(
         key=key,
         contract_id=contract.id,

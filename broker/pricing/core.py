@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
+from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
 
 from broker.events import QuoteApproved, ScheduledJobClosed, WorkOrderCompleted
 from connectors.sdk.invoice import Invoice, InvoiceLine, LineKind, NotBillable
 from connectors.sdk.money import quantum
 
+if TYPE_CHECKING:
+    from broker.config import TaxLineType, Tenant
+
 Event = WorkOrderCompleted | ScheduledJobClosed | QuoteApproved
+#: ``amount -> amount rounded half-up to the currency's minor unit`` (:func:`money_rounder`).
+Rounder = Callable[[Decimal], Decimal]
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 #: Longest invoice number :func:`invoice_number` produces (longer ones are shortened with a hash).
 INVOICE_NUMBER_MAX = 32
@@ -49,7 +59,7 @@ class PricingError(ValueError):
 _QUANTA: dict[str, Decimal] = {}
 
 
-def money_rounder(currency: str):
+def money_rounder(currency: str) -> Rounder:
     """A fast ``round_money`` for one currency: ``amount -> amount rounded half-up to the minor unit``.
 
     Same result as :func:`connectors.sdk.money.round_money` (the quantum is looked up once).
@@ -58,7 +68,7 @@ def money_rounder(currency: str):
     if q is None:
         q = _QUANTA[currency] = quantum(currency)
 
-    def rnd(amount: Decimal, _q=q, _mode=ROUND_HALF_UP) -> Decimal:
+    def rnd(amount: Decimal, _q: Decimal = q, _mode: str = ROUND_HALF_UP) -> Decimal:
         return amount.quantize(_q, rounding=_mode)
 
     return rnd
@@ -86,7 +96,7 @@ class LineDraft:
     source: str
     rule: str
     cost: Decimal = ZERO
-    tax_key: str = "labour"
+    tax_key: TaxLineType = "labour"
     tax_rate: Decimal | None = None
     gross: bool = False
     discount_percent: Decimal = ZERO
@@ -111,7 +121,8 @@ def billable_minutes(seconds: int, increment: int, minimum: int) -> int:
 
 @lru_cache(maxsize=8192)
 def hours_quantity(minutes: int) -> Decimal:
-    """``minutes`` as hours: exact when it fits in 4 decimals (195 -> ``3.25``), else rounded half-up to 4 dp (10 -> ``0.1667``).
+    """``minutes`` as hours: exact when it fits in 4 decimals (195 -> ``3.25``), else rounded half-up to 4 dp
+    (10 -> ``0.1667``).
 
     The line amount is computed from this quantity (``quantity × rate``), as the client and the
     billing system read it.
@@ -133,14 +144,13 @@ def fmt_hours(minutes: int) -> str:
 
 def fmt_percent(value: Decimal) -> str:
     """``Decimal("20.00")`` -> ``"20"``, ``Decimal("12.5")`` -> ``"12.5"`` (for rule texts)."""
-    text = format(value.normalize(), "f")
-    return text
+    return format(value.normalize(), "f")
 
 
 _ZONES: dict[str, ZoneInfo] = {}
 
 
-def zone_of(tenant) -> ZoneInfo:
+def zone_of(tenant: Tenant) -> ZoneInfo:
     """The tenant's :class:`~zoneinfo.ZoneInfo` (looked up once per zone name)."""
     zone = _ZONES.get(tenant.timezone)
     if zone is None:
@@ -156,7 +166,8 @@ def _sanitise(value: str) -> str:
 
 @lru_cache(maxsize=4096)
 def invoice_number(prefix: str, document: str, document_id: str, revision: int) -> str:
-    """Deterministic invoice number ``PREFIX-DOC-ID-RN``, e.g. ``invoice_number("ACME", "wo", "1001", 1) == "ACME-WO-1001-R1"``.
+    """Deterministic invoice number ``PREFIX-DOC-ID-RN``,
+    e.g. ``invoice_number("ACME", "wo", "1001", 1) == "ACME-WO-1001-R1"``.
 
     Everything is upper-cased and every run of characters outside ``[A-Z0-9-]`` becomes one ``-``.
     The number is shortened when it would exceed :data:`INVOICE_NUMBER_MAX` (32) characters, or
@@ -188,7 +199,7 @@ def document_reference(event: Event) -> str:
 
 
 # --------------------------------------------------------------------------- tax and totals
-def trusted(model: type, values: dict):
+def trusted(model: type[_ModelT], values: dict[str, object]) -> _ModelT:
     """A pydantic model instance from values the engine computed and typed itself (every field given).
 
     Equivalent to ``model.model_construct(**values)`` (pydantic's documented way to build a model
@@ -231,8 +242,8 @@ def finish_line(
     return finish(draft, standard_rate, line_rate, inclusive, money_rounder(currency), tax_type)
 
 
-def finish(
-    draft: LineDraft, standard_rate: Decimal, line_rate: Decimal, inclusive: bool, rnd, tax_type: str | None
+def finish(  # noqa: PLR0917 - positional on purpose: the engine's hot path (see finish_line for keywords)
+    draft: LineDraft, standard_rate: Decimal, line_rate: Decimal, inclusive: bool, rnd: Rounder, tax_type: str | None
 ) -> InvoiceLine:
     """:func:`finish_line` with positional arguments and a :func:`money_rounder` (the engine's hot path)."""
     unit = draft.unit_price

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
-from broker.config import Client, Contract, Tenant
-from broker.events import QuoteApproved, WorkOrderCompleted
-from connectors.sdk.invoice import AllowanceUse, Invoice, InvoiceLine, NotBillable
+from broker.config import Client, Contract, TaxLineType, Tenant
+from broker.events import Expense, PartUsage, QuoteApproved, ScheduledJobClosed, TimeEntry, WorkOrderCompleted
 from broker.pricing.bands import CompiledBands
 from broker.pricing.contracts import allowance_key, allowance_month, applicable_contract, consume_allowance
 from broker.pricing.core import (
@@ -31,6 +31,7 @@ from broker.pricing.core import (
 from broker.pricing.items import expense_drafts, part_drafts, quote_line_drafts
 from broker.pricing.labour import (
     LabourLine,
+    TravelGroup,
     call_outs,
     discount_rule,
     labour_description,
@@ -40,6 +41,7 @@ from broker.pricing.labour import (
     travel_description,
     travel_groups,
 )
+from connectors.sdk.invoice import AllowanceUse, Invoice, InvoiceLine, NotBillable
 
 _BANDS: dict[int, tuple[Tenant, CompiledBands]] = {}
 
@@ -83,7 +85,7 @@ def price_event(
     tenant: Tenant,
     *,
     allowance_used: Mapping[str, int] | None = None,
-    quote: QuoteApproved | None = None,
+    quote: Event | None = None,
     priced_at: datetime | None = None,
 ) -> Invoice | NotBillable:
     """Price one parsed event for ``tenant`` (configured as ``tenant_id``). Pure: no I/O, no clock.
@@ -94,7 +96,8 @@ def price_event(
       client contract that applies to the event: ``{invoice key: minutes}`` as recorded in the
       allowance table (see :mod:`broker.pricing.contracts`). ``None`` = nothing consumed yet.
     * ``quote`` – the approved quote a work order executes, when :func:`quote_needed` says its
-      lines are needed (quotes billed on completion or as deposit + balance).
+      lines are needed (quotes billed on completion or as deposit + balance); any other event
+      given here is refused (``data.quote_id``).
     * ``priced_at`` – copied to the invoice (the caller's clock).
 
     Returns an :class:`~connectors.sdk.invoice.Invoice` (amounts in ``tenant.currency``, every line rounded
@@ -123,11 +126,11 @@ def price_event(
 
     ctx = _Pricing(event, tenant_id, tenant, client)
     if isinstance(event, QuoteApproved):
-        outcome = ctx.quote_approval()
+        outcome = ctx.quote_approval(event)
         if outcome is not None:
             return outcome
     else:
-        ctx.work(allowance_used, quote)
+        ctx.work(event, allowance_used, quote)
     priced = ctx.result(priced_at)
     check_priced_size(priced)
     return priced
@@ -156,8 +159,7 @@ class _Pricing:
         )
 
     # ------------------------------------------------------------------ quotes
-    def quote_approval(self) -> NotBillable | None:
-        event: QuoteApproved = self.event  # type: ignore[assignment]
+    def quote_approval(self, event: QuoteApproved) -> NotBillable | None:
         mode = self.tenant.quotes
         if event.data.work_order_id:
             self.notes.append(f"Work order: {event.data.work_order_id}")
@@ -185,24 +187,32 @@ class _Pricing:
         return None
 
     # ------------------------------------------------------------------ work orders and scheduled jobs
-    def work(self, allowance_used: Mapping[str, int] | None, quote: QuoteApproved | None) -> None:
-        event = self.event
+    def work(
+        self,
+        event: WorkOrderCompleted | ScheduledJobClosed,
+        allowance_used: Mapping[str, int] | None,
+        quote: Event | None,
+    ) -> None:
         tenant = self.tenant
-        card = tenant.rate_card
         data = event.data
         contract = self.contract
         bands = _compiled(tenant)
-        quote_id = data.quote_id if isinstance(event, WorkOrderCompleted) else None
+        quote_id = event.data.quote_id if isinstance(event, WorkOrderCompleted) else None
         quoted = bool(quote_id)
         corrective = isinstance(event, WorkOrderCompleted) and data.kind == "corrective"
         preventive = not corrective
-        cover_labour = contract is not None and preventive and contract.covers.preventive_labour
-        cover_parts = contract is not None and preventive and contract.covers.preventive_parts
-        allowance_applies = contract is not None and corrective and contract.covers.corrective_minutes > 0
+        # the contract, when it covers this work's labour (and travel), its parts, or its corrective hours
+        labour_contract = (
+            contract if contract is not None and preventive and contract.covers.preventive_labour else None
+        )
+        parts_contract = contract if contract is not None and preventive and contract.covers.preventive_parts else None
+        allowance_contract = (
+            contract if contract is not None and corrective and contract.covers.corrective_minutes > 0 else None
+        )
         if contract is not None:
             self.notes.append(f"Client contract {contract.id} applies")
 
-        def inside(item) -> bool:  # billed on this invoice (not inside a quote)
+        def inside(item: TimeEntry | PartUsage | Expense) -> bool:  # billed on this invoice (not inside a quote)
             return not quoted or item.outside_quote
 
         # quote lines this work order bills
@@ -244,8 +254,8 @@ class _Pricing:
                 )
 
         # call-out fees (corrective visits; a quoted job is priced by its quote)
-        if corrective and not quoted:
-            for fee in call_outs(event, tenant, bands):  # type: ignore[arg-type]
+        if isinstance(event, WorkOrderCompleted) and corrective and not quoted:
+            for fee in call_outs(event, tenant, bands):
                 if contract is not None and contract.covers.call_out_fee:
                     self.drafts.append(
                         LineDraft(
@@ -279,12 +289,13 @@ class _Pricing:
         # labour (corrective labour first consumes the contract's monthly allowance, in time order)
         billed_lines = labour_lines(event, tenant, self.client, bands, include=inside)
         covered_minutes: dict[int, int] = {}
-        if allowance_applies:
+        allowance_cover: tuple[str, str] | None = None  # (contract id, rule) of the allowance's covered lines
+        if allowance_contract is not None:
             needed = sum(line.minutes for line in billed_lines)
             month = allowance_month(event, tenant)
             self.allowance = consume_allowance(
                 key=allowance_key(self.tenant_id, data.client_id, month),
-                contract=contract,
+                contract=allowance_contract,
                 month=month,
                 invoice_key=event.invoice_key,
                 order_key=event.partition_key,
@@ -299,21 +310,28 @@ class _Pricing:
                     left -= take
             a = self.allowance
             self.notes.append(
-                f"Corrective allowance of contract {contract.id} for {a.month}: {fmt_hours(a.allowance_minutes)} a month; "
-                f"used before this invoice {fmt_hours(a.used_before_minutes)}; covered here {fmt_hours(a.consumed_minutes)}; "
+                f"Corrective allowance of contract {allowance_contract.id} for {a.month}: "
+                f"{fmt_hours(a.allowance_minutes)} a month; "
+                f"used before this invoice {fmt_hours(a.used_before_minutes)}; "
+                f"covered here {fmt_hours(a.consumed_minutes)}; "
                 f"left {fmt_hours(a.remaining_minutes)}"
             )
+            allowance_rule = (
+                f"contract:{allowance_contract.id}:corrective_allowance "
+                f"{fmt_percent(allowance_contract.covers.corrective_hours_per_month)} h/month"
+            )
+            allowance_cover = (allowance_contract.id, allowance_rule)
         for i, line in enumerate(billed_lines):
-            if cover_labour:
-                self._labour(line, line.minutes, covered=(contract.id, f"contract:{contract.id}:preventive_labour"))
+            if labour_contract is not None:
+                self._labour(
+                    line,
+                    line.minutes,
+                    covered=(labour_contract.id, f"contract:{labour_contract.id}:preventive_labour"),
+                )
                 continue
             covered = covered_minutes.get(i, 0)
-            if covered:
-                rule = (
-                    f"contract:{contract.id}:corrective_allowance "
-                    f"{fmt_percent(contract.covers.corrective_hours_per_month)} h/month"
-                )
-                self._labour(line, covered, covered=(contract.id, rule))
+            if covered:  # only when the allowance applies
+                self._labour(line, covered, covered=allowance_cover)
             if line.minutes - covered:
                 self._labour(line, line.minutes - covered)
         if quoted:  # time inside the quote: our cost only
@@ -322,14 +340,18 @@ class _Pricing:
 
         # travel
         for group in travel_groups(event, tenant, self.client, include=inside):
-            self._travel(group, covered_by=contract.id if cover_labour else None)
+            self._travel(group, covered_by=labour_contract.id if labour_contract is not None else None)
         if quoted:
             for group in travel_groups(event, tenant, self.client, include=lambda e: not e.outside_quote):
                 self._travel(group, billable=False)
 
         # parts and expenses
         parts, supplied = part_drafts(
-            event, tenant, self.client, billable=inside, covered_by=contract.id if cover_parts else None
+            event,
+            tenant,
+            self.client,
+            billable=inside,
+            covered_by=parts_contract.id if parts_contract is not None else None,
         )
         self.drafts += parts
         if supplied:
@@ -385,7 +407,7 @@ class _Pricing:
             )
         )
 
-    def _travel(self, group, *, covered_by: str | None = None, billable: bool = True) -> None:
+    def _travel(self, group: TravelGroup, *, covered_by: str | None = None, billable: bool = True) -> None:
         card = self.tenant.rate_card
         currency = self.currency
         default_visit = self.event.business_id
@@ -433,13 +455,18 @@ class _Pricing:
                         )
                     )
                 else:
+                    km_price = card.mileage_rate_per_km if billable else ZERO
+                    if km_price is None:  # pragma: no cover - RateCard refuses mileage billing without the rate
+                        raise PricingError(
+                            "rate_card.mileage_rate_per_km", None, "travel is billed by mileage but has no rate per km"
+                        )
                     self.drafts.append(
                         LineDraft(
                             kind="travel",
                             description=travel_description(group, default_visit, what),
                             quantity=km,
                             unit="km",
-                            unit_price=card.mileage_rate_per_km if billable else ZERO,
+                            unit_price=km_price,
                             source=source,
                             rule="rate:mileage per km" if billable else "mileage inside quote; cost only",
                             cost=km_cost,
@@ -451,8 +478,8 @@ class _Pricing:
             return
         if not group.minutes:
             return
-        rate = card.travel_hourly_rate
-        billed = rate is not None and billable
+        price = card.travel_hourly_rate if billable else None  # None: not billed
+        billed = price is not None
         what = fmt_hours(group.minutes)
         if covered_by is not None and billed:
             self.drafts.append(
@@ -463,7 +490,8 @@ class _Pricing:
                     unit="h",
                     unit_price=ZERO,
                     source=source,
-                    rule=f"contract:{covered_by}:preventive_labour; rate:travel; increment {card.billing_increment_minutes} min",
+                    rule=f"contract:{covered_by}:preventive_labour; rate:travel; "
+                    f"increment {card.billing_increment_minutes} min",
                     cost=time_cost,
                     tax_key="travel",
                     covered_by=covered_by,
@@ -482,7 +510,7 @@ class _Pricing:
                 description=travel_description(group, default_visit, what),
                 quantity=hours_quantity(group.minutes),
                 unit="h",
-                unit_price=rate if billed else ZERO,
+                unit_price=price if price is not None else ZERO,
                 source=source,
                 rule=rule,
                 cost=time_cost,
@@ -508,13 +536,12 @@ class _Pricing:
         zero_rated = client.reverse_charge or client.tax_exempt
         rnd = money_rounder(currency)
         lines: list[InvoiceLine] = []
-        rates: dict[str, Decimal] = {}
+        rates: dict[TaxLineType, Decimal] = {}
         for draft in self.drafts:
             if not draft.billable:
                 continue
-            if draft.tax_rate is not None:
-                standard = draft.tax_rate
-            else:
+            standard = draft.tax_rate
+            if standard is None:
                 standard = rates.get(draft.tax_key)
                 if standard is None:
                     standard = rates[draft.tax_key] = tenant.tax_rate(draft.tax_key)
@@ -533,7 +560,8 @@ class _Pricing:
 
         if total == 0:
             covered = [line for line in lines if line.covered_by]
-            common = dict(
+            not_billable = partial(
+                NotBillable,
                 invoice_key=event.invoice_key,
                 order_key=event.partition_key,
                 tenant=self.tenant_id,
@@ -547,49 +575,48 @@ class _Pricing:
             )
             if covered:
                 what = ", ".join(dict.fromkeys(_covered_what(line.rule) for line in covered))
-                return NotBillable(
-                    **common,
+                return not_billable(
                     reason_code="covered_by_contract",
                     lines=covered,
                     reason=f"covered by contract {covered[0].covered_by}: {what} "
                     f"({len(covered)} line(s)) for {document_reference(event)} r{event.revision}",
                 )
             what = "no billable lines" if not lines else f"{len(lines)} line(s) summing to 0"
-            return NotBillable(**common, reason=f"zero total: {what} for {document_reference(event)} r{event.revision}")
+            return not_billable(reason=f"zero total: {what} for {document_reference(event)} r{event.revision}")
 
         issue_date = event.time.astimezone(zone_of(tenant)).date()
-        values = dict(
-            status="invoice",
-            invoice_key=event.invoice_key,
-            invoice_number=invoice_number(tenant.invoice_prefix, event.document, event.business_id, event.revision),
-            order_key=event.partition_key,
-            tenant=self.tenant_id,
-            billing_system=tenant.billing.system,
-            event_id=event.id,
-            event_type=event.type,
-            event_time=event.time,
-            document=event.document,
-            document_id=event.business_id,
-            revision=event.revision,
-            client_id=data.client_id,
-            client_name=client.name,
-            contact_id=client.contact_id,
-            site_id=data.site_id,
-            currency=currency,
-            issue_date=issue_date,
-            due_date=issue_date + timedelta(days=tenant.payment_terms_days),
-            reference=document_reference(event),
-            tax_inclusive=inclusive,
-            lines=lines,
-            net_total=net_total,
-            tax_total=tax_total,
-            total=total,
-            cost_total=cost_total,
-            margin=net_total - cost_total,
-            notes=self.notes + legal,
-            legal_notes=legal,
-            contract_id=contract_id,
-            allowance=self.allowance,
-            priced_at=priced_at,
-        )
+        values: dict[str, object] = {
+            "status": "invoice",
+            "invoice_key": event.invoice_key,
+            "invoice_number": invoice_number(tenant.invoice_prefix, event.document, event.business_id, event.revision),
+            "order_key": event.partition_key,
+            "tenant": self.tenant_id,
+            "billing_system": tenant.billing.system,
+            "event_id": event.id,
+            "event_type": event.type,
+            "event_time": event.time,
+            "document": event.document,
+            "document_id": event.business_id,
+            "revision": event.revision,
+            "client_id": data.client_id,
+            "client_name": client.name,
+            "contact_id": client.contact_id,
+            "site_id": data.site_id,
+            "currency": currency,
+            "issue_date": issue_date,
+            "due_date": issue_date + timedelta(days=tenant.payment_terms_days),
+            "reference": document_reference(event),
+            "tax_inclusive": inclusive,
+            "lines": lines,
+            "net_total": net_total,
+            "tax_total": tax_total,
+            "total": total,
+            "cost_total": cost_total,
+            "margin": net_total - cost_total,
+            "notes": self.notes + legal,
+            "legal_notes": legal,
+            "contract_id": contract_id,
+            "allowance": self.allowance,
+            "priced_at": priced_at,
+        }
         return trusted(Invoice, values)  # every field is given, typed by this module

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 
 from broker.config import Client, Tenant
 from broker.events import Expense, PartUsage, QuoteApproved, ScheduledJobClosed, WorkOrderCompleted
@@ -18,7 +19,7 @@ def part_drafts(
     tenant: Tenant,
     client: Client,
     *,
-    billable: Callable[[PartUsage], bool] = lambda part: True,
+    billable: Callable[[PartUsage], bool] = lambda _part: True,
     covered_by: str | None = None,
 ) -> tuple[list[LineDraft], list[str]]:
     """Part drafts and the sources of client-supplied parts (not billed, not costed).
@@ -109,7 +110,7 @@ def part_drafts(
 
 
 def expense_drafts(
-    event: WorkEvent, tenant: Tenant, *, billable: Callable[[Expense], bool] = lambda e: True
+    event: WorkEvent, tenant: Tenant, *, billable: Callable[[Expense], bool] = lambda _expense: True
 ) -> list[LineDraft]:
     """Expense drafts: billable ones at ``round(amount × (1 + handling/100))`` (net), others cost-only.
 
@@ -168,18 +169,22 @@ def quote_line_drafts(
     for line in quote.data.lines:
         description = f"{line.description} ({line.sku})" if line.sku else line.description
         own = "; own tax rate" if line.tax_rate is not None else ""
-        common = dict(
-            kind="quote", source=f"quote_line:{line.id}", tax_key="quote", tax_rate=line.tax_rate, gross=gross
+        draft = partial(
+            LineDraft,
+            kind="quote",
+            source=f"quote_line:{line.id}",
+            tax_key="quote",
+            tax_rate=line.tax_rate,
+            gross=gross,
         )
         if part == "full":
             drafts.append(
-                LineDraft(
+                draft(
                     description=description,
                     quantity=line.quantity,
                     unit="un",
                     unit_price=line.unit_price,
                     rule="quote:fixed_price" + own,
-                    **common,
                 )
             )
             continue
@@ -188,24 +193,22 @@ def quote_line_drafts(
         pct = fmt_percent(deposit_percent or ZERO)
         if part == "deposit":
             drafts.append(
-                LineDraft(
+                draft(
                     description=f"Deposit {pct} % – {description} (quote {qid})",
                     quantity=Decimal(1),
                     unit="un",
                     unit_price=deposit,
                     rule=f"quote:deposit {pct}%{own}",
-                    **common,
                 )
             )
         else:
             drafts.append(
-                LineDraft(
+                draft(
                     description=f"Balance – {description} (quote {qid}, less {pct} % deposit)",
                     quantity=Decimal(1),
                     unit="un",
                     unit_price=amount - deposit,
                     rule=f"quote:balance after {pct}% deposit{own}",
-                    **common,
                 )
             )
     return drafts

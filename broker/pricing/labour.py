@@ -6,6 +6,7 @@ except when the minimum tops a visit up); quantities are hours (``Decimal``, ≤
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -34,7 +35,7 @@ class Rate:
 
 
 def labour_rate(
-    card: RateCard, client_id: str, client: Client, technician_id: str, entry_skill: str | None, field_path: str
+    card: RateCard, client_id: str, client: Client, technician_id: str, entry_skill: str | None, *, field_path: str
 ) -> Rate:
     """Rate for ``technician_id`` working as ``entry_skill`` (or their skill, or the default skill) for ``client``.
 
@@ -77,9 +78,17 @@ class LabourLine:
     last: tuple[datetime, int]
     minimum_applied: bool = False
 
-    @property
-    def unit_price_factor(self) -> Decimal:
-        return self.band.factor if self.band is not None else Decimal(1)
+
+@dataclass(slots=True)
+class _Acc:
+    """The time of one line (rate + band) of a rounding unit, as it accumulates."""
+
+    seconds: int
+    entry_ids: list[str]
+    first: tuple[datetime, int]
+    last: tuple[datetime, int]
+    rate: Rate
+    band: TimeBand | None
 
 
 def _entry_interval(entry: TimeEntry) -> tuple[datetime, datetime] | None:
@@ -98,7 +107,7 @@ def labour_lines(
     client: Client,
     bands: CompiledBands,
     *,
-    include: callable[[TimeEntry], bool] = lambda entry: True,
+    include: Callable[[TimeEntry], bool] = lambda _entry: True,
 ) -> list[LabourLine]:
     """Billable labour lines from the event's ``work`` entries accepted by ``include``.
 
@@ -125,12 +134,13 @@ def labour_lines(
     has_bands = bool(bands.bands)
     thresholds = bands.overtime_thresholds
 
-    # unit key -> line key (rate rule, band name) -> [seconds, entry ids, first, last, rate, band]
-    units: dict[tuple, dict[tuple[str, str], list]] = {}
+    # unit key (tech, visit[, entry index]) -> line key (rate rule, band name) -> accumulated time
+    units: dict[tuple[str, str] | tuple[str, str, int], dict[tuple[str, str], _Acc]] = {}
     unit_order: dict[tuple[str, str], None] = {}  # (tech, visit) in order of first appearance
     rates: dict[tuple[str, str | None], Rate] = {}
 
     def add(
+        *,
         tech: str,
         visit: str,
         index: int,
@@ -145,15 +155,15 @@ def labour_lines(
         key = (rate.rule, band.name if band is not None else "")
         acc = unit.get(key)
         if acc is None:
-            unit[key] = [seconds, [entry_id], first, last, rate, band]
+            unit[key] = _Acc(seconds, [entry_id], first, last, rate, band)
             return
-        acc[0] += seconds
-        if entry_id not in acc[1]:
-            acc[1].append(entry_id)
-        acc[2] = min(acc[2], first)
-        acc[3] = max(acc[3], last)
+        acc.seconds += seconds
+        if entry_id not in acc.entry_ids:
+            acc.entry_ids.append(entry_id)
+        acc.first = min(acc.first, first)
+        acc.last = max(acc.last, last)
 
-    overtime_pieces: dict[str, list] = {}
+    overtime_pieces: dict[str, list[tuple[datetime, datetime, datetime, int, TimeEntry, Rate, str]]] = {}
     for index, entry in enumerate(data.time_entries):
         if entry.kind != "work" or not include(entry):
             continue
@@ -161,7 +171,7 @@ def labour_lines(
         rate = rates.get((tech, entry.skill))
         if rate is None:
             rate = rates[(tech, entry.skill)] = labour_rate(
-                card, data.client_id, client, tech, entry.skill, f"data.time_entries.{index}.skill"
+                card, data.client_id, client, tech, entry.skill, field_path=f"data.time_entries.{index}.skill"
             )
         visit = entry.visit_id or default_visit
         unit_order.setdefault((tech, visit), None)
@@ -170,22 +180,32 @@ def labour_lines(
             seconds = entry.seconds
             if seconds > 0:
                 order = (event_time, index)
-                add(tech, visit, index, entry.id, rate, None, seconds, order, order)
+                add(
+                    tech=tech,
+                    visit=visit,
+                    index=index,
+                    entry_id=entry.id,
+                    rate=rate,
+                    band=None,
+                    seconds=seconds,
+                    first=order,
+                    last=order,
+                )
             continue
         start, end = interval
         if end <= start:
             continue
         if not has_bands:
             add(
-                tech,
-                visit,
-                index,
-                entry.id,
-                rate,
-                None,
-                int((end - start).total_seconds()),
-                (start, index),
-                (end, index),
+                tech=tech,
+                visit=visit,
+                index=index,
+                entry_id=entry.id,
+                rate=rate,
+                band=None,
+                seconds=int((end - start).total_seconds()),
+                first=(start, index),
+                last=(end, index),
             )
             continue
         parts = split_local(start, end, zone, bands.cuts)
@@ -196,15 +216,15 @@ def labour_lines(
             continue
         for a, b, local in parts:
             add(
-                tech,
-                visit,
-                index,
-                entry.id,
-                rate,
-                bands.classify(local, 0),
-                int((b - a).total_seconds()),
-                (a, index),
-                (b, index),
+                tech=tech,
+                visit=visit,
+                index=index,
+                entry_id=entry.id,
+                rate=rate,
+                band=bands.classify(local, 0),
+                seconds=int((b - a).total_seconds()),
+                first=(a, index),
+                last=(b, index),
             )
 
     for tech, tech_pieces in overtime_pieces.items():
@@ -215,15 +235,15 @@ def labour_lines(
                 seconds = int((pb - pa).total_seconds())
                 if seconds > 0:
                     add(
-                        tech,
-                        visit,
-                        index,
-                        entry.id,
-                        rate,
-                        bands.classify(plocal, before),
-                        seconds,
-                        (pa, index),
-                        (pb, index),
+                        tech=tech,
+                        visit=visit,
+                        index=index,
+                        entry_id=entry.id,
+                        rate=rate,
+                        band=bands.classify(plocal, before),
+                        seconds=seconds,
+                        first=(pa, index),
+                        last=(pb, index),
                     )
 
     # round each unit once and share its increments among its lines
@@ -233,24 +253,24 @@ def labour_lines(
         tech, visit = unit_key[0], unit_key[1]
         if len(accs) == 1:
             ((key, acc),) = accs.items()
-            alloc = {key: -(-acc[0] // inc_s)}
+            alloc = {key: -(-acc.seconds // inc_s)}
         else:
-            total = sum(a[0] for a in accs.values())
+            total = sum(a.seconds for a in accs.values())
             blocks = -(-total // inc_s)
-            alloc = {k: a[0] // inc_s for k, a in accs.items()}
+            alloc = {k: a.seconds // inc_s for k, a in accs.items()}
             left = blocks - sum(alloc.values())
             if left:
                 # largest remainder first; ties: the later line
-                by_remainder = sorted(accs, key=lambda k: (accs[k][0] % inc_s, accs[k][3]), reverse=True)
+                by_remainder = sorted(accs, key=lambda k: (accs[k].seconds % inc_s, accs[k].last), reverse=True)
                 for k in by_remainder[:left]:
                     alloc[k] += 1
             absorbed = [k for k in accs if alloc[k] == 0]
             if absorbed:  # lines that got no increment: their entries are billed within the unit's largest line
-                biggest = max(accs, key=lambda k: (alloc[k], accs[k][0]))
+                biggest = max(accs, key=lambda k: (alloc[k], accs[k].seconds))
                 for k in absorbed:
-                    for entry_id in accs[k][1]:
-                        if entry_id not in accs[biggest][1]:
-                            accs[biggest][1].append(entry_id)
+                    for entry_id in accs[k].entry_ids:
+                        if entry_id not in accs[biggest].entry_ids:
+                            accs[biggest].entry_ids.append(entry_id)
         for key, acc in accs.items():
             minutes = alloc[key] * increment
             if minutes == 0:
@@ -258,12 +278,14 @@ def labour_lines(
             line_key = (tech, visit, key[0], key[1])
             line = lines.get(line_key)
             if line is None:
-                lines[line_key] = LabourLine(tech, visit, acc[4], acc[5], minutes, list(acc[1]), acc[2], acc[3])
+                lines[line_key] = LabourLine(
+                    tech, visit, acc.rate, acc.band, minutes, list(acc.entry_ids), acc.first, acc.last
+                )
             else:
                 line.minutes += minutes
-                line.entry_ids.extend(i for i in acc[1] if i not in line.entry_ids)
-                line.order = min(line.order, acc[2])
-                line.last = max(line.last, acc[3])
+                line.entry_ids.extend(i for i in acc.entry_ids if i not in line.entry_ids)
+                line.order = min(line.order, acc.first)
+                line.last = max(line.last, acc.last)
 
     # minimum per technician per visit, topped up on the visit's chronologically last line
     minimum = card.minimum_billable_minutes
@@ -326,7 +348,7 @@ class TravelGroup:
 
 
 def travel_groups(
-    event: WorkEvent, tenant: Tenant, client: Client, *, include: callable[[TimeEntry], bool] = lambda entry: True
+    event: WorkEvent, tenant: Tenant, client: Client, *, include: Callable[[TimeEntry], bool] = lambda _entry: True
 ) -> list[TravelGroup]:
     """Travel entries grouped per technician and visit (per entry with ``rounding_per: entry``).
 
@@ -338,7 +360,7 @@ def travel_groups(
     data = event.data
     default_visit = event.business_id
     mileage = card.travel_billing == "mileage"
-    groups: dict[tuple, tuple[Rate, int, Decimal | None, list[str], int]] = {}
+    groups: dict[tuple[str, str] | tuple[str, str, int], tuple[Rate, int, Decimal | None, list[str], int]] = {}
     for index, entry in enumerate(data.time_entries):
         if entry.kind != "travel" or not include(entry):
             continue
@@ -349,17 +371,24 @@ def travel_groups(
                 "travel is billed by mileage but the entry has no distance_km",
             )
         rate = labour_rate(
-            card, data.client_id, client, entry.technician_id, entry.skill, f"data.time_entries.{index}.skill"
+            card,
+            data.client_id,
+            client,
+            entry.technician_id,
+            entry.skill,
+            field_path=f"data.time_entries.{index}.skill",
         )
         visit = entry.visit_id or default_visit
-        key = (entry.technician_id, visit, index) if card.rounding_per == "entry" else (entry.technician_id, visit)
+        key: tuple[str, str] | tuple[str, str, int] = (
+            (entry.technician_id, visit, index) if card.rounding_per == "entry" else (entry.technician_id, visit)
+        )
         if key in groups:
             r, seconds, km, ids, first = groups[key]
             km = (km or Decimal(0)) + entry.distance_km if entry.distance_km is not None else km
-            groups[key] = (r, seconds + entry.seconds, km, ids + [entry.id], first)
+            groups[key] = (r, seconds + entry.seconds, km, [*ids, entry.id], first)
         else:
             groups[key] = (rate, entry.seconds, entry.distance_km, [entry.id], index)
-    out = []
+    out: list[TravelGroup] = []
     inc = card.billing_increment_minutes
     for key, (rate, seconds, km, ids, first) in groups.items():
         minutes = -(-seconds // (inc * 60)) * inc if seconds > 0 else 0
@@ -408,7 +437,7 @@ def call_outs(event: WorkOrderCompleted, tenant: Tenant, bands: CompiledBands) -
             starts[visit] = entry.start if current is None or entry.start < current else current
     if not starts:
         starts[default_visit] = None
-    out = []
+    out: list[CallOut] = []
     for visit, start in starts.items():
         band = bands.classify(start.astimezone(zone), 0, ignore_overtime=True) if (start and bands.bands) else None
         fee = card.call_out_fee

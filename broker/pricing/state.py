@@ -22,17 +22,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from broker.config import Tenant
 from broker.events import EventDecodeError, QuoteApproved, parse_event
-from connectors.sdk.invoice import Invoice, NotBillable
 from broker.pricing.contracts import allowance_key, allowance_month, applicable_contract, apply_allowance
 from broker.pricing.core import Event, PricingError
 from broker.pricing.engine import price_event, quote_needed
+from connectors.sdk.invoice import Invoice, NotBillable
 
 ALLOWANCE_TABLE = "corrective-allowance"
 QUOTES_TABLE = "approved-quotes"
+
+#: A value of the allowance table: ``{contract id: {invoice key: minutes}}``.
+AllowanceRecord = Mapping[str, Mapping[str, int]]
+#: A table write ``(table name, key, new value)``: an allowance record, or a quote event as JSON text.
+TableWrite = tuple[str, str, dict[str, dict[str, int]] | str]
 
 
 def quote_key(tenant_id: str, quote_id: str) -> str:
@@ -50,7 +54,7 @@ class StatefulResult:
     """The priced outcome and the table writes ``(table name, key, new value)`` the caller must perform."""
 
     priced: Invoice | NotBillable
-    writes: list[tuple[str, str, Any]] = field(default_factory=list)
+    writes: list[TableWrite] = field(default_factory=list)
 
 
 def price_with_state(
@@ -58,8 +62,8 @@ def price_with_state(
     tenant_id: str,
     tenant: Tenant,
     *,
-    allowances: Mapping[str, Any],
-    quotes: Mapping[str, Any],
+    allowances: Mapping[str, AllowanceRecord],
+    quotes: Mapping[str, str],
     priced_at: datetime | None = None,
 ) -> StatefulResult:
     """Price ``event`` reading the allowance and quote tables; return the outcome and the writes to make.
@@ -73,7 +77,7 @@ def price_with_state(
 
     Raises :class:`~broker.pricing.PricingError` like :func:`~broker.pricing.price_event`.
     """
-    writes: list[tuple[str, str, Any]] = []
+    writes: list[TableWrite] = []
     used = None
     akey = None
     record = None
