@@ -17,7 +17,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from connectors.base import (
+from connectors.invoicexpress import InvoiceXpressConnector
+from connectors.invoicexpress.emulator import InvoiceXpressEmulator, default_accounts
+from connectors.sdk.errors import (
     AuthError,
     ConfigError,
     PermanentError,
@@ -26,8 +28,6 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.invoicexpress import InvoiceXpressConnector
-from connectors.invoicexpress.emulator import InvoiceXpressEmulator, default_accounts
 from connectors.sdk.invoice import Invoice, InvoiceLine
 
 KEY = "ix-api-KEY-0123456789abcdef"

@@ -17,9 +17,8 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+from connectors.invoicexpress.settings import InvoiceXpressSettings
 
-from connectors.base import PermanentError
-from connectors.invoicexpress.connector import InvoiceXpressSettings
 from connectors.invoicexpress.mapper import (
     dumps,
     expected_total,
@@ -30,6 +29,7 @@ from connectors.invoicexpress.mapper import (
     line_layout,
     parse_ix_date,
 )
+from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import Invoice, InvoiceLine
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "invoicexpress"

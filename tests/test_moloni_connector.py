@@ -16,7 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from connectors.base import (
+from connectors.moloni import MoloniConnector
+from connectors.moloni.emulator import MoloniEmulator
+from connectors.sdk.errors import (
     AuthError,
     ConfigError,
     PermanentError,
@@ -25,8 +27,6 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.moloni import MoloniConnector
-from connectors.moloni.emulator import MoloniEmulator
 from connectors.sdk.invoice import Invoice, InvoiceLine
 from connectors.sdk.oauth2 import MemoryTokenStore
 

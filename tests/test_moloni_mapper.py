@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import PermanentError
-from connectors.moloni.connector import MoloniSettings
 from connectors.moloni.mapper import (
     document_label,
     form_body,
@@ -31,6 +29,8 @@ from connectors.moloni.mapper import (
     parse_form,
     predicted_totals,
 )
+from connectors.moloni.settings import MoloniSettings
+from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import Invoice, InvoiceLine
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "moloni"

@@ -19,9 +19,8 @@ why every result is re-checked for an exact ``reference`` and why the emulator's
 documented as an assumption. Before finalising, the draft's own ``total`` must equal ours to the
 cent; a draft this call created with another total is deleted and nothing is issued.
 
-Auth: the account's API key as the ``api_key`` query parameter (HTTPS only); URLs are therefore
-never logged unredacted: :func:`install_log_redaction` puts a filter on the ``httpx`` logger (which
-logs request URLs at INFO). Limit: 100 requests per minute per account, then 429
+Auth: the account's API key as the ``api_key`` query parameter (HTTPS only); the SDK's log filter
+redacts it from httpx's request lines. Limit: 100 requests per minute per account, then 429
 (``Capabilities.rate_limit_per_minute``).
 """
 
@@ -29,120 +28,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import Field, SecretStr
 
-from broker.config import ConfigError as BrokerConfigError
-from broker.config import resolve_secret
-from connectors.base import (
-    AuthError,
-    Capabilities,
+from connectors.invoicexpress.mapper import (
+    error_messages,
+    invoice_from_invoicexpress,
+    invoice_to_invoicexpress,
+    ix_totals,
+    reference_of,
+)
+from connectors.invoicexpress.settings import InvoiceXpressSettings
+from connectors.sdk.errors import (
     ConfigError,
-    Connector,
-    ConnectorSettings,
-    DeliveryResult,
-    ExternalInvoice,
     PermanentError,
-    RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.invoicexpress.mapper import (
-    DEFAULT_TAX_NAMES,
-    EXEMPTION_CODE_PATTERN,
-    dumps,
-    invoice_from_invoicexpress,
-    invoice_to_invoicexpress,
-    ix_totals,
-    loads,
-    reference_of,
-)
-from connectors.sdk.invoice import Invoice, LineKind
+from connectors.sdk.http import ApiKeyAuth, Auth, HttpConnector
+from connectors.sdk.interface import Capabilities, DeliveryResult
+from connectors.sdk.invoice import ExternalInvoice, Invoice
+from connectors.sdk.money import dumps
 
 log = logging.getLogger("connectors.invoicexpress")
 
-#: Query parameters whose values are secrets (redacted from httpx's request log lines).
-_SECRET_PARAMS = ("api_key", "access_token", "client_secret", "password", "refresh_token", "code")
-_SECRET_QUERY = re.compile(r"((?:%s)=)[^&\s\"']+" % "|".join(_SECRET_PARAMS))
+#: ``GET /invoices.json`` page size.
 PAGE_SIZE = 25
-#: Wait after a 429 without ``Retry-After``: the limit is counted per minute.
-DEFAULT_RETRY_AFTER = 60.0
 
 
-class _RedactQuerySecrets(logging.Filter):
-    """Rewrites log records so ``api_key=…`` (and other credential) query values read ``***``."""
-
-    marker = "broker-redact-query-secrets:invoicexpress"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(_SECRET_QUERY.sub(r"\1***", str(a)) if "=" in str(a) else a for a in args)
-        if isinstance(record.msg, str) and "=" in record.msg:
-            record.msg = _SECRET_QUERY.sub(r"\1***", record.msg)
-        return True
-
-
-def install_log_redaction() -> None:
-    """A filter on the ``httpx``/``httpcore`` loggers redacting ``api_key=…`` (httpx logs request URLs at INFO)."""
-    for name in ("httpx", "httpcore"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _RedactQuerySecrets) for f in logger.filters):
-            logger.addFilter(_RedactQuerySecrets())
-
-
-install_log_redaction()
-
-
-class InvoiceXpressSettings(ConnectorSettings):
-    """``billing.settings`` of a tenant billed in InvoiceXpress.
-
-    ``account_name`` (the subdomain), ``api_key_env`` (variable holding the API key), ``api_url``
-    (a template with ``{account}``), ``sequence_id`` (the AT-registered series; the account default
-    when unset), ``tax_names`` (VAT percentage text -> the account's tax name), ``tax_exemption``
-    (AT code such as ``M07``/``M40``, required when any line is 0 %), ``item_names`` (our line kind
-    -> catalogue item name), ``invoice_status`` (``finalized`` = issued, ``draft`` = left for
-    review), ``send_email`` (+ ``email_subject``/``email_body``, ``{number}`` and ``{reference}``
-    are filled in), ``rounding_method`` (how the account rounds VAT: ``line`` per item, which
-    matches our rule, or ``document``; used to refuse before sending an invoice whose total would
-    differ — the draft's own total is checked before finalising in any case).
-
-    Clients: InvoiceXpress itself matches the invoice's ``client`` by ``code`` (our ``contact_id``,
-    else our client id) and then name, and creates an unknown one. ``create_clients: false`` first
-    looks the client up (``clients/find-by-code``, then ``find-by-name``) and refuses the invoice
-    naming the client when neither finds it. ``rate_limit_per_minute``: a lower share of the
-    account's 100 requests/minute when other integrations use the same account.
-    """
-
-    api_url: str = "https://{account}.app.invoicexpress.com"
-    account_name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    api_key_env: str = Field(min_length=1)
-    sequence_id: str | None = Field(default=None, pattern=r"^\d+$")
-    tax_names: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TAX_NAMES))
-    tax_exemption: str | None = Field(default=None, pattern=EXEMPTION_CODE_PATTERN)
-    item_names: dict[LineKind, str] = Field(default_factory=dict)
-    invoice_status: Literal["finalized", "draft"] = "finalized"
-    send_email: bool = False
-    email_subject: str = "Fatura {number}"
-    email_body: str = "Segue em anexo a fatura {number} ({reference})."
-    rounding_method: Literal["line", "document"] = "line"
-    currency: str = Field(default="EUR", min_length=3, max_length=3)
-    create_clients: bool = True
-    rate_limit_per_minute: int | None = Field(
-        default=None,
-        gt=0,
-        le=100,
-        description="Lower than the account's 100 requests/minute when other integrations share the account.",
-    )
-
-
-class InvoiceXpressConnector(Connector):
+class InvoiceXpressConnector(HttpConnector):
     """InvoiceXpress connector for one account of one broker tenant.
 
     Errors: :class:`RateLimitedError` (429), :class:`RetryableError` (5xx, not sent, a lost read),
@@ -154,200 +72,89 @@ class InvoiceXpressConnector(Connector):
     """
 
     name = "invoicexpress"
+    label = "InvoiceXpress"
     version = "0.1.0"
-    capabilities = Capabilities(
-        native_idempotency=False,
-        lookup_by_reference=True,
-        batch_size=1,
-        amendments=False,
-        oauth2=False,
-        rate_limit_per_minute=100,
-        max_concurrency=None,
-        daily_limit=None,
-    )
+    #: No idempotency key, no batch endpoint, an API key; 100 requests/minute per account.
+    capabilities = Capabilities(native_idempotency=False, lookup_by_reference=True, rate_limit_per_minute=100)
     Settings = InvoiceXpressSettings
-
-    def __init__(self, settings: InvoiceXpressSettings | Mapping[str, Any], *, tenant: str, token_store: Any = None):
-        super().__init__(settings, tenant=tenant, token_store=token_store)
-        self.settings: InvoiceXpressSettings = self.settings  # type: ignore[assignment]
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-        self._api_key: SecretStr | None = None
+    settings: InvoiceXpressSettings
+    #: Every 5xx is retryable, writes included: :meth:`deliver` looks up before it writes anything.
+    status_overrides: ClassVar[Mapping[int, type[RetryableError]]] = {500: RetryableError, 504: RetryableError}
 
     def __repr__(self) -> str:
         return f"InvoiceXpressConnector(tenant={self.tenant!r}, account={self.settings.account_name!r})"
 
-    # ------------------------------------------------------------------ plumbing
-    def _http(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._client is not None and self._client_loop is not loop:
-            self._client = None
-        if self._client is None:
-            install_log_redaction()  # cheap; survives a logging reconfiguration that dropped the filter
-            self._client_loop = loop
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.settings.timeout_seconds),
-                headers={
-                    "User-Agent": "maintenance-billing-broker/0.1 (invoicexpress connector)",
-                    "Accept": "application/json",
-                },
-            )
-        return self._client
-
     @property
     def base_url(self) -> str:
+        """``api_url`` with ``{account}`` filled in, without a trailing slash."""
         return self.settings.api_url.replace("{account}", self.settings.account_name).rstrip("/")
 
-    def secret_values(self) -> list[str]:
-        values = super().secret_values()
-        if self._api_key is not None and self._api_key.get_secret_value():
-            values.append(self._api_key.get_secret_value())
-        return values
+    # ------------------------------------------------------------------ HTTP (connectors.sdk.http)
+    def make_auth(self) -> Auth:
+        """The account's API key as the ``api_key`` query parameter (documentation/authentication)."""
+        return ApiKeyAuth(lambda: self.secret("api_key_env"), header=None, scheme=None, query="api_key")
 
-    def _key(self) -> SecretStr:
-        if self._api_key is None:
-            try:
-                self._api_key = resolve_secret(self.settings.api_key_env, field="billing.settings.api_key_env")
-            except BrokerConfigError as exc:
-                raise ConfigError(str(exc)) from None
-        return self._api_key
+    def unauthorized_hint(self) -> str:
+        """What to check after a 401 (or 403): the key's variable and the account."""
+        return f": check {self.settings.api_key_env} for account {self.settings.account_name}"
 
-    async def _request(
+    def status_hint(self, resp: httpx.Response) -> str:
+        """A 403 names the key to check; a 429 the account's documented limit."""
+        hints = {403: self.unauthorized_hint(), 429: " (100 requests/minute per account)"}
+        return hints.get(resp.status_code, "")
+
+    def problem_detail(self, resp: httpx.Response) -> str:
+        """InvoiceXpress's error messages (:func:`~connectors.invoicexpress.mapper.error_messages`), joined."""
+        messages = error_messages(self.decode(resp))
+        return self.scrub("; ".join(messages))[:300] if messages else super().problem_detail(resp)
+
+    async def _call(
         self,
         method: str,
         path: str,
-        *,
-        idempotent: bool,
         what: str,
-        params: Mapping[str, Any] | None = None,
+        *,
         body: Any = None,
-    ) -> httpx.Response:
-        """One API call with ``api_key``; transport failures and 401/403/404/429/5xx mapped onto the taxonomy."""
-        query: dict[str, Any] = dict(params or {})
-        query["api_key"] = self._key().get_secret_value()
-        kwargs: dict[str, Any] = {"params": query}
-        if body is not None:
-            kwargs["content"] = dumps(body)
-            kwargs["headers"] = {"Content-Type": "application/json; charset=utf-8"}
-        try:
-            resp = await self._http().request(method, self.base_url + path, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise RetryableError(f"{what}: request not sent ({type(exc).__name__})") from None
-        except (
-            httpx.ReadTimeout,
-            httpx.RemoteProtocolError,
-            httpx.ReadError,
-            httpx.WriteError,
-            httpx.WriteTimeout,
-        ) as exc:
-            if idempotent:
-                raise RetryableError(f"{what}: no response ({type(exc).__name__}); a read, safe to retry") from None
-            raise UncertainOutcomeError(
-                f"{what}: request sent but no response ({type(exc).__name__}); outcome unknown, reconcile with find()"
-            ) from None
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL):
-            raise ConfigError(f"{what}: bad api_url/account_name in settings ({self.settings.api_url})") from None
-        except httpx.TransportError as exc:
-            if idempotent:
-                raise RetryableError(f"{what}: transport error ({type(exc).__name__})") from None
-            raise UncertainOutcomeError(f"{what}: transport error ({type(exc).__name__})") from None
-        status = resp.status_code
-        if status == 429:
-            raw = resp.headers.get("Retry-After")
-            try:
-                retry_after = float(raw) if raw is not None else DEFAULT_RETRY_AFTER
-            except ValueError:
-                retry_after = DEFAULT_RETRY_AFTER
-            raise RateLimitedError(
-                f"{what}: 429 rate limited (100 requests/minute per account), retry after {retry_after:g}s",
-                retry_after=retry_after,
+        params: Mapping[str, str] | None = None,
+        on_404: Literal["error", "account", "none"] = "error",
+    ) -> Any:
+        """``method {base_url}{path}`` (``body`` as exact-decimal JSON) -> the decoded answer. A 404 is, by
+        ``on_404``: the status table's error, :class:`UnknownAccountError`, or ``None`` (nothing found)."""
+        headers = {"Content-Type": "application/json; charset=utf-8"} if body is not None else None
+        content = dumps(body) if body is not None else None
+        resp = await self.request(method, self.base_url + path, params=params, headers=headers, content=content)
+        if resp.status_code == 404 and on_404 == "account":
+            raise UnknownAccountError(
+                f"unknown InvoiceXpress account {self.settings.account_name} (HTTP 404 at {self.base_url})"
             )
-        if status >= 500:
-            raise RetryableError(f"{what}: HTTP {status} ({self._detail(resp)})", http_status=status)
-        if status in (401, 403):
-            raise AuthError(
-                f"{what}: HTTP {status} ({self._detail(resp)}): check {self.settings.api_key_env} "
-                f"for account {self.settings.account_name}",
-                http_status=status,
-            )
-        return resp
-
-    @staticmethod
-    def _json(resp: httpx.Response) -> Any:
-        try:
-            return loads(resp.content) if resp.content else None
-        except ValueError:
+        if resp.status_code == 404 and on_404 == "none":
             return None
-
-    def _messages(self, resp: httpx.Response) -> list[str]:
-        """Messages of ``{"errors": [{"error": …}]}`` (also ``{"errors": {field: [...]}}``, ``{"error": …}``)."""
-        body = self._json(resp)
-        out: list[str] = []
-        if isinstance(body, dict):
-            errors = body.get("errors")
-            if isinstance(errors, list):
-                for err in errors:
-                    if isinstance(err, dict):
-                        out.append(str(err.get("error") or err.get("message") or err))
-                    else:
-                        out.append(str(err))
-            elif isinstance(errors, dict):
-                for key, value in errors.items():
-                    for msg in value if isinstance(value, list) else [value]:
-                        out.append(f"{key}: {msg}")
-            for key in ("error", "message"):
-                if isinstance(body.get(key), str):
-                    out.append(body[key])
-        return [self.scrub(m) for m in out]
-
-    def _detail(self, resp: httpx.Response) -> str:
-        messages = self._messages(resp)
-        if messages:
-            return "; ".join(messages)[:300]
-        return self.scrub(resp.text[:200]) if resp.text else "no body"
-
-    def _fail(self, resp: httpx.Response, what: str) -> PermanentError:
-        return PermanentError(
-            f"{what}: InvoiceXpress refused (HTTP {resp.status_code}): {self._detail(resp)}",
-            http_status=resp.status_code,
-        )
+        self.raise_for_status(resp, what)
+        return self.decode(resp)
 
     # ------------------------------------------------------------------ documents
     async def _lookup(self, invoice_number: str) -> dict[str, Any] | None:
-        """The invoice whose ``reference`` is ours (``GET /invoices.json?text=…``, every page); the oldest when several."""
+        """The invoice whose ``reference`` is ours (``GET /invoices.json?text=…``, all pages); the oldest of several."""
         reference = reference_of(invoice_number)
-        matches: list[dict[str, Any]] = []
-        page = 1
         what = f"InvoiceXpress GET /invoices.json?text={reference}"
-        while True:
-            resp = await self._request(
-                "GET",
-                "/invoices.json",
-                idempotent=True,
-                what=what,
-                params={"text": reference, "page": page, "per_page": PAGE_SIZE},
-            )
-            if resp.status_code == 404:
-                raise UnknownAccountError(f"unknown InvoiceXpress account {self.settings.account_name} (HTTP 404)")
-            if resp.status_code >= 400:
-                raise self._fail(resp, what)
-            body = self._json(resp)
+        matches: list[dict[str, Any]] = []
+        page, pages = 1, 1
+        while page <= pages:
+            params = {"text": reference, "page": str(page), "per_page": str(PAGE_SIZE)}
+            body = await self._call("GET", "/invoices.json", what, params=params, on_404="account")
             docs = body.get("invoices") if isinstance(body, dict) else None
             if not isinstance(docs, list):
                 raise RetryableError(f"{what}: answer without an 'invoices' list")
             matches += [
                 d
                 for d in docs
-                if isinstance(d, dict)
-                and str(d.get("reference") or "") == reference
-                and d.get("id")
-                and d.get("status") != "deleted"
+                if isinstance(d, dict) and d.get("id") and d.get("status") != "deleted"
+                if str(d.get("reference") or "") == reference
             ]
             pagination = body.get("pagination") if isinstance(body.get("pagination"), dict) else {}
-            total_pages = int(pagination.get("total_pages") or 1)
-            if page >= total_pages or not docs:
-                break
+            pages = int(pagination.get("total_pages") or 1) if docs else 0
             page += 1
+        matches.sort(key=lambda d: int(d["id"]))
         if len(matches) > 1:
             log.warning(
                 "invoicexpress tenant=%s: %d invoices carry reference %s; using the oldest",
@@ -355,30 +162,19 @@ class InvoiceXpressConnector(Connector):
                 len(matches),
                 reference,
             )
-        return min(matches, key=lambda d: int(d["id"])) if matches else None
+        return matches[0] if matches else None
 
     async def _get(self, document_id: int) -> dict[str, Any]:
         what = f"InvoiceXpress GET /invoices/{document_id}.json"
-        resp = await self._request("GET", f"/invoices/{document_id}.json", idempotent=True, what=what)
-        if resp.status_code >= 400:
-            raise self._fail(resp, what)
-        body = self._json(resp)
+        body = await self._call("GET", f"/invoices/{document_id}.json", what)
         doc = body.get("invoice") if isinstance(body, dict) else None
         if not isinstance(doc, dict) or not doc.get("id"):
             raise RetryableError(f"{what}: answer without an invoice")
         return doc
 
     async def _change_state(self, document_id: int, state: str, what: str) -> dict[str, Any]:
-        resp = await self._request(
-            "PUT",
-            f"/invoices/{document_id}/change-state.json",
-            idempotent=False,
-            what=what,
-            body={"invoice": {"state": state}},
-        )
-        if resp.status_code >= 400:
-            raise self._fail(resp, what)
-        body = self._json(resp)
+        change = {"invoice": {"state": state}}
+        body = await self._call("PUT", f"/invoices/{document_id}/change-state.json", what, body=change)
         doc = body.get("invoice") if isinstance(body, dict) else None
         return doc if isinstance(doc, dict) else await self._get(document_id)
 
@@ -388,21 +184,14 @@ class InvoiceXpressConnector(Connector):
 
     async def _find_client(self, kind: str, value: str) -> dict[str, Any] | None:
         """``GET /clients/find-by-code.json?client_code=`` or ``find-by-name.json?client_name=``; None on 404."""
-        param = "client_code" if kind == "code" else "client_name"
-        what = f"InvoiceXpress GET /clients/find-by-{kind}.json"
-        resp = await self._request(
-            "GET", f"/clients/find-by-{kind}.json", idempotent=True, what=what, params={param: value}
-        )
-        if resp.status_code == 404:
-            return None
-        if resp.status_code >= 400:
-            raise self._fail(resp, what)
-        body = self._json(resp)
+        params = {"client_code" if kind == "code" else "client_name": value}
+        path = f"/clients/find-by-{kind}.json"
+        body = await self._call("GET", path, f"InvoiceXpress GET {path}", params=params, on_404="none")
         client = body.get("client") if isinstance(body, dict) else None
         return client if isinstance(client, dict) else None
 
     async def _resolve_client(self, invoice: Invoice) -> Invoice:
-        """With ``create_clients: false``: the existing client (by code, then exact name) or a PermanentError naming it."""
+        """With ``create_clients: false``: the existing client (by code, then exact name), else PermanentError."""
         if self.settings.create_clients:
             return invoice
         code = invoice.contact_id or invoice.client_id
@@ -411,9 +200,9 @@ class InvoiceXpressConnector(Connector):
             client = await self._find_client("name", invoice.client_name)
         if client is None:
             raise PermanentError(
-                f"client {invoice.client_id} ({invoice.client_name}) has no InvoiceXpress client: none with code {code!r} "
-                f"or that name; add it in InvoiceXpress, map clients.{invoice.client_id}.contact_id to its code, or allow "
-                "creation (billing.settings.create_clients: true)"
+                f"client {invoice.client_id} ({invoice.client_name}) has no InvoiceXpress client: none with code "
+                f"{code!r} or that name; add it in InvoiceXpress, map clients.{invoice.client_id}.contact_id to its "
+                "code, or allow creation (billing.settings.create_clients: true)"
             )
         if client.get("code") and str(client["code"]) != code:
             invoice = invoice.model_copy(update={"contact_id": str(client["code"])})
@@ -422,7 +211,7 @@ class InvoiceXpressConnector(Connector):
     def _expected_total(self, invoice: Invoice, body: Mapping[str, Any]) -> Decimal:
         rows = [
             (Decimal(item["quantity"]), Decimal(item["unit_price"]), Decimal(item.get("discount") or 0), line.tax_rate)
-            for item, line in zip(body["invoice"]["items"], invoice.lines)
+            for item, line in zip(body["invoice"]["items"], invoice.lines, strict=False)
         ]
         return ix_totals(rows, self.settings.rounding_method).total
 
@@ -439,46 +228,26 @@ class InvoiceXpressConnector(Connector):
         body = invoice_to_invoicexpress(invoice, self.settings, client_email=email, client_fiscal_id=fiscal_id)
         expected = self._expected_total(invoice, body)
         if expected != invoice.total:
+            per = "item" if self.settings.rounding_method == "line" else "document"
             raise PermanentError(
-                f"{what}: InvoiceXpress would compute a total of {expected} (VAT rounded per "
-                f"{'item' if self.settings.rounding_method == 'line' else 'document'}) but ours is {invoice.total}; nothing was sent"
+                f"{what}: InvoiceXpress would compute a total of {expected} (VAT rounded per {per}) "
+                f"but ours is {invoice.total}; nothing was sent"
             )
-        steps: list[str] = []
         existing = await self._lookup(invoice.invoice_number)
-        created = False
         if existing is None:
-            resp = await self._request(
-                "POST", "/invoices.json", idempotent=False, what=f"{what}: POST /invoices.json", body=body
+            answer = await self._call(
+                "POST", "/invoices.json", f"{what}: POST /invoices.json", body=body, on_404="account"
             )
-            if resp.status_code == 404:
-                raise UnknownAccountError(f"unknown InvoiceXpress account {self.settings.account_name} (HTTP 404)")
-            if resp.status_code >= 400:
-                raise self._fail(resp, f"{what}: POST /invoices.json")
-            answer = self._json(resp)
             doc = answer.get("invoice") if isinstance(answer, dict) else None
             if not isinstance(doc, dict) or not doc.get("id"):
                 raise UncertainOutcomeError(f"{what}: create answered without an invoice id; reconcile with find()")
-            created = True
-            steps.append("created draft")
+            steps = ["created draft"]
         else:
             doc = await self._get(int(existing["id"]))
-            steps.append(f"found {doc.get('status')}")
-        document_id = int(doc["id"])
-        email_note = None
+            steps = [f"found {doc.get('status')}"]
+        created, document_id, email_note = existing is None, int(doc["id"]), None
         if doc.get("status") == "draft":
-            total = Decimal(str(doc.get("total")))
-            if total != invoice.total:
-                if created:
-                    await self._change_state(document_id, "deleted", f"{what}: delete draft (total mismatch)")
-                    steps.append("deleted draft")
-                raise PermanentError(
-                    f"{what}: InvoiceXpress computed a total of {total} for draft {document_id} but ours is {invoice.total}; "
-                    + (
-                        "the draft was deleted and nothing was issued"
-                        if created
-                        else "the existing draft was left unissued"
-                    )
-                )
+            await self._verify_draft(doc, invoice, created=created, what=what)
             if self.settings.invoice_status == "finalized":
                 doc = await self._finalize(document_id, what)
                 steps.append("finalized")
@@ -501,6 +270,20 @@ class InvoiceXpressConnector(Connector):
             },
         )
 
+    async def _verify_draft(self, doc: Mapping[str, Any], invoice: Invoice, *, created: bool, what: str) -> None:
+        """A draft whose own ``total`` is not ours is never finalised; one this call created is deleted."""
+        total = Decimal(str(doc.get("total")))
+        if total == invoice.total:
+            return
+        outcome = "the existing draft was left unissued"
+        if created:
+            await self._change_state(int(doc["id"]), "deleted", f"{what}: delete draft (total mismatch)")
+            outcome = "the draft was deleted and nothing was issued"
+        raise PermanentError(
+            f"{what}: InvoiceXpress computed a total of {total} for draft {doc['id']} but ours is {invoice.total}; "
+            + outcome
+        )
+
     async def _finalize(self, document_id: int, what: str) -> dict[str, Any]:
         """draft -> finalized; an invoice already final (an earlier attempt whose answer was lost) counts as done."""
         try:
@@ -519,8 +302,8 @@ class InvoiceXpressConnector(Connector):
         once (after ``Retry-After`` when ≤ 10 s); a remaining failure is logged and reported in
         ``details["email"]`` — the invoice is issued either way.
         """
-        client = doc.get("client") if isinstance(doc.get("client"), dict) else {}
-        address = email or str(client.get("email") or "").strip() or None
+        client = doc.get("client")
+        address = email or (str(client.get("email") or "").strip() if isinstance(client, dict) else "") or None
         if not address:
             log.warning(
                 "invoicexpress tenant=%s invoice=%s: send_email is on but the client has no e-mail address",
@@ -530,39 +313,20 @@ class InvoiceXpressConnector(Connector):
             return "skipped: no e-mail address for the client"
         number = invoice_from_invoicexpress(doc).number or invoice.invoice_number
         fill = {"number": number, "reference": invoice.invoice_number}
-        message = {
-            "message": {
-                "client": {"email": address, "save": "0"},
-                "subject": self.settings.email_subject.format_map(fill),
-                "body": self.settings.email_body.format_map(fill),
-            }
-        }
+        subject, text = self.settings.email_subject.format_map(fill), self.settings.email_body.format_map(fill)
+        message = {"message": {"client": {"email": address, "save": "0"}, "subject": subject, "body": text}}
         what = f"InvoiceXpress invoice {invoice.invoice_number}: e-mail"
-        last: Exception | None = None
+        last: RetryableError | PermanentError | None = None
         for attempt in (1, 2):
             try:
-                resp = await self._request(
-                    "PUT", f"/invoices/{doc['id']}/email-document.json", idempotent=False, what=what, body=message
-                )
-                if resp.status_code >= 400:
-                    raise self._fail(resp, what)
+                await self._call("PUT", f"/invoices/{doc['id']}/email-document.json", what, body=message)
                 return f"sent to {address}"
-            except RateLimitedError as exc:
+            except (RetryableError, PermanentError) as exc:
                 last = exc
-                if attempt == 1 and exc.retry_after <= 10:
-                    await asyncio.sleep(exc.retry_after)
-                    continue
-                break
-            except (RetryableError, UncertainOutcomeError) as exc:
-                last = exc
-                if isinstance(exc, UncertainOutcomeError):
-                    break  # may have been sent: do not send twice
-                if attempt == 1:
-                    await asyncio.sleep(1.0)
-                    continue
-            except PermanentError as exc:
-                last = exc
-                break
+                wait = float(getattr(exc, "retry_after", 1.0))  # a RateLimitedError's Retry-After, else 1 s
+                if attempt == 2 or wait > 10 or isinstance(exc, UncertainOutcomeError | PermanentError):
+                    break  # retried once already, a long wait, refused, or maybe sent (never send twice)
+                await asyncio.sleep(wait)
         log.warning(
             "invoicexpress tenant=%s invoice=%s: invoice issued but e-mail failed: %s",
             self.tenant,
@@ -588,35 +352,15 @@ class InvoiceXpressConnector(Connector):
 
     async def check(self) -> None:
         """``GET /sequences.json`` — cheap, authenticated, and it proves ``sequence_id`` exists when one is set."""
-        what = "InvoiceXpress GET /sequences.json"
-        resp = await self._request("GET", "/sequences.json", idempotent=True, what=what)
-        if resp.status_code == 404:
-            raise UnknownAccountError(
-                f"unknown InvoiceXpress account {self.settings.account_name} (HTTP 404 at {self.base_url})"
-            )
-        if resp.status_code >= 400:
-            raise self._fail(resp, what)
+        body = await self._call("GET", "/sequences.json", "InvoiceXpress GET /sequences.json", on_404="account")
         if self.settings.sequence_id:
-            body = self._json(resp)
-            ids = (
-                [str(s.get("id")) for s in (body.get("sequences") or []) if isinstance(s, dict)]
-                if isinstance(body, dict)
-                else []
-            )
+            sequences = body.get("sequences") if isinstance(body, dict) else None
+            ids = [str(s.get("id")) for s in sequences or [] if isinstance(s, dict)]
             if self.settings.sequence_id not in ids:
                 raise ConfigError(
                     f"billing.settings.sequence_id {self.settings.sequence_id} is not a sequence of account "
                     f"{self.settings.account_name} (known: {', '.join(ids) or 'none'})"
                 )
 
-    async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            try:
-                if self._client_loop is asyncio.get_running_loop():
-                    await client.aclose()
-            except RuntimeError:
-                pass
 
-
-__all__ = ["InvoiceXpressConnector", "InvoiceXpressSettings", "install_log_redaction"]
+__all__ = ["InvoiceXpressConnector", "InvoiceXpressSettings"]

@@ -21,7 +21,7 @@ Facts the mapping relies on:
   account's default tax (https://docs.invoicexpress.com/taxes), hence the explicit
   ``settings.tax_names`` mapping and the connector's read-back of the draft total before finalising.
 * ``tax_exemption`` (an AT code such as ``M07``/``M40``) is required when any item is VAT-exempt;
-  we refuse to send a 0 % line without one (:class:`~connectors.base.PermanentError` naming the line).
+  we refuse to send a 0 % line without one (:class:`~connectors.sdk.errors.PermanentError` naming the line).
 * ``quantity`` must be a number greater than 0 (documented error "Quantity must be a number greater
   than 0"); amounts are sent as decimal strings (as the community clients do).
 
@@ -36,18 +36,16 @@ own ``total`` before it finalises anything.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
-from connectors.base import ExternalInvoice, PermanentError
-from connectors.sdk.invoice import Invoice, InvoiceLine
-
-if TYPE_CHECKING:  # pragma: no cover
-    from connectors.invoicexpress.connector import InvoiceXpressSettings
+from connectors.invoicexpress.settings import DEFAULT_TAX_NAMES, EXEMPTION_CODE_PATTERN, InvoiceXpressSettings
+from connectors.sdk.errors import PermanentError
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.money import dumps, loads
 
 _CENT = Decimal("0.01")
 
@@ -75,11 +73,6 @@ DEFAULT_ITEM_NAMES: dict[str, str] = {
     "quote": "Serviços orçamentados",
     "discount": "Desconto",
 }
-
-#: Mainland Portugal VAT names of a default InvoiceXpress account (``settings.tax_names`` overrides them).
-DEFAULT_TAX_NAMES: dict[str, str] = {"23": "IVA23", "13": "IVA13", "6": "IVA6", "0": "IVA0"}
-
-EXEMPTION_CODE_PATTERN = r"^M\d{2}$"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -110,35 +103,36 @@ def rate_key(rate: Decimal) -> str:
     return format(rate.normalize(), "f")
 
 
+def _as_rate(key: Any) -> Decimal | None:
+    """A mapping key read as a percentage (``"23"``, ``"23.0"``, ``"23%"``); ``None`` when it is not one."""
+    try:
+        rate = Decimal(str(key).strip().rstrip("%"))
+    except ArithmeticError:
+        return None
+    return rate if rate.is_finite() else None
+
+
 def lookup_rate(mapping: Mapping[str, Any], rate: Decimal) -> Any | None:
-    wanted = rate_key(rate)
-    for key, value in (mapping or {}).items():
-        try:
-            if rate_key(Decimal(str(key).strip().rstrip("%"))) == wanted:
-                return value
-        except ArithmeticError:
-            continue
-    return None
-
-
-def reference_of(invoice_number: str) -> str:
-    """The ``reference`` we store for an invoice number (identity: the number itself)."""
-    return invoice_number
-
-
-def check_length(field: str, value: str | None, limit: int, what: str) -> None:
-    if value is not None and len(value) > limit:
-        raise PermanentError(f"{what}: InvoiceXpress field {field} is {len(value)} characters, {limit} max")
+    """The value of the first key of ``mapping`` that is the same percentage as ``rate`` (``None``: no such key)."""
+    return next((value for key, value in (mapping or {}).items() if _as_rate(key) == rate), None)
 
 
 # --------------------------------------------------------------------------- layout and totals
-@dataclass(frozen=True)
-class LineLayout:
+class LineLayout(NamedTuple):
+    """How one of our lines is sent as an item (``folded``: as quantity 1 at its net amount)."""
+
     quantity: Decimal
     unit_price: Decimal
     discount: Decimal
     net: Decimal
     folded: bool
+
+
+def fold_note(line: InvoiceLine, *, tax_inclusive: bool) -> str:
+    """``"(3.3333 h × 42.00)"`` (+ ``" IVA incl."`` / ``" − 10%"``) appended to a folded line's description."""
+    vat = " IVA incl." if tax_inclusive else ""
+    discount = f" − {dec_text(line.discount_percent.normalize())}%" if line.discount_percent else ""
+    return f"({dec_text(line.quantity)} {line.unit} × {dec_text(line.unit_price)}{vat}{discount})"
 
 
 def line_layout(line: InvoiceLine, *, tax_inclusive: bool) -> LineLayout:
@@ -165,16 +159,6 @@ def line_layout(line: InvoiceLine, *, tax_inclusive: bool) -> LineLayout:
         if gross == q2(gross) and discount == q2(discount) and gross - discount == line.net:
             return LineLayout(line.quantity, line.unit_price, line.discount_percent, line.net, False)
     return LineLayout(Decimal(1), line.net, Decimal(0), line.net, True)
-
-
-def fold_note(line: InvoiceLine, *, tax_inclusive: bool) -> str:
-    """``"(3.3333 h × 42.00)"`` appended to a folded line's description."""
-    text = f"{dec_text(line.quantity)} {line.unit} × {dec_text(line.unit_price)}"
-    if tax_inclusive:
-        text += " IVA incl."
-    if line.discount_percent:
-        text += f" − {dec_text(line.discount_percent.normalize())}%"
-    return f"({text})"
 
 
 @dataclass(frozen=True)
@@ -229,6 +213,12 @@ def tax_name_for(line: InvoiceLine, settings: InvoiceXpressSettings) -> str:
             "(add it to billing.settings.tax_names)"
         )
     return str(name)
+
+
+def check_length(field: str, value: str | None, limit: int, what: str) -> None:
+    """:class:`PermanentError` naming ``field`` when ``value`` has more than ``limit`` characters."""
+    if value is not None and len(value) > limit:
+        raise PermanentError(f"{what}: InvoiceXpress field {field} is {len(value)} characters, {limit} max")
 
 
 def invoice_to_invoicexpress(
@@ -299,7 +289,8 @@ def invoice_to_invoicexpress(
         if not settings.tax_exemption:
             raise PermanentError(
                 f"{exempt_lines[0]}: 0% VAT needs a tax exemption reason (AT code such as M07 or M40) and none is "
-                "configured (billing.settings.tax_exemption); InvoiceXpress requires tax_exemption when an item is exempt"
+                "configured (billing.settings.tax_exemption); "
+                "InvoiceXpress requires tax_exemption when an item is exempt"
             )
         body["tax_exemption"] = settings.tax_exemption
     if settings.sequence_id:
@@ -308,13 +299,9 @@ def invoice_to_invoicexpress(
 
 
 # --------------------------------------------------------------------------- InvoiceXpress -> ours
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value))
-    except ArithmeticError:
-        return None
+def reference_of(invoice_number: str) -> str:
+    """The ``reference`` we store for an invoice number (identity: the number itself)."""
+    return invoice_number
 
 
 def invoice_from_invoicexpress(doc: Mapping[str, Any]) -> ExternalInvoice:
@@ -324,27 +311,43 @@ def invoice_from_invoicexpress(doc: Mapping[str, Any]) -> ExternalInvoice:
     number = str(doc.get("sequence_number") or "")
     if status == "draft" or number == "draft":
         number = ""
-    return ExternalInvoice(external_id=str(doc["id"]), number=number, total=_decimal(doc.get("total")), status=status)
+    total = doc.get("total")
+    try:
+        amount = None if total is None or isinstance(total, bool) else Decimal(str(total))
+    except ArithmeticError:  # not a number: reported as unknown
+        amount = None
+    return ExternalInvoice(external_id=str(doc["id"]), number=number, total=amount, status=status)
 
 
-def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON (amounts are already decimal strings)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+def error_messages(body: Any) -> list[str]:
+    """The messages of an InvoiceXpress error body, in order.
 
-
-def loads(data: bytes | str) -> Any:
-    """Parse JSON with non-integer numbers as :class:`Decimal`."""
-    return json.loads(data, parse_float=Decimal)
+    Documented shape ``{"errors": [{"error": "…"}]}``
+    (https://invoicexpress.com/api-v2/documentation/error-codes-responses); also ``{"errors": {field:
+    [...]}}`` (as ``"field: message"``) and a top-level ``"error"``/``"message"`` text.
+    """
+    if not isinstance(body, dict):
+        return []
+    errors = body.get("errors")
+    out: list[str] = []
+    if isinstance(errors, list):
+        out += [str(e.get("error") or e.get("message") or e) if isinstance(e, dict) else str(e) for e in errors]
+    elif isinstance(errors, dict):
+        for key, value in errors.items():
+            out += [f"{key}: {msg}" for msg in (value if isinstance(value, list) else [value])]
+    return out + [body[key] for key in ("error", "message") if isinstance(body.get(key), str)]
 
 
 __all__ = [
     "DEFAULT_ITEM_NAMES",
     "DEFAULT_TAX_NAMES",
+    "EXEMPTION_CODE_PATTERN",
     "LIMITS",
     "IxTotals",
     "LineLayout",
     "check_length",
     "dumps",
+    "error_messages",
     "expected_total",
     "fold_note",
     "invoice_from_invoicexpress",

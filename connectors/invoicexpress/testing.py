@@ -14,14 +14,16 @@ API-key auth has no tokens, so the kit skips its token-refresh scenarios by capa
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from connectors.invoicexpress.connector import InvoiceXpressConnector
 from connectors.invoicexpress.emulator import DEFAULT_ACCOUNT, InvoiceXpressEmulator, default_accounts
 from connectors.sdk.invoice import Invoice
 from connectors.testing import ConnectorHarness, HeldInvoice
+from connectors.testing.harness import HostileExpectation
 
 CLIENT_CODE = "CLI-CONF-EXISTING"
 CLIENT_NAME = "Conformance Client, Lda"
@@ -29,16 +31,17 @@ CLIENT_NAME = "Conformance Client, Lda"
 
 class InvoiceXpressHarness(ConnectorHarness):
     connector_cls = InvoiceXpressConnector
-    skip: dict[str, str] = {}
-    hostile = {
-        "long_description": "reject",  # item descriptions are limited to 200 characters (SAF-T Line/Description)
+    fast_timeout = 0.5
+    hostile: ClassVar[Mapping[str, HostileExpectation]] = {
         "non_ascii": "deliver",
         "many_lines": "deliver",
+        # item descriptions are limited to 200 characters (SAF-T Line/Description)
+        "long_description": "reject",
         "zero_amount_line": "deliver",
-        "negative_line": "reject",  # PT invoices reduce with discounts or credit notes, not negative items
+        # PT invoices reduce with discounts or credit notes, not negative items
+        "negative_line": "reject",
         "odd_number": "deliver",
     }
-    fast_timeout = 0.5
 
     def __init__(self) -> None:
         self.api_key = "conf-ix-key-" + secrets.token_hex(12)
@@ -57,15 +60,19 @@ class InvoiceXpressHarness(ConnectorHarness):
         if self.emu is not None:
             self.emu.stop()
 
+    @property
+    def emulator(self) -> InvoiceXpressEmulator:
+        """The running emulator (after :meth:`start`)."""
+        assert self.emu is not None, "InvoiceXpressHarness.start() was not called"
+        return self.emu
+
     def reset(self) -> None:
-        assert self.emu is not None
-        self.emu.reset_state()
+        self.emulator.reset_state()
 
     # ------------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:
-        assert self.emu is not None
         return {
-            "api_url": self.emu.api_url,
+            "api_url": self.emulator.api_url,
             "account_name": DEFAULT_ACCOUNT,
             "api_key_env": "INVOICEXPRESS_API_KEY",
             "tax_exemption": "M07",
@@ -74,38 +81,25 @@ class InvoiceXpressHarness(ConnectorHarness):
     def env(self) -> dict[str, str]:
         return {"INVOICEXPRESS_API_KEY": self.api_key}
 
-    def contact(self) -> tuple[str | None, str]:
-        return CLIENT_CODE, CLIENT_NAME
-
     # ------------------------------------------------------------------ read back
     def invoices(self) -> list[HeldInvoice]:
         """Every invoice of the account (drafts too, not deleted ones); ``number`` is ``reference`` (our number)."""
-        assert self.emu is not None
-        return [
-            HeldInvoice(
-                external_id=str(d["id"]),
-                number=d["reference"],
-                total=Decimal(d["total"]),
-                currency="EUR",
-                line_count=len(d["items"]),
-                contact=d["client"].get("code") or None,
-                raw=d,
-            )
-            for d in self.emu.invoices(DEFAULT_ACCOUNT)
-        ]
+        held = []
+        for d in self.emulator.invoices(DEFAULT_ACCOUNT):
+            code = d["client"].get("code") or None
+            held.append(HeldInvoice(str(d["id"]), d["reference"], Decimal(d["total"]), "EUR", len(d["items"]), code, d))
+        return held
 
     # ------------------------------------------------------------------ faults
-    def inject_rate_limit(self, retry_after: int = 1) -> None:
-        assert self.emu is not None
-        self.emu.inject_fault("429", retry_after=retry_after)
+    def inject_timeout_after_commit(self) -> None:
+        """Hits ``change-state``: finalising is the commit that makes the invoice legally exist."""
+        self.emulator.inject_fault("timeout_after_commit", only="change_state")
 
     def inject_server_error(self, status: int = 503, times: int = 1) -> None:
-        assert self.emu is not None
-        self.emu.inject_fault(str(status), times)
+        self.emulator.inject_fault(str(status), times)
 
-    def inject_timeout_after_commit(self) -> None:
-        assert self.emu is not None
-        self.emu.inject_fault("timeout_after_commit", only="change_state")
+    def inject_rate_limit(self, retry_after: int = 1) -> None:
+        self.emulator.inject_fault("429", retry_after=retry_after)
 
     # ------------------------------------------------------------------ data
     def invalid_invoice(self, invoice: Invoice) -> Invoice:
@@ -118,10 +112,13 @@ class InvoiceXpressHarness(ConnectorHarness):
     def contact_creation_settings(self, allow: bool) -> dict[str, Any]:
         return {"create_clients": allow}
 
+    def contact(self) -> tuple[str | None, str]:
+        return CLIENT_CODE, CLIENT_NAME
+
     # ------------------------------------------------------------------ checks
     def assert_healthy(self) -> None:
-        assert self.emu is not None
-        assert not self.emu.server_errors, f"emulator errors: {self.emu.server_errors[:1]}"
+        failures = self.emulator.server_errors
+        assert not failures, f"InvoiceXpress emulator errors: {failures[:1]}"
 
 
 __all__ = ["InvoiceXpressHarness"]

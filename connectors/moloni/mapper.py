@@ -17,7 +17,7 @@ Facts the mapping relies on:
 * ``exemption_reason`` (an AT code such as ``M07``) is mandatory on a line whose ``taxes`` are
   empty or hold no VAT / a zero VAT ("O campo exemption_reason … torna-se obrigatório caso o
   conjunto taxes esteja vazio … ou que estes tenham valor zero", insert page). We refuse to send
-  such a line without one (:class:`~connectors.base.PermanentError` naming the line).
+  such a line without one (:class:`~connectors.sdk.errors.PermanentError` naming the line).
 * ``taxes[]``: ``tax_id`` (the company's tax, ``taxes/getAll``), ``value`` (the rate), ``order``,
   ``cumulative`` — the plugin's shape.
 
@@ -34,18 +34,23 @@ can refuse, before sending, an invoice whose total Moloni would compute differen
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from connectors.base import ExternalInvoice, PermanentError
-from connectors.sdk.invoice import Invoice, InvoiceLine
-
-if TYPE_CHECKING:  # pragma: no cover - typing only (connector.py imports this module)
-    from connectors.moloni.connector import MoloniSettings
+from connectors.moloni.settings import (
+    EXEMPTION_CODE_PATTERN,
+    FINAL_CONSUMER_VAT,
+    MoloniCustomerDefaults,
+    MoloniSettings,
+)
+from connectors.sdk.contacts import ContactQuery
+from connectors.sdk.errors import PermanentError
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.money import loads
 
 _CENT = Decimal("0.01")
 
@@ -53,17 +58,15 @@ _CENT = Decimal("0.01")
 # SAF-T (PT) 1.04_01 limits the certified software must respect when it exports the document
 # (Line/Description and ProductDescription: 200; Customer/CompanyName: 100) and, for the
 # references, a conservative 50 (not documented by Moloni; our numbers are far shorter).
-LIMITS: dict[str, int] = {
-    "your_reference": 50,
-    "our_reference": 50,
-    "products[].name": 200,
-    "products[].summary": 500,
-    "notes": 2000,
-}
-
-#: Exemption reasons accepted by the emulator and by :class:`MoloniSettings` validation
-#: (AT "motivos de isenção" M01–M99 pattern; the list of valid codes changes with the law).
-EXEMPTION_CODE_PATTERN = r"^M\d{2}$"
+LIMITS: Mapping[str, int] = MappingProxyType(
+    {
+        "your_reference": 50,
+        "our_reference": 50,
+        "products[].name": 200,
+        "products[].summary": 500,
+        "notes": 2000,
+    }
+)
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -211,6 +214,15 @@ def predicted_totals(payload: Mapping[str, Any], tax_rates: Mapping[int, Decimal
     return moloni_totals(rows, method)
 
 
+def payload_totals(payload: Mapping[str, Any], method: str) -> MoloniTotals:
+    """:func:`moloni_totals` of an :func:`invoice_to_moloni` payload (rates from its ``taxes[].value``)."""
+    rows = [
+        (p["qty"], p["price"], p["discount"], sum((t["value"] for t in p.get("taxes") or []), Decimal(0)))
+        for p in payload["products"]
+    ]
+    return moloni_totals(rows, method)
+
+
 # --------------------------------------------------------------------------- Invoice -> Moloni
 def tax_id_for(line: InvoiceLine, settings: MoloniSettings) -> int | None:
     """Moloni ``tax_id`` of a line's VAT rate: ``line.tax_type`` when it is a number, else
@@ -230,7 +242,7 @@ def tax_id_for(line: InvoiceLine, settings: MoloniSettings) -> int | None:
 
 
 def product_id_for(line: InvoiceLine, settings: MoloniSettings) -> int:
-    """The Moloni ``product_id`` the line is billed as: ``settings.product_ids[line.kind]`` or ``default_product_id``."""
+    """The Moloni ``product_id`` of a line: ``settings.product_ids[line.kind]``, else ``default_product_id``."""
     product_id = settings.product_ids.get(line.kind, settings.default_product_id)
     if product_id is None:
         raise PermanentError(
@@ -351,7 +363,7 @@ def form_body(payload: Mapping[str, Any]) -> str:
     return "&".join(f"{quote(k, safe='[]')}={quote(v, safe='')}" for k, v in form_fields(payload))
 
 
-def _insert(root: dict, path: list[str], value: str) -> None:
+def _insert(root: dict[str, Any], path: list[str], value: str) -> None:
     node: Any = root
     for i, part in enumerate(path):
         last = i == len(path) - 1
@@ -383,17 +395,42 @@ def parse_form(body: bytes | str) -> dict[str, Any]:
         head, _, rest = key.partition("[")
         path = [head]
         if rest:
-            path += [p for p in rest.rstrip("]").split("][")]
+            path += rest.rstrip("]").split("][")
         _insert(root, path, value)
     return root
 
 
+def customer_to_moloni(query: ContactQuery, defaults: MoloniCustomerDefaults, *, company_id: int) -> dict[str, Any]:
+    """The fields of ``customers/insert`` (https://moloni.pt/dev/entities/customers/insert) for a client.
+
+    ``number`` is our client id (20 characters at most, else :class:`PermanentError`); ``vat`` the
+    client's tax number, or ``999999990`` (consumidor final) without one; ``email`` may be empty;
+    language, address, city, country, maturity date and payment method come from ``defaults``.
+    """
+    number = query.client_id
+    if len(number) > 20:
+        raise PermanentError(f"client {number}: Moloni customer field number is {len(number)} characters, 20 max")
+    return {
+        "company_id": company_id,
+        "vat": (query.tax_number or FINAL_CONSUMER_VAT).replace(" ", ""),
+        "number": number,
+        "name": query.name,
+        "email": query.email or "",
+        "language_id": defaults.language_id,
+        "address": defaults.address,
+        "zip_code": defaults.zip_code,
+        "city": defaults.city,
+        "country_id": defaults.country_id,
+        "maturity_date_id": defaults.maturity_date_id,
+        "payment_method_id": defaults.payment_method_id,
+    }
+
+
 # --------------------------------------------------------------------------- Moloni -> ours
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
+def _amount(value: Any) -> Decimal | None:
+    """A JSON amount (number or numeric text) as Decimal; ``None`` when absent or not a number."""
     try:
-        return Decimal(str(value))
+        return None if value is None or isinstance(value, bool) else Decimal(str(value))
     except ArithmeticError:
         return None
 
@@ -414,21 +451,40 @@ def invoice_from_moloni(doc: Mapping[str, Any]) -> ExternalInvoice:
     return ExternalInvoice(
         external_id=str(doc["document_id"]),
         number=document_label(doc),
-        total=_decimal(doc.get("net_value")),
+        total=_amount(doc.get("net_value")),
         status={0: "draft", 1: "closed", "0": "draft", "1": "closed"}.get(status, str(status)),
     )
 
 
-def loads(data: bytes | str) -> Any:
-    """Parse a Moloni JSON response with every non-integer number as :class:`Decimal`."""
-    return json.loads(data, parse_float=Decimal)
+def validation_errors(body: Any) -> list[str]:
+    """Moloni's validation answer as texts, ``[]`` for any other body.
+
+    Moloni refuses data with a JSON list of ``{"code", "field", "description"}`` objects (or lists
+    of them), with HTTP 200 as well as 4xx; each becomes ``"<field>: <description>"`` (the field
+    from ``code`` ``"2 customer_id"`` when ``field`` is absent). A list of documents is not one.
+    """
+    if not isinstance(body, list) or not body:
+        return []
+    first = body[0][0] if isinstance(body[0], list) and body[0] else body[0]
+    if not isinstance(first, dict) or not ("description" in first or "code" in first) or "document_id" in first:
+        return []
+    out: list[str] = []
+    for item in body:
+        for err in item if isinstance(item, list) else [item]:
+            if isinstance(err, dict):
+                where = err.get("field") or str(err.get("code") or "").partition(" ")[2]
+                text = str(err.get("description") or err.get("code") or "error")
+                out.append(f"{where}: {text}" if where and where not in text else text)
+    return out
 
 
 __all__ = [
+    "EXEMPTION_CODE_PATTERN",
     "LIMITS",
     "LineLayout",
     "MoloniTotals",
     "check_length",
+    "customer_to_moloni",
     "dec_text",
     "document_label",
     "fold_summary",
@@ -441,8 +497,10 @@ __all__ = [
     "lookup_rate",
     "moloni_totals",
     "parse_form",
+    "payload_totals",
     "predicted_totals",
     "q2",
     "rate_key",
     "reference_of",
+    "validation_errors",
 ]

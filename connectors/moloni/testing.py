@@ -12,14 +12,16 @@ closes the draft, i.e. the commit that makes the invoice legally exist; a lost `
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from connectors.moloni.connector import MoloniConnector
 from connectors.moloni.emulator import DEFAULT_COMPANY_ID, MoloniEmulator, default_companies
 from connectors.sdk.invoice import Invoice
 from connectors.testing import ConnectorHarness, HeldInvoice
+from connectors.testing.harness import HostileExpectation
 
 CUSTOMER_ID = "201"
 CUSTOMER_NAME = "Conformance Client, Lda"
@@ -28,8 +30,7 @@ UNKNOWN_COMPANY = 999
 
 class MoloniHarness(ConnectorHarness):
     connector_cls = MoloniConnector
-    skip: dict[str, str] = {}
-    hostile = {
+    hostile: ClassVar[Mapping[str, HostileExpectation]] = {
         "long_description": "reject",  # product names are limited to 200 characters (SAF-T Line/Description)
         "non_ascii": "deliver",
         "many_lines": "deliver",
@@ -40,9 +41,10 @@ class MoloniHarness(ConnectorHarness):
     fast_timeout = 0.5
 
     def __init__(self) -> None:
-        self.client_secret = "conf-moloni-secret-" + secrets.token_hex(8)
-        self.refresh_token = "conf-moloni-refresh-" + secrets.token_hex(8)
         self.emu: MoloniEmulator | None = None
+        self.client_secret, self.refresh_token = (
+            f"conf-moloni-{kind}-{secrets.token_hex(8)}" for kind in ("secret", "refresh")
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -57,16 +59,15 @@ class MoloniHarness(ConnectorHarness):
             self.emu.stop()
 
     def reset(self) -> None:
-        assert self.emu is not None
-        self.emu.reset_state()
+        self.emulator.reset_state()
 
     # ------------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:
-        assert self.emu is not None
+        url = self.emulator.url
         return {
-            "api_url": self.emu.url,
-            "authorize_url": f"{self.emu.url}/v1/authorize/",
-            "client_id": self.emu.client_id,
+            "api_url": url,
+            "authorize_url": f"{url}/v1/authorize/",
+            "client_id": self.emulator.client_id,
             "client_secret_env": "MOLONI_CLIENT_SECRET",
             "refresh_token_env": "MOLONI_REFRESH_TOKEN",
             "company_id": DEFAULT_COMPANY_ID,
@@ -87,51 +88,41 @@ class MoloniHarness(ConnectorHarness):
     def env(self) -> dict[str, str]:
         return {"MOLONI_CLIENT_SECRET": self.client_secret, "MOLONI_REFRESH_TOKEN": self.refresh_token}
 
-    def contact(self) -> tuple[str | None, str]:
-        return CUSTOMER_ID, CUSTOMER_NAME
-
     # ------------------------------------------------------------------ read back
     def invoices(self) -> list[HeldInvoice]:
         """Every Moloni invoice of the company (drafts too); ``number`` is ``your_reference`` (our number)."""
-        assert self.emu is not None
-        return [
-            HeldInvoice(
-                external_id=str(d["document_id"]),
-                number=d["your_reference"],
-                total=Decimal(d["net_value"]),
-                currency="EUR",
-                line_count=len(d["products"]),
-                contact=str(d["customer_id"]),
-                raw=d,
-            )
-            for d in self.emu.invoices(DEFAULT_COMPANY_ID)
-        ]
+        held = []
+        for doc in self.emulator.invoices(DEFAULT_COMPANY_ID):
+            number, customer = doc["your_reference"], str(doc["customer_id"])
+            total, lines = Decimal(doc["net_value"]), len(doc["products"])
+            held.append(HeldInvoice(str(doc["document_id"]), number, total, "EUR", lines, customer, doc))
+        return held
 
-    # ------------------------------------------------------------------ faults
-    def inject_rate_limit(self, retry_after: int = 1) -> None:
-        assert self.emu is not None
-        self.emu.inject_fault("429", retry_after=retry_after)
-
-    def inject_server_error(self, status: int = 503, times: int = 1) -> None:
-        assert self.emu is not None
-        self.emu.inject_fault(str(status), times)
-
-    def inject_timeout_after_commit(self) -> None:
-        assert self.emu is not None
-        self.emu.inject_fault("timeout_after_commit", only="invoices/update")
-
+    # ------------------------------------------------------------------ tokens and faults
     def expire_tokens(self) -> None:
-        assert self.emu is not None
-        self.emu.expire_access_tokens()
+        self.emulator.expire_access_tokens()
 
     def refresh_count(self) -> int:
-        assert self.emu is not None
-        return self.emu.grants_served
+        return self.emulator.grants_served
+
+    def inject_server_error(self, status: int = 503, times: int = 1) -> None:
+        self.emulator.inject_fault(str(status), times)
+
+    def inject_rate_limit(self, retry_after: int = 1) -> None:
+        self.emulator.inject_fault("429", retry_after=retry_after)
+
+    def inject_timeout_after_commit(self) -> None:
+        """Hits ``invoices/update``: closing is the commit that makes the invoice legally exist."""
+        self.emulator.inject_fault("timeout_after_commit", only="invoices/update")
 
     # ------------------------------------------------------------------ data
     def invalid_invoice(self, invoice: Invoice) -> Invoice:
         """Due date before the invoice date: Moloni's ``expiration_date`` validation error."""
         return invoice.model_copy(update={"due_date": invoice.issue_date - timedelta(days=1)})
+
+    def contact(self) -> tuple[str | None, str]:
+        """The seeded customer the kit's invoices are addressed to."""
+        return CUSTOMER_ID, CUSTOMER_NAME
 
     def unknown_account_settings(self) -> dict[str, Any]:
         return {"company_id": UNKNOWN_COMPANY}
@@ -151,13 +142,19 @@ class MoloniHarness(ConnectorHarness):
 
     # ------------------------------------------------------------------ checks
     def issued_secrets(self) -> list[str]:
-        assert self.emu is not None
-        with self.emu._lock:
-            return list(self.emu.issued_tokens)
+        emu = self.emulator
+        with emu._lock:
+            return list(emu.issued_tokens)
 
     def assert_healthy(self) -> None:
-        assert self.emu is not None
-        assert not self.emu.server_errors, f"emulator errors: {self.emu.server_errors[:1]}"
+        errors = self.emulator.server_errors
+        assert not errors, f"Moloni emulator errors: {errors[:1]}"
+
+    @property
+    def emulator(self) -> MoloniEmulator:
+        """The running emulator (after :meth:`start`)."""
+        assert self.emu is not None, "MoloniHarness.start() was not called"
+        return self.emu
 
 
 __all__ = ["MoloniHarness"]

@@ -40,7 +40,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urljoin
 
@@ -48,18 +51,30 @@ import httpx
 from pydantic import BaseModel, SecretStr
 
 from connectors.sdk.errors import (
+    DEFAULT_RETRY_AFTER,
     AuthError,
     ConfigError,
     ConnectorError,
     Quota,
+    RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
     error_for_status,
     retry_after_seconds,
 )
-from connectors.sdk.interface import Connector
+from connectors.sdk.interface import BatchItem, Connector
+from connectors.sdk.invoice import Invoice
 from connectors.sdk.money import loads
-from connectors.sdk.oauth2 import OAuth2TokenManager, TokenStore
+from connectors.sdk.oauth2 import (
+    OAuth2Config,
+    OAuth2TokenManager,
+    RefreshFn,
+    TokenSet,
+    TokenStore,
+    default_token_store,
+    refresh_grant,
+    token_key,
+)
 
 log = logging.getLogger("connectors.sdk.http")
 
@@ -229,6 +244,7 @@ class OAuth2Auth(Auth):
         self._manager_source = manager
         self._manager: OAuth2TokenManager | None = None
         self._where = {"header": header, "scheme": scheme, "query": query}
+        self._renewed: SecretStr | None = None
 
     @property
     def manager(self) -> OAuth2TokenManager:
@@ -242,14 +258,19 @@ class OAuth2Auth(Auth):
         return await self.manager.access_token(stale=stale)
 
     async def apply(self, headers: dict[str, str], params: dict[str, str]) -> SecretStr | None:
-        """Puts the current access token where configured."""
-        token = await self.token()
+        """Puts the current access token where configured.
+
+        Right after :meth:`renew` it is the token the renewal got, even when that one is already close
+        to expiry (``expires_in: 0``): the retry must not cost a second refresh.
+        """
+        token = self._renewed if self._renewed is not None else await self.token()
+        self._renewed = None
         _place(token.get_secret_value(), headers, params, **self._where)
         return token
 
     async def renew(self, used: SecretStr | None) -> bool:
         """Marks ``used`` stale and gets a new token (raises :class:`AuthError` when the grant is refused)."""
-        await self.token(stale=used)
+        self._renewed = await self.token(stale=used)
         return True
 
     def secrets(self) -> list[str]:
@@ -263,9 +284,10 @@ class HttpConnector(Connector):
 
     Class attributes a subclass sets besides the :class:`Connector` ones: ``label`` (the system's
     name in messages, ``"Xero"``), ``status_overrides`` (status -> error class, or ``None`` for
-    success, over :data:`~connectors.sdk.errors.DEFAULT_STATUS_ERRORS`), ``default_headers``.
+    success, over :data:`~connectors.sdk.errors.DEFAULT_STATUS_ERRORS`), ``default_headers``,
+    ``default_retry_after`` (seconds assumed for a 429 without ``Retry-After``).
     Methods it may override: :meth:`make_auth`, :meth:`problem_detail`, :meth:`classify`,
-    :meth:`unauthorized_hint`, :meth:`quota`, :meth:`decode`.
+    :meth:`unauthorized_hint`, :meth:`unauthorized_error`, :meth:`status_hint`, :meth:`quota`, :meth:`decode`.
 
     ``on_quota`` (set by the broker) is called with a :class:`~connectors.sdk.errors.Quota` after
     every response that reports remaining calls.
@@ -274,12 +296,21 @@ class HttpConnector(Connector):
     label: ClassVar[str] = ""
     status_overrides: ClassVar[Mapping[int, type[ConnectorError] | None]] = {}
     default_headers: ClassVar[Mapping[str, str]] = {"Accept": "application/json"}
+    default_retry_after: ClassVar[float] = DEFAULT_RETRY_AFTER
     on_quota: Callable[[Quota], Any] | None = None
 
     def __init__(
-        self, settings: BaseModel | Mapping[str, Any], *, tenant: str, token_store: TokenStore | None = None
+        self,
+        settings: BaseModel | Mapping[str, Any],
+        *,
+        tenant: str,
+        token_store: TokenStore | None = None,
+        on_refresh_token: Callable[[str], Any] | None = None,
     ) -> None:
+        """As :class:`Connector`; ``on_refresh_token(new_refresh_token)`` (sync or async) is kept for OAuth2
+        connectors to call after each rotation (``refresh_token_auth(..., on_rotate=self.on_refresh_token)``)."""
         super().__init__(settings, tenant=tenant, token_store=token_store)
+        self.on_refresh_token = on_refresh_token
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._auth: Auth | None = None
@@ -342,6 +373,107 @@ class HttpConnector(Connector):
         """Text appended to the :class:`AuthError` after a second 401 (what to check)."""
         return ""
 
+    def unauthorized_error(self, resp: httpx.Response, what: str) -> ConnectorError | None:
+        """The error for a 401 that new credentials cannot cure (a missing scope the system reports in the
+        body: Zoho code 57), raised at once by :meth:`request`; ``None`` (default): renew once and retry."""
+        del resp, what
+        return None
+
+    def refresh_token_auth(
+        self,
+        token_url: str,
+        *,
+        issuer: str | None = None,
+        auth_method: str = "basic",
+        on_rotate: Callable[[str], Any] | None = None,
+        refresh: RefreshFn | None = None,
+        scheme: str | None = "Bearer",
+    ) -> OAuth2Auth:
+        """:class:`OAuth2Auth` for the usual rotating refresh token (RFC 6749 §6), configured from the settings.
+
+        The settings name ``client_id``, ``client_secret_env`` and ``refresh_token_env`` (the first refresh
+        token; later ones live in the token store). Tokens are kept under ``token_key(self.name, self.tenant,
+        issuer=issuer or token_url, client_id=client_id)`` in ``self.token_store`` (set to
+        :func:`~connectors.sdk.oauth2.default_token_store` on first use when ``None``). A refresh is
+        :func:`~connectors.sdk.oauth2.refresh_grant` at ``token_url`` with client authentication ``auth_method``
+        (``"basic"`` or ``"post"``); a refused grant (:class:`AuthError`) names both variables.
+        ``on_rotate(new_refresh_token)`` (sync or async) runs after each rotation, once the store has it.
+        ``refresh``: the system's own grant instead (a token endpoint with its own error shape, extra form
+        fields); ``scheme``: the ``Authorization`` scheme (``"Zoho-oauthtoken"``).
+        """
+        fields: Any = self.settings  # the conventional OAuth2 settings fields named above
+        client_id = str(fields.client_id)
+        hint = (
+            f": check {fields.client_secret_env} and {fields.refresh_token_env}"
+            f" (or run `broker connectors authorize {self.name}`)"
+        )
+
+        async def grant(refresh_token: SecretStr | None) -> TokenSet:
+            assert refresh_token is not None  # the manager has a seed, so it always passes a refresh token
+            return await refresh_grant(
+                self.http(),
+                token_url,
+                client_id=client_id,
+                client_secret=self.secret("client_secret_env"),
+                refresh_token=refresh_token,
+                auth_method=auth_method,
+                what=f"{self.system} token refresh",
+                hint=hint,
+            )
+
+        def manager() -> OAuth2TokenManager:
+            if self.token_store is None:
+                self.token_store = default_token_store()
+            return OAuth2TokenManager(
+                key=token_key(self.name, self.tenant, issuer=issuer or token_url, client_id=client_id),
+                store=self.token_store,
+                refresh=refresh or grant,
+                seed=lambda: self.secret("refresh_token_env"),
+                on_rotate=on_rotate,
+            )
+
+        return OAuth2Auth(manager, scheme=scheme)
+
+    def authorization_config(
+        self,
+        token_url: str,
+        scopes: Sequence[str],
+        *,
+        authorize_url: str | None = None,
+        issuer: str | None = None,
+        auth_method: str = "basic",
+        use_pkce: bool = True,
+        secret_required: bool = True,
+        extra_params: Mapping[str, str] | None = None,
+    ) -> OAuth2Config:
+        """The :meth:`oauth2_config` of a connector using :meth:`refresh_token_auth` with the same ``token_url``
+        and ``issuer``, so ``broker connectors authorize`` stores the tokens under the key the connector reads.
+
+        From the settings: ``client_id``, ``client_secret_env`` (:class:`ConfigError` when its variable is unset,
+        unless ``secret_required`` is false: a PKCE-only app has no secret) and, unless given,
+        ``authorize_url``. ``auth_method``, ``use_pkce`` and ``extra_params`` are as in
+        :class:`~connectors.sdk.oauth2.OAuth2Config`.
+        """
+        fields: Any = self.settings  # the conventional OAuth2 settings fields named above
+        client_id = str(fields.client_id)
+        try:
+            secret: SecretStr | None = self.secret("client_secret_env")
+        except ConfigError:
+            if secret_required:
+                raise
+            secret = None
+        return OAuth2Config(
+            authorize_url=authorize_url or str(fields.authorize_url),
+            token_url=token_url,
+            client_id=client_id,
+            client_secret=secret,
+            scopes=tuple(scopes),
+            store_key=token_key(self.name, self.tenant, issuer=issuer or token_url, client_id=client_id),
+            auth_method=auth_method,
+            extra_params=dict(extra_params or {}),
+            use_pkce=use_pkce,
+        )
+
     # ------------------------------------------------------------------ exchanges
     async def send(self, method: str, url: str, *, idempotent: bool = False, **kwargs: Any) -> httpx.Response:
         """One unauthenticated HTTP exchange (``kwargs`` as for :meth:`httpx.AsyncClient.request`).
@@ -380,7 +512,8 @@ class HttpConnector(Connector):
 
         ``idempotent`` defaults to ``method == "GET"`` (see :meth:`send`). A second 401 (or a 401
         the auth cannot renew) raises :class:`AuthError` with :meth:`problem_detail` and
-        :meth:`unauthorized_hint`. Any other status is returned: call :meth:`raise_for_status`.
+        :meth:`unauthorized_hint`; a 401 for which :meth:`unauthorized_error` gives an error raises that
+        at once. Any other status is returned: call :meth:`raise_for_status`.
         Remaining-quota headers are reported to ``on_quota``.
         """
         safe = method.upper() == "GET" if idempotent is None else idempotent
@@ -395,6 +528,9 @@ class HttpConnector(Connector):
             self.report_quota(resp)
             if resp.status_code != 401:
                 return resp
+            final = self.unauthorized_error(resp, f"{self.system} {method} {httpx.URL(url).path}")
+            if final is not None:
+                raise final
             if attempt == 1:
                 log.info("%s tenant=%s: 401 from %s, renewing credentials once", self.name, self.tenant, resp.url.path)
                 if not await self.auth.renew(used):
@@ -432,6 +568,12 @@ class HttpConnector(Connector):
                 return self.scrub(": ".join(parts))[:300]
         return self.scrub(resp.text[:200]) if resp.text else "no body"
 
+    def status_hint(self, resp: httpx.Response) -> str:
+        """Text appended to the message of a status-table error for ``resp`` (a 403's what-to-check, a 429's
+        documented limit); default none."""
+        del resp
+        return ""
+
     def classify(self, resp: httpx.Response, what: str) -> ConnectorError | None:
         """A system-specific error for a non-2xx ``resp`` (errors reported in the body); ``None``: use the table."""
         del resp, what
@@ -441,18 +583,20 @@ class HttpConnector(Connector):
         """Raise the taxonomy error of a non-2xx ``resp``: :meth:`classify`, else the status table.
 
         ``what`` names the call (``"Xero PUT Invoices ACME-1"``); the message adds the status and
-        :meth:`problem_detail`, scrubbed. A 429 carries ``retry_after`` from ``Retry-After``.
+        :meth:`problem_detail` and :meth:`status_hint`, scrubbed. A 429 carries ``retry_after`` from
+        ``Retry-After`` (``default_retry_after`` when absent or unreadable).
         """
         if resp.status_code < 400:
             return
         exc = self.classify(resp, what)
         if exc is None:
-            retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
+            retry_after = retry_after_seconds(resp.headers.get("Retry-After"), self.default_retry_after)
             detail = self.problem_detail(resp)
             if resp.status_code == 429:
                 message = f"{what}: 429 rate limited, retry after {retry_after:g}s ({detail})"
             else:
                 message = f"{what}: HTTP {resp.status_code} ({detail})"
+            message += self.status_hint(resp)
             exc = error_for_status(
                 resp.status_code,
                 self.scrub(message),
@@ -478,6 +622,83 @@ class HttpConnector(Connector):
             except Exception:
                 log.debug("on_quota callback failed", exc_info=True)
 
+    # ------------------------------------------------------------------ results
+    def total_matches(self, invoice: Invoice, total: object) -> bool:
+        """Whether the billing system's ``total`` (a :class:`~decimal.Decimal` or ``int``, as :meth:`decode` gives
+        numbers) equals ``invoice.total``; a difference is logged as a warning on ``connectors.<name>``."""
+        matches = isinstance(total, Decimal | int) and Decimal(total) == invoice.total
+        if not matches:
+            logging.getLogger(f"connectors.{self.name}").warning(
+                "%s tenant=%s invoice=%s: %s total %s differs from ours %s",
+                self.name,
+                self.tenant,
+                invoice.invoice_number,
+                self.system,
+                total,
+                invoice.total,
+            )
+        return matches
+
+    # ------------------------------------------------------------------ batches
+    async def deliver_in_batches(
+        self,
+        invoices: Sequence[Invoice],
+        size: int,
+        send: Callable[[list[Invoice]], Awaitable[list[BatchItem]]],
+    ) -> list[BatchItem]:
+        """:meth:`deliver_many` over a batch endpoint: ``send(chunk)`` for each run of at most ``size`` invoices.
+
+        ``send`` returns one :class:`BatchItem` per invoice of its chunk, in chunk order. An error it raises
+        is given to every invoice of that chunk; after a :class:`RateLimitedError`, :class:`AuthError` or
+        :class:`ConfigError` the later chunks are not sent and get the same error (as the default
+        :meth:`deliver_many` does per invoice). Returns one item per invoice, in input order.
+        """
+        items: list[BatchItem] = []
+        stop: ConnectorError | None = None
+        step = max(1, size)
+        for start in range(0, len(invoices), step):
+            chunk = list(invoices[start : start + step])
+            error = stop
+            if error is None:
+                try:
+                    items.extend(await send(chunk))
+                    continue
+                except (RateLimitedError, AuthError, ConfigError) as exc:
+                    error = stop = exc
+                except ConnectorError as exc:
+                    error = exc
+            items.extend(BatchItem(invoice.invoice_key, error=error) for invoice in chunk)
+        return items
+
+
+class Pacer:
+    """At most ``limit`` requests in any sliding window of ``window`` seconds, for systems that count
+    requests per second or minute and answer 429 beyond (Stripe: 25/s in test mode).
+
+    ``await pacer.wait()`` before each request; usable from successive event loops (one lock per loop).
+    """
+
+    def __init__(self, limit: float, window: float = 1.0) -> None:
+        self.limit = max(1, int(limit))
+        self.window = window
+        self._stamps: deque[float] = deque()
+        self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+
+    async def wait(self) -> None:
+        """Return once one more request fits in the window, counting it."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock[0] is not loop:
+            self._lock = (loop, asyncio.Lock())
+        async with self._lock[1]:
+            while True:
+                now = time.monotonic()
+                while self._stamps and now - self._stamps[0] >= self.window:
+                    self._stamps.popleft()
+                if len(self._stamps) < self.limit:
+                    self._stamps.append(now)
+                    return
+                await asyncio.sleep(self.window - (now - self._stamps[0]) + 0.001)
+
 
 async def call_maybe_async(callback: Callable[..., Any | Awaitable[Any]], *args: Any) -> None:
     """Call ``callback(*args)`` and await the result when it is awaitable (for user hooks)."""
@@ -493,6 +714,7 @@ __all__ = [
     "BasicAuth",
     "HttpConnector",
     "OAuth2Auth",
+    "Pacer",
     "QuerySecretsFilter",
     "call_maybe_async",
     "install_log_redaction",
