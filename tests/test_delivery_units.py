@@ -150,6 +150,30 @@ def test_ledger_pending_is_durable_before_the_call_and_orders_queue():
     assert ledger.entry("acme:wo:1:r1")["state"] == "delivered" and "payload" not in ledger.entry("acme:wo:1:r1")
 
 
+def test_ledger_queue_is_changed_only_through_its_public_rules():
+    """What the deliver stage does to a work order's queue: drop an unreadable key, take one out."""
+    ledger = InvoiceLedger(DictLedgerStore())
+    inv = make_invoice("ACME-WO-1-R1", key="acme:wo:1:r1")
+    r2 = make_invoice("ACME-WO-1-R2", key="acme:wo:1:r2").model_copy(update={"revision": 2, "order_key": inv.order_key})
+    ledger.parked_at(inv, b"{}", META, due=time.time() + 5, reason="retryable", level=1)
+    ledger.queue_behind(r2, b"{}", META)
+    ledger.drop_queued(inv.order_key, "acme:wo:1:r2")
+    assert ledger.parked(inv.order_key) == ["acme:wo:1:r1"]
+    assert ledger.entry("acme:wo:1:r2")["state"] == "queued"  # the entry itself is left alone
+    ledger.unqueue(inv)
+    assert ledger.order(inv.order_key) == {"parked": [], "delivered": None}
+
+
+def test_delivery_package_does_not_import_the_deliver_stage():
+    """The dependency goes one way: broker.deliver_stage uses broker.delivery, never the reverse."""
+    import subprocess
+    import sys
+
+    code = "import sys, broker.delivery; print('broker.deliver_stage' in sys.modules, 'faust' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
 # =========================================================================== the deliverer
 class ScriptedConnector:
     """Answers ``deliver`` with the scripted results/exceptions in turn; records calls and ledger states."""
@@ -433,12 +457,12 @@ def test_emulator_status_rules_credit_note_uniqueness_and_outage(xero_emu):
             inv = await c.deliver(make_invoice("ACME-WO-8-R1", key="acme:wo:ACME-WO-8:r1"))
             url = f"{xero_emu.url}/api.xro/2.0/Invoices/{inv.external_id}"
             body = json.dumps({"Invoices": [{"InvoiceID": inv.external_id, "Status": "DELETED"}]}).encode()
-            resp = await c._call("POST", url, content=body, headers={"Content-Type": "application/json"})
+            resp = await c.request("POST", url, content=body, headers={"Content-Type": "application/json"})
             assert (
                 resp.status_code == 400 and "cannot be changed to DELETED" in resp.text
             )  # AUTHORISED: void, not delete
             body = json.dumps({"Invoices": [{"InvoiceID": inv.external_id, "Status": "VOIDED"}]}).encode()
-            resp = await c._call("POST", url, content=body, headers={"Content-Type": "application/json"})
+            resp = await c.request("POST", url, content=body, headers={"Content-Type": "application/json"})
             assert resp.status_code == 200 and resp.json()["Invoices"][0]["Status"] == "VOIDED"
             note = {
                 "Type": "ACCRECCREDIT",
@@ -449,14 +473,14 @@ def test_emulator_status_rules_credit_note_uniqueness_and_outage(xero_emu):
                     {"Description": "x", "Quantity": 1, "UnitAmount": 10, "AccountCode": "200", "TaxType": "OUTPUT2"}
                 ],
             }
-            ok = await c._call(
+            ok = await c.request(
                 "PUT",
                 f"{xero_emu.url}/api.xro/2.0/CreditNotes",
                 content=json.dumps({"CreditNotes": [note]}).encode(),
                 headers={"Content-Type": "application/json"},
             )
             assert ok.status_code == 200 and str(ok.json()["CreditNotes"][0]["Total"]) == "12.3"
-            dup = await c._call(
+            dup = await c.request(
                 "PUT",
                 f"{xero_emu.url}/api.xro/2.0/CreditNotes",
                 content=json.dumps({"CreditNotes": [note]}).encode(),

@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import (
+from connectors.quickbooks import QuickBooksConnector, request_id
+from connectors.quickbooks.emulator import DEMO_TAX_CODES, QuickBooksEmulator
+from connectors.quickbooks.mapper import batch_request_id, quote
+from connectors.quickbooks.spec_check import make_request_validator
+from connectors.sdk.errors import (
     AuthError,
     ConfigError,
     PermanentError,
@@ -23,10 +27,6 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.quickbooks import QuickBooksConnector, request_id
-from connectors.quickbooks.connector import batch_request_id, quote
-from connectors.quickbooks.emulator import DEMO_TAX_CODES, QuickBooksEmulator
-from connectors.quickbooks.spec_check import make_request_validator
 from connectors.sdk.invoice import Invoice, InvoiceLine
 from connectors.sdk.oauth2 import MemoryTokenStore
 

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from connectors.base import BatchItem, PermanentError, RateLimitedError, RetryableError
+from connectors.sdk.errors import PermanentError, RateLimitedError, RetryableError
+from connectors.sdk.interface import BatchItem
 from connectors.testing.invoices import make_invoice, make_line, mixed_rate_lines, standard_lines
 from connectors.xero import XeroConnector
 

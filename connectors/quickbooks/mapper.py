@@ -34,23 +34,28 @@ Rules the mapper applies (so that the invoice QBO stores totals exactly what we 
 * ``DocNumber`` = our invoice number; ``PrivateNote`` (internal) carries our invoice key;
   ``CustomerMemo`` (printed) carries the human reference.
 
-Amounts are :class:`~decimal.Decimal`; serialise with :func:`connectors.xero.mapper.dumps`, which
-writes them as exact JSON numbers.
+Amounts are :class:`~decimal.Decimal`; serialise with :func:`dumps` (:func:`connectors.sdk.money.dumps`),
+which writes them as exact JSON numbers.
+
+Also pure, and here for the same reason: the ``requestid`` of each step (:func:`request_id`,
+:func:`batch_request_id`, :func:`customer_request_id`), query-language literals (:func:`quote`) and
+the reading of Intuit ``Fault`` bodies (:func:`fault_errors`, :func:`describe_errors`,
+:func:`is_duplicate_doc_number`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from connectors.base import ExternalInvoice, PermanentError
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.quickbooks.settings import QboTaxCode, QuickBooksSettings
+from connectors.sdk.errors import PermanentError
+from connectors.sdk.idempotency import QUICKBOOKS, QUICKBOOKS_BATCH, idempotency_key, make_key
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 from connectors.sdk.money import dumps, loads, minor_units, round_money
-
-if TYPE_CHECKING:  # pragma: no cover - typing only (connector.py imports this module)
-    from connectors.quickbooks.connector import QuickBooksSettings
 
 #: Field limits in characters (QBO error 2050 when exceeded). DocNumber: 21 (QBO docs, issue 5).
 DOC_NUMBER_MAX = 21
@@ -60,21 +65,38 @@ CUSTOMER_MEMO_MAX = 1000
 #: Most decimals the mapper puts in a ``UnitPrice`` it derives (QBO's own limit is not documented;
 #: the fewest decimals that work are always used first).
 UNIT_PRICE_MAX_DP = 5
+#: Error codes QBO uses for a duplicate DocNumber: 6140 as observed in practice, 6210 per Intuit's blog table.
+DUPLICATE_DOC_NUMBER_CODES = frozenset({"6140", "6210"})
+#: Error code of a customer ``DisplayName`` already in use.
+DUPLICATE_NAME_CODE = "6240"
+#: Error codes of QBO's throttling (``ThrottleExceeded``): wait 60 s.
+THROTTLE_CODES = frozenset({"3001", "3002"})
 
 __all__ = [
     "CUSTOMER_MEMO_MAX",
     "DESCRIPTION_MAX",
     "DOC_NUMBER_MAX",
+    "DUPLICATE_DOC_NUMBER_CODES",
+    "DUPLICATE_NAME_CODE",
     "PRIVATE_NOTE_MAX",
+    "THROTTLE_CODES",
     "LineLayout",
+    "batch_request_id",
     "check_limits",
+    "customer_request_id",
+    "describe_errors",
     "dumps",
+    "fault_errors",
+    "fault_type",
     "invoice_from_qbo",
     "invoice_to_qbo",
+    "is_duplicate_doc_number",
     "line_layout",
     "loads",
     "qbo_amount",
+    "quote",
     "rate_key",
+    "request_id",
     "tax_lines",
 ]
 
@@ -153,7 +175,7 @@ def line_layout(line: InvoiceLine, invoice: Invoice) -> LineLayout:
     return LineLayout(Decimal(1), net, net, False)
 
 
-def _tax_mapping(line: InvoiceLine, settings: QuickBooksSettings, index: int):
+def _tax_mapping(line: InvoiceLine, settings: QuickBooksSettings, index: int) -> QboTaxCode:
     wanted = rate_key(line.tax_rate)
     for key, mapping in (settings.tax_codes or {}).items():
         try:
@@ -198,7 +220,8 @@ def tax_lines(invoice: Invoice, settings: QuickBooksSettings) -> list[dict[str, 
 
 def line_to_qbo(line: InvoiceLine, index: int, invoice: Invoice, settings: QuickBooksSettings) -> dict[str, Any]:
     """One ``SalesItemLine``: ``LineNum``, ``Description``, ``Amount``, ``DetailType``, ``SalesItemLineDetail``
-    (``ItemRef`` from ``settings.item_ids[line.kind]`` or ``default_item_id``, ``Qty``, ``UnitPrice``, ``TaxCodeRef``)."""
+    (``ItemRef`` from ``settings.item_ids[line.kind]`` or ``default_item_id``, ``Qty``, ``UnitPrice``,
+    ``TaxCodeRef``)."""
     layout = line_layout(line, invoice)
     mapping = _tax_mapping(line, settings, index)
     return {
@@ -278,3 +301,68 @@ def invoice_from_qbo(entity: Mapping[str, Any]) -> ExternalInvoice:
         total=_decimal(entity.get("TotalAmt")),
         status=entity.get("EmailStatus"),
     )
+
+
+# --------------------------------------------------------------------------- requestid and queries
+def request_id(invoice: Invoice, operation: str) -> str:
+    """Deterministic ``requestid`` for ``operation`` (``"create"``, ``"send"``) on ``invoice``.
+
+    :func:`connectors.sdk.idempotency.idempotency_key` with QuickBooks' rules: the readable
+    ``f"{tenant}:quickbooks:{invoice_key}:{operation}"`` when it is ≤ 50 characters of
+    ``[A-Za-z0-9:._-]``, else the first 50 hex digits of its SHA-256. Only business identity goes
+    in, so a retry of the same step — from any worker — sends the same key, and each step has its own.
+    """
+    return idempotency_key(invoice.tenant, "quickbooks", invoice.invoice_key, operation, QUICKBOOKS)
+
+
+def batch_request_id(tenant: str, invoice_keys: Sequence[str]) -> str:
+    """``requestid`` of one ``/batch`` call (≤ 36 characters): derived from the tenant and the *sorted*
+    invoice keys of the batch, so the same batch retried carries the same key."""
+    keys = hashlib.sha256("\n".join(sorted(invoice_keys)).encode("utf-8")).hexdigest()
+    return make_key(f"{tenant}:quickbooks:batch:{keys}", QUICKBOOKS_BATCH)
+
+
+def customer_request_id(tenant: str, client_id: str) -> str:
+    """``requestid`` of creating the customer of our client ``client_id``."""
+    return make_key(f"{tenant}:quickbooks:customer:{client_id}:create", QUICKBOOKS)
+
+
+def quote(value: str) -> str:
+    """A QBO query-language string literal: ``'`` and ``\\`` escaped with a backslash."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# --------------------------------------------------------------------------- Fault bodies
+def fault_errors(body: Any) -> list[dict[str, Any]]:
+    """The ``Error`` entries of an Intuit ``Fault`` body (``{"Fault": {"Error": [...], "type"}}``); ``[]`` if none."""
+    if isinstance(body, dict):
+        fault = body.get("Fault") or body.get("fault")
+        if isinstance(fault, dict):
+            errors = fault.get("Error") or fault.get("error") or []
+            return [e for e in errors if isinstance(e, dict)]
+    return []
+
+
+def fault_type(body: Any) -> str:
+    """``Fault.type`` of a body (``ValidationFault``, ``SystemFault``, ``AuthenticationFault`` ...); ``""`` if none."""
+    if isinstance(body, dict) and isinstance(body.get("Fault"), dict):
+        return str(body["Fault"].get("type") or "")
+    return ""
+
+
+def describe_errors(errors: list[dict[str, Any]]) -> str:
+    """``"<code> <Detail or Message> [<element>]"`` per error, joined by ``"; "``."""
+    parts = []
+    for e in errors:
+        element = f" [{e['element']}]" if e.get("element") else ""
+        parts.append(f"{e.get('code') or '?'} {e.get('Detail') or e.get('Message') or ''}{element}".strip())
+    return "; ".join(parts) or "no error details"
+
+
+def is_duplicate_doc_number(errors: list[dict[str, Any]]) -> bool:
+    """True when the Fault reports a duplicate ``DocNumber`` (code 6140 or the message)."""
+    for e in errors:
+        text = f"{e.get('Message', '')} {e.get('Detail', '')}".lower()
+        if "duplicate document number" in text or str(e.get("code")) == "6140":
+            return True
+    return False

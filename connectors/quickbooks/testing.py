@@ -29,7 +29,6 @@ SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "quickbooks" / 
 
 class QuickBooksHarness(ConnectorHarness):
     connector_cls = QuickBooksConnector
-    skip: dict[str, str] = {}
     hostile = dict.fromkeys(
         ("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver"
     )

@@ -3,22 +3,21 @@
 Nothing here does I/O. :func:`invoice_to_xero` builds one element of the ``Invoices`` array of
 ``PUT /api.xro/2.0/Invoices`` (schema ``Invoice`` / ``LineItem`` in the official OpenAPI spec
 ``xero_accounting.yaml``, https://developer.xero.com/documentation/api/accounting/invoices);
-:func:`invoice_from_xero` reads one element of a response; :func:`dumps` serialises a payload with
-:class:`~decimal.Decimal` amounts written as exact JSON numbers (``Decimal("136.50")`` -> ``136.50``,
-never through ``float``).
+:func:`invoice_from_xero` reads one element of a response; :func:`credit_note_for` builds the credit
+note cancelling an invoice; :func:`validation_messages` / :func:`validation_exception` read Xero's
+validation errors. Serialise payloads with :func:`connectors.sdk.money.dumps`, which writes
+:class:`~decimal.Decimal` amounts as exact JSON numbers (``Decimal("136.50")`` -> ``136.50``, never
+through ``float``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from connectors.base import ExternalInvoice
-from connectors.sdk.invoice import Invoice, InvoiceLine
-
-if TYPE_CHECKING:  # pragma: no cover - typing only (connector.py imports this module)
-    from connectors.xero.connector import XeroSettings
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.xero.settings import XeroSettings
 
 #: Tax type used when neither the line nor ``settings.tax_types`` names one and the rate is non-zero.
 DEFAULT_TAX_TYPE = "OUTPUT2"
@@ -28,11 +27,13 @@ ZERO_TAX_TYPE = "NONE"
 
 # --------------------------------------------------------------------------- Invoice -> Xero
 def rate_key(rate: Decimal) -> str:
-    """Canonical text of a tax-rate percentage used as ``tax_types`` key: ``Decimal("23.00")`` -> ``"23"``, ``6.50`` -> ``"6.5"``."""
+    """Canonical text of a tax-rate percentage used as ``tax_types`` key.
+
+    ``Decimal("23.00")`` -> ``"23"``, ``Decimal("6.50")`` -> ``"6.5"``, zero -> ``"0"``.
+    """
     if rate == 0:
         return "0"
-    text = format(rate.normalize(), "f")
-    return text
+    return format(rate.normalize(), "f")
 
 
 def tax_type_for(line: InvoiceLine, settings: XeroSettings) -> str:
@@ -132,3 +133,89 @@ def invoice_from_xero(element: Mapping[str, Any]) -> ExternalInvoice:
         total=_decimal(element.get("Total")),
         status=element.get("Status"),
     )
+
+
+# --------------------------------------------------------------------------- credit notes (amendments)
+#: Line fields copied from an invoice to the credit note that cancels it (spec schema ``LineItem``).
+CREDIT_LINE_FIELDS = (
+    "Description",
+    "Quantity",
+    "UnitAmount",
+    "ItemCode",
+    "AccountCode",
+    "TaxType",
+    "TaxAmount",
+    "LineAmount",
+    "DiscountRate",
+    "DiscountAmount",
+    "Tracking",
+)
+
+
+def credit_note_number(invoice_number: str) -> str:
+    """Number of the credit note that cancels ``invoice_number``: ``ACME-WO-1001-R1`` -> ``ACME-WO-1001-R1-CN``."""
+    return f"{invoice_number}-CN"
+
+
+def credit_note_for(invoice: Mapping[str, Any], number: str, *, issued: str, reason: str) -> dict[str, Any]:
+    """One ``CreditNotes`` element (spec schema ``CreditNote``, ``ACCRECCREDIT``) cancelling the Xero ``invoice``.
+
+    Lines are copied exactly as Xero holds them (quantities, unit amounts, line amounts, tax types
+    and tax amounts), so the credit note's totals equal the invoice's to the cent. ``AUTHORISED``,
+    not allocated to the invoice (the issue asks for none; allocation is a separate call).
+    ``issued`` is the ``Date`` (``YYYY-MM-DD``); ``reason`` goes into the ``Reference`` (≤ 255 characters).
+    A contact without a ``ContactID`` is sent by ``Name``.
+    """
+    lines = [
+        {k: line[k] for k in CREDIT_LINE_FIELDS if line.get(k) not in (None, [], "")}
+        for line in invoice.get("LineItems") or []
+    ]
+    contact = invoice.get("Contact") or {}
+    element: dict[str, Any] = {
+        "Type": "ACCRECCREDIT",
+        "Contact": {"ContactID": contact["ContactID"]}
+        if contact.get("ContactID")
+        else {"Name": contact.get("Name", "")},
+        "Date": issued,
+        "LineAmountTypes": invoice.get("LineAmountTypes") or "Exclusive",
+        "CreditNoteNumber": number,
+        "Reference": f"Credit for {invoice.get('InvoiceNumber', '')} ({reason})"[:255],
+        "Status": "AUTHORISED",
+        "LineItems": lines,
+    }
+    if invoice.get("CurrencyCode"):
+        element["CurrencyCode"] = invoice["CurrencyCode"]
+    return element
+
+
+# --------------------------------------------------------------------------- errors and queries
+def validation_messages(element: Any) -> list[str]:
+    """Messages of the ``ValidationErrors`` of a response element (spec ``Element``/``ValidationError``)."""
+    if not isinstance(element, dict):
+        return []
+    return [
+        str(err["Message"])
+        for err in element.get("ValidationErrors") or []
+        if isinstance(err, dict) and err.get("Message")
+    ]
+
+
+def validation_exception(body: Any) -> list[str] | None:
+    """Messages of a ``ValidationException`` body (HTTP 400, spec schema ``Error`` with ``Elements``).
+
+    ``None`` when ``body`` is not a ``ValidationException``; ``[]`` when it is one without element messages.
+    """
+    if not isinstance(body, dict) or body.get("Type") != "ValidationException":
+        return None
+    return [message for element in body.get("Elements") or [] for message in validation_messages(element)]
+
+
+def is_duplicate_number(messages: list[str]) -> bool:
+    """True for Xero's ``Invoice # must be unique.`` (a second ACCREC invoice with an existing number)."""
+    return any("must be unique" in m.lower() and "invoice" in m.lower() for m in messages)
+
+
+def where_equals(field: str, value: str) -> str:
+    """A Xero ``where`` filter ``Field=="value"`` with ``\\`` and ``"`` escaped (``where=InvoiceNumber=="A-1"``)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{field}=="{escaped}"'

@@ -27,7 +27,6 @@ SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "xero" / "xero_
 
 class XeroHarness(ConnectorHarness):
     connector_cls = XeroConnector
-    skip: dict[str, str] = {}
     hostile = dict.fromkeys(
         ("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver"
     )
