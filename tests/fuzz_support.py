@@ -89,7 +89,7 @@ def _unknown_type(rng: random.Random, i: int) -> Bad:
 
 
 def _duplicate_key(rng: random.Random, i: int) -> Bad:
-    tenant, ev = _event(rng, i)
+    _tenant, ev = _event(rng, i)  # the record names a "ghost" tenant as well
     raw = _dump(ev)
     raw = raw.replace(b'"tenant": ', b'"tenant": "ghost", "tenant": ', 1)
     return Bad("", b"dup", raw, ("invalid", "not_json"), ("tenant",), "ghost")
@@ -128,7 +128,7 @@ def _overlap(rng: random.Random, i: int) -> Bad:
         second["id"] = first["id"]  # the same id twice
         mentions = (first["id"],)
     ev["data"]["time_entries"].append(second)
-    return Bad("", b"ovl", _dump(ev), ("invalid",), ("'data.time_entries'",) + mentions, tenant)
+    return Bad("", b"ovl", _dump(ev), ("invalid",), ("'data.time_entries'", *mentions), tenant)
 
 
 def _huge_record(rng: random.Random, i: int) -> Bad:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from connectors.base import AuthError, ConfigError
+from connectors.sdk.errors import AuthError, ConfigError
 from connectors.sdk.oauth2 import (
     FileTokenStore,
     MemoryTokenStore,

@@ -455,7 +455,7 @@ def check_broker_env_known(inp: Inputs) -> list[str]:
     try:
         settings = Settings.from_env(env)
     except ValueError as exc:
-        return problems + [f"broker: {exc}"]
+        return [*problems, f"broker: {exc}"]
     if settings.metrics_host not in ("0.0.0.0", "::"):
         problems.append(f"broker: BROKER_METRICS_HOST={settings.metrics_host} is not reachable from other containers")
     if not settings.bootstrap_servers:
@@ -580,9 +580,7 @@ def check_kraft(inp: Inputs) -> list[str]:
     for name, svc in (inp.compose.get("services") or {}).items():
         if "zookeeper" in name.lower() or "zookeeper" in str(svc.get("image", "")).lower():
             problems.append(f"service {name!r} is ZooKeeper")
-        for key in service_env(svc):
-            if "ZOOKEEPER" in key.upper():
-                problems.append(f"{name}: sets {key}")
+        problems.extend(f"{name}: sets {key}" for key in service_env(svc) if "ZOOKEEPER" in key.upper())
     svc = service(inp.compose, KAFKA)
     env = resolved_env(svc)
     image = str(svc.get("image", ""))
@@ -594,30 +592,36 @@ def check_kraft(inp: Inputs) -> list[str]:
     node_id = env.get("KAFKA_NODE_ID")
     if not node_id:
         problems.append("kafka: KAFKA_NODE_ID not set")
-    listeners = dict(
-        (m.group(1), int(m.group(2))) for m in re.finditer(r"([A-Z_]+)://[^:,]*:(\d+)", env.get("KAFKA_LISTENERS", ""))
-    )
+    listeners = {
+        m.group(1): int(m.group(2)) for m in re.finditer(r"([A-Z_]+)://[^:,]*:(\d+)", env.get("KAFKA_LISTENERS", ""))
+    }
     controller_names = [n.strip() for n in env.get("KAFKA_CONTROLLER_LISTENER_NAMES", "").split(",") if n.strip()]
     if not controller_names:
         problems.append("kafka: KAFKA_CONTROLLER_LISTENER_NAMES not set")
-    for listener in controller_names:
-        if listener not in listeners:
-            problems.append(f"kafka: controller listener {listener} not in KAFKA_LISTENERS")
+    problems.extend(
+        f"kafka: controller listener {listener} not in KAFKA_LISTENERS"
+        for listener in controller_names
+        if listener not in listeners
+    )
     if listeners.get("PLAINTEXT") != 9092:
         problems.append(f"kafka: KAFKA_LISTENERS has no PLAINTEXT://:9092 ({env.get('KAFKA_LISTENERS')})")
     protocol_map = dict(
         item.split(":", 1) for item in env.get("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "").split(",") if ":" in item
     )
-    for listener in listeners:
-        if listener not in protocol_map:
-            problems.append(f"kafka: listener {listener} missing from KAFKA_LISTENER_SECURITY_PROTOCOL_MAP")
+    problems.extend(
+        f"kafka: listener {listener} missing from KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"
+        for listener in listeners
+        if listener not in protocol_map
+    )
     voters = env.get("KAFKA_CONTROLLER_QUORUM_VOTERS", "")
     controller_port = listeners.get(controller_names[0]) if controller_names else None
     if voters != f"{node_id}@{KAFKA}:{controller_port}":
         problems.append(f"kafka: KAFKA_CONTROLLER_QUORUM_VOTERS={voters!r}, want {node_id}@{KAFKA}:{controller_port}")
-    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"):
-        if env.get(key) != "1":
-            problems.append(f"kafka: {key}={env.get(key)} (a single node needs 1)")
+    problems.extend(
+        f"kafka: {key}={env.get(key)} (a single node needs 1)"
+        for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR")
+        if env.get(key) != "1"
+    )
     if not re.fullmatch(r"[A-Za-z0-9_-]{22}", env.get("CLUSTER_ID", "")):
         problems.append(f"kafka: CLUSTER_ID={env.get('CLUSTER_ID')!r} is not a 22-character base64 UUID")
     health = " ".join(str(t) for t in (svc.get("healthcheck") or {}).get("test") or [])
@@ -720,8 +724,9 @@ def check_dockerfile_copies(inp: Inputs) -> list[str]:
     readme = project.get("readme")
     readme = readme.get("file") if isinstance(readme, dict) else readme
     needed = {"pyproject.toml", "broker", "connectors", "schemas"} | ({readme} if readme else set())
-    for path in sorted(needed - copied):
-        problems.append(f"Dockerfile: does not COPY {path} (needed by the build or at runtime)")
+    problems.extend(
+        f"Dockerfile: does not COPY {path} (needed by the build or at runtime)" for path in sorted(needed - copied)
+    )
     if not any(i.keyword == "RUN" and re.search(r"pip install[^&;]*\s\.(\s|$)", i.args) for i in inp.dockerfile):
         problems.append("Dockerfile: no `pip install .` of the project")
     return problems
@@ -1033,7 +1038,7 @@ MUTATIONS: list[tuple[str, str, Callable[[Inputs], None]]] = [
     ),
     ("secrets_provided", "secret not set", _set_env(BROKER, "XERO_REFRESH_TOKEN", None)),
     ("secrets_provided", "secret empty", _set_env(BROKER, "XERO_CLIENT_SECRET", "${XERO_CLIENT_SECRET}")),
-    ("secrets_provided", "new secret in config", _set_config(XERO + ("api_key_env",), "XERO_API_KEY")),
+    ("secrets_provided", "new secret in config", _set_config((*XERO, "api_key_env"), "XERO_API_KEY")),
     (
         "secrets_provided",
         "no secrets named",
@@ -1074,9 +1079,9 @@ MUTATIONS: list[tuple[str, str, Callable[[Inputs], None]]] = [
         _set(EMULATOR, "command", ["sandbox", "xero", "--host", "127.0.0.1", "--port", "8765"]),
     ),
     ("emulator", "not published", _set(EMULATOR, "ports", ["8766:8766"])),
-    ("emulator", "api_url host", _set_config(XERO + ("api_url",), "http://127.0.0.1:8765")),
-    ("emulator", "identity_url port", _set_config(XERO + ("identity_url",), "http://xero-emulator:9000")),
-    ("emulator", "not the demo client", _set_config(XERO + ("client_id",), "someone")),
+    ("emulator", "api_url host", _set_config((*XERO, "api_url"), "http://127.0.0.1:8765")),
+    ("emulator", "identity_url port", _set_config((*XERO, "identity_url"), "http://xero-emulator:9000")),
+    ("emulator", "not the demo client", _set_config((*XERO, "client_id"), "someone")),
     ("entrypoint", "python entrypoint", _replace_instruction("ENTRYPOINT", '["python", "-m", "broker"]')),
     ("entrypoint", "shell form", _replace_instruction("ENTRYPOINT", "broker")),
     (

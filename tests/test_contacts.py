@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal as D
+from decimal import Decimal
 
 import pytest
 
 from broker.config import Client
-from connectors.base import PermanentError
 from connectors.sdk.contacts import ContactQuery, ContactResolver, same_value
+from connectors.sdk.errors import PermanentError
 from connectors.testing.invoices import make_invoice, standard_lines
 from connectors.xero import XeroConnector
 from connectors.xero.emulator import XeroEmulator
@@ -146,7 +146,7 @@ def test_xero_finds_the_contact_by_tax_number_when_creation_is_off(emu):
     connector.clients = {"CLI-1": Client(name="Hotel Atlântico (renamed)", tax_number="PT500100200")}
     deliver(connector, invoice(name="Hotel Atlântico (renamed)"))
     [stored] = emu.invoices(ORG)
-    assert stored["Contact"]["ContactID"] == contact_id and stored["Total"] == D("214.03")
+    assert stored["Contact"]["ContactID"] == contact_id and stored["Total"] == Decimal("214.03")
     assert len(emu.contacts(ORG)) == 1
 
 

@@ -97,7 +97,7 @@ def _trials(kafka, xero_validator, tmp_path, trials: int, seed: int) -> None:
                 target = rng.randint(1, N - 1)
                 prefix = f"-C{trial:02d}-"
                 wait_for(
-                    lambda: sum(1 for h in xero.history if prefix in h[3]) >= target,
+                    lambda prefix=prefix, target=target: sum(1 for h in xero.history if prefix in h[3]) >= target,
                     timeout=120,
                     what=f"{target} creates before the kill",
                     workers=[worker],
@@ -107,7 +107,9 @@ def _trials(kafka, xero_validator, tmp_path, trials: int, seed: int) -> None:
                 worker.kill()
             else:
                 wait_for(
-                    lambda: worker.proc.poll() is not None or keys <= outcomes_by_key(tally).keys(),
+                    lambda worker=worker, keys=keys: (
+                        worker.proc.poll() is not None or keys <= outcomes_by_key(tally).keys()
+                    ),
                     timeout=120,
                     what="the kill after the k-th create",
                     tally=tally,
@@ -119,7 +121,7 @@ def _trials(kafka, xero_validator, tmp_path, trials: int, seed: int) -> None:
             worker = WorkerProcess(config, kafka, tmp_path, **env).start()  # same consumer group: resume
             state["worker"] = worker
             wait_for(
-                lambda: (
+                lambda keys=keys: (
                     keys
                     <= {
                         k

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from decimal import Decimal as D
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -221,8 +221,8 @@ def test_replay_refuses_records_over_the_limit(env):
 
 
 # --------------------------------------------------------------------------- amendments
-def _amounts(doc: dict) -> tuple[D, D, D]:
-    return D(str(doc["SubTotal"])), D(str(doc["TotalTax"])), D(str(doc["Total"]))
+def _amounts(doc: dict) -> tuple[Decimal, Decimal, Decimal]:
+    return Decimal(str(doc["SubTotal"])), Decimal(str(doc["TotalTax"])), Decimal(str(doc["Total"]))
 
 
 def test_revision_2_of_an_authorised_invoice_gets_a_credit_note_and_a_new_invoice(env):
@@ -242,15 +242,21 @@ def test_revision_2_of_an_authorised_invoice_gets_a_credit_note_and_a_new_invoic
     # the credit note cancels revision 1 exactly, line by line
     assert note["Type"] == "ACCRECCREDIT" and note["Status"] == "AUTHORISED"
     assert (
-        _amounts(note) == _amounts(old) == (D(priced_r1["net_total"]), D(priced_r1["tax_total"]), D(priced_r1["total"]))
+        _amounts(note)
+        == _amounts(old)
+        == (Decimal(priced_r1["net_total"]), Decimal(priced_r1["tax_total"]), Decimal(priced_r1["total"]))
     )
-    assert [(D(str(a["LineAmount"])), D(str(a["TaxAmount"])), a["Description"]) for a in note["LineItems"]] == [
-        (D(str(b["LineAmount"])), D(str(b["TaxAmount"])), b["Description"]) for b in old["LineItems"]
-    ]
+    assert [
+        (Decimal(str(a["LineAmount"])), Decimal(str(a["TaxAmount"])), a["Description"]) for a in note["LineItems"]
+    ] == [(Decimal(str(b["LineAmount"])), Decimal(str(b["TaxAmount"])), b["Description"]) for b in old["LineItems"]]
     assert note["Contact"]["ContactID"] == old["Contact"]["ContactID"]
     assert note["RemainingCredit"] == note["Total"] and note["Allocations"] == []
     # and revision 2 is a new invoice with exactly its priced amounts
-    assert _amounts(new) == (D(priced_r2["net_total"]), D(priced_r2["tax_total"]), D(priced_r2["total"]))
+    assert _amounts(new) == (
+        Decimal(priced_r2["net_total"]),
+        Decimal(priced_r2["tax_total"]),
+        Decimal(priced_r2["total"]),
+    )
     assert _amounts(new) != _amounts(old)
     order = [(h[1], h[3]) for h in env.xero.history if "AMEND-1" in h[3]]
     assert order == [
@@ -277,7 +283,11 @@ def test_revision_2_of_a_draft_deletes_it_and_creates_the_new_one(env):
     [new] = env.invoices("NHV-WO-AMEND-D-R2")
     assert old["Status"] == "DELETED" and new["Status"] == "DRAFT"
     priced_r2 = env.tally.priced["nordic-hvac:wo:AMEND-D:r2"]
-    assert _amounts(new) == (D(priced_r2["net_total"]), D(priced_r2["tax_total"]), D(priced_r2["total"]))
+    assert _amounts(new) == (
+        Decimal(priced_r2["net_total"]),
+        Decimal(priced_r2["tax_total"]),
+        Decimal(priced_r2["total"]),
+    )
     assert not [cn for cn in env.xero.credit_notes(ORG_NORDIC) if "AMEND-D" in cn["CreditNoteNumber"]]
 
 

@@ -72,7 +72,7 @@ def _run(kafka, tmp_path, n_bad: int, seed: int) -> None:
             order = list(range(len(records)))
             rng.shuffle(order)
             positions = _publish(kafka, [records[i] for i in order])
-            for pos, i in zip(positions, order):
+            for pos, i in zip(positions, order, strict=True):
                 if i < len(bad):
                     expected_bad[pos] = bad[i]
             good_keys.update(key for key, _, _ in good)

@@ -40,6 +40,7 @@ partitions positioned at their beginning); the logs are in the test's ``tmp_path
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -303,10 +304,8 @@ class Trial:
         kinds = Counter(o["outcome"] for o in self.tally.outcomes)
         suppressed = 0.0
         for w in self.live:
-            try:
+            with contextlib.suppress(OSError):
                 suppressed += metric(metrics_text(w), "broker_duplicates_suppressed_total", kind="outcome")
-            except OSError:
-                pass
         return {"outcomes": dict(kinds), "suppressed": suppressed}
 
     def close(self) -> None:
@@ -399,7 +398,7 @@ def _batch(trial: Trial, label: str) -> tuple[list[tuple[bytes, bytes]], list[tu
         trial.numbers[doc["invoice_key"]] = doc["invoice_number"]
     trial.keys = set(trial.numbers)
     assert len(trial.keys) == N
-    return [(key, event) for (key, _), event in zip(invoices, events)], invoices
+    return [(key, event) for (key, _), event in zip(invoices, events, strict=True)], invoices
 
 
 def _whole_group(trial: Trial, rng: random.Random, i: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from decimal import Decimal as D
+from decimal import Decimal
 
 import pytest
 
@@ -73,22 +73,24 @@ def test_events_become_exact_invoices_once(kafka, xero, tmp_path, worker_factory
         }
         for number, (net, tax, total, cur) in expected.items():
             inv = held[number]
-            assert (D(str(inv["SubTotal"])), D(str(inv["TotalTax"])), D(str(inv["Total"]))) == (
-                D(net),
-                D(tax),
-                D(total),
+            assert (Decimal(str(inv["SubTotal"])), Decimal(str(inv["TotalTax"])), Decimal(str(inv["Total"]))) == (
+                Decimal(net),
+                Decimal(tax),
+                Decimal(total),
             ), number
             assert inv["CurrencyCode"] == cur
             assert inv["Type"] == "ACCREC"
         # WO 1001 line by line: call-out, T31 2.25 h, T32 1 h, travel 0.5 h, contactor, 2.5 kg R410A, parking
         lines = held["ACME-WO-1001-R1"]["LineItems"]
-        assert [D(str(li["LineAmount"])) for li in lines] == [
-            D(x) for x in ("45.00", "94.50", "36.00", "10.00", "46.20", "72.00", "6.50")
+        assert [Decimal(str(li["LineAmount"])) for li in lines] == [
+            Decimal(x) for x in ("45.00", "94.50", "36.00", "10.00", "46.20", "72.00", "6.50")
         ]
-        assert [D(str(li["TaxAmount"])) for li in lines] == [
-            D(x) for x in ("10.35", "21.74", "8.28", "2.30", "10.63", "16.56", "1.50")
+        assert [Decimal(str(li["TaxAmount"])) for li in lines] == [
+            Decimal(x) for x in ("10.35", "21.74", "8.28", "2.30", "10.63", "16.56", "1.50")
         ]
-        assert [D(str(li["Quantity"])) for li in lines] == [D(x) for x in ("1", "2.25", "1", "0.5", "1", "2.5", "1")]
+        assert [Decimal(str(li["Quantity"])) for li in lines] == [
+            Decimal(x) for x in ("1", "2.25", "1", "0.5", "1", "2.5", "1")
+        ]
         assert held["ACME-WO-1001-R1"]["Reference"] == "WO 1001"
 
         outcomes = {o["invoice_key"]: o["outcome"] for o in tally.outcomes}

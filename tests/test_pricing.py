@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from copy import deepcopy
 from datetime import UTC, date, datetime
-from decimal import Decimal as D
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -143,23 +143,23 @@ def test_increment_rounds_up():
     inv = price(work_order(kind="preventive", entries=[te("TE-1", "T31", 127)]))
     (line,) = inv.lines
     assert line.kind == "labour"
-    assert line.quantity == D("2.25") and line.unit == "h"
-    assert line.unit_price == D("42.00")
-    assert line.net == D("94.50")
-    assert line.cost == D("54.00")
+    assert line.quantity == Decimal("2.25") and line.unit == "h"
+    assert line.unit_price == Decimal("42.00")
+    assert line.net == Decimal("94.50")
+    assert line.cost == Decimal("54.00")
     assert line.source == "time_entry:TE-1"
     assert line.rule == "rate:skill:hvac; increment 15 min; minimum 60 min"
     # tax 94.50 × 0.23 = 21.735 -> 21.74 (half-up); total 116.24
-    assert (line.tax, line.total) == (D("21.74"), D("116.24"))
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("94.50"), D("21.74"), D("116.24"))
-    assert inv.cost_total == D("54.00") and inv.margin == D("40.50")
+    assert (line.tax, line.total) == (Decimal("21.74"), Decimal("116.24"))
+    assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("94.50"), Decimal("21.74"), Decimal("116.24"))
+    assert inv.cost_total == Decimal("54.00") and inv.margin == Decimal("40.50")
 
 
 def test_exact_multiple_is_not_rounded():
     # 120 min is already a multiple of 15 -> 120 min = 2 h; 2 × 42.00 = 84.00
     inv = price(work_order(kind="preventive", entries=[te("TE-1", "T31", 120)]))
-    assert inv.lines[0].quantity == D("2")
-    assert inv.lines[0].net == D("84.00")
+    assert inv.lines[0].quantity == Decimal("2")
+    assert inv.lines[0].net == Decimal("84.00")
     # one second more spills into the next block: 7201 s -> 135 min
     assert billable_minutes(7200, 15, 60) == 120
     assert billable_minutes(7201, 15, 60) == 135
@@ -168,15 +168,15 @@ def test_exact_multiple_is_not_rounded():
 def test_minimum_billable_time():
     # 40 min -> 45 min by increment -> raised to the 60 min minimum = 1 h × 42.00 = 42.00
     inv = price(work_order(kind="preventive", entries=[te("TE-1", "T31", 40)]))
-    assert inv.lines[0].quantity == D("1")
-    assert inv.lines[0].net == D("42.00")
+    assert inv.lines[0].quantity == Decimal("1")
+    assert inv.lines[0].net == Decimal("42.00")
     # the minimum is per technician per visit, not per entry: 2 × 20 min = 40 min -> one 60 min line
     inv = price(work_order(kind="preventive", entries=[te("TE-1", "T31", 20), te("TE-2", "T31", 20)]))
     (line,) = inv.lines
-    assert line.net == D("42.00") and line.source == "time_entry:TE-1,TE-2"
+    assert line.net == Decimal("42.00") and line.source == "time_entry:TE-1,TE-2"
     # a second visit gets its own minimum: 60 min + 60 min = 2 lines of 42.00
     inv = price(work_order(kind="preventive", entries=[te("TE-1", "T31", 20), te("TE-2", "T31", 20, visit_id="V2")]))
-    assert [line.net for line in inv.lines] == [D("42.00"), D("42.00")]
+    assert [line.net for line in inv.lines] == [Decimal("42.00"), Decimal("42.00")]
 
 
 def test_two_technicians_and_personal_rate_vs_skill_rate():
@@ -188,17 +188,17 @@ def test_two_technicians_and_personal_rate_vs_skill_rate():
     )
     labour = lines_of(inv, "labour")
     assert [(line.unit_price, line.quantity, line.net) for line in labour] == [
-        (D("42.00"), D("2.25"), D("94.50")),
-        (D("36.00"), D("1"), D("36.00")),
-        (D("30.00"), D("1.5"), D("45.00")),
+        (Decimal("42.00"), Decimal("2.25"), Decimal("94.50")),
+        (Decimal("36.00"), Decimal("1"), Decimal("36.00")),
+        (Decimal("30.00"), Decimal("1.5"), Decimal("45.00")),
     ]
     assert labour[1].rule.startswith("rate:technician:T32")
-    assert labour[1].cost == D("21.00")
+    assert labour[1].cost == Decimal("21.00")
     assert labour[2].rule.startswith("rate:skill:general")
-    assert labour[2].cost == D("24.00")
+    assert labour[2].cost == Decimal("24.00")
     # net 94.50 + 36.00 + 45.00 = 175.50
     # tax 21.735 -> 21.74; 8.28; 10.35 -> 40.37; total 215.87
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("175.50"), D("40.37"), D("215.87"))
+    assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("175.50"), Decimal("40.37"), Decimal("215.87"))
 
 
 def test_entry_skill_overrides_technician_skill_but_not_personal_rate():
@@ -209,7 +209,7 @@ def test_entry_skill_overrides_technician_skill_but_not_personal_rate():
             kind="preventive", entries=[te("TE-1", "T31", 60, skill="electrical"), te("TE-2", "T32", 60, skill="hvac")]
         )
     )
-    assert [line.net for line in inv.lines] == [D("38.00"), D("36.00")]
+    assert [line.net for line in inv.lines] == [Decimal("38.00"), Decimal("36.00")]
     assert inv.lines[0].rule.startswith("rate:skill:electrical")
 
 
@@ -224,8 +224,8 @@ def test_hours_not_exact_at_four_decimals():
     # increment 10, minimum 0: 10 min = 0.1666.. h -> quantity 0.1667, net from minutes: 10 × 42.00 / 60 = 7.00
     tenant = make_tenant(rate_card={"billing_increment_minutes": 10, "minimum_billable_minutes": 0})
     inv = price(work_order(kind="preventive", entries=[te("TE-1", "T31", 7)]), tenant)
-    assert inv.lines[0].quantity == D("0.1667")
-    assert inv.lines[0].net == D("7.00")
+    assert inv.lines[0].quantity == Decimal("0.1667")
+    assert inv.lines[0].net == Decimal("7.00")
 
 
 def test_travel_billed_at_travel_rate_else_cost_only():
@@ -233,12 +233,12 @@ def test_travel_billed_at_travel_rate_else_cost_only():
     entries = [te("TE-1", "T31", 60), te("TE-2", "T31", 25, kind="travel")]
     inv = price(work_order(kind="preventive", entries=entries), make_tenant(rate_card={"travel_hourly_rate": "20.00"}))
     (travel,) = lines_of(inv, "travel")
-    assert (travel.quantity, travel.net, travel.cost) == (D("0.5"), D("10.00"), D("12.00"))
+    assert (travel.quantity, travel.net, travel.cost) == (Decimal("0.5"), Decimal("10.00"), Decimal("12.00"))
     # without a travel rate: no travel line, but cost 12.00 stays: cost_total = 24.00 (labour) + 12.00
     inv = price(work_order(kind="preventive", entries=entries))
     assert lines_of(inv, "travel") == []
-    assert inv.net_total == D("42.00")
-    assert inv.cost_total == D("36.00")
+    assert inv.net_total == Decimal("42.00")
+    assert inv.cost_total == Decimal("36.00")
 
 
 # --------------------------------------------------------------------------- call-out
@@ -246,8 +246,13 @@ def test_call_out_fee_on_corrective_only():
     # corrective: 42.00 labour + 45.00 call-out = 87.00; tax 9.66 + 10.35 = 20.01; total 107.01
     inv = price(work_order(kind="corrective", entries=[te("TE-1", "T31", 60)]))
     (fee,) = lines_of(inv, "call_out")
-    assert (fee.quantity, fee.unit_price, fee.net, fee.tax) == (D("1"), D("45.00"), D("45.00"), D("10.35"))
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("87.00"), D("20.01"), D("107.01"))
+    assert (fee.quantity, fee.unit_price, fee.net, fee.tax) == (
+        Decimal("1"),
+        Decimal("45.00"),
+        Decimal("45.00"),
+        Decimal("10.35"),
+    )
+    assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("87.00"), Decimal("20.01"), Decimal("107.01"))
     # preventive work order and scheduled job: no call-out
     assert lines_of(price(work_order(kind="preventive", entries=[te("TE-1", "T31", 60)])), "call_out") == []
     sj = work_order(entries=[te("TE-1", "T31", 60)], etype="maintenance.scheduled_job.closed", wo_id="SJ-7")
@@ -272,15 +277,15 @@ def test_parts_catalogue_price_vs_cost_plus_markup_and_fractional_quantity():
     inv = price(work_order(kind="preventive", parts=parts))
     got = [(line.unit_price, line.quantity, line.unit, line.net, line.cost) for line in inv.lines]
     assert got == [
-        (D("3.75"), D("4"), "un", D("15.00"), D("7.60")),
-        (D("28.80"), D("2.5"), "kg", D("72.00"), D("60.00")),
-        (D("11.22"), D("1.3"), "m", D("14.59"), D("12.16")),
-        (D("0.95"), D("1.3"), "m", D("1.24"), D("0")),
+        (Decimal("3.75"), Decimal("4"), "un", Decimal("15.00"), Decimal("7.60")),
+        (Decimal("28.80"), Decimal("2.5"), "kg", Decimal("72.00"), Decimal("60.00")),
+        (Decimal("11.22"), Decimal("1.3"), "m", Decimal("14.59"), Decimal("12.16")),
+        (Decimal("0.95"), Decimal("1.3"), "m", Decimal("1.24"), Decimal("0")),
     ]
     # net 15.00 + 72.00 + 14.59 + 1.24 = 102.83
     # tax 3.45 + 16.56 + 3.3557->3.36 + 0.2852->0.29 = 23.66; total 126.49
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("102.83"), D("23.66"), D("126.49"))
-    assert inv.cost_total == D("79.76")  # 7.60 + 60.00 + 12.16 + 0
+    assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("102.83"), Decimal("23.66"), Decimal("126.49"))
+    assert inv.cost_total == Decimal("79.76")  # 7.60 + 60.00 + 12.16 + 0
 
 
 def test_client_supplied_part_not_billed():
@@ -288,7 +293,7 @@ def test_client_supplied_part_not_billed():
     inv = price(work_order(kind="preventive", parts=parts))
     # only A: 10.00 × 1.20 = 12.00; 2 × 12.00 = 24.00; cost 20.00 (B costs us nothing)
     assert [line.source for line in inv.lines] == ["part:P-1"]
-    assert (inv.net_total, inv.cost_total) == (D("24.00"), D("20.00"))
+    assert (inv.net_total, inv.cost_total) == (Decimal("24.00"), Decimal("20.00"))
 
 
 def test_part_without_price_or_cost_is_a_pricing_error():
@@ -312,14 +317,14 @@ def test_billable_and_non_billable_expenses():
     # 6.55 × 1.10 = 7.205 -> 7.21; tax 7.21 × 0.23 = 1.6583 -> 1.66; total 8.87
     assert (line.kind, line.net, line.tax, line.total, line.cost) == (
         "expense",
-        D("7.21"),
-        D("1.66"),
-        D("8.87"),
-        D("6.55"),
+        Decimal("7.21"),
+        Decimal("1.66"),
+        Decimal("8.87"),
+        Decimal("6.55"),
     )
     # cost keeps the non-billable lunch: 6.55 + 12.00 = 18.55; margin 7.21 - 18.55 = -11.34
-    assert inv.cost_total == D("18.55")
-    assert inv.margin == D("-11.34")
+    assert inv.cost_total == Decimal("18.55")
+    assert inv.margin == Decimal("-11.34")
 
 
 # --------------------------------------------------------------------------- quotes and tax
@@ -333,13 +338,13 @@ def test_quote_lines_with_own_tax_rate():
     inv = price(quote(lines))
     # 980.00 @23 -> 225.40; 450.00 @23 -> 103.50; 25.00 @6 -> 1.50; 60.00 @0 -> 0.00
     assert [(line.net, line.tax_rate, line.tax) for line in inv.lines] == [
-        (D("980.00"), D("23"), D("225.40")),
-        (D("450.00"), D("23"), D("103.50")),
-        (D("25.00"), D("6"), D("1.50")),
-        (D("60.00"), D("0"), D("0.00")),
+        (Decimal("980.00"), Decimal("23"), Decimal("225.40")),
+        (Decimal("450.00"), Decimal("23"), Decimal("103.50")),
+        (Decimal("25.00"), Decimal("6"), Decimal("1.50")),
+        (Decimal("60.00"), Decimal("0"), Decimal("0.00")),
     ]
     # net 1515.00, tax 330.40, total 1845.40; no call-out on quotes; cost 0
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("1515.00"), D("330.40"), D("1845.40"))
+    assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("1515.00"), Decimal("330.40"), Decimal("1845.40"))
     assert lines_of(inv, "call_out") == []
     assert inv.reference == "Quote Q-12" and inv.invoice_number == "ACME-QT-Q-12-R1" and inv.document == "qt"
 
@@ -352,8 +357,8 @@ def test_tax_rounded_half_up_per_line():
         {"id": "E-2", "description": "Parking", "amount": "6.50"},
     ]
     inv = price(work_order(kind="preventive", expenses=expenses))
-    assert [line.tax for line in inv.lines] == [D("1.50"), D("1.50")]
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("13.00"), D("3.00"), D("16.00"))
+    assert [line.tax for line in inv.lines] == [Decimal("1.50"), Decimal("1.50")]
+    assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("13.00"), Decimal("3.00"), Decimal("16.00"))
 
 
 def test_jpy_has_no_decimals():
@@ -372,13 +377,18 @@ def test_jpy_has_no_decimals():
     # labour 70 -> 75 min = 1.25 h × 4250 = 5312.5 -> 5313 (half-up); tax 531.3 -> 531; cost 1.25 × 2500 = 3125
     # part 333 × 1.2 = 399.6 -> 400 per unit; 2.5 × 400 = 1000; tax 100; cost 2.5 × 333 = 832.5 -> 833
     assert [(line.net, line.tax) for line in inv.lines] == [
-        (D("3000"), D("300")),
-        (D("5313"), D("531")),
-        (D("1000"), D("100")),
+        (Decimal("3000"), Decimal("300")),
+        (Decimal("5313"), Decimal("531")),
+        (Decimal("1000"), Decimal("100")),
     ]
-    assert inv.lines[2].unit_price == D("400")
+    assert inv.lines[2].unit_price == Decimal("400")
     # net 9313, tax 931, total 10244, cost 3125 + 833 = 3958
-    assert (inv.net_total, inv.tax_total, inv.total, inv.cost_total) == (D("9313"), D("931"), D("10244"), D("3958"))
+    assert (inv.net_total, inv.tax_total, inv.total, inv.cost_total) == (
+        Decimal("9313"),
+        Decimal("931"),
+        Decimal("10244"),
+        Decimal("3958"),
+    )
     for line in inv.lines:
         assert line.net.as_tuple().exponent == 0 and line.tax.as_tuple().exponent == 0
 
@@ -394,7 +404,7 @@ def test_zero_total_is_not_billable():
     result = price(event)
     assert isinstance(result, NotBillable)
     assert result.reason.startswith("zero total: ")
-    assert result.cost_total == D("8.00")
+    assert result.cost_total == Decimal("8.00")
     assert result.invoice_key == "acme:wo:1001:r1" and result.order_key == "acme:wo:1001"
     # a quote at 0.00 (warranty) too
     assert isinstance(
@@ -451,7 +461,9 @@ CURRENCIES = ["EUR", "JPY", "BHD", "GBP"]
 
 
 def _money(places_max: int):
-    return st.decimals(min_value=D("0"), max_value=D("5000"), places=places_max, allow_nan=False, allow_infinity=False)
+    return st.decimals(
+        min_value=Decimal("0"), max_value=Decimal("5000"), places=places_max, allow_nan=False, allow_infinity=False
+    )
 
 
 @st.composite
@@ -460,7 +472,9 @@ def priced_case(draw):
     places = minor_units(currency)
     tenant = make_tenant(
         currency=currency,
-        vat_percent=str(draw(st.sampled_from([D("0"), D("5.5"), D("10"), D("20"), D("23")]))),
+        vat_percent=str(
+            draw(st.sampled_from([Decimal("0"), Decimal("5.5"), Decimal("10"), Decimal("20"), Decimal("23")]))
+        ),
         rate_card={
             "billing_increment_minutes": draw(st.sampled_from([1, 5, 7, 15, 30])),
             "minimum_billable_minutes": draw(st.sampled_from([0, 30, 60])),
@@ -491,7 +505,7 @@ def priced_case(draw):
             if cost is None
             else draw(st.one_of(st.none(), st.decimals(min_value=0, max_value=999, places=4)))
         )
-        qty = draw(st.decimals(min_value=D("0.001"), max_value=D("500"), places=3))
+        qty = draw(st.decimals(min_value=Decimal("0.001"), max_value=Decimal("500"), places=3))
         parts.append(
             part(
                 f"P-{i}",
@@ -515,10 +529,12 @@ def priced_case(draw):
             {
                 "id": f"QL-{i}",
                 "description": "x",
-                "quantity": str(draw(st.decimals(min_value=D("0.01"), max_value=100, places=2))),
+                "quantity": str(draw(st.decimals(min_value=Decimal("0.01"), max_value=100, places=2))),
                 "unit_price": str(draw(st.decimals(min_value=0, max_value=9999, places=4))),
                 **(
-                    {"tax_rate": str(draw(st.sampled_from([D("0"), D("6"), D("13.5")])))} if draw(st.booleans()) else {}
+                    {"tax_rate": str(draw(st.sampled_from([Decimal("0"), Decimal("6"), Decimal("13.5")])))}
+                    if draw(st.booleans())
+                    else {}
                 ),
             }
             for i in range(draw(st.integers(1, 4)))
@@ -547,12 +563,12 @@ def test_property_totals_are_sums_of_rounded_lines(case):
         for amount in (line.net, line.tax, line.total, line.cost):
             assert amount.as_tuple().exponent >= -places, (line, amount)
         assert line.net >= 0 and line.tax >= 0
-    assert result.net_total == sum((line.net for line in result.lines), D(0))
-    assert result.tax_total == sum((line.tax for line in result.lines), D(0))
-    assert result.total == sum((line.total for line in result.lines), D(0))
+    assert result.net_total == sum((line.net for line in result.lines), Decimal(0))
+    assert result.tax_total == sum((line.tax for line in result.lines), Decimal(0))
+    assert result.total == sum((line.total for line in result.lines), Decimal(0))
     assert result.net_total + result.tax_total == result.total
     assert result.margin == result.net_total - result.cost_total
-    assert result.cost_total >= sum((line.cost for line in result.lines), D(0))
+    assert result.cost_total >= sum((line.cost for line in result.lines), Decimal(0))
     for amount in (result.net_total, result.tax_total, result.total, result.cost_total, result.margin):
         assert amount.as_tuple().exponent >= -places
 
@@ -635,7 +651,7 @@ def test_demo_small_tenants_on_other_billing_systems_price():
     scheduled_jobs = 0
     for tenant_id in SMALL_TENANTS:
         tenant = config.tenant(tenant_id)
-        assert (tenant.currency, tenant.vat_percent, tenant.rate_card.time_bands) == ("EUR", D("23"), [])
+        assert (tenant.currency, tenant.vat_percent, tenant.rate_card.time_bands) == ("EUR", Decimal("23"), [])
         assert len(tenant.clients) == 2
         assert all(client.contact_id is None for client in tenant.clients.values())  # created by name
         mine = [e for e in events if e["tenant"] == tenant_id]
@@ -645,7 +661,7 @@ def test_demo_small_tenants_on_other_billing_systems_price():
             event = parse_event(json.dumps(raw))  # valid: the one invalid event is acme-fm's
             inv = price_event(event, tenant_id, tenant)  # must not raise
             assert isinstance(inv, Invoice) and inv.total > 0 and inv.currency == "EUR", event.id
-            assert {line.tax_rate for line in inv.lines} == {D("23")}
+            assert {line.tax_rate for line in inv.lines} == {Decimal("23")}
             data = raw["data"]
             if raw["type"] == "maintenance.scheduled_job.closed":
                 scheduled_jobs += 1
@@ -653,7 +669,9 @@ def test_demo_small_tenants_on_other_billing_systems_price():
                 continue
             assert data["kind"] == "corrective"
             assert len({te["technician_id"] for te in data["time_entries"]}) == 2, event.id
-            assert any(D(p["quantity"]) != D(p["quantity"]).to_integral_value() for p in data["parts"]), event.id
+            assert any(Decimal(p["quantity"]) != Decimal(p["quantity"]).to_integral_value() for p in data["parts"]), (
+                event.id
+            )
             assert any(x.get("billable", True) for x in data["expenses"]), event.id
             assert [line.kind for line in inv.lines].count("labour") == 2
     assert scheduled_jobs >= 1
@@ -684,16 +702,16 @@ def test_demo_wo_1001_two_technicians_by_hand():
     # cost 2.25×24.00=54.00 + 1×21.00 + 0.5×24.00=12.00 + 38.50 + 2.5×24.00=60.00 + 6.50 + 12.00 = 204.00
     assert inv.invoice_number == "ACME-WO-1001-R1"
     assert [line.net for line in inv.lines] == [
-        D("45.00"),
-        D("94.50"),
-        D("36.00"),
-        D("10.00"),
-        D("46.20"),
-        D("72.00"),
-        D("6.50"),
+        Decimal("45.00"),
+        Decimal("94.50"),
+        Decimal("36.00"),
+        Decimal("10.00"),
+        Decimal("46.20"),
+        Decimal("72.00"),
+        Decimal("6.50"),
     ]
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("310.20"), D("71.36"), D("381.56"))
-    assert (inv.cost_total, inv.margin) == (D("204.00"), D("106.20"))
+    assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("310.20"), Decimal("71.36"), Decimal("381.56"))
+    assert (inv.cost_total, inv.margin) == (Decimal("204.00"), Decimal("106.20"))
     assert inv.client_name == "Hotel Atlântico Lisboa, S.A." and inv.currency == "EUR"
     assert (inv.issue_date, inv.due_date) == (date(2026, 3, 3), date(2026, 4, 2))
 
@@ -706,8 +724,8 @@ def test_demo_scheduled_job_by_hand():
     #   parking 8.00 × 1.10 = 8.80                                             tax  1.76
     # net 175.20, tax 35.04, total 210.24; cost 2×30.00 + 6×5.10 + 8.00 = 98.60
     assert inv.invoice_number == "NHV-SJ-SJ-2026-0311-R1"
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("175.20"), D("35.04"), D("210.24"))
-    assert inv.cost_total == D("98.60")
+    assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("175.20"), Decimal("35.04"), Decimal("210.24"))
+    assert inv.cost_total == Decimal("98.60")
     assert (inv.issue_date, inv.due_date) == (date(2026, 3, 11), date(2026, 3, 25))
     assert inv.reference == "Scheduled job SJ-2026-0311"
 
@@ -717,7 +735,7 @@ def test_demo_quote_by_hand():
     # 1 × 980.00 @23 % = 225.40; 10 × 45.00 = 450.00 @23 % = 103.50; 1 × 25.00 @6 % = 1.50
     # net 1455.00, tax 330.40, total 1785.40
     assert inv.invoice_number == "ACME-QT-Q-2026-012-R1"
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("1455.00"), D("330.40"), D("1785.40"))
+    assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("1455.00"), Decimal("330.40"), Decimal("1785.40"))
 
 
 def test_demo_weekend_call_out_and_revision_2_by_hand():
@@ -730,13 +748,13 @@ def test_demo_weekend_call_out_and_revision_2_by_hand():
     #   copper pipe client-supplied: not billed
     # net 75.00 + 81.00 + 15.00 = 171.00; tax 17.25 + 18.63 + 3.45 = 39.33; total 210.33
     assert [(ln.kind, ln.net) for ln in inv.lines] == [
-        ("call_out", D("75.00")),
-        ("labour", D("81.00")),
-        ("part", D("15.00")),
+        ("call_out", Decimal("75.00")),
+        ("labour", Decimal("81.00")),
+        ("part", Decimal("15.00")),
     ]
-    assert inv.lines[1].unit_price == D("54.00") and inv.lines[1].quantity == D("1.5")
+    assert inv.lines[1].unit_price == Decimal("54.00") and inv.lines[1].quantity == Decimal("1.5")
     assert "band weekend 1.5" in inv.lines[1].rule and inv.lines[0].rule.startswith("call_out_fee:band weekend")
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("171.00"), D("39.33"), D("210.33"))
+    assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("171.00"), Decimal("39.33"), Decimal("210.33"))
 
     inv = _priced("limble:wo:5003:r2")
     # nordic-hvac, NH-101 personal 70.00/h, cost 38.00/h, VAT 20 %, no travel rate; all times are
@@ -753,8 +771,8 @@ def test_demo_weekend_call_out_and_revision_2_by_hand():
     # cost 38.00 + 47.50 + 28.50 + 15.60 + 15.00 = 144.60 (call-outs cost nothing)
     assert inv.invoice_number == "NHV-WO-5003-R2" and inv.invoice_key == "nordic-hvac:wo:5003:r2"
     assert [ln.source for ln in inv.lines if ln.kind == "call_out"] == ["work_order:5003", "visit:V2"]
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("312.72"), D("62.54"), D("375.26"))
-    assert inv.cost_total == D("144.60")
+    assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("312.72"), Decimal("62.54"), Decimal("375.26"))
+    assert inv.cost_total == Decimal("144.60")
 
 
 def test_demo_work_order_executing_a_quote_bills_only_its_extra():
@@ -766,7 +784,7 @@ def test_demo_work_order_executing_a_quote_bills_only_its_extra():
     #   T34 08:00-12:00 less 30 min = 210 min = 3.5 h × 16.00 = 56.00
     # cost 180.00 + 56.00 + 4.2 × 24.00 = 100.80 -> 336.80; margin 120.96 - 336.80 = -215.84
     assert [(ln.kind, ln.quantity, ln.unit_price, ln.net, ln.tax) for ln in inv.lines] == [
-        ("part", D("4.2"), D("28.80"), D("120.96"), D("27.82"))
+        ("part", Decimal("4.2"), Decimal("28.80"), Decimal("120.96"), Decimal("27.82"))
     ]
-    assert (inv.net_total, inv.tax_total, inv.total) == (D("120.96"), D("27.82"), D("148.78"))
-    assert (inv.cost_total, inv.margin) == (D("336.80"), D("-215.84"))
+    assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("120.96"), Decimal("27.82"), Decimal("148.78"))
+    assert (inv.cost_total, inv.margin) == (Decimal("336.80"), Decimal("-215.84"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from decimal import Decimal as D
+from decimal import Decimal
 
 import pytest
 
@@ -23,10 +23,10 @@ PRICED_AT = datetime(2026, 11, 1, tzinfo=UTC)
 
 def _check_line(got: InvoiceLine, want: L, where: str) -> None:
     assert got.kind == want.kind, where
-    assert got.quantity == D(want.quantity), (where, got.quantity)
-    assert got.unit_price == D(want.unit_price), (where, got.unit_price)
+    assert got.quantity == Decimal(want.quantity), (where, got.quantity)
+    assert got.unit_price == Decimal(want.unit_price), (where, got.unit_price)
     assert (str(got.net), str(got.tax), str(got.total)) == (want.net, want.tax, want.total), (where, got)
-    assert got.tax_rate == D(want.tax_rate), (where, got.tax_rate)
+    assert got.tax_rate == Decimal(want.tax_rate), (where, got.tax_rate)
     if want.cost is not None:
         assert str(got.cost) == want.cost, (where, got.cost)
     if want.source is not None:
@@ -34,13 +34,13 @@ def _check_line(got: InvoiceLine, want: L, where: str) -> None:
     if want.rule is not None:
         assert want.rule in got.rule, (where, got.rule)
     if want.discount is not None:
-        assert got.discount_percent == D(want.discount), (where, got.discount_percent)
+        assert got.discount_percent == Decimal(want.discount), (where, got.discount_percent)
     assert got.covered_by == want.covered_by, (where, got.covered_by)
 
 
 def _check_lines(lines: list[InvoiceLine], wanted: tuple[L, ...], case_id: str) -> None:
     assert len(lines) == len(wanted), (case_id, [(ln.kind, ln.net, ln.rule) for ln in lines])
-    for i, (got, want) in enumerate(zip(lines, wanted)):
+    for i, (got, want) in enumerate(zip(lines, wanted, strict=True)):
         _check_line(got, want, f"{case_id} line {i}")
 
 

@@ -7,9 +7,9 @@ invariants over generated inputs and that bad configuration is refused with its 
 from __future__ import annotations
 
 import copy
+import itertools
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP
-from decimal import Decimal as D
+from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -51,7 +51,7 @@ def test_overlapping_contracts_are_refused_with_the_path():
 
 
 @pytest.mark.parametrize(
-    "field,value,expected",
+    ("field", "value", "expected"),
     [
         ("start", "25:00", "invalid time '25:00'"),
         ("end", "7:00", "invalid time '7:00'"),
@@ -75,7 +75,7 @@ def test_band_without_condition_or_with_equal_times_is_refused():
 
 
 @pytest.mark.parametrize(
-    "mutate,path",
+    ("mutate", "path"),
     [
         (
             lambda t: t["rate_card"]["skills"]["hvac"].update(hourly_rate="-5"),
@@ -157,7 +157,7 @@ def test_quote_table_feeds_the_balance_and_ignores_older_revisions():
     assert _state_price(qt(), raw, tables).writes == []  # r1 after r2: kept r2
     balance = _state_price(wo(entries=[dur("TE-1", "T31", 60)], quote_id="Q-12"), raw, tables).priced
     # balance of r2: 1000.00 - 300.00 deposit = 700.00; labour inside the quote is cost only
-    assert [(ln.source, ln.net) for ln in balance.lines] == [("quote_line:QL-9", D("700.00"))]
+    assert [(ln.source, ln.net) for ln in balance.lines] == [("quote_line:QL-9", Decimal("700.00"))]
 
 
 def test_quote_of_another_client_is_an_error():
@@ -202,7 +202,7 @@ def test_split_keeps_real_elapsed_time(start, minutes, cuts):
     end = start + timedelta(minutes=minutes)
     pieces = split_interval(start, end, LISBON, tuple(sorted(cuts | {0})))
     assert pieces[0][0] == start and pieces[-1][1] == end
-    assert all(a < b for a, b in pieces) and all(p[1] == q[0] for p, q in zip(pieces, pieces[1:]))
+    assert all(a < b for a, b in pieces) and all(p[1] == q[0] for p, q in itertools.pairwise(pieces))
     # no piece crosses a local midnight: its first and last second are on the same local date
     for a, b in pieces:
         assert a.astimezone(LISBON).date() == (b - timedelta(seconds=1)).astimezone(LISBON).date()
@@ -215,13 +215,18 @@ DAYS = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
 
 
 def _money(places: int, high: int = 500):
-    return st.decimals(min_value=D("0"), max_value=D(high), places=places, allow_nan=False, allow_infinity=False)
+    return st.decimals(
+        min_value=Decimal("0"), max_value=Decimal(high), places=places, allow_nan=False, allow_infinity=False
+    )
 
 
 @st.composite
 def band(draw, index: int):
     kind = draw(st.sampled_from(["days", "window", "holiday", "overtime", "days+window"]))
-    b = {"name": f"b{index}", "factor": str(draw(st.sampled_from([D("1.25"), D("1.5"), D("2"), D("1.333")])))}
+    b = {
+        "name": f"b{index}",
+        "factor": str(draw(st.sampled_from([Decimal("1.25"), Decimal("1.5"), Decimal("2"), Decimal("1.333")]))),
+    }
     if "days" in kind:
         b["days"] = draw(st.lists(st.sampled_from(DAYS), min_size=1, max_size=3, unique=True))
     if "window" in kind:
@@ -231,7 +236,7 @@ def band(draw, index: int):
     if kind == "holiday":
         b["holiday"] = True
     if kind == "overtime":
-        b["overtime_after_hours"] = str(draw(st.sampled_from([D("2"), D("4"), D("8")])))
+        b["overtime_after_hours"] = str(draw(st.sampled_from([Decimal("2"), Decimal("4"), Decimal("8")])))
     if draw(st.booleans()):
         b["call_out_fee"] = "70"
     return b
@@ -244,8 +249,8 @@ def scenario(draw):
     client: dict = {}
     if draw(st.booleans()):
         client["discount"] = {
-            "labour_percent": str(draw(st.sampled_from([D("0"), D("5"), D("12.5")]))),
-            "parts_percent": str(draw(st.sampled_from([D("0"), D("3")]))),
+            "labour_percent": str(draw(st.sampled_from([Decimal("0"), Decimal("5"), Decimal("12.5")]))),
+            "parts_percent": str(draw(st.sampled_from([Decimal("0"), Decimal("3")]))),
         }
     treatment = draw(st.sampled_from(["normal", "normal", "exempt", "reverse"]))
     if treatment == "exempt":
@@ -268,7 +273,7 @@ def scenario(draw):
         client["skill_rates"] = {"hvac": str(draw(_money(places)))}
     raw = tenant(
         currency=currency,
-        vat_percent=str(draw(st.sampled_from([D("0"), D("5.5"), D("10"), D("23")]))),
+        vat_percent=str(draw(st.sampled_from([Decimal("0"), Decimal("5.5"), Decimal("10"), Decimal("23")]))),
         holidays=["2026-03-03", "2026-10-25"],
         client=client,
         tax={
@@ -319,7 +324,7 @@ def scenario(draw):
             "id": f"P-{i}",
             "sku": f"S{i}",
             "description": "x",
-            "quantity": str(draw(st.decimals(min_value=D("0.001"), max_value=50, places=3))),
+            "quantity": str(draw(st.decimals(min_value=Decimal("0.001"), max_value=50, places=3))),
             "unit_cost": str(draw(st.decimals(min_value=0, max_value=999, places=2))),
             "client_supplied": draw(st.booleans()),
             "category": draw(st.sampled_from([None, "gas"])),
@@ -349,8 +354,8 @@ def scenario(draw):
     return Tenant.model_validate(raw), parse_event(event), used
 
 
-def _q(value: D, places: int) -> D:
-    return value.quantize(D(1).scaleb(-places), rounding=ROUND_HALF_UP)
+def _q(value: Decimal, places: int) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -382,9 +387,9 @@ def test_property_invoices_add_up_exactly(case):
         assert result.reason_code in ("zero_total", "covered_by_contract", "billed_on_completion")
         return
     # totals always equal the sum of the lines
-    assert result.net_total == sum((line.net for line in lines), D(0))
-    assert result.tax_total == sum((line.tax for line in lines), D(0))
-    assert result.total == sum((line.total for line in lines), D(0)) == result.net_total + result.tax_total
+    assert result.net_total == sum((line.net for line in lines), Decimal(0))
+    assert result.tax_total == sum((line.tax for line in lines), Decimal(0))
+    assert result.total == sum((line.total for line in lines), Decimal(0)) == result.net_total + result.tax_total
     assert result.total != 0
     assert result.margin == result.net_total - result.cost_total
     for amount in (result.net_total, result.tax_total, result.total, result.cost_total, result.margin):
@@ -409,13 +414,13 @@ def test_property_labour_never_bills_less_than_worked(case):
     worked = sum(e.seconds for e in event.data.time_entries if e.kind == "work")
     labour = [ln for ln in result.lines if ln.kind == "labour"]  # billed and covered lines
     # rounding only ever adds time; 4-dp hour quantities may each lose at most 0.00005 h
-    assert sum((ln.quantity for ln in labour), D(0)) * 3600 >= D(worked) - D("0.18") * len(labour)
+    assert sum((ln.quantity for ln in labour), Decimal(0)) * 3600 >= Decimal(worked) - Decimal("0.18") * len(labour)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(scenario())
 def test_property_redelivery_is_idempotent(case):
-    tenant_model, event, used = case
+    tenant_model, event, _used = case
     tables = {ALLOWANCE_TABLE: {}, QUOTES_TABLE: {}}
     first = price_with_state(
         event, "acme", tenant_model, allowances=tables[ALLOWANCE_TABLE], quotes=tables[QUOTES_TABLE]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from copy import deepcopy
-from decimal import Decimal as D
+from decimal import Decimal
 from pathlib import Path
 
 import yaml
@@ -37,26 +37,26 @@ def test_translation_matches_the_sample_data():
     event = parse_event(_event_raw())
     # rate card
     assert tenant.currency == card["currency"] and tenant.timezone == card["timezone"]
-    assert tenant.vat_percent == D(card["vat_percent"])
+    assert tenant.vat_percent == Decimal(card["vat_percent"])
     assert tenant.rate_card.billing_increment_minutes == card["billing_increment_minutes"]
     assert tenant.rate_card.minimum_billable_minutes == card["minimum_billable_minutes"]
     assert {k: v.hourly_rate for k, v in tenant.rate_card.skills.items()} == {
-        k: D(v["hourly_rate"]) for k, v in card["skills"].items()
+        k: Decimal(v["hourly_rate"]) for k, v in card["skills"].items()
     }
     assert [(b.name, b.factor) for b in tenant.rate_card.time_bands] == [
-        (m["name"], D(m["factor"])) for m in card["multipliers"]
+        (m["name"], Decimal(m["factor"])) for m in card["multipliers"]
     ]
-    assert tenant.rate_card.call_out_fee == D(card["call_out_fee"]["default"])
-    assert tenant.rate_card.time_bands[1].call_out_fee == D(card["call_out_fee"]["weekend"])
-    assert tenant.rate_card.parts_markup_percent == D(card["parts"]["markup_percent"])
+    assert tenant.rate_card.call_out_fee == Decimal(card["call_out_fee"]["default"])
+    assert tenant.rate_card.time_bands[1].call_out_fee == Decimal(card["call_out_fee"]["weekend"])
+    assert tenant.rate_card.parts_markup_percent == Decimal(card["parts"]["markup_percent"])
     for tech in card["technicians"]:
         mine = tenant.rate_card.technicians[str(tech["ids"]["maintainx"])]
         assert mine.skill == tech["skill"] and mine.hourly_rate == (
-            D(tech["hourly_rate"]) if "hourly_rate" in tech else None
+            Decimal(tech["hourly_rate"]) if "hourly_rate" in tech else None
         )
     client = card["clients"][0]
     contract = tenant.clients[client["key"]].contracts[0]
-    assert tenant.clients[client["key"]].skill_rates == {k: D(v) for k, v in client["rate_overrides"].items()}
+    assert tenant.clients[client["key"]].skill_rates == {k: Decimal(v) for k, v in client["rate_overrides"].items()}
     assert contract.id == client["contract"]["id"] and contract.sites == client["contract"]["sites"]
     assert (
         contract.covers.corrective_hours_per_month == client["contract"]["covers"]["corrective_labour_hours_per_month"]
@@ -71,10 +71,10 @@ def test_translation_matches_the_sample_data():
         for lab in canonical["labour"]
     ]
     assert [(p.sku, p.unit_cost) for p in event.data.parts] == [
-        (p["sku"], D(p["unit_cost"])) for p in canonical["parts"]
+        (p["sku"], Decimal(p["unit_cost"])) for p in canonical["parts"]
     ]
-    assert [e.amount for e in event.data.expenses] == [D(e["amount"]) for e in canonical["expenses"]]
-    assert event.data.parts[1].quantity == D("2.5")  # the scenario (the canonical file says 3 kg)
+    assert [e.amount for e in event.data.expenses] == [Decimal(e["amount"]) for e in canonical["expenses"]]
+    assert event.data.parts[1].quantity == Decimal("2.5")  # the scenario (the canonical file says 3 kg)
 
 
 def test_synthetic_scenario_by_hand():
@@ -103,13 +103,13 @@ def test_synthetic_scenario_by_hand():
     #       parts 38.50 + 2.5 × 24.00 = 60.00; parking 6.50 -> 228.50; margin 334.70 - 228.50 = 106.20
     assert isinstance(invoice, Invoice)
     assert [(ln.kind, ln.quantity, ln.unit_price, ln.net, ln.tax, ln.covered_by) for ln in invoice.lines] == [
-        ("call_out", D("1"), D("75.00"), D("75.00"), D("17.25"), None),
-        ("labour", D("3.25"), D("0"), D("0.00"), D("0.00"), "ABONO-2025-HAD"),
-        ("labour", D("0.75"), D("0"), D("0.00"), D("0.00"), "ABONO-2025-HAD"),
-        ("labour", D("2.5"), D("54.00"), D("135.00"), D("31.05"), None),
-        ("part", D("1"), D("46.20"), D("46.20"), D("10.63"), None),
-        ("part", D("2.5"), D("28.80"), D("72.00"), D("16.56"), None),
-        ("expense", D("1"), D("6.50"), D("6.50"), D("1.50"), None),
+        ("call_out", Decimal("1"), Decimal("75.00"), Decimal("75.00"), Decimal("17.25"), None),
+        ("labour", Decimal("3.25"), Decimal("0"), Decimal("0.00"), Decimal("0.00"), "ABONO-2025-HAD"),
+        ("labour", Decimal("0.75"), Decimal("0"), Decimal("0.00"), Decimal("0.00"), "ABONO-2025-HAD"),
+        ("labour", Decimal("2.5"), Decimal("54.00"), Decimal("135.00"), Decimal("31.05"), None),
+        ("part", Decimal("1"), Decimal("46.20"), Decimal("46.20"), Decimal("10.63"), None),
+        ("part", Decimal("2.5"), Decimal("28.80"), Decimal("72.00"), Decimal("16.56"), None),
+        ("expense", Decimal("1"), Decimal("6.50"), Decimal("6.50"), Decimal("1.50"), None),
     ]
     assert (str(invoice.net_total), str(invoice.tax_total), str(invoice.total)) == ("334.70", "76.99", "411.69")
     assert (str(invoice.cost_total), str(invoice.margin)) == ("228.50", "106.20")
@@ -149,8 +149,8 @@ def test_synthetic_scenario_later_in_the_month_bills_everything():
         parse_event(_event_raw()), "synthetic-fm", _tenant(), allowance_used={"synthetic-fm:wo:5550001:r1": 240}
     )
     assert [(ln.quantity, ln.net) for ln in invoice.lines if ln.kind == "labour"] == [
-        (D("3.25"), D("195.00")),
-        (D("3.25"), D("175.50")),
+        (Decimal("3.25"), Decimal("195.00")),
+        (Decimal("3.25"), Decimal("175.50")),
     ]
     assert (str(invoice.net_total), str(invoice.tax_total), str(invoice.total)) == ("570.20", "131.16", "701.36")
     assert (invoice.allowance.used_before_minutes, invoice.allowance.consumed_minutes) == (240, 0)

@@ -14,10 +14,21 @@ with a stated reason. The pytest plugin (:mod:`connectors.testing.plugin`, regis
 an isolated token store per test.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from connectors.testing.harness import ConnectorHarness, HeldInvoice
+from connectors.testing.harness import ConnectorHarness, HeldInvoice, HostileExpectation
 from connectors.testing.invoices import make_invoice, make_line
+
+if TYPE_CHECKING:  # type checkers see the lazy names with their real types
+    from connectors.testing.suite import (
+        HOSTILE_CASES,
+        SCENARIOS,
+        ConnectorConformance,
+        Kit,
+        KitSetupError,
+        make_conformance_tests,
+        validate_harness,
+    )
 
 #: Names of :mod:`connectors.testing.suite`, imported on first use: the suite needs pytest (a dev
 #: extra), the harnesses do not — ``broker demo`` starts the emulators through them without pytest.
@@ -48,6 +59,7 @@ __all__ = [
     "ConnectorConformance",
     "ConnectorHarness",
     "HeldInvoice",
+    "HostileExpectation",
     "Kit",
     "KitSetupError",
     "make_conformance_tests",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
-from connectors.base import Connector
+from connectors.sdk.interface import Connector
 from connectors.sdk.invoice import Invoice
 
 HostileExpectation = Literal["deliver", "reject", "either"]
@@ -42,12 +42,12 @@ class ConnectorHarness:
 
     Class attributes:
 
-    * ``connector_cls`` (required) — the :class:`~connectors.base.Connector` subclass under test.
+    * ``connector_cls`` (required) — the :class:`~connectors.sdk.interface.Connector` subclass under test.
     * ``skip`` — ``{scenario: reason}`` for scenarios the system cannot support (see
       :data:`connectors.testing.SCENARIOS`); an empty reason or an unknown scenario is an error.
     * ``hostile`` — per hostile case (``long_description``, ``non_ascii``, ``many_lines``,
       ``zero_amount_line``, ``negative_line``, ``odd_number``): ``"deliver"`` (must be created
-      with the exact total), ``"reject"`` (must raise :class:`~connectors.base.PermanentError`
+      with the exact total), ``"reject"`` (must raise :class:`~connectors.sdk.errors.PermanentError`
       before or at the billing system) or ``"either"`` (default).
     * ``tenant``, ``currency`` (2-decimal currencies only), ``tax_rate`` (a non-zero rate the
       emulator knows; 0 % must be known too), ``fast_timeout`` (``timeout_seconds`` for the

@@ -17,6 +17,8 @@ from connectors.sdk.invoice import Invoice, InvoiceLine
 
 CENT = Decimal("0.01")
 D = Decimal
+#: The rate the standard line sets default to (a percentage).
+DEFAULT_RATE = Decimal("23")
 
 
 def q2(value: Decimal) -> Decimal:
@@ -97,7 +99,7 @@ def make_invoice(
     )
 
 
-def standard_lines(rate: Decimal = D("23")) -> list[InvoiceLine]:
+def standard_lines(rate: Decimal = DEFAULT_RATE) -> list[InvoiceLine]:
     """Labour and a part at one rate.
 
     At 23 %: 3.25 h × 42.00 = 136.50, tax 31.395 -> 31.40; 2 × 18.75 = 37.50, tax 8.625 -> 8.63;
@@ -109,7 +111,7 @@ def standard_lines(rate: Decimal = D("23")) -> list[InvoiceLine]:
     ]
 
 
-def mixed_rate_lines(rate: Decimal = D("23")) -> list[InvoiceLine]:
+def mixed_rate_lines(rate: Decimal = DEFAULT_RATE) -> list[InvoiceLine]:
     """A standard-rate line, a zero-rate line and a line whose tax rounds.
 
     At 23 %: 1.5 × 40.00 = 60.00, tax 13.80; 1 × 12.50 at 0 % = 12.50, tax 0.00; 3 × 0.99 = 2.97,
@@ -122,7 +124,7 @@ def mixed_rate_lines(rate: Decimal = D("23")) -> list[InvoiceLine]:
     ]
 
 
-def many_lines(count: int = 500, rate: Decimal = D("23")) -> list[InvoiceLine]:
+def many_lines(count: int = 500, rate: Decimal = DEFAULT_RATE) -> list[InvoiceLine]:
     """``count`` lines alternating 1 × 1.05 at the rate and 2 × 0.50 at 0 %.
 
     At 23 % and 500 lines: 250 × 1.05 = 262.50 net with 250 × 0.24 (0.2415 rounded) = 60.00 tax,
@@ -138,7 +140,7 @@ def many_lines(count: int = 500, rate: Decimal = D("23")) -> list[InvoiceLine]:
     return lines
 
 
-def zero_line(rate: Decimal = D("23")) -> list[InvoiceLine]:
+def zero_line(rate: Decimal = DEFAULT_RATE) -> list[InvoiceLine]:
     """A free line among paid ones. At 23 %: 2 × 30.00 = 60.00 (13.80) + 1 × 0.00 (0.00); total 73.80."""
     return [
         make_line("Inspection labour", "2", "30.00", rate),
@@ -146,7 +148,7 @@ def zero_line(rate: Decimal = D("23")) -> list[InvoiceLine]:
     ]
 
 
-def negative_line(rate: Decimal = D("23")) -> list[InvoiceLine]:
+def negative_line(rate: Decimal = DEFAULT_RATE) -> list[InvoiceLine]:
     """A negative (discount) line. At 23 %: 100.00 (23.00) and −10.00 (−2.30); net 90.00, tax 20.70, total 110.70."""
     return [
         make_line("Boiler service", "1", "100.00", rate),

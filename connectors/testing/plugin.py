@@ -45,7 +45,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(
                 f"--conformance-scenario: unknown {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}"
             )
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         name = getattr(getattr(item, "function", None), "_conformance_scenario", None)
         if name is None:

@@ -32,35 +32,31 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 import pytest
 from pydantic import BaseModel
 
 from connectors import registry
-from connectors.base import (
+from connectors.sdk.errors import (
     AuthError,
-    BatchItem,
-    Capabilities,
     ConfigError,
-    Connector,
     ConnectorError,
-    DeliveryResult,
     DuplicateError,
     PermanentError,
     RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
     UnknownAccountError,
-    secret_env_fields,
-    settings_json_schema,
 )
-from connectors.sdk.invoice import Invoice
-from connectors.sdk.oauth2 import FileTokenStore, MemoryTokenStore
+from connectors.sdk.interface import BatchItem, Capabilities, Connector, DeliveryResult, settings_json_schema
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.oauth2 import FileTokenStore, MemoryTokenStore, TokenStore
+from connectors.sdk.settings import secret_env_fields
 from connectors.testing.harness import ConnectorHarness, HeldInvoice
 from connectors.testing.invoices import (
     NON_ASCII_DESCRIPTION,
@@ -75,6 +71,13 @@ from connectors.testing.invoices import (
     zero_line,
 )
 
+if TYPE_CHECKING:
+    from broker.delivery import Deliverer
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_Conformance = TypeVar("_Conformance", bound="ConnectorConformance")
+
 #: Scenario name -> what it checks. ``harness.skip`` keys must be among these.
 SCENARIOS: dict[str, str] = {
     "metadata": "name, version, capabilities and Settings follow the conventions; the entry point loads this class",
@@ -84,13 +87,17 @@ SCENARIOS: dict[str, str] = {
     "check": "check() passes against the emulator with good settings",
     "check_bad_credentials": "check() with a wrong secret is an AuthError that does not show the secret",
     "check_unknown_account": "check() naming an unreachable organisation/company is an UnknownAccountError",
-    "happy_path": "invoices are created with the billing system's totals equal to ours to the cent; find() returns them",
+    "happy_path": (
+        "invoices are created with the billing system's totals equal to ours to the cent; find() returns them"
+    ),
     "find_absent": "find() of an unknown number returns None",
     "idempotency": "the same invoice delivered twice (and by a restarted connector) gives one invoice",
     "idempotency_after_key_expiry": "after the native idempotency window, a repeat still gives one invoice",
     "rate_limit": "429 with Retry-After is a RateLimitedError and the retry policy waits that long",
     "server_error": "5xx is retryable, nothing is stored, and the retry policy then succeeds",
-    "timeout_after_commit": "a response lost after the server created the invoice is uncertain and reconciled by lookup",
+    "timeout_after_commit": (
+        "a response lost after the server created the invoice is uncertain and reconciled by lookup"
+    ),
     "validation": "a validation error is a PermanentError, never retried",
     "batch": "deliver_many gives one result per invoice with partial failure",
     "batch_split": "deliver_many sends more than batch_size invoices in several calls",
@@ -142,19 +149,22 @@ def validate_harness(harness_cls: type[ConnectorHarness]) -> None:
             raise KitSetupError(f"{harness_cls.__name__}.hostile[{case!r}] must be 'deliver', 'reject' or 'either'")
 
 
-def scenario(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def scenario(
+    name: str,
+) -> Callable[[Callable[Concatenate[_Conformance, _P], _T]], Callable[Concatenate[_Conformance, _P], _T]]:
     """Mark a test method as scenario ``name``: skipped with the harness's reason when listed in ``skip``."""
     if name not in SCENARIOS:
         raise KitSetupError(f"unknown scenario {name!r}")
 
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(fn: Callable[Concatenate[_Conformance, _P], _T]) -> Callable[Concatenate[_Conformance, _P], _T]:
         @functools.wraps(fn)
-        def wrapper(self: ConnectorConformance, *args: Any, **kwargs: Any) -> Any:
+        def wrapper(self: _Conformance, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
             reason = dict(self.harness_class.skip).get(name)
             if reason:
                 pytest.skip(f"{self.harness_class.__name__} skips {name!r}: {reason}")
             return fn(self, *args, **kwargs)
 
+        # the plugin selects scenario tests by this marker attribute; functions accept arbitrary attributes
         wrapper._conformance_scenario = name  # type: ignore[attr-defined]
         return wrapper
 
@@ -198,26 +208,28 @@ class Kit:
         self.tmp = tmp_path
         self.mp = monkeypatch
         self._connectors: list[Connector] = []
-        self._deliverers: list[Any] = []
+        self._deliverers: list[Deliverer] = []
         self._n = 0
         self.alias = f"conformance-{self.cls.name}"
 
     # ------------------------------------------------------------------ harness hooks
-    def hook(self, scenario_name: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``harness.<method>``; an unimplemented hook fails the test telling how to skip it."""
+    def hook(self, scenario_name: str, method: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Call ``method`` (a harness hook, e.g. ``kit.h.expire_tokens``); an unimplemented hook fails
+        the test telling how to skip it."""
         try:
-            return getattr(self.h, method)(*args, **kwargs)
+            return method(*args, **kwargs)
         except NotImplementedError:
             pytest.fail(
-                f"{type(self.h).__name__}.{method}() is not implemented; implement it or declare "
+                f"{type(self.h).__name__}.{method.__name__}() is not implemented; implement it or declare "
                 f"skip = {{{scenario_name!r}: '<reason>'}} on the harness",
                 pytrace=False,
             )
 
-    def optional(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call an optional hook; ``None`` when not implemented."""
+    @staticmethod
+    def optional(method: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T | None:
+        """Call an optional harness hook; ``None`` when not implemented."""
         try:
-            return getattr(self.h, method)(*args, **kwargs)
+            return method(*args, **kwargs)
         except NotImplementedError:
             return None
 
@@ -225,7 +237,7 @@ class Kit:
     def settings(self, **overrides: Any) -> dict[str, Any]:
         return {**self.h.settings(), **overrides}
 
-    def connector(self, *, token_store: Any = None, **overrides: Any) -> Connector:
+    def connector(self, *, token_store: TokenStore | None = None, **overrides: Any) -> Connector:
         """A new connector on the harness settings (+ ``overrides``) with its own in-memory token store."""
         connector = self.cls(
             self.settings(**overrides),
@@ -235,7 +247,7 @@ class Kit:
         self._connectors.append(connector)
         return connector
 
-    def deliverer(self, **overrides: Any) -> Any:
+    def deliverer(self, **overrides: Any) -> Deliverer:
         """A :class:`broker.delivery.Deliverer` whose tenant uses this connector (registered in-process)."""
         from broker.config import parse_config
         from broker.delivery import Deliverer
@@ -264,7 +276,7 @@ class Kit:
         return f"CF-{tag[:8].upper()}-{self._n}-R1"
 
     def invoice(
-        self, tag: str = "STD", lines: list | None = None, *, number: str | None = None, **kwargs: Any
+        self, tag: str = "STD", lines: list[InvoiceLine] | None = None, *, number: str | None = None, **kwargs: Any
     ) -> Invoice:
         contact_id, client_name = self.h.contact()
         kwargs.setdefault("contact_id", contact_id)
@@ -310,18 +322,11 @@ class Kit:
             f"{invoice.invoice_number} must not exist in the billing system"
         )
 
-    async def through_policy(self, deliverer: Any, invoice: Invoice) -> PolicyOutcome:
+    async def through_policy(self, deliverer: Deliverer, invoice: Invoice) -> PolicyOutcome:
         """Deliver ``invoice`` with the deliver stage's retry policy (:meth:`broker.delivery.Deliverer.process`
         on an in-memory ledger). A parked outcome fails the test: the kit's faults are short."""
         from broker import delivery
 
-        if not hasattr(deliverer, "process"):  # the earlier Deliverer API
-            attempts: list[str] = []
-            try:
-                result = await deliverer.deliver(invoice, on_attempt=attempts.append)
-            except ConnectorError as exc:
-                return PolicyOutcome(None, len(attempts), exc)
-            return PolicyOutcome(result, result.attempts, None)
         ledger = delivery.InvoiceLedger(delivery.DictLedgerStore())
         outcome = await deliverer.process(invoice, ledger, delivery.RecordMeta("billing.invoices", 0, 0))
         if isinstance(outcome, delivery.Delivered):
@@ -347,10 +352,10 @@ class Kit:
             )
 
     # ------------------------------------------------------------------ running
-    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         """Run ``coro`` in a new event loop, then close every connector and deliverer it made."""
 
-        async def main() -> Any:
+        async def main() -> _T:
             try:
                 return await coro
             finally:
@@ -376,7 +381,7 @@ class ConnectorConformance:
     # ------------------------------------------------------------------ fixtures
     @pytest.fixture(scope="class")
     @classmethod
-    def conformance_harness(cls) -> Any:
+    def conformance_harness(cls) -> Iterator[ConnectorHarness]:
         harness = cls.harness_class()
         harness.start()
         try:
@@ -385,7 +390,9 @@ class ConnectorConformance:
             harness.stop()
 
     @pytest.fixture
-    def kit(self, conformance_harness: ConnectorHarness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    def kit(
+        self, conformance_harness: ConnectorHarness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> Iterator[Kit]:
         conformance_harness.reset()
         for name, value in conformance_harness.env().items():
             monkeypatch.setenv(name, value)
@@ -401,12 +408,13 @@ class ConnectorConformance:
     @scenario("metadata")
     def test_metadata(self, kit: Kit) -> None:
         cls = kit.cls
-        assert isinstance(getattr(cls, "name", None), str) and re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", cls.name), (
-            f"{cls.__name__}.name must be a lower-case identifier, got {getattr(cls, 'name', None)!r}"
-        )
-        assert isinstance(cls.version, str) and cls.version, "version must be a non-empty string"
+        name_message = f"{cls.__name__}.name must be a lower-case identifier, got {getattr(cls, 'name', None)!r}"
+        assert isinstance(getattr(cls, "name", None), str), name_message
+        assert re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", cls.name), name_message
+        assert isinstance(cls.version, str), "version must be a non-empty string"
+        assert cls.version, "version must be a non-empty string"
         caps = cls.capabilities
-        assert isinstance(caps, Capabilities), "capabilities must be a connectors.base.Capabilities"
+        assert isinstance(caps, Capabilities), "capabilities must be a connectors.sdk.Capabilities"
         assert caps.batch_size >= 1
         assert caps.native_idempotency or caps.lookup_by_reference, (
             "a connector needs an idempotency mechanism: a native key or a lookup by our reference"
@@ -418,7 +426,8 @@ class ConnectorConformance:
         if caps.oauth2:
             assert cls.oauth2_config is not Connector.oauth2_config, "capabilities.oauth2 requires oauth2_config()"
         settings_cls = cls.Settings
-        assert isinstance(settings_cls, type) and issubclass(settings_cls, BaseModel)
+        assert isinstance(settings_cls, type)
+        assert issubclass(settings_cls, BaseModel)
         assert settings_cls.model_config.get("extra") == "forbid", "Settings must refuse unknown keys (extra='forbid')"
         assert "timeout_seconds" in settings_cls.model_fields, (
             "Settings needs timeout_seconds (subclass ConnectorSettings)"
@@ -451,7 +460,8 @@ class ConnectorConformance:
                 assert var in env, f"settings.{name} names {var}, which harness.env() does not provide"
         model = kit.cls.Settings.model_validate(settings)
         for value in env.values():
-            assert value not in repr(model) and value not in str(model)
+            assert value not in repr(model)
+            assert value not in str(model)
 
     @scenario("bad_settings")
     def test_bad_settings(self, kit: Kit) -> None:
@@ -503,11 +513,12 @@ class ConnectorConformance:
                 with pytest.raises(AuthError) as info:
                     kit.run(connector.check())
             for text in _texts_of(info.value):
-                assert wrong not in text and value not in text, f"the AuthError for a wrong {var} shows the secret"
+                assert wrong not in text, f"the AuthError for a wrong {var} shows the secret"
+                assert value not in text, f"the AuthError for a wrong {var} shows the secret"
 
     @scenario("check_unknown_account")
     def test_check_unknown_account(self, kit: Kit) -> None:
-        overrides = kit.hook("check_unknown_account", "unknown_account_settings")
+        overrides = kit.hook("check_unknown_account", kit.h.unknown_account_settings)
         with pytest.raises(UnknownAccountError):
             kit.run(kit.connector(**overrides).check())
 
@@ -519,15 +530,16 @@ class ConnectorConformance:
             kit.invoice("MIXED", mixed_rate_lines(kit.h.tax_rate)),
         ]
 
-        async def go() -> list:
+        async def go() -> list[tuple[DeliveryResult, ExternalInvoice | None]]:
             connector = kit.connector()
             results = [await connector.deliver(inv) for inv in invoices]
             found = [await connector.find(inv.invoice_number) for inv in invoices]
-            return list(zip(results, found))
+            return list(zip(results, found, strict=True))
 
-        for inv, (result, found) in zip(invoices, kit.run(go())):
+        for inv, (result, found) in zip(invoices, kit.run(go()), strict=True):
             assert result.invoice_key == inv.invoice_key
-            assert result.external_id and result.created is True
+            assert result.external_id
+            assert result.created is True
             kit.assert_held_once(inv, result.external_id)
             assert found is not None, f"find({inv.invoice_number!r}) did not find the invoice just created"
             assert found.external_id == result.external_id
@@ -543,7 +555,7 @@ class ConnectorConformance:
     def test_idempotency(self, kit: Kit) -> None:
         invoice = kit.invoice("IDEM")
 
-        async def go() -> tuple:
+        async def go() -> tuple[DeliveryResult, DeliveryResult, DeliveryResult]:
             first = await kit.deliver(kit.connector(), invoice)
             connector = kit.connector()
             second = await kit.deliver(connector, invoice)
@@ -552,7 +564,8 @@ class ConnectorConformance:
 
         first, second, third = kit.run(go())
         assert first.created is True
-        assert second.external_id == first.external_id and third.external_id == first.external_id
+        assert second.external_id == first.external_id
+        assert third.external_id == first.external_id
         kit.assert_held_once(invoice, first.external_id)
 
     @scenario("idempotency_after_key_expiry")
@@ -561,10 +574,10 @@ class ConnectorConformance:
             pytest.skip("capabilities.native_idempotency is False: no native key window to outlive")
         invoice = kit.invoice("IDEMX")
 
-        async def go() -> tuple:
+        async def go() -> tuple[DeliveryResult, DeliveryResult]:
             connector = kit.connector()
             first = await kit.deliver(connector, invoice)
-            kit.hook("idempotency_after_key_expiry", "expire_idempotency_keys")
+            kit.hook("idempotency_after_key_expiry", kit.h.expire_idempotency_keys)
             return first, await kit.deliver(connector, invoice)
 
         first, second = kit.run(go())
@@ -577,20 +590,21 @@ class ConnectorConformance:
     def test_rate_limit(self, kit: Kit) -> None:
         direct, via_policy = kit.invoice("RATE"), kit.invoice("RATEP")
 
-        async def go() -> tuple:
+        async def go() -> tuple[RateLimitedError, DeliveryResult, float]:
             connector = kit.connector()
             await connector.check()  # authenticate first: the injected 429 hits an API call
-            kit.hook("rate_limit", "inject_rate_limit", 1)
+            kit.hook("rate_limit", kit.h.inject_rate_limit, 1)
             with pytest.raises(RateLimitedError) as info:
                 await connector.deliver(direct)
-            kit.hook("rate_limit", "inject_rate_limit", 1)
+            kit.hook("rate_limit", kit.h.inject_rate_limit, 1)
             deliverer = kit.deliverer()
             started = time.monotonic()
             result = (await kit.through_policy(deliverer, via_policy)).ok()
             return info.value, result, time.monotonic() - started
 
         exc, result, elapsed = kit.run(go())
-        assert isinstance(exc, RetryableError) and exc.http_status == 429
+        assert isinstance(exc, RetryableError)
+        assert exc.http_status == 429
         assert 1 <= exc.retry_after <= 3600, f"retry_after must come from Retry-After (1 s), got {exc.retry_after}"
         kit.assert_not_held(direct)
         kit.assert_held_once(via_policy, result.external_id)
@@ -600,24 +614,23 @@ class ConnectorConformance:
     def test_server_error(self, kit: Kit) -> None:
         direct, via_policy = kit.invoice("5XX"), kit.invoice("5XXP")
 
-        async def go() -> tuple:
+        async def go() -> tuple[list[tuple[int, RetryableError]], PolicyOutcome]:
             connector = kit.connector()
             await connector.check()
-            errors = []
+            errors: list[tuple[int, RetryableError]] = []
             for status in (503, 500):
-                kit.hook("server_error", "inject_server_error", status, 1)
+                kit.hook("server_error", kit.h.inject_server_error, status, 1)
                 with pytest.raises(RetryableError) as info:
                     await connector.deliver(direct)
                 errors.append((status, info.value))
-            kit.hook("server_error", "inject_server_error", 503, 1)
+            kit.hook("server_error", kit.h.inject_server_error, 503, 1)
             outcome = await kit.through_policy(kit.deliverer(), via_policy)
             return errors, outcome
 
         errors, result = kit.run(go())
         for status, exc in errors:
-            assert not isinstance(exc, PermanentError) and exc.http_status == status, (
-                f"{status}: {type(exc).__name__} {exc}"
-            )
+            assert not isinstance(exc, PermanentError), f"{status}: {type(exc).__name__} {exc}"
+            assert exc.http_status == status, f"{status}: {type(exc).__name__} {exc}"
         kit.assert_not_held(direct)
         assert result.attempts >= 2, f"expected a retry after the 503, got {result.attempts} attempt(s)"
         kit.assert_held_once(via_policy, result.ok().external_id)
@@ -627,34 +640,33 @@ class ConnectorConformance:
         direct, via_policy = kit.invoice("TIMEO"), kit.invoice("TIMEOP")
         fast = kit.h.fast_timeout
 
-        async def go() -> tuple:
+        async def go() -> tuple[list[HeldInvoice], ExternalInvoice | None, DeliveryResult, PolicyOutcome]:
             connector = kit.connector(timeout_seconds=fast)
             await connector.check()
-            kit.hook("timeout_after_commit", "inject_timeout_after_commit")
+            kit.hook("timeout_after_commit", kit.h.inject_timeout_after_commit)
             with pytest.raises(UncertainOutcomeError):
                 await connector.deliver(direct)
             held = kit.held_for(direct.invoice_number)
             found = await connector.find(direct.invoice_number)
             again = await kit.deliver(connector, direct)
-            kit.hook("timeout_after_commit", "inject_timeout_after_commit")
+            kit.hook("timeout_after_commit", kit.h.inject_timeout_after_commit)
             outcome = await kit.through_policy(kit.deliverer(timeout_seconds=fast), via_policy)
             return held, found, again, outcome
 
         held, found, again, result = kit.run(go())
         assert len(held) == 1, "the emulator must have created the invoice before the response was lost"
-        assert found is not None and found.external_id == held[0].external_id, (
-            "find() must reconcile the uncertain create"
-        )
+        assert found is not None, "find() must reconcile the uncertain create"
+        assert found.external_id == held[0].external_id, "find() must reconcile the uncertain create"
         assert again.external_id == held[0].external_id
         kit.assert_held_once(direct, held[0].external_id)
         kit.assert_held_once(via_policy, result.ok().external_id)
 
     @scenario("validation")
     def test_validation(self, kit: Kit) -> None:
-        bad = kit.hook("validation", "invalid_invoice", kit.invoice("BAD"))
+        bad = kit.hook("validation", kit.h.invalid_invoice, kit.invoice("BAD"))
         good = kit.invoice("GOOD")
 
-        async def go() -> tuple:
+        async def go() -> tuple[PermanentError, PolicyOutcome, DeliveryResult]:
             with pytest.raises(PermanentError) as direct:
                 await kit.connector().deliver(bad)
             deliverer = kit.deliverer()
@@ -666,7 +678,7 @@ class ConnectorConformance:
         attempts = rejected.attempts
         assert not isinstance(exc, RetryableError)
         assert str(exc).strip(), "a permanent error must say what the billing system rejected"
-        assert exc.http_status is None or 400 <= exc.http_status < 500
+        assert exc.http_status is None or 400 <= exc.http_status < 500, f"a permanent error with {exc.http_status}"
         assert attempts == 1, f"a permanent error must not be retried ({attempts} attempts)"
         kit.assert_not_held(bad)
         kit.assert_held_once(good, result.external_id)
@@ -674,27 +686,33 @@ class ConnectorConformance:
     @scenario("batch")
     def test_batch(self, kit: Kit) -> None:
         a, b, d = kit.invoice("BATCHA"), kit.invoice("BATCHB", mixed_rate_lines(kit.h.tax_rate)), kit.invoice("BATCHD")
-        bad = kit.hook("batch", "invalid_invoice", kit.invoice("BATCHC"))
+        bad = kit.hook("batch", kit.h.invalid_invoice, kit.invoice("BATCHC"))
 
-        async def go() -> tuple:
+        async def go() -> tuple[DeliveryResult, list[BatchItem]]:
             connector = kit.connector()
             first = await connector.deliver(a)
             return first, await connector.deliver_many([b, bad, a, d])
 
         first, items = kit.run(go())
-        assert isinstance(items, list) and len(items) == 4 and all(isinstance(i, BatchItem) for i in items)
+        assert isinstance(items, list)
+        assert len(items) == 4
+        assert all(isinstance(i, BatchItem) for i in items)
         assert [i.invoice_key for i in items] == [b.invoice_key, bad.invoice_key, a.invoice_key, d.invoice_key]
-        assert items[0].ok and items[3].ok, [i.error for i in items]
+        made_b, again, made_d = items[0].result, items[2], items[3].result
+        assert made_b is not None, [i.error for i in items]
+        assert made_d is not None, [i.error for i in items]
         assert isinstance(items[1].error, PermanentError), f"the invalid invoice's item: {items[1]}"
-        existing = items[2].result.external_id if items[2].ok else getattr(items[2].error, "existing", None)
-        if isinstance(items[2].error, DuplicateError) and existing is not None:
-            existing = existing.external_id
+        existing: str | None = None
+        if again.result is not None:
+            existing = again.result.external_id
+        elif isinstance(again.error, DuplicateError) and again.error.existing is not None:
+            existing = again.error.existing.external_id
         assert existing == first.external_id, (
-            f"an invoice already created, sent again in a batch, must resolve to its id: {items[2]}"
+            f"an invoice already created, sent again in a batch, must resolve to its id: {again}"
         )
         kit.assert_held_once(a, first.external_id)
-        kit.assert_held_once(b, items[0].result.external_id)
-        kit.assert_held_once(d, items[3].result.external_id)
+        kit.assert_held_once(b, made_b.external_id)
+        kit.assert_held_once(d, made_d.external_id)
         kit.assert_not_held(bad)
 
     @scenario("batch_split")
@@ -707,10 +725,13 @@ class ConnectorConformance:
             for n in range(size + 1)
         ]
         items = kit.run(kit.connector().deliver_many(invoices))
-        assert len(items) == len(invoices) and all(i.ok for i in items), [i.error for i in items if not i.ok][:3]
-        assert len({i.result.external_id for i in items}) == len(invoices)
-        for inv, item in zip(invoices, items):
-            kit.assert_held_once(inv, item.result.external_id)
+        failed = [i.error for i in items if not i.ok]
+        assert len(items) == len(invoices), failed[:3]
+        assert not failed, failed[:3]
+        results = [i.result for i in items if i.result is not None]
+        assert len({r.external_id for r in results}) == len(invoices)
+        for inv, result in zip(invoices, results, strict=True):
+            kit.assert_held_once(inv, result.external_id)
 
     # ------------------------------------------------------------------ auth
     @scenario("token_refresh")
@@ -721,23 +742,23 @@ class ConnectorConformance:
         x, y, z = kit.invoice("TOKS"), kit.invoice("TOKS"), kit.invoice("TOKS")
         store_dir = kit.tmp / "shared-tokens"
 
-        async def go() -> tuple:
+        async def go() -> tuple[int, int]:
             connector = kit.connector()
             await connector.deliver(first)
-            before = kit.hook("token_refresh", "refresh_count")
-            kit.hook("token_refresh", "expire_tokens")
-            results = await asyncio.gather(*(connector.deliver(inv) for inv in burst))
-            coroutines = kit.hook("token_refresh", "refresh_count") - before
+            before = kit.hook("token_refresh", kit.h.refresh_count)
+            kit.hook("token_refresh", kit.h.expire_tokens)
+            await asyncio.gather(*(connector.deliver(inv) for inv in burst))
+            coroutines = kit.hook("token_refresh", kit.h.refresh_count) - before
             # two connectors (two workers) sharing one file token store
             store = FileTokenStore(store_dir)
             c1, c2 = kit.connector(token_store=store), kit.connector(token_store=store)
             await c1.deliver(x)
-            before = kit.hook("token_refresh", "refresh_count")
-            kit.hook("token_refresh", "expire_tokens")
-            results += await asyncio.gather(c1.deliver(y), c2.deliver(z))
-            return results, coroutines, kit.hook("token_refresh", "refresh_count") - before
+            before = kit.hook("token_refresh", kit.h.refresh_count)
+            kit.hook("token_refresh", kit.h.expire_tokens)
+            await asyncio.gather(c1.deliver(y), c2.deliver(z))
+            return coroutines, kit.hook("token_refresh", kit.h.refresh_count) - before
 
-        results, coroutines, connectors = kit.run(go())
+        coroutines, connectors = kit.run(go())
         assert coroutines == 1, (
             f"{len(burst)} concurrent calls with an expired token made {coroutines} refreshes, expected 1"
         )
@@ -756,8 +777,8 @@ class ConnectorConformance:
         store_dir = kit.tmp / "process-tokens"
         seed, p1, p2 = kit.invoice("PROC"), kit.invoice("PROC"), kit.invoice("PROC")
         kit.run(kit.connector(token_store=FileTokenStore(store_dir)).deliver(seed))
-        before = kit.hook("token_refresh_processes", "refresh_count")
-        kit.hook("token_refresh_processes", "expire_tokens")
+        before = kit.hook("token_refresh_processes", kit.h.refresh_count)
+        kit.hook("token_refresh_processes", kit.h.expire_tokens)
         procs = [
             subprocess.Popen(
                 [sys.executable, "-c", _WORKER_SCRIPT],
@@ -769,8 +790,8 @@ class ConnectorConformance:
             )
             for _ in (p1, p2)
         ]
-        outputs = []
-        for proc, inv in zip(procs, (p1, p2)):
+        outputs: list[tuple[int, str]] = []
+        for proc, inv in zip(procs, (p1, p2), strict=True):
             spec = {
                 "cls": f"{kit.cls.__module__}:{kit.cls.__qualname__}",
                 "settings": kit.settings(),
@@ -778,15 +799,19 @@ class ConnectorConformance:
                 "store": str(store_dir),
                 "invoice": inv.model_dump_json(),
             }
+            assert proc.stdin is not None  # opened with stdin=PIPE
             proc.stdin.write(json.dumps(spec, default=str))
             proc.stdin.close()
         for proc in procs:
-            out, err = proc.stdout.read(), proc.stderr.read()
+            assert proc.stdout is not None  # opened with stdout=PIPE and stderr=PIPE
+            assert proc.stderr is not None
+            proc.stdout.read()
+            err = proc.stderr.read()
             proc.wait(timeout=60)
-            outputs.append((proc.returncode, out, err))
-        for code, out, err in outputs:
+            outputs.append((proc.returncode, err))
+        for code, err in outputs:
             assert code == 0, f"worker process failed: {err[-2000:]}"
-        refreshes = kit.hook("token_refresh_processes", "refresh_count") - before
+        refreshes = kit.hook("token_refresh_processes", kit.h.refresh_count) - before
         assert refreshes == 1, f"two processes sharing the token store made {refreshes} refreshes, expected 1"
         for inv in (seed, p1, p2):
             kit.assert_held_once(inv)
@@ -802,7 +827,7 @@ class ConnectorConformance:
         texts: dict[str, str] = {}
         caught: list[tuple[str, BaseException]] = []
 
-        async def capture(label: str, coro: Coroutine[Any, Any, Any]) -> Any:
+        async def capture(label: str, coro: Coroutine[Any, Any, _T]) -> _T | None:
             try:
                 return await coro
             except ConnectorError as exc:
@@ -842,7 +867,7 @@ class ConnectorConformance:
             with kit.mp.context() as mp:
                 mp.setenv(var, wrong)
                 kit.run(capture(f"wrong {var}", kit.connector().check()))
-        secret_values += [s for s in kit.optional("issued_secrets") or [] if len(s) >= 6]
+        secret_values += [s for s in kit.optional(kit.h.issued_secrets) or [] if len(s) >= 6]
         assert caught, "no error was produced to inspect"
         for label, exc in caught:
             for n, text in enumerate(_texts_of(exc)):
@@ -896,12 +921,12 @@ class ConnectorConformance:
             kwargs["document_id"] = "Ç/1,a b"
         invoice = kit.invoice(case[:8], lines, **kwargs)
 
-        async def go() -> tuple:
+        async def go() -> PermanentError | tuple[DeliveryResult, DeliveryResult | None]:
             connector = kit.connector()
             try:
                 result = await connector.deliver(invoice)
             except PermanentError as exc:
-                return "reject", exc, None
+                return exc
             except ConnectorError as exc:
                 pytest.fail(
                     f"{case}: {type(exc).__name__} is not an outcome for hostile content "
@@ -915,24 +940,25 @@ class ConnectorConformance:
                     pytrace=False,
                 )
             again = await kit.deliver(connector, invoice) if case == "odd_number" else None
-            return "deliver", result, again
+            return result, again
 
-        outcome, value, again = kit.run(go())
-        if outcome == "reject":
-            assert expectation in ("reject", "either"), f"{case}: expected the invoice to be delivered, got {value}"
-            assert str(value).strip()
+        outcome = kit.run(go())
+        if isinstance(outcome, PermanentError):
+            assert expectation in ("reject", "either"), f"{case}: expected the invoice to be delivered, got {outcome}"
+            assert str(outcome).strip()
             kit.assert_not_held(invoice)
         else:
+            result, again = outcome
             assert expectation in ("deliver", "either"), f"{case}: expected a PermanentError, the invoice was created"
-            kit.assert_held_once(invoice, value.external_id)
+            kit.assert_held_once(invoice, result.external_id)
             if again is not None:
-                assert again.external_id == value.external_id
+                assert again.external_id == result.external_id
 
     # ------------------------------------------------------------------ contacts
     @scenario("contacts")
     def test_contacts(self, kit: Kit) -> None:
-        forbid = kit.hook("contacts", "contact_creation_settings", False)
-        allow = kit.hook("contacts", "contact_creation_settings", True)
+        forbid = kit.hook("contacts", kit.h.contact_creation_settings, False)
+        allow = kit.hook("contacts", kit.h.contact_creation_settings, True)
         known_id, known_name = kit.h.contact()
         unique = uuid.uuid4().hex[:8]
         unknown = kit.invoice(
@@ -940,7 +966,7 @@ class ConnectorConformance:
         )
         known = kit.invoice("CONTK", contact_id=None, client_name=known_name)
 
-        async def go() -> tuple:
+        async def go() -> tuple[PermanentError, DeliveryResult, DeliveryResult]:
             strict = kit.connector(**forbid)
             with pytest.raises(PermanentError) as info:
                 await strict.deliver(unknown)

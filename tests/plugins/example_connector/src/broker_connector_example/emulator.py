@@ -243,4 +243,4 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = _serve
+    do_GET = do_POST = _serve  # noqa: N815 - http.server's names

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from broker_connector_example.connector import LedgerlyConnector
 from broker_connector_example.emulator import LedgerlyEmulator
 from connectors.sdk.invoice import Invoice
-from connectors.testing import ConnectorHarness, HeldInvoice
+from connectors.testing import ConnectorHarness, HeldInvoice, HostileExpectation
 
 CUSTOMER_ID = "cus_conformance"
 CUSTOMER_NAME = "Conformance Client, Lda"
@@ -18,7 +19,7 @@ CUSTOMER_NAME = "Conformance Client, Lda"
 class LedgerlyHarness(ConnectorHarness):
     connector_cls = LedgerlyConnector
     # Ledgerly caps descriptions at 5000 characters and 1000 lines: the kit's 4000 / 500 fit.
-    hostile = {
+    hostile: ClassVar[Mapping[str, HostileExpectation]] = {
         "long_description": "deliver",
         "non_ascii": "deliver",
         "many_lines": "deliver",
