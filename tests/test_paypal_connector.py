@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import (
+from connectors.paypal import PayPalConnector
+from connectors.paypal.emulator import SCOPE_READ, PayPalEmulator
+from connectors.paypal.spec_check import make_request_validator, validate_document
+from connectors.sdk.errors import (
     AuthError,
     ConfigError,
     MissingScopeError,
@@ -23,9 +26,6 @@ from connectors.base import (
     RetryableError,
     UncertainOutcomeError,
 )
-from connectors.paypal import PayPalConnector
-from connectors.paypal.emulator import SCOPE_READ, PayPalEmulator
-from connectors.paypal.spec_check import make_request_validator, validate_document
 from connectors.sdk.invoice import Invoice, InvoiceLine
 from connectors.sdk.oauth2 import FileTokenStore, MemoryTokenStore
 

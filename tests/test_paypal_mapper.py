@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import PermanentError
-from connectors.paypal.connector import PayPalSettings
 from connectors.paypal.emulator import compute_amounts
 from connectors.paypal.mapper import (
     FieldLimitError,
@@ -27,7 +25,9 @@ from connectors.paypal.mapper import (
     recipient_for,
     tax_name_for,
 )
+from connectors.paypal.settings import PayPalSettings
 from connectors.paypal.spec_check import load_spec, validate_document
+from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import Invoice, InvoiceLine
 
 ROOT = Path(__file__).resolve().parent

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import (
+from connectors.sdk.errors import (
     AuthError,
     ConfigError,
     PermanentError,

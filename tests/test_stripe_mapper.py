@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from connectors.sdk.invoice import Invoice, InvoiceLine
-from connectors.stripe import StripeSettings
 from connectors.stripe.mapper import (
     MappingError,
     choose_layout,
@@ -24,6 +23,7 @@ from connectors.stripe.mapper import (
     stripe_line_tax,
     to_minor,
 )
+from connectors.stripe.settings import StripeSettings
 from connectors.stripe.spec_check import validate_form
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "stripe"

@@ -34,40 +34,43 @@ tenant wants issued invoices, sends them with ``POST /v2/invoicing/invoices/{id}
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any, Literal
-from urllib.parse import quote, urljoin
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import quote
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import SecretStr
 
-from connectors.base import (
+from connectors.paypal.mapper import (
+    INVOICE_NUMBER_MAX,
+    created_id,
+    describe_error,
+    exact_match,
+    has_issue,
+    invoice_from_paypal,
+    invoice_to_paypal,
+    notification,
+    recipient_email,
+    recipient_for,
+)
+from connectors.paypal.settings import PayPalSettings
+from connectors.sdk import (
+    Auth,
     AuthError,
     Capabilities,
-    ConfigError,
-    Connector,
     ConnectorError,
-    ConnectorSettings,
     DeliveryResult,
-    ExternalInvoice,
+    HttpConnector,
     MissingScopeError,
+    OAuth2Auth,
     PermanentError,
-    RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
 )
-from connectors.errors import error_for_status, retry_after_seconds
-from connectors.paypal.mapper import (
-    INVOICE_NUMBER_MAX,
-    dumps,
-    invoice_from_paypal,
-    invoice_to_paypal,
-    loads,
-    recipient_for,
-)
-from connectors.sdk.invoice import Invoice
-from connectors.sdk.oauth2 import OAuth2TokenManager, TokenSet, TokenStore, default_token_store, token_key
+from connectors.sdk.invoice import ExternalInvoice, Invoice
+from connectors.sdk.money import dumps
+from connectors.sdk.oauth2 import OAuth2TokenManager, TokenSet, default_token_store, token_key
 
 log = logging.getLogger("connectors.paypal")
 
@@ -76,399 +79,178 @@ INVOICES_PATH = "/v2/invoicing/invoices"
 SEARCH_PATH = "/v2/invoicing/search-invoices"
 #: Scope prefix a token needs (PayPal token responses list ``https://uri.paypal.com/services/invoicing``).
 INVOICING_SCOPE = "https://uri.paypal.com/services/invoicing"
-DUPLICATE_ISSUE = "DUPLICATE_INVOICE_NUMBER"
+DUPLICATE_ISSUES = frozenset({"DUPLICATE_INVOICE_NUMBER"})
 ALREADY_SENT_ISSUES = frozenset({"INVOICE_ALREADY_SENT", "ALREADY_SENT"})
-#: Seconds to wait after a 429 without ``Retry-After`` (PayPal publishes no limits; back off a minute).
-DEFAULT_RETRY_AFTER = 60.0
 SEARCH_PAGE_SIZE = 100
 SEARCH_MAX_PAGES = 20
 
 
-class PayPalSettings(ConnectorSettings):
-    """Connector settings (``billing.settings`` of a tenant whose ``billing.system`` is ``paypal``).
-
-    * ``api_url``: ``https://api-m.paypal.com`` (live) or ``https://api-m.sandbox.paypal.com``.
-    * ``client_id`` and ``client_secret_env`` (the NAME of the environment variable holding the secret).
-    * ``invoice_status``: ``"SENT"`` (default: create the draft, then send it) or ``"DRAFT"`` (leave it
-      for a human to review and send).
-    * ``email_to_recipient``: send PayPal's invoice e-mail to the customer (``send_to_recipient``);
-      false = PayPal only marks the invoice sent and it is shared by link. ``email_copy_to_invoicer``:
-      ``send_to_invoicer``. ``email_subject`` / ``email_note``: the notification's subject and note.
-    * ``client_emails``: our client id -> the customer's e-mail (``billing_info.email_address``);
-      otherwise the tenant's ``clients.<id>.email``, otherwise a ``contact_id`` that is an e-mail
-      address. PayPal has no customer objects, so there is nothing to look up or create. The client's
-      ``tax_number`` is printed as ``billing_info.additional_info`` (``"<tax_number_label> <number>"``).
-    * ``invoicer_email`` / ``invoicer_business_name``: ``invoicer`` block (the e-mail must be the PayPal
-      account's, or PayPal answers 422 ``USER_NOT_FOUND``); omitted when unset.
-    * ``tax_name``: tax label, sent as ``"<tax_name> <rate>%"`` (a tax name may carry one rate per
-      invoice); ``tax_names`` overrides per rate (``{"23": "IVA 23%"}``).
-    * ``unit_of_measure``: ``QUANTITY`` | ``HOURS`` | ``AMOUNT`` (PayPal uses the first item's for the
-      whole invoice). ``note`` / ``terms_and_conditions``: shown on the invoice.
-    * ``long_descriptions``: ``truncate`` (default: a line text over 200 + 1000 characters is cut with
-      "…") or ``reject`` (:class:`PermanentError` naming the item).
-    * ``rate_limit_per_minute`` / ``rate_limit_window_seconds`` / ``daily_limit`` / ``max_concurrency``:
-      PayPal publishes no limits (none are declared in the capabilities); when an account's limits are
-      known, set them here and the delivery policy throttles to them.
-    * ``timeout_seconds``: per-request HTTP timeout.
-    """
-
-    api_url: str = "https://api-m.paypal.com"
-    client_id: str = Field(min_length=1)
-    client_secret_env: str = Field(min_length=1)
-    invoice_status: Literal["DRAFT", "SENT"] = "SENT"
-    email_to_recipient: bool = True
-    email_copy_to_invoicer: bool = False
-    email_subject: str | None = Field(default=None, max_length=4000)
-    email_note: str | None = Field(default=None, max_length=4000)
-    client_emails: dict[str, str] = Field(default_factory=dict)
-    invoicer_email: str | None = Field(default=None, min_length=3, max_length=254, pattern=r"^.+@[^\"\-].+$")
-    invoicer_business_name: str | None = Field(default=None, min_length=1, max_length=300)
-    tax_name: str = Field(default="VAT", min_length=1, max_length=90)
-    tax_names: dict[str, str] = Field(default_factory=dict)
-    unit_of_measure: Literal["QUANTITY", "HOURS", "AMOUNT"] = "QUANTITY"
-    note: str | None = Field(default=None, max_length=4000)
-    terms_and_conditions: str | None = Field(default=None, max_length=4000)
-    tax_number_label: str = Field(default="VAT", max_length=15)
-    long_descriptions: Literal["truncate", "reject"] = "truncate"
-    rate_limit_per_minute: int | None = Field(default=None, ge=1)
-    rate_limit_window_seconds: float | None = Field(default=None, gt=0)
-    daily_limit: int | None = Field(default=None, ge=1)
-    max_concurrency: int | None = Field(default=None, ge=1)
-
-    @field_validator("client_emails")
-    @classmethod
-    def _emails(cls, value: dict[str, str]) -> dict[str, str]:
-        for client, email in value.items():
-            if not (3 <= len(email) <= 254) or "@" not in email:
-                raise ValueError(f"client {client!r}: {email!r} is not an e-mail address")
-        return value
-
-    @field_validator("tax_names")
-    @classmethod
-    def _tax_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for rate, name in value.items():
-            if not (1 <= len(name) <= 100):
-                raise ValueError(f"rate {rate!r}: tax name must be 1–100 characters (got {len(name)})")
-        return value
-
-
-def _issues(body: Any) -> list[dict]:
-    if isinstance(body, dict) and isinstance(body.get("details"), list):
-        return [d for d in body["details"] if isinstance(d, dict)]
-    return []
-
-
-def _has_issue(body: Any, issues: frozenset[str] | set[str]) -> bool:
-    return any(str(d.get("issue", "")).upper() in issues for d in _issues(body))
-
-
-class PayPalConnector(Connector):
+class PayPalConnector(HttpConnector):
     """PayPal Invoicing v2 connector: one PayPal business account (REST app) for one broker tenant.
 
     ``PayPalConnector(settings, *, tenant, token_store=None)``: ``settings`` is a :class:`PayPalSettings`
-    or a dict validated into one (:class:`ConfigError` naming the field). The client secret is read
-    lazily from the environment variable named by ``client_secret_env`` and kept as ``SecretStr``;
-    access tokens live in ``token_store`` (default :func:`connectors.sdk.oauth2.default_token_store`).
+    or a mapping validated into one (:class:`ConfigError` naming the field). The client secret is read
+    from the environment variable named by ``client_secret_env`` when a token is needed; access tokens
+    live in ``token_store`` (default :func:`connectors.sdk.oauth2.default_token_store`).
 
-    Errors: :class:`RateLimitedError` (429), :class:`RetryableError` (5xx, connection not established,
-    a send whose answer is lost while the draft exists), :class:`UncertainOutcomeError` (create sent,
-    answer lost: reconcile with :meth:`find`, or call :meth:`deliver` again, which looks the number
-    up first and completes the send), :class:`AuthError` (credentials refused,
-    401 after one new token, 403; :class:`MissingScopeError` from :meth:`check` without the invoicing
-    scope), :class:`PermanentError` (400/404/409/422, field limits, a PayPal total that differs from
-    ours), :class:`ConfigError` (missing secret, bad URL). Reads (search, GET) that lose their answer
-    are :class:`RetryableError`: nothing can have changed.
+    Errors: :class:`RateLimitedError` (429; ``Retry-After``, else 60 s), :class:`RetryableError` (5xx,
+    connection not established, a send whose answer is lost while the draft exists),
+    :class:`UncertainOutcomeError` (create sent, answer lost: reconcile with :meth:`find`, or call
+    :meth:`deliver` again, which looks the number up first and completes the send), :class:`AuthError`
+    (credentials refused, 401 after one new token, 403; :class:`MissingScopeError` from :meth:`check`
+    without the invoicing scope), :class:`PermanentError` (400/404/409/422, field limits, a PayPal total
+    that differs from ours), :class:`ConfigError` (missing secret, bad URL). Reads (search, GET) that
+    lose their answer are :class:`RetryableError`: nothing can have changed.
     """
 
     name = "paypal"
+    label = "PayPal"
     version = "0.1.0"
     # PayPal publishes no rate limits, concurrency or daily caps for Invoicing (429 RATE_LIMIT_REACHED
     # when exceeded, honour Retry-After): nothing is declared, RateLimitedError drives the back-off.
-    capabilities = Capabilities(
-        native_idempotency=False,
-        lookup_by_reference=True,
-        batch_size=1,
-        amendments=False,
-        rate_limit_per_minute=None,
-        max_concurrency=None,
-        daily_limit=None,
-    )
+    capabilities = Capabilities(native_idempotency=False, lookup_by_reference=True)
     Settings = PayPalSettings
+    # 409 RESOURCE_CONFLICT is a state conflict, not a duplicate (those are 422 DUPLICATE_INVOICE_NUMBER).
+    status_overrides = MappingProxyType({409: PermanentError})
 
-    def __init__(self, settings: PayPalSettings | dict, *, tenant: str, token_store: TokenStore | None = None):
-        super().__init__(settings, tenant=tenant, token_store=token_store)
-        self.settings: PayPalSettings
-        self._oauth: OAuth2TokenManager | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-        self._client_secret: SecretStr | None = None
-        self._access_token: SecretStr | None = None
+    settings: PayPalSettings  # validated by the base class's __init__ (ConfigError naming the field)
 
     def __repr__(self) -> str:
         return f"PayPalConnector(tenant={self.tenant!r}, client_id={self.settings.client_id!r})"
 
-    # ------------------------------------------------------------------ plumbing
-    def _http(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._client is not None and self._client_loop is not loop:
-            self._client = None
-        if self._client is None:
-            self._client_loop = loop
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.settings.timeout_seconds),
-                headers={"User-Agent": "maintenance-billing-broker/0.1 (paypal connector)"},
-            )
-        return self._client
-
-    def _url(self, path: str) -> str:
-        return urljoin(self.settings.api_url.rstrip("/") + "/", path.lstrip("/"))
-
-    def secret_values(self) -> list[str]:
-        """The client secret (environment and in memory) and the current access token."""
-        values = super().secret_values()
-        for secret in (self._client_secret, self._access_token):
-            if secret is not None and secret.get_secret_value():
-                values.append(secret.get_secret_value())
-        if self._oauth is not None:
-            values.extend(self._oauth.known_secrets())
-        return values
-
-    def _scrub(self, text: str) -> str:
-        return self.scrub(text)
-
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One HTTP exchange; transport failures mapped onto the taxonomy."""
-        what = f"PayPal {method} {httpx.URL(url).path}"
-        try:
-            return await self._http().request(method, url, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise RetryableError(f"{what}: request not sent ({type(exc).__name__}: {self._scrub(str(exc))})") from None
-        except (
-            httpx.ReadTimeout,
-            httpx.RemoteProtocolError,
-            httpx.ReadError,
-            httpx.WriteError,
-            httpx.WriteTimeout,
-        ) as exc:
-            raise UncertainOutcomeError(
-                f"{what}: request sent but no response ({type(exc).__name__}); outcome unknown, reconcile with find()"
-            ) from None
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise ConfigError(f"{what}: bad URL in settings.api_url ({exc})") from None
-        except httpx.TransportError as exc:
-            raise UncertainOutcomeError(f"{what}: transport error ({type(exc).__name__})") from None
-
     # ------------------------------------------------------------------ OAuth2 client credentials
-    def _token_manager(self) -> OAuth2TokenManager:
+    def make_auth(self) -> Auth:
+        """``Authorization: Bearer <access token>`` from :attr:`token_manager`; a 401 gets exactly one new token."""
+        return OAuth2Auth(self._new_token_manager)
+
+    def _new_token_manager(self) -> OAuth2TokenManager:
         """Single-flight token manager over the tenant's token store (client-credentials grant, no seed).
 
         Tokens are shared through the store: workers of one tenant reuse one PayPal access token
         instead of each fetching its own (PayPal rate-limits apps that request tokens too often).
         """
-        if self._oauth is None:
-            store = self.token_store if self.token_store is not None else default_token_store()
-            self.token_store = store
-            self._oauth = OAuth2TokenManager(
-                key=token_key("paypal", self.tenant, issuer=self.settings.api_url, client_id=self.settings.client_id),
-                store=store,
-                refresh=self._grant,
-                seed=None,
-                margin=300.0,
-            )
-        return self._oauth
+        if self.token_store is None:
+            self.token_store = default_token_store()
+        return OAuth2TokenManager(
+            key=token_key("paypal", self.tenant, issuer=self.settings.api_url, client_id=self.settings.client_id),
+            store=self.token_store,
+            refresh=self._grant,
+            seed=None,
+            margin=300.0,
+        )
+
+    @property
+    def token_manager(self) -> OAuth2TokenManager:
+        """The token manager of :meth:`make_auth`'s auth (every token it hands out is scrubbed from messages)."""
+        auth = self.auth
+        assert isinstance(auth, OAuth2Auth)  # make_auth() builds one
+        return auth.manager
 
     @property
     def token_requests(self) -> int:
         """Token requests this connector made (observability; tests assert single flight with it)."""
-        return self._oauth.refreshes if self._oauth is not None else 0
+        return self.token_manager.refreshes
+
+    def unauthorized_hint(self) -> str:
+        """What to check after the second 401 (the first one already got a new access token)."""
+        return (
+            f"; refused again after a new access token: check the REST app {self.settings.client_id} "
+            "and its Invoicing permission"
+        )
 
     async def _grant(self, _refresh_token: SecretStr | None) -> TokenSet:
         """``POST /v1/oauth2/token`` with HTTP Basic ``client_id:secret`` and ``grant_type=client_credentials``.
 
         Raises :class:`AuthError` (401 ``invalid_client``, 400), :class:`ConfigError` (missing secret),
-        :class:`RateLimitedError` / :class:`RetryableError` (429 / 5xx / no answer).
+        :class:`RateLimitedError` / :class:`RetryableError` (429 / 5xx / no answer: asking again is harmless).
         """
-        if self._client_secret is None:
-            self._client_secret = self.secret("client_secret_env")
-        try:
-            resp = await self._send(
-                "POST",
-                self._url(TOKEN_PATH),
-                data={"grant_type": "client_credentials"},
-                auth=(self.settings.client_id, self._client_secret.get_secret_value()),
-                headers={"Accept": "application/json", "Accept-Language": "en_US"},
-            )
-        except UncertainOutcomeError as exc:  # a lost token answer is harmless: ask again
-            raise RetryableError(f"PayPal token request: {exc}") from None
-        if resp.status_code == 429:
-            raise self._rate_limited(resp, "PayPal token request")
-        if resp.status_code >= 500:
-            raise RetryableError(f"PayPal token request: HTTP {resp.status_code}", http_status=resp.status_code)
-        body = self._json(resp)
-        if resp.status_code != 200:
-            code = ""
-            if isinstance(body, dict):
-                code = str(body.get("error") or body.get("name") or "")
-                if body.get("error_description"):
-                    code += f" ({body['error_description']})"
+        secret = self.secret("client_secret_env")
+        resp = await self.send(
+            "POST",
+            self.url(self.settings.api_url, TOKEN_PATH),
+            idempotent=True,
+            data={"grant_type": "client_credentials"},
+            auth=(self.settings.client_id, secret.get_secret_value()),
+            headers={"Accept": "application/json", "Accept-Language": "en_US"},
+        )
+        if resp.status_code == 429 or resp.status_code >= 500:
+            self._raise(resp, "PayPal token request", read=True)
+        body = self.decode(resp)
+        if resp.status_code != 200 or not isinstance(body, dict):
             raise AuthError(
-                self._scrub(
-                    f"PayPal token request refused (HTTP {resp.status_code} {code or 'no error code'}) for client_id "
-                    f"{self.settings.client_id}: check {self.settings.client_secret_env} and settings.api_url (live vs sandbox)"
+                self.scrub(
+                    f"PayPal token request refused (HTTP {resp.status_code}: {self.problem_detail(resp)}) for "
+                    f"client_id {self.settings.client_id}: check {self.settings.client_secret_env} and "
+                    "settings.api_url (live vs sandbox)"
                 ),
                 http_status=resp.status_code,
             )
-        if not isinstance(body, dict):
-            raise AuthError("PayPal token request: malformed token response", http_status=resp.status_code)
-        tokens = TokenSet.from_token_response(body)
         log.info("paypal tenant=%s: new access token (expires in %ss)", self.tenant, body.get("expires_in"))
-        return tokens
+        return TokenSet.from_token_response(body)
 
-    async def _token(self, stale: SecretStr | None = None) -> SecretStr:
-        """A valid access token (a new one when none is stored, it expires within 5 minutes, or it is ``stale``)."""
-        self._http()
-        token = await self._token_manager().access_token(stale=stale)
-        self._access_token = token
-        return token
+    # ------------------------------------------------------------------ HTTP
+    def problem_detail(self, resp: httpx.Response) -> str:
+        """PayPal's error body: ``NAME: message; ISSUE field='value': description (debug_id ...)``."""
+        text = describe_error(self.decode(resp))
+        return super().problem_detail(resp) if text is None else self.scrub(text)[:600]
 
-    @property
-    def _scopes(self) -> frozenset[str]:
-        tokens = self._oauth.tokens if self._oauth is not None else None
-        return tokens.scopes if tokens is not None else frozenset()
+    def status_hint(self, resp: httpx.Response) -> str:
+        """A 403 most often means the REST app was not given the Invoicing feature."""
+        return " — the REST app may lack the Invoicing scope" if resp.status_code == 403 else ""
 
     async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        params: dict | None = None,
-        headers: dict[str, str] | None = None,
-        read_only: bool = False,
+        self, method: str, path: str, body: Any = None, *, read_only: bool = False, **kw: Any
     ) -> httpx.Response:
-        """Authenticated call; a 401 gets exactly one new token and one retry, a second 401 -> :class:`AuthError`.
+        """:meth:`HttpConnector.request` (one new token after a 401) to ``api_url`` + ``path`` with JSON ``body``.
 
-        ``read_only``: a lost answer is a :class:`RetryableError` (not uncertain: a read changes nothing).
+        ``kw``: ``params``, ``headers``. ``read_only``: a lost answer is a :class:`RetryableError` (not
+        uncertain: a read changes nothing; searches are POSTs).
         """
-        if read_only:
-            try:
-                return await self._call(method, path, json_body=json_body, params=params, headers=headers)
-            except UncertainOutcomeError as exc:
-                raise RetryableError(
-                    str(exc).replace("outcome unknown, reconcile with find()", "a read: retry it")
-                ) from None
-        url = self._url(path)
-        token = await self._token()
-        resp: httpx.Response | None = None
-        for attempt in (1, 2):
-            all_headers = {"Accept": "application/json", "Authorization": f"Bearer {token.get_secret_value()}"}
-            if json_body is not None:
-                all_headers["Content-Type"] = "application/json"
-            all_headers.update(headers or {})
-            resp = await self._send(
-                method,
-                url,
-                params=params,
-                headers=all_headers,
-                content=dumps(json_body) if json_body is not None else None,
-            )
-            if resp.status_code != 401:
-                return resp
-            if attempt == 1:
-                log.info("paypal tenant=%s: 401 from %s, requesting a new access token once", self.tenant, path)
-                token = await self._token(stale=token)
-        assert resp is not None
-        raise AuthError(
-            f"PayPal {method} {path}: 401 after a new access token ({self._error_text(resp)})", http_status=401
-        )
-
-    # ------------------------------------------------------------------ responses
-    @staticmethod
-    def _json(resp: httpx.Response) -> Any:
+        if body is not None:
+            kw.update(content=dumps(body), headers={"Content-Type": "application/json", **kw.get("headers", {})})
         try:
-            return loads(resp.content)
-        except ValueError:
-            return None
+            return await self.request(method, self.url(self.settings.api_url, path), idempotent=False, **kw)
+        except UncertainOutcomeError:
+            if not read_only:
+                raise
+            raise RetryableError(f"PayPal {method} {path}: the answer was lost; a read: retry it") from None
 
-    def _error_text(self, resp: httpx.Response) -> str:
-        """``NAME: message; ISSUE field=value: description; ... (debug_id ...)`` from a PayPal error body."""
-        body = self._json(resp)
-        if not isinstance(body, dict):
-            return self._scrub(resp.text[:200]) if resp.text else "no body"
-        parts = [": ".join(str(body[k]) for k in ("name", "message") if body.get(k))]
-        for d in _issues(body):
-            piece = str(d.get("issue", "?"))
-            if d.get("field"):
-                piece += f" {d['field']}"
-                if d.get("value") is not None:
-                    piece += f"={str(d['value'])[:60]!r}"
-            if d.get("description"):
-                piece += f": {d['description']}"
-            parts.append(piece)
-        if body.get("error"):
-            parts.append(f"{body['error']}: {body.get('error_description', '')}")
-        text = "; ".join(p for p in parts if p) or "no error details"
-        if body.get("debug_id"):
-            text += f" (debug_id {body['debug_id']})"
-        return self._scrub(text)[:600]
-
-    @staticmethod
-    def _rate_limited(resp: httpx.Response, what: str) -> RateLimitedError:
-        retry_after = retry_after_seconds(resp.headers.get("Retry-After"), DEFAULT_RETRY_AFTER)
-        return RateLimitedError(
-            f"{what}: 429 RATE_LIMIT_REACHED, retry after {retry_after:g}s", retry_after=retry_after
-        )
-
-    def _raise_for_status(self, resp: httpx.Response, what: str, *, write: bool = False) -> None:
-        """Map a non-2xx answer onto the taxonomy (:func:`connectors.errors.error_for_status`).
-
-        429 -> :class:`RateLimitedError` (``Retry-After``, else 60 s); 401/403 -> :class:`AuthError`;
-        409 ``RESOURCE_CONFLICT`` (a state conflict, not a duplicate: those are 422
-        ``DUPLICATE_INVOICE_NUMBER``) and other 4xx -> :class:`PermanentError`; 500/504 on a write ->
-        :class:`UncertainOutcomeError` (PayPal may have stored it), on a read -> :class:`RetryableError`.
-        """
-        status = resp.status_code
-        if 200 <= status < 300:
-            return
-        if status == 429:
-            raise self._rate_limited(resp, what)
-        hint = " — the REST app may lack the Invoicing scope" if status == 403 else ""
-        overrides: dict[int, type] = {409: PermanentError}
-        if not write:
-            overrides.update({500: RetryableError, 504: RetryableError, 408: RetryableError})
-        exc = error_for_status(
-            status,
-            f"{what}: HTTP {status} ({self._error_text(resp)}){hint}",
-            method="POST" if write else "GET",
-            overrides=overrides,
-        )
-        if exc is not None:
-            raise exc
+    def _raise(self, resp: httpx.Response, what: str, *, read: bool = False) -> None:
+        """:meth:`raise_for_status` (429 -> ``Retry-After``, else 60 s; 401/403 -> :class:`AuthError`; other
+        4xx -> :class:`PermanentError`; 500/504 on a write -> :class:`UncertainOutcomeError`: PayPal may
+        have stored it). ``read``: a status that leaves a write open is plainly :class:`RetryableError`."""
+        try:
+            self.raise_for_status(resp, what)
+        except UncertainOutcomeError as exc:
+            if not read:
+                raise
+            raise RetryableError(str(exc), http_status=exc.http_status) from None
 
     # ------------------------------------------------------------------ Connector API
     async def check(self) -> None:
-        """Token + ``GET /v2/invoicing/invoices?page=1&page_size=1`` (spec ``invoices.list``), the cheapest invoicing read.
+        """A token, then ``GET /v2/invoicing/invoices?page=1&page_size=1`` (spec ``invoices.list``), the cheapest read.
 
         Raises :class:`AuthError` when the credentials are refused, :class:`MissingScopeError` when
         the token carries no invoicing scope, :class:`ConfigError` when a secret is missing.
         """
-        await self._token()
-        if self._scopes and not any(s.startswith(INVOICING_SCOPE) for s in self._scopes):
+        await self.token_manager.access_token()
+        granted = self.token_manager.tokens
+        scopes = granted.scopes if granted is not None else frozenset()
+        if scopes and not any(s.startswith(INVOICING_SCOPE) for s in scopes):
             raise MissingScopeError(
                 f"missing scope: the PayPal REST app {self.settings.client_id} has no {INVOICING_SCOPE} scope; "
                 "enable Invoicing for the app in the PayPal developer dashboard",
                 missing=(INVOICING_SCOPE,),
             )
-        resp = await self._call(
-            "GET", INVOICES_PATH, params={"page": "1", "page_size": "1", "total_required": "false"}, read_only=True
-        )
+        query = {"page": "1", "page_size": "1", "total_required": "false"}
+        resp = await self._call("GET", INVOICES_PATH, params=query, read_only=True)
         if resp.status_code == 403:
             raise MissingScopeError(
-                f"missing scope: PayPal refused the invoicing read ({self._error_text(resp)})",
+                f"missing scope: PayPal refused the invoicing read ({self.problem_detail(resp)})",
                 missing=(INVOICING_SCOPE,),
                 http_status=403,
             )
-        self._raise_for_status(resp, "PayPal GET /v2/invoicing/invoices")
+        self._raise(resp, "PayPal GET /v2/invoicing/invoices", read=True)
 
     async def deliver(self, invoice: Invoice) -> DeliveryResult:
         """Create ``invoice`` as a PayPal draft unless it exists, then send it when ``invoice_status`` is ``SENT``.
@@ -498,26 +280,22 @@ class PayPalConnector(Connector):
         number = invoice.invoice_number
         existing = await self._lookup(number)
         if existing is not None:
-            return await self._complete(
-                invoice, existing, created=False, extra={"duplicate": True, "found_by": "lookup"}
-            )
+            return await self._complete(invoice, existing, found_by="lookup")
         what = f"PayPal POST /v2/invoicing/invoices {number}"
         # A lost answer raises UncertainOutcomeError: the caller reconciles with find(); the next
         # deliver() finds the draft by lookup and completes the send step.
-        resp = await self._call("POST", INVOICES_PATH, json_body=payload, headers={"Prefer": "return=representation"})
-        body = self._json(resp)
-        if resp.status_code in (400, 409, 422) and _has_issue(body, {DUPLICATE_ISSUE}):
+        resp = await self._call("POST", INVOICES_PATH, payload, headers={"Prefer": "return=representation"})
+        body = self.decode(resp)
+        if resp.status_code in (400, 409, 422) and has_issue(body, DUPLICATE_ISSUES):
             found = await self._lookup(number)
             if found is None:
                 raise RetryableError(
                     f"{what}: PayPal reports the number as taken but search-invoices does not return it yet",
                     http_status=resp.status_code,
                 )
-            return await self._complete(
-                invoice, found, created=False, extra={"duplicate": True, "found_by": DUPLICATE_ISSUE}
-            )
-        self._raise_for_status(resp, what, write=True)
-        invoice_id = self._created_id(body, resp)
+            return await self._complete(invoice, found, found_by="DUPLICATE_INVOICE_NUMBER")
+        self._raise(resp, what)
+        invoice_id = created_id(body, resp.headers.get("Location"))
         if invoice_id is None:
             raise UncertainOutcomeError(
                 f"{what}: HTTP {resp.status_code} without an invoice id or link", http_status=resp.status_code
@@ -526,93 +304,48 @@ class PayPalConnector(Connector):
             isinstance(body, dict) and body.get("id") and isinstance(body.get("amount"), dict) and body.get("status")
         ):
             body = await self._get(invoice_id)  # minimal representation (a link): read the draft
-        return await self._complete(invoice, body, created=True, extra={})
+        return await self._complete(invoice, body)
 
-    @staticmethod
-    def _created_id(body: Any, resp: httpx.Response) -> str | None:
-        """Invoice id from the 201: the representation's ``id`` or the last segment of the ``href`` link."""
-        if isinstance(body, dict):
-            if body.get("id"):
-                return str(body["id"])
-            href = body.get("href")
-            if not href:
-                for link in body.get("links") or []:
-                    if isinstance(link, dict) and link.get("rel") == "self":
-                        href = link.get("href")
-            if href:
-                return str(href).rstrip("/").rsplit("/", 1)[-1] or None
-        location = resp.headers.get("Location")
-        return location.rstrip("/").rsplit("/", 1)[-1] if location else None
-
-    async def _get(self, invoice_id: str) -> dict:
+    async def _get(self, invoice_id: str) -> dict[str, Any]:
+        """``GET /v2/invoicing/invoices/{id}`` (spec ``invoices.get``); :class:`RetryableError` when unreadable."""
         path = f"{INVOICES_PATH}/{quote(invoice_id, safe='')}"
         resp = await self._call("GET", path, read_only=True)
-        self._raise_for_status(resp, f"PayPal GET {path}")
-        body = self._json(resp)
+        self._raise(resp, f"PayPal GET {path}", read=True)
+        body = self.decode(resp)
         if not isinstance(body, dict) or not body.get("id"):
             raise RetryableError(f"PayPal GET {path}: unreadable body", http_status=resp.status_code)
         return body
 
-    async def _complete(self, invoice: Invoice, element: dict, *, created: bool, extra: dict) -> DeliveryResult:
+    async def _complete(self, invoice: Invoice, element: dict[str, Any], found_by: str | None = None) -> DeliveryResult:
+        """Send the PayPal invoice ``element`` when it is a draft the tenant wants sent; the result of :meth:`deliver`.
+
+        ``found_by``: how an invoice we did not create was found (``created=False``, ``duplicate``).
+        """
         found = invoice_from_paypal(element)
-        total = found.total
-        matches = total is not None and total == invoice.total
-        status = found.status
-        sent = False
-        if not matches:
-            log.warning(
-                "paypal tenant=%s invoice=%s: PayPal total %s differs from ours %s",
-                self.tenant,
-                invoice.invoice_number,
-                total,
-                invoice.total,
-            )
+        total, status, number = found.total, found.status, invoice.invoice_number
+        matches, sent = self.total_matches(invoice, total), False  # a difference is logged
+        extra: dict[str, Any] = {} if found_by is None else {"duplicate": True, "found_by": found_by}
         if status == "DRAFT" and self.settings.invoice_status == "SENT":
             if not matches:
                 raise PermanentError(
-                    f"PayPal draft {found.external_id} ({invoice.invoice_number}) totals {total} {invoice.currency} but ours is "
+                    f"PayPal draft {found.external_id} ({number}) totals {total} {invoice.currency} but ours is "
                     f"{invoice.total}: left as a draft, not sent"
                 )
-            status = await self._send_invoice(found.external_id, invoice)
-            sent = True
+            status, sent = await self._send_invoice(found.external_id, invoice), True
             if self.settings.email_to_recipient:
-                recipients = [
-                    ((r or {}).get("billing_info") or {}).get("email_address")
-                    for r in element.get("primary_recipients") or []
-                ]
-                extra = {**extra, "emailed_to": next((e for e in recipients if e), None)}
+                extra["emailed_to"] = recipient_email(element)
         elif status == "CANCELLED":
             log.warning(
-                "paypal tenant=%s invoice=%s: existing PayPal invoice %s is CANCELLED",
-                self.tenant,
-                invoice.invoice_number,
-                found.external_id,
+                "paypal tenant=%s invoice=%s: PayPal invoice %s is CANCELLED", self.tenant, number, found.external_id
             )
-        details = {
-            "status": status,
-            "total": None if total is None else str(total),
-            "total_matches": matches,
-            "sent": sent,
-            **extra,
-        }
+        details = {"status": status, "total": None if total is None else str(total), "total_matches": matches}
         return DeliveryResult(
-            invoice_key=invoice.invoice_key,
-            external_id=found.external_id,
-            external_number=found.number or invoice.invoice_number,
-            created=created,
-            details=details,
+            invoice.invoice_key,
+            found.external_id,
+            found.number or number,
+            created=found_by is None,
+            details={**details, "sent": sent, **extra},
         )
-
-    def _notification(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "send_to_recipient": self.settings.email_to_recipient,
-            "send_to_invoicer": self.settings.email_copy_to_invoicer,
-        }
-        if self.settings.email_subject:
-            body["subject"] = self.settings.email_subject
-        if self.settings.email_note:
-            body["note"] = self.settings.email_note
-        return body
 
     async def _send_invoice(self, invoice_id: str, invoice: Invoice) -> str:
         """``POST /v2/invoicing/invoices/{id}/send``; returns the new status (``SENT``/``SCHEDULED``).
@@ -624,21 +357,20 @@ class PayPalConnector(Connector):
         path = f"{INVOICES_PATH}/{quote(invoice_id, safe='')}/send"
         what = f"PayPal POST {path} ({invoice.invoice_number})"
         try:
-            resp = await self._call("POST", path, json_body=self._notification())
+            resp = await self._call("POST", path, notification(self.settings))
         except UncertainOutcomeError:
             return await self._after_lost_send(invoice_id, what)
-        body = self._json(resp)
         if resp.status_code == 202:
             return "SCHEDULED"
         if 200 <= resp.status_code < 300:
             return "SENT"
-        if resp.status_code in (409, 422) and (resp.status_code == 409 or _has_issue(body, ALREADY_SENT_ISSUES)):
+        if resp.status_code == 409 or (resp.status_code == 422 and has_issue(self.decode(resp), ALREADY_SENT_ISSUES)):
             current = await self._get(invoice_id)
             return str(current.get("status") or "SENT")
         if resp.status_code in (500, 504):  # may have been applied: read the status back
             return await self._after_lost_send(invoice_id, what)
-        self._raise_for_status(resp, what, write=True)
-        return "SENT"  # pragma: no cover - _raise_for_status raised
+        self._raise(resp, what)
+        return "SENT"  # pragma: no cover - _raise raised
 
     async def _after_lost_send(self, invoice_id: str, what: str) -> str:
         """The send's answer was lost: the invoice's status tells whether it was sent.
@@ -657,36 +389,27 @@ class PayPalConnector(Connector):
             return str(current.get("status"))
         raise RetryableError(f"{what}: answer lost and the invoice is still a draft; the next attempt sends it")
 
-    async def _lookup(self, invoice_number: str) -> dict | None:
+    async def _lookup(self, invoice_number: str) -> dict[str, Any] | None:
         """The PayPal invoice whose ``detail.invoice_number`` is exactly ``invoice_number`` (search result), or None."""
         if not invoice_number or len(invoice_number) > INVOICE_NUMBER_MAX:
             return None  # PayPal cannot hold it
         for page in range(1, SEARCH_MAX_PAGES + 1):
+            query = {"page": str(page), "page_size": str(SEARCH_PAGE_SIZE), "total_required": "false"}
             resp = await self._call(
-                "POST",
-                SEARCH_PATH,
-                json_body={"invoice_number": invoice_number},
-                params={"page": str(page), "page_size": str(SEARCH_PAGE_SIZE), "total_required": "false"},
-                read_only=True,
+                "POST", SEARCH_PATH, {"invoice_number": invoice_number}, params=query, read_only=True
             )
-            self._raise_for_status(resp, f"PayPal POST {SEARCH_PATH} {invoice_number}")
-            body = self._json(resp)
+            self._raise(resp, f"PayPal POST {SEARCH_PATH} {invoice_number}", read=True)
+            body = self.decode(resp)
             if not isinstance(body, dict):
                 raise RetryableError(f"PayPal POST {SEARCH_PATH}: unreadable body", http_status=resp.status_code)
             items = [i for i in body.get("items") or [] if isinstance(i, dict)]
-            exact = [
-                i for i in items if i.get("id") and (i.get("detail") or {}).get("invoice_number") == invoice_number
-            ]
-            if exact:
-                # prefer a live invoice over a cancelled one
-                exact.sort(key=lambda i: i.get("status") == "CANCELLED")
-                return exact[0]
-            if len(items) < SEARCH_PAGE_SIZE:
-                return None
+            match = exact_match(items, invoice_number)
+            if match is not None or len(items) < SEARCH_PAGE_SIZE:
+                return match
         return None
 
     async def find(self, invoice_number: str) -> ExternalInvoice | None:
-        """Look up our invoice number: ``POST /v2/invoicing/search-invoices`` ``{"invoice_number": n}`` (spec ``search_data``).
+        """Our invoice number looked up with ``POST /v2/invoicing/search-invoices`` (spec ``search_data``).
 
         Only an exact ``detail.invoice_number`` match counts (search may match more loosely).
         Returns :class:`ExternalInvoice` (``total`` = ``amount.value`` as Decimal, ``status``) or None.
@@ -694,15 +417,5 @@ class PayPalConnector(Connector):
         element = await self._lookup(invoice_number)
         return invoice_from_paypal(element) if element is not None else None
 
-    async def aclose(self) -> None:
-        """Close the HTTP client (idempotent)."""
-        if self._client is not None:
-            client, self._client = self._client, None
-            try:
-                if self._client_loop is asyncio.get_running_loop():
-                    await client.aclose()
-            except RuntimeError:
-                pass
 
-
-__all__ = ["INVOICING_SCOPE", "PayPalConnector", "PayPalSettings"]
+__all__ = ["INVOICING_SCOPE", "PayPalConnector"]

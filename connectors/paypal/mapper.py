@@ -43,19 +43,16 @@ PayPal facts this module relies on (spec schemas ``invoice``, ``invoice_detail``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from connectors.base import ExternalInvoice, PermanentError
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.paypal.settings import PayPalSettings
+from connectors.sdk.errors import PermanentError
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 from connectors.sdk.money import minor_units
-
-if TYPE_CHECKING:  # pragma: no cover - typing only (connector.py imports this module)
-    from connectors.paypal.connector import PayPalSettings
 
 # --------------------------------------------------------------------------- PayPal limits
 INVOICE_NUMBER_MAX = 25
@@ -103,11 +100,10 @@ def money(value: Decimal, currency: str) -> dict[str, str]:
 
 
 def decimal_text(value: Decimal) -> str:
-    """Shortest plain text of ``value`` (``Decimal("23.00")`` -> ``"23"``, ``3.2500`` -> ``"3.25"``, never exponent)."""
+    """Shortest plain text of ``value``, no exponent (``Decimal("23.00")`` -> ``"23"``, ``3.250`` -> ``"3.25"``)."""
     if value == 0:
         return "0"
-    text = format(value.normalize(), "f")
-    return text
+    return format(value.normalize(), "f")
 
 
 def _decimals(value: Decimal) -> int:
@@ -219,7 +215,8 @@ def _fit_name(text: str) -> str:
 
 
 def line_to_item(index: int, line: InvoiceLine, invoice: Invoice, settings: PayPalSettings) -> dict[str, Any]:
-    """One ``item``: name, [description], quantity, unit_amount, tax {name, percent}, [discount {amount}], unit_of_measure.
+    """One ``item``: name, [description], quantity, unit_amount, tax {name, percent}, [discount {amount}],
+    unit_of_measure.
 
     ``name`` is the line description; an over-long one is cut to 200 characters with "…" and sent
     in full as ``description`` (≤1000 characters; longer text is cut there too with "…", or refused
@@ -405,28 +402,34 @@ def invoice_to_paypal(invoice: Invoice, settings: PayPalSettings, recipient: Rec
 
 def _assert_totals_agree(invoice: Invoice, body: Mapping[str, Any]) -> None:
     totals = expected_totals(body)
-    for index, (line, (amount, tax)) in enumerate(zip(invoice.lines, totals.items)):
+    for index, (line, (amount, tax)) in enumerate(zip(invoice.lines, totals.items, strict=True)):
         ours = line.total if invoice.tax_inclusive else line.net
         if amount != ours or tax != line.tax:
             raise FieldLimitError(
                 f"items[{index}]",
-                f"PayPal would compute amount {amount} and tax {tax} for {line.description!r}, ours are {ours} and {line.tax} "
-                "(PayPal rounds tax per item half-up from the rate; the line's tax does not follow that rule)",
+                f"PayPal would compute amount {amount} and tax {tax} for {line.description!r}, ours are {ours} and "
+                f"{line.tax} (PayPal rounds tax per item half-up from the rate; the line's tax does not follow "
+                "that rule)",
             )
     if totals.total != invoice.total or (not invoice.tax_inclusive and totals.tax_total != invoice.tax_total):
         raise FieldLimitError(
             "amount",
-            f"PayPal would compute total {totals.total} (tax {totals.tax_total}), ours is {invoice.total} (tax {invoice.tax_total})",
+            f"PayPal would compute total {totals.total} (tax {totals.tax_total}), "
+            f"ours is {invoice.total} (tax {invoice.tax_total})",
         )
 
 
-def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON (PayPal money is strings, so no Decimal ever reaches JSON numbers)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def loads(data: bytes | str) -> Any:
-    return json.loads(data, parse_float=Decimal)
+def notification(settings: PayPalSettings) -> dict[str, Any]:
+    """Body of ``POST /v2/invoicing/invoices/{id}/send`` (spec schema ``notification``) from the settings."""
+    body: dict[str, Any] = {
+        "send_to_recipient": settings.email_to_recipient,
+        "send_to_invoicer": settings.email_copy_to_invoicer,
+    }
+    if settings.email_subject:
+        body["subject"] = settings.email_subject
+    if settings.email_note:
+        body["note"] = settings.email_note
+    return body
 
 
 # --------------------------------------------------------------------------- PayPal -> ours
@@ -455,21 +458,94 @@ def invoice_from_paypal(element: Mapping[str, Any]) -> ExternalInvoice:
     )
 
 
+def exact_match(items: list[dict[str, Any]], invoice_number: str) -> dict[str, Any] | None:
+    """The search result whose ``detail.invoice_number`` is exactly ``invoice_number`` (search matches more
+    loosely), a live invoice before a cancelled one; ``None`` when there is none."""
+    exact = [i for i in items if i.get("id") and (i.get("detail") or {}).get("invoice_number") == invoice_number]
+    exact.sort(key=lambda i: i.get("status") == "CANCELLED")
+    return exact[0] if exact else None
+
+
+def recipient_email(element: Mapping[str, Any]) -> str | None:
+    """The first ``primary_recipients[].billing_info.email_address`` of a PayPal invoice (who PayPal e-mails)."""
+    recipients = [
+        ((r or {}).get("billing_info") or {}).get("email_address") for r in element.get("primary_recipients") or []
+    ]
+    return next((e for e in recipients if e), None)
+
+
+def created_id(body: Any, location: str | None) -> str | None:
+    """Invoice id from the answer to ``invoices.create``: the representation's ``id``, else the last
+    segment of its ``href`` / ``links[rel=self]`` (minimal representation), else of ``Location``."""
+    if isinstance(body, dict):
+        if body.get("id"):
+            return str(body["id"])
+        href = body.get("href")
+        if not href:
+            for link in body.get("links") or []:
+                if isinstance(link, dict) and link.get("rel") == "self":
+                    href = link.get("href")
+        if href:
+            return str(href).rstrip("/").rsplit("/", 1)[-1] or None
+    return location.rstrip("/").rsplit("/", 1)[-1] if location else None
+
+
+def issues(body: Any) -> list[dict[str, Any]]:
+    """The ``details`` of a PayPal error body (``[{"field", "value", "location", "issue", "description"}]``)."""
+    if isinstance(body, dict) and isinstance(body.get("details"), list):
+        return [d for d in body["details"] if isinstance(d, dict)]
+    return []
+
+
+def has_issue(body: Any, wanted: frozenset[str]) -> bool:
+    """True when one of the error body's ``details[].issue`` is in ``wanted`` (``DUPLICATE_INVOICE_NUMBER``)."""
+    return any(str(d.get("issue", "")).upper() in wanted for d in issues(body))
+
+
+def describe_error(body: Any) -> str | None:
+    """``NAME: message; ISSUE field='value': description; ... (debug_id ...)`` from a PayPal error body
+    (``{"name", "message", "debug_id", "details": [...]}``, or the token endpoint's ``{"error",
+    "error_description"}``); ``None`` when ``body`` is not a JSON object."""
+    if not isinstance(body, dict):
+        return None
+    parts = [": ".join(str(body[k]) for k in ("name", "message") if body.get(k))]
+    for d in issues(body):
+        piece = str(d.get("issue", "?"))
+        if d.get("field"):
+            piece += f" {d['field']}"
+            if d.get("value") is not None:
+                piece += f"={str(d['value'])[:60]!r}"
+        if d.get("description"):
+            piece += f": {d['description']}"
+        parts.append(piece)
+    if body.get("error"):
+        parts.append(f"{body['error']}: {body.get('error_description', '')}")
+    text = "; ".join(p for p in parts if p) or "no error details"
+    if body.get("debug_id"):
+        text += f" (debug_id {body['debug_id']})"
+    return text
+
+
 __all__ = [
     "INVOICE_NUMBER_MAX",
     "FieldLimitError",
     "ItemLayout",
     "Recipient",
     "Totals",
-    "dumps",
+    "created_id",
+    "describe_error",
+    "exact_match",
     "expected_totals",
+    "has_issue",
     "invoice_from_paypal",
     "invoice_to_paypal",
+    "issues",
     "item_layout",
     "line_to_item",
-    "loads",
     "money",
+    "notification",
     "payment_term",
+    "recipient_email",
     "recipient_for",
     "tax_name_for",
 ]

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from connectors.paypal.connector import PayPalConnector
 from connectors.paypal.emulator import PayPalEmulator
 from connectors.sdk.invoice import Invoice
 from connectors.testing import ConnectorHarness, HeldInvoice
+from connectors.testing.harness import HostileExpectation
 
 SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "paypal" / "invoicing_v2.json"
 CLIENT_NAME = "Conformance Client, Lda"
@@ -26,70 +29,79 @@ UNSUPPORTED_CURRENCY = "AOA"
 
 
 class PayPalHarness(ConnectorHarness):
+    """PayPal: draft, then send; our number is ``detail.invoice_number``; client-credentials tokens."""
+
     connector_cls = PayPalConnector
-    skip = {
-        "check_unknown_account": (
-            "PayPal REST credentials (client id + secret) belong to exactly one PayPal business account; the settings "
-            "name no organisation/company that could be unreachable"
-        ),
-        "contacts": (
-            "PayPal Invoicing v2 has no customer/contact objects: the recipient (business name, e-mail) travels inline "
-            "in primary_recipients[].billing_info, so there is nothing to look up or create"
-        ),
-    }
-    hostile = {
-        "long_description": "deliver",  # name cut to 200, description to 1,000 characters (long_descriptions: truncate)
-        "non_ascii": "deliver",
-        "many_lines": "reject",  # PayPal allows at most 100 items per invoice
-        "zero_amount_line": "deliver",
-        "negative_line": "deliver",
-        "odd_number": "deliver",
-    }
+    skip: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {
+            "check_unknown_account": (
+                "PayPal REST credentials (client id + secret) belong to exactly one PayPal business account; the "
+                "settings name no organisation/company that could be unreachable"
+            ),
+            "contacts": (
+                "PayPal Invoicing v2 has no customer/contact objects: the recipient (business name, e-mail) travels "
+                "inline in primary_recipients[].billing_info, so there is nothing to look up or create"
+            ),
+        }
+    )
+    hostile: ClassVar[Mapping[str, HostileExpectation]] = MappingProxyType(
+        {
+            "long_description": "deliver",  # name cut to 200, description to 1,000 characters (truncate)
+            "non_ascii": "deliver",
+            "many_lines": "reject",  # PayPal allows at most 100 items per invoice
+            "zero_amount_line": "deliver",
+            "negative_line": "deliver",
+            "odd_number": "deliver",
+        }
+    )
     fast_timeout = 0.5
 
     def __init__(self) -> None:
+        """The emulator (not started yet) with a fresh client secret and generous rate limits."""
         self.client_secret = "conf-paypal-secret-" + secrets.token_hex(8)
-        self.emu: PayPalEmulator | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        validator = None
-        spec = Path(os.environ.get("PAYPAL_SPEC") or SPEC)
-        if spec.exists():
-            from connectors.paypal.spec_check import make_request_validator
-
-            validator = make_request_validator(spec)
         self.emu = PayPalEmulator(
             client_secret=self.client_secret,
             rate_limit_per_minute=100_000,
             token_rate_limit_per_minute=10_000,
             hang_seconds=2.0,
-            request_validator=validator,
-        ).start()
+        )
 
-    def stop(self) -> None:
-        if self.emu is not None:
-            self.emu.stop()
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Serve on a free loopback port, validating requests against the official spec when the file
+        (``SPEC``, or ``$PAYPAL_SPEC``) is there; ``ModuleNotFoundError`` without the validator's libraries."""
+        spec = Path(os.environ.get("PAYPAL_SPEC") or SPEC)
+        if spec.exists():
+            from connectors.paypal.spec_check import make_request_validator  # jsonschema: a dev extra
+
+            self.emu.request_validator = make_request_validator(spec)
+        self.emu.start()
 
     def reset(self) -> None:
-        assert self.emu is not None
+        """Forget invoices, tokens and faults; an injected 429 says ``Retry-After: 1`` again."""
         self.emu.reset_state()
         self.emu.retry_after = 1
 
+    def stop(self) -> None:
+        """Stop serving (idempotent)."""
+        self.emu.stop()
+
     # ------------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:
-        assert self.emu is not None
+        """Raw ``billing.settings`` pointing at the emulator (the secret by variable name)."""
         return {"api_url": self.emu.url, "client_id": self.emu.client_id, "client_secret_env": "PAYPAL_CLIENT_SECRET"}
 
     def env(self) -> dict[str, str]:
+        """The variable holding the REST app's client secret."""
         return {"PAYPAL_CLIENT_SECRET": self.client_secret}
 
     def contact(self) -> tuple[str | None, str]:
+        """No customer objects in PayPal: no id, only the name."""
         return None, CLIENT_NAME
 
     # ------------------------------------------------------------------ read back
     def invoices(self) -> list[HeldInvoice]:
-        assert self.emu is not None
+        """Every invoice the emulator holds; ``contact`` is the first recipient's e-mail or business name."""
         held = []
         for inv in self.emu.invoices():
             billing = ((inv.get("primary_recipients") or [{}])[0] or {}).get("billing_info") or {}
@@ -108,24 +120,24 @@ class PayPalHarness(ConnectorHarness):
 
     # ------------------------------------------------------------------ faults
     def inject_rate_limit(self, retry_after: int = 1) -> None:
-        assert self.emu is not None
+        """The next call answered 429 ``RATE_LIMIT_REACHED`` with ``Retry-After: retry_after``."""
         self.emu.retry_after = retry_after
         self.emu.inject_fault("429")
 
     def inject_server_error(self, status: int = 503, times: int = 1) -> None:
-        assert self.emu is not None
+        """The next ``times`` calls answered ``status`` without being processed."""
         self.emu.inject_fault(str(status), times)
 
     def inject_timeout_after_commit(self) -> None:
-        assert self.emu is not None
+        """The next create stored, its answer lost."""
         self.emu.inject_fault("timeout_after_commit", on="create")
 
     def expire_tokens(self) -> None:
-        assert self.emu is not None
+        """Every issued access token expires."""
         self.emu.expire_access_tokens()
 
     def refresh_count(self) -> int:
-        assert self.emu is not None
+        """Token requests served so far."""
         return self.emu.token_requests
 
     # ------------------------------------------------------------------ data
@@ -135,12 +147,12 @@ class PayPalHarness(ConnectorHarness):
 
     # ------------------------------------------------------------------ checks
     def issued_secrets(self) -> list[str]:
-        assert self.emu is not None
-        with self.emu._lock:
+        """Every access token the emulator issued (none may leak)."""
+        with self.emu._lock:  # the emulator has no public accessor for its issued tokens
             return list(self.emu._tokens)
 
     def assert_healthy(self) -> None:
-        assert self.emu is not None
+        """No request outside the PayPal Invoicing v2 spec and no emulator crash."""
         failures, errors = list(self.emu.validation_failures), list(self.emu.server_errors)
         assert not failures, f"requests not conforming to the PayPal Invoicing v2 spec: {failures[:3]}"
         assert not errors, f"emulator errors: {errors[:1]}"

@@ -28,20 +28,23 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
+from connectors.sdk.contacts import ContactQuery
 from connectors.sdk.idempotency import STRIPE as STRIPE_KEYS
 from connectors.sdk.idempotency import idempotency_key as _shared_key
 from connectors.sdk.idempotency import make_key
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 from connectors.sdk.money import minor_units as iso_minor_units
+from connectors.stripe.settings import StripeSettings
 
-if TYPE_CHECKING:  # pragma: no cover
-    from connectors.stripe.connector import StripeSettings
+#: A Stripe API object (invoice, customer, tax rate, list page) as decoded JSON.
+Json = dict[str, Any]
 
 # --------------------------------------------------------------------------- limits
 #: Maximum length of Stripe's ``Idempotency-Key`` header (https://docs.stripe.com/api/idempotent_requests).
@@ -85,7 +88,10 @@ class MappingError(ValueError):
 
 @dataclass(frozen=True)
 class Ref:
-    """A placeholder for an id known only at run time: ``customer``, ``invoice`` or ``tax_rate:<pct>:<inclusive|exclusive>``."""
+    """A placeholder for an id known only at run time.
+
+    ``customer``, ``invoice`` or ``tax_rate:<pct>:<inclusive|exclusive>``.
+    """
 
     name: str
 
@@ -167,7 +173,10 @@ def to_minor(amount: Decimal, currency: str, field_name: str) -> int:
 
 
 def from_minor(amount: int, currency: str) -> Decimal:
-    """Stripe minor units back to a Decimal with the currency's ISO decimals (``13650`` EUR -> ``Decimal("136.50")``)."""
+    """Stripe minor units back to a Decimal with the currency's ISO decimals.
+
+    ``13650`` EUR -> ``Decimal("136.50")``.
+    """
     value = Decimal(int(amount)).scaleb(-stripe_exponent(currency))
     return value.quantize(Decimal(1).scaleb(-max(iso_minor_units(currency), 0)))
 
@@ -234,7 +243,8 @@ def form_pairs(params: dict[str, Any], prefix: str = "") -> list[tuple[str, str]
     """Flatten nested params into Stripe's bracket notation, in insertion order.
 
     ``{"metadata": {"k": "v"}, "tax_rates": ["txr_1"], "custom_fields": [{"name": "a", "value": "b"}]}``
-    -> ``[("metadata[k]", "v"), ("tax_rates[0]", "txr_1"), ("custom_fields[0][name]", "a"), ("custom_fields[0][value]", "b")]``.
+    -> ``[("metadata[k]", "v"), ("tax_rates[0]", "txr_1"), ("custom_fields[0][name]", "a"),
+    ("custom_fields[0][value]", "b")]``.
     Booleans become ``true``/``false``, Decimals their exact text; ``None`` values are left out.
     """
     out: list[tuple[str, str]] = []
@@ -289,14 +299,14 @@ def decode_form(pairs: list[tuple[str, str]] | str | bytes) -> dict[str, Any]:
             if pos != len(rest):
                 raise ValueError(f"malformed parameter name {name!r}")
         _insert(root, path, value, name)
-    return _listify(root)
+    # A top level of index-only names ("0=x") would be a list; Stripe parameter names never are.
+    return cast("dict[str, Any]", _listify(root))
 
 
-def _insert(node: dict, path: list[str], value: str, name: str) -> None:
-    for i, seg in enumerate(path):
+def _insert(node: dict[str, Any], path: list[str], value: str, name: str) -> None:
+    for i, name_seg in enumerate(path):
         last = i == len(path) - 1
-        if seg == "":  # a[] appends
-            seg = f"\x00{len(node)}"
+        seg = f"\x00{len(node)}" if name_seg == "" else name_seg  # a[] appends
         if last:
             if seg in node and isinstance(node[seg], dict):
                 raise ValueError(f"parameter {name!r} is both a value and an object")
@@ -358,7 +368,8 @@ def choose_layout(invoice: Invoice) -> bool:
                 failure = MappingError(
                     f"lines[{n}].tax",
                     f"our tax {line.tax} at {rate_text(line.tax_rate)}% is not what Stripe computes "
-                    f"({from_minor(theirs, invoice.currency)} with an {'inclusive' if inclusive else 'exclusive'} rate)",
+                    f"({from_minor(theirs, invoice.currency)} with an "
+                    f"{'inclusive' if inclusive else 'exclusive'} rate)",
                 )
                 break
         if failure is None:
@@ -377,6 +388,12 @@ def _metadata(values: dict[str, str], where: str) -> dict[str, str]:
     return values
 
 
+def _places(value: Decimal) -> int:
+    """Digits after the decimal point of a finite ``value`` (``Decimal("23.50")`` -> 2, ``Decimal("1E+2")`` -> -2)."""
+    exponent = value.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) else 0
+
+
 def _unix(d: date) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
 
@@ -388,7 +405,8 @@ def invoice_to_stripe(invoice: Invoice, settings: StripeSettings) -> StripePlan:
 
         customer={customer}  currency=eur  collection_method=send_invoice  days_until_due=<due - issue>
         auto_advance=false  pending_invoice_items_behavior=exclude  effective_at=<issue date 00:00 UTC>
-        description=<reference>  custom_fields[0][name]=<settings.number_field_name>  custom_fields[0][value]=<our number>
+        description=<reference>
+        custom_fields[0][name]=<settings.number_field_name>  custom_fields[0][value]=<our number>
         metadata[broker_invoice_key]  metadata[broker_invoice_number]  metadata[broker_tenant]
         metadata[broker_lines]=<line count>  metadata[broker_total]=<our total in minor units>
 
@@ -429,9 +447,7 @@ def invoice_to_stripe(invoice: Invoice, settings: StripeSettings) -> StripePlan:
         rate = line.tax_rate
         if rate < 0 or rate > 100:
             raise MappingError(f"lines[{n}].tax_rate", f"{rate}% is outside Stripe's 0-100")
-        if -rate.as_tuple().exponent > TAX_PERCENT_DECIMALS and rate != rate.quantize(
-            Decimal(1).scaleb(-TAX_PERCENT_DECIMALS)
-        ):
+        if _places(rate) > TAX_PERCENT_DECIMALS and rate != rate.quantize(Decimal(1).scaleb(-TAX_PERCENT_DECIMALS)):
             raise MappingError(f"lines[{n}].tax_rate", f"{rate}% has more than {TAX_PERCENT_DECIMALS} decimals")
         spec = TaxRateSpec(rate.normalize() if rate else Decimal(0), inclusive, settings.tax_display_name)
         tax_specs.setdefault((spec.percentage, inclusive), spec)
@@ -448,7 +464,7 @@ def invoice_to_stripe(invoice: Invoice, settings: StripeSettings) -> StripePlan:
             integral_qty
             and line.discount_percent == 0
             and unit_minor * line.quantity == amount
-            and -unit_minor.normalize().as_tuple().exponent <= 12
+            and _places(unit_minor.normalize()) <= 12
         ):
             item["description"] = description
             item["unit_amount_decimal"] = format(unit_minor.normalize(), "f") if unit_minor else "0"
@@ -509,6 +525,17 @@ def invoice_to_stripe(invoice: Invoice, settings: StripeSettings) -> StripePlan:
     )
 
 
+def customer_params(query: ContactQuery, tenant: str) -> Json:
+    """``POST /v1/customers`` parameters (spec ``PostCustomers``) for our client: name, e-mail, and our ids in
+    ``metadata`` (``broker_tenant``, ``broker_client_id``, ``broker_tax_number``); :class:`MappingError`
+    when the name is longer than Stripe allows."""
+    _check_len("name", query.name, CUSTOMER_NAME_MAX)
+    metadata = {"broker_tenant": tenant, "broker_client_id": query.client_id}
+    if query.tax_number:
+        metadata["broker_tax_number"] = query.tax_number
+    return {"name": query.name, "email": query.email or None, "metadata": metadata}  # None: not sent
+
+
 def resolve(params: Any, ids: dict[str, str]) -> Any:
     """Replace every :class:`Ref` in ``params`` with ``ids[ref.name]`` (``KeyError`` when one is unknown)."""
     if isinstance(params, Ref):
@@ -523,3 +550,125 @@ def resolve(params: Any, ids: dict[str, str]) -> Any:
 def search_literal(value: str) -> str:
     """Quote ``value`` for Stripe's search query language: ``'...'`` with ``\\'`` and ``\\\\`` escaped."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# --------------------------------------------------------------------------- Stripe -> ours
+#: Invoice statuses by how far they went: a finalised invoice wins over a void one, over a leftover draft.
+_STATUS_RANK = {"paid": 0, "open": 0, "uncollectible": 0, "void": 1, "draft": 2}
+
+
+def metadata_of(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A Stripe object's ``metadata`` (``{}`` when absent)."""
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def metadata_query(**clauses: str) -> str:
+    """Search query matching every ``metadata['key']:'value'`` clause (Stripe's search query language)."""
+    return " AND ".join(f"metadata['{key}']:{search_literal(value)}" for key, value in clauses.items())
+
+
+def error_of(body: Any) -> Json:
+    """The ``error`` object of a Stripe error body (``{"error": {"type", "code", "message", "param"}}``, spec
+    schema ``error``); ``{}`` when there is none."""
+    err = body.get("error") if isinstance(body, dict) else None
+    return err if isinstance(err, dict) else {}
+
+
+def lines_present(items: Iterable[Json], invoice_key: str) -> set[str]:
+    """Our line numbers (``metadata[broker_line]``) among invoice ``items`` of the invoice ``invoice_key``."""
+    return {
+        str(metadata_of(i).get("broker_line")) for i in items if metadata_of(i).get("broker_invoice_key") == invoice_key
+    }
+
+
+def list_objects(page: Json) -> list[Json]:
+    """The objects of a list or search answer (its ``data``)."""
+    return [o for o in page.get("data") or [] if isinstance(o, dict)]
+
+
+def pick_invoice(invoices: Iterable[Json], invoice_key: str) -> Json | None:
+    """Our invoice among ``invoices`` (``metadata['broker_invoice_key']``): the most advanced, then the oldest."""
+    mine = [o for o in invoices if metadata_of(o).get("broker_invoice_key") == invoice_key]
+    mine.sort(key=lambda o: (_STATUS_RANK.get(str(o.get("status")), 3), o.get("created") or 0))
+    return mine[0] if mine else None
+
+
+def matching_tax_rate(rates: Iterable[Json], spec: TaxRateSpec, tenant: str) -> str | None:
+    """Id of an existing Tax Rate equal to ``spec`` (percentage, flavour, display name), ``None`` when none is.
+
+    One created for ``tenant`` (``metadata['broker_tenant']``) first, then the oldest.
+    """
+    candidates = []
+    for rate in rates:
+        value = rate.get("percentage")
+        try:
+            percentage = None if value is None or isinstance(value, bool) else rate_text(Decimal(str(value)))
+        except ArithmeticError:
+            percentage = None
+        if (
+            percentage == rate_text(spec.percentage)
+            and bool(rate.get("inclusive")) == spec.inclusive
+            and rate.get("display_name") == spec.display_name
+        ):
+            ours = metadata_of(rate).get("broker_tenant") == tenant
+            candidates.append((0 if ours else 1, rate.get("created") or 0, str(rate.get("id"))))
+    return min(candidates)[2] if candidates else None
+
+
+def draft_mismatches(plan: StripePlan, inv: Json) -> list[str]:
+    """How Stripe's computed draft ``inv`` differs from ``plan`` (totals in minor units); empty when it matches.
+
+    Compared: ``total``, ``tax``, ``amount_due`` (our total plus the customer's ``starting_balance``,
+    not below 0), the line count and the currency.
+    """
+    lines = inv.get("lines") or {}
+    count = lines.get("total_count")
+    if count is None:
+        count = len(lines.get("data") or [])
+    expected_due = max(0, plan.total_minor + int(inv.get("starting_balance") or 0))
+    problems = []
+    if inv.get("total") != plan.total_minor:
+        problems.append(f"total {inv.get('total')} != ours {plan.total_minor}")
+    if (inv.get("tax") or 0) != plan.tax_minor:
+        problems.append(f"tax {inv.get('tax')} != ours {plan.tax_minor}")
+    if inv.get("amount_due") != expected_due:
+        problems.append(f"amount_due {inv.get('amount_due')} != {expected_due}")
+    if count != len(plan.items):
+        problems.append(f"{count} lines != our {len(plan.items)}")
+    if str(inv.get("currency", "")).lower() != plan.currency:
+        problems.append(f"currency {inv.get('currency')} != {plan.currency}")
+    return problems
+
+
+def is_complete(inv: Json, settings: StripeSettings) -> bool:
+    """True when invoice ``inv`` needs nothing more from the connector.
+
+    A draft only when the tenant wants drafts (``invoice_status: draft``) and it holds all our lines
+    and our total (``metadata[broker_lines]``/``[broker_total]``); an open invoice only once e-mailed
+    when ``send_email`` (``metadata[broker_emailed]``); any other status always.
+    """
+    meta = metadata_of(inv)
+    status = inv.get("status")
+    if status == "draft":
+        lines = inv.get("lines") or {}
+        count = lines.get("total_count", len(lines.get("data") or []))
+        return (
+            settings.invoice_status == "draft"
+            and str(count) == str(meta.get("broker_lines"))
+            and str(inv.get("total")) == str(meta.get("broker_total"))
+        )
+    return not (status == "open" and settings.send_email and meta.get("broker_emailed") != "true")
+
+
+def invoice_from_stripe(inv: Json, our_number: str) -> ExternalInvoice:
+    """:class:`ExternalInvoice` of a Stripe invoice: ``number`` is Stripe's (``our_number`` while a draft has
+    none), ``total`` from minor units (``None`` when absent). Raises ``KeyError`` without ``id``."""
+    currency = str(inv.get("currency") or "eur")
+    total = inv.get("total")
+    return ExternalInvoice(
+        external_id=str(inv["id"]),
+        number=str(inv.get("number") or our_number),
+        total=from_minor(total, currency) if isinstance(total, int) else None,
+        status=inv.get("status"),
+    )
