@@ -2,9 +2,9 @@
 
 ::
 
-    maintenance.events ──► enrich ──► <app id>-events-by-client ──► price ──► billing.invoices ──► deliver ──► connector
-                             │                                         │                              │
-                             └──────────────────────► billing.dlq ◄────┴──────────────────────────────┴──► billing.deliveries
+    maintenance.events ─► enrich ─► <app id>-events-by-client ─► price ─► billing.invoices ─► deliver ─► connector
+                            │                                      │                             │
+                            └───────────────────► billing.dlq ◄────┴─────────────────────────────┴─► billing.deliveries
 
 * ``maintenance.events``  key ``tenant:doc:id`` (a document's events stay ordered), value a CloudEvent.
 * ``<app id>-events-by-client`` (internal) key ``tenant:client``, value the original event; ``enrich``
@@ -22,7 +22,8 @@
                           :mod:`broker.deliver_stage` and ``docs/delivery.md``.
 
 The agents stay thin: decoding is :func:`broker.events.parse_event`, pricing is the pure
-:func:`broker.pricing.price_event` (via :func:`broker.pricing.price_with_state`), delivery policy is :class:`broker.delivery.Deliverer`.
+:func:`broker.pricing.price_event` (via :func:`broker.pricing.price_with_state`), delivery policy is
+:class:`broker.delivery.Deliverer`.
 The delivery ledger (table ``delivery-ledger``, changelog-backed, keyed by invoice key) remembers
 what was delivered so that a re-published event creates nothing new.
 """
@@ -31,28 +32,48 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import faust
+from faust.types import AgentT, EventT, StreamT, TableT
 
 from broker import metrics
 from broker.config import BrokerConfig
-from broker.deliver_stage import install_deliver_stage
+from broker.deliver_stage import DeliverStage, install_deliver_stage
+from broker.delivery import Deliverer, LedgerEntry
 from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict, replay_count
 from broker.events import EventDecodeError, parse_event, tenant_hint
-from broker.faust_compat import create_faust_app
+from broker.faust_compat import BrokerApp, create_faust_app
 from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, PricingError, price_with_state, pricing_key
+from broker.pricing.state import AllowanceRecord
 from broker.settings import TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES, Settings
 
 log = logging.getLogger("broker.app")
+
+__all__ = ["BillingApp", "create_app"]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class BillingApp(BrokerApp):
+    """The worker's Faust app (:class:`broker.faust_compat.BrokerApp`) with handles on what
+    :func:`create_app` installs, for tests and shutdown."""
+
+    deliverer: Deliverer
+    deliver_stage: DeliverStage
+    enrich_agent: AgentT[bytes]
+    price_agent: AgentT[bytes]
+    deliver_agent: AgentT[bytes]
+    #: table name -> table; values: allowance records (``corrective-allowance``) or quote JSON text
+    pricing_tables: dict[str, TableT[str, Any]]
+    ledger: TableT[str, LedgerEntry]
+
+
 def create_app(
     settings: Settings, config: BrokerConfig, bootstrap: str, *, rebalance_timeout: float | None = None
-) -> faust.App:
+) -> BillingApp:
     """Build the Faust app for ``config`` against the Kafka cluster at ``bootstrap`` (``host:port``).
 
     Topics are declared with ``settings.topic_partitions`` partitions; create them beforehand with
@@ -63,6 +84,7 @@ def create_app(
     rebalance_timeout = settings.rebalance_timeout if rebalance_timeout is None else rebalance_timeout
     app = create_faust_app(
         settings.app_id,
+        app_class=BillingApp,
         broker=",".join(f"kafka://{b.strip()}" for b in bootstrap.split(",")),
         store="memory://",
         datadir=settings.data_dir,
@@ -81,7 +103,7 @@ def create_app(
     invoices_topic = app.topic(TOPIC_INVOICES, partitions=n, key_type=bytes, value_type=bytes)
     deliveries_topic = app.topic(TOPIC_DELIVERIES, partitions=n, key_type=bytes, value_type=bytes)
     dlq_topic = app.topic(TOPIC_DLQ, partitions=n, key_type=bytes, value_type=bytes)
-    ledger = app.Table(
+    ledger: TableT[str, LedgerEntry] = app.Table(
         "delivery-ledger", partitions=n, schema=faust.Schema(key_serializer="json", value_serializer="json")
     )
 
@@ -89,6 +111,7 @@ def create_app(
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, bytes]],
+        *,
         where: str,
         stage: str,
         error_class: str,
@@ -99,10 +122,11 @@ def create_app(
         metrics.DEAD_LETTERS.labels(stage, error_class).inc()
         log.warning("dead-lettered %s at %s: %s: %s", where, stage, error_class, clip(exc))
 
-    async def dead_letter(event: faust.types.EventT, stage: str, error_class: str, exc: BaseException, **extra) -> None:
+    async def dead_letter(
+        event: EventT[bytes], stage: str, error_class: str, exc: BaseException, *, tenant: str | None = None
+    ) -> None:
+        """Dead-letter a consumed record (``tenant``: default the one the record names, if any)."""
         msg = event.message
-        extra.setdefault("replay_count", replay_count(event.headers))  # a replayed record failing again keeps its count
-        extra.setdefault("tenant", tenant_hint(event.value))
         headers = dlq_headers(
             topic=msg.topic,
             partition=msg.partition,
@@ -110,10 +134,17 @@ def create_app(
             stage=stage,
             error_class=error_class,
             exc=exc,
-            **extra,
+            tenant=tenant if tenant is not None else tenant_hint(event.value),
+            replay_count=replay_count(event.headers),  # a replayed record failing again keeps its count
         )
         await send_dead_letter(
-            event.key, event.value, headers, f"{msg.topic}:{msg.partition}:{msg.offset}", stage, error_class, exc
+            event.key,
+            event.value,
+            headers,
+            where=f"{msg.topic}:{msg.partition}:{msg.offset}",
+            stage=stage,
+            error_class=error_class,
+            exc=exc,
         )
 
     # -- enrich/pricing side: events re-keyed by tenant:client so a client's pricing state
@@ -121,13 +152,12 @@ def create_app(
     by_client_topic = app.topic(
         f"{settings.app_id}-events-by-client", partitions=n, internal=True, key_type=bytes, value_type=bytes
     )
-    table_schema = faust.Schema(key_serializer="json", value_serializer="json")
-    pricing_tables = {
-        ALLOWANCE_TABLE: app.Table(ALLOWANCE_TABLE, partitions=n, schema=table_schema),
-        QUOTES_TABLE: app.Table(QUOTES_TABLE, partitions=n, schema=table_schema),
-    }
+    table_schema: faust.Schema[str, Any] = faust.Schema(key_serializer="json", value_serializer="json")
+    allowances: TableT[str, AllowanceRecord] = app.Table(ALLOWANCE_TABLE, partitions=n, schema=table_schema)
+    quotes: TableT[str, str] = app.Table(QUOTES_TABLE, partitions=n, schema=table_schema)
+    pricing_tables: dict[str, TableT[str, Any]] = {ALLOWANCE_TABLE: allowances, QUOTES_TABLE: quotes}
 
-    def _origin(event: faust.types.EventT) -> list[tuple[str, bytes]]:
+    def _origin(event: EventT[bytes]) -> list[tuple[str, bytes]]:
         msg = event.message
         headers = [
             ("origin.topic", msg.topic.encode()),
@@ -141,7 +171,9 @@ def create_app(
             headers.append(("dlq.replay.count", str(count).encode()))
         return headers
 
-    async def dead_letter_forwarded(event: faust.types.EventT, error_class: str, exc: BaseException, **extra) -> None:
+    async def dead_letter_forwarded(
+        event: EventT[bytes], error_class: str, exc: BaseException, *, tenant: str | None = None
+    ) -> None:
         """Dead-letter a record of the by-client topic as the original maintenance.events record."""
         origin = headers_to_dict(event.headers)
         topic = origin.get("origin.topic", event.message.topic)
@@ -151,14 +183,27 @@ def create_app(
         except ValueError:
             partition, offset = event.message.partition, event.message.offset
         key = (event.headers or {}).get("origin.key")
-        extra.setdefault("replay_count", replay_count(event.headers))
-        extra.setdefault("tenant", tenant_hint(event.value))
         headers = dlq_headers(
-            topic=topic, partition=partition, offset=offset, stage="enrich", error_class=error_class, exc=exc, **extra
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            stage="enrich",
+            error_class=error_class,
+            exc=exc,
+            tenant=tenant if tenant is not None else tenant_hint(event.value),
+            replay_count=replay_count(event.headers),
         )
-        await send_dead_letter(key, event.value, headers, f"{topic}:{partition}:{offset}", "enrich", error_class, exc)
+        await send_dead_letter(
+            key,
+            event.value,
+            headers,
+            where=f"{topic}:{partition}:{offset}",
+            stage="enrich",
+            error_class=error_class,
+            exc=exc,
+        )
 
-    async def enrich_one(event: faust.types.EventT) -> None:
+    async def enrich_one(event: EventT[bytes]) -> None:
         try:
             ce = parse_event(event.value)
         except EventDecodeError as exc:
@@ -179,12 +224,12 @@ def create_app(
         await by_client_topic.send(key=pricing_key(ce).encode(), value=event.value, headers=_origin(event))
 
     @app.agent(events_topic)
-    async def enrich(stream):
+    async def enrich(stream: StreamT[bytes]) -> None:
         """maintenance.events -> events by client (or billing.dlq)."""
         async for event in stream.events():
             try:
                 await enrich_one(event)
-            except Exception as exc:  # a bug must not stop the stream: keep the record in the DLQ
+            except Exception as exc:
                 log.error(
                     "enrich crashed on %s:%s:%s: %s",
                     event.message.topic,
@@ -194,7 +239,7 @@ def create_app(
                 )
                 await dead_letter(event, "enrich", "internal", exc)
 
-    async def price_one(event: faust.types.EventT) -> None:
+    async def price_one(event: EventT[bytes]) -> None:
         try:
             ce = parse_event(event.value)
         except EventDecodeError as exc:  # cannot happen for what enrich forwarded, unless the rules changed
@@ -206,14 +251,14 @@ def create_app(
                 ce,
                 ce.tenant,
                 tenant,
-                allowances=pricing_tables[ALLOWANCE_TABLE],
-                quotes=pricing_tables[QUOTES_TABLE],
+                allowances=allowances,
+                quotes=quotes,
                 priced_at=_now(),
             )
         except PricingError as exc:
             await dead_letter_forwarded(event, "pricing", exc, tenant=ce.tenant)
             return
-        except Exception as exc:  # a bug must not stop the stream; keep the event
+        except Exception as exc:
             log.error("pricing crashed on %s: %s", clip(event.key, 200), clip(repr(exc)))
             await dead_letter_forwarded(event, "internal", exc, tenant=ce.tenant)
             return
@@ -224,12 +269,12 @@ def create_app(
         await invoices_topic.send(key=ce.partition_key.encode(), value=priced.model_dump_json().encode())
 
     @app.agent(by_client_topic)
-    async def price(stream):
+    async def price(stream: StreamT[bytes]) -> None:
         """events by client -> billing.invoices (or billing.dlq); keeps the allowance and quote tables."""
         async for event in stream.events():
             try:
                 await price_one(event)
-            except Exception as exc:  # a bug must not stop the stream: keep the record in the DLQ
+            except Exception as exc:
                 log.error("price crashed on %s: %s", clip(event.key, 200), clip(repr(exc)))
                 await dead_letter_forwarded(event, "internal", exc)
 
@@ -248,7 +293,7 @@ def create_app(
     app.deliver_stage = stage
 
     @app.on_before_shutdown.connect
-    async def _close(app_, **kwargs):
+    async def _close(*_args: Any, **_kwargs: Any) -> None:  # (sender, signal=...) from mode
         await stage.aclose()
 
     app.enrich_agent = enrich

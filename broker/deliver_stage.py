@@ -25,7 +25,9 @@
   headers and heads its work order's queue in the ledger; later revisions of that work order are
   kept in the ledger behind it (``queued``) and delivered in order once it is resolved.
 
-Details and the knobs: ``docs/delivery.md``.
+The delivery rules are :mod:`broker.delivery` (which does not import this module); what this stage
+needs of Faust beyond its public API goes through :mod:`broker.faust_compat`. Details and the
+knobs: ``docs/delivery.md``.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ import asyncio
 import json
 import logging
 import time
-import weakref
 from collections import Counter, deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from faust.types import TP, AgentT, EventT, StreamT, TableT, TopicT
 from pydantic import TypeAdapter, ValidationError
 
 from broker import metrics
@@ -53,24 +56,32 @@ from broker.delivery import (
     Deliverer,
     Interrupt,
     InvoiceLedger,
+    LedgerEntry,
+    Outcome,
     Park,
+    PendingOutcome,
     RecordMeta,
     Superseded,
 )
 from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict
 from broker.events import describe_validation_error, tenant_hint
-from connectors.sdk.invoice import DeliveryOutcome, Invoice, NotBillable
+from broker.faust_compat import (
+    acknowledge,
+    forget_unacked,
+    hook_flow_control,
+    set_current_event,
+    set_with_changelog,
+)
 from broker.outcomes import OutcomeLog, bootstrap_of
 from broker.settings import Settings
+from connectors.sdk.invoice import DeliveryOutcome, Invoice, NotBillable
 
 log = logging.getLogger("broker.deliver")
 
 _PRICED: TypeAdapter[Invoice | NotBillable] = TypeAdapter(Invoice | NotBillable)
 
-try:  # the context variable Faust tables read to pick the changelog partition
-    from faust.streams import _current_event
-except ImportError:  # pragma: no cover - very old/new Faust: rely on context copying
-    _current_event = None
+#: An agent function of this stage: consumes a stream of raw records (key and value bytes).
+AgentFun = Callable[[StreamT[bytes]], Coroutine[Any, Any, None]]
 
 
 def _now() -> datetime:
@@ -79,36 +90,28 @@ def _now() -> datetime:
 
 # --------------------------------------------------------------------------- ledger store on a Faust table
 class TableStore:
-    """:class:`broker.delivery.LedgerStore` over the ``delivery-ledger`` table."""
+    """:class:`broker.delivery.LedgerStore` over the ``delivery-ledger`` table (JSON keys and values).
 
-    def __init__(self, table: Any, app: faust.App):
+    Writes must run in a lane task whose current event is set (:func:`broker.faust_compat.set_current_event`).
+    """
+
+    def __init__(self, table: TableT[str, LedgerEntry], app: faust.App):
         self.table = table
         self.app = app
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str) -> LedgerEntry | None:
+        """The entry at ``key`` or ``None``."""
         return self.table.get(key)
 
-    def put(self, key: str, value: dict) -> None:
+    def put(self, key: str, value: LedgerEntry) -> None:
+        """Set ``key`` (its changelog record is sent with the producer's next batch)."""
         self.table[key] = value
 
-    async def put_durable(self, key: str, value: dict) -> None:
+    async def put_durable(self, key: str, value: LedgerEntry) -> None:
         """Set ``key`` and wait for the broker's acknowledgement of its changelog record (only that one)."""
-        table = self.table
-        sent: list = []
-        original = table.send_changelog
-
-        def capture(*args, **kwargs):
-            fut = original(*args, **kwargs)
-            sent.append(fut)
-            return fut
-
-        table.send_changelog = capture  # synchronous section: no other task can interleave
-        try:
-            table[key] = value
-        finally:
-            del table.send_changelog
-        if sent:
-            await sent[0]
+        sent = set_with_changelog(self.table, key, value)
+        if sent is not None:
+            await sent
         else:  # pragma: no cover - a Faust without send_changelog on set
             await self.app.producer.flush()
 
@@ -117,7 +120,7 @@ class TableStore:
 class _Entry:
     __slots__ = ("abandoned", "done", "event", "stream")
 
-    def __init__(self, event: Any, stream: Any):
+    def __init__(self, event: EventT[bytes], stream: StreamT[bytes]):
         self.event = event
         self.stream = stream
         self.done = False
@@ -134,7 +137,7 @@ class _Partition:
 
 @dataclass
 class _Ctx:
-    event: Any
+    event: EventT[bytes]
     record: Invoice | NotBillable
     payload: bytes
     order_key: str
@@ -151,10 +154,10 @@ class DeliverStage:
         settings: Settings,
         config: BrokerConfig,
         *,
-        invoices_topic: Any,
-        deliveries_topic: Any,
-        dlq_topic: Any,
-        ledger_table: Any,
+        invoices_topic: TopicT,
+        deliveries_topic: TopicT,
+        dlq_topic: TopicT,
+        ledger_table: TableT[str, LedgerEntry],
     ):
         self.app = app
         self.settings = settings
@@ -170,56 +173,44 @@ class DeliverStage:
         self.retry_topics = [
             app.topic(name, partitions=n, key_type=bytes, value_type=bytes) for name in self.policy.retry_topics
         ]
-        self._partitions: dict[Any, _Partition] = {}
-        self._order_tails: dict[str, asyncio.Future] = {}
+        self._partitions: dict[TP, _Partition] = {}
+        self._order_tails: dict[str, asyncio.Future[None]] = {}
         self._lanes: Counter[str] = Counter()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._suspended = False
-        self._hook_flow_control()
+        hook_flow_control(app, after_suspend=self._on_suspend, before_resume=self._on_resume)
 
         stage = self
 
-        async def deliver(stream):
+        async def deliver(stream: StreamT[bytes]) -> None:
             """billing.invoices -> tenant lanes -> billing system (billing.deliveries, retry topics, billing.dlq)."""
-            manual = stream.noack()
-            async for event in manual.events():
-                await stage.submit(manual, event, 0)
+            await stage.consume(stream, 0)
 
-        self.deliver_agent = app.agent(invoices_topic, name="deliver")(deliver)
-        self.retry_agents = []
+        self.deliver_agent: AgentT[bytes] = app.agent(invoices_topic, name="deliver")(deliver)
+        self.retry_agents: list[AgentT[bytes]] = []
         for level, topic in enumerate(self.retry_topics, start=1):
             agent = app.agent(topic, name=f"deliver-retry-{level}")
             self.retry_agents.append(agent(self._retry_agent(level)))
         app.timer(5.0)(self._refresh_gauges)
 
-    def _retry_agent(self, level: int):
+    def _retry_agent(self, level: int) -> AgentFun:
+        """The agent function of retry topic ``level`` (1-based)."""
         stage = self
 
-        async def deliver_retry(stream):
+        async def deliver_retry(stream: StreamT[bytes]) -> None:
             """billing.invoices.retry.N -> (when due) tenant lanes, like ``deliver``."""
-            manual = stream.noack()
-            async for event in manual.events():
-                await stage.submit(manual, event, level)
+            await stage.consume(stream, level)
 
         deliver_retry.__name__ = f"deliver_retry_{level}"
         return deliver_retry
 
+    async def consume(self, stream: StreamT[bytes], level: int) -> None:
+        """Consume ``stream`` without automatic acknowledgement, handing every record to :meth:`submit`."""
+        manual = stream.noack()  # type: ignore[attr-defined]  # public Stream.noack, missing from faust.types.StreamT
+        async for event in manual.events():
+            await self.submit(manual, event, level)
+
     # ------------------------------------------------------------------ flow control (rebalance / stop)
-    def _hook_flow_control(self) -> None:
-        fc = self.app.flow_control
-        original_suspend, original_resume = fc.suspend, fc.resume
-
-        def suspend() -> None:
-            original_suspend()
-            self._on_suspend()
-
-        def resume() -> None:
-            self._on_resume()
-            original_resume()
-
-        fc.suspend = suspend
-        fc.resume = resume
-
     def _on_suspend(self) -> None:
         self._suspended = True
         self.interrupt.set()
@@ -237,17 +228,14 @@ class DeliverStage:
         self.interrupt.clear()
 
     # ------------------------------------------------------------------ acknowledgement
-    def _partition(self, tp: Any) -> _Partition:
+    def _partition(self, tp: TP) -> _Partition:
         part = self._partitions.get(tp)
         if part is None:
             part = self._partitions[tp] = _Partition()
         return part
 
-    def _discard(self, event: Any) -> None:
-        try:
-            self.app.consumer._unacked_messages.discard(event.message)
-        except Exception:  # noqa: BLE001 - private Faust detail; only shortens wait_empty
-            pass
+    def _discard(self, event: EventT[bytes]) -> None:
+        forget_unacked(self.app, event.message)
 
     def _drain(self, part: _Partition) -> None:
         while part.entries:
@@ -277,15 +265,7 @@ class DeliverStage:
     @staticmethod
     def _ack(entry: _Entry) -> None:
         """What ``Stream.ack`` does, synchronously (so acknowledgements keep their order)."""
-        event, stream = entry.event, entry.stream
-        last = event.ack()
-        msg = event.message
-        try:
-            stream._on_stream_event_out(msg.tp, msg.offset, stream, event)
-            if last:
-                stream._on_message_out(msg.tp, msg.offset, msg)
-        except Exception:  # noqa: BLE001 - sensors only
-            pass
+        acknowledge(entry.stream, entry.event)
 
     def _complete(self, part: _Partition, entry: _Entry) -> None:
         entry.done = True
@@ -297,8 +277,9 @@ class DeliverStage:
         self._drain(part)
 
     # ------------------------------------------------------------------ intake
-    async def submit(self, stream: Any, event: Any, level: int) -> None:
-        """Take one consumed record: finish it inline or hand it to its tenant's lane."""
+    async def submit(self, stream: StreamT[bytes], event: EventT[bytes], level: int) -> None:
+        """Take one consumed record of ``stream`` (without automatic acknowledgement): finish it inline
+        or hand it to its tenant's lane. ``level``: 0 for ``billing.invoices``, N for retry topic N."""
         part = self._partition(event.message.tp)
         entry = _Entry(event, stream)
         part.entries.append(entry)
@@ -325,7 +306,7 @@ class DeliverStage:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _context(self, event: Any, level: int) -> _Ctx | None:
+    async def _context(self, event: EventT[bytes], level: int) -> _Ctx | None:
         headers = headers_to_dict(event.headers)
         msg = event.message
         meta = RecordMeta.from_headers(headers, topic=msg.topic, partition=msg.partition, offset=msg.offset)
@@ -337,7 +318,7 @@ class DeliverStage:
         order_key = record.order_key
         return _Ctx(event, record, bytes(event.value), order_key, meta, level)
 
-    async def _until_due(self, event: Any, level: int) -> bool:
+    async def _until_due(self, event: EventT[bytes], level: int) -> bool:
         """Wait until a retry record is due; False when it was re-parked for later instead."""
         headers = headers_to_dict(event.headers)
         try:
@@ -370,21 +351,20 @@ class DeliverStage:
             return False
         wait = self.deliverer.backlog_delay(record.tenant, self._lanes[record.tenant])
         decision = self.deliverer.park_decision(None, ctx.meta, "backlog", attempted=False, min_wait=wait)
-        await self._apply(ctx, decision)
+        await self._apply(ctx, record, decision)
         return True
 
     # ------------------------------------------------------------------ lanes
     async def _run(self, part: _Partition, entry: _Entry, ctx: _Ctx, system: str) -> None:
         key = ctx.order_key
         previous = self._order_tails.get(key)
-        mine: asyncio.Future = asyncio.get_running_loop().create_future()
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._order_tails[key] = mine
         try:
             if previous is not None and not previous.done():
                 await self.interrupt.wait_for(previous)
             self.interrupt.check()
-            if _current_event is not None:
-                _current_event.set(weakref.ref(ctx.event))
+            set_current_event(ctx.event)
             await self._handle(ctx)
             self._complete(part, entry)
         except Abandoned:
@@ -394,7 +374,7 @@ class DeliverStage:
             try:
                 await self._dead_letter(ctx, Dead("internal", exc, ctx.meta.attempts, ctx.meta))
                 self._complete(part, entry)
-            except Exception:  # noqa: BLE001 - cannot even dead-letter: let the worker restart
+            except Exception:
                 self._abandon(part, entry)
                 await self.app.crash(exc)
         finally:
@@ -430,16 +410,16 @@ class DeliverStage:
                 metrics.PARKED.labels(record.billing_system, "behind_revision").inc()
                 log.info("%s waits behind parked %s", key, parked[0])
                 return
-            await self._attempt(ctx)
+            await self._attempt(ctx, record)
             return
         if key not in parked or parked[0] != key:
             return  # resolved already, or a later revision: the head releases it
-        if await self._attempt(ctx):
+        if await self._attempt(ctx, record):
             await self._release(ctx)
 
-    async def _attempt(self, ctx: _Ctx) -> bool:
-        outcome = await self.deliverer.process(ctx.record, self.ledger, ctx.meta)
-        return await self._apply(ctx, outcome)
+    async def _attempt(self, ctx: _Ctx, invoice: Invoice) -> bool:
+        outcome = await self.deliverer.process(invoice, self.ledger, ctx.meta)
+        return await self._apply(ctx, invoice, outcome)
 
     async def _release(self, ctx: _Ctx) -> None:
         """The head of a work order's queue is resolved: deliver the revisions waiting behind it, in order."""
@@ -454,31 +434,28 @@ class DeliverStage:
                 record = _PRICED.validate_json(payload) if payload else None
             except ValidationError:
                 record = None
-            if not isinstance(record, Invoice):
+            if not isinstance(record, Invoice) or not isinstance(payload, str):
                 log.error("queued %s has no readable payload; dropping it from the queue", parked[0])
-                order = self.ledger.order(ctx.order_key)
-                order["parked"] = [k for k in order["parked"] if k != parked[0]]
-                self.ledger._put_order(ctx.order_key, order)
+                self.ledger.drop_queued(ctx.order_key, parked[0])
                 continue
             follower = _Ctx(
                 ctx.event, record, payload.encode(), ctx.order_key, RecordMeta.from_dict(entry.get("meta") or {}), -1
             )
-            if not await self._attempt(follower):
+            if not await self._attempt(follower, record):
                 return
 
     # ------------------------------------------------------------------ outcomes
-    async def _apply(self, ctx: _Ctx, outcome: Any) -> bool:
-        """Record ``outcome``; True when the invoice is resolved (not parked)."""
-        inv: Invoice = ctx.record  # type: ignore[assignment]
+    async def _apply(self, ctx: _Ctx, inv: Invoice, outcome: Outcome) -> bool:
+        """Record ``outcome`` of invoice ``inv`` (the record of ``ctx``); True when it is resolved (not parked)."""
         system = inv.billing_system
         if isinstance(outcome, Delivered):
-            await self._delivered(ctx, outcome)
+            await self._delivered(ctx, inv, outcome)
             return True
         if isinstance(outcome, AlreadyDelivered):
             entry = outcome.entry
             if inv.invoice_key in self.ledger.parked(ctx.order_key):
-                self.ledger._drop_from_order(inv)
-            if not await self._settle_outcome(ctx, entry):
+                self.ledger.unqueue(inv)
+            if not await self._settle_outcome(ctx, inv, entry):
                 return True  # this very record was consumed before a crash: its outcome is out already
             await self._record(
                 DeliveryOutcome(
@@ -515,7 +492,7 @@ class DeliverStage:
             await self._dead_letter(ctx, outcome)
             return True
         if isinstance(outcome, Park):
-            await self._park(ctx, outcome)
+            await self._park(ctx, inv, outcome)
             return False
         raise TypeError(f"unknown delivery outcome {outcome!r}")
 
@@ -527,13 +504,12 @@ class DeliverStage:
         msg = ctx.event.message
         return f"{msg.topic}:{msg.partition}:{msg.offset}"
 
-    async def _delivered(self, ctx: _Ctx, outcome: Delivered) -> None:
+    async def _delivered(self, ctx: _Ctx, inv: Invoice, outcome: Delivered) -> None:
         """Ledger ``delivered`` durably (with the outcome to publish), then the outcome, exactly once."""
-        inv: Invoice = ctx.record  # type: ignore[assignment]
         result = outcome.result
         now = _now()
         latency = (now - inv.event_time).total_seconds()
-        amendment = outcome.amendment or {}
+        amendment = outcome.amendment
         record = DeliveryOutcome(
             invoice_key=inv.invoice_key,
             event_id=inv.event_id,
@@ -547,15 +523,15 @@ class DeliverStage:
             attempts=outcome.attempts,
             latency_seconds=latency,
             reconciled=outcome.reconciled,
-            amendment=amendment.get("action"),
-            replaced=amendment.get("previous_invoice_key"),
-            credit_note_number=amendment.get("credit_note_number"),
+            amendment=amendment.get("action") if amendment else None,
+            replaced=amendment.get("previous_invoice_key") if amendment else None,
+            credit_note_number=amendment.get("credit_note_number") if amendment else None,
             at=now,
         )
         key = inv.invoice_key.encode()
         value = record.model_dump_json().encode()
         partition = await self.outcomes.partition_for(key)
-        pending = {
+        pending: PendingOutcome = {
             "published": False,
             "partition": partition,
             "scan_from": await self.outcomes.low_water(partition),
@@ -571,12 +547,11 @@ class DeliverStage:
         metrics.INVOICES_DELIVERED.labels(inv.billing_system, record.outcome).inc()
         self.ledger.outcome_published(inv.invoice_key)
 
-    async def _settle_outcome(self, ctx: _Ctx, entry: dict) -> bool:
+    async def _settle_outcome(self, ctx: _Ctx, inv: Invoice, entry: LedgerEntry) -> bool:
         """A delivered invoice's record is consumed again: publish its kept outcome if a crash lost it.
 
         Returns False when this is the record that delivered it (nothing more to tell), True when it
         is another record of the same invoice (a re-published event: ``already_delivered`` follows)."""
-        inv: Invoice = ctx.record  # type: ignore[assignment]
         pending = entry.get("outcome")
         if not isinstance(pending, dict):
             return True
@@ -595,10 +570,11 @@ class DeliverStage:
         source = pending.get("source")
         return source is None or source != self._source(ctx)
 
-    async def _park(self, ctx: _Ctx, park: Park) -> None:
-        inv: Invoice = ctx.record  # type: ignore[assignment]
+    async def _park(self, ctx: _Ctx, inv: Invoice, park: Park) -> None:
+        """Send the record to retry topic ``park.level`` and make it the head of its work order's queue."""
         topic = self.retry_topics[park.level - 1]
-        headers = park.meta.to_headers() + [
+        headers = [
+            *park.meta.to_headers(),
             ("retry.due", repr(park.due).encode()),
             ("retry.level", str(park.level).encode()),
             ("retry.reason", park.reason.encode()),
@@ -661,7 +637,9 @@ class DeliverStage:
             )
         )
 
-    async def _dead_letter_raw(self, event: Any, meta: RecordMeta, error_class: str, exc: BaseException) -> None:
+    async def _dead_letter_raw(
+        self, event: EventT[bytes], meta: RecordMeta, error_class: str, exc: BaseException
+    ) -> None:
         headers = dlq_headers(
             topic=meta.origin_topic,
             partition=meta.origin_partition,
@@ -701,13 +679,31 @@ class DeliverStage:
             metrics.LEDGER_ENTRIES.labels(state).set(counts.get(state, 0))
 
     async def aclose(self) -> None:
+        """Close the connectors and the outcome reader."""
         await self.deliverer.aclose()
         await self.outcomes.aclose()
 
 
-def install_deliver_stage(app: faust.App, settings: Settings, config: BrokerConfig, **topics: Any) -> DeliverStage:
+def install_deliver_stage(
+    app: faust.App,
+    settings: Settings,
+    config: BrokerConfig,
+    *,
+    invoices_topic: TopicT,
+    deliveries_topic: TopicT,
+    dlq_topic: TopicT,
+    ledger_table: TableT[str, LedgerEntry],
+) -> DeliverStage:
     """Create the stage on ``app`` (see :class:`DeliverStage` for the keyword arguments)."""
-    return DeliverStage(app, settings, config, **topics)
+    return DeliverStage(
+        app,
+        settings,
+        config,
+        invoices_topic=invoices_topic,
+        deliveries_topic=deliveries_topic,
+        dlq_topic=dlq_topic,
+        ledger_table=ledger_table,
+    )
 
 
 __all__ = ["DeliverStage", "TableStore", "install_deliver_stage"]

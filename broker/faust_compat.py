@@ -34,16 +34,39 @@ Agent crashes
 Faust passes every exception that escapes an agent to the private ``App._on_agent_error`` (whatever
 ``on_error`` an agent is given) and restarts the agent. :class:`BrokerApp` counts them first: the
 agents catch every per-record error themselves, so the counter must stay 0.
+
+The deliver stage's hooks
+-------------------------
+:mod:`broker.deliver_stage` finishes records out of order in its tenant lanes and acknowledges
+them in offset order; it reaches into Faust only through these functions:
+
+* :func:`acknowledge` — what ``Stream.ack`` does, synchronously (``event.ack()`` and the private
+  sensor hooks ``Stream._on_stream_event_out`` / ``Stream._on_message_out``), so that
+  acknowledgements keep their order.
+* :func:`forget_unacked` — drops an abandoned record from the consumer's private
+  ``Consumer._unacked_messages`` (the set ``wait_empty`` waits on during a rebalance).
+* :func:`set_current_event` — sets the private context variable ``faust.streams._current_event``
+  that tables read to pick the changelog partition, in a lane task that runs outside the stream.
+* :func:`hook_flow_control` — wraps ``app.flow_control.suspend`` / ``resume`` on the instance
+  (Faust calls them on rebalance and shutdown) so waiting tasks stop at a safe point.
+* :func:`set_with_changelog` — ``table[key] = value`` returning the future of the changelog record
+  that very write sent (``Table.on_key_set`` calls ``self.send_changelog`` synchronously).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import contextlib
+import weakref
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from typing import Any, Protocol, TypeVar, overload
 
 import faust
+import faust.streams
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, AgentT, AppT, EventT, Message, StreamT, TableT
+from faust.types.tuples import FutureMessage
 
 from broker.metrics import agent_crashed
 
@@ -52,13 +75,31 @@ __all__ = [
     "SeekingConsumer",
     "SeekingConsumerThread",
     "SeekingTransport",
+    "acknowledge",
     "create_faust_app",
+    "forget_unacked",
+    "hook_flow_control",
     "seek_to_committed_or_beginning",
+    "set_current_event",
+    "set_with_changelog",
     "uncommitted_stream_partitions",
 ]
 
+_AppType = TypeVar("_AppType", bound="BrokerApp")
+_V = TypeVar("_V")
 
-def uncommitted_stream_partitions(committed: Mapping[Any, int | None], changelog_topics: set[str]) -> list[Any]:
+
+class _TopicPartitionLike(Protocol):
+    """aiokafka's ``TopicPartition`` or Faust's ``TP``."""
+
+    @property
+    def topic(self) -> str: ...
+
+
+_P = TypeVar("_P", bound=_TopicPartitionLike)
+
+
+def uncommitted_stream_partitions(committed: Mapping[_P, int | None], changelog_topics: set[str]) -> list[_P]:
     """The partitions of ``committed`` (``{TopicPartition: offset or None}``) that must start at their
     beginning: no committed offset (``None`` or ``<= 0``) and not a table changelog topic."""
     return [
@@ -90,19 +131,21 @@ class SeekingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's aiokafka consumer thread whose ``seek_to_committed`` also seeks partitions without a
     committed offset to their beginning (module docstring)."""
 
-    async def seek_to_committed(self) -> Mapping[Any, int]:
+    async def seek_to_committed(self) -> Mapping[TP, int]:
         """Seek every assigned partition to its committed offset, or to its log start when it has none.
 
         Returns ``{TopicPartition: committed offset or None}`` as aiokafka does (Faust keeps the
         ``None`` ones uncommitted). Raises what aiokafka raises (``IllegalStateError`` ...).
         """
-        result: Mapping[Any, int] = await self.call_thread(self._seek_to_committed_or_beginning)
+        # hooks: Consumer.seek_to_committed -> ConsumerThread.seek_to_committed, ConsumerThread.call_thread
+        result: Mapping[TP, int] = await self.call_thread(self._seek_to_committed_or_beginning)
         return result
 
-    async def _seek_to_committed_or_beginning(self) -> Mapping[Any, int | None]:
-        consumer = self._ensure_consumer()
+    async def _seek_to_committed_or_beginning(self) -> Mapping[TopicPartition, int | None]:
+        consumer = self._ensure_consumer()  # hook: AIOKafkaConsumerThread._ensure_consumer
         committed, fresh = await seek_to_committed_or_beginning(
-            consumer, set(self.consumer.app.tables.changelog_topics)
+            consumer,
+            set(self.consumer.app.tables.changelog_topics),  # hook: TableManager.changelog_topics
         )
         if fresh:
             by_topic: dict[str, list[str]] = {}
@@ -119,27 +162,127 @@ class SeekingConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka ``Consumer`` running a :class:`SeekingConsumerThread`."""
 
     def _new_consumer_thread(self) -> SeekingConsumerThread:
+        # hook: Consumer._new_consumer_thread
         return SeekingConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class SeekingTransport(faust_aiokafka.Transport):
     """The ``kafka://`` transport with :class:`SeekingConsumer`."""
 
-    Consumer = SeekingConsumer
+    Consumer = SeekingConsumer  # hook: Transport.Consumer
 
 
 class BrokerApp(faust.App):
     """``faust.App`` whose consumer transport is :class:`SeekingTransport` (any ``kafka://`` URL) and
     whose agent crashes are counted (``broker_agent_crashes_total``, :func:`broker.metrics.agent_crashed`)."""
 
-    def _new_transport(self) -> Any:
+    def _new_transport(self) -> faust_aiokafka.Transport:
+        # hook: App._new_transport (test_faust_compat::test_hook_app_new_transport)
         return SeekingTransport(self.conf.broker_consumer, self)
 
-    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+    async def _on_agent_error(self, agent: AgentT[Any], exc: BaseException) -> None:
+        # hook: App._on_agent_error (test_faust_compat::test_hook_app_on_agent_error)
         await agent_crashed(agent, exc)
         await super()._on_agent_error(agent, exc)
 
 
-def create_faust_app(app_id: str, **settings: Any) -> faust.App:
-    """``BrokerApp(app_id, **settings)``: a Faust app with the seek fix (module docstring)."""
-    return BrokerApp(app_id, **settings)
+@overload
+def create_faust_app(app_id: str, *, app_class: type[_AppType], **settings: Any) -> _AppType: ...
+
+
+@overload
+def create_faust_app(app_id: str, **settings: Any) -> BrokerApp: ...
+
+
+def create_faust_app(app_id: str, *, app_class: type[BrokerApp] = BrokerApp, **settings: Any) -> BrokerApp:
+    """``app_class(app_id, **settings)``: a Faust app with the seek fix (module docstring).
+
+    ``app_class``: :class:`BrokerApp` or a subclass; ``settings``: Faust app settings."""
+    return app_class(app_id, **settings)
+
+
+# =========================================================================== the deliver stage's hooks
+_CURRENT_EVENT: ContextVar[weakref.ReferenceType[EventT[Any]] | None] | None = getattr(
+    faust.streams, "_current_event", None
+)
+
+
+def set_current_event(event: EventT[Any]) -> None:
+    """Make ``event`` the current event of this task, as a stream does before yielding it, so that
+    table writes go to the changelog partition of ``event``'s partition.
+
+    Hook: the private ``faust.streams._current_event`` (a no-op on a Faust without it, which would
+    rely on context copying instead)."""
+    if _CURRENT_EVENT is not None:
+        _CURRENT_EVENT.set(weakref.ref(event))
+
+
+def acknowledge(stream: StreamT[Any], event: EventT[Any]) -> bool:
+    """What ``Stream.ack(event)`` does, synchronously (so acknowledgements keep their order).
+
+    Returns True when ``stream`` was the last to acknowledge the message. Errors of the sensor
+    hooks (``Stream._on_stream_event_out`` / ``_on_message_out``, private) are ignored."""
+    last = event.ack()
+    msg = event.message
+    try:
+        stream._on_stream_event_out(msg.tp, msg.offset, stream, event)  # type: ignore[attr-defined]  # private Stream hook
+        if last:
+            stream._on_message_out(msg.tp, msg.offset, msg)  # type: ignore[attr-defined]  # private Stream hook
+    except Exception:
+        pass
+    return last
+
+
+def forget_unacked(app: AppT, message: Message) -> None:
+    """Drop ``message`` from the consumer's set of unacknowledged messages (an abandoned record is
+    consumed again by the partition's next owner): shortens the wait of ``Consumer.wait_empty`` on a
+    rebalance. Best effort: errors are ignored.
+
+    Hook: the private ``Consumer._unacked_messages``."""
+    with contextlib.suppress(Exception):  # private Faust detail; only shortens wait_empty
+        app.consumer._unacked_messages.discard(message)  # type: ignore[attr-defined]  # private Consumer set
+
+
+def hook_flow_control(app: AppT, *, after_suspend: Callable[[], None], before_resume: Callable[[], None]) -> None:
+    """Call ``after_suspend()`` after every ``app.flow_control.suspend()`` (Faust suspends the flow
+    when partitions are revoked and when the consumer stops) and ``before_resume()`` before every
+    ``app.flow_control.resume()`` (after a rebalance, before records flow again).
+
+    Hook: ``suspend`` / ``resume`` replaced on the app's ``FlowControlEvent`` instance (Faust looks
+    them up at each call)."""
+    fc = app.flow_control
+    original_suspend, original_resume = fc.suspend, fc.resume
+
+    def suspend() -> None:
+        original_suspend()
+        after_suspend()
+
+    def resume() -> None:
+        before_resume()
+        original_resume()
+
+    fc.suspend = suspend  # type: ignore[method-assign]  # instance-level wrapper of a mode method
+    fc.resume = resume  # type: ignore[method-assign]  # instance-level wrapper of a mode method
+
+
+def set_with_changelog(table: TableT[str, _V], key: str, value: _V) -> FutureMessage | None:
+    """``table[key] = value``; returns the future of the changelog record this write sent (``None``
+    when Faust sent none), so that the caller can wait for the broker's acknowledgement of this
+    record only. Must run inside a stream's event (:func:`set_current_event`) like any table write.
+
+    Hook: ``Table.on_key_set`` calls ``self.send_changelog`` synchronously; it is captured on the
+    instance for the duration of the (synchronous) write, so no other task can interleave."""
+    sent: list[FutureMessage] = []
+    original = table.send_changelog
+
+    def capture(*args: Any, **kwargs: Any) -> FutureMessage:  # send_changelog's own arguments
+        fut = original(*args, **kwargs)
+        sent.append(fut)
+        return fut
+
+    table.send_changelog = capture  # type: ignore[method-assign]  # captured for one synchronous write
+    try:
+        table[key] = value
+    finally:
+        del table.send_changelog  # back to the class's method
+    return sent[0] if sent else None

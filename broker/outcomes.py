@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+from faust.types import AppT, TopicT
 
 log = logging.getLogger("broker.outcomes")
 
 __all__ = ["OutcomeLog", "bootstrap_of"]
 
 
-def bootstrap_of(app: Any) -> str:
+def bootstrap_of(app: AppT) -> str:
     """``host:port,...`` of a Faust app's brokers (``app.conf.broker`` URLs)."""
     return ",".join(f"{url.host}:{url.port or 9092}" for url in app.conf.broker)
 
@@ -39,7 +39,7 @@ class OutcomeLog:
     cluster to read from when checking for an outcome published before a crash.
     """
 
-    def __init__(self, topic: Any, bootstrap: str):
+    def __init__(self, topic: TopicT, bootstrap: str):
         self.topic = topic
         self.bootstrap = bootstrap
         self._partitioner = DefaultPartitioner()

@@ -140,7 +140,7 @@ def local(tenant: str, day: int, hour: int, minute: int) -> datetime:
     return datetime(2026, 3, day, hour, minute, tzinfo=TENANTS[tenant]["zone"])
 
 
-def envelope(  # noqa: PLR0917 - the demo's event table reads best positionally
+def envelope(
     tenant: str, platform: str, etype: str, doc: str, doc_id: str, revision: int, time: datetime, data: Json
 ) -> Json:
     """The CloudEvent around ``data`` (id ``<platform>:<doc>:<doc id>:r<revision>``)."""
@@ -480,7 +480,7 @@ SMALL_TENANTS = {
 }
 
 
-def _part(  # noqa: PLR0917 - the small tenants' part lists read best positionally
+def _part(
     pid: str, sku: str, description: str, quantity: str, unit: str, unit_cost: str, unit_price: str | None = None
 ) -> Json:
     out: Json = {
@@ -503,7 +503,7 @@ def _expense(eid: str, description: str, amount: str, billable: bool = True) -> 
     return out
 
 
-def _small_job(  # noqa: PLR0917 - the small tenants' job table reads best positionally
+def _small_job(
     tenant: str,
     doc: str,
     doc_id: str,

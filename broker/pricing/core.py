@@ -242,7 +242,7 @@ def finish_line(
     return finish(draft, standard_rate, line_rate, inclusive, money_rounder(currency), tax_type)
 
 
-def finish(  # noqa: PLR0917 - positional on purpose: the engine's hot path (see finish_line for keywords)
+def finish(
     draft: LineDraft, standard_rate: Decimal, line_rate: Decimal, inclusive: bool, rnd: Rounder, tax_type: str | None
 ) -> InvoiceLine:
     """:func:`finish_line` with positional arguments and a :func:`money_rounder` (the engine's hot path)."""

@@ -1,0 +1,502 @@
+"""The delivery ledger's rules: one entry per invoice version, one per work order.
+
+Entries are JSON objects kept in a :class:`LedgerStore` (the changelog-backed Faust table
+``delivery-ledger`` in the worker, a dict in unit tests); the rules are :class:`InvoiceLedger`'s.
+:class:`RecordMeta` is where a record came from and how it fared so far (retry-topic headers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypedDict, TypeVar
+
+from broker import metrics
+from connectors.sdk.errors import ConnectorError
+from connectors.sdk.interface import DeliveryResult
+from connectors.sdk.invoice import Invoice, NotBillable
+
+__all__ = [
+    "ORDER_PREFIX",
+    "Amendment",
+    "DeliveredRef",
+    "DictLedgerStore",
+    "InvoiceLedger",
+    "LedgerEntry",
+    "LedgerStore",
+    "PendingOutcome",
+    "RecordMeta",
+    "WorkOrder",
+]
+
+#: An invoice entry: a JSON object with the keys listed in :class:`InvoiceLedger`'s docstring.
+LedgerEntry = dict[str, Any]
+
+#: Key prefix of work-order entries (``order:tenant:doc:id``).
+ORDER_PREFIX = "order:"
+
+_N = TypeVar("_N", int, float)
+
+
+def _utcnow() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class DeliveredRef(TypedDict):
+    """The delivered revision of a work order (its work-order entry's ``delivered``)."""
+
+    invoice_key: str
+    revision: int
+    external_id: str | None
+    external_number: str | None
+
+
+class WorkOrder(TypedDict):
+    """A work-order entry: invoice keys waiting in order (head parked first), the delivered revision."""
+
+    parked: list[str]
+    delivered: DeliveredRef | None
+
+
+class Amendment(TypedDict):
+    """How a new revision replaced the previous one in the billing system (``Delivered.amendment``)."""
+
+    previous_invoice_key: str | None
+    previous_number: str | None
+    action: str  # credited, deleted, voided, replaced
+    credit_note_number: str | None
+    credit_note_id: str | None
+
+
+class PendingOutcome(TypedDict):
+    """The copy of an outcome record kept in a ``delivered`` entry until it is published.
+
+    ``partition``: the ``billing.deliveries`` partition it goes to; ``scan_from``: an offset no
+    higher than the one it will get; ``value``: the record (JSON text); ``source``:
+    ``topic:partition:offset`` of the record that delivered it (``None``: released from the ledger).
+    """
+
+    published: bool
+    partition: int
+    scan_from: int
+    value: str
+    source: str | None
+
+
+class LedgerStore(Protocol):
+    """Where ledger entries live: the Faust table in the worker, a dict in unit tests."""
+
+    def get(self, key: str) -> LedgerEntry | None:
+        """The entry at ``key`` (``None`` when there is none)."""
+
+    def put(self, key: str, value: LedgerEntry) -> None:
+        """Set the entry at ``key`` (durable eventually)."""
+
+    async def put_durable(self, key: str, value: LedgerEntry) -> None:
+        """``put`` and wait until it is durable (the changelog record acknowledged by the brokers)."""
+
+
+class DictLedgerStore:
+    """In-memory :class:`LedgerStore` (tests, tools); ``flushes`` counts :meth:`put_durable` calls."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, LedgerEntry] = {}
+        self.flushes = 0
+
+    def get(self, key: str) -> LedgerEntry | None:
+        """The entry at ``key`` or ``None``."""
+        return self.data.get(key)
+
+    def put(self, key: str, value: LedgerEntry) -> None:
+        """Set the entry at ``key``."""
+        self.data[key] = value
+
+    async def put_durable(self, key: str, value: LedgerEntry) -> None:
+        """Set the entry at ``key`` and count a flush."""
+        self.data[key] = value
+        self.flushes += 1
+
+
+def _header_number(headers: Mapping[str, str], name: str, cast: Callable[[str], _N]) -> _N | None:
+    """Header ``name`` as a number (``None`` when absent, empty or not a number)."""
+    try:
+        return cast(headers[name]) if headers.get(name) not in (None, "") else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class RecordMeta:
+    """Where an invoice record came from and how it fared so far (carried in retry-topic headers).
+
+    ``origin_*``: its position on the topic it was first consumed from (``billing.invoices``);
+    ``parks``: times parked; ``first_failure``: epoch seconds of its first failed attempt;
+    ``attempts``: calls made; ``replay_count``: DLQ replays; ``last_error``: the last error's text.
+    """
+
+    origin_topic: str
+    origin_partition: int
+    origin_offset: int
+    parks: int = 0
+    first_failure: float | None = None  # epoch seconds
+    attempts: int = 0
+    replay_count: int = 0
+    last_error: str | None = None
+
+    HEADER_PREFIX = "retry."
+
+    def to_dict(self) -> dict[str, str | int | float | None]:
+        """JSON-ready form (kept in parked/queued ledger entries)."""
+        return {
+            "origin_topic": self.origin_topic,
+            "origin_partition": self.origin_partition,
+            "origin_offset": self.origin_offset,
+            "parks": self.parks,
+            "first_failure": self.first_failure,
+            "attempts": self.attempts,
+            "replay_count": self.replay_count,
+            "last_error": self.last_error,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RecordMeta:
+        """Inverse of :meth:`to_dict` (missing keys get their defaults)."""
+        return cls(
+            str(d.get("origin_topic") or ""),
+            int(d.get("origin_partition") or 0),
+            int(d.get("origin_offset") or 0),
+            int(d.get("parks") or 0),
+            d.get("first_failure"),
+            int(d.get("attempts") or 0),
+            int(d.get("replay_count") or 0),
+            d.get("last_error"),
+        )
+
+    def to_headers(self) -> list[tuple[str, bytes]]:
+        """Kafka headers of a parked record (``retry.origin``, ``retry.parks``, ``retry.attempts``,
+        ``dlq.replay.count`` and, when known, ``retry.first.failure`` and ``retry.last.error``)."""
+        out = [
+            ("retry.origin", f"{self.origin_topic}:{self.origin_partition}:{self.origin_offset}".encode()),
+            ("retry.parks", str(self.parks).encode()),
+            ("retry.attempts", str(self.attempts).encode()),
+            ("dlq.replay.count", str(self.replay_count).encode()),
+        ]
+        if self.first_failure is not None:
+            out.append(("retry.first.failure", repr(float(self.first_failure)).encode()))
+        if self.last_error:
+            out.append(("retry.last.error", self.last_error[:500].encode()))
+        return out
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], *, topic: str, partition: int, offset: int) -> RecordMeta:
+        """Meta of a consumed record: a retry record carries its origin; any record may carry a replay count.
+
+        ``topic``/``partition``/``offset``: where the record was consumed (its origin unless the
+        headers name one); unreadable numbers in headers count as absent."""
+        origin = headers.get("retry.origin")
+        if origin and origin.count(":") >= 2:
+            o_topic, o_part, o_off = origin.rsplit(":", 2)
+            topic, partition, offset = o_topic, int(o_part), int(o_off)
+        return cls(
+            topic,
+            partition,
+            offset,
+            parks=_header_number(headers, "retry.parks", int) or 0,
+            first_failure=_header_number(headers, "retry.first.failure", float),
+            attempts=_header_number(headers, "retry.attempts", int) or 0,
+            replay_count=_header_number(headers, "dlq.replay.count", int) or 0,
+            last_error=headers.get("retry.last.error"),
+        )
+
+
+class InvoiceLedger:
+    """The delivery ledger's rules over a :class:`LedgerStore`.
+
+    Invoice entry (key = invoice key ``tenant:doc:id:rN``)::
+
+        {"state": "pending|delivered|not_billable|failed|parked|queued|superseded",
+         "order_key", "revision", "number", "uncertain": bool, "attempts", "external_id",
+         "external_number", "last_error", "error_class", "amendment", "created_at", "updated_at",
+         "payload" (parked/queued: the invoice JSON), "meta" (parked/queued: RecordMeta), "due",
+         "outcome" (delivered: a PendingOutcome until published)}
+
+    Work-order entry (key = ``order:tenant:doc:id``, a :class:`WorkOrder`)::
+
+        {"parked": [invoice keys, head first], "delivered": {"invoice_key", "revision", "external_id",
+         "external_number"} | null}
+    """
+
+    STATES = ("pending", "delivered", "not_billable", "failed", "parked", "queued", "superseded")
+
+    def __init__(self, store: LedgerStore):
+        self.store = store
+
+    # -------------------------------------------------------------- reading
+    def entry(self, key: str) -> LedgerEntry:
+        """A copy of the invoice entry at ``key`` (empty when there is none)."""
+        return dict(self.store.get(key) or {})
+
+    def order(self, order_key: str) -> WorkOrder:
+        """A copy of the work-order entry of ``order_key`` (``tenant:doc:id``)."""
+        raw = self.store.get(ORDER_PREFIX + order_key) or {}
+        return {"parked": list(raw.get("parked") or []), "delivered": raw.get("delivered")}
+
+    def parked(self, order_key: str) -> list[str]:
+        """Invoice keys waiting in ``order_key``'s queue, the parked head first."""
+        return self.order(order_key)["parked"]
+
+    def is_uncertain(self, key: str) -> bool:
+        """True when a create may have landed: a crash after ``pending``, a timeout after sending."""
+        entry = self.entry(key)
+        if not entry:
+            return False
+        return bool(entry.get("uncertain", entry.get("state") == "pending"))
+
+    def latest_delivered(self, invoice: Invoice) -> DeliveredRef | None:
+        """The newest delivered revision of ``invoice``'s work order other than itself (or None)."""
+        delivered = self.order(invoice.order_key)["delivered"]
+        if delivered and delivered.get("invoice_key") != invoice.invoice_key:
+            return delivered
+        if delivered:
+            return None
+        for rev in range(invoice.revision - 1, 0, -1):  # entries written before work-order entries existed
+            key = f"{invoice.order_key}:r{rev}"
+            entry = self.entry(key)
+            if entry.get("state") == "delivered":
+                return {
+                    "invoice_key": key,
+                    "revision": rev,
+                    "external_id": entry.get("external_id"),
+                    "external_number": entry.get("external_number"),
+                }
+        return None
+
+    # -------------------------------------------------------------- writing
+    def _put(self, key: str, entry: LedgerEntry) -> None:
+        now = _utcnow()
+        entry.setdefault("created_at", now)
+        entry["updated_at"] = now
+        before = (self.store.get(key) or {}).get("state")
+        self.store.put(key, entry)
+        if entry.get("state") != before:
+            metrics.LEDGER_TRANSITIONS.labels(entry.get("state", "unknown")).inc()
+
+    def _put_order(self, order_key: str, order: WorkOrder) -> None:
+        self.store.put(ORDER_PREFIX + order_key, {"parked": order["parked"], "delivered": order["delivered"]})
+
+    def _base(self, invoice: Invoice | NotBillable) -> LedgerEntry:
+        entry = self.entry(invoice.invoice_key)
+        entry.update({"invoice_key": invoice.invoice_key, "order_key": invoice.order_key})
+        if isinstance(invoice, Invoice):
+            entry.update(
+                {
+                    "revision": invoice.revision,
+                    "number": invoice.invoice_number,
+                    "billing_system": invoice.billing_system,
+                }
+            )
+        return entry
+
+    async def begin_attempt(self, invoice: Invoice) -> None:
+        """``pending`` + ``uncertain`` written **durably** before the billing system is called."""
+        entry = self.entry(invoice.invoice_key)
+        if entry.get("state") == "pending" and entry.get("uncertain"):
+            return  # already durable (written by an earlier attempt or recovered from the changelog)
+        entry = self._base(invoice)
+        entry.update({"state": "pending", "uncertain": True})
+        now = _utcnow()
+        entry.setdefault("created_at", now)
+        entry["updated_at"] = now
+        if self.entry(invoice.invoice_key).get("state") != "pending":
+            metrics.LEDGER_TRANSITIONS.labels("pending").inc()
+        await self.store.put_durable(invoice.invoice_key, entry)
+
+    def settle(self, invoice: Invoice, attempts: int, error: ConnectorError) -> None:
+        """The last call answered definitively (nothing stored): no lookup needed next time."""
+        entry = self._base(invoice)
+        entry.update(
+            {"uncertain": False, "attempts": attempts, "last_error": str(error)[:500], "error_class": error.error_class}
+        )
+        self._put(invoice.invoice_key, entry)
+
+    def note_attempts(self, invoice: Invoice, attempts: int, error: BaseException | None = None) -> None:
+        """Record the number of calls made so far (and the last error's text, at most 500 characters)."""
+        entry = self._base(invoice)
+        entry["attempts"] = attempts
+        if error is not None:
+            entry["last_error"] = str(error)[:500]
+        self._put(invoice.invoice_key, entry)
+
+    def unqueue(self, invoice: Invoice, *, delivered: DeliveredRef | None = None) -> None:
+        """Take ``invoice`` out of its work order's queue; ``delivered``: it is now the delivered
+        revision (unless a newer one is)."""
+        order = self.order(invoice.order_key)
+        if invoice.invoice_key in order["parked"]:
+            order["parked"].remove(invoice.invoice_key)
+        if delivered is not None:
+            current = order["delivered"]
+            if current is None or int(current.get("revision", 0)) <= int(delivered["revision"]):
+                order["delivered"] = delivered
+        self._put_order(invoice.order_key, order)
+
+    def drop_queued(self, order_key: str, key: str) -> None:
+        """Remove invoice key ``key`` from ``order_key``'s queue (its entry is left as it is)."""
+        order = self.order(order_key)
+        order["parked"] = [k for k in order["parked"] if k != key]
+        self._put_order(order_key, order)
+
+    def _delivered_entry(
+        self,
+        invoice: Invoice,
+        result: DeliveryResult,
+        attempts: int,
+        *,
+        reconciled: bool,
+        amendment: Amendment | None,
+        outcome: PendingOutcome | None,
+    ) -> LedgerEntry:
+        """The ``delivered`` entry of ``invoice``; writes the work-order and replaced-revision entries."""
+        entry = self._base(invoice)
+        for k in ("payload", "meta", "due"):
+            entry.pop(k, None)
+        entry.update(
+            {
+                "state": "delivered",
+                "uncertain": False,
+                "external_id": result.external_id,
+                "external_number": result.external_number,
+                "attempts": attempts,
+                "reconciled": reconciled,
+                "delivered_at": _utcnow(),
+            }
+        )
+        if amendment:
+            entry["amendment"] = amendment
+        if outcome is not None:
+            entry["outcome"] = outcome
+        self.unqueue(
+            invoice,
+            delivered={
+                "invoice_key": invoice.invoice_key,
+                "revision": invoice.revision,
+                "external_id": result.external_id,
+                "external_number": result.external_number,
+            },
+        )
+        if amendment and amendment.get("previous_invoice_key"):
+            prev_key = str(amendment["previous_invoice_key"])
+            prev = self.entry(prev_key)
+            if prev:
+                prev.update({"superseded_by": invoice.invoice_key, "amended": amendment.get("action")})
+                self._put(prev_key, prev)
+        return entry
+
+    def delivered(
+        self,
+        invoice: Invoice,
+        result: DeliveryResult,
+        attempts: int,
+        *,
+        reconciled: bool = False,
+        amendment: Amendment | None = None,
+        outcome: PendingOutcome | None = None,
+    ) -> LedgerEntry:
+        """Mark ``invoice`` delivered (not waiting for the changelog); returns the entry."""
+        entry = self._delivered_entry(
+            invoice, result, attempts, reconciled=reconciled, amendment=amendment, outcome=outcome
+        )
+        self._put(invoice.invoice_key, entry)
+        return entry
+
+    async def delivered_durably(
+        self,
+        invoice: Invoice,
+        result: DeliveryResult,
+        attempts: int,
+        *,
+        reconciled: bool = False,
+        amendment: Amendment | None = None,
+        outcome: PendingOutcome | None = None,
+    ) -> LedgerEntry:
+        """Like :meth:`delivered`, and wait until the broker acknowledged the entry's changelog record.
+
+        ``outcome`` (the outcome record still to publish, see ``docs/delivery.md``) is kept in the
+        entry, so that after a crash the outcome is published exactly once."""
+        entry = self._delivered_entry(
+            invoice, result, attempts, reconciled=reconciled, amendment=amendment, outcome=outcome
+        )
+        entry.setdefault("created_at", _utcnow())
+        entry["updated_at"] = _utcnow()
+        if self.entry(invoice.invoice_key).get("state") != "delivered":
+            metrics.LEDGER_TRANSITIONS.labels("delivered").inc()
+        await self.store.put_durable(invoice.invoice_key, entry)
+        return entry
+
+    def outcome_published(self, key: str) -> None:
+        """The outcome kept in ``key``'s entry is on ``billing.deliveries``: forget its copy."""
+        entry = self.entry(key)
+        pending = entry.get("outcome")
+        if isinstance(pending, dict) and not pending.get("published"):
+            entry["outcome"] = {"published": True, "source": pending.get("source")}
+            self._put(key, entry)
+
+    def failed(self, invoice: Invoice, error_class: str, error: BaseException, attempts: int) -> None:
+        """Dead-lettered: ``failed`` with the error (its text at most 500 characters); leaves the queue."""
+        entry = self._base(invoice)
+        for k in ("payload", "due"):
+            entry.pop(k, None)
+        entry.update(
+            {"state": "failed", "error_class": error_class, "last_error": str(error)[:500], "attempts": attempts}
+        )
+        self._put(invoice.invoice_key, entry)
+        self.unqueue(invoice)
+
+    def superseded(self, invoice: Invoice, by: DeliveredRef) -> None:
+        """A newer revision (``by``) is already billed: ``superseded``; leaves the queue."""
+        entry = self._base(invoice)
+        for k in ("payload", "meta", "due"):
+            entry.pop(k, None)
+        entry.update({"state": "superseded", "superseded_by": by.get("invoice_key")})
+        self._put(invoice.invoice_key, entry)
+        self.unqueue(invoice)
+
+    def parked_at(
+        self, invoice: Invoice, payload: bytes, meta: RecordMeta, *, due: float, reason: str, level: int
+    ) -> None:
+        """Parked on a retry topic; it heads its work order's queue (later revisions wait behind it).
+
+        ``payload``: the invoice record (UTF-8 JSON); ``due``: epoch seconds; ``level``: retry topic number."""
+        entry = self._base(invoice)
+        entry.update(
+            {
+                "state": "parked",
+                "payload": payload.decode("utf-8"),
+                "meta": meta.to_dict(),
+                "due": due,
+                "park_reason": reason,
+                "park_level": level,
+                "attempts": meta.attempts,
+            }
+        )
+        self._put(invoice.invoice_key, entry)
+        order = self.order(invoice.order_key)
+        if invoice.invoice_key not in order["parked"]:
+            order["parked"].append(invoice.invoice_key)
+        self._put_order(invoice.order_key, order)
+
+    def queue_behind(self, invoice: Invoice, payload: bytes, meta: RecordMeta) -> None:
+        """An earlier revision of the work order is parked: wait behind it (kept here, with the payload)."""
+        entry = self._base(invoice)
+        entry.update({"state": "queued", "payload": payload.decode("utf-8"), "meta": meta.to_dict()})
+        self._put(invoice.invoice_key, entry)
+        order = self.order(invoice.order_key)
+        if invoice.invoice_key not in order["parked"]:
+            order["parked"].append(invoice.invoice_key)
+        self._put_order(invoice.order_key, order)
+
+    def not_billable(self, record: NotBillable) -> None:
+        """Priced as not billable: ``not_billable`` with its reason."""
+        entry = self._base(record)
+        entry.update({"state": "not_billable", "reason": record.reason})
+        self._put(record.invoice_key, entry)
