@@ -263,10 +263,10 @@ def demo(events_path: str | None, config_path: str | None, timeout: float, keep_
     )
 
 
-from broker.commands_connectors import connectors as _connectors_group
+from broker.commands_connectors import connectors as _connectors_group  # noqa: E402 - the `connectors` command group
 
 main.add_command(_connectors_group)
-from broker.dlq_cli import dlq as _dlq_group
+from broker.dlq_cli import dlq as _dlq_group  # noqa: E402 - the `dlq` command group (list, show, replay)
 
 main.add_command(_dlq_group)
 

@@ -250,7 +250,7 @@ class ContractCovers(_Model):
 
 
 class Contract(_Model):
-    """A client contract valid from ``valid_from`` to ``valid_to`` (inclusive; open-ended when unset), at ``sites`` (empty: all)."""
+    """A client contract valid from ``valid_from`` to ``valid_to`` (inclusive; open-ended when unset), at ``sites`` (empty: all)."""  # noqa: E501 - one line: it is the JSON Schema description (schemas/tenant-config)
 
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^:]+$")]
     valid_from: date

@@ -57,7 +57,7 @@ class EmbeddedKafka:
         self.port = port or free_port(host)
         self.proc: subprocess.Popen[bytes] | None = None
         # open for the broker's whole life (it is its stdout); delete=False keeps the log for a post-mortem
-        self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
+        self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)  # noqa: SIM115 - see above
 
     @property
     def bootstrap(self) -> str:

@@ -175,7 +175,7 @@ def show_value(value: object, limit: int = VALUE_CHARS) -> str:
             text = repr(value)
         else:
             text = _REPR.repr(value)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a value we cannot show (e.g. an int too long to print)
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else f"{text[:limit]}…"
 
@@ -974,7 +974,7 @@ def tenant_hint(raw: bytes | bytearray | memoryview | str | None) -> str | None:
             return None
         text = raw[:_HINT_BYTES] if isinstance(raw, str) else bytes(raw[:_HINT_BYTES]).decode("utf-8", "replace")
         return _top_level_tenant(text.lstrip("\ufeff"))
-    except Exception:
+    except Exception:  # noqa: BLE001 - a hint: never fail the caller
         return None
 
 

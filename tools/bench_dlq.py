@@ -28,14 +28,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from broker.demo import Tally
-from broker.embedded import EmbeddedKafka
-from broker.kafka import ensure_topics
-from connectors.xero.emulator import XeroEmulator
-from tests.conftest import WorkerProcess
-from tests.delivery_support import FAST_ENV, ORG_ACME, ORG_NORDIC, delivery_config
-from tests.fuzz_support import KINDS, bad_record, good_record
-from tests.test_fuzz_pipeline import _publish
+from broker.demo import Tally  # noqa: E402
+from broker.embedded import EmbeddedKafka  # noqa: E402
+from broker.kafka import ensure_topics  # noqa: E402
+from connectors.xero.emulator import XeroEmulator  # noqa: E402
+from tests.conftest import WorkerProcess  # noqa: E402
+from tests.delivery_support import FAST_ENV, ORG_ACME, ORG_NORDIC, delivery_config  # noqa: E402
+from tests.fuzz_support import KINDS, bad_record, good_record  # noqa: E402
+from tests.test_fuzz_pipeline import _publish  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

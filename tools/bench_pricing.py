@@ -27,9 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from broker.config import load_config
-from broker.events import EventDecodeError, parse_event
-from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, price_event, price_with_state
+from broker.config import load_config  # noqa: E402
+from broker.events import EventDecodeError, parse_event  # noqa: E402
+from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, price_event, price_with_state  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@
 Emulators and this kit are test and demo tools: no production module imports them.
 """
 
-from connectors.sandbox.emulator import AdminRoute, Emulator, RequestValidator, serve_until_interrupted
+from connectors.sandbox.emulator import AdminRoute, Emulator, RequestValidator, StepHook, serve_until_interrupted
 from connectors.sandbox.faults import AFTER_COMMIT, FAULT_KINDS, Fault, FaultQueue, after_commit
 from connectors.sandbox.http import JSON_UTF8, Request, Response, json_response, loads_decimal
 from connectors.sandbox.idempotency import ReplayCache, Saved
@@ -37,6 +37,7 @@ __all__ = [
     "Response",
     "Router",
     "Saved",
+    "StepHook",
     "TokenHolder",
     "Tokens",
     "Window",

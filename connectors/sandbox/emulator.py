@@ -19,11 +19,14 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
-from connectors.sandbox.faults import FAULT_KINDS, Fault, FaultQueue
+from connectors.sandbox.faults import AFTER_COMMIT, FAULT_KINDS, Fault, FaultQueue, after_commit
 from connectors.sandbox.http import Request, Response, Server, json_response, loads_decimal, start_server, stop_server
+from connectors.sandbox.limits import Window
 
 RequestValidator = Callable[[str, str, dict[str, Any], dict[str, Any], bytes], Any]
 AdminRoute = Callable[[Request], Response]
+#: ``on_step(operation, stored)``: see :attr:`Emulator.on_step`
+StepHook = Callable[[str, dict[str, Any]], Any]
 ADMIN_PREFIX = "/_emulator"
 
 
@@ -39,6 +42,10 @@ class Emulator:
     http_methods: ClassVar[frozenset[str]] = frozenset({"GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"})
     #: whether ``/_emulator`` calls are recorded in ``calls``
     record_admin_calls: ClassVar[bool] = True
+    #: Test hook ``on_step(operation, stored)`` of the emulators that report their writes (crash tests kill
+    #: a worker there): called by :meth:`_answer_processed` after a write was stored, before its answer
+    #: is written; ``stored`` is a copy of what the write stored. ``None``: no hook.
+    on_step: StepHook | None = None
 
     host: str
     port: int
@@ -132,6 +139,52 @@ class Emulator:
         """Hold the call ``response_delay`` seconds (woken up by :meth:`stop`)."""
         if self.response_delay > 0:
             self._stop.wait(self.response_delay)
+
+    def _throttle(self, window: Window, limit: int | None) -> int | None:
+        """Count a call in ``window`` against ``limit`` (set first: a setting tests may change at run time).
+        Over the limit: the call is not counted but in ``count_429``; returns its ``Retry-After`` seconds
+        (else ``None``). Caller holds the lock."""
+        now = time.monotonic()
+        window.limit = limit
+        if window.admit(now):
+            return None
+        self.count_429 += 1
+        return window.retry_after_seconds(now)
+
+    def _fault_answer(self, fault: Fault | None) -> Response | None:
+        """The answer of an injected fault that strikes before processing; ``None`` when there is no fault
+        or it strikes after commit (process the call, then :meth:`_answer_processed`).
+
+        ``"reset"`` resets the connection; ``"429"`` is counted in ``count_429`` and answered by
+        :meth:`_fault_throttled`; any other kind is an HTTP status answered by :meth:`_fault_status`.
+        """
+        if fault is None or fault.kind in AFTER_COMMIT:
+            return None
+        if fault.kind == "reset":
+            return Response(0, action="reset")
+        if fault.kind == "429":
+            with self._lock:
+                self.count_429 += 1
+            return self._fault_throttled(fault)
+        return self._fault_status(int(fault.kind))
+
+    def _fault_throttled(self, fault: Fault) -> Response:
+        """The system's 429 for an injected ``"429"`` (``Retry-After``: the fault's, else 1 s)."""
+        retry = 1 if fault.retry_after is None else fault.retry_after
+        return json_response(429, {"error": "too many requests"}, {"Retry-After": str(retry)})
+
+    def _fault_status(self, status: int) -> Response:
+        """The system's answer to an injected server error (``"503"``, ``"500"``)."""
+        return json_response(status, {"error": f"injected fault {status}"})
+
+    def _answer_processed(
+        self, resp: Response, fault: Fault | None, step: tuple[str, dict[str, Any] | None] | None = None
+    ) -> Response:
+        """Finish a processed call: report ``step`` (``(operation, stored copy)``; a ``None`` copy = nothing
+        stored) to :attr:`on_step`, then apply an after-commit ``fault`` (the answer is then not sent)."""
+        if step is not None and step[1] is not None and self.on_step is not None:
+            self.on_step(step[0], step[1])  # committed, not answered yet
+        return after_commit(resp, None if fault is None else fault.kind)
 
     # ------------------------------------------------------------------ request handling
     def _handle(self, req: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Iterable
 
 
 class Window:
@@ -75,3 +76,25 @@ class Concurrency:
 def day_window(limit: int | None) -> Window:
     """A 24-hour sliding window (daily call limits)."""
     return Window(limit, 86400.0)
+
+
+def first_full(windows: Iterable[tuple[str, Window]], now: float | None = None) -> tuple[str, float] | None:
+    """Prune every window, then ``(name, retry_after seconds)`` of the first full one; ``None``: room in all.
+
+    For systems that check several limits in a fixed order and name the one that was hit.
+    """
+    now = time.monotonic() if now is None else now
+    named = list(windows)
+    for _, window in named:
+        window.prune(now)
+    for name, window in named:
+        if window.full(now):
+            return name, window.retry_after(now)
+    return None
+
+
+def add_all(windows: Iterable[Window], now: float | None = None) -> None:
+    """Count one call in each of ``windows`` (after :func:`first_full` found room in all)."""
+    now = time.monotonic() if now is None else now
+    for window in windows:
+        window.add(now)

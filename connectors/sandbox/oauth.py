@@ -214,3 +214,93 @@ class TokenHolder:
         """Expire every issued access token now (the next call gets the system's 401)."""
         with self._lock:
             self.tokens.expire_all()
+
+
+#: :func:`token_grant` outcome of a PKCE ``code_verifier`` that does not match the challenge
+INVALID_VERIFIER = "invalid_grant:verifier"
+
+
+def token_grant(
+    tokens: Tokens, req: Request, client_id: str, client_secret: str, form: dict[str, str] | None = None
+) -> tuple[str, str] | str:
+    """The usual token endpoint: client authentication (HTTP Basic or form fields), then the
+    ``refresh_token`` grant (rotating, :meth:`Tokens.rotate`) or the ``authorization_code`` grant
+    (:meth:`Tokens.redeem_code`). Caller holds the emulator's lock.
+
+    Returns ``(access token, refresh token)`` or the OAuth error for the emulator to answer in its
+    system's way: ``"invalid_client"``, ``"unsupported_grant_type"``, ``"invalid_grant"`` or
+    :data:`INVALID_VERIFIER` (an ``invalid_grant`` because of PKCE). ``form`` defaults to the
+    urlencoded body.
+    """
+    form = form_of(req.body) if form is None else form
+    credentials = client_credentials(req, form)
+    if credentials is None or not secret_ok(client_id, client_secret, *credentials):
+        return "invalid_client"
+    grant_type = form.get("grant_type")
+    if grant_type == "authorization_code":
+        problem = tokens.redeem_code(form)
+        if problem is not None:
+            return INVALID_VERIFIER if problem == "verifier" else "invalid_grant"
+        new_refresh = tokens.new_refresh()
+        return tokens.new_access(), new_refresh
+    if grant_type != "refresh_token":
+        return "unsupported_grant_type"
+    issued = tokens.rotate(form.get("refresh_token", ""))
+    return "invalid_grant" if issued is None else issued
+
+
+def authorization_refusal(query: dict[str, str], client_id: str) -> str | None:
+    """Why the consent page refuses an authorization request (``response_type=code``): ``"invalid_client"``
+    (another ``client_id``) or ``"invalid_request"`` (another ``response_type``, or a ``redirect_uri`` off
+    loopback); ``None``: the user consents at once (issue a code with :meth:`Tokens.issue_code`)."""
+    if query.get("client_id") != client_id:
+        return "invalid_client"
+    if query.get("response_type") != "code" or not LOOPBACK_REDIRECT.match(query.get("redirect_uri", "")):
+        return "invalid_request"
+    return None
+
+
+@dataclass
+class ExpiringTokens(Tokens):
+    """:class:`Tokens` whose refresh tokens also expire, ``refresh_token_ttl`` seconds after they were issued;
+    a spent one stays usable ``refresh_grace_seconds`` at most (never past its expiry)."""
+
+    refresh_token_ttl: float = 14 * 86400.0
+
+    def __post_init__(self) -> None:
+        self.refresh.setdefault(self.initial_refresh_token, time.monotonic() + self.refresh_token_ttl)
+
+    def new_refresh(self, now: float | None = None) -> str:
+        token = self.refresh_prefix + secrets.token_hex(self.refresh_bytes)
+        self.refresh[token] = (time.monotonic() if now is None else now) + self.refresh_token_ttl
+        return token
+
+    def refresh_refusal(self, presented: str, now: float | None = None) -> str | None:
+        """Spend a presented refresh token (recorded in ``refresh_token_uses``): ``None`` when it is good
+        (from now on it lives ``refresh_grace_seconds`` at most), else ``"unknown"`` or ``"expired"``."""
+        now = time.monotonic() if now is None else now
+        self.refresh_token_uses.append(presented)
+        if presented not in self.refresh:
+            return "unknown"
+        valid_until = self.refresh[presented]
+        if valid_until is not None and now >= valid_until:
+            return "expired"
+        grace_end = now + self.refresh_grace_seconds
+        self.refresh[presented] = grace_end if valid_until is None else min(valid_until, grace_end)
+        return None
+
+    def spend_refresh(self, presented: str, now: float | None = None) -> bool:
+        return self.refresh_refusal(presented, now) is None
+
+
+def token_setting(name: str, doc: str | None = None) -> Any:
+    """A read-write property onto ``self.tokens.<name>`` (a :class:`TokenHolder`'s token setting that tests
+    may change at run time, e.g. ``refresh_token_ttl = token_setting("refresh_token_ttl")``)."""
+
+    def get(self: TokenHolder) -> Any:
+        return getattr(self.tokens, name)
+
+    def put(self: TokenHolder, value: Any) -> None:
+        setattr(self.tokens, name, value)
+
+    return property(get, put, doc=doc)
