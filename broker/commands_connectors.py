@@ -139,11 +139,11 @@ async def _check_one(config: BrokerConfig, tenant_id: str) -> tuple[str, str, st
     system = config.tenant(tenant_id).billing.system
     try:
         connector = build_connector(config, tenant_id)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - report, do not crash, for every tenant
         return system, _classify(exc), str(exc)
     try:
         await connector.check()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - likewise: any failure of the check is reported
         return system, _classify(exc), str(exc)
     finally:
         await connector.aclose()
