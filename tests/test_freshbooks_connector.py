@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import (
+from connectors.freshbooks import FreshBooksConnector
+from connectors.freshbooks.emulator import DEFAULT_ACCOUNT_ID, FreshBooksEmulator
+from connectors.freshbooks.spec_check import make_request_validator
+from connectors.sdk.errors import (
     AuthError,
     PermanentError,
     RateLimitedError,
@@ -22,9 +25,6 @@ from connectors.base import (
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.freshbooks import FreshBooksConnector
-from connectors.freshbooks.emulator import DEFAULT_ACCOUNT_ID, FreshBooksEmulator
-from connectors.freshbooks.spec_check import make_request_validator
 from connectors.sdk.invoice import Invoice, InvoiceLine
 from connectors.sdk.oauth2 import MemoryTokenStore
 
@@ -393,7 +393,7 @@ async def _raises(exc_type, coro):
 
 # --------------------------------------------------------------------------- scopes and the authorization-code flow
 def test_missing_scope_is_reported_by_check_and_by_a_refused_call(emulators, secrets_env):
-    from connectors.base import MissingScopeError
+    from connectors.sdk.errors import MissingScopeError
 
     emu = emulators(scopes=("user:profile:read", "user:invoices:read", "user:clients:read"))
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import PermanentError
-from connectors.freshbooks.connector import FreshBooksSettings
-from connectors.freshbooks.mapper import dumps, invoice_from_freshbooks, invoice_to_freshbooks, line_layout, loads
+from connectors.freshbooks.mapper import invoice_from_freshbooks, invoice_to_freshbooks, line_layout
+from connectors.freshbooks.settings import FreshBooksSettings
 from connectors.freshbooks.spec_check import body_problems
+from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.money import dumps, loads
 
 ROOT = Path(__file__).resolve().parent
 SPEC = ROOT / "specs" / "freshbooks" / "openapi.yaml"

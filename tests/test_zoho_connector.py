@@ -9,7 +9,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from connectors.base import (
+from connectors.sdk.errors import (
     AuthError,
     ConfigError,
     MissingScopeError,

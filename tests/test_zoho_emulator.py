@@ -7,8 +7,8 @@ from decimal import Decimal as D
 import httpx
 import pytest
 
+from connectors.sdk.money import dumps, loads
 from connectors.zoho.emulator import DEFAULT_ORG, ZohoEmulator
-from connectors.zoho.mapper import dumps, loads
 
 ORG_HEADER = "X-com-zoho-invoice-organizationid"
 

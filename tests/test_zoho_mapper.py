@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from connectors.sdk.invoice import Invoice
-from connectors.zoho import ZohoSettings
-from connectors.zoho.mapper import MappingError, dumps, invoice_to_zoho, loads, zoho_totals
+from connectors.sdk.money import dumps, loads
+from connectors.zoho.mapper import MappingError, invoice_to_zoho, zoho_totals
+from connectors.zoho.settings import ZohoSettings
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "zoho"
 SETTINGS = ZohoSettings(organization_id="10234695", client_id="1000.X", client_secret_env="A", refresh_token_env="B")

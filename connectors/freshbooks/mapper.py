@@ -24,7 +24,7 @@ How FreshBooks computes an invoice, and what the mapper does so it equals ours t
 * ``taxAmount1`` is the rate as a percentage string with at most 3 decimals (spec); a 0 % line
   carries no tax fields.
 
-Field limits (characters, checked before sending -> :class:`~connectors.base.PermanentError`
+Field limits (characters, checked before sending -> :class:`~connectors.sdk.errors.PermanentError`
 naming the field): FreshBooks documents none in the material available, so :data:`FIELD_LIMITS`
 holds conservative assumptions that the emulator enforces too.
 
@@ -36,14 +36,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from connectors.base import ExternalInvoice, PermanentError
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.freshbooks.settings import FreshBooksSettings
+from connectors.sdk.errors import PermanentError
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 from connectors.sdk.money import dumps, loads, minor_units, round_money
-
-if TYPE_CHECKING:  # pragma: no cover - typing only (connector.py imports this module)
-    from connectors.freshbooks.connector import FreshBooksSettings
 
 #: Assumed limits in characters (FreshBooks publishes none in the available material; see module docstring).
 FIELD_LIMITS: dict[str, int] = {
@@ -74,10 +72,18 @@ __all__ = [
     "FIELD_LIMITS",
     "QTY_MAX_DP",
     "LineLayout",
+    "account_ids",
+    "active_invoice",
     "check_limits",
+    "client_id_where",
+    "client_to_freshbooks",
+    "customer_id_of",
+    "describe_errors",
     "dumps",
+    "errors_of",
     "invoice_from_freshbooks",
     "invoice_to_freshbooks",
+    "is_duplicate_number",
     "line_layout",
     "line_name",
     "loads",
@@ -107,6 +113,7 @@ def money(amount: Decimal, currency: str) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- names and limits
 def line_name(line: InvoiceLine, settings: FreshBooksSettings) -> str:
+    """The line ``name``: ``settings.line_names[kind]``, else :data:`DEFAULT_LINE_NAMES`, else the kind."""
     return (settings.line_names or {}).get(line.kind) or DEFAULT_LINE_NAMES.get(line.kind, line.kind)
 
 
@@ -154,11 +161,13 @@ def check_limits(invoice: Invoice, settings: FreshBooksSettings) -> None:
             )
             if _dp(line.tax_rate) > TAX_PERCENT_MAX_DP:
                 problems.append(
-                    f"lines[{index}].tax_rate {line.tax_rate} has more than {TAX_PERCENT_MAX_DP} decimals (FreshBooks taxAmount1)"
+                    f"lines[{index}].tax_rate {line.tax_rate} has more than {TAX_PERCENT_MAX_DP} decimals"
+                    " (FreshBooks taxAmount1)"
                 )
     if invoice.due_date < invoice.issue_date:
         problems.append(
-            f"due_date {invoice.due_date} is before issue_date {invoice.issue_date} (FreshBooks due_offset_days must be ≥ 0)"
+            f"due_date {invoice.due_date} is before issue_date {invoice.issue_date}"
+            " (FreshBooks due_offset_days must be ≥ 0)"
         )
     found = [p for p in problems if p]
     if found:
@@ -203,7 +212,8 @@ def line_layout(line: InvoiceLine, invoice: Invoice) -> LineLayout:
 
 
 def line_to_freshbooks(line: InvoiceLine, invoice: Invoice, settings: FreshBooksSettings) -> dict[str, Any]:
-    """One line: ``type`` 0, ``name``, ``description``, ``qty``, ``unit_cost``, and ``taxName1``/``taxAmount1`` when taxed."""
+    """One line: ``type`` 0, ``name``, ``description``, ``qty``, ``unit_cost``, and ``taxName1``/``taxAmount1``
+    when taxed."""
     layout = line_layout(line, invoice)
     out: dict[str, Any] = {
         "type": 0,
@@ -220,7 +230,10 @@ def line_to_freshbooks(line: InvoiceLine, invoice: Invoice, settings: FreshBooks
 
 # --------------------------------------------------------------------------- Invoice -> FreshBooks
 def customer_id_of(invoice: Invoice, customer_id: str | None = None) -> int:
-    """The FreshBooks client id (an integer ``userid``) of the invoice; :class:`PermanentError` when absent or not numeric."""
+    """The FreshBooks client id (an integer ``userid``) of the invoice.
+
+    Raises :class:`PermanentError` when it is absent or not numeric.
+    """
     value = customer_id or invoice.contact_id
     if not value:
         raise PermanentError(
@@ -230,8 +243,8 @@ def customer_id_of(invoice: Invoice, customer_id: str | None = None) -> int:
     text = str(value).strip()
     if not text.isdigit():
         raise PermanentError(
-            f"invoice {invoice.invoice_number}: clients.{invoice.client_id}.contact_id {text!r} is not a FreshBooks client id "
-            "(a number)"
+            f"invoice {invoice.invoice_number}: clients.{invoice.client_id}.contact_id {text!r} is not a FreshBooks"
+            " client id (a number)"
         )
     return int(text)
 
@@ -287,3 +300,74 @@ def invoice_from_freshbooks(entity: Mapping[str, Any]) -> ExternalInvoice:
         total=_decimal(entity.get("amount")),
         status=entity.get("v3_status") or entity.get("display_status"),
     )
+
+
+def account_ids(identity: Any) -> list[str]:
+    """The ``account_id`` of each ``business_memberships[].business`` of ``GET /auth/api/v1/users/me``."""
+    memberships = identity.get("business_memberships") if isinstance(identity, dict) else None
+    return [str((m.get("business") or {}).get("account_id")) for m in memberships or [] if isinstance(m, dict)]
+
+
+def active_invoice(invoices: Any, invoice_number: str) -> dict[str, Any] | None:
+    """The invoice with exactly ``invoice_number``, not deleted (``vis_state`` 0), among the ``invoices`` of a
+    search (FreshBooks' filter is trusted for nothing); ``None`` when there is none."""
+    for entity in invoices if isinstance(invoices, list) else []:
+        if (
+            isinstance(entity, dict)
+            and str(entity.get("invoice_number", "")) == invoice_number
+            and entity.get("vis_state", 0) == 0
+            and entity.get("invoiceid", entity.get("id")) is not None
+        ):
+            return entity
+    return None
+
+
+# --------------------------------------------------------------------------- clients
+def client_to_freshbooks(name: str, email: str | None, vat_number: str | None) -> dict[str, Any]:
+    """Body of ``POST .../users/clients``: ``{"client": {"organization", ["email"], ["vat_number"]}}``."""
+    client: dict[str, Any] = {"organization": name}
+    if email:
+        client["email"] = email
+    if vat_number:
+        client["vat_number"] = vat_number
+    return {"client": client}
+
+
+def client_id_where(clients: Any, column: str, value: str) -> str | None:
+    """``userid`` (or ``id``) of the first client whose ``column`` equals ``value`` (case-insensitive, trimmed)."""
+    for client in clients if isinstance(clients, list) else []:
+        if isinstance(client, dict) and str(client.get(column) or "").strip().casefold() == value.strip().casefold():
+            return str(client.get("userid", client.get("id")))
+    return None
+
+
+# --------------------------------------------------------------------------- FreshBooks errors
+def errors_of(body: Any) -> list[dict[str, Any]]:
+    """The ``response.errors`` of a FreshBooks error body: ``[{"errno", "field", "message", "object", "value"}]``."""
+    if isinstance(body, dict):
+        response = body.get("response")
+        if isinstance(response, dict) and isinstance(response.get("errors"), list):
+            return [e for e in response["errors"] if isinstance(e, dict)]
+    return []
+
+
+def describe_errors(body: Any) -> str | None:
+    """``errno <n> <field>: <message>; ...`` of a FreshBooks error body, else its OAuth ``error_description`` /
+    ``message`` / ``error``; ``None`` when it has none of these."""
+    errors = errors_of(body)
+    if errors:
+        return "; ".join(f"errno {e.get('errno')} {e.get('field') or '-'}: {e.get('message')}" for e in errors)
+    if isinstance(body, dict) and (body.get("error") or body.get("message")):
+        return str(body.get("error_description") or body.get("message") or body.get("error"))
+    return None
+
+
+def is_duplicate_number(errors: list[dict[str, Any]]) -> bool:
+    """True when the errors (:func:`errors_of`) say the ``invoice_number`` is already used."""
+    for e in errors:
+        message = str(e.get("message", "")).lower()
+        if e.get("field") == "invoice_number" and any(
+            w in message for w in ("exist", "unique", "already", "taken", "used")
+        ):
+            return True
+    return False

@@ -35,7 +35,6 @@ SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "freshbooks" / 
 
 class FreshBooksHarness(ConnectorHarness):
     connector_cls = FreshBooksConnector
-    skip: dict[str, str] = {}
     hostile = dict.fromkeys(
         ("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver"
     )

@@ -3,16 +3,10 @@
 Creates invoices with ``POST https://www.zohoapis.<dc>/invoice/v3/invoices`` (``shared/billing-apis.md`` § 4,
 https://www.zoho.com/invoice/api/v3/). Facts it relies on:
 
-* Data centres: every account lives in one (``.com``, ``.eu``, ``.in``, ``.com.au``, ``.jp``,
-  ``.ca``, ``.com.cn``, ``.sa``, ``.uk``); API base ``https://www.zohoapis.<dc>``, accounts server
-  ``https://accounts.zoho.<dc>``. ``data_center`` is validated against that list.
-* OAuth 2.0: ``POST https://accounts.zoho.<dc>/oauth/v2/token`` with ``grant_type=refresh_token``,
-  ``client_id``, ``client_secret`` as form fields; access tokens last one hour; refresh tokens do not
-  rotate. A refused refresh answers HTTP 200 with ``{"error": "invalid_code"}`` (or
-  ``invalid_client``); too many refreshes answer 400 ``{"error": "Access Denied"}``. Calls carry
-  ``Authorization: Zoho-oauthtoken <token>`` and ``X-com-zoho-invoice-organizationid``.
-  Tokens are kept in the tenant's token store; refreshes are single-flight across coroutines and
-  processes (:class:`connectors.sdk.oauth2.OAuth2TokenManager`).
+* OAuth 2.0 with refresh tokens that do not rotate (the grant: :meth:`ZohoConnector._grant`); access
+  tokens last one hour. Calls carry ``Authorization: Zoho-oauthtoken <token>`` and
+  ``X-com-zoho-invoice-organizationid``. The SDK's :class:`~connectors.sdk.http.OAuth2Auth` keeps the
+  tokens in the tenant's token store and refreshes single-flight across coroutines and processes.
 * Envelope ``{"code": 0, "message": "success", "invoice": {...}}``; errors ``{"code": <non-zero>,
   "message": ...}`` with HTTP 4xx/5xx. ``invoice_number`` is unique per organisation: reusing one is
   HTTP 400 ``{"code": 1001, "message": "Invoice Number already exist"}`` -> the invoice is looked up
@@ -24,67 +18,46 @@ https://www.zoho.com/invoice/api/v3/). Facts it relies on:
   are checked first). Before marking sent, Zoho's ``total`` is compared with ours; a mismatch is a
   :class:`PermanentError` and the invoice stays a draft.
 * Limits: 100 requests per minute per organisation (as documented for Zoho Books/Inventory on the
-  same platform); 429 beyond. The connector paces its own calls.
+  same platform); 429 beyond. The connector paces its own calls (:class:`connectors.sdk.http.Pacer`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections import deque
-from decimal import Decimal
-from typing import Any, Literal
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any
 
 import httpx
-from pydantic import Field, SecretStr, model_validator
+from pydantic import SecretStr
 
-from broker.config import ConfigError as BrokerConfigError
-from broker.config import resolve_secret
-from connectors.base import (
+from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField, same_value
+from connectors.sdk.errors import (
     AuthError,
-    Capabilities,
-    ConfigError,
-    Connector,
-    ConnectorSettings,
-    DeliveryResult,
-    ExternalInvoice,
+    ConnectorError,
     MissingScopeError,
     PermanentError,
     RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
     UnknownAccountError,
+    retry_after_seconds,
 )
-from connectors.errors import retry_after_seconds
-from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField, same_value
-from connectors.sdk.invoice import Invoice
-from connectors.sdk.oauth2 import OAuth2Config, OAuth2TokenManager, TokenSet, default_token_store, token_key
-from connectors.zoho.mapper import MappingError, dumps, invoice_to_zoho, loads, rate_text
+from connectors.sdk.http import Auth, HttpConnector, Pacer
+from connectors.sdk.interface import Capabilities, DeliveryResult
+from connectors.sdk.invoice import ExternalInvoice, Invoice
+from connectors.sdk.money import dumps
+from connectors.sdk.oauth2 import OAuth2Config, TokenSet, TokenStore
+from connectors.zoho import mapper
+from connectors.zoho.settings import DATA_CENTERS, ZohoSettings
 
-log = logging.getLogger("connectors.zoho")
-
-#: Zoho data centres: setting value -> domain suffix.
-DATA_CENTERS: dict[str, str] = {
-    "com": "com",
-    "eu": "eu",
-    "in": "in",
-    "com.au": "com.au",
-    "jp": "jp",
-    "ca": "ca",
-    "com.cn": "com.cn",
-    "sa": "sa",
-    "uk": "uk",
-}
-DataCenter = Literal["com", "eu", "in", "com.au", "jp", "ca", "com.cn", "sa", "uk"]
 ORG_HEADER = "X-com-zoho-invoice-organizationid"
+#: Zoho error codes the connector acts on (others are permanent): 1001 invoice number taken, 3062 contact
+#: name taken, 57 not authorised (missing scope), 6041 organisation not associated with the user.
+#: Code 14 (invalid/expired token) comes with a 401: the SDK refreshes the token once.
 DUPLICATE_NUMBER_CODE = 1001
-#: Zoho error codes the connector acts on (others are permanent): 14 invalid/expired token,
-#: 57 not authorised (missing scope), 6041 organisation not associated with the user.
-INVALID_TOKEN_CODE = 14
+CONTACT_EXISTS_CODE = 3062
 NOT_AUTHORISED_CODE = 57
 UNKNOWN_ORG_CODE = 6041
-CONTACT_EXISTS_CODE = 3062
 SCOPES = (
     "ZohoInvoice.invoices.CREATE",
     "ZohoInvoice.invoices.READ",
@@ -95,78 +68,7 @@ SCOPES = (
 )
 
 
-class ZohoSettings(ConnectorSettings):
-    """Connector settings (``billing.settings`` of a tenant whose ``billing.system`` is ``zoho``).
-
-    ``data_center`` picks ``https://www.zohoapis.<dc>`` and ``https://accounts.zoho.<dc>`` (``api_url``
-    / ``accounts_url`` override them, e.g. for the emulator). ``client_secret_env`` /
-    ``refresh_token_env`` name the environment variables holding the secrets. ``tax_ids`` maps a
-    rate (``"23"``) to the organisation's Zoho ``tax_id``; unmapped rates are looked up in
-    ``GET /settings/taxes`` by percentage. ``invoice_status``: ``sent`` marks the invoice as sent
-    after creation, ``draft`` leaves it a draft; ``send_email`` emails it (implies sent).
-    ``create_contacts``: a client without ``contact_id`` that is not found by e-mail or name is created.
-    """
-
-    data_center: DataCenter = "com"
-    api_url: str | None = None
-    accounts_url: str | None = None
-    organization_id: str = Field(min_length=1, pattern=r"^[0-9A-Za-z_-]+$")
-    client_id: str = Field(min_length=1)
-    client_secret_env: str = Field(min_length=1)
-    refresh_token_env: str = Field(min_length=1)
-    invoice_status: Literal["draft", "sent"] = "sent"
-    send_email: bool = False
-    email_subject: str | None = Field(default=None, max_length=1000)
-    tax_ids: dict[str, str] = Field(default_factory=dict)
-    create_contacts: bool = True
-    max_requests_per_minute: int = Field(default=100, ge=1, le=10000)
-    timeout_seconds: float = Field(default=10.0, gt=0)
-
-    @model_validator(mode="after")
-    def _email_needs_sent(self) -> ZohoSettings:
-        if self.send_email and self.invoice_status != "sent":
-            raise ValueError("send_email requires invoice_status 'sent' (emailing marks the invoice sent)")
-        return self
-
-    @property
-    def api_base(self) -> str:
-        return (self.api_url or f"https://www.zohoapis.{DATA_CENTERS[self.data_center]}").rstrip("/")
-
-    @property
-    def accounts_base(self) -> str:
-        return (self.accounts_url or f"https://accounts.zoho.{DATA_CENTERS[self.data_center]}").rstrip("/")
-
-
-class _Pacer:
-    """At most ``limit`` requests in any 60-second window (Zoho counts per minute per organisation)."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.stamps: deque[float] = deque()
-        self.lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        async with self.lock:
-            while True:
-                now = time.monotonic()
-                while self.stamps and now - self.stamps[0] >= 60.0:
-                    self.stamps.popleft()
-                if len(self.stamps) < self.limit:
-                    self.stamps.append(now)
-                    return
-                await asyncio.sleep(60.0 - (now - self.stamps[0]) + 0.01)
-
-
-def _dec(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value))
-    except ArithmeticError:
-        return None
-
-
-class ZohoConnector(Connector):
+class ZohoConnector(HttpConnector):
     """Zoho Invoice connector: one organisation (``organization_id``) for one broker tenant.
 
     Errors: :class:`RateLimitedError` (429; ``Retry-After`` or ``X-Rate-Limit-Reset``),
@@ -178,239 +80,160 @@ class ZohoConnector(Connector):
     """
 
     name = "zoho"
+    label = "Zoho"
     version = "0.1.0"
-    capabilities = Capabilities(
-        native_idempotency=False,
-        lookup_by_reference=True,
-        batch_size=1,
-        amendments=False,
-        oauth2=True,
-        rate_limit_per_minute=100,
-        max_concurrency=None,
-        daily_limit=None,
-    )
+    capabilities = Capabilities(oauth2=True, rate_limit_per_minute=100)
     Settings = ZohoSettings
+    # Zoho reports a taken number as 400 code 1001; every other 4xx refuses the data (5xx: see classify).
+    status_overrides = MappingProxyType(dict.fromkeys((408, 409, 425), PermanentError))
 
-    def __init__(self, settings: ZohoSettings | dict, *, tenant: str, token_store: Any = None):
+    def __init__(
+        self, settings: ZohoSettings | dict[str, Any], *, tenant: str, token_store: TokenStore | None = None
+    ) -> None:
         super().__init__(settings, tenant=tenant, token_store=token_store)
         self.settings: ZohoSettings
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-        self._pacer: _Pacer | None = None
-        self._oauth: OAuth2TokenManager | None = None
-        self._client_secret: SecretStr | None = None
-        self._contacts: ContactResolver | None = None
+        self._pacer = Pacer(self.settings.max_requests_per_minute, window=60.0)
         self._taxes: dict[str, str] | None = None
 
     def __repr__(self) -> str:
-        return f"ZohoConnector(tenant={self.tenant!r}, organization_id={self.settings.organization_id!r}, dc={self.settings.data_center!r})"
-
-    # ------------------------------------------------------------------ plumbing
-    def _http(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._client is not None and self._client_loop is not loop:
-            self._client, self._pacer = None, None
-        if self._client is None:
-            self._client_loop = loop
-            self._pacer = _Pacer(self.settings.max_requests_per_minute)
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.settings.timeout_seconds),
-                headers={"User-Agent": "maintenance-billing-broker/0.1 (zoho connector)"},
-            )
-        return self._client
-
-    def secret_values(self) -> list[str]:
-        values = super().secret_values()
-        if self._client_secret is not None:
-            values.append(self._client_secret.get_secret_value())
-        if self._oauth is not None:
-            values.extend(self._oauth.known_secrets())
-        return values
-
-    def _secret(self, env_name: str, field: str) -> SecretStr:
-        try:
-            return resolve_secret(env_name, field=field)
-        except BrokerConfigError as exc:
-            raise ConfigError(str(exc)) from None
+        s = self.settings
+        return f"ZohoConnector(tenant={self.tenant!r}, organization_id={s.organization_id!r}, dc={s.data_center!r})"
 
     # ------------------------------------------------------------------ OAuth2
-    def _token_manager(self) -> OAuth2TokenManager:
-        if self._oauth is None:
-            store = self.token_store if self.token_store is not None else default_token_store()
-            self.token_store = store
-            self._oauth = OAuth2TokenManager(
-                key=token_key(
-                    "zoho", self.tenant, issuer=self.settings.accounts_base, client_id=self.settings.client_id
-                ),
-                store=store,
-                refresh=self._refresh_grant,
-                seed=lambda: self._secret(self.settings.refresh_token_env, "billing.settings.refresh_token_env"),
-            )
-        return self._oauth
+    def make_auth(self) -> Auth:
+        """``Authorization: Zoho-oauthtoken <token>``, kept in the tenant's token store; refreshes: :meth:`_grant`."""
+        s = self.settings
+        return self.refresh_token_auth(
+            s.token_url, issuer=s.accounts_base, refresh=self._grant, scheme="Zoho-oauthtoken"
+        )
 
-    async def _refresh_grant(self, refresh_token: SecretStr | None) -> TokenSet:
-        """``POST {accounts}/oauth/v2/token`` (form ``client_id``/``client_secret``/``refresh_token``)."""
-        if self._client_secret is None:
-            self._client_secret = self._secret(self.settings.client_secret_env, "billing.settings.client_secret_env")
-        assert refresh_token is not None
-        url = self.settings.accounts_base + "/oauth/v2/token"
+    def unauthorized_hint(self) -> str:
+        """What to check when Zoho refuses the credentials: the secrets, ``authorize``, the data centre."""
+        s = self.settings
+        return (
+            f" for client_id {s.client_id}: check {s.client_secret_env} and {s.refresh_token_env} (or run "
+            f"`broker connectors authorize zoho`), and data_center {s.data_center!r}"
+        )
+
+    async def _grant(self, refresh_token: SecretStr | None) -> TokenSet:
+        """``POST {accounts}/oauth/v2/token`` (form ``client_id``/``client_secret``/``refresh_token``).
+
+        Zoho refuses with HTTP 200 ``{"error": "invalid_code"}`` -> :class:`AuthError`; too many grants
+        answer 400 ``{"error": "Access Denied"}`` -> :class:`RateLimitedError`; 5xx -> :class:`RetryableError`.
+        """
         form = {
             "grant_type": "refresh_token",
             "client_id": self.settings.client_id,
-            "client_secret": self._client_secret.get_secret_value(),
-            "refresh_token": refresh_token.get_secret_value(),
+            "client_secret": self.secret("client_secret_env").get_secret_value(),
+            "refresh_token": refresh_token.get_secret_value() if refresh_token else "",
         }
-        try:
-            resp = await self._http().post(url, data=form, headers={"Accept": "application/json"})
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
-            raise RetryableError(
-                f"Zoho token refresh: no response from {self.settings.accounts_base} ({type(exc).__name__})"
-            ) from None
-        body = self._json(resp)
+        # The accounts server does not count against the organisation's per-minute limit: not paced.
+        headers = {"Accept": "application/json"}
+        resp = await super().send("POST", self.settings.token_url, data=form, headers=headers, idempotent=True)
+        status, body = resp.status_code, self.decode(resp)
         error = str(body.get("error") or "") if isinstance(body, dict) else ""
-        hint = (
-            f" for client_id {self.settings.client_id}: check {self.settings.client_secret_env} and "
-            f"{self.settings.refresh_token_env} (or run `broker connectors authorize zoho`), and data_center "
-            f"{self.settings.data_center!r}"
-        )
-        if resp.status_code == 429 or error.lower() == "access denied":
-            raise RateLimitedError(
-                "Zoho token refresh: too many token requests (Access Denied)",
-                retry_after=retry_after_seconds(resp.headers.get("Retry-After"), 60.0),
-                http_status=resp.status_code,
-            )
-        if resp.status_code >= 500:
-            raise RetryableError(f"Zoho token refresh: HTTP {resp.status_code}", http_status=resp.status_code)
-        if resp.status_code != 200 or error or not isinstance(body, dict) or not body.get("access_token"):
-            raise AuthError(
-                self.scrub(f"Zoho token refresh refused (HTTP {resp.status_code} {error or 'no access_token'}){hint}"),
-                http_status=resp.status_code if resp.status_code != 200 else 401,
-            )
+        if status == 429 or error.lower() == "access denied":
+            retry = retry_after_seconds(resp.headers.get("Retry-After"))
+            message = "Zoho token refresh: too many token requests (Access Denied)"
+            raise RateLimitedError(message, retry_after=retry, http_status=status)
+        if status >= 500:
+            raise RetryableError(f"Zoho token refresh: HTTP {status}", http_status=status)
+        if status != 200 or error or not isinstance(body, dict) or not body.get("access_token"):
+            refused = self.scrub(f"Zoho token refresh refused (HTTP {status} {error or 'no access_token'})")
+            raise AuthError(refused + self.unauthorized_hint(), http_status=401 if status == 200 else status)
         return TokenSet.from_token_response(body, previous_refresh=refresh_token)
 
     def oauth2_config(self) -> OAuth2Config:
         """Authorization-code flow at ``accounts.zoho.<dc>`` (``access_type=offline`` to get a refresh token)."""
-        return OAuth2Config(
-            authorize_url=self.settings.accounts_base + "/oauth/v2/auth",
-            token_url=self.settings.accounts_base + "/oauth/v2/token",
-            client_id=self.settings.client_id,
-            client_secret=self._secret(self.settings.client_secret_env, "billing.settings.client_secret_env"),
-            scopes=SCOPES,
-            store_key=self._token_manager().key,
+        s = self.settings
+        return self.authorization_config(
+            s.token_url,
+            SCOPES,
+            authorize_url=s.accounts_base + "/oauth/v2/auth",
+            issuer=s.accounts_base,
             auth_method="post",
             extra_params={"access_type": "offline", "prompt": "consent"},
         )
 
-    # ------------------------------------------------------------------ HTTP
-    @staticmethod
-    def _json(resp: httpx.Response) -> Any:
-        try:
-            return loads(resp.content)
-        except ValueError:
-            return None
+    # ------------------------------------------------------------------ Zoho's answers
+    def _code(self, resp: httpx.Response) -> int | None:
+        body = self.decode(resp)
+        code = body.get("code") if isinstance(body, dict) else None
+        return code if isinstance(code, int) else None
 
-    def _detail(self, resp: httpx.Response) -> tuple[int | None, str]:
-        body = self._json(resp)
+    def problem_detail(self, resp: httpx.Response) -> str:
+        """Zoho's error envelope as ``code <n>: <message>`` (scrubbed, at most 400 characters)."""
+        body = self.decode(resp)
         if isinstance(body, dict) and ("code" in body or "message" in body):
-            code = body.get("code")
-            return (int(code) if isinstance(code, int) else None), self.scrub(f"code {code}: {body.get('message')}")[
-                :400
-            ]
-        return None, self.scrub(resp.text[:200]) if resp.text else "no body"
+            return self.scrub(f"code {body.get('code')}: {body.get('message')}")[:400]
+        return super().problem_detail(resp)
 
-    async def _call(
-        self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None, org: bool = True
-    ) -> httpx.Response:
-        """Authenticated call under ``/invoice/v3``; a 401 with an invalid token refreshes once and retries."""
-        client = self._http()
-        manager = self._token_manager()
-        token = await manager.access_token()
-        url = self.settings.api_base + "/invoice/v3" + path
-        what = f"Zoho {method} {path}"
-        for attempt in (1, 2):
-            headers = {"Authorization": f"Zoho-oauthtoken {token.get_secret_value()}", "Accept": "application/json"}
-            if org:
-                headers[ORG_HEADER] = self.settings.organization_id
-            content = None
-            if body is not None:
-                headers["Content-Type"] = "application/json;charset=UTF-8"
-                content = dumps(body)
-            assert self._pacer is not None
-            await self._pacer.wait()
-            try:
-                resp = await client.request(method, url, params=params, content=content, headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                raise RetryableError(f"{what}: request not sent ({type(exc).__name__})") from None
-            except (
-                httpx.ReadTimeout,
-                httpx.RemoteProtocolError,
-                httpx.ReadError,
-                httpx.WriteError,
-                httpx.WriteTimeout,
-            ) as exc:
-                if method == "GET":
-                    raise RetryableError(f"{what}: no response ({type(exc).__name__})") from None
-                raise UncertainOutcomeError(
-                    f"{what}: request sent but no response ({type(exc).__name__}); "
-                    "outcome unknown, reconcile with find()"
-                ) from None
-            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                raise ConfigError(f"{what}: bad api_url in settings ({exc})") from None
-            except httpx.TransportError as exc:
-                raise UncertainOutcomeError(f"{what}: transport error ({type(exc).__name__})") from None
-            if resp.status_code != 401:
-                return resp
-            code, detail = self._detail(resp)
-            if code == NOT_AUTHORISED_CODE:
-                raise MissingScopeError(
-                    f"{what}: not authorised ({detail}); the token lacks a scope among {', '.join(SCOPES)} - "
-                    f"run `broker connectors authorize zoho --tenant {self.tenant}`",
-                    http_status=401,
-                )
-            if attempt == 1:
-                log.info("zoho tenant=%s: 401 from %s, refreshing the access token once", self.tenant, path)
-                token = await manager.access_token(stale=token)
-        raise AuthError(f"{what}: 401 Unauthorized after a token refresh ({detail})", http_status=401)
+    def unauthorized_error(self, resp: httpx.Response, what: str) -> ConnectorError | None:
+        """A 401 with code 57: the token lacks a scope, which no refresh cures."""
+        if self._code(resp) != NOT_AUTHORISED_CODE:
+            return None
+        return MissingScopeError(
+            f"{what}: not authorised ({self.problem_detail(resp)}); the token lacks a scope among {', '.join(SCOPES)}"
+            f" - run `broker connectors authorize zoho --tenant {self.tenant}`",
+            http_status=401,
+        )
 
-    def _raise(self, resp: httpx.Response, what: str) -> None:
-        status = resp.status_code
-        if 200 <= status < 300:
-            return
-        code, detail = self._detail(resp)
+    def classify(self, resp: httpx.Response, what: str) -> ConnectorError | None:
+        """429 waits ``Retry-After`` or ``X-Rate-Limit-Reset``; a 5xx answering a POST may have landed
+        (:class:`UncertainOutcomeError`); code 6041 is an organisation these credentials cannot reach."""
+        status, detail = resp.status_code, self.problem_detail(resp)
         if status == 429:
-            header = resp.headers.get("Retry-After") or resp.headers.get("X-Rate-Limit-Reset")
-            retry = retry_after_seconds(header, 60.0)
-            raise RateLimitedError(f"{what}: 429 rate limited ({detail}), retry after {retry:g}s", retry_after=retry)
+            retry = retry_after_seconds(resp.headers.get("Retry-After") or resp.headers.get("X-Rate-Limit-Reset"))
+            return RateLimitedError(f"{what}: 429 rate limited ({detail}), retry after {retry:g}s", retry_after=retry)
         if status >= 500:
-            if resp.request.method == "POST":
-                raise UncertainOutcomeError(
-                    f"{what}: HTTP {status} ({detail}); the write may have landed, reconcile with find()",
-                    http_status=status,
-                )
-            raise RetryableError(f"{what}: HTTP {status} ({detail})", http_status=status)
-        if code == UNKNOWN_ORG_CODE:
-            raise UnknownAccountError(f"{what}: unknown organisation {self.settings.organization_id} ({detail})")
-        if status == 403:
-            raise AuthError(f"{what}: HTTP 403 ({detail})", http_status=403)
-        raise PermanentError(f"{what}: HTTP {status} Zoho rejected it ({detail})", http_status=status)
+            cls = UncertainOutcomeError if resp.request.method == "POST" else RetryableError
+            return cls(f"{what}: HTTP {status} ({detail})", http_status=status)
+        if self._code(resp) == UNKNOWN_ORG_CODE:
+            return UnknownAccountError(f"{what}: unknown organisation {self.settings.organization_id} ({detail})")
+        return None
 
-    async def _get(self, path: str, params: dict[str, str] | None = None, *, org: bool = True) -> dict:
-        resp = await self._call("GET", path, params=params, org=org)
-        self._raise(resp, f"Zoho GET {path}")
-        body = self._json(resp)
+    async def send(self, method: str, url: str, *, idempotent: bool = False, **kwargs: Any) -> httpx.Response:
+        """Each API exchange (a retry after a 401 too) first waits for the per-minute pacer."""
+        await self._pacer.wait()
+        return await super().send(method, url, idempotent=idempotent, **kwargs)
+
+    async def _api(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None
+    ) -> httpx.Response:
+        """An authenticated call under ``/invoice/v3`` (JSON ``body`` with exact decimals; status unchecked)."""
+        headers = {} if path == "/organizations" else {ORG_HEADER: self.settings.organization_id}  # all but the list
+        content = None if body is None else dumps(body)
+        if content is not None:
+            headers["Content-Type"] = "application/json;charset=UTF-8"
+        url = self.settings.api_base + "/invoice/v3" + path
+        return await self.request(method, url, params=params, headers=headers, content=content)
+
+    async def _get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        resp = await self._api("GET", path, params=params)
+        self.raise_for_status(resp, f"Zoho GET {path}")
+        body = self.decode(resp)
         if not isinstance(body, dict):
             raise RetryableError(f"Zoho GET {path}: unreadable body", http_status=resp.status_code)
         return body
 
+    def _created(self, resp: httpx.Response, kind: str, what: str) -> dict[str, Any]:
+        """The ``kind`` object (``invoice``, ``contact``) of a create's answer, which must carry ``<kind>_id``."""
+        self.raise_for_status(resp, what)
+        body = self.decode(resp)
+        obj = body.get(kind) if isinstance(body, dict) else None
+        if not isinstance(obj, dict) or not obj.get(f"{kind}_id"):
+            raise UncertainOutcomeError(f"{what}: no {kind} in the answer", http_status=resp.status_code)
+        return obj
+
     # ------------------------------------------------------------------ Connector API
     async def check(self) -> None:
         """``GET /invoice/v3/organizations``: token, scopes and that ``organization_id`` is reachable."""
-        body = await self._get("/organizations", org=False)
+        body = await self._get("/organizations")
         orgs = [str(o.get("organization_id")) for o in body.get("organizations") or [] if isinstance(o, dict)]
         if self.settings.organization_id not in orgs:
             raise UnknownAccountError(
-                f"unknown organisation {self.settings.organization_id} in Zoho data centre {self.settings.data_center!r}: "
-                f"these credentials reach {', '.join(orgs) or 'no organisation'}"
+                f"unknown organisation {self.settings.organization_id} in Zoho data centre "
+                f"{self.settings.data_center!r}: these credentials reach {', '.join(orgs) or 'no organisation'}"
             )
 
     async def deliver(self, invoice: Invoice) -> DeliveryResult:
@@ -421,74 +244,42 @@ class ZohoConnector(Connector):
         ``tax_total``, ``adjustment``, ``status``, ``total_matches``, ``emailed``, ``duplicate``.
         """
         what = f"Zoho invoice {invoice.invoice_number}"
-        customer_id = await self._customer(invoice)
+        customer_id = await self._contacts.resolve(invoice)  # contact_id, else found or created
+        assert customer_id  # None only with native_name_match, which Zoho does not use
         tax_ids = await self._tax_ids(invoice)
         try:
-            plan = invoice_to_zoho(invoice, self.settings, customer_id=customer_id, tax_ids=tax_ids)
-        except MappingError as exc:
+            plan = mapper.invoice_to_zoho(invoice, self.settings, customer_id=customer_id, tax_ids=tax_ids)
+        except mapper.MappingError as exc:
             raise PermanentError(f"{what}: {exc}") from None
-        resp = await self._call("POST", "/invoices", params={"ignore_auto_number_generation": "true"}, body=plan.body)
-        created = True
-        code, _ = self._detail(resp)
-        if resp.status_code == 400 and code == DUPLICATE_NUMBER_CODE:
-            created = False
-            existing = await self._find_raw(invoice.invoice_number)
-            if existing is None:
-                raise RetryableError(
-                    f"{what}: Zoho reports the number as taken (1001) but GET /invoices does not return it yet"
-                )
-            inv = await self._invoice(str(existing["invoice_id"]))
-            if str(inv.get("customer_id")) != str(customer_id):
-                raise PermanentError(
-                    f"{what}: the number is already used by another customer's invoice "
-                    f"{inv.get('invoice_id')} (customer {inv.get('customer_id')}, ours {customer_id})"
-                )
+        resp = await self._api("POST", "/invoices", params={"ignore_auto_number_generation": "true"}, body=plan.body)
+        created = not (resp.status_code == 400 and self._code(resp) == DUPLICATE_NUMBER_CODE)
+        if created:
+            inv = self._created(resp, "invoice", f"{what}: POST /invoices")
         else:
-            self._raise(resp, f"{what}: POST /invoices")
-            body = self._json(resp)
-            inv = body.get("invoice") if isinstance(body, dict) else None
-            if not isinstance(inv, dict) or not inv.get("invoice_id"):
-                raise UncertainOutcomeError(
-                    f"{what}: HTTP {resp.status_code} without an invoice in the answer", http_status=resp.status_code
-                )
-        total = _dec(inv.get("total"))
+            inv = await self._taken(invoice, customer_id, what)
+        total = mapper.amount(inv.get("total"))
         if total != invoice.total:
             raise PermanentError(
                 f"{what}: Zoho's total {inv.get('total')} differs from ours {invoice.total} "
                 f"(invoice {inv.get('invoice_id')} left as {inv.get('status')}, not marked sent)"
             )
         inv_id = str(inv["invoice_id"])
-        emailed = bool(inv.get("is_emailed"))
-        if self.settings.send_email and not emailed:
-            await self._email(invoice, inv_id, customer_id)
-            emailed = True
+        if self.settings.send_email and not inv.get("is_emailed"):
+            await self._email(invoice, inv_id, customer_id, what)
             inv = dict(inv, status="sent" if inv.get("status") == "draft" else inv.get("status"), is_emailed=True)
         elif self.settings.invoice_status == "sent" and inv.get("status") == "draft":
-            resp = await self._call("POST", f"/invoices/{inv_id}/status/sent")
-            if resp.status_code >= 400 and resp.status_code != 429 and resp.status_code < 500:
-                current = await self._invoice(inv_id)  # e.g. already sent by an earlier attempt
-                if current.get("status") == "draft":
-                    self._raise(resp, f"{what}: mark as sent")
-            else:
-                self._raise(resp, f"{what}: mark as sent")
+            resp = await self._api("POST", f"/invoices/{inv_id}/status/sent")
+            refused = 400 <= resp.status_code < 500 and resp.status_code != 429
+            if not refused or (await self._invoice(inv_id)).get("status") == "draft":  # else sent by an earlier try
+                self.raise_for_status(resp, f"{what}: mark as sent")
             inv = dict(inv, status="sent")
-        details = {
-            "total": str(total),
-            "tax_total": str(inv.get("tax_total")),
-            "adjustment": str(plan.adjustment),
-            "status": inv.get("status"),
-            "total_matches": True,
-            "emailed": emailed,
-        }
+        details: dict[str, Any] = {"total": str(total), "tax_total": str(inv.get("tax_total"))}
+        details.update(adjustment=str(plan.adjustment), status=inv.get("status"), total_matches=True)
+        details["emailed"] = bool(inv.get("is_emailed"))
         if not created:
             details["duplicate"] = True
-        return DeliveryResult(
-            invoice_key=invoice.invoice_key,
-            external_id=inv_id,
-            external_number=str(inv.get("invoice_number") or invoice.invoice_number),
-            created=created,
-            details=details,
-        )
+        number = str(inv.get("invoice_number") or invoice.invoice_number)
+        return DeliveryResult(invoice.invoice_key, inv_id, number, created=created, details=details)
 
     async def find(self, invoice_number: str) -> ExternalInvoice | None:
         """``GET /invoices?invoice_number=<n>``: the invoice with exactly our number, when complete.
@@ -497,39 +288,34 @@ class ZohoConnector(Connector):
         absent, so that the caller delivers again and the remaining steps run.
         """
         raw = await self._find_raw(invoice_number)
-        if raw is None:
+        draft = raw is not None and self.settings.invoice_status == "sent" and raw.get("status") == "draft"
+        if raw is None or draft or (self.settings.send_email and not raw.get("is_emailed")):
             return None
-        if self.settings.invoice_status == "sent" and raw.get("status") == "draft":
-            return None
-        if self.settings.send_email and not raw.get("is_emailed"):
-            return None
-        return ExternalInvoice(
-            external_id=str(raw["invoice_id"]),
-            number=str(raw.get("invoice_number")),
-            total=_dec(raw.get("total")),
-            status=raw.get("status"),
-        )
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            try:
-                if self._client_loop is asyncio.get_running_loop():
-                    await client.aclose()
-            except RuntimeError:
-                pass
+        return mapper.invoice_from_zoho(raw)
 
     # ------------------------------------------------------------------ steps
-    async def _find_raw(self, invoice_number: str) -> dict | None:
+    async def _taken(self, invoice: Invoice, customer_id: str, what: str) -> dict[str, Any]:
+        """The invoice already holding our number (code 1001); :class:`PermanentError` when another customer's."""
+        existing = await self._find_raw(invoice.invoice_number)
+        if existing is None:
+            raise RetryableError(f"{what}: number taken (code 1001) but GET /invoices does not list it yet")
+        inv = await self._invoice(str(existing["invoice_id"]))
+        if str(inv.get("customer_id")) != str(customer_id):
+            raise PermanentError(
+                f"{what}: the number is already used by another customer's invoice "
+                f"{inv.get('invoice_id')} (customer {inv.get('customer_id')}, ours {customer_id})"
+            )
+        return inv
+
+    async def _find_raw(self, invoice_number: str) -> dict[str, Any] | None:
         body = await self._get("/invoices", {"invoice_number": invoice_number})
         for inv in body.get("invoices") or []:
             if isinstance(inv, dict) and str(inv.get("invoice_number")) == invoice_number and inv.get("invoice_id"):
                 return inv
         return None
 
-    async def _invoice(self, invoice_id: str) -> dict:
-        body = await self._get(f"/invoices/{invoice_id}")
-        inv = body.get("invoice")
+    async def _invoice(self, invoice_id: str) -> dict[str, Any]:
+        inv = (await self._get(f"/invoices/{invoice_id}")).get("invoice")
         if not isinstance(inv, dict):
             raise RetryableError(f"Zoho GET /invoices/{invoice_id}: no invoice in the answer")
         return inv
@@ -537,84 +323,45 @@ class ZohoConnector(Connector):
     async def _tax_ids(self, invoice: Invoice) -> dict[str, str]:
         """``settings.tax_ids`` completed by the organisation's taxes (``GET /settings/taxes``) for the rates in use."""
         ids = dict(self.settings.tax_ids)
-        needed = {rate_text(ln.tax_rate) for ln in invoice.lines if ln.tax_rate and not ln.tax_type}
-        mapped = set()
-        for key in ids:
-            try:
-                mapped.add(rate_text(Decimal(str(key).strip().rstrip("%"))))
-            except ArithmeticError:
-                continue
-        if needed - mapped:
-            if self._taxes is None:
-                body = await self._get("/settings/taxes")
-                self._taxes = {}
-                for tax in body.get("taxes") or []:
-                    pct = _dec(tax.get("tax_percentage")) if isinstance(tax, dict) else None
-                    if pct is not None and tax.get("tax_id") and rate_text(pct) not in self._taxes:
-                        self._taxes[rate_text(pct)] = str(tax["tax_id"])
-            for rate in needed - mapped:
-                if rate in self._taxes:
-                    ids[rate] = self._taxes[rate]
-        return ids
+        missing = mapper.unmapped_rates(invoice, ids)
+        if missing and self._taxes is None:
+            self._taxes = mapper.taxes_by_rate((await self._get("/settings/taxes")).get("taxes"))
+        return ids | {rate: self._taxes[rate] for rate in missing if self._taxes and rate in self._taxes}
 
-    async def _customer(self, invoice: Invoice) -> str:
-        if invoice.contact_id:
-            return invoice.contact_id
-        if self._contacts is None:
-            self._contacts = ContactResolver(
-                self, allow_create=self.settings.create_contacts, clients=self.clients, setting_name="create_contacts"
-            )
-        contact_id = await self._contacts.resolve(invoice)
-        assert contact_id
-        return contact_id
+    @cached_property
+    def _contacts(self) -> ContactResolver:
+        """Built on first use: the host may set ``self.clients`` after construction."""
+        allow = self.settings.create_contacts
+        return ContactResolver(self, allow_create=allow, clients=self.clients, setting_name="create_contacts")
 
     async def find_contact(self, field: LookupField, value: str) -> str | None:
         """:class:`connectors.sdk.contacts.ContactDirectory`: ``GET /contacts?email=`` or ``?contact_name=`` (exact)."""
         if field == "tax_number":
             return None  # not a filter of Zoho Invoice's contact list
-        param = {"email": "email", "name": "contact_name"}[field]
-        body = await self._get("/contacts", {param: value})
-        for contact in body.get("contacts") or []:
-            key = "email" if field == "email" else "contact_name"
+        key = "email" if field == "email" else "contact_name"
+        for contact in (await self._get("/contacts", {key: value})).get("contacts") or []:
             if isinstance(contact, dict) and same_value(field, contact.get(key), value):
                 return str(contact["contact_id"])
         return None
 
     async def create_contact(self, query: ContactQuery) -> str:
         """``POST /contacts`` (a customer named like our client, with its e-mail as primary contact person)."""
-        body: dict[str, Any] = {"contact_name": query.name, "contact_type": "customer"}
-        if query.email:
-            body["contact_persons"] = [{"email": query.email, "is_primary_contact": True}]
-        resp = await self._call("POST", "/contacts", body=body)
-        code, _ = self._detail(resp)
-        if resp.status_code == 400 and code == CONTACT_EXISTS_CODE:
-            found = await self.find_contact("name", query.name)
-            if found:
-                return found
-        self._raise(resp, f"Zoho POST /contacts (client {query.client_id})")
-        data = self._json(resp)
-        contact = data.get("contact") if isinstance(data, dict) else None
-        if not isinstance(contact, dict) or not contact.get("contact_id"):
-            raise UncertainOutcomeError(f"Zoho POST /contacts (client {query.client_id}): no contact in the answer")
-        return str(contact["contact_id"])
+        resp = await self._api("POST", "/contacts", body=mapper.contact_to_zoho(query.name, query.email))
+        taken = resp.status_code == 400 and self._code(resp) == CONTACT_EXISTS_CODE
+        if taken and (found := await self.find_contact("name", query.name)):
+            return found
+        return str(self._created(resp, "contact", f"Zoho POST /contacts (client {query.client_id})")["contact_id"])
 
-    async def _email(self, invoice: Invoice, inv_id: str, customer_id: str) -> None:
-        client = self.clients.get(invoice.client_id)
-        email = getattr(client, "email", None)
+    async def _email(self, invoice: Invoice, inv_id: str, customer_id: str, what: str) -> None:
+        """``POST /invoices/{id}/email`` to the client's e-mail (the tenant's ``clients``, else Zoho's contact)."""
+        email = getattr(self.clients.get(invoice.client_id), "email", None)
         if not email:
-            contact = (await self._get(f"/contacts/{customer_id}")).get("contact") or {}
-            email = contact.get("email")
+            email = ((await self._get(f"/contacts/{customer_id}")).get("contact") or {}).get("email")
         if not email:
-            raise PermanentError(
-                f"Zoho invoice {invoice.invoice_number}: customer {customer_id} has no e-mail address to send it to"
-            )
-        body = {
-            "to_mail_ids": [email],
-            "subject": self.settings.email_subject or f"Invoice {invoice.invoice_number}",
-            "body": f"Please find attached invoice {invoice.invoice_number} ({invoice.reference}).",
-        }
-        resp = await self._call("POST", f"/invoices/{inv_id}/email", body=body)
-        self._raise(resp, f"Zoho invoice {invoice.invoice_number}: email")
+            raise PermanentError(f"{what}: customer {customer_id} has no e-mail address to send it to")
+        body = mapper.email_to_zoho(invoice, str(email), self.settings.email_subject)
+        resp = await self._api("POST", f"/invoices/{inv_id}/email", body=body)
+        self.raise_for_status(resp, f"{what}: email")
 
 
 __all__ = ["DATA_CENTERS", "SCOPES", "ZohoConnector", "ZohoSettings"]

@@ -21,22 +21,21 @@ adds after tax — Zoho's ``total`` then equals ours to the cent. The connector 
 
 from __future__ import annotations
 
-import json
+import contextlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from connectors.sdk.invoice import Invoice, InvoiceLine
-from connectors.sdk.money import minor_units
-
-if TYPE_CHECKING:  # pragma: no cover
-    from connectors.zoho.connector import ZohoSettings
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.money import dumps, loads, minor_units  # dumps/loads re-exported: the emulator's codec too
+from connectors.zoho.settings import ZohoSettings
 
 #: ``invoice_number`` maximum length (https://www.zoho.com/invoice/api/v3/invoices/: "Max-length [100]").
 INVOICE_NUMBER_MAX = 100
-#: ``reference_number`` maximum length (50, as Zoho Books documents it for the same field; Zoho Invoice's page is silent).
+#: ``reference_number`` maximum length (50, as Zoho Books documents it for the same field; Zoho
+#: Invoice's page is silent).
 REFERENCE_MAX = 50
 #: Line item ``name`` maximum length (Zoho items: 100 characters).
 LINE_NAME_MAX = 100
@@ -173,8 +172,36 @@ def tax_id_for(line: InvoiceLine, tax_ids: Mapping[str, str]) -> str | None:
     )
 
 
+def unmapped_rates(invoice: Invoice, tax_ids: Mapping[str, str]) -> set[str]:
+    """Rate texts (:func:`rate_text`) of the invoice's taxed lines that neither ``tax_ids`` nor a ``tax_type`` maps."""
+    missing = set()
+    for line in invoice.lines:
+        try:
+            tax_id_for(line, tax_ids)
+        except MappingError:
+            missing.add(rate_text(line.tax_rate))
+    return missing
+
+
+def taxes_by_rate(taxes: Any) -> dict[str, str]:
+    """``taxes`` of ``GET /settings/taxes`` (``[{"tax_id", "tax_percentage"}]``) as rate text -> ``tax_id``.
+
+    The first tax of each percentage wins; malformed entries are skipped.
+    """
+    out: dict[str, str] = {}
+    for tax in taxes if isinstance(taxes, list) else []:
+        pct = amount(tax.get("tax_percentage")) if isinstance(tax, dict) else None
+        if pct is not None and tax.get("tax_id"):
+            out.setdefault(rate_text(pct), str(tax["tax_id"]))
+    return out
+
+
 def invoice_to_zoho(
-    invoice: Invoice, settings: ZohoSettings, *, customer_id: str, tax_ids: Mapping[str, str]
+    invoice: Invoice,
+    settings: ZohoSettings,  # noqa: ARG001 - part of the mapper's signature; no setting shapes the body today
+    *,
+    customer_id: str,
+    tax_ids: Mapping[str, str],
 ) -> ZohoPlan:
     """The ``POST /invoice/v3/invoices`` body for ``invoice`` (pure; :class:`MappingError` names the field).
 
@@ -226,46 +253,40 @@ def invoice_to_zoho(
     )
 
 
-def _encode(obj: Any, out: list[str]) -> None:
-    if obj is None or isinstance(obj, (bool, str)):
-        out.append(json.dumps(obj, ensure_ascii=False))
-    elif isinstance(obj, Decimal):
-        if not obj.is_finite():
-            raise ValueError(f"cannot serialise {obj!r}")
-        out.append(format(obj, "f"))
-    elif isinstance(obj, int):
-        out.append(str(obj))
-    elif isinstance(obj, float):
-        raise TypeError(f"float {obj!r} in a money payload; use Decimal")
-    elif isinstance(obj, Mapping):
-        out.append("{")
-        for i, (k, v) in enumerate(obj.items()):
-            if i:
-                out.append(",")
-            out.append(json.dumps(str(k), ensure_ascii=False) + ":")
-            _encode(v, out)
-        out.append("}")
-    elif isinstance(obj, (list, tuple)):
-        out.append("[")
-        for i, v in enumerate(obj):
-            if i:
-                out.append(",")
-            _encode(v, out)
-        out.append("]")
-    else:
-        raise TypeError(f"cannot serialise {type(obj).__name__}")
+def contact_to_zoho(name: str, email: str | None) -> dict[str, Any]:
+    """``POST /contacts`` body: a customer named ``name``, with ``email`` as its primary contact person."""
+    body: dict[str, Any] = {"contact_name": name, "contact_type": "customer"}
+    if email:
+        body["contact_persons"] = [{"email": email, "is_primary_contact": True}]
+    return body
 
 
-def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON with :class:`Decimal` written as exact JSON numbers (never through float)."""
-    out: list[str] = []
-    _encode(obj, out)
-    return "".join(out).encode("utf-8")
+def email_to_zoho(invoice: Invoice, to: str, subject: str | None) -> dict[str, Any]:
+    """``POST /invoices/{id}/email`` body: to ``to``, ``subject`` or ``Invoice <number>``."""
+    return {
+        "to_mail_ids": [to],
+        "subject": subject or f"Invoice {invoice.invoice_number}",
+        "body": f"Please find attached invoice {invoice.invoice_number} ({invoice.reference}).",
+    }
 
 
-def loads(data: bytes | str) -> Any:
-    """JSON with non-integer numbers as :class:`Decimal`."""
-    return json.loads(data, parse_float=Decimal)
+def amount(value: Any) -> Decimal | None:
+    """A Zoho amount as :class:`Decimal`: a JSON number (:func:`loads` gives ``Decimal`` or ``int``) or its text;
+    ``None`` when absent or unreadable."""
+    if isinstance(value, Decimal | int | str) and not isinstance(value, bool):
+        with contextlib.suppress(ArithmeticError):  # decimal.InvalidOperation: not a number
+            return Decimal(value)
+    return None
+
+
+def invoice_from_zoho(raw: Mapping[str, Any]) -> ExternalInvoice:
+    """:class:`ExternalInvoice` of a Zoho invoice object (``invoice_id``, ``invoice_number``, ``total``, ``status``)."""
+    return ExternalInvoice(
+        external_id=str(raw["invoice_id"]),
+        number=str(raw.get("invoice_number")),
+        total=amount(raw.get("total")),
+        status=raw.get("status"),
+    )
 
 
 __all__ = [
@@ -276,12 +297,18 @@ __all__ = [
     "REFERENCE_MAX",
     "MappingError",
     "ZohoPlan",
+    "amount",
+    "contact_to_zoho",
     "dumps",
+    "email_to_zoho",
+    "invoice_from_zoho",
     "invoice_to_zoho",
     "item_total",
     "line_to_zoho",
     "loads",
     "rate_text",
     "tax_id_for",
+    "taxes_by_rate",
+    "unmapped_rates",
     "zoho_totals",
 ]

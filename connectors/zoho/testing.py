@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
-from connectors.testing.harness import ConnectorHarness, HeldInvoice
+from connectors.testing.harness import ConnectorHarness, HeldInvoice, HostileExpectation
 from connectors.zoho.connector import ZohoConnector
 from connectors.zoho.emulator import DEFAULT_ORG, ZohoEmulator
 
@@ -20,8 +21,7 @@ class ZohoHarness(ConnectorHarness):
     """Zoho Invoice: our number is Zoho's ``invoice_number`` (unique per organisation)."""
 
     connector_cls = ZohoConnector
-    skip: dict[str, str] = {}
-    hostile = {
+    hostile: ClassVar[Mapping[str, HostileExpectation]] = {
         "long_description": "reject",  # line description > 2000 characters (Zoho's limit), refused before sending
         "non_ascii": "deliver",
         "many_lines": "deliver",  # no documented line limit
@@ -86,6 +86,7 @@ class ZohoHarness(ConnectorHarness):
         ]
 
     def inject_rate_limit(self, retry_after: int = 1) -> None:
+        del retry_after  # the emulator's injected 429 always says Retry-After: 1 (what the kit asks for)
         assert self.emulator is not None
         self.emulator.inject_fault("429")
 
