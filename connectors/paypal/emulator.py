@@ -65,29 +65,27 @@ written: crash tests kill a worker there), and the control API::
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import json
 import math
 import re
 import secrets
-import socket
-import socketserver
 import string
-import struct
 import sys
-import threading
 import time
-import traceback
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
+
+from connectors.sandbox import Emulator, FaultQueue, Window
+from connectors.sandbox.emulator import AdminRoute, RequestValidator, StepHook, serve_until_interrupted
+from connectors.sandbox.faults import Fault
+from connectors.sandbox.http import Request, Response
+from connectors.sandbox.oauth import client_credentials, form_of, secret_ok
+from connectors.sandbox.values import json_or_none
 
 SCOPE_INVOICING = "https://uri.paypal.com/services/invoicing"
 SCOPE_READ = "https://uri.paypal.com/services/invoicing/invoices/read"
@@ -151,10 +149,14 @@ _EMAIL = re.compile(r"^.+@[^\"\-].+$")
 _LIMIT = Decimal("1000000")
 MESSAGES = {
     "INVALID_REQUEST": "Request is not well-formed, syntactically incorrect, or violates schema.",
-    "AUTHENTICATION_FAILURE": "Authentication failed due to missing authorization header, or invalid authentication credentials.",
+    "AUTHENTICATION_FAILURE": (
+        "Authentication failed due to missing authorization header, or invalid authentication credentials."
+    ),
     "NOT_AUTHORIZED": "Authorization failed due to insufficient permissions.",
     "RESOURCE_NOT_FOUND": "The specified resource does not exist.",
-    "UNPROCESSABLE_ENTITY": "The requested action could not be performed, semantically incorrect, or failed business validation.",
+    "UNPROCESSABLE_ENTITY": (
+        "The requested action could not be performed, semantically incorrect, or failed business validation."
+    ),
     "RATE_LIMIT_REACHED": "Too many requests. Blocked due to rate limiting.",
     "INTERNAL_SERVER_ERROR": "An internal server error occurred.",
     "SERVICE_UNAVAILABLE": "Service Unavailable.",
@@ -267,7 +269,7 @@ def compute_amounts(doc: dict, currency: str) -> Amounts:
             d = Decimal(0)
         amounts.append(amount)
         discounts.append(d)
-    nets = [a - d for a, d in zip(amounts, discounts)]
+    nets = [a - d for a, d in zip(amounts, discounts, strict=True)]
     net_sum = sum(nets, Decimal(0))
     breakdown = (doc.get("amount") or {}).get("breakdown") or {}
     inv_disc_spec = (breakdown.get("discount") or {}).get("invoice_discount") or {}
@@ -280,7 +282,7 @@ def compute_amounts(doc: dict, currency: str) -> Amounts:
     else:
         invoice_discount = Decimal(0)
     taxes = []
-    for item, amount, net in zip(items, amounts, nets):
+    for item, amount, net in zip(items, amounts, nets, strict=True):
         if after_discount:
             if inv_pct is not None:
                 base = net * (100 - inv_pct) / 100
@@ -325,30 +327,11 @@ def compute_amounts(doc: dict, currency: str) -> Amounts:
     )
 
 
-# --------------------------------------------------------------------------- HTTP plumbing
-@dataclass
-class _Request:
-    method: str
-    path: str
-    raw_target: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class _Response:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    #: None = send; "reset" = RST; "drop" = close without answer; "hang" = wait, then close
-    action: str | None = None
-
-
-def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Response:
+# --------------------------------------------------------------------------- errors
+def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:
     h = {"Content-Type": "application/json"}
     h.update(headers or {})
-    return _Response(status, json.dumps(obj, ensure_ascii=False).encode("utf-8"), h)
+    return Response(status, json.dumps(obj, ensure_ascii=False).encode("utf-8"), h)
 
 
 def _detail(issue: str, description: str, field_: str | None = None, value: Any = None, location: str = "body") -> dict:
@@ -365,7 +348,7 @@ def _detail(issue: str, description: str, field_: str | None = None, value: Any 
 
 def _error(
     name: str, details: list[dict] | None = None, headers: dict[str, str] | None = None, message: str | None = None
-) -> _Response:
+) -> Response:
     """PayPal's error body ``{name, message, debug_id, details, links}`` (spec ``error_4xx``/``error_5xx``)."""
     debug_id = _debug_id()
     body: dict[str, Any] = {"name": name, "message": message or MESSAGES[name], "debug_id": debug_id}
@@ -397,7 +380,7 @@ class _Problems:
     def business(self, issue: str, description: str, field_: str | None = None, value: Any = None) -> None:
         self.unprocessable.append(_detail(issue, description, field_, value))
 
-    def response(self) -> _Response | None:
+    def response(self) -> Response | None:
         if self.invalid:
             return _error("INVALID_REQUEST", self.invalid)
         if self.unprocessable:
@@ -416,6 +399,15 @@ def _length(p: _Problems, value: Any, field_: str, limit: int, description: str,
         )
 
 
+def _array_ok(p: _Problems, value: Any, limit: int, field_: str, description: str, *, echo: bool = False) -> bool:
+    """Whether ``value`` is a list of at most ``limit`` items; else an ``INVALID_ARRAY_MAX_ITEMS`` problem (naming
+    the value when ``echo``)."""
+    if isinstance(value, list) and len(value) <= limit:
+        return True
+    p.bad("INVALID_ARRAY_MAX_ITEMS", description, field_, value if echo else None)
+    return False
+
+
 def _date_value(p: _Problems, value: Any, field_: str, description: str) -> date | None:
     if value is None:
         return None
@@ -429,13 +421,14 @@ def _date_value(p: _Problems, value: Any, field_: str, description: str) -> date
         return None
 
 
-class PayPalEmulator:
+class PayPalEmulator(Emulator):
     """Local PayPal on ``host:port`` (``port=0`` picks a free port); start with :meth:`start` or ``with``.
 
     One PayPal business account (``account_email``, ``business_name``) reachable with one REST app
     (``client_id`` / ``client_secret``, granted ``scopes``). Public attributes for tests: ``calls``
-    (``(method, path, status)``; 0 = closed without answer), ``count_429``, ``validation_failures``,
-    ``server_errors``, ``token_requests``, ``emails`` (notifications "sent" by ``/send``).
+    (``(method, path, status)``; 0 = closed without answer; the control API is not recorded),
+    ``count_429``, ``validation_failures``, ``server_errors``, ``token_requests``, ``emails``
+    (notifications "sent" by ``/send``).
 
     Keyword arguments: ``access_token_ttl`` (32,400 s, PayPal's ~9 h), ``rate_limit_per_minute``
     (300 Invoicing calls; PayPal publishes none), ``token_rate_limit_per_minute`` (60),
@@ -445,43 +438,46 @@ class PayPalEmulator:
     ``today`` (a callable giving the account's current date, for ``SCHEDULED`` invoices; UTC today).
     """
 
+    name = "paypal-emulator"
+    server_version = "PayPalEmulator/1.0"
+    fault_kinds = FAULT_KINDS
+    #: the control API is not part of the emulated service
+    record_admin_calls = False
+
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        client_id: str = "demo-client",
-        client_secret: str = "demo-secret",
         account_email: str = "billing@demo-business.example",
         business_name: str = "Demo Business",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        request_validator: RequestValidator | None = None,
+        client_id: str = "demo-client",
+        client_secret: str = "demo-secret",
         scopes: Iterable[str] = DEFAULT_SCOPES,
         access_token_ttl: float = 32400,
         rate_limit_per_minute: int = 300,
         token_rate_limit_per_minute: int = 60,
+        today: Callable[[], date] | None = None,
         retry_after: int = 1,
         search_lag_seconds: float = 0.0,
-        request_validator: Callable[[str, str, dict, dict, bytes], Any] | None = None,
         hang_seconds: float = 30.0,
         response_delay: float = 0.0,
-        today: Callable[[], date] | None = None,
         enforce_unique_numbers: bool = True,
-        on_step: Callable[[str, dict], Any] | None = None,
+        on_step: StepHook | None = None,
     ):
-        self.host = host
-        self.port = port
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.account_email = account_email
-        self.business_name = business_name
-        self.scopes = tuple(scopes)
-        self.access_token_ttl = access_token_ttl
-        self.rate_limit_per_minute = rate_limit_per_minute
-        self.token_rate_limit_per_minute = token_rate_limit_per_minute
-        self.retry_after = retry_after
+        self._init_sandbox(
+            host, port, hang_seconds=hang_seconds, response_delay=response_delay, request_validator=request_validator
+        )
+        self.client_id, self.client_secret, self.scopes = client_id, client_secret, tuple(scopes)
+        self.account_email, self.business_name = account_email, business_name
+        # limits (read on every call: tests change them on a running emulator)
+        self.rate_limit_per_minute, self.token_rate_limit_per_minute = (
+            rate_limit_per_minute,
+            token_rate_limit_per_minute,
+        )
+        self.access_token_ttl, self.retry_after = access_token_ttl, retry_after
         self.search_lag_seconds = search_lag_seconds
-        self.request_validator = request_validator
-        self.hang_seconds = hang_seconds
-        self.response_delay = response_delay
         self.today = today or (lambda: datetime.now(UTC).date())
         self.app_id = "APP-80W284485P519543T"
         #: ``False`` accepts a number already taken (tests that prove the broker never relies on
@@ -492,14 +488,9 @@ class PayPalEmulator:
         #: right there); ``invoice`` is a copy of the stored invoice (``{"id": ...}`` once deleted).
         #: May be set after :meth:`start`.
         self.on_step = on_step
-
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        # auth state survives reset_state()
+        # auth state survives reset_state(): access token -> (expires, scopes)
         self._tokens: dict[str, tuple[float, frozenset[str]]] = {}
-        self._token_minute: deque[float] = deque()
+        self._token_minute = Window(token_rate_limit_per_minute, 60.0)
         self.token_requests = 0
         self._init_state()
 
@@ -508,54 +499,17 @@ class PayPalEmulator:
         self._invoices: dict[str, dict] = {}
         self._created_at: dict[str, float] = {}
         self._seq = 0
-        self._minute: deque[float] = deque()
-        self._faults: deque[str | None] = deque()  # None = let one call through
-        self._targeted: dict[str, deque[str | None]] = {}  # operation name -> faults for that operation
+        self._minute = Window(self.rate_limit_per_minute, 60.0)
+        #: ``"stale_search"`` faults pending (they hit search calls only)
         self._stale_searches = 0
-        self.calls: list[tuple[str, str, int]] = []
-        self.count_429 = 0
-        self.validation_failures: list[str] = []
-        self.server_errors: list[str] = []
+        #: operations aimed at by faults, in the order they were first aimed at (for ``pending_faults``)
+        self._fault_operations: dict[str, None] = {}
+        self._init_records()
         self.emails: list[dict] = []
 
-    def start(self) -> PayPalEmulator:
-        """Bind and serve in a daemon thread; returns ``self``. Idempotent."""
-        if self._server is not None:
-            return self
-        self._stop.clear()
-        handler = type("PayPalEmulatorHandler", (_Handler,), {"emulator": self})
-        self._server = _Server((self.host, self.port), handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"paypal-emulator:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket (hanging fault handlers are woken up)."""
-        self._stop.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> PayPalEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321`` (the connector's ``api_url``)."""
-        return f"http://{self.host}:{self.port}"
+    def _new_fault_queue(self) -> FaultQueue:
+        # a fault aimed at an operation (``on=``) hits that operation's calls before any untargeted one
+        return FaultQueue(self.fault_kinds, targeted_first=True)
 
     # ------------------------------------------------------------------ test helpers
     def invoices(self) -> list[dict]:
@@ -581,17 +535,24 @@ class PayPalEmulator:
         ``"stale_search"`` is consumed by the next ``times`` *search* calls only: they answer as if no
         invoice were indexed yet (PayPal's search is not documented as read-after-write consistent).
         """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        self.faults.check(kind)
         if on is not None and on not in ROUTE_NAMES:
             raise ValueError(f"unknown operation {on!r}; known: {', '.join(ROUTE_NAMES)}")
         with self._lock:
-            if on is not None and kind != "stale_search":
-                self._targeted.setdefault(on, deque()).extend([None] * int(after) + [kind] * int(times))
-            elif kind == "stale_search":
+            if kind == "stale_search":
                 self._stale_searches += int(times)
-            else:
-                self._faults.extend([None] * int(after) + [kind] * int(times))
+                return
+            if on is not None:
+                self._fault_operations.setdefault(on, None)
+            self.faults.add(Fault(kind, operation=on, after=int(after)), times, after_each=False)
+
+    def _inject_from_admin(self, doc: dict[str, Any]) -> None:
+        """``POST /_emulator/faults``: ``{"kind", "times", "after", "on"}``."""
+        self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), after=int(doc.get("after", 0)), on=doc.get("on"))
+
+    def _pending_faults(self) -> list[Any]:
+        """The untargeted faults, each after ``None`` for every call it still lets through."""
+        return [k for f in self.faults.entries() if f.operation is None for k in [None] * f.after + [f.kind]]
 
     def expire_access_tokens(self) -> None:
         """Expire every issued access token now (next call gets 401 ``AUTHENTICATION_FAILURE``)."""
@@ -607,40 +568,22 @@ class PayPalEmulator:
         with self._lock:
             self._invoices[invoice_id]["status"] = status
 
-    def reset_state(self) -> None:
-        """Forget invoices, e-mails, rate windows, faults and records (tokens are kept)."""
-        with self._lock:
-            self._init_state()
-
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {
-                "calls": [list(c) for c in self.calls],
-                "call_count": len(self.calls),
-                "count_429": self.count_429,
-                "validation_failures": list(self.validation_failures),
-                "server_errors": list(self.server_errors),
-                "invoice_count": len(self._invoices),
-                "token_requests": self.token_requests,
-                "emails": len(self.emails),
-                "pending_faults": list(self._faults)
-                + ["stale_search"] * self._stale_searches
-                + [f"{kind}@{op}" for op, kinds in self._targeted.items() for kind in kinds if kind],
-            }
+            aimed = [f for f in self.faults.entries() if f.operation is not None]
+            targeted = [f"{f.kind}@{op}" for op in self._fault_operations for f in aimed if f.operation == op]
+            pending = self._pending_faults() + ["stale_search"] * self._stale_searches + targeted
+            counts = {"invoice_count": len(self._invoices), "token_requests": self.token_requests}
+            return super().stats() | counts | {"emails": len(self.emails), "pending_faults": pending}
 
     # ------------------------------------------------------------------ dispatch
-    def _handle(self, req: _Request) -> _Response:
+    def _handle(self, req: Request) -> Response:
         path = req.path.rstrip("/") or "/"
         if path.startswith("/_emulator"):
-            return self._control(req, path)
-        if self.request_validator is not None:
-            try:
-                self.request_validator(req.method, path, dict(req.query), dict(req.headers), req.body)
-            except Exception as exc:  # the request does not conform to the spec
-                message = f"{req.method} {path}: {type(exc).__name__}: {exc}"
-                with self._lock:
-                    self.validation_failures.append(message)
-                return _error("INVALID_REQUEST", [_detail("SPEC_VALIDATION", message[:2000])])
+            return self._admin(req, path)
+        message = self._invalid(req, path)
+        if message is not None:  # the request does not conform to the spec
+            return _error("INVALID_REQUEST", [_detail("SPEC_VALIDATION", message[:2000])])
         if path == "/v1/oauth2/token":
             if req.method != "POST":
                 return _error("METHOD_NOT_SUPPORTED", headers={"Allow": "POST"})
@@ -652,35 +595,33 @@ class PayPalEmulator:
             [_detail("INVALID_RESOURCE_ID", f"No emulated resource at {path}.", "path", path, "path")],
         )
 
+    def _internal_error(self) -> Response:
+        return _error("INTERNAL_SERVER_ERROR")
+
+    def _fault_throttled(self, fault: Fault) -> Response:  # noqa: ARG002 - the kit's signature
+        return _error("RATE_LIMIT_REACHED", headers={"Retry-After": str(self.retry_after)})
+
+    def _fault_status(self, status: int) -> Response:
+        return _error("SERVICE_UNAVAILABLE" if status == 503 else "INTERNAL_SERVER_ERROR")
+
+    def _throttled(self, window: Window, limit: int) -> Response | None:
+        """Count the call in ``window`` or answer ``RATE_LIMIT_REACHED``. Caller holds the lock."""
+        retry = self._throttle(window, limit)
+        return None if retry is None else _error("RATE_LIMIT_REACHED", headers={"Retry-After": str(retry)})
+
     # ------------------------------------------------------------------ OAuth2
-    def _token(self, req: _Request) -> _Response:
+    def _token(self, req: Request) -> Response:
+        """Client-credentials grant; the app authenticates with HTTP Basic only (form fields do not count)."""
         now = time.monotonic()
         with self._lock:
             self.token_requests += 1
-            while self._token_minute and now - self._token_minute[0] >= 60:
-                self._token_minute.popleft()
-            if len(self._token_minute) >= self.token_rate_limit_per_minute:
-                self.count_429 += 1
-                retry = max(1, math.ceil(60 - (now - self._token_minute[0])))
-                return _error("RATE_LIMIT_REACHED", headers={"Retry-After": str(retry)})
-            self._token_minute.append(now)
-        auth = req.headers.get("authorization", "")
-        client_id = client_secret = None
-        if auth.lower().startswith("basic "):
-            try:
-                client_id, _, client_secret = (
-                    base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8").partition(":")
-                )
-            except (binascii.Error, UnicodeDecodeError):
-                client_id = None
-        if (
-            client_id != self.client_id
-            or client_secret is None
-            or not secrets.compare_digest(client_secret, self.client_secret)
-        ):
+            limited = self._throttled(self._token_minute, self.token_rate_limit_per_minute)
+            if limited is not None:
+                return limited
+        credentials = client_credentials(req, {})
+        if credentials is None or not secret_ok(self.client_id, self.client_secret, *credentials):
             return _json(401, {"error": "invalid_client", "error_description": "Client Authentication failed"})
-        form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True).items()}
-        grant = form.get("grant_type")
+        grant = form_of(req.body).get("grant_type")
         if not grant:
             return _json(400, {"error": "unsupported_grant_type", "error_description": "Grant Type is NULL"})
         if grant != "client_credentials":
@@ -697,12 +638,12 @@ class PayPalEmulator:
                 "access_token": access,
                 "token_type": "Bearer",
                 "app_id": self.app_id,
-                "expires_in": int(math.ceil(self.access_token_ttl)),
+                "expires_in": math.ceil(self.access_token_ttl),
                 "nonce": f"{_stamp(_now())}{secrets.token_urlsafe(24)}",
             },
         )
 
-    def _authenticate(self, req: _Request) -> tuple[_Response | None, frozenset[str]]:
+    def _authenticate(self, req: Request) -> tuple[Response | None, frozenset[str]]:
         auth = req.headers.get("authorization", "")
         if not auth.startswith("Bearer "):
             return _error(
@@ -729,7 +670,7 @@ class PayPalEmulator:
         return not write and SCOPE_READ in scopes
 
     # ------------------------------------------------------------------ invoicing gate
-    def _invoicing(self, req: _Request, path: str) -> _Response:
+    def _invoicing(self, req: Request, path: str) -> Response:
         denied, scopes = self._authenticate(req)
         if denied is not None:
             return denied
@@ -751,51 +692,27 @@ class PayPalEmulator:
                     )
                 ],
             )
-        now = time.monotonic()
         with self._lock:
-            while self._minute and now - self._minute[0] >= 60:
-                self._minute.popleft()
-            if len(self._minute) >= self.rate_limit_per_minute:
-                self.count_429 += 1
-                retry = max(1, math.ceil(60 - (now - self._minute[0])))
-                return _error("RATE_LIMIT_REACHED", headers={"Retry-After": str(retry)})
-            self._minute.append(now)
-            targeted = self._targeted.get(operation)
-            if targeted:
-                fault = targeted.popleft()
-            else:
-                fault = self._faults.popleft() if self._faults else None
-        if fault in ("503", "500"):
-            return _error("SERVICE_UNAVAILABLE" if fault == "503" else "INTERNAL_SERVER_ERROR")
-        if fault == "429":
-            with self._lock:
-                self.count_429 += 1
-            return _error("RATE_LIMIT_REACHED", headers={"Retry-After": str(self.retry_after)})
-        if fault == "reset":
-            return _Response(0, action="reset")
-        if self.response_delay > 0:
-            self._stop.wait(self.response_delay)
+            limited = self._throttled(self._minute, self.rate_limit_per_minute)
+            if limited is not None:
+                return limited
+            fault = self._take_fault(req.method, path, operation)
+        answer = self._fault_answer(fault)
+        if answer is not None:
+            return answer
+        self._delay()
         with self._lock:
             resp = handler(req, ident) if ident is not None else handler(req)
             stored = None
             if self.on_step is not None and write and 200 <= resp.status < 300:
                 invoice_id = ident or self._id_of(resp)
                 stored = copy.deepcopy(self._invoices.get(invoice_id or "")) or {"id": invoice_id}
-        if stored is not None:
-            self.on_step(operation, stored)  # committed, not answered yet
-        if fault == "timeout_after_commit":
-            resp.action = "hang"
-        elif fault == "drop_after_commit":
-            resp.action = "drop"
-        return resp
+        return self._answer_processed(resp, fault, (operation, stored))
 
     @staticmethod
-    def _id_of(resp: _Response) -> str | None:
+    def _id_of(resp: Response) -> str | None:
         """The invoice id of a create's answer (the representation's ``id`` or the ``self`` link)."""
-        try:
-            body = json.loads(resp.body or b"null")
-        except ValueError:
-            return None
+        body = json_or_none(resp.body)
         if isinstance(body, dict):
             if body.get("id"):
                 return str(body["id"])
@@ -803,7 +720,7 @@ class PayPalEmulator:
                 return str(body["href"]).rstrip("/").rsplit("/", 1)[-1]
         return None
 
-    def _route_for(self, method: str, path: str) -> tuple[Callable[..., _Response], bool, str | None] | None:
+    def _route_for(self, method: str, path: str) -> tuple[Callable[..., Response], bool, str | None] | None:
         parts = path.split("/")[3:]  # after /v2/invoicing
         if parts == ["invoices"]:
             if method == "POST":
@@ -873,7 +790,7 @@ class PayPalEmulator:
                 return candidate
 
     # ------------------------------------------------------------------ create
-    def _parse(self, req: _Request) -> Any:
+    def _parse(self, req: Request) -> Any:
         try:
             return json.loads(req.body or b"null")
         except ValueError:
@@ -928,7 +845,8 @@ class PayPalEmulator:
         if currency is not None and _places(amount) > decimals_of(currency):
             p.bad(
                 "DECIMAL_PRECISION",
-                f"The value of the field should not have more than {decimals_of(currency)} decimal places for {currency}.",
+                f"The value of the field should not have more than {decimals_of(currency)} decimal places for "
+                f"{currency}.",
                 f"{field_}/value",
                 value,
             )
@@ -1049,44 +967,39 @@ class PayPalEmulator:
             )
         # recipients
         recipients = doc.get("primary_recipients")
-        if recipients is not None:
-            if not isinstance(recipients, list) or len(recipients) > 100:
-                p.bad(
-                    "INVALID_ARRAY_MAX_ITEMS",
-                    "The number of items in an array parameter is too large.",
-                    "/primary_recipients",
+        if recipients is not None and _array_ok(
+            p, recipients, 100, "/primary_recipients", "The number of items in an array parameter is too large."
+        ):
+            for i, rec in enumerate(recipients):
+                billing = (rec or {}).get("billing_info") if isinstance(rec, dict) else None
+                if not isinstance(billing, dict):
+                    continue
+                base = f"/primary_recipients/{i}/billing_info"
+                email = billing.get("email_address")
+                _length(
+                    p,
+                    email,
+                    f"{base}/email_address",
+                    254,
+                    "Email address length should be between 3 and 254.",
+                    minimum=3,
                 )
-            else:
-                for i, rec in enumerate(recipients):
-                    billing = (rec or {}).get("billing_info") if isinstance(rec, dict) else None
-                    if not isinstance(billing, dict):
-                        continue
-                    base = f"/primary_recipients/{i}/billing_info"
-                    email = billing.get("email_address")
-                    _length(
-                        p,
-                        email,
+                if isinstance(email, str) and not _EMAIL.match(email):
+                    p.bad("INVALID_PARAMETER_SYNTAX", "Email address is invalid.", f"{base}/email_address", email)
+                if isinstance(email, str) and email.lower() == self.account_email.lower():
+                    p.business(
+                        "CANNOT_INVOICE_SELF",
+                        "The recipient cannot be the invoicer.",
                         f"{base}/email_address",
-                        254,
-                        "Email address length should be between 3 and 254.",
-                        minimum=3,
+                        email,
                     )
-                    if isinstance(email, str) and not _EMAIL.match(email):
-                        p.bad("INVALID_PARAMETER_SYNTAX", "Email address is invalid.", f"{base}/email_address", email)
-                    if isinstance(email, str) and email.lower() == self.account_email.lower():
-                        p.business(
-                            "CANNOT_INVOICE_SELF",
-                            "The recipient cannot be the invoicer.",
-                            f"{base}/email_address",
-                            email,
-                        )
-                    _length(
-                        p,
-                        billing.get("business_name"),
-                        f"{base}/business_name",
-                        300,
-                        "Business name length should be less than 300 characters.",
-                    )
+                _length(
+                    p,
+                    billing.get("business_name"),
+                    f"{base}/business_name",
+                    300,
+                    "Business name length should be less than 300 characters.",
+                )
         # items
         items = doc.get("items")
         if not isinstance(items, list) or not items:
@@ -1144,7 +1057,8 @@ class PayPalEmulator:
                         if seen[0] != pct:
                             p.business(
                                 "TAX_NAME_RATE_MISMATCH",
-                                f"Tax name {tname!r} is used with the rates {seen[0]} and {pct}; a tax name can have only one rate on an invoice.",
+                                f"Tax name {tname!r} is used with the rates {seen[0]} and {pct}; a tax name can "
+                                "have only one rate on an invoice.",
                                 f"{base}/tax/percent",
                                 tax.get("percent"),
                             )
@@ -1213,14 +1127,14 @@ class PayPalEmulator:
                             currency,
                             lo=Decimal(0),
                         )
-            if amount.get("value") is not None:
-                if not isinstance(amount["value"], str) or not _NUMBER.match(amount["value"]):
-                    p.bad(
-                        "INVALID_PARAMETER_SYNTAX",
-                        "Amount value is invalid. Should be a numeric value.",
-                        "/amount/value",
-                        amount["value"],
-                    )
+            total_value = amount.get("value")
+            if total_value is not None and (not isinstance(total_value, str) or not _NUMBER.match(total_value)):
+                p.bad(
+                    "INVALID_PARAMETER_SYNTAX",
+                    "Amount value is invalid. Should be a numeric value.",
+                    "/amount/value",
+                    total_value,
+                )
         # uniqueness (case-insensitive, over every stored invoice incl. cancelled)
         number = detail.get("invoice_number")
         if isinstance(number, str) and number:
@@ -1231,9 +1145,9 @@ class PayPalEmulator:
                 )
         return currency
 
-    def _create(self, req: _Request) -> _Response:
+    def _create(self, req: Request) -> Response:
         doc = self._parse(req)
-        if isinstance(doc, _Response):
+        if isinstance(doc, Response):
             return doc
         p = _Problems()
         currency = self._validate_invoice(doc, p)
@@ -1298,7 +1212,8 @@ class PayPalEmulator:
             "last_update_time": _stamp(now),
             "last_updated_by": self.account_email,
             "created_by_flow": "REGULAR_SINGLE",
-            "recipient_view_url": f"https://www.sandbox.paypal.com/invoice/p/#{invoice_id.replace('INV2-', '').replace('-', '')}",
+            "recipient_view_url": "https://www.sandbox.paypal.com/invoice/p/#"
+            + invoice_id.replace("INV2-", "").replace("-", ""),
             "invoicer_view_url": f"https://www.sandbox.paypal.com/invoice/details/{invoice_id}",
         }
         invoicer = copy.deepcopy(doc.get("invoicer") or {})
@@ -1358,20 +1273,20 @@ class PayPalEmulator:
         return inv
 
     # ------------------------------------------------------------------ read
-    def _get(self, req: _Request, ident: str) -> _Response:
+    def _get(self, _req: Request, ident: str) -> Response:
         inv = self._invoices.get(ident)
         if inv is None:
             return self._not_found(ident)
         return _json(200, self._render(inv))
 
     @staticmethod
-    def _not_found(ident: str) -> _Response:
+    def _not_found(ident: str) -> Response:
         return _error(
             "RESOURCE_NOT_FOUND",
             [_detail("INVALID_RESOURCE_ID", "Requested resource ID was not found.", "invoice_id", ident, "path")],
         )
 
-    def _paging(self, req: _Request, p: _Problems) -> tuple[int, int, bool]:
+    def _paging(self, req: Request, p: _Problems) -> tuple[int, int, bool]:
         """``page`` (1–1000, default 1), ``page_size`` (1–100, default 20), ``total_required``; problems go to ``p``."""
         values = {"page": 1, "page_size": 20}
         for name, default, lo, hi in (("page", 1, 1, 1000), ("page_size", 20, 1, 100)):
@@ -1397,8 +1312,8 @@ class PayPalEmulator:
         return values["page"], values["page_size"], req.query.get("total_required", "false").lower() == "true"
 
     def _page(
-        self, req: _Request, matches: list[dict], page: int, page_size: int, total_required: bool, method: str
-    ) -> _Response:
+        self, req: Request, matches: list[dict], page: int, page_size: int, total_required: bool, method: str
+    ) -> Response:
         start = (page - 1) * page_size
         chunk = matches[start : start + page_size]
         base = f"{self.url}{req.path}"
@@ -1417,7 +1332,8 @@ class PayPalEmulator:
         if start + page_size < len(matches):
             links.append(
                 {
-                    "href": f"{base}?page={page + 1}&page_size={page_size}&total_required={str(total_required).lower()}",
+                    "href": f"{base}?page={page + 1}&page_size={page_size}"
+                    f"&total_required={str(total_required).lower()}",
                     "rel": "next",
                     "method": method,
                 }
@@ -1425,7 +1341,7 @@ class PayPalEmulator:
         body["links"] = links
         return _json(200, body)
 
-    def _list(self, req: _Request) -> _Response:
+    def _list(self, req: Request) -> Response:
         p = _Problems()
         paging = self._paging(req, p)
         bad = p.response()
@@ -1434,11 +1350,11 @@ class PayPalEmulator:
         newest_first = list(reversed(self._invoices.values()))
         return self._page(req, newest_first, *paging, method="GET")
 
-    def _search(self, req: _Request) -> _Response:
+    def _search(self, req: Request) -> Response:
         p = _Problems()
         paging = self._paging(req, p)
         doc = self._parse(req) if req.body else {}
-        if isinstance(doc, _Response):
+        if isinstance(doc, Response):
             return doc
         if doc is None:
             doc = {}
@@ -1459,14 +1375,8 @@ class PayPalEmulator:
                 p.bad("INVALID_STRING_MAX_LENGTH", "the value of a field is too long.", f"/{name}", doc[name])
         statuses = doc.get("status")
         if statuses is not None:
-            if not isinstance(statuses, list) or len(statuses) > 5:
-                p.bad(
-                    "INVALID_ARRAY_MAX_ITEMS",
-                    "the number of items in an array parameter is too large.",
-                    "/status",
-                    statuses,
-                )
-            elif any(s not in STATUSES for s in statuses):
+            too_many = "the number of items in an array parameter is too large."
+            if _array_ok(p, statuses, 5, "/status", too_many, echo=True) and any(s not in STATUSES for s in statuses):
                 p.bad(
                     "INVALID_PARAMETER_SYNTAX",
                     "the value of a field does not conform to the expected format.",
@@ -1544,7 +1454,7 @@ class PayPalEmulator:
             matches.append(inv)
         return self._page(req, matches, *paging, method="POST")
 
-    def _next_number(self, req: _Request) -> _Response:
+    def _next_number(self, _req: Request) -> Response:
         taken = self._taken()
         n = self._seq + 1
         while f"{n:04d}" in taken:
@@ -1552,14 +1462,14 @@ class PayPalEmulator:
         return _json(200, {"invoice_number": f"{n:04d}"})
 
     # ------------------------------------------------------------------ state changes
-    def _send(self, req: _Request, ident: str) -> _Response:
+    def _send(self, req: Request, ident: str) -> Response:
         inv = self._invoices.get(ident)
         if inv is None:
             return self._not_found(ident)
-        note = {}
+        note: dict[str, Any] = {}
         if req.body:
             parsed = self._parse(req)
-            if isinstance(parsed, _Response):
+            if isinstance(parsed, Response):
                 return parsed
             note = parsed or {}
             p = _Problems()
@@ -1615,7 +1525,7 @@ class PayPalEmulator:
             return _json(202, {"links": [{"href": self._href(ident), "rel": "self", "method": "GET"}]})
         return _json(200, {"href": meta["recipient_view_url"], "rel": "payer-view", "method": "GET"})
 
-    def _cancel(self, req: _Request, ident: str) -> _Response:
+    def _cancel(self, _req: Request, ident: str) -> Response:
         inv = self._invoices.get(ident)
         if inv is None:
             return self._not_found(ident)
@@ -1638,9 +1548,9 @@ class PayPalEmulator:
         inv["status"] = "CANCELLED"
         inv["detail"]["metadata"]["cancel_time"] = _stamp(_now())
         inv["detail"]["metadata"]["cancelled_by"] = self.account_email
-        return _Response(204)
+        return Response(204)
 
-    def _delete(self, req: _Request, ident: str) -> _Response:
+    def _delete(self, _req: Request, ident: str) -> Response:
         inv = self._invoices.get(ident)
         if inv is None:
             return self._not_found(ident)
@@ -1659,131 +1569,19 @@ class PayPalEmulator:
             )
         del self._invoices[ident]
         self._created_at.pop(ident, None)
-        return _Response(204)
+        return Response(204)
 
     # ------------------------------------------------------------------ control API
-    def _control(self, req: _Request, path: str) -> _Response:
-        route = (req.method, path)
-        if route == ("GET", "/_emulator/invoices"):
-            return _json(200, self.invoices())
-        if route == ("GET", "/_emulator/emails"):
-            with self._lock:
-                return _json(200, list(self.emails))
-        if route == ("GET", "/_emulator/stats"):
-            return _json(200, self.stats())
-        if route == ("POST", "/_emulator/faults"):
-            try:
-                doc = json.loads(req.body or b"{}")
-                self.inject_fault(
-                    str(doc["kind"]), int(doc.get("times", 1)), after=int(doc.get("after", 0)), on=doc.get("on")
-                )
-            except (ValueError, KeyError, TypeError) as exc:
-                return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
-            return _json(200, {"ok": True, "pending_faults": list(self._faults)})
-        if route == ("POST", "/_emulator/reset"):
-            self.reset_state()
-            return _json(200, {"ok": True})
-        if route == ("POST", "/_emulator/expire-tokens"):
-            self.expire_access_tokens()
-            return _json(200, {"ok": True})
-        return _json(404, {"error": f"unknown control route {req.method} {req.path}"})
+    def _admin_routes(self) -> dict[tuple[str, str], AdminRoute]:
+        return {
+            **super()._admin_routes(),
+            ("GET", "/_emulator/invoices"): lambda _req: _json(200, self.invoices()),
+            ("GET", "/_emulator/emails"): lambda _req: self._emails(),
+        }
 
-    def _record(self, method: str, path: str, status: int) -> None:
+    def _emails(self) -> Response:
         with self._lock:
-            self.calls.append((method, path, status))
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.reset_sockets: set[socket.socket] = set()
-        self._reset_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), which can block on reverse DNS
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), port
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._reset_lock:
-            reset = request in self.reset_sockets
-            self.reset_sockets.discard(request)
-        if reset:
-            self.close_request(request)  # SO_LINGER(1, 0) + close = RST
-            return
-        super().shutdown_request(request)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    emulator: PayPalEmulator
-    protocol_version = "HTTP/1.1"
-    server_version = "PayPalEmulator/1.0"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-    def _serve(self) -> None:
-        emu = self.emulator
-        split = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        body = self.rfile.read(length) if length > 0 else b""
-        if len(body) < length:
-            # the client went away in the middle of its request (e.g. a killed worker): like a real
-            # server, never act on a request whose body did not arrive whole
-            self.close_connection = True
-            return
-        req = _Request(self.command, split.path, self.path, query, headers, body)
-        try:
-            resp = emu._handle(req)
-        except Exception:  # an emulator bug: answer 500 and keep the traceback for tests
-            with emu._lock:
-                emu.server_errors.append(traceback.format_exc())
-            resp = _error("INTERNAL_SERVER_ERROR")
-        control = req.path.startswith("/_emulator")
-        if resp.action is not None:
-            emu._record(req.method, req.path, 0)
-            self.close_connection = True
-            if resp.action == "reset":
-                try:
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except OSError:
-                    pass
-                with self.server._reset_lock:  # type: ignore[attr-defined]
-                    self.server.reset_sockets.add(self.connection)  # type: ignore[attr-defined]
-            elif resp.action == "hang":
-                emu._stop.wait(emu.hang_seconds)
-            return
-        if not control:  # the control API is not part of the emulated service
-            emu._record(req.method, req.path, resp.status)
-        self.send_response(resp.status)
-        for name, value in resp.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(resp.body)))
-        if self.command != "HEAD" and resp.body:
-            self._headers_buffer.append(b"\r\n" + resp.body)  # type: ignore[attr-defined]
-            self.flush_headers()
-        else:
-            self.end_headers()
-
-    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _serve
+            return _json(200, list(self.emails))
 
 
 def serve(host: str = "127.0.0.1", port: int = 8766, *, spec_path: str | None = None, **kwargs: Any) -> None:
@@ -1796,22 +1594,21 @@ def serve(host: str = "127.0.0.1", port: int = 8766, *, spec_path: str | None = 
 
         kwargs["request_validator"] = make_request_validator(spec_path)
     emulator = PayPalEmulator(host=host, port=port, **kwargs).start()
-    print(f"PayPal emulator listening on {emulator.url}")
-    print(f"  api_url        : {emulator.url}")
-    print(f"  client_id      : {emulator.client_id}")
-    print(f"  client secret  : {emulator.client_secret}   (export PAYPAL_CLIENT_SECRET={emulator.client_secret})")
-    print(f"  account e-mail : {emulator.account_email}")
-    print(
-        f"  control API    : {emulator.url}/_emulator/stats | /_emulator/invoices | /_emulator/emails | POST /_emulator/faults | POST /_emulator/reset"
+    secret = emulator.client_secret
+    serve_until_interrupted(
+        emulator,
+        [
+            f"PayPal emulator listening on {emulator.url}",
+            f"  api_url        : {emulator.url}",
+            f"  client_id      : {emulator.client_id}",
+            f"  client secret  : {secret}   (export PAYPAL_CLIENT_SECRET={secret})",
+            f"  account e-mail : {emulator.account_email}",
+            (
+                f"  control API    : {emulator.url}/_emulator/stats | /_emulator/invoices | /_emulator/emails"
+                " | POST /_emulator/faults | POST /_emulator/reset"
+            ),
+        ],
     )
-    print("Press Ctrl-C to stop.", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopping", file=sys.stderr)
-    finally:
-        emulator.stop()
 
 
 if __name__ == "__main__":  # python -m connectors.paypal.emulator [port] [spec]

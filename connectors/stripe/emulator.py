@@ -44,7 +44,8 @@ tests kill a worker there), and the control API::
 
     GET  /_emulator/invoices   -> [invoice (all lines), ...]
     GET  /_emulator/customers | /_emulator/tax_rates | /_emulator/invoiceitems | /_emulator/emails
-    GET  /_emulator/stats      -> {"calls", "call_count", "count_429", "validation_failures", "server_errors", "invoice_count", ...}
+    GET  /_emulator/stats      -> {"calls", "call_count", "count_429", "validation_failures", "server_errors",
+                                   "invoice_count", ...}
     POST /_emulator/faults     {"kind": "503", "times": 1, "method": "POST", "path": "/v1/invoices/*/finalize"}
     POST /_emulator/reset
 """
@@ -58,21 +59,17 @@ import fnmatch
 import json
 import re
 import secrets
-import socket
-import socketserver
-import struct
-import sys
-import threading
 import time
-import traceback
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
+from connectors.sandbox import Emulator, ReplayCache
+from connectors.sandbox.emulator import AdminRoute, RequestValidator, StepHook, serve_until_interrupted
+from connectors.sandbox.faults import Fault
+from connectors.sandbox.http import Request, Response
+from connectors.sandbox.limits import Window, add_all, first_full
 from connectors.stripe.mapper import MAX_AMOUNT_MINOR, MAX_INVOICE_ITEMS, THREE_DECIMAL, decode_form
 
 DEFAULT_API_KEY = "sk_test_emulator_0000000000000000"
@@ -109,14 +106,8 @@ class StripeError(Exception):
         saved: bool = False,
     ):
         super().__init__(message)
-        self.status, self.message, self.type, self.code, self.param, self.saved = (
-            status,
-            message,
-            type_,
-            code,
-            param,
-            saved,
-        )
+        self.status, self.message, self.type = status, message, type_
+        self.code, self.param, self.saved = code, param, saved
 
     def body(self) -> dict:
         err: dict[str, Any] = {"message": self.message, "type": self.type}
@@ -157,33 +148,16 @@ def _missing(kind: str, ident: str, param: str) -> StripeError:
     )
 
 
-@dataclass
-class _Request:
-    method: str
-    path: str
-    raw_query: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class _Response:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    action: str | None = None  # None = send; "reset"; "drop"; "hang"
-
-
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, Decimal):
         return int(obj) if obj == obj.to_integral_value() else float(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Response:
+def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:
     h = {"Content-Type": "application/json", "Request-Id": _new_id("req_", 14)}
     h.update(headers or {})
-    return _Response(status, json.dumps(obj, default=_json_default, ensure_ascii=False).encode("utf-8"), h)
+    return Response(status, json.dumps(obj, default=_json_default, ensure_ascii=False).encode("utf-8"), h)
 
 
 def _int(value: Any, param: str, *, minimum: int | None = None) -> int:
@@ -233,7 +207,8 @@ def _metadata(raw: Any, current: dict[str, str] | None = None) -> dict[str, str]
         if len(value) > 500:
             raise StripeError(
                 400,
-                f"Metadata values can have up to 500 characters, but you passed in a value that is {len(value)} characters.",
+                "Metadata values can have up to 500 characters, but you passed in a value that is "
+                f"{len(value)} characters.",
                 param=f"metadata[{key}]",
             )
         if value == "":
@@ -243,7 +218,8 @@ def _metadata(raw: Any, current: dict[str, str] | None = None) -> dict[str, str]
     if len(result) > 50:
         raise StripeError(
             400,
-            "You can specify up to 50 keys, with key names up to 40 characters long and values up to 500 characters long.",
+            "You can specify up to 50 keys, with key names up to 40 characters long and values up to 500 "
+            "characters long.",
             param="metadata",
         )
     return result
@@ -253,32 +229,17 @@ def _round(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.reset_sockets: set[socket.socket] = set()
-        self._reset_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # no reverse-DNS getfqdn()
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), port
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._reset_lock:
-            reset = request in self.reset_sockets
-            self.reset_sockets.discard(request)
-        if reset:
-            self.close_request(request)
-            return
-        super().shutdown_request(request)
+def _rate_limited(retry_after: int) -> Response:
+    """Stripe's 429 ``rate_limit`` (``Retry-After`` seconds; retrying is safe)."""
+    err = StripeError(
+        429,
+        "Request rate limit exceeded. You can learn more about rate limits here https://stripe.com/docs/rate-limits.",
+        code="rate_limit",
+    )
+    return _json(429, err.body(), {"Retry-After": str(retry_after), "Stripe-Should-Retry": "true"})
 
 
-class StripeEmulator:
+class StripeEmulator(Emulator):
     """Local Stripe on ``host:port`` (``port=0`` picks a free one); ``start()``/``stop()`` or ``with``.
 
     Keyword arguments: ``api_keys`` (accepted secret keys, default :data:`DEFAULT_API_KEY`),
@@ -293,34 +254,35 @@ class StripeEmulator:
     with ``/send``), ``requests`` (``(method, path, idempotency key, decoded params)``).
     """
 
+    name = "stripe-emulator"
+    server_version = "StripeEmulator/1.0"
+    fault_kinds = FAULT_KINDS
+    http_methods = frozenset({"GET", "POST", "DELETE"})
+
     def __init__(
         self,
         *,
+        api_keys: tuple[str, ...] | list[str] = (DEFAULT_API_KEY,),
         host: str = "127.0.0.1",
         port: int = 0,
-        api_keys: tuple[str, ...] | list[str] = (DEFAULT_API_KEY,),
+        request_validator: RequestValidator | None = None,
+        hang_seconds: float = 30.0,
         livemode: bool = False,
+        default_currency: str = "eur",
         rate_limit_per_second: int = 25,
         search_rate_limit_per_second: int = 20,
         idempotency_ttl: float = 86400.0,
         search_delay: float = 0.0,
-        request_validator: Callable[[str, str, dict, dict, bytes], Any] | None = None,
-        hang_seconds: float = 30.0,
-        default_currency: str = "eur",
         customers: dict[str, dict[str, Any]] | None = None,
         connected_accounts: tuple[str, ...] | list[str] = (DEFAULT_CONNECTED_ACCOUNT,),
-        on_step: Callable[[str, dict], Any] | None = None,
+        on_step: StepHook | None = None,
     ):
-        self.host, self.port = host, port
+        self._init_sandbox(host, port, hang_seconds=hang_seconds, request_validator=request_validator)
         self.api_keys: dict[str, dict[str, Any]] = {k: {"expired": False} for k in api_keys}
-        self.livemode = livemode
-        self.rate_limit_per_second = rate_limit_per_second
-        self.search_rate_limit_per_second = search_rate_limit_per_second
-        self.idempotency_ttl = idempotency_ttl
-        self.search_delay = search_delay
-        self.request_validator = request_validator
-        self.hang_seconds = hang_seconds
-        self.default_currency = default_currency
+        self.livemode, self.default_currency = livemode, default_currency
+        # limits (read on every call: tests change them on a running emulator)
+        self.rate_limit_per_second, self.idempotency_ttl = rate_limit_per_second, idempotency_ttl
+        self.search_rate_limit_per_second, self.search_delay = search_rate_limit_per_second, search_delay
         self.seed_customers = {k: dict(v) for k, v in (customers or {}).items()}
         self.connected_accounts = frozenset(connected_accounts)
         #: Test hook ``on_step(step, obj)``: called after a write was executed and stored, before its
@@ -329,10 +291,6 @@ class StripeEmulator:
         #: ``send``, ``update``, ``delete``), ``obj`` the object answered. Not called for replays of
         #: an idempotency key nor for refused requests. May be set after :meth:`start`.
         self.on_step = on_step
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._init_state()
 
     # ------------------------------------------------------------------ lifecycle
@@ -342,56 +300,16 @@ class StripeEmulator:
         self._items: dict[str, dict] = {}
         self._invoices: dict[str, dict] = {}
         self._seq = 0  # creation order, for list ordering
-        self._idempotency: dict[str, dict] = {}
-        self._window: deque[float] = deque()
-        self._search_window: deque[float] = deque()
-        self._faults: deque[dict] = deque()
+        #: Idempotency-Key -> the saved answer (fingerprint: the endpoint and the decoded parameters)
+        self._idempotency = ReplayCache(self.idempotency_ttl)
+        self._window = Window(self.rate_limit_per_second, 1.0)
+        self._search_window = Window(self.search_rate_limit_per_second, 1.0)
         self._number_seq: dict[str, int] = {}
-        self.calls: list[tuple[str, str, int]] = []
+        self._init_records()
         self.requests: list[tuple[str, str, str | None, dict]] = []
-        self.count_429 = 0
-        self.validation_failures: list[str] = []
-        self.server_errors: list[str] = []
         self.emails: list[dict] = []
         for cid, fields in self.seed_customers.items():
             self._create_customer(dict(fields), cid)
-
-    def start(self) -> StripeEmulator:
-        if self._server is not None:
-            return self
-        self._stop.clear()
-        handler = type("StripeEmulatorHandler", (_Handler,), {"emulator": self})
-        self._server = _Server((self.host, self.port), handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"stripe-emulator:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> StripeEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL (``api_url`` of the connector settings)."""
-        return f"http://{self.host}:{self.port}"
 
     # ------------------------------------------------------------------ test helpers
     def invoices(self) -> list[dict]:
@@ -419,7 +337,7 @@ class StripeEmulator:
     ) -> str:
         """Create a customer directly (no HTTP); returns its id."""
         with self._lock:
-            return self._create_customer({"name": name, "email": email, **fields}, customer_id)["id"]
+            return str(self._create_customer({"name": name, "email": email, **fields}, customer_id)["id"])
 
     def add_pending_item(
         self, customer: str, amount: int, currency: str = "eur", description: str = "pending item"
@@ -427,7 +345,7 @@ class StripeEmulator:
         """A pending invoice item (not on any invoice) for ``customer``: the kind ``exclude`` must not sweep in."""
         with self._lock:
             item = self._new_item(customer, None, amount, currency, description, [], {}, None, None, 1)
-            return item["id"]
+            return str(item["id"])
 
     def inject_fault(
         self, kind: str, times: int = 1, *, method: str | None = None, path: str | None = None, after: int = 0
@@ -443,13 +361,11 @@ class StripeEmulator:
         as ``/v1/invoices/*/finalize``) restrict which requests the fault hits; ``after`` lets that many
         matching requests through first.
         """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
-        with self._lock:
-            for _ in range(int(times)):
-                self._faults.append(
-                    {"kind": kind, "method": method.upper() if method else None, "path": path, "after": int(after)}
-                )
+        self._add_fault(Fault(kind, method.upper() if method else None, path, after=int(after)), times)
+
+    def _inject_from_admin(self, doc: dict[str, Any]) -> None:
+        """``POST /_emulator/faults``: ``{"kind", "times", "method", "path"}``."""
+        self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), method=doc.get("method"), path=doc.get("path"))
 
     def forget_idempotency_keys(self) -> None:
         """Drop every saved idempotency key (as Stripe may once keys are 24 hours old)."""
@@ -464,97 +380,69 @@ class StripeEmulator:
     def expire_access_tokens(self) -> None:
         """Stripe has no access tokens (static API keys): nothing to expire. Kept for harness symmetry."""
 
-    def reset_state(self) -> None:
-        """Forget all objects, idempotency keys, windows, faults and records (API keys are kept)."""
-        with self._lock:
-            self._init_state()
-
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {
-                "calls": [list(c) for c in self.calls],
-                "call_count": len(self.calls),
-                "count_429": self.count_429,
-                "validation_failures": list(self.validation_failures),
-                "server_errors": list(self.server_errors),
-                "invoice_count": len(self._invoices),
-                "customer_count": len(self._customers),
-                "email_count": len(self.emails),
-                "pending_faults": [f["kind"] for f in self._faults],
-            }
+            counts = {"invoice_count": len(self._invoices), "customer_count": len(self._customers)}
+            return super().stats() | counts | {"email_count": len(self.emails)}
 
     # ------------------------------------------------------------------ dispatch
-    def _handle(self, req: _Request) -> _Response:
+    def _handle(self, req: Request) -> Response:
         path = req.path.rstrip("/") or "/"
         if path.startswith("/_emulator"):
-            return self._control(req, path)
+            return self._admin(req, path)
         if not path.startswith("/v1/"):
             return _json(404, StripeError(404, f"Unrecognized request URL ({req.method}: {path}).").body())
         denied = self._authenticate(req)
         if denied is not None:
             return denied
-        now = time.monotonic()
         with self._lock:
-            limited = self._admit(path, now)
+            limited = self._admit(path, time.monotonic())
             if limited is not None:
                 return limited
             fault = self._take_fault(req.method, path)
-        if fault == "429":
-            with self._lock:
-                self.count_429 += 1
-            err = StripeError(
-                429,
-                "Request rate limit exceeded. You can learn more about rate limits here "
-                "https://stripe.com/docs/rate-limits.",
-                code="rate_limit",
-            )
-            return _json(429, err.body(), {"Retry-After": "1", "Stripe-Should-Retry": "true"})
-        if fault in ("503", "500"):
-            status = int(fault)
-            err = StripeError(
-                status,
-                "An unknown error occurred" if status == 500 else "Stripe is temporarily unavailable.",
-                type_="api_error",
-            )
-            return _json(status, err.body(), {"Stripe-Should-Retry": "true"})
-        if fault == "reset":
-            return _Response(0, action="reset")
-        if self.request_validator is not None:
-            try:
-                self.request_validator(
-                    req.method, path, {}, dict(req.headers, **{"x-raw-query": req.raw_query}), req.body
-                )
-            except Exception as exc:  # any exception = the request does not conform
-                with self._lock:
-                    self.validation_failures.append(f"{req.method} {path}: {exc}")
-                return _json(400, StripeError(400, str(exc), param=getattr(exc, "param", None)).body())
+        answer = None if fault is None or fault.kind == "500_saved" else self._fault_answer(fault)
+        if answer is not None:
+            return answer
+        refused = self._refused(req, path)
+        if refused is not None:
+            return refused
         with self._lock:
             resp = self._idempotent(req, path, fault)
+        step = None
         if self.on_step is not None:
-            step = _step_name(req.method, path)
-            if step is not None and 200 <= resp.status < 300 and resp.headers.get("Idempotent-Replayed") != "true":
+            name = _step_name(req.method, path)
+            if name is not None and 200 <= resp.status < 300 and resp.headers.get("Idempotent-Replayed") != "true":
                 # executed and stored (not a replay, not refused); the answer is not written yet
-                self.on_step(step, json.loads(resp.body))
-        if fault == "timeout_after_commit":
-            resp.action = "hang"
-        elif fault == "drop_after_commit":
-            resp.action = "drop"
-        return resp
+                step = (name, json.loads(resp.body))
+        return self._answer_processed(resp, fault, step)
 
-    def _take_fault(self, method: str, path: str) -> str | None:
-        for i, fault in enumerate(self._faults):
-            if fault["method"] and fault["method"] != method:
-                continue
-            if fault["path"] and not fnmatch.fnmatchcase(path, fault["path"]):
-                continue
-            if fault.get("after", 0) > 0:
-                fault["after"] -= 1
-                return None
-            del self._faults[i]
-            return fault["kind"]
+    def _refused(self, req: Request, path: str) -> Response | None:
+        """The 400 of a request ``request_validator`` rejects (the body and the raw query are checked)."""
+        if self.request_validator is None:
+            return None
+        try:
+            self.request_validator(req.method, path, {}, dict(req.headers, **{"x-raw-query": req.raw_query}), req.body)
+        except Exception as exc:  # noqa: BLE001 - any exception = the request does not conform
+            with self._lock:
+                self.validation_failures.append(f"{req.method} {path}: {exc}")
+            return _json(400, StripeError(400, str(exc), param=getattr(exc, "param", None)).body())
         return None
 
-    def _authenticate(self, req: _Request) -> _Response | None:
+    def _internal_error(self) -> Response:
+        return _json(500, StripeError(500, "emulator error", type_="api_error").body())
+
+    def _fault_throttled(self, fault: Fault) -> Response:  # noqa: ARG002 - the kit's signature; Stripe says 1 s
+        return _rate_limited(1)
+
+    def _fault_status(self, status: int) -> Response:
+        err = StripeError(
+            status,
+            "An unknown error occurred" if status == 500 else "Stripe is temporarily unavailable.",
+            type_="api_error",
+        )
+        return _json(status, err.body(), {"Stripe-Should-Retry": "true"})
+
+    def _authenticate(self, req: Request) -> Response | None:
         auth = req.headers.get("authorization", "")
         key = None
         if auth.lower().startswith("bearer "):
@@ -593,29 +481,21 @@ class StripeEmulator:
             return _json(403, err.body())
         return None
 
-    def _admit(self, path: str, now: float) -> _Response | None:
-        windows = [(self._window, self.rate_limit_per_second)]
+    def _admit(self, path: str, now: float) -> Response | None:
+        """Count the call in the per-second windows (search calls in both) or return the 429. Caller holds the lock."""
+        self._window.limit = self.rate_limit_per_second
+        self._search_window.limit = self.search_rate_limit_per_second
+        windows = [("api", self._window)]
         if path.endswith("/search"):
-            windows.append((self._search_window, self.search_rate_limit_per_second))
-        for window, _ in windows:
-            while window and now - window[0] >= 1.0:
-                window.popleft()
-        for window, limit in windows:
-            if len(window) >= limit:
-                self.count_429 += 1
-                err = StripeError(
-                    429,
-                    "Request rate limit exceeded. You can learn more about rate limits here "
-                    "https://stripe.com/docs/rate-limits.",
-                    code="rate_limit",
-                )
-                retry = max(1, int(1.0 - (now - window[0]) + 0.999))
-                return _json(429, err.body(), {"Retry-After": str(retry), "Stripe-Should-Retry": "true"})
-        for window, _ in windows:
-            window.append(now)
+            windows.append(("search", self._search_window))
+        over = first_full(windows, now)
+        if over is not None:
+            self.count_429 += 1
+            return _rate_limited(max(1, int(over[1] + 0.999)))
+        add_all((window for _, window in windows), now)
         return None
 
-    def _idempotent(self, req: _Request, path: str, fault: str | None) -> _Response:
+    def _idempotent(self, req: Request, path: str, fault: Fault | None) -> Response:
         key = req.headers.get("idempotency-key") if req.method == "POST" else None
         try:
             params = decode_form(req.body or b"") if req.method in ("POST", "DELETE") else decode_form(req.raw_query)
@@ -630,21 +510,20 @@ class StripeEmulator:
                         400, f"Idempotency-Key must be at most 255 characters (got {len(key)})", param="Idempotency-Key"
                     ).body(),
                 )
-            now = time.monotonic()
-            for stale in [k for k, v in self._idempotency.items() if now - v["at"] >= self.idempotency_ttl]:
-                del self._idempotency[stale]
-            entry = self._idempotency.get(key)
-            if entry is not None:
-                if entry["endpoint"] != (req.method, path):
+            self._idempotency.ttl = self.idempotency_ttl
+            saved = self._idempotency.get(key)
+            if saved is not None:
+                endpoint, saved_params = saved.fingerprint
+                if endpoint != (req.method, path):
                     err = StripeError(
                         400,
                         f"Keys for idempotent requests can only be used for the same endpoint they were first used for "
-                        f"('{entry['endpoint'][0]} {entry['endpoint'][1]}' vs '{req.method} {path}'). Try using a key "
+                        f"('{endpoint[0]} {endpoint[1]}' vs '{req.method} {path}'). Try using a key "
                         f"other than '{key}' if you meant to execute a different request.",
                         type_="idempotency_error",
                     )
                     return _json(400, err.body())
-                if entry["params"] != params:
+                if saved_params != params:
                     err = StripeError(
                         400,
                         "Keys for idempotent requests can only be used with the same parameters they were first used "
@@ -652,9 +531,8 @@ class StripeEmulator:
                         type_="idempotency_error",
                     )
                     return _json(400, err.body())
-                headers = dict(entry["headers"], **{"Idempotent-Replayed": "true"})
-                return _Response(entry["status"], entry["body"], headers)
-        if fault == "500_saved":
+                return saved.response(**{"Idempotent-Replayed": "true"})
+        if fault is not None and fault.kind == "500_saved":
             err = StripeError(500, "An unknown error occurred", type_="api_error")
             resp = _json(500, err.body(), {"Stripe-Should-Retry": "false"})
         else:
@@ -665,18 +543,11 @@ class StripeEmulator:
                 resp = _json(exc.status, exc.body())
         resp.headers["Stripe-Version"] = req.headers.get("stripe-version", "2023-08-16")
         if key is not None and resp.status not in (400, 429):
-            self._idempotency[key] = {
-                "at": time.monotonic(),
-                "endpoint": (req.method, path),
-                "params": params,
-                "status": resp.status,
-                "body": resp.body,
-                "headers": dict(resp.headers),
-            }
+            self._idempotency.save(key, resp, fingerprint=((req.method, path), params))
         return resp
 
     # ------------------------------------------------------------------ routing
-    def _route(self, req: _Request, path: str, params: dict) -> tuple[int, Any]:
+    def _route(self, req: Request, path: str, params: dict) -> tuple[int, Any]:
         parts = [unquote(p) for p in path.split("/")[2:]]  # after "/v1"
         m = req.method
         head = parts[0] if parts else ""
@@ -772,7 +643,7 @@ class StripeEmulator:
         limit = _int(params.get("limit", "10"), "limit", minimum=1)
         if limit > 100:
             raise StripeError(
-                400, "This value must be less than or equal to 100 (it currently is '%d')" % limit, param="limit"
+                400, f"This value must be less than or equal to 100 (it currently is '{limit}')", param="limit"
             )
         rows = sorted(rows, key=lambda r: -r["_seq"])  # newest first
         if "starting_after" in params:
@@ -898,7 +769,7 @@ class StripeEmulator:
         prefix = params.get("invoice_prefix") or "".join(secrets.choice("ABCDEF0123456789") for _ in range(8))
         if not re.fullmatch(r"[A-Z0-9]{3,12}", prefix):
             raise StripeError(400, "Invoice prefix must be 3-12 uppercase letters or numbers", param="invoice_prefix")
-        cust = {
+        cust: dict[str, Any] = {
             "id": customer_id or _new_id("cus_", 14),
             "object": "customer",
             "address": None,
@@ -932,7 +803,7 @@ class StripeEmulator:
             raise StripeError(400, "Tax rate percentage must be between 0 and 100", param="percentage")
         if pct != pct.quantize(Decimal("0.0001")):
             raise StripeError(400, "Tax rate percentage can have at most 4 decimal places", param="percentage")
-        rate = {
+        rate: dict[str, Any] = {
             "id": _new_id("txr_"),
             "object": "tax_rate",
             "active": _bool(params.get("active", "true"), "active"),
@@ -968,7 +839,7 @@ class StripeEmulator:
         unit_amount_decimal: str | None,
         quantity: int,
     ) -> dict:
-        item = {
+        item: dict[str, Any] = {
             "id": _new_id("ii_"),
             "object": "invoiceitem",
             "amount": amount,
@@ -999,12 +870,17 @@ class StripeEmulator:
             self._touch(invoice)
         return item
 
-    def _create_item(self, params: dict) -> dict:
+    def _customer_param(self, params: dict) -> dict:
+        """The customer the required ``customer`` parameter names."""
         if "customer" not in params:
             raise StripeError(400, "Missing required param: customer.", code="parameter_missing", param="customer")
         customer = self._customers.get(params["customer"])
         if customer is None:
             raise _missing("customer", params["customer"], "customer")
+        return customer
+
+    def _create_item(self, params: dict) -> dict:
+        customer = self._customer_param(params)
         for unsupported in ("price", "price_data", "subscription", "discounts", "tax_code", "tax_behavior"):
             if unsupported in params:
                 raise StripeError(
@@ -1024,7 +900,8 @@ class StripeEmulator:
             if invoice["status"] != "draft":
                 raise StripeError(
                     400,
-                    f"You can only add invoice items to draft invoices; invoice {invoice['id']} is {invoice['status']}.",
+                    f"You can only add invoice items to draft invoices; invoice {invoice['id']} is "
+                    f"{invoice['status']}.",
                     code="invoice_not_editable",
                     param="invoice",
                 )
@@ -1073,7 +950,8 @@ class StripeEmulator:
                 raise StripeError(
                     400, f"Invalid decimal: {params['unit_amount_decimal']}", param="unit_amount_decimal"
                 ) from None
-            if not dec.is_finite() or -dec.as_tuple().exponent > 12:
+            exponent = dec.as_tuple().exponent
+            if not isinstance(exponent, int) or -exponent > 12:  # not finite, or more than 12 decimals
                 raise StripeError(
                     400, "unit_amount_decimal can have at most 12 decimal places", param="unit_amount_decimal"
                 )
@@ -1127,11 +1005,7 @@ class StripeEmulator:
 
     # ------------------------------------------------------------------ invoices
     def _create_invoice(self, params: dict) -> dict:
-        if "customer" not in params:
-            raise StripeError(400, "Missing required param: customer.", code="parameter_missing", param="customer")
-        customer = self._customers.get(params["customer"])
-        if customer is None:
-            raise _missing("customer", params["customer"], "customer")
+        customer = self._customer_param(params)
         for unsupported in (
             "subscription",
             "from_invoice",
@@ -1386,7 +1260,8 @@ class StripeEmulator:
         return line, taxes
 
     def _totals(self, inv: dict) -> dict:
-        lines, per_rate = [], {}
+        lines: list[dict] = []
+        per_rate: dict[tuple[str, bool], int] = {}
         subtotal = tax = exclusive = inclusive = 0
         for item_id in inv["_items"]:
             line, taxes = self._line(self._items[item_id])
@@ -1448,106 +1323,22 @@ class StripeEmulator:
         return out
 
     # ------------------------------------------------------------------ control API
-    def _control(self, req: _Request, path: str) -> _Response:
-        route = (req.method, path)
-        if route == ("GET", "/_emulator/invoices"):
-            return _json(200, self.invoices())
-        if route == ("GET", "/_emulator/customers"):
-            return _json(200, self.customers())
-        if route == ("GET", "/_emulator/tax_rates"):
-            return _json(200, self.tax_rates())
-        if route == ("GET", "/_emulator/invoiceitems"):
-            return _json(200, self.invoice_items())
-        if route == ("GET", "/_emulator/emails"):
-            with self._lock:
-                return _json(200, list(self.emails))
-        if route == ("GET", "/_emulator/stats"):
-            return _json(200, self.stats())
-        if route == ("POST", "/_emulator/faults"):
-            try:
-                doc = json.loads(req.body or b"{}")
-                self.inject_fault(
-                    str(doc["kind"]), int(doc.get("times", 1)), method=doc.get("method"), path=doc.get("path")
-                )
-            except (ValueError, KeyError, TypeError) as exc:
-                return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
-            return _json(200, {"ok": True, "pending_faults": [f["kind"] for f in self._faults]})
-        if route == ("POST", "/_emulator/reset"):
-            self.reset_state()
-            return _json(200, {"ok": True})
-        if route == ("POST", "/_emulator/expire-tokens"):
-            self.expire_access_tokens()
-            return _json(200, {"ok": True, "note": "Stripe uses static API keys; nothing to expire"})
-        return _json(404, {"error": f"unknown control route {req.method} {req.path}"})
+    def _admin_routes(self) -> dict[tuple[str, str], AdminRoute]:
+        return {
+            **super()._admin_routes(),
+            ("GET", "/_emulator/invoices"): lambda _req: _json(200, self.invoices()),
+            ("GET", "/_emulator/customers"): lambda _req: _json(200, self.customers()),
+            ("GET", "/_emulator/tax_rates"): lambda _req: _json(200, self.tax_rates()),
+            ("GET", "/_emulator/invoiceitems"): lambda _req: _json(200, self.invoice_items()),
+            ("GET", "/_emulator/emails"): lambda _req: self._emails(),
+            ("POST", "/_emulator/expire-tokens"): lambda _req: _json(
+                200, {"ok": True, "note": "Stripe uses static API keys; nothing to expire"}
+            ),
+        }
 
-    def _record(self, method: str, path: str, status: int) -> None:
+    def _emails(self) -> Response:
         with self._lock:
-            self.calls.append((method, path, status))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    emulator: StripeEmulator
-    protocol_version = "HTTP/1.1"
-    server_version = "StripeEmulator/1.0"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-    def _serve(self) -> None:
-        emu = self.emulator
-        split = urlsplit(self.path)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        body = self.rfile.read(length) if length > 0 else b""
-        if len(body) < length:
-            # the client went away in the middle of its request (e.g. a killed worker): like a real
-            # server, never act on a request whose body did not arrive whole
-            self.close_connection = True
-            return
-        req = _Request(self.command, split.path, split.query, headers, body)
-        try:
-            resp = emu._handle(req)
-        except Exception:
-            text = traceback.format_exc()
-            with emu._lock:
-                emu.server_errors.append(text)
-            resp = _json(500, StripeError(500, "emulator error", type_="api_error").body())
-        if resp.action is not None:
-            emu._record(req.method, req.path, 0)
-            self.close_connection = True
-            if resp.action == "reset":
-                try:
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except OSError:
-                    pass
-                with self.server._reset_lock:  # type: ignore[attr-defined]
-                    self.server.reset_sockets.add(self.connection)  # type: ignore[attr-defined]
-            elif resp.action == "hang":
-                emu._stop.wait(emu.hang_seconds)
-            return
-        emu._record(req.method, req.path, resp.status)
-        self.send_response(resp.status)
-        for name, value in resp.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(resp.body)))
-        if resp.body:
-            self._headers_buffer.append(b"\r\n" + resp.body)  # type: ignore[attr-defined]
-            self.flush_headers()
-        else:
-            self.end_headers()
-
-    do_GET = do_POST = do_DELETE = _serve
+            return _json(200, list(self.emails))
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, *, spec_path: str | None = None, **kwargs: Any) -> None:
@@ -1557,17 +1348,14 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, spec_path: str | None = Non
 
         kwargs["request_validator"] = make_request_validator(spec_path)
     emulator = StripeEmulator(host=host, port=port, **kwargs).start()
-    print(f"Stripe emulator listening on {emulator.url}")
-    print(f"  api_url    : {emulator.url}")
-    print(f"  secret key : {next(iter(emulator.api_keys))}   (export STRIPE_SECRET_KEY=...)")
-    print("Press Ctrl-C to stop.", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopping", file=sys.stderr)
-    finally:
-        emulator.stop()
+    serve_until_interrupted(
+        emulator,
+        [
+            f"Stripe emulator listening on {emulator.url}",
+            f"  api_url    : {emulator.url}",
+            f"  secret key : {next(iter(emulator.api_keys))}   (export STRIPE_SECRET_KEY=...)",
+        ],
+    )
 
 
 __all__ = ["DEFAULT_API_KEY", "FAULT_KINDS", "StripeEmulator", "StripeError", "serve"]

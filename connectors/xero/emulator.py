@@ -51,7 +51,8 @@ Test hooks: ``request_validator`` (see :mod:`connectors.xero.spec_check`), :meth
     GET  /_emulator/stats      -> {"calls": [[method, path, status], ...], "call_count", "count_429",
                                    "validation_failures": [...], "server_errors": [...], "invoice_count",
                                    "refresh_token_uses"}
-    POST /_emulator/faults     {"kind": "503", "times": 3}   (kinds: FAULT_KINDS; "429" answers Retry-After: fault_retry_after)
+    POST /_emulator/faults     {"kind": "503", "times": 3}   (kinds: FAULT_KINDS; "429" answers
+                               Retry-After: fault_retry_after)
     POST /_emulator/outage     {"seconds": 120, "tenant_id": "...", "status": 503}   (all calls of that
                                organisation, or of all when tenant_id is omitted, answer 503 until then)
     GET  /_emulator/credit-notes -> [credit note, ...]
@@ -62,32 +63,27 @@ Test hooks: ``request_validator`` (see :mod:`connectors.xero.spec_check`), :meth
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import hashlib
 import math
 import re
-import secrets
-import socket
-import socketserver
-import struct
-import sys
-import threading
 import time
-import traceback
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, ClassVar
+from urllib.parse import unquote
 
-from connectors.sdk.money import dumps, loads
+from connectors.sandbox import Emulator, ReplayCache, TokenHolder, Tokens
+from connectors.sandbox.emulator import AdminRoute, RequestValidator, serve_until_interrupted
+from connectors.sandbox.faults import Fault
+from connectors.sandbox.http import Request, Response, json_response, loads_decimal
+from connectors.sandbox.limits import Concurrency, Window, add_all, day_window, first_full
+from connectors.sandbox.oauth import INVALID_VERIFIER, LOOPBACK_REDIRECT, bearer, redirect_to, token_grant
+from connectors.sandbox.values import decimal_or_none
 
 DEFAULT_TENANT_ID = "00000000-0000-0000-0000-000000000001"
 PROVIDER_NAME = "Xero Emulator (maintenance-billing-broker)"
@@ -144,7 +140,7 @@ def demo_contacts(config_path: str | Path | None = None) -> dict[str, dict[str, 
                         client.get("name") or client["contact_id"]
                     )
         return seeded
-    except Exception:  # the seed is a convenience; never fail construction over it
+    except Exception:  # noqa: BLE001 - the seed is a convenience; never fail construction over it
         return {}
 
 
@@ -163,34 +159,9 @@ def _now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
-class _Request:
-    method: str
-    path: str
-    raw_target: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class _Response:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    #: None = send; "reset" = RST without response; "drop" = close without response; "hang" = wait, then drop
-    action: str | None = None
-
-
-def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Response:
-    h = {"Content-Type": "application/json; charset=utf-8"}
-    h.update(headers or {})
-    return _Response(status, dumps(obj), h)
-
-
-def _problem(status: int, title: str, detail: str) -> _Response:
+def _problem(status: int, title: str, detail: str) -> Response:
     """Xero's problem-details body for 401/403 (``{"Type": null, "Title", "Status", "Detail", ...}``)."""
-    return _json(
+    return json_response(
         status,
         {
             "Type": None,
@@ -203,19 +174,54 @@ def _problem(status: int, title: str, detail: str) -> _Response:
     )
 
 
-def _validation_exception(elements: list[dict], message: str = "A validation exception occurred") -> _Response:
+def _validation_exception(elements: list[dict], message: str = "A validation exception occurred") -> Response:
     """HTTP 400 with spec schema ``Error`` (``ErrorNumber``, ``Type``, ``Message``, ``Elements`` of ``Element``)."""
-    return _json(400, {"ErrorNumber": 10, "Type": "ValidationException", "Message": message, "Elements": elements})
+    return json_response(
+        400, {"ErrorNumber": 10, "Type": "ValidationException", "Message": message, "Elements": elements}
+    )
 
 
+def _post_data_invalid(message: str) -> Response:
+    """HTTP 400 ``PostDataInvalidException`` (a body Xero cannot read)."""
+    return json_response(400, {"ErrorNumber": 14, "Type": "PostDataInvalidException", "Message": message})
+
+
+def _where(rows: list[dict], where: str, fields: tuple[str, ...]) -> list[dict] | Response:
+    """``rows`` filtered by a ``where`` of ``Field == "value"`` terms joined by ``AND`` (``fields`` only),
+    or the 400 ``QueryParseException`` of a term the emulator does not support."""
+    where = where.strip()
+    if not where:
+        return rows
+    for term in re.split(r"\s+AND\s+", where, flags=re.IGNORECASE):
+        m = _WHERE_TERM.match(term)
+        if not m or m.group(1) not in fields:
+            return json_response(
+                400,
+                {
+                    "ErrorNumber": 16,
+                    "Type": "QueryParseException",
+                    "Message": f"where clause not supported by the emulator: {term!r}",
+                },
+            )
+        field_name, value = m.group(1), re.sub(r"\\(.)", r"\1", m.group(2))
+        rows = [r for r in rows if str(r.get(field_name, "")) == value]
+    return rows
+
+
+#: an element of a PUT: (as sent, the built object or None, its validation errors, what stores it or None)
+_Built = tuple[Any, dict | None, list[str], Callable[[], None] | None]
+#: stores a valid element and renders the answer: (as sent, built object, commit) -> rendered object
+_Store = Callable[[Any, dict, Callable[[], None]], dict]
+
+
+@dataclass
 class _TenantLimits:
-    def __init__(self) -> None:
-        self.minute: deque[float] = deque()
-        self.day: deque[float] = deque()
-        self.inflight = 0
+    minute: Window
+    day: Window
+    inflight: Concurrency
 
 
-class XeroEmulator:
+class XeroEmulator(TokenHolder, Emulator):
     """Local Xero on ``host:port`` (``port=0`` picks a free port); start with :meth:`start` or ``with``.
 
     State is in memory and per organisation (``tenant_ids``). Public attributes for tests:
@@ -236,20 +242,26 @@ class XeroEmulator:
     number, detail)`` with kinds ``invoice.created``, ``invoice.status``, ``creditnote.created``.
     """
 
+    name = "xero-emulator"
+    server_version = "XeroEmulator/1.0"
+    fault_kinds = FAULT_KINDS
+    #: a request whose body arrives cut off is still processed
+    drop_incomplete_bodies = False
+
     def __init__(
         self,
         *,
+        tenant_ids: Iterable[str] = (DEFAULT_TENANT_ID,),
         host: str = "127.0.0.1",
         port: int = 0,
         client_id: str = "demo-client",
         client_secret: str = "demo-secret",
         refresh_token: str = "demo-refresh-token",
-        tenant_ids: Iterable[str] = (DEFAULT_TENANT_ID,),
         rate_limit_per_minute: int = 60,
         daily_limit: int = 5000,
         max_concurrency: int = 5,
         access_token_ttl: float = 1800,
-        request_validator: Callable[[str, str, dict, dict, bytes], Any] | None = None,
+        request_validator: RequestValidator | None = None,
         app_rate_limit_per_minute: int = 10000,
         idempotency_ttl: float = 360,
         refresh_grace_seconds: float = 1800,
@@ -263,25 +275,18 @@ class XeroEmulator:
         enforce_unique_numbers: bool = True,
         on_invoice_created: Callable[[str, dict], Any] | None = None,
     ):
-        self.host = host
-        self.port = port
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.initial_refresh_token = refresh_token
+        self._init_sandbox(
+            host, port, hang_seconds=hang_seconds, response_delay=response_delay, request_validator=request_validator
+        )
+        self.client_id, self.client_secret = client_id, client_secret
         self.tenant_ids = tuple(tenant_ids)
-        self.rate_limit_per_minute = rate_limit_per_minute
-        self.daily_limit = daily_limit
-        self.max_concurrency = max_concurrency
-        self.access_token_ttl = access_token_ttl
-        self.request_validator = request_validator
-        self.app_rate_limit_per_minute = app_rate_limit_per_minute
+        # limits (read on every call: tests change them on a running emulator)
+        self.rate_limit_per_minute, self.daily_limit = rate_limit_per_minute, daily_limit
+        self.max_concurrency, self.app_rate_limit_per_minute = max_concurrency, app_rate_limit_per_minute
         self.idempotency_ttl = idempotency_ttl
-        self.refresh_grace_seconds = refresh_grace_seconds
         self.tax_rates = {k.upper(): Decimal(v) for k, v in (tax_rates or DEFAULT_TAX_RATES).items()}
         self.account_codes = None if account_codes is None else frozenset(account_codes)
         self.base_currency = base_currency
-        self.hang_seconds = hang_seconds
-        self.response_delay = response_delay
         #: Length of the sliding window ``rate_limit_per_minute`` counts over (60 s as in Xero;
         #: scaled-down throttling tests use e.g. 20 calls per 10 s).
         self.rate_limit_window_seconds = float(rate_limit_window_seconds)
@@ -296,27 +301,26 @@ class XeroEmulator:
         self.scopes = "offline_access accounting.transactions accounting.contacts"
         #: ``Retry-After`` seconds of an injected ``"429"`` fault.
         self.fault_retry_after = 1
-        self._auth_codes: dict[str, dict] = {}
         self.seed_contacts = demo_contacts() if contacts is None else {t: dict(c) for t, c in contacts.items()}
-
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         # auth state survives reset_state()
-        self._access_tokens: dict[str, float] = {}
-        self._refresh_tokens: dict[str, float | None] = {refresh_token: None}
-        self.refresh_token_uses: list[str] = []
+        self.tokens = Tokens(refresh_token, access_token_ttl, refresh_grace_seconds)
         self._init_state()
 
     # ------------------------------------------------------------------ lifecycle
     def _init_state(self) -> None:
         self._invoices: dict[str, dict[str, dict]] = {t: {} for t in self.tenant_ids}
         self._contacts: dict[str, dict[str, dict]] = {t: {} for t in self.tenant_ids}
-        self._idempotency: dict[tuple[str, str], dict] = {}
-        self._limits: dict[str, _TenantLimits] = {t: _TenantLimits() for t in self.tenant_ids}
-        self._app_minute: deque[float] = deque()
-        self._faults: deque[str] = deque()
+        #: ``(tenant, Idempotency-Key)`` -> the saved answer
+        self._idempotency = ReplayCache(self.idempotency_ttl)
+        self._limits: dict[str, _TenantLimits] = {
+            t: _TenantLimits(
+                Window(self.rate_limit_per_minute, self.rate_limit_window_seconds),
+                day_window(self.daily_limit),
+                Concurrency(self.max_concurrency),
+            )
+            for t in self.tenant_ids
+        }
+        self._app_minute = Window(self.app_rate_limit_per_minute, 60.0)
         self._number_seq: dict[str, int] = dict.fromkeys(self.tenant_ids, 0)
         self._credit_notes: dict[str, dict[str, dict]] = {t: {} for t in self.tenant_ids}
         self._cn_seq: dict[str, int] = dict.fromkeys(self.tenant_ids, 0)
@@ -326,74 +330,32 @@ class XeroEmulator:
             if tenant in self._contacts:
                 for contact_id, name in seeded.items():
                     self._new_contact(tenant, {"Name": name}, contact_id=contact_id)
-        self.calls: list[tuple[str, str, int]] = []
-        self.count_429 = 0
-        self.validation_failures: list[str] = []
-        self.server_errors: list[str] = []
-
-    def start(self) -> XeroEmulator:
-        """Bind and serve in a daemon thread; returns ``self``. Idempotent."""
-        if self._server is not None:
-            return self
-        self._stop.clear()
-        handler = type("XeroEmulatorHandler", (_Handler,), {"emulator": self})
-        self._server = _Server((self.host, self.port), handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"xero-emulator:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the listening socket (hanging fault handlers are woken up)."""
-        self._stop.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> XeroEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321`` (use it as both ``api_url`` and ``identity_url``)."""
-        return f"http://{self.host}:{self.port}"
+        self._init_records()
 
     # ------------------------------------------------------------------ test helpers
+    def _copies(self, store: dict[str, dict[str, dict]], tenant_id: str | None) -> list[dict]:
+        """Deep copies of the objects of one organisation (``tenant_id``) or of all of them."""
+        with self._lock:
+            tenants = [tenant_id] if tenant_id is not None else list(store)
+            return [copy.deepcopy(obj) for t in tenants for obj in store.get(t, {}).values()]
+
     def invoices(self, tenant_id: str | None = None) -> list[dict]:
         """Deep copies of the stored invoices (Xero JSON shape, Decimal amounts) of one or all organisations."""
-        with self._lock:
-            tenants = [tenant_id] if tenant_id is not None else list(self._invoices)
-            return [copy.deepcopy(inv) for t in tenants for inv in self._invoices.get(t, {}).values()]
+        return self._copies(self._invoices, tenant_id)
 
     def contacts(self, tenant_id: str | None = None) -> list[dict]:
         """Deep copies of the stored contacts of one or all organisations."""
-        with self._lock:
-            tenants = [tenant_id] if tenant_id is not None else list(self._contacts)
-            return [copy.deepcopy(c) for t in tenants for c in self._contacts.get(t, {}).values()]
+        return self._copies(self._contacts, tenant_id)
 
     def add_contact(self, name: str, tenant_id: str | None = None, contact_id: str | None = None, **fields: Any) -> str:
         """Create a contact directly (no HTTP) and return its ``ContactID`` (``contact_id`` to choose it)."""
         tenant = tenant_id or self.tenant_ids[0]
         with self._lock:
-            return self._new_contact(tenant, {"Name": name, **fields}, contact_id=contact_id)["ContactID"]
+            return str(self._new_contact(tenant, {"Name": name, **fields}, contact_id=contact_id)["ContactID"])
 
     def credit_notes(self, tenant_id: str | None = None) -> list[dict]:
         """Deep copies of the stored credit notes of one or all organisations."""
-        with self._lock:
-            tenants = [tenant_id] if tenant_id is not None else list(self._credit_notes)
-            return [copy.deepcopy(cn) for t in tenants for cn in self._credit_notes.get(t, {}).values()]
+        return self._copies(self._credit_notes, tenant_id)
 
     def outage(self, seconds: float, tenant_id: str | None = None, status: int = 503) -> None:
         """Every Accounting call of ``tenant_id`` (all organisations when ``None``) answers ``status``
@@ -413,115 +375,64 @@ class XeroEmulator:
         then keeps the socket open ``hang_seconds`` without answering and closes it;
         ``"drop_after_commit"`` processes, then closes the connection without answering.
         """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
-        with self._lock:
-            self._faults.extend([kind] * int(times))
-
-    def expire_access_tokens(self) -> None:
-        """Expire every issued access token now (next call gets 401 ``TokenExpired``)."""
-        with self._lock:
-            past = time.monotonic() - 1
-            for token in self._access_tokens:
-                self._access_tokens[token] = past
-
-    @property
-    def current_refresh_token(self) -> str:
-        """The newest refresh token issued (the initial one before any refresh)."""
-        with self._lock:
-            return next(reversed(self._refresh_tokens))
-
-    def reset_state(self) -> None:
-        """Forget invoices, contacts, idempotency cache, rate windows, faults and records (tokens are kept)."""
-        with self._lock:
-            self._init_state()
+        self._add_fault(Fault(kind), times)
 
     def stats(self) -> dict[str, Any]:
         """Snapshot served by ``GET /_emulator/stats``."""
         with self._lock:
             return {
-                "calls": [list(c) for c in self.calls],
-                "call_count": len(self.calls),
-                "count_429": self.count_429,
-                "validation_failures": list(self.validation_failures),
-                "server_errors": list(self.server_errors),
+                **super().stats(),
                 "invoice_count": sum(len(v) for v in self._invoices.values()),
                 "refresh_token_uses": len(self.refresh_token_uses),
-                "pending_faults": list(self._faults),
             }
 
     # ------------------------------------------------------------------ dispatch
-    def _handle(self, req: _Request) -> _Response:
-        path = req.path
-        lower = path.rstrip("/").lower() or "/"
+    def _handle(self, req: Request) -> Response:
+        lower = req.path.rstrip("/").lower() or "/"
         if lower.startswith("/_emulator"):
-            return self._control(req, lower)
-        if self.request_validator is not None:
-            try:
-                self.request_validator(req.method, path, dict(req.query), dict(req.headers), req.body)
-            except Exception as exc:  # any exception = the request does not conform
-                message = f"{req.method} {path}: {type(exc).__name__}: {exc}"
-                with self._lock:
-                    self.validation_failures.append(message)
-                return _json(400, {"ErrorNumber": 14, "Type": "PostDataInvalidException", "Message": message})
-        if lower == "/identity/connect/authorize":
-            return self._authorize(req)
-        if lower == "/connect/token":
-            if req.method != "POST":
-                return _json(405, {"error": "method_not_allowed"}, {"Allow": "POST"})
-            return self._token(req)
-        if lower == "/connections":
-            denied = self._authenticate(req)
-            if denied is not None:
-                return denied
-            if req.method != "GET":
-                return _json(405, {"Title": "Method Not Allowed", "Status": 405})
-            return self._connections()
+            return self._admin(req, lower)
+        message = self._invalid(req)
+        if message is not None:  # the request does not conform to the official spec
+            return _post_data_invalid(message)
         if lower.startswith("/api.xro/2.0/"):
             return self._accounting(req, lower[len("/api.xro/2.0/") :])
-        return _json(404, {"Title": "Not Found", "Status": 404, "Detail": f"no emulated resource at {path}"})
+        identity = {
+            "/identity/connect/authorize": self._authorize,
+            "/connect/token": self._token,
+            "/connections": self._connections,
+        }.get(lower)
+        if identity is not None:
+            return identity(req)
+        return json_response(
+            404, {"Title": "Not Found", "Status": 404, "Detail": f"no emulated resource at {req.path}"}
+        )
+
+    def _internal_error(self) -> Response:
+        return json_response(500, {"Title": "Internal Server Error", "Status": 500, "Detail": "emulator error"})
+
+    def _fault_status(self, status: int) -> Response:
+        title = "Service Unavailable" if status == 503 else "Internal Server Error"
+        return json_response(status, {"Title": title, "Status": status})
 
     # ------------------------------------------------------------------ identity
-    def _token(self, req: _Request) -> _Response:
-        form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True).items()}
-        client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        auth = req.headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
-                client_id, _, client_secret = decoded.partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                return _json(400, {"error": "invalid_client"})
-        if (
-            client_id != self.client_id
-            or client_secret is None
-            or not secrets.compare_digest(client_secret, self.client_secret)
-        ):
-            return _json(400, {"error": "invalid_client"})
-        if form.get("grant_type") == "authorization_code":
-            return self._code_grant(form)
-        if form.get("grant_type") != "refresh_token":
-            return _json(400, {"error": "unsupported_grant_type"})
-        presented = form.get("refresh_token", "")
-        now = time.monotonic()
+    def _token(self, req: Request) -> Response:
+        """Refresh-token grant (rotating: the presented token stays usable for the grace period) or
+        authorization-code grant (single-use code, same ``redirect_uri``, PKCE verifier checked); every
+        error is a 400."""
+        if req.method != "POST":
+            return json_response(405, {"error": "method_not_allowed"}, {"Allow": "POST"})
         with self._lock:
-            self.refresh_token_uses.append(presented)
-            if presented not in self._refresh_tokens:
-                return _json(400, {"error": "invalid_grant"})
-            valid_until = self._refresh_tokens[presented]
-            if valid_until is not None and now >= valid_until:
-                return _json(400, {"error": "invalid_grant"})
-            # rotate: the presented token stays usable for the grace period
-            self._refresh_tokens[presented] = now + self.refresh_grace_seconds if valid_until is None else valid_until
-            new_refresh = "emu-rt-" + secrets.token_hex(16)
-            self._refresh_tokens[new_refresh] = None
-            access = "emu-at-" + secrets.token_hex(20)
-            self._access_tokens[access] = now + self.access_token_ttl
-        return _json(
+            outcome = token_grant(self.tokens, req, self.client_id, self.client_secret)
+        if outcome == INVALID_VERIFIER:
+            return json_response(400, {"error": "invalid_grant", "error_description": "code_verifier does not match"})
+        if isinstance(outcome, str):
+            return json_response(400, {"error": outcome})
+        access, new_refresh = outcome
+        return json_response(
             200,
             {
                 "access_token": access,
-                "expires_in": int(math.ceil(self.access_token_ttl)),
+                "expires_in": math.ceil(self.access_token_ttl),
                 "token_type": "Bearer",
                 "refresh_token": new_refresh,
                 "scope": self.scopes,
@@ -529,77 +440,32 @@ class XeroEmulator:
             {"Cache-Control": "no-store"},
         )
 
-    def _authorize(self, req: _Request) -> _Response:
+    def _authorize(self, req: Request) -> Response:
         """``GET /identity/connect/authorize`` (login.xero.com): the user consents at once; 302 to the
         loopback ``redirect_uri`` with ``code`` and ``state``. PKCE ``code_challenge`` (S256) is kept."""
         q = req.query
         if q.get("client_id") != self.client_id:
-            return _json(400, {"error": "unauthorized_client"})
+            return json_response(400, {"error": "unauthorized_client"})
         redirect = q.get("redirect_uri", "")
-        if q.get("response_type") != "code" or not re.match(
-            r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect
-        ):
-            return _json(
+        if q.get("response_type") != "code" or not LOOPBACK_REDIRECT.match(redirect):
+            return json_response(
                 400,
                 {
                     "error": "invalid_request",
                     "error_description": "response_type=code and a loopback redirect_uri are required",
                 },
             )
-        code = "emu-code-" + secrets.token_hex(12)
         with self._lock:
-            self._auth_codes[code] = {
-                "redirect_uri": redirect,
-                "challenge": q.get("code_challenge"),
-                "expires": time.monotonic() + 300,
-            }
-        sep = "&" if "?" in redirect else "?"
-        state = q.get("state", "")
-        from urllib.parse import urlencode
+            code = self.tokens.issue_code(redirect, q.get("code_challenge"))
+        return redirect_to(redirect, code=code, state=q.get("state", ""))
 
-        return _Response(302, b"", {"Location": f"{redirect}{sep}{urlencode({'code': code, 'state': state})}"})
-
-    def _code_grant(self, form: dict[str, str]) -> _Response:
-        """``grant_type=authorization_code``: single-use code, same ``redirect_uri``, PKCE verifier checked."""
-        with self._lock:
-            entry = self._auth_codes.pop(form.get("code", ""), None)
-            if (
-                entry is None
-                or time.monotonic() > entry["expires"]
-                or entry["redirect_uri"] != form.get("redirect_uri")
-            ):
-                return _json(400, {"error": "invalid_grant"})
-            if entry["challenge"]:
-                verifier = form.get("code_verifier", "")
-                digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-                if not secrets.compare_digest(digest, entry["challenge"]):
-                    return _json(400, {"error": "invalid_grant", "error_description": "code_verifier does not match"})
-            now = time.monotonic()
-            new_refresh = "emu-rt-" + secrets.token_hex(16)
-            self._refresh_tokens[new_refresh] = None
-            access = "emu-at-" + secrets.token_hex(20)
-            self._access_tokens[access] = now + self.access_token_ttl
-        return _json(
-            200,
-            {
-                "access_token": access,
-                "expires_in": int(math.ceil(self.access_token_ttl)),
-                "token_type": "Bearer",
-                "refresh_token": new_refresh,
-                "scope": self.scopes,
-            },
-            {"Cache-Control": "no-store"},
-        )
-
-    def _authenticate(self, req: _Request) -> _Response | None:
-        auth = req.headers.get("authorization", "")
-        if not auth.lower().startswith("bearer "):
+    def _authenticate(self, req: Request) -> Response | None:
+        if not req.headers.get("authorization", "").lower().startswith("bearer "):
             resp = _problem(401, "Unauthorized", "AuthenticationUnsuccessful")
             resp.headers["WWW-Authenticate"] = 'Bearer realm="api.xero.com"'
             return resp
-        token = auth[7:].strip()
         with self._lock:
-            expires = self._access_tokens.get(token)
+            expires = self.tokens.expiry(bearer(req))
         if expires is None:
             resp = _problem(401, "Unauthorized", "AuthenticationUnsuccessful")
             resp.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
@@ -611,9 +477,14 @@ class XeroEmulator:
             return resp
         return None
 
-    def _connections(self) -> _Response:
+    def _connections(self, req: Request) -> Response:
+        denied = self._authenticate(req)
+        if denied is not None:
+            return denied
+        if req.method != "GET":
+            return json_response(405, {"Title": "Method Not Allowed", "Status": 405})
         stamp = "2024-01-01T00:00:00.0000000"
-        return _json(
+        return json_response(
             200,
             [
                 {
@@ -638,40 +509,33 @@ class XeroEmulator:
             "X-AppMinLimit-Remaining": str(max(0, self.app_rate_limit_per_minute - len(self._app_minute))),
         }
 
-    def _admit(self, tenant: str) -> _Response | None:
+    def _too_many(self, tenant: str, problem: str, retry_after: str) -> Response:
+        headers = self._limit_headers(tenant)
+        headers.update({"Retry-After": retry_after, "X-Rate-Limit-Problem": problem})
+        return json_response(
+            429, {"Title": "Too Many Requests", "Status": 429, "Detail": f"rate limit exceeded: {problem}"}, headers
+        )
+
+    def _admit(self, tenant: str) -> Response | None:
         """Count the call against the limits or return the 429. Caller holds the lock."""
         now = time.monotonic()
         lim = self._limits[tenant]
-        for window, span in (
-            (lim.minute, self.rate_limit_window_seconds),
-            (lim.day, 86400.0),
-            (self._app_minute, 60.0),
-        ):
-            while window and now - window[0] >= span:
-                window.popleft()
-        problem, retry = None, 0.0
-        if len(lim.day) >= self.daily_limit:
-            problem, retry = "day", 86400.0 - (now - lim.day[0])
-        elif len(lim.minute) >= self.rate_limit_per_minute:
-            problem, retry = "minute", self.rate_limit_window_seconds - (now - lim.minute[0])
-        elif len(self._app_minute) >= self.app_rate_limit_per_minute:
-            problem, retry = "appminute", 60.0 - (now - self._app_minute[0])
-        elif lim.inflight >= self.max_concurrency:
-            problem, retry = "concurrent", 1.0
-        if problem is not None:
+        # the limits are attributes tests change on a running emulator
+        lim.minute.limit, lim.minute.span = self.rate_limit_per_minute, self.rate_limit_window_seconds
+        lim.day.limit, self._app_minute.limit = self.daily_limit, self.app_rate_limit_per_minute
+        lim.inflight.limit = self.max_concurrency
+        over = first_full((("day", lim.day), ("minute", lim.minute), ("appminute", self._app_minute)), now)
+        if over is None and lim.inflight.full():
+            over = ("concurrent", 1.0)
+        if over is not None:
             self.count_429 += 1
-            headers = self._limit_headers(tenant)
-            headers.update({"Retry-After": str(max(1, math.ceil(retry))), "X-Rate-Limit-Problem": problem})
-            return _json(
-                429, {"Title": "Too Many Requests", "Status": 429, "Detail": f"rate limit exceeded: {problem}"}, headers
-            )
-        lim.minute.append(now)
-        lim.day.append(now)
-        self._app_minute.append(now)
-        lim.inflight += 1
+            problem, retry = over
+            return self._too_many(tenant, problem, str(max(1, math.ceil(retry))))
+        add_all((lim.minute, lim.day, self._app_minute), now)
+        lim.inflight.enter()
         return None
 
-    def _accounting(self, req: _Request, resource: str) -> _Response:
+    def _accounting(self, req: Request, resource: str) -> Response:
         denied = self._authenticate(req)
         if denied is not None:
             return denied
@@ -682,7 +546,7 @@ class XeroEmulator:
             down = self._outages.get(tenant) or self._outages.get("*")
             if down is not None and time.monotonic() < down[0]:
                 status = down[1]
-                return _json(
+                return json_response(
                     status,
                     {
                         "Title": "Service Unavailable" if status == 503 else "Error",
@@ -694,38 +558,24 @@ class XeroEmulator:
             limited = self._admit(tenant)
             if limited is not None:
                 return limited
-            fault = self._faults.popleft() if self._faults else None
+            fault = self._take_fault()
         try:
-            if fault == "429":
+            if fault is not None and fault.kind == "429":  # Xero's 429 carries the organisation's limits
                 with self._lock:
                     self.count_429 += 1
-                    headers = self._limit_headers(tenant)
-                headers.update({"Retry-After": str(self.fault_retry_after), "X-Rate-Limit-Problem": "minute"})
-                return _json(
-                    429, {"Title": "Too Many Requests", "Status": 429, "Detail": "rate limit exceeded: minute"}, headers
-                )
-            if fault in ("503", "500"):
-                status = int(fault)
-                return _json(
-                    status,
-                    {"Title": "Service Unavailable" if status == 503 else "Internal Server Error", "Status": status},
-                )
-            if fault == "reset":
-                return _Response(0, action="reset")
-            if self.response_delay > 0:
-                self._stop.wait(self.response_delay)
+                    return self._too_many(tenant, "minute", str(self.fault_retry_after))
+            answer = self._fault_answer(fault)
+            if answer is not None:
+                return answer
+            self._delay()
             with self._lock:
                 resp = self._idempotent(req, tenant, resource)
-            if fault == "timeout_after_commit":
-                resp.action = "hang"
-            elif fault == "drop_after_commit":
-                resp.action = "drop"
-            return resp
+            return self._answer_processed(resp, fault)
         finally:
             with self._lock:
-                self._limits[tenant].inflight -= 1
+                self._limits[tenant].inflight.leave()
 
-    def _idempotent(self, req: _Request, tenant: str, resource: str) -> _Response:
+    def _idempotent(self, req: Request, tenant: str, resource: str) -> Response:
         """Idempotency-Key cache around :meth:`_route` (caller holds the lock)."""
         key = req.headers.get("idempotency-key")
         if req.method not in ("PUT", "POST", "PATCH") or not key:
@@ -735,12 +585,11 @@ class XeroEmulator:
                 _validation_exception([], f"Idempotency-Key must be 128 characters or fewer (got {len(key)})"), tenant
             )
         now = time.monotonic()
-        for cached_key in [k for k, v in self._idempotency.items() if now - v["at"] >= self.idempotency_ttl]:
-            del self._idempotency[cached_key]
+        self._idempotency.ttl = self.idempotency_ttl
         fingerprint = (req.method, req.raw_target, hashlib.sha256(req.body).hexdigest())
-        entry = self._idempotency.get((tenant, key))
-        if entry is not None:
-            if entry["fingerprint"] != fingerprint:
+        saved = self._idempotency.get((tenant, key), now)
+        if saved is not None:
+            if saved.fingerprint != fingerprint:
                 return self._with_limits(
                     _validation_exception(
                         [],
@@ -749,71 +598,54 @@ class XeroEmulator:
                     ),
                     tenant,
                 )
-            replay = _Response(entry["status"], entry["body"], dict(entry["headers"]))
-            return self._with_limits(replay, tenant)
+            return self._with_limits(saved.response(), tenant)
         resp = self._route(req, tenant, resource)
         if resp.status < 500:
-            self._idempotency[(tenant, key)] = {
-                "at": now,
-                "fingerprint": fingerprint,
-                "status": resp.status,
-                "body": resp.body,
-                "headers": dict(resp.headers),
-            }
+            self._idempotency.save((tenant, key), resp, fingerprint=fingerprint, now=now)
         return self._with_limits(resp, tenant)
 
-    def _with_limits(self, resp: _Response, tenant: str) -> _Response:
+    def _with_limits(self, resp: Response, tenant: str) -> Response:
         resp.headers.update(self._limit_headers(tenant))
         return resp
 
-    def _route(self, req: _Request, tenant: str, resource: str) -> _Response:
+    def _route(self, req: Request, tenant: str, resource: str) -> Response:
         parts = resource.split("/")
-        name = parts[0]
-        if name == "invoices" and len(parts) == 1:
-            if req.method == "PUT":
-                return self._put_invoices(req, tenant)
-            if req.method == "GET":
-                return self._get_invoices(req, tenant)
-        elif name == "invoices" and len(parts) == 2 and req.method == "GET":
-            return self._get_invoice(req, tenant, unquote(req.path.rstrip("/").split("/")[-1]))
-        elif name == "invoices" and len(parts) == 2 and req.method == "POST":
-            return self._update_invoice(req, tenant, unquote(req.path.rstrip("/").split("/")[-1]))
-        elif name == "creditnotes" and len(parts) == 1:
-            if req.method == "PUT":
-                return self._put_credit_notes(req, tenant)
-            if req.method == "GET":
-                return self._get_credit_notes(req, tenant)
-        elif name == "creditnotes" and len(parts) == 2 and req.method == "GET":
-            ident = unquote(req.path.rstrip("/").split("/")[-1]).lower()
-            note = self._credit_notes[tenant].get(ident)
-            if note is None:
-                return self._not_found()
-            return self._envelope({"CreditNotes": [self._render(note, self._unitdp(req))]})
-        elif name == "contacts" and len(parts) == 1:
-            if req.method == "PUT":
-                return self._put_contacts(req, tenant)
-            if req.method == "GET":
-                return self._get_contacts(req, tenant)
-        elif name == "contacts" and len(parts) == 2 and req.method == "GET":
-            contact = self._contacts[tenant].get(unquote(req.path.rstrip("/").split("/")[-1]).lower())
-            if contact is None:
-                return self._not_found()
-            return self._envelope({"Contacts": [copy.deepcopy(contact)]})
-        else:
+        collections: dict[str, dict[str, Callable[[Request, str], Response]]] = {
+            "invoices": {"PUT": self._put_invoices, "GET": self._get_invoices},
+            "creditnotes": {"PUT": self._put_credit_notes, "GET": self._get_credit_notes},
+            "contacts": {"PUT": self._put_contacts, "GET": self._get_contacts},
+        }
+        elements: dict[tuple[str, str], Callable[[Request, str, str], Response]] = {
+            ("invoices", "GET"): self._get_invoice,
+            ("invoices", "POST"): self._update_invoice,
+            ("creditnotes", "GET"): self._get_credit_note,
+            ("contacts", "GET"): self._get_contact,
+        }
+        if len(parts) == 1 and parts[0] in collections:
+            handler = collections[parts[0]].get(req.method)
+            if handler is None:
+                return json_response(
+                    405,
+                    {
+                        "Title": "Method Not Allowed",
+                        "Status": 405,
+                        "Detail": f"{req.method} is not emulated on this resource",
+                    },
+                )
+            return handler(req, tenant)
+        element = elements.get((parts[0], req.method)) if len(parts) == 2 else None
+        if element is None:
             return self._not_found()
-        return _json(
-            405,
-            {"Title": "Method Not Allowed", "Status": 405, "Detail": f"{req.method} is not emulated on this resource"},
-        )
+        return element(req, tenant, unquote(req.path.rstrip("/").split("/")[-1]))
 
     @staticmethod
-    def _not_found() -> _Response:
-        return _Response(
+    def _not_found() -> Response:
+        return Response(
             404, b"The resource you're looking for cannot be found", {"Content-Type": "text/plain; charset=utf-8"}
         )
 
     @staticmethod
-    def _envelope(payload: dict) -> _Response:
+    def _envelope(payload: dict) -> Response:
         body = {
             "Id": str(uuid.uuid4()),
             "Status": "OK",
@@ -821,36 +653,22 @@ class XeroEmulator:
             "DateTimeUTC": f"/Date({int(time.time() * 1000)})/",
         }
         body.update(payload)
-        return _json(200, body)
+        return json_response(200, body)
 
     @staticmethod
-    def _parse_body(req: _Request, collection: str) -> list[Any] | _Response:
+    def _parse_body(req: Request, collection: str) -> list[Any] | Response:
         try:
-            doc = loads(req.body or b"")
+            doc = loads_decimal(req.body or b"")
         except ValueError as exc:
-            return _json(
-                400,
-                {
-                    "ErrorNumber": 14,
-                    "Type": "PostDataInvalidException",
-                    "Message": f"JSON for post data was invalid: {exc}",
-                },
-            )
+            return _post_data_invalid(f"JSON for post data was invalid: {exc}")
         if isinstance(doc, dict) and isinstance(doc.get(collection), list):
-            return doc[collection]
+            return list(doc[collection])
         if isinstance(doc, dict) and collection not in doc:
             return [doc]  # a single object is accepted too
-        return _json(
-            400,
-            {
-                "ErrorNumber": 14,
-                "Type": "PostDataInvalidException",
-                "Message": f"Expected an object with a {collection} array",
-            },
-        )
+        return _post_data_invalid(f"Expected an object with a {collection} array")
 
     @staticmethod
-    def _summarize(req: _Request) -> bool:
+    def _summarize(req: Request) -> bool:
         # The spec declares default false, but Xero summarises (400 for the whole batch) unless told otherwise.
         return req.query.get("summarizeErrors", "true").lower() != "false"
 
@@ -891,9 +709,9 @@ class XeroEmulator:
                 return contact
         return None
 
-    def _put_contacts(self, req: _Request, tenant: str) -> _Response:
+    def _put_contacts(self, req: Request, tenant: str) -> Response:
         elements = self._parse_body(req, "Contacts")
-        if isinstance(elements, _Response):
+        if isinstance(elements, Response):
             return elements
         errors: list[list[str]] = []
         seen: set[str] = set()
@@ -914,12 +732,12 @@ class XeroEmulator:
             return _validation_exception(
                 [
                     dict(el if isinstance(el, dict) else {}, ValidationErrors=[{"Message": m} for m in errs])
-                    for el, errs in zip(elements, errors)
+                    for el, errs in zip(elements, errors, strict=True)
                     if errs
                 ]
             )
         out = []
-        for el, errs in zip(elements, errors):
+        for el, errs in zip(elements, errors, strict=True):
             if errs:
                 out.append(
                     dict(
@@ -933,7 +751,13 @@ class XeroEmulator:
                 out.append(copy.deepcopy(self._new_contact(tenant, el)))
         return self._envelope({"Contacts": out})
 
-    def _get_contacts(self, req: _Request, tenant: str) -> _Response:
+    def _get_contact(self, _req: Request, tenant: str, ident: str) -> Response:
+        contact = self._contacts[tenant].get(ident.lower())
+        if contact is None:
+            return self._not_found()
+        return self._envelope({"Contacts": [copy.deepcopy(contact)]})
+
+    def _get_contacts(self, req: Request, tenant: str) -> Response:
         contacts = list(self._contacts[tenant].values())
         ids = {i.strip().lower() for i in req.query.get("IDs", "").split(",") if i.strip()}
         if ids:
@@ -948,22 +772,10 @@ class XeroEmulator:
     def _number(value: Any, field_name: str, errors: list[str]) -> Decimal | None:
         if value is None:
             return None
-        if isinstance(value, bool):
+        number = decimal_or_none(value)
+        if number is None:  # a boolean, blank or non-numeric text, NaN or an infinity
             errors.append(f"{field_name} must be a number")
-            return None
-        if isinstance(value, (int, Decimal)):
-            return Decimal(value)
-        if isinstance(value, float):
-            return Decimal(repr(value))
-        if isinstance(value, str):
-            try:
-                result = Decimal(value.strip())
-                if result.is_finite():
-                    return result
-            except InvalidOperation:
-                pass
-        errors.append(f"{field_name} must be a number")
-        return None
+        return number
 
     @staticmethod
     def _date(value: Any, field_name: str, errors: list[str]) -> date | None:
@@ -1077,12 +889,13 @@ class XeroEmulator:
             if line_errs:
                 errors.extend(line_errs)
                 continue
-            if qty is None and unit is None:
-                qty, unit = Decimal(1), sent_amount if sent_amount is not None else Decimal(0)
+            if unit is None:
+                if qty is None:
+                    qty, unit = Decimal(1), sent_amount if sent_amount is not None else Decimal(0)
+                else:
+                    unit = (sent_amount / qty) if (sent_amount is not None and qty) else Decimal(0)
             elif qty is None:
                 qty = (sent_amount / unit) if (sent_amount is not None and unit) else Decimal(1)
-            elif unit is None:
-                unit = (sent_amount / qty) if (sent_amount is not None and qty) else Decimal(0)
             qty = qty.quantize(_Q4, rounding=ROUND_HALF_UP)
             unit = unit.quantize(unit_q, rounding=ROUND_HALF_UP)
             gross = qty * unit
@@ -1114,7 +927,7 @@ class XeroEmulator:
                 tax = _q2(expected * rate / (Decimal(100) + rate))
             else:
                 tax = _q2(expected * rate / Decimal(100))
-            line = {
+            line: dict[str, Any] = {
                 "LineItemID": str(uuid.uuid4()),
                 "Description": desc if isinstance(desc, str) else "",
                 "Quantity": qty,
@@ -1211,7 +1024,7 @@ class XeroEmulator:
         return invoice, [], commit
 
     @staticmethod
-    def _unitdp(req: _Request) -> int:
+    def _unitdp(req: Request) -> int:
         try:
             return int(req.query.get("unitdp", "2"))
         except ValueError:
@@ -1226,31 +1039,41 @@ class XeroEmulator:
                 line["UnitAmount"] = _q2(line["UnitAmount"])
         return out
 
-    def _put_invoices(self, req: _Request, tenant: str) -> _Response:
+    def _put_invoices(self, req: Request, tenant: str) -> Response:
         elements = self._parse_body(req, "Invoices")
-        if isinstance(elements, _Response):
+        if isinstance(elements, Response):
             return elements
         unitdp = self._unitdp(req)
         taken = self._taken_numbers(tenant)
-        built = []
+        built: list[_Built] = []
         for el in elements:
             invoice, errs, commit = self._build_invoice(tenant, el, unitdp, taken)
             if invoice is not None and invoice["Type"] == "ACCREC" and invoice["InvoiceNumber"]:
                 taken.add(invoice["InvoiceNumber"].lower())
             built.append((el, invoice, errs, commit))
+
+        def store(_el: Any, invoice: dict, commit: Callable[[], None]) -> dict:
+            commit()
+            self._log("invoice.created", tenant, invoice["InvoiceNumber"], invoice["Status"])
+            if self.on_invoice_created is not None:
+                self.on_invoice_created(tenant, copy.deepcopy(invoice))
+            return self._render(invoice, unitdp)
+
+        return self._store_all(req, built, "Invoices", store)
+
+    def _store_all(self, req: Request, built: list[_Built], collection: str, store: _Store) -> Response:
+        """Xero's batch rule: with ``summarizeErrors`` (the default) one invalid element fails the whole
+        request (400, nothing stored); otherwise each valid element is stored and each invalid one is
+        answered with its ``ValidationErrors``."""
         if self._summarize(req) and any(errs for _, _, errs, _ in built):
             return _validation_exception([self._error_element(el, errs) for el, _, errs, _ in built if errs])
         out = []
         for el, invoice, errs, commit in built:
-            if errs:
+            if errs or invoice is None or commit is None:
                 out.append(self._error_element(el, errs))
             else:
-                commit()
-                self._log("invoice.created", tenant, invoice["InvoiceNumber"], invoice["Status"])
-                if self.on_invoice_created is not None:
-                    self.on_invoice_created(tenant, copy.deepcopy(invoice))
-                out.append(self._render(invoice, unitdp))
-        return self._envelope({"Invoices": out})
+                out.append(store(el, invoice, commit))
+        return self._envelope({collection: out})
 
     @staticmethod
     def _error_element(el: Any, errs: list[str]) -> dict:
@@ -1260,7 +1083,7 @@ class XeroEmulator:
         )
         return element
 
-    def _get_invoices(self, req: _Request, tenant: str) -> _Response:
+    def _get_invoices(self, req: Request, tenant: str) -> Response:
         invoices = list(self._invoices[tenant].values())
         q = req.query
 
@@ -1279,21 +1102,10 @@ class XeroEmulator:
         if csv("Statuses"):
             statuses = {v.upper() for v in csv("Statuses")}
             invoices = [i for i in invoices if i["Status"] in statuses]
-        where = q.get("where", "").strip()
-        if where:
-            for term in re.split(r"\s+AND\s+", where, flags=re.IGNORECASE):
-                m = _WHERE_TERM.match(term)
-                if not m or m.group(1) not in ("InvoiceNumber", "Reference", "Status", "Type", "InvoiceID"):
-                    return _json(
-                        400,
-                        {
-                            "ErrorNumber": 16,
-                            "Type": "QueryParseException",
-                            "Message": f"where clause not supported by the emulator: {term!r}",
-                        },
-                    )
-                field_name, value = m.group(1), re.sub(r"\\(.)", r"\1", m.group(2))
-                invoices = [i for i in invoices if str(i.get(field_name, "")) == value]
+        filtered = _where(invoices, q.get("where", ""), ("InvoiceNumber", "Reference", "Status", "Type", "InvoiceID"))
+        if isinstance(filtered, Response):
+            return filtered
+        invoices = filtered
         unitdp = self._unitdp(req)
         summary_only = q.get("summaryOnly", "false").lower() == "true"
         payload: dict[str, Any] = {}
@@ -1314,30 +1126,33 @@ class XeroEmulator:
         payload["Invoices"] = [self._render(i, unitdp, summary_only) for i in invoices]
         return self._envelope(payload)
 
-    def _get_invoice(self, req: _Request, tenant: str, ident: str) -> _Response:
+    def _find_invoice(self, tenant: str, ident: str) -> dict | None:
+        """The invoice with ``InvoiceID`` ``ident``, else the one with ``InvoiceNumber`` ``ident``."""
         invoice = self._invoices[tenant].get(ident.lower())
         if invoice is None:
             invoice = next((i for i in self._invoices[tenant].values() if i["InvoiceNumber"] == ident), None)
+        return invoice
+
+    def _get_invoice(self, req: Request, tenant: str, ident: str) -> Response:
+        invoice = self._find_invoice(tenant, ident)
         if invoice is None:
             return self._not_found()
         return self._envelope({"Invoices": [self._render(invoice, self._unitdp(req))]})
 
     # ------------------------------------------------------------------ invoice updates (updateInvoice)
-    _STATUS_CHANGES = {
+    _STATUS_CHANGES: ClassVar[dict[str, set[str]]] = {
         "DRAFT": {"SUBMITTED", "AUTHORISED", "DELETED"},
         "SUBMITTED": {"DRAFT", "AUTHORISED", "DELETED"},
         "AUTHORISED": {"VOIDED"},
     }
 
-    def _update_invoice(self, req: _Request, tenant: str, ident: str) -> _Response:
+    def _update_invoice(self, req: Request, tenant: str, ident: str) -> Response:
         """``POST /Invoices/{InvoiceID}``: change the status (caller holds the lock)."""
-        invoice = self._invoices[tenant].get(ident.lower())
-        if invoice is None:
-            invoice = next((i for i in self._invoices[tenant].values() if i["InvoiceNumber"] == ident), None)
+        invoice = self._find_invoice(tenant, ident)
         if invoice is None:
             return self._not_found()
         elements = self._parse_body(req, "Invoices")
-        if isinstance(elements, _Response):
+        if isinstance(elements, Response):
             return elements
         if len(elements) != 1 or not isinstance(elements[0], dict):
             return _validation_exception([], "Exactly one invoice must be sent to update an invoice by its InvoiceID")
@@ -1346,13 +1161,8 @@ class XeroEmulator:
             return _validation_exception([self._error_element(el, ["InvoiceID in the body does not match the URL"])])
         unsupported = sorted(k for k in el if k not in ("InvoiceID", "Status"))
         if unsupported:
-            return _json(
-                400,
-                {
-                    "ErrorNumber": 14,
-                    "Type": "PostDataInvalidException",
-                    "Message": f"the emulator only changes Status with updateInvoice (got {', '.join(unsupported)})",
-                },
+            return _post_data_invalid(
+                f"the emulator only changes Status with updateInvoice (got {', '.join(unsupported)})"
             )
         new_status = el.get("Status") or invoice["Status"]
         old_status = invoice["Status"]
@@ -1375,10 +1185,11 @@ class XeroEmulator:
         return self._envelope({"Invoices": [self._render(invoice, self._unitdp(req))]})
 
     # ------------------------------------------------------------------ credit notes
-    def _put_credit_notes(self, req: _Request, tenant: str) -> _Response:
-        """``PUT /CreditNotes`` (``createCreditNotes``): validated and totalled like invoices (caller holds the lock)."""
+    def _put_credit_notes(self, req: Request, tenant: str) -> Response:
+        """``PUT /CreditNotes`` (``createCreditNotes``): validated and totalled like invoices (caller holds the
+        lock)."""
         elements = self._parse_body(req, "CreditNotes")
-        if isinstance(elements, _Response):
+        if isinstance(elements, Response):
             return elements
         unitdp = self._unitdp(req)
         taken = (
@@ -1386,7 +1197,7 @@ class XeroEmulator:
             if self.enforce_unique_numbers
             else set()
         )
-        built: list[tuple[Any, dict | None, list[str], Callable[[], None] | None]] = []
+        built: list[_Built] = []
         for el in elements:
             if not isinstance(el, dict):
                 built.append((el, None, ["Credit note must be an object"], None))
@@ -1410,13 +1221,8 @@ class XeroEmulator:
             if number:
                 taken.add(str(number).lower())
             built.append((el, invoice, [], commit))
-        if self._summarize(req) and any(errs for _, _, errs, _ in built):
-            return _validation_exception([self._error_element(el, errs) for el, _, errs, _ in built if errs])
-        out = []
-        for el, invoice, errs, commit in built:
-            if errs or invoice is None or commit is None:
-                out.append(self._error_element(el, errs))
-                continue
+
+        def store(el: dict, invoice: dict, commit: Callable[[], None]) -> dict:
             commit()  # resolves the contact; the "invoice" it stores is moved to the credit notes
             self._invoices[tenant].pop(invoice["InvoiceID"], None)
             note = {
@@ -1447,173 +1253,55 @@ class XeroEmulator:
             }
             self._credit_notes[tenant][note["CreditNoteID"]] = note
             self._log("creditnote.created", tenant, note["CreditNoteNumber"], str(note["Total"]))
-            out.append(self._render(note, unitdp))
-        return self._envelope({"CreditNotes": out})
+            return self._render(note, unitdp)
 
-    def _get_credit_notes(self, req: _Request, tenant: str) -> _Response:
-        notes = list(self._credit_notes[tenant].values())
-        where = req.query.get("where", "").strip()
-        if where:
-            for term in re.split(r"\s+AND\s+", where, flags=re.IGNORECASE):
-                m = _WHERE_TERM.match(term)
-                if not m or m.group(1) not in ("CreditNoteNumber", "Reference", "Status", "Type", "CreditNoteID"):
-                    return _json(
-                        400,
-                        {
-                            "ErrorNumber": 16,
-                            "Type": "QueryParseException",
-                            "Message": f"where clause not supported by the emulator: {term!r}",
-                        },
-                    )
-                field_name, value = m.group(1), re.sub(r"\\(.)", r"\1", m.group(2))
-                notes = [n for n in notes if str(n.get(field_name, "")) == value]
+        return self._store_all(req, built, "CreditNotes", store)
+
+    def _get_credit_note(self, req: Request, tenant: str, ident: str) -> Response:
+        note = self._credit_notes[tenant].get(ident.lower())
+        if note is None:
+            return self._not_found()
+        return self._envelope({"CreditNotes": [self._render(note, self._unitdp(req))]})
+
+    def _get_credit_notes(self, req: Request, tenant: str) -> Response:
+        notes = _where(
+            list(self._credit_notes[tenant].values()),
+            req.query.get("where", ""),
+            ("CreditNoteNumber", "Reference", "Status", "Type", "CreditNoteID"),
+        )
+        if isinstance(notes, Response):
+            return notes
         unitdp = self._unitdp(req)
         return self._envelope({"CreditNotes": [self._render(n, unitdp) for n in notes]})
 
     # ------------------------------------------------------------------ control API
-    def _control(self, req: _Request, lower: str) -> _Response:
-        route = (req.method, lower)
-        if route == ("GET", "/_emulator/invoices"):
-            with self._lock:
-                listing = [
-                    dict(copy.deepcopy(inv), TenantID=t) for t, invs in self._invoices.items() for inv in invs.values()
-                ]
-            return _json(200, listing)
-        if route == ("GET", "/_emulator/contacts"):
-            with self._lock:
-                listing = [dict(copy.deepcopy(c), TenantID=t) for t, cs in self._contacts.items() for c in cs.values()]
-            return _json(200, listing)
-        if route == ("GET", "/_emulator/credit-notes"):
-            with self._lock:
-                listing = [
-                    dict(copy.deepcopy(cn), TenantID=t) for t, cns in self._credit_notes.items() for cn in cns.values()
-                ]
-            return _json(200, listing)
-        if route == ("GET", "/_emulator/history"):
-            with self._lock:
-                return _json(200, [list(h) for h in self.history])
-        if route == ("POST", "/_emulator/outage"):
-            try:
-                doc = loads(req.body or b"{}")
-                self.outage(float(doc["seconds"]), doc.get("tenant_id"), int(doc.get("status", 503)))
-            except (ValueError, KeyError, TypeError) as exc:
-                return _json(400, {"error": f"bad outage request: {exc}"})
-            return _json(200, {"ok": True})
-        if route == ("GET", "/_emulator/stats"):
-            return _json(200, self.stats())
-        if route == ("POST", "/_emulator/faults"):
-            try:
-                doc = loads(req.body or b"{}")
-                self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)))
-            except (ValueError, KeyError, TypeError) as exc:
-                return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
-            return _json(200, {"ok": True, "pending_faults": list(self._faults)})
-        if route == ("POST", "/_emulator/reset"):
-            self.reset_state()
-            return _json(200, {"ok": True})
-        if route == ("POST", "/_emulator/expire-tokens"):
-            self.expire_access_tokens()
-            return _json(200, {"ok": True})
-        return _json(404, {"error": f"unknown control route {req.method} {req.path}"})
+    def _admin_routes(self) -> dict[tuple[str, str], AdminRoute]:
+        return {
+            **super()._admin_routes(),
+            ("GET", "/_emulator/invoices"): lambda _req: self._listing(self._invoices),
+            ("GET", "/_emulator/contacts"): lambda _req: self._listing(self._contacts),
+            ("GET", "/_emulator/credit-notes"): lambda _req: self._listing(self._credit_notes),
+            ("GET", "/_emulator/history"): lambda _req: self._history(),
+            ("POST", "/_emulator/outage"): self._admin_outage,
+        }
 
-    def _record(self, method: str, path: str, status: int) -> None:
+    def _listing(self, store: dict[str, dict[str, dict]]) -> Response:
+        """Every object of ``store`` (all organisations), each with its ``TenantID``."""
         with self._lock:
-            self.calls.append((method, path, status))
+            listing = [dict(copy.deepcopy(obj), TenantID=t) for t, by_id in store.items() for obj in by_id.values()]
+        return json_response(200, listing)
 
+    def _history(self) -> Response:
+        with self._lock:
+            return json_response(200, [list(h) for h in self.history])
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # a client that died mid-request (crash tests kill workers with SIGKILL) is not an emulator error
-        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            return
-        super().handle_error(request, client_address)
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.reset_sockets: set[socket.socket] = set()
-        self._reset_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), which can block on reverse DNS.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), port
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._reset_lock:
-            reset = request in self.reset_sockets
-            self.reset_sockets.discard(request)
-        if reset:
-            # SO_LINGER(1, 0) + close = TCP RST instead of an orderly FIN
-            self.close_request(request)
-            return
-        super().shutdown_request(request)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    emulator: XeroEmulator
-    protocol_version = "HTTP/1.1"
-    server_version = "XeroEmulator/1.0"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stderr logging
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        try:  # headers and body go out in one write anyway; avoid Nagle/delayed-ACK stalls
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-    def _serve(self) -> None:
-        emu = self.emulator
-        split = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
+    def _admin_outage(self, req: Request) -> Response:
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        body = self.rfile.read(length) if length > 0 else b""
-        req = _Request(self.command, split.path, self.path, query, headers, body)
-        try:
-            resp = emu._handle(req)
-        except Exception:  # an emulator bug: answer 500 and keep the traceback for tests
-            text = traceback.format_exc()
-            with emu._lock:
-                emu.server_errors.append(text)
-            resp = _json(500, {"Title": "Internal Server Error", "Status": 500, "Detail": "emulator error"})
-        if resp.action is not None:
-            emu._record(req.method, req.path, 0)
-            self.close_connection = True
-            if resp.action == "reset":
-                try:
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except OSError:
-                    pass
-                with self.server._reset_lock:  # type: ignore[attr-defined]
-                    self.server.reset_sockets.add(self.connection)  # type: ignore[attr-defined]
-            elif resp.action == "hang":
-                emu._stop.wait(emu.hang_seconds)
-            return
-        emu._record(req.method, req.path, resp.status)
-        self.send_response(resp.status)
-        for name, value in resp.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(resp.body)))
-        if self.command != "HEAD" and resp.body:
-            # one write for status line, headers and body
-            self._headers_buffer.append(b"\r\n" + resp.body)  # type: ignore[attr-defined]
-            self.flush_headers()
-        else:
-            self.end_headers()
-
-    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _serve
+            doc = loads_decimal(req.body or b"{}")
+            self.outage(float(doc["seconds"]), doc.get("tenant_id"), int(doc.get("status", 503)))
+        except (ValueError, KeyError, TypeError) as exc:
+            return json_response(400, {"error": f"bad outage request: {exc}"})
+        return json_response(200, {"ok": True})
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, *, spec_path: str | None = None, **kwargs: Any) -> None:
@@ -1627,25 +1315,22 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, spec_path: str | None = Non
 
         kwargs["request_validator"] = make_request_validator(spec_path)
     emulator = XeroEmulator(host=host, port=port, **kwargs).start()
-    print(f"Xero emulator listening on {emulator.url}")
-    print(f"  api_url / identity_url : {emulator.url}")
-    print(f"  xero_tenant_id         : {', '.join(emulator.tenant_ids)}")
-    print(f"  client_id              : {emulator.client_id}")
-    print(f"  client secret          : {emulator.client_secret}   (export XERO_CLIENT_SECRET={emulator.client_secret})")
-    print(
-        f"  refresh token          : {emulator.initial_refresh_token}   (export XERO_REFRESH_TOKEN={emulator.initial_refresh_token})"
+    secret, refresh = emulator.client_secret, emulator.initial_refresh_token
+    serve_until_interrupted(
+        emulator,
+        [
+            f"Xero emulator listening on {emulator.url}",
+            f"  api_url / identity_url : {emulator.url}",
+            f"  xero_tenant_id         : {', '.join(emulator.tenant_ids)}",
+            f"  client_id              : {emulator.client_id}",
+            f"  client secret          : {secret}   (export XERO_CLIENT_SECRET={secret})",
+            f"  refresh token          : {refresh}   (export XERO_REFRESH_TOKEN={refresh})",
+            (
+                f"  control API            : {emulator.url}/_emulator/stats | /_emulator/invoices"
+                " | POST /_emulator/faults | POST /_emulator/reset"
+            ),
+        ],
     )
-    print(
-        f"  control API            : {emulator.url}/_emulator/stats | /_emulator/invoices | POST /_emulator/faults | POST /_emulator/reset"
-    )
-    print("Press Ctrl-C to stop.", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopping", file=sys.stderr)
-    finally:
-        emulator.stop()
 
 
 __all__ = ["DEFAULT_TAX_RATES", "DEFAULT_TENANT_ID", "FAULT_KINDS", "XeroEmulator", "demo_contacts", "serve"]
