@@ -54,25 +54,19 @@ import json
 import math
 import re
 import secrets
-import socket
-import socketserver
-import struct
-import sys
-import threading
-import time
-import traceback
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import date
-from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from connectors.invoicexpress.mapper import LIMITS, q2
+from connectors.sandbox.emulator import AdminRoute, Emulator, StepHook, serve_until_interrupted
+from connectors.sandbox.faults import FAULT_KINDS, Fault
+from connectors.sandbox.http import JSON_UTF8, Request, Response, json_response, loads_decimal
+from connectors.sandbox.limits import Window
+from connectors.sandbox.values import decimal_or_none as _dec
+from connectors.sandbox.values import json_or_none
 
-FAULT_KINDS = ("503", "500", "429", "reset", "timeout_after_commit", "drop_after_commit")
 OPERATIONS = ("create", "get", "list", "change_state", "email", "sequences", "clients")
 #: Operations that change the account's state (reported to ``on_step``).
 WRITE_OPERATIONS = ("create", "change_state", "email")
@@ -101,80 +95,8 @@ def default_accounts() -> dict[str, dict[str, Any]]:
     }
 
 
-def _json_bytes(obj: Any) -> bytes:
-    """Compact JSON; Decimal amounts written with their exact text."""
-    out: list[str] = []
-
-    def enc(value: Any) -> None:
-        if value is None:
-            out.append("null")
-        elif value is True:
-            out.append("true")
-        elif value is False:
-            out.append("false")
-        elif isinstance(value, Decimal):
-            out.append(format(value, "f"))
-        elif isinstance(value, int):
-            out.append(str(value))
-        elif isinstance(value, str):
-            out.append(json.dumps(value, ensure_ascii=False))
-        elif isinstance(value, Mapping):
-            out.append("{")
-            for i, (k, v) in enumerate(value.items()):
-                if i:
-                    out.append(",")
-                out.append(json.dumps(str(k), ensure_ascii=False) + ":")
-                enc(v)
-            out.append("}")
-        elif isinstance(value, (list, tuple)):
-            out.append("[")
-            for i, v in enumerate(value):
-                if i:
-                    out.append(",")
-                enc(v)
-            out.append("]")
-        else:
-            raise TypeError(f"cannot serialise {type(value).__name__}")
-
-    enc(obj)
-    return "".join(out).encode("utf-8")
-
-
-@dataclass
-class _Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class _Response:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    action: str | None = None
-
-
-def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Response:
-    h = {"Content-Type": "application/json; charset=utf-8"}
-    h.update(headers or {})
-    return _Response(status, _json_bytes(obj), h)
-
-
-def _errors(status: int, messages: list[str]) -> _Response:
-    return _json(status, {"errors": [{"error": m} for m in messages]})
-
-
-def _dec(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        result = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return None
-    return result if result.is_finite() else None
+def _errors(status: int, messages: list[str], headers: dict[str, str] | None = None) -> Response:
+    return json_response(status, {"errors": [{"error": m} for m in messages]}, headers)
 
 
 def _ix_date(text: Any) -> date | None:
@@ -187,43 +109,42 @@ def _ix_date(text: Any) -> date | None:
         return None
 
 
-class InvoiceXpressEmulator:
+class InvoiceXpressEmulator(Emulator):
     """Local InvoiceXpress on ``host:port`` (``port=0``: a free port); ``start()`` or ``with``.
 
     ``accounts``: ``{name: {"api_key", "taxes": {name: rate}, "default_tax", "sequences": {id: serie},
     "default_sequence", "clients": [...]}}`` (default :func:`default_accounts`).
     """
 
+    name = "invoicexpress-emulator"
+    server_version = "InvoiceXpressEmulator/1.0"
+    http_methods = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD"})
+
     def __init__(
         self,
         *,
+        accounts: Mapping[str, Mapping[str, Any]] | None = None,
+        rate_limit_per_minute: int = 100,
+        rounding_method: str = "line",
+        on_step: StepHook | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        accounts: Mapping[str, Mapping[str, Any]] | None = None,
-        rounding_method: str = "line",
-        rate_limit_per_minute: int = 100,
         hang_seconds: float = 30.0,
         response_delay: float = 0.0,
-        on_step: Callable[[str, dict], Any] | None = None,
     ):
         if rounding_method not in ("line", "document"):
             raise ValueError("rounding_method must be 'line' or 'document'")
+        self._init_sandbox(host, port, hang_seconds=hang_seconds, response_delay=response_delay)
         #: Test hook ``on_step(operation, invoice)``: called after a write (``create``,
         #: ``change_state``, ``email``) succeeded and was stored, before its answer is written (e.g. to
         #: kill a worker right there); ``invoice`` is a copy of the stored invoice (with ``account``
         #: and ``status``). Not called for refused requests. May be set after :meth:`start`.
         self.on_step = on_step
-        self.host = host
-        self.port = port
-        self.seed_accounts = copy.deepcopy(dict(accounts)) if accounts is not None else default_accounts()
+        self.seed_accounts = (
+            copy.deepcopy({k: dict(v) for k, v in accounts.items()}) if accounts is not None else default_accounts()
+        )
         self.rounding_method = rounding_method
         self.rate_limit_per_minute = rate_limit_per_minute
-        self.hang_seconds = hang_seconds
-        self.response_delay = response_delay
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._init_state()
 
     def _init_state(self) -> None:
@@ -236,50 +157,9 @@ class InvoiceXpressEmulator:
         self._next_id = 9001
         self._next_client_id = 6001
         self._counters: dict[tuple[str, str], int] = {}
-        self._windows: dict[str, deque[float]] = {}
-        self._faults: deque[tuple[str, str | None, int]] = deque()
-        self.calls: list[tuple[str, str, int]] = []
+        self._windows: dict[str, Window] = {}
+        self._init_records()
         self.emails: list[dict[str, Any]] = []
-        self.count_429 = 0
-        self.server_errors: list[str] = []
-
-    # ------------------------------------------------------------------ lifecycle
-    def start(self) -> InvoiceXpressEmulator:
-        if self._server is not None:
-            return self
-        self._stop.clear()
-        handler = type("InvoiceXpressEmulatorHandler", (_Handler,), {"emulator": self})
-        self._server = _Server((self.host, self.port), handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"invoicexpress-emulator:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> InvoiceXpressEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``; the connector's ``api_url`` is ``f"{url}/{{account}}"``."""
-        return f"http://{self.host}:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -297,11 +177,11 @@ class InvoiceXpressEmulator:
 
     def clients(self, account: str = DEFAULT_ACCOUNT) -> list[dict[str, Any]]:
         with self._lock:
-            return copy.deepcopy(self.accounts[account]["clients"])
+            return list(copy.deepcopy(self.accounts[account]["clients"]))
 
     def items(self, account: str = DEFAULT_ACCOUNT) -> dict[str, dict[str, Any]]:
         with self._lock:
-            return copy.deepcopy(self.accounts[account]["items"])
+            return dict(copy.deepcopy(self.accounts[account]["items"]))
 
     def inject_fault(self, kind: str, times: int = 1, *, only: str | None = None, retry_after: int = 1) -> None:
         """The next ``times`` API calls (of operation ``only`` when given) fail with ``kind``.
@@ -311,30 +191,80 @@ class InvoiceXpressEmulator:
         ``"timeout_after_commit"``: processed, then no answer for ``hang_seconds``; ``"drop_after_commit"``:
         processed, then the connection closes without an answer.
         """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        self.faults.check(kind)
         if only is not None and only not in OPERATIONS:
             raise ValueError(f"unknown operation {only!r}; known: {', '.join(OPERATIONS)}")
-        with self._lock:
-            self._faults.extend([(kind, only, int(retry_after))] * int(times))
+        self._add_fault(Fault(kind, operation=only, retry_after=int(retry_after)), times)
 
-    def reset_state(self) -> None:
-        with self._lock:
-            self._init_state()
+    def _inject_from_admin(self, doc: dict[str, Any]) -> None:
+        self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), only=doc.get("only"))
+
+    def _pending_faults(self) -> list[Any]:
+        return [[f.kind, f.operation, f.retry_after] for f in self.faults.entries()]
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {
-                "calls": [list(c) for c in self.calls],
-                "call_count": len(self.calls),
-                "count_429": self.count_429,
-                "invoice_count": len(self.invoices()),
-                "emails": len(self.emails),
-                "server_errors": list(self.server_errors),
-                "pending_faults": [list(f) for f in self._faults],
-            }
+            return {**super().stats(), "invoice_count": len(self.invoices()), "emails": len(self.emails)}
 
     # ------------------------------------------------------------------ dispatch
+    def _internal_error(self) -> Response:
+        return _errors(500, ["emulator error"])
+
+    def _handle(self, req: Request) -> Response:
+        if req.path.startswith("/_emulator"):
+            return self._admin(req)
+        m = re.fullmatch(r"/([a-z0-9][a-z0-9-]*)(/.*)", req.path)
+        if m is None or m.group(1) not in self.accounts:
+            return _errors(404, ["Not found"])
+        name, rest = m.group(1), m.group(2)
+        account = self.accounts[name]
+        key = req.query.get("api_key", "")
+        if not key or not secrets.compare_digest(key, account["api_key"]):
+            return _errors(401, ["Access denied: invalid API key"])
+        operation = self._operation(req.method, rest)
+        if operation is None:
+            return _errors(404, ["Not found"])
+        with self._lock:
+            retry = self._throttle(self._windows.setdefault(name, Window(None)), self.rate_limit_per_minute)
+            if retry is not None:
+                return self._too_many(retry)
+            fault = self._take_fault(operation=operation)
+        refused = self._fault_answer(fault)
+        if refused is not None:
+            return refused
+        self._delay()
+        body: Any = None
+        if req.method in ("POST", "PUT"):
+            if "json" not in req.headers.get("content-type", ""):
+                return _errors(415, ["Content-Type must be application/json"])
+            try:
+                body = json.loads(req.body or b"null")
+            except ValueError:
+                return _errors(400, ["Malformed JSON"])
+        with self._lock:
+            resp = self._route(name, account, operation, rest, req, body)
+            stored = self._stored(operation, rest, resp) if self.on_step is not None else None
+        return self._answer_processed(resp, fault, (operation, stored))
+
+    def _fault_throttled(self, fault: Fault) -> Response:
+        return self._too_many(1 if fault.retry_after is None else fault.retry_after)
+
+    def _fault_status(self, status: int) -> Response:
+        return _errors(status, ["Service Unavailable" if status == 503 else "Internal Server Error"])
+
+    @staticmethod
+    def _too_many(retry_after: int) -> Response:
+        return _errors(429, ["Too many requests"], {"Retry-After": str(retry_after)})
+
+    def _stored(self, operation: str, rest: str, resp: Response) -> dict[str, Any] | None:
+        """For :attr:`on_step`: the invoice a successful write stored (``None`` for reads and refusals)."""
+        if operation not in WRITE_OPERATIONS or not 200 <= resp.status < 300:
+            return None
+        found = re.search(r"/invoices/(\d+)", rest)
+        document_id = int(found.group(1)) if found else self._created_id(resp)
+        return copy.deepcopy(self._invoices.get(document_id or -1)) or {"id": document_id}
+
+    # ------------------------------------------------------------------ routing
     @staticmethod
     def _operation(method: str, rest: str) -> str | None:
         if rest == "/invoices.json":
@@ -351,85 +281,17 @@ class InvoiceXpressEmulator:
             return "clients" if method == "GET" else None
         return None
 
-    def _take_fault(self, operation: str) -> tuple[str | None, int]:
-        for i, (kind, only, retry_after) in enumerate(self._faults):
-            if only is None or only == operation:
-                del self._faults[i]
-                return kind, retry_after
-        return None, 0
-
-    def _handle(self, req: _Request) -> _Response:
-        if req.path.startswith("/_emulator"):
-            return self._control(req)
-        m = re.fullmatch(r"/([a-z0-9][a-z0-9-]*)(/.*)", req.path)
-        if m is None or m.group(1) not in self.accounts:
-            return _errors(404, ["Not found"])
-        name, rest = m.group(1), m.group(2)
-        account = self.accounts[name]
-        key = (req.query.get("api_key") or [""])[-1]
-        if not key or not secrets.compare_digest(key, account["api_key"]):
-            return _errors(401, ["Access denied: invalid API key"])
-        operation = self._operation(req.method, rest)
-        if operation is None:
-            return _errors(404, ["Not found"])
-        with self._lock:
-            window = self._windows.setdefault(name, deque())
-            now = time.monotonic()
-            while window and now - window[0] >= 60.0:
-                window.popleft()
-            if len(window) >= self.rate_limit_per_minute:
-                self.count_429 += 1
-                retry = max(1, math.ceil(60.0 - (now - window[0])))
-                return _json(429, {"errors": [{"error": "Too many requests"}]}, {"Retry-After": str(retry)})
-            window.append(now)
-            fault, fault_retry_after = self._take_fault(operation)
-            if fault == "429":
-                self.count_429 += 1
-        if fault == "429":
-            return _json(429, {"errors": [{"error": "Too many requests"}]}, {"Retry-After": str(fault_retry_after)})
-        if fault in ("503", "500"):
-            return _errors(int(fault), ["Service Unavailable" if fault == "503" else "Internal Server Error"])
-        if fault == "reset":
-            return _Response(0, action="reset")
-        if self.response_delay > 0:
-            self._stop.wait(self.response_delay)
-        body: Any = None
-        if req.method in ("POST", "PUT"):
-            if "json" not in req.headers.get("content-type", ""):
-                return _errors(415, ["Content-Type must be application/json"])
-            try:
-                body = json.loads(req.body or b"null")
-            except ValueError:
-                return _errors(400, ["Malformed JSON"])
-        with self._lock:
-            resp = self._route(name, account, operation, rest, req, body)
-            stored = None
-            if self.on_step is not None and operation in WRITE_OPERATIONS and 200 <= resp.status < 300:
-                found = re.search(r"/invoices/(\d+)", rest)
-                document_id = int(found.group(1)) if found else self._created_id(resp)
-                stored = copy.deepcopy(self._invoices.get(document_id or -1)) or {"id": document_id}
-        if stored is not None:
-            self.on_step(operation, stored)  # committed, not answered yet
-        if fault == "timeout_after_commit":
-            resp.action = "hang"
-        elif fault == "drop_after_commit":
-            resp.action = "drop"
-        return resp
-
     @staticmethod
-    def _created_id(resp: _Response) -> int | None:
-        try:
-            answer = json.loads(resp.body or b"null")
-        except ValueError:
-            return None
+    def _created_id(resp: Response) -> int | None:
+        answer = json_or_none(resp.body)
         doc = answer.get("invoice") if isinstance(answer, dict) else None
         return int(doc["id"]) if isinstance(doc, dict) and str(doc.get("id", "")).isdigit() else None
 
     def _route(
-        self, name: str, account: dict[str, Any], operation: str, rest: str, req: _Request, body: Any
-    ) -> _Response:
+        self, name: str, account: dict[str, Any], operation: str, rest: str, req: Request, body: Any
+    ) -> Response:
         if operation == "sequences":
-            return _json(
+            return json_response(
                 200,
                 {
                     "sequences": [
@@ -442,21 +304,23 @@ class InvoiceXpressEmulator:
             return self._create(name, account, body)
         if operation == "clients":
             by_code = rest.endswith("find-by-code.json")
-            wanted = (req.query.get("client_code" if by_code else "client_name") or [""])[-1]
+            wanted = req.query.get("client_code" if by_code else "client_name", "")
             match = next(
                 (c for c in account["clients"] if wanted and c.get("code" if by_code else "name") == wanted), None
             )
             if match is None:
                 return _errors(404, ["Client not found"])
-            return _json(200, {"client": {k: match.get(k, "") for k in ("id", "name", "code", "email", "fiscal_id")}})
+            return json_response(
+                200, {"client": {k: match.get(k, "") for k in ("id", "name", "code", "email", "fiscal_id")}}
+            )
         if operation == "list":
-            return self._list(name, req.query)
+            return self._list(name, req.query_lists)
         document_id = int(re.search(r"/invoices/(\d+)", rest).group(1))  # type: ignore[union-attr]
         doc = self._invoices.get(document_id)
         if doc is None or doc["account"] != name or doc["status"] == "deleted":
             return _errors(404, ["Document not found"])
         if operation == "get":
-            return _json(200, {"invoice": self._render(doc)})
+            return json_response(200, {"invoice": self._render(doc)})
         if operation == "change_state":
             return self._change_state(doc, account, body)
         return self._email(doc, body)
@@ -486,7 +350,7 @@ class InvoiceXpressEmulator:
                     match[key] = raw[key]
         return match
 
-    def _create(self, name: str, account: dict[str, Any], body: Any) -> _Response:
+    def _create(self, name: str, account: dict[str, Any], body: Any) -> Response:
         doc = body.get("invoice") if isinstance(body, dict) else None
         if not isinstance(doc, dict):
             return _errors(422, ["Invoice can't be blank"])
@@ -518,7 +382,7 @@ class InvoiceXpressEmulator:
         if not isinstance(raw_items, list) or not raw_items:
             problems.append("Items can't be blank")
             raw_items = []
-        items = []
+        items: list[dict[str, Any]] = []
         any_exempt = False
         for i, raw in enumerate(raw_items):
             where = f"Item {i + 1}"
@@ -544,7 +408,9 @@ class InvoiceXpressEmulator:
             discount = _dec(raw.get("discount")) if raw.get("discount") not in (None, "") else Decimal(0)
             if discount is None or not (0 <= discount <= 100):
                 problems.append(f"{where}: Discount must be between 0 and 100")
-            tax_raw = raw.get("tax") if isinstance(raw.get("tax"), dict) else {}
+            tax_raw = raw.get("tax")
+            if not isinstance(tax_raw, dict):
+                tax_raw = {}
             tax_name = str(tax_raw.get("name") or account["default_tax"])
             if tax_name not in account["taxes"]:
                 tax_name = account["default_tax"]  # documented: unknown names fall back to the default tax
@@ -569,7 +435,7 @@ class InvoiceXpressEmulator:
             problems.append("Tax exemption can't be blank when an item is exempt from VAT")
         elif exemption and not re.fullmatch(r"M\d{2}", exemption):
             problems.append("Tax exemption is not valid")
-        if problems:
+        if problems or issued is None or due is None:  # (None only with problems)
             return _errors(422, problems)
         for item in items:
             account["items"][item["name"]] = {
@@ -592,7 +458,7 @@ class InvoiceXpressEmulator:
             "atcud": None,
             "sequence_id": sequence_id,
             "date": issued.strftime("%d/%m/%Y"),
-            "due_date": due.strftime("%d/%m/%Y"),  # type: ignore[union-attr]
+            "due_date": due.strftime("%d/%m/%Y"),
             "reference": str(doc.get("reference") or ""),
             "observations": str(doc.get("observations") or ""),
             "retention": None,
@@ -604,7 +470,7 @@ class InvoiceXpressEmulator:
         }
         stored.update(self._totals(items))
         self._invoices[document_id] = stored
-        return _json(201, {"invoice": self._render(stored)})
+        return json_response(201, {"invoice": self._render(stored)})
 
     def _compute(self, items: list[dict[str, Any]]) -> None:
         for item in items:
@@ -645,7 +511,7 @@ class InvoiceXpressEmulator:
         return out
 
     # ------------------------------------------------------------------ list
-    def _list(self, name: str, query: Mapping[str, list[str]]) -> _Response:
+    def _list(self, name: str, query: Mapping[str, list[str]]) -> Response:
         docs = [d for d in self._invoices.values() if d["account"] == name and d["status"] != "deleted"]
         text = (query.get("text") or [""])[-1].strip().casefold()
         if text:
@@ -669,7 +535,7 @@ class InvoiceXpressEmulator:
         total = len(docs)
         pages = max(1, math.ceil(total / per_page))
         window = docs[(page - 1) * per_page : page * per_page]
-        return _json(
+        return json_response(
             200,
             {
                 "invoices": [self._render(d) for d in window],
@@ -683,9 +549,11 @@ class InvoiceXpressEmulator:
         )
 
     # ------------------------------------------------------------------ state and e-mail
-    def _change_state(self, doc: dict[str, Any], account: dict[str, Any], body: Any) -> _Response:
+    def _change_state(self, doc: dict[str, Any], account: dict[str, Any], body: Any) -> Response:
         request = body.get("invoice") if isinstance(body, dict) else None
-        state = str(request.get("state") or "") if isinstance(request, dict) else ""
+        if not isinstance(request, dict):
+            request = {}
+        state = str(request.get("state") or "")
         current = doc["status"]
         transitions = {
             ("draft", "finalized"): "final",
@@ -702,7 +570,7 @@ class InvoiceXpressEmulator:
                 422,
                 [f"Invalid state transition: the document is {current} and can't be changed to {state or '(none)'}"],
             )
-        if state == "canceled" and not str(request.get("message") or "").strip():  # type: ignore[union-attr]
+        if state == "canceled" and not str(request.get("message") or "").strip():
             return _errors(422, ["Message can't be blank when canceling a document"])
         if state == "finalized":
             key = (doc["account"], doc["sequence_id"])
@@ -714,11 +582,13 @@ class InvoiceXpressEmulator:
             doc["atcud"] = f"JFK{doc['sequence_id'][-5:]}-{number}"
             doc["saft_hash"] = secrets.token_hex(2).upper()
         doc["status"] = target
-        return _json(200, {"invoice": self._render(doc)})
+        return json_response(200, {"invoice": self._render(doc)})
 
-    def _email(self, doc: dict[str, Any], body: Any) -> _Response:
+    def _email(self, doc: dict[str, Any], body: Any) -> Response:
         message = body.get("message") if isinstance(body, dict) else None
-        client = message.get("client") if isinstance(message, dict) else None
+        if not isinstance(message, dict):
+            message = {}
+        client = message.get("client")
         email = str(client.get("email") or "").strip() if isinstance(client, dict) else ""
         if doc["status"] not in ("final", "settled"):
             return _errors(422, ["Only finalized documents can be sent by email"])
@@ -728,147 +598,41 @@ class InvoiceXpressEmulator:
             {
                 "invoice_id": doc["id"],
                 "email": email,
-                "subject": message.get("subject", ""),  # type: ignore[union-attr]
+                "subject": message.get("subject", ""),
                 "body": message.get("body", ""),
             }
-        )  # type: ignore[union-attr]
-        return _Response(200, b"", {"Content-Type": "application/json; charset=utf-8"})
+        )
+        return Response(200, b"", {"Content-Type": JSON_UTF8})
 
     # ------------------------------------------------------------------ control API
-    def _control(self, req: _Request) -> _Response:
-        route = (req.method, req.path.rstrip("/"))
-        if route == ("GET", "/_emulator/invoices"):
-            return _json(200, [dict(self._render(d), account=d["account"]) for d in self.invoices()])
-        if route == ("GET", "/_emulator/emails"):
-            with self._lock:
-                return _json(200, copy.deepcopy(self.emails))
-        if route == ("GET", "/_emulator/stats"):
-            return _json(200, self.stats())
-        if route == ("POST", "/_emulator/faults"):
-            try:
-                doc = json.loads(req.body or b"{}")
-                self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), only=doc.get("only"))
-            except (ValueError, KeyError, TypeError) as exc:
-                return _json(
-                    400,
-                    {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS), "operations": list(OPERATIONS)},
-                )
-            return _json(200, {"ok": True})
-        if route == ("POST", "/_emulator/reset"):
-            self.reset_state()
-            return _json(200, {"ok": True})
-        return _json(404, {"error": f"unknown control route {req.method} {req.path}"})
+    def _admin_routes(self) -> dict[tuple[str, str], AdminRoute]:
+        routes = super()._admin_routes()
+        del routes["POST", "/_emulator/expire-tokens"]  # no tokens: API keys
+        routes["GET", "/_emulator/invoices"] = lambda _req: json_response(200, self._invoice_listing())
+        routes["GET", "/_emulator/emails"] = lambda _req: json_response(200, self._emails())
+        return routes
 
-    def _record(self, method: str, path: str, status: int) -> None:
+    def _invoice_listing(self) -> list[dict[str, Any]]:
+        return [dict(self._render(d), account=d["account"]) for d in self.invoices()]
+
+    def _emails(self) -> list[dict[str, Any]]:
         with self._lock:
-            self.calls.append((method, path, status))
+            return copy.deepcopy(self.emails)
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.reset_sockets: set[socket.socket] = set()
-        self._reset_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), port
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._reset_lock:
-            reset = request in self.reset_sockets
-            self.reset_sockets.discard(request)
-        if reset:
-            self.close_request(request)
-            return
-        super().shutdown_request(request)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    emulator: InvoiceXpressEmulator
-    protocol_version = "HTTP/1.1"
-    server_version = "InvoiceXpressEmulator/1.0"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-    def _serve(self) -> None:
-        emu = self.emulator
-        split = urlsplit(self.path)
-        query = parse_qs(split.query, keep_blank_values=True)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        body = self.rfile.read(length) if length > 0 else b""
-        if len(body) < length:
-            # the client went away in the middle of its request (e.g. a killed worker): like a real
-            # server, never act on a request whose body did not arrive whole
-            self.close_connection = True
-            return
-        req = _Request(self.command, split.path, query, headers, body)
-        try:
-            resp = emu._handle(req)
-        except Exception:
-            with emu._lock:
-                emu.server_errors.append(traceback.format_exc())
-            resp = _errors(500, ["emulator error"])
-        if resp.action is not None:
-            emu._record(req.method, req.path, 0)
-            self.close_connection = True
-            if resp.action == "reset":
-                try:
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except OSError:
-                    pass
-                with self.server._reset_lock:  # type: ignore[attr-defined]
-                    self.server.reset_sockets.add(self.connection)  # type: ignore[attr-defined]
-            elif resp.action == "hang":
-                emu._stop.wait(emu.hang_seconds)
-            return
-        emu._record(req.method, req.path, resp.status)
-        self.send_response(resp.status)
-        for name, value in resp.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(resp.body)))
-        if self.command != "HEAD" and resp.body:
-            self._headers_buffer.append(b"\r\n" + resp.body)  # type: ignore[attr-defined]
-            self.flush_headers()
-        else:
-            self.end_headers()
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
+    def _admin_fault(self, req: Request) -> Response:
+        resp = super()._admin_fault(req)
+        if resp.status != 400:
+            return resp
+        return json_response(400, dict(loads_decimal(resp.body), operations=list(OPERATIONS)))
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
     """Run an emulator in the foreground until Ctrl-C, printing its URL and the demo credentials."""
     emulator = InvoiceXpressEmulator(host=host, port=port, **kwargs).start()
-    print(f"InvoiceXpress emulator listening on {emulator.url}")
-    print(f"  api_url      : {emulator.api_url}")
+    lines = [f"InvoiceXpress emulator listening on {emulator.url}", f"  api_url      : {emulator.api_url}"]
     for name, account in emulator.accounts.items():
-        print(f"  account_name : {name}   (export INVOICEXPRESS_API_KEY={account['api_key']})")
-    print("Press Ctrl-C to stop.", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopping", file=sys.stderr)
-    finally:
-        emulator.stop()
+        lines.append(f"  account_name : {name}   (export INVOICEXPRESS_API_KEY={account['api_key']})")
+    serve_until_interrupted(emulator, lines)
 
 
 __all__ = [

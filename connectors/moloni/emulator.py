@@ -55,30 +55,26 @@ written: crash tests kill a worker there), ``calls``, ``emails``, ``server_error
 from __future__ import annotations
 
 import copy
-import json
 import math
 import re
-import secrets
-import socket
-import socketserver
-import struct
-import sys
-import threading
 import time
-import traceback
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from connectors.moloni.mapper import LIMITS, moloni_totals, parse_form, q2
+from connectors.sandbox.emulator import AdminRoute, Emulator, StepHook, serve_until_interrupted
+from connectors.sandbox.faults import FAULT_KINDS, Fault
+from connectors.sandbox.http import Request, Response, json_response
+from connectors.sandbox.limits import Window
+from connectors.sandbox.oauth import ExpiringTokens, TokenHolder, secret_ok, token_setting
+from connectors.sandbox.values import decimal_or_none as _dec
+from connectors.sandbox.values import json_or_none
 
-FAULT_KINDS = ("503", "500", "429", "reset", "timeout_after_commit", "drop_after_commit")
 DEFAULT_COMPANY_ID = 5
+#: ``WWW-Authenticate`` of a refused access token
+_INVALID_TOKEN = {"WWW-Authenticate": 'Bearer realm="Service", error="invalid_token"'}
 
 
 def default_companies() -> dict[int, dict[str, Any]]:
@@ -129,78 +125,13 @@ def valid_pt_vat(vat: str) -> bool:
     """Portuguese NIF check digit (mod 11, weights 9..2; 10 -> 0)."""
     if not re.fullmatch(r"\d{9}", vat or ""):
         return False
-    total = sum(int(d) * w for d, w in zip(vat[:8], range(9, 1, -1)))
+    total = sum(int(d) * w for d, w in zip(vat[:8], range(9, 1, -1), strict=True))
     check = 11 - total % 11
     return (0 if check >= 10 else check) == int(vat[8])
 
 
 def _now_text() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
-
-
-def _json_bytes(obj: Any) -> bytes:
-    """Compact JSON with Decimal amounts written with their exact text (``136.50``)."""
-    out: list[str] = []
-
-    def enc(value: Any) -> None:
-        if value is None:
-            out.append("null")
-        elif value is True:
-            out.append("true")
-        elif value is False:
-            out.append("false")
-        elif isinstance(value, Decimal):
-            out.append(format(value, "f"))
-        elif isinstance(value, int):
-            out.append(str(value))
-        elif isinstance(value, float):
-            out.append(repr(value))
-        elif isinstance(value, str):
-            out.append(json.dumps(value, ensure_ascii=False))
-        elif isinstance(value, Mapping):
-            out.append("{")
-            for i, (k, v) in enumerate(value.items()):
-                if i:
-                    out.append(",")
-                out.append(json.dumps(str(k), ensure_ascii=False))
-                out.append(":")
-                enc(v)
-            out.append("}")
-        elif isinstance(value, (list, tuple)):
-            out.append("[")
-            for i, v in enumerate(value):
-                if i:
-                    out.append(",")
-                enc(v)
-            out.append("]")
-        else:
-            raise TypeError(f"cannot serialise {type(value).__name__}")
-
-    enc(obj)
-    return "".join(out).encode("utf-8")
-
-
-@dataclass
-class _Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class _Response:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    action: str | None = None  # None | "reset" | "drop" | "hang"
-
-
-def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Response:
-    h = {"Content-Type": "application/json; charset=utf-8"}
-    h.update(headers or {})
-    return _Response(status, _json_bytes(obj), h)
 
 
 class _Errors:
@@ -223,16 +154,6 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _dec(value: Any) -> Decimal | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        result = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return None
-    return result if result.is_finite() else None
-
-
 def _date(value: Any) -> date | None:
     try:
         return date.fromisoformat(str(value))
@@ -240,7 +161,7 @@ def _date(value: Any) -> date | None:
         return None
 
 
-def _as_list(value: Any) -> list:
+def _as_list(value: Any) -> list[Any]:
     if isinstance(value, list):
         return [v for v in value if v is not None]
     if isinstance(value, dict):  # a[5][x]=.. parsed with sparse numeric keys
@@ -248,7 +169,7 @@ def _as_list(value: Any) -> list:
     return []
 
 
-class MoloniEmulator:
+class MoloniEmulator(TokenHolder, Emulator):
     """Local Moloni on ``host:port`` (``port=0``: a free port). Start with :meth:`start` or ``with``.
 
     ``companies``: ``{company_id: {"name", "vat", "currency", "document_sets": {id: name},
@@ -257,116 +178,74 @@ class MoloniEmulator:
     *método de cálculo* (``"line"`` or ``"document"``).
     """
 
+    name = "moloni-emulator"
+    server_version = "MoloniEmulator/1.0"
+    http_methods = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD"})
+    tokens: ExpiringTokens
+    refresh_token_ttl: float = token_setting("refresh_token_ttl", "Refresh tokens live this long (seconds).")
+
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
-        port: int = 0,
+        companies: Mapping[int, Mapping[str, Any]] | None = None,
+        rounding_method: str = "line",
         client_id: str = "demo-client",
         client_secret: str = "demo-secret",
         username: str = "demo@acme.example",
         password: str = "demo-password",
         refresh_token: str = "demo-refresh-token",
-        companies: Mapping[int, Mapping[str, Any]] | None = None,
-        rounding_method: str = "line",
+        rate_limit_per_minute: int | None = None,
+        send_retry_after: bool = True,
         access_token_ttl: float = 3600,
         refresh_token_ttl: float = 14 * 86400,
         refresh_grace_seconds: float = 1800,
-        rate_limit_per_minute: int | None = None,
-        send_retry_after: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
         hang_seconds: float = 30.0,
         response_delay: float = 0.0,
-        on_step: Callable[[str, dict], Any] | None = None,
+        on_step: StepHook | None = None,
     ):
         if rounding_method not in ("line", "document"):
             raise ValueError("rounding_method must be 'line' or 'document'")
+        self._init_sandbox(host, port, hang_seconds=hang_seconds, response_delay=response_delay)
         #: Test hook ``on_step(method, obj)``: called after a write (``customers/insert``,
         #: ``invoices/insert``, ``invoices/update``, ``invoices/delete``) was accepted and stored, before
         #: its answer is written (e.g. to kill a worker right there); ``obj`` is a copy of the stored
         #: document or customer (with ``document_id`` / ``customer_id``; ``{"document_id"}`` once
         #: deleted). Not called for refused requests (Moloni's error arrays). May be set after :meth:`start`.
         self.on_step = on_step
-        self.host = host
-        self.port = port
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.username = username
-        self.password = password
-        self.initial_refresh_token = refresh_token
-        self.seed_companies = copy.deepcopy(dict(companies)) if companies is not None else default_companies()
+        self.client_id, self.client_secret = client_id, client_secret
+        self.username, self.password = username, password
+        self.seed_companies = (
+            copy.deepcopy({k: dict(v) for k, v in companies.items()}) if companies is not None else default_companies()
+        )
         self.rounding_method = rounding_method
-        self.access_token_ttl = access_token_ttl
-        self.refresh_token_ttl = refresh_token_ttl
-        self.refresh_grace_seconds = refresh_grace_seconds
         self.rate_limit_per_minute = rate_limit_per_minute
         self.send_retry_after = send_retry_after
-        self.hang_seconds = hang_seconds
-        self.response_delay = response_delay
-
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        # auth state survives reset_state()
-        self._access_tokens: dict[str, float] = {}
-        self._refresh_tokens: dict[str, float] = {refresh_token: time.monotonic() + refresh_token_ttl}
+        # auth state survives reset_state(); refresh tokens rotate, the presented one lives on for the grace
+        self.tokens = ExpiringTokens(
+            refresh_token,
+            access_token_ttl,
+            refresh_grace_seconds,
+            access_prefix="mol-at-",
+            access_bytes=20,
+            refresh_prefix="mol-rt-",
+            refresh_bytes=20,
+            refresh_token_ttl=refresh_token_ttl,
+        )
         self.grant_requests: list[str] = []  # grant types requested, in order
         self.grants_served = 0  # successful grants (token refreshes)
         self.issued_tokens: list[str] = []  # every access/refresh token issued (for leak checks)
-        self.refresh_token_uses: list[str] = []
         self._init_state()
 
-    # ------------------------------------------------------------------ lifecycle
     def _init_state(self) -> None:
         self.companies: dict[int, dict[str, Any]] = copy.deepcopy(self.seed_companies)
         self._documents: dict[int, dict[str, Any]] = {}  # document_id -> document (with company_id)
         self._next_document_id = 1001
         self._series_counters: dict[tuple[int, int], int] = {}
-        self._window: deque[float] = deque()
-        self._faults: deque[tuple[str, str | None, int]] = deque()
-        self.calls: list[tuple[str, str, int]] = []
+        self._window = Window(self.rate_limit_per_minute)
+        self._init_records()
         self.emails: list[dict[str, Any]] = []
-        self.count_429 = 0
-        self.server_errors: list[str] = []
-
-    def start(self) -> MoloniEmulator:
-        """Bind and serve in a daemon thread; returns ``self``. Idempotent."""
-        if self._server is not None:
-            return self
-        self._stop.clear()
-        handler = type("MoloniEmulatorHandler", (_Handler,), {"emulator": self})
-        self._server = _Server((self.host, self.port), handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"moloni-emulator:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (hanging fault handlers are woken up)."""
-        self._stop.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> MoloniEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL (``api_url`` setting), e.g. ``http://127.0.0.1:54321``."""
-        return f"http://{self.host}:{self.port}"
 
     # ------------------------------------------------------------------ test helpers
     def invoices(self, company_id: int | None = None) -> list[dict[str, Any]]:
@@ -386,7 +265,7 @@ class MoloniEmulator:
             customers = self.companies[company_id]["customers"]
             new_id = max(customers, default=200) + 1
             customers[new_id] = {"name": name, "vat": vat, "number": f"C{new_id}", "email": email}
-            return new_id
+            return int(new_id)
 
     def inject_fault(self, kind: str, times: int = 1, *, only: str | None = None, retry_after: int = 1) -> None:
         """Make the next ``times`` API calls (not grants) — of method ``only`` (``"invoices/update"``) when
@@ -397,53 +276,39 @@ class MoloniEmulator:
         ``"timeout_after_commit"``: processed (stored), then no answer for ``hang_seconds``;
         ``"drop_after_commit"``: processed, then the connection is closed without an answer.
         """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
-        with self._lock:
-            self._faults.extend([(kind, only.lower().strip("/") if only else None, int(retry_after))] * int(times))
+        operation = only.lower().strip("/") if only else None
+        self._add_fault(Fault(kind, operation=operation, retry_after=int(retry_after)), times)
 
-    def expire_access_tokens(self) -> None:
-        """Expire every issued access token now (the next call gets 401 ``invalid_token``)."""
-        with self._lock:
-            past = time.monotonic() - 1
-            for token in self._access_tokens:
-                self._access_tokens[token] = past
+    def _inject_from_admin(self, doc: dict[str, Any]) -> None:
+        retry_after = int(doc.get("retry_after", 1))
+        self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), only=doc.get("only"), retry_after=retry_after)
 
-    @property
-    def current_refresh_token(self) -> str:
-        """The newest refresh token issued (the initial one before any refresh)."""
-        with self._lock:
-            return next(reversed(self._refresh_tokens))
-
-    def reset_state(self) -> None:
-        """Forget documents, emails, calls, faults and rate windows (tokens and users are kept)."""
-        with self._lock:
-            self._init_state()
+    def _pending_faults(self) -> list[Any]:
+        return [[f.kind, f.operation, f.retry_after] for f in self.faults.entries()]
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
-                "calls": [list(c) for c in self.calls],
-                "call_count": len(self.calls),
-                "count_429": self.count_429,
+                **super().stats(),
                 "invoice_count": len(self._documents),
                 "grant_count": len(self.grant_requests),
                 "emails": len(self.emails),
-                "server_errors": list(self.server_errors),
                 "grants_served": self.grants_served,
-                "pending_faults": [list(f) for f in self._faults],
             }
 
     # ------------------------------------------------------------------ dispatch
-    def _handle(self, req: _Request) -> _Response:
+    def _internal_error(self) -> Response:
+        return json_response(500, {"error": "server_error", "error_description": "emulator error"})
+
+    def _handle(self, req: Request) -> Response:
         path = req.path.rstrip("/").lower() or "/"
         if path.startswith("/_emulator"):
-            return self._control(req, path)
+            return self._admin(req, path)
         if re.fullmatch(r"/v[12]/grant", path):
             return self._grant(req)
         m = re.fullmatch(r"/(v1|v2)/([a-z]+)/([a-z]+)", path, flags=re.IGNORECASE)
         if m is None:
-            return _json(404, {"error": "not_found", "error_description": f"no endpoint at {req.path}"})
+            return json_response(404, {"error": "not_found", "error_description": f"no endpoint at {req.path}"})
         resource, action = m.group(2).lower(), m.group(3).lower()
         denied = self._authenticate(req)
         if denied is not None:
@@ -452,30 +317,13 @@ class MoloniEmulator:
             limited = self._admit()
             if limited is not None:
                 return limited
-            fault, fault_retry_after = self._take_fault(f"{resource}/{action}")
-        if fault == "429":
-            with self._lock:
-                self.count_429 += 1
-            return _json(
-                429,
-                {"error": "too_many_requests", "error_description": "Too many requests"},
-                {"Retry-After": str(fault_retry_after)} if self.send_retry_after else {},
-            )
-        if fault in ("503", "500"):
-            status = int(fault)
-            return _json(
-                status,
-                {
-                    "error": "server_error",
-                    "error_description": "Service Unavailable" if status == 503 else "Internal Server Error",
-                },
-            )
-        if fault == "reset":
-            return _Response(0, action="reset")
-        if self.response_delay > 0:
-            self._stop.wait(self.response_delay)
+            fault = self._take_fault(operation=f"{resource}/{action}")
+        refused = self._fault_answer(fault)
+        if refused is not None:
+            return refused
+        self._delay()
         if req.method != "POST":
-            return _json(
+            return json_response(
                 405,
                 {"error": "method_not_allowed", "error_description": "API methods are called with POST"},
                 {"Allow": "POST"},
@@ -484,22 +332,25 @@ class MoloniEmulator:
         with self._lock:
             resp = self._api(resource, action, form)
             stored = self._stored(resource, action, resp) if self.on_step is not None else None
-        if stored is not None:
-            self.on_step(f"{resource}/{action}", stored)  # committed, not answered yet
-        if fault == "timeout_after_commit":
-            resp.action = "hang"
-        elif fault == "drop_after_commit":
-            resp.action = "drop"
-        return resp
+        return self._answer_processed(resp, fault, (f"{resource}/{action}", stored))
 
-    def _stored(self, resource: str, action: str, resp: _Response) -> dict[str, Any] | None:
+    def _fault_throttled(self, fault: Fault) -> Response:
+        return self._too_many(1 if fault.retry_after is None else fault.retry_after)
+
+    def _fault_status(self, status: int) -> Response:
+        description = "Service Unavailable" if status == 503 else "Internal Server Error"
+        return json_response(status, {"error": "server_error", "error_description": description})
+
+    def _too_many(self, retry_after: int) -> Response:
+        """Moloni's 429 (``Retry-After`` unless ``send_retry_after`` is off)."""
+        headers = {"Retry-After": str(retry_after)} if self.send_retry_after else {}
+        return json_response(429, {"error": "too_many_requests", "error_description": "Too many requests"}, headers)
+
+    def _stored(self, resource: str, action: str, resp: Response) -> dict[str, Any] | None:
         """For :attr:`on_step`: what an accepted write stored (``None`` for reads and refusals)."""
         if action not in ("insert", "update", "delete") or resp.status != 200:
             return None
-        try:
-            answer = json.loads(resp.body or b"null")
-        except ValueError:
-            return None
+        answer = json_or_none(resp.body)
         if not isinstance(answer, dict) or not answer.get("valid"):
             return None
         if resource == "customers":
@@ -511,73 +362,32 @@ class MoloniEmulator:
         document = self._documents.get(_int(answer.get("document_id")) or -1)
         return copy.deepcopy(document) if document is not None else dict(answer)
 
-    def _take_fault(self, operation: str) -> tuple[str | None, int]:
-        for i, (kind, only, retry_after) in enumerate(self._faults):
-            if only is None or only == operation:
-                del self._faults[i]
-                return kind, retry_after
-        return None, 0
-
     # ------------------------------------------------------------------ auth
-    def _grant(self, req: _Request) -> _Response:
+    def _grant(self, req: Request) -> Response:
         params = dict(req.query)
         if req.body:
             params.update({k: v for k, v in parse_form(req.body).items() if isinstance(v, str)})
         grant_type = params.get("grant_type", "")
         with self._lock:
             self.grant_requests.append(grant_type)
-        if params.get("client_id") != self.client_id or not secrets.compare_digest(
-            str(params.get("client_secret", "")), self.client_secret
-        ):
-            return _json(400, {"error": "invalid_client", "error_description": "The client credentials are invalid"})
+        if not secret_ok(self.client_id, self.client_secret, params.get("client_id"), params.get("client_secret", "")):
+            return json_response(
+                400, {"error": "invalid_client", "error_description": "The client credentials are invalid"}
+            )
         now = time.monotonic()
         with self._lock:
-            if grant_type == "password":
-                if params.get("username") != self.username or not secrets.compare_digest(
-                    str(params.get("password", "")), self.password
-                ):
-                    return _json(
-                        400,
-                        {"error": "invalid_grant", "error_description": "Invalid username and password combination"},
-                    )
-            elif grant_type == "refresh_token":
-                presented = str(params.get("refresh_token", ""))
-                self.refresh_token_uses.append(presented)
-                expires = self._refresh_tokens.get(presented)
-                if expires is None:
-                    return _json(400, {"error": "invalid_grant", "error_description": "Invalid refresh token"})
-                if now >= expires:
-                    return _json(400, {"error": "invalid_grant", "error_description": "Refresh token has expired"})
-                # rotated: the presented token stays usable for the grace period only
-                self._refresh_tokens[presented] = min(expires, now + self.refresh_grace_seconds)
-            elif grant_type == "authorization_code":
-                if params.get("code") != "demo-authorization-code":
-                    return _json(
-                        400,
-                        {
-                            "error": "invalid_grant",
-                            "error_description": "Authorization code doesn't exist or is invalid for the client",
-                        },
-                    )
-            else:
-                return _json(
-                    400,
-                    {
-                        "error": "unsupported_grant_type",
-                        "error_description": f'Grant type "{grant_type}" not supported',
-                    },
-                )
-            access = "mol-at-" + secrets.token_hex(20)
-            refresh = "mol-rt-" + secrets.token_hex(20)
-            self._access_tokens[access] = now + self.access_token_ttl
-            self._refresh_tokens[refresh] = now + self.refresh_token_ttl
+            refused = self._grant_refusal(grant_type, params, now)
+            if refused is not None:
+                return json_response(400, {"error": refused[0], "error_description": refused[1]})
+            access = self.tokens.new_access(now)
+            refresh = self.tokens.new_refresh(now)
             self.grants_served += 1
             self.issued_tokens += [access, refresh]
-        return _json(
+        return json_response(
             200,
             {
                 "access_token": access,
-                "expires_in": int(math.ceil(self.access_token_ttl)),
+                "expires_in": math.ceil(self.access_token_ttl),
                 "token_type": "bearer",
                 "scope": None,
                 "refresh_token": refresh,
@@ -585,41 +395,45 @@ class MoloniEmulator:
             {"Cache-Control": "no-store"},
         )
 
-    def _authenticate(self, req: _Request) -> _Response | None:
+    def _grant_refusal(self, grant_type: str, params: dict[str, str], now: float) -> tuple[str, str] | None:
+        """``(error, error_description)`` of a refused grant (the client is authenticated); ``None``: grant it."""
+        if grant_type == "password":
+            if not secret_ok(self.username, self.password, params.get("username"), params.get("password", "")):
+                return "invalid_grant", "Invalid username and password combination"
+            return None
+        if grant_type == "refresh_token":
+            # rotated: the presented token stays usable for the grace period only
+            refusal = self.tokens.refresh_refusal(params.get("refresh_token", ""), now)
+            if refusal is not None:
+                return "invalid_grant", "Invalid refresh token" if refusal == "unknown" else "Refresh token has expired"
+            return None
+        if grant_type == "authorization_code":
+            if params.get("code") != "demo-authorization-code":
+                return "invalid_grant", "Authorization code doesn't exist or is invalid for the client"
+            return None
+        return "unsupported_grant_type", f'Grant type "{grant_type}" not supported'
+
+    def _authenticate(self, req: Request) -> Response | None:
         token = req.query.get("access_token", "")
         with self._lock:
-            expires = self._access_tokens.get(token)
+            expires = self.tokens.expiry(token)
         if not token or expires is None:
-            return _json(
-                401,
-                {"error": "invalid_token", "error_description": "The access token provided is invalid"},
-                {"WWW-Authenticate": 'Bearer realm="Service", error="invalid_token"'},
-            )
-        if time.monotonic() >= expires:
-            return _json(
-                401,
-                {"error": "invalid_token", "error_description": "The access token provided has expired"},
-                {"WWW-Authenticate": 'Bearer realm="Service", error="invalid_token"'},
-            )
-        return None
+            description = "The access token provided is invalid"
+        elif time.monotonic() >= expires:
+            description = "The access token provided has expired"
+        else:
+            return None
+        return json_response(401, {"error": "invalid_token", "error_description": description}, _INVALID_TOKEN)
 
-    def _admit(self) -> _Response | None:
+    def _admit(self) -> Response | None:
+        """The optional calls-per-minute limit (``rate_limit_per_minute``; undocumented by Moloni)."""
         if not self.rate_limit_per_minute:
             return None
-        now = time.monotonic()
-        while self._window and now - self._window[0] >= 60.0:
-            self._window.popleft()
-        if len(self._window) >= self.rate_limit_per_minute:
-            self.count_429 += 1
-            headers = {}
-            if self.send_retry_after:
-                headers["Retry-After"] = str(max(1, math.ceil(60.0 - (now - self._window[0]))))
-            return _json(429, {"error": "too_many_requests", "error_description": "Too many requests"}, headers)
-        self._window.append(now)
-        return None
+        retry = self._throttle(self._window, self.rate_limit_per_minute)
+        return None if retry is None else self._too_many(retry)
 
     # ------------------------------------------------------------------ API
-    def _company(self, form: Mapping[str, Any], errors: _Errors) -> dict[str, Any] | None:
+    def _company(self, form: Mapping[str, Any], errors: _Errors) -> tuple[int, dict[str, Any]] | None:
         company_id = _int(form.get("company_id"))
         if company_id is None:
             errors.add(1, "company_id", "Field 'company_id' is required")
@@ -628,12 +442,12 @@ class MoloniEmulator:
         if company is None:
             errors.add(2, "company_id", "Field 'company_id' must be valid")
             return None
-        return company
+        return company_id, company
 
-    def _api(self, resource: str, action: str, form: dict[str, Any]) -> _Response:
+    def _api(self, resource: str, action: str, form: dict[str, Any]) -> Response:
         route = (resource, action)
         if route == ("companies", "getall"):
-            return _json(
+            return json_response(
                 200,
                 [
                     {
@@ -646,15 +460,15 @@ class MoloniEmulator:
                 ],
             )
         errors = _Errors()
-        company = self._company(form, errors)
-        if company is None:
-            return _json(200, errors.items)
-        company_id = _int(form["company_id"])
+        found = self._company(form, errors)
+        if found is None:
+            return json_response(200, errors.items)
+        company_id, company = found
         if route == ("customers", "getone"):
             customer = company["customers"].get(_int(form.get("customer_id")) or -1)
             if customer is None:
-                return _json(200, [])
-            return _json(200, {"customer_id": _int(form["customer_id"]), **customer})
+                return json_response(200, [])
+            return json_response(200, {"customer_id": _int(form["customer_id"]), **customer})
         if route == ("customers", "insert"):
             return self._insert_customer(company, form)
         if resource == "customers" and action in ("getbyvat", "getbyemail", "getbyname", "getbynumber"):
@@ -665,9 +479,9 @@ class MoloniEmulator:
                 for cid, c in company["customers"].items()
                 if wanted and wanted in str(c.get(key) or "").casefold()
             ]
-            return _json(200, rows[:50])
+            return json_response(200, rows[:50])
         if route == ("taxes", "getall"):
-            return _json(
+            return json_response(
                 200,
                 [
                     {"tax_id": tid, "name": t["name"], "value": t["value"], "saft_type": t["saft_type"]}
@@ -675,7 +489,9 @@ class MoloniEmulator:
                 ],
             )
         if resource != "invoices":
-            return _json(404, {"error": "not_found", "error_description": f"no emulated method {resource}/{action}"})
+            return json_response(
+                404, {"error": "not_found", "error_description": f"no emulated method {resource}/{action}"}
+            )
         if action == "insert":
             return self._insert(company_id, company, form)
         if action == "getall":
@@ -686,7 +502,7 @@ class MoloniEmulator:
             return self._update(company_id, company, form)
         if action == "delete":
             return self._delete(company_id, form)
-        return _json(404, {"error": "not_found", "error_description": f"no emulated method invoices/{action}"})
+        return json_response(404, {"error": "not_found", "error_description": f"no emulated method invoices/{action}"})
 
     def _build(
         self, company_id: int, company: dict[str, Any], form: Mapping[str, Any], errors: _Errors
@@ -724,8 +540,8 @@ class MoloniEmulator:
         raw_products = _as_list(form.get("products"))
         if not raw_products:
             errors.add(1, "products", "Field 'products' is required")
-        products = []
-        rows = []
+        products: list[dict[str, Any]] = []
+        rows: list[tuple[Decimal, Decimal, Decimal, Decimal]] = []
         for i, raw in enumerate(raw_products):
             if not isinstance(raw, dict):
                 errors.add(2, f"products[{i}]", "Invalid product")
@@ -796,10 +612,10 @@ class MoloniEmulator:
                     "taxes": taxes_out,
                 }
             )
-        if errors:
+        if errors or issued is None or due is None or status is None:  # (None only with errors)
             return None
         totals = moloni_totals(rows, self.rounding_method)
-        for product, (qty, price, discount, rate) in zip(products, rows):
+        for product, (qty, price, discount, _rate) in zip(products, rows, strict=True):
             net = qty * price * (Decimal(100) - discount) / Decimal(100)
             if self.rounding_method == "line":
                 net = q2(net)
@@ -834,11 +650,11 @@ class MoloniEmulator:
             "lastmodified": _now_text(),
         }, status
 
-    def _insert(self, company_id: int, company: dict[str, Any], form: dict[str, Any]) -> _Response:
+    def _insert(self, company_id: int, company: dict[str, Any], form: dict[str, Any]) -> Response:
         errors = _Errors()
         built = self._build(company_id, company, form, errors)
         if built is None:
-            return _json(200, errors.items)
+            return json_response(200, errors.items)
         document, status = built
         document_id = self._next_document_id
         self._next_document_id += 1
@@ -846,9 +662,9 @@ class MoloniEmulator:
         self._documents[document_id] = document
         if status == 1:
             self._close(document, [])
-        return _json(200, {"valid": 1, "document_id": document_id})
+        return json_response(200, {"valid": 1, "document_id": document_id})
 
-    def _close(self, document: dict[str, Any], send_email: list) -> None:
+    def _close(self, document: dict[str, Any], send_email: list[Any]) -> None:
         key = (document["company_id"], document["document_set_id"])
         self._series_counters[key] = self._series_counters.get(key, 0) + 1
         document["number"] = self._series_counters[key]
@@ -865,7 +681,7 @@ class MoloniEmulator:
                     }
                 )
 
-    def _insert_customer(self, company: dict[str, Any], form: Mapping[str, Any]) -> _Response:
+    def _insert_customer(self, company: dict[str, Any], form: Mapping[str, Any]) -> Response:
         """``customers/insert`` (https://moloni.pt/dev/entities/customers/insert): required vat, number (≤20),
         name, language_id, address, city, country_id, maturity_date_id, payment_method_id; a Portuguese
         customer (country_id 1) needs a valid NIF and, when given, a ``NNNN-NNN`` postal code."""
@@ -893,18 +709,18 @@ class MoloniEmulator:
             if zip_code and not re.fullmatch(r"\d{4}-\d{3}", zip_code):
                 errors.add(2, "zip_code", "Field 'zip_code' must be valid (NNNN-NNN)")
         if errors:
-            return _json(200, errors.items)
+            return json_response(200, errors.items)
         customer_id = max(company["customers"], default=200) + 1
         company["customers"][customer_id] = {
             k: str(form.get(k) or "") for k in ("name", "vat", "number", "email", "address", "zip_code", "city")
         }
-        return _json(200, {"valid": 1, "customer_id": customer_id})
+        return json_response(200, {"valid": 1, "customer_id": customer_id})
 
     @staticmethod
     def _summary(doc: dict[str, Any]) -> dict[str, Any]:
         return {k: copy.deepcopy(v) for k, v in doc.items() if k not in ("products", "company_id", "rounding_method")}
 
-    def _get_all(self, company_id: int, form: Mapping[str, Any]) -> _Response:
+    def _get_all(self, company_id: int, form: Mapping[str, Any]) -> Response:
         docs = [d for d in self._documents.values() if d["company_id"] == company_id]
         for name in ("your_reference", "our_reference"):
             if form.get(name) not in (None, ""):
@@ -917,7 +733,7 @@ class MoloniEmulator:
         qty = _int(form.get("qty")) or 50
         qty = max(1, min(50, qty))
         offset = max(0, _int(form.get("offset")) or 0)
-        return _json(200, [self._summary(d) for d in docs[offset : offset + qty]])
+        return json_response(200, [self._summary(d) for d in docs[offset : offset + qty]])
 
     def _find_one(self, company_id: int, form: Mapping[str, Any]) -> dict[str, Any] | None:
         document_id = _int(form.get("document_id"))
@@ -933,28 +749,30 @@ class MoloniEmulator:
             docs, filtered = [d for d in docs if d["number"] == _int(form["number"])], True
         return docs[0] if filtered and docs else None
 
-    def _get_one(self, company_id: int, form: Mapping[str, Any]) -> _Response:
+    def _get_one(self, company_id: int, form: Mapping[str, Any]) -> Response:
         doc = self._find_one(company_id, form)
         if doc is None:
-            return _json(200, [])
-        return _json(200, {k: copy.deepcopy(v) for k, v in doc.items() if k not in ("company_id", "rounding_method")})
+            return json_response(200, [])
+        return json_response(
+            200, {k: copy.deepcopy(v) for k, v in doc.items() if k not in ("company_id", "rounding_method")}
+        )
 
-    def _update(self, company_id: int, company: dict[str, Any], form: dict[str, Any]) -> _Response:
+    def _update(self, company_id: int, company: dict[str, Any], form: dict[str, Any]) -> Response:
         errors = _Errors()
         document_id = _int(form.get("document_id"))
         doc = self._documents.get(document_id) if document_id is not None else None
         if doc is None or doc["company_id"] != company_id:
             errors.add(2, "document_id", "Field 'document_id' must be valid")
-            return _json(200, errors.items)
+            return json_response(200, errors.items)
         if doc["status"] == 1:
             errors.add(2, "document_id", "Document is closed and can't be updated")
-            return _json(200, errors.items)
+            return json_response(200, errors.items)
         content_fields = {k for k in form if k not in ("company_id", "document_id", "status", "send_email")}
         if content_fields:
             merged = {**self._as_form(doc), **form}
             built = self._build(company_id, company, merged, errors)
             if built is None:
-                return _json(200, errors.items)
+                return json_response(200, errors.items)
             new_doc, _ = built
             new_doc["document_id"] = document_id
             doc.clear()
@@ -962,10 +780,10 @@ class MoloniEmulator:
         status = _int(form.get("status")) if form.get("status") not in (None, "") else 0
         if status not in (0, 1):
             errors.add(2, "status", "Field 'status' must be 0 or 1")
-            return _json(200, errors.items)
+            return json_response(200, errors.items)
         if status == 1:
             self._close(doc, _as_list(form.get("send_email")))
-        return _json(200, {"valid": 1, "document_id": document_id})
+        return json_response(200, {"valid": 1, "document_id": document_id})
 
     @staticmethod
     def _as_form(doc: dict[str, Any]) -> dict[str, Any]:
@@ -1007,160 +825,39 @@ class MoloniEmulator:
         ]
         return form
 
-    def _delete(self, company_id: int, form: Mapping[str, Any]) -> _Response:
+    def _delete(self, company_id: int, form: Mapping[str, Any]) -> Response:
         errors = _Errors()
         document_id = _int(form.get("document_id"))
         doc = self._documents.get(document_id) if document_id is not None else None
-        if doc is None or doc["company_id"] != company_id:
+        if document_id is None or doc is None or doc["company_id"] != company_id:
             errors.add(2, "document_id", "Field 'document_id' must be valid")
-            return _json(200, errors.items)
+            return json_response(200, errors.items)
         if doc["status"] == 1:
             errors.add(2, "document_id", "Document is closed and can't be deleted")
-            return _json(200, errors.items)
+            return json_response(200, errors.items)
         del self._documents[document_id]
-        return _json(200, {"valid": 1})
+        return json_response(200, {"valid": 1})
 
     # ------------------------------------------------------------------ control API
-    def _control(self, req: _Request, path: str) -> _Response:
-        route = (req.method, path)
-        if route == ("GET", "/_emulator/invoices"):
-            return _json(200, self.invoices())
-        if route == ("GET", "/_emulator/emails"):
-            with self._lock:
-                return _json(200, copy.deepcopy(self.emails))
-        if route == ("GET", "/_emulator/stats"):
-            return _json(200, self.stats())
-        if route == ("POST", "/_emulator/faults"):
-            try:
-                doc = json.loads(req.body or b"{}")
-                self.inject_fault(
-                    str(doc["kind"]),
-                    int(doc.get("times", 1)),
-                    only=doc.get("only"),
-                    retry_after=int(doc.get("retry_after", 1)),
-                )
-            except (ValueError, KeyError, TypeError) as exc:
-                return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
-            return _json(200, {"ok": True, "pending_faults": list(self._faults)})
-        if route == ("POST", "/_emulator/reset"):
-            self.reset_state()
-            return _json(200, {"ok": True})
-        if route == ("POST", "/_emulator/expire-tokens"):
-            self.expire_access_tokens()
-            return _json(200, {"ok": True})
-        return _json(404, {"error": f"unknown control route {req.method} {req.path}"})
+    def _admin_routes(self) -> dict[tuple[str, str], AdminRoute]:
+        routes = super()._admin_routes()
+        routes["GET", "/_emulator/invoices"] = lambda _req: json_response(200, self.invoices())
+        routes["GET", "/_emulator/emails"] = lambda _req: json_response(200, self._emails())
+        return routes
 
-    def _record(self, method: str, path: str, status: int) -> None:
+    def _emails(self) -> list[dict[str, Any]]:
         with self._lock:
-            self.calls.append((method, path, status))
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.reset_sockets: set[socket.socket] = set()
-        self._reset_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def server_bind(self) -> None:  # skip the reverse-DNS lookup of HTTPServer.server_bind
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), port
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._reset_lock:
-            reset = request in self.reset_sockets
-            self.reset_sockets.discard(request)
-        if reset:
-            self.close_request(request)  # SO_LINGER(1, 0) set: RST instead of FIN
-            return
-        super().shutdown_request(request)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    emulator: MoloniEmulator
-    protocol_version = "HTTP/1.1"
-    server_version = "MoloniEmulator/1.0"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-    def _serve(self) -> None:
-        emu = self.emulator
-        split = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        body = self.rfile.read(length) if length > 0 else b""
-        if len(body) < length:
-            # the client went away in the middle of its request (e.g. a killed worker): like a real
-            # server, never act on a request whose body did not arrive whole
-            self.close_connection = True
-            return
-        req = _Request(self.command, split.path, query, headers, body)
-        try:
-            resp = emu._handle(req)
-        except Exception:  # an emulator bug: answer 500 and keep the traceback for tests
-            with emu._lock:
-                emu.server_errors.append(traceback.format_exc())
-            resp = _json(500, {"error": "server_error", "error_description": "emulator error"})
-        if resp.action is not None:
-            emu._record(req.method, req.path, 0)
-            self.close_connection = True
-            if resp.action == "reset":
-                try:
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except OSError:
-                    pass
-                with self.server._reset_lock:  # type: ignore[attr-defined]
-                    self.server.reset_sockets.add(self.connection)  # type: ignore[attr-defined]
-            elif resp.action == "hang":
-                emu._stop.wait(emu.hang_seconds)
-            return
-        emu._record(req.method, req.path, resp.status)
-        self.send_response(resp.status)
-        for name, value in resp.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(resp.body)))
-        if self.command != "HEAD" and resp.body:
-            self._headers_buffer.append(b"\r\n" + resp.body)  # type: ignore[attr-defined]
-            self.flush_headers()
-        else:
-            self.end_headers()
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
+            return copy.deepcopy(self.emails)
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
     """Run an emulator in the foreground until Ctrl-C, printing its URL and the demo credentials."""
     emulator = MoloniEmulator(host=host, port=port, **kwargs).start()
-    print(f"Moloni emulator listening on {emulator.url}")
-    print(f"  api_url        : {emulator.url}")
-    print(f"  client_id      : {emulator.client_id}   (export MOLONI_CLIENT_SECRET={emulator.client_secret})")
-    print(f"  refresh token  : export MOLONI_REFRESH_TOKEN={emulator.initial_refresh_token}")
-    print(f"  company_id     : {', '.join(str(c) for c in emulator.companies)}")
-    print("Press Ctrl-C to stop.", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopping", file=sys.stderr)
-    finally:
-        emulator.stop()
+    lines = [f"Moloni emulator listening on {emulator.url}", f"  api_url        : {emulator.url}"]
+    lines.append(f"  client_id      : {emulator.client_id}   (export MOLONI_CLIENT_SECRET={emulator.client_secret})")
+    lines.append(f"  refresh token  : export MOLONI_REFRESH_TOKEN={emulator.initial_refresh_token}")
+    lines.append(f"  company_id     : {', '.join(str(c) for c in emulator.companies)}")
+    serve_until_interrupted(emulator, lines)
 
 
 __all__ = ["DEFAULT_COMPANY_ID", "FAULT_KINDS", "MoloniEmulator", "default_companies", "serve"]

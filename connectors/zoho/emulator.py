@@ -38,36 +38,29 @@ Test hooks: :meth:`ZohoEmulator.inject_fault` (``429``, ``503``, ``500``, ``rese
 
 from __future__ import annotations
 
-import base64
 import copy
 import fnmatch
-import hashlib
-import json
-import math
-import re
 import secrets
-import socket
-import socketserver
-import struct
-import sys
-import threading
 import time
-import traceback
-from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import KeysView, Mapping
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote
 
+from connectors.sandbox.emulator import AdminRoute, Emulator, serve_until_interrupted
+from connectors.sandbox.faults import Fault
+from connectors.sandbox.http import Request, Response, json_response, loads_decimal
+from connectors.sandbox.limits import Window
+from connectors.sandbox.oauth import TokenHolder, Tokens, authorization_refusal, form_of, redirect_to, secret_ok
+from connectors.sandbox.values import decimal_or_none
 from connectors.sdk.money import minor_units
-from connectors.zoho.mapper import dumps, loads
 
 DEFAULT_ORG = "10234695"
 FAULT_KINDS = ("429", "503", "500", "reset", "timeout_after_commit", "drop_after_commit")
 DEFAULT_TAXES: dict[str, Decimal] = {"VAT 23%": Decimal("23"), "VAT 13%": Decimal("13"), "VAT 6%": Decimal("6")}
+#: Zoho's JSON content type (as its servers spell it)
+ZOHO_JSON = "application/json;charset=UTF-8"
 
 
 class ZohoError(Exception):
@@ -76,30 +69,11 @@ class ZohoError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-@dataclass
-class _Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
+def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:
+    return json_response(status, obj, headers, content_type=ZOHO_JSON)
 
 
-@dataclass
-class _Response:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    action: str | None = None
-
-
-def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Response:
-    h = {"Content-Type": "application/json;charset=UTF-8"}
-    h.update(headers or {})
-    return _Response(status, dumps(obj), h)
-
-
-def _err(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> _Response:
+def _err(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return _json(status, {"code": code, "message": message}, headers)
 
 
@@ -108,43 +82,31 @@ def _q(value: Decimal, currency: str) -> Decimal:
 
 
 def _num(value: Any, name: str) -> Decimal:
-    if isinstance(value, bool) or value is None:
-        raise ZohoError(400, 4, f"Invalid value passed for {name}")
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise ZohoError(400, 4, f"Invalid value passed for {name}") from None
-    if not number.is_finite():
+    number = decimal_or_none(value)
+    if number is None:
         raise ZohoError(400, 4, f"Invalid value passed for {name}")
     return number
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.reset_sockets: set[socket.socket] = set()
-        self._reset_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), port
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._reset_lock:
-            reset = request in self.reset_sockets
-            self.reset_sockets.discard(request)
-        if reset:
-            self.close_request(request)
-            return
-        super().shutdown_request(request)
+def _zoho_secret() -> str:
+    return f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
 
 
-class ZohoEmulator:
+class _ZohoTokens(Tokens):
+    """Zoho's token shape (``1000.<hex>.<hex>``); refresh tokens neither rotate nor expire."""
+
+    def new_access(self, now: float | None = None) -> str:
+        token = _zoho_secret()
+        self.access[token] = (time.monotonic() if now is None else now) + self.access_token_ttl
+        return token
+
+    def new_refresh(self) -> str:
+        token = _zoho_secret()
+        self.refresh[token] = None
+        return token
+
+
+class ZohoEmulator(TokenHolder, Emulator):
     """Local Zoho Invoice on ``host:port`` (``port=0``: a free port). Use :attr:`url` as both
     ``api_url`` and ``accounts_url``.
 
@@ -159,52 +121,51 @@ class ZohoEmulator:
     (token grants served), ``refresh_token_uses``, ``server_errors``, ``emails``.
     """
 
+    name = "zoho-emulator"
+    server_version = "ZohoEmulator/1.0"
+    fault_kinds = FAULT_KINDS
+    drop_incomplete_bodies = False
+    http_methods = frozenset({"GET", "POST", "PUT", "DELETE"})
+
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        client_id: str = "1000.DEMOCLIENT",
-        client_secret: str = "demo-zoho-secret",
-        refresh_token: str = "1000.demo.refresh",
         organizations: Mapping[str, str] | None = None,
         taxes: Mapping[str, Decimal] | None = None,
         contacts: Mapping[str, Mapping[str, Any]] | None = None,
+        auto_number: bool = True,
+        scope_denied: tuple[str, ...] = (),
         rate_limit_per_minute: int = 100,
-        access_token_ttl: float = 3600.0,
         token_limit: int | None = None,
         token_window: float = 600.0,
-        auto_number: bool = True,
+        access_token_ttl: float = 3600.0,
+        client_id: str = "1000.DEMOCLIENT",
+        client_secret: str = "demo-zoho-secret",
+        refresh_token: str = "1000.demo.refresh",
+        host: str = "127.0.0.1",
+        port: int = 0,
         hang_seconds: float = 30.0,
-        scope_denied: tuple[str, ...] = (),
     ):
-        self.host, self.port = host, port
+        self._init_sandbox(host, port, hang_seconds=hang_seconds)
         self.client_id, self.client_secret = client_id, client_secret
-        self.refresh_tokens = {refresh_token}
         self.organizations = dict(organizations or {DEFAULT_ORG: "EUR"})
         self.tax_table = {k: Decimal(v) for k, v in (taxes or DEFAULT_TAXES).items()}
         self.seed_contacts = {k: dict(v) for k, v in (contacts or {}).items()}
         self.rate_limit_per_minute = rate_limit_per_minute
-        self.access_token_ttl = access_token_ttl
         self.token_limit, self.token_window = token_limit, token_window
         self.auto_number = auto_number
-        self.hang_seconds = hang_seconds
         self.scope_denied = tuple(scope_denied)
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._access: dict[str, float] = {}
-        self._grants: dict[str, deque[float]] = {}
-        self._codes: dict[str, dict] = {}
+        # Zoho refresh tokens do not rotate: one token serves every grant (grace unused)
+        self.tokens = _ZohoTokens(refresh_token, access_token_ttl, 0.0, code_prefix="1000.", code_bytes=16)
+        #: token grants per refresh token in the last ``token_window`` seconds (survive reset_state())
+        self._grants: dict[str, Window] = {}
         self.refresh_count = 0
-        self.refresh_token_uses: list[str] = []
         self._init_state()
 
     def _init_state(self) -> None:
-        self._taxes: dict[str, dict[str, dict]] = {}
-        self._contacts: dict[str, dict[str, dict]] = {}
-        self._invoices: dict[str, dict[str, dict]] = {}
+        self._taxes: dict[str, dict[str, dict[str, Any]]] = {}
+        self._contacts: dict[str, dict[str, dict[str, Any]]] = {}
+        self._invoices: dict[str, dict[str, dict[str, Any]]] = {}
         self._seq = 0
         for org in self.organizations:
             self._taxes[org] = {}
@@ -221,20 +182,17 @@ class ZohoEmulator:
             for cid, fields in self.seed_contacts.items():
                 self._contacts[org][cid] = self._contact(cid, fields)
             self._invoices[org] = {}
-        self._windows: dict[str, deque[float]] = {org: deque() for org in self.organizations}
-        self._faults: deque[dict] = deque()
+        self._windows = {org: Window(self.rate_limit_per_minute) for org in self.organizations}
         self._auto_seq: dict[str, int] = dict.fromkeys(self.organizations, 0)
-        self.calls: list[tuple[str, str, int]] = []
-        self.count_429 = 0
-        self.server_errors: list[str] = []
-        self.emails: list[dict] = []
+        self._init_records()
+        self.emails: list[dict[str, Any]] = []
 
     def _id(self) -> str:
         self._seq += 1
         return f"4600000{self._seq:06d}"
 
     @staticmethod
-    def _contact(cid: str, fields: Mapping[str, Any]) -> dict:
+    def _contact(cid: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "contact_id": cid,
             "contact_name": fields["contact_name"],
@@ -245,62 +203,30 @@ class ZohoEmulator:
             "currency_code": fields.get("currency_code", "EUR"),
         }
 
-    # ------------------------------------------------------------------ lifecycle
-    def start(self) -> ZohoEmulator:
-        if self._server is not None:
-            return self
-        self._stop.clear()
-        handler = type("ZohoEmulatorHandler", (_Handler,), {"emulator": self})
-        self._server = _Server((self.host, self.port), handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"zoho-emulator:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> ZohoEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
     @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def refresh_tokens(self) -> KeysView[str]:
+        """The refresh tokens accepted (the initial one, and those of ``access_type=offline`` codes)."""
+        return self.tokens.refresh.keys()
 
     # ------------------------------------------------------------------ test helpers
-    def invoices(self, organization_id: str | None = None) -> list[dict]:
+    def invoices(self, organization_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             orgs = [organization_id] if organization_id else list(self._invoices)
             return [copy.deepcopy(i) for o in orgs for i in self._invoices.get(o, {}).values()]
 
-    def contacts(self, organization_id: str | None = None) -> list[dict]:
+    def contacts(self, organization_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             orgs = [organization_id] if organization_id else list(self._contacts)
             return [copy.deepcopy(c) for o in orgs for c in self._contacts.get(o, {}).values()]
 
-    def taxes(self, organization_id: str = DEFAULT_ORG) -> list[dict]:
+    def taxes(self, organization_id: str = DEFAULT_ORG) -> list[dict[str, Any]]:
         with self._lock:
             return [copy.deepcopy(t) for t in self._taxes.get(organization_id, {}).values()]
 
     def tax_id(self, percent: str | Decimal, organization_id: str = DEFAULT_ORG) -> str:
         for tax in self.taxes(organization_id):
             if tax["tax_percentage"] == Decimal(str(percent)):
-                return tax["tax_id"]
+                return str(tax["tax_id"])
         raise KeyError(percent)
 
     def inject_fault(self, kind: str, times: int = 1, *, method: str | None = None, path: str | None = None) -> None:
@@ -309,44 +235,32 @@ class ZohoEmulator:
         ``429``/``503``/``500``/``reset`` happen before processing; ``timeout_after_commit`` processes,
         then holds the socket ``hang_seconds``; ``drop_after_commit`` processes, then closes it.
         """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
-        with self._lock:
-            for _ in range(int(times)):
-                self._faults.append({"kind": kind, "method": method.upper() if method else None, "path": path})
+        self._add_fault(Fault(kind, method.upper() if method else None, path), times)
 
-    def expire_access_tokens(self) -> None:
-        """Every issued access token is expired now (next call: 401 code 14)."""
-        with self._lock:
-            for token in self._access:
-                self._access[token] = 0.0
+    def _inject_from_admin(self, doc: dict[str, Any]) -> None:
+        self.inject_fault(str(doc["kind"]), int(doc.get("times", 1)), method=doc.get("method"), path=doc.get("path"))
 
     def issued_tokens(self) -> list[str]:
         with self._lock:
-            return list(self._access)
-
-    def reset_state(self) -> None:
-        """Forget invoices, created contacts, windows, faults and records; tokens survive."""
-        with self._lock:
-            self._init_state()
+            return list(self.tokens.access)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
-                "calls": [list(c) for c in self.calls],
-                "call_count": len(self.calls),
-                "count_429": self.count_429,
+                **super().stats(),
                 "refresh_count": self.refresh_count,
-                "server_errors": list(self.server_errors),
                 "invoice_count": sum(len(v) for v in self._invoices.values()),
                 "email_count": len(self.emails),
             }
 
     # ------------------------------------------------------------------ dispatch
-    def _handle(self, req: _Request) -> _Response:
+    def _internal_error(self) -> Response:
+        return _err(500, 9999, "emulator error")
+
+    def _handle(self, req: Request) -> Response:
         path = req.path.rstrip("/") or "/"
         if path.startswith("/_emulator"):
-            return self._control(req, path)
+            return self._admin(req, path)
         if path == "/oauth/v2/auth" and req.method == "GET":
             return self._authorize(req)
         if path == "/oauth/v2/token":
@@ -357,28 +271,13 @@ class ZohoEmulator:
         auth = req.headers.get("authorization", "")
         token = auth[len("Zoho-oauthtoken ") :].strip() if auth.startswith("Zoho-oauthtoken ") else ""
         with self._lock:
-            expires = self._access.get(token)
-        if not token or expires is None or time.monotonic() >= expires:
+            valid = self.tokens.valid(token)
+        if not valid:
             return _err(401, 14, "Invalid OAuth access token.")
         if any(fnmatch.fnmatchcase(resource, pattern) for pattern in self.scope_denied):
             return _err(401, 57, "You are not authorized to perform this operation")
         if resource == "/organizations" and req.method == "GET":
-            return _json(
-                200,
-                {
-                    "code": 0,
-                    "message": "success",
-                    "organizations": [
-                        {
-                            "organization_id": org,
-                            "name": f"Demo Organisation {i + 1}",
-                            "currency_code": cur,
-                            "is_default_org": i == 0,
-                        }
-                        for i, (org, cur) in enumerate(self.organizations.items())
-                    ],
-                },
-            )
+            return self._organizations()
         org = req.headers.get("x-com-zoho-invoice-organizationid") or req.query.get("organization_id") or ""
         if org not in self.organizations:
             return _err(400, 6041, f"This user is not associated with the organization ID {org or '(none)'}.")
@@ -387,88 +286,74 @@ class ZohoEmulator:
             if limited is not None:
                 return limited
             fault = self._take_fault(req.method, resource)
-        if fault == "429":
-            with self._lock:
-                self.count_429 += 1
-            return _err(
-                429,
-                45,
-                "You have made too many requests. Please try again after some time.",
-                {
-                    "Retry-After": "1",
-                    "X-Rate-Limit-Limit": str(self.rate_limit_per_minute),
-                    "X-Rate-Limit-Remaining": "0",
-                    "X-Rate-Limit-Reset": "1",
-                },
-            )
-        if fault in ("503", "500"):
-            return _err(
-                int(fault),
-                9999 if fault == "500" else 503,
-                "Internal error" if fault == "500" else "Service temporarily unavailable",
-            )
-        if fault == "reset":
-            return _Response(0, action="reset")
+        refused = self._fault_answer(fault)
+        if refused is not None:
+            return refused
         with self._lock:
             try:
                 resp = self._route(req, org, resource)
             except ZohoError as exc:
                 resp = _err(exc.status, exc.code, exc.message)
             resp.headers.update(self._limit_headers(org))
-        if fault == "timeout_after_commit":
-            resp.action = "hang"
-        elif fault == "drop_after_commit":
-            resp.action = "drop"
-        return resp
+        return self._answer_processed(resp, fault)
 
-    def _take_fault(self, method: str, path: str) -> str | None:
-        for i, fault in enumerate(self._faults):
-            if fault["method"] and fault["method"] != method:
-                continue
-            if fault["path"] and not fnmatch.fnmatchcase(path, fault["path"]):
-                continue
-            del self._faults[i]
-            return fault["kind"]
-        return None
+    def _fault_throttled(self, fault: Fault) -> Response:
+        return self._too_many(fault.retry_after or 1)
+
+    def _fault_status(self, status: int) -> Response:
+        if status == 500:
+            return _err(500, 9999, "Internal error")
+        return _err(status, 503, "Service temporarily unavailable")
+
+    def _too_many(self, retry: int) -> Response:
+        return _err(
+            429,
+            45,
+            "You have made too many requests. Please try again after some time.",
+            {
+                "Retry-After": str(retry),
+                "X-Rate-Limit-Limit": str(self.rate_limit_per_minute),
+                "X-Rate-Limit-Remaining": "0",
+                "X-Rate-Limit-Reset": str(retry),
+            },
+        )
 
     def _limit_headers(self, org: str) -> dict[str, str]:
         window = self._windows[org]
-        reset = 60 - int(time.monotonic() - window[0]) if window else 60
         return {
             "X-Rate-Limit-Limit": str(self.rate_limit_per_minute),
             "X-Rate-Limit-Remaining": str(max(0, self.rate_limit_per_minute - len(window))),
-            "X-Rate-Limit-Reset": str(max(1, reset)),
+            "X-Rate-Limit-Reset": str(window.retry_after_seconds() if window else 60),
         }
 
-    def _admit(self, org: str) -> _Response | None:
-        now = time.monotonic()
-        window = self._windows[org]
-        while window and now - window[0] >= 60.0:
-            window.popleft()
-        if len(window) >= self.rate_limit_per_minute:
-            self.count_429 += 1
-            retry = max(1, math.ceil(60.0 - (now - window[0])))
-            return _err(
-                429,
-                45,
-                "You have made too many requests. Please try again after some time.",
-                {
-                    "Retry-After": str(retry),
-                    "X-Rate-Limit-Limit": str(self.rate_limit_per_minute),
-                    "X-Rate-Limit-Remaining": "0",
-                    "X-Rate-Limit-Reset": str(retry),
-                },
-            )
-        window.append(now)
-        return None
+    def _admit(self, org: str) -> Response | None:
+        """100 calls per minute per organisation (``rate_limit_per_minute``)."""
+        retry = self._throttle(self._windows[org], self.rate_limit_per_minute)
+        return None if retry is None else self._too_many(retry)
+
+    def _organizations(self) -> Response:
+        return _json(
+            200,
+            {
+                "code": 0,
+                "message": "success",
+                "organizations": [
+                    {
+                        "organization_id": org,
+                        "name": f"Demo Organisation {i + 1}",
+                        "currency_code": cur,
+                        "is_default_org": i == 0,
+                    }
+                    for i, (org, cur) in enumerate(self.organizations.items())
+                ],
+            },
+        )
 
     # ------------------------------------------------------------------ accounts
-    def _token(self, req: _Request) -> _Response:
-        form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+    def _token(self, req: Request) -> Response:
+        form = form_of(req.body)
         form.update({k: v for k, v in req.query.items() if k not in form})
-        if form.get("client_id") != self.client_id or not secrets.compare_digest(
-            form.get("client_secret", ""), self.client_secret
-        ):
+        if not secret_ok(self.client_id, self.client_secret, form.get("client_id"), form.get("client_secret", "")):
             return _json(200, {"error": "invalid_client"})
         if form.get("grant_type") == "authorization_code":
             return self._code_grant(form)
@@ -478,88 +363,60 @@ class ZohoEmulator:
         now = time.monotonic()
         with self._lock:
             self.refresh_token_uses.append(presented)
-            if presented not in self.refresh_tokens:
+            if presented not in self.tokens.refresh:
                 return _json(200, {"error": "invalid_code"})
-            grants = self._grants.setdefault(presented, deque())
-            while grants and now - grants[0] >= self.token_window:
-                grants.popleft()
-            if self.token_limit is not None and len(grants) >= self.token_limit:
+            grants = self._grants.setdefault(presented, Window(None))
+            grants.limit, grants.span = self.token_limit, self.token_window
+            if not grants.admit(now):
                 return _json(
                     400,
                     {
-                        "error_description": "You have made too many requests continuously. Please try again after some time.",
+                        "error_description": (
+                            "You have made too many requests continuously. Please try again after some time."
+                        ),
                         "error": "Access Denied",
                         "status": "failure",
                     },
                 )
-            grants.append(now)
-            access = "1000." + secrets.token_hex(16) + "." + secrets.token_hex(16)
-            self._access[access] = now + self.access_token_ttl
             self.refresh_count += 1
-        return _json(
-            200,
-            {
-                "access_token": access,
-                "api_domain": self.url,
-                "token_type": "Bearer",
-                "expires_in": int(self.access_token_ttl),
-            },
-        )
+            body = self._grant_body(self.tokens.new_access(now))
+        return _json(200, body)
 
-    def _authorize(self, req: _Request) -> _Response:
+    def _grant_body(self, access: str) -> dict[str, Any]:
+        return {
+            "access_token": access,
+            "api_domain": self.url,
+            "token_type": "Bearer",
+            "expires_in": int(self.access_token_ttl),
+        }
+
+    def _authorize(self, req: Request) -> Response:
         """``GET /oauth/v2/auth``: the user consents at once; 302 to the loopback ``redirect_uri`` with
         ``code``, ``state`` and ``accounts-server``. A refresh token is only issued for ``access_type=offline``."""
         q = req.query
-        redirect = q.get("redirect_uri", "")
-        if q.get("client_id") != self.client_id:
-            return _json(400, {"error": "invalid_client"})
-        if q.get("response_type") != "code" or not re.match(
-            r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", redirect
-        ):
-            return _json(400, {"error": "invalid_redirect_uri"})
-        code = "1000." + secrets.token_hex(16)
+        refusal = authorization_refusal(q, self.client_id)
+        if refusal is not None:  # Zoho names a bad request by its redirect_uri
+            return _json(400, {"error": "invalid_redirect_uri" if refusal == "invalid_request" else refusal})
+        redirect = q["redirect_uri"]
         with self._lock:
-            self._codes[code] = {
-                "redirect_uri": redirect,
-                "challenge": q.get("code_challenge"),
-                "offline": q.get("access_type") == "offline",
-                "expires": time.monotonic() + 120,
-            }
-        sep = "&" if "?" in redirect else "?"
-        query = urlencode({"code": code, "state": q.get("state", ""), "location": "eu", "accounts-server": self.url})
-        return _Response(302, b"", {"Location": f"{redirect}{sep}{query}"})
+            code = self.tokens.issue_code(redirect, q.get("code_challenge"), lifetime=120)
+            self.tokens.codes[code]["offline"] = q.get("access_type") == "offline"
+        where = {"location": "eu", "accounts-server": self.url}
+        return redirect_to(redirect, code=code, state=q.get("state", ""), **where)
 
-    def _code_grant(self, form: dict[str, str]) -> _Response:
+    def _code_grant(self, form: dict[str, str]) -> Response:
         """``grant_type=authorization_code``: single-use code (2 minutes), same ``redirect_uri``, PKCE checked."""
         with self._lock:
-            entry = self._codes.pop(form.get("code", ""), None)
-            if (
-                entry is None
-                or time.monotonic() > entry["expires"]
-                or entry["redirect_uri"] != form.get("redirect_uri")
-            ):
+            entry = self.tokens.codes.get(form.get("code", "")) or {}
+            if self.tokens.redeem_code(form) is not None:
                 return _json(200, {"error": "invalid_code"})
-            if entry["challenge"]:
-                verifier = form.get("code_verifier", "")
-                digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-                if not secrets.compare_digest(digest, entry["challenge"]):
-                    return _json(200, {"error": "invalid_code"})
-            access = "1000." + secrets.token_hex(16) + "." + secrets.token_hex(16)
-            self._access[access] = time.monotonic() + self.access_token_ttl
-            body = {
-                "access_token": access,
-                "api_domain": self.url,
-                "token_type": "Bearer",
-                "expires_in": int(self.access_token_ttl),
-            }
-            if entry["offline"]:
-                refresh = "1000." + secrets.token_hex(16) + "." + secrets.token_hex(16)
-                self.refresh_tokens.add(refresh)
-                body["refresh_token"] = refresh
+            body = self._grant_body(self.tokens.new_access())
+            if entry.get("offline"):
+                body["refresh_token"] = self.tokens.new_refresh()
         return _json(200, body)
 
     # ------------------------------------------------------------------ API
-    def _route(self, req: _Request, org: str, resource: str) -> _Response:
+    def _route(self, req: Request, org: str, resource: str) -> Response:
         parts = [unquote(p) for p in resource.strip("/").split("/")]
         m = req.method
         if parts == ["settings", "taxes"] and m == "GET":
@@ -624,18 +481,18 @@ class ZohoEmulator:
         raise ZohoError(404, 5, "Invalid URL Passed")
 
     @staticmethod
-    def _body(req: _Request) -> Any:
+    def _body(req: Request) -> Any:
         if not req.body:
             return {}
         try:
             if "json" in req.headers.get("content-type", "") or req.body.lstrip()[:1] in (b"{", b"["):
-                return loads(req.body)
+                return loads_decimal(req.body)
             form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8"), keep_blank_values=True).items()}
-            return loads(form.get("JSONString", "{}"))
+            return loads_decimal(form.get("JSONString", "{}"))
         except (ValueError, UnicodeDecodeError):
             raise ZohoError(400, 2, "Invalid JSON input") from None
 
-    def _create_contact(self, org: str, body: Any) -> _Response:
+    def _create_contact(self, org: str, body: Any) -> Response:
         if (
             not isinstance(body, dict)
             or not isinstance(body.get("contact_name"), str)
@@ -661,7 +518,7 @@ class ZohoEmulator:
             {"code": 0, "message": "The contact has been added.", "contact": copy.deepcopy(self._contacts[org][cid])},
         )
 
-    def _create_invoice(self, org: str, req: _Request, body: Any) -> _Response:
+    def _create_invoice(self, org: str, req: Request, body: Any) -> Response:
         if not isinstance(body, dict):
             raise ZohoError(400, 2, "Invalid JSON input")
         customer = self._contacts[org].get(str(body.get("customer_id") or ""))
@@ -704,7 +561,8 @@ class ZohoEmulator:
         raw_lines = body.get("line_items")
         if not isinstance(raw_lines, list) or not raw_lines:
             raise ZohoError(400, 4, "Invalid value passed for line_items")
-        lines, groups = [], {}
+        lines: list[dict[str, Any]] = []
+        groups: dict[str, list[Any]] = {}
         gross = Decimal(0)
         for n, raw in enumerate(raw_lines, start=1):
             if not isinstance(raw, dict) or not (raw.get("name") or raw.get("item_id")):
@@ -780,7 +638,7 @@ class ZohoEmulator:
             inv["status"], inv["is_emailed"] = "sent", True
         return _json(201, {"code": 0, "message": "The invoice has been created.", "invoice": copy.deepcopy(inv)})
 
-    def _list_invoices(self, org: str, query: dict[str, str]) -> _Response:
+    def _list_invoices(self, org: str, query: dict[str, str]) -> Response:
         rows = list(self._invoices[org].values())
         for name in ("invoice_number", "reference_number", "customer_id", "status"):
             if name in query:
@@ -816,113 +674,28 @@ class ZohoEmulator:
             },
         )
 
-    # ------------------------------------------------------------------ control
-    def _control(self, req: _Request, path: str) -> _Response:
-        route = (req.method, path)
-        if route == ("GET", "/_emulator/invoices"):
-            return _json(200, self.invoices())
-        if route == ("GET", "/_emulator/contacts"):
-            return _json(200, self.contacts())
-        if route == ("GET", "/_emulator/emails"):
-            with self._lock:
-                return _json(200, list(self.emails))
-        if route == ("GET", "/_emulator/stats"):
-            return _json(200, self.stats())
-        if route == ("POST", "/_emulator/faults"):
-            try:
-                doc = json.loads(req.body or b"{}")
-                self.inject_fault(
-                    str(doc["kind"]), int(doc.get("times", 1)), method=doc.get("method"), path=doc.get("path")
-                )
-            except (ValueError, KeyError, TypeError) as exc:
-                return _json(400, {"error": f"bad fault request: {exc}", "kinds": list(FAULT_KINDS)})
-            return _json(200, {"ok": True})
-        if route == ("POST", "/_emulator/reset"):
-            self.reset_state()
-            return _json(200, {"ok": True})
-        if route == ("POST", "/_emulator/expire-tokens"):
-            self.expire_access_tokens()
-            return _json(200, {"ok": True})
-        return _json(404, {"error": f"unknown control route {req.method} {req.path}"})
+    # ------------------------------------------------------------------ control API
+    def _admin_routes(self) -> dict[tuple[str, str], AdminRoute]:
+        return {
+            **super()._admin_routes(),
+            ("GET", "/_emulator/invoices"): lambda _req: _json(200, self.invoices()),
+            ("GET", "/_emulator/contacts"): lambda _req: _json(200, self.contacts()),
+            ("GET", "/_emulator/emails"): lambda _req: _json(200, self._emails()),
+        }
 
-    def _record(self, method: str, path: str, status: int) -> None:
+    def _emails(self) -> list[dict[str, Any]]:
         with self._lock:
-            self.calls.append((method, path, status))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    emulator: ZohoEmulator
-    protocol_version = "HTTP/1.1"
-    server_version = "ZohoEmulator/1.0"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-    def _serve(self) -> None:
-        emu = self.emulator
-        split = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        body = self.rfile.read(length) if length > 0 else b""
-        req = _Request(self.command, split.path, query, headers, body)
-        try:
-            resp = emu._handle(req)
-        except Exception:
-            with emu._lock:
-                emu.server_errors.append(traceback.format_exc())
-            resp = _err(500, 9999, "emulator error")
-        if resp.action is not None:
-            emu._record(req.method, req.path, 0)
-            self.close_connection = True
-            if resp.action == "reset":
-                try:
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except OSError:
-                    pass
-                with self.server._reset_lock:  # type: ignore[attr-defined]
-                    self.server.reset_sockets.add(self.connection)  # type: ignore[attr-defined]
-            elif resp.action == "hang":
-                emu._stop.wait(emu.hang_seconds)
-            return
-        emu._record(req.method, req.path, resp.status)
-        self.send_response(resp.status)
-        for name, value in resp.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(resp.body)))
-        if resp.body:
-            self._headers_buffer.append(b"\r\n" + resp.body)  # type: ignore[attr-defined]
-            self.flush_headers()
-        else:
-            self.end_headers()
-
-    do_GET = do_POST = do_PUT = do_DELETE = _serve
+            return list(self.emails)
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
     """Run an emulator in the foreground until Ctrl-C, printing its URL and demo credentials."""
     emulator = ZohoEmulator(host=host, port=port, **kwargs).start()
-    print(f"Zoho Invoice emulator listening on {emulator.url} (api_url and accounts_url)")
-    print(f"  organization_id: {', '.join(emulator.organizations)}   client_id: {emulator.client_id}")
-    print("Press Ctrl-C to stop.", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopping", file=sys.stderr)
-    finally:
-        emulator.stop()
+    organizations = ", ".join(emulator.organizations)
+    listening = f"Zoho Invoice emulator listening on {emulator.url} (api_url and accounts_url)"
+    serve_until_interrupted(
+        emulator, [listening, f"  organization_id: {organizations}   client_id: {emulator.client_id}"]
+    )
 
 
 __all__ = ["DEFAULT_ORG", "DEFAULT_TAXES", "FAULT_KINDS", "ZohoEmulator", "serve"]
