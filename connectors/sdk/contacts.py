@@ -8,7 +8,7 @@ Order (issue 5, "Contact/customer mapping"):
    (exact, case-insensitive for e-mail and name);
 3. otherwise, when the tenant allows it (a connector setting such as ``create_contacts: true``),
    the contact is created;
-4. otherwise :class:`~connectors.base.PermanentError` naming the client (so the invoice is
+4. otherwise :class:`~connectors.sdk.errors.PermanentError` naming the client (so the invoice is
    dead-lettered with a message telling the operator which mapping to add).
 
 A connector implements :class:`ContactDirectory` (two small calls against its API) and keeps one
@@ -108,7 +108,7 @@ class ContactResolver:
         """The contact id for ``invoice`` (``None``: send the name, see ``native_name_match``).
 
         Raises :class:`PermanentError` naming the client when there is no contact and creation is
-        not allowed; the directory's own :class:`~connectors.base.ConnectorError` propagate.
+        not allowed; the directory's own :class:`~connectors.sdk.errors.ConnectorError` propagate.
         """
         query = self.query(invoice)
         if query.contact_id:

@@ -1,4 +1,4 @@
-"""From a billing system's HTTP answer to the shared error taxonomy (:mod:`connectors.base`).
+"""From a billing system's HTTP answer to the shared error taxonomy (:mod:`connectors.sdk.interface`).
 
 Every connector maps what its API answers onto the same classes, so the ``deliver`` stage can
 decide by class alone:

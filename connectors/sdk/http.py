@@ -64,7 +64,7 @@ from connectors.sdk.errors import (
 )
 from connectors.sdk.interface import BatchItem, Connector
 from connectors.sdk.invoice import Invoice
-from connectors.sdk.money import loads
+from connectors.sdk.money import dumps, loads
 from connectors.sdk.oauth2 import (
     OAuth2Config,
     OAuth2TokenManager,
@@ -506,10 +506,13 @@ class HttpConnector(Connector):
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
+        json: Any = None,
         **kwargs: Any,
     ) -> httpx.Response:
         """An authenticated exchange: on a 401 the auth renews exactly once and the call is repeated.
 
+        ``json``: a body sent as ``application/json`` with :class:`~decimal.Decimal` amounts written
+        exactly (:func:`connectors.sdk.money.dumps`; floats refused), not through httpx's encoder.
         ``idempotent`` defaults to ``method == "GET"`` (see :meth:`send`). A second 401 (or a 401
         the auth cannot renew) raises :class:`AuthError` with :meth:`problem_detail` and
         :meth:`unauthorized_hint`; a 401 for which :meth:`unauthorized_error` gives an error raises that
@@ -517,6 +520,9 @@ class HttpConnector(Connector):
         Remaining-quota headers are reported to ``on_quota``.
         """
         safe = method.upper() == "GET" if idempotent is None else idempotent
+        if json is not None:
+            kwargs["content"] = dumps(json)
+            headers = {"Content-Type": "application/json", **(headers or {})}
         used: SecretStr | None = None
         for attempt in (1, 2):
             all_headers = {**self.default_headers, **(headers or {})}
