@@ -71,6 +71,11 @@ class BillingApp(BrokerApp):
     ledger: TableT[str, LedgerEntry]
 
 
+# mode names a Service's logger after its class's module: keep the app's own log records under the
+# logger they have always used (``broker.faust_compat``, :class:`BrokerApp`'s).
+BillingApp.logger = BrokerApp.logger
+
+
 def create_app(
     settings: Settings, config: BrokerConfig, bootstrap: str, *, rebalance_timeout: float | None = None
 ) -> BillingApp:
@@ -229,7 +234,7 @@ def create_app(
         async for event in stream.events():
             try:
                 await enrich_one(event)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the stream: keep the record in the DLQ
                 log.error(
                     "enrich crashed on %s:%s:%s: %s",
                     event.message.topic,
@@ -258,7 +263,7 @@ def create_app(
         except PricingError as exc:
             await dead_letter_forwarded(event, "pricing", exc, tenant=ce.tenant)
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a bug must not stop the stream; keep the event
             log.error("pricing crashed on %s: %s", clip(event.key, 200), clip(repr(exc)))
             await dead_letter_forwarded(event, "internal", exc, tenant=ce.tenant)
             return
@@ -274,7 +279,7 @@ def create_app(
         async for event in stream.events():
             try:
                 await price_one(event)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the stream: keep the record in the DLQ
                 log.error("price crashed on %s: %s", clip(event.key, 200), clip(repr(exc)))
                 await dead_letter_forwarded(event, "internal", exc)
 

@@ -374,7 +374,7 @@ class DeliverStage:
             try:
                 await self._dead_letter(ctx, Dead("internal", exc, ctx.meta.attempts, ctx.meta))
                 self._complete(part, entry)
-            except Exception:
+            except Exception:  # noqa: BLE001 - cannot even dead-letter: let the worker restart
                 self._abandon(part, entry)
                 await self.app.crash(exc)
         finally:

@@ -228,7 +228,7 @@ def acknowledge(stream: StreamT[Any], event: EventT[Any]) -> bool:
         stream._on_stream_event_out(msg.tp, msg.offset, stream, event)  # type: ignore[attr-defined]  # private Stream hook
         if last:
             stream._on_message_out(msg.tp, msg.offset, msg)  # type: ignore[attr-defined]  # private Stream hook
-    except Exception:
+    except Exception:  # noqa: BLE001 - sensors only
         pass
     return last
 

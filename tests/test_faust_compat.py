@@ -1,18 +1,29 @@
-"""Contract tests of the faust-streaming / aiokafka hooks in :mod:`broker.faust_compat`, on a real Tansu.
+"""Contract tests of the faust-streaming / aiokafka hooks in :mod:`broker.faust_compat` (the seek
+fix on a real Tansu).
 
-One test per hook: if an upgrade moves a private detail (or fixes the upstream behaviour we work
-around), a test here fails and names it.
+One test per hook (``test_hook_*``): each checks that the private detail exists on the installed
+version with the signature / behaviour the broker relies on. If an upgrade moves one (or fixes the
+upstream behaviour we work around), a test here fails and names it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import inspect
+from collections.abc import Callable
 
+import faust
+import faust.streams
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faust.exceptions import ConsumerNotStarted
+from faust.tables.recovery import Recovery
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.tuples import Message
 
-from broker import faust_compat
+from broker import faust_compat, metrics
 from broker.kafka import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -40,7 +51,7 @@ async def _drained_consumer(bootstrap: str, group: str, tps: list[TopicPartition
     ends = await consumer.end_offsets(tps)
     for _ in range(100):
         positions = [await consumer.position(tp) for tp in tps]
-        if all(pos >= ends[tp] for pos, tp in zip(positions, tps)):
+        if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
             break
         await consumer.getmany(timeout_ms=200)
     return consumer
@@ -104,35 +115,99 @@ def test_uncommitted_stream_partitions_rule():
     ]
 
 
-def test_app_consumer_runs_the_seeking_thread():
-    """The private Faust hooks used: ``App._new_transport``, ``Transport.Consumer``,
-    ``Consumer._new_consumer_thread``, ``ConsumerThread.call_thread`` / ``_ensure_consumer``, and
-    ``app.tables.changelog_topics``."""
-    app = faust_compat.create_faust_app(
-        "compat-app", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False
-    )
+def _app(name: str) -> faust_compat.BrokerApp:
+    """An app that never connects (nothing here starts it)."""
+    return faust_compat.create_faust_app(name, broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+
+
+def _params(fun: Callable[..., object]) -> list[str]:
+    return list(inspect.signature(fun).parameters)
+
+
+class _Event:
+    """The part of ``faust.EventT`` the hooks use: ``message`` and ``ack()``."""
+
+    def __init__(self, message: Message, last: bool = True) -> None:
+        self.message = message
+        self.last = last
+
+    def ack(self) -> bool:
+        return self.last
+
+
+def _message(topic: str = "compat-src", partition: int = 0, offset: int = 5) -> Message:
+    return Message(topic, partition, offset, 0.0, 0, {}, b"k", b"v", None)
+
+
+# --------------------------------------------------------------------------- seek fix (SeekingConsumerThread)
+def test_hook_app_new_transport():
+    """``App._new_transport()`` builds the app's transport: ours is :class:`SeekingTransport`."""
+    assert _params(faust.App._new_transport) == ["self"]
+    assert type(_app("compat-transport").transport) is faust_compat.SeekingTransport
+
+
+def test_hook_transport_consumer_class():
+    """``Transport.Consumer`` is the consumer class the transport instantiates."""
+    assert faust_aiokafka.Transport.Consumer is faust_aiokafka.Consumer
+    assert type(_app("compat-consumer").consumer) is faust_compat.SeekingConsumer
+
+
+def test_hook_consumer_new_consumer_thread():
+    """``Consumer._new_consumer_thread()`` builds the consumer's thread (``Consumer._thread``)."""
+    assert _params(faust_aiokafka.Consumer._new_consumer_thread) == ["self"]
+    consumer = _app("compat-thread").consumer
+    assert type(consumer._thread) is faust_compat.SeekingConsumerThread
+    assert type(consumer._new_consumer_thread()) is faust_compat.SeekingConsumerThread
+
+
+def test_hook_consumer_thread_seek_to_committed():
+    """Faust's ``perform_seek`` awaits ``Consumer.seek_to_committed()``, which returns the thread's
+    ``seek_to_committed()``: the method :class:`SeekingConsumerThread` overrides."""
+    assert "await self.seek_to_committed()" in inspect.getsource(faust_consumer.Consumer.perform_seek)
+    assert _params(faust_aiokafka.AIOKafkaConsumerThread.seek_to_committed) == ["self"]
+    consumer = _app("compat-seek").consumer
+    committed = {TopicPartition("t", 0): None}
+
+    async def seek_to_committed() -> dict:
+        return committed
+
+    consumer._thread.seek_to_committed = seek_to_committed
+    assert asyncio.run(consumer.seek_to_committed()) is committed
+
+
+def test_hook_consumer_thread_call_thread():
+    """``ConsumerThread.call_thread(fun, *args, **kwargs)`` is a coroutine running ``fun`` in the thread."""
+    call_thread = faust_aiokafka.AIOKafkaConsumerThread.call_thread
+    assert inspect.iscoroutinefunction(call_thread)
+    params = inspect.signature(call_thread).parameters
+    assert list(params)[:2] == ["self", "fun"]
+    assert {p.kind for p in params.values()} >= {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}
+
+
+def test_hook_consumer_thread_ensure_consumer():
+    """``AIOKafkaConsumerThread._ensure_consumer()`` is the thread's aiokafka consumer (raises before start)."""
+    assert _params(faust_aiokafka.AIOKafkaConsumerThread._ensure_consumer) == ["self"]
+    thread = _app("compat-ensure").consumer._thread
+    with pytest.raises(ConsumerNotStarted):
+        thread._ensure_consumer()
+    sentinel = object()
+    thread._consumer = sentinel
+    assert thread._ensure_consumer() is sentinel
+
+
+def test_hook_tables_changelog_topics():
+    """``app.tables.changelog_topics``: the changelog topic names (left alone by the seek fix)."""
+    app = _app("compat-app")
     app.Table("table", partitions=1)
-    assert type(app.transport) is faust_compat.SeekingTransport
-    assert type(app.consumer) is faust_compat.SeekingConsumer
-    thread = app.consumer._new_consumer_thread()
-    assert type(thread) is faust_compat.SeekingConsumerThread
-    for name in ("call_thread", "_ensure_consumer", "seek_to_committed"):
-        assert callable(getattr(faust_aiokafka.AIOKafkaConsumerThread, name)), name
     assert app.tables.changelog_topics == {"compat-app-table-changelog"}
 
 
-def test_agent_errors_reach_the_app_hook_and_are_counted():
+# --------------------------------------------------------------------------- agent crashes (BrokerApp)
+def test_hook_app_on_agent_error():
     """``App._on_agent_error`` is what Faust calls when an agent raises (faust/app/base.py ``agent()``)."""
-    import inspect
-
-    import faust
-
-    from broker import metrics
-
     assert "on_error=self._on_agent_error" in inspect.getsource(faust.App.agent)
-    app = faust_compat.create_faust_app(
-        "compat-crash", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False
-    )
+    assert _params(faust.App._on_agent_error) == ["self", "agent", "exc"]
+    app = _app("compat-crash")
 
     @app.agent(name="compat-crashing")
     async def crashing(stream):  # pragma: no cover - only its name is used
@@ -142,3 +217,123 @@ def test_agent_errors_reach_the_app_hook_and_are_counted():
     before = metrics.AGENT_CRASHES.labels("compat-crashing")._value.get()
     asyncio.run(app._on_agent_error(crashing, RuntimeError("boom")))
     assert metrics.AGENT_CRASHES.labels("compat-crashing")._value.get() == before + 1
+
+
+# --------------------------------------------------------------------------- the deliver stage's hooks
+def test_hook_stream_current_event():
+    """``faust.streams._current_event`` is the context variable ``current_event()`` and the tables read:
+    :func:`set_current_event` picks the changelog partition of a table write."""
+    assert isinstance(faust.streams._current_event, contextvars.ContextVar)
+    app = _app("compat-current")
+    table = app.Table("table", partitions=1)
+    event = _Event(_message(partition=3))
+
+    def in_a_lane_task() -> tuple[object, int | None]:
+        faust_compat.set_current_event(event)
+        return faust.streams.current_event(), table.partition_for_key("k")
+
+    current, partition = contextvars.copy_context().run(in_a_lane_task)
+    assert current is event
+    assert partition == 3
+
+
+def test_hook_stream_sensor_hooks():
+    """:func:`acknowledge` does what ``Stream.ack`` does (which uses nothing else): ``event.ack()``, then
+    the private sensor hooks ``Stream._on_stream_event_out`` and, for the last ack, ``_on_message_out``."""
+    assert set(faust.Stream.ack.__code__.co_names) == {
+        "ack",
+        "message",
+        "tp",
+        "offset",
+        "_on_stream_event_out",
+        "_on_message_out",
+    }
+
+    class Recorder(faust.Sensor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple] = []
+
+        def on_stream_event_out(self, tp, offset, stream, event, state=None) -> None:
+            self.calls.append(("event_out", tp, offset, stream, event, state))
+
+        def on_message_out(self, tp, offset, message) -> None:
+            self.calls.append(("message_out", tp, offset, message))
+
+    app = _app("compat-ack")
+    stream = app.stream(app.topic("compat-src"))
+    recorder = Recorder()
+    app.sensors.add(recorder)
+    message = _message()
+    for last in (True, False):
+        event = _Event(message, last)
+        assert faust_compat.acknowledge(stream, event) is last
+        ours, recorder.calls = recorder.calls, []
+        assert asyncio.run(stream.ack(event)) is last
+        theirs, recorder.calls = recorder.calls, []
+        assert ours == theirs
+        assert ours[0] == ("event_out", message.tp, 5, stream, event, None)
+        assert len(ours) == (2 if last else 1)
+
+
+def test_hook_consumer_unacked_messages():
+    """``Consumer._unacked_messages`` is the set ``track_message`` fills and ``wait_empty`` waits on;
+    :func:`forget_unacked` takes a message out of it."""
+    assert "self._unacked_messages" in inspect.getsource(faust_consumer.Consumer.wait_empty)
+    app = _app("compat-unacked")
+    consumer = app.consumer
+    message = _message()
+    consumer.track_message(message)
+    assert message in consumer._unacked_messages
+    faust_compat.forget_unacked(app, message)
+    assert message not in consumer._unacked_messages
+    faust_compat.forget_unacked(app, message)  # absent: nothing happens
+
+
+def test_hook_flow_control():
+    """Faust calls ``app.flow_control.suspend()`` when partitions are revoked and ``resume()`` after
+    recovery, looking the methods up on the instance: :func:`hook_flow_control` wraps them there."""
+    assert "self.flow_control.suspend" in inspect.getsource(faust.App._on_partitions_revoked)
+    assert "app.flow_control.resume" in inspect.getsource(Recovery)
+    app = _app("compat-flow")
+    fc = app.flow_control
+    seen: list[tuple[str, bool]] = []
+    faust_compat.hook_flow_control(
+        app,
+        after_suspend=lambda: seen.append(("after_suspend", fc.is_active())),
+        before_resume=lambda: seen.append(("before_resume", fc.is_active())),
+    )
+    app.flow_control.suspend()
+    app.flow_control.resume()
+    assert seen == [("after_suspend", False), ("before_resume", False)]
+    assert fc.is_active()
+
+
+def test_hook_table_send_changelog(monkeypatch):
+    """``table[key] = value`` calls ``self.send_changelog(partition, key, value)`` synchronously and
+    keeps its future: :func:`set_with_changelog` returns that very future and restores the table."""
+    app = _app("compat-changelog")
+    table = app.Table("table", partitions=1)
+    sent: list[tuple] = []
+
+    class FutureMessage:
+        def __init__(self) -> None:
+            self.message = _message()  # the sent record's partition: message.partition
+
+    future = FutureMessage()
+    event = _Event(_message())  # the tables hold a weak reference: keep it alive
+
+    def send_changelog(self, partition, key, value, key_serializer=None, value_serializer=None):
+        sent.append((partition, key, value))
+        return future
+
+    monkeypatch.setattr(type(table), "send_changelog", send_changelog)
+
+    def in_a_lane_task() -> object:
+        faust_compat.set_current_event(event)
+        return faust_compat.set_with_changelog(table, "k", {"a": 1})
+
+    assert contextvars.copy_context().run(in_a_lane_task) is future
+    assert sent == [(0, "k", {"a": 1})]
+    assert table["k"] == {"a": 1}
+    assert "send_changelog" not in vars(table)

@@ -131,7 +131,7 @@ class Deliverer:
             own = getattr(connector, "idempotency_key", None)
             if callable(own):
                 return str(own(invoice, operation))
-        except Exception:
+        except Exception:  # noqa: BLE001 - informative only
             pass
         return idempotency_key(invoice.tenant, invoice.billing_system, invoice.invoice_key, operation)
 
@@ -139,7 +139,7 @@ class Deliverer:
         """Rough seconds until ``queued`` more calls fit the tenant's rate limit."""
         try:
             limiter = self.state(tenant_id).limiter
-        except Exception:
+        except Exception:  # noqa: BLE001 - an estimate: a tenant that cannot be built gets the first delay
             return self.policy.park_delays[0]
         if limiter is None:
             return self.policy.park_delays[0]

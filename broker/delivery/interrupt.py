@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 __all__ = ["Abandoned", "Interrupt"]
 
 
-class Abandoned(Exception):
+class Abandoned(Exception):  # noqa: N818 - public name used by the deliver stage
     """The worker is rebalancing or stopping: stop at this safe point without acknowledging.
 
     Nothing is lost: the record's offset is not committed, so it is delivered again (to this or

@@ -200,5 +200,5 @@ def new_tenant_state(tenant_id: str, connector: Connector) -> TenantState:
     if limiter is not None:
         # optional hook of connectors that report remaining quota (connectors.sdk.errors.Quota)
         with contextlib.suppress(AttributeError):
-            setattr(connector, "on_quota", limiter.observe)
+            setattr(connector, "on_quota", limiter.observe)  # noqa: B010 - not part of the Connector interface
     return state

@@ -108,7 +108,7 @@ class Dead:
 Outcome = Delivered | AlreadyDelivered | Superseded | Park | Dead
 
 
-class CannotReconcile(PermanentError):
+class CannotReconcile(PermanentError):  # noqa: N818 - public name, also in DLQ headers (dlq.exception.type)
     """The outcome of an earlier request is unknown and the connector cannot look it up (nor replay it safely)."""
 
     error_class = "uncertain"
