@@ -26,19 +26,20 @@ from broker.delivery import (
 )
 from broker.dlq import DeadLetter, DlqFilter, dlq_headers, redact, replay_group
 from broker.settings import DeliverySettings, Settings
-from connectors.base import (
+from connectors.sdk.errors import (
     AuthError,
-    Capabilities,
-    DeliveryResult,
     DuplicateError,
-    ExternalInvoice,
     PermanentError,
+    Quota,
     RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
+    error_for_status,
+    retry_after_seconds,
 )
-from connectors.errors import Quota, error_for_status, retry_after_seconds
 from connectors.sdk.idempotency import QUICKBOOKS_BATCH, STRIPE, generation, idempotency_key, make_key
+from connectors.sdk.interface import Capabilities, DeliveryResult
+from connectors.sdk.invoice import ExternalInvoice
 from tests.test_xero_connector import CONTACT, ORG, REFRESH, SECRET, make_invoice, settings_for
 
 META = RecordMeta("billing.invoices", 0, 7)
