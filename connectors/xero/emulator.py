@@ -123,10 +123,8 @@ def demo_contacts(config_path: str | Path | None = None) -> dict[str, dict[str, 
     try:
         import yaml
 
-        if config_path is None:
-            import broker
-
-            config_path = Path(broker.__file__).resolve().parent / "examples" / "config.yaml"
+        if config_path is None:  # the broker's bundled examples, installed beside this package (no import)
+            config_path = Path(__file__).resolve().parents[2] / "broker" / "examples" / "config.yaml"
         raw = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
         seeded: dict[str, dict[str, str]] = {}
         for tenant in (raw.get("tenants") or {}).values():
