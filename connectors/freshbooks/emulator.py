@@ -58,7 +58,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -73,6 +73,7 @@ from connectors.sandbox import (
     Fault,
     FaultQueue,
     Request,
+    RequestValidator,
     Response,
     TokenHolder,
     Tokens,
@@ -203,7 +204,9 @@ class FbError(Exception):
         return {"errno": self.errno, "field": self.field, "message": self.message, "object": self.obj, "value": value}
 
 
-class _Errors(Exception):
+class _ValidationError(Exception):
+    """Several errors of one request (answered as one ``{"response": {"errors": [...]}}``)."""
+
     def __init__(self, errors: list[FbError]):
         super().__init__("; ".join(e.message for e in errors))
         self.errors = errors
@@ -228,8 +231,8 @@ def _too_long(field: str, value: str, limit: int) -> FbError:
 
 @dataclass
 class _Account:
-    clients: dict[int, dict]
-    invoices: dict[int, dict]
+    clients: dict[int, dict[str, Any]]
+    invoices: dict[int, dict[str, Any]]
     next_invoice_id: int
     next_client_id: int
     minute: Window
@@ -262,7 +265,7 @@ class FreshBooksEmulator(TokenHolder, Emulator):
         access_token_ttl: float = 43200,
         refresh_grace_seconds: float = 0.0,
         scopes: Iterable[str] = DEFAULT_SCOPES,
-        request_validator: Callable[[str, str, dict, dict, bytes], Any] | None = None,
+        request_validator: RequestValidator | None = None,
         clients: Mapping[int, Mapping[str, Any]] | None = None,
         hang_seconds: float = 30.0,
         response_delay: float = 0.0,
@@ -313,7 +316,7 @@ class FreshBooksEmulator(TokenHolder, Emulator):
         return FaultQueue(self.fault_kinds, in_order=True, after_commit_on_writes=True)
 
     # ------------------------------------------------------------------ test helpers
-    def invoices(self, account_id: str | None = None, *, include_deleted: bool = True) -> list[dict]:
+    def invoices(self, account_id: str | None = None, *, include_deleted: bool = True) -> list[dict[str, Any]]:
         """Deep copies of the stored invoices, each with its ``lines``."""
         with self._lock:
             accounts = [account_id] if account_id is not None else list(self._accounts)
@@ -324,7 +327,7 @@ class FreshBooksEmulator(TokenHolder, Emulator):
                 if include_deleted or inv["vis_state"] == 0
             ]
 
-    def clients(self, account_id: str | None = None) -> list[dict]:
+    def clients(self, account_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             accounts = [account_id] if account_id is not None else list(self._accounts)
             return [copy.deepcopy(c) for a in accounts for c in self._accounts[a].clients.values()]
@@ -404,8 +407,8 @@ class FreshBooksEmulator(TokenHolder, Emulator):
                     {
                         "error": "invalid_grant",
                         "error_description": (
-                            "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI "
-                            "used in the authorization request, or was issued to another client."
+                            "The provided authorization grant is invalid, expired, revoked, does not match the "
+                            "redirection URI used in the authorization request, or was issued to another client."
                         ),
                     },
                 )
@@ -422,7 +425,7 @@ class FreshBooksEmulator(TokenHolder, Emulator):
             {
                 "access_token": access,
                 "token_type": "Bearer",
-                "expires_in": int(math.ceil(self.access_token_ttl)),
+                "expires_in": math.ceil(self.access_token_ttl),
                 "refresh_token": refresh,
                 "scope": self.scopes,
                 "created_at": int(time.time()),
@@ -605,7 +608,7 @@ class FreshBooksEmulator(TokenHolder, Emulator):
                     resp = self._route(req, account_id, account, resource)
                 except FbError as err:
                     resp = _errors_response([err])
-                except _Errors as errs:
+                except _ValidationError as errs:
                     resp = _errors_response(errs.errors)
             return after_commit(resp, injected)
         finally:
@@ -648,7 +651,7 @@ class FreshBooksEmulator(TokenHolder, Emulator):
         )
 
     @staticmethod
-    def _result(name: str, entity: dict) -> Response:
+    def _result(name: str, entity: dict[str, Any]) -> Response:
         return json_response(200, {"response": {"result": {name: entity}}})
 
     @staticmethod
@@ -656,17 +659,18 @@ class FreshBooksEmulator(TokenHolder, Emulator):
         return parse_qs(req.raw_target.partition("?")[2], keep_blank_values=True).get(key, [])
 
     @staticmethod
-    def _body(req: Request, name: str) -> dict:
+    def _body(req: Request, name: str) -> dict[str, Any]:
         try:
             doc = loads_decimal(req.body or b"")
         except ValueError as exc:
             raise FbError(2002, "<body>", f"Malformed JSON: {exc}", status=400) from None
-        if not isinstance(doc, dict) or not isinstance(doc.get(name), dict):
+        body = doc.get(name) if isinstance(doc, dict) else None
+        if not isinstance(body, dict):
             raise FbError(2001, name, f"Body must be an object with a {name} object.", status=400)
-        return doc[name]
+        return body
 
     # ------------------------------------------------------------------ clients
-    def _client_entity(self, account_id: str, cid: int, seed: Mapping[str, Any]) -> dict:
+    def _client_entity(self, account_id: str, cid: int, seed: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "id": cid,
             "userid": cid,
@@ -682,7 +686,7 @@ class FreshBooksEmulator(TokenHolder, Emulator):
             "updated": _eastern_now(),
         }
 
-    def _create_client(self, account_id: str, account: _Account, doc: dict) -> dict:
+    def _create_client(self, account_id: str, account: _Account, doc: dict[str, Any]) -> dict[str, Any]:
         if not any(doc.get(k) for k in ("organization", "fname", "lname", "email")):
             raise _required("organization")
         cid = account.next_client_id
@@ -701,20 +705,20 @@ class FreshBooksEmulator(TokenHolder, Emulator):
         return self._page(req, "clients", [copy.deepcopy(c) for c in rows])
 
     # ------------------------------------------------------------------ invoices
-    def _invoice(self, account: _Account, ident: str) -> dict:
+    def _invoice(self, account: _Account, ident: str) -> dict[str, Any]:
         invoice = account.invoices.get(int(ident)) if ident.isdigit() else None
         if invoice is None:
             raise FbError(1012, "invoiceid", "Invoice not found.", ident, "invoice", 404)
         return invoice
 
     @staticmethod
-    def _render(invoice: dict, include_lines: bool) -> dict:
+    def _render(invoice: dict[str, Any], include_lines: bool) -> dict[str, Any]:
         out = copy.deepcopy(invoice)
         if not include_lines:
             out.pop("lines", None)
         return out
 
-    def _page(self, req: Request, name: str, rows: list[dict]) -> Response:
+    def _page(self, req: Request, name: str, rows: list[dict[str, Any]]) -> Response:
         try:
             page = max(1, int(req.query.get("page", "1") or 1))
             per_page = max(1, min(100, int(req.query.get("per_page", "30") or 30)))
@@ -756,22 +760,23 @@ class FreshBooksEmulator(TokenHolder, Emulator):
             return None
         return result
 
-    def _create_invoice(self, account_id: str, account: _Account, doc: dict) -> dict:
-        errors: list[FbError] = []
-        for key in doc:
-            if key not in _CREATE_FIELDS:
-                errors.append(FbError(2002, key, f"Unknown field {key}.", key))
+    def _create_invoice(self, account_id: str, account: _Account, doc: dict[str, Any]) -> dict[str, Any]:
+        errors: list[FbError] = [
+            FbError(2002, key, f"Unknown field {key}.", key) for key in doc if key not in _CREATE_FIELDS
+        ]
         customer_raw = doc.get("customerid")
+        customer_id: int | None = None
         client = None
         if customer_raw in (None, ""):
             errors.append(_required("customerid"))
         elif not str(customer_raw).isdigit():
             errors.append(_invalid("customerid", customer_raw))
         else:
-            client = account.clients.get(int(customer_raw))
+            customer_id = int(customer_raw)
+            client = account.clients.get(customer_id)
             if client is None or client["vis_state"] != 0:
                 errors.append(FbError(1012, "customerid", "Client not found.", str(customer_raw), "client", 422))
-        create_date = None
+        create_date: date | None = None
         if not doc.get("create_date"):
             errors.append(_required("create_date"))
         else:
@@ -805,16 +810,18 @@ class FreshBooksEmulator(TokenHolder, Emulator):
         if not isinstance(raw_lines, list):
             errors.append(_invalid("lines", "<not a list>"))
             raw_lines = []
-        lines_out: list[dict] = []
+        lines_out: list[dict[str, Any]] = []
         subtotal = tax_total = Decimal("0")
         for index, raw in enumerate(raw_lines):
             where = f"lines[{index}]"
             if not isinstance(raw, dict):
                 errors.append(_invalid(where, raw))
                 continue
-            for key in raw:
-                if key not in _LINE_FIELDS:
-                    errors.append(FbError(2002, f"{where}.{key}", f"Unknown field {key}.", key, "line"))
+            errors.extend(
+                FbError(2002, f"{where}.{key}", f"Unknown field {key}.", key, "line")
+                for key in raw
+                if key not in _LINE_FIELDS
+            )
             if raw.get("type", 0) not in (0, "0"):
                 errors.append(_invalid(f"{where}.type", raw.get("type"), "Only normal lines (type 0) are emulated."))
             for key, limit_key in (("name", "line.name"), ("description", "line.description")):
@@ -843,7 +850,8 @@ class FreshBooksEmulator(TokenHolder, Emulator):
                 percent = self._number(percent_raw, f"{where}.taxAmount{n}", errors)
                 if percent is None:
                     continue
-                if percent < 0 or percent > 100 or -percent.as_tuple().exponent > 3:
+                exponent = percent.as_tuple().exponent  # an int: _number only returns finite values
+                if percent < 0 or percent > 100 or not isinstance(exponent, int) or -exponent > 3:
                     errors.append(
                         _invalid(
                             f"{where}.taxAmount{n}", percent_raw, "Tax must be a percentage with at most 3 decimals."
@@ -860,7 +868,7 @@ class FreshBooksEmulator(TokenHolder, Emulator):
             line_tax = sum((_q2(amount * p / Decimal(100)) for _, p in taxes), Decimal("0"))
             subtotal += amount
             tax_total += line_tax
-            line = {
+            line: dict[str, Any] = {
                 "lineid": index + 1,
                 "type": 0,
                 "name": raw.get("name") or "",
@@ -870,12 +878,15 @@ class FreshBooksEmulator(TokenHolder, Emulator):
                 "amount": _money(amount, currency),
                 "updated": _eastern_now(),
             }
-            for n, (name, percent) in enumerate(taxes, start=1):
-                line[f"taxName{n}"] = name
-                line[f"taxAmount{n}"] = format(percent.normalize(), "f") if percent else "0"
+            for slot, (name, percent) in enumerate(taxes, start=1):
+                line[f"taxName{slot}"] = name
+                line[f"taxAmount{slot}"] = format(percent.normalize(), "f") if percent else "0"
             lines_out.append(line)
         if errors:
-            raise _Errors(errors)
+            raise _ValidationError(errors)
+        # a missing or invalid customerid / create_date added an error above
+        assert customer_id is not None
+        assert create_date is not None
 
         invoice_id = account.next_invoice_id
         account.next_invoice_id += 1
@@ -888,7 +899,7 @@ class FreshBooksEmulator(TokenHolder, Emulator):
             "id": invoice_id,
             "accountid": account_id,
             "accounting_systemid": account_id,
-            "customerid": int(customer_raw),
+            "customerid": customer_id,
             "invoice_number": number,
             "po_number": doc.get("po_number") or "",
             "create_date": create_date.isoformat(),
@@ -915,10 +926,10 @@ class FreshBooksEmulator(TokenHolder, Emulator):
         account.invoices[invoice_id] = entity
         return entity
 
-    def _update_invoice(self, account_id: str, account: _Account, invoice: dict, doc: dict) -> None:
+    def _update_invoice(self, account_id: str, account: _Account, invoice: dict[str, Any], doc: dict[str, Any]) -> None:
         unknown = [k for k in doc if k not in _UPDATE_ACTIONS]
         if unknown:
-            raise _Errors([FbError(2002, k, f"Updating {k} is not emulated.", k) for k in unknown])
+            raise _ValidationError([FbError(2002, k, f"Updating {k} is not emulated.", k) for k in unknown])
         if "vis_state" in doc:
             if doc["vis_state"] not in (0, 1, 2):
                 raise _invalid("vis_state", doc["vis_state"])
@@ -943,7 +954,7 @@ class FreshBooksEmulator(TokenHolder, Emulator):
         invoice["updated"] = _eastern_now()
 
     @staticmethod
-    def _mark_sent(invoice: dict) -> None:
+    def _mark_sent(invoice: dict[str, Any]) -> None:
         if invoice["status"] == 1:
             invoice.update(status=2, v3_status="sent", display_status="sent")
 

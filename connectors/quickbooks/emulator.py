@@ -66,7 +66,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from connectors.sandbox import (
@@ -77,6 +77,7 @@ from connectors.sandbox import (
     FaultQueue,
     ReplayCache,
     Request,
+    RequestValidator,
     Response,
     TokenHolder,
     Tokens,
@@ -213,7 +214,7 @@ def _pkce_ok(verifier: str, challenge: str) -> bool:
     return secrets.compare_digest(digest, challenge)
 
 
-class QboFault(Exception):
+class QboError(Exception):
     """One Intuit ``Error`` element; raised while validating, answered as a ``Fault``."""
 
     def __init__(self, code: str, message: str, detail: str, element: str = "", *, fault_type: str = "ValidationFault"):
@@ -224,16 +225,16 @@ class QboFault(Exception):
         return {"Message": self.message, "Detail": self.detail, "code": self.code, "element": self.element}
 
 
-def _fault_body(errors: list[QboFault], fault_type: str = "ValidationFault") -> dict[str, Any]:
+def _fault_body(errors: list[QboError], fault_type: str = "ValidationFault") -> dict[str, Any]:
     return {"Fault": {"Error": [e.error() for e in errors], "type": fault_type}, "time": _qbo_time()}
 
 
-def _fault_response(status: int, errors: list[QboFault], headers: dict[str, str] | None = None) -> Response:
+def _fault_response(status: int, errors: list[QboError], headers: dict[str, str] | None = None) -> Response:
     return json_response(status, _fault_body(errors, errors[0].fault_type if errors else "ValidationFault"), headers)
 
 
-def _required(name: str) -> QboFault:
-    return QboFault(
+def _required(name: str) -> QboError:
+    return QboError(
         "2020",
         "Required param missing, need to supply the required value for the API",
         f"Required parameter {name} is missing in the request",
@@ -241,8 +242,8 @@ def _required(name: str) -> QboFault:
     )
 
 
-def _too_long(element: str, value: str, limit: int) -> QboFault:
-    return QboFault(
+def _too_long(element: str, value: str, limit: int) -> QboError:
+    return QboError(
         "2050",
         "String length is either shorter or longer than supported by specification",
         f"String length specified does not match the supported length. Min:0 Max:{limit} supplied length:{len(value)}",
@@ -250,8 +251,8 @@ def _too_long(element: str, value: str, limit: int) -> QboFault:
     )
 
 
-def _unsupported(name: str) -> QboFault:
-    return QboFault(
+def _unsupported(name: str) -> QboError:
+    return QboError(
         "2010",
         "Request has invalid or unsupported property",
         f'Property Name:Unrecognized field "{name}" specified is unsupported or invalid',
@@ -259,8 +260,8 @@ def _unsupported(name: str) -> QboFault:
     )
 
 
-def _business(detail: str, element: str = "") -> QboFault:
-    return QboFault(
+def _business(detail: str, element: str = "") -> QboError:
+    return QboError(
         "6000",
         "A business validation error has occurred while processing your request",
         f"Business Validation Error: {detail}",
@@ -268,27 +269,28 @@ def _business(detail: str, element: str = "") -> QboFault:
     )
 
 
-def _invalid_ref(kind: str, value: Any, element: str) -> QboFault:
-    return QboFault(
+def _invalid_ref(kind: str, value: Any, element: str) -> QboError:
+    return QboError(
         "2500", "Invalid Reference Id", f"Invalid Reference Id : {kind} elements id {value} not found", element
     )
 
 
-def _not_found(kind: str, ident: str) -> QboFault:
-    return QboFault(
+def _not_found(kind: str, ident: str) -> QboError:
+    return QboError(
         "610",
         "Object Not Found",
-        f"Object Not Found : Something you're trying to use has been made inactive. Check the fields with accounts. ({kind} {ident})",
+        "Object Not Found : Something you're trying to use has been made inactive. "
+        f"Check the fields with accounts. ({kind} {ident})",
     )
 
 
 @dataclass
 class _Realm:
-    customers: dict[str, dict]
+    customers: dict[str, dict[str, Any]]
     items: dict[str, str]
     tax_rates: dict[str, tuple[str, Decimal]]
     tax_codes: dict[str, tuple[str, list[str]]]
-    invoices: dict[str, dict]
+    invoices: dict[str, dict[str, Any]]
     next_id: int
     request_ids: ReplayCache
     minute: Window
@@ -327,7 +329,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         access_token_ttl: float = 3600,
         refresh_grace_seconds: float = 86400,
         requestid_ttl: float | None = None,
-        request_validator: Callable[[str, str, dict, dict, bytes], Any] | None = None,
+        request_validator: RequestValidator | None = None,
         customers: Mapping[str, Mapping[str, Any]] | None = None,
         items: Mapping[str, str] | None = None,
         tax_rates: Mapping[str, tuple[str, Decimal]] | None = None,
@@ -404,13 +406,13 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         return f"{self.url}/oauth2/v1/tokens/bearer"
 
     # ------------------------------------------------------------------ test helpers
-    def invoices(self, realm_id: str | None = None) -> list[dict]:
+    def invoices(self, realm_id: str | None = None) -> list[dict[str, Any]]:
         """Deep copies of the stored invoices (QBO JSON shape, Decimal amounts)."""
         with self._lock:
             realms = [realm_id] if realm_id is not None else list(self._realms)
             return [copy.deepcopy(inv) for r in realms for inv in self._realms[r].invoices.values()]
 
-    def customers(self, realm_id: str | None = None) -> list[dict]:
+    def customers(self, realm_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             realms = [realm_id] if realm_id is not None else list(self._realms)
             return [copy.deepcopy(c) for r in realms for c in self._realms[r].customers.values()]
@@ -444,7 +446,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             return self._admin(req, lower)
         message = self._invalid(req)
         if message is not None:  # the request does not conform to the field reference
-            return _fault_response(400, [QboFault("2010", "Request has invalid or unsupported property", message)])
+            return _fault_response(400, [QboError("2010", "Request has invalid or unsupported property", message)])
         if lower == "/connect/oauth2":
             return self._authorize(req)
         if lower == "/oauth2/v1/tokens/bearer":
@@ -477,7 +479,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             200,
             {
                 "token_type": "bearer",
-                "expires_in": int(math.ceil(self.access_token_ttl)),
+                "expires_in": math.ceil(self.access_token_ttl),
                 "refresh_token": new_refresh,
                 "x_refresh_token_expires_in": 8726400,
                 "access_token": access,
@@ -499,7 +501,8 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         return redirect_to(redirect, code=code, state=q.get("state", ""), realmId=self.realm_ids[0])
 
     def _code_grant(self, form: dict[str, str]) -> Response:
-        """``grant_type=authorization_code``: single-use code, same ``redirect_uri``, PKCE verifier when a challenge was sent."""
+        """``grant_type=authorization_code``: single-use code, same ``redirect_uri``, PKCE verifier when a
+        challenge was sent."""
         with self._lock:
             if self.tokens.redeem_code(form) is not None:
                 return json_response(400, {"error": "invalid_grant"})
@@ -512,7 +515,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             expires = self.tokens.expiry(bearer(req))
         if expires is None or time.monotonic() >= expires:
             detail = "Token expired" if expires is not None else "Token invalid"
-            fault = QboFault(
+            fault = QboError(
                 "3200",
                 "message=AuthenticationFailed; errorCode=003200; statusCode=401",
                 detail,
@@ -550,7 +553,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
 
     @staticmethod
     def _throttled(problem: str, retry: float) -> Response:
-        fault = QboFault(
+        fault = QboError(
             "3001",
             "message=ThrottleExceeded; errorCode=003001; statusCode=429",
             f"The request limit was reached ({problem}).",
@@ -564,7 +567,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             return denied
         realm = self._realms.get(realm_id)
         if realm is None:
-            fault = QboFault(
+            fault = QboError(
                 "3100",
                 "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403",
                 "",
@@ -592,7 +595,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
                 return _fault_response(
                     500,
                     [
-                        QboFault(
+                        QboError(
                             "10000",
                             "An application error has occurred while processing your request",
                             "System Failure Error: An unexpected error occurred",
@@ -669,9 +672,9 @@ class QuickBooksEmulator(TokenHolder, Emulator):
                 if customer is None:
                     raise _not_found("Customer", parts[1])
                 return json_response(200, {"Customer": copy.deepcopy(customer), "time": _qbo_time()})
-        except QboFault as fault:
+        except QboError as fault:
             return _fault_response(400, [fault])
-        except _Faults as faults:
+        except _ValidationError as faults:
             return _fault_response(400, faults.errors)
         return json_response(404, {"error": f"{req.method} /v3/company/{realm_id}/{resource} is not emulated"})
 
@@ -684,7 +687,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         try:
             return loads_decimal(req.body or b"")
         except ValueError as exc:
-            raise QboFault(
+            raise QboError(
                 "2010",
                 "Request has invalid or unsupported property",
                 f"Property Name:Failed to parse json object ; nested exception is {exc}",
@@ -716,8 +719,8 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         )
 
     # ------------------------------------------------------------------ entities
-    def _customer_entity(self, cid: str, seed: Mapping[str, Any]) -> dict:
-        entity = {
+    def _customer_entity(self, cid: str, seed: Mapping[str, Any]) -> dict[str, Any]:
+        entity: dict[str, Any] = {
             "Id": cid,
             "SyncToken": "0",
             "DisplayName": str(seed["DisplayName"]),
@@ -733,17 +736,18 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             entity["PrimaryTaxIdentifier"] = str(seed["PrimaryTaxIdentifier"])
         return entity
 
-    def _create_customer(self, realm: _Realm, doc: Any) -> dict:
+    def _create_customer(self, realm: _Realm, doc: Any) -> dict[str, Any]:
         if not isinstance(doc, dict):
             raise _required("Customer")
         name = str(doc.get("DisplayName") or "").strip()
         if not name:
             raise _required("DisplayName")
         if any(c["DisplayName"].casefold() == name.casefold() for c in realm.customers.values()):
-            raise QboFault(
+            raise QboError(
                 "6240",
                 "Duplicate Name Exists Error",
-                "The name supplied already exists. : Another customer is already using this name. Please use a different name.",
+                "The name supplied already exists. : Another customer is already using this name. "
+                "Please use a different name.",
                 "DisplayName",
             )
         cid = str(realm.next_id)
@@ -751,19 +755,19 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         realm.customers[cid] = self._customer_entity(cid, doc)
         return copy.deepcopy(realm.customers[cid])
 
-    def _invoice(self, realm: _Realm, ident: str) -> dict:
+    def _invoice(self, realm: _Realm, ident: str) -> dict[str, Any]:
         invoice = realm.invoices.get(ident)
         if invoice is None:
             raise _not_found("Invoice", ident)
         return invoice
 
     @staticmethod
-    def _decimal(value: Any, element: str, errors: list[QboFault]) -> Decimal | None:
+    def _decimal(value: Any, element: str, errors: list[QboError]) -> Decimal | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
             errors.append(
-                QboFault(
+                QboError(
                     "2010",
                     "Request has invalid or unsupported property",
                     f"Property Name:Can not construct instance of java.math.BigDecimal from {value!r}",
@@ -777,7 +781,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             result = None
         if result is None or not result.is_finite():
             errors.append(
-                QboFault(
+                QboError(
                     "2010",
                     "Request has invalid or unsupported property",
                     f"Property Name:Can not construct instance of java.math.BigDecimal from String value '{value}'",
@@ -793,19 +797,18 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             return str(value["value"])
         return None
 
-    def _create_invoice(self, realm: _Realm, doc: Any, *, allow_duplicate: bool) -> dict:
-        """Validate, compute and store one invoice (raises :class:`_Faults` with every problem found)."""
+    def _create_invoice(self, realm: _Realm, doc: Any, *, allow_duplicate: bool) -> dict[str, Any]:
+        """Validate, compute and store one invoice (raises :class:`_ValidationError` with every problem found)."""
         entity, commit = self._build_invoice(realm, doc, allow_duplicate=allow_duplicate, taken=None)
         commit()
         return copy.deepcopy(entity)
 
-    def _build_invoice(self, realm: _Realm, doc: Any, *, allow_duplicate: bool, taken: set[str] | None):
-        errors: list[QboFault] = []
+    def _build_invoice(
+        self, realm: _Realm, doc: Any, *, allow_duplicate: bool, taken: set[str] | None
+    ) -> tuple[dict[str, Any], Callable[[], None]]:
         if not isinstance(doc, dict):
-            raise _Faults([_required("Invoice")])
-        for key in doc:
-            if key not in _INVOICE_FIELDS:
-                errors.append(_unsupported(key))
+            raise _ValidationError([_required("Invoice")])
+        errors: list[QboError] = [_unsupported(key) for key in doc if key not in _INVOICE_FIELDS]
         if doc.get("Id") or doc.get("SyncToken"):
             errors.append(_business("updates (Id/SyncToken) are not emulated; only create is", "Id"))
         customer_id = self._ref(doc.get("CustomerRef"))
@@ -837,13 +840,13 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         calc = doc.get("GlobalTaxCalculation") or "TaxExcluded"
         if calc not in ("TaxExcluded", "TaxInclusive", "NotApplicable"):
             errors.append(
-                QboFault("2170", "Invalid Enumeration", f"Invalid Enumeration : {calc}", "GlobalTaxCalculation")
+                QboError("2170", "Invalid Enumeration", f"Invalid Enumeration : {calc}", "GlobalTaxCalculation")
             )
         if calc == "TaxInclusive":
             errors.append(
                 _business("TaxInclusive is not emulated (send net amounts with TaxExcluded)", "GlobalTaxCalculation")
             )
-        dates = {}
+        dates: dict[str, date | None] = {}
         for field_name in ("TxnDate", "DueDate"):
             raw = doc.get(field_name)
             if raw is None:
@@ -853,7 +856,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
                 dates[field_name] = date.fromisoformat(str(raw)[:10].replace("/", "-"))
             except ValueError:
                 errors.append(
-                    QboFault(
+                    QboError(
                         "2010",
                         "Request has invalid or unsupported property",
                         f"Property Name:Can not parse date {raw!r}",
@@ -866,7 +869,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         if not isinstance(raw_lines, list) or not raw_lines:
             errors.append(_required("Line"))
             raw_lines = []
-        lines_out: list[dict] = []
+        lines_out: list[dict[str, Any]] = []
         base_by_rate: dict[str, Decimal] = {}
         subtotal = Decimal("0")
         for index, raw in enumerate(raw_lines):
@@ -874,9 +877,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             if not isinstance(raw, dict):
                 errors.append(_unsupported(where))
                 continue
-            for key in raw:
-                if key not in _LINE_FIELDS:
-                    errors.append(_unsupported(f"{where}.{key}"))
+            errors.extend(_unsupported(f"{where}.{key}") for key in raw if key not in _LINE_FIELDS)
             if raw.get("DetailType") != "SalesItemLineDetail":
                 errors.append(
                     _business(
@@ -889,9 +890,9 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             if not isinstance(detail, dict):
                 errors.append(_required(f"{where}.SalesItemLineDetail"))
                 continue
-            for key in detail:
-                if key not in _SALES_DETAIL_FIELDS:
-                    errors.append(_unsupported(f"{where}.SalesItemLineDetail.{key}"))
+            errors.extend(
+                _unsupported(f"{where}.SalesItemLineDetail.{key}") for key in detail if key not in _SALES_DETAIL_FIELDS
+            )
             description = raw.get("Description")
             if isinstance(description, str) and len(description) > 4000:
                 errors.append(_too_long(f"{where}.Description", description, 4000))
@@ -904,7 +905,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
                 continue
             if qty is not None and price is not None and _q2(qty * price) != _q2(amount):
                 errors.append(
-                    QboFault(
+                    QboError(
                         "6070",
                         "Amount is not equal to UnitPrice * Qty",
                         f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}",
@@ -961,20 +962,22 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             tax_lines = supplied.get("TaxLine") if isinstance(supplied, dict) else None
             for t_index, tl in enumerate(tax_lines or []):
                 detail = tl.get("TaxLineDetail") if isinstance(tl, dict) else None
-                rate_id = self._ref(detail.get("TaxRateRef")) if isinstance(detail, dict) else None
+                line_rate_id = self._ref(detail.get("TaxRateRef")) if isinstance(detail, dict) else None
                 where = f"TxnTaxDetail.TaxLine[{t_index}]"
-                if rate_id is None:
+                if line_rate_id is None:
                     errors.append(_required(f"{where}.TaxLineDetail.TaxRateRef"))
                     continue
-                if rate_id not in realm.tax_rates:
-                    errors.append(_invalid_ref("TaxRate", rate_id, f"{where}.TaxLineDetail.TaxRateRef"))
+                if line_rate_id not in realm.tax_rates:
+                    errors.append(_invalid_ref("TaxRate", line_rate_id, f"{where}.TaxLineDetail.TaxRateRef"))
                     continue
-                if rate_id not in base_by_rate:
-                    errors.append(_business(f"tax rate {rate_id} is not used by any line of this transaction", where))
+                if line_rate_id not in base_by_rate:
+                    errors.append(
+                        _business(f"tax rate {line_rate_id} is not used by any line of this transaction", where)
+                    )
                     continue
                 amount = self._decimal(tl.get("Amount"), f"{where}.Amount", errors)
                 if amount is not None:
-                    tax_by_rate[rate_id] = _q2(amount)
+                    tax_by_rate[line_rate_id] = _q2(amount)
         total_tax = sum(tax_by_rate.values(), Decimal("0"))
         total = _q2(subtotal + total_tax)
         if not errors and total < 0:
@@ -992,7 +995,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             )
             txn = f" with TxnId={holder['Id']}" if holder else ""
             errors.append(
-                QboFault(
+                QboError(
                     "6140",
                     "Duplicate Document Number Error",
                     "Duplicate Document Number Error : You must specify a different number. This number has already "
@@ -1001,7 +1004,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
                 )
             )
         if errors:
-            raise _Faults(errors)
+            raise _ValidationError(errors)
 
         invoice_id = str(realm.next_id)
         realm.next_id += 1
@@ -1018,8 +1021,10 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             "CurrencyRef": {"value": currency},
             "CustomerRef": {"value": customer_id, "name": customer["DisplayName"] if customer else ""},
             "GlobalTaxCalculation": calc,
-            "Line": lines_out
-            + [{"Amount": _q2(subtotal), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}],
+            "Line": [
+                *lines_out,
+                {"Amount": _q2(subtotal), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}},
+            ],
             "TxnTaxDetail": {
                 "TotalTax": total_tax,
                 "TaxLine": [
@@ -1049,14 +1054,14 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         if "BillEmail" not in entity and customer and customer.get("PrimaryEmailAddr"):
             entity["BillEmail"] = copy.deepcopy(customer["PrimaryEmailAddr"])
         if entity["EmailStatus"] == "NeedToSend" and not entity.get("BillEmail"):
-            raise _Faults([_business("BillEmail is required when EmailStatus is NeedToSend", "BillEmail")])
+            raise _ValidationError([_business("BillEmail is required when EmailStatus is NeedToSend", "BillEmail")])
 
         def commit() -> None:
             realm.invoices[invoice_id] = entity
 
         return entity, commit
 
-    def _send(self, realm_id: str, realm: _Realm, ident: str, send_to: str | None) -> dict:
+    def _send(self, realm_id: str, realm: _Realm, ident: str, send_to: str | None) -> dict[str, Any]:
         invoice = self._invoice(realm, ident)
         address = send_to or (invoice.get("BillEmail") or {}).get("Address")
         if not address or "@" not in address:
@@ -1082,7 +1087,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         r"(?:\s+maxresults\s+(?P<max>\d+))?\s*$",
         re.IGNORECASE | re.DOTALL,
     )
-    _FIELDS = {
+    _FIELDS: ClassVar[dict[str, dict[str, str]]] = {
         "invoice": {
             "id": "Id",
             "docnumber": "DocNumber",
@@ -1099,8 +1104,8 @@ class QuickBooksEmulator(TokenHolder, Emulator):
     }
 
     @staticmethod
-    def _parse_error(text: str, why: str) -> QboFault:
-        return QboFault("4000", "Error parsing query", f"QueryParserError: {why} (query: {text[:200]})")
+    def _parse_error(text: str, why: str) -> QboError:
+        return QboError("4000", "Error parsing query", f"QueryParserError: {why} (query: {text[:200]})")
 
     @classmethod
     def _literals(cls, text: str, source: str) -> list[str]:
@@ -1169,11 +1174,11 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             for field_name, op, values in self._conditions(m.group("where"), text):
                 attr = self._FIELDS[entity].get(field_name.lower())
                 if attr is None:
-                    raise QboFault(
+                    raise QboError(
                         "4001", "Invalid query", f"QueryValidationError: property '{field_name}' is not queryable"
                     )
 
-                def value_of(row: dict, attr: str = attr) -> str:
+                def value_of(row: dict[str, Any], attr: str = attr) -> str:
                     v = row.get(attr)
                     if isinstance(v, dict):
                         v = v.get("value", v.get("Address"))
@@ -1204,7 +1209,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         if not isinstance(items, list) or not items:
             raise _required("BatchItemRequest")
         if len(items) > self.batch_max_items:
-            raise QboFault(
+            raise QboError(
                 "2010",
                 "Request has invalid or unsupported property",
                 f"The batch has {len(items)} items; the maximum is {self.batch_max_items}",
@@ -1216,7 +1221,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             if not isinstance(bid, str) or not bid:
                 raise _required("BatchItemRequest.bId")
             if bid in seen:
-                raise QboFault("2010", "Request has invalid or unsupported property", f"Duplicate bId {bid}", "bId")
+                raise QboError("2010", "Request has invalid or unsupported property", f"Duplicate bId {bid}", "bId")
             seen.add(bid)
         out = []
         for item in items:
@@ -1237,9 +1242,9 @@ class QuickBooksEmulator(TokenHolder, Emulator):
                     raise _business(
                         "only create Invoice/Customer and Query batch items are emulated", "BatchItemRequest"
                     )
-            except QboFault as fault:
+            except QboError as fault:
                 out.append({"bId": bid, "Fault": {"Error": [fault.error()], "type": fault.fault_type}})
-            except _Faults as faults:
+            except _ValidationError as faults:
                 out.append(
                     {"bId": bid, "Fault": {"Error": [e.error() for e in faults.errors], "type": "ValidationFault"}}
                 )
@@ -1263,10 +1268,10 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         return json_response(200, listing)
 
 
-class _Faults(Exception):
+class _ValidationError(Exception):
     """Several validation errors of one request (answered as one ``Fault`` with every ``Error``)."""
 
-    def __init__(self, errors: list[QboFault]):
+    def __init__(self, errors: list[QboError]):
         super().__init__("; ".join(e.detail for e in errors))
         self.errors = errors
 
@@ -1281,8 +1286,10 @@ def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
             f"  api_url   : {emulator.url}",
             f"  token_url : {emulator.token_url}",
             f"  realm_id  : {', '.join(emulator.realm_ids)}",
-            f"  client_id : {emulator.client_id}  (QBO_CLIENT_SECRET={emulator.client_secret},"
-            f" QBO_REFRESH_TOKEN={emulator.initial_refresh_token})",
+            (
+                f"  client_id : {emulator.client_id}  (QBO_CLIENT_SECRET={emulator.client_secret},"
+                f" QBO_REFRESH_TOKEN={emulator.initial_refresh_token})"
+            ),
         ],
     )
 
@@ -1295,7 +1302,7 @@ __all__ = [
     "DEFAULT_TAX_RATES",
     "DEMO_TAX_CODES",
     "FAULT_KINDS",
-    "QboFault",
+    "QboError",
     "QuickBooksEmulator",
     "serve",
 ]
