@@ -33,7 +33,7 @@ def kafka():
 @pytest.fixture(scope="session")
 def xero_validator():
     """Request validator built once from the official Xero OpenAPI spec."""
-    from connectors.xero.spec_check import make_request_validator
+    from connectors.xero.spec import make_request_validator
 
     return make_request_validator(XERO_SPEC)
 

@@ -4,8 +4,9 @@
   imports included);
 * the connector SDK (``connectors/sdk``) imports no broker module and no connector;
 * a connector package imports only the SDK and itself (its harness ``testing.py`` may add the
-  conformance kit and its emulator; its emulator only the sandbox kit and the SDK);
-* the sandbox kit imports only the standard library and the SDK's money module;
+  conformance kit and its emulator; its emulator and its spec validation ``spec.py`` the sandbox kit);
+* the sandbox kit imports only the standard library and the SDK's money module (its spec validation
+  ``connectors.sandbox.spec`` also the ``sandbox`` extra's schema libraries and PyYAML);
 * the broker reaches connectors only through the registry and the SDK, except the demo and sandbox
   commands, which start emulators and harnesses lazily;
 * mappers and the pricing core are pure: no HTTP, sockets, threads or event loop.
@@ -116,6 +117,7 @@ def test_a_connector_imports_only_the_sdk_and_itself(system):
     allowed = {
         "testing": ("connectors.sdk", package, "connectors.testing"),
         "emulator": ("connectors.sdk", package, "connectors.sandbox"),
+        "spec": ("connectors.sdk", package, "connectors.sandbox"),
     }
     names = [n for n in MODULES if n == package or n.startswith(package + ".")]
     assert {n.rpartition(".")[2] for n in names} >= {system, "settings", "mapper", "connector", "emulator", "testing"}
@@ -128,6 +130,10 @@ def test_a_connector_imports_only_the_sdk_and_itself(system):
         assert not {m for m in _imports(name) if m.endswith((".emulator", ".testing")) or "sandbox" in m}, name
 
 
+#: what the kit's spec validation needs beyond the standard library (the ``sandbox`` extra, and PyYAML)
+SPEC_LIBRARIES = {"connectors.sandbox.spec": {"yaml", "jsonschema", "openapi_schema_validator"}}
+
+
 def test_the_sandbox_kit_needs_only_the_standard_library_and_money():
     import sys
 
@@ -138,7 +144,7 @@ def test_the_sandbox_kit_needs_only_the_standard_library_and_money():
             third_party = {
                 m.split(".")[0] for m in _imports(name) if m.split(".")[0] not in ("broker", "connectors", "__future__")
             }
-            assert third_party <= set(sys.stdlib_module_names), name
+            assert third_party <= set(sys.stdlib_module_names) | SPEC_LIBRARIES.get(name, set()), name
 
 
 def test_the_broker_reaches_connectors_through_the_registry_and_the_sdk():

@@ -16,7 +16,7 @@ import pytest
 
 from connectors.freshbooks import FreshBooksConnector
 from connectors.freshbooks.emulator import DEFAULT_ACCOUNT_ID, FreshBooksEmulator
-from connectors.freshbooks.spec_check import make_request_validator
+from connectors.freshbooks.spec import make_request_validator
 from connectors.sdk.errors import (
     AuthError,
     PermanentError,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from connectors.freshbooks.emulator import DEFAULT_ACCOUNT_ID, FreshBooksEmulator
-from connectors.freshbooks.spec_check import body_problems, make_request_validator
+from connectors.freshbooks.spec import body_problems, make_request_validator
 from connectors.sdk.money import dumps
 
 SPEC = Path(__file__).resolve().parent / "specs" / "freshbooks" / "openapi.yaml"

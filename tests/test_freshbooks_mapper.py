@@ -15,7 +15,7 @@ import pytest
 
 from connectors.freshbooks.mapper import invoice_from_freshbooks, invoice_to_freshbooks, line_layout
 from connectors.freshbooks.settings import FreshBooksSettings
-from connectors.freshbooks.spec_check import body_problems
+from connectors.freshbooks.spec import body_problems
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import Invoice, InvoiceLine
 from connectors.sdk.money import dumps, loads
@@ -118,14 +118,14 @@ def test_layout_keeps_quantity_when_a_two_decimal_unit_cost_works():
     # 2.5 kg at 28.80 = 72.00; with a 5 % discount 68.40 = 2.5 × 27.36 exactly
     inv = invoice([line("Refrigerant", "2.5", "28.80", "68.40", "23", "15.73", kind="part", discount="5")])
     layout = line_layout(inv.lines[0], inv)
-    assert (layout.qty, layout.unit_cost, layout.amount, layout.exact) == (D("2.5"), D("27.36"), D("68.40"), False)
+    assert (layout.qty, layout.unit_price, layout.amount, layout.exact) == (D("2.5"), D("27.36"), D("68.40"), False)
 
 
 def test_unit_prices_with_more_than_two_decimals_are_not_sent():
     # quote line 3 × 0.335 = 1.005 -> net 1.01; FreshBooks keeps unit costs to 2 decimals (0.34 × 3 = 1.02, 0.33 × 3 = 0.99)
     inv = invoice([line("Clips", "3", "0.335", "1.01", "23", "0.23", kind="quote")])
     layout = line_layout(inv.lines[0], inv)
-    assert (layout.qty, layout.unit_cost) == (D("1"), D("1.01"))
+    assert (layout.qty, layout.unit_price) == (D("1"), D("1.01"))
 
 
 # --------------------------------------------------------------------------- limits and errors

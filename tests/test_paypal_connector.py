@@ -16,7 +16,7 @@ import pytest
 
 from connectors.paypal import PayPalConnector
 from connectors.paypal.emulator import SCOPE_READ, PayPalEmulator
-from connectors.paypal.spec_check import make_request_validator, validate_document
+from connectors.paypal.spec import make_request_validator, validate_document
 from connectors.sdk.errors import (
     AuthError,
     ConfigError,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from connectors.paypal.emulator import SCOPE_READWRITE, PayPalEmulator
-from connectors.paypal.spec_check import SpecValidationError, load_spec, make_request_validator, validate_document
+from connectors.paypal.spec import SpecValidationError, load_spec, make_request_validator, validate_document
 
 SPEC = Path(__file__).resolve().parent / "specs" / "paypal" / "invoicing_v2.json"
 ACCOUNT = "billing@demo-business.example"

@@ -26,7 +26,7 @@ from connectors.paypal.mapper import (
     tax_name_for,
 )
 from connectors.paypal.settings import PayPalSettings
-from connectors.paypal.spec_check import load_spec, validate_document
+from connectors.paypal.spec import load_spec, validate_document
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import Invoice, InvoiceLine
 

@@ -36,7 +36,7 @@ main()
 """
 
 #: Module name parts that belong to the sandbox (emulators and their kit) or the test kits, never to a worker.
-SANDBOX_PARTS = ("emulator", "spec_check", "sandbox", "testing", "openapi_core", "jsonschema", "pytest")
+SANDBOX_PARTS = ("emulator", "spec", "sandbox", "testing", "openapi_core", "jsonschema", "pytest")
 
 
 #: Not copied with the sources: the development environment, caches, build output, data.

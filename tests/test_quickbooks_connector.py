@@ -17,7 +17,7 @@ import pytest
 from connectors.quickbooks import QuickBooksConnector, request_id
 from connectors.quickbooks.emulator import DEMO_TAX_CODES, QuickBooksEmulator
 from connectors.quickbooks.mapper import batch_request_id, quote
-from connectors.quickbooks.spec_check import make_request_validator
+from connectors.quickbooks.spec import make_request_validator
 from connectors.sdk.errors import (
     AuthError,
     ConfigError,

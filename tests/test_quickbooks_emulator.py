@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from connectors.quickbooks.emulator import QuickBooksEmulator
-from connectors.quickbooks.spec_check import make_request_validator
+from connectors.quickbooks.spec import make_request_validator
 from connectors.sdk.money import dumps
 
 SPEC = Path(__file__).resolve().parent / "specs" / "quickbooks" / "openapi.yaml"

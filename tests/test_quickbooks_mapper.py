@@ -15,7 +15,7 @@ import pytest
 
 from connectors.quickbooks.mapper import dumps, invoice_from_qbo, invoice_to_qbo, line_layout, loads, tax_lines
 from connectors.quickbooks.settings import QuickBooksSettings
-from connectors.quickbooks.spec_check import invoice_problems
+from connectors.quickbooks.spec import invoice_problems
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import Invoice, InvoiceLine
 

@@ -25,7 +25,7 @@ from connectors.sdk.errors import (
 from connectors.sdk.invoice import Invoice, InvoiceLine
 from connectors.stripe import StripeConnector
 from connectors.stripe.emulator import StripeEmulator
-from connectors.stripe.spec_check import make_request_validator
+from connectors.stripe.spec import make_request_validator
 
 SPEC = Path(__file__).resolve().parent / "specs" / "stripe" / "spec3.yaml"
 KEY = "sk_test_51UnitTestKey000000000000000000"

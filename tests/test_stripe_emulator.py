@@ -11,7 +11,7 @@ import pytest
 
 from connectors.stripe.emulator import StripeEmulator
 from connectors.stripe.mapper import form_pairs
-from connectors.stripe.spec_check import make_request_validator
+from connectors.stripe.spec import make_request_validator
 
 SPEC = Path(__file__).resolve().parent / "specs" / "stripe" / "spec3.yaml"
 KEY = "sk_test_51EmulatorTests0000000000000000"

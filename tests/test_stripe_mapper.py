@@ -24,7 +24,7 @@ from connectors.stripe.mapper import (
     to_minor,
 )
 from connectors.stripe.settings import StripeSettings
-from connectors.stripe.spec_check import validate_form
+from connectors.stripe.spec import validate_form
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "stripe"
 SPEC = Path(__file__).resolve().parent / "specs" / "stripe" / "spec3.yaml"

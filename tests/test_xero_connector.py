@@ -28,7 +28,7 @@ from connectors.sdk.money import dumps
 from connectors.xero import XeroConnector, XeroSettings, idempotency_key
 from connectors.xero.emulator import XeroEmulator
 from connectors.xero.mapper import invoice_to_xero
-from connectors.xero.spec_check import make_request_validator, validate_invoices_body
+from connectors.xero.spec import make_request_validator, validate_invoices_body
 
 SPEC = Path(__file__).resolve().parent / "specs" / "xero" / "xero_accounting.yaml"
 ORG = "00000000-0000-0000-0000-000000000001"

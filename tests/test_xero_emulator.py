@@ -18,7 +18,7 @@ import pytest
 
 from connectors.sdk.money import dumps, loads
 from connectors.xero.emulator import XeroEmulator
-from connectors.xero.spec_check import make_request_validator
+from connectors.xero.spec import make_request_validator
 
 SPEC = Path(__file__).resolve().parent / "specs" / "xero" / "xero_accounting.yaml"
 ORG = "00000000-0000-0000-0000-000000000001"

@@ -4,7 +4,7 @@
   its settings (``connectors.freshbooks.settings``).
 * :mod:`connectors.freshbooks.mapper` – Invoice -> FreshBooks JSON (pure): line layout, tax per line, field limits.
 * :mod:`connectors.freshbooks.emulator` – ``FreshBooksEmulator``, a local HTTP server behaving like FreshBooks.
-* :mod:`connectors.freshbooks.spec_check` – request validation against the (community) field reference.
+* :mod:`connectors.freshbooks.spec` – request validation against the (community) field reference.
 """
 
 from connectors.freshbooks.connector import FreshBooksConnector

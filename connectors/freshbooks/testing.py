@@ -2,7 +2,7 @@
 
 ``tests/test_freshbooks_conformance.py`` is one call: ``make_conformance_tests(FreshBooksHarness)``.
 The emulator checks every request against the field reference ``tests/specs/freshbooks/openapi.yaml``
-(community file, see :mod:`connectors.freshbooks.spec_check`) when it is present.
+(community file, see :mod:`connectors.freshbooks.spec`) when it is present.
 
 FreshBooks refresh tokens are single-use. The kit gives every connector it builds its own
 in-memory token store, all seeded from the same environment variable — in production one tenant's
@@ -14,7 +14,6 @@ strict single-use behaviour.
 
 from __future__ import annotations
 
-import secrets
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from typing import Any
 from connectors.freshbooks.connector import FreshBooksConnector
 from connectors.freshbooks.emulator import FreshBooksEmulator
 from connectors.sdk.invoice import Invoice
-from connectors.testing import ConnectorHarness, HeldInvoice
+from connectors.testing.emulated import OAuthEmulatorHarness
+from connectors.testing.harness import HOSTILE_CASES, HeldInvoice
 
 ACCOUNT = "CfAcct7"
 UNKNOWN_ACCOUNT = "NoSuchAcct9"
@@ -33,23 +33,19 @@ UNKNOWN_CLIENT_ID = "999999"
 SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "freshbooks" / "openapi.yaml"
 
 
-class FreshBooksHarness(ConnectorHarness):
+class FreshBooksHarness(OAuthEmulatorHarness[FreshBooksEmulator]):
     connector_cls = FreshBooksConnector
-    hostile = dict.fromkeys(
-        ("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver"
-    )
-    fast_timeout = 0.5
-
-    def __init__(self) -> None:
-        self.client_secret = "conf-fb-secret-" + secrets.token_hex(8)
-        self.refresh_token = "conf-fb-refresh-" + secrets.token_hex(8)
-        self.emu: FreshBooksEmulator | None = None
+    hostile = dict.fromkeys(HOSTILE_CASES, "deliver")
+    secret_prefix = "fb"
+    client_secret_env = "FRESHBOOKS_CLIENT_SECRET"
+    refresh_token_env = "FRESHBOOKS_REFRESH_TOKEN"
+    invalid_requests = "requests not matching the FreshBooks field reference"
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         validator = None
         if SPEC.exists():
-            from connectors.freshbooks.spec_check import make_request_validator
+            from connectors.freshbooks.spec import make_request_validator
 
             validator = make_request_validator(SPEC)
         self.emu = FreshBooksEmulator(
@@ -62,37 +58,21 @@ class FreshBooksHarness(ConnectorHarness):
             request_validator=validator,
         ).start()
 
-    def stop(self) -> None:
-        if self.emu is not None:
-            self.emu.stop()
-
-    def reset(self) -> None:
-        assert self.emu is not None
-        self.emu.reset_state()
-        self.emu.fault_retry_after = 1
-
     # ------------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:
-        assert self.emu is not None
         return {
-            "api_url": self.emu.url,
-            "authorize_url": f"{self.emu.url}/oauth/authorize",
+            "api_url": self.emulator.url,
+            "authorize_url": f"{self.emulator.url}/oauth/authorize",
             "account_id": ACCOUNT,
-            "client_id": self.emu.client_id,
-            "client_secret_env": "FRESHBOOKS_CLIENT_SECRET",
-            "refresh_token_env": "FRESHBOOKS_REFRESH_TOKEN",
+            **self.oauth_settings(),
             "tax_names": {"23": "IVA"},
         }
-
-    def env(self) -> dict[str, str]:
-        return {"FRESHBOOKS_CLIENT_SECRET": self.client_secret, "FRESHBOOKS_REFRESH_TOKEN": self.refresh_token}
 
     def contact(self) -> tuple[str | None, str]:
         return str(CONTACT_ID), CONTACT_NAME
 
     # ------------------------------------------------------------------ read back
     def invoices(self) -> list[HeldInvoice]:
-        assert self.emu is not None
         return [
             HeldInvoice(
                 external_id=str(inv["invoiceid"]),
@@ -103,32 +83,10 @@ class FreshBooksHarness(ConnectorHarness):
                 contact=str(inv["customerid"]),
                 raw=inv,
             )
-            for inv in self.emu.invoices(ACCOUNT, include_deleted=False)
+            for inv in self.emulator.invoices(ACCOUNT, include_deleted=False)
         ]
 
-    # ------------------------------------------------------------------ faults
-    def inject_rate_limit(self, retry_after: int = 1) -> None:
-        assert self.emu is not None
-        self.emu.fault_retry_after = retry_after
-        self.emu.inject_fault("429")
-
-    def inject_server_error(self, status: int = 503, times: int = 1) -> None:
-        assert self.emu is not None
-        self.emu.inject_fault(str(status), times)
-
-    def inject_timeout_after_commit(self) -> None:
-        assert self.emu is not None
-        self.emu.inject_fault("timeout_after_commit")
-
-    def expire_tokens(self) -> None:
-        assert self.emu is not None
-        self.emu.expire_access_tokens()
-
-    def refresh_count(self) -> int:
-        assert self.emu is not None
-        return len(self.emu.refresh_token_uses)
-
-    # ------------------------------------------------------------------ data
+    # ------------------------------------------------------------------ data (faults: OAuthEmulatorHarness)
     def invalid_invoice(self, invoice: Invoice) -> Invoice:
         """A client id the account does not have: FreshBooks' errno 1012 "Client not found."."""
         return invoice.model_copy(update={"contact_id": UNKNOWN_CLIENT_ID})
@@ -138,18 +96,6 @@ class FreshBooksHarness(ConnectorHarness):
 
     def contact_creation_settings(self, allow: bool) -> dict[str, Any]:
         return {"create_contacts": allow}
-
-    # ------------------------------------------------------------------ checks
-    def issued_secrets(self) -> list[str]:
-        assert self.emu is not None
-        with self.emu._lock:
-            return [*self.emu._access_tokens, *self.emu._refresh_tokens]
-
-    def assert_healthy(self) -> None:
-        assert self.emu is not None
-        failures, errors = list(self.emu.validation_failures), list(self.emu.server_errors)
-        assert not failures, f"requests not matching the FreshBooks field reference: {failures[:3]}"
-        assert not errors, f"emulator errors: {errors[:1]}"
 
 
 __all__ = ["FreshBooksHarness"]

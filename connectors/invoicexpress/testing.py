@@ -22,14 +22,15 @@ from typing import Any, ClassVar
 from connectors.invoicexpress.connector import InvoiceXpressConnector
 from connectors.invoicexpress.emulator import DEFAULT_ACCOUNT, InvoiceXpressEmulator, default_accounts
 from connectors.sdk.invoice import Invoice
-from connectors.testing import ConnectorHarness, HeldInvoice
+from connectors.testing import HeldInvoice
+from connectors.testing.emulated import EmulatorHarness
 from connectors.testing.harness import HostileExpectation
 
 CLIENT_CODE = "CLI-CONF-EXISTING"
 CLIENT_NAME = "Conformance Client, Lda"
 
 
-class InvoiceXpressHarness(ConnectorHarness):
+class InvoiceXpressHarness(EmulatorHarness[InvoiceXpressEmulator]):
     connector_cls = InvoiceXpressConnector
     fast_timeout = 0.5
     hostile: ClassVar[Mapping[str, HostileExpectation]] = {
@@ -45,7 +46,6 @@ class InvoiceXpressHarness(ConnectorHarness):
 
     def __init__(self) -> None:
         self.api_key = "conf-ix-key-" + secrets.token_hex(12)
-        self.emu: InvoiceXpressEmulator | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -55,19 +55,6 @@ class InvoiceXpressHarness(ConnectorHarness):
             {"name": CLIENT_NAME, "code": CLIENT_CODE, "email": "conf@example.pt", "fiscal_id": "500000000"}
         )
         self.emu = InvoiceXpressEmulator(accounts=accounts, hang_seconds=2.0, rate_limit_per_minute=10_000).start()
-
-    def stop(self) -> None:
-        if self.emu is not None:
-            self.emu.stop()
-
-    @property
-    def emulator(self) -> InvoiceXpressEmulator:
-        """The running emulator (after :meth:`start`)."""
-        assert self.emu is not None, "InvoiceXpressHarness.start() was not called"
-        return self.emu
-
-    def reset(self) -> None:
-        self.emulator.reset_state()
 
     # ------------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:
@@ -94,9 +81,6 @@ class InvoiceXpressHarness(ConnectorHarness):
     def inject_timeout_after_commit(self) -> None:
         """Hits ``change-state``: finalising is the commit that makes the invoice legally exist."""
         self.emulator.inject_fault("timeout_after_commit", only="change_state")
-
-    def inject_server_error(self, status: int = 503, times: int = 1) -> None:
-        self.emulator.inject_fault(str(status), times)
 
     def inject_rate_limit(self, retry_after: int = 1) -> None:
         self.emulator.inject_fault("429", retry_after=retry_after)

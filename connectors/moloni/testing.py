@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 from connectors.moloni.connector import MoloniConnector
 from connectors.moloni.emulator import DEFAULT_COMPANY_ID, MoloniEmulator, default_companies
 from connectors.sdk.invoice import Invoice
-from connectors.testing import ConnectorHarness, HeldInvoice
+from connectors.testing import HeldInvoice
+from connectors.testing.emulated import EmulatorHarness
 from connectors.testing.harness import HostileExpectation
 
 CUSTOMER_ID = "201"
@@ -28,7 +29,7 @@ CUSTOMER_NAME = "Conformance Client, Lda"
 UNKNOWN_COMPANY = 999
 
 
-class MoloniHarness(ConnectorHarness):
+class MoloniHarness(EmulatorHarness[MoloniEmulator]):
     connector_cls = MoloniConnector
     hostile: ClassVar[Mapping[str, HostileExpectation]] = {
         "long_description": "reject",  # product names are limited to 200 characters (SAF-T Line/Description)
@@ -41,7 +42,6 @@ class MoloniHarness(ConnectorHarness):
     fast_timeout = 0.5
 
     def __init__(self) -> None:
-        self.emu: MoloniEmulator | None = None
         self.client_secret, self.refresh_token = (
             f"conf-moloni-{kind}-{secrets.token_hex(8)}" for kind in ("secret", "refresh")
         )
@@ -53,13 +53,6 @@ class MoloniHarness(ConnectorHarness):
         self.emu = MoloniEmulator(
             client_secret=self.client_secret, refresh_token=self.refresh_token, companies=companies, hang_seconds=2.0
         ).start()
-
-    def stop(self) -> None:
-        if self.emu is not None:
-            self.emu.stop()
-
-    def reset(self) -> None:
-        self.emulator.reset_state()
 
     # ------------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:
@@ -105,9 +98,6 @@ class MoloniHarness(ConnectorHarness):
     def refresh_count(self) -> int:
         return self.emulator.grants_served
 
-    def inject_server_error(self, status: int = 503, times: int = 1) -> None:
-        self.emulator.inject_fault(str(status), times)
-
     def inject_rate_limit(self, retry_after: int = 1) -> None:
         self.emulator.inject_fault("429", retry_after=retry_after)
 
@@ -149,12 +139,6 @@ class MoloniHarness(ConnectorHarness):
     def assert_healthy(self) -> None:
         errors = self.emulator.server_errors
         assert not errors, f"Moloni emulator errors: {errors[:1]}"
-
-    @property
-    def emulator(self) -> MoloniEmulator:
-        """The running emulator (after :meth:`start`)."""
-        assert self.emu is not None, "MoloniHarness.start() was not called"
-        return self.emu
 
 
 __all__ = ["MoloniHarness"]

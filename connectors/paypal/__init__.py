@@ -5,7 +5,7 @@
 * :mod:`connectors.paypal.mapper` – Invoice -> PayPal ``invoice`` JSON and PayPal's answers -> ours (pure),
   PayPal's arithmetic.
 * :mod:`connectors.paypal.emulator` – ``PayPalEmulator``, a local HTTP server behaving like PayPal.
-* :mod:`connectors.paypal.spec_check` – request validation against the official ``invoicing_v2.json``.
+* :mod:`connectors.paypal.spec` – request validation against the official ``invoicing_v2.json``.
 """
 
 from connectors.paypal.connector import PayPalConnector

@@ -1590,7 +1590,7 @@ def serve(host: str = "127.0.0.1", port: int = 8766, *, spec_path: str | None = 
     ``spec_path`` (the official ``invoicing_v2.json``) turns on request validation against the spec.
     """
     if spec_path:
-        from connectors.paypal.spec_check import make_request_validator
+        from connectors.paypal.spec import make_request_validator
 
         kwargs["request_validator"] = make_request_validator(spec_path)
     emulator = PayPalEmulator(host=host, port=port, **kwargs).start()

@@ -72,7 +72,7 @@ class PayPalHarness(ConnectorHarness):
         (``SPEC``, or ``$PAYPAL_SPEC``) is there; ``ModuleNotFoundError`` without the validator's libraries."""
         spec = Path(os.environ.get("PAYPAL_SPEC") or SPEC)
         if spec.exists():
-            from connectors.paypal.spec_check import make_request_validator  # jsonschema: a dev extra
+            from connectors.paypal.spec import make_request_validator  # jsonschema: a dev extra
 
             self.emu.request_validator = make_request_validator(spec)
         self.emu.start()

@@ -7,7 +7,7 @@
 * :mod:`connectors.quickbooks.mapper` – Invoice -> QBO JSON (pure): line layout, explicit tax lines, field limits,
   ``requestid`` derivation, Intuit ``Fault`` reading.
 * :mod:`connectors.quickbooks.emulator` – ``QuickBooksEmulator``, a local HTTP server behaving like QBO.
-* :mod:`connectors.quickbooks.spec_check` – request validation against the (community) field reference.
+* :mod:`connectors.quickbooks.spec` – request validation against the (community) field reference.
 """
 
 from connectors.quickbooks.connector import QuickBooksConnector

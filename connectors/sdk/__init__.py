@@ -2,9 +2,11 @@
 
 * :mod:`connectors.sdk.invoice` — the invoice model (:class:`Invoice`, :class:`InvoiceLine`) and
   :class:`ExternalInvoice` (an invoice as the billing system holds it);
-* :mod:`connectors.sdk.money` — ISO 4217 minor units, the one rounding rule, JSON with exact decimals;
+* :mod:`connectors.sdk.money` — ISO 4217 minor units, the one rounding rule, JSON with exact decimals,
+  and what every mapper reads and lays out the same way (amounts, tax-rate keys, line layouts);
 * :mod:`connectors.sdk.errors` — the error taxonomy, the shared status table, ``Retry-After``, quotas;
-* :mod:`connectors.sdk.settings` — :class:`ConnectorSettings`, secret resolution, readable validation errors;
+* :mod:`connectors.sdk.settings` — :class:`ConnectorSettings` (and its OAuth 2.0 client bases), secret
+  resolution, readable validation errors;
 * :mod:`connectors.sdk.interface` — the :class:`Connector` interface and its results;
 * :mod:`connectors.sdk.http` — :class:`HttpConnector`: the pooled client, auth with one retry after a
   401, status mapping, scrubbing, log redaction;

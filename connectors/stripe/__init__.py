@@ -5,7 +5,7 @@
 * :mod:`connectors.stripe.mapper` – Invoice -> Stripe request params and Stripe objects -> ours (pure),
   form encoding, idempotency keys.
 * :mod:`connectors.stripe.emulator` – ``StripeEmulator``, a local HTTP server behaving like Stripe.
-* :mod:`connectors.stripe.spec_check` – request validation against the official OpenAPI spec.
+* :mod:`connectors.stripe.spec` – request validation against the official OpenAPI spec.
 """
 
 from connectors.stripe.connector import StripeConnector

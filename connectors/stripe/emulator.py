@@ -1344,7 +1344,7 @@ class StripeEmulator(Emulator):
 def serve(host: str = "127.0.0.1", port: int = 0, *, spec_path: str | None = None, **kwargs: Any) -> None:
     """Run an emulator in the foreground until Ctrl-C, printing its URL and the demo API key."""
     if spec_path:
-        from connectors.stripe.spec_check import make_request_validator
+        from connectors.stripe.spec import make_request_validator
 
         kwargs["request_validator"] = make_request_validator(spec_path)
     emulator = StripeEmulator(host=host, port=port, **kwargs).start()

@@ -54,7 +54,7 @@ class StripeHarness(ConnectorHarness):
         Raises ``ModuleNotFoundError`` when the validator's libraries (dev extras) are missing.
         """
         if SPEC.exists():
-            from connectors.stripe.spec_check import make_request_validator  # jsonschema: a dev extra
+            from connectors.stripe.spec import make_request_validator  # jsonschema: a dev extra
 
             self.emulator.request_validator = make_request_validator(SPEC)
         self.emulator.start()

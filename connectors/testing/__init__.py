@@ -16,12 +16,11 @@ an isolated token store per test.
 
 from typing import TYPE_CHECKING, Any
 
-from connectors.testing.harness import ConnectorHarness, HeldInvoice, HostileExpectation
+from connectors.testing.harness import HOSTILE_CASES, ConnectorHarness, HeldInvoice, HostileExpectation
 from connectors.testing.invoices import make_invoice, make_line
 
 if TYPE_CHECKING:  # type checkers see the lazy names with their real types
     from connectors.testing.suite import (
-        HOSTILE_CASES,
         SCENARIOS,
         ConnectorConformance,
         Kit,
@@ -34,7 +33,6 @@ if TYPE_CHECKING:  # type checkers see the lazy names with their real types
 #: extra), the harnesses do not — ``broker demo`` starts the emulators through them without pytest.
 _SUITE_NAMES = frozenset(
     {
-        "HOSTILE_CASES",
         "SCENARIOS",
         "ConnectorConformance",
         "Kit",

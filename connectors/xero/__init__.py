@@ -6,7 +6,7 @@
 * :func:`idempotency_key` – the deterministic ``Idempotency-Key`` of an invoice operation.
 * :mod:`connectors.xero.mapper` – Invoice -> Xero JSON and back, credit notes, validation errors (pure).
 * :mod:`connectors.xero.emulator` – ``XeroEmulator``, a local HTTP server behaving like Xero.
-* :mod:`connectors.xero.spec_check` – request validation against the official OpenAPI spec.
+* :mod:`connectors.xero.spec` – request validation against the official OpenAPI spec.
 """
 
 from connectors.xero.connector import XeroConnector, idempotency_key

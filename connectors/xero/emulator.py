@@ -1309,7 +1309,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, spec_path: str | None = Non
     turns on request validation against the spec.
     """
     if spec_path:
-        from connectors.xero.spec_check import make_request_validator
+        from connectors.xero.spec import make_request_validator
 
         kwargs["request_validator"] = make_request_validator(spec_path)
     emulator = XeroEmulator(host=host, port=port, **kwargs).start()

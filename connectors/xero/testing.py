@@ -9,12 +9,12 @@ test that sent a non-conforming request.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 from connectors.sdk.invoice import Invoice
-from connectors.testing import ConnectorHarness, HeldInvoice
+from connectors.testing.emulated import OAuthEmulatorHarness
+from connectors.testing.harness import HOSTILE_CASES, HeldInvoice
 from connectors.xero.connector import XeroConnector
 from connectors.xero.emulator import XeroEmulator
 
@@ -25,24 +25,20 @@ CONTACT_NAME = "Conformance Client, Lda"
 SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "xero" / "xero_accounting.yaml"
 
 
-class XeroHarness(ConnectorHarness):
+class XeroHarness(OAuthEmulatorHarness[XeroEmulator]):
     connector_cls = XeroConnector
-    hostile = dict.fromkeys(
-        ("long_description", "non_ascii", "many_lines", "zero_amount_line", "negative_line", "odd_number"), "deliver"
-    )
-    fast_timeout = 0.5
-
-    def __init__(self) -> None:
-        self.client_secret = "conf-xero-secret-" + secrets.token_hex(8)
-        self.refresh_token = "conf-xero-refresh-" + secrets.token_hex(8)
-        self.emu: XeroEmulator | None = None
+    hostile = dict.fromkeys(HOSTILE_CASES, "deliver")
+    secret_prefix = "xero"
+    client_secret_env = "XERO_CLIENT_SECRET"
+    refresh_token_env = "XERO_REFRESH_TOKEN"
+    invalid_requests = "requests not conforming to the Xero OpenAPI spec"
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         validator = None
         spec = Path(os.environ.get("XERO_SPEC") or SPEC)
         if spec.exists():
-            from connectors.xero.spec_check import make_request_validator
+            from connectors.xero.spec import make_request_validator
 
             validator = make_request_validator(spec)
         self.emu = XeroEmulator(
@@ -56,38 +52,26 @@ class XeroHarness(ConnectorHarness):
             request_validator=validator,
         ).start()
 
-    def stop(self) -> None:
-        if self.emu is not None:
-            self.emu.stop()
-
     def reset(self) -> None:
-        assert self.emu is not None
-        self.emu.reset_state()
-        self.emu.idempotency_ttl = 360
-        self.emu.fault_retry_after = 1
+        super().reset()
+        self.emulator.idempotency_ttl = 360
 
     # ------------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:
-        assert self.emu is not None
+        url = self.emulator.url
         return {
-            "api_url": self.emu.url,
-            "identity_url": self.emu.url,
-            "authorize_url": f"{self.emu.url}/identity/connect/authorize",
+            "api_url": url,
+            "identity_url": url,
+            "authorize_url": f"{url}/identity/connect/authorize",
             "xero_tenant_id": ORG,
-            "client_id": self.emu.client_id,
-            "client_secret_env": "XERO_CLIENT_SECRET",
-            "refresh_token_env": "XERO_REFRESH_TOKEN",
+            **self.oauth_settings(),
         }
-
-    def env(self) -> dict[str, str]:
-        return {"XERO_CLIENT_SECRET": self.client_secret, "XERO_REFRESH_TOKEN": self.refresh_token}
 
     def contact(self) -> tuple[str | None, str]:
         return CONTACT_ID, CONTACT_NAME
 
     # ------------------------------------------------------------------ read back
     def invoices(self) -> list[HeldInvoice]:
-        assert self.emu is not None
         return [
             HeldInvoice(
                 external_id=inv["InvoiceID"],
@@ -98,34 +82,12 @@ class XeroHarness(ConnectorHarness):
                 contact=(inv.get("Contact") or {}).get("ContactID"),
                 raw=inv,
             )
-            for inv in self.emu.invoices(ORG)
+            for inv in self.emulator.invoices(ORG)
         ]
 
-    # ------------------------------------------------------------------ faults
-    def inject_rate_limit(self, retry_after: int = 1) -> None:
-        assert self.emu is not None
-        self.emu.fault_retry_after = retry_after
-        self.emu.inject_fault("429")
-
-    def inject_server_error(self, status: int = 503, times: int = 1) -> None:
-        assert self.emu is not None
-        self.emu.inject_fault(str(status), times)
-
-    def inject_timeout_after_commit(self) -> None:
-        assert self.emu is not None
-        self.emu.inject_fault("timeout_after_commit")
-
-    def expire_tokens(self) -> None:
-        assert self.emu is not None
-        self.emu.expire_access_tokens()
-
-    def refresh_count(self) -> int:
-        assert self.emu is not None
-        return len(self.emu.refresh_token_uses)
-
+    # ------------------------------------------------------------------ faults (the rest: OAuthEmulatorHarness)
     def expire_idempotency_keys(self) -> None:
-        assert self.emu is not None
-        self.emu.idempotency_ttl = 0  # every cached key is past its window (until reset)
+        self.emulator.idempotency_ttl = 0  # every cached key is past its window (until reset)
 
     # ------------------------------------------------------------------ data
     def invalid_invoice(self, invoice: Invoice) -> Invoice:
@@ -138,18 +100,6 @@ class XeroHarness(ConnectorHarness):
 
     def contact_creation_settings(self, allow: bool) -> dict[str, Any]:
         return {"create_contacts": allow}
-
-    # ------------------------------------------------------------------ checks
-    def issued_secrets(self) -> list[str]:
-        assert self.emu is not None
-        with self.emu._lock:
-            return [*self.emu._access_tokens, *self.emu._refresh_tokens]
-
-    def assert_healthy(self) -> None:
-        assert self.emu is not None
-        failures, errors = list(self.emu.validation_failures), list(self.emu.server_errors)
-        assert not failures, f"requests not conforming to the Xero OpenAPI spec: {failures[:3]}"
-        assert not errors, f"emulator errors: {errors[:1]}"
 
 
 __all__ = ["XeroHarness"]

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from connectors.testing.harness import ConnectorHarness, HeldInvoice, HostileExpectation
+from connectors.testing.emulated import EmulatorHarness
+from connectors.testing.harness import HeldInvoice, HostileExpectation
 from connectors.zoho.connector import ZohoConnector
 from connectors.zoho.emulator import DEFAULT_ORG, ZohoEmulator
 
@@ -17,7 +18,7 @@ CONTACT_ID = "460000099000001"
 CONTACT_NAME = "Conformance Client, Lda"
 
 
-class ZohoHarness(ConnectorHarness):
+class ZohoHarness(EmulatorHarness[ZohoEmulator]):
     """Zoho Invoice: our number is Zoho's ``invoice_number`` (unique per organisation)."""
 
     connector_cls = ZohoConnector
@@ -30,11 +31,8 @@ class ZohoHarness(ConnectorHarness):
         "odd_number": "deliver",
     }
 
-    def __init__(self) -> None:
-        self.emulator: ZohoEmulator | None = None
-
     def start(self) -> None:
-        self.emulator = ZohoEmulator(
+        self.emu = ZohoEmulator(
             client_id=CLIENT_ID,
             client_secret=CLIENT_SECRET,
             refresh_token=REFRESH_TOKEN,
@@ -43,16 +41,7 @@ class ZohoHarness(ConnectorHarness):
             contacts={CONTACT_ID: {"contact_name": CONTACT_NAME, "email": "billing@conformance.example"}},
         ).start()
 
-    def stop(self) -> None:
-        if self.emulator is not None:
-            self.emulator.stop()
-
-    def reset(self) -> None:
-        assert self.emulator is not None
-        self.emulator.reset_state()
-
     def settings(self) -> dict[str, Any]:
-        assert self.emulator is not None
         return {
             "data_center": "eu",
             "api_url": self.emulator.url,
@@ -71,7 +60,6 @@ class ZohoHarness(ConnectorHarness):
         return CONTACT_ID, CONTACT_NAME
 
     def invoices(self) -> list[HeldInvoice]:
-        assert self.emulator is not None
         return [
             HeldInvoice(
                 external_id=i["invoice_id"],
@@ -87,25 +75,17 @@ class ZohoHarness(ConnectorHarness):
 
     def inject_rate_limit(self, retry_after: int = 1) -> None:
         del retry_after  # the emulator's injected 429 always says Retry-After: 1 (what the kit asks for)
-        assert self.emulator is not None
         self.emulator.inject_fault("429")
-
-    def inject_server_error(self, status: int = 503, times: int = 1) -> None:
-        assert self.emulator is not None
-        self.emulator.inject_fault(str(status), times)
 
     def inject_timeout_after_commit(self) -> None:
         # The invoice becomes what the tenant configured (sent) with the mark-as-sent call; a lost
         # answer to the create itself is covered by tests/test_zoho_connector.py.
-        assert self.emulator is not None
         self.emulator.inject_fault("timeout_after_commit", method="POST", path="/invoices/*/status/sent")
 
     def expire_tokens(self) -> None:
-        assert self.emulator is not None
         self.emulator.expire_access_tokens()
 
     def refresh_count(self) -> int:
-        assert self.emulator is not None
         return self.emulator.refresh_count
 
     def invalid_invoice(self, invoice: Any) -> Any:
@@ -118,11 +98,9 @@ class ZohoHarness(ConnectorHarness):
         return {"create_contacts": allow}
 
     def issued_secrets(self) -> list[str]:
-        assert self.emulator is not None
         return self.emulator.issued_tokens()
 
     def assert_healthy(self) -> None:
-        assert self.emulator is not None
         assert self.emulator.server_errors == [], self.emulator.server_errors
 
 
