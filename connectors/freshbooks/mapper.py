@@ -34,14 +34,24 @@ Money goes out as strings (``{"amount": "136.50", "code": "EUR"}``), quantities 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from connectors.freshbooks.settings import FreshBooksSettings
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
-from connectors.sdk.money import dumps, loads, minor_units, round_money
+from connectors.sdk.money import NetLayout as LineLayout
+from connectors.sdk.money import (
+    amount_or_none,
+    decimal_places,
+    dumps,
+    loads,
+    lookup_rate,
+    minor_units,
+    net_layout,
+    round_money,
+)
+from connectors.sdk.money import rate_key as rate_text
 
 #: Assumed limits in characters (FreshBooks publishes none in the available material; see module docstring).
 FIELD_LIMITS: dict[str, int] = {
@@ -93,18 +103,6 @@ __all__ = [
 ]
 
 
-def rate_text(rate: Decimal) -> str:
-    """Percentage text of a tax rate: ``Decimal("23.00")`` -> ``"23"``, ``6.50`` -> ``"6.5"``."""
-    if rate == 0:
-        return "0"
-    return format(rate.normalize(), "f")
-
-
-def _dp(value: Decimal) -> int:
-    exponent = value.normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
-
-
 def money(amount: Decimal, currency: str) -> dict[str, str]:
     """A FreshBooks money object: ``{"amount": "136.50", "code": "EUR"}`` (string at the currency's minor unit)."""
     q = round_money(amount, currency)
@@ -119,14 +117,8 @@ def line_name(line: InvoiceLine, settings: FreshBooksSettings) -> str:
 
 def tax_name(rate: Decimal, settings: FreshBooksSettings) -> str:
     """``taxName1`` for ``rate``: ``settings.tax_names["23"]`` or ``settings.default_tax_name``."""
-    wanted = rate_text(rate)
-    for key, name in (settings.tax_names or {}).items():
-        try:
-            if rate_text(Decimal(str(key).strip().rstrip("%"))) == wanted:
-                return name
-        except ArithmeticError:
-            continue
-    return settings.default_tax_name
+    name = lookup_rate(settings.tax_names, rate)
+    return settings.default_tax_name if name is None else name
 
 
 def _too_long(field: str, value: str | None, key: str) -> str | None:
@@ -159,7 +151,7 @@ def check_limits(invoice: Invoice, settings: FreshBooksSettings) -> None:
                     "taxName",
                 )
             )
-            if _dp(line.tax_rate) > TAX_PERCENT_MAX_DP:
+            if decimal_places(line.tax_rate) > TAX_PERCENT_MAX_DP:
                 problems.append(
                     f"lines[{index}].tax_rate {line.tax_rate} has more than {TAX_PERCENT_MAX_DP} decimals"
                     " (FreshBooks taxAmount1)"
@@ -175,40 +167,22 @@ def check_limits(invoice: Invoice, settings: FreshBooksSettings) -> None:
 
 
 # --------------------------------------------------------------------------- lines
-@dataclass(frozen=True)
-class LineLayout:
-    """``qty`` and ``unit_cost`` of one FreshBooks line; ``amount`` (= round(qty × unit_cost)) always equals our net."""
-
-    qty: Decimal
-    unit_cost: Decimal
-    amount: Decimal
-    exact: bool  # True when (qty, unit_cost) are ours unchanged
-
-
 def line_layout(line: InvoiceLine, invoice: Invoice) -> LineLayout:
-    """The layout that makes FreshBooks' line amount equal ``line.net`` (see the module docstring)."""
-    currency = invoice.currency
-    places = Decimal(1).scaleb(-minor_units(currency))
-    net = line.net
-    qty = line.quantity
+    """``qty`` and unit price (sent as ``unit_cost``) of the FreshBooks line for ``line``; ``amount`` is ``line.net``.
 
-    def fits(q: Decimal, cost: Decimal) -> bool:
-        return round_money(q * cost, currency) == net
-
-    qty_ok = _dp(qty) <= QTY_MAX_DP
-    if (
-        qty_ok
-        and not invoice.tax_inclusive
+    A quantity of more than :data:`QTY_MAX_DP` decimals is sent as ``1 × net``; otherwise our
+    quantity and a unit price of the currency's decimals that multiply back to the net (see the
+    module docstring and :func:`connectors.sdk.money.net_layout`).
+    """
+    currency, net = invoice.currency, line.net
+    if decimal_places(line.quantity) > QTY_MAX_DP:
+        return LineLayout(Decimal(1), net, net, False)
+    keep = (
+        not invoice.tax_inclusive
         and line.discount_percent == 0
-        and _dp(line.unit_price) <= minor_units(currency)
-        and fits(qty, line.unit_price)
-    ):
-        return LineLayout(qty, line.unit_price, net, True)
-    if qty_ok and qty != 0:
-        cost = (net / qty).quantize(places, rounding=ROUND_HALF_UP)
-        if fits(qty, cost):
-            return LineLayout(qty, cost, net, False)
-    return LineLayout(Decimal(1), net, net, False)
+        and decimal_places(line.unit_price) <= minor_units(currency)
+    )
+    return net_layout(net, line.quantity, line.unit_price, currency, keep=keep, max_places=minor_units(currency))
 
 
 def line_to_freshbooks(line: InvoiceLine, invoice: Invoice, settings: FreshBooksSettings) -> dict[str, Any]:
@@ -220,7 +194,7 @@ def line_to_freshbooks(line: InvoiceLine, invoice: Invoice, settings: FreshBooks
         "name": line_name(line, settings),
         "description": line.description,
         "qty": layout.qty,
-        "unit_cost": money(layout.unit_cost, invoice.currency),
+        "unit_cost": money(layout.unit_price, invoice.currency),
     }
     if line.tax_rate != 0:
         out["taxName1"] = tax_name(line.tax_rate, settings)
@@ -276,17 +250,6 @@ def invoice_to_freshbooks(
 
 
 # --------------------------------------------------------------------------- FreshBooks -> ours
-def _decimal(value: Any) -> Decimal | None:
-    if isinstance(value, Mapping):
-        value = value.get("amount")
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value))
-    except ArithmeticError:
-        return None
-
-
 def invoice_from_freshbooks(entity: Mapping[str, Any]) -> ExternalInvoice:
     """:class:`ExternalInvoice` from a FreshBooks invoice: ``invoiceid`` (or ``id``), ``invoice_number``,
     ``amount.amount`` as Decimal, status = ``v3_status`` (``draft``, ``sent``, ``viewed``, ``paid``...).
@@ -294,10 +257,11 @@ def invoice_from_freshbooks(entity: Mapping[str, Any]) -> ExternalInvoice:
     ident = entity.get("invoiceid", entity.get("id"))
     if ident is None:
         raise KeyError("invoiceid")
+    amount = entity.get("amount")  # a money object {"amount": "209.41", "code": "EUR"}
     return ExternalInvoice(
         external_id=str(ident),
         number=str(entity.get("invoice_number") or ""),
-        total=_decimal(entity.get("amount")),
+        total=amount_or_none(amount.get("amount") if isinstance(amount, Mapping) else amount),
         status=entity.get("v3_status") or entity.get("display_status"),
     )
 

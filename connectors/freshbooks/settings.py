@@ -8,10 +8,10 @@ from typing import Literal
 from pydantic import Field
 
 from connectors.sdk.invoice import LineKind
-from connectors.sdk.settings import ConnectorSettings
+from connectors.sdk.settings import OAuthRefreshSettings
 
 
-class FreshBooksSettings(ConnectorSettings):
+class FreshBooksSettings(OAuthRefreshSettings):
     """Settings of a tenant whose ``billing.system`` is ``freshbooks``.
 
     Secrets are environment variable *names* (``client_secret_env``, ``refresh_token_env``).
@@ -26,9 +26,6 @@ class FreshBooksSettings(ConnectorSettings):
     api_url: str = "https://api.freshbooks.com"
     authorize_url: str = "https://auth.freshbooks.com/oauth/authorize"
     account_id: str = Field(pattern=r"^[A-Za-z0-9]{1,32}$")
-    client_id: str = Field(min_length=1)
-    client_secret_env: str = Field(min_length=1)
-    refresh_token_env: str = Field(min_length=1)
     redirect_uri: str | None = None
     invoice_status: Literal["draft", "sent"] = "sent"
     email_invoice: bool = False

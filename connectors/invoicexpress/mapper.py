@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 from connectors.invoicexpress.settings import DEFAULT_TAX_NAMES, EXEMPTION_CODE_PATTERN, InvoiceXpressSettings
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
-from connectors.sdk.money import dumps, loads
+from connectors.sdk.money import amount_or_none, dumps, loads, lookup_rate, rate_key
 
 _CENT = Decimal("0.01")
 
@@ -95,26 +95,6 @@ def ix_date(d: date) -> str:
 def parse_ix_date(text: str) -> date:
     day, month, year = (int(p) for p in str(text).split("/"))
     return date(year, month, day)
-
-
-def rate_key(rate: Decimal) -> str:
-    if rate == 0:
-        return "0"
-    return format(rate.normalize(), "f")
-
-
-def _as_rate(key: Any) -> Decimal | None:
-    """A mapping key read as a percentage (``"23"``, ``"23.0"``, ``"23%"``); ``None`` when it is not one."""
-    try:
-        rate = Decimal(str(key).strip().rstrip("%"))
-    except ArithmeticError:
-        return None
-    return rate if rate.is_finite() else None
-
-
-def lookup_rate(mapping: Mapping[str, Any], rate: Decimal) -> Any | None:
-    """The value of the first key of ``mapping`` that is the same percentage as ``rate`` (``None``: no such key)."""
-    return next((value for key, value in (mapping or {}).items() if _as_rate(key) == rate), None)
 
 
 # --------------------------------------------------------------------------- layout and totals
@@ -311,11 +291,7 @@ def invoice_from_invoicexpress(doc: Mapping[str, Any]) -> ExternalInvoice:
     number = str(doc.get("sequence_number") or "")
     if status == "draft" or number == "draft":
         number = ""
-    total = doc.get("total")
-    try:
-        amount = None if total is None or isinstance(total, bool) else Decimal(str(total))
-    except ArithmeticError:  # not a number: reported as unknown
-        amount = None
+    amount = amount_or_none(doc.get("total"))  # not a number: reported as unknown
     return ExternalInvoice(external_id=str(doc["id"]), number=number, total=amount, status=status)
 
 

@@ -50,7 +50,7 @@ from connectors.moloni.settings import (
 from connectors.sdk.contacts import ContactQuery
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
-from connectors.sdk.money import loads
+from connectors.sdk.money import amount_or_none, loads, lookup_rate, rate_key
 
 _CENT = Decimal("0.01")
 
@@ -84,25 +84,6 @@ def dec_text(value: Decimal | int) -> str:
     if not value.is_finite():
         raise ValueError(f"non-finite amount {value!r}")
     return format(value, "f")
-
-
-def rate_key(rate: Decimal) -> str:
-    """Canonical text of a percentage: ``Decimal("23.00")`` -> ``"23"``, ``6.50`` -> ``"6.5"``, 0 -> ``"0"``."""
-    if rate == 0:
-        return "0"
-    return format(rate.normalize(), "f")
-
-
-def lookup_rate(mapping: Mapping[str, Any], rate: Decimal) -> Any | None:
-    """``mapping[key]`` whose key is the same percentage as ``rate`` (``"23"``, ``"23.0"``, ``"23%"`` all match 23)."""
-    wanted = rate_key(rate)
-    for key, value in (mapping or {}).items():
-        try:
-            if rate_key(Decimal(str(key).strip().rstrip("%"))) == wanted:
-                return value
-        except ArithmeticError:
-            continue
-    return None
 
 
 def reference_of(invoice_number: str) -> str:
@@ -427,14 +408,6 @@ def customer_to_moloni(query: ContactQuery, defaults: MoloniCustomerDefaults, *,
 
 
 # --------------------------------------------------------------------------- Moloni -> ours
-def _amount(value: Any) -> Decimal | None:
-    """A JSON amount (number or numeric text) as Decimal; ``None`` when absent or not a number."""
-    try:
-        return None if value is None or isinstance(value, bool) else Decimal(str(value))
-    except ArithmeticError:
-        return None
-
-
 def document_label(doc: Mapping[str, Any]) -> str:
     """Human number of a Moloni document: ``"FT <series>/<number>"``; ``""`` for a draft (numbered when closed)."""
     number = doc.get("number")
@@ -451,7 +424,7 @@ def invoice_from_moloni(doc: Mapping[str, Any]) -> ExternalInvoice:
     return ExternalInvoice(
         external_id=str(doc["document_id"]),
         number=document_label(doc),
-        total=_amount(doc.get("net_value")),
+        total=amount_or_none(doc.get("net_value")),
         status={0: "draft", 1: "closed", "0": "draft", "1": "closed"}.get(status, str(status)),
     )
 

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connectors.sdk.invoice import LineKind
-from connectors.sdk.settings import ConnectorSettings
+from connectors.sdk.settings import OAuthClientSettings
 
 #: Exemption reasons accepted by :class:`MoloniSettings` validation and the emulator
 #: (AT "motivos de isenção" M01–M99 pattern; the list of valid codes changes with the law).
@@ -38,7 +38,7 @@ class MoloniCustomerDefaults(BaseModel):
     zip_code: str = ""
 
 
-class MoloniSettings(ConnectorSettings):
+class MoloniSettings(OAuthClientSettings):
     """``billing.settings`` of a tenant billed in Moloni.
 
     Auth: ``client_id`` + ``client_secret_env`` (developer credentials) and either
@@ -67,8 +67,6 @@ class MoloniSettings(ConnectorSettings):
     api_url: str = "https://api.moloni.pt"
     api_version: Literal["v1", "v2"] = "v1"
     authorize_url: str = "https://api.moloni.pt/v1/authorize/"
-    client_id: str = Field(min_length=1)
-    client_secret_env: str = Field(min_length=1)
     refresh_token_env: str | None = Field(default=None, min_length=1)
     username: str | None = Field(default=None, min_length=1)
     password_env: str | None = Field(default=None, min_length=1)

@@ -46,13 +46,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from connectors.paypal.settings import PayPalSettings
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
-from connectors.sdk.money import minor_units
+from connectors.sdk.money import amount_or_none, decimal_places, lookup_rate, quantum, rate_key, round_money
+from connectors.sdk.money import rate_key as decimal_text  # PayPal's quantity and percent strings: the shortest text
 
 # --------------------------------------------------------------------------- PayPal limits
 INVOICE_NUMBER_MAX = 25
@@ -86,49 +87,19 @@ class FieldLimitError(PermanentError):
 
 
 # --------------------------------------------------------------------------- small helpers
-def quantum(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-minor_units(currency))
-
-
-def round_half_up(value: Decimal, currency: str) -> Decimal:
-    return value.quantize(quantum(currency), rounding=ROUND_HALF_UP)
-
-
 def money(value: Decimal, currency: str) -> dict[str, str]:
     """``{"currency_code": "EUR", "value": "136.50"}``: value with exactly the currency's decimals."""
     return {"currency_code": currency, "value": format(value.quantize(quantum(currency)), "f")}
-
-
-def decimal_text(value: Decimal) -> str:
-    """Shortest plain text of ``value``, no exponent (``Decimal("23.00")`` -> ``"23"``, ``3.250`` -> ``"3.25"``)."""
-    if value == 0:
-        return "0"
-    return format(value.normalize(), "f")
-
-
-def _decimals(value: Decimal) -> int:
-    exponent = value.normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 def _is_exact(value: Decimal, currency: str) -> bool:
     return value == value.quantize(quantum(currency))
 
 
-def rate_key(rate: Decimal) -> str:
-    return decimal_text(rate)
-
-
 def tax_name_for(rate: Decimal, settings: PayPalSettings) -> str:
     """``settings.tax_names[rate]`` (keys like ``"23"``/``"23.0"``) or ``f"{settings.tax_name} {rate}%"``."""
-    wanted = rate_key(rate)
-    for key, name in (settings.tax_names or {}).items():
-        try:
-            if rate_key(Decimal(str(key).strip().rstrip("%"))) == wanted:
-                return name
-        except (ArithmeticError, ValueError):
-            continue
-    return f"{settings.tax_name} {wanted}%"
+    name = lookup_rate(settings.tax_names, rate)
+    return f"{settings.tax_name} {rate_key(rate)}%" if name is None else name
 
 
 def payment_term(issue: date, due: date) -> dict[str, str]:
@@ -184,7 +155,7 @@ class ItemLayout:
 
 def _quantity_ok(qty: Decimal) -> bool:
     return (
-        _decimals(qty) <= QUANTITY_MAX_DP
+        decimal_places(qty) <= QUANTITY_MAX_DP
         and abs(qty) <= AMOUNT_LIMIT
         and 0 < len(decimal_text(qty)) <= QUANTITY_MAX_CHARS
     )
@@ -251,7 +222,7 @@ def line_to_item(index: int, line: InvoiceLine, invoice: Invoice, settings: PayP
     if abs(layout.unit_amount) > AMOUNT_LIMIT:
         raise FieldLimitError(f"{where}.unit_amount", f"{layout.unit_amount} {currency} is outside PayPal's ±1,000,000")
     rate = line.tax_rate
-    if rate < 0 or rate > 100 or _decimals(rate) > PERCENT_MAX_DP:
+    if rate < 0 or rate > 100 or decimal_places(rate) > PERCENT_MAX_DP:
         raise FieldLimitError(f"{where}.tax.percent", f"tax rate {rate} must be 0–100 with at most 5 decimals")
     tax_name = tax_name_for(rate, settings)
     if len(tax_name) > TAX_NAME_MAX:
@@ -292,18 +263,18 @@ def expected_totals(payload: Mapping[str, Any]) -> Totals:
     item_total = discount_total = tax_total = Decimal(0)
     rows = []
     for item in payload.get("items") or []:
-        amount = round_half_up(Decimal(item["quantity"]) * Decimal(item["unit_amount"]["value"]), currency)
+        amount = round_money(Decimal(item["quantity"]) * Decimal(item["unit_amount"]["value"]), currency)
         discount = Decimal(0)
         disc = item.get("discount") or {}
         if "amount" in disc:
             discount = Decimal(disc["amount"]["value"])
         elif "percent" in disc:
-            discount = round_half_up(amount * Decimal(disc["percent"]) / 100, currency)
+            discount = round_money(amount * Decimal(disc["percent"]) / 100, currency)
         taxable = amount - discount if after_discount else amount
         tax = Decimal(0)
         if item.get("tax"):
             pct = Decimal(item["tax"]["percent"])
-            tax = round_half_up(taxable * pct / (100 + pct) if inclusive else taxable * pct / 100, currency)
+            tax = round_money(taxable * pct / (100 + pct) if inclusive else taxable * pct / 100, currency)
         item_total += amount
         discount_total += discount
         tax_total += tax
@@ -433,15 +404,6 @@ def notification(settings: PayPalSettings) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- PayPal -> ours
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-
-
 def invoice_from_paypal(element: Mapping[str, Any]) -> ExternalInvoice:
     """:class:`ExternalInvoice` from a PayPal ``invoice`` (GET, create representation or a search item).
 
@@ -453,7 +415,7 @@ def invoice_from_paypal(element: Mapping[str, Any]) -> ExternalInvoice:
     return ExternalInvoice(
         external_id=str(element["id"]),
         number=str(detail.get("invoice_number") or ""),
-        total=_decimal(amount.get("value")),
+        total=amount_or_none(amount.get("value")),
         status=element.get("status"),
     )
 

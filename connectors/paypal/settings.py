@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from connectors.sdk.settings import ConnectorSettings
+from connectors.sdk.settings import OAuthClientSettings
 
 
-class PayPalSettings(ConnectorSettings):
+class PayPalSettings(OAuthClientSettings):
     """Connector settings (``billing.settings`` of a tenant whose ``billing.system`` is ``paypal``).
 
     * ``api_url``: ``https://api-m.paypal.com`` (live) or ``https://api-m.sandbox.paypal.com``.
@@ -38,8 +38,6 @@ class PayPalSettings(ConnectorSettings):
     """
 
     api_url: str = "https://api-m.paypal.com"
-    client_id: str = Field(min_length=1)
-    client_secret_env: str = Field(min_length=1)
     invoice_status: Literal["DRAFT", "SENT"] = "SENT"
     email_to_recipient: bool = True
     email_copy_to_invoicer: bool = False

@@ -47,15 +47,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from connectors.quickbooks.settings import QboTaxCode, QuickBooksSettings
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.idempotency import QUICKBOOKS, QUICKBOOKS_BATCH, idempotency_key, make_key
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
-from connectors.sdk.money import dumps, loads, minor_units, round_money
+from connectors.sdk.money import NetLayout as LineLayout
+from connectors.sdk.money import amount_or_none, dumps, loads, lookup_rate, net_layout, rate_key, round_money
 
 #: Field limits in characters (QBO error 2050 when exceeded). DocNumber: 21 (QBO docs, issue 5).
 DOC_NUMBER_MAX = 21
@@ -101,13 +101,6 @@ __all__ = [
 ]
 
 
-def rate_key(rate: Decimal) -> str:
-    """Canonical text of a tax-rate percentage (``Decimal("23.00")`` -> ``"23"``, ``6.50`` -> ``"6.5"``)."""
-    if rate == 0:
-        return "0"
-    return format(rate.normalize(), "f")
-
-
 def qbo_amount(amount: Decimal, currency: str) -> Decimal:
     """``amount`` rounded half-up to the currency's minor unit (QBO's rule for line amounts and tax)."""
     return round_money(amount, currency)
@@ -145,44 +138,24 @@ def _private_note(invoice: Invoice) -> str:
 
 
 # --------------------------------------------------------------------------- lines
-@dataclass(frozen=True)
-class LineLayout:
-    """``Qty``, ``UnitPrice`` and ``Amount`` of one QBO line; ``Amount`` always equals our net."""
-
-    qty: Decimal
-    unit_price: Decimal
-    amount: Decimal
-    exact: bool  # True when (qty, unit_price) are ours unchanged
-
-
 def line_layout(line: InvoiceLine, invoice: Invoice) -> LineLayout:
-    """The line layout QBO accepts and that keeps ``Amount == line.net`` (see the module docstring)."""
-    currency = invoice.currency
-    net = line.net
-    qty = line.quantity
+    """``Qty``, ``UnitPrice`` and ``Amount`` of the QBO line for ``line``; ``Amount`` always equals ``line.net``.
 
-    def fits(q: Decimal, price: Decimal) -> bool:
-        return qbo_amount(q * price, currency) == net
-
-    if not invoice.tax_inclusive and line.discount_percent == 0 and fits(qty, line.unit_price):
-        return LineLayout(qty, line.unit_price, net, True)
-    if qty != 0:
-        exact = net / qty
-        for dp in range(minor_units(currency), UNIT_PRICE_MAX_DP + 1):
-            price = exact.quantize(Decimal(1).scaleb(-dp), rounding=ROUND_HALF_UP)
-            if fits(qty, price):
-                return LineLayout(qty, price, net, False)
-    return LineLayout(Decimal(1), net, net, False)
+    Our quantity and unit price when they multiply to the net (no discount, not tax-inclusive), else
+    a derived ``UnitPrice`` of the currency's decimals up to :data:`UNIT_PRICE_MAX_DP`, else ``1 × net``
+    (see the module docstring and :func:`connectors.sdk.money.net_layout`).
+    """
+    keep = not invoice.tax_inclusive and line.discount_percent == 0
+    return net_layout(
+        line.net, line.quantity, line.unit_price, invoice.currency, keep=keep, max_places=UNIT_PRICE_MAX_DP
+    )
 
 
 def _tax_mapping(line: InvoiceLine, settings: QuickBooksSettings, index: int) -> QboTaxCode:
+    mapping = lookup_rate(settings.tax_codes, line.tax_rate)
+    if mapping is not None:
+        return mapping
     wanted = rate_key(line.tax_rate)
-    for key, mapping in (settings.tax_codes or {}).items():
-        try:
-            if rate_key(Decimal(str(key).strip().rstrip("%"))) == wanted:
-                return mapping
-        except ArithmeticError:
-            continue
     raise PermanentError(
         f'lines[{index}]: tax rate {wanted}% has no QuickBooks tax code: add billing.settings.tax_codes["{wanted}"] '
         "with the company's tax_code_id (TaxCodeRef) and tax_rate_id (TaxRateRef)"
@@ -280,17 +253,6 @@ def invoice_to_qbo(invoice: Invoice, settings: QuickBooksSettings, *, customer_i
 
 
 # --------------------------------------------------------------------------- QBO -> ours
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, Decimal):
-        return value
-    try:
-        return Decimal(str(value))
-    except ArithmeticError:
-        return None
-
-
 def invoice_from_qbo(entity: Mapping[str, Any]) -> ExternalInvoice:
     """:class:`ExternalInvoice` from a QBO ``Invoice``: ``Id``, ``DocNumber``, ``TotalAmt`` (Decimal),
     status ``EmailStatus`` (``NotSet``/``NeedToSend``/``EmailSent``; QBO invoices have no draft state).
@@ -298,7 +260,7 @@ def invoice_from_qbo(entity: Mapping[str, Any]) -> ExternalInvoice:
     return ExternalInvoice(
         external_id=str(entity["Id"]),
         number=str(entity.get("DocNumber") or ""),
-        total=_decimal(entity.get("TotalAmt")),
+        total=amount_or_none(entity.get("TotalAmt")),
         status=entity.get("EmailStatus"),
     )
 

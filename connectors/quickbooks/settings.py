@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.sdk.invoice import LineKind
-from connectors.sdk.settings import ConnectorSettings
+from connectors.sdk.settings import OAuthRefreshSettings
 
 
 class QboTaxCode(BaseModel):
@@ -17,7 +17,7 @@ class QboTaxCode(BaseModel):
     tax_rate_id: str = Field(min_length=1)
 
 
-class QuickBooksSettings(ConnectorSettings):
+class QuickBooksSettings(OAuthRefreshSettings):
     """Settings of a tenant whose ``billing.system`` is ``quickbooks``.
 
     Secrets are environment variable *names*: ``client_secret_env``, ``refresh_token_env`` (the
@@ -33,9 +33,6 @@ class QuickBooksSettings(ConnectorSettings):
     token_url: str = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
     authorize_url: str = "https://appcenter.intuit.com/connect/oauth2"
     realm_id: str = Field(pattern=r"^\d{1,32}$")
-    client_id: str = Field(min_length=1)
-    client_secret_env: str = Field(min_length=1)
-    refresh_token_env: str = Field(min_length=1)
     minor_version: int = Field(default=75, ge=1, le=999)
     default_item_id: str = Field(default="1", min_length=1)
     item_ids: dict[LineKind, str] = Field(default_factory=dict)

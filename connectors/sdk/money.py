@@ -3,15 +3,22 @@
 All amounts are :class:`decimal.Decimal`; floats are never accepted. Rounding is
 ROUND_HALF_UP to the currency's minor unit (EUR/GBP/USD 2 decimals, JPY 0, BHD/KWD 3),
 per ISO 4217 (https://www.iso.org/iso-4217-currency-codes.html).
+
+Also here, because every mapper needs them the same way: reading an amount out of an answer
+(:func:`amount_or_none`), tax-rate keys and lookups (:func:`rate_key`, :func:`lookup_rate`), the
+decimals of a value (:func:`decimal_places`) and line layouts (:func:`net_layout`, :func:`quantity_note`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, TypeVar
+
+_V = TypeVar("_V")
 
 #: ISO 4217 minor units for currencies whose exponent is not 2.
 _MINOR_UNITS_EXCEPTIONS: dict[str, int] = {
@@ -68,6 +75,109 @@ def round_money(amount: Decimal, currency: str) -> Decimal:
 def to_minor(amount: Decimal, currency: str) -> int:
     """Amount in minor units as an int (``Decimal("12.34")`` EUR -> ``1234``); rounds half-up first."""
     return int(round_money(amount, currency).scaleb(minor_units(currency)))
+
+
+# --------------------------------------------------------------------------- what the mappers share
+def amount_or_none(value: Any) -> Decimal | None:
+    """An amount as a billing system's answer holds it, as :class:`Decimal`; ``None`` when there is none.
+
+    A ``Decimal`` is returned as it is; any other value is read from its text, exactly as written
+    (``"136.50"`` -> ``Decimal("136.50")``, ``1200`` -> ``Decimal("1200")``). ``None``, booleans and
+    text that is not a number (``"n/a"``) give ``None``: nothing is rounded and nothing raises.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return value
+    try:
+        return Decimal(str(value))
+    except (ArithmeticError, ValueError):  # decimal.InvalidOperation: not a number
+        return None
+
+
+def rate_key(rate: Decimal) -> str:
+    """Shortest plain text of a decimal, never in exponent notation: the key of a tax-rate percentage.
+
+    ``Decimal("23.00")`` -> ``"23"``, ``Decimal("6.50")`` -> ``"6.5"``, ``Decimal("1E+1")`` -> ``"10"``,
+    any zero (``0.00``, ``-0``) -> ``"0"``. Mappers key their tax mappings by it (``tax_types["23"]``).
+    """
+    if rate == 0:
+        return "0"
+    return format(rate.normalize(), "f")
+
+
+def lookup_rate(mapping: Mapping[str, _V] | None, rate: Decimal) -> _V | None:
+    """The value of the first key of ``mapping`` that names the same percentage as ``rate``; ``None`` when none does.
+
+    Keys are percentage texts, compared by value through :func:`rate_key`: for ``Decimal("23")``
+    the keys ``"23"``, ``"23.0"``, ``" 23.00 "`` and ``"23%"`` all match. A key that is not a
+    number is skipped; ``mapping`` may be ``None`` (nothing matches).
+    """
+    wanted = rate_key(rate)
+    for key, value in (mapping or {}).items():
+        try:
+            if rate_key(Decimal(str(key).strip().rstrip("%"))) == wanted:
+                return value
+        except (ArithmeticError, ValueError):  # decimal.InvalidOperation: not a percentage
+            continue
+    return None
+
+
+def decimal_places(value: Decimal) -> int:
+    """Decimals ``value`` needs, trailing zeros not counted: ``Decimal("0.8330")`` -> 3, ``42.00`` and ``1E+2`` -> 0."""
+    exponent = value.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+@dataclass(frozen=True)
+class NetLayout:
+    """How a line goes out as ``qty × unit_price`` so that the billing system's line amount is our net.
+
+    ``amount`` is our net, which ``qty × unit_price`` rounded half-up to the currency's minor unit
+    always equals; ``exact`` is True when ``qty`` and ``unit_price`` are the line's own, unchanged.
+    """
+
+    qty: Decimal
+    unit_price: Decimal
+    amount: Decimal
+    exact: bool
+
+
+def net_layout(
+    net: Decimal, quantity: Decimal, unit_price: Decimal, currency: str, *, keep: bool, max_places: int
+) -> NetLayout:
+    """The :class:`NetLayout` of a line whose amount must come out as ``net`` in ``currency``.
+
+    In this order: the line's own ``quantity × unit_price`` when ``keep`` (the caller's own
+    conditions: no discount, not tax-inclusive...) and their product rounds to ``net``; else our
+    ``quantity`` with the unit price of fewest decimals, from the currency's minor unit up to
+    ``max_places``, that does (``net / quantity`` rounded half-up to that many decimals); else
+    ``1 × net``. Rounding is half-up to the minor unit (:func:`round_money`). Example: a net of
+    33.75 EUR for 2 × 18.75 less 10 % gives ``2 × 16.875`` with ``max_places=5``, ``1 × 33.75``
+    with ``max_places=2``.
+    """
+    if keep and round_money(quantity * unit_price, currency) == net:
+        return NetLayout(quantity, unit_price, net, True)
+    if quantity != 0:
+        exact = net / quantity
+        for places in range(minor_units(currency), max_places + 1):
+            price = exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+            if round_money(quantity * price, currency) == net:
+                return NetLayout(quantity, price, net, False)
+    return NetLayout(Decimal(1), net, net, False)
+
+
+def quantity_note(quantity: Decimal, unit: str, unit_price: Decimal, discount_percent: Decimal = Decimal(0)) -> str:
+    """How a line sent as ``1 × amount`` was made up: ``"3.25 h x 42.00"``, ``"2 un x 18.75 less 10%"``.
+
+    An integral quantity is written without decimals (``2.000`` -> ``"2"``), any other one and the
+    unit price exactly as they are; a discount is added as a percentage (:func:`rate_key`).
+    """
+    qty = format(quantity.normalize(), "f") if quantity == quantity.to_integral_value() else format(quantity, "f")
+    text = f"{qty} {unit} x {format(unit_price, 'f')}"
+    if discount_percent:
+        text += f" less {rate_key(discount_percent)}%"
+    return text
 
 
 # --------------------------------------------------------------------------- JSON with exact decimals

@@ -36,6 +36,32 @@ class ConnectorSettings(BaseModel):
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request HTTP timeout in seconds.")
 
 
+class OAuthClientSettings(ConnectorSettings):
+    """Settings of a connector that signs in as an OAuth 2.0 client (an app registered with the billing system).
+
+    ``client_id`` is the app's id (not a secret); ``client_secret_env`` names the environment
+    variable holding its client secret. Enough on its own for the client-credentials grant.
+    """
+
+    client_id: str = Field(min_length=1, description="OAuth 2.0 client id of the app (not a secret).")
+    client_secret_env: str = Field(
+        min_length=1, description="Name of the environment variable holding the app's client secret."
+    )
+
+
+class OAuthRefreshSettings(OAuthClientSettings):
+    """:class:`OAuthClientSettings` of a connector the tenant authorised once (authorization-code grant).
+
+    ``refresh_token_env`` names the environment variable holding the first refresh token (from
+    ``broker connectors authorize`` or the system's OAuth playground); the rotated ones live in the
+    token store.
+    """
+
+    refresh_token_env: str = Field(
+        min_length=1, description="Name of the environment variable holding the first refresh token."
+    )
+
+
 def secret_env_fields(settings_cls: type[BaseModel]) -> list[str]:
     """Names of the settings fields that name a secret's environment variable (``*_env``)."""
     return [name for name in settings_cls.model_fields if name.endswith("_env")]
@@ -98,6 +124,8 @@ def validate_settings(
 
 __all__ = [
     "ConnectorSettings",
+    "OAuthClientSettings",
+    "OAuthRefreshSettings",
     "format_validation_error",
     "resolve_secret",
     "secret_env_fields",

@@ -58,6 +58,7 @@ from connectors.sdk import (
 )
 from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField, same_value
 from connectors.sdk.http import Pacer
+from connectors.sdk.money import rate_key
 from connectors.sdk.oauth2 import TokenStore
 from connectors.stripe.mapper import (
     Json,
@@ -80,7 +81,6 @@ from connectors.stripe.mapper import (
     metadata_of,
     metadata_query,
     pick_invoice,
-    rate_text,
     resolve,
     search_literal,
     tax_rate_idempotency_key,
@@ -391,7 +391,7 @@ class StripeConnector(HttpConnector):
             rate_id = matching_tax_rate(await self._list("/v1/tax_rates", query), spec, self.tenant)
             if rate_id is None:
                 key = tax_rate_idempotency_key(self.tenant, spec)
-                note = f" ({rate_text(spec.percentage)}%)"
+                note = f" ({rate_key(spec.percentage)}%)"
                 body, _ = await self._post("/v1/tax_rates", spec.params(self.tenant), key, note, "txr_")
                 rate_id = str(body["id"])
             self._tax_rates[name] = rate_id

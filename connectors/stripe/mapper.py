@@ -39,8 +39,10 @@ from connectors.sdk.contacts import ContactQuery
 from connectors.sdk.idempotency import STRIPE as STRIPE_KEYS
 from connectors.sdk.idempotency import idempotency_key as _shared_key
 from connectors.sdk.idempotency import make_key
-from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.invoice import ExternalInvoice, Invoice
 from connectors.sdk.money import minor_units as iso_minor_units
+from connectors.sdk.money import quantity_note
+from connectors.sdk.money import rate_key as rate_text
 from connectors.stripe.settings import StripeSettings
 
 #: A Stripe API object (invoice, customer, tax rate, list page) as decoded JSON.
@@ -179,13 +181,6 @@ def from_minor(amount: int, currency: str) -> Decimal:
     """
     value = Decimal(int(amount)).scaleb(-stripe_exponent(currency))
     return value.quantize(Decimal(1).scaleb(-max(iso_minor_units(currency), 0)))
-
-
-def rate_text(rate: Decimal) -> str:
-    """Canonical percentage text: ``Decimal("23.00")`` -> ``"23"``, ``6.50`` -> ``"6.5"``, ``0`` -> ``"0"``."""
-    if rate == 0:
-        return "0"
-    return format(rate.normalize(), "f")
 
 
 def stripe_line_tax(amount_minor: int, percentage: Decimal, inclusive: bool) -> int:
@@ -338,18 +333,6 @@ def _check_len(field_name: str, value: str, limit: int) -> None:
         raise MappingError(field_name, f"{len(value)} characters, Stripe allows at most {limit}")
 
 
-def _quantity_text(line: InvoiceLine) -> str:
-    qty = (
-        format(line.quantity.normalize(), "f")
-        if line.quantity == line.quantity.to_integral_value()
-        else format(line.quantity, "f")
-    )
-    text = f"{qty} {line.unit} x {format(line.unit_price, 'f')}"
-    if line.discount_percent:
-        text += f" less {rate_text(line.discount_percent)}%"
-    return text
-
-
 def choose_layout(invoice: Invoice) -> bool:
     """``True`` when the lines are sent gross with inclusive tax rates, ``False`` for net + exclusive rates.
 
@@ -470,7 +453,8 @@ def invoice_to_stripe(invoice: Invoice, settings: StripeSettings) -> StripePlan:
             item["unit_amount_decimal"] = format(unit_minor.normalize(), "f") if unit_minor else "0"
             item["quantity"] = int(line.quantity)
         else:
-            item["description"] = f"{description} ({_quantity_text(line)})"
+            note = quantity_note(line.quantity, line.unit, line.unit_price, line.discount_percent)
+            item["description"] = f"{description} ({note})"
             item["amount"] = amount
         _check_len(f"lines[{n}].description", item["description"], ITEM_DESCRIPTION_MAX)
         item["tax_rates"] = [spec.ref]

@@ -3,7 +3,8 @@
 Subclass :class:`ConnectorHarness`, set ``connector_cls``, implement the methods marked
 *required*, and the fault hooks your emulator supports. A hook left unimplemented raises
 ``NotImplementedError``; the scenarios that need it then fail unless ``skip`` gives a reason.
-See ``docs/connectors.md`` and ``connectors/xero/testing.py`` for a complete example.
+See ``docs/connectors.md`` and ``tests/plugins/example_connector`` for a complete example; a harness of an
+emulator built on the sandbox kit starts from :mod:`connectors.testing.emulated` (``connectors/xero/testing.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,16 @@ from connectors.sdk.interface import Connector
 from connectors.sdk.invoice import Invoice
 
 HostileExpectation = Literal["deliver", "reject", "either"]
+#: The hostile invoices the kit sends, the keys of ``ConnectorHarness.hostile``; a system that takes every
+#: one of them declares ``hostile = dict.fromkeys(HOSTILE_CASES, "deliver")``.
+HOSTILE_CASES: tuple[str, ...] = (
+    "long_description",
+    "non_ascii",
+    "many_lines",
+    "zero_amount_line",
+    "negative_line",
+    "odd_number",
+)
 
 
 @dataclass(frozen=True)
@@ -151,4 +162,4 @@ class ConnectorHarness:
         emulator crash). Default: nothing to check."""
 
 
-__all__ = ["ConnectorHarness", "HeldInvoice", "HostileExpectation"]
+__all__ = ["HOSTILE_CASES", "ConnectorHarness", "HeldInvoice", "HostileExpectation"]

@@ -57,7 +57,7 @@ from connectors.sdk.interface import BatchItem, Capabilities, Connector, Deliver
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 from connectors.sdk.oauth2 import FileTokenStore, MemoryTokenStore, TokenStore
 from connectors.sdk.settings import secret_env_fields
-from connectors.testing.harness import ConnectorHarness, HeldInvoice
+from connectors.testing.harness import HOSTILE_CASES, ConnectorHarness, HeldInvoice
 from connectors.testing.invoices import (
     NON_ASCII_DESCRIPTION,
     NON_ASCII_NAME,
@@ -108,14 +108,6 @@ SCENARIOS: dict[str, str] = {
     "contacts": "a client without contact mapping is found, created when allowed, else a PermanentError naming it",
 }
 
-HOSTILE_CASES: tuple[str, ...] = (
-    "long_description",
-    "non_ascii",
-    "many_lines",
-    "zero_amount_line",
-    "negative_line",
-    "odd_number",
-)
 ODD_NUMBER = "CF-Ç/1,a b-R1"
 
 

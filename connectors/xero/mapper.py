@@ -13,10 +13,10 @@ through ``float``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.money import amount_or_none, lookup_rate
 from connectors.xero.settings import XeroSettings
 
 #: Tax type used when neither the line nor ``settings.tax_types`` names one and the rate is non-zero.
@@ -26,16 +26,6 @@ ZERO_TAX_TYPE = "NONE"
 
 
 # --------------------------------------------------------------------------- Invoice -> Xero
-def rate_key(rate: Decimal) -> str:
-    """Canonical text of a tax-rate percentage used as ``tax_types`` key.
-
-    ``Decimal("23.00")`` -> ``"23"``, ``Decimal("6.50")`` -> ``"6.5"``, zero -> ``"0"``.
-    """
-    if rate == 0:
-        return "0"
-    return format(rate.normalize(), "f")
-
-
 def tax_type_for(line: InvoiceLine, settings: XeroSettings) -> str:
     """Xero ``TaxType`` code for ``line``.
 
@@ -46,14 +36,9 @@ def tax_type_for(line: InvoiceLine, settings: XeroSettings) -> str:
     """
     if line.tax_type:
         return line.tax_type
-    wanted = rate_key(line.tax_rate)
-    for key, code in (settings.tax_types or {}).items():
-        try:
-            if rate_key(Decimal(str(key).strip().rstrip("%"))) == wanted:
-                return code
-        except ArithmeticError:
-            if key == wanted:
-                return code
+    code = lookup_rate(settings.tax_types, line.tax_rate)
+    if code is not None:
+        return code
     return ZERO_TAX_TYPE if line.tax_rate == 0 else DEFAULT_TAX_TYPE
 
 
@@ -109,17 +94,6 @@ def invoice_to_xero(invoice: Invoice, settings: XeroSettings) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- Xero -> ours
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, Decimal):
-        return value
-    try:
-        return Decimal(str(value))
-    except ArithmeticError:
-        return None
-
-
 def invoice_from_xero(element: Mapping[str, Any]) -> ExternalInvoice:
     """:class:`ExternalInvoice` from one element of a Xero ``Invoices`` response.
 
@@ -130,7 +104,7 @@ def invoice_from_xero(element: Mapping[str, Any]) -> ExternalInvoice:
     return ExternalInvoice(
         external_id=str(element["InvoiceID"]),
         number=str(element.get("InvoiceNumber") or ""),
-        total=_decimal(element.get("Total")),
+        total=amount_or_none(element.get("Total")),
         status=element.get("Status"),
     )
 

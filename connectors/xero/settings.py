@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from connectors.sdk.settings import ConnectorSettings
+from connectors.sdk.settings import OAuthRefreshSettings
 
 
-class XeroSettings(ConnectorSettings):
+class XeroSettings(OAuthRefreshSettings):
     """Connector settings (``billing.settings`` of a tenant whose ``billing.system`` is ``xero``).
 
     Secrets are not stored here: ``client_secret_env`` and ``refresh_token_env`` name the
@@ -27,9 +27,6 @@ class XeroSettings(ConnectorSettings):
     api_url: str = "https://api.xero.com"
     identity_url: str = "https://identity.xero.com"
     xero_tenant_id: str = Field(min_length=1)
-    client_id: str = Field(min_length=1)
-    client_secret_env: str = Field(min_length=1)
-    refresh_token_env: str = Field(min_length=1)
     invoice_status: Literal["DRAFT", "AUTHORISED"] = "AUTHORISED"
     sales_account_code: str = "200"
     tax_types: dict[str, str] = Field(default_factory=dict)

@@ -25,11 +25,12 @@ import contextlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
-from connectors.sdk.money import dumps, loads, minor_units  # dumps/loads re-exported: the emulator's codec too
+from connectors.sdk.money import dumps, loads, lookup_rate, quantity_note, round_money  # dumps/loads: re-exported
+from connectors.sdk.money import rate_key as rate_text
 from connectors.zoho.settings import ZohoSettings
 
 #: ``invoice_number`` maximum length (https://www.zoho.com/invoice/api/v3/invoices/: "Max-length [100]").
@@ -66,15 +67,6 @@ class ZohoPlan:
     total: Decimal  # = ours = Zoho's total including the adjustment
 
 
-def rate_text(rate: Decimal) -> str:
-    """``Decimal("23.00")`` -> ``"23"``, ``6.50`` -> ``"6.5"``, ``0`` -> ``"0"`` (``tax_ids`` keys)."""
-    return "0" if rate == 0 else format(rate.normalize(), "f")
-
-
-def _q(value: Decimal, currency: str) -> Decimal:
-    return value.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
-
-
 def _check_len(field_name: str, value: str, limit: int) -> None:
     if len(value) > limit:
         raise MappingError(field_name, f"{len(value)} characters, Zoho Invoice allows at most {limit}")
@@ -82,7 +74,7 @@ def _check_len(field_name: str, value: str, limit: int) -> None:
 
 def item_total(rate: Decimal, quantity: Decimal, currency: str) -> Decimal:
     """Zoho's line ``item_total``: ``rate × quantity`` rounded half up to the currency's decimals."""
-    return _q(rate * quantity, currency)
+    return round_money(rate * quantity, currency)
 
 
 def zoho_totals(
@@ -102,15 +94,11 @@ def zoho_totals(
     tax = Decimal(0)
     for pct, base in groups.items():
         if pct:
-            tax += _q(base * pct / (Decimal(100) + pct) if inclusive else base * pct / Decimal(100), currency)
-    zero = _q(Decimal(0), currency)
+            tax += round_money(base * pct / (Decimal(100) + pct) if inclusive else base * pct / Decimal(100), currency)
+    zero = round_money(Decimal(0), currency)
     if inclusive:
-        return _q(gross - tax, currency) + zero, tax + zero, _q(gross, currency)
-    return _q(gross, currency), tax + zero, _q(gross + tax, currency)
-
-
-def _fmt_qty(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value == value.to_integral_value() else format(value, "f")
+        return round_money(gross - tax, currency) + zero, tax + zero, round_money(gross, currency)
+    return round_money(gross, currency), tax + zero, round_money(gross + tax, currency)
 
 
 def line_to_zoho(
@@ -132,9 +120,7 @@ def line_to_zoho(
         rate, quantity = line.unit_price, line.quantity
     else:
         rate, quantity = amount, Decimal(1)
-        note = f"{_fmt_qty(line.quantity)} {line.unit} x {format(line.unit_price, 'f')}"
-        if line.discount_percent:
-            note += f" less {rate_text(line.discount_percent)}%"
+        note = quantity_note(line.quantity, line.unit, line.unit_price, line.discount_percent)
         description = f"{line.description} ({note})"
     _check_len(f"lines[{n}].description", description, LINE_DESCRIPTION_MAX)
     item: dict[str, Any] = {
@@ -160,15 +146,12 @@ def tax_id_for(line: InvoiceLine, tax_ids: Mapping[str, str]) -> str | None:
         return line.tax_type
     if line.tax_rate == 0:
         return tax_ids.get("0")
-    wanted = rate_text(line.tax_rate)
-    for key, value in tax_ids.items():
-        try:
-            if rate_text(Decimal(str(key).strip().rstrip("%"))) == wanted:
-                return value
-        except ArithmeticError:
-            continue
+    tax_id = lookup_rate(tax_ids, line.tax_rate)
+    if tax_id is not None:
+        return tax_id
     raise MappingError(
-        "tax_rate", f"no Zoho tax for {wanted}% (map it in billing.settings.tax_ids or create the tax in Zoho)"
+        "tax_rate",
+        f"no Zoho tax for {rate_text(line.tax_rate)}% (map it in billing.settings.tax_ids or create the tax in Zoho)",
     )
 
 

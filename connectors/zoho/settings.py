@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from connectors.sdk.settings import ConnectorSettings
+from connectors.sdk.settings import OAuthRefreshSettings
 
 #: Zoho data centres: setting value -> domain suffix.
 DATA_CENTERS: dict[str, str] = {
@@ -27,7 +27,7 @@ DATA_CENTERS: dict[str, str] = {
 DataCenter = Literal["com", "eu", "in", "com.au", "jp", "ca", "com.cn", "sa", "uk"]
 
 
-class ZohoSettings(ConnectorSettings):
+class ZohoSettings(OAuthRefreshSettings):
     """Connector settings (``billing.settings`` of a tenant whose ``billing.system`` is ``zoho``).
 
     ``data_center`` picks ``https://www.zohoapis.<dc>`` and ``https://accounts.zoho.<dc>`` (``api_url``
@@ -45,9 +45,6 @@ class ZohoSettings(ConnectorSettings):
     api_url: str | None = None
     accounts_url: str | None = None
     organization_id: str = Field(min_length=1, pattern=r"^[0-9A-Za-z_-]+$")
-    client_id: str = Field(min_length=1)
-    client_secret_env: str = Field(min_length=1)
-    refresh_token_env: str = Field(min_length=1)
     invoice_status: Literal["draft", "sent"] = "sent"
     send_email: bool = False
     email_subject: str | None = Field(default=None, max_length=1000)
