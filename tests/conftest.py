@@ -99,7 +99,11 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.proc = subprocess.Popen(
-            self.args, env=self.env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+            self.args,
+            env=self.env,
+            stdout=open(self.log_path, "ab"),  # noqa: SIM115 - the worker process owns the file until it exits
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 

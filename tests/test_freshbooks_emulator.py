@@ -167,7 +167,7 @@ def test_invoice_numbers_are_unique_even_against_deleted_invoices(emu, api):
 
 
 @pytest.mark.parametrize(
-    "doc, expected",
+    ("doc", "expected"),
     [
         (fb_invoice(customerid=None), (2001, "customerid")),
         (fb_invoice(customerid=4242), (1012, "customerid")),

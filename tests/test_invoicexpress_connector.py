@@ -324,7 +324,7 @@ def test_clients_must_exist_when_creation_is_off(emulators):
         found = await c.deliver(by_name)
         return found, await raises(PermanentError, c.deliver(stranger))
 
-    found, exc = run(emu, go, create_clients=False)
+    _found, exc = run(emu, go, create_clients=False)
     assert emu.invoices()[0]["client"]["code"] == "CLI-HAL"
     assert "client CLI-NEW (Oficina Nova, Lda.)" in str(exc) and "create_clients" in str(exc)
     created = run(

@@ -17,7 +17,6 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
-from connectors.invoicexpress.settings import InvoiceXpressSettings
 
 from connectors.invoicexpress.mapper import (
     dumps,
@@ -29,6 +28,7 @@ from connectors.invoicexpress.mapper import (
     line_layout,
     parse_ix_date,
 )
+from connectors.invoicexpress.settings import InvoiceXpressSettings
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import Invoice, InvoiceLine
 

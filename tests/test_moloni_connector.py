@@ -422,7 +422,7 @@ def test_customer_found_by_vat_number_or_created(emulators):
         second = await c.deliver(new)
         return first, second
 
-    first, second = run(emu, go, create_customers=True, customer_defaults=defaults)
+    _first, _second = run(emu, go, create_customers=True, customer_defaults=defaults)
     docs = {d["your_reference"]: d for d in emu.invoices()}
     assert docs["ACME-WO-5-R1"]["customer_id"] == 201  # found by NIF
     created = emu.companies[5]["customers"][docs["ACME-WO-6-R1"]["customer_id"]]

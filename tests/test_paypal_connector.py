@@ -531,8 +531,7 @@ def test_expired_token_is_replaced_exactly_once_for_concurrent_calls(emulators):
     async def go(c: PayPalConnector):
         await c.deliver(make_invoice("B-0"))
         emu.expire_access_tokens()
-        results = await asyncio.gather(*(c.deliver(make_invoice(f"B-{n}")) for n in range(1, 6)))
-        return results
+        return await asyncio.gather(*(c.deliver(make_invoice(f"B-{n}")) for n in range(1, 6)))
 
     results = run(with_connector(settings_for(emu), go))
     assert all(r.created for r in results) and len(emu.invoices()) == 6

@@ -61,8 +61,7 @@ def invoice_body(number: str | None = "N-1", **overrides) -> dict:
     }
     if number is not None:
         body["detail"]["invoice_number"] = number
-    for key, value in overrides.items():
-        body[key] = value
+    body.update(overrides)
     return body
 
 

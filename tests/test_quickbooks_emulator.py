@@ -195,7 +195,7 @@ def test_supplied_tax_lines_override_the_computed_amount(emu, api):
 
 
 @pytest.mark.parametrize(
-    "doc, code, words",
+    ("doc", "code", "words"),
     [
         (invoice(CustomerRef=None), "2020", "Required param missing"),
         (invoice(lines=[]), "2020", "Required param missing"),

@@ -68,7 +68,7 @@ def test_51_invoices_take_two_puts_with_exact_totals(xero, secrets_env):
     assert all(i.ok and i.result.created for i in items)
     assert len(puts(xero)) == 2  # 50 + 1
     stored = {s["InvoiceNumber"]: s for s in xero.invoices(ORG)}
-    for invoice, item in zip(invoices, items):
+    for invoice, item in zip(invoices, items, strict=True):
         assert stored[invoice.invoice_number]["Total"] == invoice.total
         assert stored[invoice.invoice_number]["InvoiceID"] == item.result.external_id
     assert items[0].result.details["batch"] is True and items[0].result.details["total_matches"] is True

@@ -324,7 +324,7 @@ def test_duplicate_number_per_element_and_summarized(emu, api):
 
 
 @pytest.mark.parametrize(
-    "overrides, message",
+    ("overrides", "message"),
     [
         ({"Contact": {}}, "A Contact must be specified for this type of transaction"),
         (
