@@ -243,8 +243,6 @@ class XeroEmulator(TokenHolder, Emulator):
     name = "xero-emulator"
     server_version = "XeroEmulator/1.0"
     fault_kinds = FAULT_KINDS
-    #: a request whose body arrives cut off is still processed
-    drop_incomplete_bodies = False
 
     def __init__(
         self,

@@ -124,7 +124,6 @@ class ZohoEmulator(TokenHolder, Emulator):
     name = "zoho-emulator"
     server_version = "ZohoEmulator/1.0"
     fault_kinds = FAULT_KINDS
-    drop_incomplete_bodies = False
     http_methods = frozenset({"GET", "POST", "PUT", "DELETE"})
 
     def __init__(
