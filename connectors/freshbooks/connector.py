@@ -38,18 +38,19 @@ from pydantic import SecretStr
 from connectors.freshbooks import mapper
 from connectors.freshbooks.mapper import is_duplicate_number
 from connectors.freshbooks.settings import FreshBooksSettings
-from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField
-from connectors.sdk.errors import (
+from connectors.sdk import (
     AuthError,
+    Capabilities,
     ConnectorError,
+    DeliveryResult,
     MissingScopeError,
     PermanentError,
     RetryableError,
     UncertainOutcomeError,
     UnknownAccountError,
 )
+from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField
 from connectors.sdk.http import Auth, HttpConnector, OAuth2Auth
-from connectors.sdk.interface import Capabilities, DeliveryResult
 from connectors.sdk.invoice import ExternalInvoice, Invoice
 from connectors.sdk.money import dumps
 from connectors.sdk.oauth2 import OAuth2Config, TokenSet

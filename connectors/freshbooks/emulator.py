@@ -38,16 +38,12 @@ Where FreshBooks documents nothing, the emulator picks the *harsher* plausible b
 * No published rate limit: ``rate_limit_per_minute`` (default ``None`` = unlimited) emulates one,
   answering 429 with ``Retry-After``.
 
-Test hooks: ``request_validator`` (:mod:`connectors.freshbooks.spec_check`), :meth:`FreshBooksEmulator.inject_fault`,
-:meth:`FreshBooksEmulator.expire_access_tokens`, and the control API::
+Test hooks: ``request_validator`` (:mod:`connectors.freshbooks.spec`), :meth:`FreshBooksEmulator.inject_fault`,
+:meth:`FreshBooksEmulator.expire_access_tokens`, and the kit's control API (:mod:`connectors.sandbox.emulator`;
+its ``stats`` add ``invoice_count``, ``refresh_token_uses`` and ``emails``) with two listings::
 
     GET  /_emulator/invoices   -> [invoice, ...] (every account, with "lines" and "account_id")
     GET  /_emulator/clients    -> [client, ...]
-    GET  /_emulator/stats      -> {"calls", "call_count", "count_429", "validation_failures", "server_errors",
-                                   "invoice_count", "refresh_token_uses", "emails", "pending_faults"}
-    POST /_emulator/faults     {"kind": "503", "times": 3}
-    POST /_emulator/reset
-    POST /_emulator/expire-tokens
 """
 
 from __future__ import annotations
@@ -61,33 +57,21 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from connectors.freshbooks.mapper import FIELD_LIMITS
-from connectors.sandbox import (
-    AdminRoute,
-    Concurrency,
-    Emulator,
-    Fault,
-    FaultQueue,
-    Request,
-    RequestValidator,
-    Response,
-    TokenHolder,
-    Tokens,
-    Window,
-    after_commit,
-    json_response,
-    loads_decimal,
-    serve_until_interrupted,
-)
-from connectors.sandbox.oauth import LOOPBACK_REDIRECT, bearer, form_of, redirect_to, secret_ok
+from connectors.sandbox.emulator import AdminRoute, Emulator, RequestValidator, serve_until_interrupted, stored_objects
+from connectors.sandbox.faults import FAULT_KINDS, Fault, FaultQueue
+from connectors.sandbox.http import Request, Response, html_response, json_response, loads_decimal
+from connectors.sandbox.limits import Concurrency, Window
+from connectors.sandbox.oauth import TokenHolder, Tokens, bearer, consent, form_of, secret_ok
+from connectors.sandbox.values import cents as _q2
+from connectors.sandbox.values import decimal_or_none
 
 DEFAULT_ACCOUNT_ID = "ZkR9mQ"
 DEFAULT_BUSINESS_ID = 4390001
-FAULT_KINDS = ("503", "500", "429", "reset", "timeout_after_commit", "drop_after_commit")
 #: Scopes granted to new tokens (FreshBooks OAuth scopes used by the connector).
 DEFAULT_SCOPES = (
     "user:profile:read",
@@ -169,11 +153,6 @@ _UPDATE_ACTIONS = frozenset(
         "vis_state",
     }
 )
-_CENT = Decimal("0.01")
-
-
-def _q2(value: Decimal) -> Decimal:
-    return value.quantize(_CENT, rounding=ROUND_HALF_UP)
 
 
 def _money(amount: Decimal, code: str) -> dict[str, str]:
@@ -248,7 +227,6 @@ class FreshBooksEmulator(TokenHolder, Emulator):
     """
 
     name = "freshbooks-emulator"
-    fault_kinds = FAULT_KINDS
     drop_incomplete_bodies = False
 
     def __init__(
@@ -319,18 +297,12 @@ class FreshBooksEmulator(TokenHolder, Emulator):
     def invoices(self, account_id: str | None = None, *, include_deleted: bool = True) -> list[dict[str, Any]]:
         """Deep copies of the stored invoices, each with its ``lines``."""
         with self._lock:
-            accounts = [account_id] if account_id is not None else list(self._accounts)
-            return [
-                copy.deepcopy(inv)
-                for a in accounts
-                for inv in self._accounts[a].invoices.values()
-                if include_deleted or inv["vis_state"] == 0
-            ]
+            stored = stored_objects(self._accounts, "invoices", account_id)
+        return [inv for inv in stored if include_deleted or inv["vis_state"] == 0]
 
     def clients(self, account_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            accounts = [account_id] if account_id is not None else list(self._accounts)
-            return [copy.deepcopy(c) for a in accounts for c in self._accounts[a].clients.values()]
+            return stored_objects(self._accounts, "clients", account_id)
 
     def inject_fault(self, kind: str, times: int = 1) -> None:
         """Make the next ``times`` accounting calls fail with ``kind`` (see :data:`FAULT_KINDS`).
@@ -436,15 +408,9 @@ class FreshBooksEmulator(TokenHolder, Emulator):
     def _authorize(self, req: Request) -> Response:
         """``GET /oauth/authorize`` (auth.freshbooks.com): the user consents at once; 302 to the loopback
         ``redirect_uri`` with ``code`` and ``state``."""
-        q = req.query
-        redirect = q.get("redirect_uri", "")
-        if q.get("client_id") != self.client_id:
-            return json_response(400, {"error": "invalid_client"})
-        if q.get("response_type") != "code" or not LOOPBACK_REDIRECT.match(redirect):
-            return json_response(400, {"error": "invalid_request"})
         with self._lock:
-            code = self.tokens.issue_code(redirect, q.get("code_challenge"))
-        return redirect_to(redirect, code=code, state=q.get("state", ""))
+            answer = consent(self.tokens, req.query, self.client_id)
+        return json_response(400, {"error": answer}) if isinstance(answer, str) else answer
 
     def _code_grant(self, form: dict[str, str]) -> Response:
         """``grant_type=authorization_code``: single-use code, same ``redirect_uri``, PKCE verifier when a
@@ -566,54 +532,38 @@ class FreshBooksEmulator(TokenHolder, Emulator):
                     )
                 ]
             )
-        with self._lock:
-            limited = self._admit(account)
-            if limited is not None:
-                return limited
-            taken = self._take_fault(req.method, req.path)
-            injected = taken.kind if taken is not None else None
+        return self._gate(
+            req,
+            lambda: self._admit(account),
+            account.inflight,
+            lambda: self._answer(req, account_id, account, resource),
+        )
+
+    def _fault_status(self, status: int) -> Response:
+        if status == 503:
+            return html_response(503, "Service Temporarily Unavailable")
+        return json_response(
+            500,
+            {
+                "response": {
+                    "errors": [
+                        {"errno": 500, "field": "", "message": "Internal Server Error", "object": "", "value": ""}
+                    ]
+                }
+            },
+        )
+
+    def _fault_throttled(self, fault: Fault) -> Response:  # noqa: ARG002 - the kit's signature
+        return self._throttled(float(self.fault_retry_after))
+
+    def _answer(self, req: Request, account_id: str, account: _Account, resource: str) -> Response:
+        """:meth:`_route`, FreshBooks' errors answered (caller holds the lock)."""
         try:
-            if injected in ("503", "500"):
-                if injected == "503":
-                    return Response(
-                        503,
-                        b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
-                        {"Content-Type": "text/html"},
-                    )
-                return json_response(
-                    500,
-                    {
-                        "response": {
-                            "errors": [
-                                {
-                                    "errno": 500,
-                                    "field": "",
-                                    "message": "Internal Server Error",
-                                    "object": "",
-                                    "value": "",
-                                }
-                            ]
-                        }
-                    },
-                )
-            if injected == "429":
-                with self._lock:
-                    self.count_429 += 1
-                return self._throttled(float(self.fault_retry_after))
-            if injected == "reset":
-                return Response(0, action="reset")
-            self._delay()
-            with self._lock:
-                try:
-                    resp = self._route(req, account_id, account, resource)
-                except FbError as err:
-                    resp = _errors_response([err])
-                except _ValidationError as errs:
-                    resp = _errors_response(errs.errors)
-            return after_commit(resp, injected)
-        finally:
-            with self._lock:
-                account.inflight.leave()
+            return self._route(req, account_id, account, resource)
+        except FbError as err:
+            return _errors_response([err])
+        except _ValidationError as errs:
+            return _errors_response(errs.errors)
 
     def _route(self, req: Request, account_id: str, account: _Account, resource: str) -> Response:
         parts = [unquote(p) for p in resource.split("/")]
@@ -748,16 +698,9 @@ class FreshBooksEmulator(TokenHolder, Emulator):
 
     @staticmethod
     def _number(value: Any, field: str, errors: list[FbError]) -> Decimal | None:
-        if isinstance(value, bool) or value is None:
+        result = decimal_or_none(value)
+        if result is None:
             errors.append(_invalid(field, value))
-            return None
-        try:
-            result = Decimal(str(value).strip())
-        except InvalidOperation:
-            result = None
-        if result is None or not result.is_finite():
-            errors.append(_invalid(field, value))
-            return None
         return result
 
     def _create_invoice(self, account_id: str, account: _Account, doc: dict[str, Any]) -> dict[str, Any]:
@@ -962,18 +905,9 @@ class FreshBooksEmulator(TokenHolder, Emulator):
     def _admin_routes(self) -> dict[tuple[str, str], AdminRoute]:
         return {
             **super()._admin_routes(),
-            ("GET", "/_emulator/invoices"): lambda _req: self._listing("invoices"),
-            ("GET", "/_emulator/clients"): lambda _req: self._listing("clients"),
+            ("GET", "/_emulator/invoices"): lambda _req: self._admin_listing(self._accounts, "invoices", "account_id"),
+            ("GET", "/_emulator/clients"): lambda _req: self._admin_listing(self._accounts, "clients", "account_id"),
         }
-
-    def _listing(self, what: str) -> Response:
-        with self._lock:
-            listing = [
-                dict(copy.deepcopy(row), account_id=a)
-                for a, acc in self._accounts.items()
-                for row in getattr(acc, what).values()
-            ]
-        return json_response(200, listing)
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:

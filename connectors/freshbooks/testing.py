@@ -40,23 +40,19 @@ class FreshBooksHarness(OAuthEmulatorHarness[FreshBooksEmulator]):
     client_secret_env = "FRESHBOOKS_CLIENT_SECRET"
     refresh_token_env = "FRESHBOOKS_REFRESH_TOKEN"
     invalid_requests = "requests not matching the FreshBooks field reference"
+    spec_module = "connectors.freshbooks.spec"
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        validator = None
-        if SPEC.exists():
-            from connectors.freshbooks.spec import make_request_validator
+    def spec_file(self) -> Path:
+        return SPEC
 
-            validator = make_request_validator(SPEC)
-        self.emu = FreshBooksEmulator(
-            client_secret=self.client_secret,
-            refresh_token=self.refresh_token,
+    def new_emulator(self) -> FreshBooksEmulator:
+        return FreshBooksEmulator(
             account_ids=(ACCOUNT,),
             clients={CONTACT_ID: {"organization": CONTACT_NAME, "email": "ap@conformance.example"}},
             refresh_grace_seconds=3600,
-            hang_seconds=2.0,
-            request_validator=validator,
-        ).start()
+            **self.emulator_options(),
+        )
 
     # ------------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:

@@ -39,58 +39,39 @@ and public integration reports where Intuit's docs are silent (noted below as *o
   realm and app; off by default); over a limit -> 429 ``ThrottlingFault`` code 3001 with
   ``Retry-After`` (seconds).
 
-Test hooks: ``request_validator`` (see :mod:`connectors.quickbooks.spec_check`),
+Test hooks: ``request_validator`` (see :mod:`connectors.quickbooks.spec`),
 :meth:`QuickBooksEmulator.inject_fault`, :meth:`QuickBooksEmulator.expire_access_tokens`, and the
-control API::
+kit's control API (:mod:`connectors.sandbox.emulator`; its ``stats`` add ``invoice_count``,
+``refresh_token_uses``, ``request_ids`` and ``emails``) with two listings::
 
     GET  /_emulator/invoices   -> [invoice, ...] (every realm, each with "RealmId")
     GET  /_emulator/customers  -> [customer, ...]
-    GET  /_emulator/stats      -> {"calls", "call_count", "count_429", "validation_failures", "server_errors",
-                                   "invoice_count", "refresh_token_uses", "request_ids", "emails", "pending_faults"}
-    POST /_emulator/faults     {"kind": "503", "times": 3}
-    POST /_emulator/reset
-    POST /_emulator/expire-tokens
 """
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
 import math
 import re
-import secrets
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-from connectors.sandbox import (
-    AdminRoute,
-    Concurrency,
-    Emulator,
-    Fault,
-    FaultQueue,
-    ReplayCache,
-    Request,
-    RequestValidator,
-    Response,
-    TokenHolder,
-    Tokens,
-    Window,
-    after_commit,
-    json_response,
-    loads_decimal,
-    serve_until_interrupted,
-)
-from connectors.sandbox.oauth import LOOPBACK_REDIRECT, bearer, client_credentials, form_of, redirect_to, secret_ok
+from connectors.sandbox.emulator import AdminRoute, Emulator, RequestValidator, serve_until_interrupted, stored_objects
+from connectors.sandbox.faults import FAULT_KINDS, Fault, FaultQueue
+from connectors.sandbox.http import Request, Response, html_response, json_response, loads_decimal
+from connectors.sandbox.idempotency import ReplayCache
+from connectors.sandbox.limits import Concurrency, Window
+from connectors.sandbox.oauth import INVALID_VERIFIER, TokenHolder, Tokens, bearer, consent, token_grant
+from connectors.sandbox.values import cents as _q2
+from connectors.sandbox.values import decimal_or_none
 
 DEFAULT_REALM_ID = "9341452000000001"
-FAULT_KINDS = ("503", "500", "429", "reset", "timeout_after_commit", "drop_after_commit")
 
 #: Seed data of every company (override with the constructor arguments).
 DEFAULT_CUSTOMERS: dict[str, dict[str, Any]] = {
@@ -195,11 +176,6 @@ _SALES_DETAIL_FIELDS = frozenset(
         "MarkupInfo",
     }
 )
-_CENT = Decimal("0.01")
-
-
-def _q2(value: Decimal) -> Decimal:
-    return value.quantize(_CENT, rounding=ROUND_HALF_UP)
 
 
 def _qbo_time(now: datetime | None = None) -> str:
@@ -207,11 +183,6 @@ def _qbo_time(now: datetime | None = None) -> str:
     pacific = timezone(timedelta(hours=-8))
     now = (now or datetime.now(UTC)).astimezone(pacific)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}-08:00"
-
-
-def _pkce_ok(verifier: str, challenge: str) -> bool:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return secrets.compare_digest(digest, challenge)
 
 
 class QboError(Exception):
@@ -309,7 +280,6 @@ class QuickBooksEmulator(TokenHolder, Emulator):
     """
 
     name = "quickbooks-emulator"
-    fault_kinds = FAULT_KINDS
     drop_incomplete_bodies = False
 
     def __init__(
@@ -409,13 +379,11 @@ class QuickBooksEmulator(TokenHolder, Emulator):
     def invoices(self, realm_id: str | None = None) -> list[dict[str, Any]]:
         """Deep copies of the stored invoices (QBO JSON shape, Decimal amounts)."""
         with self._lock:
-            realms = [realm_id] if realm_id is not None else list(self._realms)
-            return [copy.deepcopy(inv) for r in realms for inv in self._realms[r].invoices.values()]
+            return stored_objects(self._realms, "invoices", realm_id)
 
     def customers(self, realm_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            realms = [realm_id] if realm_id is not None else list(self._realms)
-            return [copy.deepcopy(c) for r in realms for c in self._realms[r].customers.values()]
+            return stored_objects(self._realms, "customers", realm_id)
 
     def inject_fault(self, kind: str, times: int = 1) -> None:
         """Make the next ``times`` company API calls fail with ``kind``.
@@ -460,19 +428,16 @@ class QuickBooksEmulator(TokenHolder, Emulator):
 
     # ------------------------------------------------------------------ OAuth2
     def _token(self, req: Request) -> Response:
-        form = form_of(req.body)
-        credentials = client_credentials(req, form)
-        if credentials is None or not secret_ok(self.client_id, self.client_secret, *credentials):
-            return json_response(401, {"error": "invalid_client"})
-        if form.get("grant_type") == "authorization_code":
-            return self._code_grant(form)
-        if form.get("grant_type") != "refresh_token":
-            return json_response(400, {"error": "unsupported_grant_type"})
+        """Client authentication (HTTP Basic or the form), then the refresh-token grant (rotating) or the
+        authorization-code grant (single-use code, same ``redirect_uri``, PKCE verifier when a challenge was
+        sent)."""
         with self._lock:
-            issued = self.tokens.rotate(form.get("refresh_token", ""))
-        if issued is None:
-            return json_response(400, {"error": "invalid_grant"})
-        return self._issued(*issued)
+            outcome = token_grant(self.tokens, req, self.client_id, self.client_secret)
+        if outcome == "invalid_client":
+            return json_response(401, {"error": "invalid_client"})
+        if isinstance(outcome, str):
+            return json_response(400, {"error": "invalid_grant" if outcome == INVALID_VERIFIER else outcome})
+        return self._issued(*outcome)
 
     def _issued(self, access: str, new_refresh: str) -> Response:
         return json_response(
@@ -490,25 +455,9 @@ class QuickBooksEmulator(TokenHolder, Emulator):
     def _authorize(self, req: Request) -> Response:
         """``GET /connect/oauth2`` (appcenter.intuit.com): the user consents at once; 302 to the loopback
         ``redirect_uri`` with ``code``, ``state`` and ``realmId`` (the first company)."""
-        q = req.query
-        redirect = q.get("redirect_uri", "")
-        if q.get("client_id") != self.client_id:
-            return json_response(400, {"error": "invalid_client"})
-        if q.get("response_type") != "code" or not LOOPBACK_REDIRECT.match(redirect):
-            return json_response(400, {"error": "invalid_request"})
         with self._lock:
-            code = self.tokens.issue_code(redirect, q.get("code_challenge"))
-        return redirect_to(redirect, code=code, state=q.get("state", ""), realmId=self.realm_ids[0])
-
-    def _code_grant(self, form: dict[str, str]) -> Response:
-        """``grant_type=authorization_code``: single-use code, same ``redirect_uri``, PKCE verifier when a
-        challenge was sent."""
-        with self._lock:
-            if self.tokens.redeem_code(form) is not None:
-                return json_response(400, {"error": "invalid_grant"})
-            new_refresh = self.tokens.new_refresh()
-            access = self.tokens.new_access()
-        return self._issued(access, new_refresh)
+            answer = consent(self.tokens, req.query, self.client_id, realmId=self.realm_ids[0])
+        return json_response(400, {"error": answer}) if isinstance(answer, str) else answer
 
     def _authenticate(self, req: Request) -> Response | None:
         with self._lock:
@@ -578,44 +527,26 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             with self._lock:
                 self.minor_versions.append(req.query["minorversion"])
         is_batch = resource.lower() == "batch"
-        with self._lock:
-            limited = self._admit(realm, is_batch)
-            if limited is not None:
-                return limited
-            taken = self._take_fault(req.method, req.path)
-            injected = taken.kind if taken is not None else None
-        try:
-            if injected in ("503", "500"):
-                if injected == "503":
-                    return Response(
-                        503,
-                        b"<html><body><h1>503 Service Unavailable</h1></body></html>",
-                        {"Content-Type": "text/html"},
-                    )
-                return _fault_response(
-                    500,
-                    [
-                        QboError(
-                            "10000",
-                            "An application error has occurred while processing your request",
-                            "System Failure Error: An unexpected error occurred",
-                            fault_type="SystemFault",
-                        )
-                    ],
-                )
-            if injected == "429":
-                with self._lock:
-                    self.count_429 += 1
-                return self._throttled("injected", float(self.fault_retry_after))
-            if injected == "reset":
-                return Response(0, action="reset")
-            self._delay()
-            with self._lock:
-                resp = self._with_request_id(req, realm_id, realm, resource, is_batch)
-            return after_commit(resp, injected)
-        finally:
-            with self._lock:
-                realm.inflight.leave()
+        return self._gate(
+            req,
+            lambda: self._admit(realm, is_batch),
+            realm.inflight,
+            lambda: self._with_request_id(req, realm_id, realm, resource, is_batch),
+        )
+
+    def _fault_status(self, status: int) -> Response:
+        if status == 503:
+            return html_response(503, "Service Unavailable")
+        fault = QboError(
+            "10000",
+            "An application error has occurred while processing your request",
+            "System Failure Error: An unexpected error occurred",
+            fault_type="SystemFault",
+        )
+        return _fault_response(500, [fault])
+
+    def _fault_throttled(self, fault: Fault) -> Response:  # noqa: ARG002 - the kit's signature
+        return self._throttled("injected", float(self.fault_retry_after))
 
     def _with_request_id(self, req: Request, realm_id: str, realm: _Realm, resource: str, is_batch: bool) -> Response:
         """``requestid`` replay around :meth:`_route` (caller holds the lock)."""
@@ -775,11 +706,8 @@ class QuickBooksEmulator(TokenHolder, Emulator):
                 )
             )
             return None
-        try:
-            result = Decimal(str(value).strip())
-        except InvalidOperation:
-            result = None
-        if result is None or not result.is_finite():
+        result = decimal_or_none(value)
+        if result is None:
             errors.append(
                 QboError(
                     "2010",
@@ -1254,18 +1182,9 @@ class QuickBooksEmulator(TokenHolder, Emulator):
     def _admin_routes(self) -> dict[tuple[str, str], AdminRoute]:
         return {
             **super()._admin_routes(),
-            ("GET", "/_emulator/invoices"): lambda _req: self._listing("invoices"),
-            ("GET", "/_emulator/customers"): lambda _req: self._listing("customers"),
+            ("GET", "/_emulator/invoices"): lambda _req: self._admin_listing(self._realms, "invoices", "RealmId"),
+            ("GET", "/_emulator/customers"): lambda _req: self._admin_listing(self._realms, "customers", "RealmId"),
         }
-
-    def _listing(self, what: str) -> Response:
-        with self._lock:
-            listing = [
-                dict(copy.deepcopy(row), RealmId=r)
-                for r, realm in self._realms.items()
-                for row in getattr(realm, what).values()
-            ]
-        return json_response(200, listing)
 
 
 class _ValidationError(Exception):

@@ -34,24 +34,20 @@ class QuickBooksHarness(OAuthEmulatorHarness[QuickBooksEmulator]):
     client_secret_env = "QBO_CLIENT_SECRET"
     refresh_token_env = "QBO_REFRESH_TOKEN"
     invalid_requests = "requests not matching the QuickBooks field reference"
+    spec_module = "connectors.quickbooks.spec"
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        validator = None
-        if SPEC.exists():
-            from connectors.quickbooks.spec import make_request_validator
+    def spec_file(self) -> Path:
+        return SPEC
 
-            validator = make_request_validator(SPEC)
-        self.emu = QuickBooksEmulator(
-            client_secret=self.client_secret,
-            refresh_token=self.refresh_token,
+    def new_emulator(self) -> QuickBooksEmulator:
+        return QuickBooksEmulator(
             realm_ids=(REALM,),
             customers={CONTACT_ID: {"DisplayName": CONTACT_NAME, "PrimaryEmailAddr": "ap@conformance.example"}},
             rate_limit_per_minute=10_000,
             batch_limit_per_minute=1_000,
-            hang_seconds=2.0,
-            request_validator=validator,
-        ).start()
+            **self.emulator_options(),
+        )
 
     def reset(self) -> None:
         super().reset()

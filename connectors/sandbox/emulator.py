@@ -2,7 +2,9 @@
 
 A subclass calls :meth:`Emulator._init_sandbox` in its constructor, implements ``_init_state`` (which
 calls :meth:`Emulator._init_records`), ``_handle`` (its system's rules) and, when it wants, more admin
-routes (:meth:`Emulator._admin_routes`) and its own internal-error body (:meth:`Emulator._internal_error`).
+routes (:meth:`Emulator._admin_routes`; :meth:`Emulator._admin_listing` lists a multi-account store, see
+:func:`stored_objects`) and its own internal-error body (:meth:`Emulator._internal_error`). An API call
+can go through :meth:`Emulator._gate` (rate limits, injected faults, delay, processing under the lock).
 The standard admin API (under ``/_emulator``)::
 
     GET  /_emulator/stats          -> stats()
@@ -13,15 +15,16 @@ The standard admin API (under ``/_emulator``)::
 
 from __future__ import annotations
 
+import copy
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self
 
 from connectors.sandbox.faults import AFTER_COMMIT, FAULT_KINDS, Fault, FaultQueue, after_commit
 from connectors.sandbox.http import Request, Response, Server, json_response, loads_decimal, start_server, stop_server
-from connectors.sandbox.limits import Window
+from connectors.sandbox.limits import Concurrency, Window
 
 RequestValidator = Callable[[str, str, dict[str, Any], dict[str, Any], bytes], Any]
 AdminRoute = Callable[[Request], Response]
@@ -186,6 +189,36 @@ class Emulator:
             self.on_step(step[0], step[1])  # committed, not answered yet
         return after_commit(resp, None if fault is None else fault.kind)
 
+    def _gate(
+        self,
+        req: Request,
+        admit: Callable[[], Response | None],
+        inflight: Concurrency,
+        process: Callable[[], Response],
+    ) -> Response:
+        """Serve one API call through the usual gate. Under the lock, ``admit()`` counts the call against the
+        rate limits and enters it in ``inflight`` (or returns the system's 429: then nothing else happens) and
+        the injected fault that hits it is taken; a fault that strikes before processing is answered
+        (:meth:`_fault_answer`); otherwise the call waits ``response_delay``, ``process()`` answers it under
+        the lock and an after-commit fault is applied (:meth:`_answer_processed`). An admitted call leaves
+        ``inflight`` whatever happens."""
+        with self._lock:
+            refused = admit()
+            if refused is not None:
+                return refused
+            fault = self._take_fault(req.method, req.path)
+        try:
+            answer = self._fault_answer(fault)
+            if answer is not None:
+                return answer
+            self._delay()
+            with self._lock:
+                resp = process()
+            return self._answer_processed(resp, fault)
+        finally:
+            with self._lock:
+                inflight.leave()
+
     # ------------------------------------------------------------------ request handling
     def _handle(self, req: Request) -> Response:
         raise NotImplementedError
@@ -267,6 +300,13 @@ class Emulator:
             ("POST", f"{ADMIN_PREFIX}/expire-tokens"): ok(self.expire_access_tokens),
         }
 
+    def _admin_listing(self, accounts: Mapping[str, Any], store: str, tag: str) -> Response:
+        """A listing of the admin API: every account's objects in ``store`` (see :func:`stored_objects`), each with
+        its account id under ``tag``."""
+        with self._lock:
+            listing = stored_objects(accounts, store, tag=tag)
+        return json_response(200, listing)
+
     def _admin(self, req: Request, path: str | None = None) -> Response:
         """Answer an ``/_emulator`` call."""
         lower = (req.path if path is None else path).rstrip("/").lower()
@@ -274,6 +314,17 @@ class Emulator:
         if route is None:
             return json_response(404, {"error": f"unknown control route {req.method} {req.path}"})
         return route(req)
+
+
+def stored_objects(
+    accounts: Mapping[str, Any], store: str, account: str | None = None, *, tag: str | None = None
+) -> list[dict[str, Any]]:
+    """Deep copies of the objects that every account (or only ``account``) of a multi-account emulator keeps in
+    its store ``store`` (an attribute ``{id: object}`` of the account's state in ``accounts``), in order;
+    ``tag``: each copy with its account id under that key. Caller holds the emulator's lock."""
+    names = list(accounts) if account is None else [account]
+    copies = [(name, copy.deepcopy(obj)) for name in names for obj in getattr(accounts[name], store).values()]
+    return [obj if tag is None else {**obj, tag: name} for name, obj in copies]
 
 
 def serve_until_interrupted(emulator: Emulator, lines: list[str]) -> None:

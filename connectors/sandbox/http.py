@@ -62,6 +62,13 @@ def json_response(
     return Response(status, dumps(obj), h)
 
 
+def html_response(status: int, title: str) -> Response:
+    """A bare HTML error page (``<h1>503 Service Unavailable</h1>``), as a system's front end answers when the
+    service behind it is down."""
+    page = f"<html><body><h1>{status} {title}</h1></body></html>"
+    return Response(status, page.encode(), {"Content-Type": "text/html"})
+
+
 def loads_decimal(data: bytes | str) -> Any:
     """JSON with every fraction as :class:`~decimal.Decimal`."""
     return json.loads(data, parse_float=Decimal)

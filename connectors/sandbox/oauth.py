@@ -260,6 +260,19 @@ def authorization_refusal(query: dict[str, str], client_id: str) -> str | None:
     return None
 
 
+def consent(tokens: Tokens, query: dict[str, str], client_id: str, **params: str) -> Response | str:
+    """The consent page of an authorization request: the user consents at once, a code is issued (with the
+    request's PKCE ``code_challenge``) and the answer is a 302 to the loopback ``redirect_uri`` with ``code``,
+    ``state`` and ``params``; or the refusal of :func:`authorization_refusal`, for the emulator to answer in
+    its system's way. Caller holds the emulator's lock."""
+    refusal = authorization_refusal(query, client_id)
+    if refusal is not None:
+        return refusal
+    redirect = query["redirect_uri"]
+    code = tokens.issue_code(redirect, query.get("code_challenge"))
+    return redirect_to(redirect, code=code, state=query.get("state", ""), **params)
+
+
 @dataclass
 class ExpiringTokens(Tokens):
     """:class:`Tokens` whose refresh tokens also expire, ``refresh_token_ttl`` seconds after they were issued;

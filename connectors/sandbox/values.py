@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
+
+_CENT = Decimal("0.01")
+
+
+def cents(value: Decimal) -> Decimal:
+    """``value`` rounded half-up to the hundredth (systems that keep every amount to the cent, whatever the
+    currency)."""
+    return value.quantize(_CENT, rounding=ROUND_HALF_UP)
 
 
 def decimal_or_none(value: Any) -> Decimal | None:

@@ -32,25 +32,21 @@ class XeroHarness(OAuthEmulatorHarness[XeroEmulator]):
     client_secret_env = "XERO_CLIENT_SECRET"
     refresh_token_env = "XERO_REFRESH_TOKEN"
     invalid_requests = "requests not conforming to the Xero OpenAPI spec"
+    spec_module = "connectors.xero.spec"
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        validator = None
-        spec = Path(os.environ.get("XERO_SPEC") or SPEC)
-        if spec.exists():
-            from connectors.xero.spec import make_request_validator
+    def spec_file(self) -> Path:
+        """``$XERO_SPEC``, else :data:`SPEC`."""
+        return Path(os.environ.get("XERO_SPEC") or SPEC)
 
-            validator = make_request_validator(spec)
-        self.emu = XeroEmulator(
-            client_secret=self.client_secret,
-            refresh_token=self.refresh_token,
+    def new_emulator(self) -> XeroEmulator:
+        return XeroEmulator(
             tenant_ids=(ORG,),
             contacts={ORG: {CONTACT_ID: CONTACT_NAME}},
             rate_limit_per_minute=10_000,
             daily_limit=100_000,
-            hang_seconds=2.0,
-            request_validator=validator,
-        ).start()
+            **self.emulator_options(),
+        )
 
     def reset(self) -> None:
         super().reset()
