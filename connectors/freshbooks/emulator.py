@@ -227,7 +227,6 @@ class FreshBooksEmulator(TokenHolder, Emulator):
     """
 
     name = "freshbooks-emulator"
-    drop_incomplete_bodies = False
 
     def __init__(
         self,

@@ -49,7 +49,7 @@ lists and the ``invoice_draft`` example — plus ``billing-apis.md`` §9, PayPal
 * Rate limit (PayPal publishes none): sliding 60-second window of ``rate_limit_per_minute`` Invoicing
   calls per account -> 429 ``RATE_LIMIT_REACHED`` with ``Retry-After``.
 
-Test hooks: ``request_validator`` (see :mod:`connectors.paypal.spec_check`), :meth:`inject_fault`,
+Test hooks: ``request_validator`` (see :mod:`connectors.paypal.spec`), :meth:`inject_fault`,
 :meth:`expire_access_tokens`, ``enforce_unique_numbers=False`` (accept a taken number),
 ``on_step(operation, invoice)`` (called after each write is stored and before its answer is
 written: crash tests kill a worker there), and the control API::

@@ -280,7 +280,6 @@ class QuickBooksEmulator(TokenHolder, Emulator):
     """
 
     name = "quickbooks-emulator"
-    drop_incomplete_bodies = False
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ https://docs.stripe.com/search, https://docs.stripe.com/currencies, https://docs
   ``account_invalid`` (objects are not partitioned per connected account).
 * Form-encoded bodies with bracket notation; unknown parameters, bad types and missing required
   parameters are refused with 400 ``invalid_request_error`` naming ``param`` (``request_validator``
-  from :mod:`connectors.stripe.spec_check` checks every body and query against the official spec).
+  from :mod:`connectors.stripe.spec` checks every body and query against the official spec).
 * ``POST/GET /v1/customers``, ``GET /v1/customers/search``, ``GET /v1/customers/{id}``;
   ``POST/GET /v1/tax_rates``; ``POST/GET /v1/invoiceitems``; ``POST/GET /v1/invoices``,
   ``GET /v1/invoices/search``, ``GET/POST/DELETE /v1/invoices/{id}``, ``POST .../finalize``,

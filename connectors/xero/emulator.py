@@ -43,7 +43,7 @@ https://developer.xero.com/documentation/api-guides/rounding-in-xero):
   (``minute``/``day``/``concurrent``/``appminute``). Every Accounting response carries
   ``X-MinLimit-Remaining``, ``X-DayLimit-Remaining`` and ``X-AppMinLimit-Remaining``.
 
-Test hooks: ``request_validator`` (see :mod:`connectors.xero.spec_check`), :meth:`XeroEmulator.inject_fault`,
+Test hooks: ``request_validator`` (see :mod:`connectors.xero.spec`), :meth:`XeroEmulator.inject_fault`,
 :meth:`XeroEmulator.expire_access_tokens`, and the control API for other processes::
 
     GET  /_emulator/invoices   -> [invoice, ...]  (all organisations, each with "TenantID")
