@@ -81,17 +81,17 @@ def _run_outage(kafka, xero, tmp_path, worker_factory, outage: float) -> None:
         created = {k for k, os_ in by_key.items() if any(o["outcome"] == "created" for o in os_)}
         assert len(created) == expected and all(o["outcome"] == "created" for os_ in by_key.values() for o in os_)
 
-        # in the order of each work order's revisions; each later revision credits the one before
+        # in the order of each work order's revisions; each later revision voids the (unpaid) one before
         acme_events = [
-            h for h in xero.history if h[2] == ORG_ACME and h[1] in ("invoice.created", "creditnote.created")
+            (h[1], h[3]) for h in xero.history if h[2] == ORG_ACME and h[1] in ("invoice.created", "invoice.status")
         ]
         for wo, revs in ACME.items():
-            seq = [h[3] for h in acme_events if f"-{wo}-" in h[3]]
+            seq = [e for e in acme_events if f"-{wo}-" in e[1]]
             want = []
             for rev in range(1, revs + 1):
                 if rev > 1:
-                    want.append(f"ACME-WO-{wo}-R{rev - 1}-CN")
-                want.append(f"ACME-WO-{wo}-R{rev}")
+                    want.append(("invoice.status", f"ACME-WO-{wo}-R{rev - 1}"))
+                want.append(("invoice.created", f"ACME-WO-{wo}-R{rev}"))
             assert seq == want, (wo, seq)
         first_acme = min(h[0] for h in xero.history if h[2] == ORG_ACME and h[3].startswith("ACME-WO-O-"))
         assert first_acme >= min(h[0] for h in xero.history if h[3] == "ACME-WO-WARM-A-R1") + outage * 0.9
@@ -113,7 +113,7 @@ def _run_outage(kafka, xero, tmp_path, worker_factory, outage: float) -> None:
         assert metric(text, "broker_invoices_parked_total", reason="retryable") >= 1
         assert metric(text, "broker_invoices_parked_total", reason="behind_revision") >= 1
         assert metric(text, "broker_delivery_retries_total", reason="retryable") >= 1
-        assert metric(text, "broker_amendments_total", action="credited") == sum(r - 1 for r in ACME.values())
+        assert metric(text, "broker_amendments_total", action="voided") == sum(r - 1 for r in ACME.values())
         assert metric(text, "broker_delivery_latency_seconds_count") >= expected
         assert not tally.dead
     finally:

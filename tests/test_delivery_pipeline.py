@@ -225,52 +225,42 @@ def _amounts(doc: dict) -> tuple[Decimal, Decimal, Decimal]:
     return Decimal(str(doc["SubTotal"])), Decimal(str(doc["TotalTax"])), Decimal(str(doc["Total"]))
 
 
-def test_revision_2_of_an_authorised_invoice_gets_a_credit_note_and_a_new_invoice(env):
+def test_revision_2_of_an_unpaid_authorised_invoice_voids_it_and_creates_the_new_one(env):
     env.publish(work_order("acme-fm", "AMEND-1", 1, minutes=70, parts=1))
     [r1] = env.wait_outcomes("acme-fm:wo:AMEND-1:r1")
     assert r1["outcome"] == "created"
     env.publish(work_order("acme-fm", "AMEND-1", 2, minutes=130, parts=3))
     [r2] = env.wait_outcomes("acme-fm:wo:AMEND-1:r2")
-    assert r2["outcome"] == "created" and r2["amendment"] == "credited"
-    assert r2["replaced"] == "acme-fm:wo:AMEND-1:r1" and r2["credit_note_number"] == "ACME-WO-AMEND-1-R1-CN"
+    # Xero: an approved invoice without payments is voided (no credit note needed)
+    assert r2["outcome"] == "created"
+    assert r2["amendment"] == "voided"
+    assert r2["replaced"] == "acme-fm:wo:AMEND-1:r1"
+    assert r2["credit_note_number"] is None
 
     [old] = env.invoices("ACME-WO-AMEND-1-R1")
     [new] = env.invoices("ACME-WO-AMEND-1-R2")
-    [note] = [cn for cn in env.xero.credit_notes(ORG_ACME) if cn["CreditNoteNumber"] == "ACME-WO-AMEND-1-R1-CN"]
-    priced_r1 = env.tally.priced["acme-fm:wo:AMEND-1:r1"]
     priced_r2 = env.tally.priced["acme-fm:wo:AMEND-1:r2"]
-    # the credit note cancels revision 1 exactly, line by line
-    assert note["Type"] == "ACCRECCREDIT" and note["Status"] == "AUTHORISED"
-    assert (
-        _amounts(note)
-        == _amounts(old)
-        == (Decimal(priced_r1["net_total"]), Decimal(priced_r1["tax_total"]), Decimal(priced_r1["total"]))
-    )
-    assert [
-        (Decimal(str(a["LineAmount"])), Decimal(str(a["TaxAmount"])), a["Description"]) for a in note["LineItems"]
-    ] == [(Decimal(str(b["LineAmount"])), Decimal(str(b["TaxAmount"])), b["Description"]) for b in old["LineItems"]]
-    assert note["Contact"]["ContactID"] == old["Contact"]["ContactID"]
-    assert note["RemainingCredit"] == note["Total"] and note["Allocations"] == []
-    # and revision 2 is a new invoice with exactly its priced amounts
+    assert old["Status"] == "VOIDED"
+    assert new["Status"] == "AUTHORISED"
     assert _amounts(new) == (
         Decimal(priced_r2["net_total"]),
         Decimal(priced_r2["tax_total"]),
         Decimal(priced_r2["total"]),
     )
     assert _amounts(new) != _amounts(old)
+    assert not [cn for cn in env.xero.credit_notes(ORG_ACME) if "AMEND-1" in cn["CreditNoteNumber"]]
     order = [(h[1], h[3]) for h in env.xero.history if "AMEND-1" in h[3]]
     assert order == [
         ("invoice.created", "ACME-WO-AMEND-1-R1"),
-        ("creditnote.created", "ACME-WO-AMEND-1-R1-CN"),
+        ("invoice.status", "ACME-WO-AMEND-1-R1"),
         ("invoice.created", "ACME-WO-AMEND-1-R2"),
     ]
-    assert old["Status"] == "AUTHORISED"  # a credit note does not change it; nothing was deleted
 
-    # the same revision 2 again creates nothing (no second credit note, no second invoice)
+    # the same revision 2 again changes nothing (no second void, no second invoice)
     env.publish(work_order("acme-fm", "AMEND-1", 2, minutes=130, parts=3))
     env.wait_outcomes("acme-fm:wo:AMEND-1:r2", 2)
-    assert len([cn for cn in env.xero.credit_notes() if cn["CreditNoteNumber"] == "ACME-WO-AMEND-1-R1-CN"]) == 1
     assert len(env.invoices("ACME-WO-AMEND-1-R2")) == 1
+    assert [(h[1], h[3]) for h in env.xero.history if "AMEND-1" in h[3]] == order
 
 
 def test_revision_2_of_a_draft_deletes_it_and_creates_the_new_one(env):
@@ -297,7 +287,7 @@ def test_metrics_cover_delivery(env):
     assert metric(text, "broker_delivery_attempts_total", billing_system="xero", result="permanent") >= 1
     assert metric(text, "broker_delivery_lookups_total", billing_system="xero", result="found") >= 2
     assert metric(text, "broker_dead_letters_total", stage="deliver", error_class="permanent") >= 1
-    assert metric(text, "broker_amendments_total", billing_system="xero", action="credited") >= 1
+    assert metric(text, "broker_amendments_total", billing_system="xero", action="voided") >= 1
     assert metric(text, "broker_amendments_total", billing_system="xero", action="deleted") >= 1
     assert metric(text, "broker_ledger_transitions_total", state="delivered") >= 5
     assert metric(text, "broker_delivery_latency_seconds_count", billing_system="xero") >= 5

@@ -426,15 +426,14 @@ def _amend(emu, status: str):
     return run(go())
 
 
-def test_xero_amendment_of_an_authorised_invoice_is_a_credit_note(xero_emu):
+def test_xero_amendment_of_an_unpaid_authorised_invoice_voids_it(xero_emu):
     first, again = _amend(xero_emu, "AUTHORISED")
-    assert first.details["amendment"] == "credited" and first.details["credit_note_number"] == "ACME-WO-9-R1-CN"
-    [note] = xero_emu.credit_notes()
-    [r1] = [i for i in xero_emu.invoices() if i["InvoiceNumber"] == "ACME-WO-9-R1"]
-    assert (note["SubTotal"], note["TotalTax"], note["Total"]) == (r1["SubTotal"], r1["TotalTax"], r1["Total"])
-    assert note["Type"] == "ACCRECCREDIT" and note["RemainingCredit"] == note["Total"]
-    assert again.details["credit_note_id"] == first.details["credit_note_id"]  # looked up, not created twice
-    assert sorted(i["InvoiceNumber"] for i in xero_emu.invoices()) == ["ACME-WO-9-R1", "ACME-WO-9-R2"]
+    assert first.details["amendment"] == "voided"
+    assert "credit_note_number" not in first.details
+    assert again.details["amendment"] == "none"  # already voided: a repeat changes nothing
+    assert xero_emu.credit_notes() == []
+    status = {i["InvoiceNumber"]: i["Status"] for i in xero_emu.invoices()}
+    assert status == {"ACME-WO-9-R1": "VOIDED", "ACME-WO-9-R2": "AUTHORISED"}
 
 
 def test_xero_amendment_of_a_draft_deletes_it(xero_emu):

@@ -19,13 +19,15 @@ from connectors.freshbooks.emulator import DEFAULT_ACCOUNT_ID, FreshBooksEmulato
 from connectors.freshbooks.spec import make_request_validator
 from connectors.sdk.errors import (
     AuthError,
+    NumberConflictError,
     PermanentError,
     RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.lifecycle import Retirement
 from connectors.sdk.oauth2 import MemoryTokenStore
 
 SPEC = Path(__file__).resolve().parent / "specs" / "freshbooks" / "openapi.yaml"
@@ -405,7 +407,9 @@ def test_missing_scope_is_reported_by_check_and_by_a_refused_call(emulators, sec
         return checked.value, refused.value
 
     checked, refused = run(with_connector(settings_for(emu), go))
-    assert checked.missing == ("user:invoices:write",) and "broker connectors authorize freshbooks" in str(checked)
+    # credit notes (retiring a paid invoice) need their own scopes
+    assert checked.missing == ("user:invoices:write", "user:credit_notes:read", "user:credit_notes:write")
+    assert "broker connectors authorize freshbooks" in str(checked)
     # the lookup (user:invoices:read) passes; the create is refused
     assert refused.http_status == 403 and "lacks the scope user:invoices:write" in str(refused)
     assert emu.invoices() == []
@@ -435,3 +439,203 @@ def test_authorize_flow_stores_tokens_the_connector_then_uses(emulators, monkeyp
 
     result, delivered = run(with_connector(settings_for(emu, authorize_url=f"{emu.url}/oauth/authorize"), go))
     assert result.tokens.refresh_token is not None and delivered.created and emu.refresh_token_uses == []
+
+
+# --------------------------------------------------------------------------- lifecycle
+REV2_KEY = "acme:wo:ACME-WO-1-R1:r2"
+ISSUED = date(2026, 3, 9)
+CREDITS = f"/accounting/account/{ACCOUNT}/credit_notes/credit_notes"
+
+
+def retire(c: FreshBooksConnector, previous: ExternalInvoice, reason: str = "replaced by ACME-WO-1-R2"):
+    return c.retire(previous, key=REV2_KEY, reason=reason, issued=ISSUED)
+
+
+def plant(emu: FreshBooksEmulator, amount: str, number: str = "ACME-WO-1-R1") -> dict:
+    line_doc = {"name": "Service", "qty": 1, "unit_cost": {"amount": amount, "code": "EUR"}}
+    doc = {"customerid": 31007, "create_date": "2026-03-02", "invoice_number": number, "notes": "typed by hand"}
+    return emu.plant_invoice(ACCOUNT, {**doc, "lines": [line_doc]})
+
+
+@pytest.mark.parametrize(("status", "previous_status"), [("sent", "sent"), ("draft", "draft")])
+def test_retire_deletes_an_unpaid_invoice_once(emulators, secrets_env, status, previous_status):
+    emu = emulators()
+
+    async def go(c: FreshBooksConnector):
+        first = await c.deliver(make_invoice())
+        previous = ExternalInvoice(first.external_id, first.external_number)
+        return first, await retire(c, previous), await retire(c, previous)
+
+    first, deleted, again = run(with_connector(settings_for(emu, invoice_status=status), go))
+    assert deleted == Retirement("deleted", "ACME-WO-1-R1", previous_status)
+    assert again == Retirement("none", "ACME-WO-1-R1", "deleted")
+    [held] = emu.invoices(ACCOUNT)
+    assert (str(held["invoiceid"]), held["vis_state"], held["amount"]["amount"]) == (first.external_id, 1, "209.41")
+    assert emu.credit_notes(ACCOUNT) == [] and emu.balance(ACCOUNT) == D("0.00")
+    ident = f"{INVOICES}/{first.external_id}"
+    assert api_calls(emu)[-4:] == [
+        ("GET", ident, 200),
+        ("GET", CREDITS, 200),  # no credit note ACME-WO-1-R1-CN among the client's
+        ("PUT", ident, 200),  # {"invoice": {"vis_state": 1}}
+        ("GET", ident, 200),  # the repeat sees it deleted and stops
+    ]
+
+
+def test_retire_credits_a_paid_invoice_in_full_and_reuses_the_credit_note(emulators, secrets_env):
+    emu = emulators()
+    first = run(with_connector(settings_for(emu), lambda c: c.deliver(make_invoice())))
+    emu.pay(ACCOUNT, first.external_id, D("100.00"))  # 209.41 - 100.00 = 109.41 outstanding
+    previous = ExternalInvoice(first.external_id, first.external_number)
+    credited = run(with_connector(settings_for(emu), lambda c: retire(c, previous)))
+    [note] = emu.credit_notes(ACCOUNT)
+    assert credited == Retirement(
+        "credited",
+        "ACME-WO-1-R1",
+        "partial",
+        paid=D("100.00"),
+        credit_note_id=str(note["creditid"]),
+        credit_note_number="ACME-WO-1-R1-CN",
+        credit_note_total=D("209.41"),
+    )
+    assert (note["credit_number"], note["amount"]["amount"], note["create_date"], note["clientid"]) == (
+        "ACME-WO-1-R1-CN",
+        "209.41",
+        "2026-03-09",
+        31007,
+    )
+    assert (
+        note["notes"]
+        == "Credit note for invoice ACME-WO-1-R1: replaced by ACME-WO-1-R2\nbroker:acme:wo:ACME-WO-1-R1:r1"
+    )
+    assert [(ln["amount"]["amount"], ln["taxAmount1"]) for ln in note["lines"]] == [("136.50", "23"), ("33.75", "23")]
+    [held] = emu.invoices(ACCOUNT)
+    assert (held["vis_state"], held["outstanding"]["amount"]) == (0, "109.41")  # a paid invoice is never deleted
+    # 109.41 outstanding - 209.41 credit = -100.00: the money received is owed back
+    assert emu.balance(ACCOUNT) == D("-100.00")
+    calls_before = len(api_calls(emu))
+    again = run(with_connector(settings_for(emu), lambda c: retire(c, previous, "cancelled")))
+    assert again == Retirement("none", "ACME-WO-1-R1", "partial", details={"credit_note_number": "ACME-WO-1-R1-CN"})
+    assert [m for m, _, _ in api_calls(emu)[calls_before:]] == ["GET", "GET"]  # the invoice, the credit notes
+    assert len(emu.credit_notes(ACCOUNT)) == 1
+
+
+def test_retire_after_a_lost_credit_note_answer_finds_the_note(emulators, secrets_env):
+    emu = emulators(hang_seconds=2)
+    first = run(with_connector(settings_for(emu), lambda c: c.deliver(make_invoice())))
+    emu.pay(ACCOUNT, first.external_id)
+    previous = ExternalInvoice(first.external_id, first.external_number)
+    emu.inject_fault("timeout_after_commit")
+
+    async def go(c: FreshBooksConnector):
+        with pytest.raises(UncertainOutcomeError):
+            await retire(c, previous)  # the credit note is stored, its answer lost
+        return await retire(c, previous)
+
+    again = run(with_connector(settings_for(emu, timeout_seconds=0.5), go))
+    assert again == Retirement("none", "ACME-WO-1-R1", "paid", details={"credit_note_number": "ACME-WO-1-R1-CN"})
+    assert [n["amount"]["amount"] for n in emu.credit_notes(ACCOUNT)] == ["209.41"]
+    assert emu.balance(ACCOUNT) == D("-209.41")
+
+
+def test_a_foreign_invoice_under_our_number_is_never_adopted_nor_retired(emulators, secrets_env):
+    emu = emulators()
+    foreign = plant(emu, "999.00")
+
+    async def go(c: FreshBooksConnector):
+        with pytest.raises(NumberConflictError) as looked_up:
+            await c.deliver(make_invoice())
+        real_find = c._find_entity
+        calls = []
+
+        async def race(number: str):  # the first lookup runs before the foreign invoice lands
+            calls.append(number)
+            return None if len(calls) == 1 else await real_find(number)
+
+        c._find_entity = race  # type: ignore[method-assign]
+        with pytest.raises(NumberConflictError) as raced:
+            await c.deliver(make_invoice())
+        c._find_entity = real_find  # type: ignore[method-assign]
+        with pytest.raises(NumberConflictError) as retiring:
+            await retire(c, ExternalInvoice("", "ACME-WO-1-R1", D("209.41")))
+        return looked_up.value, raced.value, retiring.value
+
+    looked_up, raced, retiring = run(with_connector(settings_for(emu), go))
+    for exc in (looked_up, raced):
+        assert (exc.number, exc.ours, exc.theirs, exc.external_id) == (
+            "ACME-WO-1-R1",
+            D("209.41"),
+            D("999.00"),
+            str(foreign["invoiceid"]),
+        )
+        assert "999.00" in str(exc) and "209.41" in str(exc)
+    assert "found after FreshBooks refused the number as taken" in str(raced)
+    assert (retiring.ours, retiring.theirs) == (D("209.41"), D("999.00"))
+    [held] = emu.invoices(ACCOUNT)
+    assert (held["invoiceid"], held["amount"]["amount"], held["vis_state"], held["notes"]) == (
+        foreign["invoiceid"],
+        "999.00",
+        0,
+        "typed by hand",
+    )
+
+
+def test_a_foreign_credit_note_under_our_credit_number_is_a_conflict(emulators, secrets_env):
+    emu = emulators()
+    first = run(with_connector(settings_for(emu), lambda c: c.deliver(make_invoice())))
+    emu.pay(ACCOUNT, first.external_id)
+    with emu._lock:  # typed in FreshBooks' UI: same number, no marker, 5.00
+        emu._create_credit_note(
+            ACCOUNT,
+            emu._accounts[ACCOUNT],
+            {
+                "clientid": 31007,
+                "credit_number": "ACME-WO-1-R1-CN",
+                "lines": [{"name": "Goodwill", "qty": 1, "unit_cost": {"amount": "5.00", "code": "EUR"}}],
+            },
+        )
+    previous = ExternalInvoice(first.external_id, first.external_number)
+
+    async def go(c: FreshBooksConnector):
+        with pytest.raises(NumberConflictError) as info:
+            await retire(c, previous)
+        return info.value
+
+    exc = run(with_connector(settings_for(emu), go))
+    assert (exc.number, exc.ours, exc.theirs) == ("ACME-WO-1-R1-CN", D("209.41"), D("5.00"))
+    assert "marker None (ours 'acme:wo:ACME-WO-1-R1:r1')" in str(exc)
+    assert [n["amount"]["amount"] for n in emu.credit_notes(ACCOUNT)] == ["5.00"]
+    assert emu.invoices(ACCOUNT)[0]["vis_state"] == 0
+
+
+def test_retire_of_an_absent_invoice_does_nothing(emulators, secrets_env):
+    emu = emulators()
+
+    async def go(c: FreshBooksConnector):
+        return await retire(c, ExternalInvoice("12345", "NOPE-1")), await retire(c, ExternalInvoice("", "NOPE-1"))
+
+    by_id, by_number = run(with_connector(settings_for(emu), go))
+    assert by_id == by_number == Retirement("none", "NOPE-1")
+
+
+def test_amend_deletes_then_delivers_the_new_revision_with_legal_notes(emulators, secrets_env):
+    emu = emulators()
+    rev2 = make_invoice("ACME-WO-1-R2").model_copy(
+        update={"invoice_key": REV2_KEY, "revision": 2, "legal_notes": ["Isento de IVA (art. 9.º CIVA)"]}
+    )
+
+    async def go(c: FreshBooksConnector):
+        first = await c.deliver(make_invoice())
+        return await c.amend(rev2, ExternalInvoice(first.external_id, first.external_number))
+
+    amended = run(with_connector(settings_for(emu), go))
+    assert amended.created is True and amended.external_number == "ACME-WO-1-R2"
+    assert {k: amended.details[k] for k in ("amendment", "previous_number", "previous_status")} == {
+        "amendment": "deleted",
+        "previous_number": "ACME-WO-1-R1",
+        "previous_status": "sent",
+    }
+    active = emu.invoices(ACCOUNT, include_deleted=False)
+    assert [(i["invoice_number"], i["notes"]) for i in active] == [
+        ("ACME-WO-1-R2", "Isento de IVA (art. 9.º CIVA)\nbroker:acme:wo:ACME-WO-1-R1:r2")
+    ]
+    assert emu.balance(ACCOUNT) == D("209.41")

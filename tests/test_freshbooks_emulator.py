@@ -275,3 +275,131 @@ def test_rate_limit_faults_and_control_api():
         control.close()
         api.close()
         emu.stop()
+
+
+# --------------------------------------------------------------------------- lifecycle: delete, payments, credit notes
+CREDITS = f"/accounting/account/{ACCOUNT}/credit_notes/credit_notes"
+
+
+def credit(api: Api, note: dict):
+    return api.http.post(CREDITS, content=dumps({"credit_note": note}), headers={"Content-Type": "application/json"})
+
+
+def fb_credit(number="INV-T-1-CN", **extra):
+    note = {
+        "clientid": 31007,
+        "create_date": "2026-03-09",
+        "credit_number": number,
+        "credit_type": "goodwill",
+        "currency_code": "EUR",
+        "notes": "Credit note for invoice INV-T-1",
+        "lines": [{k: v for k, v in fb_line("3.25", "42.00", "23").items() if k != "type"}],
+    }
+    note.update(extra)
+    return note
+
+
+def test_payments_change_the_status_and_a_paid_invoice_cannot_be_deleted(emu, api):
+    # 3.25 × 42.00 = 136.50; 23 % = 31.395 -> 31.40; amount 167.90
+    created = body(api.create(fb_invoice(notes="broker:acme:wo:1:r1", terms="Net 30")))["response"]["result"]["invoice"]
+    assert (created["notes"], created["terms"]) == ("broker:acme:wo:1:r1", "Net 30")
+    ident = created["invoiceid"]
+    with pytest.raises(ValueError, match=r"at most the outstanding 167\.90"):
+        emu.pay(ACCOUNT, ident, D("167.91"))
+    emu.pay(ACCOUNT, ident, D("100.00"))
+    held = body(api.http.get(f"{INVOICES}/{ident}"))["response"]["result"]["invoice"]
+    # 167.90 - 100.00 = 67.90 outstanding
+    assert (held["paid"], held["outstanding"]) == (
+        {"amount": "100.00", "code": "EUR"},
+        {"amount": "67.90", "code": "EUR"},
+    )
+    assert (held["status"], held["v3_status"], held["payment_status"]) == (8, "partial", "partial")
+    refused = api.update(ident, {"vis_state": 1})
+    assert refused.status_code == 422 and errors(refused) == [
+        (2010, "vis_state", "An invoice with payments cannot be deleted: delete its payments first.")
+    ]
+    payment = emu.pay(ACCOUNT, ident)  # the rest: 67.90
+    assert payment["amount"] == {"amount": "67.90", "code": "EUR"}
+    held = body(api.http.get(f"{INVOICES}/{ident}"))["response"]["result"]["invoice"]
+    assert (held["status"], held["v3_status"], held["outstanding"]["amount"]) == (4, "paid", "0.00")
+    assert [p["invoiceid"] for p in emu.payments(ACCOUNT)] == [ident, ident]
+
+
+def test_a_deleted_invoice_is_kept_readable_by_id_and_leaves_the_balance(emu, api):
+    ident = body(api.create(fb_invoice()))["response"]["result"]["invoice"]["invoiceid"]
+    assert emu.balance(ACCOUNT) == D("0.00")  # a draft is not recognised by accounting reports
+    api.update(ident, {"action_mark_as_sent": True})
+    assert emu.balance(ACCOUNT) == D("167.90")
+    api.update(ident, {"vis_state": 1})
+    held = body(api.http.get(f"{INVOICES}/{ident}"))["response"]["result"]["invoice"]
+    assert held["vis_state"] == 1 and emu.balance(ACCOUNT) == D("0.00")
+    with pytest.raises(ValueError, match="deleted"):
+        emu.pay(ACCOUNT, ident)
+
+
+def test_credit_notes_are_computed_listed_unique_and_counted_in_the_balance(emu, api):
+    ident = body(api.create(fb_invoice()))["response"]["result"]["invoice"]["invoiceid"]
+    api.update(ident, {"action_mark_as_sent": True})
+    created = credit(api, fb_credit())
+    note = body(created)["response"]["result"]["credit_note"]
+    assert created.status_code == 200
+    assert (note["credit_number"], note["amount"], note["clientid"], note["display_status"]) == (
+        "INV-T-1-CN",
+        {"amount": "167.90", "code": "EUR"},
+        31007,
+        "created",
+    )
+    dup = credit(api, fb_credit())
+    assert dup.status_code == 422 and errors(dup) == [(2004, "credit_number", "Credit number already exists.")]
+    listed = body(api.http.get(CREDITS, params={"search[clientid]": "31007"}))["response"]["result"]
+    assert [c["creditid"] for c in listed["credit_notes"]] == [note["creditid"]] and "lines" not in listed[
+        "credit_notes"
+    ][0]
+    assert body(api.http.get(CREDITS, params={"search[clientid]": "31008"}))["response"]["result"]["credit_notes"] == []
+    # 167.90 outstanding - 167.90 credit = 0.00
+    assert emu.balance(ACCOUNT) == D("0.00")
+    deleted = api.http.put(
+        f"{CREDITS}/{note['creditid']}",
+        content=dumps({"credit_note": {"vis_state": 1}}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert body(deleted)["response"]["result"]["credit_note"]["vis_state"] == 1
+    assert emu.balance(ACCOUNT) == D("167.90") and emu.credit_notes(ACCOUNT, include_deleted=False) == []
+    assert credit(api, fb_credit()).status_code == 422  # a deleted credit note keeps its number
+    emu.request_validator = None  # the emulator's own checks
+    unknown_client = credit(api, fb_credit("X-CN", clientid=4242))
+    assert unknown_client.status_code == 422 and errors(unknown_client)[0][:2] == (1012, "clientid")
+    no_lines = credit(api, fb_credit("Y-CN", lines=[]))
+    assert no_lines.status_code == 422 and errors(no_lines)[0][:2] == (2001, "lines")
+
+
+def test_credit_notes_need_their_scope():
+    emulator = FreshBooksEmulator(scopes=("user:invoices:read", "user:invoices:write")).start()
+    try:
+        api = Api(emulator)
+        refused = api.http.get(CREDITS)
+        assert refused.status_code == 403 and refused.json()["error"] == "insufficient_scope"
+        assert "user:credit_notes:read" in refused.json()["error_description"]
+        api.close()
+    finally:
+        emulator.stop()
+
+
+def test_lifecycle_control_api(emu, api):
+    ident = body(api.create(fb_invoice()))["response"]["result"]["invoice"]["invoiceid"]
+    api.update(ident, {"action_mark_as_sent": True})
+    with httpx.Client(base_url=emu.url, timeout=5) as control:
+        paid = control.post("/_emulator/payments", json={"account_id": ACCOUNT, "invoiceid": ident, "amount": "7.90"})
+        assert paid.status_code == 200 and paid.json()["amount"] == {"amount": "7.90", "code": "EUR"}
+        too_much = control.post(
+            "/_emulator/payments", json={"account_id": ACCOUNT, "invoiceid": ident, "amount": "999"}
+        )
+        assert too_much.status_code == 400 and "ValueError" in too_much.json()["error"]
+        planted = control.post(
+            "/_emulator/plant",
+            content=dumps({"account_id": ACCOUNT, "invoice": fb_invoice("HAND-1", customerid=4242)}),
+        )
+        assert planted.status_code == 400 and "Client not found" in planted.json()["error"]
+        # 167.90 - 7.90 = 160.00
+        assert control.post("/_emulator/balance", json={"account_id": ACCOUNT}).json() == {"balance": "160.00"}
+        assert control.get("/_emulator/credit_notes").json() == []

@@ -13,11 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from connectors.freshbooks.mapper import invoice_from_freshbooks, invoice_to_freshbooks, line_layout
+from connectors.freshbooks.mapper import (
+    credit_note_to_freshbooks,
+    invoice_from_freshbooks,
+    invoice_to_freshbooks,
+    line_layout,
+)
 from connectors.freshbooks.settings import FreshBooksSettings
 from connectors.freshbooks.spec import body_problems
 from connectors.sdk.errors import PermanentError
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 from connectors.sdk.money import dumps, loads
 
 ROOT = Path(__file__).resolve().parent
@@ -48,7 +53,9 @@ def line(desc, qty, price, net, rate, tax, *, kind="labour", discount="0") -> In
     )
 
 
-def invoice(lines, *, number="ACME-WO-1-R1", contact_id="31007", due=date(2026, 4, 1), reference="WO 1") -> Invoice:
+def invoice(
+    lines, *, number="ACME-WO-1-R1", contact_id="31007", due=date(2026, 4, 1), reference="WO 1", legal_notes=()
+) -> Invoice:
     return Invoice(
         invoice_key=f"acme:wo:{number}:r1",
         invoice_number=number,
@@ -75,6 +82,7 @@ def invoice(lines, *, number="ACME-WO-1-R1", contact_id="31007", due=date(2026, 
         total=sum((ln.total for ln in lines), D(0)),
         cost_total=D(0),
         margin=D(0),
+        legal_notes=list(legal_notes),
     )
 
 
@@ -162,15 +170,94 @@ def test_invoice_from_freshbooks():
             "invoiceid": 880001,
             "invoice_number": "ACME-WO-1-R1",
             "amount": {"amount": "209.41", "code": "EUR"},
-            "v3_status": "sent",
+            "paid": {"amount": "9.41", "code": "EUR"},
+            "notes": "Isento de IVA\nbroker:acme:wo:ACME-WO-1-R1:r1",
+            "v3_status": "partial",
         }
     )
-    assert (found.external_id, found.number, found.total, found.status) == (
-        "880001",
-        "ACME-WO-1-R1",
-        D("209.41"),
-        "sent",
+    assert found == ExternalInvoice(
+        "880001", "ACME-WO-1-R1", D("209.41"), "partial", "acme:wo:ACME-WO-1-R1:r1", D("9.41")
     )
+    bare = invoice_from_freshbooks({"id": 7, "amount": {"amount": "1.00"}, "notes": "typed by hand"})
+    assert (bare.marker, bare.paid, bare.status) == (None, D("0"), None)
+
+
+def test_legal_notes_then_the_marker_go_in_the_printed_notes():
+    notes = ["Reverse charge: VAT to be accounted for by the recipient", "Isento de IVA (art. 9.º CIVA)"]
+    payload = invoice_to_freshbooks(
+        invoice([line("Labour", "1", "10.00", "10.00", "0", "0.00")], legal_notes=notes), SETTINGS
+    )
+    assert payload["invoice"]["notes"] == (
+        "Reverse charge: VAT to be accounted for by the recipient\nIsento de IVA (art. 9.º CIVA)\n"
+        "broker:acme:wo:ACME-WO-1-R1:r1"
+    )
+    assert payload["invoice"]["po_number"] == "WO 1"  # the human reference stays where it was
+    assert body_problems(SPEC, "InvoiceCreateObject", loads(dumps(payload))) == []
+    # 3969 + newline + marker (30 characters) = 4000 characters: allowed; one more is not
+    one = [line("L", "1", "1.00", "1.00", "0", "0.00")]
+    assert len(invoice_to_freshbooks(invoice(one, legal_notes=["n" * 3969]), SETTINGS)["invoice"]["notes"]) == 4000
+    with pytest.raises(PermanentError) as info:
+        invoice_to_freshbooks(invoice(one, legal_notes=["n" * 3970]), SETTINGS)
+    assert "legal_notes and marker (FreshBooks notes) is 4001 characters, FreshBooks allows 4000" in str(info.value)
+
+
+def test_credit_note_copies_the_invoice_lines_as_freshbooks_holds_them():
+    held = {
+        "invoiceid": 880001,
+        "invoice_number": "ACME-WO-1-R1",
+        "customerid": 31007,
+        "currency_code": "EUR",
+        "language": "en",
+        "notes": "broker:acme:wo:ACME-WO-1-R1:r1",
+        "amount": {"amount": "167.90", "code": "EUR"},
+        "lines": [
+            {
+                "lineid": 1,
+                "type": 0,
+                "name": "Labour",
+                "description": "HVAC 3.25 h",
+                "qty": D("3.25"),
+                "unit_cost": {"amount": "42.00", "code": "EUR"},
+                "amount": {"amount": "136.50", "code": "EUR"},
+                "taxName1": "IVA",
+                "taxAmount1": "23",
+                "updated": "2026-03-02 05:00:00",
+            },
+            {
+                "lineid": 2,
+                "type": 0,
+                "name": "Parts",
+                "description": "",
+                "qty": D("1"),
+                "unit_cost": {"amount": "0.00", "code": "EUR"},
+                "amount": {"amount": "0.00", "code": "EUR"},
+            },
+        ],
+    }
+    body = credit_note_to_freshbooks(held, issued="2026-03-09", reason="replaced by ACME-WO-1-R2")
+    assert body == {
+        "credit_note": {
+            "clientid": 31007,
+            "create_date": "2026-03-09",
+            "credit_number": "ACME-WO-1-R1-CN",
+            "credit_type": "goodwill",
+            "currency_code": "EUR",
+            "notes": "Credit note for invoice ACME-WO-1-R1: replaced by ACME-WO-1-R2\nbroker:acme:wo:ACME-WO-1-R1:r1",
+            "lines": [
+                {
+                    "name": "Labour",
+                    "description": "HVAC 3.25 h",
+                    "qty": D("3.25"),
+                    "unit_cost": {"amount": "42.00", "code": "EUR"},
+                    "taxName1": "IVA",
+                    "taxAmount1": "23",
+                },
+                {"name": "Parts", "qty": D("1"), "unit_cost": {"amount": "0.00", "code": "EUR"}},
+            ],
+            "language": "en",
+        }
+    }
+    assert body_problems(SPEC, "CreditNoteCreateObject", loads(dumps(body))) == []
 
 
 def test_field_reference_is_the_recorded_copy():

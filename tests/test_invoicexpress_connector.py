@@ -22,13 +22,14 @@ from connectors.invoicexpress.emulator import InvoiceXpressEmulator, default_acc
 from connectors.sdk.errors import (
     AuthError,
     ConfigError,
+    NumberConflictError,
     PermanentError,
     RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 
 KEY = "ix-api-KEY-0123456789abcdef"
 
@@ -397,3 +398,149 @@ def test_api_key_never_reaches_the_logs(emulators, caplog):
     caplog.set_level(logging.DEBUG)
     run(emu, lambda c: c.deliver(make_invoice()))
     assert "api_key=***" in caplog.text and KEY not in caplog.text
+
+
+# --------------------------------------------------------------------------- ownership and the lifecycle
+# The standard invoice: before taxes 170.25 + VAT 39.16 = 209.41 (see make_invoice).
+def retire(c, result, *, key="acme:wo:ACME-WO-1-R1:r2", reason="replaced by ACME-WO-1-R2"):
+    previous = ExternalInvoice(result.external_id, result.external_number)
+    return c.retire(previous, key=key, reason=reason, issued=date(2026, 3, 5))
+
+
+def test_find_reads_back_our_marker_the_total_and_payments(emulators):
+    emu = emulators()
+    result = run(emu, lambda c: c.deliver(make_invoice()))
+    [doc] = emu.invoices()
+    assert doc["observations"] == "WO ACME-WO-1-R1\nbroker:acme:wo:ACME-WO-1-R1:r1"
+    emu.mark_paid(int(result.external_id), D("9.41"))
+    found = run(emu, lambda c: c.find("ACME-WO-1-R1"))
+    assert (found.marker, found.total, found.paid, found.status) == (
+        "acme:wo:ACME-WO-1-R1:r1",
+        D("209.41"),
+        D("9.41"),
+        "final",
+    )
+    emu.mark_paid(int(result.external_id))
+    settled = run(emu, lambda c: c.find("ACME-WO-1-R1"))
+    assert (settled.paid, settled.status) == (D("209.41"), "settled")
+
+
+def test_a_foreign_invoice_under_our_number_is_a_number_conflict_and_nothing_changes(emulators):
+    emu = emulators()
+    foreign = emu.plant_foreign(
+        "ACME-WO-1-R1", D("999.00"), client={"name": "Hotel Atlântico Lisboa, S.A.", "code": "CLI-HAL"}
+    )
+    before = emu.invoices()
+    exc = run(emu, lambda c: raises(NumberConflictError, c.deliver(make_invoice())))
+    assert exc.error_class == "number_conflict" and exc.external_id == str(foreign)
+    assert (exc.ours, exc.theirs) == (D("209.41"), D("999.00"))
+    assert "999.00" in str(exc) and "209.41" in str(exc) and "does not carry our marker" in str(exc)
+    assert emu.invoices() == before and emu.credit_notes() == []
+    assert [o for o in ops(emu) if not o.startswith("GET")] == []
+
+
+def test_retire_deletes_a_draft_and_a_repeat_changes_nothing(emulators):
+    emu = emulators()
+
+    async def go(c):
+        result = await c.deliver(make_invoice())
+        return result, await retire(c, result), await retire(c, result)
+
+    result, first, again = run(emu, go, invoice_status="draft")
+    assert (first.action, first.previous_status, first.details) == (
+        "deleted",
+        "draft",
+        {"previous_reference": "ACME-WO-1-R1"},
+    )
+    assert (again.action, again.details) == ("none", {"invoicexpress": "not found"})
+    assert emu.invoices() == [] and emu.credit_notes() == []
+    assert [d["status"] for d in emu.invoices(include_deleted=True)] == ["deleted"]
+    assert ops(emu).count(f"PUT invoices/{result.external_id}/change-state.json") == 1
+
+
+def test_retire_credits_a_final_invoice_in_full_once(emulators):
+    emu = emulators()
+
+    async def go(c):
+        result = await c.deliver(make_invoice())
+        return result, await retire(c, result), await retire(c, result, key="acme:wo:ACME-WO-1:cancel")
+
+    result, credited, again = run(emu, go)
+    [note] = emu.credit_notes()
+    assert (credited.action, credited.previous_number, credited.previous_status) == ("credited", "1/2026", "final")
+    assert (credited.credit_note_id, credited.credit_note_number) == (str(note["id"]), "ACME-WO-1-R1-CN")
+    assert (credited.credit_note_total, credited.paid) == (D("209.41"), None)
+    assert (note["status"], note["type"], note["sequence_number"], note["date"]) == (
+        "final",
+        "CreditNote",
+        "1/2026",
+        "05/03/2026",
+    )
+    assert (note["owner_invoice_id"], note["total"], note["reference"]) == (
+        int(result.external_id),
+        D("209.41"),
+        "ACME-WO-1-R1-CN",
+    )
+    assert note["observations"] == "replaced by ACME-WO-1-R2\nbroker:acme:wo:ACME-WO-1-R1:r2"
+    assert [i["description"] for i in note["items"]] == ["HVAC labour", "Contactor 25A"]
+    [invoice] = emu.invoices()
+    assert invoice["status"] == "final" and emu.balance() == D("0.00")  # never canceled
+    assert (again.action, again.credit_note_id, again.details["invoicexpress"]) == (
+        "none",
+        credited.credit_note_id,
+        "credit note already issued",
+    )
+    assert ops(emu).count("POST credit_notes.json") == 1
+
+
+def test_retire_credits_a_settled_invoice_and_reports_the_payment(emulators):
+    emu = emulators()
+    result = run(emu, lambda c: c.deliver(make_invoice()))
+    emu.mark_paid(int(result.external_id))
+    credited = run(emu, lambda c: retire(c, result))
+    assert (credited.action, credited.previous_status, credited.paid) == ("credited", "settled", D("209.41"))
+    [invoice] = emu.invoices()
+    assert invoice["status"] == "settled" and emu.balance() == D("-209.41")  # the payment is owed back
+
+
+def test_a_credit_note_created_but_not_finalized_is_finalized_by_the_next_retire(emulators):
+    emu = emulators()
+
+    async def go(c):
+        result = await c.deliver(make_invoice())
+        emu.inject_fault("drop_after_commit", only="credit_note_create")
+        exc = await raises(UncertainOutcomeError, retire(c, result))
+        left = emu.credit_notes()
+        return exc, left, await retire(c, result)
+
+    exc, left, again = run(emu, go)
+    assert "credit_notes.json" in str(exc) and [n["status"] for n in left] == ["draft"]
+    [note] = emu.credit_notes()
+    assert (again.action, again.credit_note_id, note["status"]) == ("credited", str(left[0]["id"]), "final")
+    assert emu.balance() == D("0.00")
+
+
+def test_a_credit_note_of_another_invoice_under_our_reference_is_a_number_conflict(emulators):
+    emu = emulators()
+    hal = {"name": "Hotel Atlântico Lisboa, S.A.", "code": "CLI-HAL"}
+    other = emu.plant_foreign("SOMEONE-ELSES", D("50.00"), client=hal)
+
+    async def go(c):
+        result = await c.deliver(make_invoice())
+        body = {
+            "invoice": {
+                "date": "05/03/2026",
+                "due_date": "05/03/2026",
+                "reference": "ACME-WO-1-R1-CN",
+                "client": hal,
+                "items": [{"name": "Acerto", "unit_price": "50.00", "quantity": "1", "tax": {"name": "IVA0"}}],
+                "tax_exemption": "M07",
+                "owner_invoice_id": other,
+            }
+        }
+        await c._call("POST", "/credit_notes.json", "plant", body=body)
+        return await raises(NumberConflictError, retire(c, result))
+
+    exc = run(emu, go)
+    assert (exc.number, exc.ours, exc.theirs) == ("ACME-WO-1-R1-CN", D("209.41"), D("50.00"))
+    assert [n["status"] for n in emu.credit_notes()] == ["draft"] and emu.balance() == D("259.41")

@@ -280,3 +280,120 @@ def test_faults_and_control_api(api, emu):
         assert control.get("/_emulator/invoices").json() == []
     finally:
         control.close()
+
+
+# --------------------------------------------------------------------------- credit notes, payments, balance
+def final_invoice(api, **overrides) -> dict:
+    """A final invoice of 3.25 h x 42.00 = 136.50 + VAT 31.395 -> 31.40 = 167.90."""
+    doc = created(api.req("POST", "/invoices.json", body(**overrides)))
+    api.req("PUT", f"/invoices/{doc['id']}/change-state.json", {"invoice": {"state": "finalized"}})
+    return doc
+
+
+def credit_body(owner, **overrides) -> dict:
+    doc = body(reference="ACME-WO-1-R1-CN", owner_invoice_id=owner)["invoice"]
+    doc.update(overrides)
+    return {"invoice": doc}
+
+
+def errors_of(resp: httpx.Response) -> list[str]:
+    assert resp.status_code == 422, resp.text
+    return [e["error"] for e in resp.json()["errors"]]
+
+
+def test_credit_notes_need_a_final_owner_invoice_of_the_client_and_at_most_its_total(api, emu):
+    draft = created(api.req("POST", "/invoices.json", body(reference="ACME-WO-2-R1")))
+    owner = final_invoice(api)["id"]
+    refusals = {
+        "no owner": credit_body(None),
+        "a draft owner": credit_body(draft["id"]),
+        "another client": credit_body(owner, client={"name": "Outro, Lda", "code": "CLI-OTHER"}),
+        "too much": credit_body(owner, items=[{**body()["invoice"]["items"][0], "unit_price": "42.01"}]),
+    }
+    got = {name: errors_of(api.req("POST", "/credit_notes.json", b)) for name, b in refusals.items()}
+    assert got == {
+        "no owner": ["Owner invoice can't be blank"],
+        "a draft owner": ["Owner invoice must be a finalized invoice of this account"],
+        "another client": ["Client must be the client of the owner invoice"],
+        # 3.25 x 42.01 = 136.5325 -> 136.53, VAT 31.4019 -> 31.40: 167.93 > 167.90
+        "too much": ["Total can't exceed what is left to credit on the owner invoice (167.90)"],
+    }
+    assert emu.credit_notes() == []
+    resp = api.req("POST", "/credit_notes.json", credit_body(owner))
+    assert resp.status_code == 201, resp.text
+    note = loads(resp.content)["credit_note"]
+    assert (note["status"], note["type"], note["total"], note["owner_invoice_id"]) == (
+        "draft",
+        "CreditNote",
+        D("167.90"),
+        owner,
+    )
+    path = f"/credit_notes/{note['id']}"
+    final = loads(api.req("PUT", f"{path}/change-state.json", {"invoice": {"state": "finalized"}}).content)
+    assert final["credit_note"]["status"] == "final" and final["credit_note"]["sequence_number"] == "1/2026"
+    assert errors_of(api.req("PUT", f"{path}/change-state.json", {"invoice": {"state": "settled"}})) == [
+        "Invalid state transition: the document is final and can't be changed to settled"
+    ]
+    # nothing is left to credit on the owner invoice now
+    assert errors_of(api.req("POST", "/credit_notes.json", credit_body(owner))) == [
+        "Total can't exceed what is left to credit on the owner invoice (0.00)"
+    ]
+    listed = api.req("GET", "/credit_notes.json", text="ACME-WO-1-R1-CN").json()
+    assert [d["id"] for d in listed["credit_notes"]] == [note["id"]] and listed["pagination"]["total_entries"] == 1
+    assert loads(api.req("GET", f"{path}.json").content)["credit_note"]["status"] == "final"
+    related = loads(api.req("GET", f"/invoices/{owner}/related-documents.json").content)["documents"]
+    assert [(d["id"], d["type"], d["status"]) for d in related] == [(note["id"], "CreditNote", "final")]
+
+
+def test_paid_and_credited_invoices_are_never_canceled(api, emu):
+    paid = final_invoice(api)["id"]
+    receipt = emu.mark_paid(paid, D("67.90"))
+    partly = errors_of(
+        api.req("PUT", f"/invoices/{paid}/change-state.json", {"invoice": {"state": "canceled", "message": "x"}})
+    )
+    assert partly == ["Invoice has receipts or credit notes so can't be canceled"]
+    emu.mark_paid(paid)  # the other 100.00: settled
+    assert [d["status"] for d in emu.invoices()] == ["settled"]
+    settled = api.req("PUT", f"/invoices/{paid}/change-state.json", {"invoice": {"state": "canceled", "message": "x"}})
+    assert errors_of(settled) == ["Invoice has been settled so can't be changed anymore"]
+    with pytest.raises(ValueError, match="not a final invoice"):
+        emu.mark_paid(paid)
+    related = loads(api.req("GET", f"/invoices/{paid}/related-documents.json").content)["documents"]
+    assert [(d["id"], d["type"], d["total"]) for d in related] == [
+        (receipt, "Receipt", D("67.90")),
+        (receipt + 1, "Receipt", D("100.00")),
+    ]
+    credited = final_invoice(api, reference="ACME-WO-2-R1")["id"]
+    note = loads(api.req("POST", "/credit_notes.json", credit_body(credited)).content)["credit_note"]
+    api.req("PUT", f"/credit_notes/{note['id']}/change-state.json", {"invoice": {"state": "finalized"}})
+    refused = api.req(
+        "PUT", f"/invoices/{credited}/change-state.json", {"invoice": {"state": "canceled", "message": "x"}}
+    )
+    assert errors_of(refused) == ["Invoice has receipts or credit notes so can't be canceled"]
+    # settled 0.00 + (167.90 - 167.90 credited) = 0.00; the payments stay as they were
+    assert emu.balance() == D("0.00")
+
+
+def test_balance_and_the_control_api(emu):
+    base = emu.url
+    api = Api(emu)
+    control = httpx.Client(base_url=base, timeout=5)
+    try:
+        owner = final_invoice(api)["id"]
+        created(api.req("POST", "/invoices.json", body(reference="DRAFT-R1")))  # drafts owe nothing
+        paid = control.post("/_emulator/payments", json={"invoice_id": owner, "amount": "60.00"}).json()
+        assert paid["ok"] is True and loads(control.get("/_emulator/balance").content) == {"balance": D("107.90")}
+        assert control.post("/_emulator/payments", json={"invoice_id": owner, "amount": "107.91"}).status_code == 400
+        note = loads(api.req("POST", "/credit_notes.json", credit_body(owner)).content)["credit_note"]
+        assert emu.balance() == D("107.90")  # a draft credit note counts zero
+        api.req("PUT", f"/credit_notes/{note['id']}/change-state.json", {"invoice": {"state": "finalized"}})
+        assert emu.balance() == D("-60.00")
+        [listed] = loads(control.get("/_emulator/credit-notes").content)
+        assert (listed["id"], listed["account"], listed["total"]) == (note["id"], "acme-demo", D("167.90"))
+        foreign = control.post("/_emulator/foreign", json={"reference": "X-1", "total": "999.00"}).json()
+        planted = loads(api.req("GET", f"/invoices/{foreign['id']}.json").content)["invoice"]
+        assert (planted["status"], planted["total"], planted["observations"]) == ("final", D("999.00"), "")
+        assert emu.balance() == D("939.00")
+    finally:
+        control.close()
+        api.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from connectors.invoicexpress.mapper import (
+    credit_note_to_invoicexpress,
     dumps,
     expected_total,
     invoice_from_invoicexpress,
@@ -214,7 +215,9 @@ def test_golden_totals_equal_ours_with_vat_per_item():
 def test_standard_body_by_hand():
     body = build("standard_eur")["body"]["invoice"]
     assert body["date"] == "03/03/2026" and body["due_date"] == "02/04/2026"
-    assert body["reference"] == "ACME-WO-1001-R1" and body["observations"] == "WO 1001"
+    # the work-order reference, then our ownership marker on the last line
+    assert body["reference"] == "ACME-WO-1001-R1"
+    assert body["observations"] == "WO 1001\nbroker:acme-fm:wo:ACME-WO-1001-R1:r1"
     assert body["client"] == {
         "name": "Hotel Atlântico Lisboa, S.A.",
         "code": "C-0042",
@@ -252,9 +255,8 @@ def test_exempt_and_folded_items():
         ("1", "60.04", "Refrigerant R410A (2.5 kg × 24.0150)"),
         ("1", "7.88", "Cable ties (7 un × 1.125)"),
     ]
-    assert (
-        build("folded_lines")["body"]["invoice"]["observations"]
-        == "WO 1003\nTrabalhos ao abrigo do contrato CT-2026-01"
+    assert build("folded_lines")["body"]["invoice"]["observations"] == (
+        "WO 1003\nTrabalhos ao abrigo do contrato CT-2026-01\nbroker:acme-fm:wo:ACME-WO-1003-R1:r1"
     )
     inclusive = build("tax_inclusive")["body"]["invoice"]["items"]
     assert [i["unit_price"] for i in inclusive] == ["100.00", "18.29"] and inclusive[1][
@@ -330,3 +332,71 @@ def test_dates_and_reading_back():
     assert (
         invoice_from_invoicexpress({"id": 9002, "status": "draft", "sequence_number": "draft", "total": 1}).number == ""
     )
+
+
+def test_reading_the_marker_back():
+    doc = {"id": 9001, "status": "final", "total": D("209.41"), "observations": "WO 1\nbroker:acme-fm:wo:1:r2"}
+    found = invoice_from_invoicexpress(doc, paid=D("9.41"))
+    assert (found.marker, found.paid) == ("acme-fm:wo:1:r2", D("9.41"))
+    assert invoice_from_invoicexpress({**doc, "observations": "WO 1"}).marker is None
+
+
+def test_credit_note_copies_the_invoice_items_and_names_its_owner():
+    invoice_doc = {
+        "id": 9001,
+        "date": "03/03/2026",
+        "sequence_id": "1115355",
+        "tax_exemption": "M40",
+        "client": {"id": 5001, "name": "Hotel Atlântico Lisboa, S.A.", "code": "CLI-HAL", "email": "a@b.pt"},
+        "items": [
+            {
+                "name": "Mão de obra",
+                "description": "HVAC labour",
+                "unit_price": D("42.00"),
+                "quantity": D("3.25"),
+                "discount": D("0"),
+                "tax": {"name": "IVA23", "value": D("23")},
+                "subtotal": D("136.50"),
+            },
+            {
+                "name": "Material",
+                "description": "Contactor",
+                "unit_price": "18.75",
+                "quantity": "2",
+                "discount": "10",
+                "tax": {"name": "IVA0", "value": "0"},
+            },
+        ],
+    }
+    got = credit_note_to_invoicexpress(invoice_doc, reference="R1-CN", issued=date(2026, 3, 1), observations="x")
+    assert got == {
+        "invoice": {
+            "date": "03/03/2026",  # never before the invoice it credits
+            "due_date": "03/03/2026",
+            "reference": "R1-CN",
+            "observations": "x",
+            "client": {"name": "Hotel Atlântico Lisboa, S.A.", "code": "CLI-HAL"},
+            "items": [
+                {
+                    "name": "Mão de obra",
+                    "description": "HVAC labour",
+                    "unit_price": "42.00",
+                    "quantity": "3.25",
+                    "tax": {"name": "IVA23"},
+                },
+                {
+                    "name": "Material",
+                    "description": "Contactor",
+                    "unit_price": "18.75",
+                    "quantity": "2",
+                    "discount": "10",
+                    "tax": {"name": "IVA0"},
+                },
+            ],
+            "owner_invoice_id": 9001,
+            "tax_exemption": "M40",
+            "sequence_id": "1115355",
+        }
+    }
+    later = credit_note_to_invoicexpress(invoice_doc, reference="R", issued=date(2026, 3, 9), observations="")
+    assert (later["invoice"]["date"], later["invoice"]["due_date"]) == ("09/03/2026", "09/03/2026")

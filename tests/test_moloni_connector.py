@@ -21,13 +21,14 @@ from connectors.moloni.emulator import MoloniEmulator
 from connectors.sdk.errors import (
     AuthError,
     ConfigError,
+    NumberConflictError,
     PermanentError,
     RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 from connectors.sdk.oauth2 import MemoryTokenStore
 
 SECRET = "moloni-client-SECRET-41"
@@ -440,3 +441,163 @@ def test_customer_found_by_vat_number_or_created(emulators):
     )
     refused = run(emu, lambda c: raises(PermanentError, c.deliver(stranger)))
     assert "client CLI-X" in str(refused) and "create_customers" in str(refused)
+
+
+# --------------------------------------------------------------------------- ownership and the lifecycle
+# The standard invoice: net 170.25 + VAT 39.16 = 209.41 (see make_invoice).
+def retire(c, result, *, key="acme:wo:ACME-WO-1-R1:r2", reason="replaced by ACME-WO-1-R2"):
+    previous = ExternalInvoice(result.external_id, result.external_number)
+    return c.retire(previous, key=key, reason=reason, issued=date(2026, 3, 5))
+
+
+def test_find_reads_back_our_marker_moloni_total_and_payments(emulators):
+    emu = emulators()
+    result = run(emu, lambda c: c.deliver(make_invoice()))
+    [doc] = emu.invoices()
+    assert doc["notes"] == "broker:acme:wo:ACME-WO-1-R1:r1" and doc["our_reference"] == "WO ACME-WO-1-R1"
+    emu.mark_paid(int(result.external_id), D("100.00"))
+    found = run(emu, lambda c: c.find("ACME-WO-1-R1"))
+    assert (found.marker, found.total, found.paid, found.status) == (
+        "acme:wo:ACME-WO-1-R1:r1",
+        D("209.41"),
+        D("100.00"),
+        "closed",
+    )
+
+
+def test_a_foreign_invoice_under_our_number_is_a_number_conflict_and_nothing_changes(emulators):
+    emu = emulators()
+    foreign = emu.plant_foreign("ACME-WO-1-R1", D("999.00"))
+    before = emu.invoices()
+    exc = run(emu, lambda c: raises(NumberConflictError, c.deliver(make_invoice())))
+    assert exc.error_class == "number_conflict" and exc.external_id == str(foreign)
+    assert (exc.ours, exc.theirs) == (D("209.41"), D("999.00"))
+    assert "999.00" in str(exc) and "209.41" in str(exc) and "does not carry our marker" in str(exc)
+    assert emu.invoices() == before and emu.credit_notes() == []
+    assert "invoices/insert" not in api_calls(emu) and "invoices/update" not in api_calls(emu)
+
+
+def test_retire_deletes_a_draft_and_a_repeat_changes_nothing(emulators):
+    emu = emulators()
+
+    async def go(c):
+        result = await c.deliver(make_invoice())
+        return await retire(c, result), await retire(c, result)
+
+    first, again = run(emu, go, invoice_status="draft")
+    assert (first.action, first.previous_status, first.credit_note_number) == ("deleted", "draft", None)
+    assert first.details == {"previous_reference": "ACME-WO-1-R1"}
+    assert (again.action, again.details) == ("none", {"moloni": "invoice not found"})
+    assert emu.invoices() == [] and emu.credit_notes() == []
+    assert api_calls(emu).count("invoices/delete") == 1
+
+
+def test_retire_credits_a_closed_invoice_in_full_once(emulators):
+    emu = emulators()
+
+    async def go(c):
+        result = await c.deliver(make_invoice())
+        return result, await retire(c, result), await retire(c, result, key="acme:wo:ACME-WO-1:cancel")
+
+    result, credited, again = run(emu, go)
+    [note] = emu.credit_notes()
+    assert (credited.action, credited.previous_number, credited.previous_status) == ("credited", "FT 2026/1", "closed")
+    assert (credited.credit_note_id, credited.credit_note_number) == (str(note["document_id"]), "ACME-WO-1-R1-CN")
+    assert (credited.credit_note_total, credited.paid) == (D("209.41"), None)
+    # the invoice's own two products, closed, numbered 1 in the credit notes of series 7, dated the 5th
+    assert (note["status"], note["number"], note["date"], note["net_value"]) == (1, 1, "2026-03-05", D("209.41"))
+    assert note["your_reference"] == "ACME-WO-1-R1-CN" and len(note["products"]) == 2
+    assert note["associated_documents"] == [{"associated_id": int(result.external_id), "value": D("209.41")}]
+    assert note["notes"] == "replaced by ACME-WO-1-R2\nbroker:acme:wo:ACME-WO-1-R1:r2"
+    [invoice] = emu.invoices()
+    assert (invoice["status"], invoice["reconciled_value"]) == (1, D("209.41"))  # closed, never changed
+    assert emu.balance() == D("0.00")
+    assert (again.action, again.credit_note_id, again.details["moloni"]) == (
+        "none",
+        credited.credit_note_id,
+        "credit note already issued",
+    )
+    assert api_calls(emu).count("creditNotes/insert") == 1 and "invoices/delete" not in api_calls(emu)
+
+
+def test_retire_credits_a_partly_paid_invoice_and_reports_the_payment(emulators):
+    emu = emulators()
+    result = run(emu, lambda c: c.deliver(make_invoice()))
+    emu.mark_paid(int(result.external_id), D("100.00"))
+    credited = run(emu, lambda c: retire(c, result))
+    assert (credited.action, credited.paid, credited.credit_note_total) == ("credited", D("100.00"), D("209.41"))
+    # 209.41 due less 100.00 paid = 109.41 settled by the credit note; its other 100.00 is owed back
+    [note] = emu.credit_notes()
+    assert note["reconciled_value"] == D("109.41") and emu.balance() == D("-100.00")
+
+
+def test_a_lost_credit_note_insert_is_found_by_the_next_retire(emulators):
+    emu = emulators()
+
+    async def go(c):
+        result = await c.deliver(make_invoice())
+        emu.inject_fault("timeout_after_commit", only="creditNotes/insert")
+        exc = await raises(UncertainOutcomeError, retire(c, result))
+        return exc, await retire(c, result)
+
+    exc, again = run(emu, go, timeout_seconds=0.3)
+    [note] = emu.credit_notes()
+    assert "creditNotes/insert" in str(exc)
+    assert (again.action, again.credit_note_id, again.credit_note_total) == (
+        "none",
+        str(note["document_id"]),
+        D("209.41"),
+    )
+    assert emu.balance() == D("0.00")
+
+
+async def someone_credits(c, invoice_id: int, value: D, products: list, *, status: int) -> None:
+    """A credit note under our credit-note reference ACME-WO-1-R1-CN, inserted outside ``retire``."""
+    fields = {
+        "company_id": 5,
+        "date": "2026-03-04",
+        "document_set_id": 7,
+        "customer_id": 201,
+        "your_reference": "ACME-WO-1-R1-CN",
+        "associated_documents": [{"associated_id": invoice_id, "value": value}],
+        "status": status,
+        "products": products,
+    }
+    await c._api("creditNotes/insert", fields, idempotent=False)
+
+
+def test_a_draft_credit_note_under_our_reference_is_closed_not_duplicated(emulators):
+    emu = emulators()
+
+    async def go(c):
+        result = await c.deliver(make_invoice())
+        doc = await c._get_one(int(result.external_id))
+        products = [
+            {k: p[k] for k in ("product_id", "name", "qty", "price", "discount")}
+            | {"taxes": [{"tax_id": t["tax_id"]} for t in p["taxes"]]}
+            for p in doc["products"]
+        ]
+        await someone_credits(c, int(result.external_id), D("209.41"), products, status=0)
+        return await retire(c, result)
+
+    credited = run(emu, go)
+    [note] = emu.credit_notes()
+    assert (note["status"], note["date"], str(note["document_id"])) == (1, "2026-03-04", credited.credit_note_id)
+    assert credited.action == "credited" and credited.credit_note_total == D("209.41")
+    assert api_calls(emu).count("creditNotes/insert") == 1 and api_calls(emu).count("creditNotes/update") == 1
+    assert emu.balance() == D("0.00")
+
+
+def test_a_credit_note_of_another_invoice_under_our_reference_is_a_number_conflict(emulators):
+    emu = emulators()
+    other = emu.plant_foreign("SOMEONE-ELSES", D("50.00"))
+
+    async def go(c):
+        result = await c.deliver(make_invoice())
+        products = [{"product_id": 101, "name": "X", "qty": 1, "price": D("50.00"), "exemption_reason": "M07"}]
+        await someone_credits(c, other, D("50.00"), products, status=1)
+        return await raises(NumberConflictError, retire(c, result))
+
+    exc = run(emu, go)
+    assert (exc.number, exc.ours, exc.theirs) == ("ACME-WO-1-R1-CN", D("209.41"), D("50.00"))
+    assert len(emu.credit_notes()) == 1 and emu.balance() == D("209.41")

@@ -378,3 +378,112 @@ def test_faults_and_control_api(api):
         assert api.call("companies/getAll", {}).status_code == 200  # tokens survive a reset
     finally:
         control.close()
+
+
+# --------------------------------------------------------------------------- credit notes, receipts, balance
+def closed_invoice(api) -> int:
+    """A closed invoice of 3.25 h x 42.00 = 136.50 + VAT 31.395 -> 31.40 = 167.90."""
+    document_id = api.ok("invoices/insert", draft())["document_id"]
+    api.ok("invoices/update", {"company_id": 5, "document_id": document_id, "status": 1})
+    return document_id
+
+
+def credit(invoice_id, value, **overrides) -> dict:
+    fields = {
+        "company_id": 5,
+        "date": "2026-03-05",
+        "document_set_id": 7,
+        "customer_id": 201,
+        "your_reference": "ACME-WO-1-R1-CN",
+        "associated_documents": [{"associated_id": invoice_id, "value": value}],
+        "status": 1,
+        "products": draft()["products"],
+    }
+    fields.update(overrides)
+    return fields
+
+
+def test_credit_notes_need_a_closed_invoice_of_the_customer_and_at_most_its_value(api):
+    draft_id = api.ok("invoices/insert", draft())["document_id"]
+    invoice_id = closed_invoice(api)
+    refusals = {
+        "no association": credit(invoice_id, D("167.90"), associated_documents=[]),
+        "a draft": credit(draft_id, D("167.90")),
+        "another customer": credit(invoice_id, D("167.90"), customer_id=202),
+        "too much": credit(invoice_id, D("167.91")),
+    }
+    fields = {name: api.ok("creditNotes/insert", body)[0]["field"] for name, body in refusals.items()}
+    assert fields == {
+        "no association": "associated_documents",
+        "a draft": "associated_documents[0][associated_id]",
+        "another customer": "associated_documents[0][associated_id]",
+        "too much": "associated_documents[0][value]",
+    }
+    assert api.ok("creditNotes/getAll", {"company_id": 5}) == []
+    half = api.ok(
+        "creditNotes/insert",
+        credit(
+            invoice_id,
+            D("100.00"),
+            products=[{"product_id": 101, "name": "Acerto", "qty": 1, "price": D("100.00"), "exemption_reason": "M07"}],
+        ),
+    )["document_id"]
+    # 167.90 - 100.00 = 67.90 is all that is left to credit on the invoice
+    assert api.ok("creditNotes/insert", credit(invoice_id, D("67.91")))[0]["field"] == "associated_documents[0][value]"
+    note = api.ok("creditNotes/getOne", {"company_id": 5, "document_id": half})
+    assert (note["status"], note["number"], note["reconciled_value"]) == (1, 1, D("100.00"))
+    invoice = api.ok("invoices/getOne", {"company_id": 5, "document_id": invoice_id})
+    assert invoice["reconciled_value"] == D("100.00")
+    assert [(r["document_id"], r["value"]) for r in invoice["reverse_associated_documents"]] == [(half, D("100.00"))]
+
+
+def test_closing_a_credit_note_reconciles_the_invoice_and_freezes_the_note(api):
+    invoice_id = closed_invoice(api)
+    note_id = api.ok("creditNotes/insert", credit(invoice_id, D("167.90"), status=0))["document_id"]
+    assert api.ok("invoices/getOne", {"company_id": 5, "document_id": invoice_id})["reconciled_value"] == D("0.00")
+    assert api.ok("creditNotes/update", {"company_id": 5, "document_id": note_id, "status": 1}) == {
+        "valid": 1,
+        "document_id": note_id,
+    }
+    assert api.ok("creditNotes/update", {"company_id": 5, "document_id": note_id, "status": 1})[0]["description"] == (
+        "Document is closed and can't be updated"
+    )
+    assert api.ok("creditNotes/delete", {"company_id": 5, "document_id": note_id})[0]["description"] == (
+        "Document is closed and can't be deleted"
+    )
+    rows = api.ok("creditNotes/getAll", {"company_id": 5, "your_reference": "ACME-WO-1-R1-CN"})
+    assert [(r["document_id"], r["status"], r["net_value"]) for r in rows] == [(note_id, 1, D("167.90"))]
+    assert "notes" not in rows[0]  # getAll rows carry no notes; getOne does
+    assert "notes" in api.ok("creditNotes/getOne", {"company_id": 5, "document_id": note_id})
+    invoice = api.ok("invoices/getOne", {"company_id": 5, "document_id": invoice_id})
+    assert (invoice["status"], invoice["reconciled_value"]) == (1, D("167.90"))
+
+
+def test_receipts_balance_and_the_control_api(emulators):
+    emu = emulators()
+    a = Api(emu)
+    try:
+        invoice_id = closed_invoice(a)
+        draft_id = a.ok("invoices/insert", draft(your_reference="ACME-WO-2-R1"))["document_id"]
+        with pytest.raises(ValueError, match="not a closed invoice"):
+            emu.mark_paid(draft_id)
+        with pytest.raises(ValueError, match=r"167\.90 is due"):
+            emu.mark_paid(invoice_id, D("167.91"))
+        control = httpx.Client(base_url=emu.url, timeout=5)
+        try:
+            paid = control.post("/_emulator/payments", json={"document_id": invoice_id, "value": "60.00"}).json()
+            assert paid["ok"] is True and loads(control.get("/_emulator/balance").content) == {"balance": D("107.90")}
+            # a credit note for the whole 167.90: 107.90 settles the invoice, 60.00 is owed to the customer
+            note_id = a.ok("creditNotes/insert", credit(invoice_id, D("167.90")))["document_id"]
+            assert emu.balance() == D("-60.00") and emu.balance(customer_id=202) == D("0.00")
+            [listed] = loads(control.get("/_emulator/credit-notes").content)
+            assert listed["document_id"] == note_id and listed["reconciled_value"] == D("107.90")
+            foreign = control.post("/_emulator/foreign", json={"your_reference": "X-1", "total": "999.00"}).json()
+            planted = a.ok("invoices/getOne", {"company_id": 5, "document_id": foreign["document_id"]})
+            assert (planted["status"], planted["net_value"], planted["notes"]) == (1, D("999.00"), "")
+            assert emu.balance() == D("939.00")
+            assert control.post("/_emulator/payments", json={"document_id": draft_id}).status_code == 400
+        finally:
+            control.close()
+    finally:
+        a.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from connectors.moloni.mapper import (
+    credit_note_to_moloni,
     document_label,
     form_body,
     form_fields,
@@ -28,6 +29,7 @@ from connectors.moloni.mapper import (
     moloni_totals,
     parse_form,
     predicted_totals,
+    reverse_links,
 )
 from connectors.moloni.settings import MoloniSettings
 from connectors.sdk.errors import PermanentError
@@ -264,7 +266,10 @@ def test_folded_lines_keep_quantity_and_price_in_the_summary():
     products = build("folded_lines")["payload"]["products"]
     assert (products[0]["qty"], products[0]["price"], products[0]["summary"]) == ("1", "140.00", "3.3333 h × 42.00")
     assert (products[1]["qty"], products[1]["price"], products[1]["summary"]) == ("1", "60.04", "2.5 kg × 24.0150")
-    assert build("folded_lines")["payload"]["notes"] == "Trabalhos ao abrigo do contrato CT-2026-01"
+    # the legal notes, then our ownership marker on the last line (read back by invoice_from_moloni)
+    assert build("folded_lines")["payload"]["notes"] == (
+        "Trabalhos ao abrigo do contrato CT-2026-01\nbroker:acme-fm:wo:ACME-WO-1003-R1:r1"
+    )
     inclusive = build("tax_inclusive")["payload"]["products"]
     assert [p["price"] for p in inclusive] == ["100.00", "18.29"]
     assert inclusive[1]["summary"] == "0.5 h × 45.00 (IVA incl.)"
@@ -365,3 +370,83 @@ def test_reading_documents_back():
     assert (found.external_id, found.number, found.total, found.status) == ("1001", "FT 2026/12", D("209.41"), "closed")
     assert invoice_from_moloni({**closed, "number": 0, "status": 0}).number == ""
     assert invoice_from_moloni({**closed, "number": 0, "status": 0}).status == "draft"
+
+
+def test_reading_the_marker_and_the_reconciliations_back():
+    doc = {
+        "document_id": 1001,
+        "status": 1,
+        "net_value": D("209.41"),
+        "notes": "Isento de IVA nos termos do artigo 9.º do CIVA\nbroker:acme-fm:wo:1001:r2",
+        "reverse_associated_documents": [
+            {"document_id": 1002, "value": D("100.00"), "reverse_associated_document": {"document_id": 1002}},
+            {"document_id": 1003, "value": "9.41"},
+            {"value": D("1.00")},  # no id: ignored
+        ],
+    }
+    found = invoice_from_moloni(doc, paid=D("100.00"))
+    assert (found.marker, found.paid) == ("acme-fm:wo:1001:r2", D("100.00"))
+    assert invoice_from_moloni({**doc, "notes": "Obra 12"}).marker is None
+    assert reverse_links(doc) == [(1002, D("100.00")), (1003, D("9.41"))]
+
+
+def test_credit_note_copies_the_invoice_products_and_names_it():
+    invoice_doc = {
+        "document_id": 1001,
+        "document_set_id": 7,
+        "customer_id": 201,
+        "date": "2026-03-03",
+        "net_value": D("209.41"),
+        "products": [
+            {
+                "product_id": 101,
+                "name": "HVAC labour",
+                "summary": "",
+                "qty": D("3.25"),
+                "price": D("42.00"),
+                "discount": D("0"),
+                "order": 0,
+                "exemption_reason": "",
+                "taxes": [{"tax_id": 1, "value": D("23"), "order": 0, "cumulative": 0, "total_value": D("31.40")}],
+            },
+            {"product_id": 104, "name": "Waste fee", "qty": "1", "price": "12.50", "exemption_reason": "M07"},
+        ],
+    }
+    fields = credit_note_to_moloni(
+        invoice_doc, company_id=5, your_reference="ACME-WO-1001-R1-CN", issued=date(2026, 3, 1), notes="cancelled"
+    )
+    assert fields == {
+        "company_id": 5,
+        "date": "2026-03-03",  # never before the invoice it credits
+        "document_set_id": 7,
+        "customer_id": 201,
+        "your_reference": "ACME-WO-1001-R1-CN",
+        "notes": "cancelled",
+        "associated_documents": [{"associated_id": 1001, "value": D("209.41")}],
+        "status": 1,
+        "products": [
+            {
+                "product_id": 101,
+                "name": "HVAC labour",
+                "summary": "",
+                "qty": D("3.25"),
+                "price": D("42.00"),
+                "discount": D("0"),
+                "order": 0,
+                "taxes": [{"tax_id": 1, "value": D("23"), "order": 0, "cumulative": 0}],
+            },
+            {
+                "product_id": 104,
+                "name": "Waste fee",
+                "summary": "",
+                "qty": D("1"),
+                "price": D("12.50"),
+                "discount": D("0"),
+                "order": 1,
+                "exemption_reason": "M07",
+            },
+        ],
+    }
+    assert dict(form_fields(fields))["associated_documents[0][value]"] == "209.41"
+    later = credit_note_to_moloni(invoice_doc, company_id=5, your_reference="R-CN", issued=date(2026, 3, 9), notes="")
+    assert later["date"] == "2026-03-09"

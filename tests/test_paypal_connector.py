@@ -21,12 +21,13 @@ from connectors.sdk.errors import (
     AuthError,
     ConfigError,
     MissingScopeError,
+    NumberConflictError,
     PermanentError,
     RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
 )
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 from connectors.sdk.oauth2 import FileTokenStore, MemoryTokenStore
 
 SPEC = Path(__file__).resolve().parent / "specs" / "paypal" / "invoicing_v2.json"
@@ -192,7 +193,7 @@ def test_deliver_creates_sends_and_totals_match_to_the_cent(emulators):
     assert breakdown["tax_total"]["value"] == "39.16"
     assert [i["tax"]["amount"]["value"] for i in stored["items"]] == ["31.40", "7.76"]
     assert stored["detail"]["payment_term"] == {"term_type": "NET_30", "due_date": "2026-04-01"}
-    assert stored["detail"]["memo"] == "broker invoice acme:wo:ACME-WO-1-R1:r1"
+    assert stored["detail"]["memo"] == "broker:acme:wo:ACME-WO-1-R1:r1"  # our ownership marker, private
     assert stored["primary_recipients"][0]["billing_info"] == {
         "business_name": "Hotel Atlântico Lisboa, S.A.",
         "email_address": CUSTOMER,
@@ -367,8 +368,9 @@ def test_existing_draft_with_another_total_is_not_sent(emulators):
     emu = emulators()
     other = make_invoice(lines=[line("Other work", "1", "50.00", "50.00", "23", "11.50", "61.50")])
     run(with_connector(settings_for(emu, invoice_status="DRAFT"), lambda c: c.deliver(other)))
-    exc = run(with_connector(settings_for(emu), lambda c: _raises(PermanentError, c.deliver(make_invoice()))))
-    assert "61.50" in str(exc) and "209.41" in str(exc) and "not sent" in str(exc)
+    exc = run(with_connector(settings_for(emu), lambda c: _raises(NumberConflictError, c.deliver(make_invoice()))))
+    # our marker, another total: never adopted nor sent
+    assert "its total is 61.50, ours 209.41" in str(exc) and (exc.ours, exc.theirs) == (D("209.41"), D("61.50"))
     assert emu.invoices()[0]["status"] == "DRAFT" and emu.emails == []
 
 
@@ -648,3 +650,198 @@ def test_registered_entry_point():
         {"client_id": "c", "client_secret_env": "E", "rate_limit_per_minute": 30, "max_concurrency": 4}, tenant="t"
     )
     assert (tuned.settings.rate_limit_per_minute, tuned.settings.max_concurrency) == (30, 4)
+
+
+# --------------------------------------------------------------------------- lifecycle
+ISSUED = date(2026, 3, 9)
+
+
+def revision_2() -> Invoice:
+    """ACME-WO-1-R2: the standard lines (209.41) and one more hour at 42.00 + 23 % (9.66) = 261.07."""
+    extra = line("Extra labour", "1", "42.00", "42.00", "23", "9.66", "51.66", unit="h")
+    return make_invoice("ACME-WO-1-R2", lines=[*standard_lines(), extra])
+
+
+def retire(emu, previous, **overrides):
+    return run(
+        with_connector(
+            settings_for(emu, **overrides),
+            lambda c: c.retire(previous, key="acme:wo:ACME-WO-1:cancel", reason="Work order cancelled", issued=ISSUED),
+        )
+    )
+
+
+def deliver(emu, invoice, **overrides):
+    return run(with_connector(settings_for(emu, **overrides), lambda c: c.deliver(invoice)))
+
+
+def amend(emu, invoice, previous):
+    return run(with_connector(settings_for(emu), lambda c: c.amend(invoice, previous)))
+
+
+def test_marker_legal_notes_and_find(emulators):
+    emu = emulators()
+    legal = "Reverse charge: VAT to be accounted for by the recipient (Art. 196 Directive 2006/112/EC)"
+    result = deliver(emu, make_invoice().model_copy(update={"legal_notes": [legal]}), note="Obrigado")
+    [stored] = emu.invoices()
+    assert stored["detail"]["note"] == f"Obrigado\n{legal}"  # printed on the invoice, after the tenant's note
+    assert stored["detail"]["memo"] == "broker:acme:wo:ACME-WO-1-R1:r1"
+    emu.record_payment(result.external_id, D("9.41"))
+    found = run(with_connector(settings_for(emu), lambda c: c.find("ACME-WO-1-R1")))
+    assert found == ExternalInvoice(
+        result.external_id,
+        "ACME-WO-1-R1",
+        D("209.41"),
+        "PARTIALLY_PAID",
+        marker="acme:wo:ACME-WO-1-R1:r1",
+        paid=D("9.41"),
+    )
+
+
+def test_foreign_invoice_under_our_number_is_never_adopted(emulators):
+    emu = emulators()
+    foreign = emu.plant_invoice("ACME-WO-1-R1", D("999.00"))
+    exc = run(with_connector(settings_for(emu), lambda c: _raises(NumberConflictError, c.deliver(make_invoice()))))
+    assert "999.00" in str(exc) and "209.41" in str(exc) and "does not carry our marker" in str(exc)
+    assert (exc.external_id, exc.theirs, exc.ours) == (foreign, D("999.00"), D("209.41"))
+    assert [(i["id"], i["status"], i["amount"]["value"]) for i in emu.invoices()] == [(foreign, "SENT", "999.00")]
+    assert [m for m, p, _ in api_calls(emu) if m != "POST" or "search" not in p] == []  # nothing but the lookup
+
+
+def test_retire_deletes_drafts_and_scheduled_and_cancels_sent(emulators):
+    emu = emulators(today=lambda: date(2026, 3, 2))
+    draft = deliver(emu, make_invoice("ACME-WO-1-R1"), invoice_status="DRAFT")
+    scheduled = deliver(emu, make_invoice("ACME-WO-2-R1", issue=date(2026, 3, 20), due=date(2026, 4, 19)))
+    sent = deliver(emu, make_invoice("ACME-WO-3-R1"))
+    assert (scheduled.details["status"], sent.details["status"]) == ("SCHEDULED", "SENT")
+    results = [
+        retire(emu, ExternalInvoice(r.external_id, r.external_number)) for r in (draft, scheduled, sent, draft, sent)
+    ]
+    assert [(r.action, r.previous_status) for r in results] == [
+        ("deleted", "DRAFT"),
+        ("deleted", "SCHEDULED"),
+        ("voided", "SENT"),
+        ("none", None),  # gone
+        ("none", "CANCELLED"),
+    ]
+    assert [(i["detail"]["invoice_number"], i["status"]) for i in emu.invoices()] == [("ACME-WO-3-R1", "CANCELLED")]
+    assert emu.emails[-1] == {
+        "invoice_id": sent.external_id,
+        "invoice_number": "ACME-WO-3-R1",
+        "to": CUSTOMER,
+        "subject": "Invoice cancelled",
+        "note": "Work order cancelled",
+    }
+    assert emu.balance() == D("0.00")
+
+
+def test_a_paid_invoice_is_never_cancelled_the_operator_refunds_it(emulators):
+    emu = emulators()
+    first = deliver(emu, make_invoice())
+    emu.record_payment(first.external_id)
+    previous = ExternalInvoice(first.external_id, "ACME-WO-1-R1")
+    exc = run(
+        with_connector(
+            settings_for(emu),
+            lambda c: _raises(PermanentError, c.retire(previous, key="k", reason="cancelled", issued=ISSUED)),
+        )
+    )
+    assert not isinstance(exc, NumberConflictError)
+    text = str(exc)
+    assert "is PAID (total 209.41 EUR, paid 209.41 EUR)" in text and "no credit notes" in text
+    assert f"/v2/invoicing/invoices/{first.external_id}/refunds" in text and "REFUNDED" in text
+    assert emu.invoices()[0]["status"] == "PAID" and not any("/cancel" in p for _, p, _ in emu.calls)
+    emu.set_status(first.external_id, "REFUNDED")  # the operator refunded it in PayPal
+    assert retire(emu, previous).action == "none"
+
+
+def test_a_paid_invoice_is_replaced_with_its_total_deducted(emulators):
+    emu = emulators()
+    first = deliver(emu, make_invoice())
+    emu.record_payment(first.external_id)  # 209.41 paid
+    previous = ExternalInvoice(first.external_id, "ACME-WO-1-R1")
+    amended = amend(emu, revision_2(), previous)
+    again = amend(emu, revision_2(), previous)
+    assert {k: amended.details[k] for k in ("amendment", "previous_status", "previous_paid", "deducted")} == {
+        "amendment": "deducted",
+        "previous_status": "PAID",
+        "previous_paid": "209.41",
+        "deducted": "209.41",
+    }
+    assert (amended.created, amended.details["status"], amended.details["total"]) == (True, "SENT", "51.66")
+    assert (again.external_id, again.created) == (amended.external_id, False)
+    old, new = emu.invoices()
+    assert old["status"] == "PAID"  # never cancelled: the payment stays recorded on it
+    # 261.07 less the 209.41 already invoiced (and paid) = 51.66 due
+    assert new["amount"]["breakdown"]["custom"] == {
+        "label": "Already invoiced on ACME-WO-1-R1",
+        "amount": {"currency_code": "EUR", "value": "-209.41"},
+    }
+    assert (new["amount"]["value"], new["status"], new["detail"]["memo"]) == (
+        "51.66",
+        "SENT",
+        "broker:acme:wo:ACME-WO-1-R2:r1",
+    )
+    assert emu.balance() == D("261.07") - D("209.41")
+
+
+def test_a_partly_paid_invoice_is_replaced_and_its_rest_stays_due(emulators):
+    emu = emulators()
+    first = deliver(emu, make_invoice())
+    emu.record_payment(first.external_id, D("100.00"))  # 109.41 still due on R1
+    amended = amend(emu, revision_2(), ExternalInvoice(first.external_id, "ACME-WO-1-R1"))
+    assert (amended.details["amendment"], amended.details["previous_paid"], amended.details["total"]) == (
+        "deducted",
+        "100.00",
+        "51.66",
+    )
+    # owed: 109.41 on R1 + 51.66 on R2 = 161.07 = 261.07 - 100.00 paid
+    assert emu.balance() == D("161.07") == revision_2().total - D("100.00")
+
+
+def test_a_revision_below_what_was_paid_needs_a_refund_first(emulators):
+    emu = emulators()
+    first = deliver(emu, make_invoice())
+    emu.record_payment(first.external_id)
+    smaller = make_invoice("ACME-WO-1-R2", lines=standard_lines()[:1])  # 167.90 < 209.41
+    exc = run(
+        with_connector(
+            settings_for(emu),
+            lambda c: _raises(PermanentError, c.amend(smaller, ExternalInvoice(first.external_id, "ACME-WO-1-R1"))),
+        )
+    )
+    assert "totals only 167.90" in str(exc) and "Refund that invoice in full in PayPal" in str(exc)
+    assert len(emu.invoices()) == 1
+    emu.set_status(first.external_id, "REFUNDED")  # the operator did: the replay creates the revision in full
+    replayed = amend(emu, smaller, ExternalInvoice(first.external_id, "ACME-WO-1-R1"))
+    assert (replayed.details["amendment"], replayed.details["total"]) == ("none", "167.90")
+    assert emu.balance() == D("167.90")
+
+
+def test_an_unpaid_invoice_is_cancelled_then_replaced(emulators):
+    emu = emulators()
+    first = deliver(emu, make_invoice())
+    amended = amend(emu, revision_2(), ExternalInvoice(first.external_id, "ACME-WO-1-R1"))
+    again = amend(emu, revision_2(), ExternalInvoice(first.external_id, "ACME-WO-1-R1"))
+    assert (amended.details["amendment"], amended.details["previous_status"]) == ("voided", "SENT")
+    assert (again.details["amendment"], again.external_id) == ("none", amended.external_id)
+    assert [(i["detail"]["invoice_number"], i["status"]) for i in emu.invoices()] == [
+        ("ACME-WO-1-R1", "CANCELLED"),
+        ("ACME-WO-1-R2", "SENT"),
+    ]
+    assert emu.balance() == D("261.07")
+
+
+def test_retire_by_number_needs_our_marker(emulators):
+    emu = emulators()
+    emu.plant_invoice("ACME-WO-1-R1", D("50.00"))
+    exc = run(
+        with_connector(
+            settings_for(emu),
+            lambda c: _raises(
+                PermanentError, c.retire(ExternalInvoice("", "ACME-WO-1-R1"), key="k", reason="x", issued=ISSUED)
+            ),
+        )
+    )
+    assert "carries no broker marker" in str(exc) and emu.invoices()[0]["status"] == "SENT"
+    assert retire(emu, ExternalInvoice("", "ACME-WO-9-R1")).action == "none"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -504,3 +505,111 @@ def test_spec_copy_is_the_official_file():
     assert digest == "0ce17c89b5a547152553e69567530f4001d6d6529abd11cf44a1fc6292af72b1"
     spec = load_spec(str(SPEC))
     assert spec["info"]["version"] == "2.3" and "/v2/invoicing/search-invoices" in spec["paths"]
+
+
+# --------------------------------------------------------------------------- lifecycle
+def sent(api: httpx.Client, number: str) -> str:
+    """A sent invoice of 171.55 (136.50 + 31.40 + 2.97 + 0.68), its id."""
+    inv = create(api, invoice_body(number)).json()
+    assert api.post(f"/v2/invoicing/invoices/{inv['id']}/send", json={"send_to_recipient": False}).status_code == 200
+    return inv["id"]
+
+
+def test_payments_are_recorded_and_paid_invoices_are_immutable():
+    emulator = PayPalEmulator(today=lambda: date(2026, 3, 2), request_validator=make_request_validator(SPEC)).start()
+    try:
+        api = client_for(emulator)
+        draft = create(api, invoice_body("P-0")).json()["id"]
+        refused = api.post(f"/v2/invoicing/invoices/{draft}/payments", json={"method": "CASH"})
+        assert refused.status_code == 422 and issues(refused) == [("CANNOT_PROCESS_PAYMENTS", "invoice_id")]
+        inv_id = sent(api, "P-1")
+        no_method = api.post(f"/v2/invoicing/invoices/{inv_id}/payments", json={"payment_date": "2026-03-03"})
+        assert no_method.status_code == 400 and issues(no_method) == [("SPEC_VALIDATION", None)]
+        assert "method" in no_method.json()["details"][0]["description"]  # payment_detail requires it
+        emulator.validation_failures.clear()
+        too_much = api.post(
+            f"/v2/invoicing/invoices/{inv_id}/payments",
+            json={"method": "BANK_TRANSFER", "amount": {"currency_code": "EUR", "value": "171.56"}},
+        )
+        assert issues(too_much) == [("PAYMENT_AMOUNT_GREATER_THAN_AMOUNT_DUE", "/amount/value")]
+        part = api.post(
+            f"/v2/invoicing/invoices/{inv_id}/payments",
+            json={"method": "BANK_TRANSFER", "amount": {"currency_code": "EUR", "value": "1.55"}},
+        )
+        assert part.status_code == 200 and part.json()["payment_id"].startswith("EXTR-")
+        shown = api.get(f"/v2/invoicing/invoices/{inv_id}").json()
+        assert (shown["status"], shown["due_amount"]["value"], shown["payments"]["paid_amount"]["value"]) == (
+            "PARTIALLY_PAID",
+            "170.00",
+            "1.55",
+        )
+        assert validate_document(SPEC, "invoice", shown, mode="read") == []
+        assert emulator.balance() == Decimal("170.00")  # the draft P-0 counts 0
+        cancel = api.post(f"/v2/invoicing/invoices/{inv_id}/cancel", json={"send_to_recipient": False})
+        assert issues(cancel) == [("CANNOT_CANCEL_PAID_INVOICE", "invoice_id")]
+        delete = api.delete(f"/v2/invoicing/invoices/{inv_id}")
+        assert delete.status_code == 422 and issues(delete) == [("CANNOT_DELETE_INVOICE", "invoice_id")]
+        emulator.record_payment(inv_id)  # the rest: 170.00
+        shown = api.get(f"/v2/invoicing/invoices/{inv_id}").json()
+        assert (shown["status"], shown["due_amount"]["value"], shown["payments"]["paid_amount"]["value"]) == (
+            "PAID",
+            "0.00",
+            "171.55",
+        )
+        with pytest.raises(ValueError, match="CANNOT_PROCESS_PAYMENTS"):
+            emulator.record_payment(inv_id, Decimal("1.00"))
+        assert emulator.balance() == Decimal("0.00") and emulator.validation_failures == []
+    finally:
+        emulator.stop()
+
+
+def test_cancel_needs_a_notification_body_and_tells_the_payer():
+    emulator = PayPalEmulator(today=lambda: date(2026, 3, 2), request_validator=make_request_validator(SPEC)).start()
+    try:
+        api = client_for(emulator)
+        inv_id = sent(api, "C-1")
+        assert emulator.balance() == Decimal("171.55")
+        bodiless = api.post(f"/v2/invoicing/invoices/{inv_id}/cancel")
+        assert bodiless.status_code == 400 and issues(bodiless) == [("SPEC_VALIDATION", None)]
+        emulator.validation_failures.clear()
+        note = {"send_to_recipient": True, "send_to_invoicer": False, "note": "Work order cancelled"}
+        assert api.post(f"/v2/invoicing/invoices/{inv_id}/cancel", json=note).status_code == 204
+        shown = api.get(f"/v2/invoicing/invoices/{inv_id}").json()
+        assert (shown["status"], shown["due_amount"]["value"]) == ("CANCELLED", "0.00")
+        assert emulator.emails == [
+            {
+                "invoice_id": inv_id,
+                "invoice_number": "C-1",
+                "to": "ap@hotel.example",
+                "subject": "Invoice cancelled",
+                "note": "Work order cancelled",
+            }
+        ]
+        assert emulator.balance() == Decimal("0.00")
+    finally:
+        emulator.stop()
+
+
+def test_planted_invoice(emu):
+    inv_id = emu.plant_invoice("F-9", Decimal("999.00"), "EUR", "Someone")
+    [inv] = emu.invoices()
+    assert (inv["id"], inv["status"], inv["amount"]["value"], inv["detail"].get("memo")) == (
+        inv_id,
+        "SENT",
+        "999.00",
+        None,
+    )
+    assert emu.balance() == Decimal("999.00")
+
+
+def test_payment_detail_checks_without_the_spec_validator(emu):
+    api = client_for(emu)
+    inv_id = sent(api, "P-2")
+    no_method = api.post(f"/v2/invoicing/invoices/{inv_id}/payments", json={})
+    assert issues(no_method) == [("MISSING_REQUIRED_PARAMETER", "/method")]
+    zero = api.post(
+        f"/v2/invoicing/invoices/{inv_id}/payments",
+        json={"method": "CHEQUE", "amount": {"currency_code": "EUR", "value": "0.00"}},
+    )
+    assert issues(zero) == [("INVALID_PAYMENT_METHOD", "/method"), ("VALUE_CANNOT_BE_ZERO", "/amount/value")]
+    assert api.get(f"/v2/invoicing/invoices/{inv_id}").json()["status"] == "SENT"

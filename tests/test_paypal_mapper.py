@@ -15,8 +15,10 @@ import pytest
 
 from connectors.paypal.emulator import compute_amounts
 from connectors.paypal.mapper import (
+    Deduction,
     FieldLimitError,
     Recipient,
+    cancel_notification,
     expected_totals,
     invoice_from_paypal,
     invoice_to_paypal,
@@ -323,11 +325,77 @@ def test_invoice_from_paypal():
             "amount": {"currency_code": "EUR", "value": "214.03"},
         }
     )
-    assert (found.external_id, found.number, found.total, found.status) == (
+    assert (found.external_id, found.number, found.total, found.status, found.marker, found.paid) == (
         "INV2-AAAA-BBBB-CCCC-DDDD",
         "N-1",
         D("214.03"),
         "SENT",
+        None,
+        D(0),
     )
+    paid = invoice_from_paypal(
+        {
+            "id": "INV2-1",
+            "status": "PARTIALLY_PAID",
+            "detail": {"invoice_number": "N-1", "memo": "broker:acme:wo:1:r2"},
+            "amount": {"currency_code": "EUR", "value": "214.03"},
+            "payments": {"paid_amount": {"currency_code": "EUR", "value": "14.03"}},
+        }
+    )
+    assert (paid.marker, paid.paid) == ("acme:wo:1:r2", D("14.03"))
     with pytest.raises(KeyError):
         invoice_from_paypal({"status": "DRAFT"})
+
+
+STANDARD = [
+    # 3.25 h x 42.00 = 136.50, 23 % = 31.395 -> 31.40
+    line("HVAC labour", "3.25", "42.00", "136.50", "23", "31.40", "167.90", unit="h"),
+]
+
+
+def test_legal_notes_are_printed_in_the_note_and_the_marker_is_the_private_memo():
+    inv = invoice(STANDARD).model_copy(update={"legal_notes": ["Reverse charge", "Isento (art. 9.º CIVA)"]})
+    detail = invoice_to_paypal(inv, SETTINGS.model_copy(update={"note": "Obrigado"}))["detail"]
+    assert (detail["note"], detail["memo"]) == (
+        "Obrigado\nReverse charge\nIsento (art. 9.º CIVA)",
+        "broker:acme:wo:ACME-WO-1-R1:r1",
+    )
+    assert "note" not in invoice_to_paypal(invoice(STANDARD), SETTINGS)["detail"]
+    with pytest.raises(FieldLimitError) as info:  # 4000 characters at most
+        invoice_to_paypal(inv.model_copy(update={"legal_notes": ["x" * 4001]}), SETTINGS)
+    assert info.value.field == "detail.note"
+
+
+def test_a_deduction_is_a_negative_untaxed_custom_amount_valid_per_spec():
+    inv = invoice(STANDARD)  # 167.90
+    deduction = Deduction(amount=D("100.00"), previous_number="ACME-WO-1-R1", paid=D("100.00"))
+    payload = invoice_to_paypal(inv.model_copy(update={"invoice_number": "ACME-WO-1-R2"}), SETTINGS, None, deduction)
+    assert payload["amount"] == {
+        "breakdown": {
+            "custom": {
+                "label": "Already invoiced on ACME-WO-1-R1",
+                "amount": {"currency_code": "EUR", "value": "-100.00"},
+            }
+        }
+    }
+    assert validate_document(SPEC, "invoice", payload) == []
+    # 136.50 + 31.40 tax - 100.00 = 67.90, the tax unchanged
+    totals, amounts = expected_totals(payload), compute_amounts(payload, "EUR")
+    assert (totals.total, totals.tax_total, amounts.total, amounts.tax_total) == (
+        D("67.90"),
+        D("31.40"),
+        D("67.90"),
+        D("31.40"),
+    )
+    with pytest.raises(FieldLimitError) as info:
+        invoice_to_paypal(inv, SETTINGS, None, Deduction(amount=D("0"), previous_number="X", paid=D("0")))
+    assert info.value.field == "amount.breakdown.custom.amount"
+    assert len(Deduction(amount=D(1), previous_number="N" * 25, paid=D(0)).label) == 45
+
+
+def test_cancel_notification_is_a_spec_notification():
+    body = cancel_notification(SETTINGS, "Work order WO-1 cancelled")
+    assert body == {"send_to_recipient": True, "send_to_invoicer": False, "note": "Work order WO-1 cancelled"}
+    assert validate_document(SPEC, "notification", body) == []
+    quiet = cancel_notification(SETTINGS.model_copy(update={"email_to_recipient": False}), "x" * 5000)
+    assert quiet["send_to_recipient"] is False and len(quiet["note"]) == 4000

@@ -91,7 +91,7 @@ def test_events_become_exact_invoices_once(kafka, xero, tmp_path, worker_factory
         assert [Decimal(str(li["Quantity"])) for li in lines] == [
             Decimal(x) for x in ("1", "2.25", "1", "0.5", "1", "2.5", "1")
         ]
-        assert held["ACME-WO-1001-R1"]["Reference"] == "WO 1001"
+        assert held["ACME-WO-1001-R1"]["Reference"] == "WO 1001 broker:acme-fm:wo:1001:r1"
 
         outcomes = {o["invoice_key"]: o["outcome"] for o in tally.outcomes}
         assert outcomes == {

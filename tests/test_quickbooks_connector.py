@@ -21,13 +21,16 @@ from connectors.quickbooks.spec import make_request_validator
 from connectors.sdk.errors import (
     AuthError,
     ConfigError,
+    NumberConflictError,
     PermanentError,
     RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.idempotency import QUICKBOOKS, idempotency_key
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.lifecycle import Retirement
 from connectors.sdk.oauth2 import MemoryTokenStore
 
 SPEC = Path(__file__).resolve().parent / "specs" / "quickbooks" / "openapi.yaml"
@@ -178,7 +181,8 @@ def test_deliver_creates_invoice_whose_totals_equal_ours(emulators, secrets_env)
     assert [ln["SalesItemLineDetail"]["ItemRef"]["value"] for ln in sales] == ["2", "3"]
     assert stored["Line"][-1] == {"Amount": D("170.25"), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}
     assert stored["CustomerRef"] == {"value": "58", "name": "Hotel Atlântico Lisboa, S.A."}
-    assert stored["PrivateNote"] == "broker invoice acme:wo:ACME-WO-1-R1:r1" and stored["EmailStatus"] == "NotSet"
+    assert stored["PrivateNote"] == "broker:acme:wo:ACME-WO-1-R1:r1" and stored["EmailStatus"] == "NotSet"
+    assert stored["CustomerMemo"] == {"value": "WO ACME-WO-1-R1"}
     assert emu.minor_versions and set(emu.minor_versions) == {"75"}
 
 
@@ -496,3 +500,197 @@ def test_authorize_flow_stores_tokens_the_connector_then_uses(emulators, monkeyp
     result, delivered = run(with_connector(settings, go, store=store))
     assert result.tokens.refresh_token is not None and delivered.created
     assert emu.refresh_token_uses == []  # the access token from the code exchange was used as is
+
+
+# --------------------------------------------------------------------------- lifecycle
+REV2_KEY = "acme:wo:ACME-WO-1-R1:r2"
+ISSUED = date(2026, 3, 9)
+
+
+def retire(c: QuickBooksConnector, previous: ExternalInvoice, reason: str = "replaced by ACME-WO-1-R2"):
+    return c.retire(previous, key=REV2_KEY, reason=reason, issued=ISSUED)
+
+
+def plant(emu: QuickBooksEmulator, total: str, *, number="ACME-WO-1-R1", txn_type="Invoice", note="typed by hand"):
+    exempt_line = {
+        "Amount": D(total),
+        "DetailType": "SalesItemLineDetail",
+        "SalesItemLineDetail": {"ItemRef": {"value": "1"}, "TaxCodeRef": {"value": "6"}},  # 0 %
+    }
+    doc = {"DocNumber": number, "CustomerRef": {"value": "58"}, "PrivateNote": note, "Line": [exempt_line]}
+    return emu.plant_invoice(REALM, doc, txn_type)
+
+
+def test_retire_voids_an_unpaid_invoice_once(emulators, secrets_env):
+    emu = emulators()
+
+    async def go(c: QuickBooksConnector):
+        first = await c.deliver(make_invoice())
+        previous = ExternalInvoice(first.external_id, first.external_number)
+        return first, await retire(c, previous), await retire(c, previous)
+
+    first, voided, again = run(with_connector(settings_for(emu), go))
+    assert voided == Retirement("voided", "ACME-WO-1-R1", "Open")
+    assert again == Retirement("none", "ACME-WO-1-R1", "Voided")
+    [held] = emu.invoices(REALM)
+    assert (held["Id"], held["TotalAmt"], held["Balance"]) == (first.external_id, D("0"), D("0"))
+    assert held["PrivateNote"] == "Voided - broker:acme:wo:ACME-WO-1-R1:r1"
+    assert emu.credit_memos(REALM) == [] and emu.balance(REALM) == D("0.00")
+    ident = first.external_id
+    assert company_calls(emu)[1:] == [
+        ("GET", f"invoice/{ident}", 200),
+        ("GET", "query", 200),  # select * from CreditMemo where DocNumber = 'ACME-WO-1-R1-CN': none
+        ("POST", "invoice", 200),  # ?operation=void
+        ("GET", f"invoice/{ident}", 200),  # the repeat sees it voided and stops
+    ]
+    void_key = idempotency_key("acme", "quickbooks", REV2_KEY, f"void-{ident}-0", QUICKBOOKS)
+    assert (REALM, void_key, False) in emu.request_ids_seen
+
+
+def test_retire_credits_a_paid_invoice_in_full_and_reuses_the_credit_memo(emulators, secrets_env):
+    emu = emulators()
+    first = run(with_connector(settings_for(emu), lambda c: c.deliver(make_invoice())))
+    emu.pay(REALM, first.external_id, D("100.00"))  # partly paid: 209.41 - 100.00 = 109.41 still due
+    previous = ExternalInvoice(first.external_id, first.external_number)
+    credited = run(with_connector(settings_for(emu), lambda c: retire(c, previous)))
+    [memo] = emu.credit_memos(REALM)
+    assert credited == Retirement(
+        "credited",
+        "ACME-WO-1-R1",
+        "Partial",
+        paid=D("100.00"),
+        credit_note_id=memo["Id"],
+        credit_note_number="ACME-WO-1-R1-CN",
+        credit_note_total=D("209.41"),
+    )
+    assert credited.as_details()["previous_paid"] == "100.00"
+    assert (memo["DocNumber"], memo["TotalAmt"], memo["RemainingCredit"]) == (
+        "ACME-WO-1-R1-CN",
+        D("209.41"),
+        D("209.41"),
+    )
+    assert memo["TxnTaxDetail"]["TotalTax"] == D("39.16") and memo["TxnDate"] == "2026-03-09"
+    assert memo["CustomerMemo"] == {"value": "Credit note for invoice ACME-WO-1-R1: replaced by ACME-WO-1-R2"}
+    assert memo["PrivateNote"] == "Credits invoice ACME-WO-1-R1\nbroker:acme:wo:ACME-WO-1-R1:r1"
+    [held] = emu.invoices(REALM)
+    assert (held["TotalAmt"], held["Balance"]) == (D("209.41"), D("109.41"))  # a paid invoice is never voided
+    # 109.41 due - 209.41 unapplied credit = -100.00: the money received is owed back
+    assert emu.balance(REALM) == D("-100.00")
+    calls_before = len(company_calls(emu))
+    again = run(with_connector(settings_for(emu), lambda c: retire(c, previous, "cancelled")))
+    assert again == Retirement("none", "ACME-WO-1-R1", "Partial", details={"credit_note_number": "ACME-WO-1-R1-CN"})
+    assert [m for m, p, _ in company_calls(emu)[calls_before:] if m == "POST"] == []
+    assert len(emu.credit_memos(REALM)) == 1
+
+
+def test_retire_after_a_lost_credit_memo_answer_finds_the_memo(emulators, secrets_env):
+    emu = emulators(hang_seconds=2)
+    first = run(with_connector(settings_for(emu), lambda c: c.deliver(make_invoice())))
+    emu.pay(REALM, first.external_id)  # paid in full
+    previous = ExternalInvoice(first.external_id, first.external_number)
+    emu.inject_fault("timeout_after_commit")
+
+    async def go(c: QuickBooksConnector):
+        with pytest.raises(UncertainOutcomeError):
+            await retire(c, previous)  # the memo is stored, its answer lost
+        return await retire(c, previous)
+
+    again = run(with_connector(settings_for(emu, timeout_seconds=0.5), go))
+    assert again == Retirement("none", "ACME-WO-1-R1", "Paid", details={"credit_note_number": "ACME-WO-1-R1-CN"})
+    assert [m["TotalAmt"] for m in emu.credit_memos(REALM)] == [D("209.41")]
+    assert emu.balance(REALM) == D("-209.41")
+
+
+def test_a_foreign_invoice_under_our_number_is_never_adopted_nor_retired(emulators, secrets_env):
+    emu = emulators()
+    foreign = plant(emu, "999.00")
+
+    async def go(c: QuickBooksConnector):
+        with pytest.raises(NumberConflictError) as direct:
+            await c.deliver(make_invoice())
+        [item] = await c.deliver_many([make_invoice()])
+        with pytest.raises(NumberConflictError) as retiring:
+            await retire(c, ExternalInvoice("", "ACME-WO-1-R1", D("209.41")))
+        return direct.value, item, retiring.value
+
+    direct, item, retiring = run(with_connector(settings_for(emu), go))
+    assert (direct.number, direct.ours, direct.theirs, direct.external_id) == (
+        "ACME-WO-1-R1",
+        D("209.41"),
+        D("999.00"),
+        foreign["Id"],
+    )
+    assert "999.00" in str(direct) and "209.41" in str(direct) and "broker:acme:wo:ACME-WO-1-R1:r1" in str(direct)
+    assert isinstance(item.error, NumberConflictError) and item.error.theirs == D("999.00")
+    assert (retiring.ours, retiring.theirs) == (D("209.41"), D("999.00"))
+    [held] = emu.invoices(REALM)
+    assert (held["Id"], held["TotalAmt"], held["PrivateNote"], held["SyncToken"]) == (
+        foreign["Id"],
+        D("999.00"),
+        "typed by hand",
+        "0",
+    )
+
+
+def test_a_foreign_credit_memo_under_our_credit_number_is_a_conflict(emulators, secrets_env):
+    emu = emulators()
+    first = run(with_connector(settings_for(emu), lambda c: c.deliver(make_invoice())))
+    emu.pay(REALM, first.external_id)
+    plant(emu, "5.00", number="ACME-WO-1-R1-CN", txn_type="CreditMemo")
+    previous = ExternalInvoice(first.external_id, first.external_number)
+
+    async def go(c: QuickBooksConnector):
+        with pytest.raises(NumberConflictError) as info:
+            await retire(c, previous)
+        return info.value
+
+    exc = run(with_connector(settings_for(emu), go))
+    assert (exc.number, exc.ours, exc.theirs) == ("ACME-WO-1-R1-CN", D("209.41"), D("5.00"))
+    assert "marker None (ours 'acme:wo:ACME-WO-1-R1:r1')" in str(exc)
+    assert [m["TotalAmt"] for m in emu.credit_memos(REALM)] == [D("5.00")]
+    assert emu.invoices(REALM)[0]["TotalAmt"] == D("209.41")
+
+
+def test_retire_of_an_absent_invoice_does_nothing(emulators, secrets_env):
+    emu = emulators()
+
+    async def go(c: QuickBooksConnector):
+        return await retire(c, ExternalInvoice("999", "NOPE-1")), await retire(c, ExternalInvoice("", "NOPE-1"))
+
+    by_id, by_number = run(with_connector(settings_for(emu), go))
+    assert by_id == by_number == Retirement("none", "NOPE-1")
+
+
+def test_void_with_a_stale_sync_token_rereads_once(emulators, secrets_env):
+    emu = emulators()
+    first = run(with_connector(settings_for(emu), lambda c: c.deliver(make_invoice())))
+    [stale] = emu.invoices(REALM)  # SyncToken "0"
+    # e-mailing it (another worker) moves the SyncToken to "1"
+    run(with_connector(settings_for(emu, email_invoice=True), lambda c: c.deliver(make_invoice())))
+    calls_before = len(company_calls(emu))
+    run(with_connector(settings_for(emu), lambda c: c._void(stale, REV2_KEY)))
+    ident = first.external_id
+    assert company_calls(emu)[calls_before:] == [
+        ("POST", "invoice", 400),  # Fault 5010 Stale Object Error
+        ("GET", f"invoice/{ident}", 200),
+        ("POST", "invoice", 200),  # voided with SyncToken "1"
+    ]
+    assert emu.invoices(REALM)[0]["TotalAmt"] == D("0")
+
+
+def test_amend_voids_then_delivers_the_new_revision(emulators, secrets_env):
+    emu = emulators()
+    rev2 = make_invoice("ACME-WO-1-R2").model_copy(update={"invoice_key": REV2_KEY, "revision": 2})
+
+    async def go(c: QuickBooksConnector):
+        first = await c.deliver(make_invoice())
+        return await c.amend(rev2, ExternalInvoice(first.external_id, first.external_number))
+
+    amended = run(with_connector(settings_for(emu), go))
+    assert amended.created is True and amended.external_number == "ACME-WO-1-R2"
+    assert {k: amended.details[k] for k in ("amendment", "previous_number", "previous_status")} == {
+        "amendment": "voided",
+        "previous_number": "ACME-WO-1-R1",
+        "previous_status": "Open",
+    }
+    assert emu.balance(REALM) == D("209.41")

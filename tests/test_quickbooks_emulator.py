@@ -381,3 +381,99 @@ def test_faults_send_and_control_api(emu, api):
         assert api.get(f"companyinfo/{REALM}").status_code == 200  # tokens survive a reset
     finally:
         control.close()
+
+
+# --------------------------------------------------------------------------- lifecycle: void, payments, credit memos
+def test_void_zeroes_the_invoice_keeps_it_and_checks_the_sync_token(emu, api):
+    # 136.50 at 23 % = 31.395 -> 31.40; total 167.90
+    created = body(api.post("invoice", invoice(PrivateNote="broker:acme:wo:1:r1")))["Invoice"]
+    assert (created["TotalAmt"], created["SyncToken"]) == (D("167.90"), "0")
+    stale = api.post("invoice", {"Id": created["Id"], "SyncToken": "7"}, operation="void")
+    assert stale.status_code == 400 and fault(stale)[1] == [("5010", "Stale Object Error")]
+    unknown = api.post("invoice", {"Id": "999", "SyncToken": "0"}, operation="void")
+    assert unknown.status_code == 400 and fault(unknown)[1][0][0] == "610"
+    voided = api.post("invoice", {"Id": created["Id"], "SyncToken": "0"}, operation="void")
+    held = body(voided)["Invoice"]
+    assert voided.status_code == 200
+    assert (held["TotalAmt"], held["Balance"], held["SyncToken"]) == (D("0"), D("0"), "1")
+    assert held["PrivateNote"] == "Voided - broker:acme:wo:1:r1"
+    assert held["TxnTaxDetail"] == {"TotalTax": D("0")}
+    assert held["Line"][0]["Amount"] == D("0") and held["Line"][0]["SalesItemLineDetail"] == {
+        "ItemRef": {"value": "1", "name": "Services"},
+        "TaxCodeRef": {"value": "3"},
+    }
+    again = api.post("invoice", {"Id": created["Id"], "SyncToken": "1"}, operation="void")
+    assert again.status_code == 200 and body(again)["Invoice"]["SyncToken"] == "1"  # a voided invoice stays so
+    assert emu.invoices()[0]["TotalAmt"] == D("0") and emu.balance(REALM) == D("0.00")
+    deleting = api.post("invoice", {"Id": created["Id"], "SyncToken": "1"}, operation="delete")
+    assert deleting.status_code == 400 and fault(deleting)[1][0][0] == "6000"
+    # the field reference: a void body is {Id, SyncToken} only
+    extra = api.post("invoice", {"Id": created["Id"], "SyncToken": "1", "Line": []}, operation="void")
+    assert extra.status_code == 400
+    assert "/Line: property not defined by the spec" in emu.validation_failures[0]
+    emu.validation_failures.clear()
+
+
+def test_payments_lower_the_balance_and_a_paid_invoice_cannot_be_voided(emu, api):
+    first = body(api.post("invoice", invoice("INV-P-1")))["Invoice"]
+    api.post("invoice", invoice("INV-P-2"))
+    with pytest.raises(ValueError, match=r"at most the balance 167\.90"):
+        emu.pay(REALM, first["Id"], D("167.91"))
+    with pytest.raises(ValueError, match="more than 0"):
+        emu.pay(REALM, first["Id"], D("0"))
+    payment = emu.pay(REALM, first["Id"], D("100.00"))
+    assert payment["Line"] == [{"Amount": D("100.00"), "LinkedTxn": [{"TxnId": first["Id"], "TxnType": "Invoice"}]}]
+    held = body(api.get(f"invoice/{first['Id']}"))["Invoice"]
+    # 167.90 - 100.00 = 67.90
+    assert (held["Balance"], held["SyncToken"]) == (D("67.90"), "1")
+    assert held["LinkedTxn"] == [{"TxnId": payment["Id"], "TxnType": "Payment"}]
+    assert body(api.get(f"payment/{payment['Id']}"))["Payment"]["TotalAmt"] == D("100.00")
+    refused = api.post("invoice", {"Id": first["Id"], "SyncToken": "1"}, operation="void")
+    assert refused.status_code == 400 and fault(refused)[1][0][0] == "6000"
+    assert "linked to a payment" in body(refused)["Fault"]["Error"][0]["Detail"]
+    # 67.90 + 167.90 = 235.80
+    assert emu.balance(REALM) == D("235.80") and emu.balance(REALM, "59") == D("0.00")
+
+
+def test_credit_memos_are_computed_stored_unique_and_counted_in_the_balance(emu, api):
+    api.post("invoice", invoice("INV-C-1"))
+    memo = {
+        "DocNumber": "INV-C-1-CN",
+        "TxnDate": "2026-03-09",
+        "CustomerRef": {"value": "58"},
+        "CustomerMemo": {"value": "Credit note for invoice INV-C-1"},
+        "Line": [sales_line("136.50", "3.25", "42.00")],
+    }
+    created = api.post("creditmemo", memo, requestid="cm-1")
+    held = body(created)["CreditMemo"]
+    assert created.status_code == 200
+    assert (held["TotalAmt"], held["Balance"], held["RemainingCredit"]) == (D("167.90"), D("167.90"), D("167.90"))
+    assert "DueDate" not in held and held["DocNumber"] == "INV-C-1-CN"
+    dup = api.post("creditmemo", memo)
+    assert dup.status_code == 400 and fault(dup)[1] == [("6140", "Duplicate Document Number Error")]
+    assert "TxnType=CreditMemo" in body(dup)["Fault"]["Error"][0]["Detail"]
+    found = body(api.query("select * from CreditMemo where DocNumber = 'INV-C-1-CN'"))["QueryResponse"]
+    assert [m["Id"] for m in found["CreditMemo"]] == [held["Id"]]
+    assert body(api.get(f"creditmemo/{held['Id']}"))["CreditMemo"]["TotalAmt"] == D("167.90")
+    # 167.90 open - 167.90 unapplied credit = 0.00
+    assert emu.balance(REALM) == D("0.00") and [m["Id"] for m in emu.credit_memos(REALM)] == [held["Id"]]
+
+
+def test_lifecycle_control_api(emu, api):
+    first = body(api.post("invoice", invoice("INV-A-1")))["Invoice"]
+    with httpx.Client(base_url=emu.url, timeout=5) as control:
+        paid = control.post("/_emulator/payments", json={"RealmId": REALM, "InvoiceId": first["Id"], "Amount": "7.90"})
+        assert paid.status_code == 200 and body(paid)["TotalAmt"] == D("7.90")
+        too_much = control.post(
+            "/_emulator/payments", json={"RealmId": REALM, "InvoiceId": first["Id"], "Amount": "999"}
+        )
+        assert too_much.status_code == 400 and "ValueError" in too_much.json()["error"]
+        planted = control.post(
+            "/_emulator/plant",
+            json={"RealmId": REALM, "Invoice": {"DocNumber": "HAND-1", "CustomerRef": {"value": "59"}, "Line": []}},
+        )
+        assert planted.status_code == 400 and "Line" in planted.json()["error"]
+        # 167.90 - 7.90 = 160.00
+        assert body(control.post("/_emulator/balance", json={"RealmId": REALM})) == {"Balance": "160.00"}
+        assert [p["RealmId"] for p in control.get("/_emulator/payments").json()] == [REALM]
+        assert control.get("/_emulator/creditmemos").json() == []

@@ -6,6 +6,7 @@ Each file in tests/golden/quickbooks/ holds the settings, an Invoice (amounts co
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal as D
@@ -13,11 +14,22 @@ from pathlib import Path
 
 import pytest
 
-from connectors.quickbooks.mapper import dumps, invoice_from_qbo, invoice_to_qbo, line_layout, loads, tax_lines
+from connectors.quickbooks.mapper import (
+    credit_memo_body,
+    credit_memo_number,
+    dumps,
+    invoice_from_qbo,
+    invoice_status,
+    invoice_to_qbo,
+    line_layout,
+    loads,
+    read_marker,
+    tax_lines,
+)
 from connectors.quickbooks.settings import QuickBooksSettings
-from connectors.quickbooks.spec import invoice_problems
+from connectors.quickbooks.spec import invoice_problems, make_request_validator
 from connectors.sdk.errors import PermanentError
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 
 ROOT = Path(__file__).resolve().parent
 SPEC = ROOT / "specs" / "quickbooks" / "openapi.yaml"
@@ -48,7 +60,14 @@ def line(desc, qty, price, net, rate, tax, *, kind="labour", discount="0") -> In
 
 
 def invoice(
-    lines, *, number="ACME-WO-1-R1", inclusive=False, contact_id="58", reference="WO 1", currency="EUR"
+    lines,
+    *,
+    number="ACME-WO-1-R1",
+    inclusive=False,
+    contact_id="58",
+    reference="WO 1",
+    currency="EUR",
+    legal_notes=(),
 ) -> Invoice:
     return Invoice(
         invoice_key=f"acme:wo:{number}:r1",
@@ -77,7 +96,13 @@ def invoice(
         total=sum((ln.total for ln in lines), D(0)),
         cost_total=D(0),
         margin=D(0),
+        legal_notes=list(legal_notes),
     )
+
+
+def credit_memo_problems(document) -> list[str]:
+    validator = make_request_validator(SPEC)
+    return [str(p) for p in validator.schema_problems("CreditMemoCreateObject", loads(dumps(document)))]
 
 
 # --------------------------------------------------------------------------- golden files
@@ -183,15 +208,152 @@ def test_unmapped_tax_rate_and_missing_customer_are_permanent():
 
 def test_invoice_from_qbo():
     found = invoice_from_qbo(
-        {"Id": "130", "DocNumber": "ACME-WO-1-R1", "TotalAmt": D("209.41"), "EmailStatus": "EmailSent"}
+        {
+            "Id": "130",
+            "DocNumber": "ACME-WO-1-R1",
+            "TotalAmt": D("209.41"),
+            "Balance": D("9.41"),
+            "PrivateNote": "broker:acme:wo:ACME-WO-1-R1:r1",
+            "EmailStatus": "EmailSent",
+        }
     )
-    assert (found.external_id, found.number, found.total, found.status) == (
-        "130",
-        "ACME-WO-1-R1",
-        D("209.41"),
-        "EmailSent",
+    # paid 209.41 - 9.41 = 200.00
+    assert found == ExternalInvoice(
+        "130", "ACME-WO-1-R1", D("209.41"), "Partial", "acme:wo:ACME-WO-1-R1:r1", D("200.00")
     )
     assert json.loads(dumps({"a": D("1.50")})) == {"a": 1.5}
+
+
+@pytest.mark.parametrize(
+    ("total", "balance", "note", "status"),
+    [
+        ("209.41", "209.41", "broker:k", "Open"),
+        ("209.41", "0.01", "broker:k", "Partial"),
+        ("209.41", "0", "broker:k", "Paid"),
+        ("0", "0", "Voided - broker:k", "Voided"),
+        ("0", "0", "broker:k", "Open"),  # a zero invoice QBO did not void
+        ("0", "0", "Voided", "Voided"),
+    ],
+)
+def test_invoice_status_is_derived_from_the_amounts(total, balance, note, status):
+    assert invoice_status({"TotalAmt": D(total), "Balance": D(balance), "PrivateNote": note}) == status
+
+
+def test_read_marker_reads_the_marker_the_older_text_and_survives_a_void():
+    assert read_marker("broker:acme:wo:1:r2") == "acme:wo:1:r2"
+    assert read_marker("Voided - broker:acme:wo:1:r2") == "acme:wo:1:r2"
+    assert read_marker("broker invoice acme:wo:1:r1") == "acme:wo:1:r1"  # invoices made before the marker
+    assert read_marker("Voided - broker invoice acme:wo:1:r1") == "acme:wo:1:r1"
+    assert read_marker("typed by hand") is None and read_marker(None) is None
+
+
+def test_legal_notes_follow_the_reference_in_the_printed_customer_memo():
+    notes = ["Reverse charge: VAT to be accounted for by the recipient", "Isento de IVA (art. 9.º CIVA)"]
+    inv = invoice([line("Labour", "1", "10.00", "10.00", "0", "0.00")], legal_notes=notes)
+    payload = invoice_to_qbo(inv, SETTINGS)
+    assert payload["CustomerMemo"] == {
+        "value": "WO 1\nReverse charge: VAT to be accounted for by the recipient\nIsento de IVA (art. 9.º CIVA)"
+    }
+    assert payload["PrivateNote"] == "broker:acme:wo:ACME-WO-1-R1:r1"
+    # reference (4) + 1 newline + 995 = 1000 characters: allowed; one more is not
+    assert invoice_to_qbo(invoice(inv.lines, legal_notes=["n" * 995]), SETTINGS)
+    with pytest.raises(PermanentError) as info:
+        invoice_to_qbo(invoice(inv.lines, legal_notes=["n" * 996]), SETTINGS)
+    assert "legal_notes (QuickBooks CustomerMemo) is 1001 characters, QuickBooks allows 1000" in str(info.value)
+
+
+def test_credit_memo_number_fits_doc_number():
+    assert credit_memo_number("CF-PAIDAM-1-R1") == "CF-PAIDAM-1-R1-CN"
+    assert credit_memo_number("X" * 18) == "X" * 18 + "-CN"  # 21 characters: fits
+    long_number = "ACME-WO-2026-000123-R2"  # 22 characters
+    digest = hashlib.sha256(long_number.encode()).hexdigest()[:6].upper()
+    assert credit_memo_number(long_number) == f"ACME-WO-202-{digest}-CN"
+    assert len(credit_memo_number(long_number)) == 21
+    assert credit_memo_number("X" * 19) != credit_memo_number("X" * 20)
+
+
+def test_credit_memo_body_copies_the_invoice_as_qbo_holds_it():
+    held = {
+        "Id": "130",
+        "SyncToken": "1",
+        "DocNumber": "ACME-WO-1-R1",
+        "CustomerRef": {"value": "58", "name": "Hotel"},
+        "CurrencyRef": {"value": "EUR", "name": "Euro"},
+        "PrivateNote": "broker:acme:wo:ACME-WO-1-R1:r1",
+        "Line": [
+            {
+                "Id": "1",
+                "LineNum": 1,
+                "Description": "HVAC labour",
+                "Amount": D("136.50"),
+                "DetailType": "SalesItemLineDetail",
+                "SalesItemLineDetail": {
+                    "ItemRef": {"value": "2", "name": "Labour"},
+                    "Qty": D("3.25"),
+                    "UnitPrice": D("42.00"),
+                    "TaxCodeRef": {"value": "3"},
+                },
+            },
+            {"Amount": D("136.50"), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}},
+        ],
+        "TxnTaxDetail": {
+            "TotalTax": D("31.40"),
+            "TaxLine": [
+                {
+                    "Amount": D("31.40"),
+                    "DetailType": "TaxLineDetail",
+                    "TaxLineDetail": {
+                        "TaxRateRef": {"value": "5", "name": "IVA 23%"},
+                        "PercentBased": True,
+                        "TaxPercent": D("23"),
+                        "NetAmountTaxable": D("136.50"),
+                    },
+                }
+            ],
+        },
+        "TotalAmt": D("167.90"),
+        "Balance": D("0"),
+    }
+    body = credit_memo_body(held, issued=date(2026, 3, 9), reason="replaced by ACME-WO-1-R2")
+    assert body == {
+        "DocNumber": "ACME-WO-1-R1-CN",
+        "TxnDate": "2026-03-09",
+        "CustomerRef": {"value": "58"},
+        "GlobalTaxCalculation": "TaxExcluded",
+        "CustomerMemo": {"value": "Credit note for invoice ACME-WO-1-R1: replaced by ACME-WO-1-R2"},
+        "PrivateNote": "Credits invoice ACME-WO-1-R1\nbroker:acme:wo:ACME-WO-1-R1:r1",
+        "Line": [
+            {
+                "LineNum": 1,
+                "Description": "HVAC labour",
+                "Amount": D("136.50"),
+                "DetailType": "SalesItemLineDetail",
+                "SalesItemLineDetail": {
+                    "ItemRef": {"value": "2"},
+                    "Qty": D("3.25"),
+                    "UnitPrice": D("42.00"),
+                    "TaxCodeRef": {"value": "3"},
+                },
+            }
+        ],
+        "TxnTaxDetail": {
+            "TotalTax": D("31.40"),
+            "TaxLine": [
+                {
+                    "Amount": D("31.40"),
+                    "DetailType": "TaxLineDetail",
+                    "TaxLineDetail": {
+                        "TaxRateRef": {"value": "5"},
+                        "PercentBased": True,
+                        "TaxPercent": D("23"),
+                        "NetAmountTaxable": D("136.50"),
+                    },
+                }
+            ],
+        },
+        "CurrencyRef": {"value": "EUR"},
+    }
+    assert credit_memo_problems(body) == []
 
 
 def test_field_reference_is_the_recorded_copy():

@@ -12,17 +12,19 @@ from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
+import httpx
 import pytest
 
 from connectors.sdk.errors import (
     AuthError,
     ConfigError,
+    NumberConflictError,
     PermanentError,
     RetryableError,
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 from connectors.stripe import StripeConnector
 from connectors.stripe.emulator import StripeEmulator
 from connectors.stripe.spec import make_request_validator
@@ -91,6 +93,8 @@ def make_invoice(
     tax="43.76",
     total="234.01",
     currency="EUR",
+    key=None,
+    legal_notes=(),
 ) -> Invoice:
     if lines is None:
         lines = [
@@ -102,7 +106,7 @@ def make_invoice(
             line("Filter G4", "2", "10.00", "20.00", "23", "4.60", "24.60", kind="part", unit="un"),
         ]
     return Invoice(
-        invoice_key=f"acme:wo:{number}:r1",
+        invoice_key=key or f"acme:wo:{number}:r1",
         invoice_number=number,
         order_key=f"acme:wo:{number}",
         tenant="acme",
@@ -128,6 +132,7 @@ def make_invoice(
         total=D(total),
         cost_total=D(0),
         margin=D(net),
+        legal_notes=list(legal_notes),
     )
 
 
@@ -388,3 +393,241 @@ def test_connector_paces_itself_under_the_rate_limit(emulators):
     emu = emulators(rate_limit_per_second=4)
     result = run(settings(emu, max_requests_per_second=4), lambda c: c.deliver(make_invoice()))
     assert result.created and emu.count_429 == 0  # 9 requests spread over > 2 s instead of 429s
+
+
+# --------------------------------------------------------------------------- ownership and legal notes
+REVERSE_CHARGE = "Reverse charge: VAT to be accounted for by the recipient (Art. 196 Directive 2006/112/EC)"
+
+
+def test_find_reads_the_marker_total_and_payment_and_legal_notes_print_in_the_footer(emulators):
+    emu = emulators()
+    inv = make_invoice(legal_notes=[REVERSE_CHARGE, " ", "Isento de IVA nos termos do artigo 9.º do CIVA"])
+
+    async def go(c):
+        created = await c.deliver(inv)
+        emu.mark_paid(created.external_id)
+        return await c.find(inv.invoice_number)
+
+    found = run(settings(emu), go)
+    assert found is not None
+    assert (found.marker, found.total, found.paid, found.status) == (
+        "acme:wo:ACME-WO-1-R1:r1",
+        D("234.01"),
+        D("234.01"),
+        "paid",
+    )
+    [held] = emu.invoices()
+    assert held["description"] == "WO ACME-WO-1-R1"  # the memo keeps our human reference
+    assert held["footer"] == REVERSE_CHARGE + "\nIsento de IVA nos termos do artigo 9.º do CIVA"
+
+
+@pytest.mark.parametrize("label", ["custom_field", "metadata"])
+def test_a_foreign_invoice_labelled_with_our_number_is_a_conflict(emulators, label):
+    emu = emulators()
+    inv = make_invoice()
+    labels = (
+        {"custom_fields": [{"name": "Invoice ref", "value": "ACME-WO-1-R1"}]}
+        if label == "custom_field"
+        else {"metadata": {"broker_invoice_number": "ACME-WO-1-R1"}}
+    )
+    foreign = emu.add_invoice(CUSTOMER, 99900, **labels)
+    with pytest.raises(NumberConflictError) as info:
+        run(settings(emu), lambda c: c.deliver(inv))
+    exc = info.value
+    assert (exc.number, exc.ours, exc.theirs, exc.external_id) == ("ACME-WO-1-R1", D("234.01"), D("999.00"), foreign)
+    assert "999.00" in str(exc) and "234.01" in str(exc)
+    assert [(i["id"], i["total"], i["status"]) for i in emu.invoices()] == [(foreign, 99900, "open")]
+    assert not any(p in ("/v1/invoices", "/v1/invoiceitems") for p, _ in posts(emu))  # nothing created
+
+
+def test_a_void_foreign_invoice_is_no_conflict_but_ours_with_another_total_is(emulators):
+    emu = emulators()
+    old = emu.add_invoice(CUSTOMER, 99900, custom_fields=[{"name": "Invoice ref", "value": "ACME-WO-1-R1"}])
+    voided = httpx.post(f"{emu.url}/v1/invoices/{old}/void", headers={"Authorization": f"Bearer {KEY}"}, timeout=5)
+    assert voided.status_code == 200 and voided.json()["status"] == "void"
+    created = run(settings(emu), lambda c: c.deliver(make_invoice()))
+    assert created.created is True and created.details["total"] == "234.01"
+    # the same invoice key priced differently (one line less): our document, but not this invoice
+    two_lines = make_invoice(lines=make_invoice().lines[:2], net="170.25", tax="39.16", total="209.41")
+    with pytest.raises(NumberConflictError) as info:
+        run(settings(emu), lambda c: c.deliver(two_lines))
+    assert (info.value.ours, info.value.theirs) == (D("209.41"), D("234.01"))
+    assert "its total is 234.01" in str(info.value)
+
+
+# --------------------------------------------------------------------------- retire / amend / cancel
+def _previous(result) -> ExternalInvoice:
+    return ExternalInvoice(result.external_id, result.external_number)
+
+
+CANCEL = {"key": "acme:wo:ACME-WO-1-R1:cancelled", "reason": "work order cancelled", "issued": date(2026, 3, 9)}
+
+
+def _cancel_twice(emu: StripeEmulator, *, paid: bool = False, **overrides):
+    async def go(c):
+        created = await c.deliver(make_invoice())
+        if paid:
+            emu.mark_paid(created.external_id)
+        first = await c.cancel(_previous(created), **CANCEL)
+        again = await c.cancel(_previous(created), **CANCEL)
+        return created, first, again
+
+    return run(settings(emu, **overrides), go)
+
+
+def test_retire_deletes_a_draft(emulators):
+    emu = emulators()
+    created, first, again = _cancel_twice(emu, invoice_status="draft")
+    assert (first.action, first.previous_number, first.previous_status) == ("deleted", "ACME-WO-1-R1", "draft")
+    assert (again.action, again.previous_status) == ("none", None)  # gone: 404
+    assert emu.invoices() == [] and emu.invoice_items() == [] and emu.balance_minor() == 0
+    assert ("DELETE", f"/v1/invoices/{created.external_id}", 200) in emu.calls
+
+
+def test_retire_voids_an_open_unpaid_invoice(emulators):
+    emu = emulators()
+    created, first, again = _cancel_twice(emu)
+    assert (first.action, first.previous_number, first.previous_status, first.paid) == (
+        "voided",
+        created.external_number,
+        "open",
+        None,
+    )
+    assert (again.action, again.previous_status) == ("none", "void")
+    [inv] = emu.invoices()
+    assert inv["status"] == "void" and emu.credit_notes() == [] and emu.balance_minor() == 0
+    assert [k for p, k in posts(emu) if p.endswith("/void")] == ["acme:stripe:acme:wo:ACME-WO-1-R1:cancelled:void"]
+
+
+def test_retire_credits_a_paid_invoice_to_the_customer_balance_once(emulators):
+    emu = emulators()
+    created, first, again = _cancel_twice(emu, paid=True)
+    assert (first.action, first.previous_status, first.paid) == ("credited", "paid", D("234.01"))
+    assert (first.credit_note_number, first.credit_note_total) == ("ACME-WO-1-R1-CN", D("234.01"))
+    assert first.details == {"stripe_credit_note_number": f"{created.external_number}-CN-01"}
+    assert (again.action, again.details) == ("none", {"credited_by": f"{created.external_number}-CN-01"})
+    [note] = emu.credit_notes()
+    assert note["id"] == first.credit_note_id
+    assert (note["amount"], note["total"], note["type"], note["status"], note["reason"]) == (
+        23401,
+        23401,
+        "post_payment",
+        "issued",
+        "order_change",
+    )
+    assert note["effective_at"] == 1773014400  # 2026-03-09 00:00 UTC
+    assert note["memo"] == "Credit for ACME-WO-1-R1: work order cancelled"
+    assert note["metadata"] == {
+        "broker_credit_note_number": "ACME-WO-1-R1-CN",
+        "broker_invoice_key": "acme:wo:ACME-WO-1-R1:r1",
+        "broker_tenant": "acme",
+        "broker_requested_by": "acme:wo:ACME-WO-1-R1:cancelled",
+    }
+    [inv] = emu.invoices()
+    assert (inv["status"], inv["amount_paid"], inv["post_payment_credit_notes_amount"]) == ("paid", 23401, 23401)
+    assert emu.customers()[0]["balance"] == -23401 and emu.balance_minor() == -23401  # the customer's credit
+    # the credit note was created with credit_amount = its total, looked up before (and on the repeat)
+    [(_, _, key, params)] = [r for r in emu.requests if r[:2] == ("POST", "/v1/credit_notes")]
+    assert key == "acme:stripe:acme:wo:ACME-WO-1-R1:cancelled:credit_note" and params["credit_amount"] == "23401"
+    assert len([r for r in emu.requests if r[:2] == ("GET", "/v1/credit_notes")]) == 2
+
+
+def test_a_payment_arriving_before_the_void_turns_it_into_a_credit_note(emulators):
+    emu = emulators()
+
+    async def go(c):
+        created = await c.deliver(make_invoice())
+        real_post = c._post
+
+        async def paid_meanwhile(path, data, key, note="", id_prefix=""):
+            if path.endswith("/void"):
+                emu.mark_paid(created.external_id)  # the customer pays between the read and the void
+            return await real_post(path, data, key, note, id_prefix)
+
+        c._post = paid_meanwhile
+        return await c.retire(_previous(created), **CANCEL)
+
+    retired = run(settings(emu), go)
+    assert (retired.action, retired.previous_status, retired.paid) == ("credited", "paid", D("234.01"))
+    [inv] = emu.invoices()
+    assert inv["status"] == "paid" and emu.balance_minor() == -23401
+
+
+def test_an_existing_credit_note_is_reused_and_one_not_ours_is_a_conflict(emulators):
+    emu = emulators()
+
+    async def go(c):
+        mine = await c.deliver(make_invoice())
+        theirs = await c.deliver(make_invoice("ACME-WO-2-R1"))
+        for created in (mine, theirs):
+            emu.mark_paid(created.external_id)
+        # ours, issued by an earlier attempt whose answer was lost
+        await c._post(
+            "/v1/credit_notes",
+            {
+                "invoice": mine.external_id,
+                "amount": 23401,
+                "credit_amount": 23401,
+                "metadata": {
+                    "broker_credit_note_number": "ACME-WO-1-R1-CN",
+                    "broker_invoice_key": "acme:wo:ACME-WO-1-R1:r1",
+                },
+            },
+            "earlier",
+        )
+        reused = await c.retire(_previous(mine), **CANCEL)
+        # a partial credit note someone labelled with our credit note number: never adopted
+        await c._post(
+            "/v1/credit_notes",
+            {
+                "invoice": theirs.external_id,
+                "amount": 1000,
+                "out_of_band_amount": 1000,
+                "metadata": {"broker_credit_note_number": "ACME-WO-2-R1-CN"},
+            },
+            "by-hand",
+        )
+        with pytest.raises(NumberConflictError) as info:
+            await c.retire(_previous(theirs), **CANCEL)
+        return reused, info.value
+
+    reused, conflict = run(settings(emu), go)
+    assert reused.action == "none" and reused.details["credited_by"].endswith("-CN-01")
+    assert (conflict.number, conflict.ours, conflict.theirs) == ("ACME-WO-2-R1-CN", D("234.01"), D("10.00"))
+    assert len(emu.credit_notes()) == 2
+
+
+def test_absent_invoice_retires_to_none(emulators):
+    emu = emulators()
+    retired = run(settings(emu), lambda c: c.retire(ExternalInvoice("in_Gone", "ABC-0001"), **CANCEL))
+    assert (retired.action, retired.previous_number, retired.previous_status) == ("none", "ABC-0001", None)
+
+
+def test_amend_of_a_paid_invoice_credits_it_and_the_credit_pays_part_of_the_new_one(emulators):
+    emu = emulators()
+    r1 = make_invoice("ACME-WO-9-R1", key="acme:wo:ACME-WO-9:r1")
+    # 1 x 100.00 + 23 % = 123.00: less than revision 1's 234.01, so the credit covers all of it
+    r2 = make_invoice(
+        "ACME-WO-9-R2",
+        key="acme:wo:ACME-WO-9:r2",
+        lines=[line("HVAC labour (Ana Costa)", "1", "100.00", "100.00", "23", "23.00", "123.00")],
+        net="100.00",
+        tax="23.00",
+        total="123.00",
+    )
+
+    async def go(c):
+        first = await c.deliver(r1)
+        emu.mark_paid(first.external_id)
+        amended = await c.amend(r2, _previous(first))
+        again = await c.amend(r2, _previous(first))
+        return amended, again
+
+    amended, again = run(settings(emu), go)
+    assert (amended.details["amendment"], amended.details["previous_paid"]) == ("credited", "234.01")
+    assert amended.details["credit_note_number"] == "ACME-WO-9-R1-CN"
+    assert again.details["amendment"] == "none" and again.external_id == amended.external_id
+    new = next(i for i in emu.invoices() if i["id"] == amended.external_id)
+    # the 234.01 credit pays revision 2 (123.00) in full at finalisation; 111.01 of credit is left
+    assert (new["total"], new["starting_balance"], new["amount_due"], new["status"]) == (12300, -23401, 0, "paid")
+    assert emu.balance_minor() == -11101  # = 123.00 - 234.01

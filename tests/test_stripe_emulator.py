@@ -204,3 +204,128 @@ def test_auth_rate_limit_faults_and_control_api(emu, api):
         assert control.post("/_emulator/reset").status_code == 200 and emu.calls == [("POST", "/_emulator/reset", 200)]
     finally:
         control.close()
+
+
+# --------------------------------------------------------------------------- lifecycle: void, pay, credit notes, balance
+def _open_invoice(api, amount: int, customer: str = "cus_A") -> dict:
+    """A finalised invoice of one untaxed item of ``amount`` (send_invoice, due in 30 days)."""
+    inv = post(
+        api,
+        "/v1/invoices",
+        {"customer": customer, "currency": "eur", "collection_method": "send_invoice", "days_until_due": 30},
+    ).json()
+    post(api, "/v1/invoiceitems", {"customer": customer, "invoice": inv["id"], "currency": "eur", "amount": amount})
+    return post(api, f"/v1/invoices/{inv['id']}/finalize", {}).json()
+
+
+def _error(resp: httpx.Response) -> tuple[int, str, str | None]:
+    err = resp.json()["error"]
+    return resp.status_code, err["message"], err.get("code")
+
+
+def test_void_delete_and_pay_follow_the_status_rules(api, emu):
+    draft = post(api, "/v1/invoices", {"customer": "cus_A", "currency": "eur"}).json()
+    not_open = (400, "You can only pass in open invoices. This invoice isn't open.", None)  # Stripe's own words
+    assert _error(post(api, f"/v1/invoices/{draft['id']}/void", {})) == not_open
+    paid, unpaid = _open_invoice(api, 1000), _open_invoice(api, 2500)
+    assert emu.balance_minor() == 3500
+    assert post(api, f"/v1/invoices/{paid['id']}/pay", {"paid_out_of_band": True}).json()["status"] == "paid"
+    assert _error(post(api, f"/v1/invoices/{paid['id']}/pay", {"paid_out_of_band": True})) == (
+        400,
+        "Invoice is already paid",
+        "invoice_already_paid",
+    )
+    assert _error(post(api, f"/v1/invoices/{unpaid['id']}/pay", {})) == (
+        400,
+        "The emulator has no payment methods: pay with paid_out_of_band=true",
+        None,
+    )
+    # a paid invoice can be neither voided nor deleted
+    assert _error(post(api, f"/v1/invoices/{paid['id']}/void", {})) == not_open
+    assert _error(api.delete(f"/v1/invoices/{paid['id']}")) == (
+        400,
+        "You can only delete draft invoices.",
+        "invoice_not_editable",
+    )
+    got = api.get(f"/v1/invoices/{paid['id']}").json()
+    assert (got["status"], got["amount_paid"], got["amount_remaining"], got["paid_out_of_band"]) == (
+        "paid",
+        1000,
+        0,
+        True,
+    )
+    voided = post(api, f"/v1/invoices/{unpaid['id']}/void", {}).json()
+    assert (voided["status"], voided["status_transitions"]["voided_at"] is not None) == ("void", True)
+    assert emu.balance_minor() == 0 and api.delete(f"/v1/invoices/{draft['id']}").json()["deleted"] is True
+    assert emu.validation_failures == []
+
+
+def test_void_gives_back_the_customer_credit_the_invoice_consumed(api, emu):
+    emu.add_customer("B", customer_id="cus_B", balance=-700)  # 7.00 of credit
+    inv = _open_invoice(api, 2000, "cus_B")
+    assert (inv["starting_balance"], inv["amount_due"], inv["ending_balance"]) == (-700, 1300, 0)
+    assert emu.balance_minor("cus_B") == 1300
+    post(api, f"/v1/invoices/{inv['id']}/void", {})
+    assert api.get("/v1/customers/cus_B").json()["balance"] == -700 and emu.balance_minor("cus_B") == -700
+
+
+def test_credit_notes_pre_and_post_payment(api, emu):
+    draft = post(api, "/v1/invoices", {"customer": "cus_A", "currency": "eur"}).json()
+    assert _error(post(api, "/v1/credit_notes", {"invoice": draft["id"], "amount": 100}))[0] == 400
+    unpaid, paid = _open_invoice(api, 5000), _open_invoice(api, 3000)
+    emu.mark_paid(paid["id"])
+    assert _error(post(api, "/v1/credit_notes", {"invoice": unpaid["id"]})) == (
+        400,
+        "One of amount, lines, or shipping_cost must be provided.",
+        "parameter_missing",
+    )
+    # pre-payment: reduces what is due on the open invoice, nothing goes to the customer's balance
+    pre = post(api, "/v1/credit_notes", {"invoice": unpaid["id"], "amount": 1500}).json()
+    assert (pre["type"], pre["total"], pre["number"], pre["customer_balance_transaction"]) == (
+        "pre_payment",
+        1500,
+        f"{unpaid['number']}-CN-01",
+        None,
+    )
+    got = api.get(f"/v1/invoices/{unpaid['id']}").json()
+    assert (got["amount_due"], got["amount_remaining"], got["pre_payment_credit_notes_amount"]) == (3500, 3500, 1500)
+    # post-payment: must be split exactly into credit_amount + out_of_band_amount
+    refused = post(api, "/v1/credit_notes", {"invoice": paid["id"], "amount": 3000, "credit_amount": 2000})
+    assert _error(refused)[1] == (
+        "The sum of credit_amount (2000), refund_amount (0) and out_of_band_amount (0) must equal the credit note's "
+        "post-payment amount (3000)."
+    )
+    post_note = post(api, "/v1/credit_notes", {"invoice": paid["id"], "amount": 3000, "credit_amount": 3000}).json()
+    assert post_note["type"] == "post_payment" and post_note["customer_balance_transaction"].startswith("cbtxn_")
+    assert api.get("/v1/customers/cus_A").json()["balance"] == -3000
+    too_much = post(api, "/v1/credit_notes", {"invoice": paid["id"], "amount": 1, "out_of_band_amount": 1})
+    assert (
+        _error(too_much)[1] == f"The credit note amount (1) exceeds what is left to credit on invoice {paid['id']} (0)."
+    )
+    # crediting the rest of the open invoice settles it
+    post(api, "/v1/credit_notes", {"invoice": unpaid["id"], "amount": 3500})
+    assert api.get(f"/v1/invoices/{unpaid['id']}").json()["status"] == "paid"
+    listed = api.get("/v1/credit_notes", params={"invoice": unpaid["id"]}).json()["data"]
+    assert [n["amount"] for n in listed] == [3500, 1500]  # newest first
+    assert api.get(f"/v1/credit_notes/{pre['id']}").json()["id"] == pre["id"]
+    assert emu.balance_minor() == -3000 and emu.validation_failures == []
+
+
+def test_mark_paid_in_full_only_add_invoice_and_control_api(api, emu):
+    ident = emu.add_invoice("cus_A", 4200, custom_fields=[{"name": "Invoice ref", "value": "X-1"}])
+    inv = api.get(f"/v1/invoices/{ident}").json()
+    assert (inv["status"], inv["total"], inv["custom_fields"], inv["metadata"]) == (
+        "open",
+        4200,
+        [{"name": "Invoice ref", "value": "X-1"}],
+        {},
+    )
+    with pytest.raises(ValueError, match="paid in full"):
+        emu.mark_paid(ident, 100)
+    with httpx.Client(base_url=emu.url, timeout=5) as control:
+        assert control.get("/_emulator/balance").json() == {"balance": 4200}
+        assert control.post("/_emulator/payments", json={"invoice": ident}).json()["status"] == "paid"
+        assert control.get("/_emulator/balance", params={"customer": "cus_A"}).json() == {"balance": 0}
+        refused = control.post("/_emulator/payments", json={"invoice": ident})
+        assert refused.status_code == 400 and "already paid" in refused.json()["error"]
+        assert control.get("/_emulator/credit_notes").json() == []

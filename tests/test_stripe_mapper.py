@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import date
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import pytest
 from connectors.sdk.invoice import Invoice, InvoiceLine
 from connectors.stripe.mapper import (
     MappingError,
+    carries_number,
     choose_layout,
+    credit_note_params,
     decode_form,
     form_pairs,
     idempotency_key,
@@ -215,3 +218,62 @@ def test_idempotency_keys_per_step_and_bounded():
     assert key != idempotency_key(
         odd.model_copy(update={"invoice_key": odd.invoice_key.replace(":r1", ":r2")}), "invoice"
     )
+
+
+def test_legal_notes_go_in_the_footer_and_the_reference_stays_the_memo():
+    inv = golden("standard").model_copy(
+        update={"legal_notes": ["Autoliquidação: IVA devido pelo adquirente", "", "Art. 196 Directive 2006/112/EC"]}
+    )
+    plan = invoice_to_stripe(inv, SETTINGS)
+    assert plan.invoice["footer"] == "Autoliquidação: IVA devido pelo adquirente\nArt. 196 Directive 2006/112/EC"
+    assert plan.invoice["description"] == inv.reference
+    assert validate_form(SPEC, "POST", "/v1/invoices", form_pairs(resolve(plan.invoice, dummy_ids(plan)))) == []
+    assert "footer" not in invoice_to_stripe(golden("standard"), SETTINGS).invoice
+    with pytest.raises(MappingError) as info:
+        invoice_to_stripe(inv.model_copy(update={"legal_notes": ["x" * 5001]}), SETTINGS)
+    assert info.value.field == "legal_notes (invoice footer)"
+
+
+def test_credit_note_params_credit_the_paid_part_to_the_customer_balance():
+    paid = {
+        "id": "in_1",
+        "number": "ABCD-0001",
+        "status": "paid",
+        "total": 23401,
+        "amount_remaining": 0,
+        "metadata": {"broker_invoice_number": "ACME-WO-1-R1", "broker_invoice_key": "acme:wo:1:r1"},
+    }
+    params = credit_note_params(
+        paid, reason="replaced by ACME-WO-1-R2", issued=date(2026, 3, 9), key="acme:wo:1:r2", tenant="acme"
+    )
+    assert params == {
+        "invoice": "in_1",
+        "amount": 23401,
+        "reason": "order_change",
+        "effective_at": 1773014400,  # 2026-03-09 00:00 UTC
+        "memo": "Credit for ACME-WO-1-R1: replaced by ACME-WO-1-R2",
+        "metadata": {
+            "broker_credit_note_number": "ACME-WO-1-R1-CN",
+            "broker_invoice_key": "acme:wo:1:r1",
+            "broker_tenant": "acme",
+            "broker_requested_by": "acme:wo:1:r2",
+        },
+        "credit_amount": 23401,
+    }
+    assert validate_form(SPEC, "POST", "/v1/credit_notes", form_pairs(params)) == []
+    # an open invoice: what is still due is reduced (pre-payment), nothing goes to the balance
+    unpaid = dict(paid, status="open", amount_remaining=23401)
+    assert "credit_amount" not in credit_note_params(
+        unpaid, reason="r", issued=date(2026, 3, 9), key="k", tenant="acme"
+    )
+    with pytest.raises(MappingError):
+        credit_note_params(dict(paid, total=0), reason="r", issued=date(2026, 3, 9), key="k", tenant="acme")
+
+
+def test_an_invoice_carries_our_number_in_metadata_or_in_the_number_custom_field():
+    inv = {"metadata": {}, "custom_fields": [{"name": "Invoice ref", "value": "N-1"}]}
+    assert carries_number(inv, "N-1", "Invoice ref") is True
+    assert carries_number(inv, "N-1", "Other field") is False
+    assert carries_number(inv, "N-1", None) is False
+    assert carries_number({"metadata": {"broker_invoice_number": "N-1"}}, "N-1", None) is True
+    assert carries_number({"metadata": {"broker_invoice_number": "N-2"}}, "N-1", "Invoice ref") is False

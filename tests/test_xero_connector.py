@@ -18,16 +18,17 @@ import pytest
 from connectors.sdk.errors import (
     AuthError,
     ConfigError,
+    NumberConflictError,
     PermanentError,
     RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
 )
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 from connectors.sdk.money import dumps
 from connectors.xero import XeroConnector, XeroSettings, idempotency_key
 from connectors.xero.emulator import XeroEmulator
-from connectors.xero.mapper import invoice_to_xero
+from connectors.xero.mapper import credit_note_for, invoice_to_xero, reference_for
 from connectors.xero.spec import make_request_validator, validate_invoices_body
 
 SPEC = Path(__file__).resolve().parent / "specs" / "xero" / "xero_accounting.yaml"
@@ -111,6 +112,7 @@ def make_invoice(
     net="170.25",
     tax="39.16",
     total="209.41",
+    legal_notes=(),
 ) -> Invoice:
     if lines is None:
         lines = [
@@ -146,6 +148,7 @@ def make_invoice(
         total=D(total),
         cost_total=D("0"),
         margin=D(net),
+        legal_notes=list(legal_notes),
     )
 
 
@@ -187,7 +190,7 @@ def test_deliver_creates_invoice_with_our_exact_totals(emulators, secrets_env):
     assert stored["LineItems"][1]["DiscountRate"] == D("10")
     assert stored["Type"] == "ACCREC" and stored["Status"] == "AUTHORISED" and stored["CurrencyCode"] == "EUR"
     assert stored["Contact"]["ContactID"] == CONTACT
-    assert stored["Reference"] == "WO ACME-WO-1-R1"
+    assert stored["Reference"] == "WO ACME-WO-1-R1 broker:acme:wo:ACME-WO-1-R1:r1"  # human reference, then marker
     assert stored["DateString"] == "2026-03-02T00:00:00" and stored["DueDateString"] == "2026-04-01T00:00:00"
     # the PUT carried the deterministic idempotency key and asked for per-element errors
     assert ("PUT", "/api.xro/2.0/Invoices", 200) in emu.calls
@@ -553,3 +556,342 @@ def test_connector_survives_successive_event_loops(emulators, secrets_env):
     asyncio.run(connector.aclose())
     assert first.created and second.created
     assert len(emu.refresh_token_uses) == 1
+
+
+# --------------------------------------------------------------------------- ownership and legal notes
+REVERSE_CHARGE = "Reverse charge: VAT to be accounted for by the recipient (Art. 196 Directive 2006/112/EC)"
+
+
+def test_reference_keeps_the_human_reference_and_ends_with_the_marker():
+    inv = make_invoice()
+    assert reference_for(inv) == "WO ACME-WO-1-R1 broker:acme:wo:ACME-WO-1-R1:r1"
+    assert reference_for(inv.model_copy(update={"reference": ""})) == "broker:acme:wo:ACME-WO-1-R1:r1"
+    long = reference_for(inv.model_copy(update={"reference": "x" * 300}))
+    # 255 characters: 224 of the human reference, a space, the 30-character marker
+    assert len(long) == 255 and long == "x" * 224 + " broker:acme:wo:ACME-WO-1-R1:r1"
+
+
+def test_find_reads_the_marker_total_and_payment_back(emulators, secrets_env):
+    emu = emulators()
+    inv = make_invoice()
+
+    async def go(c: XeroConnector):
+        created = await c.deliver(inv)
+        emu.mark_paid(created.external_id, D("9.41"), ORG)
+        return await c.find(inv.invoice_number)
+
+    found = run(with_connector(settings_for(emu), go))
+    assert found is not None
+    assert (found.marker, found.total, found.paid, found.status) == (
+        "acme:wo:ACME-WO-1-R1:r1",
+        D("209.41"),
+        D("9.41"),
+        "AUTHORISED",
+    )
+
+
+def test_legal_notes_are_description_only_lines_that_change_no_total(emulators, secrets_env):
+    emu = emulators()
+    inv = make_invoice(legal_notes=[REVERSE_CHARGE, "  ", "Isento de IVA nos termos do artigo 9.º do CIVA"])
+    result = run(with_connector(settings_for(emu), lambda c: c.deliver(inv)))
+    assert result.details["Total"] == "209.41" and result.details["total_matches"] is True
+    [stored] = emu.invoices(ORG)
+    assert [li["Description"] for li in stored["LineItems"][2:]] == [
+        REVERSE_CHARGE,
+        "Isento de IVA nos termos do artigo 9.º do CIVA",
+    ]
+    assert [("Quantity" in li, li["LineAmount"], li["TaxAmount"]) for li in stored["LineItems"][2:]] == [
+        (False, D("0.00"), D("0.00")),
+        (False, D("0.00"), D("0.00")),
+    ]
+    assert (stored["SubTotal"], stored["TotalTax"], stored["Total"]) == (D("170.25"), D("39.16"), D("209.41"))
+
+
+def _foreign(emu: XeroEmulator, inv: Invoice, total: str) -> str:
+    """An approved invoice under ``inv``'s number made by hand in Xero (no marker), one untaxed line."""
+    return emu.add_invoice(
+        {
+            "Type": "ACCREC",
+            "Contact": {"ContactID": CONTACT},
+            "Date": "2026-03-02",
+            "DueDate": "2026-04-01",
+            "InvoiceNumber": inv.invoice_number,
+            "Reference": inv.reference,
+            "Status": "AUTHORISED",
+            "LineItems": [{"Description": "Manual", "Quantity": 1, "UnitAmount": D(total), "TaxType": "NONE"}],
+        },
+        ORG,
+    )
+
+
+def test_a_foreign_invoice_under_our_number_is_a_number_conflict(emulators, secrets_env):
+    emu = emulators()
+    inv = make_invoice()
+    foreign = _foreign(emu, inv, "999.00")
+    with pytest.raises(NumberConflictError) as info:
+        run(with_connector(settings_for(emu), lambda c: c.deliver(inv)))
+    exc = info.value
+    assert (exc.number, exc.ours, exc.theirs, exc.external_id) == ("ACME-WO-1-R1", D("209.41"), D("999.00"), foreign)
+    assert "999.00" in str(exc) and "209.41" in str(exc) and "does not carry our marker" in str(exc)
+    [held] = emu.invoices(ORG)
+    assert (held["InvoiceID"], held["Total"], held["Status"]) == (foreign, D("999.00"), "AUTHORISED")
+
+
+def test_a_foreign_invoice_with_our_total_is_still_a_conflict_and_in_a_batch_only_its_item_fails(
+    emulators, secrets_env
+):
+    emu = emulators()
+    taken, free = make_invoice(), make_invoice("ACME-WO-2-R1")
+    _foreign(emu, taken, "209.41")  # same total, no marker: not ours
+    items = run(with_connector(settings_for(emu), lambda c: c.deliver_many([taken, free])))
+    assert isinstance(items[0].error, NumberConflictError) and items[0].error.theirs == D("209.41")
+    assert items[1].ok and items[1].result is not None and items[1].result.created is True
+    assert sorted(i["InvoiceNumber"] for i in emu.invoices(ORG)) == ["ACME-WO-1-R1", "ACME-WO-2-R1"]
+
+
+# --------------------------------------------------------------------------- retire / amend / cancel
+def _previous(result) -> ExternalInvoice:
+    return ExternalInvoice(result.external_id, result.external_number)
+
+
+def _retire_twice(emu: XeroEmulator, *, status: str = "AUTHORISED", paid: str | None = None, inv=None):
+    """Deliver ``inv``, optionally record a payment, then cancel it twice; (first, again, created)."""
+    inv = inv or make_invoice()
+
+    async def go(c: XeroConnector):
+        created = await c.deliver(inv)
+        if paid is not None:
+            emu.mark_paid(created.external_id, None if paid == "all" else D(paid), ORG)
+        kw = {"key": "acme:wo:ACME-WO-1:r1:cancelled", "reason": "work order cancelled", "issued": date(2026, 3, 9)}
+        first = await c.cancel(_previous(created), **kw)
+        again = await c.cancel(_previous(created), **kw)
+        return first, again, created
+
+    return run(with_connector(settings_for(emu, invoice_status=status), go))
+
+
+def test_retire_deletes_a_draft(emulators, secrets_env):
+    emu = emulators()
+    first, again, _ = _retire_twice(emu, status="DRAFT")
+    assert (first.action, first.previous_number, first.previous_status) == ("deleted", "ACME-WO-1-R1", "DRAFT")
+    assert (again.action, again.previous_status) == ("none", "DELETED")
+    [held] = emu.invoices(ORG)
+    assert held["Status"] == "DELETED" and emu.credit_notes(ORG) == [] and emu.balance(ORG) == D("0.00")
+
+
+def test_retire_voids_an_approved_unpaid_invoice(emulators, secrets_env):
+    emu = emulators()
+    first, again, _ = _retire_twice(emu)
+    assert (first.action, first.previous_status, first.paid, first.credit_note_number) == (
+        "voided",
+        "AUTHORISED",
+        None,
+        None,
+    )
+    assert (again.action, again.previous_status) == ("none", "VOIDED")
+    [held] = emu.invoices(ORG)
+    assert (held["Status"], held["AmountDue"]) == ("VOIDED", D("0.00"))
+    assert emu.credit_notes(ORG) == [] and emu.balance(ORG) == D("0.00")
+
+
+def test_retire_credits_a_paid_invoice_once_and_never_voids_it(emulators, secrets_env):
+    emu = emulators()
+    first, again, created = _retire_twice(emu, paid="all")
+    assert (first.action, first.previous_status, first.paid) == ("credited", "PAID", D("209.41"))
+    assert (first.credit_note_number, first.credit_note_total) == ("ACME-WO-1-R1-CN", D("209.41"))
+    assert first.as_details()["previous_paid"] == "209.41"
+    assert (again.action, again.details) == ("none", {"credited_by": "ACME-WO-1-R1-CN"})
+    [held] = emu.invoices(ORG)
+    assert (held["Status"], held["AmountPaid"]) == ("PAID", D("209.41"))  # still paid: never voided
+    [note] = emu.credit_notes(ORG)
+    assert note["CreditNoteID"] == first.credit_note_id
+    assert (note["Type"], note["Status"], note["Date"], note["RemainingCredit"]) == (
+        "ACCRECCREDIT",
+        "AUTHORISED",
+        "/Date(1773014400000+0000)/",  # 2026-03-09 00:00 UTC
+        D("209.41"),
+    )
+    assert note["Reference"] == "Credit for ACME-WO-1-R1 (work order cancelled) broker:acme:wo:ACME-WO-1-R1:r1"
+    # the discounted line went over as 1 x its discounted amount (credit notes take no discounts)
+    assert [(li["Quantity"], li["UnitAmount"], li["LineAmount"], li["TaxAmount"]) for li in note["LineItems"]] == [
+        (D("3.25"), D("42.0000"), D("136.50"), D("31.40")),
+        (D("1.0000"), D("33.7500"), D("33.75"), D("7.76")),
+    ]
+    assert emu.balance(ORG) == D("-209.41")  # the customer's credit
+    assert created.external_id == held["InvoiceID"]
+
+
+def test_retire_credits_a_partly_paid_invoice_for_its_whole_total(emulators, secrets_env):
+    emu = emulators()
+    first, again, _ = _retire_twice(emu, paid="100.00")
+    assert (first.action, first.previous_status, first.paid, first.credit_note_total) == (
+        "credited",
+        "AUTHORISED",
+        D("100.00"),
+        D("209.41"),
+    )
+    assert again.action == "none"
+    [held] = emu.invoices(ORG)
+    assert (held["Status"], held["AmountDue"]) == ("AUTHORISED", D("109.41"))
+    # 109.41 still due - 209.41 unallocated credit = -100.00: what the customer paid
+    assert emu.balance(ORG) == D("-100.00")
+
+
+def test_a_payment_arriving_before_the_void_turns_it_into_a_credit_note(emulators, secrets_env):
+    emu = emulators()
+    inv = make_invoice()
+
+    async def go(c: XeroConnector):
+        created = await c.deliver(inv)
+        real_set_status = c._set_status
+
+        async def paid_meanwhile(current, status, key):
+            emu.mark_paid(created.external_id, D("9.41"), ORG)  # the customer pays between read and void
+            await real_set_status(current, status, key)
+
+        c._set_status = paid_meanwhile  # type: ignore[method-assign]
+        return await c.retire(_previous(created), key="k", reason="cancelled", issued=date(2026, 3, 9))
+
+    retired = run(with_connector(settings_for(emu), go))
+    assert (retired.action, retired.paid, retired.credit_note_total) == ("credited", D("9.41"), D("209.41"))
+    [held] = emu.invoices(ORG)
+    assert (held["Status"], held["AmountPaid"]) == ("AUTHORISED", D("9.41"))
+
+
+def test_an_absent_invoice_retires_to_none(emulators, secrets_env):
+    emu = emulators()
+
+    async def go(c: XeroConnector):
+        by_id = await c.retire(
+            ExternalInvoice("00000000-0000-0000-0000-00000000dead", "ACME-WO-404-R1"),
+            key="k",
+            reason="r",
+            issued=date(2026, 3, 9),
+        )
+        by_number = await c.retire(ExternalInvoice("", "ACME-WO-404-R1"), key="k", reason="r", issued=date(2026, 3, 9))
+        return by_id, by_number
+
+    by_id, by_number = run(with_connector(settings_for(emu), go))
+    assert by_id == by_number
+    assert (by_id.action, by_id.previous_number, by_id.previous_status) == ("none", "ACME-WO-404-R1", None)
+
+
+def test_an_existing_credit_note_of_ours_is_reused_and_a_foreign_one_is_a_conflict(emulators, secrets_env):
+    emu = emulators()
+    inv, other = make_invoice(), make_invoice("ACME-WO-2-R1")
+
+    async def go(c: XeroConnector):
+        mine = await c.deliver(inv)
+        theirs = await c.deliver(other)
+        # ours, issued earlier (e.g. by a worker that died before recording it): found, not issued again
+        stored = next(i for i in emu.invoices(ORG) if i["InvoiceID"] == mine.external_id)
+        note = credit_note_for(stored, "ACME-WO-1-R1-CN", issued="2026-03-09", reason="earlier")
+        resp = await c._call("PUT", "CreditNotes", body={"CreditNotes": [note]}, params={"summarizeErrors": "false"})
+        assert resp.status_code == 200
+        reused = await c.retire(_previous(mine), key="k1", reason="again", issued=date(2026, 3, 9))
+        # a credit note under our number made by hand for another amount: never adopted
+        manual = {
+            "Type": "ACCRECCREDIT",
+            "Contact": {"ContactID": CONTACT},
+            "Date": "2026-03-09",
+            "CreditNoteNumber": "ACME-WO-2-R1-CN",
+            "Status": "AUTHORISED",
+            "LineItems": [{"Description": "Goodwill", "Quantity": 1, "UnitAmount": D("5.00"), "TaxType": "NONE"}],
+        }
+        resp = await c._call("PUT", "CreditNotes", body={"CreditNotes": [manual]}, params={"summarizeErrors": "false"})
+        assert resp.status_code == 200
+        with pytest.raises(NumberConflictError) as info:
+            await c.retire(_previous(theirs), key="k2", reason="cancelled", issued=date(2026, 3, 9))
+        return reused, info.value
+
+    reused, conflict = run(with_connector(settings_for(emu), go))
+    assert (reused.action, reused.previous_status, reused.details) == (
+        "none",
+        "AUTHORISED",
+        {"credited_by": "ACME-WO-1-R1-CN"},
+    )
+    assert (conflict.number, conflict.ours, conflict.theirs) == ("ACME-WO-2-R1-CN", D("209.41"), D("5.00"))
+    assert len(emu.credit_notes(ORG)) == 2
+    assert {i["InvoiceNumber"]: i["Status"] for i in emu.invoices(ORG)} == {
+        "ACME-WO-1-R1": "AUTHORISED",
+        "ACME-WO-2-R1": "AUTHORISED",  # the conflict changed nothing
+    }
+
+
+def test_amend_voids_the_unpaid_revision_and_creates_the_new_one(emulators, secrets_env):
+    emu = emulators()
+    r1 = make_invoice("ACME-WO-9-R1", key="acme:wo:ACME-WO-9:r1")
+    r2 = make_invoice(
+        "ACME-WO-9-R2",
+        key="acme:wo:ACME-WO-9:r2",
+        lines=[line("HVAC labour (Ana Costa)", "1", "100.00", "100.00", "23", "23.00", "123.00")],
+        net="100.00",
+        tax="23.00",
+        total="123.00",
+    )
+
+    async def go(c: XeroConnector):
+        first = await c.deliver(r1)
+        amended = await c.amend(r2, _previous(first))
+        again = await c.amend(r2, _previous(first))
+        return amended, again
+
+    amended, again = run(with_connector(settings_for(emu), go))
+    assert amended.created is True and again.external_id == amended.external_id  # the PUT replayed by its key
+    assert {k: amended.details[k] for k in ("amendment", "previous_number", "previous_status")} == {
+        "amendment": "voided",
+        "previous_number": "ACME-WO-9-R1",
+        "previous_status": "AUTHORISED",
+    }
+    assert again.details["amendment"] == "none" and again.details["previous_status"] == "VOIDED"
+    assert {i["InvoiceNumber"]: i["Status"] for i in emu.invoices(ORG)} == {
+        "ACME-WO-9-R1": "VOIDED",
+        "ACME-WO-9-R2": "AUTHORISED",
+    }
+    assert emu.balance(ORG) == D("123.00")
+    assert [h[1] for h in emu.history] == ["invoice.created", "invoice.status", "invoice.created"]
+
+
+def test_legal_note_lines_and_credit_notes_validate_against_the_official_spec():
+    settings = XeroSettings(xero_tenant_id=ORG, client_id="x", client_secret_env="A", refresh_token_env="B")
+    element = invoice_to_xero(make_invoice(legal_notes=[REVERSE_CHARGE, "x" * 4001]), settings)
+    assert element["LineItems"][2:] == [
+        {"Description": REVERSE_CHARGE},
+        {"Description": "x" * 4000},  # a note longer than one line takes is split, never cut
+        {"Description": "x"},
+    ]
+    assert validate_invoices_body(SPEC, {"Invoices": [element]}) == []
+    stored = {
+        **element,
+        "InvoiceNumber": "ACME-WO-1-R1",
+        "LineItems": [
+            {**element["LineItems"][0], "LineItemID": "l1", "Tracking": []},
+            {**element["LineItems"][1], "LineAmount": D("33.75"), "DiscountRate": D("10.00")},
+            {"LineItemID": "l3", "Description": REVERSE_CHARGE, "LineAmount": D("0.00"), "TaxAmount": D("0.00")},
+        ],
+    }
+    note = credit_note_for(stored, "ACME-WO-1-R1-CN", issued="2026-03-09", reason="replaced by ACME-WO-1-R2")
+    assert note["LineItems"] == [
+        {
+            "Description": "HVAC labour (Ana Costa)",
+            "Quantity": D("3.25"),
+            "UnitAmount": D("42.00"),
+            "AccountCode": "200",
+            "TaxType": "OUTPUT2",
+            "TaxAmount": D("31.40"),
+            "LineAmount": D("136.50"),
+        },
+        {
+            "Description": "Contactor 25A",
+            "Quantity": D("1"),
+            "UnitAmount": D("33.75"),  # 2 x 18.75 less 10 %: credit notes take no discounts
+            "AccountCode": "200",
+            "TaxType": "OUTPUT2",
+            "TaxAmount": D("7.76"),
+            "LineAmount": D("33.75"),
+        },
+        {"Description": REVERSE_CHARGE},
+    ]
+    assert note["Reference"] == "Credit for ACME-WO-1-R1 (replaced by ACME-WO-1-R2) broker:acme:wo:ACME-WO-1-R1:r1"
+    problems = make_request_validator(SPEC).schema_problems("CreditNotes", {"CreditNotes": [note]})
+    assert [str(p) for p in problems] == []

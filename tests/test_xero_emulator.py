@@ -580,3 +580,125 @@ def test_default_emulator_seeds_the_demo_contacts():
     names = {c["Name"] for c in emu.contacts(ORG)}
     assert "Hotel Atlântico Lisboa, S.A." in names
     assert XeroEmulator(tenant_ids=(ORG,), contacts={}).contacts() == []
+
+
+# --------------------------------------------------------------------------- lifecycle: lines, payments, status rules
+def _post_status(api: Api, invoice_id: str, status: str) -> httpx.Response:
+    return api.http.post(
+        f"{INVOICES}/{invoice_id}",
+        content=dumps({"Invoices": [{"InvoiceID": invoice_id, "Status": status}]}),
+        headers=api.headers(**{"Content-Type": "application/json"}),
+    )
+
+
+def _messages(resp: httpx.Response) -> list[str]:
+    return [m["Message"] for el in body(resp)["Elements"] for m in el["ValidationErrors"]]
+
+
+def test_description_only_line_has_no_amount_and_prints(emu, api):
+    lines = [*element()["LineItems"], {"Description": "Reverse charge: VAT due by the recipient"}]
+    [inv] = body(api.put_invoices([element(LineItems=lines)]))["Invoices"]
+    # 3.25 x 42.00 = 136.50; 23 % = 31.395 -> 31.40; the note adds nothing
+    assert (inv["SubTotal"], inv["TotalTax"], inv["Total"]) == (D("136.50"), D("31.40"), D("167.90"))
+    note = inv["LineItems"][1]
+    assert note["Description"] == "Reverse charge: VAT due by the recipient"
+    assert (note["LineAmount"], note["TaxAmount"], "Quantity" in note, "UnitAmount" in note) == (
+        D("0.00"),
+        D("0.00"),
+        False,
+        False,
+    )
+    # read back with 2-decimal unit amounts: the note line has none to round
+    [again] = body(api.get(f"{INVOICES}/{inv['InvoiceID']}"))["Invoices"]
+    assert again["LineItems"][1] == note
+
+
+def test_payments_status_rules_and_balance(emu, api):
+    created = body(api.put_invoices([element("INV-P-1"), element("INV-P-2"), element("INV-P-3")]))["Invoices"]
+    paid, partial, open_ = (i["InvoiceID"] for i in created)
+    assert emu.balance(ORG) == D("503.70")  # 3 x 167.90
+
+    emu.mark_paid(paid, tenant_id=ORG)
+    after = emu.mark_paid(partial, D("67.90"), ORG)
+    assert (after["Status"], after["AmountPaid"], after["AmountDue"]) == ("AUTHORISED", D("67.90"), D("100.00"))
+    assert [p["Amount"] for p in after["Payments"]] == [D("67.90")]
+    [full] = [i for i in emu.invoices(ORG) if i["InvoiceID"] == paid]
+    assert (full["Status"], full["AmountPaid"], full["AmountDue"]) == ("PAID", D("167.90"), D("0.00"))
+    assert emu.balance(ORG) == D("267.90")  # 0 + 100.00 + 167.90
+
+    with pytest.raises(ValueError, match="exceeds the amount outstanding"):
+        emu.mark_paid(partial, D("100.01"), ORG)
+    with pytest.raises(ValueError, match="Authorised documents"):
+        emu.mark_paid(paid, D("1.00"), ORG)
+
+    # a paid or part-paid invoice can be neither voided nor deleted; an unpaid one is voided
+    for ident, status, message in (
+        (paid, "VOIDED", "Invoice of status PAID cannot be changed to VOIDED"),
+        (paid, "DELETED", "Invoice of status PAID cannot be changed to DELETED"),
+        (partial, "VOIDED", "This document cannot be edited as it has a payment or credit note allocated to it."),
+        (partial, "DELETED", "Invoice of status AUTHORISED cannot be changed to DELETED"),
+    ):
+        resp = _post_status(api, ident, status)
+        assert (resp.status_code, _messages(resp)) == (400, [message])
+    resp = _post_status(api, open_, "VOIDED")
+    assert resp.status_code == 200 and body(resp)["Invoices"][0]["Status"] == "VOIDED"
+    assert emu.balance(ORG) == D("100.00")
+    assert [(h[1], h[3], h[4]) for h in emu.history if h[1] != "invoice.created"] == [
+        ("invoice.paid", "INV-P-1", "167.90"),
+        ("invoice.paid", "INV-P-2", "67.90"),
+        ("invoice.status", "INV-P-3", "AUTHORISED->VOIDED"),
+    ]
+
+
+def test_credit_notes_take_no_discounts_and_unallocated_credit_lowers_the_balance(emu, api):
+    api.put_invoices([element("INV-C-1")])
+
+    def put(lines: list[dict], number: str) -> httpx.Response:
+        note = {
+            "Type": "ACCRECCREDIT",
+            "Contact": {"ContactID": CONTACT},
+            "Date": "2026-03-09",
+            "CreditNoteNumber": number,
+            "Status": "AUTHORISED",
+            "LineItems": lines,
+        }
+        return api.http.put(
+            "/api.xro/2.0/CreditNotes",
+            params={"summarizeErrors": "false"},
+            content=dumps({"CreditNotes": [note]}),
+            headers=api.headers(**{"Content-Type": "application/json"}),
+        )
+
+    discounted = [{"Description": "Part", "Quantity": 2, "UnitAmount": D("10.00"), "DiscountRate": 10}]
+    [refused] = body(put(discounted, "CN-X"))["CreditNotes"]
+    assert refused["HasErrors"] is True
+    assert [m["Message"] for m in refused["ValidationErrors"]] == [
+        "Line 1: discounts are not supported on credit notes"
+    ]
+    assert emu.credit_notes(ORG) == []
+
+    plain = [{"Description": "Part", "Quantity": 1, "UnitAmount": D("18.00"), "TaxType": "OUTPUT2"}]
+    [note] = body(put(plain, "CN-1"))["CreditNotes"]
+    # 18.00 + 23 % (4.14) = 22.14 of unallocated credit
+    assert (note["Total"], note["RemainingCredit"]) == (D("22.14"), D("22.14"))
+    assert emu.balance(ORG) == D("145.76")  # 167.90 - 22.14
+    assert emu.balance(ORG, CONTACT) == D("145.76")
+    assert emu.balance(ORG, "00000000-0000-0000-0000-0000000000ff") == D("0.00")  # another contact owes nothing
+
+
+def test_add_invoice_and_the_payment_and_balance_control_api(emu, api):
+    ident = emu.add_invoice(element("INV-M-1", Reference="typed by hand"), ORG)
+    [stored] = emu.invoices(ORG)
+    assert (stored["InvoiceID"], stored["Reference"], stored["Total"]) == (ident, "typed by hand", D("167.90"))
+    with pytest.raises(ValueError, match=r"Invoice # must be unique\."):
+        emu.add_invoice(element("INV-M-1"), ORG)
+
+    control = httpx.Client(base_url=emu.url, timeout=5)
+    try:
+        resp = control.post("/_emulator/payments", json={"InvoiceID": ident, "Amount": "7.90", "tenant_id": ORG})
+        assert resp.status_code == 200 and loads(resp.content)["Invoices"][0]["AmountDue"] == D("160.00")
+        assert control.get("/_emulator/balance", params={"tenant_id": ORG}).json() == {"balance": "160.00"}
+        refused = control.post("/_emulator/payments", json={"InvoiceID": ident, "Amount": "500"})
+        assert refused.status_code == 400 and "exceeds the amount outstanding" in refused.json()["error"]
+    finally:
+        control.close()

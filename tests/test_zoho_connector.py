@@ -7,18 +7,20 @@ import logging
 from datetime import UTC, date, datetime
 from decimal import Decimal as D
 
+import httpx
 import pytest
 
 from connectors.sdk.errors import (
     AuthError,
     ConfigError,
     MissingScopeError,
+    NumberConflictError,
     PermanentError,
     RateLimitedError,
     UncertainOutcomeError,
     UnknownAccountError,
 )
-from connectors.sdk.invoice import Invoice, InvoiceLine
+from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 from connectors.sdk.oauth2 import MemoryTokenStore
 from connectors.zoho import ZohoConnector, ZohoSettings
 from connectors.zoho.emulator import DEFAULT_ORG, ZohoEmulator
@@ -402,3 +404,172 @@ def test_authorize_flow_stores_a_refresh_token_the_connector_then_uses(emulators
     emu.expire_access_tokens()
     run(settings(emu), lambda c: c.deliver(make_invoice()), store=store)
     assert emu.refresh_token_uses == [result.tokens.refresh_token.get_secret_value()]
+
+
+# --------------------------------------------------------------------------- lifecycle
+ISSUED = date(2026, 3, 9)
+
+
+def retire(emu, previous: ExternalInvoice, **overrides):
+    return run(
+        settings(emu, **overrides),
+        lambda c: c.retire(previous, key="acme:wo:X:r2", reason="replaced by ACME-WO-1-R2", issued=ISSUED),
+    )
+
+
+def test_marker_legal_notes_and_find(emulators):
+    emu = emulators()
+    legal = "Autoliquidação - artigo 2.º, n.º 1, alínea j) do CIVA"
+    invoice = make_invoice().model_copy(update={"legal_notes": [legal]})
+    result = run(settings(emu), lambda c: c.deliver(invoice))
+    [inv] = emu.invoices()
+    assert inv["notes"] == f"{legal}\nbroker:acme:wo:ACME-WO-1-R1:r1"  # printed; the marker on the last line
+    found = run(settings(emu), lambda c: c.find("ACME-WO-1-R1"))
+    assert found == ExternalInvoice(
+        result.external_id, "ACME-WO-1-R1", D("234.01"), "sent", marker="acme:wo:ACME-WO-1-R1:r1", paid=D("0.00")
+    )
+
+
+def test_foreign_invoice_under_our_number_is_never_adopted(emulators):
+    emu = emulators()
+    foreign = emu.plant_invoice("ACME-WO-1-R1", CUSTOMER, D("999.00"))
+    with pytest.raises(NumberConflictError) as info:
+        run(settings(emu), lambda c: c.deliver(make_invoice()))
+    text = str(info.value)
+    assert "999.00" in text and "234.01" in text and "does not carry our marker" in text
+    assert (info.value.ours, info.value.theirs, info.value.external_id) == (D("234.01"), D("999.00"), foreign)
+    [inv] = emu.invoices()
+    assert (inv["invoice_id"], inv["status"], inv["total"]) == (foreign, "sent", D("999.00"))
+    assert not any(p.endswith("/status/sent") for _, p, _ in emu.calls)
+
+
+def test_retire_deletes_a_draft_and_voids_a_sent_invoice(emulators):
+    emu = emulators()
+    draft = run(settings(emu, invoice_status="draft"), lambda c: c.deliver(make_invoice("ACME-WO-1-R1")))
+    sent = run(settings(emu), lambda c: c.deliver(make_invoice("ACME-WO-2-R1")))
+    deleted = retire(emu, ExternalInvoice(draft.external_id, "ACME-WO-1-R1"))
+    assert (deleted.action, deleted.previous_status) == ("deleted", "draft")
+    voided = retire(emu, ExternalInvoice(sent.external_id, "ACME-WO-2-R1"))
+    assert (voided.action, voided.previous_status, voided.paid) == ("voided", "sent", None)
+    assert [(i["invoice_number"], i["status"], i["balance"]) for i in emu.invoices()] == [
+        ("ACME-WO-2-R1", "void", D(0))
+    ]
+    # again: gone and void -> nothing more, no second DELETE or void
+    again = [
+        retire(emu, ExternalInvoice(r.external_id, n)) for r, n in ((draft, "ACME-WO-1-R1"), (sent, "ACME-WO-2-R1"))
+    ]
+    assert [(r.action, r.previous_status) for r in again] == [("none", None), ("none", "void")]
+    writes = [(m, p.rsplit("/", 2)[-1]) for m, p, _ in api_calls(emu) if m in ("DELETE", "POST") and "/invoices/" in p]
+    assert writes == [("POST", "sent"), ("DELETE", draft.external_id), ("POST", "void")]
+    assert emu.balance() == D("0.00") and emu.creditnotes() == []
+
+
+def test_retire_credits_a_paid_invoice_once(emulators):
+    emu = emulators()
+    first = run(settings(emu), lambda c: c.deliver(make_invoice()))
+    emu.record_payment(first.external_id)  # 234.01 paid
+    credited = retire(emu, ExternalInvoice(first.external_id, "ACME-WO-1-R1"))
+    [note] = emu.creditnotes()
+    assert (credited.action, credited.previous_status, credited.paid) == ("credited", "paid", D("234.01"))
+    assert (credited.credit_note_id, credited.credit_note_number, credited.credit_note_total) == (
+        note["creditnote_id"],
+        "ACME-WO-1-R1-CN",
+        D("234.01"),
+    )
+    # the invoice's lines copied: 136.50 + 33.75 + 20.00 = 190.25, 23 % = 43.76, total 234.01, unapplied
+    assert (note["sub_total"], note["tax_total"], note["total"], note["balance"], note["status"]) == (
+        D("190.25"),
+        D("43.76"),
+        D("234.01"),
+        D("234.01"),
+        "open",
+    )
+    assert (note["reference_number"], note["invoice_id"], note["date"], note["notes"]) == (
+        "ACME-WO-1-R1",
+        first.external_id,
+        "2026-03-09",
+        "replaced by ACME-WO-1-R2",
+    )
+    assert emu.invoices()[0]["status"] == "paid"  # never voided or deleted
+    assert emu.balance() == D("-234.01")  # the customer's money, owed back or used later
+    again = retire(emu, ExternalInvoice(first.external_id, "ACME-WO-1-R1"))
+    assert (again.action, again.credit_note_id) == ("none", note["creditnote_id"]) and len(emu.creditnotes()) == 1
+
+
+def test_retire_partially_paid_applies_the_credit_to_what_is_due(emulators):
+    emu = emulators()
+    first = run(settings(emu), lambda c: c.deliver(make_invoice()))
+    emu.record_payment(first.external_id, D("100.00"))  # 134.01 still due
+    emu.inject_fault("drop_after_commit", method="POST", path="/creditnotes")  # created, answer lost
+    with pytest.raises(UncertainOutcomeError):
+        retire(emu, ExternalInvoice(first.external_id, "ACME-WO-1-R1"))
+    [note] = emu.creditnotes()
+    assert (note["balance"], emu.invoices()[0]["balance"]) == (D("234.01"), D("134.01"))
+    resumed = retire(emu, ExternalInvoice(first.external_id, "ACME-WO-1-R1"))
+    assert (resumed.action, resumed.paid, resumed.credit_note_number) == ("none", D("100.00"), "ACME-WO-1-R1-CN")
+    [note] = emu.creditnotes()  # found by its number, not issued twice
+    [inv] = emu.invoices()
+    # 134.01 of the 234.01 credit closes the invoice; 100.00 (the payment) stays as customer credit
+    assert (inv["status"], inv["credits_applied"], inv["balance"]) == ("paid", D("134.01"), D("0.00"))
+    assert (note["balance"], note["status"]) == (D("100.00"), "open") and emu.balance() == D("-100.00")
+
+
+def test_retire_refuses_a_foreign_credit_note_under_our_number(emulators):
+    emu = emulators()
+    first = run(settings(emu), lambda c: c.deliver(make_invoice()))
+    emu.record_payment(first.external_id)
+    with httpx.Client(base_url=f"{emu.url}/invoice/v3") as raw:
+        access = raw.post(
+            f"{emu.url}/oauth/v2/token",
+            data={
+                "grant_type": "refresh_token",
+                "client_id": "1000.UNIT",
+                "client_secret": SECRET,
+                "refresh_token": REFRESH,
+            },
+        ).json()["access_token"]
+        made = raw.post(
+            "/creditnotes",
+            params={"ignore_auto_number_generation": "true"},
+            json={
+                "customer_id": CUSTOMER,
+                "creditnote_number": "ACME-WO-1-R1-CN",
+                "reference_number": "goodwill",
+                "line_items": [{"name": "Goodwill", "rate": "10.00", "quantity": 1}],
+            },
+            headers={"Authorization": f"Zoho-oauthtoken {access}", "X-com-zoho-invoice-organizationid": DEFAULT_ORG},
+        )
+    assert made.status_code == 201
+    with pytest.raises(NumberConflictError) as info:
+        retire(emu, ExternalInvoice(first.external_id, "ACME-WO-1-R1"))
+    assert "10.00" in str(info.value) and "234.01" in str(info.value) and info.value.number == "ACME-WO-1-R1-CN"
+    assert len(emu.creditnotes()) == 1 and emu.invoices()[0]["status"] == "paid"
+
+
+def test_retire_by_number_needs_our_marker(emulators):
+    emu = emulators()
+    emu.plant_invoice("ACME-WO-1-R1", CUSTOMER, D("50.00"))
+    with pytest.raises(PermanentError) as info:
+        retire(emu, ExternalInvoice("", "ACME-WO-1-R1"))
+    assert "carries no broker marker" in str(info.value) and emu.invoices()[0]["status"] == "sent"
+    assert retire(emu, ExternalInvoice("", "ACME-WO-9-R1")).action == "none"
+
+
+def test_amend_voids_then_creates_and_repeats_nothing(emulators):
+    emu = emulators()
+    first = run(settings(emu), lambda c: c.deliver(make_invoice("ACME-WO-1-R1")))
+    rev2 = make_invoice("ACME-WO-1-R2").model_copy(update={"invoice_key": "acme:wo:ACME-WO-1:r2", "revision": 2})
+    previous = ExternalInvoice(first.external_id, "ACME-WO-1-R1")
+    amended = run(settings(emu), lambda c: c.amend(rev2, previous))
+    again = run(settings(emu), lambda c: c.amend(rev2, previous))
+    assert (amended.details["amendment"], amended.details["previous_status"], amended.created) == (
+        "voided",
+        "sent",
+        True,
+    )
+    assert (again.details["amendment"], again.external_id, again.created) == ("none", amended.external_id, False)
+    assert [(i["invoice_number"], i["status"]) for i in emu.invoices()] == [
+        ("ACME-WO-1-R1", "void"),
+        ("ACME-WO-1-R2", "sent"),
+    ]
+    assert emu.balance() == D("234.01")

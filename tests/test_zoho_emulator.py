@@ -164,3 +164,104 @@ def test_auth_org_rate_limit_and_faults(emu, api):
         assert control.post("/_emulator/reset").json() == {"ok": True} and emu.invoices() == []
     finally:
         control.close()
+
+
+# --------------------------------------------------------------------------- lifecycle
+def post(api, path, doc=None, **params):
+    return api.post(path, params=params, content=dumps(doc or {}), headers={"Content-Type": "application/json"})
+
+
+def sent_invoice(emu, api, number, rate="100.00"):
+    """A sent invoice of one 23 % line: ``rate`` + 23 % (100.00 -> 123.00)."""
+    lines = [{"name": "Labour", "rate": D(rate), "quantity": 1, "tax_id": emu.tax_id("23")}]
+    inv = loads(create(api, body(number, lines)).content)["invoice"]
+    assert post(api, f"/invoices/{inv['invoice_id']}/status/sent").status_code == 200
+    return inv["invoice_id"]
+
+
+def test_void_and_delete_rules(emu, api):
+    draft = loads(create(api, body("L-1", [{"name": "a", "rate": D("10.00"), "quantity": 1}])).content)["invoice"]
+    refused = post(api, f"/invoices/{draft['invoice_id']}/status/void")
+    assert refused.status_code == 400 and refused.json()["code"] == 1007  # a draft is deleted, not voided
+    assert api.delete(f"/invoices/{draft['invoice_id']}").json() == {
+        "code": 0,
+        "message": "The invoice has been deleted.",
+    }
+    gone = api.get(f"/invoices/{draft['invoice_id']}")
+    assert gone.status_code == 404 and gone.json()["code"] == 1002
+    sent = sent_invoice(emu, api, "L-2")
+    assert post(api, f"/invoices/{sent}/status/void").json()["code"] == 0
+    voided = loads(api.get(f"/invoices/{sent}").content)["invoice"]
+    assert (voided["status"], voided["balance"], voided["total"]) == ("void", D(0), D("123.00"))
+    assert post(api, f"/invoices/{sent}/status/void").json()["code"] == 1007  # already void
+    paid = sent_invoice(emu, api, "L-3")
+    emu.record_payment(paid, D("23.00"))  # 123.00 - 23.00 = 100.00 due
+    inv = loads(api.get(f"/invoices/{paid}").content)["invoice"]
+    assert (inv["status"], inv["payment_made"], inv["balance"]) == ("partially_paid", D("23.00"), D("100.00"))
+    for resp in (post(api, f"/invoices/{paid}/status/void"), api.delete(f"/invoices/{paid}")):
+        assert resp.status_code == 400 and resp.json()["code"] == 1040
+    assert loads(api.get(f"/invoices/{paid}").content)["invoice"]["status"] == "partially_paid"
+    with pytest.raises(ValueError, match=r"balance 100\.00"):
+        emu.record_payment(paid, D("100.01"))
+    emu.record_payment(paid)
+    assert loads(api.get(f"/invoices/{paid}").content)["invoice"]["status"] == "paid"
+    # receivables: L-2 void (0), L-3 paid (0)
+    assert emu.balance() == D("0.00")
+
+
+def test_credit_notes_numbers_application_and_balance(emu, api):
+    inv_id = sent_invoice(emu, api, "L-4")  # 123.00
+    emu.record_payment(inv_id, D("23.00"))  # due 100.00
+    cn_body = {
+        "customer_id": "C1",
+        "creditnote_number": "L-4-CN",
+        "reference_number": "L-4",
+        "date": "2026-03-05",
+        "line_items": [{"name": "Labour", "rate": D("100.00"), "quantity": 1, "tax_id": emu.tax_id("23")}],
+    }
+    auto = post(api, "/creditnotes", cn_body)
+    assert auto.status_code == 400 and auto.json()["code"] == 4  # own number needs ignore_auto_number_generation
+    made = post(api, "/creditnotes", cn_body, ignore_auto_number_generation="true", invoice_id=inv_id)
+    note = loads(made.content)["creditnote"]
+    assert made.status_code == 201 and (note["total"], note["balance"], note["status"], note["invoice_id"]) == (
+        D("123.00"),
+        D("123.00"),
+        "open",
+        inv_id,
+    )
+    again = post(api, "/creditnotes", cn_body, ignore_auto_number_generation="true")
+    assert again.json() == {"code": 12018, "message": "The specified Credit Note Number already exists"}
+    listed = api.get("/creditnotes", params={"creditnote_number": "L-4-CN"}).json()["creditnotes"]
+    assert [(c["creditnote_id"], c["reference_number"]) for c in listed] == [(note["creditnote_id"], "L-4")]
+    # due 100.00 - unapplied credit 123.00
+    assert emu.balance() == D("-23.00") and emu.balance("C1") == D("-23.00") and emu.balance("C2") == D("0.00")
+    apply = f"/creditnotes/{note['creditnote_id']}/invoices"
+    too_much = post(api, apply, {"invoices": [{"invoice_id": inv_id, "amount_applied": D("100.01")}]})
+    assert too_much.json()["code"] == 12008
+    assert post(api, apply, {"invoices": [{"invoice_id": inv_id, "amount_applied": D("100.00")}]}).json()["code"] == 0
+    inv = loads(api.get(f"/invoices/{inv_id}").content)["invoice"]
+    cn = loads(api.get(f"/creditnotes/{note['creditnote_id']}").content)["creditnote"]
+    assert (inv["status"], inv["balance"], inv["credits_applied"]) == ("paid", D("0.00"), D("100.00"))
+    assert (cn["status"], cn["balance"]) == ("open", D("23.00"))
+    assert emu.balance() == D("-23.00")
+    closed = post(api, apply, {"invoices": [{"invoice_id": inv_id, "amount_applied": D("1.00")}]})
+    assert closed.json()["code"] == 12006  # the invoice is paid
+    draft = loads(create(api, body("L-5", [{"name": "a", "rate": D("5.00"), "quantity": 1}])).content)["invoice"]
+    on_draft = post(api, apply, {"invoices": [{"invoice_id": draft["invoice_id"], "amount_applied": D("1.00")}]})
+    assert on_draft.json()["code"] == 12005
+
+
+def test_planted_invoice_and_payments_over_the_control_api(emu):
+    inv_id = emu.plant_invoice("F-1", "C1", D("999.00"))
+    [inv] = emu.invoices()
+    assert (inv["invoice_id"], inv["status"], inv["total"], inv["notes"]) == (
+        inv_id,
+        "sent",
+        D("999.00"),
+        "Thank you for your business.",
+    )
+    with httpx.Client(base_url=emu.url) as control:
+        assert control.post("/_emulator/payments", json={"invoice_id": inv_id, "amount": "99.00"}).status_code == 200
+        assert control.post("/_emulator/payments", json={"invoice_id": inv_id, "amount": "901"}).status_code == 400
+        assert control.get("/_emulator/creditnotes").json() == []
+    assert emu.balance() == D("900.00")

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.sdk.invoice import Invoice
 from connectors.sdk.money import dumps, loads
-from connectors.zoho.mapper import MappingError, invoice_to_zoho, zoho_totals
+from connectors.zoho.mapper import MappingError, credit_note_to_zoho, invoice_from_zoho, invoice_to_zoho, zoho_totals
 from connectors.zoho.settings import ZohoSettings
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "zoho"
@@ -138,3 +138,88 @@ def test_limits_and_missing_tax_name_the_field():
     with pytest.raises(MappingError) as info:
         invoice_to_zoho(inv, SETTINGS, customer_id="c", tax_ids={})
     assert info.value.field == "lines[1].tax_rate" and "23%" in str(info.value)
+
+
+def test_notes_carry_legal_notes_then_the_marker_within_5000_characters():
+    inv = golden("standard").model_copy(update={"legal_notes": ["Reverse charge", "Isento (art. 9.º CIVA)"]})
+    assert body_of(inv)["notes"] == "Reverse charge\nIsento (art. 9.º CIVA)\nbroker:acme-fm:wo:1001:r1"
+    # 4974 + newline + the 25-character marker = 5000: the limit itself is accepted, one more is not
+    assert len(body_of(inv.model_copy(update={"legal_notes": ["x" * 4974]}))["notes"]) == 5000
+    with pytest.raises(MappingError) as info:
+        body_of(inv.model_copy(update={"legal_notes": ["x" * 4975]}))
+    assert info.value.field == "notes" and "5001 characters" in str(info.value)
+
+
+def test_credit_note_copies_the_invoice_as_zoho_holds_it():
+    held = {
+        "invoice_number": "ACME-WO-1003-R1",
+        "customer_id": "460000000000001",
+        "is_inclusive_tax": False,
+        "adjustment": D("-0.01"),
+        "adjustment_description": "Rounding (tax per line)",
+        "line_items": [
+            {
+                "line_item_id": "L1",
+                "name": "Washer",
+                "description": "kit",
+                "rate": D("1.05"),
+                "quantity": D(1),
+                "unit": "un",
+                "item_order": 1,
+                "tax_id": "T23",
+                "item_total": D("1.05"),
+            },
+            {
+                "line_item_id": "L2",
+                "name": "Fee",
+                "description": "",
+                "rate": D("12.50"),
+                "quantity": D(1),
+                "unit": "",
+                "item_order": 2,
+                "tax_id": "",
+                "item_total": D("12.50"),
+            },
+        ],
+    }
+    body = credit_note_to_zoho(held, "ACME-WO-1003-R1-CN", issued="2026-03-09", reason="cancelled")
+    assert body == {
+        "customer_id": "460000000000001",
+        "creditnote_number": "ACME-WO-1003-R1-CN",
+        "reference_number": "ACME-WO-1003-R1",
+        "date": "2026-03-09",
+        "is_inclusive_tax": False,
+        "line_items": [
+            {
+                "name": "Washer",
+                "description": "kit",
+                "rate": D("1.05"),
+                "quantity": D(1),
+                "unit": "un",
+                "item_order": 1,
+                "tax_id": "T23",
+            },
+            {"name": "Fee", "description": "", "rate": D("12.50"), "quantity": D(1), "unit": "", "item_order": 2},
+        ],
+        "notes": "cancelled",
+        "adjustment": D("-0.01"),
+        "adjustment_description": "Rounding (tax per line)",
+    }
+    with pytest.raises(MappingError) as info:
+        credit_note_to_zoho(held, "N" * 101, issued="2026-03-09", reason="x")
+    assert info.value.field == "creditnote_number"
+
+
+def test_invoice_from_zoho_reads_marker_and_payments():
+    found = invoice_from_zoho(
+        {
+            "invoice_id": 7,
+            "invoice_number": "A-1",
+            "total": D("10.00"),
+            "status": "partially_paid",
+            "payment_made": D("4.00"),
+            "notes": "Reverse charge\nbroker:acme:wo:A:r1",
+        }
+    )
+    assert (found.external_id, found.marker, found.paid, found.total) == ("7", "acme:wo:A:r1", D("4.00"), D("10.00"))
+    assert invoice_from_zoho({"invoice_id": "8", "notes": "Thanks"}).marker is None

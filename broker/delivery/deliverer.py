@@ -42,6 +42,7 @@ from connectors.sdk.errors import (
     ConfigError,
     ConnectorError,
     DuplicateError,
+    PermanentError,
     RateLimitedError,
     RetryableError,
     UncertainOutcomeError,
@@ -49,6 +50,7 @@ from connectors.sdk.errors import (
 from connectors.sdk.idempotency import generation, idempotency_key
 from connectors.sdk.interface import Connector, DeliveryResult
 from connectors.sdk.invoice import ExternalInvoice, Invoice
+from connectors.sdk.lifecycle import check_ours
 from connectors.sdk.settings import format_validation_error
 
 __all__ = ["AttemptCycle", "Deliverer", "build_connector"]
@@ -197,17 +199,21 @@ class Deliverer:
             return self.park_decision(state, meta, state.circuit_reason or "retryable", attempted=False)
         amend_from = None
         if previous is not None and previous.get("external_number"):
-            if state.connector.capabilities.amendments:
-                amend_from = previous
-            else:
-                log.warning(
-                    "%s: revision %s of %s while revision %s is billed; %s cannot amend, creating alongside",
-                    invoice.tenant,
-                    invoice.revision,
-                    invoice.order_key,
-                    previous.get("revision"),
-                    state.system,
+            if not state.connector.capabilities.amendments:
+                # never two invoices for one document: a connector that cannot retire the billed
+                # revision must not create the new one alongside it
+                return Dead(
+                    "permanent",
+                    PermanentError(
+                        f"{invoice.invoice_number}: revision {invoice.revision} of {invoice.order_key} while revision "
+                        f"{previous.get('revision')} is billed as {previous.get('external_number')}; "
+                        f"the {state.system} connector cannot retire invoices (capabilities.amendments is false), "
+                        "so the new revision is not created alongside it: replace it by hand, then drop this record"
+                    ),
+                    meta.attempts,
+                    meta,
                 )
+            amend_from = previous
         with generation(meta.replay_count):  # a replay must not get the cached answer of the failed try
             return await AttemptCycle(self, state, invoice, ledger=ledger, meta=meta, previous=amend_from).run()
 
@@ -320,6 +326,10 @@ class AttemptCycle:
                     "then replay"
                 )
             self.uncertain = False  # the same idempotency key makes the repeat a replay of the first request
+        if self.uncertain and self.previous is not None:
+            # an amendment is retire + create, both idempotent: repeating it completes whichever step
+            # a crash or a lost answer left undone (a look-up of the new number alone could not tell)
+            self.uncertain = False
         if self.uncertain:
             reconciled = await self._reconcile()
             if reconciled is not None:
@@ -335,7 +345,8 @@ class AttemptCycle:
         metrics.LOOKUPS.labels(self.system, "found" if found else "absent").inc()
         if found is None:
             return None
-        if caps.native_idempotency or self.previous is not None:
+        if caps.native_idempotency:
+            check_ours(invoice, found, what="found by our number after an uncertain call")
             details = {"reconciled_by_lookup": True, "Total": str(found.total), "Status": found.status}
             return Delivered(
                 DeliveryResult(
@@ -404,6 +415,7 @@ class AttemptCycle:
         found = exc.existing or await self._io(partial(self.connector.find, invoice.invoice_number))
         if found is None:
             raise UncertainOutcomeError(f"{exc} (but looking {invoice.invoice_number} up found nothing yet)") from None
+        check_ours(invoice, found, what="the billing system reported our number as taken")
         return Delivered(
             DeliveryResult(
                 invoice.invoice_key,

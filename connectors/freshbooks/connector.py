@@ -19,6 +19,16 @@ Creates invoices with ``POST {api_url}/accounting/account/{accountId}/invoices/i
   (``{"action_mark_as_sent": true}``); ``email_invoice: true`` e-mails it to the client instead
   (``{"action_email": true}``, which also marks it sent). This second step is retry-safe by state:
   it runs only while the invoice is still ``draft``.
+* **Ownership** — FreshBooks invoices have no private memo; the marker ``broker:<invoice key>`` is the last
+  line of the printed ``notes`` (after the legal notes; :mod:`connectors.freshbooks.mapper`). An invoice
+  found under our number (before creating, or after a uniqueness refusal) is adopted only when it carries
+  our marker and our total (:func:`~connectors.sdk.lifecycle.check_ours`), else :class:`NumberConflictError`.
+* **Lifecycle** — :meth:`FreshBooksConnector.retire`: FreshBooks has no void; an invoice without payment
+  (draft or sent) is deleted (``PUT .../invoices/{id}`` with ``{"invoice": {"vis_state": 1}}``: FreshBooks
+  keeps it, restorable, and its number stays taken), an invoice with a payment is credited in full by a
+  credit note (``POST .../credit_notes/credit_notes``, https://www.freshbooks.com/api/credits), looked up
+  among the client's credit notes by ``credit_number`` before it is created. Credit notes need the
+  scopes ``user:credit_notes:read`` / ``user:credit_notes:write``.
 * **Limits** — FreshBooks publishes none; a 429 is honoured through ``Retry-After`` (60 s otherwise).
 * **Errors** — ``{"response": {"errors": [{"errno", "field", "message", "object", "value"}]}}``
   mapped onto the taxonomy (422/400/404 permanent, 401/403 auth, 429 rate limited, 5xx retryable).
@@ -28,6 +38,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import date
+from decimal import Decimal
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any
@@ -50,14 +62,24 @@ from connectors.sdk import (
     UnknownAccountError,
 )
 from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField
+from connectors.sdk.errors import NumberConflictError
 from connectors.sdk.http import Auth, HttpConnector, OAuth2Auth
 from connectors.sdk.invoice import ExternalInvoice, Invoice
+from connectors.sdk.lifecycle import Retirement, check_ours, read_marker
 from connectors.sdk.money import dumps
 from connectors.sdk.oauth2 import OAuth2Config, TokenSet
 
 log = logging.getLogger("connectors.freshbooks")
 
-SCOPES = ("user:profile:read", "user:invoices:read", "user:invoices:write", "user:clients:read", "user:clients:write")
+SCOPES = (
+    "user:profile:read",
+    "user:invoices:read",
+    "user:invoices:write",
+    "user:clients:read",
+    "user:clients:write",
+    "user:credit_notes:read",
+    "user:credit_notes:write",
+)
 
 
 class FreshBooksConnector(HttpConnector):
@@ -72,7 +94,7 @@ class FreshBooksConnector(HttpConnector):
     name = "freshbooks"
     label = "FreshBooks"
     version = "0.1.0"
-    capabilities = Capabilities(oauth2=True)
+    capabilities = Capabilities(oauth2=True, amendments=True)
     Settings = FreshBooksSettings
     settings: FreshBooksSettings
     # Over the shared table: any 5xx is retryable (writes too), any other 4xx refuses the data (422: see deliver).
@@ -218,6 +240,7 @@ class FreshBooksConnector(HttpConnector):
         body = mapper.invoice_to_freshbooks(invoice, self.settings, customer_id=customer_id)
         existing = await self._find_entity(invoice.invoice_number)
         if existing is not None:
+            self._check_ours(invoice, existing, "found before creating")
             return await self._finish(invoice, self._delivered(invoice, existing, created=False, looked_up=True))
         what = f"FreshBooks POST invoices {invoice.invoice_number}"
         resp = await self._api("POST", self._account_url("invoices/invoices"), body=body)
@@ -229,12 +252,20 @@ class FreshBooksConnector(HttpConnector):
                     " not list (a deleted one); FreshBooks never reuses numbers: rename or undelete that invoice",
                     http_status=resp.status_code,
                 )
+            self._check_ours(invoice, found, "found after FreshBooks refused the number as taken")
             return await self._finish(invoice, self._delivered(invoice, found, created=False, duplicate=True))
         parsed = self._result(resp, what)
         entity = parsed.get("invoice") if isinstance(parsed, dict) else None
         if not isinstance(entity, dict) or entity.get("invoiceid", entity.get("id")) is None:
             raise UncertainOutcomeError(f"{what}: no invoice in the answer", http_status=resp.status_code)
         return await self._finish(invoice, self._delivered(invoice, entity, created=True))
+
+    @staticmethod
+    def _check_ours(invoice: Invoice, entity: dict[str, Any], how: str) -> None:
+        """:func:`~connectors.sdk.lifecycle.check_ours` on a FreshBooks invoice: our marker in ``notes`` and our
+        ``amount`` (one of ours is complete once created: its lines go in the create call), else
+        :class:`NumberConflictError`."""
+        check_ours(invoice, mapper.invoice_from_freshbooks(entity), what=f"FreshBooks invoice {how}")
 
     def _delivered(self, invoice: Invoice, entity: dict[str, Any], *, created: bool, **flags: bool) -> DeliveryResult:
         """The result for FreshBooks invoice ``entity``. ``details``: ``amount`` (decimal string), ``total_matches``
@@ -286,9 +317,152 @@ class FreshBooksConnector(HttpConnector):
         return mapper.active_invoice(invoices, invoice_number)
 
     async def find(self, invoice_number: str) -> ExternalInvoice | None:
-        """``GET .../invoices/invoices?search[invoice_number]=<n>`` — the exact, active match or ``None``."""
+        """``GET .../invoices/invoices?search[invoice_number]=<n>`` — the exact, active match or ``None``, with
+        FreshBooks' ``amount``, ``v3_status``, the marker of its ``notes`` and ``paid.amount``."""
         entity = await self._find_entity(invoice_number)
         return mapper.invoice_from_freshbooks(entity) if entity is not None else None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def retire(self, previous: ExternalInvoice, *, key: str, reason: str, issued: date) -> Retirement:  # noqa: ARG002
+        """Take ``previous`` out of the client's balance by FreshBooks' rules; every step safe to repeat.
+
+        Re-reads the invoice with its lines (``GET .../invoices/{id}?include[]=lines``; by number when no id
+        is known, and then it must carry a broker marker, else :class:`NumberConflictError`). Absent or
+        deleted (``vis_state`` 1) -> ``none``. A credit note already issued for it (``credit_number``
+        ``<number>-CN`` among the client's credit notes, proven ours by its marker and amount) -> ``none``.
+        Any payment (``paid.amount`` > 0) -> a credit note for its whole amount
+        (:func:`~connectors.freshbooks.mapper.credit_note_to_freshbooks`) -> ``credited`` with ``paid``.
+        Otherwise (draft, sent, viewed...: FreshBooks has no void) -> ``PUT .../invoices/{id}`` with
+        ``{"invoice": {"vis_state": 1}}`` (https://www.freshbooks.com/api/invoices: deleted invoices stay,
+        restorable; the number stays taken) -> ``deleted``. ``key`` is unused: FreshBooks has no
+        idempotency key, and each step is guarded by the state it reads first.
+        """
+        entity = await self._reread(previous)
+        if entity is None:
+            return Retirement("none", previous.number)
+        number = str(entity.get("invoice_number") or previous.number)
+        status = mapper.invoice_from_freshbooks(entity).status
+        if entity.get("vis_state", 0) == 1:
+            return Retirement("none", number, "deleted")
+        note = await self._credit_note(entity)
+        if note is not None:
+            return Retirement("none", number, status, details={"credit_note_number": note.get("credit_number")})
+        paid = mapper.paid_amount(entity)
+        if paid > 0:
+            return await self._credit(entity, reason=reason, issued=issued, status=status, paid=paid)
+        ident = entity.get("invoiceid", entity.get("id"))
+        url = self._account_url(f"invoices/invoices/{ident}")
+        resp = await self._api("PUT", url, body={"invoice": {"vis_state": 1}})
+        self._result(resp, f"FreshBooks delete invoice {number} (vis_state 1)")
+        return Retirement("deleted", number, status)
+
+    async def _reread(self, previous: ExternalInvoice) -> dict[str, Any] | None:
+        """The invoice as FreshBooks holds it now, with its lines (``None``: absent). Found by number only, it
+        must carry a broker marker (``previous.marker`` when given): a foreign invoice is never retired."""
+        ident = previous.external_id
+        if not ident:
+            found = await self._find_entity(previous.number)
+            if found is None:
+                return None
+            external = mapper.invoice_from_freshbooks(found)
+            if external.marker is None or previous.marker not in (None, external.marker):
+                theirs = external.total
+                ours = previous.total if previous.total is not None else "unknown"
+                raise NumberConflictError(
+                    f"number_conflict: FreshBooks invoice {previous.number} (id {external.external_id}, amount "
+                    f"{theirs}) does not carry our marker (it carries {external.marker!r}): it is not retired. "
+                    f"Total in FreshBooks: {theirs}; ours: {ours}",
+                    number=previous.number,
+                    ours=previous.total if previous.total is not None else theirs or Decimal("0"),
+                    theirs=theirs,
+                    external_id=external.external_id,
+                )
+            ident = external.external_id
+        what = f"FreshBooks GET invoice {ident} ({previous.number})"
+        resp = await self._api("GET", self._account_url(f"invoices/invoices/{ident}"), params={"include[]": "lines"})
+        if resp.status_code == 404:
+            return None
+        result = self._result(resp, what)
+        entity = result.get("invoice") if isinstance(result, dict) else None
+        if not isinstance(entity, dict):
+            raise RetryableError(f"{what}: unreadable body", http_status=resp.status_code)
+        return entity
+
+    async def _credit_note(self, entity: dict[str, Any]) -> dict[str, Any] | None:
+        """The active credit note numbered ``<invoice number>-CN`` among the client's credit notes
+        (``GET .../credit_notes/credit_notes?search[clientid]=<id>``, every page), proven ours: it carries
+        the invoice's marker and its amount, else :class:`NumberConflictError`; ``None`` when there is none."""
+        body = mapper.credit_note_to_freshbooks(entity, issued="", reason="")["credit_note"]
+        number, url = body["credit_number"], self._account_url("credit_notes/credit_notes")
+        page, pages = 1, 1
+        while page <= pages:
+            params = {"search[clientid]": str(entity.get("customerid")), "per_page": "100", "page": str(page)}
+            result = self._result(
+                await self._api("GET", url, params=params), f"FreshBooks GET credit_notes page {page}"
+            )
+            notes = result.get("credit_notes") if isinstance(result, dict) else None
+            if not isinstance(notes, list):
+                raise RetryableError("FreshBooks GET credit_notes: unreadable body")
+            for note in notes:
+                if isinstance(note, dict) and note.get("credit_number") == number and note.get("vis_state", 0) == 0:
+                    self._check_credit_note(entity, note, number)
+                    return note
+            pages, page = int(result.get("pages") or 1), page + 1
+        return None
+
+    @staticmethod
+    def _check_credit_note(entity: dict[str, Any], note: dict[str, Any], number: str) -> None:
+        invoice_number = str(entity.get("invoice_number") or "")
+        notes = entity.get("notes")
+        expected = read_marker(notes if isinstance(notes, str) else None) or invoice_number
+        found = read_marker(note.get("notes") if isinstance(note.get("notes"), str) else None)
+        theirs = mapper.money_amount(note.get("amount"))
+        ours = mapper.invoice_from_freshbooks(entity).total
+        if found == expected and theirs is not None and theirs == ours:
+            return
+        raise NumberConflictError(
+            f"number_conflict: FreshBooks already holds a credit note numbered {number} (id "
+            f"{note.get('creditid', note.get('id'))}) that is not ours: marker {found!r} (ours {expected!r}), "
+            f"amount {theirs} (invoice {invoice_number} totals {ours}). Invoice {invoice_number} was not retired: "
+            "rename or remove that credit note",
+            number=number,
+            ours=ours if ours is not None else Decimal("0"),
+            theirs=theirs,
+            external_id=str(note.get("creditid", note.get("id"))),
+        )
+
+    async def _credit(
+        self, entity: dict[str, Any], *, reason: str, issued: date, status: str | None, paid: Decimal
+    ) -> Retirement:
+        """``POST .../credit_notes/credit_notes`` for the whole invoice; a number refused as taken is looked up."""
+        body = mapper.credit_note_to_freshbooks(entity, issued=issued.isoformat(), reason=reason)
+        number = body["credit_note"]["credit_number"]
+        what = f"FreshBooks POST credit_notes {number} (invoice {entity.get('invoice_number')})"
+        resp = await self._api("POST", self._account_url("credit_notes/credit_notes"), body=body)
+        errors = mapper.errors_of(self.decode(resp))
+        if resp.status_code in (400, 409, 422) and any(e.get("field") == "credit_number" for e in errors):
+            note = await self._credit_note(entity)
+            if note is None:
+                raise PermanentError(
+                    f"{what}: credit number {number} is taken by a credit note FreshBooks does not list (a deleted "
+                    "one): restore or renumber it",
+                    http_status=resp.status_code,
+                )
+        else:
+            result = self._result(resp, what)
+            note = result.get("credit_note") if isinstance(result, dict) else None
+            if not isinstance(note, dict) or note.get("creditid", note.get("id")) is None:
+                raise UncertainOutcomeError(f"{what}: no credit note in the answer", http_status=resp.status_code)
+        total = mapper.money_amount(note.get("amount"))
+        return Retirement(
+            "credited",
+            str(entity.get("invoice_number") or ""),
+            status,
+            paid=paid,
+            credit_note_id=str(note.get("creditid", note.get("id"))),
+            credit_note_number=str(note.get("credit_number") or number),
+            credit_note_total=total,
+        )
 
     # ------------------------------------------------------------------ contacts (ContactDirectory)
     async def find_contact(self, field: LookupField, value: str) -> str | None:

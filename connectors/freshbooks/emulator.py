@@ -34,7 +34,26 @@ Where FreshBooks documents nothing, the emulator picks the *harsher* plausible b
 * Totals: line ``amount`` = ``qty × unit_cost`` rounded half-up to the cent; ``unit_cost.amount`` is
   kept to 2 decimals (more are rounded half-up — the spec says "to two decimal places"); tax per
   line = ``amount × taxAmountN / 100`` rounded half-up; invoice ``amount`` = Σ amounts + Σ taxes.
-* Field limits (assumed, as in :data:`connectors.freshbooks.mapper.FIELD_LIMITS`) -> 422.
+* Field limits (assumed, as in :data:`connectors.freshbooks.mapper.FIELD_LIMITS`) -> 422. ``notes`` and
+  ``terms`` are kept and returned (both printed on the invoice).
+* **Deleting** (https://www.freshbooks.com/api/invoices): ``PUT .../invoices/{id}`` with
+  ``{"invoice": {"vis_state": 1}}``; the invoice stays (``GET`` by id still answers it, with ``vis_state``
+  1), lists leave it out and its number stays taken. FreshBooks has no void. An invoice with a payment
+  cannot be deleted (422 ``errno`` 2010: the emulator's harsher choice — FreshBooks' UI deletes the
+  payments with it).
+* **Payments** are recorded by the admin action :meth:`FreshBooksEmulator.pay` (as when the client pays):
+  ``paid`` rises, ``outstanding`` falls, ``v3_status``/``payment_status`` become ``partial`` or ``paid``
+  (status 8 / 4, per the invoice status table); never more than ``outstanding``.
+* **Credit notes** (https://www.freshbooks.com/api/credits; scopes ``user:credit_notes:read``/``write``):
+  ``/accounting/account/{accountId}/credit_notes/credit_notes`` ``GET`` (list: ``search[clientid]``,
+  ``page``, ``per_page``, ``include[]=lines``; deleted ones left out), ``POST`` (``{"credit_note":
+  {clientid, create_date, credit_number, credit_type, currency_code, language, notes, terms, lines}}``;
+  lines computed like invoice lines; ``credit_number`` unique in the account, deleted ones included,
+  like invoice numbers — an assumption: 422), ``GET``/``PUT .../{creditid}`` (``vis_state``). A credit note
+  is never applied to an invoice by the emulator: its whole ``amount`` stays the client's credit.
+* **Balance** (:meth:`FreshBooksEmulator.balance`): Σ ``outstanding`` of the active invoices that are not
+  drafts (FreshBooks: drafts are not recognised by accounting reports until sent) − Σ ``amount`` of the
+  active credit notes.
 * No published rate limit: ``rate_limit_per_minute`` (default ``None`` = unlimited) emulates one,
   answering 429 with ``Retry-After``.
 
@@ -42,8 +61,12 @@ Test hooks: ``request_validator`` (:mod:`connectors.freshbooks.spec`), :meth:`Fr
 :meth:`FreshBooksEmulator.expire_access_tokens`, and the kit's control API (:mod:`connectors.sandbox.emulator`;
 its ``stats`` add ``invoice_count``, ``refresh_token_uses`` and ``emails``) with two listings::
 
-    GET  /_emulator/invoices   -> [invoice, ...] (every account, with "lines" and "account_id")
-    GET  /_emulator/clients    -> [client, ...]
+    GET  /_emulator/invoices     -> [invoice, ...] (every account, with "lines" and "account_id")
+    GET  /_emulator/clients      -> [client, ...]
+    GET  /_emulator/credit_notes -> [credit note, ...]
+    POST /_emulator/payments     {"account_id", "invoiceid", "amount"?} -> the payment ("mark paid")
+    POST /_emulator/plant        {"account_id", "invoice": {...}}      -> an invoice made outside the broker
+    POST /_emulator/balance      {"account_id", "customerid"?}         -> {"balance": "12.30"}
 """
 
 from __future__ import annotations
@@ -54,7 +77,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -79,6 +102,8 @@ DEFAULT_SCOPES = (
     "user:invoices:write",
     "user:clients:read",
     "user:clients:write",
+    "user:credit_notes:read",
+    "user:credit_notes:write",
 )
 #: Seed clients of every account: userid -> fields.
 DEFAULT_CLIENTS: dict[int, dict[str, Any]] = {
@@ -143,6 +168,24 @@ _CREATE_FIELDS = frozenset(
 _LINE_FIELDS = frozenset(
     {"type", "expenseid", "qty", "unit_cost", "description", "name", "taxName1", "taxAmount1", "taxName2", "taxAmount2"}
 )
+#: Writable credit note fields and credit line fields (https://www.freshbooks.com/api/credits).
+_CREDIT_FIELDS = frozenset(
+    {
+        "credit_number",
+        "currency_code",
+        "create_date",
+        "notes",
+        "credit_type",
+        "terms",
+        "language",
+        "lines",
+        "clientid",
+    }
+)
+_CREDIT_LINE_FIELDS = frozenset(
+    {"name", "description", "qty", "unit_cost", "taxName1", "taxAmount1", "taxName2", "taxAmount2", "compounded_tax"}
+)
+_CREDIT_TYPES = ("goodwill", "prepayment")
 _UPDATE_ACTIONS = frozenset(
     {
         "action_mark_as_sent",
@@ -212,8 +255,12 @@ def _too_long(field: str, value: str, limit: int) -> FbError:
 class _Account:
     clients: dict[int, dict[str, Any]]
     invoices: dict[int, dict[str, Any]]
+    credit_notes: dict[int, dict[str, Any]]
+    payments: dict[int, dict[str, Any]]
     next_invoice_id: int
     next_client_id: int
+    next_credit_id: int
+    next_payment_id: int
     minute: Window
     inflight: Concurrency
 
@@ -281,8 +328,12 @@ class FreshBooksEmulator(TokenHolder, Emulator):
             self._accounts[acct] = _Account(
                 clients=clients,
                 invoices={},
+                credit_notes={},
+                payments={},
                 next_invoice_id=880001 + index * 100000,
                 next_client_id=40001,
+                next_credit_id=30901 + index * 100000,
+                next_payment_id=70001 + index * 100000,
                 minute=Window(self.rate_limit_per_minute, 60.0),
                 inflight=Concurrency(self.max_concurrency),
             )
@@ -302,6 +353,100 @@ class FreshBooksEmulator(TokenHolder, Emulator):
     def clients(self, account_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return stored_objects(self._accounts, "clients", account_id)
+
+    def credit_notes(self, account_id: str | None = None, *, include_deleted: bool = True) -> list[dict[str, Any]]:
+        """Deep copies of the stored credit notes, each with its ``lines``."""
+        with self._lock:
+            stored = stored_objects(self._accounts, "credit_notes", account_id)
+        return [note for note in stored if include_deleted or note["vis_state"] == 0]
+
+    def payments(self, account_id: str | None = None) -> list[dict[str, Any]]:
+        """Deep copies of the recorded payments."""
+        with self._lock:
+            return stored_objects(self._accounts, "payments", account_id)
+
+    def _account(self, account_id: str) -> _Account:
+        account = self._accounts.get(account_id)
+        if account is None:
+            raise KeyError(f"no account {account_id}")
+        return account
+
+    def pay(self, account_id: str, invoice_id: int | str, amount: Decimal | None = None) -> dict[str, Any]:
+        """Record a payment of ``amount`` (``None``: all that is outstanding) on invoice ``invoice_id``, as when
+        the client pays (see the module docstring). ``KeyError``: unknown account or invoice; ``ValueError``:
+        a deleted invoice or an amount not in ``(0, outstanding]``."""
+        with self._lock:
+            account = self._account(account_id)
+            invoice = account.invoices.get(int(invoice_id))
+            if invoice is None:
+                raise KeyError(f"no invoice {invoice_id} in account {account_id}")
+            if invoice["vis_state"] == 1:
+                raise ValueError(f"invoice {invoice_id} is deleted")
+            code = invoice["currency_code"]
+            outstanding = Decimal(invoice["outstanding"]["amount"])
+            paid = outstanding if amount is None else _q2(Decimal(amount))
+            if paid <= 0 or paid > outstanding:
+                raise ValueError(f"payment {paid} must be more than 0 and at most the outstanding {outstanding}")
+            payment_id = account.next_payment_id
+            account.next_payment_id += 1
+            payment = {
+                "id": payment_id,
+                "logid": payment_id,
+                "invoiceid": invoice["invoiceid"],
+                "clientid": invoice["customerid"],
+                "amount": _money(paid, code),
+                "date": date.today().isoformat(),
+                "type": "Check",
+                "vis_state": 0,
+                "updated": _eastern_now(),
+            }
+            account.payments[payment_id] = payment
+            total_paid = Decimal(invoice["paid"]["amount"]) + paid
+            left = Decimal(invoice["amount"]["amount"]) - total_paid
+            invoice["paid"], invoice["outstanding"] = _money(total_paid, code), _money(left, code)
+            if left == 0:
+                invoice.update(status=4, v3_status="paid", payment_status="paid", date_paid=payment["date"])
+            else:
+                invoice.update(status=8, v3_status="partial", payment_status="partial")
+            invoice["updated"] = _eastern_now()
+            return copy.deepcopy(payment)
+
+    def balance(self, account_id: str, customer_id: int | None = None) -> Decimal:
+        """What the clients (or ``customer_id``) owe: Σ ``outstanding`` of active, non-draft invoices − Σ
+        ``amount`` of active credit notes (see the module docstring)."""
+        with self._lock:
+            account = self._account(account_id)
+            due = sum(
+                (
+                    Decimal(i["outstanding"]["amount"])
+                    for i in account.invoices.values()
+                    if i["vis_state"] != 1 and i["v3_status"] != "draft"
+                    if customer_id is None or i["customerid"] == customer_id
+                ),
+                Decimal("0"),
+            )
+            credit = sum(
+                (
+                    Decimal(c["amount"]["amount"])
+                    for c in account.credit_notes.values()
+                    if c["vis_state"] != 1
+                    if customer_id is None or c["clientid"] == customer_id
+                ),
+                Decimal("0"),
+            )
+            return _q2(due - credit)
+
+    def plant_invoice(self, account_id: str, doc: dict[str, Any], *, sent: bool = True) -> dict[str, Any]:
+        """Store an invoice made outside the broker (FreshBooks' UI, another app): ``doc`` as a create body,
+        checked like one (``ValueError`` naming the errors), marked sent unless ``sent`` is false."""
+        with self._lock:
+            try:
+                invoice = self._create_invoice(account_id, self._account(account_id), doc)
+            except _ValidationError as exc:
+                raise ValueError(str(exc)) from None
+            if sent:
+                self._mark_sent(invoice)
+            return copy.deepcopy(invoice)
 
     def inject_fault(self, kind: str, times: int = 1) -> None:
         """Make the next ``times`` accounting calls fail with ``kind`` (see :data:`FAULT_KINDS`).
@@ -441,13 +586,8 @@ class FreshBooksEmulator(TokenHolder, Emulator):
 
     @staticmethod
     def _scope_for(method: str, resource: str) -> str | None:
-        kind = (
-            "invoices"
-            if resource.startswith("invoices/")
-            else "clients"
-            if resource.startswith("users/clients")
-            else None
-        )
+        prefixes = {"invoices/": "invoices", "users/clients": "clients", "credit_notes/": "credit_notes"}
+        kind = next((k for prefix, k in prefixes.items() if resource.startswith(prefix)), None)
         if kind is None:
             return None
         return f"user:{kind}:{'read' if method in ('GET', 'HEAD') else 'write'}"
@@ -580,6 +720,8 @@ class FreshBooksEmulator(TokenHolder, Emulator):
                 if req.method == "PUT":
                     self._update_invoice(account_id, account, invoice, self._body(req, "invoice"))
                     return self._result("invoice", self._render(invoice, includes_lines))
+        if parts[:2] == ["credit_notes", "credit_notes"]:
+            return self._route_credit_notes(req, account_id, account, parts[2:], includes_lines)
         if parts[:2] == ["users", "clients"]:
             if len(parts) == 2 and req.method == "GET":
                 return self._list_clients(req, account)
@@ -598,6 +740,109 @@ class FreshBooksEmulator(TokenHolder, Emulator):
                 }
             },
         )
+
+    def _route_credit_notes(
+        self, req: Request, account_id: str, account: _Account, rest: list[str], include_lines: bool
+    ) -> Response:
+        if not rest and req.method == "GET":
+            rows = [c for c in account.credit_notes.values() if c["vis_state"] == 0]
+            client = req.query.get("search[clientid]")
+            if client is not None:
+                rows = [c for c in rows if str(c["clientid"]) == client]
+            rows.sort(key=lambda c: -c["creditid"])
+            return self._page(req, "credit_notes", [self._render(c, include_lines) for c in rows])
+        if not rest and req.method == "POST":
+            note = self._create_credit_note(account_id, account, self._body(req, "credit_note"))
+            return self._result("credit_note", self._render(note, include_lines))
+        if len(rest) == 1:
+            held = account.credit_notes.get(int(rest[0])) if rest[0].isdigit() else None
+            if held is None:
+                raise FbError(1012, "creditid", "Credit note not found.", rest[0], "credit_note", 404)
+            note = held
+            if req.method == "PUT":
+                doc = self._body(req, "credit_note")
+                if set(doc) - {"vis_state"} or doc.get("vis_state") not in (0, 1, 2):
+                    raise _invalid("credit_note", sorted(doc), "Only vis_state updates of credit notes are emulated.")
+                note["vis_state"] = int(doc["vis_state"])
+                note["updated"] = _eastern_now()
+            if req.method in ("GET", "PUT"):
+                return self._result("credit_note", self._render(note, include_lines))
+        return json_response(
+            404,
+            {"response": {"errors": [{"errno": 1001, "field": "", "message": "Not Found", "object": "", "value": ""}]}},
+        )
+
+    def _create_credit_note(self, account_id: str, account: _Account, doc: dict[str, Any]) -> dict[str, Any]:
+        errors: list[FbError] = [
+            FbError(2002, key, f"Unknown field {key}.", key, "credit_note") for key in doc if key not in _CREDIT_FIELDS
+        ]
+        client_raw = str(doc.get("clientid"))
+        client = account.clients.get(int(client_raw)) if client_raw.isdigit() else None
+        if client is None or client["vis_state"] != 0:
+            errors.append(FbError(1012, "clientid", "Client not found.", client_raw, "client", 422))
+        create_date = date.today()
+        if doc.get("create_date"):
+            try:
+                create_date = date.fromisoformat(str(doc["create_date"]))
+            except ValueError:
+                errors.append(_invalid("create_date", doc["create_date"], "create_date must be YYYY-MM-DD."))
+        if doc.get("credit_type", "goodwill") not in _CREDIT_TYPES:
+            errors.append(
+                _invalid("credit_type", doc.get("credit_type"), "credit_type must be goodwill or prepayment.")
+            )
+        currency = doc.get("currency_code") or (client or {}).get("currency_code") or "EUR"
+        if not (isinstance(currency, str) and re.fullmatch(r"[A-Z]{3}", currency)):
+            errors.append(_invalid("currency_code", currency))
+        number = doc.get("credit_number")
+        if number is not None and not isinstance(number, str):
+            errors.append(_invalid("credit_number", number))
+            number = None
+        if number and any(c["credit_number"] == number for c in account.credit_notes.values()):
+            errors.append(FbError(2004, "credit_number", "Credit number already exists.", number, "credit_note"))
+        self._check_texts(doc, errors)
+        raw_lines = doc["lines"] if isinstance(doc.get("lines"), list) else []
+        lines_out, subtotal, tax_total = self._lines(raw_lines, str(currency), errors, _CREDIT_LINE_FIELDS)
+        if not lines_out and not errors:
+            errors.append(_required("lines"))
+        if errors:
+            raise _ValidationError(errors)
+        assert client is not None  # a missing client added an error above
+        credit_id = account.next_credit_id
+        account.next_credit_id += 1
+        note = {
+            "creditid": credit_id,
+            "id": credit_id,
+            "accounting_systemid": account_id,
+            "clientid": client["userid"],
+            "credit_number": number or f"{len(account.credit_notes) + 1:07d}",
+            "credit_type": doc.get("credit_type") or "goodwill",
+            "create_date": create_date.isoformat(),
+            "currency_code": currency,
+            "language": doc.get("language") or "en",
+            "notes": doc.get("notes") or "",
+            "terms": doc.get("terms") or "",
+            "amount": _money(subtotal + tax_total, str(currency)),
+            "organization": client["organization"],
+            "current_organization": client["organization"],
+            "display_status": "created",
+            "status": "created",
+            "vis_state": 0,
+            "updated": _eastern_now(),
+            "lines": lines_out,
+        }
+        account.credit_notes[credit_id] = note
+        return note
+
+    @staticmethod
+    def _check_texts(doc: dict[str, Any], errors: list[FbError]) -> None:
+        """The printed free texts: strings, ``notes`` within the assumed limit."""
+        for name in ("notes", "terms"):
+            value = doc.get(name)
+            if value is not None and not isinstance(value, str):
+                errors.append(_invalid(name, value))
+        notes = doc.get("notes")
+        if isinstance(notes, str) and len(notes) > FIELD_LIMITS["notes"]:
+            errors.append(_too_long("notes", notes, FIELD_LIMITS["notes"]))
 
     @staticmethod
     def _result(name: str, entity: dict[str, Any]) -> Response:
@@ -752,6 +997,58 @@ class FreshBooksEmulator(TokenHolder, Emulator):
         if not isinstance(raw_lines, list):
             errors.append(_invalid("lines", "<not a list>"))
             raw_lines = []
+        lines_out, subtotal, tax_total = self._lines(raw_lines, currency, errors, _LINE_FIELDS)
+        self._check_texts(doc, errors)
+        if errors:
+            raise _ValidationError(errors)
+        # a missing or invalid customerid / create_date added an error above
+        assert customer_id is not None
+        assert create_date is not None
+
+        invoice_id = account.next_invoice_id
+        account.next_invoice_id += 1
+        if not number:
+            number = f"{len(account.invoices) + 1:07d}"
+        total = subtotal + tax_total
+        due = create_date + timedelta(days=offset)
+        entity = {
+            "invoiceid": invoice_id,
+            "id": invoice_id,
+            "accountid": account_id,
+            "accounting_systemid": account_id,
+            "customerid": customer_id,
+            "invoice_number": number,
+            "po_number": doc.get("po_number") or "",
+            "notes": doc.get("notes") or "",
+            "terms": doc.get("terms") or "",
+            "create_date": create_date.isoformat(),
+            "due_offset_days": offset,
+            "due_date": due.isoformat(),
+            "currency_code": currency,
+            "language": doc.get("language") or "en",
+            "status": 1,
+            "v3_status": "draft",
+            "display_status": "draft",
+            "payment_status": "unpaid",
+            "amount": _money(total, currency),
+            "outstanding": _money(total, currency),
+            "paid": _money(Decimal(0), currency),
+            "discount_value": "0",
+            "discount_total": _money(Decimal(0), currency),
+            "organization": (client or {}).get("organization", ""),
+            "current_organization": (client or {}).get("organization", ""),
+            "vis_state": 0,
+            "created_at": _eastern_now(),
+            "updated": _eastern_now(),
+            "lines": lines_out,
+        }
+        account.invoices[invoice_id] = entity
+        return entity
+
+    def _lines(
+        self, raw_lines: list[Any], currency: str, errors: list[FbError], fields: frozenset[str]
+    ) -> tuple[list[dict[str, Any]], Decimal, Decimal]:
+        """Lines as FreshBooks stores them, their Σ amounts and Σ taxes (problems appended to ``errors``)."""
         lines_out: list[dict[str, Any]] = []
         subtotal = tax_total = Decimal("0")
         for index, raw in enumerate(raw_lines):
@@ -762,7 +1059,7 @@ class FreshBooksEmulator(TokenHolder, Emulator):
             errors.extend(
                 FbError(2002, f"{where}.{key}", f"Unknown field {key}.", key, "line")
                 for key in raw
-                if key not in _LINE_FIELDS
+                if key not in fields
             )
             if raw.get("type", 0) not in (0, "0"):
                 errors.append(_invalid(f"{where}.type", raw.get("type"), "Only normal lines (type 0) are emulated."))
@@ -824,49 +1121,7 @@ class FreshBooksEmulator(TokenHolder, Emulator):
                 line[f"taxName{slot}"] = name
                 line[f"taxAmount{slot}"] = format(percent.normalize(), "f") if percent else "0"
             lines_out.append(line)
-        if errors:
-            raise _ValidationError(errors)
-        # a missing or invalid customerid / create_date added an error above
-        assert customer_id is not None
-        assert create_date is not None
-
-        invoice_id = account.next_invoice_id
-        account.next_invoice_id += 1
-        if not number:
-            number = f"{len(account.invoices) + 1:07d}"
-        total = subtotal + tax_total
-        due = create_date + timedelta(days=offset)
-        entity = {
-            "invoiceid": invoice_id,
-            "id": invoice_id,
-            "accountid": account_id,
-            "accounting_systemid": account_id,
-            "customerid": customer_id,
-            "invoice_number": number,
-            "po_number": doc.get("po_number") or "",
-            "create_date": create_date.isoformat(),
-            "due_offset_days": offset,
-            "due_date": due.isoformat(),
-            "currency_code": currency,
-            "language": doc.get("language") or "en",
-            "status": 1,
-            "v3_status": "draft",
-            "display_status": "draft",
-            "payment_status": "unpaid",
-            "amount": _money(total, currency),
-            "outstanding": _money(total, currency),
-            "paid": _money(Decimal(0), currency),
-            "discount_value": "0",
-            "discount_total": _money(Decimal(0), currency),
-            "organization": (client or {}).get("organization", ""),
-            "current_organization": (client or {}).get("organization", ""),
-            "vis_state": 0,
-            "created_at": _eastern_now(),
-            "updated": _eastern_now(),
-            "lines": lines_out,
-        }
-        account.invoices[invoice_id] = entity
-        return entity
+        return lines_out, subtotal, tax_total
 
     def _update_invoice(self, account_id: str, account: _Account, invoice: dict[str, Any], doc: dict[str, Any]) -> None:
         unknown = [k for k in doc if k not in _UPDATE_ACTIONS]
@@ -875,6 +1130,10 @@ class FreshBooksEmulator(TokenHolder, Emulator):
         if "vis_state" in doc:
             if doc["vis_state"] not in (0, 1, 2):
                 raise _invalid("vis_state", doc["vis_state"])
+            if doc["vis_state"] == 1 and Decimal(invoice["paid"]["amount"]) > 0:
+                raise FbError(
+                    2010, "vis_state", "An invoice with payments cannot be deleted: delete its payments first.", 1
+                )
             invoice["vis_state"] = int(doc["vis_state"])
         if doc.get("action_email"):
             recipients = doc.get("email_recipients")
@@ -906,7 +1165,34 @@ class FreshBooksEmulator(TokenHolder, Emulator):
             **super()._admin_routes(),
             ("GET", "/_emulator/invoices"): lambda _req: self._admin_listing(self._accounts, "invoices", "account_id"),
             ("GET", "/_emulator/clients"): lambda _req: self._admin_listing(self._accounts, "clients", "account_id"),
+            ("GET", "/_emulator/credit_notes"): lambda _req: self._admin_listing(
+                self._accounts, "credit_notes", "account_id"
+            ),
+            ("POST", "/_emulator/payments"): lambda req: self._admin_action(
+                req, lambda doc: self.pay(str(doc["account_id"]), doc["invoiceid"], _amount_or_all(doc.get("amount")))
+            ),
+            ("POST", "/_emulator/plant"): lambda req: self._admin_action(
+                req, lambda doc: self.plant_invoice(str(doc["account_id"]), doc["invoice"])
+            ),
+            ("POST", "/_emulator/balance"): lambda req: self._admin_action(
+                req, lambda doc: {"balance": str(self.balance(str(doc["account_id"]), doc.get("customerid")))}
+            ),
         }
+
+    @staticmethod
+    def _admin_action(req: Request, action: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+        """Run an admin action on the JSON body; 400 ``{"error"}`` for a bad request."""
+        try:
+            doc = loads_decimal(req.body or b"{}")
+            if not isinstance(doc, dict):
+                raise TypeError("the body must be a JSON object")
+            return json_response(200, action(doc))
+        except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+            return json_response(400, {"error": f"{type(exc).__name__}: {exc}"})
+
+
+def _amount_or_all(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:

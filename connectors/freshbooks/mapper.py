@@ -2,12 +2,24 @@
 
 Nothing here does I/O. :func:`invoice_to_freshbooks` builds the body of
 ``POST /accounting/account/{accountId}/invoices/invoices`` — ``{"invoice": {...}}`` with
-``customerid``, ``create_date``, ``due_offset_days``, ``invoice_number``, ``po_number``,
+``customerid``, ``create_date``, ``due_offset_days``, ``invoice_number``, ``po_number``, ``notes``,
 ``currency_code`` and ``lines`` (``name``, ``description``, ``qty``, ``unit_cost {amount, code}``,
 ``taxName1``/``taxAmount1``) — field reference: the community spec ``tests/specs/freshbooks/openapi.yaml``
 (``InvoiceCreate``/``InvoiceLinesWritable``) and the official SDK examples
 (``freshbooks-python-sdk/examples/create_invoice_extended.py``). :func:`invoice_from_freshbooks`
 reads an invoice of a response.
+
+**Marker and legal notes.** FreshBooks invoices have no private memo: their free-text fields are
+``notes`` ("Notes listed on invoice"), ``terms`` ("Terms listed on invoice") and ``po_number`` (a short
+reference), all printed and all returned on reads (spec ``Invoice``). The ownership marker
+(:func:`connectors.sdk.lifecycle.marker`, ``broker:<invoice key>``) therefore goes on the **last line of
+``notes``**, after the invoice's legal notes (one per line): ``notes`` is long free text FreshBooks keeps
+as sent; ``po_number`` keeps the human reference it carries today and ``terms`` stay the account's
+payment terms. :func:`printed_notes` builds it, :func:`invoice_from_freshbooks` reads the marker back.
+
+**Lifecycle** (:func:`credit_note_to_freshbooks`): a paid or partly paid invoice is credited in full by a
+credit note (``POST .../credit_notes/credit_notes``, https://www.freshbooks.com/api/credits) copying its
+lines exactly as FreshBooks holds them, numbered ``<number>-CN``.
 
 How FreshBooks computes an invoice, and what the mapper does so it equals ours to the cent:
 
@@ -40,6 +52,7 @@ from typing import Any
 from connectors.freshbooks.settings import FreshBooksSettings
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.lifecycle import credit_note_number, marker, read_marker
 from connectors.sdk.money import NetLayout as LineLayout
 from connectors.sdk.money import (
     amount_or_none,
@@ -57,6 +70,7 @@ from connectors.sdk.money import rate_key as rate_text
 FIELD_LIMITS: dict[str, int] = {
     "invoice_number": 100,
     "po_number": 255,
+    "notes": 4000,
     "line.name": 255,
     "line.description": 4000,
     "taxName": 50,
@@ -78,6 +92,7 @@ DEFAULT_LINE_NAMES: dict[str, str] = {
 }
 
 __all__ = [
+    "CREDIT_LINE_FIELDS",
     "DEFAULT_LINE_NAMES",
     "FIELD_LIMITS",
     "QTY_MAX_DP",
@@ -87,6 +102,7 @@ __all__ = [
     "check_limits",
     "client_id_where",
     "client_to_freshbooks",
+    "credit_note_to_freshbooks",
     "customer_id_of",
     "describe_errors",
     "dumps",
@@ -98,6 +114,9 @@ __all__ = [
     "line_name",
     "loads",
     "money",
+    "money_amount",
+    "paid_amount",
+    "printed_notes",
     "rate_text",
     "tax_name",
 ]
@@ -133,6 +152,7 @@ def check_limits(invoice: Invoice, settings: FreshBooksSettings) -> None:
     problems = [
         _too_long("invoice_number (FreshBooks invoice_number)", invoice.invoice_number, "invoice_number"),
         _too_long("reference (FreshBooks po_number)", invoice.reference, "po_number"),
+        _too_long("legal_notes and marker (FreshBooks notes)", printed_notes(invoice), "notes"),
     ]
     for index, line in enumerate(invoice.lines):
         problems.append(
@@ -164,6 +184,11 @@ def check_limits(invoice: Invoice, settings: FreshBooksSettings) -> None:
     found = [p for p in problems if p]
     if found:
         raise PermanentError(f"invoice {invoice.invoice_number}: " + "; ".join(found))
+
+
+def printed_notes(invoice: Invoice) -> str:
+    """``notes`` (printed): each legal note on a line of its own, then the ownership marker ``broker:<invoice key>``."""
+    return "\n".join([*invoice.legal_notes, marker(invoice.invoice_key)])
 
 
 # --------------------------------------------------------------------------- lines
@@ -241,6 +266,7 @@ def invoice_to_freshbooks(
         "due_offset_days": (invoice.due_date - invoice.issue_date).days,
         "invoice_number": invoice.invoice_number,
         "po_number": invoice.reference,
+        "notes": printed_notes(invoice),
         "currency_code": invoice.currency,
         "lines": [line_to_freshbooks(line, invoice, settings) for line in invoice.lines],
     }
@@ -250,20 +276,68 @@ def invoice_to_freshbooks(
 
 
 # --------------------------------------------------------------------------- FreshBooks -> ours
+def money_amount(value: Any) -> Decimal | None:
+    """The amount of a money object ``{"amount": "209.41", "code": "EUR"}`` (or a bare number) as Decimal."""
+    return amount_or_none(value.get("amount") if isinstance(value, Mapping) else value)
+
+
+def paid_amount(entity: Mapping[str, Any]) -> Decimal:
+    """What was received on a FreshBooks invoice: its ``paid.amount`` (0 when absent)."""
+    return money_amount(entity.get("paid")) or Decimal("0")
+
+
 def invoice_from_freshbooks(entity: Mapping[str, Any]) -> ExternalInvoice:
     """:class:`ExternalInvoice` from a FreshBooks invoice: ``invoiceid`` (or ``id``), ``invoice_number``,
-    ``amount.amount`` as Decimal, status = ``v3_status`` (``draft``, ``sent``, ``viewed``, ``paid``...).
+    ``amount.amount`` as Decimal, status = ``v3_status`` (``draft``, ``sent``, ``viewed``, ``paid``,
+    ``partial``...), the marker on the last line of ``notes`` and :func:`paid_amount`.
     Raises ``KeyError`` when neither id is present."""
     ident = entity.get("invoiceid", entity.get("id"))
     if ident is None:
         raise KeyError("invoiceid")
-    amount = entity.get("amount")  # a money object {"amount": "209.41", "code": "EUR"}
+    notes = entity.get("notes")
     return ExternalInvoice(
         external_id=str(ident),
         number=str(entity.get("invoice_number") or ""),
-        total=amount_or_none(amount.get("amount") if isinstance(amount, Mapping) else amount),
+        total=money_amount(entity.get("amount")),
         status=entity.get("v3_status") or entity.get("display_status"),
+        marker=read_marker(notes if isinstance(notes, str) else None),
+        paid=paid_amount(entity),
     )
+
+
+#: Writable fields of a credit note line (https://www.freshbooks.com/api/credits, "Credit Lines").
+CREDIT_LINE_FIELDS = ("name", "description", "qty", "unit_cost", "taxName1", "taxAmount1", "taxName2", "taxAmount2")
+
+
+def credit_note_to_freshbooks(entity: Mapping[str, Any], *, issued: str, reason: str) -> dict[str, Any]:
+    """Body of ``POST .../credit_notes/credit_notes`` crediting FreshBooks invoice ``entity`` (read with its
+    ``lines``) in full: ``{"credit_note": {...}}`` with ``clientid`` (the invoice's ``customerid``),
+    ``create_date`` ``issued`` (``YYYY-MM-DD``), ``credit_number`` ``<invoice number>-CN``,
+    ``credit_type`` ``goodwill`` (FreshBooks' kind of credit note; ``prepayment`` is money received in
+    advance), ``currency_code``, ``language``, ``notes`` (printed: ``Credit note for invoice <n>: <reason>``
+    then the invoice's marker line) and the invoice's lines copied field by field
+    (:data:`CREDIT_LINE_FIELDS`, empty tax fields left out), so FreshBooks computes the same amount.
+    """
+    number = str(entity.get("invoice_number") or "")
+    notes = entity.get("notes")
+    key = read_marker(notes if isinstance(notes, str) else None)
+    lines = [
+        {k: line[k] for k in CREDIT_LINE_FIELDS if line.get(k) not in (None, "")}
+        for line in entity.get("lines") or []
+        if isinstance(line, Mapping)
+    ]
+    body: dict[str, Any] = {
+        "clientid": entity.get("customerid"),
+        "create_date": issued,
+        "credit_number": credit_note_number(number),
+        "credit_type": "goodwill",
+        "currency_code": entity.get("currency_code"),
+        "notes": f"Credit note for invoice {number}: {reason}\n{marker(key or number)}",
+        "lines": lines,
+    }
+    if entity.get("language"):
+        body["language"] = entity["language"]
+    return {"credit_note": body}
 
 
 def account_ids(identity: Any) -> list[str]:

@@ -10,6 +10,11 @@ connectors share one token store, so the seed is spent once. The harness therefo
 refresh token live on for an hour (``refresh_grace_seconds``); single-flight refreshing is still
 measured exactly (the kit counts refreshes), and ``tests/test_freshbooks_connector.py`` covers the
 strict single-use behaviour.
+
+Lifecycle hooks: :meth:`FreshBooksHarness.mark_paid` records a payment (the emulator's admin action),
+:meth:`~FreshBooksHarness.balance` is the emulator's balance (outstanding of sent, active invoices minus
+active credit notes), :meth:`~FreshBooksHarness.credit_notes` lists the active credit notes and
+:meth:`~FreshBooksHarness.plant_foreign` stores a sent invoice without our marker in ``notes``.
 """
 
 from __future__ import annotations
@@ -68,7 +73,13 @@ class FreshBooksHarness(OAuthEmulatorHarness[FreshBooksEmulator]):
         return str(CONTACT_ID), CONTACT_NAME
 
     # ------------------------------------------------------------------ read back
+    @staticmethod
+    def _printed(entity: dict[str, Any]) -> str:
+        """``notes`` then ``terms``: the free texts FreshBooks prints on the document."""
+        return "\n".join(text for text in (entity.get("notes"), entity.get("terms")) if text)
+
     def invoices(self) -> list[HeldInvoice]:
+        """The active invoices (deleted ones left out, as FreshBooks lists them); ``status`` is ``v3_status``."""
         return [
             HeldInvoice(
                 external_id=str(inv["invoiceid"]),
@@ -78,9 +89,51 @@ class FreshBooksHarness(OAuthEmulatorHarness[FreshBooksEmulator]):
                 line_count=len(inv.get("lines") or []),
                 contact=str(inv["customerid"]),
                 raw=inv,
+                status=inv["v3_status"],
+                printed=self._printed(inv),
             )
             for inv in self.emulator.invoices(ACCOUNT, include_deleted=False)
         ]
+
+    # ------------------------------------------------------------------ lifecycle
+    def mark_paid(self, external_id: str, amount: Decimal | None = None) -> None:
+        """A payment of ``amount`` (``None``: all that is outstanding) on invoice ``external_id``."""
+        self.emulator.pay(ACCOUNT, external_id, amount)
+
+    def balance(self) -> Decimal:
+        """Σ ``outstanding`` of the account's sent, active invoices − Σ ``amount`` of its active credit notes."""
+        return self.emulator.balance(ACCOUNT)
+
+    def credit_notes(self) -> list[HeldInvoice]:
+        """The account's active credit notes (``number``: ``credit_number``, ``total``: ``amount``)."""
+        return [
+            HeldInvoice(
+                external_id=str(note["creditid"]),
+                number=note["credit_number"],
+                total=Decimal(note["amount"]["amount"]),
+                currency=note.get("currency_code"),
+                line_count=len(note.get("lines") or []),
+                contact=str(note["clientid"]),
+                raw=note,
+                status=note["display_status"],
+                printed=self._printed(note),
+            )
+            for note in self.emulator.credit_notes(ACCOUNT, include_deleted=False)
+        ]
+
+    def plant_foreign(self, invoice: Invoice, total: Decimal) -> str:
+        """A sent invoice under ``invoice``'s number for its client: one untaxed line of ``total``, ``notes``
+        without our marker (as typed in FreshBooks' UI)."""
+        line = {"name": "Service", "qty": 1, "unit_cost": {"amount": format(total, "f"), "code": invoice.currency}}
+        doc = {
+            "customerid": int(invoice.contact_id or CONTACT_ID),
+            "create_date": invoice.issue_date.isoformat(),
+            "invoice_number": invoice.invoice_number,
+            "currency_code": invoice.currency,
+            "notes": "typed by hand",
+            "lines": [line],
+        }
+        return str(self.emulator.plant_invoice(ACCOUNT, doc)["invoiceid"])
 
     # ------------------------------------------------------------------ data (faults: OAuthEmulatorHarness)
     def invalid_invoice(self, invoice: Invoice) -> Invoice:

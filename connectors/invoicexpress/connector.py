@@ -19,6 +19,18 @@ why every result is re-checked for an exact ``reference`` and why the emulator's
 documented as an assumption. Before finalising, the draft's own ``total`` must equal ours to the
 cent; a draft this call created with another total is deleted and nothing is issued.
 
+**Ownership.** Every invoice we create carries our marker (``broker:<invoice key>``) on the last line
+of ``observations`` (after the work-order reference and the legal notes; printed, kept and returned
+on reads). A document found under our ``reference`` is adopted only when it carries our marker and
+our total (:func:`connectors.sdk.lifecycle.check_ours`), else
+:class:`~connectors.sdk.errors.NumberConflictError` and nothing is touched.
+
+**Lifecycle** (:meth:`InvoiceXpressConnector.retire`, behind ``amend`` and ``cancel``): a draft is
+deleted (change-state ``deleted``); a final or settled invoice is never canceled here — InvoiceXpress
+refuses to change a settled one, and a certified PT document is annulled by a credit note — but
+credited in full (``POST /credit_notes.json`` with ``owner_invoice_id``, then finalised), reference
+``<our number>-CN``, looked up before it is created.
+
 Auth: the account's API key as the ``api_key`` query parameter (HTTPS only); the SDK's log filter
 redacts it from httpx's request lines. Limit: 100 requests per minute per account, then 429
 (``Capabilities.rate_limit_per_minute``).
@@ -29,12 +41,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from datetime import date
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 import httpx
 
 from connectors.invoicexpress.mapper import (
+    credit_note_to_invoicexpress,
     error_messages,
     invoice_from_invoicexpress,
     invoice_to_invoicexpress,
@@ -44,6 +58,7 @@ from connectors.invoicexpress.mapper import (
 from connectors.invoicexpress.settings import InvoiceXpressSettings
 from connectors.sdk.errors import (
     ConfigError,
+    NumberConflictError,
     PermanentError,
     RetryableError,
     UncertainOutcomeError,
@@ -52,6 +67,7 @@ from connectors.sdk.errors import (
 from connectors.sdk.http import ApiKeyAuth, Auth, HttpConnector
 from connectors.sdk.interface import Capabilities, DeliveryResult
 from connectors.sdk.invoice import ExternalInvoice, Invoice
+from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_number, marker
 from connectors.sdk.money import dumps
 
 log = logging.getLogger("connectors.invoicexpress")
@@ -68,6 +84,7 @@ class InvoiceXpressConnector(HttpConnector):
     :meth:`deliver` looks up first), :class:`AuthError` (401/403: bad API key),
     :class:`UnknownAccountError` (404 on the account), :class:`PermanentError` (422 validation,
     field limits, a 0 % line without ``tax_exemption``, a total InvoiceXpress computes differently),
+    :class:`NumberConflictError` (a document under our reference that is not ours),
     :class:`ConfigError` (settings, missing variable).
     """
 
@@ -75,7 +92,9 @@ class InvoiceXpressConnector(HttpConnector):
     label = "InvoiceXpress"
     version = "0.1.0"
     #: No idempotency key, no batch endpoint, an API key; 100 requests/minute per account.
-    capabilities = Capabilities(native_idempotency=False, lookup_by_reference=True, rate_limit_per_minute=100)
+    capabilities = Capabilities(
+        native_idempotency=False, lookup_by_reference=True, rate_limit_per_minute=100, amendments=True
+    )
     Settings = InvoiceXpressSettings
     settings: InvoiceXpressSettings
     #: Every 5xx is retryable, writes included: :meth:`deliver` looks up before it writes anything.
@@ -133,18 +152,19 @@ class InvoiceXpressConnector(HttpConnector):
         return self.decode(resp)
 
     # ------------------------------------------------------------------ documents
-    async def _lookup(self, invoice_number: str) -> dict[str, Any] | None:
-        """The invoice whose ``reference`` is ours (``GET /invoices.json?text=…``, all pages); the oldest of several."""
+    async def _lookup(self, invoice_number: str, family: str = "invoices") -> dict[str, Any] | None:
+        """The document of ``family`` (``invoices`` / ``credit_notes``) whose ``reference`` is
+        ``invoice_number`` (``GET /{family}.json?text=…``, all pages; deleted ones ignored); the oldest of several."""
         reference = reference_of(invoice_number)
-        what = f"InvoiceXpress GET /invoices.json?text={reference}"
+        what = f"InvoiceXpress GET /{family}.json?text={reference}"
         matches: list[dict[str, Any]] = []
         page, pages = 1, 1
         while page <= pages:
             params = {"text": reference, "page": str(page), "per_page": str(PAGE_SIZE)}
-            body = await self._call("GET", "/invoices.json", what, params=params, on_404="account")
-            docs = body.get("invoices") if isinstance(body, dict) else None
+            body = await self._call("GET", f"/{family}.json", what, params=params, on_404="account")
+            docs = body.get(family) if isinstance(body, dict) else None
             if not isinstance(docs, list):
-                raise RetryableError(f"{what}: answer without an 'invoices' list")
+                raise RetryableError(f"{what}: answer without an {family!r} list")
             matches += [
                 d
                 for d in docs
@@ -157,26 +177,46 @@ class InvoiceXpressConnector(HttpConnector):
         matches.sort(key=lambda d: int(d["id"]))
         if len(matches) > 1:
             log.warning(
-                "invoicexpress tenant=%s: %d invoices carry reference %s; using the oldest",
+                "invoicexpress tenant=%s: %d %s carry reference %s; using the oldest",
                 self.tenant,
                 len(matches),
+                family,
                 reference,
             )
         return matches[0] if matches else None
 
-    async def _get(self, document_id: int) -> dict[str, Any]:
-        what = f"InvoiceXpress GET /invoices/{document_id}.json"
-        body = await self._call("GET", f"/invoices/{document_id}.json", what)
-        doc = body.get("invoice") if isinstance(body, dict) else None
-        if not isinstance(doc, dict) or not doc.get("id"):
-            raise RetryableError(f"{what}: answer without an invoice")
+    async def _get(self, document_id: int, family: str = "invoices") -> dict[str, Any]:
+        """``GET /{family}/{id}.json``: the document (answered under ``invoice`` / ``credit_note``)."""
+        doc = await self._get_or_none(document_id, family, on_404="error")
+        if doc is None:  # pragma: no cover - on_404="error" raises instead
+            raise RetryableError(f"InvoiceXpress GET /{family}/{document_id}.json: no document")
         return doc
 
-    async def _change_state(self, document_id: int, state: str, what: str) -> dict[str, Any]:
-        change = {"invoice": {"state": state}}
-        body = await self._call("PUT", f"/invoices/{document_id}/change-state.json", what, body=change)
-        doc = body.get("invoice") if isinstance(body, dict) else None
-        return doc if isinstance(doc, dict) else await self._get(document_id)
+    async def _get_or_none(
+        self, document_id: int, family: str = "invoices", *, on_404: Literal["error", "none"] = "none"
+    ) -> dict[str, Any] | None:
+        """``GET /{family}/{id}.json``; ``None`` on 404 (deleted or never there) unless ``on_404="error"``."""
+        what = f"InvoiceXpress GET /{family}/{document_id}.json"
+        body = await self._call("GET", f"/{family}/{document_id}.json", what, on_404=on_404)
+        if body is None:
+            return None
+        doc = _document(body, family)
+        if doc is None or not doc.get("id"):
+            raise RetryableError(f"{what}: answer without a document")
+        return doc
+
+    async def _change_state(
+        self, document_id: int, state: str, what: str, family: str = "invoices", message: str | None = None
+    ) -> dict[str, Any]:
+        """``PUT /{family}/{id}/change-state.json`` ``{"invoice": {"state", "message"?}}`` (the ``invoice``
+        root for every document type, https://invoicexpress.com/api-v2/change-state/)."""
+        change: dict[str, Any] = {"state": state}
+        if message:
+            change["message"] = message
+        path = f"/{family}/{document_id}/change-state.json"
+        body = await self._call("PUT", path, what, body={"invoice": change})
+        doc = _document(body, family)
+        return doc if doc is not None else await self._get(document_id, family)
 
     def _client_info(self, invoice: Invoice) -> tuple[str | None, str | None]:
         client = self.clients.get(invoice.client_id)
@@ -245,6 +285,9 @@ class InvoiceXpressConnector(HttpConnector):
         else:
             doc = await self._get(int(existing["id"]))
             steps = [f"found {doc.get('status')}"]
+            # found under our number: ours only with our marker and our total (never adopted, finalised or changed)
+            found = invoice_from_invoicexpress(doc)
+            check_ours(invoice, found, what=f"InvoiceXpress invoice found by reference, {doc.get('status')}")
         created, document_id, email_note = existing is None, int(doc["id"]), None
         if doc.get("status") == "draft":
             await self._verify_draft(doc, invoice, created=created, what=what)
@@ -338,9 +381,10 @@ class InvoiceXpressConnector(HttpConnector):
     async def find(self, invoice_number: str) -> ExternalInvoice | None:
         """The InvoiceXpress invoice whose ``reference`` is ``invoice_number``, when its delivery is complete.
 
-        With ``invoice_status: finalized`` a draft (a delivery interrupted before finalising) is
-        reported as ``None`` so that a caller reconciling with :meth:`find` calls :meth:`deliver`
-        again, which verifies and finalises that draft instead of creating another.
+        The result carries our ``marker`` (from ``observations``), InvoiceXpress's ``total`` and
+        ``paid`` (:meth:`_paid`). With ``invoice_status: finalized`` a draft (a delivery interrupted
+        before finalising) is reported as ``None`` so that a caller reconciling with :meth:`find`
+        calls :meth:`deliver` again, which verifies and finalises that draft instead of creating another.
         """
         doc = await self._lookup(invoice_number)
         if doc is None:
@@ -348,7 +392,169 @@ class InvoiceXpressConnector(HttpConnector):
         found = invoice_from_invoicexpress(doc)
         if self.settings.invoice_status == "finalized" and found.status == "draft":
             return None
-        return found
+        related = await self._related(int(doc["id"])) if found.status == "final" else []
+        return invoice_from_invoicexpress(doc, paid=self._paid(doc, related))
+
+    # ------------------------------------------------------------------ lifecycle (retire = delete or credit)
+    async def _related(self, document_id: int) -> list[dict[str, Any]]:
+        """``GET /invoices/{id}/related-documents.json``: the receipts and credit notes of an invoice
+        (the endpoint of go-invoicexpress ``RelatedDocuments``; the list is read under whichever key holds it)."""
+        what = f"InvoiceXpress GET /invoices/{document_id}/related-documents.json"
+        body = await self._call("GET", f"/invoices/{document_id}/related-documents.json", what)
+        lists = [v for v in body.values() if isinstance(v, list)] if isinstance(body, dict) else []
+        return [d for d in (lists[0] if lists else []) if isinstance(d, dict) and d.get("id")]
+
+    @staticmethod
+    def _paid(doc: Mapping[str, Any], related: list[dict[str, Any]]) -> Decimal:
+        """Paid so far: the whole total of a ``settled`` invoice, else its receipts' totals (``0.00`` for a draft)."""
+        if doc.get("status") == "settled":
+            return Decimal(str(doc.get("total")))
+        return sum(
+            (
+                Decimal(str(r.get("total")))
+                for r in related
+                if r.get("type") == "Receipt" and r.get("status") not in ("canceled", "deleted")
+            ),
+            Decimal("0.00"),
+        )
+
+    async def retire(self, previous: ExternalInvoice, *, key: str, reason: str, issued: date) -> Retirement:
+        """Take ``previous`` out of the client's balance by InvoiceXpress's (AT-certified) rules.
+
+        The invoice is re-read (``GET /invoices/{id}.json``). A **draft** is deleted (change-state
+        ``deleted``: "deleted (draft only)", https://invoicexpress.com/api-v2/change-state/). A
+        **final** or **settled** invoice is never canceled or changed here: it is annulled by a credit
+        note for its whole total (``POST /credit_notes.json``,
+        :func:`~connectors.invoicexpress.mapper.credit_note_to_invoicexpress`: its own items and
+        ``owner_invoice_id``), then finalised (change-state ``finalized``); its ``reference`` is
+        :func:`~connectors.sdk.lifecycle.credit_note_number` of our number. The credit note is looked
+        up first (``GET /credit_notes.json?text=…``, exact ``reference``): a final one means already
+        retired (``action="none"``), a draft one (an attempt interrupted before finalising) is checked
+        and finalised. A credit note under that reference for another invoice raises
+        :class:`NumberConflictError`. Deleted, canceled, fully credited or absent invoices give ``"none"``.
+
+        ``paid``: the receipts (or the whole total of a settled invoice), when there are any.
+        """
+        doc = await self._previous_doc(previous)
+        status = str(doc.get("status") or "") if doc is not None else None
+        if doc is None or status in ("deleted", "canceled"):
+            return Retirement("none", previous.number, status, details={"invoicexpress": status or "not found"})
+        document_id = int(doc["id"])
+        ours = str(doc.get("reference") or previous.number)
+        details: dict[str, Any] = {"previous_reference": ours}
+        if status == "draft":
+            gone = await self._delete_draft(document_id, ours)
+            if gone:
+                return Retirement("deleted", previous.number, "draft", details=details)
+            doc = await self._get(document_id)  # finalised meanwhile: credit it
+            status = str(doc.get("status") or "")
+        number = credit_note_number(ours)
+        total = Decimal(str(doc.get("total")))
+        related = await self._related(document_id)
+        note = await self._our_credit_note(number, doc, related)
+        if note is not None and note.get("status") == "final":
+            return Retirement(
+                "none",
+                previous.number,
+                status,
+                credit_note_id=str(note["id"]),
+                credit_note_number=number,
+                credit_note_total=Decimal(str(note.get("total"))),
+                details={**details, "invoicexpress": "credit note already issued"},
+            )
+        paid = self._paid(doc, related)
+        credited = sum(
+            (
+                Decimal(str(n.get("total")))
+                for n in related
+                if n.get("type") == "CreditNote" and n.get("status") == "final"
+            ),
+            Decimal("0.00"),
+        )
+        if note is None and credited >= total:
+            return Retirement("none", previous.number, status, details={**details, "invoicexpress": "already credited"})
+        what = f"InvoiceXpress credit note {number} for invoice {ours} (id {document_id})"
+        if note is None:
+            body = credit_note_to_invoicexpress(
+                doc, reference=number, issued=issued, observations=f"{reason}\n{marker(key)}"
+            )
+            answer = await self._call("POST", "/credit_notes.json", f"{what}: POST /credit_notes.json", body=body)
+            note = _document(answer, "credit_notes")
+            if note is None or not note.get("id"):
+                raise UncertainOutcomeError(f"{what}: create answered without a credit note id")
+        note = await self._finalize_credit_note(note, total, what)
+        return Retirement(
+            "credited",
+            previous.number,
+            status,
+            paid=paid if paid > 0 else None,
+            credit_note_id=str(note["id"]),
+            credit_note_number=number,
+            credit_note_total=Decimal(str(note.get("total"))),
+            details=details,
+        )
+
+    async def _previous_doc(self, previous: ExternalInvoice) -> dict[str, Any] | None:
+        """The previous invoice by id (``None`` on 404: deleted) or, without an id, by ``reference``."""
+        if previous.external_id.isdigit():
+            return await self._get_or_none(int(previous.external_id))
+        return await self._lookup(previous.number)
+
+    async def _delete_draft(self, document_id: int, ours: str) -> bool:
+        """change-state ``deleted``; ``True`` once the draft is gone, ``False`` when it was finalised meanwhile."""
+        try:
+            await self._change_state(document_id, "deleted", f"InvoiceXpress invoice {ours}: delete draft")
+        except PermanentError:
+            again = await self._get_or_none(document_id)
+            if again is None or again.get("status") == "deleted":
+                return True  # deleted by an earlier attempt whose answer was lost
+            if again.get("status") in ("final", "settled"):
+                return False
+            raise
+        return True
+
+    async def _our_credit_note(
+        self, number: str, invoice: Mapping[str, Any], related: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """The credit note under ``reference == number`` that credits ``invoice`` (its
+        ``owner_invoice_id``, else its presence among the invoice's related documents); ``None`` when
+        there is none (a canceled one does not count); :class:`NumberConflictError` when it credits
+        another document."""
+        note = await self._lookup(number, "credit_notes")
+        if note is None or note.get("status") == "canceled":
+            return None
+        owner = note.get("owner_invoice_id")
+        if str(owner) == str(invoice["id"]) or (owner is None and any(r["id"] == note["id"] for r in related)):
+            return note
+        total = Decimal(str(invoice.get("total")))
+        theirs = Decimal(str(note["total"])) if note.get("total") is not None else None
+        raise NumberConflictError(
+            f"number_conflict: InvoiceXpress already holds a credit note with reference {number} (id {note['id']}, "
+            f"total {theirs}) that does not credit invoice {invoice['id']} (total {total}); nothing was issued: "
+            "rename or cancel that credit note, then replay",
+            number=number,
+            ours=total,
+            theirs=theirs,
+            external_id=str(note["id"]),
+        )
+
+    async def _finalize_credit_note(self, note: Mapping[str, Any], total: Decimal, what: str) -> dict[str, Any]:
+        """Finalise a draft credit note once its own total is the invoice's (a final one is returned as is)."""
+        note_id = int(note["id"])
+        if note.get("status") == "final":
+            return dict(note)
+        if Decimal(str(note.get("total"))) != total:
+            raise PermanentError(
+                f"{what}: draft credit note {note_id} totals {note.get('total')}, the invoice {total}; it was "
+                "left as a draft: fix or delete it in InvoiceXpress, then replay"
+            )
+        try:
+            return await self._change_state(note_id, "finalized", f"{what}: finalize", "credit_notes")
+        except PermanentError:
+            again = await self._get(note_id, "credit_notes")
+            if again.get("status") == "final":
+                return again  # finalised by an earlier attempt whose answer was lost
+            raise
 
     async def check(self) -> None:
         """``GET /sequences.json`` — cheap, authenticated, and it proves ``sequence_id`` exists when one is set."""
@@ -361,6 +567,16 @@ class InvoiceXpressConnector(HttpConnector):
                     f"billing.settings.sequence_id {self.settings.sequence_id} is not a sequence of account "
                     f"{self.settings.account_name} (known: {', '.join(ids) or 'none'})"
                 )
+
+
+def _document(body: Any, family: str) -> dict[str, Any] | None:
+    """The document of an answer: under its type's key (``invoice`` / ``credit_note``), else under
+    ``invoice`` (the key the documentation shows for every type); ``None`` without one."""
+    if not isinstance(body, dict):
+        return None
+    singular = "credit_note" if family == "credit_notes" else "invoice"
+    doc = body.get(singular, body.get("invoice"))
+    return doc if isinstance(doc, dict) else None
 
 
 __all__ = ["InvoiceXpressConnector", "InvoiceXpressSettings"]

@@ -27,6 +27,19 @@ shapes, pagination block). Where none says, the choice is stated here.
   (status ``final``, numbered in its sequence, ATCUD), draft -> ``deleted`` (gone from listings),
   final -> ``canceled`` (needs ``message``), final -> ``settled``, settled -> ``unsettled``; any other
   transition (e.g. finalising a final invoice) -> 422.
+* ``POST /credit_notes.json`` (root ``"invoice"``, as documented for every document type) creates a
+  draft credit note: the invoice rules plus ``owner_invoice_id`` (required: a final or settled invoice
+  of the same client, the note's total at most what is left to credit on it);
+  ``GET /credit_notes/{id}.json`` / ``GET /credit_notes.json`` (``credit_note`` / ``credit_notes``
+  keys, as go-invoicexpress decodes them); ``PUT /credit_notes/{id}/change-state.json``: draft ->
+  ``finalized`` / ``deleted``, final -> ``canceled``. An invoice with receipts or final credit notes
+  cannot be canceled; a settled one cannot change (422, "Invoice has been settled so can't be
+  changed anymore", error-codes page).
+* ``GET /invoices/{id}/related-documents.json`` -> ``{"documents": [...]}``: its credit notes and receipts.
+* Payments: :meth:`InvoiceXpressEmulator.mark_paid` (admin) records a receipt; paid in full, the
+  invoice becomes ``settled``. :meth:`InvoiceXpressEmulator.balance`: final invoices' total less
+  receipts, less final credit notes. :meth:`InvoiceXpressEmulator.plant_foreign`: a final invoice
+  without observations under a given reference.
 * ``PUT /invoices/{id}/email-document.json`` ``{"message": {"client": {"email", "save"}, "subject", "body"}}``:
   only for final/settled documents; recorded in ``emails``.
 * Totals (``rounding_method``): per item ``subtotal`` = round(qty × price), ``discount_amount`` =
@@ -36,11 +49,16 @@ shapes, pagination block). Where none says, the choice is stated here.
 
 Test hooks: :meth:`InvoiceXpressEmulator.inject_fault` (``"503"``, ``"500"``, ``"reset"``,
 ``"429"``, ``"timeout_after_commit"``, ``"drop_after_commit"``; ``only=`` an operation: ``create``,
-``get``, ``list``, ``change_state``, ``email``, ``sequences``, ``clients``), ``on_step(operation,
+``get``, ``list``, ``change_state``, ``email``, ``sequences``, ``clients``, ``related``,
+``credit_note_create``, ``credit_note_get``, ``credit_note_list``, ``credit_note_change_state``), ``on_step(operation,
 invoice)`` (called after each successful write is stored and before its answer is written: crash
 tests kill a worker there), ``calls``, ``emails``, ``server_errors``, and the control API::
 
     GET  /_emulator/invoices   -> [invoice, ...] (with "account")
+    GET  /_emulator/credit-notes -> [credit note, ...] (with "account")
+    GET  /_emulator/balance?account=acme-demo -> {"balance": <amount>}
+    POST /_emulator/payments   {"invoice_id": 9001, "amount": "100.00"} (amount optional: all that is due)
+    POST /_emulator/foreign    {"reference": "CF-1-R1", "total": "999.00", "client": {"name", "code"}}
     GET  /_emulator/emails     -> [{"invoice_id", "email", "subject", "body"}, ...]
     GET  /_emulator/stats
     POST /_emulator/faults     {"kind": "503", "times": 2, "only": "create"}
@@ -67,9 +85,27 @@ from connectors.sandbox.limits import Window
 from connectors.sandbox.values import decimal_or_none as _dec
 from connectors.sandbox.values import json_or_none
 
-OPERATIONS = ("create", "get", "list", "change_state", "email", "sequences", "clients")
+OPERATIONS = (
+    "create",
+    "get",
+    "list",
+    "change_state",
+    "email",
+    "sequences",
+    "clients",
+    "related",
+    "credit_note_create",
+    "credit_note_get",
+    "credit_note_list",
+    "credit_note_change_state",
+)
 #: Operations that change the account's state (reported to ``on_step``).
-WRITE_OPERATIONS = ("create", "change_state", "email")
+WRITE_OPERATIONS = ("create", "change_state", "email", "credit_note_create", "credit_note_change_state")
+#: Document families: path segment -> (``type`` of the stored documents, singular key, list key).
+FAMILIES = {
+    "invoices": ("Invoice", "invoice", "invoices"),
+    "credit_notes": ("CreditNote", "credit_note", "credit_notes"),
+}
 DEFAULT_ACCOUNT = "acme-demo"
 DEFAULT_API_KEY = "demo-api-key"
 
@@ -154,9 +190,11 @@ class InvoiceXpressEmulator(Emulator):
             for i, client in enumerate(account.setdefault("clients", [])):
                 client.setdefault("id", 5001 + i)
         self._invoices: dict[int, dict[str, Any]] = {}
+        self._credit_notes: dict[int, dict[str, Any]] = {}  # same id space as invoices (document ids)
+        self._receipts: dict[int, dict[str, Any]] = {}  # payments recorded by mark_paid()
         self._next_id = 9001
         self._next_client_id = 6001
-        self._counters: dict[tuple[str, str], int] = {}
+        self._counters: dict[tuple[str, str, str], int] = {}  # (account, sequence, document type) -> last
         self._windows: dict[str, Window] = {}
         self._init_records()
         self.emails: list[dict[str, Any]] = []
@@ -174,6 +212,104 @@ class InvoiceXpressEmulator(Emulator):
                 for d in self._invoices.values()
                 if (account is None or d["account"] == account) and (include_deleted or d["status"] != "deleted")
             ]
+
+    def credit_notes(self, account: str | None = None, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+        """Deep copies of the stored credit notes (drafts too; deleted ones with ``include_deleted``)."""
+        with self._lock:
+            return [
+                copy.deepcopy(d)
+                for d in self._credit_notes.values()
+                if (account is None or d["account"] == account) and (include_deleted or d["status"] != "deleted")
+            ]
+
+    def mark_paid(self, document_id: int, amount: Decimal | None = None) -> int:
+        """Record a payment of ``amount`` (``None``: everything still due) on final invoice
+        ``document_id``, as a receipt (what InvoiceXpress's partial payments create, listed in the
+        invoice's related documents). Paid in full -> the invoice is ``settled``. Returns the
+        receipt id; ``ValueError`` when the invoice is not final or the amount is not due."""
+        with self._lock:
+            doc = self._invoices.get(document_id)
+            if doc is None or doc["status"] != "final":
+                raise ValueError(f"document {document_id} is not a final invoice")
+            due = doc["total"] - self._paid(document_id)
+            value = due if amount is None else Decimal(amount)
+            if not (0 < value <= due):
+                raise ValueError(f"invoice {document_id}: {value} cannot be paid, {due} is due")
+            receipt_id = self._next_id
+            self._next_id += 1
+            self._receipts[receipt_id] = {
+                "id": receipt_id,
+                "account": doc["account"],
+                "type": "Receipt",
+                "status": "final",
+                "owner_invoice_id": document_id,
+                "date": doc["date"],
+                "total": value,
+                "sequence_number": f"{receipt_id}/RC",
+            }
+            if value == due:
+                doc["status"] = "settled"
+            return receipt_id
+
+    def _paid(self, document_id: int) -> Decimal:
+        return sum(
+            (r["total"] for r in self._receipts.values() if r["owner_invoice_id"] == document_id), Decimal("0.00")
+        )
+
+    def _credited(self, document_id: int, *, besides: int | None = None) -> Decimal:
+        """Total of the final credit notes naming invoice ``document_id`` (``besides``: one left out)."""
+        return sum(
+            (
+                n["total"]
+                for n in self._credit_notes.values()
+                if n["owner_invoice_id"] == document_id and n["status"] == "final" and n["id"] != besides
+            ),
+            Decimal("0.00"),
+        )
+
+    def balance(self, account: str = DEFAULT_ACCOUNT) -> Decimal:
+        """What the account's clients owe: final invoices' total less their receipts (settled ones
+        owe nothing), less the total of final credit notes. Drafts, deleted and canceled documents
+        count zero."""
+        with self._lock:
+            due = sum(
+                (
+                    d["total"] - self._paid(d["id"])
+                    for d in self._invoices.values()
+                    if d["account"] == account and d["status"] == "final"
+                ),
+                Decimal("0.00"),
+            )
+            credit = sum(
+                (n["total"] for n in self._credit_notes.values() if n["account"] == account and n["status"] == "final"),
+                Decimal("0.00"),
+            )
+        return due - credit
+
+    def plant_foreign(
+        self, reference: str, total: Decimal, *, account: str = DEFAULT_ACCOUNT, client: Mapping[str, str] | None = None
+    ) -> int:
+        """A final invoice someone else made under ``reference``: one VAT-exempt item (``IVA0``,
+        ``M07``) of ``total``, no observations (so no ownership marker). Returns its id."""
+        today = date.today().strftime("%d/%m/%Y")
+        body = {
+            "invoice": {
+                "date": today,
+                "due_date": today,
+                "reference": reference,
+                "client": dict(client or {"name": "Foreign client", "code": "CLI-FOREIGN"}),
+                "items": [{"name": "Serviços", "unit_price": str(total), "quantity": "1", "tax": {"name": "IVA0"}}],
+                "tax_exemption": "M07",
+            }
+        }
+        with self._lock:
+            accounts = self.accounts[account]
+            created = json_or_none(self._create(account, accounts, body, "invoices").body)
+            if not isinstance(created, dict) or "invoice" not in created:
+                raise ValueError(f"foreign invoice refused: {created}")
+            document_id = int(created["invoice"]["id"])
+            self._change_state(self._invoices[document_id], accounts, {"invoice": {"state": "finalized"}})
+        return document_id
 
     def clients(self, account: str = DEFAULT_ACCOUNT) -> list[dict[str, Any]]:
         with self._lock:
@@ -204,7 +340,12 @@ class InvoiceXpressEmulator(Emulator):
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {**super().stats(), "invoice_count": len(self.invoices()), "emails": len(self.emails)}
+            return {
+                **super().stats(),
+                "invoice_count": len(self.invoices()),
+                "credit_note_count": len(self.credit_notes()),
+                "emails": len(self.emails),
+            }
 
     # ------------------------------------------------------------------ dispatch
     def _internal_error(self) -> Response:
@@ -260,9 +401,10 @@ class InvoiceXpressEmulator(Emulator):
         """For :attr:`on_step`: the invoice a successful write stored (``None`` for reads and refusals)."""
         if operation not in WRITE_OPERATIONS or not 200 <= resp.status < 300:
             return None
-        found = re.search(r"/invoices/(\d+)", rest)
+        found = re.search(r"/(?:invoices|credit_notes)/(\d+)", rest)
         document_id = int(found.group(1)) if found else self._created_id(resp)
-        return copy.deepcopy(self._invoices.get(document_id or -1)) or {"id": document_id}
+        stored = self._invoices.get(document_id or -1) or self._credit_notes.get(document_id or -1)
+        return copy.deepcopy(stored) or {"id": document_id}
 
     # ------------------------------------------------------------------ routing
     @staticmethod
@@ -273,6 +415,14 @@ class InvoiceXpressEmulator(Emulator):
             return "get" if method == "GET" else None
         if re.fullmatch(r"/invoices/\d+/change-state\.json", rest):
             return "change_state" if method == "PUT" else None
+        if re.fullmatch(r"/invoices/\d+/related-documents\.json", rest):
+            return "related" if method == "GET" else None
+        if rest == "/credit_notes.json":
+            return {"POST": "credit_note_create", "GET": "credit_note_list"}.get(method)
+        if re.fullmatch(r"/credit_notes/\d+\.json", rest):
+            return "credit_note_get" if method == "GET" else None
+        if re.fullmatch(r"/credit_notes/\d+/change-state\.json", rest):
+            return "credit_note_change_state" if method == "PUT" else None
         if re.fullmatch(r"/invoices/\d+/email-document\.json", rest):
             return "email" if method == "PUT" else None
         if rest == "/sequences.json":
@@ -284,7 +434,7 @@ class InvoiceXpressEmulator(Emulator):
     @staticmethod
     def _created_id(resp: Response) -> int | None:
         answer = json_or_none(resp.body)
-        doc = answer.get("invoice") if isinstance(answer, dict) else None
+        doc = (answer.get("invoice") or answer.get("credit_note")) if isinstance(answer, dict) else None
         return int(doc["id"]) if isinstance(doc, dict) and str(doc.get("id", "")).isdigit() else None
 
     def _route(
@@ -301,7 +451,9 @@ class InvoiceXpressEmulator(Emulator):
                 },
             )
         if operation == "create":
-            return self._create(name, account, body)
+            return self._create(name, account, body, "invoices")
+        if operation == "credit_note_create":
+            return self._create(name, account, body, "credit_notes")
         if operation == "clients":
             by_code = rest.endswith("find-by-code.json")
             wanted = req.query.get("client_code" if by_code else "client_name", "")
@@ -313,17 +465,40 @@ class InvoiceXpressEmulator(Emulator):
             return json_response(
                 200, {"client": {k: match.get(k, "") for k in ("id", "name", "code", "email", "fiscal_id")}}
             )
-        if operation == "list":
-            return self._list(name, req.query_lists)
-        document_id = int(re.search(r"/invoices/(\d+)", rest).group(1))  # type: ignore[union-attr]
-        doc = self._invoices.get(document_id)
+        if operation in ("list", "credit_note_list"):
+            return self._list(name, req.query_lists, "invoices" if operation == "list" else "credit_notes")
+        family = "credit_notes" if operation.startswith("credit_note") else "invoices"
+        document_id = int(re.search(r"/(?:invoices|credit_notes)/(\d+)", rest).group(1))  # type: ignore[union-attr]
+        doc = self._store(family).get(document_id)
         if doc is None or doc["account"] != name or doc["status"] == "deleted":
             return _errors(404, ["Document not found"])
-        if operation == "get":
-            return json_response(200, {"invoice": self._render(doc)})
-        if operation == "change_state":
+        if operation in ("get", "credit_note_get"):
+            return json_response(200, {FAMILIES[family][1]: self._render(doc)})
+        if operation in ("change_state", "credit_note_change_state"):
             return self._change_state(doc, account, body)
+        if operation == "related":
+            return json_response(200, {"documents": self._related(document_id)})
         return self._email(doc, body)
+
+    def _store(self, family: str) -> dict[int, dict[str, Any]]:
+        return self._credit_notes if family == "credit_notes" else self._invoices
+
+    def _related(self, document_id: int) -> list[dict[str, Any]]:
+        """``GET /invoices/{id}/related-documents.json``: the credit notes naming the invoice
+        (``owner_invoice_id``; drafts too, deleted ones not) and its receipts, oldest first
+        (``{"documents": [...]}``; the endpoint is in go-invoicexpress ``RelatedDocuments``, the wrapper
+        key is the emulator's choice)."""
+        notes = [
+            self._render(n)
+            for n in self._credit_notes.values()
+            if n["owner_invoice_id"] == document_id and n["status"] != "deleted"
+        ]
+        receipts = [
+            {k: v for k, v in r.items() if k != "account"}
+            for r in self._receipts.values()
+            if r["owner_invoice_id"] == document_id
+        ]
+        return sorted([*notes, *receipts], key=lambda d: int(d["id"]))
 
     # ------------------------------------------------------------------ create
     def _client(self, account: dict[str, Any], raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -350,7 +525,10 @@ class InvoiceXpressEmulator(Emulator):
                     match[key] = raw[key]
         return match
 
-    def _create(self, name: str, account: dict[str, Any], body: Any) -> Response:
+    def _create(self, name: str, account: dict[str, Any], body: Any, family: str) -> Response:
+        """``POST /invoices.json`` or ``POST /credit_notes.json`` (``family``): a draft. The request root is
+        ``"invoice"`` for both, as documented for every document type; a credit note also needs
+        ``owner_invoice_id`` (:meth:`_owner_problems`)."""
         doc = body.get("invoice") if isinstance(body, dict) else None
         if not isinstance(doc, dict):
             return _errors(422, ["Invoice can't be blank"])
@@ -437,13 +615,20 @@ class InvoiceXpressEmulator(Emulator):
             problems.append("Tax exemption is not valid")
         if problems or issued is None or due is None:  # (None only with problems)
             return _errors(422, problems)
+        self._compute(items)
+        totals = self._totals(items)
+        kind, key, _ = FAMILIES[family]
+        owner = None
+        if family == "credit_notes":
+            owner_problems, owner = self._owner_problems(name, doc, client, totals["total"])
+            if owner_problems:
+                return _errors(422, owner_problems)
         for item in items:
             account["items"][item["name"]] = {
                 "description": item["description"],
                 "unit_price": item["unit_price"],
                 "tax": item["tax"]["name"],
             }
-        self._compute(items)
         document_id = self._next_id
         self._next_id += 1
         holder = self._client(account, client)
@@ -452,7 +637,7 @@ class InvoiceXpressEmulator(Emulator):
             "account": name,
             "status": "draft",
             "archived": False,
-            "type": "Invoice",
+            "type": kind,
             "sequence_number": "draft",
             "inverted_sequence_number": "draft",
             "atcud": None,
@@ -468,9 +653,41 @@ class InvoiceXpressEmulator(Emulator):
             "client": holder,
             "items": items,
         }
-        stored.update(self._totals(items))
-        self._invoices[document_id] = stored
-        return json_response(201, {"invoice": self._render(stored)})
+        stored.update(totals)
+        if owner is not None:
+            stored["owner_invoice_id"] = owner
+        self._store(family)[document_id] = stored
+        return json_response(201, {key: self._render(stored)})
+
+    def _owner_problems(
+        self,
+        name: str,
+        doc: Mapping[str, Any],
+        client: Mapping[str, Any],
+        total: Decimal,
+        *,
+        besides: int | None = None,
+    ) -> tuple[list[str], int | None]:
+        """A credit note's ``owner_invoice_id``: required (the AT forbids correction documents without
+        the document they correct), a final or settled invoice of the account, of the same client
+        (by code, else name), and the note's total at most what that invoice still has to credit
+        (its total less final credit notes already naming it). Emulator choices where the
+        documentation says nothing more."""
+        raw = doc.get("owner_invoice_id")
+        if raw in (None, ""):
+            return ["Owner invoice can't be blank"], None
+        owner_id = int(raw) if str(raw).isdigit() else -1
+        owner = self._invoices.get(owner_id)
+        if owner is None or owner["account"] != name or owner["status"] not in ("final", "settled"):
+            return ["Owner invoice must be a finalized invoice of this account"], None
+        code, holder = str(client.get("code") or "").strip(), owner["client"]
+        same = (code and code == holder.get("code")) or (not code and client.get("name") == holder["name"])
+        if not same:
+            return ["Client must be the client of the owner invoice"], None
+        left = owner["total"] - self._credited(owner_id, besides=besides)
+        if total > left:
+            return [f"Total can't exceed what is left to credit on the owner invoice ({left})"], None
+        return [], owner_id
 
     def _compute(self, items: list[dict[str, Any]]) -> None:
         for item in items:
@@ -511,8 +728,8 @@ class InvoiceXpressEmulator(Emulator):
         return out
 
     # ------------------------------------------------------------------ list
-    def _list(self, name: str, query: Mapping[str, list[str]]) -> Response:
-        docs = [d for d in self._invoices.values() if d["account"] == name and d["status"] != "deleted"]
+    def _list(self, name: str, query: Mapping[str, list[str]], family: str) -> Response:
+        docs = [d for d in self._store(family).values() if d["account"] == name and d["status"] != "deleted"]
         text = (query.get("text") or [""])[-1].strip().casefold()
         if text:
             docs = [
@@ -538,7 +755,7 @@ class InvoiceXpressEmulator(Emulator):
         return json_response(
             200,
             {
-                "invoices": [self._render(d) for d in window],
+                FAMILIES[family][2]: [self._render(d) for d in window],
                 "pagination": {
                     "total_entries": total,
                     "current_page": page,
@@ -550,18 +767,24 @@ class InvoiceXpressEmulator(Emulator):
 
     # ------------------------------------------------------------------ state and e-mail
     def _change_state(self, doc: dict[str, Any], account: dict[str, Any], body: Any) -> Response:
+        """``PUT /{invoices|credit_notes}/{id}/change-state.json`` ``{"invoice": {"state", "message"}}``
+        (the ``invoice`` root for every document type, as documented). A credit note has no
+        ``settled``/``unsettled``; finalising one checks its owner invoice again. An invoice with
+        receipts or final credit notes cannot be ``canceled`` (annul those first); a settled one
+        cannot change but back to ``unsettled``."""
         request = body.get("invoice") if isinstance(body, dict) else None
         if not isinstance(request, dict):
             request = {}
         state = str(request.get("state") or "")
         current = doc["status"]
+        credit = doc["type"] == "CreditNote"
         transitions = {
             ("draft", "finalized"): "final",
             ("draft", "deleted"): "deleted",
             ("final", "canceled"): "canceled",
-            ("final", "settled"): "settled",
-            ("settled", "unsettled"): "final",
         }
+        if not credit:
+            transitions.update({("final", "settled"): "settled", ("settled", "unsettled"): "final"})
         target = transitions.get((current, state))
         if target is None:
             if current == "settled":
@@ -572,8 +795,16 @@ class InvoiceXpressEmulator(Emulator):
             )
         if state == "canceled" and not str(request.get("message") or "").strip():
             return _errors(422, ["Message can't be blank when canceling a document"])
+        if state == "canceled" and not credit and (self._paid(doc["id"]) or self._credited(doc["id"])):
+            return _errors(422, ["Invoice has receipts or credit notes so can't be canceled"])
+        if state == "unsettled" and self._paid(doc["id"]):
+            return _errors(422, ["Invoice has receipts so can't be unsettled"])
+        if state == "finalized" and credit:
+            problems, _ = self._owner_problems(doc["account"], doc, doc["client"], doc["total"], besides=doc["id"])
+            if problems:
+                return _errors(422, problems)
         if state == "finalized":
-            key = (doc["account"], doc["sequence_id"])
+            key = (doc["account"], doc["sequence_id"], doc["type"])
             self._counters[key] = self._counters.get(key, 0) + 1
             number = self._counters[key]
             serie = account["sequences"][doc["sequence_id"]]
@@ -582,7 +813,7 @@ class InvoiceXpressEmulator(Emulator):
             doc["atcud"] = f"JFK{doc['sequence_id'][-5:]}-{number}"
             doc["saft_hash"] = secrets.token_hex(2).upper()
         doc["status"] = target
-        return json_response(200, {"invoice": self._render(doc)})
+        return json_response(200, {"credit_note" if credit else "invoice": self._render(doc)})
 
     def _email(self, doc: dict[str, Any], body: Any) -> Response:
         message = body.get("message") if isinstance(body, dict) else None
@@ -609,8 +840,40 @@ class InvoiceXpressEmulator(Emulator):
         routes = super()._admin_routes()
         del routes["POST", "/_emulator/expire-tokens"]  # no tokens: API keys
         routes["GET", "/_emulator/invoices"] = lambda _req: json_response(200, self._invoice_listing())
+        routes["GET", "/_emulator/credit-notes"] = lambda _req: json_response(
+            200, [dict(self._render(d), account=d["account"]) for d in self.credit_notes()]
+        )
         routes["GET", "/_emulator/emails"] = lambda _req: json_response(200, self._emails())
+        routes["GET", "/_emulator/balance"] = lambda req: json_response(
+            200, {"balance": self.balance(req.query.get("account") or DEFAULT_ACCOUNT)}
+        )
+        routes["POST", "/_emulator/payments"] = self._admin_payment
+        routes["POST", "/_emulator/foreign"] = self._admin_foreign
         return routes
+
+    def _admin_payment(self, req: Request) -> Response:
+        """``{"invoice_id", "amount"?}`` -> :meth:`mark_paid` (400 with the reason when refused)."""
+        try:
+            doc = loads_decimal(req.body or b"{}")
+            amount = doc.get("amount")
+            receipt = self.mark_paid(int(doc["invoice_id"]), None if amount is None else Decimal(str(amount)))
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            return json_response(400, {"error": f"payment refused: {exc}"})
+        return json_response(200, {"ok": True, "receipt_id": receipt})
+
+    def _admin_foreign(self, req: Request) -> Response:
+        """``{"reference", "total", "account"?, "client"?}`` -> :meth:`plant_foreign`."""
+        try:
+            doc = loads_decimal(req.body or b"{}")
+            document_id = self.plant_foreign(
+                str(doc["reference"]),
+                Decimal(str(doc["total"])),
+                account=str(doc.get("account") or DEFAULT_ACCOUNT),
+                client=doc.get("client"),
+            )
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            return json_response(400, {"error": f"foreign document refused: {exc}"})
+        return json_response(200, {"ok": True, "id": document_id})
 
     def _invoice_listing(self) -> list[dict[str, Any]]:
         return [dict(self._render(d), account=d["account"]) for d in self.invoices()]

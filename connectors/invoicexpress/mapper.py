@@ -12,7 +12,9 @@ Facts the mapping relies on:
   https://invoicexpress.com/api-v2/documentation/error-codes-responses).
 * InvoiceXpress numbers invoices from its AT-registered sequence (``sequence_id``; the number and
   ATCUD come back on finalisation), so our invoice number travels in ``reference``
-  (:func:`reference_of`) and the connector finds it again by listing.
+  (:func:`reference_of`) and the connector finds it again by listing. ``observations`` (printed,
+  returned on reads) carries the work-order reference, the legal notes and, on its last line, our
+  ownership marker (:func:`observations_of`).
 * Clients and items are matched **by name** (clients by ``code`` first): unknown ones are
   created and an existing item **is updated** with the values sent. So item ``name`` is a stable
   catalogue name per line kind (``settings.item_names``) and our line text goes in ``description``
@@ -45,6 +47,7 @@ from typing import Any, NamedTuple
 from connectors.invoicexpress.settings import DEFAULT_TAX_NAMES, EXEMPTION_CODE_PATTERN, InvoiceXpressSettings
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.lifecycle import marker, read_marker
 from connectors.sdk.money import amount_or_none, dumps, loads, lookup_rate, rate_key
 
 _CENT = Decimal("0.01")
@@ -261,10 +264,9 @@ def invoice_to_invoicexpress(
         "client": client,
         "items": items,
     }
-    observations = "\n".join([invoice.reference, *getattr(invoice, "legal_notes", [])]).strip()
-    if observations:
-        check_length("observations", observations, LIMITS["observations"], what)
-        body["observations"] = observations
+    observations = observations_of(invoice)
+    check_length("observations", observations, LIMITS["observations"], what)
+    body["observations"] = observations
     if exempt_lines:
         if not settings.tax_exemption:
             raise PermanentError(
@@ -278,21 +280,91 @@ def invoice_to_invoicexpress(
     return {"invoice": body}
 
 
+def observations_of(invoice: Invoice) -> str:
+    """The ``observations`` of an invoice: the work-order reference, its legal notes (one per line),
+    then our ownership marker (``broker:<invoice key>``) on the last line.
+
+    ``observations`` is the free text InvoiceXpress prints on the document and returns with it on
+    ``GET /invoices/{id}.json`` and in listings (create page; ``Invoice.Observations`` in the
+    community client go-invoicexpress), so :func:`invoice_from_invoicexpress` reads the marker back
+    from there. ``reference`` carries our invoice number (the look-up key), hence not the marker.
+    """
+    lines = [text.strip() for text in [invoice.reference or "", *invoice.legal_notes] if text.strip()]
+    return "\n".join([*lines, marker(invoice.invoice_key)])
+
+
+def credit_note_to_invoicexpress(
+    doc: Mapping[str, Any], *, reference: str, issued: date, observations: str
+) -> dict[str, Any]:
+    """The body of ``POST /credit_notes.json`` crediting the final invoice ``doc`` (its ``GET``) in full.
+
+    The request root is ``"invoice"``, the key the API documents for every document type
+    (go-invoicexpress ``invoices.go``; the OCA module ``l10n_pt_account_invoicexpress`` posts credit
+    notes the same way); ``owner_invoice_id`` names the invoice it corrects (both sources). The items
+    are the invoice's own (``name``, ``description``, ``unit_price``, ``quantity``, ``discount``,
+    ``tax.name``), with its ``tax_exemption``, client (``code``, ``name``) and ``sequence_id``, so
+    InvoiceXpress computes the same ``total``. ``date`` = ``due_date`` = ``issued``, never before
+    the invoice's date (``dd/mm/yyyy``); ``reference`` our credit-note number; ``observations`` the
+    reason and our marker.
+    """
+    invoice_date = parse_ix_date(str(doc["date"]))
+    when = ix_date(max(issued, invoice_date))
+    items = []
+    for item in doc.get("items") or []:
+        row: dict[str, Any] = {
+            "name": item["name"],
+            "description": item.get("description") or "",
+            "unit_price": dec_text(Decimal(str(item["unit_price"]))),
+            "quantity": dec_text(Decimal(str(item["quantity"]))),
+        }
+        discount = Decimal(str(item.get("discount") or 0))
+        if discount:
+            row["discount"] = dec_text(discount)
+        tax = item.get("tax")
+        if isinstance(tax, Mapping) and tax.get("name"):
+            row["tax"] = {"name": str(tax["name"])}
+        items.append(row)
+    raw_client = doc.get("client")
+    client: Mapping[str, Any] = raw_client if isinstance(raw_client, Mapping) else {}
+    body: dict[str, Any] = {
+        "date": when,
+        "due_date": when,
+        "reference": reference,
+        "observations": observations,
+        "client": {"name": client.get("name") or "", "code": client.get("code") or ""},
+        "items": items,
+        "owner_invoice_id": int(doc["id"]),
+    }
+    if doc.get("tax_exemption"):
+        body["tax_exemption"] = doc["tax_exemption"]
+    if doc.get("sequence_id"):
+        body["sequence_id"] = str(doc["sequence_id"])
+    return {"invoice": body}
+
+
 # --------------------------------------------------------------------------- InvoiceXpress -> ours
 def reference_of(invoice_number: str) -> str:
     """The ``reference`` we store for an invoice number (identity: the number itself)."""
     return invoice_number
 
 
-def invoice_from_invoicexpress(doc: Mapping[str, Any]) -> ExternalInvoice:
+def invoice_from_invoicexpress(doc: Mapping[str, Any], *, paid: Decimal | None = None) -> ExternalInvoice:
     """:class:`ExternalInvoice` from an ``invoice`` object: id, ``sequence_number`` (empty while a
-    draft), ``total`` as Decimal, ``status`` (``draft``, ``final``, ``settled``, ``canceled``...)."""
+    draft), ``total`` as Decimal, ``status`` (``draft``, ``final``, ``settled``, ``canceled``...),
+    ``marker`` read from ``observations`` (``None`` without one), ``paid`` as given."""
     status = str(doc.get("status") or "")
     number = str(doc.get("sequence_number") or "")
     if status == "draft" or number == "draft":
         number = ""
     amount = amount_or_none(doc.get("total"))  # not a number: reported as unknown
-    return ExternalInvoice(external_id=str(doc["id"]), number=number, total=amount, status=status)
+    return ExternalInvoice(
+        external_id=str(doc["id"]),
+        number=number,
+        total=amount,
+        status=status,
+        marker=read_marker(str(doc.get("observations") or "")),
+        paid=paid,
+    )
 
 
 def error_messages(body: Any) -> list[str]:
@@ -322,6 +394,7 @@ __all__ = [
     "IxTotals",
     "LineLayout",
     "check_length",
+    "credit_note_to_invoicexpress",
     "dumps",
     "error_messages",
     "expected_total",
@@ -332,6 +405,7 @@ __all__ = [
     "ix_totals",
     "line_layout",
     "loads",
+    "observations_of",
     "parse_ix_date",
     "q2",
     "reference_of",

@@ -9,6 +9,11 @@ describes (required fields, formats, exemption codes, limits). The "timeout afte
 ``change-state`` (finalising), the commit that makes the invoice legally exist; a lost create
 (a draft left behind, resumed by the next delivery) is covered by ``tests/test_invoicexpress_connector.py``.
 API-key auth has no tokens, so the kit skips its token-refresh scenarios by capability.
+
+Lifecycle hooks: ``mark_paid`` records a receipt (settled when paid in full), ``balance`` is the
+emulator's (final invoices due less final credit notes), ``credit_notes`` lists credit notes by
+``reference``, ``plant_foreign`` creates a final invoice without our marker. ``HeldInvoice.printed``
+is ``observations``.
 """
 
 from __future__ import annotations
@@ -70,12 +75,27 @@ class InvoiceXpressHarness(EmulatorHarness[InvoiceXpressEmulator]):
 
     # ------------------------------------------------------------------ read back
     def invoices(self) -> list[HeldInvoice]:
-        """Every invoice of the account (drafts too, not deleted ones); ``number`` is ``reference`` (our number)."""
-        held = []
-        for d in self.emulator.invoices(DEFAULT_ACCOUNT):
-            code = d["client"].get("code") or None
-            held.append(HeldInvoice(str(d["id"]), d["reference"], Decimal(d["total"]), "EUR", len(d["items"]), code, d))
-        return held
+        """Every invoice of the account (drafts too, not deleted ones); ``number`` is ``reference`` (our number),
+        ``printed`` its ``observations``."""
+        return [_held(d) for d in self.emulator.invoices(DEFAULT_ACCOUNT)]
+
+    # ------------------------------------------------------------------ lifecycle
+    def mark_paid(self, external_id: str, amount: Decimal | None = None) -> None:
+        """A receipt on the invoice (settled once paid in full)."""
+        self.emulator.mark_paid(int(external_id), amount)
+
+    def balance(self) -> Decimal:
+        """Final invoices' amount due less final credit notes (all clients of the account)."""
+        return self.emulator.balance(DEFAULT_ACCOUNT)
+
+    def credit_notes(self) -> list[HeldInvoice]:
+        """Every credit note of the account (drafts too); ``number`` is its ``reference`` (``<our number>-CN``)."""
+        return [_held(d) for d in self.emulator.credit_notes(DEFAULT_ACCOUNT)]
+
+    def plant_foreign(self, invoice: Invoice, total: Decimal) -> str:
+        """A final invoice of ``total`` for the invoice's client under its number, without observations (no marker)."""
+        client = {"name": invoice.client_name, "code": invoice.contact_id or invoice.client_id}
+        return str(self.emulator.plant_foreign(invoice.invoice_number, total, client=client))
 
     # ------------------------------------------------------------------ faults
     def inject_timeout_after_commit(self) -> None:
@@ -103,6 +123,21 @@ class InvoiceXpressHarness(EmulatorHarness[InvoiceXpressEmulator]):
     def assert_healthy(self) -> None:
         failures = self.emulator.server_errors
         assert not failures, f"InvoiceXpress emulator errors: {failures[:1]}"
+
+
+def _held(doc: dict[str, Any]) -> HeldInvoice:
+    code = doc["client"].get("code") or None
+    return HeldInvoice(
+        str(doc["id"]),
+        doc["reference"],
+        Decimal(doc["total"]),
+        "EUR",
+        len(doc["items"]),
+        code,
+        doc,
+        status=doc["status"],
+        printed=doc["observations"],
+    )
 
 
 __all__ = ["InvoiceXpressHarness"]

@@ -19,6 +19,18 @@ it finds: nothing -> insert; a draft -> check totals and close it; a closed invo
 (``created=False``). Before closing, the draft is read back (``invoices/getOne``) and its
 ``net_value`` (the amount payable) must equal our total to the cent, else nothing is issued.
 
+**Ownership.** Every invoice we insert carries our marker (``broker:<invoice key>``) on the last
+line of ``notes`` (after the legal notes; printed, kept, returned by ``invoices/getOne``). A document
+found under our ``your_reference`` is adopted (resumed, closed or reported) only when it carries our
+marker and our total (:func:`connectors.sdk.lifecycle.check_ours`), else
+:class:`~connectors.sdk.errors.NumberConflictError` and nothing is touched.
+
+**Lifecycle** (:meth:`MoloniConnector.retire`, behind ``amend`` and ``cancel``): a draft is deleted; a
+closed invoice — paid or not; Moloni, certified by the AT, never changes or deletes a closed
+document — is annulled by a closed credit note for its whole total that names it in
+``associated_documents`` (``creditNotes/insert``), ``your_reference`` ``<our number>-CN``, looked up
+before it is inserted.
+
 Auth (https://moloni.pt/dev/autenticacao; plugin ``src/Curl.php``): OAuth2 at
 ``{api_url}/v1/grant/`` called with query parameters — ``grant_type=refresh_token`` (a token from
 ``broker connectors authorize moloni`` or ``refresh_token_env``) or ``grant_type=password``
@@ -36,6 +48,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
+from datetime import date
 from decimal import Decimal
 from typing import Any, ClassVar, cast
 
@@ -43,6 +56,7 @@ import httpx
 from pydantic import SecretStr
 
 from connectors.moloni.mapper import (
+    credit_note_to_moloni,
     customer_to_moloni,
     document_label,
     form_body,
@@ -50,6 +64,7 @@ from connectors.moloni.mapper import (
     invoice_to_moloni,
     payload_totals,
     reference_of,
+    reverse_links,
     validation_errors,
 )
 from connectors.moloni.settings import MoloniSettings
@@ -58,6 +73,7 @@ from connectors.sdk.errors import (
     AuthError,
     ConfigError,
     ConnectorError,
+    NumberConflictError,
     PermanentError,
     RetryableError,
     UncertainOutcomeError,
@@ -66,6 +82,7 @@ from connectors.sdk.errors import (
 from connectors.sdk.http import Auth, HttpConnector, OAuth2Auth
 from connectors.sdk.interface import Capabilities, DeliveryResult
 from connectors.sdk.invoice import ExternalInvoice, Invoice
+from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_number, marker
 from connectors.sdk.oauth2 import OAuth2Config, OAuth2TokenManager, TokenSet, default_token_store, token_key
 
 log = logging.getLogger("connectors.moloni")
@@ -90,7 +107,8 @@ class MoloniConnector(HttpConnector):
     (an insert/update sent without an answer — the next :meth:`deliver` looks up before acting),
     :class:`AuthError` (grant refused, 401 after one refresh), :class:`PermanentError` (Moloni
     validation errors, field limits, a 0 % line without exemption reason, a total Moloni would
-    compute differently), :class:`ConfigError` / :class:`UnknownAccountError` (settings, missing
+    compute differently), :class:`NumberConflictError` (a document under our reference that is not
+    ours), :class:`ConfigError` / :class:`UnknownAccountError` (settings, missing
     secret variable, company not reachable).
     """
 
@@ -98,7 +116,9 @@ class MoloniConnector(HttpConnector):
     label = "Moloni"
     version = "0.1.0"
     #: No idempotency key, no batch endpoint, no published rate limit; OAuth2 with rotating refresh tokens.
-    capabilities = Capabilities(native_idempotency=False, lookup_by_reference=True, batch_size=1, oauth2=True)
+    capabilities = Capabilities(
+        native_idempotency=False, lookup_by_reference=True, batch_size=1, oauth2=True, amendments=True
+    )
     Settings = MoloniSettings
     settings: MoloniSettings
     #: Pause after a 429 without ``Retry-After`` — the official plugin's ``sleep(2)`` between retries.
@@ -219,17 +239,19 @@ class MoloniConnector(HttpConnector):
         return {"company_id": self.settings.company_id, **fields}
 
     # ------------------------------------------------------------------ documents
-    async def _lookup(self, invoice_number: str) -> dict[str, Any] | None:
-        """The invoice whose ``your_reference`` is ours (``invoices/getAll``, all pages); the oldest when several."""
+    async def _lookup(self, invoice_number: str, resource: str = "invoices") -> dict[str, Any] | None:
+        """The document of ``resource`` (``invoices`` / ``creditNotes``) whose ``your_reference`` is
+        ``invoice_number`` (``<resource>/getAll``, all pages); the oldest when several. A ``getAll`` row
+        has no ``notes``: read the document with :meth:`_get_one` for its marker."""
         reference = reference_of(invoice_number)
         matches: list[dict[str, Any]] = []
         offset = 0
-        what = f"Moloni invoices/getAll your_reference={reference}"
+        what = f"Moloni {resource}/getAll your_reference={reference}"
         while True:
             fields = self._company(your_reference=reference, qty=PAGE_SIZE, offset=offset)
-            page = await self._api("invoices/getAll", fields, idempotent=True, what=what)
+            page = await self._api(f"{resource}/getAll", fields, idempotent=True, what=what)
             if not isinstance(page, list):
-                raise RetryableError(f"Moloni invoices/getAll: unexpected answer {type(page).__name__}")
+                raise RetryableError(f"Moloni {resource}/getAll: unexpected answer {type(page).__name__}")
             matches += [
                 d
                 for d in page
@@ -240,16 +262,20 @@ class MoloniConnector(HttpConnector):
             offset += PAGE_SIZE
         if len(matches) > 1:
             log.warning(
-                "moloni tenant=%s: %d invoices carry your_reference %s; using the oldest",
+                "moloni tenant=%s: %d %s carry your_reference %s; using the oldest",
                 self.tenant,
                 len(matches),
+                resource,
                 reference,
             )
         return min(matches, key=lambda d: int(d["document_id"])) if matches else None
 
-    async def _get_one(self, document_id: int) -> dict[str, Any] | None:
-        what = f"Moloni invoices/getOne {document_id}"
-        doc = await self._api("invoices/getOne", self._company(document_id=document_id), idempotent=True, what=what)
+    async def _get_one(self, document_id: int, resource: str = "invoices") -> dict[str, Any] | None:
+        """``<resource>/getOne`` by ``document_id``: the detailed document (products, ``notes``,
+        ``reconciled_value``, ``associated_documents``, ``reverse_associated_documents``), ``None`` when absent."""
+        what = f"Moloni {resource}/getOne {document_id}"
+        fields = self._company(document_id=document_id)
+        doc = await self._api(f"{resource}/getOne", fields, idempotent=True, what=what)
         return doc if isinstance(doc, dict) and doc.get("document_id") else None
 
     async def deliver(self, invoice: Invoice) -> DeliveryResult:
@@ -288,6 +314,9 @@ class MoloniConnector(HttpConnector):
         doc = await self._get_one(document_id)
         if doc is None:
             raise RetryableError(f"{what}: document {document_id} not returned by invoices/getOne yet")
+        if not created:
+            # found under our number: ours only with our marker and our total (never adopted, closed or changed)
+            check_ours(invoice, invoice_from_moloni(doc), what=f"Moloni invoice found by your_reference, {steps[0]}")
         total = Decimal(str(doc.get("net_value")))
         email_note = None
         if str(doc.get("status")) != "1":
@@ -366,18 +395,177 @@ class MoloniConnector(HttpConnector):
     async def find(self, invoice_number: str) -> ExternalInvoice | None:
         """The Moloni invoice carrying ``your_reference == invoice_number``, when its delivery is complete.
 
-        With ``invoice_status: closed`` a draft (a delivery interrupted before closing) is reported as
-        ``None``, so a caller that reconciles with :meth:`find` and then calls :meth:`deliver` again
-        resumes the flow — the draft is verified and closed — instead of stopping at a document
-        with no fiscal value. With ``invoice_status: draft`` any match is returned.
+        Read with ``invoices/getOne`` (a ``getAll`` row has no ``notes``), so the result carries our
+        ``marker`` (from ``notes``), Moloni's ``net_value`` as ``total`` and ``paid`` (receipts
+        reconciled against it, :meth:`_settlement`). With ``invoice_status: closed`` a draft (a
+        delivery interrupted before closing) is reported as ``None``, so a caller that reconciles with
+        :meth:`find` and then calls :meth:`deliver` again resumes the flow — the draft is verified and
+        closed — instead of stopping at a document with no fiscal value. With ``invoice_status:
+        draft`` any match is returned.
         """
-        doc = await self._lookup(invoice_number)
+        row = await self._lookup(invoice_number)
+        if row is None:
+            return None
+        doc = await self._get_one(int(row["document_id"])) or row
+        if self.settings.invoice_status == "closed" and str(doc.get("status")) != "1":
+            return None
+        paid, _credited = await self._settlement(doc)
+        return invoice_from_moloni(doc, paid=paid)
+
+    async def _settlement(self, doc: Mapping[str, Any]) -> tuple[Decimal, Decimal]:
+        """``(paid, credited)`` of a closed invoice: the values of the documents reconciled against it
+        (its ``reverse_associated_documents``), split into credit notes (a ``creditNotes/getOne`` of
+        that id finds it) and payments (receipts: everything else). ``(0, 0)`` for a draft."""
+        paid = credited = Decimal("0.00")
+        if str(doc.get("status")) != "1":
+            return paid, credited
+        for ident, value in reverse_links(doc):
+            if await self._get_one(ident, "creditNotes") is not None:
+                credited += value
+            else:
+                paid += value
+        return paid, credited
+
+    # ------------------------------------------------------------------ lifecycle (retire = delete or credit)
+    async def retire(self, previous: ExternalInvoice, *, key: str, reason: str, issued: date) -> Retirement:
+        """Take ``previous`` out of the customer's balance by Moloni's (AT-certified) rules.
+
+        The invoice is re-read (``invoices/getOne``). A **draft** (status 0) is deleted
+        (``invoices/delete``; only drafts can be: "Não é possível eliminar uma fatura que já se
+        encontre no estado fechado", https://moloni.pt/dev/documents/invoices/delete). A **closed**
+        invoice (status 1) — paid or not: a closed document is final and is never changed or
+        deleted — is annulled by a credit note for its whole ``net_value``
+        (``creditNotes/insert``, :func:`~connectors.moloni.mapper.credit_note_to_moloni`: its own
+        products, ``associated_documents`` naming it, ``status`` 1 so the invoice is reconciled and
+        the note communicated to the AT), ``your_reference`` =
+        :func:`~connectors.sdk.lifecycle.credit_note_number` of our number. The credit note is looked
+        up first (``creditNotes/getAll`` by ``your_reference``): a closed one means already retired
+        (``action="none"``), a draft one (left by someone) is checked and closed. A credit note under
+        that reference that does not credit this invoice raises :class:`NumberConflictError`. An
+        invoice already fully credited by other credit notes, or not found, gives ``"none"``.
+
+        ``paid`` is what receipts reconciled against the invoice (the customer may be owed money
+        back). Raises what :meth:`_api` raises; a lost ``creditNotes/insert`` is an
+        :class:`UncertainOutcomeError` and the next call finds the note.
+        """
+        doc = await self._previous_doc(previous)
         if doc is None:
+            return Retirement("none", previous.number, details={"moloni": "invoice not found"})
+        document_id = int(doc["document_id"])
+        ours = str(doc.get("your_reference") or previous.number)
+        details: dict[str, Any] = {"previous_reference": ours}
+        if str(doc.get("status")) != "1":
+            gone = await self._delete_draft(document_id, ours)
+            if gone:
+                return Retirement("deleted", previous.number, "draft", details=details)
+            doc = await self._get_one(document_id) or doc  # closed meanwhile: credit it
+        number = credit_note_number(ours)
+        total = Decimal(str(doc.get("net_value")))
+        note = await self._our_credit_note(number, doc)
+        if note is not None and str(note.get("status")) == "1":
+            return Retirement(
+                "none",
+                previous.number,
+                "closed",
+                credit_note_id=str(note["document_id"]),
+                credit_note_number=number,
+                credit_note_total=Decimal(str(note.get("net_value"))),
+                details={**details, "moloni": "credit note already issued"},
+            )
+        paid, credited = await self._settlement(doc)
+        if note is None and credited >= total:
+            return Retirement("none", previous.number, "closed", details={**details, "moloni": "already credited"})
+        what = f"Moloni credit note {number} for invoice {ours} (document {document_id})"
+        if note is None:
+            fields = credit_note_to_moloni(
+                doc,
+                company_id=self.settings.company_id,
+                your_reference=number,
+                issued=issued,
+                notes=f"{reason}\n{marker(key)}",
+            )
+            answer = await self._api("creditNotes/insert", fields, idempotent=False, what=f"{what}: insert")
+            if not isinstance(answer, dict) or not answer.get("document_id"):
+                raise UncertainOutcomeError(f"{what}: creditNotes/insert answered without a document_id")
+            note = await self._get_one(int(answer["document_id"]), "creditNotes") or {**answer, "net_value": total}
+        else:
+            note = await self._close_credit_note(note, total, what)
+        note_total = Decimal(str(note.get("net_value")))
+        if note_total != total:
+            log.warning(
+                "moloni tenant=%s %s: credit note total %s, invoice total %s", self.tenant, what, note_total, total
+            )
+        return Retirement(
+            "credited",
+            previous.number,
+            "closed",
+            paid=paid if paid > 0 else None,
+            credit_note_id=str(note["document_id"]),
+            credit_note_number=number,
+            credit_note_total=note_total,
+            details=details,
+        )
+
+    async def _previous_doc(self, previous: ExternalInvoice) -> dict[str, Any] | None:
+        """The previous invoice by ``document_id`` (or by ``your_reference`` when no id is known)."""
+        if previous.external_id.isdigit():
+            return await self._get_one(int(previous.external_id))
+        row = await self._lookup(previous.number)
+        return await self._get_one(int(row["document_id"])) if row is not None else None
+
+    async def _delete_draft(self, document_id: int, ours: str) -> bool:
+        """``invoices/delete`` a draft; ``True`` once it is gone, ``False`` when it was closed meanwhile."""
+        what = f"Moloni invoice {ours}: delete draft {document_id}"
+        try:
+            await self._api("invoices/delete", self._company(document_id=document_id), idempotent=False, what=what)
+        except MoloniValidationError:
+            again = await self._get_one(document_id)
+            if again is None:
+                return True  # deleted by an earlier attempt whose answer was lost
+            if str(again.get("status")) == "1":
+                return False
+            raise
+        return True
+
+    async def _our_credit_note(self, number: str, invoice: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The credit note under ``your_reference == number`` (``creditNotes/getAll`` + ``getOne``),
+        when it credits ``invoice``; ``None`` when there is none; :class:`NumberConflictError` when it
+        credits something else (someone else's note took our reference)."""
+        row = await self._lookup(number, "creditNotes")
+        if row is None:
             return None
-        found = invoice_from_moloni(doc)
-        if self.settings.invoice_status == "closed" and found.status != "closed":
-            return None
-        return found
+        note = await self._get_one(int(row["document_id"]), "creditNotes") or row
+        links = [a for a in note.get("associated_documents") or [] if isinstance(a, Mapping)]
+        if any(str(a.get("associated_id")) == str(invoice["document_id"]) for a in links):
+            return note
+        total = Decimal(str(invoice.get("net_value")))
+        theirs = Decimal(str(note["net_value"])) if note.get("net_value") is not None else None
+        raise NumberConflictError(
+            f"number_conflict: Moloni already holds a credit note with your_reference {number} (document "
+            f"{note['document_id']}, total {theirs}) that does not credit invoice {invoice['document_id']} "
+            f"(total {total}); nothing was issued: rename or annul that credit note, then replay",
+            number=number,
+            ours=total,
+            theirs=theirs,
+            external_id=str(note["document_id"]),
+        )
+
+    async def _close_credit_note(self, note: Mapping[str, Any], total: Decimal, what: str) -> dict[str, Any]:
+        """Close a draft credit note found under our reference, once its total is the invoice's."""
+        note_id = int(note["document_id"])
+        if Decimal(str(note.get("net_value"))) != total:
+            raise PermanentError(
+                f"{what}: draft credit note {note_id} totals {note.get('net_value')}, the invoice {total}; "
+                "it was left as a draft: fix or delete it in Moloni, then replay"
+            )
+        fields = self._company(document_id=note_id, status=1)
+        try:
+            await self._api("creditNotes/update", fields, idempotent=False, what=f"{what}: close")
+        except PermanentError:
+            again = await self._get_one(note_id, "creditNotes")
+            if again is None or str(again.get("status")) != "1":
+                raise
+        return await self._get_one(note_id, "creditNotes") or dict(note)
 
     # ------------------------------------------------------------------ customers (connectors.sdk.contacts)
     @functools.cached_property

@@ -25,6 +25,20 @@ the choice is stated here and kept conservative.
   ``invoices/update`` (``status=1`` closes the draft, numbers it in its series and sends
   ``send_email[]``; a closed invoice cannot be updated or deleted — insert/update pages),
   ``invoices/delete``.
+* ``creditNotes/insert|getAll|getOne|update|delete`` (https://moloni.pt/dev/documents/credit-notes):
+  the invoice fields without ``expiration_date``, plus ``associated_documents`` (required, see
+  :meth:`MoloniEmulator._associations`); closing a credit note (insert or update with ``status=1``)
+  numbers it in its own counter of the series and reconciles each associated invoice with its value
+  ("os documentos associados ... serão conciliados com os valores definidos", insert page). Closed
+  credit notes cannot be updated or deleted either.
+* Documents carry ``reconciled_value``, ``associated_documents`` and ``reverse_associated_documents``
+  (the receipts and credit notes reconciled against them), field names as Moloni's document objects
+  have them. ``getAll`` rows leave out ``products`` and ``notes`` (only ``getOne`` returns the
+  detailed document), so a connector must read a document to see its notes.
+* Receipts are not emulated as an API: :meth:`MoloniEmulator.mark_paid` records one (the admin
+  "payment" action). :meth:`MoloniEmulator.balance`: closed invoices' ``net_value`` less
+  ``reconciled_value``, less the unreconciled part of closed credit notes.
+  :meth:`MoloniEmulator.plant_foreign`: a closed invoice without notes under a given reference.
 * Validation errors: a JSON **array** of ``{"code": "<n> <field>", "field", "description"}``
   ("devolvido via JSON o objeto com os erros indexado pela ordem dos campos"), with HTTP 200 —
   the plugin detects failures by the body, not the status (``Curl::simple``); nothing is stored.
@@ -45,6 +59,10 @@ Test hooks: :meth:`MoloniEmulator.inject_fault` (``"503"``, ``"500"``, ``"reset"
 written: crash tests kill a worker there), ``calls``, ``emails``, ``server_errors``, and the control API::
 
     GET  /_emulator/invoices   -> [document, ...] (with "company_id")
+    GET  /_emulator/credit-notes -> [credit note, ...] (with "company_id")
+    GET  /_emulator/balance?company_id=5&customer_id=201 -> {"balance": <amount>}
+    POST /_emulator/payments   {"document_id": 1001, "value": "100.00"} (value optional: all that is due)
+    POST /_emulator/foreign    {"your_reference": "CF-1-R1", "total": "999.00", "customer_id": 201}
     GET  /_emulator/emails     -> [{"document_id", "email", "name", "msg"}, ...]
     GET  /_emulator/stats      -> {"calls", "call_count", "count_429", "invoice_count", "grant_count", ...}
     POST /_emulator/faults     {"kind": "503", "times": 2, "only": "invoices/insert", "retry_after": 1}
@@ -66,13 +84,16 @@ from typing import Any
 from connectors.moloni.mapper import LIMITS, moloni_totals, parse_form, q2
 from connectors.sandbox.emulator import AdminRoute, Emulator, StepHook, serve_until_interrupted
 from connectors.sandbox.faults import FAULT_KINDS, Fault
-from connectors.sandbox.http import Request, Response, json_response
+from connectors.sandbox.http import Request, Response, json_response, loads_decimal
 from connectors.sandbox.limits import Window
 from connectors.sandbox.oauth import ExpiringTokens, TokenHolder, secret_ok, token_setting
 from connectors.sandbox.values import decimal_or_none as _dec
 from connectors.sandbox.values import json_or_none
 
 DEFAULT_COMPANY_ID = 5
+#: ``document_type_id`` of the emulated document types (the emulator's own numbering: Moloni's
+#: ``documentTypes`` ids were not retrieved; connectors must not depend on them).
+INVOICE_TYPE_ID, CREDIT_NOTE_TYPE_ID, RECEIPT_TYPE_ID = 1, 3, 8
 #: ``WWW-Authenticate`` of a refused access token
 _INVALID_TOKEN = {"WWW-Authenticate": 'Bearer realm="Service", error="invalid_token"'}
 
@@ -240,9 +261,11 @@ class MoloniEmulator(TokenHolder, Emulator):
 
     def _init_state(self) -> None:
         self.companies: dict[int, dict[str, Any]] = copy.deepcopy(self.seed_companies)
-        self._documents: dict[int, dict[str, Any]] = {}  # document_id -> document (with company_id)
+        self._documents: dict[int, dict[str, Any]] = {}  # invoices: document_id -> document (with company_id)
+        self._credit_notes: dict[int, dict[str, Any]] = {}  # credit notes, same shape (document ids are shared)
+        self._receipts: dict[int, dict[str, Any]] = {}  # receipts recorded by mark_paid()
         self._next_document_id = 1001
-        self._series_counters: dict[tuple[int, int], int] = {}
+        self._series_counters: dict[tuple[int, int, int], int] = {}  # (company, series, document type) -> last
         self._window = Window(self.rate_limit_per_minute)
         self._init_records()
         self.emails: list[dict[str, Any]] = []
@@ -256,6 +279,84 @@ class MoloniEmulator(TokenHolder, Emulator):
                 for d in self._documents.values()
                 if company_id is None or d["company_id"] == company_id
             ]
+
+    def credit_notes(self, company_id: int | None = None) -> list[dict[str, Any]]:
+        """Deep copies of the stored credit notes (drafts and closed), oldest first."""
+        with self._lock:
+            return [
+                copy.deepcopy(d)
+                for d in self._credit_notes.values()
+                if company_id is None or d["company_id"] == company_id
+            ]
+
+    def mark_paid(self, document_id: int, value: Decimal | None = None) -> int:
+        """Record a receipt of ``value`` (``None``: all that is still due) against closed invoice
+        ``document_id``, as Moloni's ``receipts/insert`` with ``associated_documents`` does: the
+        invoice's ``reconciled_value`` grows by ``value`` and the receipt appears in its
+        ``reverse_associated_documents``. Returns the receipt's id. ``ValueError``: not a closed
+        invoice, nothing due, or more than is due."""
+        with self._lock:
+            invoice = self._documents.get(document_id)
+            if invoice is None or invoice["status"] != 1:
+                raise ValueError(f"document {document_id} is not a closed invoice")
+            due = invoice["net_value"] - invoice["reconciled_value"]
+            amount = due if value is None else Decimal(value)
+            if not (0 < amount <= due):
+                raise ValueError(f"invoice {document_id}: {amount} cannot be paid, {due} is due")
+            receipt_id = self._new_id()
+            receipt = {
+                "document_id": receipt_id,
+                "company_id": invoice["company_id"],
+                "document_type_id": RECEIPT_TYPE_ID,
+                "document_type": {"document_type_id": RECEIPT_TYPE_ID, "saft_code": "RC"},
+                "customer_id": invoice["customer_id"],
+                "status": 1,
+                "date": invoice["date"],
+                "net_value": amount,
+                "associated_documents": [{"associated_id": document_id, "value": amount}],
+            }
+            self._receipts[receipt_id] = receipt
+            self._reconcile(invoice, receipt, amount, amount)
+            return receipt_id
+
+    def balance(self, company_id: int = DEFAULT_COMPANY_ID, customer_id: int | None = None) -> Decimal:
+        """What the company's customers (or one) owe: closed invoices' ``net_value`` less their
+        ``reconciled_value`` (receipts and credit notes reconciled against them), less the part of
+        closed credit notes not reconciled against any invoice (credit owed to the customer). Drafts
+        and deleted documents count zero."""
+        total = Decimal("0.00")
+        with self._lock:
+            for store, sign in ((self._documents, 1), (self._credit_notes, -1)):
+                for doc in store.values():
+                    if doc["company_id"] != company_id or doc["status"] != 1:
+                        continue
+                    if customer_id is not None and doc["customer_id"] != customer_id:
+                        continue
+                    total += sign * (doc["net_value"] - doc["reconciled_value"])
+        return total
+
+    def plant_foreign(
+        self, your_reference: str, total: Decimal, *, company_id: int = DEFAULT_COMPANY_ID, customer_id: int = 201
+    ) -> int:
+        """A closed invoice someone else made under ``your_reference``: one VAT-exempt line (M07) of
+        ``total``, no notes (so no ownership marker). Returns its ``document_id``."""
+        form = {
+            "company_id": str(company_id),
+            "date": date.today().isoformat(),
+            "expiration_date": date.today().isoformat(),
+            "document_set_id": str(next(iter(self.companies[company_id]["document_sets"]))),
+            "customer_id": str(customer_id),
+            "your_reference": your_reference,
+            "status": "1",
+            "products": [
+                {"product_id": "101", "name": "Serviços", "qty": "1", "price": str(total), "exemption_reason": "M07"}
+            ],
+        }
+        with self._lock:
+            answer = json_or_none(self._insert(company_id, self.companies[company_id], form, self._documents).body)
+        if not isinstance(answer, dict) or not answer.get("document_id"):
+            raise ValueError(f"foreign invoice refused: {answer}")
+        return int(answer["document_id"])
 
     def add_customer(
         self, name: str, *, company_id: int = DEFAULT_COMPANY_ID, vat: str = "999999990", email: str = ""
@@ -291,6 +392,8 @@ class MoloniEmulator(TokenHolder, Emulator):
             return {
                 **super().stats(),
                 "invoice_count": len(self._documents),
+                "credit_note_count": len(self._credit_notes),
+                "receipt_count": len(self._receipts),
                 "grant_count": len(self.grant_requests),
                 "emails": len(self.emails),
                 "grants_served": self.grants_served,
@@ -359,7 +462,8 @@ class MoloniEmulator(TokenHolder, Emulator):
                 if customer is not None:
                     return {"customer_id": answer["customer_id"], **copy.deepcopy(customer)}
             return dict(answer)
-        document = self._documents.get(_int(answer.get("document_id")) or -1)
+        store = self._credit_notes if resource == "creditnotes" else self._documents
+        document = store.get(_int(answer.get("document_id")) or -1)
         return copy.deepcopy(document) if document is not None else dict(answer)
 
     # ------------------------------------------------------------------ auth
@@ -488,31 +592,40 @@ class MoloniEmulator(TokenHolder, Emulator):
                     for tid, t in company["taxes"].items()
                 ],
             )
-        if resource != "invoices":
+        stores = {"invoices": self._documents, "creditnotes": self._credit_notes}
+        store = stores.get(resource)
+        if store is None or action not in ("insert", "getall", "getone", "update", "delete"):
             return json_response(
                 404, {"error": "not_found", "error_description": f"no emulated method {resource}/{action}"}
             )
         if action == "insert":
-            return self._insert(company_id, company, form)
+            return self._insert(company_id, company, form, store)
         if action == "getall":
-            return self._get_all(company_id, form)
+            return self._get_all(company_id, form, store)
         if action == "getone":
-            return self._get_one(company_id, form)
+            return self._get_one(company_id, form, store)
         if action == "update":
-            return self._update(company_id, company, form)
-        if action == "delete":
-            return self._delete(company_id, form)
-        return json_response(404, {"error": "not_found", "error_description": f"no emulated method invoices/{action}"})
+            return self._update(company_id, company, form, store)
+        return self._delete(company_id, form, store)
 
     def _build(
-        self, company_id: int, company: dict[str, Any], form: Mapping[str, Any], errors: _Errors
+        self,
+        company_id: int,
+        company: dict[str, Any],
+        form: Mapping[str, Any],
+        errors: _Errors,
+        *,
+        credit: bool = False,
     ) -> tuple[dict[str, Any], int] | None:
-        """Validate an insert (or a full update) and return the document (not stored)."""
+        """Validate an insert (or a full update) and return the document (not stored). ``credit``: a
+        credit note (no ``expiration_date``; ``associated_documents`` required, see :meth:`_associations`)."""
         issued = _date(form.get("date"))
         if issued is None:
             errors.add(1 if not form.get("date") else 2, "date", "Field 'date' must be a valid date (YYYY-MM-DD)")
         due = _date(form.get("expiration_date"))
-        if due is None:
+        if credit and not form.get("expiration_date"):
+            due = issued  # credit notes have no due date (insert page: no expiration_date field)
+        elif due is None:
             errors.add(
                 1 if not form.get("expiration_date") else 2,
                 "expiration_date",
@@ -615,6 +728,9 @@ class MoloniEmulator(TokenHolder, Emulator):
         if errors or issued is None or due is None or status is None:  # (None only with errors)
             return None
         totals = moloni_totals(rows, self.rounding_method)
+        associations = self._associations(company_id, customer_id, form, totals.net_value, errors) if credit else []
+        if errors:
+            return None
         for product, (qty, price, discount, _rate) in zip(products, rows, strict=True):
             net = qty * price * (Decimal(100) - discount) / Decimal(100)
             if self.rounding_method == "line":
@@ -624,9 +740,11 @@ class MoloniEmulator(TokenHolder, Emulator):
                 tax["incidence_value"] = q2(net)
                 tax["total_value"] = q2(value) if self.rounding_method == "line" else value.quantize(Decimal("0.0001"))
         customer = company["customers"][customer_id]
+        type_id, saft = (CREDIT_NOTE_TYPE_ID, "NC") if credit else (INVOICE_TYPE_ID, "FT")
         return {
             "company_id": company_id,
-            "document_type_id": 1,
+            "document_type_id": type_id,
+            "document_type": {"document_type_id": type_id, "saft_code": saft},
             "document_set_id": set_id,
             "document_set_name": company["document_sets"][set_id],
             "number": 0,
@@ -645,31 +763,106 @@ class MoloniEmulator(TokenHolder, Emulator):
             "taxes_value": totals.taxes_value,
             "deduction_value": Decimal("0.00"),
             "net_value": totals.net_value,
+            "reconciled_value": Decimal("0.00"),
+            "associated_documents": associations,
+            "reverse_associated_documents": [],
             "rounding_method": self.rounding_method,
             "products": products,
             "lastmodified": _now_text(),
         }, status
 
-    def _insert(self, company_id: int, company: dict[str, Any], form: dict[str, Any]) -> Response:
+    def _new_id(self) -> int:
+        document_id = self._next_document_id
+        self._next_document_id += 1
+        return document_id
+
+    def _insert(
+        self, company_id: int, company: dict[str, Any], form: dict[str, Any], store: dict[int, dict[str, Any]]
+    ) -> Response:
+        """``invoices/insert`` or ``creditNotes/insert`` (``store``); ``status=1`` closes at once."""
         errors = _Errors()
-        built = self._build(company_id, company, form, errors)
+        built = self._build(company_id, company, form, errors, credit=store is self._credit_notes)
         if built is None:
             return json_response(200, errors.items)
         document, status = built
-        document_id = self._next_document_id
-        self._next_document_id += 1
+        document_id = self._new_id()
         document["document_id"] = document_id
-        self._documents[document_id] = document
+        store[document_id] = document
         if status == 1:
             self._close(document, [])
         return json_response(200, {"valid": 1, "document_id": document_id})
 
+    def _associations(
+        self, company_id: int, customer_id: int | None, form: Mapping[str, Any], net_value: Decimal, errors: _Errors
+    ) -> list[dict[str, Any]]:
+        """A credit note's ``associated_documents`` (``[{associated_id, value}]``), validated.
+
+        Required since 12 May 2020 (Moloni changelog, API versão 1.24: the AT forbids correction
+        documents without associated documents; the ``rappel`` exception is not emulated). Each
+        ``associated_id`` must be a **closed invoice** of the same company and customer ("têm de
+        pertencer a documentos cujo tipo possa ser associado com notas de crédito", insert page);
+        ``value`` > 0 and at most what the invoice still has to credit (its ``net_value`` less the
+        values of closed credit notes already associated with it); the values together at most the
+        note's own ``net_value``. Emulator choices where Moloni's page says nothing more."""
+        rows = _as_list(form.get("associated_documents"))
+        if not rows:
+            errors.add(1, "associated_documents", "Field 'associated_documents' is required")
+            return []
+        out: list[dict[str, Any]] = []
+        for i, raw in enumerate(rows):
+            where = f"associated_documents[{i}]"
+            target = self._documents.get(_int(raw.get("associated_id")) or -1) if isinstance(raw, dict) else None
+            if target is None or target["company_id"] != company_id or target["status"] != 1:
+                errors.add(2, f"{where}[associated_id]", "Field 'associated_id' must be a closed invoice")
+                continue
+            if customer_id is not None and target["customer_id"] != customer_id:
+                errors.add(2, f"{where}[associated_id]", "Field 'associated_id' must belong to the same customer")
+                continue
+            value = _dec(raw.get("value"))
+            credited = sum(
+                (
+                    a["value"]
+                    for note in self._credit_notes.values()
+                    if note["status"] == 1
+                    for a in note["associated_documents"]
+                    if a["associated_id"] == target["document_id"]
+                ),
+                Decimal("0.00"),
+            )
+            left = target["net_value"] - credited
+            if value is None or not (0 < value <= left):
+                errors.add(2, f"{where}[value]", f"Field 'value' must be greater than 0 and at most {left}")
+                continue
+            out.append({"associated_id": target["document_id"], "value": value})
+        if sum((a["value"] for a in out), Decimal(0)) > net_value:
+            errors.add(2, "associated_documents", "The associated values exceed the document's total")
+        return out
+
+    def _reconcile(self, invoice: dict[str, Any], other: dict[str, Any], value: Decimal, applied: Decimal) -> None:
+        """``other`` (a receipt or a credit note) names ``invoice`` for ``value``, of which ``applied``
+        settles what was still due on it."""
+        invoice["reconciled_value"] += applied
+        other["reconciled_value"] = other.get("reconciled_value", Decimal("0.00")) + applied
+        summary = {
+            k: other.get(k)
+            for k in ("document_id", "document_type_id", "number", "date", "your_reference", "net_value", "status")
+        }
+        invoice["reverse_associated_documents"].append(
+            {"document_id": other["document_id"], "value": value, "reverse_associated_document": summary}
+        )
+
     def _close(self, document: dict[str, Any], send_email: list[Any]) -> None:
-        key = (document["company_id"], document["document_set_id"])
+        """Number ``document`` in its series (per document type) and close it; a credit note is
+        reconciled with its associated invoices (what is still due on each, up to its value)."""
+        key = (document["company_id"], document["document_set_id"], document["document_type_id"])
         self._series_counters[key] = self._series_counters.get(key, 0) + 1
         document["number"] = self._series_counters[key]
         document["status"] = 1
         document["lastmodified"] = _now_text()
+        for link in document.get("associated_documents") or []:
+            invoice = self._documents[link["associated_id"]]
+            due = invoice["net_value"] - invoice["reconciled_value"]
+            self._reconcile(invoice, document, link["value"], min(link["value"], due))
         for item in send_email:
             if isinstance(item, dict) and item.get("email"):
                 self.emails.append(
@@ -718,10 +911,13 @@ class MoloniEmulator(TokenHolder, Emulator):
 
     @staticmethod
     def _summary(doc: dict[str, Any]) -> dict[str, Any]:
-        return {k: copy.deepcopy(v) for k, v in doc.items() if k not in ("products", "company_id", "rounding_method")}
+        """A ``getAll`` row: the document without ``products`` and without ``notes`` (only ``getOne``
+        returns the detailed document, ``notes`` included)."""
+        hidden = ("products", "company_id", "rounding_method", "notes")
+        return {k: copy.deepcopy(v) for k, v in doc.items() if k not in hidden}
 
-    def _get_all(self, company_id: int, form: Mapping[str, Any]) -> Response:
-        docs = [d for d in self._documents.values() if d["company_id"] == company_id]
+    def _get_all(self, company_id: int, form: Mapping[str, Any], store: dict[int, dict[str, Any]]) -> Response:
+        docs = [d for d in store.values() if d["company_id"] == company_id]
         for name in ("your_reference", "our_reference"):
             if form.get(name) not in (None, ""):
                 docs = [d for d in docs if d[name] == form[name]]
@@ -735,12 +931,13 @@ class MoloniEmulator(TokenHolder, Emulator):
         offset = max(0, _int(form.get("offset")) or 0)
         return json_response(200, [self._summary(d) for d in docs[offset : offset + qty]])
 
-    def _find_one(self, company_id: int, form: Mapping[str, Any]) -> dict[str, Any] | None:
+    @staticmethod
+    def _find_one(company_id: int, form: Mapping[str, Any], store: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
         document_id = _int(form.get("document_id"))
         if document_id is not None:
-            doc = self._documents.get(document_id)
+            doc = store.get(document_id)
             return doc if doc is not None and doc["company_id"] == company_id else None
-        docs = [d for d in self._documents.values() if d["company_id"] == company_id]
+        docs = [d for d in store.values() if d["company_id"] == company_id]
         filtered = False
         for name in ("your_reference", "our_reference"):
             if form.get(name) not in (None, ""):
@@ -749,38 +946,41 @@ class MoloniEmulator(TokenHolder, Emulator):
             docs, filtered = [d for d in docs if d["number"] == _int(form["number"])], True
         return docs[0] if filtered and docs else None
 
-    def _get_one(self, company_id: int, form: Mapping[str, Any]) -> Response:
-        doc = self._find_one(company_id, form)
+    def _get_one(self, company_id: int, form: Mapping[str, Any], store: dict[int, dict[str, Any]]) -> Response:
+        doc = self._find_one(company_id, form, store)
         if doc is None:
             return json_response(200, [])
         return json_response(
             200, {k: copy.deepcopy(v) for k, v in doc.items() if k not in ("company_id", "rounding_method")}
         )
 
-    def _update(self, company_id: int, company: dict[str, Any], form: dict[str, Any]) -> Response:
+    def _update(
+        self, company_id: int, company: dict[str, Any], form: dict[str, Any], store: dict[int, dict[str, Any]]
+    ) -> Response:
         errors = _Errors()
         document_id = _int(form.get("document_id"))
-        doc = self._documents.get(document_id) if document_id is not None else None
+        doc = store.get(document_id) if document_id is not None else None
         if doc is None or doc["company_id"] != company_id:
             errors.add(2, "document_id", "Field 'document_id' must be valid")
             return json_response(200, errors.items)
         if doc["status"] == 1:
             errors.add(2, "document_id", "Document is closed and can't be updated")
             return json_response(200, errors.items)
+        status = _int(form.get("status")) if form.get("status") not in (None, "") else 0
+        if status not in (0, 1):
+            errors.add(2, "status", "Field 'status' must be 0 or 1")
+            return json_response(200, errors.items)
         content_fields = {k for k in form if k not in ("company_id", "document_id", "status", "send_email")}
-        if content_fields:
+        credit = store is self._credit_notes
+        if content_fields or credit:  # a credit note's associations are checked again when it closes
             merged = {**self._as_form(doc), **form}
-            built = self._build(company_id, company, merged, errors)
+            built = self._build(company_id, company, merged, errors, credit=credit)
             if built is None:
                 return json_response(200, errors.items)
             new_doc, _ = built
             new_doc["document_id"] = document_id
             doc.clear()
             doc.update(new_doc)
-        status = _int(form.get("status")) if form.get("status") not in (None, "") else 0
-        if status not in (0, 1):
-            errors.add(2, "status", "Field 'status' must be 0 or 1")
-            return json_response(200, errors.items)
         if status == 1:
             self._close(doc, _as_list(form.get("send_email")))
         return json_response(200, {"valid": 1, "document_id": document_id})
@@ -823,27 +1023,64 @@ class MoloniEmulator(TokenHolder, Emulator):
             }
             for p in doc["products"]
         ]
+        form["associated_documents"] = [
+            {"associated_id": str(a["associated_id"]), "value": str(a["value"])} for a in doc["associated_documents"]
+        ]
         return form
 
-    def _delete(self, company_id: int, form: Mapping[str, Any]) -> Response:
+    @staticmethod
+    def _delete(company_id: int, form: Mapping[str, Any], store: dict[int, dict[str, Any]]) -> Response:
         errors = _Errors()
         document_id = _int(form.get("document_id"))
-        doc = self._documents.get(document_id) if document_id is not None else None
+        doc = store.get(document_id) if document_id is not None else None
         if document_id is None or doc is None or doc["company_id"] != company_id:
             errors.add(2, "document_id", "Field 'document_id' must be valid")
             return json_response(200, errors.items)
         if doc["status"] == 1:
             errors.add(2, "document_id", "Document is closed and can't be deleted")
             return json_response(200, errors.items)
-        del self._documents[document_id]
+        del store[document_id]
         return json_response(200, {"valid": 1})
 
     # ------------------------------------------------------------------ control API
     def _admin_routes(self) -> dict[tuple[str, str], AdminRoute]:
         routes = super()._admin_routes()
         routes["GET", "/_emulator/invoices"] = lambda _req: json_response(200, self.invoices())
+        routes["GET", "/_emulator/credit-notes"] = lambda _req: json_response(200, self.credit_notes())
         routes["GET", "/_emulator/emails"] = lambda _req: json_response(200, self._emails())
+        routes["GET", "/_emulator/balance"] = self._admin_balance
+        routes["POST", "/_emulator/payments"] = self._admin_payment
+        routes["POST", "/_emulator/foreign"] = self._admin_foreign
         return routes
+
+    def _admin_balance(self, req: Request) -> Response:
+        company_id = _int(req.query.get("company_id")) or DEFAULT_COMPANY_ID
+        customer_id = _int(req.query.get("customer_id")) if req.query.get("customer_id") else None
+        return json_response(200, {"balance": self.balance(company_id, customer_id)})
+
+    def _admin_payment(self, req: Request) -> Response:
+        """``{"document_id", "value"?}`` -> :meth:`mark_paid` (400 with the reason when refused)."""
+        try:
+            doc = loads_decimal(req.body or b"{}")
+            value = doc.get("value")
+            receipt = self.mark_paid(int(doc["document_id"]), None if value is None else Decimal(str(value)))
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            return json_response(400, {"error": f"payment refused: {exc}"})
+        return json_response(200, {"ok": True, "receipt_id": receipt})
+
+    def _admin_foreign(self, req: Request) -> Response:
+        """``{"your_reference", "total", "customer_id"?, "company_id"?}`` -> :meth:`plant_foreign`."""
+        try:
+            doc = loads_decimal(req.body or b"{}")
+            document_id = self.plant_foreign(
+                str(doc["your_reference"]),
+                Decimal(str(doc["total"])),
+                company_id=int(doc.get("company_id", DEFAULT_COMPANY_ID)),
+                customer_id=int(doc.get("customer_id", 201)),
+            )
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            return json_response(400, {"error": f"foreign document refused: {exc}"})
+        return json_response(200, {"ok": True, "document_id": document_id})
 
     def _emails(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -12,7 +12,9 @@ Facts the mapping relies on:
 * Moloni numbers documents itself from an AT-registered series (``document_set_id``); our
   invoice number therefore travels in ``your_reference`` and is what :func:`reference_of` and the
   connector's lookup (``invoices/getAll`` by ``your_reference``) use. ``our_reference`` carries the
-  human work-order reference.
+  human work-order reference. ``notes`` (printed as the document's observations, returned by
+  ``getOne``) carries the invoice's legal notes and, on its last line, our ownership marker
+  (:func:`notes_of`).
 * ``products[].discount`` is a percentage 0–100; ``products[].price`` is net of VAT.
 * ``exemption_reason`` (an AT code such as ``M07``) is mandatory on a line whose ``taxes`` are
   empty or hold no VAT / a zero VAT ("O campo exemption_reason … torna-se obrigatório caso o
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
 from typing import Any
@@ -50,6 +53,7 @@ from connectors.moloni.settings import (
 from connectors.sdk.contacts import ContactQuery
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.lifecycle import marker, read_marker
 from connectors.sdk.money import amount_or_none, loads, lookup_rate, rate_key
 
 _CENT = Decimal("0.01")
@@ -89,6 +93,20 @@ def dec_text(value: Decimal | int) -> str:
 def reference_of(invoice_number: str) -> str:
     """The ``your_reference`` we store for an invoice number (identity: the number itself)."""
     return invoice_number
+
+
+def notes_of(invoice: Invoice) -> str:
+    """The ``notes`` of an invoice: its legal notes, one per line, then our ownership marker on the last line.
+
+    ``notes`` is the free text Moloni prints on the document ("Observações") and keeps with it:
+    ``invoices/getOne`` returns it (``DocumentDetailed.notes``), so :func:`invoice_from_moloni` reads the
+    marker (:func:`connectors.sdk.lifecycle.marker`, ``broker:<invoice key>``) back from there. The
+    marker is not put in ``our_reference``: that field carries the work-order reference people read
+    ("N/ Referência"), its length is undocumented (we allow 50) and a marker with a long tenant or
+    document id would not fit.
+    """
+    lines = [n.strip() for n in invoice.legal_notes if n.strip()]
+    return "\n".join([*lines, marker(invoice.invoice_key)])
 
 
 def check_length(field: str, value: str | None, limit: int, what: str) -> None:
@@ -240,8 +258,9 @@ def invoice_to_moloni(invoice: Invoice, settings: MoloniSettings, *, customer_id
 
         {"company_id", "date": "YYYY-MM-DD", "expiration_date", "document_set_id", "customer_id",
          "your_reference": <our invoice number>, "our_reference": <work-order reference>,
-         "status": 0, "products": [{"product_id", "name", "summary", "qty", "price", "discount",
-         "order", "taxes": [{"tax_id", "value", "order", "cumulative"}] | "exemption_reason"}]}
+         "notes": <legal notes + ownership marker, notes_of()>, "status": 0,
+         "products": [{"product_id", "name", "summary", "qty", "price", "discount", "order",
+                       "taxes": [{"tax_id", "value", "order", "cumulative"}] | "exemption_reason"}]}
 
     Raises :class:`PermanentError` naming the field or the line: a field over its limit
     (:data:`LIMITS`), a 0 % line without ``settings.exemption_reason``, a VAT rate without a tax id,
@@ -298,10 +317,9 @@ def invoice_to_moloni(invoice: Invoice, settings: MoloniSettings, *, customer_id
         "status": 0,
         "products": products,
     }
-    notes = "\n".join(getattr(invoice, "legal_notes", []) or []).strip()
-    if notes:
-        check_length("notes", notes, LIMITS["notes"], what)
-        payload["notes"] = notes
+    notes = notes_of(invoice)
+    check_length("notes", notes, LIMITS["notes"], what)
+    payload["notes"] = notes
     if settings.maturity_date_id is not None:
         payload["maturity_date_id"] = settings.maturity_date_id
     if settings.eac_id is not None:
@@ -417,16 +435,98 @@ def document_label(doc: Mapping[str, Any]) -> str:
     return f"FT {series}/{number}"
 
 
-def invoice_from_moloni(doc: Mapping[str, Any]) -> ExternalInvoice:
+def invoice_from_moloni(doc: Mapping[str, Any], *, paid: Decimal | None = None) -> ExternalInvoice:
     """:class:`ExternalInvoice` from a ``getAll``/``getOne`` document: id ``document_id``, number
-    :func:`document_label`, total ``net_value`` (the amount payable), status ``"draft"`` (0) or ``"closed"`` (1)."""
+    :func:`document_label`, total ``net_value`` (the amount payable), status ``"draft"`` (0) or
+    ``"closed"`` (1), ``marker`` read from ``notes`` (``None`` when the document has none, e.g. a
+    ``getAll`` row, which carries no ``notes``), ``paid`` as given (the connector reads it from the
+    reconciliations, see :func:`reverse_links`)."""
     status = doc.get("status")
     return ExternalInvoice(
         external_id=str(doc["document_id"]),
         number=document_label(doc),
         total=amount_or_none(doc.get("net_value")),
         status={0: "draft", 1: "closed", "0": "draft", "1": "closed"}.get(status, str(status)),
+        marker=read_marker(str(doc.get("notes") or "")),
+        paid=paid,
     )
+
+
+def reverse_links(doc: Mapping[str, Any]) -> list[tuple[int, Decimal]]:
+    """``(document_id, value)`` of every document reconciled against ``doc`` (its
+    ``reverse_associated_documents``: receipts and credit notes that name it in their
+    ``associated_documents``). Each row carries the other document's id in
+    ``reverse_associated_document.document_id`` (else ``document_id``) and the reconciled ``value``."""
+    out: list[tuple[int, Decimal]] = []
+    for row in doc.get("reverse_associated_documents") or []:
+        if not isinstance(row, Mapping):
+            continue
+        other = row.get("reverse_associated_document")
+        ident = other.get("document_id") if isinstance(other, Mapping) else None
+        ident = ident if ident is not None else row.get("document_id")
+        value = amount_or_none(row.get("value"))
+        if str(ident or "").isdigit() and value is not None:
+            out.append((int(str(ident)), value))
+    return out
+
+
+def credit_note_to_moloni(
+    doc: Mapping[str, Any],
+    *,
+    company_id: int,
+    your_reference: str,
+    issued: date,
+    notes: str,
+) -> dict[str, Any]:
+    """The fields of ``creditNotes/insert`` crediting the closed invoice ``doc`` (its ``getOne``) in full.
+
+    https://moloni.pt/dev/documents/credit-notes/insert: the invoice's own products (``product_id``,
+    ``name``, ``summary``, ``qty``, ``price``, ``discount``, ``taxes`` or ``exemption_reason``) in
+    the invoice's series, so Moloni computes the same ``net_value``; ``associated_documents`` =
+    ``[{"associated_id": <invoice document_id>, "value": <its net_value>}]`` (mandatory since
+    12 May 2020: "os documentos do tipo Notas de Crédito ... passaram a requerer que fosse
+    preenchido o parâmetro associated_documents", changelog versão 1.24; field names as in the
+    ``creditNotes`` models of the API's clients); ``status`` 1, which reconciles the invoice with that
+    value and communicates the note to the AT. ``date`` is ``issued``, never before the invoice's
+    date. ``your_reference`` carries our credit-note number, ``notes`` the reason and our marker.
+    """
+    products: list[dict[str, Any]] = []
+    for index, product in enumerate(doc.get("products") or []):
+        row: dict[str, Any] = {
+            "product_id": product["product_id"],
+            "name": product.get("name") or "",
+            "summary": product.get("summary") or "",
+            "qty": amount_or_none(product.get("qty")),
+            "price": amount_or_none(product.get("price")),
+            "discount": amount_or_none(product.get("discount")) or Decimal(0),
+            "order": product.get("order", index),
+        }
+        taxes = [
+            {
+                "tax_id": t["tax_id"],
+                "value": amount_or_none(t.get("value")),
+                "order": t.get("order", 0),
+                "cumulative": t.get("cumulative", 0),
+            }
+            for t in product.get("taxes") or []
+        ]
+        if taxes:
+            row["taxes"] = taxes
+        if product.get("exemption_reason"):
+            row["exemption_reason"] = product["exemption_reason"]
+        products.append(row)
+    invoice_date = date.fromisoformat(str(doc["date"])[:10])
+    return {
+        "company_id": company_id,
+        "date": max(issued, invoice_date).isoformat(),
+        "document_set_id": doc["document_set_id"],
+        "customer_id": doc["customer_id"],
+        "your_reference": your_reference,
+        "notes": notes,
+        "associated_documents": [{"associated_id": doc["document_id"], "value": amount_or_none(doc["net_value"])}],
+        "status": 1,
+        "products": products,
+    }
 
 
 def validation_errors(body: Any) -> list[str]:
@@ -457,6 +557,7 @@ __all__ = [
     "LineLayout",
     "MoloniTotals",
     "check_length",
+    "credit_note_to_moloni",
     "customer_to_moloni",
     "dec_text",
     "document_label",
@@ -469,11 +570,13 @@ __all__ = [
     "loads",
     "lookup_rate",
     "moloni_totals",
+    "notes_of",
     "parse_form",
     "payload_totals",
     "predicted_totals",
     "q2",
     "rate_key",
     "reference_of",
+    "reverse_links",
     "validation_errors",
 ]

@@ -7,6 +7,10 @@ documentation describes (required fields, existing ids, exemption reasons, limit
 Moloni's error arrays. The "timeout after commit" fault hits ``invoices/update`` — the call that
 closes the draft, i.e. the commit that makes the invoice legally exist; a lost ``invoices/insert``
 (a draft left behind, resumed by the next delivery) is covered by ``tests/test_moloni_connector.py``.
+
+Lifecycle hooks: ``mark_paid`` records a receipt, ``balance`` is the emulator's (closed invoices due
+less unreconciled credit), ``credit_notes`` lists ``creditNotes`` by ``your_reference``,
+``plant_foreign`` inserts a closed invoice without our marker. ``HeldInvoice.printed`` is ``notes``.
 """
 
 from __future__ import annotations
@@ -83,13 +87,27 @@ class MoloniHarness(EmulatorHarness[MoloniEmulator]):
 
     # ------------------------------------------------------------------ read back
     def invoices(self) -> list[HeldInvoice]:
-        """Every Moloni invoice of the company (drafts too); ``number`` is ``your_reference`` (our number)."""
-        held = []
-        for doc in self.emulator.invoices(DEFAULT_COMPANY_ID):
-            number, customer = doc["your_reference"], str(doc["customer_id"])
-            total, lines = Decimal(doc["net_value"]), len(doc["products"])
-            held.append(HeldInvoice(str(doc["document_id"]), number, total, "EUR", lines, customer, doc))
-        return held
+        """Every Moloni invoice of the company (drafts too); ``number`` is ``your_reference`` (our number),
+        ``printed`` its ``notes`` (printed as "Observações")."""
+        return [_held(doc) for doc in self.emulator.invoices(DEFAULT_COMPANY_ID)]
+
+    # ------------------------------------------------------------------ lifecycle
+    def mark_paid(self, external_id: str, amount: Decimal | None = None) -> None:
+        """A receipt reconciled against the invoice (Moloni records payments as receipts)."""
+        self.emulator.mark_paid(int(external_id), amount)
+
+    def balance(self) -> Decimal:
+        """Closed invoices' amount due less unreconciled credit of closed credit notes (all customers)."""
+        return self.emulator.balance(DEFAULT_COMPANY_ID)
+
+    def credit_notes(self) -> list[HeldInvoice]:
+        """Every credit note of the company; ``number`` is its ``your_reference`` (``<our number>-CN``)."""
+        return [_held(doc) for doc in self.emulator.credit_notes(DEFAULT_COMPANY_ID)]
+
+    def plant_foreign(self, invoice: Invoice, total: Decimal) -> str:
+        """A closed invoice of ``total`` for the invoice's customer under its number, without notes (no marker)."""
+        customer = int(invoice.contact_id or CUSTOMER_ID)
+        return str(self.emulator.plant_foreign(invoice.invoice_number, total, customer_id=customer))
 
     # ------------------------------------------------------------------ tokens and faults
     def expire_tokens(self) -> None:
@@ -139,6 +157,21 @@ class MoloniHarness(EmulatorHarness[MoloniEmulator]):
     def assert_healthy(self) -> None:
         errors = self.emulator.server_errors
         assert not errors, f"Moloni emulator errors: {errors[:1]}"
+
+
+def _held(doc: dict[str, Any]) -> HeldInvoice:
+    status = {0: "draft", 1: "closed"}.get(doc["status"], str(doc["status"]))
+    return HeldInvoice(
+        str(doc["document_id"]),
+        doc["your_reference"],
+        Decimal(doc["net_value"]),
+        "EUR",
+        len(doc["products"]),
+        str(doc["customer_id"]),
+        doc,
+        status=status,
+        printed=doc["notes"],
+    )
 
 
 __all__ = ["MoloniHarness"]

@@ -25,6 +25,20 @@ tenant wants issued invoices, sends them with ``POST /v2/invoicing/invoices/{id}
 * PayPal computes tax itself (``tax.amount`` is read-only); the mapper lays items out so PayPal's
   per-item, half-up rounding gives our totals, and the connector compares PayPal's ``amount.value``
   with our total before sending: a draft whose total differs is left unsent (:class:`PermanentError`).
+* Ownership: our marker (:func:`connectors.sdk.lifecycle.marker`) is ``detail.memo``, PayPal's
+  private bookkeeping memo (not shown to the payer). A document found under our number (lookup
+  before create, ``DUPLICATE_INVOICE_NUMBER``) is adopted only with our marker and our total
+  (:func:`~connectors.sdk.lifecycle.check_ours`), else :class:`NumberConflictError`.
+* Lifecycle (spec ``invoices.delete``: "Deletes invoices in the draft or scheduled state only";
+  ``invoices.cancel``: "Cancels a sent invoice", refusing ``CANNOT_CANCEL_DRAFT_INVOICE``,
+  ``CANNOT_CANCEL_SCHEDULED_INVOICE``, ``CANNOT_CANCEL_PAID_INVOICE``, ``CANNOT_CANCEL_REFUNDED_INVOICE``):
+  :meth:`PayPalConnector.retire` deletes a ``DRAFT`` / ``SCHEDULED`` invoice and cancels a ``SENT`` /
+  ``UNPAID`` one. PayPal Invoicing has **no credit notes** and the broker moves no money, so an
+  invoice with a payment is never retired by the broker: cancelling it is a :class:`PermanentError`
+  telling the operator to refund it in PayPal (a ``REFUNDED`` invoice then counts as retired); a
+  revision of it (:meth:`PayPalConnector.amend`) is created with the previous invoice's total
+  deducted (a negative ``amount.breakdown.custom`` naming it, :class:`~connectors.paypal.mapper.Deduction`),
+  so the customer owes the new total less what was already invoiced.
 * Errors: ``{"name", "message", "debug_id", "details": [{"field", "value", "location", "issue",
   "description"}], "links"}``; 400 ``INVALID_REQUEST``, 401 ``AUTHENTICATION_FAILURE``, 403
   ``NOT_AUTHORIZED``, 404 ``RESOURCE_NOT_FOUND``, 409 ``RESOURCE_CONFLICT``, 422
@@ -35,6 +49,9 @@ tenant wants issued invoices, sends them with ``POST /v2/invoicing/invoices/{id}
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
@@ -44,6 +61,8 @@ from pydantic import SecretStr
 
 from connectors.paypal.mapper import (
     INVOICE_NUMBER_MAX,
+    Deduction,
+    cancel_notification,
     created_id,
     describe_error,
     exact_match,
@@ -69,6 +88,7 @@ from connectors.sdk import (
     UncertainOutcomeError,
 )
 from connectors.sdk.invoice import ExternalInvoice, Invoice
+from connectors.sdk.lifecycle import Retirement, check_ours, read_marker
 from connectors.sdk.money import dumps
 from connectors.sdk.oauth2 import OAuth2TokenManager, TokenSet, default_token_store, token_key
 
@@ -81,8 +101,13 @@ SEARCH_PATH = "/v2/invoicing/search-invoices"
 INVOICING_SCOPE = "https://uri.paypal.com/services/invoicing"
 DUPLICATE_ISSUES = frozenset({"DUPLICATE_INVOICE_NUMBER"})
 ALREADY_SENT_ISSUES = frozenset({"INVOICE_ALREADY_SENT", "ALREADY_SENT"})
+CANCELLED_ISSUES = frozenset({"INVOICE_CANCELED_ALREADY"})
 SEARCH_PAGE_SIZE = 100
 SEARCH_MAX_PAGES = 20
+#: Statuses with nothing left to retire: cancelled, or paid and refunded in full.
+RETIRED_STATUSES = frozenset({"CANCELLED", "REFUNDED", "MARKED_AS_REFUNDED"})
+#: Statuses a revision replaces by deducting the previous invoice's total (money received, no credit notes).
+PAID_STATUSES = frozenset({"PAID", "MARKED_AS_PAID", "PARTIALLY_PAID"})
 
 
 class PayPalConnector(HttpConnector):
@@ -99,7 +124,8 @@ class PayPalConnector(HttpConnector):
     :meth:`deliver` again, which looks the number up first and completes the send), :class:`AuthError`
     (credentials refused, 401 after one new token, 403; :class:`MissingScopeError` from :meth:`check`
     without the invoicing scope), :class:`PermanentError` (400/404/409/422, field limits, a PayPal total
-    that differs from ours), :class:`ConfigError` (missing secret, bad URL). Reads (search, GET) that
+    that differs from ours), :class:`NumberConflictError` (our number on a document without our marker
+    or with another total), :class:`ConfigError` (missing secret, bad URL). Reads (search, GET) that
     lose their answer are :class:`RetryableError`: nothing can have changed.
     """
 
@@ -108,7 +134,7 @@ class PayPalConnector(HttpConnector):
     version = "0.1.0"
     # PayPal publishes no rate limits, concurrency or daily caps for Invoicing (429 RATE_LIMIT_REACHED
     # when exceeded, honour Retry-After): nothing is declared, RateLimitedError drives the back-off.
-    capabilities = Capabilities(native_idempotency=False, lookup_by_reference=True)
+    capabilities = Capabilities(native_idempotency=False, lookup_by_reference=True, amendments=True)
     Settings = PayPalSettings
     # 409 RESOURCE_CONFLICT is a state conflict, not a duplicate (those are 422 DUPLICATE_INVOICE_NUMBER).
     status_overrides = MappingProxyType({409: PermanentError})
@@ -266,10 +292,16 @@ class PayPalConnector(HttpConnector):
         ``details``: ``status``, ``total`` (PayPal's, decimal string), ``total_matches``, ``sent``
         (this call sent it), ``emailed_to`` (the customer address PayPal e-mailed, when sent),
         ``duplicate`` + ``found_by`` (``lookup`` / ``DUPLICATE_INVOICE_NUMBER``: found instead of
-        created).
+        created). A found invoice must carry our marker and our total (:class:`NumberConflictError`).
         """
+        return await self._deliver(invoice, None)
+
+    async def _deliver(self, invoice: Invoice, deduction: Deduction | None) -> DeliveryResult:
+        """:meth:`deliver`, with ``deduction`` (a revision of a paid invoice: PayPal's total is ours minus it)."""
         recipient = recipient_for(invoice, self.settings, self.clients.get(invoice.client_id))
-        payload = invoice_to_paypal(invoice, self.settings, recipient)
+        payload = invoice_to_paypal(invoice, self.settings, recipient, deduction)
+        if deduction is not None:  # PayPal's total, what ownership and the send step compare with
+            invoice = invoice.model_copy(update={"total": invoice.total - deduction.amount})
         if self.settings.invoice_status == "SENT" and self.settings.email_to_recipient and not recipient.email:
             log.warning(
                 "paypal tenant=%s invoice=%s: no e-mail for client %s; PayPal will mark it sent without e-mailing it",
@@ -280,6 +312,7 @@ class PayPalConnector(HttpConnector):
         number = invoice.invoice_number
         existing = await self._lookup(number)
         if existing is not None:
+            check_ours(invoice, invoice_from_paypal(existing), what="found by search-invoices before creating")
             return await self._complete(invoice, existing, found_by="lookup")
         what = f"PayPal POST /v2/invoicing/invoices {number}"
         # A lost answer raises UncertainOutcomeError: the caller reconciles with find(); the next
@@ -293,6 +326,7 @@ class PayPalConnector(HttpConnector):
                     f"{what}: PayPal reports the number as taken but search-invoices does not return it yet",
                     http_status=resp.status_code,
                 )
+            check_ours(invoice, invoice_from_paypal(found), what="PayPal answered DUPLICATE_INVOICE_NUMBER")
             return await self._complete(invoice, found, found_by="DUPLICATE_INVOICE_NUMBER")
         self._raise(resp, what)
         invoice_id = created_id(body, resp.headers.get("Location"))
@@ -412,10 +446,140 @@ class PayPalConnector(HttpConnector):
         """Our invoice number looked up with ``POST /v2/invoicing/search-invoices`` (spec ``search_data``).
 
         Only an exact ``detail.invoice_number`` match counts (search may match more loosely).
-        Returns :class:`ExternalInvoice` (``total`` = ``amount.value`` as Decimal, ``status``) or None.
+        Returns :class:`ExternalInvoice` (``total`` = ``amount.value`` as Decimal, ``status``,
+        ``marker`` from ``detail.memo``, ``paid`` = ``payments.paid_amount``) or None.
         """
         element = await self._lookup(invoice_number)
         return invoice_from_paypal(element) if element is not None else None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def retire(self, previous: ExternalInvoice, *, key: str, reason: str, issued: date) -> Retirement:
+        """Take ``previous`` (an invoice we delivered) out of the customer's balance, by PayPal's rules.
+
+        Re-reads it (``GET``; by number when the id is unknown, then it must carry a broker marker), then:
+
+        * absent, ``CANCELLED``, ``REFUNDED``, ``MARKED_AS_REFUNDED`` -> ``none``;
+        * ``DRAFT`` / ``SCHEDULED`` -> ``DELETE /v2/invoicing/invoices/{id}`` (``deleted``; PayPal refuses
+          to cancel a scheduled invoice);
+        * ``SENT`` / ``UNPAID`` -> ``POST .../{id}/cancel`` with :func:`cancel_notification` (``reason``
+          as its note; ``voided``);
+        * anything with money (``PAID``, ``MARKED_AS_PAID``, ``PARTIALLY_PAID``, ``PARTIALLY_REFUNDED``,
+          ``PAYMENT_PENDING``) -> :class:`PermanentError`: PayPal has no credit notes and cannot
+          cancel it; the operator refunds it in PayPal, then replays.
+
+        ``key`` and ``issued`` are unused (no idempotency key, no credit note date): each step is
+        guarded by the status read first, and a repeat finds the invoice deleted or cancelled.
+        """
+        del key, issued
+        current = await self._current(previous)
+        return await self._retire(previous, current, reason)
+
+    async def _retire(self, previous: ExternalInvoice, current: dict[str, Any] | None, reason: str) -> Retirement:
+        """:meth:`retire` of ``current`` (``previous`` as PayPal holds it, read by the caller)."""
+        if current is None:
+            return Retirement("none", previous.number)
+        found = invoice_from_paypal(current)
+        status, number = str(found.status or ""), found.number or previous.number
+        path = f"{INVOICES_PATH}/{quote(found.external_id, safe='')}"
+        if status in RETIRED_STATUSES:
+            return Retirement("none", number, status)
+        if status in ("DRAFT", "SCHEDULED"):
+            resp = await self._call("DELETE", path)
+            if resp.status_code != 404:  # 404: deleted meanwhile
+                self._raise(resp, f"PayPal DELETE {path} ({number})")
+            return Retirement("deleted", number, status)
+        if status in ("SENT", "UNPAID"):
+            resp = await self._call("POST", f"{path}/cancel", cancel_notification(self.settings, reason))
+            if resp.status_code == 422 and has_issue(self.decode(resp), CANCELLED_ISSUES):
+                return Retirement("none", number, "CANCELLED")  # cancelled meanwhile
+            self._raise(resp, f"PayPal POST {path}/cancel ({number})")
+            return Retirement("voided", number, status)
+        raise PermanentError(self._not_retirable(found, current))
+
+    def _not_retirable(self, found: ExternalInvoice, current: dict[str, Any]) -> str:
+        """Why PayPal invoice ``found`` (status with money involved) cannot be retired by the broker, and what to do."""
+        currency = (current.get("amount") or {}).get("currency_code") or ""
+        where = f"PayPal invoice {found.number} ({found.external_id}) is {found.status}"
+        money = f"total {found.total} {currency}, paid {found.paid} {currency}"
+        if found.status == "PAYMENT_PENDING":
+            return f"{where} ({money}): a payment is in progress; replay once PayPal has completed or failed it"
+        return (
+            f"{where} ({money}): PayPal Invoicing cannot cancel an invoice with a payment and has no credit "
+            "notes, and the broker moves no money. Issue the refund in PayPal (refund the payment, or record an "
+            f"external refund with POST {INVOICES_PATH}/{found.external_id}/refunds), then replay: a REFUNDED "
+            "invoice counts as cancelled"
+        )
+
+    async def _current(self, previous: ExternalInvoice) -> dict[str, Any] | None:
+        """``previous`` as PayPal holds it now (``None``: deleted or never there).
+
+        By id when known (``GET``, 404 = ``None``); else by number (search), and then only an invoice
+        carrying a broker marker counts (:class:`PermanentError` otherwise: a document we did not
+        create is never cancelled).
+        """
+        if not previous.external_id:
+            found = await self._lookup(previous.number)
+            if found is None:
+                return None
+            if read_marker((found.get("detail") or {}).get("memo")) is None:
+                raise PermanentError(
+                    f"PayPal invoice {previous.number} ({found.get('id')}) carries no broker marker in its memo: not "
+                    "retired, it is not a document the broker created"
+                )
+            return await self._get(str(found["id"]))
+        path = f"{INVOICES_PATH}/{quote(previous.external_id, safe='')}"
+        resp = await self._call("GET", path, read_only=True)
+        if resp.status_code == 404:
+            return None
+        self._raise(resp, f"PayPal GET {path}", read=True)
+        body = self.decode(resp)
+        if not isinstance(body, dict) or not body.get("id"):
+            raise RetryableError(f"PayPal GET {path}: unreadable body", http_status=resp.status_code)
+        return body
+
+    async def amend(self, invoice: Invoice, previous: ExternalInvoice) -> DeliveryResult:
+        """Replace ``previous`` (an earlier revision we delivered) by ``invoice``.
+
+        Unpaid previous invoice: :meth:`retire` it (delete the draft, cancel the sent invoice), then
+        :meth:`deliver` ``invoice``. A ``PAID`` / ``MARKED_AS_PAID`` / ``PARTIALLY_PAID`` one cannot
+        be cancelled and PayPal has no credit notes: it stays as it is, and ``invoice`` is created
+        with the previous invoice's whole total deducted (:class:`Deduction`, a negative custom
+        amount labelled ``Already invoiced on <number>``): the customer then owes the new total less
+        what was paid, since what the previous invoice still has due (a partial payment) stays due
+        there. A revision whose total is below the previous invoice's is a :class:`PermanentError`
+        (PayPal refuses a negative total): the operator refunds the previous invoice in full in PayPal,
+        and the replay then replaces a ``REFUNDED`` invoice like a cancelled one. Repeating the
+        call finds the revision by its number (ownership checked against the deducted total).
+
+        ``details``: :meth:`deliver`'s plus ``amendment`` (``deleted``, ``voided``, ``none``, or
+        ``deducted``), ``previous_number``, ``previous_status``, and for ``deducted``
+        ``previous_paid`` and ``deducted`` (decimal strings).
+        """
+        current = await self._current(previous)
+        found = invoice_from_paypal(current) if current is not None else None
+        if found is None or found.status not in PAID_STATUSES:
+            retired = await self._retire(previous, current, f"replaced by {invoice.invoice_number}")
+            result = await self.deliver(invoice)
+            return replace(result, details={**result.details, **retired.as_details()})
+        billed, paid = found.total or Decimal(0), found.paid or Decimal(0)
+        if billed > invoice.total:
+            raise PermanentError(
+                f"PayPal invoice {found.number} ({found.external_id}) is {found.status} (total {billed}, paid "
+                f"{paid} {invoice.currency}) and revision {invoice.invoice_number} totals only {invoice.total}: "
+                "PayPal has no credit notes, cannot cancel an invoice with a payment and refuses a negative "
+                "invoice, and the broker moves no money. Refund that invoice in full in PayPal (the customer then "
+                "pays the revision), then replay: a REFUNDED invoice counts as retired"
+            )
+        deduction = Deduction(amount=billed, previous_number=found.number, paid=paid)
+        result = await self._deliver(invoice, deduction)
+        details = {
+            "amendment": "deducted",
+            "previous_number": found.number,
+            "previous_status": found.status,
+            "previous_paid": str(paid),
+            "deducted": str(billed),
+        }
+        return replace(result, details={**result.details, **details})
 
 
 __all__ = ["INVOICING_SCOPE", "PayPalConnector"]

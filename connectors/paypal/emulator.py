@@ -13,8 +13,16 @@ lists and the ``invoice_draft`` example — plus ``billing-apis.md`` §9, PayPal
 * ``POST /v2/invoicing/invoices`` (draft; 201 with the ``self`` link, or the whole invoice with
   ``Prefer: return=representation``), ``GET /v2/invoicing/invoices`` (list), ``GET``/``DELETE
   /v2/invoicing/invoices/{id}``, ``POST .../{id}/send`` (200 ``payer-view`` link, or 202 and
-  ``SCHEDULED`` for a future ``invoice_date``), ``POST .../{id}/cancel``,
-  ``POST /v2/invoicing/search-invoices``, ``POST /v2/invoicing/generate-next-invoice-number``.
+  ``SCHEDULED`` for a future ``invoice_date``), ``POST .../{id}/cancel`` (a ``notification`` body, as the
+  spec requires; the payer is told when ``send_to_recipient``), ``POST .../{id}/payments`` (record an
+  external payment, spec ``invoices.payments``: ``PARTIALLY_PAID`` until nothing is due, then ``PAID``;
+  ``due_amount`` and ``payments.paid_amount`` follow), ``POST /v2/invoicing/search-invoices``,
+  ``POST /v2/invoicing/generate-next-invoice-number``.
+* Lifecycle rules of the spec: ``DELETE`` only for ``DRAFT`` / ``SCHEDULED`` (422
+  ``CANNOT_DELETE_INVOICE`` otherwise, the issue name is the emulator's), ``cancel`` only for a sent,
+  unpaid invoice (the spec's ``CANNOT_CANCEL_*`` / ``INVOICE_CANCELED_ALREADY`` issues), payments only
+  on ``SENT`` / ``UNPAID`` / ``PARTIALLY_PAID`` invoices (``CANNOT_PROCESS_PAYMENTS``) and never above
+  what is due (``PAYMENT_AMOUNT_GREATER_THAN_AMOUNT_DUE``). PayPal Invoicing has no credit notes.
 * Bearer token required (401 ``AUTHENTICATION_FAILURE``), expired after ``access_token_ttl``;
   scopes enforced (403 ``NOT_AUTHORIZED`` / ``PERMISSION_DENIED``): reads need
   ``https://uri.paypal.com/services/invoicing`` or ``.../invoices/read`` or ``.../readwrite``, writes
@@ -50,7 +58,9 @@ lists and the ``invoice_draft`` example — plus ``billing-apis.md`` §9, PayPal
   calls per account -> 429 ``RATE_LIMIT_REACHED`` with ``Retry-After``.
 
 Test hooks: ``request_validator`` (see :mod:`connectors.paypal.spec`), :meth:`inject_fault`,
-:meth:`expire_access_tokens`, ``enforce_unique_numbers=False`` (accept a taken number),
+:meth:`expire_access_tokens`, :meth:`PayPalEmulator.record_payment` (the payer pays),
+:meth:`PayPalEmulator.balance` (what customers owe), :meth:`PayPalEmulator.plant_invoice` (an invoice
+made outside the broker), ``enforce_unique_numbers=False`` (accept a taken number),
 ``on_step(operation, invoice)`` (called after each write is stored and before its answer is
 written: crash tests kill a worker there), and the control API::
 
@@ -162,6 +172,11 @@ MESSAGES = {
     "SERVICE_UNAVAILABLE": "Service Unavailable.",
     "METHOD_NOT_SUPPORTED": "The server does not implement the requested HTTP method.",
 }
+#: Statuses whose ``due_amount`` customers owe (:meth:`PayPalEmulator.balance`).
+OPEN_STATUSES = frozenset({"SENT", "UNPAID", "PARTIALLY_PAID"})
+PAYMENT_METHODS = frozenset(
+    {"BANK_TRANSFER", "CASH", "CHECK", "CREDIT_CARD", "DEBIT_CARD", "PAYPAL", "WIRE_TRANSFER", "OTHER"}
+)
 #: Operation names for targeted faults, by handler method.
 ROUTE_NAMES_BY_HANDLER = {
     "_create": "create",
@@ -171,6 +186,7 @@ ROUTE_NAMES_BY_HANDLER = {
     "_list": "list",
     "_delete": "delete",
     "_cancel": "cancel",
+    "_payments": "payments",
     "_next_number": "next_number",
 }
 ROUTE_NAMES = tuple(ROUTE_NAMES_BY_HANDLER.values())
@@ -561,6 +577,33 @@ class PayPalEmulator(Emulator):
             for token, (_, scopes) in list(self._tokens.items()):
                 self._tokens[token] = (past, scopes)
 
+    def record_payment(self, invoice_id: str, amount: Decimal | None = None, method: str = "BANK_TRANSFER") -> None:
+        """The payer pays ``amount`` (``None``: all that is due) on ``invoice_id``, as ``POST .../payments`` records
+        it; :class:`ValueError` naming PayPal's issue when refused (not sent, more than is due)."""
+        with self._lock:
+            resp = self._pay(self._invoices[invoice_id], amount, method, None)
+        if resp.status != 200:
+            raise ValueError(json.loads(resp.body)["details"][0]["issue"])
+
+    def balance(self) -> Decimal:
+        """What customers owe: the ``due_amount`` of ``SENT`` / ``UNPAID`` / ``PARTIALLY_PAID`` invoices (drafts,
+        scheduled, paid, cancelled and refunded ones count 0; there are no credit notes)."""
+        with self._lock:
+            due = [Decimal(i["due_amount"]["value"]) for i in self._invoices.values() if i["status"] in OPEN_STATUSES]
+            return sum(due, Decimal("0.00"))
+
+    def plant_invoice(self, number: str, total: Decimal, currency: str = "EUR", business_name: str = "Client") -> str:
+        """A ``SENT`` invoice made outside the broker (one untaxed item of ``total``, no memo); its id."""
+        doc = {
+            "detail": {"invoice_number": number, "currency_code": currency, "note": "Thank you."},
+            "primary_recipients": [{"billing_info": {"business_name": business_name}}],
+            "items": [{"name": "Services", "quantity": "1", "unit_amount": _money(Decimal(total), currency)}],
+        }
+        with self._lock:
+            inv = self._store(doc, currency, compute_amounts(doc, currency))
+            inv["status"] = "SENT"
+            return str(inv["id"])
+
     def set_status(self, invoice_id: str, status: str) -> None:
         """Force an invoice's status (e.g. ``PAID``) — what the payer or merchant would do on paypal.com."""
         if status not in STATUSES:
@@ -743,6 +786,8 @@ class PayPalEmulator(Emulator):
                 return self._send, True, ident
             if parts[2] == "cancel":
                 return self._cancel, True, ident
+            if parts[2] == "payments":
+                return self._payments, True, ident
         return None
 
     # ------------------------------------------------------------------ representation
@@ -1466,21 +1511,9 @@ class PayPalEmulator(Emulator):
         inv = self._invoices.get(ident)
         if inv is None:
             return self._not_found(ident)
-        note: dict[str, Any] = {}
-        if req.body:
-            parsed = self._parse(req)
-            if isinstance(parsed, Response):
-                return parsed
-            note = parsed or {}
-            p = _Problems()
-            _length(p, note.get("subject"), "/subject", 4000, "the value of a field is too long.")
-            _length(p, note.get("note"), "/note", 4000, "the value of a field is too long.")
-            for flag in ("send_to_recipient", "send_to_invoicer"):
-                if note.get(flag) is not None and not isinstance(note[flag], bool):
-                    p.bad("INVALID_PARAMETER_SYNTAX", f"{flag} must be a boolean.", f"/{flag}", note[flag])
-            bad = p.response()
-            if bad is not None:
-                return bad
+        note = self._notification(req)
+        if isinstance(note, Response):
+            return note
         if inv["status"] != "DRAFT":
             issue = "CANNOT_SEND_CANCELLED_INVOICE" if inv["status"] == "CANCELLED" else "INVOICE_ALREADY_SENT"
             return _error(
@@ -1504,31 +1537,59 @@ class PayPalEmulator(Emulator):
             meta["first_sent_time"] = meta.get("first_sent_time") or _stamp(now)
             meta["last_sent_time"] = _stamp(now)
             meta["last_sent_by"] = self.account_email
-            recipients = [
-                ((r or {}).get("billing_info") or {}).get("email_address") for r in inv.get("primary_recipients") or []
-            ]
-            to = [e for e in recipients if e] if note.get("send_to_recipient", True) else []
-            to += list(note.get("additional_recipients") or []) if note.get("send_to_recipient", True) else []
-            if note.get("send_to_invoicer", False):
-                to.append(inv["invoicer"].get("email_address", self.account_email))
-            for address in to:
-                self.emails.append(
-                    {
-                        "invoice_id": ident,
-                        "invoice_number": inv["detail"]["invoice_number"],
-                        "to": address,
-                        "subject": note.get("subject"),
-                        "note": note.get("note"),
-                    }
-                )
+            self._notify(inv, note)
         if scheduled:
             return _json(202, {"links": [{"href": self._href(ident), "rel": "self", "method": "GET"}]})
         return _json(200, {"href": meta["recipient_view_url"], "rel": "payer-view", "method": "GET"})
 
-    def _cancel(self, _req: Request, ident: str) -> Response:
+    def _notification(self, req: Request) -> dict[str, Any] | Response:
+        """A ``notification`` body (send, cancel): checked lengths and flags; an error answer when invalid."""
+        if not req.body:
+            return {}
+        parsed = self._parse(req)
+        if isinstance(parsed, Response):
+            return parsed
+        note = parsed or {}
+        p = _Problems()
+        if not isinstance(note, dict):
+            p.bad("INVALID_PARAMETER_SYNTAX", "The notification must be an object.", "/", note)
+            return p.response() or {}
+        _length(p, note.get("subject"), "/subject", 4000, "the value of a field is too long.")
+        _length(p, note.get("note"), "/note", 4000, "the value of a field is too long.")
+        for flag in ("send_to_recipient", "send_to_invoicer"):
+            if note.get(flag) is not None and not isinstance(note[flag], bool):
+                p.bad("INVALID_PARAMETER_SYNTAX", f"{flag} must be a boolean.", f"/{flag}", note[flag])
+        bad = p.response()
+        return note if bad is None else bad
+
+    def _notify(self, inv: dict, note: dict[str, Any], subject: str | None = None) -> None:
+        """Record the e-mails of a ``notification`` (send, cancel): to the payers and CC addresses unless
+        ``send_to_recipient`` is false, to the invoicer with ``send_to_invoicer``; ``subject`` by default."""
+        to: list[str] = []
+        if note.get("send_to_recipient", True):
+            billing = [((r or {}).get("billing_info") or {}) for r in inv.get("primary_recipients") or []]
+            to += [b["email_address"] for b in billing if b.get("email_address")]
+            to += list(note.get("additional_recipients") or [])
+        if note.get("send_to_invoicer", False):
+            to.append(inv["invoicer"].get("email_address", self.account_email))
+        for address in to:
+            self.emails.append(
+                {
+                    "invoice_id": inv["id"],
+                    "invoice_number": inv["detail"]["invoice_number"],
+                    "to": address,
+                    "subject": note.get("subject") or subject,
+                    "note": note.get("note"),
+                }
+            )
+
+    def _cancel(self, req: Request, ident: str) -> Response:
         inv = self._invoices.get(ident)
         if inv is None:
             return self._not_found(ident)
+        note = self._notification(req)
+        if isinstance(note, Response):
+            return note
         status = inv["status"]
         issue = {
             "DRAFT": ("CANNOT_CANCEL_DRAFT_INVOICE", "Draft invoice cannot be canceled."),
@@ -1546,9 +1607,76 @@ class PayPalEmulator(Emulator):
         if issue is not None:
             return _error("UNPROCESSABLE_ENTITY", [_detail(issue[0], issue[1], "invoice_id", ident, "path")])
         inv["status"] = "CANCELLED"
+        inv["due_amount"] = _money(Decimal(0), inv["amount"]["currency_code"])
         inv["detail"]["metadata"]["cancel_time"] = _stamp(_now())
         inv["detail"]["metadata"]["cancelled_by"] = self.account_email
+        self._notify(inv, note, subject="Invoice cancelled")
         return Response(204)
+
+    def _payments(self, req: Request, ident: str) -> Response:
+        """``POST .../{id}/payments`` (spec ``invoices.payments``): record an external payment."""
+        inv = self._invoices.get(ident)
+        if inv is None:
+            return self._not_found(ident)
+        doc = self._parse(req)
+        if isinstance(doc, Response):
+            return doc
+        p = _Problems()
+        if not isinstance(doc, dict):
+            p.bad("INVALID_PARAMETER_SYNTAX", "The payment detail must be an object.", "/", doc)
+            return p.response() or _error("INVALID_REQUEST")
+        currency = inv["amount"]["currency_code"]
+        if doc.get("method") is None:
+            p.bad(
+                "MISSING_REQUIRED_PARAMETER",
+                "Payment method is missing. Please provide a valid payment method.",
+                "/method",
+            )
+        elif doc["method"] not in PAYMENT_METHODS:
+            p.bad(
+                "INVALID_PAYMENT_METHOD",
+                "The value provided is not an acceptable method of payment.",
+                "/method",
+                doc["method"],
+            )
+        _date_value(p, doc.get("payment_date"), "/payment_date", "Date should be of format yyyy-mm-dd.")
+        amount = self._money_field(p, doc.get("amount"), "/amount", currency, lo=Decimal(0), required=False)
+        if amount == 0:
+            p.bad(
+                "VALUE_CANNOT_BE_ZERO", "Payment amount cannot be zero. Please provide a valid amount.", "/amount/value"
+            )
+        bad = p.response()
+        if bad is not None:
+            return bad
+        return self._pay(inv, amount, str(doc["method"]), doc.get("payment_date"))
+
+    def _pay(self, inv: dict, amount: Decimal | None, method: str, when: str | None) -> Response:
+        """Record ``amount`` (``None``: all that is due) on ``inv``; the spec's 422 issues when refused."""
+        currency = inv["amount"]["currency_code"]
+        due = Decimal(inv["due_amount"]["value"])
+        if inv["status"] not in OPEN_STATUSES:
+            issue = ("CANNOT_PROCESS_PAYMENTS", "Current invoice state does not support payment processing.")
+            return _error("UNPROCESSABLE_ENTITY", [_detail(*issue, "invoice_id", inv["id"], "path")])
+        pay = due if amount is None else amount
+        if pay > due:
+            issue = ("PAYMENT_AMOUNT_GREATER_THAN_AMOUNT_DUE", "Payment amount is greater than the amount due.")
+            return _error("UNPROCESSABLE_ENTITY", [_detail(*issue, "/amount/value", str(pay))])
+        payments = inv.setdefault("payments", {"paid_amount": _money(Decimal(0), currency), "transactions": []})
+        payment_id = f"EXTR-{secrets.token_hex(8).upper()}"[:22]
+        payments["transactions"].append(
+            {
+                "payment_id": payment_id,
+                "type": "EXTERNAL",
+                "method": method,
+                "payment_date": when or self.today().isoformat(),
+                "amount": _money(pay, currency),
+            }
+        )
+        payments["paid_amount"] = _money(Decimal(payments["paid_amount"]["value"]) + pay, currency)
+        inv["due_amount"] = _money(due - pay, currency)
+        inv["status"] = "PAID" if due - pay == 0 else "PARTIALLY_PAID"
+        inv["detail"]["metadata"]["last_update_time"] = _stamp(_now())
+        return _json(200, {"payment_id": payment_id})
 
     def _delete(self, _req: Request, ident: str) -> Response:
         inv = self._invoices.get(ident)

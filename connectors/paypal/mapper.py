@@ -39,6 +39,15 @@ PayPal facts this module relies on (spec schemas ``invoice``, ``invoice_detail``
   tax name includes the rate: ``"VAT 23%"``.
 * There is no customer id in PayPal Invoicing: the customer is ``primary_recipients[0].billing_info``
   (business name and, for e-mailing, the e-mail address).
+* Ownership: ``detail.memo`` ("A private bookkeeping memo for the user", ≤500, spec ``detail``; kept,
+  returned by GET and search, not shown to the payer) holds our marker
+  (:func:`connectors.sdk.lifecycle.marker`). Legal notes go to ``detail.note`` ("A note to the invoice
+  recipient", ≤4000, printed on the invoice and its e-mail), after the tenant's ``settings.note``.
+* PayPal Invoicing has no credit notes. A revision of an invoice that was paid (in full or in part)
+  carries a :class:`Deduction`: a negative ``amount.breakdown.custom`` (spec ``custom_amount``: a
+  ``label`` ≤50 and an ``amount`` from −1,000,000 to 1,000,000, untaxed, added to the total) of the
+  previous invoice's total, labelled with its number, so that the customer owes the new total less
+  what the previous invoice billed (paid, or still due on it).
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from typing import Any
 from connectors.paypal.settings import PayPalSettings
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.lifecycle import marker, read_marker
 from connectors.sdk.money import amount_or_none, decimal_places, lookup_rate, quantum, rate_key, round_money
 from connectors.sdk.money import rate_key as decimal_text  # PayPal's quantity and percent strings: the shortest text
 
@@ -71,6 +81,8 @@ PERCENT_MAX_DP = 5
 BUSINESS_NAME_MAX = 300
 EMAIL_MIN, EMAIL_MAX = 3, 254
 ADDITIONAL_INFO_MAX = 40
+#: ``amount.breakdown.custom.label`` maximum length (spec ``custom_amount``).
+CUSTOM_LABEL_MAX = 50
 #: Payment terms PayPal knows as ``NET_<days>`` (spec enum ``payment_term_type``).
 NET_TERMS = (10, 15, 30, 45, 60, 90)
 _ELLIPSIS = "…"
@@ -254,7 +266,8 @@ def expected_totals(payload: Mapping[str, Any]) -> Totals:
     Per item: ``amount = round(quantity × unit_amount)``, ``discount`` = ``amount`` or
     ``round(amount × percent / 100)``, ``tax = round((amount − discount) × percent / 100)``
     (tax-inclusive: ``× percent / (100 + percent)``), all half-up to the currency's minor unit;
-    totals are sums of the rounded items (see the module docstring for the sources).
+    totals are sums of the rounded items (see the module docstring for the sources). A
+    ``amount.breakdown.custom`` amount (a :class:`Deduction`) is added to ``total`` untaxed.
     """
     detail = payload["detail"]
     currency = detail["currency_code"]
@@ -279,7 +292,9 @@ def expected_totals(payload: Mapping[str, Any]) -> Totals:
         discount_total += discount
         tax_total += tax
         rows.append((amount - discount, tax))
-    total = item_total - discount_total + (Decimal(0) if inclusive else tax_total)
+    custom = ((payload.get("amount") or {}).get("breakdown") or {}).get("custom") or {}
+    adjustment = Decimal(custom["amount"]["value"]) if custom.get("amount") else Decimal(0)
+    total = item_total - discount_total + (Decimal(0) if inclusive else tax_total) + adjustment
     q = quantum(currency)
     return Totals(
         item_total.quantize(q), discount_total.quantize(q), tax_total.quantize(q), total.quantize(q), tuple(rows)
@@ -296,11 +311,50 @@ def _check_len(field: str, value: str | None, limit: int) -> None:
 
 
 def memo_for(invoice: Invoice) -> str:
-    """Private bookkeeping memo: our invoice key (traceability; searchable with ``search_data.memo``)."""
-    return f"broker invoice {invoice.invoice_key}"[:MEMO_MAX]
+    """Private bookkeeping memo: our ownership marker ``broker:<invoice key>`` (searchable with ``search_data.memo``).
+
+    Raises :class:`FieldLimitError` (``detail.memo``) beyond 500 characters.
+    """
+    memo = marker(invoice.invoice_key)
+    _check_len("detail.memo", memo, MEMO_MAX)
+    return memo
 
 
-def invoice_to_paypal(invoice: Invoice, settings: PayPalSettings, recipient: Recipient | None = None) -> dict[str, Any]:
+def note_for(invoice: Invoice, settings: PayPalSettings) -> str | None:
+    """``detail.note`` (printed): ``settings.note`` then the invoice's legal notes, one per line (``None``: empty).
+
+    Raises :class:`FieldLimitError` (``detail.note``) beyond 4000 characters.
+    """
+    note = "\n".join(part for part in (settings.note, *invoice.legal_notes) if part)
+    _check_len("detail.note", note, NOTE_MAX)
+    return note or None
+
+
+@dataclass(frozen=True)
+class Deduction:
+    """What a revision deducts for the previous invoice of its document (paid, so not cancellable).
+
+    ``amount`` (positive, in the invoice currency) is sent as ``amount.breakdown.custom`` with a
+    negative value and ``label`` (≤50 characters) naming ``previous_number``; ``paid`` is what was
+    paid on the previous invoice (for the outcome record).
+    """
+
+    amount: Decimal
+    previous_number: str
+    paid: Decimal
+
+    @property
+    def label(self) -> str:
+        """``Already invoiced on <previous number>`` (at most 20 + 25 characters)."""
+        return f"Already invoiced on {self.previous_number}"[:CUSTOM_LABEL_MAX]
+
+
+def invoice_to_paypal(
+    invoice: Invoice,
+    settings: PayPalSettings,
+    recipient: Recipient | None = None,
+    deduction: Deduction | None = None,
+) -> dict[str, Any]:
     """The body of ``POST /v2/invoicing/invoices`` (spec schema ``invoice``) for ``invoice``.
 
     Shape::
@@ -310,7 +364,11 @@ def invoice_to_paypal(invoice: Invoice, settings: PayPalSettings, recipient: Rec
          ["invoicer": {"email_address", "business_name"},]
          "primary_recipients": [{"billing_info": {"business_name"[, "email_address", "additional_info"]}}],
          "items": [line_to_item(...), ...],
-         "configuration": {"tax_calculated_after_discount": true, "tax_inclusive": bool}}
+         "configuration": {"tax_calculated_after_discount": true, "tax_inclusive": bool}
+         [, "amount": {"breakdown": {"custom": {"label", "amount": {"currency_code", "value": "-<deduction>"}}}}]}
+
+    ``detail.memo`` is our ownership marker (:func:`memo_for`), ``detail.note`` :func:`note_for`.
+    With a ``deduction`` PayPal's total is ``invoice.total - deduction.amount``.
 
     Raises :class:`FieldLimitError` (a :class:`PermanentError`) naming the field when a value is over
     a PayPal limit (``detail.invoice_number`` > 25 characters, > 100 items, ...) or when PayPal's
@@ -335,8 +393,9 @@ def invoice_to_paypal(invoice: Invoice, settings: PayPalSettings, recipient: Rec
         "payment_term": payment_term(invoice.issue_date, invoice.due_date),
         "memo": memo_for(invoice),
     }
-    if settings.note:
-        detail["note"] = settings.note
+    note = note_for(invoice, settings)
+    if note:
+        detail["note"] = note
     if settings.terms_and_conditions:
         detail["terms_and_conditions"] = settings.terms_and_conditions
     if not invoice.reference:
@@ -367,11 +426,16 @@ def invoice_to_paypal(invoice: Invoice, settings: PayPalSettings, recipient: Rec
     body["primary_recipients"] = [{"billing_info": billing}]
     body["items"] = [line_to_item(i, line, invoice, settings) for i, line in enumerate(invoice.lines)]
     body["configuration"] = {"tax_calculated_after_discount": True, "tax_inclusive": bool(invoice.tax_inclusive)}
-    _assert_totals_agree(invoice, body)
+    if deduction is not None:
+        if not 0 < deduction.amount <= AMOUNT_LIMIT:
+            raise FieldLimitError("amount.breakdown.custom.amount", f"{deduction.amount} is outside 0–1,000,000")
+        custom = {"label": deduction.label, "amount": money(-deduction.amount, currency)}
+        body["amount"] = {"breakdown": {"custom": custom}}
+    _assert_totals_agree(invoice, body, deduction.amount if deduction else Decimal(0))
     return body
 
 
-def _assert_totals_agree(invoice: Invoice, body: Mapping[str, Any]) -> None:
+def _assert_totals_agree(invoice: Invoice, body: Mapping[str, Any], deducted: Decimal = Decimal(0)) -> None:
     totals = expected_totals(body)
     for index, (line, (amount, tax)) in enumerate(zip(invoice.lines, totals.items, strict=True)):
         ours = line.total if invoice.tax_inclusive else line.net
@@ -382,12 +446,26 @@ def _assert_totals_agree(invoice: Invoice, body: Mapping[str, Any]) -> None:
                 f"{line.tax} (PayPal rounds tax per item half-up from the rate; the line's tax does not follow "
                 "that rule)",
             )
-    if totals.total != invoice.total or (not invoice.tax_inclusive and totals.tax_total != invoice.tax_total):
+    ours = invoice.total - deducted
+    if totals.total != ours or (not invoice.tax_inclusive and totals.tax_total != invoice.tax_total):
         raise FieldLimitError(
             "amount",
             f"PayPal would compute total {totals.total} (tax {totals.tax_total}), "
-            f"ours is {invoice.total} (tax {invoice.tax_total})",
+            f"ours is {ours} (tax {invoice.tax_total})",
         )
+
+
+def cancel_notification(settings: PayPalSettings, reason: str) -> dict[str, Any]:
+    """Body of ``POST /v2/invoicing/invoices/{id}/cancel`` (spec schema ``notification``, required by the spec).
+
+    The customer is told (``send_to_recipient``) when the tenant e-mails its invoices; ``note`` is
+    ``reason`` (at most 4000 characters).
+    """
+    return {
+        "send_to_recipient": settings.email_to_recipient,
+        "send_to_invoicer": settings.email_copy_to_invoicer,
+        "note": reason[:NOTE_MAX],
+    }
 
 
 def notification(settings: PayPalSettings) -> dict[str, Any]:
@@ -408,15 +486,20 @@ def invoice_from_paypal(element: Mapping[str, Any]) -> ExternalInvoice:
     """:class:`ExternalInvoice` from a PayPal ``invoice`` (GET, create representation or a search item).
 
     ``external_id`` = ``id``, ``number`` = ``detail.invoice_number``, ``total`` = ``amount.value`` as
-    :class:`Decimal` (None when absent), ``status`` = ``status``. Raises ``KeyError`` without ``id``.
+    :class:`Decimal` (None when absent), ``status`` = ``status``, ``marker`` read from ``detail.memo``,
+    ``paid`` = ``payments.paid_amount.value`` (0 when no payment was recorded). Raises ``KeyError``
+    without ``id``.
     """
     detail = element.get("detail") or {}
     amount = element.get("amount") or {}
+    paid = ((element.get("payments") or {}).get("paid_amount") or {}).get("value")
     return ExternalInvoice(
         external_id=str(element["id"]),
         number=str(detail.get("invoice_number") or ""),
         total=amount_or_none(amount.get("value")),
         status=element.get("status"),
+        marker=read_marker(detail.get("memo")),
+        paid=amount_or_none(paid) if paid is not None else Decimal(0),
     )
 
 
@@ -490,10 +573,12 @@ def describe_error(body: Any) -> str | None:
 
 __all__ = [
     "INVOICE_NUMBER_MAX",
+    "Deduction",
     "FieldLimitError",
     "ItemLayout",
     "Recipient",
     "Totals",
+    "cancel_notification",
     "created_id",
     "describe_error",
     "exact_match",
@@ -504,7 +589,9 @@ __all__ = [
     "issues",
     "item_layout",
     "line_to_item",
+    "memo_for",
     "money",
+    "note_for",
     "notification",
     "payment_term",
     "recipient_email",

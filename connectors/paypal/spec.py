@@ -29,6 +29,7 @@ OPERATIONS = (
     "invoices.delete",
     "invoices.send",
     "invoices.cancel",
+    "invoices.payments",
     "invoices.search-invoices",
     "invoicing.generate-next-invoice-number",
 )

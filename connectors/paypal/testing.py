@@ -42,6 +42,19 @@ class PayPalHarness(ConnectorHarness):
                 "PayPal Invoicing v2 has no customer/contact objects: the recipient (business name, e-mail) travels "
                 "inline in primary_recipients[].billing_info, so there is nothing to look up or create"
             ),
+            "amend_paid": (
+                "PayPal Invoicing v2 has no credit notes (no such object or endpoint in invoicing_v2.json) and cannot "
+                "cancel a paid invoice (CANNOT_CANCEL_PAID_INVOICE): the paid invoice stays PAID and the revision is "
+                "created with the previous total deducted as a negative amount.breakdown.custom ('Already invoiced "
+                "on <number>'), so PayPal's total of the revision is new total - paid, not ours, and there is no "
+                "credit note to list; the balance new total - paid is asserted in tests/test_paypal_connector.py"
+            ),
+            "cancel_paid": (
+                "PayPal Invoicing v2 has no credit notes and refuses to cancel a paid invoice "
+                "(CANNOT_CANCEL_PAID_INVOICE); the broker moves no money, so cancelling a paid invoice is a "
+                "PermanentError telling the operator to refund it in PayPal (a REFUNDED invoice then counts as "
+                "retired), asserted in tests/test_paypal_connector.py"
+            ),
         }
     )
     hostile: ClassVar[Mapping[str, HostileExpectation]] = MappingProxyType(
@@ -101,7 +114,8 @@ class PayPalHarness(ConnectorHarness):
 
     # ------------------------------------------------------------------ read back
     def invoices(self) -> list[HeldInvoice]:
-        """Every invoice the emulator holds; ``contact`` is the first recipient's e-mail or business name."""
+        """Every invoice the emulator holds; ``contact`` is the first recipient's e-mail or business name,
+        ``printed`` the printed ``detail.note`` and ``detail.terms_and_conditions`` (not the private memo)."""
         held = []
         for inv in self.emu.invoices():
             billing = ((inv.get("primary_recipients") or [{}])[0] or {}).get("billing_info") or {}
@@ -114,9 +128,30 @@ class PayPalHarness(ConnectorHarness):
                     line_count=len(inv.get("items") or []),
                     contact=billing.get("email_address") or billing.get("business_name"),
                     raw=inv,
+                    status=inv["status"],
+                    printed="\n".join(
+                        t for t in (inv["detail"].get("note"), inv["detail"].get("terms_and_conditions")) if t
+                    ),
                 )
             )
         return held
+
+    # ------------------------------------------------------------------ lifecycle
+    def mark_paid(self, external_id: str, amount: Decimal | None = None) -> None:
+        """An external payment of ``amount`` (``None``: all that is due), as ``POST .../payments`` records it."""
+        self.emu.record_payment(external_id, amount)
+
+    def balance(self) -> Decimal:
+        """The ``due_amount`` of ``SENT`` / ``UNPAID`` / ``PARTIALLY_PAID`` invoices (no credit notes in PayPal)."""
+        return self.emu.balance()
+
+    def credit_notes(self) -> list[HeldInvoice]:
+        """None: PayPal Invoicing has no credit notes."""
+        return []
+
+    def plant_foreign(self, invoice: Invoice, total: Decimal) -> str:
+        """A ``SENT`` invoice under ``invoice``'s number, ``total`` in one untaxed item, no memo (no marker)."""
+        return self.emu.plant_invoice(invoice.invoice_number, total, invoice.currency, invoice.client_name)
 
     # ------------------------------------------------------------------ faults
     def inject_rate_limit(self, retry_after: int = 1) -> None:

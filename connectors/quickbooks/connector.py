@@ -26,6 +26,13 @@ Creates invoices with ``POST {api_url}/v3/company/{realmId}/invoice?minorversion
 * **Status/e-mail** — QBO invoices have no draft state (an invoice is an open receivable once
   created). ``email_invoice: true`` sends it with ``POST /invoice/{id}/send`` (own ``requestid``;
   skipped when ``EmailStatus`` is already ``EmailSent``).
+* **Ownership** — ``PrivateNote`` (internal memo, returned on reads) carries our marker
+  ``broker:<invoice key>``; an invoice found under our ``DocNumber`` (duplicate fault, batch duplicate)
+  is adopted only when it carries our marker and our total
+  (:func:`~connectors.sdk.lifecycle.check_ours`), else :class:`NumberConflictError`.
+* **Lifecycle** — :meth:`QuickBooksConnector.retire`: QBO has no drafts; an unpaid invoice is voided
+  (``POST /invoice?operation=void`` with ``Id`` + ``SyncToken``); an invoice with a payment gets a
+  ``CreditMemo`` for its whole total (``POST /creditmemo``), looked up by ``DocNumber`` first.
 * **Batch** — :meth:`QuickBooksConnector.deliver_many` uses ``POST /batch`` (≤ 30 items per call,
   per-item results matched by ``bId``).
 * **Limits** — 500 requests/minute per company, 10 concurrent (429 ``ThrottlingFault``; wait
@@ -39,6 +46,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import date
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import httpx
@@ -50,6 +59,7 @@ from connectors.sdk.errors import (
     AuthError,
     ConfigError,
     ConnectorError,
+    NumberConflictError,
     PermanentError,
     RateLimitedError,
     RetryableError,
@@ -57,8 +67,10 @@ from connectors.sdk.errors import (
     UnknownAccountError,
 )
 from connectors.sdk.http import HttpConnector, OAuth2Auth
+from connectors.sdk.idempotency import QUICKBOOKS, idempotency_key
 from connectors.sdk.interface import BatchItem, Capabilities, DeliveryResult
 from connectors.sdk.invoice import ExternalInvoice, Invoice
+from connectors.sdk.lifecycle import Retirement, check_ours
 from connectors.sdk.oauth2 import OAuth2Config
 
 log = logging.getLogger("connectors.quickbooks")
@@ -88,7 +100,7 @@ class QuickBooksConnector(HttpConnector):
         native_idempotency=True,
         lookup_by_reference=True,
         batch_size=30,
-        amendments=False,
+        amendments=True,
         oauth2=True,
         rate_limit_per_minute=500,
         max_concurrency=10,
@@ -256,8 +268,10 @@ class QuickBooksConnector(HttpConnector):
     async def _existing(
         self, invoice: Invoice, key: str, found: Mapping[str, dict[str, Any]] | None = None
     ) -> DeliveryResult:
-        """The invoice QBO has under our ``DocNumber`` (looked up unless in ``found``) as ``created=False``;
-        :class:`RetryableError` when the query does not return it yet."""
+        """The invoice QBO has under our ``DocNumber`` (looked up unless in ``found``) as ``created=False``,
+        once proven ours (:func:`~connectors.sdk.lifecycle.check_ours`: our marker in ``PrivateNote`` and
+        our total, else :class:`NumberConflictError`); :class:`RetryableError` when the query does not
+        return it yet."""
         if found is None:
             found = await self._find_many([invoice.invoice_number])
         entity = found.get(invoice.invoice_number)
@@ -265,6 +279,7 @@ class QuickBooksConnector(HttpConnector):
             raise RetryableError(
                 f"QuickBooks reported DocNumber {invoice.invoice_number} as taken but the query does not return it yet"
             )
+        check_ours(invoice, qbo.invoice_from_qbo(entity), what="QuickBooks Invoice found under our DocNumber")
         return self._result(invoice, entity, created=False, key=key)
 
     async def _maybe_email(self, invoice: Invoice, result: DeliveryResult) -> DeliveryResult:
@@ -302,9 +317,169 @@ class QuickBooksConnector(HttpConnector):
         return response
 
     async def find(self, invoice_number: str) -> ExternalInvoice | None:
-        """``GET /query?query=select * from Invoice where DocNumber = '<n>'`` — the exact match or ``None``."""
+        """``GET /query?query=select * from Invoice where DocNumber = '<n>'`` — the exact match or ``None``,
+        with QBO's ``TotalAmt``, the derived status (``Open``, ``Partial``, ``Paid``, ``Voided``), the
+        marker of its ``PrivateNote`` and the amount paid (``TotalAmt - Balance``)."""
         entity = (await self._find_many([invoice_number])).get(invoice_number)
         return qbo.invoice_from_qbo(entity) if entity is not None else None
+
+    async def _find_entity(self, entity_name: str, number: str) -> dict[str, Any] | None:
+        """The ``entity_name`` (``CreditMemo``...) whose ``DocNumber`` is exactly ``number``, or ``None``."""
+        where = f"DocNumber = {qbo.quote(number)}"
+        response = await self._query(
+            f"select * from {entity_name} where {where}", f"QuickBooks query {entity_name} {where}"
+        )
+        for entity in response.get(entity_name) or []:
+            if isinstance(entity, dict) and entity.get("DocNumber") == number and entity.get("Id"):
+                return entity
+        return None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def retire(self, previous: ExternalInvoice, *, key: str, reason: str, issued: date) -> Retirement:
+        """Take ``previous`` out of the customer's balance by QBO's rules; every step safe to repeat.
+
+        Re-reads the invoice (``GET /invoice/{Id}``, or by ``DocNumber`` when no id is known: then it must
+        carry a broker marker, else :class:`NumberConflictError`). Absent (Fault 610) or voided ->
+        ``none``. A credit memo already issued for it (``select * from CreditMemo where DocNumber =
+        '<number>-CN'``, proven ours by the marker and total) -> ``none``. Any payment (``Balance <
+        TotalAmt``) -> a ``CreditMemo`` for its whole total (:func:`~connectors.quickbooks.mapper.credit_memo_body`,
+        ``POST /creditmemo``; QBO has no way to void a paid invoice without unlinking the payment) ->
+        ``credited`` with ``paid``. Otherwise -> ``POST /invoice?operation=void`` with ``Id`` and
+        ``SyncToken`` (QBO keeps the voided invoice with zero amounts: https://blogs.intuit.com/2016/04/06/voiding-invoice-objects)
+        -> ``voided``; a stale ``SyncToken`` (Fault 5010) re-reads once. Writes carry ``requestid``
+        ``<tenant>:quickbooks:<key>:void-<Id>-<SyncToken>`` / ``credit-<Id>`` (hashed when over 50 characters;
+        the ``SyncToken`` in the void key lets the retry after a stale token be a new request, not a replay).
+        """
+        entity = await self._reread(previous)
+        if entity is None:
+            return Retirement("none", previous.number)
+        status = qbo.invoice_status(entity)
+        number = str(entity.get("DocNumber") or previous.number)
+        if status == "Voided":
+            return Retirement("none", number, status)
+        note = await self._credit_memo(entity)
+        if note is not None:
+            return Retirement("none", number, status, details={"credit_note_number": note.get("DocNumber")})
+        paid = qbo.amount_paid(entity)
+        if paid > 0:
+            return await self._credit(entity, key=key, reason=reason, issued=issued, status=status, paid=paid)
+        await self._void(entity, key)
+        return Retirement("voided", number, status)
+
+    async def _reread(self, previous: ExternalInvoice) -> dict[str, Any] | None:
+        """The invoice as QBO holds it now (``None``: absent or deleted). Found by number only, it must carry a
+        broker marker (``previous.marker`` when given): a foreign document is never voided or credited."""
+        if not previous.external_id:
+            entity = (await self._find_many([previous.number])).get(previous.number)
+            if entity is not None:
+                self._check_retirable(previous, entity)
+            return entity
+        what = f"QuickBooks GET invoice/{previous.external_id} ({previous.number})"
+        resp = await self._call("GET", f"invoice/{previous.external_id}")
+        if resp.status_code == 400 and qbo.has_code(qbo.fault_errors(self.decode(resp)), qbo.NOT_FOUND_CODE):
+            return None
+        body = self._ok(resp, what)
+        entity = body.get("Invoice") if isinstance(body, dict) else None
+        if not isinstance(entity, dict) or not entity.get("Id"):
+            raise RetryableError(f"{what}: unreadable body", http_status=resp.status_code)
+        return entity
+
+    def _check_retirable(self, previous: ExternalInvoice, entity: dict[str, Any]) -> None:
+        found = qbo.invoice_from_qbo(entity)
+        if found.marker is not None and previous.marker in (None, found.marker):
+            return
+        total = found.total if found.total is not None else Decimal("0")
+        raise NumberConflictError(
+            f"number_conflict: QuickBooks Invoice {previous.number} (Id {found.external_id}, total {found.total}) "
+            f"does not carry our marker (it carries {found.marker!r}): it is not retired. Total in QuickBooks: "
+            f"{found.total}; ours: {previous.total if previous.total is not None else 'unknown'}",
+            number=previous.number,
+            ours=previous.total if previous.total is not None else total,
+            theirs=found.total,
+            external_id=found.external_id,
+        )
+
+    async def _credit_memo(self, entity: dict[str, Any]) -> dict[str, Any] | None:
+        """The credit memo already issued for invoice ``entity`` (by ``DocNumber``), proven ours: it carries the
+        invoice's marker and its total (else :class:`NumberConflictError`); ``None`` when there is none."""
+        invoice_number = str(entity.get("DocNumber") or "")
+        number = qbo.credit_memo_number(invoice_number)
+        note = await self._find_entity("CreditMemo", number)
+        if note is None:
+            return None
+        expected = qbo.read_marker(entity.get("PrivateNote")) or invoice_number
+        found, total = qbo.read_marker(note.get("PrivateNote")), Decimal(str(note.get("TotalAmt", "0")))
+        invoice_total = Decimal(str(entity.get("TotalAmt", "0")))
+        if found != expected or total != invoice_total:
+            raise NumberConflictError(
+                f"number_conflict: QuickBooks already holds a CreditMemo numbered {number} (Id {note.get('Id')}) "
+                f"that is not ours: marker {found!r} (ours {expected!r}), total {total} (invoice {invoice_number} "
+                f"totals {invoice_total}). Invoice {invoice_number} was not retired: rename or remove that memo",
+                number=number,
+                ours=invoice_total,
+                theirs=total,
+                external_id=str(note.get("Id")),
+            )
+        return note
+
+    def _step_key(self, key: str, operation: str) -> str:
+        return idempotency_key(self.tenant, "quickbooks", key, operation, QUICKBOOKS)
+
+    async def _credit(
+        self, entity: dict[str, Any], *, key: str, reason: str, issued: date, status: str, paid: Decimal
+    ) -> Retirement:
+        """``POST /creditmemo`` for the whole of ``entity``; a duplicate ``DocNumber`` is looked up and proven ours."""
+        body = qbo.credit_memo_body(entity, issued=issued, reason=reason)
+        number, ident = body["DocNumber"], str(entity["Id"])
+        what = f"QuickBooks POST creditmemo {number} (invoice {entity.get('DocNumber')})"
+        resp = await self._call(
+            "POST", "creditmemo", params={"requestid": self._step_key(key, f"credit-{ident}")}, body=body
+        )
+        if resp.status_code == 400 and qbo.is_duplicate_doc_number(qbo.fault_errors(self.decode(resp))):
+            note = await self._credit_memo(entity)
+            if note is None:
+                raise RetryableError(f"{what}: DocNumber reported taken but the query does not return it yet")
+        else:
+            note = self._created(resp, "CreditMemo", what)
+        total = Decimal(str(note.get("TotalAmt", "0")))
+        if total != Decimal(str(entity.get("TotalAmt", "0"))):
+            log.warning(
+                "quickbooks tenant=%s credit memo %s total %s differs from invoice %s total %s",
+                self.tenant,
+                number,
+                total,
+                entity.get("DocNumber"),
+                entity.get("TotalAmt"),
+            )
+        return Retirement(
+            "credited",
+            str(entity.get("DocNumber") or ""),
+            status,
+            paid=paid,
+            credit_note_id=str(note["Id"]),
+            credit_note_number=str(note.get("DocNumber") or number),
+            credit_note_total=total,
+        )
+
+    async def _void(self, entity: dict[str, Any], key: str) -> None:
+        """``POST /invoice?operation=void`` with ``Id`` and ``SyncToken``; a stale token re-reads once."""
+        ident = str(entity["Id"])
+        what = f"QuickBooks POST invoice?operation=void ({entity.get('DocNumber')}, Id {ident})"
+        for attempt in (1, 2):
+            body = {"Id": ident, "SyncToken": str(entity.get("SyncToken", "0"))}
+            params = {"operation": "void", "requestid": self._step_key(key, f"void-{ident}-{body['SyncToken']}")}
+            resp = await self._call("POST", "invoice", params=params, body=body)
+            errors = qbo.fault_errors(self.decode(resp))
+            if attempt == 1 and resp.status_code == 400 and qbo.has_code(errors, qbo.STALE_OBJECT_CODE):
+                fresh = await self._reread(ExternalInvoice(ident, str(entity.get("DocNumber") or "")))
+                if fresh is None or qbo.invoice_status(fresh) == "Voided":
+                    return
+                if qbo.amount_paid(fresh) > 0:
+                    raise RetryableError(f"{what}: a payment arrived meanwhile; retire again to credit it")
+                entity = fresh
+                continue
+            self._created(resp, "Invoice", what)
+            return
 
     async def _find_many(self, numbers: Sequence[str]) -> dict[str, dict[str, Any]]:
         """``DocNumber`` -> ``Invoice`` (with an ``Id``; exact matches only) of those of ``numbers`` QBO has.
@@ -331,7 +506,8 @@ class QuickBooksConnector(HttpConnector):
         Each chunk is sorted by invoice key, items are ``bId`` ``b0``..``b29`` and the call carries
         ``batch_request_id`` (:mod:`~connectors.quickbooks.mapper`) of the chunk's keys, so a retried chunk is
         replayed by QBO. A duplicate ``DocNumber`` item is looked up (one ``DocNumber in (...)`` query) and
-        reported ``created=False``. After a 429, auth or config error the remaining invoices get that error.
+        reported ``created=False`` once proven ours (else that item's error is :class:`NumberConflictError`).
+        After a 429, auth or config error the remaining invoices get that error.
         Retry failed items one by one (:meth:`deliver`, their own ``requestid``): the same batch
         again would be answered with the replayed batch response.
         """
@@ -380,7 +556,7 @@ class QuickBooksConnector(HttpConnector):
         for invoice in duplicates:
             try:
                 created.append((invoice, await self._existing(invoice, key, existing)))
-            except RetryableError as exc:
+            except (RetryableError, NumberConflictError) as exc:
                 out[invoice.invoice_key] = BatchItem(invoice.invoice_key, error=exc)
         for invoice, result in created:
             try:

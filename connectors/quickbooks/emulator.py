@@ -14,8 +14,29 @@ and public integration reports where Intuit's docs are silent (noted below as *o
   Errors: 401 ``invalid_client``, 400 ``invalid_grant`` / ``unsupported_grant_type``.
 * Under ``/v3/company/{realmId}/`` (Bearer token required: 401 ``AuthenticationFault`` code 3200;
   a realm the token cannot reach: 403 ``AuthorizationFault`` code 3100):
-  ``GET companyinfo/{realmId}``, ``POST invoice``, ``GET invoice/{id}``, ``POST invoice/{id}/send``,
-  ``GET query?query=...``, ``POST batch``, ``POST customer``, ``GET customer/{id}``.
+  ``GET companyinfo/{realmId}``, ``POST invoice``, ``POST invoice?operation=void``, ``GET invoice/{id}``,
+  ``POST invoice/{id}/send``, ``POST creditmemo``, ``GET creditmemo/{id}``, ``GET payment/{id}``,
+  ``GET query?query=...`` (``Invoice``, ``CreditMemo``, ``Payment``, ``Customer``), ``POST batch``,
+  ``POST customer``, ``GET customer/{id}``.
+* **Void** (``POST invoice?operation=void`` with ``{"Id", "SyncToken"}``; Intuit blog "Voiding Invoice
+  Objects", https://blogs.intuit.com/2016/04/06/voiding-invoice-objects): the invoice stays, its line
+  amounts, quantities, tax, ``TotalAmt`` and ``Balance`` become 0 and ``Voided`` is prepended to
+  ``PrivateNote`` (``Voided - <note>``: the separator is not documented). A stale ``SyncToken`` is
+  Fault 5010 "Stale Object Error"; an invoice with a linked ``Payment`` is refused (Fault 6000: the
+  emulator's harsher choice — QBO's UI asks to unlink the payment first); voiding a voided invoice
+  changes nothing. Other ``operation`` values and updates (``Id``/``SyncToken`` without ``operation``)
+  are not emulated (Fault 6000).
+* **Credit memos** (``POST creditmemo``, entity ``CreditMemo``,
+  https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/creditmemo): validated
+  and computed like invoices (lines, tax lines, limits), ``DocNumber`` unique among credit memos (6140);
+  stored with ``TotalAmt``, ``Balance`` and ``RemainingCredit`` (= ``TotalAmt``: the emulator never
+  applies a credit to an invoice by itself).
+* **Payments** are ``Payment`` entities (``Line[].LinkedTxn`` -> the invoice, ``TxnType: Invoice``); the
+  invoice's ``Balance`` drops by the amount and its ``LinkedTxn`` lists the payment (``TxnType:
+  Payment``). They are recorded by the admin action :meth:`QuickBooksEmulator.pay` (as when the
+  customer pays): partial or full, never more than the balance.
+* **Customer balance** (:meth:`QuickBooksEmulator.balance`): Σ ``Balance`` of the invoices (voided ones
+  are 0) − Σ ``RemainingCredit`` of the credit memos.
 * Errors are Intuit ``Fault`` bodies ``{"Fault": {"Error": [{"Message", "Detail", "code", "element"}],
   "type": "ValidationFault"}, "time": ...}`` (HTTP 400): 2010 unsupported property, 2020 required
   parameter missing, 2050 string length (``DocNumber`` ≤ 21, ``Description``/``PrivateNote`` ≤ 4000,
@@ -44,8 +65,13 @@ Test hooks: ``request_validator`` (see :mod:`connectors.quickbooks.spec`),
 kit's control API (:mod:`connectors.sandbox.emulator`; its ``stats`` add ``invoice_count``,
 ``refresh_token_uses``, ``request_ids`` and ``emails``) with two listings::
 
-    GET  /_emulator/invoices   -> [invoice, ...] (every realm, each with "RealmId")
-    GET  /_emulator/customers  -> [customer, ...]
+    GET  /_emulator/invoices     -> [invoice, ...] (every realm, each with "RealmId")
+    GET  /_emulator/customers    -> [customer, ...]
+    GET  /_emulator/creditmemos  -> [credit memo, ...]
+    GET  /_emulator/payments     -> [payment, ...]
+    POST /_emulator/payments     {"RealmId", "InvoiceId", "Amount"?}  -> the Payment ("mark paid")
+    POST /_emulator/plant        {"RealmId", "Invoice": {...}, "TxnType"?} -> a transaction made outside the broker
+    POST /_emulator/balance      {"RealmId", "CustomerId"?}           -> {"Balance": "12.30"}
 """
 
 from __future__ import annotations
@@ -160,6 +186,30 @@ _INVOICE_FIELDS = frozenset(
         "sparse",
     }
 )
+#: ``CreditMemo`` fields (Intuit's CreditMemo entity reference): the invoice's but those of due dates, deposits,
+#: shipping, online payment and payment links, plus the credit left to apply.
+_CREDIT_MEMO_FIELDS = (
+    _INVOICE_FIELDS
+    - {
+        "DueDate",
+        "BillEmailCc",
+        "BillEmailBcc",
+        "ShipFromAddr",
+        "ShipDate",
+        "TrackingNum",
+        "ShipMethodRef",
+        "LinkedTxn",
+        "DepositToAccountRef",
+        "AllowOnlineACHPayment",
+        "AllowOnlineCreditCardPayment",
+        "Deposit",
+        "FreeFormAddress",
+        "HomeBalance",
+        "DeliveryInfo",
+        "InvoiceLink",
+        "RecurDataRef",
+    }
+) | {"RemainingCredit", "InvoiceRef", "ProjectRef"}
 _LINE_FIELDS = frozenset({"Id", "LineNum", "Description", "Amount", "DetailType", "SalesItemLineDetail", "LinkedTxn"})
 _SALES_DETAIL_FIELDS = frozenset(
     {
@@ -262,6 +312,8 @@ class _Realm:
     tax_rates: dict[str, tuple[str, Decimal]]
     tax_codes: dict[str, tuple[str, list[str]]]
     invoices: dict[str, dict[str, Any]]
+    credit_memos: dict[str, dict[str, Any]]
+    payments: dict[str, dict[str, Any]]
     next_id: int
     request_ids: ReplayCache
     minute: Window
@@ -357,6 +409,8 @@ class QuickBooksEmulator(TokenHolder, Emulator):
                 tax_rates=dict(self.seed_tax_rates),
                 tax_codes={k: (n, list(r)) for k, (n, r) in self.seed_tax_codes.items()},
                 invoices={},
+                credit_memos={},
+                payments={},
                 next_id=130,
                 request_ids=ReplayCache(self.requestid_ttl),
                 minute=Window(self.rate_limit_per_minute, 60.0),
@@ -383,6 +437,77 @@ class QuickBooksEmulator(TokenHolder, Emulator):
     def customers(self, realm_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return stored_objects(self._realms, "customers", realm_id)
+
+    def credit_memos(self, realm_id: str | None = None) -> list[dict[str, Any]]:
+        """Deep copies of the stored credit memos."""
+        with self._lock:
+            return stored_objects(self._realms, "credit_memos", realm_id)
+
+    def pay(self, realm_id: str, invoice_id: str, amount: Decimal | None = None) -> dict[str, Any]:
+        """Record a ``Payment`` of ``amount`` (``None``: the whole ``Balance``) on invoice ``invoice_id``, as
+        QBO does when the customer pays: ``Balance`` drops, both sides list the other in ``LinkedTxn``.
+        Raises ``KeyError`` (unknown realm or invoice) or ``ValueError`` (voided invoice, amount not in
+        ``(0, Balance]``)."""
+        with self._lock:
+            realm = self._realms[realm_id]
+            invoice = realm.invoices.get(invoice_id)
+            if invoice is None:
+                raise KeyError(f"no invoice {invoice_id} in realm {realm_id}")
+            balance = Decimal(invoice["Balance"])
+            paid = balance if amount is None else _q2(Decimal(amount))
+            if str(invoice.get("PrivateNote", "")).startswith("Voided") and invoice["TotalAmt"] == 0:
+                raise ValueError(f"invoice {invoice_id} is voided")
+            if paid <= 0 or paid > balance:
+                raise ValueError(f"payment {paid} must be more than 0 and at most the balance {balance}")
+            payment_id = str(realm.next_id)
+            realm.next_id += 1
+            now = _qbo_time()
+            payment = {
+                "Id": payment_id,
+                "SyncToken": "0",
+                "domain": "QBO",
+                "sparse": False,
+                "TxnDate": date.today().isoformat(),
+                "CustomerRef": copy.deepcopy(invoice["CustomerRef"]),
+                "CurrencyRef": copy.deepcopy(invoice["CurrencyRef"]),
+                "TotalAmt": paid,
+                "UnappliedAmt": Decimal("0"),
+                "Line": [{"Amount": paid, "LinkedTxn": [{"TxnId": invoice_id, "TxnType": "Invoice"}]}],
+                "MetaData": {"CreateTime": now, "LastUpdatedTime": now},
+            }
+            realm.payments[payment_id] = payment
+            invoice["Balance"] = invoice["HomeBalance"] = balance - paid
+            invoice.setdefault("LinkedTxn", []).append({"TxnId": payment_id, "TxnType": "Payment"})
+            self._touch(invoice)
+            return copy.deepcopy(payment)
+
+    def balance(self, realm_id: str, customer_id: str | None = None) -> Decimal:
+        """What the customers (or ``customer_id``) owe: Σ ``Balance`` of the invoices (voided ones are 0)
+        − Σ ``RemainingCredit`` of the credit memos."""
+        with self._lock:
+            realm = self._realms[realm_id]
+
+            def mine(entity: dict[str, Any]) -> bool:
+                return customer_id is None or entity["CustomerRef"]["value"] == customer_id
+
+            due = sum((Decimal(i["Balance"]) for i in realm.invoices.values() if mine(i)), Decimal("0"))
+            credit = sum((Decimal(c["RemainingCredit"]) for c in realm.credit_memos.values() if mine(c)), Decimal("0"))
+            return _q2(due - credit)
+
+    def plant_invoice(self, realm_id: str, doc: dict[str, Any], txn_type: str = "Invoice") -> dict[str, Any]:
+        """Store an invoice (or, ``txn_type="CreditMemo"``, a credit memo) made outside the broker (the QBO UI,
+        another app): ``doc`` as a create body, checked like one (``ValueError`` naming the faults). Returns
+        the stored entity."""
+        with self._lock:
+            try:
+                return self._create_invoice(self._realms[realm_id], doc, allow_duplicate=False, txn_type=txn_type)
+            except _ValidationError as exc:
+                raise ValueError(str(exc)) from None
+
+    @staticmethod
+    def _touch(entity: dict[str, Any]) -> None:
+        entity["SyncToken"] = str(int(entity["SyncToken"]) + 1)
+        entity["MetaData"]["LastUpdatedTime"] = _qbo_time()
 
     def inject_fault(self, kind: str, times: int = 1) -> None:
         """Make the next ``times`` company API calls fail with ``kind``.
@@ -575,8 +700,25 @@ class QuickBooksEmulator(TokenHolder, Emulator):
                 return self._company_info(realm_id, parts[1])
             if name == "invoice" and len(parts) == 1 and req.method == "POST":
                 doc = self._parse(req)
+                operation = req.query.get("operation")
+                if operation is not None and operation.lower() != "void":
+                    raise _business(f"operation={operation} is not emulated (void only)", "operation")
+                if operation is not None:
+                    return json_response(200, {"Invoice": self._void(realm, doc), "time": _qbo_time()})
                 entity = self._create_invoice(realm, doc, allow_duplicate=self._allow_dup(req))
                 return json_response(200, {"Invoice": entity, "time": _qbo_time()})
+            if name == "creditmemo" and len(parts) == 1 and req.method == "POST":
+                if "operation" in req.query:
+                    raise _business("operations on credit memos are not emulated", "operation")
+                entity = self._create_invoice(realm, self._parse(req), allow_duplicate=False, txn_type="CreditMemo")
+                return json_response(200, {"CreditMemo": entity, "time": _qbo_time()})
+            if name in ("creditmemo", "payment") and len(parts) == 2 and req.method == "GET":
+                kind, store = (
+                    ("CreditMemo", realm.credit_memos) if name == "creditmemo" else ("Payment", realm.payments)
+                )
+                if parts[1] not in store:
+                    raise _not_found(kind, parts[1])
+                return json_response(200, {kind: copy.deepcopy(store[parts[1]]), "time": _qbo_time()})
             if name == "invoice" and len(parts) == 2 and req.method == "GET":
                 return json_response(
                     200, {"Invoice": copy.deepcopy(self._invoice(realm, parts[1])), "time": _qbo_time()}
@@ -724,18 +866,24 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             return str(value["value"])
         return None
 
-    def _create_invoice(self, realm: _Realm, doc: Any, *, allow_duplicate: bool) -> dict[str, Any]:
-        """Validate, compute and store one invoice (raises :class:`_ValidationError` with every problem found)."""
-        entity, commit = self._build_invoice(realm, doc, allow_duplicate=allow_duplicate, taken=None)
+    def _create_invoice(
+        self, realm: _Realm, doc: Any, *, allow_duplicate: bool, txn_type: str = "Invoice"
+    ) -> dict[str, Any]:
+        """Validate, compute and store one invoice or (``txn_type="CreditMemo"``) credit memo (raises
+        :class:`_ValidationError` with every problem found)."""
+        entity, commit = self._build_invoice(realm, doc, allow_duplicate=allow_duplicate, taken=None, txn_type=txn_type)
         commit()
         return copy.deepcopy(entity)
 
     def _build_invoice(
-        self, realm: _Realm, doc: Any, *, allow_duplicate: bool, taken: set[str] | None
+        self, realm: _Realm, doc: Any, *, allow_duplicate: bool, taken: set[str] | None, txn_type: str = "Invoice"
     ) -> tuple[dict[str, Any], Callable[[], None]]:
         if not isinstance(doc, dict):
-            raise _ValidationError([_required("Invoice")])
-        errors: list[QboError] = [_unsupported(key) for key in doc if key not in _INVOICE_FIELDS]
+            raise _ValidationError([_required(txn_type)])
+        fields, store = (
+            (_INVOICE_FIELDS, realm.invoices) if txn_type == "Invoice" else (_CREDIT_MEMO_FIELDS, realm.credit_memos)
+        )
+        errors: list[QboError] = [_unsupported(key) for key in doc if key not in fields]
         if doc.get("Id") or doc.get("SyncToken"):
             errors.append(_business("updates (Id/SyncToken) are not emulated; only create is", "Id"))
         customer_id = self._ref(doc.get("CustomerRef"))
@@ -913,11 +1061,11 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         taken_numbers = (
             taken
             if taken is not None
-            else {str(i.get("DocNumber", "")).casefold() for i in realm.invoices.values() if i.get("DocNumber")}
+            else {str(i.get("DocNumber", "")).casefold() for i in store.values() if i.get("DocNumber")}
         )
         if isinstance(number, str) and number and not allow_duplicate and number.casefold() in taken_numbers:
             holder = next(
-                (i for i in realm.invoices.values() if str(i.get("DocNumber", "")).casefold() == number.casefold()),
+                (i for i in store.values() if str(i.get("DocNumber", "")).casefold() == number.casefold()),
                 None,
             )
             txn = f" with TxnId={holder['Id']}" if holder else ""
@@ -926,7 +1074,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
                     "6140",
                     "Duplicate Document Number Error",
                     "Duplicate Document Number Error : You must specify a different number. This number has already "
-                    f"been used. DocNumber={number} is assigned to TxnType=Invoice{txn}",
+                    f"been used. DocNumber={number} is assigned to TxnType={txn_type}{txn}",
                     "DocNumber",
                 )
             )
@@ -982,11 +1130,54 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             entity["BillEmail"] = copy.deepcopy(customer["PrimaryEmailAddr"])
         if entity["EmailStatus"] == "NeedToSend" and not entity.get("BillEmail"):
             raise _ValidationError([_business("BillEmail is required when EmailStatus is NeedToSend", "BillEmail")])
+        if txn_type == "CreditMemo":
+            entity.pop("DueDate")
+            entity.pop("HomeBalance")
+            entity["RemainingCredit"] = total
 
         def commit() -> None:
-            realm.invoices[invoice_id] = entity
+            store[invoice_id] = entity
 
         return entity, commit
+
+    def _void(self, realm: _Realm, doc: Any) -> dict[str, Any]:
+        """``POST invoice?operation=void`` with ``{"Id", "SyncToken"}`` (see the module docstring)."""
+        if not isinstance(doc, dict):
+            raise _required("Invoice")
+        unknown = [key for key in doc if key not in ("Id", "SyncToken", "sparse")]
+        if unknown:
+            raise _unsupported(unknown[0])
+        for key in ("Id", "SyncToken"):
+            if not isinstance(doc.get(key), str) or not doc[key]:
+                raise _required(key)
+        invoice = self._invoice(realm, doc["Id"])
+        if doc["SyncToken"] != invoice["SyncToken"]:
+            raise QboError(
+                "5010",
+                "Stale Object Error",
+                f"Stale Object Error : You and another user were working on the same thing. Object Id: {doc['Id']}, "
+                f"SyncToken {doc['SyncToken']}, the current one is {invoice['SyncToken']}",
+                "SyncToken",
+            )
+        note = str(invoice.get("PrivateNote") or "")
+        if note.startswith("Voided") and invoice["TotalAmt"] == 0:
+            return copy.deepcopy(invoice)
+        if any(link.get("TxnType") == "Payment" for link in invoice.get("LinkedTxn") or []):
+            raise _business(
+                "This transaction is linked to a payment and cannot be voided: unlink or delete the payment first",
+                "LinkedTxn",
+            )
+        for line in invoice["Line"]:
+            line["Amount"] = Decimal("0")
+            detail = line.get("SalesItemLineDetail")
+            if isinstance(detail, dict):
+                detail.pop("Qty", None)
+                detail.pop("UnitPrice", None)
+        invoice["TxnTaxDetail"] = {"TotalTax": Decimal("0")}
+        invoice["TotalAmt"] = invoice["Balance"] = invoice["HomeBalance"] = Decimal("0")
+        invoice["PrivateNote"] = f"Voided - {note}" if note else "Voided"
+        self._touch(invoice)
+        return copy.deepcopy(invoice)
 
     def _send(self, realm_id: str, realm: _Realm, ident: str, send_to: str | None) -> dict[str, Any]:
         invoice = self._invoice(realm, ident)
@@ -1000,8 +1191,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             invoice["BillEmail"] = {"Address": send_to}
         invoice["EmailStatus"] = "EmailSent"
         invoice["DeliveryInfo"] = {"DeliveryType": "Email", "DeliveryTime": _qbo_time()}
-        invoice["SyncToken"] = str(int(invoice["SyncToken"]) + 1)
-        invoice["MetaData"]["LastUpdatedTime"] = _qbo_time()
+        self._touch(invoice)
         self.emails.append((realm_id, ident, address))
         return copy.deepcopy(invoice)
 
@@ -1028,6 +1218,15 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             "primaryemailaddr": "PrimaryEmailAddr",
             "active": "Active",
         },
+        "creditmemo": {"id": "Id", "docnumber": "DocNumber", "txndate": "TxnDate", "customerref": "CustomerRef"},
+        "payment": {"id": "Id", "txndate": "TxnDate", "customerref": "CustomerRef"},
+    }
+    #: Query entity -> (realm store, response key).
+    _STORES: ClassVar[dict[str, tuple[str, str]]] = {
+        "invoice": ("invoices", "Invoice"),
+        "customer": ("customers", "Customer"),
+        "creditmemo": ("credit_memos", "CreditMemo"),
+        "payment": ("payments", "Payment"),
     }
 
     @staticmethod
@@ -1096,7 +1295,8 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         entity = m.group("entity").lower()
         if entity not in self._FIELDS:
             raise self._parse_error(text, f"entity {m.group('entity')} is not emulated")
-        rows = list(realm.invoices.values()) if entity == "invoice" else list(realm.customers.values())
+        store, key = self._STORES[entity]
+        rows = list(getattr(realm, store).values())
         if m.group("where"):
             for field_name, op, values in self._conditions(m.group("where"), text):
                 attr = self._FIELDS[entity].get(field_name.lower())
@@ -1127,7 +1327,6 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         page = rows[start - 1 : start - 1 + maximum]
         if not page:
             return {}
-        key = "Invoice" if entity == "invoice" else "Customer"
         return {key: copy.deepcopy(page), "startPosition": start, "maxResults": len(page)}
 
     # ------------------------------------------------------------------ batch
@@ -1183,7 +1382,37 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             **super()._admin_routes(),
             ("GET", "/_emulator/invoices"): lambda _req: self._admin_listing(self._realms, "invoices", "RealmId"),
             ("GET", "/_emulator/customers"): lambda _req: self._admin_listing(self._realms, "customers", "RealmId"),
+            ("GET", "/_emulator/creditmemos"): lambda _req: self._admin_listing(
+                self._realms, "credit_memos", "RealmId"
+            ),
+            ("GET", "/_emulator/payments"): lambda _req: self._admin_listing(self._realms, "payments", "RealmId"),
+            ("POST", "/_emulator/payments"): lambda req: self._admin_action(req, self._admin_pay),
+            ("POST", "/_emulator/plant"): lambda req: self._admin_action(
+                req,
+                lambda doc: self.plant_invoice(str(doc["RealmId"]), doc["Invoice"], str(doc.get("TxnType", "Invoice"))),
+            ),
+            ("POST", "/_emulator/balance"): lambda req: self._admin_action(
+                req,
+                lambda doc: {
+                    "Balance": str(self.balance(str(doc["RealmId"]), doc.get("CustomerId"))),
+                },
+            ),
         }
+
+    def _admin_pay(self, doc: dict[str, Any]) -> dict[str, Any]:
+        amount = doc.get("Amount")
+        return self.pay(str(doc["RealmId"]), str(doc["InvoiceId"]), None if amount is None else Decimal(str(amount)))
+
+    @staticmethod
+    def _admin_action(req: Request, action: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+        """Run an admin action on the JSON body; 400 ``{"error"}`` for a bad request."""
+        try:
+            doc = loads_decimal(req.body or b"{}")
+            if not isinstance(doc, dict):
+                raise TypeError("the body must be a JSON object")
+            return json_response(200, action(doc))
+        except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+            return json_response(400, {"error": f"{type(exc).__name__}: {exc}"})
 
 
 class _ValidationError(Exception):

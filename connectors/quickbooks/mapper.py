@@ -31,8 +31,20 @@ Rules the mapper applies (so that the invoice QBO stores totals exactly what we 
   when adding a transaction", spec ``TxnTaxDetail``), so ``TotalAmt`` = ``Σ Amount + TotalTax`` =
   our ``total``. Tax codes/rates come from ``settings.tax_codes`` (rate percent -> ``tax_code_id``
   for ``TaxCodeRef`` and ``tax_rate_id`` for ``TaxRateRef``): they are per company.
-* ``DocNumber`` = our invoice number; ``PrivateNote`` (internal) carries our invoice key;
-  ``CustomerMemo`` (printed) carries the human reference.
+* ``DocNumber`` = our invoice number. ``PrivateNote`` (internal: "does not appear on the invoice to
+  the customer", spec ``InvoiceCreateObject.PrivateNote``; returned on every read) carries the
+  ownership marker :func:`connectors.sdk.lifecycle.marker` (``broker:<invoice key>``); invoices made
+  before the marker carry ``broker invoice <invoice key>``, which :func:`read_marker` also reads.
+  ``CustomerMemo`` (printed: "visible to end user on their transactions") carries the human
+  reference, then each legal note on a line of its own (≤ 1,000 characters in all).
+
+**Lifecycle** (:func:`credit_memo_body`, :func:`invoice_status`, :func:`credit_memo_number`): QBO
+has no draft state; an unpaid invoice is voided (``POST /invoice?operation=void`` with ``Id`` and
+``SyncToken``: amounts zeroed, ``Voided`` prepended to ``PrivateNote``, per
+https://blogs.intuit.com/2016/04/06/voiding-invoice-objects); an invoice with a payment
+(``Balance < TotalAmt``) is credited in full by a ``CreditMemo`` that copies its lines and tax lines
+exactly as QBO holds them, numbered ``<number>-CN`` (see :func:`credit_memo_number` for numbers
+that do not fit ``DocNumber``'s 21 characters).
 
 Amounts are :class:`~decimal.Decimal`; serialise with :func:`dumps` (:func:`connectors.sdk.money.dumps`),
 which writes them as exact JSON numbers.
@@ -46,7 +58,9 @@ the reading of Intuit ``Fault`` bodies (:func:`fault_errors`, :func:`describe_er
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -54,6 +68,8 @@ from connectors.quickbooks.settings import QboTaxCode, QuickBooksSettings
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.idempotency import QUICKBOOKS, QUICKBOOKS_BATCH, idempotency_key, make_key
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.lifecycle import credit_note_number, marker
+from connectors.sdk.lifecycle import read_marker as read_lifecycle_marker
 from connectors.sdk.money import NetLayout as LineLayout
 from connectors.sdk.money import amount_or_none, dumps, loads, lookup_rate, net_layout, rate_key, round_money
 
@@ -71,6 +87,14 @@ DUPLICATE_DOC_NUMBER_CODES = frozenset({"6140", "6210"})
 DUPLICATE_NAME_CODE = "6240"
 #: Error codes of QBO's throttling (``ThrottleExceeded``): wait 60 s.
 THROTTLE_CODES = frozenset({"3001", "3002"})
+#: Error code of "Object Not Found" (an id the company does not have, or a deleted transaction).
+NOT_FOUND_CODE = "610"
+#: Error code of a stale ``SyncToken`` ("Stale Object Error": the object changed since it was read).
+STALE_OBJECT_CODE = "5010"
+#: What QBO prepends to ``PrivateNote`` when it voids a transaction (Intuit blog, "Voiding Invoice Objects").
+VOIDED_PREFIX = "Voided"
+#: The marker of invoices made before :mod:`connectors.sdk.lifecycle` (``broker invoice <invoice key>``).
+_LEGACY_MARKER = re.compile(r"broker invoice (\S+)")
 
 __all__ = [
     "CUSTOMER_MEMO_MAX",
@@ -78,24 +102,35 @@ __all__ = [
     "DOC_NUMBER_MAX",
     "DUPLICATE_DOC_NUMBER_CODES",
     "DUPLICATE_NAME_CODE",
+    "NOT_FOUND_CODE",
     "PRIVATE_NOTE_MAX",
+    "STALE_OBJECT_CODE",
     "THROTTLE_CODES",
+    "VOIDED_PREFIX",
     "LineLayout",
+    "amount_paid",
     "batch_request_id",
     "check_limits",
+    "credit_memo_body",
+    "credit_memo_number",
     "customer_request_id",
     "describe_errors",
     "dumps",
     "fault_errors",
     "fault_type",
+    "has_code",
     "invoice_from_qbo",
+    "invoice_status",
     "invoice_to_qbo",
     "is_duplicate_doc_number",
+    "is_voided",
     "line_layout",
     "loads",
+    "printed_memo",
     "qbo_amount",
     "quote",
     "rate_key",
+    "read_marker",
     "request_id",
     "tax_lines",
 ]
@@ -117,7 +152,7 @@ def check_limits(invoice: Invoice) -> None:
     """Raise :class:`PermanentError` naming every field over its QBO limit (characters, not bytes)."""
     problems = [
         _too_long("invoice_number (QuickBooks DocNumber)", invoice.invoice_number, DOC_NUMBER_MAX),
-        _too_long("reference (QuickBooks CustomerMemo)", _memo(invoice), CUSTOMER_MEMO_MAX),
+        _too_long("reference and legal_notes (QuickBooks CustomerMemo)", _memo(invoice), CUSTOMER_MEMO_MAX),
         _too_long("invoice_key (QuickBooks PrivateNote)", _private_note(invoice), PRIVATE_NOTE_MAX),
     ]
     for index, line in enumerate(invoice.lines):
@@ -130,11 +165,13 @@ def check_limits(invoice: Invoice) -> None:
 
 
 def _memo(invoice: Invoice) -> str:
-    return invoice.reference
+    """``CustomerMemo`` (printed): the human reference, then each legal note on a line of its own."""
+    return "\n".join([invoice.reference, *invoice.legal_notes])
 
 
 def _private_note(invoice: Invoice) -> str:
-    return f"broker invoice {invoice.invoice_key}"
+    """``PrivateNote`` (internal, returned on reads): the ownership marker ``broker:<invoice key>``."""
+    return marker(invoice.invoice_key)
 
 
 # --------------------------------------------------------------------------- lines
@@ -219,8 +256,9 @@ def invoice_to_qbo(invoice: Invoice, settings: QuickBooksSettings, *, customer_i
 
         {"DocNumber": str, "TxnDate": "YYYY-MM-DD", "DueDate": "YYYY-MM-DD",
          "CustomerRef": {"value": id}, "CurrencyRef": {"value": "EUR"},
-         "GlobalTaxCalculation": "TaxExcluded", "CustomerMemo": {"value": reference},
-         "PrivateNote": "broker invoice <invoice_key>",
+         "GlobalTaxCalculation": "TaxExcluded",
+         "CustomerMemo": {"value": "<reference>\\n<legal note 1>\\n..."},
+         "PrivateNote": "broker:<invoice_key>",
          "Line": [line_to_qbo(...), ...],
          "TxnTaxDetail": {"TotalTax": Decimal, "TaxLine": tax_lines(...)}}
 
@@ -253,16 +291,139 @@ def invoice_to_qbo(invoice: Invoice, settings: QuickBooksSettings, *, customer_i
 
 
 # --------------------------------------------------------------------------- QBO -> ours
+def read_marker(note: str | None) -> str | None:
+    """The invoice key of the ownership marker in a ``PrivateNote`` (:func:`connectors.sdk.lifecycle.read_marker`),
+    or of the older ``broker invoice <invoice key>`` text; ``None`` when there is neither."""
+    found = read_lifecycle_marker(note)
+    if found is None and note:
+        legacy = _LEGACY_MARKER.findall(note)
+        found = legacy[-1] if legacy else None
+    return found
+
+
+def _amount(entity: Mapping[str, Any], field: str) -> Decimal:
+    value = amount_or_none(entity.get(field))
+    return Decimal("0") if value is None else value
+
+
+def is_voided(entity: Mapping[str, Any]) -> bool:
+    """Whether QBO voided this transaction: ``TotalAmt`` 0 and ``PrivateNote`` starting with ``Voided``
+    (QBO zeroes the amounts and prepends ``Voided`` to the note; it keeps no status field)."""
+    note = entity.get("PrivateNote")
+    return _amount(entity, "TotalAmt") == 0 and isinstance(note, str) and note.startswith(VOIDED_PREFIX)
+
+
+def amount_paid(entity: Mapping[str, Any]) -> Decimal:
+    """What was received on an ``Invoice``: ``TotalAmt - Balance`` (payments linked to it lower ``Balance``)."""
+    return _amount(entity, "TotalAmt") - _amount(entity, "Balance")
+
+
+def invoice_status(entity: Mapping[str, Any]) -> str:
+    """QBO keeps no status field; the words its UI shows, derived from the amounts: ``Voided``
+    (:func:`is_voided`), ``Paid`` (``Balance`` 0 of a positive ``TotalAmt``), ``Partial`` (some paid),
+    else ``Open``."""
+    if is_voided(entity):
+        return "Voided"
+    total, balance = _amount(entity, "TotalAmt"), _amount(entity, "Balance")
+    if total > 0 and balance == 0:
+        return "Paid"
+    return "Partial" if balance < total else "Open"
+
+
+def printed_memo(entity: Mapping[str, Any]) -> str | None:
+    """The ``CustomerMemo`` text of a transaction (printed on it), ``None`` when it has none."""
+    memo = entity.get("CustomerMemo")
+    value = memo.get("value") if isinstance(memo, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
 def invoice_from_qbo(entity: Mapping[str, Any]) -> ExternalInvoice:
     """:class:`ExternalInvoice` from a QBO ``Invoice``: ``Id``, ``DocNumber``, ``TotalAmt`` (Decimal),
-    status ``EmailStatus`` (``NotSet``/``NeedToSend``/``EmailSent``; QBO invoices have no draft state).
+    :func:`invoice_status`, the marker of ``PrivateNote`` (:func:`read_marker`) and :func:`amount_paid`.
     Raises ``KeyError`` when ``Id`` is missing."""
     return ExternalInvoice(
         external_id=str(entity["Id"]),
         number=str(entity.get("DocNumber") or ""),
         total=amount_or_none(entity.get("TotalAmt")),
-        status=entity.get("EmailStatus"),
+        status=invoice_status(entity),
+        marker=read_marker(entity.get("PrivateNote") if isinstance(entity.get("PrivateNote"), str) else None),
+        paid=amount_paid(entity),
     )
+
+
+# --------------------------------------------------------------------------- credit memos
+def credit_memo_number(invoice_number: str) -> str:
+    """``DocNumber`` of the credit memo that retires ``invoice_number``: ``<number>-CN``
+    (:func:`connectors.sdk.lifecycle.credit_note_number`) when it fits QBO's 21 characters; otherwise
+    the first 11 characters of the number, ``-``, the first 6 hex digits (upper case) of the SHA-256 of
+    the whole number, then ``-CN`` (21 characters: deterministic, so a repeat finds the same memo)."""
+    number = credit_note_number(invoice_number)
+    if len(number) <= DOC_NUMBER_MAX:
+        return number
+    digest = hashlib.sha256(invoice_number.encode("utf-8")).hexdigest()[:6].upper()
+    return f"{invoice_number[:11]}-{digest}-CN"
+
+
+def _ref(value: Any) -> dict[str, str]:
+    """A ``ReferenceType`` reduced to its ``value`` (names are QBO's to fill in)."""
+    return {"value": str(value["value"])} if isinstance(value, Mapping) and value.get("value") is not None else {}
+
+
+def _credit_line(line: Mapping[str, Any], index: int) -> dict[str, Any]:
+    detail = line.get("SalesItemLineDetail") or {}
+    out_detail: dict[str, Any] = {"ItemRef": _ref(detail.get("ItemRef"))}
+    for key in ("Qty", "UnitPrice"):
+        if detail.get(key) is not None:
+            out_detail[key] = detail[key]
+    if detail.get("TaxCodeRef") is not None:
+        out_detail["TaxCodeRef"] = _ref(detail["TaxCodeRef"])
+    return {
+        "LineNum": index + 1,
+        "Description": str(line.get("Description") or ""),
+        "Amount": line.get("Amount"),
+        "DetailType": "SalesItemLineDetail",
+        "SalesItemLineDetail": out_detail,
+    }
+
+
+def _credit_tax(detail: Any) -> dict[str, Any]:
+    tax_lines_out = []
+    for tax_line in (detail or {}).get("TaxLine") or []:
+        held = tax_line.get("TaxLineDetail") or {}
+        out = {"TaxRateRef": _ref(held.get("TaxRateRef"))}
+        out.update({k: held[k] for k in ("PercentBased", "TaxPercent", "NetAmountTaxable") if held.get(k) is not None})
+        tax_lines_out.append({"Amount": tax_line.get("Amount"), "DetailType": "TaxLineDetail", "TaxLineDetail": out})
+    return {"TotalTax": (detail or {}).get("TotalTax", Decimal("0")), "TaxLine": tax_lines_out}
+
+
+def credit_memo_body(entity: Mapping[str, Any], *, issued: date, reason: str) -> dict[str, Any]:
+    """Body of ``POST /v3/company/{realmId}/creditmemo`` crediting the QBO ``Invoice`` ``entity`` in full.
+
+    Copies the invoice's ``SalesItemLineDetail`` lines (``Description``, ``Amount``, ``ItemRef``,
+    ``Qty``, ``UnitPrice``, ``TaxCodeRef``) and its ``TxnTaxDetail`` tax lines exactly as QBO holds them,
+    so the memo's ``TotalAmt`` equals the invoice's; ``DocNumber`` :func:`credit_memo_number`,
+    ``TxnDate`` ``issued``, ``CustomerMemo`` (printed) ``Credit note for invoice <n>: <reason>``
+    (≤ 1,000 characters), ``PrivateNote`` the invoice's ownership marker (the invoice key read from its
+    ``PrivateNote``; lookups prove a memo found under our number is ours with it). Field reference:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/creditmemo.
+    """
+    number = str(entity.get("DocNumber") or "")
+    key = read_marker(entity.get("PrivateNote") if isinstance(entity.get("PrivateNote"), str) else None)
+    memo = f"Credit note for invoice {number}: {reason}"[:CUSTOMER_MEMO_MAX]
+    lines = [line for line in entity.get("Line") or [] if line.get("DetailType") == "SalesItemLineDetail"]
+    body: dict[str, Any] = {
+        "DocNumber": credit_memo_number(number),
+        "TxnDate": issued.isoformat(),
+        "CustomerRef": _ref(entity.get("CustomerRef")),
+        "GlobalTaxCalculation": "TaxExcluded",
+        "CustomerMemo": {"value": memo},
+        "PrivateNote": f"Credits invoice {number}\n{marker(key or number)}",
+        "Line": [_credit_line(line, index) for index, line in enumerate(lines)],
+        "TxnTaxDetail": _credit_tax(entity.get("TxnTaxDetail")),
+    }
+    if entity.get("CurrencyRef") is not None:
+        body["CurrencyRef"] = _ref(entity["CurrencyRef"])
+    return body
 
 
 # --------------------------------------------------------------------------- requestid and queries
@@ -319,6 +480,11 @@ def describe_errors(errors: list[dict[str, Any]]) -> str:
         element = f" [{e['element']}]" if e.get("element") else ""
         parts.append(f"{e.get('code') or '?'} {e.get('Detail') or e.get('Message') or ''}{element}".strip())
     return "; ".join(parts) or "no error details"
+
+
+def has_code(errors: list[dict[str, Any]], code: str) -> bool:
+    """True when one of the Fault's errors has ``code`` (``"610"``, ``"5010"``...)."""
+    return any(str(e.get("code")) == code for e in errors)
 
 
 def is_duplicate_doc_number(errors: list[dict[str, Any]]) -> bool:

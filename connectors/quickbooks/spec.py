@@ -11,6 +11,14 @@ blocks), so, in memory only:
   ``TxnTaxDetail`` a bare ``object``), :data:`SUPPLEMENT` adds the shape from Intuit's entity reference
   (https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/invoice), and a
   ``ReferenceType`` needs its ``value`` (the id);
+* ``POST .../invoice?operation=void`` (the file declares the ``operation`` query parameter on the same
+  operation, but its body schema requires ``Line`` and ``CustomerRef``): the invoice body is checked against
+  ``InvoiceCreateObject`` without ``required`` and, by :func:`_invoice_call`, a void body (``operation=void``
+  or ``delete``) must be exactly ``{"Id", "SyncToken"}`` (Intuit's invoice reference, "Void an invoice"),
+  any other needs ``Line`` and ``CustomerRef``;
+* ``POST .../creditmemo`` (not in the file): added as "Create or Update CreditMemo" with
+  ``CreditMemoCreateObject`` (:data:`CREDIT_MEMO`, from Intuit's CreditMemo entity reference,
+  https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/creditmemo), closed;
 * ``POST .../batch`` (not in the file): each ``Invoice`` item against ``InvoiceCreateObject``, ``bId`` required;
 * every company call: ``minorversion`` an integer, ``requestid`` ≤ 50 characters (≤ 36 on ``/batch``), per
   billing-apis.md §3 (the file lacks both).
@@ -92,7 +100,36 @@ SUPPLEMENT: dict[str, Any] = {
         },
     ),
 }
-OPERATIONS = ("Create or Update Invoice", "Create or Update Customer")
+#: ``CreditMemoCreateObject``: the create fields of Intuit's CreditMemo entity reference (lines and tax lines as
+#: on invoices).
+CREDIT_MEMO: dict[str, Any] = _closed(
+    ["Line", "CustomerRef"],
+    Id={"type": "string"},
+    SyncToken={"type": "string"},
+    DocNumber={"type": "string", "maxLength": 21},
+    TxnDate={"type": "string"},
+    CustomerRef=_ID,
+    CurrencyRef=_ID,
+    ExchangeRate=_NUMBER,
+    GlobalTaxCalculation={"enum": ["TaxExcluded", "TaxInclusive", "NotApplicable"]},
+    PrivateNote={"type": "string", "maxLength": 4000},
+    CustomerMemo=_closed([], value={"type": "string", "maxLength": 1000}),
+    Line={"type": "array", "items": {"$ref": "#/components/schemas/SalesItemLine"}},
+    TxnTaxDetail={"$ref": "#/components/schemas/TxnTaxDetail"},
+    BillEmail=_closed([], Address={"type": "string"}),
+    EmailStatus={"enum": ["NotSet", "NeedToSend", "EmailSent"]},
+    PrintStatus={"enum": ["NotSet", "NeedToPrint", "PrintComplete"]},
+    ClassRef=_ID,
+    DepartmentRef=_ID,
+    SalesTermRef=_ID,
+    ApplyTaxAfterDiscount={"type": "boolean"},
+    TransactionLocationType={"type": "string"},
+)
+#: The body of a void (or delete) of a transaction: its id and current ``SyncToken`` only.
+TXN_OPERATION: dict[str, Any] = _closed(
+    ["Id", "SyncToken"], Id={"type": "string", "minLength": 1}, SyncToken={"type": "string", "minLength": 1}
+)
+OPERATIONS = ("Create or Update Invoice", "Create or Update Customer", "Create or Update CreditMemo")
 _COMPANY = re.compile(r"^/v3/company/[^/]+/(?P<resource>[^?]+?)/?$")
 
 
@@ -109,8 +146,44 @@ def _patch(spec: dict[str, Any]) -> None:
     schemas["CustomerCreateObject"]["additionalProperties"] = False
     schemas.update(copy.deepcopy(SUPPLEMENT))
     schemas["ReferenceType"] = copy.deepcopy(_REF)
-    for resource in ("invoice", "customer"):
-        spec["paths"][f"/v3/company/{{realm-id}}/{resource}"]["post"]["requestBody"]["required"] = True
+    # the invoice operation also voids (operation=void): its body is checked by _invoice_call
+    schemas["InvoiceWriteObject"] = {k: v for k, v in copy.deepcopy(invoice).items() if k != "required"}
+    schemas["CreditMemoCreateObject"] = copy.deepcopy(CREDIT_MEMO)
+    schemas["TxnOperationObject"] = copy.deepcopy(TXN_OPERATION)
+    paths = spec["paths"]
+    invoice_body = paths["/v3/company/{realm-id}/invoice"]["post"]["requestBody"]
+    invoice_body["content"]["application/json"]["schema"] = {"$ref": "#/components/schemas/InvoiceWriteObject"}
+    realm = {"in": "path", "name": "realm-id", "required": True, "schema": {"type": "string"}}
+    paths["/v3/company/{realm-id}/creditmemo"] = {
+        "post": {
+            "operationId": "Create or Update CreditMemo",
+            "parameters": [realm, {"in": "query", "name": "operation", "schema": {"type": "string"}}],
+            "requestBody": {
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreditMemoCreateObject"}}}
+            },
+            "responses": {"200": {"description": "Success"}},
+        }
+    }
+    for resource in ("invoice", "customer", "creditmemo"):
+        paths[f"/v3/company/{{realm-id}}/{resource}"]["post"]["requestBody"]["required"] = True
+
+
+def _invoice_call(request: SpecRequest) -> Iterator[Problem | str]:
+    """A void (``operation=void``/``delete``) body is ``{"Id", "SyncToken"}``; any other invoice write needs
+    ``Line`` and ``CustomerRef`` (the file's ``required``)."""
+    if request.operation is None or request.operation.id != "Create or Update Invoice":
+        return
+    try:
+        document = loads_decimal(request.body)
+    except ValueError:
+        return  # the body check reports it
+    operation = str(request.query.get("operation") or "").lower()
+    if operation in ("void", "delete"):
+        yield from request.validator.schema_problems("TxnOperationObject", document)
+        return
+    for name in ("Line", "CustomerRef"):
+        if isinstance(document, dict) and name not in document:
+            yield Problem("body", (name,), "missing (required)", "required")
 
 
 def _company_call(request: SpecRequest) -> Iterator[Problem | str]:
@@ -154,7 +227,7 @@ def make_request_validator(spec_path: str | Path) -> SpecRequestValidator:
     return SpecRequestValidator(
         load_openapi(spec_path, preprocess=_untab, patch=_patch),
         operations=OPERATIONS,
-        checks=(_company_call,),
+        checks=(_company_call, _invoice_call),
         title="the QuickBooks field reference",
     )
 
@@ -164,4 +237,12 @@ def invoice_problems(spec_path: str | Path, document: Any) -> list[str]:
     return [str(p) for p in make_request_validator(spec_path).schema_problems("InvoiceCreateObject", document)]
 
 
-__all__ = ["SUPPLEMENT", "SpecValidationError", "invoice_problems", "load_spec", "make_request_validator"]
+__all__ = [
+    "CREDIT_MEMO",
+    "SUPPLEMENT",
+    "TXN_OPERATION",
+    "SpecValidationError",
+    "invoice_problems",
+    "load_spec",
+    "make_request_validator",
+]

@@ -4,6 +4,11 @@
 The emulator checks every request against the field reference ``tests/specs/quickbooks/openapi.yaml``
 (community file, see :mod:`connectors.quickbooks.spec`) when it is present, and the harness
 fails a test that sent a non-conforming request or crashed the emulator.
+
+Lifecycle hooks: :meth:`QuickBooksHarness.mark_paid` records a ``Payment`` (the emulator's admin action),
+:meth:`~QuickBooksHarness.balance` is the emulator's customer balance (open ``Balance`` minus unapplied
+``RemainingCredit``), :meth:`~QuickBooksHarness.credit_notes` lists ``CreditMemo`` entities and
+:meth:`~QuickBooksHarness.plant_foreign` stores an invoice as the QBO UI would (no marker in ``PrivateNote``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from connectors.quickbooks import mapper as qbo
 from connectors.quickbooks.connector import QuickBooksConnector
 from connectors.quickbooks.emulator import DEMO_TAX_CODES, QuickBooksEmulator
 from connectors.sdk.invoice import Invoice
@@ -69,19 +75,63 @@ class QuickBooksHarness(OAuthEmulatorHarness[QuickBooksEmulator]):
         return CONTACT_ID, CONTACT_NAME
 
     # ------------------------------------------------------------------ read back
+    @staticmethod
+    def _held(entity: dict[str, Any], status: str) -> HeldInvoice:
+        return HeldInvoice(
+            external_id=entity["Id"],
+            number=entity["DocNumber"],
+            total=Decimal(entity["TotalAmt"]),
+            currency=(entity.get("CurrencyRef") or {}).get("value"),
+            line_count=sum(1 for ln in entity["Line"] if ln.get("DetailType") == "SalesItemLineDetail"),
+            contact=(entity.get("CustomerRef") or {}).get("value"),
+            raw=entity,
+            status=status,
+            printed=qbo.printed_memo(entity),
+        )
+
     def invoices(self) -> list[HeldInvoice]:
+        """Every invoice; ``status`` derived as QBO's UI shows it, ``printed`` the ``CustomerMemo``."""
+        return [self._held(inv, qbo.invoice_status(inv)) for inv in self.emulator.invoices(REALM)]
+
+    # ------------------------------------------------------------------ lifecycle
+    def mark_paid(self, external_id: str, amount: Decimal | None = None) -> None:
+        """A ``Payment`` of ``amount`` (``None``: the whole balance) linked to invoice ``external_id``."""
+        self.emulator.pay(REALM, external_id, amount)
+
+    def balance(self) -> Decimal:
+        """Σ ``Balance`` of the company's invoices − Σ ``RemainingCredit`` of its credit memos."""
+        return self.emulator.balance(REALM)
+
+    def credit_notes(self) -> list[HeldInvoice]:
+        """The company's ``CreditMemo`` entities (``status``: ``Open`` while credit remains, else ``Closed``)."""
         return [
-            HeldInvoice(
-                external_id=inv["Id"],
-                number=inv["DocNumber"],
-                total=Decimal(inv["TotalAmt"]),
-                currency=(inv.get("CurrencyRef") or {}).get("value"),
-                line_count=sum(1 for ln in inv["Line"] if ln.get("DetailType") == "SalesItemLineDetail"),
-                contact=(inv.get("CustomerRef") or {}).get("value"),
-                raw=inv,
-            )
-            for inv in self.emulator.invoices(REALM)
+            self._held(memo, "Open" if Decimal(memo["RemainingCredit"]) > 0 else "Closed")
+            for memo in self.emulator.credit_memos(REALM)
         ]
+
+    def plant_foreign(self, invoice: Invoice, total: Decimal) -> str:
+        """An invoice under ``invoice``'s ``DocNumber`` for its customer, one tax-exempt line of ``total``,
+        ``PrivateNote`` without our marker (as typed in QBO's UI)."""
+        exempt = DEMO_TAX_CODES["0"]
+        entity = self.emulator.plant_invoice(
+            REALM,
+            {
+                "DocNumber": invoice.invoice_number,
+                "CustomerRef": {"value": invoice.contact_id or CONTACT_ID},
+                "PrivateNote": "typed by hand",
+                "Line": [
+                    {
+                        "Amount": total,
+                        "DetailType": "SalesItemLineDetail",
+                        "SalesItemLineDetail": {
+                            "ItemRef": {"value": "1"},
+                            "TaxCodeRef": {"value": exempt["tax_code_id"]},
+                        },
+                    }
+                ],
+            },
+        )
+        return str(entity["Id"])
 
     # ------------------------------------------------------------------ faults (the rest: OAuthEmulatorHarness)
     def expire_idempotency_keys(self) -> None:

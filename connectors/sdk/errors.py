@@ -13,7 +13,9 @@ class              when                                         what the ``deliv
                    connection dropped after sending)             retry; found = success
 ``auth``           credentials refused after one token refresh   dead-letter; fatal for that tenant until fixed
 ``permanent``      4xx validation: the data is wrong             dead-letter at once, no retry
-``duplicate``      the billing system already has it (409)       success with the existing id
+``duplicate``      the billing system already has it (409)       success with the existing id, once it is proven
+                                                                 ours (marker and total); else ``number_conflict``
+``number_conflict`` a document under our number is not ours     dead-letter with both totals; nothing recorded
 ``config``         settings / missing secret                     dead-letter; fatal for that tenant
 =================  ==========================================  =================================================
 
@@ -39,6 +41,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import ClassVar
 
 from connectors.sdk.invoice import ExternalInvoice
@@ -120,6 +123,34 @@ class PermanentError(ConnectorError):
     """The billing system rejected the data (4xx validation). Do not retry; dead-letter it."""
 
     error_class = "permanent"
+
+
+class NumberConflictError(PermanentError):
+    """A document under our number exists in the billing system but is not ours.
+
+    It lacks our ownership marker, or its total differs from ours (a manual invoice that took our
+    number, another integration's document). Nothing is recorded as delivered: the invoice is
+    dead-lettered as ``number_conflict`` with both totals, for a person to resolve.
+    ``ours`` / ``theirs``: the two totals (``theirs`` ``None`` when the system did not say).
+    """
+
+    error_class = "number_conflict"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        number: str,
+        ours: Decimal,
+        theirs: Decimal | None,
+        external_id: str | None = None,
+        http_status: int | None = None,
+    ):
+        super().__init__(message, http_status=http_status)
+        self.number = number
+        self.ours = ours
+        self.theirs = theirs
+        self.external_id = external_id
 
 
 class ConfigError(ConnectorError):
@@ -258,6 +289,7 @@ __all__ = [
     "ConnectorError",
     "DuplicateError",
     "MissingScopeError",
+    "NumberConflictError",
     "PermanentError",
     "Quota",
     "RateLimitedError",

@@ -19,13 +19,15 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, SecretStr
 
 from connectors.sdk.errors import AuthError, ConfigError, ConnectorError, PermanentError, RateLimitedError
 from connectors.sdk.invoice import ExternalInvoice, Invoice
+from connectors.sdk.lifecycle import Retirement
 from connectors.sdk.settings import resolve_secret, secret_env_fields, secret_str_fields, validate_settings
 
 if TYPE_CHECKING:
@@ -68,8 +70,9 @@ class Capabilities:
 
     ``native_idempotency``: the API honours an idempotency key; ``lookup_by_reference``: we can
     find an invoice by our number/reference; ``batch_size``: invoices per create call (1 = no
-    batch endpoint; :meth:`Connector.deliver_many` then loops); ``amendments``: :meth:`Connector.amend`
-    is implemented; ``oauth2``: the connector authenticates with OAuth2 refresh tokens (it supports
+    batch endpoint; :meth:`Connector.deliver_many` then loops); ``amendments``: :meth:`Connector.retire`
+    is implemented, so delivered invoices can be replaced (:meth:`Connector.amend`) and cancelled
+    (:meth:`Connector.cancel`); ``oauth2``: the connector authenticates with OAuth2 refresh tokens (it supports
     ``broker connectors authorize`` and the kit's token-refresh scenario); ``rate_limit_per_minute`` /
     ``max_concurrency`` / ``daily_limit``: the billing system's documented limits per tenant.
     """
@@ -123,7 +126,8 @@ class Connector(abc.ABC):
     One instance serves one tenant and may be used from successive event loops.
 
     Must implement: :meth:`check`, :meth:`deliver`, :meth:`find`. May override:
-    :meth:`deliver_many` (real batch endpoint), :meth:`amend` (``capabilities.amendments``),
+    :meth:`deliver_many` (real batch endpoint), :meth:`retire` (``capabilities.amendments``;
+    :meth:`amend` and :meth:`cancel` build on it),
     :meth:`oauth2_config` (``capabilities.oauth2``), :meth:`aclose`.
     """
 
@@ -229,12 +233,44 @@ class Connector(abc.ABC):
     async def find(self, invoice_number: str) -> ExternalInvoice | None:
         """Look up an invoice by our invoice number / reference; ``None`` when absent."""
 
-    async def amend(self, invoice: Invoice, previous: ExternalInvoice) -> DeliveryResult:  # noqa: ARG002 - the interface
-        """Replace ``previous`` (an earlier revision already in the billing system) by ``invoice``.
+    async def retire(self, previous: ExternalInvoice, *, key: str, reason: str, issued: date) -> Retirement:  # noqa: ARG002
+        """Take ``previous`` (a document we delivered) out of the customer's balance, by the system's rules.
 
-        Only when ``capabilities.amendments``; the default raises :class:`PermanentError`.
+        The lifecycle primitive behind :meth:`amend` and :meth:`cancel` (:mod:`connectors.sdk.lifecycle`,
+        table in ``docs/connectors.md``): re-read the document; a draft is deleted, an unpaid
+        document voided where the system allows it, otherwise (finalised documents that cannot be
+        voided, any document with a payment) a credit note for its whole total is issued, numbered
+        :func:`~connectors.sdk.lifecycle.credit_note_number` and looked up before it is created. A
+        document already retired, or absent, gives ``action="none"``. Must be idempotent: calling it
+        again after any crash changes nothing more.
+
+        ``key``: the invoice key of the record that asks (the new revision's, or the cancellation's),
+        for idempotency keys; ``reason``: text for the credit note or the void reason; ``issued``:
+        the credit note's date. Only when ``capabilities.amendments``; the default raises
+        :class:`PermanentError`.
         """
-        raise PermanentError(f"{self.name} connector does not support amendments (invoice {invoice.invoice_number})")
+        raise PermanentError(f"{self.name} connector cannot retire invoices (invoice {previous.number})")
+
+    async def amend(self, invoice: Invoice, previous: ExternalInvoice) -> DeliveryResult:
+        """Replace ``previous`` (an earlier version of the same document, already delivered) by ``invoice``.
+
+        Default: :meth:`retire` ``previous``, then :meth:`deliver` ``invoice``; the result's
+        ``details`` carry :meth:`Retirement.as_details` (``amendment``, ``credit_note_number``...).
+        Both steps are idempotent, so repeating the call after a crash between them completes it
+        exactly once. Override only when the system can replace in one step.
+        """
+        retired = await self.retire(
+            previous,
+            key=invoice.invoice_key,
+            reason=f"replaced by {invoice.invoice_number}",
+            issued=invoice.issue_date,
+        )
+        result = await self.deliver(invoice)
+        return replace(result, details={**result.details, **retired.as_details()})
+
+    async def cancel(self, previous: ExternalInvoice, *, key: str, reason: str, issued: date) -> Retirement:
+        """Cancel ``previous`` (the work order or quote was cancelled): :meth:`retire` by default."""
+        return await self.retire(previous, key=key, reason=reason, issued=issued)
 
     def oauth2_config(self) -> OAuth2Config | None:
         """Authorization-code flow parameters for ``broker connectors authorize`` (``None``: not OAuth2)."""

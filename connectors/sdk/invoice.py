@@ -153,7 +153,8 @@ class DeliveryOutcome(BaseModel):
     billing system already had it: nothing created), ``not_billable``, ``dead_lettered``,
     ``superseded`` (a newer revision of the work order is already billed: nothing created).
     ``reconciled``: an earlier attempt's outcome was unknown and the invoice was found by lookup.
-    ``amendment``: what happened to the previous revision (``credited``, ``deleted``, ``voided``),
+    ``amendment``: what happened to the previous revision (``credited``, ``deleted``, ``voided``,
+    ``deducted`` — PayPal: the amount of the paid previous invoice deducted on the new one — or ``none``),
     ``replaced`` its invoice key and ``credit_note_number`` the credit note issued for it.
     """
 
@@ -184,3 +185,8 @@ class ExternalInvoice:
     number: str
     total: Decimal | None = None
     status: str | None = None
+    #: The broker's ownership marker read back from the document (``broker:<invoice key>``, see
+    #: :mod:`connectors.sdk.lifecycle`); ``None`` when the document carries none (not ours).
+    marker: str | None = None
+    #: Amount paid so far (``None``: unknown); a document with payments is never voided or deleted.
+    paid: Decimal | None = None

@@ -25,6 +25,15 @@ stripe/openapi, version 2023-08-16). Facts it relies on (``shared/billing-apis.m
   strongly consistent) and :meth:`StripeConnector.find` falls back to listing when search finds
   nothing. An existing invoice that is not complete (a draft missing lines, not finalised or not
   emailed as configured) is resumed, never duplicated; :meth:`find` reports only complete ones.
+* Ownership: ``metadata[broker_invoice_key]`` is our marker. A non-void invoice of the customer labelled
+  with our number (``metadata[broker_invoice_number]`` or the number custom field) that does not carry
+  it is never adopted or completed (:class:`NumberConflictError` naming both totals); neither is a
+  complete one of ours whose total is not ours. Legal notes go in the printed ``footer``.
+* Lifecycle (:meth:`StripeConnector.retire`; ``amend``/``cancel`` are the SDK's), per
+  https://docs.stripe.com/invoicing/integration/workflow-transitions and spec ``PostCreditNotes``:
+  a draft is deleted (``DELETE /v1/invoices/{id}``), an open invoice without a payment voided
+  (``POST /v1/invoices/{id}/void``), a paid one credited (``POST /v1/credit_notes``, to the customer's
+  credit balance), looked up first with ``GET /v1/credit_notes?invoice=``.
 * Rate limits: 100 requests/s live, 25/s in test mode (account-wide), search 20 reads/s; 429
   ``rate_limit``. The connector paces its own requests (``max_requests_per_second``).
 * Errors: ``{"error": {"type", "code", "message", "param", ...}}`` (spec schema ``error``).
@@ -34,7 +43,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -57,7 +66,9 @@ from connectors.sdk import (
     UnknownAccountError,
 )
 from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField, same_value
+from connectors.sdk.errors import NumberConflictError
 from connectors.sdk.http import Pacer
+from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_number
 from connectors.sdk.money import rate_key
 from connectors.sdk.oauth2 import TokenStore
 from connectors.stripe.mapper import (
@@ -65,6 +76,8 @@ from connectors.stripe.mapper import (
     MappingError,
     StripePlan,
     TaxRateSpec,
+    carries_number,
+    credit_note_params,
     customer_idempotency_key,
     customer_params,
     draft_mismatches,
@@ -82,6 +95,7 @@ from connectors.stripe.mapper import (
     metadata_query,
     pick_invoice,
     resolve,
+    retire_idempotency_key,
     search_literal,
     tax_rate_idempotency_key,
 )
@@ -113,7 +127,9 @@ class StripeConnector(HttpConnector):
     version = "0.1.0"
     # 25 requests/s in test mode (100/s live), account-wide; one delivery makes ~6 requests and the
     # connector paces its own requests (settings.max_requests_per_second). No batch endpoint.
-    capabilities = Capabilities(native_idempotency=True, lookup_by_reference=True, rate_limit_per_minute=25 * 60)
+    capabilities = Capabilities(
+        native_idempotency=True, lookup_by_reference=True, amendments=True, rate_limit_per_minute=25 * 60
+    )
     Settings = StripeSettings
     # Every write carries an idempotency key, so a 500/504 is safe to retry with it (a 500 Stripe
     # saved for the key is told apart in classify()); other 4xx are refusals, a 409 included.
@@ -261,6 +277,8 @@ class StripeConnector(HttpConnector):
         ``details``: ``total``/``tax``/``amount_due`` (decimal strings), ``status``, ``stripe_number``,
         ``total_matches`` (always True on success: a mismatch raises before finalising),
         ``resumed`` (an incomplete invoice from an earlier attempt was completed), ``emailed``.
+        :class:`NumberConflictError`: the customer has an invoice labelled with our number that is not
+        ours, or a complete one of ours with another total.
         """
         try:
             plan = invoice_to_stripe(invoice, self.settings)
@@ -274,6 +292,9 @@ class StripeConnector(HttpConnector):
 
         draft = await self._lookup(invoice, customer)
         if draft is not None and is_complete(draft, self.settings):
+            check_ours(
+                invoice, invoice_from_stripe(draft, invoice.invoice_number), what=f"Stripe {draft.get('status')}"
+            )
             return self._result(invoice, draft, plan, created=False, resumed=False)
         resumed = draft is not None
         if draft is None:
@@ -303,7 +324,8 @@ class StripeConnector(HttpConnector):
         invoices (known from an earlier :meth:`deliver` in this process) or else the account's most
         recent invoices are listed (``lookup_max_pages`` pages of 100). An incomplete invoice (draft
         missing lines, not finalised or not emailed as configured) is reported as ``None`` so that
-        the caller delivers again, which completes it.
+        the caller delivers again, which completes it. The result carries ``marker``
+        (``metadata[broker_invoice_key]``) and ``paid`` (``amount_paid``).
         """
         ours = {"broker_invoice_number": invoice_number, "broker_tenant": self.tenant}
         found = list_objects(await self._get("/v1/invoices/search", {"query": metadata_query(**ours), "limit": "10"}))
@@ -398,10 +420,25 @@ class StripeConnector(HttpConnector):
         return self._tax_rates[name]
 
     async def _lookup(self, invoice: Invoice, customer: str) -> Json | None:
-        """The customer's invoice carrying our ``broker_invoice_key`` (strongly consistent list), or ``None``."""
+        """The customer's invoice carrying our ``broker_invoice_key`` (strongly consistent list), or ``None``.
+
+        Without one, a non-void invoice labelled with our number (:func:`carries_number`) is someone
+        else's: :class:`NumberConflictError` (:func:`connectors.sdk.lifecycle.check_ours`), nothing is created.
+        """
         since = int((invoice.event_time - timedelta(days=self.settings.lookup_window_days)).timestamp())
         query = {"customer": customer, "created[gte]": str(since)}
-        return pick_invoice(await self._list("/v1/invoices", query), invoice.invoice_key)
+        listing = await self._list("/v1/invoices", query)
+        ours = pick_invoice(listing, invoice.invoice_key)
+        if ours is not None:
+            return ours
+        for other in listing:
+            if other.get("status") != "void" and carries_number(
+                other, invoice.invoice_number, self.settings.number_field_name
+            ):
+                check_ours(
+                    invoice, invoice_from_stripe(other, invoice.invoice_number), what=f"Stripe {other['status']}"
+                )
+        return None
 
     async def _attach_items(
         self, invoice: Invoice, plan: StripePlan, ids: dict[str, str], *, check_existing: bool
@@ -427,6 +464,132 @@ class StripeConnector(HttpConnector):
             if current.get("status") in (None, "draft"):
                 raise
             return current
+
+    # ------------------------------------------------------------------ lifecycle (connectors.sdk.lifecycle)
+    async def retire(self, previous: ExternalInvoice, *, key: str, reason: str, issued: date) -> Retirement:
+        """Take ``previous`` (an invoice we delivered) out of the customer's balance, by Stripe's rules.
+
+        Re-read first (``GET /v1/invoices/{id}``; 404 = gone). By status
+        (https://docs.stripe.com/invoicing/integration/workflow-transitions):
+
+        * ``draft``: deleted (``DELETE /v1/invoices/{id}``, spec ``DeleteInvoicesInvoice``: drafts only)
+          -> ``deleted``;
+        * ``open`` / ``uncollectible`` with ``amount_paid`` 0: voided (``POST /v1/invoices/{id}/void``,
+          spec ``PostInvoicesInvoiceVoid``; a void invoice stays as a paper trail) -> ``voided``;
+        * ``paid`` (or any payment): a credit note for its whole ``total`` (``POST /v1/credit_notes``,
+          :func:`~connectors.stripe.mapper.credit_note_params`: the paid part credited to the customer's
+          balance) -> ``credited`` with ``paid`` = ``amount_paid``. Stripe numbers credit notes itself;
+          ours (``<our number>-CN``) is in ``metadata[broker_credit_note_number]``;
+        * ``void``, absent, a paid invoice of total 0 (nothing to credit), or a credit note of ours
+          already issued for it (``GET /v1/credit_notes?invoice=``) -> ``none``.
+
+        Never deletes or voids a paid invoice; a void refused because a payment arrived since the read
+        is re-read and credited instead. Writes carry ``retire_idempotency_key(tenant, key, step)``.
+        Raises :class:`NumberConflictError` when a credit note of the invoice carries our credit note
+        number but not its marker or total, plus the errors of every call.
+        """
+        inv = await self._current(previous)
+        if inv is None:
+            return Retirement("none", previous.number)
+        number, status = str(inv.get("number") or previous.number), str(inv.get("status"))
+        if status == "void":
+            return Retirement("none", number, status)
+        if status == "draft":
+            await self._delete_draft(inv)
+            return Retirement("deleted", number, status)
+        note = await self._our_credit_note(inv)
+        if note is not None:
+            return Retirement("none", number, status, details={"credited_by": str(note.get("number"))})
+        if status in ("open", "uncollectible") and not inv.get("amount_paid"):
+            try:
+                await self._post(
+                    f"/v1/invoices/{inv['id']}/void",
+                    {},
+                    retire_idempotency_key(self.tenant, key, "void"),
+                    f" ({number} void)",
+                    "in_",
+                )
+                return Retirement("voided", number, status)
+            except PermanentError:
+                inv = await self._current(previous)  # a payment may have arrived since the read
+                if inv is None or not inv.get("amount_paid"):
+                    raise
+                status = str(inv.get("status"))
+        if not isinstance(inv.get("total"), int) or int(inv["total"]) <= 0:
+            return Retirement("none", number, status, details={"nothing_to_credit": True})
+        params = credit_note_params(inv, reason=reason, issued=issued, key=key, tenant=self.tenant)
+        body, _ = await self._post(
+            "/v1/credit_notes",
+            params,
+            retire_idempotency_key(self.tenant, key, "credit_note"),
+            f" ({number} credit note)",
+            "cn_",
+        )
+        currency = str(inv.get("currency") or "eur")
+        paid = from_minor(int(inv.get("amount_paid") or 0), currency)
+        return Retirement(
+            "credited",
+            number,
+            status,
+            paid=paid if paid > 0 else None,
+            credit_note_id=str(body["id"]),
+            credit_note_number=str(params["metadata"]["broker_credit_note_number"]),
+            credit_note_total=from_minor(int(body.get("total") or 0), currency),
+            details={"stripe_credit_note_number": body.get("number")},
+        )
+
+    async def _current(self, previous: ExternalInvoice) -> Json | None:
+        """``previous`` as Stripe holds it now (``GET /v1/invoices/{id}``), ``None`` when it no longer exists.
+
+        Without an ``external_id`` it is looked up by our number first (:meth:`find`).
+        """
+        ident = previous.external_id
+        if not ident:
+            found = await self.find(previous.number)
+            if found is None:
+                return None
+            ident = found.external_id
+        resp = await self._call("GET", f"/v1/invoices/{ident}")
+        if resp.status_code == 404:
+            return None
+        return self._object(resp, f"Stripe GET /v1/invoices/{ident}")
+
+    async def _delete_draft(self, inv: Json) -> None:
+        """``DELETE /v1/invoices/{id}`` (idempotent by nature: a 404 means an earlier attempt deleted it)."""
+        path = f"/v1/invoices/{inv['id']}"
+        resp = await self._call("DELETE", path)
+        if resp.status_code != 404:
+            self._object(resp, f"Stripe DELETE {path}")
+
+    async def _our_credit_note(self, inv: Json) -> Json | None:
+        """The live credit note of ``inv`` carrying our credit note number (``metadata[broker_credit_note_number]``).
+
+        ``GET /v1/credit_notes?invoice=<id>`` (spec ``GetCreditNotes``); void ones count as none. One with
+        our number but another marker or total raises :class:`NumberConflictError`.
+        """
+        meta = metadata_of(inv)
+        ours = credit_note_number(str(meta.get("broker_invoice_number") or inv.get("number") or inv.get("id")))
+        notes = await self._list("/v1/credit_notes", {"invoice": str(inv["id"])}, max_pages=3)
+        for note in notes:
+            if note.get("status") == "void" or metadata_of(note).get("broker_credit_note_number") != ours:
+                continue
+            if metadata_of(note).get("broker_invoice_key") != meta.get("broker_invoice_key") or note.get(
+                "total"
+            ) != inv.get("total"):
+                currency = str(inv.get("currency") or "eur")
+                theirs = from_minor(int(note.get("total") or 0), currency)
+                mine = from_minor(int(inv.get("total") or 0), currency)
+                raise NumberConflictError(
+                    f"number_conflict: Stripe invoice {inv.get('number')} already has a credit note "
+                    f"{note.get('number')} (id {note.get('id')}) labelled {ours} that is not ours: its total is "
+                    f"{theirs}, ours {mine}. Nothing was changed: remove its label or void it, then replay",
+                    number=ours,
+                    ours=mine,
+                    theirs=theirs,
+                    external_id=str(note.get("id")),
+                )
+            return note
+        return None
 
     def _result(
         self, invoice: Invoice, inv: Json, plan: StripePlan, *, created: bool, resumed: bool, emailed: bool = False

@@ -15,7 +15,18 @@ https://docs.stripe.com/search, https://docs.stripe.com/currencies, https://docs
 * ``POST/GET /v1/customers``, ``GET /v1/customers/search``, ``GET /v1/customers/{id}``;
   ``POST/GET /v1/tax_rates``; ``POST/GET /v1/invoiceitems``; ``POST/GET /v1/invoices``,
   ``GET /v1/invoices/search``, ``GET/POST/DELETE /v1/invoices/{id}``, ``POST .../finalize``,
-  ``POST .../send``; ``GET /v1/balance``.
+  ``POST .../send``, ``POST .../void``, ``POST .../pay`` (``paid_out_of_band`` only);
+  ``POST/GET /v1/credit_notes``, ``GET /v1/credit_notes/{id}``; ``GET /v1/balance``.
+* Lifecycle (https://docs.stripe.com/invoicing/integration/workflow-transitions, spec ``PostCreditNotes``):
+  only drafts can be deleted (``You can only delete draft invoices.``); only ``open``/``uncollectible``
+  invoices without a payment can be voided (the customer balance they consumed goes back to the
+  customer); a paid invoice changes no more (only its metadata). A credit note (``amount``; no
+  ``lines``) first reduces an unpaid invoice's ``amount_due`` (pre-payment); what exceeds it
+  (post-payment, all of it on a paid invoice) must equal ``credit_amount`` + ``out_of_band_amount``,
+  and ``credit_amount`` is credited to the customer's ``balance`` (negative = credit). Stripe numbers
+  credit notes ``<invoice number>-CN-NN``. A void refused is Stripe's own 400 (``You can only pass in
+  open invoices. This invoice isn't open.``); the wording of pay and credit-note refusals is the
+  emulator's (status 400 ``invalid_request_error`` as Stripe answers).
 * Invoices are drafts until finalised; ``pending_invoice_items_behavior`` ``exclude`` (the default
   since API 2022-08-01) leaves the customer's pending invoice items alone, ``include`` sweeps them in.
   Items can only be added to drafts, in the invoice's currency, at most 250 per invoice.
@@ -39,11 +50,16 @@ https://docs.stripe.com/search, https://docs.stripe.com/currencies, https://docs
 Test hooks: ``request_validator``, :meth:`StripeEmulator.inject_fault` (``429``, ``503``, ``500``,
 ``500_saved``, ``reset``, ``timeout_after_commit``, ``drop_after_commit``; optionally only for a
 method and a path glob), :meth:`StripeEmulator.expire_api_key`, :meth:`StripeEmulator.add_customer`,
+:meth:`StripeEmulator.add_invoice` (a Dashboard invoice), :meth:`StripeEmulator.mark_paid`,
+:meth:`StripeEmulator.balance_minor`,
 ``on_step(step, obj)`` (called after each write is stored and before its answer is written: crash
 tests kill a worker there), and the control API::
 
     GET  /_emulator/invoices   -> [invoice (all lines), ...]
     GET  /_emulator/customers | /_emulator/tax_rates | /_emulator/invoiceitems | /_emulator/emails
+    GET  /_emulator/credit_notes
+    POST /_emulator/payments   {"invoice": "in_..."}   (paid in full out of band, see StripeEmulator.mark_paid)
+    GET  /_emulator/balance    ?customer=cus_...  -> {"balance": <minor units>}  (StripeEmulator.balance_minor)
     GET  /_emulator/stats      -> {"calls", "call_count", "count_429", "validation_failures", "server_errors",
                                    "invoice_count", ...}
     POST /_emulator/faults     {"kind": "503", "times": 1, "method": "POST", "path": "/v1/invoices/*/finalize"}
@@ -127,8 +143,11 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     ("invoice", "POST", "/v1/invoices"),
     ("finalize", "POST", "/v1/invoices/*/finalize"),
     ("send", "POST", "/v1/invoices/*/send"),
+    ("void", "POST", "/v1/invoices/*/void"),
+    ("pay", "POST", "/v1/invoices/*/pay"),
     ("update", "POST", "/v1/invoices/*"),
     ("delete", "DELETE", "/v1/invoices/*"),
+    ("credit_note", "POST", "/v1/credit_notes"),
 )
 
 
@@ -299,6 +318,7 @@ class StripeEmulator(Emulator):
         self._tax_rates: dict[str, dict] = {}
         self._items: dict[str, dict] = {}
         self._invoices: dict[str, dict] = {}
+        self._credit_notes: dict[str, dict] = {}
         self._seq = 0  # creation order, for list ordering
         #: Idempotency-Key -> the saved answer (fingerprint: the endpoint and the decoded parameters)
         self._idempotency = ReplayCache(self.idempotency_ttl)
@@ -331,6 +351,76 @@ class StripeEmulator(Emulator):
     def invoice_items(self) -> list[dict]:
         with self._lock:
             return [self._render_item(i) for i in sorted(self._items.values(), key=lambda i: i["_seq"])]
+
+    def credit_notes(self) -> list[dict]:
+        """Every credit note as ``GET /v1/credit_notes/{id}`` renders it, oldest first."""
+        with self._lock:
+            return [self._public(n) for n in sorted(self._credit_notes.values(), key=lambda n: n["_seq"])]
+
+    def mark_paid(self, invoice_id: str, amount: int | None = None) -> dict:
+        """Record that the customer paid invoice ``invoice_id`` outside Stripe (what ``POST /v1/invoices/{id}/pay``
+        with ``paid_out_of_band=true`` does): ``amount`` in minor units, ``None`` = what remains.
+
+        Stripe (API 2023-08-16) records a payment of an invoice in full only: an ``amount`` other than
+        ``amount_remaining`` raises ``ValueError``, as does an invoice that is not open. Returns the invoice.
+        """
+        with self._lock:
+            inv = self._invoices.get(invoice_id)
+            if inv is None:
+                raise ValueError(f"No such invoice: '{invoice_id}'")
+            remaining = self._render_invoice(inv)["amount_remaining"]
+            if amount is not None and amount != remaining:
+                raise ValueError(
+                    f"Stripe invoices are paid in full: {amount} given, {remaining} remaining (no partial payments "
+                    "in API 2023-08-16)"
+                )
+            try:
+                return self._render_invoice(self._pay(inv, {"paid_out_of_band": "true"}))
+            except StripeError as exc:
+                raise ValueError(exc.message) from None
+
+    def balance_minor(self, customer: str | None = None) -> int:
+        """What customers owe (one customer's, with ``customer``), in minor units, as Stripe counts it: the
+        ``amount_remaining`` of ``open`` invoices plus the customers' ``balance`` (negative = credit the
+        customer holds, e.g. from a credit note's ``credit_amount``; applied to their next invoice)."""
+        with self._lock:
+            due = sum(
+                self._render_invoice(inv)["amount_remaining"]
+                for inv in self._invoices.values()
+                if inv["status"] == "open" and customer in (None, inv["customer"])
+            )
+            held = sum(int(c["balance"]) for c in self._customers.values() if customer in (None, c["id"]))
+            return int(due) + held
+
+    def add_invoice(
+        self,
+        customer: str,
+        amount: int,
+        *,
+        currency: str = "eur",
+        description: str | None = None,
+        custom_fields: list[dict[str, str]] | None = None,
+        metadata: dict[str, str] | None = None,
+        finalize: bool = True,
+    ) -> str:
+        """An invoice made in the Dashboard (no HTTP): one untaxed item of ``amount`` minor units, ``send_invoice``
+        due in 30 days, finalised unless ``finalize=False``; returns its id. Tests plant documents with it."""
+        with self._lock:
+            params: dict[str, Any] = {
+                "customer": customer,
+                "currency": currency,
+                "collection_method": "send_invoice",
+                "days_until_due": "30",
+                "custom_fields": custom_fields or [],
+                "metadata": metadata or {},
+            }
+            if description is not None:
+                params["description"] = description
+            inv = self._create_invoice(params)
+            self._new_item(customer, inv, amount, currency, description or "Manual invoice", [], {}, None, None, 1)
+            if finalize:
+                self._finalize(inv, {})
+            return str(inv["id"])
 
     def add_customer(
         self, name: str, *, email: str | None = None, customer_id: str | None = None, **fields: Any
@@ -625,6 +715,24 @@ class StripeEmulator(Emulator):
                     return 200, self._render_invoice(self._finalize(inv, params))
                 if parts[2:] == ["send"] and m == "POST":
                     return 200, self._render_invoice(self._send(inv))
+                if parts[2:] == ["void"] and m == "POST":
+                    return 200, self._render_invoice(self._void(inv))
+                if parts[2:] == ["pay"] and m == "POST":
+                    return 200, self._render_invoice(self._pay(inv, params))
+        if head == "credit_notes":
+            if len(parts) == 1 and m == "POST":
+                return 200, self._public(self._create_credit_note(params))
+            if len(parts) == 1 and m == "GET":
+                rows = list(self._credit_notes.values())
+                for name in ("invoice", "customer"):
+                    if name in params:
+                        rows = [n for n in rows if n[name] == params[name]]
+                return 200, self._list(rows, params, "/v1/credit_notes", self._public)
+            if len(parts) == 2 and m == "GET":
+                note = self._credit_notes.get(parts[1])
+                if note is None:
+                    raise _missing("credit_note", parts[1], "")
+                return 200, self._public(note)
         raise StripeError(
             404,
             f"Unrecognized request URL ({m}: {path}). Please see https://stripe.com/docs or we can help at "
@@ -1208,6 +1316,177 @@ class StripeEmulator(Emulator):
         self._touch(inv)
         return inv
 
+    def _void(self, inv: dict) -> dict:
+        """``POST /v1/invoices/{id}/void``: only ``open`` or ``uncollectible`` invoices
+        (https://docs.stripe.com/invoicing/integration/workflow-transitions); a draft or a paid one gets
+        Stripe's 400 "You can only pass in open invoices. This invoice isn't open." (as observed in
+        https://dev.classmethod.jp/articles/stripe-void-invoice-with-any-status). The customer balance
+        the invoice consumed at finalisation goes back to the customer."""
+        if inv["status"] not in ("open", "uncollectible") or inv.get("_amount_paid", 0):
+            raise StripeError(400, "You can only pass in open invoices. This invoice isn't open.")
+        customer = self._customers[inv["customer"]]
+        customer["balance"] += inv["_frozen"]["starting_balance"] - inv["ending_balance"]
+        inv["status"] = "void"
+        inv["status_transitions"]["voided_at"] = int(time.time())
+        self._touch(inv)
+        return inv
+
+    def _pay(self, inv: dict, params: dict) -> dict:
+        """``POST /v1/invoices/{id}/pay``: the emulator records out-of-band payments only (``paid_out_of_band``)."""
+        for key in params:
+            if key not in ("paid_out_of_band", "expand"):
+                raise StripeError(400, f"The emulator does not support {key} when paying an invoice", param=key)
+        if not _bool(params.get("paid_out_of_band", "false"), "paid_out_of_band"):
+            raise StripeError(
+                400, "The emulator has no payment methods: pay with paid_out_of_band=true", param="paid_out_of_band"
+            )
+        if inv["status"] == "paid":
+            raise StripeError(400, "Invoice is already paid", code="invoice_already_paid")
+        if inv["status"] not in ("open", "uncollectible"):
+            raise StripeError(
+                400,
+                f"You can only pay an open or uncollectible invoice; this invoice is {inv['status']}.",
+                code="invoice_not_editable",
+            )
+        inv["_amount_paid"] = inv.get("_amount_paid", 0) + self._render_invoice(inv)["amount_remaining"]
+        inv["paid_out_of_band"] = True
+        self._settle(inv)
+        return inv
+
+    def _settle(self, inv: dict) -> None:
+        inv["status"], inv["paid"] = "paid", True
+        inv["status_transitions"]["paid_at"] = int(time.time())
+        self._touch(inv)
+
+    def _create_credit_note(self, params: dict) -> dict:
+        """``POST /v1/credit_notes`` (spec ``PostCreditNotes``) with ``amount`` (the emulator takes no ``lines``).
+
+        The part up to the invoice's ``amount_remaining`` reduces its ``amount_due`` (pre-payment; an open
+        invoice left with nothing due is paid); the rest (post-payment) must be split exactly into
+        ``credit_amount`` (to the customer's balance) and ``out_of_band_amount``. At most the invoice's
+        total minus what earlier credit notes credited.
+        """
+        for unsupported in ("lines", "shipping_cost", "refund", "refund_amount"):
+            if unsupported in params:
+                raise StripeError(
+                    400, f"The emulator does not support {unsupported} on credit notes", param=unsupported
+                )
+        ident = params.get("invoice")
+        if not ident:
+            raise StripeError(400, "Missing required param: invoice.", code="parameter_missing", param="invoice")
+        inv = self._invoices.get(ident)
+        if inv is None:
+            raise _missing("invoice", ident, "invoice")
+        if inv["status"] not in ("open", "paid", "uncollectible"):
+            raise StripeError(
+                400,
+                f"Credit notes can only be issued for finalized invoices that are not void; invoice {ident} is "
+                f"{inv['status']}.",
+                code="invoice_not_editable",
+                param="invoice",
+            )
+        if "amount" not in params:
+            raise StripeError(
+                400,
+                "One of amount, lines, or shipping_cost must be provided.",
+                code="parameter_missing",
+                param="amount",
+            )
+        amount = _int(params["amount"], "amount", minimum=1)
+        rendered = self._render_invoice(inv)
+        total = rendered["total"]
+        creditable = total - inv.get("_pre_credit", 0) - inv.get("_post_credit", 0)
+        if amount > creditable:
+            raise StripeError(
+                400,
+                f"The credit note amount ({amount}) exceeds what is left to credit on invoice {ident} ({creditable}).",
+                param="amount",
+            )
+        pre = min(amount, rendered["amount_remaining"]) if inv["status"] != "paid" else 0
+        post = amount - pre
+        credit = _int(params.get("credit_amount", 0), "credit_amount", minimum=0)
+        out_of_band = _int(params.get("out_of_band_amount", 0), "out_of_band_amount", minimum=0)
+        if credit + out_of_band != post:
+            raise StripeError(
+                400,
+                f"The sum of credit_amount ({credit}), refund_amount (0) and out_of_band_amount ({out_of_band}) must "
+                f"equal the credit note's post-payment amount ({post}).",
+                param="credit_amount",
+            )
+        customer = self._customers[inv["customer"]]
+        inv["_pre_credit"] = inv.get("_pre_credit", 0) + pre
+        inv["_post_credit"] = inv.get("_post_credit", 0) + post
+        if pre and inv["status"] != "paid" and self._render_invoice(inv)["amount_remaining"] == 0:
+            self._settle(inv)
+        customer["balance"] -= credit
+        tax = _round(Decimal(rendered["tax"] or 0) * amount / total) if total else 0
+        excl_tax = _round(Decimal(total - rendered["subtotal"]) * amount / total) if total else 0
+        now = int(time.time())
+        count = sum(1 for n in self._credit_notes.values() if n["invoice"] == ident) + 1
+        number = f"{inv['number']}-CN-{count:02d}"
+        note_id = _new_id("cn_")
+        note: dict[str, Any] = {
+            "id": note_id,
+            "object": "credit_note",
+            "amount": amount,
+            "amount_shipping": 0,
+            "created": now,
+            "currency": inv["currency"],
+            "customer": inv["customer"],
+            "customer_balance_transaction": _new_id("cbtxn_") if credit else None,
+            "discount_amount": 0,
+            "discount_amounts": [],
+            "effective_at": _int(params["effective_at"], "effective_at") if "effective_at" in params else now,
+            "invoice": ident,
+            "lines": {
+                "object": "list",
+                "data": [
+                    {
+                        "id": _new_id("cnli_"),
+                        "object": "credit_note_line_item",
+                        "amount": amount - excl_tax,
+                        "amount_excluding_tax": amount - tax,
+                        "description": "Credit",
+                        "discount_amount": 0,
+                        "discount_amounts": [],
+                        "invoice_line_item": None,
+                        "livemode": self.livemode,
+                        "quantity": 1,
+                        "tax_amounts": [],
+                        "tax_rates": [],
+                        "type": "custom_line_item",
+                        "unit_amount": amount - excl_tax,
+                        "unit_amount_decimal": str(amount - excl_tax),
+                        "unit_amount_excluding_tax": str(amount - tax),
+                    }
+                ],
+                "has_more": False,
+                "url": f"/v1/credit_notes/{note_id}/lines",
+            },
+            "livemode": self.livemode,
+            "memo": params.get("memo"),
+            "metadata": _metadata(params.get("metadata") or {}),
+            "number": number,
+            "out_of_band_amount": out_of_band or None,
+            "pdf": f"{self.url}/cn/{note_id}/pdf",
+            "reason": params.get("reason"),
+            "refund": None,
+            "shipping_cost": None,
+            "status": "issued",
+            "subtotal": amount - excl_tax,
+            "subtotal_excluding_tax": amount - tax,
+            "tax_amounts": [],
+            "total": amount,
+            "total_excluding_tax": amount - tax,
+            "type": "pre_payment" if pre else "post_payment",
+            "voided_at": None,
+            "_seq": self._next_seq(),
+        }
+        self._touch(note)
+        self._credit_notes[note_id] = note
+        self._touch(inv)
+        return note
+
     def _line(self, item: dict) -> tuple[dict, list[tuple[str, bool, int]]]:
         taxes = []
         exclusive = inclusive = 0
@@ -1276,7 +1555,8 @@ class StripeEmulator(Emulator):
                 per_rate[(rid, incl)] = per_rate.get((rid, incl), 0) + amount
         total = subtotal + exclusive
         if inv["_frozen"] is not None:
-            starting, amount_due = inv["_frozen"]["starting_balance"], inv["_frozen"]["amount_due"]
+            starting = inv["_frozen"]["starting_balance"]
+            amount_due = inv["_frozen"]["amount_due"] - inv.get("_pre_credit", 0)
         else:
             starting = self._customers[inv["customer"]]["balance"]
             amount_due = max(0, total + starting)
@@ -1298,6 +1578,7 @@ class StripeEmulator(Emulator):
         t = self._totals(inv)
         out = self._public(inv)
         paid = inv["status"] == "paid"
+        amount_paid = inv.get("_amount_paid", 0)
         out.update(
             {
                 "subtotal": t["subtotal"],
@@ -1309,8 +1590,10 @@ class StripeEmulator(Emulator):
                 "total_discount_amounts": [],
                 "starting_balance": t["starting_balance"],
                 "amount_due": t["amount_due"],
-                "amount_paid": t["amount_due"] if paid else 0,
-                "amount_remaining": 0 if paid else t["amount_due"],
+                "amount_paid": amount_paid,
+                "amount_remaining": 0 if paid else t["amount_due"] - amount_paid,
+                "pre_payment_credit_notes_amount": inv.get("_pre_credit", 0),
+                "post_payment_credit_notes_amount": inv.get("_post_credit", 0),
                 "lines": {
                     "object": "list",
                     "data": t["lines"] if all_lines else t["lines"][:10],
@@ -1331,10 +1614,25 @@ class StripeEmulator(Emulator):
             ("GET", "/_emulator/tax_rates"): lambda _req: _json(200, self.tax_rates()),
             ("GET", "/_emulator/invoiceitems"): lambda _req: _json(200, self.invoice_items()),
             ("GET", "/_emulator/emails"): lambda _req: self._emails(),
+            ("GET", "/_emulator/credit_notes"): lambda _req: _json(200, self.credit_notes()),
+            ("POST", "/_emulator/payments"): self._admin_payment,
+            ("GET", "/_emulator/balance"): lambda req: _json(
+                200, {"balance": self.balance_minor(req.query.get("customer") or None)}
+            ),
             ("POST", "/_emulator/expire-tokens"): lambda _req: _json(
                 200, {"ok": True, "note": "Stripe uses static API keys; nothing to expire"}
             ),
         }
+
+    def _admin_payment(self, req: Request) -> Response:
+        """``POST /_emulator/payments`` ``{"invoice": "in_...", "amount": 1234 (optional, minor units)}``."""
+        try:
+            doc = json.loads(req.body or b"{}")
+            amount = doc.get("amount")
+            inv = self.mark_paid(str(doc["invoice"]), None if amount is None else int(amount))
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"error": f"payment refused: {exc}"})
+        return _json(200, inv)
 
     def _emails(self) -> Response:
         with self._lock:

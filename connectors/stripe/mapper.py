@@ -11,6 +11,15 @@ parameter dicts that :func:`form_pairs` encodes the way Stripe expects
 Request shapes follow the official OpenAPI spec ``spec3.yaml`` (stripe/openapi, API version
 2023-08-16; operations ``PostInvoices``, ``PostInvoiceitems``, ``PostTaxRates``, ``PostCustomers``).
 
+Ownership and printed text: the invoice's ``metadata[broker_invoice_key]`` is our ownership marker
+(:mod:`connectors.sdk.lifecycle`: metadata is key-value, so the marker's ``broker:`` prefix is the key's
+name and the value the invoice key; Stripe keeps metadata with the object and returns it on every read,
+https://docs.stripe.com/api/metadata). ``description`` (the memo, our human reference) and ``footer``
+(the legal notes, one a line) are what Stripe prints on the invoice PDF (spec ``PostInvoices``:
+``description`` "Displayed as 'memo' in the Dashboard", ``footer`` "Footer to be displayed on the
+invoice"). A footer set on an invoice takes the place of the account's / customer's default footer on
+that invoice only.
+
 Money (https://docs.stripe.com/currencies#minor-units): amounts are integers in the currency's
 smallest unit; zero-decimal currencies (JPY, KRW, ...) are sent as is; three-decimal currencies
 (BHD, JOD, KWD, OMR, TND) are sent in thousandths but must end in 0.
@@ -40,6 +49,7 @@ from connectors.sdk.idempotency import STRIPE as STRIPE_KEYS
 from connectors.sdk.idempotency import idempotency_key as _shared_key
 from connectors.sdk.idempotency import make_key
 from connectors.sdk.invoice import ExternalInvoice, Invoice
+from connectors.sdk.lifecycle import credit_note_number
 from connectors.sdk.money import minor_units as iso_minor_units
 from connectors.sdk.money import quantity_note
 from connectors.sdk.money import rate_key as rate_text
@@ -59,6 +69,10 @@ METADATA_KEY_MAX = 40
 METADATA_VALUE_MAX = 500
 #: ``PostInvoices`` ``description`` maxLength.
 INVOICE_DESCRIPTION_MAX = 1500
+#: ``PostInvoices`` ``footer`` maxLength.
+INVOICE_FOOTER_MAX = 5000
+#: ``PostCreditNotes`` ``memo`` maxLength.
+CREDIT_NOTE_MEMO_MAX = 5000
 #: ``custom_fields[][name]`` / ``[value]`` maxLength.
 CUSTOM_FIELD_MAX = 30
 #: ``PostInvoiceitems`` ``description`` maxLength.
@@ -203,6 +217,15 @@ def idempotency_key(invoice: Invoice, step: str) -> str:
     characters of ``[A-Za-z0-9:._-]``, otherwise ``<sanitised prefix>:sha256:<hex of the full text>``.
     """
     return _shared_key(invoice.tenant, "stripe", invoice.invoice_key, step, STRIPE_KEYS)
+
+
+def retire_idempotency_key(tenant: str, key: str, step: str) -> str:
+    """``Idempotency-Key`` of one write retiring an invoice: ``{tenant}:stripe:{key}:{step}``.
+
+    ``key`` is the invoice key of the record that asks (the new revision's, or the cancellation's);
+    steps: ``void``, ``credit_note``. Fitted like :func:`idempotency_key`.
+    """
+    return _shared_key(tenant, "stripe", key, step, STRIPE_KEYS)
 
 
 def customer_idempotency_key(tenant: str, client_id: str) -> str:
@@ -388,7 +411,7 @@ def invoice_to_stripe(invoice: Invoice, settings: StripeSettings) -> StripePlan:
 
         customer={customer}  currency=eur  collection_method=send_invoice  days_until_due=<due - issue>
         auto_advance=false  pending_invoice_items_behavior=exclude  effective_at=<issue date 00:00 UTC>
-        description=<reference>
+        description=<reference>  footer=<legal notes, one a line (only when there are any)>
         custom_fields[0][name]=<settings.number_field_name>  custom_fields[0][value]=<our number>
         metadata[broker_invoice_key]  metadata[broker_invoice_number]  metadata[broker_tenant]
         metadata[broker_lines]=<line count>  metadata[broker_total]=<our total in minor units>
@@ -491,6 +514,9 @@ def invoice_to_stripe(invoice: Invoice, settings: StripeSettings) -> StripePlan:
     if invoice.reference:
         _check_len("reference (invoice description)", invoice.reference, INVOICE_DESCRIPTION_MAX)
         params["description"] = invoice.reference
+    if footer := legal_footer(invoice):
+        _check_len("legal_notes (invoice footer)", footer, INVOICE_FOOTER_MAX)
+        params["footer"] = footer
     if settings.number_field_name:
         _check_len("custom_fields[0][name]", settings.number_field_name, CUSTOM_FIELD_MAX)
         _check_len("invoice_number (custom_fields[0][value])", invoice.invoice_number, CUSTOM_FIELD_MAX)
@@ -506,6 +532,63 @@ def invoice_to_stripe(invoice: Invoice, settings: StripeSettings) -> StripePlan:
         total_minor=total_minor,
         tax_minor=tax_minor,
         metadata=metadata,
+    )
+
+
+def legal_footer(invoice: Invoice) -> str:
+    """The invoice's legal notes as Stripe's ``footer``: one a line, blank ones left out (``""``: none)."""
+    return "\n".join(note.strip() for note in invoice.legal_notes if note.strip())
+
+
+def credit_note_params(inv: Json, *, reason: str, issued: date, key: str, tenant: str) -> dict[str, Any]:
+    """``POST /v1/credit_notes`` parameters (spec ``PostCreditNotes``) crediting Stripe invoice ``inv`` in full.
+
+    ``amount`` = the invoice's ``total``. The part up to its ``amount_remaining`` reduces what is due
+    (pre-payment); the rest — all of it on a paid invoice — goes to the customer's credit balance
+    (``credit_amount``; "the sum of the refund, credit and outside of Stripe amounts must equal the
+    credit note total" for post-payment credit notes), so the balance shows the credit and Stripe
+    applies it to the customer's next invoice. ``reason=order_change``, ``effective_at`` = ``issued``
+    (00:00 UTC, the date printed on the PDF), ``memo`` = ``Credit for <our number>: <reason>`` and
+    ``metadata``: ``broker_credit_note_number`` (:func:`connectors.sdk.lifecycle.credit_note_number` of
+    our number: Stripe numbers credit notes itself), ``broker_invoice_key`` (the credited invoice's
+    marker), ``broker_tenant``, ``broker_requested_by`` (``key``). Raises :class:`MappingError` when the
+    invoice has no positive total.
+    """
+    total = inv.get("total")
+    if not isinstance(total, int) or total <= 0:
+        raise MappingError("total", f"invoice {inv.get('id')} has no positive total to credit ({total!r})")
+    remaining = inv.get("amount_remaining") if inv.get("status") != "paid" else 0
+    pre = min(total, remaining if isinstance(remaining, int) and remaining > 0 else 0)
+    meta = metadata_of(inv)
+    ours = str(meta.get("broker_invoice_number") or inv.get("number") or inv.get("id"))
+    memo = f"Credit for {ours}: {reason}"[:CREDIT_NOTE_MEMO_MAX]
+    metadata = {
+        "broker_credit_note_number": credit_note_number(ours)[:METADATA_VALUE_MAX],
+        "broker_invoice_key": str(meta.get("broker_invoice_key") or ""),
+        "broker_tenant": tenant,
+        "broker_requested_by": key[:METADATA_VALUE_MAX],
+    }
+    params: dict[str, Any] = {
+        "invoice": str(inv["id"]),
+        "amount": total,
+        "reason": "order_change",
+        "effective_at": _unix(issued),
+        "memo": memo,
+        "metadata": {k: v for k, v in metadata.items() if v},
+    }
+    if total - pre:
+        params["credit_amount"] = total - pre
+    return params
+
+
+def carries_number(inv: Json, number: str, field_name: str | None) -> bool:
+    """Whether Stripe invoice ``inv`` is labelled with our ``number``: ``metadata[broker_invoice_number]`` or the
+    custom field ``field_name`` (the one our invoices print the number in)."""
+    if metadata_of(inv).get("broker_invoice_number") == number:
+        return True
+    fields = inv.get("custom_fields") or []
+    return bool(field_name) and any(
+        isinstance(f, dict) and f.get("name") == field_name and f.get("value") == number for f in fields
     )
 
 
@@ -647,12 +730,15 @@ def is_complete(inv: Json, settings: StripeSettings) -> bool:
 
 def invoice_from_stripe(inv: Json, our_number: str) -> ExternalInvoice:
     """:class:`ExternalInvoice` of a Stripe invoice: ``number`` is Stripe's (``our_number`` while a draft has
-    none), ``total`` from minor units (``None`` when absent). Raises ``KeyError`` without ``id``."""
+    none), ``total`` and ``paid`` (``amount_paid``) from minor units (``None`` when absent), ``marker`` =
+    ``metadata[broker_invoice_key]`` (``None``: not ours). Raises ``KeyError`` without ``id``."""
     currency = str(inv.get("currency") or "eur")
-    total = inv.get("total")
+    total, paid = inv.get("total"), inv.get("amount_paid")
     return ExternalInvoice(
         external_id=str(inv["id"]),
         number=str(inv.get("number") or our_number),
         total=from_minor(total, currency) if isinstance(total, int) else None,
         status=inv.get("status"),
+        marker=str(metadata_of(inv).get("broker_invoice_key") or "") or None,
+        paid=from_minor(paid, currency) if isinstance(paid, int) else None,
     )

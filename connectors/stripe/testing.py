@@ -8,6 +8,7 @@ customer, and tells the kit how to read invoices back and inject faults.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 from connectors.sdk.invoice import Invoice
 from connectors.stripe.connector import StripeConnector
 from connectors.stripe.emulator import StripeEmulator
-from connectors.stripe.mapper import from_minor
+from connectors.stripe.mapper import from_minor, to_minor
 from connectors.testing.harness import ConnectorHarness, HeldInvoice, HostileExpectation
 
 #: The official OpenAPI spec (stripe/openapi ``spec3.yaml``) the emulator validates requests against, when present.
@@ -23,6 +24,8 @@ SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "stripe" / "spe
 SECRET_KEY = "sk_test_51ConformanceKeyDoNotUse0000000000"
 CUSTOMER_ID = "cus_ConformanceClnt"
 CUSTOMER_NAME = "Conformance Client, Lda"
+#: The custom field our invoices print their number in (``StripeSettings.number_field_name``'s default).
+NUMBER_FIELD = "Invoice ref"
 
 
 class StripeHarness(ConnectorHarness):
@@ -86,19 +89,63 @@ class StripeHarness(ConnectorHarness):
 
     # ------------------------------------------------------------------ read back
     def invoices(self) -> list[HeldInvoice]:
-        """Every invoice the emulator holds; ``number`` is ``metadata['broker_invoice_number']``."""
+        """Every invoice the emulator holds; ``number`` is ``metadata['broker_invoice_number']`` (else the number
+        custom field, else Stripe's number); ``printed`` = the memo (``description``) and the ``footer``."""
         return [
             HeldInvoice(
                 external_id=inv["id"],
-                number=(inv.get("metadata") or {}).get("broker_invoice_number", inv.get("number") or ""),
+                number=(inv.get("metadata") or {}).get("broker_invoice_number")
+                or next((f["value"] for f in inv.get("custom_fields") or [] if f.get("name") == NUMBER_FIELD), None)
+                or inv.get("number")
+                or "",
                 total=from_minor(int(inv["total"]), inv["currency"]),
                 currency=inv["currency"].upper(),
                 line_count=inv["lines"]["total_count"],
                 contact=inv["customer"],
                 raw=inv,
+                status=inv["status"],
+                printed="\n".join(t for t in (inv.get("description"), inv.get("footer")) if t),
             )
             for inv in self.emulator.invoices()
         ]
+
+    def credit_notes(self) -> list[HeldInvoice]:
+        """Every credit note; ``number`` is ours (``metadata['broker_credit_note_number']``) else Stripe's."""
+        return [
+            HeldInvoice(
+                external_id=note["id"],
+                number=(note.get("metadata") or {}).get("broker_credit_note_number") or note["number"],
+                total=from_minor(int(note["total"]), note["currency"]),
+                currency=note["currency"].upper(),
+                contact=note["customer"],
+                raw=note,
+                status=note["status"],
+                printed=note.get("memo"),
+            )
+            for note in self.emulator.credit_notes()
+        ]
+
+    # ------------------------------------------------------------------ lifecycle
+    def mark_paid(self, external_id: str, amount: Decimal | None = None) -> None:
+        """Paid out of band, in full (Stripe's API 2023-08-16 has no partial invoice payments: a partial
+        ``amount`` raises ``ValueError``)."""
+        minor = None if amount is None else to_minor(amount, self.currency, "amount")
+        self.emulator.mark_paid(external_id, minor)
+
+    def balance(self) -> Decimal:
+        """``amount_remaining`` of open invoices plus the customers' balances (negative = credit), in EUR."""
+        return from_minor(self.emulator.balance_minor(), self.currency)
+
+    def plant_foreign(self, invoice: Invoice, total: Decimal) -> str:
+        """A finalised invoice made in the Dashboard for the seeded customer, labelled with ``invoice``'s number in
+        the number custom field (as our invoices print it), one untaxed item of ``total``, no metadata."""
+        return self.emulator.add_invoice(
+            invoice.contact_id or CUSTOMER_ID,
+            to_minor(total, invoice.currency, "total"),
+            currency=invoice.currency.lower(),
+            description=invoice.reference,
+            custom_fields=[{"name": NUMBER_FIELD, "value": invoice.invoice_number}],
+        )
 
     # ------------------------------------------------------------------ faults
     def inject_rate_limit(self, retry_after: int = 1) -> None:

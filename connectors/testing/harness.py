@@ -36,6 +36,7 @@ class HeldInvoice:
 
     ``number`` is **our** invoice number as the billing system keeps it: its number field, or the
     reference field where the system numbers documents itself (Moloni, InvoiceXpress, Stripe).
+    For a credit note (:meth:`ConnectorHarness.credit_notes`) ``total`` is positive.
     ``total`` is the system's own total as :class:`Decimal` (not ours echoed back).
     """
 
@@ -46,6 +47,11 @@ class HeldInvoice:
     line_count: int | None = None
     contact: str | None = None
     raw: Any = None
+    #: The system's own status word (``AUTHORISED``, ``void``, ``closed``...), for messages and docs.
+    status: str | None = None
+    #: The free text the system prints on the document (notes, terms, footer, memo, observations),
+    #: joined; the kit looks for the invoice's legal notes there (``None``: not read back).
+    printed: str | None = None
 
 
 class ConnectorHarness:
@@ -150,6 +156,28 @@ class ConnectorHarness:
 
     def contact_creation_settings(self, allow: bool) -> dict[str, Any]:
         """Settings overrides that allow or forbid creating a missing contact/customer."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ lifecycle (optional; else skip with a reason)
+    def mark_paid(self, external_id: str, amount: Decimal | None = None) -> None:
+        """Record a payment of ``amount`` (``None``: everything due) on invoice ``external_id``, as the
+        system does when the customer pays (an admin action of the emulator)."""
+        raise NotImplementedError
+
+    def balance(self) -> Decimal:
+        """What the tenant's customers owe, as the billing system computes it: the amounts due on open
+        invoices minus credit not yet used (unapplied credit notes, customer credit balance). Voided,
+        deleted and cancelled documents count zero; a payment reduces what is due."""
+        raise NotImplementedError
+
+    def credit_notes(self) -> list[HeldInvoice]:
+        """Every credit note the emulator holds for the tenant (``number``: its number or reference)."""
+        raise NotImplementedError
+
+    def plant_foreign(self, invoice: Invoice, total: Decimal) -> str:
+        """Create, as someone outside the broker would, a document for ``invoice``'s customer under
+        ``invoice``'s number (its reference, where the system numbers documents itself) with ``total``
+        and without our marker, finished as far as the connector would finish ours; its id."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ checks (optional)

@@ -65,13 +65,15 @@ def make_invoice(
     document_id: str | None = None,
     reference: str | None = None,
     billing_system: str = "conformance",
+    revision: int = 1,
+    legal_notes: list[str] | None = None,
 ) -> Invoice:
     """An invoice whose totals are the sums of its rounded lines (``net_total + tax_total == total``)."""
     doc = document_id or number
     net = sum((ln.net for ln in lines), D("0.00"))
     tax = sum((ln.tax for ln in lines), D("0.00"))
     return Invoice(
-        invoice_key=f"{tenant}:wo:{doc}:r1",
+        invoice_key=f"{tenant}:wo:{doc}:r{revision}",
         invoice_number=number,
         order_key=f"{tenant}:wo:{doc}",
         tenant=tenant,
@@ -81,7 +83,7 @@ def make_invoice(
         event_time=datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
         document="wo",
         document_id=doc,
-        revision=1,
+        revision=revision,
         client_id=client_id,
         client_name=client_name,
         contact_id=contact_id,
@@ -96,6 +98,7 @@ def make_invoice(
         total=net + tax,
         cost_total=D("0.00"),
         margin=net,
+        legal_notes=legal_notes or [],
     )
 
 

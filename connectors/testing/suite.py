@@ -47,6 +47,7 @@ from connectors.sdk.errors import (
     ConfigError,
     ConnectorError,
     DuplicateError,
+    NumberConflictError,
     PermanentError,
     RateLimitedError,
     RetryableError,
@@ -55,6 +56,7 @@ from connectors.sdk.errors import (
 )
 from connectors.sdk.interface import BatchItem, Capabilities, Connector, DeliveryResult, settings_json_schema
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.lifecycle import Retirement, check_ours, marker
 from connectors.sdk.oauth2 import FileTokenStore, MemoryTokenStore, TokenStore
 from connectors.sdk.settings import secret_env_fields
 from connectors.testing.harness import HOSTILE_CASES, ConnectorHarness, HeldInvoice
@@ -106,7 +108,28 @@ SCENARIOS: dict[str, str] = {
     "secrets": "secrets never appear in exceptions, reprs, logs or DLQ headers",
     "hostile": "hostile content is delivered with exact totals or rejected permanently",
     "contacts": "a client without contact mapping is found, created when allowed, else a PermanentError naming it",
+    "ownership": "find() reads back our ownership marker and the system's own total",
+    "number_conflict": (
+        "a foreign document under our number is never adopted: NumberConflictError naming both totals, "
+        "dead-lettered by the retry policy, nothing created or changed"
+    ),
+    "legal_notes": "the invoice's legal notes appear in the text the system prints on the document",
+    "amend": (
+        "a new revision replaces the delivered invoice: the customer's balance equals the new total to the cent; "
+        "repeating the amendment changes nothing"
+    ),
+    "amend_resumed": (
+        "an amendment interrupted between its steps (old retired and new not created, or the reverse) "
+        "completes exactly once when repeated"
+    ),
+    "cancel": "cancelling a delivered invoice leaves a balance of 0.00; cancelling again changes nothing",
+    "amend_paid": "a revision of a paid invoice goes through a credit note: balance = new total - amount paid",
+    "cancel_paid": "cancelling a paid invoice issues a credit note for its total: balance = -amount paid",
 }
+
+#: The lifecycle scenarios (issue "invoice lifecycle"): need ``capabilities.amendments`` and the harness's
+#: ``mark_paid`` / ``balance`` / ``credit_notes`` hooks.
+LIFECYCLE_SCENARIOS = ("amend", "amend_resumed", "cancel", "amend_paid", "cancel_paid")
 
 ODD_NUMBER = "CF-Ç/1,a b-R1"
 
@@ -309,6 +332,28 @@ class Kit:
             assert held.line_count == len(invoice.lines), f"{held.line_count} lines held, {len(invoice.lines)} sent"
         return held
 
+    def next_revision(self, invoice: Invoice, lines: list[InvoiceLine] | None = None) -> Invoice:
+        """Revision ``invoice.revision + 1`` of ``invoice``'s document, with ``lines`` (default: the
+        standard lines with one more hour of labour, so the total differs) and number ``...-R<n+1>``."""
+        rev = invoice.revision + 1
+        base = invoice.invoice_number.rsplit("-R", 1)[0]
+        if lines is None:
+            lines = [*standard_lines(self.h.tax_rate), make_line("Extra labour", "1", "42.00", self.h.tax_rate)]
+        return self.invoice(number=f"{base}-R{rev}", lines=lines, document_id=invoice.document_id, revision=rev)
+
+    def balance(self, scenario_name: str) -> Decimal:
+        value = self.hook(scenario_name, self.h.balance)
+        assert isinstance(value, Decimal), f"{type(self.h).__name__}.balance() must return a Decimal, got {value!r}"
+        return value
+
+    def credit_notes(self, scenario_name: str) -> list[HeldInvoice]:
+        return list(self.hook(scenario_name, self.h.credit_notes))
+
+    @staticmethod
+    def previous(result: DeliveryResult) -> ExternalInvoice:
+        """The delivered document as the deliver stage passes it to ``amend`` / ``cancel`` (id and number)."""
+        return ExternalInvoice(result.external_id, result.external_number)
+
     def assert_not_held(self, invoice: Invoice) -> None:
         assert self.held_for(invoice.invoice_number) == [], (
             f"{invoice.invoice_number} must not exist in the billing system"
@@ -414,7 +459,7 @@ class ConnectorConformance:
         if caps.batch_size > 1:
             assert cls.deliver_many is not Connector.deliver_many, "batch_size > 1 requires deliver_many()"
         if caps.amendments:
-            assert cls.amend is not Connector.amend, "capabilities.amendments requires amend()"
+            assert cls.retire is not Connector.retire, "capabilities.amendments requires retire()"
         if caps.oauth2:
             assert cls.oauth2_config is not Connector.oauth2_config, "capabilities.oauth2 requires oauth2_config()"
         settings_cls = cls.Settings
@@ -972,6 +1017,193 @@ class ConnectorConformance:
         if known_id is not None and held_known.contact is not None:
             assert held_known.contact == known_id, "an existing contact found by name must be used, not a new one"
         kit.assert_held_once(unknown, created.external_id)
+
+    # ------------------------------------------------------------------ ownership
+    @scenario("ownership")
+    def test_ownership(self, kit: Kit) -> None:
+        invoice = kit.invoice("OWN")
+
+        async def go() -> tuple[DeliveryResult, ExternalInvoice | None]:
+            connector = kit.connector()
+            result = await connector.deliver(invoice)
+            return result, await connector.find(invoice.invoice_number)
+
+        result, found = kit.run(go())
+        assert found is not None, f"find({invoice.invoice_number!r}) did not find the invoice just created"
+        assert found.external_id == result.external_id
+        assert found.marker == invoice.invoice_key, (
+            f"find() must read back our marker {marker(invoice.invoice_key)!r} (got marker {found.marker!r}): "
+            "write it at create time where the system keeps it (connectors.sdk.lifecycle)"
+        )
+        assert found.total is not None, "find() must return the system's total"
+        assert Decimal(found.total) == invoice.total, f"find() total {found.total} != ours {invoice.total}"
+        check_ours(invoice, found)
+
+    @scenario("number_conflict")
+    def test_number_conflict(self, kit: Kit) -> None:
+        invoice = kit.invoice("FOREIGN")
+        foreign_total = Decimal("999.00")
+        foreign_id = kit.hook("number_conflict", kit.h.plant_foreign, invoice, foreign_total)
+        before = {(h.external_id, h.total) for h in kit.held()}
+
+        async def go() -> tuple[NumberConflictError, PolicyOutcome]:
+            with pytest.raises(NumberConflictError) as info:
+                await kit.connector().deliver(invoice)
+            return info.value, await kit.through_policy(kit.deliverer(), invoice)
+
+        direct, outcome = kit.run(go())
+        for exc in (direct, outcome.error):
+            assert isinstance(exc, NumberConflictError), f"expected NumberConflictError, got {exc!r}"
+            text = str(exc)
+            assert "999.00" in text, f"the error must name the foreign total: {text}"
+            assert str(invoice.total) in text, f"the error must name our total: {text}"
+            assert exc.error_class == "number_conflict"
+        assert outcome.result is None, "a foreign document must never be recorded as delivered"
+        after = {(h.external_id, h.total) for h in kit.held()}
+        assert after == before, f"nothing may be created or changed: before {sorted(before)}, after {sorted(after)}"
+        assert (foreign_id, foreign_total) in after
+
+    @scenario("legal_notes")
+    def test_legal_notes(self, kit: Kit) -> None:
+        notes = [
+            "Reverse charge: VAT to be accounted for by the recipient (Art. 196 Directive 2006/112/EC)",
+            "Isento de IVA nos termos do artigo 9.º do CIVA",
+        ]
+        invoice = kit.invoice("LEGAL", legal_notes=notes)
+        result = kit.run(kit.connector().deliver(invoice))
+        held = kit.assert_held_once(invoice, result.external_id)
+        assert held.printed is not None, (
+            f"{type(kit.h).__name__}.invoices() must fill HeldInvoice.printed with the document's printed text"
+        )
+        for note in notes:
+            assert note in held.printed, f"legal note {note!r} is not on the document; printed text: {held.printed!r}"
+
+    # ------------------------------------------------------------------ lifecycle
+    def _lifecycle(self, kit: Kit, name: str) -> None:
+        if not kit.cls.capabilities.amendments:
+            pytest.fail(
+                f"{kit.cls.__name__} declares amendments=False: implement retire() or skip {name!r} with a reason",
+                pytrace=False,
+            )
+
+    @scenario("amend")
+    def test_amend(self, kit: Kit) -> None:
+        self._lifecycle(kit, "amend")
+        rev1 = kit.invoice("AMEND")
+        rev2 = kit.next_revision(rev1)
+        assert rev2.total != rev1.total
+
+        async def go() -> tuple[DeliveryResult, DeliveryResult, DeliveryResult]:
+            connector = kit.connector()
+            first = await connector.deliver(rev1)
+            amended = await connector.amend(rev2, kit.previous(first))
+            again = await kit.connector().amend(rev2, kit.previous(first))
+            return first, amended, again
+
+        first, amended, again = kit.run(go())
+        assert amended.details.get("amendment") in ("deleted", "voided", "credited"), amended.details
+        assert again.external_id == amended.external_id
+        kit.assert_held_once(rev2, amended.external_id)
+        assert kit.balance("amend") == rev2.total, f"balance must be revision 2's total {rev2.total}"
+        notes = kit.credit_notes("amend")
+        assert len(notes) == (1 if amended.details["amendment"] == "credited" else 0), notes
+        assert first.external_id != amended.external_id or amended.details["amendment"] == "none"
+
+    @scenario("amend_resumed")
+    def test_amend_resumed(self, kit: Kit) -> None:
+        self._lifecycle(kit, "amend_resumed")
+        a1 = kit.invoice("RESUMEA")
+        a2 = kit.next_revision(a1)
+        b1 = kit.invoice("RESUMEB")
+        b2 = kit.next_revision(b1)
+
+        async def go() -> tuple[Retirement, DeliveryResult, DeliveryResult]:
+            connector = kit.connector()
+            first_a = await connector.deliver(a1)
+            # killed after retiring revision 1, before creating revision 2
+            retired = await connector.retire(
+                kit.previous(first_a), key=a2.invoice_key, reason="resumed", issued=a2.issue_date
+            )
+            resumed_a = await kit.connector().amend(a2, kit.previous(first_a))
+            first_b = await connector.deliver(b1)
+            # the reverse: revision 2 created, revision 1 not yet retired
+            await connector.deliver(b2)
+            resumed_b = await kit.connector().amend(b2, kit.previous(first_b))
+            return retired, resumed_a, resumed_b
+
+        retired, resumed_a, resumed_b = kit.run(go())
+        assert retired.action in ("deleted", "voided", "credited"), retired
+        assert resumed_a.details.get("amendment") == "none", f"revision 1 was already retired: {resumed_a.details}"
+        assert resumed_b.details.get("amendment") in ("deleted", "voided", "credited"), resumed_b.details
+        kit.assert_held_once(a2, resumed_a.external_id)
+        kit.assert_held_once(b2, resumed_b.external_id)
+        assert kit.balance("amend_resumed") == a2.total + b2.total
+        credited = [retired.action, resumed_b.details["amendment"]].count("credited")
+        assert len(kit.credit_notes("amend_resumed")) == credited
+
+    @scenario("cancel")
+    def test_cancel(self, kit: Kit) -> None:
+        self._lifecycle(kit, "cancel")
+        invoice = kit.invoice("CANCEL")
+
+        async def go() -> tuple[Retirement, Retirement]:
+            connector = kit.connector()
+            first = await connector.deliver(invoice)
+            key = f"{invoice.order_key}:cancel"
+            cancelled = await connector.cancel(
+                kit.previous(first), key=key, reason="cancelled", issued=invoice.issue_date
+            )
+            again = await kit.connector().cancel(
+                kit.previous(first), key=key, reason="cancelled", issued=invoice.issue_date
+            )
+            return cancelled, again
+
+        cancelled, again = kit.run(go())
+        assert cancelled.action in ("deleted", "voided", "credited"), cancelled
+        assert again.action == "none", f"cancelling again must change nothing: {again}"
+        assert kit.balance("cancel") == Decimal("0.00")
+        assert len(kit.credit_notes("cancel")) == (1 if cancelled.action == "credited" else 0)
+
+    @scenario("amend_paid")
+    def test_amend_paid(self, kit: Kit) -> None:
+        self._lifecycle(kit, "amend_paid")
+        rev1 = kit.invoice("PAIDAM")
+        rev2 = kit.next_revision(rev1)
+        first = kit.run(kit.connector().deliver(rev1))
+        kit.hook("amend_paid", kit.h.mark_paid, first.external_id)
+
+        async def go() -> tuple[DeliveryResult, DeliveryResult]:
+            amended = await kit.connector().amend(rev2, kit.previous(first))
+            again = await kit.connector().amend(rev2, kit.previous(first))
+            return amended, again
+
+        amended, again = kit.run(go())
+        assert amended.details.get("amendment") == "credited", f"a paid invoice must be credited: {amended.details}"
+        assert Decimal(str(amended.details.get("previous_paid"))) == rev1.total
+        assert again.external_id == amended.external_id
+        kit.assert_held_once(rev2, amended.external_id)
+        notes = kit.credit_notes("amend_paid")
+        assert [n.total for n in notes] == [rev1.total], f"one credit note of {rev1.total} expected: {notes}"
+        assert kit.balance("amend_paid") == rev2.total - rev1.total
+
+    @scenario("cancel_paid")
+    def test_cancel_paid(self, kit: Kit) -> None:
+        self._lifecycle(kit, "cancel_paid")
+        invoice = kit.invoice("PAIDCX")
+        first = kit.run(kit.connector().deliver(invoice))
+        kit.hook("cancel_paid", kit.h.mark_paid, first.external_id)
+        key = f"{invoice.order_key}:cancel"
+        cancelled = kit.run(
+            kit.connector().cancel(kit.previous(first), key=key, reason="cancelled", issued=invoice.issue_date)
+        )
+        again = kit.run(
+            kit.connector().cancel(kit.previous(first), key=key, reason="cancelled", issued=invoice.issue_date)
+        )
+        assert cancelled.action == "credited", cancelled
+        assert cancelled.paid == invoice.total
+        assert again.action == "none", f"cancelling again must change nothing: {again}"
+        assert [n.total for n in kit.credit_notes("cancel_paid")] == [invoice.total]
+        assert kit.balance("cancel_paid") == -invoice.total
 
 
 _WORKER_SCRIPT = """

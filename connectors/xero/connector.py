@@ -18,6 +18,12 @@ https://developer.xero.com/documentation/api/accounting/invoices). Facts it reli
   (spec schemas ``Error``/``Element``/``ValidationError``).
 * Limits per organisation: 60 calls/minute, 5 concurrent, 5,000/day; over a limit -> 429 with
   ``Retry-After`` and ``X-Rate-Limit-Problem`` (https://developer.xero.com/documentation/auth-and-limits/xero-api-limits).
+* Ownership: every invoice carries our marker at the end of ``Reference`` (ACCREC only, ≤ 255
+  characters, returned on every read); an invoice found under our number without it, or with another
+  total, is never adopted (:class:`NumberConflictError`). Legal notes print as description-only line
+  items (:mod:`connectors.xero.mapper`).
+* Lifecycle (:meth:`XeroConnector.retire`; ``amend``/``cancel`` are the SDK's): drafts are deleted,
+  approved invoices without payments voided, anything with a payment credited (``ACCRECCREDIT``).
 
 Transport, the 401 -> refresh once -> retry loop, the status table, ``Retry-After``, quota reports
 and scrubbing are :class:`connectors.sdk.http.HttpConnector`'s; the JSON is :mod:`connectors.xero.mapper`'s.
@@ -25,10 +31,10 @@ and scrubbing are :class:`connectors.sdk.http.HttpConnector`'s; the JSON is :mod
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -38,6 +44,7 @@ from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField, 
 from connectors.sdk.errors import (
     ConnectorError,
     MissingScopeError,
+    NumberConflictError,
     PermanentError,
     RetryableError,
     UncertainOutcomeError,
@@ -48,11 +55,11 @@ from connectors.sdk.idempotency import XERO as XERO_KEY_RULES
 from connectors.sdk.idempotency import idempotency_key as shared_idempotency_key
 from connectors.sdk.interface import BatchItem, Capabilities, DeliveryResult
 from connectors.sdk.invoice import ExternalInvoice, Invoice
-from connectors.sdk.money import dumps
+from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_number, read_marker
+from connectors.sdk.money import amount_or_none, dumps
 from connectors.sdk.oauth2 import OAuth2Config
 from connectors.xero.mapper import (
     credit_note_for,
-    credit_note_number,
     invoice_from_xero,
     invoice_to_xero,
     is_duplicate_number,
@@ -82,6 +89,13 @@ def idempotency_key(invoice: Invoice, operation: str) -> str:
     prefix is the sanitised start of the full text).
     """
     return shared_idempotency_key(invoice.tenant, "xero", invoice.invoice_key, operation, XERO_KEY_RULES)
+
+
+def _retire_key(tenant: str, key: str, operation: str) -> str:
+    """``Idempotency-Key`` of one write of :meth:`XeroConnector.retire`: ``<tenant>:xero:<key>:<operation>``
+    (``key`` = the invoice key of the record that asks; ``operation`` = ``void``, ``delete`` or ``credit``),
+    fitted to 128 characters like :func:`idempotency_key`."""
+    return shared_idempotency_key(tenant, "xero", key, operation, XERO_KEY_RULES)
 
 
 def _fitted_key(raw: str, kind: str) -> str:
@@ -244,7 +258,8 @@ class XeroConnector(HttpConnector):
         Returns ``DeliveryResult(created=True, external_id=InvoiceID, external_number=InvoiceNumber,
         details={"SubTotal", "TotalTax", "Total" (decimal strings), "Status", "total_matches", ...})``;
         when Xero answers ``Invoice # must be unique.`` the existing invoice is looked up with
-        :meth:`find` and returned with ``created=False``. Other validation errors raise
+        :meth:`find` and returned with ``created=False`` when it is ours (marker and total), else
+        :class:`NumberConflictError` naming both totals. Other validation errors raise
         :class:`PermanentError` (``http_status=400``) carrying Xero's messages.
         """
         invoice = await self._with_contact(invoice)
@@ -277,13 +292,18 @@ class XeroConnector(HttpConnector):
         return self._result(invoice, invoice_from_xero(element), key, created=True, **extra)
 
     async def _existing(self, invoice: Invoice, key: str) -> DeliveryResult:
-        """The invoice Xero already has under our number, ``created=False`` (:class:`RetryableError`: not found yet)."""
+        """The invoice Xero already has under our number, ``created=False``, once proven ours.
+
+        :class:`NumberConflictError` (:func:`connectors.sdk.lifecycle.check_ours`) when it does not carry
+        our marker in ``Reference`` or has another total; :class:`RetryableError` when not found yet.
+        """
         found = await self.find(invoice.invoice_number)
         if found is None:
             raise RetryableError(
                 f"Xero reported invoice number {invoice.invoice_number} as taken"
                 " but GET Invoices does not return it yet"
             )
+        check_ours(invoice, found, what=f"Xero invoice {found.status or 'of unknown status'}")
         return self._result(invoice, found, key, created=False, duplicate=True)
 
     def _result(
@@ -300,7 +320,8 @@ class XeroConnector(HttpConnector):
         """Look up our invoice number: ``GET /api.xro/2.0/Invoices?InvoiceNumbers=<n>`` (spec ``getInvoices``).
 
         Numbers containing a comma (the list separator) use ``where=InvoiceNumber=="<n>"`` instead.
-        Returns the exact match as :class:`ExternalInvoice` (total as Decimal) or ``None``.
+        Returns the exact match as :class:`ExternalInvoice` (``total`` and ``paid`` = ``AmountPaid`` as
+        Decimal, ``status``, ``marker`` read from ``Reference``) or ``None``.
         """
         if "," in invoice_number:
             params = {"where": where_equals("InvoiceNumber", invoice_number), "summaryOnly": "true"}
@@ -331,50 +352,81 @@ class XeroConnector(HttpConnector):
                 return element
         return None
 
-    # ------------------------------------------------------------------ amendments (a new revision)
-    async def amend(self, invoice: Invoice, previous: ExternalInvoice) -> DeliveryResult:
-        """Replace ``previous`` (an earlier revision of the same work order, already in Xero) by ``invoice``.
+    # ------------------------------------------------------------------ lifecycle (connectors.sdk.lifecycle)
+    async def retire(self, previous: ExternalInvoice, *, key: str, reason: str, issued: date) -> Retirement:
+        """Take ``previous`` (an invoice we delivered) out of the customer's balance, by Xero's rules.
 
-        Per Xero's rules for what can still change (https://developer.xero.com/documentation/api/accounting/invoices):
+        Xero's rules: a ``DRAFT`` or ``SUBMITTED`` ("awaiting approval") invoice can be deleted, an
+        ``AUTHORISED`` ("awaiting payment") one only voided, and a paid one neither until its payment is
+        removed (Xero's "Delete or void an invoice" help, as quoted at
+        https://help.nostressaccounting.com/invoices-quotes/delete-or-void-an-invoice; the API's refusal
+        is "This document cannot be edited as it has a payment or credit note allocated to it";
+        status changes by ``POST /Invoices/{InvoiceID}``, spec ``updateInvoice``). After re-reading the
+        invoice (``GET /Invoices/{InvoiceID}``, spec ``getInvoice``):
 
-        * ``DRAFT`` / ``SUBMITTED``: deleted (``POST /Invoices/{InvoiceID}`` with ``Status: DELETED``,
-          spec ``updateInvoice``), then the new revision is created;
-        * ``AUTHORISED`` / ``PAID`` (approved, possibly sent): a credit note (``ACCRECCREDIT``, spec
-          ``createCreditNotes``) copying the previous invoice's lines exactly as Xero holds them, number
-          ``<previous number>-CN``, not allocated; then the new revision is created;
-        * ``VOIDED`` / ``DELETED`` / not found: only the new revision is created.
+        * ``DRAFT`` / ``SUBMITTED``: deleted (``POST /Invoices/{InvoiceID}`` ``{"Status": "DELETED"}``,
+          spec ``updateInvoice``) -> ``deleted``;
+        * ``AUTHORISED`` with ``AmountPaid`` and ``AmountCredited`` 0: voided (same call,
+          ``"Status": "VOIDED"``) -> ``voided``;
+        * ``AUTHORISED`` with a payment or allocated credit, or ``PAID``: an ``ACCRECCREDIT`` credit note
+          for its whole total (``PUT /CreditNotes``, spec ``createCreditNotes``; lines as Xero holds them,
+          :func:`~connectors.xero.mapper.credit_note_for`), numbered
+          :func:`~connectors.sdk.lifecycle.credit_note_number` (``<number>-CN``), not allocated, so its
+          ``RemainingCredit`` stays on the customer's account -> ``credited`` (``paid`` = ``AmountPaid``
+          when there was a payment);
+        * ``VOIDED`` / ``DELETED`` / not found, or an approved invoice whose credit note already exists
+          (looked up by number, ``GET /CreditNotes?where=CreditNoteNumber==...``) -> ``none``.
 
-        Every step is safe to repeat: the previous invoice's status is read first, the credit note
-        is looked up by its number before it is created, each call has its own ``Idempotency-Key``
-        (``<tenant>:xero:<new invoice key>:credit|delete|create``). Returns :meth:`deliver`'s result
-        with ``details["amendment"]`` (``credited``, ``deleted``, ``none``), ``previous_number``,
-        ``credit_note_number``, ``credit_note_id``, ``credit_note_total``.
+        A paid invoice is never deleted or voided. Each write has its own ``Idempotency-Key``
+        (``<tenant>:xero:<key>:void|delete|credit``); a void refused because a payment arrived since
+        the read is re-read and credited instead. ``issued`` is the credit note's date, ``reason`` goes
+        into its ``Reference``. Raises :class:`NumberConflictError` when a credit note under our number
+        exists that is not ours (another marker, or another total), plus the errors of every call.
         """
-        current = await self._previous(previous)
-        status = str(current.get("Status") or "").upper() if current is not None else ""
-        action, details = "none", {}
-        if current is not None and status in ("DRAFT", "SUBMITTED"):
-            ident = str(current["InvoiceID"])
-            self._ok(
-                await self._call(
-                    "POST",
-                    f"Invoices/{ident}",
-                    body={"Invoices": [{"InvoiceID": ident, "Status": "DELETED"}]},
-                    key=idempotency_key(invoice, "delete"),
-                    params={"unitdp": "4"},
-                ),
-                f"Xero POST Invoices/{ident} (delete draft {current.get('InvoiceNumber')})",
-            )
-            action = "deleted"
-        elif current is not None and status in ("AUTHORISED", "PAID"):
-            details = await self._credit(invoice, current)
-            action = "credited"
-        result = await self.deliver(invoice)
-        details.update(amendment=action, previous_number=previous.number, previous_status=status or None)
-        return dataclasses.replace(result, details={**result.details, **details})
+        current = await self._current(previous)
+        if current is None:
+            return Retirement("none", previous.number)
+        number = str(current.get("InvoiceNumber") or previous.number)
+        status = str(current.get("Status") or "").upper()
+        if status in ("VOIDED", "DELETED"):
+            return Retirement("none", number, status)
+        if status in ("DRAFT", "SUBMITTED"):
+            await self._set_status(current, "DELETED", key)
+            return Retirement("deleted", number, status)
+        note = await self._our_credit_note(current)
+        if note is not None:
+            return Retirement("none", number, status, details={"credited_by": str(note.get("CreditNoteNumber"))})
+        if status == "AUTHORISED" and not self._has_money(current):
+            try:
+                await self._set_status(current, "VOIDED", key)
+                return Retirement("voided", number, status)
+            except PermanentError:
+                current = await self._current(previous)  # a payment may have arrived since the read
+                if current is None or not self._has_money(current):
+                    raise
+                status = str(current.get("Status") or "").upper()
+        note = await self._credit(current, key=key, reason=reason, issued=issued)
+        paid = amount_or_none(current.get("AmountPaid")) or Decimal(0)
+        return Retirement(
+            "credited",
+            number,
+            status,
+            paid=paid if paid > 0 else None,
+            credit_note_id=str(note["CreditNoteID"]),
+            credit_note_number=str(note.get("CreditNoteNumber") or credit_note_number(number)),
+            credit_note_total=amount_or_none(note.get("Total")),
+        )
 
-    async def _previous(self, previous: ExternalInvoice) -> dict[str, Any] | None:
-        """The previous invoice with its lines (``GET /Invoices/{InvoiceID}``), or ``None`` when Xero has none."""
+    @staticmethod
+    def _has_money(invoice: Mapping[str, Any]) -> bool:
+        """Whether a payment or an allocated credit sits on ``invoice`` (``AmountPaid``/``AmountCredited`` > 0)."""
+        return any((amount_or_none(invoice.get(f)) or Decimal(0)) != 0 for f in ("AmountPaid", "AmountCredited"))
+
+    async def _current(self, previous: ExternalInvoice) -> dict[str, Any] | None:
+        """``previous`` as Xero holds it now, with its lines (``GET /Invoices/{InvoiceID}``), ``None`` when absent.
+
+        Without an ``external_id`` it is looked up by number (:meth:`find`) first.
+        """
         ident = previous.external_id
         if not ident:
             found = await self.find(previous.number)
@@ -391,52 +443,76 @@ class XeroConnector(HttpConnector):
             raise RetryableError(f"{what}: unreadable body", http_status=resp.status_code)
         return invoices[0]
 
-    async def _credit(self, invoice: Invoice, current: dict[str, Any]) -> dict[str, Any]:
-        """A credit note cancelling ``current`` in full (created once; an existing one is reused)."""
-        prev_number = str(current.get("InvoiceNumber") or "")
-        number = credit_note_number(prev_number)
+    async def _set_status(self, current: Mapping[str, Any], status: str, key: str) -> None:
+        """``POST /Invoices/{InvoiceID}`` with ``{"InvoiceID", "Status": status}`` (``DELETED`` or ``VOIDED``)."""
+        ident = str(current["InvoiceID"])
+        operation = "delete" if status == "DELETED" else "void"
+        self._ok(
+            await self._call(
+                "POST",
+                f"Invoices/{ident}",
+                body={"Invoices": [{"InvoiceID": ident, "Status": status}]},
+                key=_retire_key(self.tenant, key, operation),
+                params={"unitdp": "4"},
+            ),
+            f"Xero POST Invoices/{ident} ({operation} {current.get('InvoiceNumber')})",
+        )
+
+    async def _our_credit_note(self, current: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The live credit note ``<number>-CN`` that retires ``current``; ``None`` when there is none.
+
+        A credit note under that number that is ``VOIDED``/``DELETED`` counts as none. One that is not
+        ours (it carries another ownership marker than the invoice's, or another total) raises
+        :class:`NumberConflictError`: it is never adopted.
+        """
+        number = credit_note_number(str(current.get("InvoiceNumber") or ""))
         note = await self.find_credit_note(number)
-        if note is None:
-            what = f"Xero PUT CreditNotes {number}"
-            element = credit_note_for(
-                current, number, issued=invoice.issue_date.isoformat(), reason=f"replaced by {invoice.invoice_number}"
+        if note is None or str(note.get("Status") or "").upper() in ("VOIDED", "DELETED"):
+            return None
+        owner = read_marker(str(current.get("Reference") or ""))
+        theirs = amount_or_none(note.get("Total"))
+        ours = amount_or_none(current.get("Total")) or Decimal(0)
+        if read_marker(str(note.get("Reference") or "")) != owner or theirs != ours:
+            raise NumberConflictError(
+                f"number_conflict: Xero already holds a credit note numbered {number} (id {note.get('CreditNoteID')}) "
+                f"that does not retire invoice {current.get('InvoiceNumber')} as we would: its total is {theirs}, "
+                f"ours {ours}; its reference {note.get('Reference')!r}. Nothing was changed: rename or remove it, "
+                "then replay",
+                number=number,
+                ours=ours,
+                theirs=theirs,
+                external_id=str(note.get("CreditNoteID") or "") or None,
             )
-            key = idempotency_key(invoice, "credit")
-            resp = await self._call(
-                "PUT", "CreditNotes", body={"CreditNotes": [element]}, key=key, params=CREATE_PARAMS
-            )
-            first = self._elements(resp, "CreditNotes", what)[0]
-            note = first if isinstance(first, dict) else {}
-            messages = validation_messages(note)
-            if note.get("HasErrors") or messages:
-                if not any("must be unique" in m.lower() for m in messages):
-                    raise self._rejected(what, messages)
-                note = await self.find_credit_note(number)
-                if note is None:
-                    raise RetryableError(f"{what}: number reported taken but not found yet")
-            if not note.get("CreditNoteID"):
-                raise UncertainOutcomeError(
-                    f"{what}: response element has no CreditNoteID", http_status=resp.status_code
-                )
-        total = note.get("Total")
-        if (
-            total is not None
-            and current.get("Total") is not None
-            and Decimal(str(total)) != Decimal(str(current["Total"]))
-        ):
-            log.warning(
-                "xero tenant=%s credit note %s total %s differs from invoice %s total %s",
-                self.tenant,
-                number,
-                total,
-                prev_number,
-                current.get("Total"),
-            )
-        return {
-            "credit_note_number": number,
-            "credit_note_id": str(note["CreditNoteID"]),
-            "credit_note_total": str(total),
-        }
+        return note
+
+    async def _credit(self, current: dict[str, Any], *, key: str, reason: str, issued: date) -> dict[str, Any]:
+        """``PUT /CreditNotes`` of the credit note cancelling ``current`` in full; its element (with ``CreditNoteID``).
+
+        ``Credit Note # must be unique.`` (created meanwhile) is looked up and checked like an existing one.
+        """
+        number = credit_note_number(str(current.get("InvoiceNumber") or ""))
+        what = f"Xero PUT CreditNotes {number}"
+        element = credit_note_for(current, number, issued=issued.isoformat(), reason=reason)
+        resp = await self._call(
+            "PUT",
+            "CreditNotes",
+            body={"CreditNotes": [element]},
+            key=_retire_key(self.tenant, key, "credit"),
+            params=CREATE_PARAMS,
+        )
+        first = self._elements(resp, "CreditNotes", what)[0]
+        note = first if isinstance(first, dict) else {}
+        messages = validation_messages(note)
+        if note.get("HasErrors") or messages:
+            if not any("must be unique" in m.lower() for m in messages):
+                raise self._rejected(what, messages)
+            found = await self._our_credit_note(current)
+            if found is None:
+                raise RetryableError(f"{what}: number reported taken but not found yet")
+            note = found
+        if not note.get("CreditNoteID"):
+            raise UncertainOutcomeError(f"{what}: response element has no CreditNoteID", http_status=resp.status_code)
+        return note
 
     # ------------------------------------------------------------------ batch create
     async def deliver_many(self, invoices: Sequence[Invoice]) -> list[BatchItem]:

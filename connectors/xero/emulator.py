@@ -17,13 +17,16 @@ https://developer.xero.com/documentation/api-guides/rounding-in-xero):
 * ``PUT``/``GET /api.xro/2.0/Invoices``, ``GET /api.xro/2.0/Invoices/{InvoiceID|InvoiceNumber}``,
   ``POST /api.xro/2.0/Invoices/{InvoiceID}`` (``updateInvoice``: status changes only — ``DRAFT``/
   ``SUBMITTED`` -> ``DELETED``, ``AUTHORISED`` without payments -> ``VOIDED``, ``DRAFT`` -> ``SUBMITTED``
-  -> ``AUTHORISED``; anything else is Xero's validation error),
+  -> ``AUTHORISED``; anything else is Xero's validation error: a ``PAID`` invoice, or one with a payment,
+  cannot be voided or deleted),
   ``PUT``/``GET /api.xro/2.0/CreditNotes``, ``GET /api.xro/2.0/CreditNotes/{CreditNoteID}`` (``ACCRECCREDIT``/
-  ``ACCPAYCREDIT``, totals computed like invoices, ``CreditNoteNumber`` unique per organisation, not
-  allocated: ``RemainingCredit`` = ``Total``),
+  ``ACCPAYCREDIT``, totals computed like invoices, no line discounts, ``CreditNoteNumber`` unique per
+  organisation, not allocated: ``RemainingCredit`` = ``Total``),
   ``PUT``/``GET /api.xro/2.0/Contacts``, ``GET /api.xro/2.0/Contacts/{ContactID}``.
   Bearer token required (401 ``TokenExpired``/``AuthenticationUnsuccessful``), ``xero-tenant-id``
   required and known (403 ``AuthorizationUnsuccessful``).
+* A line item with only a ``Description`` (no ``Quantity``, ``UnitAmount``, ``LineAmount``) is a
+  description-only line: no amount, no tax (spec ``LineItem.Description``).
 * Totals as Xero computes them: ``LineAmount = Quantity × UnitAmount × (100 − DiscountRate)/100``
   (or ``− DiscountAmount``) rounded half-up to 2 dp; a sent ``LineAmount`` that differs fails with
   "The line total X does not match the expected line total Y"; tax per line = the sent
@@ -57,6 +60,8 @@ Test hooks: ``request_validator`` (see :mod:`connectors.xero.spec`), :meth:`Xero
                                organisation, or of all when tenant_id is omitted, answer 503 until then)
     GET  /_emulator/credit-notes -> [credit note, ...]
     GET  /_emulator/history    -> [[seconds since start, kind, tenant, number, detail], ...]
+    POST /_emulator/payments   {"InvoiceID": "...", "Amount": 10.00}   (a payment; no Amount: all that is due)
+    GET  /_emulator/balance    ?tenant_id=...&contact_id=...  -> {"balance": "..."}  (see XeroEmulator.balance)
     POST /_emulator/reset
     POST /_emulator/expire-tokens
 """
@@ -237,7 +242,9 @@ class XeroEmulator(TokenHolder, Emulator):
     ``None`` = :func:`demo_contacts`, the clients of the bundled demo config; ``{}`` = none),
     ``rate_limit_window_seconds`` (60), ``enforce_unique_numbers`` (True), ``on_invoice_created``
     (test hook). ``history`` lists what changed, in order: ``(seconds since start, kind, tenant,
-    number, detail)`` with kinds ``invoice.created``, ``invoice.status``, ``creditnote.created``.
+    number, detail)`` with kinds ``invoice.created``, ``invoice.status``, ``invoice.paid``, ``creditnote.created``.
+    Lifecycle helpers: :meth:`add_invoice` (a document the broker did not create), :meth:`mark_paid`,
+    :meth:`balance`.
     """
 
     name = "xero-emulator"
@@ -352,6 +359,82 @@ class XeroEmulator(TokenHolder, Emulator):
     def credit_notes(self, tenant_id: str | None = None) -> list[dict]:
         """Deep copies of the stored credit notes of one or all organisations."""
         return self._copies(self._credit_notes, tenant_id)
+
+    def add_invoice(self, element: Mapping[str, Any], tenant_id: str | None = None) -> str:
+        """Store an invoice directly (no HTTP, no limits), as a person or another app would create it in Xero.
+
+        ``element`` is one element of a ``PUT /Invoices`` body, validated and totalled like one (the
+        number must be free); returns its ``InvoiceID``. Raises ``ValueError`` with Xero's validation
+        messages. Tests use it to plant a document the broker did not create.
+        """
+        tenant = tenant_id or self.tenant_ids[0]
+        with self._lock:
+            invoice, errors, commit = self._build_invoice(tenant, dict(element), 4, self._taken_numbers(tenant))
+            if invoice is None or commit is None:
+                raise ValueError("; ".join(errors))
+            commit()
+            self._log("invoice.created", tenant, invoice["InvoiceNumber"], invoice["Status"])
+            return str(invoice["InvoiceID"])
+
+    def mark_paid(self, invoice_id: str, amount: Decimal | None = None, tenant_id: str | None = None) -> dict:
+        """Record a payment of ``amount`` (``None``: the whole ``AmountDue``) on invoice ``invoice_id``.
+
+        What ``PUT /Payments`` (spec ``createPayment``) does to the invoice: ``AmountPaid`` grows,
+        ``AmountDue`` shrinks, the payment is listed in ``Payments``; fully paid -> ``Status`` ``PAID``
+        (then it can no longer be voided or deleted). Only ``AUTHORISED`` invoices take payments and
+        never more than is due: otherwise ``ValueError`` with Xero's message. Returns the invoice.
+        """
+        tenant = tenant_id or self.tenant_ids[0]
+        with self._lock:
+            invoice = self._find_invoice(tenant, invoice_id)
+            if invoice is None:
+                raise ValueError(f"no invoice {invoice_id} in organisation {tenant}")
+            if invoice["Status"] != "AUTHORISED":
+                raise ValueError("Payments can only be made against Authorised documents")
+            pay = invoice["AmountDue"] if amount is None else _q2(Decimal(amount))
+            if pay <= 0 or pay > invoice["AmountDue"]:
+                raise ValueError("Payment amount exceeds the amount outstanding on this document")
+            now = _now_utc()
+            invoice["Payments"] = [
+                *invoice.get("Payments", []),
+                {"PaymentID": str(uuid.uuid4()), "Date": _ms_date(now), "Amount": pay},
+            ]
+            invoice["AmountPaid"] = _q2(invoice["AmountPaid"] + pay)
+            invoice["AmountDue"] = _q2(invoice["AmountDue"] - pay)
+            if invoice["AmountDue"] == 0:
+                invoice["Status"] = "PAID"
+                invoice["FullyPaidOnDate"] = _ms_date(now)
+            invoice["UpdatedDateUTC"] = _ms_date(now)
+            self._log("invoice.paid", tenant, invoice["InvoiceNumber"], str(pay))
+            return copy.deepcopy(invoice)
+
+    def balance(self, tenant_id: str | None = None, contact_id: str | None = None) -> Decimal:
+        """What customers owe the organisation (one contact's, with ``contact_id``), as Xero's aged receivables
+        count it: ``AmountDue`` of ``AUTHORISED`` sales invoices minus ``RemainingCredit`` of ``AUTHORISED``
+        sales credit notes (unallocated credit). Drafts, voided, deleted and paid documents count zero."""
+        tenant = tenant_id or self.tenant_ids[0]
+
+        def mine(doc: dict) -> bool:
+            return contact_id is None or (doc.get("Contact") or {}).get("ContactID") == contact_id.lower()
+
+        with self._lock:
+            due = sum(
+                (
+                    i["AmountDue"]
+                    for i in self._invoices[tenant].values()
+                    if i["Type"] == "ACCREC" and i["Status"] == "AUTHORISED" and mine(i)
+                ),
+                Decimal("0.00"),
+            )
+            credit = sum(
+                (
+                    n["RemainingCredit"]
+                    for n in self._credit_notes[tenant].values()
+                    if n["Type"] == "ACCRECCREDIT" and n["Status"] == "AUTHORISED" and mine(n)
+                ),
+                Decimal("0.00"),
+            )
+        return _q2(due - credit)
 
     def outage(self, seconds: float, tenant_id: str | None = None, status: int = 503) -> None:
         """Every Accounting call of ``tenant_id`` (all organisations when ``None``) answers ``status``
@@ -885,6 +968,20 @@ class XeroEmulator(TokenHolder, Emulator):
             if line_errs:
                 errors.extend(line_errs)
                 continue
+            if qty is None and unit is None and sent_amount is None and not raw.get("ItemCode"):
+                # spec LineItem.Description: "A line item with just a description (i.e no unit amount or
+                # quantity) can be created by specifying just a <Description> element": no amount, no tax
+                lines_out.append(
+                    {
+                        "LineItemID": str(uuid.uuid4()),
+                        "Description": desc,
+                        "LineAmount": Decimal("0.00"),
+                        "TaxAmount": Decimal("0.00"),
+                        "Tracking": [],
+                        "ValidationErrors": [],
+                    }
+                )
+                continue
             if unit is None:
                 if qty is None:
                     qty, unit = Decimal(1), sent_amount if sent_amount is not None else Decimal(0)
@@ -1032,7 +1129,8 @@ class XeroEmulator(TokenHolder, Emulator):
             out.pop("LineItems", None)
         elif unitdp < 4:
             for line in out.get("LineItems", []):
-                line["UnitAmount"] = _q2(line["UnitAmount"])
+                if "UnitAmount" in line:  # description-only lines have none
+                    line["UnitAmount"] = _q2(line["UnitAmount"])
         return out
 
     def _put_invoices(self, req: Request, tenant: str) -> Response:
@@ -1202,6 +1300,13 @@ class XeroEmulator(TokenHolder, Emulator):
             errs: list[str] = []
             if cn_type not in ("ACCRECCREDIT", "ACCPAYCREDIT"):
                 errs.append(f"Credit note Type {cn_type!r} is not valid (ACCRECCREDIT, ACCPAYCREDIT)")
+            discounted = [
+                n
+                for n, line in enumerate(el.get("LineItems") or [], start=1)
+                if isinstance(line, dict) and ("DiscountRate" in line or "DiscountAmount" in line)
+            ]
+            if discounted:  # spec LineItem.DiscountRate: "credit notes in Xero do not support discounts"
+                errs.append(f"Line {discounted[0]}: discounts are not supported on credit notes")
             number = el.get("CreditNoteNumber")
             if cn_type == "ACCRECCREDIT" and not number:
                 self._cn_seq[tenant] += 1
@@ -1279,6 +1384,8 @@ class XeroEmulator(TokenHolder, Emulator):
             ("GET", "/_emulator/credit-notes"): lambda _req: self._listing(self._credit_notes),
             ("GET", "/_emulator/history"): lambda _req: self._history(),
             ("POST", "/_emulator/outage"): self._admin_outage,
+            ("POST", "/_emulator/payments"): self._admin_payment,
+            ("GET", "/_emulator/balance"): self._admin_balance,
         }
 
     def _listing(self, store: dict[str, dict[str, dict]]) -> Response:
@@ -1290,6 +1397,23 @@ class XeroEmulator(TokenHolder, Emulator):
     def _history(self) -> Response:
         with self._lock:
             return json_response(200, [list(h) for h in self.history])
+
+    def _admin_payment(self, req: Request) -> Response:
+        """``POST /_emulator/payments`` ``{"InvoiceID", "Amount" (optional), "tenant_id" (optional)}``."""
+        try:
+            doc = loads_decimal(req.body or b"{}")
+            amount = doc.get("Amount")
+            invoice = self.mark_paid(
+                str(doc["InvoiceID"]), None if amount is None else Decimal(str(amount)), doc.get("tenant_id")
+            )
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            return json_response(400, {"error": f"payment refused: {exc}"})
+        return json_response(200, {"Invoices": [invoice]})
+
+    def _admin_balance(self, req: Request) -> Response:
+        """``GET /_emulator/balance?tenant_id=...&contact_id=...`` -> ``{"balance": "12.30"}``."""
+        balance = self.balance(req.query.get("tenant_id") or None, req.query.get("contact_id") or None)
+        return json_response(200, {"balance": str(balance)})
 
     def _admin_outage(self, req: Request) -> Response:
         try:

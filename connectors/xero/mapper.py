@@ -5,7 +5,20 @@ Nothing here does I/O. :func:`invoice_to_xero` builds one element of the ``Invoi
 ``xero_accounting.yaml``, https://developer.xero.com/documentation/api/accounting/invoices);
 :func:`invoice_from_xero` reads one element of a response; :func:`credit_note_for` builds the credit
 note cancelling an invoice; :func:`validation_messages` / :func:`validation_exception` read Xero's
-validation errors. Serialise payloads with :func:`connectors.sdk.money.dumps`, which writes
+validation errors.
+
+Two texts ride on the document besides the priced lines:
+
+* the ownership marker (:func:`connectors.sdk.lifecycle.marker`) at the end of ``Reference``
+  (``"WO 1001 broker:acme-fm:wo:1001:r1"``, :func:`reference_for`): ``Reference`` is the ACCREC
+  header text Xero keeps, returns on every read (``summaryOnly`` included) and prints as the
+  invoice's "Reference"; the human reference stays first;
+* the legal notes (:attr:`Invoice.legal_notes`) as **description-only line items** (spec schema
+  ``LineItem.Description``: "A line item with just a description (i.e no unit amount or quantity) can
+  be created by specifying just a <Description> element"), after the priced lines: an ACCREC
+  invoice has no free notes field in the API (the "Terms" of a branding theme are per theme, not per
+  invoice), and line descriptions are what Xero prints in the body of the invoice. They carry no
+  amount, so totals are unchanged. Serialise payloads with :func:`connectors.sdk.money.dumps`, which writes
 :class:`~decimal.Decimal` amounts as exact JSON numbers (``Decimal("136.50")`` -> ``136.50``, never
 through ``float``).
 """
@@ -13,9 +26,11 @@ through ``float``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.lifecycle import marker, read_marker
 from connectors.sdk.money import amount_or_none, lookup_rate
 from connectors.xero.settings import XeroSettings
 
@@ -23,6 +38,12 @@ from connectors.xero.settings import XeroSettings
 DEFAULT_TAX_TYPE = "OUTPUT2"
 #: Tax type used for a zero rate when ``settings.tax_types`` has no entry for ``"0"``.
 ZERO_TAX_TYPE = "NONE"
+#: ``Reference`` length Xero accepts (https://developer.xero.com/documentation/api/accounting/invoices:
+#: "Reference ... (max length = 255)").
+REFERENCE_MAX = 255
+#: Longest line item ``Description`` sent as one line. The OpenAPI spec states no limit and none was
+#: found in the stored documentation; a longer legal note is split over several lines, never cut.
+DESCRIPTION_MAX = 4000
 
 
 # --------------------------------------------------------------------------- Invoice -> Xero
@@ -65,6 +86,33 @@ def line_to_xero(line: InvoiceLine, invoice: Invoice, settings: XeroSettings) ->
     return item
 
 
+def reference_for(invoice: Invoice) -> str:
+    """``Reference`` of ``invoice``: its human reference, a space, then our ownership marker.
+
+    ``"WO 1001"`` + key ``acme-fm:wo:1001:r1`` -> ``"WO 1001 broker:acme-fm:wo:1001:r1"``; without a
+    human reference, the marker alone. At most :data:`REFERENCE_MAX` characters: the human part is
+    cut (never the marker, which :func:`connectors.sdk.lifecycle.read_marker` reads from the end).
+    """
+    tag = marker(invoice.invoice_key)
+    human = " ".join(invoice.reference.split())  # one line: the marker runs to the end of its line
+    if not human:
+        return tag[:REFERENCE_MAX]
+    return f"{human[: max(0, REFERENCE_MAX - len(tag) - 1)].rstrip()} {tag}".lstrip()
+
+
+def note_lines(invoice: Invoice) -> list[dict[str, Any]]:
+    """The legal notes as description-only ``LineItem`` elements (``{"Description": note}``), in order.
+
+    Blank notes are left out; a note longer than :data:`DESCRIPTION_MAX` characters is split over
+    several lines rather than cut (legal wording must print in full).
+    """
+    out: list[dict[str, Any]] = []
+    for note in invoice.legal_notes:
+        text = note.strip()
+        out.extend({"Description": text[i : i + DESCRIPTION_MAX]} for i in range(0, len(text), DESCRIPTION_MAX))
+    return out
+
+
 def invoice_to_xero(invoice: Invoice, settings: XeroSettings) -> dict[str, Any]:
     """One element of the ``Invoices`` array of ``PUT /api.xro/2.0/Invoices`` (spec schema ``Invoice``).
 
@@ -72,8 +120,9 @@ def invoice_to_xero(invoice: Invoice, settings: XeroSettings) -> dict[str, Any]:
 
         {"Type": "ACCREC", "Contact": {"ContactID": ...} | {"Name": ...},
          "Date": "YYYY-MM-DD", "DueDate": "YYYY-MM-DD", "LineAmountTypes": "Exclusive" | "Inclusive",
-         "InvoiceNumber": str, "Reference": str, "CurrencyCode": "EUR", "Status": "AUTHORISED" | "DRAFT",
-         "LineItems": [line_to_xero(...), ...]}
+         "InvoiceNumber": str, "Reference": reference_for(invoice), "CurrencyCode": "EUR",
+         "Status": "AUTHORISED" | "DRAFT",
+         "LineItems": [line_to_xero(...), ..., *note_lines(invoice)]}
 
     Amounts are :class:`Decimal` (serialise with :func:`dumps`). Read-only totals (``SubTotal``,
     ``TotalTax``, ``Total``) are not sent: Xero computes them from the lines.
@@ -86,10 +135,10 @@ def invoice_to_xero(invoice: Invoice, settings: XeroSettings) -> dict[str, Any]:
         "DueDate": invoice.due_date.isoformat(),
         "LineAmountTypes": "Inclusive" if invoice.tax_inclusive else "Exclusive",
         "InvoiceNumber": invoice.invoice_number,
-        "Reference": invoice.reference,
+        "Reference": reference_for(invoice),
         "CurrencyCode": invoice.currency,
         "Status": settings.invoice_status,
-        "LineItems": [line_to_xero(line, invoice, settings) for line in invoice.lines],
+        "LineItems": [*(line_to_xero(line, invoice, settings) for line in invoice.lines), *note_lines(invoice)],
     }
 
 
@@ -98,19 +147,23 @@ def invoice_from_xero(element: Mapping[str, Any]) -> ExternalInvoice:
     """:class:`ExternalInvoice` from one element of a Xero ``Invoices`` response.
 
     ``external_id`` = ``InvoiceID``, ``number`` = ``InvoiceNumber``, ``total`` = ``Total`` as
-    :class:`Decimal` (None when absent), ``status`` = ``Status`` (``DRAFT``/``AUTHORISED``/...).
-    Raises ``KeyError`` when ``InvoiceID`` is missing.
+    :class:`Decimal` (None when absent), ``status`` = ``Status`` (``DRAFT``/``AUTHORISED``/...),
+    ``marker`` = the invoice key of the ownership marker in ``Reference`` (None: not ours),
+    ``paid`` = ``AmountPaid`` as :class:`Decimal`. Raises ``KeyError`` when ``InvoiceID`` is missing.
     """
     return ExternalInvoice(
         external_id=str(element["InvoiceID"]),
         number=str(element.get("InvoiceNumber") or ""),
         total=amount_or_none(element.get("Total")),
         status=element.get("Status"),
+        marker=read_marker(str(element.get("Reference") or "")),
+        paid=amount_or_none(element.get("AmountPaid")),
     )
 
 
-# --------------------------------------------------------------------------- credit notes (amendments)
-#: Line fields copied from an invoice to the credit note that cancels it (spec schema ``LineItem``).
+# --------------------------------------------------------------------------- credit notes (retiring an invoice)
+#: Line fields copied from an invoice to the credit note that cancels it (spec schema ``LineItem``). No
+#: discounts: "ACCPAY invoices and credit notes in Xero do not support discounts" (``LineItem.DiscountRate``).
 CREDIT_LINE_FIELDS = (
     "Description",
     "Quantity",
@@ -120,31 +173,41 @@ CREDIT_LINE_FIELDS = (
     "TaxType",
     "TaxAmount",
     "LineAmount",
-    "DiscountRate",
-    "DiscountAmount",
     "Tracking",
 )
 
 
-def credit_note_number(invoice_number: str) -> str:
-    """Number of the credit note that cancels ``invoice_number``: ``ACME-WO-1001-R1`` -> ``ACME-WO-1001-R1-CN``."""
-    return f"{invoice_number}-CN"
+def credit_line(line: Mapping[str, Any]) -> dict[str, Any]:
+    """The credit note line that cancels one invoice ``line`` exactly as Xero holds it.
+
+    Copied: :data:`CREDIT_LINE_FIELDS`. A description-only line (no ``Quantity``/``UnitAmount``, e.g.
+    a legal note) stays description-only. A discounted line (``DiscountRate``/``DiscountAmount``, which
+    credit notes do not take) becomes ``Quantity`` 1 × ``UnitAmount`` = its discounted ``LineAmount``,
+    with its ``TaxAmount``: the same amounts to the cent.
+    """
+    if line.get("Quantity") is None and line.get("UnitAmount") is None:
+        return {"Description": line["Description"]} if line.get("Description") else {}
+    out = {k: line[k] for k in CREDIT_LINE_FIELDS if line.get(k) not in (None, [], "")}
+    if line.get("DiscountRate") not in (None, 0) or line.get("DiscountAmount") not in (None, 0):
+        out.update(Quantity=Decimal(1), UnitAmount=out.get("LineAmount", Decimal(0)))
+    return out
 
 
 def credit_note_for(invoice: Mapping[str, Any], number: str, *, issued: str, reason: str) -> dict[str, Any]:
     """One ``CreditNotes`` element (spec schema ``CreditNote``, ``ACCRECCREDIT``) cancelling the Xero ``invoice``.
 
-    Lines are copied exactly as Xero holds them (quantities, unit amounts, line amounts, tax types
-    and tax amounts), so the credit note's totals equal the invoice's to the cent. ``AUTHORISED``,
-    not allocated to the invoice (the issue asks for none; allocation is a separate call).
-    ``issued`` is the ``Date`` (``YYYY-MM-DD``); ``reason`` goes into the ``Reference`` (≤ 255 characters).
-    A contact without a ``ContactID`` is sent by ``Name``.
+    Lines: :func:`credit_line` of each invoice line, so the credit note's totals equal the invoice's
+    to the cent. ``AUTHORISED``, not allocated to the invoice (allocation is a separate call; an
+    unallocated credit stays on the customer's account as ``RemainingCredit``). ``issued`` is the
+    ``Date`` (``YYYY-MM-DD``); ``Reference`` (≤ :data:`REFERENCE_MAX` characters) is
+    ``Credit for <invoice number> (<reason>)`` followed by the invoice's ownership marker when it has
+    one (so the credit note is recognisably ours). A contact without a ``ContactID`` is sent by ``Name``.
     """
-    lines = [
-        {k: line[k] for k in CREDIT_LINE_FIELDS if line.get(k) not in (None, [], "")}
-        for line in invoice.get("LineItems") or []
-    ]
+    lines = [cl for cl in (credit_line(line) for line in invoice.get("LineItems") or []) if cl]
     contact = invoice.get("Contact") or {}
+    owner = read_marker(str(invoice.get("Reference") or ""))
+    tag = f" {marker(owner)}" if owner else ""
+    text = f"Credit for {invoice.get('InvoiceNumber', '')} ({reason})"
     element: dict[str, Any] = {
         "Type": "ACCRECCREDIT",
         "Contact": {"ContactID": contact["ContactID"]}
@@ -153,7 +216,7 @@ def credit_note_for(invoice: Mapping[str, Any], number: str, *, issued: str, rea
         "Date": issued,
         "LineAmountTypes": invoice.get("LineAmountTypes") or "Exclusive",
         "CreditNoteNumber": number,
-        "Reference": f"Credit for {invoice.get('InvoiceNumber', '')} ({reason})"[:255],
+        "Reference": text[: max(0, REFERENCE_MAX - len(tag))] + tag,
         "Status": "AUTHORISED",
         "LineItems": lines,
     }

@@ -9,6 +9,8 @@ test that sent a non-conforming request.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -68,18 +70,39 @@ class XeroHarness(OAuthEmulatorHarness[XeroEmulator]):
 
     # ------------------------------------------------------------------ read back
     def invoices(self) -> list[HeldInvoice]:
-        return [
-            HeldInvoice(
-                external_id=inv["InvoiceID"],
-                number=inv["InvoiceNumber"],
-                total=inv["Total"],
-                currency=inv.get("CurrencyCode"),
-                line_count=len(inv.get("LineItems") or []),
-                contact=(inv.get("Contact") or {}).get("ContactID"),
-                raw=inv,
-            )
-            for inv in self.emulator.invoices(ORG)
-        ]
+        """Every invoice of the organisation; ``line_count`` counts priced lines (description-only lines, the
+        legal notes, are text), ``printed`` is the ``Reference`` and the description-only lines, one a line."""
+        return [_held(inv, inv["InvoiceID"], inv["InvoiceNumber"]) for inv in self.emulator.invoices(ORG)]
+
+    def credit_notes(self) -> list[HeldInvoice]:
+        """Every credit note of the organisation (``number`` = ``CreditNoteNumber``, ``total`` positive)."""
+        return [_held(cn, cn["CreditNoteID"], cn["CreditNoteNumber"]) for cn in self.emulator.credit_notes(ORG)]
+
+    # ------------------------------------------------------------------ lifecycle
+    def mark_paid(self, external_id: str, amount: Decimal | None = None) -> None:
+        """A payment recorded in Xero (what ``PUT /Payments`` does to the invoice)."""
+        self.emulator.mark_paid(external_id, amount, ORG)
+
+    def balance(self) -> Decimal:
+        """``AmountDue`` of approved invoices minus unallocated credit (``RemainingCredit``) of credit notes."""
+        return self.emulator.balance(ORG)
+
+    def plant_foreign(self, invoice: Invoice, total: Decimal) -> str:
+        """An approved invoice under ``invoice``'s number for its contact, one untaxed line of ``total``, made in
+        Xero by hand: its ``Reference`` is the human reference alone (no marker)."""
+        return self.emulator.add_invoice(
+            {
+                "Type": "ACCREC",
+                "Contact": {"ContactID": invoice.contact_id} if invoice.contact_id else {"Name": invoice.client_name},
+                "Date": invoice.issue_date.isoformat(),
+                "DueDate": invoice.due_date.isoformat(),
+                "InvoiceNumber": invoice.invoice_number,
+                "Reference": invoice.reference,
+                "Status": "AUTHORISED",
+                "LineItems": [{"Description": "Manual invoice", "Quantity": 1, "UnitAmount": total, "TaxType": "NONE"}],
+            },
+            ORG,
+        )
 
     # ------------------------------------------------------------------ faults (the rest: OAuthEmulatorHarness)
     def expire_idempotency_keys(self) -> None:
@@ -96,6 +119,23 @@ class XeroHarness(OAuthEmulatorHarness[XeroEmulator]):
 
     def contact_creation_settings(self, allow: bool) -> dict[str, Any]:
         return {"create_contacts": allow}
+
+
+def _held(doc: Mapping[str, Any], ident: str, number: str) -> HeldInvoice:
+    """A stored invoice or credit note as the kit reads it."""
+    lines = doc.get("LineItems") or []
+    notes = [str(line.get("Description") or "") for line in lines if "Quantity" not in line]
+    return HeldInvoice(
+        external_id=ident,
+        number=number,
+        total=doc["Total"],
+        currency=doc.get("CurrencyCode"),
+        line_count=len(lines) - len(notes),
+        contact=(doc.get("Contact") or {}).get("ContactID"),
+        raw=doc,
+        status=doc.get("Status"),
+        printed="\n".join([str(doc.get("Reference") or ""), *notes]),
+    )
 
 
 __all__ = ["XeroHarness"]

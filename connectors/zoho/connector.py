@@ -19,10 +19,25 @@ https://www.zoho.com/invoice/api/v3/). Facts it relies on:
   :class:`PermanentError` and the invoice stays a draft.
 * Limits: 100 requests per minute per organisation (as documented for Zoho Books/Inventory on the
   same platform); 429 beyond. The connector paces its own calls (:class:`connectors.sdk.http.Pacer`).
+* Ownership: every invoice carries our marker (:func:`connectors.sdk.lifecycle.marker`) on the last
+  line of its ``notes`` (see :mod:`connectors.zoho.mapper`); a number found taken (code 1001) is
+  adopted only when ``GET /invoices/{id}`` shows our marker and our total
+  (:func:`~connectors.sdk.lifecycle.check_ours`), else :class:`NumberConflictError`.
+* Lifecycle (:meth:`ZohoConnector.retire`), by Zoho's rules (https://www.zoho.com/invoice/api/v3/invoices/,
+  https://www.zoho.com/invoice/api/v3/credit-notes/, Zoho Invoice help "Writing off or making your
+  invoice void"): a ``draft`` is deleted (``DELETE /invoices/{id}``); a sent invoice without payments
+  or credits is voided (``POST /invoices/{id}/status/void``, kept for reference, out of the
+  receivables); one with a payment or credit is never voided or deleted but credited in full by a
+  credit note ``<number>-CN`` (``POST /creditnotes``, looked up by ``creditnote_number`` first),
+  whose credit is applied to what the invoice still has due (``POST /creditnotes/{id}/invoices``);
+  the rest stays unapplied customer credit (money received that may be owed back).
 """
 
 from __future__ import annotations
 
+import logging
+from datetime import date
+from decimal import Decimal
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any
@@ -35,6 +50,7 @@ from connectors.sdk.errors import (
     AuthError,
     ConnectorError,
     MissingScopeError,
+    NumberConflictError,
     PermanentError,
     RateLimitedError,
     RetryableError,
@@ -45,10 +61,13 @@ from connectors.sdk.errors import (
 from connectors.sdk.http import Auth, HttpConnector, Pacer
 from connectors.sdk.interface import Capabilities, DeliveryResult
 from connectors.sdk.invoice import ExternalInvoice, Invoice
+from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_number, read_marker
 from connectors.sdk.money import dumps
 from connectors.sdk.oauth2 import OAuth2Config, TokenSet, TokenStore
 from connectors.zoho import mapper
 from connectors.zoho.settings import DATA_CENTERS, ZohoSettings
+
+log = logging.getLogger("connectors.zoho")
 
 ORG_HEADER = "X-com-zoho-invoice-organizationid"
 #: Zoho error codes the connector acts on (others are permanent): 1001 invoice number taken, 3062 contact
@@ -58,10 +77,20 @@ DUPLICATE_NUMBER_CODE = 1001
 CONTACT_EXISTS_CODE = 3062
 NOT_AUTHORISED_CODE = 57
 UNKNOWN_ORG_CODE = 6041
+#: 1002 "... does not exist" (a deleted invoice), 12018 "The specified Credit Note Number already exists"
+#: (https://www.zoho.com/invoice/api/v3/credit-notes/).
+NOT_FOUND_CODE = 1002
+DUPLICATE_CREDIT_NOTE_CODE = 12018
+#: Invoice statuses with nothing left to retire.
+RETIRED_STATUSES = frozenset({"void"})
 SCOPES = (
     "ZohoInvoice.invoices.CREATE",
     "ZohoInvoice.invoices.READ",
     "ZohoInvoice.invoices.UPDATE",
+    "ZohoInvoice.invoices.DELETE",
+    "ZohoInvoice.creditnotes.CREATE",
+    "ZohoInvoice.creditnotes.READ",
+    "ZohoInvoice.creditnotes.UPDATE",
     "ZohoInvoice.contacts.CREATE",
     "ZohoInvoice.contacts.READ",
     "ZohoInvoice.settings.READ",
@@ -76,13 +105,14 @@ class ZohoConnector(HttpConnector):
     (create sent but no answer, or 5xx answering it: reconcile with :meth:`find`), :class:`AuthError`
     (token refused after one refresh), :class:`MissingScopeError` (code 57),
     :class:`UnknownAccountError` (organisation not reachable), :class:`PermanentError` (validation,
-    total mismatch, number taken by another customer), :class:`ConfigError` (settings, missing secret).
+    total mismatch, number taken by another customer), :class:`NumberConflictError` (our number on a
+    document without our marker or with another total), :class:`ConfigError` (settings, missing secret).
     """
 
     name = "zoho"
     label = "Zoho"
     version = "0.1.0"
-    capabilities = Capabilities(oauth2=True, rate_limit_per_minute=100)
+    capabilities = Capabilities(oauth2=True, amendments=True, rate_limit_per_minute=100)
     Settings = ZohoSettings
     # Zoho reports a taken number as 400 code 1001; every other 4xx refuses the data (5xx: see classify).
     status_overrides = MappingProxyType(dict.fromkeys((408, 409, 425), PermanentError))
@@ -239,8 +269,9 @@ class ZohoConnector(HttpConnector):
     async def deliver(self, invoice: Invoice) -> DeliveryResult:
         """Create ``invoice`` (draft), check Zoho's total, then mark it sent / email it as configured.
 
-        A reused number (code 1001) is looked up and returned with ``created=False`` after the same
-        checks (same customer and total) and the remaining steps. ``details``: ``total``,
+        A reused number (code 1001) is looked up and returned with ``created=False`` once proven ours
+        (our marker and total, else :class:`NumberConflictError` and nothing is changed; another
+        customer: :class:`PermanentError`), after the remaining steps. ``details``: ``total``,
         ``tax_total``, ``adjustment``, ``status``, ``total_matches``, ``emailed``, ``duplicate``.
         """
         what = f"Zoho invoice {invoice.invoice_number}"
@@ -286,20 +317,27 @@ class ZohoConnector(HttpConnector):
 
         A draft while ``invoice_status`` is ``sent`` (or not yet e-mailed with ``send_email``) counts as
         absent, so that the caller delivers again and the remaining steps run.
+        The invoice is then read whole (``GET /invoices/{id}``: the list has no ``notes``) for its
+        ``marker``, ``total``, ``status`` and ``paid`` (``payment_made``).
         """
         raw = await self._find_raw(invoice_number)
         draft = raw is not None and self.settings.invoice_status == "sent" and raw.get("status") == "draft"
         if raw is None or draft or (self.settings.send_email and not raw.get("is_emailed")):
             return None
-        return mapper.invoice_from_zoho(raw)
+        return mapper.invoice_from_zoho(await self._invoice(str(raw["invoice_id"])))
 
     # ------------------------------------------------------------------ steps
     async def _taken(self, invoice: Invoice, customer_id: str, what: str) -> dict[str, Any]:
-        """The invoice already holding our number (code 1001); :class:`PermanentError` when another customer's."""
+        """The invoice already holding our number (code 1001), once proven ours.
+
+        :class:`NumberConflictError` (:func:`check_ours`) when it lacks our marker or its total is not
+        ours; :class:`PermanentError` when it is another customer's.
+        """
         existing = await self._find_raw(invoice.invoice_number)
         if existing is None:
             raise RetryableError(f"{what}: number taken (code 1001) but GET /invoices does not list it yet")
         inv = await self._invoice(str(existing["invoice_id"]))
+        check_ours(invoice, mapper.invoice_from_zoho(inv), what="Zoho answered code 1001, number already used")
         if str(inv.get("customer_id")) != str(customer_id):
             raise PermanentError(
                 f"{what}: the number is already used by another customer's invoice "
@@ -319,6 +357,161 @@ class ZohoConnector(HttpConnector):
         if not isinstance(inv, dict):
             raise RetryableError(f"Zoho GET /invoices/{invoice_id}: no invoice in the answer")
         return inv
+
+    # ------------------------------------------------------------------ lifecycle
+    async def retire(self, previous: ExternalInvoice, *, key: str, reason: str, issued: date) -> Retirement:
+        """Take ``previous`` (an invoice we delivered) out of the customer's balance, by Zoho's rules.
+
+        Re-reads it (``GET /invoices/{id}``; by number when the id is unknown, then it must carry a
+        broker marker), then:
+
+        * absent (deleted) or ``void`` -> ``none``;
+        * any payment (``payment_made``) or credit (``credits_applied``), or status ``paid`` /
+          ``partially_paid`` -> :meth:`_credit`: a credit note ``<number>-CN`` for the whole total
+          (``credited``, ``paid`` = the payments; ``none`` when it exists already);
+        * ``draft`` -> ``DELETE /invoices/{id}`` (``deleted``);
+        * otherwise (sent, viewed, overdue, unpaid: finalised, nothing received) ->
+          ``POST /invoices/{id}/status/void`` (``voided``).
+
+        Every step re-reads first, so a repeat after a crash changes nothing more. ``key`` is unused
+        (Zoho has no idempotency key: the credit note's number is the guard); ``reason`` becomes the
+        credit note's ``notes``; ``issued`` its ``date``.
+        """
+        del key
+        current = await self._current(previous)
+        if current is None:
+            return Retirement("none", previous.number)
+        inv_id, status = str(current["invoice_id"]), str(current.get("status") or "")
+        number = str(current.get("invoice_number") or previous.number)
+        what = f"Zoho invoice {number} ({inv_id})"
+        received = [mapper.amount(current.get(k)) or Decimal(0) for k in ("payment_made", "credits_applied")]
+        if status in RETIRED_STATUSES:
+            return Retirement("none", number, status)
+        if any(received) or status in ("paid", "partially_paid"):
+            return await self._credit(current, reason=reason, issued=issued)
+        if status == "draft":
+            resp = await self._api("DELETE", f"/invoices/{inv_id}")
+            if not self._absent(resp):
+                self.raise_for_status(resp, f"{what}: delete draft")
+            return Retirement("deleted", number, status)
+        resp = await self._api("POST", f"/invoices/{inv_id}/status/void")
+        self.raise_for_status(resp, f"{what}: void")
+        return Retirement("voided", number, status)
+
+    def _absent(self, resp: httpx.Response) -> bool:
+        """A 404 ``code 1002``: the document does not exist (deleted)."""
+        return resp.status_code == 404 and self._code(resp) in (NOT_FOUND_CODE, None)
+
+    async def _current(self, previous: ExternalInvoice) -> dict[str, Any] | None:
+        """``previous`` as Zoho holds it now (``None``: deleted or never there).
+
+        By id when known; else by number, and then only an invoice carrying a broker marker counts
+        (:class:`PermanentError` otherwise: a document we did not create is never voided or credited).
+        """
+        inv_id = previous.external_id
+        if not inv_id:
+            raw = await self._find_raw(previous.number)
+            if raw is None:
+                return None
+            inv_id = str(raw["invoice_id"])
+        resp = await self._api("GET", f"/invoices/{inv_id}")
+        if self._absent(resp):
+            return None
+        self.raise_for_status(resp, f"Zoho GET /invoices/{inv_id}")
+        body = self.decode(resp)
+        inv = body.get("invoice") if isinstance(body, dict) else None
+        if not isinstance(inv, dict):
+            raise RetryableError(f"Zoho GET /invoices/{inv_id}: no invoice in the answer")
+        if not previous.external_id and read_marker(inv.get("notes")) is None:
+            raise PermanentError(
+                f"Zoho invoice {previous.number} ({inv_id}) carries no broker marker: not retired, it is not "
+                "a document the broker created"
+            )
+        return inv
+
+    async def _credit(self, current: dict[str, Any], *, reason: str, issued: date) -> Retirement:
+        """Credit ``current`` in full with credit note ``<number>-CN`` (created once), applied to what is still due.
+
+        Looked up first (``GET /creditnotes?creditnote_number=``): found -> ``none`` (credited
+        before; only a missing application is completed), else ``POST /creditnotes`` with
+        ``ignore_auto_number_generation=true`` and ``invoice_id`` (code 12018 = created meanwhile:
+        looked up again). A found credit note of another customer or invoice is a
+        :class:`NumberConflictError`. Then the credit is applied to the invoice's ``balance`` (``POST
+        /creditnotes/{id}/invoices``), at most the credit note's own ``balance``; what is left stays
+        unapplied customer credit. A credit note total that differs from the invoice's is logged.
+        """
+        inv_id, status = str(current["invoice_id"]), str(current.get("status") or "")
+        number = str(current.get("invoice_number") or "")
+        total = mapper.amount(current.get("total")) or Decimal(0)
+        paid = mapper.amount(current.get("payment_made")) or Decimal(0)
+        cn_number = credit_note_number(number)
+        what = f"Zoho credit note {cn_number} for invoice {number}"
+        note = await self._find_credit_note(cn_number, current)
+        existed = note is not None
+        if note is None:
+            try:
+                body = mapper.credit_note_to_zoho(current, cn_number, issued=issued.isoformat(), reason=reason)
+            except mapper.MappingError as exc:
+                raise PermanentError(f"{what}: {exc}") from None
+            params = {"ignore_auto_number_generation": "true", "invoice_id": inv_id}
+            resp = await self._api("POST", "/creditnotes", params=params, body=body)
+            if resp.status_code == 400 and self._code(resp) == DUPLICATE_CREDIT_NOTE_CODE:
+                note = await self._find_credit_note(cn_number, current)
+                if note is None:
+                    raise RetryableError(f"{what}: number reported taken (code 12018) but not listed yet")
+            else:
+                note = self._created(resp, "creditnote", f"{what}: POST /creditnotes")
+        note_total = mapper.amount(note.get("total"))
+        if note_total != total:
+            log.warning("zoho tenant=%s %s totals %s, the invoice %s", self.tenant, what, note_total, total)
+        await self._apply(note, current, what)
+        return Retirement(
+            "none" if existed else "credited",
+            number,
+            status,
+            paid=paid or None,
+            credit_note_id=str(note["creditnote_id"]),
+            credit_note_number=cn_number,
+            credit_note_total=note_total,
+        )
+
+    async def _find_credit_note(self, cn_number: str, current: dict[str, Any]) -> dict[str, Any] | None:
+        """The credit note numbered exactly ``cn_number`` (``GET /creditnotes?creditnote_number=``), or ``None``.
+
+        :class:`NumberConflictError` when it is not for ``current``'s customer and number.
+        """
+        body = await self._get("/creditnotes", {"creditnote_number": cn_number})
+        for note in body.get("creditnotes") or []:
+            if not (isinstance(note, dict) and note.get("creditnote_number") == cn_number):
+                continue
+            same_customer = str(note.get("customer_id")) == str(current.get("customer_id"))
+            if not same_customer or note.get("reference_number") != current.get("invoice_number"):
+                theirs = mapper.amount(note.get("total"))
+                raise NumberConflictError(
+                    f"number_conflict: Zoho already holds a credit note numbered {cn_number} (id "
+                    f"{note.get('creditnote_id')}, customer {note.get('customer_id')}, reference "
+                    f"{note.get('reference_number')!r}, total {theirs}) that does not credit invoice "
+                    f"{current.get('invoice_number')} (customer {current.get('customer_id')}, total "
+                    f"{current.get('total')}): nothing was credited; rename or remove it, then replay",
+                    number=cn_number,
+                    ours=mapper.amount(current.get("total")) or Decimal(0),
+                    theirs=theirs,
+                    external_id=str(note.get("creditnote_id")),
+                )
+            return note
+        return None
+
+    async def _apply(self, note: dict[str, Any], current: dict[str, Any], what: str) -> None:
+        """Apply the credit note to what ``current`` (read by this call) still has due: ``min(invoice
+        balance, credit note balance)``; nothing when either is 0 (a paid invoice: the credit stays unapplied)."""
+        inv_id = str(current["invoice_id"])
+        due = mapper.amount(current.get("balance")) or Decimal(0)
+        available = mapper.amount(note.get("balance")) or Decimal(0)
+        if due <= 0 or available <= 0:
+            return
+        body = {"invoices": [{"invoice_id": inv_id, "amount_applied": min(due, available)}]}
+        resp = await self._api("POST", f"/creditnotes/{note['creditnote_id']}/invoices", body=body)
+        self.raise_for_status(resp, f"{what}: apply to invoice {inv_id}")
 
     async def _tax_ids(self, invoice: Invoice) -> dict[str, str]:
         """``settings.tax_ids`` completed by the organisation's taxes (``GET /settings/taxes``) for the rates in use."""

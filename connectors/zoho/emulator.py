@@ -17,8 +17,22 @@ https://www.zoho.com/invoice/api/v3/errors/):
   expired token; 401 ``code 57`` when a ``scope_denied`` path is hit) and the organisation in
   ``X-com-zoho-invoice-organizationid`` or ``?organization_id=`` (400 ``code 6041`` when unknown).
 * ``GET /organizations``; ``GET /settings/taxes``; ``GET/POST /contacts``, ``GET /contacts/{id}``;
-  ``POST/GET /invoices``, ``GET /invoices/{id}``, ``POST /invoices/{id}/status/sent``,
-  ``POST /invoices/{id}/email``.
+  ``POST/GET /invoices``, ``GET``/``DELETE /invoices/{id}``, ``POST /invoices/{id}/status/sent``,
+  ``POST /invoices/{id}/status/void``, ``POST /invoices/{id}/email``; ``POST/GET /creditnotes``
+  (list filters ``creditnote_number``, ``customer_id``, ``reference_number``, ``status``),
+  ``GET /creditnotes/{id}``, ``POST /creditnotes/{id}/invoices`` (credit to an invoice).
+* Invoice life (https://www.zoho.com/invoice/api/v3/invoices/, /credit-notes/): ``balance = total -
+  payment_made - credits_applied``; a payment or credit makes the invoice ``partially_paid``, or
+  ``paid`` at balance 0. Only a ``draft`` can be marked sent; a draft cannot be voided (code 1007); an
+  invoice with payments or credits applied can be neither voided nor deleted (code 1040; Zoho's
+  reference says "Invoices which have payment or credits note applied cannot be deleted" — for void
+  the emulator is deliberately as strict: the broker credits such invoices, it never voids them).
+  Credit notes: ``creditnote_number`` unique (code 12018), ``open`` while ``balance > 0`` else
+  ``closed``; applying credit to a ``draft`` / ``paid`` / ``void`` invoice is refused (codes 12005,
+  12006, 12007, from Zoho's credit-note error table), to more than either balance too (code 12008,
+  the emulator's). Test hooks: :meth:`ZohoEmulator.record_payment` (the customer pays),
+  :meth:`ZohoEmulator.balance` (receivables minus unapplied credit),
+  :meth:`ZohoEmulator.plant_invoice` (a document created outside the broker).
 * Envelope ``{"code": 0, "message": ..., <object>}``; errors ``{"code": n, "message": ...}``.
   ``invoice_number`` unique per organisation -> 400 ``{"code": 1001, "message": "Invoice Number already exist"}``;
   a custom number without ``ignore_auto_number_generation=true`` while auto-numbering is on -> 400
@@ -33,7 +47,8 @@ https://www.zoho.com/invoice/api/v3/errors/):
 Test hooks: :meth:`ZohoEmulator.inject_fault` (``429``, ``503``, ``500``, ``reset``,
 ``timeout_after_commit``, ``drop_after_commit``; optionally for one method and path glob),
 :meth:`ZohoEmulator.expire_access_tokens`, ``refresh_count``, and the control API
-(``GET /_emulator/invoices|contacts|emails|stats``, ``POST /_emulator/faults|reset|expire-tokens``).
+(``GET /_emulator/invoices|creditnotes|contacts|emails|stats``, ``POST /_emulator/faults|reset|expire-tokens|payments``
+with ``{"invoice_id", "amount"}``).
 """
 
 from __future__ import annotations
@@ -59,6 +74,19 @@ from connectors.sdk.money import minor_units
 DEFAULT_ORG = "10234695"
 FAULT_KINDS = ("429", "503", "500", "reset", "timeout_after_commit", "drop_after_commit")
 DEFAULT_TAXES: dict[str, Decimal] = {"VAT 23%": Decimal("23"), "VAT 13%": Decimal("13"), "VAT 6%": Decimal("6")}
+#: The fields of a credit note in ``GET /creditnotes`` (the list's summary rows)
+CREDITNOTE_LIST_KEYS = (
+    "creditnote_id",
+    "creditnote_number",
+    "status",
+    "date",
+    "customer_id",
+    "customer_name",
+    "reference_number",
+    "currency_code",
+    "total",
+    "balance",
+)
 #: Zoho's JSON content type (as its servers spell it)
 ZOHO_JSON = "application/json;charset=UTF-8"
 
@@ -165,6 +193,7 @@ class ZohoEmulator(TokenHolder, Emulator):
         self._taxes: dict[str, dict[str, dict[str, Any]]] = {}
         self._contacts: dict[str, dict[str, dict[str, Any]]] = {}
         self._invoices: dict[str, dict[str, dict[str, Any]]] = {}
+        self._creditnotes: dict[str, dict[str, dict[str, Any]]] = {}
         self._seq = 0
         for org in self.organizations:
             self._taxes[org] = {}
@@ -181,6 +210,7 @@ class ZohoEmulator(TokenHolder, Emulator):
             for cid, fields in self.seed_contacts.items():
                 self._contacts[org][cid] = self._contact(cid, fields)
             self._invoices[org] = {}
+            self._creditnotes[org] = {}
         self._windows = {org: Window(self.rate_limit_per_minute) for org in self.organizations}
         self._auto_seq: dict[str, int] = dict.fromkeys(self.organizations, 0)
         self._init_records()
@@ -217,6 +247,65 @@ class ZohoEmulator(TokenHolder, Emulator):
         with self._lock:
             orgs = [organization_id] if organization_id else list(self._contacts)
             return [copy.deepcopy(c) for o in orgs for c in self._contacts.get(o, {}).values()]
+
+    def creditnotes(self, organization_id: str | None = None) -> list[dict[str, Any]]:
+        """Deep copies of the stored credit notes (of one organisation, or all)."""
+        with self._lock:
+            orgs = [organization_id] if organization_id else list(self._creditnotes)
+            return [copy.deepcopy(c) for o in orgs for c in self._creditnotes.get(o, {}).values()]
+
+    def record_payment(
+        self, invoice_id: str, amount: Decimal | None = None, organization_id: str = DEFAULT_ORG
+    ) -> None:
+        """The customer pays ``amount`` (``None``: the whole balance) on invoice ``invoice_id`` (what
+        ``POST /customerpayments`` does). Raises :class:`ValueError` for a draft or void invoice, a
+        non-positive amount or more than the balance."""
+        with self._lock:
+            inv = self._invoices[organization_id][invoice_id]
+            pay = inv["balance"] if amount is None else Decimal(amount)
+            if inv["status"] in ("draft", "void") or not 0 < pay <= inv["balance"]:
+                raise ValueError(
+                    f"cannot record {pay} on invoice {invoice_id} ({inv['status']}, balance {inv['balance']})"
+                )
+            inv["payment_made"] += pay
+            self._settle(inv)
+
+    def balance(self, customer_id: str | None = None, organization_id: str = DEFAULT_ORG) -> Decimal:
+        """What the customer (or all customers) owes: the ``balance`` of invoices neither draft nor void,
+        minus the unapplied ``balance`` of ``open`` credit notes."""
+        with self._lock:
+            due = sum(
+                (
+                    i["balance"]
+                    for i in self._invoices[organization_id].values()
+                    if i["status"] not in ("draft", "void") and customer_id in (None, i["customer_id"])
+                ),
+                Decimal("0.00"),
+            )
+            credit = sum(
+                (
+                    c["balance"]
+                    for c in self._creditnotes[organization_id].values()
+                    if c["status"] == "open" and customer_id in (None, c["customer_id"])
+                ),
+                Decimal("0.00"),
+            )
+            return due - credit
+
+    def plant_invoice(
+        self, number: str, customer_id: str, total: Decimal, organization_id: str = DEFAULT_ORG, status: str = "sent"
+    ) -> str:
+        """An invoice created by someone else (no broker marker): one untaxed line of ``total``; its id."""
+        with self._lock:
+            body = {
+                "customer_id": customer_id,
+                "invoice_number": number,
+                "line_items": [{"name": "Manual invoice", "rate": Decimal(total), "quantity": 1}],
+                "notes": "Thank you for your business.",
+            }
+            inv = self._new_invoice(organization_id, body, number)
+            inv["status"] = status
+            return str(inv["invoice_id"])
 
     def taxes(self, organization_id: str = DEFAULT_ORG) -> list[dict[str, Any]]:
         with self._lock:
@@ -455,6 +544,18 @@ class ZohoEmulator(TokenHolder, Emulator):
                 raise ZohoError(404, 1002, "Invoice does not exist.")
             if len(parts) == 2 and m == "GET":
                 return _json(200, {"code": 0, "message": "success", "invoice": copy.deepcopy(inv)})
+            if len(parts) == 2 and m == "DELETE":
+                self._untouched(inv, "deleted")
+                del self._invoices[org][inv["invoice_id"]]
+                return _json(200, {"code": 0, "message": "The invoice has been deleted."})
+            if parts[2:] == ["status", "void"] and m == "POST":
+                if inv["status"] == "draft":
+                    raise ZohoError(400, 1007, "Draft invoices cannot be voided; delete them instead.")
+                if inv["status"] == "void":
+                    raise ZohoError(400, 1007, "The invoice is already void.")
+                self._untouched(inv, "voided")
+                inv["status"], inv["balance"] = "void", Decimal(0)
+                return _json(200, {"code": 0, "message": "Invoice status has been changed to Void."})
             if parts[2:] == ["status", "sent"] and m == "POST":
                 if inv["status"] != "draft":
                     raise ZohoError(400, 1007, "Only draft invoices can be marked as sent.")
@@ -477,7 +578,116 @@ class ZohoEmulator(TokenHolder, Emulator):
                 if inv["status"] == "draft":
                     inv["status"] = "sent"
                 return _json(200, {"code": 0, "message": "Your invoice has been sent."})
+        if parts[0] == "creditnotes":
+            return self._creditnote_route(req, org, parts[1:])
         raise ZohoError(404, 5, "Invalid URL Passed")
+
+    @staticmethod
+    def _untouched(inv: dict[str, Any], what: str) -> None:
+        """Refuse to void or delete an invoice that has payments or credits applied (code 1040)."""
+        if inv["payment_made"] or inv["credits_applied"]:
+            raise ZohoError(
+                400, 1040, f"Invoices which have payments or credits applied cannot be {what} ({inv['status']})."
+            )
+
+    @staticmethod
+    def _settle(inv: dict[str, Any]) -> None:
+        """``balance`` and status after a payment or credit: ``paid`` at 0, else ``partially_paid``."""
+        inv["balance"] = inv["total"] - inv["payment_made"] - inv["credits_applied"]
+        inv["status"] = "paid" if inv["balance"] <= 0 else "partially_paid"
+
+    # ------------------------------------------------------------------ credit notes
+    def _creditnote_route(self, req: Request, org: str, parts: list[str]) -> Response:
+        m = req.method
+        if not parts and m == "POST":
+            return self._create_creditnote(org, req, self._body(req))
+        if not parts and m == "GET":
+            rows = list(self._creditnotes[org].values())
+            for name in ("creditnote_number", "customer_id", "reference_number", "status"):
+                if name in req.query:
+                    rows = [c for c in rows if str(c[name]) == req.query[name]]
+            keys = CREDITNOTE_LIST_KEYS
+            listed = [{k: copy.deepcopy(c[k]) for k in keys} for c in rows]
+            page = {"page": 1, "per_page": 200, "has_more_page": False}
+            return _json(200, {"code": 0, "message": "success", "creditnotes": listed, "page_context": page})
+        note = self._creditnotes[org].get(parts[0]) if parts else None
+        if note is None:
+            raise ZohoError(404, 1002, "Credit Note does not exists")
+        if len(parts) == 1 and m == "GET":
+            return _json(200, {"code": 0, "message": "success", "creditnote": copy.deepcopy(note)})
+        if parts[1:] == ["invoices"] and m == "POST":
+            return self._credit_invoices(org, note, self._body(req))
+        raise ZohoError(404, 5, "Invalid URL Passed")
+
+    def _create_creditnote(self, org: str, req: Request, body: Any) -> Response:
+        if not isinstance(body, dict):
+            raise ZohoError(400, 2, "Invalid JSON input")
+        customer = self._contacts[org].get(str(body.get("customer_id") or ""))
+        if customer is None:
+            raise ZohoError(400, 1002, "Contact does not exist.")
+        invoice_id = req.query.get("invoice_id")
+        if invoice_id is not None:
+            inv = self._invoices[org].get(invoice_id)
+            if inv is None:
+                raise ZohoError(400, 1002, "Invoice does not exist.")
+            if inv["customer_id"] != customer["contact_id"]:
+                raise ZohoError(400, 4, "The invoice belongs to another customer.")
+        number = body.get("creditnote_number")
+        if number is not None:
+            if not isinstance(number, str) or not number.strip() or len(number) > 100:
+                raise ZohoError(400, 4, "Invalid value passed for creditnote_number")
+            if self.auto_number and req.query.get("ignore_auto_number_generation", "false").lower() != "true":
+                raise ZohoError(400, 4, "Invalid value passed for creditnote_number: auto-numbering is enabled")
+            if any(c["creditnote_number"] == number for c in self._creditnotes[org].values()):
+                raise ZohoError(400, 12018, "The specified Credit Note Number already exists")
+        else:
+            number = f"CN-{len(self._creditnotes[org]) + 1:05d}"
+        priced = self._priced(org, body, customer.get("currency_code") or self.organizations[org])
+        cn_id = self._id()
+        note = {
+            "creditnote_id": cn_id,
+            "creditnote_number": number,
+            "status": "open" if priced["total"] > 0 else "closed",
+            "date": body.get("date") or date.today().isoformat(),
+            "customer_id": customer["contact_id"],
+            "customer_name": customer["contact_name"],
+            "reference_number": str(body.get("reference_number") or ""),
+            "invoice_id": invoice_id or "",
+            "notes": body.get("notes", ""),
+            **priced,
+            "balance": priced["total"],
+            "invoices_credited": [],
+        }
+        self._creditnotes[org][cn_id] = note
+        return _json(
+            201, {"code": 0, "message": "The credit note has been created.", "creditnote": copy.deepcopy(note)}
+        )
+
+    def _credit_invoices(self, org: str, note: dict[str, Any], body: Any) -> Response:
+        rows = body.get("invoices") if isinstance(body, dict) else None
+        if not isinstance(rows, list) or not rows:
+            raise ZohoError(400, 4, "Invalid value passed for invoices")
+        if note["status"] != "open":
+            raise ZohoError(400, 12003, "Credit notes that are in closed status cannot be applied to invoices")
+        for row in rows:
+            inv = self._invoices[org].get(str((row or {}).get("invoice_id") or ""))
+            if inv is None:
+                raise ZohoError(400, 1002, "Invoice does not exist.")
+            refused = {"draft": 12005, "paid": 12006, "void": 12007}.get(inv["status"])
+            if refused is not None:
+                raise ZohoError(400, refused, f"Credits cannot be applied to invoices in the {inv['status']} status")
+            applied = _num(row.get("amount_applied"), "amount_applied")
+            if not 0 < applied <= min(inv["balance"], note["balance"]):
+                raise ZohoError(400, 12008, "The amount applied exceeds the invoice or credit note balance.")
+            if inv["customer_id"] != note["customer_id"]:
+                raise ZohoError(400, 4, "The invoice belongs to another customer.")
+            inv["credits_applied"] += applied
+            self._settle(inv)
+            note["balance"] -= applied
+            note["invoices_credited"].append({"invoice_id": inv["invoice_id"], "amount_applied": applied})
+            if note["balance"] <= 0:
+                note["status"] = "closed"
+        return _json(200, {"code": 0, "message": "Credits have been applied to the invoice(s)."})
 
     @staticmethod
     def _body(req: Request) -> Any:
@@ -527,7 +737,6 @@ class ZohoEmulator(TokenHolder, Emulator):
                 1002,
                 "Contact does not exist." if body.get("customer_id") else "Invalid value passed for customer_id",
             )
-        currency = customer.get("currency_code") or self.organizations[org]
         number = body.get("invoice_number")
         ignore_auto = req.query.get("ignore_auto_number_generation", "false").lower() == "true"
         if number is not None:
@@ -556,6 +765,50 @@ class ZohoEmulator(TokenHolder, Emulator):
                     date.fromisoformat(str(body[name]))
                 except ValueError:
                     raise ZohoError(400, 4, f"Invalid value passed for {name}") from None
+        for name, limit in (("notes", 5000), ("terms", 10000)):
+            if len(str(body.get(name) or "")) > limit:
+                raise ZohoError(400, 4, f"{name} must be at most {limit} characters")
+        inv = self._new_invoice(org, body, number, reference=reference)
+        inv_id, customer = inv["invoice_id"], self._contacts[org][inv["customer_id"]]
+        if req.query.get("send", "false").lower() == "true":
+            if not customer.get("email"):
+                raise ZohoError(400, 4, "The customer has no email address")
+            self.emails.append(
+                {"invoice_id": inv_id, "invoice_number": number, "to": [customer["email"]], "subject": None}
+            )
+            inv["status"], inv["is_emailed"] = "sent", True
+        return _json(201, {"code": 0, "message": "The invoice has been created.", "invoice": copy.deepcopy(inv)})
+
+    def _new_invoice(self, org: str, body: dict[str, Any], number: str, *, reference: str = "") -> dict[str, Any]:
+        """Price and store a validated create body as a ``draft``."""
+        customer = self._contacts[org][str(body["customer_id"])]
+        currency = customer.get("currency_code") or self.organizations[org]
+        priced = self._priced(org, body, currency)
+        inv_id = self._id()
+        inv = {
+            "invoice_id": inv_id,
+            "invoice_number": number,
+            "status": "draft",
+            "date": body.get("date") or date.today().isoformat(),
+            "due_date": body.get("due_date") or body.get("date") or date.today().isoformat(),
+            "customer_id": customer["contact_id"],
+            "customer_name": customer["contact_name"],
+            "reference_number": reference,
+            **priced,
+            "payment_made": _q(Decimal(0), currency),
+            "credits_applied": _q(Decimal(0), currency),
+            "balance": priced["total"],
+            "is_emailed": False,
+            "notes": body.get("notes", ""),
+            "terms": body.get("terms", ""),
+        }
+        self._invoices[org][inv_id] = inv
+        return inv
+
+    def _priced(self, org: str, body: dict[str, Any], currency: str) -> dict[str, Any]:
+        """Zoho's arithmetic on a body's ``line_items`` / ``is_inclusive_tax`` / ``adjustment`` (module docstring):
+        ``currency_code``, ``is_inclusive_tax``, ``line_items``, ``sub_total``, ``tax_total``, ``taxes``,
+        ``adjustment``, ``adjustment_description``, ``total``. Raises :class:`ZohoError` for a bad line."""
         inclusive = bool(body.get("is_inclusive_tax", False))
         raw_lines = body.get("line_items")
         if not isinstance(raw_lines, list) or not raw_lines:
@@ -602,40 +855,17 @@ class ZohoEmulator(TokenHolder, Emulator):
             tax_total += amount
             taxes.append({"tax_name": tax["tax_name"], "tax_amount": amount})
         adjustment = _num(body.get("adjustment", 0), "adjustment")
-        sub_total = _q(gross - tax_total if inclusive else gross, currency)
-        total = _q(gross + adjustment if inclusive else gross + tax_total + adjustment, currency)
-        inv_id = self._id()
-        inv = {
-            "invoice_id": inv_id,
-            "invoice_number": number,
-            "status": "draft",
-            "date": body.get("date") or date.today().isoformat(),
-            "due_date": body.get("due_date") or body.get("date") or date.today().isoformat(),
-            "customer_id": customer["contact_id"],
-            "customer_name": customer["contact_name"],
+        return {
             "currency_code": currency,
-            "reference_number": reference,
             "is_inclusive_tax": inclusive,
             "line_items": lines,
-            "sub_total": sub_total,
+            "sub_total": _q(gross - tax_total if inclusive else gross, currency),
             "tax_total": _q(tax_total, currency),
             "taxes": taxes,
             "adjustment": _q(adjustment, currency),
             "adjustment_description": body.get("adjustment_description", ""),
-            "total": total,
-            "balance": total,
-            "is_emailed": False,
-            "notes": body.get("notes", ""),
+            "total": _q(gross + adjustment if inclusive else gross + tax_total + adjustment, currency),
         }
-        self._invoices[org][inv_id] = inv
-        if req.query.get("send", "false").lower() == "true":
-            if not customer.get("email"):
-                raise ZohoError(400, 4, "The customer has no email address")
-            self.emails.append(
-                {"invoice_id": inv_id, "invoice_number": number, "to": [customer["email"]], "subject": None}
-            )
-            inv["status"], inv["is_emailed"] = "sent", True
-        return _json(201, {"code": 0, "message": "The invoice has been created.", "invoice": copy.deepcopy(inv)})
 
     def _list_invoices(self, org: str, query: dict[str, str]) -> Response:
         rows = list(self._invoices[org].values())
@@ -678,9 +908,22 @@ class ZohoEmulator(TokenHolder, Emulator):
         return {
             **super()._admin_routes(),
             ("GET", "/_emulator/invoices"): lambda _req: _json(200, self.invoices()),
+            ("GET", "/_emulator/creditnotes"): lambda _req: _json(200, self.creditnotes()),
+            ("POST", "/_emulator/payments"): self._admin_payment,
             ("GET", "/_emulator/contacts"): lambda _req: _json(200, self.contacts()),
             ("GET", "/_emulator/emails"): lambda _req: _json(200, self._emails()),
         }
+
+    def _admin_payment(self, req: Request) -> Response:
+        """``POST /_emulator/payments`` ``{"invoice_id", "amount"?, "organization_id"?}``: :meth:`record_payment`."""
+        doc = loads_decimal(req.body or b"{}")
+        try:
+            self.record_payment(
+                str(doc["invoice_id"]), doc.get("amount"), str(doc.get("organization_id") or DEFAULT_ORG)
+            )
+        except (KeyError, ValueError) as exc:
+            return _json(400, {"error": str(exc)})
+        return _json(200, {"recorded": True})
 
     def _emails(self) -> list[dict[str, Any]]:
         with self._lock:

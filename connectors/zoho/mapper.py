@@ -3,7 +3,16 @@
 Nothing here does I/O. :func:`invoice_to_zoho` builds the JSON body (``customer_id``,
 ``invoice_number``, ``reference_number``, ``date``, ``due_date``, ``is_inclusive_tax``,
 ``line_items`` of ``name``/``description``/``rate``/``quantity``/``unit``/``tax_id``/``item_order``,
-``adjustment``), https://www.zoho.com/invoice/api/v3/invoices/ (``shared/billing-apis.md`` § 4).
+``adjustment``, ``notes``), https://www.zoho.com/invoice/api/v3/invoices/ (``shared/billing-apis.md`` § 4);
+:func:`credit_note_to_zoho` the ``POST /creditnotes`` body that cancels an invoice in full
+(https://www.zoho.com/invoice/api/v3/credit-notes/).
+
+``notes`` (the invoice's "Notes", printed on the document, at most 5000 characters, kept and returned
+by ``GET /invoices/{id}``) carries the invoice's legal notes, one per line, then our ownership marker
+(:func:`connectors.sdk.lifecycle.marker`) on the last line. Zoho Invoice has no free-text field that
+is kept but not printed without an organisation-specific custom field, and ``reference_number``
+(≤ 50) holds the human reference (``WO <id>``), so the marker is visible on the document, as Xero's
+``Reference`` is.
 Zoho publishes no OpenAPI file we could keep, so the shapes come from the API reference and the
 field limits below are checked here, counted in characters.
 
@@ -29,6 +38,7 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
+from connectors.sdk.lifecycle import marker, read_marker
 from connectors.sdk.money import dumps, loads, lookup_rate, quantity_note, round_money  # dumps/loads: re-exported
 from connectors.sdk.money import rate_key as rate_text
 from connectors.zoho.settings import ZohoSettings
@@ -46,6 +56,8 @@ LINE_DESCRIPTION_MAX = 2000
 ADJUSTMENT_DESCRIPTION = "Rounding (tax per line)"
 #: Invoice ``notes`` maximum length.
 NOTES_MAX = 5000
+#: Credit note ``creditnote_number`` maximum length (https://www.zoho.com/invoice/api/v3/credit-notes/).
+CREDIT_NOTE_NUMBER_MAX = 100
 
 
 class MappingError(ValueError):
@@ -192,7 +204,9 @@ def invoice_to_zoho(
     ``GET /settings/taxes``). Shape::
 
         {"customer_id", "invoice_number", "reference_number", "date": "YYYY-MM-DD", "due_date",
-         "is_inclusive_tax": bool, "line_items": [...], ["adjustment", "adjustment_description"], ["notes"]}
+         "is_inclusive_tax": bool, "line_items": [...], ["adjustment", "adjustment_description"], "notes"}
+
+    ``notes``: :func:`notes_for` (legal notes, then the ownership marker).
     """
     if not invoice.lines:
         raise MappingError("lines", "an invoice needs at least one line")
@@ -227,13 +241,60 @@ def invoice_to_zoho(
     if adjustment:
         body["adjustment"] = adjustment
         body["adjustment_description"] = ADJUSTMENT_DESCRIPTION
-    notes = "\n".join(invoice.legal_notes) if getattr(invoice, "legal_notes", None) else ""
-    if notes:
-        _check_len("notes", notes, NOTES_MAX)
-        body["notes"] = notes
+    body["notes"] = notes_for(invoice)
     return ZohoPlan(
         body=body, zoho_sub_total=sub_total, zoho_tax_total=tax_total, adjustment=adjustment, total=invoice.total
     )
+
+
+def notes_for(invoice: Invoice) -> str:
+    """The invoice ``notes``: its legal notes, one per line, then our ownership marker on the last line.
+
+    Raises :class:`MappingError` (``notes``) beyond Zoho's 5000 characters.
+    """
+    notes = "\n".join([*invoice.legal_notes, marker(invoice.invoice_key)])
+    _check_len("notes", notes, NOTES_MAX)
+    return notes
+
+
+def credit_note_to_zoho(current: Mapping[str, Any], number: str, *, issued: str, reason: str) -> dict[str, Any]:
+    """``POST /creditnotes`` body crediting the Zoho invoice ``current`` (as ``GET /invoices/{id}`` returns it) in full.
+
+    The invoice's lines are copied as Zoho holds them (``name``, ``description``, ``rate``,
+    ``quantity``, ``unit``, ``tax_id``, ``item_order``) with its ``adjustment``, so Zoho computes the
+    same sub-total, tax and total (same rates, same tax groups, same roundings). ``number`` is
+    ``creditnote_number`` (sent with ``ignore_auto_number_generation=true``), ``reference_number`` the
+    invoice's number, ``notes`` ``reason``; ``issued`` the ``date`` (``YYYY-MM-DD``). Raises
+    :class:`MappingError` for a number over 100 characters.
+    """
+    _check_len("creditnote_number", number, CREDIT_NOTE_NUMBER_MAX)
+    items = []
+    for n, raw in enumerate(current.get("line_items") or [], start=1):
+        item: dict[str, Any] = {
+            "name": raw.get("name") or "",
+            "description": raw.get("description") or "",
+            "rate": raw.get("rate"),
+            "quantity": raw.get("quantity"),
+            "unit": raw.get("unit") or "",
+            "item_order": raw.get("item_order", n),
+        }
+        if raw.get("tax_id"):
+            item["tax_id"] = raw["tax_id"]
+        items.append(item)
+    body: dict[str, Any] = {
+        "customer_id": current.get("customer_id"),
+        "creditnote_number": number,
+        "reference_number": str(current.get("invoice_number") or "")[:REFERENCE_MAX],
+        "date": issued,
+        "is_inclusive_tax": bool(current.get("is_inclusive_tax", False)),
+        "line_items": items,
+        "notes": reason[:NOTES_MAX],
+    }
+    adjustment = amount(current.get("adjustment"))
+    if adjustment:
+        body["adjustment"] = adjustment
+        body["adjustment_description"] = current.get("adjustment_description") or ADJUSTMENT_DESCRIPTION
+    return body
 
 
 def contact_to_zoho(name: str, email: str | None) -> dict[str, Any]:
@@ -263,17 +324,25 @@ def amount(value: Any) -> Decimal | None:
 
 
 def invoice_from_zoho(raw: Mapping[str, Any]) -> ExternalInvoice:
-    """:class:`ExternalInvoice` of a Zoho invoice object (``invoice_id``, ``invoice_number``, ``total``, ``status``)."""
+    """:class:`ExternalInvoice` of a Zoho invoice object (``GET /invoices/{id}``).
+
+    ``total`` and ``paid`` (``payment_made``: payments received, credits applied not counted) as
+    :class:`Decimal`, ``status`` (``draft``, ``sent``, ``overdue``, ``partially_paid``, ``paid``,
+    ``void``...), ``marker`` read from ``notes`` (``None`` in a list row, which has no ``notes``).
+    """
     return ExternalInvoice(
         external_id=str(raw["invoice_id"]),
         number=str(raw.get("invoice_number")),
         total=amount(raw.get("total")),
         status=raw.get("status"),
+        marker=read_marker(raw.get("notes")),
+        paid=amount(raw.get("payment_made")),
     )
 
 
 __all__ = [
     "ADJUSTMENT_DESCRIPTION",
+    "CREDIT_NOTE_NUMBER_MAX",
     "INVOICE_NUMBER_MAX",
     "LINE_DESCRIPTION_MAX",
     "LINE_NAME_MAX",
@@ -282,6 +351,7 @@ __all__ = [
     "ZohoPlan",
     "amount",
     "contact_to_zoho",
+    "credit_note_to_zoho",
     "dumps",
     "email_to_zoho",
     "invoice_from_zoho",
@@ -289,6 +359,7 @@ __all__ = [
     "item_total",
     "line_to_zoho",
     "loads",
+    "notes_for",
     "rate_text",
     "tax_id_for",
     "taxes_by_rate",

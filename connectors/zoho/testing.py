@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from connectors.sdk.invoice import Invoice
 from connectors.testing.emulated import EmulatorHarness
 from connectors.testing.harness import HeldInvoice, HostileExpectation
 from connectors.zoho.connector import ZohoConnector
@@ -16,6 +17,22 @@ CLIENT_SECRET = "zoho-conformance-secret-4f1d"
 REFRESH_TOKEN = "1000.conformance0refresh.token77"
 CONTACT_ID = "460000099000001"
 CONTACT_NAME = "Conformance Client, Lda"
+
+
+def _held(doc: dict[str, Any], kind: str) -> HeldInvoice:
+    """An emulator invoice or credit note (``kind``: the ``<kind>_id`` / ``<kind>_number`` keys) as the kit sees it;
+    ``printed`` is ``notes`` and ``terms`` (printed on Zoho's PDF)."""
+    return HeldInvoice(
+        external_id=doc[f"{kind}_id"],
+        number=doc[f"{kind}_number"],
+        total=Decimal(doc["total"]),
+        currency=doc["currency_code"],
+        line_count=len(doc["line_items"]),
+        contact=doc["customer_id"],
+        raw=doc,
+        status=doc["status"],
+        printed="\n".join(t for t in (doc.get("notes"), doc.get("terms")) if t),
+    )
 
 
 class ZohoHarness(EmulatorHarness[ZohoEmulator]):
@@ -60,18 +77,24 @@ class ZohoHarness(EmulatorHarness[ZohoEmulator]):
         return CONTACT_ID, CONTACT_NAME
 
     def invoices(self) -> list[HeldInvoice]:
-        return [
-            HeldInvoice(
-                external_id=i["invoice_id"],
-                number=i["invoice_number"],
-                total=Decimal(i["total"]),
-                currency=i["currency_code"],
-                line_count=len(i["line_items"]),
-                contact=i["customer_id"],
-                raw=i,
-            )
-            for i in self.emulator.invoices()
-        ]
+        """Every invoice; ``printed`` is ``notes`` and ``terms`` (both printed on Zoho's invoice PDF)."""
+        return [_held(i, "invoice") for i in self.emulator.invoices()]
+
+    def credit_notes(self) -> list[HeldInvoice]:
+        """Every credit note (``number`` = ``creditnote_number``, ``<invoice number>-CN`` for ours)."""
+        return [_held(c, "creditnote") for c in self.emulator.creditnotes()]
+
+    def mark_paid(self, external_id: str, amount: Decimal | None = None) -> None:
+        """The customer pays ``amount`` (``None``: the balance) on the invoice (:meth:`ZohoEmulator.record_payment`)."""
+        self.emulator.record_payment(external_id, amount)
+
+    def balance(self) -> Decimal:
+        """Receivables of non-draft, non-void invoices minus unapplied credit (:meth:`ZohoEmulator.balance`)."""
+        return self.emulator.balance()
+
+    def plant_foreign(self, invoice: Invoice, total: Decimal) -> str:
+        """A sent invoice under ``invoice``'s number for its customer, without our marker."""
+        return self.emulator.plant_invoice(invoice.invoice_number, invoice.contact_id or CONTACT_ID, total)
 
     def inject_rate_limit(self, retry_after: int = 1) -> None:
         del retry_after  # the emulator's injected 429 always says Retry-After: 1 (what the kit asks for)

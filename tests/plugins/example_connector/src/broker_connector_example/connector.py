@@ -39,6 +39,7 @@ from connectors.sdk import (
 from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField, same_value
 from connectors.sdk.idempotency import KeyRules, idempotency_key, make_key
 from connectors.sdk.invoice import Invoice
+from connectors.sdk.lifecycle import check_ours, read_marker
 
 KEY_RULES = KeyRules(max_length=100)  # Ledgerly: Idempotency-Key up to 100 characters of [A-Za-z0-9:._-]
 
@@ -105,6 +106,7 @@ class LedgerlyConnector(HttpConnector):
             found = await self.find(invoice.invoice_number)
             if found is None:
                 raise RetryableError(f"Ledgerly reports {invoice.invoice_number} as taken but the lookup misses it")
+            check_ours(invoice, found, what="Ledgerly 409 duplicate_number")  # never adopt someone else's
             return DeliveryResult(
                 invoice.invoice_key,
                 found.external_id,
@@ -126,7 +128,13 @@ class LedgerlyConnector(HttpConnector):
         resp = await self._request("GET", self._path("/invoices"), params={"number": invoice_number})
         for item in resp.json().get("data", []):
             if item.get("number") == invoice_number:
-                return ExternalInvoice(str(item["id"]), item["number"], Decimal(str(item["total"])), item.get("status"))
+                return ExternalInvoice(
+                    str(item["id"]),
+                    item["number"],
+                    Decimal(str(item["total"])),
+                    item.get("status"),
+                    marker=read_marker(item.get("memo")),
+                )
         return None
 
     # ------------------------------------------------------------------ contacts (connectors.sdk.contacts.ContactDirectory)

@@ -207,6 +207,8 @@ class LedgerlyEmulator:
             "total": str(net_total + tax_total),
             "lines": len(lines),
             "status": "issued",
+            "memo": str(doc.get("memo") or ""),
+            "notes": str(doc.get("notes") or ""),
         }
         return 201, self.invoices[inv_id]
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from connectors.sdk import PermanentError
 from connectors.sdk.invoice import Invoice
+from connectors.sdk.lifecycle import marker
 
 MAX_DESCRIPTION = 5000  # Ledgerly's documented field limit, checked before sending
 MAX_LINES = 1000
@@ -20,10 +21,15 @@ def _money(value: Decimal) -> str:
 
 
 def invoice_to_ledgerly(invoice: Invoice, customer_id: str | None) -> dict[str, Any]:
-    """The create body of ``invoice`` billed to Ledgerly customer ``customer_id``."""
+    """The create body of ``invoice`` billed to Ledgerly customer ``customer_id``.
+
+    ``memo`` (kept, never printed) carries our ownership marker; ``notes`` (printed) the legal notes.
+    """
     return {
         "number": invoice.invoice_number,
         "reference": invoice.reference,
+        "memo": marker(invoice.invoice_key),
+        "notes": "\n".join(invoice.legal_notes),
         "customer_id": customer_id,
         "currency": invoice.currency,
         "issue_date": invoice.issue_date.isoformat(),
