@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from email.utils import format_datetime
 
 import pytest
@@ -219,6 +220,11 @@ class ScriptedConnector:
         pass
 
 
+def ours(invoice, external_id: str) -> ExternalInvoice:
+    """``invoice`` as the billing system holds it when we created it: our marker and our total."""
+    return ExternalInvoice(external_id, invoice.invoice_number, invoice.total, "AUTHORISED", marker=invoice.invoice_key)
+
+
 def deliverer_with(connector, **policy) -> Deliverer:
     d = Deliverer(
         config=None,
@@ -241,10 +247,9 @@ def test_success_writes_pending_durably_before_calling():
 
 def test_uncertain_outcome_is_reconciled_by_lookup_before_any_retry():
     ledger = InvoiceLedger(DictLedgerStore())
-    conn = ScriptedConnector(
-        [UncertainOutcomeError("read timeout")], ledger, existing=ExternalInvoice("ext-9", "ACME-WO-1-R1")
-    )
-    out = run(deliverer_with(conn).process(make_invoice(), ledger, META))
+    inv = make_invoice()
+    conn = ScriptedConnector([UncertainOutcomeError("read timeout")], ledger, existing=ours(inv, "ext-9"))
+    out = run(deliverer_with(conn).process(inv, ledger, META))
     assert isinstance(out, Delivered) and out.reconciled and out.result.external_id == "ext-9"
     assert [c[0] for c in conn.calls] == ["deliver", "find"]
 
@@ -253,9 +258,21 @@ def test_crash_after_pending_means_lookup_first():
     ledger = InvoiceLedger(DictLedgerStore())
     inv = make_invoice()
     run(ledger.begin_attempt(inv))  # a worker wrote pending, called, and died
-    conn = ScriptedConnector([], ledger, existing=ExternalInvoice("ext-1", inv.invoice_number))
+    conn = ScriptedConnector([], ledger, existing=ours(inv, "ext-1"))
     out = run(deliverer_with(conn).process(inv, ledger, META))
     assert isinstance(out, Delivered) and out.reconciled and conn.calls == [("find", inv.invoice_number)]
+
+
+def test_a_foreign_document_found_after_a_crash_is_a_number_conflict():
+    ledger = InvoiceLedger(DictLedgerStore())
+    inv = make_invoice()
+    run(ledger.begin_attempt(inv))  # a worker wrote pending, called, and died
+    manual = ExternalInvoice("ext-m", inv.invoice_number, Decimal("999.00"), "AUTHORISED")
+    out = run(deliverer_with(ScriptedConnector([], ledger, existing=manual)).process(inv, ledger, META))
+    assert isinstance(out, Dead)
+    assert out.error_class == "number_conflict"
+    assert f"Total in the billing system: 999.00 EUR; ours: {inv.total} EUR" in str(out.error)
+    assert ledger.entry(inv.invoice_key)["state"] == "pending"  # never recorded as delivered
 
 
 def test_retryable_exhausted_parks_and_opens_the_tenant_circuit():
@@ -297,9 +314,21 @@ def test_permanent_is_dead_at_once_and_auth_stops_the_tenant():
 
 def test_duplicate_is_success_with_the_existing_id():
     ledger = InvoiceLedger(DictLedgerStore())
-    conn = ScriptedConnector([DuplicateError("409", existing=ExternalInvoice("ext-7", "ACME-WO-1-R1"))], ledger)
-    out = run(deliverer_with(conn).process(make_invoice(), ledger, META))
+    inv = make_invoice()
+    conn = ScriptedConnector([DuplicateError("409", existing=ours(inv, "ext-7"))], ledger)
+    out = run(deliverer_with(conn).process(inv, ledger, META))
     assert isinstance(out, Delivered) and out.result.external_id == "ext-7" and not out.result.created
+
+
+def test_a_duplicate_number_held_by_someone_else_is_a_number_conflict():
+    ledger = InvoiceLedger(DictLedgerStore())
+    inv = make_invoice()
+    theirs = ExternalInvoice("ext-7", inv.invoice_number, inv.total, "AUTHORISED", marker=None)  # no marker
+    conn = ScriptedConnector([DuplicateError("409", existing=theirs)], ledger)
+    out = run(deliverer_with(conn).process(inv, ledger, META))
+    assert isinstance(out, Dead)
+    assert out.error_class == "number_conflict"
+    assert f"does not carry our marker 'broker:{inv.invoice_key}'" in str(out.error)
 
 
 def test_new_revision_amends_and_an_older_one_is_superseded():
