@@ -13,8 +13,9 @@
                           next to that client's pricing state: tables ``corrective-allowance``
                           (``tenant:client:YYYY-MM``) and ``approved-quotes`` (``tenant:qt:id``),
                           both changelog-backed (:mod:`broker.pricing.state`).
-* ``billing.invoices``    key ``tenant:doc:id``, value an :class:`~connectors.sdk.invoice.Invoice` or
-                          :class:`~connectors.sdk.invoice.NotBillable` (JSON).
+* ``billing.invoices``    key ``tenant:doc:id``, value an :class:`~connectors.sdk.invoice.Invoice`,
+                          :class:`~connectors.sdk.invoice.NotBillable` or (a work order reopened or
+                          cancelled, a quote cancelled) :class:`~connectors.sdk.invoice.DocumentChange` (JSON).
 * ``billing.deliveries``  key invoice key, value a :class:`~connectors.sdk.invoice.DeliveryOutcome`.
 * ``billing.dlq``         original key and value, failure context in headers (:mod:`broker.dlq`).
 * ``billing.invoices.retry.N`` (one per ``BROKER_PARK_DELAYS`` entry) invoices parked by ``deliver``
@@ -22,8 +23,10 @@
                           :mod:`broker.deliver_stage` and ``docs/delivery.md``.
 
 The agents stay thin: decoding is :func:`broker.events.parse_event`, pricing is the pure
-:func:`broker.pricing.price_event` (via :func:`broker.pricing.price_with_state`), delivery policy is
-:class:`broker.delivery.Deliverer`.
+:func:`broker.pricing.price_event` (via :func:`broker.pricing.price_with_state`; a lifecycle change
+becomes a :func:`broker.pricing.changes.document_change`), delivery policy is
+:class:`broker.delivery.Deliverer`. An event whose type the tenant lists in ``ignored_event_types``
+is acknowledged and counted (``broker_events_ignored_total``), never billed nor dead-lettered.
 The delivery ledger (table ``delivery-ledger``, changelog-backed, keyed by invoice key) remembers
 what was delivered so that a re-published event creates nothing new.
 """
@@ -42,9 +45,17 @@ from broker.config import BrokerConfig
 from broker.deliver_stage import DeliverStage, install_deliver_stage
 from broker.delivery import Deliverer, LedgerEntry
 from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict, replay_count
-from broker.events import EventDecodeError, parse_event, tenant_hint
+from broker.events import (
+    EventDecodeError,
+    QuoteCancelled,
+    WorkOrderCancelled,
+    WorkOrderReopened,
+    parse_event,
+    tenant_hint,
+)
 from broker.faust_compat import BrokerApp, create_faust_app
 from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, PricingError, price_with_state, pricing_key
+from broker.pricing.changes import document_change
 from broker.pricing.state import AllowanceRecord
 from broker.settings import TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES, Settings
 
@@ -208,10 +219,23 @@ def create_app(
             exc=exc,
         )
 
+    def ignored(exc: EventDecodeError, raw: bytes | None) -> str | None:
+        """The event type of an ``unknown_type`` record whose tenant ignores it (``None``: dead-letter it)."""
+        kind = exc.event_type
+        if exc.error_class != "unknown_type" or kind is None:
+            return None
+        tenant = config.tenants.get(tenant_hint(raw) or "")
+        return kind if tenant is not None and kind in tenant.ignored_event_types else None
+
     async def enrich_one(event: EventT[bytes]) -> None:
         try:
             ce = parse_event(event.value)
         except EventDecodeError as exc:
+            kind = ignored(exc, event.value)
+            if kind is not None:  # a platform event the tenant does not bill: acknowledged, counted
+                metrics.EVENTS_CONSUMED.labels("ignored").inc()
+                metrics.EVENTS_IGNORED.labels(kind).inc()
+                return
             metrics.EVENTS_CONSUMED.labels("invalid").inc()
             stage = "decode" if exc.error_class in ("not_json", "not_cloudevent", "too_large") else "enrich"
             await dead_letter(event, stage, exc.error_class, exc)
@@ -252,6 +276,12 @@ def create_app(
             return
         try:
             tenant = config.tenant(ce.tenant)
+            if isinstance(ce, WorkOrderReopened | WorkOrderCancelled | QuoteCancelled):
+                # a lifecycle change: nothing to price, the deliver stage acts on the document's invoice
+                change = document_change(ce, ce.tenant, tenant)
+                metrics.INVOICES_BUILT.labels(change.status).inc()
+                await invoices_topic.send(key=ce.partition_key.encode(), value=change.model_dump_json().encode())
+                return
             result = price_with_state(
                 ce,
                 ce.tenant,

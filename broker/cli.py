@@ -162,15 +162,15 @@ def invoice_preview(config_path: str, event_path: str, fmt: str, quote_path: str
 
     Every line shows its source and the rule that priced it; cost and margin are shown too.
     """
-    from broker.events import EventDecodeError, parse_event
+    from broker.events import EventDecodeError, parse_billable_event
     from broker.preview import preview_json, preview_table
     from broker.pricing import PricingError, price_event
 
     config = _load(config_path)
     try:
-        event = parse_event(Path(event_path).read_bytes())
+        event = parse_billable_event(Path(event_path).read_bytes())
         tenant = config.tenant(event.tenant)
-        quote = parse_event(Path(quote_path).read_bytes()) if quote_path else None
+        quote = parse_billable_event(Path(quote_path).read_bytes()) if quote_path else None
         used = {"(other work orders this month)": allowance_used} if allowance_used else None
         priced = price_event(event, event.tenant, tenant, allowance_used=used, quote=quote)
     except (EventDecodeError, PricingError, KeyError) as exc:

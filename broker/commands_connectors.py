@@ -114,11 +114,13 @@ def _classify(exc: BaseException) -> str:
         MissingScopeError,
         PermanentError,
         RateLimitedError,
+        ReauthRequiredError,
         RetryableError,
         UnknownAccountError,
     )
 
     for cls, label in (
+        (ReauthRequiredError, "needs_reauth"),
         (MissingScopeError, "missing scope"),
         (AuthError, "bad credentials"),
         (UnknownAccountError, "unknown organisation"),
@@ -144,7 +146,10 @@ async def _check_one(config: BrokerConfig, tenant_id: str) -> tuple[str, str, st
     try:
         await connector.check()
     except Exception as exc:  # noqa: BLE001 - likewise: any failure of the check is reported
-        return system, _classify(exc), str(exc)
+        verdict = _classify(exc)
+        if verdict == "needs_reauth":
+            return system, verdict, f"{exc}; run `broker connectors authorize {system} --tenant {tenant_id}`"
+        return system, verdict, str(exc)
     finally:
         await connector.aclose()
     return system, "ok", ""
@@ -163,9 +168,10 @@ async def _check_one(config: BrokerConfig, tenant_id: str) -> tuple[str, str, st
 def check(config_path: str, tenants: tuple[str, ...]) -> None:
     """Call each tenant's billing system with its credentials and say what is wrong.
 
-    Reports bad credentials, missing scope, unknown organisation, configuration (bad settings,
-    missing secret variable) or unreachable. Rotated OAuth2 refresh tokens are saved in the
-    token store the worker uses.
+    Reports needs_reauth (the billing system refused the OAuth2 refresh token: run `broker
+    connectors authorize`), bad credentials, missing scope, unknown organisation, configuration
+    (bad settings, missing secret variable) or unreachable; exit status 1 when any tenant is not ok.
+    Rotated OAuth2 refresh tokens are saved in the token store the worker uses.
     """
     config = _load_config(config_path)
     chosen = list(tenants) or list(config.tenants)
@@ -216,7 +222,10 @@ def authorize(*, system: str, tenant: str, config_path: str, port: int, no_brows
 
     Opens (or prints) the provider's consent page; after you approve, the redirect to
     http://127.0.0.1:PORT/callback is caught, the code is exchanged (PKCE) and the tokens are saved
-    in the tenant's token store (a 0600 file; see BROKER_TOKEN_DIR). Tokens are never printed.
+    in the token store (a 0600 file; see BROKER_TOKEN_DIR) under the tenant's connection, which
+    every tenant sharing it uses too (Xero: one connection, many organisations). Running workers
+    pick the new tokens up from the store: invoices parked as needs_reauth resume. Tokens are
+    never printed.
     """
     from broker.config import ConfigError as BrokerConfigError
     from broker.delivery import build_connector
@@ -262,11 +271,29 @@ def authorize(*, system: str, tenant: str, config_path: str, port: int, no_brows
         err_console.print(f"[bold red]authorization failed:[/] {exc}", highlight=False)
         sys.exit(1)
     scopes = result.tokens.scope or "(not reported)"
+    sharing = _sharing(config, system, oauth.store_key)
     console.print(
         f"[green]authorised[/] {system} for tenant {tenant}: tokens stored in {result.store_location}; "
-        f"scopes: {scopes}",
+        f"scopes: {scopes}; connection used by tenant(s) {', '.join(sharing or [tenant])}",
         highlight=False,
     )
+
+
+def _sharing(config: BrokerConfig, system: str, store_key: str) -> list[str]:
+    """The configured tenants of ``system`` whose tokens are stored under ``store_key`` (one OAuth2 connection)."""
+    from broker.delivery import build_connector
+
+    found = []
+    for tenant_id, tenant in sorted(config.tenants.items()):
+        if tenant.billing.system != system:
+            continue
+        try:
+            oauth = build_connector(config, tenant_id).oauth2_config()
+        except Exception:  # noqa: BLE001 - informative only: a tenant that cannot be built is not listed
+            continue
+        if oauth is not None and oauth.store_key == store_key:
+            found.append(tenant_id)
+    return found
 
 
 # --------------------------------------------------------------------------- schema

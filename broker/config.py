@@ -16,6 +16,9 @@ Shape (see ``broker/examples/config.yaml`` for a complete file)::
         holidays: [YYYY-MM-DD, ...] # public holidays (the "holiday" time band)
         tax: {...}                  # see TaxSettings: VAT per line type, tax-inclusive prices
         quotes: {...}               # see QuoteBilling: invoice at approval/completion, deposit
+        ignored_event_types: [type, ...]  # platform events acknowledged, never billed (default: work order
+                                    # created / assigned / started); other unknown types are dead-lettered
+        corrections: amend | reject # a delivered invoice arriving with other content (docs/delivery.md §7b)
 
 The pricing rules these settings drive are described in ``docs/pricing.md``.
 
@@ -25,6 +28,12 @@ Secrets are never written in the file: settings name the environment variable th
 
 Every validation error names the field path and the bad value, e.g.
 ``tenants.acme.rate_card.skills.hvac.hourly_rate: Input should be greater than or equal to 0 (got '-5')``.
+
+After the model, :func:`parse_config` checks each tenant against its billing system
+(:func:`billing_problems`): the connector loads and its settings validate, every VAT rate the
+tenant's lines can carry (:meth:`Tenant.vat_rates`) maps to a code of that system
+(:meth:`Connector.required_tax_mapping <connectors.sdk.interface.Connector.required_tax_mapping>`),
+and every invoice number fits the system (:attr:`Tenant.invoice_number_max`).
 """
 
 from __future__ import annotations
@@ -34,14 +43,20 @@ import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from broker.events import EVENT_TYPES
 from connectors.sdk.errors import ConfigError
+from connectors.sdk.money import rate_key
 from connectors.sdk.settings import format_validation_error, resolve_secret
+from connectors.sdk.tax import VatRate
+
+if TYPE_CHECKING:
+    from connectors.sdk.interface import Connector
 
 Money = Annotated[Decimal, Field(ge=0)]
 Percent = Annotated[Decimal, Field(ge=0, le=1000)]
@@ -53,6 +68,14 @@ DEFAULT_REVERSE_CHARGE_NOTE = (
     "Reverse charge: VAT to be accounted for by the recipient (Article 196 of Council Directive 2006/112/EC)."
 )
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+#: A CloudEvent type a tenant may ignore: dotted lower-case words (``maintenance.work_order.created``).
+EventTypeName = Annotated[str, Field(min_length=3, max_length=128, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")]
+#: Platform events that carry nothing billable: acknowledged and counted, never dead-lettered.
+DEFAULT_IGNORED_EVENT_TYPES = (
+    "maintenance.work_order.created",
+    "maintenance.work_order.assigned",
+    "maintenance.work_order.started",
+)
 
 
 class _Model(BaseModel):
@@ -347,7 +370,11 @@ class TaxSettings(_Model):
     ``expense``, ``quote``); a type not listed uses the tenant's ``vat_percent``.
     ``prices_include_tax``: configured prices (hourly rates, fees, catalogue and quote prices) are
     gross; lines then carry gross amounts and the net is derived per line (costs are always net).
-    ``exempt_tax_type`` / ``reverse_charge_tax_type``: optional billing-system tax codes for those lines.
+    ``exempt_tax_type`` / ``reverse_charge_tax_type``: optional billing-system codes for the 0 % lines of
+    ``tax_exempt`` / ``reverse_charge`` clients (a Xero TaxType, a Zoho tax id; for Moloni and
+    InvoiceXpress an AT exemption code ``M01``-``M99``, e.g. ``M07`` / ``M40``); without one, the
+    connector's settings must map the 0 % rate. Every rate is checked against the billing system
+    when the configuration loads (``docs/connectors.md``, "Tax codes").
     """
 
     rates: dict[TaxLineType, Percent] = Field(default_factory=dict)
@@ -400,6 +427,28 @@ class Tenant(_Model):
     )
     tax: TaxSettings = Field(default_factory=TaxSettings)
     quotes: QuoteBilling = Field(default_factory=QuoteBilling)
+    ignored_event_types: list[EventTypeName] = Field(
+        default_factory=lambda: list(DEFAULT_IGNORED_EVENT_TYPES),
+        max_length=50,
+        description="Platform event types acknowledged and counted (broker_events_ignored_total) but never billed "
+        "nor dead-lettered; other unknown types still go to billing.dlq (unknown_type).",
+    )
+    corrections: Literal["amend", "reject"] = Field(
+        default="amend",
+        description="A delivered invoice version arriving with other content: 'amend' replaces the billed "
+        "document, 'reject' dead-letters it (content_conflict) naming both totals.",
+    )
+    _number_max: int | None = PrivateAttr(default=None)
+
+    @field_validator("ignored_event_types")
+    @classmethod
+    def _not_handled_types(cls, types: list[str]) -> list[str]:
+        for index, name in enumerate(types):
+            if name in EVENT_TYPES:
+                raise ValueError(
+                    f"item {index}, {name!r}, is an event type the broker handles (list only types it does not know)"
+                )
+        return types
 
     @model_validator(mode="after")
     def _client_skills_exist(self) -> Tenant:
@@ -415,6 +464,47 @@ class Tenant(_Model):
     def tax_rate(self, line_type: TaxLineType) -> Decimal:
         """VAT percentage for a line type (``tax.rates``, else ``vat_percent``)."""
         return self.tax.rates.get(line_type, self.vat_percent)
+
+    def vat_rates(self) -> list[VatRate]:
+        """Every VAT rate this tenant's invoice lines can carry, as the configuration sets them.
+
+        * ``standard``: the rate of each line type (``tax.rates``, else ``vat_percent``), one entry per
+          distinct percentage, its ``sources`` the fields that set it (``vat_percent``, ``tax.rates.part``);
+        * ``exempt`` (0 %, code ``tax.exempt_tax_type``) when a client is ``tax_exempt``;
+        * ``reverse_charge`` (0 %, code ``tax.reverse_charge_tax_type``) when a client is ``reverse_charge``.
+
+        An approved quote line's own ``tax_rate`` comes with the event and is not listed.
+        """
+        standard: dict[str, tuple[Decimal, list[str]]] = {}
+        for line_type in get_args(TaxLineType):
+            rate = self.tax_rate(line_type)
+            source = f"tax.rates.{line_type}" if line_type in self.tax.rates else "vat_percent"
+            sources = standard.setdefault(rate_key(rate), (rate, []))[1]
+            if source not in sources:
+                sources.append(source)
+        rates = [VatRate(rate, "standard", None, tuple(sources)) for rate, sources in standard.values()]
+        exempt = tuple(f"clients.{cid}.tax_exempt" for cid, client in self.clients.items() if client.tax_exempt)
+        if exempt:
+            rates.append(VatRate(Decimal(0), "exempt", self.tax.exempt_tax_type, exempt))
+        reverse = tuple(f"clients.{cid}.reverse_charge" for cid, c in self.clients.items() if c.reverse_charge)
+        if reverse:
+            rates.append(VatRate(Decimal(0), "reverse_charge", self.tax.reverse_charge_tax_type, reverse))
+        return rates
+
+    @property
+    def invoice_number_max(self) -> int:
+        """Longest invoice number the pricing gives this tenant (characters): ``INVOICE_NUMBER_MAX`` (32),
+        lowered to what the billing system takes (its connector's ``Capabilities.invoice_number_limit``:
+        QuickBooks 21, PayPal 25, Stripe 30). See :func:`broker.pricing.numbers.invoice_number`.
+
+        Raises :class:`ConfigError` when the connector cannot be loaded.
+        """
+        if self._number_max is None:
+            from broker.pricing.numbers import invoice_number_limit
+
+            system = connector_class(self.billing.system, field="billing.system")
+            self._number_max = invoice_number_limit(system.capabilities.invoice_number_limit)
+        return self._number_max
 
     @field_validator("timezone")
     @classmethod
@@ -443,6 +533,61 @@ class BrokerConfig(_Model):
             raise KeyError(f"unknown tenant {tenant_id!r}; configured: {', '.join(sorted(self.tenants))}") from None
 
 
+def connector_class(system: str, *, field: str) -> type[Connector]:
+    """The connector class of billing system ``system`` (:func:`connectors.registry.load`).
+
+    Raises :class:`ConfigError` ``"<field>: <why>"`` when no connector is installed under that name
+    or it failed to import.
+    """
+    from connectors import registry
+
+    try:
+        return registry.load(system)
+    except LookupError as exc:
+        raise ConfigError(f"{field}: {exc}") from None
+
+
+def billing_problems(config: BrokerConfig) -> list[str]:
+    """Why tenants of ``config`` cannot bill in their system: one message per problem, ``[]`` when none.
+
+    Each message starts with the tenant's path, ``tenants.<id>``:
+
+    * ``tenants.<id>.billing.system: ...``: no connector installed, or it failed to import;
+    * ``tenants.<id>.billing.settings.<field>: ...``: the connector's settings refuse a value;
+    * ``tenants.<id>.billing (<system>): VAT 6% (tax.rates.part) has no ...``: a rate of
+      :meth:`Tenant.vat_rates` the settings do not map to a code of the system
+      (:meth:`Connector.required_tax_mapping <connectors.sdk.interface.Connector.required_tax_mapping>`);
+    * ``tenants.<id>.invoice_prefix: ...``: even the shortest invoice number of the prefix
+      (:func:`broker.pricing.numbers.shortest_invoice_number`) exceeds :attr:`Tenant.invoice_number_max`.
+    """
+    problems: list[str] = []
+    for tenant_id, tenant in config.tenants.items():
+        problems.extend(_tenant_billing_problems(tenant_id, tenant))
+    return problems
+
+
+def _tenant_billing_problems(tenant_id: str, tenant: Tenant) -> list[str]:
+    from broker.pricing.numbers import NUMBER_HASH_DIGITS, shortest_invoice_number
+
+    where, system = f"tenants.{tenant_id}", tenant.billing.system
+    try:
+        cls = connector_class(system, field=f"{where}.billing.system")
+        settings = cls.validate_settings(tenant.billing.settings, prefix=f"{where}.billing.settings")
+        unmapped = cls.required_tax_mapping(settings, tenant.vat_rates())
+        limit = tenant.invoice_number_max
+    except ConfigError as exc:
+        return [str(exc)]
+    problems = [f"{where}.billing ({system}): {problem}" for problem in unmapped]
+    shortest = shortest_invoice_number(tenant.invoice_prefix)
+    if shortest > limit:
+        problems.append(
+            f"{where}.invoice_prefix: {tenant.invoice_prefix!r} is too long for {system}, whose invoice numbers "
+            f"hold {limit} characters at most: the shortest number of this prefix ('<prefix>-WO-' and "
+            f"{NUMBER_HASH_DIGITS} hash digits) has {shortest}; use at most {limit - NUMBER_HASH_DIGITS - 4} characters"
+        )
+    return problems
+
+
 def load_config(path: str | os.PathLike[str]) -> BrokerConfig:
     """Read and validate the YAML file at ``path``. Raises :class:`ConfigError` naming the field path."""
     p = Path(path)
@@ -456,11 +601,20 @@ def load_config(path: str | os.PathLike[str]) -> BrokerConfig:
 
 
 def parse_config(raw: Any, source: str = "<config>") -> BrokerConfig:
-    """Validate an already-parsed config mapping. Raises :class:`ConfigError`."""
+    """Validate an already-parsed config mapping, then check every tenant against its billing system
+    (:func:`billing_problems`: connector, settings, tax codes, invoice-number length).
+
+    Raises :class:`ConfigError` ``"<source>: invalid configuration:"`` followed by one line per
+    problem, each naming the field path (and the tenant, the system, the rate or limit).
+    """
     try:
-        return BrokerConfig.model_validate(raw)
+        config = BrokerConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: invalid configuration:\n{format_validation_error(exc)}") from None
+    problems = billing_problems(config)
+    if problems:
+        raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(problems))
+    return config
 
 
 __all__ = [
@@ -486,6 +640,8 @@ __all__ = [
     "Tenant",
     "TimeBand",
     "Weekday",
+    "billing_problems",
+    "connector_class",
     "format_validation_error",
     "hhmm_minutes",
     "load_config",

@@ -24,6 +24,13 @@
 * **Parking.** A parked invoice goes to ``billing.invoices.retry.<level>`` with its due time in
   headers and heads its work order's queue in the ledger; later revisions of that work order are
   kept in the ledger behind it (``queued``) and delivered in order once it is resolved.
+* **Lifecycle changes.** A :class:`~connectors.sdk.invoice.DocumentChange` on ``billing.invoices``
+  (work order reopened or cancelled, quote cancelled) runs in its document's lane like an invoice
+  (:func:`broker.delivery.apply_change`): a reopening holds the billed invoice, a cancellation
+  retires it (parked like an invoice when the billing system is unreachable); both drop the
+  document's queued revisions they cover, each with its outcome (``held`` / ``cancelled``). A
+  correction (a delivered invoice key with other content) is delivered as its own invoice version
+  (``<key>:c<n>``) and reported under the corrected key (``amended``).
 
 The delivery rules are :mod:`broker.delivery` (which does not import this module); what this stage
 needs of Faust beyond its public API goes through :mod:`broker.faust_compat`. Details and the
@@ -40,7 +47,8 @@ from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 import faust
 from faust.types import TP, AgentT, EventT, StreamT, TableT, TopicT
@@ -51,17 +59,23 @@ from broker.config import BrokerConfig
 from broker.delivery import (
     Abandoned,
     AlreadyDelivered,
+    Cancelled,
+    Corrected,
     Dead,
+    Decision,
     Delivered,
+    DeliveredRef,
     Deliverer,
+    Held,
     Interrupt,
     InvoiceLedger,
     LedgerEntry,
-    Outcome,
     Park,
     PendingOutcome,
     RecordMeta,
     Superseded,
+    Withheld,
+    apply_change,
 )
 from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict
 from broker.events import describe_validation_error, tenant_hint
@@ -74,11 +88,13 @@ from broker.faust_compat import (
 )
 from broker.outcomes import OutcomeLog, bootstrap_of
 from broker.settings import Settings
-from connectors.sdk.invoice import DeliveryOutcome, Invoice, NotBillable
+from connectors.sdk.invoice import DeliveryOutcome, DocumentChange, Invoice, NotBillable
 
 log = logging.getLogger("broker.deliver")
 
-_PRICED: TypeAdapter[Invoice | NotBillable] = TypeAdapter(Invoice | NotBillable)
+#: A record of ``billing.invoices`` (and of its retry topics).
+Priced = Invoice | NotBillable | DocumentChange
+_PRICED: TypeAdapter[Priced] = TypeAdapter(Priced)
 
 #: An agent function of this stage: consumes a stream of raw records (key and value bytes).
 AgentFun = Callable[[StreamT[bytes]], Coroutine[Any, Any, None]]
@@ -86,6 +102,22 @@ AgentFun = Callable[[StreamT[bytes]], Coroutine[Any, Any, None]]
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _outcome_key(record: Priced) -> str:
+    """The key of ``record``'s outcomes on ``billing.deliveries``: its invoice key (a correction's: the key it
+    corrects; a document change's: the invoice version it concerns, ``tenant:doc:id:rN``)."""
+    if isinstance(record, DocumentChange):
+        return record.subject_key
+    if isinstance(record, Invoice) and record.corrects:
+        return record.corrects
+    return record.invoice_key
+
+
+def _total(billed: DeliveredRef | None) -> Decimal | None:
+    """The total of a billed document as the ledger recorded it (``None``: not recorded, older entries)."""
+    total = billed.get("total") if billed else None
+    return Decimal(total) if total else None
 
 
 # --------------------------------------------------------------------------- ledger store on a Faust table
@@ -138,7 +170,7 @@ class _Partition:
 @dataclass
 class _Ctx:
     event: EventT[bytes]
-    record: Invoice | NotBillable
+    record: Priced
     payload: bytes
     order_key: str
     meta: RecordMeta
@@ -400,6 +432,9 @@ class DeliverStage:
                 )
             )
             return
+        if isinstance(record, DocumentChange):
+            await self._handle_change(ctx, record)
+            return
         key = record.invoice_key
         parked = self.ledger.parked(ctx.order_key)
         if ctx.level == 0:
@@ -434,20 +469,101 @@ class DeliverStage:
                 record = _PRICED.validate_json(payload) if payload else None
             except ValidationError:
                 record = None
-            if not isinstance(record, Invoice) or not isinstance(payload, str):
+            if not isinstance(record, Invoice | DocumentChange) or not isinstance(payload, str):
                 log.error("queued %s has no readable payload; dropping it from the queue", parked[0])
                 self.ledger.drop_queued(ctx.order_key, parked[0])
                 continue
             follower = _Ctx(
                 ctx.event, record, payload.encode(), ctx.order_key, RecordMeta.from_dict(entry.get("meta") or {}), -1
             )
-            if not await self._attempt(follower, record):
+            done = (
+                await self._change(follower, record)
+                if isinstance(record, DocumentChange)
+                else await self._attempt(follower, record)
+            )
+            if not done:
                 return
 
+    # ------------------------------------------------------------------ lifecycle changes
+    async def _handle_change(self, ctx: _Ctx, change: DocumentChange) -> None:
+        """A reopening or cancellation consumed from ``billing.invoices`` (level 0) or a retry topic: applied
+        now, or (behind another parked change of the document) queued; the queue is released once resolved."""
+        parked = self.ledger.parked(ctx.order_key)
+        if ctx.level == 0:
+            if change.change_key in parked:
+                return  # parked or queued by an earlier run that was not acknowledged; the queue owns it
+            if parked and parked[0] != change.change_key and self.ledger.entry(parked[0]).get("action"):
+                self.ledger.queue_behind(change, ctx.payload, ctx.meta)  # after the parked change, in order
+                metrics.PARKED.labels(change.billing_system, "behind_revision").inc()
+                return
+        elif not parked or parked[0] != change.change_key:
+            return  # resolved already, or queued: the head releases it
+        if not await self._change(ctx, change):
+            return
+        parked = self.ledger.parked(ctx.order_key)
+        if parked and self.ledger.entry(parked[0]).get("state") == "queued":
+            await self._release(ctx)  # what waited behind the dropped or resolved head
+
+    async def _change(self, ctx: _Ctx, change: DocumentChange) -> bool:
+        """Apply ``change`` and record its outcomes; True when resolved (not parked)."""
+        decision = await apply_change(self.deliverer, change, self.ledger, ctx.meta)
+        if isinstance(decision, Park):
+            await self._park(ctx, change, decision)
+            return False
+        if isinstance(decision, Dead):
+            await self._dead_letter(ctx, decision)
+            return True
+        kind: Literal["held", "cancelled"] = "held" if isinstance(decision, Held) else "cancelled"
+        for entry in decision.dropped:
+            await self._record(_dropped_outcome(entry, change, kind))
+        await self._record(_change_outcome(change, decision))
+        return True
+
+    async def _withheld(self, inv: Invoice, withheld: Withheld) -> None:
+        """``inv`` is not billed: its document is cancelled or reopened at a revision at least its own."""
+        self.ledger.withheld(inv, withheld.kind, withheld.by)
+        cancel = withheld.cancel
+        billed = withheld.billed
+        shown = billed or (cancel.get("retired") if cancel else None)
+        what = "cancelled" if withheld.kind == "cancelled" else "reopened"
+        holds = (
+            f"{billed.get('external_number')} stays billed"
+            if billed
+            else f"{shown.get('external_number')} is retired"
+            if shown
+            else "nothing is billed"
+        )
+        await self._record(
+            DeliveryOutcome(
+                invoice_key=_outcome_key(inv),
+                event_id=inv.event_id,
+                tenant=inv.tenant,
+                billing_system=inv.billing_system,
+                outcome=withheld.kind,
+                error=f"{inv.order_key} was {what} at revision {withheld.revision} ({withheld.by}): revision "
+                f"{inv.revision} is not billed; {holds}",
+                external_id=shown.get("external_id") if shown else None,
+                external_number=shown.get("external_number") if shown else None,
+                total=inv.total,
+                currency=inv.currency,
+                amendment=cancel.get("action") if cancel and not billed else None,
+                credit_note_number=cancel.get("credit_note_number") if cancel and not billed else None,
+                billed_total=_total(billed) if billed else Decimal(0),
+                at=_now(),
+            )
+        )
+
     # ------------------------------------------------------------------ outcomes
-    async def _apply(self, ctx: _Ctx, inv: Invoice, outcome: Outcome) -> bool:
+    async def _apply(self, ctx: _Ctx, inv: Invoice, outcome: Decision) -> bool:
         """Record ``outcome`` of invoice ``inv`` (the record of ``ctx``); True when it is resolved (not parked)."""
         system = inv.billing_system
+        if isinstance(outcome, Corrected):  # the correction goes on as an invoice version of its own
+            fixed = outcome.invoice
+            sub = _Ctx(ctx.event, fixed, fixed.model_dump_json().encode(), ctx.order_key, ctx.meta, ctx.level)
+            return await self._apply(sub, fixed, outcome.outcome)
+        if isinstance(outcome, Withheld):
+            await self._withheld(inv, outcome)
+            return True
         if isinstance(outcome, Delivered):
             await self._delivered(ctx, inv, outcome)
             return True
@@ -457,9 +573,10 @@ class DeliverStage:
                 self.ledger.unqueue(inv)
             if not await self._settle_outcome(ctx, inv, entry):
                 return True  # this very record was consumed before a crash: its outcome is out already
+            billed = self.ledger.order(ctx.order_key)["delivered"]
             await self._record(
                 DeliveryOutcome(
-                    invoice_key=inv.invoice_key,
+                    invoice_key=_outcome_key(inv),
                     event_id=inv.event_id,
                     tenant=inv.tenant,
                     billing_system=system,
@@ -469,6 +586,7 @@ class DeliverStage:
                     total=inv.total,
                     currency=inv.currency,
                     attempts=0,
+                    billed_total=_total(billed) if billed else inv.total,
                     at=_now(),
                 )
             )
@@ -484,6 +602,7 @@ class DeliverStage:
                     outcome="superseded",
                     error=f"revision {outcome.by.get('revision')} is already billed",
                     external_number=outcome.by.get("external_number"),
+                    billed_total=_total(outcome.by),
                     at=_now(),
                 )
             )
@@ -510,12 +629,13 @@ class DeliverStage:
         now = _now()
         latency = (now - inv.event_time).total_seconds()
         amendment = outcome.amendment
+        outcome_key = _outcome_key(inv)  # a correction is reported under the key it corrects
         record = DeliveryOutcome(
-            invoice_key=inv.invoice_key,
+            invoice_key=outcome_key,
             event_id=inv.event_id,
             tenant=inv.tenant,
             billing_system=inv.billing_system,
-            outcome="created" if result.created else "already_delivered",
+            outcome="amended" if inv.corrects else "created" if result.created else "already_delivered",
             external_id=result.external_id,
             external_number=result.external_number,
             total=inv.total,
@@ -526,9 +646,10 @@ class DeliverStage:
             amendment=amendment.get("action") if amendment else None,
             replaced=amendment.get("previous_invoice_key") if amendment else None,
             credit_note_number=amendment.get("credit_note_number") if amendment else None,
+            billed_total=inv.total,
             at=now,
         )
-        key = inv.invoice_key.encode()
+        key = outcome_key.encode()
         value = record.model_dump_json().encode()
         partition = await self.outcomes.partition_for(key)
         pending: PendingOutcome = {
@@ -538,8 +659,16 @@ class DeliverStage:
             "value": value.decode(),
             "source": self._source(ctx),
         }
+        if outcome_key != inv.invoice_key:
+            pending["key"] = outcome_key
         await self.ledger.delivered_durably(
-            inv, result, outcome.attempts, reconciled=outcome.reconciled, amendment=outcome.amendment, outcome=pending
+            inv,
+            result,
+            outcome.attempts,
+            reconciled=outcome.reconciled,
+            amendment=outcome.amendment,
+            outcome=pending,
+            origin=ctx.meta.origin,
         )
         if result.created:
             metrics.DELIVERY_LATENCY.labels(inv.billing_system).observe(max(0.0, latency))
@@ -556,7 +685,7 @@ class DeliverStage:
         if not isinstance(pending, dict):
             return True
         if not pending.get("published"):
-            key = inv.invoice_key.encode()
+            key = str(pending.get("key") or inv.invoice_key).encode()
             value = str(pending["value"]).encode()
             partition = int(pending["partition"])
             if await self.outcomes.contains(partition, int(pending.get("scan_from") or 0), key, value):
@@ -566,11 +695,11 @@ class DeliverStage:
                 await self.outcomes.publish(key, value, partition)
                 metrics.INVOICES_DELIVERED.labels(inv.billing_system, json.loads(value)["outcome"]).inc()
                 log.info("%s: published the outcome a crash kept from going out", inv.invoice_key)
-            self.ledger.outcome_published(inv.invoice_key)
+            self.ledger.outcome_published(str(entry.get("invoice_key") or inv.invoice_key))
         source = pending.get("source")
         return source is None or source != self._source(ctx)
 
-    async def _park(self, ctx: _Ctx, inv: Invoice, park: Park) -> None:
+    async def _park(self, ctx: _Ctx, inv: Invoice | DocumentChange, park: Park) -> None:
         """Send the record to retry topic ``park.level`` and make it the head of its work order's queue."""
         topic = self.retry_topics[park.level - 1]
         headers = [
@@ -622,17 +751,20 @@ class DeliverStage:
             dead.error_class,
             clip(dead.error),
         )
-        if isinstance(inv, Invoice):
+        if isinstance(inv, Invoice | DocumentChange):
             self.ledger.failed(inv, dead.error_class, dead.error, dead.attempts)
+        billed = self.ledger.order(ctx.order_key)["delivered"]
         await self._record(
             DeliveryOutcome(
-                invoice_key=inv.invoice_key,
+                invoice_key=_outcome_key(inv),
                 event_id=inv.event_id,
                 tenant=inv.tenant,
                 billing_system=system,
                 outcome="dead_lettered",
                 error=f"{dead.error_class}: {dead.error}"[:500],
                 attempts=dead.attempts,
+                external_number=billed.get("external_number") if billed else None,
+                billed_total=_total(billed) if billed else None,
                 at=_now(),
             )
         )
@@ -682,6 +814,61 @@ class DeliverStage:
         """Close the connectors and the outcome reader."""
         await self.deliverer.aclose()
         await self.outcomes.aclose()
+
+
+def _dropped_outcome(entry: LedgerEntry, change: DocumentChange, kind: Literal["held", "cancelled"]) -> DeliveryOutcome:
+    """The outcome of a queued or parked revision (its ledger ``entry``) that ``change`` took out of the queue."""
+    what = "cancelled" if kind == "cancelled" else "reopened"
+    key = str(entry.get("corrects") or entry.get("invoice_key"))
+    return DeliveryOutcome(
+        invoice_key=key,
+        tenant=change.tenant,
+        billing_system=change.billing_system,
+        outcome=kind,
+        error=f"{change.order_key} was {what} at revision {change.revision} ({change.change_key}) while revision "
+        f"{entry.get('revision')} waited to be delivered: it is not billed",
+        at=_now(),
+    )
+
+
+def _change_outcome(change: DocumentChange, decision: Held | Cancelled) -> DeliveryOutcome:
+    """The outcome of ``change`` itself, keyed by the invoice version it concerns: what the billing system holds."""
+    document = decision.billed if isinstance(decision, Held) else decision.cancel.get("retired")
+    fields: dict[str, Any] = {
+        "external_id": document.get("external_id") if document else None,
+        "external_number": document.get("external_number") if document else None,
+    }
+    if isinstance(decision, Held):
+        holds = f"{fields['external_number']} stays billed" if document else "nothing is billed"
+        fields |= {
+            "outcome": "held",
+            "error": f"{change.order_key} reopened at revision {change.revision}: {holds} until a later revision "
+            "completes",
+            "billed_total": _total(document) if document else Decimal(0),
+        }
+    else:
+        cancel = decision.cancel
+        fields |= {
+            "outcome": "cancelled",
+            "error": None
+            if document
+            else f"{change.order_key} cancelled at revision {cancel['revision']}: nothing was billed",
+            "total": _total(document),
+            "currency": document.get("currency") if document else None,
+            "attempts": decision.attempts,
+            "amendment": cancel.get("action"),
+            "replaced": document.get("invoice_key") if document else None,
+            "credit_note_number": cancel.get("credit_note_number"),
+            "billed_total": Decimal(0),
+        }
+    return DeliveryOutcome(
+        invoice_key=change.subject_key,
+        event_id=change.event_id,
+        tenant=change.tenant,
+        billing_system=change.billing_system,
+        at=_now(),
+        **fields,
+    )
 
 
 def install_deliver_stage(

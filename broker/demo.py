@@ -83,8 +83,8 @@ class Tally:
                 elif m.topic == TOPIC_DLQ:
                     self.dead.append({"key": m.key, "value": m.value, "headers": headers_to_dict(m.headers)})
                 else:
-                    doc = json.loads(m.value)
-                    self.priced[doc["invoice_key"]] = doc
+                    doc = json.loads(m.value)  # an invoice or not-billable record, or a DocumentChange
+                    self.priced[doc.get("invoice_key") or doc["change_key"]] = doc
         return self.terminal - before
 
     def close(self) -> None:

@@ -10,7 +10,8 @@ header                  value
 ``dlq.partition``       original partition
 ``dlq.offset``          original offset
 ``dlq.stage``           ``decode``, ``enrich`` or ``deliver``
-``dlq.error.class``     taxonomy class (``not_json``, ``invalid``, ``pricing``, ``permanent`` ...)
+``dlq.error.class``     taxonomy class (``not_json``, ``invalid``, ``pricing``, ``permanent`` ...;
+                        see "Error classes" below)
 ``dlq.exception.type``  Python exception type
 ``dlq.message``         human message naming the field and value (secrets redacted)
 ``dlq.tenant``          tenant, when known
@@ -40,6 +41,14 @@ exists, and two headers: ``dlq.replay.count`` (previous count + 1, so a record t
 dead-lettered with it, and :func:`replay` refuses it past the limit) and ``dlq.replay.source``
 (the DLQ record's ``topic:partition:offset``).
 
+**Error classes.** ``decode``/``enrich``: ``too_large``, ``not_json``, ``not_cloudevent``,
+``unknown_type`` (a type neither handled nor in the tenant's ``ignored_event_types``), ``invalid``,
+``unknown_tenant``, ``pricing``, ``internal``. ``deliver``: the connector taxonomy
+(:mod:`connectors.sdk.errors`: ``permanent``, ``auth``, ``config``, ``uncertain``, ``retryable`` and
+``rate_limited`` once parking gives up, ``number_conflict``), ``invalid`` (an unreadable record),
+``internal``, and :data:`CONTENT_CONFLICT` (:class:`ContentConflictError`). A cancellation the
+tenant's connector cannot make (``capabilities.amendments`` false) is ``permanent``, with the reason.
+
 :func:`replay` commits its progress in a consumer group of its own (one per filter set, see
 :func:`replay_group`): before publishing a record it commits that record's offset with metadata
 naming the target partition and its end offset, after the broker acknowledged the copy it commits
@@ -62,6 +71,18 @@ from broker.settings import TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES
 
 if TYPE_CHECKING:  # kafka-python has no type information: these are Any to the type checker
     from kafka import KafkaConsumer, TopicPartition
+
+#: ``dlq.error.class`` of a correction the tenant refuses (``corrections: reject``).
+CONTENT_CONFLICT = "content_conflict"
+
+
+class ContentConflictError(ValueError):
+    """A delivered invoice version arrived again with other content and the tenant's ``corrections``
+    policy is ``reject``: dead-lettered as ``content_conflict``, the message naming both totals (what
+    the billing system bills and what the new content totals); nothing is changed in the billing system."""
+
+    error_class = CONTENT_CONFLICT
+
 
 #: Kafka headers as clients give them: ``[(name, bytes)]`` (or a ``{name: value}`` mapping); ``None`` = none.
 Headers = Mapping[str, object] | Iterable[tuple[str, object]] | None

@@ -14,6 +14,18 @@ Types:
   (data: :class:`ScheduledJobClosedData`).
 * ``maintenance.quote.approved`` – a quote was approved by the client (data: :class:`QuoteApprovedData`).
 
+Lifecycle changes of a document already completed or approved (data: :class:`DocumentChangeData`: the
+document id, the ``revision`` concerned, ``client_id``, an optional ``reason``; the CloudEvent
+``time`` is when it happened). Pricing turns them into a
+:class:`~connectors.sdk.invoice.DocumentChange` on ``billing.invoices`` (``docs/delivery.md``):
+
+* ``maintenance.work_order.reopened`` – the work order was reopened at ``revision``: its invoice
+  is held as it is until a later revision completes (:class:`WorkOrderReopened`).
+* ``maintenance.work_order.cancelled`` – the work order was cancelled: its invoice is retired
+  (:class:`WorkOrderCancelled`).
+* ``maintenance.quote.cancelled`` – the approved quote was cancelled: its invoice is retired
+  (:class:`QuoteCancelled`).
+
 Validation rules (:func:`parse_event`; every failure is an :class:`EventDecodeError`):
 
 * **Size first.** A record above :data:`MAX_EVENT_BYTES` (512 KiB) is refused unread
@@ -42,8 +54,9 @@ Validation rules (:func:`parse_event`; every failure is an :class:`EventDecodeEr
   overrides and isolates, zero-width characters, ...), lone surrogates and line/paragraph
   separators. Free text (``description``, ``summary``) allows tab, CR and LF but refuses the
   other control characters, lone surrogates and the bidi controls U+202A–U+202E, U+2066–U+2069.
+  ``reason`` (change events) is free text too.
 * **Lengths.** Identifiers 1–128 characters, labels 1–64, ``source``/``subject`` 1–1024,
-  ``description`` 1–500, ``summary`` 0–500, ``tenant`` 1–64 (``[A-Za-z0-9][A-Za-z0-9_.-]*``).
+  ``description`` and ``reason`` 1–500, ``summary`` 0–500, ``tenant`` 1–64 (``[A-Za-z0-9][A-Za-z0-9_.-]*``).
   Lists: ``time_entries``, ``parts``, ``expenses`` and quote ``lines`` at most
   :data:`MAX_LIST_ITEMS` (500) each.
 * **Consistency.** Ids are unique within each list; clocked time entries of one technician in
@@ -83,7 +96,15 @@ from pydantic_core import PydanticCustomError
 WORK_ORDER_COMPLETED = "maintenance.work_order.completed"
 SCHEDULED_JOB_CLOSED = "maintenance.scheduled_job.closed"
 QUOTE_APPROVED = "maintenance.quote.approved"
-EVENT_TYPES = (WORK_ORDER_COMPLETED, SCHEDULED_JOB_CLOSED, QUOTE_APPROVED)
+WORK_ORDER_REOPENED = "maintenance.work_order.reopened"
+WORK_ORDER_CANCELLED = "maintenance.work_order.cancelled"
+QUOTE_CANCELLED = "maintenance.quote.cancelled"
+#: Event types that are priced into an invoice.
+BILLABLE_EVENT_TYPES = (WORK_ORDER_COMPLETED, SCHEDULED_JOB_CLOSED, QUOTE_APPROVED)
+#: Event types that change what happens to a document's invoice (hold it, retire it).
+CHANGE_EVENT_TYPES = (WORK_ORDER_REOPENED, WORK_ORDER_CANCELLED, QUOTE_CANCELLED)
+#: Every event type :func:`parse_event` accepts.
+EVENT_TYPES = BILLABLE_EVENT_TYPES + CHANGE_EVENT_TYPES
 
 # --------------------------------------------------------------------------- bounds
 #: Largest raw record (bytes of UTF-8 JSON) :func:`parse_event` reads; larger ones are ``too_large``.
@@ -667,6 +688,32 @@ class QuoteApprovedData(_Strict):
         return _unique_ids(lines, "line")
 
 
+class DocumentChangeData(_Strict):
+    """Data of a lifecycle change (reopened, cancelled): which revision it concerns, whose document, why.
+
+    ``revision`` is required (1 to 2^31 − 1): the revision being reopened or cancelled, or the latest
+    one the platform knows. ``client_id`` must be the document's client (it routes the event to the
+    partition of that client's other events, which keeps them in order). ``reason`` is free text
+    (1–500 characters) printed on a credit note or void reason; pricing supplies one when absent.
+    """
+
+    revision: Annotated[int, Field(ge=1, le=MAX_REVISION)]
+    client_id: Id
+    reason: Text | None = Field(default=None, description="Why (printed as the void or credit note reason).")
+
+
+class WorkOrderChangeData(DocumentChangeData):
+    """Data of ``maintenance.work_order.reopened`` and ``maintenance.work_order.cancelled``."""
+
+    work_order_id: Id
+
+
+class QuoteChangeData(DocumentChangeData):
+    """Data of ``maintenance.quote.cancelled``."""
+
+    quote_id: Id
+
+
 class _CloudEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -678,7 +725,7 @@ class _CloudEvent(BaseModel):
     datacontenttype: Literal["application/json"] = "application/json"
     tenant: TenantId
     if TYPE_CHECKING:  # each event type declares its own ``data`` field (kept last in the field order)
-        data: WorkOrderCompletedData | ScheduledJobClosedData | QuoteApprovedData
+        data: WorkOrderCompletedData | ScheduledJobClosedData | QuoteApprovedData | DocumentChangeData
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -758,7 +805,67 @@ class QuoteApproved(_CloudEvent):
         return self.data.quote_id
 
 
-MaintenanceEvent = Annotated[WorkOrderCompleted | ScheduledJobClosed | QuoteApproved, Field(discriminator="type")]
+class _ChangeEvent(_CloudEvent):
+    """A lifecycle change of a document (:class:`DocumentChangeData`); ``action`` says what it does to the invoice."""
+
+    if TYPE_CHECKING:  # declared by each event type (kept last in the field order)
+        type: str
+        data: WorkOrderChangeData | QuoteChangeData
+
+    @property
+    def action(self) -> Literal["reopen", "cancel"]:
+        """``reopen`` (``maintenance.work_order.reopened``: hold the invoice until a later revision) or
+        ``cancel`` (the cancelled types: retire it)."""
+        return "reopen" if self.type == WORK_ORDER_REOPENED else "cancel"
+
+    @property
+    def document(self) -> str:
+        """``qt`` (a quote) or ``wo`` (a work order)."""
+        return "qt" if isinstance(self.data, QuoteChangeData) else "wo"
+
+    @property
+    def business_id(self) -> str:
+        """``data.quote_id`` or ``data.work_order_id``."""
+        data = self.data
+        return data.quote_id if isinstance(data, QuoteChangeData) else data.work_order_id
+
+    @property
+    def change_key(self) -> str:
+        """Identity of the change: ``tenant:doc:id:rN:reopen`` or ``...:cancel``."""
+        return f"{self.invoice_key}:{self.action}"
+
+
+class WorkOrderReopened(_ChangeEvent):
+    """CloudEvent ``maintenance.work_order.reopened``: hold the work order's invoice until a later revision."""
+
+    type: Literal["maintenance.work_order.reopened"]
+    data: WorkOrderChangeData
+
+
+class WorkOrderCancelled(_ChangeEvent):
+    """CloudEvent ``maintenance.work_order.cancelled``: retire the work order's invoice."""
+
+    type: Literal["maintenance.work_order.cancelled"]
+    data: WorkOrderChangeData
+
+
+class QuoteCancelled(_ChangeEvent):
+    """CloudEvent ``maintenance.quote.cancelled``: retire the quote's invoice (deposit or full)."""
+
+    type: Literal["maintenance.quote.cancelled"]
+    data: QuoteChangeData
+
+
+#: An event priced into an invoice (or a not-billable record).
+BillableEvent = WorkOrderCompleted | ScheduledJobClosed | QuoteApproved
+#: A lifecycle change of a document: priced into a :class:`~connectors.sdk.invoice.DocumentChange`.
+ChangeEvent = WorkOrderReopened | WorkOrderCancelled | QuoteCancelled
+#: Any event :func:`parse_event` returns.
+AnyEvent = BillableEvent | ChangeEvent
+MaintenanceEvent = Annotated[
+    WorkOrderCompleted | ScheduledJobClosed | QuoteApproved | WorkOrderReopened | WorkOrderCancelled | QuoteCancelled,
+    Field(discriminator="type"),
+]
 _ADAPTER: TypeAdapter[MaintenanceEvent] = TypeAdapter(MaintenanceEvent)
 
 
@@ -770,12 +877,15 @@ class EventDecodeError(ValueError):
     UTF-8 JSON, ``NaN``/``Infinity``, nested too deeply), ``not_cloudevent`` (not an object with
     ``specversion`` and ``type``), ``unknown_type`` or ``invalid`` (fails validation, including
     duplicate keys); the message names the offending field path and value, at most
-    :data:`MAX_MESSAGE_CHARS` characters.
+    :data:`MAX_MESSAGE_CHARS` characters. ``event_type``: for ``unknown_type``, the type the record
+    names when it is a string (else ``None``).
     """
 
-    def __init__(self, error_class: str, message: str):
+    def __init__(self, error_class: str, message: str, *, event_type: str | None = None):
         super().__init__(message)
         self.error_class = error_class
+        #: ``unknown_type``: the record's ``type`` (a string; e.g. to acknowledge types a tenant ignores)
+        self.event_type = event_type
 
 
 class _Object(dict[str, Any]):
@@ -840,9 +950,7 @@ def _structure_problems(obj: Any, want_duplicates: bool) -> tuple[bool, list[str
     return False, duplicates
 
 
-def parse_event(
-    raw: bytes | bytearray | memoryview | str | dict[str, Any],
-) -> WorkOrderCompleted | ScheduledJobClosed | QuoteApproved:
+def parse_event(raw: bytes | bytearray | memoryview | str | dict[str, Any]) -> AnyEvent:
     """Decode and validate one event (rules and bounds: the module docstring).
 
     ``raw`` is UTF-8 JSON (bytes or str) or an already-decoded JSON object (a dict of JSON types:
@@ -870,6 +978,7 @@ def parse_event(
         raise EventDecodeError(
             "unknown_type",
             f"field 'type': unknown event type {show_value(kind)}; expected one of {', '.join(EVENT_TYPES)}",
+            event_type=kind if isinstance(kind, str) else None,
         )
     if has_duplicates:
         _, duplicates = _structure_problems(obj, want_duplicates=True)
@@ -880,6 +989,22 @@ def parse_event(
         raise EventDecodeError("invalid", describe_validation_error(exc, strip_first=True)) from None
     except RecursionError:  # pragma: no cover - dict input nested deeper than the interpreter allows
         raise EventDecodeError("invalid", "value nested too deeply") from None
+
+
+def parse_billable_event(raw: bytes | bytearray | memoryview | str | dict[str, Any]) -> BillableEvent:
+    """:func:`parse_event` for an event that is priced into an invoice (for previews and tools).
+
+    Raises :class:`EventDecodeError` like :func:`parse_event`, and ``invalid`` naming the type for a
+    lifecycle change (``maintenance.work_order.cancelled`` ...), which prices to no invoice.
+    """
+    event = parse_event(raw)
+    if isinstance(event, WorkOrderReopened | WorkOrderCancelled | QuoteCancelled):
+        raise EventDecodeError(
+            "invalid",
+            f"field 'type': {event.type} is a lifecycle change, not priced into an invoice; expected one of "
+            f"{', '.join(BILLABLE_EVENT_TYPES)}",
+        )
+    return event
 
 
 def _decode(raw: bytes | bytearray | memoryview | str) -> tuple[Any, bool]:
@@ -1020,6 +1145,6 @@ def event_json_schema() -> dict[str, Any]:
     return _ADAPTER.json_schema()
 
 
-def event_time(event: WorkOrderCompleted | ScheduledJobClosed | QuoteApproved) -> datetime:
+def event_time(event: AnyEvent) -> datetime:
     """The CloudEvent ``time`` attribute (aware datetime)."""
     return event.time

@@ -12,18 +12,25 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS_CONSUMED = Counter(
     "broker_events_consumed_total",
-    "Records consumed from maintenance.events, by CloudEvent type ('invalid' when undecodable).",
+    "Records consumed from maintenance.events, by CloudEvent type ('invalid' when undecodable, 'ignored' when "
+    "the tenant ignores its type).",
+    ["type"],
+)
+EVENTS_IGNORED = Counter(
+    "broker_events_ignored_total",
+    "Events acknowledged without billing because their tenant lists the type in ignored_event_types, by type "
+    "(only types some tenant lists).",
     ["type"],
 )
 INVOICES_BUILT = Counter(
     "broker_invoices_built_total",
-    "Pricing results published on billing.invoices, by result (invoice, not_billable).",
+    "Pricing results published on billing.invoices, by result (invoice, not_billable, change).",
     ["result"],
 )
 INVOICES_DELIVERED = Counter(
     "broker_invoices_delivered_total",
     "Delivery outcomes recorded on billing.deliveries, by billing system and outcome "
-    "(created, already_delivered, not_billable, dead_lettered).",
+    "(created, already_delivered, not_billable, dead_lettered, superseded, amended, cancelled, held).",
     ["billing_system", "outcome"],
 )
 DELIVERY_ATTEMPTS = Counter(
@@ -82,9 +89,22 @@ LEDGER_ENTRIES = Gauge(
     "Delivery-ledger entries held by this worker's partitions, by state (refreshed every few seconds).",
     ["state"],
 )
+TENANT_AUTH = Gauge(
+    "broker_tenants_auth_state",
+    "Configured tenants by billing system and authorisation state as this worker last saw it: ok, or "
+    "needs_reauth (the billing system refused the OAuth2 refresh token; the tenant's invoices are parked "
+    "until `broker connectors authorize` stores new tokens).",
+    ["billing_system", "state"],
+)
 AMENDMENTS = Counter(
     "broker_amendments_total",
     "Invoices replaced by a new revision, by billing system and action (credited, deleted, voided, replaced).",
+    ["billing_system", "action"],
+)
+CANCELLATIONS = Counter(
+    "broker_cancellations_total",
+    "Billed invoices retired because their work order or quote was cancelled, by billing system and action "
+    "(deleted, voided, credited, none: already retired).",
     ["billing_system", "action"],
 )
 

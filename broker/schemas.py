@@ -2,7 +2,7 @@
 
 Files written to ``schemas/`` (draft 2020-12, generated from the pydantic models):
 ``maintenance-event`` (any event), one file per event type, ``invoice``, ``not-billable``,
-``delivery-outcome`` and ``tenant-config``.
+``document-change``, ``delivery-outcome`` and ``tenant-config``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,16 @@ from pydantic import BaseModel
 
 def _schemas() -> dict[str, dict[str, Any]]:
     from broker.config import BrokerConfig
-    from broker.events import QuoteApproved, ScheduledJobClosed, WorkOrderCompleted, event_json_schema
-    from connectors.sdk.invoice import DeliveryOutcome, Invoice, NotBillable
+    from broker.events import (
+        QuoteApproved,
+        QuoteCancelled,
+        ScheduledJobClosed,
+        WorkOrderCancelled,
+        WorkOrderCompleted,
+        WorkOrderReopened,
+        event_json_schema,
+    )
+    from connectors.sdk.invoice import DeliveryOutcome, DocumentChange, Invoice, NotBillable
 
     def model(m: type[BaseModel], title: str) -> dict[str, Any]:
         s = m.model_json_schema()
@@ -29,8 +37,12 @@ def _schemas() -> dict[str, dict[str, Any]]:
         "maintenance.work_order.completed": model(WorkOrderCompleted, "maintenance.work_order.completed"),
         "maintenance.scheduled_job.closed": model(ScheduledJobClosed, "maintenance.scheduled_job.closed"),
         "maintenance.quote.approved": model(QuoteApproved, "maintenance.quote.approved"),
+        "maintenance.work_order.reopened": model(WorkOrderReopened, "maintenance.work_order.reopened"),
+        "maintenance.work_order.cancelled": model(WorkOrderCancelled, "maintenance.work_order.cancelled"),
+        "maintenance.quote.cancelled": model(QuoteCancelled, "maintenance.quote.cancelled"),
         "invoice": model(Invoice, "Invoice"),
         "not-billable": model(NotBillable, "NotBillable"),
+        "document-change": model(DocumentChange, "DocumentChange"),
         "delivery-outcome": model(DeliveryOutcome, "DeliveryOutcome"),
         "tenant-config": model(BrokerConfig, "BrokerConfig"),
     }

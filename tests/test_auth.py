@@ -15,7 +15,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from connectors.sdk.errors import AuthError, ConfigError
+from connectors.sdk.errors import AuthError, ConfigError, ReauthRequiredError
 from connectors.sdk.oauth2 import (
     FileTokenStore,
     MemoryTokenStore,
@@ -58,7 +58,7 @@ def test_file_store_is_private_atomic_and_round_trips(tmp_path):
         store.save("../escape", tokens("a", "b"))
 
 
-def test_token_keys_separate_tenants_issuers_and_apps():
+def test_token_keys_separate_connections_issuers_and_apps():
     keys = {
         token_key("xero", "t1"),
         token_key("xero", "t2"),
@@ -81,18 +81,21 @@ def test_default_store_location(monkeypatch, tmp_path):
 
 # --------------------------------------------------------------------------- single flight
 class FakeIdentity:
-    """A token endpoint: rotates refresh tokens, refuses unknown ones, counts grants."""
+    """A token endpoint: rotates refresh tokens, refuses unknown ones (``invalid_grant``), counts grants
+    (``grants``: issued; ``presented``: every refresh token shown, refused or not)."""
 
     def __init__(self, seed: str, delay: float = 0.05):
         self.valid = {seed}
         self.grants = 0
         self.delay = delay
+        self.presented: list[str] = []
 
     async def refresh(self, refresh_token: SecretStr | None) -> TokenSet:
         await asyncio.sleep(self.delay)
         presented = refresh_token.get_secret_value()
+        self.presented.append(presented)
         if presented not in self.valid:
-            raise AuthError("token refresh refused (HTTP 400 invalid_grant)", http_status=400)
+            raise ReauthRequiredError("token refresh refused (HTTP 400 invalid_grant)", http_status=400)
         self.grants += 1
         new = f"rt-{self.grants}"
         self.valid.add(new)
@@ -147,10 +150,17 @@ def test_stored_token_wins_then_seed_is_the_fallback(tmp_path):
     m = manager(store, identity)
     assert asyncio.run(m.access_token()).get_secret_value() == "at-1"
     assert identity.grants == 1 and store.load(key).refresh_token.get_secret_value() == "rt-1"
-    # the stored token is revoked: the configured one is tried next
+    # the stored token is revoked: the configured one it was rotated from is spent, so it is not presented
     identity2 = FakeIdentity("seed-token")
     store.save(key, TokenSet(refresh_token=SecretStr("revoked"), seed_fingerprint=fingerprint("seed-token")))
-    assert asyncio.run(manager(store, identity2).access_token()).get_secret_value() == "at-1"
+    with pytest.raises(ReauthRequiredError, match="invalid_grant"):
+        asyncio.run(manager(store, identity2).access_token())
+    assert identity2.presented == ["revoked"]
+    # a set stored by `broker connectors authorize` (no seed fingerprint): the configured token is the fallback
+    identity2b = FakeIdentity("seed-token")
+    store.save(key, TokenSet(refresh_token=SecretStr("revoked-too")))
+    assert asyncio.run(manager(store, identity2b).access_token()).get_secret_value() == "at-1"
+    assert identity2b.presented == ["revoked-too", "seed-token"]
     # a new token put in the environment (re-authorised by hand) is tried first
     identity3 = FakeIdentity("brand-new-seed")
     identity3.valid.add("old-stored")
@@ -172,11 +182,57 @@ def test_no_token_anywhere_is_a_config_error_naming_the_variable():
 
 def test_both_tokens_refused_is_auth_error():
     store = MemoryTokenStore()
-    store.save(
-        "sys-t1-00000000", TokenSet(refresh_token=SecretStr("revoked"), seed_fingerprint=fingerprint("also-revoked"))
-    )
-    with pytest.raises(AuthError, match="invalid_grant"):
-        asyncio.run(manager(store, FakeIdentity("something-else"), seed="also-revoked").access_token())
+    store.save("sys-t1-00000000", TokenSet(refresh_token=SecretStr("revoked")))  # as `authorize` stores it
+    identity = FakeIdentity("something-else")
+    with pytest.raises(AuthError, match="invalid_grant") as info:
+        asyncio.run(manager(store, identity, seed="also-revoked").access_token())
+    assert isinstance(info.value, ReauthRequiredError) and info.value.error_class == "needs_reauth"
+    assert identity.presented == ["revoked", "also-revoked"]
+    saved = store.load("sys-t1-00000000")
+    assert saved.refused == (fingerprint("revoked"), fingerprint("also-revoked")) and saved.access_token is None
+
+
+def test_a_refused_connection_is_not_asked_again_until_new_tokens_are_stored():
+    """invalid_grant is remembered in the store: other managers (tenants, processes) sharing the key raise
+    ReauthRequiredError without calling; new tokens from `authorize` (or a new configured token) lift it."""
+    store = MemoryTokenStore()
+    key = "sys-t1-00000000"
+    store.save(key, tokens("at-old", "rt-spent", ttl=-10, seed_fingerprint=fingerprint("seed-token")))
+    identity = FakeIdentity("nothing-valid")
+    first, second = manager(store, identity), manager(store, identity)
+    assert first.reauth_required() is None  # nothing refused yet
+    with pytest.raises(ReauthRequiredError):
+        asyncio.run(first.access_token())
+    assert identity.presented == ["rt-spent"]  # the spent seed is not presented
+    for m in (first, second, first):
+        with pytest.raises(ReauthRequiredError, match="needs re-authorisation"):
+            asyncio.run(m.access_token())
+    assert identity.presented == ["rt-spent"]  # one token call in all
+    assert isinstance(second.reauth_required(), ReauthRequiredError)
+    # `broker connectors authorize` stores new tokens: the connection is usable again, without a refresh
+    store.save(key, tokens("at-new", "rt-new"))
+    assert second.reauth_required() is None
+    assert asyncio.run(second.access_token()).get_secret_value() == "at-new"
+    assert identity.presented == ["rt-spent"]
+    # refused again, then a new token put in the environment is tried (once)
+    store.save(key, TokenSet(refresh_token=SecretStr("x"), refused=(fingerprint("x"), fingerprint("seed-token"))))
+    assert isinstance(manager(store, identity).reauth_required(), ReauthRequiredError)
+    fresh = FakeIdentity("new-env-token")
+    assert manager(store, fresh, seed="new-env-token").reauth_required() is None
+    assert asyncio.run(manager(store, fresh, seed="new-env-token").access_token()).get_secret_value() == "at-1"
+    assert fresh.presented == ["new-env-token"] and store.load(key).refused == ()
+
+
+def test_tokens_stored_under_the_old_per_tenant_key_are_adopted_once():
+    store = MemoryTokenStore()
+    legacy = token_key("xero", "acme-fm", issuer="https://identity.xero.com", client_id="abc")
+    store.save(legacy, tokens("at-legacy", "rt-legacy", ttl=-10, seed_fingerprint=fingerprint("seed-token")))
+    identity = FakeIdentity("seed-token")
+    identity.valid.add("rt-legacy")
+    m = manager(store, identity, legacy_keys=(legacy,))
+    assert asyncio.run(m.access_token()).get_secret_value() == "at-1"
+    assert identity.presented == ["rt-legacy"]  # the newest token, not the spent seed
+    assert store.load("sys-t1-00000000").refresh_token.get_secret_value() == "rt-1"
 
 
 def _process_worker(store_dir: str, counter: str, start_at: float) -> None:

@@ -88,29 +88,14 @@ def test_check_unknown_tenant_is_usage_error(xero, tmp_path):
     assert result.exit_code == 2 and "unknown tenant" in result.output
 
 
-def test_authorize_runs_the_code_flow_and_stores_the_tokens(xero, tmp_path):
-    """The CLI prints the URL, the 'browser' follows it, the loopback redirect lands, tokens are saved 0600;
-    afterwards the connector works from the stored token without XERO_REFRESH_TOKEN in the environment."""
-    config = config_for(tmp_path, xero)
-    token_dir = tmp_path / "tokens"
+def authorize_via_cli(config: Path, token_dir: Path, tenant: str = "acme-fm") -> str:
+    """``broker connectors authorize xero --tenant T`` in a subprocess whose 'browser' follows the printed URL
+    (the emulator consents at once and redirects to the loopback server); returns its whole output."""
     env = {**os.environ, "XERO_CLIENT_SECRET": "demo-secret", "BROKER_TOKEN_DIR": str(token_dir)}
     env.pop("XERO_REFRESH_TOKEN", None)
+    args = ["connectors", "authorize", "xero", "--tenant", tenant, "--config", str(config), "--no-browser"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "broker",
-            "connectors",
-            "authorize",
-            "xero",
-            "--tenant",
-            "acme-fm",
-            "--config",
-            str(config),
-            "--no-browser",
-            "--timeout",
-            "60",
-        ],
+        [sys.executable, "-m", "broker", *args, "--timeout", "60"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -134,21 +119,62 @@ def test_authorize_runs_the_code_flow_and_stores_the_tokens(xero, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out + err
-    text = " ".join((out + "".join(lines)).split())
+    return "".join(lines) + out + err
+
+
+def test_authorize_runs_the_code_flow_and_stores_the_tokens(xero, tmp_path):
+    """The CLI prints the URL, the 'browser' follows it, the loopback redirect lands, tokens are saved 0600
+    under the tenant's connection (shared by both example Xero tenants); afterwards the connectors of both
+    tenants work from the stored token without XERO_REFRESH_TOKEN in the environment."""
+    config = config_for(tmp_path, xero)
+    token_dir = tmp_path / "tokens"
+    output = authorize_via_cli(config, token_dir)
+    text = " ".join(output.split())
     assert "authorised xero for tenant acme-fm: tokens stored in" in text
-    [token_file] = list(token_dir.glob("xero-acme-fm-*.json"))
+    assert "connection used by tenant(s) acme-fm, nordic-hvac" in text
+    [token_file] = list(token_dir.glob("*.json"))
+    assert token_file.name.startswith("xero-XERO_REFRESH_TOKEN-")  # per connection, not per tenant
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     stored = json.loads(token_file.read_text())
-    assert stored["refresh_token"] in xero._refresh_tokens and stored["refresh_token"] not in out + err
-    assert stored["access_token"] not in out + err
+    assert stored["refresh_token"] in xero._refresh_tokens and stored["refresh_token"] not in output
+    assert stored["access_token"] not in output
 
-    # the worker's connector now uses the stored token; no refresh token in the environment
+    # the worker's connectors now use the stored token; no refresh token in the environment
     result = CliRunner().invoke(
         main,
-        ["connectors", "check", "--config", str(config), "--tenant", "acme-fm"],
+        ["connectors", "check", "--config", str(config)],
         env={"XERO_CLIENT_SECRET": "demo-secret", "XERO_REFRESH_TOKEN": None, "BROKER_TOKEN_DIR": str(token_dir)},
     )
     assert result.exit_code == 0, result.output
+    assert "ok acme-fm (xero)" in result.output and "ok nordic-hvac (xero)" in result.output
+
+
+def test_check_reports_needs_reauth_after_a_revoked_connection_until_authorize(xero, tmp_path):
+    """The user disconnected the app: both tenants of the connection report needs_reauth (exit 1) for one
+    refused token call in all; `authorize` for one of them stores new tokens and both check ok again."""
+    config = config_for(tmp_path, xero)
+    token_dir = tmp_path / "tokens"
+    env = {"BROKER_TOKEN_DIR": str(token_dir)}
+    assert check(config, env=env).exit_code == 0
+    xero.revoke_connection()
+    uses = len(xero.refresh_token_uses)
+    result = check(config, env=env)
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "needs_reauth acme-fm (xero): Xero token refresh refused (HTTP 400 invalid_grant)" in out
+    assert "run `broker connectors authorize xero --tenant acme-fm`" in out
+    assert (
+        "needs_reauth nordic-hvac (xero)" in out
+        and "run `broker connectors authorize xero --tenant nordic-hvac`" in out
+    )
+    assert len(xero.refresh_token_uses) == uses + 1  # nordic-hvac's check did not ask the identity provider again
+    assert check(config, env=env).exit_code == 1 and len(xero.refresh_token_uses) == uses + 1
+
+    authorize_via_cli(config, token_dir, tenant="nordic-hvac")
+    result = check(config, env=env)
+    assert result.exit_code == 0, result.output
+    assert "ok acme-fm (xero)" in result.output and "ok nordic-hvac (xero)" in result.output
+    assert len(xero.refresh_token_uses) == uses + 1  # the new access token needed no refresh
 
 
 def test_authorize_refuses_a_system_the_tenant_does_not_use(xero, tmp_path):

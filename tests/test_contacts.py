@@ -124,6 +124,7 @@ def xero(emu, **settings) -> XeroConnector:
             "client_id": emu.client_id,
             "client_secret_env": "XERO_CLIENT_SECRET",
             "refresh_token_env": "XERO_REFRESH_TOKEN",
+            "tax_types": {"23": "OUTPUT2"},  # the emulator's 23 % TaxType: no rate has a default
             **settings,
         },
         tenant="acme",

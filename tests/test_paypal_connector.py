@@ -289,6 +289,123 @@ def test_recipient_from_the_tenant_clients(emulators):
     assert emu.invoices()[0]["primary_recipients"][0]["billing_info"]["additional_info"] == "VAT PT500000101"
 
 
+# --------------------------------------------------------------------------- a client without an e-mail address
+class Crash(BaseException):
+    """The worker dies (not an error the connector could handle)."""
+
+
+def crash_before_send(c: PayPalConnector) -> None:
+    """Kill the delivery after the create was answered, before the send step (the first time only)."""
+    complete = c._complete
+
+    async def dies(*args, **kwargs):
+        c._complete = complete
+        raise Crash
+
+    c._complete = dies
+
+
+def unsent_reason(draft_id: str) -> str:
+    return (
+        "client CLI-HAL (Hotel Atlântico Lisboa, S.A.) has no e-mail address, so PayPal cannot e-mail invoice "
+        f"ACME-WO-1-R1; it was left as PayPal draft {draft_id} (settings.no_email = leave_unsent): add the "
+        "customer's e-mail to the draft in PayPal and send it there, or replay once it is there"
+    )
+
+
+def test_client_without_email_is_marked_sent_for_sharing_by_link(emulators):
+    emu = emulators()
+    result = run(with_connector(settings_for(emu, client_emails={}), lambda c: c.deliver(make_invoice())))
+    [stored] = emu.invoices()
+    assert stored["primary_recipients"] == [{"billing_info": {"business_name": "Hotel Atlântico Lisboa, S.A."}}]
+    assert stored["status"] == "SENT" and emu.emails == []  # PayPal marked it sent, e-mailed nobody
+    assert result.created is True and result.details == {
+        "status": "SENT",
+        "total": "209.41",
+        "total_matches": True,
+        "sent": True,
+        "no_email": "mark_sent",
+        "payer_view_url": stored["detail"]["metadata"]["recipient_view_url"],
+    }
+    assert api_calls(emu) == [
+        ("POST", "/v2/invoicing/search-invoices", 200),
+        ("POST", "/v2/invoicing/invoices", 201),
+        ("POST", "/v2/invoicing/invoices/{id}/send", 200),  # send_to_recipient false: true would be a 422
+    ]
+
+
+def test_client_without_email_left_unsent_is_a_reported_draft_not_a_stray_one(emulators):
+    emu = emulators()
+    settings = settings_for(emu, client_emails={}, no_email="leave_unsent")
+
+    async def go(c: PayPalConnector):
+        return await c.deliver(make_invoice()), await c.deliver(make_invoice())
+
+    first, again = run(with_connector(settings, go))
+    [stored] = emu.invoices()
+    assert stored["status"] == "DRAFT" and emu.emails == []
+    expected = {
+        "status": "DRAFT",
+        "total": "209.41",
+        "total_matches": True,
+        "sent": False,
+        "no_email": "leave_unsent",
+        "unsent_reason": unsent_reason(stored["id"]),
+    }
+    assert first.created is True and first.external_id == stored["id"] and first.details == expected
+    assert again.created is False and again.external_id == stored["id"]
+    assert again.details == {**expected, "duplicate": True, "found_by": "lookup"}
+    assert api_calls(emu) == [
+        ("POST", "/v2/invoicing/search-invoices", 200),
+        ("POST", "/v2/invoicing/invoices", 201),
+        ("POST", "/v2/invoicing/search-invoices", 200),  # the redelivery finds the draft: no second one, no send
+    ]
+
+
+@pytest.mark.parametrize(
+    ("no_email", "status", "sent"), [("mark_sent", "SENT", True), ("leave_unsent", "DRAFT", False)]
+)
+def test_redelivery_after_a_crash_between_create_and_send_leaves_one_invoice(emulators, no_email, status, sent):
+    emu = emulators()
+    settings = settings_for(emu, client_emails={}, no_email=no_email)
+
+    async def first_worker(c: PayPalConnector):
+        crash_before_send(c)
+        with pytest.raises(Crash):
+            await c.deliver(make_invoice())
+
+    run(with_connector(settings, first_worker))
+    [draft] = emu.invoices()
+    assert draft["status"] == "DRAFT"
+    result = run(with_connector(settings, lambda c: c.deliver(make_invoice())))  # another worker, a new connector
+    [stored] = emu.invoices()
+    assert stored["id"] == draft["id"] == result.external_id and stored["status"] == status
+    assert result.created is False and result.details["found_by"] == "lookup"
+    assert (result.details["status"], result.details["sent"], result.details["no_email"]) == (status, sent, no_email)
+    assert emu.emails == []
+    sends = [("POST", "/v2/invoicing/invoices/{id}/send", 200)] if sent else []
+    assert api_calls(emu) == [
+        ("POST", "/v2/invoicing/search-invoices", 200),
+        ("POST", "/v2/invoicing/invoices", 201),
+        ("POST", "/v2/invoicing/search-invoices", 200),
+        *sends,
+    ]
+
+
+def test_sending_to_recipient_without_email_is_what_paypal_refuses(emulators):
+    """The old behaviour (``send_to_recipient: true`` for a client without an e-mail) fails against the emulator."""
+    emu = emulators()
+    settings = settings_for(emu, client_emails={}, invoice_status="DRAFT")
+    draft = run(with_connector(settings, lambda c: c.deliver(make_invoice())))
+
+    async def go(c: PayPalConnector):
+        return await _raises(PermanentError, c._send_invoice(draft.external_id, make_invoice(), to_recipient=True))
+
+    exc = run(with_connector(settings_for(emu, client_emails={}), go))
+    assert exc.http_status == 422 and "MISSING_RECIPIENT_EMAIL" in str(exc)
+    assert [i["status"] for i in emu.invoices()] == ["DRAFT"] and emu.emails == []
+
+
 # --------------------------------------------------------------------------- idempotency
 def test_second_delivery_is_found_by_lookup_not_created(emulators):
     emu = emulators()
@@ -621,6 +738,9 @@ def test_bad_settings_are_refused():
         PayPalConnector(
             {"client_id": "c", "client_secret_env": "E", "client_emails": {"CLI": "not-an-email"}}, tenant="t"
         )
+    with pytest.raises(ConfigError) as no_email:
+        PayPalConnector({"client_id": "c", "client_secret_env": "E", "no_email": "skip"}, tenant="t")
+    assert "billing.settings.no_email" in str(no_email.value) and "'mark_sent' or 'leave_unsent'" in str(no_email.value)
 
 
 def test_unreachable_api_is_retryable():

@@ -351,6 +351,37 @@ def test_send_without_recipient_email_and_scheduled(emu):
     assert api.get(f"/v2/invoicing/invoices/{inv['id']}").json()["status"] == "SCHEDULED"
 
 
+@pytest.mark.parametrize("notification", [{"send_to_recipient": True}, {}, None], ids=["true", "default", "no-body"])
+def test_send_to_a_recipient_without_email_is_refused_and_the_draft_stays(emu, notification):
+    with client_for(emu) as api:
+        nameless = invoice_body("E-1", primary_recipients=[{"billing_info": {"business_name": "Hotel Sem Email"}}])
+        inv = create(api, nameless).json()
+        url = f"/v2/invoicing/invoices/{inv['id']}/send"
+        refused = api.post(url) if notification is None else api.post(url, json=notification)
+        body = refused.json()
+        assert refused.status_code == 422
+        assert body["name"] == "UNPROCESSABLE_ENTITY"
+        assert body["message"] == (
+            "The requested action could not be performed, semantically incorrect, or failed business validation."
+        )
+        assert body["details"] == [
+            {
+                "field": "/primary_recipients/0/billing_info/email_address",
+                "location": "body",
+                "issue": "MISSING_RECIPIENT_EMAIL",
+                "description": "A recipient email address is required to send the invoice to the recipient; set "
+                "send_to_recipient to false to share it by link.",
+            }
+        ]
+        assert refused.headers["Paypal-Debug-Id"] == body["debug_id"]
+        assert validate_document(SPEC, "error_422", body, mode="read") == []
+        assert api.get(f"/v2/invoicing/invoices/{inv['id']}").json()["status"] == "DRAFT" and emu.emails == []
+        # share-link sending is what PayPal accepts without an address: SENT, nobody e-mailed
+        shared = api.post(url, json={"send_to_recipient": False})
+        assert shared.status_code == 200 and shared.json()["rel"] == "payer-view"
+        assert api.get(f"/v2/invoicing/invoices/{inv['id']}").json()["status"] == "SENT" and emu.emails == []
+
+
 # --------------------------------------------------------------------------- search
 def test_search_semantics(emu):
     api = client_for(emu)

@@ -593,6 +593,7 @@ def test_demo_config_and_events_price():
             "client_id",
             "client_secret_env",
             "refresh_token_env",
+            "tax_types",
         }
     assert len(raw_lines) >= 50
     ids = [json.loads(line)["id"] for line in raw_lines]

@@ -30,6 +30,7 @@ def connector(emu) -> XeroConnector:
             "client_id": "demo-client",
             "client_secret_env": "XERO_CLIENT_SECRET",
             "refresh_token_env": "XERO_REFRESH_TOKEN",
+            "tax_types": {"23": "OUTPUT2", "0": "EXEMPTOUTPUT"},  # no rate has a default TaxType
         },
         tenant="acme",
     )

@@ -79,6 +79,7 @@ def settings_for(emu: XeroEmulator, **overrides) -> dict:
         "client_id": "demo-client",
         "client_secret_env": "XERO_CLIENT_SECRET",
         "refresh_token_env": "XERO_REFRESH_TOKEN",
+        "tax_types": {"23": "OUTPUT2", "0": "EXEMPTOUTPUT"},  # the emulator's codes; no rate has a default
     }
     base.update(overrides)
     return base
@@ -427,6 +428,7 @@ def test_connection_refused_is_retryable(secrets_env):
         "client_id": "demo-client",
         "client_secret_env": "XERO_CLIENT_SECRET",
         "refresh_token_env": "XERO_REFRESH_TOKEN",
+        "tax_types": {"23": "OUTPUT2"},
     }
     exc = run(with_connector(settings, lambda c: _raises(RetryableError, c.deliver(make_invoice()))))
     assert not isinstance(exc, UncertainOutcomeError)
@@ -487,7 +489,7 @@ def test_mapper_output_validates_against_the_official_spec():
         client_id="x",
         client_secret_env="A",
         refresh_token_env="B",
-        tax_types={"13": "OUTPUT3", "0": "EXEMPTOUTPUT"},
+        tax_types={"23": "OUTPUT2", "13": "OUTPUT3", "0": "EXEMPTOUTPUT"},
         invoice_status="DRAFT",
     )
     invoices = [
@@ -811,6 +813,13 @@ def test_an_existing_credit_note_of_ours_is_reused_and_a_foreign_one_is_a_confli
         {"credited_by": "ACME-WO-1-R1-CN"},
     )
     assert (conflict.number, conflict.ours, conflict.theirs) == ("ACME-WO-2-R1-CN", D("209.41"), D("5.00"))
+    manual_id = next(n["CreditNoteID"] for n in emu.credit_notes(ORG) if n["CreditNoteNumber"] == "ACME-WO-2-R1-CN")
+    assert conflict.external_id == manual_id and str(conflict) == (
+        f"number_conflict: Xero already holds a credit note numbered ACME-WO-2-R1-CN (id {manual_id}) that is not "
+        "ours: its reference '' carries the marker None, ours is 'acme:wo:ACME-WO-2-R1:r1'. Its total: 5.00; "
+        "invoice ACME-WO-2-R1 totals 209.41. Invoice ACME-WO-2-R1 was not retired and no credit note was issued: "
+        "rename or remove that credit note, then replay"
+    )
     assert len(emu.credit_notes(ORG)) == 2
     assert {i["InvoiceNumber"]: i["Status"] for i in emu.invoices(ORG)} == {
         "ACME-WO-1-R1": "AUTHORISED",
@@ -853,7 +862,9 @@ def test_amend_voids_the_unpaid_revision_and_creates_the_new_one(emulators, secr
 
 
 def test_legal_note_lines_and_credit_notes_validate_against_the_official_spec():
-    settings = XeroSettings(xero_tenant_id=ORG, client_id="x", client_secret_env="A", refresh_token_env="B")
+    settings = XeroSettings(
+        xero_tenant_id=ORG, client_id="x", client_secret_env="A", refresh_token_env="B", tax_types={"23": "OUTPUT2"}
+    )
     element = invoice_to_xero(make_invoice(legal_notes=[REVERSE_CHARGE, "x" * 4001]), settings)
     assert element["LineItems"][2:] == [
         {"Description": REVERSE_CHARGE},
@@ -895,3 +906,52 @@ def test_legal_note_lines_and_credit_notes_validate_against_the_official_spec():
     assert note["Reference"] == "Credit for ACME-WO-1-R1 (replaced by ACME-WO-1-R2) broker:acme:wo:ACME-WO-1-R1:r1"
     problems = make_request_validator(SPEC).schema_problems("CreditNotes", {"CreditNotes": [note]})
     assert [str(p) for p in problems] == []
+
+
+# --------------------------------------------------------------------------- archived contacts
+ARCHIVED = (
+    "The contact with the specified contact details has been archived. "
+    "The contact must be un-archived before creating new invoices or credit notes."
+)
+TAX_TYPES = {"23": "OUTPUT2"}  # the emulator's 23 % TaxType
+
+
+def test_an_invoice_for_an_archived_contact_is_refused_naming_the_contact(emulators, secrets_env):
+    emu = emulators()
+    emu.archive_contact(CONTACT, ORG)
+    exc = run(
+        with_connector(
+            settings_for(emu, tax_types=TAX_TYPES), lambda c: _raises(PermanentError, c.deliver(make_invoice()))
+        )
+    )
+    assert exc.http_status == 400 and not isinstance(exc, NumberConflictError)
+    assert str(exc) == (
+        f"Xero PUT Invoices ACME-WO-1-R1: the Xero contact with ContactID {CONTACT} of client CLI-HAL (Hotel "
+        "Atlântico Lisboa, S.A.) is archived, and Xero creates no invoice or credit note for an archived contact. "
+        "Restore it in Xero (Contacts > Archived > Restore) or map the client to an active contact, then replay. "
+        f"Xero said: {ARCHIVED}"
+    )
+    assert emu.invoices(ORG) == []
+    [contact] = emu.contacts(ORG)
+    assert contact["ContactStatus"] == "ARCHIVED"  # never restored by the connector
+
+
+def test_a_paid_invoice_whose_contact_was_archived_is_not_credited_and_the_contact_is_named(emulators, secrets_env):
+    emu = emulators()
+
+    async def go(c: XeroConnector):
+        created = await c.deliver(make_invoice())
+        emu.mark_paid(created.external_id, None, ORG)
+        emu.archive_contact(CONTACT, ORG)
+        kw = {"key": "acme:wo:ACME-WO-1:r1:cancelled", "reason": "work order cancelled", "issued": date(2026, 3, 9)}
+        return await _raises(PermanentError, c.cancel(_previous(created), **kw))
+
+    exc = run(with_connector(settings_for(emu, tax_types=TAX_TYPES), go))
+    assert str(exc) == (
+        f"Xero PUT CreditNotes ACME-WO-1-R1-CN: the Xero contact 'Hotel Atlântico Lisboa, S.A.' (ContactID {CONTACT}) "
+        "is archived, and Xero creates no invoice or credit note for an archived contact. Restore it in Xero "
+        "(Contacts > Archived > Restore) or map the client to an active contact, then replay. "
+        f"Xero said: {ARCHIVED}"
+    )
+    [held] = emu.invoices(ORG)
+    assert held["Status"] == "PAID" and emu.credit_notes(ORG) == [] and emu.balance(ORG) == D("0.00")

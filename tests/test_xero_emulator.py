@@ -650,27 +650,28 @@ def test_payments_status_rules_and_balance(emu, api):
     ]
 
 
+def put_credit_note(api: Api, lines: list[dict], number: str) -> httpx.Response:
+    """``PUT /CreditNotes?summarizeErrors=false`` of one AUTHORISED sales credit note for ``CONTACT``."""
+    note = {
+        "Type": "ACCRECCREDIT",
+        "Contact": {"ContactID": CONTACT},
+        "Date": "2026-03-09",
+        "CreditNoteNumber": number,
+        "Status": "AUTHORISED",
+        "LineItems": lines,
+    }
+    return api.http.put(
+        "/api.xro/2.0/CreditNotes",
+        params={"summarizeErrors": "false"},
+        content=dumps({"CreditNotes": [note]}),
+        headers=api.headers(**{"Content-Type": "application/json"}),
+    )
+
+
 def test_credit_notes_take_no_discounts_and_unallocated_credit_lowers_the_balance(emu, api):
     api.put_invoices([element("INV-C-1")])
-
-    def put(lines: list[dict], number: str) -> httpx.Response:
-        note = {
-            "Type": "ACCRECCREDIT",
-            "Contact": {"ContactID": CONTACT},
-            "Date": "2026-03-09",
-            "CreditNoteNumber": number,
-            "Status": "AUTHORISED",
-            "LineItems": lines,
-        }
-        return api.http.put(
-            "/api.xro/2.0/CreditNotes",
-            params={"summarizeErrors": "false"},
-            content=dumps({"CreditNotes": [note]}),
-            headers=api.headers(**{"Content-Type": "application/json"}),
-        )
-
     discounted = [{"Description": "Part", "Quantity": 2, "UnitAmount": D("10.00"), "DiscountRate": 10}]
-    [refused] = body(put(discounted, "CN-X"))["CreditNotes"]
+    [refused] = body(put_credit_note(api, discounted, "CN-X"))["CreditNotes"]
     assert refused["HasErrors"] is True
     assert [m["Message"] for m in refused["ValidationErrors"]] == [
         "Line 1: discounts are not supported on credit notes"
@@ -678,7 +679,7 @@ def test_credit_notes_take_no_discounts_and_unallocated_credit_lowers_the_balanc
     assert emu.credit_notes(ORG) == []
 
     plain = [{"Description": "Part", "Quantity": 1, "UnitAmount": D("18.00"), "TaxType": "OUTPUT2"}]
-    [note] = body(put(plain, "CN-1"))["CreditNotes"]
+    [note] = body(put_credit_note(api, plain, "CN-1"))["CreditNotes"]
     # 18.00 + 23 % (4.14) = 22.14 of unallocated credit
     assert (note["Total"], note["RemainingCredit"]) == (D("22.14"), D("22.14"))
     assert emu.balance(ORG) == D("145.76")  # 167.90 - 22.14
@@ -702,3 +703,45 @@ def test_add_invoice_and_the_payment_and_balance_control_api(emu, api):
         assert refused.status_code == 400 and "exceeds the amount outstanding" in refused.json()["error"]
     finally:
         control.close()
+
+
+# --------------------------------------------------------------------------- archived contacts
+ARCHIVED = (
+    "The contact with the specified contact details has been archived. "
+    "The contact must be un-archived before creating new invoices or credit notes."
+)
+
+
+def test_an_archived_contact_gets_no_invoice_or_credit_note(emu, api):
+    control = httpx.Client(base_url=emu.url, timeout=5)
+    try:
+        archived = control.post("/_emulator/archive-contact", json={"ContactID": CONTACT.upper(), "tenant_id": ORG})
+        [contact] = loads(archived.content)["Contacts"]
+        assert archived.status_code == 200 and (contact["ContactID"], contact["ContactStatus"]) == (CONTACT, "ARCHIVED")
+        unknown = control.post("/_emulator/archive-contact", json={"ContactID": "nope"})
+        assert unknown.status_code == 400
+        assert unknown.json() == {"error": f"archive refused: ValueError: no contact nope in organisation {ORG}"}
+        assert control.post("/_emulator/archive-contact", json=[CONTACT]).json() == {
+            "error": "archive refused: TypeError: the body must be a JSON object, got list"
+        }
+    finally:
+        control.close()
+
+    [refused] = body(api.put_invoices([element("INV-A-1")]))["Invoices"]  # summarizeErrors=false
+    assert refused["HasErrors"] is True and [m["Message"] for m in refused["ValidationErrors"]] == [ARCHIVED]
+    summarized = api.put_invoices([element("INV-A-2")], summarize=None)
+    assert summarized.status_code == 400 and body(summarized)["Type"] == "ValidationException"
+    assert [m["Message"] for m in body(summarized)["Elements"][0]["ValidationErrors"]] == [ARCHIVED]
+    part = [{"Description": "Part", "Quantity": 1, "UnitAmount": D("18.00"), "TaxType": "OUTPUT2"}]
+    [refused_note] = body(put_credit_note(api, part, "CN-A-1"))["CreditNotes"]
+    assert [m["Message"] for m in refused_note["ValidationErrors"]] == [ARCHIVED]
+    assert emu.invoices(ORG) == [] and emu.credit_notes(ORG) == []
+    # GET /Contacts leaves it out unless includeArchived=true (spec); by id it is still there
+    assert body(api.get("/api.xro/2.0/Contacts"))["Contacts"] == []
+    [listed] = body(api.get("/api.xro/2.0/Contacts", includeArchived="true"))["Contacts"]
+    assert (listed["ContactID"], listed["ContactStatus"]) == (CONTACT, "ARCHIVED")
+    assert body(api.get(f"/api.xro/2.0/Contacts/{CONTACT}"))["Contacts"][0]["ContactStatus"] == "ARCHIVED"
+    # another contact of the organisation is not affected
+    other = emu.add_contact("Clínica do Parque, S.A.", ORG)
+    [created] = body(api.put_invoices([element("INV-A-3", Contact={"ContactID": other})]))["Invoices"]
+    assert created["HasErrors"] is False and created["Total"] == D("167.90")

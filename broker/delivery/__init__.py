@@ -3,7 +3,10 @@
 This package knows nothing of Kafka and does not import :mod:`broker.deliver_stage`, which uses it:
 the ``deliver`` stage calls :meth:`Deliverer.process` for one invoice and acts on what it returns:
 :class:`Delivered`, :class:`AlreadyDelivered`, :class:`Superseded` (a newer revision is already
-billed), :class:`Park` (retry later from a retry topic) or :class:`Dead` (dead-letter it). The whole design
+billed), :class:`Withheld` (its document is cancelled or reopened), :class:`Corrected` (other content
+for a delivered invoice: amended), :class:`Park` (retry later from a retry topic) or :class:`Dead`
+(dead-letter it); for a document change :func:`apply_change` returns :class:`Held`,
+:class:`Cancelled`, :class:`Park` or :class:`Dead`. The whole design
 is in ``docs/delivery.md``; in short:
 
 * **Ledger first.** :class:`InvoiceLedger` keeps one entry per invoice version (``pending``,
@@ -31,15 +34,28 @@ Modules: :mod:`~broker.delivery.ledger` (ledger rules, :class:`RecordMeta`),
 Everything public is importable from ``broker.delivery``.
 """
 
-from broker.delivery.deliverer import AttemptCycle, Deliverer, build_connector
+from broker.delivery.changes import CancelCycle, Cancelled, ChangeDecision, Held, apply_change
+from broker.delivery.deliverer import (
+    AttemptCycle,
+    CallCycle,
+    Corrected,
+    Decision,
+    Deliverer,
+    Withheld,
+    build_connector,
+    correction_of,
+)
 from broker.delivery.interrupt import Abandoned, Interrupt
 from broker.delivery.ledger import (
     ORDER_PREFIX,
     Amendment,
+    CancelRef,
     DeliveredRef,
     DictLedgerStore,
+    HoldRef,
     InvoiceLedger,
     LedgerEntry,
+    LedgerRecord,
     LedgerStore,
     PendingOutcome,
     RecordMeta,
@@ -66,16 +82,26 @@ __all__ = [
     "AlreadyDelivered",
     "Amendment",
     "AttemptCycle",
+    "CallCycle",
+    "CancelCycle",
+    "CancelRef",
+    "Cancelled",
     "CannotReconcile",
+    "ChangeDecision",
+    "Corrected",
     "Dead",
+    "Decision",
     "Delivered",
     "DeliveredRef",
     "Deliverer",
     "DictLedgerStore",
+    "Held",
+    "HoldRef",
     "InlineRetry",
     "Interrupt",
     "InvoiceLedger",
     "LedgerEntry",
+    "LedgerRecord",
     "LedgerStore",
     "Outcome",
     "Park",
@@ -85,8 +111,11 @@ __all__ = [
     "Slot",
     "Superseded",
     "TenantState",
+    "Withheld",
     "WorkOrder",
+    "apply_change",
     "build_connector",
+    "correction_of",
     "new_tenant_state",
     "open_circuit",
     "park_decision",

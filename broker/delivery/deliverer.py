@@ -1,9 +1,11 @@
 """The :class:`Deliverer`: one invoice through its tenant's connector, following the ledger.
 
-:meth:`Deliverer.process` decides from the ledger (already delivered, superseded, amend or create)
-and runs one attempt cycle (:class:`AttemptCycle`): in-line retries of look-up / ledger write /
+:meth:`Deliverer.process` decides from the ledger (already delivered, superseded, withheld by a
+cancellation or a reopening, a correction to amend or reject, amend or create) and runs one attempt
+cycle (:class:`AttemptCycle`, a :class:`CallCycle`): in-line retries of look-up / ledger write /
 call under the tenant's concurrency slot and rate limiter, until the invoice is delivered, dead or
-must be parked (:mod:`broker.delivery.policy`).
+must be parked (:mod:`broker.delivery.policy`). Cancellations run the same cycle
+(:mod:`broker.delivery.changes`).
 """
 
 from __future__ import annotations
@@ -12,16 +14,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import ValidationError
 
 from broker import metrics
 from broker.config import BrokerConfig
 from broker.delivery.interrupt import Abandoned, Interrupt
-from broker.delivery.ledger import Amendment, DeliveredRef, InvoiceLedger, RecordMeta
+from broker.delivery.ledger import (
+    Amendment,
+    CancelRef,
+    DeliveredRef,
+    InvoiceLedger,
+    LedgerEntry,
+    LedgerRecord,
+    RecordMeta,
+    WorkOrder,
+)
 from broker.delivery.limits import TenantState, new_tenant_state
 from broker.delivery.policy import (
     AlreadyDelivered,
@@ -32,9 +43,14 @@ from broker.delivery.policy import (
     Outcome,
     Park,
     Superseded,
+    auth_state_counts,
+    clear_needs_reauth,
+    mark_needs_reauth,
     open_circuit,
     park_decision,
+    reauth_pending,
 )
+from broker.dlq import ContentConflictError
 from broker.settings import DeliverySettings
 from connectors import registry
 from connectors.sdk.errors import (
@@ -44,6 +60,7 @@ from connectors.sdk.errors import (
     DuplicateError,
     PermanentError,
     RateLimitedError,
+    ReauthRequiredError,
     RetryableError,
     UncertainOutcomeError,
 )
@@ -53,11 +70,64 @@ from connectors.sdk.invoice import ExternalInvoice, Invoice
 from connectors.sdk.lifecycle import check_ours
 from connectors.sdk.settings import format_validation_error
 
-__all__ = ["AttemptCycle", "Deliverer", "build_connector"]
+__all__ = [
+    "AttemptCycle",
+    "CallCycle",
+    "Corrected",
+    "Decision",
+    "Deliverer",
+    "Withheld",
+    "build_connector",
+    "correction_of",
+]
 
 log = logging.getLogger("broker.delivery")
 
 _T = TypeVar("_T")
+
+
+@dataclass
+class Corrected:
+    """The invoice version arrived again with other content (a correction, tenant policy ``amend``):
+    ``invoice`` is the correction delivered in its place (:func:`correction_of`), ``outcome`` what its
+    delivery came to (``Delivered`` amends the billed document; it may be parked or dead too)."""
+
+    outcome: Outcome
+    invoice: Invoice
+
+
+@dataclass
+class Withheld:
+    """Not billed because of a lifecycle change: ``kind`` ``cancelled`` (its revision is at most the
+    cancelled one) or ``held`` (at most the reopened one); ``by``: the change key; ``billed``: what the
+    billing system still bills for the document (``None``: nothing); ``cancel``: the document's
+    cancellation record (``kind="cancelled"``)."""
+
+    kind: Literal["cancelled", "held"]
+    by: str
+    revision: int
+    billed: DeliveredRef | None
+    cancel: CancelRef | None = None
+
+
+#: What :meth:`Deliverer.process` returns.
+Decision = Outcome | Corrected | Withheld
+
+
+def correction_of(invoice: Invoice, billed: DeliveredRef) -> Invoice:
+    """The correction that replaces ``billed`` (the document billed for ``invoice``'s key) with ``invoice``'s content.
+
+    Correction ``n`` = ``billed``'s + 1 (the first is 1): key ``<invoice key>:c<n>``, number
+    ``<invoice number>-C<n>`` (a new number: billing systems keep retired numbers, and the new
+    document must not be taken for the retired one), ``corrects`` = the invoice key. Deterministic:
+    the same ledger state gives the same correction, so a repeat after a crash continues it.
+    """
+    n = int(billed.get("correction") or 0) + 1
+    key = invoice.corrects or invoice.invoice_key
+    number = invoice.invoice_number.rsplit("-C", 1)[0] if invoice.corrects else invoice.invoice_number
+    return invoice.model_copy(
+        update={"invoice_key": f"{key}:c{n}", "invoice_number": f"{number}-C{n}", "corrects": key}
+    )
 
 
 def build_connector(config: BrokerConfig, tenant_id: str) -> Connector:
@@ -108,6 +178,7 @@ class Deliverer:
             self.policy = replace(self.policy, retry_budget=max_retry_seconds)
         self.interrupt = interrupt or Interrupt()
         self._tenants: dict[str, TenantState] = {}
+        self._publish_auth_states()
 
     # -------------------------------------------------------------- tenants
     def state(self, tenant_id: str) -> TenantState:
@@ -136,6 +207,27 @@ class Deliverer:
         except Exception:  # noqa: BLE001 - informative only
             pass
         return idempotency_key(invoice.tenant, invoice.billing_system, invoice.invoice_key, operation)
+
+    # -------------------------------------------------------------- needs re-authorisation
+    def reauth_refused(self, state: TenantState, error: ConnectorError) -> None:
+        """The tenant's refresh token was refused: mark it ``needs_reauth`` (:func:`.policy.mark_needs_reauth`)."""
+        mark_needs_reauth(state, error)
+        self._publish_auth_states()
+
+    def reauth_cleared(self, state: TenantState) -> None:
+        """An attempt of the tenant got past the token: clear ``needs_reauth`` if it was set."""
+        if clear_needs_reauth(state):
+            self._publish_auth_states()
+
+    def _publish_auth_states(self) -> None:
+        """Set ``broker_tenants_auth_state`` from the configured tenants (labels: their billing systems)."""
+        configured = getattr(self.config, "tenants", None)  # None: a deliverer built without a config (tests)
+        if configured is not None:
+            systems = {tid: tenant.billing.system for tid, tenant in configured.items()}
+        else:
+            systems = {tid: state.system for tid, state in self._tenants.items()}
+        for (system, auth), count in auth_state_counts(systems, self._tenants).items():
+            metrics.TENANT_AUTH.labels(system, auth).set(count)
 
     def backlog_delay(self, tenant_id: str, queued: int) -> float:
         """Rough seconds until ``queued`` more calls fit the tenant's rate limit."""
@@ -173,39 +265,75 @@ class Deliverer:
         )
 
     # -------------------------------------------------------------- one invoice
-    async def process(self, invoice: Invoice, ledger: InvoiceLedger, meta: RecordMeta) -> Outcome:
-        """Deliver ``invoice`` once, following the ledger (:mod:`broker.delivery`). Never raises a ConnectorError.
-
-        Raises :class:`~broker.delivery.Abandoned` when interrupted at a safe point.
-        """
-        entry = ledger.entry(invoice.invoice_key)
-        if entry.get("state") == "delivered":
-            return AlreadyDelivered(entry)
-        previous = ledger.latest_delivered(invoice)
-        if previous is not None and int(previous.get("revision", 0)) > invoice.revision:
-            return Superseded(previous)
+    def ready(self, tenant_id: str, meta: RecordMeta) -> TenantState | Park | Dead:
+        """The tenant's state when a call may be made now; else :class:`Dead` (configuration, a fatal
+        error) or :class:`Park` (needs re-authorisation, circuit open), without calling."""
         try:
-            state = self.state(invoice.tenant)
+            state = self.state(tenant_id)
         except (ConfigError, KeyError) as exc:  # broker.config.ConfigError is the SDK's
             return Dead(
                 "config",
-                ConfigError(f"tenant {invoice.tenant}: {exc}") if isinstance(exc, KeyError) else exc,
+                ConfigError(f"tenant {tenant_id}: {exc}") if isinstance(exc, KeyError) else exc,
                 meta.attempts,
                 meta,
             )
         if state.fatal is not None:
             return Dead(state.fatal.error_class, state.fatal, meta.attempts, meta)
+        refused = reauth_pending(state)
+        if refused is not None:  # no new tokens since the refusal: park without calling
+            return self.park_decision(state, meta, "needs_reauth", error=refused, attempted=False)
         if state.circuit_open():
             return self.park_decision(state, meta, state.circuit_reason or "retryable", attempted=False)
+        return state
+
+    def corrections(self, tenant_id: str) -> str:
+        """The tenant's ``corrections`` policy (``amend`` or ``reject``; ``amend`` without a configuration)."""
+        tenant = self.config.tenants.get(tenant_id) if self.config is not None else None
+        return str(getattr(tenant, "corrections", "amend"))
+
+    async def process(self, invoice: Invoice, ledger: InvoiceLedger, meta: RecordMeta) -> Decision:
+        """Deliver ``invoice`` once, following the ledger (:mod:`broker.delivery`). Never raises a ConnectorError.
+
+        In order: a revision up to the document's cancelled one is :class:`Withheld` (``cancelled``); a
+        delivered invoice key is :class:`AlreadyDelivered` unless its content changed (a correction:
+        :meth:`_delivered_again`); a newer billed revision supersedes it; a revision up to the
+        reopened one is :class:`Withheld` (``held``); otherwise it is amended over the billed revision
+        or created. Raises :class:`~broker.delivery.Abandoned` when interrupted at a safe point.
+        """
+        entry = ledger.entry(invoice.invoice_key)
+        order = ledger.order(invoice.order_key)
+        cancelled = order.get("cancelled")
+        if cancelled is not None and invoice.revision <= cancelled["revision"]:
+            billed = None if cancelled["state"] == "done" else cancelled.get("billed")
+            return Withheld("cancelled", cancelled["change_key"], cancelled["revision"], billed, cancelled)
+        if entry.get("state") == "delivered":
+            return await self._delivered_again(invoice, entry, order, ledger, meta)
+        previous = ledger.latest_delivered(invoice)
+        if previous is not None and int(previous.get("revision", 0)) > invoice.revision:
+            return Superseded(previous)
+        held = order.get("held")
+        if held is not None and invoice.revision <= held["revision"]:
+            return Withheld("held", held["change_key"], held["revision"], order["delivered"])
+        return await self._deliver(invoice, previous, ledger, meta)
+
+    async def _deliver(
+        self, invoice: Invoice, previous: DeliveredRef | None, ledger: InvoiceLedger, meta: RecordMeta
+    ) -> Outcome:
+        """Create ``invoice``, or amend ``previous`` (the billed document of its work order) with it."""
+        ready = self.ready(invoice.tenant, meta)
+        if not isinstance(ready, TenantState):
+            return ready
+        state = ready
         amend_from = None
         if previous is not None and previous.get("external_number"):
             if not state.connector.capabilities.amendments:
                 # never two invoices for one document: a connector that cannot retire the billed
                 # revision must not create the new one alongside it
+                what = f"a correction of {invoice.corrects}" if invoice.corrects else f"revision {invoice.revision}"
                 return Dead(
                     "permanent",
                     PermanentError(
-                        f"{invoice.invoice_number}: revision {invoice.revision} of {invoice.order_key} while revision "
+                        f"{invoice.invoice_number}: {what} of {invoice.order_key} while revision "
                         f"{previous.get('revision')} is billed as {previous.get('external_number')}; "
                         f"the {state.system} connector cannot retire invoices (capabilities.amendments is false), "
                         "so the new revision is not created alongside it: replace it by hand, then drop this record"
@@ -217,6 +345,51 @@ class Deliverer:
         with generation(meta.replay_count):  # a replay must not get the cached answer of the failed try
             return await AttemptCycle(self, state, invoice, ledger=ledger, meta=meta, previous=amend_from).run()
 
+    async def _delivered_again(
+        self, invoice: Invoice, entry: LedgerEntry, order: WorkOrder, ledger: InvoiceLedger, meta: RecordMeta
+    ) -> Decision:
+        """A record of an invoice key already delivered (``entry``): the same content (or one we cannot
+        compare: no fingerprint on either side, or a record older than the billed content's) is
+        :class:`AlreadyDelivered` with the entry of the document billed for it; other content is a
+        correction, :class:`Superseded` when a newer revision is billed, :class:`Withheld` when the work
+        order was reopened at its revision, else per the tenant's ``corrections`` policy: ``reject`` is
+        :class:`Dead` (``content_conflict``, naming both totals), ``amend`` delivers :func:`correction_of`."""
+        billed = order["delivered"]
+        if billed is None or int(billed["revision"]) != invoice.revision:
+            changed = invoice.fingerprint is not None and invoice.fingerprint != entry.get("fingerprint")
+            if billed is not None and int(billed["revision"]) > invoice.revision and changed:
+                return Superseded(billed)
+            return AlreadyDelivered(entry)
+        current = (
+            entry if billed["invoice_key"] == invoice.invoice_key else ledger.entry(billed["invoice_key"]) or entry
+        )
+        known = billed.get("fingerprint")
+        if invoice.fingerprint is None or known is None or invoice.fingerprint == known:
+            return AlreadyDelivered(current)
+        if meta.is_before(billed.get("source")):
+            return AlreadyDelivered(current)  # consumed again after a crash: an older record than the billed content
+        held = order.get("held")
+        if held is not None and invoice.revision <= held["revision"]:
+            return Withheld("held", held["change_key"], held["revision"], billed)
+        if self.corrections(invoice.tenant) == "reject":
+            return Dead(
+                "content_conflict",
+                ContentConflictError(
+                    f"{invoice.invoice_key} ({invoice.invoice_number}) arrived again with other content: total "
+                    f"{invoice.total} {invoice.currency} ({invoice.fingerprint[:19]}…), while {invoice.billing_system} "
+                    f"bills it as {billed.get('external_number')} with total {billed.get('total')} "
+                    f"{billed.get('currency') or invoice.currency} ({known[:19]}…). The tenant's corrections policy is "
+                    "'reject': nothing was changed. Issue a new revision, or set corrections: amend and replay"
+                ),
+                meta.attempts,
+                meta,
+            )
+        correction = correction_of(invoice, billed)
+        done = ledger.entry(correction.invoice_key)
+        if done.get("state") == "delivered":  # pragma: no cover - the work-order entry names it once delivered
+            return Corrected(AlreadyDelivered(done), correction)
+        return Corrected(await self._deliver(correction, billed, ledger, meta), correction)
+
     async def aclose(self) -> None:
         """Close every connector's HTTP client (errors are ignored: shutting down)."""
         for state in self._tenants.values():
@@ -224,20 +397,26 @@ class Deliverer:
                 await state.connector.aclose()
 
 
-class AttemptCycle:
-    """One invoice's attempt cycle: in-line retries until delivered, dead or to be parked.
+class CallCycle:
+    """One record's cycle of calls to its tenant's billing system: in-line retries until done, dead or
+    to be parked, with the tenant's concurrency slots and rate limiter, errors classified by the
+    policy. Subclasses say what one attempt does (:meth:`_step`): :class:`AttemptCycle` delivers an
+    invoice, :class:`broker.delivery.changes.CancelCycle` retires a cancelled document.
 
-    ``previous``: the delivered revision to amend (``None``: create). Each attempt holds one of the
-    tenant's concurrency slots for its look-up, ledger write and call(s); every call waits for the
-    tenant's rate limiter. ``attempts`` counts calls that may create (not look-ups); ``uncertain``
-    is True while an earlier request may have created the invoice.
+    ``invoice``: the ledger record (an invoice, or a document change); ``previous``: the delivered
+    document the step replaces or retires (``None``: none). Each attempt holds one of the tenant's
+    concurrency slots for its look-up, ledger write and call(s); every call waits for the tenant's
+    rate limiter. ``attempts`` counts calls that may change the billing system (not look-ups);
+    ``uncertain`` is True while an earlier request may have done so.
     """
+
+    invoice: LedgerRecord
 
     def __init__(
         self,
         deliverer: Deliverer,
         state: TenantState,
-        invoice: Invoice,
+        invoice: LedgerRecord,
         *,
         ledger: InvoiceLedger,
         meta: RecordMeta,
@@ -275,7 +454,14 @@ class AttemptCycle:
             if not state.circuit_open():
                 open_circuit(policy, state, exc.error_class)
             return self.deliverer.park_decision(state, meta, exc.error_class, error=exc)
+        except ReauthRequiredError as exc:
+            # the refresh token is dead: park the tenant's invoices (no call until new tokens are stored)
+            self.ledger.note_attempts(self.invoice, self.attempts, exc)
+            self.deliverer.reauth_refused(state, exc)
+            meta = replace(self.meta, attempts=self.attempts)
+            return self.deliverer.park_decision(state, meta, "needs_reauth", error=exc)
         except (AuthError, ConfigError) as exc:
+            self.deliverer.reauth_cleared(state)  # another verdict governs the tenant now
             state.fatal = exc
             log.error(
                 "tenant %s (%s): %s; its invoices are dead-lettered until this is fixed and the worker restarted",
@@ -285,8 +471,10 @@ class AttemptCycle:
             )
             return Dead(exc.error_class, exc, self.attempts, replace(self.meta, attempts=self.attempts))
         except ConnectorError as exc:
+            self.deliverer.reauth_cleared(state)  # not a token refusal: the stored tokens are not known dead
             return Dead(exc.error_class, exc, self.attempts, replace(self.meta, attempts=self.attempts))
         state.failures = 0
+        self.deliverer.reauth_cleared(state)
         delivered.amendment = self._amendment(delivered)
         return delivered
 
@@ -311,10 +499,61 @@ class AttemptCycle:
         async with self._slot():
             self.interrupt.check()
             try:
-                return await self._reconcile_or_create()
+                return await self._step()
             except RetryableError as exc:
                 self.retry.failed(exc)
                 raise
+
+    async def _step(self) -> Delivered:
+        """One attempt's calls (under a concurrency slot); subclasses implement it."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- limits
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of the tenant's concurrent slots, for a whole attempt (look-up, ledger write, call(s))."""
+        semaphore = self.state.semaphore
+        if semaphore is None:
+            yield
+            return
+        grant = asyncio.ensure_future(semaphore.acquire())
+        try:
+            await self.interrupt.wait_for(grant)
+        except Abandoned:
+            if grant.done() and not grant.cancelled() and grant.exception() is None:
+                semaphore.release()
+            else:
+                grant.cancel()
+            raise
+        try:
+            yield
+        finally:
+            semaphore.release()
+
+    async def _io(self, make: Callable[[], Awaitable[_T]]) -> _T:
+        """One billing-system call under the tenant's rate limiter (the caller holds a :meth:`_slot`)."""
+        limiter = self.state.limiter
+        slot = None
+        try:
+            if limiter is not None:
+                slot = await limiter.acquire(self.interrupt)
+                if slot.waited:
+                    metrics.RATE_LIMIT_WAIT.labels(self.system).inc(slot.waited)
+            self.interrupt.check()
+            return await make()
+        finally:
+            if limiter is not None and slot is not None:
+                limiter.release(slot)
+
+
+class AttemptCycle(CallCycle):
+    """One invoice's attempt cycle (:class:`CallCycle`): create it, or amend ``previous`` with it; an
+    earlier request that may have created it is looked up first."""
+
+    invoice: Invoice
+
+    async def _step(self) -> Delivered:
+        return await self._reconcile_or_create()
 
     async def _reconcile_or_create(self) -> Delivered:
         caps = self.connector.capabilities
@@ -427,40 +666,3 @@ class AttemptCycle:
             ),
             self.attempts,
         )
-
-    # -------------------------------------------------------------- limits
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        """One of the tenant's concurrent slots, for a whole attempt (look-up, ledger write, call(s))."""
-        semaphore = self.state.semaphore
-        if semaphore is None:
-            yield
-            return
-        grant = asyncio.ensure_future(semaphore.acquire())
-        try:
-            await self.interrupt.wait_for(grant)
-        except Abandoned:
-            if grant.done() and not grant.cancelled() and grant.exception() is None:
-                semaphore.release()
-            else:
-                grant.cancel()
-            raise
-        try:
-            yield
-        finally:
-            semaphore.release()
-
-    async def _io(self, make: Callable[[], Awaitable[_T]]) -> _T:
-        """One billing-system call under the tenant's rate limiter (the caller holds a :meth:`_slot`)."""
-        limiter = self.state.limiter
-        slot = None
-        try:
-            if limiter is not None:
-                slot = await limiter.acquire(self.interrupt)
-                if slot.waited:
-                    metrics.RATE_LIMIT_WAIT.labels(self.system).inc(slot.waited)
-            self.interrupt.check()
-            return await make()
-        finally:
-            if limiter is not None and slot is not None:
-                limiter.release(slot)

@@ -1,8 +1,10 @@
-"""The delivery ledger's rules: one entry per invoice version, one per work order.
+"""The delivery ledger's rules: one entry per invoice version (and per document change), one per work order.
 
 Entries are JSON objects kept in a :class:`LedgerStore` (the changelog-backed Faust table
 ``delivery-ledger`` in the worker, a dict in unit tests); the rules are :class:`InvoiceLedger`'s.
 :class:`RecordMeta` is where a record came from and how it fared so far (retry-topic headers).
+A record is an :class:`~connectors.sdk.invoice.Invoice` or a :class:`~connectors.sdk.invoice.DocumentChange`
+(:class:`LedgerRecord`: both have an ``invoice_key``, the change's being its ``change_key``, and an ``order_key``).
 """
 
 from __future__ import annotations
@@ -10,20 +12,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypedDict, TypeVar
+from typing import Any, NotRequired, Protocol, TypedDict, TypeVar
 
 from broker import metrics
 from connectors.sdk.errors import ConnectorError
 from connectors.sdk.interface import DeliveryResult
-from connectors.sdk.invoice import Invoice, NotBillable
+from connectors.sdk.invoice import DocumentChange, Invoice, NotBillable
 
 __all__ = [
     "ORDER_PREFIX",
     "Amendment",
+    "CancelRef",
     "DeliveredRef",
     "DictLedgerStore",
+    "HoldRef",
     "InvoiceLedger",
     "LedgerEntry",
+    "LedgerRecord",
     "LedgerStore",
     "PendingOutcome",
     "RecordMeta",
@@ -43,20 +48,80 @@ def _utcnow() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def correction_number(invoice: Invoice) -> int:
+    """``n`` of a correction delivered by the deliver stage (key ``<corrected key>:c<n>``); 0 for any other invoice."""
+    if not invoice.corrects:
+        return 0
+    suffix = invoice.invoice_key.rsplit(":c", 1)[-1]
+    return int(suffix) if suffix.isdigit() else 0
+
+
+class LedgerRecord(Protocol):
+    """What the ledger reads of a record: its ledger key and its document's key."""
+
+    @property
+    def invoice_key(self) -> str:
+        """Ledger key: the invoice key ``tenant:doc:id:rN`` (a change's ``change_key``)."""
+
+    @property
+    def order_key(self) -> str:
+        """The document's key ``tenant:doc:id``."""
+
+
 class DeliveredRef(TypedDict):
-    """The delivered revision of a work order (its work-order entry's ``delivered``)."""
+    """The delivered revision of a work order (its work-order entry's ``delivered``): the document the
+    billing system bills for it.
+
+    Written since content fingerprints exist (absent in older entries): ``fingerprint`` of the billed
+    content, its ``total`` (decimal string) and ``currency``, ``source`` (``topic:partition:offset`` of the
+    record whose content it is: an older record of the same invoice key is not a correction), and for a
+    correction ``corrects`` (the invoice key corrected) and ``correction`` (its number, 1, 2, ...).
+    """
 
     invoice_key: str
     revision: int
     external_id: str | None
     external_number: str | None
+    fingerprint: NotRequired[str | None]
+    total: NotRequired[str | None]
+    currency: NotRequired[str | None]
+    source: NotRequired[str | None]
+    corrects: NotRequired[str | None]
+    correction: NotRequired[int]
+
+
+class HoldRef(TypedDict):
+    """A reopened work order (its work-order entry's ``held``): revisions up to ``revision`` are not billed."""
+
+    revision: int
+    change_key: str
+
+
+class CancelRef(TypedDict):
+    """A cancelled document (its work-order entry's ``cancelled``): revisions up to ``revision`` are never billed.
+
+    ``state``: ``pending`` (recorded; the billed document not retired yet), ``done`` or ``failed``
+    (dead-lettered: the billing system still bills ``billed``); ``retired``: the document retired,
+    ``action`` (``deleted``, ``voided``, ``credited``, ``none``) and ``credit_note_number`` how.
+    """
+
+    revision: int
+    change_key: str
+    state: str
+    billed: NotRequired[DeliveredRef | None]
+    retired: NotRequired[DeliveredRef | None]
+    action: NotRequired[str | None]
+    credit_note_number: NotRequired[str | None]
 
 
 class WorkOrder(TypedDict):
-    """A work-order entry: invoice keys waiting in order (head parked first), the delivered revision."""
+    """A work-order entry: keys waiting in order (head parked first), the delivered revision, and when the
+    document was reopened or cancelled, ``held`` / ``cancelled`` (absent otherwise)."""
 
     parked: list[str]
     delivered: DeliveredRef | None
+    held: NotRequired[HoldRef]
+    cancelled: NotRequired[CancelRef]
 
 
 class Amendment(TypedDict):
@@ -74,7 +139,9 @@ class PendingOutcome(TypedDict):
 
     ``partition``: the ``billing.deliveries`` partition it goes to; ``scan_from``: an offset no
     higher than the one it will get; ``value``: the record (JSON text); ``source``:
-    ``topic:partition:offset`` of the record that delivered it (``None``: released from the ledger).
+    ``topic:partition:offset`` of the record that delivered it (``None``: released from the ledger);
+    ``key``: the record's Kafka key when it is not the entry's own key (a correction's outcome is keyed
+    by the invoice key it corrects).
     """
 
     published: bool
@@ -82,6 +149,7 @@ class PendingOutcome(TypedDict):
     scan_from: int
     value: str
     source: str | None
+    key: NotRequired[str]
 
 
 class LedgerStore(Protocol):
@@ -145,6 +213,23 @@ class RecordMeta:
     last_error: str | None = None
 
     HEADER_PREFIX = "retry."
+
+    @property
+    def origin(self) -> str:
+        """``topic:partition:offset`` of the record's first consumption."""
+        return f"{self.origin_topic}:{self.origin_partition}:{self.origin_offset}"
+
+    def is_before(self, origin: str | None) -> bool:
+        """True when this record came before (or is) the one at ``origin`` (``topic:partition:offset``) on the
+        same topic partition; False when ``origin`` is unknown or on another partition."""
+        if not origin or origin.count(":") < 2:
+            return False
+        topic, partition, offset = origin.rsplit(":", 2)
+        try:
+            same = topic == self.origin_topic and int(partition) == self.origin_partition
+            return same and self.origin_offset <= int(offset)
+        except ValueError:
+            return False
 
     def to_dict(self) -> dict[str, str | int | float | None]:
         """JSON-ready form (kept in parked/queued ledger entries)."""
@@ -213,21 +298,36 @@ class RecordMeta:
 class InvoiceLedger:
     """The delivery ledger's rules over a :class:`LedgerStore`.
 
-    Invoice entry (key = invoice key ``tenant:doc:id:rN``)::
+    Invoice entry (key = invoice key ``tenant:doc:id:rN``; a correction's ``tenant:doc:id:rN:cN``)::
 
-        {"state": "pending|delivered|not_billable|failed|parked|queued|superseded",
+        {"state": "pending|delivered|not_billable|failed|parked|queued|superseded|cancelled|held",
          "order_key", "revision", "number", "uncertain": bool, "attempts", "external_id",
          "external_number", "last_error", "error_class", "amendment", "created_at", "updated_at",
          "payload" (parked/queued: the invoice JSON), "meta" (parked/queued: RecordMeta), "due",
-         "outcome" (delivered: a PendingOutcome until published)}
+         "outcome" (delivered: a PendingOutcome until published), "fingerprint" (delivered),
+         "cancelled_by" / "held_by" (the change that retired it or kept it from being billed)}
+
+    Change entry (key = ``tenant:doc:id:rN:reopen|cancel``): ``state`` ``pending`` (a cancellation
+    about to call the billing system, written durably first), ``held``, ``cancelled``, ``failed``,
+    ``parked`` or ``queued``, with ``action``, ``revision``, ``amendment`` (what the retirement did).
 
     Work-order entry (key = ``order:tenant:doc:id``, a :class:`WorkOrder`)::
 
-        {"parked": [invoice keys, head first], "delivered": {"invoice_key", "revision", "external_id",
-         "external_number"} | null}
+        {"parked": [keys, head first], "delivered": DeliveredRef | null,
+         "held": HoldRef (reopened), "cancelled": CancelRef (cancelled)}
     """
 
-    STATES = ("pending", "delivered", "not_billable", "failed", "parked", "queued", "superseded")
+    STATES = (
+        "pending",
+        "delivered",
+        "not_billable",
+        "failed",
+        "parked",
+        "queued",
+        "superseded",
+        "cancelled",
+        "held",
+    )
 
     def __init__(self, store: LedgerStore):
         self.store = store
@@ -240,7 +340,12 @@ class InvoiceLedger:
     def order(self, order_key: str) -> WorkOrder:
         """A copy of the work-order entry of ``order_key`` (``tenant:doc:id``)."""
         raw = self.store.get(ORDER_PREFIX + order_key) or {}
-        return {"parked": list(raw.get("parked") or []), "delivered": raw.get("delivered")}
+        order: WorkOrder = {"parked": list(raw.get("parked") or []), "delivered": raw.get("delivered")}
+        if raw.get("held"):
+            order["held"] = dict(raw["held"])  # type: ignore[typeddict-item]  # a HoldRef as written
+        if raw.get("cancelled"):
+            order["cancelled"] = dict(raw["cancelled"])  # type: ignore[typeddict-item]  # a CancelRef as written
+        return order
 
     def parked(self, order_key: str) -> list[str]:
         """Invoice keys waiting in ``order_key``'s queue, the parked head first."""
@@ -283,9 +388,13 @@ class InvoiceLedger:
             metrics.LEDGER_TRANSITIONS.labels(entry.get("state", "unknown")).inc()
 
     def _put_order(self, order_key: str, order: WorkOrder) -> None:
-        self.store.put(ORDER_PREFIX + order_key, {"parked": order["parked"], "delivered": order["delivered"]})
+        value: dict[str, Any] = {"parked": order["parked"], "delivered": order["delivered"]}
+        for extra in ("held", "cancelled"):
+            if order.get(extra):
+                value[extra] = order.get(extra)
+        self.store.put(ORDER_PREFIX + order_key, value)
 
-    def _base(self, invoice: Invoice | NotBillable) -> LedgerEntry:
+    def _base(self, invoice: LedgerRecord | NotBillable) -> LedgerEntry:
         entry = self.entry(invoice.invoice_key)
         entry.update({"invoice_key": invoice.invoice_key, "order_key": invoice.order_key})
         if isinstance(invoice, Invoice):
@@ -296,9 +405,15 @@ class InvoiceLedger:
                     "billing_system": invoice.billing_system,
                 }
             )
+            if invoice.corrects:
+                entry["corrects"] = invoice.corrects
+        elif isinstance(invoice, DocumentChange):
+            entry.update(
+                {"revision": invoice.revision, "action": invoice.action, "billing_system": invoice.billing_system}
+            )
         return entry
 
-    async def begin_attempt(self, invoice: Invoice) -> None:
+    async def begin_attempt(self, invoice: LedgerRecord) -> None:
         """``pending`` + ``uncertain`` written **durably** before the billing system is called."""
         entry = self.entry(invoice.invoice_key)
         if entry.get("state") == "pending" and entry.get("uncertain"):
@@ -312,7 +427,7 @@ class InvoiceLedger:
             metrics.LEDGER_TRANSITIONS.labels("pending").inc()
         await self.store.put_durable(invoice.invoice_key, entry)
 
-    def settle(self, invoice: Invoice, attempts: int, error: ConnectorError) -> None:
+    def settle(self, invoice: LedgerRecord, attempts: int, error: ConnectorError) -> None:
         """The last call answered definitively (nothing stored): no lookup needed next time."""
         entry = self._base(invoice)
         entry.update(
@@ -320,7 +435,7 @@ class InvoiceLedger:
         )
         self._put(invoice.invoice_key, entry)
 
-    def note_attempts(self, invoice: Invoice, attempts: int, error: BaseException | None = None) -> None:
+    def note_attempts(self, invoice: LedgerRecord, attempts: int, error: BaseException | None = None) -> None:
         """Record the number of calls made so far (and the last error's text, at most 500 characters)."""
         entry = self._base(invoice)
         entry["attempts"] = attempts
@@ -328,7 +443,7 @@ class InvoiceLedger:
             entry["last_error"] = str(error)[:500]
         self._put(invoice.invoice_key, entry)
 
-    def unqueue(self, invoice: Invoice, *, delivered: DeliveredRef | None = None) -> None:
+    def unqueue(self, invoice: LedgerRecord, *, delivered: DeliveredRef | None = None) -> None:
         """Take ``invoice`` out of its work order's queue; ``delivered``: it is now the delivered
         revision (unless a newer one is)."""
         order = self.order(invoice.order_key)
@@ -355,8 +470,10 @@ class InvoiceLedger:
         reconciled: bool,
         amendment: Amendment | None,
         outcome: PendingOutcome | None,
+        origin: str | None = None,
     ) -> LedgerEntry:
-        """The ``delivered`` entry of ``invoice``; writes the work-order and replaced-revision entries."""
+        """The ``delivered`` entry of ``invoice``; writes the work-order and replaced-revision entries.
+        ``origin``: ``topic:partition:offset`` of the record whose content was delivered."""
         entry = self._base(invoice)
         for k in ("payload", "meta", "due"):
             entry.pop(k, None)
@@ -369,6 +486,7 @@ class InvoiceLedger:
                 "attempts": attempts,
                 "reconciled": reconciled,
                 "delivered_at": _utcnow(),
+                "fingerprint": invoice.fingerprint,
             }
         )
         if amendment:
@@ -382,6 +500,12 @@ class InvoiceLedger:
                 "revision": invoice.revision,
                 "external_id": result.external_id,
                 "external_number": result.external_number,
+                "fingerprint": invoice.fingerprint,
+                "total": str(invoice.total),
+                "currency": invoice.currency,
+                "source": origin,
+                "corrects": invoice.corrects,
+                "correction": correction_number(invoice),
             },
         )
         if amendment and amendment.get("previous_invoice_key"):
@@ -401,10 +525,11 @@ class InvoiceLedger:
         reconciled: bool = False,
         amendment: Amendment | None = None,
         outcome: PendingOutcome | None = None,
+        origin: str | None = None,
     ) -> LedgerEntry:
         """Mark ``invoice`` delivered (not waiting for the changelog); returns the entry."""
         entry = self._delivered_entry(
-            invoice, result, attempts, reconciled=reconciled, amendment=amendment, outcome=outcome
+            invoice, result, attempts, reconciled=reconciled, amendment=amendment, outcome=outcome, origin=origin
         )
         self._put(invoice.invoice_key, entry)
         return entry
@@ -418,13 +543,15 @@ class InvoiceLedger:
         reconciled: bool = False,
         amendment: Amendment | None = None,
         outcome: PendingOutcome | None = None,
+        origin: str | None = None,
     ) -> LedgerEntry:
         """Like :meth:`delivered`, and wait until the broker acknowledged the entry's changelog record.
 
         ``outcome`` (the outcome record still to publish, see ``docs/delivery.md``) is kept in the
-        entry, so that after a crash the outcome is published exactly once."""
+        entry, so that after a crash the outcome is published exactly once; ``origin``: as for
+        :meth:`delivered`."""
         entry = self._delivered_entry(
-            invoice, result, attempts, reconciled=reconciled, amendment=amendment, outcome=outcome
+            invoice, result, attempts, reconciled=reconciled, amendment=amendment, outcome=outcome, origin=origin
         )
         entry.setdefault("created_at", _utcnow())
         entry["updated_at"] = _utcnow()
@@ -441,28 +568,127 @@ class InvoiceLedger:
             entry["outcome"] = {"published": True, "source": pending.get("source")}
             self._put(key, entry)
 
-    def failed(self, invoice: Invoice, error_class: str, error: BaseException, attempts: int) -> None:
-        """Dead-lettered: ``failed`` with the error (its text at most 500 characters); leaves the queue."""
-        entry = self._base(invoice)
-        for k in ("payload", "due"):
+    def _settled(self, record: LedgerRecord, state: str, **fields: Any) -> None:
+        """Give ``record`` its final ``state`` (and ``fields``) and take it out of its queue. An entry that is
+        ``delivered`` or ``cancelled`` keeps that state: what is billed (or retired) stays recorded whatever a
+        later record of the same key comes to (a rejected correction, a late duplicate)."""
+        entry = self._base(record)
+        for k in ("payload", "meta", "due"):
             entry.pop(k, None)
-        entry.update(
-            {"state": "failed", "error_class": error_class, "last_error": str(error)[:500], "attempts": attempts}
-        )
-        self._put(invoice.invoice_key, entry)
-        self.unqueue(invoice)
+        if entry.get("state") not in ("delivered", "cancelled"):
+            entry["state"] = state
+        entry.update(fields)
+        self._put(record.invoice_key, entry)
+        self.unqueue(record)
+
+    def failed(self, invoice: LedgerRecord, error_class: str, error: BaseException, attempts: int) -> None:
+        """Dead-lettered: ``failed`` with the error (its text at most 500 characters); leaves the queue.
+        A dead-lettered cancellation leaves its document's ``cancelled`` record ``failed``."""
+        self._settled(invoice, "failed", error_class=error_class, last_error=str(error)[:500], attempts=attempts)
+        if isinstance(invoice, DocumentChange) and invoice.action == "cancel":
+            order = self.order(invoice.order_key)
+            cancelled = order.get("cancelled")
+            if cancelled is not None and cancelled["change_key"] == invoice.change_key:
+                cancelled["state"] = "failed"
+                self._put_order(invoice.order_key, order)
 
     def superseded(self, invoice: Invoice, by: DeliveredRef) -> None:
         """A newer revision (``by``) is already billed: ``superseded``; leaves the queue."""
-        entry = self._base(invoice)
-        for k in ("payload", "meta", "due"):
-            entry.pop(k, None)
-        entry.update({"state": "superseded", "superseded_by": by.get("invoice_key")})
-        self._put(invoice.invoice_key, entry)
-        self.unqueue(invoice)
+        self._settled(invoice, "superseded", superseded_by=by.get("invoice_key"))
+
+    def withheld(self, invoice: Invoice, state: str, by: str) -> None:
+        """Not billed because its document was cancelled (``state="cancelled"``) or reopened (``"held"``) by
+        change ``by``; leaves the queue."""
+        self._settled(invoice, state, **{f"{state}_by": by})
+
+    # -------------------------------------------------------------- lifecycle changes
+    def _drop_queued(self, order: WorkOrder, keep: Callable[[LedgerEntry], bool]) -> list[LedgerEntry]:
+        """Take the invoice entries of ``order``'s queue that ``keep`` refuses out of it (change entries stay);
+        returns their entries as they were."""
+        dropped: list[LedgerEntry] = []
+        kept: list[str] = []
+        for key in order["parked"]:
+            entry = self.entry(key)
+            if "action" not in entry and not keep(entry):
+                dropped.append(entry)
+            else:
+                kept.append(key)
+        order["parked"] = kept
+        return dropped
+
+    def hold(self, change: DocumentChange) -> list[LedgerEntry]:
+        """Work order reopened at ``change.revision``: revisions up to it are not billed from now on.
+
+        Records the hold (the highest reopened revision wins), marks the change ``held`` and takes the
+        queued or parked revisions up to it out of the queue (``held``, ``held_by``); returns their
+        entries as they were, for their outcomes."""
+        order = self.order(change.order_key)
+        held = order.get("held")
+        revision = max(change.revision, held["revision"] if held else 0)
+        order["held"] = {"revision": revision, "change_key": change.change_key}
+        dropped = self._drop_queued(order, lambda entry: int(entry.get("revision") or 0) > revision)
+        self._put_order(change.order_key, order)
+        for entry in dropped:
+            self._put(str(entry["invoice_key"]), {**entry, "state": "held", "held_by": change.change_key})
+        self._settled(change, "held")
+        return dropped
+
+    def withdraw(self, change: DocumentChange) -> tuple[CancelRef, list[LedgerEntry]]:
+        """Document cancelled: record it (``pending`` until the billed document is retired) and take every
+        queued or parked revision out of the queue (``cancelled``, ``cancelled_by``).
+
+        The cancelled revision is the highest of the change's, the billed one's and the dropped ones'
+        (a cancellation cancels what was completed before it). Returns the document's
+        :class:`CancelRef` and the dropped entries as they were. Called again (a retried cancellation)
+        it drops nothing more and keeps the record."""
+        order = self.order(change.order_key)
+        dropped = self._drop_queued(order, lambda _entry: False)
+        billed = order["delivered"]
+        revisions = [change.revision, *(int(e.get("revision") or 0) for e in dropped)]
+        if billed is not None:
+            revisions.append(int(billed["revision"]))
+        current = order.get("cancelled")
+        if current is None or current["change_key"] != change.change_key:
+            current = {"revision": 0, "change_key": change.change_key, "state": "pending", "billed": billed}
+        current["revision"] = max(current["revision"], *revisions)
+        if current["state"] == "failed":
+            current["state"] = "pending"  # a replay of a dead-lettered cancellation tries again
+        order["cancelled"] = current
+        self._put_order(change.order_key, order)
+        for entry in dropped:
+            self._put(str(entry["invoice_key"]), {**entry, "state": "cancelled", "cancelled_by": change.change_key})
+        return current, dropped
+
+    def cancelled(self, change: DocumentChange, amendment: Amendment | None) -> CancelRef:
+        """The cancellation is done: ``amendment`` says how the billed document was retired (``None``: none was
+        billed). The change and the retired invoice's entry become ``cancelled``; the work order bills nothing
+        (``delivered`` is cleared, so a later revision is created, not amended). Returns the record."""
+        order = self.order(change.order_key)
+        current: CancelRef = order.get("cancelled") or {
+            "revision": change.revision,
+            "change_key": change.change_key,
+            "state": "pending",
+        }
+        billed = current.get("billed", order["delivered"])
+        current["state"] = "done"
+        current["retired"] = billed
+        current["action"] = amendment["action"] if amendment else None
+        current["credit_note_number"] = amendment["credit_note_number"] if amendment else None
+        order["cancelled"] = current
+        delivered = order["delivered"]
+        if billed is not None and delivered is not None and delivered["invoice_key"] == billed["invoice_key"]:
+            order["delivered"] = None
+        self._put_order(change.order_key, order)
+        if billed is not None:
+            retired = self.entry(billed["invoice_key"])
+            if retired:
+                retired.update({"state": "cancelled", "cancelled_by": change.change_key, "amendment": amendment})
+                self._put(billed["invoice_key"], retired)
+        self._settled(change, "cancelled", amendment=amendment)
+        return order["cancelled"]
 
     def parked_at(
-        self, invoice: Invoice, payload: bytes, meta: RecordMeta, *, due: float, reason: str, level: int
+        self, invoice: LedgerRecord, payload: bytes, meta: RecordMeta, *, due: float, reason: str, level: int
     ) -> None:
         """Parked on a retry topic; it heads its work order's queue (later revisions wait behind it).
 
@@ -485,7 +711,7 @@ class InvoiceLedger:
             order["parked"].append(invoice.invoice_key)
         self._put_order(invoice.order_key, order)
 
-    def queue_behind(self, invoice: Invoice, payload: bytes, meta: RecordMeta) -> None:
+    def queue_behind(self, invoice: LedgerRecord, payload: bytes, meta: RecordMeta) -> None:
         """An earlier revision of the work order is parked: wait behind it (kept here, with the payload)."""
         entry = self._base(invoice)
         entry.update({"state": "queued", "payload": payload.decode("utf-8"), "meta": meta.to_dict()})

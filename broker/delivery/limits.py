@@ -158,6 +158,10 @@ class TenantState:
     failures: int = 0
     #: auth/config error: every invoice of the tenant is dead-lettered until the worker restarts
     fatal: ConnectorError | None = None
+    #: the billing system refused the OAuth2 refresh token (``ReauthRequiredError``): the tenant's invoices
+    #: are parked without calling while the token store says so (``broker.delivery.policy.reauth_pending``);
+    #: cleared by the next attempt that gets past the token
+    needs_reauth: ConnectorError | None = None
     #: free-form notes about the tenant (not used by the broker itself)
     extra: dict[str, object] = field(default_factory=dict)
 

@@ -7,6 +7,9 @@
   delay covers the wait (:func:`park_decision`) and the tenant's circuit opens
   (:func:`open_circuit`): its other invoices park without calling until it closes. After
   ``park_max_seconds`` of parking the invoice is dead-lettered instead.
+* Needs re-authorisation: a refused OAuth2 refresh token (``needs_reauth``) marks the tenant
+  (:func:`mark_needs_reauth`); its invoices park without calling while its token store still holds
+  only refused tokens (:func:`reauth_pending`) and are tried again once new ones are stored.
 
 Seconds are wall-clock epoch seconds for due times and circuits, monotonic for the in-line budget.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
@@ -25,10 +29,11 @@ from broker.delivery.interrupt import Interrupt
 from broker.delivery.ledger import Amendment, DeliveredRef, LedgerEntry, RecordMeta
 from broker.delivery.limits import TenantState
 from broker.settings import DeliverySettings
-from connectors.sdk.errors import PermanentError, RateLimitedError, RetryableError
+from connectors.sdk.errors import ConnectorError, PermanentError, RateLimitedError, RetryableError
 from connectors.sdk.interface import DeliveryResult
 
 __all__ = [
+    "AUTH_STATES",
     "AlreadyDelivered",
     "CannotReconcile",
     "Dead",
@@ -37,8 +42,12 @@ __all__ = [
     "Outcome",
     "Park",
     "Superseded",
+    "auth_state_counts",
+    "clear_needs_reauth",
+    "mark_needs_reauth",
     "open_circuit",
     "park_decision",
+    "reauth_pending",
 ]
 
 log = logging.getLogger("broker.delivery")
@@ -168,6 +177,69 @@ def open_circuit(policy: DeliverySettings, state: TenantState, reason: str, seco
         state.circuit_until = until
         state.circuit_reason = reason
         log.warning("tenant %s (%s): parking its invoices for %.0f s (%s)", state.tenant, state.system, length, reason)
+
+
+# =========================================================================== needs re-authorisation
+#: States of the ``broker_tenants_auth_state`` gauge.
+AUTH_STATES = ("ok", "needs_reauth")
+
+
+def mark_needs_reauth(state: TenantState, error: ConnectorError) -> None:
+    """The billing system refused the tenant's OAuth2 refresh token (``error``, a ``ReauthRequiredError``):
+    from now on its invoices park without calling while :func:`reauth_pending` says so."""
+    if state.needs_reauth is None:
+        log.error(
+            "tenant %s (%s): the billing system refused the refresh token; its invoices are parked until "
+            "`broker connectors authorize %s --tenant %s` stores new tokens: %s",
+            state.tenant,
+            state.system,
+            state.system,
+            state.tenant,
+            str(error)[:300],
+        )
+    state.needs_reauth = error
+
+
+def reauth_pending(state: TenantState) -> ConnectorError | None:
+    """Whether a tenant marked ``needs_reauth`` must stay parked, asked of its connector's token store
+    (``connector.reauth_required()``: no call to the billing system). The refusal to park with, or ``None``:
+    not marked, new tokens stored since, or a connector that cannot tell (its next attempt decides).
+    An unreadable store keeps the tenant parked."""
+    if state.needs_reauth is None:
+        return None
+    probe = getattr(state.connector, "reauth_required", None)
+    if not callable(probe):
+        return None
+    try:
+        found = probe()
+    except Exception as exc:  # noqa: BLE001 - a store we cannot read tells nothing new: stay parked
+        log.warning("tenant %s: token store unreadable (%s); staying parked", state.tenant, type(exc).__name__)
+        return state.needs_reauth
+    return found if isinstance(found, ConnectorError) else None
+
+
+def clear_needs_reauth(state: TenantState) -> bool:
+    """An attempt got past the token: the tenant no longer needs re-authorisation. True when it was marked."""
+    if state.needs_reauth is None:
+        return False
+    state.needs_reauth = None
+    log.warning("tenant %s (%s): re-authorised, delivering again", state.tenant, state.system)
+    return True
+
+
+def auth_state_counts(systems: Mapping[str, str], states: Mapping[str, TenantState]) -> dict[tuple[str, str], int]:
+    """Tenants per ``(billing_system, state)`` for the ``broker_tenants_auth_state`` gauge.
+
+    ``systems``: tenant id -> billing system, as configured (the label values); ``states``: the
+    tenants this worker has met (a tenant not met yet counts ``ok``). Every pair of a configured
+    system and :data:`AUTH_STATES` is present (0 included), e.g. ``{("xero", "ok"): 1, ("xero",
+    "needs_reauth"): 1}``.
+    """
+    counts = {(system, auth): 0 for system in set(systems.values()) for auth in AUTH_STATES}
+    for tenant, system in systems.items():
+        state = states.get(tenant)
+        counts[(system, "needs_reauth" if state is not None and state.needs_reauth is not None else "ok")] += 1
+    return counts
 
 
 # =========================================================================== in-line retries

@@ -34,7 +34,6 @@ from broker.pricing.contracts import (
     used_by_others,
 )
 from broker.pricing.core import (
-    INVOICE_NUMBER_MAX,
     Event,
     LineDraft,
     PricingError,
@@ -42,11 +41,11 @@ from broker.pricing.core import (
     document_reference,
     finish_line,
     hours_quantity,
-    invoice_number,
     minutes_amount,
     totals,
 )
 from broker.pricing.engine import price_event, quote_needed
+from broker.pricing.numbers import INVOICE_NUMBER_MAX, invoice_number
 from broker.pricing.state import (
     ALLOWANCE_TABLE,
     QUOTES_TABLE,

@@ -6,8 +6,6 @@ currency's ISO 4217 minor unit with :func:`connectors.sdk.money.round_money`.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -28,9 +26,6 @@ Event = WorkOrderCompleted | ScheduledJobClosed | QuoteApproved
 #: ``amount -> amount rounded half-up to the currency's minor unit`` (:func:`money_rounder`).
 Rounder = Callable[[Decimal], Decimal]
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
-
-#: Longest invoice number :func:`invoice_number` produces (longer ones are shortened with a hash).
-INVOICE_NUMBER_MAX = 32
 
 #: Largest JSON (bytes) of a priced result (:func:`check_priced_size`): it is published as one Kafka
 #: record, which holds 1 MiB with its key and headers.
@@ -159,36 +154,6 @@ def zone_of(tenant: Tenant) -> ZoneInfo:
 
 
 # --------------------------------------------------------------------------- identity
-def _sanitise(value: str) -> str:
-    cleaned = re.sub(r"[^A-Z0-9-]+", "-", value.upper())
-    return re.sub(r"-{2,}", "-", cleaned).strip("-")
-
-
-@lru_cache(maxsize=4096)
-def invoice_number(prefix: str, document: str, document_id: str, revision: int) -> str:
-    """Deterministic invoice number ``PREFIX-DOC-ID-RN``,
-    e.g. ``invoice_number("ACME", "wo", "1001", 1) == "ACME-WO-1001-R1"``.
-
-    Everything is upper-cased and every run of characters outside ``[A-Z0-9-]`` becomes one ``-``.
-    The number is shortened when it would exceed :data:`INVOICE_NUMBER_MAX` (32) characters, or
-    when sanitising replaced characters of the id (so ``"A/B"`` and ``"A_B"`` stay distinct): the
-    id is cut and followed by ``-`` and the first 8 hex digits (upper case) of
-    ``sha256(document_id)``, keeping prefix, document and revision readable and the result unique.
-    """
-    head = f"{_sanitise(prefix)}-{_sanitise(document)}-"
-    tail = f"-R{int(revision)}"
-    clean_id = _sanitise(document_id)
-    plain = f"{head}{clean_id}{tail}"
-    lossy = clean_id != document_id.upper()
-    if not lossy and clean_id and len(plain) <= INVOICE_NUMBER_MAX:
-        return plain
-    digest = hashlib.sha256(document_id.encode("utf-8")).hexdigest()[:8].upper()
-    room = INVOICE_NUMBER_MAX - len(head) - len(tail) - len(digest) - 1
-    kept = clean_id[: max(room, 0)].strip("-")
-    middle = f"{kept}-{digest}" if kept else digest
-    return f"{head}{middle}{tail}"
-
-
 def document_reference(event: Event) -> str:
     """Human reference: ``"WO 1001"``, ``"Scheduled job SJ-7"`` or ``"Quote Q-12"``."""
     if isinstance(event, WorkOrderCompleted):

@@ -22,12 +22,12 @@ from broker.pricing.core import (
     fmt_hours,
     fmt_percent,
     hours_quantity,
-    invoice_number,
     minutes_amount,
     money_rounder,
     trusted,
     zone_of,
 )
+from broker.pricing.fingerprint import fingerprint_of
 from broker.pricing.items import expense_drafts, part_drafts, quote_line_drafts
 from broker.pricing.labour import (
     LabourLine,
@@ -41,6 +41,7 @@ from broker.pricing.labour import (
     travel_description,
     travel_groups,
 )
+from broker.pricing.numbers import invoice_number
 from connectors.sdk.invoice import AllowanceUse, Invoice, InvoiceLine, NotBillable
 
 _BANDS: dict[int, tuple[Tenant, CompiledBands]] = {}
@@ -588,7 +589,9 @@ class _Pricing:
         values: dict[str, object] = {
             "status": "invoice",
             "invoice_key": event.invoice_key,
-            "invoice_number": invoice_number(tenant.invoice_prefix, event.document, event.business_id, event.revision),
+            "invoice_number": invoice_number(
+                tenant.invoice_prefix, event.document, event.business_id, event.revision, tenant.invoice_number_max
+            ),
             "order_key": event.partition_key,
             "tenant": self.tenant_id,
             "billing_system": tenant.billing.system,
@@ -618,5 +621,7 @@ class _Pricing:
             "contract_id": contract_id,
             "allowance": self.allowance,
             "priced_at": priced_at,
+            "corrects": None,
         }
+        values["fingerprint"] = fingerprint_of(values, lines)
         return trusted(Invoice, values)  # every field is given, typed by this module

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from broker.config import Tenant
-from broker.events import EventDecodeError, QuoteApproved, parse_event
+from broker.events import ChangeEvent, EventDecodeError, QuoteApproved, parse_event
 from broker.pricing.contracts import allowance_key, allowance_month, applicable_contract, apply_allowance
 from broker.pricing.core import Event, PricingError
 from broker.pricing.engine import price_event, quote_needed
@@ -44,8 +44,9 @@ def quote_key(tenant_id: str, quote_id: str) -> str:
     return f"{tenant_id}:qt:{quote_id}"
 
 
-def pricing_key(event: Event) -> str:
-    """Key of the pricing agent's input topic: ``tenant:client id`` (co-partitions a client's state)."""
+def pricing_key(event: Event | ChangeEvent) -> str:
+    """Key of the pricing agent's input topic: ``tenant:client id`` (co-partitions a client's state; a
+    document's change events name its client, so they follow its completions in order)."""
     return f"{event.tenant}:{event.data.client_id}"
 
 

@@ -57,6 +57,7 @@ from connectors.sdk import (
     DeliveryResult,
     MissingScopeError,
     PermanentError,
+    ReauthRequiredError,
     RetryableError,
     UncertainOutcomeError,
     UnknownAccountError,
@@ -94,7 +95,9 @@ class FreshBooksConnector(HttpConnector):
     name = "freshbooks"
     label = "FreshBooks"
     version = "0.1.0"
-    capabilities = Capabilities(oauth2=True, amendments=True)
+    # invoice_number: FreshBooks publishes no limit; the mapper assumes 100 (mapper.FIELD_LIMITS), credit_number
+    # likewise undocumented
+    capabilities = Capabilities(oauth2=True, amendments=True, invoice_number_max=mapper.FIELD_LIMITS["invoice_number"])
     Settings = FreshBooksSettings
     settings: FreshBooksSettings
     # Over the shared table: any 5xx is retryable (writes too), any other 4xx refuses the data (422: see deliver).
@@ -123,7 +126,8 @@ class FreshBooksConnector(HttpConnector):
         return self.oauth
 
     def store_key(self) -> str:
-        """Token-store key of the tenant's tokens (``freshbooks-<tenant>-<hash of the token URL and client id>``)."""
+        """Token-store key of the tenant's connection (``freshbooks-<refresh_token_env>-<hash of the token URL,
+        client id and connection>``): a FreshBooks token is the user's and reaches each business of that user."""
         return self.oauth.manager.key
 
     @property
@@ -141,7 +145,8 @@ class FreshBooksConnector(HttpConnector):
 
     async def _refresh(self, refresh_token: SecretStr | None) -> TokenSet:
         """``grant_type=refresh_token``, client credentials (and ``redirect_uri``) in the form as the FreshBooks SDK
-        posts them. 429 -> :class:`RateLimitedError`, 5xx -> :class:`RetryableError`, else :class:`AuthError`."""
+        posts them. 429 -> :class:`RateLimitedError`, 5xx -> :class:`RetryableError`, ``invalid_grant`` (the refresh
+        token is spent or revoked) -> :class:`ReauthRequiredError`, else :class:`AuthError`."""
         what = "FreshBooks token refresh"
         form = {
             "grant_type": "refresh_token",
@@ -159,7 +164,8 @@ class FreshBooksConnector(HttpConnector):
         if resp.status_code != 200 or not isinstance(body, dict):
             code = body.get("error") if isinstance(body, dict) else None
             refused = f"{what} refused (HTTP {resp.status_code} {code or 'no error code'})"
-            raise AuthError(refused + self.unauthorized_hint(), http_status=resp.status_code)
+            error_cls = ReauthRequiredError if code == "invalid_grant" else AuthError
+            raise error_cls(refused + self.unauthorized_hint(), http_status=resp.status_code)
         return TokenSet.from_token_response(body, previous_refresh=refresh_token)
 
     def oauth2_config(self) -> OAuth2Config:

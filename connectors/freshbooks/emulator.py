@@ -77,7 +77,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -1168,27 +1168,16 @@ class FreshBooksEmulator(TokenHolder, Emulator):
             ("GET", "/_emulator/credit_notes"): lambda _req: self._admin_listing(
                 self._accounts, "credit_notes", "account_id"
             ),
-            ("POST", "/_emulator/payments"): lambda req: self._admin_action(
+            ("POST", "/_emulator/payments"): lambda req: self.admin_action(
                 req, lambda doc: self.pay(str(doc["account_id"]), doc["invoiceid"], _amount_or_all(doc.get("amount")))
             ),
-            ("POST", "/_emulator/plant"): lambda req: self._admin_action(
+            ("POST", "/_emulator/plant"): lambda req: self.admin_action(
                 req, lambda doc: self.plant_invoice(str(doc["account_id"]), doc["invoice"])
             ),
-            ("POST", "/_emulator/balance"): lambda req: self._admin_action(
+            ("POST", "/_emulator/balance"): lambda req: self.admin_action(
                 req, lambda doc: {"balance": str(self.balance(str(doc["account_id"]), doc.get("customerid")))}
             ),
         }
-
-    @staticmethod
-    def _admin_action(req: Request, action: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
-        """Run an admin action on the JSON body; 400 ``{"error"}`` for a bad request."""
-        try:
-            doc = loads_decimal(req.body or b"{}")
-            if not isinstance(doc, dict):
-                raise TypeError("the body must be a JSON object")
-            return json_response(200, action(doc))
-        except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
-            return json_response(400, {"error": f"{type(exc).__name__}: {exc}"})
 
 
 def _amount_or_all(value: Any) -> Decimal | None:

@@ -19,7 +19,9 @@ class FreshBooksSettings(OAuthRefreshSettings):
     ``GET /auth/api/v1/users/me``). ``invoice_status``: ``draft`` leaves invoices as drafts,
     ``sent`` marks them sent; ``email_invoice`` e-mails them to the client (and so marks them sent).
     ``tax_names`` maps a tax-rate percentage (``"23"``) to the FreshBooks tax name (``"IVA"``;
-    ``default_tax_name`` otherwise); ``line_names`` the line ``name`` per line kind.
+    ``default_tax_name`` otherwise): a label only, FreshBooks taxes the line by the percentage we send
+    (``taxAmount1``), so no rate needs a code when the configuration loads. ``line_names`` the line
+    ``name`` per line kind.
     ``create_contacts`` lets the connector create a missing client.
     """
 

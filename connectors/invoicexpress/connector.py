@@ -48,6 +48,7 @@ from typing import Any, ClassVar, Literal
 import httpx
 
 from connectors.invoicexpress.mapper import (
+    LIMITS,
     credit_note_to_invoicexpress,
     error_messages,
     invoice_from_invoicexpress,
@@ -58,7 +59,6 @@ from connectors.invoicexpress.mapper import (
 from connectors.invoicexpress.settings import InvoiceXpressSettings
 from connectors.sdk.errors import (
     ConfigError,
-    NumberConflictError,
     PermanentError,
     RetryableError,
     UncertainOutcomeError,
@@ -67,7 +67,7 @@ from connectors.sdk.errors import (
 from connectors.sdk.http import ApiKeyAuth, Auth, HttpConnector
 from connectors.sdk.interface import Capabilities, DeliveryResult
 from connectors.sdk.invoice import ExternalInvoice, Invoice
-from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_number, marker
+from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_conflict, credit_note_number, marker
 from connectors.sdk.money import dumps
 
 log = logging.getLogger("connectors.invoicexpress")
@@ -92,8 +92,15 @@ class InvoiceXpressConnector(HttpConnector):
     label = "InvoiceXpress"
     version = "0.1.0"
     #: No idempotency key, no batch endpoint, an API key; 100 requests/minute per account.
+    # InvoiceXpress numbers documents from the AT sequence; ours goes in reference, and "<ours>-CN" in the
+    # credit note's: 50 characters (mapper.LIMITS, conservative: InvoiceXpress publishes no column sizes)
     capabilities = Capabilities(
-        native_idempotency=False, lookup_by_reference=True, rate_limit_per_minute=100, amendments=True
+        native_idempotency=False,
+        lookup_by_reference=True,
+        rate_limit_per_minute=100,
+        amendments=True,
+        invoice_number_max=LIMITS["reference"],
+        credit_note_number_max=LIMITS["reference"],
     )
     Settings = InvoiceXpressSettings
     settings: InvoiceXpressSettings
@@ -526,16 +533,16 @@ class InvoiceXpressConnector(HttpConnector):
         owner = note.get("owner_invoice_id")
         if str(owner) == str(invoice["id"]) or (owner is None and any(r["id"] == note["id"] for r in related)):
             return note
-        total = Decimal(str(invoice.get("total")))
-        theirs = Decimal(str(note["total"])) if note.get("total") is not None else None
-        raise NumberConflictError(
-            f"number_conflict: InvoiceXpress already holds a credit note with reference {number} (id {note['id']}, "
-            f"total {theirs}) that does not credit invoice {invoice['id']} (total {total}); nothing was issued: "
-            "rename or cancel that credit note, then replay",
-            number=number,
-            ours=total,
-            theirs=theirs,
-            external_id=str(note["id"]),
+        raise credit_note_conflict(
+            "InvoiceXpress",
+            number,
+            note_id=note["id"],
+            invoice=f"{invoice.get('reference')} (id {invoice['id']})",
+            ours=Decimal(str(invoice.get("total"))),
+            theirs=Decimal(str(note["total"])) if note.get("total") is not None else None,
+            why=f"it carries our number as its reference but credits "
+            f"{'another document' if owner is None else f'document {owner}'}, not invoice {invoice['id']}",
+            remedy="rename or cancel that credit note",
         )
 
     async def _finalize_credit_note(self, note: Mapping[str, Any], total: Decimal, what: str) -> dict[str, Any]:

@@ -847,33 +847,29 @@ class InvoiceXpressEmulator(Emulator):
         routes["GET", "/_emulator/balance"] = lambda req: json_response(
             200, {"balance": self.balance(req.query.get("account") or DEFAULT_ACCOUNT)}
         )
-        routes["POST", "/_emulator/payments"] = self._admin_payment
-        routes["POST", "/_emulator/foreign"] = self._admin_foreign
+        routes["POST", "/_emulator/payments"] = lambda req: self.admin_action(
+            req, self._admin_payment, refused="payment refused"
+        )
+        routes["POST", "/_emulator/foreign"] = lambda req: self.admin_action(
+            req, self._admin_foreign, refused="foreign document refused"
+        )
         return routes
 
-    def _admin_payment(self, req: Request) -> Response:
-        """``{"invoice_id", "amount"?}`` -> :meth:`mark_paid` (400 with the reason when refused)."""
-        try:
-            doc = loads_decimal(req.body or b"{}")
-            amount = doc.get("amount")
-            receipt = self.mark_paid(int(doc["invoice_id"]), None if amount is None else Decimal(str(amount)))
-        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
-            return json_response(400, {"error": f"payment refused: {exc}"})
-        return json_response(200, {"ok": True, "receipt_id": receipt})
+    def _admin_payment(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``{"invoice_id", "amount"?}`` -> :meth:`mark_paid` -> ``{"ok", "receipt_id"}``."""
+        amount = doc.get("amount")
+        receipt = self.mark_paid(int(doc["invoice_id"]), None if amount is None else Decimal(str(amount)))
+        return {"ok": True, "receipt_id": receipt}
 
-    def _admin_foreign(self, req: Request) -> Response:
-        """``{"reference", "total", "account"?, "client"?}`` -> :meth:`plant_foreign`."""
-        try:
-            doc = loads_decimal(req.body or b"{}")
-            document_id = self.plant_foreign(
-                str(doc["reference"]),
-                Decimal(str(doc["total"])),
-                account=str(doc.get("account") or DEFAULT_ACCOUNT),
-                client=doc.get("client"),
-            )
-        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
-            return json_response(400, {"error": f"foreign document refused: {exc}"})
-        return json_response(200, {"ok": True, "id": document_id})
+    def _admin_foreign(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``{"reference", "total", "account"?, "client"?}`` -> :meth:`plant_foreign` -> ``{"ok", "id"}``."""
+        document_id = self.plant_foreign(
+            str(doc["reference"]),
+            Decimal(str(doc["total"])),
+            account=str(doc.get("account") or DEFAULT_ACCOUNT),
+            client=doc.get("client"),
+        )
+        return {"ok": True, "id": document_id}
 
     def _invoice_listing(self) -> list[dict[str, Any]]:
         return [dict(self._render(d), account=d["account"]) for d in self.invoices()]

@@ -48,7 +48,7 @@ from connectors.invoicexpress.settings import DEFAULT_TAX_NAMES, EXEMPTION_CODE_
 from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 from connectors.sdk.lifecycle import marker, read_marker
-from connectors.sdk.money import amount_or_none, dumps, loads, lookup_rate, rate_key
+from connectors.sdk.money import amount_or_none, dumps, loads, rate_key
 
 _CENT = Decimal("0.01")
 
@@ -186,16 +186,15 @@ def expected_total(body: Mapping[str, Any], tax_rates: Mapping[str, Decimal], me
 
 # --------------------------------------------------------------------------- Invoice -> InvoiceXpress
 def tax_name_for(line: InvoiceLine, settings: InvoiceXpressSettings) -> str:
-    """The account tax name for the line's rate: ``line.tax_type`` when set, else ``settings.tax_names[rate]``."""
-    if line.tax_type:
-        return line.tax_type
-    name = lookup_rate(settings.tax_names, line.tax_rate)
+    """The account tax name for the line's rate (:meth:`InvoiceXpressSettings.tax_name_of`): ``line.tax_type``
+    unless it is an AT exemption code, else ``settings.tax_names[rate]``."""
+    name = settings.tax_name_of(line.tax_rate, line.tax_type)
     if name is None:
         raise PermanentError(
             f"line {line.description!r}: no InvoiceXpress tax for VAT {rate_key(line.tax_rate)}% "
             "(add it to billing.settings.tax_names)"
         )
-    return str(name)
+    return name
 
 
 def check_length(field: str, value: str | None, limit: int, what: str) -> None:
@@ -215,7 +214,8 @@ def invoice_to_invoicexpress(
 
     ``client.code`` is the mapped ``contact_id`` or our client id (InvoiceXpress matches clients by
     code, then name). Raises :class:`PermanentError` naming the field or line: limits
-    (:data:`LIMITS`), a 0 % line without ``settings.tax_exemption``, an unmapped VAT rate, a negative
+    (:data:`LIMITS`), a 0 % line without an exemption reason (the first 0 % line's AT code in
+    ``tax_type``, else ``settings.tax_exemption``), an unmapped VAT rate, a negative
     line, a currency other than ``settings.currency``, no lines.
     """
     what = f"invoice {invoice.invoice_number}"
@@ -236,6 +236,7 @@ def invoice_to_invoicexpress(
         check_length(f"client.{key}", client.get(key), LIMITS[f"client.{key}"], what)
     items: list[dict[str, Any]] = []
     exempt_lines: list[str] = []
+    exemption: str | None = None
     for index, line in enumerate(invoice.lines):
         label = f"{what} line {index + 1} ({line.description[:40]!r})"
         layout = line_layout(line, tax_inclusive=invoice.tax_inclusive)
@@ -255,6 +256,8 @@ def invoice_to_invoicexpress(
             item["discount"] = dec_text(layout.discount)
         item["tax"] = {"name": tax_name_for(line, settings)}
         if line.tax_rate == 0:
+            if not exempt_lines:  # one reason per document: the first 0 % line's (one client, one treatment)
+                exemption = settings.tax_exemption_of(line.tax_type)
             exempt_lines.append(label)
         items.append(item)
     body: dict[str, Any] = {
@@ -268,13 +271,13 @@ def invoice_to_invoicexpress(
     check_length("observations", observations, LIMITS["observations"], what)
     body["observations"] = observations
     if exempt_lines:
-        if not settings.tax_exemption:
+        if not exemption:
             raise PermanentError(
                 f"{exempt_lines[0]}: 0% VAT needs a tax exemption reason (AT code such as M07 or M40) and none is "
-                "configured (billing.settings.tax_exemption); "
-                "InvoiceXpress requires tax_exemption when an item is exempt"
+                "configured (billing.settings.tax_exemption, or the tenant's tax.exempt_tax_type / "
+                "reverse_charge_tax_type); InvoiceXpress requires tax_exemption when an item is exempt"
             )
-        body["tax_exemption"] = settings.tax_exemption
+        body["tax_exemption"] = exemption
     if settings.sequence_id:
         body["sequence_id"] = settings.sequence_id
     return {"invoice": body}

@@ -56,6 +56,7 @@ import httpx
 from pydantic import SecretStr
 
 from connectors.moloni.mapper import (
+    LIMITS,
     credit_note_to_moloni,
     customer_to_moloni,
     document_label,
@@ -73,8 +74,8 @@ from connectors.sdk.errors import (
     AuthError,
     ConfigError,
     ConnectorError,
-    NumberConflictError,
     PermanentError,
+    ReauthRequiredError,
     RetryableError,
     UncertainOutcomeError,
     UnknownAccountError,
@@ -82,7 +83,7 @@ from connectors.sdk.errors import (
 from connectors.sdk.http import Auth, HttpConnector, OAuth2Auth
 from connectors.sdk.interface import Capabilities, DeliveryResult
 from connectors.sdk.invoice import ExternalInvoice, Invoice
-from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_number, marker
+from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_conflict, credit_note_number, marker
 from connectors.sdk.oauth2 import OAuth2Config, OAuth2TokenManager, TokenSet, default_token_store, token_key
 
 log = logging.getLogger("connectors.moloni")
@@ -116,8 +117,16 @@ class MoloniConnector(HttpConnector):
     label = "Moloni"
     version = "0.1.0"
     #: No idempotency key, no batch endpoint, no published rate limit; OAuth2 with rotating refresh tokens.
+    # Moloni numbers documents from the AT series; ours goes in your_reference, and "<ours>-CN" in the credit
+    # note's: 50 characters (mapper.LIMITS, conservative: Moloni publishes no column sizes)
     capabilities = Capabilities(
-        native_idempotency=False, lookup_by_reference=True, batch_size=1, oauth2=True, amendments=True
+        native_idempotency=False,
+        lookup_by_reference=True,
+        batch_size=1,
+        oauth2=True,
+        amendments=True,
+        invoice_number_max=LIMITS["your_reference"],
+        credit_note_number_max=LIMITS["your_reference"],
     )
     Settings = MoloniSettings
     settings: MoloniSettings
@@ -137,21 +146,30 @@ class MoloniConnector(HttpConnector):
         """The access token as the ``access_token`` query parameter (as Moloni documents and the plugin sends it)."""
         return OAuth2Auth(self._token_manager, header=None, query="access_token")
 
+    def token_connection(self) -> str:
+        """The Moloni user the tokens belong to (they reach every company of that user): the refresh token's
+        variable (``refresh_token_env``), else ``user-<username>`` (the password grant)."""
+        return self.settings.refresh_token_env or f"user-{self.settings.username}"
+
     def _store_key(self) -> str:
-        return token_key("moloni", self.tenant, issuer=self.settings.api_url, client_id=self.settings.client_id)
+        return self.token_store_key(self.settings.api_url)
 
     def _token_manager(self) -> OAuth2TokenManager:
         if self.token_store is None:
             self.token_store = default_token_store()
         seed = (lambda: self.secret("refresh_token_env")) if self.settings.refresh_token_env else None
-        return OAuth2TokenManager(key=self._store_key(), store=self.token_store, refresh=self._grant, seed=seed)
+        legacy = token_key("moloni", self.tenant, issuer=self.settings.api_url, client_id=self.settings.client_id)
+        return OAuth2TokenManager(
+            key=self._store_key(), store=self.token_store, refresh=self._grant, seed=seed, legacy_keys=(legacy,)
+        )
 
     async def _grant(self, refresh_token: SecretStr | None) -> TokenSet:
         """``GET {api_url}/v1/grant/`` with ``grant_type=refresh_token`` (``password`` without a refresh token).
 
         Parameters go in the query string, as Moloni documents them and the plugin sends them.
-        400/401 -> :class:`AuthError` with Moloni's ``error`` code (never a secret); 429/5xx/transport
-        -> :class:`RateLimitedError` / :class:`RetryableError`.
+        400/401 -> :class:`AuthError` with Moloni's ``error`` code (never a secret; ``invalid_grant`` of the
+        refresh grant: :class:`ReauthRequiredError`); 429/5xx/transport -> :class:`RateLimitedError` /
+        :class:`RetryableError`.
         """
         s = self.settings
         params = {"client_id": s.client_id, "client_secret": self.secret("client_secret_env").get_secret_value()}
@@ -173,7 +191,9 @@ class MoloniConnector(HttpConnector):
             code = str(body.get("error") or "no error code") if isinstance(body, dict) else "unreadable answer"
             description = str(body.get("error_description") or "") if isinstance(body, dict) else ""
             refused = f"{what} refused (HTTP {resp.status_code} {code}: {description})"
-            raise AuthError(self.scrub(f"{refused} for client_id {s.client_id}: {hint}"), http_status=resp.status_code)
+            dead = refresh_token is not None and code == "invalid_grant"  # the refresh token itself is refused
+            error_cls = ReauthRequiredError if dead else AuthError
+            raise error_cls(self.scrub(f"{refused} for client_id {s.client_id}: {hint}"), http_status=resp.status_code)
         return TokenSet.from_token_response(body, previous_refresh=refresh_token)
 
     def oauth2_config(self) -> OAuth2Config:
@@ -538,16 +558,15 @@ class MoloniConnector(HttpConnector):
         links = [a for a in note.get("associated_documents") or [] if isinstance(a, Mapping)]
         if any(str(a.get("associated_id")) == str(invoice["document_id"]) for a in links):
             return note
-        total = Decimal(str(invoice.get("net_value")))
-        theirs = Decimal(str(note["net_value"])) if note.get("net_value") is not None else None
-        raise NumberConflictError(
-            f"number_conflict: Moloni already holds a credit note with your_reference {number} (document "
-            f"{note['document_id']}, total {theirs}) that does not credit invoice {invoice['document_id']} "
-            f"(total {total}); nothing was issued: rename or annul that credit note, then replay",
-            number=number,
-            ours=total,
-            theirs=theirs,
-            external_id=str(note["document_id"]),
+        raise credit_note_conflict(
+            "Moloni",
+            number,
+            note_id=note["document_id"],
+            invoice=f"{invoice.get('your_reference')} (document {invoice['document_id']})",
+            ours=Decimal(str(invoice.get("net_value"))),
+            theirs=Decimal(str(note["net_value"])) if note.get("net_value") is not None else None,
+            why=f"it carries our number as its your_reference but does not credit document {invoice['document_id']}",
+            remedy="rename or annul that credit note",
         )
 
     async def _close_credit_note(self, note: Mapping[str, Any], total: Decimal, what: str) -> dict[str, Any]:

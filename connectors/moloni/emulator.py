@@ -84,7 +84,7 @@ from typing import Any
 from connectors.moloni.mapper import LIMITS, moloni_totals, parse_form, q2
 from connectors.sandbox.emulator import AdminRoute, Emulator, StepHook, serve_until_interrupted
 from connectors.sandbox.faults import FAULT_KINDS, Fault
-from connectors.sandbox.http import Request, Response, json_response, loads_decimal
+from connectors.sandbox.http import Request, Response, json_response
 from connectors.sandbox.limits import Window
 from connectors.sandbox.oauth import ExpiringTokens, TokenHolder, secret_ok, token_setting
 from connectors.sandbox.values import decimal_or_none as _dec
@@ -1049,8 +1049,12 @@ class MoloniEmulator(TokenHolder, Emulator):
         routes["GET", "/_emulator/credit-notes"] = lambda _req: json_response(200, self.credit_notes())
         routes["GET", "/_emulator/emails"] = lambda _req: json_response(200, self._emails())
         routes["GET", "/_emulator/balance"] = self._admin_balance
-        routes["POST", "/_emulator/payments"] = self._admin_payment
-        routes["POST", "/_emulator/foreign"] = self._admin_foreign
+        routes["POST", "/_emulator/payments"] = lambda req: self.admin_action(
+            req, self._admin_payment, refused="payment refused"
+        )
+        routes["POST", "/_emulator/foreign"] = lambda req: self.admin_action(
+            req, self._admin_foreign, refused="foreign document refused"
+        )
         return routes
 
     def _admin_balance(self, req: Request) -> Response:
@@ -1058,29 +1062,22 @@ class MoloniEmulator(TokenHolder, Emulator):
         customer_id = _int(req.query.get("customer_id")) if req.query.get("customer_id") else None
         return json_response(200, {"balance": self.balance(company_id, customer_id)})
 
-    def _admin_payment(self, req: Request) -> Response:
-        """``{"document_id", "value"?}`` -> :meth:`mark_paid` (400 with the reason when refused)."""
-        try:
-            doc = loads_decimal(req.body or b"{}")
-            value = doc.get("value")
-            receipt = self.mark_paid(int(doc["document_id"]), None if value is None else Decimal(str(value)))
-        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
-            return json_response(400, {"error": f"payment refused: {exc}"})
-        return json_response(200, {"ok": True, "receipt_id": receipt})
+    def _admin_payment(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``{"document_id", "value"?}`` -> :meth:`mark_paid` -> ``{"ok", "receipt_id"}``."""
+        value = doc.get("value")
+        receipt = self.mark_paid(int(doc["document_id"]), None if value is None else Decimal(str(value)))
+        return {"ok": True, "receipt_id": receipt}
 
-    def _admin_foreign(self, req: Request) -> Response:
-        """``{"your_reference", "total", "customer_id"?, "company_id"?}`` -> :meth:`plant_foreign`."""
-        try:
-            doc = loads_decimal(req.body or b"{}")
-            document_id = self.plant_foreign(
-                str(doc["your_reference"]),
-                Decimal(str(doc["total"])),
-                company_id=int(doc.get("company_id", DEFAULT_COMPANY_ID)),
-                customer_id=int(doc.get("customer_id", 201)),
-            )
-        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
-            return json_response(400, {"error": f"foreign document refused: {exc}"})
-        return json_response(200, {"ok": True, "document_id": document_id})
+    def _admin_foreign(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``{"your_reference", "total", "customer_id"?, "company_id"?}`` -> :meth:`plant_foreign` ->
+        ``{"ok", "document_id"}``."""
+        document_id = self.plant_foreign(
+            str(doc["your_reference"]),
+            Decimal(str(doc["total"])),
+            company_id=int(doc.get("company_id", DEFAULT_COMPANY_ID)),
+            customer_id=int(doc.get("customer_id", 201)),
+        )
+        return {"ok": True, "document_id": document_id}
 
     def _emails(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -224,20 +224,18 @@ def payload_totals(payload: Mapping[str, Any], method: str) -> MoloniTotals:
 
 # --------------------------------------------------------------------------- Invoice -> Moloni
 def tax_id_for(line: InvoiceLine, settings: MoloniSettings) -> int | None:
-    """Moloni ``tax_id`` of a line's VAT rate: ``line.tax_type`` when it is a number, else
-    ``settings.tax_ids[rate]``; ``None`` for a 0 % line. :class:`PermanentError` when a non-zero rate
-    has no mapping."""
+    """Moloni ``tax_id`` of a line's VAT rate (:meth:`MoloniSettings.tax_id_of`: ``line.tax_type`` when it
+    is a number, else ``settings.tax_ids[rate]``); ``None`` for a 0 % line. :class:`PermanentError`
+    when a non-zero rate has no mapping."""
     if line.tax_rate == 0:
         return None
-    if line.tax_type and line.tax_type.strip().isdigit():
-        return int(line.tax_type)
-    tax_id = lookup_rate(settings.tax_ids, line.tax_rate)
+    tax_id = settings.tax_id_of(line.tax_rate, line.tax_type)
     if tax_id is None:
         raise PermanentError(
             f"line {line.description!r}: no Moloni tax for VAT {rate_key(line.tax_rate)}% "
             f"(add it to billing.settings.tax_ids; ids from taxes/getAll)"
         )
-    return int(tax_id)
+    return tax_id
 
 
 def product_id_for(line: InvoiceLine, settings: MoloniSettings) -> int:
@@ -263,7 +261,8 @@ def invoice_to_moloni(invoice: Invoice, settings: MoloniSettings, *, customer_id
                        "taxes": [{"tax_id", "value", "order", "cumulative"}] | "exemption_reason"}]}
 
     Raises :class:`PermanentError` naming the field or the line: a field over its limit
-    (:data:`LIMITS`), a 0 % line without ``settings.exemption_reason``, a VAT rate without a tax id,
+    (:data:`LIMITS`), a 0 % line without an exemption reason (an AT code in ``line.tax_type``, else
+    ``settings.exemption_reason``), a VAT rate without a tax id,
     a line kind without a product, a negative line, a currency other than ``settings.currency``,
     an invoice without lines.
     """
@@ -295,12 +294,14 @@ def invoice_to_moloni(invoice: Invoice, settings: MoloniSettings, *, customer_id
         }
         tax_id = tax_id_for(line, settings)
         if tax_id is None:
-            if not settings.exemption_reason:
+            reason = settings.exemption_reason_of(line.tax_type)
+            if not reason:
                 raise PermanentError(
                     f"{label}: 0% VAT needs an exemption reason (AT code such as M07) and none is configured "
-                    "(billing.settings.exemption_reason); Moloni refuses such a line without one"
+                    "(billing.settings.exemption_reason, or the tenant's tax.exempt_tax_type / "
+                    "reverse_charge_tax_type); Moloni refuses such a line without one"
                 )
-            product["exemption_reason"] = settings.exemption_reason
+            product["exemption_reason"] = reason
         else:
             product["taxes"] = [{"tax_id": tax_id, "value": line.tax_rate, "order": 0, "cumulative": 0}]
         products.append(product)

@@ -6,16 +6,29 @@ importing the connector.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connectors.sdk.invoice import LineKind
+from connectors.sdk.money import lookup_rate
 from connectors.sdk.settings import OAuthClientSettings
+
+if TYPE_CHECKING:
+    from connectors.sdk.tax import VatRate
 
 #: Exemption reasons accepted by :class:`MoloniSettings` validation and the emulator
 #: (AT "motivos de isenção" M01–M99 pattern; the list of valid codes changes with the law).
 EXEMPTION_CODE_PATTERN = r"^M\d{2}$"
+
+
+def exemption_code(tax_type: str | None) -> str | None:
+    """``tax_type`` (a line's tenant code) when it is an AT exemption code such as ``M07``, else ``None``."""
+    return tax_type if tax_type and re.match(EXEMPTION_CODE_PATTERN, tax_type) else None
+
 
 #: The generic Portuguese NIF for an unidentified final consumer ("consumidor final").
 FINAL_CONSUMER_VAT = "999999990"
@@ -47,9 +60,12 @@ class MoloniSettings(OAuthClientSettings):
 
     Document: ``company_id``, ``document_set_id`` (the AT-registered series), ``product_ids`` (our
     line kind -> Moloni ``product_id``; ``default_product_id`` for the rest), ``tax_ids`` (VAT
-    percentage text ``"23"`` -> ``tax_id``), ``exemption_reason`` (AT code, e.g. ``M07``, required
-    when any line is 0 %), ``invoice_status`` (``closed`` = issued, ``draft`` = left for review),
-    ``send_email`` (e-mail the customer when closing; ``email_message`` is the text),
+    percentage text ``"23"`` -> ``tax_id``; every non-zero rate the tenant bills needs one),
+    ``exemption_reason`` (AT code, e.g. ``M07``, for 0 % lines; a tenant's ``tax.exempt_tax_type`` /
+    ``tax.reverse_charge_tax_type`` that is an AT code, e.g. ``M40``, wins for those clients' lines;
+    a 0 % rate with neither is refused when the configuration loads), ``invoice_status``
+    (``closed`` = issued, ``draft`` = left for review), ``send_email`` (e-mail the customer when
+    closing; ``email_message`` is the text),
     ``rounding_method`` — the company's *método de cálculo* in Moloni (Configurações > Empresa >
     Documentos > Método de cálculo): ``line`` (arredondamento à linha, which matches our per-line
     rule) or ``document`` (arredondamento ao documento, Moloni's default for new companies; the
@@ -90,6 +106,36 @@ class MoloniSettings(OAuthClientSettings):
     )
     max_concurrency: int | None = Field(default=None, gt=0, description="Calls in flight at most (none published).")
 
+    def tax_id_of(self, rate: Decimal, tax_type: str | None = None) -> int | None:
+        """The Moloni ``tax_id`` of a non-zero ``rate``: ``tax_type`` (the line's tenant code) when it is a
+        number, else ``tax_ids[rate]``; ``None`` when neither maps it."""
+        if tax_type and tax_type.strip().isdigit():
+            return int(tax_type)
+        tax_id = lookup_rate(self.tax_ids, rate)
+        return None if tax_id is None else int(tax_id)
+
+    def exemption_reason_of(self, tax_type: str | None = None) -> str | None:
+        """The AT exemption reason of a 0 % line: ``tax_type`` when it is an AT code (:func:`exemption_code`),
+        else ``exemption_reason``; ``None`` when neither is set."""
+        return exemption_code(tax_type) or self.exemption_reason
+
+    def tax_mapping_problems(self, rates: Sequence[VatRate]) -> list[str]:
+        """Non-zero rates without a Moloni tax (:meth:`tax_id_of`) and 0 % rates without an AT exemption
+        reason (:meth:`exemption_reason_of`): Moloni refuses both lines (``invoices/insert``)."""
+        problems = []
+        for rate in rates:
+            if rate.rate != 0 and self.tax_id_of(rate.rate, rate.tax_type) is None:
+                problems.append(
+                    f'{rate.label} has no Moloni tax: add billing.settings.tax_ids["{rate.key}"] '
+                    "(a tax_id of taxes/getAll)"
+                )
+            elif rate.rate == 0 and self.exemption_reason_of(rate.tax_type) is None:
+                problems.append(
+                    f"{rate.label} needs an AT exemption reason (M01-M99, e.g. M07): set "
+                    "billing.settings.exemption_reason" + (f" or {rate.code_field}" if rate.code_field else "")
+                )
+        return problems
+
     @model_validator(mode="after")
     def _one_grant(self) -> MoloniSettings:
         if not self.refresh_token_env and not (self.username and self.password_env):
@@ -103,4 +149,10 @@ class MoloniSettings(OAuthClientSettings):
         return self
 
 
-__all__ = ["EXEMPTION_CODE_PATTERN", "FINAL_CONSUMER_VAT", "MoloniCustomerDefaults", "MoloniSettings"]
+__all__ = [
+    "EXEMPTION_CODE_PATTERN",
+    "FINAL_CONSUMER_VAT",
+    "MoloniCustomerDefaults",
+    "MoloniSettings",
+    "exemption_code",
+]

@@ -20,6 +20,12 @@ tenant wants issued invoices, sends them with ``POST /v2/invoicing/invoices/{id}
   number (``DUPLICATE_INVOICE_NUMBER`` in ``details[].issue``, 422 ``UNPROCESSABLE_ENTITY`` or 400)
   is looked up and recorded as success. The send step is guarded by the invoice's status (only a
   ``DRAFT`` is sent; ``INVOICE_ALREADY_SENT`` counts as done).
+* A customer without an e-mail address: PayPal refuses to send with ``send_to_recipient: true`` (its
+  default) when no recipient has ``billing_info.email_address`` (422), which used to leave a stray
+  draft. ``settings.no_email`` decides, per tenant: ``mark_sent`` (default) sends with
+  ``send_to_recipient: false`` ("To send the invoice through a share link and not through PayPal, set
+  the send_to_recipient parameter to false", spec ``invoices.send``), so PayPal marks it ``SENT`` without
+  e-mailing it; ``leave_unsent`` leaves the ``DRAFT`` on purpose and reports it (``details``).
 * ``detail.invoice_number`` ≤25 characters and the other field limits are checked before sending
   (:mod:`connectors.paypal.mapper`, :class:`~connectors.paypal.mapper.FieldLimitError`).
 * PayPal computes tax itself (``tax.amount`` is read-only); the mapper lays items out so PayPal's
@@ -134,7 +140,11 @@ class PayPalConnector(HttpConnector):
     version = "0.1.0"
     # PayPal publishes no rate limits, concurrency or daily caps for Invoicing (429 RATE_LIMIT_REACHED
     # when exceeded, honour Retry-After): nothing is declared, RateLimitedError drives the back-off.
-    capabilities = Capabilities(native_idempotency=False, lookup_by_reference=True, amendments=True)
+    # detail.invoice_number: PayPal refuses more than 25 characters (mapper.INVOICE_NUMBER_MAX; the spec says
+    # 127, /work/shared/billing-apis.md says <= 25). PayPal has no credit notes (retire cancels or deletes).
+    capabilities = Capabilities(
+        native_idempotency=False, lookup_by_reference=True, amendments=True, invoice_number_max=INVOICE_NUMBER_MAX
+    )
     Settings = PayPalSettings
     # 409 RESOURCE_CONFLICT is a state conflict, not a duplicate (those are 422 DUPLICATE_INVOICE_NUMBER).
     status_overrides = MappingProxyType({409: PermanentError})
@@ -150,15 +160,17 @@ class PayPalConnector(HttpConnector):
         return OAuth2Auth(self._new_token_manager)
 
     def _new_token_manager(self) -> OAuth2TokenManager:
-        """Single-flight token manager over the tenant's token store (client-credentials grant, no seed).
+        """Single-flight token manager over the token store (client-credentials grant, no seed).
 
-        Tokens are shared through the store: workers of one tenant reuse one PayPal access token
-        instead of each fetching its own (PayPal rate-limits apps that request tokens too often).
+        A client-credentials token belongs to the app (``client_id``), not to a tenant: it is kept under
+        ``token_key("paypal", "app", issuer=api_url, client_id=client_id)``, so every worker and every
+        tenant on the app reuse one PayPal access token instead of each fetching its own (PayPal
+        rate-limits apps that request tokens too often).
         """
         if self.token_store is None:
             self.token_store = default_token_store()
         return OAuth2TokenManager(
-            key=token_key("paypal", self.tenant, issuer=self.settings.api_url, client_id=self.settings.client_id),
+            key=token_key("paypal", "app", issuer=self.settings.api_url, client_id=self.settings.client_id),
             store=self.token_store,
             refresh=self._grant,
             seed=None,
@@ -288,11 +300,17 @@ class PayPalConnector(HttpConnector):
         4. compare PayPal's ``amount.value`` with our total; when sending, a difference raises
            :class:`PermanentError` and the draft stays unsent; ``DRAFT`` + ``invoice_status=SENT`` ->
            ``POST /v2/invoicing/invoices/{id}/send`` (``SENT``; ``SCHEDULED`` for a future invoice date).
+           A draft whose recipient has no e-mail address while the tenant e-mails its invoices follows
+           ``settings.no_email``: ``mark_sent`` sends it with ``send_to_recipient: false`` (PayPal refuses
+           ``true`` without an address, 422), ``leave_unsent`` does not send it.
 
         ``details``: ``status``, ``total`` (PayPal's, decimal string), ``total_matches``, ``sent``
         (this call sent it), ``emailed_to`` (the customer address PayPal e-mailed, when sent),
         ``duplicate`` + ``found_by`` (``lookup`` / ``DUPLICATE_INVOICE_NUMBER``: found instead of
-        created). A found invoice must carry our marker and our total (:class:`NumberConflictError`).
+        created); without a recipient e-mail ``no_email`` (the choice applied) and ``payer_view_url``
+        (``mark_sent``) or ``unsent_reason`` (``leave_unsent``). A found invoice must carry our marker and
+        our total (:class:`NumberConflictError`). A repeat after a crash between create and send finds the
+        draft by its number and completes it: never a second draft.
         """
         return await self._deliver(invoice, None)
 
@@ -302,13 +320,6 @@ class PayPalConnector(HttpConnector):
         payload = invoice_to_paypal(invoice, self.settings, recipient, deduction)
         if deduction is not None:  # PayPal's total, what ownership and the send step compare with
             invoice = invoice.model_copy(update={"total": invoice.total - deduction.amount})
-        if self.settings.invoice_status == "SENT" and self.settings.email_to_recipient and not recipient.email:
-            log.warning(
-                "paypal tenant=%s invoice=%s: no e-mail for client %s; PayPal will mark it sent without e-mailing it",
-                self.tenant,
-                invoice.invoice_number,
-                invoice.client_id,
-            )
         number = invoice.invoice_number
         existing = await self._lookup(number)
         if existing is not None:
@@ -360,14 +371,20 @@ class PayPalConnector(HttpConnector):
         matches, sent = self.total_matches(invoice, total), False  # a difference is logged
         extra: dict[str, Any] = {} if found_by is None else {"duplicate": True, "found_by": found_by}
         if status == "DRAFT" and self.settings.invoice_status == "SENT":
-            if not matches:
-                raise PermanentError(
-                    f"PayPal draft {found.external_id} ({number}) totals {total} {invoice.currency} but ours is "
-                    f"{invoice.total}: left as a draft, not sent"
-                )
-            status, sent = await self._send_invoice(found.external_id, invoice), True
-            if self.settings.email_to_recipient:
-                extra["emailed_to"] = recipient_email(element)
+            email = recipient_email(element)
+            mailed = self.settings.email_to_recipient and email is not None
+            unmailable = self.settings.email_to_recipient and email is None  # PayPal refuses send_to_recipient
+            if unmailable:
+                extra.update(self._without_email(invoice, element))
+            if not (unmailable and self.settings.no_email == "leave_unsent"):
+                if not matches:
+                    raise PermanentError(
+                        f"PayPal draft {found.external_id} ({number}) totals {total} {invoice.currency} but ours is "
+                        f"{invoice.total}: left as a draft, not sent"
+                    )
+                status, sent = await self._send_invoice(found.external_id, invoice, to_recipient=mailed), True
+                if mailed:
+                    extra["emailed_to"] = email
         elif status == "CANCELLED":
             log.warning(
                 "paypal tenant=%s invoice=%s: PayPal invoice %s is CANCELLED", self.tenant, number, found.external_id
@@ -381,9 +398,39 @@ class PayPalConnector(HttpConnector):
             details={**details, "sent": sent, **extra},
         )
 
-    async def _send_invoice(self, invoice_id: str, invoice: Invoice) -> str:
+    def _without_email(self, invoice: Invoice, element: dict[str, Any]) -> dict[str, Any]:
+        """``details`` for a draft to send by e-mail whose recipients have no e-mail address, by ``settings.no_email``.
+
+        PayPal refuses ``send_to_recipient: true`` without a recipient address (422), which left a stray
+        draft. ``mark_sent``: it is sent with ``send_to_recipient: false`` (spec ``invoices.send``: "To send
+        the invoice through a share link and not through PayPal, set the send_to_recipient parameter to
+        false"): ``{"no_email": "mark_sent", "payer_view_url"}`` (the link to give the customer, when PayPal
+        returned it). ``leave_unsent``: ``{"no_email": "leave_unsent", "unsent_reason"}``; the caller does
+        not send it, and a redelivery finds the same draft and leaves it again.
+        """
+        draft, client = str(element.get("id")), invoice.client_id
+        if self.settings.no_email == "leave_unsent":
+            reason = (
+                f"client {client} ({invoice.client_name}) has no e-mail address, so PayPal cannot e-mail invoice "
+                f"{invoice.invoice_number}; it was left as PayPal draft {draft} (settings.no_email = leave_unsent): "
+                "add the customer's e-mail to the draft in PayPal and send it there, or replay once it is there"
+            )
+            log.warning("paypal tenant=%s invoice=%s: %s", self.tenant, invoice.invoice_number, reason)
+            return {"no_email": "leave_unsent", "unsent_reason": reason}
+        log.warning(
+            "paypal tenant=%s invoice=%s: no e-mail for client %s; PayPal marks it sent without e-mailing it "
+            "(settings.no_email = mark_sent): give the customer its payer-view link",
+            self.tenant,
+            invoice.invoice_number,
+            client,
+        )
+        link = ((element.get("detail") or {}).get("metadata") or {}).get("recipient_view_url")
+        return {"no_email": "mark_sent", **({"payer_view_url": str(link)} if link else {})}
+
+    async def _send_invoice(self, invoice_id: str, invoice: Invoice, *, to_recipient: bool | None = None) -> str:
         """``POST /v2/invoicing/invoices/{id}/send``; returns the new status (``SENT``/``SCHEDULED``).
 
+        ``to_recipient``: ``send_to_recipient`` of the notification (``None``: ``settings.email_to_recipient``).
         Retry-safe: ``INVOICE_ALREADY_SENT`` (422) / 409 mean an earlier attempt landed. A lost answer
         is checked with ``GET`` (status no longer ``DRAFT`` = sent) and otherwise reported as
         :class:`RetryableError`: the draft exists, so the next :meth:`deliver` finds it and sends it.
@@ -391,7 +438,7 @@ class PayPalConnector(HttpConnector):
         path = f"{INVOICES_PATH}/{quote(invoice_id, safe='')}/send"
         what = f"PayPal POST {path} ({invoice.invoice_number})"
         try:
-            resp = await self._call("POST", path, notification(self.settings))
+            resp = await self._call("POST", path, notification(self.settings, to_recipient=to_recipient))
         except UncertainOutcomeError:
             return await self._after_lost_send(invoice_id, what)
         if resp.status_code == 202:
@@ -489,7 +536,9 @@ class PayPalConnector(HttpConnector):
                 self._raise(resp, f"PayPal DELETE {path} ({number})")
             return Retirement("deleted", number, status)
         if status in ("SENT", "UNPAID"):
-            resp = await self._call("POST", f"{path}/cancel", cancel_notification(self.settings, reason))
+            told = self.settings.email_to_recipient and recipient_email(current) is not None  # else nobody to tell
+            note = cancel_notification(self.settings, reason, to_recipient=told)
+            resp = await self._call("POST", f"{path}/cancel", note)
             if resp.status_code == 422 and has_issue(self.decode(resp), CANCELLED_ISSUES):
                 return Retirement("none", number, "CANCELLED")  # cancelled meanwhile
             self._raise(resp, f"PayPal POST {path}/cancel ({number})")

@@ -37,8 +37,12 @@ lists and the ``invoice_draft`` example — plus ``billing-apis.md`` §9, PayPal
   including cancelled invoices; a deleted draft frees its number), ``USER_NOT_FOUND`` (invoicer e-mail
   not the account's), ``CURRENCY_NOT_SUPPORTED``, ``CURRENCY_MISMATCH``, one rate per tax name
   (``TAX_NAME_RATE_MISMATCH``, legacy error 570048), a negative total (``NEGATIVE_INVOICE_AMOUNT``,
-  legacy 570049), ``INVOICE_ALREADY_SENT``, the spec's ``CANNOT_CANCEL_*`` issues. Issue names not in
-  PayPal's material (the tax-name, negative-total and due-date ones) are the emulator's choice.
+  legacy 570049), ``INVOICE_ALREADY_SENT``, the spec's ``CANNOT_CANCEL_*`` issues, and a ``send`` with
+  ``send_to_recipient`` true (the spec's default) of an invoice whose recipients have no
+  ``billing_info.email_address`` (``MISSING_RECIPIENT_EMAIL``; the invoice stays a ``DRAFT``: PayPal
+  answers 422 there, and ``send_to_recipient: false`` marks it sent for sharing by link, spec
+  ``invoices.send``). Issue names not in PayPal's material (the tax-name, negative-total, due-date and
+  missing-recipient-e-mail ones) are the emulator's choice.
 * **Totals as PayPal computes them** (the spec's ``invoice_draft`` example is reproduced exactly by
   :func:`compute_amounts`): item amount ``round(quantity × unit_amount)``; item discount = its
   ``amount`` or ``round(amount × percent / 100)``; an invoice-level discount (percent or amount) is
@@ -360,6 +364,12 @@ def _detail(issue: str, description: str, field_: str | None = None, value: Any 
     d["issue"] = issue
     d["description"] = description
     return d
+
+
+def _recipient_emails(inv: dict) -> list[str]:
+    """The ``primary_recipients[].billing_info.email_address`` of an invoice (whom PayPal e-mails), in order."""
+    billing = [((r or {}).get("billing_info") or {}) for r in inv.get("primary_recipients") or []]
+    return [str(b["email_address"]) for b in billing if b.get("email_address")]
 
 
 def _error(
@@ -1528,6 +1538,18 @@ class PayPalEmulator(Emulator):
                     )
                 ],
             )
+        if note.get("send_to_recipient", True) and not _recipient_emails(inv):
+            return _error(
+                "UNPROCESSABLE_ENTITY",
+                [
+                    _detail(
+                        "MISSING_RECIPIENT_EMAIL",
+                        "A recipient email address is required to send the invoice to the recipient; set "
+                        "send_to_recipient to false to share it by link.",
+                        "/primary_recipients/0/billing_info/email_address",
+                    )
+                ],
+            )
         now = _now()
         meta = inv["detail"]["metadata"]
         scheduled = date.fromisoformat(inv["detail"]["invoice_date"]) > self.today()
@@ -1567,8 +1589,7 @@ class PayPalEmulator(Emulator):
         ``send_to_recipient`` is false, to the invoicer with ``send_to_invoicer``; ``subject`` by default."""
         to: list[str] = []
         if note.get("send_to_recipient", True):
-            billing = [((r or {}).get("billing_info") or {}) for r in inv.get("primary_recipients") or []]
-            to += [b["email_address"] for b in billing if b.get("email_address")]
+            to += _recipient_emails(inv)
             to += list(note.get("additional_recipients") or [])
         if note.get("send_to_invoicer", False):
             to.append(inv["invoicer"].get("email_address", self.account_email))

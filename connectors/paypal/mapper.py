@@ -455,23 +455,28 @@ def _assert_totals_agree(invoice: Invoice, body: Mapping[str, Any], deducted: De
         )
 
 
-def cancel_notification(settings: PayPalSettings, reason: str) -> dict[str, Any]:
+def cancel_notification(settings: PayPalSettings, reason: str, *, to_recipient: bool | None = None) -> dict[str, Any]:
     """Body of ``POST /v2/invoicing/invoices/{id}/cancel`` (spec schema ``notification``, required by the spec).
 
-    The customer is told (``send_to_recipient``) when the tenant e-mails its invoices; ``note`` is
-    ``reason`` (at most 4000 characters).
+    The customer is told (``send_to_recipient``) when the tenant e-mails its invoices (``to_recipient``
+    overrides it: false for a customer without an e-mail address); ``note`` is ``reason`` (at most 4000
+    characters).
     """
     return {
-        "send_to_recipient": settings.email_to_recipient,
+        "send_to_recipient": settings.email_to_recipient if to_recipient is None else to_recipient,
         "send_to_invoicer": settings.email_copy_to_invoicer,
         "note": reason[:NOTE_MAX],
     }
 
 
-def notification(settings: PayPalSettings) -> dict[str, Any]:
-    """Body of ``POST /v2/invoicing/invoices/{id}/send`` (spec schema ``notification``) from the settings."""
+def notification(settings: PayPalSettings, *, to_recipient: bool | None = None) -> dict[str, Any]:
+    """Body of ``POST /v2/invoicing/invoices/{id}/send`` (spec schema ``notification``) from the settings.
+
+    ``to_recipient``: ``send_to_recipient`` when the caller decides it (false for a customer without an
+    e-mail address); ``None``: ``settings.email_to_recipient``.
+    """
     body: dict[str, Any] = {
-        "send_to_recipient": settings.email_to_recipient,
+        "send_to_recipient": settings.email_to_recipient if to_recipient is None else to_recipient,
         "send_to_invoicer": settings.email_copy_to_invoicer,
     }
     if settings.email_subject:

@@ -19,6 +19,12 @@ class PayPalSettings(OAuthClientSettings):
     * ``email_to_recipient``: send PayPal's invoice e-mail to the customer (``send_to_recipient``);
       false = PayPal only marks the invoice sent and it is shared by link. ``email_copy_to_invoicer``:
       ``send_to_invoicer``. ``email_subject`` / ``email_note``: the notification's subject and note.
+    * ``no_email``: what happens to an invoice to send by e-mail whose customer has no e-mail address
+      (PayPal refuses ``send_to_recipient: true`` without one, 422): ``mark_sent`` (default: sent with
+      ``send_to_recipient: false``, so PayPal marks it ``SENT`` without e-mailing anyone and the customer
+      gets the payer-view link, ``details["payer_view_url"]``) or ``leave_unsent`` (left as a ``DRAFT``
+      on purpose, ``details["unsent_reason"]`` says why, for a person to add the address and send it).
+      Either way ``details["no_email"]`` names the choice applied.
     * ``client_emails``: our client id -> the customer's e-mail (``billing_info.email_address``);
       otherwise the tenant's ``clients.<id>.email``, otherwise a ``contact_id`` that is an e-mail
       address. PayPal has no customer objects, so there is nothing to look up or create. The client's
@@ -26,7 +32,8 @@ class PayPalSettings(OAuthClientSettings):
     * ``invoicer_email`` / ``invoicer_business_name``: ``invoicer`` block (the e-mail must be the PayPal
       account's, or PayPal answers 422 ``USER_NOT_FOUND``); omitted when unset.
     * ``tax_name``: tax label, sent as ``"<tax_name> <rate>%"`` (a tax name may carry one rate per
-      invoice); ``tax_names`` overrides per rate (``{"23": "IVA 23%"}``).
+      invoice); ``tax_names`` overrides per rate (``{"23": "IVA 23%"}``). A label with our percentage
+      (``tax.percent``), no code: no rate needs a mapping when the configuration loads.
     * ``unit_of_measure``: ``QUANTITY`` | ``HOURS`` | ``AMOUNT`` (PayPal uses the first item's for the
       whole invoice). ``note`` / ``terms_and_conditions``: shown on the invoice.
     * ``long_descriptions``: ``truncate`` (default: a line text over 200 + 1000 characters is cut with
@@ -41,6 +48,7 @@ class PayPalSettings(OAuthClientSettings):
     invoice_status: Literal["DRAFT", "SENT"] = "SENT"
     email_to_recipient: bool = True
     email_copy_to_invoicer: bool = False
+    no_email: Literal["mark_sent", "leave_unsent"] = "mark_sent"
     email_subject: str | None = Field(default=None, max_length=4000)
     email_note: str | None = Field(default=None, max_length=4000)
     client_emails: dict[str, str] = Field(default_factory=dict)

@@ -70,7 +70,7 @@ from connectors.sdk.http import HttpConnector, OAuth2Auth
 from connectors.sdk.idempotency import QUICKBOOKS, idempotency_key
 from connectors.sdk.interface import BatchItem, Capabilities, DeliveryResult
 from connectors.sdk.invoice import ExternalInvoice, Invoice
-from connectors.sdk.lifecycle import Retirement, check_ours
+from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_conflict
 from connectors.sdk.oauth2 import OAuth2Config
 
 log = logging.getLogger("connectors.quickbooks")
@@ -105,6 +105,9 @@ class QuickBooksConnector(HttpConnector):
         rate_limit_per_minute=500,
         max_concurrency=10,
         daily_limit=None,
+        # DocNumber <= 21 characters (error 2050; /work/shared/billing-apis.md, QuickBooks "Number / reference").
+        # No credit-note limit: credit memos are numbered by mapper.credit_memo_number, which fits 21 itself.
+        invoice_number_max=qbo.DOC_NUMBER_MAX,
     )
     Settings = QuickBooksSettings
     settings: QuickBooksSettings
@@ -132,6 +135,11 @@ class QuickBooksConnector(HttpConnector):
     def make_auth(self) -> OAuth2Auth:
         """Bearer tokens refreshed at ``token_url`` with HTTP Basic client authentication (rotating)."""
         return self.refresh_token_auth(self.settings.token_url, on_rotate=self.on_refresh_token)
+
+    def token_connection(self) -> str:
+        """``realm-<realmId>``: Intuit issues a refresh token per company (realm) and app, so tenants on one
+        realm share its tokens and tenants on different realms never do, whatever variable seeds them."""
+        return f"realm-{self.settings.realm_id}"
 
     @property
     def token_refreshes(self) -> int:
@@ -411,14 +419,15 @@ class QuickBooksConnector(HttpConnector):
         found, total = qbo.read_marker(note.get("PrivateNote")), Decimal(str(note.get("TotalAmt", "0")))
         invoice_total = Decimal(str(entity.get("TotalAmt", "0")))
         if found != expected or total != invoice_total:
-            raise NumberConflictError(
-                f"number_conflict: QuickBooks already holds a CreditMemo numbered {number} (Id {note.get('Id')}) "
-                f"that is not ours: marker {found!r} (ours {expected!r}), total {total} (invoice {invoice_number} "
-                f"totals {invoice_total}). Invoice {invoice_number} was not retired: rename or remove that memo",
-                number=number,
+            raise credit_note_conflict(
+                "QuickBooks",
+                number,
+                note_id=note.get("Id"),
+                invoice=invoice_number,
                 ours=invoice_total,
                 theirs=total,
-                external_id=str(note.get("Id")),
+                why=f"this CreditMemo carries the marker {found!r} (ours {expected!r})",
+                remedy="rename or remove that credit memo",
             )
         return note
 

@@ -1386,12 +1386,12 @@ class QuickBooksEmulator(TokenHolder, Emulator):
                 self._realms, "credit_memos", "RealmId"
             ),
             ("GET", "/_emulator/payments"): lambda _req: self._admin_listing(self._realms, "payments", "RealmId"),
-            ("POST", "/_emulator/payments"): lambda req: self._admin_action(req, self._admin_pay),
-            ("POST", "/_emulator/plant"): lambda req: self._admin_action(
+            ("POST", "/_emulator/payments"): lambda req: self.admin_action(req, self._admin_pay),
+            ("POST", "/_emulator/plant"): lambda req: self.admin_action(
                 req,
                 lambda doc: self.plant_invoice(str(doc["RealmId"]), doc["Invoice"], str(doc.get("TxnType", "Invoice"))),
             ),
-            ("POST", "/_emulator/balance"): lambda req: self._admin_action(
+            ("POST", "/_emulator/balance"): lambda req: self.admin_action(
                 req,
                 lambda doc: {
                     "Balance": str(self.balance(str(doc["RealmId"]), doc.get("CustomerId"))),
@@ -1402,17 +1402,6 @@ class QuickBooksEmulator(TokenHolder, Emulator):
     def _admin_pay(self, doc: dict[str, Any]) -> dict[str, Any]:
         amount = doc.get("Amount")
         return self.pay(str(doc["RealmId"]), str(doc["InvoiceId"]), None if amount is None else Decimal(str(amount)))
-
-    @staticmethod
-    def _admin_action(req: Request, action: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
-        """Run an admin action on the JSON body; 400 ``{"error"}`` for a bad request."""
-        try:
-            doc = loads_decimal(req.body or b"{}")
-            if not isinstance(doc, dict):
-                raise TypeError("the body must be a JSON object")
-            return json_response(200, action(doc))
-        except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
-            return json_response(400, {"error": f"{type(exc).__name__}: {exc}"})
 
 
 class _ValidationError(Exception):

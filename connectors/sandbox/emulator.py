@@ -3,7 +3,8 @@
 A subclass calls :meth:`Emulator._init_sandbox` in its constructor, implements ``_init_state`` (which
 calls :meth:`Emulator._init_records`), ``_handle`` (its system's rules) and, when it wants, more admin
 routes (:meth:`Emulator._admin_routes`; :meth:`Emulator._admin_listing` lists a multi-account store, see
-:func:`stored_objects`) and its own internal-error body (:meth:`Emulator._internal_error`). An API call
+:func:`stored_objects`; :meth:`Emulator.admin_action` serves a write that takes a JSON body and answers
+400 with the reason when refused) and its own internal-error body (:meth:`Emulator._internal_error`). An API call
 can go through :meth:`Emulator._gate` (rate limits, injected faults, delay, processing under the lock).
 The standard admin API (under ``/_emulator``)::
 
@@ -299,6 +300,27 @@ class Emulator:
             ("POST", f"{ADMIN_PREFIX}/reset"): ok(self.reset_state),
             ("POST", f"{ADMIN_PREFIX}/expire-tokens"): ok(self.expire_access_tokens),
         }
+
+    def admin_action(
+        self, req: Request, action: Callable[[dict[str, Any]], Mapping[str, Any]], *, refused: str = "refused"
+    ) -> Response:
+        """Serve an admin write (``POST /_emulator/...``): run ``action`` on the request's JSON body.
+
+        The body (empty = ``{}``) is read with exact decimals and must be a JSON object; ``action(doc)``
+        returns the 200 answer's JSON object. A body that is not an object, or an action raising
+        ``KeyError`` (a missing field), ``ValueError`` (the emulator refuses: unknown id, over the amount
+        due...), ``TypeError`` or ``ArithmeticError``, is answered 400 ``{"error": "<refused>:
+        <exception class>: <reason>"}`` and changes nothing the action did not already change (actions
+        validate before they write).
+        """
+        try:
+            doc = loads_decimal(req.body or b"{}")
+            if not isinstance(doc, dict):
+                raise TypeError(f"the body must be a JSON object, got {type(doc).__name__}")
+            answer = dict(action(doc))
+        except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+            return json_response(400, {"error": f"{refused}: {type(exc).__name__}: {exc}"})
+        return json_response(200, answer)
 
     def _admin_listing(self, accounts: Mapping[str, Any], store: str, tag: str) -> Response:
         """A listing of the admin API: every account's objects in ``store`` (see :func:`stored_objects`), each with

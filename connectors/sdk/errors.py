@@ -12,6 +12,8 @@ class              when                                         what the ``deliv
 ``uncertain``      the request may have landed (read timeout,    look the invoice up by our reference before any
                    connection dropped after sending)             retry; found = success
 ``auth``           credentials refused after one token refresh   dead-letter; fatal for that tenant until fixed
+``needs_reauth``   the refresh token itself is refused           park the tenant's invoices without calling until
+                   (``invalid_grant``)                           new tokens are stored (re-authorisation)
 ``permanent``      4xx validation: the data is wrong             dead-letter at once, no retry
 ``duplicate``      the billing system already has it (409)       success with the existing id, once it is proven
                                                                  ours (marker and total); else ``number_conflict``
@@ -106,6 +108,18 @@ class AuthError(ConnectorError):
     """Credentials rejected even after one token refresh: fatal for this tenant until fixed."""
 
     error_class = "auth"
+
+
+class ReauthRequiredError(AuthError):
+    """The identity provider refused the refresh token itself (OAuth2 ``invalid_grant``: expired,
+    revoked, consent withdrawn, already spent): no retry can succeed until someone re-authorises
+    (``broker connectors authorize``) or puts a new refresh token in the environment.
+
+    The deliver stage parks the tenant's invoices (``needs_reauth``) instead of dead-lettering them,
+    and asks the token store, not the provider, whether new tokens have arrived.
+    """
+
+    error_class = "needs_reauth"
 
 
 class MissingScopeError(AuthError):
@@ -293,6 +307,7 @@ __all__ = [
     "PermanentError",
     "Quota",
     "RateLimitedError",
+    "ReauthRequiredError",
     "RetryableError",
     "UncertainOutcomeError",
     "UnknownAccountError",

@@ -57,6 +57,7 @@ from connectors.sdk.errors import (
     ConnectorError,
     Quota,
     RateLimitedError,
+    ReauthRequiredError,
     RetryableError,
     UncertainOutcomeError,
     error_for_status,
@@ -143,6 +144,10 @@ class Auth:
         """After a 401 with ``used``: get new credentials; ``True`` when a retry can succeed."""
         del used
         return False
+
+    def reauth_required(self) -> ReauthRequiredError | None:
+        """Whether the credentials are known dead until someone re-authorises (no network call); base: never."""
+        return None
 
     def secrets(self) -> list[str]:
         """Secret values this auth holds (for scrubbing)."""
@@ -273,6 +278,10 @@ class OAuth2Auth(Auth):
         self._renewed = await self.token(stale=used)
         return True
 
+    def reauth_required(self) -> ReauthRequiredError | None:
+        """:meth:`OAuth2TokenManager.reauth_required` of the manager: reads the token store, calls nobody."""
+        return self.manager.reauth_required()
+
     def secrets(self) -> list[str]:
         """Every access and refresh token the manager has seen."""
         return self._manager.known_secrets() if self._manager is not None else []
@@ -373,6 +382,30 @@ class HttpConnector(Connector):
         """Text appended to the :class:`AuthError` after a second 401 (what to check)."""
         return ""
 
+    def reauth_required(self) -> ReauthRequiredError | None:
+        """The :class:`ReauthRequiredError` while the tenant's OAuth2 connection is known to need
+        re-authorisation (every refresh token it knows was refused), ``None`` otherwise or once new tokens
+        are stored; answered from the token store, without calling the billing system."""
+        return self.auth.reauth_required()
+
+    def token_connection(self) -> str:
+        """The OAuth2 connection this tenant's tokens belong to (the ``connection`` of :func:`token_key`).
+
+        Default: the name of the environment variable holding the first refresh token
+        (``refresh_token_env``): tenants naming the same variable, app (``client_id``) and identity
+        provider reach the billing system through one authorisation, so they share one token chain
+        (Xero: one connection, many organisations). Systems whose refresh token is per company
+        override it (QuickBooks: the realm). Falls back to the tenant without ``refresh_token_env``.
+        """
+        return str(getattr(self.settings, "refresh_token_env", "") or self.tenant)
+
+    def token_store_key(self, token_url: str, issuer: str | None = None) -> str:
+        """The token-store key of this tenant's connection: ``token_key(self.name, self.token_connection(),
+        issuer=issuer or token_url, client_id=settings.client_id)`` (what :meth:`refresh_token_auth` reads and
+        :meth:`authorization_config` writes)."""
+        client_id = str(getattr(self.settings, "client_id", ""))
+        return token_key(self.name, self.token_connection(), issuer=issuer or token_url, client_id=client_id)
+
     def unauthorized_error(self, resp: httpx.Response, what: str) -> ConnectorError | None:
         """The error for a 401 that new credentials cannot cure (a missing scope the system reports in the
         body: Zoho code 57), raised at once by :meth:`request`; ``None`` (default): renew once and retry."""
@@ -392,11 +425,13 @@ class HttpConnector(Connector):
         """:class:`OAuth2Auth` for the usual rotating refresh token (RFC 6749 §6), configured from the settings.
 
         The settings name ``client_id``, ``client_secret_env`` and ``refresh_token_env`` (the first refresh
-        token; later ones live in the token store). Tokens are kept under ``token_key(self.name, self.tenant,
-        issuer=issuer or token_url, client_id=client_id)`` in ``self.token_store`` (set to
-        :func:`~connectors.sdk.oauth2.default_token_store` on first use when ``None``). A refresh is
+        token; later ones live in the token store). Tokens are kept per connection under
+        :meth:`token_store_key` in ``self.token_store`` (set to
+        :func:`~connectors.sdk.oauth2.default_token_store` on first use when ``None``); tokens an older
+        version stored per tenant are adopted once. A refresh is
         :func:`~connectors.sdk.oauth2.refresh_grant` at ``token_url`` with client authentication ``auth_method``
-        (``"basic"`` or ``"post"``); a refused grant (:class:`AuthError`) names both variables.
+        (``"basic"`` or ``"post"``); a refused grant (:class:`AuthError`; :class:`ReauthRequiredError` for
+        ``invalid_grant``) names both variables.
         ``on_rotate(new_refresh_token)`` (sync or async) runs after each rotation, once the store has it.
         ``refresh``: the system's own grant instead (a token endpoint with its own error shape, extra form
         fields); ``scheme``: the ``Authorization`` scheme (``"Zoho-oauthtoken"``).
@@ -425,11 +460,12 @@ class HttpConnector(Connector):
             if self.token_store is None:
                 self.token_store = default_token_store()
             return OAuth2TokenManager(
-                key=token_key(self.name, self.tenant, issuer=issuer or token_url, client_id=client_id),
+                key=self.token_store_key(token_url, issuer),
                 store=self.token_store,
                 refresh=refresh or grant,
                 seed=lambda: self.secret("refresh_token_env"),
                 on_rotate=on_rotate,
+                legacy_keys=(token_key(self.name, self.tenant, issuer=issuer or token_url, client_id=client_id),),
             )
 
         return OAuth2Auth(manager, scheme=scheme)
@@ -468,7 +504,7 @@ class HttpConnector(Connector):
             client_id=client_id,
             client_secret=secret,
             scopes=tuple(scopes),
-            store_key=token_key(self.name, self.tenant, issuer=issuer or token_url, client_id=client_id),
+            store_key=self.token_store_key(token_url, issuer),
             auth_method=auth_method,
             extra_params=dict(extra_params or {}),
             use_pkce=use_pkce,

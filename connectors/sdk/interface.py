@@ -27,8 +27,15 @@ from pydantic import BaseModel, SecretStr
 
 from connectors.sdk.errors import AuthError, ConfigError, ConnectorError, PermanentError, RateLimitedError
 from connectors.sdk.invoice import ExternalInvoice, Invoice
-from connectors.sdk.lifecycle import Retirement
-from connectors.sdk.settings import resolve_secret, secret_env_fields, secret_str_fields, validate_settings
+from connectors.sdk.lifecycle import Retirement, credit_note_number
+from connectors.sdk.settings import (
+    ConnectorSettings,
+    resolve_secret,
+    secret_env_fields,
+    secret_str_fields,
+    validate_settings,
+)
+from connectors.sdk.tax import VatRate, VatTreatment, unmapped_rates
 
 if TYPE_CHECKING:
     from connectors.sdk.oauth2 import OAuth2Config, TokenStore
@@ -75,6 +82,13 @@ class Capabilities:
     (:meth:`Connector.cancel`); ``oauth2``: the connector authenticates with OAuth2 refresh tokens (it supports
     ``broker connectors authorize`` and the kit's token-refresh scenario); ``rate_limit_per_minute`` /
     ``max_concurrency`` / ``daily_limit``: the billing system's documented limits per tenant.
+
+    ``invoice_number_max``: the most characters the field that carries our invoice number holds
+    (``None``: no limit known); ``credit_note_number_max``: the same for the field that carries a
+    credit note's number :func:`~connectors.sdk.lifecycle.credit_note_number` (``<number>-CN``) as it
+    is (``None``: the system issues no credit notes under our number, or the connector shortens that
+    number itself). The broker keeps its invoice numbers within :attr:`invoice_number_limit`; cite the
+    source of each limit where the connector declares it.
     """
 
     native_idempotency: bool = False
@@ -85,9 +99,24 @@ class Capabilities:
     rate_limit_per_minute: int | None = None
     max_concurrency: int | None = None
     daily_limit: int | None = None
+    invoice_number_max: int | None = None
+    credit_note_number_max: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def invoice_number_limit(self) -> int | None:
+        """Longest invoice number the system takes, credit notes included (characters; ``None``: no limit).
+
+        ``invoice_number_max``, lowered so that ``<number>-CN`` fits ``credit_note_number_max``:
+        ``Capabilities(invoice_number_max=255, credit_note_number_max=50).invoice_number_limit == 47``.
+        """
+        limits = [self.invoice_number_max]
+        if self.credit_note_number_max is not None:
+            limits.append(self.credit_note_number_max - len(credit_note_number("")))
+        known = [limit for limit in limits if limit is not None]
+        return min(known) if known else None
 
     @property
     def idempotency(self) -> str:
@@ -152,6 +181,21 @@ class Connector(abc.ABC):
     def validate_settings(cls, raw: BaseModel | Mapping[str, Any], *, prefix: str = "billing.settings") -> BaseModel:
         """``raw`` as a ``cls.Settings`` instance; :class:`ConfigError` naming each bad field path and value."""
         return validate_settings(cls.Settings, raw, label=cls.name, prefix=prefix)
+
+    @classmethod
+    def required_tax_mapping(cls, settings: BaseModel | Mapping[str, Any], rates: Sequence[VatRate]) -> list[str]:
+        """What ``settings`` lack to bill ``rates`` in this system: one message per unmapped rate, naming
+        the rate (:attr:`VatRate.label`) and the settings field to fill; empty when every rate maps.
+
+        The broker calls it for each tenant when it loads its configuration and refuses the
+        configuration (exit status 2) on any message, so a rate never falls back to a wrong code. The
+        mapper still refuses an unmapped line (a rate only an event carries). Default: the settings'
+        :meth:`ConnectorSettings.tax_mapping_problems <connectors.sdk.settings.ConnectorSettings.tax_mapping_problems>`
+        (``[]`` there: the system takes our rate and tax amount as they are, no code needed).
+        Raises :class:`ConfigError` when ``settings`` are invalid.
+        """
+        validated = cls.validate_settings(settings)
+        return validated.tax_mapping_problems(rates) if isinstance(validated, ConnectorSettings) else []
 
     @classmethod
     def settings_schema(cls) -> dict[str, Any]:
@@ -292,5 +336,8 @@ __all__ = [
     "Connector",
     "DeliveryResult",
     "ExternalInvoice",
+    "VatRate",
+    "VatTreatment",
     "settings_json_schema",
+    "unmapped_rates",
 ]

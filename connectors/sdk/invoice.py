@@ -5,9 +5,10 @@ amounts are :class:`~decimal.Decimal` in ``currency``; ``net``, ``tax`` and ``to
 are already rounded half-up to the currency's minor unit (see :mod:`connectors.sdk.money`), and document
 totals are sums of the rounded lines, so ``net_total + tax_total == total`` always holds.
 
-On ``billing.invoices`` a :class:`PricingOutcome` is published: either an invoice or a
-"not billable" record explaining why no invoice was made. Both carry ``allowance`` when the
-event consumed (or re-used) part of a client contract's monthly corrective-hours allowance.
+On ``billing.invoices`` pricing publishes an invoice, a "not billable" record explaining why no
+invoice was made, or a :class:`DocumentChange` (a work order reopened or cancelled, a quote
+cancelled). Invoices and not-billable records carry ``allowance`` when the event consumed (or
+re-used) part of a client contract's monthly corrective-hours allowance.
 """
 
 from __future__ import annotations
@@ -118,6 +119,17 @@ class Invoice(BaseModel):
     contract_id: str | None = Field(default=None, description="Client contract that applied, if any.")
     allowance: AllowanceUse | None = None
     priced_at: datetime | None = None
+    fingerprint: str | None = Field(
+        default=None,
+        description="sha256:<hex> of the billable content (client, currency, lines, taxes, totals, legal notes; "
+        "no times or ids): a delivered invoice key arriving with another fingerprint is a correction "
+        "(docs/delivery.md). None on records priced before fingerprints existed.",
+    )
+    corrects: str | None = Field(
+        default=None,
+        description="Set by the deliver stage on a correction it delivers: the invoice key it corrects "
+        "(its own key is <that key>:c<n>, its number <that number>-C<n>).",
+    )
 
 
 class NotBillable(BaseModel):
@@ -146,12 +158,59 @@ class NotBillable(BaseModel):
     allowance: AllowanceUse | None = None
 
 
+class DocumentChange(BaseModel):
+    """A lifecycle change of a delivered (or still undelivered) document, on ``billing.invoices``.
+
+    Published by pricing for ``maintenance.work_order.reopened`` (``action="reopen"``: the invoice is
+    held as it is; revisions up to ``revision`` are not billed, a later one amends it) and
+    ``maintenance.work_order.cancelled`` / ``maintenance.quote.cancelled`` (``action="cancel"``: the
+    billed invoice is retired, revisions up to ``revision`` are never billed). Keyed and partitioned
+    like the document's invoices (``order_key``), so the deliver stage sees it in the document's order.
+    ``change_key`` (``tenant:doc:id:rN:reopen|cancel``) names its ledger entry and the idempotency
+    keys of the calls it makes; ``issue_date`` (the event's local date) dates a credit note.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["change"] = "change"
+    action: Literal["reopen", "cancel"]
+    change_key: str = Field(description="tenant:doc:id:rN:reopen|cancel; unique per change.")
+    order_key: str = Field(description="tenant:doc:id; the Kafka key, the same as the document's invoices.")
+    tenant: str
+    billing_system: str
+    event_id: str
+    event_type: str
+    event_time: AwareDatetime
+    document: Literal["wo", "sj", "qt"]
+    document_id: str
+    revision: int = Field(description="The revision reopened or cancelled (or the latest the platform knew).")
+    client_id: str
+    reason: str = Field(description="Printed as the void or credit note reason.")
+    issue_date: date = Field(description="The event's date in the tenant's time zone (a credit note's date).")
+
+    @property
+    def invoice_key(self) -> str:
+        """Its ledger key (``change_key``), for the code it shares with invoices (queues, retry topics)."""
+        return self.change_key
+
+    @property
+    def subject_key(self) -> str:
+        """The invoice version it concerns, ``tenant:doc:id:rN``: the key of its outcome on ``billing.deliveries``."""
+        return f"{self.order_key}:r{self.revision}"
+
+
 class DeliveryOutcome(BaseModel):
     """One record per delivery on ``billing.deliveries``.
 
     ``outcome``: ``created`` (new invoice in the billing system), ``already_delivered`` (ledger or
     billing system already had it: nothing created), ``not_billable``, ``dead_lettered``,
-    ``superseded`` (a newer revision of the work order is already billed: nothing created).
+    ``superseded`` (a newer revision of the work order is already billed: nothing created),
+    ``amended`` (a correction: the invoice version arrived again with other content and replaced
+    the billed document), ``cancelled`` (the document was cancelled: its billed document retired, or
+    this revision is not billed because the document is cancelled), ``held`` (the work order was
+    reopened: its billed document stays as it is until a later revision completes; this revision
+    is not billed). ``billed_total`` always states what the billing system holds for the document
+    after the outcome (see its description).
     ``reconciled``: an earlier attempt's outcome was unknown and the invoice was found by lookup.
     ``amendment``: what happened to the previous revision (``credited``, ``deleted``, ``voided``,
     ``deducted`` — PayPal: the amount of the paid previous invoice deducted on the new one — or ``none``),
@@ -162,7 +221,9 @@ class DeliveryOutcome(BaseModel):
     event_id: str | None = None
     tenant: str
     billing_system: str | None
-    outcome: Literal["created", "already_delivered", "not_billable", "dead_lettered", "superseded"]
+    outcome: Literal[
+        "created", "already_delivered", "not_billable", "dead_lettered", "superseded", "amended", "cancelled", "held"
+    ]
     external_id: str | None = None
     external_number: str | None = None
     total: Decimal | None = None
@@ -174,6 +235,12 @@ class DeliveryOutcome(BaseModel):
     amendment: str | None = None
     replaced: str | None = None
     credit_note_number: str | None = None
+    billed_total: Decimal | None = Field(
+        default=None,
+        description="What the billing system holds for the document after this outcome, net of credit notes: "
+        "the total of the invoice it bills (external_number), 0 when it bills none (cancelled: deleted, voided "
+        "or credited in full); None when not known (not_billable, records from before this field).",
+    )
     at: AwareDatetime
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "RetireAction",
     "Retirement",
     "check_ours",
+    "credit_note_conflict",
     "credit_note_number",
     "marker",
     "read_marker",
@@ -100,6 +101,40 @@ def check_ours(invoice: Invoice, found: ExternalInvoice, *, what: str = "") -> N
         ours=invoice.total,
         theirs=None if found.total is None else Decimal(found.total),
         external_id=found.external_id,
+    )
+
+
+def credit_note_conflict(
+    system: str,
+    number: str,
+    *,
+    note_id: object,
+    invoice: str,
+    ours: Decimal,
+    theirs: Decimal | None,
+    why: str,
+    remedy: str = "rename or remove that credit note",
+) -> NumberConflictError:
+    """The :class:`NumberConflictError` for a credit note found under our credit note ``number`` (see
+    :func:`credit_note_number`) that is not the one retiring our invoice; the caller raises it.
+
+    ``system``: the billing system's label (``"Xero"``); ``note_id``: the note's id in it (``None`` or
+    ``""``: unknown); ``invoice``: the invoice it should retire, as the message names it (its number, or
+    its document id where the system has no number for it); ``ours``: that invoice's total (what our note
+    would credit), ``theirs``: the found note's total (``None``: the system did not say); ``why``: what
+    shows it is not ours (another marker, another invoice credited...); ``remedy``: what the operator does
+    before replaying. Nothing was retired or issued: the broker dead-letters the amendment or
+    cancellation as ``number_conflict`` with both totals.
+    """
+    found = "unknown" if theirs is None else theirs
+    return NumberConflictError(
+        f"number_conflict: {system} already holds a credit note numbered {number} (id {note_id}) that is not ours: "
+        f"{why}. Its total: {found}; invoice {invoice} totals {ours}. Invoice {invoice} was not retired and no "
+        f"credit note was issued: {remedy}, then replay",
+        number=number,
+        ours=ours,
+        theirs=theirs,
+        external_id=None if note_id is None or note_id == "" else str(note_id),
     )
 
 

@@ -45,7 +45,14 @@ from urllib.parse import urlencode
 import httpx
 from pydantic import SecretStr
 
-from connectors.sdk.errors import AuthError, ConfigError, ConnectorError, RateLimitedError, RetryableError
+from connectors.sdk.errors import (
+    AuthError,
+    ConfigError,
+    ConnectorError,
+    RateLimitedError,
+    ReauthRequiredError,
+    RetryableError,
+)
 
 try:  # POSIX only; elsewhere the file store's lock is process-local
     import fcntl
@@ -76,6 +83,9 @@ class TokenSet:
 
     ``seed_fingerprint`` is the fingerprint of the configured (environment) refresh token this set
     descends from: when an operator puts a *new* token in the environment, it wins over the store.
+    ``refused``: fingerprints of refresh tokens the provider refused with ``invalid_grant`` (never
+    presented again; a set whose every candidate is refused means *needs re-authorisation*), with
+    ``refused_reason`` the refusal's message (no secret in it).
     """
 
     access_token: SecretStr | None = None
@@ -85,6 +95,8 @@ class TokenSet:
     token_type: str = "Bearer"
     obtained_at: float = field(default_factory=time.time)
     seed_fingerprint: str | None = None
+    refused: tuple[str, ...] = ()
+    refused_reason: str | None = None
 
     def access_valid(self, margin: float = 60.0) -> bool:
         """True when there is an access token that does not expire within ``margin`` seconds."""
@@ -105,6 +117,8 @@ class TokenSet:
             "token_type": self.token_type,
             "obtained_at": self.obtained_at,
             "seed_fingerprint": self.seed_fingerprint,
+            "refused": list(self.refused),
+            "refused_reason": self.refused_reason,
         }
 
     @classmethod
@@ -121,6 +135,8 @@ class TokenSet:
             token_type=str(doc.get("token_type") or "Bearer"),
             obtained_at=float(doc.get("obtained_at") or time.time()),
             seed_fingerprint=doc.get("seed_fingerprint"),
+            refused=tuple(str(fp) for fp in doc.get("refused") or ()),
+            refused_reason=doc.get("refused_reason"),
         )
 
     @classmethod
@@ -143,13 +159,21 @@ class TokenSet:
         )
 
 
-def token_key(system: str, tenant: str, *, issuer: str = "", client_id: str = "") -> str:
-    """Store key of one tenant's tokens: ``<system>-<tenant>-<8 hex of issuer+client id>``.
+def token_key(system: str, connection: str, *, issuer: str = "", client_id: str = "") -> str:
+    """Store key of one OAuth2 **connection**'s tokens: ``<system>-<connection>-<8 hex of the four>``.
 
-    The hash keeps tokens of different identity providers (production vs a sandbox) or OAuth apps apart.
+    A connection is one chain of refresh tokens at the provider: what one authorisation of one app
+    (``client_id``) at one identity provider (``issuer``) returned. Every broker tenant the chain
+    reaches must use the same key, so they share one :class:`TokenSet`, one lock and one refresh
+    (a rotating refresh token spent under two keys kills the other: ``invalid_grant``).
+    Connectors name the connection with :meth:`connectors.sdk.http.HttpConnector.token_connection`
+    (per system: ``docs/connectors.md`` section 6). The hash keeps tokens of different identity
+    providers (production vs a sandbox) or OAuth apps apart. Example:
+    ``token_key("xero", "XERO_REFRESH_TOKEN", issuer="https://identity.xero.com", client_id="abc")``
+    -> ``"xero-XERO_REFRESH_TOKEN-<8 hex>"``.
     """
-    digest = hashlib.sha256(f"{system}\0{tenant}\0{issuer.rstrip('/')}\0{client_id}".encode()).hexdigest()[:8]
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{system}-{tenant}")[:80]
+    digest = hashlib.sha256(f"{system}\0{connection}\0{issuer.rstrip('/')}\0{client_id}".encode()).hexdigest()[:8]
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{system}-{connection}")[:80]
     return f"{safe}-{digest}"
 
 
@@ -337,10 +361,11 @@ async def _token_request(
         raise RetryableError(f"{what}: HTTP {resp.status_code}", http_status=resp.status_code)
     if resp.status_code != 200:
         code = _error_code(resp) or "no error code"
-        raise AuthError(
-            f"{what} refused (HTTP {resp.status_code} {code}) for client_id {client_id}{hint}",
-            http_status=resp.status_code,
-        )
+        message = f"{what} refused (HTTP {resp.status_code} {code}) for client_id {client_id}{hint}"
+        if code == "invalid_grant" and form.get("grant_type") == "refresh_token":
+            # RFC 6749 section 5.2: the refresh token is invalid, expired, revoked or was issued to another client
+            raise ReauthRequiredError(message, http_status=resp.status_code)
+        raise AuthError(message, http_status=resp.status_code)
     try:
         body = resp.json()
     except ValueError:
@@ -362,8 +387,9 @@ async def refresh_grant(
     hint: str = "",
 ) -> TokenSet:
     """``grant_type=refresh_token`` at ``token_url``. ``auth_method``: ``basic`` (HTTP Basic
-    client_id:secret) or ``post`` (form fields). Raises :class:`AuthError` (400/401:
-    ``invalid_grant``, ``invalid_client``...), :class:`RateLimitedError`, :class:`RetryableError`.
+    client_id:secret) or ``post`` (form fields). Raises :class:`ReauthRequiredError` (``invalid_grant``:
+    the refresh token is dead), :class:`AuthError` (other 400/401: ``invalid_client``...),
+    :class:`RateLimitedError`, :class:`RetryableError`.
     A response without a new refresh token keeps the old one."""
     return await _token_request(
         http,
@@ -409,7 +435,8 @@ RefreshFn = Callable[[SecretStr | None], Awaitable[TokenSet]]
 
 
 class OAuth2TokenManager:
-    """Access tokens of one store key, refreshed single-flight across coroutines and processes.
+    """Access tokens of one store key (one connection, :func:`token_key`), refreshed single-flight across
+    coroutines, connectors (tenants sharing the connection) and processes.
 
     ``refresh(refresh_token)`` performs the grant (usually :func:`refresh_grant`) and returns the new
     :class:`TokenSet`; it receives ``None`` for grants without a refresh token (client credentials,
@@ -420,7 +447,18 @@ class OAuth2TokenManager:
 
     Refresh-token choice: the stored (newest) token first; the configured one first instead when it
     is new (its fingerprint differs from the one the stored set descends from). When the first
-    candidate is refused (:class:`AuthError`), the other one is tried.
+    candidate is refused (:class:`AuthError`), the other one is tried. The configured token the
+    stored one was rotated from is spent: it is not presented again (a provider that detects reuse
+    may revoke the whole chain).
+
+    A refresh token refused with ``invalid_grant`` (:class:`ReauthRequiredError`) is remembered in
+    the store (:attr:`TokenSet.refused`): while every candidate is a refused one the manager raises
+    :class:`ReauthRequiredError` **without calling the provider**, for every tenant and process
+    sharing the key, until new tokens are stored (``broker connectors authorize``) or a new token is
+    configured. :meth:`reauth_required` asks the same question of the store alone.
+
+    ``legacy_keys``: keys older versions stored these tokens under (per tenant); read once when the
+    key holds nothing, and copied to it.
     """
 
     def __init__(
@@ -433,8 +471,10 @@ class OAuth2TokenManager:
         on_rotate: Callable[[str], Any] | None = None,
         margin: float = 60.0,
         lock_timeout: float = 60.0,
+        legacy_keys: tuple[str, ...] = (),
     ):
         self.key = key
+        self.legacy_keys = tuple(k for k in legacy_keys if k != key)
         self.store = store
         self._refresh_fn = refresh
         self._seed_fn = seed
@@ -495,7 +535,7 @@ class OAuth2TokenManager:
                 )
                 raise
             try:
-                stored = await asyncio.to_thread(self.store.load, self.key)
+                stored = await asyncio.to_thread(self._load)
                 self._remember(stored)
                 if (
                     stored is not None
@@ -522,31 +562,80 @@ class OAuth2TokenManager:
                 log.error("token %s: on_rotate callback failed: %s", self.key, type(exc).__name__)
         return new.access_token  # type: ignore[return-value]
 
-    async def _refresh_locked(self, previous: TokenSet | None) -> TokenSet:
-        seed: SecretStr | None = None
-        seed_error: ConfigError | None = None
-        if self._seed_fn is not None:
-            try:
-                seed = self._seed_fn()
-            except ConfigError as exc:
-                seed_error = exc
-        seed_fp = fingerprint(seed)
+    def _load(self) -> TokenSet | None:
+        """The stored set (caller holds the store lock); when there is none, the newest under a legacy key,
+        copied to :attr:`key`."""
+        stored = self.store.load(self.key)
+        if stored is not None or not self.legacy_keys:
+            return stored
+        legacy = [found for found in map(self.store.load, self.legacy_keys) if found is not None]
+        if not legacy:
+            return None
+        newest = max(legacy, key=lambda t: t.obtained_at)
+        self.store.save(self.key, newest)
+        log.info("token %s: adopted the tokens stored under an older per-tenant key", self.key)
+        return newest
+
+    def _seed(self) -> tuple[SecretStr | None, ConfigError | None]:
+        """The configured refresh token, or the :class:`ConfigError` saying why there is none."""
+        if self._seed_fn is None:
+            return None, None
+        try:
+            return self._seed_fn(), None
+        except ConfigError as exc:
+            return None, exc
+
+    def _candidates(self, previous: TokenSet | None, seed: SecretStr | None) -> list[SecretStr]:
+        """Refresh tokens worth presenting, in order (class docstring), without the refused ones."""
         candidates: list[SecretStr] = []
         if previous is not None and previous.refresh_token is not None:
             candidates.append(previous.refresh_token)
         if seed is not None and not any(self._same(seed, c) for c in candidates):
-            # A stored set saved by `broker connectors authorize` has no seed fingerprint: it wins.
-            seed_is_new = previous is None or (
-                previous.seed_fingerprint is not None and previous.seed_fingerprint != seed_fp
-            )
-            if seed_is_new:
-                candidates.insert(0, seed)
-            else:
+            seed_fp = fingerprint(seed)
+            known = previous.seed_fingerprint if previous is not None else None
+            if previous is None or (known is not None and known != seed_fp):
+                candidates.insert(0, seed)  # new in the environment: an operator put it there
+            elif known is None or previous.refresh_token is None:
+                # A stored set saved by `broker connectors authorize` has no seed fingerprint: it wins.
                 candidates.append(seed)
-        if self._seed_fn is not None and not candidates:
-            raise seed_error or ConfigError(f"no refresh token for {self.key}: run `broker connectors authorize`")
+            # else: the stored token was rotated from this seed, which is spent
+        refused = set(previous.refused) if previous is not None else set()
+        return [c for c in candidates if fingerprint(c) not in refused]
+
+    def _reauth_error(self, refused: TokenSet) -> ReauthRequiredError:
+        reason = refused.refused_reason or "refresh token refused"
+        return ReauthRequiredError(
+            f"{reason} [connection {self.key} needs re-authorisation: the provider refused every refresh token "
+            "known; not asked again until new tokens are stored]",
+            http_status=400,
+        )
+
+    def reauth_required(self) -> ReauthRequiredError | None:
+        """Whether the connection needs re-authorisation, from the store alone (no call to the provider).
+
+        The :class:`ReauthRequiredError` when the stored set records refused refresh tokens, holds no
+        valid access token and neither it nor the configured token offers one not refused yet;
+        ``None`` otherwise (never refused, or new tokens stored / configured since).
+        """
+        stored = self.store.load(self.key)
+        if stored is None or not stored.refused or stored.access_valid(self.margin) or self._seed_fn is None:
+            return None
+        seed, _ = self._seed()
+        return None if self._candidates(stored, seed) else self._reauth_error(stored)
+
+    async def _refresh_locked(self, previous: TokenSet | None) -> TokenSet:
+        seed, seed_error = self._seed()
+        seed_fp = fingerprint(seed)
+        candidates: list[SecretStr | None]
         if self._seed_fn is None:
-            candidates = [None]  # type: ignore[list-item]  # client-credentials style grant
+            candidates = [None]  # client-credentials style grant
+        else:
+            candidates = list(self._candidates(previous, seed))
+            if not candidates and previous is not None and previous.refused:
+                raise self._reauth_error(previous)
+            if not candidates:
+                raise seed_error or ConfigError(f"no refresh token for {self.key}: run `broker connectors authorize`")
+        refused = list(previous.refused) if previous is not None else []
         last: AuthError | None = None
         for refresh_token in candidates:
             self._remember(TokenSet(refresh_token=refresh_token) if refresh_token is not None else None)
@@ -554,10 +643,13 @@ class OAuth2TokenManager:
                 new = await self._refresh_fn(refresh_token)
             except AuthError as exc:
                 last = exc
+                if isinstance(exc, ReauthRequiredError) and refresh_token is not None:
+                    refused.append(fingerprint(refresh_token) or "")
                 log.info(
-                    "token %s: refresh refused (%s)%s",
+                    "token %s: refresh refused (%s %s)%s",
                     self.key,
                     exc.http_status,
+                    exc.error_class,
                     "; trying the other refresh token" if refresh_token is not candidates[-1] else "",
                 )
                 continue
@@ -571,7 +663,26 @@ class OAuth2TokenManager:
             )
             return replace(new, seed_fingerprint=inherited or seed_fp)
         assert last is not None
+        if isinstance(last, ReauthRequiredError) and len(refused) > (len(previous.refused) if previous else 0):
+            await self._save_refusal(previous, tuple(refused), seed_fp, last)
         raise last
+
+    async def _save_refusal(
+        self, previous: TokenSet | None, refused: tuple[str, ...], seed_fp: str | None, error: AuthError
+    ) -> None:
+        """Remember the refused refresh tokens in the store (caller holds its lock) so no caller presents them again."""
+        marker = TokenSet(
+            refresh_token=previous.refresh_token if previous is not None else None,
+            scope=previous.scope if previous is not None else None,
+            seed_fingerprint=(previous.seed_fingerprint if previous is not None else None) or seed_fp,
+            refused=refused,
+            refused_reason=str(error)[:500],
+        )
+        await asyncio.to_thread(self.store.save, self.key, marker)
+        self._tokens = marker
+        log.warning(
+            "token %s: the provider refused the refresh token (invalid_grant): needs re-authorisation", self.key
+        )
 
 
 # --------------------------------------------------------------------------- authorization-code flow

@@ -8,12 +8,15 @@ the environment variable that holds the secret, read with :func:`resolve_secret`
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from connectors.sdk.errors import ConfigError
+
+if TYPE_CHECKING:
+    from connectors.sdk.tax import VatRate
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
@@ -34,6 +37,18 @@ class ConnectorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request HTTP timeout in seconds.")
+
+    def tax_mapping_problems(self, rates: Sequence[VatRate]) -> list[str]:  # noqa: ARG002 - the default needs none
+        """What these settings lack to bill ``rates`` (:class:`~connectors.sdk.interface.VatRate`): one message
+        per unmapped rate naming the rate (``rate.label``) and the field to fill; ``[]`` when all map.
+
+        Default ``[]``: the system takes our rate and our tax amount as they are and needs no code.
+        A connector whose system books each line under a tax code overrides it with the same rules
+        its mapper applies (:meth:`Connector.required_tax_mapping
+        <connectors.sdk.interface.Connector.required_tax_mapping>` calls it when the broker loads
+        its configuration).
+        """
+        return []
 
 
 class OAuthClientSettings(ConnectorSettings):

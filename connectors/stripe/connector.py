@@ -66,12 +66,13 @@ from connectors.sdk import (
     UnknownAccountError,
 )
 from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField, same_value
-from connectors.sdk.errors import NumberConflictError
 from connectors.sdk.http import Pacer
-from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_number
+from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_conflict, credit_note_number
 from connectors.sdk.money import rate_key
 from connectors.sdk.oauth2 import TokenStore
 from connectors.stripe.mapper import (
+    CUSTOM_FIELD_MAX,
+    METADATA_VALUE_MAX,
     Json,
     MappingError,
     StripePlan,
@@ -127,8 +128,16 @@ class StripeConnector(HttpConnector):
     version = "0.1.0"
     # 25 requests/s in test mode (100/s live), account-wide; one delivery makes ~6 requests and the
     # connector paces its own requests (settings.max_requests_per_second). No batch endpoint.
+    # Stripe numbers invoices itself; ours is sent in custom_fields[0][value] (maxLength 30, spec PostInvoices:
+    # mapper.CUSTOM_FIELD_MAX; settings.number_field_name) and metadata[broker_invoice_number] (values <= 500,
+    # https://docs.stripe.com/api/metadata); a credit note's "<ours>-CN" only in its metadata
     capabilities = Capabilities(
-        native_idempotency=True, lookup_by_reference=True, amendments=True, rate_limit_per_minute=25 * 60
+        native_idempotency=True,
+        lookup_by_reference=True,
+        amendments=True,
+        rate_limit_per_minute=25 * 60,
+        invoice_number_max=CUSTOM_FIELD_MAX,
+        credit_note_number_max=METADATA_VALUE_MAX,
     )
     Settings = StripeSettings
     # Every write carries an idempotency key, so a 500/504 is safe to retry with it (a 500 Stripe
@@ -573,20 +582,19 @@ class StripeConnector(HttpConnector):
         for note in notes:
             if note.get("status") == "void" or metadata_of(note).get("broker_credit_note_number") != ours:
                 continue
-            if metadata_of(note).get("broker_invoice_key") != meta.get("broker_invoice_key") or note.get(
-                "total"
-            ) != inv.get("total"):
+            found, owner = metadata_of(note).get("broker_invoice_key"), meta.get("broker_invoice_key")
+            if found != owner or note.get("total") != inv.get("total"):
                 currency = str(inv.get("currency") or "eur")
-                theirs = from_minor(int(note.get("total") or 0), currency)
-                mine = from_minor(int(inv.get("total") or 0), currency)
-                raise NumberConflictError(
-                    f"number_conflict: Stripe invoice {inv.get('number')} already has a credit note "
-                    f"{note.get('number')} (id {note.get('id')}) labelled {ours} that is not ours: its total is "
-                    f"{theirs}, ours {mine}. Nothing was changed: remove its label or void it, then replay",
-                    number=ours,
-                    ours=mine,
-                    theirs=theirs,
-                    external_id=str(note.get("id")),
+                raise credit_note_conflict(
+                    "Stripe",
+                    ours,
+                    note_id=note.get("id"),
+                    invoice=str(inv.get("number")),
+                    ours=from_minor(int(inv.get("total") or 0), currency),
+                    theirs=from_minor(int(note.get("total") or 0), currency),
+                    why=f"Stripe's credit note {note.get('number')} carries our number in its metadata but the "
+                    f"marker {found!r} (ours {owner!r})",
+                    remedy="remove its broker_credit_note_number metadata or void it",
                 )
             return note
         return None

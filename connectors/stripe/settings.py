@@ -22,7 +22,8 @@ class StripeSettings(ConnectorSettings):
     ``collection_method=send_invoice``, and a customer with an email address in Stripe).
     ``tax_rate_ids`` maps a rate (``"23"``, or ``"23:inclusive"``) to an existing Tax Rate id; other
     rates are looked up among the account's active Tax Rates and created when missing, with
-    ``tax_display_name``. ``number_field_name`` is the custom field that shows our invoice number on
+    ``tax_display_name`` (so no rate needs a mapping when the configuration loads).
+    ``number_field_name`` is the custom field that shows our invoice number on
     the invoice (``None`` to omit). ``create_customers``: create a Stripe customer for a client with
     no mapped ``contact_id`` that is not found by its ``metadata['broker_client_id']``.
     ``livemode``: when set, :meth:`StripeConnector.check` refuses a key of the other mode.

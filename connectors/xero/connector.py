@@ -7,7 +7,11 @@ https://developer.xero.com/documentation/api/accounting/invoices). Facts it reli
 * OAuth 2.0: ``POST https://identity.xero.com/connect/token`` with ``grant_type=refresh_token`` and
   HTTP Basic ``client_id:client_secret``; access tokens last 30 minutes, refresh tokens rotate on
   every use (store the new one; the previous one stays usable for a 30-minute grace period)
-  (https://developer.xero.com/faq/oauth2; spec ``xero-identity.yaml`` securitySchemes).
+  (https://developer.xero.com/faq/oauth2; spec ``xero-identity.yaml`` securitySchemes). One refresh
+  token covers every organisation of the *connection* (the app's authorisation by one user), so the
+  tokens are stored per connection, not per organisation: tenants with the same ``client_id``,
+  ``identity_url`` and ``refresh_token_env`` share one token chain (``HttpConnector.token_connection``).
+  ``invalid_grant`` on refresh (revoked, expired, spent) is :class:`ReauthRequiredError`.
 * Every Accounting call carries ``Authorization: Bearer``, ``xero-tenant-id`` (spec parameter
   ``requiredHeader``); organisations are listed by ``GET https://api.xero.com/connections``.
 * ``Idempotency-Key`` header (≤128 characters, spec parameter ``idempotencyKey``): a repeat with the
@@ -44,7 +48,6 @@ from connectors.sdk.contacts import ContactQuery, ContactResolver, LookupField, 
 from connectors.sdk.errors import (
     ConnectorError,
     MissingScopeError,
-    NumberConflictError,
     PermanentError,
     RetryableError,
     UncertainOutcomeError,
@@ -55,10 +58,11 @@ from connectors.sdk.idempotency import XERO as XERO_KEY_RULES
 from connectors.sdk.idempotency import idempotency_key as shared_idempotency_key
 from connectors.sdk.interface import BatchItem, Capabilities, DeliveryResult
 from connectors.sdk.invoice import ExternalInvoice, Invoice
-from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_number, read_marker
+from connectors.sdk.lifecycle import Retirement, check_ours, credit_note_conflict, credit_note_number, read_marker
 from connectors.sdk.money import amount_or_none, dumps
 from connectors.sdk.oauth2 import OAuth2Config
 from connectors.xero.mapper import (
+    INVOICE_NUMBER_MAX,
     credit_note_for,
     invoice_from_xero,
     invoice_to_xero,
@@ -73,6 +77,10 @@ log = logging.getLogger("connectors.xero")
 
 #: Xero's validation message for a second ACCREC invoice with an existing number.
 DUPLICATE_NUMBER_MESSAGE = "Invoice # must be unique."
+#: What Xero's validation message says when an invoice's or credit note's contact is archived (lower case;
+#: the whole message: "The contact with the specified contact details has been archived. The contact must
+#: be un-archived before creating new invoices or credit notes.", as Xero integrators' support pages quote it).
+ARCHIVED_CONTACT = "has been archived"
 #: Query of every create: per-element errors in a 200 (``summarizeErrors=false``), 4-decimal unit amounts.
 CREATE_PARAMS = {"summarizeErrors": "false", "unitdp": "4"}
 #: OAuth2 scopes the connector needs (``check`` reports the missing ones) and requests when authorising.
@@ -110,14 +118,15 @@ class XeroConnector(HttpConnector):
     :class:`XeroSettings` or a mapping validated into one (:class:`ConfigError` naming the field on
     error). Secrets are read lazily from the environment on the first token refresh and kept as
     ``SecretStr``. Tokens live in ``token_store`` (default :func:`connectors.sdk.oauth2.default_token_store`,
-    a 0600 file per tenant): refreshes are single-flight across coroutines and processes and each
-    rotated refresh token is saved before it is used. ``on_refresh_token(new_token)`` (sync or
-    async) is also called after each rotation.
+    a 0600 file per connection, shared by every organisation it reaches): refreshes are single-flight
+    across coroutines, tenants and processes and each rotated refresh token is saved before it is used.
+    ``on_refresh_token(new_token)`` (sync or async) is also called after each rotation.
 
     Errors: :class:`RateLimitedError` (429, ``retry_after`` seconds), :class:`RetryableError`
     (5xx, connection not established), :class:`UncertainOutcomeError` (request sent, response
-    lost: reconcile with :meth:`find`), :class:`AuthError` (token refused, 401 after one refresh,
-    403), :class:`PermanentError` (validation errors, 404), :class:`ConfigError` (missing secret,
+    lost: reconcile with :meth:`find`), :class:`ReauthRequiredError` (the refresh token refused:
+    ``invalid_grant``), :class:`AuthError` (other token refusals, 401 after one refresh, 403),
+    :class:`PermanentError` (validation errors, 404), :class:`ConfigError` (missing secret,
     unknown organisation).
     """
 
@@ -132,6 +141,9 @@ class XeroConnector(HttpConnector):
         rate_limit_per_minute=60,
         max_concurrency=5,
         daily_limit=5000,
+        # InvoiceNumber <= 255 (mapper.INVOICE_NUMBER_MAX); CreditNoteNumber's limit is not documented in
+        # the material at hand, and our "-CN" numbers stay far below 255 (the broker keeps numbers <= 32)
+        invoice_number_max=INVOICE_NUMBER_MAX,
     )
     Settings = XeroSettings
     settings: XeroSettings
@@ -196,7 +208,9 @@ class XeroConnector(HttpConnector):
         messages = validation_exception(body)
         if messages is None:
             return None
-        return self._rejected(what, messages or [str(body.get("Message") or "validation exception")], resp.status_code)
+        elements = body.get("Elements") or [None]
+        message = [str(body.get("Message") or "validation exception")]
+        return self._rejected(what, messages or message, resp.status_code, elements[0])
 
     def status_hint(self, resp: httpx.Response) -> str:
         """The limit a 429 reports as exceeded (``X-Rate-Limit-Problem``: ``minute``, ``day``, ``concurrent`` ...)."""
@@ -217,9 +231,33 @@ class XeroConnector(HttpConnector):
             )
         return elements
 
-    def _rejected(self, what: str, messages: list[str], status: int = 400) -> PermanentError:
-        """Xero's validation ``messages`` as a scrubbed :class:`PermanentError`."""
+    def _rejected(
+        self, what: str, messages: list[str], status: int = 400, element: Any = None, client: str = ""
+    ) -> PermanentError:
+        """Xero's validation ``messages`` as a scrubbed :class:`PermanentError`.
+
+        ``element``: the refused invoice / credit note as Xero echoed it (or one carrying its ``Contact``);
+        ``client``: whose document it is (``client <id> (<name>)``), when known. When Xero refuses it
+        because its contact is archived ("... has been archived. The contact must be un-archived before
+        creating new invoices or credit notes."), the message names that contact (``Name`` and
+        ``ContactID`` from the element) and the client, and says what to do: restore it in Xero (Contacts >
+        Archived > Restore) or map the client to an active contact, then replay. The connector never
+        restores a contact itself: archiving one is an accountant's decision.
+        """
         detail = "; ".join(messages) or "HasErrors without messages"
+        if any(ARCHIVED_CONTACT in m.lower() for m in messages):
+            contact = (element.get("Contact") if isinstance(element, dict) else None) or {}
+            name, contact_id = contact.get("Name"), contact.get("ContactID")
+            named = f"{name!r} (ContactID {contact_id})" if name else f"with ContactID {contact_id or 'unknown'}"
+            whose = f" of {client}" if client else ""
+            return PermanentError(
+                self.scrub(
+                    f"{what}: the Xero contact {named}{whose} is archived, and Xero creates no invoice or credit "
+                    "note for an archived contact. Restore it in Xero (Contacts > Archived > Restore) or map "
+                    f"the client to an active contact, then replay. Xero said: {detail}"
+                ),
+                http_status=status,
+            )
         return PermanentError(self.scrub(f"{what}: Xero validation failed: {detail}"), http_status=status)
 
     # ------------------------------------------------------------------ Connector API
@@ -280,7 +318,8 @@ class XeroConnector(HttpConnector):
         if element.get("HasErrors") or messages:
             if is_duplicate_number(messages):
                 return await self._existing(invoice, key)
-            raise self._rejected(what, messages)
+            client = f"client {invoice.client_id} ({invoice.client_name})"
+            raise self._rejected(what, messages, element=element, client=client)
         if not element.get("InvoiceID"):
             raise UncertainOutcomeError(f"{what}: response element has no InvoiceID")
         if str(element.get("InvoiceNumber") or invoice.invoice_number) != invoice.invoice_number:
@@ -472,16 +511,16 @@ class XeroConnector(HttpConnector):
         owner = read_marker(str(current.get("Reference") or ""))
         theirs = amount_or_none(note.get("Total"))
         ours = amount_or_none(current.get("Total")) or Decimal(0)
-        if read_marker(str(note.get("Reference") or "")) != owner or theirs != ours:
-            raise NumberConflictError(
-                f"number_conflict: Xero already holds a credit note numbered {number} (id {note.get('CreditNoteID')}) "
-                f"that does not retire invoice {current.get('InvoiceNumber')} as we would: its total is {theirs}, "
-                f"ours {ours}; its reference {note.get('Reference')!r}. Nothing was changed: rename or remove it, "
-                "then replay",
-                number=number,
+        found = read_marker(str(note.get("Reference") or ""))
+        if found != owner or theirs != ours:
+            raise credit_note_conflict(
+                "Xero",
+                number,
+                note_id=note.get("CreditNoteID"),
+                invoice=str(current.get("InvoiceNumber")),
                 ours=ours,
                 theirs=theirs,
-                external_id=str(note.get("CreditNoteID") or "") or None,
+                why=f"its reference {note.get('Reference')!r} carries the marker {found!r}, ours is {owner!r}",
             )
         return note
 
@@ -505,7 +544,8 @@ class XeroConnector(HttpConnector):
         messages = validation_messages(note)
         if note.get("HasErrors") or messages:
             if not any("must be unique" in m.lower() for m in messages):
-                raise self._rejected(what, messages)
+                # the invoice as read back carries the whole contact (Name too); the echoed note only its id
+                raise self._rejected(what, messages, element={"Contact": current.get("Contact") or note.get("Contact")})
             found = await self._our_credit_note(current)
             if found is None:
                 raise RetryableError(f"{what}: number reported taken but not found yet")

@@ -6,9 +6,14 @@ https://developer.xero.com/faq/oauth2, https://developer.xero.com/documentation/
 https://developer.xero.com/documentation/api-guides/rounding-in-xero):
 
 * ``POST /connect/token`` – refresh-token grant with HTTP Basic ``client_id:client_secret`` (or form
-  fields). Refresh tokens rotate on every use; the previous one stays valid for a 30-minute grace
-  period. Access tokens expire after ``access_token_ttl`` seconds. Errors: 400 ``invalid_client``,
-  ``invalid_grant``, ``unsupported_grant_type``.
+  fields). Refresh tokens rotate on every use and are **single-use by default**: a spent one is
+  refused with ``invalid_grant`` at once (``refresh_grace_seconds=0``, stricter than Xero, which keeps
+  the previous token usable for a 30-minute grace period: pass ``refresh_grace_seconds=1800`` to
+  emulate that). Access tokens expire after ``access_token_ttl`` seconds (Xero: 1,800). Errors: 400
+  ``invalid_client``, ``invalid_grant``, ``unsupported_grant_type``. Token lifetimes run on the
+  emulator's **clock** (:meth:`XeroEmulator.advance_clock`), so a test can jump past the grace
+  period or an access token's expiry without waiting; :meth:`XeroEmulator.revoke_connection` kills
+  every token issued (the user disconnected the app; only a new authorisation helps).
 * ``GET /identity/connect/authorize`` (login.xero.com) – consents at once and redirects (302) to the
   loopback ``redirect_uri`` with ``code`` and ``state``; ``POST /connect/token`` with
   ``grant_type=authorization_code`` exchanges it (single-use, same ``redirect_uri``, PKCE S256
@@ -22,7 +27,10 @@ https://developer.xero.com/documentation/api-guides/rounding-in-xero):
   ``PUT``/``GET /api.xro/2.0/CreditNotes``, ``GET /api.xro/2.0/CreditNotes/{CreditNoteID}`` (``ACCRECCREDIT``/
   ``ACCPAYCREDIT``, totals computed like invoices, no line discounts, ``CreditNoteNumber`` unique per
   organisation, not allocated: ``RemainingCredit`` = ``Total``),
-  ``PUT``/``GET /api.xro/2.0/Contacts``, ``GET /api.xro/2.0/Contacts/{ContactID}``.
+  ``PUT``/``GET /api.xro/2.0/Contacts``, ``GET /api.xro/2.0/Contacts/{ContactID}`` (``GET /Contacts``
+  leaves ``ARCHIVED`` contacts out unless ``includeArchived=true``). An invoice or credit note for an
+  archived contact is refused with :data:`ARCHIVED_CONTACT_MESSAGE` (contacts are archived by
+  :meth:`XeroEmulator.archive_contact`; restoring one is a person's job in Xero).
   Bearer token required (401 ``TokenExpired``/``AuthenticationUnsuccessful``), ``xero-tenant-id``
   required and known (403 ``AuthorizationUnsuccessful``).
 * A line item with only a ``Description`` (no ``Quantity``, ``UnitAmount``, ``LineAmount``) is a
@@ -61,9 +69,13 @@ Test hooks: ``request_validator`` (see :mod:`connectors.xero.spec`), :meth:`Xero
     GET  /_emulator/credit-notes -> [credit note, ...]
     GET  /_emulator/history    -> [[seconds since start, kind, tenant, number, detail], ...]
     POST /_emulator/payments   {"InvoiceID": "...", "Amount": 10.00}   (a payment; no Amount: all that is due)
+    POST /_emulator/archive-contact {"ContactID": "...", "tenant_id": "..."}   (XeroEmulator.archive_contact:
+                               its invoices and credit notes are refused from then on)
     GET  /_emulator/balance    ?tenant_id=...&contact_id=...  -> {"balance": "..."}  (see XeroEmulator.balance)
     POST /_emulator/reset
     POST /_emulator/expire-tokens
+    POST /_emulator/clock      {"advance": 1860}  -> {"offset": 1860.0}   (token clock moves forward)
+    POST /_emulator/revoke     (every access and refresh token issued so far is dead)
 """
 
 from __future__ import annotations
@@ -75,7 +87,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -91,6 +103,14 @@ from connectors.sandbox.oauth import INVALID_VERIFIER, LOOPBACK_REDIRECT, bearer
 from connectors.sandbox.values import decimal_or_none
 
 DEFAULT_TENANT_ID = "00000000-0000-0000-0000-000000000001"
+#: Xero's validation message for an invoice or credit note whose ``Contact`` is archived (quoted by Xero
+#: integrators' support pages, e.g. https://knowledgebase.agridigital.io/en/articles/7923511-xero-errors-archived-contacts
+#: and https://help.writeupp.com/en/article/xero-troubleshooting-axgu8g/; restoring is done in Xero:
+#: Contacts > Archived > Restore).
+ARCHIVED_CONTACT_MESSAGE = (
+    "The contact with the specified contact details has been archived. "
+    "The contact must be un-archived before creating new invoices or credit notes."
+)
 PROVIDER_NAME = "Xero Emulator (maintenance-billing-broker)"
 
 #: TaxType code -> rate percent. A small organisation TaxRates table (codes from Xero's UK/NZ/AU sets;
@@ -218,6 +238,33 @@ _Store = Callable[[Any, dict, Callable[[], None]], dict]
 
 
 @dataclass
+class ClockedTokens(Tokens):
+    """:class:`Tokens` whose lifetimes (access-token expiry, refresh-token grace) run on ``clock``
+    (monotonic seconds; the emulator's :meth:`XeroEmulator.now`) instead of ``time.monotonic``."""
+
+    clock: Callable[[], float] = field(default=time.monotonic)
+
+    def new_access(self, now: float | None = None) -> str:
+        return super().new_access(self.clock() if now is None else now)
+
+    def spend_refresh(self, presented: str, now: float | None = None) -> bool:
+        return super().spend_refresh(presented, self.clock() if now is None else now)
+
+    def rotate(self, presented: str, now: float | None = None) -> tuple[str, str] | None:
+        return super().rotate(presented, self.clock() if now is None else now)
+
+    def valid(self, token: str) -> bool:
+        expires = self.access.get(token)
+        return expires is not None and self.clock() < expires
+
+    def revoke(self) -> None:
+        """Every access and refresh token issued so far is dead (the next refresh is ``invalid_grant``)."""
+        self.access.clear()
+        for token in self.refresh:
+            self.refresh[token] = -math.inf
+
+
+@dataclass
 class _TenantLimits:
     minute: Window
     day: Window
@@ -234,7 +281,8 @@ class XeroEmulator(TokenHolder, Emulator):
     (refresh tokens presented to ``/connect/token``, in order).
 
     Extra keyword arguments beyond the documented ones: ``app_rate_limit_per_minute`` (10,000),
-    ``idempotency_ttl`` (360 s), ``refresh_grace_seconds`` (1,800 s), ``tax_rates`` (TaxType ->
+    ``idempotency_ttl`` (360 s), ``refresh_grace_seconds`` (0: a spent refresh token is refused at once;
+    Xero's own grace is 1,800 s), ``tax_rates`` (TaxType ->
     percent), ``account_codes`` (valid AccountCodes; ``None`` accepts any), ``base_currency``
     ("EUR"), ``hang_seconds`` (how long a ``timeout_after_commit`` fault keeps the socket open, 30 s),
     ``response_delay`` (seconds each Accounting call holds its concurrency slot, 0),
@@ -249,6 +297,7 @@ class XeroEmulator(TokenHolder, Emulator):
 
     name = "xero-emulator"
     server_version = "XeroEmulator/1.0"
+    tokens: ClockedTokens
     fault_kinds = FAULT_KINDS
 
     def __init__(
@@ -267,7 +316,7 @@ class XeroEmulator(TokenHolder, Emulator):
         request_validator: RequestValidator | None = None,
         app_rate_limit_per_minute: int = 10000,
         idempotency_ttl: float = 360,
-        refresh_grace_seconds: float = 1800,
+        refresh_grace_seconds: float = 0.0,
         tax_rates: dict[str, Decimal] | None = None,
         account_codes: Iterable[str] | None = DEFAULT_ACCOUNT_CODES,
         base_currency: str = "EUR",
@@ -305,8 +354,10 @@ class XeroEmulator(TokenHolder, Emulator):
         #: ``Retry-After`` seconds of an injected ``"429"`` fault.
         self.fault_retry_after = 1
         self.seed_contacts = demo_contacts() if contacts is None else {t: dict(c) for t, c in contacts.items()}
+        #: seconds the token clock (:meth:`now`) runs ahead of ``time.monotonic`` (:meth:`advance_clock`)
+        self.clock_offset = 0.0
         # auth state survives reset_state()
-        self.tokens = Tokens(refresh_token, access_token_ttl, refresh_grace_seconds)
+        self.tokens = ClockedTokens(refresh_token, access_token_ttl, refresh_grace_seconds, clock=self.now)
         self._init_state()
 
     # ------------------------------------------------------------------ lifecycle
@@ -355,6 +406,24 @@ class XeroEmulator(TokenHolder, Emulator):
         tenant = tenant_id or self.tenant_ids[0]
         with self._lock:
             return str(self._new_contact(tenant, {"Name": name, **fields}, contact_id=contact_id)["ContactID"])
+
+    def archive_contact(self, contact_id: str, tenant_id: str | None = None) -> dict:
+        """Archive contact ``contact_id`` (``ContactStatus`` ``ARCHIVED``), as a person does in Xero
+        (Contacts > select > Archive); returns a copy of the contact. ``ValueError`` when it does not exist.
+
+        From then on Xero refuses invoices and credit notes for it with :data:`ARCHIVED_CONTACT_MESSAGE`
+        until someone restores it in Xero; it is no longer listed by ``GET /Contacts`` (spec parameter
+        ``includeArchived``: archived contacts are left out unless asked for) and a new contact may take
+        its name (names are unique across *active* contacts only).
+        """
+        tenant = tenant_id or self.tenant_ids[0]
+        with self._lock:
+            contact = self._contacts[tenant].get(contact_id.lower())
+            if contact is None:
+                raise ValueError(f"no contact {contact_id} in organisation {tenant}")
+            contact["ContactStatus"] = "ARCHIVED"
+            contact["UpdatedDateUTC"] = _ms_date(_now_utc())
+            return copy.deepcopy(contact)
 
     def credit_notes(self, tenant_id: str | None = None) -> list[dict]:
         """Deep copies of the stored credit notes of one or all organisations."""
@@ -441,6 +510,25 @@ class XeroEmulator(TokenHolder, Emulator):
         for the next ``seconds`` (nothing is processed or counted against the limits)."""
         with self._lock:
             self._outages[tenant_id or "*"] = (time.monotonic() + float(seconds), int(status))
+
+    def now(self) -> float:
+        """The token clock: ``time.monotonic()`` plus :attr:`clock_offset` (seconds)."""
+        return time.monotonic() + self.clock_offset
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the token clock ``seconds`` forward (access tokens expire, grace periods end, as if that much
+        time had passed); returns the new offset. Rate limits and idempotency windows keep real time."""
+        if seconds < 0:
+            raise ValueError(f"advance_clock: seconds must be >= 0, got {seconds}")
+        with self._lock:
+            self.clock_offset += float(seconds)
+            return self.clock_offset
+
+    def revoke_connection(self) -> None:
+        """The user disconnected the app: every token issued so far is refused (access tokens: 401; refresh
+        tokens, the initial one included: ``invalid_grant``) until a new authorisation."""
+        with self._lock:
+            self.tokens.revoke()
 
     def _log(self, kind: str, tenant: str, number: str, detail: str = "") -> None:
         self.history.append((round(time.monotonic() - self._started_at, 4), kind, tenant, number, detail))
@@ -549,7 +637,7 @@ class XeroEmulator(TokenHolder, Emulator):
             resp = _problem(401, "Unauthorized", "AuthenticationUnsuccessful")
             resp.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
             return resp
-        if time.monotonic() >= expires:
+        if self.now() >= expires:
             when = _now_utc().strftime("%m/%d/%Y %H:%M:%S")
             resp = _problem(401, "Unauthorized", f"TokenExpired: token expired at {when}")
             resp.headers["WWW-Authenticate"] = 'Bearer error="invalid_token", error_description="The token expired"'
@@ -844,6 +932,8 @@ class XeroEmulator(TokenHolder, Emulator):
         term = req.query.get("searchTerm", "").strip().lower()
         if term:
             contacts = [c for c in contacts if term in c["Name"].lower()]
+        if req.query.get("includeArchived", "").lower() != "true":  # spec parameter includeArchived
+            contacts = [c for c in contacts if c["ContactStatus"] != "ARCHIVED"]
         return self._envelope({"Contacts": copy.deepcopy(contacts)})
 
     # ------------------------------------------------------------------ invoices
@@ -920,6 +1010,8 @@ class XeroEmulator(TokenHolder, Emulator):
             contact = self._contacts[tenant].get(str(raw_contact["ContactID"]).lower())
             if contact is None:
                 errors.append(f"The contact with the specified ContactID ({raw_contact['ContactID']}) does not exist")
+            elif contact["ContactStatus"] == "ARCHIVED":
+                errors.append(ARCHIVED_CONTACT_MESSAGE)
         else:
             contact = self._contact_by_name(tenant, str(raw_contact["Name"]))
             if contact is None:
@@ -1383,8 +1475,17 @@ class XeroEmulator(TokenHolder, Emulator):
             ("GET", "/_emulator/contacts"): lambda _req: self._listing(self._contacts),
             ("GET", "/_emulator/credit-notes"): lambda _req: self._listing(self._credit_notes),
             ("GET", "/_emulator/history"): lambda _req: self._history(),
-            ("POST", "/_emulator/outage"): self._admin_outage,
-            ("POST", "/_emulator/payments"): self._admin_payment,
+            ("POST", "/_emulator/outage"): lambda req: self.admin_action(
+                req, self._admin_outage, refused="bad outage request"
+            ),
+            ("POST", "/_emulator/clock"): self._admin_clock,
+            ("POST", "/_emulator/revoke"): self._admin_revoke,
+            ("POST", "/_emulator/payments"): lambda req: self.admin_action(
+                req, self._admin_payment, refused="payment refused"
+            ),
+            ("POST", "/_emulator/archive-contact"): lambda req: self.admin_action(
+                req, self._admin_archive_contact, refused="archive refused"
+            ),
             ("GET", "/_emulator/balance"): self._admin_balance,
         }
 
@@ -1398,30 +1499,43 @@ class XeroEmulator(TokenHolder, Emulator):
         with self._lock:
             return json_response(200, [list(h) for h in self.history])
 
-    def _admin_payment(self, req: Request) -> Response:
-        """``POST /_emulator/payments`` ``{"InvoiceID", "Amount" (optional), "tenant_id" (optional)}``."""
-        try:
-            doc = loads_decimal(req.body or b"{}")
-            amount = doc.get("Amount")
-            invoice = self.mark_paid(
-                str(doc["InvoiceID"]), None if amount is None else Decimal(str(amount)), doc.get("tenant_id")
-            )
-        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
-            return json_response(400, {"error": f"payment refused: {exc}"})
-        return json_response(200, {"Invoices": [invoice]})
+    def _admin_payment(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``POST /_emulator/payments`` ``{"InvoiceID", "Amount" (optional), "tenant_id" (optional)}`` ->
+        ``{"Invoices": [invoice]}``."""
+        amount = doc.get("Amount")
+        invoice = self.mark_paid(
+            str(doc["InvoiceID"]), None if amount is None else Decimal(str(amount)), doc.get("tenant_id")
+        )
+        return {"Invoices": [invoice]}
+
+    def _admin_archive_contact(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``POST /_emulator/archive-contact`` ``{"ContactID", "tenant_id" (optional)}`` -> ``{"Contacts": [contact]}``
+        (:meth:`archive_contact`)."""
+        return {"Contacts": [self.archive_contact(str(doc["ContactID"]), doc.get("tenant_id"))]}
 
     def _admin_balance(self, req: Request) -> Response:
         """``GET /_emulator/balance?tenant_id=...&contact_id=...`` -> ``{"balance": "12.30"}``."""
         balance = self.balance(req.query.get("tenant_id") or None, req.query.get("contact_id") or None)
         return json_response(200, {"balance": str(balance)})
 
-    def _admin_outage(self, req: Request) -> Response:
+    def _admin_clock(self, req: Request) -> Response:
+        """``POST /_emulator/clock`` ``{"advance": seconds}`` -> ``{"offset": total seconds ahead}``."""
         try:
-            doc = loads_decimal(req.body or b"{}")
-            self.outage(float(doc["seconds"]), doc.get("tenant_id"), int(doc.get("status", 503)))
+            offset = self.advance_clock(float(loads_decimal(req.body or b"{}")["advance"]))
         except (ValueError, KeyError, TypeError) as exc:
-            return json_response(400, {"error": f"bad outage request: {exc}"})
+            return json_response(400, {"error": f"bad clock request: {exc}"})
+        return json_response(200, {"offset": Decimal(str(offset))})
+
+    def _admin_revoke(self, _req: Request) -> Response:
+        """``POST /_emulator/revoke``: :meth:`revoke_connection`."""
+        self.revoke_connection()
         return json_response(200, {"ok": True})
+
+    def _admin_outage(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``POST /_emulator/outage`` ``{"seconds", "tenant_id" (optional), "status" (optional, 503)}``:
+        :meth:`outage`."""
+        self.outage(float(doc["seconds"]), doc.get("tenant_id"), int(doc.get("status", 503)))
+        return {"ok": True}
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, *, spec_path: str | None = None, **kwargs: Any) -> None:
@@ -1453,4 +1567,12 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, spec_path: str | None = Non
     )
 
 
-__all__ = ["DEFAULT_TAX_RATES", "DEFAULT_TENANT_ID", "FAULT_KINDS", "XeroEmulator", "demo_contacts", "serve"]
+__all__ = [
+    "ARCHIVED_CONTACT_MESSAGE",
+    "DEFAULT_TAX_RATES",
+    "DEFAULT_TENANT_ID",
+    "FAULT_KINDS",
+    "XeroEmulator",
+    "demo_contacts",
+    "serve",
+]

@@ -29,15 +29,15 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from connectors.sdk.errors import PermanentError
 from connectors.sdk.invoice import ExternalInvoice, Invoice, InvoiceLine
 from connectors.sdk.lifecycle import marker, read_marker
-from connectors.sdk.money import amount_or_none, lookup_rate
+from connectors.sdk.money import amount_or_none, lookup_rate, rate_key
 from connectors.xero.settings import XeroSettings
 
-#: Tax type used when neither the line nor ``settings.tax_types`` names one and the rate is non-zero.
-DEFAULT_TAX_TYPE = "OUTPUT2"
-#: Tax type used for a zero rate when ``settings.tax_types`` has no entry for ``"0"``.
-ZERO_TAX_TYPE = "NONE"
+#: ``InvoiceNumber`` length Xero accepts (https://developer.xero.com/documentation/api/accounting/invoices:
+#: "InvoiceNumber ... (max length = 255)"; /work/shared/billing-apis.md, Xero "Number / reference").
+INVOICE_NUMBER_MAX = 255
 #: ``Reference`` length Xero accepts (https://developer.xero.com/documentation/api/accounting/invoices:
 #: "Reference ... (max length = 255)").
 REFERENCE_MAX = 255
@@ -51,16 +51,23 @@ def tax_type_for(line: InvoiceLine, settings: XeroSettings) -> str:
     """Xero ``TaxType`` code for ``line``.
 
     Order: ``line.tax_type`` (tenant-mapped code) -> ``settings.tax_types[rate]`` where the key is
-    the rate percentage text (``"23"``; ``"23.0"``/``"23.00"`` match too) -> ``"NONE"`` for a zero
-    rate, ``"OUTPUT2"`` otherwise. Codes are organisation/region specific: see ``GET /TaxRates``
-    (spec ``getTaxRates``).
+    the rate percentage text (``"23"``; ``"23.0"``/``"23.00"`` match too). Codes are
+    organisation/region specific: see ``GET /TaxRates`` (spec ``getTaxRates``). No default: an
+    unmapped rate (0 % included) raises :class:`PermanentError` naming it, since any guessed code
+    books the line under another rate in Xero's reports (the configuration check,
+    :meth:`XeroSettings.tax_mapping_problems`, refuses such a tenant at load; only a rate an event
+    brings, a quote line's own, can get here).
     """
     if line.tax_type:
         return line.tax_type
     code = lookup_rate(settings.tax_types, line.tax_rate)
-    if code is not None:
-        return code
-    return ZERO_TAX_TYPE if line.tax_rate == 0 else DEFAULT_TAX_TYPE
+    if code is None:
+        wanted = rate_key(line.tax_rate)
+        raise PermanentError(
+            f"line {line.description!r}: VAT {wanted}% has no Xero TaxType: add billing.settings.tax_types"
+            f'["{wanted}"] (a TaxType of the organisation, GET /TaxRates)'
+        )
+    return code
 
 
 def line_to_xero(line: InvoiceLine, invoice: Invoice, settings: XeroSettings) -> dict[str, Any]:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field
 
 from connectors.sdk.settings import OAuthRefreshSettings
+from connectors.sdk.tax import unmapped_rates
+
+if TYPE_CHECKING:
+    from connectors.sdk.tax import VatRate
 
 
 class XeroSettings(OAuthRefreshSettings):
@@ -14,8 +19,10 @@ class XeroSettings(OAuthRefreshSettings):
 
     Secrets are not stored here: ``client_secret_env`` and ``refresh_token_env`` name the
     environment variables that hold them. ``tax_types`` maps a tax-rate percentage text
-    (``"23"``, ``"13"``, ``"0"``) to the organisation's Xero ``TaxType`` code; unmapped rates use
-    ``OUTPUT2`` (non-zero) or ``NONE`` (zero). ``timeout_seconds`` is the per-request HTTP timeout.
+    (``"23"``, ``"13"``, ``"0"``) to the organisation's Xero ``TaxType`` code (``GET /TaxRates``);
+    every rate the tenant bills needs one (a 0 % line of an exempt / reverse-charge client may use
+    the tenant's ``tax.exempt_tax_type`` / ``tax.reverse_charge_tax_type`` instead): there is no
+    default code. ``timeout_seconds`` is the per-request HTTP timeout.
     ``create_contacts``: an invoice whose client has no ``contact_id`` mapping may create the contact
     (Xero matches an existing contact by name, else creates it); ``false``: the contact must exist
     (found by tax number, e-mail or name) or the invoice fails permanently naming the client.
@@ -40,6 +47,15 @@ class XeroSettings(OAuthRefreshSettings):
     rate_limit_window_seconds: float = Field(default=60.0, gt=0)
     max_concurrency: int | None = Field(default=None, gt=0)
     daily_limit: int | None = Field(default=None, gt=0)
+
+    def tax_mapping_problems(self, rates: Sequence[VatRate]) -> list[str]:
+        """Rates with neither a tenant code (``rate.tax_type``) nor a ``tax_types`` entry: Xero books every
+        line under a ``TaxType`` and the mapper guesses none (:func:`connectors.xero.mapper.tax_type_for`)."""
+        return [
+            f'{rate.label} has no Xero TaxType: add billing.settings.tax_types["{rate.key}"] '
+            "(a TaxType of the organisation, GET /TaxRates)" + (f" or set {rate.code_field}" if rate.code_field else "")
+            for rate in unmapped_rates(rates, self.tax_types)
+        ]
 
 
 __all__ = ["XeroSettings"]

@@ -47,6 +47,9 @@ class XeroHarness(OAuthEmulatorHarness[XeroEmulator]):
             contacts={ORG: {CONTACT_ID: CONTACT_NAME}},
             rate_limit_per_minute=10_000,
             daily_limit=100_000,
+            # Xero's real 30-minute grace: the kit hands connectors fresh token stores seeded from the same
+            # configured refresh token (single-flight within one store is still checked by refresh counts)
+            refresh_grace_seconds=1800,
             **self.emulator_options(),
         )
 
@@ -62,6 +65,8 @@ class XeroHarness(OAuthEmulatorHarness[XeroEmulator]):
             "identity_url": url,
             "authorize_url": f"{url}/identity/connect/authorize",
             "xero_tenant_id": ORG,
+            # every rate the kit bills (the harness's 23 % and 0 %), as codes of the emulator's TaxRates table
+            "tax_types": {"23": "OUTPUT2", "0": "EXEMPTOUTPUT"},
             **self.oauth_settings(),
         }
 

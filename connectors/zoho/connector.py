@@ -53,6 +53,7 @@ from connectors.sdk.errors import (
     NumberConflictError,
     PermanentError,
     RateLimitedError,
+    ReauthRequiredError,
     RetryableError,
     UncertainOutcomeError,
     UnknownAccountError,
@@ -112,7 +113,11 @@ class ZohoConnector(HttpConnector):
     name = "zoho"
     label = "Zoho"
     version = "0.1.0"
-    capabilities = Capabilities(oauth2=True, amendments=True, rate_limit_per_minute=100)
+    # invoice_number Max-length [100] (https://www.zoho.com/invoice/api/v3/invoices/, mapper.INVOICE_NUMBER_MAX);
+    # no creditnote_number limit is documented in the material at hand
+    capabilities = Capabilities(
+        oauth2=True, amendments=True, rate_limit_per_minute=100, invoice_number_max=mapper.INVOICE_NUMBER_MAX
+    )
     Settings = ZohoSettings
     # Zoho reports a taken number as 400 code 1001; every other 4xx refuses the data (5xx: see classify).
     status_overrides = MappingProxyType(dict.fromkeys((408, 409, 425), PermanentError))
@@ -148,7 +153,8 @@ class ZohoConnector(HttpConnector):
     async def _grant(self, refresh_token: SecretStr | None) -> TokenSet:
         """``POST {accounts}/oauth/v2/token`` (form ``client_id``/``client_secret``/``refresh_token``).
 
-        Zoho refuses with HTTP 200 ``{"error": "invalid_code"}`` -> :class:`AuthError`; too many grants
+        Zoho refuses a dead refresh token with HTTP 200 ``{"error": "invalid_code"}`` -> :class:`ReauthRequiredError`,
+        other refusals (``invalid_client``) -> :class:`AuthError`; too many grants
         answer 400 ``{"error": "Access Denied"}`` -> :class:`RateLimitedError`; 5xx -> :class:`RetryableError`.
         """
         form = {
@@ -170,7 +176,8 @@ class ZohoConnector(HttpConnector):
             raise RetryableError(f"Zoho token refresh: HTTP {status}", http_status=status)
         if status != 200 or error or not isinstance(body, dict) or not body.get("access_token"):
             refused = self.scrub(f"Zoho token refresh refused (HTTP {status} {error or 'no access_token'})")
-            raise AuthError(refused + self.unauthorized_hint(), http_status=401 if status == 200 else status)
+            error_cls = ReauthRequiredError if error == "invalid_code" else AuthError
+            raise error_cls(refused + self.unauthorized_hint(), http_status=401 if status == 200 else status)
         return TokenSet.from_token_response(body, previous_refresh=refresh_token)
 
     def oauth2_config(self) -> OAuth2Config:

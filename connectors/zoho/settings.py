@@ -34,8 +34,10 @@ class ZohoSettings(OAuthRefreshSettings):
     / ``accounts_url`` override them, e.g. for the emulator). ``client_secret_env`` /
     ``refresh_token_env`` name the environment variables holding the secrets. ``tax_ids`` maps a
     rate (``"23"``) to the organisation's Zoho ``tax_id``; unmapped rates are looked up in
-    ``GET /settings/taxes`` by percentage. ``invoice_status``: ``sent`` marks the invoice as sent
-    after creation, ``draft`` leaves it a draft; ``send_email`` emails it (implies sent).
+    ``GET /settings/taxes`` by percentage when delivering (a rate the organisation lacks is refused
+    then, naming it), so no rate needs a mapping when the configuration loads. ``invoice_status``:
+    ``sent`` marks the invoice as sent after creation, ``draft`` leaves it a draft; ``send_email``
+    emails it (implies sent).
     ``create_contacts``: a client without ``contact_id`` that is not found by e-mail or name is created.
     ``max_requests_per_minute``: the connector paces its own calls (Zoho allows 100 per minute per
     organisation).

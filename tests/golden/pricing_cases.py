@@ -34,7 +34,16 @@ BASE_TENANT: dict[str, Any] = {
     "vat_percent": "23",
     "invoice_prefix": "ACME",
     "payment_terms_days": 30,
-    "billing": {"system": "xero", "settings": {}},
+    "billing": {  # valid Xero settings, so that parse_config (which checks them and the tax codes) accepts it
+        "system": "xero",
+        "settings": {
+            "xero_tenant_id": "00000000-0000-0000-0000-000000000001",
+            "client_id": "golden",
+            "client_secret_env": "XERO_CLIENT_SECRET",
+            "refresh_token_env": "XERO_REFRESH_TOKEN",
+            "tax_types": {"23": "OUTPUT2", "13": "OUTPUT3", "6": "OUTPUT4", "0": "EXEMPTOUTPUT"},
+        },
+    },
     "clients": {"CLI-1": {"name": "Hotel Atlântico Lisboa, S.A.", "contact_id": "c-1"}},
     "rate_card": {
         "billing_increment_minutes": 15,

@@ -1,0 +1,89 @@
+"""The content fingerprint of an invoice version: what the customer is billed, hashed.
+
+``sha256:<64 hex digits>`` of a canonical JSON document (version ``"v": 1``) holding exactly:
+
+* the client: ``client_id``, ``client_name``, ``contact_id``;
+* ``currency`` and ``tax_inclusive``;
+* ``lines``, in order, each with ``kind``, ``description``, ``quantity``, ``unit``, ``unit_price``,
+  ``discount_percent``, ``net``, ``tax_rate``, ``tax``, ``total``, ``account_code``, ``tax_type``;
+* the totals ``net_total``, ``tax_total``, ``total``;
+* ``legal_notes`` (printed on the invoice), in order.
+
+Not hashed: times and dates (``event_time``, ``priced_at``, ``issue_date``, ``due_date`` — a
+re-sent event with a later time is the same content), ids that identify rather than bill
+(``event_id``, ``invoice_key``, ``invoice_number``, ``reference``, ``site_id``), what is never sent to
+the billing system (``cost``, ``cost_total``, ``margin``, ``notes``, line ``source``/``rule``/
+``covered_by``) and ``allowance``/``contract_id`` (their effect is in the lines).
+
+Canonical JSON: keys sorted, no spaces (``separators=(",", ":")``), UTF-8 without escaping;
+decimals as plain strings of their value with trailing zeros removed (``24.00`` and ``24`` both
+``"24"``, never an exponent), so two prices equal in value hash alike; ``None`` as ``null``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+
+from connectors.sdk.invoice import Invoice, InvoiceLine
+
+__all__ = ["DOCUMENT_FIELDS", "FINGERPRINT_VERSION", "LINE_FIELDS", "content_fingerprint", "fingerprint_of"]
+
+FINGERPRINT_VERSION = 1
+#: Invoice fields hashed (besides ``lines``).
+DOCUMENT_FIELDS = (
+    "client_id",
+    "client_name",
+    "contact_id",
+    "currency",
+    "tax_inclusive",
+    "net_total",
+    "tax_total",
+    "total",
+    "legal_notes",
+)
+#: Fields of each line hashed.
+LINE_FIELDS = (
+    "kind",
+    "description",
+    "quantity",
+    "unit",
+    "unit_price",
+    "discount_percent",
+    "net",
+    "tax_rate",
+    "tax",
+    "total",
+    "account_code",
+    "tax_type",
+)
+
+
+def _canonical(value: object) -> object:
+    """A JSON value for ``value``: decimals as plain strings without trailing zeros, lists item by item."""
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return "0" if text in ("-0", "0") else text
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    return value
+
+
+def fingerprint_of(fields: Mapping[str, object], lines: Iterable[InvoiceLine]) -> str:
+    """The fingerprint of an invoice given as ``fields`` (at least :data:`DOCUMENT_FIELDS`) and its ``lines``.
+
+    Returns ``sha256:`` followed by 64 lower-case hex digits (module docstring). Raises ``KeyError``
+    naming a missing field.
+    """
+    document: dict[str, object] = {name: _canonical(fields[name]) for name in DOCUMENT_FIELDS}
+    document["lines"] = [{name: _canonical(getattr(line, name)) for name in LINE_FIELDS} for line in lines]
+    document["v"] = FINGERPRINT_VERSION
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def content_fingerprint(invoice: Invoice) -> str:
+    """The fingerprint of ``invoice``'s billable content (module docstring); ignores ``invoice.fingerprint``."""
+    return fingerprint_of({name: getattr(invoice, name) for name in DOCUMENT_FIELDS}, invoice.lines)
