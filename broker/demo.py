@@ -22,6 +22,7 @@ import time
 import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,6 +148,160 @@ def _wait(tally: Tally, target: int, timeout: float, console: Console, label: st
             tally.poll()
             progress.update(task, completed=min(tally.terminal, target))
     return tally.terminal >= target
+
+
+#: Billing system -> the REAL statuses its emulator must show after the demo's lifecycle: (the replaced
+#: or cancelled document, its credit note or ``None`` when none may be issued, the replacing document).
+#: By each system's rules (docs/connectors.md §5a): Xero voids an unpaid AUTHORISED invoice, Stripe
+#: voids an unpaid ``open`` one, Moloni never changes a closed (certified) document and credits it.
+LIFECYCLE: dict[str, tuple[str, str | None, str]] = {
+    "xero": ("VOIDED", None, "AUTHORISED"),
+    "stripe": ("void", None, "open"),
+    "moloni": ("closed", "closed", "closed"),
+}
+
+
+@dataclass(frozen=True)
+class LifecycleCase:
+    """The two work orders the demo runs through the lifecycle on one system's tenant (keys ``tenant:wo:id``)."""
+
+    system: str
+    amended: str
+    cancelled: str
+
+
+def _lifecycle_event(source: dict[str, Any], kind: str, ident: str, revision: int, data: dict[str, Any]) -> bytes:
+    """A copy of the completion CloudEvent ``source`` as ``maintenance.work_order.<kind>`` of work order
+    ``ident`` at ``revision`` (its client kept; ``data`` the other data fields)."""
+    origin = source["id"].split(":")[0]
+    body = {"work_order_id": ident, "revision": revision, "client_id": source["data"]["client_id"], **data}
+    return json.dumps(
+        source
+        | {
+            "id": f"{origin}:wo:{ident}:r{revision}:{kind}",
+            "type": f"maintenance.work_order.{kind}",
+            "subject": f"work-orders/{ident}",
+            "data": body,
+        }
+    ).encode()
+
+
+def _lifecycle_completion(source: dict[str, Any], ident: str, revision: int) -> bytes:
+    """``source``'s completion as work order ``ident`` at ``revision``; from revision 2 on with one more
+    billable expense (12.30 net, so the new revision has another total)."""
+    own = ("work_order_id", "revision", "client_id")
+    data = {k: v for k, v in copy.deepcopy(source["data"]).items() if k not in own}
+    if revision > 1:
+        extra = {"id": "E-DEMO-R2", "description": "Parking (return visit)", "amount": "12.30"}
+        data["expenses"] = [*data.get("expenses", []), extra]
+    return _lifecycle_event(source, "completed", ident, revision, data)
+
+
+def _lifecycle_events(records: list[bytes], systems: dict[str, str]) -> tuple[list[bytes], list[LifecycleCase]]:
+    """For each system of :data:`LIFECYCLE` that a tenant bills in: copies of that tenant's first example
+    completion under two new work order ids ``<id>A`` (r1 -> reopened -> r2 with another total) and
+    ``<id>C`` (r1 -> cancelled). Returns the raw CloudEvents, in order, and the cases."""
+    events: list[bytes] = []
+    cases: list[LifecycleCase] = []
+    parsed = []
+    for raw in records:
+        try:
+            parsed.append(json.loads(raw))
+        except ValueError:
+            continue
+    completions = [e for e in parsed if isinstance(e, dict) and e.get("type") == "maintenance.work_order.completed"]
+    for system in LIFECYCLE:
+        tenants = {tid for tid, s in systems.items() if s == system}
+        source = next((e for e in completions if e.get("tenant") in tenants), None)
+        if source is None:
+            continue
+        wo, tenant = source["data"]["work_order_id"], source["tenant"]
+        amended, cancelled = f"{wo}A", f"{wo}C"
+        events += [
+            _lifecycle_completion(source, amended, 1),
+            _lifecycle_event(source, "reopened", amended, 1, {"reason": "Client reported the fault again"}),
+            _lifecycle_completion(source, amended, 2),
+            _lifecycle_completion(source, cancelled, 1),
+            _lifecycle_event(source, "cancelled", cancelled, 1, {"reason": "Visit billed by mistake"}),
+        ]
+        cases.append(LifecycleCase(system, f"{tenant}:wo:{amended}", f"{tenant}:wo:{cancelled}"))
+    return events, cases
+
+
+def _xero_credit_notes(emulator: XeroEmulator) -> list[HeldInvoice]:
+    return [
+        HeldInvoice(
+            external_id=note["CreditNoteID"],
+            number=note.get("CreditNoteNumber") or "",
+            total=Decimal(str(note["Total"])),
+            currency=note.get("CurrencyCode"),
+            raw=note,
+            status=note.get("Status"),
+        )
+        for note in emulator.credit_notes()
+    ]
+
+
+def _print_lifecycle(
+    console: Console,
+    tally: Tally,
+    cases: list[LifecycleCase],
+    readers: dict[str, Callable[[], list[HeldInvoice]]],
+    credit_readers: dict[str, Callable[[], list[HeldInvoice]]],
+) -> bool:
+    """Print, per case, each replaced or cancelled document with the status its billing system REALLY
+    holds (read back from the emulator), the replacing document and the credit note, if any; True when
+    every status is the one :data:`LIFECYCLE` expects and the outcomes' ``billed_total`` is right
+    (the new revision's total after a replacement, 0 after a cancellation)."""
+    ok = True
+    outcomes = {(o["invoice_key"], o["outcome"]): o for o in tally.outcomes}
+    console.print("\n[bold]Lifecycle: replaced and cancelled documents, their real status in the billing system[/]")
+
+    def status(found: HeldInvoice | None, expected: str | None) -> str:
+        nonlocal ok
+        word = (found.status or _held_status(found)) if found else "MISSING"
+        if word != expected:
+            ok = False
+            return f"{word} [red](expected {expected})[/]"
+        return word
+
+    for case in cases:
+        held = {h.external_id: h for h in readers[case.system]()}
+        notes = {h.number: h for h in credit_readers[case.system]()}
+        retired, note_status, live = LIFECYCLE[case.system]
+        for order, kind in ((case.amended, "replaced"), (case.cancelled, "cancelled")):
+            first = outcomes.get((f"{order}:r1", "created"), {})
+            if kind == "replaced":
+                change = outcomes.get((f"{order}:r2", "amended")) or outcomes.get((f"{order}:r2", "created"), {})
+                expected_billed = tally.priced.get(f"{order}:r2", {}).get("total")
+            else:
+                change = outcomes.get((f"{order}:r1", "cancelled"), {})
+                expected_billed = "0"
+            old = held.get(str(first.get("external_id")))
+            line = (
+                f"  {case.system}: {_document(order + ':r1').rsplit(' ', 1)[0]} {kind} ({change.get('amendment')}): "
+                f"{tally.priced.get(order + ':r1', {}).get('invoice_number', '?')} "
+                f"{status(old, retired)}"
+            )
+            if kind == "replaced":
+                new = held.get(str(change.get("external_id")))
+                number = tally.priced.get(order + ":r2", {}).get("invoice_number", "?")
+                line += f" -> {number} {status(new, live)}"
+                if old and new and old.total == new.total:
+                    ok, line = False, line + " [red]SAME TOTAL[/]"
+            cn = change.get("credit_note_number")
+            if cn or note_status:
+                note = notes.get(str(cn))
+                line += f", credit note {cn} {status(note, note_status)}"
+                if note and old and note.total != old.total:
+                    ok, line = False, line + f" [red]CREDITS {note.total} OF {old.total}[/]"
+            billed = change.get("billed_total")
+            if billed is None or expected_billed is None or Decimal(str(billed)) != Decimal(str(expected_billed)):
+                ok, line = False, line + f" [red]billed {billed}, expected {expected_billed}[/]"
+            else:
+                line += f", billed {Decimal(str(billed)):.2f}"  # money: 2 decimals, nothing to round
+            console.print(line, highlight=False, soft_wrap=True)  # one line each, however long
+    return ok
 
 
 def _metrics_snapshot(port: int) -> dict[str, float]:
@@ -287,6 +442,20 @@ def run_demo(
             ok = ok and new == 0
             verdict = "[bold]no second invoice[/]" if new == 0 else f"[bold red]{new} NEW INVOICES[/]"
             console.print(f"  {system}: invoices held before {before}, after {after}: {verdict}", highlight=False)
+        lifecycle, cases = _lifecycle_events(records, systems)
+        console.print(
+            f"\nLifecycle: publishing {len(lifecycle)} events (per system: completion r1 -> reopened -> r2 with "
+            "another total; completion r1 -> cancelled) ..."
+        )
+        before_lifecycle = tally.terminal
+        publish(bootstrap, TOPIC_EVENTS, lifecycle)
+        if not _wait(tally, before_lifecycle + len(lifecycle), timeout, console, "lifecycle"):
+            console.print("[red]timed out waiting for the lifecycle events[/]")
+            return 1
+        credit_readers: dict[str, Callable[[], list[HeldInvoice]]] = {"xero": lambda: _xero_credit_notes(emulator)}
+        credit_readers.update({system: sandbox.harness.credit_notes for system, sandbox in sandboxes.items()})
+        ok = _print_lifecycle(console, tally, cases, readers, credit_readers) and ok
+        ok = ok and len(cases) >= 3
         for system, sandbox in sorted(sandboxes.items()):
             for problem in sandbox.problems():
                 ok = False

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+from decimal import Decimal
 
 import pytest
 import yaml
@@ -16,9 +17,21 @@ from connectors import registry
 from tests.conftest import EXAMPLES, ROOT
 
 SYSTEMS = ("xero", "stripe", "quickbooks", "invoicexpress", "moloni")
+#: The lifecycle lines of ``broker demo`` after "replaced" / "cancelled": how the old document was retired,
+#: its number and REAL status in the emulator, the new one's (NUMBER: the replaced one's number before -R1).
+LIFECYCLE_REPLACED = {
+    "xero": r"\(voided\): ([A-Z]+-WO-\d+A)-R1 VOIDED -> \2-R2 AUTHORISED",
+    "stripe": r"\(voided\): ([A-Z]+-WO-\d+A)-R1 void -> \2-R2 open",
+    "moloni": r"\(credited\): ([A-Z]+-WO-\d+A)-R1 closed -> \2-R2 closed, credit note \2-R1-CN closed",
+}
+LIFECYCLE_CANCELLED = {
+    "xero": r"\(voided\): NUMBER-R1 VOIDED",
+    "stripe": r"\(voided\): NUMBER-R1 void",
+    "moloni": r"\(credited\): NUMBER-R1 closed, credit note NUMBER-R1-CN closed",
+}
 
 
-def test_every_non_xero_tenant_of_the_example_has_a_sandbox_its_connector_accepts():
+def test_every_non_xero_tenant_of_the_example_has_a_sandbox_its_connector_accepts() -> None:
     """The settings a sandbox merges into each tenant validate with the connector, customer creation is
     on, and every secret variable they name is provided (under the name the config file uses)."""
     raw = yaml.safe_load((EXAMPLES / "config.yaml").read_text(encoding="utf-8"))
@@ -62,7 +75,7 @@ for system in sorted(SANDBOXES):
 """
 
 
-def test_sandboxes_start_without_the_dev_extras():
+def test_sandboxes_start_without_the_dev_extras() -> None:
     """``make demo`` installs the runtime only: the harnesses must start their emulators without pytest
     and without the spec validators' libraries (the demo then says validation is off)."""
     proc = subprocess.run(
@@ -75,14 +88,14 @@ def test_sandboxes_start_without_the_dev_extras():
     assert "jsonschema is not installed" in lines["stripe"]
 
 
-def test_unknown_system_has_no_sandbox():
+def test_unknown_system_has_no_sandbox() -> None:
     with pytest.raises(LookupError, match="no-such-system"):
         start_sandbox("no-such-system")
 
 
 @pytest.mark.integration
 @pytest.mark.timeout(420)
-def test_broker_demo_delivers_to_five_billing_systems_once():
+def test_broker_demo_delivers_to_five_billing_systems_once() -> None:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}  # the demo's own embedded Tansu
     started = time.monotonic()
     proc = subprocess.run(
@@ -106,5 +119,69 @@ def test_broker_demo_delivers_to_five_billing_systems_once():
         assert again and again.group(1) == again.group(2), (system, out[-6000:])
     assert "second pass: {'already_delivered': " in out and "'created'" not in out.split("second pass:")[1]
     assert "TOTAL MISMATCH" not in out and "MISSING" not in out and "NEW INVOICES" not in out
+    # the lifecycle: each replaced / cancelled document with the status its emulator really holds
+    lifecycle = out.split("Lifecycle: replaced and cancelled documents", 1)[1]
+    assert "expected" not in lifecycle and "SAME TOTAL" not in lifecycle and "CREDITS" not in lifecycle
+    for system, replaced in LIFECYCLE_REPLACED.items():
+        match = re.search(rf"^  {system}: WO (\S+) replaced {replaced}, billed (\d+\.\d\d)$", lifecycle, re.M)
+        assert match and Decimal(match.group(3)) > 0, (system, lifecycle)
+        cancelled = LIFECYCLE_CANCELLED[system].replace("NUMBER", match.group(2)[:-1] + "C")
+        order = match.group(1)[:-1] + "C"
+        assert re.search(rf"^  {system}: WO {order} cancelled {cancelled}, billed 0\.00$", lifecycle, re.M), (
+            system,
+            lifecycle,
+        )
     assert "demo OK" in out
     assert elapsed < 120, f"the demo took {elapsed:.0f} s"
+
+
+def test_lifecycle_fails_on_a_status_the_billing_system_does_not_hold() -> None:
+    """``_print_lifecycle`` reads the statuses back from the billing system: a replaced Xero invoice still
+    ``AUTHORISED`` (not voided) is printed with what was expected and fails the demo; the right ones pass."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from rich.console import Console
+
+    from broker.demo import LifecycleCase, _print_lifecycle
+    from connectors.testing.harness import HeldInvoice
+
+    key = "acme-fm:wo:1101"
+    tally = cast(
+        Any,
+        SimpleNamespace(
+            outcomes=[
+                {"invoice_key": f"{key}A:r1", "outcome": "created", "external_id": "old"},
+                {"invoice_key": f"{key}A:r2", "outcome": "created", "external_id": "new", "amendment": "voided"}
+                | {"billed_total": "20.00"},
+                {"invoice_key": f"{key}C:r1", "outcome": "created", "external_id": "gone"},
+                {"invoice_key": f"{key}C:r1", "outcome": "cancelled", "amendment": "voided", "billed_total": "0"},
+            ],
+            priced={
+                f"{key}A:r1": {"invoice_number": "ACME-WO-1101A-R1", "total": "10.00"},
+                f"{key}A:r2": {"invoice_number": "ACME-WO-1101A-R2", "total": "20.00"},
+                f"{key}C:r1": {"invoice_number": "ACME-WO-1101C-R1", "total": "10.00"},
+            },
+        ),
+    )
+    case = LifecycleCase("xero", f"{key}A", f"{key}C")
+
+    def run(old_status: str) -> tuple[bool, str]:
+        held = [
+            HeldInvoice("old", "ACME-WO-1101A-R1", Decimal("10.00"), status=old_status),
+            HeldInvoice("new", "ACME-WO-1101A-R2", Decimal("20.00"), status="AUTHORISED"),
+            HeldInvoice("gone", "ACME-WO-1101C-R1", Decimal("10.00"), status="VOIDED"),
+        ]
+        console = Console(record=True, width=200)
+        ok = _print_lifecycle(console, tally, [case], {"xero": lambda: held}, {"xero": list})
+        return ok, console.export_text()
+
+    ok, text = run("VOIDED")
+    assert ok, text
+    assert (
+        "xero: WO 1101A replaced (voided): ACME-WO-1101A-R1 VOIDED -> ACME-WO-1101A-R2 AUTHORISED, billed 20.00" in text
+    )
+    assert "xero: WO 1101C cancelled (voided): ACME-WO-1101C-R1 VOIDED, billed 0.00" in text
+    ok, text = run("AUTHORISED")
+    assert not ok
+    assert "ACME-WO-1101A-R1 AUTHORISED (expected VOIDED) -> ACME-WO-1101A-R2 AUTHORISED" in text
