@@ -38,6 +38,7 @@ from tests.delivery_support import (
     FAST_ENV,
     ORG_ACME,
     ORG_NORDIC,
+    GroupOffsets,
     delivery_config,
     outcomes_by_key,
     priced,
@@ -120,20 +121,30 @@ def _trials(kafka, xero_validator, tmp_path, trials: int, seed: int) -> None:
             done_before = len({k for k, os_ in outcomes_by_key(tally).items() if k in keys})
             worker = WorkerProcess(config, kafka, tmp_path, **env).start()  # same consumer group: resume
             state["worker"] = worker
-            wait_for(
-                lambda keys=keys: (
-                    keys
-                    <= {
-                        k
-                        for k, os_ in outcomes_by_key(tally).items()
-                        if any(o["outcome"] in ("created", "already_delivered") for o in os_)
-                    }
-                ),
-                timeout=180,
-                what=f"trial {trial} ({mode}): all {N} delivered",
-                tally=tally,
-                workers=[worker],
-            )
+
+            def delivered(keys=keys) -> set[str]:
+                return keys & {
+                    k
+                    for k, os_ in outcomes_by_key(tally).items()
+                    if any(o["outcome"] in ("created", "already_delivered") for o in os_)
+                }
+
+            try:
+                wait_for(
+                    lambda keys=keys: delivered() == keys,
+                    timeout=180,
+                    what=f"trial {trial} ({mode}): all {N} delivered",
+                    tally=tally,
+                    workers=[worker],
+                )
+            except AssertionError as exc:
+                offsets = GroupOffsets(kafka, "broker-test", [TOPIC_INVOICES])
+                missing = sorted(keys - delivered())
+                raise AssertionError(
+                    f"{exc}\n{len(missing)} without an outcome: {missing[:10]}; committed "
+                    f"{sorted((tp.partition, o) for tp, o in offsets.committed().items())}, end "
+                    f"{sorted((tp.partition, o) for tp, o in offsets.ends().items())}"
+                ) from None
             numbers = Counter(
                 inv["InvoiceNumber"] for inv in xero.invoices() if f"-C{trial:02d}-" in inv["InvoiceNumber"]
             )
