@@ -17,6 +17,13 @@
   dead-lettered, or parked on a retry topic — and only in offset order per partition, so the
   committed offset never passes a record that is still in a lane. (Faust commits the run of
   acknowledged offsets after the committed one; acknowledging in order keeps that exact.)
+* **Offset check.** Each partition's records must reach the agent without a hole, starting at the
+  committed offset (:func:`offset_sequence`). A record past the next expected offset means the
+  records in between never reached the agent (a fetch that skipped them): it is not taken, the
+  partition is sought back to the first missing offset and nothing after it is acknowledged until
+  it arrives (counted in ``broker_offset_holes_total``), because Faust's commit would otherwise
+  pass a single missing record right after the committed offset. A record before the next
+  expected offset (a repeat after such a seek) is not taken twice.
 * **Rebalance and shutdown.** When Faust suspends the flow (partitions about to be revoked, worker
   stopping) every waiting task stops at its next safe point without acknowledging; the records are
   consumed again from the committed offset by whoever owns the partition next, and the ledger says
@@ -81,6 +88,7 @@ from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict
 from broker.events import describe_validation_error, tenant_hint
 from broker.faust_compat import (
     acknowledge,
+    committed_offset,
     forget_unacked,
     hook_flow_control,
     set_current_event,
@@ -165,6 +173,23 @@ class _Partition:
     def __init__(self) -> None:
         self.entries: deque[_Entry] = deque()
         self.blocked = False  # an entry was abandoned: nothing after it may be acknowledged
+        self.next_offset: int | None = None  # the offset the next record must have (None: not known yet)
+        self.sought: tuple[int, float] | None = None  # (offset, monotonic time) of the last seek back
+
+
+#: Seconds between two seeks back to the same missing offset of a partition.
+SEEK_AGAIN_AFTER = 5.0
+
+
+def offset_sequence(expected: int | None, offset: int) -> Literal["next", "repeat", "hole"]:
+    """Where a record at ``offset`` stands against the ``expected`` next offset of its partition.
+
+    ``"next"``: it is the expected record (or nothing is expected yet); ``"repeat"``: it is before
+    the expected offset (already taken, consumed again after a seek back); ``"hole"``: it is after
+    the expected offset, so the records ``expected .. offset - 1`` never reached the agent."""
+    if expected is None or offset == expected:
+        return "next"
+    return "repeat" if offset < expected else "hole"
 
 
 @dataclass
@@ -313,6 +338,9 @@ class DeliverStage:
         """Take one consumed record of ``stream`` (without automatic acknowledgement): finish it inline
         or hand it to its tenant's lane. ``level``: 0 for ``billing.invoices``, N for retry topic N."""
         part = self._partition(event.message.tp)
+        if not await self._in_sequence(part, event):
+            self._discard(event)
+            return
         entry = _Entry(event, stream)
         part.entries.append(entry)
         try:
@@ -337,6 +365,37 @@ class DeliverStage:
         task = asyncio.ensure_future(self._run(part, entry, ctx, system))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _in_sequence(self, part: _Partition, event: EventT[bytes]) -> bool:
+        """True when ``event`` is the next record of its partition (module docstring, offset check);
+        on a hole, seeks the partition back to the first missing offset (at most once per
+        :data:`SEEK_AGAIN_AFTER` seconds) and returns False."""
+        msg = event.message
+        if part.next_offset is None:
+            part.next_offset = committed_offset(self.app, msg.tp)
+        expected = part.next_offset
+        where = offset_sequence(expected, msg.offset)
+        if where == "next":
+            part.next_offset = msg.offset + 1
+            return True
+        if where == "repeat" or expected is None:
+            return False
+        now = time.monotonic()
+        if part.sought is None or part.sought[0] != expected or now - part.sought[1] >= SEEK_AGAIN_AFTER:
+            if part.sought is None or part.sought[0] != expected:
+                metrics.OFFSET_HOLES.labels(msg.topic).inc()
+            log.error(
+                "%s[%d]: record at offset %d reached the agent before offset %d: seeking back to %d, "
+                "nothing after it is acknowledged until it arrives",
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                expected,
+                expected,
+            )
+            part.sought = (expected, now)
+            await self.app.consumer.seek(msg.tp, expected)
+        return False
 
     async def _context(self, event: EventT[bytes], level: int) -> _Ctx | None:
         headers = headers_to_dict(event.headers)

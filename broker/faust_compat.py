@@ -43,6 +43,9 @@ them in offset order; it reaches into Faust only through these functions:
 * :func:`acknowledge` — what ``Stream.ack`` does, synchronously (``event.ack()`` and the private
   sensor hooks ``Stream._on_stream_event_out`` / ``Stream._on_message_out``), so that
   acknowledgements keep their order.
+* :func:`committed_offset` — the committed offset Faust holds for a partition (the private
+  ``Consumer._committed_offset``, refreshed by ``perform_seek`` before the flow resumes and by
+  every commit), where the stage's offset check starts after an assignment.
 * :func:`forget_unacked` — drops an abandoned record from the consumer's private
   ``Consumer._unacked_messages`` (the set ``wait_empty`` waits on during a rebalance).
 * :func:`set_current_event` — sets the private context variable ``faust.streams._current_event``
@@ -76,6 +79,7 @@ __all__ = [
     "SeekingConsumerThread",
     "SeekingTransport",
     "acknowledge",
+    "committed_offset",
     "create_faust_app",
     "forget_unacked",
     "hook_flow_control",
@@ -231,6 +235,20 @@ def acknowledge(stream: StreamT[Any], event: EventT[Any]) -> bool:
     except Exception:  # noqa: BLE001 - sensors only
         pass
     return last
+
+
+def committed_offset(app: AppT, tp: TP) -> int | None:
+    """The offset Faust holds as committed for ``tp`` (the next offset to read; ``None`` when the
+    group has none, or it is 0, or it cannot be read). Faust refreshes it from the group coordinator
+    in ``perform_seek`` before the flow resumes after an assignment, and on every commit.
+
+    Hook: the private ``Consumer._committed_offset`` (a ``defaultdict``; read with ``get`` so that
+    nothing is added)."""
+    try:
+        value = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # private Consumer map
+    except Exception:  # noqa: BLE001 - private Faust detail: no starting point rather than a crash
+        return None
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def forget_unacked(app: AppT, message: Message) -> None:

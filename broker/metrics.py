@@ -114,6 +114,13 @@ DUPLICATES_SUPPRESSED = Counter(
     "already on billing.deliveries).",
     ["kind"],
 )
+OFFSET_HOLES = Counter(
+    "broker_offset_holes_total",
+    "Records that reached a delivery agent past the next offset it expected (records it never saw); "
+    "the partition is sought back to the first missing offset and nothing after it is acknowledged "
+    "until it arrives. Should stay 0; by topic.",
+    ["topic"],
+)
 AGENT_CRASHES = Counter(
     "broker_agent_crashes_total",
     "Exceptions that escaped an agent's per-record handling (the agent restarts; should stay 0), by agent.",

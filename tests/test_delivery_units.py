@@ -540,3 +540,84 @@ def test_uncertain_without_lookup_replays_the_key_or_asks_an_operator():
     conn.capabilities = Capabilities(native_idempotency=False, lookup_by_reference=False)
     out = run(deliverer_with(conn).process(make_invoice(), ledger, META))
     assert isinstance(out, Dead) and out.error_class == "uncertain" and "check the billing system" in str(out.error)
+
+
+# --------------------------------------------------------------------------- the deliver stage's offset check
+def test_offset_sequence():
+    from broker.deliver_stage import offset_sequence
+
+    assert offset_sequence(None, 7) == "next"
+    assert offset_sequence(7, 7) == "next"
+    assert offset_sequence(7, 6) == "repeat"
+    assert offset_sequence(7, 8) == "hole"
+
+
+def test_a_record_past_a_hole_is_not_taken_and_the_partition_is_sought_back():
+    """The committed offset is 10 and the first record to arrive is 11: it is not taken (so nothing can
+    acknowledge past 10), the partition is sought back to 10 once (again only after SEEK_AGAIN_AFTER),
+    the hole is counted once; then 10, 11, 12 are taken in order and a repeated 11 is not."""
+    from faust.types import TP
+    from faust.types.tuples import Message
+
+    from broker import deliver_stage, metrics
+    from broker.deliver_stage import DeliverStage, _Partition
+
+    tp = TP("billing.invoices", 3)
+
+    class Consumer:
+        def __init__(self) -> None:
+            self._committed_offset = {tp: 10}
+            self.seeks: list[tuple[TP, int]] = []
+
+        async def seek(self, partition: TP, offset: int) -> None:
+            self.seeks.append((partition, offset))
+
+    class App:
+        consumer = Consumer()
+
+    class Event:
+        def __init__(self, offset: int) -> None:
+            self.message = Message(tp.topic, tp.partition, offset, 0.0, 0, {}, b"k", b"v", None)
+
+    stage = DeliverStage.__new__(DeliverStage)
+    stage.app = App()  # type: ignore[assignment]
+    part = _Partition()
+    holes = metrics.OFFSET_HOLES.labels(tp.topic)
+    before = holes._value.get()
+
+    def taken(offset: int) -> bool:
+        return asyncio.run(stage._in_sequence(part, Event(offset)))  # type: ignore[arg-type]
+
+    assert taken(11) is False
+    assert taken(12) is False
+    assert App.consumer.seeks == [(tp, 10)]
+    assert holes._value.get() - before == 1
+    part.sought = (10, time.monotonic() - deliver_stage.SEEK_AGAIN_AFTER)
+    assert taken(12) is False
+    assert App.consumer.seeks == [(tp, 10), (tp, 10)]
+    assert holes._value.get() - before == 1
+    assert [taken(10), taken(11), taken(11), taken(12)] == [True, True, False, True]
+    assert part.next_offset == 13
+    assert App.consumer.seeks == [(tp, 10), (tp, 10)]
+
+
+def test_without_a_committed_offset_the_first_record_starts_the_sequence():
+    from faust.types import TP
+    from faust.types.tuples import Message
+
+    from broker.deliver_stage import DeliverStage, _Partition
+
+    tp = TP("billing.invoices.retry.1", 0)
+
+    from types import SimpleNamespace
+
+    App = lambda: SimpleNamespace(consumer=SimpleNamespace(_committed_offset={}))  # noqa: E731
+
+    class Event:
+        def __init__(self, offset: int) -> None:
+            self.message = Message(tp.topic, tp.partition, offset, 0.0, 0, {}, b"k", b"v", None)
+
+    stage = DeliverStage.__new__(DeliverStage)
+    stage.app = App()  # type: ignore[assignment]
+    part = _Partition()
+    assert [asyncio.run(stage._in_sequence(part, Event(o))) for o in (4, 5, 4, 6)] == [True, True, False, True]

@@ -21,6 +21,7 @@ from faust.exceptions import ConsumerNotStarted
 from faust.tables.recovery import Recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from faust.types.tuples import Message
 
 from broker import faust_compat, metrics
@@ -337,3 +338,21 @@ def test_hook_table_send_changelog(monkeypatch):
     assert sent == [(0, "k", {"a": 1})]
     assert table["k"] == {"a": 1}
     assert "send_changelog" not in vars(table)
+
+
+def test_hook_consumer_committed_offset():
+    """``Consumer._committed_offset`` is what ``perform_seek`` fills from the group coordinator and every
+    commit updates (the deliver stage's offset check starts there); :func:`committed_offset` reads it
+    without adding keys, and gives ``None`` for none or 0."""
+    assert "self._committed_offset.update(committed_offsets)" in inspect.getsource(faust_consumer.Consumer.perform_seek)
+    assert "self._committed_offset.update(committable_offsets)" in inspect.getsource(
+        faust_consumer.Consumer._commit_offsets
+    )
+    app = _app("compat-committed")
+    consumer = app.consumer
+    tp, other, zero = TP("compat-src", 0), TP("compat-src", 1), TP("compat-src", 2)
+    consumer._committed_offset.update({tp: 42, zero: 0})
+    assert faust_compat.committed_offset(app, tp) == 42
+    assert faust_compat.committed_offset(app, zero) is None
+    assert faust_compat.committed_offset(app, other) is None
+    assert other not in consumer._committed_offset
