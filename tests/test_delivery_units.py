@@ -543,6 +543,27 @@ def test_uncertain_without_lookup_replays_the_key_or_asks_an_operator():
 
 
 # --------------------------------------------------------------------------- the deliver stage's offset check
+def _stage_on(consumer: object) -> tuple[object, object]:
+    """A deliver stage (only what ``_in_sequence`` uses) on an app with ``consumer``, and a partition."""
+    from types import SimpleNamespace
+
+    from broker.deliver_stage import DeliverStage, _Partition
+
+    stage = DeliverStage.__new__(DeliverStage)
+    stage.app = SimpleNamespace(consumer=consumer)  # type: ignore[assignment]
+    return stage, _Partition()
+
+
+def _taken(stage, part, tp, offset: int) -> bool:
+    """Whether the stage takes the record of ``tp`` at ``offset`` (``_in_sequence``)."""
+    from types import SimpleNamespace
+
+    from faust.types.tuples import Message
+
+    event = SimpleNamespace(message=Message(tp.topic, tp.partition, offset, 0.0, 0, {}, b"k", b"v", None))
+    return asyncio.run(stage._in_sequence(part, event))
+
+
 def test_offset_sequence():
     from broker.deliver_stage import offset_sequence
 
@@ -557,10 +578,8 @@ def test_a_record_past_a_hole_is_not_taken_and_the_partition_is_sought_back():
     acknowledge past 10), the partition is sought back to 10 once (again only after SEEK_AGAIN_AFTER),
     the hole is counted once; then 10, 11, 12 are taken in order and a repeated 11 is not."""
     from faust.types import TP
-    from faust.types.tuples import Message
 
     from broker import deliver_stage, metrics
-    from broker.deliver_stage import DeliverStage, _Partition
 
     tp = TP("billing.invoices", 3)
 
@@ -572,52 +591,28 @@ def test_a_record_past_a_hole_is_not_taken_and_the_partition_is_sought_back():
         async def seek(self, partition: TP, offset: int) -> None:
             self.seeks.append((partition, offset))
 
-    class App:
-        consumer = Consumer()
-
-    class Event:
-        def __init__(self, offset: int) -> None:
-            self.message = Message(tp.topic, tp.partition, offset, 0.0, 0, {}, b"k", b"v", None)
-
-    stage = DeliverStage.__new__(DeliverStage)
-    stage.app = App()  # type: ignore[assignment]
-    part = _Partition()
+    consumer = Consumer()
+    stage, part = _stage_on(consumer)
     holes = metrics.OFFSET_HOLES.labels(tp.topic)
     before = holes._value.get()
-
-    def taken(offset: int) -> bool:
-        return asyncio.run(stage._in_sequence(part, Event(offset)))  # type: ignore[arg-type]
-
-    assert taken(11) is False
-    assert taken(12) is False
-    assert App.consumer.seeks == [(tp, 10)]
+    assert _taken(stage, part, tp, 11) is False
+    assert _taken(stage, part, tp, 12) is False
+    assert consumer.seeks == [(tp, 10)]
     assert holes._value.get() - before == 1
     part.sought = (10, time.monotonic() - deliver_stage.SEEK_AGAIN_AFTER)
-    assert taken(12) is False
-    assert App.consumer.seeks == [(tp, 10), (tp, 10)]
+    assert _taken(stage, part, tp, 12) is False
+    assert consumer.seeks == [(tp, 10), (tp, 10)]
     assert holes._value.get() - before == 1
-    assert [taken(10), taken(11), taken(11), taken(12)] == [True, True, False, True]
+    assert [_taken(stage, part, tp, o) for o in (10, 11, 11, 12)] == [True, True, False, True]
     assert part.next_offset == 13
-    assert App.consumer.seeks == [(tp, 10), (tp, 10)]
+    assert consumer.seeks == [(tp, 10), (tp, 10)]
 
 
 def test_without_a_committed_offset_the_first_record_starts_the_sequence():
-    from faust.types import TP
-    from faust.types.tuples import Message
-
-    from broker.deliver_stage import DeliverStage, _Partition
-
-    tp = TP("billing.invoices.retry.1", 0)
-
     from types import SimpleNamespace
 
-    App = lambda: SimpleNamespace(consumer=SimpleNamespace(_committed_offset={}))  # noqa: E731
+    from faust.types import TP
 
-    class Event:
-        def __init__(self, offset: int) -> None:
-            self.message = Message(tp.topic, tp.partition, offset, 0.0, 0, {}, b"k", b"v", None)
-
-    stage = DeliverStage.__new__(DeliverStage)
-    stage.app = App()  # type: ignore[assignment]
-    part = _Partition()
-    assert [asyncio.run(stage._in_sequence(part, Event(o))) for o in (4, 5, 4, 6)] == [True, True, False, True]
+    tp = TP("billing.invoices.retry.1", 0)
+    stage, part = _stage_on(SimpleNamespace(_committed_offset={}))
+    assert [_taken(stage, part, tp, o) for o in (4, 5, 4, 6)] == [True, True, False, True]
