@@ -378,19 +378,19 @@ class DeliverStage:
         if where == "next":
             part.next_offset = msg.offset + 1
             return True
-        if where == "repeat" or expected is None:
+        if where == "repeat" or expected is None:  # (expected is None only ever gives "next")
             return False
         now = time.monotonic()
-        if part.sought is None or part.sought[0] != expected or now - part.sought[1] >= SEEK_AGAIN_AFTER:
-            if part.sought is None or part.sought[0] != expected:
+        new_hole = part.sought is None or part.sought[0] != expected
+        if new_hole or now - part.sought[1] >= SEEK_AGAIN_AFTER:  # type: ignore[index]  # set unless new_hole
+            if new_hole:
                 metrics.OFFSET_HOLES.labels(msg.topic).inc()
             log.error(
-                "%s[%d]: record at offset %d reached the agent before offset %d: seeking back to %d, "
+                "%s[%d]: record at offset %d reached the agent before offset %d: seeking back to it, "
                 "nothing after it is acknowledged until it arrives",
                 msg.topic,
                 msg.partition,
                 msg.offset,
-                expected,
                 expected,
             )
             part.sought = (expected, now)

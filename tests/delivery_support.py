@@ -218,11 +218,6 @@ def group_worker(config_path: Path, bootstrap: str, tmp_path: Path, name: str, *
     return worker
 
 
-def publish_unbatched(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
-    """:func:`publish_records` without headers (tests that compare committed offsets with end offsets)."""
-    publish_records(bootstrap, topic, records)
-
-
 class GroupOffsets:
     """Committed offsets of consumer group ``group`` and end offsets of ``topics`` (each with
     ``partitions`` partitions, all existing), read with kafka-python without joining the group."""

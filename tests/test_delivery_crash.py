@@ -139,11 +139,15 @@ def _trials(kafka, xero_validator, tmp_path, trials: int, seed: int) -> None:
                 )
             except AssertionError as exc:
                 offsets = GroupOffsets(kafka, "broker-test", [TOPIC_INVOICES])
+                try:
+                    committed, ends = offsets.committed(), offsets.ends()
+                finally:
+                    offsets.close()
                 missing = sorted(keys - delivered())
                 raise AssertionError(
                     f"{exc}\n{len(missing)} without an outcome: {missing[:10]}; committed "
-                    f"{sorted((tp.partition, o) for tp, o in offsets.committed().items())}, end "
-                    f"{sorted((tp.partition, o) for tp, o in offsets.ends().items())}"
+                    f"{sorted((tp.partition, o) for tp, o in committed.items())}, end "
+                    f"{sorted((tp.partition, o) for tp, o in ends.items())}"
                 ) from None
             numbers = Counter(
                 inv["InvoiceNumber"] for inv in xero.invoices() if f"-C{trial:02d}-" in inv["InvoiceNumber"]

@@ -68,7 +68,7 @@ from tests.delivery_support import (
     metrics_text,
     outcomes_by_key,
     priced,
-    publish_unbatched,
+    publish_records,
     read_to_end,
     work_order,
 )
@@ -405,7 +405,7 @@ def _whole_group(trial: Trial, rng: random.Random, i: int) -> None:
     """Both workers killed from the test process once a random number of invoices exist."""
     events, _ = _batch(trial, f"G{i:02d}")
     trial.start_pair(0)
-    publish_unbatched(trial.bootstrap, TOPIC_EVENTS, events)
+    publish_records(trial.bootstrap, TOPIC_EVENTS, events)
     target = rng.randint(1, N - 1)
     trial.wait(lambda: trial.created >= target, timeout=120, what=f"{target} invoices before the kill", poll=0.01)
     time.sleep(rng.uniform(0.0, 0.05))
@@ -416,7 +416,7 @@ def _whole_group(trial: Trial, rng: random.Random, i: int) -> None:
 def _never_committed(trial: Trial, rng: random.Random, i: int) -> None:
     """New group, priced invoices waiting; both workers killed at the emulator's first create."""
     _, invoices = _batch(trial, f"F{i:02d}")
-    publish_unbatched(trial.bootstrap, TOPIC_INVOICES, invoices)
+    publish_records(trial.bootstrap, TOPIC_INVOICES, invoices)
     trial.kill_at_create = 1
     pair = trial.start_pair(0)
     trial.wait(lambda: all(w.proc.poll() is not None for w in pair), timeout=120, what="the kill at the first create")
@@ -430,7 +430,7 @@ def _retry_first_use(trial: Trial, rng: random.Random, i: int) -> None:
     events, _ = _batch(trial, f"R{i:02d}")
     trial.xero.outage(3600)  # every organisation answers 503 until healed
     trial.start_pair(0)
-    publish_unbatched(trial.bootstrap, TOPIC_EVENTS, events)
+    publish_records(trial.bootstrap, TOPIC_EVENTS, events)
     retry1 = [tp for tp in trial.offsets.tps if tp.topic == RETRY_TOPICS[0]]
     target = rng.randint(1, N)
 
