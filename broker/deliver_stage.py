@@ -17,8 +17,11 @@
   dead-lettered, or parked on a retry topic — and only in offset order per partition, so the
   committed offset never passes a record that is still in a lane. (Faust commits the run of
   acknowledged offsets after the committed one; acknowledging in order keeps that exact.)
-* **Offset check.** Each partition's records must reach the agent without a hole, starting at the
-  committed offset (:func:`offset_sequence`). A record past the next expected offset means the
+* **Offset check.** Each partition's records must reach the agent without a hole, starting where
+  the consumer positioned it for the current assignment: the committed offset, or the log start
+  when the group has none (:func:`~broker.faust_compat.start_offset`). Records that arrive before
+  that seek (Faust resumes partitions before it seeks them) are not taken: they come again after
+  it. Then (:func:`offset_sequence`): a record past the next expected offset means the
   records in between never reached the agent (a fetch that skipped them): it is not taken, the
   partition is sought back to the first missing offset and nothing after it is acknowledged until
   it arrives (counted in ``broker_offset_holes_total``), because Faust's commit would otherwise
@@ -88,11 +91,11 @@ from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict
 from broker.events import describe_validation_error, tenant_hint
 from broker.faust_compat import (
     acknowledge,
-    committed_offset,
     forget_unacked,
     hook_flow_control,
     set_current_event,
     set_with_changelog,
+    start_offset,
 )
 from broker.outcomes import OutcomeLog, bootstrap_of
 from broker.settings import Settings
@@ -173,7 +176,7 @@ class _Partition:
     def __init__(self) -> None:
         self.entries: deque[_Entry] = deque()
         self.blocked = False  # an entry was abandoned: nothing after it may be acknowledged
-        self.next_offset: int | None = None  # the offset the next record must have (None: not known yet)
+        self.next_offset: int | None = None  # the offset the next record must have (None: start offset not read yet)
         self.sought: tuple[int, float] | None = None  # (offset, monotonic time) of the last seek back
 
 
@@ -181,13 +184,13 @@ class _Partition:
 SEEK_AGAIN_AFTER = 5.0
 
 
-def offset_sequence(expected: int | None, offset: int) -> Literal["next", "repeat", "hole"]:
+def offset_sequence(expected: int, offset: int) -> Literal["next", "repeat", "hole"]:
     """Where a record at ``offset`` stands against the ``expected`` next offset of its partition.
 
-    ``"next"``: it is the expected record (or nothing is expected yet); ``"repeat"``: it is before
-    the expected offset (already taken, consumed again after a seek back); ``"hole"``: it is after
-    the expected offset, so the records ``expected .. offset - 1`` never reached the agent."""
-    if expected is None or offset == expected:
+    ``"next"``: it is the expected record; ``"repeat"``: it is before the expected offset (already
+    taken, consumed again after a seek back); ``"hole"``: it is after the expected offset, so the
+    records ``expected .. offset - 1`` never reached the agent."""
+    if offset == expected:
         return "next"
     return "repeat" if offset < expected else "hole"
 
@@ -368,17 +371,22 @@ class DeliverStage:
 
     async def _in_sequence(self, part: _Partition, event: EventT[bytes]) -> bool:
         """True when ``event`` is the next record of its partition (module docstring, offset check);
-        on a hole, seeks the partition back to the first missing offset (at most once per
-        :data:`SEEK_AGAIN_AFTER` seconds) and returns False."""
+        False before the partition's start offset is known; on a hole, seeks the partition back to
+        the first missing offset (at most once per :data:`SEEK_AGAIN_AFTER` seconds) and returns
+        False."""
         msg = event.message
         if part.next_offset is None:
-            part.next_offset = committed_offset(self.app, msg.tp)
+            part.next_offset = start_offset(self.app, msg.tp)
+            if part.next_offset is None:
+                # consumed before the partition was positioned for this assignment: it comes again
+                log.debug("%s[%d]@%d: before the seek to the start offset, not taken", *msg.tp, msg.offset)
+                return False
         expected = part.next_offset
         where = offset_sequence(expected, msg.offset)
         if where == "next":
             part.next_offset = msg.offset + 1
             return True
-        if where == "repeat" or expected is None:  # (expected is None only ever gives "next")
+        if where == "repeat":
             return False
         now = time.monotonic()
         new_hole = part.sought is None or part.sought[0] != expected

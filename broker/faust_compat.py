@@ -29,6 +29,21 @@ its log-start offset, so the first record an agent sees is the partition's first
 Changelog partitions are left alone (table recovery positions those itself).
 :func:`create_faust_app` builds the app on a transport that uses it.
 
+Records before the seek
+-----------------------
+After an assignment Faust resumes the stream partitions *before* it seeks them to the committed
+offsets (``Recovery._resume_streams``: ``resume_partitions``, then ``await perform_seek()``; the
+flow itself may already run for table recovery), so records fetched from an older position reach
+the agents first, and ``Consumer._drain_messages`` / ``getmany`` drop records whose hand-over is
+cut short when the flow is suspended. Seen in the whole-group crash test: a new owner of a
+partition committed at 33 handed records 35..50 to the agents, 33 and 34 having been dropped, then
+sought back to 33. An agent that acknowledges 35..50 lets Faust commit past 33 whenever its commit
+runs before the seek (``_committed_offset`` is unknown then); the deliver stage's offset check,
+anchored on the first record it saw, took the re-fetched 33 and 34 for repeats and stalled.
+:class:`SeekingConsumer` keeps where its seek positioned each stream partition (``start_offsets``,
+cleared on every assignment and revocation) and its ``getmany`` passes no record of a stream
+partition that is not positioned yet: the agents see each partition from its start offset on.
+
 Agent crashes
 -------------
 Faust passes every exception that escapes an agent to the private ``App._on_agent_error`` (whatever
@@ -43,9 +58,9 @@ them in offset order; it reaches into Faust only through these functions:
 * :func:`acknowledge` — what ``Stream.ack`` does, synchronously (``event.ack()`` and the private
   sensor hooks ``Stream._on_stream_event_out`` / ``Stream._on_message_out``), so that
   acknowledgements keep their order.
-* :func:`committed_offset` — the committed offset Faust holds for a partition (the private
-  ``Consumer._committed_offset``, refreshed by ``perform_seek`` before the flow resumes and by
-  every commit), where the stage's offset check starts after an assignment.
+* :func:`start_offset` — where :class:`SeekingConsumer` positioned a partition after its
+  assignment (its committed offset, or its log start; "Records before the seek" above), where the
+  stage's offset check starts. A record still queued from before the seek is not taken.
 * :func:`forget_unacked` — drops an abandoned record from the consumer's private
   ``Consumer._unacked_messages`` (the set ``wait_empty`` waits on during a rebalance).
 * :func:`set_current_event` — sets the private context variable ``faust.streams._current_event``
@@ -60,7 +75,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar, overload
 
@@ -79,13 +94,13 @@ __all__ = [
     "SeekingConsumerThread",
     "SeekingTransport",
     "acknowledge",
-    "committed_offset",
     "create_faust_app",
     "forget_unacked",
     "hook_flow_control",
     "seek_to_committed_or_beginning",
     "set_current_event",
     "set_with_changelog",
+    "start_offset",
     "uncommitted_stream_partitions",
 ]
 
@@ -151,6 +166,13 @@ class SeekingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             consumer,
             set(self.consumer.app.tables.changelog_topics),  # hook: TableManager.changelog_topics
         )
+        changelogs = set(self.consumer.app.tables.changelog_topics)
+        positions = {TP(tp.topic, tp.partition): offset for tp, offset in committed.items() if offset and offset > 0}
+        positions.update((TP(tp.topic, tp.partition), offset) for tp, offset in fresh.items())
+        # one assignment of the whole map (it is read from the event loop's thread)
+        self.consumer.start_offsets = {  # type: ignore[attr-defined]  # SeekingConsumer
+            tp: offset for tp, offset in positions.items() if tp.topic not in changelogs
+        }
         if fresh:
             by_topic: dict[str, list[str]] = {}
             for tp, offset in sorted(fresh.items()):
@@ -163,7 +185,37 @@ class SeekingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class SeekingConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka ``Consumer`` running a :class:`SeekingConsumerThread`."""
+    """Faust's aiokafka ``Consumer`` running a :class:`SeekingConsumerThread`.
+
+    ``start_offsets`` (``{TP: offset}``): where the last seek to the committed offsets positioned
+    each assigned stream partition (its committed offset, or its log start when it has none); empty
+    from the moment partitions are assigned or revoked until that seek is done. Records fetched
+    before it come from a position the group never committed: :meth:`getmany` does not pass them
+    on (module docstring, "Records before the seek")."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.start_offsets: dict[TP, int] = {}
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """Faust's ``Consumer.getmany`` (hook: ``_drain_messages`` reads every record through it)
+        without the records of stream partitions not positioned yet for the current assignment
+        (not in ``start_offsets``): they were fetched from an older position and are fetched again
+        from the start offset after the seek. Changelog records (table recovery) pass."""
+        changelogs = set(self.app.tables.changelog_topics)
+        async for tp, message in super().getmany(timeout):
+            if tp in self.start_offsets or tp.topic in changelogs:
+                yield tp, message
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Forget the start offsets (hook: ``Consumer.on_partitions_revoked``), then Faust's handling."""
+        self.start_offsets = {}
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        """Forget the start offsets (hook: ``Consumer.on_partitions_assigned``), then Faust's handling."""
+        self.start_offsets = {}
+        await super().on_partitions_assigned(assigned, generation_id)
 
     def _new_consumer_thread(self) -> SeekingConsumerThread:
         # hook: Consumer._new_consumer_thread
@@ -237,18 +289,13 @@ def acknowledge(stream: StreamT[Any], event: EventT[Any]) -> bool:
     return last
 
 
-def committed_offset(app: AppT, tp: TP) -> int | None:
-    """The offset Faust holds as committed for ``tp`` (the next offset to read; ``None`` when the
-    group has none, or it is 0, or it cannot be read). Faust refreshes it from the group coordinator
-    in ``perform_seek`` before the flow resumes after an assignment, and on every commit.
-
-    Hook: the private ``Consumer._committed_offset`` (a ``defaultdict``; read with ``get`` so that
-    nothing is added)."""
-    try:
-        value = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # private Consumer map
-    except Exception:  # noqa: BLE001 - private Faust detail: no starting point rather than a crash
-        return None
-    return value if isinstance(value, int) and value > 0 else None
+def start_offset(app: AppT, tp: TP) -> int | None:
+    """Where the consumer positioned ``tp`` for its current assignment: the group's committed offset,
+    or the partition's log start when the group has none (:class:`SeekingConsumer`
+    ``start_offsets``). ``None`` until that seek is done (module docstring, "Records before the
+    seek"); ``None`` too on an app whose consumer is not a :class:`SeekingConsumer`."""
+    offsets = getattr(app.consumer, "start_offsets", None)
+    return offsets.get(tp) if isinstance(offsets, dict) else None
 
 
 def forget_unacked(app: AppT, message: Message) -> None:

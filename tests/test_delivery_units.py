@@ -567,14 +567,13 @@ def _taken(stage, part, tp, offset: int) -> bool:
 def test_offset_sequence():
     from broker.deliver_stage import offset_sequence
 
-    assert offset_sequence(None, 7) == "next"
     assert offset_sequence(7, 7) == "next"
     assert offset_sequence(7, 6) == "repeat"
     assert offset_sequence(7, 8) == "hole"
 
 
 def test_a_record_past_a_hole_is_not_taken_and_the_partition_is_sought_back():
-    """The committed offset is 10 and the first record to arrive is 11: it is not taken (so nothing can
+    """The start offset is 10 and the first record to arrive is 11: it is not taken (so nothing can
     acknowledge past 10), the partition is sought back to 10 once (again only after SEEK_AGAIN_AFTER),
     the hole is counted once; then 10, 11, 12 are taken in order and a repeated 11 is not."""
     from faust.types import TP
@@ -585,7 +584,7 @@ def test_a_record_past_a_hole_is_not_taken_and_the_partition_is_sought_back():
 
     class Consumer:
         def __init__(self) -> None:
-            self._committed_offset = {tp: 10}
+            self.start_offsets = {tp: 10}
             self.seeks: list[tuple[TP, int]] = []
 
         async def seek(self, partition: TP, offset: int) -> None:
@@ -608,11 +607,18 @@ def test_a_record_past_a_hole_is_not_taken_and_the_partition_is_sought_back():
     assert consumer.seeks == [(tp, 10), (tp, 10)]
 
 
-def test_without_a_committed_offset_the_first_record_starts_the_sequence():
+def test_before_the_seek_nothing_is_taken_then_the_sequence_starts_at_the_start_offset():
+    """Records that arrive before the consumer positioned the partition (no start offset yet) are not
+    taken; after the seek the sequence starts at the start offset (here the log start, 0)."""
     from types import SimpleNamespace
 
     from faust.types import TP
 
     tp = TP("billing.invoices.retry.1", 0)
-    stage, part = _stage_on(SimpleNamespace(_committed_offset={}))
-    assert [_taken(stage, part, tp, o) for o in (4, 5, 4, 6)] == [True, True, False, True]
+    consumer = SimpleNamespace(start_offsets={})
+    stage, part = _stage_on(consumer)
+    assert [_taken(stage, part, tp, o) for o in (2, 3)] == [False, False]
+    assert part.next_offset is None
+    consumer.start_offsets = {tp: 0}
+    assert [_taken(stage, part, tp, o) for o in (0, 1, 0, 2)] == [True, True, False, True]
+    assert part.next_offset == 3

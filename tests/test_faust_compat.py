@@ -340,19 +340,99 @@ def test_hook_table_send_changelog(monkeypatch):
     assert "send_changelog" not in vars(table)
 
 
-def test_hook_consumer_committed_offset():
-    """``Consumer._committed_offset`` is what ``perform_seek`` fills from the group coordinator and every
-    commit updates (the deliver stage's offset check starts there); :func:`committed_offset` reads it
-    without adding keys, and gives ``None`` for none or 0."""
-    assert "self._committed_offset.update(committed_offsets)" in inspect.getsource(faust_consumer.Consumer.perform_seek)
-    assert "self._committed_offset.update(committable_offsets)" in inspect.getsource(
-        faust_consumer.Consumer._commit_offsets
+def test_start_offsets_are_where_the_seek_positioned_the_stream_partitions(kafka):
+    """After :class:`SeekingConsumerThread`'s seek, ``start_offsets`` holds each stream partition's start
+    (the committed offset, or the log start without one) and no changelog partition;
+    :func:`start_offset` reads it (``None`` for a partition not positioned)."""
+    ensure_topics(kafka, 1, [STREAM, OTHER, CHANGELOG])
+    app = faust_compat.create_faust_app("compat-app", broker=f"kafka://{kafka}", store="memory://", web_enabled=False)
+    app.Table("table", default=int)
+    assert set(app.tables.changelog_topics) == {CHANGELOG}
+    thread = app.consumer._thread
+
+    async def go() -> None:
+        for topic in (STREAM, OTHER):
+            await _fill(kafka, topic, 4)
+        tps = [TopicPartition(t, 0) for t in (STREAM, OTHER, CHANGELOG)]
+        consumer = await _drained_consumer(kafka, "compat-start", tps)
+        try:
+            await consumer.commit({TopicPartition(OTHER, 0): 3})
+            thread._consumer = consumer
+            await thread._seek_to_committed_or_beginning()
+        finally:
+            await consumer.stop()
+
+    assert app.consumer.start_offsets == {}
+    asyncio.run(go())
+    assert app.consumer.start_offsets == {TP(STREAM, 0): 0, TP(OTHER, 0): 3}
+    assert faust_compat.start_offset(app, TP(OTHER, 0)) == 3
+    assert faust_compat.start_offset(app, TP(STREAM, 0)) == 0
+    assert faust_compat.start_offset(app, TP(CHANGELOG, 0)) is None
+    assert faust_compat.start_offset(app, TP(STREAM, 1)) is None
+
+
+def test_hook_consumer_partition_callbacks(monkeypatch):
+    """``Consumer.on_partitions_revoked(revoked)`` and ``on_partitions_assigned(assigned, generation_id)``
+    run on every rebalance; :class:`SeekingConsumer` forgets its start offsets there, then calls Faust's."""
+    assert _params(faust_consumer.Consumer.on_partitions_revoked) == ["self", "revoked"]
+    assert _params(faust_consumer.Consumer.on_partitions_assigned) == ["self", "assigned", "generation_id"]
+    calls: list[tuple] = []
+
+    async def revoked(self, revoked: set) -> None:
+        calls.append(("revoked", dict(self.start_offsets), revoked))
+
+    async def assigned(self, assigned: set, generation_id: int = 0) -> None:
+        calls.append(("assigned", dict(self.start_offsets), assigned, generation_id))
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_revoked", revoked)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_assigned", assigned)
+    consumer = _app("compat-callbacks").consumer
+    tp = TP("t", 0)
+    consumer.start_offsets = {tp: 5}
+    asyncio.run(consumer.on_partitions_revoked({tp}))
+    consumer.start_offsets = {tp: 6}
+    asyncio.run(consumer.on_partitions_assigned({tp}, 7))
+    assert calls == [("revoked", {}, {tp}), ("assigned", {}, {tp}, 7)]
+
+
+def test_hook_recovery_resumes_stream_partitions_before_the_seek():
+    """Why the stage waits for the start offsets: Faust resumes the stream partitions, then awaits
+    ``perform_seek`` (records fetched in between come from an older position), and
+    ``_drain_messages`` drops a record whose hand-over is cut short by ``suspend_flow``."""
+    source = inspect.getsource(Recovery._resume_streams)
+    assert source.index("consumer.resume_partitions(") < source.index("consumer.perform_seek()")
+    assert "callback(message), self.suspend_flow.wait()" in inspect.getsource(faust_consumer.Consumer._drain_messages)
+
+
+def test_getmany_passes_no_record_of_a_stream_partition_before_its_seek(monkeypatch):
+    """``_drain_messages`` reads every record through ``Consumer.getmany(timeout=...)``;
+    :class:`SeekingConsumer` passes records of positioned stream partitions and of changelogs only."""
+    assert "getmany(timeout=1.0)" in inspect.getsource(faust_consumer.Consumer._drain_messages)
+    assert _params(faust_consumer.Consumer.getmany) == ["self", "timeout"]
+    app = faust_compat.create_faust_app(
+        "compat-app", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False
     )
-    app = _app("compat-committed")
+    app.Table("table", default=int)
+    positioned, waiting, changelog = TP(STREAM, 0), TP(STREAM, 1), TP(CHANGELOG, 0)
+    fetched = [
+        (tp, Message(tp.topic, tp.partition, o, 0.0, 0, {}, b"k", b"v", None))
+        for tp in (positioned, waiting, changelog)
+        for o in (7, 8)
+    ]
+    timeouts: list[float] = []
+
+    async def getmany(self, timeout: float):
+        timeouts.append(timeout)
+        for item in fetched:
+            yield item
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", getmany)
     consumer = app.consumer
-    tp, other, zero = TP("compat-src", 0), TP("compat-src", 1), TP("compat-src", 2)
-    consumer._committed_offset.update({tp: 42, zero: 0})
-    assert faust_compat.committed_offset(app, tp) == 42
-    assert faust_compat.committed_offset(app, zero) is None
-    assert faust_compat.committed_offset(app, other) is None
-    assert other not in consumer._committed_offset
+
+    async def drain() -> list[tuple[TP, int]]:
+        return [(tp, m.offset) async for tp, m in consumer.getmany(timeout=1.0)]
+
+    assert asyncio.run(drain()) == [(changelog, 7), (changelog, 8)]
+    consumer.start_offsets = {positioned: 7}
+    assert asyncio.run(drain()) == [(positioned, 7), (positioned, 8), (changelog, 7), (changelog, 8)]
+    assert timeouts == [1.0, 1.0]
