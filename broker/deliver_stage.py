@@ -31,6 +31,12 @@
   stopping) every waiting task stops at its next safe point without acknowledging; the records are
   consumed again from the committed offset by whoever owns the partition next, and the ledger says
   what was already done. A call already sent is allowed to finish.
+* **Fencing.** A worker frozen longer than the group allows (session or rebalance timeout) has lost
+  its partitions without noticing. Before every ledger write and every record it publishes, and
+  after every billing-system call and long wait, the stage proves its group membership
+  (:mod:`broker.delivery.fence`: a heartbeat answered by the coordinator, valid for a lease of
+  ``FENCE_LEASE_FACTOR`` × the shorter timeout); a "not a member" answer leaves the record to the
+  partition's next owner and writes nothing (``broker_fenced_total``).
 * **Parking.** A parked invoice goes to ``billing.invoices.retry.<level>`` with its due time in
   headers and heads its work order's queue in the ledger; later revisions of that work order are
   kept in the ledger behind it (``queued``) and delivered in order once it is resolved.
@@ -76,6 +82,7 @@ from broker.delivery import (
     Delivered,
     DeliveredRef,
     Deliverer,
+    Fence,
     Held,
     Interrupt,
     InvoiceLedger,
@@ -91,6 +98,7 @@ from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict
 from broker.events import describe_validation_error, tenant_hint
 from broker.faust_compat import (
     acknowledge,
+    confirm_membership,
     forget_unacked,
     hook_flow_control,
     set_current_event,
@@ -136,11 +144,14 @@ class TableStore:
     """:class:`broker.delivery.LedgerStore` over the ``delivery-ledger`` table (JSON keys and values).
 
     Writes must run in a lane task whose current event is set (:func:`broker.faust_compat.set_current_event`).
+    ``fence``: a write after a "not a member" answer raises :class:`~broker.delivery.Fenced`; a
+    durable write first proves membership (:mod:`broker.delivery.fence`).
     """
 
-    def __init__(self, table: TableT[str, LedgerEntry], app: faust.App):
+    def __init__(self, table: TableT[str, LedgerEntry], app: faust.App, fence: Fence | None = None):
         self.table = table
         self.app = app
+        self.fence = fence
 
     def get(self, key: str) -> LedgerEntry | None:
         """The entry at ``key`` or ``None``."""
@@ -148,10 +159,14 @@ class TableStore:
 
     def put(self, key: str, value: LedgerEntry) -> None:
         """Set ``key`` (its changelog record is sent with the producer's next batch)."""
+        if self.fence is not None:
+            self.fence.check()
         self.table[key] = value
 
     async def put_durable(self, key: str, value: LedgerEntry) -> None:
         """Set ``key`` and wait for the broker's acknowledgement of its changelog record (only that one)."""
+        if self.fence is not None:
+            await self.fence.ensure()
         sent = set_with_changelog(self.table, key, value)
         if sent is not None:
             await sent
@@ -180,7 +195,12 @@ class _Partition:
         self.sought: tuple[int, float] | None = None  # (offset, monotonic time) of the last seek back
 
 
-#: Seconds between two seeks back to the same missing offset of a partition.
+#: The fence's lease as a share of ``min(session timeout, rebalance timeout)``: how long after a
+#: membership round was sent the worker writes without a new one (:mod:`broker.delivery.fence`).
+FENCE_LEASE_FACTOR = 0.5
+
+#: Seconds after a seek back to a missing offset before the partition is sought again (while it has
+#: not arrived).
 SEEK_AGAIN_AFTER = 5.0
 
 
@@ -223,8 +243,13 @@ class DeliverStage:
         self.settings = settings
         self.policy = settings.delivery
         self.interrupt = Interrupt()
-        self.deliverer = Deliverer(config, self.policy, interrupt=self.interrupt)
-        self.ledger = InvoiceLedger(TableStore(ledger_table, app))
+        self.fence = Fence(
+            lambda: confirm_membership(app),
+            lease=FENCE_LEASE_FACTOR * min(settings.session_timeout, settings.rebalance_timeout),
+            interrupt=self.interrupt,
+        )
+        self.deliverer = Deliverer(config, self.policy, interrupt=self.interrupt, fence=self.fence)
+        self.ledger = InvoiceLedger(TableStore(ledger_table, app, self.fence))
         self.ledger_table = ledger_table
         self.deliveries_topic = deliveries_topic
         self.outcomes = OutcomeLog(deliveries_topic, bootstrap_of(app))
@@ -252,6 +277,7 @@ class DeliverStage:
             agent = app.agent(topic, name=f"deliver-retry-{level}")
             self.retry_agents.append(agent(self._retry_agent(level)))
         app.timer(5.0)(self._refresh_gauges)
+        app.timer(1.0)(self._seek_holes_again)
 
     def _retry_agent(self, level: int) -> AgentFun:
         """The agent function of retry topic ``level`` (1-based)."""
@@ -283,6 +309,7 @@ class DeliverStage:
         if not self._suspended:
             return
         self._suspended = False
+        self.fence.reset()
         self._partitions = {}
         self._order_tails = {}
         self.interrupt.clear()
@@ -371,9 +398,9 @@ class DeliverStage:
 
     async def _in_sequence(self, part: _Partition, event: EventT[bytes]) -> bool:
         """True when ``event`` is the next record of its partition (module docstring, offset check);
-        False before the partition's start offset is known; on a hole, seeks the partition back to
-        the first missing offset (at most once per :data:`SEEK_AGAIN_AFTER` seconds) and returns
-        False."""
+        False before the partition's start offset is known; on a new hole, seeks the partition back
+        to the first missing offset (:meth:`_seek_holes_again` repeats the seek while it stays
+        open) and returns False."""
         msg = event.message
         if part.next_offset is None:
             part.next_offset = start_offset(self.app, msg.tp)
@@ -388,11 +415,8 @@ class DeliverStage:
             return True
         if where == "repeat":
             return False
-        now = time.monotonic()
-        new_hole = part.sought is None or part.sought[0] != expected
-        if new_hole or now - part.sought[1] >= SEEK_AGAIN_AFTER:  # type: ignore[index]  # set unless new_hole
-            if new_hole:
-                metrics.OFFSET_HOLES.labels(msg.topic).inc()
+        if part.sought is None or part.sought[0] != expected:
+            metrics.OFFSET_HOLES.labels(msg.topic).inc()
             log.error(
                 "%s[%d]: record at offset %d reached the agent before offset %d: seeking back to it, "
                 "nothing after it is acknowledged until it arrives",
@@ -401,9 +425,31 @@ class DeliverStage:
                 msg.offset,
                 expected,
             )
-            part.sought = (expected, now)
-            await self.app.consumer.seek(msg.tp, expected)
+            await self._seek_back(msg.tp, part, expected)
         return False
+
+    async def _seek_back(self, tp: TP, part: _Partition, offset: int) -> None:
+        """Seek ``tp`` back to ``offset``, the first record its agent has not seen yet."""
+        part.sought = (offset, time.monotonic())
+        await self.app.consumer.seek(tp, offset)
+
+    async def _seek_holes_again(self) -> None:
+        """Seek again every partition still waiting :data:`SEEK_AGAIN_AFTER` seconds after its last seek
+        back: the records it waits for can be dropped on their way (Faust drops records below the read
+        offset it keeps, and records of a batch fetched before the seek still move that offset), and
+        no later record may come to notice it."""
+        if self._suspended:
+            return
+        now = time.monotonic()
+        for tp, part in list(self._partitions.items()):
+            sought = part.sought
+            if sought is None or part.next_offset != sought[0] or now - sought[1] < SEEK_AGAIN_AFTER:
+                continue
+            log.warning("%s[%d]: offset %d has still not arrived: seeking back to it again", *tp, sought[0])
+            try:
+                await self._seek_back(tp, part, sought[0])
+            except Exception as exc:  # noqa: BLE001 - the partition may be going away in a rebalance
+                log.warning("%s[%d]: could not seek back to %d: %r", *tp, sought[0], exc)
 
     async def _context(self, event: EventT[bytes], level: int) -> _Ctx | None:
         headers = headers_to_dict(event.headers)
@@ -433,6 +479,7 @@ class DeliverStage:
                 break
             await self.interrupt.sleep(min(deadline - now, 1.0))
         if time.time() < due - 0.05:  # due later than this level holds records: go round again
+            await self.fence.ensure()
             await self.retry_topics[level - 1].send(
                 key=event.key, value=event.value, headers=[(k, v.encode()) for k, v in headers.items()]
             )
@@ -463,6 +510,7 @@ class DeliverStage:
             if previous is not None and not previous.done():
                 await self.interrupt.wait_for(previous)
             self.interrupt.check()
+            await self.fence.ensure()  # the lane and retry waits can be long
             set_current_event(ctx.event)
             await self._handle(ctx)
             self._complete(part, entry)
@@ -473,6 +521,8 @@ class DeliverStage:
             try:
                 await self._dead_letter(ctx, Dead("internal", exc, ctx.meta.attempts, ctx.meta))
                 self._complete(part, entry)
+            except Abandoned:
+                self._abandon(part, entry)
             except Exception:  # noqa: BLE001 - cannot even dead-letter: let the worker restart
                 self._abandon(part, entry)
                 await self.app.crash(exc)
@@ -739,6 +789,7 @@ class DeliverStage:
         )
         if result.created:
             metrics.DELIVERY_LATENCY.labels(inv.billing_system).observe(max(0.0, latency))
+        await self.fence.ensure()
         await self.outcomes.publish(key, value, partition)
         metrics.INVOICES_DELIVERED.labels(inv.billing_system, record.outcome).inc()
         self.ledger.outcome_published(inv.invoice_key)
@@ -759,6 +810,7 @@ class DeliverStage:
                 metrics.DUPLICATES_SUPPRESSED.labels("outcome").inc()
                 log.info("%s: its outcome was published before a crash; not publishing it again", inv.invoice_key)
             else:
+                await self.fence.ensure()
                 await self.outcomes.publish(key, value, partition)
                 metrics.INVOICES_DELIVERED.labels(inv.billing_system, json.loads(value)["outcome"]).inc()
                 log.info("%s: published the outcome a crash kept from going out", inv.invoice_key)
@@ -775,6 +827,7 @@ class DeliverStage:
             ("retry.level", str(park.level).encode()),
             ("retry.reason", park.reason.encode()),
         ]
+        await self.fence.ensure()
         await topic.send(key=ctx.order_key.encode(), value=ctx.payload, headers=headers)
         self.ledger.parked_at(inv, ctx.payload, park.meta, due=park.due, reason=park.reason, level=park.level)
         metrics.PARKED.labels(inv.billing_system, park.reason).inc()
@@ -807,6 +860,7 @@ class DeliverStage:
             idempotency_key=key,
             replay_count=meta.replay_count,
         )
+        await self.fence.ensure()
         await self.dlq_topic.send(key=ctx.order_key.encode(), value=ctx.payload, headers=headers)
         metrics.DEAD_LETTERS.labels("deliver", dead.error_class).inc()
         log.warning(
@@ -850,6 +904,7 @@ class DeliverStage:
             tenant=tenant_hint(event.value),
         )
         key, value, extra = bounded_copy(event.key, event.value)
+        await self.fence.ensure()
         await self.dlq_topic.send(key=key, value=value, headers=headers + extra)
         metrics.DEAD_LETTERS.labels("deliver", error_class).inc()
         log.warning(
@@ -862,6 +917,7 @@ class DeliverStage:
         )
 
     async def _record(self, outcome: DeliveryOutcome) -> None:
+        await self.fence.ensure()
         await self.deliveries_topic.send(key=outcome.invoice_key.encode(), value=outcome.model_dump_json().encode())
         metrics.INVOICES_DELIVERED.labels(outcome.billing_system or "none", outcome.outcome).inc()
 

@@ -41,8 +41,13 @@ sought back to 33. An agent that acknowledges 35..50 lets Faust commit past 33 w
 runs before the seek (``_committed_offset`` is unknown then); the deliver stage's offset check,
 anchored on the first record it saw, took the re-fetched 33 and 34 for repeats and stalled.
 :class:`SeekingConsumer` keeps where its seek positioned each stream partition (``start_offsets``,
-cleared on every assignment and revocation) and its ``getmany`` passes no record of a stream
-partition that is not positioned yet: the agents see each partition from its start offset on.
+cleared on every assignment and revocation) and :class:`SeekingConsumerThread` passes no fetched
+record of a stream partition that is not positioned yet. It checks in the consumer thread, right
+as aiokafka hands the records over: the seek runs in that thread too, and aiokafka discards
+buffered records that do not match a partition's new position, so what passes was fetched from the
+sought position (a check later, in Faust's ``getmany``, let through the rest of a batch fetched
+before the seek whenever the seek landed while the batch was being handed to the streams). The
+agents see each partition from its start offset on.
 
 Agent crashes
 -------------
@@ -75,13 +80,16 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar, overload
 
 import faust
 import faust.streams
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import errors as kafka_errors
+from aiokafka.protocol.group import HeartbeatRequest, JoinGroupRequest
+from faust.exceptions import ConsumerNotStarted
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AgentT, AppT, EventT, Message, StreamT, TableT
 from faust.types.tuples import FutureMessage
@@ -94,8 +102,10 @@ __all__ = [
     "SeekingConsumerThread",
     "SeekingTransport",
     "acknowledge",
+    "confirm_membership",
     "create_faust_app",
     "forget_unacked",
+    "heartbeat_answer",
     "hook_flow_control",
     "seek_to_committed_or_beginning",
     "set_current_event",
@@ -160,6 +170,36 @@ class SeekingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         result: Mapping[TP, int] = await self.call_thread(self._seek_to_committed_or_beginning)
         return result
 
+    async def _fetch_records(
+        self,
+        consumer: AIOKafkaConsumer,
+        active_partitions: set[TP],
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Mapping[TopicPartition, list[Any]]:
+        """Faust's fetch (hook: ``AIOKafkaConsumerThread.getmany`` runs it in this thread's loop)
+        without the records of stream partitions not positioned yet for the current assignment
+        (not in ``SeekingConsumer.start_offsets``; module docstring, "Records before the seek").
+
+        The check runs in the thread that also seeks, right after aiokafka hands the records over
+        (no await in between), so a record passed here was fetched from the sought position."""
+        records = await super()._fetch_records(consumer, active_partitions, timeout=timeout, max_records=max_records)
+        positioned = self.consumer.start_offsets  # type: ignore[attr-defined]  # SeekingConsumer
+        if not records:
+            return records
+        changelogs = set(self.consumer.app.tables.changelog_topics)  # hook: TableManager.changelog_topics
+        return {tp: batch for tp, batch in records.items() if tp in positioned or tp.topic in changelogs}
+
+    async def confirm_membership(self) -> bool | None:
+        """:func:`heartbeat_answer` for this thread's consumer, asked from the thread's event loop
+        (hook: ``ConsumerThread.call_thread``); None when the consumer is not started."""
+        try:
+            consumer = self._ensure_consumer()  # hook: AIOKafkaConsumerThread._ensure_consumer
+        except ConsumerNotStarted:
+            return None
+        answer: bool | None = await self.call_thread(heartbeat_answer, consumer)
+        return answer
+
     async def _seek_to_committed_or_beginning(self) -> Mapping[TopicPartition, int | None]:
         consumer = self._ensure_consumer()  # hook: AIOKafkaConsumerThread._ensure_consumer
         committed, fresh = await seek_to_committed_or_beginning(
@@ -184,28 +224,55 @@ class SeekingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return committed
 
 
+#: Heartbeat error codes that say this member is not (or no longer) current: REBALANCE_IN_PROGRESS,
+#: ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID (Kafka protocol error codes).
+NOT_A_MEMBER = frozenset(
+    {
+        kafka_errors.RebalanceInProgressError.errno,
+        kafka_errors.IllegalGenerationError.errno,
+        kafka_errors.UnknownMemberIdError.errno,
+        82,  # FENCED_INSTANCE_ID (static membership; aiokafka has no class for it)
+    }
+)
+
+
+async def heartbeat_answer(consumer: AIOKafkaConsumer) -> bool | None:
+    """Ask ``consumer``'s group coordinator whether its generation and member id are current: one
+    ``Heartbeat`` request with them. True: answered without error; False: answered with a
+    :data:`NOT_A_MEMBER` error, or the consumer has no member id (not in a group); None: could not
+    ask (no coordinator known, a network error) or another error.
+
+    Hooks: the private ``AIOKafkaConsumer._coordinator`` (``group_id``, ``generation``, ``member_id``,
+    ``_send_req``), the request aiokafka's own heartbeat sends (``GroupCoordinator._do_heartbeat``)."""
+    coordinator = consumer._coordinator
+    member_id = getattr(coordinator, "member_id", None)
+    if member_id is None:
+        return None  # not a group consumer
+    if member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID:
+        return False
+    request = HeartbeatRequest(coordinator.group_id, coordinator.generation, member_id)
+    try:
+        response = await coordinator._send_req(request)
+    except kafka_errors.KafkaError:
+        return None
+    if response.error_code == 0:
+        return True
+    return False if response.error_code in NOT_A_MEMBER else None
+
+
 class SeekingConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka ``Consumer`` running a :class:`SeekingConsumerThread`.
 
     ``start_offsets`` (``{TP: offset}``): where the last seek to the committed offsets positioned
     each assigned stream partition (its committed offset, or its log start when it has none); empty
     from the moment partitions are assigned or revoked until that seek is done. Records fetched
-    before it come from a position the group never committed: :meth:`getmany` does not pass them
-    on (module docstring, "Records before the seek")."""
+    before it come from a position the group never committed:
+    :meth:`SeekingConsumerThread._fetch_records` does not pass them on (module docstring, "Records
+    before the seek")."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.start_offsets: dict[TP, int] = {}
-
-    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        """Faust's ``Consumer.getmany`` (hook: ``_drain_messages`` reads every record through it)
-        without the records of stream partitions not positioned yet for the current assignment
-        (not in ``start_offsets``): they were fetched from an older position and are fetched again
-        from the start offset after the seek. Changelog records (table recovery) pass."""
-        changelogs = set(self.app.tables.changelog_topics)
-        async for tp, message in super().getmany(timeout):
-            if tp in self.start_offsets or tp.topic in changelogs:
-                yield tp, message
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Forget the start offsets (hook: ``Consumer.on_partitions_revoked``), then Faust's handling."""
@@ -287,6 +354,15 @@ def acknowledge(stream: StreamT[Any], event: EventT[Any]) -> bool:
     except Exception:  # noqa: BLE001 - sensors only
         pass
     return last
+
+
+async def confirm_membership(app: AppT) -> bool | None:
+    """Whether the app's consumer is a current member of its group (:func:`heartbeat_answer`);
+    None when its consumer does not run a :class:`SeekingConsumerThread`."""
+    thread = getattr(app.consumer, "_thread", None)  # hook: Consumer._thread
+    if not isinstance(thread, SeekingConsumerThread):
+        return None
+    return await thread.confirm_membership()
 
 
 def start_offset(app: AppT, tp: TP) -> int | None:

@@ -121,6 +121,13 @@ OFFSET_HOLES = Counter(
     "until it arrives. Should stay 0; by topic.",
     ["topic"],
 )
+FENCED = Counter(
+    "broker_fenced_total",
+    "Times the group coordinator answered that this worker is not a current member while it was about "
+    "to write a ledger entry or publish a record for its partitions: nothing was written, the records "
+    "go to the partitions' next owner. Non-zero after a worker was frozen or cut off longer than the "
+    "group's session or rebalance timeout.",
+)
 AGENT_CRASHES = Counter(
     "broker_agent_crashes_total",
     "Exceptions that escaped an agent's per-record handling (the agent restarts; should stay 0), by agent.",

@@ -574,7 +574,7 @@ def test_offset_sequence():
 
 def test_a_record_past_a_hole_is_not_taken_and_the_partition_is_sought_back():
     """The start offset is 10 and the first record to arrive is 11: it is not taken (so nothing can
-    acknowledge past 10), the partition is sought back to 10 once (again only after SEEK_AGAIN_AFTER),
+    acknowledge past 10), the partition is sought back to 10 once (the timer seeks again after SEEK_AGAIN_AFTER),
     the hole is counted once; then 10, 11, 12 are taken in order and a repeated 11 is not."""
     from faust.types import TP
 
@@ -598,12 +598,19 @@ def test_a_record_past_a_hole_is_not_taken_and_the_partition_is_sought_back():
     assert _taken(stage, part, tp, 12) is False
     assert consumer.seeks == [(tp, 10)]
     assert holes._value.get() - before == 1
+    stage._suspended, stage._partitions = False, {tp: part}
+    asyncio.run(stage._seek_holes_again())  # too soon
+    assert consumer.seeks == [(tp, 10)]
     part.sought = (10, time.monotonic() - deliver_stage.SEEK_AGAIN_AFTER)
-    assert _taken(stage, part, tp, 12) is False
+    assert _taken(stage, part, tp, 12) is False  # a record does not seek again: the timer does
+    assert consumer.seeks == [(tp, 10)]
+    asyncio.run(stage._seek_holes_again())
     assert consumer.seeks == [(tp, 10), (tp, 10)]
     assert holes._value.get() - before == 1
     assert [_taken(stage, part, tp, o) for o in (10, 11, 11, 12)] == [True, True, False, True]
     assert part.next_offset == 13
+    part.sought = (10, time.monotonic() - deliver_stage.SEEK_AGAIN_AFTER)
+    asyncio.run(stage._seek_holes_again())  # the hole is filled: no seek
     assert consumer.seeks == [(tp, 10), (tp, 10)]
 
 

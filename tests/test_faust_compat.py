@@ -17,6 +17,7 @@ import faust
 import faust.streams
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from faust.exceptions import ConsumerNotStarted
 from faust.tables.recovery import Recovery
 from faust.transport import consumer as faust_consumer
@@ -404,35 +405,89 @@ def test_hook_recovery_resumes_stream_partitions_before_the_seek():
     assert "callback(message), self.suspend_flow.wait()" in inspect.getsource(faust_consumer.Consumer._drain_messages)
 
 
-def test_getmany_passes_no_record_of_a_stream_partition_before_its_seek(monkeypatch):
-    """``_drain_messages`` reads every record through ``Consumer.getmany(timeout=...)``;
-    :class:`SeekingConsumer` passes records of positioned stream partitions and of changelogs only."""
-    assert "getmany(timeout=1.0)" in inspect.getsource(faust_consumer.Consumer._drain_messages)
-    assert _params(faust_consumer.Consumer.getmany) == ["self", "timeout"]
+def test_the_fetch_passes_no_record_of_a_stream_partition_before_its_seek(monkeypatch):
+    """Faust's thread runs ``_fetch_records(consumer, active_partitions, timeout=..., max_records=...)``
+    for every ``getmany``; :class:`SeekingConsumerThread` passes records of positioned stream
+    partitions and of changelogs only."""
+    assert "self._fetch_records," in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread.getmany)
+    assert _params(faust_aiokafka.AIOKafkaConsumerThread._fetch_records) == [
+        "self",
+        "consumer",
+        "active_partitions",
+        "timeout",
+        "max_records",
+    ]
     app = faust_compat.create_faust_app(
         "compat-app", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False
     )
     app.Table("table", default=int)
-    positioned, waiting, changelog = TP(STREAM, 0), TP(STREAM, 1), TP(CHANGELOG, 0)
-    fetched = [
-        (tp, Message(tp.topic, tp.partition, o, 0.0, 0, {}, b"k", b"v", None))
-        for tp in (positioned, waiting, changelog)
-        for o in (7, 8)
-    ]
-    timeouts: list[float] = []
+    positioned, waiting, changelog = (
+        TopicPartition(STREAM, 0),
+        TopicPartition(STREAM, 1),
+        TopicPartition(CHANGELOG, 0),
+    )
+    fetched = {tp: [f"{tp.topic}-{tp.partition}@{o}" for o in (7, 8)] for tp in (positioned, waiting, changelog)}
+    calls: list[tuple] = []
 
-    async def getmany(self, timeout: float):
-        timeouts.append(timeout)
-        for item in fetched:
-            yield item
+    async def fetch_records(self, consumer, active_partitions, timeout=None, max_records=None):
+        calls.append((consumer, active_partitions, timeout, max_records))
+        return dict(fetched)
 
-    monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", getmany)
-    consumer = app.consumer
+    monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "_fetch_records", fetch_records)
+    thread = app.consumer._thread
 
-    async def drain() -> list[tuple[TP, int]]:
-        return [(tp, m.offset) async for tp, m in consumer.getmany(timeout=1.0)]
+    def fetch() -> dict:
+        return asyncio.run(thread._fetch_records("c", {positioned}, timeout=1.0, max_records=10))
 
-    assert asyncio.run(drain()) == [(changelog, 7), (changelog, 8)]
-    consumer.start_offsets = {positioned: 7}
-    assert asyncio.run(drain()) == [(positioned, 7), (positioned, 8), (changelog, 7), (changelog, 8)]
-    assert timeouts == [1.0, 1.0]
+    assert fetch() == {changelog: fetched[changelog]}
+    app.consumer.start_offsets = {TP(STREAM, 0): 7}
+    assert fetch() == {positioned: fetched[positioned], changelog: fetched[changelog]}
+    assert calls == [("c", {positioned}, 1.0, 10)] * 2
+
+
+def test_heartbeat_answer_says_whether_the_member_is_current(kafka):
+    """On a real Tansu: a joined member is current (True); with another generation or member id, or
+    none, it is not (False); a consumer outside any group cannot be asked (None). This is the
+    request aiokafka's own heartbeat sends (``GroupCoordinator._do_heartbeat``)."""
+    assert "HeartbeatRequest(self.group_id, self.generation, self.member_id)" in inspect.getsource(
+        GroupCoordinator._do_heartbeat
+    )
+    ensure_topics(kafka, 2, [STREAM])
+
+    async def go() -> list[bool | None]:
+        member = AIOKafkaConsumer(STREAM, bootstrap_servers=kafka, group_id="compat-heartbeat")
+        loner = AIOKafkaConsumer(bootstrap_servers=kafka)
+        await member.start()
+        await loner.start()
+        try:
+            for _ in range(100):
+                if member.assignment():
+                    break
+                await asyncio.sleep(0.1)
+            coordinator = member._coordinator
+            generation, member_id = coordinator.generation, coordinator.member_id
+            answers = [await faust_compat.heartbeat_answer(member)]
+            coordinator.generation = generation + 7
+            answers.append(await faust_compat.heartbeat_answer(member))
+            coordinator.generation, coordinator.member_id = generation, "someone-else"
+            answers.append(await faust_compat.heartbeat_answer(member))
+            coordinator.member_id = ""
+            answers.append(await faust_compat.heartbeat_answer(member))
+            coordinator.member_id = member_id
+            answers.append(await faust_compat.heartbeat_answer(member))
+            answers.append(await faust_compat.heartbeat_answer(loner))
+            return answers
+        finally:
+            await member.stop()
+            await loner.stop()
+
+    assert asyncio.run(go()) == [True, False, False, False, True, None]
+
+
+def test_confirm_membership_without_a_started_consumer_cannot_ask():
+    """``confirm_membership`` asks through the app's :class:`SeekingConsumerThread`; before the consumer
+    starts it cannot ask (None), and an app on another consumer thread gives None too."""
+    app = _app("compat-membership")
+    assert asyncio.run(faust_compat.confirm_membership(app)) is None
+    app.consumer._thread = object()
+    assert asyncio.run(faust_compat.confirm_membership(app)) is None

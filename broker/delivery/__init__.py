@@ -30,7 +30,8 @@ is in ``docs/delivery.md``; in short:
 Modules: :mod:`~broker.delivery.ledger` (ledger rules, :class:`RecordMeta`),
 :mod:`~broker.delivery.limits` (rate limiter, concurrency, tenant state),
 :mod:`~broker.delivery.policy` (outcomes, retry / park / circuit rules),
-:mod:`~broker.delivery.deliverer` (:class:`Deliverer`), :mod:`~broker.delivery.interrupt`.
+:mod:`~broker.delivery.deliverer` (:class:`Deliverer`), :mod:`~broker.delivery.interrupt`,
+:mod:`~broker.delivery.fence` (ownership proof before writes).
 Everything public is importable from ``broker.delivery``.
 """
 
@@ -45,6 +46,7 @@ from broker.delivery.deliverer import (
     build_connector,
     correction_of,
 )
+from broker.delivery.fence import Fence, Fenced
 from broker.delivery.interrupt import Abandoned, Interrupt
 from broker.delivery.ledger import (
     ORDER_PREFIX,
@@ -95,6 +97,8 @@ __all__ = [
     "DeliveredRef",
     "Deliverer",
     "DictLedgerStore",
+    "Fence",
+    "Fenced",
     "Held",
     "HoldRef",
     "InlineRetry",

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from broker import metrics
 from broker.config import BrokerConfig
+from broker.delivery.fence import Fence
 from broker.delivery.interrupt import Abandoned, Interrupt
 from broker.delivery.ledger import (
     Amendment,
@@ -161,7 +162,9 @@ class Deliverer:
     """Delivers invoices of any configured tenant through that tenant's connector (:mod:`broker.delivery`).
 
     ``policy``: retry and parking settings; ``interrupt``: stops every wait at a safe point
-    (rebalance, shutdown); ``max_retry_seconds``: older spelling of ``policy.retry_budget``.
+    (rebalance, shutdown); ``fence``: proves group membership after every billing-system call,
+    before anything is written about it (:mod:`broker.delivery.fence`; ``None``: no group, as in
+    unit tests and tools); ``max_retry_seconds``: older spelling of ``policy.retry_budget``.
     """
 
     def __init__(
@@ -170,6 +173,7 @@ class Deliverer:
         policy: DeliverySettings | None = None,
         *,
         interrupt: Interrupt | None = None,
+        fence: Fence | None = None,
         max_retry_seconds: float | None = None,
     ):
         self.config = config
@@ -177,6 +181,7 @@ class Deliverer:
         if max_retry_seconds is not None:  # backwards-compatible keyword
             self.policy = replace(self.policy, retry_budget=max_retry_seconds)
         self.interrupt = interrupt or Interrupt()
+        self.fence = fence
         self._tenants: dict[str, TenantState] = {}
         self._publish_auth_states()
 
@@ -531,19 +536,25 @@ class CallCycle:
             semaphore.release()
 
     async def _io(self, make: Callable[[], Awaitable[_T]]) -> _T:
-        """One billing-system call under the tenant's rate limiter (the caller holds a :meth:`_slot`)."""
+        """One billing-system call under the tenant's rate limiter (the caller holds a :meth:`_slot`).
+        After the call (answer or error) the deliverer's fence must prove that this worker still
+        owns the record before anything is written about it (:class:`~broker.delivery.fence.Fenced`)."""
         limiter = self.state.limiter
         slot = None
+        called = False
         try:
             if limiter is not None:
                 slot = await limiter.acquire(self.interrupt)
                 if slot.waited:
                     metrics.RATE_LIMIT_WAIT.labels(self.system).inc(slot.waited)
             self.interrupt.check()
+            called = True
             return await make()
         finally:
             if limiter is not None and slot is not None:
                 limiter.release(slot)
+            if called and self.deliverer.fence is not None:
+                await self.deliverer.fence.ensure()
 
 
 class AttemptCycle(CallCycle):
