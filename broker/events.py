@@ -3,8 +3,13 @@
 A maintenance platform (or its adapter) publishes one of these on the ``maintenance.events``
 topic. The envelope follows the CloudEvents 1.0 spec (https://github.com/cloudevents/spec,
 ``spec.md`` and ``formats/json-format.md``): ``specversion``, ``id``, ``source``, ``type``,
-``time``, ``subject``, ``datacontenttype`` and ``data``, plus the extension attribute ``tenant``
-(the maintenance company whose billing system receives the invoice).
+``time``, ``subject``, ``datacontenttype``, ``dataschema`` and ``data``, plus the extension attribute
+``tenant`` (the maintenance company whose billing system receives the invoice). Any other
+CloudEvents extension attribute (``traceparent``, ``sequence``, ...) is accepted and kept
+(``model_extra``) when its name and value follow the spec's rules (:data:`EXTENSION_NAME`);
+``datacontenttype`` is ``application/json`` with optional parameters (``; charset=utf-8``).
+Binary content mode (attributes in ``ce-``/``ce_`` headers) is turned into this structured form by
+:mod:`broker.cloudevents` before it is parsed.
 
 Types:
 
@@ -34,7 +39,8 @@ Validation rules (:func:`parse_event`; every failure is an :class:`EventDecodeEr
   (``not_json``); a key given twice in one JSON object is refused, naming the key (``invalid``).
 * **No coercion.** Integers (``revision``, ``duration_seconds``, ``break_minutes``) must be JSON
   integers (not ``true``, ``"2"`` or ``1.0``); booleans only ``true``/``false``; strings only
-  strings. Unknown fields are refused.
+  strings. Unknown fields are refused (inside ``data``; at the top level an unknown name is an
+  extension attribute, checked as above).
 * **Money and quantities are decimal strings** (``"24.00"``): digits, an optional ``.`` and
   1–6 decimals; no JSON numbers, exponents (``1e400``), signs other than a leading ``-`` (then
   refused as negative), spaces, ``NaN`` or ``Infinity``. At most :data:`MONEY_INTEGER_DIGITS` (12)
@@ -132,6 +138,16 @@ MAX_REVISION = 2**31 - 1
 #: Longest :class:`EventDecodeError` message; offending values are cut to :data:`VALUE_CHARS`.
 MAX_MESSAGE_CHARS = 1000
 VALUE_CHARS = 80
+#: CloudEvents extension attributes (CloudEvents 1.0 ``spec.md``, "Attribute Naming Convention" and
+#: "Type System"): names of lower-case ASCII letters and digits, at most 20 characters; values are
+#: strings (at most :data:`MAX_URI_CHARS` characters, no control characters), booleans or
+#: integers within a signed 32-bit range. At most :data:`MAX_EXTENSIONS` per event.
+EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
+MAX_EXTENSIONS = 32
+#: ``datacontenttype``: ``application/json``, with optional parameters (RFC 2045: ``; charset=utf-8``);
+#: the type is compared case-insensitively; a ``charset`` must be UTF-8.
+_JSON_MEDIA_TYPE = re.compile(r"application/json[ \t]*(;.*)?", re.IGNORECASE | re.DOTALL)
+_CHARSET = re.compile(r";[ \t]*charset[ \t]*=[ \t]*\"?([^\";]*)\"?", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- error helpers
@@ -307,6 +323,48 @@ UriRef = Annotated[str, _string_rule(1, MAX_URI_CHARS), _string_schema(1, MAX_UR
 Text = Annotated[str, _string_rule(1, MAX_TEXT_CHARS, text=True), _string_schema(1, MAX_TEXT_CHARS, text=True)]
 Summary = Annotated[str, _string_rule(0, MAX_TEXT_CHARS, text=True), _string_schema(0, MAX_TEXT_CHARS, text=True)]
 TenantId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+def json_media_type_problem(value: str) -> str | None:
+    """Why ``value`` is not an acceptable ``datacontenttype`` / ``Content-Type`` for JSON data
+    (``None`` when it is): ``application/json`` with optional parameters, any ``charset`` UTF-8."""
+    if not _JSON_MEDIA_TYPE.fullmatch(value.strip()):
+        return "expected application/json (parameters such as charset=utf-8 allowed)"
+    charset = _CHARSET.search(value)
+    if charset and charset.group(1).strip().lower() not in ("utf-8", "utf8"):
+        return f"charset {charset.group(1).strip()!r} is not UTF-8"
+    return None
+
+
+def _json_media_type(value: object) -> object:
+    if isinstance(value, str) and (problem := json_media_type_problem(value)) is not None:
+        raise _error("media_type", f"{show_value(value)}: {problem}", names_value=True)
+    return value
+
+
+JsonMediaType = Annotated[
+    str,
+    BeforeValidator(_json_media_type),
+    WithJsonSchema(
+        {"type": "string", "pattern": "^[Aa][Pp][Pp][Ll][Ii][Cc][Aa][Tt][Ii][Oo][Nn]/[Jj][Ss][Oo][Nn][ \t]*(;.*)?$"}
+    ),
+]
+
+
+def extension_problem(name: str, value: object) -> str | None:
+    """Why ``name: value`` is not an acceptable CloudEvents extension attribute (``None`` when it is;
+    rules at :data:`EXTENSION_NAME`)."""
+    if not EXTENSION_NAME.fullmatch(name):
+        return "not a CloudEvents attribute name: lower-case ASCII letters and digits, at most 20"
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return None if -(2**31) <= value < 2**31 else f"integer {value} is outside the 32-bit range"
+    if isinstance(value, str):
+        if len(value) > MAX_URI_CHARS:
+            return f"longer than {MAX_URI_CHARS} characters"
+        return None if _bad_char(value, text=False) is None else _char_message(value, text=False)
+    return f"an extension attribute is a string, an integer or a boolean, not {_json_kind(value)}"
 
 
 # --------------------------------------------------------------------------- decimals
@@ -714,16 +772,45 @@ class QuoteChangeData(DocumentChangeData):
     quote_id: Id
 
 
+def _extensions_schema(schema: dict[str, Any]) -> None:
+    schema["propertyNames"] = {"anyOf": [{"enum": sorted(schema["properties"])}, {"pattern": "^[a-z0-9]{1,20}$"}]}
+    schema["additionalProperties"] = {
+        "anyOf": [
+            {"type": "string", "maxLength": MAX_URI_CHARS},
+            {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+            {"type": "boolean"},
+        ]
+    }
+    schema["maxProperties"] = len(schema["properties"]) + MAX_EXTENSIONS
+
+
 class _CloudEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True, json_schema_extra=_extensions_schema)
 
     specversion: Literal["1.0"]
     id: Id
     source: UriRef = Field(description="URI-reference of the publishing platform.")
     time: Time
     subject: UriRef | None = None
-    datacontenttype: Literal["application/json"] = "application/json"
+    datacontenttype: JsonMediaType = "application/json"
+    dataschema: UriRef | None = None
     tenant: TenantId
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_extensions(cls, data: Any) -> Any:
+        """Attributes other than the declared ones are CloudEvents extensions (``traceparent``, ...):
+        kept, checked by :func:`extension_problem`."""
+        if not isinstance(data, dict):
+            return data
+        extra = [name for name in data if name not in cls.model_fields]
+        if len(extra) > MAX_EXTENSIONS:
+            raise _error("extensions", f"{len(extra)} extension attributes; at most {MAX_EXTENSIONS}", names_value=True)
+        for name in extra:
+            if (problem := extension_problem(name, data[name])) is not None:
+                raise _error("extension", problem, at=name, names_value=True)
+        return data
+
     if TYPE_CHECKING:  # each event type declares its own ``data`` field (kept last in the field order)
         data: WorkOrderCompletedData | ScheduledJobClosedData | QuoteApprovedData | DocumentChangeData
 

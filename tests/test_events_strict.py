@@ -13,6 +13,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -562,7 +563,9 @@ def test_free_text_allows_newlines_but_not_other_controls_or_bidi_overrides():
 
 def test_an_unknown_field_with_a_hostile_name_is_shown_escaped():
     raw = dump(README_EVENT).replace(b'"subject"', b'"x\\u202e\\u0000"', 1)
-    assert refused(raw) == "field ''x\\u202e\\x00'': Extra inputs are not permitted (got 'work-orders/1001')"
+    assert refused(raw) == (
+        "field ''x\\u202e\\x00'': not a CloudEvents attribute name: lower-case ASCII letters and digits, at most 20"
+    )
 
 
 # --------------------------------------------------------------------------- decimals
@@ -946,3 +949,76 @@ def test_an_event_whose_invoice_cannot_fit_a_kafka_record_is_a_pricing_error():
     )
     fewer = parse_event(dump(event(time_entries=entries[:100], parts=parts[:50], expenses=[])))
     assert len(price_event(fewer, "acme-fm", tenant).model_dump_json()) < MAX_PRICED_JSON_BYTES
+
+
+# --------------------------------------------------------------------------- CloudEvents extensions
+def test_extension_attributes_dataschema_and_json_media_types_with_parameters_are_accepted():
+    """Any CloudEvents extension attribute (``traceparent``, ...), ``dataschema`` and a
+    ``datacontenttype`` with parameters are valid CloudEvents: kept, and the event priced as usual."""
+    raw = dict(README_EVENT)
+    raw.update(
+        traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        dataschema="https://example.com/schemas/work-order.json",
+        datacontenttype="Application/JSON; charset=UTF-8",
+        sequence=42,
+        replayed=False,
+    )
+    event = parse_event(dump(raw))
+    assert event.model_extra == {
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "sequence": 42,
+        "replayed": False,
+    }
+    assert event.dataschema == "https://example.com/schemas/work-order.json"
+    assert event.datacontenttype == "Application/JSON; charset=UTF-8"
+    assert event.invoice_key == parse_event(dump(README_EVENT)).invoice_key
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"TraceParent": "x"},
+            "field 'TraceParent': not a CloudEvents attribute name: lower-case ASCII letters and digits, at most 20",
+        ),
+        (
+            {"a" * 21: "x"},
+            f"field '{'a' * 21}': not a CloudEvents attribute name: lower-case ASCII letters and digits, at most 20",
+        ),
+        ({"seq": 2**31}, "field 'seq': integer 2147483648 is outside the 32-bit range"),
+        ({"seq": 1.5}, "field 'seq': an extension attribute is a string, an integer or a boolean, not a JSON number"),
+        (
+            {"ctx": {"a": 1}},
+            "field 'ctx': an extension attribute is a string, an integer or a boolean, not a JSON object",
+        ),
+        (
+            {"datacontenttype": "text/plain"},
+            "field 'datacontenttype': 'text/plain': expected application/json (parameters such as charset=utf-8 allowed)",
+        ),
+        (
+            {"datacontenttype": "application/json; charset=latin-1"},
+            "field 'datacontenttype': 'application/json; charset=latin-1': charset 'latin-1' is not UTF-8",
+        ),
+    ],
+)
+def test_bad_extension_attributes_and_media_types_are_refused_naming_them(extra, message):
+    raw = dict(README_EVENT)
+    raw.update(extra)
+    assert refused(dump(raw)) == message
+
+
+def test_at_most_32_extension_attributes():
+    raw = dict(README_EVENT)
+    raw.update({f"x{i}": i for i in range(33)})
+    assert refused(dump(raw)) == "field '(root)': 33 extension attributes; at most 32"
+
+
+def test_the_exported_json_schema_allows_extensions_and_refuses_bad_names():
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parent.parent / "schemas" / "maintenance-event.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    good = dict(README_EVENT, traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", sequence=42)
+    assert list(validator.iter_errors(good)) == []
+    assert list(validator.iter_errors(dict(README_EVENT, TraceParent="x"))) != []
+    assert list(validator.iter_errors(dict(README_EVENT, ctx={"a": 1}))) != []
