@@ -41,6 +41,7 @@ import faust
 from faust.types import AgentT, EventT, StreamT, TableT
 
 from broker import metrics
+from broker.cloudevents import kafka_structured
 from broker.config import BrokerConfig
 from broker.deliver_stage import DeliverStage, install_deliver_stage
 from broker.delivery import Deliverer, LedgerEntry
@@ -228,10 +229,12 @@ def create_app(
         return kind if tenant is not None and kind in tenant.ignored_event_types else None
 
     async def enrich_one(event: EventT[bytes]) -> None:
+        raw = event.value
         try:
-            ce = parse_event(event.value)
+            raw = kafka_structured(event.headers, event.value)  # binary mode (ce_* headers) -> structured
+            ce = parse_event(raw)
         except EventDecodeError as exc:
-            kind = ignored(exc, event.value)
+            kind = ignored(exc, raw)
             if kind is not None:  # a platform event the tenant does not bill: acknowledged, counted
                 metrics.EVENTS_CONSUMED.labels("ignored").inc()
                 metrics.EVENTS_IGNORED.labels(kind).inc()
@@ -250,7 +253,7 @@ def create_app(
             return
         # valid event: price it in the partition of its client (order per work order is kept:
         # all of a document's events have the same client and come from one source partition)
-        await by_client_topic.send(key=pricing_key(ce).encode(), value=event.value, headers=_origin(event))
+        await by_client_topic.send(key=pricing_key(ce).encode(), value=raw, headers=_origin(event))
 
     @app.agent(events_topic)
     async def enrich(stream: StreamT[bytes]) -> None:
