@@ -78,6 +78,7 @@ them in offset order; it reaches into Faust only through these functions:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import weakref
 from collections.abc import Callable, Mapping
@@ -142,17 +143,25 @@ async def seek_to_committed_or_beginning(
     """Seek ``consumer``'s assigned partitions to their committed offsets, and those without one
     (except changelog topics) to their log-start offsets.
 
+    Every offset is read first and every partition is sought afterwards in one synchronous step (no
+    await between the seeks and the return), so a caller that records the positions right after the
+    call records them together with the seeks (aiokafka's own ``seek_to_committed`` awaits between
+    partitions, and a fetch can land between two seeks).
+
     Returns ``(committed, started)``: ``{TopicPartition: committed offset or None}`` as
     ``AIOKafkaConsumer.seek_to_committed`` returns it, and ``{TopicPartition: log-start offset}`` of
     the partitions positioned at their beginning. Raises what aiokafka raises.
     """
-    committed: Mapping[TopicPartition, int | None] = await consumer.seek_to_committed()
+    committed: dict[TopicPartition, int | None] = {}
+    for tp in consumer.assignment():
+        committed[tp] = await consumer.committed(tp)
     fresh = uncommitted_stream_partitions(committed, changelog_topics)
-    started: dict[TopicPartition, int] = {}
-    if fresh:
-        started = dict(await consumer.beginning_offsets(fresh))
-        for tp, offset in started.items():
+    started: dict[TopicPartition, int] = dict(await consumer.beginning_offsets(fresh)) if fresh else {}
+    for tp, offset in committed.items():
+        if offset and offset > 0:
             consumer.seek(tp, offset)
+    for tp, offset in started.items():
+        consumer.seek(tp, offset)
     return committed, started
 
 
@@ -191,14 +200,18 @@ class SeekingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return {tp: batch for tp, batch in records.items() if tp in positioned or tp.topic in changelogs}
 
     async def confirm_membership(self) -> bool | None:
-        """:func:`heartbeat_answer` for this thread's consumer, asked from the thread's event loop
-        (hook: ``ConsumerThread.call_thread``); None when the consumer is not started."""
+        """:func:`heartbeat_answer` for this thread's consumer, run on the thread's event loop
+        (hook: ``ServiceThread.thread_loop``) beside whatever the thread is doing: not through
+        ``call_thread``, whose calls wait one by one behind the thread's fetches (up to the fetch
+        wait each). None when the consumer is not started."""
         try:
             consumer = self._ensure_consumer()  # hook: AIOKafkaConsumerThread._ensure_consumer
         except ConsumerNotStarted:
             return None
-        answer: bool | None = await self.call_thread(heartbeat_answer, consumer)
-        return answer
+        loop = self.thread_loop
+        if loop is asyncio.get_running_loop():
+            return await heartbeat_answer(consumer)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(heartbeat_answer(consumer), loop))
 
     async def _seek_to_committed_or_beginning(self) -> Mapping[TopicPartition, int | None]:
         consumer = self._ensure_consumer()  # hook: AIOKafkaConsumerThread._ensure_consumer

@@ -24,6 +24,7 @@ from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import Message
+from mode.threads import ServiceThread
 
 from broker import faust_compat, metrics
 from broker.kafka import ensure_topics
@@ -491,3 +492,11 @@ def test_confirm_membership_without_a_started_consumer_cannot_ask():
     assert asyncio.run(faust_compat.confirm_membership(app)) is None
     app.consumer._thread = object()
     assert asyncio.run(faust_compat.confirm_membership(app)) is None
+
+
+def test_hook_consumer_thread_loop():
+    """``ServiceThread.thread_loop``: the consumer thread's own event loop, where
+    :meth:`SeekingConsumerThread.confirm_membership` runs its heartbeat beside the thread's fetches."""
+    thread = _app("compat-thread-loop").consumer._thread
+    assert isinstance(thread.thread_loop, asyncio.AbstractEventLoop)
+    assert "self.thread_loop = thread_loop or asyncio.new_event_loop()" in inspect.getsource(ServiceThread.__init__)
