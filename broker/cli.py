@@ -108,6 +108,60 @@ def run_worker(settings: Settings, config: BrokerConfig, bootstrap: str) -> None
     worker.execute_from_commandline()
 
 
+# --------------------------------------------------------------------------- ingest
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    envvar="BROKER_CONFIG",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Tenant configuration YAML (or $BROKER_CONFIG); its tenants' `intake` lists the senders.",
+)
+@click.option("--host", default=None, help="Listen address (or $BROKER_INTAKE_HOST; default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (or $BROKER_INTAKE_PORT; default 8088).")
+def ingest(config_path: str, host: str | None, port: int | None) -> None:
+    """Run the HTTP intake (POST /events: CloudEvents in) until Ctrl-C.
+
+    Publishes to maintenance.events on the Kafka cluster in $KAFKA_BOOTSTRAP_SERVERS; without it,
+    starts an embedded in-memory Tansu broker and prints its address. docs/intake.md has the details.
+    """
+    import dataclasses
+
+    import uvicorn
+
+    from broker.embedded import kafka_bootstrap
+    from broker.intake import KafkaPublisher, create_intake_app, credentials_of
+    from broker.kafka import ensure_topics
+
+    settings = Settings.from_env()
+    config = _load(config_path)
+    try:
+        credentials = credentials_of(config)
+    except ConfigError as exc:
+        _fail_config(exc)
+    if not credentials:
+        console.print("[yellow]no tenant lists an intake sender (`intake:`): every request will be refused[/]")
+    intake = dataclasses.replace(
+        settings.intake, host=host or settings.intake.host, port=port if port is not None else settings.intake.port
+    )
+    logging.basicConfig(level=settings.log_level)
+    with kafka_bootstrap(settings.bootstrap_servers, echo=lambda m: console.print(f"[yellow]{m}[/]")) as bootstrap:
+        ensure_topics(bootstrap, settings.topic_partitions, [TOPIC_EVENTS])
+        external = settings.bootstrap_servers is not None  # the embedded Tansu: batches of 1, no idempotence
+        publisher = KafkaPublisher(
+            bootstrap,
+            timeout=intake.publish_timeout,
+            max_batch_size=settings.producer_max_batch_size if external else 1,
+            idempotent=external,
+        )
+        app = create_intake_app(intake, publisher, credentials=credentials)
+        console.print(
+            f"intake: http://{intake.host}:{intake.port}/events -> {TOPIC_EVENTS} on {bootstrap}", highlight=False
+        )
+        uvicorn.run(app, host=intake.host, port=intake.port, log_level=settings.log_level.lower())
+
+
 # --------------------------------------------------------------------------- publish
 @main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))

@@ -19,6 +19,7 @@ Shape (see ``broker/examples/config.yaml`` for a complete file)::
         ignored_event_types: [type, ...]  # platform events acknowledged, never billed (default: work order
                                     # created / assigned / started); other unknown types are dead-lettered
         corrections: amend | reject # a delivered invoice arriving with other content (docs/delivery.md §7b)
+        intake: [{name, token_env | hmac_secret_env}, ...]  # senders of POST /events (docs/intake.md)
 
 The pricing rules these settings drive are described in ``docs/pricing.md``.
 
@@ -410,6 +411,22 @@ class Billing(_Model):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+class IntakeSource(_Model):
+    """One sender of CloudEvents to ``broker ingest`` (``POST /events``) for this tenant: a bearer
+    token (``token_env``) or an HMAC-SHA256 secret (``hmac_secret_env``), each the name of the
+    environment variable that holds it (``docs/intake.md``)."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    token_env: str | None = None
+    hmac_secret_env: str | None = None
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> IntakeSource:
+        if (self.token_env is None) == (self.hmac_secret_env is None):
+            raise ValueError("give exactly one of token_env and hmac_secret_env")
+        return self
+
+
 class Tenant(_Model):
     """A maintenance company using the broker."""
 
@@ -432,6 +449,9 @@ class Tenant(_Model):
         max_length=50,
         description="Platform event types acknowledged and counted (broker_events_ignored_total) but never billed "
         "nor dead-lettered; other unknown types still go to billing.dlq (unknown_type).",
+    )
+    intake: list[IntakeSource] = Field(
+        default_factory=list, description="Who may send this tenant's CloudEvents to `broker ingest`."
     )
     corrections: Literal["amend", "reject"] = Field(
         default="amend",

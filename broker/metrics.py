@@ -121,6 +121,23 @@ OFFSET_HOLES = Counter(
     "until it arrives. Should stay 0; by topic.",
     ["topic"],
 )
+WEBHOOKS_RECEIVED = Counter(
+    "broker_webhooks_received_total",
+    "Requests to the HTTP intake by platform (`cloudevents` for POST /events) and result: accepted, "
+    "duplicate, bad_signature, stale, invalid, too_large, unsupported_media_type, forbidden, unavailable.",
+    ["platform", "result"],
+)
+INTAKE_LATENCY = Histogram(
+    "broker_intake_latency_seconds",
+    "Time from a request's arrival at the intake to its answer (including Kafka's acknowledgement).",
+    ["platform"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+INTAKE_DUPLICATES = Counter(
+    "broker_intake_duplicates_total",
+    "Events the intake did not publish again: the same source and id accepted within the deduplication window.",
+    ["platform"],
+)
 FENCED = Counter(
     "broker_fenced_total",
     "Times the group coordinator answered that this worker is not a current member while it was about "

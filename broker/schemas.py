@@ -2,7 +2,8 @@
 
 Files written to ``schemas/`` (draft 2020-12, generated from the pydantic models):
 ``maintenance-event`` (any event), one file per event type, ``invoice``, ``not-billable``,
-``document-change``, ``delivery-outcome`` and ``tenant-config``.
+``document-change``, ``delivery-outcome`` and ``tenant-config``; and ``intake.openapi.json``, the
+OpenAPI document of ``broker ingest`` (:mod:`broker.intake`).
 """
 
 from __future__ import annotations
@@ -54,8 +55,13 @@ def _schemas() -> dict[str, dict[str, Any]]:
 
 
 def render() -> dict[str, str]:
-    """``{file name: JSON text}`` of every schema, deterministic (sorted keys, trailing newline)."""
-    return {f"{name}.schema.json": json.dumps(s, indent=2, sort_keys=True) + "\n" for name, s in _schemas().items()}
+    """``{file name: JSON text}`` of every schema and of the intake's OpenAPI document
+    (``intake.openapi.json``), deterministic (sorted keys, trailing newline)."""
+    from broker.intake import openapi_document
+
+    out = {f"{name}.schema.json": json.dumps(s, indent=2, sort_keys=True) + "\n" for name, s in _schemas().items()}
+    out["intake.openapi.json"] = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+    return out
 
 
 def export(directory: Path, check: bool = False) -> list[str]:

@@ -47,6 +47,22 @@ Variable                          Meaning                                       
 ``BROKER_DLQ_REPLAY_LIMIT``       ``broker dlq replay`` refuses records already replayed    ``3``
                                   this many times.
 ================================  ========================================================  ====================
+
+HTTP intake, ``broker ingest`` (see ``docs/intake.md``):
+
+====================================  ======================================================  ====================
+Variable                              Meaning                                                 Default
+====================================  ======================================================  ====================
+``BROKER_INTAKE_HOST``                Address the intake listens on.                          ``127.0.0.1``
+``BROKER_INTAKE_PORT``                Port of the intake.                                     ``8088``
+``BROKER_INTAKE_MAX_BODY_BYTES``      Largest request body; larger ones get 413.              ``1048576``
+``BROKER_INTAKE_DEDUP_SECONDS``       How long an accepted event id is remembered: the same   ``86400``
+                                      source and id again publishes nothing.
+``BROKER_INTAKE_DEDUP_MAX``           Most event ids remembered (the oldest are forgotten).   ``200000``
+``BROKER_INTAKE_TOLERANCE``           Seconds a signed timestamp may be off from now.         ``300``
+``BROKER_INTAKE_PUBLISH_TIMEOUT``     Seconds to wait for Kafka's acknowledgement before      ``10``
+                                      answering 503 with ``Retry-After``.
+====================================  ======================================================  ====================
 """
 
 from __future__ import annotations
@@ -88,6 +104,20 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True)
+class IntakeSettings:
+    """``broker ingest`` settings (module docstring): listen address, body limit (bytes), event-id
+    deduplication window (seconds) and size, signed-timestamp tolerance and publish timeout (seconds)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8088
+    max_body_bytes: int = 1024 * 1024
+    dedup_seconds: float = 86400.0
+    dedup_max: int = 200_000
+    tolerance: float = 300.0
+    publish_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Process settings; build with :meth:`from_env`."""
 
@@ -103,6 +133,7 @@ class Settings:
     session_timeout: float = 10.0
     producer_max_batch_size: int = 16384
     delivery: DeliverySettings = DeliverySettings()
+    intake: IntakeSettings = IntakeSettings()
 
     @property
     def all_topics(self) -> tuple[str, ...]:
@@ -162,6 +193,16 @@ class Settings:
             lane_max_queued=max(1, _int("BROKER_LANE_MAX_QUEUED", d.lane_max_queued)),
             dlq_replay_limit=_int("BROKER_DLQ_REPLAY_LIMIT", d.dlq_replay_limit),
         )
+        i = IntakeSettings
+        intake = IntakeSettings(
+            host=env.get("BROKER_INTAKE_HOST") or i.host,
+            port=_int("BROKER_INTAKE_PORT", i.port),
+            max_body_bytes=max(1, _int("BROKER_INTAKE_MAX_BODY_BYTES", i.max_body_bytes)),
+            dedup_seconds=_float("BROKER_INTAKE_DEDUP_SECONDS", i.dedup_seconds),
+            dedup_max=max(1, _int("BROKER_INTAKE_DEDUP_MAX", i.dedup_max)),
+            tolerance=_float("BROKER_INTAKE_TOLERANCE", i.tolerance, 1.0),
+            publish_timeout=_float("BROKER_INTAKE_PUBLISH_TIMEOUT", i.publish_timeout, 0.1),
+        )
         return cls(
             bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             config_path=env.get("BROKER_CONFIG") or None,
@@ -175,4 +216,5 @@ class Settings:
             session_timeout=_float("BROKER_SESSION_TIMEOUT", cls.session_timeout, 0.5),
             producer_max_batch_size=max(1, _int("BROKER_PRODUCER_MAX_BATCH_SIZE", cls.producer_max_batch_size)),
             delivery=delivery,
+            intake=intake,
         )

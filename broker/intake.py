@@ -1,0 +1,453 @@
+"""``broker ingest``: CloudEvents over HTTP, authenticated, deduplicated, acknowledged by Kafka.
+
+``POST /events`` takes CloudEvents in the three content modes of the CloudEvents HTTP protocol
+binding (:mod:`broker.cloudevents`): structured (``application/cloudevents+json``), binary
+(``ce-*`` headers, ``application/json`` body) and batched (``application/cloudevents-batch+json``).
+
+* **Who sends.** Each tenant lists its senders (``intake`` in the tenant configuration,
+  :class:`broker.config.IntakeSource`): a bearer token (``Authorization: Bearer <token>``) or an
+  HMAC-SHA256 secret. A signed request names its sender (``X-Broker-Source: <tenant>/<name>``) and
+  carries ``X-Broker-Signature: t=<unix seconds>,v1=<hex>``, the HMAC of ``<t>.`` followed by the
+  raw body bytes; ``t`` must be within the tolerance of now (``BROKER_INTAKE_TOLERANCE``). Secrets
+  are compared in constant time. The tenant comes from the credentials: an event whose ``tenant``
+  is another is refused (403).
+* **Never lost, never twice.** Every event of a request is validated first (all or nothing), then
+  published to ``maintenance.events`` keyed ``tenant:doc:id`` with ``acks=all`` and an idempotent
+  producer (not on the embedded Tansu, which has none: :class:`KafkaPublisher`); the answer is 202
+  only after Kafka acknowledged every record. Kafka unavailable: 503 with ``Retry-After``, so the
+  platform retries. An event whose ``(tenant, source, id)`` was accepted within the deduplication
+  window (``BROKER_INTAKE_DEDUP_SECONDS``) is not published again and still gets 202 (listed in
+  ``duplicates``): a platform's retry of an answered request changes nothing. The window lives in
+  the process; across restarts and replicas the worker's ledger still turns a re-published event
+  into ``already_delivered`` (``docs/intake.md``).
+* **Errors** are RFC 9457 problem documents (``application/problem+json``): 401 missing or bad
+  credentials or signature, 401 stale timestamp, 403 another tenant, 413 body over
+  ``BROKER_INTAKE_MAX_BODY_BYTES``, 415 content type, 422 an invalid event (naming the field and
+  the value, and the batch item), 503 Kafka unavailable.
+
+Metrics: ``broker_webhooks_received_total{platform="cloudevents",result}``,
+``broker_intake_latency_seconds{platform}``, ``broker_intake_duplicates_total{platform}``.
+FastAPI (on Starlette and uvicorn) is the HTTP stack: well kept, ASGI, and it writes the OpenAPI
+document of the service (``docs/intake-openapi.json``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from broker import metrics
+from broker.cloudevents import (
+    BATCH,
+    STRUCTURED,
+    http_binary_attributes,
+    media_type,
+    split_batch,
+    structured_from_binary,
+)
+from broker.config import BrokerConfig, resolve_secret
+from broker.events import AnyEvent, EventDecodeError, parse_event
+from broker.settings import TOPIC_EVENTS, IntakeSettings
+
+__all__ = [
+    "Credential",
+    "Deduplicator",
+    "KafkaPublisher",
+    "Problem",
+    "PublishUnavailable",
+    "create_intake_app",
+    "credentials_of",
+    "openapi_document",
+    "sign",
+]
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "cloudevents"
+PROBLEM_TYPE = "https://github.com/maintenance-billing-broker/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+# --------------------------------------------------------------------------- problems
+class Problem(Exception):  # noqa: N818 - an HTTP problem document, not only an error
+    """An RFC 9457 problem: ``status``, a short ``slug`` (the ``type`` URI's last part, also the
+    metrics ``result``), a human ``title`` and the ``detail`` naming what was wrong."""
+
+    def __init__(
+        self, status: int, slug: str, title: str, detail: str, *, result: str, headers: dict[str, str] | None = None
+    ):
+        super().__init__(detail)
+        self.status, self.slug, self.title, self.detail, self.result = status, slug, title, detail, result
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        """The problem document (``application/problem+json``)."""
+        body = {"type": PROBLEM_TYPE + self.slug, "title": self.title, "status": self.status, "detail": self.detail}
+        return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _unauthorized(detail: str, result: str = "bad_signature") -> Problem:
+    return Problem(401, "unauthorized", "Missing or bad credentials", detail, result=result)
+
+
+# --------------------------------------------------------------------------- credentials
+@dataclass(frozen=True)
+class Credential:
+    """One sender of a tenant: ``kind`` ``"bearer"`` or ``"hmac"``, its ``secret`` (bytes)."""
+
+    tenant: str
+    source: str
+    kind: str
+    secret: bytes
+
+
+def credentials_of(config: BrokerConfig) -> list[Credential]:
+    """Every tenant's intake senders with their secrets read from the environment. Raises
+    :class:`~broker.config.ConfigError` naming a variable that is not set."""
+    out = []
+    for tenant_id, tenant in config.tenants.items():
+        for index, source in enumerate(tenant.intake):
+            field = f"tenants.{tenant_id}.intake.{index}"
+            if source.token_env is not None:
+                secret = resolve_secret(source.token_env, field=f"{field}.token_env")
+                out.append(Credential(tenant_id, source.name, "bearer", secret.get_secret_value().encode()))
+            elif source.hmac_secret_env is not None:
+                secret = resolve_secret(source.hmac_secret_env, field=f"{field}.hmac_secret_env")
+                out.append(Credential(tenant_id, source.name, "hmac", secret.get_secret_value().encode()))
+    return out
+
+
+def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    """The ``X-Broker-Signature`` value for ``body`` sent at ``timestamp`` (unix seconds)."""
+    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+class Authenticator:
+    """Finds the sender of a request (module docstring, "Who sends"); ``clock``: unix seconds."""
+
+    def __init__(self, credentials: Iterable[Credential], tolerance: float, clock: Callable[[], float] = time.time):
+        creds = list(credentials)
+        self.bearer = [c for c in creds if c.kind == "bearer"]
+        self.hmac = {f"{c.tenant}/{c.source}": c for c in creds if c.kind == "hmac"}
+        self.tolerance = tolerance
+        self.clock = clock
+
+    def authenticate(self, headers: Any, body: bytes) -> Credential:
+        """The request's sender; raises :class:`Problem` 401 (fails closed on anything missing)."""
+        authorization = headers.get("authorization")
+        if authorization is not None:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise _unauthorized("header 'Authorization': expected 'Bearer <token>'")
+            given = token.strip().encode()
+            found: Credential | None = None
+            for candidate in self.bearer:  # compare with every token, in constant time each
+                if hmac.compare_digest(candidate.secret, given):
+                    found = candidate
+            if found is None:
+                raise _unauthorized("header 'Authorization': the token is not one of a configured sender")
+            return found
+        signature = headers.get("x-broker-signature")
+        if signature is None:
+            raise _unauthorized("no credentials: send 'Authorization: Bearer <token>' or 'X-Broker-Signature'")
+        source = headers.get("x-broker-source")
+        signer = self.hmac.get(source or "")
+        if signer is None:
+            raise _unauthorized(f"header 'X-Broker-Source': {source!r} is not a configured signing sender")
+        parts = dict(item.strip().partition("=")[::2] for item in signature.split(","))
+        try:
+            timestamp = int(parts.get("t", ""))
+        except ValueError:
+            raise _unauthorized("header 'X-Broker-Signature': expected 't=<unix seconds>,v1=<hex>'") from None
+        expected = sign(signer.secret, timestamp, body).split("v1=", 1)[1]
+        if not hmac.compare_digest(expected.encode(), parts.get("v1", "").encode()):
+            raise _unauthorized("header 'X-Broker-Signature': the signature does not match the body")
+        skew = abs(self.clock() - timestamp)
+        if skew > self.tolerance:
+            raise _unauthorized(
+                f"header 'X-Broker-Signature': timestamp {timestamp} is {skew:.0f} s from now; "
+                f"the tolerance is {self.tolerance:.0f} s",
+                result="stale",
+            )
+        return signer
+
+
+# --------------------------------------------------------------------------- deduplication
+class Deduplicator:
+    """Event ids accepted within the last ``window`` seconds (at most ``max_entries``, the oldest
+    forgotten first). ``clock``: monotonic seconds."""
+
+    def __init__(self, window: float, max_entries: int, clock: Callable[[], float] = time.monotonic):
+        self.window = window
+        self.max_entries = max_entries
+        self.clock = clock
+        self._seen: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+
+    def _expire(self) -> None:
+        now = self.clock()
+        while self._seen and (next(iter(self._seen.values())) <= now or len(self._seen) > self.max_entries):
+            self._seen.popitem(last=False)
+
+    def seen(self, key: tuple[str, str, str]) -> bool:
+        """True when ``key`` (tenant, CloudEvents source, id) was accepted within the window."""
+        self._expire()
+        return key in self._seen
+
+    def remember(self, key: tuple[str, str, str]) -> None:
+        """Note ``key`` as accepted now."""
+        self._seen.pop(key, None)
+        self._seen[key] = self.clock() + self.window
+        self._expire()
+
+
+# --------------------------------------------------------------------------- publishing
+class PublishUnavailable(Exception):  # noqa: N818 - the name says what the client is told
+    """Kafka did not acknowledge in time (or cannot be reached): the request gets 503."""
+
+
+class KafkaPublisher:
+    """An aiokafka producer with ``acks=all`` on ``maintenance.events``, idempotent (``idempotent``)
+    on Apache Kafka. The embedded Tansu answers ``InitProducerId`` with an error, so there it runs
+    without idempotence (a retried send can then store a record twice; the worker's ledger turns
+    the second into ``already_delivered``) and with ``max_batch_size`` 1 (it reports a wrong end
+    offset after multi-record batches, ``docs/delivery.md``). ``timeout``: seconds."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        timeout: float,
+        max_batch_size: int = 16384,
+        idempotent: bool = True,
+        topic: str = TOPIC_EVENTS,
+    ):
+        self.bootstrap = bootstrap
+        self.timeout = timeout
+        self.max_batch_size = max_batch_size
+        self.idempotent = idempotent
+        self.topic = topic
+        self._producer: Any = None
+
+    async def start(self) -> None:
+        """Connect (raises what aiokafka raises when no broker answers)."""
+        from aiokafka import AIOKafkaProducer
+
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=self.idempotent,
+            max_batch_size=self.max_batch_size,
+            linger_ms=0,
+            request_timeout_ms=int(self.timeout * 1000),
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        """Flush and close."""
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def publish(self, records: list[tuple[bytes, bytes]]) -> None:
+        """Send ``records`` (key, value) and wait until Kafka acknowledged all of them; raises
+        :class:`PublishUnavailable` after ``timeout`` seconds or on a Kafka error."""
+        if self._producer is None:
+            raise PublishUnavailable("the producer is not started")
+        try:
+            sends = [await self._producer.send(self.topic, key=key, value=value) for key, value in records]
+            await asyncio.wait_for(asyncio.gather(*sends), timeout=self.timeout)
+        except Exception as exc:  # any Kafka failure means "not acknowledged": the client retries
+            raise PublishUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- the service
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Problem(
+            413,
+            "too-large",
+            "Body too large",
+            f"the body is {declared} bytes; the limit is {limit}",
+            result="too_large",
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(
+                413, "too-large", "Body too large", f"the body is over the limit of {limit} bytes", result="too_large"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _structured_events(request: Request, body: bytes) -> list[bytes]:
+    """The request's events in structured form (content mode from ``Content-Type`` and headers)."""
+    kind = media_type(request.headers.get("content-type"))
+    try:
+        if kind == BATCH:
+            return split_batch(body)
+        if kind == STRUCTURED:
+            return [body]
+        if "ce-specversion" in request.headers:
+            return [
+                structured_from_binary(
+                    http_binary_attributes(request.headers.items()), request.headers.get("content-type"), body
+                )
+            ]
+    except EventDecodeError as exc:
+        raise Problem(422, "invalid-event", "Invalid event", str(exc), result="invalid") from None
+    raise Problem(
+        415,
+        "unsupported-media-type",
+        "Unsupported content type",
+        f"header 'Content-Type': {request.headers.get('content-type')!r}; expected {STRUCTURED}, {BATCH}, "
+        "or binary mode (ce-* headers with an application/json body)",
+        result="unsupported_media_type",
+    )
+
+
+def _parse_all(raws: list[bytes], batch: bool) -> list[AnyEvent]:
+    events = []
+    for index, raw in enumerate(raws):
+        try:
+            events.append(parse_event(raw))
+        except EventDecodeError as exc:
+            where = f"batch item {index}: " if batch else ""
+            raise Problem(422, "invalid-event", "Invalid event", f"{where}{exc}", result="invalid") from None
+    return events
+
+
+def create_intake_app(
+    settings: IntakeSettings,
+    publisher: KafkaPublisher,
+    *,
+    credentials: list[Credential],
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The intake as an ASGI app (routes in the module docstring; ``/metrics`` too). ``publisher``
+    is started and stopped with the app; ``credentials``: the senders (:func:`credentials_of`);
+    ``clock``: unix seconds, for signed timestamps."""
+    auth = Authenticator(credentials, settings.tolerance, clock)
+    dedup = Deduplicator(settings.dedup_seconds, settings.dedup_max)
+    state = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await publisher.start()
+        state["ready"] = True
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            await publisher.stop()
+
+    app = FastAPI(
+        title="maintenance-billing-broker intake",
+        version="1",
+        description="CloudEvents over HTTP into maintenance.events (docs/intake.md).",
+        lifespan=lifespan,
+    )
+
+    from prometheus_client import make_asgi_app
+
+    app.mount("/metrics", make_asgi_app())
+
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        return exc.response()
+
+    @app.post(
+        "/events",
+        status_code=202,
+        summary="Publish CloudEvents (structured, binary or batched content mode)",
+        responses={
+            401: {"description": "Missing or bad credentials, or a stale signed timestamp"},
+            403: {"description": "An event of another tenant"},
+            413: {"description": "Body over the limit"},
+            415: {"description": "Unsupported content type"},
+            422: {"description": "An invalid event, naming the field and the value"},
+            503: {"description": "Kafka unavailable; retry after Retry-After seconds"},
+        },
+    )
+    async def post_events(request: Request) -> JSONResponse:
+        started = time.monotonic()
+        try:
+            body = await _read_body(request, settings.max_body_bytes)
+            sender = auth.authenticate(request.headers, body)
+            raws = _structured_events(request, body)
+            events = _parse_all(raws, media_type(request.headers.get("content-type")) == BATCH)
+            for index, event in enumerate(events):
+                if event.tenant != sender.tenant:
+                    where = f"batch item {index}: " if len(events) > 1 else ""
+                    raise Problem(
+                        403,
+                        "forbidden-tenant",
+                        "Event of another tenant",
+                        f"{where}field 'tenant': {event.tenant!r}; this sender publishes for {sender.tenant!r}",
+                        result="forbidden",
+                    )
+            fresh, duplicates, keys = [], [], set()
+            for raw, event in zip(raws, events, strict=True):
+                key = (event.tenant, event.source, event.id)
+                if dedup.seen(key) or key in keys:
+                    duplicates.append(event.id)
+                    continue
+                keys.add(key)
+                fresh.append((key, event, raw))
+            try:
+                await publisher.publish([(e.partition_key.encode(), raw) for _, e, raw in fresh])
+            except PublishUnavailable as exc:
+                log.warning("intake: Kafka did not acknowledge %d event(s): %s", len(fresh), exc)
+                raise Problem(
+                    503,
+                    "unavailable",
+                    "Kafka unavailable",
+                    "the events were not stored; send them again",
+                    result="unavailable",
+                    headers={"Retry-After": "5"},
+                ) from None
+            for key, _, _ in fresh:
+                dedup.remember(key)
+        except Problem as problem:
+            metrics.WEBHOOKS_RECEIVED.labels(PLATFORM, problem.result).inc()
+            metrics.INTAKE_LATENCY.labels(PLATFORM).observe(time.monotonic() - started)
+            return problem.response()
+        metrics.WEBHOOKS_RECEIVED.labels(PLATFORM, "accepted" if fresh or not duplicates else "duplicate").inc()
+        if duplicates:
+            metrics.INTAKE_DUPLICATES.labels(PLATFORM).inc(len(duplicates))
+        metrics.INTAKE_LATENCY.labels(PLATFORM).observe(time.monotonic() - started)
+        return JSONResponse(
+            {"accepted": [e.id for _, e, _ in fresh], "duplicates": duplicates, "tenant": sender.tenant},
+            status_code=202,
+        )
+
+    @app.get("/healthz", summary="Alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Ready: the Kafka producer is started")
+    async def readyz() -> JSONResponse:
+        ok = state["ready"]
+        return JSONResponse({"status": "ok" if ok else "starting"}, status_code=200 if ok else 503)
+
+    return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The intake's OpenAPI document (written to ``schemas/intake.openapi.json`` by
+    ``broker schemas export``)."""
+    app = create_intake_app(IntakeSettings(), KafkaPublisher("localhost:9092", timeout=1.0), credentials=[])
+    return app.openapi()
