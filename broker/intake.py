@@ -17,9 +17,10 @@ binding (:mod:`broker.cloudevents`): structured (``application/cloudevents+json`
   only after Kafka acknowledged every record. Kafka unavailable: 503 with ``Retry-After``, so the
   platform retries. An event whose ``(tenant, source, id)`` was accepted within the deduplication
   window (``BROKER_INTAKE_DEDUP_SECONDS``) is not published again and still gets 202 (listed in
-  ``duplicates``): a platform's retry of an answered request changes nothing. The window lives in
-  the process; across restarts and replicas the worker's ledger still turns a re-published event
-  into ``already_delivered`` (``docs/intake.md``).
+  ``duplicates``): a platform's retry of an answered request changes nothing. The window is kept
+  in the process and filled at start from the window's events on the topic
+  (:func:`recent_event_ids`), so it survives a restart; between replicas running together the
+  worker's ledger still turns a re-published event into ``already_delivered`` (``docs/intake.md``).
 * **Errors** are RFC 9457 problem documents (``application/problem+json``): 401 missing or bad
   credentials or signature, 401 stale timestamp, 403 another tenant, 413 body over
   ``BROKER_INTAKE_MAX_BODY_BYTES``, 415 content type, 422 an invalid event (naming the field and
@@ -69,6 +70,7 @@ __all__ = [
     "create_intake_app",
     "credentials_of",
     "openapi_document",
+    "recent_event_ids",
     "sign",
 ]
 
@@ -205,11 +207,71 @@ class Deduplicator:
         self._expire()
         return key in self._seen
 
-    def remember(self, key: tuple[str, str, str]) -> None:
-        """Note ``key`` as accepted now."""
+    def remember(self, key: tuple[str, str, str], age: float = 0.0) -> None:
+        """Note ``key`` as accepted ``age`` seconds ago (oldest first keeps the expiry order)."""
         self._seen.pop(key, None)
-        self._seen[key] = self.clock() + self.window
+        self._seen[key] = self.clock() + self.window - max(0.0, age)
         self._expire()
+
+
+async def recent_event_ids(
+    bootstrap: str, window: float, limit: int, topic: str = TOPIC_EVENTS, timeout: float = 60.0
+) -> list[tuple[tuple[str, str, str], float]]:
+    """``((tenant, source, id), age in seconds)`` of the events on ``topic`` stored within the last
+    ``window`` seconds (at most ``limit``, the newest kept), oldest first: what a starting intake
+    remembers, so that its deduplication survives a restart and covers what other replicas
+    published before it started. Records that are not CloudEvents are skipped. Raises what aiokafka
+    raises when Kafka cannot be reached; gives up reading after ``timeout`` seconds."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        now_ms = int(time.time() * 1000)
+        starts = await consumer.offsets_for_times({tp: now_ms - int(window * 1000) for tp in tps})
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            start = starts.get(tp)
+            consumer.seek(tp, start.offset if start is not None else ends[tp])
+        found: list[tuple[int, tuple[str, str, str]]] = []
+        deadline = time.monotonic() + timeout
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+        while time.monotonic() < deadline and await behind():
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    key = _event_identity(record.headers, record.value)
+                    if key is not None:
+                        found.append((record.timestamp, key))
+        found.sort()
+        return [(key, max(0.0, (now_ms - ts) / 1000)) for ts, key in found[-limit:]]
+    finally:
+        await consumer.stop()
+
+
+def _event_identity(headers: Any, value: bytes | None) -> tuple[str, str, str] | None:
+    """``(tenant, source, id)`` of a record on ``maintenance.events`` (structured or binary mode), or
+    None when it is not a CloudEvent with those attributes as strings."""
+    import json
+
+    from broker.cloudevents import kafka_structured
+
+    try:
+        obj = json.loads(kafka_structured(headers, value or b""))
+    except (EventDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    key = (obj.get("tenant"), obj.get("source"), obj.get("id"))
+    return key if all(isinstance(part, str) for part in key) else None  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- publishing
@@ -347,6 +409,8 @@ def create_intake_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await publisher.start()
+        for key, age in await recent_event_ids(publisher.bootstrap, settings.dedup_seconds, settings.dedup_max):
+            dedup.remember(key, age)
         state["ready"] = True
         try:
             yield

@@ -270,3 +270,21 @@ def test_credentials_come_from_the_environment_named_in_the_config(tmp_path: Pat
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="give exactly one of token_env and hmac_secret_env"):
         load_config(path)
+
+
+def test_the_deduplication_window_survives_a_restart(kafka_events):
+    """A new intake process remembers the window's events from the topic: a sender retrying after
+    the restart publishes nothing new."""
+    structured = json.dumps(ACME).encode()
+    with Intake(kafka_events) as intake:
+        assert intake.post(structured, _bearer()).json()["accepted"] == [ACME["id"]]
+    with Intake(kafka_events) as intake:
+        assert intake.post(structured, _bearer()).json() == {
+            "accepted": [],
+            "duplicates": [ACME["id"]],
+            "tenant": "acme-fm",
+        }
+    with Intake(kafka_events, IntakeSettings(publish_timeout=2.0, dedup_seconds=0.001)) as intake:
+        time.sleep(0.01)  # outside a (tiny) window the same event is published again
+        assert intake.post(structured, _bearer()).json()["accepted"] == [ACME["id"]]
+    assert [json.loads(v)["id"] for _, v in _records(kafka_events)] == [ACME["id"], ACME["id"]]
