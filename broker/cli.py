@@ -153,7 +153,7 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
             bootstrap,
             timeout=intake.publish_timeout,
             max_batch_size=settings.producer_max_batch_size if external else 1,
-            idempotent=external,
+            idempotent=external and settings.producer_idempotence,
         )
         app = create_intake_app(intake, publisher, credentials=credentials)
         console.print(

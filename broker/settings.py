@@ -25,6 +25,9 @@ Variable                            Meaning                                     
                                     records). ``broker run`` without
                                     ``KAFKA_BOOTSTRAP_SERVERS`` and ``broker demo`` use
                                     ``1``.
+``BROKER_PRODUCER_IDEMPOTENCE``     ``false`` turns off the idempotent producer of        ``true``
+                                    ``broker ingest`` (Tansu has none; without
+                                    ``KAFKA_BOOTSTRAP_SERVERS`` it is off).
 ==================================  ====================================================  ==============================
 
 Delivery (see ``docs/delivery.md``):
@@ -132,6 +135,7 @@ class Settings:
     rebalance_timeout: float = 5.0
     session_timeout: float = 10.0
     producer_max_batch_size: int = 16384
+    producer_idempotence: bool = True
     delivery: DeliverySettings = DeliverySettings()
     intake: IntakeSettings = IntakeSettings()
 
@@ -165,6 +169,16 @@ class Settings:
             if not value >= minimum or value == float("inf"):
                 raise ValueError(f"environment variable {name}={raw!r} must be a finite number >= {minimum:g}")
             return value
+
+        def _bool(name: str, default: bool) -> bool:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"environment variable {name}={raw!r} is not true or false")
 
         def _delays(name: str, default: tuple[float, ...]) -> tuple[float, ...]:
             raw = env.get(name)
@@ -215,6 +229,7 @@ class Settings:
             rebalance_timeout=_float("BROKER_REBALANCE_TIMEOUT", cls.rebalance_timeout, 0.1),
             session_timeout=_float("BROKER_SESSION_TIMEOUT", cls.session_timeout, 0.5),
             producer_max_batch_size=max(1, _int("BROKER_PRODUCER_MAX_BATCH_SIZE", cls.producer_max_batch_size)),
+            producer_idempotence=_bool("BROKER_PRODUCER_IDEMPOTENCE", cls.producer_idempotence),
             delivery=delivery,
             intake=intake,
         )
