@@ -237,11 +237,12 @@ class SeekingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return committed
 
 
-#: Heartbeat error codes that say this member is not (or no longer) current: REBALANCE_IN_PROGRESS,
-#: ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID (Kafka protocol error codes).
+#: Heartbeat error codes that say this member is not (or no longer) current: ILLEGAL_GENERATION,
+#: UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID (Kafka protocol error codes). REBALANCE_IN_PROGRESS is not
+#: among them: the member still owns its partitions until it rejoins (and revokes them) or the
+#: rebalance timeout expels it, which a later answer tells; until then nothing is proven (None).
 NOT_A_MEMBER = frozenset(
     {
-        kafka_errors.RebalanceInProgressError.errno,
         kafka_errors.IllegalGenerationError.errno,
         kafka_errors.UnknownMemberIdError.errno,
         82,  # FENCED_INSTANCE_ID (static membership; aiokafka has no class for it)
@@ -252,8 +253,8 @@ NOT_A_MEMBER = frozenset(
 async def heartbeat_answer(consumer: AIOKafkaConsumer) -> bool | None:
     """Ask ``consumer``'s group coordinator whether its generation and member id are current: one
     ``Heartbeat`` request with them. True: answered without error; False: answered with a
-    :data:`NOT_A_MEMBER` error, or the consumer has no member id (not in a group); None: could not
-    ask (no coordinator known, a network error) or another error.
+    :data:`NOT_A_MEMBER` error, or the consumer has no member id (not in a group); None: nothing
+    proven (a rebalance in progress, no coordinator known, a network error, another error).
 
     Hooks: the private ``AIOKafkaConsumer._coordinator`` (``group_id``, ``generation``, ``member_id``,
     ``_send_req``), the request aiokafka's own heartbeat sends (``GroupCoordinator._do_heartbeat``)."""

@@ -16,11 +16,14 @@ runs a new confirmation round when the lease has run out; concurrent callers sha
 
 The deliver stage asks :meth:`Fence.ensure` after every billing-system call, after every long
 wait, before every durable ledger write and before every record it publishes; a definite "not a
-member" (the coordinator answers that a rebalance is in progress, or that the generation or member
-id is not current) raises :class:`Fenced`, an :class:`~broker.delivery.interrupt.Abandoned`: the
+member" (the coordinator answers that the generation or member id is not current) raises
+:class:`Fenced`, an :class:`~broker.delivery.interrupt.Abandoned`: the
 record is left unacknowledged, and the group's next owner handles it with the ledger it
 recovered. The fence stays closed until :meth:`Fence.reset` (the stage calls it when records flow
-again after a rebalance).
+again after a rebalance). "A rebalance is in progress" proves nothing either way: the member keeps
+its partitions until it rejoins (its own heartbeat sees the same answer, and the rejoin suspends
+the stage, which interrupts the wait) or is expelled (then a later answer says so); the round is
+repeated meanwhile.
 
 What it cannot cover: a write handed to the Kafka producer right before the worker freezes is sent
 when it runs again (only transactional producers are fenced by the brokers themselves). The window
