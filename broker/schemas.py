@@ -2,8 +2,9 @@
 
 Files written to ``schemas/`` (draft 2020-12, generated from the pydantic models):
 ``maintenance-event`` (any event), one file per event type, ``invoice``, ``not-billable``,
-``document-change``, ``delivery-outcome`` and ``tenant-config``; and ``intake.openapi.json``, the
-OpenAPI document of ``broker ingest`` (:mod:`broker.intake`).
+``document-change``, ``delivery-outcome`` and ``tenant-config``; ``intake.openapi.json``, the
+OpenAPI document of ``broker ingest`` (:mod:`broker.intake`); and ``asyncapi.json``, the AsyncAPI 3
+document of the topics (:mod:`broker.asyncapi`).
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ def _schemas() -> dict[str, dict[str, Any]]:
 def render() -> dict[str, str]:
     """``{file name: JSON text}`` of every schema and of the intake's OpenAPI document
     (``intake.openapi.json``), deterministic (sorted keys, trailing newline)."""
+    from broker.asyncapi import asyncapi_document
     from broker.intake import openapi_document
 
     out = {f"{name}.schema.json": json.dumps(s, indent=2, sort_keys=True) + "\n" for name, s in _schemas().items()}
     out["intake.openapi.json"] = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+    out["asyncapi.json"] = json.dumps(asyncapi_document(), indent=2, sort_keys=True) + "\n"
     return out
 
 
