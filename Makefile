@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test test-slow lint install dev schemas bench bench-dlq clean
+.PHONY: demo test test-slow lint install dev schemas bench bench-dlq bench-ingest clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found; set PYTHON=...)"; exit 2; }
@@ -45,6 +45,9 @@ bench: $(VENV)/.installed     ## pricing throughput benchmark (prints events/s)
 
 bench-dlq: $(STAMP)    ## dead-letter path: does a burst of bad records hold good ones back? (prints ratios)
 	$(PY) tools/bench_dlq.py
+
+bench-ingest: $(STAMP)    ## HTTP intake: signed events per second and latency, next to a bare producer (prints the ratio)
+	$(PY) tools/bench_ingest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .broker-data *.egg-info
