@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -17,6 +18,8 @@ from rich.console import Console
 from broker import __version__
 from broker.config import BrokerConfig, ConfigError, load_config
 from broker.settings import TOPIC_EVENTS, Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
@@ -50,16 +53,21 @@ def main() -> None:
     """maintenance-billing-broker: maintenance events in, invoices out."""
 
 
+def config_option(help_text: str = "Tenant configuration YAML (or $BROKER_CONFIG).") -> Callable[[F], F]:
+    """The required ``--config PATH`` option (``config_path``, or ``$BROKER_CONFIG``)."""
+    return click.option(
+        "--config",
+        "config_path",
+        envvar="BROKER_CONFIG",
+        required=True,
+        type=click.Path(dir_okay=False),
+        help=help_text,
+    )
+
+
 # --------------------------------------------------------------------------- run
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    envvar="BROKER_CONFIG",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Tenant configuration YAML (or $BROKER_CONFIG).",
-)
+@config_option()
 def run(config_path: str) -> None:
     """Run the worker (enrich + deliver agents) until Ctrl-C.
 
@@ -110,14 +118,7 @@ def run_worker(settings: Settings, config: BrokerConfig, bootstrap: str) -> None
 
 # --------------------------------------------------------------------------- ingest
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    envvar="BROKER_CONFIG",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Tenant configuration YAML (or $BROKER_CONFIG); its tenants' `intake` lists the senders.",
-)
+@config_option("Tenant configuration YAML (or $BROKER_CONFIG); its tenants' `intake` lists the senders.")
 @click.option("--host", default=None, help="Listen address (or $BROKER_INTAKE_HOST; default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port (or $BROKER_INTAKE_PORT; default 8088).")
 def ingest(config_path: str, host: str | None, port: int | None) -> None:

@@ -53,6 +53,19 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def _json(raw: bytes, what: str) -> Any:
+    """``raw`` decoded as UTF-8 JSON (a leading BOM ignored); :class:`EventDecodeError` ``not_json``
+    naming ``what`` otherwise."""
+    try:
+        return json.loads(raw.decode("utf-8").removeprefix("\ufeff"))
+    except UnicodeDecodeError as exc:
+        raise EventDecodeError(
+            "not_json", f"{what} is not JSON: not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise EventDecodeError("not_json", f"{what} is not JSON: {str(exc)[:200]}") from None
+
+
 def structured_from_binary(attributes: Mapping[str, str], content_type: str | None, data: bytes) -> bytes:
     """A structured event (UTF-8 JSON) from binary mode: ``attributes`` (``{name: value}``, names
     without the ``ce-``/``ce_`` prefix, lower-case), the ``Content-Type`` (``datacontenttype``;
@@ -68,12 +81,7 @@ def structured_from_binary(attributes: Mapping[str, str], content_type: str | No
         raise EventDecodeError("invalid", "header 'ce-data': in binary mode the data is the body, not a header")
     if content_type is not None and (problem := json_media_type_problem(content_type)) is not None:
         raise EventDecodeError("invalid", f"header 'content-type': {show_value(content_type)}: {problem}")
-    try:
-        value = json.loads(data.decode("utf-8").removeprefix("\ufeff"))
-    except UnicodeDecodeError as exc:
-        raise EventDecodeError("not_json", f"data is not JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except (ValueError, RecursionError) as exc:
-        raise EventDecodeError("not_json", f"data is not JSON: {str(exc)[:200]}") from None
+    value = _json(data, "data")
     event: dict[str, Any] = dict(attributes)
     event["datacontenttype"] = content_type if content_type is not None else "application/json"
     event["data"] = value
@@ -135,12 +143,7 @@ def split_batch(body: bytes) -> list[bytes]:
     """The events of a batch (a JSON array of structured events, HTTP binding §3.3), each re-encoded
     as UTF-8 JSON for :func:`~broker.events.parse_event`. Raises :class:`EventDecodeError`
     (``not_json``) when the body is not a JSON array, naming the first item that is not an object."""
-    try:
-        value = json.loads(body.decode("utf-8").removeprefix("\ufeff"))
-    except UnicodeDecodeError as exc:
-        raise EventDecodeError("not_json", f"batch is not JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except (ValueError, RecursionError) as exc:
-        raise EventDecodeError("not_json", f"batch is not JSON: {str(exc)[:200]}") from None
+    value = _json(body, "batch")
     if not isinstance(value, list):
         raise EventDecodeError("not_json", "a batch is a JSON array of CloudEvents")
     for index, item in enumerate(value):

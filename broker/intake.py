@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -53,6 +54,7 @@ from broker.cloudevents import (
     BATCH,
     STRUCTURED,
     http_binary_attributes,
+    kafka_structured,
     media_type,
     split_batch,
     structured_from_binary,
@@ -260,10 +262,6 @@ async def recent_event_ids(
 def _event_identity(headers: Any, value: bytes | None) -> tuple[str, str, str] | None:
     """``(tenant, source, id)`` of a record on ``maintenance.events`` (structured or binary mode), or
     None when it is not a CloudEvent with those attributes as strings."""
-    import json
-
-    from broker.cloudevents import kafka_structured
-
     try:
         obj = json.loads(kafka_structured(headers, value or b""))
     except (EventDecodeError, ValueError, RecursionError):

@@ -303,3 +303,23 @@ def read_to_end(tally: Tally, timeout: float = 30.0) -> None:
                 if consumer.position(tp) < ends[tp]
             }
             raise AssertionError(f"the tally did not reach the end offsets within {timeout:.0f} s: {behind}")
+
+
+def topic_records(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` from its beginning to its end (kafka-python ``ConsumerRecord``s, in
+    partition order), read without a consumer group."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out: list[Any] = []
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for records in consumer.poll(timeout_ms=500).values():
+                out.extend(records)
+        return out
+    finally:
+        consumer.close()

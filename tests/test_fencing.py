@@ -38,6 +38,7 @@ from tests.delivery_support import (
     priced,
     publish_records,
     read_to_end,
+    topic_records,
     wait_for,
     work_order,
 )
@@ -50,22 +51,8 @@ ENV = {**FAST_ENV, "BROKER_LOG_LEVEL": os.environ.get("FENCE_LOG_LEVEL", "INFO")
 
 def _ledger_writes(bootstrap: str, key: str) -> list[dict]:
     """The ledger changelog's values for ledger key ``key``, in partition order."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    topic = f"{APP_ID}-delivery-ledger-changelog"
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[dict] = []
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for records in consumer.poll(timeout_ms=500).values():
-                out.extend(json.loads(r.value) for r in records if r.key and json.loads(r.key) == key)
-        return out
-    finally:
-        consumer.close()
+    records = topic_records(bootstrap, f"{APP_ID}-delivery-ledger-changelog")
+    return [json.loads(r.value) for r in records if r.key and json.loads(r.key) == key]
 
 
 def test_a_frozen_worker_writes_nothing_for_the_partitions_it_lost(kafka, xero_validator, tmp_path):

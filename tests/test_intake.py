@@ -24,6 +24,7 @@ from broker.intake import Credential, KafkaPublisher, create_intake_app, credent
 from broker.kafka import ensure_topics, read_events_file
 from broker.settings import TOPIC_EVENTS, IntakeSettings
 from tests.conftest import EXAMPLES
+from tests.delivery_support import topic_records
 
 pytestmark = pytest.mark.integration
 
@@ -69,21 +70,7 @@ class Intake:
 
 def _records(bootstrap: str) -> list[tuple[bytes | None, bytes]]:
     """Every record on maintenance.events: (key, value), in partition order."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(TOPIC_EVENTS, p) for p in consumer.partitions_for_topic(TOPIC_EVENTS) or ()]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[tuple[bytes | None, bytes]] = []
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for records in consumer.poll(timeout_ms=500).values():
-                out.extend((r.key, r.value) for r in records)
-        return out
-    finally:
-        consumer.close()
+    return [(r.key, r.value) for r in topic_records(bootstrap, TOPIC_EVENTS)]
 
 
 def counted(metrics: str) -> Counter[str]:
