@@ -122,7 +122,7 @@ def run_worker(settings: Settings, config: BrokerConfig, bootstrap: str) -> None
 @click.option("--host", default=None, help="Listen address (or $BROKER_INTAKE_HOST; default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port (or $BROKER_INTAKE_PORT; default 8088).")
 def ingest(config_path: str, host: str | None, port: int | None) -> None:
-    """Run the HTTP intake (POST /events: CloudEvents in) until Ctrl-C.
+    """Run the HTTP intake (POST /events: CloudEvents; POST /webhooks/{platform}/{tenant}) until Ctrl-C.
 
     Publishes to maintenance.events on the Kafka cluster in $KAFKA_BOOTSTRAP_SERVERS; without it,
     starts an embedded in-memory Tansu broker and prints its address. docs/intake.md has the details.
@@ -132,17 +132,21 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from broker.embedded import kafka_bootstrap
-    from broker.intake import KafkaPublisher, create_intake_app, credentials_of
+    from broker.intake import KafkaPublisher, create_intake_app, credentials_of, webhook_routes_of
     from broker.kafka import ensure_topics
 
     settings = Settings.from_env()
     config = _load(config_path)
     try:
         credentials = credentials_of(config)
+        webhooks = webhook_routes_of(config)
     except ConfigError as exc:
         _fail_config(exc)
-    if not credentials:
-        console.print("[yellow]no tenant lists an intake sender (`intake:`): every request will be refused[/]")
+    if not credentials and not webhooks:
+        console.print(
+            "[yellow]no tenant lists an intake sender (`intake:`) or platform (`webhooks:`): "
+            "every request will be refused[/]"
+        )
     intake = dataclasses.replace(
         settings.intake, host=host or settings.intake.host, port=port if port is not None else settings.intake.port
     )
@@ -156,11 +160,13 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
             max_batch_size=settings.producer_max_batch_size if external else 1,
             idempotent=external and settings.producer_idempotence,
         )
-        app = create_intake_app(intake, publisher, credentials=credentials)
-        console.print(
-            f"intake: http://{intake.host}:{intake.port}/events -> {TOPIC_EVENTS} on {bootstrap}", highlight=False
-        )
-        uvicorn.run(app, host=intake.host, port=intake.port, log_level=settings.log_level.lower())
+        app = create_intake_app(intake, publisher, credentials=credentials, webhooks=webhooks)
+        base = f"http://{intake.host}:{intake.port}"
+        console.print(f"intake: {base}/events -> {TOPIC_EVENTS} on {bootstrap}", highlight=False)
+        for platform, tenant in sorted(webhooks):
+            console.print(f"  webhooks: {base}/webhooks/{platform}/{tenant}", highlight=False)
+        # no access log: an Odoo webhook URL carries its secret in the query (docs/intake.md)
+        uvicorn.run(app, host=intake.host, port=intake.port, log_level=settings.log_level.lower(), access_log=False)
 
 
 # --------------------------------------------------------------------------- publish

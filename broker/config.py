@@ -427,6 +427,42 @@ class IntakeSource(_Model):
         return self
 
 
+#: The maintenance platforms ``broker ingest`` takes webhooks from (``POST /webhooks/{platform}/{tenant}``).
+PLATFORMS = ("maintainx", "atlas", "erpnext", "odoo", "limble", "infraspeak")
+
+
+class PlatformApi(_Model):
+    """How the intake reads a platform's API to complete a thin webhook (``docs/intake.md``):
+    ``base_url`` (the API root, e.g. ``https://api.getmaintainx.com/v1``), ``token_env`` (the
+    environment variable holding the API token or secret), ``username`` (Limble's client id, an
+    ERPNext API key; sent with the secret), ``requests_per_minute`` (default: the platform's
+    published limit)."""
+
+    base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    token_env: str
+    username: str | None = None
+    requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+
+class PlatformWebhook(_Model):
+    """A tenant's webhooks from one maintenance platform (``webhooks.<platform>``).
+
+    ``secret_env`` names the variable holding what authenticates the platform: the MaintainX
+    subscription secret, the Atlas endpoint secret, the Frappe webhook secret, Limble's oldest API
+    key, the Infraspeak bearer token, or (Odoo signs nothing) the secret carried in the webhook URL.
+    ``clients``, ``sites`` and ``technicians`` map the platform's references to the tenant's ids
+    (a reference not listed is used as it is); ``default_site``: the site of documents that name
+    none; ``options``: per-platform choices (``client_field``, ``contract_field`` for MaintainX)."""
+
+    secret_env: str
+    api: PlatformApi | None = None
+    clients: dict[str, str] = Field(default_factory=dict)
+    sites: dict[str, str] = Field(default_factory=dict)
+    technicians: dict[str, str] = Field(default_factory=dict)
+    default_site: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+
+
 class Tenant(_Model):
     """A maintenance company using the broker."""
 
@@ -453,6 +489,10 @@ class Tenant(_Model):
     intake: list[IntakeSource] = Field(
         default_factory=list, description="Who may send this tenant's CloudEvents to `broker ingest`."
     )
+    webhooks: dict[str, PlatformWebhook] = Field(
+        default_factory=dict,
+        description="Webhooks from maintenance platforms to `broker ingest`, by platform (docs/intake.md).",
+    )
     corrections: Literal["amend", "reject"] = Field(
         default="amend",
         description="A delivered invoice version arriving with other content: 'amend' replaces the billed "
@@ -469,6 +509,16 @@ class Tenant(_Model):
                     f"item {index}, {name!r}, is an event type the broker handles (list only types it does not know)"
                 )
         return types
+
+    @field_validator("webhooks")
+    @classmethod
+    def _known_platforms(cls, webhooks: dict[str, PlatformWebhook]) -> dict[str, PlatformWebhook]:
+        for platform, hook in webhooks.items():
+            if platform not in PLATFORMS:
+                raise ValueError(f"platform {platform!r} is not one the intake knows ({', '.join(PLATFORMS)})")
+            if platform in ("maintainx", "atlas", "limble", "infraspeak") and hook.api is None:
+                raise ValueError(f"{platform}: webhooks from {platform} are thin; give 'api' to read the rest")
+        return webhooks
 
     @model_validator(mode="after")
     def _client_skills_exist(self) -> Tenant:

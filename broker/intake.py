@@ -44,6 +44,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -59,8 +60,11 @@ from broker.cloudevents import (
     split_batch,
     structured_from_binary,
 )
-from broker.config import BrokerConfig, resolve_secret
+from broker.config import PLATFORMS, BrokerConfig, resolve_secret
 from broker.events import AnyEvent, EventDecodeError, parse_event
+from broker.platforms import adapter
+from broker.platforms.base import Adapter, Context, Ignored, Rejected, Webhook
+from broker.platforms.client import PlatformClient
 from broker.settings import TOPIC_EVENTS, IntakeSettings
 
 __all__ = [
@@ -69,11 +73,13 @@ __all__ = [
     "KafkaPublisher",
     "Problem",
     "PublishUnavailable",
+    "WebhookRoute",
     "create_intake_app",
     "credentials_of",
     "openapi_document",
     "recent_event_ids",
     "sign",
+    "webhook_routes_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,6 +136,50 @@ def credentials_of(config: BrokerConfig) -> list[Credential]:
                 secret = resolve_secret(source.hmac_secret_env, field=f"{field}.hmac_secret_env")
                 out.append(Credential(tenant_id, source.name, "hmac", secret.get_secret_value().encode()))
     return out
+
+
+@dataclass
+class WebhookRoute:
+    """One tenant's webhooks from one platform: the ``adapter``, the ``secret`` that authenticates
+    them, the mapping :class:`~broker.platforms.base.Context`, and the API settings of hydration
+    (``api_url``, ``api_headers``, ``per_minute``; the client is made when the intake starts)."""
+
+    adapter: Adapter
+    secret: bytes
+    context: Context
+    api_url: str | None = None
+    api_headers: dict[str, str] | None = None
+    per_minute: int | None = None
+    client: PlatformClient | None = None
+
+
+def webhook_routes_of(config: BrokerConfig) -> dict[tuple[str, str], WebhookRoute]:
+    """``{(platform, tenant): route}`` of every tenant's ``webhooks`` with the secrets read from the
+    environment. Raises :class:`~broker.config.ConfigError` naming a variable that is not set."""
+    routes = {}
+    for tenant_id, tenant in config.tenants.items():
+        for platform, hook in tenant.webhooks.items():
+            field = f"tenants.{tenant_id}.webhooks.{platform}"
+            secret = resolve_secret(hook.secret_env, field=f"{field}.secret_env").get_secret_value().encode()
+            impl = adapter(platform)
+            context = Context(
+                tenant=tenant_id,
+                platform=platform,
+                timezone=tenant.timezone,
+                clients=hook.clients,
+                sites=hook.sites,
+                technicians=hook.technicians,
+                default_site=hook.default_site,
+                options=hook.options,
+            )
+            route = WebhookRoute(impl, secret, context)
+            if hook.api is not None:
+                token = resolve_secret(hook.api.token_env, field=f"{field}.api.token_env").get_secret_value()
+                route.api_url = hook.api.base_url
+                route.api_headers = impl.api_headers(hook.api.username, token)
+                route.per_minute = hook.api.requests_per_minute or impl.requests_per_minute
+            routes[(platform, tenant_id)] = route
+    return routes
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -390,22 +440,51 @@ def _parse_all(raws: list[bytes], batch: bool) -> list[AnyEvent]:
     return events
 
 
+def _payload(body: bytes) -> Any:
+    """A webhook body as JSON (numbers with a fraction as :class:`~decimal.Decimal`); 422 otherwise."""
+    try:
+        return json.loads(body.decode("utf-8").removeprefix("\ufeff"), parse_float=Decimal)
+    except UnicodeDecodeError as exc:
+        detail = f"the body is not JSON: not UTF-8 ({exc.reason} at byte {exc.start})"
+    except (ValueError, RecursionError) as exc:
+        detail = f"the body is not JSON: {str(exc)[:200]}"
+    raise Problem(422, "invalid-payload", "Invalid payload", detail, result="invalid")
+
+
+def _refused(exc: Rejected) -> Problem:
+    slug, title = {
+        401: ("unauthorized", "Missing or bad signature"),
+        422: ("invalid-payload", "Invalid payload"),
+        503: ("unavailable", "Platform API unavailable"),
+    }.get(exc.status, ("refused", "Refused"))
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return Problem(exc.status, slug, title, exc.detail, result=exc.result, headers=headers)
+
+
 def create_intake_app(
     settings: IntakeSettings,
     publisher: KafkaPublisher,
     *,
     credentials: list[Credential],
+    webhooks: dict[tuple[str, str], WebhookRoute] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The intake as an ASGI app (routes in the module docstring; ``/metrics`` too). ``publisher``
     is started and stopped with the app; ``credentials``: the senders (:func:`credentials_of`);
-    ``clock``: unix seconds, for signed timestamps."""
+    ``webhooks``: the platforms' routes (:func:`webhook_routes_of`; their API clients are opened and
+    closed with the app); ``clock``: unix seconds, for signed timestamps."""
     auth = Authenticator(credentials, settings.tolerance, clock)
     dedup = Deduplicator(settings.dedup_seconds, settings.dedup_max)
+    routes = webhooks or {}
     state = {"ready": False}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for route in routes.values():
+            if route.api_url is not None:
+                route.client = PlatformClient(
+                    route.adapter.name, route.api_url, route.api_headers or {}, per_minute=route.per_minute
+                )
         await publisher.start()
         for key, age in await recent_event_ids(publisher.bootstrap, settings.dedup_seconds, settings.dedup_max):
             dedup.remember(key, age)
@@ -415,11 +494,15 @@ def create_intake_app(
         finally:
             state["ready"] = False
             await publisher.stop()
+            for route in routes.values():
+                if route.client is not None:
+                    await route.client.close()
+                    route.client = None
 
     app = FastAPI(
         title="maintenance-billing-broker intake",
         version="1",
-        description="CloudEvents over HTTP into maintenance.events (docs/intake.md).",
+        description="CloudEvents and maintenance platforms' webhooks into maintenance.events (docs/intake.md).",
         lifespan=lifespan,
     )
 
@@ -430,6 +513,47 @@ def create_intake_app(
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return exc.response()
+
+    async def accept(raws: list[bytes], events: list[AnyEvent]) -> tuple[list[str], list[str]]:
+        """Publish the events not seen within the window (all acknowledged, or 503); returns the ids
+        published and the ids not published again."""
+        fresh, duplicates, keys = [], [], set()
+        for raw, event in zip(raws, events, strict=True):
+            key = (event.tenant, event.source, event.id)
+            if dedup.seen(key) or key in keys:
+                duplicates.append(event.id)
+                continue
+            keys.add(key)
+            fresh.append((key, event, raw))
+        try:
+            await publisher.publish([(e.partition_key.encode(), raw) for _, e, raw in fresh])
+        except PublishUnavailable as exc:
+            log.warning("intake: Kafka did not acknowledge %d event(s): %s", len(fresh), exc)
+            raise Problem(
+                503,
+                "unavailable",
+                "Kafka unavailable",
+                "the events were not stored; send them again",
+                result="unavailable",
+                headers={"Retry-After": "5"},
+            ) from None
+        for key, _, _ in fresh:
+            dedup.remember(key)
+        return [e.id for _, e, _ in fresh], duplicates
+
+    def answered(
+        platform: str, started: float, accepted: list[str], duplicates: list[str], tenant: str
+    ) -> JSONResponse:
+        metrics.WEBHOOKS_RECEIVED.labels(platform, "accepted" if accepted or not duplicates else "duplicate").inc()
+        if duplicates:
+            metrics.INTAKE_DUPLICATES.labels(platform).inc(len(duplicates))
+        metrics.INTAKE_LATENCY.labels(platform).observe(time.monotonic() - started)
+        return JSONResponse({"accepted": accepted, "duplicates": duplicates, "tenant": tenant}, status_code=202)
+
+    def refused(platform: str, started: float, problem: Problem) -> JSONResponse:
+        metrics.WEBHOOKS_RECEIVED.labels(platform, problem.result).inc()
+        metrics.INTAKE_LATENCY.labels(platform).observe(time.monotonic() - started)
+        return problem.response()
 
     @app.post(
         "/events",
@@ -461,40 +585,69 @@ def create_intake_app(
                         f"{where}field 'tenant': {event.tenant!r}; this sender publishes for {sender.tenant!r}",
                         result="forbidden",
                     )
-            fresh, duplicates, keys = [], [], set()
-            for raw, event in zip(raws, events, strict=True):
-                key = (event.tenant, event.source, event.id)
-                if dedup.seen(key) or key in keys:
-                    duplicates.append(event.id)
-                    continue
-                keys.add(key)
-                fresh.append((key, event, raw))
-            try:
-                await publisher.publish([(e.partition_key.encode(), raw) for _, e, raw in fresh])
-            except PublishUnavailable as exc:
-                log.warning("intake: Kafka did not acknowledge %d event(s): %s", len(fresh), exc)
-                raise Problem(
-                    503,
-                    "unavailable",
-                    "Kafka unavailable",
-                    "the events were not stored; send them again",
-                    result="unavailable",
-                    headers={"Retry-After": "5"},
-                ) from None
-            for key, _, _ in fresh:
-                dedup.remember(key)
+            accepted, duplicates = await accept(raws, events)
         except Problem as problem:
-            metrics.WEBHOOKS_RECEIVED.labels(PLATFORM, problem.result).inc()
-            metrics.INTAKE_LATENCY.labels(PLATFORM).observe(time.monotonic() - started)
-            return problem.response()
-        metrics.WEBHOOKS_RECEIVED.labels(PLATFORM, "accepted" if fresh or not duplicates else "duplicate").inc()
-        if duplicates:
-            metrics.INTAKE_DUPLICATES.labels(PLATFORM).inc(len(duplicates))
-        metrics.INTAKE_LATENCY.labels(PLATFORM).observe(time.monotonic() - started)
-        return JSONResponse(
-            {"accepted": [e.id for _, e, _ in fresh], "duplicates": duplicates, "tenant": sender.tenant},
-            status_code=202,
-        )
+            return refused(PLATFORM, started, problem)
+        return answered(PLATFORM, started, accepted, duplicates, sender.tenant)
+
+    @app.post(
+        "/webhooks/{platform}/{tenant}",
+        status_code=202,
+        summary="A maintenance platform's webhook (MaintainX, Atlas CMMS, ERPNext, Odoo, Limble, Infraspeak)",
+        responses={
+            200: {"description": "Verified, and bills nothing (another status or event): ignored"},
+            401: {"description": "Missing or bad signature, or a stale signed timestamp"},
+            404: {"description": "Unknown platform, or a tenant without webhooks from it"},
+            413: {"description": "Body over the limit"},
+            415: {"description": "A content type other than JSON"},
+            422: {"description": "A payload the mapping cannot read, naming the field and the value"},
+            503: {"description": "Kafka or the platform's API unavailable; retry after Retry-After seconds"},
+        },
+    )
+    async def post_webhook(platform: str, tenant: str, request: Request) -> JSONResponse:
+        started = time.monotonic()
+        label = platform if platform in PLATFORMS else "unknown"
+        try:
+            route = routes.get((platform, tenant))
+            if route is None:
+                what = f"platform {platform!r}" if platform not in PLATFORMS else f"tenant {tenant!r}"
+                raise Problem(
+                    404,
+                    "not-found",
+                    "Unknown platform or tenant",
+                    f"{what}: no webhooks from {platform!r} are configured for tenant {tenant!r}",
+                    result="not_found",
+                )
+            body = await _read_body(request, settings.max_body_bytes)
+            hook = Webhook(
+                headers={name.lower(): value for name, value in request.headers.items()},
+                body=body,
+                url=str(request.url),
+                query=dict(request.query_params),
+            )
+            try:
+                route.adapter.verify(hook, route.secret, clock(), settings.tolerance)
+                kind = media_type(request.headers.get("content-type"))
+                if kind and kind != "application/json" and not kind.endswith("+json"):
+                    raise Problem(
+                        415,
+                        "unsupported-media-type",
+                        "Unsupported content type",
+                        f"header 'Content-Type': {request.headers.get('content-type')!r}; expected application/json",
+                        result="unsupported_media_type",
+                    )
+                found = await route.adapter.events(_payload(body), hook, route.context, route.client)
+            except Rejected as exc:
+                raise _refused(exc) from None
+            if isinstance(found, Ignored):
+                metrics.WEBHOOKS_RECEIVED.labels(label, "ignored").inc()
+                metrics.INTAKE_LATENCY.labels(label).observe(time.monotonic() - started)
+                return JSONResponse({"ignored": found.reason, "tenant": tenant}, status_code=200)
+            raws = [json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() for event in found]
+            accepted, duplicates = await accept(raws, _parse_all(raws, len(raws) > 1))
+        except Problem as problem:
+            return refused(label, started, problem)
+        return answered(label, started, accepted, duplicates, tenant)
 
     @app.get("/healthz", summary="Alive")
     async def healthz() -> dict[str, str]:

@@ -138,3 +138,15 @@ def worker_factory(tmp_path):
     yield make
     for w in started:
         w.stop()
+
+
+@pytest.fixture
+def kafka_events():
+    """An embedded Kafka (Tansu) with ``maintenance.events`` (4 partitions); yields its bootstrap."""
+    from broker.embedded import EmbeddedKafka
+    from broker.kafka import ensure_topics
+    from broker.settings import TOPIC_EVENTS
+
+    with EmbeddedKafka() as kafka:
+        ensure_topics(kafka.bootstrap, 4, [TOPIC_EVENTS])
+        yield kafka.bootstrap

@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from broker.config import load_config
-from broker.embedded import EmbeddedKafka, free_port
+from broker.embedded import EmbeddedKafka
 from broker.events import parse_event
-from broker.intake import Credential, KafkaPublisher, create_intake_app, credentials_of, sign
+from broker.intake import Credential, credentials_of, sign
 from broker.kafka import ensure_topics, read_events_file
 from broker.settings import TOPIC_EVENTS, IntakeSettings
 from tests.conftest import EXAMPLES
 from tests.delivery_support import topic_records
+from tests.intake_support import Intake as _Intake
+from tests.intake_support import problem as _problem
 
 pytestmark = pytest.mark.integration
 
@@ -40,32 +40,11 @@ ACME = EVENTS["maintainx:wo:1001:r1"]  # tenant acme-fm
 ACME_2 = EVENTS["maintainx:wo:1007:r1"]
 
 
-class Intake:
-    """The intake app served by uvicorn in a thread of the test process."""
+class Intake(_Intake):
+    """The intake with this module's senders."""
 
     def __init__(self, bootstrap: str, settings: IntakeSettings | None = None, clock=time.time) -> None:
-        self.settings = settings or IntakeSettings(publish_timeout=2.0)
-        publisher = KafkaPublisher(bootstrap, timeout=self.settings.publish_timeout, max_batch_size=1, idempotent=False)
-        app = create_intake_app(self.settings, publisher, credentials=CREDENTIALS, clock=clock)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Intake:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the intake did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-
-    def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        return httpx.post(f"{self.url}/events", content=body, headers=headers, timeout=30)
+        super().__init__(bootstrap, settings, clock, credentials=CREDENTIALS)
 
 
 def _records(bootstrap: str) -> list[tuple[bytes | None, bytes]]:
@@ -86,21 +65,6 @@ def _metric(page: str, name: str) -> float:
 
 def _bearer(token: bytes = TOKEN, content_type: str = "application/cloudevents+json") -> dict[str, str]:
     return {"Authorization": f"Bearer {token.decode()}", "Content-Type": content_type}
-
-
-def _problem(response: httpx.Response, status: int) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == status and body["type"].startswith("https://") and body["title"]
-    return body["detail"]
-
-
-@pytest.fixture
-def kafka_events():
-    with EmbeddedKafka() as kafka:
-        ensure_topics(kafka.bootstrap, 4, [TOPIC_EVENTS])
-        yield kafka.bootstrap
 
 
 def test_the_three_content_modes_reach_maintenance_events_once(kafka_events):

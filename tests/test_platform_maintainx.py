@@ -1,0 +1,149 @@
+"""MaintainX webhooks through ``broker ingest`` (real HTTP, the embedded Kafka, the platform emulator):
+the signature as MaintainX signs it, the mapping of a hydrated work order, and what is ignored."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from broker.platforms.emulator import PlatformEmulator
+from broker.platforms.emulator.maintainx import webhook
+from broker.platforms.maintainx import signature_header
+from broker.settings import TOPIC_EVENTS
+from tests.delivery_support import topic_records
+from tests.intake_support import Intake, problem, route, sample_request
+
+pytestmark = pytest.mark.integration
+
+HEADERS, BODY, VECTOR = sample_request("maintainx", "webhook_work_order_status_change")
+SECRET = VECTOR["secret"].encode()
+SIGNED_AT = int(VECTOR["timestamp"])
+PATH = "/webhooks/maintainx/acme-fm"
+CONTEXT = {
+    "clients": {"CLI-HAD": "CLI-HAL"},
+    "sites": {"611": "LIS-HAL-ROOF"},
+    "technicians": {"31": "T31", "32": "T32"},
+    "timezone": "Europe/Lisbon",
+}
+
+
+@pytest.fixture
+def platforms():
+    with PlatformEmulator() as emulator:
+        yield emulator
+
+
+def _events(bootstrap: str) -> list[dict]:
+    return [json.loads(r.value) for r in topic_records(bootstrap, TOPIC_EVENTS)]
+
+
+def test_the_sample_webhook_becomes_one_hydrated_work_order_event(kafka_events, platforms):
+    routes = {("maintainx", "acme-fm"): route("maintainx", SECRET, platforms, **CONTEXT)}
+    with Intake(kafka_events, clock=lambda: SIGNED_AT + 60, webhooks=routes) as intake:
+        answer = intake.post(BODY, HEADERS, PATH)
+        assert answer.status_code == 202, answer.text
+        assert answer.json() == {"accepted": ["maintainx:5550123:DONE:1"], "duplicates": [], "tenant": "acme-fm"}
+        # MaintainX sends again (no answer in 10 s): nothing new, still 2xx
+        again = intake.post(BODY, HEADERS, PATH)
+        assert again.status_code == 202
+        assert again.json() == {"accepted": [], "duplicates": ["maintainx:5550123:DONE:1"], "tenant": "acme-fm"}
+    assert platforms.requests("maintainx") == ["GET /maintainx/v1/workorders/5550123"] * 2
+    [event] = _events(kafka_events)
+    assert event == {
+        "specversion": "1.0",
+        "id": "maintainx:5550123:DONE:1",
+        "source": "/platforms/maintainx",
+        "type": "maintenance.work_order.completed",
+        "time": "2025-03-15T12:40:07+00:00",
+        "subject": "work-orders/5550123",
+        "datacontenttype": "application/json",
+        "tenant": "acme-fm",
+        "data": {
+            "revision": 1,
+            "client_id": "CLI-HAL",
+            "site_id": "LIS-HAL-ROOF",
+            "time_entries": [
+                {"id": "time-1", "technician_id": "T31", "duration_seconds": 11700},
+                {"id": "time-2", "technician_id": "T32", "duration_seconds": 11700},
+            ],
+            "parts": [
+                {
+                    "id": "963",
+                    "sku": "CTR-40A",
+                    "description": "Contactor 40A 3P",
+                    "quantity": "1",
+                    "unit": "un",
+                    "unit_cost": "38.50",
+                },
+                {
+                    "id": "964",
+                    "sku": "REF-R410A",
+                    "description": "Refrigerant R410A (kg)",
+                    "quantity": "3",
+                    "unit": "un",
+                    "unit_cost": "24.00",
+                },
+            ],
+            "expenses": [{"id": "expense-1", "description": "Parking", "amount": "6.50"}],
+            "contract_ref": "ABONO-2025-HAD",
+            "summary": "Chiller CH-01 tripping on high pressure",
+            "work_order_id": "5550123",
+            "kind": "corrective",
+        },
+    }
+
+
+def test_signature_vectors(kafka_events, platforms):
+    routes = {("maintainx", "acme-fm"): route("maintainx", SECRET, platforms, **CONTEXT)}
+    header = "x-maintainx-webhook-body-signature"
+    with Intake(kafka_events, clock=lambda: SIGNED_AT, webhooks=routes) as intake:
+        tampered = BODY.replace(b'"DONE"', b'"DONE" ')
+        assert "does not match" in problem(intake.post(tampered, HEADERS, PATH), 401)
+        wrong = dict(HEADERS, **{header: signature_header(b"another secret", SIGNED_AT, BODY)})
+        assert "does not match" in problem(intake.post(BODY, wrong, PATH), 401)
+        missing = {k: v for k, v in HEADERS.items() if k != header}
+        assert (
+            problem(intake.post(BODY, missing, PATH), 401) == f"header {header!r} is missing: the request is not signed"
+        )
+        garbled = dict(HEADERS, **{header: "v1=abc"})
+        assert "expected 't=<timestamp>,v1=<hex>'" in problem(intake.post(BODY, garbled, PATH), 401)
+    # the same request, correctly signed, 301 s later than its timestamp: stale
+    with Intake(kafka_events, clock=lambda: SIGNED_AT + 301, webhooks=routes) as intake:
+        detail = problem(intake.post(BODY, HEADERS, PATH), 401)
+        assert detail == (f"header {header!r}: timestamp {SIGNED_AT} is 301 s from now; the tolerance is 300 s")
+    assert _events(kafka_events) == []
+    assert platforms.requests("maintainx") == []  # nothing is fetched for an unverified webhook
+
+
+def test_other_statuses_are_ignored_and_unknown_routes_are_404(kafka_events, platforms):
+    routes = {("maintainx", "acme-fm"): route("maintainx", SECRET, platforms, **CONTEXT)}
+    now = int(time.time())
+    with Intake(kafka_events, webhooks=routes) as intake:
+        headers, body = webhook(SECRET, 5550123, timestamp=now, occurred_at="2025-03-15T10:00:00Z", status="ON_HOLD")
+        answer = intake.post(body, headers, PATH)
+        assert answer.status_code == 200
+        assert answer.json() == {"ignored": "newStatus 'ON_HOLD' is not a completion", "tenant": "acme-fm"}
+        headers, body = webhook(SECRET, 5550123, timestamp=now, occurred_at="2025-03-15T10:00:00Z")
+        assert "'nordic-hvac'" in problem(intake.post(body, headers, "/webhooks/maintainx/nordic-hvac"), 404)
+        assert "'upkeep'" in problem(intake.post(body, headers, "/webhooks/upkeep/acme-fm"), 404)
+        # a work order the API does not know: 422 naming it
+        headers, body = webhook(SECRET, 999, timestamp=now, occurred_at="2025-03-15T10:00:00Z")
+        assert problem(intake.post(body, headers, PATH), 422) == "the maintainx API has no workorders/999 (HTTP 404)"
+        # the API down: 503 with Retry-After, so MaintainX sends it again
+        platforms.inject_fault("503", times=10)
+        headers, body = webhook(SECRET, 5550123, timestamp=now, occurred_at="2025-03-15T10:00:00Z")
+        answer = intake.post(body, headers, PATH)
+        assert "did not answer GET workorders/5550123 (HTTP 503)" in problem(answer, 503)
+        assert answer.headers["retry-after"] == "30"
+        # a re-completion after a reopen (doneCount 2) is revision 2
+        platforms.reset_state()
+        headers, body = webhook(SECRET, 5550123, timestamp=now, occurred_at="2025-03-16T09:00:00Z", done_count=2)
+        assert intake.post(body, headers, PATH).json()["accepted"] == ["maintainx:5550123:DONE:2"]
+    [event] = _events(kafka_events)
+    assert (event["id"], event["time"], event["data"]["revision"]) == (
+        "maintainx:5550123:DONE:2",
+        "2025-03-16T09:00:00+00:00",
+        2,
+    )
