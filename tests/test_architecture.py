@@ -8,8 +8,11 @@
 * the sandbox kit imports only the standard library and the SDK's money module (its spec validation
   ``connectors.sandbox.spec`` also the ``sandbox`` extra's schema libraries and PyYAML);
 * the broker reaches connectors only through the registry and the SDK, except the demo and sandbox
-  commands, which start emulators and harnesses lazily;
-* mappers and the pricing core are pure: no HTTP, sockets, threads or event loop.
+  commands, which start emulators and harnesses lazily, and the platform emulator
+  (``broker.platforms.emulator``), which is built on the sandbox kit and which no module imports at
+  its top level;
+* mappers, the pricing core and the platform adapters are pure: no HTTP, sockets, threads or event
+  loop (an adapter reaches a platform's API through the client it is given).
 """
 
 from __future__ import annotations
@@ -149,9 +152,15 @@ def test_the_sandbox_kit_needs_only_the_standard_library_and_money():
 
 def test_the_broker_reaches_connectors_through_the_registry_and_the_sdk():
     sandbox_commands = {"broker.demo", "broker.sandboxes"}  # start emulators and harnesses
+    platform_emulator = "broker.platforms.emulator"  # the platforms' APIs, on the sandbox kit
     for name in MODULES:
         if not name.startswith("broker") or name in sandbox_commands:
             continue
+        if name.startswith(platform_emulator):
+            outside = {m for m in _imports(name) if m.startswith("connectors")}
+            assert outside <= {"connectors.sandbox"}, name
+            continue
+        assert not any(m.startswith(platform_emulator) for m in _imports(name, lazy=False)), name
         at_top = _imports(name, lazy=False)
         assert {m for m in at_top if m.startswith("connectors") and not m.startswith(SDK_OR_REGISTRY)} == set(), name
         assert at_top & sandbox_commands == set(), name  # the CLI imports them inside the command only
@@ -161,7 +170,16 @@ def test_the_broker_reaches_connectors_through_the_registry_and_the_sdk():
 
 
 @pytest.mark.parametrize(
-    "name", [f"connectors.{s}.mapper" for s in SYSTEMS] + [n for n in MODULES if n.startswith("broker.pricing")]
+    "name",
+    [f"connectors.{s}.mapper" for s in SYSTEMS]
+    + [n for n in MODULES if n.startswith("broker.pricing")]
+    + [  # the platform adapters map and verify; their API client and emulator do the I/O
+        n
+        for n in MODULES
+        if n.startswith("broker.platforms.")
+        and not n.startswith("broker.platforms.emulator")
+        and n != "broker.platforms.client"
+    ],
 )
 def test_mappers_and_the_pricing_core_do_no_io(name):
     io = {"httpx", "socket", "asyncio", "threading", "urllib.request", "http.client", "subprocess", "faust", "kafka"}
