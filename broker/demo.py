@@ -6,7 +6,9 @@ for every other billing system of the config's tenants, that system's emulator t
 run``), publishes ``broker/examples/events.ndjson``, waits until every event is invoiced, not
 billable or dead-lettered, prints every invoice next to the total its billing system holds and a
 summary line per system, then publishes the same events again (as a platform retrying its webhooks
-would) and shows, per system, that nothing new was created.
+would) and shows, per system, that nothing new was created; then the lifecycle (revisions,
+cancellations) per system, and signed webhooks from MaintainX, Atlas CMMS and ERPNext through a
+running ``broker ingest`` (:mod:`broker.demo_webhooks`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from broker.demo_webhooks import DEMO_TENANT, run_webhooks
 from broker.dlq import headers_to_dict
 from broker.embedded import MEMORY_NOTICE, EmbeddedKafka, free_port
 from broker.sandboxes import SANDBOXES, Sandbox, start_sandbox
@@ -456,6 +459,23 @@ def run_demo(
         credit_readers.update({system: sandbox.harness.credit_notes for system, sandbox in sandboxes.items()})
         ok = _print_lifecycle(console, tally, cases, readers, credit_readers) and ok
         ok = ok and len(cases) >= 3
+        if DEMO_TENANT in raw_config["tenants"]:
+            ok = (
+                run_webhooks(
+                    console,
+                    bootstrap=bootstrap,
+                    workdir=workdir,
+                    demo_config=_demo_config(raw_config, emulator.url, sandboxes),
+                    env=env,
+                    wait_for=lambda n: _wait(tally, tally.terminal + n, timeout, console, "webhooks"),
+                    outcomes=lambda: list(tally.outcomes),
+                    priced=lambda key: tally.priced.get(key, {}),
+                    held_total=lambda outcome: next(
+                        (i.total for i in _xero_held(emulator) if i.external_id == outcome.get("external_id")), None
+                    ),
+                )
+                and ok
+            )
         for system, sandbox in sorted(sandboxes.items()):
             for problem in sandbox.problems():
                 ok = False

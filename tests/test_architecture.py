@@ -151,7 +151,7 @@ def test_the_sandbox_kit_needs_only_the_standard_library_and_money():
 
 
 def test_the_broker_reaches_connectors_through_the_registry_and_the_sdk():
-    sandbox_commands = {"broker.demo", "broker.sandboxes"}  # start emulators and harnesses
+    sandbox_commands = {"broker.demo", "broker.demo_webhooks", "broker.sandboxes"}  # start emulators and harnesses
     platform_emulator = "broker.platforms.emulator"  # the platforms' APIs, on the sandbox kit
     for name in MODULES:
         if not name.startswith("broker") or name in sandbox_commands:
