@@ -1,4 +1,12 @@
-"""``broker ingest``: CloudEvents over HTTP, authenticated, deduplicated, acknowledged by Kafka.
+"""``broker ingest``: CloudEvents and platforms' webhooks over HTTP, authenticated, deduplicated,
+acknowledged by Kafka.
+
+``POST /webhooks/{platform}/{tenant}`` takes a maintenance platform's own webhook (MaintainX, Atlas
+CMMS, ERPNext, Odoo, Limble, Infraspeak; the tenant's ``webhooks`` configuration,
+:func:`webhook_routes_of`): the platform's adapter (:mod:`broker.platforms`) verifies it exactly as
+that platform signs it, completes a thin one through the platform's API, and maps it to canonical
+events, which then take the same path as below (validated, deduplicated, published, 202). A
+verified webhook that bills nothing (another status) is answered 200 ``{"ignored": reason}``.
 
 ``POST /events`` takes CloudEvents in the three content modes of the CloudEvents HTTP protocol
 binding (:mod:`broker.cloudevents`): structured (``application/cloudevents+json``), binary

@@ -123,8 +123,9 @@ OFFSET_HOLES = Counter(
 )
 WEBHOOKS_RECEIVED = Counter(
     "broker_webhooks_received_total",
-    "Requests to the HTTP intake by platform (`cloudevents` for POST /events) and result: accepted, "
-    "duplicate, bad_signature, stale, invalid, too_large, unsupported_media_type, forbidden, unavailable.",
+    "Requests to the HTTP intake by platform (`cloudevents` for POST /events; maintainx, atlas, erpnext, odoo, "
+    "limble, infraspeak for their webhooks; `unknown` for another) and result: accepted, duplicate, ignored, "
+    "bad_signature, stale, invalid, too_large, unsupported_media_type, forbidden, not_found, unavailable.",
     ["platform", "result"],
 )
 INTAKE_LATENCY = Histogram(

@@ -4,8 +4,10 @@ the signature as MaintainX signs it, the mapping of a hydrated work order, and w
 from __future__ import annotations
 
 import json
+import re
 import time
 
+import httpx
 import pytest
 
 from broker.platforms.emulator import PlatformEmulator
@@ -21,6 +23,7 @@ HEADERS, BODY, VECTOR = sample_request("maintainx", "webhook_work_order_status_c
 SECRET = VECTOR["secret"].encode()
 SIGNED_AT = int(VECTOR["timestamp"])
 PATH = "/webhooks/maintainx/acme-fm"
+SIGNATURE = "x-maintainx-webhook-body-signature"
 CONTEXT = {
     "clients": {"CLI-HAD": "CLI-HAL"},
     "sites": {"611": "LIS-HAL-ROOF"},
@@ -147,3 +150,41 @@ def test_other_statuses_are_ignored_and_unknown_routes_are_404(kafka_events, pla
         "2025-03-16T09:00:00+00:00",
         2,
     )
+
+
+def _counted(page: str, platform: str) -> dict[str, int]:
+    pattern = rf'broker_webhooks_received_total\{{platform="{platform}",result="([a-z_]+)"\}} ([0-9.e+]+)'
+    return {m.group(1): int(float(m.group(2))) for m in re.finditer(pattern, page)}
+
+
+def test_bad_requests_get_problem_documents_and_are_counted_by_reason(kafka_events, platforms):
+    from broker.settings import IntakeSettings
+
+    routes = {("maintainx", "acme-fm"): route("maintainx", SECRET, platforms, **CONTEXT)}
+    settings = IntakeSettings(publish_timeout=2.0, max_body_bytes=4000)
+    now = int(time.time())
+    with Intake(kafka_events, settings, webhooks=routes) as intake:
+        before = _counted(httpx.get(f"{intake.url}/metrics/", timeout=10).text, "maintainx")
+        big = b'{"pad": "' + b"x" * 4000 + b'"}'
+        headers = {"content-type": "application/json", SIGNATURE: signature_header(SECRET, now, big)}
+        assert problem(intake.post(big, headers, PATH), 413) == "the body is 4011 bytes; the limit is 4000"
+        headers, body = webhook(SECRET, 5550123, timestamp=now, occurred_at="2025-03-15T10:00:00Z")
+        form = dict(headers, **{"content-type": "application/x-www-form-urlencoded"})
+        assert problem(intake.post(body, form, PATH), 415) == (
+            "header 'Content-Type': 'application/x-www-form-urlencoded'; expected application/json"
+        )
+        for raw, detail in (
+            (b"\xff\xfe{}", "the body is not JSON: not UTF-8 (invalid start byte at byte 0)"),
+            (b'{"workOrderId": ', "the body is not JSON: Expecting value: line 1 column 17 (char 16)"),
+            (b"[" * 1500 + b"]" * 1500, "the body is not JSON: maximum recursion depth exceeded while decoding"),
+        ):
+            signed = {"content-type": "application/json", SIGNATURE: signature_header(SECRET, now, raw)}
+            assert problem(intake.post(raw, signed, PATH), 422).startswith(detail), raw[:20]
+        odd = json.dumps({"newStatus": "DONE", "workOrderId": [1], "occurredAt": "2025-03-15T10:00:00Z"}).encode()
+        signed = {"content-type": "application/json", SIGNATURE: signature_header(SECRET, now, odd)}
+        assert problem(intake.post(odd, signed, PATH), 422) == "field 'workOrderId': expected an id, got [1]"
+        after = _counted(httpx.get(f"{intake.url}/metrics/", timeout=10).text, "maintainx")
+    grew = {result: after.get(result, 0) - before.get(result, 0) for result in after}
+    assert {k: v for k, v in grew.items() if v} == {"too_large": 1, "unsupported_media_type": 1, "invalid": 4}
+    assert _events(kafka_events) == []
+    assert platforms.requests("maintainx") == []
