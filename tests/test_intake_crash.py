@@ -1,5 +1,6 @@
-"""Acceptance (intake, never lost): ``kill -9`` the intake while a client sends 1,000 events and
-retries whatever was not answered 202; the intake is started again. Every event is on
+"""Acceptance (intake, never lost): ``kill -9`` the intake while a client sends 1,000 webhooks (half
+of them CloudEvents to ``POST /events``, half ERPNext quotation webhooks to ``POST
+/webhooks/erpnext/acme-fm``) and retries whatever was not answered 202; the intake is started again. Every event is on
 ``maintenance.events`` exactly once: those answered 202 before the kill were stored before the
 answer, and the retries of those whose answer the kill swallowed are recognised by the restarted
 intake (its deduplication window is read back from the topic)."""
@@ -23,6 +24,8 @@ import yaml
 
 from broker.embedded import free_port
 from broker.kafka import ensure_topics, read_events_file
+from broker.platforms.emulator import sample_bytes
+from broker.platforms.emulator.erpnext import webhook
 from broker.settings import TOPIC_EVENTS
 from tests.conftest import EXAMPLES
 from tests.test_intake import _records
@@ -31,6 +34,8 @@ pytestmark = pytest.mark.integration
 
 N = 1000
 TOKEN = "crash-test-token"
+FRAPPE_SECRET = b"crash-test-frappe-secret"
+QUOTE = json.loads(sample_bytes("erpnext", "webhook_quotation_on_submit.body.json"))
 
 
 class IntakeProcess:
@@ -42,6 +47,7 @@ class IntakeProcess:
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "ACME_INTAKE_TOKEN": TOKEN,
+            "ACME_FRAPPE_SECRET": FRAPPE_SECRET.decode(),
             # the test's Kafka is a Tansu: no idempotent producers, one record per batch
             "BROKER_PRODUCER_IDEMPOTENCE": "false",
             "BROKER_PRODUCER_MAX_BATCH_SIZE": "1",
@@ -78,20 +84,27 @@ class IntakeProcess:
 def test_kill_9_while_1000_events_are_sent_stores_each_exactly_once(kafka, tmp_path):
     raw = yaml.safe_load((EXAMPLES / "config.yaml").read_text())
     raw["tenants"]["acme-fm"]["intake"] = [{"name": "bridge", "token_env": "ACME_INTAKE_TOKEN"}]
+    raw["tenants"]["acme-fm"]["webhooks"] = {
+        "erpnext": {"secret_env": "ACME_FRAPPE_SECRET", "default_site": "LIS-HAL-ROOF"}
+    }
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw))
     ensure_topics(kafka, 4, [TOPIC_EVENTS])
     template = next(json.loads(r) for r in read_events_file(EXAMPLES / "events.ndjson") if b'"acme-fm"' in r)
-    bodies = {}
+    bodies: dict[str, tuple[str, bytes, dict[str, str]]] = {}  # event id -> (path, body, headers)
+    events_headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cloudevents+json"}
     for i in range(N):
+        if i % 2:
+            headers, body = webhook(FRAPPE_SECRET, {**QUOTE, "name": f"SAL-QTN-K{i:04d}"})
+            bodies[f"erpnext:Quotation:SAL-QTN-K{i:04d}:on_submit"] = ("/webhooks/erpnext/acme-fm", body, headers)
+            continue
         event = {**template, "id": f"crash-{i:04d}", "data": {**template["data"], "work_order_id": f"K{i:04d}"}}
         event["data"].pop("quote_id", None)
-        bodies[event["id"]] = json.dumps(event).encode()
+        bodies[event["id"]] = ("/events", json.dumps(event).encode(), events_headers)
     intake = IntakeProcess(config, kafka, free_port(), tmp_path / "intake.log").start()
     answered: Counter[str] = Counter()  # 202 answers per event
     attempts: Counter[str] = Counter()
     lock = threading.Lock()
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cloudevents+json"}
     deadline = time.monotonic() + 180
 
     def send(event_id: str) -> None:
@@ -99,8 +112,9 @@ def test_kill_9_while_1000_events_are_sent_stores_each_exactly_once(kafka, tmp_p
             while time.monotonic() < deadline:
                 with lock:
                     attempts[event_id] += 1
+                path, body, headers = bodies[event_id]
                 try:
-                    response = client.post(f"{intake.url}/events", content=bodies[event_id], headers=headers)
+                    response = client.post(f"{intake.url}{path}", content=body, headers=headers)
                 except httpx.HTTPError:
                     time.sleep(0.05)
                     continue
