@@ -71,7 +71,7 @@ from broker.cloudevents import (
 from broker.config import PLATFORMS, BrokerConfig, resolve_secret
 from broker.events import AnyEvent, EventDecodeError, parse_event
 from broker.platforms import adapter
-from broker.platforms.base import Adapter, Context, Ignored, Rejected, Webhook
+from broker.platforms.base import SOURCE_PREFIX, Adapter, Context, Ignored, Rejected, Webhook
 from broker.platforms.client import PlatformClient
 from broker.settings import TOPIC_EVENTS, IntakeSettings
 
@@ -644,7 +644,11 @@ def create_intake_app(
                         f"header 'Content-Type': {request.headers.get('content-type')!r}; expected application/json",
                         result="unsupported_media_type",
                     )
-                found = await route.adapter.events(_payload(body), hook, route.context, route.client)
+                payload = _payload(body)
+                known = route.adapter.known_id(payload)
+                if known is not None and dedup.seen((tenant, f"{SOURCE_PREFIX}{platform}", known)):
+                    return answered(label, started, [], [known], tenant)  # a retry: no API call
+                found = await route.adapter.events(payload, hook, route.context, route.client)
             except Rejected as exc:
                 raise _refused(exc) from None
             if isinstance(found, Ignored):

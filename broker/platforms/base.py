@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 from broker.events import show_value
 
 __all__ = [
+    "SOURCE_PREFIX",
     "Adapter",
     "Context",
     "Ignored",
@@ -284,6 +285,12 @@ class Adapter:
         """Check the request's signature (or URL secret) with the tenant's ``secret``; ``now``: unix
         seconds; ``tolerance``: seconds. Raises :class:`Rejected` 401."""
         raise NotImplementedError
+
+    def known_id(self, payload: Any) -> str | None:  # noqa: ARG002 - most webhooks need their API first
+        """The id of the event a webhook will map to when its payload alone names it (no API call),
+        else None. The intake answers a retry of an accepted webhook with it before hydrating, so a
+        platform retrying does not spend the tenant's API quota."""
+        return None
 
     async def events(self, payload: Any, hook: Webhook, ctx: Context, api: Any) -> list[dict[str, Any]] | Ignored:
         """The canonical events of a verified webhook (``payload``: its decoded JSON body), or

@@ -50,7 +50,7 @@ from broker.platforms.base import (
     text_id,
 )
 
-__all__ = ["MaintainX", "map_work_order", "signature_header"]
+__all__ = ["MaintainX", "event_id", "map_work_order", "signature_header"]
 
 SIGNATURE_HEADER = "x-maintainx-webhook-body-signature"
 #: Published limit: 100 requests a minute per user.
@@ -99,11 +99,30 @@ class MaintainX(Adapter):
             return Ignored(f"newStatus {show_value(status)}{f' ({sub})' if sub else ''} is not a completion")
         work_order_id = text_id(body.get("workOrderId"), "workOrderId")
         occurred = parse_instant(body.get("occurredAt"), "occurredAt")
-        done = (body.get("progress") or {}).get("doneCount") if isinstance(body.get("progress"), dict) else None
         params = [("expand", name) for name in EXPAND]
         found = obj(await api.get(f"workorders/{work_order_id}", params), f"GET /workorders/{work_order_id}")
         work_order = obj(found.get("workOrder"), "workOrder")
-        return [map_work_order(work_order, ctx, occurred, done if isinstance(done, int) and done >= 1 else 1)]
+        return [map_work_order(work_order, ctx, occurred, _revision(body))]
+
+    def known_id(self, payload: Any) -> str | None:
+        if not isinstance(payload, dict) or payload.get("newStatus") != "DONE" or payload.get("newSubStatus"):
+            return None
+        work_order_id = payload.get("workOrderId")
+        if isinstance(work_order_id, bool) or not isinstance(work_order_id, (int, str)) or work_order_id == "":
+            return None
+        return event_id(str(work_order_id), _revision(payload))
+
+
+def _revision(body: dict[str, Any]) -> int:
+    """``progress.doneCount`` (1 when absent or not a positive integer)."""
+    progress = body.get("progress")
+    done = progress.get("doneCount") if isinstance(progress, dict) else None
+    return done if isinstance(done, int) and not isinstance(done, bool) and done >= 1 else 1
+
+
+def event_id(work_order_id: str, revision: int) -> str:
+    """The canonical event id of a MaintainX completion: ``maintainx:<work order>:DONE:<doneCount>``."""
+    return f"maintainx:{work_order_id}:DONE:{revision}"
 
 
 def map_work_order(work_order: dict[str, Any], ctx: Context, occurred: datetime, revision: int) -> dict[str, Any]:
@@ -179,7 +198,7 @@ def map_work_order(work_order: dict[str, Any], ctx: Context, occurred: datetime,
     return canonical_event(
         ctx,
         type_=SCHEDULED_JOB_CLOSED if preventive else WORK_ORDER_COMPLETED,
-        event_id=f"maintainx:{wo_id}:DONE:{revision}",
+        event_id=event_id(wo_id, revision),
         time=occurred,
         subject=f"work-orders/{wo_id}",
         data=data,
