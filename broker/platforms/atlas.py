@@ -49,23 +49,23 @@ Sources: the Atlas CMMS code (``github.com/Grashjs/cmms``, AGPL-3.0; read, nothi
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from broker.events import SCHEDULED_JOB_CLOSED, WORK_ORDER_COMPLETED, show_value
+from broker.events import show_value
 from broker.platforms.base import (
     Adapter,
     Context,
     Ignored,
     Webhook,
     bad_signature,
-    canonical_event,
     decimal_text,
     equal,
     from_unix,
     hex_signature,
     invalid,
     items,
+    job_event,
+    money_text,
     obj,
     parse_instant,
     required_header,
@@ -73,7 +73,7 @@ from broker.platforms.base import (
     utc_text,
 )
 
-__all__ = ["Atlas", "map_work_order", "money_text", "signature"]
+__all__ = ["Atlas", "map_work_order", "signature"]
 
 SIGNATURE_HEADER = "x-webhook-signature"
 EVENT_HEADER = "x-webhook-event"
@@ -81,27 +81,11 @@ STATUS_CHANGE = "WORK_ORDER_STATUS_CHANGE"
 COMPLETE = "COMPLETE"
 #: Atlas's default limit per authenticated user (``RateLimiterService``); not published: an assumption.
 REQUESTS_PER_MINUTE = 100
-_SIX_PLACES = Decimal("0.000001")
-_CENT = Decimal("0.01")
 
 
 def signature(secret: bytes, body: bytes) -> str:
     """The ``X-Webhook-Signature`` value Atlas sends for ``body``."""
     return hex_signature(secret, body)
-
-
-def money_text(value: Any, where: str) -> str:
-    """A JSON number (Atlas's doubles) as a money string with at least two decimals (``38.5`` ->
-    ``"38.50"``), exact up to six decimals; more (floating-point noise) is rounded half to even.
-    Raises 422 naming ``where`` for a negative or non-numeric value."""
-    amount = Decimal(decimal_text(value, where))
-    if amount < 0:
-        raise invalid(f"field {where!r}: expected an amount of 0 or more, got {show_value(value)}")
-    amount = amount.quantize(_SIX_PLACES, rounding=ROUND_HALF_EVEN).normalize()
-    exponent = amount.as_tuple().exponent  # an int: decimal_text refuses NaN and infinities
-    if isinstance(exponent, int) and exponent > -2:
-        amount = amount.quantize(_CENT)
-    return format(amount, "f")
 
 
 def _record_id(value: Any, where: str) -> str:
@@ -205,15 +189,10 @@ def map_work_order(
     }
     if isinstance(work_order.get("title"), str):
         data["summary"] = work_order["title"][:200]
-    preventive = work_order.get("parentPreventiveMaintenance") is not None
-    if preventive:
-        data["scheduled_job_id"] = wo_id
-    else:
-        data["work_order_id"] = wo_id
-        data["kind"] = "corrective"
-    return canonical_event(
+    return job_event(
         ctx,
-        type_=SCHEDULED_JOB_CLOSED if preventive else WORK_ORDER_COMPLETED,
+        preventive=work_order.get("parentPreventiveMaintenance") is not None,
+        job_id=wo_id,
         event_id=f"atlas:{wo_id}:{COMPLETE}:{utc_text(completed)}",
         time=completed,
         subject=f"work-orders/{wo_id}",

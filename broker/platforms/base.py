@@ -26,11 +26,11 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from broker.events import show_value
+from broker.events import SCHEDULED_JOB_CLOSED, WORK_ORDER_COMPLETED, show_value
 
 __all__ = [
     "SOURCE_PREFIX",
@@ -43,13 +43,17 @@ __all__ = [
     "decimal_text",
     "equal",
     "hmac_sha256",
+    "job_event",
     "local_to_utc",
     "money_from_cents",
+    "money_text",
     "utc_text",
 ]
 
 #: CloudEvents ``source`` of the events an adapter makes: ``/platforms/<platform>``.
 SOURCE_PREFIX = "/platforms/"
+_SIX_PLACES = Decimal("0.000001")
+_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,20 @@ def money_from_cents(value: Any, where: str) -> str:
     return format((Decimal(value) / 100).quantize(Decimal("0.01")), "f")
 
 
+def money_text(value: Any, where: str) -> str:
+    """A JSON number (a platform's double) as a money string with at least two decimals (``38.5`` ->
+    ``"38.50"``), exact up to six decimals; more (floating-point noise) is rounded half to even.
+    Raises 422 naming ``where`` for a negative or non-numeric value."""
+    amount = Decimal(decimal_text(value, where))
+    if amount < 0:
+        raise invalid(f"field {where!r}: expected an amount of 0 or more, got {show_value(value)}")
+    amount = amount.quantize(_SIX_PLACES, rounding=ROUND_HALF_EVEN).normalize()
+    exponent = amount.as_tuple().exponent  # an int: decimal_text refuses NaN and infinities
+    if isinstance(exponent, int) and exponent > -2:
+        amount = amount.quantize(_CENT)
+    return format(amount, "f")
+
+
 def utc_text(moment: datetime) -> str:
     """RFC 3339 text in UTC (``2025-03-15T12:40:07+00:00``)."""
     return moment.astimezone(UTC).isoformat()
@@ -261,6 +279,30 @@ def canonical_event(
         "tenant": ctx.tenant,
         "data": data,
     }
+
+
+def job_event(
+    ctx: Context,
+    *,
+    preventive: bool,
+    job_id: str,
+    event_id: str,
+    time: datetime,
+    subject: str,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """A completed job as a canonical event: preventive work as ``maintenance.scheduled_job.closed``
+    (``scheduled_job_id``), anything else as ``maintenance.work_order.completed`` (``work_order_id``,
+    ``kind: corrective``); ``data`` holds the rest (client, site, time entries, parts, ...)."""
+    ids = {"scheduled_job_id": job_id} if preventive else {"work_order_id": job_id, "kind": "corrective"}
+    return canonical_event(
+        ctx,
+        type_=SCHEDULED_JOB_CLOSED if preventive else WORK_ORDER_COMPLETED,
+        event_id=event_id,
+        time=time,
+        subject=subject,
+        data={**data, **ids},
+    )
 
 
 class Adapter:

@@ -77,7 +77,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from broker.events import QUOTE_APPROVED, SCHEDULED_JOB_CLOSED, WORK_ORDER_COMPLETED, show_value
+from broker.events import QUOTE_APPROVED, WORK_ORDER_COMPLETED, show_value
 from broker.platforms.base import (
     Adapter,
     Context,
@@ -90,6 +90,7 @@ from broker.platforms.base import (
     equal,
     invalid,
     items,
+    job_event,
     local_to_utc,
     obj,
     parse_instant,
@@ -350,15 +351,10 @@ def map_visit(visit: Mapping[str, Any], timesheets: list[dict[str, Any]], ctx: C
     ]
     if done:
         data["summary"] = "; ".join(done)[:200]
-    scheduled = kind == SCHEDULED
-    if scheduled:
-        data["scheduled_job_id"] = name
-    else:
-        data["work_order_id"] = name
-        data["kind"] = "corrective"
-    return canonical_event(
+    return job_event(
         ctx,
-        type_=SCHEDULED_JOB_CLOSED if scheduled else WORK_ORDER_COMPLETED,
+        preventive=kind == SCHEDULED,
+        job_id=name,
         event_id=_event_id(VISIT, visit, name),
         time=occurred,
         subject=_subject(VISIT, name),

@@ -44,17 +44,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from broker.events import SCHEDULED_JOB_CLOSED, WORK_ORDER_COMPLETED, show_value
+from broker.events import show_value
 from broker.platforms.base import (
     Adapter,
     Context,
     Ignored,
     Webhook,
     bad_signature,
-    canonical_event,
     check_fresh,
     decimal_text,
     equal,
@@ -62,6 +60,8 @@ from broker.platforms.base import (
     hex_signature,
     invalid,
     items,
+    job_event,
+    money_text,
     obj,
     required_header,
     text_id,
@@ -87,8 +87,6 @@ TYPE_NAMES = {
     7: "minimum part threshold",
     8: "materials request",
 }
-_SIX_PLACES = Decimal("0.000001")
-_CENT = Decimal("0.01")
 
 
 def signature(api_key: bytes, timestamp: str, token: str) -> str:
@@ -96,19 +94,6 @@ def signature(api_key: bytes, timestamp: str, token: str) -> str:
     account's oldest ``api_key``: HMAC-SHA256 keyed with the key's hex SHA-256 digest (as text)."""
     key = hashlib.sha256(api_key).hexdigest().encode("ascii")
     return hex_signature(key, (timestamp + token).encode())
-
-
-def _money(value: Any, where: str) -> str:
-    """A JSON number as a money string with at least two decimals, exact up to six (more is rounded
-    half to even); 422 naming ``where`` for a negative or non-numeric value."""
-    amount = Decimal(decimal_text(value, where))
-    if amount < 0:
-        raise invalid(f"field {where!r}: expected an amount of 0 or more, got {show_value(value)}")
-    amount = amount.quantize(_SIX_PLACES, rounding=ROUND_HALF_EVEN).normalize()
-    exponent = amount.as_tuple().exponent  # an int: decimal_text refuses NaN and infinities
-    if isinstance(exponent, int) and exponent > -2:
-        amount = amount.quantize(_CENT)
-    return format(amount, "f")
 
 
 def _task_id(value: Any, where: str) -> str:
@@ -226,14 +211,14 @@ def map_task(
                 "description": str(part.get("partName") or f"Part {part_id}"),
                 "quantity": quantity,
                 "unit": "un",
-                "unit_cost": _money(part.get("usedPrice"), f"{where}.usedPrice"),
+                "unit_cost": money_text(part.get("usedPrice"), f"{where}.usedPrice"),
             }
         )
     expenses = [
         {
             "id": text_id(item.get("invoiceID"), f"invoices[{index}].invoiceID"),
             "description": str(item.get("description") or "Expense"),
-            "amount": _money(item.get("cost"), f"invoices[{index}].cost"),
+            "amount": money_text(item.get("cost"), f"invoices[{index}].cost"),
         }
         for index, item in enumerate(invoices)
     ]
@@ -250,15 +235,10 @@ def map_task(
         data["contract_ref"] = contract.strip()
     if isinstance(task.get("name"), str):
         data["summary"] = task["name"][:200]
-    preventive = task.get("type") == PREVENTIVE
-    if preventive:
-        data["scheduled_job_id"] = task_id
-    else:
-        data["work_order_id"] = task_id
-        data["kind"] = "corrective"
-    return canonical_event(
+    return job_event(
         ctx,
-        type_=SCHEDULED_JOB_CLOSED if preventive else WORK_ORDER_COMPLETED,
+        preventive=task.get("type") == PREVENTIVE,
+        job_id=task_id,
         event_id=f"limble:{task_id}:COMPLETE:{completed_at}",
         time=completed,
         subject=f"work-orders/{task_id}",

@@ -29,20 +29,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from broker.events import SCHEDULED_JOB_CLOSED, WORK_ORDER_COMPLETED, show_value
+from broker.events import show_value
 from broker.platforms.base import (
     Adapter,
     Context,
     Ignored,
     Webhook,
     bad_signature,
-    canonical_event,
     check_fresh,
     decimal_text,
     equal,
     hex_signature,
     invalid,
     items,
+    job_event,
     money_from_cents,
     obj,
     parse_instant,
@@ -189,15 +189,10 @@ def map_work_order(work_order: dict[str, Any], ctx: Context, occurred: datetime,
         data["contract_ref"] = contract
     if isinstance(work_order.get("title"), str):
         data["summary"] = work_order["title"][:200]
-    preventive = work_order.get("type") == "PREVENTIVE"
-    if preventive:
-        data["scheduled_job_id"] = wo_id
-    else:
-        data["work_order_id"] = wo_id
-        data["kind"] = "corrective"
-    return canonical_event(
+    return job_event(
         ctx,
-        type_=SCHEDULED_JOB_CLOSED if preventive else WORK_ORDER_COMPLETED,
+        preventive=work_order.get("type") == "PREVENTIVE",
+        job_id=wo_id,
         event_id=event_id(wo_id, revision),
         time=occurred,
         subject=f"work-orders/{wo_id}",

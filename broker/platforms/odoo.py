@@ -40,17 +40,17 @@ from datetime import date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from broker.events import SCHEDULED_JOB_CLOSED, WORK_ORDER_COMPLETED, show_value
+from broker.events import show_value
 from broker.platforms.base import (
     Adapter,
     Context,
     Ignored,
     Webhook,
     bad_signature,
-    canonical_event,
     decimal_text,
     equal,
     invalid,
+    job_event,
     local_to_utc,
     obj,
     parse_instant,
@@ -158,15 +158,10 @@ def map_request(request: dict[str, Any], ctx: Context) -> dict[str, Any]:
     name = request.get("name")
     if isinstance(name, str) and name:
         data["summary"] = name[:200]
-    preventive = kind == "preventive"
-    if preventive:
-        data["scheduled_job_id"] = request_id
-    else:
-        data["work_order_id"] = request_id
-        data["kind"] = "corrective"
-    return canonical_event(
+    return job_event(
         ctx,
-        type_=SCHEDULED_JOB_CLOSED if preventive else WORK_ORDER_COMPLETED,
+        preventive=kind == "preventive",
+        job_id=request_id,
         event_id=f"odoo:{MODEL}:{request_id}:{day.isoformat()}",
         time=local_to_utc(datetime.combine(day, time(0)), ctx.timezone),
         subject=f"maintenance-requests/{request_id}",
