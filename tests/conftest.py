@@ -150,3 +150,12 @@ def kafka_events():
     with EmbeddedKafka() as kafka:
         ensure_topics(kafka.bootstrap, 4, [TOPIC_EVENTS])
         yield kafka.bootstrap
+
+
+@pytest.fixture
+def platforms():
+    """The platform emulator (every platform's API on one loopback port, the sample scenario loaded)."""
+    from broker.platforms.emulator import PlatformEmulator
+
+    with PlatformEmulator() as emulator:
+        yield emulator

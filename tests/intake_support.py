@@ -89,3 +89,13 @@ def sample_request(platform: str, name: str) -> tuple[dict[str, str], bytes, dic
         headers = {}
     vector = headers.pop("_test_vector", {})
     return headers, body, vector
+
+
+def published(bootstrap: str) -> list[dict]:
+    """Every event on ``maintenance.events``, decoded, in partition order."""
+    import json
+
+    from broker.settings import TOPIC_EVENTS
+    from tests.delivery_support import topic_records
+
+    return [json.loads(r.value) for r in topic_records(bootstrap, TOPIC_EVENTS)]

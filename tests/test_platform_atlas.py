@@ -12,9 +12,8 @@ import pytest
 from broker.platforms.atlas import signature
 from broker.platforms.emulator import PlatformEmulator, sample
 from broker.platforms.emulator.atlas import webhook
-from broker.settings import TOPIC_EVENTS
-from tests.delivery_support import topic_records
 from tests.intake_support import Intake, problem, route, sample_request
+from tests.intake_support import published as _events
 
 pytestmark = pytest.mark.integration
 
@@ -32,16 +31,6 @@ HYDRATION = [
     "GET /atlas/part-quantities/work-order/12345",
     "GET /atlas/additional-costs/work-order/12345",
 ]
-
-
-@pytest.fixture
-def platforms():
-    with PlatformEmulator() as emulator:
-        yield emulator
-
-
-def _events(bootstrap: str) -> list[dict]:
-    return [json.loads(r.value) for r in topic_records(bootstrap, TOPIC_EVENTS)]
 
 
 def _routes(platforms: PlatformEmulator, **context) -> dict:

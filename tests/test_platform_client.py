@@ -40,12 +40,6 @@ async def _no_limit() -> None:
     await Pace(None).wait()
 
 
-@pytest.fixture
-def platforms():
-    with PlatformEmulator() as emulator:
-        yield emulator
-
-
 def _client(platforms: PlatformEmulator, token: str = "maintainx-token") -> PlatformClient:
     return PlatformClient(
         "maintainx", platforms.base_url("maintainx"), {"Authorization": f"Bearer {token}"}, per_minute=None

@@ -34,12 +34,6 @@ CONTEXT = {
 ENVELOPE = {"specversion": "1.0", "source": "/platforms/erpnext", "datacontenttype": "application/json"}
 
 
-@pytest.fixture
-def platforms():
-    with PlatformEmulator() as emulator:
-        yield emulator
-
-
 def _routes(platforms: PlatformEmulator) -> dict:
     return {("erpnext", "acme-fm"): route("erpnext", SECRET, platforms, **CONTEXT)}
 

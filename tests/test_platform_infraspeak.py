@@ -5,18 +5,16 @@ their JSON:API documents (naive local times read in the tenant's zone), and what
 from __future__ import annotations
 
 import copy
-import json
 
 import httpx
 import pytest
 
 from broker.platforms.base import Context, Rejected
-from broker.platforms.emulator import PlatformEmulator, sample
+from broker.platforms.emulator import sample
 from broker.platforms.emulator.infraspeak import webhook
 from broker.platforms.infraspeak import iso_duration_seconds, map_scheduled_work
-from broker.settings import TOPIC_EVENTS
-from tests.delivery_support import topic_records
 from tests.intake_support import Intake, problem, route, sample_request
+from tests.intake_support import published as _events
 
 pytestmark = pytest.mark.integration
 
@@ -52,16 +50,6 @@ PARTS = [
         "unit_cost": "24",
     },
 ]
-
-
-@pytest.fixture
-def platforms():
-    with PlatformEmulator() as emulator:
-        yield emulator
-
-
-def _events(bootstrap: str) -> list[dict]:
-    return [json.loads(r.value) for r in topic_records(bootstrap, TOPIC_EVENTS)]
 
 
 def _send(intake: Intake, kind: str, record_id: int | str) -> httpx.Response:

@@ -4,16 +4,13 @@ what is ignored, and the API's failures."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from broker.platforms.emulator import PlatformEmulator, sample
 from broker.platforms.emulator.limble import DEFAULT_CLIENT_ID, webhook
 from broker.platforms.limble import Limble, signature
-from broker.settings import TOPIC_EVENTS
-from tests.delivery_support import topic_records
 from tests.intake_support import Intake, problem, route, sample_request
+from tests.intake_support import published as _events
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +30,6 @@ HYDRATION = [
     "GET /limble/v2/tasks/8203/parts",
     "GET /limble/v2/tasks/8203/invoices",
 ]
-
-
-@pytest.fixture
-def platforms():
-    with PlatformEmulator() as emulator:
-        yield emulator
-
-
-def _events(bootstrap: str) -> list[dict]:
-    return [json.loads(r.value) for r in topic_records(bootstrap, TOPIC_EVENTS)]
 
 
 def _routes(platforms: PlatformEmulator, **context) -> dict:

@@ -10,12 +10,10 @@ import time
 import httpx
 import pytest
 
-from broker.platforms.emulator import PlatformEmulator
 from broker.platforms.emulator.maintainx import webhook
 from broker.platforms.maintainx import signature_header
-from broker.settings import TOPIC_EVENTS
-from tests.delivery_support import topic_records
 from tests.intake_support import Intake, problem, route, sample_request
+from tests.intake_support import published as _events
 
 pytestmark = pytest.mark.integration
 
@@ -30,16 +28,6 @@ CONTEXT = {
     "technicians": {"31": "T31", "32": "T32"},
     "timezone": "Europe/Lisbon",
 }
-
-
-@pytest.fixture
-def platforms():
-    with PlatformEmulator() as emulator:
-        yield emulator
-
-
-def _events(bootstrap: str) -> list[dict]:
-    return [json.loads(r.value) for r in topic_records(bootstrap, TOPIC_EVENTS)]
 
 
 def test_the_sample_webhook_becomes_one_hydrated_work_order_event(kafka_events, platforms):
