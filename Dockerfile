@@ -62,14 +62,15 @@ RUN python -c "import pathlib, shutil, broker; src = pathlib.Path(broker.__file_
 
 USER broker:broker
 
-# Prometheus /metrics (BROKER_METRICS_PORT).
+# Prometheus /metrics, /healthz and /readyz (BROKER_METRICS_PORT).
 EXPOSE 9108
 VOLUME ["/var/lib/broker"]
 
-# slim has no curl: probe the metrics endpoint with the standard library.
-# BROKER_METRICS_PORT=0 disables the endpoint, and then there is nothing to probe.
+# slim has no curl: probe /readyz with the standard library (503 -> HTTPError -> unhealthy; the body
+# names what is not ready: Kafka, partitions, tables, tenants). BROKER_METRICS_PORT=0 disables the
+# endpoint, and then there is nothing to probe.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('BROKER_METRICS_PORT') or '9108'; sys.exit(0) if port == '0' else urllib.request.urlopen(f'http://127.0.0.1:{port}/metrics', timeout=4).read()"]
+  CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('BROKER_METRICS_PORT') or '9108'; sys.exit(0) if port == '0' else urllib.request.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=4).read()"]
 
 ENTRYPOINT ["broker"]
 CMD ["run", "--config", "/etc/broker/config.yaml"]

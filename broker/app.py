@@ -55,6 +55,7 @@ from broker.events import (
     tenant_hint,
 )
 from broker.faust_compat import BrokerApp, create_faust_app
+from broker.health import Health
 from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, PricingError, price_with_state, pricing_key
 from broker.pricing.changes import document_change
 from broker.pricing.state import AllowanceRecord
@@ -89,14 +90,21 @@ BillingApp.logger = BrokerApp.logger
 
 
 def create_app(
-    settings: Settings, config: BrokerConfig, bootstrap: str, *, rebalance_timeout: float | None = None
+    settings: Settings,
+    config: BrokerConfig,
+    bootstrap: str,
+    *,
+    rebalance_timeout: float | None = None,
+    health: Health | None = None,
 ) -> BillingApp:
     """Build the Faust app for ``config`` against the Kafka cluster at ``bootstrap`` (``host:port``).
 
     Topics are declared with ``settings.topic_partitions`` partitions; create them beforehand with
     :func:`broker.kafka.ensure_topics` so the changelog and source partition counts agree.
     ``rebalance_timeout`` defaults to ``settings.rebalance_timeout``; the group session timeout
-    (how soon a crashed worker's partitions move) is ``settings.session_timeout``.
+    (how soon a crashed worker's partitions move) is ``settings.session_timeout``. ``health``: told
+    once a second whether partitions are assigned, a rebalance or a table recovery is under way
+    (``/readyz``, :mod:`broker.health`).
     """
     rebalance_timeout = settings.rebalance_timeout if rebalance_timeout is None else rebalance_timeout
     app = create_faust_app(
@@ -329,6 +337,17 @@ def create_app(
     deliver = stage.deliver_agent
     app.deliverer = stage.deliverer  # for tests and shutdown
     app.deliver_stage = stage
+
+    if health is not None:
+
+        async def _observe_health() -> None:
+            health.observe(
+                assigned=len(app.consumer.assignment()) if app.rebalancing_count else None,
+                rebalancing=bool(app.rebalancing),
+                recovering=bool(app.in_recovery),
+            )
+
+        app.timer(1.0)(_observe_health)
 
     @app.on_before_shutdown.connect
     async def _close(*_args: Any, **_kwargs: Any) -> None:  # (sender, signal=...) from mode

@@ -100,16 +100,21 @@ def run_worker(settings: Settings, config: BrokerConfig, bootstrap: str) -> None
     """Create the topics, start /metrics and run the Faust worker in this process until stopped."""
     import faust
 
-    from broker import metrics
     from broker.app import create_app
+    from broker.health import Health, KafkaProbe, PortInUse, serve
     from broker.kafka import ensure_topics
 
     ensure_topics(bootstrap, settings.topic_partitions, settings.all_topics)  # incl. the retry topics
-    metrics.serve(settings.metrics_host, settings.metrics_port)
-    app = create_app(settings, config, bootstrap)
+    health = Health(KafkaProbe(bootstrap), tenants=len(config.tenants))
+    try:
+        serve(settings.metrics_host, settings.metrics_port, health)
+    except PortInUse as exc:
+        console.print(f"[red]cannot serve /metrics, /healthz and /readyz: {exc}[/]")
+        raise SystemExit(2) from None
+    app = create_app(settings, config, bootstrap, health=health)
+    base = f"http://{settings.metrics_host}:{settings.metrics_port}"
     console.print(
-        f"worker {settings.app_id}: Kafka {bootstrap}, "
-        f"metrics http://{settings.metrics_host}:{settings.metrics_port}/metrics",
+        f"worker {settings.app_id}: Kafka {bootstrap}, metrics {base}/metrics, health {base}/healthz {base}/readyz",
         highlight=False,
     )
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)

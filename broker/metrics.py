@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_CONSUMED = Counter(
     "broker_events_consumed_total",
@@ -157,9 +157,3 @@ async def agent_crashed(agent: object, exc: BaseException) -> None:
     """Faust ``on_error`` hook of every agent: count the crash (the agent restarts after it)."""
     AGENT_CRASHES.labels(str(getattr(agent, "name", "?")).rsplit(".", 1)[-1]).inc()
     logging.getLogger("broker.app").error("agent %s crashed: %s", getattr(agent, "name", "?"), repr(exc)[:300])
-
-
-def serve(host: str, port: int) -> None:
-    """Start the ``/metrics`` HTTP endpoint in a background thread (``port`` 0 disables it)."""
-    if port:
-        start_http_server(port, addr=host)

@@ -526,7 +526,7 @@ def python_code(command: list[str]) -> str | None:
 
 
 def check_healthcheck(inp: Inputs) -> list[str]:
-    """The image's HEALTHCHECK probes /metrics on BROKER_METRICS_PORT with python (slim has no curl)."""
+    """The image's HEALTHCHECK probes /readyz on BROKER_METRICS_PORT with python (slim has no curl)."""
     checks = [i for i in final_stage(inp.dockerfile) if i.keyword == "HEALTHCHECK"]
     if not checks:
         return ["Dockerfile: no HEALTHCHECK"]
@@ -542,8 +542,8 @@ def check_healthcheck(inp: Inputs) -> list[str]:
         compile(code, "<HEALTHCHECK>", "exec")
     except SyntaxError as exc:
         problems.append(f"Dockerfile: HEALTHCHECK python code does not compile: {exc}")
-    if "/metrics" not in code or "BROKER_METRICS_PORT" not in code:
-        problems.append("Dockerfile: HEALTHCHECK must probe /metrics on BROKER_METRICS_PORT")
+    if "/readyz" not in code or "BROKER_METRICS_PORT" not in code:
+        problems.append("Dockerfile: HEALTHCHECK must probe /readyz on BROKER_METRICS_PORT")
     if "127.0.0.1" not in code and "localhost" not in code:
         problems.append("Dockerfile: HEALTHCHECK must probe the container itself (127.0.0.1)")
     for name, svc in (inp.compose.get("services") or {}).items():
