@@ -6,7 +6,6 @@ Exit status: 0 success, 1 failure (e.g. stale schemas, demo mismatch), 2 bad con
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +16,19 @@ from rich.console import Console
 
 from broker import __version__
 from broker.config import BrokerConfig, ConfigError, load_config
+from broker.logs import configure as configure_logging
 from broker.settings import TOPIC_EVENTS, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
+
+
+def _say(settings: Settings) -> Console:
+    """Where a long-running command prints its banner: stderr with ``BROKER_LOG_FORMAT=json``, so
+    stdout holds only JSON log lines."""
+    return err_console if settings.log_format == "json" else console
 
 
 def _fail_config(exc: Exception) -> NoReturn:
@@ -84,7 +90,7 @@ def run(config_path: str) -> None:
         check_secrets(config)
     except ConfigError as exc:
         _fail_config(exc)
-    logging.basicConfig(level=settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     from broker.embedded import kafka_bootstrap
 
@@ -92,7 +98,9 @@ def run(config_path: str) -> None:
         import dataclasses
 
         settings = dataclasses.replace(settings, producer_max_batch_size=1)
-    with kafka_bootstrap(settings.bootstrap_servers, echo=lambda m: console.print(f"[yellow]{m}[/]")) as bootstrap:
+    with kafka_bootstrap(
+        settings.bootstrap_servers, echo=lambda m: _say(settings).print(f"[yellow]{m}[/]")
+    ) as bootstrap:
         run_worker(settings, config, bootstrap)
 
 
@@ -103,21 +111,31 @@ def run_worker(settings: Settings, config: BrokerConfig, bootstrap: str) -> None
     from broker.app import create_app
     from broker.health import Health, KafkaProbe, PortInUse, serve
     from broker.kafka import ensure_topics
+    from broker.logs import logging_config
 
     ensure_topics(bootstrap, settings.topic_partitions, settings.all_topics)  # incl. the retry topics
     health = Health(KafkaProbe(bootstrap), tenants=len(config.tenants))
     try:
         serve(settings.metrics_host, settings.metrics_port, health)
     except PortInUse as exc:
-        console.print(f"[red]cannot serve /metrics, /healthz and /readyz: {exc}[/]")
+        err_console.print(f"[red]cannot serve /metrics, /healthz and /readyz: {exc}[/]")
         raise SystemExit(2) from None
     app = create_app(settings, config, bootstrap, health=health)
     base = f"http://{settings.metrics_host}:{settings.metrics_port}"
-    console.print(
+    _say(settings).print(
         f"worker {settings.app_id}: Kafka {bootstrap}, metrics {base}/metrics, health {base}/healthz {base}/readyz",
         highlight=False,
     )
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings.log_level, settings.log_format),
+        quiet=True,
+        redirect_stdouts=False,
+    )
+    # no progress spinner: it writes terminal escapes to stdout and sets the root logger to DEBUG,
+    # which would override BROKER_LOG_LEVEL and BROKER_LOG_FORMAT (faust's Worker.on_setup_root_logger)
+    worker.spinner = None
     worker.execute_from_commandline()
 
 
@@ -139,6 +157,7 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
     from broker.embedded import kafka_bootstrap
     from broker.intake import KafkaPublisher, create_intake_app, credentials_of, webhook_routes_of
     from broker.kafka import ensure_topics
+    from broker.logs import logging_config
 
     settings = Settings.from_env()
     config = _load(config_path)
@@ -148,15 +167,17 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
     except ConfigError as exc:
         _fail_config(exc)
     if not credentials and not webhooks:
-        console.print(
+        _say(settings).print(
             "[yellow]no tenant lists an intake sender (`intake:`) or platform (`webhooks:`): "
             "every request will be refused[/]"
         )
     intake = dataclasses.replace(
         settings.intake, host=host or settings.intake.host, port=port if port is not None else settings.intake.port
     )
-    logging.basicConfig(level=settings.log_level)
-    with kafka_bootstrap(settings.bootstrap_servers, echo=lambda m: console.print(f"[yellow]{m}[/]")) as bootstrap:
+    configure_logging(settings.log_level, settings.log_format)
+    with kafka_bootstrap(
+        settings.bootstrap_servers, echo=lambda m: _say(settings).print(f"[yellow]{m}[/]")
+    ) as bootstrap:
         ensure_topics(bootstrap, settings.topic_partitions, [TOPIC_EVENTS])
         external = settings.bootstrap_servers is not None  # the embedded Tansu: batches of 1, no idempotence
         publisher = KafkaPublisher(
@@ -167,11 +188,18 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
         )
         app = create_intake_app(intake, publisher, credentials=credentials, webhooks=webhooks)
         base = f"http://{intake.host}:{intake.port}"
-        console.print(f"intake: {base}/events -> {TOPIC_EVENTS} on {bootstrap}", highlight=False)
+        _say(settings).print(f"intake: {base}/events -> {TOPIC_EVENTS} on {bootstrap}", highlight=False)
         for platform, tenant in sorted(webhooks):
-            console.print(f"  webhooks: {base}/webhooks/{platform}/{tenant}", highlight=False)
+            _say(settings).print(f"  webhooks: {base}/webhooks/{platform}/{tenant}", highlight=False)
         # no access log: an Odoo webhook URL carries its secret in the query (docs/intake.md)
-        uvicorn.run(app, host=intake.host, port=intake.port, log_level=settings.log_level.lower(), access_log=False)
+        uvicorn.run(
+            app,
+            host=intake.host,
+            port=intake.port,
+            log_level=settings.log_level.lower(),
+            log_config=logging_config(settings.log_level, settings.log_format),
+            access_log=False,
+        )
 
 
 # --------------------------------------------------------------------------- publish

@@ -105,6 +105,7 @@ from broker.faust_compat import (
     set_with_changelog,
     start_offset,
 )
+from broker.logs import log_outcome
 from broker.outcomes import OutcomeLog, bootstrap_of
 from broker.settings import Settings
 from connectors.sdk.invoice import DeliveryOutcome, DocumentChange, Invoice, NotBillable
@@ -792,6 +793,7 @@ class DeliverStage:
         await self.fence.ensure()
         await self.outcomes.publish(key, value, partition)
         metrics.INVOICES_DELIVERED.labels(inv.billing_system, record.outcome).inc()
+        log_outcome(record)
         self.ledger.outcome_published(inv.invoice_key)
 
     async def _settle_outcome(self, ctx: _Ctx, inv: Invoice, entry: LedgerEntry) -> bool:
@@ -920,6 +922,7 @@ class DeliverStage:
         await self.fence.ensure()
         await self.deliveries_topic.send(key=outcome.invoice_key.encode(), value=outcome.model_dump_json().encode())
         metrics.INVOICES_DELIVERED.labels(outcome.billing_system or "none", outcome.outcome).inc()
+        log_outcome(outcome)
 
     # ------------------------------------------------------------------ gauges, shutdown
     async def _refresh_gauges(self) -> None:

@@ -14,6 +14,9 @@ Variable                            Meaning                                     
 ``BROKER_METRICS_PORT``             Port of the ``/metrics`` endpoint (0 = disabled).     ``9108``
 ``BROKER_DATA_DIR``                 Faust data directory (table state).                   ``.broker-data``
 ``BROKER_LOG_LEVEL``                Python log level.                                     ``WARNING``
+``BROKER_LOG_FORMAT``               ``text`` or ``json`` (one JSON object per line; one    ``text``
+                                    line per invoice outcome at INFO either way:
+                                    ``broker/logs.py``).
 ``BROKER_REBALANCE_TIMEOUT``        Seconds the group waits for members to rejoin a       ``5``
                                     rebalance.
 ``BROKER_SESSION_TIMEOUT``          Seconds without heartbeat before a member (a crashed  ``10``
@@ -132,6 +135,7 @@ class Settings:
     metrics_port: int = 9108
     data_dir: str = ".broker-data"
     log_level: str = "WARNING"
+    log_format: str = "text"
     rebalance_timeout: float = 5.0
     session_timeout: float = 10.0
     producer_max_batch_size: int = 16384
@@ -180,6 +184,14 @@ class Settings:
                 return False
             raise ValueError(f"environment variable {name}={raw!r} is not true or false")
 
+        def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+            raw = (env.get(name) or "").strip().lower()
+            if raw == "":
+                return default
+            if raw not in allowed:
+                raise ValueError(f"environment variable {name}={env.get(name)!r} is not one of {', '.join(allowed)}")
+            return raw
+
         def _delays(name: str, default: tuple[float, ...]) -> tuple[float, ...]:
             raw = env.get(name)
             if raw in (None, ""):
@@ -226,6 +238,7 @@ class Settings:
             metrics_port=_int("BROKER_METRICS_PORT", cls.metrics_port),
             data_dir=env.get("BROKER_DATA_DIR") or cls.data_dir,
             log_level=env.get("BROKER_LOG_LEVEL") or cls.log_level,
+            log_format=_choice("BROKER_LOG_FORMAT", cls.log_format, ("text", "json")),
             rebalance_timeout=_float("BROKER_REBALANCE_TIMEOUT", cls.rebalance_timeout, 0.1),
             session_timeout=_float("BROKER_SESSION_TIMEOUT", cls.session_timeout, 0.5),
             producer_max_batch_size=max(1, _int("BROKER_PRODUCER_MAX_BATCH_SIZE", cls.producer_max_batch_size)),

@@ -77,11 +77,22 @@ def write_config(
 class WorkerProcess:
     """A ``python -m broker run`` subprocess; ``kill()`` sends SIGKILL, ``stop()`` SIGTERM."""
 
-    def __init__(self, config_path: Path, bootstrap: str, tmp_path: Path, app_id: str = "broker-test", **env):
+    def __init__(
+        self,
+        config_path: Path,
+        bootstrap: str,
+        tmp_path: Path,
+        app_id: str = "broker-test",
+        *,
+        separate_stderr: bool = False,
+        **env,
+    ):
         from broker.embedded import free_port
 
         self.metrics_port = free_port()
         self.log_path = tmp_path / f"worker-{app_id}.log"
+        #: stderr's own file (else stderr goes to ``log_path`` with stdout)
+        self.err_path = tmp_path / f"worker-{app_id}.err" if separate_stderr else None
         self.env = {
             **os.environ,
             **DEMO_SECRETS,
@@ -102,7 +113,7 @@ class WorkerProcess:
             self.args,
             env=self.env,
             stdout=open(self.log_path, "ab"),  # noqa: SIM115 - the worker process owns the file until it exits
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if self.err_path is None else open(self.err_path, "ab"),  # noqa: SIM115
             start_new_session=True,
         )
         return self
@@ -122,7 +133,10 @@ class WorkerProcess:
             self.proc.wait(5)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        out = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        if self.err_path is not None and self.err_path.exists():
+            out += "\n[stderr]\n" + self.err_path.read_text(errors="replace")
+        return out
 
 
 @pytest.fixture

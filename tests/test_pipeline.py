@@ -66,7 +66,7 @@ def _wait(tally: Tally, n: int, worker, timeout: float = 90.0) -> None:
 def test_events_become_exact_invoices_once(kafka, xero, tmp_path, worker_factory):
     config = write_config(tmp_path, xero.url)
     ensure_topics(kafka, 4)
-    worker = worker_factory(config, kafka)
+    worker = worker_factory(config, kafka, separate_stderr=True, BROKER_LOG_FORMAT="json")
     events = _events()
     publish(kafka, TOPIC_EVENTS, events)
     _publish_binary(kafka)
@@ -147,6 +147,9 @@ def test_events_become_exact_invoices_once(kafka, xero, tmp_path, worker_factory
         assert 'broker_dead_letters_total{error_class="invalid",stage="enrich"} 1.0' in text
         assert "broker_delivery_latency_seconds_count" in text
 
+        # BROKER_LOG_FORMAT=json: stdout is one JSON object per line, one line per invoice outcome, no secrets
+        _check_json_log(worker, outcomes)
+
         # A platform retrying its webhooks: the same events again create nothing new.
         publish(kafka, TOPIC_EVENTS, events)
         _publish_binary(kafka)
@@ -157,3 +160,18 @@ def test_events_become_exact_invoices_once(kafka, xero, tmp_path, worker_factory
         assert len(tally.dead) == 4
     finally:
         tally.close()
+
+
+def _check_json_log(worker, outcomes: dict[str, str]) -> None:
+    """The worker's stdout (``BROKER_LOG_FORMAT=json``): every line a JSON object with time, level,
+    logger and message; one ``broker.outcomes`` line per outcome with its fields; no secret."""
+    stdout = worker.log_path.read_text()
+    lines = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    assert all(isinstance(line, dict) and {"time", "level", "logger", "message"} <= set(line) for line in lines)
+    logged = {line["invoice_key"]: line for line in lines if line["logger"] == "broker.outcomes"}
+    assert {key: line["outcome"] for key, line in logged.items()} == outcomes
+    line = logged["acme-fm:wo:1001:r1"]
+    assert (line["level"], line["tenant"], line["billing_system"], line["attempts"]) == ("INFO", "acme-fm", "xero", 1)
+    assert line["external_number"] == "ACME-WO-1001-R1" and isinstance(line["latency_seconds"], float)
+    assert line["message"] == "invoice acme-fm:wo:1001:r1: created in xero as ACME-WO-1001-R1 after 1 attempt(s)"
+    assert "demo-secret" not in stdout and "demo-refresh-token" not in stdout
