@@ -250,6 +250,9 @@ class DeliverStage:
             interrupt=self.interrupt,
         )
         self.deliverer = Deliverer(config, self.policy, interrupt=self.interrupt, fence=self.fence)
+        #: the ``billing_system`` metric label of each tenant, from the configuration (never from a record,
+        #: whose field anyone producing to the topic chooses: the label's values stay bounded)
+        self.systems = {tenant_id: tenant.billing.system for tenant_id, tenant in config.tenants.items()}
         self.ledger = InvoiceLedger(TableStore(ledger_table, app, self.fence))
         self.ledger_table = ledger_table
         self.deliveries_topic = deliveries_topic
@@ -391,7 +394,7 @@ class DeliverStage:
             return
         tenant = ctx.record.tenant
         self._lanes[tenant] += 1
-        system = getattr(ctx.record, "billing_system", None) or "none"
+        system = self._system(tenant)
         metrics.IN_FLIGHT.labels(system).inc()
         task = asyncio.ensure_future(self._run(part, entry, ctx, system))
         self._tasks.add(task)
@@ -560,7 +563,7 @@ class DeliverStage:
                 return  # parked or queued by an earlier run that was not acknowledged; the queue owns it
             if parked and self.ledger.entry(key).get("state") != "delivered":
                 self.ledger.queue_behind(record, ctx.payload, ctx.meta)
-                metrics.PARKED.labels(record.billing_system, "behind_revision").inc()
+                metrics.PARKED.labels(self._system(record.tenant), "behind_revision").inc()
                 log.info("%s waits behind parked %s", key, parked[0])
                 return
             await self._attempt(ctx, record)
@@ -612,7 +615,7 @@ class DeliverStage:
                 return  # parked or queued by an earlier run that was not acknowledged; the queue owns it
             if parked and parked[0] != change.change_key and self.ledger.entry(parked[0]).get("action"):
                 self.ledger.queue_behind(change, ctx.payload, ctx.meta)  # after the parked change, in order
-                metrics.PARKED.labels(change.billing_system, "behind_revision").inc()
+                metrics.PARKED.labels(self._system(change.tenant), "behind_revision").inc()
                 return
         elif not parked or parked[0] != change.change_key:
             return  # resolved already, or queued: the head releases it
@@ -671,10 +674,14 @@ class DeliverStage:
             )
         )
 
+    def _system(self, tenant: str) -> str:
+        """The metric label of ``tenant``'s billing system (``unknown`` for a tenant not configured)."""
+        return self.systems.get(tenant, "unknown")
+
     # ------------------------------------------------------------------ outcomes
     async def _apply(self, ctx: _Ctx, inv: Invoice, outcome: Decision) -> bool:
         """Record ``outcome`` of invoice ``inv`` (the record of ``ctx``); True when it is resolved (not parked)."""
-        system = inv.billing_system
+        system = self._system(inv.tenant)
         if isinstance(outcome, Corrected):  # the correction goes on as an invoice version of its own
             fixed = outcome.invoice
             sub = _Ctx(ctx.event, fixed, fixed.model_dump_json().encode(), ctx.order_key, ctx.meta, ctx.level)
@@ -789,10 +796,10 @@ class DeliverStage:
             origin=ctx.meta.origin,
         )
         if result.created:
-            metrics.DELIVERY_LATENCY.labels(inv.billing_system).observe(max(0.0, latency))
+            metrics.DELIVERY_LATENCY.labels(self._system(inv.tenant)).observe(max(0.0, latency))
         await self.fence.ensure()
         await self.outcomes.publish(key, value, partition)
-        metrics.INVOICES_DELIVERED.labels(inv.billing_system, record.outcome).inc()
+        metrics.INVOICES_DELIVERED.labels(self._system(inv.tenant), record.outcome).inc()
         log_outcome(record)
         self.ledger.outcome_published(inv.invoice_key)
 
@@ -814,7 +821,7 @@ class DeliverStage:
             else:
                 await self.fence.ensure()
                 await self.outcomes.publish(key, value, partition)
-                metrics.INVOICES_DELIVERED.labels(inv.billing_system, json.loads(value)["outcome"]).inc()
+                metrics.INVOICES_DELIVERED.labels(self._system(inv.tenant), json.loads(value)["outcome"]).inc()
                 log.info("%s: published the outcome a crash kept from going out", inv.invoice_key)
             self.ledger.outcome_published(str(entry.get("invoice_key") or inv.invoice_key))
         source = pending.get("source")
@@ -832,7 +839,7 @@ class DeliverStage:
         await self.fence.ensure()
         await topic.send(key=ctx.order_key.encode(), value=ctx.payload, headers=headers)
         self.ledger.parked_at(inv, ctx.payload, park.meta, due=park.due, reason=park.reason, level=park.level)
-        metrics.PARKED.labels(inv.billing_system, park.reason).inc()
+        metrics.PARKED.labels(self._system(inv.tenant), park.reason).inc()
         log.info(
             "parked %s on %s for %.1f s (%s)",
             inv.invoice_key,
@@ -844,7 +851,7 @@ class DeliverStage:
     async def _dead_letter(self, ctx: _Ctx, dead: Dead) -> None:
         inv = ctx.record
         meta = dead.meta
-        system = getattr(inv, "billing_system", None)
+        system = self._system(inv.tenant) if hasattr(inv, "tenant") else None
         first = datetime.fromtimestamp(meta.first_failure, UTC) if meta.first_failure else _now()
         key = self.deliverer.key_for(inv, replay_count=meta.replay_count) if isinstance(inv, Invoice) else None
         headers = dlq_headers(
@@ -921,7 +928,7 @@ class DeliverStage:
     async def _record(self, outcome: DeliveryOutcome) -> None:
         await self.fence.ensure()
         await self.deliveries_topic.send(key=outcome.invoice_key.encode(), value=outcome.model_dump_json().encode())
-        metrics.INVOICES_DELIVERED.labels(outcome.billing_system or "none", outcome.outcome).inc()
+        metrics.INVOICES_DELIVERED.labels(self._system(outcome.tenant), outcome.outcome).inc()
         log_outcome(outcome)
 
     # ------------------------------------------------------------------ gauges, shutdown

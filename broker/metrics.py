@@ -1,7 +1,9 @@
 """Prometheus metrics of the worker, served at ``http://BROKER_METRICS_HOST:BROKER_METRICS_PORT/metrics``.
 
 Names follow Prometheus conventions (``_total`` counters, ``_seconds`` units); every label has a
-bounded set of values (event types, outcomes, stages, error classes, billing-system names).
+bounded set of values (event types, outcomes, stages, error classes, billing-system names). The
+``billing_system`` label is the tenant's configured system (``unknown`` for a tenant not in the
+configuration), never a value read from a record.
 """
 
 from __future__ import annotations
