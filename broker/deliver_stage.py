@@ -659,7 +659,7 @@ class DeliverStage:
                 invoice_key=_outcome_key(inv),
                 event_id=inv.event_id,
                 tenant=inv.tenant,
-                billing_system=inv.billing_system,
+                billing_system=self._system(inv.tenant),
                 outcome=withheld.kind,
                 error=f"{inv.order_key} was {what} at revision {withheld.revision} ({withheld.by}): revision "
                 f"{inv.revision} is not billed; {holds}",
@@ -759,7 +759,7 @@ class DeliverStage:
             invoice_key=outcome_key,
             event_id=inv.event_id,
             tenant=inv.tenant,
-            billing_system=inv.billing_system,
+            billing_system=self._system(inv.tenant),
             outcome="amended" if inv.corrects else "created" if result.created else "already_delivered",
             external_id=result.external_id,
             external_number=result.external_number,
