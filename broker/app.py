@@ -104,7 +104,8 @@ def create_app(
     ``rebalance_timeout`` defaults to ``settings.rebalance_timeout``; the group session timeout
     (how soon a crashed worker's partitions move) is ``settings.session_timeout``. ``health``: told
     once a second whether partitions are assigned, a rebalance or a table recovery is under way
-    (``/readyz``, :mod:`broker.health`).
+    (``/readyz``, :mod:`broker.health`); the tenants it names broken (``health.broken``) have their
+    invoices dead-lettered at delivery without a call.
     """
     rebalance_timeout = settings.rebalance_timeout if rebalance_timeout is None else rebalance_timeout
     app = create_faust_app(
@@ -333,6 +334,7 @@ def create_app(
         deliveries_topic=deliveries_topic,
         dlq_topic=dlq_topic,
         ledger_table=ledger,
+        unavailable=health.broken if health is not None else None,
     )
     deliver = stage.deliver_agent
     app.deliverer = stage.deliverer  # for tests and shutdown

@@ -43,14 +43,29 @@ def _load(path: str) -> BrokerConfig:
         _fail_config(exc)
 
 
-def check_secrets(config: BrokerConfig) -> None:
-    """Resolve every ``*_env`` secret named in the tenants' billing settings; raises ConfigError naming the variable."""
+def _check_tenant_secrets(config: BrokerConfig, tenant_id: str) -> None:
+    """Resolve every ``*_env`` secret named in the tenant's billing settings; raises ConfigError naming
+    the variable."""
     from broker.config import resolve_secret
 
-    for tenant_id, tenant in config.tenants.items():
-        for key, value in tenant.billing.settings.items():
-            if key.endswith("_env") and isinstance(value, str):
-                resolve_secret(value, field=f"tenants.{tenant_id}.billing.settings.{key}")
+    for key, value in config.tenants[tenant_id].billing.settings.items():
+        if key.endswith("_env") and isinstance(value, str):
+            resolve_secret(value, field=f"tenants.{tenant_id}.billing.settings.{key}")
+
+
+def tenant_problems(config: BrokerConfig) -> dict[str, str]:
+    """``{tenant id: why it cannot run}`` for every tenant whose connector cannot be built (unknown
+    billing system, invalid settings) or whose secrets are not set; empty when all can."""
+    from broker.delivery import build_connector
+
+    problems = {}
+    for tenant_id in config.tenants:
+        try:
+            build_connector(config, tenant_id)
+            _check_tenant_secrets(config, tenant_id)
+        except ConfigError as exc:
+            problems[tenant_id] = " ".join(str(exc).split())
+    return problems
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,22 +89,32 @@ def config_option(help_text: str = "Tenant configuration YAML (or $BROKER_CONFIG
 # --------------------------------------------------------------------------- run
 @main.command()
 @config_option()
-def run(config_path: str) -> None:
+@click.option(
+    "--strict/--no-strict",
+    envvar="BROKER_STRICT_CONFIG",
+    default=False,
+    help="Refuse to start when any tenant cannot run (else: the others run, /readyz names it).",
+)
+def run(config_path: str, strict: bool) -> None:
     """Run the worker (enrich + deliver agents) until Ctrl-C.
 
     Uses the Kafka cluster in $KAFKA_BOOTSTRAP_SERVERS; without it, starts an embedded in-memory
-    Tansu broker on a free loopback port and prints its address.
+    Tansu broker on a free loopback port and prints its address. A tenant whose connector or
+    secrets are missing does not stop the others: its invoices are dead-lettered (replay them once
+    it is fixed) and /readyz names it; --strict (or BROKER_STRICT_CONFIG=true) refuses to start.
     """
-    from broker.delivery import build_connector
-
     settings = Settings.from_env()
     config = _load(config_path)
-    try:
-        for tenant_id in config.tenants:
-            build_connector(config, tenant_id)
-        check_secrets(config)
-    except ConfigError as exc:
-        _fail_config(exc)
+    broken = tenant_problems(config)
+    if broken and (strict or len(broken) == len(config.tenants)):
+        first = sorted(broken)[0]
+        _fail_config(
+            ConfigError(
+                f"tenant {first}: {broken[first]}" + (f" (and {len(broken) - 1} more)" if len(broken) > 1 else "")
+            )
+        )
+    for tenant_id, why in sorted(broken.items()):
+        err_console.print(f"[yellow]tenant {tenant_id} cannot run: {why}; the other tenants run[/]", highlight=False)
     configure_logging(settings.log_level, settings.log_format)
 
     from broker.embedded import kafka_bootstrap
@@ -101,10 +126,12 @@ def run(config_path: str) -> None:
     with kafka_bootstrap(
         settings.bootstrap_servers, echo=lambda m: _say(settings).print(f"[yellow]{m}[/]")
     ) as bootstrap:
-        run_worker(settings, config, bootstrap)
+        run_worker(settings, config, bootstrap, broken=broken)
 
 
-def run_worker(settings: Settings, config: BrokerConfig, bootstrap: str) -> None:
+def run_worker(
+    settings: Settings, config: BrokerConfig, bootstrap: str, *, broken: dict[str, str] | None = None
+) -> None:
     """Create the topics, start /metrics and run the Faust worker in this process until stopped."""
     import faust
 
@@ -114,7 +141,7 @@ def run_worker(settings: Settings, config: BrokerConfig, bootstrap: str) -> None
     from broker.logs import logging_config
 
     ensure_topics(bootstrap, settings.topic_partitions, settings.all_topics)  # incl. the retry topics
-    health = Health(KafkaProbe(bootstrap), tenants=len(config.tenants))
+    health = Health(KafkaProbe(bootstrap), tenants=len(config.tenants) - len(broken or {}), broken=broken)
     try:
         serve(settings.metrics_host, settings.metrics_port, health)
     except PortInUse as exc:

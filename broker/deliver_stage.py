@@ -60,7 +60,7 @@ import json
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -239,6 +239,7 @@ class DeliverStage:
         deliveries_topic: TopicT,
         dlq_topic: TopicT,
         ledger_table: TableT[str, LedgerEntry],
+        unavailable: Mapping[str, str] | None = None,
     ):
         self.app = app
         self.settings = settings
@@ -249,7 +250,9 @@ class DeliverStage:
             lease=FENCE_LEASE_FACTOR * min(settings.session_timeout, settings.rebalance_timeout),
             interrupt=self.interrupt,
         )
-        self.deliverer = Deliverer(config, self.policy, interrupt=self.interrupt, fence=self.fence)
+        self.deliverer = Deliverer(
+            config, self.policy, interrupt=self.interrupt, fence=self.fence, unavailable=unavailable
+        )
         #: the ``billing_system`` metric label of each tenant, from the configuration (never from a record,
         #: whose field anyone producing to the topic chooses: the label's values stay bounded)
         self.systems = {tenant_id: tenant.billing.system for tenant_id, tenant in config.tenants.items()}
@@ -1013,8 +1016,10 @@ def install_deliver_stage(
     deliveries_topic: TopicT,
     dlq_topic: TopicT,
     ledger_table: TableT[str, LedgerEntry],
+    unavailable: Mapping[str, str] | None = None,
 ) -> DeliverStage:
-    """Create the stage on ``app`` (see :class:`DeliverStage` for the keyword arguments)."""
+    """Create the stage on ``app`` (see :class:`DeliverStage` for the keyword arguments;
+    ``unavailable``: :class:`~broker.delivery.Deliverer`'s)."""
     return DeliverStage(
         app,
         settings,
@@ -1023,6 +1028,7 @@ def install_deliver_stage(
         deliveries_topic=deliveries_topic,
         dlq_topic=dlq_topic,
         ledger_table=ledger_table,
+        unavailable=unavailable,
     )
 
 

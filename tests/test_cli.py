@@ -153,7 +153,7 @@ def test_bad_connector_setting_exits_2(tmp_path):
     def bad_status(raw):
         raw["tenants"]["nordic-hvac"]["billing"]["settings"]["invoice_status"] = "PAID"
 
-    result = CliRunner().invoke(main, ["run", "--config", str(_bad_config(tmp_path, bad_status))])
+    result = CliRunner().invoke(main, ["run", "--strict", "--config", str(_bad_config(tmp_path, bad_status))])
     assert result.exit_code == 2
     assert "tenants.nordic-hvac.billing.settings.invoice_status" in result.output
 

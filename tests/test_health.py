@@ -9,11 +9,16 @@ import time
 
 import httpx
 import pytest
+import yaml
 
 from broker import metrics
+from broker.demo import Tally
 from broker.embedded import EmbeddedKafka, free_port
 from broker.health import Health, KafkaProbe, PortInUse, serve
+from broker.kafka import ensure_topics, publish
+from broker.settings import TOPIC_EVENTS
 from tests.conftest import write_config
+from tests.delivery_support import wait_for, work_order
 
 
 class _Client:
@@ -145,3 +150,37 @@ def _stop_and_resume(kafka_broker: EmbeddedKafka, worker) -> None:
         "detail": f"{kafka_broker.bootstrap} answered",
     }
     assert worker.proc.poll() is None
+
+
+@pytest.mark.integration
+def test_a_tenant_that_cannot_run_is_named_and_the_others_deliver(kafka, xero, worker_factory, tmp_path):
+    config = write_config(tmp_path, xero.url)
+    raw = yaml.safe_load(config.read_text())
+    raw["tenants"]["nordic-hvac"]["billing"]["settings"]["client_secret_env"] = "NORDIC_XERO_SECRET_MISSING"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    ensure_topics(kafka, 4)
+    worker = worker_factory(config, kafka)
+    expected = (
+        "nordic-hvac: missing secret: environment variable NORDIC_XERO_SECRET_MISSING "
+        "(named by tenants.nordic-hvac.billing.settings.client_secret_env) is not set"
+    )
+    publish(kafka, TOPIC_EVENTS, [work_order("acme-fm", "H1"), work_order("nordic-hvac", "H2")])
+    tally = Tally(kafka)
+    try:
+        wait_for(lambda: tally.poll() >= 0 and tally.terminal >= 2, timeout=90, what="2 outcomes", workers=[worker])
+    finally:
+        tally.close()
+    wait_for(
+        lambda: all(c["ok"] for n, c in _readyz(worker.metrics_port)[1]["checks"].items() if n != "tenants"),
+        timeout=30,
+        what="kafka, partitions and tables ready",
+        workers=[worker],
+    )
+    status, body = _readyz(worker.metrics_port)
+    assert status == 503 and body["checks"]["tenants"] == {"ok": False, "detail": expected}
+    outcomes = {o["invoice_key"]: o["outcome"] for o in tally.outcomes}
+    assert outcomes == {"acme-fm:wo:H1:r1": "created", "nordic-hvac:wo:H2:r1": "dead_lettered"}
+    [dead] = tally.dead
+    assert dead["headers"]["dlq.error.class"] == "config"
+    assert "NORDIC_XERO_SECRET_MISSING" in dead["headers"]["dlq.message"]
+    assert "tenant nordic-hvac cannot run: missing secret" in worker.log()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Literal, TypeVar
@@ -164,7 +164,9 @@ class Deliverer:
     ``policy``: retry and parking settings; ``interrupt``: stops every wait at a safe point
     (rebalance, shutdown); ``fence``: proves group membership after every billing-system call,
     before anything is written about it (:mod:`broker.delivery.fence`; ``None``: no group, as in
-    unit tests and tools); ``max_retry_seconds``: older spelling of ``policy.retry_budget``.
+    unit tests and tools); ``max_retry_seconds``: older spelling of ``policy.retry_budget``;
+    ``unavailable``: tenant id -> why it cannot run (``broker run`` found its connector or secrets
+    missing): its invoices are dead-lettered (``config``) without a call, to be replayed once fixed.
     """
 
     def __init__(
@@ -175,8 +177,10 @@ class Deliverer:
         interrupt: Interrupt | None = None,
         fence: Fence | None = None,
         max_retry_seconds: float | None = None,
+        unavailable: Mapping[str, str] | None = None,
     ):
         self.config = config
+        self.unavailable = dict(unavailable or {})
         self.policy = policy or DeliverySettings()
         if max_retry_seconds is not None:  # backwards-compatible keyword
             self.policy = replace(self.policy, retry_budget=max_retry_seconds)
@@ -273,6 +277,9 @@ class Deliverer:
     def ready(self, tenant_id: str, meta: RecordMeta) -> TenantState | Park | Dead:
         """The tenant's state when a call may be made now; else :class:`Dead` (configuration, a fatal
         error) or :class:`Park` (needs re-authorisation, circuit open), without calling."""
+        if tenant_id in self.unavailable:
+            why = f"tenant {tenant_id} is not running: {self.unavailable[tenant_id]}"
+            return Dead("config", ConfigError(why), meta.attempts, meta)
         try:
             state = self.state(tenant_id)
         except (ConfigError, KeyError) as exc:  # broker.config.ConfigError is the SDK's
