@@ -341,8 +341,13 @@ def create_app(
     app.deliver_stage = stage
 
     if health is not None:
+        seen = {"rebalances": 0}
 
         async def _observe_health() -> None:
+            count = int(app.rebalancing_count)
+            if count > seen["rebalances"]:
+                metrics.REBALANCES.inc(count - seen["rebalances"])
+                seen["rebalances"] = count
             health.observe(
                 assigned=len(app.consumer.assignment()) if app.rebalancing_count else None,
                 rebalancing=bool(app.rebalancing),

@@ -138,6 +138,7 @@ def run_worker(
     from broker.app import create_app
     from broker.health import Health, KafkaProbe, PortInUse, serve
     from broker.kafka import ensure_topics
+    from broker.lag import LagSampler
     from broker.logs import logging_config
 
     ensure_topics(bootstrap, settings.topic_partitions, settings.all_topics)  # incl. the retry topics
@@ -148,6 +149,7 @@ def run_worker(
         err_console.print(f"[red]cannot serve /metrics, /healthz and /readyz: {exc}[/]")
         raise SystemExit(2) from None
     app = create_app(settings, config, bootstrap, health=health)
+    LagSampler(bootstrap, settings.app_id).start()
     base = f"http://{settings.metrics_host}:{settings.metrics_port}"
     _say(settings).print(
         f"worker {settings.app_id}: Kafka {bootstrap}, metrics {base}/metrics, health {base}/healthz {base}/readyz",

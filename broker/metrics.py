@@ -159,3 +159,19 @@ async def agent_crashed(agent: object, exc: BaseException) -> None:
     """Faust ``on_error`` hook of every agent: count the crash (the agent restarts after it)."""
     AGENT_CRASHES.labels(str(getattr(agent, "name", "?")).rsplit(".", 1)[-1]).inc()
     logging.getLogger("broker.app").error("agent %s crashed: %s", getattr(agent, "name", "?"), repr(exc)[:300])
+
+
+CONSUMER_LAG = Gauge(
+    "broker_consumer_lag",
+    "Messages of the worker group not yet committed (end offset - committed offset), by topic and partition; "
+    "sampled every 15 s from Kafka (every worker exports the group's figure: take max by topic, partition).",
+    ["topic", "partition"],
+)
+CONSUMER_LAG_ERRORS = Counter(
+    "broker_consumer_lag_errors_total",
+    "Consumer lag samples that failed (Kafka unreachable); the last lag values stay.",
+)
+REBALANCES = Counter(
+    "broker_rebalances_total",
+    "Consumer group rebalances this worker took part in.",
+)
