@@ -937,14 +937,21 @@ class DeliverStage:
     # ------------------------------------------------------------------ gauges, shutdown
     async def _refresh_gauges(self) -> None:
         counts: Counter[str] = Counter()
+        oldest: float | None = None  # epoch seconds of the first failure of the longest-parked invoice
         try:
             for key, value in list(self.ledger_table.items()):
                 if isinstance(key, str) and not key.startswith("order:") and isinstance(value, dict):
-                    counts[str(value.get("state", "unknown"))] += 1
+                    state = str(value.get("state", "unknown"))
+                    counts[state] += 1
+                    meta = value.get("meta")
+                    first = meta.get("first_failure") if state == "parked" and isinstance(meta, dict) else None
+                    if isinstance(first, (int, float)) and (oldest is None or first < oldest):
+                        oldest = float(first)
         except RuntimeError:  # table changed while iterating; next tick
             return
         for state in InvoiceLedger.STATES:
             metrics.LEDGER_ENTRIES.labels(state).set(counts.get(state, 0))
+        metrics.OLDEST_PARKED.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
 
     async def aclose(self) -> None:
         """Close the connectors and the outcome reader."""

@@ -175,3 +175,8 @@ REBALANCES = Counter(
     "broker_rebalances_total",
     "Consumer group rebalances this worker took part in.",
 )
+OLDEST_PARKED = Gauge(
+    "broker_oldest_parked_seconds",
+    "Age of the longest-parked invoice of this worker's partitions (since its first failed attempt), seconds; "
+    "0 when none is parked.",
+)

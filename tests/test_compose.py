@@ -754,7 +754,7 @@ CHECKS: dict[str, Check] = {
 def test_compose_parses_with_safe_load():
     data = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
     assert isinstance(data, dict) and isinstance(data.get("services"), dict)
-    assert set(data["services"]) == {KAFKA, EMULATOR, BROKER, PROMETHEUS}
+    assert set(data["services"]) == {KAFKA, EMULATOR, BROKER, PROMETHEUS, "grafana"}
 
 
 @pytest.mark.parametrize("name", list(CHECKS))
