@@ -17,7 +17,7 @@ from rich.console import Console
 from broker import __version__
 from broker.config import BrokerConfig, ConfigError, load_config
 from broker.logs import configure as configure_logging
-from broker.settings import TOPIC_EVENTS, Settings
+from broker.settings import TOPIC_EVENTS, Settings, unknown_variables
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,6 +72,8 @@ def tenant_problems(config: BrokerConfig) -> dict[str, str]:
 @click.version_option(__version__, prog_name="broker")
 def main() -> None:
     """maintenance-billing-broker: maintenance events in, invoices out."""
+    for warning in unknown_variables():
+        err_console.print(f"[yellow]warning: {warning}[/]", highlight=False)
 
 
 def config_option(help_text: str = "Tenant configuration YAML (or $BROKER_CONFIG).") -> Callable[[F], F]:

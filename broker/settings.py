@@ -123,6 +123,58 @@ class IntakeSettings:
     publish_timeout: float = 10.0
 
 
+#: Every ``BROKER_*`` variable the broker reads (:func:`unknown_variables` warns about others).
+KNOWN_VARIABLES = frozenset(
+    {
+        "BROKER_APP_ID",
+        "BROKER_CONFIG",
+        "BROKER_DATA_DIR",
+        "BROKER_DLQ_REPLAY_LIMIT",
+        "BROKER_INTAKE_DEDUP_MAX",
+        "BROKER_INTAKE_DEDUP_SECONDS",
+        "BROKER_INTAKE_HOST",
+        "BROKER_INTAKE_MAX_BODY_BYTES",
+        "BROKER_INTAKE_PORT",
+        "BROKER_INTAKE_PUBLISH_TIMEOUT",
+        "BROKER_INTAKE_TOLERANCE",
+        "BROKER_LANE_MAX_QUEUED",
+        "BROKER_LOG_FORMAT",
+        "BROKER_LOG_LEVEL",
+        "BROKER_METRICS_HOST",
+        "BROKER_METRICS_PORT",
+        "BROKER_PARK_DELAYS",
+        "BROKER_PARK_MAX_SECONDS",
+        "BROKER_PRODUCER_IDEMPOTENCE",
+        "BROKER_PRODUCER_MAX_BATCH_SIZE",
+        "BROKER_REBALANCE_TIMEOUT",
+        "BROKER_RETRY_AFTER_INLINE",
+        "BROKER_RETRY_BUDGET",
+        "BROKER_RETRY_INITIAL",
+        "BROKER_RETRY_MAX",
+        "BROKER_SESSION_TIMEOUT",
+        "BROKER_STRICT_CONFIG",
+        "BROKER_TOKEN_DIR",
+        "BROKER_TOKEN_STORE",
+        "BROKER_UPDATE_GOLDEN",
+        "BROKER_TOPIC_PARTITIONS",
+    }
+)
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """A warning for each ``BROKER_*`` variable in ``environ`` (default: the process environment)
+    that the broker does not read — a typo is otherwise silently ignored — with the closest known
+    name when one is close (``BROKER_LOG_LEVL: unknown variable; did you mean BROKER_LOG_LEVEL?``)."""
+    import difflib
+
+    env = os.environ if environ is None else environ
+    out = []
+    for name in sorted(n for n in env if n.startswith("BROKER_") and n not in KNOWN_VARIABLES):
+        close = difflib.get_close_matches(name, sorted(KNOWN_VARIABLES), n=1, cutoff=0.8)
+        out.append(f"{name}: unknown variable" + (f"; did you mean {close[0]}?" if close else " (ignored)"))
+    return out
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process settings; build with :meth:`from_env`."""

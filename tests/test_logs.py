@@ -86,3 +86,19 @@ def test_the_format_setting():
     text = TextFormatter().format(record)
     assert text.endswith(" INFO aiokafka: assigned " + "p" * 991 + "… (509 more characters)")
     assert json.loads(JsonFormatter().format(record))["message"] == text.split(" aiokafka: ", 1)[1]
+
+
+def test_an_unknown_broker_variable_is_warned_about_with_a_suggestion():
+    from broker.settings import unknown_variables
+
+    env = {"BROKER_LOG_LEVL": "INFO", "BROKER_METRICS_PORT": "1", "BROKER_WHATEVER": "x", "OTHER": "y"}
+    assert unknown_variables(env) == [
+        "BROKER_LOG_LEVL: unknown variable; did you mean BROKER_LOG_LEVEL?",
+        "BROKER_WHATEVER: unknown variable (ignored)",
+    ]
+    from click.testing import CliRunner
+
+    from broker.cli import main
+
+    result = CliRunner().invoke(main, ["schemas", "export", "--check"], env={"BROKER_LOG_FORMT": "json"})
+    assert "warning: BROKER_LOG_FORMT: unknown variable; did you mean BROKER_LOG_FORMAT?" in result.output
