@@ -56,6 +56,7 @@ from broker.events import (
 )
 from broker.faust_compat import BrokerApp, create_faust_app
 from broker.health import Health
+from broker.kafka_security import KafkaSecurity
 from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, PricingError, price_with_state, pricing_key
 from broker.pricing.changes import document_change
 from broker.pricing.state import AllowanceRecord
@@ -123,6 +124,7 @@ def create_app(
         broker_heartbeat_interval=min(1.0, settings.session_timeout / 3),
         producer_acks=-1,
         producer_max_batch_size=settings.producer_max_batch_size,
+        **KafkaSecurity.from_env().faust(),
     )
     n = settings.topic_partitions
     events_topic = app.topic(TOPIC_EVENTS, partitions=n, key_type=bytes, value_type=bytes)

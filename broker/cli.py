@@ -43,6 +43,17 @@ def _load(path: str) -> BrokerConfig:
         _fail_config(exc)
 
 
+def _check_kafka_security() -> None:
+    """Refuse to start, naming the variable, when the Kafka TLS/SASL settings are wrong."""
+    from broker.kafka_security import KafkaSecurity
+
+    try:
+        KafkaSecurity.from_env()
+    except ValueError as exc:
+        err_console.print(f"[bold red]Kafka security settings:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None
+
+
 def _check_tenant_secrets(config: BrokerConfig, tenant_id: str) -> None:
     """Resolve every ``*_env`` secret named in the tenant's billing settings; raises ConfigError naming
     the variable."""
@@ -106,6 +117,7 @@ def run(config_path: str, strict: bool) -> None:
     it is fixed) and /readyz names it; --strict (or BROKER_STRICT_CONFIG=true) refuses to start.
     """
     settings = Settings.from_env()
+    _check_kafka_security()
     config = _load(config_path)
     broken = tenant_problems(config)
     if broken and (strict or len(broken) == len(config.tenants)):
@@ -191,6 +203,7 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
     from broker.logs import logging_config
 
     settings = Settings.from_env()
+    _check_kafka_security()
     config = _load(config_path)
     try:
         credentials = credentials_of(config)

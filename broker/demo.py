@@ -39,6 +39,7 @@ from rich.table import Table
 from broker.demo_webhooks import DEMO_TENANT, run_webhooks
 from broker.dlq import headers_to_dict
 from broker.embedded import MEMORY_NOTICE, EmbeddedKafka, free_port
+from broker.kafka_security import client_options
 from broker.sandboxes import SANDBOXES, Sandbox, start_sandbox
 from broker.settings import TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES
 from connectors.testing.harness import HeldInvoice
@@ -67,6 +68,7 @@ class Tally:
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
+            **client_options(),
         )
         self.outcomes: list[dict[str, Any]] = []
         self.dead: list[dict[str, Any]] = []

@@ -28,6 +28,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from broker.kafka_security import client_options
+
 __all__ = ["Health", "KafkaProbe", "PortInUse", "serve"]
 
 
@@ -95,6 +97,7 @@ def _kafka_consumer(bootstrap: str, timeout: float) -> Any:
         session_timeout_ms=1000,
         heartbeat_interval_ms=300,
         **{bound: millis},
+        **client_options(),
     )
 
 

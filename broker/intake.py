@@ -70,6 +70,7 @@ from broker.cloudevents import (
 )
 from broker.config import PLATFORMS, BrokerConfig, resolve_secret
 from broker.events import AnyEvent, EventDecodeError, parse_event
+from broker.kafka_security import client_options
 from broker.platforms import adapter
 from broker.platforms.base import SOURCE_PREFIX, Adapter, Context, Ignored, Rejected, Webhook
 from broker.platforms.client import PlatformClient
@@ -284,7 +285,7 @@ async def recent_event_ids(
     raises when Kafka cannot be reached; gives up reading after ``timeout`` seconds."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options())
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -369,6 +370,7 @@ class KafkaPublisher:
             max_batch_size=self.max_batch_size,
             linger_ms=0,
             request_timeout_ms=int(self.timeout * 1000),
+            **client_options(),
         )
         await self._producer.start()
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from broker.kafka_security import client_options
 from broker.settings import ALL_TOPICS
 
 
@@ -25,7 +26,7 @@ def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[str] = ALL_T
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="broker-admin")
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="broker-admin", **client_options())
             break
         except KafkaError:
             if time.monotonic() > deadline:
@@ -88,7 +89,7 @@ def publish(
     """
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, retries=5)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, retries=5, **client_options())
     try:
         futures = []
         for raw in records:

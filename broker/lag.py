@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from broker import metrics
+from broker.kafka_security import client_options
 
 __all__ = ["LagSampler", "lag_by_partition"]
 
@@ -82,7 +83,7 @@ class LagSampler:
     def _kafka_sample(self) -> tuple[Mapping[Any, int], Mapping[Any, int]]:
         from kafka import KafkaAdminClient, KafkaConsumer
 
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000, **client_options())
         try:
             if hasattr(admin, "list_group_offsets"):  # kafka-python 3
                 offsets = admin.list_group_offsets({self.group: None})[self.group]
@@ -93,7 +94,7 @@ class LagSampler:
         committed = {tp: meta.offset for tp, meta in offsets.items()}
         if not committed:
             return {}, {}
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000, **client_options())
         try:
             ends = consumer.end_offsets(list(committed))
         finally:

@@ -22,6 +22,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import AppT, TopicT
 
+from broker.kafka_security import client_options
+
 log = logging.getLogger("broker.outcomes")
 
 __all__ = ["OutcomeLog", "bootstrap_of"]
@@ -62,6 +64,7 @@ class OutcomeLog:
                     group_id=None,
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",
+                    **client_options(),
                 )
                 await reader.start()
                 self._reader = reader
