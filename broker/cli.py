@@ -16,6 +16,7 @@ from rich.console import Console
 
 from broker import __version__
 from broker.config import BrokerConfig, ConfigError, load_config
+from broker.kafka import exits_when_kafka_is_unreachable
 from broker.logs import configure as configure_logging
 from broker.settings import TOPIC_EVENTS, Settings, unknown_variables
 
@@ -256,6 +257,7 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
     help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS); `broker run` prints the embedded one's.",
 )
 @click.option("--topic", default=TOPIC_EVENTS, show_default=True)
+@exits_when_kafka_is_unreachable
 def publish(path: str, bootstrap_servers: str, topic: str) -> None:
     """Publish events from PATH (NDJSON or a JSON array) with acks=all, keyed tenant:doc:id."""
     from rich.progress import Progress

@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from broker.kafka_security import client_options
+from broker.kafka_security import tool_options
 from broker.settings import TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES
 
 if TYPE_CHECKING:  # kafka-python has no type information: these are Any to the type checker
@@ -354,7 +354,7 @@ def _consumer(bootstrap: str, group_id: str | None = None) -> KafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         consumer_timeout_ms=1000,
-        **client_options(),
+        **tool_options(),
     )
 
 
@@ -521,9 +521,7 @@ def replay(
     report = ReplayReport(group=group, dry_run=dry_run)
     consumer = _consumer(bootstrap, group_id=group)
     checker = _consumer(bootstrap)
-    producer = (
-        None if dry_run else KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5, **client_options())
-    )
+    producer = None if dry_run else KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5, **tool_options())
     target_partitions: dict[str, int] = {}
 
     def partitions_of(name: str) -> int:

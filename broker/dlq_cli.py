@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from broker.dlq import DlqFilter, fetch_dead_letter, parse_record_id, read_dlq, replay, replay_group
+from broker.kafka import exits_when_kafka_is_unreachable
 from broker.settings import TOPIC_DLQ, Settings
 
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -103,6 +104,7 @@ def dlq() -> None:
 @dlq.command("list")
 @_filters
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@exits_when_kafka_is_unreachable
 def dlq_list(
     *,
     bootstrap_servers: str,
@@ -178,6 +180,7 @@ def dlq_list(
     required=True,
     help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS).",
 )
+@exits_when_kafka_is_unreachable
 def dlq_show(record_id: str, bootstrap_servers: str) -> None:
     """Show one dead-lettered record: its headers and the original event. RECORD_ID = topic:partition:offset."""
     try:
@@ -217,6 +220,7 @@ def dlq_show(record_id: str, bootstrap_servers: str) -> None:
     default=None,
     help="Consumer group holding the replay progress (default: <app id>-dlq-replay[-<filter digest>]).",
 )
+@exits_when_kafka_is_unreachable
 def dlq_replay(
     *,
     bootstrap_servers: str,

@@ -28,7 +28,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from broker.kafka_security import client_options
+from broker.kafka_security import bootstrap_bound, client_options
 
 __all__ = ["Health", "KafkaProbe", "PortInUse", "serve"]
 
@@ -84,19 +84,13 @@ def _kafka_consumer(bootstrap: str, timeout: float) -> Any:
     from kafka import KafkaConsumer
 
     millis = max(100, int(timeout * 1000))
-    # kafka-python 3 bounds the bootstrap with bootstrap_timeout_ms; 2.x with api_version_auto_timeout_ms
-    bound = (
-        "bootstrap_timeout_ms"
-        if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG
-        else "api_version_auto_timeout_ms"
-    )
     return KafkaConsumer(
         bootstrap_servers=bootstrap,
         request_timeout_ms=max(millis, 1001),  # kafka-python wants it above the session timeout
         connections_max_idle_ms=max(millis, 1001) + 1,
         session_timeout_ms=1000,
         heartbeat_interval_ms=300,
-        **{bound: millis},
+        **bootstrap_bound(timeout),
         **client_options(),
     )
 

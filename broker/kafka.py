@@ -6,13 +6,46 @@ The Faust worker has its own (aiokafka) clients; these helpers serve the CLI, th
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
-from broker.kafka_security import client_options
+from broker.kafka_security import connect_timeout, tool_options
 from broker.settings import ALL_TOPICS
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def exits_when_kafka_is_unreachable(command: _F) -> _F:
+    """Decorate a command-line command that talks to Kafka (its ``bootstrap_servers`` argument): when
+    kafka-python cannot reach the cluster it prints ``cannot reach Kafka at <address> within <n> s
+    (KAFKA_CONNECT_TIMEOUT)`` to stderr and exits 2, instead of a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from kafka import errors  # kafka-python 3 has no NoBrokersAvailable: take the ones there are
+
+        unreachable = tuple(
+            getattr(errors, name)
+            for name in ("KafkaTimeoutError", "NoBrokersAvailable", "KafkaConnectionError")
+            if hasattr(errors, name)
+        )
+        try:
+            return command(*args, **kwargs)
+        except unreachable as exc:
+            where = kwargs.get("bootstrap_servers") or "?"
+            print(
+                f"error: cannot reach Kafka at {where} within {connect_timeout():g} s (KAFKA_CONNECT_TIMEOUT): "
+                f"{type(exc).__name__}: {str(exc)[:200]}",
+                file=sys.stderr,
+            )
+            raise SystemExit(2) from None
+
+    return run  # type: ignore[return-value]
 
 
 def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[str] = ALL_TOPICS, timeout: float = 30.0) -> None:
@@ -26,7 +59,7 @@ def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[str] = ALL_T
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="broker-admin", **client_options())
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="broker-admin", **tool_options())
             break
         except KafkaError:
             if time.monotonic() > deadline:
@@ -89,7 +122,7 @@ def publish(
     """
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, retries=5, **client_options())
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, retries=5, **tool_options())
     try:
         futures = []
         for raw in records:

@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROTOCOLS", "SASL_MECHANISMS", "KafkaSecurity", "client_options"]
+__all__ = [
+    "PROTOCOLS",
+    "SASL_MECHANISMS",
+    "KafkaSecurity",
+    "bootstrap_bound",
+    "client_options",
+    "connect_timeout",
+    "tool_options",
+]
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -143,3 +151,32 @@ class KafkaSecurity:
 def client_options(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """:meth:`KafkaSecurity.client_options` of the environment (raises ``ValueError`` naming a bad variable)."""
     return KafkaSecurity.from_env(environ).client_options()
+
+
+def connect_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """``KAFKA_CONNECT_TIMEOUT``: seconds a command-line tool waits for Kafka before it says it
+    cannot reach it (default 10). Raises ``ValueError`` naming the variable."""
+    env = os.environ if environ is None else environ
+    raw = env.get("KAFKA_CONNECT_TIMEOUT") or "10"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"KAFKA_CONNECT_TIMEOUT={raw!r} is not a number of seconds") from None
+    if not 0.1 <= value <= 3600:
+        raise ValueError(f"KAFKA_CONNECT_TIMEOUT={raw!r} is not between 0.1 and 3600 seconds")
+    return value
+
+
+def tool_options(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """:func:`client_options` plus the bootstrap bound of :func:`connect_timeout`, for kafka-python
+    clients of the command-line tools (``publish``, ``dlq``, topic creation)."""
+    return {**client_options(environ), **bootstrap_bound(connect_timeout(environ))}
+
+
+def bootstrap_bound(seconds: float) -> dict[str, int]:
+    """The kafka-python option that bounds the wait for the first broker to ``seconds``:
+    ``bootstrap_timeout_ms`` in kafka-python 3, ``api_version_auto_timeout_ms`` in 2.x."""
+    from kafka import KafkaConsumer
+
+    v3 = "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG
+    return {"bootstrap_timeout_ms" if v3 else "api_version_auto_timeout_ms": max(100, int(seconds * 1000))}

@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -197,3 +199,25 @@ def test_publish_requires_a_cluster(tmp_path):
         main, ["publish", str(EXAMPLES / "events.ndjson")], env={"KAFKA_BOOTSTRAP_SERVERS": None}
     )
     assert result.exit_code == 2 and "bootstrap-servers" in result.output
+
+
+@pytest.mark.parametrize("command", [["publish", str(EXAMPLES / "events.ndjson")], ["dlq", "list"]])
+def test_unreachable_kafka_is_reported_within_the_connect_timeout(command):
+    from broker.embedded import free_port
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    env = {**os.environ, "KAFKA_CONNECT_TIMEOUT": "1"}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "broker", *command, "--bootstrap-servers", address],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"error: cannot reach Kafka at {address} within 1 s (KAFKA_CONNECT_TIMEOUT)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert time.monotonic() - started < 20

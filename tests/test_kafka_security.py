@@ -113,7 +113,9 @@ def test_every_kafka_client_the_broker_opens_gets_the_settings():
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in CLIENTS:
                 spread = [k.value for k in node.keywords if k.arg is None]
                 names = [getattr(getattr(v, "func", None), "id", None) for v in spread]
-                assert "client_options" in names, f"{path.relative_to(ROOT)}:{node.lineno} opens a client without them"
+                assert {"client_options", "tool_options"} & set(names), (
+                    f"{path.relative_to(ROOT)}:{node.lineno} opens a client without them"
+                )
                 checked += 1
     assert checked >= 11
     app = (ROOT / "broker" / "app.py").read_text()
