@@ -20,11 +20,11 @@ ENV PATH="/opt/venv/bin:${PATH}"
 
 WORKDIR /src
 # Project metadata first (pyproject's `readme` must exist for the build), then the packages.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY broker/ ./broker/
 COPY connectors/ ./connectors/
 RUN pip install --upgrade pip setuptools wheel \
- && pip install .
+ && pip install -c constraints.txt .
 
 # --------------------------------------------------------------------------- runtime stage
 FROM python:3.11-slim AS runtime

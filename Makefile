@@ -4,19 +4,19 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test test-slow lint install dev schemas bench bench-dlq bench-ingest clean
+.PHONY: demo test test-slow lint install dev schemas bench bench-dlq bench-ingest lock clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found; set PYTHON=...)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[sandbox]'   # the demo runs the emulators
+$(VENV)/.installed: $(PY) pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[sandbox]'   # the demo runs the emulators
 	@touch $@
 
-$(STAMP): $(PY) pyproject.toml tests/plugins/example_connector/pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev]'
+$(STAMP): $(PY) pyproject.toml constraints.txt tests/plugins/example_connector/pyproject.toml
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps -e tests/plugins/example_connector   # the example connector plugin (tests/test_plugin_model.py)
 	@touch $(VENV)/.installed $@
 
@@ -48,6 +48,10 @@ bench-dlq: $(STAMP)    ## dead-letter path: does a burst of bad records hold goo
 
 bench-ingest: $(STAMP)    ## HTTP intake: signed events per second and latency, next to a bare producer (prints the ratio)
 	$(PY) tools/bench_ingest.py
+
+lock: $(STAMP)                ## rewrite constraints.txt from the test environment (after changing pyproject.toml)
+	{ head -3 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v -i -e '^maintenance-billing-broker' -e '^broker-connector-example' -e '^py-spy'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .broker-data *.egg-info

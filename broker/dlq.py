@@ -521,7 +521,17 @@ def replay(
     report = ReplayReport(group=group, dry_run=dry_run)
     consumer = _consumer(bootstrap, group_id=group)
     checker = _consumer(bootstrap)
-    producer = None if dry_run else KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5, **tool_options())
+    producer = (
+        None
+        if dry_run
+        else KafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,  # explicit: a retried send is not stored twice (kafka-python >= 2.2)
+            retries=5,
+            **tool_options(),
+        )
+    )
     target_partitions: dict[str, int] = {}
 
     def partitions_of(name: str) -> int:

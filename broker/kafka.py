@@ -122,7 +122,14 @@ def publish(
     """
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, retries=5, **tool_options())
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,  # explicit: a retried send is not stored twice (kafka-python >= 2.2)
+        linger_ms=5,
+        retries=5,
+        **tool_options(),
+    )
     try:
         futures = []
         for raw in records:
