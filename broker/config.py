@@ -680,7 +680,9 @@ def parse_config(raw: Any, source: str = "<config>") -> BrokerConfig:
     try:
         config = BrokerConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: invalid configuration:\n{format_validation_error(exc)}") from None
+        raise ConfigError(
+            f"{source}: invalid configuration:\n{format_validation_error(exc, model=BrokerConfig)}"
+        ) from None
     problems = billing_problems(config)
     if problems:
         raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(problems))

@@ -221,3 +221,34 @@ def test_unreachable_kafka_is_reported_within_the_connect_timeout(command):
     assert f"error: cannot reach Kafka at {address} within 1 s (KAFKA_CONNECT_TIMEOUT)" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert time.monotonic() - started < 20
+
+
+def test_config_check_names_each_tenant_that_cannot_run_and_suggests_known_keys(tmp_path):
+    env = {"XERO_CLIENT_SECRET": "x", "XERO_REFRESH_TOKEN": "y", "STRIPE_SECRET_KEY": "s"}
+    for name in ("QBO_CLIENT_SECRET", "QBO_REFRESH_TOKEN", "INVOICEXPRESS_API_KEY", "MOLONI_CLIENT_SECRET"):
+        env[name] = "v"
+    env["MOLONI_REFRESH_TOKEN"] = "v"
+    runner = CliRunner()
+    good = runner.invoke(main, ["config", "check", "--config", str(EXAMPLES / "config.yaml")], env=env)
+    rows = " ".join(good.output.replace("│", " ").split())
+    assert good.exit_code == 0, rows
+    for tenant, system in (("acme-fm", "xero"), ("liffey-fs", "stripe"), ("sotavento-tec", "moloni")):
+        assert f"{tenant} {system} ok" in rows
+    missing = runner.invoke(
+        main, ["config", "check", "--config", str(EXAMPLES / "config.yaml")], env={**env, "STRIPE_SECRET_KEY": ""}
+    )
+    text = " ".join(missing.output.replace("│", " ").split())
+    assert missing.exit_code == 1
+    assert "liffey-fs stripe missing secret: environment variable STRIPE_SECRET_KEY" in text
+
+    def typo(raw):
+        raw["tenants"]["acme-fm"]["rate_card"]["minimum_billable_minute"] = raw["tenants"]["acme-fm"]["rate_card"].pop(
+            "minimum_billable_minutes"
+        )
+
+    bad = runner.invoke(main, ["config", "check", "--config", str(_bad_config(tmp_path, typo))], env=env)
+    assert bad.exit_code == 2
+    assert (
+        "tenants.acme-fm.rate_card.minimum_billable_minute: unknown field; did you mean minimum_billable_minutes?"
+        in " ".join(bad.output.split())
+    )

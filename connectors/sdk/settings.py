@@ -92,15 +92,59 @@ def secret_str_fields(settings_cls: type[BaseModel]) -> list[str]:
     return out
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """Render pydantic errors as ``path.to.field: message (got value)``, one per line."""
+def _model_at(model: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The model class that holds the last element of ``loc`` (a pydantic error location), walking
+    fields, ``dict`` values, ``list`` items and optional types from ``model``; None when unknown."""
+    current: Any = model
+    for part in loc[:-1]:
+        while True:  # unwrap Optional[...] / X | None / containers down to a model
+            if isinstance(current, type) and issubclass(current, BaseModel):
+                break
+            args = [a for a in getattr(current, "__args__", ()) if a is not type(None)]
+            origin = getattr(current, "__origin__", None)
+            if origin in (dict, Mapping) and len(args) == 2:
+                current = ("container", args[1])
+                break
+            if origin in (list, Sequence, tuple) and args:
+                current = ("container", args[0])
+                break
+            if len(args) == 1:
+                current = args[0]
+                continue
+            return None
+        if isinstance(current, tuple):  # this part is a key or an index
+            current = current[1]
+            continue
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = field.annotation
+    while not (isinstance(current, type) and issubclass(current, BaseModel)):
+        args = [a for a in getattr(current, "__args__", ()) if a is not type(None)]
+        if len(args) != 1:
+            return None
+        current = args[0]
+    return current
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+    """Render pydantic errors as ``path.to.field: message (got value)``, one per line. With
+    ``model`` (the validated class), an unknown field gets the closest known name
+    (``rate_cards: unknown field; did you mean rate_card?``)."""
+    import difflib
+
     lines = []
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"])
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
+        holder = _model_at(model, err["loc"]) if model is not None and err["type"] == "extra_forbidden" else None
         if err["type"] == "missing":
             lines.append(f"{path}: field required")
+        elif holder is not None:
+            close = difflib.get_close_matches(str(err["loc"][-1]), list(holder.model_fields), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"known fields: {', '.join(holder.model_fields)}"
+            lines.append(f"{path}: unknown field; {hint}")
         else:
             got = err.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
