@@ -321,6 +321,10 @@ def _metrics_snapshot(port: int) -> dict[str, float]:
     return dict(totals)
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_demo(
     *,
     events_path: str | None = None,
@@ -361,6 +365,9 @@ def run_demo(
     )
     emulator = XeroEmulator(tenant_ids=tuple(xero_tenant_ids)).start()
     sandboxes: dict[str, Sandbox] = {}
+    # SIGTERM (docker stop, kill) unwinds like Ctrl-C: the `finally` below stops the worker, the
+    # emulators and the embedded Kafka instead of leaving them running
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         for tid, system in systems.items():  # one emulator per billing system (its tenants share it)
             if system != "xero" and system not in sandboxes:
@@ -510,6 +517,7 @@ def run_demo(
             sandbox.stop()
         if kafka:
             kafka.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_results(console: Console, tally: Tally, held: dict[str, list[HeldInvoice]], systems: dict[str, str]) -> bool:
