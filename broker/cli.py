@@ -37,6 +37,15 @@ def _fail_config(exc: Exception) -> NoReturn:
     sys.exit(2)
 
 
+def _settings() -> Settings:
+    """The process settings; a malformed ``BROKER_*`` value stops the command naming it (exit 2)."""
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        err_console.print(f"[bold red]settings error:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None
+
+
 def _load(path: str) -> BrokerConfig:
     try:
         return load_config(path)
@@ -117,7 +126,7 @@ def run(config_path: str, strict: bool) -> None:
     secrets are missing does not stop the others: its invoices are dead-lettered (replay them once
     it is fixed) and /readyz names it; --strict (or BROKER_STRICT_CONFIG=true) refuses to start.
     """
-    settings = Settings.from_env()
+    settings = _settings()
     _check_kafka_security()
     config = _load(config_path)
     broken = tenant_problems(config)
@@ -203,7 +212,7 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
     from broker.kafka import ensure_topics
     from broker.logs import logging_config
 
-    settings = Settings.from_env()
+    settings = _settings()
     _check_kafka_security()
     config = _load(config_path)
     try:
@@ -265,7 +274,11 @@ def publish(path: str, bootstrap_servers: str, topic: str) -> None:
     from broker.kafka import publish as send
     from broker.kafka import read_events_file
 
-    records = read_events_file(path)
+    try:
+        records = read_events_file(path)
+    except ValueError as exc:
+        err_console.print(f"[bold red]cannot read events:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None
     with Progress(console=console, transient=False) as progress:
         task = progress.add_task(f"publishing to {topic}", total=len(records))
         sent = send(bootstrap_servers, topic, records, on_sent=lambda: progress.advance(task))

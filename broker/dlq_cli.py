@@ -240,7 +240,10 @@ def dlq_replay(
     dlq.replay.count incremented. Progress is committed per record in a consumer group, so running
     the same command again (or after an interruption) replays nothing twice.
     """
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     flt = _make_filter(
         tenant=tenant, connector=connector, error_class=error_class, stage=stage, since=since, until=until
     )

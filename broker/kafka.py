@@ -79,12 +79,25 @@ def read_events_file(path: str | Path) -> list[bytes]:
     """Read events from NDJSON (one JSON value per line) or a JSON array; return each as raw JSON bytes.
 
     Lines that are not valid JSON are kept as-is (as bytes) so that the pipeline dead-letters
-    them with the reason instead of the publisher silently dropping them.
+    them with the reason instead of the publisher silently dropping them. Raises ``ValueError``
+    naming the file and the place when it is not UTF-8, or is a JSON array that does not parse
+    (there is no line to keep then).
     """
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     stripped = text.lstrip()
     if stripped.startswith("["):
-        return [json.dumps(item).encode() for item in json.loads(stripped)]
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{path}: not a JSON array of events: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from None
+        if not isinstance(items, list):
+            raise ValueError(f"{path}: not a JSON array of events")
+        return [json.dumps(item).encode() for item in items]
     return [line.strip().encode() for line in text.splitlines() if line.strip()]
 
 

@@ -252,3 +252,21 @@ def test_config_check_names_each_tenant_that_cannot_run_and_suggests_known_keys(
         "tenants.acme-fm.rate_card.minimum_billable_minute: unknown field; did you mean minimum_billable_minutes?"
         in " ".join(bad.output.split())
     )
+
+
+def test_a_malformed_events_file_or_setting_is_named_without_a_traceback(tmp_path):
+    bad = tmp_path / "events.json"
+    bad.write_text('[{"a": 1},\n{"b": 2')
+    runner = CliRunner()
+    result = runner.invoke(main, ["publish", str(bad), "--bootstrap-servers", "127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert f"cannot read events: {bad}: not a JSON array of events: Expecting ',' delimiter at line 2 column 8" in (
+        " ".join(result.output.split())
+    )
+    result = runner.invoke(
+        main, ["run", "--config", str(EXAMPLES / "config.yaml")], env={"BROKER_METRICS_PORT": "nine-one-oh-eight"}
+    )
+    assert result.exit_code == 2
+    assert "settings error: environment variable BROKER_METRICS_PORT='nine-one-oh-eight' is not an integer" in (
+        " ".join(result.output.split())
+    )
