@@ -937,6 +937,7 @@ class DeliverStage:
     # ------------------------------------------------------------------ gauges, shutdown
     async def _refresh_gauges(self) -> None:
         counts: Counter[str] = Counter()
+        parked_tenants: set[str] = set()
         oldest: float | None = None  # epoch seconds of the first failure of the longest-parked invoice
         try:
             for key, value in list(self.ledger_table.items()):
@@ -947,16 +948,25 @@ class DeliverStage:
                     first = meta.get("first_failure") if state == "parked" and isinstance(meta, dict) else None
                     if isinstance(first, (int, float)) and (oldest is None or first < oldest):
                         oldest = float(first)
+                    if state == "parked":
+                        parked_tenants.add(key.split(":", 1)[0])  # invoice keys start with the tenant
         except RuntimeError:  # table changed while iterating; next tick
             return
         for state in InvoiceLedger.STATES:
             metrics.LEDGER_ENTRIES.labels(state).set(counts.get(state, 0))
         metrics.OLDEST_PARKED.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
+        conditions = Counter(self.deliverer.tenant_conditions(parked_tenants).values())
+        for condition in TENANT_CONDITIONS:
+            metrics.TENANTS.labels(condition).set(conditions.get(condition, 0))
 
     async def aclose(self) -> None:
         """Close the connectors and the outcome reader."""
         await self.deliverer.aclose()
         await self.outcomes.aclose()
+
+
+#: The values of ``broker_tenants{state}`` (:meth:`~broker.delivery.Deliverer.tenant_conditions`).
+TENANT_CONDITIONS = ("ok", "throttled", "parked", "needs_reauth", "unavailable")
 
 
 def _dropped_outcome(entry: LedgerEntry, change: DocumentChange, kind: Literal["held", "cancelled"]) -> DeliveryOutcome:

@@ -180,3 +180,9 @@ OLDEST_PARKED = Gauge(
     "Age of the longest-parked invoice of this worker's partitions (since its first failed attempt), seconds; "
     "0 when none is parked.",
 )
+TENANTS = Gauge(
+    "broker_tenants",
+    "Configured tenants of this worker by condition: ok, throttled (circuit open after failures or 429s), parked "
+    "(invoices waiting on a retry topic), needs_reauth, unavailable (cannot run: /readyz names it).",
+    ["state"],
+)

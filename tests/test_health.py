@@ -18,7 +18,7 @@ from broker.health import Health, KafkaProbe, PortInUse, serve
 from broker.kafka import ensure_topics, publish
 from broker.settings import TOPIC_EVENTS
 from tests.conftest import write_config
-from tests.delivery_support import wait_for, work_order
+from tests.delivery_support import metric, metrics_text, wait_for, work_order
 
 
 class _Client:
@@ -167,7 +167,12 @@ def test_a_tenant_that_cannot_run_is_named_and_the_others_deliver(kafka, xero, w
     publish(kafka, TOPIC_EVENTS, [work_order("acme-fm", "H1"), work_order("nordic-hvac", "H2")])
     tally = Tally(kafka)
     try:
-        wait_for(lambda: tally.poll() >= 0 and tally.terminal >= 2, timeout=90, what="2 outcomes", workers=[worker])
+        wait_for(
+            lambda: tally.poll() >= 0 and len({o["invoice_key"] for o in tally.outcomes}) >= 2 and len(tally.dead) >= 1,
+            timeout=90,
+            what="2 outcomes and the dead letter",
+            workers=[worker],
+        )
     finally:
         tally.close()
     wait_for(
@@ -184,3 +189,12 @@ def test_a_tenant_that_cannot_run_is_named_and_the_others_deliver(kafka, xero, w
     assert dead["headers"]["dlq.error.class"] == "config"
     assert "NORDIC_XERO_SECRET_MISSING" in dead["headers"]["dlq.message"]
     assert "tenant nordic-hvac cannot run: missing secret" in worker.log()
+    wait_for(
+        lambda: (
+            metric(metrics_text(worker), "broker_tenants", state="unavailable") == 1
+            and metric(metrics_text(worker), "broker_tenants", state="ok") == 1
+        ),
+        timeout=30,
+        what="broker_tenants counts one unavailable and one ok tenant",
+        workers=[worker],
+    )

@@ -238,6 +238,26 @@ class Deliverer:
         for (system, auth), count in auth_state_counts(systems, self._tenants).items():
             metrics.TENANT_AUTH.labels(system, auth).set(count)
 
+    def tenant_conditions(self, parked: set[str]) -> dict[str, str]:
+        """Each configured tenant's condition for ``broker_tenants{state}``: ``needs_reauth`` (its
+        refresh token was refused), ``parked`` (in ``parked``: it has invoices waiting on a retry
+        topic), ``throttled`` (its circuit is open after repeated failures or 429s), ``unavailable``
+        (it cannot run: :attr:`unavailable`) or ``ok``."""
+        out = {}
+        for tenant_id in getattr(self.config, "tenants", {}) or {}:
+            state = self._tenants.get(tenant_id)
+            if tenant_id in self.unavailable:
+                out[tenant_id] = "unavailable"
+            elif state is not None and state.needs_reauth is not None:
+                out[tenant_id] = "needs_reauth"
+            elif tenant_id in parked:
+                out[tenant_id] = "parked"
+            elif state is not None and state.circuit_open():
+                out[tenant_id] = "throttled"
+            else:
+                out[tenant_id] = "ok"
+        return out
+
     def backlog_delay(self, tenant_id: str, queued: int) -> float:
         """Rough seconds until ``queued`` more calls fit the tenant's rate limit."""
         try:
