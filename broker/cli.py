@@ -378,9 +378,17 @@ def sandbox() -> None:
 @click.option("--rate-limit", default=60, show_default=True, type=int, help="Calls per minute per organisation.")
 def sandbox_xero(host: str, port: int, tenant_ids: tuple[str, ...], rate_limit: int) -> None:
     """Run the Xero Accounting API emulator in the foreground until Ctrl-C."""
+    import errno
+
     from connectors.xero.emulator import serve
 
-    serve(host, port, tenant_ids=tenant_ids, rate_limit_per_minute=rate_limit)
+    try:
+        serve(host, port, tenant_ids=tenant_ids, rate_limit_per_minute=rate_limit)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        err_console.print(f"[bold red]{host}:{port} is in use:[/] choose another with --port", highlight=False)
+        raise SystemExit(2) from None
 
 
 # --------------------------------------------------------------------------- config check

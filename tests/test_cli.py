@@ -270,3 +270,15 @@ def test_a_malformed_events_file_or_setting_is_named_without_a_traceback(tmp_pat
     assert "settings error: environment variable BROKER_METRICS_PORT='nine-one-oh-eight' is not an integer" in (
         " ".join(result.output.split())
     )
+
+
+def test_a_sandbox_port_in_use_is_a_clear_error():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["sandbox", "xero", "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"127.0.0.1:{port} is in use: choose another with --port" in " ".join(result.output.split())
