@@ -95,7 +95,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AgentT, AppT, EventT, Message, StreamT, TableT
 from faust.types.tuples import FutureMessage
 
-from broker.metrics import agent_crashed
+from broker.metrics import COMMIT_FAILURES, agent_crashed
 
 __all__ = [
     "BrokerApp",
@@ -168,6 +168,16 @@ async def seek_to_committed_or_beginning(
 class SeekingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's aiokafka consumer thread whose ``seek_to_committed`` also seeks partitions without a
     committed offset to their beginning (module docstring)."""
+
+    async def commit(self, offsets: Mapping[TP, int]) -> bool:
+        """Commit ``offsets`` as Faust does; a commit that did not happen (Faust returns False after
+        logging it: a rebalance took the partitions, or Kafka refused) is counted in
+        ``broker_commit_failures_total``."""
+        # hooks: Consumer._commit -> ConsumerThread.commit (returns whether it committed)
+        committed: bool = await super().commit(offsets)
+        if not committed and offsets:
+            COMMIT_FAILURES.inc()
+        return committed
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Seek every assigned partition to its committed offset, or to its log start when it has none.

@@ -186,3 +186,8 @@ TENANTS = Gauge(
     "(invoices waiting on a retry topic), needs_reauth, unavailable (cannot run: /readyz names it).",
     ["state"],
 )
+COMMIT_FAILURES = Counter(
+    "broker_commit_failures_total",
+    "Offset commits of this worker's consumer that did not happen (a rebalance took the partitions, or Kafka "
+    "refused); the records are consumed again and the ledger turns them into already_delivered.",
+)

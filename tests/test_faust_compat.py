@@ -178,6 +178,31 @@ def test_hook_consumer_thread_seek_to_committed():
     assert asyncio.run(consumer.seek_to_committed()) is committed
 
 
+def test_hook_consumer_thread_commit():
+    """Faust's ``Consumer._commit(offsets)`` returns the thread's ``commit(offsets)``, a coroutine
+    answering whether it committed: :class:`SeekingConsumerThread` counts the False answers."""
+    from broker import metrics
+
+    assert "self._thread.commit(offsets)" in inspect.getsource(faust_consumer.ThreadDelegateConsumer._commit)
+    assert _params(faust_aiokafka.AIOKafkaConsumerThread.commit) == ["self", "offsets"]
+    consumer = _app("compat-commit").consumer
+    answers = iter([True, False])
+
+    async def commit(self, offsets):  # the base class's commit, standing in for Kafka's answer
+        return next(answers)
+
+    before = metrics.COMMIT_FAILURES._value.get()
+    original = faust_aiokafka.AIOKafkaConsumerThread.commit
+    faust_aiokafka.AIOKafkaConsumerThread.commit = commit
+    try:
+        tp = TopicPartition("t", 0)
+        assert asyncio.run(consumer._commit({tp: 5})) is True
+        assert asyncio.run(consumer._commit({tp: 6})) is False
+    finally:
+        faust_aiokafka.AIOKafkaConsumerThread.commit = original
+    assert metrics.COMMIT_FAILURES._value.get() - before == 1
+
+
 def test_hook_consumer_thread_call_thread():
     """``ConsumerThread.call_thread(fun, *args, **kwargs)`` is a coroutine running ``fun`` in the thread."""
     call_thread = faust_aiokafka.AIOKafkaConsumerThread.call_thread
