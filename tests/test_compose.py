@@ -503,6 +503,9 @@ def check_metrics_port(inp: Inputs) -> list[str]:
             continue
         for static in job.get("static_configs") or []:
             scrape_targets += [str(t) for t in static.get("targets") or []]
+        for dns in job.get("dns_sd_configs") or []:  # every replica of a scaled compose service
+            if dns.get("type", "SRV") == "A":
+                scrape_targets += [f"{name}:{dns.get('port')}" for name in dns.get("names") or []]
     if f"{BROKER}:{port}" not in scrape_targets:
         problems.append(f"deploy/prometheus.yml: no /metrics target {BROKER}:{port} (targets {scrape_targets})")
     return problems
@@ -1006,12 +1009,12 @@ MUTATIONS: list[tuple[str, str, Callable[[Inputs], None]]] = [
     (
         "metrics_port",
         "prometheus target",
-        lambda inp: inp.prometheus["scrape_configs"][0]["static_configs"][0].__setitem__("targets", ["broker:9000"]),
+        lambda inp: inp.prometheus["scrape_configs"][0]["dns_sd_configs"][0].__setitem__("port", 9000),
     ),
     (
         "metrics_port",
         "prometheus host",
-        lambda inp: inp.prometheus["scrape_configs"][0]["static_configs"][0].__setitem__("targets", ["localhost:9108"]),
+        lambda inp: inp.prometheus["scrape_configs"][0]["dns_sd_configs"][0].__setitem__("names", ["localhost"]),
     ),
     ("metrics_port", "disabled", _set_env(BROKER, "BROKER_METRICS_PORT", "0")),
     ("healthcheck", "none", _replace_instruction("HEALTHCHECK", None)),
@@ -1125,3 +1128,15 @@ def test_each_check_can_fail(inputs: Inputs, check: str, mutation: str):
     mutate = next(fn for c, m, fn in MUTATIONS if (c, m) == (check, mutation))
     mutate(broken)
     assert CHECKS[check](broken), f"check {check!r} did not notice: {mutation}"
+
+
+def test_the_worker_service_scales():
+    """``docker compose up --scale broker=3``: no fixed container name or host port, and Prometheus finds
+    every replica by DNS."""
+    data = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    broker = data["services"][BROKER]
+    assert "container_name" not in broker
+    assert [p.published for p in service_ports(broker)] == [None]
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text(encoding="utf-8"))
+    [job] = prometheus["scrape_configs"]
+    assert job["dns_sd_configs"] == [{"names": [BROKER], "type": "A", "port": 9108}]
