@@ -113,7 +113,7 @@ def create_app(
         settings.app_id,
         app_class=BillingApp,
         broker=",".join(f"kafka://{b.strip()}" for b in bootstrap.split(",")),
-        store="memory://",
+        store=f"{settings.store}://",
         datadir=settings.data_dir,
         topic_partitions=settings.topic_partitions,
         web_enabled=False,

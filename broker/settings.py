@@ -14,6 +14,11 @@ Variable                            Meaning                                     
 ``BROKER_METRICS_PORT``             Port of the ``/metrics`` endpoint (0 = disabled).     ``9108``
 ``BROKER_DATA_DIR``                 Faust data directory (table state).                   ``.broker-data``
 ``BROKER_LOG_LEVEL``                Python log level.                                     ``WARNING``
+``BROKER_STORE``                    Where the worker keeps its tables (the delivery        ``memory``
+                                    ledger, allowances, quotes): ``memory`` (rebuilt from
+                                    the changelog topics at start) or ``rocksdb`` (on
+                                    disk in ``BROKER_DATA_DIR``, so a restart replays
+                                    only what it missed; needs the ``rocksdb`` extra).
 ``BROKER_LOG_FORMAT``               ``text`` or ``json`` (one JSON object per line; one    ``text``
                                     line per invoice outcome at INFO either way:
                                     ``broker/logs.py``).
@@ -152,6 +157,7 @@ KNOWN_VARIABLES = frozenset(
         "BROKER_RETRY_INITIAL",
         "BROKER_RETRY_MAX",
         "BROKER_SESSION_TIMEOUT",
+        "BROKER_STORE",
         "BROKER_STRICT_CONFIG",
         "BROKER_TOKEN_DIR",
         "BROKER_TOKEN_STORE",
@@ -188,6 +194,7 @@ class Settings:
     data_dir: str = ".broker-data"
     log_level: str = "WARNING"
     log_format: str = "text"
+    store: str = "memory"
     rebalance_timeout: float = 5.0
     session_timeout: float = 10.0
     producer_max_batch_size: int = 16384
@@ -291,6 +298,7 @@ class Settings:
             data_dir=env.get("BROKER_DATA_DIR") or cls.data_dir,
             log_level=env.get("BROKER_LOG_LEVEL") or cls.log_level,
             log_format=_choice("BROKER_LOG_FORMAT", cls.log_format, ("text", "json")),
+            store=_choice("BROKER_STORE", cls.store, ("memory", "rocksdb")),
             rebalance_timeout=_float("BROKER_REBALANCE_TIMEOUT", cls.rebalance_timeout, 0.1),
             session_timeout=_float("BROKER_SESSION_TIMEOUT", cls.session_timeout, 0.5),
             producer_max_batch_size=max(1, _int("BROKER_PRODUCER_MAX_BATCH_SIZE", cls.producer_max_batch_size)),
