@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test test-slow lint install dev schemas bench bench-dlq bench-ingest lock clean
+.PHONY: demo test test-slow lint install dev schemas bench bench-dlq bench-ingest bench-recovery lock clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found; set PYTHON=...)"; exit 2; }
@@ -48,6 +48,9 @@ bench-dlq: $(STAMP)    ## dead-letter path: does a burst of bad records hold goo
 
 bench-ingest: $(STAMP)    ## HTTP intake: signed events per second and latency, next to a bare producer (prints the ratio)
 	$(PY) tools/bench_ingest.py
+
+bench-recovery: $(STAMP)  ## worker restart with a 100k-entry ledger: memory vs RocksDB store (prints both and the ratio)
+	$(PY) tools/bench_recovery.py
 
 lock: $(STAMP)                ## rewrite constraints.txt from the test environment (after changing pyproject.toml)
 	{ head -3 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v -i -e '^maintenance-billing-broker' -e '^broker-connector-example' -e '^py-spy'; } > constraints.txt.new

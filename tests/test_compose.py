@@ -730,7 +730,8 @@ def check_dockerfile_copies(inp: Inputs) -> list[str]:
     problems.extend(
         f"Dockerfile: does not COPY {path} (needed by the build or at runtime)" for path in sorted(needed - copied)
     )
-    if not any(i.keyword == "RUN" and re.search(r"pip install[^&;]*\s\.(\s|$)", i.args) for i in inp.dockerfile):
+    project_install = r"pip install[^&;]*\s[\"']?\.(\[[a-z,]+\])?[\"']?(\s|$)"  # `.` or ".[extras]"
+    if not any(i.keyword == "RUN" and re.search(project_install, i.args) for i in inp.dockerfile):
         problems.append("Dockerfile: no `pip install .` of the project")
     return problems
 

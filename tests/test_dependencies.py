@@ -50,6 +50,9 @@ def test_the_floors_match_the_features_used():
     assert not requirement.specifier.contains("2.1.5") and requirement.specifier.contains("2.2.0")
     assert all(re.search(r"<\d", str(r.specifier)) for r in _requirements() if r.name in ("kafka-python", "pydantic"))
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "pip install -c constraints.txt ." in dockerfile and "constraints.txt" in dockerfile.split("COPY", 2)[1]
+    assert (
+        'pip install -c constraints.txt ".[rocksdb]"' in dockerfile
+        and "constraints.txt" in dockerfile.split("COPY", 2)[1]
+    )
     makefile = (ROOT / "Makefile").read_text()
     assert makefile.count("-c constraints.txt") == 2
