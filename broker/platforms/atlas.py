@@ -108,7 +108,6 @@ class Atlas(Adapter):
     """The Atlas CMMS adapter (module docstring)."""
 
     name = "atlas"
-    hydrates = True
     requests_per_minute = REQUESTS_PER_MINUTE
 
     def verify(

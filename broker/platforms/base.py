@@ -308,14 +308,10 @@ def job_event(
 class Adapter:
     """One platform's webhook adapter (subclasses: one per module of :mod:`broker.platforms`).
 
-    ``name``: the ``{platform}`` of the route. ``signs_timestamp``: whether the platform signs a
-    timestamp (else replay protection is the intake's deduplication by event id). ``hydrates``:
-    whether :meth:`events` calls the platform's API (then the tenant's webhook settings need
-    ``api``)."""
+    ``name``: the ``{platform}`` of the route. Whether a platform signs a timestamp and whether it
+    reads the platform's API is each adapter's own business (:meth:`verify`, :meth:`events`)."""
 
     name: ClassVar[str]
-    signs_timestamp: ClassVar[bool] = False
-    hydrates: ClassVar[bool] = False
     #: The platform API's published request limit (per minute), kept by the hydration client.
     requests_per_minute: ClassVar[int | None] = None
 

@@ -200,7 +200,6 @@ class ERPNext(Adapter):
     """The ERPNext / Frappe adapter (module docstring)."""
 
     name = "erpnext"
-    hydrates = True
     requests_per_minute = REQUESTS_PER_MINUTE
 
     def api_headers(self, username: str | None, token: str) -> dict[str, str]:

@@ -143,8 +143,6 @@ class Infraspeak(Adapter):
     """The Infraspeak adapter (module docstring)."""
 
     name = "infraspeak"
-    signs_timestamp = False
-    hydrates = True
     requests_per_minute = REQUESTS_PER_MINUTE
 
     def verify(

@@ -108,8 +108,6 @@ class Limble(Adapter):
     """The Limble adapter (module docstring)."""
 
     name = "limble"
-    signs_timestamp = True
-    hydrates = True
     requests_per_minute = REQUESTS_PER_MINUTE
 
     def api_headers(self, username: str | None, token: str) -> dict[str, str]:

@@ -67,8 +67,6 @@ class MaintainX(Adapter):
     """The MaintainX adapter (module docstring)."""
 
     name = "maintainx"
-    signs_timestamp = True
-    hydrates = True
     requests_per_minute = REQUESTS_PER_MINUTE
 
     def verify(self, hook: Webhook, secret: bytes, now: float, tolerance: float) -> None:
