@@ -49,6 +49,22 @@ sought position (a check later, in Faust's ``getmany``, let through the rest of 
 before the seek whenever the seek landed while the batch was being handed to the streams). The
 agents see each partition from its start offset on.
 
+Standby seek after a rebalance
+------------------------------
+Faust's table recovery builds the changelog offsets of its active and standby partitions, recovers
+the active ones (awaiting), then seeks the standby partitions to the offsets it built
+(``Recovery._restart_recovery`` -> ``_seek_offsets`` -> ``Consumer.seek_wait``). A rebalance in
+between replaces the standby set in place (``Recovery.on_rebalance``: ``standby_tps.clear()``, then
+``add_standby``, whose offset is ``None`` until the next round builds it) and signals a new round,
+but the running round goes on to seek the new set with ``None``: aiokafka raises ``ValueError('Offset
+must be a positive integer')`` and the recovery service crashes the worker (seen one run in four
+when a worker joins or leaves a group of three: ``tests/test_scale_out.py``). Sources read
+(2026-12): faust-streaming ``faust/tables/recovery.py`` ``_restart_recovery``, ``on_rebalance``,
+``_add``, ``_seek_offsets`` (0.15.3); aiokafka ``AIOKafkaConsumer.seek``.
+:meth:`SeekingConsumerThread._seek_wait` seeks only the partitions it can (an int offset ``>= 0``,
+still assigned) and logs the others: they belong to the newer assignment, whose recovery round
+builds their offsets and seeks them.
+
 Agent crashes
 -------------
 Faust passes every exception that escapes an agent to the private ``App._on_agent_error`` (whatever
@@ -208,6 +224,22 @@ class SeekingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             return records
         changelogs = set(self.consumer.app.tables.changelog_topics)  # hook: TableManager.changelog_topics
         return {tp: batch for tp, batch in records.items() if tp in positioned or tp.topic in changelogs}
+
+    async def _seek_wait(self, consumer: AIOKafkaConsumer, partitions: Mapping[TP, int | None]) -> None:
+        """Faust's seek of table changelog partitions (hook: ``Recovery._seek_offsets`` ->
+        ``Consumer.seek_wait`` -> this, in the thread) without the partitions it cannot seek: an
+        offset that is not an int ``>= 0`` or a partition no longer assigned (module docstring,
+        "Standby seek after a rebalance"). Raises what aiokafka raises for the others."""
+        assigned = consumer.assignment()
+        seekable = {
+            tp: offset
+            for tp, offset in partitions.items()
+            if isinstance(offset, int) and offset >= 0 and TopicPartition(tp.topic, tp.partition) in assigned
+        }
+        if len(seekable) < len(partitions):
+            skipped = sorted(f"{tp.topic}[{tp.partition}]@{partitions[tp]}" for tp in partitions if tp not in seekable)
+            self.log.info("Not seeking partitions of a newer assignment (recovery restarts): %s", ", ".join(skipped))
+        await super()._seek_wait(consumer, seekable)
 
     async def confirm_membership(self) -> bool | None:
         """:func:`heartbeat_answer` for this thread's consumer, run on the thread's event loop

@@ -538,3 +538,47 @@ def test_hook_consumer_thread_loop():
     thread = _app("compat-thread-loop").consumer._thread
     assert isinstance(thread.thread_loop, asyncio.AbstractEventLoop)
     assert "self.thread_loop = thread_loop or asyncio.new_event_loop()" in inspect.getsource(ServiceThread.__init__)
+
+
+def test_hook_recovery_seeks_standby_partitions_with_offsets_a_rebalance_left_unbuilt():
+    """Why :meth:`SeekingConsumerThread._seek_wait` filters: the recovery round seeks the standby set
+    after awaiting the active recovery, ``on_rebalance`` replaces that set in place and ``_add`` gives
+    a new partition the offset ``None``; ``_seek_offsets`` hands the offsets to ``consumer.seek_wait``."""
+    assert "await consumer.seek_wait(new_offsets)" in inspect.getsource(Recovery._seek_offsets)
+    rebalance = inspect.getsource(Recovery.on_rebalance)
+    assert "self.standby_tps.clear()" in rebalance and "self.add_standby(table, tp)" in rebalance
+    assert "offsets.setdefault(tp, None)" in inspect.getsource(Recovery._add)
+    recovery = inspect.getsource(Recovery._restart_recovery.fun)  # a mode Service.task
+    assert recovery.index('"Recovery complete"') < recovery.index("consumer, standby_tps, standby_offsets")
+    assert "self._thread.seek_wait(partitions)" in inspect.getsource(faust_consumer.ThreadDelegateConsumer.seek_wait)
+    thread_seek_wait = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread.seek_wait)
+    assert "self.call_thread(self._seek_wait, consumer, partitions)" in thread_seek_wait
+    assert _params(faust_aiokafka.AIOKafkaConsumerThread._seek_wait) == ["self", "consumer", "partitions"]
+
+
+def test_seek_wait_seeks_only_the_partitions_it_can(kafka):
+    """On a real Tansu: offsets that are ints ``>= 0`` of assigned partitions are sought (and waited
+    for); ``None``, negative offsets and partitions no longer assigned are skipped, where aiokafka
+    would raise and crash the recovery."""
+    ensure_topics(kafka, 2, [CHANGELOG])
+    app = faust_compat.create_faust_app("compat-app", broker=f"kafka://{kafka}", store="memory://", web_enabled=False)
+    thread = app.consumer._thread
+
+    async def go() -> dict[int, int]:
+        await _fill(kafka, CHANGELOG, 4)
+        first = TopicPartition(CHANGELOG, 0)
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign([first])
+            with pytest.raises(ValueError, match="positive integer"):
+                consumer.seek(first, None)  # what Faust's round would do
+            await thread._seek_wait(consumer, {TP(CHANGELOG, 0): 2, TP(CHANGELOG, 1): 0})
+            after_two = await consumer.position(first)
+            await thread._seek_wait(consumer, {TP(CHANGELOG, 0): None})
+            await thread._seek_wait(consumer, {TP(CHANGELOG, 0): -2})
+            return {0: after_two, 1: await consumer.position(first)}
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(go()) == {0: 2, 1: 2}
