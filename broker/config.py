@@ -64,7 +64,8 @@ Percent = Annotated[Decimal, Field(ge=0, le=1000)]
 DiscountPercent = Annotated[Decimal, Field(ge=0, le=100)]
 Weekday = Literal["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
 #: Line types whose VAT rate can be set separately (``tax.rates``).
-TaxLineType = Literal["labour", "travel", "call_out", "part", "expense", "quote"]
+TaxLineType = Literal["labour", "travel", "mileage", "call_out", "part", "expense", "quote"]
+TravelBilling = Literal["time", "mileage", "both"]
 DEFAULT_REVERSE_CHARGE_NOTE = (
     "Reverse charge: VAT to be accounted for by the recipient (Article 196 of Council Directive 2006/112/EC)."
 )
@@ -198,7 +199,11 @@ class RateCard(_Model):
       ``minimum_billable_minutes``. Rate, most specific first: client+skill, client, technician,
       skill. ``time_bands`` multiply the rate (first matching band wins).
     * Travel: ``travel_billing: time`` bills travel time at ``travel_hourly_rate`` (unset: cost
-      only); ``mileage`` bills ``distance_km`` × ``mileage_rate_per_km`` instead.
+      only); ``mileage`` bills ``distance_km`` × ``mileage_rate_per_km`` instead; ``both`` bills
+      the time and the kilometres, each on its own line (overridable per client).
+    * Cost: ``cost_basis: worked`` (default) costs labour and travel at the cost rate × the time
+      actually worked (after unpaid breaks, before increments and minimums: rounding and minimums
+      are revenue, not cost); ``billed`` costs the billed minutes instead.
     * Call-out fee: once per corrective visit (``call_out_per``), not for preventive work; a
       visit starting in a time band costs the band's ``call_out_fee``, else
       ``call_out_fee_out_of_hours``, else ``call_out_fee``.
@@ -215,7 +220,7 @@ class RateCard(_Model):
     default_skill: str
     technicians: dict[str, Technician] = Field(default_factory=dict)
     time_bands: list[TimeBand] = Field(default_factory=list)
-    travel_billing: Literal["time", "mileage"] = "time"
+    travel_billing: TravelBilling = "time"
     travel_hourly_rate: Money | None = None
     mileage_rate_per_km: Money | None = None
     mileage_cost_per_km: Money | None = None
@@ -226,6 +231,7 @@ class RateCard(_Model):
     parts_markup_by_category: dict[str, Percent] = Field(default_factory=dict)
     catalogue: dict[str, CatalogueItem] = Field(default_factory=dict)
     expenses_handling_percent: Percent = Decimal("0")
+    cost_basis: Literal["worked", "billed"] = "worked"
 
     @model_validator(mode="after")
     def _skills_exist(self) -> RateCard:
@@ -240,8 +246,8 @@ class RateCard(_Model):
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"time_bands: band name {name!r} is used twice")
-        if self.travel_billing == "mileage" and self.mileage_rate_per_km is None:
-            raise ValueError("travel_billing 'mileage' needs mileage_rate_per_km")
+        if self.travel_billing != "time" and self.mileage_rate_per_km is None:
+            raise ValueError(f"travel_billing {self.travel_billing!r} needs mileage_rate_per_km")
         return self
 
 
@@ -325,6 +331,9 @@ class Client(_Model):
     tax_exempt: bool = False
     tax_exemption_note: str | None = Field(default=None, max_length=500)
     reverse_charge: bool = False
+    travel_billing: TravelBilling | None = Field(
+        default=None, description="Overrides rate_card.travel_billing for this client (time, mileage or both)."
+    )
     contracts: list[Contract] = Field(default_factory=list)
 
     @field_validator("contracts")
@@ -367,8 +376,9 @@ class Client(_Model):
 class TaxSettings(_Model):
     """VAT per line type, tax-inclusive prices and the reverse-charge legal text.
 
-    ``rates``: percentage per line type (``labour``, ``travel``, ``call_out``, ``part``,
-    ``expense``, ``quote``); a type not listed uses the tenant's ``vat_percent``.
+    ``rates``: percentage per line type (``labour``, ``travel``, ``mileage``, ``call_out``, ``part``,
+    ``expense``, ``quote``); a type not listed uses the tenant's ``vat_percent`` (``mileage``: the
+    ``travel`` rate when that is listed).
     ``prices_include_tax``: configured prices (hourly rates, fees, catalogue and quote prices) are
     gross; lines then carry gross amounts and the net is derived per line (costs are always net).
     ``exempt_tax_type`` / ``reverse_charge_tax_type``: optional billing-system codes for the 0 % lines of
@@ -529,11 +539,33 @@ class Tenant(_Model):
                         f"clients.{client_id}.skill_rates: skill {skill!r} is not in rate_card.skills "
                         f"({', '.join(self.rate_card.skills)})"
                     )
+            if client.travel_billing not in (None, "time") and self.rate_card.mileage_rate_per_km is None:
+                raise ValueError(
+                    f"clients.{client_id}.travel_billing {client.travel_billing!r} needs rate_card.mileage_rate_per_km"
+                )
         return self
 
     def tax_rate(self, line_type: TaxLineType) -> Decimal:
-        """VAT percentage for a line type (``tax.rates``, else ``vat_percent``)."""
-        return self.tax.rates.get(line_type, self.vat_percent)
+        """VAT percentage for a line type (``tax.rates``, else ``vat_percent``; ``mileage`` falls back
+        to ``tax.rates.travel`` first)."""
+        return self.tax.rates.get(line_type, self.vat_percent) if line_type != "mileage" else self._mileage_rate()
+
+    def _mileage_rate(self) -> Decimal:
+        rates = self.tax.rates
+        return rates.get("mileage", rates.get("travel", self.vat_percent))
+
+    def _tax_rate_source(self, line_type: TaxLineType) -> str:
+        """The field that sets the VAT rate of ``line_type`` (``tax.rates.travel``, ``vat_percent`` ...)."""
+        for key in (line_type, "travel") if line_type == "mileage" else (line_type,):
+            if key in self.tax.rates:
+                return f"tax.rates.{key}"
+        return "vat_percent"
+
+    def travel_billing(self, client_id: str) -> TravelBilling:
+        """How travel is billed for ``client_id``: the client's ``travel_billing``, else the rate card's."""
+        client = self.clients.get(client_id)
+        override = client.travel_billing if client is not None else None
+        return override or self.rate_card.travel_billing
 
     def vat_rates(self) -> list[VatRate]:
         """Every VAT rate this tenant's invoice lines can carry, as the configuration sets them.
@@ -548,7 +580,7 @@ class Tenant(_Model):
         standard: dict[str, tuple[Decimal, list[str]]] = {}
         for line_type in get_args(TaxLineType):
             rate = self.tax_rate(line_type)
-            source = f"tax.rates.{line_type}" if line_type in self.tax.rates else "vat_percent"
+            source = self._tax_rate_source(line_type)
             sources = standard.setdefault(rate_key(rate), (rate, []))[1]
             if source not in sources:
                 sources.append(source)

@@ -65,7 +65,7 @@ def test_preview_json_of_an_example_event(tmp_path):
     # 45.00 + 94.50 + 36.00 + 10.00 + 46.20 + 72.00 + 6.50 = 310.20; VAT 71.36; total 381.56
     assert [ln["net"] for ln in doc["lines"]] == ["45.00", "94.50", "36.00", "10.00", "46.20", "72.00", "6.50"]
     assert (doc["net_total"], doc["tax_total"], doc["total"]) == ("310.20", "71.36", "381.56")
-    assert (doc["cost_total"], doc["margin"]) == ("204.00", "106.20")
+    assert (doc["cost_total"], doc["margin"]) == ("191.80", "118.40")  # cost on worked time
     first = doc["lines"][1]
     assert set(first) >= {"description", "quantity", "unit_price", "net", "tax_rate", "tax", "total", "source", "rule"}
     assert (first["quantity"], first["unit_price"], first["tax"], first["total"]) == (
@@ -108,7 +108,7 @@ def test_preview_table_shows_source_rule_cost_and_margin(tmp_path):
     assert result.exit_code == 0
     assert "ACME-WO-1001-R1" in result.output and "381.56" in result.output
     assert "time_entry:TE-1001-1" in result.output and "rate:technician:T32" in result.output
-    assert "margin 106.20 EUR" in result.output
+    assert "margin 118.40 EUR" in result.output
 
 
 def test_preview_of_invalid_event_names_the_field(tmp_path):

@@ -139,20 +139,29 @@ def lines_of(inv, kind):
 # --------------------------------------------------------------------------- labour
 def test_increment_rounds_up():
     # T31 hvac 42.00/h, 127 min -> ceil(127/15)=9 blocks -> 135 min = 2.25 h; 2.25 × 42.00 = 94.50
-    # cost 2.25 × 24.00 = 54.00; preventive so no call-out
+    # cost on the time worked (default cost_basis: worked): 127 × 24.00 / 60 = 50.80; preventive so no call-out
     inv = price(work_order(kind="preventive", entries=[te("TE-1", "T31", 127)]))
     (line,) = inv.lines
     assert line.kind == "labour"
     assert line.quantity == Decimal("2.25") and line.unit == "h"
     assert line.unit_price == Decimal("42.00")
     assert line.net == Decimal("94.50")
-    assert line.cost == Decimal("54.00")
+    assert (line.cost, line.worked_minutes, line.billed_minutes) == (Decimal("50.80"), Decimal("127"), 135)
+    # cost_basis: billed costs the billed 2.25 h: 2.25 × 24.00 = 54.00
+    billed = price(
+        work_order(kind="preventive", entries=[te("TE-1", "T31", 127)]), make_tenant(rate_card={"cost_basis": "billed"})
+    )
+    assert (billed.lines[0].cost, billed.cost_total, billed.margin) == (
+        Decimal("54.00"),
+        Decimal("54.00"),
+        Decimal("40.50"),
+    )
     assert line.source == "time_entry:TE-1"
     assert line.rule == "rate:skill:hvac; increment 15 min; minimum 60 min"
     # tax 94.50 × 0.23 = 21.735 -> 21.74 (half-up); total 116.24
     assert (line.tax, line.total) == (Decimal("21.74"), Decimal("116.24"))
     assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("94.50"), Decimal("21.74"), Decimal("116.24"))
-    assert inv.cost_total == Decimal("54.00") and inv.margin == Decimal("40.50")
+    assert inv.cost_total == Decimal("50.80") and inv.margin == Decimal("43.70")
 
 
 def test_exact_multiple_is_not_rounded():
@@ -181,7 +190,7 @@ def test_minimum_billable_time():
 
 def test_two_technicians_and_personal_rate_vs_skill_rate():
     # T31 (hvac skill rate 42.00) 127 min -> 135 min = 2.25 h -> 94.50
-    # T32 (personal 36.00, not electrical 38.00) 40 min -> 60 min = 1 h -> 36.00; cost 1 × 21.00
+    # T32 (personal 36.00, not electrical 38.00) 40 min -> 60 min = 1 h -> 36.00; cost 40 worked min × 21.00 / 60 = 14.00
     # unknown T99 -> default skill general 30.00, 90 min -> 1.5 h -> 45.00; cost 1.5 × 16.00 = 24.00
     inv = price(
         work_order(kind="preventive", entries=[te("TE-1", "T31", 127), te("TE-2", "T32", 40), te("TE-3", "T99", 90)])
@@ -193,7 +202,7 @@ def test_two_technicians_and_personal_rate_vs_skill_rate():
         (Decimal("30.00"), Decimal("1.5"), Decimal("45.00")),
     ]
     assert labour[1].rule.startswith("rate:technician:T32")
-    assert labour[1].cost == Decimal("21.00")
+    assert labour[1].cost == Decimal("14.00")
     assert labour[2].rule.startswith("rate:skill:general")
     assert labour[2].cost == Decimal("24.00")
     # net 94.50 + 36.00 + 45.00 = 175.50
@@ -229,16 +238,17 @@ def test_hours_not_exact_at_four_decimals():
 
 
 def test_travel_billed_at_travel_rate_else_cost_only():
-    # travel 25 min -> 30 min (increment, no minimum) = 0.5 h × 20.00 = 10.00; cost 0.5 × 24.00 = 12.00
+    # travel 25 min -> 30 min (increment, no minimum) = 0.5 h × 20.00 = 10.00; cost 25 worked min × 24.00 / 60 = 10.00
     entries = [te("TE-1", "T31", 60), te("TE-2", "T31", 25, kind="travel")]
     inv = price(work_order(kind="preventive", entries=entries), make_tenant(rate_card={"travel_hourly_rate": "20.00"}))
     (travel,) = lines_of(inv, "travel")
-    assert (travel.quantity, travel.net, travel.cost) == (Decimal("0.5"), Decimal("10.00"), Decimal("12.00"))
-    # without a travel rate: no travel line, but cost 12.00 stays: cost_total = 24.00 (labour) + 12.00
+    assert (travel.quantity, travel.net, travel.cost) == (Decimal("0.5"), Decimal("10.00"), Decimal("10.00"))
+    assert (travel.worked_minutes, travel.billed_minutes) == (Decimal("25"), 30)
+    # without a travel rate: no travel line, but cost 10.00 stays: cost_total = 24.00 (labour) + 10.00
     inv = price(work_order(kind="preventive", entries=entries))
     assert lines_of(inv, "travel") == []
     assert inv.net_total == Decimal("42.00")
-    assert inv.cost_total == Decimal("36.00")
+    assert inv.cost_total == Decimal("34.00")
 
 
 # --------------------------------------------------------------------------- call-out
@@ -374,7 +384,8 @@ def test_jpy_has_no_decimals():
     parts = [part("P-1", "2.5", cost="333", sku="GAS")]
     inv = price(work_order(entries=[te("TE-1", "X1", 70)], parts=parts), tenant)
     # call-out 3000, tax 300
-    # labour 70 -> 75 min = 1.25 h × 4250 = 5312.5 -> 5313 (half-up); tax 531.3 -> 531; cost 1.25 × 2500 = 3125
+    # labour 70 -> 75 min = 1.25 h × 4250 = 5312.5 -> 5313 (half-up); tax 531.3 -> 531;
+    # cost 70 worked min × 2500 / 60 = 2916.67 -> 2917
     # part 333 × 1.2 = 399.6 -> 400 per unit; 2.5 × 400 = 1000; tax 100; cost 2.5 × 333 = 832.5 -> 833
     assert [(line.net, line.tax) for line in inv.lines] == [
         (Decimal("3000"), Decimal("300")),
@@ -382,12 +393,12 @@ def test_jpy_has_no_decimals():
         (Decimal("1000"), Decimal("100")),
     ]
     assert inv.lines[2].unit_price == Decimal("400")
-    # net 9313, tax 931, total 10244, cost 3125 + 833 = 3958
+    # net 9313, tax 931, total 10244, cost 2917 + 833 = 3750
     assert (inv.net_total, inv.tax_total, inv.total, inv.cost_total) == (
         Decimal("9313"),
         Decimal("931"),
         Decimal("10244"),
-        Decimal("3958"),
+        Decimal("3750"),
     )
     for line in inv.lines:
         assert line.net.as_tuple().exponent == 0 and line.tax.as_tuple().exponent == 0
@@ -700,7 +711,8 @@ def test_demo_wo_1001_two_technicians_by_hand():
     #   lunch 12.00 not billable
     # net 45.00+94.50+36.00+10.00+46.20+72.00+6.50 = 310.20
     # tax 10.35+21.74+8.28+2.30+10.63+16.56+1.50 = 71.36; total 381.56
-    # cost 2.25×24.00=54.00 + 1×21.00 + 0.5×24.00=12.00 + 38.50 + 2.5×24.00=60.00 + 6.50 + 12.00 = 204.00
+    # cost on worked time: 127×24.00/60=50.80 + 40×21.00/60=14.00 + 25×24.00/60=10.00 + 38.50 + 2.5×24.00=60.00
+    #   + 6.50 + 12.00 = 191.80; margin 310.20 - 191.80 = 118.40
     assert inv.invoice_number == "ACME-WO-1001-R1"
     assert [line.net for line in inv.lines] == [
         Decimal("45.00"),
@@ -712,7 +724,7 @@ def test_demo_wo_1001_two_technicians_by_hand():
         Decimal("6.50"),
     ]
     assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("310.20"), Decimal("71.36"), Decimal("381.56"))
-    assert (inv.cost_total, inv.margin) == (Decimal("204.00"), Decimal("106.20"))
+    assert (inv.cost_total, inv.margin) == (Decimal("191.80"), Decimal("118.40"))
     assert inv.client_name == "Hotel Atlântico Lisboa, S.A." and inv.currency == "EUR"
     assert (inv.issue_date, inv.due_date) == (date(2026, 3, 3), date(2026, 4, 2))
 
@@ -723,10 +735,10 @@ def test_demo_scheduled_job_by_hand():
     #   NH-102 electrical 6900 s = 115 min -> 120 min = 2 h × 58.00 = 116.00   tax 23.20
     #   6 × bag filter at catalogue 8.40 = 50.40                               tax 10.08
     #   parking 8.00 × 1.10 = 8.80                                             tax  1.76
-    # net 175.20, tax 35.04, total 210.24; cost 2×30.00 + 6×5.10 + 8.00 = 98.60
+    # net 175.20, tax 35.04, total 210.24; cost 115 worked min × 30.00 / 60 = 57.50 + 6×5.10 + 8.00 = 96.10
     assert inv.invoice_number == "NHV-SJ-SJ-2026-0311-R1"
     assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("175.20"), Decimal("35.04"), Decimal("210.24"))
-    assert inv.cost_total == Decimal("98.60")
+    assert inv.cost_total == Decimal("96.10")
     assert (inv.issue_date, inv.due_date) == (date(2026, 3, 11), date(2026, 3, 25))
     assert inv.reference == "Scheduled job SJ-2026-0311"
 
@@ -764,16 +776,17 @@ def test_demo_weekend_call_out_and_revision_2_by_hand():
     #   call-out visit V2 (Fri 09:00): once per corrective visit  60.00   tax 12.00
     #   visit 5003: 50 min -> 60 min (minimum) = 1 h × 70.00 = 70.00   tax 14.00
     #   visit V2: 70 min -> 75 min = 1.25 h × 70.00 = 87.50            tax 17.50
-    #   travel V2 40 min -> 45 min: not billed, cost 0.75 × 38.00 = 28.50
+    #   travel V2 40 min -> 45 min: not billed, cost 40 worked min × 38.00 / 60 = 25.333 -> 25.33
     #   2 belts × (7.80 × 1.20 = 9.36) = 18.72                         tax 3.744 -> 3.74
     #   congestion charge 15.00 × 1.10 = 16.50                          tax 3.30
     # net 60.00 + 60.00 + 70.00 + 87.50 + 18.72 + 16.50 = 312.72
     # tax 12.00 + 12.00 + 14.00 + 17.50 + 3.74 + 3.30 = 62.54; total 375.26
-    # cost 38.00 + 47.50 + 28.50 + 15.60 + 15.00 = 144.60 (call-outs cost nothing)
+    # cost on worked time: 50 × 38.00 / 60 = 31.666 -> 31.67 + 70 × 38.00 / 60 = 44.333 -> 44.33 + 25.33 + 15.60
+    #   + 15.00 = 131.93 (call-outs cost nothing)
     assert inv.invoice_number == "NHV-WO-5003-R2" and inv.invoice_key == "nordic-hvac:wo:5003:r2"
     assert [ln.source for ln in inv.lines if ln.kind == "call_out"] == ["work_order:5003", "visit:V2"]
     assert (inv.net_total, inv.tax_total, inv.total) == (Decimal("312.72"), Decimal("62.54"), Decimal("375.26"))
-    assert inv.cost_total == Decimal("144.60")
+    assert inv.cost_total == Decimal("131.93")
 
 
 def test_demo_work_order_executing_a_quote_bills_only_its_extra():

@@ -36,6 +36,8 @@ def _check_line(got: InvoiceLine, want: L, where: str) -> None:
     if want.discount is not None:
         assert got.discount_percent == Decimal(want.discount), (where, got.discount_percent)
     assert got.covered_by == want.covered_by, (where, got.covered_by)
+    if want.worked is not None:
+        assert (got.worked_minutes, got.billed_minutes) == (Decimal(want.worked), want.billed), where
 
 
 def _check_lines(lines: list[InvoiceLine], wanted: tuple[L, ...], case_id: str) -> None:

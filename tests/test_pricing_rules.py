@@ -111,6 +111,13 @@ def test_other_pricing_settings_are_checked():
     assert "tax_exempt needs tax_exemption_note" in _refused(tenant(client={"tax_exempt": True}))
     assert "skill 'welding' is not in rate_card.skills" in _refused(tenant(client={"skill_rates": {"welding": "50"}}))
     assert "needs mileage_rate_per_km" in _refused(tenant(rate_card={"travel_billing": "mileage"}))
+    assert "travel_billing 'both' needs mileage_rate_per_km" in _refused(tenant(rate_card={"travel_billing": "both"}))
+    assert "clients.CLI-1.travel_billing 'mileage' needs rate_card.mileage_rate_per_km" in _refused(
+        tenant(client={"travel_billing": "mileage"})
+    )
+    assert "tenants.acme.rate_card.cost_basis: Input should be 'worked' or 'billed' (got 'paid')" in _refused(
+        tenant(rate_card={"cost_basis": "paid"})
+    )
     assert "deposit_percent is invoiced at approval" in _refused(
         tenant(quotes={"invoice_at": "completion", "deposit_percent": "30"})
     )

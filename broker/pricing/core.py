@@ -34,6 +34,8 @@ MAX_PRICED_JSON_BYTES = 900 * 1024
 HOURS_DP = Decimal("0.0001")
 HUNDRED = Decimal(100)
 SIXTY = Decimal(60)
+SECONDS_PER_HOUR = Decimal(3600)
+MINUTES_DP = Decimal("0.01")
 ZERO = Decimal(0)
 
 
@@ -81,6 +83,7 @@ class LineDraft:
     (``labour``, ``part`` ...; see ``TaxSettings.rates``) unless ``tax_rate`` is given.
     ``billable=False`` marks a cost-only item (never an invoice line, its cost counts in
     ``cost_total``). ``covered_by`` names the contract of a zero-priced covered line.
+    ``worked_minutes`` / ``billed_minutes``: a labour or travel line's time worked and billed.
     """
 
     kind: LineKind
@@ -97,6 +100,8 @@ class LineDraft:
     discount_percent: Decimal = ZERO
     billable: bool = True
     covered_by: str | None = None
+    worked_minutes: Decimal | None = None
+    billed_minutes: int | None = None
 
 
 # --------------------------------------------------------------------------- time helpers
@@ -128,8 +133,22 @@ def hours_quantity(minutes: int) -> Decimal:
 
 
 def minutes_amount(minutes: int, hourly_rate: Decimal, currency: str) -> Decimal:
-    """``minutes × hourly_rate / 60`` rounded half-up to the currency minor unit (used for costs)."""
+    """``minutes × hourly_rate / 60`` rounded half-up to the currency minor unit (costs on billed time)."""
     return money_rounder(currency)(Decimal(minutes) * hourly_rate / SIXTY)
+
+
+def seconds_amount(seconds: int, hourly_rate: Decimal, currency: str) -> Decimal:
+    """``seconds × hourly_rate / 3600`` rounded half-up to the currency minor unit (costs on worked
+    time): 420 s at 30.00/h -> ``3.50``; 10 s at 30.00/h -> ``0.08``."""
+    return money_rounder(currency)(Decimal(seconds) * hourly_rate / SECONDS_PER_HOUR)
+
+
+def worked_minutes(seconds: int) -> Decimal:
+    """``seconds`` as minutes rounded half-up to 2 decimals (what a line shows as time worked):
+    420 -> ``7``, 10 -> ``0.17``."""
+    minutes = Decimal(seconds) / SIXTY
+    rounded = minutes.quantize(MINUTES_DP, rounding=ROUND_HALF_UP)
+    return minutes if minutes == rounded else rounded
 
 
 def fmt_hours(minutes: int) -> str:
@@ -246,6 +265,8 @@ def finish(
             "account_code": None,
             "tax_type": tax_type,
             "covered_by": draft.covered_by,
+            "worked_minutes": draft.worked_minutes,
+            "billed_minutes": draft.billed_minutes,
         },
     )
 

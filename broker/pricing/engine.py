@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from broker.config import Client, Contract, TaxLineType, Tenant
 from broker.events import Expense, PartUsage, QuoteApproved, ScheduledJobClosed, TimeEntry, WorkOrderCompleted
@@ -24,7 +25,9 @@ from broker.pricing.core import (
     hours_quantity,
     minutes_amount,
     money_rounder,
+    seconds_amount,
     trusted,
+    worked_minutes,
     zone_of,
 )
 from broker.pricing.fingerprint import fingerprint_of
@@ -327,17 +330,20 @@ class _Pricing:
                 self._labour(
                     line,
                     line.minutes,
+                    line.worked_seconds,
                     covered=(labour_contract.id, f"contract:{labour_contract.id}:preventive_labour"),
                 )
                 continue
             covered = covered_minutes.get(i, 0)
+            # a line split by the allowance: its worked time in the proportion of the billed minutes
+            covered_worked = line.worked_seconds * covered // line.minutes
             if covered:  # only when the allowance applies
-                self._labour(line, covered, covered=allowance_cover)
+                self._labour(line, covered, covered_worked, covered=allowance_cover)
             if line.minutes - covered:
-                self._labour(line, line.minutes - covered)
+                self._labour(line, line.minutes - covered, line.worked_seconds - covered_worked)
         if quoted:  # time inside the quote: our cost only
             for line in labour_lines(event, tenant, self.client, bands, include=lambda e: not e.outside_quote):
-                self._labour(line, line.minutes, billable=False)
+                self._labour(line, line.minutes, line.worked_seconds, billable=False)
 
         # travel
         for group in travel_groups(event, tenant, self.client, include=inside):
@@ -362,13 +368,27 @@ class _Pricing:
         if skipped:
             self.notes.append("Not billed (cost only): " + ", ".join(dict.fromkeys(skipped)))
 
+    def _cost(self, rate: Decimal, worked_seconds: int, billed_minutes: int) -> Decimal:
+        """Our cost of time at ``rate`` per hour: on the worked seconds (``cost_basis: worked``) or the
+        billed minutes (``billed``), rounded half-up to the currency."""
+        if self.tenant.rate_card.cost_basis == "billed":
+            return minutes_amount(billed_minutes, rate, self.currency)
+        return seconds_amount(worked_seconds, rate, self.currency)
+
     def _labour(
-        self, line: LabourLine, minutes: int, *, covered: tuple[str, str] | None = None, billable: bool = True
+        self,
+        line: LabourLine,
+        minutes: int,
+        worked_seconds: int,
+        *,
+        covered: tuple[str, str] | None = None,
+        billable: bool = True,
     ) -> None:
         card = self.tenant.rate_card
         default_visit = self.event.business_id
         source = "time_entry:" + ",".join(line.entry_ids)
-        cost = minutes_amount(minutes, line.rate.cost, self.currency)
+        cost = self._cost(line.rate.cost, worked_seconds, minutes)
+        times: dict[str, Any] = {"worked_minutes": worked_minutes(worked_seconds), "billed_minutes": minutes}
         if covered is not None:
             contract_id, rule = covered
             self.drafts.append(
@@ -385,6 +405,7 @@ class _Pricing:
                     cost=cost,
                     tax_key="labour",
                     covered_by=contract_id,
+                    **times,
                 )
             )
             return
@@ -405,119 +426,105 @@ class _Pricing:
                 gross=self.tenant.tax.prices_include_tax,
                 discount_percent=discount,
                 billable=billable,
+                **times,
             )
         )
 
     def _travel(self, group: TravelGroup, *, covered_by: str | None = None, billable: bool = True) -> None:
+        """The lines of one travel group as the client's ``travel_billing`` says: ``time`` (a time line),
+        ``mileage`` (a km line; the time is cost only) or ``both`` (a time line and a km line)."""
+        mode = self.tenant.travel_billing(self.event.data.client_id)
+        if group.minutes:
+            self._travel_time(group, covered_by=covered_by, billable=billable, by_mileage=mode == "mileage")
+        if mode != "time" and group.km:
+            self._mileage(group, group.km, covered_by=covered_by, billable=billable)
+
+    def _travel_time(self, group: TravelGroup, *, covered_by: str | None, billable: bool, by_mileage: bool) -> None:
         card = self.tenant.rate_card
-        currency = self.currency
         default_visit = self.event.business_id
-        source = "time_entry:" + ",".join(group.entry_ids)
-        time_cost = minutes_amount(group.minutes, group.rate.cost, currency)
-        gross = self.tenant.tax.prices_include_tax
-        if card.travel_billing == "mileage":
-            km = group.km or ZERO
-            if group.minutes:
-                self.drafts.append(
-                    LineDraft(
-                        kind="travel",
-                        description=travel_description(group, default_visit, fmt_hours(group.minutes)),
-                        quantity=hours_quantity(group.minutes),
-                        unit="h",
-                        unit_price=ZERO,
-                        source=source,
-                        rule="travel time not billed (mileage billing); cost only",
-                        cost=time_cost,
-                        tax_key="travel",
-                        billable=False,
-                    )
-                )
-            if km:
-                km_cost = (
-                    money_rounder(currency)(km * card.mileage_cost_per_km)
-                    if card.mileage_cost_per_km is not None
-                    else ZERO
-                )
-                what = f"{km} km"
-                if covered_by is not None and billable:
-                    self.drafts.append(
-                        LineDraft(
-                            kind="travel",
-                            description=travel_description(group, default_visit, what)
-                            + f" – covered by contract {covered_by}",
-                            quantity=km,
-                            unit="km",
-                            unit_price=ZERO,
-                            source=source,
-                            rule=f"contract:{covered_by}:preventive_labour; mileage",
-                            cost=km_cost,
-                            tax_key="travel",
-                            covered_by=covered_by,
-                        )
-                    )
-                else:
-                    km_price = card.mileage_rate_per_km if billable else ZERO
-                    if km_price is None:  # pragma: no cover - RateCard refuses mileage billing without the rate
-                        raise PricingError(
-                            "rate_card.mileage_rate_per_km", None, "travel is billed by mileage but has no rate per km"
-                        )
-                    self.drafts.append(
-                        LineDraft(
-                            kind="travel",
-                            description=travel_description(group, default_visit, what),
-                            quantity=km,
-                            unit="km",
-                            unit_price=km_price,
-                            source=source,
-                            rule="rate:mileage per km" if billable else "mileage inside quote; cost only",
-                            cost=km_cost,
-                            tax_key="travel",
-                            gross=gross,
-                            billable=billable,
-                        )
-                    )
-            return
-        if not group.minutes:
-            return
-        price = card.travel_hourly_rate if billable else None  # None: not billed
+        price = card.travel_hourly_rate if billable and not by_mileage else None  # None: not billed
         billed = price is not None
         what = fmt_hours(group.minutes)
+        common: dict[str, Any] = {
+            "kind": "travel",
+            "description": travel_description(group, default_visit, what),
+            "quantity": hours_quantity(group.minutes),
+            "unit": "h",
+            "source": "time_entry:" + ",".join(group.entry_ids),
+            "cost": self._cost(group.rate.cost, group.seconds, group.minutes),
+            "tax_key": "travel",
+            "worked_minutes": worked_minutes(group.seconds),
+            "billed_minutes": group.minutes,
+        }
+        increment = f"increment {card.billing_increment_minutes} min"
         if covered_by is not None and billed:
+            common["description"] = f"{common['description']} – covered by contract {covered_by}"
             self.drafts.append(
                 LineDraft(
-                    kind="travel",
-                    description=travel_description(group, default_visit, what) + f" – covered by contract {covered_by}",
-                    quantity=hours_quantity(group.minutes),
-                    unit="h",
+                    **common,
                     unit_price=ZERO,
-                    source=source,
-                    rule=f"contract:{covered_by}:preventive_labour; rate:travel; "
-                    f"increment {card.billing_increment_minutes} min",
-                    cost=time_cost,
-                    tax_key="travel",
+                    rule=f"contract:{covered_by}:preventive_labour; rate:travel; {increment}",
                     covered_by=covered_by,
                 )
             )
             return
         if billed:
-            rule = f"rate:travel; increment {card.billing_increment_minutes} min"
+            rule = f"rate:travel; {increment}"
+        elif by_mileage:
+            rule = "travel time not billed (mileage billing); cost only"
         elif not billable:
             rule = "travel inside quote; cost only"
         else:
             rule = "travel not billed (no travel_hourly_rate); cost only"
         self.drafts.append(
             LineDraft(
-                kind="travel",
-                description=travel_description(group, default_visit, what),
-                quantity=hours_quantity(group.minutes),
-                unit="h",
+                **common,
                 unit_price=price if price is not None else ZERO,
-                source=source,
                 rule=rule,
-                cost=time_cost,
-                tax_key="travel",
-                gross=gross,
+                gross=self.tenant.tax.prices_include_tax,
                 billable=billed,
+            )
+        )
+
+    def _mileage(self, group: TravelGroup, km: Decimal, *, covered_by: str | None, billable: bool) -> None:
+        card = self.tenant.rate_card
+        km_cost = (
+            money_rounder(self.currency)(km * card.mileage_cost_per_km)
+            if card.mileage_cost_per_km is not None
+            else ZERO
+        )
+        common: dict[str, Any] = {
+            "kind": "travel",
+            "description": travel_description(group, self.event.business_id, f"{km} km"),
+            "quantity": km,
+            "unit": "km",
+            "source": "time_entry:" + ",".join(group.entry_ids),
+            "cost": km_cost,
+            "tax_key": "mileage",
+        }
+        if covered_by is not None and billable:
+            common["description"] = f"{common['description']} – covered by contract {covered_by}"
+            self.drafts.append(
+                LineDraft(
+                    **common,
+                    unit_price=ZERO,
+                    rule=f"contract:{covered_by}:preventive_labour; mileage",
+                    covered_by=covered_by,
+                )
+            )
+            return
+        km_price = card.mileage_rate_per_km if billable else ZERO
+        if km_price is None:  # pragma: no cover - the configuration refuses mileage billing without the rate
+            raise PricingError(
+                "rate_card.mileage_rate_per_km", None, "travel is billed by mileage but has no rate per km"
+            )
+        self.drafts.append(
+            LineDraft(
+                **common,
+                unit_price=km_price,
+                rule="rate:mileage per km" if billable else "mileage inside quote; cost only",
+                gross=self.tenant.tax.prices_include_tax,
+                billable=billable,
             )
         )
 

@@ -65,7 +65,9 @@ class LabourLine:
     """Billable labour of one technician in one visit at one rate and band (before contracts and tax).
 
     ``order`` is the chronological position of the line's first piece ``(instant, entry index)``
-    (unclocked entries sort at the event time); ``last`` the end of its last piece.
+    (unclocked entries sort at the event time); ``last`` the end of its last piece. ``minutes`` is
+    the billed time (increments, minimum); ``worked_seconds`` the time worked (after breaks, before
+    rounding), including that of pieces too short to earn an increment of their own, billed here.
     """
 
     technician_id: str
@@ -77,6 +79,7 @@ class LabourLine:
     order: tuple[datetime, int]
     last: tuple[datetime, int]
     minimum_applied: bool = False
+    worked_seconds: int = 0
 
 
 @dataclass(slots=True)
@@ -265,9 +268,10 @@ def labour_lines(
                 for k in by_remainder[:left]:
                     alloc[k] += 1
             absorbed = [k for k in accs if alloc[k] == 0]
-            if absorbed:  # lines that got no increment: their entries are billed within the unit's largest line
+            if absorbed:  # lines that got no increment: their entries (and time) are within the unit's largest line
                 biggest = max(accs, key=lambda k: (alloc[k], accs[k].seconds))
                 for k in absorbed:
+                    accs[biggest].seconds += accs[k].seconds
                     for entry_id in accs[k].entry_ids:
                         if entry_id not in accs[biggest].entry_ids:
                             accs[biggest].entry_ids.append(entry_id)
@@ -279,10 +283,19 @@ def labour_lines(
             line = lines.get(line_key)
             if line is None:
                 lines[line_key] = LabourLine(
-                    tech, visit, acc.rate, acc.band, minutes, list(acc.entry_ids), acc.first, acc.last
+                    tech,
+                    visit,
+                    acc.rate,
+                    acc.band,
+                    minutes,
+                    list(acc.entry_ids),
+                    acc.first,
+                    acc.last,
+                    worked_seconds=acc.seconds,
                 )
             else:
                 line.minutes += minutes
+                line.worked_seconds += acc.seconds
                 line.entry_ids.extend(i for i in acc.entry_ids if i not in line.entry_ids)
                 line.order = min(line.order, acc.first)
                 line.last = max(line.last, acc.last)
@@ -336,7 +349,8 @@ def labour_description(line: LabourLine, default_visit: str, minutes: int, suffi
 # --------------------------------------------------------------------------- travel
 @dataclass(slots=True)
 class TravelGroup:
-    """Travel of one technician in one visit (or one entry with ``rounding_per: entry``)."""
+    """Travel of one technician in one visit (or one entry with ``rounding_per: entry``): ``minutes``
+    billed (rounded up to the increment), ``seconds`` travelled, ``km`` driven (``None``: not given)."""
 
     technician_id: str
     visit: str
@@ -345,6 +359,7 @@ class TravelGroup:
     km: Decimal | None
     entry_ids: list[str]
     first_index: int
+    seconds: int = 0
 
 
 def travel_groups(
@@ -352,14 +367,15 @@ def travel_groups(
 ) -> list[TravelGroup]:
     """Travel entries grouped per technician and visit (per entry with ``rounding_per: entry``).
 
-    Minutes are rounded up to the increment (no minimum). With ``travel_billing: mileage``
-    every travel entry needs ``distance_km``; :class:`PricingError` names
-    ``data.time_entries.N.distance_km`` otherwise.
+    Minutes are rounded up to the increment (no minimum). When the client's travel is billed by
+    mileage (``travel_billing: mileage`` or ``both``, :meth:`Tenant.travel_billing`) every travel
+    entry needs ``distance_km``; :class:`PricingError` names ``data.time_entries.N.distance_km``
+    otherwise.
     """
     card = tenant.rate_card
     data = event.data
     default_visit = event.business_id
-    mileage = card.travel_billing == "mileage"
+    mileage = tenant.travel_billing(data.client_id) != "time"
     groups: dict[tuple[str, str] | tuple[str, str, int], tuple[Rate, int, Decimal | None, list[str], int]] = {}
     for index, entry in enumerate(data.time_entries):
         if entry.kind != "travel" or not include(entry):
@@ -394,7 +410,7 @@ def travel_groups(
         minutes = -(-seconds // (inc * 60)) * inc if seconds > 0 else 0
         if minutes == 0 and not km:
             continue
-        out.append(TravelGroup(key[0], key[1], rate, minutes, km, ids, first))
+        out.append(TravelGroup(key[0], key[1], rate, minutes, km, ids, first, seconds=max(seconds, 0)))
     return out
 
 

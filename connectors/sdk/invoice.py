@@ -30,7 +30,9 @@ class InvoiceLine(BaseModel):
     net of tax unless the tenant prices tax-inclusive (then see ``tax_inclusive`` on the invoice).
     ``tax_rate`` is a percentage (``Decimal("23")``). ``source`` names where the line came from
     (``time_entry:TE-1``) and ``rule`` the pricing rule applied (``rate:skill:hvac``).
-    ``cost`` is our cost for the line (never sent to the billing system).
+    ``cost`` is our cost for the line (never sent to the billing system): for labour and travel the
+    cost rate × ``worked_minutes`` (the tenant's ``cost_basis: worked``, default) or ×
+    ``billed_minutes`` (``billed``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -51,6 +53,14 @@ class InvoiceLine(BaseModel):
     account_code: str | None = None
     tax_type: str | None = Field(default=None, description="Billing-system tax code, when the tenant maps one.")
     covered_by: str | None = Field(default=None, description="Contract id when the line is covered (zero-priced).")
+    worked_minutes: Decimal | None = Field(
+        default=None,
+        description="Labour and travel lines: the time worked, in minutes (after unpaid breaks, before "
+        "increments and minimums; 2 decimals).",
+    )
+    billed_minutes: int | None = Field(
+        default=None, description="Labour and travel lines: the time billed, in minutes (increments, minimum)."
+    )
 
 
 class AllowanceUse(BaseModel):

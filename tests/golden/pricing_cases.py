@@ -8,6 +8,8 @@ decimals. Conventions used in the comments:
 * rounding is half-up to the currency minor unit (EUR 2 decimals, JPY 0, BHD 3), per line;
 * ``15-min increment``: worked time rounded **up** to 15 min per technician per visit (once),
   then at least 60 min; ``x h × rate`` is the line amount;
+* cost (``cost_basis: worked``, the default): cost rate × the minutes worked (after breaks, before
+  increments and minimums) / 60, per line; ``cost_basis: billed`` (G09) uses the billed minutes;
 * unless said otherwise: tenant ``acme`` (EUR, Europe/Lisbon, VAT 23 %), skills hvac 42.00/h
   (cost 24.00), electrical 38.00 (22.00), general 30.00 (16.00); T31 Ana Costa hvac; T32 Bruno
   Reis electrical with personal 36.00/h (cost 21.00); call-out 45.00; parts markup 20 %; travel
@@ -167,6 +169,8 @@ class L:
     rule: str | None = None          # substring of the line's rule
     discount: str | None = None
     covered_by: str | None = None
+    worked: str | None = None        # worked_minutes
+    billed: int | None = None        # billed_minutes
 
 
 @dataclass(frozen=True)
@@ -211,22 +215,25 @@ T0 = "2026-03-03T"  # Tuesday, Lisbon = UTC+0
 CASES: list[Case] = [
     # ------------------------------------------------------------------ 1. labour time
     # 127 min -> ceil(127/15) = 9 increments = 135 min = 2.25 h × 42.00 = 94.50; tax 94.50 × 0.23 = 21.735 -> 21.74
-    # total 116.24; cost 2.25 × 24.00 = 54.00; margin 94.50 - 54.00 = 40.50 (preventive: no call-out)
+    # total 116.24; cost on the 127 worked min: 127 × 24.00 / 60 = 50.80; margin 94.50 - 50.80 = 43.70
+    # (preventive: no call-out)
     Case("G01-increment-rounds-up", ("labour", "cost", "traceability"),
          wo(kind="preventive", entries=[dur("TE-1", "T31", 127)]),
-         lines=(L("labour", "2.25", "42.00", "94.50", "23", "21.74", "116.24", cost="54.00", source="time_entry:TE-1",
-                  rule="rate:skill:hvac; increment 15 min; minimum 60 min"),),
-         totals=("94.50", "21.74", "116.24"), cost="54.00", margin="40.50"),
+         lines=(L("labour", "2.25", "42.00", "94.50", "23", "21.74", "116.24", cost="50.80", source="time_entry:TE-1",
+                  rule="rate:skill:hvac; increment 15 min; minimum 60 min", worked="127", billed=135),),
+         totals=("94.50", "21.74", "116.24"), cost="50.80", margin="43.70"),
     # 120 min is an exact multiple of 15: stays 120 min = 2 h × 42.00 = 84.00 (not 135 min); tax 19.32; cost 48.00
     Case("G02-exact-multiple-not-rounded", ("labour",),
          wo(kind="preventive", entries=[at("TE-1", "T31", T0 + "09:00:00+00:00", T0 + "11:00:00+00:00")]),
          lines=(L("labour", "2", "42.00", "84.00", "23", "19.32", "103.32", cost="48.00"),),
          totals=("84.00", "19.32", "103.32"), cost="48.00", margin="36.00"),
     # 40 min -> 45 min -> raised to the 60 min minimum = 1 h × 42.00 = 42.00; tax 9.66; total 51.66
-    Case("G03-minimum-per-technician-visit", ("labour",),
+    # cost on the 40 worked min, not the 60 billed: 40 × 24.00 / 60 = 16.00; margin 42.00 - 16.00 = 26.00
+    Case("G03-minimum-per-technician-visit", ("labour", "cost"),
          wo(kind="preventive", entries=[dur("TE-1", "T31", 40)]),
-         lines=(L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66", rule="minimum 60 min (applied)"),),
-         totals=("42.00", "9.66", "51.66"), cost="24.00"),
+         lines=(L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66", cost="16.00", rule="minimum 60 min (applied)",
+                  worked="40", billed=60),),
+         totals=("42.00", "9.66", "51.66"), cost="16.00", margin="26.00"),
     # 09:00-11:30 with a 30 min unpaid break = 120 min = 2 h × 42.00 = 84.00; tax 19.32
     Case("G04-unpaid-break-subtracted", ("labour",),
          wo(kind="preventive", entries=[at("TE-1", "T31", T0 + "09:00:00+00:00", T0 + "11:30:00+00:00", break_minutes=30)]),
@@ -238,25 +245,33 @@ CASES: list[Case] = [
          tenant=tenant(rate_card={"rounding_per": "entry"}),
          lines=(L("labour", "2", "42.00", "84.00", "23", "19.32", "103.32", source="time_entry:TE-1,TE-2",
                   rule="increment 15 min; per entry"),),
-         totals=("84.00", "19.32", "103.32"), cost="48.00"),
+         totals=("84.00", "19.32", "103.32"), cost="40.00"),  # 100 worked min × 24.00 / 60
     # rounding per visit (default): 50 + 50 = 100 min -> 105 min = 1.75 h × 42.00 = 73.50; tax 16.905 -> 16.91; total 90.41
-    # cost 1.75 × 24.00 = 42.00
+    # cost on the 100 worked min: 100 × 24.00 / 60 = 40.00; margin 73.50 - 40.00 = 33.50
     Case("G06-rounding-per-visit", ("labour",),
          wo(kind="preventive", entries=[dur("TE-1", "T31", 50), dur("TE-2", "T31", 50)]),
-         lines=(L("labour", "1.75", "42.00", "73.50", "23", "16.91", "90.41", cost="42.00", source="time_entry:TE-1,TE-2"),),
-         totals=("73.50", "16.91", "90.41"), cost="42.00", margin="31.50"),
+         lines=(L("labour", "1.75", "42.00", "73.50", "23", "16.91", "90.41", cost="40.00", source="time_entry:TE-1,TE-2",
+                  worked="100", billed=105),),
+         totals=("73.50", "16.91", "90.41"), cost="40.00", margin="33.50"),
     # two visits, each with its own minimum: 20 min -> 60 min twice = 2 × 42.00; tax 9.66 × 2
+    # cost 20 worked min each: 20 × 24.00 / 60 = 8.00 twice = 16.00
     Case("G07-minimum-per-visit", ("labour",),
          wo(kind="preventive", entries=[dur("TE-1", "T31", 20), dur("TE-2", "T31", 20, visit_id="V2")]),
-         lines=(L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66", source="time_entry:TE-1"),
-                L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66", source="time_entry:TE-2")),
-         totals=("84.00", "19.32", "103.32"), cost="48.00"),
+         lines=(L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66", cost="8.00", source="time_entry:TE-1"),
+                L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66", cost="8.00", source="time_entry:TE-2")),
+         totals=("84.00", "19.32", "103.32"), cost="16.00"),
     # times with a +01:00 offset: 10:05+01:00 to 12:12+01:00 = 127 min -> 135 min = 2.25 h × 42.00 = 94.50 (a weekday
-    # morning, no band configured anyway); tax 21.74
+    # morning, no band configured anyway); tax 21.74; cost 127 × 24.00 / 60 = 50.80
     Case("G08-offset-times", ("labour",),
          wo(kind="preventive", entries=[at("TE-1", "T31", T0 + "10:05:00+01:00", T0 + "12:12:00+01:00")]),
          lines=(L("labour", "2.25", "42.00", "94.50", "23", "21.74", "116.24"),),
-         totals=("94.50", "21.74", "116.24"), cost="54.00"),
+         totals=("94.50", "21.74", "116.24"), cost="50.80"),
+    # G01 with cost_basis: billed (the rule before worked-time costs): cost 2.25 h × 24.00 = 54.00; margin 40.50
+    Case("G09-cost-on-billed-time", ("labour", "cost"),
+         wo(kind="preventive", entries=[dur("TE-1", "T31", 127)]),
+         tenant=tenant(rate_card={"cost_basis": "billed"}),
+         lines=(L("labour", "2.25", "42.00", "94.50", "23", "21.74", "116.24", cost="54.00", worked="127", billed=135),),
+         totals=("94.50", "21.74", "116.24"), cost="54.00", margin="40.50"),
 
     # ------------------------------------------------------------------ 2. rates and travel
     # T32's personal 36.00 beats the electrical 38.00: 1 h × 36.00 = 36.00; tax 8.28; cost 1 h × 21.00
@@ -285,21 +300,66 @@ CASES: list[Case] = [
          lines=(L("labour", "1.5", "30.00", "45.00", "23", "10.35", "55.35", cost="24.00", rule="rate:skill:general"),),
          totals=("45.00", "10.35", "55.35"), cost="24.00"),
     # labour 60 min = 42.00 (tax 9.66); travel 25 min -> 30 min (no minimum) = 0.5 h × 20.00 = 10.00 (tax 2.30)
-    # net 52.00, tax 11.96; cost 24.00 + 0.5 × 24.00 = 36.00
+    # net 52.00, tax 11.96; cost on worked time 24.00 + 25 × 24.00 / 60 = 24.00 + 10.00 = 34.00; margin 18.00
     Case("G14-travel-time-rate", ("travel",),
          wo(kind="preventive", entries=[dur("TE-1", "T31", 60), dur("TE-2", "T31", 25, kind="travel")]),
          lines=(L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66"),
-                L("travel", "0.5", "20.00", "10.00", "23", "2.30", "12.30", cost="12.00", rule="rate:travel")),
-         totals=("52.00", "11.96", "63.96"), cost="36.00", margin="16.00"),
-    # mileage 0.40/km: 37.5 km × 0.40 = 15.00 (tax 3.45); cost 37.5 × 0.25 = 9.375 -> 9.38; travel time 25 -> 30 min
-    # is cost only: 0.5 × 24.00 = 12.00. net 42.00 + 15.00 = 57.00; tax 9.66 + 3.45 = 13.11; total 70.11
-    # cost 24.00 + 9.38 + 12.00 = 45.38; margin 57.00 - 45.38 = 11.62
+                L("travel", "0.5", "20.00", "10.00", "23", "2.30", "12.30", cost="10.00", rule="rate:travel",
+                  worked="25", billed=30)),
+         totals=("52.00", "11.96", "63.96"), cost="34.00", margin="18.00"),
+    # mileage 0.40/km: 37.5 km × 0.40 = 15.00 (tax 3.45); cost 37.5 × 0.25 = 9.375 -> 9.38; travel time (25 min
+    # worked) is cost only: 25 × 24.00 / 60 = 10.00. net 42.00 + 15.00 = 57.00; tax 9.66 + 3.45 = 13.11; total 70.11
+    # cost 24.00 + 9.38 + 10.00 = 43.38; margin 57.00 - 43.38 = 13.62
     Case("G15-travel-mileage", ("travel", "cost"),
          wo(kind="preventive", entries=[dur("TE-1", "T31", 60), dur("TE-2", "T31", 25, kind="travel", distance_km="37.5")]),
          tenant=tenant(rate_card={"travel_billing": "mileage", "mileage_rate_per_km": "0.40", "mileage_cost_per_km": "0.25"}),
          lines=(L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66"),
                 L("travel", "37.5", "0.40", "15.00", "23", "3.45", "18.45", cost="9.38", rule="rate:mileage per km")),
-         totals=("57.00", "13.11", "70.11"), cost="45.38", margin="11.62"),
+         totals=("57.00", "13.11", "70.11"), cost="43.38", margin="13.62"),
+    # travel_billing both: the travel time and the kilometres, each its own line, on one corrective visit of three
+    # technicians (mileage 0.40/km, cost 0.25/km; travel 20.00/h; one call-out for the visit, 45.00, tax 10.35):
+    #   labour T31 60 min = 1 h × 42.00 = 42.00 (tax 9.66; cost 60 × 24.00 / 60 = 24.00)
+    #          T32 50 -> 60 min = 1 h × 36.00 = 36.00 (tax 8.28; cost 50 × 21.00 / 60 = 17.50)
+    #          T99 90 min = 1.5 h × 30.00 = 45.00 (tax 10.35; cost 90 × 16.00 / 60 = 24.00)
+    #   T31 travel 25 -> 30 min = 0.5 h × 20.00 = 10.00 (tax 2.30; cost 25 × 24.00 / 60 = 10.00)
+    #       30 km × 0.40 = 12.00 (tax 2.76; cost 30 × 0.25 = 7.50)
+    #   T32 travel 20 -> 30 min = 0.5 h × 20.00 = 10.00 (tax 2.30; cost 20 × 21.00 / 60 = 7.00)
+    #       12.5 km × 0.40 = 5.00 (tax 1.15; cost 12.5 × 0.25 = 3.125 -> 3.13)
+    #   T99 travel 10 -> 15 min = 0.25 h × 20.00 = 5.00 (tax 1.15; cost 10 × 16.00 / 60 = 2.666.. -> 2.67)
+    #       8 km × 0.40 = 3.20 (tax 0.736 -> 0.74; cost 8 × 0.25 = 2.00)
+    # net 45.00 + 42.00 + 36.00 + 45.00 + 10.00 + 12.00 + 10.00 + 5.00 + 5.00 + 3.20 = 213.20
+    # tax 10.35 + 9.66 + 8.28 + 10.35 + 2.30 + 2.76 + 2.30 + 1.15 + 1.15 + 0.74 = 49.04; total 262.24
+    # cost 24.00 + 17.50 + 24.00 + 10.00 + 7.50 + 7.00 + 3.13 + 2.67 + 2.00 = 97.80; margin 213.20 - 97.80 = 115.40
+    Case("G16-travel-time-and-mileage", ("travel", "cost"),
+         wo(entries=[dur("TE-1", "T31", 60), dur("TE-2", "T32", 50), dur("TE-3", "T99", 90),
+                     dur("TE-4", "T31", 25, kind="travel", distance_km="30"),
+                     dur("TE-5", "T32", 20, kind="travel", distance_km="12.5"),
+                     dur("TE-6", "T99", 10, kind="travel", distance_km="8")]),
+         tenant=tenant(rate_card={"travel_billing": "both", "mileage_rate_per_km": "0.40", "mileage_cost_per_km": "0.25"}),
+         lines=(L("call_out", "1", "45.00", "45.00", "23", "10.35", "55.35"),
+                L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66", cost="24.00", worked="60", billed=60),
+                L("labour", "1", "36.00", "36.00", "23", "8.28", "44.28", cost="17.50", worked="50", billed=60),
+                L("labour", "1.5", "30.00", "45.00", "23", "10.35", "55.35", cost="24.00", worked="90", billed=90),
+                L("travel", "0.5", "20.00", "10.00", "23", "2.30", "12.30", cost="10.00", rule="rate:travel",
+                  source="time_entry:TE-4", worked="25", billed=30),
+                L("travel", "30", "0.40", "12.00", "23", "2.76", "14.76", cost="7.50", rule="rate:mileage per km",
+                  source="time_entry:TE-4"),
+                L("travel", "0.5", "20.00", "10.00", "23", "2.30", "12.30", cost="7.00", worked="20", billed=30),
+                L("travel", "12.5", "0.40", "5.00", "23", "1.15", "6.15", cost="3.13"),
+                L("travel", "0.25", "20.00", "5.00", "23", "1.15", "6.15", cost="2.67", worked="10", billed=15),
+                L("travel", "8", "0.40", "3.20", "23", "0.74", "3.94", cost="2.00")),
+         totals=("213.20", "49.04", "262.24"), cost="97.80", margin="115.40"),
+    # one client billed both ways while the rate card bills time, its kilometres at their own VAT (tax.rates.mileage 6):
+    # labour 1 h × 42.00 = 42.00 (tax 9.66); travel 25 -> 30 min = 10.00 (tax 2.30); 10 km × 0.40 = 4.00 (tax 6 %: 0.24)
+    # net 56.00; tax 12.20; total 68.20; cost 24.00 + 10.00 + 10 × 0.25 = 2.50 -> 36.50
+    Case("G17-client-travel-billing-and-mileage-vat", ("travel", "tax"),
+         wo(kind="preventive", entries=[dur("TE-1", "T31", 60), dur("TE-2", "T31", 25, kind="travel", distance_km="10")]),
+         tenant=tenant(rate_card={"mileage_rate_per_km": "0.40", "mileage_cost_per_km": "0.25"},
+                       client={"travel_billing": "both"}, tax={"rates": {"mileage": "6"}}),
+         lines=(L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66"),
+                L("travel", "0.5", "20.00", "10.00", "23", "2.30", "12.30", cost="10.00"),
+                L("travel", "10", "0.40", "4.00", "6", "0.24", "4.24", cost="2.50")),
+         totals=("56.00", "12.20", "68.20"), cost="36.50", margin="19.50"),
 
     # ------------------------------------------------------------------ 3. time bands (BANDS)
     # 17:00-19:30 with night from 18:00: 60 min normal + 90 min night (exact, no rounding).
@@ -315,13 +375,14 @@ CASES: list[Case] = [
     # 17:05-19:40: 55 min normal + 100 min night = 155 min -> 165 min once for the visit (11 increments).
     # whole increments: normal 3 (rest 10 min), night 6 (rest 10 min); 2 left -> one each: 60 + 105 min.
     # 1 h × 42.00 = 42.00 (tax 9.66); 1.75 h × 52.50 = 91.875 -> 91.88 (tax 21.1324 -> 21.13)
-    # net 133.88; tax 30.79; total 164.67; cost 24.00 + 42.00 = 66.00
+    # net 133.88; tax 30.79; total 164.67; cost on the worked minutes: 55 × 24.00 / 60 = 22.00 and
+    # 100 × 24.00 / 60 = 40.00 = 62.00; margin 133.88 - 62.00 = 71.88
     Case("G21-band-crossing-rounded-once", ("bands", "labour"),
          wo(kind="preventive", entries=[at("TE-1", "T31", T0 + "17:05:00+00:00", T0 + "19:40:00+00:00")]),
          tenant=tenant(rate_card={"time_bands": BANDS}, holidays=HOLIDAYS),
-         lines=(L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66"),
-                L("labour", "1.75", "52.50", "91.88", "23", "21.13", "113.01", cost="42.00")),
-         totals=("133.88", "30.79", "164.67"), cost="66.00", margin="67.88"),
+         lines=(L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66", cost="22.00", worked="55", billed=60),
+                L("labour", "1.75", "52.50", "91.88", "23", "21.13", "113.01", cost="40.00", worked="100", billed=105)),
+         totals=("133.88", "30.79", "164.67"), cost="62.00", margin="71.88"),
     # Saturday 2026-03-07 10:00-12:00: weekend 42.00 × 1.50 = 63.00/h; 2 h × 63.00 = 126.00; tax 28.98
     Case("G22-saturday", ("bands",),
          wo(kind="preventive", entries=[at("TE-1", "T31", "2026-03-07T10:00:00+00:00", "2026-03-07T12:00:00+00:00")]),
@@ -683,7 +744,7 @@ CASES: list[Case] = [
     #     tax 88.55 × 23/123 = 16.5581.. -> 16.56; net 71.99
     #   parking 6.50 net -> gross 7.995 -> 8.00; tax 8.00 × 23/123 = 1.4959.. -> 1.50; net 6.50
     # totals: net 76.83 + 71.99 + 6.50 = 155.32; tax 17.67 + 16.56 + 1.50 = 35.73; total 191.05 (= 155.32 + 35.73)
-    # cost 54.00 + 60.00 + 6.50 = 120.50; margin 155.32 - 120.50 = 34.82
+    # cost (127 worked min) 127 × 24.00 / 60 = 50.80 + 60.00 + 6.50 = 117.30; margin 155.32 - 117.30 = 38.02
     Case("G93-tax-inclusive-prices", ("tax_inclusive", "tax"),
          wo(kind="preventive", entries=[dur("TE-1", "T31", 127)], parts=[part("P-1", "2.5", cost="24.00", unit="kg")],
             expenses=[expense("E-1", "6.50")]),
@@ -691,7 +752,7 @@ CASES: list[Case] = [
          lines=(L("labour", "2.25", "42.00", "76.83", "23", "17.67", "94.50"),
                 L("part", "2.5", "35.42", "71.99", "23", "16.56", "88.55"),
                 L("expense", "1", "8.00", "6.50", "23", "1.50", "8.00")),
-         totals=("155.32", "35.73", "191.05"), cost="120.50", margin="34.82", tax_inclusive=True),
+         totals=("155.32", "35.73", "191.05"), cost="117.30", margin="38.02", tax_inclusive=True),
     # tax-inclusive tenant, exempt client: the gross rate 42.00 loses its 23 %: 42.00 × 100/123 = 34.146.. -> 34.15
     # 1 h × 34.15 = 34.15, tax 0 (the invoice is tax-exclusive)
     Case("G94-tax-inclusive-price-for-exempt-client", ("tax_inclusive", "tax"),
@@ -702,16 +763,17 @@ CASES: list[Case] = [
          totals=("34.15", "0.00", "34.15"), tax_inclusive=False),
     # JPY (0 decimals), VAT 10 %: call-out 3000 (tax 300); 70 -> 75 min = 1.25 h × 4250 = 5312.5 -> 5313
     # (tax 531.3 -> 531); part 333 × 1.20 = 399.6 -> 400/unit, 2.5 × 400 = 1000 (tax 100)
-    # net 9313; tax 931; total 10244; cost 1.25 × 2500 = 3125 + 2.5 × 333 = 832.5 -> 833 = 3958
+    # net 9313; tax 931; total 10244; cost 70 worked min × 2500 / 60 = 2916.67 -> 2917 + 2.5 × 333 = 832.5 -> 833
+    # = 3750; margin 9313 - 3750 = 5563
     Case("G95-jpy-no-decimals", ("currency",),
          wo(entries=[dur("TE-1", "X1", 70)], parts=[part("P-1", "2.5", cost="333", sku="GAS")]),
          tenant=tenant(currency="JPY", vat_percent="10",
                        rate_card={"skills": {"general": {"hourly_rate": "4250", "cost_rate": "2500"}}, "technicians": {},
                                   "call_out_fee": "3000", "travel_hourly_rate": None}),
          lines=(L("call_out", "1", "3000", "3000", "10", "300", "3300"),
-                L("labour", "1.25", "4250", "5313", "10", "531", "5844", cost="3125"),
+                L("labour", "1.25", "4250", "5313", "10", "531", "5844", cost="2917"),
                 L("part", "2.5", "400", "1000", "10", "100", "1100", cost="833")),
-         totals=("9313", "931", "10244"), cost="3958", margin="5355"),
+         totals=("9313", "931", "10244"), cost="3750", margin="5563"),
     # JPY tax-inclusive, 10 %: 1.5 h × 5500 = 8250 gross; tax 8250 × 10/110 = 750; net 7500
     Case("G96-jpy-tax-inclusive", ("currency", "tax_inclusive"),
          wo(kind="preventive", entries=[dur("TE-1", "X1", 90)]),
@@ -720,27 +782,28 @@ CASES: list[Case] = [
                                   "call_out_fee": None, "travel_hourly_rate": None}),
          lines=(L("labour", "1.5", "5500", "7500", "10", "750", "8250", cost="3750"),),
          totals=("7500", "750", "8250"), cost="3750", margin="3750", tax_inclusive=True),
-    # BHD (3 decimals), VAT 10 %: 70 -> 75 min = 1.25 h × 12.500 = 15.625 (tax 1.5625 -> 1.563); total 17.188
+    # BHD (3 decimals), VAT 10 %: 70 -> 75 min = 1.25 h × 12.500 = 15.625 (tax 1.5625 -> 1.563); total 17.188;
+    # cost 70 worked min × 6.000 / 60 = 7.000
     Case("G97-bhd-three-decimals", ("currency",),
          wo(kind="preventive", entries=[dur("TE-1", "X1", 70)]),
          tenant=tenant(currency="BHD", vat_percent="10",
                        rate_card={"skills": {"general": {"hourly_rate": "12.500", "cost_rate": "6.000"}}, "technicians": {}}),
-         lines=(L("labour", "1.25", "12.500", "15.625", "10", "1.563", "17.188", cost="7.500"),),
-         totals=("15.625", "1.563", "17.188"), cost="7.500"),
+         lines=(L("labour", "1.25", "12.500", "15.625", "10", "1.563", "17.188", cost="7.000"),),
+         totals=("15.625", "1.563", "17.188"), cost="7.000"),
 
     # ------------------------------------------------------------------ 10. discounts
     # client discount labour 10 %, parts 5 %; call-out not discounted:
     #   call-out 45.00 (tax 10.35)
     #   127 -> 135 min = 2.25 h × 42.00 = 94.50 less 10 % = 85.05 (tax 19.5615 -> 19.56)
     #   part 1 × 12.00 less 5 % = 11.40 (tax 2.622 -> 2.62)
-    # net 141.45; tax 32.53; total 173.98; cost 54.00 + 10.00 = 64.00; margin 77.45
+    # net 141.45; tax 32.53; total 173.98; cost 127 worked min × 24.00 / 60 = 50.80 + 10.00 = 60.80; margin 80.65
     Case("G100-client-discount-on-the-line", ("discounts", "cost"),
          wo(entries=[dur("TE-1", "T31", 127)], parts=[part("P-1", "1", cost="10.00")]),
          tenant=tenant(client={"discount": {"labour_percent": "10", "parts_percent": "5"}}),
          lines=(L("call_out", "1", "45.00", "45.00", "23", "10.35", "55.35", discount="0"),
                 L("labour", "2.25", "42.00", "85.05", "23", "19.56", "104.61", discount="10", rule="discount:client 10%"),
                 L("part", "1", "12.00", "11.40", "23", "2.62", "14.02", discount="5", rule="discount:client 5%")),
-         totals=("141.45", "32.53", "173.98"), cost="64.00", margin="77.45"),
+         totals=("141.45", "32.53", "173.98"), cost="60.80", margin="80.65"),
 
     # ------------------------------------------------------------------ 13. revisions and not billable
     # revision 2 is a new invoice version of the same order: 1 h × 42.00 (preventive)
