@@ -13,7 +13,9 @@ Shape (see ``broker/examples/config.yaml`` for a complete file)::
         billing: {system: xero, settings: {...connector settings...}}
         clients: {<client id>: {...}}   # see Client: rates, discount, tax treatment, contracts
         rate_card: {...}            # see RateCard: skills, technicians, time bands, parts, travel
-        holidays: [YYYY-MM-DD, ...] # public holidays (the "holiday" time band)
+        holidays: [YYYY-MM-DD, ...] # public holidays (the "holiday" time band), local dates; or the official
+                                    # calendar of a country / region (the `holidays` package), adjusted:
+                                    # {country: PT, subdivision: "11", add: [...], remove: [...]} (HolidayCalendar)
         tax: {...}                  # see TaxSettings: VAT per line type, tax-inclusive prices
         quotes: {...}               # see QuoteBilling: invoice at approval/completion, deposit
         ignored_event_types: [type, ...]  # platform events acknowledged, never billed (default: work order
@@ -48,9 +50,20 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from broker.calendars import HolidayDates, check_country, check_subdivision, official_calendar
 from broker.events import EVENT_TYPES
+from broker.texts import check_language, check_templates
 from connectors.sdk.errors import ConfigError
 from connectors.sdk.money import rate_key
 from connectors.sdk.settings import format_validation_error, resolve_secret
@@ -287,6 +300,11 @@ class Contract(_Model):
     valid_to: date | None = None
     sites: list[str] = Field(default_factory=list, description="Site ids covered; empty = every site of the client.")
     covers: ContractCovers
+    monthly_fee: Money | None = Field(
+        default=None,
+        description="The subscription (abono) fee per month, net of tax: the contract's revenue in the economic "
+        "report.",
+    )
 
     @model_validator(mode="after")
     def _dates(self) -> Contract:
@@ -334,7 +352,17 @@ class Client(_Model):
     travel_billing: TravelBilling | None = Field(
         default=None, description="Overrides rate_card.travel_billing for this client (time, mileage or both)."
     )
+    language: str | None = Field(
+        default=None,
+        description="Language of this client's invoice texts (en, es, fr, pt; a locale such as pt_PT is accepted); "
+        "unset: the tenant's language.",
+    )
     contracts: list[Contract] = Field(default_factory=list)
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str | None) -> str | None:
+        return check_language(language) if language is not None else None
 
     @field_validator("contracts")
     @classmethod
@@ -473,6 +501,125 @@ class PlatformWebhook(_Model):
     options: dict[str, str] = Field(default_factory=dict)
 
 
+class HolidayCalendar(_Model):
+    """The tenant's public holidays (``holidays:``), local dates in the tenant's time zone, for the
+    ``holiday`` time band. Two forms:
+
+    * a list of dates, ``[2026-04-03, 2026-04-25]``: exactly those days (read as ``add``);
+    * a mapping ``{country: PT, subdivision: "11", add: [...], remove: [...]}``: the official calendar
+      of ``country`` (ISO 3166-1 code) and, optionally, of one of its ``subdivision`` (ISO 3166-2
+      code as the ``holidays`` package lists it, quoted, or an alias it knows: ``"11"`` or
+      ``"Lisboa"``), computed for any year by the ``holidays`` package (public holidays, observed
+      substitute days included: https://holidays.readthedocs.io), plus the ``add`` days, minus the
+      ``remove`` days. Without ``country`` only the ``add`` days are holidays.
+
+    Validation errors name the field and the value: an unknown ``country`` (with a suggestion), an
+    unknown ``subdivision`` (listing the valid ones), a ``subdivision`` or ``remove`` without
+    ``country``, a ``remove`` day that is not in the official calendar (nothing to remove: a typo),
+    a day both in ``add`` and ``remove``.
+
+    ``day in calendar`` / :meth:`dates` look days up (each year computed once, no I/O).
+    """
+
+    country: str | None = Field(
+        default=None, description="ISO 3166-1 country code of the official calendar (holidays package), e.g. PT."
+    )
+    subdivision: str | None = Field(
+        default=None,
+        description="Subdivision of the country as the holidays package lists it (ISO 3166-2 code, quoted: "
+        "'11' is Lisbon district), or one of its aliases ('Lisboa').",
+    )
+    add: list[date] = Field(default_factory=list, description="Extra holidays (local dates).")
+    remove: list[date] = Field(
+        default_factory=list, description="Days of the official calendar that are not holidays for this tenant."
+    )
+    _dates: HolidayDates | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _date_list(cls, value: Any) -> Any:
+        """The list form ``[YYYY-MM-DD, ...]`` is ``{add: [...]}``."""
+        if isinstance(value, list | tuple):
+            return {"add": value}
+        if not isinstance(value, dict | HolidayCalendar):
+            raise ValueError("holidays is a list of dates or a mapping {country, subdivision, add, remove}")
+        return value
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        """Both forms: a list of dates, or the mapping."""
+        mapping: dict[str, Any] = handler(core_schema)
+        dates = {"type": "array", "items": {"type": "string", "format": "date"}}
+        return {"anyOf": [dates, mapping], "description": "Public holidays: a list of dates, or a calendar."}
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        return None if value is None else check_country(value)
+
+    @field_validator("subdivision", mode="before")
+    @classmethod
+    def _subdivision_text(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(f'subdivision codes are text: quote it (subdivision: "{value}")')
+        return value
+
+    @field_validator("subdivision")
+    @classmethod
+    def _known_subdivision(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if "country" not in info.data:  # the country was refused: its error is enough
+            return value
+        country = info.data["country"]
+        if country is None:
+            raise ValueError("a subdivision needs a country")
+        return check_subdivision(country, value)
+
+    @field_validator("remove")
+    @classmethod
+    def _removable(cls, value: list[date], info: ValidationInfo) -> list[date]:
+        if not value or "country" not in info.data or "subdivision" not in info.data:
+            return value
+        country, subdivision = info.data["country"], info.data["subdivision"]
+        if country is None:
+            raise ValueError("remove needs a country: it takes days out of that country's official calendar")
+        both = sorted(set(value) & set(info.data.get("add", ())))
+        if both:
+            raise ValueError(f"{both[0].isoformat()} is both in add and in remove")
+        official = official_calendar(country, subdivision)
+        where = country + (f" subdivision {subdivision}" if subdivision else "")
+        for day in value:
+            if day not in official:
+                raise ValueError(f"{day.isoformat()} is not a holiday of {where} (nothing to remove)")
+        return value
+
+    @model_validator(mode="after")
+    def _calendar(self) -> HolidayCalendar:
+        self._dates = self._build()
+        return self
+
+    def _build(self) -> HolidayDates:
+        official = official_calendar(self.country, self.subdivision) if self.country is not None else None
+        return HolidayDates(official, self.add, self.remove)
+
+    def dates(self) -> HolidayDates:
+        """The holiday dates, for lookups: ``day in calendar.dates()`` (built at validation, shared)."""
+        if self._dates is None:  # a model built without validation (model_construct)
+            self._dates = self._build()
+        return self._dates
+
+    def __contains__(self, day: object) -> bool:
+        return day in self.dates()
+
+
+class Economics(_Model):
+    """Settings of the economic report (``broker report economics``): ``target_margin_percent`` is
+    the margin (``(revenue - cost) / revenue × 100``) a contract's recommended monthly fee aims at."""
+
+    target_margin_percent: Annotated[Decimal, Field(ge=0, lt=100)] = Decimal("30")
+
+
 class Tenant(_Model):
     """A maintenance company using the broker."""
 
@@ -485,8 +632,10 @@ class Tenant(_Model):
     billing: Billing
     clients: dict[str, Client] = Field(default_factory=dict)
     rate_card: RateCard
-    holidays: list[date] = Field(
-        default_factory=list, description="Public holidays (local dates) for the 'holiday' time band."
+    holidays: HolidayCalendar = Field(
+        default_factory=HolidayCalendar,
+        description="Public holidays (local dates) for the 'holiday' time band: a list of dates, or "
+        "{country, subdivision, add, remove} (the official calendar of the holidays package, adjusted).",
     )
     tax: TaxSettings = Field(default_factory=TaxSettings)
     quotes: QuoteBilling = Field(default_factory=QuoteBilling)
@@ -502,6 +651,15 @@ class Tenant(_Model):
     webhooks: dict[str, PlatformWebhook] = Field(
         default_factory=dict,
         description="Webhooks from maintenance platforms to `broker ingest`, by platform (docs/intake.md).",
+    )
+    economics: Economics = Field(default_factory=Economics)
+    language: str = Field(
+        default="en", description="Language of the invoice texts of clients that set none (en, es, fr, pt)."
+    )
+    texts: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Invoice text templates replacing the catalogue's, per language ('*': every language): "
+        "{pt: {labour: 'Mão de obra – {technician}: {time}'}} (docs/pricing.md, 'Invoice texts').",
     )
     corrections: Literal["amend", "reject"] = Field(
         default="amend",
@@ -529,6 +687,22 @@ class Tenant(_Model):
             if platform in ("maintainx", "atlas", "limble", "infraspeak") and hook.api is None:
                 raise ValueError(f"{platform}: webhooks from {platform} are thin; give 'api' to read the rest")
         return webhooks
+
+    @field_validator("language")
+    @classmethod
+    def _tenant_language(cls, language: str) -> str:
+        return check_language(language)
+
+    @field_validator("texts")
+    @classmethod
+    def _text_templates(cls, texts: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        check_templates(texts)
+        return texts
+
+    def language_of(self, client_id: str) -> str:
+        """The invoice language of ``client_id``: its ``language``, else the tenant's."""
+        client = self.clients.get(client_id)
+        return (client.language if client is not None else None) or self.language
 
     @model_validator(mode="after")
     def _client_skills_exist(self) -> Tenant:

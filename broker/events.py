@@ -659,6 +659,11 @@ class _WorkData(_Strict):
     parts: list[PartUsage] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     expenses: list[Expense] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     summary: Summary | None = Field(default=None, description="Short description shown on the invoice.")
+    asset_ids: list[Id] = Field(
+        default_factory=list,
+        max_length=MAX_LIST_ITEMS,
+        description="Assets (equipment) worked on, as the platform identifies them: for the economic report.",
+    )
 
     @field_validator("time_entries")
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,7 @@ from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, PricingError, apply_al
 from broker.pricing.bands import split_interval
 from connectors.sdk.invoice import Invoice, InvoiceLine, NotBillable
 from connectors.sdk.money import minor_units
-from tests.golden.pricing_cases import BASE_TENANT, CONTRACT, dur, qt, tenant, wo
+from tests.golden.pricing_cases import BANDS, BASE_TENANT, CONTRACT, at, dur, qt, tenant, wo
 
 
 # --------------------------------------------------------------------------- configuration is refused with its path
@@ -136,6 +136,172 @@ def test_example_configs_still_load_and_use_the_new_keys():
     assert [b.name for b in acme.rate_card.time_bands] == ["holiday", "weekend", "night", "overtime"]
     assert acme.clients["CLI-CDP"].contracts[0].covers.corrective_minutes == 240
     assert acme.clients["CLI-EBV"].reverse_charge
+    # the official calendar of PT / Lisbon district gives exactly the 2026 dates the example used to list
+    assert (acme.holidays.country, acme.holidays.subdivision) == ("PT", "11")
+    assert acme.holidays.dates().year(2026) == {date.fromisoformat(d) for d in PT_LISBON_2026}
+    assert config.tenant("nordic-hvac").holidays.add == [
+        date(2026, 1, 1), date(2026, 4, 3), date(2026, 4, 6), date(2026, 5, 4),
+        date(2026, 5, 25), date(2026, 8, 31), date(2026, 12, 25), date(2026, 12, 28),
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- holidays: dates or an official calendar
+#: Public holidays of Portugal + Lisbon district (PT-11) in 2026, from the official calendar: New Year, Good Friday,
+#: Easter Sunday, Freedom Day, Labour Day, Corpus Christi, Portugal Day, Santo António (Lisbon only), Assumption,
+#: Republic Day, All Saints, Restoration of Independence, Immaculate Conception, Christmas.
+PT_LISBON_2026 = (
+    "2026-01-01", "2026-04-03", "2026-04-05", "2026-04-25", "2026-05-01", "2026-06-04", "2026-06-10",
+    "2026-06-13", "2026-08-15", "2026-10-05", "2026-11-01", "2026-12-01", "2026-12-08", "2026-12-25",
+)  # fmt: skip
+
+
+def _holidays(value) -> Tenant:
+    return parse_config(_config(tenant(holidays=value))).tenant("acme")
+
+
+def _days(*texts: str) -> frozenset[date]:
+    return frozenset(date.fromisoformat(t) for t in texts)
+
+
+def test_holidays_as_a_list_of_dates_still_work():
+    calendar = _holidays(["2026-04-03", "2026-04-25"]).holidays
+    assert calendar.country is None and calendar.add == [date(2026, 4, 3), date(2026, 4, 25)]
+    assert date(2026, 4, 3) in calendar and date(2026, 6, 13) not in calendar and "2026-04-03" not in calendar
+    assert calendar.dates().year(2026) == _days("2026-04-03", "2026-04-25")
+    assert calendar.dates().year(2027) == frozenset()
+    assert _holidays([]).holidays.dates().year(2026) == frozenset()
+    assert Tenant.model_validate(tenant()).holidays.dates().year(2026) == frozenset()  # not given: none
+    assert _holidays(["2026-04-03"]) == _holidays(["2026-04-03"])  # two tenants parsed alike are equal
+    assert "tenants.acme.holidays.add.0: Input should be a valid date" in _refused(tenant(holidays=["2026-13-01"]))
+    assert "tenants.acme.holidays: Value error, holidays is a list of dates or a mapping" in _refused(
+        tenant(holidays="PT")
+    )
+
+
+def test_holidays_from_the_official_calendar_of_a_country_and_region():
+    lisbon = _holidays({"country": "PT", "subdivision": "11"}).holidays
+    assert lisbon.dates().year(2026) == _days(*PT_LISBON_2026)
+    # any year: 2025 (Easter 20 April, Corpus Christi 19 June)
+    assert lisbon.dates().year(2025) == _days(
+        "2025-01-01", "2025-04-18", "2025-04-20", "2025-04-25", "2025-05-01", "2025-06-10", "2025-06-13",
+        "2025-06-19", "2025-08-15", "2025-10-05", "2025-11-01", "2025-12-01", "2025-12-08", "2025-12-25",
+    )  # fmt: skip
+    assert lisbon.dates().year(2026) is lisbon.dates().year(2026)  # computed once per year
+    # the national calendar has no Santo António; Porto district (13) has São João on 24 June instead
+    national = _holidays({"country": "PT"}).holidays
+    assert national.dates().year(2026) == _days(*PT_LISBON_2026) - {date(2026, 6, 13)}
+    porto = _holidays({"country": "PT", "subdivision": "13"}).holidays
+    assert porto.dates().year(2026) == _days(*PT_LISBON_2026) - {date(2026, 6, 13)} | {date(2026, 6, 24)}
+    # the package's aliases are accepted too
+    assert _holidays({"country": "PT", "subdivision": "Lisboa"}).holidays.dates().year(2026) == _days(*PT_LISBON_2026)
+
+
+def test_holidays_add_and_remove_adjust_the_official_calendar():
+    calendar = _holidays(
+        {"country": "PT", "subdivision": "11", "add": ["2026-12-24", "2027-02-09"], "remove": ["2026-06-04"]}
+    ).holidays
+    assert calendar.dates().year(2026) == _days(*PT_LISBON_2026) - {date(2026, 6, 4)} | {date(2026, 12, 24)}
+    assert date(2027, 2, 9) in calendar and date(2027, 5, 27) in calendar  # Corpus Christi 2027 is still one
+    assert date(2026, 6, 4) not in calendar and date(2026, 12, 24) in calendar
+    assert _holidays({"add": ["2026-12-24"]}).holidays.dates().year(2026) == _days("2026-12-24")  # no country
+
+
+def test_holidays_load_from_yaml(tmp_path):
+    from broker.config import load_config
+    from tests.conftest import EXAMPLES
+
+    text = (EXAMPLES / "config.yaml").read_text(encoding="utf-8")
+    text = text.replace(
+        'holidays: {country: PT, subdivision: "11"}',
+        'holidays: {country: PT, subdivision: "11", add: [2026-12-24], remove: [2026-06-13]}',
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    calendar = load_config(path).tenant("acme-fm").holidays
+    assert calendar.dates().year(2026) == _days(*PT_LISBON_2026) - {date(2026, 6, 13)} | {date(2026, 12, 24)}
+    path.write_text(text.replace('subdivision: "11"', "subdivision: 11"), encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert (
+        'tenants.acme-fm.holidays.subdivision: Value error, subdivision codes are text: quote it (subdivision: "11")'
+        in str(exc.value)
+    )
+
+
+@pytest.mark.parametrize(
+    ("holidays", "expected"),
+    [
+        (
+            {"country": "XX"},
+            (
+                "tenants.acme.holidays.country: Value error, unknown country 'XX': not an ISO 3166-1 country code "
+                "the holidays package has a calendar for (e.g. 'PT', 'ES', 'GB'); close codes: "
+            ),  # then XK, SX, MX: package data
+        ),
+        ({"country": "XX"}, "(got 'XX')"),
+        ({"country": "pt"}, "tenants.acme.holidays.country: Value error, unknown country 'pt'"),
+        ({"country": "pt"}, "did you mean 'PT'? (got 'pt')"),
+        ({"country": "Portugal"}, "did you mean 'PT'? (got 'Portugal')"),
+        (
+            {"country": "PT", "subdivision": "99"},
+            (
+                "tenants.acme.holidays.subdivision: Value error, unknown subdivision '99' of PT; valid: 01 (Aveiro), "
+                "02 (Beja), 03 (Braga), 04 (Bragança), 05 (Castelo Branco), 06 (Coimbra), 07 (Évora), 08 (Faro), "
+                "09 (Guarda), 10 (Leiria), 11 (Lisboa), 12 (Portalegre), 13 (Porto), 14 (Santarém), 15 (Setúbal), "
+                "16 (Viana do Castelo), 17 (Vila Real), 18 (Viseu), 20 (Região Autónoma dos Açores), "
+                "30 (Região Autónoma da Madeira) (got '99')"
+            ),
+        ),
+        ({"country": "PT", "subdivision": "lisbon"}, "unknown subdivision 'lisbon' of PT; valid: 01 (Aveiro)"),
+        ({"country": "PT", "subdivision": "lisboa"}, "unknown subdivision 'lisboa' of PT (did you mean '11'?); valid:"),
+        (
+            {"country": "PT", "subdivision": 11},
+            'tenants.acme.holidays.subdivision: Value error, subdivision codes are text: quote it (subdivision: "11")',
+        ),
+        ({"subdivision": "11"}, "tenants.acme.holidays.subdivision: Value error, a subdivision needs a country"),
+        ({"country": "NL", "subdivision": "X"}, "unknown subdivision 'X' of NL; valid: Midden, Noord, Zuid (got 'X')"),
+        (
+            {"country": "PT", "subdivision": "11", "remove": ["2026-06-12"]},
+            (
+                "tenants.acme.holidays.remove: Value error, 2026-06-12 is not a holiday of PT subdivision 11 "
+                "(nothing to remove) (got ['2026-06-12'])"
+            ),
+        ),
+        (
+            {"country": "PT", "remove": ["2026-06-13"]},
+            "tenants.acme.holidays.remove: Value error, 2026-06-13 is not a holiday of PT (nothing to remove)",
+        ),
+        (
+            {"country": "PT", "add": ["2026-06-04"], "remove": ["2026-06-04"]},
+            "tenants.acme.holidays.remove: Value error, 2026-06-04 is both in add and in remove",
+        ),
+        ({"remove": ["2026-06-04"]}, "tenants.acme.holidays.remove: Value error, remove needs a country"),
+        (
+            {"country": "PT", "subdivison": "11"},
+            "tenants.acme.holidays.subdivison: unknown field; did you mean subdivision?",
+        ),
+    ],
+)
+def test_bad_holiday_calendars_are_refused_with_the_field_and_the_value(holidays, expected):
+    assert expected in _refused(tenant(holidays=holidays))
+
+
+def test_holiday_lookups_while_pricing_read_no_file(monkeypatch):
+    import builtins
+
+    raw = tenant(rate_card={"time_bands": BANDS}, holidays={"country": "PT", "subdivision": "11"})
+    priced_tenant = Tenant.model_validate(raw)  # the calendar is built here (the package reads its names file once)
+
+    def no_open(*args, **kwargs):
+        raise AssertionError(f"file opened while pricing: {args[:1]}")
+
+    monkeypatch.setattr(builtins, "open", no_open)
+    # Santo António 2031 (a Friday): a year not computed yet, 10:00-11:00 +01:00 at the holiday rate 84.00/h
+    event = wo(kind="preventive", entries=[at("TE-1", "T31", "2031-06-13T10:00:00+01:00", "2031-06-13T11:00:00+01:00")])
+    result = price_event(parse_event(event), "acme", priced_tenant)
+    assert [(ln.net, ln.rule.split(";")[0]) for ln in result.lines] == [
+        (Decimal("84.00"), "rate:skill:hvac × band holiday 2")
+    ]
 
 
 # --------------------------------------------------------------------------- state: allowance and quotes tables

@@ -16,25 +16,33 @@ bills the hours actually worked (one less in spring, one more in autumn).
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from broker.config import TimeBand, hhmm_minutes
+from broker.config import HolidayCalendar, TimeBand, hhmm_minutes
 
 _WEEKDAY_INDEX = {"MON": 0, "TUE": 1, "WED": 2, "THU": 3, "FRI": 4, "SAT": 5, "SUN": 6}
 
 
 class CompiledBands:
-    """A rate card's bands prepared for fast classification (weekday sets, windows in seconds)."""
+    """A rate card's bands prepared for fast classification (weekday sets, windows in seconds).
+
+    ``holidays``: the tenant's :class:`~broker.config.HolidayCalendar` (its dates looked up through
+    :meth:`~broker.config.HolidayCalendar.dates`, each year computed once) or plain dates.
+    """
 
     __slots__ = ("_compiled", "bands", "cuts", "holidays", "overtime_thresholds")
 
-    def __init__(self, bands: list[TimeBand], holidays: list[date]):
+    def __init__(self, bands: list[TimeBand], holidays: HolidayCalendar | Iterable[date]):
         self.bands = bands
-        self.holidays = frozenset(holidays)
+        # the tenant's calendar (each year's dates computed once) or plain dates
+        self.holidays: Container[date] = (
+            holidays.dates() if isinstance(holidays, HolidayCalendar) else frozenset(holidays)
+        )
         cuts = {0}
         compiled: list[tuple[TimeBand, frozenset[int] | None, tuple[int, int] | None, bool, int | None]] = []
         thresholds: set[int] = set()

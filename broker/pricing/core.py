@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from broker.events import QuoteApproved, ScheduledJobClosed, WorkOrderCompleted
+from broker.texts import InvoiceTexts, invoice_texts
 from connectors.sdk.invoice import Invoice, InvoiceLine, LineKind, NotBillable
 from connectors.sdk.money import quantum
 
@@ -102,6 +103,8 @@ class LineDraft:
     covered_by: str | None = None
     worked_minutes: Decimal | None = None
     billed_minutes: int | None = None
+    technician_id: str | None = None
+    visit_id: str | None = None
 
 
 # --------------------------------------------------------------------------- time helpers
@@ -149,6 +152,11 @@ def worked_minutes(seconds: int) -> Decimal:
     minutes = Decimal(seconds) / SIXTY
     rounded = minutes.quantize(MINUTES_DP, rounding=ROUND_HALF_UP)
     return minutes if minutes == rounded else rounded
+
+
+def texts_of(tenant: Tenant, client_id: str) -> InvoiceTexts:
+    """The invoice texts for ``client_id``: its language (else the tenant's) with the tenant's templates."""
+    return invoice_texts(tenant.language_of(client_id), tenant.texts)
 
 
 def fmt_hours(minutes: int) -> str:
@@ -267,6 +275,8 @@ def finish(
             "covered_by": draft.covered_by,
             "worked_minutes": draft.worked_minutes,
             "billed_minutes": draft.billed_minutes,
+            "technician_id": draft.technician_id,
+            "visit_id": draft.visit_id,
         },
     )
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from broker.config import Client, Contract, TaxLineType, Tenant
+from broker.config import DEFAULT_REVERSE_CHARGE_NOTE, Client, Contract, TaxLineType, Tenant
 from broker.events import Expense, PartUsage, QuoteApproved, ScheduledJobClosed, TimeEntry, WorkOrderCompleted
 from broker.pricing.bands import CompiledBands
 from broker.pricing.contracts import allowance_key, allowance_month, applicable_contract, consume_allowance
@@ -26,6 +26,7 @@ from broker.pricing.core import (
     minutes_amount,
     money_rounder,
     seconds_amount,
+    texts_of,
     trusted,
     worked_minutes,
     zone_of,
@@ -149,6 +150,7 @@ class _Pricing:
         self.tenant = tenant
         self.client = client
         self.currency = tenant.currency
+        self.texts = texts_of(tenant, event.data.client_id)
         self.drafts: list[LineDraft] = []
         self.notes: list[str] = []
         self.allowance: AllowanceUse | None = None
@@ -264,7 +266,7 @@ class _Pricing:
                     self.drafts.append(
                         LineDraft(
                             kind="call_out",
-                            description=f"Call-out fee – covered by contract {contract.id}",
+                            description=self.texts.covered(self.texts.text("call_out"), contract.id),
                             quantity=Decimal(1),
                             unit="un",
                             unit_price=ZERO,
@@ -272,14 +274,16 @@ class _Pricing:
                             rule=f"contract:{contract.id}:call_out_fee",
                             tax_key="call_out",
                             covered_by=contract.id,
+                            visit_id=fee.visit,
                         )
                     )
                 else:
-                    band = f" ({fee.band.name})" if fee.band is not None else ""
                     self.drafts.append(
                         LineDraft(
                             kind="call_out",
-                            description=f"Call-out fee{band}",
+                            description=self.texts.text("call_out_band", band=fee.band.name)
+                            if fee.band is not None
+                            else self.texts.text("call_out"),
                             quantity=Decimal(1),
                             unit="un",
                             unit_price=fee.fee,
@@ -287,6 +291,7 @@ class _Pricing:
                             rule=fee.rule,
                             tax_key="call_out",
                             gross=tenant.tax.prices_include_tax,
+                            visit_id=fee.visit,
                         )
                     )
 
@@ -388,14 +393,19 @@ class _Pricing:
         default_visit = self.event.business_id
         source = "time_entry:" + ",".join(line.entry_ids)
         cost = self._cost(line.rate.cost, worked_seconds, minutes)
-        times: dict[str, Any] = {"worked_minutes": worked_minutes(worked_seconds), "billed_minutes": minutes}
+        times: dict[str, Any] = {
+            "worked_minutes": worked_minutes(worked_seconds),
+            "billed_minutes": minutes,
+            "technician_id": line.technician_id,
+            "visit_id": line.visit,
+        }
         if covered is not None:
             contract_id, rule = covered
             self.drafts.append(
                 LineDraft(
                     kind="labour",
-                    description=labour_description(
-                        line, default_visit, minutes, f" – covered by contract {contract_id}"
+                    description=self.texts.covered(
+                        labour_description(line, default_visit, minutes, self.texts), contract_id
                     ),
                     quantity=hours_quantity(minutes),
                     unit="h",
@@ -413,7 +423,7 @@ class _Pricing:
         self.drafts.append(
             LineDraft(
                 kind="labour",
-                description=labour_description(line, default_visit, minutes),
+                description=labour_description(line, default_visit, minutes, self.texts),
                 quantity=hours_quantity(minutes),
                 unit="h",
                 unit_price=labour_unit_price(line, self.currency) if billable else ZERO,
@@ -444,10 +454,10 @@ class _Pricing:
         default_visit = self.event.business_id
         price = card.travel_hourly_rate if billable and not by_mileage else None  # None: not billed
         billed = price is not None
-        what = fmt_hours(group.minutes)
+        what = self.texts.hours(hours_quantity(group.minutes))
         common: dict[str, Any] = {
             "kind": "travel",
-            "description": travel_description(group, default_visit, what),
+            "description": travel_description(group, default_visit, what, self.texts),
             "quantity": hours_quantity(group.minutes),
             "unit": "h",
             "source": "time_entry:" + ",".join(group.entry_ids),
@@ -455,10 +465,12 @@ class _Pricing:
             "tax_key": "travel",
             "worked_minutes": worked_minutes(group.seconds),
             "billed_minutes": group.minutes,
+            "technician_id": group.technician_id,
+            "visit_id": group.visit,
         }
         increment = f"increment {card.billing_increment_minutes} min"
         if covered_by is not None and billed:
-            common["description"] = f"{common['description']} – covered by contract {covered_by}"
+            common["description"] = self.texts.covered(common["description"], covered_by)
             self.drafts.append(
                 LineDraft(
                     **common,
@@ -495,15 +507,17 @@ class _Pricing:
         )
         common: dict[str, Any] = {
             "kind": "travel",
-            "description": travel_description(group, self.event.business_id, f"{km} km"),
+            "description": travel_description(group, self.event.business_id, self.texts.km(km), self.texts),
             "quantity": km,
             "unit": "km",
             "source": "time_entry:" + ",".join(group.entry_ids),
             "cost": km_cost,
             "tax_key": "mileage",
+            "technician_id": group.technician_id,
+            "visit_id": group.visit,
         }
         if covered_by is not None and billable:
-            common["description"] = f"{common['description']} – covered by contract {covered_by}"
+            common["description"] = self.texts.covered(common["description"], covered_by)
             self.drafts.append(
                 LineDraft(
                     **common,
@@ -534,10 +548,13 @@ class _Pricing:
         inclusive = tenant.tax.prices_include_tax and not (client.tax_exempt or client.reverse_charge)
         legal: list[str] = []
         if client.reverse_charge:
-            legal = [tenant.tax.reverse_charge_note, f"Customer VAT number: {client.tax_number}"]
+            note = tenant.tax.reverse_charge_note
+            if note == DEFAULT_REVERSE_CHARGE_NOTE:  # the tenant wrote none: the wording in the client's language
+                note = self.texts.text("reverse_charge")
+            legal = [note, self.texts.text("customer_vat_number", number=client.tax_number)]
             tax_type = tenant.tax.reverse_charge_tax_type
         elif client.tax_exempt:
-            legal = [client.tax_exemption_note or "Exempt from VAT"]
+            legal = [client.tax_exemption_note or self.texts.text("exempt")]
             tax_type = tenant.tax.exempt_tax_type
         else:
             tax_type = None
@@ -580,6 +597,7 @@ class _Pricing:
                 cost_total=cost_total,
                 allowance=self.allowance,
                 contract_id=contract_id,
+                asset_ids=list(getattr(data, "asset_ids", ())),
             )
             if covered:
                 what = ", ".join(dict.fromkeys(_covered_what(line.rule) for line in covered))
@@ -627,6 +645,7 @@ class _Pricing:
             "legal_notes": legal,
             "contract_id": contract_id,
             "allowance": self.allowance,
+            "asset_ids": list(getattr(data, "asset_ids", ())),
             "priced_at": priced_at,
             "corrects": None,
         }

@@ -8,7 +8,7 @@ from functools import partial
 
 from broker.config import Client, Tenant
 from broker.events import Expense, PartUsage, QuoteApproved, ScheduledJobClosed, WorkOrderCompleted
-from broker.pricing.core import HUNDRED, ZERO, LineDraft, PricingError, fmt_percent, money_rounder
+from broker.pricing.core import HUNDRED, ZERO, LineDraft, PricingError, fmt_percent, money_rounder, texts_of
 from broker.pricing.labour import discount_rule
 
 WorkEvent = WorkOrderCompleted | ScheduledJobClosed
@@ -37,6 +37,7 @@ def part_drafts(
     """
     card = tenant.rate_card
     rnd = money_rounder(tenant.currency)
+    texts = texts_of(tenant, event.data.client_id)
     gross_prices = tenant.tax.prices_include_tax
     discount = client.discount.parts_percent
     drafts: list[LineDraft] = []
@@ -72,13 +73,13 @@ def part_drafts(
                 f"part {part.sku!r} has neither unit_price nor unit_cost and is {known}",
             )
         cost = rnd(part.quantity * unit_cost) if unit_cost is not None else ZERO
-        description = f"{part.description} ({part.sku})"
+        description = texts.text("part", description=part.description, sku=part.sku)
         billed = billable(part)
         if covered_by is not None and billed:
             drafts.append(
                 LineDraft(
                     kind="part",
-                    description=f"{description} – covered by contract {covered_by}",
+                    description=texts.covered(description, covered_by),
                     quantity=part.quantity,
                     unit=part.unit,
                     unit_price=ZERO,
@@ -165,9 +166,10 @@ def quote_line_drafts(
     currency = tenant.currency
     gross = tenant.tax.prices_include_tax
     qid = quote.data.quote_id
+    texts = texts_of(tenant, quote.data.client_id)
     drafts: list[LineDraft] = []
     for line in quote.data.lines:
-        description = f"{line.description} ({line.sku})" if line.sku else line.description
+        description = texts.text("part", description=line.description, sku=line.sku) if line.sku else line.description
         own = "; own tax rate" if line.tax_rate is not None else ""
         draft = partial(
             LineDraft,
@@ -191,10 +193,11 @@ def quote_line_drafts(
         amount = _quote_amount(line.quantity, line.unit_price, currency)
         deposit = money_rounder(currency)(amount * (deposit_percent or ZERO) / HUNDRED)
         pct = fmt_percent(deposit_percent or ZERO)
+        shown_pct = texts.number((deposit_percent or ZERO).normalize())
         if part == "deposit":
             drafts.append(
                 draft(
-                    description=f"Deposit {pct} % – {description} (quote {qid})",
+                    description=texts.text("deposit", percent=shown_pct, description=description, quote=qid),
                     quantity=Decimal(1),
                     unit="un",
                     unit_price=deposit,
@@ -204,7 +207,7 @@ def quote_line_drafts(
         else:
             drafts.append(
                 draft(
-                    description=f"Balance – {description} (quote {qid}, less {pct} % deposit)",
+                    description=texts.text("balance", percent=shown_pct, description=description, quote=qid),
                     quantity=Decimal(1),
                     unit="un",
                     unit_price=amount - deposit,

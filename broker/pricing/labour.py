@@ -14,7 +14,8 @@ from decimal import Decimal
 from broker.config import Client, RateCard, Tenant, TimeBand
 from broker.events import ScheduledJobClosed, TimeEntry, WorkOrderCompleted
 from broker.pricing.bands import CompiledBands, factor_text, split_local, split_overtime
-from broker.pricing.core import PricingError, fmt_hours, fmt_percent, hours_quantity, money_rounder, zone_of
+from broker.pricing.core import PricingError, fmt_percent, hours_quantity, money_rounder, zone_of
+from broker.texts import InvoiceTexts
 
 WorkEvent = WorkOrderCompleted | ScheduledJobClosed
 
@@ -339,11 +340,18 @@ def labour_rule(line: LabourLine, card: RateCard) -> str:
     )
 
 
-def labour_description(line: LabourLine, default_visit: str, minutes: int, suffix: str = "") -> str:
-    """``Labour – Ana Costa (hvac), night, visit V2: 1.5 h`` (plus ``suffix``)."""
-    band = f", {line.band.name}" if line.band else ""
-    visit = "" if line.visit == default_visit else f", visit {line.visit}"
-    return f"Labour – {line.rate.who} ({line.rate.skill}){band}{visit}: {fmt_hours(minutes)}{suffix}"
+def labour_description(line: LabourLine, default_visit: str, minutes: int, texts: InvoiceTexts) -> str:
+    """``Labour – Ana Costa (hvac), night, visit V2: 1.5 h`` in the language of ``texts``."""
+    band = texts.text("band", band=line.band.name) if line.band else ""
+    visit = "" if line.visit == default_visit else texts.text("visit", visit=line.visit)
+    return texts.text(
+        "labour",
+        technician=line.rate.who,
+        skill=line.rate.skill,
+        band=band,
+        visit=visit,
+        time=texts.hours(hours_quantity(minutes)),
+    )
 
 
 # --------------------------------------------------------------------------- travel
@@ -414,10 +422,10 @@ def travel_groups(
     return out
 
 
-def travel_description(group: TravelGroup, default_visit: str, what: str) -> str:
-    """``Travel – Ana Costa, visit V2: 0.5 h``."""
-    visit = "" if group.visit == default_visit else f", visit {group.visit}"
-    return f"Travel – {group.rate.who}{visit}: {what}"
+def travel_description(group: TravelGroup, default_visit: str, what: str, texts: InvoiceTexts) -> str:
+    """``Travel – Ana Costa, visit V2: 0.5 h`` (``what``: the time or the km, already formatted)."""
+    visit = "" if group.visit == default_visit else texts.text("visit", visit=group.visit)
+    return texts.text("travel", technician=group.rate.who, visit=visit, time=what)
 
 
 # --------------------------------------------------------------------------- call-out

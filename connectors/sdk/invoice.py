@@ -61,6 +61,11 @@ class InvoiceLine(BaseModel):
     billed_minutes: int | None = Field(
         default=None, description="Labour and travel lines: the time billed, in minutes (increments, minimum)."
     )
+    technician_id: str | None = Field(default=None, description="Labour and travel lines: the technician.")
+    visit_id: str | None = Field(
+        default=None,
+        description="Labour, travel and call-out lines: the visit (the document id when it has one visit).",
+    )
 
 
 class AllowanceUse(BaseModel):
@@ -128,6 +133,7 @@ class Invoice(BaseModel):
     )
     contract_id: str | None = Field(default=None, description="Client contract that applied, if any.")
     allowance: AllowanceUse | None = None
+    asset_ids: list[str] = Field(default_factory=list, description="Assets the work was done on (from the event).")
     priced_at: datetime | None = None
     fingerprint: str | None = Field(
         default=None,
@@ -166,6 +172,7 @@ class NotBillable(BaseModel):
     lines: list[InvoiceLine] = Field(default_factory=list, description="Zero-priced (covered) lines, for traceability.")
     cost_total: Decimal = Decimal("0")
     allowance: AllowanceUse | None = None
+    asset_ids: list[str] = Field(default_factory=list, description="Assets the work was done on (from the event).")
 
 
 class DocumentChange(BaseModel):

@@ -75,6 +75,8 @@ BANDS = [
     {"name": "overtime", "overtime_after_hours": "8", "factor": "1.50"},
 ]
 HOLIDAYS = ["2026-04-03", "2026-04-25", "2026-12-25"]
+#: The official calendar of Portugal and Lisbon district (the holidays package), as a tenant's ``holidays:``.
+PT_LISBON = {"country": "PT", "subdivision": "11"}
 #: Only a night band 20:00-07:00 (for the DST days, which are Sundays).
 NIGHT_ONLY = [{"name": "night", "start": "20:00", "end": "07:00", "factor": "1.25"}]
 
@@ -404,6 +406,44 @@ CASES: list[Case] = [
          tenant=tenant(rate_card={"time_bands": BANDS}, holidays=HOLIDAYS),
          lines=(L("labour", "1", "84.00", "84.00", "23", "19.32", "103.32", rule="band holiday 2"),),
          totals=("84.00", "19.32", "103.32"), cost="24.00"),
+    # Regional calendar (holidays: {country: PT, subdivision: "11"}, the holidays package): Friday 2025-06-13,
+    # Santo António, is a holiday of Lisbon district (PT-11) only. 10:00-11:00 Lisbon summer time (+01:00):
+    # holiday 42.00 × 2.00 = 84.00/h; 1 h = 84.00; tax 19.32; cost 24.00
+    Case("G24a-regional-holiday-calendar", ("bands",),
+         wo(kind="preventive", entries=[at("TE-1", "T31", "2025-06-13T10:00:00+01:00", "2025-06-13T11:00:00+01:00")],
+            time="2025-06-13T12:00:00+01:00"),
+         tenant=tenant(rate_card={"time_bands": BANDS}, holidays=PT_LISBON),
+         lines=(L("labour", "1", "84.00", "84.00", "23", "19.32", "103.32", rule="band holiday 2"),),
+         totals=("84.00", "19.32", "103.32"), cost="24.00"),
+    # the same with remove: [2025-06-13]: a Friday at normal rate, 1 h × 42.00 = 42.00; tax 9.66
+    Case("G24b-regional-holiday-removed", ("bands",),
+         wo(kind="preventive", entries=[at("TE-1", "T31", "2025-06-13T10:00:00+01:00", "2025-06-13T11:00:00+01:00")],
+            time="2025-06-13T12:00:00+01:00"),
+         tenant=tenant(rate_card={"time_bands": BANDS}, holidays=dict(PT_LISBON, remove=["2025-06-13"])),
+         lines=(L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66", rule="rate:skill:hvac; increment"),),
+         totals=("42.00", "9.66", "51.66"), cost="24.00"),
+    # the national calendar alone (holidays: {country: PT}) has no 13 June: normal rate, 42.00; tax 9.66
+    Case("G24c-national-calendar-without-the-region", ("bands",),
+         wo(kind="preventive", entries=[at("TE-1", "T31", "2025-06-13T10:00:00+01:00", "2025-06-13T11:00:00+01:00")],
+            time="2025-06-13T12:00:00+01:00"),
+         tenant=tenant(rate_card={"time_bands": BANDS}, holidays={"country": "PT"}),
+         lines=(L("labour", "1", "42.00", "42.00", "23", "9.66", "51.66", rule="rate:skill:hvac; increment"),),
+         totals=("42.00", "9.66", "51.66"), cost="24.00"),
+    # Saturday 2026-06-13 (Santo António in PT-11) 10:00-12:00 +01:00: holiday, listed first, beats weekend:
+    # 2 h × 84.00 = 168.00; tax 38.64; cost 48.00. With remove: [2026-06-13] the Saturday is weekend:
+    # 42.00 × 1.50 = 63.00/h; 2 h = 126.00; tax 28.98; cost 48.00
+    Case("G24d-regional-holiday-on-a-saturday", ("bands",),
+         wo(kind="preventive", entries=[at("TE-1", "T31", "2026-06-13T10:00:00+01:00", "2026-06-13T12:00:00+01:00")],
+            time="2026-06-13T12:30:00+01:00"),
+         tenant=tenant(rate_card={"time_bands": BANDS}, holidays=PT_LISBON),
+         lines=(L("labour", "2", "84.00", "168.00", "23", "38.64", "206.64", rule="band holiday 2"),),
+         totals=("168.00", "38.64", "206.64"), cost="48.00"),
+    Case("G24e-regional-holiday-removed-on-a-saturday", ("bands",),
+         wo(kind="preventive", entries=[at("TE-1", "T31", "2026-06-13T10:00:00+01:00", "2026-06-13T12:00:00+01:00")],
+            time="2026-06-13T12:30:00+01:00"),
+         tenant=tenant(rate_card={"time_bands": BANDS}, holidays=dict(PT_LISBON, remove=["2026-06-13"])),
+         lines=(L("labour", "2", "63.00", "126.00", "23", "28.98", "154.98", rule="band weekend 1.5"),),
+         totals=("126.00", "28.98", "154.98"), cost="48.00"),
     # 07:00-17:30 with a 30 min break (taken off the end) = 07:00-17:00 = 10 h; overtime after 8 h:
     # 07:00-15:00 normal 8 h × 42.00 = 336.00 (tax 77.28); 15:00-17:00 overtime 42.00 × 1.50 = 63.00/h,
     # 2 h = 126.00 (tax 28.98). net 462.00; tax 106.26; total 568.26; cost 10 × 24.00 = 240.00
