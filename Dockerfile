@@ -24,7 +24,7 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY broker/ ./broker/
 COPY connectors/ ./connectors/
 RUN pip install --upgrade pip setuptools wheel \
- && pip install -c constraints.txt ".[rocksdb]"   # BROKER_STORE=rocksdb works in the image
+ && pip install -c constraints.txt ".[rocksdb,report]"   # BROKER_STORE=rocksdb; `broker report economics --format html`
 
 # --------------------------------------------------------------------------- runtime stage
 FROM python:3.11-slim AS runtime

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test test-slow lint install dev schemas bench bench-dlq bench-ingest bench-recovery lock clean
+.PHONY: demo test test-slow lint install dev schemas bench bench-dlq bench-ingest bench-recovery bench-startup lock clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found; set PYTHON=...)"; exit 2; }
@@ -43,7 +43,7 @@ schemas: $(VENV)/.installed   ## regenerate schemas/*.schema.json
 bench: $(VENV)/.installed     ## pricing throughput benchmark (prints events/s)
 	$(PY) tools/bench_pricing.py
 
-bench-dlq: $(STAMP)    ## dead-letter path: does a burst of bad records hold good ones back? (prints ratios)
+bench-dlq: $(STAMP)    ## dead-letter path: does a burst of bad records hold good ones back? then the replay rate (prints ratios)
 	$(PY) tools/bench_dlq.py
 
 bench-ingest: $(STAMP)    ## HTTP intake: signed events per second and latency, next to a bare producer (prints the ratio)
@@ -51,6 +51,9 @@ bench-ingest: $(STAMP)    ## HTTP intake: signed events per second and latency, 
 
 bench-recovery: $(STAMP)  ## worker restart with a 100k-entry ledger: memory vs RocksDB store (prints both and the ratio)
 	$(PY) tools/bench_recovery.py
+
+bench-startup: $(VENV)/.installed  ## config parse (C vs pure YAML loader), connector lookup, redact, dead-letter log line (prints ratios)
+	$(PY) tools/bench_startup.py --memory
 
 lock: $(STAMP)                ## rewrite constraints.txt from the test environment (after changing pyproject.toml)
 	{ head -3 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v -i -e '^maintenance-billing-broker' -e '^broker-connector-example' -e '^py-spy'; } > constraints.txt.new

@@ -38,14 +38,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from faust.types import AgentT, EventT, StreamT, TableT
+from aiokafka.partitioner import DefaultPartitioner
+from faust.types import TP, AgentT, EventT, StreamT, TableT
 
 from broker import metrics
 from broker.cloudevents import kafka_structured
 from broker.config import BrokerConfig
 from broker.deliver_stage import DeliverStage, install_deliver_stage
 from broker.delivery import Deliverer, LedgerEntry
-from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict, replay_count
+from broker.dlq import DeadLetterLog, bounded_copy, clip, dlq_headers, headers_to_dict, replay_count
 from broker.events import (
     EventDecodeError,
     QuoteCancelled,
@@ -59,12 +60,19 @@ from broker.health import Health
 from broker.kafka_security import KafkaSecurity
 from broker.pricing import ALLOWANCE_TABLE, QUOTES_TABLE, PricingError, price_with_state, pricing_key
 from broker.pricing.changes import document_change
+from broker.pricing.periodic import PERIODS_TABLE, accumulate, close_period, due_periods, remove_document
 from broker.pricing.state import AllowanceRecord
 from broker.settings import TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES, Settings
+from connectors.sdk.invoice import DocumentChange, Invoice, NotBillable
 
 log = logging.getLogger("broker.app")
 
-__all__ = ["BillingApp", "create_app"]
+__all__ = ["CLOSE_PERIOD", "COMMAND_HEADER", "BillingApp", "create_app"]
+
+#: Header of a command record on the by-client topic, and the command that closes a period (its
+#: value: the period key ``tenant:client:period``).
+COMMAND_HEADER = "broker.command"
+CLOSE_PERIOD = b"close-period"
 
 
 def _now() -> datetime:
@@ -135,6 +143,8 @@ def create_app(
         "delivery-ledger", partitions=n, schema=faust.Schema(key_serializer="json", value_serializer="json")
     )
 
+    dead_letters = DeadLetterLog(log)
+
     async def send_dead_letter(
         key: bytes | None,
         value: bytes | None,
@@ -148,7 +158,7 @@ def create_app(
         key, value, extra = bounded_copy(key, value)
         await dlq_topic.send(key=key, value=value, headers=headers + extra)
         metrics.DEAD_LETTERS.labels(stage, error_class).inc()
-        log.warning("dead-lettered %s at %s: %s: %s", where, stage, error_class, clip(exc))
+        dead_letters.dead_lettered(where, stage, error_class, exc, key)
 
     async def dead_letter(
         event: EventT[bytes], stage: str, error_class: str, exc: BaseException, *, tenant: str | None = None
@@ -183,7 +193,12 @@ def create_app(
     table_schema: faust.Schema[str, Any] = faust.Schema(key_serializer="json", value_serializer="json")
     allowances: TableT[str, AllowanceRecord] = app.Table(ALLOWANCE_TABLE, partitions=n, schema=table_schema)
     quotes: TableT[str, str] = app.Table(QUOTES_TABLE, partitions=n, schema=table_schema)
-    pricing_tables: dict[str, TableT[str, Any]] = {ALLOWANCE_TABLE: allowances, QUOTES_TABLE: quotes}
+    periods: TableT[str, Any] = app.Table(PERIODS_TABLE, partitions=n, schema=table_schema)
+    pricing_tables: dict[str, TableT[str, Any]] = {
+        ALLOWANCE_TABLE: allowances,
+        QUOTES_TABLE: quotes,
+        PERIODS_TABLE: periods,
+    }
 
     def _origin(event: EventT[bytes]) -> list[tuple[str, bytes]]:
         msg = event.message
@@ -282,7 +297,29 @@ def create_app(
                 )
                 await dead_letter(event, "enrich", "internal", exc)
 
+    async def publish(priced: Invoice | NotBillable | DocumentChange) -> None:
+        metrics.INVOICES_BUILT.labels(priced.status).inc()
+        await invoices_topic.send(key=priced.order_key.encode(), value=priced.model_dump_json().encode())
+
+    async def apply(writes: list[tuple[str, str, Any]]) -> None:
+        for table_name, key, value in writes:
+            pricing_tables[table_name][key] = value
+
+    async def close_one(key: str) -> None:
+        """A close command (sent by :func:`_close_due_periods`): close the period, publish its invoice."""
+        tenant_id = key.split(":", 1)[0]
+        tenant = config.tenants.get(tenant_id)
+        if tenant is None:
+            return
+        result = close_period(key, tenant, periods, now=_now())
+        await apply(result.writes)
+        for priced in result.publish:
+            await publish(priced)
+
     async def price_one(event: EventT[bytes]) -> None:
+        if (event.headers or {}).get(COMMAND_HEADER) == CLOSE_PERIOD:
+            await close_one((event.value or b"").decode("utf-8", "replace"))
+            return
         try:
             ce = parse_event(event.value)
         except EventDecodeError as exc:  # cannot happen for what enrich forwarded, unless the rules changed
@@ -291,10 +328,16 @@ def create_app(
         try:
             tenant = config.tenant(ce.tenant)
             if isinstance(ce, WorkOrderReopened | WorkOrderCancelled | QuoteCancelled):
+                if tenant.invoicing_of(ce.data.client_id) != "per_document":
+                    # a periodic client's document leaves its period (a closed one is invoiced again)
+                    removed = remove_document(ce.partition_key, tenant, periods, now=_now())
+                    if removed is not None:
+                        await apply(removed.writes)
+                        for priced_period in removed.publish:
+                            await publish(priced_period)
+                        return
                 # a lifecycle change: nothing to price, the deliver stage acts on the document's invoice
-                change = document_change(ce, ce.tenant, tenant)
-                metrics.INVOICES_BUILT.labels(change.status).inc()
-                await invoices_topic.send(key=ce.partition_key.encode(), value=change.model_dump_json().encode())
+                await publish(document_change(ce, ce.tenant, tenant))
                 return
             result = price_with_state(
                 ce,
@@ -311,11 +354,16 @@ def create_app(
             log.error("pricing crashed on %s: %s", clip(event.key, 200), clip(repr(exc)))
             await dead_letter_forwarded(event, "internal", exc, tenant=ce.tenant)
             return
-        for table_name, key, value in result.writes:  # only real changes: a redelivery writes nothing
-            pricing_tables[table_name][key] = value
+        await apply(result.writes)  # only real changes: a redelivery writes nothing
         priced = result.priced
-        metrics.INVOICES_BUILT.labels(priced.status).inc()
-        await invoices_topic.send(key=ce.partition_key.encode(), value=priced.model_dump_json().encode())
+        periodic = tenant.invoicing_of(priced.client_id) != "per_document"
+        if periodic and (isinstance(priced, Invoice) or priced.reason_code == "covered_by_contract"):
+            kept = accumulate(priced, ce.tenant, tenant, periods, now=_now())  # invoiced when its period closes
+            await apply(kept.writes)
+            for priced_period in kept.publish:
+                await publish(priced_period)
+            return
+        await publish(priced)
 
     @app.agent(by_client_topic)
     async def price(stream: StreamT[bytes]) -> None:
@@ -326,6 +374,22 @@ def create_app(
             except Exception as exc:  # noqa: BLE001 - a bug must not stop the stream: keep the record in the DLQ
                 log.error("price crashed on %s: %s", clip(event.key, 200), clip(repr(exc)))
                 await dead_letter_forwarded(event, "internal", exc)
+
+    partitioner = DefaultPartitioner()
+
+    async def _close_due_periods() -> None:
+        """Send a close command for each period that is over, in a by-client partition this worker
+        consumes, to that partition: the price agent closes it in order with the client's events."""
+        assigned = app.consumer.assignment()
+        topic = by_client_topic.get_topic_name()
+        partitions = list(range(n))
+        for key in due_periods(periods, config.tenants, _now()):
+            client_key = key.rsplit(":", 1)[0].encode()  # tenant:client, the pricing key of its events
+            if TP(topic, partitioner(client_key, partitions, partitions)) not in assigned:
+                continue  # a standby copy: its owner closes it
+            await by_client_topic.send(key=client_key, value=key.encode(), headers=[(COMMAND_HEADER, CLOSE_PERIOD)])
+
+    app.timer(settings.period_check_seconds)(_close_due_periods)
 
     # -- deliver side (broker/deliver_stage.py): tenant lanes, in-order acks, retry topics, amendments.
     stage = install_deliver_stage(
@@ -360,6 +424,7 @@ def create_app(
 
     @app.on_before_shutdown.connect
     async def _close(*_args: Any, **_kwargs: Any) -> None:  # (sender, signal=...) from mode
+        dead_letters.flush()
         await stage.aclose()
 
     app.enrich_agent = enrich

@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -19,6 +19,11 @@ from broker.config import BrokerConfig, ConfigError, load_config
 from broker.kafka import exits_when_kafka_is_unreachable
 from broker.logs import configure as configure_logging
 from broker.settings import TOPIC_EVENTS, Settings, unknown_variables
+
+if TYPE_CHECKING:
+    import faust
+
+    from broker.faust_compat import BrokerWorker
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -156,14 +161,12 @@ def run(config_path: str, strict: bool) -> None:
 def run_worker(
     settings: Settings, config: BrokerConfig, bootstrap: str, *, broken: dict[str, str] | None = None
 ) -> None:
-    """Create the topics, start /metrics and run the Faust worker in this process until stopped."""
-    import faust
-
+    """Create the topics, start /metrics and run the Faust worker (:func:`build_worker`) in this process
+    until stopped."""
     from broker.app import create_app
     from broker.health import Health, KafkaProbe, PortInUse, serve
     from broker.kafka import ensure_topics
     from broker.lag import LagSampler
-    from broker.logs import logging_config
 
     ensure_topics(bootstrap, settings.topic_partitions, settings.all_topics)  # incl. the retry topics
     health = Health(KafkaProbe(bootstrap), tenants=len(config.tenants) - len(broken or {}), broken=broken)
@@ -179,17 +182,25 @@ def run_worker(
         f"worker {settings.app_id}: Kafka {bootstrap}, metrics {base}/metrics, health {base}/healthz {base}/readyz",
         highlight=False,
     )
-    worker = faust.Worker(
+    build_worker(app, settings).execute_from_commandline()
+
+
+def build_worker(app: faust.App, settings: Settings) -> BrokerWorker:
+    """The Faust worker (not started) that ``broker run`` runs ``app`` in: logging as
+    :func:`broker.logs.logging_config` of ``settings.log_level`` / ``settings.log_format``
+    (``BROKER_LOG_LEVEL``, ``BROKER_LOG_FORMAT``), the root logger kept at that level once the worker
+    sets up logging (no progress spinner: :class:`broker.faust_compat.BrokerWorker`), stdout and
+    stderr not redirected to the log."""
+    from broker.faust_compat import BrokerWorker
+    from broker.logs import logging_config
+
+    return BrokerWorker(
         app,
         loglevel=settings.log_level,
         logging_config=logging_config(settings.log_level, settings.log_format),
         quiet=True,
         redirect_stdouts=False,
     )
-    # no progress spinner: it writes terminal escapes to stdout and sets the root logger to DEBUG,
-    # which would override BROKER_LOG_LEVEL and BROKER_LOG_FORMAT (faust's Worker.on_setup_root_logger)
-    worker.spinner = None
-    worker.execute_from_commandline()
 
 
 # --------------------------------------------------------------------------- ingest
@@ -471,6 +482,9 @@ main.add_command(_connectors_group)
 from broker.dlq_cli import dlq as _dlq_group  # noqa: E402 - the `dlq` command group (list, show, replay)
 
 main.add_command(_dlq_group)
+from broker.report_cli import report as _report_group  # noqa: E402 - the `report` command group (economics)
+
+main.add_command(_report_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

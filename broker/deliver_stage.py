@@ -94,7 +94,7 @@ from broker.delivery import (
     Withheld,
     apply_change,
 )
-from broker.dlq import bounded_copy, clip, dlq_headers, headers_to_dict
+from broker.dlq import DeadLetterLog, bounded_copy, dlq_headers, headers_to_dict
 from broker.events import describe_validation_error, tenant_hint
 from broker.faust_compat import (
     acknowledge,
@@ -261,6 +261,7 @@ class DeliverStage:
         self.deliveries_topic = deliveries_topic
         self.outcomes = OutcomeLog(deliveries_topic, bootstrap_of(app))
         self.dlq_topic = dlq_topic
+        self.dead_letters = DeadLetterLog(log)
         n = settings.topic_partitions
         self.retry_topics = [
             app.topic(name, partitions=n, key_type=bytes, value_type=bytes) for name in self.policy.retry_topics
@@ -875,14 +876,12 @@ class DeliverStage:
         await self.fence.ensure()
         await self.dlq_topic.send(key=ctx.order_key.encode(), value=ctx.payload, headers=headers)
         metrics.DEAD_LETTERS.labels("deliver", dead.error_class).inc()
-        log.warning(
-            "dead-lettered %s (%s:%s:%s) at deliver: %s: %s",
-            inv.invoice_key,
-            meta.origin_topic,
-            meta.origin_partition,
-            meta.origin_offset,
+        self.dead_letters.dead_lettered(
+            f"{meta.origin_topic}:{meta.origin_partition}:{meta.origin_offset}",
+            "deliver",
             dead.error_class,
-            clip(dead.error),
+            dead.error,
+            inv.invoice_key,
         )
         if isinstance(inv, Invoice | DocumentChange):
             self.ledger.failed(inv, dead.error_class, dead.error, dead.attempts)
@@ -919,13 +918,8 @@ class DeliverStage:
         await self.fence.ensure()
         await self.dlq_topic.send(key=key, value=value, headers=headers + extra)
         metrics.DEAD_LETTERS.labels("deliver", error_class).inc()
-        log.warning(
-            "dead-lettered %s:%s:%s at deliver: %s: %s",
-            meta.origin_topic,
-            meta.origin_partition,
-            meta.origin_offset,
-            error_class,
-            clip(exc),
+        self.dead_letters.dead_lettered(
+            f"{meta.origin_topic}:{meta.origin_partition}:{meta.origin_offset}", "deliver", error_class, exc, key
         )
 
     async def _record(self, outcome: DeliveryOutcome) -> None:
@@ -960,7 +954,9 @@ class DeliverStage:
             metrics.TENANTS.labels(condition).set(conditions.get(condition, 0))
 
     async def aclose(self) -> None:
-        """Close the connectors and the outcome reader."""
+        """Log the last dead letters' summary (:class:`~broker.dlq.DeadLetterLog`), close the connectors and
+        the outcome reader."""
+        self.dead_letters.flush()
         await self.deliverer.aclose()
         await self.outcomes.aclose()
 

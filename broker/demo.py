@@ -36,6 +36,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from broker.config import load_yaml
 from broker.demo_webhooks import DEMO_TENANT, run_webhooks
 from broker.dlq import headers_to_dict
 from broker.embedded import MEMORY_NOTICE, EmbeddedKafka, free_port
@@ -347,7 +348,7 @@ def run_demo(
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     worker = None
     tally = None
-    raw_config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    raw_config = load_yaml(config_file.read_text(encoding="utf-8"))
     systems = {tid: t["billing"]["system"] for tid, t in raw_config["tenants"].items()}
     unknown = sorted({s for s in systems.values() if s != "xero" and s not in SANDBOXES})
     if unknown:

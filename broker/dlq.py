@@ -49,19 +49,28 @@ dead-lettered with it, and :func:`replay` refuses it past the limit) and ``dlq.r
 ``internal``, and :data:`CONTENT_CONFLICT` (:class:`ContentConflictError`). A cancellation the
 tenant's connector cannot make (``capabilities.amendments`` false) is ``permanent``, with the reason.
 
-:func:`replay` commits its progress in a consumer group of its own (one per filter set, see
-:func:`replay_group`): before publishing a record it commits that record's offset with metadata
-naming the target partition and its end offset, after the broker acknowledged the copy it commits
-the next offset. An interrupted replay therefore resumes exactly: a record marked "publishing" is
-looked for (by ``dlq.replay.source``) in its target partition and re-published only when missing.
+:func:`replay` publishes in batches and commits its progress in a consumer group of its own (one
+per filter set, see :func:`replay_group`). Before publishing a batch it notes, as committed offsets
+of a second group (``<group>-publishing``, :func:`publishing_group`), the batch's first offset in
+each DLQ partition it publishes from and the end offset of every partition it may publish to;
+once the broker acknowledged every copy, it commits the offsets after the batch in the first
+group. An interrupted replay therefore resumes exactly: a DLQ partition whose noted offset is not
+behind its committed one was interrupted in a batch, whose records are looked for (by
+``dlq.replay.source``) in the target partitions from the noted offsets, and re-published only when
+missing. (Offsets, not offset-commit metadata: the embedded Tansu does not keep metadata.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -151,13 +160,135 @@ def bounded_copy(key: bytes | None, value: bytes | None) -> tuple[bytes | None, 
     return key, value, extra
 
 
+#: ``(copy of the environment, secret values read from it)`` of the last :func:`secret_values` call.
+_secrets_read: tuple[dict[Any, Any], tuple[str, ...]] | None = None
+
+
+def secret_values() -> tuple[str, ...]:
+    """The values :func:`redact` removes, longest first: those of the environment variables whose name
+    looks secret (contains ``secret``, ``token``, ``password``, ``api_key`` or ``apikey``, any case;
+    the ``*_env`` settings of the tenant config name such variables) and that have 6 characters or more.
+
+    Read from ``os.environ`` again only when it changed since the last call (it is compared with a
+    copy kept from then, which costs well under a microsecond), not on every dead letter.
+    """
+    global _secrets_read  # noqa: PLW0603 - a one-entry cache
+    environ = getattr(os.environ, "_data", None)  # CPython's dict behind os.environ
+    cached = _secrets_read
+    if cached is not None and isinstance(environ, dict) and cached[0] == environ:
+        return cached[1]
+    values = {
+        value for name, value in os.environ.items() if len(value) >= 6 and _SECRET_ENV_HINT.search(name) is not None
+    }
+    found = tuple(sorted(values, key=len, reverse=True))  # a secret that contains another is removed whole
+    if isinstance(environ, dict):
+        _secrets_read = (dict(environ), found)
+    return found
+
+
 def redact(message: str) -> str:
-    """Remove bearer tokens and the values of secret-looking environment variables from ``message``."""
+    """Remove bearer tokens and the values of secret-looking environment variables
+    (:func:`secret_values`) from ``message``; each becomes ``[REDACTED]``."""
     message = _BEARER.sub(r"\1[REDACTED]", message)
-    for name, value in os.environ.items():
-        if value and len(value) >= 6 and _SECRET_ENV_HINT.search(name) and value in message:
+    for value in secret_values():
+        if value in message:
             message = message.replace(value, "[REDACTED]")
     return message
+
+
+#: Seconds between two dead-letter lines at WARNING (:class:`DeadLetterLog`).
+DEAD_LETTER_LOG_INTERVAL = 10.0
+
+
+class DeadLetterLog:
+    """The log lines of dead letters, cheap in a burst of them.
+
+    The first dead letter of an interval of ``interval`` seconds is logged at WARNING:
+    ``dead-lettered <topic:partition:offset> at <stage>: <error class>: <reason> (key <key>)``, the
+    reason redacted (:func:`redact`) and clipped (:func:`clip`). The others of the interval are
+    logged the same way at INFO (so nothing is formatted when the logger is at WARNING, the
+    default), and counted; when the interval is over (a timer of the running event loop, the next
+    dead letter or :meth:`flush`) one WARNING line sums them up: ``dead-lettered <n> more record(s)
+    (one INFO line each; all on billing.dlq): <stage>/<error class> <count>, ...; the last:
+    <topic:partition:offset> (key <key>)``.
+    Every dead letter is on ``billing.dlq`` with its reason and key (``broker dlq list``) and counted
+    by ``broker_dead_letters_total{stage,error_class}``.
+
+    ``clock``: seconds, monotonic (tests give their own).
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        interval: float = DEAD_LETTER_LOG_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self._interval_end: float | None = None
+        self._more: Counter[str] = Counter()
+        self._last: tuple[str, bytes | str | None] = ("", None)
+        self._timer: asyncio.TimerHandle | None = None
+
+    def dead_lettered(
+        self, where: str, stage: str, error_class: str, reason: object, key: bytes | str | None = None
+    ) -> None:
+        """Log one dead letter: ``where`` its original ``topic:partition:offset``, ``reason`` the
+        exception (or text) naming why, ``key`` the record's key or invoice key (``None``: none)."""
+        now = self.clock()
+        if self._interval_end is None or now >= self._interval_end:
+            self.flush()
+            self._interval_end = now + self.interval
+            self._log(logging.WARNING, where, stage, error_class, reason, key)
+            return
+        self._more[f"{stage}/{error_class}"] += 1
+        self._last = (where, key)
+        if self.logger.isEnabledFor(logging.INFO):
+            self._log(logging.INFO, where, stage, error_class, reason, key)
+        if self._timer is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: summed up by the next call or flush()
+                self._timer = asyncio.get_running_loop().call_later(self._interval_end - now, self.flush)
+
+    def flush(self) -> None:
+        """Log the WARNING line that sums up the dead letters not logged at WARNING yet (none: nothing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._more:
+            return
+        counts = ", ".join(f"{what} {n}" for what, n in sorted(self._more.items()))
+        self.logger.warning(
+            "dead-lettered %d more record(s) (one INFO line each; all on %s): %s; the last: %s%s",
+            self._more.total(),
+            TOPIC_DLQ,
+            counts,
+            self._last[0],
+            _key_text(self._last[1]),
+        )
+        self._more.clear()
+
+    def _log(
+        self, level: int, where: str, stage: str, error_class: str, reason: object, key: bytes | str | None
+    ) -> None:
+        self.logger.log(
+            level,
+            "dead-lettered %s at %s: %s: %s%s",
+            where,
+            stage,
+            error_class,
+            clip(redact(str(reason))),
+            _key_text(key),
+        )
+
+
+def _key_text(key: bytes | str | None) -> str:
+    """`` (key <key>)`` for a log line, clipped (``""`` without a key)."""
+    if key is None:
+        return ""
+    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    return f" (key {clip(text, 200)})"
 
 
 def dlq_headers(
@@ -345,7 +476,7 @@ def _to_dead_letter(msg: ConsumedRecord) -> DeadLetter:
     )
 
 
-def _consumer(bootstrap: str, group_id: str | None = None) -> KafkaConsumer:
+def _consumer(bootstrap: str, group_id: str | None = None, **options: Any) -> KafkaConsumer:
     from kafka import KafkaConsumer
 
     return KafkaConsumer(
@@ -354,6 +485,7 @@ def _consumer(bootstrap: str, group_id: str | None = None) -> KafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         consumer_timeout_ms=1000,
+        **options,
         **tool_options(),
     )
 
@@ -489,12 +621,60 @@ def _replay_headers(record: DeadLetter) -> list[tuple[str, bytes]]:
     return [("dlq.replay.count", str(record.replay_count + 1).encode()), ("dlq.replay.source", record.id.encode())]
 
 
-def _already_published(consumer: KafkaConsumer, tp: TopicPartition, start: int, source_id: str) -> bool:
-    end: int = consumer.end_offsets([tp])[tp]
-    for msg in _read_range(consumer, tp, start, end):
-        if _decode_headers(msg.headers).get("dlq.replay.source") == source_id:
-            return True
-    return False
+def _read_partitions(
+    consumer: KafkaConsumer, starts: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
+) -> Iterator[ConsumedRecord]:
+    """Messages of every partition of ``starts``, read together, from its start offset to at least its
+    offset in ``ends`` (exclusive), then whatever more the polls return until one short poll returns
+    nothing (as :func:`_read_range`, for the embedded Tansu's low end offsets). Partitions come
+    interleaved, each in offset order; their tails cost one short poll in all, not one each."""
+    if not starts:
+        return
+    consumer.assign(list(starts))
+    for tp, start in starts.items():
+        consumer.seek(tp, start)
+    ends = dict(ends)
+    while True:
+        reached = all(consumer.position(tp) >= ends[tp] for tp in starts)
+        batch = consumer.poll(timeout_ms=200 if reached else 1000, max_records=500)
+        if batch:
+            for msgs in batch.values():
+                yield from msgs
+            continue
+        if reached:
+            return
+        waiting = [tp for tp in starts if consumer.position(tp) < ends[tp]]
+        latest = consumer.end_offsets(waiting)
+        for tp in waiting:
+            if consumer.position(tp) >= latest[tp]:  # asked for more than exists: one short poll more, then stop
+                ends[tp] = consumer.position(tp)
+
+
+def _published_sources(consumer: KafkaConsumer, starts: Mapping[TopicPartition, int]) -> set[str]:
+    """``dlq.replay.source`` of every record of each partition of ``starts`` from its offset there to its end."""
+    if not starts:
+        return set()
+    ends = consumer.end_offsets(list(starts))
+    found = (_decode_headers(msg.headers).get("dlq.replay.source") for msg in _read_partitions(consumer, starts, ends))
+    return {source for source in found if source}
+
+
+def publishing_group(group: str) -> str:
+    """The consumer group in which :func:`replay` with progress group ``group`` notes the batch it is
+    publishing (module docstring): ``<group>-publishing``."""
+    return f"{group}-publishing"
+
+
+#: Records :func:`replay` sends before it waits for their acknowledgements (one batch) ...
+REPLAY_BATCH = 2000
+#: ... and bytes of their keys and values at most.
+REPLAY_BATCH_BYTES = 16 * 1024 * 1024
+#: Bytes :func:`replay` fetches from one partition of the DLQ at a time (a larger record comes whole).
+REPLAY_FETCH_BYTES = 64 * 1024
+
+#: One record of a :func:`replay` batch: the DLQ partition, the record, what is done with it (``None``:
+#: not matching the filter) and the partition it is published to (``None``: not published).
+_Planned = tuple["TopicPartition", DeadLetter, ReplayItem | None, "TopicPartition | None"]
 
 
 def replay(
@@ -507,20 +687,36 @@ def replay(
     topic: str = TOPIC_DLQ,
     on_total: Callable[[int], None] | None = None,
     on_record: Callable[[ReplayItem | None], None] | None = None,
+    batch: int = REPLAY_BATCH,
 ) -> ReplayReport:
-    """Re-publish dead letters matching ``flt`` to their stage's input topic (module docstring).
+    """Re-publish dead letters matching ``flt`` to their stage's input topic (module docstring), with
+    progress in consumer group ``group`` (and :func:`publishing_group`).
 
     Records whose ``dlq.replay.count`` is ``limit`` or more are refused (progress moves past them).
     ``dry_run`` publishes and commits nothing. ``on_total(n)`` gets the number of records to scan,
-    ``on_record(item | None)`` is called once per scanned record (``None`` for non-matching ones).
+    ``on_record(item | None)`` is called once per scanned record (``None`` for non-matching ones)
+    once its batch is done, in the order read (offset order within a partition); the report lists
+    the items by partition and offset.
+
+    Pipelined: the partitions of ``topic`` are read together and a batch of records (``batch`` at
+    most, :data:`REPLAY_BATCH_BYTES` of keys and values at most) is sent without waiting for each
+    acknowledgement; then the producer is flushed and the progress of every partition committed at
+    once: a batch costs four round trips, not four per record. Each produce batch holds one record,
+    as the embedded Tansu needs (it reports a wrong end offset after a multi-record batch, and the
+    intake reads ``maintenance.events`` up to its end offsets); the sends still overlap (5 requests
+    in flight, each with one record per target partition). Raises the producer's ``KafkaError``
+    when a record is not acknowledged: the next run re-publishes only what is missing.
     """
     from kafka import KafkaProducer, TopicPartition
     from kafka.structs import OffsetAndMetadata
 
     flt = flt or DlqFilter()
     report = ReplayReport(group=group, dry_run=dry_run)
-    consumer = _consumer(bootstrap, group_id=group)
+    # small fetches per partition: a poll returns records of several partitions, whose copies mostly
+    # go to as many target partitions, which one produce request carries together
+    consumer = _consumer(bootstrap, group_id=group, max_partition_fetch_bytes=REPLAY_FETCH_BYTES)
     checker = _consumer(bootstrap)
+    marker = None if dry_run else _consumer(bootstrap, group_id=publishing_group(group))
     producer = (
         None
         if dry_run
@@ -529,15 +725,96 @@ def replay(
             acks="all",
             enable_idempotence=True,  # explicit: a retried send is not stored twice (kafka-python >= 2.2)
             retries=5,
+            batch_size=1,  # one record per batch: the embedded Tansu's end offsets (docstring)
             **tool_options(),
         )
     )
     target_partitions: dict[str, int] = {}
+    in_doubt: set[TopicPartition] = set()  # DLQ partitions whose last batch was interrupted
+    looked_at: set[TopicPartition] = set()  # target partitions searched for copies of that batch ...
+    published: set[str] = set()  # ... and the records they hold copies of
 
     def partitions_of(name: str) -> int:
         if name not in target_partitions:
             target_partitions[name] = len(_partitions(checker, name))
         return target_partitions[name]
+
+    def stage_targets() -> list[TopicPartition]:
+        """Every partition of the stages' input topics."""
+        names = sorted(set(STAGE_INPUT_TOPICS.values()))
+        return [TopicPartition(name, p) for name in names for p in range(partitions_of(name))]
+
+    def look_for_copies(targets: Iterable[TopicPartition]) -> None:
+        """Add to ``published`` the copies in ``targets`` since the interrupted batch noted their end offsets."""
+        assert marker is not None  # not a dry run
+        todo = [t for t in targets if t not in looked_at]
+        looked_at.update(todo)
+        noted = {t: marker.committed(t) for t in todo}
+        published.update(_published_sources(checker, {t: o for t, o in noted.items() if o is not None}))
+
+    def plan(tp: TopicPartition, record: DeadLetter) -> tuple[ReplayItem, TopicPartition | None]:
+        """What to do with one matching record: its item, and the partition to publish it to (or ``None``)."""
+        target = record.target_topic
+        if record.truncated:
+            reason = (
+                f"a bounded copy of a {record.headers.get('dlq.value.size', '?')}-byte value: "
+                f"the original is at {record.original}"
+            )
+            return ReplayItem(record, "refused", target, reason), None
+        if record.replay_count >= limit:
+            return ReplayItem(record, "refused", target, f"replayed {record.replay_count} times (limit {limit})"), None
+        if dry_run:
+            return ReplayItem(record, "would replay", target), None
+        n = partitions_of(target)
+        try:
+            original = int(record.headers.get("dlq.partition", ""))
+        except ValueError:
+            original = -1
+        partition = original
+        if not 0 <= original < n:  # the original partition no longer exists: where the key goes
+            partition = key_partition(record.key, n) if record.key is not None else 0
+        target_tp = TopicPartition(target, partition)
+        if tp in in_doubt:
+            look_for_copies([target_tp])
+            if record.id in published:
+                return ReplayItem(record, "resumed", target, "already re-published before the interruption"), None
+        return ReplayItem(record, "replayed", target), target_tp
+
+    def finish(planned: list[_Planned]) -> None:
+        """Publish one batch, wait for its acknowledgements, commit past it, report it."""
+        rows: dict[TopicPartition, list[_Planned]] = {}
+        for row in planned:
+            rows.setdefault(row[0], []).append(row)
+        sends = [(record, target_tp) for _, record, _, target_tp in planned if target_tp is not None]
+        if sends:
+            assert producer is not None  # not a dry run
+            assert marker is not None
+            targets = sorted({target_tp for _, target_tp in sends} | set(stage_targets()))
+            notes = {t: OffsetAndMetadata(offset, "", -1) for t, offset in checker.end_offsets(targets).items()}
+            for tp, of_tp in rows.items():
+                if any(target_tp is not None for _, _, _, target_tp in of_tp):
+                    notes[tp] = OffsetAndMetadata(of_tp[0][1].offset, "", -1)
+            marker.commit(notes)  # "publishing": from where, and from where in each target partition
+            futures = [
+                producer.send(
+                    target_tp.topic,
+                    key=record.key,
+                    value=record.value,
+                    headers=_replay_headers(record),
+                    partition=target_tp.partition,
+                )
+                for record, target_tp in sends
+            ]
+            producer.flush(timeout=60)
+            for future in futures:
+                future.get(timeout=30)  # raises the send's error
+        if not dry_run:
+            consumer.commit({tp: OffsetAndMetadata(of_tp[-1][1].offset + 1, "", -1) for tp, of_tp in rows.items()})
+        for _, _, item, _ in planned:
+            if item is not None:
+                report.items.append(item)
+            if on_record:
+                on_record(item)
 
     try:
         tps = _partitions(consumer, topic)
@@ -545,108 +822,36 @@ def replay(
             return report
         begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
         starts: dict[TopicPartition, int] = {}
-        pending: dict[TopicPartition, dict[str, Any]] = {}
         for tp in tps:
-            committed = consumer.committed(tp, metadata=True)
-            start = begin[tp]
-            if committed is not None and committed.offset is not None and committed.offset >= 0:
-                start = max(start, committed.offset)
-                try:
-                    meta = json.loads(committed.metadata or "{}")
-                except ValueError:
-                    meta = {}
-                if meta.get("state") == "publishing":
-                    pending[tp] = meta
-            starts[tp] = start
+            committed = consumer.committed(tp)
+            starts[tp] = begin[tp] if committed is None or committed < 0 else max(begin[tp], committed)
+            noted = marker.committed(tp) if marker is not None else None
+            if noted is not None and (committed is None or noted >= committed):  # not done with that batch
+                in_doubt.add(tp)
+        if in_doubt:
+            look_for_copies(stage_targets())
         if on_total:
             on_total(sum(max(0, end[tp] - starts[tp]) for tp in tps))
-        for tp in tps:
-            for msg in _read_range(consumer, tp, starts[tp], end[tp]):
-                record = _to_dead_letter(msg)
-                report.scanned += 1
-                if not flt.matches(record):
-                    if not dry_run:
-                        consumer.commit({tp: OffsetAndMetadata(msg.offset + 1, "", -1)})
-                    if on_record:
-                        on_record(None)
-                    continue
-                target = record.target_topic
-                if record.truncated:
-                    item = ReplayItem(
-                        record,
-                        "refused",
-                        target,
-                        f"a bounded copy of a {record.headers.get('dlq.value.size', '?')}-byte value: "
-                        f"the original is at {record.original}",
-                    )
-                    if not dry_run:
-                        consumer.commit({tp: OffsetAndMetadata(msg.offset + 1, "", -1)})
-                elif record.replay_count >= limit:
-                    item = ReplayItem(
-                        record, "refused", target, f"replayed {record.replay_count} times (limit {limit})"
-                    )
-                    if not dry_run:
-                        consumer.commit({tp: OffsetAndMetadata(msg.offset + 1, "", -1)})
-                elif dry_run:
-                    item = ReplayItem(record, "would replay", target)
-                else:
-                    assert producer is not None  # not a dry run
-                    n = partitions_of(target)
-                    try:
-                        original = int(record.headers.get("dlq.partition", ""))
-                    except ValueError:
-                        original = -1
-                    partition = original if 0 <= original < n else None
-                    marker = pending.pop(tp, None)
-                    if (
-                        marker
-                        and marker.get("id") == record.id
-                        and marker.get("partition") is not None
-                        and _already_published(
-                            checker,
-                            TopicPartition(target, int(marker["partition"])),
-                            int(marker.get("from", 0)),
-                            record.id,
-                        )
-                    ):
-                        item = ReplayItem(record, "resumed", target, "already re-published before the interruption")
-                    else:
-                        if partition is None:
-                            partition = key_partition(record.key, n) if record.key is not None else 0
-                        target_tp = TopicPartition(target, partition)
-                        before = checker.end_offsets([target_tp])[target_tp]
-                        consumer.commit(
-                            {
-                                tp: OffsetAndMetadata(
-                                    msg.offset,
-                                    json.dumps(
-                                        {
-                                            "state": "publishing",
-                                            "id": record.id,
-                                            "target": target,
-                                            "partition": partition,
-                                            "from": before,
-                                        }
-                                    ),
-                                    -1,
-                                )
-                            }
-                        )
-                        producer.send(
-                            target,
-                            key=record.key,
-                            value=record.value,
-                            headers=_replay_headers(record),
-                            partition=partition,
-                        ).get(timeout=30)
-                        item = ReplayItem(record, "replayed", target)
-                    consumer.commit({tp: OffsetAndMetadata(msg.offset + 1, "", -1)})
-                report.items.append(item)
-                if on_record:
-                    on_record(item)
+        planned: list[_Planned] = []
+        size = 0
+        for msg in _read_partitions(consumer, starts, end):
+            tp = TopicPartition(msg.topic, msg.partition)
+            record = _to_dead_letter(msg)
+            report.scanned += 1
+            item, target_tp = plan(tp, record) if flt.matches(record) else (None, None)
+            planned.append((tp, record, item, target_tp))
+            if target_tp is not None:
+                size += len(record.value or b"") + len(record.key or b"")
+            if len(planned) >= batch or size >= REPLAY_BATCH_BYTES:
+                finish(planned)
+                planned, size = [], 0
+        if planned:
+            finish(planned)
+        report.items.sort(key=lambda item: (item.record.partition, item.record.offset))
         return report
     finally:
         if producer is not None:
             producer.close()
-        consumer.close()
-        checker.close()
+        for client in (consumer, checker, marker):
+            if client is not None:
+                client.close()

@@ -237,8 +237,9 @@ def dlq_replay(
     """Re-publish dead-lettered records to their stage's input topic (resumable, at most once each).
 
     decode/enrich records go to maintenance.events, deliver records to billing.invoices, with
-    dlq.replay.count incremented. Progress is committed per record in a consumer group, so running
-    the same command again (or after an interruption) replays nothing twice.
+    dlq.replay.count incremented. Records are sent in batches; progress is committed per batch in a
+    consumer group (and the batch being sent noted in <group>-publishing), so running the same
+    command again (or after an interruption) replays nothing twice.
     """
     try:
         settings = Settings.from_env()

@@ -71,6 +71,17 @@ Faust passes every exception that escapes an agent to the private ``App._on_agen
 ``on_error`` an agent is given) and restarts the agent. :class:`BrokerApp` counts them first: the
 agents catch every per-record error themselves, so the counter must stay 0.
 
+Root logger level
+-----------------
+``faust.Worker`` sets up logging (mode's ``Worker._setup_logging``: ``dictConfig`` of the given
+``logging_config``, the root at ``loglevel``), then calls ``on_setup_root_logger``, where Faust adds
+a handler for its terminal progress spinner and sets the **root logger to DEBUG** (unless the level
+is below WARNING): every library's debug record would then be created and passed to the handlers,
+and ``BROKER_LOG_LEVEL`` would be overridden. :class:`BrokerWorker` has no spinner and sets the
+root logger to the configured level there (faust-streaming ``faust/worker.py``
+``on_setup_root_logger`` / ``_setup_spinner_handler``, mode ``mode/worker.py`` ``_setup_logging``,
+0.15.3).
+
 The deliver stage's hooks
 -------------------------
 :mod:`broker.deliver_stage` finishes records out of order in its tenant lanes and acknowledges
@@ -96,6 +107,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -115,6 +127,7 @@ from broker.metrics import COMMIT_FAILURES, agent_crashed
 
 __all__ = [
     "BrokerApp",
+    "BrokerWorker",
     "SeekingConsumer",
     "SeekingConsumerThread",
     "SeekingTransport",
@@ -378,6 +391,21 @@ def create_faust_app(app_id: str, *, app_class: type[BrokerApp] = BrokerApp, **s
 
     ``app_class``: :class:`BrokerApp` or a subclass; ``settings``: Faust app settings."""
     return app_class(app_id, **settings)
+
+
+class BrokerWorker(faust.Worker):
+    """``faust.Worker`` without the terminal progress spinner, whose root logger stays at ``loglevel``
+    ("Root logger level" in the module docstring); arguments as ``faust.Worker``'s."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None  # it also writes terminal escapes to stdout
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        # hook: Worker.on_setup_root_logger (test_logs::test_the_worker_keeps_the_root_logger_at_the_log_level)
+        self.spinner = None
+        if level:  # 0: no loglevel given, logging_config alone decides
+            logger.setLevel(level)
 
 
 # =========================================================================== the deliver stage's hooks

@@ -26,6 +26,8 @@ Variable                            Meaning                                     
                                     rebalance.
 ``BROKER_SESSION_TIMEOUT``          Seconds without heartbeat before a member (a crashed  ``10``
                                     worker) is removed from the consumer group.
+``BROKER_PERIOD_CHECK_SECONDS``     How often a worker looks for periods of periodically  ``30``
+                                    invoiced clients that are over, to close them.
 ``BROKER_PRODUCER_MAX_BATCH_SIZE``  Producer batch size in bytes; ``1`` sends one record  ``16384``
                                     per batch, which the embedded Tansu needs (it
                                     reports a wrong end offset after multi-record
@@ -149,6 +151,7 @@ KNOWN_VARIABLES = frozenset(
         "BROKER_METRICS_PORT",
         "BROKER_PARK_DELAYS",
         "BROKER_PARK_MAX_SECONDS",
+        "BROKER_PERIOD_CHECK_SECONDS",
         "BROKER_PRODUCER_IDEMPOTENCE",
         "BROKER_PRODUCER_MAX_BATCH_SIZE",
         "BROKER_REBALANCE_TIMEOUT",
@@ -197,6 +200,7 @@ class Settings:
     store: str = "memory"
     rebalance_timeout: float = 5.0
     session_timeout: float = 10.0
+    period_check_seconds: float = 30.0
     producer_max_batch_size: int = 16384
     producer_idempotence: bool = True
     delivery: DeliverySettings = DeliverySettings()
@@ -301,6 +305,7 @@ class Settings:
             store=_choice("BROKER_STORE", cls.store, ("memory", "rocksdb")),
             rebalance_timeout=_float("BROKER_REBALANCE_TIMEOUT", cls.rebalance_timeout, 0.1),
             session_timeout=_float("BROKER_SESSION_TIMEOUT", cls.session_timeout, 0.5),
+            period_check_seconds=_float("BROKER_PERIOD_CHECK_SECONDS", cls.period_check_seconds, 0.1),
             producer_max_batch_size=max(1, _int("BROKER_PRODUCER_MAX_BATCH_SIZE", cls.producer_max_batch_size)),
             producer_idempotence=_bool("BROKER_PRODUCER_IDEMPOTENCE", cls.producer_idempotence),
             delivery=delivery,

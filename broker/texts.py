@@ -63,6 +63,12 @@ MESSAGES: dict[str, str] = {
     ),
     "customer_vat_number": "Customer VAT number: {number}",
     "exempt": "Exempt from VAT",
+    "section": "{reference}: {description}",
+    "ref_wo": "WO {id}",
+    "ref_sj": "Scheduled job {id}",
+    "ref_qt": "Quote {id}",
+    "subscription": "Subscription, contract {contract} – {month}",
+    "period_reference": "Services {period}",
 }
 
 

@@ -16,10 +16,19 @@ all use Xero imports the Xero connector and no other. :func:`discover` imports e
 
 :func:`register` adds a class in-process (tests, the conformance kit, notebooks); it wins over an
 entry point of the same name until :func:`unregister`.
+
+Entry points are read once per process (reading them scans every installed distribution's
+metadata: milliseconds, which a worker would otherwise pay per tenant at start-up and on each
+tenant's first invoice): :func:`entry_points_of_group` keeps them, read again only when ``sys.path``
+changes (a test putting a plugin's directory on it) or after :func:`refresh` (a plugin installed
+with pip into a directory already on ``sys.path`` while this process runs).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import sys
 import threading
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -68,20 +77,48 @@ def _check_class(name: str, cls: object) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def _read_group(path: tuple[str, ...]) -> tuple[EntryPoint, ...]:
+    """The group's entry points as installed on ``path`` (``sys.path`` as a tuple: the cache key)."""
+    del path  # importlib.metadata reads sys.path itself
+    return tuple(entry_points(group=GROUP))
+
+
+def entry_points_of_group() -> tuple[EntryPoint, ...]:
+    """Every entry point of the ``broker.connectors`` group, in importlib's order, importing nothing.
+
+    Read from the installed distributions' metadata on the first call and kept; read again when
+    ``sys.path`` differs from the last call's, or after :func:`refresh`.
+    """
+    return _read_group(tuple(sys.path))
+
+
+def refresh() -> None:
+    """Forget the entry points read so far (and importlib's directory caches): the next lookup reads
+    the installed distributions again. For a process that installs a plugin while it runs (``pip
+    install`` into a directory already on ``sys.path``)."""
+    importlib.invalidate_caches()
+    _read_group.cache_clear()
+
+
 def available() -> dict[str, str]:
     """Installed connectors, name -> entry-point target (``"connectors.xero:XeroConnector"``), importing nothing.
 
     :func:`register`-ed classes are included; an entry point of the same name is shadowed by them.
     """
-    found = {ep.name: ep.value for ep in entry_points(group=GROUP)}
+    found = {ep.name: ep.value for ep in entry_points_of_group()}
     with _lock:
         found.update({name: f"{cls.__module__}:{cls.__qualname__}" for name, cls in _overrides.items()})
     return found
 
 
-def _entry(ep: EntryPoint) -> ConnectorEntry:
-    """Import one entry point; an import failure is kept as the entry's ``error``, not raised."""
-    dist = getattr(ep, "dist", None)
+def _entry(ep: EntryPoint, *, with_package: bool = True) -> ConnectorEntry:
+    """Import one entry point; an import failure is kept as the entry's ``error``, not raised.
+
+    ``with_package=False`` leaves ``package``/``package_version`` ``None`` (reading them parses the
+    distribution's metadata file: about a millisecond, which :func:`load` does not need).
+    """
+    dist = getattr(ep, "dist", None) if with_package else None
     package = dist.name if dist is not None else None
     package_version = dist.version if dist is not None else None
     try:
@@ -96,7 +133,7 @@ def _entry(ep: EntryPoint) -> ConnectorEntry:
 
 def discover() -> dict[str, ConnectorEntry]:
     """All connectors of the ``broker.connectors`` group, keyed by name, each imported; import errors are kept."""
-    found = {ep.name: _entry(ep) for ep in entry_points(group=GROUP)}
+    found = {ep.name: _entry(ep) for ep in entry_points_of_group()}
     with _lock:
         for name, cls in _overrides.items():
             found[name] = ConnectorEntry(name, f"{cls.__module__}:{cls.__qualname__}", None, cls, None, None)
@@ -111,10 +148,10 @@ def load(name: str) -> type[Connector]:
     with _lock:
         if name in _overrides:
             return _overrides[name]
-    matches = entry_points(group=GROUP, name=name)
-    if not matches:
+    match = next((ep for ep in entry_points_of_group() if ep.name == name), None)
+    if match is None:
         raise LookupError(f"billing system {name!r}: no connector installed under entry-point group {GROUP!r}")
-    entry = _entry(next(iter(matches)))
+    entry = _entry(match, with_package=False)
     if entry.cls is None:
         raise LookupError(f"billing system {name!r}: connector {entry.target} failed to import: {entry.error}")
     return entry.cls
@@ -133,4 +170,14 @@ def unregister(name: str) -> None:
         _overrides.pop(name, None)
 
 
-__all__ = ["GROUP", "ConnectorEntry", "available", "discover", "load", "register", "unregister"]
+__all__ = [
+    "GROUP",
+    "ConnectorEntry",
+    "available",
+    "discover",
+    "entry_points_of_group",
+    "load",
+    "refresh",
+    "register",
+    "unregister",
+]

@@ -11,8 +11,8 @@
   commands, which start emulators and harnesses lazily, and the platform emulator
   (``broker.platforms.emulator``), which is built on the sandbox kit and which no module imports at
   its top level;
-* mappers, the pricing core and the platform adapters are pure: no HTTP, sockets, threads or event
-  loop (an adapter reaches a platform's API through the client it is given).
+* mappers, the pricing core, the economic report's figures and the platform adapters are pure: no HTTP,
+  sockets, threads or event loop (an adapter reaches a platform's API through the client it is given).
 """
 
 from __future__ import annotations
@@ -173,6 +173,7 @@ def test_the_broker_reaches_connectors_through_the_registry_and_the_sdk():
     "name",
     [f"connectors.{s}.mapper" for s in SYSTEMS]
     + [n for n in MODULES if n.startswith("broker.pricing")]
+    + ["broker.economics"]  # the economic report's figures (its Kafka reader is broker.economics_source)
     + [  # the platform adapters map and verify; their API client and emulator do the I/O
         n
         for n in MODULES

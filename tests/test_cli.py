@@ -282,3 +282,33 @@ def test_a_sandbox_port_in_use_is_a_clear_error():
         result = CliRunner().invoke(main, ["sandbox", "xero", "--port", str(port)])
     assert result.exit_code == 2
     assert f"127.0.0.1:{port} is in use: choose another with --port" in " ".join(result.output.split())
+
+
+def test_config_yaml_is_read_by_the_c_loader_with_the_same_data_and_errors(tmp_path):
+    """``load_yaml`` (libyaml when PyYAML has it): the same data as ``yaml.safe_load``; malformed YAML
+    is refused with the pure loader's message (line, column and the offending line)."""
+    from broker.config import YAML_LOADER, ConfigError, load_config, load_yaml
+
+    assert YAML_LOADER is getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    text = (EXAMPLES / "config.yaml").read_text(encoding="utf-8")
+    assert load_yaml(text) == yaml.safe_load(text)
+    bad = "tenants:\n  acme-fm:\n    name: ACME\n   currency: [EUR, GBP\n"
+    with pytest.raises(yaml.YAMLError) as pure:
+        yaml.safe_load(bad)
+    with pytest.raises(yaml.YAMLError) as ours:
+        load_yaml(bad)
+    assert str(ours.value) == str(pure.value)
+    path = tmp_path / "config.yaml"
+    path.write_text(bad, encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value) == (
+        f"{path}: not valid YAML: while parsing a block mapping\n"
+        '  in "<unicode string>", line 2, column 3:\n'
+        "      acme-fm:\n"
+        "      ^\n"
+        "expected <block end>, but found '<block mapping start>'\n"
+        '  in "<unicode string>", line 4, column 4:\n'
+        "       currency: [EUR, GBP\n"
+        "       ^"
+    )

@@ -51,7 +51,7 @@ def test_the_floors_match_the_features_used():
     assert all(re.search(r"<\d", str(r.specifier)) for r in _requirements() if r.name in ("kafka-python", "pydantic"))
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert (
-        'pip install -c constraints.txt ".[rocksdb]"' in dockerfile
+        'pip install -c constraints.txt ".[rocksdb,report]"' in dockerfile
         and "constraints.txt" in dockerfile.split("COPY", 2)[1]
     )
     makefile = (ROOT / "Makefile").read_text()

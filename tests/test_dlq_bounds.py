@@ -99,3 +99,20 @@ def test_outcome_log_publishes_to_the_key_partition_and_finds_it_after(kafka):
     assert partition == key_partition(b"acme-fm:wo:1:r1", 4)
     assert (before, offset, after) == (0, 0, 1)
     assert (found, other, past) == (True, False, False)
+
+
+def test_redaction_reads_the_environment_again_only_when_it_changed(monkeypatch):
+    monkeypatch.setenv("ACME_API_KEY", "first-key-123")
+    monkeypatch.setenv("ACME_USER", "not-a-secret-name")
+    assert dlq.redact("Bearer abc.def uses first-key-123 as not-a-secret-name") == (
+        "Bearer [REDACTED] uses [REDACTED] as not-a-secret-name"
+    )
+    values = dlq.secret_values()
+    assert dlq.secret_values() is values  # the environment did not change: not read again
+    monkeypatch.setenv("ACME_API_KEY", "second-key-456")  # a changed value
+    assert dlq.redact("first-key-123, second-key-456") == "first-key-123, [REDACTED]"
+    monkeypatch.setenv("LEDGER_TOKEN", "second-key-456-and-more")  # a new variable holding a longer secret
+    assert dlq.redact("second-key-456-and-more") == "[REDACTED]"  # removed whole: longest first
+    monkeypatch.setenv("SHORT_SECRET", "12345")  # under 6 characters: never redacted
+    monkeypatch.delenv("ACME_API_KEY")
+    assert dlq.redact("second-key-456 12345") == "second-key-456 12345"

@@ -100,6 +100,7 @@ def test_the_sample_webhook_becomes_one_hydrated_work_order_event(kafka_events, 
             ],
             "expenses": [{"id": "51", "description": "Parking", "amount": "6.50"}],
             "summary": "Chiller CH-01 tripping on high pressure",
+            "asset_ids": ["4201"],
             "work_order_id": "12345",
             "kind": "corrective",
         },
@@ -203,6 +204,7 @@ def test_a_preventive_work_order_without_serialize_is_fetched_and_closes_a_sched
             ],
             "expenses": [{"id": "61", "description": "Parking", "amount": "8.00"}],
             "summary": "Quarterly chiller inspection",
+            "asset_ids": ["4201"],  # the sample's asset, kept by the work order fetched
             "scheduled_job_id": "12346",
         },
     }

@@ -106,6 +106,7 @@ def test_the_sample_quotation_and_visit_become_a_quote_and_a_closed_scheduled_jo
                 "expenses": [],
                 "contract_ref": "MAT-MSH-2025-00007",
                 "summary": "Quarterly PM: filters, pressures, refrigerant check",
+                "asset_ids": ["CH01-SN-0001"],  # the purposes' serial_no
                 "scheduled_job_id": "MAT-MVS-2025-00041",
             },
         },

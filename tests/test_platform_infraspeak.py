@@ -114,6 +114,7 @@ def test_the_sample_webhook_becomes_one_hydrated_work_order_event(kafka_events, 
             "parts": PARTS,
             "expenses": [],
             "summary": "WO-2025-0413: Chiller CH-01 tripping on high pressure",
+            "asset_ids": ["55012"],  # entity_id: the element worked on
             "work_order_id": "700123",
             "kind": "corrective",
         },
@@ -188,6 +189,7 @@ def test_a_completed_scheduled_work_becomes_a_scheduled_job_closed_event(kafka_e
             "expenses": [],
             "contract_ref": "Hotel Atlantico Demo - Maintenance contract",
             "summary": "Plan 4410, visit 3: Quarterly chiller PM done",
+            "asset_ids": ["55012"],
             "scheduled_job_id": "9875096",
         },
     }

@@ -94,6 +94,7 @@ def test_the_sample_webhook_becomes_one_refetched_work_order_event(kafka_events,
             "expenses": [{"id": "77", "description": "Parking", "amount": "6.50"}],
             "contract_ref": "ABONO-2025-HAD",
             "summary": "Chiller CH-01 tripping on high pressure",
+            "asset_ids": ["1501"],
             "work_order_id": "8203",
             "kind": "corrective",
         },
@@ -110,6 +111,7 @@ def test_a_preventive_task_closes_a_scheduled_job(kafka_events, platforms):
         meta1="CLI-HAD",
         meta2="",
         locationID=0,
+        assetID=0,  # Limble's "no asset": no asset_ids
     )
     platforms.put("limble", "tasks", "8210", task)
     platforms.put(

@@ -87,6 +87,7 @@ def test_the_sample_webhook_becomes_one_work_order_event(kafka_events):
                 "parts": [],
                 "expenses": [],
                 "summary": "Chiller CH-01 tripping on high pressure",
+                "asset_ids": ["7"],  # the equipment, as Odoo numbers it (not mapped like client and site)
                 "work_order_id": "41",
                 "kind": "corrective",
             },
@@ -106,6 +107,7 @@ def test_the_sample_webhook_becomes_one_work_order_event(kafka_events):
                 "parts": [],
                 "expenses": [],
                 "summary": "Quarterly PM CH-01",
+                "asset_ids": ["8"],
                 "scheduled_job_id": "42",
             },
         },

@@ -198,3 +198,32 @@ def test_registry_is_lazy_and_metadata_first():
     assert {"xero", "quickbooks", "zoho", "freshbooks", "moloni", "invoicexpress", "stripe", "paypal"} <= set(names)
     assert before == ["registry", "sdk"]
     assert after == ["registry", "sdk", "xero"]
+
+
+def test_entry_points_are_read_once_per_sys_path(tmp_path, monkeypatch):
+    """Lookups do not rescan every installed distribution: the entry points are read once, again when
+    ``sys.path`` changes (a plugin's directory put on it) and after ``registry.refresh()``."""
+    from connectors import registry
+
+    reads: list[dict] = []
+    real = registry.entry_points
+    monkeypatch.setattr(registry, "entry_points", lambda **kw: reads.append(kw) or real(**kw))
+    registry.refresh()
+    for _ in range(3):
+        assert registry.load("xero").name == "xero" and "quickbooks" in registry.available()
+    assert reads == [{"group": "broker.connectors"}]
+
+    site = make_broken_plugin(tmp_path)
+    monkeypatch.syspath_prepend(str(site))
+    assert "broken" in registry.available() and len(reads) == 2
+
+    # a distribution added to a directory already on sys.path: seen once refreshed
+    dist = site / "broker_connector_late-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broker-connector-late\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[broker.connectors]\nlate = connectors.xero:XeroConnector\n")
+    assert "late" not in registry.available() and len(reads) == 2
+    registry.refresh()
+    assert registry.available()["late"] == "connectors.xero:XeroConnector" and len(reads) == 3
+    monkeypatch.undo()
+    assert "broken" not in registry.available()

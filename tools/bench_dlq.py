@@ -13,11 +13,18 @@ runs, in the same worker, ``--rounds`` times each:
 It prints the dead-letter rate (records/s), the good events' time in both cases (medians), and the
 ratio burst/baseline: how much the burst delayed the good events (1.0 = not at all). The worker
 runs with the test settings (one record per producer batch, which the embedded Tansu needs).
+
+Then, on a fresh embedded Kafka, **replay** (``broker dlq replay``, :func:`broker.dlq.replay`):
+``--replay`` dead letters spread over 4 partitions re-published in batches (the default), and, as
+the baseline, ``--replay-baseline`` others one record per batch (``batch=1``: the four round trips
+per record that replay made before it sent in batches); it prints both rates and their ratio.
+``--replay-only`` skips the burst part; ``--replay 0`` skips this one.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -28,9 +35,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from broker import dlq  # noqa: E402
 from broker.demo import Tally  # noqa: E402
 from broker.embedded import EmbeddedKafka  # noqa: E402
 from broker.kafka import ensure_topics  # noqa: E402
+from broker.settings import TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES  # noqa: E402
 from connectors.xero.emulator import XeroEmulator  # noqa: E402
 from tests.conftest import WorkerProcess  # noqa: E402
 from tests.delivery_support import FAST_ENV, ORG_ACME, ORG_NORDIC, delivery_config  # noqa: E402
@@ -38,12 +47,76 @@ from tests.fuzz_support import KINDS, bad_record, good_record  # noqa: E402
 from tests.test_fuzz_pipeline import _publish  # noqa: E402
 
 
+def _fill_dlq(bootstrap: str, topic: str, n: int) -> None:
+    """``n`` dead letters on ``topic`` (4 partitions), half from ``enrich``, half from ``deliver``, as the
+    worker writes them, one record per produce batch."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, batch_size=0)
+    try:
+        for i in range(n):
+            enrich = i % 2 == 0
+            headers = dlq.dlq_headers(
+                topic=TOPIC_EVENTS if enrich else TOPIC_INVOICES,
+                partition=i % 4,
+                offset=i,
+                stage="enrich" if enrich else "deliver",
+                error_class="invalid" if enrich else "permanent",
+                exc=ValueError(f"data.labour[0].minutes: -{i} is not a non-negative integer"),
+                tenant="acme-fm",
+            )
+            value = json.dumps({"specversion": "1.0", "id": f"evt-{i}", "tenant": "acme-fm", "data": {"n": i}})
+            producer.send(
+                topic, key=f"acme-fm:wo:B{i}".encode(), value=value.encode(), headers=headers, partition=i % 4
+            )
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def bench_replay(n: int, n_baseline: int) -> None:
+    """Print the replay rate in batches and one record per batch (module docstring)."""
+    baseline_topic = f"{TOPIC_DLQ}.bench-baseline"
+    with EmbeddedKafka() as kafka:
+        ensure_topics(kafka.bootstrap, 4, [TOPIC_DLQ, baseline_topic, TOPIC_EVENTS, TOPIC_INVOICES])
+        _fill_dlq(kafka.bootstrap, TOPIC_DLQ, n)
+        _fill_dlq(kafka.bootstrap, baseline_topic, n_baseline)
+        rates = {}
+        for name, topic, count, batch in (
+            ("one record per batch", baseline_topic, n_baseline, 1),
+            ("in batches", TOPIC_DLQ, n, dlq.REPLAY_BATCH),
+        ):
+            started = time.monotonic()
+            report = dlq.replay(kafka.bootstrap, group=f"bench-{batch}", topic=topic, batch=batch)
+            took = time.monotonic() - started
+            if report.count("replayed") != count:
+                raise SystemExit(f"replay ({name}): {report.count('replayed')} of {count} replayed")
+            rates[name] = count / took
+            print(f"replay {name}: {count} dead letters in {took:.2f} s = {rates[name]:.0f} records/s")
+    ratio = rates["in batches"] / rates["one record per batch"]
+    print(f"ratio replay in batches / one record per batch: {ratio:.1f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bad", type=int, default=2000, help="bad records per burst (default 2000)")
     parser.add_argument("--good", type=int, default=100, help="good work orders per round (default 100)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each case (default 3)")
+    parser.add_argument("--replay", type=int, default=4000, help="dead letters replayed in batches (default 4000)")
+    parser.add_argument(
+        "--replay-baseline", type=int, default=500, help="dead letters replayed one per batch (default 500)"
+    )
+    parser.add_argument("--replay-only", action="store_true", help="only the replay part")
     args = parser.parse_args(argv)
+    if not args.replay_only:
+        burst(args)
+    if args.replay:
+        bench_replay(args.replay, args.replay_baseline)
+    return 0
+
+
+def burst(args: argparse.Namespace) -> None:
+    """The burst part (module docstring)."""
     rng = random.Random(1)
     kinds = sorted(k for k in KINDS if k != "huge_record")  # the producer here sends up to 4 MiB; keep it fair
     with tempfile.TemporaryDirectory() as tmp, EmbeddedKafka() as kafka:
@@ -91,7 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"burst:    {args.bad} bad records dead-lettered in {bad_done:.2f} s = {args.bad / bad_done:.0f} records/s")
     print(f"burst:    the {args.good} good work orders published after them invoiced in {good_after:.2f} s")
     print(f"ratio burst/baseline for the good work orders: {good_after / base:.2f}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from broker.events import SCHEDULED_JOB_CLOSED, WORK_ORDER_COMPLETED, show_value
+from broker.events import MAX_ID_CHARS, MAX_LIST_ITEMS, SCHEDULED_JOB_CLOSED, WORK_ORDER_COMPLETED, show_value
 
 __all__ = [
     "SOURCE_PREFIX",
@@ -39,6 +39,7 @@ __all__ = [
     "Ignored",
     "Rejected",
     "Webhook",
+    "asset_ids",
     "canonical_event",
     "decimal_text",
     "equal",
@@ -211,6 +212,23 @@ def text_id(value: Any, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
         raise invalid(f"field {where!r}: expected an id, got {show_value(value)}")
     return str(value)
+
+
+def asset_ids(*values: Any) -> list[str]:
+    """The platform's asset (equipment) ids among ``values`` as text, for the events' optional
+    ``data.asset_ids`` (the economic report counts distinct assets): strings and integers, first
+    occurrence kept; ``None``, empty, ``0`` (a platform's "no asset"), longer than an id may be
+    (:data:`broker.events.MAX_ID_CHARS`) or unprintable values are left out rather than refused, since
+    an asset never changes what is billed."""
+    out: list[str] = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            continue
+        text = str(value).strip()
+        if text in ("", "0") or len(text) > MAX_ID_CHARS or not text.isprintable() or text in out:
+            continue
+        out.append(text)
+    return out[:MAX_LIST_ITEMS]
 
 
 def obj(value: Any, where: str) -> dict[str, Any]:

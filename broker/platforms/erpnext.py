@@ -47,7 +47,8 @@ Visit``, ``Timesheet`` / ``Timesheet Detail`` (``erpnext/selling``, ``erpnext/ma
     ignored): ``maintenance_type`` ``Scheduled`` -> ``maintenance.scheduled_job.closed``
     (``scheduled_job_id``: the visit), ``Unscheduled`` or ``Breakdown`` ->
     ``maintenance.work_order.completed`` (corrective); ``customer`` the client,
-    ``customer_address`` (when selected) else ``default_site`` the site; the contract is the
+    ``customer_address`` (when selected) else ``default_site`` the site; the assets
+    (``asset_ids``) the purposes' ``serial_no`` (the serial numbers serviced); the contract is the
     field named by option ``contract_field`` (default ``maintenance_schedule``; empty: none); the
     summary the purposes' ``work_done``; time ``mntc_date`` + ``mntc_time`` in the tenant's zone.
     A visit records no hours: its time entries are those of the Timesheets named in a list field
@@ -83,6 +84,7 @@ from broker.platforms.base import (
     Context,
     Ignored,
     Webhook,
+    asset_ids,
     bad_signature,
     base64_signature,
     canonical_event,
@@ -350,6 +352,9 @@ def map_visit(visit: Mapping[str, Any], timesheets: list[dict[str, Any]], ctx: C
     ]
     if done:
         data["summary"] = "; ".join(done)[:200]
+    assets = asset_ids(*(p.get("serial_no") for p in items(visit.get("purposes"), "purposes")))
+    if assets:
+        data["asset_ids"] = assets
     return job_event(
         ctx,
         preventive=kind == SCHEDULED,

@@ -37,6 +37,7 @@ what follows marks what is inferred.
   - *Site*: ``local_code``, else ``local_id``, else the ``location`` relationship (the included
     location's ``code``, else its id), through ``sites``; scheduled works name no location in the
     documented fields, so they take ``default_site``.
+  - *Asset*: ``entity_id``, the element (Infraspeak's asset) worked on, as ``asset_ids``.
   - *Contract*: the record's attribute named by option ``contract_field`` (default
     ``cost_center_name``, the cost center being Infraspeak's nearest thing to a maintenance
     contract; empty: none). Optional: the broker finds the contract by client and site, this is
@@ -87,6 +88,7 @@ from broker.platforms.base import (
     Ignored,
     Rejected,
     Webhook,
+    asset_ids,
     bad_signature,
     canonical_event,
     decimal_text,
@@ -299,6 +301,9 @@ def _work_data(
     contract = attrs.get(field) if field else None
     if isinstance(contract, (str, int)) and not isinstance(contract, bool) and str(contract).strip():
         out["contract_ref"] = str(contract).strip()[:MAX_ID_CHARS]
+    assets = asset_ids(attrs.get("entity_id"))
+    if assets:
+        out["asset_ids"] = assets
     return out
 
 

@@ -30,14 +30,14 @@ Sources: Limble's API v2 documentation (its Postman collection "Limble API V2": 
   exponentially.
 * **Mapping** (:func:`map_task`): the client is the task's integration field ``meta1`` (option
   ``client_field``), the contract ``meta2`` when not empty (option ``contract_field``), the site
-  ``locationID``; labour entries -> time entries of ``timeSpent`` seconds by ``userID`` (Limble
-  records durations and a ``dateLogged``, not clock times: no start; ``billableTime`` is not used,
-  the broker's rate card prices the time spent); parts at ``usedPrice`` (the price when used) with
-  the part id as the SKU and unit ``un`` (the task's parts carry no part number nor unit of measure);
-  task invoices -> expenses (``cost``). Money is read from the number's text and written with at
-  least two decimals (``38.5`` -> ``"38.50"``), exact up to six. The event id is
-  ``limble:{taskID}:COMPLETE:{dateCompleted}`` and its time ``dateCompleted`` (unix seconds): a task
-  reopened and completed again has a new id; revision 1.
+  ``locationID``, the asset ``assetID`` (``asset_ids``; 0 is no asset); labour entries -> time entries
+  of ``timeSpent`` seconds by ``userID`` (Limble records durations and a ``dateLogged``, not clock
+  times: no start; ``billableTime`` is not used, the broker's rate card prices the time spent); parts at
+  ``usedPrice`` (the price when used) with the part id as the SKU and unit ``un`` (the task's parts
+  carry no part number nor unit of measure); task invoices -> expenses (``cost``). Money is read from
+  the number's text and written with at least two decimals (``38.5`` -> ``"38.50"``), exact up to six.
+  The event id is ``limble:{taskID}:COMPLETE:{dateCompleted}`` and its time ``dateCompleted`` (unix
+  seconds): a task reopened and completed again has a new id; revision 1.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from broker.platforms.base import (
     Context,
     Ignored,
     Webhook,
+    asset_ids,
     bad_signature,
     check_fresh,
     decimal_text,
@@ -233,6 +234,9 @@ def map_task(
         data["contract_ref"] = contract.strip()
     if isinstance(task.get("name"), str):
         data["summary"] = task["name"][:200]
+    assets = asset_ids(task.get("assetID"))
+    if assets:
+        data["asset_ids"] = assets
     return job_event(
         ctx,
         preventive=task.get("type") == PREVENTIVE,

@@ -18,8 +18,9 @@ platform notes (``docs/intake.md``, "Platforms").
 * **Mapping** (:func:`map_work_order`): ``type`` ``PREVENTIVE`` -> ``maintenance.scheduled_job.closed``,
   anything else -> ``maintenance.work_order.completed`` (``corrective``); the client is the work
   order's extra field ``Client code`` (option ``client_field``), the contract its ``Contract``
-  (option ``contract_field``), the site its ``locationId``; time items -> time entries of
-  ``durationTotal`` seconds (MaintainX records durations, not clock times); parts at ``unitCost``
+  (option ``contract_field``), the site its ``locationId``, the asset its ``assetId``
+  (``asset_ids``); time items -> time entries of ``durationTotal`` seconds (MaintainX records
+  durations, not clock times); parts at ``unitCost``
   cents, expenditures at ``rowTotal`` cents (divided by 100, exact); ``progress.doneCount`` is the
   revision (a work order completed again after a reopen is revision 2).
 """
@@ -35,6 +36,7 @@ from broker.platforms.base import (
     Context,
     Ignored,
     Webhook,
+    asset_ids,
     bad_signature,
     check_fresh,
     decimal_text,
@@ -185,6 +187,9 @@ def map_work_order(work_order: dict[str, Any], ctx: Context, occurred: datetime,
     contract = extra.get(ctx.options.get("contract_field", "Contract"))
     if isinstance(contract, str) and contract:
         data["contract_ref"] = contract
+    assets = asset_ids(work_order.get("assetId"))
+    if assets:
+        data["asset_ids"] = assets
     if isinstance(work_order.get("title"), str):
         data["summary"] = work_order["title"][:200]
     return job_event(

@@ -25,7 +25,8 @@ summarised in the project's platform notes (``docs/intake.md``, "Platforms").
   ``maintenance.work_order.completed`` (corrective), ``preventive`` ->
   ``maintenance.scheduled_job.closed``; the id is ``_id``, the summary ``name``. A maintenance
   request names no customer: its ``equipment_id`` is the reference of both the client and the
-  site (``clients`` and ``sites`` map the equipment's id to the tenant's ids). One time entry for
+  site (``clients`` and ``sites`` map the equipment's id to the tenant's ids), and the asset
+  (``asset_ids``: the equipment's id as Odoo numbers it). One time entry for
   the request's technician ``user_id`` (``technician_user_id`` in older versions) of
   ``duration`` hours (a float; read as an exact decimal, times 3600, rounded half up to whole
   seconds), starting at ``schedule_date`` (Odoo's datetimes are naive UTC) when there is one; a
@@ -46,6 +47,7 @@ from broker.platforms.base import (
     Context,
     Ignored,
     Webhook,
+    asset_ids,
     bad_signature,
     decimal_text,
     equal,
@@ -158,6 +160,9 @@ def map_request(request: dict[str, Any], ctx: Context) -> dict[str, Any]:
     name = request.get("name")
     if isinstance(name, str) and name:
         data["summary"] = name[:200]
+    assets = asset_ids(equipment_ref)
+    if assets:
+        data["asset_ids"] = assets
     return job_event(
         ctx,
         preventive=kind == "preventive",

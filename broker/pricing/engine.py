@@ -178,6 +178,7 @@ class _Pricing:
                 event_type=event.type,
                 event_time=event.time,
                 client_id=event.data.client_id,
+                site_id=event.data.site_id,
                 reason=f"quote {event.data.quote_id} r{event.revision} approved; invoiced with the work order that "
                 f"executes it (quotes.invoice_at: completion)",
                 reason_code="billed_on_completion",
@@ -594,6 +595,7 @@ class _Pricing:
                 event_type=event.type,
                 event_time=event.time,
                 client_id=data.client_id,
+                site_id=data.site_id,
                 cost_total=cost_total,
                 allowance=self.allowance,
                 contract_id=contract_id,

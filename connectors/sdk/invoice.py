@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-LineKind = Literal["labour", "travel", "call_out", "part", "expense", "quote", "discount"]
+LineKind = Literal["labour", "travel", "call_out", "part", "expense", "quote", "discount", "subscription"]
 
 
 class InvoiceLine(BaseModel):
@@ -109,7 +109,7 @@ class Invoice(BaseModel):
     event_id: str
     event_type: str
     event_time: AwareDatetime
-    document: Literal["wo", "sj", "qt"]
+    document: Literal["wo", "sj", "qt", "per"]
     document_id: str
     revision: int
     client_id: str
@@ -166,6 +166,7 @@ class NotBillable(BaseModel):
     event_type: str
     event_time: AwareDatetime
     client_id: str
+    site_id: str | None = Field(default=None, description="The event's site (None on records from before this field).")
     reason: str
     reason_code: Literal["zero_total", "covered_by_contract", "billed_on_completion"] = "zero_total"
     contract_id: str | None = None
