@@ -8,7 +8,8 @@ billable or dead-lettered, prints every invoice next to the total its billing sy
 summary line per system, then publishes the same events again (as a platform retrying its webhooks
 would) and shows, per system, that nothing new was created; then the lifecycle (revisions,
 cancellations) per system, and signed webhooks from MaintainX, Atlas CMMS and ERPNext through a
-running ``broker ingest`` (:mod:`broker.demo_webhooks`).
+running ``broker ingest`` (:mod:`broker.demo_webhooks`); last, a monthly-invoiced client's February
+and the economic report of the demo months (:mod:`broker.demo_periodic`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from broker.config import load_yaml
+from broker.demo_periodic import MONTHLY_CLIENT, run_periodic
+from broker.demo_periodic import TENANT as PERIODIC_TENANT
 from broker.demo_webhooks import DEMO_TENANT, run_webhooks
 from broker.dlq import headers_to_dict
 from broker.embedded import MEMORY_NOTICE, EmbeddedKafka, free_port
@@ -410,6 +413,7 @@ def run_demo(
             "BROKER_DATA_DIR": str(workdir / "data"),
             "BROKER_APP_ID": f"broker-demo-{os.getpid()}",
             "BROKER_PRODUCER_MAX_BATCH_SIZE": os.environ.get("BROKER_PRODUCER_MAX_BATCH_SIZE", "1"),
+            "BROKER_PERIOD_CHECK_SECONDS": "2",  # the monthly client's February closes within seconds
         }
         with open(workdir / "worker.log", "wb") as worker_log:  # the worker writes to its own copy
             worker = subprocess.Popen(
@@ -480,6 +484,21 @@ def run_demo(
                     wait_for=lambda n: _wait(tally, tally.terminal + n, timeout, console, "webhooks"),
                     outcomes=lambda: list(tally.outcomes),
                     priced=lambda key: tally.priced.get(key, {}),
+                    held_total=lambda outcome: next(
+                        (i.total for i in _xero_held(emulator) if i.external_id == outcome.get("external_id")), None
+                    ),
+                )
+                and ok
+            )
+        if MONTHLY_CLIENT in raw_config["tenants"].get(PERIODIC_TENANT, {}).get("clients", {}):
+            ok = (
+                run_periodic(
+                    console,
+                    bootstrap=bootstrap,
+                    workdir=workdir,
+                    config_path=demo_config,
+                    wait_for=lambda n: _wait(tally, tally.terminal + n, timeout, console, "the monthly invoice"),
+                    outcomes=lambda: list(tally.outcomes),
                     held_total=lambda outcome: next(
                         (i.total for i in _xero_held(emulator) if i.external_id == outcome.get("external_id")), None
                     ),

@@ -16,6 +16,7 @@ from broker.config import Tenant
 from broker.events import parse_event
 from broker.pricing import price_with_state
 from connectors.sdk.invoice import Invoice, NotBillable
+from tests.golden.pricing_cases import BASE_TENANT
 
 TENANT_ID = "acme"
 
@@ -45,22 +46,9 @@ TENANT: dict[str, Any] = {
         },
         "CLI-2": {"name": "Escritórios Norte, Lda.", "contact_id": "c-2", "hourly_rate": "40.00"},
     },
-    "rate_card": {
-        "billing_increment_minutes": 15,
-        "minimum_billable_minutes": 60,
-        "default_skill": "general",
-        "skills": {
-            "hvac": {"hourly_rate": "42.00", "cost_rate": "24.00"},
-            "electrical": {"hourly_rate": "38.00", "cost_rate": "22.00"},
-            "general": {"hourly_rate": "30.00", "cost_rate": "16.00"},
-        },
-        "technicians": {
-            "T31": {"name": "Ana Costa", "skill": "hvac"},
-            "T32": {"name": "Bruno Reis", "skill": "electrical", "hourly_rate": "36.00", "cost_rate": "21.00"},
-        },
-        "call_out_fee": "45.00",
-        "parts_markup_percent": "20",
-    },
+    # the golden table's rate card (hvac 42.00/h cost 24.00, electrical 38.00/22.00, general 30.00/16.00,
+    # T32 36.00/21.00, call-out 45.00, parts markup 20 %), without a travel rate
+    "rate_card": {k: v for k, v in deepcopy(BASE_TENANT["rate_card"]).items() if k != "travel_hourly_rate"},
 }
 
 

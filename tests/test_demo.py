@@ -131,6 +131,18 @@ def test_broker_demo_delivers_to_five_billing_systems_once() -> None:
             system,
             lifecycle,
         )
+    # the monthly client's February on one invoice: call-outs covered by its contract; T31 hvac 42.00/h
+    # 75 min = 1.25 h = 52.50 (tax 12.075 -> 12.08); MON-202 r2 replaced r1: T32 95 -> 105 min = 1.75 h
+    # × 36.00 = 63.00 (tax 14.49); T31 130 -> 135 min = 2.25 h × 42.00 = 94.50 (tax 21.735 -> 21.74); fee
+    # 120.00 (tax 27.60): net 330.00 + tax 75.91 = 405.91
+    periodic = out.split("Periodic invoicing", 1)[1]
+    assert (
+        "acme-fm:per:CLI-MON-2026-02:r1 -> ACME-PE-CLI-MON-2026-02-R1 in xero; Xero holds total 405.91" in periodic
+    ), periodic
+    report = re.search(
+        r"economic report of acme-fm for February and March 2026 .*? written to\s+(\S+\.(html|csv))", periodic, re.S
+    )
+    assert report, periodic
     assert "demo OK" in out
     assert elapsed < 120, f"the demo took {elapsed:.0f} s"
 

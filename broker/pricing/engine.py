@@ -471,15 +471,7 @@ class _Pricing:
         }
         increment = f"increment {card.billing_increment_minutes} min"
         if covered_by is not None and billed:
-            common["description"] = self.texts.covered(common["description"], covered_by)
-            self.drafts.append(
-                LineDraft(
-                    **common,
-                    unit_price=ZERO,
-                    rule=f"contract:{covered_by}:preventive_labour; rate:travel; {increment}",
-                    covered_by=covered_by,
-                )
-            )
+            self._covered(common, covered_by, f"rate:travel; {increment}")
             return
         if billed:
             rule = f"rate:travel; {increment}"
@@ -496,6 +488,17 @@ class _Pricing:
                 rule=rule,
                 gross=self.tenant.tax.prices_include_tax,
                 billable=billed,
+            )
+        )
+
+    def _covered(self, common: dict[str, Any], contract_id: str, rule: str) -> None:
+        """A zero-priced travel line (``common``: its fields) covered by the preventive-labour contract."""
+        self.drafts.append(
+            LineDraft(
+                **{**common, "description": self.texts.covered(common["description"], contract_id)},
+                unit_price=ZERO,
+                rule=f"contract:{contract_id}:preventive_labour; {rule}",
+                covered_by=contract_id,
             )
         )
 
@@ -518,15 +521,7 @@ class _Pricing:
             "visit_id": group.visit,
         }
         if covered_by is not None and billable:
-            common["description"] = self.texts.covered(common["description"], covered_by)
-            self.drafts.append(
-                LineDraft(
-                    **common,
-                    unit_price=ZERO,
-                    rule=f"contract:{covered_by}:preventive_labour; mileage",
-                    covered_by=covered_by,
-                )
-            )
+            self._covered(common, covered_by, "mileage")
             return
         km_price = card.mileage_rate_per_km if billable else ZERO
         if km_price is None:  # pragma: no cover - the configuration refuses mileage billing without the rate
