@@ -26,14 +26,10 @@ from broker.pricing.periodic import (
     remove_document,
 )
 from connectors.sdk.invoice import Invoice
-from tests.golden.pricing_cases import dur, tenant, wo
+from tests.golden.periodic_cases import CONTRACT, MARCH_COST_AND_MARGIN, MARCH_LINES, MARCH_TOTALS, march_wo
+from tests.golden.periodic_cases import MARCH as MARCH_RAW
+from tests.golden.pricing_cases import dur, tenant
 
-CONTRACT = {
-    "id": "AV-1",
-    "valid_from": "2026-01-01",
-    "covers": {"call_out_fee": True},
-    "monthly_fee": "150.00",
-}
 NOW = datetime(2026, 4, 2, 9, 0, tzinfo=UTC)
 
 
@@ -42,7 +38,7 @@ def _tenant(**client) -> Tenant:
 
 
 def _wo(wo_id: str, day: int, entries, revision: int = 1):
-    return parse_event(wo(wo_id=wo_id, revision=revision, entries=entries, time=f"2026-03-{day:02d}T18:00:00+00:00"))
+    return parse_event(march_wo(wo_id, day, entries, revision))
 
 
 def _feed(t: Tenant, events, table: dict, now: datetime = NOW) -> list:
@@ -57,13 +53,7 @@ def _feed(t: Tenant, events, table: dict, now: datetime = NOW) -> list:
     return published
 
 
-MARCH = [
-    _wo("2001", 3, [dur("TE-1", "T31", 60)]),
-    _wo("2002", 10, [dur("TE-1", "T31", 90)]),
-    _wo("2003", 17, [dur("TE-1", "T32", 40)]),
-    _wo("2004", 24, [dur("TE-1", "T31", 127)]),
-    _wo("2002", 12, [dur("TE-1", "T31", 120)], revision=2),  # replaces r1 inside the open period
-]
+MARCH = [parse_event(raw) for raw in MARCH_RAW]  # tests/golden/periodic_cases.py
 
 
 def test_periods_and_the_close_in_the_tenants_zone():
@@ -88,27 +78,10 @@ def test_a_month_of_four_work_orders_one_revision_and_the_fee_gives_one_invoice(
     result = close_period("acme:CLI-1:2026-03", t, table, now=NOW)
     [invoice] = result.publish
     assert isinstance(invoice, Invoice)
-    # lines, in time order (WO 2002 r2, dated 12 March, replaced r1):
-    #   WO 2001 call-out covered 0.00; 60 min = 1 h × 42.00 = 42.00, tax 9.66
-    #   WO 2002 call-out covered; 120 min = 2 h × 42.00 = 84.00, tax 19.32
-    #   WO 2003 call-out covered; T32 40 -> 60 min = 1 h × 36.00 = 36.00, tax 8.28
-    #   WO 2004 call-out covered; 127 -> 135 min = 2.25 h × 42.00 = 94.50, tax 21.735 -> 21.74
-    #   subscription AV-1 March 150.00, tax 34.50
-    assert [(line.description, str(line.net), str(line.tax)) for line in invoice.lines] == [
-        ("WO 2001: Call-out fee – covered by contract AV-1", "0.00", "0.00"),
-        ("WO 2001: Labour – Ana Costa (hvac): 1 h", "42.00", "9.66"),
-        ("WO 2002: Call-out fee – covered by contract AV-1", "0.00", "0.00"),
-        ("WO 2002: Labour – Ana Costa (hvac): 2 h", "84.00", "19.32"),
-        ("WO 2003: Call-out fee – covered by contract AV-1", "0.00", "0.00"),
-        ("WO 2003: Labour – Bruno Reis (electrical): 1 h", "36.00", "8.28"),
-        ("WO 2004: Call-out fee – covered by contract AV-1", "0.00", "0.00"),
-        ("WO 2004: Labour – Ana Costa (hvac): 2.25 h", "94.50", "21.74"),
-        ("Subscription, contract AV-1 – March 2026", "150.00", "34.50"),
-    ]
-    # net 42.00 + 84.00 + 36.00 + 94.50 + 150.00 = 406.50; tax 9.66 + 19.32 + 8.28 + 21.74 + 34.50 = 93.50
-    # cost on worked time: 60 × 24/60 = 24.00 + 120 × 24/60 = 48.00 + 40 × 21/60 = 14.00 + 127 × 24/60 = 50.80 = 136.80
-    assert (str(invoice.net_total), str(invoice.tax_total), str(invoice.total)) == ("406.50", "93.50", "500.00")
-    assert (str(invoice.cost_total), str(invoice.margin)) == ("136.80", "269.70")
+    # the hand-computed golden case (tests/golden/periodic_cases.py)
+    assert [(line.description, str(line.net), str(line.tax)) for line in invoice.lines] == MARCH_LINES
+    assert (str(invoice.net_total), str(invoice.tax_total), str(invoice.total)) == MARCH_TOTALS
+    assert (str(invoice.cost_total), str(invoice.margin)) == MARCH_COST_AND_MARGIN
     assert (invoice.invoice_key, invoice.order_key, invoice.invoice_number) == (
         "acme:per:CLI-1-2026-03:r1",
         "acme:per:CLI-1-2026-03",
