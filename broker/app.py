@@ -34,7 +34,7 @@ what was delivered so that a re-published event creates nothing new.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -376,6 +376,7 @@ def create_app(
                 await dead_letter_forwarded(event, "internal", exc)
 
     partitioner = DefaultPartitioner()
+    grace = timedelta(seconds=settings.period_grace_seconds)
 
     async def _close_due_periods() -> None:
         """Send a close command for each period that is over, in a by-client partition this worker
@@ -383,7 +384,7 @@ def create_app(
         assigned = app.consumer.assignment()
         topic = by_client_topic.get_topic_name()
         partitions = list(range(n))
-        for key in due_periods(periods, config.tenants, _now()):
+        for key in due_periods(periods, config.tenants, _now(), grace=grace):
             client_key = key.rsplit(":", 1)[0].encode()  # tenant:client, the pricing key of its events
             if TP(topic, partitioner(client_key, partitions, partitions)) not in assigned:
                 continue  # a standby copy: its owner closes it

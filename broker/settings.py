@@ -28,6 +28,9 @@ Variable                            Meaning                                     
                                     worker) is removed from the consumer group.
 ``BROKER_PERIOD_CHECK_SECONDS``     How often a worker looks for periods of periodically  ``30``
                                     invoiced clients that are over, to close them.
+``BROKER_PERIOD_GRACE_SECONDS``     How long after a period's end (the tenant's local     ``3600``
+                                    midnight) it stays open for the last day's events
+                                    still on their way.
 ``BROKER_PRODUCER_MAX_BATCH_SIZE``  Producer batch size in bytes; ``1`` sends one record  ``16384``
                                     per batch, which the embedded Tansu needs (it
                                     reports a wrong end offset after multi-record
@@ -152,6 +155,7 @@ KNOWN_VARIABLES = frozenset(
         "BROKER_PARK_DELAYS",
         "BROKER_PARK_MAX_SECONDS",
         "BROKER_PERIOD_CHECK_SECONDS",
+        "BROKER_PERIOD_GRACE_SECONDS",
         "BROKER_PRODUCER_IDEMPOTENCE",
         "BROKER_PRODUCER_MAX_BATCH_SIZE",
         "BROKER_REBALANCE_TIMEOUT",
@@ -201,6 +205,7 @@ class Settings:
     rebalance_timeout: float = 5.0
     session_timeout: float = 10.0
     period_check_seconds: float = 30.0
+    period_grace_seconds: float = 3600.0
     producer_max_batch_size: int = 16384
     producer_idempotence: bool = True
     delivery: DeliverySettings = DeliverySettings()
@@ -306,6 +311,7 @@ class Settings:
             rebalance_timeout=_float("BROKER_REBALANCE_TIMEOUT", cls.rebalance_timeout, 0.1),
             session_timeout=_float("BROKER_SESSION_TIMEOUT", cls.session_timeout, 0.5),
             period_check_seconds=_float("BROKER_PERIOD_CHECK_SECONDS", cls.period_check_seconds, 0.1),
+            period_grace_seconds=_float("BROKER_PERIOD_GRACE_SECONDS", cls.period_grace_seconds, 0.0),
             producer_max_batch_size=max(1, _int("BROKER_PRODUCER_MAX_BATCH_SIZE", cls.producer_max_batch_size)),
             producer_idempotence=_bool("BROKER_PRODUCER_IDEMPOTENCE", cls.producer_idempotence),
             delivery=delivery,

@@ -9,7 +9,7 @@ contract AV-1 (fee 150.00 a month, covers the call-out fees only).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -69,6 +69,10 @@ def test_periods_and_the_close_in_the_tenants_zone():
     assert _feed(t, MARCH, table) == []  # nothing is invoiced while the period is open
     assert due_periods(table, {"acme": t}, datetime(2026, 3, 31, 22, 59, 59, tzinfo=UTC)) == []
     assert due_periods(table, {"acme": t}, datetime(2026, 3, 31, 23, 0, tzinfo=UTC)) == ["acme:CLI-1:2026-03"]
+    # with an hour of grace for the last day's late events: due from 2026-04-01 00:00 UTC
+    hour = timedelta(hours=1)
+    assert due_periods(table, {"acme": t}, datetime(2026, 3, 31, 23, 59, 59, tzinfo=UTC), grace=hour) == []
+    assert due_periods(table, {"acme": t}, datetime(2026, 4, 1, 0, 0, tzinfo=UTC), grace=hour) == ["acme:CLI-1:2026-03"]
 
 
 def test_a_month_of_four_work_orders_one_revision_and_the_fee_gives_one_invoice():

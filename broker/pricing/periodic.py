@@ -206,14 +206,18 @@ def remove_document(
     return result
 
 
-def due_periods(periods: Mapping[str, Any], tenants: Mapping[str, Tenant], now: datetime) -> list[str]:
-    """Keys of the open periods that are over at ``now`` (tenants no longer configured are skipped)."""
+def due_periods(
+    periods: Mapping[str, Any], tenants: Mapping[str, Tenant], now: datetime, *, grace: timedelta = timedelta(0)
+) -> list[str]:
+    """Keys of the open periods over at ``now`` by at least ``grace`` (time left for the last day's
+    events still on their way, e.g. a platform retrying a webhook); tenants no longer configured are
+    skipped."""
     due = []
     for key, state in periods.items():
         if key.startswith(INDEX) or not isinstance(state, Mapping) or state.get("status") != "open":
             continue
         tenant = tenants.get(state["tenant"])
-        if tenant is not None and closes_at(tenant, _period_of_id(state["period"])) <= now:
+        if tenant is not None and closes_at(tenant, _period_of_id(state["period"])) + grace <= now:
             due.append(key)
     return due
 
