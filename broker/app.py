@@ -330,7 +330,7 @@ def create_app(
             if isinstance(ce, WorkOrderReopened | WorkOrderCancelled | QuoteCancelled):
                 if tenant.invoicing_of(ce.data.client_id) != "per_document":
                     # a periodic client's document leaves its period (a closed one is invoiced again)
-                    removed = remove_document(ce.partition_key, tenant, periods, now=_now())
+                    removed = remove_document(ce.partition_key, ce.revision, tenant, periods, now=_now())
                     if removed is not None:
                         await apply(removed.writes)
                         for priced_period in removed.publish:

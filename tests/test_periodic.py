@@ -18,6 +18,7 @@ from broker.events import parse_event
 from broker.pricing import price_event
 from broker.pricing.periodic import (
     PERIODS_TABLE,
+    PeriodResult,
     accumulate,
     close_period,
     closes_at,
@@ -121,7 +122,7 @@ def test_a_revision_after_the_close_is_a_new_revision_of_the_period_invoice():
     later = datetime(2026, 4, 3, tzinfo=UTC)
     assert _feed(t, [_wo("2004", 24, [dur("TE-1", "T31", 60)], revision=2)], table, later) == []
     # cancelling WO 2003: r3 without its 36.00 + 8.28: net 318.00, tax 73.14, total 391.14
-    removed = remove_document("acme:wo:2003", t, table, now=NOW)
+    removed = remove_document("acme:wo:2003", 1, t, table, now=NOW)
     assert removed is not None
     [third] = removed.publish
     assert (third.invoice_key, str(third.net_total), str(third.tax_total)) == (
@@ -160,3 +161,34 @@ def test_a_portuguese_client_gets_portuguese_sections_and_fee():
         "Avença, contrato AV-1 – março de 2026",
     ]
     assert invoice.reference == "Serviços de março de 2026"
+
+
+def test_a_replay_after_the_close_changes_nothing():
+    """A worker killed after the close prices its uncommitted events again, in their order, against
+    the recovered (closed) period: WO 2002 and WO 2004 r1 after their r2, a cancelled WO 2003 r1
+    after its cancel."""
+    t = _tenant()
+    table: dict = {}
+    _feed(t, MARCH, table)
+    revised = [_wo("2004", 24, [dur("TE-1", "T31", 60)], revision=2)]
+    assert _feed(t, revised, table) == []
+    removed = remove_document("acme:wo:2003", 1, t, table, now=NOW)
+    assert removed is not None and removed.publish == []
+    table.update((key, value) for _name, key, value in removed.writes)
+    table.update((key, value) for _name, key, value in close_period("acme:CLI-1:2026-03", t, table, now=NOW).writes)
+    before = dict(table)
+    # the whole month again (WO 2004 r1 and WO 2003 r1 included), its revision, the cancel
+    assert _feed(t, [*MARCH, *revised], table) == []
+    assert remove_document("acme:wo:2003", 1, t, table, now=NOW) == PeriodResult()
+    assert table == before
+    assert table["acme:CLI-1:2026-03"]["revisions"] == {
+        "acme:wo:2001": 1,
+        "acme:wo:2002": 2,
+        "acme:wo:2003": 1,
+        "acme:wo:2004": 2,
+    }
+    # a cancel of an older revision than the one kept changes nothing either
+    assert remove_document("acme:wo:2004", 1, t, table, now=NOW) == PeriodResult()
+    # a new revision after the close is still a new revision of the period invoice
+    [third] = _feed(t, [_wo("2003", 17, [dur("TE-1", "T31", 60)], revision=2)], table)
+    assert third.invoice_key == "acme:per:CLI-1-2026-03:r2"

@@ -19,7 +19,11 @@ length). After the close:
 * a new document dated in a closed period goes to the period holding "now" (``late:
   next_period``, default) or into the closed one as a new revision (``late: amend``).
 
-Closing twice is harmless: the invoice of a closed period is rebuilt from the same state and has
+Replays are harmless. After a crash the worker prices again the events whose offsets it had not
+committed, against a table recovered with their effects: a period keeps, per document, the latest
+revision it applied (kept, cancelled or reopened), so an older revision replayed after a newer one,
+or a cancelled revision priced again, changes nothing, and a redelivered revision compares equal.
+Closing twice is harmless too: the invoice of a closed period is rebuilt from the same state and has
 the same key and content, which the deliver stage's ledger recognises (docs/pricing.md, "Periodic
 invoicing"). Amounts are not re-priced: each document's lines are already rounded to the currency
 (half-up, per line); the subscription line is rounded the same way; totals are the sums of lines.
@@ -173,10 +177,14 @@ def accumulate(
     state = dict(periods.get(key) or result.writes[-1][2])
     documents = dict(state["documents"])
     stored = _stored(priced)
-    if documents.get(priced.order_key) == stored:
-        return result  # a redelivery: nothing changes
+    revision, seen = _revision(priced), _seen(state, priced.order_key)
+    if revision < seen or documents.get(priced.order_key) == stored:
+        return result  # an older revision replayed after a newer one, or a redelivery: nothing changes
+    if revision == seen and priced.order_key not in documents:
+        return result  # this revision was cancelled or reopened (a replay of its pricing)
     documents[priced.order_key] = stored
     state["documents"] = documents
+    state["revisions"] = {**state.get("revisions", {}), priced.order_key: revision}
     if state["status"] == "closed":
         state["revision"] += 1
         result.publish.append(build_period_invoice(state, tenant, now=now))
@@ -187,23 +195,44 @@ def accumulate(
 
 
 def remove_document(
-    order_key: str, tenant: Tenant, periods: Mapping[str, Any], *, now: datetime
+    order_key: str, revision: int, tenant: Tenant, periods: Mapping[str, Any], *, now: datetime
 ) -> PeriodResult | None:
-    """Take a cancelled or reopened document out of its period; ``None`` when no period holds it.
+    """Take a document cancelled or reopened at ``revision`` out of its period; ``None`` when no
+    period holds it. A change older than the document's latest revision (a replay after a newer
+    revision), or one already applied, gives an empty result.
 
     In a closed period this rebuilds its invoice as a new revision (to publish)."""
     key = periods.get(INDEX + order_key)
     state = periods.get(key) if isinstance(key, str) else None
-    if not isinstance(key, str) or state is None or order_key not in state["documents"]:
+    if not isinstance(key, str) or state is None:
         return None
+    if order_key not in state["documents"]:
+        return PeriodResult() if order_key in state.get("revisions", {}) else None
+    if revision < _seen(state, order_key):
+        return PeriodResult()
     state = dict(state)
     state["documents"] = {k: v for k, v in state["documents"].items() if k != order_key}
+    state["revisions"] = {**state.get("revisions", {}), order_key: revision}
     result = PeriodResult()
     if state["status"] == "closed":
         state["revision"] += 1
         result.publish.append(build_period_invoice(state, tenant, now=now))
     result.writes.append((PERIODS_TABLE, key, state))
     return result
+
+
+def _revision(priced: Priced) -> int:
+    """The document revision ``priced`` prices (its invoice key ends ``:rN``)."""
+    return int(priced.invoice_key.rsplit(":r", 1)[1])
+
+
+def _seen(state: Mapping[str, Any], order_key: str) -> int:
+    """The latest revision of ``order_key`` the period applied (kept, cancelled or reopened); 0 if none."""
+    seen = state.get("revisions", {}).get(order_key)
+    if seen is not None:
+        return int(seen)
+    stored = state["documents"].get(order_key)
+    return int(stored["invoice_key"].rsplit(":r", 1)[1]) if stored is not None else 0
 
 
 def due_periods(
