@@ -46,6 +46,12 @@ DELIVERY_LATENCY = Histogram(
     ["billing_system"],
     buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, float("inf")),
 )
+BATCH_SIZE = Histogram(
+    "broker_delivery_batch_size",
+    "Invoices per batched create call (deliver_many) to a billing system with a batch endpoint.",
+    ["billing_system"],
+    buckets=(1, 2, 5, 10, 20, 30, 50, 100),
+)
 RATE_LIMIT_WAIT = Counter(
     "broker_rate_limit_wait_seconds_total",
     "Seconds delivery waited for the per-tenant rate limiter or a server Retry-After.",

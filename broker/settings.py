@@ -62,6 +62,11 @@ Variable                          Meaning                                       
                                   before further ones are parked on a retry topic.
 ``BROKER_DLQ_REPLAY_LIMIT``       ``broker dlq replay`` refuses records already replayed    ``3``
                                   this many times.
+``BROKER_BATCH_MAX``              Most invoices per batched create call, for billing        ``0``
+                                  systems with a batch endpoint (Xero 50, QuickBooks 30);
+                                  ``0``: the connector's size, ``1``: no batching.
+``BROKER_BATCH_LINGER_MS``        Milliseconds a batched create waits for more invoices     ``50``
+                                  after the first (latency of a lone invoice).
 ================================  ========================================================  ====================
 
 HTTP intake, ``broker ingest`` (see ``docs/intake.md``):
@@ -112,6 +117,8 @@ class DeliverySettings:
     park_max_seconds: float = 86400.0
     lane_max_queued: int = 1000
     dlq_replay_limit: int = 3
+    batch_max: int = 0
+    batch_linger: float = 0.05
 
     @property
     def retry_topics(self) -> tuple[str, ...]:
@@ -137,6 +144,8 @@ class IntakeSettings:
 KNOWN_VARIABLES = frozenset(
     {
         "BROKER_APP_ID",
+        "BROKER_BATCH_LINGER_MS",
+        "BROKER_BATCH_MAX",
         "BROKER_CONFIG",
         "BROKER_DATA_DIR",
         "BROKER_DLQ_REPLAY_LIMIT",
@@ -286,6 +295,8 @@ class Settings:
             park_max_seconds=_float("BROKER_PARK_MAX_SECONDS", d.park_max_seconds),
             lane_max_queued=max(1, _int("BROKER_LANE_MAX_QUEUED", d.lane_max_queued)),
             dlq_replay_limit=_int("BROKER_DLQ_REPLAY_LIMIT", d.dlq_replay_limit),
+            batch_max=max(0, _int("BROKER_BATCH_MAX", d.batch_max)),
+            batch_linger=_float("BROKER_BATCH_LINGER_MS", d.batch_linger * 1000) / 1000,
         )
         i = IntakeSettings
         intake = IntakeSettings(

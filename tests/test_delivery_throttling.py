@@ -41,7 +41,9 @@ def _run_backlog(kafka, xero, tmp_path, worker_factory, *, n: int, limit: int, w
         tmp_path, xero.url, settings={"acme-fm": {"rate_limit_per_minute": limit, "rate_limit_window_seconds": window}}
     )
     ensure_topics(kafka, 4)
-    worker = worker_factory(config, kafka, **FAST_ENV)
+    # one invoice per call (no batched creates): the limiter's pacing of single calls is what is measured
+    # here; tests/test_delivery_batched_pipeline.py has the batched backlog
+    worker = worker_factory(config, kafka, **FAST_ENV, BROKER_BATCH_MAX="1")
     tally = Tally(kafka)
     try:
         # warm up (worker joined, token fetched) with one invoice of the other tenant

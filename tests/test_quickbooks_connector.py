@@ -445,6 +445,40 @@ def test_deliver_many_splits_at_batch_size_and_stops_after_a_429(emulators, secr
     assert len(emu.invoices()) == 2
 
 
+# --------------------------------------------------------------------------- the broker's batched creates
+def test_quickbooks_creates_go_through_its_batch_endpoint_30_at_a_time(emulators, secrets_env):
+    """Through the Deliverer's batch window (broker/delivery/batching.py): 40 invoices of one QuickBooks
+    tenant, one with an unknown customer: two ``POST /batch`` calls (30 + 10), 39 created once, the
+    refused one dead alone (QuickBooks error 2500), no single create."""
+    from broker.delivery import Dead, Deliverer, DictLedgerStore, InvoiceLedger, RecordMeta
+    from broker.delivery.limits import new_tenant_state
+    from broker.settings import DeliverySettings
+
+    emu = emulators()
+    ledger = InvoiceLedger(DictLedgerStore())
+    invoices = [make_invoice(f"ACME-WO-{n}-R1", contact_id="999" if n == 7 else "58") for n in range(40)]
+
+    async def go():
+        connector = QuickBooksConnector(settings_for(emu), tenant="acme", token_store=MemoryTokenStore())
+        deliverer = Deliverer(config=None, policy=DeliverySettings(batch_linger=0.05))
+        deliverer._tenants["acme"] = new_tenant_state("acme", connector)
+        try:
+            return await asyncio.gather(
+                *(deliverer.process(inv, ledger, RecordMeta("billing.invoices", 0, 7)) for inv in invoices)
+            )
+        finally:
+            await deliverer.aclose()
+
+    out = asyncio.run(go())
+    assert [type(o).__name__ for o in out] == ["Delivered"] * 7 + ["Dead"] + ["Delivered"] * 32
+    assert isinstance(out[7], Dead) and out[7].error_class == "permanent" and "2500" in str(out[7].error)
+    assert sorted(i["DocNumber"] for i in emu.invoices()) == sorted(
+        inv.invoice_number for n, inv in enumerate(invoices) if n != 7
+    )
+    assert [(m, p) for m, p, _ in company_calls(emu)] == [("POST", "batch"), ("POST", "batch")]
+    assert {ledger.entry(inv.invoice_key).get("state") for inv in invoices} == {"pending"}  # the stage settles them
+
+
 # --------------------------------------------------------------------------- contacts
 def test_missing_customer_is_found_by_name_or_created_when_allowed(emulators, secrets_env):
     emu = emulators()

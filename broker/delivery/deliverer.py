@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from broker import metrics
 from broker.config import BrokerConfig
+from broker.delivery.batching import BatchWindow, batch_size_of
 from broker.delivery.fence import Fence
 from broker.delivery.interrupt import Abandoned, Interrupt
 from broker.delivery.ledger import (
@@ -187,6 +188,7 @@ class Deliverer:
         self.interrupt = interrupt or Interrupt()
         self.fence = fence
         self._tenants: dict[str, TenantState] = {}
+        self._batches: dict[str, BatchWindow] = {}
         self._publish_auth_states()
 
     # -------------------------------------------------------------- tenants
@@ -201,6 +203,20 @@ class Deliverer:
     def connector(self, tenant_id: str) -> Connector:
         """The (cached) connector of ``tenant_id``."""
         return self.state(tenant_id).connector
+
+    def batch_window(self, state: TenantState) -> BatchWindow | None:
+        """The tenant's window of batched creates (:mod:`broker.delivery.batching`); ``None`` when its
+        connector creates one invoice per call or ``BROKER_BATCH_MAX`` is 1."""
+        window = self._batches.get(state.tenant)
+        if window is None:
+            size = batch_size_of(state, self.policy.batch_max)
+            if size < 2:
+                return None
+            window = BatchWindow(
+                state, size=size, linger=self.policy.batch_linger, interrupt=self.interrupt, fence=self.fence
+            )
+            self._batches[state.tenant] = window
+        return window
 
     def key_for(self, invoice: Invoice, operation: str = "create", replay_count: int = 0) -> str:
         """The idempotency key the tenant's connector uses for ``operation`` (for DLQ headers)."""
@@ -423,7 +439,10 @@ class Deliverer:
         return Corrected(await self._deliver(correction, billed, ledger, meta), correction)
 
     async def aclose(self) -> None:
-        """Close every connector's HTTP client (errors are ignored: shutting down)."""
+        """Stop the batched creates, close every connector's HTTP client (errors are ignored: shutting down)."""
+        for window in self._batches.values():
+            with contextlib.suppress(Exception):  # shutting down
+                await window.aclose()
         for state in self._tenants.values():
             with contextlib.suppress(Exception):  # shutting down
                 await state.connector.aclose()
@@ -437,9 +456,9 @@ class CallCycle:
 
     ``invoice``: the ledger record (an invoice, or a document change); ``previous``: the delivered
     document the step replaces or retires (``None``: none). Each attempt holds one of the tenant's
-    concurrency slots for its look-up, ledger write and call(s); every call waits for the tenant's
-    rate limiter. ``attempts`` counts calls that may change the billing system (not look-ups);
-    ``uncertain`` is True while an earlier request may have done so.
+    concurrency slots for its calls (:meth:`_slot`); every call waits for the tenant's rate limiter.
+    ``attempts`` counts calls that may change the billing system (not look-ups); ``uncertain`` is
+    True while an earlier request may have done so.
     """
 
     invoice: LedgerRecord
@@ -543,7 +562,8 @@ class CallCycle:
     # -------------------------------------------------------------- limits
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
-        """One of the tenant's concurrent slots, for a whole attempt (look-up, ledger write, call(s))."""
+        """One of the tenant's concurrent slots, for an attempt's calls (a look-up, the ledger write and
+        call(s) after it; a fresh attempt's ``pending`` entry is written before: :meth:`AttemptCycle._attempt`)."""
         semaphore = self.state.semaphore
         if semaphore is None:
             yield
@@ -586,9 +606,36 @@ class CallCycle:
 
 class AttemptCycle(CallCycle):
     """One invoice's attempt cycle (:class:`CallCycle`): create it, or amend ``previous`` with it; an
-    earlier request that may have created it is looked up first."""
+    earlier request that may have created it is looked up first.
+
+    A first create (no ``previous``, no earlier request in doubt) of a tenant whose connector has a
+    batch endpoint goes through the tenant's :class:`~broker.delivery.batching.BatchWindow`, and the
+    batched call takes the slot and the rate-limiter slot for all of its invoices. A create or
+    amendment with nothing to look up first writes its ``pending`` entry before taking a slot, so a
+    slot is held for billing-system calls, not for the changelog's acknowledgement."""
 
     invoice: Invoice
+    _window: BatchWindow | None = None
+    #: the ``pending`` entry of the next call is written already (before the slot was taken)
+    _begun: bool = False
+
+    async def _attempt(self) -> Delivered:
+        window = None if self.previous is not None or self.uncertain else self.deliverer.batch_window(self.state)
+        if window is None:
+            self._window = None
+            if not self.uncertain:
+                # nothing to look up first: the call comes next, so its pending entry is written now,
+                # before a concurrency slot is taken (the slot covers the billing-system call only)
+                await self.ledger.begin_attempt(self.invoice)
+                self._begun = True
+            return await super()._attempt()
+        self._window = window
+        self.interrupt.check()
+        try:
+            return await self._create()
+        except RetryableError as exc:
+            self.retry.failed(exc)
+            raise
 
     async def _step(self) -> Delivered:
         return await self._reconcile_or_create()
@@ -658,9 +705,12 @@ class AttemptCycle(CallCycle):
         )
 
     async def _create(self) -> Delivered:
-        """``pending`` durably, then create (or amend ``previous``); errors are classified."""
+        """``pending`` durably (unless :meth:`_attempt` wrote it), then create (or amend ``previous``);
+        errors are classified."""
         invoice = self.invoice
-        await self.ledger.begin_attempt(invoice)
+        if not self._begun:
+            await self.ledger.begin_attempt(invoice)
+        self._begun = False
         self.uncertain = True
         self.attempts += 1
         try:
@@ -680,7 +730,10 @@ class AttemptCycle(CallCycle):
         return Delivered(result, self.attempts)
 
     async def _call(self) -> DeliveryResult:
-        """The create call: ``amend`` when a previous revision is billed, else ``deliver``."""
+        """The create call: ``amend`` when a previous revision is billed, else ``deliver`` (or the
+        tenant's batched create)."""
+        if self._window is not None:
+            return await self._window.create(self.invoice)
         if self.previous is not None:
             prev = ExternalInvoice(str(self.previous.get("external_id") or ""), str(self.previous["external_number"]))
             return await self._io(partial(self.connector.amend, self.invoice, prev))
@@ -689,7 +742,10 @@ class AttemptCycle(CallCycle):
     async def _duplicate(self, exc: DuplicateError) -> Delivered:
         """The billing system already holds our number: success with the existing document."""
         invoice = self.invoice
-        found = exc.existing or await self._io(partial(self.connector.find, invoice.invoice_number))
+        found = exc.existing
+        if found is None:
+            async with self._slot() if self._window is not None else contextlib.nullcontext():
+                found = await self._io(partial(self.connector.find, invoice.invoice_number))
         if found is None:
             raise UncertainOutcomeError(f"{exc} (but looking {invoice.invoice_number} up found nothing yet)") from None
         check_ours(invoice, found, what="the billing system reported our number as taken")

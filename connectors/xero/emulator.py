@@ -725,7 +725,7 @@ class XeroEmulator(TokenHolder, Emulator):
             limited = self._admit(tenant)
             if limited is not None:
                 return limited
-            fault = self._take_fault()
+            fault = self._take_fault(req.method, req.path)
         try:
             if fault is not None and fault.kind == "429":  # Xero's 429 carries the organisation's limits
                 with self._lock:
