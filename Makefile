@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test test-slow lint install dev schemas bench bench-dlq bench-ingest bench-recovery bench-startup lock clean
+.PHONY: demo test test-slow lint install dev schemas bench bench-delivery bench-dlq bench-ingest bench-recovery bench-startup lock clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found; set PYTHON=...)"; exit 2; }
@@ -42,6 +42,9 @@ schemas: $(VENV)/.installed   ## regenerate schemas/*.schema.json
 
 bench: $(VENV)/.installed     ## pricing throughput benchmark (prints events/s)
 	$(PY) tools/bench_pricing.py
+
+bench-delivery: $(STAMP)  ## P3 a throttled Xero tenant's backlog in batches (ratio of the ceiling), P4 a healthy tenant's p99 during another's outage (prints ratios)
+	$(PY) tools/bench_delivery.py
 
 bench-dlq: $(STAMP)    ## dead-letter path: does a burst of bad records hold good ones back? then the replay rate (prints ratios)
 	$(PY) tools/bench_dlq.py

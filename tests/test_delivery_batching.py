@@ -269,3 +269,13 @@ def test_batch_max_1_creates_one_by_one():
     out = _process_all(deliverer, _invoices(3), ledger)
     assert [type(o).__name__ for o in out] == ["Delivered"] * 3
     assert (conn.calls, sorted(conn.singles)) == ([], ["ACME-WO-1-R1", "ACME-WO-2-R1", "ACME-WO-3-R1"])
+
+
+def test_the_backlog_estimate_counts_calls_of_a_full_batch():
+    """Invoices beyond the lane's in-memory limit are parked for about the time the limiter needs for
+    those before them: 1,000 invoices at 10 calls per 10 s are 20 calls of 50 (20 s), not 1,000 calls."""
+    conn = BatchConnector(size=50)
+    for batch_max, expected in ((0, 20.0), (1, 1000.0)):
+        deliverer = _deliverer(conn, batch_max=batch_max)
+        deliverer._tenants["acme"] = TenantState("acme", "fake", conn, RateLimiter(10, 10.0), asyncio.Semaphore(5))
+        assert deliverer.backlog_delay("acme", 1000) == expected

@@ -8,8 +8,9 @@ A :class:`BatchWindow` per tenant collects the creates of the tenant's invoices 
 each one's ``pending`` ledger entry already durable (:meth:`InvoiceLedger.begin_attempt`), so each
 invoice keeps its own attempt cycle — and sends them in one call of at most ``size`` invoices:
 
-* **When.** A call is sent ``linger`` seconds after the first invoice waiting for it, or at once
-  when ``size`` invoices wait; then it waits for one of the tenant's concurrency slots and a
+* **When.** A call is sent ``linger`` seconds after the first invoice waiting for it — longer while
+  more keep arriving in each ``linger``, up to :data:`LINGER_ROUNDS` of them — or at once when
+  ``size`` invoices wait; then it waits for one of the tenant's concurrency slots and a
   rate-limiter slot, while more invoices join the next chunk. So a lone invoice waits ``linger``,
   and a backlog behind a throttled system goes out ``size`` invoices per allowed call.
 * **Per item.** Each invoice gets its own answer (:class:`~connectors.sdk.interface.BatchItem`):
@@ -51,6 +52,9 @@ __all__ = ["BatchWindow", "batch_size_of"]
 log = logging.getLogger("broker.delivery")
 
 _Waiting = tuple[Invoice, "asyncio.Future[DeliveryResult]"]
+
+#: A call waits at most this many ``linger`` periods for a full batch while invoices keep arriving.
+LINGER_ROUNDS = 4
 
 
 def batch_size_of(state: TenantState, configured: int) -> int:
@@ -98,14 +102,25 @@ class BatchWindow:
         """Send chunks while invoices wait; on an interruption fail every waiting one with :class:`Abandoned`."""
         try:
             while self._live():
-                if self.linger and self._live() < self.size:
-                    await self.interrupt.sleep(self.linger)
+                await self._linger()
                 await self._send_next()
         except Abandoned as exc:
             self._fail_waiting(exc)
         except Exception as exc:  # a bug: every waiting invoice gets it (dead-lettered as internal)
             log.exception("batched creates of tenant %s failed", self.state.tenant)
             self._fail_waiting(exc)
+
+    async def _linger(self) -> None:
+        """Wait ``linger`` for more invoices while fewer than ``size`` wait; again while they keep
+        coming (records still arriving from Kafka), up to :data:`LINGER_ROUNDS` × ``linger``."""
+        waiting = self._live()
+        for _ in range(LINGER_ROUNDS):
+            if not self.linger or waiting >= self.size:
+                return
+            await self.interrupt.sleep(self.linger)
+            before, waiting = waiting, self._live()
+            if waiting == before:
+                return
 
     def _live(self) -> int:
         """Invoices still waiting (dropping those whose cycle has gone: a cancelled task)."""

@@ -275,14 +275,17 @@ class Deliverer:
         return out
 
     def backlog_delay(self, tenant_id: str, queued: int) -> float:
-        """Rough seconds until ``queued`` more calls fit the tenant's rate limit."""
+        """Rough seconds until ``queued`` more invoices fit the tenant's rate limit (one call each, or one
+        per batch of :func:`~broker.delivery.batching.batch_size_of` for a connector with a batch endpoint)."""
         try:
-            limiter = self.state(tenant_id).limiter
+            state = self.state(tenant_id)
         except Exception:  # noqa: BLE001 - an estimate: a tenant that cannot be built gets the first delay
             return self.policy.park_delays[0]
+        limiter = state.limiter
         if limiter is None:
             return self.policy.park_delays[0]
-        return limiter.delay() + queued * limiter.backlog_seconds_per_call
+        calls = -(-queued // batch_size_of(state, self.policy.batch_max))
+        return limiter.delay() + calls * limiter.backlog_seconds_per_call
 
     # -------------------------------------------------------------- parking policy
     def park_decision(
