@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test test-slow lint install dev schemas bench bench-delivery bench-dlq bench-ingest bench-recovery bench-startup lock clean
+.PHONY: demo test test-slow lint install dev schemas bench bench-delivery bench-dlq bench-ingest bench-latency bench-recovery bench-startup lock clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found; set PYTHON=...)"; exit 2; }
@@ -51,6 +51,9 @@ bench-dlq: $(STAMP)    ## dead-letter path: does a burst of bad records hold goo
 
 bench-ingest: $(STAMP)    ## HTTP intake: signed events per second and latency, next to a bare producer (prints the ratio)
 	$(PY) tools/bench_ingest.py
+
+bench-latency: $(STAMP)   ## event -> delivered invoice p50/p99 at 20, 100 and 300 events/s, next to Faust's 1.5 s fetch wait (prints ratios)
+	$(PY) tools/bench_latency.py
 
 bench-recovery: $(STAMP)  ## worker restart with a 100k-entry ledger: memory vs RocksDB store (prints both and the ratio)
 	$(PY) tools/bench_recovery.py

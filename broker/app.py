@@ -111,7 +111,8 @@ def create_app(
     Topics are declared with ``settings.topic_partitions`` partitions; create them beforehand with
     :func:`broker.kafka.ensure_topics` so the changelog and source partition counts agree.
     ``rebalance_timeout`` defaults to ``settings.rebalance_timeout``; the group session timeout
-    (how soon a crashed worker's partitions move) is ``settings.session_timeout``. ``health``: told
+    (how soon a crashed worker's partitions move) is ``settings.session_timeout``; the consumer's fetch
+    wait, the producer's linger and the commit interval are ``settings``' latency settings. ``health``: told
     once a second whether partitions are assigned, a rebalance or a table recovery is under way
     (``/readyz``, :mod:`broker.health`); the tenants it names broken (``health.broken``) have their
     invoices dead-lettered at delivery without a call.
@@ -132,6 +133,10 @@ def create_app(
         broker_heartbeat_interval=min(1.0, settings.session_timeout / 3),
         producer_acks=-1,
         producer_max_batch_size=settings.producer_max_batch_size,
+        # latency (docs/operations.md, "Latency"): fetch wait, producer linger, commit interval
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        producer_linger=settings.producer_linger_ms / 1000,
+        broker_commit_interval=settings.commit_interval,
         **KafkaSecurity.from_env().faust(),
     )
     n = settings.topic_partitions

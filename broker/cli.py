@@ -250,6 +250,7 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
             timeout=intake.publish_timeout,
             max_batch_size=settings.producer_max_batch_size if external else 1,
             idempotent=external and settings.producer_idempotence,
+            linger_ms=settings.producer_linger_ms,
         )
         app = create_intake_app(intake, publisher, credentials=credentials, webhooks=webhooks)
         base = f"http://{intake.host}:{intake.port}"
@@ -485,6 +486,9 @@ main.add_command(_dlq_group)
 from broker.report_cli import report as _report_group  # noqa: E402 - the `report` command group (economics)
 
 main.add_command(_report_group)
+from broker.status_cli import status_view as _status_view  # noqa: E402 - `status-view` (the status database)
+
+main.add_command(_status_view)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

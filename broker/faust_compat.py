@@ -65,6 +65,24 @@ when a worker joins or leaves a group of three: ``tests/test_scale_out.py``). So
 still assigned) and logs the others: they belong to the newer assignment, whose recovery round
 builds their offsets and seeks them.
 
+Fetch wait
+----------
+Faust builds its worker consumer with ``fetch_max_wait_ms=1500`` written into the call
+(``AIOKafkaConsumerThread._create_worker_consumer``; no setting reaches it): how long a fetch request
+waits at the broker when it has no record to return. With ``fetch_min_bytes=1`` (aiokafka's default,
+which Faust keeps) Apache Kafka answers as soon as a record arrives, but a partition that becomes
+fetchable while a request is in flight (aiokafka sends one request per broker at a time) waits for
+that request. The embedded Tansu seems to answer a waiting fetch only when its wait is over: a probe
+measured 377 ms per Kafka hop (p50) at 1,500 ms, 125 ms at 500 ms and 4 ms at 100 ms, and
+``make bench-latency`` an event's way through the pipeline's three hops growing by about 1.4 times
+the wait (``docs/operations.md``, "Latency").
+:meth:`SeekingConsumerThread._create_worker_consumer` lets Faust build the consumer, then sets the
+private ``AIOKafkaConsumer._fetch_max_wait_ms`` (read by ``AIOKafkaConsumer.start()``, when it builds
+its ``Fetcher``) to :attr:`BrokerApp.fetch_max_wait_ms` (``BROKER_FETCH_MAX_WAIT_MS``). Sources read
+(2026-12): faust-streaming ``faust/transport/drivers/aiokafka.py`` (0.15.3), aiokafka
+``aiokafka/consumer/consumer.py`` ``__init__`` / ``start`` and ``aiokafka/consumer/fetcher.py``
+``_get_actions_per_node`` (0.14.0).
+
 Agent crashes
 -------------
 Faust passes every exception that escapes an agent to the private ``App._on_agent_error`` (whatever
@@ -197,6 +215,15 @@ async def seek_to_committed_or_beginning(
 class SeekingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's aiokafka consumer thread whose ``seek_to_committed`` also seeks partitions without a
     committed offset to their beginning (module docstring)."""
+
+    def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> AIOKafkaConsumer:
+        """Faust's worker consumer, with the app's ``fetch_max_wait_ms`` (:attr:`BrokerApp.fetch_max_wait_ms`,
+        milliseconds) instead of Faust's 1,500 (module docstring, "Fetch wait"); not started yet."""
+        consumer: AIOKafkaConsumer = super()._create_worker_consumer(transport)
+        wait = getattr(self.app, "fetch_max_wait_ms", None)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = wait  # hook: read by AIOKafkaConsumer.start() to build its Fetcher
+        return consumer
 
     async def commit(self, offsets: Mapping[TP, int]) -> bool:
         """Commit ``offsets`` as Faust does; a commit that did not happen (Faust returns False after
@@ -368,6 +395,9 @@ class BrokerApp(faust.App):
     """``faust.App`` whose consumer transport is :class:`SeekingTransport` (any ``kafka://`` URL) and
     whose agent crashes are counted (``broker_agent_crashes_total``, :func:`broker.metrics.agent_crashed`)."""
 
+    #: ``fetch_max_wait_ms`` of the worker's consumer (module docstring, "Fetch wait"); None: Faust's 1,500
+    fetch_max_wait_ms: int | None = None
+
     def _new_transport(self) -> faust_aiokafka.Transport:
         # hook: App._new_transport (test_faust_compat::test_hook_app_new_transport)
         return SeekingTransport(self.conf.broker_consumer, self)
@@ -379,18 +409,25 @@ class BrokerApp(faust.App):
 
 
 @overload
-def create_faust_app(app_id: str, *, app_class: type[_AppType], **settings: Any) -> _AppType: ...
+def create_faust_app(
+    app_id: str, *, app_class: type[_AppType], fetch_max_wait_ms: int | None = None, **settings: Any
+) -> _AppType: ...
 
 
 @overload
-def create_faust_app(app_id: str, **settings: Any) -> BrokerApp: ...
+def create_faust_app(app_id: str, *, fetch_max_wait_ms: int | None = None, **settings: Any) -> BrokerApp: ...
 
 
-def create_faust_app(app_id: str, *, app_class: type[BrokerApp] = BrokerApp, **settings: Any) -> BrokerApp:
+def create_faust_app(
+    app_id: str, *, app_class: type[BrokerApp] = BrokerApp, fetch_max_wait_ms: int | None = None, **settings: Any
+) -> BrokerApp:
     """``app_class(app_id, **settings)``: a Faust app with the seek fix (module docstring).
 
-    ``app_class``: :class:`BrokerApp` or a subclass; ``settings``: Faust app settings."""
-    return app_class(app_id, **settings)
+    ``app_class``: :class:`BrokerApp` or a subclass; ``fetch_max_wait_ms``: the worker consumer's
+    fetch wait in milliseconds (None: Faust's 1,500; "Fetch wait"); ``settings``: Faust app settings."""
+    app = app_class(app_id, **settings)
+    app.fetch_max_wait_ms = fetch_max_wait_ms
+    return app
 
 
 class BrokerWorker(faust.Worker):

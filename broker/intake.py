@@ -341,7 +341,8 @@ class KafkaPublisher:
     on Apache Kafka. The embedded Tansu answers ``InitProducerId`` with an error, so there it runs
     without idempotence (a retried send can then store a record twice; the worker's ledger turns
     the second into ``already_delivered``) and with ``max_batch_size`` 1 (it reports a wrong end
-    offset after multi-record batches, ``docs/delivery.md``). ``timeout``: seconds."""
+    offset after multi-record batches, ``docs/delivery.md``). ``timeout``: seconds; ``linger_ms``:
+    how long a batch waits for more records (``BROKER_PRODUCER_LINGER_MS``)."""
 
     def __init__(
         self,
@@ -351,10 +352,12 @@ class KafkaPublisher:
         max_batch_size: int = 16384,
         idempotent: bool = True,
         topic: str = TOPIC_EVENTS,
+        linger_ms: int = 0,
     ):
         self.bootstrap = bootstrap
         self.timeout = timeout
         self.max_batch_size = max_batch_size
+        self.linger_ms = linger_ms
         self.idempotent = idempotent
         self.topic = topic
         self._producer: Any = None
@@ -368,7 +371,7 @@ class KafkaPublisher:
             acks="all",
             enable_idempotence=self.idempotent,
             max_batch_size=self.max_batch_size,
-            linger_ms=0,
+            linger_ms=self.linger_ms,
             request_timeout_ms=int(self.timeout * 1000),
             **client_options(),
         )

@@ -41,6 +41,18 @@ Variable                            Meaning                                     
 ``BROKER_PRODUCER_IDEMPOTENCE``     ``false`` turns off the idempotent producer of        ``true``
                                     ``broker ingest`` (Tansu has none; without
                                     ``KAFKA_BOOTSTRAP_SERVERS`` it is off).
+``BROKER_FETCH_MAX_WAIT_MS``        Longest a worker's fetch request waits at the broker  ``100``
+                                    for records (Faust's own: 1,500). Each Kafka hop of
+                                    the pipeline can wait this long on the embedded
+                                    Tansu; lower = more fetch requests while idle
+                                    (``docs/operations.md``, "Latency").
+``BROKER_PRODUCER_LINGER_MS``       Milliseconds the worker's and the intake's producers   ``0``
+                                    wait to fill a batch before sending (latency against
+                                    fewer, larger produce requests).
+``BROKER_COMMIT_INTERVAL``          Seconds between the worker's offset commits (Faust     ``1``
+                                    reads this variable too); after a crash up to this
+                                    much work is consumed again (not billed twice: the
+                                    delivery ledger).
 ==================================  ====================================================  ==============================
 
 Delivery (see ``docs/delivery.md``):
@@ -84,6 +96,16 @@ Variable                              Meaning                                   
 ``BROKER_INTAKE_PUBLISH_TIMEOUT``     Seconds to wait for Kafka's acknowledgement before      ``10``
                                       answering 503 with ``Retry-After``.
 ====================================  ======================================================  ====================
+
+Status view, ``broker status-view`` (see ``docs/status-view.md``):
+
+====================================  ======================================================  ====================
+Variable                              Meaning                                                 Default
+====================================  ======================================================  ====================
+``BROKER_STATUS_DB``                  SQLAlchemy URL of the status database (``--db``):       ``sqlite:///``
+                                      ``sqlite:///path`` or                                   ``<BROKER_DATA_DIR>``
+                                      ``postgresql://user:password@host/db``.                 ``/status.db``
+====================================  ======================================================  ====================
 """
 
 from __future__ import annotations
@@ -95,6 +117,9 @@ TOPIC_EVENTS = "maintenance.events"
 TOPIC_INVOICES = "billing.invoices"
 TOPIC_DELIVERIES = "billing.deliveries"
 TOPIC_DLQ = "billing.dlq"
+#: Payment changes read back from the billing systems (CloudEvents ``billing.invoice.paid`` ...; the status view
+#: reads it when it exists: ``broker/statusdb/mapping.py``). Not in :data:`ALL_TOPICS`: the worker does not use it.
+TOPIC_PAYMENTS = "billing.payments"
 ALL_TOPICS = (TOPIC_EVENTS, TOPIC_INVOICES, TOPIC_DELIVERIES, TOPIC_DLQ)
 #: Retry (parking) topics are ``billing.invoices.retry.<level>``, level 1..len(park_delays).
 TOPIC_RETRY_PREFIX = TOPIC_INVOICES + ".retry."
@@ -146,9 +171,11 @@ KNOWN_VARIABLES = frozenset(
         "BROKER_APP_ID",
         "BROKER_BATCH_LINGER_MS",
         "BROKER_BATCH_MAX",
+        "BROKER_COMMIT_INTERVAL",
         "BROKER_CONFIG",
         "BROKER_DATA_DIR",
         "BROKER_DLQ_REPLAY_LIMIT",
+        "BROKER_FETCH_MAX_WAIT_MS",
         "BROKER_INTAKE_DEDUP_MAX",
         "BROKER_INTAKE_DEDUP_SECONDS",
         "BROKER_INTAKE_HOST",
@@ -166,6 +193,7 @@ KNOWN_VARIABLES = frozenset(
         "BROKER_PERIOD_CHECK_SECONDS",
         "BROKER_PERIOD_GRACE_SECONDS",
         "BROKER_PRODUCER_IDEMPOTENCE",
+        "BROKER_PRODUCER_LINGER_MS",
         "BROKER_PRODUCER_MAX_BATCH_SIZE",
         "BROKER_REBALANCE_TIMEOUT",
         "BROKER_RETRY_AFTER_INLINE",
@@ -173,6 +201,7 @@ KNOWN_VARIABLES = frozenset(
         "BROKER_RETRY_INITIAL",
         "BROKER_RETRY_MAX",
         "BROKER_SESSION_TIMEOUT",
+        "BROKER_STATUS_DB",
         "BROKER_STORE",
         "BROKER_STRICT_CONFIG",
         "BROKER_TOKEN_DIR",
@@ -217,6 +246,10 @@ class Settings:
     period_grace_seconds: float = 3600.0
     producer_max_batch_size: int = 16384
     producer_idempotence: bool = True
+    #: latency settings (module docstring; ``docs/operations.md``, "Latency"): milliseconds, milliseconds, seconds
+    fetch_max_wait_ms: int = 100
+    producer_linger_ms: int = 0
+    commit_interval: float = 1.0
     delivery: DeliverySettings = DeliverySettings()
     intake: IntakeSettings = IntakeSettings()
 
@@ -230,14 +263,17 @@ class Settings:
         """Read the variables in the module docstring. Raises ``ValueError`` naming a bad variable."""
         env = os.environ if environ is None else environ
 
-        def _int(name: str, default: int) -> int:
+        def _int(name: str, default: int, bounds: tuple[int, int] | None = None) -> int:
             raw = env.get(name)
             if raw in (None, ""):
                 return default
             try:
-                return int(raw)
+                value = int(raw)
             except ValueError:
                 raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                raise ValueError(f"environment variable {name}={raw!r} must be between {bounds[0]} and {bounds[1]}")
+            return value
 
         def _float(name: str, default: float, minimum: float = 0.0) -> float:
             raw = env.get(name)
@@ -325,6 +361,9 @@ class Settings:
             period_grace_seconds=_float("BROKER_PERIOD_GRACE_SECONDS", cls.period_grace_seconds, 0.0),
             producer_max_batch_size=max(1, _int("BROKER_PRODUCER_MAX_BATCH_SIZE", cls.producer_max_batch_size)),
             producer_idempotence=_bool("BROKER_PRODUCER_IDEMPOTENCE", cls.producer_idempotence),
+            fetch_max_wait_ms=_int("BROKER_FETCH_MAX_WAIT_MS", cls.fetch_max_wait_ms, (1, 60_000)),
+            producer_linger_ms=_int("BROKER_PRODUCER_LINGER_MS", cls.producer_linger_ms, (0, 60_000)),
+            commit_interval=_float("BROKER_COMMIT_INTERVAL", cls.commit_interval, 0.1),
             delivery=delivery,
             intake=intake,
         )

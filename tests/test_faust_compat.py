@@ -230,6 +230,30 @@ def test_hook_tables_changelog_topics():
     assert app.tables.changelog_topics == {"compat-app-table-changelog"}
 
 
+# --------------------------------------------------------------------------- fetch wait (SeekingConsumerThread)
+def test_hook_worker_consumer_fetch_max_wait(kafka):
+    """Faust writes ``fetch_max_wait_ms=1500`` into its worker consumer (no setting reaches it) and
+    ``AIOKafkaConsumer.start()`` builds its fetcher from ``_fetch_max_wait_ms``: the attribute
+    ``SeekingConsumerThread._create_worker_consumer`` sets to the app's ``fetch_max_wait_ms``."""
+    create = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+    assert _params(create) == ["self", "transport"]
+    assert "fetch_max_wait_ms=1500," in inspect.getsource(create)
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms," in inspect.getsource(AIOKafkaConsumer.start)
+
+    async def fetcher_wait(app: faust_compat.BrokerApp) -> int:
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        await consumer.start()
+        try:
+            return int(consumer._fetcher._fetch_max_wait_ms)
+        finally:
+            await consumer.stop()
+
+    options = {"broker": f"kafka://{kafka}", "store": "memory://", "web_enabled": False}
+    ours = faust_compat.create_faust_app("compat-wait", fetch_max_wait_ms=42, **options)
+    assert asyncio.run(fetcher_wait(ours)) == 42
+    assert asyncio.run(fetcher_wait(faust_compat.create_faust_app("compat-faust-wait", **options))) == 1500
+
+
 # --------------------------------------------------------------------------- agent crashes (BrokerApp)
 def test_hook_app_on_agent_error():
     """``App._on_agent_error`` is what Faust calls when an agent raises (faust/app/base.py ``agent()``)."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the status database (:func:`broker.statusdb.store.migrate` runs them)."""
