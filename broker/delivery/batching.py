@@ -138,15 +138,7 @@ class BatchWindow:
         """Take a concurrency slot and a rate-limiter slot, then send up to ``size`` waiting invoices in a task."""
         semaphore = self.state.semaphore
         if semaphore is not None:
-            grant = asyncio.ensure_future(semaphore.acquire())
-            try:
-                await self.interrupt.wait_for(grant)
-            except Abandoned:
-                if grant.done() and not grant.cancelled() and grant.exception() is None:
-                    semaphore.release()
-                else:
-                    grant.cancel()
-                raise
+            await self.interrupt.acquire(semaphore)
         rate: Slot | None = None
         try:
             if self.state.limiter is not None:

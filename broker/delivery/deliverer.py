@@ -10,7 +10,6 @@ must be parked (:mod:`broker.delivery.policy`). Cancellations run the same cycle
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -571,15 +570,7 @@ class CallCycle:
         if semaphore is None:
             yield
             return
-        grant = asyncio.ensure_future(semaphore.acquire())
-        try:
-            await self.interrupt.wait_for(grant)
-        except Abandoned:
-            if grant.done() and not grant.cancelled() and grant.exception() is None:
-                semaphore.release()
-            else:
-                grant.cancel()
-            raise
+        await self.interrupt.acquire(semaphore)
         try:
             yield
         finally:

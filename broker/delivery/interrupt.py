@@ -68,3 +68,16 @@ class Interrupt:
             stopper.cancel()
         if not fut.done():
             raise Abandoned
+
+    async def acquire(self, semaphore: asyncio.Semaphore) -> None:
+        """Acquire ``semaphore`` unless interrupted first (then :class:`Abandoned`, holding nothing: a
+        grant that arrived meanwhile is released, a pending one cancelled)."""
+        grant = asyncio.ensure_future(semaphore.acquire())
+        try:
+            await self.wait_for(grant)
+        except Abandoned:
+            if grant.done() and not grant.cancelled() and grant.exception() is None:
+                semaphore.release()
+            else:
+                grant.cancel()
+            raise
