@@ -19,6 +19,7 @@ accepted: nothing on its side hides a second create), all with acme-fm throttled
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 
@@ -135,7 +136,12 @@ def test_batched_delivery_backlog_lost_answer_rejected_item_and_revision_order(
         publish_records(kafka, TOPIC_INVOICES, records)
         _wait_outcomes(tally, {json.loads(v)["invoice_key"] for _k, v in records}, worker, "the revisions")
         r1, r2 = json.loads(first[0][1]), json.loads(second[0][1])
-        revisions = [o for o in tally.outcomes if o["invoice_key"] in (r1["invoice_key"], r2["invoice_key"])]
+        # The two outcomes have different keys, so they may sit on different partitions and be read in
+        # either order; their ``at`` is taken before the ledger write that revision 2's amendment reads.
+        revisions = sorted(
+            (o for o in tally.outcomes if o["invoice_key"] in (r1["invoice_key"], r2["invoice_key"])),
+            key=lambda o: datetime.fromisoformat(o["at"]),
+        )
         assert [(o["invoice_key"], o["outcome"], o.get("amendment")) for o in revisions] == [
             (r1["invoice_key"], "created", None),
             (r2["invoice_key"], "created", "voided"),  # revision 2 replaces the unpaid revision 1
