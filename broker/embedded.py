@@ -52,17 +52,20 @@ class EmbeddedKafka:
     Ctrl-C in the terminal is handled by us (we stop it) rather than killing it mid-write.
     """
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1"):
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", advertised_port: int | None = None):
         self.host = host
         self.port = port or free_port(host)
+        #: The port Tansu tells clients to connect to (metadata): its own unless something in between
+        #: forwards to it (tools/latency_proxy.py puts a delay there for benchmarks).
+        self.advertised_port = advertised_port or self.port
         self.proc: subprocess.Popen[bytes] | None = None
         # open for the broker's whole life (it is its stdout); delete=False keeps the log for a post-mortem
         self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)  # noqa: SIM115 - see above
 
     @property
     def bootstrap(self) -> str:
-        """``host:port`` for Kafka clients."""
-        return f"{self.host}:{self.port}"
+        """``host:port`` for Kafka clients (the advertised port)."""
+        return f"{self.host}:{self.advertised_port}"
 
     @property
     def log_path(self) -> str:
@@ -82,7 +85,7 @@ class EmbeddedKafka:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://{self.host}:{self.advertised_port}",
                 "--storage-engine",
                 "memory://tansu/",
             ],

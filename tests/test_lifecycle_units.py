@@ -41,6 +41,7 @@ from broker.events import (
 )
 from broker.pricing import PricingError, price_event
 from broker.pricing.changes import document_change
+from broker.pricing.fingerprint import _canonical as fingerprint_canonical
 from broker.pricing.fingerprint import content_fingerprint
 from connectors.sdk.errors import RetryableError
 from connectors.sdk.interface import Capabilities, DeliveryResult
@@ -181,6 +182,30 @@ def test_fingerprint_is_sha256_of_the_documented_canonical_json():
         '"total":"73.8","v":1}'
     )
     assert content_fingerprint(inv) == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("24.50", "24.5"),
+        ("100", "100"),
+        ("1E+2", "100"),
+        ("100.000", "100"),
+        ("-0.00", "0"),
+        ("0E-8", "0"),
+        ("0.0000001", "0.0000001"),
+        ("1E-7", "0.0000001"),
+        ("-12.30", "-12.3"),
+        ("12345678901234567890.10", "12345678901234567890.1"),
+    ],
+)
+def test_fingerprint_writes_a_decimal_as_its_plain_value(value, text):
+    assert fingerprint_canonical(D(value)) == text
+
+
+def test_fingerprint_refuses_a_value_json_cannot_hold():
+    with pytest.raises(TypeError, match="cannot fingerprint a value of type date"):
+        fingerprint_canonical(date(2026, 3, 9))
 
 
 def test_fingerprint_ignores_times_ids_and_cost_but_not_what_is_billed():

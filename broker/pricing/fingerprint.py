@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
@@ -61,27 +62,38 @@ LINE_FIELDS = (
 )
 
 
+_DECIMAL_ZERO_TEXTS = ("-0", "0")
+_line_values = operator.attrgetter(*LINE_FIELDS)
+
+
 def _canonical(value: object) -> object:
-    """A JSON value for ``value``: decimals as plain strings without trailing zeros, lists item by item."""
+    """The JSON value of what :mod:`json` cannot encode itself: a decimal as a plain string without
+    trailing zeros (``-0`` as ``0``). Called by the encoder for such values only, so the rest of the
+    document (strings, numbers, ``None``, lists and tuples) stays in its C code. Raises ``TypeError``
+    for any other type."""
     if isinstance(value, Decimal):
-        text = format(value.normalize(), "f")
-        return "0" if text in ("-0", "0") else text
-    if isinstance(value, (list, tuple)):
-        return [_canonical(item) for item in value]
-    return value
+        text = str(value)  # "24.50", "-0.00", "1E+2": the fast path strips zeros of the first kind
+        if "E" in text or "e" in text or "N" in text or "n" in text:  # exponent, NaN, Infinity
+            text = format(value.normalize(), "f")
+        elif "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return "0" if text in _DECIMAL_ZERO_TEXTS else text
+    raise TypeError(f"cannot fingerprint a value of type {type(value).__name__}: {value!r}")
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_canonical)
 
 
 def fingerprint_of(fields: Mapping[str, object], lines: Iterable[InvoiceLine]) -> str:
     """The fingerprint of an invoice given as ``fields`` (at least :data:`DOCUMENT_FIELDS`) and its ``lines``.
 
     Returns ``sha256:`` followed by 64 lower-case hex digits (module docstring). Raises ``KeyError``
-    naming a missing field.
+    naming a missing field, ``TypeError`` for a value that is not JSON, a decimal, a list or a tuple.
     """
-    document: dict[str, object] = {name: _canonical(fields[name]) for name in DOCUMENT_FIELDS}
-    document["lines"] = [{name: _canonical(getattr(line, name)) for name in LINE_FIELDS} for line in lines]
+    document: dict[str, object] = {name: fields[name] for name in DOCUMENT_FIELDS}
+    document["lines"] = [dict(zip(LINE_FIELDS, _line_values(line), strict=True)) for line in lines]
     document["v"] = FINGERPRINT_VERSION
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return "sha256:" + hashlib.sha256(_ENCODER.encode(document).encode("utf-8")).hexdigest()
 
 
 def content_fingerprint(invoice: Invoice) -> str:
