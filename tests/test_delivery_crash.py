@@ -14,8 +14,8 @@ Trials alternate between two kill points:
   invoices exist — anywhere between a response, the ledger write, the acknowledgement and the
   offset commit.
 
-3 trials in the default suite, 20 in the test marked ``slow``. Each trial publishes 200 new invoices
-(two tenants) on ``billing.invoices``; the restarted worker (same consumer group) carries on into
+2 trials in the default suite (one kill right after a create, one at random), 20 in the test marked
+``slow``. Each trial publishes 200 new invoices (two tenants) on ``billing.invoices``; the restarted worker (same consumer group) carries on into
 the next trial, so later kills also hit a worker that is still starting or recovering.
 """
 
@@ -172,8 +172,8 @@ def _trials(kafka, xero_validator, tmp_path, trials: int, seed: int) -> None:
         xero.stop()
 
 
-def test_kill_9_during_200_invoices_3_trials(kafka, xero_validator, tmp_path):
-    _trials(kafka, xero_validator, tmp_path, trials=3, seed=4)
+def test_kill_9_during_200_invoices_2_trials(kafka, xero_validator, tmp_path):
+    _trials(kafka, xero_validator, tmp_path, trials=2, seed=4)
 
 
 @pytest.mark.slow
