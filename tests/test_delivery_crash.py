@@ -15,8 +15,9 @@ Trials alternate between two kill points:
   offset commit.
 
 2 trials in the default suite (one kill right after a create, one at random), 20 in the test marked
-``slow``. Each trial publishes 200 new invoices (two tenants) on ``billing.invoices``; the restarted worker (same consumer group) carries on into
-the next trial, so later kills also hit a worker that is still starting or recovering.
+``slow``. Each trial publishes 200 new invoices (two tenants) on ``billing.invoices``; the restarted
+worker (same consumer group) carries on into the next trial, so later kills also hit a worker that is
+still starting or recovering.
 """
 
 from __future__ import annotations
