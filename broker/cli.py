@@ -489,6 +489,9 @@ main.add_command(_report_group)
 from broker.status_cli import status_view as _status_view  # noqa: E402 - `status-view` (the status database)
 
 main.add_command(_status_view)
+from broker.payments_cli import payments as _payments  # noqa: E402 - `payments` (billing.payments, docs/payments.md)
+
+main.add_command(_payments)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

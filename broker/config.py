@@ -447,11 +447,27 @@ class QuoteBilling(_Model):
         return self
 
 
+class PaymentFeed(_Model):
+    """How ``broker payments`` hears of the tenant's payments (``billing.payments``; ``docs/payments.md``).
+
+    ``webhook_secret_env``: the variable holding what signs the billing system's webhooks (Xero's webhook
+    key, Stripe's endpoint secret ``whsec_…``), required for systems with webhooks; ``poll_seconds``: how
+    often a system without webhooks (Moloni) is asked what changed; ``tolerance_seconds``: how far a signed
+    timestamp (Stripe's ``t``) may be from now (Stripe's SDKs: 300).
+    """
+
+    webhook_secret_env: str | None = None
+    poll_seconds: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    tolerance_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
+
+
 class Billing(_Model):
-    """Which billing system the tenant uses; ``settings`` are validated by that connector's Settings model."""
+    """Which billing system the tenant uses; ``settings`` are validated by that connector's Settings model;
+    ``payments``: how payments are read back (``None``: they are not)."""
 
     system: str
     settings: dict[str, Any] = Field(default_factory=dict)
+    payments: PaymentFeed | None = None
 
 
 class IntakeSource(_Model):
@@ -950,6 +966,7 @@ __all__ = [
     "Discount",
     "DiscountPercent",
     "Money",
+    "PaymentFeed",
     "Percent",
     "QuoteBilling",
     "RateCard",

@@ -197,3 +197,22 @@ COMMIT_FAILURES = Counter(
     "Offset commits of this worker's consumer that did not happen (a rebalance took the partitions, or Kafka "
     "refused); the records are consumed again and the ledger turns them into already_delivered.",
 )
+
+# --------------------------------------------------------------------------- payments (docs/payments.md)
+PAYMENT_RECORDS = Counter(
+    "broker_payment_records_total",
+    "Records `broker payments` published on billing.payments, by billing system and CloudEvent type "
+    "(billing.invoice.paid, billing.invoice.partially_paid, billing.invoice.voided).",
+    ["billing_system", "type"],
+)
+PAYMENT_WEBHOOKS_REFUSED = Counter(
+    "broker_payment_webhooks_refused_total",
+    "Billing-system webhooks `broker payments` refused, by billing system (`unknown` for another) and reason: "
+    "bad_signature, stale, not_found, too_large, invalid, unavailable.",
+    ["billing_system", "reason"],
+)
+PAYMENT_POLLS = Counter(
+    "broker_payment_polls_total",
+    "Polls of a billing system without webhooks by `broker payments`, by billing system and result (ok, failed).",
+    ["billing_system", "result"],
+)

@@ -35,6 +35,14 @@ the choice is stated here and kept conservative.
   (the receipts and credit notes reconciled against them), field names as Moloni's document objects
   have them. ``getAll`` rows leave out ``products`` and ``notes`` (only ``getOne`` returns the
   detailed document), so a connector must read a document to see its notes.
+* ``invoices/getModifiedSince`` / ``creditNotes/getModifiedSince`` (``lastmodified``, ``qty`` ≤ 50, ``offset``):
+  the documents whose ``lastmodified`` is at or after ``lastmodified`` (``YYYY-MM-DDTHH:MM:SS+0000``, as the
+  documents carry it), oldest change first. Moloni publishes ``getModifiedSince`` / ``countModifiedSince``
+  per document family (e.g. ``migratedBalancesInvoiceReceipts/getModifiedSince``,
+  https://moloni.pt/changelog/api/versao-1-26/novos-endpoints-para-faturas-recibo-saldos-migrados); the
+  invoices page itself was not retrieved, so its parameter format is this emulator's assumption. A receipt
+  or credit note reconciled against an invoice updates the invoice's ``lastmodified``: that is how
+  ``broker payments`` sees a payment by polling (Moloni has no webhooks).
 * Receipts are not emulated as an API: :meth:`MoloniEmulator.mark_paid` records one (the admin
   "payment" action). :meth:`MoloniEmulator.balance`: closed invoices' ``net_value`` less
   ``reconciled_value``, less the unreconciled part of closed credit notes.
@@ -594,7 +602,7 @@ class MoloniEmulator(TokenHolder, Emulator):
             )
         stores = {"invoices": self._documents, "creditnotes": self._credit_notes}
         store = stores.get(resource)
-        if store is None or action not in ("insert", "getall", "getone", "update", "delete"):
+        if store is None or action not in ("insert", "getall", "getmodifiedsince", "getone", "update", "delete"):
             return json_response(
                 404, {"error": "not_found", "error_description": f"no emulated method {resource}/{action}"}
             )
@@ -602,6 +610,8 @@ class MoloniEmulator(TokenHolder, Emulator):
             return self._insert(company_id, company, form, store)
         if action == "getall":
             return self._get_all(company_id, form, store)
+        if action == "getmodifiedsince":
+            return self._modified_since(company_id, form, store)
         if action == "getone":
             return self._get_one(company_id, form, store)
         if action == "update":
@@ -842,6 +852,7 @@ class MoloniEmulator(TokenHolder, Emulator):
         """``other`` (a receipt or a credit note) names ``invoice`` for ``value``, of which ``applied``
         settles what was still due on it."""
         invoice["reconciled_value"] += applied
+        invoice["lastmodified"] = _now_text()
         other["reconciled_value"] = other.get("reconciled_value", Decimal("0.00")) + applied
         summary = {
             k: other.get(k)
@@ -928,6 +939,18 @@ class MoloniEmulator(TokenHolder, Emulator):
         docs.sort(key=lambda d: d["document_id"], reverse=True)
         qty = _int(form.get("qty")) or 50
         qty = max(1, min(50, qty))
+        offset = max(0, _int(form.get("offset")) or 0)
+        return json_response(200, [self._summary(d) for d in docs[offset : offset + qty]])
+
+    def _modified_since(self, company_id: int, form: Mapping[str, Any], store: dict[int, dict[str, Any]]) -> Response:
+        """``<documents>/getModifiedSince``: rows (as ``getAll`` gives them) changed at or after ``lastmodified``,
+        oldest change first, ``qty`` (≤ 50) from ``offset``. A missing ``lastmodified`` is Moloni's error array."""
+        since = str(form.get("lastmodified") or "")
+        if not since:
+            return json_response(200, [{"code": "1 lastmodified", "field": "lastmodified", "description": "required"}])
+        docs = [d for d in store.values() if d["company_id"] == company_id and d["lastmodified"] >= since]
+        docs.sort(key=lambda d: (d["lastmodified"], d["document_id"]))
+        qty = max(1, min(50, _int(form.get("qty")) or 50))
         offset = max(0, _int(form.get("offset")) or 0)
         return json_response(200, [self._summary(d) for d in docs[offset : offset + qty]])
 

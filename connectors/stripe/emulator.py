@@ -59,11 +59,23 @@ tests kill a worker there), and the control API::
     GET  /_emulator/customers | /_emulator/tax_rates | /_emulator/invoiceitems | /_emulator/emails
     GET  /_emulator/credit_notes
     POST /_emulator/payments   {"invoice": "in_..."}   (paid in full out of band, see StripeEmulator.mark_paid)
+    POST /_emulator/partial-payments {"invoice": "in_...", "amount": 1000}   (StripeEmulator.mark_partially_paid)
+    POST /_emulator/webhooks   {"url": "http://.../webhooks/payments/stripe/acme", "secret": "whsec_..."}
+    GET  /_emulator/webhooks   -> {"deliveries": [[event type, status, attempt], ...], "sent": n}
+    POST /_emulator/webhooks/redeliver {"index": -1}   (the same event again, signed anew, as Stripe retries)
     GET  /_emulator/balance    ?customer=cus_...  -> {"balance": <minor units>}  (StripeEmulator.balance_minor)
     GET  /_emulator/stats      -> {"calls", "call_count", "count_429", "validation_failures", "server_errors",
                                    "invoice_count", ...}
     POST /_emulator/faults     {"kind": "503", "times": 1, "method": "POST", "path": "/v1/invoices/*/finalize"}
     POST /_emulator/reset
+
+Webhooks (https://docs.stripe.com/webhooks, ``shared/billing-apis.md`` § 8): with a ``webhook_url``, paying
+an invoice sends ``invoice.paid``, voiding it ``invoice.voided`` (Event objects: ``id`` ``evt_…``,
+``type``, ``created``, ``data.object`` = the invoice), and a partial payment ``invoice_payment.paid``
+(``data.object`` = an Invoice Payment naming its ``invoice``; partial payments and that event came with API
+2025-05-28.basil, https://docs.stripe.com/changelog/basil/2025-05-28/partial-payments). Each attempt carries
+``Stripe-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(endpoint secret, "<t>." + raw body)>``, signed anew
+per attempt (Stripe's scheme; the official SDKs refuse a ``t`` older than 300 s).
 """
 
 from __future__ import annotations
@@ -72,6 +84,8 @@ import base64
 import binascii
 import copy
 import fnmatch
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -86,12 +100,15 @@ from connectors.sandbox.emulator import AdminRoute, RequestValidator, StepHook, 
 from connectors.sandbox.faults import Fault
 from connectors.sandbox.http import Request, Response
 from connectors.sandbox.limits import Window, add_all, first_full
+from connectors.sandbox.webhooks import WebhookSender
 from connectors.stripe.mapper import MAX_AMOUNT_MINOR, MAX_INVOICE_ITEMS, THREE_DECIMAL, decode_form
 
 DEFAULT_API_KEY = "sk_test_emulator_0000000000000000"
 FAULT_KINDS = ("429", "503", "500", "500_saved", "reset", "timeout_after_commit", "drop_after_commit")
 DEFAULT_CONNECTED_ACCOUNT = "acct_1EmulatorConnected"
 ACCOUNT_NAME = "Stripe Emulator (maintenance-billing-broker)"
+#: The demo webhook endpoint's signing secret (Stripe shows it as ``whsec_…`` on the endpoint's page).
+DEFAULT_WEBHOOK_SECRET = "whsec_emulator_0000000000000000"
 
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _CLAUSE = re.compile(
@@ -295,8 +312,13 @@ class StripeEmulator(Emulator):
         customers: dict[str, dict[str, Any]] | None = None,
         connected_accounts: tuple[str, ...] | list[str] = (DEFAULT_CONNECTED_ACCOUNT,),
         on_step: StepHook | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
     ):
         self._init_sandbox(host, port, hang_seconds=hang_seconds, request_validator=request_validator)
+        #: Webhooks (module docstring): ``webhooks.url`` is where they go, ``webhook_secret`` signs them.
+        self.webhooks = WebhookSender(webhook_url)
+        self.webhook_secret = webhook_secret
         self.api_keys: dict[str, dict[str, Any]] = {k: {"expired": False} for k in api_keys}
         self.livemode, self.default_currency = livemode, default_currency
         # limits (read on every call: tests change them on a running emulator)
@@ -378,6 +400,63 @@ class StripeEmulator(Emulator):
                 return self._render_invoice(self._pay(inv, {"paid_out_of_band": "true"}))
             except StripeError as exc:
                 raise ValueError(exc.message) from None
+
+    def mark_partially_paid(self, invoice_id: str, amount: int) -> dict:
+        """Record a payment of ``amount`` (minor units, less than ``amount_remaining``) on open invoice
+        ``invoice_id``, as a payment attached with ``POST /v1/invoices/{id}/attach_payment`` does since API
+        2025-05-28.basil: ``amount_paid`` grows, ``amount_remaining`` shrinks, the invoice stays ``open``,
+        and ``invoice_payment.paid`` is sent. Pay the rest with :meth:`mark_paid`. Returns the invoice;
+        ``ValueError`` when it is not open or ``amount`` is not in ``1 .. amount_remaining - 1``."""
+        with self._lock:
+            inv = self._invoices.get(invoice_id)
+            if inv is None:
+                raise ValueError(f"No such invoice: '{invoice_id}'")
+            remaining = self._render_invoice(inv)["amount_remaining"]
+            if inv["status"] != "open" or not 0 < amount < remaining:
+                raise ValueError(
+                    f"a partial payment needs an open invoice and 0 < amount < {remaining} (got {amount}, "
+                    f"invoice {inv['status']})"
+                )
+            inv["_amount_paid"] = inv.get("_amount_paid", 0) + amount
+            self._touch(inv)
+            now = int(time.time())
+            payment = {
+                "id": _new_id("inpay_"),
+                "object": "invoice_payment",
+                "amount_paid": amount,
+                "amount_requested": amount,
+                "created": now,
+                "currency": inv["currency"],
+                "invoice": inv["id"],
+                "is_default": False,
+                "livemode": self.livemode,
+                "status": "paid",
+                "status_transitions": {"canceled_at": None, "paid_at": now},
+            }
+            self._event("invoice_payment.paid", payment)
+            return self._render_invoice(inv)
+
+    def webhook_signature(self, body: bytes, timestamp: int, secret: str | None = None) -> str:
+        """``Stripe-Signature`` of ``body`` sent at ``timestamp`` (unix seconds): ``t=<timestamp>,v1=<hex of
+        HMAC-SHA256(secret (default the endpoint secret), "<timestamp>." + body)>``."""
+        key = (secret or self.webhook_secret).encode()
+        digest = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        return f"t={timestamp},v1={digest}"
+
+    def _event(self, kind: str, obj: dict) -> None:
+        """Queue the Event ``kind`` about ``obj`` (caller holds the lock; sent once it is released)."""
+        event = {
+            "id": _new_id("evt_"),
+            "object": "event",
+            "api_version": "2023-08-16",
+            "created": int(time.time()),
+            "data": {"object": json.loads(json.dumps(obj, default=_json_default))},
+            "livemode": self.livemode,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": kind,
+        }
+        self.webhooks.send(kind, event, lambda body, t: {"Stripe-Signature": self.webhook_signature(body, t)})
 
     def balance_minor(self, customer: str | None = None) -> int:
         """What customers owe (one customer's, with ``customer``), in minor units, as Stripe counts it: the
@@ -1329,6 +1408,7 @@ class StripeEmulator(Emulator):
         inv["status"] = "void"
         inv["status_transitions"]["voided_at"] = int(time.time())
         self._touch(inv)
+        self._event("invoice.voided", self._render_invoice(inv))
         return inv
 
     def _pay(self, inv: dict, params: dict) -> dict:
@@ -1357,6 +1437,7 @@ class StripeEmulator(Emulator):
         inv["status"], inv["paid"] = "paid", True
         inv["status_transitions"]["paid_at"] = int(time.time())
         self._touch(inv)
+        self._event("invoice.paid", self._render_invoice(inv))
 
     def _create_credit_note(self, params: dict) -> dict:
         """``POST /v1/credit_notes`` (spec ``PostCreditNotes``) with ``amount`` (the emulator takes no ``lines``).
@@ -1616,6 +1697,20 @@ class StripeEmulator(Emulator):
             ("GET", "/_emulator/emails"): lambda _req: self._emails(),
             ("GET", "/_emulator/credit_notes"): lambda _req: _json(200, self.credit_notes()),
             ("POST", "/_emulator/payments"): self._admin_payment,
+            ("POST", "/_emulator/partial-payments"): lambda req: self.admin_action(
+                req,
+                lambda doc: self.mark_partially_paid(str(doc["invoice"]), int(doc["amount"])),
+                refused="payment refused",
+            ),
+            ("POST", "/_emulator/webhooks"): lambda req: self.admin_action(
+                req, self._admin_webhooks, refused="bad webhook settings"
+            ),
+            ("GET", "/_emulator/webhooks"): lambda _req: _json(
+                200, {"deliveries": [list(d) for d in self.webhooks.deliveries], "sent": len(self.webhooks.sent)}
+            ),
+            ("POST", "/_emulator/webhooks/redeliver"): lambda req: self.admin_action(
+                req, lambda doc: {"redelivered": self.webhooks.redeliver(int(doc.get("index", -1)))}, refused="nothing"
+            ),
             ("GET", "/_emulator/balance"): lambda req: _json(
                 200, {"balance": self.balance_minor(req.query.get("customer") or None)}
             ),
@@ -1633,6 +1728,12 @@ class StripeEmulator(Emulator):
         except (ValueError, KeyError, TypeError) as exc:
             return _json(400, {"error": f"payment refused: {exc}"})
         return _json(200, inv)
+
+    def _admin_webhooks(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``POST /_emulator/webhooks`` ``{"url", "secret"}`` (both optional): where webhooks go, what signs them."""
+        if doc.get("secret"):
+            self.webhook_secret = str(doc["secret"])
+        return self.webhooks.configure(doc)
 
     def _emails(self) -> Response:
         with self._lock:
@@ -1656,4 +1757,4 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, spec_path: str | None = Non
     )
 
 
-__all__ = ["DEFAULT_API_KEY", "FAULT_KINDS", "StripeEmulator", "StripeError", "serve"]
+__all__ = ["DEFAULT_API_KEY", "DEFAULT_WEBHOOK_SECRET", "FAULT_KINDS", "StripeEmulator", "StripeError", "serve"]

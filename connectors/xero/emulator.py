@@ -76,14 +76,31 @@ Test hooks: ``request_validator`` (see :mod:`connectors.xero.spec`), :meth:`Xero
     POST /_emulator/expire-tokens
     POST /_emulator/clock      {"advance": 1860}  -> {"offset": 1860.0}   (token clock moves forward)
     POST /_emulator/revoke     (every access and refresh token issued so far is dead)
+    POST /_emulator/webhooks   {"url": "http://.../webhooks/payments/xero/acme", "key": "..."}  (where webhooks go)
+    GET  /_emulator/webhooks   -> {"deliveries": [[event, status, attempt], ...], "sent": n}
+    POST /_emulator/webhooks/intent    -> {"ok", "bad_signature_status", "good_signature_status"}
+    POST /_emulator/webhooks/redeliver {"index": -1}   (the same body and signature again, as Xero retries)
+
+Webhooks (https://developer.xero.com/documentation/guides/webhooks/overview/, spec ``xero-webhooks.yaml``,
+``shared/billing-apis.md`` § 2): with a ``webhook_url``, every change to an invoice (a payment recorded by
+:meth:`XeroEmulator.mark_paid`, a status change by ``updateInvoice``) POSTs ``{"events": [{"resourceUrl",
+"resourceId", "tenantId", "tenantType": "ORGANISATION", "eventCategory": "INVOICE", "eventType": "UPDATE",
+"eventDateUtc"}], "firstEventSequence", "lastEventSequence", "entropy"}`` with ``x-xero-signature`` = Base64
+of HMAC-SHA256(webhook key, raw body). Xero has no separate "paid" event: the receiver reads the invoice.
+:meth:`XeroEmulator.intent_to_receive` runs Xero's "Intent to Receive" check: the endpoint must answer 401
+to a wrongly signed request and 200 to a rightly signed one.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
+import hmac
+import json
 import math
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -101,6 +118,7 @@ from connectors.sandbox.http import Request, Response, json_response, loads_deci
 from connectors.sandbox.limits import Concurrency, Window, add_all, day_window, first_full
 from connectors.sandbox.oauth import INVALID_VERIFIER, LOOPBACK_REDIRECT, bearer, redirect_to, token_grant
 from connectors.sandbox.values import decimal_or_none
+from connectors.sandbox.webhooks import WebhookSender, post
 
 DEFAULT_TENANT_ID = "00000000-0000-0000-0000-000000000001"
 #: Xero's validation message for an invoice or credit note whose ``Contact`` is archived (quoted by Xero
@@ -112,6 +130,8 @@ ARCHIVED_CONTACT_MESSAGE = (
     "The contact must be un-archived before creating new invoices or credit notes."
 )
 PROVIDER_NAME = "Xero Emulator (maintenance-billing-broker)"
+#: The demo app's webhook signing key (Xero shows it on the app's Webhooks page).
+DEFAULT_WEBHOOK_KEY = "demo-xero-webhook-key"
 
 #: TaxType code -> rate percent. A small organisation TaxRates table (codes from Xero's UK/NZ/AU sets;
 #: ``OUTPUT2`` is set to 23 % to match the Portuguese demo tenant). Override with ``tax_rates=``.
@@ -326,6 +346,8 @@ class XeroEmulator(TokenHolder, Emulator):
         rate_limit_window_seconds: float = 60.0,
         enforce_unique_numbers: bool = True,
         on_invoice_created: Callable[[str, dict], Any] | None = None,
+        webhook_url: str | None = None,
+        webhook_key: str = DEFAULT_WEBHOOK_KEY,
     ):
         self._init_sandbox(
             host, port, hang_seconds=hang_seconds, response_delay=response_delay, request_validator=request_validator
@@ -358,6 +380,10 @@ class XeroEmulator(TokenHolder, Emulator):
         self.clock_offset = 0.0
         # auth state survives reset_state()
         self.tokens = ClockedTokens(refresh_token, access_token_ttl, refresh_grace_seconds, clock=self.now)
+        #: Invoice webhooks (module docstring): ``webhooks.url`` is where they go, ``webhook_key`` signs them.
+        self.webhooks = WebhookSender(webhook_url)
+        self.webhook_key = webhook_key
+        self._event_sequence = 0
         self._init_state()
 
     # ------------------------------------------------------------------ lifecycle
@@ -475,6 +501,7 @@ class XeroEmulator(TokenHolder, Emulator):
                 invoice["FullyPaidOnDate"] = _ms_date(now)
             invoice["UpdatedDateUTC"] = _ms_date(now)
             self._log("invoice.paid", tenant, invoice["InvoiceNumber"], str(pay))
+            self._invoice_webhook(tenant, invoice)
             return copy.deepcopy(invoice)
 
     def balance(self, tenant_id: str | None = None, contact_id: str | None = None) -> Decimal:
@@ -504,6 +531,56 @@ class XeroEmulator(TokenHolder, Emulator):
                 Decimal("0.00"),
             )
         return _q2(due - credit)
+
+    # ------------------------------------------------------------------ webhooks
+    def webhook_signature(self, body: bytes, key: str | None = None) -> str:
+        """``x-xero-signature`` of ``body``: Base64 of HMAC-SHA256(``key`` (default the webhook key), raw body)."""
+        digest = hmac.new((key or self.webhook_key).encode(), body, hashlib.sha256).digest()
+        return base64.b64encode(digest).decode()
+
+    def _webhook_payload(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        """A webhook body around ``events`` (caller holds the lock): sequence numbers and 20 letters of entropy."""
+        first = self._event_sequence + 1
+        self._event_sequence += max(1, len(events))
+        entropy = "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(20))
+        return {
+            "events": events,
+            "firstEventSequence": first,
+            "lastEventSequence": self._event_sequence,
+            "entropy": entropy,
+        }
+
+    def _invoice_webhook(self, tenant: str, invoice: Mapping[str, Any]) -> None:
+        """Queue the ``INVOICE``/``UPDATE`` webhook of ``invoice`` (caller holds the lock; sent after it)."""
+        ident = str(invoice["InvoiceID"])
+        event = {
+            "resourceUrl": f"https://api.xero.com/api.xro/2.0/Invoices/{ident}",
+            "resourceId": ident,
+            "tenantId": tenant,
+            "tenantType": "ORGANISATION",
+            "eventCategory": "INVOICE",
+            "eventType": "UPDATE",
+            "eventDateUtc": _now_utc().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
+        }
+        self.webhooks.send(
+            "INVOICE.UPDATE", self._webhook_payload([event]), lambda body, _t: self._signed_headers(body)
+        )
+
+    def _signed_headers(self, body: bytes, key: str | None = None) -> dict[str, str]:
+        return {"x-xero-signature": self.webhook_signature(body, key)}
+
+    def intent_to_receive(self, url: str | None = None) -> dict[str, Any]:
+        """Xero's "Intent to Receive" check of ``url`` (default ``webhooks.url``): an event-less payload
+        signed with a wrong key must be answered 401, the same rightly signed 200. Returns ``{"ok",
+        "bad_signature_status", "good_signature_status"}`` (status 0: no answer). ``ValueError`` without a URL."""
+        target = url or self.webhooks.url
+        if not target:
+            raise ValueError("no webhook URL configured")
+        with self._lock:
+            body = json.dumps(self._webhook_payload([]), separators=(",", ":")).encode()
+        bad = post(target, body, self._signed_headers(body, key=self.webhook_key + "-wrong"))
+        good = post(target, body, self._signed_headers(body))
+        return {"ok": bad == 401 and good == 200, "bad_signature_status": bad, "good_signature_status": good}
 
     def outage(self, seconds: float, tenant_id: str | None = None, status: int = 503) -> None:
         """Every Accounting call of ``tenant_id`` (all organisations when ``None``) answers ``status``
@@ -1367,6 +1444,7 @@ class XeroEmulator(TokenHolder, Emulator):
             now = _now_utc()
             invoice["UpdatedDateUTC"] = _ms_date(now)
             invoice["UpdatedDateUTCString"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            self._invoice_webhook(tenant, invoice)
             self._log("invoice.status", tenant, invoice["InvoiceNumber"], f"{old_status}->{new_status}")
         return self._envelope({"Invoices": [self._render(invoice, self._unitdp(req))]})
 
@@ -1487,7 +1565,25 @@ class XeroEmulator(TokenHolder, Emulator):
                 req, self._admin_archive_contact, refused="archive refused"
             ),
             ("GET", "/_emulator/balance"): self._admin_balance,
+            ("POST", "/_emulator/webhooks"): lambda req: self.admin_action(
+                req, self._admin_webhooks, refused="bad webhook settings"
+            ),
+            ("GET", "/_emulator/webhooks"): lambda _req: json_response(
+                200, {"deliveries": [list(d) for d in self.webhooks.deliveries], "sent": len(self.webhooks.sent)}
+            ),
+            ("POST", "/_emulator/webhooks/intent"): lambda req: self.admin_action(
+                req, lambda doc: self.intent_to_receive(doc.get("url")), refused="intent to receive refused"
+            ),
+            ("POST", "/_emulator/webhooks/redeliver"): lambda req: self.admin_action(
+                req, lambda doc: {"redelivered": self.webhooks.redeliver(int(doc.get("index", -1)))}, refused="nothing"
+            ),
         }
+
+    def _admin_webhooks(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``POST /_emulator/webhooks`` ``{"url", "key"}`` (both optional): where webhooks go, what signs them."""
+        if doc.get("key"):
+            self.webhook_key = str(doc["key"])
+        return self.webhooks.configure(doc)
 
     def _listing(self, store: dict[str, dict[str, dict]]) -> Response:
         """Every object of ``store`` (all organisations), each with its ``TenantID``."""
