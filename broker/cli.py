@@ -9,13 +9,22 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 from broker import __version__
-from broker.config import BrokerConfig, ConfigError, load_config
+from broker.cli_common import (
+    bootstrap_option,
+    check_kafka_security,
+    console,
+    err_console,
+    fail_config,
+    load,
+    process_settings,
+    say,
+)
+from broker.config import BrokerConfig, ConfigError
 from broker.kafka import exits_when_kafka_is_unreachable
 from broker.logs import configure as configure_logging
 from broker.settings import TOPIC_EVENTS, Settings, unknown_variables
@@ -26,48 +35,6 @@ if TYPE_CHECKING:
     from broker.faust_compat import BrokerWorker
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-console = Console(width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True)
-
-
-def _say(settings: Settings) -> Console:
-    """Where a long-running command prints its banner: stderr with ``BROKER_LOG_FORMAT=json``, so
-    stdout holds only JSON log lines."""
-    return err_console if settings.log_format == "json" else console
-
-
-def _fail_config(exc: Exception) -> NoReturn:
-    err_console.print(f"[bold red]configuration error:[/] {exc}", markup=True, highlight=False)
-    sys.exit(2)
-
-
-def _settings() -> Settings:
-    """The process settings; a malformed ``BROKER_*`` value stops the command naming it (exit 2)."""
-    try:
-        return Settings.from_env()
-    except ValueError as exc:
-        err_console.print(f"[bold red]settings error:[/] {exc}", highlight=False)
-        raise SystemExit(2) from None
-
-
-def _load(path: str) -> BrokerConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        _fail_config(exc)
-
-
-def _check_kafka_security() -> None:
-    """Refuse to start, naming the variable, when the Kafka TLS/SASL settings are wrong."""
-    from broker.kafka_security import KafkaSecurity
-
-    try:
-        KafkaSecurity.from_env()
-    except ValueError as exc:
-        err_console.print(f"[bold red]Kafka security settings:[/] {exc}", highlight=False)
-        raise SystemExit(2) from None
-
 
 def _check_tenant_secrets(config: BrokerConfig, tenant_id: str) -> None:
     """Resolve every ``*_env`` secret named in the tenant's billing settings; raises ConfigError naming
@@ -131,13 +98,13 @@ def run(config_path: str, strict: bool) -> None:
     secrets are missing does not stop the others: its invoices are dead-lettered (replay them once
     it is fixed) and /readyz names it; --strict (or BROKER_STRICT_CONFIG=true) refuses to start.
     """
-    settings = _settings()
-    _check_kafka_security()
-    config = _load(config_path)
+    settings = process_settings()
+    check_kafka_security()
+    config = load(config_path)
     broken = tenant_problems(config)
     if broken and (strict or len(broken) == len(config.tenants)):
         first = sorted(broken)[0]
-        _fail_config(
+        fail_config(
             ConfigError(
                 f"tenant {first}: {broken[first]}" + (f" (and {len(broken) - 1} more)" if len(broken) > 1 else "")
             )
@@ -153,7 +120,7 @@ def run(config_path: str, strict: bool) -> None:
 
         settings = dataclasses.replace(settings, producer_max_batch_size=1)
     with kafka_bootstrap(
-        settings.bootstrap_servers, echo=lambda m: _say(settings).print(f"[yellow]{m}[/]")
+        settings.bootstrap_servers, echo=lambda m: say(settings).print(f"[yellow]{m}[/]")
     ) as bootstrap:
         run_worker(settings, config, bootstrap, broken=broken)
 
@@ -178,7 +145,7 @@ def run_worker(
     app = create_app(settings, config, bootstrap, health=health)
     LagSampler(bootstrap, settings.app_id).start()
     base = f"http://{settings.metrics_host}:{settings.metrics_port}"
-    _say(settings).print(
+    say(settings).print(
         f"worker {settings.app_id}: Kafka {bootstrap}, metrics {base}/metrics, health {base}/healthz {base}/readyz",
         highlight=False,
     )
@@ -223,16 +190,16 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
     from broker.kafka import ensure_topics
     from broker.logs import logging_config
 
-    settings = _settings()
-    _check_kafka_security()
-    config = _load(config_path)
+    settings = process_settings()
+    check_kafka_security()
+    config = load(config_path)
     try:
         credentials = credentials_of(config)
         webhooks = webhook_routes_of(config)
     except ConfigError as exc:
-        _fail_config(exc)
+        fail_config(exc)
     if not credentials and not webhooks:
-        _say(settings).print(
+        say(settings).print(
             "[yellow]no tenant lists an intake sender (`intake:`) or platform (`webhooks:`): "
             "every request will be refused[/]"
         )
@@ -241,7 +208,7 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
     )
     configure_logging(settings.log_level, settings.log_format)
     with kafka_bootstrap(
-        settings.bootstrap_servers, echo=lambda m: _say(settings).print(f"[yellow]{m}[/]")
+        settings.bootstrap_servers, echo=lambda m: say(settings).print(f"[yellow]{m}[/]")
     ) as bootstrap:
         ensure_topics(bootstrap, settings.topic_partitions, [TOPIC_EVENTS])
         external = settings.bootstrap_servers is not None  # the embedded Tansu: batches of 1, no idempotence
@@ -254,9 +221,9 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
         )
         app = create_intake_app(intake, publisher, credentials=credentials, webhooks=webhooks)
         base = f"http://{intake.host}:{intake.port}"
-        _say(settings).print(f"intake: {base}/events -> {TOPIC_EVENTS} on {bootstrap}", highlight=False)
+        say(settings).print(f"intake: {base}/events -> {TOPIC_EVENTS} on {bootstrap}", highlight=False)
         for platform, tenant in sorted(webhooks):
-            _say(settings).print(f"  webhooks: {base}/webhooks/{platform}/{tenant}", highlight=False)
+            say(settings).print(f"  webhooks: {base}/webhooks/{platform}/{tenant}", highlight=False)
         # no access log: an Odoo webhook URL carries its secret in the query (docs/intake.md)
         uvicorn.run(
             app,
@@ -271,12 +238,7 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
 # --------------------------------------------------------------------------- publish
 @main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--bootstrap-servers",
-    envvar="KAFKA_BOOTSTRAP_SERVERS",
-    required=True,
-    help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS); `broker run` prints the embedded one's.",
-)
+@bootstrap_option("Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS); `broker run` prints the embedded one's.")
 @click.option("--topic", default=TOPIC_EVENTS, show_default=True)
 @exits_when_kafka_is_unreachable
 def publish(path: str, bootstrap_servers: str, topic: str) -> None:
@@ -331,7 +293,7 @@ def invoice_preview(config_path: str, event_path: str, fmt: str, quote_path: str
     from broker.preview import preview_json, preview_table
     from broker.pricing import PricingError, price_event
 
-    config = _load(config_path)
+    config = load(config_path)
     try:
         event = parse_billable_event(Path(event_path).read_bytes())
         tenant = config.tenant(event.tenant)
@@ -423,7 +385,7 @@ def config_check(config_path: str) -> None:
 
     from broker.intake import credentials_of, webhook_routes_of
 
-    config = _load(config_path)  # exit 2 with the field paths
+    config = load(config_path)  # exit 2 with the field paths
     problems = tenant_problems(config)
     for tenant_id in config.tenants:
         if tenant_id in problems:
@@ -489,6 +451,9 @@ main.add_command(_report_group)
 from broker.status_cli import status_view as _status_view  # noqa: E402 - `status-view` (the status database)
 
 main.add_command(_status_view)
+from broker.console.cli import console as _console  # noqa: E402 - `console` (the operator console)
+
+main.add_command(_console)
 from broker.payments_cli import payments as _payments  # noqa: E402 - `payments` (billing.payments, docs/payments.md)
 
 main.add_command(_payments)

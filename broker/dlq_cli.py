@@ -26,6 +26,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from broker.cli_common import bootstrap_option
 from broker.dlq import DlqFilter, fetch_dead_letter, parse_record_id, read_dlq, replay, replay_group
 from broker.kafka import exits_when_kafka_is_unreachable
 from broker.settings import TOPIC_DLQ, Settings
@@ -57,12 +58,7 @@ def parse_when(text: str | None) -> datetime | None:
 def _filters(func: _CommandT) -> _CommandT:
     """Add the ``--bootstrap-servers`` option and the filter options (``--tenant`` ... ``--until``)."""
     options = [
-        click.option(
-            "--bootstrap-servers",
-            envvar="KAFKA_BOOTSTRAP_SERVERS",
-            required=True,
-            help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS).",
-        ),
+        bootstrap_option("Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS)."),
         click.option("--tenant", default=None, help="Only this tenant (dlq.tenant)."),
         click.option("--connector", default=None, help="Only this billing system (dlq.connector), e.g. xero."),
         click.option("--error-class", default=None, help="Only this error class (dlq.error.class), e.g. permanent."),
@@ -174,12 +170,7 @@ def dlq_list(
 
 @dlq.command("show")
 @click.argument("record_id")
-@click.option(
-    "--bootstrap-servers",
-    envvar="KAFKA_BOOTSTRAP_SERVERS",
-    required=True,
-    help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS).",
-)
+@bootstrap_option("Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS).")
 @exits_when_kafka_is_unreachable
 def dlq_show(record_id: str, bootstrap_servers: str) -> None:
     """Show one dead-lettered record: its headers and the original event. RECORD_ID = topic:partition:offset."""

@@ -38,7 +38,7 @@ def payments(config_path: str, host: str, port: int) -> None:
     """
     import uvicorn
 
-    from broker.cli import _check_kafka_security, _fail_config, _load, _say, _settings
+    from broker.cli_common import check_kafka_security, fail_config, load, process_settings, say
     from broker.embedded import kafka_bootstrap
     from broker.intake import KafkaPublisher
     from broker.kafka import ensure_topics
@@ -47,14 +47,14 @@ def payments(config_path: str, host: str, port: int) -> None:
     from broker.payments.recorder import Recorder
     from broker.payments.service import create_payments_app, payment_routes_of
 
-    settings = _settings()
-    _check_kafka_security()
-    config = _load(config_path)
+    settings = process_settings()
+    check_kafka_security()
+    config = load(config_path)
     try:
         routes = payment_routes_of(config)
     except ConfigError as exc:
-        _fail_config(exc)
-    say = _say(settings)
+        fail_config(exc)
+    say = say(settings)
     if not routes:
         say.print("[yellow]no tenant has `billing.payments`: every webhook will be refused, nothing is polled[/]")
     configure_logging(settings.log_level, settings.log_format)

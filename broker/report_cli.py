@@ -26,6 +26,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from broker.cli_common import bootstrap_option
 from broker.config import ConfigError, load_config
 from broker.economics import GROUPINGS, economic_report, select_documents
 from broker.kafka import exits_when_kafka_is_unreachable
@@ -90,12 +91,7 @@ def report() -> None:
     default=None,
     help="Write the report to this file instead of stdout.",
 )
-@click.option(
-    "--bootstrap-servers",
-    envvar="KAFKA_BOOTSTRAP_SERVERS",
-    required=True,
-    help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS); TLS/SASL from the KAFKA_* variables.",
-)
+@bootstrap_option("Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS); TLS/SASL from the KAFKA_* variables.")
 @click.option("--topic", default=TOPIC_INVOICES, show_default=True, help="Where the priced documents are.")
 @exits_when_kafka_is_unreachable
 def economics(

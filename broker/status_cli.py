@@ -18,6 +18,7 @@ from types import FrameType
 import click
 from rich.console import Console
 
+from broker.cli_common import bootstrap_option
 from broker.kafka import exits_when_kafka_is_unreachable
 from broker.settings import Settings
 
@@ -38,12 +39,7 @@ def _fail(what: str, exc: Exception) -> SystemExit:
     help="SQLAlchemy URL of the status database (or $BROKER_STATUS_DB): sqlite:///PATH or "
     "postgresql://USER:PASSWORD@HOST/DB. Default: sqlite:///$BROKER_DATA_DIR/status.db.",
 )
-@click.option(
-    "--bootstrap-servers",
-    envvar="KAFKA_BOOTSTRAP_SERVERS",
-    required=True,
-    help="Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS).",
-)
+@bootstrap_option("Kafka cluster (or $KAFKA_BOOTSTRAP_SERVERS).")
 @exits_when_kafka_is_unreachable
 def status_view(db_url: str | None, bootstrap_servers: str) -> None:
     """Materialise billing.invoices, billing.deliveries, billing.payments and billing.dlq into the

@@ -8,7 +8,9 @@ dataclasses; amounts are :class:`~decimal.Decimal`, times aware UTC :class:`~dat
 * :func:`count_invoices` — how many match the same filter; :func:`status_counts` — per status;
 * :func:`get_invoice` — one invoice version by key;
 * :func:`document_history` — one document (``tenant:doc:id``): its versions and every record about it,
-  in the order they reached Kafka.
+  in the order they reached Kafka;
+* :func:`document_payments`, :func:`document_dead_letters` — a document's payments and dead letters;
+  :func:`get_dead_letter` — one dead letter by its ``billing.dlq:P:O`` id.
 """
 
 from __future__ import annotations
@@ -21,15 +23,20 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Select, func, or_, select
 
-from broker.statusdb.schema import INVOICE_EVENTS, INVOICES
+from broker.statusdb.schema import DEAD_LETTERS, INVOICE_EVENTS, INVOICES, PAYMENTS
 
 __all__ = [
+    "DeadLetterRow",
     "DocumentHistory",
     "HistoryEvent",
     "InvoiceFilter",
     "InvoiceRow",
+    "PaymentRow",
     "count_invoices",
+    "document_dead_letters",
     "document_history",
+    "document_payments",
+    "get_dead_letter",
     "get_invoice",
     "list_invoices",
     "status_counts",
@@ -228,3 +235,109 @@ def document_history(engine: Engine, order_key: str) -> DocumentHistory:
         ).mappings()
         history = [HistoryEvent(**dict(row)) for row in events]
     return DocumentHistory(order_key, tuple(rows), tuple(history))
+
+
+@dataclass(frozen=True)
+class PaymentRow:
+    """One ``payments`` row: a ``billing.payments`` record (``type`` its CloudEvent type, ``state`` the
+    payment state it sets or ``None``); amounts :class:`~decimal.Decimal` (``amount`` this payment,
+    ``amount_paid`` so far, ``amount_due`` still due), ``paid_at`` when it happened, ``recorded_at`` its
+    Kafka timestamp."""
+
+    topic: str
+    partition: int
+    offset: int
+    recorded_at: datetime
+    invoice_key: str
+    type: str
+    state: str | None
+    currency: str | None
+    amount: Decimal | None
+    amount_paid: Decimal | None
+    amount_due: Decimal | None
+    paid_at: datetime | None
+    tenant: str | None
+    billing_system: str | None
+    external_id: str | None
+    event_id: str | None
+
+    @property
+    def id(self) -> str:
+        """``topic:partition:offset`` of the record."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    """One ``dead_letters`` row: a ``billing.dlq`` record with its ``dlq.*`` headers as fields
+    (``message`` names the field and value, secrets redacted), the original record's place, the
+    invoice or document key when known and the value's first 4 KiB (``value_preview``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    record_key: str | None
+    tenant: str | None
+    stage: str | None
+    error_class: str | None
+    exception_type: str | None
+    message: str | None
+    connector: str | None
+    http_status: int | None
+    attempts: int | None
+    replay_count: int
+    original_topic: str | None
+    original_partition: int | None
+    original_offset: int | None
+    invoice_key: str | None
+    order_key: str | None
+    value_size: int
+    value_preview: str | None
+    truncated: bool
+    first_failure: datetime | None
+    dead_lettered_at: datetime
+
+    @property
+    def id(self) -> str:
+        """``topic:partition:offset`` of the DLQ record (what ``broker dlq show`` takes)."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+    @classmethod
+    def of(cls, row: Mapping[Any, Any]) -> DeadLetterRow:
+        """From a row of ``dead_letters`` (its ``headers`` column is left out: the fields hold them)."""
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+def document_payments(engine: Engine, order_key: str) -> list[PaymentRow]:
+    """Payments of every version of document ``order_key`` (``tenant:doc:id``), by Kafka timestamp."""
+    p = PAYMENTS.c
+    versions = select(INVOICES.c.invoice_key).where(INVOICES.c.order_key == order_key)
+    query = (
+        select(*(getattr(p, f.name) for f in fields(PaymentRow)))
+        .where(p.invoice_key.in_(versions))
+        .order_by(p.recorded_at, p.topic, p.partition, p.offset)
+    )
+    with engine.connect() as connection:
+        return [PaymentRow(**dict(row)) for row in connection.execute(query).mappings()]
+
+
+def document_dead_letters(engine: Engine, order_key: str) -> list[DeadLetterRow]:
+    """Dead letters of document ``order_key`` (``tenant:doc:id``), by the time they were dead-lettered."""
+    d = DEAD_LETTERS.c
+    query = select(DEAD_LETTERS).where(d.order_key == order_key).order_by(d.dead_lettered_at, d.partition, d.offset)
+    with engine.connect() as connection:
+        return [DeadLetterRow.of(row) for row in connection.execute(query).mappings()]
+
+
+def get_dead_letter(engine: Engine, record_id: str) -> DeadLetterRow | None:
+    """The dead letter ``topic:partition:offset`` (e.g. ``billing.dlq:0:12``), or ``None`` (also for an id
+    not of that form)."""
+    topic, _, rest = record_id.partition(":")
+    partition, _, offset = rest.partition(":")
+    if not (topic and partition.isdigit() and offset.isdigit()):
+        return None
+    d = DEAD_LETTERS.c
+    query = select(DEAD_LETTERS).where(d.topic == topic, d.partition == int(partition), d.offset == int(offset))
+    with engine.connect() as connection:
+        row = connection.execute(query).mappings().first()
+    return None if row is None else DeadLetterRow.of(row)

@@ -32,6 +32,9 @@ Tables (one row per ...):
     record that could not be read (not JSON, not the expected shape): kept with the reason.
 ``consumer_offsets``
     topic partition: the next offset to read, written in the transaction of the rows it covers.
+``audit_log``
+    login or action of an operator of the console (``broker console``, :mod:`broker.console.audit`):
+    who, what, on which target and tenant, when, and the outcome. Written by the console, never by the view.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "AUDIT_LOG",
     "CONSUMER_OFFSETS",
     "DEAD_LETTERS",
     "INVOICES",
@@ -265,4 +269,21 @@ CONSUMER_OFFSETS = Table(
     Column("partition", Integer(), primary_key=True, autoincrement=False),
     Column("next_offset", BigInteger(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+AUDIT_LOG = Table(
+    "audit_log",
+    METADATA,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("operator", String(), nullable=False),
+    Column("action", String(), nullable=False),
+    Column("target", Text()),
+    Column("tenant", String()),
+    Column("outcome", String(), nullable=False),
+    Column("detail", Text()),
+    Column("remote", String()),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_operator", "operator"),
+    Index("ix_audit_log_tenant", "tenant"),
 )
