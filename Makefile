@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test test-slow lint install dev schemas bench bench-delivery bench-dlq bench-ingest bench-latency bench-recovery bench-startup lock clean
+.PHONY: demo test test-slow lint install dev schemas bench bench-pricing bench-memory bench-delivery bench-dlq bench-ingest bench-latency bench-pipeline bench-recovery bench-startup lock clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found; set PYTHON=...)"; exit 2; }
@@ -40,7 +40,10 @@ test-slow: $(STAMP)           ## only the long chaos/soak tests
 schemas: $(VENV)/.installed   ## regenerate schemas/*.schema.json
 	$(PY) -m broker schemas export
 
-bench: $(VENV)/.installed     ## pricing throughput benchmark (prints events/s)
+bench: $(STAMP)               ## every benchmark below in turn (P1-P7 of issue 15, about 25 min), each printing its figures and ratios
+	$(MAKE) --no-print-directory bench-pricing bench-pipeline bench-latency bench-delivery bench-dlq bench-memory bench-startup bench-recovery bench-ingest
+
+bench-pricing: $(VENV)/.installed  ## P2 pricing events/s on one core next to validation alone (prints the ratio)
 	$(PY) tools/bench_pricing.py
 
 bench-delivery: $(STAMP)  ## P3 a throttled Xero tenant's backlog in batches (ratio of the ceiling), P4 a healthy tenant's p99 during another's outage (prints ratios)
@@ -54,6 +57,12 @@ bench-ingest: $(STAMP)    ## HTTP intake: signed events per second and latency, 
 
 bench-latency: $(STAMP)   ## event -> delivered invoice p50/p99 at 20, 100 and 300 events/s, next to Faust's 1.5 s fetch wait (prints ratios)
 	$(PY) tools/bench_latency.py
+
+bench-pipeline: $(STAMP)  ## P1 enrich + price events/s next to a bare two-agent Faust pipeline on the same broker and settings (prints the ratio)
+	$(PY) tools/bench_pipeline.py
+
+bench-memory: $(STAMP)    ## P6 bytes per delivered invoice in the ledger, first delivery and RSS with 1/100/1,000 tenants, restart with a 10k ledger (prints ratios to targets)
+	$(PY) tools/bench_memory.py
 
 bench-recovery: $(STAMP)  ## worker restart with a 100k-entry ledger: memory vs RocksDB store (prints both and the ratio)
 	$(PY) tools/bench_recovery.py

@@ -64,7 +64,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import faust
 from faust.types import TP, AgentT, EventT, StreamT, TableT, TopicT
@@ -90,9 +90,11 @@ from broker.delivery import (
     Park,
     PendingOutcome,
     RecordMeta,
+    StoredEntry,
     Superseded,
     Withheld,
     apply_change,
+    entry_state,
 )
 from broker.dlq import DeadLetterLog, bounded_copy, dlq_headers, headers_to_dict
 from broker.events import describe_validation_error, tenant_hint
@@ -154,21 +156,21 @@ class TableStore:
         self.app = app
         self.fence = fence
 
-    def get(self, key: str) -> LedgerEntry | None:
+    def get(self, key: str) -> StoredEntry | None:
         """The entry at ``key`` or ``None``."""
         return self.table.get(key)
 
-    def put(self, key: str, value: LedgerEntry) -> None:
+    def put(self, key: str, value: StoredEntry) -> None:
         """Set ``key`` (its changelog record is sent with the producer's next batch)."""
         if self.fence is not None:
             self.fence.check()
-        self.table[key] = value
+        self.table[key] = value  # type: ignore[assignment]  # the table's values: any StoredEntry
 
-    async def put_durable(self, key: str, value: LedgerEntry) -> None:
+    async def put_durable(self, key: str, value: StoredEntry) -> None:
         """Set ``key`` and wait for the broker's acknowledgement of its changelog record (only that one)."""
         if self.fence is not None:
             await self.fence.ensure()
-        sent = set_with_changelog(self.table, key, value)
+        sent = set_with_changelog(self.table, key, cast(LedgerEntry, value))  # any StoredEntry, as JSON
         if sent is not None:
             await sent
         else:  # pragma: no cover - a Faust without send_changelog on set
@@ -935,10 +937,10 @@ class DeliverStage:
         oldest: float | None = None  # epoch seconds of the first failure of the longest-parked invoice
         try:
             for key, value in list(self.ledger_table.items()):
-                if isinstance(key, str) and not key.startswith("order:") and isinstance(value, dict):
-                    state = str(value.get("state", "unknown"))
+                if isinstance(key, str) and not key.startswith("order:") and isinstance(value, dict | str):
+                    state = entry_state(value) or "unknown"  # settled entries are compact text
                     counts[state] += 1
-                    meta = value.get("meta")
+                    meta = value.get("meta") if isinstance(value, dict) else None
                     first = meta.get("first_failure") if state == "parked" and isinstance(meta, dict) else None
                     if isinstance(first, (int, float)) and (oldest is None or first < oldest):
                         oldest = float(first)

@@ -22,6 +22,7 @@ import threading
 
 import pytest
 
+from broker.delivery import unpack_entry
 from broker.demo import Tally
 from broker.kafka import ensure_topics
 from broker.settings import TOPIC_INVOICES
@@ -52,7 +53,7 @@ ENV = {**FAST_ENV, "BROKER_LOG_LEVEL": os.environ.get("FENCE_LOG_LEVEL", "INFO")
 def _ledger_writes(bootstrap: str, key: str) -> list[dict]:
     """The ledger changelog's values for ledger key ``key``, in partition order."""
     records = topic_records(bootstrap, f"{APP_ID}-delivery-ledger-changelog")
-    return [json.loads(r.value) for r in records if r.key and json.loads(r.key) == key]
+    return [unpack_entry(key, json.loads(r.value)) for r in records if r.key and json.loads(r.key) == key]
 
 
 def test_a_frozen_worker_writes_nothing_for_the_partitions_it_lost(kafka, xero_validator, tmp_path):

@@ -61,7 +61,11 @@ from broker.delivery.ledger import (
     LedgerStore,
     PendingOutcome,
     RecordMeta,
+    StoredEntry,
     WorkOrder,
+    entry_state,
+    pack_entry,
+    unpack_entry,
 )
 from broker.delivery.limits import DAY, RateLimiter, Slot, TenantState, new_tenant_state
 from broker.delivery.policy import (
@@ -113,6 +117,7 @@ __all__ = [
     "RateLimiter",
     "RecordMeta",
     "Slot",
+    "StoredEntry",
     "Superseded",
     "TenantState",
     "Withheld",
@@ -120,7 +125,10 @@ __all__ = [
     "apply_change",
     "build_connector",
     "correction_of",
+    "entry_state",
     "new_tenant_state",
     "open_circuit",
+    "pack_entry",
     "park_decision",
+    "unpack_entry",
 ]

@@ -9,6 +9,10 @@ A record is an :class:`~connectors.sdk.invoice.Invoice` or a :class:`~connectors
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,14 +36,38 @@ __all__ = [
     "LedgerStore",
     "PendingOutcome",
     "RecordMeta",
+    "StoredEntry",
     "WorkOrder",
+    "entry_state",
+    "pack_entry",
+    "unpack_entry",
 ]
 
 #: An invoice entry: a JSON object with the keys listed in :class:`InvoiceLedger`'s docstring.
 LedgerEntry = dict[str, Any]
 
+#: A ledger value as stored: an entry (a dict), a settled entry's compact text (:func:`pack_entry`), or a
+#: work-order entry's pointer to the invoice entry that holds its delivered revision (an ``int`` revision
+#: ``N`` for ``…:rN``, or the key's suffix ``rN:cN`` for a correction).
+StoredEntry = LedgerEntry | str | int
+
 #: Key prefix of work-order entries (``order:tenant:doc:id``).
 ORDER_PREFIX = "order:"
+
+#: States after which an entry is only read, never acted on again: stored compact (:func:`pack_entry`).
+SETTLED_STATES = ("delivered", "not_billable", "failed", "superseded", "cancelled", "held")
+_STATE_CODES = {"delivered": "d", "not_billable": "n", "failed": "f", "superseded": "s", "cancelled": "c", "held": "h"}
+_CODE_STATES = {code: state for state, code in _STATE_CODES.items()}
+#: What a settled entry no longer keeps: the record and its retry state (only while parked or queued),
+#: ``uncertain`` (false once settled), the delivery time (its ``updated_at``), the billing system (the
+#: tenant's) and how it was parked.
+_DROPPED = ("payload", "meta", "due", "uncertain", "delivered_at", "billing_system", "park_reason", "park_level")
+#: The compact text's fields after the state code and the two times, in order (the last: every other field).
+_POSITIONAL = ("external_id", "external_number", "fingerprint", "total", "currency", "origin", "outcome", "attempts")
+_INVOICES_TOPIC = "billing.invoices"
+_FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
+_CORRECTION = re.compile(r"c\d+")
+_REVISION = re.compile(r"r(\d+)")
 
 _N = TypeVar("_N", int, float)
 
@@ -54,6 +82,193 @@ def correction_number(invoice: Invoice) -> int:
         return 0
     suffix = invoice.invoice_key.rsplit(":c", 1)[-1]
     return int(suffix) if suffix.isdigit() else 0
+
+
+def _key_fields(key: str) -> dict[str, Any]:
+    """What a ledger key says of its entry: ``invoice_key``, and for ``tenant:doc:id:rN`` its ``order_key`` and
+    ``revision``, for a correction (``…:rN:cN``) also ``corrects``, for a change (``…:rN:reopen|cancel``) ``action``."""
+    out: dict[str, Any] = {"invoice_key": key}
+    parts = key.split(":")
+    tail = parts[-1]
+    change = tail in ("reopen", "cancel")
+    if len(parts) >= 3 and _REVISION.fullmatch(parts[-2]) and (change or _CORRECTION.fullmatch(tail)):
+        revision, out["order_key"] = parts[-2], ":".join(parts[:-2])
+        if change:
+            out["action"] = tail
+        else:
+            out["corrects"] = ":".join(parts[:-1])
+    elif len(parts) >= 2 and _REVISION.fullmatch(tail):
+        revision, out["order_key"] = tail, ":".join(parts[:-1])
+    else:
+        return out
+    out["revision"] = int(revision[1:])
+    return out
+
+
+def _epoch(text: Any) -> int | None:
+    """Whole epoch seconds of an ISO time with a zone (``None``: not one)."""
+    try:
+        moment = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return int(moment.timestamp()) if moment is not None and moment.tzinfo is not None else None
+
+
+def _pack_id(value: str) -> str:
+    """An external id, a canonical UUID as ``~`` + its 16 bytes in base64url (a ``~`` doubled in others)."""
+    if value.startswith("~"):
+        return "~" + value
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return value
+    return "~" + base64.urlsafe_b64encode(parsed.bytes).decode().rstrip("=") if str(parsed) == value else value
+
+
+def _unpack_id(value: str) -> str:
+    if value.startswith("~~"):
+        return value[1:]
+    if value.startswith("~"):
+        return str(uuid.UUID(bytes=base64.urlsafe_b64decode(value[1:] + "==")))
+    return value
+
+
+def _pack_position(name: str, value: Any, origin: Any) -> tuple[bool, Any]:
+    """``(True, the compact form)`` of field ``name``, or ``(False, None)`` when it is kept as it is."""
+    if value is None:
+        return True, None
+    if name == "external_id" and isinstance(value, str):
+        return True, _pack_id(value)
+    if name == "fingerprint" and isinstance(value, str) and _FINGERPRINT.fullmatch(value):
+        return True, base64.urlsafe_b64encode(bytes.fromhex(value[7:])).decode().rstrip("=")
+    if name == "outcome":
+        if isinstance(value, dict) and set(value) == {"published", "source"} and value["published"] is True:
+            source = value["source"]
+            return True, "" if source is None else 0 if source == origin else _pack_position("origin", source, None)[1]
+        return False, None
+    if name == "origin" and isinstance(value, str) and not value.startswith(":"):
+        return True, value[len(_INVOICES_TOPIC) :] if value.startswith(_INVOICES_TOPIC + ":") else value
+    if name in ("external_number", "total", "currency") and isinstance(value, str):
+        return True, value
+    if name == "attempts" and isinstance(value, int) and not isinstance(value, bool):
+        return True, value
+    return False, None
+
+
+def _unpack_position(name: str, value: Any, origin: Any) -> Any:
+    if name == "external_id":
+        return _unpack_id(value)
+    if name == "fingerprint":
+        return "sha256:" + base64.urlsafe_b64decode(value + "=").hex()
+    if name == "origin":
+        return _INVOICES_TOPIC + value if value.startswith(":") else value
+    if name == "outcome":
+        source = None if value == "" else origin if value == 0 else _unpack_position("origin", value, None)
+        return {"published": True, "source": source}
+    return value
+
+
+def pack_entry(key: str, entry: LedgerEntry) -> StoredEntry:
+    """The stored form of invoice or change entry ``entry`` at ``key``: a settled one (``delivered``,
+    ``not_billable``, ``failed``, ``superseded``, ``cancelled``, ``held``; not ``uncertain``, its outcome
+    published) as compact JSON text, any other as it is.
+
+    The text is a JSON array: the state's code, ``created_at`` in epoch seconds, ``updated_at`` in seconds
+    after it, then :data:`_POSITIONAL` (a canonical UUID id in base64url after ``~``, the fingerprint's
+    hash in base64url, ``billing.invoices`` left out of the origin, the published outcome as ``0`` when
+    its source is the origin), trailing nulls left out, and last, when there are any, the entry's other
+    fields as an object. Left out: what :func:`_key_fields` derives from ``key``, ``number`` when it is
+    the ``external_number``, ``reconciled`` when false, and the :data:`_DROPPED` fields. Read back by
+    :func:`unpack_entry` (times to the second)."""
+    code = _STATE_CODES.get(str(entry.get("state")))
+    outcome = entry.get("outcome")
+    if (
+        code is None
+        or entry.get("uncertain")
+        or (outcome is not None and not _pack_position("outcome", outcome, None)[0])
+    ):
+        return entry
+    rest = {k: v for k, v in entry.items() if k not in _DROPPED and k != "state"}
+    for name, derived in _key_fields(key).items():
+        if name in rest and rest[name] == derived:
+            del rest[name]
+    if "number" in rest and rest["number"] == rest.get("external_number"):
+        del rest["number"]
+    if rest.get("reconciled") is False:
+        del rest["reconciled"]
+    created, updated = _epoch(rest.get("created_at")), _epoch(rest.get("updated_at"))
+    if created is not None and updated is not None:
+        del rest["created_at"], rest["updated_at"]
+    else:
+        created = updated = None
+    values: list[Any] = [code, created, None if created is None or updated is None else updated - created]
+    origin = rest.get("origin")
+    for name in _POSITIONAL:
+        ok, packed = _pack_position(name, rest.get(name), origin)
+        values.append(packed if ok else None)
+        if ok:
+            rest.pop(name, None)
+    while values[-1] is None:
+        values.pop()
+    if rest:
+        values.append(rest)
+    return json.dumps(values, separators=(",", ":"), ensure_ascii=False)
+
+
+def unpack_entry(key: str, value: StoredEntry | None) -> LedgerEntry:
+    """The entry stored at ``key`` as a dict (a copy): an entry written whole (any version) as it is, a
+    compact one (:func:`pack_entry`) with what its key says, ``uncertain`` false, ``number`` its
+    ``external_number`` and, delivered, ``reconciled`` false unless kept; empty for anything else."""
+    if isinstance(value, dict):
+        return dict(value)
+    if not isinstance(value, str) or not value.startswith("["):
+        return {}
+    items = json.loads(value)
+    extras = items.pop() if isinstance(items[-1], dict) else {}
+    code, created, delta, *fields = items + [None] * (3 + len(_POSITIONAL) - len(items))
+    entry = _key_fields(key)
+    entry.update({"state": _CODE_STATES.get(code, code), "uncertain": False})
+    if created is not None:
+        entry["created_at"] = datetime.fromtimestamp(created, UTC).isoformat()
+        entry["updated_at"] = datetime.fromtimestamp(created + (delta or 0), UTC).isoformat()
+    for name, packed in zip(_POSITIONAL, fields, strict=False):
+        if packed is not None:
+            entry[name] = _unpack_position(name, packed, entry.get("origin"))
+    if entry.get("external_number") is not None and "number" not in extras:
+        entry["number"] = entry["external_number"]
+    if entry["state"] == "delivered":
+        entry["reconciled"] = False
+    entry.update(extras)
+    return entry
+
+
+def entry_state(value: StoredEntry | None) -> str | None:
+    """The ``state`` of a stored invoice or change entry, whole or compact (``None``: a work-order pointer)."""
+    if isinstance(value, dict):
+        state = value.get("state")
+        return None if state is None else str(state)
+    if isinstance(value, str) and value.startswith('["'):
+        return _CODE_STATES.get(value[2:3])
+    return None
+
+
+def _ref_of(key: str, entry: LedgerEntry) -> DeliveredRef:
+    """The :class:`DeliveredRef` of the invoice entry ``entry`` at ``key`` (what its work order bills)."""
+    derived = _key_fields(key)
+    corrects = entry.get("corrects", derived.get("corrects"))
+    suffix = key.rsplit(":c", 1)[-1]
+    return {
+        "invoice_key": key,
+        "revision": int(entry.get("revision", derived.get("revision")) or 0),
+        "external_id": entry.get("external_id"),
+        "external_number": entry.get("external_number"),
+        "fingerprint": entry.get("fingerprint"),
+        "total": entry.get("total"),
+        "currency": entry.get("currency"),
+        "source": entry.get("origin"),
+        "corrects": corrects,
+        "correction": int(suffix) if corrects and suffix.isdigit() else 0,
+    }
 
 
 class LedgerRecord(Protocol):
@@ -155,13 +370,13 @@ class PendingOutcome(TypedDict):
 class LedgerStore(Protocol):
     """Where ledger entries live: the Faust table in the worker, a dict in unit tests."""
 
-    def get(self, key: str) -> LedgerEntry | None:
-        """The entry at ``key`` (``None`` when there is none)."""
+    def get(self, key: str) -> StoredEntry | None:
+        """The entry at ``key`` as stored (``None`` when there is none)."""
 
-    def put(self, key: str, value: LedgerEntry) -> None:
+    def put(self, key: str, value: StoredEntry) -> None:
         """Set the entry at ``key`` (durable eventually)."""
 
-    async def put_durable(self, key: str, value: LedgerEntry) -> None:
+    async def put_durable(self, key: str, value: StoredEntry) -> None:
         """``put`` and wait until it is durable (the changelog record acknowledged by the brokers)."""
 
 
@@ -169,18 +384,18 @@ class DictLedgerStore:
     """In-memory :class:`LedgerStore` (tests, tools); ``flushes`` counts :meth:`put_durable` calls."""
 
     def __init__(self) -> None:
-        self.data: dict[str, LedgerEntry] = {}
+        self.data: dict[str, StoredEntry] = {}
         self.flushes = 0
 
-    def get(self, key: str) -> LedgerEntry | None:
+    def get(self, key: str) -> StoredEntry | None:
         """The entry at ``key`` or ``None``."""
         return self.data.get(key)
 
-    def put(self, key: str, value: LedgerEntry) -> None:
+    def put(self, key: str, value: StoredEntry) -> None:
         """Set the entry at ``key``."""
         self.data[key] = value
 
-    async def put_durable(self, key: str, value: LedgerEntry) -> None:
+    async def put_durable(self, key: str, value: StoredEntry) -> None:
         """Set the entry at ``key`` and count a flush."""
         self.data[key] = value
         self.flushes += 1
@@ -304,8 +519,13 @@ class InvoiceLedger:
          "order_key", "revision", "number", "uncertain": bool, "attempts", "external_id",
          "external_number", "last_error", "error_class", "amendment", "created_at", "updated_at",
          "payload" (parked/queued: the invoice JSON), "meta" (parked/queued: RecordMeta), "due",
-         "outcome" (delivered: a PendingOutcome until published), "fingerprint" (delivered),
+         "outcome" (delivered: a PendingOutcome until published), "fingerprint", "total", "currency",
+         "origin" (delivered: the content's ``topic:partition:offset``),
          "cancelled_by" / "held_by" (the change that retired it or kept it from being billed)}
+
+    A settled entry is stored compact (:func:`pack_entry`: no payload, meta, ``billing_system``,
+    ``delivered_at``; times to the second) and read back whole by :meth:`entry`; entries written whole
+    (by earlier versions too) are read as they are.
 
     Change entry (key = ``tenant:doc:id:rN:reopen|cancel``): ``state`` ``pending`` (a cancellation
     about to call the billing system, written durably first), ``held``, ``cancelled``, ``failed``,
@@ -315,6 +535,10 @@ class InvoiceLedger:
 
         {"parked": [keys, head first], "delivered": DeliveredRef | null,
          "held": HoldRef (reopened), "cancelled": CancelRef (cancelled)}
+
+    or, when nothing is queued, held or cancelled and the delivered revision's own entry holds its
+    :class:`DeliveredRef`, only a pointer to that entry: its revision ``N`` (``…:rN``) or, for a
+    correction, its key's suffix ``rN:cN``.
     """
 
     STATES = (
@@ -334,12 +558,17 @@ class InvoiceLedger:
 
     # -------------------------------------------------------------- reading
     def entry(self, key: str) -> LedgerEntry:
-        """A copy of the invoice entry at ``key`` (empty when there is none)."""
-        return dict(self.store.get(key) or {})
+        """A copy of the invoice entry at ``key``, whole (empty when there is none)."""
+        return unpack_entry(key, self.store.get(key))
 
     def order(self, order_key: str) -> WorkOrder:
         """A copy of the work-order entry of ``order_key`` (``tenant:doc:id``)."""
         raw = self.store.get(ORDER_PREFIX + order_key) or {}
+        if isinstance(raw, int | str) and not isinstance(raw, bool):  # a pointer to the delivered revision
+            key = f"{order_key}:r{raw}" if isinstance(raw, int) else f"{order_key}:{raw}"
+            return {"parked": [], "delivered": _ref_of(key, self.entry(key))}
+        if not isinstance(raw, dict):
+            raw = {}
         order: WorkOrder = {"parked": list(raw.get("parked") or []), "delivered": raw.get("delivered")}
         if raw.get("held"):
             order["held"] = dict(raw["held"])  # type: ignore[typeddict-item]  # a HoldRef as written
@@ -382,17 +611,36 @@ class InvoiceLedger:
         now = _utcnow()
         entry.setdefault("created_at", now)
         entry["updated_at"] = now
-        before = (self.store.get(key) or {}).get("state")
-        self.store.put(key, entry)
+        before = entry_state(self.store.get(key))
+        self.store.put(key, pack_entry(key, entry))
         if entry.get("state") != before:
             metrics.LEDGER_TRANSITIONS.labels(entry.get("state", "unknown")).inc()
 
-    def _put_order(self, order_key: str, order: WorkOrder) -> None:
+    def _put_order(self, order_key: str, order: WorkOrder, written: Mapping[str, LedgerEntry] | None = None) -> None:
+        """Write ``order``; ``written``: invoice entries about to be written (key -> entry), read for the pointer."""
         value: dict[str, Any] = {"parked": order["parked"], "delivered": order["delivered"]}
         for extra in ("held", "cancelled"):
             if order.get(extra):
                 value[extra] = order.get(extra)
-        self.store.put(ORDER_PREFIX + order_key, value)
+        pointer = self._pointer(order_key, order, written or {})
+        self.store.put(ORDER_PREFIX + order_key, value if pointer is None else pointer)
+
+    def _pointer(self, order_key: str, order: WorkOrder, written: Mapping[str, LedgerEntry]) -> int | str | None:
+        """The compact form of ``order`` (see the class docstring), or ``None`` when it must be written whole:
+        something is queued, held or cancelled, or the delivered revision's entry would not give back its
+        :class:`DeliveredRef` exactly (an entry written before entries kept it)."""
+        delivered = order["delivered"]
+        if order["parked"] or order.get("held") or order.get("cancelled") or not delivered:
+            return None
+        key = str(delivered.get("invoice_key") or "")
+        if not key.startswith(order_key + ":"):
+            return None
+        entry = written.get(key) or self.entry(key)
+        if _ref_of(key, entry) != dict(delivered):
+            return None
+        suffix = key[len(order_key) + 1 :]
+        match = _REVISION.fullmatch(suffix)
+        return int(match.group(1)) if match else suffix
 
     def _base(self, invoice: LedgerRecord | NotBillable) -> LedgerEntry:
         entry = self.entry(invoice.invoice_key)
@@ -425,7 +673,7 @@ class InvoiceLedger:
         entry["updated_at"] = now
         if self.entry(invoice.invoice_key).get("state") != "pending":
             metrics.LEDGER_TRANSITIONS.labels("pending").inc()
-        await self.store.put_durable(invoice.invoice_key, entry)
+        await self.store.put_durable(invoice.invoice_key, pack_entry(invoice.invoice_key, entry))
 
     def settle(self, invoice: LedgerRecord, attempts: int, error: ConnectorError) -> None:
         """The last call answered definitively (nothing stored): no lookup needed next time."""
@@ -443,9 +691,11 @@ class InvoiceLedger:
             entry["last_error"] = str(error)[:500]
         self._put(invoice.invoice_key, entry)
 
-    def unqueue(self, invoice: LedgerRecord, *, delivered: DeliveredRef | None = None) -> None:
+    def unqueue(
+        self, invoice: LedgerRecord, *, delivered: DeliveredRef | None = None, entry: LedgerEntry | None = None
+    ) -> None:
         """Take ``invoice`` out of its work order's queue; ``delivered``: it is now the delivered
-        revision (unless a newer one is)."""
+        revision (unless a newer one is), ``entry`` its invoice entry about to be written."""
         order = self.order(invoice.order_key)
         if invoice.invoice_key in order["parked"]:
             order["parked"].remove(invoice.invoice_key)
@@ -453,7 +703,7 @@ class InvoiceLedger:
             current = order["delivered"]
             if current is None or int(current.get("revision", 0)) <= int(delivered["revision"]):
                 order["delivered"] = delivered
-        self._put_order(invoice.order_key, order)
+        self._put_order(invoice.order_key, order, {invoice.invoice_key: entry} if entry is not None else None)
 
     def drop_queued(self, order_key: str, key: str) -> None:
         """Remove invoice key ``key`` from ``order_key``'s queue (its entry is left as it is)."""
@@ -487,27 +737,16 @@ class InvoiceLedger:
                 "reconciled": reconciled,
                 "delivered_at": _utcnow(),
                 "fingerprint": invoice.fingerprint,
+                "total": str(invoice.total),
+                "currency": invoice.currency,
+                "origin": origin,
             }
         )
         if amendment:
             entry["amendment"] = amendment
         if outcome is not None:
             entry["outcome"] = outcome
-        self.unqueue(
-            invoice,
-            delivered={
-                "invoice_key": invoice.invoice_key,
-                "revision": invoice.revision,
-                "external_id": result.external_id,
-                "external_number": result.external_number,
-                "fingerprint": invoice.fingerprint,
-                "total": str(invoice.total),
-                "currency": invoice.currency,
-                "source": origin,
-                "corrects": invoice.corrects,
-                "correction": correction_number(invoice),
-            },
-        )
+        self.unqueue(invoice, delivered=_ref_of(invoice.invoice_key, entry), entry=entry)
         if amendment and amendment.get("previous_invoice_key"):
             prev_key = str(amendment["previous_invoice_key"])
             prev = self.entry(prev_key)
@@ -557,7 +796,7 @@ class InvoiceLedger:
         entry["updated_at"] = _utcnow()
         if self.entry(invoice.invoice_key).get("state") != "delivered":
             metrics.LEDGER_TRANSITIONS.labels("delivered").inc()
-        await self.store.put_durable(invoice.invoice_key, entry)
+        await self.store.put_durable(invoice.invoice_key, pack_entry(invoice.invoice_key, entry))
         return entry
 
     def outcome_published(self, key: str) -> None:
