@@ -326,6 +326,12 @@ class Discount(_Model):
     parts_percent: DiscountPercent = Decimal("0")
 
 
+#: How an invoice reaches the billing system (issue 12, docs/approval.md): ``none`` posted as final;
+#: ``draft`` posted as a draft where the system has drafts, for someone to finalise there; ``required``
+#: held in the broker until an operator approves it (console or API), then delivered exactly once.
+Approval = Literal["none", "draft", "required"]
+
+
 class Client(_Model):
     """A client company of the tenant, how it is known in the billing system, and its prices and tax treatment.
 
@@ -361,6 +367,11 @@ class Client(_Model):
         default=None,
         description="Language of this client's invoice texts (en, es, fr, pt; a locale such as pt_PT is accepted); "
         "unset: the tenant's language.",
+    )
+    approval: Approval | None = Field(
+        default=None,
+        description="Overrides the tenant's approval for this client's invoices (none, draft, required); unset: "
+        "the tenant's.",
     )
     contracts: list[Contract] = Field(default_factory=list)
 
@@ -683,6 +694,11 @@ class Tenant(_Model):
     )
     economics: Economics = Field(default_factory=Economics)
     periodic: PeriodicInvoicing = Field(default_factory=PeriodicInvoicing)
+    approval: Approval = Field(
+        default="none",
+        description="none: invoices are posted final; draft: posted as drafts where the billing system has them; "
+        "required: held until an operator approves them (clients may override).",
+    )
     language: str = Field(
         default="en", description="Language of the invoice texts of clients that set none (en, es, fr, pt)."
     )
@@ -733,6 +749,11 @@ class Tenant(_Model):
         """``per_document``, ``weekly`` or ``monthly``: the client's ``invoicing`` (unknown client: per document)."""
         client = self.clients.get(client_id)
         return client.invoicing if client is not None else "per_document"
+
+    def approval_of(self, client_id: str) -> Approval:
+        """``none``, ``draft`` or ``required``: the client's ``approval``, else the tenant's (:data:`Approval`)."""
+        client = self.clients.get(client_id)
+        return client.approval if client is not None and client.approval is not None else self.approval
 
     def language_of(self, client_id: str) -> str:
         """The invoice language of ``client_id``: its ``language``, else the tenant's."""
@@ -955,6 +976,7 @@ def parse_config(raw: Any, source: str = "<config>") -> BrokerConfig:
 
 __all__ = [
     "DEFAULT_REVERSE_CHARGE_NOTE",
+    "Approval",
     "Billing",
     "BrokerConfig",
     "CatalogueItem",
