@@ -23,6 +23,7 @@ from broker.cli_common import (
     load,
     process_settings,
     say,
+    serve_asgi,
 )
 from broker.config import BrokerConfig, ConfigError
 from broker.kafka import exits_when_kafka_is_unreachable
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from broker.faust_compat import BrokerWorker
 
 F = TypeVar("F", bound=Callable[..., Any])
+
 
 def _check_tenant_secrets(config: BrokerConfig, tenant_id: str) -> None:
     """Resolve every ``*_env`` secret named in the tenant's billing settings; raises ConfigError naming
@@ -183,8 +185,6 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
     """
     import dataclasses
 
-    import uvicorn
-
     from broker.embedded import kafka_bootstrap
     from broker.intake import KafkaPublisher, create_intake_app, credentials_of, webhook_routes_of
     from broker.kafka import ensure_topics
@@ -225,7 +225,7 @@ def ingest(config_path: str, host: str | None, port: int | None) -> None:
         for platform, tenant in sorted(webhooks):
             say(settings).print(f"  webhooks: {base}/webhooks/{platform}/{tenant}", highlight=False)
         # no access log: an Odoo webhook URL carries its secret in the query (docs/intake.md)
-        uvicorn.run(
+        serve_asgi(
             app,
             host=intake.host,
             port=intake.port,

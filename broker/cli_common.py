@@ -26,6 +26,7 @@ __all__ = [
     "load",
     "process_settings",
     "say",
+    "serve_asgi",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,3 +82,25 @@ def bootstrap_option(
 ) -> Callable[[F], F]:
     """The ``--bootstrap-servers`` option (``$KAFKA_BOOTSTRAP_SERVERS``), required unless ``required=False``."""
     return click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", required=required, help=help)
+
+
+def serve_asgi(app: Any, **options: Any) -> None:
+    """Run the ASGI ``app`` under uvicorn (``options``: :class:`uvicorn.Config`'s) until SIGINT or SIGTERM.
+
+    uvicorn shuts down cleanly on either, then raises the signal again with the handler it found; with
+    the default SIGTERM handler that would end the process on the spot, skipping the caller's clean-up
+    (an embedded Kafka left running). Here SIGTERM then raises ``SystemExit(143)`` (128 + 15, the
+    usual status of a process stopped by SIGTERM) so every ``with`` and ``finally`` of the caller runs.
+    """
+    import signal
+
+    import uvicorn
+
+    def stopped(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stopped)
+    try:
+        uvicorn.Server(uvicorn.Config(app, **options)).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

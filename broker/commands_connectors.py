@@ -38,6 +38,8 @@ def _capabilities_text(caps: Capabilities) -> str:
     parts = [f"idempotency: {caps.idempotency}", f"batch: {caps.batch_size}"]
     if caps.amendments:
         parts.append("amendments")
+    if caps.drafts:
+        parts.append("drafts")
     if caps.oauth2:
         parts.append("oauth2")
     limits = [

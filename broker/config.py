@@ -462,9 +462,11 @@ class PaymentFeed(_Model):
     """How ``broker payments`` hears of the tenant's payments (``billing.payments``; ``docs/payments.md``).
 
     ``webhook_secret_env``: the variable holding what signs the billing system's webhooks (Xero's webhook
-    key, Stripe's endpoint secret ``whsec_…``), required for systems with webhooks; ``poll_seconds``: how
-    often a system without webhooks (Moloni) is asked what changed; ``tolerance_seconds``: how far a signed
-    timestamp (Stripe's ``t``) may be from now (Stripe's SDKs: 300).
+    key, Stripe's endpoint secret ``whsec_…``, QuickBooks' verifier token, FreshBooks' callback verifier;
+    for PayPal, which signs with its own key, the webhook id its verify API needs), required for systems
+    with webhooks; ``poll_seconds``: how often a system without webhooks (Moloni, InvoiceXpress, Zoho) is
+    asked what changed; ``tolerance_seconds``: how far a signed timestamp (Stripe's ``t``, PayPal's
+    transmission time) may be from now (Stripe's SDKs: 300).
     """
 
     webhook_secret_env: str | None = None
@@ -889,6 +891,8 @@ def billing_problems(config: BrokerConfig) -> list[str]:
     * ``tenants.<id>.billing (<system>): VAT 6% (tax.rates.part) has no ...``: a rate of
       :meth:`Tenant.vat_rates` the settings do not map to a code of the system
       (:meth:`Connector.required_tax_mapping <connectors.sdk.interface.Connector.required_tax_mapping>`);
+    * ``tenants.<id>.approval: ...`` / ``tenants.<id>.clients.<client>.approval: ...``: ``draft`` for a
+      system without draft invoices (``Capabilities.drafts`` false, e.g. QuickBooks Online);
     * ``tenants.<id>.invoice_prefix: ...``: even the shortest invoice number of the prefix
       (:func:`broker.pricing.numbers.shortest_invoice_number`) exceeds :attr:`Tenant.invoice_number_max`.
     """
@@ -910,6 +914,8 @@ def _tenant_billing_problems(tenant_id: str, tenant: Tenant) -> list[str]:
     except ConfigError as exc:
         return [str(exc)]
     problems = [f"{where}.billing ({system}): {problem}" for problem in unmapped]
+    if not cls.capabilities.drafts:
+        problems.extend(_draft_problems(where, tenant, system, getattr(cls, "label", "") or system))
     shortest = shortest_invoice_number(tenant.invoice_prefix)
     if shortest > limit:
         problems.append(
@@ -918,6 +924,20 @@ def _tenant_billing_problems(tenant_id: str, tenant: Tenant) -> list[str]:
             f"{NUMBER_HASH_DIGITS} hash digits) has {shortest}; use at most {limit - NUMBER_HASH_DIGITS - 4} characters"
         )
     return problems
+
+
+def _draft_problems(where: str, tenant: Tenant, system: str, label: str) -> list[str]:
+    """``approval: draft`` (the tenant's or a client's) for a billing system without draft invoices: one message
+    per field naming its path and the system (``Capabilities.drafts``, docs/connectors.md "Drafts")."""
+    fields = [f"{where}.approval"] if tenant.approval == "draft" else []
+    fields += [
+        f"{where}.clients.{cid}.approval" for cid, client in tenant.clients.items() if client.approval == "draft"
+    ]
+    return [
+        f"{field}: 'draft' posts invoices as drafts, but the billing system {system} ({label}) has no draft "
+        "invoices (an invoice is issued when it is created); use 'none' or 'required'"
+        for field in fields
+    ]
 
 
 #: PyYAML's C loader (libyaml) when PyYAML was built with it, else its pure-Python loader; both build

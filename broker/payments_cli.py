@@ -36,9 +36,7 @@ def payments(config_path: str, host: str, port: int) -> None:
     Every payment, partial payment or void a billing system reports becomes one CloudEvent on
     billing.payments, keyed by the invoice key. docs/payments.md has the details.
     """
-    import uvicorn
-
-    from broker.cli_common import check_kafka_security, fail_config, load, process_settings, say
+    from broker.cli_common import check_kafka_security, fail_config, load, process_settings, say, serve_asgi
     from broker.embedded import kafka_bootstrap
     from broker.intake import KafkaPublisher
     from broker.kafka import ensure_topics
@@ -54,11 +52,11 @@ def payments(config_path: str, host: str, port: int) -> None:
         routes = payment_routes_of(config)
     except ConfigError as exc:
         fail_config(exc)
-    say = say(settings)
+    out = say(settings)
     if not routes:
-        say.print("[yellow]no tenant has `billing.payments`: every webhook will be refused, nothing is polled[/]")
+        out.print("[yellow]no tenant has `billing.payments`: every webhook will be refused, nothing is polled[/]")
     configure_logging(settings.log_level, settings.log_format)
-    with kafka_bootstrap(settings.bootstrap_servers, echo=lambda m: say.print(f"[yellow]{m}[/]")) as bootstrap:
+    with kafka_bootstrap(settings.bootstrap_servers, echo=lambda m: out.print(f"[yellow]{m}[/]")) as bootstrap:
         ensure_topics(bootstrap, settings.topic_partitions, [TOPIC_PAYMENTS])
         external = settings.bootstrap_servers is not None  # the embedded Tansu: batches of 1, no idempotence
         publisher = KafkaPublisher(
@@ -70,15 +68,15 @@ def payments(config_path: str, host: str, port: int) -> None:
         )
         app = create_payments_app(routes, Recorder(publisher), max_body_bytes=settings.intake.max_body_bytes)
         base = f"http://{host}:{port}"
-        say.print(f"payments: -> {TOPIC_PAYMENTS} on {bootstrap}", highlight=False)
+        out.print(f"payments: -> {TOPIC_PAYMENTS} on {bootstrap}", highlight=False)
         for (system, tenant), route in sorted(routes.items()):
             how = (
                 f"webhooks at {base}/webhooks/payments/{system}/{tenant}"
                 if route.source.webhooks
                 else f"polled every {route.poll_seconds:g} s"
             )
-            say.print(f"  {tenant} ({system}): {how}", highlight=False)
-        uvicorn.run(
+            out.print(f"  {tenant} ({system}): {how}", highlight=False)
+        serve_asgi(
             app,
             host=host,
             port=port,

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
 from connectors.sdk.interface import Connector
+from connectors.sdk.payments import PaymentSource
 
 GROUP = "broker.connectors"
 
@@ -170,6 +171,24 @@ def unregister(name: str) -> None:
         _overrides.pop(name, None)
 
 
+def payment_source_class(connector: type[Connector]) -> type[PaymentSource] | None:
+    """The payment source shipped beside ``connector`` (``broker payments``, ``docs/payments.md``): the
+    ``PAYMENT_SOURCE`` class of the module ``payments`` in the connector's package (for
+    ``connectors.xero.connector.XeroConnector``: ``connectors.xero.payments.PAYMENT_SOURCE``), imported
+    on demand; ``None`` when the package has no such module or it names no source. An error while
+    importing a module that exists is raised as it is."""
+    package = connector.__module__.rpartition(".")[0]
+    name = f"{package}.payments" if package else "payments"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+    source = getattr(module, "PAYMENT_SOURCE", None)
+    return source if isinstance(source, type) and issubclass(source, PaymentSource) else None
+
+
 __all__ = [
     "GROUP",
     "ConnectorEntry",
@@ -177,6 +196,7 @@ __all__ = [
     "discover",
     "entry_points_of_group",
     "load",
+    "payment_source_class",
     "refresh",
     "register",
     "unregister",

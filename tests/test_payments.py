@@ -21,19 +21,19 @@ import uvicorn
 from broker.embedded import free_port
 from broker.intake import KafkaPublisher
 from broker.kafka import ensure_topics
-from broker.payments.moloni import MoloniPayments
 from broker.payments.recorder import Recorder
 from broker.payments.service import PaymentRoute, create_payments_app
-from broker.payments.stripe import StripePayments
-from broker.payments.xero import XeroPayments
 from broker.settings import TOPIC_PAYMENTS
 from connectors.moloni.connector import MoloniConnector
 from connectors.moloni.emulator import MoloniEmulator
+from connectors.moloni.payments import MoloniPayments
 from connectors.sdk.oauth2 import MemoryTokenStore
 from connectors.stripe.connector import StripeConnector
 from connectors.stripe.emulator import DEFAULT_API_KEY, StripeEmulator
+from connectors.stripe.payments import StripePayments
 from connectors.xero.connector import XeroConnector
 from connectors.xero.emulator import XeroEmulator
+from connectors.xero.payments import XeroPayments
 from tests.delivery_support import topic_records
 from tests.test_moloni_connector import make_invoice as moloni_invoice
 from tests.test_moloni_connector import settings_for as moloni_settings

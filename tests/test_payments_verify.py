@@ -1,7 +1,7 @@
 """Unit tests of the payment sources' webhook verification and parsing (exact vectors, no network).
 
 The expected signatures were computed outside Python, with ``openssl dgst -sha256 -hmac <key>``
-(``| base64`` for Xero's Base64 form), over the exact bytes below.
+(``-binary | base64`` for the Base64 forms of Xero, QuickBooks and FreshBooks), over the exact bytes below.
 """
 
 from __future__ import annotations
@@ -13,11 +13,21 @@ from decimal import Decimal as D
 import pytest
 
 from broker.payments.recorder import Recorder, cloud_event, event_id
-from broker.payments.source import InvoiceState, Webhook, WebhookRefused
-from broker.payments.stripe import StripePayments, stripe_signature
-from broker.payments.xero import XeroPayments, xero_signature
+from connectors.freshbooks.connector import FreshBooksConnector
+from connectors.freshbooks.payments import FreshBooksPayments, form_fields, freshbooks_signature
+from connectors.invoicexpress.connector import InvoiceXpressConnector
+from connectors.invoicexpress.payments import InvoiceXpressPayments
+from connectors.paypal.connector import PayPalConnector
+from connectors.paypal.payments import PayPalPayments, verification_request
+from connectors.quickbooks.connector import QuickBooksConnector
+from connectors.quickbooks.payments import QuickBooksPayments, intuit_signature
+from connectors.sdk.payments import InvoiceState, PaymentSource, ReadMemo, Webhook, WebhookRefused, payment_status
 from connectors.stripe.connector import StripeConnector
+from connectors.stripe.payments import StripePayments, stripe_signature
 from connectors.xero.connector import XeroConnector
+from connectors.xero.payments import XeroPayments, xero_signature
+from connectors.zoho.connector import ZohoConnector
+from connectors.zoho.payments import ZohoPayments, zoho_time
 
 ORG = "00000000-0000-0000-0000-000000000001"
 XERO_KEY = b"xero-test-key"
@@ -144,3 +154,189 @@ def test_recorder_remembers_records_read_back():
     recorder.remember(b"not json")
     assert recorder.last == {("t", "xero", "inv-1"): ("paid", D("10.00"))}
     assert recorder.latest == {("t", "xero"): datetime(2026, 3, 2, tzinfo=UTC)}
+
+
+# --------------------------------------------------------------------------- QuickBooks
+REALM = "9341452000000001"
+QBO_KEY = b"qbo-verifier"
+QBO_BODY = (
+    b'{"eventNotifications":[{"realmId":"9341452000000001","dataChangeEvent":{"entities":[{"name":"Payment",'
+    b'"id":"131","operation":"Create","lastUpdated":"2026-03-02T10:00:00.000Z"}]}}]}'
+)
+QBO_SIGNATURE = "msuQpNsRLFMXQBeqA+ue90z0h7RZtsrt8go8Vksabm4="
+
+
+def qbo_source() -> QuickBooksPayments:
+    settings = {"realm_id": REALM, "client_id": "c", "client_secret_env": "Q_S", "refresh_token_env": "Q_R"}
+    return QuickBooksPayments(QuickBooksConnector(settings, tenant="acme"), secret=QBO_KEY)
+
+
+def test_quickbooks_intuit_signature_vector_and_verification():
+    assert intuit_signature(QBO_KEY, QBO_BODY) == QBO_SIGNATURE
+    source = qbo_source()
+    source.verify(Webhook({"intuit-signature": QBO_SIGNATURE}, QBO_BODY), 0.0)
+    assert refusal(source, {}, QBO_BODY).detail == "header 'intuit-signature' is missing"
+    assert refusal(source, {"intuit-signature": QBO_SIGNATURE}, QBO_BODY.replace(b"131", b"132")).reason == (
+        "bad_signature"
+    )
+    forged = intuit_signature(b"another-token", QBO_BODY)
+    assert refusal(source, {"intuit-signature": forged}, QBO_BODY).reason == "bad_signature"
+
+
+def test_quickbooks_entities_of_the_realm_in_both_payload_shapes():
+    source = qbo_source()
+    entity = {"name": "Invoice", "id": "130", "operation": "Update"}
+    legacy = {
+        "eventNotifications": [
+            {
+                "realmId": REALM,
+                "dataChangeEvent": {
+                    "entities": [
+                        entity,
+                        {**entity, "id": "140", "operation": "Delete"},
+                        {"name": "Payment", "id": "131", "operation": "Create"},
+                        {"name": "Customer", "id": "58", "operation": "Update"},
+                        entity,
+                    ]
+                },
+            },
+            {"realmId": "123", "dataChangeEvent": {"entities": [{**entity, "id": "999"}]}},
+        ]
+    }
+    assert source.invoice_ids(legacy) == ["130"]
+    assert source.payment_ids(legacy) == ["131"]
+    cloud = [
+        {"type": "qbo.invoice.updated.v1", "intuitentityid": "150", "intuitaccountid": REALM},
+        {"type": "qbo.payment.created.v1", "intuitentityid": "151", "intuitaccountid": REALM},
+        {"type": "qbo.invoice.updated.v1", "intuitentityid": "152", "intuitaccountid": "123"},
+    ]
+    assert (source.invoice_ids(cloud), source.payment_ids(cloud)) == (["150"], ["151"])
+    with pytest.raises(ValueError, match="eventNotifications"):
+        source.invoice_ids({"nope": 1})
+    with pytest.raises(ValueError, match="intuitentityid"):
+        source.invoice_ids([{"type": "qbo.invoice.updated.v1"}])
+
+
+# --------------------------------------------------------------------------- PayPal
+PAYPAL_EVENT = b'{"id":"WH-1","event_type":"INVOICING.INVOICE.PAID","resource":{"id":"INV2-AAAA-BBBB"}}'
+PAYPAL_T = 1772445600  # 2026-03-02T10:00:00Z
+
+
+def paypal_hook(body: bytes = PAYPAL_EVENT, **changes: str) -> Webhook:
+    headers = {
+        "paypal-transmission-id": "69cd13f0-d67a-11e5-baa3-778b53f4ae55",
+        "paypal-transmission-time": "2026-03-02T10:00:00Z",
+        "paypal-transmission-sig": "c2ln",
+        "paypal-cert-url": "https://api.paypal.com/v1/notifications/certs/CERT-1",
+        "paypal-auth-algo": "SHA256withRSA",
+    }
+    headers.update(changes)
+    return Webhook({k: v for k, v in headers.items() if v}, body)
+
+
+def test_paypal_verification_request_carries_the_transmission_and_refuses_missing_or_stale():
+    request = verification_request(paypal_hook(), "1JE4291016473214C", PAYPAL_T + 300, 300.0)
+    assert request == {
+        "auth_algo": "SHA256withRSA",
+        "cert_url": "https://api.paypal.com/v1/notifications/certs/CERT-1",
+        "transmission_id": "69cd13f0-d67a-11e5-baa3-778b53f4ae55",
+        "transmission_sig": "c2ln",
+        "transmission_time": "2026-03-02T10:00:00Z",
+        "webhook_id": "1JE4291016473214C",
+        "webhook_event": {"id": "WH-1", "event_type": "INVOICING.INVOICE.PAID", "resource": {"id": "INV2-AAAA-BBBB"}},
+    }
+    with pytest.raises(WebhookRefused) as missing:
+        verification_request(paypal_hook(**{"paypal-transmission-sig": ""}), "W", PAYPAL_T, 300.0)
+    assert (missing.value.reason, missing.value.detail) == (
+        "bad_signature",
+        "header 'PAYPAL-TRANSMISSION-SIG' is missing",
+    )
+    with pytest.raises(WebhookRefused) as stale:
+        verification_request(paypal_hook(), "W", PAYPAL_T + 301, 300.0)
+    assert stale.value.reason == "stale" and "301 s from now; the tolerance is 300 s" in stale.value.detail
+    with pytest.raises(WebhookRefused) as not_json:
+        verification_request(paypal_hook(b"[1]"), "W", PAYPAL_T, 300.0)
+    assert not_json.value.reason == "bad_signature"
+
+
+def test_paypal_invoice_ids_of_invoice_events():
+    source = PayPalPayments(
+        PayPalConnector({"client_id": "c", "client_secret_env": "P_S"}, tenant="acme"), secret=b"1JE4291016473214C"
+    )
+    assert source.invoice_ids({"event_type": "INVOICING.INVOICE.PAID", "resource": {"id": "INV2-1"}}) == ["INV2-1"]
+    nested = {"event_type": "INVOICING.INVOICE.CANCELLED", "resource": {"invoice": {"id": "INV2-2"}}}
+    assert source.invoice_ids(nested) == ["INV2-2"]
+    assert source.invoice_ids({"event_type": "PAYMENT.CAPTURE.COMPLETED", "resource": {"id": "X"}}) == []
+    with pytest.raises(ValueError, match=r"resource\.id"):
+        source.invoice_ids({"event_type": "INVOICING.INVOICE.PAID", "resource": {}})
+
+
+# --------------------------------------------------------------------------- FreshBooks
+FB_KEY = b"fb-verifier"
+FB_BODY = b"name=payment.create&object_id=2001&account_id=ACME01&business_id=4390001&identity_id=12345&user_id=1"
+FB_SIGNATURE = "Ph7Lb2Xk7ywIl5IBsXX99JlmqcdP6TjTdJUQPaNr46o="  # over the JSON text of the six fields
+
+
+def fb_source() -> FreshBooksPayments:
+    settings = {"account_id": "ACME01", "client_id": "c", "client_secret_env": "F_S", "refresh_token_env": "F_R"}
+    return FreshBooksPayments(FreshBooksConnector(settings, tenant="acme"), secret=FB_KEY)
+
+
+def test_freshbooks_signature_vector_over_the_json_of_the_form_fields():
+    fields = form_fields(FB_BODY)
+    assert list(fields) == ["name", "object_id", "account_id", "business_id", "identity_id", "user_id"]
+    assert freshbooks_signature(FB_KEY, fields) == FB_SIGNATURE
+    source = fb_source()
+    source.verify(Webhook({"x-freshbooks-hmac-sha256": FB_SIGNATURE}, FB_BODY), 0.0)
+    moved = FB_BODY.replace(b"2001", b"2002")
+    assert refusal(source, {"x-freshbooks-hmac-sha256": FB_SIGNATURE}, moved).detail == (
+        "header 'x-freshbooks-hmac-sha256' does not match the form fields"
+    )
+    assert refusal(source, {}, FB_BODY).reason == "bad_signature"
+    forged = freshbooks_signature(b"another", fields)
+    assert refusal(source, {"x-freshbooks-hmac-sha256": forged}, FB_BODY).reason == "bad_signature"
+    # the registration request carries the verifier itself: taken without a signature, it names nothing
+    verify = b"name=callback.verify&object_id=2001&verifier=abc&account_id=ACME01"
+    source.verify(Webhook({}, verify), 0.0)
+    assert source.invoice_ids(source.parse(verify)) == []
+
+
+def test_freshbooks_invoice_ids_of_the_tenants_account():
+    source = fb_source()
+    assert source.invoice_ids({"name": "invoice.update", "object_id": "77", "account_id": "ACME01"}) == ["77"]
+    assert source.invoice_ids({"name": "invoice.update", "object_id": "77", "account_id": "OTHER"}) == []
+    assert source.invoice_ids({"name": "payment.create", "object_id": "9", "account_id": "ACME01"}) == []
+    with pytest.raises(ValueError, match="object_id"):
+        source.parse(b"name=invoice.update")
+
+
+# --------------------------------------------------------------------------- polled, shared helpers
+def test_payment_status_memo_and_cursors():
+    assert payment_status(D("0"), D("10.00")) == "open"
+    assert payment_status(D("4.00"), D("6.00")) == "partially_paid"
+    assert payment_status(D("10.00"), D("0.00")) == "paid"
+    assert payment_status(D("0"), D("0"), voided=True) == "voided"
+    memo = ReadMemo()
+    memo.start()
+    memo.note("1", ("t", "v"))
+    assert memo.fresh("1", ("t", "v"))  # not confirmed yet: a record may still fail
+    memo.confirm()
+    assert not memo.fresh("1", ("t", "v")) and memo.fresh("1", ("t", "w"))
+    when = datetime(2026, 3, 2, 10, 0, 5, tzinfo=UTC)
+    assert zoho_time(when) == "2026-03-02T10:00:05+0000"
+    zoho_settings = {"organization_id": "1", "client_id": "c", "client_secret_env": "Z_S", "refresh_token_env": "Z_R"}
+    zoho: PaymentSource = ZohoPayments(ZohoConnector(zoho_settings, tenant="acme"))
+    assert (zoho.resume_cursor(when), zoho.resume_cursor(None)) == ("2026-03-02T10:00:05+0000", None)
+
+
+def test_invoicexpress_states_of_settled_and_canceled_documents():
+    connector = InvoiceXpressConnector(
+        {"account_name": "acme-demo", "api_key_env": "I_K", "tax_exemption": "M07"}, tenant="acme"
+    )
+    source = InvoiceXpressPayments(connector)
+    doc = {"id": 9001, "sequence_number": "FT 1/1", "total": "209.41", "observations": "x\nbroker:acme:wo:1:r1"}
+    settled = InvoiceState("9001", "FT 1/1", "acme:wo:1:r1", "EUR", D("209.41"), D("209.41"), D("0.00"), "paid")
+    assert source.state_of({**doc, "status": "settled"}) == settled
+    canceled = source.state_of({**doc, "status": "canceled"})
+    assert canceled is not None and (canceled.status, canceled.amount_paid) == ("voided", D("0.00"))
+    assert source.state_of({**doc, "status": "final"}) is None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from broker.cli_common import bootstrap_option, err_console, say
+from broker.cli_common import bootstrap_option, err_console, say, serve_asgi
 
 
 def _fail(what: str, exc: Exception) -> SystemExit:
@@ -57,7 +57,6 @@ def console(
     """
     if ctx.invoked_subcommand is not None:
         return
-    import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
 
     from broker.console.app import create_console_app
@@ -96,7 +95,7 @@ def console(
     )
     try:
         logs = logging_config(settings.log_level, settings.log_format)
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=logs)).run()
+        serve_asgi(app, host=host, port=port, log_config=logs)
     finally:
         engine.dispose()
 

@@ -40,8 +40,8 @@ from typing import Any, Literal
 from broker import metrics
 from broker.intake import KafkaPublisher
 from broker.kafka_security import client_options
-from broker.payments.source import InvoiceState
 from broker.settings import TOPIC_PAYMENTS
+from connectors.sdk.payments import InvoiceState
 
 __all__ = ["EVENT_TYPES", "Recorded", "Recorder", "cloud_event", "event_id"]
 

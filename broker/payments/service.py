@@ -4,23 +4,23 @@
 (``billing.payments.webhook_secret_env`` in its configuration, :func:`payment_routes_of`):
 
 1. the body is read raw (at most ``max_body_bytes``, else 413) and verified exactly as the system signs
-   it (:meth:`~broker.payments.source.PaymentSource.verify`): a missing, forged or stale signature is
+   it (:meth:`~connectors.sdk.payments.PaymentSource.verify`): a missing, forged or stale signature is
    answered 401 (an RFC 9457 problem document, as ``broker ingest`` answers) and nothing else happens —
    no read, no record;
 2. the invoices it names are read back from the billing system through the tenant's connector, at most
-   the connector's declared requests per minute (:class:`~broker.platforms.client.Pace`);
+   the connector's declared requests per minute (:meth:`~connectors.sdk.payments.PaymentSource.paced`);
 3. each state that differs from the last one published becomes one record (:class:`Recorder`);
 4. the answer is 200 (Xero: an empty body, as Xero asks) once Kafka acknowledged every record; 503 with
    ``Retry-After`` when the billing system could not be read or Kafka did not acknowledge, so the system
    delivers the webhook again; 422 for a verified body that is not what the system sends; 404 for a
    system or tenant without payment webhooks.
 
-Systems without webhooks (Moloni) are polled every ``billing.payments.poll_seconds`` from the start of the
-service (:meth:`~broker.payments.source.PaymentSource.poll`), resuming after the latest change already
-recorded. ``GET /healthz`` answers 200 while the process runs, ``GET /readyz`` 200 once the producer is
-started and ``billing.payments`` was read back (503 before), ``GET /metrics`` the Prometheus exposition
-(``broker_payment_records_total``, ``broker_payment_webhooks_refused_total``, ``broker_payment_polls_total``).
-Details: ``docs/payments.md``.
+Systems without webhooks (Moloni, InvoiceXpress, Zoho) are polled every ``billing.payments.poll_seconds`` from
+the start of the service (:meth:`~connectors.sdk.payments.PaymentSource.poll`), resuming after the latest
+change already recorded. ``GET /healthz`` answers 200 while the process runs, ``GET /readyz`` 200 once the
+producer is started and ``billing.payments`` was read back (503 before), ``GET /metrics`` the Prometheus
+exposition (``broker_payment_records_total``, ``broker_payment_webhooks_refused_total``,
+``broker_payment_polls_total``). Details: ``docs/payments.md``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -39,36 +39,27 @@ from fastapi.responses import JSONResponse, Response
 
 from broker import metrics
 from broker.config import BrokerConfig, connector_class, resolve_secret
-from broker.intake import Problem, PublishUnavailable, _payload, _read_body
-from broker.payments.moloni import MoloniPayments
+from broker.intake import Problem, PublishUnavailable, _read_body
 from broker.payments.recorder import Recorder
-from broker.payments.source import PaymentSource, Webhook, WebhookRefused
-from broker.payments.stripe import StripePayments
-from broker.payments.xero import XeroPayments
-from broker.platforms.client import Pace
+from connectors.registry import payment_source_class
 from connectors.sdk.errors import ConfigError, ConnectorError, RateLimitedError
+from connectors.sdk.payments import PaymentSource, Webhook, WebhookRefused
 
-__all__ = ["SOURCES", "PaymentRoute", "create_payments_app", "payment_routes_of"]
+__all__ = ["PaymentRoute", "create_payments_app", "payment_routes_of"]
 
 log = logging.getLogger(__name__)
 
-#: The payment source of each billing system ``broker payments`` reads (the others: later).
-SOURCES: dict[str, type[PaymentSource]] = {"xero": XeroPayments, "stripe": StripePayments, "moloni": MoloniPayments}
 #: Seconds a webhook's sender is told to wait before delivering it again after a 503.
 RETRY_AFTER_SECONDS = 30
 
 
 @dataclass
 class PaymentRoute:
-    """One tenant's payment source with its ``poll_seconds`` (systems without webhooks) and the
-    :class:`Pace` of its API reads."""
+    """One tenant's payment source with its ``poll_seconds`` (systems without webhooks); its API reads
+    keep to the source's pace (:meth:`~connectors.sdk.payments.PaymentSource.paced`)."""
 
     source: PaymentSource
     poll_seconds: float = 60.0
-    pace: Pace = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.pace = Pace(self.source.requests_per_minute)
 
 
 def payment_routes_of(config: BrokerConfig, *, token_store: Any = None) -> dict[tuple[str, str], PaymentRoute]:
@@ -83,18 +74,17 @@ def payment_routes_of(config: BrokerConfig, *, token_store: Any = None) -> dict[
         if feed is None:
             continue
         where = f"tenants.{tenant_id}.billing.payments"
-        source_class = SOURCES.get(system)
+        system_class = connector_class(system, field=f"tenants.{tenant_id}.billing.system")
+        source_class = payment_source_class(system_class)
         if source_class is None:
-            raise ConfigError(f"{where}: broker payments does not read {system} yet (it reads {', '.join(SOURCES)})")
+            raise ConfigError(f"{where}: the {system} connector ships no payment source (<its package>/payments.py)")
         secret = None
         if source_class.webhooks:
             if feed.webhook_secret_env is None:
                 raise ConfigError(f"{where}.webhook_secret_env: {system} signs its webhooks; name the variable")
             value = resolve_secret(feed.webhook_secret_env, field=f"{where}.webhook_secret_env")
             secret = value.get_secret_value().encode()
-        connector = connector_class(system, field=f"tenants.{tenant_id}.billing.system")(
-            tenant.billing.settings, tenant=tenant_id, token_store=token_store
-        )
+        connector = system_class(tenant.billing.settings, tenant=tenant_id, token_store=token_store)
         source = source_class(connector, secret=secret, tolerance=feed.tolerance_seconds)
         routes[(system, tenant_id)] = PaymentRoute(source, poll_seconds=feed.poll_seconds)
     return routes
@@ -105,6 +95,12 @@ def _unavailable(what: str, detail: str, retry_after: float | None = None) -> Pr
     return Problem(
         503, "unavailable", f"{what} unavailable", detail, result="unavailable", headers={"Retry-After": wait}
     )
+
+
+def _unreachable(system: str, what: str, exc: ConnectorError) -> Problem:
+    """503 for ``system`` not answering while ``what`` (its own ``Retry-After`` when it throttled us)."""
+    retry = exc.retry_after if isinstance(exc, RateLimitedError) else None
+    return _unavailable(system, f"{what}: {exc}", retry)
 
 
 def create_payments_app(
@@ -119,17 +115,19 @@ def create_payments_app(
     serves; the sources' connectors are closed at the end. ``clock``: unix seconds (signed timestamps)."""
     state = {"ready": False}
     pollers: list[asyncio.Task[None]] = []
+    systems = {system for system, _tenant in routes}
 
     async def poll_forever(system: str, tenant: str, route: PaymentRoute) -> None:
         cursor = route.source.resume_cursor(recorder.latest.get((tenant, system)))
         while True:
             started = time.monotonic()
             try:
-                await route.pace.wait()
+                await route.source.paced()
                 states, following = await route.source.poll(cursor)
                 for found in states:
                     await recorder.record(tenant, system, found)
                 cursor = following  # moved on only once every change of the poll is recorded
+                route.source.confirm()
                 metrics.PAYMENT_POLLS.labels(system, "ok").inc()
             except (ConnectorError, PublishUnavailable) as exc:
                 metrics.PAYMENT_POLLS.labels(system, "failed").inc()
@@ -175,21 +173,24 @@ def create_payments_app(
         body = await _read_body(request, max_body_bytes)
         hook = Webhook({name.lower(): value for name, value in request.headers.items()}, body)
         try:
-            route.source.verify(hook, clock())
+            await route.source.authenticate(hook, clock())
         except WebhookRefused as exc:
             raise Problem(401, "unauthorized", "Missing or bad signature", exc.detail, result=exc.reason) from None
+        except ConnectorError as exc:
+            raise _unreachable(system, "verifying the webhook", exc) from None
         try:
-            ids = route.source.invoice_ids(_payload(body))
+            ids = await route.source.invoices_of(route.source.parse(body))
         except ValueError as exc:
             raise Problem(422, "invalid-payload", "Invalid payload", str(exc), result="invalid") from None
+        except ConnectorError as exc:
+            raise _unreachable(system, "reading what the webhook names", exc) from None
         done: list[dict[str, Any]] = []
         for ident in ids:
-            await route.pace.wait()
+            await route.source.paced()
             try:
                 found = await route.source.fetch(ident)
             except ConnectorError as exc:
-                retry = exc.retry_after if isinstance(exc, RateLimitedError) else None
-                raise _unavailable(system, f"reading invoice {ident}: {exc}", retry) from None
+                raise _unreachable(system, f"reading invoice {ident}", exc) from None
             if found is None:
                 done.append({"external_id": ident, "result": "ignored"})
                 continue
@@ -203,7 +204,7 @@ def create_payments_app(
 
     @app.post(
         "/webhooks/payments/{system}/{tenant}",
-        summary="A billing system's webhook (Xero, Stripe) about a tenant's invoices",
+        summary="A billing system's webhook (Xero, Stripe, QuickBooks, PayPal, FreshBooks) about a tenant's invoices",
         responses={
             401: {"description": "Missing, bad or stale signature: nothing read, nothing published"},
             404: {"description": "A system or tenant without payment webhooks"},
@@ -213,7 +214,7 @@ def create_payments_app(
         },
     )
     async def post_webhook(system: str, tenant: str, request: Request) -> Response:
-        label = system if system in SOURCES else "unknown"
+        label = system if system in systems else "unknown"  # bounded: the configured systems only
         route = routes.get((system, tenant))
         try:
             if route is None or not route.source.webhooks:

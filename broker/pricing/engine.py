@@ -645,6 +645,7 @@ class _Pricing:
             "asset_ids": list(getattr(data, "asset_ids", ())),
             "priced_at": priced_at,
             "corrects": None,
+            "draft": tenant.approval_of(data.client_id) == "draft",
         }
         values["fingerprint"] = fingerprint_of(values, lines)
         return trusted(Invoice, values)  # every field is given, typed by this module

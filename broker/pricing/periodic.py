@@ -408,6 +408,7 @@ def build_period_invoice(state: Mapping[str, Any], tenant: Tenant, *, now: datet
         "asset_ids": assets,
         "priced_at": now,
         "corrects": None,
+        "draft": tenant.approval_of(client_id) == "draft",
     }
     values["fingerprint"] = fingerprint_of(values, lines)
     return trusted(Invoice, values)

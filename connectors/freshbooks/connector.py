@@ -18,7 +18,8 @@ Creates invoices with ``POST {api_url}/accounting/account/{accountId}/invoices/i
 * **Status/e-mail** — FreshBooks creates drafts. ``invoice_status: sent`` marks it sent
   (``{"action_mark_as_sent": true}``); ``email_invoice: true`` e-mails it to the client instead
   (``{"action_email": true}``, which also marks it sent). This second step is retry-safe by state:
-  it runs only while the invoice is still ``draft``.
+  it runs only while the invoice is still ``draft``. An invoice to post as a draft (``invoice.draft``, the
+  tenant's ``approval: draft``) skips it: ``v3_status`` ``draft``, for the business to send in FreshBooks.
 * **Ownership** — FreshBooks invoices have no private memo; the marker ``broker:<invoice key>`` is the last
   line of the printed ``notes`` (after the legal notes; :mod:`connectors.freshbooks.mapper`). An invoice
   found under our number (before creating, or after a uniqueness refusal) is adopted only when it carries
@@ -97,7 +98,11 @@ class FreshBooksConnector(HttpConnector):
     version = "0.1.0"
     # invoice_number: FreshBooks publishes no limit; the mapper assumes 100 (mapper.FIELD_LIMITS), credit_number
     # likewise undocumented
-    capabilities = Capabilities(oauth2=True, amendments=True, invoice_number_max=mapper.FIELD_LIMITS["invoice_number"])
+    # drafts: FreshBooks creates every invoice as a draft until marked sent / e-mailed (freshbooks-python-sdk
+    # examples/create_invoice.py; v3_status 'draft'); a draft is deleted (vis_state 1) like any unpaid invoice
+    capabilities = Capabilities(
+        oauth2=True, amendments=True, invoice_number_max=mapper.FIELD_LIMITS["invoice_number"], drafts=True
+    )
     Settings = FreshBooksSettings
     settings: FreshBooksSettings
     # Over the shared table: any 5xx is retryable (writes too), any other 4xx refuses the data (422: see deliver).
@@ -284,8 +289,8 @@ class FreshBooksConnector(HttpConnector):
         return DeliveryResult(invoice.invoice_key, external.external_id, number, created=created, details=details)
 
     async def _finish(self, invoice: Invoice, result: DeliveryResult) -> DeliveryResult:
-        """Second step: mark sent or e-mail, only while the invoice is still a draft."""
-        wanted_sent = self.settings.email_invoice or self.settings.invoice_status == "sent"
+        """Second step: mark sent or e-mail, only while the invoice is still a draft (never for ``invoice.draft``)."""
+        wanted_sent = not invoice.draft and (self.settings.email_invoice or self.settings.invoice_status == "sent")
         if not wanted_sent or result.details.get("v3_status") != "draft":
             return result
         details = dict(result.details)

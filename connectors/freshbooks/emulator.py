@@ -67,11 +67,28 @@ its ``stats`` add ``invoice_count``, ``refresh_token_uses`` and ``emails``) with
     POST /_emulator/payments     {"account_id", "invoiceid", "amount"?} -> the payment ("mark paid")
     POST /_emulator/plant        {"account_id", "invoice": {...}}      -> an invoice made outside the broker
     POST /_emulator/balance      {"account_id", "customerid"?}         -> {"balance": "12.30"}
+    GET  /_emulator/webhooks     -> {"deliveries": [[event, status, attempt], ...], "sent": n}
+    POST /_emulator/webhooks/redeliver {"index": -1}   (the same delivery again, as FreshBooks retries)
+
+Webhooks (https://www.freshbooks.com/api/webhooks, ``shared/billing-apis.md`` § 5, the SDK's webhook guide):
+``POST /events/account/{accountId}/events/callbacks`` ``{"callback": {"event", "uri"}}`` registers a callback
+(``event``: ``payment.create`` or a whole noun, ``payment``) and POSTs ``name=callback.verify`` with the
+``verifier`` (``webhook_verifier``; FreshBooks makes one per callback) to the URI; ``PUT …/callbacks/{id}``
+``{"callback": {"verifier"}}`` verifies it (422 when it differs), ``{"callback": {"resend": true}}`` sends the
+verification again; ``GET …/callbacks`` lists them; ``DELETE …/callbacks/{id}``. Only **verified** callbacks
+receive events: a payment (:meth:`FreshBooksEmulator.pay`) is ``payment.create`` (``object_id`` = the
+payment) and ``invoice.update`` (the invoice); deleting an invoice is ``invoice.delete``. Deliveries are
+form-encoded (``name``, ``object_id``, ``account_id``, ``business_id``, ``identity_id``, ``user_id``) with
+``X-FreshBooks-Hmac-SHA256`` = Base64(HMAC-SHA256(verifier, ``json.dumps`` of the fields)).
+``GET /accounting/account/{accountId}/payments/payments/{id}`` answers a payment (``invoiceid``, ``amount``).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import hmac
 import json
 import math
 import re
@@ -82,7 +99,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlencode
 
 from connectors.freshbooks.mapper import FIELD_LIMITS
 from connectors.sandbox.emulator import AdminRoute, Emulator, RequestValidator, serve_until_interrupted, stored_objects
@@ -92,9 +109,12 @@ from connectors.sandbox.limits import Concurrency, Window
 from connectors.sandbox.oauth import TokenHolder, Tokens, bearer, consent, form_of, secret_ok
 from connectors.sandbox.values import cents as _q2
 from connectors.sandbox.values import decimal_or_none
+from connectors.sandbox.webhooks import WebhookSender
 
 DEFAULT_ACCOUNT_ID = "ZkR9mQ"
 DEFAULT_BUSINESS_ID = 4390001
+#: The verifier the emulator gives every callback (FreshBooks makes a random one per callback).
+DEFAULT_VERIFIER = "demo-freshbooks-verifier"
 #: Scopes granted to new tokens (FreshBooks OAuth scopes used by the connector).
 DEFAULT_SCOPES = (
     "user:profile:read",
@@ -104,6 +124,7 @@ DEFAULT_SCOPES = (
     "user:clients:write",
     "user:credit_notes:read",
     "user:credit_notes:write",
+    "user:payments:read",
 )
 #: Seed clients of every account: userid -> fields.
 DEFAULT_CLIENTS: dict[int, dict[str, Any]] = {
@@ -293,12 +314,18 @@ class FreshBooksEmulator(TokenHolder, Emulator):
         clients: Mapping[int, Mapping[str, Any]] | None = None,
         hang_seconds: float = 30.0,
         response_delay: float = 0.0,
+        webhook_verifier: str = DEFAULT_VERIFIER,
     ):
         self._init_sandbox(
             host, port, hang_seconds=hang_seconds, response_delay=response_delay, request_validator=request_validator
         )
         self.client_id, self.client_secret = client_id, client_secret
         self.account_ids = tuple(account_ids)
+        #: Webhook deliveries (module docstring); each callback has its own URI, so no default URL.
+        self.webhooks = WebhookSender()
+        self.webhook_verifier = webhook_verifier
+        #: callback id -> {"callbackid", "account_id", "event", "uri", "verified", "verifier"} (kept over resets)
+        self.callbacks: dict[int, dict[str, Any]] = {}
         self.rate_limit_per_minute = rate_limit_per_minute
         self.max_concurrency = max_concurrency
         self.scopes = " ".join(scopes)
@@ -409,7 +436,101 @@ class FreshBooksEmulator(TokenHolder, Emulator):
             else:
                 invoice.update(status=8, v3_status="partial", payment_status="partial")
             invoice["updated"] = _eastern_now()
+            self._deliver(account_id, "payment.create", payment_id)
+            self._deliver(account_id, "invoice.update", invoice["invoiceid"])
             return copy.deepcopy(payment)
+
+    # ------------------------------------------------------------------ webhooks
+    def webhook_signature(self, fields: Mapping[str, Any], verifier: str | None = None) -> str:
+        """``X-FreshBooks-Hmac-SHA256`` of a delivery's ``fields``: Base64 of HMAC-SHA256(``verifier`` (default
+        :attr:`webhook_verifier`), ``json.dumps`` of the fields with string values)."""
+        message = json.dumps({k: str(v) for k, v in fields.items()}).encode()
+        digest = hmac.new((verifier or self.webhook_verifier).encode(), message, hashlib.sha256).digest()
+        return base64.b64encode(digest).decode()
+
+    def _post_form(self, account_id: str, name: str, object_id: Any, uri: str, key: str, **extra: str) -> None:
+        """Queue one form-encoded delivery (caller holds the lock; sent once it is released)."""
+        fields = {
+            "name": name,
+            "object_id": str(object_id),
+            **extra,
+            "account_id": account_id,
+            "business_id": str(DEFAULT_BUSINESS_ID + self.account_ids.index(account_id)),
+            "identity_id": "12345",
+            "user_id": "1",
+        }
+        headers = {
+            "X-FreshBooks-Hmac-SHA256": self.webhook_signature(fields, key),
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        self.webhooks.send(name, urlencode(fields).encode(), lambda _body, _t: headers, url=uri)
+
+    def _deliver(self, account_id: str, name: str, object_id: Any) -> None:
+        """``name`` about ``object_id`` to every verified callback of ``account_id`` that wants it."""
+        for callback in self.callbacks.values():
+            wanted = callback["event"] in (name, name.split(".", 1)[0])
+            if callback["account_id"] == account_id and callback["verified"] and wanted:
+                self._post_form(account_id, name, object_id, callback["uri"], callback["verifier"])
+
+    def _callbacks(self, req: Request, account_id: str, ident: str | None) -> Response:
+        """``/events/account/{accountId}/events/callbacks[/{id}]`` (module docstring; caller holds no lock)."""
+        denied = self._authenticate(req)
+        if denied is not None:
+            return denied
+        with self._lock:
+            try:
+                if account_id not in self._accounts:
+                    raise FbError(1003, "accountid", "Unknown account.", account_id, "account", 403)
+                if ident is None and req.method == "GET":
+                    mine = [self._callback_view(c) for c in self.callbacks.values() if c["account_id"] == account_id]
+                    return json_response(200, {"response": {"result": {"callbacks": mine}}})
+                if ident is None and req.method == "POST":
+                    body = self._body(req, "callback")
+                    if not body.get("event") or not str(body.get("uri", "")).startswith("http"):
+                        raise FbError(2001, "callback", "event and uri are required.", status=422)
+                    callback_id = 2001 + len(self.callbacks)
+                    created: dict[str, Any] = {
+                        "callbackid": callback_id,
+                        "account_id": account_id,
+                        "event": str(body["event"]),
+                        "uri": str(body["uri"]),
+                        "verified": False,
+                        "verifier": self.webhook_verifier,
+                    }
+                    self.callbacks[callback_id] = created
+                    self._send_verifier(created)
+                    return json_response(200, {"response": {"result": {"callback": self._callback_view(created)}}})
+                callback = self.callbacks.get(int(ident)) if ident and ident.isdigit() else None
+                if callback is None or callback["account_id"] != account_id:
+                    raise FbError(1012, "callbackid", "Callback not found.", ident, "callback", 404)
+                if req.method == "DELETE":
+                    del self.callbacks[callback["callbackid"]]
+                    return Response(204)
+                if req.method == "PUT":
+                    body = self._body(req, "callback")
+                    if body.get("resend"):
+                        self._send_verifier(callback)
+                    elif str(body.get("verifier", "")) == callback["verifier"]:
+                        callback["verified"] = True
+                    else:
+                        raise FbError(2001, "verifier", "The verifier does not match.", status=422)
+                return json_response(200, {"response": {"result": {"callback": self._callback_view(callback)}}})
+            except FbError as err:
+                return _errors_response([err])
+
+    def _send_verifier(self, callback: dict[str, Any]) -> None:
+        self._post_form(
+            callback["account_id"],
+            "callback.verify",
+            callback["callbackid"],
+            callback["uri"],
+            callback["verifier"],
+            verifier=callback["verifier"],
+        )
+
+    @staticmethod
+    def _callback_view(callback: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: callback[k] for k in ("callbackid", "event", "uri", "verified")}
 
     def balance(self, account_id: str, customer_id: int | None = None) -> Decimal:
         """What the clients (or ``customer_id``) owe: Σ ``outstanding`` of active, non-draft invoices − Σ
@@ -489,6 +610,9 @@ class FreshBooksEmulator(TokenHolder, Emulator):
         m = re.fullmatch(r"/accounting/account/([^/]+)/(.+)", path)
         if m:
             return self._accounting(req, unquote(m.group(1)), m.group(2))
+        m = re.fullmatch(r"/events/account/([^/]+)/events/callbacks(?:/([^/]+))?", path)
+        if m:
+            return self._callbacks(req, unquote(m.group(1)), m.group(2))
         return json_response(404, {"error": f"no emulated resource at {req.path}"})
 
     # ------------------------------------------------------------------ OAuth2
@@ -586,7 +710,12 @@ class FreshBooksEmulator(TokenHolder, Emulator):
 
     @staticmethod
     def _scope_for(method: str, resource: str) -> str | None:
-        prefixes = {"invoices/": "invoices", "users/clients": "clients", "credit_notes/": "credit_notes"}
+        prefixes = {
+            "invoices/": "invoices",
+            "users/clients": "clients",
+            "credit_notes/": "credit_notes",
+            "payments/": "payments",
+        }
         kind = next((k for prefix, k in prefixes.items() if resource.startswith(prefix)), None)
         if kind is None:
             return None
@@ -722,6 +851,11 @@ class FreshBooksEmulator(TokenHolder, Emulator):
                     return self._result("invoice", self._render(invoice, includes_lines))
         if parts[:2] == ["credit_notes", "credit_notes"]:
             return self._route_credit_notes(req, account_id, account, parts[2:], includes_lines)
+        if parts[:2] == ["payments", "payments"] and len(parts) == 3 and req.method == "GET":
+            payment = account.payments.get(int(parts[2])) if parts[2].isdigit() else None
+            if payment is None:
+                raise FbError(1012, "paymentid", "Payment not found.", parts[2], "payment", 404)
+            return self._result("payment", copy.deepcopy(payment))
         if parts[:2] == ["users", "clients"]:
             if len(parts) == 2 and req.method == "GET":
                 return self._list_clients(req, account)
@@ -1135,6 +1269,8 @@ class FreshBooksEmulator(TokenHolder, Emulator):
                     2010, "vis_state", "An invoice with payments cannot be deleted: delete its payments first.", 1
                 )
             invoice["vis_state"] = int(doc["vis_state"])
+            if invoice["vis_state"] == 1:
+                self._deliver(account_id, "invoice.delete", invoice["invoiceid"])
         if doc.get("action_email"):
             recipients = doc.get("email_recipients")
             if recipients is None:
@@ -1177,6 +1313,7 @@ class FreshBooksEmulator(TokenHolder, Emulator):
             ("POST", "/_emulator/balance"): lambda req: self.admin_action(
                 req, lambda doc: {"balance": str(self.balance(str(doc["account_id"]), doc.get("customerid")))}
             ),
+            **self.webhooks.admin_routes(self, "verifier", lambda value: setattr(self, "webhook_verifier", value)),
         }
 
 
@@ -1201,7 +1338,15 @@ def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
     )
 
 
-__all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_CLIENTS", "FAULT_KINDS", "FbError", "FreshBooksEmulator", "serve"]
+__all__ = [
+    "DEFAULT_ACCOUNT_ID",
+    "DEFAULT_CLIENTS",
+    "DEFAULT_VERIFIER",
+    "FAULT_KINDS",
+    "FbError",
+    "FreshBooksEmulator",
+    "serve",
+]
 
 
 if __name__ == "__main__":  # python -m connectors.freshbooks.emulator [PORT]

@@ -41,6 +41,9 @@ SPEC = Path(__file__).resolve().parents[2] / "tests" / "specs" / "freshbooks" / 
 class FreshBooksHarness(OAuthEmulatorHarness[FreshBooksEmulator]):
     connector_cls = FreshBooksConnector
     hostile = dict.fromkeys(HOSTILE_CASES, "deliver")
+    # FreshBooks records a payment on any invoice and marks it paid (support.freshbooks.com "How do I add, edit
+    # or delete a payment?"); no refusal for drafts is documented, and the emulator records it too
+    draft_payments_refused = False
     secret_prefix = "fb"
     client_secret_env = "FRESHBOOKS_CLIENT_SECRET"
     refresh_token_env = "FRESHBOOKS_REFRESH_TOKEN"

@@ -10,6 +10,9 @@ Creates an invoice in up to three retry-safe steps (https://invoicexpress.com/ap
    final invoice fails — the connector reads the state first and treats "already final" as done);
 3. **e-mail** (optional) — ``PUT /invoices/{id}/email-document.json``.
 
+An invoice to post as a draft (``invoice.draft``, the tenant's ``approval: draft``) stops after step 1
+(its total checked): status ``draft``, for the account to finalise in InvoiceXpress, never e-mailed.
+
 There is **no idempotency key** (none documented). Every :meth:`InvoiceXpressConnector.deliver`
 starts with a lookup — ``GET /invoices.json?text=<our number>`` listed page by page, exact match on
 ``reference`` checked here — and resumes from what it finds. Caveat: the list filters were not
@@ -101,6 +104,9 @@ class InvoiceXpressConnector(HttpConnector):
         amendments=True,
         invoice_number_max=LIMITS["reference"],
         credit_note_number_max=LIMITS["reference"],
+        # created as status 'draft' until change-state 'finalized'; 'deleted' is for drafts only
+        # (https://invoicexpress.com/api-v2/change-state/; billing-apis.md § 7)
+        drafts=True,
     )
     Settings = InvoiceXpressSettings
     settings: InvoiceXpressSettings
@@ -298,7 +304,7 @@ class InvoiceXpressConnector(HttpConnector):
         created, document_id, email_note = existing is None, int(doc["id"]), None
         if doc.get("status") == "draft":
             await self._verify_draft(doc, invoice, created=created, what=what)
-            if self.settings.invoice_status == "finalized":
+            if self.settings.invoice_status == "finalized" and not invoice.draft:
                 doc = await self._finalize(document_id, what)
                 steps.append("finalized")
                 if self.settings.send_email:

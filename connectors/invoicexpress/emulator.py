@@ -22,7 +22,9 @@ shapes, pagination block). Where none says, the choice is stated here.
   ``{"client": {...}}`` or 404 (exact match).
 * ``GET /invoices/{id}.json``; ``GET /invoices.json`` with ``text`` (case-insensitive substring of
   reference, observations, client name or number — the exact official filter semantics were not
-  retrieved), ``status[]``, ``page``, ``per_page`` (default 10, max 100) and a ``pagination`` block.
+  retrieved), ``status[]``, ``date[from]`` / ``date[to]`` (the document date, ``dd/mm/yyyy``, inclusive; the
+  filter names of third-party clients, not an official page), ``page``, ``per_page`` (default 10, max 100)
+  and a ``pagination`` block.
 * ``PUT /invoices/{id}/change-state.json`` ``{"invoice": {"state": …}}``: draft -> ``finalized``
   (status ``final``, numbered in its sequence, ATCUD), draft -> ``deleted`` (gone from listings),
   final -> ``canceled`` (needs ``message``), final -> ``settled``, settled -> ``unsettled``; any other
@@ -743,6 +745,9 @@ class InvoiceXpressEmulator(Emulator):
         statuses = query.get("status[]") or []
         if statuses:
             docs = [d for d in docs if d["status"] in statuses]
+        first = _ix_date((query.get("date[from]") or [""])[-1]) or date.min
+        last = _ix_date((query.get("date[to]") or [""])[-1]) or date.max
+        docs = [d for d in docs if first <= (_ix_date(d["date"]) or date.min) <= last]
         docs.sort(key=lambda d: d["id"], reverse=True)
         try:
             page = max(1, int((query.get("page") or ["1"])[-1]))

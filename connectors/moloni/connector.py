@@ -17,7 +17,9 @@ Moloni has **no idempotency key** (none documented), so every :meth:`MoloniConne
 starts with a lookup — ``invoices/getAll`` filtered by ``your_reference`` — and resumes from what
 it finds: nothing -> insert; a draft -> check totals and close it; a closed invoice -> done
 (``created=False``). Before closing, the draft is read back (``invoices/getOne``) and its
-``net_value`` (the amount payable) must equal our total to the cent, else nothing is issued.
+``net_value`` (the amount payable) must equal our total to the cent, else nothing is issued. An
+invoice to post as a draft (``invoice.draft``, the tenant's ``approval: draft``) stops there:
+``status=0``, for the company to close (issue) in Moloni, never e-mailed.
 
 **Ownership.** Every invoice we insert carries our marker (``broker:<invoice key>``) on the last
 line of ``notes`` (after the legal notes; printed, kept, returned by ``invoices/getOne``). A document
@@ -127,6 +129,9 @@ class MoloniConnector(HttpConnector):
         amendments=True,
         invoice_number_max=LIMITS["your_reference"],
         credit_note_number_max=LIMITS["your_reference"],
+        # status 0 = draft (rascunho), 1 = closed; only a draft can be deleted (invoices/delete):
+        # https://moloni.pt/dev/documents/invoices/insert, .../invoices/delete; billing-apis.md § 6
+        drafts=True,
     )
     Settings = MoloniSettings
     settings: MoloniSettings
@@ -352,7 +357,7 @@ class MoloniConnector(HttpConnector):
                     f"{what}: Moloni computed a total of {total} for draft {document_id} "
                     f"but ours is {invoice.total}; {left}"
                 )
-            if self.settings.invoice_status == "closed":
+            if self.settings.invoice_status == "closed" and not invoice.draft:
                 email_note = await self._close(invoice, doc)
                 steps.append("closed")
                 doc = await self._get_one(document_id) or doc

@@ -142,8 +142,14 @@ class PayPalConnector(HttpConnector):
     # when exceeded, honour Retry-After): nothing is declared, RateLimitedError drives the back-off.
     # detail.invoice_number: PayPal refuses more than 25 characters (mapper.INVOICE_NUMBER_MAX; the spec says
     # 127, /work/shared/billing-apis.md says <= 25). PayPal has no credit notes (retire cancels or deletes).
+    # drafts: POST /v2/invoicing/invoices creates a DRAFT until invoices.send; invoices.delete "Deletes invoices in
+    # the draft or scheduled state only" (spec invoicing_v2.json)
     capabilities = Capabilities(
-        native_idempotency=False, lookup_by_reference=True, amendments=True, invoice_number_max=INVOICE_NUMBER_MAX
+        native_idempotency=False,
+        lookup_by_reference=True,
+        amendments=True,
+        invoice_number_max=INVOICE_NUMBER_MAX,
+        drafts=True,
     )
     Settings = PayPalSettings
     # 409 RESOURCE_CONFLICT is a state conflict, not a duplicate (those are 422 DUPLICATE_INVOICE_NUMBER).
@@ -291,7 +297,8 @@ class PayPalConnector(HttpConnector):
         self._raise(resp, "PayPal GET /v2/invoicing/invoices", read=True)
 
     async def deliver(self, invoice: Invoice) -> DeliveryResult:
-        """Create ``invoice`` as a PayPal draft unless it exists, then send it when ``invoice_status`` is ``SENT``.
+        """Create ``invoice`` as a PayPal draft unless it exists, then send it when ``invoice_status`` is ``SENT``
+        (never when ``invoice.draft``: it stays a ``DRAFT`` for the merchant to send in PayPal).
 
         1. map (field limits and PayPal's arithmetic checked: :class:`PermanentError` naming the field);
         2. look up our number (``search-invoices``); found -> ``created=False``, continue at 4;
@@ -370,7 +377,7 @@ class PayPalConnector(HttpConnector):
         total, status, number = found.total, found.status, invoice.invoice_number
         matches, sent = self.total_matches(invoice, total), False  # a difference is logged
         extra: dict[str, Any] = {} if found_by is None else {"duplicate": True, "found_by": found_by}
-        if status == "DRAFT" and self.settings.invoice_status == "SENT":
+        if status == "DRAFT" and self.settings.invoice_status == "SENT" and not invoice.draft:
             email = recipient_email(element)
             mailed = self.settings.email_to_recipient and email is not None
             unmailable = self.settings.email_to_recipient and email is None  # PayPal refuses send_to_recipient

@@ -75,11 +75,30 @@ written: crash tests kill a worker there), and the control API::
     POST /_emulator/faults     {"kind": "503", "times": 3, "after": 0, "on": "create"}
     POST /_emulator/reset
     POST /_emulator/expire-tokens
+    POST /_emulator/webhooks   {"url", "webhook_id"}   (where webhook events go, the webhook's id)
+    GET  /_emulator/webhooks   -> {"deliveries": [[event type, status, attempt], ...], "sent": n}
+    POST /_emulator/webhooks/redeliver {"index": -1}   (the same event again as a new transmission)
+
+Webhooks (https://developer.paypal.com/docs/invoicing/webhooks, https://developer.paypal.com/api/rest/webhooks/rest,
+spec ``notifications_webhooks_v1.json``): with a ``webhook_url``, a payment (``POST .../payments`` or
+:meth:`PayPalEmulator.record_payment`) sends ``INVOICING.INVOICE.PAID`` ("an invoice is paid, partially paid,
+or payment is made and is pending") and a cancel ``INVOICING.INVOICE.CANCELLED``: ``{"id": "WH-…",
+"event_version", "create_time", "resource_type": "invoices", "event_type", "summary", "resource": <the
+invoice>}``. Each attempt is a new transmission with ``PAYPAL-TRANSMISSION-ID`` / ``-TIME`` / ``-SIG``,
+``PAYPAL-CERT-URL`` and ``PAYPAL-AUTH-ALGO: SHA256withRSA``. The emulator does not sign with RSA: its
+``-SIG`` is Base64 of HMAC-SHA256(a key only it knows, ``"<transmission id>|<time>|<webhook id>|<CRC32 of
+the body>"``, PayPal's signed string), and ``POST /v1/notifications/verify-webhook-signature`` (Bearer
+token) answers ``{"verification_status": "SUCCESS"}`` only for a transmission it really sent, with the same
+headers, the configured ``webhook_id`` and the same event; ``FAILURE`` otherwise (400 ``INVALID_REQUEST``
+when a required field is missing).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import hmac
 import json
 import math
 import re
@@ -87,6 +106,8 @@ import secrets
 import string
 import sys
 import time
+import uuid
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -100,7 +121,22 @@ from connectors.sandbox.faults import Fault
 from connectors.sandbox.http import Request, Response
 from connectors.sandbox.oauth import client_credentials, form_of, secret_ok
 from connectors.sandbox.values import json_or_none
+from connectors.sandbox.webhooks import WebhookSender
 
+#: The demo webhook's id (PayPal shows it on the app's Webhooks page; pattern ``^[a-zA-Z0-9]+$``).
+DEFAULT_WEBHOOK_ID = "1JE4291016473214C"
+#: PayPal's verification endpoint (spec ``verify-webhook-signature.post``).
+VERIFY_PATH = "/v1/notifications/verify-webhook-signature"
+#: The fields of a verification request (spec ``verify_webhook_signature``; all required).
+VERIFY_FIELDS = (
+    "auth_algo",
+    "cert_url",
+    "transmission_id",
+    "transmission_sig",
+    "transmission_time",
+    "webhook_id",
+    "webhook_event",
+)
 SCOPE_INVOICING = "https://uri.paypal.com/services/invoicing"
 SCOPE_READ = "https://uri.paypal.com/services/invoicing/invoices/read"
 SCOPE_READWRITE = "https://uri.paypal.com/services/invoicing/invoices/readwrite"
@@ -491,10 +527,18 @@ class PayPalEmulator(Emulator):
         response_delay: float = 0.0,
         enforce_unique_numbers: bool = True,
         on_step: StepHook | None = None,
+        webhook_url: str | None = None,
+        webhook_id: str = DEFAULT_WEBHOOK_ID,
     ):
         self._init_sandbox(
             host, port, hang_seconds=hang_seconds, response_delay=response_delay, request_validator=request_validator
         )
+        #: Webhooks (module docstring): ``webhooks.url`` is where they go, ``webhook_id`` names the endpoint.
+        self.webhooks = WebhookSender(webhook_url)
+        self.webhook_id = webhook_id
+        self._signing_key = secrets.token_bytes(32)
+        #: transmission id -> (the headers sent, the body) of every transmission, for the verify endpoint
+        self._transmissions: dict[str, tuple[dict[str, str], bytes]] = {}
         self.client_id, self.client_secret, self.scopes = client_id, client_secret, tuple(scopes)
         self.account_email, self.business_name = account_email, business_name
         # limits (read on every call: tests change them on a running emulator)
@@ -643,6 +687,8 @@ class PayPalEmulator(Emulator):
             return self._token(req)
         if path.startswith("/v2/invoicing"):
             return self._invoicing(req, path)
+        if path == VERIFY_PATH and req.method == "POST":
+            return self._verify_webhook_signature(req)
         return _error(
             "RESOURCE_NOT_FOUND",
             [_detail("INVALID_RESOURCE_ID", f"No emulated resource at {path}.", "path", path, "path")],
@@ -1632,6 +1678,7 @@ class PayPalEmulator(Emulator):
         inv["detail"]["metadata"]["cancel_time"] = _stamp(_now())
         inv["detail"]["metadata"]["cancelled_by"] = self.account_email
         self._notify(inv, note, subject="Invoice cancelled")
+        self._event("INVOICING.INVOICE.CANCELLED", inv, f"Invoice {inv['id']} cancelled")
         return Response(204)
 
     def _payments(self, req: Request, ident: str) -> Response:
@@ -1697,7 +1744,73 @@ class PayPalEmulator(Emulator):
         inv["due_amount"] = _money(due - pay, currency)
         inv["status"] = "PAID" if due - pay == 0 else "PARTIALLY_PAID"
         inv["detail"]["metadata"]["last_update_time"] = _stamp(_now())
+        self._event("INVOICING.INVOICE.PAID", inv, f"Invoice {inv['id']} paid ({pay} {currency})")
         return _json(200, {"payment_id": payment_id})
+
+    # ------------------------------------------------------------------ webhooks
+    def _event(self, kind: str, inv: dict, summary: str) -> None:
+        """Queue the webhook event ``kind`` about ``inv`` (caller holds the lock; sent once it is released)."""
+        event = {
+            "id": f"WH-{secrets.token_hex(8).upper()}-{secrets.token_hex(8).upper()}",
+            "event_version": "1.0",
+            "create_time": _stamp(_now()),
+            "resource_type": "invoices",
+            "event_type": kind,
+            "summary": summary,
+            "resource": self._render(inv),
+        }
+        self.webhooks.send(kind, event, self._transmission)
+
+    def _transmission(self, body: bytes, when: int) -> dict[str, str]:
+        """The headers of one new transmission of ``body`` at ``when`` (unix seconds), remembered for the
+        verify endpoint (module docstring)."""
+        ident = str(uuid.uuid1())
+        stamp = _stamp(datetime.fromtimestamp(when, UTC))
+        signed = f"{ident}|{stamp}|{self.webhook_id}|{zlib.crc32(body)}".encode()
+        headers = {
+            "PAYPAL-TRANSMISSION-ID": ident,
+            "PAYPAL-TRANSMISSION-TIME": stamp,
+            "PAYPAL-TRANSMISSION-SIG": base64.b64encode(
+                hmac.new(self._signing_key, signed, hashlib.sha256).digest()
+            ).decode(),
+            "PAYPAL-CERT-URL": f"{self.url}/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77",
+            "PAYPAL-AUTH-ALGO": "SHA256withRSA",
+        }
+        with self._lock:
+            self._transmissions[ident] = (headers, body)
+        return headers
+
+    def _verify_webhook_signature(self, req: Request) -> Response:
+        """``POST /v1/notifications/verify-webhook-signature`` (module docstring)."""
+        denied, _scopes = self._authenticate(req)
+        if denied is not None:
+            return denied
+        doc = self._parse(req)
+        if isinstance(doc, Response):
+            return doc
+        p = _Problems()
+        for field_ in VERIFY_FIELDS:
+            if not isinstance(doc, dict) or doc.get(field_) in (None, ""):
+                p.bad("MISSING_REQUIRED_PARAMETER", f"{field_} is required.", f"/{field_}")
+        bad = p.response()
+        if bad is not None:
+            return bad
+        with self._lock:
+            sent = self._transmissions.get(str(doc["transmission_id"]))
+        ok = sent is not None and doc["webhook_id"] == self.webhook_id
+        if sent is not None:
+            headers, body = sent
+            ok = ok and all(
+                doc[f] == headers[f"PAYPAL-{h}"]
+                for f, h in (
+                    ("auth_algo", "AUTH-ALGO"),
+                    ("cert_url", "CERT-URL"),
+                    ("transmission_sig", "TRANSMISSION-SIG"),
+                    ("transmission_time", "TRANSMISSION-TIME"),
+                )
+            )
+            ok = ok and doc["webhook_event"] == json.loads(body)
+        return _json(200, {"verification_status": "SUCCESS" if ok else "FAILURE"})
 
     def _delete(self, _req: Request, ident: str) -> Response:
         inv = self._invoices.get(ident)
@@ -1726,6 +1839,7 @@ class PayPalEmulator(Emulator):
             **super()._admin_routes(),
             ("GET", "/_emulator/invoices"): lambda _req: _json(200, self.invoices()),
             ("GET", "/_emulator/emails"): lambda _req: self._emails(),
+            **self.webhooks.admin_routes(self, "webhook_id", lambda value: setattr(self, "webhook_id", value)),
         }
 
     def _emails(self) -> Response:
@@ -1767,6 +1881,7 @@ if __name__ == "__main__":  # python -m connectors.paypal.emulator [port] [spec]
 __all__ = [
     "CURRENCIES",
     "DEFAULT_SCOPES",
+    "DEFAULT_WEBHOOK_ID",
     "FAULT_KINDS",
     "SCOPE_INVOICING",
     "SCOPE_READ",

@@ -108,6 +108,9 @@ class QuickBooksConnector(HttpConnector):
         # DocNumber <= 21 characters (error 2050; /work/shared/billing-apis.md, QuickBooks "Number / reference").
         # No credit-note limit: credit memos are numbered by mapper.credit_memo_number, which fits 21 itself.
         invoice_number_max=qbo.DOC_NUMBER_MAX,
+        # No draft invoices: "an invoice is an open receivable once created" (billing-apis.md, QuickBooks
+        # "Status"); approval: draft is refused for a QuickBooks tenant when the configuration loads.
+        drafts=False,
     )
     Settings = QuickBooksSettings
     settings: QuickBooksSettings

@@ -72,11 +72,24 @@ kit's control API (:mod:`connectors.sandbox.emulator`; its ``stats`` add ``invoi
     POST /_emulator/payments     {"RealmId", "InvoiceId", "Amount"?}  -> the Payment ("mark paid")
     POST /_emulator/plant        {"RealmId", "Invoice": {...}, "TxnType"?} -> a transaction made outside the broker
     POST /_emulator/balance      {"RealmId", "CustomerId"?}           -> {"Balance": "12.30"}
+    POST /_emulator/webhooks     {"url", "verifier"}   (where change notifications go, the verifier token)
+    GET  /_emulator/webhooks     -> {"deliveries": [[event, status, attempt], ...], "sent": n}
+    POST /_emulator/webhooks/redeliver {"index": -1}   (the same body and signature again, as Intuit retries)
+
+Webhooks (change notifications; ``shared/billing-apis.md`` § 3, Intuit's "managing webhooks notifications"
+page): with a ``webhook_url``, a payment (:meth:`QuickBooksEmulator.pay`) POSTs ``{"eventNotifications":
+[{"realmId", "dataChangeEvent": {"entities": [{"name": "Payment", "id", "operation": "Create",
+"lastUpdated"}]}}]}`` and a void the same with ``{"name": "Invoice", "operation": "Void"}``: ids only (the
+receiver reads the entities), legacy payload shape, sent at once (production aggregates 1-5 minutes).
+``intuit-signature`` = Base64 of HMAC-SHA256(the app's verifier token, raw body).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import hmac
 import math
 import re
 import sys
@@ -96,8 +109,11 @@ from connectors.sandbox.limits import Concurrency, Window
 from connectors.sandbox.oauth import INVALID_VERIFIER, TokenHolder, Tokens, bearer, consent, token_grant
 from connectors.sandbox.values import cents as _q2
 from connectors.sandbox.values import decimal_or_none
+from connectors.sandbox.webhooks import WebhookSender
 
 DEFAULT_REALM_ID = "9341452000000001"
+#: The demo app's webhook verifier token (Intuit shows it on the app's Webhooks page).
+DEFAULT_VERIFIER_TOKEN = "demo-qbo-verifier-token"
 
 #: Seed data of every company (override with the constructor arguments).
 DEFAULT_CUSTOMERS: dict[str, dict[str, Any]] = {
@@ -359,10 +375,15 @@ class QuickBooksEmulator(TokenHolder, Emulator):
         multicurrency: bool = False,
         hang_seconds: float = 30.0,
         response_delay: float = 0.0,
+        webhook_url: str | None = None,
+        webhook_verifier: str = DEFAULT_VERIFIER_TOKEN,
     ):
         self._init_sandbox(
             host, port, hang_seconds=hang_seconds, response_delay=response_delay, request_validator=request_validator
         )
+        #: Change notifications (module docstring): ``webhooks.url`` is where they go, ``webhook_verifier`` signs them.
+        self.webhooks = WebhookSender(webhook_url)
+        self.webhook_verifier = webhook_verifier
         self.client_id, self.client_secret = client_id, client_secret
         self.realm_ids = tuple(str(r) for r in realm_ids)
         self.rate_limit_per_minute = rate_limit_per_minute
@@ -479,7 +500,21 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             invoice["Balance"] = invoice["HomeBalance"] = balance - paid
             invoice.setdefault("LinkedTxn", []).append({"TxnId": payment_id, "TxnType": "Payment"})
             self._touch(invoice)
+            self._notify(realm_id, "Payment", payment_id, "Create")
             return copy.deepcopy(payment)
+
+    def webhook_signature(self, body: bytes, verifier: str | None = None) -> str:
+        """``intuit-signature`` of ``body``: Base64 of HMAC-SHA256(``verifier`` (default the app's token), raw body)."""
+        digest = hmac.new((verifier or self.webhook_verifier).encode(), body, hashlib.sha256).digest()
+        return base64.b64encode(digest).decode()
+
+    def _notify(self, realm_id: str, name: str, ident: str, operation: str) -> None:
+        """Queue the change notification of entity ``name`` ``ident`` (caller holds the lock; sent after it)."""
+        entity = {"name": name, "id": ident, "operation": operation, "lastUpdated": _qbo_time()}
+        payload = {"eventNotifications": [{"realmId": realm_id, "dataChangeEvent": {"entities": [entity]}}]}
+        self.webhooks.send(
+            f"{name}.{operation}", payload, lambda body, _t: {"intuit-signature": self.webhook_signature(body)}
+        )
 
     def balance(self, realm_id: str, customer_id: str | None = None) -> Decimal:
         """What the customers (or ``customer_id``) owe: Σ ``Balance`` of the invoices (voided ones are 0)
@@ -704,7 +739,9 @@ class QuickBooksEmulator(TokenHolder, Emulator):
                 if operation is not None and operation.lower() != "void":
                     raise _business(f"operation={operation} is not emulated (void only)", "operation")
                 if operation is not None:
-                    return json_response(200, {"Invoice": self._void(realm, doc), "time": _qbo_time()})
+                    voided = self._void(realm, doc)
+                    self._notify(realm_id, "Invoice", str(voided["Id"]), "Void")
+                    return json_response(200, {"Invoice": voided, "time": _qbo_time()})
                 entity = self._create_invoice(realm, doc, allow_duplicate=self._allow_dup(req))
                 return json_response(200, {"Invoice": entity, "time": _qbo_time()})
             if name == "creditmemo" and len(parts) == 1 and req.method == "POST":
@@ -1387,6 +1424,7 @@ class QuickBooksEmulator(TokenHolder, Emulator):
             ),
             ("GET", "/_emulator/payments"): lambda _req: self._admin_listing(self._realms, "payments", "RealmId"),
             ("POST", "/_emulator/payments"): lambda req: self.admin_action(req, self._admin_pay),
+            **self.webhooks.admin_routes(self, "verifier", lambda value: setattr(self, "webhook_verifier", value)),
             ("POST", "/_emulator/plant"): lambda req: self.admin_action(
                 req,
                 lambda doc: self.plant_invoice(str(doc["RealmId"]), doc["Invoice"], str(doc.get("TxnType", "Invoice"))),
@@ -1436,6 +1474,7 @@ __all__ = [
     "DEFAULT_REALM_ID",
     "DEFAULT_TAX_CODES",
     "DEFAULT_TAX_RATES",
+    "DEFAULT_VERIFIER_TOKEN",
     "DEMO_TAX_CODES",
     "FAULT_KINDS",
     "QboError",

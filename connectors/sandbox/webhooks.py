@@ -1,10 +1,10 @@
 """Webhooks an emulator sends, as its billing system would: signed, from a background thread, retried.
 
-An emulator that has webhooks (Xero, Stripe) holds a :class:`WebhookSender`. An admin action (mark an
-invoice paid) calls :meth:`WebhookSender.send` with the payload while the emulator holds its lock; the
-sender only queues it, and a daemon thread POSTs it once the action is done. That matters: the receiver
-(``broker payments``) answers a webhook by reading the invoice back from the same emulator, which would
-wait forever for a lock held by a thread that waits for the receiver.
+An emulator that has webhooks (Xero, Stripe, QuickBooks, PayPal, FreshBooks) holds a :class:`WebhookSender`.
+An admin action (mark an invoice paid) calls :meth:`WebhookSender.send` with the payload while the emulator
+holds its lock; the sender only queues it, and a daemon thread POSTs it once the action is done. That matters:
+the receiver (``broker payments``) answers a webhook by reading the invoice back from the same emulator, which
+would wait forever for a lock held by a thread that waits for the receiver.
 
 Each delivery is signed at send time by the emulator's ``sign(body, now) -> headers`` (Stripe signs
 every attempt with a fresh timestamp; Xero's signature depends on the body only). A non-2xx answer or a
@@ -22,8 +22,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from connectors.sandbox.http import json_response
+
+if TYPE_CHECKING:
+    from connectors.sandbox.emulator import AdminRoute, Emulator
 
 __all__ = ["Signer", "WebhookSender", "post"]
 
@@ -81,6 +86,7 @@ class WebhookSender:
         #: The payloads sent, in order (``(event name, body)``), for :meth:`redeliver`.
         self.sent: list[tuple[str, bytes]] = []
         self._signers: list[Signer] = []
+        self._targets: list[str | None] = []  # the URL each was sent to (None: :attr:`url`)
         self._queue: queue.Queue[_Queued | None] = queue.Queue()
         self._idle = threading.Event()
         self._idle.set()
@@ -88,15 +94,19 @@ class WebhookSender:
         self._pending = 0
         self._lock = threading.Lock()
 
-    def send(self, name: str, payload: Mapping[str, Any] | bytes, sign: Signer) -> None:
-        """Queue ``payload`` (a JSON object, or the exact body bytes) as event ``name``; no-op without a URL."""
-        if not self.url:
+    def send(self, name: str, payload: Mapping[str, Any] | bytes, sign: Signer, url: str | None = None) -> None:
+        """Queue ``payload`` (a JSON object, or the exact body bytes) as event ``name`` to ``url`` (default
+        :attr:`url`: systems with one endpoint per app; FreshBooks has one per registered callback); no-op
+        without a URL."""
+        target = url or self.url
+        if not target:
             return
         body = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
         with self._lock:
             self.sent.append((name, body))
             self._signers.append(sign)
-        self._enqueue(_Queued(name, self.url, body, sign))
+            self._targets.append(url)
+        self._enqueue(_Queued(name, target, body, sign))
 
     def configure(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         """Take ``doc["url"]`` as the new URL when given (empty or ``None``: send nothing); ``{"url": url}``."""
@@ -110,9 +120,38 @@ class WebhookSender:
         with self._lock:
             name, body = self.sent[index]
             sign = self._signers[index]
-        if self.url:
-            self._enqueue(_Queued(name, self.url, body, sign))
+            target = self._targets[index] or self.url
+        if target:
+            self._enqueue(_Queued(name, target, body, sign))
         return name
+
+    def admin_routes(
+        self, emulator: Emulator, secret_field: str, set_secret: Callable[[str], None]
+    ) -> dict[tuple[str, str], AdminRoute]:
+        """The control API of these webhooks on ``emulator``::
+
+            POST /_emulator/webhooks   {"url"?, <secret_field>?}  -> {"url"}  (where they go, what signs them)
+            GET  /_emulator/webhooks   -> {"deliveries": [[event, status, attempt], ...], "sent": n}
+            POST /_emulator/webhooks/redeliver {"index": -1}  -> {"redelivered": event}
+
+        ``set_secret(value)`` takes a new signing secret (``secret_field`` given and not empty)."""
+
+        def configure(doc: dict[str, Any]) -> dict[str, Any]:
+            if doc.get(secret_field):
+                set_secret(str(doc[secret_field]))
+            return self.configure(doc)
+
+        return {
+            ("POST", "/_emulator/webhooks"): lambda req: emulator.admin_action(
+                req, configure, refused="bad webhook settings"
+            ),
+            ("GET", "/_emulator/webhooks"): lambda _req: json_response(
+                200, {"deliveries": [list(d) for d in self.deliveries], "sent": len(self.sent)}
+            ),
+            ("POST", "/_emulator/webhooks/redeliver"): lambda req: emulator.admin_action(
+                req, lambda doc: {"redelivered": self.redeliver(int(doc.get("index", -1)))}, refused="nothing"
+            ),
+        }
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until every queued webhook was delivered or given up; whether that happened in time."""

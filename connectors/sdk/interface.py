@@ -89,6 +89,13 @@ class Capabilities:
     is (``None``: the system issues no credit notes under our number, or the connector shortens that
     number itself). The broker keeps its invoice numbers within :attr:`invoice_number_limit`; cite the
     source of each limit where the connector declares it.
+
+    ``drafts``: the system has draft invoices (not yet issued, no receivable, deleted rather than voided)
+    and the connector posts an :class:`~connectors.sdk.invoice.Invoice` with ``draft=True`` as one,
+    leaving it for a person to finalise there; its :meth:`Connector.retire` deletes a document that is
+    still a draft. ``False`` (QuickBooks Online: an invoice is an open receivable once created) makes a
+    tenant or client with ``approval: draft`` a configuration error. Cite the system's draft status
+    where the connector declares it (``docs/connectors.md``, "Drafts").
     """
 
     native_idempotency: bool = False
@@ -101,6 +108,7 @@ class Capabilities:
     daily_limit: int | None = None
     invoice_number_max: int | None = None
     credit_note_number_max: int | None = None
+    drafts: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -146,6 +146,12 @@ class Invoice(BaseModel):
         description="Set by the deliver stage on a correction it delivers: the invoice key it corrects "
         "(its own key is <that key>:c<n>, its number <that number>-C<n>).",
     )
+    draft: bool = Field(
+        default=False,
+        description="Post it as a draft, for someone to finalise in the billing system (the client's or tenant's "
+        "approval: draft). Only for systems whose connector declares Capabilities.drafts; not part of the "
+        "fingerprint: the same content posted as a draft or final is the same invoice version.",
+    )
 
 
 class NotBillable(BaseModel):
@@ -227,8 +233,10 @@ class DeliveryOutcome(BaseModel):
     the billed document), ``cancelled`` (the document was cancelled: its billed document retired, or
     this revision is not billed because the document is cancelled), ``held`` (the work order was
     reopened: its billed document stays as it is until a later revision completes; this revision
-    is not billed). ``billed_total`` always states what the billing system holds for the document
-    after the outcome (see its description).
+    is not billed), ``awaiting_approval`` (its client's approval is ``required``: held in the broker,
+    nothing sent, until an operator approves it; ``docs/approval.md``), ``rejected`` (an operator
+    rejected it while it awaited approval: never sent). ``billed_total`` always states what the
+    billing system holds for the document after the outcome (see its description).
     ``reconciled``: an earlier attempt's outcome was unknown and the invoice was found by lookup.
     ``amendment``: what happened to the previous revision (``credited``, ``deleted``, ``voided``,
     ``deducted`` — PayPal: the amount of the paid previous invoice deducted on the new one — or ``none``),
@@ -240,7 +248,16 @@ class DeliveryOutcome(BaseModel):
     tenant: str
     billing_system: str | None
     outcome: Literal[
-        "created", "already_delivered", "not_billable", "dead_lettered", "superseded", "amended", "cancelled", "held"
+        "created",
+        "already_delivered",
+        "not_billable",
+        "dead_lettered",
+        "superseded",
+        "amended",
+        "cancelled",
+        "held",
+        "awaiting_approval",
+        "rejected",
     ]
     external_id: str | None = None
     external_number: str | None = None

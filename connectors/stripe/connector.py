@@ -18,7 +18,9 @@ stripe/openapi, version 2023-08-16). Facts it relies on (``shared/billing-apis.m
   and compare Stripe's ``total``/``tax``/``amount_due`` and line count with ours (a mismatch is a
   :class:`PermanentError` and the draft is **not** finalised) -> ``POST /v1/invoices/{id}/finalize``
   -> optionally ``POST /v1/invoices/{id}/send``. Every step has its own idempotency key
-  (:func:`connectors.stripe.mapper.idempotency_key`).
+  (:func:`connectors.stripe.mapper.idempotency_key`). An invoice to post as a draft (``invoice.draft``,
+  the tenant's ``approval: draft``) stops before ``finalize``: a Stripe ``draft`` with our lines and
+  total, ``auto_advance=false`` so Stripe never finalises it by itself, never e-mailed.
 * Lookup: ``GET /v1/invoices/search?query=metadata['broker_invoice_number']:'...'`` is eventually
   consistent (usually < 1 minute, up to an hour in outages; not available in India), so deliveries
   look for an existing invoice by **listing the customer's invoices** (``GET /v1/invoices?customer=``,
@@ -138,6 +140,10 @@ class StripeConnector(HttpConnector):
         rate_limit_per_minute=25 * 60,
         invoice_number_max=CUSTOM_FIELD_MAX,
         credit_note_number_max=METADATA_VALUE_MAX,
+        # status draft until POST /v1/invoices/{id}/finalize; only drafts can be deleted (DELETE /v1/invoices/{id}):
+        # spec3.yaml (PostInvoicesInvoiceFinalize, DeleteInvoicesInvoice),
+        # https://docs.stripe.com/invoicing/integration/workflow-transitions
+        drafts=True,
     )
     Settings = StripeSettings
     # Every write carries an idempotency key, so a 500/504 is safe to retry with it (a 500 Stripe
@@ -300,7 +306,7 @@ class StripeConnector(HttpConnector):
             ids[spec.ref.name] = await self._tax_rate(spec)
 
         draft = await self._lookup(invoice, customer)
-        if draft is not None and is_complete(draft, self.settings):
+        if draft is not None and is_complete(draft, self.settings, draft=invoice.draft):
             check_ours(
                 invoice, invoice_from_stripe(draft, invoice.invoice_number), what=f"Stripe {draft.get('status')}"
             )
@@ -318,7 +324,7 @@ class StripeConnector(HttpConnector):
                     f"Stripe invoice {invoice.invoice_number}: draft {inv_id} does not match our invoice "
                     f"(minor units: {'; '.join(problems)}); it was NOT finalised"
                 )
-            if self.settings.invoice_status == "open":
+            if self.settings.invoice_status == "open" and not invoice.draft:
                 draft = await self._finalize(invoice, inv_id)
         emailed = self.settings.send_email and draft.get("status") == "open"
         if emailed and metadata_of(draft).get("broker_emailed") != "true":

@@ -708,12 +708,13 @@ def draft_mismatches(plan: StripePlan, inv: Json) -> list[str]:
     return problems
 
 
-def is_complete(inv: Json, settings: StripeSettings) -> bool:
+def is_complete(inv: Json, settings: StripeSettings, *, draft: bool = False) -> bool:
     """True when invoice ``inv`` needs nothing more from the connector.
 
-    A draft only when the tenant wants drafts (``invoice_status: draft``) and it holds all our lines
-    and our total (``metadata[broker_lines]``/``[broker_total]``); an open invoice only once e-mailed
-    when ``send_email`` (``metadata[broker_emailed]``); any other status always.
+    A draft only when the tenant wants drafts (``invoice_status: draft``, or ``draft``: the invoice is
+    to be posted as one, :attr:`Invoice.draft <connectors.sdk.invoice.Invoice.draft>`) and it holds all
+    our lines and our total (``metadata[broker_lines]``/``[broker_total]``); an open invoice only once
+    e-mailed when ``send_email`` (``metadata[broker_emailed]``); any other status always.
     """
     meta = metadata_of(inv)
     status = inv.get("status")
@@ -721,7 +722,7 @@ def is_complete(inv: Json, settings: StripeSettings) -> bool:
         lines = inv.get("lines") or {}
         count = lines.get("total_count", len(lines.get("data") or []))
         return (
-            settings.invoice_status == "draft"
+            (draft or settings.invoice_status == "draft")
             and str(count) == str(meta.get("broker_lines"))
             and str(inv.get("total")) == str(meta.get("broker_total"))
         )

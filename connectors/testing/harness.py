@@ -66,6 +66,7 @@ class ConnectorHarness:
       ``zero_amount_line``, ``negative_line``, ``odd_number``): ``"deliver"`` (must be created
       with the exact total), ``"reject"`` (must raise :class:`~connectors.sdk.errors.PermanentError`
       before or at the billing system) or ``"either"`` (default).
+    * ``draft_payments_refused`` — the system refuses a payment on a draft (default ``True``).
     * ``tenant``, ``currency`` (2-decimal currencies only), ``tax_rate`` (a non-zero rate the
       emulator knows; 0 % must be known too), ``fast_timeout`` (``timeout_seconds`` for the
       timeout scenarios; the emulator must hold a timed-out response longer than that).
@@ -81,6 +82,10 @@ class ConnectorHarness:
     currency: ClassVar[str] = "EUR"
     tax_rate: ClassVar[Decimal] = Decimal("23")
     fast_timeout: ClassVar[float] = 0.5
+    #: The system refuses a payment on a draft invoice (Xero: "Payments can only be made against Authorised
+    #: documents"); the kit's ``draft`` scenario then checks that :meth:`mark_paid` of a draft raises and
+    #: changes nothing. ``False`` for a system that records it (FreshBooks marks the draft paid).
+    draft_payments_refused: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ lifecycle (required)
     def start(self) -> None:
@@ -161,7 +166,8 @@ class ConnectorHarness:
     # ------------------------------------------------------------------ lifecycle (optional; else skip with a reason)
     def mark_paid(self, external_id: str, amount: Decimal | None = None) -> None:
         """Record a payment of ``amount`` (``None``: everything due) on invoice ``external_id``, as the
-        system does when the customer pays (an admin action of the emulator)."""
+        system does when the customer pays (an admin action of the emulator). Raises ``ValueError`` when the
+        system refuses the payment (a draft, a void invoice, more than is due)."""
         raise NotImplementedError
 
     def balance(self) -> Decimal:

@@ -26,6 +26,8 @@ https://developer.xero.com/documentation/api/accounting/invoices). Facts it reli
   characters, returned on every read); an invoice found under our number without it, or with another
   total, is never adopted (:class:`NumberConflictError`). Legal notes print as description-only line
   items (:mod:`connectors.xero.mapper`).
+* Drafts (``invoice.draft``, the tenant's ``approval: draft``): posted with ``Status: DRAFT`` whatever
+  ``invoice_status`` says, for the organisation to approve in Xero.
 * Lifecycle (:meth:`XeroConnector.retire`; ``amend``/``cancel`` are the SDK's): drafts are deleted,
   approved invoices without payments voided, anything with a payment credited (``ACCRECCREDIT``).
 
@@ -144,6 +146,9 @@ class XeroConnector(HttpConnector):
         # InvoiceNumber <= 255 (mapper.INVOICE_NUMBER_MAX); CreditNoteNumber's limit is not documented in
         # the material at hand, and our "-CN" numbers stay far below 255 (the broker keeps numbers <= 32)
         invoice_number_max=INVOICE_NUMBER_MAX,
+        # Status DRAFT (Xero's default; DRAFT -> SUBMITTED -> AUTHORISED), deleted while still a draft:
+        # spec xero_accounting.yaml Invoice.Status, developer.xero.com/documentation/api/accounting/invoices
+        drafts=True,
     )
     Settings = XeroSettings
     settings: XeroSettings

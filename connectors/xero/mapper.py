@@ -131,6 +131,8 @@ def invoice_to_xero(invoice: Invoice, settings: XeroSettings) -> dict[str, Any]:
          "Status": "AUTHORISED" | "DRAFT",
          "LineItems": [line_to_xero(...), ..., *note_lines(invoice)]}
 
+    ``Status`` is ``DRAFT`` for an invoice to post as a draft (``invoice.draft``: Xero's default status,
+    a draft is no receivable until approved; spec ``Invoice.Status``), else ``settings.invoice_status``.
     Amounts are :class:`Decimal` (serialise with :func:`dumps`). Read-only totals (``SubTotal``,
     ``TotalTax``, ``Total``) are not sent: Xero computes them from the lines.
     """
@@ -144,7 +146,7 @@ def invoice_to_xero(invoice: Invoice, settings: XeroSettings) -> dict[str, Any]:
         "InvoiceNumber": invoice.invoice_number,
         "Reference": reference_for(invoice),
         "CurrencyCode": invoice.currency,
-        "Status": settings.invoice_status,
+        "Status": "DRAFT" if invoice.draft else settings.invoice_status,
         "LineItems": [*(line_to_xero(line, invoice, settings) for line in invoice.lines), *note_lines(invoice)],
     }
 

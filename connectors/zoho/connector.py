@@ -16,7 +16,9 @@ https://www.zoho.com/invoice/api/v3/). Facts it relies on:
 * Invoices are created as drafts; "mark as sent" (``POST /invoices/{id}/status/sent``) and "email"
   (``POST /invoices/{id}/email``) are separate, naturally idempotent steps (status / ``is_emailed``
   are checked first). Before marking sent, Zoho's ``total`` is compared with ours; a mismatch is a
-  :class:`PermanentError` and the invoice stays a draft.
+  :class:`PermanentError` and the invoice stays a draft. An invoice to post as a draft (``invoice.draft``,
+  the tenant's ``approval: draft``) stops after the create: status ``draft``, neither marked sent nor
+  e-mailed, whatever ``invoice_status`` / ``send_email`` say.
 * Limits: 100 requests per minute per organisation (as documented for Zoho Books/Inventory on the
   same platform); 429 beyond. The connector paces its own calls (:class:`connectors.sdk.http.Pacer`).
 * Ownership: every invoice carries our marker (:func:`connectors.sdk.lifecycle.marker`) on the last
@@ -116,7 +118,13 @@ class ZohoConnector(HttpConnector):
     # invoice_number Max-length [100] (https://www.zoho.com/invoice/api/v3/invoices/, mapper.INVOICE_NUMBER_MAX);
     # no creditnote_number limit is documented in the material at hand
     capabilities = Capabilities(
-        oauth2=True, amendments=True, rate_limit_per_minute=100, invoice_number_max=mapper.INVOICE_NUMBER_MAX
+        oauth2=True,
+        amendments=True,
+        rate_limit_per_minute=100,
+        invoice_number_max=mapper.INVOICE_NUMBER_MAX,
+        # created as draft until marked sent / e-mailed; a draft is deleted, not voided
+        # (https://www.zoho.com/invoice/api/v3/invoices/: "Mark an invoice as sent", "Void an invoice")
+        drafts=True,
     )
     Settings = ZohoSettings
     # Zoho reports a taken number as 400 code 1001; every other 4xx refuses the data (5xx: see classify).
@@ -274,7 +282,8 @@ class ZohoConnector(HttpConnector):
             )
 
     async def deliver(self, invoice: Invoice) -> DeliveryResult:
-        """Create ``invoice`` (draft), check Zoho's total, then mark it sent / email it as configured.
+        """Create ``invoice`` (draft), check Zoho's total, then mark it sent / email it as configured
+        (neither when ``invoice.draft``: it stays a Zoho draft).
 
         A reused number (code 1001) is looked up and returned with ``created=False`` once proven ours
         (our marker and total, else :class:`NumberConflictError` and nothing is changed; another
@@ -302,7 +311,9 @@ class ZohoConnector(HttpConnector):
                 f"(invoice {inv.get('invoice_id')} left as {inv.get('status')}, not marked sent)"
             )
         inv_id = str(inv["invoice_id"])
-        if self.settings.send_email and not inv.get("is_emailed"):
+        if invoice.draft:
+            pass  # left a draft for the organisation to review and send in Zoho
+        elif self.settings.send_email and not inv.get("is_emailed"):
             await self._email(invoice, inv_id, customer_id, what)
             inv = dict(inv, status="sent" if inv.get("status") == "draft" else inv.get("status"), is_emailed=True)
         elif self.settings.invoice_status == "sent" and inv.get("status") == "draft":

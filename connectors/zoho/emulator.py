@@ -41,6 +41,11 @@ https://www.zoho.com/invoice/api/v3/errors/):
 * Totals: ``item_total = rate × quantity`` rounded half up to the currency's decimals; tax per tax
   on the sum of its lines' item totals, rounded once (exclusive ``Σ × p / 100``; inclusive
   ``Σ × p / (100 + p)`` contained); ``total = sub_total + tax_total + adjustment``.
+* ``GET /invoices`` filters ``last_modified_time`` (invoices changed at or after that time,
+  ``YYYY-MM-DDTHH:MM:SS+HHMM``; the exact semantics of Zoho's filter were not retrieved: "at or after" is
+  this emulator's assumption) and sorts by ``sort_column`` ``last_modified_time`` / ``created_time``
+  (``sort_order`` ``A`` / ``D``); every invoice carries ``created_time`` and ``last_modified_time``, the latter
+  changed by every payment, credit, status change and e-mail.
 * 100 requests per minute per organisation (``rate_limit_per_minute``) -> 429 with ``Retry-After``,
   ``X-Rate-Limit-Limit``, ``X-Rate-Limit-Remaining`` and ``X-Rate-Limit-Reset``.
 
@@ -58,7 +63,7 @@ import fnmatch
 import secrets
 import time
 from collections.abc import KeysView, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -555,11 +560,13 @@ class ZohoEmulator(TokenHolder, Emulator):
                     raise ZohoError(400, 1007, "The invoice is already void.")
                 self._untouched(inv, "voided")
                 inv["status"], inv["balance"] = "void", Decimal(0)
+                _touch(inv)
                 return _json(200, {"code": 0, "message": "Invoice status has been changed to Void."})
             if parts[2:] == ["status", "sent"] and m == "POST":
                 if inv["status"] != "draft":
                     raise ZohoError(400, 1007, "Only draft invoices can be marked as sent.")
                 inv["status"] = "sent"
+                _touch(inv)
                 return _json(200, {"code": 0, "message": "Invoice status has been changed to Sent."})
             if parts[2:] == ["email"] and m == "POST":
                 body = self._body(req)
@@ -577,6 +584,7 @@ class ZohoEmulator(TokenHolder, Emulator):
                 inv["is_emailed"] = True
                 if inv["status"] == "draft":
                     inv["status"] = "sent"
+                _touch(inv)
                 return _json(200, {"code": 0, "message": "Your invoice has been sent."})
         if parts[0] == "creditnotes":
             return self._creditnote_route(req, org, parts[1:])
@@ -595,6 +603,7 @@ class ZohoEmulator(TokenHolder, Emulator):
         """``balance`` and status after a payment or credit: ``paid`` at 0, else ``partially_paid``."""
         inv["balance"] = inv["total"] - inv["payment_made"] - inv["credits_applied"]
         inv["status"] = "paid" if inv["balance"] <= 0 else "partially_paid"
+        _touch(inv)
 
     # ------------------------------------------------------------------ credit notes
     def _creditnote_route(self, req: Request, org: str, parts: list[str]) -> Response:
@@ -801,6 +810,8 @@ class ZohoEmulator(TokenHolder, Emulator):
             "is_emailed": False,
             "notes": body.get("notes", ""),
             "terms": body.get("terms", ""),
+            "created_time": _zoho_now(),
+            "last_modified_time": _zoho_now(),
         }
         self._invoices[org][inv_id] = inv
         return inv
@@ -872,6 +883,12 @@ class ZohoEmulator(TokenHolder, Emulator):
         for name in ("invoice_number", "reference_number", "customer_id", "status"):
             if name in query:
                 rows = [i for i in rows if str(i[name]) == query[name]]
+        if "last_modified_time" in query:
+            since = _zoho_time(query["last_modified_time"])
+            rows = [i for i in rows if _zoho_time(i["last_modified_time"]) >= since]
+        if query.get("sort_column") in ("last_modified_time", "created_time"):
+            column = query["sort_column"]
+            rows.sort(key=lambda i: (_zoho_time(i[column]), i["invoice_id"]), reverse=query.get("sort_order") == "D")
         if "invoice_number_startswith" in query:
             rows = [i for i in rows if i["invoice_number"].startswith(query["invoice_number_startswith"])]
         try:
@@ -892,6 +909,8 @@ class ZohoEmulator(TokenHolder, Emulator):
             "total",
             "balance",
             "is_emailed",
+            "created_time",
+            "last_modified_time",
         )
         return _json(
             200,
@@ -928,6 +947,24 @@ class ZohoEmulator(TokenHolder, Emulator):
     def _emails(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.emails)
+
+
+def _zoho_now() -> str:
+    """Zoho's time stamps: ``YYYY-MM-DDTHH:MM:SS+HHMM`` (the organisation's offset; here UTC)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _zoho_time(text: str) -> datetime:
+    """A Zoho time stamp (or a ``last_modified_time`` filter value) as an aware datetime; 400 code 4 if unreadable."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError:
+        raise ZohoError(400, 4, f"Invalid value passed for last_modified_time: {text!r}") from None
+
+
+def _touch(inv: dict[str, Any]) -> None:
+    """The invoice changed now: its ``last_modified_time``."""
+    inv["last_modified_time"] = _zoho_now()
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:

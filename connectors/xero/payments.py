@@ -22,24 +22,22 @@ https://developer.xero.com/documentation/webhooks/configuring-your-server:
 
 from __future__ import annotations
 
-import base64
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from broker.payments.source import (
+from connectors.sdk.invoice import ExternalInvoice
+from connectors.sdk.lifecycle import read_marker
+from connectors.sdk.money import amount_or_none
+from connectors.sdk.payments import (
     InvoiceState,
     PaymentSource,
     PaymentStatus,
     Webhook,
-    WebhookRefused,
-    hmac_sha256,
-    same_signature,
+    base64_hmac,
+    require_signature,
 )
-from connectors.sdk.invoice import ExternalInvoice
-from connectors.sdk.lifecycle import read_marker
-from connectors.sdk.money import amount_or_none
 from connectors.xero.connector import XeroConnector
 
 __all__ = ["XeroPayments", "xero_signature"]
@@ -49,7 +47,7 @@ _MS_DATE = re.compile(r"/Date\((-?\d+)([+-]\d{4})?\)/")
 
 def xero_signature(key: bytes, body: bytes) -> str:
     """``x-xero-signature`` of ``body``: Base64 of HMAC-SHA256(``key``, raw body)."""
-    return base64.b64encode(hmac_sha256(key, body)).decode()
+    return base64_hmac(key, body)
 
 
 def _ms_date(value: Any) -> datetime | None:
@@ -68,11 +66,7 @@ class XeroPayments(PaymentSource):
 
     def verify(self, hook: Webhook, now: float) -> None:  # noqa: ARG002 - Xero signs no timestamp
         """``x-xero-signature`` must be Base64(HMAC-SHA256(webhook key, body)); :class:`WebhookRefused` otherwise."""
-        given = hook.headers.get("x-xero-signature")
-        if not given:
-            raise WebhookRefused("bad_signature", "header 'x-xero-signature' is missing")
-        if not same_signature(xero_signature(self.secret, hook.body), given.strip()):
-            raise WebhookRefused("bad_signature", "header 'x-xero-signature' does not match the body")
+        require_signature(hook, "x-xero-signature", xero_signature(self.secret, hook.body))
 
     def invoice_ids(self, payload: Any) -> list[str]:
         """``resourceId`` of each ``INVOICE`` event of the tenant's organisation, in order, once each."""
@@ -117,3 +111,7 @@ class XeroPayments(PaymentSource):
             status=status,
             changed_at=_ms_date(invoice.get("UpdatedDateUTC")),
         )
+
+
+#: The payment source the registry finds (:func:`connectors.registry.payment_source_class`).
+PAYMENT_SOURCE = XeroPayments

@@ -25,11 +25,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from broker.payments.source import InvoiceState, PaymentSource, PaymentStatus
 from connectors.moloni.connector import PAGE_SIZE, MoloniConnector
 from connectors.sdk.errors import RetryableError
 from connectors.sdk.lifecycle import read_marker
 from connectors.sdk.money import amount_or_none
+from connectors.sdk.payments import InvoiceState, PaymentSource, PaymentStatus
 
 __all__ = ["EPOCH_CURSOR", "MoloniPayments"]
 
@@ -113,3 +113,7 @@ class MoloniPayments(PaymentSource):
             if len(page) < PAGE_SIZE:
                 return states, latest
             offset += PAGE_SIZE
+
+
+#: The payment source the registry finds (:func:`connectors.registry.payment_source_class`).
+PAYMENT_SOURCE = MoloniPayments

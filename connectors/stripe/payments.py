@@ -24,7 +24,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.payments.source import (
+from connectors.sdk.invoice import ExternalInvoice
+from connectors.sdk.payments import (
     InvoiceState,
     PaymentSource,
     PaymentStatus,
@@ -33,7 +34,6 @@ from broker.payments.source import (
     hmac_sha256,
     same_signature,
 )
-from connectors.sdk.invoice import ExternalInvoice
 from connectors.stripe.connector import StripeConnector
 from connectors.stripe.mapper import from_minor
 
@@ -134,3 +134,7 @@ class StripePayments(PaymentSource):
             status=status,
             changed_at=_when(changed) if status != "partially_paid" else None,
         )
+
+
+#: The payment source the registry finds (:func:`connectors.registry.payment_source_class`).
+PAYMENT_SOURCE = StripePayments
