@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +16,7 @@ from broker import __version__
 from broker.cli_common import (
     bootstrap_option,
     check_kafka_security,
+    config_option,
     console,
     err_console,
     fail_config,
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     import faust
 
     from broker.faust_compat import BrokerWorker
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _check_tenant_secrets(config: BrokerConfig, tenant_id: str) -> None:
@@ -69,18 +67,6 @@ def main() -> None:
     """maintenance-billing-broker: maintenance events in, invoices out."""
     for warning in unknown_variables():
         err_console.print(f"[yellow]warning: {warning}[/]", highlight=False)
-
-
-def config_option(help_text: str = "Tenant configuration YAML (or $BROKER_CONFIG).") -> Callable[[F], F]:
-    """The required ``--config PATH`` option (``config_path``, or ``$BROKER_CONFIG``)."""
-    return click.option(
-        "--config",
-        "config_path",
-        envvar="BROKER_CONFIG",
-        required=True,
-        type=click.Path(dir_okay=False),
-        help=help_text,
-    )
 
 
 # --------------------------------------------------------------------------- run
@@ -457,6 +443,9 @@ main.add_command(_console)
 from broker.payments_cli import payments as _payments  # noqa: E402 - `payments` (billing.payments, docs/payments.md)
 
 main.add_command(_payments)
+from broker.callbacks_cli import callbacks as _callbacks  # noqa: E402 - `callbacks` (payments to the platforms)
+
+main.add_command(_callbacks)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

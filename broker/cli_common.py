@@ -20,6 +20,7 @@ from broker.settings import Settings
 __all__ = [
     "bootstrap_option",
     "check_kafka_security",
+    "config_option",
     "console",
     "err_console",
     "fail_config",
@@ -27,9 +28,11 @@ __all__ = [
     "process_settings",
     "say",
     "serve_asgi",
+    "start_command",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
@@ -64,6 +67,20 @@ def load(path: str) -> BrokerConfig:
         fail_config(exc)
 
 
+def start_command(config_path: str, read: Callable[[BrokerConfig], T]) -> tuple[Settings, T]:
+    """What a long-running command reads first: the process settings (:func:`process_settings`), the Kafka
+    TLS/SASL settings (:func:`check_kafka_security`), the configuration at ``config_path`` (:func:`load`) and
+    what ``read`` takes of it (e.g. the tenants' routes or targets). Anything wrong stops the command with
+    exit status 2 naming it, a :class:`ConfigError` raised by ``read`` included."""
+    settings = process_settings()
+    check_kafka_security()
+    config = load(config_path)
+    try:
+        return settings, read(config)
+    except ConfigError as exc:
+        fail_config(exc)
+
+
 def check_kafka_security() -> None:
     """Refuse to start, naming the variable, when the Kafka TLS/SASL settings are wrong (exit 2)."""
     from broker.kafka_security import KafkaSecurity
@@ -82,6 +99,21 @@ def bootstrap_option(
 ) -> Callable[[F], F]:
     """The ``--bootstrap-servers`` option (``$KAFKA_BOOTSTRAP_SERVERS``), required unless ``required=False``."""
     return click.option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", required=required, help=help)
+
+
+def config_option(
+    help_text: str = "Tenant configuration YAML (or $BROKER_CONFIG).", *, exists: bool = False
+) -> Callable[[F], F]:
+    """The required ``--config PATH`` option (``config_path``, or ``$BROKER_CONFIG``); ``exists``: click
+    refuses a path that is not an existing file (exit 2) before the command runs."""
+    return click.option(
+        "--config",
+        "config_path",
+        envvar="BROKER_CONFIG",
+        required=True,
+        type=click.Path(exists=exists, dir_okay=False),
+        help=help_text,
+    )
 
 
 def serve_asgi(app: Any, **options: Any) -> None:

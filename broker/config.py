@@ -22,6 +22,7 @@ Shape (see ``broker/examples/config.yaml`` for a complete file)::
                                     # created / assigned / started); other unknown types are dead-lettered
         corrections: amend | reject # a delivered invoice arriving with other content (docs/delivery.md §7b)
         intake: [{name, token_env | hmac_secret_env}, ...]  # senders of POST /events (docs/intake.md)
+        callbacks: {url, secret_env, events, ...}  # payments told to the platform (Callbacks; docs/payments.md)
 
 The pricing rules these settings drive are described in ``docs/pricing.md``.
 
@@ -535,6 +536,83 @@ class PlatformWebhook(_Model):
     options: dict[str, str] = Field(default_factory=dict)
 
 
+#: What a tenant's ``callbacks.events`` may list: the ``billing.payments`` states (``billing.invoice.<state>``).
+CallbackEvent = Literal["paid", "partially_paid", "voided"]
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` (a URL's host name, brackets removed) is this machine: ``localhost`` or a loopback IP."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Callbacks(_Model):
+    """Where ``broker callbacks`` tells the tenant's maintenance platform of payments (``callbacks:``;
+    ``docs/payments.md``, "Callbacks to the platform").
+
+    Every ``billing.payments`` record of the tenant whose state is in ``events`` is POSTed to ``url`` as
+    the CloudEvent recorded, signed the Standard Webhooks way with the key in the variable ``secret_env``
+    (``whsec_`` + base64 of 24 to 64 random bytes; never written in the file, never logged).
+
+    ``url``: ``https://…``, or ``http://`` only to a loopback host (``localhost``, ``127.0.0.1``, ``[::1]``),
+    without user or password; ``events``: which states are sent (default all three); ``timeout_seconds``:
+    the most one request may take, connecting, sending and reading the answer; ``max_attempts``: requests
+    per record, the first included, before it is dead-lettered; ``backoff_seconds``: the wait after the
+    first failed attempt, doubled after each next one up to ``max_backoff_seconds``, which also caps a
+    waited ``Retry-After``.
+    """
+
+    url: Annotated[str, Field(max_length=2000)]
+    secret_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    events: list[CallbackEvent] = Field(
+        default_factory=lambda: list(get_args(CallbackEvent)), min_length=1, max_length=3
+    )
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    backoff_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    max_backoff_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
+
+    @field_validator("url")
+    @classmethod
+    def _callback_url(cls, url: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        try:
+            host = parts.hostname or ""
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL: {exc}") from None
+        if parts.scheme not in ("https", "http") or not host or any(c.isspace() for c in url):
+            raise ValueError("give an absolute https:// URL (http:// only to a loopback host)")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("a user or password in the URL would be logged; the request is signed instead")
+        if parts.scheme == "http" and not _loopback(host):
+            raise ValueError(
+                f"http:// only to a loopback host (localhost, 127.0.0.1, [::1]), not {host!r}: use https://"
+            )
+        return url
+
+    @field_validator("events")
+    @classmethod
+    def _distinct_events(cls, events: list[str]) -> list[str]:
+        if len(set(events)) != len(events):
+            raise ValueError("list each state once")
+        return events
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> Callbacks:
+        if self.backoff_seconds > self.max_backoff_seconds:
+            raise ValueError("backoff_seconds is larger than max_backoff_seconds")
+        return self
+
+
 class HolidayCalendar(_Model):
     """The tenant's public holidays (``holidays:``), local dates in the tenant's time zone, for the
     ``holiday`` time band. Two forms:
@@ -693,6 +771,11 @@ class Tenant(_Model):
     webhooks: dict[str, PlatformWebhook] = Field(
         default_factory=dict,
         description="Webhooks from maintenance platforms to `broker ingest`, by platform (docs/intake.md).",
+    )
+    callbacks: Callbacks | None = Field(
+        default=None,
+        description="Signed HTTP callbacks of the tenant's payments (billing.payments) to its maintenance platform, "
+        "sent by `broker callbacks` (docs/payments.md); none when absent.",
     )
     economics: Economics = Field(default_factory=Economics)
     periodic: PeriodicInvoicing = Field(default_factory=PeriodicInvoicing)
@@ -999,6 +1082,8 @@ __all__ = [
     "Approval",
     "Billing",
     "BrokerConfig",
+    "CallbackEvent",
+    "Callbacks",
     "CatalogueItem",
     "Client",
     # ConfigError, format_validation_error and resolve_secret live in the connector SDK; re-exported here

@@ -216,3 +216,11 @@ PAYMENT_POLLS = Counter(
     "Polls of a billing system without webhooks by `broker payments`, by billing system and result (ok, failed).",
     ["billing_system", "result"],
 )
+
+# --------------------------------------------------------------------------- callbacks (docs/payments.md)
+CALLBACKS = Counter(
+    "broker_callbacks_total",
+    "Payment callbacks of `broker callbacks` to the tenants' platforms, by result: sent (answered 2xx), retried "
+    "(an attempt failed and is tried again), dead_lettered (refused with a 4xx, or out of attempts: on billing.dlq).",
+    ["result"],
+)

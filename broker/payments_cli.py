@@ -15,18 +15,13 @@ from __future__ import annotations
 
 import click
 
-from broker.config import ConfigError
+from broker.cli_common import config_option
 from broker.settings import TOPIC_PAYMENTS
 
 
 @click.command("payments")
-@click.option(
-    "--config",
-    "config_path",
-    envvar="BROKER_CONFIG",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Tenant configuration YAML (or $BROKER_CONFIG); tenants' `billing.payments` say how payments are read.",
+@config_option(
+    "Tenant configuration YAML (or $BROKER_CONFIG); tenants' `billing.payments` say how payments are read.", exists=True
 )
 @click.option("--host", envvar="BROKER_PAYMENTS_HOST", default="127.0.0.1", help="Listen address.")
 @click.option("--port", envvar="BROKER_PAYMENTS_PORT", type=int, default=8089, help="Listen port.")
@@ -36,7 +31,7 @@ def payments(config_path: str, host: str, port: int) -> None:
     Every payment, partial payment or void a billing system reports becomes one CloudEvent on
     billing.payments, keyed by the invoice key. docs/payments.md has the details.
     """
-    from broker.cli_common import check_kafka_security, fail_config, load, process_settings, say, serve_asgi
+    from broker.cli_common import say, serve_asgi, start_command
     from broker.embedded import kafka_bootstrap
     from broker.intake import KafkaPublisher
     from broker.kafka import ensure_topics
@@ -45,13 +40,7 @@ def payments(config_path: str, host: str, port: int) -> None:
     from broker.payments.recorder import Recorder
     from broker.payments.service import create_payments_app, payment_routes_of
 
-    settings = process_settings()
-    check_kafka_security()
-    config = load(config_path)
-    try:
-        routes = payment_routes_of(config)
-    except ConfigError as exc:
-        fail_config(exc)
+    settings, routes = start_command(config_path, payment_routes_of)
     out = say(settings)
     if not routes:
         out.print("[yellow]no tenant has `billing.payments`: every webhook will be refused, nothing is polled[/]")
