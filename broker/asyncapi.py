@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.settings import TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_INVOICES, DeliverySettings
+from broker.settings import (
+    TOPIC_APPROVALS,
+    TOPIC_DELIVERIES,
+    TOPIC_DLQ,
+    TOPIC_EVENTS,
+    TOPIC_INVOICES,
+    DeliverySettings,
+)
 
 __all__ = ["asyncapi_document"]
 
@@ -108,6 +115,14 @@ def asyncapi_document(retry_topics: tuple[str, ...] | None = None) -> dict[str, 
             "payload": _payload("delivery-outcome"),
             "bindings": _key("the invoice key tenant:doc:id:rN"),
         },
+        "ApprovalDecision": {
+            "name": "ApprovalDecision",
+            "title": "An operator's decision on an invoice awaiting approval (CloudEvents 1.0, structured mode)",
+            "summary": "billing.invoice.approved or billing.invoice.rejected; data: invoice_key, operator, reason.",
+            "contentType": "application/cloudevents+json",
+            "payload": _payload("approval-decision"),
+            "bindings": _key("the document's order key tenant:doc:id, as on billing.invoices (same partitions)"),
+        },
         "DeadLetter": {
             "name": "DeadLetter",
             "title": "A record no stage could handle: the original key and value, the failure in headers",
@@ -123,6 +138,7 @@ def asyncapi_document(retry_topics: tuple[str, ...] | None = None) -> dict[str, 
         ("billingInvoices", TOPIC_INVOICES, "PricedRecord", "Priced invoices and document changes, to deliver."),
         ("billingDeliveries", TOPIC_DELIVERIES, "DeliveryOutcome", "One outcome per invoice version."),
         ("billingDlq", TOPIC_DLQ, "DeadLetter", "Dead letters of every stage."),
+        ("billingApprovals", TOPIC_APPROVALS, "ApprovalDecision", "Decisions on invoices awaiting approval."),
     ]
     topics += [
         (f"billingInvoicesRetry{i}", name, "ParkedRecord", f"Parked invoices, level {i}.")
@@ -142,6 +158,7 @@ def asyncapi_document(retry_topics: tuple[str, ...] | None = None) -> dict[str, 
         "billingInvoices": "send",
         "billingDeliveries": "send",
         "billingDlq": "send",
+        "billingApprovals": "receive",
     }
     operations: dict[str, Any] = {}
     for channel, _, message, _ in topics:

@@ -47,6 +47,12 @@
   document's queued revisions they cover, each with its outcome (``held`` / ``cancelled``). A
   correction (a delivered invoice key with other content) is delivered as its own invoice version
   (``<key>:c<n>``) and reported under the corrected key (``amended``).
+* **Approval.** An invoice whose client's approval is ``required`` is not sent: the ledger keeps it
+  ``awaiting_approval`` with its payload (outcome ``awaiting_approval``). Agent ``deliver-approvals``
+  consumes operators' decisions from ``billing.approvals`` (keyed and partitioned like
+  ``billing.invoices``, so co-partitioned with the ledger) into the document's lane: an approval starts
+  the invoice's delivery from the kept payload, exactly once; a rejection settles it ``rejected``
+  (``docs/approval.md``).
 
 The delivery rules are :mod:`broker.delivery` (which does not import this module); what this stage
 needs of Faust beyond its public API goes through :mod:`broker.faust_compat`. Details and the
@@ -71,6 +77,7 @@ from faust.types import TP, AgentT, EventT, StreamT, TableT, TopicT
 from pydantic import TypeAdapter, ValidationError
 
 from broker import metrics
+from broker.approvals import ApprovalDecision, order_key_of
 from broker.config import BrokerConfig
 from broker.delivery import (
     Abandoned,
@@ -92,6 +99,7 @@ from broker.delivery import (
     RecordMeta,
     StoredEntry,
     Superseded,
+    Unapproved,
     Withheld,
     apply_change,
     entry_state,
@@ -109,7 +117,7 @@ from broker.faust_compat import (
 )
 from broker.logs import log_outcome
 from broker.outcomes import OutcomeLog, bootstrap_of
-from broker.settings import Settings
+from broker.settings import TOPIC_APPROVALS, Settings
 from connectors.sdk.invoice import DeliveryOutcome, DocumentChange, Invoice, NotBillable
 
 log = logging.getLogger("broker.deliver")
@@ -218,18 +226,25 @@ def offset_sequence(expected: int, offset: int) -> Literal["next", "repeat", "ho
     return "repeat" if offset < expected else "hole"
 
 
+#: ``_Ctx.level`` of a record released from the ledger (a queued revision, behind its resolved head).
+_RELEASED = -1
+#: ``_Ctx.level`` of a decision of ``billing.approvals`` (and of the approved invoice it releases).
+_APPROVALS = -2
+
+
 @dataclass
 class _Ctx:
     event: EventT[bytes]
-    record: Priced
+    record: Priced | ApprovalDecision
     payload: bytes
     order_key: str
     meta: RecordMeta
-    level: int  # 0 = billing.invoices, N = retry topic N, -1 = released from the ledger
+    level: int  # 0 = billing.invoices, N = retry topic N, _RELEASED, _APPROVALS
 
 
 class DeliverStage:
-    """Installs the ``deliver`` agent, one ``deliver-retry-N`` agent per retry topic and a gauge timer."""
+    """Installs the ``deliver`` agent, one ``deliver-retry-N`` agent per retry topic, the ``deliver-approvals``
+    agent (``billing.approvals``, created here with the same partition count) and a gauge timer."""
 
     def __init__(
         self,
@@ -286,6 +301,15 @@ class DeliverStage:
         for level, topic in enumerate(self.retry_topics, start=1):
             agent = app.agent(topic, name=f"deliver-retry-{level}")
             self.retry_agents.append(agent(self._retry_agent(level)))
+        self.approvals_topic = app.topic(TOPIC_APPROVALS, partitions=n, key_type=bytes, value_type=bytes)
+
+        async def deliver_approvals(stream: StreamT[bytes]) -> None:
+            """billing.approvals -> the document's lane: deliver an approved invoice, settle a rejected one."""
+            await stage.consume(stream, _APPROVALS)
+
+        self.approvals_agent: AgentT[bytes] = app.agent(self.approvals_topic, name="deliver-approvals")(
+            deliver_approvals
+        )
         app.timer(5.0)(self._refresh_gauges)
         app.timer(1.0)(self._seek_holes_again)
 
@@ -376,7 +400,8 @@ class DeliverStage:
     # ------------------------------------------------------------------ intake
     async def submit(self, stream: StreamT[bytes], event: EventT[bytes], level: int) -> None:
         """Take one consumed record of ``stream`` (without automatic acknowledgement): finish it inline
-        or hand it to its tenant's lane. ``level``: 0 for ``billing.invoices``, N for retry topic N."""
+        or hand it to its tenant's lane. ``level``: 0 for ``billing.invoices``, N for retry topic N,
+        ``_APPROVALS`` for ``billing.approvals``."""
         part = self._partition(event.message.tp)
         if not await self._in_sequence(part, event):
             self._discard(event)
@@ -385,7 +410,7 @@ class DeliverStage:
         part.entries.append(entry)
         try:
             self.interrupt.check()
-            if level and not await self._until_due(event, level):
+            if level > 0 and not await self._until_due(event, level):
                 self._complete(part, entry)
                 return
             ctx = await self._context(event, level)
@@ -465,6 +490,19 @@ class DeliverStage:
         headers = headers_to_dict(event.headers)
         msg = event.message
         meta = RecordMeta.from_headers(headers, topic=msg.topic, partition=msg.partition, offset=msg.offset)
+        if level == _APPROVALS:
+            try:
+                decision = ApprovalDecision.model_validate_json(event.value)
+            except ValidationError as exc:  # not for the DLQ: its replay would go to billing.invoices
+                log.error(
+                    "%s[%d]@%d: not an approval decision, skipped: %s",
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    describe_validation_error(exc),
+                )
+                return None
+            return _Ctx(event, decision, bytes(event.value), decision.order_key, meta, level)
         try:
             record = _PRICED.validate_json(event.value)
         except ValidationError as exc:
@@ -528,6 +566,9 @@ class DeliverStage:
             self._abandon(part, entry)
         except Exception as exc:  # a bug: dead-letter the record rather than stall the partition
             log.exception("deliver stage crashed on %s", getattr(ctx.record, "invoice_key", ctx.order_key))
+            if isinstance(ctx.record, ApprovalDecision):  # no DLQ stage for decisions: decide again
+                self._complete(part, entry)
+                return
             try:
                 await self._dead_letter(ctx, Dead("internal", exc, ctx.meta.attempts, ctx.meta))
                 self._complete(part, entry)
@@ -545,6 +586,9 @@ class DeliverStage:
 
     async def _handle(self, ctx: _Ctx) -> None:
         record = ctx.record
+        if isinstance(record, ApprovalDecision):
+            await self._decided(ctx, record)
+            return
         if isinstance(record, NotBillable):
             self.ledger.not_billable(record)
             await self._record(
@@ -601,7 +645,12 @@ class DeliverStage:
                 self.ledger.drop_queued(ctx.order_key, parked[0])
                 continue
             follower = _Ctx(
-                ctx.event, record, payload.encode(), ctx.order_key, RecordMeta.from_dict(entry.get("meta") or {}), -1
+                ctx.event,
+                record,
+                payload.encode(),
+                ctx.order_key,
+                RecordMeta.from_dict(entry.get("meta") or {}),
+                _RELEASED,
             )
             done = (
                 await self._change(follower, record)
@@ -646,6 +695,124 @@ class DeliverStage:
         await self._record(_change_outcome(change, decision))
         return True
 
+    # ------------------------------------------------------------------ approval (docs/approval.md)
+    def _decided_key(self, invoice_key: str) -> str:
+        """The ledger key an operator's decision on ``invoice_key`` (as ``billing.deliveries`` keys it) is about:
+        itself, or when it is delivered and a correction of it was held for approval, that correction
+        (``<key>:c<n>``, the next one, or the last delivered one when that is done already)."""
+        if self.ledger.entry(invoice_key).get("state") != "delivered":
+            return invoice_key
+        billed = self.ledger.order(order_key_of(invoice_key))["delivered"]
+        if not billed or (billed.get("corrects") or billed["invoice_key"]) != invoice_key:
+            return invoice_key
+        following = f"{invoice_key}:c{int(billed.get('correction') or 0) + 1}"
+        return following if self.ledger.entry(following) else billed["invoice_key"]
+
+    async def _decided(self, ctx: _Ctx, decision: ApprovalDecision) -> None:
+        """An operator's decision (``billing.approvals``), in its document's lane. An approval of a version
+        awaiting approval (or approved before, its delivery not finished: consumed again after a crash)
+        delivers it from its kept payload; a rejection settles it ``rejected`` (outcome ``rejected``).
+        A decision on a version that does not await approval (unknown, delivered, superseded, decided
+        already) changes nothing; a lost ``created`` outcome of the version it delivered is published."""
+        key = self._decided_key(decision.invoice_key)
+        data = decision.data
+        what = {"id": decision.id, "by": data.operator, "at": decision.time.isoformat(), "reason": data.reason}
+        entry = self.ledger.approve(key, what) if decision.approved else self.ledger.reject(key, what)
+        if entry is None:
+            current = self.ledger.entry(key)
+            if current.get("state") == "delivered":
+                await self._settle_outcome(ctx, key, decision.tenant, current)
+            log.info(
+                "%s by %s of %s: it is %s, not awaiting approval: nothing to do",
+                "approval" if decision.approved else "rejection",
+                data.operator,
+                key,
+                current.get("state") or "unknown",
+            )
+            return
+        payload = entry.get("payload")
+        if not decision.approved:
+            await self._record(
+                DeliveryOutcome(
+                    invoice_key=str(entry.get("corrects") or key),
+                    tenant=decision.tenant,
+                    billing_system=self._system(decision.tenant),
+                    outcome="rejected",
+                    error=f"rejected by {data.operator}"
+                    + (f": {data.reason}" if data.reason else "")
+                    + "; nothing was sent",
+                    billed_total=self._billed_total(str(entry.get("order_key") or ctx.order_key)),
+                    at=_now(),
+                )
+            )
+            return
+        try:
+            record = _PRICED.validate_json(payload) if isinstance(payload, str) else None
+        except ValidationError:
+            record = None
+        if not isinstance(record, Invoice) or not isinstance(payload, str):
+            log.error("approved %s has no readable invoice payload: not delivered", key)
+            return
+        log.info("%s approved by %s: delivering it", key, data.operator)
+        meta = RecordMeta.from_dict(entry.get("meta") or {})
+        await self._attempt(_Ctx(ctx.event, record, payload.encode(), ctx.order_key, meta, _APPROVALS), record)
+
+    def _billed_total(self, order_key: str) -> Decimal:
+        """What the billing system bills for the document of ``order_key`` (0: nothing), as the ledger knows it."""
+        billed = self.ledger.order(order_key)["delivered"]
+        return (_total(billed) or Decimal(0)) if billed else Decimal(0)
+
+    async def _unapproved(self, ctx: _Ctx, inv: Invoice, unapproved: Unapproved) -> None:
+        """``inv`` is not sent (:class:`~broker.delivery.Unapproved`): hold it for approval (durably, before its
+        outcome: the operator acts on the outcome) and supersede the document's older versions still
+        awaiting approval, or repeat that it was rejected."""
+        billed = self.ledger.order(inv.order_key)["delivered"]
+        holds = f"{billed.get('external_number')} stays billed" if billed else "nothing is billed"
+        if unapproved.kind == "awaiting_approval":
+            for older in await self.ledger.await_approval(inv, ctx.payload, ctx.meta):
+                await self._record(
+                    DeliveryOutcome(
+                        invoice_key=str(older.get("corrects") or older.get("invoice_key")),
+                        tenant=inv.tenant,
+                        billing_system=self._system(inv.tenant),
+                        outcome="superseded",
+                        error=f"{inv.invoice_key} replaced it while it awaited approval: it is never sent",
+                        billed_total=self._billed_total(inv.order_key),
+                        at=_now(),
+                    )
+                )
+            error = f"client {inv.client_id} requires approval: held until an operator approves or rejects it; {holds}"
+        else:
+            rejection = unapproved.entry.get("rejection") or {}
+            error = f"rejected by {rejection.get('by', 'an operator')}: it is never sent; {holds}"
+        billed_total = (_total(billed) or Decimal(0)) if billed else Decimal(0)
+        await self._record(self._not_sent(inv, unapproved.kind, error, billed, billed_total=billed_total))
+
+    def _not_sent(
+        self,
+        inv: Invoice,
+        outcome: Literal["held", "cancelled", "awaiting_approval", "rejected"],
+        error: str,
+        shown: DeliveredRef | None,
+        **fields: Any,
+    ) -> DeliveryOutcome:
+        """The outcome ``outcome`` of ``inv``, not sent (``error`` says why), naming the document ``shown``
+        (what the billing system bills for it, or retired; ``None``: none) and any other ``fields``."""
+        return DeliveryOutcome(
+            invoice_key=_outcome_key(inv),
+            event_id=inv.event_id,
+            tenant=inv.tenant,
+            billing_system=self._system(inv.tenant),
+            outcome=outcome,
+            error=error,
+            external_id=shown.get("external_id") if shown else None,
+            external_number=shown.get("external_number") if shown else None,
+            total=inv.total,
+            currency=inv.currency,
+            at=_now(),
+            **fields,
+        )
+
     async def _withheld(self, inv: Invoice, withheld: Withheld) -> None:
         """``inv`` is not billed: its document is cancelled or reopened at a revision at least its own."""
         self.ledger.withheld(inv, withheld.kind, withheld.by)
@@ -661,22 +828,15 @@ class DeliverStage:
             else "nothing is billed"
         )
         await self._record(
-            DeliveryOutcome(
-                invoice_key=_outcome_key(inv),
-                event_id=inv.event_id,
-                tenant=inv.tenant,
-                billing_system=self._system(inv.tenant),
-                outcome=withheld.kind,
-                error=f"{inv.order_key} was {what} at revision {withheld.revision} ({withheld.by}): revision "
+            self._not_sent(
+                inv,
+                withheld.kind,
+                f"{inv.order_key} was {what} at revision {withheld.revision} ({withheld.by}): revision "
                 f"{inv.revision} is not billed; {holds}",
-                external_id=shown.get("external_id") if shown else None,
-                external_number=shown.get("external_number") if shown else None,
-                total=inv.total,
-                currency=inv.currency,
+                shown,
                 amendment=cancel.get("action") if cancel and not billed else None,
                 credit_note_number=cancel.get("credit_note_number") if cancel and not billed else None,
                 billed_total=_total(billed) if billed else Decimal(0),
-                at=_now(),
             )
         )
 
@@ -695,6 +855,9 @@ class DeliverStage:
         if isinstance(outcome, Withheld):
             await self._withheld(inv, outcome)
             return True
+        if isinstance(outcome, Unapproved):
+            await self._unapproved(ctx, inv, outcome)
+            return True
         if isinstance(outcome, Delivered):
             await self._delivered(ctx, inv, outcome)
             return True
@@ -702,7 +865,7 @@ class DeliverStage:
             entry = outcome.entry
             if inv.invoice_key in self.ledger.parked(ctx.order_key):
                 self.ledger.unqueue(inv)
-            if not await self._settle_outcome(ctx, inv, entry):
+            if not await self._settle_outcome(ctx, inv.invoice_key, inv.tenant, entry):
                 return True  # this very record was consumed before a crash: its outcome is out already
             billed = self.ledger.order(ctx.order_key)["delivered"]
             await self._record(
@@ -749,7 +912,7 @@ class DeliverStage:
     @staticmethod
     def _source(ctx: _Ctx) -> str | None:
         """``topic:partition:offset`` of the consumed record behind ``ctx`` (None when released from the ledger)."""
-        if ctx.level < 0:
+        if ctx.level == _RELEASED:
             return None
         msg = ctx.event.message
         return f"{msg.topic}:{msg.partition}:{msg.offset}"
@@ -809,28 +972,32 @@ class DeliverStage:
         log_outcome(record)
         self.ledger.outcome_published(inv.invoice_key)
 
-    async def _settle_outcome(self, ctx: _Ctx, inv: Invoice, entry: LedgerEntry) -> bool:
-        """A delivered invoice's record is consumed again: publish its kept outcome if a crash lost it.
+    async def _settle_outcome(self, ctx: _Ctx, invoice_key: str, tenant: str, entry: LedgerEntry) -> bool:
+        """A delivered invoice's record (``invoice_key`` of ``tenant``; or a decision that approved it) is
+        consumed again: publish its kept outcome if a crash lost it.
 
-        Returns False when this is the record that delivered it (nothing more to tell), True when it
-        is another record of the same invoice (a re-published event: ``already_delivered`` follows)."""
+        Returns False when this is the record that delivered it, or the record an approval delivered
+        (nothing more to tell), True when it is another record of the same invoice (a re-published
+        event: ``already_delivered`` follows)."""
         pending = entry.get("outcome")
         if not isinstance(pending, dict):
             return True
         if not pending.get("published"):
-            key = str(pending.get("key") or inv.invoice_key).encode()
+            key = str(pending.get("key") or invoice_key).encode()
             value = str(pending["value"]).encode()
             partition = int(pending["partition"])
             if await self.outcomes.contains(partition, int(pending.get("scan_from") or 0), key, value):
                 metrics.DUPLICATES_SUPPRESSED.labels("outcome").inc()
-                log.info("%s: its outcome was published before a crash; not publishing it again", inv.invoice_key)
+                log.info("%s: its outcome was published before a crash; not publishing it again", invoice_key)
             else:
                 await self.fence.ensure()
                 await self.outcomes.publish(key, value, partition)
-                metrics.INVOICES_DELIVERED.labels(self._system(inv.tenant), json.loads(value)["outcome"]).inc()
-                log.info("%s: published the outcome a crash kept from going out", inv.invoice_key)
-            self.ledger.outcome_published(str(entry.get("invoice_key") or inv.invoice_key))
+                metrics.INVOICES_DELIVERED.labels(self._system(tenant), json.loads(value)["outcome"]).inc()
+                log.info("%s: published the outcome a crash kept from going out", invoice_key)
+            self.ledger.outcome_published(str(entry.get("invoice_key") or invoice_key))
         source = pending.get("source")
+        if entry.get("approval") and entry.get("origin") == self._source(ctx):
+            return False  # the record held for approval, consumed again after a crash: its approval delivered it
         return source is None or source != self._source(ctx)
 
     async def _park(self, ctx: _Ctx, inv: Invoice | DocumentChange, park: Park) -> None:
@@ -856,6 +1023,8 @@ class DeliverStage:
 
     async def _dead_letter(self, ctx: _Ctx, dead: Dead) -> None:
         inv = ctx.record
+        if isinstance(inv, ApprovalDecision):  # pragma: no cover - _run never dead-letters a decision
+            raise TypeError("an approval decision is not dead-lettered")
         meta = dead.meta
         system = self._system(inv.tenant) if hasattr(inv, "tenant") else None
         first = datetime.fromtimestamp(meta.first_failure, UTC) if meta.first_failure else _now()

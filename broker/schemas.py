@@ -2,7 +2,7 @@
 
 Files written to ``schemas/`` (draft 2020-12, generated from the pydantic models):
 ``maintenance-event`` (any event), one file per event type, ``invoice``, ``not-billable``,
-``document-change``, ``delivery-outcome`` and ``tenant-config``; ``intake.openapi.json``, the
+``document-change``, ``delivery-outcome``, ``approval-decision`` and ``tenant-config``; ``intake.openapi.json``, the
 OpenAPI document of ``broker ingest`` (:mod:`broker.intake`); and ``asyncapi.json``, the AsyncAPI 3
 document of the topics (:mod:`broker.asyncapi`).
 """
@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 
 def _schemas() -> dict[str, dict[str, Any]]:
+    from broker.approvals import ApprovalDecision
     from broker.config import BrokerConfig
     from broker.events import (
         QuoteApproved,
@@ -46,6 +47,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
         "not-billable": model(NotBillable, "NotBillable"),
         "document-change": model(DocumentChange, "DocumentChange"),
         "delivery-outcome": model(DeliveryOutcome, "DeliveryOutcome"),
+        "approval-decision": model(ApprovalDecision, "ApprovalDecision"),
         "tenant-config": model(BrokerConfig, "BrokerConfig"),
     }
     out["maintenance-event"]["title"] = "MaintenanceEvent"

@@ -120,7 +120,10 @@ TOPIC_DLQ = "billing.dlq"
 #: Payment changes read back from the billing systems (CloudEvents ``billing.invoice.paid`` ...; the status view
 #: reads it when it exists: ``broker/statusdb/mapping.py``). Not in :data:`ALL_TOPICS`: the worker does not use it.
 TOPIC_PAYMENTS = "billing.payments"
-ALL_TOPICS = (TOPIC_EVENTS, TOPIC_INVOICES, TOPIC_DELIVERIES, TOPIC_DLQ)
+#: Operators' decisions on invoices held for approval (CloudEvents ``billing.invoice.approved`` / ``.rejected``,
+#: keyed by the document's order key like ``billing.invoices``, the same partition count: ``docs/approval.md``).
+TOPIC_APPROVALS = "billing.approvals"
+ALL_TOPICS = (TOPIC_EVENTS, TOPIC_INVOICES, TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_APPROVALS)
 #: Retry (parking) topics are ``billing.invoices.retry.<level>``, level 1..len(park_delays).
 TOPIC_RETRY_PREFIX = TOPIC_INVOICES + ".retry."
 

@@ -23,7 +23,16 @@ from tests.test_economics_html import browser  # noqa: F401 - the Chromium fixtu
 def served(tmp_path) -> Iterator[str]:
     """The console on the scenario's database, served by uvicorn on a free loopback port; yields its URL."""
     engine = filled_database(tmp_path)
-    app = create_console_app(engine, operators(), SessionSigner(SECRET), today=lambda: TODAY)
+    try:
+        with serving(create_console_app(engine, operators(), SessionSigner(SECRET), today=lambda: TODAY)) as url:
+            yield url
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port (in a thread); yields its URL."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -37,10 +46,9 @@ def served(tmp_path) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
-        engine.dispose()
 
 
-def _click(driver, by: str, what: str) -> None:
+def click(driver, by: str, what: str) -> None:
     """Click the element and wait until the page it leads to replaced this one."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
@@ -70,7 +78,7 @@ def test_log_in_filter_and_open_a_documents_history(browser, tmp_path):  # noqa:
         assert browser.current_url.startswith(f"{url}/login?next=")
         browser.find_element(By.ID, "username").send_keys("bob")
         browser.find_element(By.ID, "password").send_keys("bob-pw")
-        _click(browser, By.ID, "login")
+        click(browser, By.ID, "login")
         assert browser.current_url == f"{url}/?q=100"  # back where the login started
         assert [row[2] for row in _rows(browser)] == [
             "ACME-WO-1004-R1",
@@ -82,7 +90,7 @@ def test_log_in_filter_and_open_a_documents_history(browser, tmp_path):  # noqa:
 
         browser.find_element(By.ID, "f-q").clear()
         Select(browser.find_element(By.ID, "f-status")).select_by_value("overdue")
-        _click(browser, By.ID, "apply")
+        click(browser, By.ID, "apply")
         assert browser.current_url.endswith("status=overdue&q=")
         overdue = _rows(browser)
         assert [(row[0], row[6], row[7]) for row in overdue] == [
@@ -91,8 +99,8 @@ def test_log_in_filter_and_open_a_documents_history(browser, tmp_path):  # noqa:
         ]
 
         browser.find_element(By.ID, "f-q").send_keys("1004")
-        _click(browser, By.ID, "apply")
-        _click(browser, By.LINK_TEXT, "1004")
+        click(browser, By.ID, "apply")
+        click(browser, By.LINK_TEXT, "1004")
         assert browser.title == "acme-fm:wo:1004 · operator console"
         assert browser.find_element(By.TAG_NAME, "h1").text == "Document acme-fm:wo:1004"
         history = [

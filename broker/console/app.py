@@ -16,8 +16,11 @@ API (``/openapi.json`` describes it):
 * ``GET /api/documents/{order_key}`` — a document's versions (prices, lines, attempts, billing-system
   ids and numbers, payment state), its history (every record, in order), payments and dead letters;
 * ``GET /api/dead-letters/{id}`` and ``POST /api/dead-letters/{id}/replay`` (needs Kafka);
-* ``POST /api/documents/{order_key}/approve | reject | retry``, ``POST /api/tenants/{tenant}/reauthorise``
-  — 501 in this version (audited);
+* ``POST /api/documents/{order_key}/approve | reject`` — decide on the document's version awaiting approval
+  (optional body ``{"invoice_key", "reason"}``): the decision goes to ``billing.approvals`` (needs Kafka),
+  202 with its id (``docs/approval.md``);
+* ``POST /api/documents/{order_key}/retry``, ``POST /api/tenants/{tenant}/reauthorise`` — 501 in this
+  version (audited);
 * ``GET /api/audit`` — the audit log rows the operator may read.
 
 Errors are RFC 9457 problem documents (``application/problem+json``); a bad parameter's names it in
@@ -44,6 +47,7 @@ from sqlalchemy import ColumnElement, Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker import __version__
+from broker.approvals import ApprovalDecision, PublishedDecision, decision_event, publish_decision
 from broker.console import audit, pages
 from broker.console.actions import Replayed, ReplayRefusedError
 from broker.console.auth import Operator, SessionSigner, verify_password
@@ -78,6 +82,10 @@ STATUS_FILTERS = (*(s for s in STATUSES if s != "unknown"), "overdue")
 
 #: Replays a dead letter with the id, a Kafka bootstrap and the replay limit (``broker.console.actions``).
 Replayer = Callable[[str, str, int], Replayed | None]
+#: Publishes an approval decision to a Kafka bootstrap (:func:`broker.approvals.publish_decision`).
+Decider = Callable[[str, ApprovalDecision], PublishedDecision]
+#: The status of an invoice version an operator can approve or reject.
+AWAITING = "awaiting_approval"
 
 
 class Problem(Exception):  # noqa: N818 - an HTTP problem document, not only an error
@@ -170,12 +178,20 @@ def _reason(row: InvoiceRow) -> str | None:
         return row.error or row.dead_letter_class
     if row.status == "not_billable":
         return row.reason
-    return row.error if row.status in ("held", "cancelled") else None
+    return row.error if row.status in ("held", "cancelled", "awaiting_approval", "rejected") else None
 
 
 def invoice_json(row: InvoiceRow, today: date) -> dict[str, Any]:
     """An invoice version as the API shows it: its columns, ``overdue`` and ``reason``."""
     return {**to_json(row), "overdue": is_overdue(row, today), "status_reason": _reason(row)}
+
+
+class DecisionBody(BaseModel):
+    """``POST /api/documents/{order_key}/approve | reject``: which version (default: the document's one
+    awaiting approval) and why (optional, at most 500 characters)."""
+
+    invoice_key: str | None = None
+    reason: str | None = None
 
 
 class LoginBody(BaseModel):
@@ -224,17 +240,20 @@ def create_console_app(
     bootstrap: str | None = None,
     replay_limit: int = 3,
     replayer: Replayer | None = None,
+    decider: Decider | None = None,
     today: Callable[[], date] = lambda: datetime.now(UTC).date(),
 ) -> FastAPI:
     """The console on ``engine`` (a migrated status database) for ``operators``, sessions signed by
-    ``signer``. ``bootstrap`` is the Kafka cluster replays go to (``None``: replays answer 503);
-    ``replayer`` replaces :func:`broker.console.actions.replay_dead_letter` (tests); ``today`` is the
-    day ``overdue`` is judged on (UTC)."""
+    ``signer``. ``bootstrap`` is the Kafka cluster replays and approval decisions go to (``None``: they
+    answer 503); ``replayer`` replaces :func:`broker.console.actions.replay_dead_letter` and ``decider``
+    :func:`broker.approvals.publish_decision` (tests); ``today`` is the day ``overdue`` is judged on (UTC)."""
     if replayer is None:
         from broker.console.actions import replay_dead_letter
 
         def replayer(boot: str, record_id: str, limit: int) -> Replayed | None:
             return replay_dead_letter(boot, record_id, limit=limit)
+
+    publish: Decider = decider if decider is not None else publish_decision
 
     app = FastAPI(
         title="maintenance-billing-broker operator console",
@@ -396,6 +415,18 @@ def create_console_app(
             raise _not_found(f"dead letter {record_id!r}")
         return row
 
+    def kafka_for(what: str, done: Callable[[str, str], None]) -> str:
+        """The Kafka cluster to publish to; without one, ``done("failed", …)`` and a 503 saying ``what`` needs it."""
+        if bootstrap is None:
+            done("failed", "no Kafka cluster configured")
+            raise Problem(
+                503,
+                "kafka-unavailable",
+                "Kafka not configured",
+                f"{what} needs Kafka: start the console with KAFKA_BOOTSTRAP_SERVERS (or --bootstrap-servers)",
+            )
+        return bootstrap
+
     def replay(request: Request, operator: Operator, record_id: str) -> dict[str, Any]:
         row = visible_dead_letter(operator, record_id)
 
@@ -414,16 +445,9 @@ def create_console_app(
                 f"dead letter {row.id} was replayed by {previous.operator} at {previous.at.isoformat()}; "
                 "if it fails again it is dead-lettered anew, under a new id",
             )
-        if bootstrap is None:
-            done("failed", "no Kafka cluster configured")
-            raise Problem(
-                503,
-                "kafka-unavailable",
-                "Kafka not configured",
-                "replaying needs Kafka: start the console with KAFKA_BOOTSTRAP_SERVERS (or --bootstrap-servers)",
-            )
+        target = kafka_for("replaying", done)
         try:
-            replayed = replayer(bootstrap, row.id, replay_limit)
+            replayed = replayer(target, row.id, replay_limit)
         except ReplayRefusedError as exc:
             done("refused", str(exc))
             raise Problem(409, "replay-refused", "Replay refused", str(exc)) from None
@@ -436,6 +460,81 @@ def create_console_app(
         where = f"{replayed.topic}:{replayed.partition}:{replayed.offset}"
         done("ok", f"replayed to {where} (replay {replayed.replay_count})")
         return {"replayed": row.id, "to": where, "replay_count": replayed.replay_count}
+
+    def awaiting_version(operator: Operator, order_key: str, invoice_key: str | None) -> InvoiceRow:
+        """The version of ``order_key`` a decision is about: ``invoice_key``, or the one awaiting approval."""
+        if not operator.may_see(order_key.split(":", 1)[0]):
+            raise _not_found(f"document {order_key!r}")
+        versions = document_history(engine, order_key).versions
+        if invoice_key is not None:
+            chosen = [v for v in versions if v.invoice_key == invoice_key]
+            if not chosen:
+                raise _not_found(f"version {invoice_key!r} of document {order_key!r}")
+            return chosen[0]
+        awaiting = [v for v in versions if v.status == AWAITING]
+        if len(awaiting) == 1:
+            return awaiting[0]
+        if not versions:
+            raise _not_found(f"document {order_key!r}")
+        raise Problem(
+            409,
+            "not-awaiting-approval",
+            "Nothing awaits approval" if not awaiting else "Which version?",
+            f"no version of {order_key} awaits approval"
+            if not awaiting
+            else f"{len(awaiting)} versions of {order_key} await approval: name one in invoice_key",
+        )
+
+    def decide(
+        request: Request, operator: Operator, order_key: str, approved: bool, body: DecisionBody | None
+    ) -> dict[str, Any]:
+        action = "approve" if approved else "reject"
+        body = body or DecisionBody()
+        if body.reason is not None and len(body.reason) > 500:
+            raise _bad_parameter("reason", body.reason[:40] + "…", "is longer than 500 characters", where="body")
+        version = awaiting_version(operator, order_key, body.invoice_key)
+        key = version.invoice_key
+
+        def done(outcome: str, detail: str) -> None:
+            audit_write(request, operator.name, action, outcome, target=key, tenant=version.tenant, detail=detail)
+
+        earlier = [e for e in (audit.first_success(engine, a, key) for a in ("approve", "reject")) if e is not None]
+        if earlier:
+            first = min(earlier, key=lambda e: e.id)
+            what = "approved" if first.action == "approve" else "rejected"
+            done("refused", f"already {what} by {first.operator} at {first.at.isoformat()}")
+            raise Problem(
+                409,
+                "already-decided",
+                "Already decided",
+                f"{key} was {what} by {first.operator} at {first.at.isoformat()}; the status follows once the "
+                "worker has acted on it",
+            )
+        if version.status != AWAITING:
+            done("refused", f"status {version.status}, not awaiting approval")
+            raise Problem(
+                409,
+                "not-awaiting-approval",
+                "Not awaiting approval",
+                f"{key} is {version.status.replace('_', ' ')}, not awaiting approval: nothing was changed",
+            )
+        target = kafka_for("deciding on an approval", done)
+        decision = decision_event(approved, key, operator.name, body.reason)
+        try:
+            published = publish(target, decision)
+        except Exception as exc:  # noqa: BLE001 - Kafka's errors, whatever their class: a 503 naming it
+            done("failed", f"{type(exc).__name__}: {str(exc)[:300]}")
+            raise Problem(503, "kafka-unavailable", "Kafka unavailable", f"{type(exc).__name__}: {exc}") from None
+        why = f": {body.reason}" if body.reason else ""
+        done("ok", f"decision {decision.id} ({decision.type}) to {published.where}{why}")
+        return {
+            "decision": decision.id,
+            "type": decision.type,
+            "invoice_key": key,
+            "operator": operator.name,
+            "reason": body.reason,
+            "to": published.where,
+        }
 
     def not_yet(request: Request, operator: Operator, action: str, target: str, tenant: str, what: str) -> Problem:
         if not operator.may_see(tenant):
@@ -516,14 +615,33 @@ def create_console_app(
         return replay(request, operator, dead_letter_id)
 
     not_yet_doc: dict[int | str, dict[str, Any]] = {501: {"description": "Not implemented yet"}}
+    decision_doc: dict[int | str, dict[str, Any]] = {
+        202: {"description": "The decision is on billing.approvals: its id and where"},
+        404: {"description": "No such document or version (or not one of your tenants')"},
+        409: {"description": "Not awaiting approval, already decided, or several versions await (name one)"},
+        503: {"description": "Kafka not configured or unavailable"},
+    }
 
-    @app.post("/api/documents/{order_key}/approve", tags=["api"], summary="Approve (not yet)", responses=not_yet_doc)
-    def api_approve(request: Request, operator: ApiOperator, order_key: str = order_key_p) -> Response:
-        raise not_yet(request, operator, "approve", order_key, order_key.split(":", 1)[0], "approving a document")
+    def decision_route(approved: bool) -> Callable[..., dict[str, Any]]:
+        def route(
+            request: Request, operator: ApiOperator, body: DecisionBody | None = None, order_key: str = order_key_p
+        ) -> dict[str, Any]:
+            return decide(request, operator, order_key, approved, body)
 
-    @app.post("/api/documents/{order_key}/reject", tags=["api"], summary="Reject (not yet)", responses=not_yet_doc)
-    def api_reject(request: Request, operator: ApiOperator, order_key: str = order_key_p) -> Response:
-        raise not_yet(request, operator, "reject", order_key, order_key.split(":", 1)[0], "rejecting a document")
+        return route
+
+    for action, approved, summary in (
+        ("approve", True, "Approve the version awaiting approval: the worker delivers it once"),
+        ("reject", False, "Reject the version awaiting approval: it is never sent"),
+    ):
+        app.post(
+            f"/api/documents/{{order_key}}/{action}",
+            tags=["api"],
+            status_code=202,
+            summary=summary,
+            responses=decision_doc,
+            name=f"api_{action}",
+        )(decision_route(approved))
 
     @app.post("/api/documents/{order_key}/retry", tags=["api"], summary="Retry now (not yet)", responses=not_yet_doc)
     def api_retry(request: Request, operator: ApiOperator, order_key: str = order_key_p) -> Response:
@@ -640,6 +758,27 @@ def create_console_app(
             notice = f"Not replayed: {problem.detail}"
         row = get_dead_letter(engine, dead_letter_id)
         back = f"/documents/{quote(row.order_key, safe=':')}" if row and row.order_key else "/"
+        return RedirectResponse(f"{back}?{urlencode({'notice': notice})}", status_code=303)
+
+    @app.post(
+        "/documents/{order_key}/{decision}",
+        tags=["pages"],
+        summary="Approve or reject a version from its document's page (form: invoice_key, reason)",
+    )
+    async def decision_form(request: Request, operator: PageOperator, order_key: str, decision: str) -> Response:
+        if decision not in ("approve", "reject"):
+            return html(pages.error_page(operator, "Not found", f"no action {decision!r}"), status_code=404)
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+        body = DecisionBody(invoice_key=form.get("invoice_key") or None, reason=form.get("reason") or None)
+        try:
+            result = decide(request, operator, order_key, decision == "approve", body)
+            verb = "Approved" if decision == "approve" else "Rejected"
+            notice = f"{verb} {result['invoice_key']} (decision {result['decision']}); the status follows shortly."
+        except Problem as problem:
+            if problem.status == 404:
+                return html(pages.error_page(operator, problem.title, problem.detail), status_code=404)
+            notice = f"Not {'approved' if decision == 'approve' else 'rejected'}: {problem.detail}"
+        back = f"/documents/{quote(order_key, safe=':')}"
         return RedirectResponse(f"{back}?{urlencode({'notice': notice})}", status_code=303)
 
     return app

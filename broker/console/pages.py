@@ -42,8 +42,10 @@ button { background:var(--accent); color:#fff; border-color:var(--accent); curso
 button.plain { background:transparent; color:#fff; border-color:#8894a5; }
 .badge { display:inline-block; padding:0 .45rem; border-radius:9px; font-size:.8rem; background:#e4e8ee; }
 .s-delivered, .s-paid { background:#d7f0dd; } .s-dead_lettered { background:#f9d6d5; }
-.s-partially_paid, .s-held, .s-built { background:#fbeccb; } .s-overdue { background:#f3c2bf; }
-.s-replaced, .s-superseded, .s-cancelled, .s-voided, .s-credited, .s-not_billable { background:#e4e8ee; }
+.s-partially_paid, .s-held, .s-built, .s-awaiting_approval { background:#fbeccb; } .s-overdue { background:#f3c2bf; }
+.s-replaced, .s-superseded, .s-cancelled, .s-voided, .s-credited, .s-not_billable, .s-rejected { background:#e4e8ee; }
+form.decision { display:flex; flex-wrap:wrap; gap:.5rem; align-items:center; margin:.4rem 0 .8rem; }
+button.reject { background:#a33a32; border-color:#a33a32; }
 .counts { display:flex; flex-wrap:wrap; gap:.4rem; margin:.2rem 0 1rem; }
 .counts a { text-decoration:none; color:inherit; }
 .notice { padding:.5rem .8rem; background:#e8f0fe; border:1px solid #b6cdf5; border-radius:4px; margin-bottom:1rem; }
@@ -282,9 +284,31 @@ def _dead_letter_rows(dead_letters: Sequence[Mapping[str, Any]]) -> list[list[st
     return rows
 
 
+def _approval_forms(order_key: str, versions: Sequence[Mapping[str, Any]]) -> str:
+    """Approve / Reject forms for each version awaiting approval (posting to ``/documents/{order_key}/approve``
+    or ``/reject`` with its ``invoice_key`` and, for a rejection, an optional ``reason``)."""
+    parts = []
+    target = quote(order_key, safe=":")
+    for v in versions:
+        if v["status"] != "awaiting_approval":
+            continue
+        key = _e(v["invoice_key"])
+        hidden = f'<input type="hidden" name="invoice_key" value="{key}">'
+        parts.append(
+            f"<p>{key} ({_e(v['invoice_number'])}, {_money(v['total'], v['currency'])}) awaits approval.</p>"
+            f'<form class="decision" method="post" action="/documents/{target}/approve">{hidden}'
+            '<button type="submit" class="approve" id="approve">Approve and deliver</button></form>'
+            f'<form class="decision" method="post" action="/documents/{target}/reject">{hidden}'
+            '<input name="reason" id="reject-reason" maxlength="500" placeholder="reason (optional)">'
+            '<button type="submit" class="reject" id="reject">Reject</button></form>'
+        )
+    return "<h2>Approval</h2>" + "".join(parts) if parts else ""
+
+
 def document(operator: Operator, data: Mapping[str, Any], notice: str | None = None) -> str:
-    """A document's page: its versions (prices, outcome, billing-system ids, payment), each version's
-    lines, its payments, its dead letters (with a replay button) and its history, in order."""
+    """A document's page: its versions (prices, outcome, billing-system ids, payment), Approve / Reject for a
+    version awaiting approval, each version's lines, its payments, its dead letters (with a replay button)
+    and its history, in order."""
     order_key = data["order_key"]
     parts = [f"<h1>Document {_e(order_key)}</h1>"]
     if notice:
@@ -299,6 +323,7 @@ def document(operator: Operator, data: Mapping[str, Any], notice: str | None = N
         "Billed", "Amendment", "Replaced by / replaces", "Payment", "Paid", "Due", "Reason",
     ]  # fmt: skip
     parts.append("<h2>Versions</h2>" + _table(headers, _version_rows(data["versions"]), numeric=[3, 4, 5, 9, 13, 14]))
+    parts.append(_approval_forms(order_key, data["versions"]))
     parts += [_lines(v) for v in data["versions"]]
     if data["payments"]:
         rows = [

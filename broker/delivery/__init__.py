@@ -6,7 +6,8 @@ the ``deliver`` stage calls :meth:`Deliverer.process` for one invoice and acts o
 billed), :class:`Withheld` (its document is cancelled or reopened), :class:`Corrected` (other content
 for a delivered invoice: amended), :class:`Park` (retry later from a retry topic) or :class:`Dead`
 (dead-letter it); for a document change :func:`apply_change` returns :class:`Held`,
-:class:`Cancelled`, :class:`Park` or :class:`Dead`. The whole design
+:class:`Cancelled`, :class:`Park` or :class:`Dead`; :class:`Unapproved` when an operator must
+approve the invoice first (``docs/approval.md``). The whole design
 is in ``docs/delivery.md``; in short:
 
 * **Ledger first.** :class:`InvoiceLedger` keeps one entry per invoice version (``pending``,
@@ -42,6 +43,7 @@ from broker.delivery.deliverer import (
     Corrected,
     Decision,
     Deliverer,
+    Unapproved,
     Withheld,
     build_connector,
     correction_of,
@@ -120,6 +122,7 @@ __all__ = [
     "StoredEntry",
     "Superseded",
     "TenantState",
+    "Unapproved",
     "Withheld",
     "WorkOrder",
     "apply_change",

@@ -77,6 +77,7 @@ __all__ = [
     "Corrected",
     "Decision",
     "Deliverer",
+    "Unapproved",
     "Withheld",
     "build_connector",
     "correction_of",
@@ -91,9 +92,10 @@ _T = TypeVar("_T")
 class Corrected:
     """The invoice version arrived again with other content (a correction, tenant policy ``amend``):
     ``invoice`` is the correction delivered in its place (:func:`correction_of`), ``outcome`` what its
-    delivery came to (``Delivered`` amends the billed document; it may be parked or dead too)."""
+    delivery came to (``Delivered`` amends the billed document; it may be parked or dead too, or wait for an
+    operator's approval: :class:`Unapproved`)."""
 
-    outcome: Outcome
+    outcome: Outcome | Unapproved
     invoice: Invoice
 
 
@@ -111,8 +113,18 @@ class Withheld:
     cancel: CancelRef | None = None
 
 
+@dataclass
+class Unapproved:
+    """Not sent because of the client's approval ``required`` (``docs/approval.md``): ``kind``
+    ``awaiting_approval`` (no operator approved it yet: hold it in the ledger) or ``rejected`` (an operator
+    rejected it: never sent); ``entry``: its ledger entry as it was."""
+
+    kind: Literal["awaiting_approval", "rejected"]
+    entry: LedgerEntry
+
+
 #: What :meth:`Deliverer.process` returns.
-Decision = Outcome | Corrected | Withheld
+Decision = Outcome | Corrected | Withheld | Unapproved
 
 
 def correction_of(invoice: Invoice, billed: DeliveredRef) -> Invoice:
@@ -336,6 +348,21 @@ class Deliverer:
             return self.park_decision(state, meta, state.circuit_reason or "retryable", attempted=False)
         return state
 
+    def approval(self, invoice: Invoice) -> str:
+        """``none``, ``draft`` or ``required``: the approval of ``invoice``'s client
+        (:meth:`broker.config.Tenant.approval_of`; ``none`` for a tenant not configured)."""
+        tenant = self.config.tenants.get(invoice.tenant) if self.config is not None else None
+        return tenant.approval_of(invoice.client_id) if tenant is not None else "none"
+
+    def unapproved(self, invoice: Invoice, entry: LedgerEntry) -> Unapproved | None:
+        """:class:`Unapproved` when ``invoice`` (its ledger ``entry``) may not be sent: rejected by an operator, or
+        its client's approval is ``required`` and no operator approved it yet; ``None`` when it may."""
+        if entry.get("state") == "rejected":
+            return Unapproved("rejected", entry)
+        if not entry.get("approval") and self.approval(invoice) == "required":
+            return Unapproved("awaiting_approval", entry)
+        return None
+
     def corrections(self, tenant_id: str) -> str:
         """The tenant's ``corrections`` policy (``amend`` or ``reject``; ``amend`` without a configuration)."""
         tenant = self.config.tenants.get(tenant_id) if self.config is not None else None
@@ -347,8 +374,9 @@ class Deliverer:
         In order: a revision up to the document's cancelled one is :class:`Withheld` (``cancelled``); a
         delivered invoice key is :class:`AlreadyDelivered` unless its content changed (a correction:
         :meth:`_delivered_again`); a newer billed revision supersedes it; a revision up to the
-        reopened one is :class:`Withheld` (``held``); otherwise it is amended over the billed revision
-        or created. Raises :class:`~broker.delivery.Abandoned` when interrupted at a safe point.
+        reopened one is :class:`Withheld` (``held``); one an operator must approve first (or rejected) is
+        :class:`Unapproved`; otherwise it is amended over the billed revision or created. Raises
+        :class:`~broker.delivery.Abandoned` when interrupted at a safe point.
         """
         entry = ledger.entry(invoice.invoice_key)
         order = ledger.order(invoice.order_key)
@@ -364,7 +392,7 @@ class Deliverer:
         held = order.get("held")
         if held is not None and invoice.revision <= held["revision"]:
             return Withheld("held", held["change_key"], held["revision"], order["delivered"])
-        return await self._deliver(invoice, previous, ledger, meta)
+        return self.unapproved(invoice, entry) or await self._deliver(invoice, previous, ledger, meta)
 
     async def _deliver(
         self, invoice: Invoice, previous: DeliveredRef | None, ledger: InvoiceLedger, meta: RecordMeta
@@ -438,7 +466,8 @@ class Deliverer:
         done = ledger.entry(correction.invoice_key)
         if done.get("state") == "delivered":  # pragma: no cover - the work-order entry names it once delivered
             return Corrected(AlreadyDelivered(done), correction)
-        return Corrected(await self._deliver(correction, billed, ledger, meta), correction)
+        waits = self.unapproved(correction, done)  # a correction of an approved invoice is approved anew
+        return Corrected(waits or await self._deliver(correction, billed, ledger, meta), correction)
 
     async def aclose(self) -> None:
         """Stop the batched creates, close every connector's HTTP client (errors are ignored: shutting down)."""

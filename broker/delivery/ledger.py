@@ -55,8 +55,16 @@ StoredEntry = LedgerEntry | str | int
 ORDER_PREFIX = "order:"
 
 #: States after which an entry is only read, never acted on again: stored compact (:func:`pack_entry`).
-SETTLED_STATES = ("delivered", "not_billable", "failed", "superseded", "cancelled", "held")
-_STATE_CODES = {"delivered": "d", "not_billable": "n", "failed": "f", "superseded": "s", "cancelled": "c", "held": "h"}
+SETTLED_STATES = ("delivered", "not_billable", "failed", "superseded", "cancelled", "held", "rejected")
+_STATE_CODES = {
+    "delivered": "d",
+    "not_billable": "n",
+    "failed": "f",
+    "superseded": "s",
+    "cancelled": "c",
+    "held": "h",
+    "rejected": "r",
+}
 _CODE_STATES = {code: state for state, code in _STATE_CODES.items()}
 #: What a settled entry no longer keeps: the record and its retry state (only while parked or queued),
 #: ``uncertain`` (false once settled), the delivery time (its ``updated_at``), the billing system (the
@@ -331,12 +339,14 @@ class CancelRef(TypedDict):
 
 class WorkOrder(TypedDict):
     """A work-order entry: keys waiting in order (head parked first), the delivered revision, and when the
-    document was reopened or cancelled, ``held`` / ``cancelled`` (absent otherwise)."""
+    document was reopened or cancelled, ``held`` / ``cancelled``, and ``awaiting``: its versions held for an
+    operator's approval (``docs/approval.md``; each absent when there is none)."""
 
     parked: list[str]
     delivered: DeliveredRef | None
     held: NotRequired[HoldRef]
     cancelled: NotRequired[CancelRef]
+    awaiting: NotRequired[list[str]]
 
 
 class Amendment(TypedDict):
@@ -515,13 +525,19 @@ class InvoiceLedger:
 
     Invoice entry (key = invoice key ``tenant:doc:id:rN``; a correction's ``tenant:doc:id:rN:cN``)::
 
-        {"state": "pending|delivered|not_billable|failed|parked|queued|superseded|cancelled|held",
+        {"state": "pending|delivered|not_billable|failed|parked|queued|superseded|cancelled|held|
+                   awaiting_approval|approved|rejected",
          "order_key", "revision", "number", "uncertain": bool, "attempts", "external_id",
          "external_number", "last_error", "error_class", "amendment", "created_at", "updated_at",
          "payload" (parked/queued: the invoice JSON), "meta" (parked/queued: RecordMeta), "due",
          "outcome" (delivered: a PendingOutcome until published), "fingerprint", "total", "currency",
          "origin" (delivered: the content's ``topic:partition:offset``),
-         "cancelled_by" / "held_by" (the change that retired it or kept it from being billed)}
+         "cancelled_by" / "held_by" (the change that retired it or kept it from being billed),
+         "approval" / "rejection" (the operator's decision: id, by, at, reason; ``docs/approval.md``)}
+
+    ``awaiting_approval`` (with its payload and meta, like ``queued``): held until an operator decides;
+    ``approved``: approved, about to be delivered (then ``pending`` … ``delivered``, the ``approval``
+    kept); ``rejected``: settled, never sent.
 
     A settled entry is stored compact (:func:`pack_entry`: no payload, meta, ``billing_system``,
     ``delivered_at``; times to the second) and read back whole by :meth:`entry`; entries written whole
@@ -534,7 +550,7 @@ class InvoiceLedger:
     Work-order entry (key = ``order:tenant:doc:id``, a :class:`WorkOrder`)::
 
         {"parked": [keys, head first], "delivered": DeliveredRef | null,
-         "held": HoldRef (reopened), "cancelled": CancelRef (cancelled)}
+         "held": HoldRef (reopened), "cancelled": CancelRef (cancelled), "awaiting": [keys awaiting approval]}
 
     or, when nothing is queued, held or cancelled and the delivered revision's own entry holds its
     :class:`DeliveredRef`, only a pointer to that entry: its revision ``N`` (``…:rN``) or, for a
@@ -551,6 +567,9 @@ class InvoiceLedger:
         "superseded",
         "cancelled",
         "held",
+        "awaiting_approval",
+        "approved",
+        "rejected",
     )
 
     def __init__(self, store: LedgerStore):
@@ -574,6 +593,8 @@ class InvoiceLedger:
             order["held"] = dict(raw["held"])  # type: ignore[typeddict-item]  # a HoldRef as written
         if raw.get("cancelled"):
             order["cancelled"] = dict(raw["cancelled"])  # type: ignore[typeddict-item]  # a CancelRef as written
+        if raw.get("awaiting"):
+            order["awaiting"] = list(raw["awaiting"])
         return order
 
     def parked(self, order_key: str) -> list[str]:
@@ -619,7 +640,7 @@ class InvoiceLedger:
     def _put_order(self, order_key: str, order: WorkOrder, written: Mapping[str, LedgerEntry] | None = None) -> None:
         """Write ``order``; ``written``: invoice entries about to be written (key -> entry), read for the pointer."""
         value: dict[str, Any] = {"parked": order["parked"], "delivered": order["delivered"]}
-        for extra in ("held", "cancelled"):
+        for extra in ("held", "cancelled", "awaiting"):
             if order.get(extra):
                 value[extra] = order.get(extra)
         pointer = self._pointer(order_key, order, written or {})
@@ -630,7 +651,7 @@ class InvoiceLedger:
         something is queued, held or cancelled, or the delivered revision's entry would not give back its
         :class:`DeliveredRef` exactly (an entry written before entries kept it)."""
         delivered = order["delivered"]
-        if order["parked"] or order.get("held") or order.get("cancelled") or not delivered:
+        if order["parked"] or order.get("held") or order.get("cancelled") or order.get("awaiting") or not delivered:
             return None
         key = str(delivered.get("invoice_key") or "")
         if not key.startswith(order_key + ":"):
@@ -668,12 +689,16 @@ class InvoiceLedger:
             return  # already durable (written by an earlier attempt or recovered from the changelog)
         entry = self._base(invoice)
         entry.update({"state": "pending", "uncertain": True})
+        await self._put_durably(invoice.invoice_key, entry)
+
+    async def _put_durably(self, key: str, entry: LedgerEntry) -> None:
+        """Write ``entry`` at ``key`` (its times set, its transition counted) and wait until it is durable."""
         now = _utcnow()
         entry.setdefault("created_at", now)
         entry["updated_at"] = now
-        if self.entry(invoice.invoice_key).get("state") != "pending":
-            metrics.LEDGER_TRANSITIONS.labels("pending").inc()
-        await self.store.put_durable(invoice.invoice_key, pack_entry(invoice.invoice_key, entry))
+        if self.entry(key).get("state") != entry["state"]:
+            metrics.LEDGER_TRANSITIONS.labels(entry["state"]).inc()
+        await self.store.put_durable(key, pack_entry(key, entry))
 
     def settle(self, invoice: LedgerRecord, attempts: int, error: ConnectorError) -> None:
         """The last call answered definitively (nothing stored): no lookup needed next time."""
@@ -842,17 +867,23 @@ class InvoiceLedger:
 
     # -------------------------------------------------------------- lifecycle changes
     def _drop_queued(self, order: WorkOrder, keep: Callable[[LedgerEntry], bool]) -> list[LedgerEntry]:
-        """Take the invoice entries of ``order``'s queue that ``keep`` refuses out of it (change entries stay);
-        returns their entries as they were."""
+        """Take the invoice entries of ``order``'s queue and of its versions awaiting approval that ``keep``
+        refuses out of them (change entries stay); returns their entries as they were."""
         dropped: list[LedgerEntry] = []
-        kept: list[str] = []
-        for key in order["parked"]:
-            entry = self.entry(key)
-            if "action" not in entry and not keep(entry):
-                dropped.append(entry)
-            else:
-                kept.append(key)
-        order["parked"] = kept
+
+        def kept(keys: list[str]) -> list[str]:
+            out: list[str] = []
+            for key in keys:
+                entry = self.entry(key)
+                if "action" not in entry and not keep(entry):
+                    dropped.append(entry)
+                else:
+                    out.append(key)
+            return out
+
+        order["parked"] = kept(order["parked"])
+        if order.get("awaiting"):
+            order["awaiting"] = kept(order.get("awaiting") or [])
         return dropped
 
     def hold(self, change: DocumentChange) -> list[LedgerEntry]:
@@ -925,6 +956,80 @@ class InvoiceLedger:
                 self._put(billed["invoice_key"], retired)
         self._settled(change, "cancelled", amendment=amendment)
         return order["cancelled"]
+
+    # -------------------------------------------------------------- approval (docs/approval.md)
+    async def await_approval(self, invoice: Invoice, payload: bytes, meta: RecordMeta) -> list[LedgerEntry]:
+        """Hold ``invoice`` for an operator's approval: ``awaiting_approval`` with its payload and meta, written
+        **durably** (its outcome, which the operator acts on, is published after it), and listed in its work
+        order's ``awaiting``. The document's other versions awaiting approval with a lower revision are
+        settled ``superseded`` (never sent); returns their entries as they were, for their outcomes. Called
+        again for the same record (a replay) it changes nothing but the times."""
+        order = self.order(invoice.order_key)
+        superseded: list[LedgerEntry] = []
+        kept: list[str] = []
+        for key in order.get("awaiting") or []:
+            other = self.entry(key)
+            if key != invoice.invoice_key and int(other.get("revision") or 0) < invoice.revision:
+                superseded.append(other)
+            elif key != invoice.invoice_key:
+                kept.append(key)
+        order["awaiting"] = [*kept, invoice.invoice_key]
+        if invoice.invoice_key in order["parked"]:
+            order["parked"].remove(invoice.invoice_key)
+        self._put_order(invoice.order_key, order)
+        for other in superseded:
+            settled = {k: v for k, v in other.items() if k not in ("payload", "meta")}
+            self._put(
+                str(other["invoice_key"]), {**settled, "state": "superseded", "superseded_by": invoice.invoice_key}
+            )
+        entry = self._base(invoice)
+        entry.update({"state": "awaiting_approval", "uncertain": False, "payload": payload.decode("utf-8")})
+        entry["meta"] = meta.to_dict()
+        await self._put_durably(invoice.invoice_key, entry)
+        return superseded
+
+    def _no_longer_awaiting(self, entry: LedgerEntry) -> None:
+        """Take ``entry``'s key out of its work order's ``awaiting``."""
+        order_key = str(entry.get("order_key") or "")
+        order = self.order(order_key)
+        if entry["invoice_key"] in (order.get("awaiting") or []):
+            order["awaiting"] = [k for k in order.get("awaiting") or [] if k != entry["invoice_key"]]
+            self._put_order(order_key, order)
+
+    def approve(self, key: str, approval: Mapping[str, Any]) -> LedgerEntry | None:
+        """An operator approved invoice version ``key`` (``approval``: the decision's ``id``, ``by``, ``at``,
+        ``reason``). ``awaiting_approval`` becomes ``approved`` (payload kept, ``approval`` recorded, out of
+        ``awaiting``). Returns the entry to deliver from its payload: this one, or one approved before whose
+        delivery is not finished (``approved`` or ``pending``: a decision consumed again after a crash);
+        ``None`` when there is nothing to deliver (unknown, delivered, superseded, rejected, ...)."""
+        entry = self.entry(key)
+        state = entry.get("state")
+        if state == "awaiting_approval":
+            entry.update({"state": "approved", "approval": dict(approval)})
+            self._put(key, entry)
+            self._no_longer_awaiting(entry)
+            return entry
+        if state in ("approved", "pending") and entry.get("approval") and entry.get("payload"):
+            return entry
+        return None
+
+    def reject(self, key: str, rejection: Mapping[str, Any]) -> LedgerEntry | None:
+        """An operator rejected invoice version ``key``: ``awaiting_approval`` becomes ``rejected`` (settled,
+        never sent; ``rejection`` recorded, out of ``awaiting``). Returns the entry, also when this very
+        decision (same ``id``) rejected it before (consumed again after a crash: its outcome is repeated);
+        ``None`` when it does not await approval."""
+        entry = self.entry(key)
+        if entry.get("state") == "rejected":
+            done = entry.get("rejection")
+            return entry if isinstance(done, dict) and done.get("id") == rejection.get("id") else None
+        if entry.get("state") != "awaiting_approval":
+            return None
+        for k in ("payload", "meta", "due"):
+            entry.pop(k, None)
+        entry.update({"state": "rejected", "rejection": dict(rejection)})
+        self._put(key, entry)
+        self._no_longer_awaiting(entry)
+        return entry
 
     def parked_at(
         self, invoice: LedgerRecord, payload: bytes, meta: RecordMeta, *, due: float, reason: str, level: int

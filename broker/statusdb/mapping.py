@@ -1,8 +1,8 @@
 """From consumed records to the status view's rows: pure functions, no database and no Kafka.
 
 :func:`map_record` turns one record of ``billing.invoices``, ``billing.deliveries``,
-``billing.payments`` or ``billing.dlq`` into :class:`Mapped`: the history row (``invoice_events``),
-the row of ``payments`` / ``dead_letters`` / ``unreadable_records`` it adds, and the
+``billing.payments``, ``billing.dlq`` or ``billing.approvals`` into :class:`Mapped`: the history row
+(``invoice_events``), the row of ``payments`` / ``dead_letters`` / ``unreadable_records`` it adds, and the
 :class:`InvoiceChange` s it makes to ``invoices`` rows. It never raises: a record that cannot be
 read becomes an ``unreadable_records`` row naming why (and its offset still moves on).
 
@@ -19,7 +19,8 @@ invoice             ``built`` (priced, waiting for delivery); ``not_billable``  
 dead letter         ``dead_lettered``                                               1
 delivery outcome    ``delivered`` (``created``, ``already_delivered``,              2
                     ``amended``), ``not_billable``, ``dead_lettered``,
-                    ``superseded``, ``cancelled``, ``held``
+                    ``superseded``, ``cancelled``, ``held``,
+                    ``awaiting_approval``, ``rejected``
 payment             ``paid``, ``partially_paid``, ``voided``, ``credited``          3
 replacement         ``replaced`` (a later version's outcome names this one in       4
                     ``replaced``)
@@ -34,6 +35,10 @@ read last wins (one invoice version's records of one kind are on one partition, 
 when it happened, ``tenant``, ``data``: ``invoice_key`` (default: the record key),
 ``invoice_number``, ``billing_system``, ``external_id``, ``currency``, and amounts as decimal
 strings: ``amount`` (this payment), ``amount_paid`` (paid so far), ``amount_due`` (still due).
+
+**billing.approvals** (operators' decisions on invoices awaiting approval, ``docs/approval.md``) adds a
+history row (``kind`` ``approval``, ``name`` ``approved`` or ``rejected``) and changes no ``invoices``
+row: the invoice's status follows the deliver stage's outcome (``created``, ``rejected``).
 """
 
 from __future__ import annotations
@@ -44,11 +49,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from broker.settings import TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_INVOICES, TOPIC_PAYMENTS
+from broker.approvals import ApprovalDecision
+from broker.settings import TOPIC_APPROVALS, TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_INVOICES, TOPIC_PAYMENTS
 from connectors.sdk.invoice import DeliveryOutcome, DocumentChange, Invoice, NotBillable
 
 if TYPE_CHECKING:
@@ -78,6 +84,8 @@ OUTCOME_STATUS = {
     "superseded": "superseded",
     "cancelled": "cancelled",
     "held": "held",
+    "awaiting_approval": "awaiting_approval",
+    "rejected": "rejected",
 }
 #: ``billing.payments`` CloudEvent type -> ``payment_state`` (other ``billing.invoice.*`` types: history only).
 PAYMENT_STATES = {
@@ -95,6 +103,8 @@ STATUSES = (
     "superseded",
     "cancelled",
     "held",
+    "awaiting_approval",
+    "rejected",
     "paid",
     "partially_paid",
     "voided",
@@ -109,6 +119,7 @@ PREVIEW_BYTES = 4096
 ChangeKind = Literal["priced", "dead_letter", "outcome", "payment", "replaced"]
 _RANK: dict[ChangeKind, int] = {"priced": 0, "dead_letter": 1, "outcome": 2, "payment": 3, "replaced": 4}
 _REVISION = re.compile(r"^r\d+$")
+_M = TypeVar("_M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -323,12 +334,17 @@ def _split_order(invoice_key: str) -> tuple[str, str | None, str | None, int | N
     return tenant, parts[1], parts[2], revision
 
 
-def _outcome(rec: Consumed) -> Mapped:
+def _validated(rec: Consumed, model: type[_M], what: str) -> tuple[Any, _M]:
+    """The JSON of ``rec``'s value and ``model`` validated from it; ``UnreadableError`` naming ``what`` if not."""
     doc = _json(rec.value)
     try:
-        out = DeliveryOutcome.model_validate(doc)
+        return doc, model.model_validate(doc)
     except ValidationError as exc:
-        raise UnreadableError(_validation_message("delivery outcome", exc)) from None
+        raise UnreadableError(_validation_message(what, exc)) from None
+
+
+def _outcome(rec: Consumed) -> Mapped:
+    doc, out = _validated(rec, DeliveryOutcome, "delivery outcome")
     _, order_key = invoice_key_parts(out.invoice_key)
     columns = {
         "outcome": out.outcome,
@@ -484,7 +500,20 @@ def _dead_letter(rec: Consumed) -> Mapped:
     return Mapped(event=event, invoices=changes, dead_letter=row)
 
 
-_BY_TOPIC = {TOPIC_INVOICES: _priced, TOPIC_DELIVERIES: _outcome, TOPIC_PAYMENTS: _payment, TOPIC_DLQ: _dead_letter}
+def _approval(rec: Consumed) -> Mapped:
+    doc, decision = _validated(rec, ApprovalDecision, "approval decision")
+    name = "approved" if decision.approved else "rejected"
+    event = _event(rec, decision.invoice_key, decision.order_key, decision.tenant, "approval", name)
+    return Mapped(event={**event, "detail": doc})
+
+
+_BY_TOPIC = {
+    TOPIC_INVOICES: _priced,
+    TOPIC_DELIVERIES: _outcome,
+    TOPIC_PAYMENTS: _payment,
+    TOPIC_DLQ: _dead_letter,
+    TOPIC_APPROVALS: _approval,
+}
 
 
 def map_record(rec: Consumed) -> Mapped:

@@ -101,9 +101,11 @@ class InvoiceRow:
 class HistoryEvent:
     """One record about a document: where it is on Kafka, what it is and its decoded value.
 
-    ``kind``: ``invoice``, ``not_billable``, ``change``, ``outcome``, ``payment`` or ``dead_letter``;
+    ``kind``: ``invoice``, ``not_billable``, ``change``, ``outcome``, ``payment``, ``dead_letter`` or
+    ``approval``;
     ``name``: the revision (``r2``), the not-billable reason code, the change's action, the outcome,
-    the payment's CloudEvent type or the dead letter's error class; ``at``: its Kafka timestamp;
+    the payment's CloudEvent type, the dead letter's error class or the decision (``approved``,
+    ``rejected``); ``at``: its Kafka timestamp;
     ``detail``: the record's JSON value (a dead letter's: its id, stage, class, message, original)."""
 
     topic: str

@@ -1,12 +1,13 @@
-"""The status view's consumer: every partition of the four topics into the status database.
+"""The status view's consumer: every partition of the five topics into the status database.
 
 No consumer group: the view assigns itself every partition of ``billing.invoices``,
-``billing.deliveries``, ``billing.payments`` and ``billing.dlq`` (kafka-python, manual assignment) and
-seeks each to the offset stored in the database (``consumer_offsets``; a partition without one
-starts at its beginning). Each poll's records are written with their partitions' next offsets in
+``billing.deliveries``, ``billing.payments``, ``billing.dlq`` and ``billing.approvals`` (kafka-python,
+manual assignment) and seeks each to the offset stored in the database (``consumer_offsets``; a
+partition without one starts at its beginning). Each poll's records are written with their partitions' next offsets in
 one transaction (:func:`broker.statusdb.store.write_batch`), so a restart at any moment resumes
 exactly after the last batch written: no row is lost or doubled. Topics and partitions are looked up
-again every ``refresh_seconds``: ``billing.payments`` is read from when it appears.
+again every ``refresh_seconds``: ``billing.payments`` and ``billing.approvals`` are read from when they
+appear.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from broker.kafka_security import tool_options
-from broker.settings import TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_INVOICES, TOPIC_PAYMENTS
+from broker.settings import TOPIC_APPROVALS, TOPIC_DELIVERIES, TOPIC_DLQ, TOPIC_INVOICES, TOPIC_PAYMENTS
 from broker.statusdb.mapping import Consumed
 from broker.statusdb.store import OffsetConflictError, load_offsets, write_batch
 
@@ -33,7 +34,7 @@ log = logging.getLogger("broker.statusdb")
 __all__ = ["STATUS_TOPICS", "StatusView"]
 
 #: The topics the status view materialises.
-STATUS_TOPICS = (TOPIC_INVOICES, TOPIC_DELIVERIES, TOPIC_PAYMENTS, TOPIC_DLQ)
+STATUS_TOPICS = (TOPIC_INVOICES, TOPIC_DELIVERIES, TOPIC_PAYMENTS, TOPIC_DLQ, TOPIC_APPROVALS)
 #: Seconds between two tries to write a batch while the database is unavailable.
 RETRY = 1.0
 
