@@ -409,7 +409,12 @@ def config_check(config_path: str) -> None:
     help="Tenant configuration (default: the bundled example).",
 )
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for the pipeline.")
-@click.option("--keep-running", is_flag=True, help="Leave everything running until Ctrl-C (to curl /metrics).")
+@click.option(
+    "--keep-running",
+    is_flag=True,
+    help="Also start the operator console (its address and a demo login are printed) and leave everything "
+    "running until Ctrl-C.",
+)
 def demo(events_path: str | None, config_path: str | None, timeout: float, keep_running: bool) -> None:
     """Run the whole pipeline on bundled example data against the Xero emulator."""
     from broker.demo import run_demo

@@ -9,7 +9,10 @@ summary line per system, then publishes the same events again (as a platform ret
 would) and shows, per system, that nothing new was created; then the lifecycle (revisions,
 cancellations) per system, and signed webhooks from MaintainX, Atlas CMMS and ERPNext through a
 running ``broker ingest`` (:mod:`broker.demo_webhooks`); last, a monthly-invoiced client's February
-and the economic report of the demo months (:mod:`broker.demo_periodic`).
+and the economic report of the demo months (:mod:`broker.demo_periodic`). With ``--keep-running`` it
+then starts the status view and the operator console (:mod:`broker.demo_console`), prints the console's
+address and its demo login in the report and leaves everything up until Ctrl-C or SIGTERM; without it
+the console is not started (it would stop with the demo a moment later).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from broker.config import load_yaml
+from broker.demo_console import OPERATOR, DemoConsole, start_demo_console
 from broker.demo_periodic import MONTHLY_CLIENT, run_periodic
 from broker.demo_periodic import TENANT as PERIODIC_TENANT
 from broker.demo_webhooks import DEMO_TENANT, run_webhooks
@@ -325,6 +329,43 @@ def _metrics_snapshot(port: int) -> dict[str, float]:
     return dict(totals)
 
 
+#: Delivery outcomes after which the billing system holds the invoice version (the status view's ``delivered``).
+DELIVERED = ("created", "already_delivered", "amended")
+
+
+def _delivered(outcomes: list[dict[str, Any]]) -> set[str]:
+    """The invoice keys whose latest outcome delivered them and that no later version replaced."""
+    latest = {o["invoice_key"]: o["outcome"] for o in outcomes}
+    replaced = {o["replaced"] for o in outcomes if o.get("replaced") and o["replaced"] != o["invoice_key"]}
+    return {key for key, outcome in latest.items() if outcome in DELIVERED} - replaced
+
+
+def _print_console(console: Console, served: DemoConsole, outcomes: list[dict[str, Any]]) -> bool:
+    """The report's console lines: its address and demo login, what its status view holds per status;
+    True when the view caught up and its ``delivered`` invoices are exactly those the demo delivered."""
+    console.print(
+        f"\n[bold]Operator console: {served.url}  user {OPERATOR}, password {served.password}[/]",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if not served.caught_up():
+        console.print("  [red]its status view did not catch up with the topics within 30 s[/]")
+        return False
+    counts = served.status_counts()
+    console.print(
+        f"  its status view ({escape(str(served.database))}) holds {sum(counts.values())} invoice versions: "
+        + ", ".join(f"{n} {status}" for status, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+        highlight=False,
+        soft_wrap=True,
+    )
+    delivered = len(_delivered(outcomes))
+    if counts.get("delivered", 0) != delivered:
+        console.print(f"  [red]this demo delivered {delivered} invoices it did not replace or cancel since[/]")
+        return False
+    console.print(f"  the {delivered} delivered are the invoices this demo delivered and did not replace or cancel")
+    return True
+
+
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -351,6 +392,7 @@ def run_demo(
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     worker = None
     tally = None
+    served: DemoConsole | None = None
     raw_config = load_yaml(config_file.read_text(encoding="utf-8"))
     systems = {tid: t["billing"]["system"] for tid, t in raw_config["tenants"].items()}
     unknown = sorted({s for s in systems.values() if s != "xero" and s not in SANDBOXES})
@@ -515,15 +557,33 @@ def run_demo(
         for name in sorted(snap):
             console.print(f"  {name} {snap[name]:g}")
         if keep_running:
-            console.print("\n[bold]Everything keeps running; press Ctrl-C to stop.[/]")
+            try:
+                served = start_demo_console(bootstrap, workdir / "data")
+            except (RuntimeError, ValueError) as exc:
+                ok = False
+                console.print(f"\n[red]operator console: {escape(str(exc))}[/]", highlight=False)
+            else:
+                ok = _print_console(console, served, tally.outcomes) and ok
+        else:
+            console.print(
+                "\nOperator console: not started; `broker demo --keep-running` serves these invoices there "
+                "and prints its address and a demo login"
+            )
+        console.print("[bold green]demo OK[/]" if ok else "[bold red]demo FAILED: see above[/]")
+        if keep_running:
+            console.print(
+                "\n[bold]Everything keeps running (Kafka, the emulators, the worker, the status view, the operator "
+                "console); press Ctrl-C to stop.[/]"
+            )
             try:
                 while True:
                     time.sleep(1)
             except KeyboardInterrupt:
                 pass
-        console.print("[bold green]demo OK[/]" if ok else "[bold red]demo FAILED: see above[/]")
         return 0 if ok else 1
     finally:
+        if served is not None:
+            served.stop()
         if tally:
             tally.close()
         if worker and worker.poll() is None:

@@ -135,6 +135,10 @@ def test_a_later_outcome_keeps_the_billing_system_ids_it_does_not_carry():
         ((("priced", 0), ("payment", 20), ("cancel", 30)), "cancelled"),
         ((("cancel", 30), ("payment", 20), ("priced", 0)), "cancelled"),
         ((("priced", 0), ("outcome", 10), ("replaced", 40), ("payment", 20)), "replaced"),
+        # a platform retried the old revision after the replacement: priced again, then already delivered
+        ((("priced", 0), ("outcome", 10), ("replaced", 40), ("priced", 50), ("outcome", 60)), "replaced"),
+        ((("outcome", 60), ("priced", 50), ("replaced", 40)), "replaced"),
+        ((("priced", 0), ("replaced", 40), ("payment", 50)), "paid"),  # a payment read later still shows
         ((("priced", 0), ("dlq", 10)), "dead_lettered"),
         ((("dlq", 10), ("priced", 30)), "built"),  # replayed: priced again after the dead letter
         ((("priced", 10), ("outcome", 10)), "delivered"),  # the same millisecond: the outcome ranks higher

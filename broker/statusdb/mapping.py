@@ -26,6 +26,10 @@ replacement         ``replaced`` (a later version's outcome names this one in   
                     ``replaced``)
 ==================  ==============================================================  ==========
 
+A replaced version stays ``replaced`` whatever invoice, outcome or dead letter about it comes later (a
+platform retrying the old revision's event: priced again, ``already_delivered``); only a later payment
+is shown over it.
+
 Records with the same timestamp (milliseconds) rank as above; among records of one kind the one
 read last wins (one invoice version's records of one kind are on one partition, in order).
 
@@ -621,5 +625,8 @@ def derive_status(row: Mapping[str, Any]) -> str:
     if row.get("payment_state"):
         states.append((row["payment_at"], _RANK["payment"], row["payment_state"]))
     if row.get("replaced_by"):
+        # final: a retry's records about the old version (priced again, already_delivered) do not make it
+        # live again; only a later payment is shown over it
+        states = [state for state in states if state[1] >= _RANK["payment"]]
         states.append((row["replaced_at"], _RANK["replaced"], "replaced"))
     return max(states)[2] if states else "unknown"

@@ -148,6 +148,11 @@ class StatusView:
         self.batches += 1
         return len(records)
 
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The next offset to read of each partition whose offset is known, stored or written (a copy; safe
+        to call from another thread)."""
+        return {tp: offset for tp, offset in dict(self._offsets).items() if offset is not None}
+
     def run(self, stop: threading.Event) -> None:
         """:meth:`step` until ``stop`` is set (checked between batches: a batch is written whole), then close.
 
