@@ -14,6 +14,9 @@ Operators (password ``<name>-pw``): alice sees every tenant, bob acme-fm, carol 
 from __future__ import annotations
 
 import itertools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from sqlalchemy import Engine
 from broker.console.app import create_console_app
 from broker.console.auth import Operator, SessionSigner, hash_password
 from broker.statusdb.mapping import Consumed
+from broker.statusdb.service import StatusView
 from broker.statusdb.store import migrate, open_database, write_batch
 from tests.status_view_support import as_bytes, invoice, not_billable, outcome, payment
 
@@ -99,3 +103,21 @@ def console_client(engine: Engine, **kw: Any) -> TestClient:
     """A test client of the console on ``engine`` for :func:`operators`, judging ``overdue`` on :data:`TODAY`."""
     app = create_console_app(engine, operators(), SessionSigner(SECRET), today=lambda: TODAY, **kw)
     return TestClient(app, follow_redirects=False)
+
+
+@contextmanager
+def status_view(bootstrap: str, folder: Path) -> Iterator[Engine]:
+    """A migrated SQLite status database in ``folder`` that a :class:`StatusView` of ``bootstrap`` fills in a
+    thread (fast polls, topics looked up again every half second) until the block ends; yields its engine."""
+    engine = open_database(f"sqlite:///{folder / 'status.db'}")
+    migrate(engine)
+    view = StatusView(engine, bootstrap, poll_seconds=0.1, refresh_seconds=0.5)
+    stop = threading.Event()
+    runner = threading.Thread(target=view.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        yield engine
+    finally:
+        stop.set()
+        runner.join(10)
+        engine.dispose()

@@ -13,7 +13,6 @@ the workers split the partitions, so an approval is acted on only if Faust gives
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,32 +174,22 @@ def test_approve_in_the_console_and_see_it_delivered_once(env, browser, tmp_path
     from broker.console.app import create_console_app
     from broker.console.auth import SessionSigner
     from broker.statusdb.read import get_invoice
-    from broker.statusdb.service import StatusView
-    from broker.statusdb.store import migrate, open_database
-    from tests.console_support import SECRET, operators
-    from tests.test_console_browser import click, serving
+    from tests.console_support import SECRET, operators, status_view
+    from tests.test_console_browser import click, log_in, serving
 
     key, order_key, number = "acme-fm:wo:APR-5:r1", "acme-fm:wo:APR-5", "ACME-WO-APR-5-R1"
-    engine = open_database(f"sqlite:///{tmp_path / 'status.db'}")
-    migrate(engine)
-    view = StatusView(engine, env.kafka, poll_seconds=0.1, refresh_seconds=0.5)
-    stop = threading.Event()
-    runner = threading.Thread(target=view.run, args=(stop,), daemon=True)
-    runner.start()
+    with status_view(env.kafka, tmp_path) as engine:
 
-    def status() -> str | None:
-        row = get_invoice(engine, key)
-        return row.status if row else None
+        def status() -> str | None:
+            row = get_invoice(engine, key)
+            return row.status if row else None
 
-    app = create_console_app(engine, operators(), SessionSigner(SECRET), bootstrap=env.kafka)
-    try:
+        app = create_console_app(engine, operators(), SessionSigner(SECRET), bootstrap=env.kafka)
         with serving(app) as url:
             publish(env.kafka, TOPIC_EVENTS, [work_order("acme-fm", "APR-5")])
             wait_for(lambda: status() == "awaiting_approval", timeout=60, what="awaiting approval in the view")
             browser.get(f"{url}/documents/{order_key}")
-            browser.find_element(By.ID, "username").send_keys("bob")
-            browser.find_element(By.ID, "password").send_keys("bob-pw")
-            click(browser, By.ID, "login")
+            log_in(browser, "bob")
             assert "awaiting approval" in browser.find_element(By.TAG_NAME, "main").text
             assert env.invoices(number) == []
             click(browser, By.ID, "approve")
@@ -213,10 +202,6 @@ def test_approve_in_the_console_and_see_it_delivered_once(env, browser, tmp_path
             assert any(" approval approved " in f" {row} " for row in history), history
             assert len(env.invoices(number)) == 1
             assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-    finally:
-        stop.set()
-        runner.join(10)
-        engine.dispose()
     env.tally.poll(0.5)
     assert env.outcomes(key) == ["awaiting_approval", "created"]
 

@@ -186,6 +186,8 @@ def invoice_list(
                 _e(item["client_name"] or item["client_id"]),
                 _e(item["billing_system"]),
                 _money(item["total"], item["currency"]),
+                _money(item["amount_paid"], item["currency"]),
+                _money(item["amount_due"], item["currency"]),
                 status,
                 _e(item["status_reason"]),
                 _e(item["external_number"]),
@@ -194,10 +196,12 @@ def invoice_list(
             ]
         )
     headers = [
-        "Document", "Rev.", "Invoice", "Tenant", "Client", "Billing system", "Total", "Status", "Reason",
-        "Their number", "Due", "Updated (UTC)",
+        "Document", "Rev.", "Invoice", "Tenant", "Client", "Billing system", "Total", "Paid", "Still due", "Status",
+        "Reason", "Their number", "Due date", "Updated (UTC)",
     ]  # fmt: skip
-    table = _table(headers, rows, numeric=[6], cls="invoices") if rows else "<p class=muted>No invoice matches.</p>"
+    table = (
+        _table(headers, rows, numeric=[6, 7, 8], cls="invoices") if rows else "<p class=muted>No invoice matches.</p>"
+    )
     pager = []
     query = {k: v for k, v in params.items() if v}
     if page > 1:
@@ -225,9 +229,9 @@ def _version_rows(versions: Sequence[Mapping[str, Any]]) -> list[list[str]]:
             _money(v["billed_total"]),
             _e(" ".join(x for x in (v["amendment"], v["credit_note_number"]) if x)),
             _e(v["replaced_by"] or v["replaces"]),
-            _e(v["payment_state"]),
-            _money(v["amount_paid"]),
-            _money(v["amount_due"]),
+            _badge(v["payment_state"]) if v["payment_state"] else "",
+            _money(v["amount_paid"], v["currency"]),
+            _money(v["amount_due"], v["currency"]),
             _e(v["status_reason"]),
         ]
         for v in versions
@@ -320,9 +324,10 @@ def document(operator: Operator, data: Mapping[str, Any], notice: str | None = N
     )
     headers = [
         "Version", "Invoice", "Status", "Net", "VAT", "Total", "Outcome", "Attempts", "Their id / number",
-        "Billed", "Amendment", "Replaced by / replaces", "Payment", "Paid", "Due", "Reason",
+        "Billed", "Amendment", "Replaced by / replaces", "Payment", "Paid", "Still due", "Reason",
     ]  # fmt: skip
-    parts.append("<h2>Versions</h2>" + _table(headers, _version_rows(data["versions"]), numeric=[3, 4, 5, 9, 13, 14]))
+    versions = _version_rows(data["versions"])
+    parts.append("<h2>Versions</h2>" + _table(headers, versions, numeric=[3, 4, 5, 9, 13, 14], cls="versions"))
     parts.append(_approval_forms(order_key, data["versions"]))
     parts += [_lines(v) for v in data["versions"]]
     if data["payments"]:
@@ -331,19 +336,21 @@ def document(operator: Operator, data: Mapping[str, Any], notice: str | None = N
                 _e(p["id"]),
                 _e(p["invoice_key"]),
                 _e(p["type"]),
-                _e(p["state"]),
+                _badge(p["state"]) if p["state"] else "",
                 _money(p["amount"], p["currency"]),
-                _money(p["amount_paid"]),
-                _money(p["amount_due"]),
+                _money(p["amount_paid"], p["currency"]),
+                _money(p["amount_due"], p["currency"]),
                 _e(p["paid_at"]),
             ]
             for p in data["payments"]
         ]
         headers = ["Record", "Version", "Type", "State", "Amount", "Paid so far", "Still due", "Paid at"]
-        parts.append("<h2>Payments</h2>" + _table(headers, rows, numeric=[4, 5, 6]))
+        parts.append("<h2>Payments</h2>" + _table(headers, rows, numeric=[4, 5, 6], cls="payments"))
     if data["dead_letters"]:
         headers = ["Dead letter", "At (UTC)", "Stage", "Class", "Reason", "HTTP", "Attempts", "Replays", ""]
-        parts.append("<h2>Dead letters</h2>" + _table(headers, _dead_letter_rows(data["dead_letters"])))
+        parts.append(
+            "<h2>Dead letters</h2>" + _table(headers, _dead_letter_rows(data["dead_letters"]), cls="dead-letters")
+        )
     events = [
         [
             _e((e["at"] or "")[:23].replace("T", " ")),
