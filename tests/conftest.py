@@ -74,6 +74,28 @@ def write_config(
     return path
 
 
+def wait_ready(url: str, proc: subprocess.Popen | None = None, log: Path | None = None, timeout: float = 60) -> None:
+    """Block until ``GET {url}/readyz`` answers 200. Raises ``AssertionError`` (with the tail of ``log``)
+    when ``proc`` exits first or ``timeout`` seconds pass."""
+    import time
+
+    import httpx
+
+    def tail() -> str:
+        return log.read_text()[-3000:] if log is not None and log.exists() else ""
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc is None or proc.poll() is None, f"{url}: the process exited\n{tail()}"
+        assert time.monotonic() < deadline, f"{url}/readyz did not answer 200 within {timeout:.0f} s\n{tail()}"
+        time.sleep(0.1)
+
+
 class WorkerProcess:
     """A ``python -m broker run`` subprocess; ``kill()`` sends SIGKILL, ``stop()`` SIGTERM."""
 

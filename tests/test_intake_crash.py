@@ -27,7 +27,7 @@ from broker.kafka import ensure_topics, read_events_file
 from broker.platforms.emulator import sample_bytes
 from broker.platforms.emulator.erpnext import webhook
 from broker.settings import TOPIC_EVENTS
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, wait_ready
 from tests.test_intake import _records
 
 pytestmark = pytest.mark.integration
@@ -64,16 +64,8 @@ class IntakeProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the intake did not become ready\n" + self.log.read_text()[-3000:]
-            time.sleep(0.1)
+        wait_ready(self.url, self.proc, self.log)
+        return self
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -24,7 +23,7 @@ import yaml
 
 from broker.embedded import free_port
 from connectors.xero.payments import xero_signature
-from tests.conftest import DEMO_SECRETS
+from tests.conftest import DEMO_SECRETS, wait_ready
 from tests.delivery_support import delivery_config
 
 pytestmark = pytest.mark.integration
@@ -63,16 +62,7 @@ def test_broker_payments_serves_xero_webhooks_and_stops_on_sigterm(tmp_path):
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "broker payments did not get ready\n" + log.read_text()[-3000:]
-            time.sleep(0.1)
+        wait_ready(url, proc, log)
         hook = f"{url}/webhooks/payments/xero/acme-fm"
         good = httpx.post(hook, content=INTENT, headers={"x-xero-signature": xero_signature(KEY.encode(), INTENT)})
         forged = httpx.post(hook, content=INTENT, headers={"x-xero-signature": xero_signature(b"other", INTENT)})

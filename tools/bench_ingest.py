@@ -131,12 +131,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    import httpx
     import yaml
 
     from broker.embedded import EmbeddedKafka, free_port
     from broker.kafka import ensure_topics
     from broker.settings import TOPIC_EVENTS
+    from tests.conftest import wait_ready
 
     with EmbeddedKafka() as kafka, tempfile.TemporaryDirectory() as tmp:
         ensure_topics(kafka.bootstrap, 4, [TOPIC_EVENTS, "bench.baseline"])
@@ -163,16 +163,7 @@ def main() -> None:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("the intake did not start")
-                time.sleep(0.2)
+            wait_ready(url, proc)
             intake_rates, p50s, p99s, producer_rates, webhook_rates = [], [], [], [], []
             for r in range(args.rounds):
                 bodies = _events(args.events, r)
