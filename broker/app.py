@@ -8,7 +8,9 @@
 
 * ``maintenance.events``  key ``tenant:doc:id`` (a document's events stay ordered), value a CloudEvent.
 * ``<app id>-events-by-client`` (internal) key ``tenant:client``, value the original event; ``enrich``
-                          forwards valid events there (origin topic/partition/offset/key in headers)
+                          forwards valid events there (origin topic/partition/offset/key in headers,
+                          and the validated form ``price`` loads instead of parsing the event again:
+                          :func:`broker.events.parse_forwarded`)
                           so the ``price`` agent sees all of a client's events in one partition,
                           next to that client's pricing state: tables ``corrective-allowance``
                           (``tenant:client:YYYY-MM``) and ``approved-quotes`` (``tenant:qt:id``),
@@ -34,6 +36,7 @@ what was delivered so that a re-published event creates nothing new.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,12 +51,15 @@ from broker.deliver_stage import DeliverStage, install_deliver_stage
 from broker.delivery import Deliverer, LedgerEntry
 from broker.dlq import DeadLetterLog, bounded_copy, clip, dlq_headers, headers_to_dict, replay_count
 from broker.events import (
+    VALIDATED_HEADER,
     EventDecodeError,
     QuoteCancelled,
     WorkOrderCancelled,
     WorkOrderReopened,
     parse_event,
+    parse_forwarded,
     tenant_hint,
+    validated_form,
 )
 from broker.faust_compat import BrokerApp, create_faust_app
 from broker.health import Health
@@ -67,7 +73,12 @@ from connectors.sdk.invoice import DocumentChange, Invoice, NotBillable
 
 log = logging.getLogger("broker.app")
 
-__all__ = ["CLOSE_PERIOD", "COMMAND_HEADER", "BillingApp", "create_app"]
+__all__ = ["CLOSE_PERIOD", "COMMAND_HEADER", "BillingApp", "create_app", "faust_settings"]
+
+#: Largest event (bytes) forwarded with its validated form (:func:`broker.events.validated_form`); a larger
+#: one (up to :data:`broker.events.MAX_EVENT_BYTES`, 512 KiB) is parsed again by ``price``, so that value
+#: and form together never approach the 1 MiB a Kafka record may hold by default.
+FORM_MAX_EVENT_BYTES = 64 * 1024
 
 #: Header of a command record on the by-client topic, and the command that closes a period (its
 #: value: the period key ``tenant:client:period``).
@@ -98,6 +109,42 @@ class BillingApp(BrokerApp):
 BillingApp.logger = BrokerApp.logger
 
 
+def faust_settings(
+    settings: Settings, bootstrap: str, *, rebalance_timeout: float | None = None, internal_topics: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The Faust app settings of a worker (:func:`create_app`) for ``settings`` against ``bootstrap``:
+    broker, store, partitions, serializers, group timeouts, producer settings (acks, batch size,
+    linger), fetch wait and commit interval, Kafka security. ``tools/bench_pipeline.py`` builds its
+    bare Faust baseline with the same settings.
+
+    ``BROKER_PRODUCER_MAX_BATCH_SIZE=1`` (the embedded Tansu's one record per producer batch) is
+    confined to the topics that need it: the producer gets the default batch size and only
+    ``internal_topics`` (records nothing reads up to their end offset: the by-client topic) batch;
+    every other record goes in a batch of its own (:class:`broker.faust_compat.TopicBatchingProducer`)."""
+    rebalance_timeout = settings.rebalance_timeout if rebalance_timeout is None else rebalance_timeout
+    one_per_batch = settings.producer_max_batch_size == 1
+    return dict(
+        batched_topics=frozenset(internal_topics) if one_per_batch else None,
+        broker=",".join(f"kafka://{b.strip()}" for b in bootstrap.split(",")),
+        store=f"{settings.store}://",
+        datadir=settings.data_dir,
+        topic_partitions=settings.topic_partitions,
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        broker_rebalance_timeout=rebalance_timeout,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(1.0, settings.session_timeout / 3),
+        producer_acks=-1,
+        producer_max_batch_size=Settings.producer_max_batch_size if one_per_batch else settings.producer_max_batch_size,
+        # latency (docs/operations.md, "Latency"): fetch wait, producer linger, commit interval
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        producer_linger=settings.producer_linger_ms / 1000,
+        broker_commit_interval=settings.commit_interval,
+        **KafkaSecurity.from_env().faust(),
+    )
+
+
 def create_app(
     settings: Settings,
     config: BrokerConfig,
@@ -117,27 +164,11 @@ def create_app(
     (``/readyz``, :mod:`broker.health`); the tenants it names broken (``health.broken``) have their
     invoices dead-lettered at delivery without a call.
     """
-    rebalance_timeout = settings.rebalance_timeout if rebalance_timeout is None else rebalance_timeout
-    app = create_faust_app(
+    by_client_name = f"{settings.app_id}-events-by-client"
+    app: BillingApp = create_faust_app(
         settings.app_id,
         app_class=BillingApp,
-        broker=",".join(f"kafka://{b.strip()}" for b in bootstrap.split(",")),
-        store=f"{settings.store}://",
-        datadir=settings.data_dir,
-        topic_partitions=settings.topic_partitions,
-        web_enabled=False,
-        key_serializer="raw",
-        value_serializer="raw",
-        broker_rebalance_timeout=rebalance_timeout,
-        broker_session_timeout=settings.session_timeout,
-        broker_heartbeat_interval=min(1.0, settings.session_timeout / 3),
-        producer_acks=-1,
-        producer_max_batch_size=settings.producer_max_batch_size,
-        # latency (docs/operations.md, "Latency"): fetch wait, producer linger, commit interval
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        producer_linger=settings.producer_linger_ms / 1000,
-        broker_commit_interval=settings.commit_interval,
-        **KafkaSecurity.from_env().faust(),
+        **faust_settings(settings, bootstrap, rebalance_timeout=rebalance_timeout, internal_topics=[by_client_name]),
     )
     n = settings.topic_partitions
     events_topic = app.topic(TOPIC_EVENTS, partitions=n, key_type=bytes, value_type=bytes)
@@ -192,9 +223,7 @@ def create_app(
 
     # -- enrich/pricing side: events re-keyed by tenant:client so a client's pricing state
     # (monthly allowance, approved quotes) lives in the partition that sees all of its events.
-    by_client_topic = app.topic(
-        f"{settings.app_id}-events-by-client", partitions=n, internal=True, key_type=bytes, value_type=bytes
-    )
+    by_client_topic = app.topic(by_client_name, partitions=n, internal=True, key_type=bytes, value_type=bytes)
     table_schema: faust.Schema[str, Any] = faust.Schema(key_serializer="json", value_serializer="json")
     allowances: TableT[str, AllowanceRecord] = app.Table(ALLOWANCE_TABLE, partitions=n, schema=table_schema)
     quotes: TableT[str, str] = app.Table(QUOTES_TABLE, partitions=n, schema=table_schema)
@@ -284,7 +313,12 @@ def create_app(
             return
         # valid event: price it in the partition of its client (order per work order is kept:
         # all of a document's events have the same client and come from one source partition)
-        await by_client_topic.send(key=pricing_key(ce).encode(), value=raw, headers=_origin(event))
+        # (with its validated form, which price loads instead of parsing the event again, unless the
+        # event is large: the form about doubles the record, which must stay under Kafka's 1 MiB)
+        headers = _origin(event)
+        if raw is not None and len(raw) <= FORM_MAX_EVENT_BYTES:
+            headers.append((VALIDATED_HEADER, validated_form(ce)))
+        await by_client_topic.send(key=pricing_key(ce).encode(), value=raw, headers=headers)
 
     @app.agent(events_topic)
     async def enrich(stream: StreamT[bytes]) -> None:
@@ -325,10 +359,10 @@ def create_app(
         if (event.headers or {}).get(COMMAND_HEADER) == CLOSE_PERIOD:
             await close_one((event.value or b"").decode("utf-8", "replace"))
             return
-        try:
-            ce = parse_event(event.value)
+        try:  # the validated form enrich attached; the full parse for a record without one
+            ce = parse_forwarded(event.value, (event.headers or {}).get(VALIDATED_HEADER))
         except EventDecodeError as exc:  # cannot happen for what enrich forwarded, unless the rules changed
-            await dead_letter_forwarded(event, exc.error_class, exc)
+            await dead_letter_forwarded(event, exc.error_class, exc)  # the original event, as consumed
             return
         try:
             tenant = config.tenant(ce.tenant)

@@ -72,10 +72,18 @@ Validation rules (:func:`parse_event`; every failure is an :class:`EventDecodeEr
 Errors name the field path and the offending value; values are cut to about 80 characters
 (``…``) and the whole message to at most :data:`MAX_MESSAGE_CHARS` (1000) characters (the first
 errors, then ``and N more``).
+
+Parse once: ``enrich`` forwards a valid event to the pricing stage with its validated form
+(:func:`validated_form`, header :data:`VALIDATED_HEADER`) next to the original bytes; ``price`` loads
+that form without validating again (:func:`parse_forwarded`, :func:`load_validated`). A record without
+it, or written by a worker whose event models differ (the form carries a digest of their JSON
+Schema), is parsed in full.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import re
 import reprlib
@@ -83,7 +91,8 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Protocol, TypeVar
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Protocol, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -1240,3 +1249,147 @@ def event_json_schema() -> dict[str, Any]:
 def event_time(event: AnyEvent) -> datetime:
     """The CloudEvent ``time`` attribute (aware datetime)."""
     return event.time
+
+
+# --------------------------------------------------------------------------- validated form
+#: Header of a record on the internal by-client topic that carries its event's validated form
+#: (:func:`validated_form`), next to the original event bytes in the value.
+VALIDATED_HEADER = "broker.validated"
+_FORM_VERSION = b"1"
+
+
+@functools.cache
+def _form_fingerprint() -> bytes:
+    """The tag :func:`validated_form` writes: the format version and a digest of the event models'
+    JSON Schema (field names, types, defaults), so a form written by a worker with other models is
+    not loaded by this one (it parses the original bytes instead)."""
+    schema = json.dumps(event_json_schema(), sort_keys=True).encode()
+    return _FORM_VERSION + b"." + hashlib.sha256(schema).hexdigest()[:16].encode()
+
+
+def validated_form(event: AnyEvent) -> bytes:
+    """The compact internal encoding of a validated event: ``<fingerprint>:<JSON>``, the JSON being
+    the model's own dump of the fields the event set (:func:`load_validated` reads it back)."""
+    return _form_fingerprint() + b":" + event.model_dump_json(exclude_unset=True).encode()
+
+
+def _strip(annotation: Any) -> Any:
+    """``annotation`` without ``Annotated`` metadata and ``| None``."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType):
+            (annotation,) = [arg for arg in get_args(annotation) if arg is not type(None)]
+        else:
+            return annotation
+
+
+def _converter(annotation: Any) -> Callable[[Any], Any] | None:
+    """How :func:`load_validated` turns a dumped value back into the field's value (``None``: as it is)."""
+    annotation = _strip(annotation)
+    if get_origin(annotation) is list:
+        item = _converter(get_args(annotation)[0])
+        return None if item is None else (lambda values: [item(value) for value in values])
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _constructor(annotation)
+    if annotation is Decimal:
+        return Decimal  # exact: a Decimal's str() reads back to the same digits and exponent
+    if annotation is datetime:
+        return datetime.fromisoformat  # pydantic writes RFC 3339 with the offset kept
+    return None
+
+
+_ABSENT = object()
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
+
+
+def trusted_model(
+    model: type[_ModelT],
+    values: dict[str, Any],
+    *,
+    fields_set: set[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> _ModelT:
+    """An instance of ``model`` from values already valid and typed, every field given (``values`` becomes
+    its ``__dict__``): what ``model.model_construct`` does, without its per-field Python loop.
+    ``fields_set``: the fields given (default: all of ``values``); ``extra``: extra attributes."""
+    made = model.__new__(model)
+    object.__setattr__(made, "__dict__", values)
+    object.__setattr__(made, "__pydantic_fields_set__", set(values) if fields_set is None else fields_set)
+    object.__setattr__(made, "__pydantic_extra__", extra)
+    object.__setattr__(made, "__pydantic_private__", None)
+    return made
+
+
+def _constructor(model: type[BaseModel]) -> Callable[[dict[str, Any]], Any]:
+    """A loader of ``model`` from its dumped fields without validation: what ``model_construct``
+    does (defaults filled, the given fields as set), with nested models, decimals and times
+    converted back, in one pass planned once per model."""
+    plan = [
+        (name, _converter(field.annotation), field.default_factory, field.default)
+        for name, field in model.model_fields.items()
+    ]
+    names = frozenset(model.model_fields)
+    extra_allowed = model.model_config.get("extra") == "allow"
+
+    def construct(obj: dict[str, Any]) -> Any:
+        values: dict[str, Any] = {}
+        get = obj.get
+        for name, convert, factory, default in plan:
+            value = get(name, _ABSENT)
+            if value is _ABSENT:
+                values[name] = factory() if factory is not None else default  # type: ignore[call-arg]
+            else:
+                values[name] = value if convert is None or value is None else convert(value)
+        extra: dict[str, Any] | None = {} if extra_allowed else None
+        if not obj.keys() <= names:
+            if extra is None:
+                raise ValueError(f"{model.__name__} has no field {sorted(obj.keys() - names)[0]!r}")
+            extra = {key: value for key, value in obj.items() if key not in names}
+        return trusted_model(model, values, fields_set=set(obj), extra=extra)
+
+    return construct
+
+
+@functools.cache
+def _constructors() -> dict[str, Callable[[dict[str, Any]], Any]]:
+    """Event type -> loader of that event class (:func:`_constructor`)."""
+    classes = (
+        WorkOrderCompleted,
+        ScheduledJobClosed,
+        QuoteApproved,
+        WorkOrderReopened,
+        WorkOrderCancelled,
+        QuoteCancelled,
+    )
+    return {get_args(cls.model_fields["type"].annotation)[0]: _constructor(cls) for cls in classes}
+
+
+def load_validated(form: bytes) -> AnyEvent:
+    """The event :func:`validated_form` encoded, without validating it again: equal to what
+    :func:`parse_event` returned for it (fields, fields set, extension attributes).
+
+    Trusted input only (the internal by-client topic, written by ``enrich`` after :func:`parse_event`).
+    Raises :class:`EventDecodeError` ``internal`` when ``form`` is not one this worker can read (another
+    fingerprint, cut short, not the JSON of an event)."""
+    tag, _, text = bytes(form).partition(b":")
+    if tag != _form_fingerprint():
+        raise EventDecodeError(
+            "internal", f"validated form {show_value(tag.decode('utf-8', 'replace'))} is not this worker's"
+        )
+    try:
+        obj = json.loads(text)
+        event: AnyEvent = _constructors()[obj["type"]](obj)
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, the record cannot be trusted
+        raise EventDecodeError("internal", f"validated form unreadable: {show_value(repr(exc), 200)}") from None
+    return event
+
+
+def parse_forwarded(raw: bytes | None, form: bytes | None) -> AnyEvent:
+    """The event of a by-client record: its validated form when it carries one written with this
+    worker's models (:func:`load_validated`, raising ``internal`` when it is damaged), else the full
+    :func:`parse_event` of ``raw`` (records written before the form existed, or by other models)."""
+    if form is not None and bytes(form).startswith(_form_fingerprint() + b":"):
+        return load_validated(form)
+    return parse_event(raw if raw is not None else b"")

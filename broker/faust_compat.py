@@ -83,6 +83,26 @@ its ``Fetcher``) to :attr:`BrokerApp.fetch_max_wait_ms` (``BROKER_FETCH_MAX_WAIT
 ``aiokafka/consumer/consumer.py`` ``__init__`` / ``start`` and ``aiokafka/consumer/fetcher.py``
 ``_get_actions_per_node`` (0.14.0).
 
+One record per batch
+--------------------
+The embedded Tansu answers ListOffsets (latest) after a multi-record producer batch with the end
+offset of the batch's *first* record: 3 records at offsets 1–3 -> end offset 2, until the next
+record lands on that partition; the offsets it assigns and the high watermark of its fetch answers
+are right (a probe, ``docs/operations.md`` "Producer batches on the embedded Kafka"). Whatever reads
+a partition "to its end offset" then stops early: Faust's table recovery (changelogs: ledger entries
+missed after a crash), the DLQ tools, the economics report, test helpers. So on Tansu the broker's
+records go one per batch (``BROKER_PRODUCER_MAX_BATCH_SIZE=1``); but a batch of one per partition
+in flight makes a busy partition wait one produce round trip per record. Nothing reads the internal
+by-client topic to its end (its consumer is the ``price`` agent; the lag gauge is clamped at 0), so
+:func:`broker.app.create_app` lets that topic batch (:attr:`BrokerApp.batched_topics`) and
+:class:`TopicBatchingProducer` sends every other record as a batch of its own
+(``AIOKafkaProducer.create_batch`` / ``send_batch``, public API; ``send_batch`` waits, as ``send``
+does, until the partition's previous batch is drained, so a partition's records keep their order).
+Hooks: ``Transport.Producer`` (the class the transport builds the app's producer from),
+``Producer.send`` (every topic send and changelog write reaches it), ``Producer._ensure_producer``,
+``Producer._send_on_produce_message`` and ``Producer.partitioner`` (faust-streaming
+``faust/transport/drivers/aiokafka.py`` 0.15.3).
+
 Agent crashes
 -------------
 Faust passes every exception that escapes an agent to the private ``App._on_agent_error`` (whatever
@@ -126,17 +146,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar, cast, overload
 
 import faust
 import faust.streams
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 from aiokafka.protocol.group import HeartbeatRequest, JoinGroupRequest
-from faust.exceptions import ConsumerNotStarted
+from aiokafka.structs import RecordMetadata
+from faust.exceptions import ConsumerNotStarted, ProducerSendError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AgentT, AppT, EventT, Message, StreamT, TableT
 from faust.types.tuples import FutureMessage
@@ -149,6 +171,7 @@ __all__ = [
     "SeekingConsumer",
     "SeekingConsumerThread",
     "SeekingTransport",
+    "TopicBatchingProducer",
     "acknowledge",
     "confirm_membership",
     "create_faust_app",
@@ -385,10 +408,75 @@ class SeekingConsumer(faust_aiokafka.Consumer):
         return SeekingConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+def _with_timestamp(sent: asyncio.Future[RecordMetadata], stamp: int) -> asyncio.Future[RecordMetadata]:
+    """The record's metadata from its one-record batch's future, with the record's own timestamp
+    where the broker answers -1 (CreateTime), as ``AIOKafkaProducer.send``'s future has it."""
+    out: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+
+    def done(fut: asyncio.Future[RecordMetadata]) -> None:
+        if out.done():
+            return
+        if fut.cancelled():
+            out.cancel()
+        elif (exc := fut.exception()) is not None:  # also marks the batch's exception retrieved
+            out.set_exception(exc)
+        else:
+            meta = fut.result()
+            out.set_result(meta._replace(timestamp=stamp) if meta is not None and meta.timestamp == -1 else meta)
+
+    sent.add_done_callback(done)
+    return out
+
+
+class TopicBatchingProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer that sends each record of a topic outside the app's
+    :attr:`BrokerApp.batched_topics` in a producer batch of its own (module docstring, "One record
+    per batch"); when that attribute is ``None`` (the default) every record goes Faust's way."""
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> Awaitable[RecordMetadata]:
+        """Faust's ``Producer.send`` (hook: every ``Topic.send`` / ``send_soon`` and table changelog
+        write reaches it): schedules the record, returns the future of its metadata."""
+        batched = getattr(self.transport.app, "batched_topics", None)
+        if batched is None or topic in batched or transactional_id is not None:
+            sent: Awaitable[RecordMetadata] = await super().send(
+                topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
+            )
+            return sent
+        if isinstance(headers, Mapping):
+            headers = list(headers.items())
+        # what Faust's send does first (hook: Producer._send_on_produce_message, the app's signal)
+        self._send_on_produce_message(key=key, value=value, partition=partition, timestamp=timestamp, headers=headers)
+        producer = self._ensure_producer()  # hook: Producer._ensure_producer
+        stamp = int((timestamp or time.time()) * 1000)
+        try:
+            if partition is None:  # what AIOKafkaProducer.send does with the producer's partitioner
+                partitions = sorted(await producer.partitions_for(topic))
+                partitioner = cast(Callable[..., int], self.partitioner)  # hook: Producer.partitioner (__post_init__)
+                partition = partitioner(key, partitions, partitions)
+            batch = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=stamp, headers=headers or []) is None:
+                raise ProducerSendError(f"record not added to its own batch ({topic}[{partition}])")  # cannot happen
+            batch.close()  # nothing else joins this batch
+            return _with_timestamp(await producer.send_batch(batch, topic, partition=partition), stamp)
+        except kafka_errors.KafkaError as exc:
+            raise ProducerSendError(f"Error while sending: {exc!r}") from exc
+
+
 class SeekingTransport(faust_aiokafka.Transport):
-    """The ``kafka://`` transport with :class:`SeekingConsumer`."""
+    """The ``kafka://`` transport with :class:`SeekingConsumer` and :class:`TopicBatchingProducer`."""
 
     Consumer = SeekingConsumer  # hook: Transport.Consumer
+    Producer = TopicBatchingProducer  # hook: Transport.Producer
 
 
 class BrokerApp(faust.App):
@@ -397,6 +485,9 @@ class BrokerApp(faust.App):
 
     #: ``fetch_max_wait_ms`` of the worker's consumer (module docstring, "Fetch wait"); None: Faust's 1,500
     fetch_max_wait_ms: int | None = None
+    #: The topics whose records may share a producer batch; the others' go one per batch (module
+    #: docstring, "One record per batch"). None: every topic batches as the producer settings say.
+    batched_topics: frozenset[str] | None = None
 
     def _new_transport(self) -> faust_aiokafka.Transport:
         # hook: App._new_transport (test_faust_compat::test_hook_app_new_transport)
@@ -410,23 +501,38 @@ class BrokerApp(faust.App):
 
 @overload
 def create_faust_app(
-    app_id: str, *, app_class: type[_AppType], fetch_max_wait_ms: int | None = None, **settings: Any
+    app_id: str,
+    *,
+    app_class: type[_AppType],
+    fetch_max_wait_ms: int | None = None,
+    batched_topics: frozenset[str] | None = None,
+    **settings: Any,
 ) -> _AppType: ...
 
 
 @overload
-def create_faust_app(app_id: str, *, fetch_max_wait_ms: int | None = None, **settings: Any) -> BrokerApp: ...
+def create_faust_app(
+    app_id: str, *, fetch_max_wait_ms: int | None = None, batched_topics: frozenset[str] | None = None, **settings: Any
+) -> BrokerApp: ...
 
 
 def create_faust_app(
-    app_id: str, *, app_class: type[BrokerApp] = BrokerApp, fetch_max_wait_ms: int | None = None, **settings: Any
+    app_id: str,
+    *,
+    app_class: type[BrokerApp] = BrokerApp,
+    fetch_max_wait_ms: int | None = None,
+    batched_topics: frozenset[str] | None = None,
+    **settings: Any,
 ) -> BrokerApp:
     """``app_class(app_id, **settings)``: a Faust app with the seek fix (module docstring).
 
     ``app_class``: :class:`BrokerApp` or a subclass; ``fetch_max_wait_ms``: the worker consumer's
-    fetch wait in milliseconds (None: Faust's 1,500; "Fetch wait"); ``settings``: Faust app settings."""
+    fetch wait in milliseconds (None: Faust's 1,500; "Fetch wait"); ``batched_topics``: the only
+    topics whose records share producer batches (None: all; "One record per batch"); ``settings``:
+    Faust app settings."""
     app = app_class(app_id, **settings)
     app.fetch_max_wait_ms = fetch_max_wait_ms
+    app.batched_topics = batched_topics
     return app
 
 

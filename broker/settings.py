@@ -35,7 +35,9 @@ Variable                            Meaning                                     
                                     per batch, which the embedded Tansu needs (it
                                     reports a wrong end offset after multi-record
                                     batches, so table recovery after a crash would miss
-                                    records). ``broker run`` without
+                                    records), except on the internal by-client topic
+                                    (nothing reads it to its end: it batches as by
+                                    default). ``broker run`` without
                                     ``KAFKA_BOOTSTRAP_SERVERS`` and ``broker demo`` use
                                     ``1``.
 ``BROKER_PRODUCER_IDEMPOTENCE``     ``false`` turns off the idempotent producer of        ``true``

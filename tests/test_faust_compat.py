@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 import faust
 import faust.streams
@@ -606,3 +607,155 @@ def test_seek_wait_seeks_only_the_partitions_it_can(kafka):
             await consumer.stop()
 
     assert asyncio.run(go()) == {0: 2, 1: 2}
+
+
+# --------------------------------------------------------------------------- one record per batch (TopicBatchingProducer)
+BATCHED, SINGLE = "compat-batched", "compat-single"
+
+
+def test_tansu_reports_the_end_offset_of_a_batchs_first_record(kafka):
+    """The upstream behaviour ``TopicBatchingProducer`` exists for (the probe of ``docs/operations.md``):
+    after a 3-record batch at offsets 1-3 Tansu's ListOffsets says 2 until another record lands; the
+    offsets it assigns and its fetch high watermark are right. If this fails, Tansu changed: re-check
+    whether ``BROKER_PRODUCER_MAX_BATCH_SIZE=1`` is still needed on the embedded broker."""
+    ensure_topics(kafka, 1, [SINGLE])
+    tp = TopicPartition(SINGLE, 0)
+
+    async def go() -> tuple[list[int], list[int], list[int], int]:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+        await producer.start()
+        await consumer.start()
+        try:
+            ends, bases = [], []
+            for count in (1, 3, 1):
+                batch = producer.create_batch()
+                for i in range(count):
+                    batch.append(key=None, value=f"r{i}".encode(), timestamp=None)
+                bases.append((await (await producer.send_batch(batch, SINGLE, partition=0))).offset)
+                ends.append((await consumer.end_offsets([tp]))[tp])
+            await producer.send_and_wait(SINGLE, b"last", partition=0)
+            batch = producer.create_batch()
+            for i in range(2):
+                batch.append(key=None, value=f"t{i}".encode(), timestamp=None)
+            await (await producer.send_batch(batch, SINGLE, partition=0))
+            ends.append((await consumer.end_offsets([tp]))[tp])
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            offsets: list[int] = []
+            while len(offsets) < 8:
+                records = await consumer.getmany(tp, timeout_ms=1000)
+                offsets += [m.offset for m in records.get(tp, [])]
+            return bases, ends, offsets, consumer.highwater(tp)
+        finally:
+            await producer.stop()
+            await consumer.stop()
+
+    bases, ends, offsets, highwater = asyncio.run(go())
+    assert bases == [0, 1, 4]  # offsets are assigned right
+    assert ends == [1, 2, 5, 7]  # 2 (not 4) after the 3-record batch, 7 (not 8) after the 2-record one
+    assert offsets == list(range(8)) and highwater == 8  # fetch answers are right
+
+
+def test_hook_transport_producer_class():
+    """``Transport.Producer`` is the class the transport builds the app's producer from, and
+    ``Producer.send`` is what every topic send and changelog write reaches (``_ensure_producer``,
+    ``_send_on_produce_message`` and ``partitioner`` used as Faust's own ``send`` uses them)."""
+    assert faust_aiokafka.Transport.Producer is faust_aiokafka.Producer
+    assert type(_app("compat-producer").producer) is faust_compat.TopicBatchingProducer
+    assert _params(faust_aiokafka.Producer.send) == [
+        "self",
+        "topic",
+        "key",
+        "value",
+        "partition",
+        "timestamp",
+        "headers",
+        "transactional_id",
+    ]
+    source = inspect.getsource(faust_aiokafka.Producer.send)
+    assert "self._ensure_producer()" in source and "self._send_on_produce_message(" in source
+    assert _params(faust_aiokafka.Producer._ensure_producer) == ["self"]
+    post_init = inspect.getsource(faust_aiokafka.Producer.__post_init__)
+    assert "self._send_on_produce_message = self.app.on_produce_message.send" in post_init
+    assert "self.partitioner = DefaultPartitioner()" in post_init  # what the producer partitions with
+
+
+def test_records_outside_the_batched_topics_go_one_per_batch(kafka):
+    """On a real Tansu, a burst of concurrent sends: the batched topic's records share batches (its
+    end offset lags, the Tansu behaviour above), the other topic's go one per batch (its end offset
+    is right), in order, keyed to the default partitioner's partitions, with their metadata."""
+    ensure_topics(kafka, 2, [BATCHED, SINGLE])
+
+    async def go() -> tuple[dict[str, int], list[tuple[int, bytes | None]], list[Any], int]:
+        app = faust_compat.create_faust_app(
+            "compat-batching",
+            broker=f"kafka://{kafka}",
+            store="memory://",
+            web_enabled=False,
+            producer_max_batch_size=16384,
+            producer_acks=-1,
+            batched_topics=frozenset({BATCHED}),
+        )
+        producer = app.producer
+        await producer.start()
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            sends = [
+                producer.send(topic, b"k", f"{topic}-{i}".encode(), 0, None, None)
+                for topic in (BATCHED, SINGLE)
+                for i in range(20)
+            ]
+            keyed = [producer.send(SINGLE, f"key-{i}".encode(), b"v", None, 1.5, {"h": b"1"}) for i in range(6)]
+            big = [producer.send(SINGLE, b"big", b"x" * 100_000, 1, None, None)]  # larger than a batch
+            futures = await asyncio.gather(*sends, *keyed, *big)
+            metadata = await asyncio.gather(*futures)
+            await producer.flush()
+            tps = [TopicPartition(topic, p) for topic in (BATCHED, SINGLE) for p in (0, 1)]
+            ends = await consumer.end_offsets(tps)
+            consumer.assign([TopicPartition(SINGLE, 0)])
+            await consumer.seek_to_beginning(TopicPartition(SINGLE, 0))
+            values: list[tuple[int, bytes | None]] = []
+            while len(values) < 20:
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    values += [(m.offset, m.value) for m in records]
+            keyed_meta = metadata[40:46]
+            assert metadata[46].partition == 1 and metadata[46].offset >= 0
+            return (
+                {f"{tp.topic}[{tp.partition}]": ends[tp] for tp in tps},
+                values,
+                keyed_meta,
+                DefaultPartitioner()(b"key-0", [0, 1], [0, 1]),
+            )
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    from aiokafka.partitioner import DefaultPartitioner
+
+    ends, values, keyed, partition_of_key0 = asyncio.run(go())
+    assert ends[f"{BATCHED}[0]"] < 20  # batched: Tansu's end offset lags
+    single_keyed = sum(1 for m in keyed if m.partition == 0)
+    assert ends[f"{SINGLE}[0]"] == 20 + single_keyed and ends[f"{SINGLE}[1]"] == 6 - single_keyed + 1
+    assert [v for v in values if v[1] != b"v"] == [(i, f"{SINGLE}-{i}".encode()) for i in range(20)]
+    assert keyed[0].partition == partition_of_key0 and keyed[0].topic == SINGLE
+    assert {m.timestamp for m in keyed} == {1500}
+
+
+@pytest.mark.parametrize(("size", "batched", "producer_size"), [("1", True, 16384), ("16384", False, 16384)])
+def test_the_worker_confines_one_record_per_batch_to_what_needs_it(tmp_path, monkeypatch, size, batched, producer_size):
+    """``BROKER_PRODUCER_MAX_BATCH_SIZE=1`` (the embedded Tansu): the producer keeps its default batch
+    size and only the internal by-client topic batches; any other value applies to every topic."""
+    from broker.app import create_app
+    from broker.config import load_config
+    from broker.settings import Settings
+    from tests.conftest import write_config
+
+    monkeypatch.delenv("BROKER_COMMIT_INTERVAL", raising=False)
+    config = load_config(write_config(tmp_path, "http://127.0.0.1:1"))
+    env = {"BROKER_PRODUCER_MAX_BATCH_SIZE": size, "BROKER_DATA_DIR": str(tmp_path / "data"), "BROKER_APP_ID": "w"}
+    app = create_app(Settings.from_env(env), config, "127.0.0.1:1")  # never started: no connection
+    assert app.batched_topics == (frozenset({"w-events-by-client"}) if batched else None)
+    assert app.conf.producer_max_batch_size == producer_size
+    assert type(app.producer) is faust_compat.TopicBatchingProducer

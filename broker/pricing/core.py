@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
-from broker.events import QuoteApproved, ScheduledJobClosed, WorkOrderCompleted
+from broker.events import QuoteApproved, ScheduledJobClosed, WorkOrderCompleted, trusted_model
 from broker.texts import InvoiceTexts, invoice_texts
 from connectors.sdk.invoice import Invoice, InvoiceLine, LineKind, NotBillable
 from connectors.sdk.money import quantum
@@ -198,12 +198,7 @@ def trusted(model: type[_ModelT], values: dict[str, object]) -> _ModelT:
     from trusted data) without its per-field Python loop: the engine builds several lines per
     event. The property tests check that every priced document equals its re-validated copy.
     """
-    obj = model.__new__(model)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
+    return trusted_model(model, values)
 
 
 def finish_line(
