@@ -50,7 +50,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -87,6 +87,7 @@ __all__ = [
     "credentials_of",
     "openapi_document",
     "recent_event_ids",
+    "service_app",
     "sign",
     "webhook_routes_of",
 ]
@@ -114,6 +115,40 @@ class Problem(Exception):  # noqa: N818 - an HTTP problem document, not only an 
         """The problem document (``application/problem+json``)."""
         body = {"type": PROBLEM_TYPE + self.slug, "title": self.title, "status": self.status, "detail": self.detail}
         return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def service_app(
+    name: str,
+    description: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    *,
+    ready: Callable[[], bool],
+    ready_summary: str,
+) -> FastAPI:
+    """The skeleton every HTTP service of the broker shares (``broker ingest``, ``broker payments``): a
+    FastAPI app titled ``maintenance-billing-broker <name>`` with ``lifespan``, ``/metrics`` (this
+    process's Prometheus registry), :class:`Problem` answered as its problem document, ``GET /healthz``
+    (200 while the process runs) and ``GET /readyz`` (200 ``{"status": "ok"}`` when ``ready()``, else 503
+    ``{"status": "starting"}``). The caller adds its routes."""
+    from prometheus_client import make_asgi_app
+
+    app = FastAPI(title=f"maintenance-billing-broker {name}", version="1", description=description, lifespan=lifespan)
+    app.mount("/metrics", make_asgi_app())
+
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        return exc.response()
+
+    @app.get("/healthz", summary="Alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary=ready_summary)
+    async def readyz() -> JSONResponse:
+        ok = ready()
+        return JSONResponse({"status": "ok" if ok else "starting"}, status_code=200 if ok else 503)
+
+    return app
 
 
 def _unauthorized(detail: str, result: str = "bad_signature") -> Problem:
@@ -512,20 +547,13 @@ def create_intake_app(
                     await route.client.close()
                     route.client = None
 
-    app = FastAPI(
-        title="maintenance-billing-broker intake",
-        version="1",
-        description="CloudEvents and maintenance platforms' webhooks into maintenance.events (docs/intake.md).",
-        lifespan=lifespan,
+    app = service_app(
+        "intake",
+        "CloudEvents and maintenance platforms' webhooks into maintenance.events (docs/intake.md).",
+        lifespan,
+        ready=lambda: state["ready"],
+        ready_summary="Ready: the Kafka producer is started",
     )
-
-    from prometheus_client import make_asgi_app
-
-    app.mount("/metrics", make_asgi_app())
-
-    @app.exception_handler(Problem)
-    async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return exc.response()
 
     async def accept(raws: list[bytes], events: list[AnyEvent]) -> tuple[list[str], list[str]]:
         """Publish the events not seen within the window (all acknowledged, or 503); returns the ids
@@ -665,15 +693,6 @@ def create_intake_app(
         except Problem as problem:
             return refused(label, started, problem)
         return answered(label, started, accepted, duplicates, tenant)
-
-    @app.get("/healthz", summary="Alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", summary="Ready: the Kafka producer is started")
-    async def readyz() -> JSONResponse:
-        ok = state["ready"]
-        return JSONResponse({"status": "ok" if ok else "starting"}, status_code=200 if ok else 503)
 
     return app
 

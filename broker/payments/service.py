@@ -39,7 +39,7 @@ from fastapi.responses import JSONResponse, Response
 
 from broker import metrics
 from broker.config import BrokerConfig, connector_class, resolve_secret
-from broker.intake import Problem, PublishUnavailable, _read_body
+from broker.intake import Problem, PublishUnavailable, _read_body, service_app
 from broker.payments.recorder import Recorder
 from connectors.registry import payment_source_class
 from connectors.sdk.errors import ConfigError, ConnectorError, RateLimitedError
@@ -158,16 +158,13 @@ def create_payments_app(
             for route in routes.values():
                 await route.source.aclose()
 
-    app = FastAPI(
-        title="maintenance-billing-broker payments",
-        version="1",
-        description="Billing systems' payment webhooks and polls into billing.payments (docs/payments.md).",
-        lifespan=lifespan,
+    app = service_app(
+        "payments",
+        "Billing systems' payment webhooks and polls into billing.payments (docs/payments.md).",
+        lifespan,
+        ready=lambda: state["ready"],
+        ready_summary="Ready: the producer is started and billing.payments read back",
     )
-
-    from prometheus_client import make_asgi_app
-
-    app.mount("/metrics", make_asgi_app())
 
     async def handle(route: PaymentRoute, system: str, tenant: str, request: Request) -> list[dict[str, Any]]:
         body = await _read_body(request, max_body_bytes)
@@ -232,14 +229,5 @@ def create_payments_app(
         if route.source.empty_ack:
             return Response(status_code=200)
         return JSONResponse({"tenant": tenant, "invoices": done}, status_code=200)
-
-    @app.get("/healthz", summary="Alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", summary="Ready: the producer is started and billing.payments read back")
-    async def readyz() -> JSONResponse:
-        ok = state["ready"]
-        return JSONResponse({"status": "ok" if ok else "starting"}, status_code=200 if ok else 503)
 
     return app
