@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from typing import cast
 
 from broker import metrics
 from broker.delivery.fence import Fence
@@ -171,7 +172,7 @@ class BatchWindow:
         """One ``deliver_many`` call for ``chunk``; each invoice's answer to its waiting cycle."""
         invoices = [invoice for invoice, _ in chunk]
         metrics.BATCH_SIZE.labels(self.state.system).observe(len(invoices))
-        items: list[BatchItem] | None = None
+        items: list[BatchItem] = []
         failure: BaseException | None = None
         try:
             items = await self.state.connector.deliver_many(invoices)
@@ -179,11 +180,7 @@ class BatchWindow:
             failure = exc
         finally:
             self._release(rate)
-        if (
-            failure is None
-            and items is not None
-            and [item.invoice_key for item in items] != [invoice.invoice_key for invoice in invoices]
-        ):
+        if failure is None and [item.invoice_key for item in items] != [invoice.invoice_key for invoice in invoices]:
             failure = UncertainOutcomeError(
                 f"{self.state.system} deliver_many answered {len(items)} items for {len(invoices)} invoices "
                 "(not one per invoice, in order): each is looked up before any new create"
@@ -196,14 +193,13 @@ class BatchWindow:
         for index, (_, future) in enumerate(chunk):
             if future.done():
                 continue
-            if failure is not None or items is None:
-                future.set_exception(failure or RuntimeError("no answer"))
-                continue
-            item = items[index]
-            if item.result is not None:
-                future.set_result(item.result)
-            else:
-                future.set_exception(item.error or RuntimeError("no answer"))
+            result = items[index].result if failure is None else None
+            if failure is not None:
+                future.set_exception(failure)
+            elif result is not None:
+                future.set_result(result)
+            else:  # a BatchItem holds exactly one of result and error
+                future.set_exception(cast(BaseException, items[index].error))
 
     async def aclose(self) -> None:
         """Stop the pump and wait for calls in flight (their answers still reach their cycles)."""
