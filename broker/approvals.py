@@ -9,8 +9,13 @@ arrives on :data:`~broker.settings.TOPIC_APPROVALS`: a CloudEvent 1.0 in structu
 count, the decision lands on the partition number of the invoice it decides, so the worker that owns
 the invoice's ledger entry handles it.
 
-:func:`decision_event` builds a decision and :func:`publish_decision` sends one and waits for Kafka's
-acknowledgement (the operator console's approve and reject actions).
+The same topic carries ``billing.invoice.retry_requested``: an operator asks the deliver stage to try a
+parked invoice version now instead of at its retry topic's due time (the console's "Retry now"). The
+worker attempts it once if it is parked; for anything else it does nothing (``docs/delivery.md`` §4).
+
+:func:`decision_event` builds a decision (:func:`retry_request_event` a retry request) and
+:func:`publish_decision` sends one and waits for Kafka's acknowledgement (the operator console's approve,
+reject and retry actions).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -28,17 +33,23 @@ from broker.settings import TOPIC_APPROVALS
 __all__ = [
     "APPROVED",
     "REJECTED",
+    "RETRY_REQUESTED",
     "ApprovalData",
     "ApprovalDecision",
     "PublishedDecision",
     "decision_event",
     "order_key_of",
     "publish_decision",
+    "retry_request_event",
 ]
 
 #: The CloudEvent types of a decision.
-APPROVED = "billing.invoice.approved"
-REJECTED = "billing.invoice.rejected"
+APPROVED: Final = "billing.invoice.approved"
+REJECTED: Final = "billing.invoice.rejected"
+#: The CloudEvent type of an operator's request to try a parked invoice version now.
+RETRY_REQUESTED: Final = "billing.invoice.retry_requested"
+#: The types a record of ``billing.approvals`` may have.
+DecisionType = Literal["billing.invoice.approved", "billing.invoice.rejected", "billing.invoice.retry_requested"]
 
 _VERSION_KEY = re.compile(r"^(?P<order>[^:]+:[^:]+:.+):r\d+$")
 
@@ -63,14 +74,15 @@ class ApprovalData(BaseModel):
 
 
 class ApprovalDecision(BaseModel):
-    """A record of ``billing.approvals``: a CloudEvent whose ``type`` says approved or rejected."""
+    """A record of ``billing.approvals``: a CloudEvent whose ``type`` says approved or rejected, or (not a
+    decision on approval) that an operator asks for a parked invoice version to be tried now."""
 
     model_config = ConfigDict(extra="allow")
 
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(min_length=1, max_length=200)
     source: str = Field(min_length=1)
-    type: Literal["billing.invoice.approved", "billing.invoice.rejected"]
+    type: DecisionType
     time: AwareDatetime
     tenant: str = Field(min_length=1)
     subject: str | None = None
@@ -86,8 +98,13 @@ class ApprovalDecision(BaseModel):
 
     @property
     def approved(self) -> bool:
-        """True for an approval, False for a rejection."""
+        """True for an approval, False for a rejection (and a retry request)."""
         return self.type == APPROVED
+
+    @property
+    def retry_requested(self) -> bool:
+        """True for a request to try a parked invoice version now."""
+        return self.type == RETRY_REQUESTED
 
     @property
     def invoice_key(self) -> str:
@@ -110,10 +127,28 @@ def decision_event(
     at: datetime | None = None,
 ) -> ApprovalDecision:
     """A new decision on ``invoice_key`` (its tenant is the key's first part) with a fresh UUID id."""
+    return _event(APPROVED if approved else REJECTED, invoice_key, operator, reason, source=source, at=at)
+
+
+def retry_request_event(invoice_key: str, operator: str, reason: str | None = None, **where: Any) -> ApprovalDecision:
+    """A new request to try parked ``invoice_key`` now (type :data:`RETRY_REQUESTED`), with a fresh UUID id
+    (``where``: ``source`` and ``at``, as for :func:`decision_event`)."""
+    return _event(RETRY_REQUESTED, invoice_key, operator, reason, **where)
+
+
+def _event(
+    kind: DecisionType,
+    invoice_key: str,
+    operator: str,
+    reason: str | None,
+    *,
+    source: str = "/broker/console",
+    at: datetime | None = None,
+) -> ApprovalDecision:
     return ApprovalDecision(
         id=str(uuid.uuid4()),
         source=source,
-        type=APPROVED if approved else REJECTED,
+        type=kind,
         time=at or datetime.now(UTC),
         tenant=invoice_key.split(":", 1)[0],
         subject=invoice_key,

@@ -18,7 +18,8 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from broker.config import BrokerConfig
-    from connectors.sdk.interface import Capabilities
+    from connectors.sdk.interface import Capabilities, Connector
+    from connectors.sdk.oauth2 import OAuth2Config, TokenStore
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
@@ -229,34 +230,15 @@ def authorize(*, system: str, tenant: str, config_path: str, port: int, no_brows
     pick the new tokens up from the store: invoices parked as needs_reauth resume. Tokens are
     never printed.
     """
-    from broker.config import ConfigError as BrokerConfigError
-    from broker.delivery import build_connector
     from connectors.sdk.errors import ConnectorError
-    from connectors.sdk.oauth2 import authorization_code_flow, default_token_store
+    from connectors.sdk.oauth2 import authorization_code_flow
 
     config = _load_config(config_path)
-    if tenant not in config.tenants:
-        err_console.print(
-            f"[bold red]unknown tenant {tenant!r}[/]; configured: {', '.join(sorted(config.tenants))}", highlight=False
-        )
-        sys.exit(2)
-    configured = config.tenant(tenant).billing.system
-    if configured != system:
-        err_console.print(f"[bold red]tenant {tenant} bills in {configured!r}, not {system!r}[/]", highlight=False)
-        sys.exit(2)
     try:
-        connector = build_connector(config, tenant)
-        oauth = connector.oauth2_config()
-    except (BrokerConfigError, ConnectorError) as exc:
-        err_console.print(f"[bold red]configuration error:[/] {exc}", highlight=False)
+        _, oauth, store = oauth_connection(config, tenant, system)
+    except NotAuthorisableError as exc:
+        err_console.print(f"[bold red]{exc.headline}[/]{exc.rest}", highlight=False)
         sys.exit(2)
-    if oauth is None:
-        err_console.print(
-            f"[bold red]{system} does not use OAuth2[/]: nothing to authorise (its settings name the secrets)",
-            highlight=False,
-        )
-        sys.exit(2)
-    store = connector.token_store if connector.token_store is not None else default_token_store()
 
     def show(url: str) -> None:
         console.print("Open this URL to authorise the connection (waiting for the redirect):", highlight=False)
@@ -273,7 +255,7 @@ def authorize(*, system: str, tenant: str, config_path: str, port: int, no_brows
         err_console.print(f"[bold red]authorization failed:[/] {exc}", highlight=False)
         sys.exit(1)
     scopes = result.tokens.scope or "(not reported)"
-    sharing = _sharing(config, system, oauth.store_key)
+    sharing = connection_tenants(config, system, oauth.store_key)
     console.print(
         f"[green]authorised[/] {system} for tenant {tenant}: tokens stored in {result.store_location}; "
         f"scopes: {scopes}; connection used by tenant(s) {', '.join(sharing or [tenant])}",
@@ -281,7 +263,47 @@ def authorize(*, system: str, tenant: str, config_path: str, port: int, no_brows
     )
 
 
-def _sharing(config: BrokerConfig, system: str, store_key: str) -> list[str]:
+class NotAuthorisableError(ValueError):
+    """Why a tenant's connection cannot be authorised: :attr:`headline` (``unknown tenant 'x'``,
+    ``configuration error:`` …) and :attr:`rest` (the details, when any)."""
+
+    def __init__(self, headline: str, rest: str = "") -> None:
+        super().__init__(headline + rest)
+        self.headline, self.rest = headline, rest
+
+
+def oauth_connection(
+    config: BrokerConfig, tenant: str, system: str | None = None
+) -> tuple[Connector, OAuth2Config, TokenStore]:
+    """The connector of ``tenant`` (billing in ``system``, when given), its OAuth2 configuration and the token
+    store the worker uses for it (the connector's, else :func:`connectors.sdk.oauth2.default_token_store`).
+
+    Raises :class:`NotAuthorisableError` for an unknown tenant, another billing system, bad settings or a
+    missing secret, or a billing system that does not use OAuth2."""
+    from broker.config import ConfigError as BrokerConfigError
+    from broker.delivery import build_connector
+    from connectors.sdk.errors import ConnectorError
+    from connectors.sdk.oauth2 import default_token_store
+
+    if tenant not in config.tenants:
+        raise NotAuthorisableError(f"unknown tenant {tenant!r}", f"; configured: {', '.join(sorted(config.tenants))}")
+    configured = config.tenant(tenant).billing.system
+    if system is not None and configured != system:
+        raise NotAuthorisableError(f"tenant {tenant} bills in {configured!r}, not {system!r}")
+    try:
+        connector = build_connector(config, tenant)
+        oauth = connector.oauth2_config()
+    except (BrokerConfigError, ConnectorError) as exc:
+        raise NotAuthorisableError("configuration error:", f" {exc}") from None
+    if oauth is None:
+        raise NotAuthorisableError(
+            f"{configured} does not use OAuth2", ": nothing to authorise (its settings name the secrets)"
+        )
+    store = connector.token_store if connector.token_store is not None else default_token_store()
+    return connector, oauth, store
+
+
+def connection_tenants(config: BrokerConfig, system: str, store_key: str) -> list[str]:
     """The configured tenants of ``system`` whose tokens are stored under ``store_key`` (one OAuth2 connection)."""
     from broker.delivery import build_connector
 

@@ -39,7 +39,10 @@
   partition's next owner and writes nothing (``broker_fenced_total``).
 * **Parking.** A parked invoice goes to ``billing.invoices.retry.<level>`` with its due time in
   headers and heads its work order's queue in the ledger; later revisions of that work order are
-  kept in the ledger behind it (``queued``) and delivered in order once it is resolved.
+  kept in the ledger behind it (``queued``) and delivered in order once it is resolved. Its outcome
+  ``parked`` (or ``needs_reauth``: why, ``next_attempt_at``) is published once when it becomes parked, not
+  on every retry. An operator's ``billing.invoice.retry_requested`` on ``billing.approvals`` has the
+  ``deliver-approvals`` agent attempt a parked head once, at once (``docs/delivery.md`` §4, *Retry now*).
 * **Lifecycle changes.** A :class:`~connectors.sdk.invoice.DocumentChange` on ``billing.invoices``
   (work order reopened or cancelled, quote cancelled) runs in its document's lane like an invoice
   (:func:`broker.delivery.apply_change`): a reopening holds the billed invoice, a cancellation
@@ -620,11 +623,13 @@ class DeliverStage:
             return
         if key not in parked or parked[0] != key:
             return  # resolved already, or a later revision: the head releases it
+        if ctx.meta.parks < int((self.ledger.entry(key).get("meta") or {}).get("parks") or 0):
+            return  # parked again since (an operator's retry request failed): the newer retry record owns it
         if await self._attempt(ctx, record):
             await self._release(ctx)
 
-    async def _attempt(self, ctx: _Ctx, invoice: Invoice) -> bool:
-        outcome = await self.deliverer.process(invoice, self.ledger, ctx.meta)
+    async def _attempt(self, ctx: _Ctx, invoice: Invoice, *, retry_now: bool = False) -> bool:
+        outcome = await self.deliverer.process(invoice, self.ledger, ctx.meta, retry_now=retry_now)
         return await self._apply(ctx, invoice, outcome)
 
     async def _release(self, ctx: _Ctx) -> None:
@@ -713,7 +718,11 @@ class DeliverStage:
         awaiting approval (or approved before, its delivery not finished: consumed again after a crash)
         delivers it from its kept payload; a rejection settles it ``rejected`` (outcome ``rejected``).
         A decision on a version that does not await approval (unknown, delivered, superseded, decided
-        already) changes nothing; a lost ``created`` outcome of the version it delivered is published."""
+        already) changes nothing; a lost ``created`` outcome of the version it delivered is published.
+        A retry request goes to :meth:`_retry_requested`."""
+        if decision.retry_requested:
+            await self._retry_requested(ctx, decision)
+            return
         key = self._decided_key(decision.invoice_key)
         data = decision.data
         what = {"id": decision.id, "by": data.operator, "at": decision.time.isoformat(), "reason": data.reason}
@@ -730,7 +739,6 @@ class DeliverStage:
                 current.get("state") or "unknown",
             )
             return
-        payload = entry.get("payload")
         if not decision.approved:
             await self._record(
                 DeliveryOutcome(
@@ -746,16 +754,48 @@ class DeliverStage:
                 )
             )
             return
+        kept = self._kept(ctx, key, entry, "approved")
+        if kept is not None:
+            log.info("%s approved by %s: delivering it", key, data.operator)
+            await self._attempt(kept, cast(Invoice, kept.record))
+
+    def _kept(self, ctx: _Ctx, key: str, entry: LedgerEntry, what: str) -> _Ctx | None:
+        """The context of the invoice kept in ledger ``entry`` (an approved or parked one), to attempt it in the lane
+        of decision ``ctx``; ``None`` (logged) when its payload is not a readable invoice."""
+        payload = entry.get("payload")
         try:
             record = _PRICED.validate_json(payload) if isinstance(payload, str) else None
         except ValidationError:
             record = None
         if not isinstance(record, Invoice) or not isinstance(payload, str):
-            log.error("approved %s has no readable invoice payload: not delivered", key)
-            return
-        log.info("%s approved by %s: delivering it", key, data.operator)
+            log.error("%s %s has no readable invoice payload: not delivered", what, key)
+            return None
         meta = RecordMeta.from_dict(entry.get("meta") or {})
-        await self._attempt(_Ctx(ctx.event, record, payload.encode(), ctx.order_key, meta, _APPROVALS), record)
+        return _Ctx(ctx.event, record, payload.encode(), ctx.order_key, meta, _APPROVALS)
+
+    async def _retry_requested(self, ctx: _Ctx, request: ApprovalDecision) -> None:
+        """An operator asked to try a parked invoice version now (``billing.invoice.retry_requested``): attempted
+        once, at once (the tenant's open circuit does not stop it), then delivered, parked again by the policy
+        (a new retry record; the older one is then skipped) or dead-lettered; what waited behind it follows
+        when it is resolved. Anything not parked (delivered, queued, unknown), or a request taken before (a
+        replay after a crash), changes nothing."""
+        key = self._decided_key(request.invoice_key)
+        entry = self.ledger.retry_now(key, request.id)
+        if entry is None:
+            log.info(
+                "retry request by %s of %s: it is %s, not parked at the head of its queue (or this request was taken "
+                "already): nothing to do",
+                request.data.operator,
+                key,
+                self.ledger.entry(key).get("state") or "unknown",
+            )
+            return
+        kept = self._kept(ctx, key, entry, "parked")
+        if kept is None:
+            return
+        log.info("%s: retry requested by %s: attempting it now", key, request.data.operator)
+        if await self._attempt(kept, cast(Invoice, kept.record), retry_now=True):
+            await self._release(kept)
 
     def _billed_total(self, order_key: str) -> Decimal:
         """What the billing system bills for the document of ``order_key`` (0: nothing), as the ledger knows it."""
@@ -791,7 +831,7 @@ class DeliverStage:
     def _not_sent(
         self,
         inv: Invoice,
-        outcome: Literal["held", "cancelled", "awaiting_approval", "rejected"],
+        outcome: Literal["held", "cancelled", "awaiting_approval", "rejected", "parked", "needs_reauth"],
         error: str,
         shown: DeliveredRef | None,
         **fields: Any,
@@ -1011,7 +1051,9 @@ class DeliverStage:
         ]
         await self.fence.ensure()
         await topic.send(key=ctx.order_key.encode(), value=ctx.payload, headers=headers)
-        self.ledger.parked_at(inv, ctx.payload, park.meta, due=park.due, reason=park.reason, level=park.level)
+        report = self.ledger.parked_at(inv, ctx.payload, park.meta, due=park.due, reason=park.reason, level=park.level)
+        if report is not None and isinstance(inv, Invoice):
+            await self._record(self._parked_outcome(inv, park, report))
         metrics.PARKED.labels(self._system(inv.tenant), park.reason).inc()
         log.info(
             "parked %s on %s for %.1f s (%s)",
@@ -1019,6 +1061,27 @@ class DeliverStage:
             topic.get_topic_name(),
             park.due - time.time(),
             park.reason,
+        )
+
+    def _parked_outcome(self, inv: Invoice, park: Park, kind: str) -> DeliveryOutcome:
+        """The outcome ``parked`` (or ``needs_reauth``) of ``inv``, just parked: why, and when it is tried again."""
+        due = datetime.fromtimestamp(park.due, UTC)
+        if kind == "needs_reauth":
+            system = self._system(inv.tenant)
+            why = (
+                f"needs_reauth: {system} refused {inv.tenant}'s refresh token; re-authorise the connection "
+                f"(broker connectors authorize {system} --tenant {inv.tenant})"
+            )
+        else:
+            why = park.reason + (": " + str(park.error) if park.error is not None else ": not called (circuit open)")
+        return self._not_sent(
+            inv,
+            "needs_reauth" if kind == "needs_reauth" else "parked",
+            f"{why[:400]}; next attempt at {due.isoformat(timespec='seconds')}",
+            self.ledger.order(inv.order_key)["delivered"],
+            attempts=park.meta.attempts,
+            next_attempt_at=due,
+            billed_total=self._billed_total(inv.order_key),
         )
 
     async def _dead_letter(self, ctx: _Ctx, dead: Dead) -> None:

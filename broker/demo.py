@@ -59,10 +59,15 @@ EXAMPLES = Path(__file__).parent / "examples"
 DEMO_SECRETS = {"XERO_CLIENT_SECRET": "demo-secret", "XERO_REFRESH_TOKEN": "demo-refresh-token"}
 
 
+#: Outcomes that say an invoice waits on a retry topic: not the end of its journey.
+PARKED_OUTCOMES = ("parked", "needs_reauth")
+
+
 class Tally:
     """Follows ``billing.deliveries`` and ``billing.dlq`` (and ``billing.invoices``) with kafka-python.
 
-    ``terminal`` counts records that end an event's journey: one delivery outcome or one DLQ record.
+    ``terminal`` counts records that end an event's journey: one delivery outcome or one DLQ record. The
+    outcomes ``parked`` and ``needs_reauth`` do not: they are kept apart, in ``parked``.
     """
 
     def __init__(self, bootstrap: str):
@@ -80,6 +85,7 @@ class Tally:
         )
         self.outcomes: list[dict[str, Any]] = []
         self.dead: list[dict[str, Any]] = []
+        self.parked: list[dict[str, Any]] = []
         self.priced: dict[str, dict[str, Any]] = {}
 
     @property
@@ -93,7 +99,9 @@ class Tally:
         for msgs in self.consumer.poll(timeout_ms=int(timeout * 1000)).values():
             for m in msgs:
                 if m.topic == TOPIC_DELIVERIES:
-                    self.outcomes.append(json.loads(m.value))
+                    outcome = json.loads(m.value)
+                    waits = outcome.get("outcome") in PARKED_OUTCOMES
+                    (self.parked if waits else self.outcomes).append(outcome)
                 elif m.topic == TOPIC_DLQ:
                     self.dead.append({"key": m.key, "value": m.value, "headers": headers_to_dict(m.headers)})
                 else:

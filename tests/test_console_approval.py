@@ -11,6 +11,7 @@ import pytest
 from broker.approvals import ApprovalDecision, PublishedDecision, decision_event
 from broker.statusdb.mapping import Consumed, map_record
 from broker.statusdb.read import document_history, get_invoice
+from connectors.sdk.invoice import DeliveryOutcome, Invoice
 from tests.console_support import T0, console_client, filled_database, scenario
 from tests.status_view_support import as_bytes, invoice, outcome
 from tests.test_console import ALICE, BOB, CAROL, audit_rows, problem
@@ -19,15 +20,20 @@ HELD = invoice(wo="1005", hours="3")
 HELD_2 = invoice(wo="1006", hours="1")
 
 
-def _awaiting() -> list[Consumed]:
-    """The console's scenario plus two acme-fm invoices awaiting approval (WO 1005 and 1006)."""
+def with_outcomes(*results: tuple[Invoice, DeliveryOutcome]) -> list[Consumed]:
+    """The console's scenario plus, for each ``(invoice, outcome)`` of ``results``, the invoice and then its outcome."""
     out = scenario()
-    for n, inv in enumerate((HELD, HELD_2)):
+    for n, (inv, result) in enumerate(results):
         at = T0 + 1000 + 10 * n
         out.append(Consumed("billing.invoices", 0, 100 + n, inv.order_key.encode(), as_bytes(inv), (), at))
-        held = outcome(inv, "awaiting_approval", error="client CLI-HAL requires approval", billed_total="0")
-        out.append(Consumed("billing.deliveries", 0, 100 + n, inv.invoice_key.encode(), as_bytes(held), (), at + 5))
+        out.append(Consumed("billing.deliveries", 0, 100 + n, inv.invoice_key.encode(), as_bytes(result), (), at + 5))
     return out
+
+
+def _awaiting() -> list[Consumed]:
+    """The console's scenario plus two acme-fm invoices awaiting approval (WO 1005 and 1006)."""
+    why = "client CLI-HAL requires approval"
+    return with_outcomes(*((i, outcome(i, "awaiting_approval", error=why, billed_total="0")) for i in (HELD, HELD_2)))
 
 
 class FakeKafka:

@@ -51,6 +51,11 @@ def test_revoked_connection_parks_after_one_token_call_and_authorize_resumes(kaf
     assert len(xero.refresh_token_uses) == uses + 1  # one token call, however many invoices and tenants
     assert len(tally.outcomes) == 1 and tally.dead == []  # nothing dead-lettered
     assert ds.metric(ds.metrics_text(worker), "broker_dead_letters_total") == 0
+    # one needs_reauth outcome per invoice, however often it came due and was parked again
+    tally.poll()
+    waiting = sorted((o["invoice_key"], o["outcome"], bool(o["next_attempt_at"])) for o in tally.parked)
+    keys = [f"acme-fm:wo:A-{n}:r1" for n in range(1, 5)] + ["nordic-hvac:wo:N-1:r1"]
+    assert waiting == sorted((key, "needs_reauth", True) for key in keys)
 
     authorize_via_cli(config, Path(os.environ["BROKER_TOKEN_DIR"]), tenant="nordic-hvac")
     started = time.monotonic()

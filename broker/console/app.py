@@ -19,8 +19,11 @@ API (``/openapi.json`` describes it):
 * ``POST /api/documents/{order_key}/approve | reject`` — decide on the document's version awaiting approval
   (optional body ``{"invoice_key", "reason"}``): the decision goes to ``billing.approvals`` (needs Kafka),
   202 with its id (``docs/approval.md``);
-* ``POST /api/documents/{order_key}/retry``, ``POST /api/tenants/{tenant}/reauthorise`` — 501 in this
-  version (audited);
+* ``POST /api/documents/{order_key}/retry`` — try the document's parked version now (optional body
+  ``{"invoice_key"}``): a ``billing.invoice.retry_requested`` request goes to ``billing.approvals`` (needs
+  Kafka), 202 with its id (``docs/delivery.md`` §4);
+* ``POST /api/tenants/{tenant}/reauthorise`` — start re-authorising a tenant's OAuth2 connection
+  (:mod:`broker.console.oauth`);
 * ``GET /api/audit`` — the audit log rows the operator may read.
 
 Errors are RFC 9457 problem documents (``application/problem+json``); a bad parameter's names it in
@@ -35,22 +38,38 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qs, quote, urlencode
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasicCredentials
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker import __version__
-from broker.approvals import ApprovalDecision, PublishedDecision, decision_event, publish_decision
+from broker.approvals import (
+    ApprovalDecision,
+    PublishedDecision,
+    decision_event,
+    publish_decision,
+    retry_request_event,
+)
 from broker.console import audit, pages
 from broker.console.actions import Replayed, ReplayRefusedError
 from broker.console.auth import Operator, SessionSigner, verify_password
+from broker.console.web import (
+    COOKIE,
+    ApiOperator,
+    LoginRequiredError,
+    PageOperator,
+    Problem,
+    bad_parameter,
+    not_found,
+    remote,
+)
 from broker.statusdb.mapping import STATUSES
 from broker.statusdb.read import (
     MAX_LIMIT,
@@ -67,14 +86,13 @@ from broker.statusdb.read import (
 )
 from broker.statusdb.schema import INVOICES
 
+if TYPE_CHECKING:
+    from broker.console.oauth import Reauthoriser
+
 __all__ = ["COOKIE", "ConsoleFilter", "Problem", "create_console_app", "to_json"]
 
 log = logging.getLogger(__name__)
 
-#: The session cookie's name.
-COOKIE = "broker_console_session"
-PROBLEM_TYPE = "https://github.com/maintenance-billing-broker/problems/"
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 #: Statuses whose invoice is still owed: past its due date it is ``overdue``.
 OPEN_STATUSES = ("delivered", "partially_paid")
 #: Values of the ``status`` filter: every stored status, and ``overdue``.
@@ -86,51 +104,8 @@ Replayer = Callable[[str, str, int], Replayed | None]
 Decider = Callable[[str, ApprovalDecision], PublishedDecision]
 #: The status of an invoice version an operator can approve or reject.
 AWAITING = "awaiting_approval"
-
-
-class Problem(Exception):  # noqa: N818 - an HTTP problem document, not only an error
-    """An RFC 9457 problem document: ``status``, ``slug`` (the last part of ``type``), ``title``,
-    ``detail`` (naming what was wrong), extension members (e.g. ``parameter`` and ``value``)."""
-
-    def __init__(
-        self, status: int, slug: str, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.slug, self.title, self.detail = status, slug, title, detail
-        self.headers = headers or {}
-        self.extra = extra
-
-    def response(self) -> JSONResponse:
-        """The ``application/problem+json`` answer."""
-        body = {
-            "type": PROBLEM_TYPE + self.slug,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            **self.extra,
-        }
-        return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE)
-
-
-def _bad_parameter(name: str, value: object, why: str, *, where: str = "query") -> Problem:
-    return Problem(
-        400,
-        "bad-parameter",
-        "Bad request parameter",
-        f"{where} parameter {name!r}: {value!r} {why}",
-        parameter=name,
-        value=value if isinstance(value, (str, int, float, bool)) or value is None else str(value),
-    )
-
-
-def _not_found(what: str) -> Problem:
-    return Problem(404, "not-found", "Not found", f"no {what} (or not one of your tenants')")
-
-
-class _LoginRequired(Exception):  # noqa: N818 - control flow: redirect a page to /login
-    def __init__(self, target: str) -> None:
-        super().__init__(target)
-        self.target = target
+#: The statuses of an invoice version an operator can ask to retry now (parked on a retry topic).
+PARKED = ("parked", "needs_reauth")
 
 
 @dataclass(frozen=True)
@@ -178,7 +153,8 @@ def _reason(row: InvoiceRow) -> str | None:
         return row.error or row.dead_letter_class
     if row.status == "not_billable":
         return row.reason
-    return row.error if row.status in ("held", "cancelled", "awaiting_approval", "rejected") else None
+    shown = ("held", "cancelled", "awaiting_approval", "rejected", "parked", "needs_reauth")
+    return row.error if row.status in shown else None
 
 
 def invoice_json(row: InvoiceRow, today: date) -> dict[str, Any]:
@@ -201,37 +177,6 @@ class LoginBody(BaseModel):
     password: str
 
 
-def _remote(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
-_basic = HTTPBasic(auto_error=False, description="An operator's name and password")
-_bearer = HTTPBearer(auto_error=False, description="A token from POST /api/sessions")
-_cookie = APIKeyCookie(name=COOKIE, auto_error=False, description="The browser's session")
-
-
-def _api_operator(
-    request: Request,
-    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
-    token: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    session: Annotated[str | None, Depends(_cookie)],
-) -> Operator:
-    """The operator of an API request (the app's own check, :func:`create_console_app`); a 401 problem without."""
-    found: Operator = request.app.state.api_operator(request, credentials, token, session)
-    return found
-
-
-def _page_operator(request: Request, session: Annotated[str | None, Depends(_cookie)]) -> Operator:
-    """The operator of a page's request (the session cookie); a redirect to ``/login`` without."""
-    found: Operator = request.app.state.page_operator(request, session)
-    return found
-
-
-#: A route parameter: the operator making an API request / a page request.
-ApiOperator = Annotated[Operator, Depends(_api_operator)]
-PageOperator = Annotated[Operator, Depends(_page_operator)]
-
-
 def create_console_app(
     engine: Engine,
     operators: dict[str, Operator],
@@ -242,6 +187,7 @@ def create_console_app(
     replayer: Replayer | None = None,
     decider: Decider | None = None,
     today: Callable[[], date] = lambda: datetime.now(UTC).date(),
+    reauthoriser: Reauthoriser | None = None,
 ) -> FastAPI:
     """The console on ``engine`` (a migrated status database) for ``operators``, sessions signed by
     ``signer``. ``bootstrap`` is the Kafka cluster replays and approval decisions go to (``None``: they
@@ -267,7 +213,7 @@ def create_console_app(
     )
 
     def audit_write(request: Request, operator: str, action: str, outcome: str, **kw: Any) -> None:
-        audit.record(engine, operator=operator, action=action, outcome=outcome, remote=_remote(request), **kw)
+        audit.record(engine, operator=operator, action=action, outcome=outcome, remote=remote(request), **kw)
 
     def check_password(name: str, password: str) -> Operator | None:
         found = operators.get(name)
@@ -312,7 +258,7 @@ def create_console_app(
         found = signer.check(session, operators) if session else None
         if found is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            raise _LoginRequired(target)
+            raise LoginRequiredError(target)
         return found
 
     app.state.api_operator, app.state.page_operator = api_operator, page_operator
@@ -321,8 +267,8 @@ def create_console_app(
     async def _problem(_request: Request, exc: Problem) -> Response:
         return exc.response()
 
-    @app.exception_handler(_LoginRequired)
-    async def _login(_request: Request, exc: _LoginRequired) -> Response:
+    @app.exception_handler(LoginRequiredError)
+    async def _login(_request: Request, exc: LoginRequiredError) -> Response:
         return RedirectResponse("/login?" + urlencode({"next": exc.target}), status_code=303)
 
     @app.exception_handler(RequestValidationError)
@@ -333,7 +279,7 @@ def create_console_app(
             detail = f"body field {'.'.join(map(str, error['loc'][1:])) or '(body)'}: {error.get('msg')}"
             return Problem(422, "invalid-body", "Invalid request body", detail).response()
         why = str(error.get("msg", "is invalid")).replace("Input should be", "should be")
-        return _bad_parameter(str(name), error.get("input"), f"{why[0].lower()}{why[1:]}", where=str(where)).response()
+        return bad_parameter(str(name), error.get("input"), f"{why[0].lower()}{why[1:]}", where=str(where)).response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -348,9 +294,9 @@ def create_console_app(
         wanted = [s.strip() for s in status.split(",") if s.strip()]
         for value in wanted:
             if value not in STATUS_FILTERS:
-                raise _bad_parameter("status", value, f"is not one of {', '.join(STATUS_FILTERS)}")
+                raise bad_parameter("status", value, f"is not one of {', '.join(STATUS_FILTERS)}")
         if "overdue" in wanted and len(wanted) > 1:
-            raise _bad_parameter("status", status, "combines overdue with other statuses: give overdue alone")
+            raise bad_parameter("status", status, "combines overdue with other statuses: give overdue alone")
         return (None, True) if wanted == ["overdue"] else (wanted, False)
 
     def invoice_filter(
@@ -387,10 +333,10 @@ def create_console_app(
     def document(operator: Operator, order_key: str) -> dict[str, Any]:
         tenant = order_key.split(":", 1)[0]
         if not operator.may_see(tenant):
-            raise _not_found(f"document {order_key!r}")
+            raise not_found(f"document {order_key!r}")
         history = document_history(engine, order_key)
         if not history.versions and not history.events:
-            raise _not_found(f"document {order_key!r}")
+            raise not_found(f"document {order_key!r}")
         day = today()
         lines: dict[str, Any] = {}
         for event in history.events:  # the latest priced record of each version holds its lines
@@ -412,7 +358,7 @@ def create_console_app(
     def visible_dead_letter(operator: Operator, record_id: str) -> DeadLetterRow:
         row = get_dead_letter(engine, record_id)
         if row is None or not operator.may_see(row.tenant):
-            raise _not_found(f"dead letter {record_id!r}")
+            raise not_found(f"dead letter {record_id!r}")
         return row
 
     def kafka_for(what: str, done: Callable[[str, str], None]) -> str:
@@ -456,34 +402,54 @@ def create_console_app(
             raise Problem(503, "kafka-unavailable", "Kafka unavailable", f"{type(exc).__name__}: {exc}") from None
         if replayed is None:
             done("failed", "not on Kafka any more")
-            raise _not_found(f"dead letter {row.id!r} on Kafka (past its retention?)")
+            raise not_found(f"dead letter {row.id!r} on Kafka (past its retention?)")
         where = f"{replayed.topic}:{replayed.partition}:{replayed.offset}"
         done("ok", f"replayed to {where} (replay {replayed.replay_count})")
         return {"replayed": row.id, "to": where, "replay_count": replayed.replay_count}
 
-    def awaiting_version(operator: Operator, order_key: str, invoice_key: str | None) -> InvoiceRow:
-        """The version of ``order_key`` a decision is about: ``invoice_key``, or the one awaiting approval."""
+    def awaiting_version(
+        operator: Operator,
+        order_key: str,
+        invoice_key: str | None,
+        statuses: tuple[str, ...] = (AWAITING,),
+        *,
+        slug: str = "not-awaiting-approval",
+        waits: tuple[str, str] = ("awaits approval", "await approval"),
+    ) -> InvoiceRow:
+        """The version of ``order_key`` an action is about: ``invoice_key``, or the one in ``statuses`` (awaiting
+        approval); 409 ``slug`` when none or several are (``waits``: what they do, singular and plural)."""
         if not operator.may_see(order_key.split(":", 1)[0]):
-            raise _not_found(f"document {order_key!r}")
+            raise not_found(f"document {order_key!r}")
         versions = document_history(engine, order_key).versions
         if invoice_key is not None:
             chosen = [v for v in versions if v.invoice_key == invoice_key]
             if not chosen:
-                raise _not_found(f"version {invoice_key!r} of document {order_key!r}")
+                raise not_found(f"version {invoice_key!r} of document {order_key!r}")
             return chosen[0]
-        awaiting = [v for v in versions if v.status == AWAITING]
+        awaiting = [v for v in versions if v.status in statuses]
         if len(awaiting) == 1:
             return awaiting[0]
         if not versions:
-            raise _not_found(f"document {order_key!r}")
+            raise not_found(f"document {order_key!r}")
+        one, several = waits
         raise Problem(
             409,
-            "not-awaiting-approval",
-            "Nothing awaits approval" if not awaiting else "Which version?",
-            f"no version of {order_key} awaits approval"
+            slug,
+            f"Nothing {one}" if not awaiting else "Which version?",
+            f"no version of {order_key} {one}"
             if not awaiting
-            else f"{len(awaiting)} versions of {order_key} await approval: name one in invoice_key",
+            else f"{len(awaiting)} versions of {order_key} {several}: name one in invoice_key",
         )
+
+    def publish_request(request: ApprovalDecision, done: Callable[[str, str], None], what: str) -> PublishedDecision:
+        """Publish ``request`` on ``billing.approvals`` (``what`` needs Kafka); a 503 (audited by ``done``) when
+        Kafka is not configured or does not take it."""
+        target = kafka_for(what, done)
+        try:
+            return publish(target, request)
+        except Exception as exc:  # noqa: BLE001 - Kafka's errors, whatever their class: a 503 naming it
+            done("failed", f"{type(exc).__name__}: {str(exc)[:300]}")
+            raise Problem(503, "kafka-unavailable", "Kafka unavailable", f"{type(exc).__name__}: {exc}") from None
 
     def decide(
         request: Request, operator: Operator, order_key: str, approved: bool, body: DecisionBody | None
@@ -491,7 +457,7 @@ def create_console_app(
         action = "approve" if approved else "reject"
         body = body or DecisionBody()
         if body.reason is not None and len(body.reason) > 500:
-            raise _bad_parameter("reason", body.reason[:40] + "…", "is longer than 500 characters", where="body")
+            raise bad_parameter("reason", body.reason[:40] + "…", "is longer than 500 characters", where="body")
         version = awaiting_version(operator, order_key, body.invoice_key)
         key = version.invoice_key
 
@@ -518,13 +484,8 @@ def create_console_app(
                 "Not awaiting approval",
                 f"{key} is {version.status.replace('_', ' ')}, not awaiting approval: nothing was changed",
             )
-        target = kafka_for("deciding on an approval", done)
         decision = decision_event(approved, key, operator.name, body.reason)
-        try:
-            published = publish(target, decision)
-        except Exception as exc:  # noqa: BLE001 - Kafka's errors, whatever their class: a 503 naming it
-            done("failed", f"{type(exc).__name__}: {str(exc)[:300]}")
-            raise Problem(503, "kafka-unavailable", "Kafka unavailable", f"{type(exc).__name__}: {exc}") from None
+        published = publish_request(decision, done, "deciding on an approval")
         why = f": {body.reason}" if body.reason else ""
         done("ok", f"decision {decision.id} ({decision.type}) to {published.where}{why}")
         return {
@@ -536,17 +497,37 @@ def create_console_app(
             "to": published.where,
         }
 
-    def not_yet(request: Request, operator: Operator, action: str, target: str, tenant: str, what: str) -> Problem:
-        if not operator.may_see(tenant):
-            return _not_found(f"{'tenant' if action == 'reauthorise' else 'document'} {target!r}")
-        audit_write(request, operator.name, action, "not_implemented", target=target, tenant=tenant)
-        return Problem(
-            501,
-            "not-implemented",
-            "Not implemented yet",
-            f"{what} is not available in this version of the console (docs/console.md, 'Not done yet'); "
-            "the request was recorded in the audit log and nothing was changed",
+    def retry(request: Request, operator: Operator, order_key: str, body: DecisionBody | None) -> dict[str, Any]:
+        """Ask the worker to try the document's parked version now (``billing.invoice.retry_requested``)."""
+        body = body or DecisionBody()
+        if body.reason is not None and len(body.reason) > 500:
+            raise bad_parameter("reason", body.reason[:40] + "…", "is longer than 500 characters", where="body")
+        version = awaiting_version(
+            operator, order_key, body.invoice_key, PARKED, slug="not-parked", waits=("is parked", "are parked")
         )
+        key = version.invoice_key
+
+        def done(outcome: str, detail: str) -> None:
+            audit_write(request, operator.name, "retry_now", outcome, target=key, tenant=version.tenant, detail=detail)
+
+        if version.status not in PARKED:
+            done("refused", f"status {version.status}, not parked")
+            raise Problem(
+                409,
+                "not-parked",
+                "Not parked",
+                f"{key} is {version.status.replace('_', ' ')}, not parked: nothing was changed",
+            )
+        retry_request = retry_request_event(key, operator.name, body.reason)
+        published = publish_request(retry_request, done, "retrying now")
+        done("ok", f"request {retry_request.id} ({retry_request.type}) to {published.where}")
+        return {
+            "request": retry_request.id,
+            "type": retry_request.type,
+            "invoice_key": key,
+            "operator": operator.name,
+            "to": published.where,
+        }
 
     # ------------------------------------------------------------------ API
     limit_q = Query(50, ge=1, le=MAX_LIMIT, description=f"Rows to return (1 to {MAX_LIMIT})")
@@ -614,7 +595,6 @@ def create_console_app(
     def api_replay(request: Request, operator: ApiOperator, dead_letter_id: str = dead_letter_p) -> dict[str, Any]:
         return replay(request, operator, dead_letter_id)
 
-    not_yet_doc: dict[int | str, dict[str, Any]] = {501: {"description": "Not implemented yet"}}
     decision_doc: dict[int | str, dict[str, Any]] = {
         202: {"description": "The decision is on billing.approvals: its id and where"},
         404: {"description": "No such document or version (or not one of your tenants')"},
@@ -643,18 +623,21 @@ def create_console_app(
             name=f"api_{action}",
         )(decision_route(approved))
 
-    @app.post("/api/documents/{order_key}/retry", tags=["api"], summary="Retry now (not yet)", responses=not_yet_doc)
-    def api_retry(request: Request, operator: ApiOperator, order_key: str = order_key_p) -> Response:
-        raise not_yet(request, operator, "retry_now", order_key, order_key.split(":", 1)[0], "retrying now")
-
     @app.post(
-        "/api/tenants/{tenant}/reauthorise",
+        "/api/documents/{order_key}/retry",
         tags=["api"],
-        summary="Re-authorise a tenant's billing-system connection (not yet)",
-        responses=not_yet_doc,
+        status_code=202,
+        summary="Retry now: the worker tries the document's parked version once, at once",
+        responses=decision_doc | {409: {"description": "Not parked, or several versions are parked (name one)"}},
     )
-    def api_reauthorise(request: Request, operator: ApiOperator, tenant: str) -> Response:
-        raise not_yet(request, operator, "reauthorise", tenant, tenant, "re-authorising a connection")
+    def api_retry(
+        request: Request, operator: ApiOperator, body: DecisionBody | None = None, order_key: str = order_key_p
+    ) -> dict[str, Any]:
+        return retry(request, operator, order_key, body)
+
+    from broker.console.oauth import oauth_router  # it imports this module
+
+    app.router.routes.extend(oauth_router(engine, reauthoriser).routes)  # re-authorising a connection
 
     @app.get("/api/audit", tags=["api"], summary="The audit log: logins and actions, newest first")
     def api_audit(
@@ -665,7 +648,7 @@ def create_console_app(
         offset: int = offset_q,
     ) -> dict[str, Any]:
         if action is not None and action not in audit.ACTIONS:
-            raise _bad_parameter("action", action, f"is not one of {', '.join(audit.ACTIONS)}")
+            raise bad_parameter("action", action, f"is not one of {', '.join(audit.ACTIONS)}")
         rows = audit.list_audit(
             engine,
             operator=operator.name,
@@ -766,10 +749,22 @@ def create_console_app(
         summary="Approve or reject a version from its document's page (form: invoice_key, reason)",
     )
     async def decision_form(request: Request, operator: PageOperator, order_key: str, decision: str) -> Response:
-        if decision not in ("approve", "reject"):
+        if decision not in ("approve", "reject", "retry"):
             return html(pages.error_page(operator, "Not found", f"no action {decision!r}"), status_code=404)
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
         body = DecisionBody(invoice_key=form.get("invoice_key") or None, reason=form.get("reason") or None)
+        back = f"/documents/{quote(order_key, safe=':')}"
+        if decision == "retry":
+            try:
+                result = retry(request, operator, order_key, body)
+                notice = (
+                    f"Retry of {result['invoice_key']} requested (request {result['request']}); the status follows."
+                )
+            except Problem as problem:
+                if problem.status == 404:
+                    return html(pages.error_page(operator, problem.title, problem.detail), status_code=404)
+                notice = f"Not retried: {problem.detail}"
+            return RedirectResponse(f"{back}?{urlencode({'notice': notice})}", status_code=303)
         try:
             result = decide(request, operator, order_key, decision == "approve", body)
             verb = "Approved" if decision == "approve" else "Rejected"
@@ -778,7 +773,6 @@ def create_console_app(
             if problem.status == 404:
                 return html(pages.error_page(operator, problem.title, problem.detail), status_code=404)
             notice = f"Not {'approved' if decision == 'approve' else 'rejected'}: {problem.detail}"
-        back = f"/documents/{quote(order_key, safe=':')}"
         return RedirectResponse(f"{back}?{urlencode({'notice': notice})}", status_code=303)
 
     return app

@@ -3,6 +3,7 @@
 ::
 
     broker console [--db URL] [--host H] [--port P] [--operators FILE] [--bootstrap-servers H:P]
+                   [--config FILE] [--url URL]
     broker console hash-password            # asks twice, prints scrypt$N$r$p$salt$hash
 
 Exit status: 0 stopped by Ctrl-C or SIGTERM, 2 bad settings (operators, database, secret). ``docs/console.md``.
@@ -10,9 +11,14 @@ Exit status: 0 stopped by Ctrl-C or SIGTERM, 2 bad settings (operators, database
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from broker.cli_common import bootstrap_option, err_console, say, serve_asgi
+
+if TYPE_CHECKING:
+    from broker.console.oauth import Reauthoriser
 
 
 def _fail(what: str, exc: Exception) -> SystemExit:
@@ -41,6 +47,21 @@ def _fail(what: str, exc: Exception) -> SystemExit:
 @bootstrap_option(
     "Kafka cluster for replays (or $KAFKA_BOOTSTRAP_SERVERS); without it, replays answer 503.", required=False
 )
+@click.option(
+    "--config",
+    "config_path",
+    envvar="BROKER_CONFIG",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Tenant configuration YAML (or $BROKER_CONFIG): enables Re-authorise for OAuth2 billing systems.",
+)
+@click.option(
+    "--url",
+    "public_url",
+    envvar="BROKER_CONSOLE_URL",
+    default=None,
+    help="The console's public URL (or $BROKER_CONSOLE_URL); the OAuth2 redirect URI is URL/oauth/callback.",
+)
 @click.pass_context
 def console(
     ctx: click.Context,
@@ -49,6 +70,8 @@ def console(
     port: int,
     operators_path: str | None,
     bootstrap_servers: str | None,
+    config_path: str | None,
+    public_url: str | None,
 ) -> None:
     """Serve the operator console (web page and REST API over the status database) until Ctrl-C.
 
@@ -70,6 +93,7 @@ def console(
         settings = Settings.from_env()
         operators = load_operators(operators_path)
         signer = SessionSigner.from_env()
+        reauthoriser = _reauthoriser(config_path, public_url)
     except (OperatorsError, ValueError) as exc:
         raise _fail("settings error", exc) from None
     try:
@@ -86,10 +110,12 @@ def console(
         signer,
         bootstrap=bootstrap_servers,
         replay_limit=settings.delivery.dlq_replay_limit,
+        reauthoriser=reauthoriser,
     )
     say(settings).print(
         f"operator console: http://{host}:{port}/ on {shown_url(engine)}, {len(operators)} operator(s)"
-        + ("" if bootstrap_servers else "; no Kafka: replays answer 503"),
+        + ("" if bootstrap_servers else "; no Kafka: replays answer 503")
+        + ("" if reauthoriser else "; no --config: no Re-authorise"),
         highlight=False,
         soft_wrap=True,
     )
@@ -98,6 +124,21 @@ def console(
         serve_asgi(app, host=host, port=port, log_config=logs)
     finally:
         engine.dispose()
+
+
+def _reauthoriser(config_path: str | None, public_url: str | None) -> Reauthoriser | None:
+    """What re-authorising needs, with ``--config`` (``ValueError`` naming what is wrong); ``None`` without."""
+    if config_path is None:
+        return None
+    from broker.config import ConfigError, load_config
+    from broker.console.oauth import Reauthoriser
+
+    if public_url is not None and not public_url.startswith(("https://", "http://")):
+        raise ValueError(f"--url / BROKER_CONSOLE_URL {public_url!r} is not an http(s) URL")
+    try:
+        return Reauthoriser(load_config(config_path), console_url=public_url)
+    except ConfigError as exc:
+        raise ValueError(f"{config_path}: {exc}") from None
 
 
 @console.command("hash-password")

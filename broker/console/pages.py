@@ -42,7 +42,8 @@ button { background:var(--accent); color:#fff; border-color:var(--accent); curso
 button.plain { background:transparent; color:#fff; border-color:#8894a5; }
 .badge { display:inline-block; padding:0 .45rem; border-radius:9px; font-size:.8rem; background:#e4e8ee; }
 .s-delivered, .s-paid { background:#d7f0dd; } .s-dead_lettered { background:#f9d6d5; }
-.s-partially_paid, .s-held, .s-built, .s-awaiting_approval { background:#fbeccb; } .s-overdue { background:#f3c2bf; }
+.s-partially_paid, .s-held, .s-built, .s-awaiting_approval, .s-parked { background:#fbeccb; }
+.s-needs_reauth { background:#f9d6d5; } .s-overdue { background:#f3c2bf; }
 .s-replaced, .s-superseded, .s-cancelled, .s-voided, .s-credited, .s-not_billable, .s-rejected { background:#e4e8ee; }
 form.decision { display:flex; flex-wrap:wrap; gap:.5rem; align-items:center; margin:.4rem 0 .8rem; }
 button.reject { background:#a33a32; border-color:#a33a32; }
@@ -124,6 +125,25 @@ def error_page(operator: Operator, title: str, detail: str) -> str:
     return _layout(
         title, f"<h1>{_e(title)}</h1><p class=error>{_e(detail)}</p><p><a href='/'>Invoices</a></p>", operator
     )
+
+
+def tenant_connection(operator: Operator, info: Mapping[str, Any], notice: str | None = None) -> str:
+    """A tenant's billing-system connection (``broker.console.oauth``): its state, where its tokens are stored,
+    the tenants sharing it, and a Re-authorise button when ``info["reauthorise"]``."""
+    tenant = info["tenant"]
+    rows = [["Billing system", _e(info["billing_system"])], ["Connection", _e(info["state"])]]
+    if info.get("stored_in"):
+        rows += [["Tokens stored in", _e(info["stored_in"])], ["Shared by", _e(", ".join(info["shared_with"]))]]
+    button = (
+        f'<form class="decision" method="post" action="/tenants/{quote(tenant, safe="")}/reauthorise">'
+        '<button type="submit" id="reauthorise">Re-authorise</button></form>'
+        "<p class=muted>Opens the billing system's consent page; it sends you back here.</p>"
+        if info.get("reauthorise")
+        else ""
+    )
+    shown = f'<p class="notice" role="status">{_e(notice)}</p>' if notice else ""
+    body = f"<h1>Tenant {_e(tenant)}</h1>{shown}{_table(['', ''], rows, cls='connection')}{button}"
+    return _layout(f"{tenant} · operator console", body, operator)
 
 
 def _select(name: str, label: str, options: Sequence[str], chosen: str | None) -> str:
@@ -309,6 +329,22 @@ def _approval_forms(order_key: str, versions: Sequence[Mapping[str, Any]]) -> st
     return "<h2>Approval</h2>" + "".join(parts) if parts else ""
 
 
+def _retry_forms(order_key: str, versions: Sequence[Mapping[str, Any]]) -> str:
+    """A Retry now form for each parked version (``parked`` or ``needs_reauth``: why, and the next attempt),
+    posting to ``/documents/{order_key}/retry`` with its ``invoice_key``."""
+    target = quote(order_key, safe=":")
+    parts = [
+        f"<p>{_e(v['invoice_key'])} ({_e(v['invoice_number'])}) is {_e(v['status'].replace('_', ' '))}: "
+        f"{_e(v['status_reason'])}</p>"
+        f'<form class="decision" method="post" action="/documents/{target}/retry">'
+        f'<input type="hidden" name="invoice_key" value="{_e(v["invoice_key"])}">'
+        '<button type="submit" class="retry" id="retry">Retry now</button></form>'
+        for v in versions
+        if v["status"] in ("parked", "needs_reauth")
+    ]
+    return "<h2>Parked</h2>" + "".join(parts) if parts else ""
+
+
 def document(operator: Operator, data: Mapping[str, Any], notice: str | None = None) -> str:
     """A document's page: its versions (prices, outcome, billing-system ids, payment), Approve / Reject for a
     version awaiting approval, each version's lines, its payments, its dead letters (with a replay button)
@@ -319,7 +355,8 @@ def document(operator: Operator, data: Mapping[str, Any], notice: str | None = N
         parts.append(f'<p class="notice" role="status">{_e(notice)}</p>')
     first = data["versions"][0] if data["versions"] else {}
     parts.append(
-        f"<p class=muted>Tenant {_e(data['tenant'])} · client {_e(first.get('client_name') or first.get('client_id'))}"
+        f"<p class=muted>Tenant <a href='/tenants/{quote(data['tenant'], safe='')}'>{_e(data['tenant'])}</a>"
+        f" · client {_e(first.get('client_name') or first.get('client_id'))}"
         f" · billing system {_e(first.get('billing_system'))}</p>"
     )
     headers = [
@@ -329,6 +366,7 @@ def document(operator: Operator, data: Mapping[str, Any], notice: str | None = N
     versions = _version_rows(data["versions"])
     parts.append("<h2>Versions</h2>" + _table(headers, versions, numeric=[3, 4, 5, 9, 13, 14], cls="versions"))
     parts.append(_approval_forms(order_key, data["versions"]))
+    parts.append(_retry_forms(order_key, data["versions"]))
     parts += [_lines(v) for v in data["versions"]]
     if data["payments"]:
         rows = [

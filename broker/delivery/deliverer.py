@@ -324,9 +324,10 @@ class Deliverer:
         )
 
     # -------------------------------------------------------------- one invoice
-    def ready(self, tenant_id: str, meta: RecordMeta) -> TenantState | Park | Dead:
+    def ready(self, tenant_id: str, meta: RecordMeta, *, retry_now: bool = False) -> TenantState | Park | Dead:
         """The tenant's state when a call may be made now; else :class:`Dead` (configuration, a fatal
-        error) or :class:`Park` (needs re-authorisation, circuit open), without calling."""
+        error) or :class:`Park` (needs re-authorisation, circuit open), without calling. ``retry_now``: an
+        operator asked for this attempt, so an open circuit does not stop it."""
         if tenant_id in self.unavailable:
             why = f"tenant {tenant_id} is not running: {self.unavailable[tenant_id]}"
             return Dead("config", ConfigError(why), meta.attempts, meta)
@@ -344,7 +345,7 @@ class Deliverer:
         refused = reauth_pending(state)
         if refused is not None:  # no new tokens since the refusal: park without calling
             return self.park_decision(state, meta, "needs_reauth", error=refused, attempted=False)
-        if state.circuit_open():
+        if state.circuit_open() and not retry_now:
             return self.park_decision(state, meta, state.circuit_reason or "retryable", attempted=False)
         return state
 
@@ -368,7 +369,9 @@ class Deliverer:
         tenant = self.config.tenants.get(tenant_id) if self.config is not None else None
         return str(getattr(tenant, "corrections", "amend"))
 
-    async def process(self, invoice: Invoice, ledger: InvoiceLedger, meta: RecordMeta) -> Decision:
+    async def process(
+        self, invoice: Invoice, ledger: InvoiceLedger, meta: RecordMeta, *, retry_now: bool = False
+    ) -> Decision:
         """Deliver ``invoice`` once, following the ledger (:mod:`broker.delivery`). Never raises a ConnectorError.
 
         In order: a revision up to the document's cancelled one is :class:`Withheld` (``cancelled``); a
@@ -376,7 +379,9 @@ class Deliverer:
         :meth:`_delivered_again`); a newer billed revision supersedes it; a revision up to the
         reopened one is :class:`Withheld` (``held``); one an operator must approve first (or rejected) is
         :class:`Unapproved`; otherwise it is amended over the billed revision or created. Raises
-        :class:`~broker.delivery.Abandoned` when interrupted at a safe point.
+        :class:`~broker.delivery.Abandoned` when interrupted at a safe point. ``retry_now``: an operator asked
+        to try this parked invoice now: the tenant's open circuit does not park it, and delivering it closes
+        the circuit.
         """
         entry = ledger.entry(invoice.invoice_key)
         order = ledger.order(invoice.order_key)
@@ -385,20 +390,28 @@ class Deliverer:
             billed = None if cancelled["state"] == "done" else cancelled.get("billed")
             return Withheld("cancelled", cancelled["change_key"], cancelled["revision"], billed, cancelled)
         if entry.get("state") == "delivered":
-            return await self._delivered_again(invoice, entry, order, ledger, meta)
+            return await self._delivered_again(invoice, entry, order, ledger, meta, retry_now=retry_now)
         previous = ledger.latest_delivered(invoice)
         if previous is not None and int(previous.get("revision", 0)) > invoice.revision:
             return Superseded(previous)
         held = order.get("held")
         if held is not None and invoice.revision <= held["revision"]:
             return Withheld("held", held["change_key"], held["revision"], order["delivered"])
-        return self.unapproved(invoice, entry) or await self._deliver(invoice, previous, ledger, meta)
+        return self.unapproved(invoice, entry) or await self._deliver(
+            invoice, previous, ledger, meta, retry_now=retry_now
+        )
 
     async def _deliver(
-        self, invoice: Invoice, previous: DeliveredRef | None, ledger: InvoiceLedger, meta: RecordMeta
+        self,
+        invoice: Invoice,
+        previous: DeliveredRef | None,
+        ledger: InvoiceLedger,
+        meta: RecordMeta,
+        *,
+        retry_now: bool = False,
     ) -> Outcome:
         """Create ``invoice``, or amend ``previous`` (the billed document of its work order) with it."""
-        ready = self.ready(invoice.tenant, meta)
+        ready = self.ready(invoice.tenant, meta, retry_now=retry_now)
         if not isinstance(ready, TenantState):
             return ready
         state = ready
@@ -421,10 +434,20 @@ class Deliverer:
                 )
             amend_from = previous
         with generation(meta.replay_count):  # a replay must not get the cached answer of the failed try
-            return await AttemptCycle(self, state, invoice, ledger=ledger, meta=meta, previous=amend_from).run()
+            outcome = await AttemptCycle(self, state, invoice, ledger=ledger, meta=meta, previous=amend_from).run()
+        if retry_now and isinstance(outcome, Delivered):
+            state.circuit_until = 0.0  # the operator's try went through: the tenant's other invoices may flow
+        return outcome
 
     async def _delivered_again(
-        self, invoice: Invoice, entry: LedgerEntry, order: WorkOrder, ledger: InvoiceLedger, meta: RecordMeta
+        self,
+        invoice: Invoice,
+        entry: LedgerEntry,
+        order: WorkOrder,
+        ledger: InvoiceLedger,
+        meta: RecordMeta,
+        *,
+        retry_now: bool = False,
     ) -> Decision:
         """A record of an invoice key already delivered (``entry``): the same content (or one we cannot
         compare: no fingerprint on either side, or a record older than the billed content's) is
@@ -467,7 +490,9 @@ class Deliverer:
         if done.get("state") == "delivered":  # pragma: no cover - the work-order entry names it once delivered
             return Corrected(AlreadyDelivered(done), correction)
         waits = self.unapproved(correction, done)  # a correction of an approved invoice is approved anew
-        return Corrected(waits or await self._deliver(correction, billed, ledger, meta), correction)
+        return Corrected(
+            waits or await self._deliver(correction, billed, ledger, meta, retry_now=retry_now), correction
+        )
 
     async def aclose(self) -> None:
         """Stop the batched creates, close every connector's HTTP client (errors are ignored: shutting down)."""

@@ -69,7 +69,18 @@ _CODE_STATES = {code: state for state, code in _STATE_CODES.items()}
 #: What a settled entry no longer keeps: the record and its retry state (only while parked or queued),
 #: ``uncertain`` (false once settled), the delivery time (its ``updated_at``), the billing system (the
 #: tenant's) and how it was parked.
-_DROPPED = ("payload", "meta", "due", "uncertain", "delivered_at", "billing_system", "park_reason", "park_level")
+_DROPPED = (
+    "payload",
+    "meta",
+    "due",
+    "uncertain",
+    "delivered_at",
+    "billing_system",
+    "park_reason",
+    "park_level",
+    "park_reported",
+    "retry_request",
+)
 #: The compact text's fields after the state code and the two times, in order (the last: every other field).
 _POSITIONAL = ("external_id", "external_number", "fingerprint", "total", "currency", "origin", "outcome", "attempts")
 _INVOICES_TOPIC = "billing.invoices"
@@ -1033,11 +1044,16 @@ class InvoiceLedger:
 
     def parked_at(
         self, invoice: LedgerRecord, payload: bytes, meta: RecordMeta, *, due: float, reason: str, level: int
-    ) -> None:
+    ) -> str | None:
         """Parked on a retry topic; it heads its work order's queue (later revisions wait behind it).
 
-        ``payload``: the invoice record (UTF-8 JSON); ``due``: epoch seconds; ``level``: retry topic number."""
+        ``payload``: the invoice record (UTF-8 JSON); ``due``: epoch seconds; ``level``: retry topic number.
+        Returns the outcome to report (``parked``, or ``needs_reauth`` for that reason) when the entry has not
+        reported it since it was last parked otherwise or retried on request (``park_reported``), else ``None``:
+        one outcome per change, not one per retry."""
         entry = self._base(invoice)
+        kind = "needs_reauth" if reason == "needs_reauth" else "parked"
+        report = kind if entry.get("park_reported") != kind else None
         entry.update(
             {
                 "state": "parked",
@@ -1046,6 +1062,7 @@ class InvoiceLedger:
                 "due": due,
                 "park_reason": reason,
                 "park_level": level,
+                "park_reported": kind,
                 "attempts": meta.attempts,
             }
         )
@@ -1054,6 +1071,23 @@ class InvoiceLedger:
         if invoice.invoice_key not in order["parked"]:
             order["parked"].append(invoice.invoice_key)
         self._put_order(invoice.order_key, order)
+        return report
+
+    def retry_now(self, key: str, request_id: str) -> LedgerEntry | None:
+        """An operator asked to try invoice version ``key`` now (request ``request_id``). Returns its entry when
+        it is ``parked`` at the head of its work order's queue and this request was not taken before (a
+        request consumed again after a crash is not attempted twice); records the request and forgets the
+        reported parking, so that parking it again reports it anew. ``None``: nothing to do."""
+        entry = self.entry(key)
+        if entry.get("state") != "parked" or not entry.get("payload") or entry.get("retry_request") == request_id:
+            return None
+        parked = self.parked(str(entry.get("order_key") or ""))
+        if not parked or parked[0] != key:
+            return None
+        entry["retry_request"] = request_id
+        entry.pop("park_reported", None)
+        self._put(key, entry)
+        return entry
 
     def queue_behind(self, invoice: LedgerRecord, payload: bytes, meta: RecordMeta) -> None:
         """An earlier revision of the work order is parked: wait behind it (kept here, with the payload)."""

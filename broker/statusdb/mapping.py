@@ -20,7 +20,9 @@ dead letter         ``dead_lettered``                                           
 delivery outcome    ``delivered`` (``created``, ``already_delivered``,              2
                     ``amended``), ``not_billable``, ``dead_lettered``,
                     ``superseded``, ``cancelled``, ``held``,
-                    ``awaiting_approval``, ``rejected``
+                    ``awaiting_approval``, ``rejected``, ``parked``,
+                    ``needs_reauth`` (reason and next attempt in ``error``;
+                    ``next_attempt_at`` in the outcome's history row)
 payment             ``paid``, ``partially_paid``, ``voided``, ``credited``          3
 replacement         ``replaced`` (a later version's outcome names this one in       4
                     ``replaced``)
@@ -41,8 +43,9 @@ when it happened, ``tenant``, ``data``: ``invoice_key`` (default: the record key
 strings: ``amount`` (this payment), ``amount_paid`` (paid so far), ``amount_due`` (still due).
 
 **billing.approvals** (operators' decisions on invoices awaiting approval, ``docs/approval.md``) adds a
-history row (``kind`` ``approval``, ``name`` ``approved`` or ``rejected``) and changes no ``invoices``
-row: the invoice's status follows the deliver stage's outcome (``created``, ``rejected``).
+history row (``kind`` ``approval``, ``name`` ``approved``, ``rejected`` or ``retry_requested``) and changes
+no ``invoices`` row: the invoice's status follows the deliver stage's outcome (``created``, ``rejected``,
+``parked`` …).
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ OUTCOME_STATUS = {
     "held": "held",
     "awaiting_approval": "awaiting_approval",
     "rejected": "rejected",
+    "parked": "parked",
+    "needs_reauth": "needs_reauth",
 }
 #: ``billing.payments`` CloudEvent type -> ``payment_state`` (other ``billing.invoice.*`` types: history only).
 PAYMENT_STATES = {
@@ -109,6 +114,8 @@ STATUSES = (
     "held",
     "awaiting_approval",
     "rejected",
+    "parked",
+    "needs_reauth",
     "paid",
     "partially_paid",
     "voided",
@@ -506,7 +513,7 @@ def _dead_letter(rec: Consumed) -> Mapped:
 
 def _approval(rec: Consumed) -> Mapped:
     doc, decision = _validated(rec, ApprovalDecision, "approval decision")
-    name = "approved" if decision.approved else "rejected"
+    name = "approved" if decision.approved else "retry_requested" if decision.retry_requested else "rejected"
     event = _event(rec, decision.invoice_key, decision.order_key, decision.tenant, "approval", name)
     return Mapped(event={**event, "detail": doc})
 

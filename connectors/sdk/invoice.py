@@ -235,7 +235,11 @@ class DeliveryOutcome(BaseModel):
     reopened: its billed document stays as it is until a later revision completes; this revision
     is not billed), ``awaiting_approval`` (its client's approval is ``required``: held in the broker,
     nothing sent, until an operator approves it; ``docs/approval.md``), ``rejected`` (an operator
-    rejected it while it awaited approval: never sent). ``billed_total`` always states what the
+    rejected it while it awaited approval: never sent), ``parked`` (not delivered yet: the billing system is
+    down, throttling or the tenant's circuit is open; ``error`` says why, ``next_attempt_at`` when it is tried
+    again; published once per parking, not per retry), ``needs_reauth`` (parked because the tenant's OAuth
+    connection must be re-authorised; ``docs/delivery.md`` §4). A later outcome (``created``,
+    ``dead_lettered`` …) supersedes either. ``billed_total`` always states what the
     billing system holds for the document after the outcome (see its description).
     ``reconciled``: an earlier attempt's outcome was unknown and the invoice was found by lookup.
     ``amendment``: what happened to the previous revision (``credited``, ``deleted``, ``voided``,
@@ -258,6 +262,8 @@ class DeliveryOutcome(BaseModel):
         "held",
         "awaiting_approval",
         "rejected",
+        "parked",
+        "needs_reauth",
     ]
     external_id: str | None = None
     external_number: str | None = None
@@ -275,6 +281,11 @@ class DeliveryOutcome(BaseModel):
         description="What the billing system holds for the document after this outcome, net of credit notes: "
         "the total of the invoice it bills (external_number), 0 when it bills none (cancelled: deleted, voided "
         "or credited in full); None when not known (not_billable, records from before this field).",
+    )
+    next_attempt_at: AwareDatetime | None = Field(
+        default=None,
+        description="parked / needs_reauth: when the deliver stage tries it again (the retry topic's due time); "
+        "an operator's retry request (billing.invoice.retry_requested) tries it sooner.",
     )
     at: AwareDatetime
 

@@ -36,7 +36,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -775,20 +775,7 @@ async def authorization_code_flow(
         bound_port = server.sockets[0].getsockname()[1]
         redirect_uri = f"http://{host}:{bound_port}/callback"
         state = secrets.token_urlsafe(24)
-        params = {
-            "response_type": "code",
-            "client_id": config.client_id,
-            "redirect_uri": redirect_uri,
-            "scope": " ".join(config.scopes),
-            "state": state,
-            **config.extra_params,
-        }
-        verifier = None
-        if config.use_pkce:
-            verifier, challenge = pkce_pair()
-            params.update(code_challenge=challenge, code_challenge_method="S256")
-        sep = "&" if "?" in config.authorize_url else "?"
-        url = f"{config.authorize_url}{sep}{urlencode(params)}"
+        url, verifier = authorization_request(config, redirect_uri, state)
         show_url(url)
         if open_browser:
             with contextlib.suppress(Exception):
@@ -803,6 +790,45 @@ async def authorization_code_flow(
         server.close()
         with contextlib.suppress(Exception):
             await server.wait_closed()
+    return await complete_authorization(
+        config, store, answer, state=state, verifier=verifier, redirect_uri=redirect_uri
+    )
+
+
+def authorization_request(config: OAuth2Config, redirect_uri: str, state: str) -> tuple[str, str | None]:
+    """The provider's authorization URL for ``redirect_uri`` and ``state`` (``config``'s client, scopes and
+    extra parameters; a PKCE S256 challenge when ``config.use_pkce``) and the PKCE ``code_verifier`` to keep
+    for :func:`complete_authorization` (``None`` without PKCE)."""
+    params = {
+        "response_type": "code",
+        "client_id": config.client_id,
+        "redirect_uri": redirect_uri,
+        "scope": " ".join(config.scopes),
+        "state": state,
+        **config.extra_params,
+    }
+    verifier = None
+    if config.use_pkce:
+        verifier, challenge = pkce_pair()
+        params.update(code_challenge=challenge, code_challenge_method="S256")
+    sep = "&" if "?" in config.authorize_url else "?"
+    return f"{config.authorize_url}{sep}{urlencode(params)}", verifier
+
+
+async def complete_authorization(
+    config: OAuth2Config,
+    store: TokenStore,
+    answer: Mapping[str, str],
+    *,
+    state: str,
+    verifier: str | None,
+    redirect_uri: str,
+) -> AuthorizationResult:
+    """The end of the authorization-code flow: ``answer`` is the redirect's query (``code`` and ``state``, or
+    ``error``); checks it against the ``state`` sent, exchanges the code at ``config.token_url`` (with the
+    PKCE ``verifier``) and saves the tokens under ``config.store_key`` in ``store`` (under its lock).
+    Raises :class:`AuthError` (denied, state mismatch, no code, exchange refused or no refresh token),
+    :class:`RetryableError` / :class:`RateLimitedError` (token endpoint unreachable). Tokens are never logged."""
     if answer.get("error"):
         raise AuthError(f"authorization refused: {answer.get('error')} {answer.get('error_description', '')}".strip())
     if not secrets.compare_digest(answer.get("state", ""), state):
@@ -840,6 +866,8 @@ __all__ = [
     "TokenSet",
     "TokenStore",
     "authorization_code_flow",
+    "authorization_request",
+    "complete_authorization",
     "default_token_store",
     "exchange_code",
     "fingerprint",
