@@ -74,6 +74,7 @@ from broker.kafka_security import client_options
 from broker.platforms import adapter
 from broker.platforms.base import SOURCE_PREFIX, Adapter, Context, Ignored, Rejected, Webhook
 from broker.platforms.client import PlatformClient
+from broker.problems import Problem
 from broker.settings import TOPIC_EVENTS, IntakeSettings
 
 __all__ = [
@@ -95,28 +96,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PLATFORM = "cloudevents"
-PROBLEM_TYPE = "https://github.com/maintenance-billing-broker/problems/"
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
-# --------------------------------------------------------------------------- problems
-class Problem(Exception):  # noqa: N818 - an HTTP problem document, not only an error
-    """An RFC 9457 problem: ``status``, a short ``slug`` (the ``type`` URI's last part, also the
-    metrics ``result``), a human ``title`` and the ``detail`` naming what was wrong."""
-
-    def __init__(
-        self, status: int, slug: str, title: str, detail: str, *, result: str, headers: dict[str, str] | None = None
-    ):
-        super().__init__(detail)
-        self.status, self.slug, self.title, self.detail, self.result = status, slug, title, detail, result
-        self.headers = headers or {}
-
-    def response(self) -> JSONResponse:
-        """The problem document (``application/problem+json``)."""
-        body = {"type": PROBLEM_TYPE + self.slug, "title": self.title, "status": self.status, "detail": self.detail}
-        return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE)
-
-
+# --------------------------------------------------------------------------- problems (broker/problems.py)
 def service_app(
     name: str,
     description: str,

@@ -7,18 +7,16 @@ can use them without importing the app back.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 
 from broker.console.auth import Operator
+from broker.problems import Problem
 
 __all__ = [
     "COOKIE",
-    "PROBLEM_MEDIA_TYPE",
-    "PROBLEM_TYPE",
     "ApiOperator",
     "LoginRequiredError",
     "PageOperator",
@@ -30,32 +28,6 @@ __all__ = [
 
 #: The session cookie's name.
 COOKIE = "broker_console_session"
-PROBLEM_TYPE = "https://github.com/maintenance-billing-broker/problems/"
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-
-
-class Problem(Exception):  # noqa: N818 - an HTTP problem document, not only an error
-    """An RFC 9457 problem document: ``status``, ``slug`` (the last part of ``type``), ``title``,
-    ``detail`` (naming what was wrong), extension members (e.g. ``parameter`` and ``value``)."""
-
-    def __init__(
-        self, status: int, slug: str, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.slug, self.title, self.detail = status, slug, title, detail
-        self.headers = headers or {}
-        self.extra = extra
-
-    def response(self) -> JSONResponse:
-        """The ``application/problem+json`` answer."""
-        body = {
-            "type": PROBLEM_TYPE + self.slug,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            **self.extra,
-        }
-        return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def bad_parameter(name: str, value: object, why: str, *, where: str = "query") -> Problem:
