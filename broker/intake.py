@@ -87,6 +87,7 @@ __all__ = [
     "create_intake_app",
     "credentials_of",
     "openapi_document",
+    "read_body",
     "recent_event_ids",
     "service_app",
     "sign",
@@ -412,7 +413,9 @@ class KafkaPublisher:
 
 
 # --------------------------------------------------------------------------- the service
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, read as it streams in; a 413 :class:`Problem` (``too_large``) as soon as it
+    (or its declared ``Content-Length``) is over ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise Problem(
@@ -594,7 +597,7 @@ def create_intake_app(
     async def post_events(request: Request) -> JSONResponse:
         started = time.monotonic()
         try:
-            body = await _read_body(request, settings.max_body_bytes)
+            body = await read_body(request, settings.max_body_bytes)
             sender = auth.authenticate(request.headers, body)
             raws = _structured_events(request, body)
             events = _parse_all(raws, media_type(request.headers.get("content-type")) == BATCH)
@@ -641,7 +644,7 @@ def create_intake_app(
                     f"{what}: no webhooks from {platform!r} are configured for tenant {tenant!r}",
                     result="not_found",
                 )
-            body = await _read_body(request, settings.max_body_bytes)
+            body = await read_body(request, settings.max_body_bytes)
             hook = Webhook(
                 headers={name.lower(): value for name, value in request.headers.items()},
                 body=body,

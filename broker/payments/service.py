@@ -39,7 +39,7 @@ from fastapi.responses import JSONResponse, Response
 
 from broker import metrics
 from broker.config import BrokerConfig, connector_class, resolve_secret
-from broker.intake import Problem, PublishUnavailable, _read_body, service_app
+from broker.intake import Problem, PublishUnavailable, read_body, service_app
 from broker.payments.recorder import Recorder
 from connectors.registry import payment_source_class
 from connectors.sdk.errors import ConfigError, ConnectorError, RateLimitedError
@@ -167,7 +167,7 @@ def create_payments_app(
     )
 
     async def handle(route: PaymentRoute, system: str, tenant: str, request: Request) -> list[dict[str, Any]]:
-        body = await _read_body(request, max_body_bytes)
+        body = await read_body(request, max_body_bytes)
         hook = Webhook({name.lower(): value for name, value in request.headers.items()}, body)
         try:
             await route.source.authenticate(hook, clock())
